@@ -1,0 +1,16 @@
+{
+  # The core addon only (OpenBLAS). The LibTorch addon is built by CMakeLists.txt with cmake-js:
+  # never describe one addon in both files.
+  "targets": [
+    {
+      "target_name": "handgrad",
+      "sources": ["native/addon/addon.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O3"],
+      "libraries": ["-lopenblas"]
+    }
+  ]
+}

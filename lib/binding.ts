@@ -1,0 +1,51 @@
+// The typed surface of the core addon (native/addon/addon.cc), declared once; the .node is cast to
+// it here and nowhere else. Loaded lazily so the pure-TS and WASM backends work without it.
+import { join } from 'node:path';
+import { HandgradError } from './errors';
+import type { FloatArray } from './types';
+
+export interface CoreBinding {
+  /** Writes Z1, A1, dZ1, logits, probs, dZ2 into ws and the gradients into their buffers; returns the loss. */
+  forwardBackward(
+    X: FloatArray, y: Int32Array, W1: FloatArray, b1: FloatArray, W2: FloatArray, b2: FloatArray,
+    ws: FloatArray, dX: FloatArray | null, dW1: FloatArray, db1: FloatArray, dW2: FloatArray, db2: FloatArray,
+    B: number, D: number, H: number, C: number, activation: number, reduction: number, accumulate: boolean,
+  ): number;
+  /** Writes Z1, A1 and logits into ws. */
+  forward(
+    X: FloatArray, W1: FloatArray, b1: FloatArray, W2: FloatArray, b2: FloatArray, ws: FloatArray,
+    B: number, D: number, H: number, C: number, activation: number,
+  ): void;
+  /** C = alpha·op(A)·op(B) + beta·C, row-major, through the same OpenBLAS. */
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number,
+    alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
+  ): void;
+  getNumThreads(): number;
+  setNumThreads(n: number): void;
+}
+
+export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');
+
+let core: CoreBinding | undefined;
+let loadError: HandgradError | undefined;
+
+/** The core addon, or a HandgradError that says how to build it. */
+export function coreBinding(): CoreBinding {
+  if (core) return core;
+  if (loadError) throw loadError;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    core = require('node-gyp-build')(packageRoot) as CoreBinding;
+    return core;
+  } catch (cause) {
+    loadError = new HandgradError(
+      'ERR_NATIVE_UNAVAILABLE',
+      `The native addon could not be loaded from ${packageRoot} (${(cause as Error).message.split('\n')[0]}). ` +
+        'Build it with `npm run setup` (needs g++, make and libopenblas-dev: ' +
+        '`apt-get install -y g++ make libopenblas-dev`), or use { backend: \'ts\' }.',
+      { cause },
+    );
+    throw loadError;
+  }
+}

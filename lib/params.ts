@@ -1,0 +1,56 @@
+import { Rng } from './rng';
+import type { Dtype, FloatArray, Params } from './types';
+import * as v from './validate';
+
+/**
+ * Weight initialisations:
+ * - 'he' (default): W ~ N(0, 2/fan_in), b = 0 — keeps ReLU activations' variance through a layer.
+ * - 'small': W = 0.01·N(0, 1), b = 0 — the seed documents' init.
+ * - 'xavier': W ~ N(0, 2/(fan_in + fan_out)), b = 0 — for sigmoid/tanh.
+ * - 'torch': W, b ~ U(−1/√fan_in, 1/√fan_in) — what nn.Linear does by default.
+ */
+export type Init = 'he' | 'small' | 'xavier' | 'torch';
+const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
+
+export interface InitOptions {
+  seed?: number;
+  dtype?: Dtype;
+  init?: Init;
+}
+
+export interface InitializedParams<T extends FloatArray = FloatArray> extends Required<Params<T>> {}
+
+/**
+ * Seeded parameters { D, H, C, W1[D,H], b1[H], W2[H,C], b2[C] }, identical for a seed on every
+ * backend and platform (numbers are drawn in float64, then rounded once for float32).
+ * @throws {TypeError|RangeError} for dims that are not positive integers or unknown options
+ */
+export function initParams(dims: { D: number; H: number; C: number }, opts: InitOptions = {}): InitializedParams {
+  if (dims === null || typeof dims !== 'object') v.fail(TypeError, 'an object { D, H, C }', 'dims', dims);
+  const D = v.dim('dims.D', dims.D);
+  const H = v.dim('dims.H', dims.H);
+  const C = v.dim('dims.C', dims.C);
+  const dtype = v.oneOf('opts.dtype', opts.dtype, ['float64', 'float32'] as const, 'float64');
+  const init = v.oneOf('opts.init', opts.init, INITS, 'he');
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+  const rng = new Rng(seed);
+  const make = (n: number) => (dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
+
+  const layer = (fanIn: number, fanOut: number): [FloatArray, FloatArray] => {
+    const W = make(fanIn * fanOut);
+    const b = make(fanOut);
+    if (init === 'torch') {
+      const bound = 1 / Math.sqrt(fanIn);
+      for (let i = 0; i < W.length; i++) W[i] = (2 * rng.uniform() - 1) * bound;
+      for (let i = 0; i < b.length; i++) b[i] = (2 * rng.uniform() - 1) * bound;
+    } else {
+      const std = init === 'he' ? Math.sqrt(2 / fanIn) : init === 'xavier' ? Math.sqrt(2 / (fanIn + fanOut)) : 0.01;
+      for (let i = 0; i < W.length; i++) W[i] = std * rng.normal();
+    }
+    return [W, b];
+  };
+  const [W1, b1] = layer(D, H);
+  const [W2, b2] = layer(H, C);
+  return { D, H, C, W1, b1, W2, b2 };
+}

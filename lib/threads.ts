@@ -1,0 +1,16 @@
+import { coreBinding } from './binding';
+import * as v from './validate';
+
+/** Threads OpenBLAS uses for each GEMM in the native backend. */
+export function getNumThreads(): number {
+  return coreBinding().getNumThreads();
+}
+
+/**
+ * Sets OpenBLAS's thread count for the whole process. OpenBLAS starts with one thread per core
+ * (or OPENBLAS_NUM_THREADS); a server that runs several trainings at once may want 1 per training.
+ * @throws {TypeError|RangeError} unless n is a positive integer
+ */
+export function setNumThreads(n: number): void {
+  coreBinding().setNumThreads(v.dim('threads', n));
+}

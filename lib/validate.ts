@@ -1,0 +1,238 @@
+// Every argument check of the public API, in one place, with one error wording:
+//   Expected {what} for {name} but received {actual}
+// TypeError for the wrong kind of thing, RangeError for a wrong size or value. Everything here runs
+// before any backend touches memory; the native addon checks again (defence in depth).
+import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from './types';
+
+type ErrorKind = typeof TypeError | typeof RangeError;
+
+/** A short description of what came, for error messages. */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (ArrayBuffer.isView(v)) {
+    const len = (v as unknown as { length?: number }).length ?? v.byteLength;
+    const detached = v.byteLength === 0 && v.buffer.byteLength === 0 && isDetached(v.buffer);
+    return `${v.constructor.name} of length ${len}${detached ? ' (detached buffer)' : ''}`;
+  }
+  if (Array.isArray(v)) {
+    return Array.isArray(v[0]) ? `nested Array [${v.length},${(v[0] as unknown[]).length}]` : `Array of length ${v.length}`;
+  }
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}
+
+function isDetached(buf: ArrayBufferLike): boolean {
+  const flag = (buf as { detached?: boolean }).detached;
+  if (typeof flag === 'boolean') return flag;
+  try {
+    new Uint8Array(buf as ArrayBuffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+export function fail(kind: ErrorKind, what: string, name: string, actual: unknown): never {
+  throw new kind(`Expected ${what} for ${name} but received ${typeof actual === 'string' ? actual : describe(actual)}`);
+}
+
+/** 'float64' for a Float64Array, 'float32' for a Float32Array, otherwise a TypeError. */
+export function dtypeOf(name: string, a: unknown): Dtype {
+  if (a instanceof Float64Array) return 'float64';
+  if (a instanceof Float32Array) return 'float32';
+  return fail(TypeError, 'a Float64Array or Float32Array', name, a);
+}
+
+export function floatArray(name: string, a: unknown, dtype: Dtype, length: number): FloatArray {
+  if (dtypeOf(name, a) !== dtype) {
+    fail(TypeError, `a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} (the dtype of X)`, name, a);
+  }
+  const arr = a as FloatArray;
+  if (arr.length !== length) fail(RangeError, `${length} elements`, name, arr);
+  return arr;
+}
+
+/** A positive integer dimension (a BLAS index is a 32-bit int). */
+export function dim(name: string, v: unknown): number {
+  if (typeof v !== 'number') fail(TypeError, 'a positive integer', name, v);
+  if (!Number.isInteger(v) || v < 1 || v > 0x7fffffff) fail(RangeError, 'a positive 32-bit integer', name, v);
+  return v;
+}
+
+export function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[], fallback: T): T {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    fail(typeof v === 'string' ? RangeError : TypeError, `one of ${allowed.map((a) => `'${a}'`).join(', ')}`, name, v);
+  }
+  return v as T;
+}
+
+export function bool(name: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') fail(TypeError, 'a boolean', name, v);
+  return v;
+}
+
+export const ACTIVATIONS: readonly Activation[] = ['relu', 'sigmoid', 'tanh'];
+export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum'];
+export const BACKENDS: readonly BackendName[] = ['native', 'ts', 'torch', 'wasm'];
+
+/** The first NaN or ±Infinity in `a` is a RangeError naming the tensor and the index. */
+export function assertFinite(name: string, a: FloatArray): void {
+  // x - x is 0 for finite x and NaN for NaN/±Infinity: one pass with no branch per element.
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
+  if (acc === 0) return;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i])) {
+      throw new RangeError(`Expected finite values in ${name} but received ${a[i]} at index ${i}`);
+    }
+  }
+}
+
+const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Uint32Array];
+
+/**
+ * Labels as an Int32Array of class ids in [0, C). An Int32Array is used in place; a plain array of
+ * integers or another integer typed array is converted once.
+ */
+export function labels(y: unknown, C: number): Int32Array {
+  let out: Int32Array;
+  if (y instanceof Int32Array) {
+    out = y;
+  } else if (INT_TYPED.some((K) => y instanceof K) || y instanceof BigInt64Array) {
+    const src = y as ArrayLike<number | bigint>;
+    out = new Int32Array(src.length);
+    for (let i = 0; i < src.length; i++) {
+      const v = Number(src[i]);
+      if (v > 0x7fffffff) fail(RangeError, `labels in [0, ${C})`, 'y', `${v} at index ${i}`);
+      out[i] = v;
+    }
+  } else if (Array.isArray(y)) {
+    if (y.length > 0 && Array.isArray(y[0])) {
+      const inner = (y[0] as unknown[]).length;
+      const hint = inner === 1 ? 'flatten y to [B]' : 'pass class ids (argmax of each row), not one-hot rows';
+      fail(TypeError, `a flat array of class ids shaped [B] (${hint})`, 'y', y);
+    }
+    out = new Int32Array(y.length);
+    for (let i = 0; i < y.length; i++) {
+      const v = y[i];
+      if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', 'y', `${describe(v)} at index ${i}`);
+      if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', `${v} at index ${i}`);
+      out[i] = v;
+    }
+  } else {
+    return fail(TypeError, 'an Int32Array or an array of integer class ids', 'y', y);
+  }
+  if (out.length === 0) fail(RangeError, 'at least one example (B ≥ 1)', 'y', y);
+  for (let i = 0; i < out.length; i++) {
+    const v = out[i];
+    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', `${v} at index ${i}`);
+  }
+  return out;
+}
+
+/** y that is one-hot rows flattened to length B·C, told apart from a plain length mismatch. */
+function looksOneHot(y: ArrayLike<number>, C: number, xLength: number, D: number): boolean {
+  if (C < 2 || y.length % C !== 0 || (y.length / C) * D !== xLength) return false;
+  for (let i = 0; i < y.length; i++) if (y[i] !== 0 && y[i] !== 1) return false;
+  return true;
+}
+
+export interface CheckedParams {
+  dtype: Dtype;
+  W1: FloatArray;
+  b1: FloatArray;
+  W2: FloatArray;
+  b2: FloatArray;
+  D: number;
+  H: number;
+  C: number;
+}
+
+/** W1, b1, W2, b2 of one dtype with consistent shapes; D, H, C read from them (and checked if given). */
+export function params(p: unknown): CheckedParams {
+  if (p === null || typeof p !== 'object') return fail(TypeError, 'an object { W1, b1, W2, b2 }', 'params', p);
+  const o = p as Record<string, unknown>;
+  for (const k of ['W1', 'b1', 'W2', 'b2']) if (o[k] === undefined) fail(TypeError, 'a Float64Array or Float32Array', `params.${k}`, undefined);
+  const dtype = dtypeOf('params.W1', o.W1);
+  dtypeOf('params.b1', o.b1);
+  dtypeOf('params.b2', o.b2);
+  const H = o.H === undefined ? (o.b1 as FloatArray).length : dim('params.H', o.H);
+  const C = o.C === undefined ? (o.b2 as FloatArray).length : dim('params.C', o.C);
+  if (H === 0) fail(RangeError, 'at least one hidden unit (H ≥ 1)', 'params.b1', o.b1);
+  if (C === 0) fail(RangeError, 'at least one class (C ≥ 1)', 'params.b2', o.b2);
+  const w1len = (o.W1 as FloatArray).length;
+  const D = o.D === undefined ? w1len / H : dim('params.D', o.D);
+  if (!Number.isInteger(D) || D < 1) fail(RangeError, `a length that is a positive multiple of H = ${H} ([D,H])`, 'params.W1', o.W1);
+  return {
+    dtype,
+    D,
+    H,
+    C,
+    W1: floatArray('params.W1', o.W1, dtype, D * H),
+    b1: floatArray('params.b1', o.b1, dtype, H),
+    W2: floatArray('params.W2', o.W2, dtype, H * C),
+    b2: floatArray('params.b2', o.b2, dtype, C),
+  };
+}
+
+/** X[B,D] in the params' dtype, with B taken from y. */
+export function input(X: unknown, p: CheckedParams, B: number): FloatArray {
+  const dt = dtypeOf('X', X);
+  if (dt !== p.dtype) fail(TypeError, `X and params of one dtype (params are ${p.dtype})`, 'X', X);
+  return floatArray('X', X, dt, B * p.D);
+}
+
+/** Labels and X together: catches one-hot labels and [B,1] labels before a generic length error. */
+export function batch(X: unknown, y: unknown, p: CheckedParams): { X: FloatArray; y: Int32Array; B: number } {
+  const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : -1;
+  if ((Array.isArray(y) || ArrayBuffer.isView(y)) && !Array.isArray((y as unknown[])[0])) {
+    const ya = y as ArrayLike<number>;
+    if (ya.length * p.D !== xlen && looksOneHot(ya, p.C, xlen, p.D)) {
+      fail(RangeError, `class ids shaped [B] (B = ${xlen / p.D}), not one-hot rows [B,C]; use the argmax of each row`, 'y', `${describe(y)} of 0/1 values`);
+    }
+  }
+  const labelsY = labels(y, p.C);
+  const B = labelsY.length;
+  if (xlen >= 0 && xlen !== B * p.D && p.D > 0 && xlen % p.D === 0) {
+    fail(RangeError, `${B * p.D} elements ([B,D] with B = ${B} from y, D = ${p.D})`, 'X', X);
+  }
+  return { X: input(X, p, B), y: labelsY, B };
+}
+
+/** Products that a 32-bit BLAS index or a typed array cannot hold are refused up front. */
+export function sizes(d: Dims): void {
+  const maxLen = 2 ** 32 - 1;
+  const check = (name: string, n: number) => {
+    if (n > maxLen) fail(RangeError, `at most ${maxLen} elements`, name, `${n} elements`);
+  };
+  check('X', d.B * d.D);
+  check('W1', d.D * d.H);
+  check('W2', d.H * d.C);
+  check('workspace', 3 * d.B * d.H + 3 * d.B * d.C);
+}
+
+/** An output buffer given in `out`: right dtype and length. */
+export function outBuffer(name: string, a: unknown, dtype: Dtype, length: number): FloatArray {
+  return floatArray(`out.${name}`, a, dtype, length);
+}
+
+/** Refuses an output that shares bytes with an input or another output (silent wrong answers). */
+export function disjoint(outputs: Record<string, ArrayBufferView | undefined>, inputs: Record<string, ArrayBufferView>): void {
+  const outs = Object.entries(outputs).filter((e): e is [string, ArrayBufferView] => e[1] !== undefined);
+  const all = [...outs, ...Object.entries(inputs)];
+  for (let i = 0; i < outs.length; i++) {
+    const [name, a] = outs[i];
+    for (let j = 0; j < all.length; j++) {
+      const [other, b] = all[j];
+      if (j === i || a.buffer !== b.buffer) continue;
+      if (a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
+        throw new RangeError(`Expected out.${name} not to share memory with ${other}`);
+      }
+    }
+  }
+}

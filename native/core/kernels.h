@@ -1,0 +1,133 @@
+// The non-BLAS kernels of the two-layer classifier: bias broadcast and batch sum, the three
+// activations with their derivatives, and softmax cross-entropy. Plain C++ on raw pointers (no
+// Node-API, no BLAS) so the native core, benchmarks and other targets share one copy.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace hg {
+
+enum class Activation : int { Relu = 0, Sigmoid = 1, Tanh = 2 };
+enum class Reduction : int { Mean = 0, Sum = 1 };
+
+// True when no entry is NaN or ±Infinity. Tests the exponent bits as integers so the loop
+// vectorizes without -ffast-math (a float compare-and-branch would not).
+inline bool allFinite(const double* p, size_t n) {
+  uint64_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL);
+  }
+  return bad == 0;
+}
+inline bool allFinite(const float* p, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000U) == 0x7f800000U);
+  }
+  return bad == 0;
+}
+// Index of the first non-finite entry, or n; only called once allFinite said no.
+template <typename T>
+size_t firstNonFinite(const T* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return i;
+  return n;
+}
+
+// out[b, j] = bias[j] for every row: the GEMM that follows adds into it (beta = 1), which saves
+// a second pass over Z.
+template <typename T>
+void broadcastRows(const T* bias, T* out, size_t rows, size_t cols) {
+  for (size_t b = 0; b < rows; ++b) std::memcpy(out + b * cols, bias, cols * sizeof(T));
+}
+
+// db[j] (+)= Σ_b dZ[b, j]: the bias gradient is the batch sum of its layer's dZ.
+template <typename T>
+void sumRows(const T* dZ, T* db, size_t rows, size_t cols, bool accumulate) {
+  if (!accumulate) std::memset(db, 0, cols * sizeof(T));
+  for (size_t b = 0; b < rows; ++b) {
+    const T* row = dZ + b * cols;
+    for (size_t j = 0; j < cols; ++j) db[j] += row[j];
+  }
+}
+
+// A = act(Z), elementwise.
+template <typename T>
+void activationForward(Activation act, const T* Z, T* A, size_t n) {
+  switch (act) {
+    case Activation::Relu:
+      // NaN-propagating like torch.relu; inputs are finite here anyway.
+      for (size_t i = 0; i < n; ++i) A[i] = Z[i] > T(0) ? Z[i] : T(0);
+      break;
+    case Activation::Sigmoid:
+      for (size_t i = 0; i < n; ++i) A[i] = T(1) / (T(1) + std::exp(-Z[i]));
+      break;
+    case Activation::Tanh:
+      for (size_t i = 0; i < n; ++i) A[i] = std::tanh(Z[i]);
+      break;
+  }
+}
+
+// dZ = dA ⊙ act'(Z), in place on dA. ReLU: 1 where Z > 0 strictly (0 at Z == 0, as PyTorch).
+// Sigmoid and tanh take the derivative from the output A (σ' = A(1−A), tanh' = 1 − A²), as
+// PyTorch's sigmoid_backward/tanh_backward do, so the rounding matches theirs.
+template <typename T>
+void activationBackward(Activation act, const T* Z, const T* A, T* dA, size_t n) {
+  switch (act) {
+    case Activation::Relu:
+      for (size_t i = 0; i < n; ++i) dA[i] = Z[i] > T(0) ? dA[i] : T(0);
+      break;
+    case Activation::Sigmoid:
+      for (size_t i = 0; i < n; ++i) dA[i] = dA[i] * ((T(1) - A[i]) * A[i]);
+      break;
+    case Activation::Tanh:
+      for (size_t i = 0; i < n; ++i) dA[i] = dA[i] * (T(1) - A[i] * A[i]);
+      break;
+  }
+}
+
+// probs = softmax(logits) row by row, and the cross-entropy loss by log-sum-exp on the logits:
+// loss_b = log Σ_c exp(z_c − m) + m − z_y with m = max_c z_c. Never log(probs): a probability
+// that underflows to 0 would make the loss infinite. Returns Σ_b loss_b (caller divides for mean),
+// accumulated in double so float32 keeps its last bits.
+template <typename T>
+double softmaxCrossEntropy(const T* logits, const int32_t* y, T* probs, size_t B, size_t C) {
+  double total = 0.0;
+  for (size_t b = 0; b < B; ++b) {
+    const T* z = logits + b * C;
+    T* p = probs + b * C;
+    T m = z[0];
+    for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
+    T s = T(0);
+    for (size_t c = 0; c < C; ++c) {
+      p[c] = std::exp(z[c] - m);
+      s += p[c];
+    }
+    const T inv = T(1) / s;
+    for (size_t c = 0; c < C; ++c) p[c] *= inv;
+    total += static_cast<double>(std::log(s)) + static_cast<double>(m) -
+             static_cast<double>(z[y[b]]);
+  }
+  return total;
+}
+
+// dZ2 = (probs − onehot(y)) · scale, scale = 1/B for mean, 1 for sum.
+template <typename T>
+void softmaxCrossEntropyBackward(const T* probs, const int32_t* y, T* dZ2, size_t B, size_t C,
+                                 T scale) {
+  for (size_t b = 0; b < B; ++b) {
+    const T* p = probs + b * C;
+    T* d = dZ2 + b * C;
+    for (size_t c = 0; c < C; ++c) d[c] = p[c] * scale;
+    d[y[b]] -= scale;
+  }
+}
+
+}  // namespace hg

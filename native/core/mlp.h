@@ -1,0 +1,97 @@
+// The two-layer classifier, forward and hand-derived backward, on BLAS GEMMs.
+//   X[B,D] → Z1 = X·W1 + b1 [B,H] → A1 = act(Z1) → Z2 = A1·W2 + b2 [B,C] → softmax-CE(y) → loss
+// Callers (the addon glue, benchmarks) have checked every size and pointer; nothing here allocates.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "blas.h"
+#include "kernels.h"
+
+namespace hg {
+
+struct Dims {
+  int B, D, H, C;  // each fits a BLAS int; the glue checks products against size_t too
+};
+
+template <typename T>
+struct Params {
+  const T* W1;  // [D,H]
+  const T* b1;  // [H]
+  const T* W2;  // [H,C]
+  const T* b2;  // [C]
+};
+
+// Intermediate tensors. The glue carves them from one caller-owned buffer (see workspaceLength)
+// so a training loop reuses the same memory every step and a cache can be handed back to JS.
+template <typename T>
+struct Workspace {
+  T* Z1;      // [B,H] pre-activation, kept for act'(Z1)
+  T* A1;      // [B,H]
+  T* dZ1;     // [B,H] dA1, then dZ1 in place
+  T* logits;  // [B,C] Z2
+  T* probs;   // [B,C] softmax(Z2); never overwritten by backward, so a returned cache stays valid
+  T* dZ2;     // [B,C]
+};
+
+inline size_t workspaceLength(const Dims& d) {
+  return 3 * size_t(d.B) * size_t(d.H) + 3 * size_t(d.B) * size_t(d.C);
+}
+
+template <typename T>
+Workspace<T> carveWorkspace(T* base, const Dims& d) {
+  const size_t bh = size_t(d.B) * size_t(d.H), bc = size_t(d.B) * size_t(d.C);
+  return {base, base + bh, base + 2 * bh, base + 3 * bh, base + 3 * bh + bc, base + 3 * bh + 2 * bc};
+}
+
+template <typename T>
+struct Grads {
+  T* dX;  // [B,D] or nullptr when the input gradient is not wanted
+  T* dW1;
+  T* db1;
+  T* dW2;
+  T* db2;
+};
+
+// Z1 = X·W1 + b1, A1 = act(Z1), logits = A1·W2 + b2. Bias rows are written first and the GEMM
+// adds into them (beta = 1).
+template <typename T>
+void forward(const Dims& d, const T* X, const Params<T>& p, Activation act, T* Z1, T* A1,
+             T* logits) {
+  broadcastRows(p.b1, Z1, d.B, d.H);
+  gemm(false, false, d.B, d.H, d.D, T(1), X, d.D, p.W1, d.H, T(1), Z1, d.H);
+  activationForward(act, Z1, A1, size_t(d.B) * size_t(d.H));
+  broadcastRows(p.b2, logits, d.B, d.C);
+  gemm(false, false, d.B, d.C, d.H, T(1), A1, d.H, p.W2, d.C, T(1), logits, d.C);
+}
+
+// Forward, loss and every gradient. With accumulate the gradients are added to what the buffers
+// hold (PyTorch's .grad semantics); otherwise they are overwritten. Returns the loss.
+template <typename T>
+double forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params<T>& p,
+                       Activation act, Reduction red, const Workspace<T>& w, const Grads<T>& g,
+                       bool accumulate) {
+  forward(d, X, p, act, w.Z1, w.A1, w.logits);
+  const double total = softmaxCrossEntropy(w.logits, y, w.probs, d.B, d.C);
+  const T scale = red == Reduction::Mean ? T(1) / T(d.B) : T(1);
+
+  // ∂loss/∂Z2 = (softmax(Z2) − onehot(y)) · scale
+  softmaxCrossEntropyBackward(w.probs, y, w.dZ2, d.B, d.C, scale);
+  const T beta = accumulate ? T(1) : T(0);
+  // Z2 = A1·W2 + b2  ⇒  dW2 = A1ᵀ·dZ2 [H,C], db2 = Σ_b dZ2, dA1 = dZ2·W2ᵀ [B,H]
+  gemm(true, false, d.H, d.C, d.B, T(1), w.A1, d.H, w.dZ2, d.C, beta, g.dW2, d.C);
+  sumRows(w.dZ2, g.db2, d.B, d.C, accumulate);
+  gemm(false, true, d.B, d.H, d.C, T(1), w.dZ2, d.C, p.W2, d.C, T(0), w.dZ1, d.H);
+  // A1 = act(Z1)  ⇒  dZ1 = dA1 ⊙ act'(Z1)
+  activationBackward(act, w.Z1, w.A1, w.dZ1, size_t(d.B) * size_t(d.H));
+  // Z1 = X·W1 + b1  ⇒  dW1 = Xᵀ·dZ1 [D,H], db1 = Σ_b dZ1, dX = dZ1·W1ᵀ [B,D]
+  gemm(true, false, d.D, d.H, d.B, T(1), X, d.D, w.dZ1, d.H, beta, g.dW1, d.H);
+  sumRows(w.dZ1, g.db1, d.B, d.H, accumulate);
+  if (g.dX) gemm(false, true, d.B, d.D, d.H, T(1), w.dZ1, d.H, p.W1, d.H, beta, g.dX, d.D);
+
+  const double loss = red == Reduction::Mean ? total / d.B : total;
+  return static_cast<double>(static_cast<T>(loss));  // the loss in the tensors' own dtype
+}
+
+}  // namespace hg
