@@ -47,6 +47,9 @@ function gradBuffer(name: keyof Grads, out: Partial<Grads> | undefined, dtype: D
   return given === undefined ? newArray(dtype, n) : v.outBuffer(name, given, dtype, n);
 }
 
+const GRAD_NAMES = ['dX', 'dW1', 'db1', 'dW2', 'db2'] as const;
+const INPUT_NAMES = ['X', 'y', 'W1', 'b1', 'W2', 'b2'] as const;
+
 /**
  * Loss and hand-derived gradients of softmax cross-entropy through the two-layer network.
  * @throws {TypeError} a wrong kind of argument (dtype, labels, options), naming the tensor
@@ -81,8 +84,10 @@ export function forwardBackward<T extends FloatArray>(
     db2: gradBuffer('db2', out, p.dtype, p.C),
   };
   if (inputGrad) grads.dX = gradBuffer('dX', out, p.dtype, b.B * p.D);
-  if (out !== undefined) {
-    v.disjoint({ ...grads }, { X: b.X, y: b.y, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 });
+  // The native addon makes this check itself in C++ (reading .buffer from JS costs more than the
+  // whole toy-size step), so it is done here only for the other backends.
+  if (out !== undefined && backend !== 'native') {
+    v.disjoint(GRAD_NAMES, [grads.dX, grads.dW1, grads.db1, grads.dW2, grads.db2], INPUT_NAMES, [b.X, b.y, p.W1, p.b1, p.W2, p.b2]);
   }
   const ws = workspace(p.dtype, dims, wantCache);
   const loss = getBackend(backend).forwardBackward({

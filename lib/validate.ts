@@ -82,10 +82,7 @@ export const BACKENDS: readonly BackendName[] = ['native', 'ts', 'torch', 'wasm'
 
 /** The first NaN or ±Infinity in `a` is a RangeError naming the tensor and the index. */
 export function assertFinite(name: string, a: FloatArray): void {
-  // x - x is 0 for finite x and NaN for NaN/±Infinity: one pass with no branch per element.
-  let acc = 0;
-  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
-  if (acc === 0) return;
+  if (allFinite(a)) return;
   for (let i = 0; i < a.length; i++) {
     if (!Number.isFinite(a[i])) {
       throw new RangeError(`Expected finite values in ${name} but received ${a[i]} at index ${i}`);
@@ -221,18 +218,44 @@ export function outBuffer(name: string, a: unknown, dtype: Dtype, length: number
   return floatArray(`out.${name}`, a, dtype, length);
 }
 
-/** Refuses an output that shares bytes with an input or another output (silent wrong answers). */
-export function disjoint(outputs: Record<string, ArrayBufferView | undefined>, inputs: Record<string, ArrayBufferView>): void {
-  const outs = Object.entries(outputs).filter((e): e is [string, ArrayBufferView] => e[1] !== undefined);
-  const all = [...outs, ...Object.entries(inputs)];
+/**
+ * Refuses an output that shares bytes with an input or another output (a silent wrong answer).
+ * Names are looked up only on failure: this runs on every call with `out` buffers.
+ */
+export function disjoint(outNames: readonly string[], outs: readonly (ArrayBufferView | undefined)[], inNames: readonly string[], ins: readonly ArrayBufferView[]): void {
   for (let i = 0; i < outs.length; i++) {
-    const [name, a] = outs[i];
-    for (let j = 0; j < all.length; j++) {
-      const [other, b] = all[j];
-      if (j === i || a.buffer !== b.buffer) continue;
+    const a = outs[i];
+    if (a === undefined) continue;
+    for (let j = 0; j < outs.length + ins.length; j++) {
+      const b = j < outs.length ? outs[j] : ins[j - outs.length];
+      if (j === i || b === undefined || a.buffer !== b.buffer) continue;
       if (a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
-        throw new RangeError(`Expected out.${name} not to share memory with ${other}`);
+        const other = j < outs.length ? `out.${outNames[j]}` : inNames[j - outs.length];
+        throw new RangeError(`Expected out.${outNames[i]} not to share memory with ${other}`);
       }
     }
   }
+}
+
+/**
+ * A forward pass produced NaN/±Infinity at `stage`: name the input responsible, or report the
+ * overflow. Same wording as the native addon (native/addon/addon.cc).
+ */
+export function explainNonFinite(stage: 'Z1' | 'logits', t: { X: FloatArray; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray }): never {
+  if (stage === 'Z1') {
+    assertFinite('X', t.X);
+    assertFinite('W1', t.W1);
+    assertFinite('b1', t.b1);
+    throw new RangeError('Expected a finite forward pass but Z1 = X·W1 + b1 overflowed (inputs or weights too large for the dtype)');
+  }
+  assertFinite('W2', t.W2);
+  assertFinite('b2', t.b2);
+  throw new RangeError('Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)');
+}
+
+/** True when every entry is finite: x − x is 0 for finite x and NaN otherwise, no branch per entry. */
+export function allFinite(a: FloatArray): boolean {
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
+  return acc === 0;
 }

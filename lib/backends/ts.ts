@@ -1,7 +1,7 @@
 // The pure-TypeScript backend: the same math as native/core/mlp.h, step for step, with plain loops
 // for the GEMMs (i-k-j order so the inner loop walks rows contiguously). No native code needed.
 import type { Activation, Dims, FloatArray } from '../types';
-import { assertFinite } from '../validate';
+import { allFinite, explainNonFinite } from '../validate';
 import { carveWorkspace } from '../workspace';
 import type { Backend, ForwardJob, StepJob } from './backend';
 
@@ -89,14 +89,16 @@ function softmaxCrossEntropy(logits: FloatArray, y: Int32Array, probs: FloatArra
   return total;
 }
 
+// Finiteness is checked on Z1 (before the activation) and the logits, as in native/core/mlp.h.
 function forwardInto(j: ForwardJob, Z1: FloatArray, A1: FloatArray, logits: FloatArray): void {
   const { B, D, H, C } = j.dims;
-  for (const [name, a] of [['X', j.X], ['W1', j.W1], ['b1', j.b1], ['W2', j.W2], ['b2', j.b2]] as const) assertFinite(name, a);
   broadcastRows(j.b1, Z1, B);
   gemmNN(j.X, j.W1, Z1, B, H, D, 1);
+  if (!allFinite(Z1)) explainNonFinite('Z1', j);
   activationForward(j.activation, Z1, A1);
   broadcastRows(j.b2, logits, B);
   gemmNN(A1, j.W2, logits, B, C, H, 1);
+  if (!allFinite(logits)) explainNonFinite('logits', j);
 }
 
 export const tsBackend: Backend = {

@@ -36,6 +36,20 @@ void requireDisjoint(Napi::Env env, const Span (&spans)[N], size_t firstOutput) 
   }
 }
 
+// A non-finite forward pass: name the input that caused it, or say that it overflowed.
+template <typename T>
+void explainNonFinite(Napi::Env env, Status status, const Dims& d, const T* X, const Params<T>& p) {
+  if (status == Status::NonFiniteZ1) {
+    requireFinite(env, "X", X, size_t(d.B) * size_t(d.D));
+    requireFinite(env, "W1", p.W1, size_t(d.D) * size_t(d.H));
+    requireFinite(env, "b1", p.b1, size_t(d.H));
+    throwRange(env, "Expected a finite forward pass but Z1 = X·W1 + b1 overflowed (inputs or weights too large for the dtype)");
+  }
+  requireFinite(env, "W2", p.W2, size_t(d.H) * size_t(d.C));
+  requireFinite(env, "b2", p.b2, size_t(d.C));
+  throwRange(env, "Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)");
+}
+
 bool isFloat32(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsTypedArray()) throwType(info.Env(), "Expected Float64Array or Float32Array for X");
   const auto t = info[0].As<Napi::TypedArray>().TypedArrayType();
@@ -80,13 +94,10 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
     if (y[b] < 0 || y[b] >= d.C)
       throwRange(env, "Expected labels in [0, " + std::to_string(d.C) + ") for y but received " +
                           std::to_string(y[b]) + " at index " + std::to_string(b));
-  requireFinite(env, "X", X, nX);
-  requireFinite(env, "W1", p.W1, nW1);
-  requireFinite(env, "b1", p.b1, d.H);
-  requireFinite(env, "W2", p.W2, nW2);
-  requireFinite(env, "b2", p.b2, d.C);
 
-  const double loss = forwardBackward(d, X, y, p, act, red, carveWorkspace(ws, d), g, accumulate);
+  double loss = 0;
+  const Status status = forwardBackward(d, X, y, p, act, red, carveWorkspace(ws, d), g, accumulate, &loss);
+  if (status != Status::Ok) explainNonFinite(env, status, d, X, p);
   return Napi::Number::New(env, loss);
 }
 
@@ -114,13 +125,9 @@ Napi::Value forwardT(const Napi::CallbackInfo& info) {
                         {p.b1, d.H * sizeof(T), "b1"}, {p.W2, nW2 * sizeof(T), "W2"},
                         {p.b2, d.C * sizeof(T), "b2"}, {ws, nWs * sizeof(T), "workspace"}};
   requireDisjoint(env, spans, 5);
-  requireFinite(env, "X", X, nX);
-  requireFinite(env, "W1", p.W1, nW1);
-  requireFinite(env, "b1", p.b1, d.H);
-  requireFinite(env, "W2", p.W2, nW2);
-  requireFinite(env, "b2", p.b2, d.C);
   const Workspace<T> w = carveWorkspace(ws, d);
-  forward(d, X, p, act, w.Z1, w.A1, w.logits);
+  const Status status = forward(d, X, p, act, w.Z1, w.A1, w.logits);
+  if (status != Status::Ok) explainNonFinite(env, status, d, X, p);
   return env.Undefined();
 }
 

@@ -6,15 +6,41 @@
 
 namespace hg {
 
+// Products of at most this many multiply-adds skip BLAS: measured from Node on this machine, an
+// OpenBLAS call costs ~0.5–1 µs of fixed overhead (argument checks, buffer locks, thread
+// bookkeeping), more than the arithmetic of a 4×10×5 GEMM. The seed's toy size lives here.
+constexpr long kSmallGemm = 4096;
+
+// Plain loops with BLAS semantics (beta = 0 ignores what C held, so garbage or NaN there never
+// leaks in). Row i of C is built from dot products; at these sizes everything is in L1.
+template <typename T>
+void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
+               const T* B, int ldb, T beta, T* C, int ldc) {
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < N; ++j) {
+      T s = T(0);
+      for (int k = 0; k < K; ++k) {
+        const T a = transA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k];
+        const T b = transB ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j];
+        s += a * b;
+      }
+      T& c = C[size_t(i) * ldc + j];
+      c = beta == T(0) ? alpha * s : alpha * s + beta * c;
+    }
+  }
+}
+
 // C[M,N] = alpha · op(A) · op(B) + beta · C, with op = transpose when the flag says so.
 // lda/ldb/ldc are the row lengths of the matrices as stored.
 inline void gemm(bool transA, bool transB, int M, int N, int K, double alpha, const double* A,
                  int lda, const double* B, int ldb, double beta, double* C, int ldc) {
+  if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
               M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 inline void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
                  int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
               M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

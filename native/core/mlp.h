@@ -54,25 +54,39 @@ struct Grads {
   T* db2;
 };
 
+// Which stage of the forward pass produced NaN or ±Infinity, if any.
+enum class Status : int { Ok = 0, NonFiniteZ1 = 1, NonFiniteLogits = 2 };
+
 // Z1 = X·W1 + b1, A1 = act(Z1), logits = A1·W2 + b2. Bias rows are written first and the GEMM
 // adds into them (beta = 1).
+// Finiteness is checked on Z1 and the logits rather than on the inputs: every entry of X, W1 and
+// b1 reaches some Z1 entry through a product with a finite factor (NaN·0 and Inf·0 are NaN), and
+// every entry of W2 and b2 reaches the logits the same way (A1 is finite when Z1 is), so a
+// non-finite input always shows here — and Z1 is B·H entries, fewer than D·H, and hot in cache.
+// The check happens before ReLU, which would map −Infinity to 0.
 template <typename T>
-void forward(const Dims& d, const T* X, const Params<T>& p, Activation act, T* Z1, T* A1,
-             T* logits) {
+Status forward(const Dims& d, const T* X, const Params<T>& p, Activation act, T* Z1, T* A1,
+               T* logits) {
+  const size_t bh = size_t(d.B) * size_t(d.H);
   broadcastRows(p.b1, Z1, d.B, d.H);
   gemm(false, false, d.B, d.H, d.D, T(1), X, d.D, p.W1, d.H, T(1), Z1, d.H);
-  activationForward(act, Z1, A1, size_t(d.B) * size_t(d.H));
+  if (!allFinite(Z1, bh)) return Status::NonFiniteZ1;
+  activationForward(act, Z1, A1, bh);
   broadcastRows(p.b2, logits, d.B, d.C);
   gemm(false, false, d.B, d.C, d.H, T(1), A1, d.H, p.W2, d.C, T(1), logits, d.C);
+  if (!allFinite(logits, size_t(d.B) * size_t(d.C))) return Status::NonFiniteLogits;
+  return Status::Ok;
 }
 
 // Forward, loss and every gradient. With accumulate the gradients are added to what the buffers
-// hold (PyTorch's .grad semantics); otherwise they are overwritten. Returns the loss.
+// hold (PyTorch's .grad semantics); otherwise they are overwritten. The loss goes to *loss; on a
+// non-finite forward pass nothing is written to the gradients.
 template <typename T>
-double forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params<T>& p,
+Status forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params<T>& p,
                        Activation act, Reduction red, const Workspace<T>& w, const Grads<T>& g,
-                       bool accumulate) {
-  forward(d, X, p, act, w.Z1, w.A1, w.logits);
+                       bool accumulate, double* loss) {
+  const Status status = forward(d, X, p, act, w.Z1, w.A1, w.logits);
+  if (status != Status::Ok) return status;
   const double total = softmaxCrossEntropy(w.logits, y, w.probs, d.B, d.C);
   const T scale = red == Reduction::Mean ? T(1) / T(d.B) : T(1);
 
@@ -90,8 +104,9 @@ double forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params
   sumRows(w.dZ1, g.db1, d.B, d.H, accumulate);
   if (g.dX) gemm(false, true, d.B, d.D, d.H, T(1), w.dZ1, d.H, p.W1, d.H, beta, g.dX, d.D);
 
-  const double loss = red == Reduction::Mean ? total / d.B : total;
-  return static_cast<double>(static_cast<T>(loss));  // the loss in the tensors' own dtype
+  const double reduced = red == Reduction::Mean ? total / d.B : total;
+  *loss = static_cast<double>(static_cast<T>(reduced));  // the loss in the tensors' own dtype
+  return Status::Ok;
 }
 
 }  // namespace hg
