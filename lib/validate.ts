@@ -35,8 +35,13 @@ function isDetached(buf: ArrayBufferLike): boolean {
   }
 }
 
+/** What came, already put into words (an index, a count); anything else passed to fail is described. */
+export class Received {
+  constructor(readonly text: string) {}
+}
+
 export function fail(kind: ErrorKind, what: string, name: string, actual: unknown): never {
-  throw new kind(`Expected ${what} for ${name} but received ${typeof actual === 'string' ? actual : describe(actual)}`);
+  throw new kind(`Expected ${what} for ${name} but received ${actual instanceof Received ? actual.text : describe(actual)}`);
 }
 
 /** 'float64' for a Float64Array, 'float32' for a Float32Array, otherwise a TypeError. */
@@ -105,7 +110,7 @@ export function labels(y: unknown, C: number): Int32Array {
     out = new Int32Array(src.length);
     for (let i = 0; i < src.length; i++) {
       const v = Number(src[i]);
-      if (v > 0x7fffffff) fail(RangeError, `labels in [0, ${C})`, 'y', `${v} at index ${i}`);
+      if (v > 0x7fffffff) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
       out[i] = v;
     }
   } else if (Array.isArray(y)) {
@@ -117,8 +122,8 @@ export function labels(y: unknown, C: number): Int32Array {
     out = new Int32Array(y.length);
     for (let i = 0; i < y.length; i++) {
       const v = y[i];
-      if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', 'y', `${describe(v)} at index ${i}`);
-      if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', `${v} at index ${i}`);
+      if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', 'y', new Received(`${describe(v)} at index ${i}`));
+      if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
       out[i] = v;
     }
   } else {
@@ -127,7 +132,7 @@ export function labels(y: unknown, C: number): Int32Array {
   if (out.length === 0) fail(RangeError, 'at least one example (B ≥ 1)', 'y', y);
   for (let i = 0; i < out.length; i++) {
     const v = out[i];
-    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', `${v} at index ${i}`);
+    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
   }
   return out;
 }
@@ -190,7 +195,7 @@ export function batch(X: unknown, y: unknown, p: CheckedParams): { X: FloatArray
   if ((Array.isArray(y) || ArrayBuffer.isView(y)) && !Array.isArray((y as unknown[])[0])) {
     const ya = y as ArrayLike<number>;
     if (ya.length * p.D !== xlen && looksOneHot(ya, p.C, xlen, p.D)) {
-      fail(RangeError, `class ids shaped [B] (B = ${xlen / p.D}), not one-hot rows [B,C]; use the argmax of each row`, 'y', `${describe(y)} of 0/1 values`);
+      fail(RangeError, `class ids shaped [B] (B = ${xlen / p.D})`, 'y', new Received(`${describe(y)} holding only 0/1: one-hot rows [B,C]; pass the argmax of each row`));
     }
   }
   const labelsY = labels(y, p.C);
@@ -205,7 +210,7 @@ export function batch(X: unknown, y: unknown, p: CheckedParams): { X: FloatArray
 export function sizes(d: Dims): void {
   const maxLen = 2 ** 32 - 1;
   const check = (name: string, n: number) => {
-    if (n > maxLen) fail(RangeError, `at most ${maxLen} elements`, name, `${n} elements`);
+    if (n > maxLen) fail(RangeError, `at most ${maxLen} elements`, name, new Received(`${n} elements`));
   };
   check('X', d.B * d.D);
   check('W1', d.D * d.H);

@@ -1,0 +1,167 @@
+// Bad input: a TypeError/RangeError that names the tensor, what was expected and what came; the
+// process lives and the next valid call is still exact. Each backend, and the raw native exports.
+import { describe, expect, it } from 'vitest';
+import { forward, forwardBackward, initParams, predict, setNumThreads } from '../lib';
+import { coreBinding } from '../lib/binding';
+import { jsonCases, caseParams, errEps, typed } from './helpers';
+
+const golden = jsonCases().find((c) => c.name.startsWith('seed-toy'))!;
+const { B, D, H, C } = golden.dims;
+
+function fresh() {
+  const p = caseParams(golden);
+  return { p, X: typed('float64', golden.inputs.X), y: Int32Array.from(golden.inputs.y) };
+}
+
+/** After a refused call, a valid call still reproduces PyTorch's numbers. */
+function stillExact(backend: 'native' | 'ts') {
+  const { p, X, y } = fresh();
+  const r = forwardBackward(p, X, y, { backend, inputGrad: true });
+  expect(errEps(r.grads.dW1, golden.expected.dW1, 'float64')).toBeLessThanOrEqual(8);
+  expect(errEps(r.grads.dX!, golden.expected.dX, 'float64')).toBeLessThanOrEqual(8);
+}
+
+interface Api {
+  fb: typeof forwardBackward;
+  forward: typeof forward;
+  predict: typeof predict;
+}
+type Case = [string, typeof TypeError | typeof RangeError, RegExp, (t: ReturnType<typeof fresh>, api: Api) => unknown];
+
+/** The public functions with `backend` fixed, so every case runs through each backend. */
+function apiFor(backend: 'native' | 'ts'): Api {
+  return {
+    fb: ((p, X, y, o) => forwardBackward(p, X, y, { backend, ...o })) as typeof forwardBackward,
+    forward: ((p, X, o) => forward(p, X, { backend, ...o })) as typeof forward,
+    predict: ((p, X, o) => predict(p, X, { backend, ...o })) as typeof predict,
+  };
+}
+
+const cases: Case[] = [
+  ['one-hot labels (length B·C)', RangeError, /for y .*one-hot/, ({ p, X, y }, api) => api.fb(p, X, Array.from({ length: B * C }, (_, i) => (i % C === y[Math.floor(i / C)] ? 1 : 0)))],
+  ['labels shaped [B,1]', TypeError, /for y but received nested Array \[4,1\]/, ({ p, X, y }, api) => api.fb(p, X, Array.from(y, (v) => [v]) as unknown as number[])],
+  ['one-hot rows as nested arrays', TypeError, /not one-hot rows/, ({ p, X }, api) => api.fb(p, X, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]] as unknown as number[])],
+  ['label = C', RangeError, /labels in \[0, 3\) for y but received 3 at index 2/, ({ p, X }, api) => api.fb(p, X, [0, 1, 3, 2])],
+  ['negative label', RangeError, /labels in \[0, 3\) for y but received -1 at index 0/, ({ p, X }, api) => api.fb(p, X, new Int32Array([-1, 1, 2, 0]))],
+  ['non-integer label', TypeError, /integer class ids for y but received 1.5 at index 1/, ({ p, X }, api) => api.fb(p, X, [0, 1.5, 2, 0])],
+  ['float labels array', TypeError, /Int32Array or an array of integer class ids for y but received Float64Array/, ({ p, X }, api) => api.fb(p, X, new Float64Array([0, 1, 2, 0]))],
+  ['empty batch', RangeError, /at least one example/, ({ p }, api) => api.fb(p, new Float64Array(0), [])],
+  ['X too short for B from y', RangeError, /Expected 20 elements \(\[B,D\] with B = 4 from y, D = 5\) for X but received Float64Array of length 15/, ({ p, X, y }, api) => api.fb(p, X.subarray(0, 15), y)],
+  ['X length not a multiple of D', RangeError, /Expected 20 elements for X but received Float64Array of length 19/, ({ p, X, y }, api) => api.fb(p, X.subarray(0, 19), y)],
+  ['W1 not a multiple of H', RangeError, /multiple of H = 10 .* for params.W1 but received Float64Array of length 49/, ({ p, X, y }, api) => api.fb({ ...p, W1: p.W1.subarray(0, 49) }, X, y)],
+  ['W2 wrong length', RangeError, /Expected 30 elements for params.W2 but received Float64Array of length 29/, ({ p, X, y }, api) => api.fb({ ...p, W2: p.W2.subarray(0, 29) }, X, y)],
+  ['b2 / W2 disagree', RangeError, /for params.W2/, ({ p, X, y }, api) => api.fb({ ...p, b2: new Float64Array(4) }, X, y)],
+  ['declared D disagrees', RangeError, /Expected 10 elements for params.W1 but received Float64Array of length 50/, ({ p, X, y }, api) => api.fb({ ...p, D: 1 }, X, y)],
+  ['non-integer dim', RangeError, /positive 32-bit integer for params.H but received 2.5/, ({ p, X, y }, api) => api.fb({ ...p, H: 2.5 }, X, y)],
+  ['zero dim in initParams', RangeError, /positive 32-bit integer for dims.H but received 0/, (_t, api) => initParams({ D: 2, H: 0, C: 2 })],
+  ['negative dim in initParams', RangeError, /for dims.D but received -3/, (_t, api) => initParams({ D: -3, H: 2, C: 2 })],
+  ['string dim in initParams', TypeError, /positive integer for dims.C but received "3"/, (_t, api) => initParams({ D: 2, H: 2, C: '3' as unknown as number })],
+  ['mixed dtypes (X float32, params float64)', TypeError, /one dtype \(params are float64\) for X but received Float32Array/, ({ p, y }, api) => api.fb(p, new Float32Array(B * D), y)],
+  ['mixed dtypes inside params', TypeError, /Float64Array \(the dtype of X\) for params.b1 but received Float32Array/, ({ p, X, y }, api) => api.fb({ ...p, b1: new Float32Array(H) }, X, y)],
+  ['Uint8Array X', TypeError, /Float64Array or Float32Array for X but received Uint8Array/, ({ p, y }, api) => api.fb(p, new Uint8Array(B * D) as unknown as Float64Array, y)],
+  ['plain array weights', TypeError, /for params.W1 but received Array of length 50/, ({ p, X, y }, api) => api.fb({ ...p, W1: Array.from(p.W1) as unknown as Float64Array }, X, y)],
+  ['missing params.b2', TypeError, /for params.b2 but received undefined/, ({ p, X, y }, api) => api.fb({ ...p, b2: undefined as unknown as Float64Array }, X, y)],
+  ['params not an object', TypeError, /for params but received null/, ({ X, y }, api) => api.fb(null as unknown as never, X, y)],
+  ['unknown activation', RangeError, /one of 'relu', 'sigmoid', 'tanh' for opts.activation but received "gelu"/, ({ p, X, y }, api) => api.fb(p, X, y, { activation: 'gelu' as never })],
+  ['unknown reduction', RangeError, /for opts.reduction but received "none"/, ({ p, X, y }, api) => api.fb(p, X, y, { reduction: 'none' as never })],
+  ['unknown backend', RangeError, /for opts.backend but received "cuda"/, ({ p, X, y }, api) => api.fb(p, X, y, { backend: 'cuda' as never })],
+  ['non-boolean inputGrad', TypeError, /a boolean for opts.inputGrad but received 1/, ({ p, X, y }, api) => api.fb(p, X, y, { inputGrad: 1 as never })],
+  ['out buffer of the wrong size', RangeError, /Expected 50 elements for out.dW1 but received Float64Array of length 49/, ({ p, X, y }, api) => api.fb(p, X, y, { out: { dW1: new Float64Array(49) } })],
+  ['out buffer of the wrong dtype', TypeError, /for out.db2 but received Float32Array/, ({ p, X, y }, api) => api.fb(p, X, y, { out: { db2: new Float32Array(C) } })],
+  ['out.dX without inputGrad', TypeError, /no out.dX when inputGrad is false/, ({ p, X, y }, api) => api.fb(p, X, y, { inputGrad: false, out: { dX: new Float64Array(B * D) } })],
+  ['detached X', RangeError, /for X but received Float64Array of length 0 \(detached buffer\)/, ({ p, X, y }, api) => {
+    structuredClone(X.buffer, { transfer: [X.buffer] });
+    return api.fb(p, X, y);
+  }],
+  ['detached W1', RangeError, /for params.W1 .*detached buffer/, ({ p, X, y }, api) => {
+    structuredClone(p.W1.buffer, { transfer: [p.W1.buffer] });
+    return api.fb(p, X, y);
+  }],
+  ['forward: X not a multiple of D', RangeError, /multiple of D = 5 .* for X but received Float64Array of length 7/, ({ p }, api) => api.forward(p, new Float64Array(7))],
+  ['predict: NaN input', RangeError, /Expected finite values in X but received NaN at index 3/, ({ p }, api) => api.predict(p, new Float64Array(10).fill(NaN, 3, 4))],
+  ['threads 0', RangeError, /positive 32-bit integer for threads but received 0/, (_t, api) => setNumThreads(0)],
+];
+
+describe.each(['native', 'ts'] as const)('%s: bad input is a clear error, never a crash', (backend) => {
+  it.each(cases)('%s', (_, Kind, message, call) => {
+    let thrown: unknown;
+    try {
+      call(fresh(), apiFor(backend));
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(Kind);
+    expect((thrown as Error).message).toMatch(message);
+    stillExact(backend);
+  });
+
+  // Non-finite values anywhere in any tensor, at every index: the native path detects them on Z1
+  // and the logits (see native/core/mlp.h), so every position is exercised, not just one.
+  for (const name of ['X', 'W1', 'b1', 'W2', 'b2'] as const) {
+    it(`NaN, +Infinity or −Infinity at any index of ${name}`, () => {
+      const base = fresh();
+      const len = name === 'X' ? base.X.length : base.p[name].length;
+      for (let i = 0; i < len; i++) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const t = fresh();
+          const target = name === 'X' ? t.X : t.p[name];
+          target[i] = bad;
+          const out = { dW1: new Float64Array(D * H).fill(7) };
+          expect(() => forwardBackward(t.p, t.X, t.y, { backend, out, accumulate: true })).toThrow(
+            new RangeError(`Expected finite values in ${name} but received ${bad} at index ${i}`),
+          );
+          expect(out.dW1.every((v) => v === 7)).toBe(true); // nothing written on error
+        }
+      }
+      stillExact(backend);
+    });
+  }
+
+  it('finite inputs whose forward pass overflows are an error, not an Infinity loss', () => {
+    const t = fresh();
+    t.p.W1.fill(1e300);
+    t.X.fill(1e300);
+    expect(() => forwardBackward(t.p, t.X, t.y, { backend })).toThrow(/Z1 = X·W1 \+ b1 overflowed/);
+    stillExact(backend);
+  });
+
+  it('an out buffer that aliases an input or another output', () => {
+    const t = fresh();
+    const shared = new Float64Array(200);
+    expect(() => forwardBackward(t.p, t.X, t.y, { backend, out: { dW1: t.p.W1 } })).toThrow(/dW1 not to share memory with (params\.)?W1/);
+    expect(() =>
+      forwardBackward(t.p, t.X, t.y, { backend, out: { dW1: shared.subarray(0, 50), dW2: shared.subarray(40, 70) } }),
+    ).toThrow(/not to share memory/);
+    stillExact(backend);
+  });
+});
+
+describe('raw native exports never trust their caller', () => {
+  const b = coreBinding();
+  const { p, X, y } = fresh();
+  const ws = new Float64Array(3 * B * H + 3 * B * C);
+  const g = () => [new Float64Array(B * D), new Float64Array(D * H), new Float64Array(H), new Float64Array(H * C), new Float64Array(C)] as const;
+  const args = (over: Record<number, unknown> = {}) => {
+    const a: unknown[] = [X, y, p.W1, p.b1, p.W2, p.b2, ws, ...g(), B, D, H, C, 0, 0, false];
+    for (const [i, v] of Object.entries(over)) a[Number(i)] = v;
+    return a as Parameters<typeof b.forwardBackward>;
+  };
+  it.each([
+    ['no arguments', TypeError, () => (b.forwardBackward as unknown as () => number)()],
+    ['W1 too short for the dims', RangeError, () => b.forwardBackward(...args({ 2: p.W1.subarray(0, 10) }))],
+    ['dims larger than the buffers', RangeError, () => b.forwardBackward(...args({ 13: 5000 }))],
+    ['B·D overflowing', RangeError, () => b.forwardBackward(...args({ 12: 2 ** 31 - 1, 13: 2 ** 31 - 1 }))],
+    ['negative dim', RangeError, () => b.forwardBackward(...args({ 14: -1 }))],
+    ['label out of range', RangeError, () => b.forwardBackward(...args({ 1: new Int32Array([0, 1, 9, 0]) }))],
+    ['labels as Float64Array', TypeError, () => b.forwardBackward(...args({ 1: new Float64Array(4) }))],
+    ['activation code 7', RangeError, () => b.forwardBackward(...args({ 16: 7 }))],
+    ['accumulate not boolean', TypeError, () => b.forwardBackward(...args({ 18: 1 }))],
+    ['workspace aliasing W2', RangeError, () => b.forwardBackward(...args({ 6: new Float64Array(p.W2.buffer, 0, ws.length) }))],
+    ['gemm with A too small', RangeError, () => b.gemm(false, false, 4, 4, 4, 1, new Float64Array(15), new Float64Array(16), 0, new Float64Array(16))],
+    ['gemm with mixed dtypes', TypeError, () => b.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), new Float32Array(4), 0, new Float64Array(4))],
+    ['gemm output aliasing an input', RangeError, () => { const m = new Float64Array(4); return b.gemm(false, false, 2, 2, 2, 1, m, new Float64Array(4), 0, m); }],
+  ] as const)('%s', (_, Kind, call) => {
+    expect(call).toThrow(Kind);
+    stillExact('native');
+  });
+});
