@@ -4,6 +4,8 @@ export type HandgradErrorCode =
   | 'ERR_TORCH_UNAVAILABLE'
   | 'ERR_WASM_UNAVAILABLE'
   | 'ERR_BUSY'
+  | 'ERR_NOT_BUILT'
+  | 'ERR_WORKER'
   | 'ERR_FILE';
 
 export class HandgradError extends Error {

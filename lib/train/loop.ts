@@ -1,0 +1,195 @@
+// The training loop shared by fitSync (on the caller's thread) and fit (in a worker thread): the
+// same code on the same buffers, so both give the same numbers for a seed.
+import { getBackend } from '../backends';
+import type { Backend } from '../backends/backend';
+import { Rng } from '../rng';
+import type { FloatArray } from '../types';
+import { update } from './optimizer';
+import { learningRate } from './schedule';
+import { TENSORS, type TrainState } from './state';
+
+export interface EpochRecord {
+  epoch: number; // 1-based
+  lr: number;
+  loss: number; // mean minibatch loss over the epoch (before each update)
+  accuracy: number; // minibatch accuracy over the epoch (before each update)
+  valLoss?: number;
+  valAccuracy?: number;
+}
+
+export interface StepEvent {
+  epoch: number;
+  step: number; // within the epoch, 1-based
+  steps: number; // per epoch
+  loss: number; // running mean over the epoch so far
+}
+
+export interface Data {
+  X: FloatArray;
+  y: Int32Array;
+}
+
+/** Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward, update. */
+export function trainStep(s: TrainState, backend: Backend, B: number, lr: number): { loss: number; correct: number } {
+  const { D, H, C } = s.config;
+  const n = B === s.config.batchSize;
+  const sub = <T extends FloatArray | Int32Array>(a: T, len: number) => (n ? a : (a.subarray(0, len) as T));
+  const loss = backend.forwardBackward({
+    dims: { B, D, H, C },
+    X: sub(s.Xb, B * D),
+    y: sub(s.yb, B),
+    W1: s.params.W1,
+    b1: s.params.b1,
+    W2: s.params.W2,
+    b2: s.params.b2,
+    ws: sub(s.ws, 3 * B * H + 3 * B * C),
+    dX: null,
+    dW1: s.grads.W1,
+    db1: s.grads.b1,
+    dW2: s.grads.W2,
+    db2: s.grads.b2,
+    activation: s.config.activation,
+    reduction: 'mean',
+    accumulate: false,
+  });
+  const correct = countCorrect(s.ws, 3 * B * H, s.yb, B, C);
+  const t = ++s.counters[0];
+  for (const k of TENSORS) update(s.config.optimizer, s.params[k], s.grads[k], s.slots[k], lr, t);
+  return { loss, correct };
+}
+
+/** How many rows of the logits (at `offset` in ws) pick the label. */
+function countCorrect(ws: FloatArray, offset: number, y: Int32Array, B: number, C: number): number {
+  let correct = 0;
+  for (let b = 0; b < B; b++) {
+    const o = offset + b * C;
+    let best = 0;
+    for (let c = 1; c < C; c++) if (ws[o + c] > ws[o + best]) best = c;
+    if (best === y[b]) correct++;
+  }
+  return correct;
+}
+
+function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: number): void {
+  const D = s.config.D;
+  for (let b = 0; b < B; b++) {
+    const row = order[start + b];
+    s.yb[b] = data.y[row];
+    const from = row * D;
+    const to = b * D;
+    for (let d = 0; d < D; d++) s.Xb[to + d] = data.X[from + d];
+  }
+}
+
+/**
+ * One epoch over `data` in a seeded order (seed + epoch number, so an interrupted run resumes
+ * with the same shuffles). Returns null when stopped through s.control between steps.
+ */
+export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0): EpochRecord | null {
+  const backend = getBackend(s.config.backend);
+  const epoch = s.counters[1] + 1;
+  const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
+  const n = data.y.length;
+  for (let i = 0; i < n; i++) order[i] = i;
+  new Rng(s.config.seed * 1000003 + epoch).shuffle(order);
+  const bs = s.config.batchSize;
+  const steps = Math.ceil(n / bs);
+  let lossSum = 0;
+  let correct = 0;
+  for (let step = 0; step < steps; step++) {
+    if (Atomics.load(s.control, 0) !== 0) return null;
+    const start = step * bs;
+    const B = Math.min(bs, n - start);
+    gather(s, data, order, start, B);
+    const r = trainStep(s, backend, B, lr);
+    lossSum += r.loss * B;
+    correct += r.correct;
+    if (onStep && every > 0 && ((step + 1) % every === 0 || step + 1 === steps)) {
+      onStep({ epoch, step: step + 1, steps, loss: lossSum / Math.min(n, start + B) });
+    }
+  }
+  s.counters[1] = epoch;
+  return { epoch, lr, loss: lossSum / n, accuracy: correct / n };
+}
+
+/** Mean loss and accuracy over a data set, in minibatches through the state's workspace. */
+export function evaluateData(s: TrainState, data: Data): { loss: number; accuracy: number } {
+  const backend = getBackend(s.config.backend);
+  const { D, H, C, batchSize } = s.config;
+  const n = data.y.length;
+  let lossSum = 0;
+  let correct = 0;
+  for (let start = 0; start < n; start += batchSize) {
+    const B = Math.min(batchSize, n - start);
+    const ws = s.ws.subarray(0, 3 * B * H + 3 * B * C);
+    backend.forward({ dims: { B, D, H, C }, X: data.X.subarray(start * D, (start + B) * D), W1: s.params.W1, b1: s.params.b1, W2: s.params.W2, b2: s.params.b2, ws, activation: s.config.activation });
+    const off = 3 * B * H;
+    for (let b = 0; b < B; b++) {
+      const o = off + b * C;
+      let m = ws[o];
+      let best = 0;
+      for (let c = 1; c < C; c++) {
+        if (ws[o + c] > m) {
+          m = ws[o + c];
+          best = c;
+        }
+      }
+      let sum = 0;
+      for (let c = 0; c < C; c++) sum += Math.exp(ws[o + c] - m);
+      const label = data.y[start + b];
+      lossSum += Math.log(sum) + m - ws[o + label];
+      if (best === label) correct++;
+    }
+  }
+  return { loss: lossSum / n, accuracy: correct / n };
+}
+
+export interface FitPlan {
+  epochs: number;
+  /** Emit a step event every this many steps (0: none). */
+  progressEvery: number;
+  /** Stop after this many epochs without the monitored loss improving by minDelta. */
+  patience?: number;
+  minDelta: number;
+}
+
+export interface FitResult {
+  history: EpochRecord[];
+  /** Why it ended: all epochs ran, early stopping, or the AbortSignal. */
+  stopped: 'completed' | 'early' | 'aborted';
+}
+
+/** Epochs with validation and early stopping; the body of both fitSync and the worker. */
+export function fitLoop(
+  s: TrainState,
+  data: Data,
+  validation: Data | undefined,
+  plan: FitPlan,
+  emit: { step?: (e: StepEvent) => void; epoch?: (r: EpochRecord) => void },
+): FitResult {
+  const order = new Int32Array(data.y.length);
+  const history: EpochRecord[] = [];
+  let best = Infinity;
+  let since = 0;
+  for (let e = 0; e < plan.epochs; e++) {
+    const record = runEpoch(s, data, order, emit.step, plan.progressEvery);
+    if (record === null) return { history, stopped: 'aborted' };
+    if (validation) {
+      const r = evaluateData(s, validation);
+      record.valLoss = r.loss;
+      record.valAccuracy = r.accuracy;
+    }
+    history.push(record);
+    emit.epoch?.(record);
+    if (plan.patience !== undefined) {
+      const monitored = record.valLoss ?? record.loss;
+      if (monitored < best - plan.minDelta) {
+        best = monitored;
+        since = 0;
+      } else if (++since >= plan.patience) {
+        return { history, stopped: 'early' };
+      }
+    }
+  }
+  return { history, stopped: 'completed' };
+}

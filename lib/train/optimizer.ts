@@ -1,0 +1,104 @@
+// Update rules, written to match torch.optim step for step (same order of operations), so a
+// LibTorch run over the same gradients can check them.
+import type { FloatArray } from '../types';
+import * as v from '../validate';
+
+export type OptimizerName = 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw';
+export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'momentum', 'nesterov', 'adam', 'adamw'];
+
+export interface OptimizerOptions {
+  optimizer?: OptimizerName;
+  /** Momentum μ for 'momentum'/'nesterov' (default 0.9). */
+  momentum?: number;
+  /** Adam's β1, β2 (default 0.9, 0.999) and ε (1e-8). */
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  /** L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW). Default 0. */
+  weightDecay?: number;
+}
+
+export interface OptimizerConfig {
+  name: OptimizerName;
+  momentum: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  weightDecay: number;
+}
+
+export function optimizerConfig(o: OptimizerOptions): OptimizerConfig {
+  const num = (name: string, x: unknown, fallback: number, lo: number, hi: number) => {
+    if (x === undefined) return fallback;
+    if (typeof x !== 'number') v.fail(TypeError, 'a number', name, x);
+    if (!(x >= lo && x <= hi)) v.fail(RangeError, `a number in [${lo}, ${hi}]`, name, x);
+    return x;
+  };
+  return {
+    name: v.oneOf('opts.optimizer', o.optimizer, OPTIMIZERS, 'sgd'),
+    momentum: num('opts.momentum', o.momentum, 0.9, 0, 1),
+    beta1: num('opts.beta1', o.beta1, 0.9, 0, 1 - 1e-12),
+    beta2: num('opts.beta2', o.beta2, 0.999, 0, 1 - 1e-12),
+    epsilon: num('opts.epsilon', o.epsilon, 1e-8, 0, 1),
+    weightDecay: num('opts.weightDecay', o.weightDecay, 0, 0, Infinity),
+  };
+}
+
+/** Per-tensor state buffers: momentum's buffer, or Adam's first and second moments. */
+export interface SlotState {
+  m: FloatArray | null;
+  v: FloatArray | null;
+}
+
+/** The buffers one tensor needs under this optimizer (allocated once, by the caller's allocator). */
+export function slotLengths(name: OptimizerName, n: number): { m: number; v: number } {
+  if (name === 'sgd') return { m: 0, v: 0 };
+  if (name === 'momentum' || name === 'nesterov') return { m: n, v: 0 };
+  return { m: n, v: n };
+}
+
+/**
+ * One update of W in place from its gradient g. `t` is the 1-based step count (Adam's bias
+ * correction; momentum's first step copies g, as torch.optim.SGD does).
+ */
+export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: SlotState, lr: number, t: number): void {
+  const n = W.length;
+  const wd = cfg.weightDecay;
+  switch (cfg.name) {
+    case 'sgd':
+      for (let i = 0; i < n; i++) W[i] -= lr * (wd === 0 ? g[i] : g[i] + wd * W[i]);
+      return;
+    case 'momentum':
+    case 'nesterov': {
+      const m = s.m!;
+      const mu = cfg.momentum;
+      const nesterov = cfg.name === 'nesterov';
+      for (let i = 0; i < n; i++) {
+        const gi = wd === 0 ? g[i] : g[i] + wd * W[i];
+        m[i] = t === 1 ? gi : mu * m[i] + gi; // torch: buf = g on the first step, then μ·buf + g
+        W[i] -= lr * (nesterov ? gi + mu * m[i] : m[i]);
+      }
+      return;
+    }
+    case 'adam':
+    case 'adamw': {
+      const m = s.m!;
+      const vv = s.v!;
+      const { beta1, beta2, epsilon } = cfg;
+      const bc1 = 1 - beta1 ** t;
+      const bc2 = 1 - beta2 ** t;
+      const stepSize = lr / bc1;
+      const bc2Sqrt = Math.sqrt(bc2);
+      const decoupled = cfg.name === 'adamw';
+      for (let i = 0; i < n; i++) {
+        if (decoupled && wd !== 0) W[i] *= 1 - lr * wd;
+        const gi = !decoupled && wd !== 0 ? g[i] + wd * W[i] : g[i];
+        m[i] = beta1 * m[i] + (1 - beta1) * gi;
+        vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi;
+        // torch: denom = sqrt(v) / sqrt(bias_correction2) + eps; W −= (lr / bias_correction1) · m / denom
+        W[i] -= (stepSize * m[i]) / (Math.sqrt(vv[i]) / bc2Sqrt + epsilon);
+      }
+      return;
+    }
+  }
+}

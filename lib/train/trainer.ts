@@ -1,0 +1,231 @@
+// Trainer: owns a training run's buffers (allocated once), trains synchronously (fitSync, step)
+// or in a worker thread (fit) so a server's event loop stays free.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { packageRoot } from '../binding';
+import { getBackend } from '../backends';
+import { HandgradError } from '../errors';
+import type { Activation, BackendName, FloatArray } from '../types';
+import * as v from '../validate';
+import { type Data, type EpochRecord, evaluateData, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
+import { type OptimizerOptions, optimizerConfig } from './optimizer';
+import { checkSchedule, type Schedule } from './schedule';
+import { allocateState, sharedFloat, TENSORS, type TrainState } from './state';
+
+export interface TrainerOptions extends OptimizerOptions {
+  /** Base learning rate (default 0.1 for SGD variants, 0.001 for Adam/AdamW). */
+  lr?: number;
+  /** Minibatch size (default 32; the last batch of an epoch may be smaller). */
+  batchSize?: number;
+  /** Seeds the shuffling (default 0). */
+  seed?: number;
+  backend?: BackendName;
+  activation?: Activation;
+  schedule?: Schedule;
+}
+
+export type ProgressEvent = ({ type: 'step' } & StepEvent) | ({ type: 'epoch' } & EpochRecord);
+
+export interface FitOptions {
+  epochs?: number;
+  validation?: { X: FloatArray; y: ArrayLike<number> };
+  /** Called with an 'epoch' event after each epoch, and a 'step' event every progressEvery steps. */
+  onProgress?: (e: ProgressEvent) => void;
+  progressEvery?: number;
+  /** Stops between two steps; the parameters are those after the last completed step. */
+  signal?: AbortSignal;
+  /** Stop when the validation loss (train loss without validation) has not improved for `patience` epochs. */
+  earlyStop?: { patience: number; minDelta?: number };
+}
+
+const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
+
+export class Trainer {
+  /** The live parameters (shared memory: an async fit updates them as it goes). */
+  readonly params: { D: number; H: number; C: number; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray };
+  private readonly state: TrainState;
+  private running = false;
+
+  /**
+   * @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error
+   */
+  constructor(params: { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number }, opts: TrainerOptions = {}) {
+    const p = v.params(params);
+    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
+    const optimizer = optimizerConfig(opts);
+    const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
+    const lr = opts.lr ?? (adam ? 1e-3 : 0.1);
+    if (typeof lr !== 'number' || !(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', 'opts.lr', lr);
+    const seed = opts.seed ?? 0;
+    if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+    this.state = allocateState(
+      {
+        dtype: p.dtype,
+        D: p.D,
+        H: p.H,
+        C: p.C,
+        batchSize: v.dim('opts.batchSize', opts.batchSize ?? 32),
+        lr,
+        seed,
+        backend: v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native'),
+        activation: v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu'),
+        optimizer,
+        schedule: checkSchedule(opts.schedule),
+      },
+      { W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 },
+    );
+    getBackend(this.state.config.backend); // an unavailable backend fails here, not mid-fit
+    const s = this.state.params;
+    this.params = { D: p.D, H: p.H, C: p.C, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 };
+  }
+
+  /** Optimizer steps taken so far. */
+  get steps(): number {
+    return this.state.counters[0];
+  }
+
+  /** Epochs completed so far (schedules and shuffles continue from here). */
+  get epochs(): number {
+    return this.state.counters[1];
+  }
+
+  /** True while an async fit runs; every other call then throws ERR_BUSY. */
+  get busy(): boolean {
+    return this.running;
+  }
+
+  private enter(): void {
+    if (this.running) throw new HandgradError('ERR_BUSY', 'This Trainer is running fit(); wait for it (or abort it) before calling it again');
+  }
+
+  private data(X: unknown, y: unknown, name = ''): Data {
+    const { config: c, params: p } = this.state;
+    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, H: c.H, C: c.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 });
+    v.assertFinite(`${name}X`, b.X);
+    return { X: b.X, y: b.y };
+  }
+
+  /**
+   * One optimizer step on one minibatch (B ≤ batchSize); returns its loss before the update.
+   * @throws {TypeError|RangeError|HandgradError}
+   */
+  step(X: FloatArray, y: ArrayLike<number>): number {
+    this.enter();
+    const d = this.data(X, y);
+    const B = d.y.length;
+    if (B > this.state.config.batchSize) v.fail(RangeError, `at most batchSize = ${this.state.config.batchSize} labels`, 'y', d.y);
+    this.state.Xb.set(d.X);
+    this.state.yb.set(d.y);
+    return trainStep(this.state, getBackend(this.state.config.backend), B, this.state.config.lr).loss;
+  }
+
+  private plan(opts: FitOptions): FitPlan {
+    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
+    const es = opts.earlyStop;
+    if (es !== undefined) v.dim('opts.earlyStop.patience', es.patience);
+    return {
+      epochs: v.dim('opts.epochs', opts.epochs ?? 10),
+      progressEvery: opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery),
+      patience: es?.patience,
+      minDelta: es?.minDelta ?? 0,
+    };
+  }
+
+  /**
+   * Trains on this thread; returns the per-epoch history.
+   * @throws {TypeError|RangeError|HandgradError}
+   */
+  fitSync(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): FitResult {
+    this.enter();
+    const plan = this.plan(opts);
+    const data = this.data(X, y);
+    const validation = opts.validation ? this.data(opts.validation.X, opts.validation.y, 'validation.') : undefined;
+    if (opts.signal?.aborted) return { history: [], stopped: 'aborted' };
+    const onAbort = () => Atomics.store(this.state.control, 0, 1);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return fitLoop(this.state, data, validation, plan, {
+        step: opts.onProgress && ((e) => opts.onProgress!({ type: 'step', ...e })),
+        epoch: opts.onProgress && ((r) => opts.onProgress!({ type: 'epoch', ...r })),
+      });
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      Atomics.store(this.state.control, 0, 0);
+    }
+  }
+
+  /**
+   * Trains in a worker thread, so the event loop stays free. X and y are copied on entry: changing
+   * them afterwards does not affect this fit. The Trainer is busy (ERR_BUSY) until it settles.
+   * @throws {TypeError|RangeError} synchronously, for bad arguments
+   */
+  fit(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): Promise<FitResult> {
+    this.enter();
+    const plan = this.plan(opts);
+    const copy = (d: Data): Data => {
+      const Xc = sharedFloat(this.state.config.dtype, d.X.length);
+      Xc.set(d.X);
+      const yc = new Int32Array(new SharedArrayBuffer(4 * d.y.length));
+      yc.set(d.y);
+      return { X: Xc, y: yc };
+    };
+    const data = copy(this.data(X, y));
+    const validation = opts.validation ? copy(this.data(opts.validation.X, opts.validation.y, 'validation.')) : undefined;
+    if (!existsSync(WORKER)) {
+      throw new HandgradError('ERR_NOT_BUILT', `The training worker ${WORKER} is missing; run \`npm run setup\` to build dist/`);
+    }
+    if (opts.signal?.aborted) return Promise.resolve({ history: [], stopped: 'aborted' });
+    this.running = true;
+    return new Promise<FitResult>((resolve, reject) => {
+      const worker = new Worker(WORKER, { workerData: { state: this.state, data, validation, plan } });
+      let settled = false;
+      const onAbort = () => Atomics.store(this.state.control, 0, 1);
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const finish = (err: Error | null, result?: FitResult) => {
+        if (settled) return;
+        settled = true;
+        opts.signal?.removeEventListener('abort', onAbort);
+        Atomics.store(this.state.control, 0, 0);
+        this.running = false;
+        if (err) reject(err);
+        else resolve(result!);
+      };
+      worker.on('message', (m: { type: string; event?: StepEvent; record?: EpochRecord; result?: FitResult; name?: string; message?: string; code?: string }) => {
+        try {
+          if (m.type === 'step') opts.onProgress?.({ type: 'step', ...m.event! });
+          else if (m.type === 'epoch') opts.onProgress?.({ type: 'epoch', ...m.record! });
+          else if (m.type === 'done') finish(null, m.result);
+          else if (m.type === 'error') {
+            const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
+            const e = m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message);
+            finish(e);
+          }
+        } catch (err) {
+          // A throwing onProgress stops the run, like an abort, and rejects with its error.
+          Atomics.store(this.state.control, 0, 1);
+          worker.once('exit', () => finish(err as Error));
+        }
+      });
+      worker.on('error', (err) => finish(err));
+      worker.on('exit', (code) => finish(new HandgradError('ERR_WORKER', `The training worker exited (code ${code}) before finishing`)));
+    });
+  }
+
+  /**
+   * Mean loss and accuracy on a data set (forward only).
+   * @throws {TypeError|RangeError|HandgradError}
+   */
+  evaluate(X: FloatArray, y: ArrayLike<number>): { loss: number; accuracy: number } {
+    this.enter();
+    return evaluateData(this.state, this.data(X, y));
+  }
+
+  /** A copy of the parameters, safe to keep while training goes on. */
+  snapshot(): { D: number; H: number; C: number; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray } {
+    const p = this.params;
+    return { D: p.D, H: p.H, C: p.C, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() };
+  }
+}
+
+export { TENSORS };
