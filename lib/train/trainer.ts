@@ -5,11 +5,13 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { getBackend } from '../backends';
+import { paramsFromFile, paramTensors } from '../checkpoint';
 import { HandgradError } from '../errors';
+import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, evaluateData, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
-import { type OptimizerOptions, optimizerConfig } from './optimizer';
+import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
 import { allocateState, sharedFloat, TENSORS, type TrainState } from './state';
 
@@ -219,6 +221,80 @@ export class Trainer {
   evaluate(X: FloatArray, y: ArrayLike<number>): { loss: number; accuracy: number } {
     this.enter();
     return evaluateData(this.state, this.data(X, y));
+  }
+
+  /**
+   * Writes the parameters, the optimizer state and the counters to a safetensors file, so a later
+   * Trainer.load continues exactly where this one is.
+   * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when the file cannot be written
+   */
+  save(path: string): void {
+    this.enter();
+    const c = this.state.config;
+    const tensors = paramTensors(this.params);
+    for (const k of TENSORS) {
+      const slot = this.state.slots[k];
+      if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
+      if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
+    }
+    saveSafetensors(path, tensors, {
+      format: 'handgrad',
+      layout: 'handgrad',
+      activation: c.activation,
+      dtype: c.dtype,
+      D: String(c.D),
+      H: String(c.H),
+      C: String(c.C),
+      trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
+      steps: String(this.state.counters[0]),
+      epochs: String(this.state.counters[1]),
+    });
+  }
+
+  /**
+   * A Trainer from a file written by save() (optimizer state and counters restored), or from
+   * parameters alone (saveParams, PyTorch's state_dict layout) with fresh optimizer state.
+   * `opts` override the saved settings.
+   * @throws {HandgradError} ERR_FILE for a missing or malformed file
+   */
+  static load(path: string, opts: TrainerOptions = {}): Trainer {
+    const file = loadSafetensors(path);
+    const p = paramsFromFile(file, path);
+    const meta = file.metadata;
+    let saved: Omit<TrainerOptions, 'optimizer'> & { optimizer?: OptimizerConfig } = {};
+    if (meta.trainer) {
+      try {
+        saved = JSON.parse(meta.trainer);
+      } catch {
+        throw new HandgradError('ERR_FILE', `Expected JSON for __metadata__.trainer but received ${JSON.stringify(meta.trainer.slice(0, 40))} (${path})`);
+      }
+    }
+    const o = saved.optimizer;
+    const t = new Trainer(p, {
+      ...(o ? { optimizer: o.name, momentum: o.momentum, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay } : {}),
+      lr: saved.lr,
+      batchSize: saved.batchSize,
+      seed: saved.seed,
+      backend: saved.backend,
+      schedule: saved.schedule,
+      activation: (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined,
+      ...opts,
+    });
+    for (const k of TENSORS) {
+      const slot = t.state.slots[k];
+      for (const part of ['m', 'v'] as const) {
+        const buf = slot[part];
+        const name = `optimizer.${k}.${part}`;
+        if (buf && name in file.tensors) {
+          const saved = tensorOf(file, name, [t.state.config.dtype === 'float64' ? 'F64' : 'F32'], path);
+          if (saved.data.length !== buf.length) throw new HandgradError('ERR_FILE', `Expected ${buf.length} elements for ${name} but received ${saved.data.length} (${path})`);
+          buf.set(saved.data as FloatArray);
+        }
+      }
+    }
+    if (meta.steps !== undefined) t.state.counters[0] = Number(meta.steps) || 0;
+    if (meta.epochs !== undefined) t.state.counters[1] = Number(meta.epochs) || 0;
+    return t;
   }
 
   /** A copy of the parameters, safe to keep while training goes on. */

@@ -1,0 +1,108 @@
+// Pictures of a training run, as SVG, drawn by Vega-Lite (rendered headless by Vega: no canvas,
+// no browser). Loaded lazily: only the CLI's `train` needs them.
+import type { EpochRecord } from './train/loop';
+
+type Spec = Record<string, unknown>;
+
+async function render(spec: Spec): Promise<string> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const vega = require('vega') as typeof import('vega');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const vl = require('vega-lite') as typeof import('vega-lite');
+  const compiled = vl.compile(spec as never).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  return view.toSVG();
+}
+
+/** Loss and accuracy per epoch, train and (when present) validation, side by side. */
+export function trainingCurvesSvg(history: EpochRecord[], title: string): Promise<string> {
+  const rows = history.flatMap((r) => [
+    { epoch: r.epoch, metric: 'loss', split: 'train', value: r.loss },
+    { epoch: r.epoch, metric: 'accuracy', split: 'train', value: r.accuracy },
+    ...(r.valLoss === undefined ? [] : [{ epoch: r.epoch, metric: 'loss', split: 'validation', value: r.valLoss }]),
+    ...(r.valAccuracy === undefined ? [] : [{ epoch: r.epoch, metric: 'accuracy', split: 'validation', value: r.valAccuracy }]),
+  ]);
+  const chart = (metric: string, scale: Spec) => ({
+    title: metric,
+    width: 320,
+    height: 220,
+    transform: [{ filter: `datum.metric === '${metric}'` }],
+    mark: { type: 'line', point: history.length <= 30 },
+    encoding: {
+      x: { field: 'epoch', type: 'quantitative' },
+      y: { field: 'value', type: 'quantitative', title: metric, scale },
+      color: { field: 'split', type: 'nominal' },
+    },
+  });
+  return render({
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    data: { values: rows },
+    hconcat: [chart('loss', { type: 'log' }), chart('accuracy', { zero: false })],
+  });
+}
+
+/**
+ * The classifier's regions over the plane of 2-D data, with the points on top.
+ * `classify` maps a [n,2] grid to class ids.
+ */
+export function decisionBoundarySvg(X: ArrayLike<number>, y: ArrayLike<number>, classify: (grid: Float64Array) => Int32Array, title: string): Promise<string> {
+  const n = y.length;
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (let i = 0; i < n; i++) {
+    x0 = Math.min(x0, X[2 * i]);
+    x1 = Math.max(x1, X[2 * i]);
+    y0 = Math.min(y0, X[2 * i + 1]);
+    y1 = Math.max(y1, X[2 * i + 1]);
+  }
+  const padX = 0.1 * (x1 - x0 || 1);
+  const padY = 0.1 * (y1 - y0 || 1);
+  [x0, x1, y0, y1] = [x0 - padX, x1 + padX, y0 - padY, y1 + padY];
+  const steps = 80;
+  const grid = new Float64Array(2 * steps * steps);
+  for (let i = 0; i < steps; i++) {
+    for (let j = 0; j < steps; j++) {
+      grid[2 * (i * steps + j)] = x0 + ((j + 0.5) / steps) * (x1 - x0);
+      grid[2 * (i * steps + j) + 1] = y0 + ((i + 0.5) / steps) * (y1 - y0);
+    }
+  }
+  const cls = classify(grid);
+  const cells = Array.from(cls, (c, k) => ({ x: grid[2 * k], y: grid[2 * k + 1], class: String(c) }));
+  const points = Array.from({ length: n }, (_, i) => ({ x: X[2 * i], y: X[2 * i + 1], class: String(y[i]) }));
+  const dx = (x1 - x0) / steps;
+  const dy = (y1 - y0) / steps;
+  return render({
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    width: 420,
+    height: 420,
+    layer: [
+      {
+        data: { values: cells },
+        transform: [
+          { calculate: `datum.x - ${dx / 2}`, as: 'xa' },
+          { calculate: `datum.x + ${dx / 2}`, as: 'xb' },
+          { calculate: `datum.y - ${dy / 2}`, as: 'ya' },
+          { calculate: `datum.y + ${dy / 2}`, as: 'yb' },
+        ],
+        mark: { type: 'rect', opacity: 0.3 },
+        encoding: {
+          x: { field: 'xa', type: 'quantitative', scale: { domain: [x0, x1], nice: false }, title: 'x₁' },
+          x2: { field: 'xb' },
+          y: { field: 'ya', type: 'quantitative', scale: { domain: [y0, y1], nice: false }, title: 'x₂' },
+          y2: { field: 'yb' },
+          color: { field: 'class', type: 'nominal' },
+        },
+      },
+      {
+        data: { values: points },
+        mark: { type: 'circle', size: 30, stroke: 'black', strokeWidth: 0.5, opacity: 1 },
+        encoding: {
+          x: { field: 'x', type: 'quantitative' },
+          y: { field: 'y', type: 'quantitative' },
+          color: { field: 'class', type: 'nominal' },
+        },
+      },
+    ],
+  });
+}
