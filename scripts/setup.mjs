@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -101,6 +102,28 @@ function nativeAddon() {
   run(join(root, 'node_modules', '.bin', 'node-gyp'), ['rebuild', '--jobs', 'max'], { env: buildEnv() });
 }
 
+// The optional LibTorch reference addon (backend 'torch'), built with cmake-js where cmake and
+// libtorch-dev are installed; elsewhere one line says how to get it. Compiling against LibTorch's
+// headers takes a minute or two, so it too is built only when its inputs changed.
+function torchAddon() {
+  const missing = missingDebs(['cmake', 'libtorch-dev']);
+  if (missing && missing.length > 0) {
+    log(`torch backend skipped (${missing.join(', ')} not installed): apt-get install -y cmake libtorch-dev, then npm run build:torch`);
+    return;
+  }
+  const out = join(root, 'build-torch', 'Release', 'handgrad_torch.node');
+  if (!stale(out, ['CMakeLists.txt', 'native/torch', 'native/addon/args.h', 'native/addon/step_args.h', 'native/core'])) return;
+  log('building the LibTorch addon (cmake-js; a minute or two)');
+  const args = ['compile', '--out', 'build-torch', '--parallel', String(availableParallelism())];
+  if (missing === null) {
+    // Not Debian: no package list to ask, so try, and skip the optional backend if it fails.
+    const r = spawnSync(join(root, 'node_modules', '.bin', 'cmake-js'), args, { stdio: 'inherit', cwd: root });
+    if (r.status !== 0) log('torch backend skipped: the LibTorch addon did not build (needs cmake and LibTorch; see npm run build:torch)');
+    return;
+  }
+  run(join(root, 'node_modules', '.bin', 'cmake-js'), args);
+}
+
 function typescript() {
   const out = join(root, 'dist', '.tsbuildinfo');
   if (!stale(out, ['lib', 'bench', 'tsconfig.json', 'tsconfig.build.json'])) return;
@@ -111,4 +134,5 @@ function typescript() {
 systemPackages();
 npmDependencies();
 nativeAddon();
+torchAddon();
 typescript();

@@ -48,7 +48,7 @@ describe.each(backends)('%s backend', (backend) => {
     for (let i = 0; i < Z1.length; i++) expect(A1[i]).toBe(Math.max(Z1[i], 0));
     for (let b = 0; b < B; b++) {
       const row = P.subarray(b * 4, b * 4 + 4);
-      expect(Math.abs(row.reduce((s, p) => s + p, 0) - 1)).toBeLessThan(1e-15);
+      expect(Math.abs(Array.from(row).reduce((s, p) => s + p, 0) - 1)).toBeLessThan(1e-15);
       const m = Math.max(...logits.subarray(b * 4, b * 4 + 4));
       const e = [...logits.subarray(b * 4, b * 4 + 4)].map((z) => Math.exp(z - m));
       const s = e.reduce((a, v) => a + v, 0);
@@ -117,7 +117,7 @@ describe('initParams', () => {
 
   it("'he' has std √(2/fan_in) and zero biases; 'small' is 0.01·N(0,1)", () => {
     const he = initParams({ D: 400, H: 300, C: 2 }, { seed: 5 });
-    const std = (a: Float64Array | Float32Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0) / a.length);
+    const std = (a: Float64Array | Float32Array) => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0) / a.length);
     expect(std(he.W1) / Math.sqrt(2 / 400)).toBeGreaterThan(0.97);
     expect(std(he.W1) / Math.sqrt(2 / 400)).toBeLessThan(1.03);
     expect(he.b1.every((v) => v === 0)).toBe(true);

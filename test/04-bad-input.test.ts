@@ -70,11 +70,11 @@ const cases: Case[] = [
   ['out buffer of the wrong dtype', TypeError, /for out.db2 but received Float32Array/, ({ p, X, y }, api) => api.fb(p, X, y, { out: { db2: new Float32Array(C) } })],
   ['out.dX without inputGrad', TypeError, /no out.dX when inputGrad is false/, ({ p, X, y }, api) => api.fb(p, X, y, { inputGrad: false, out: { dX: new Float64Array(B * D) } })],
   ['detached X', RangeError, /for X but received Float64Array of length 0 \(detached buffer\)/, ({ p, X, y }, api) => {
-    structuredClone(X.buffer, { transfer: [X.buffer] });
+    structuredClone(X.buffer, { transfer: [X.buffer as ArrayBuffer] });
     return api.fb(p, X, y);
   }],
   ['detached W1', RangeError, /for params.W1 .*detached buffer/, ({ p, X, y }, api) => {
-    structuredClone(p.W1.buffer, { transfer: [p.W1.buffer] });
+    structuredClone(p.W1.buffer, { transfer: [p.W1.buffer as ArrayBuffer] });
     return api.fb(p, X, y);
   }],
   ['forward: X not a multiple of D', RangeError, /multiple of D = 5 .* for X but received Float64Array of length 7/, ({ p }, api) => api.forward(p, new Float64Array(7))],

@@ -7,7 +7,7 @@ import { randomArray, randomLabels } from './helpers';
 
 const EPS = { float64: 2 ** -52, float32: 2 ** -23 } as const;
 
-const maxAbs = (a: ArrayLike<number>) => Array.prototype.reduce.call(a, (m: number, v) => Math.max(m, Math.abs(v as number)), 0) as number;
+const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 /**
  * max|a − b| / max(max|b|, floor). The floor (a hundredth of the largest gradient entry of the

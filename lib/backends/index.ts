@@ -2,6 +2,7 @@ import { HandgradError } from '../errors';
 import type { BackendName } from '../types';
 import type { Backend } from './backend';
 import { nativeBackend } from './native';
+import { loadTorchBackend } from './torch';
 import { tsBackend } from './ts';
 
 // Backends are looked up by name at call time so an optional one (torch, wasm) costs nothing
@@ -9,9 +10,7 @@ import { tsBackend } from './ts';
 const registry: Record<BackendName, () => Backend> = {
   native: () => nativeBackend,
   ts: () => tsBackend,
-  torch: () => {
-    throw new HandgradError('ERR_TORCH_UNAVAILABLE', "The 'torch' backend (LibTorch autograd) is not in this version of handgrad yet; use 'native' or 'ts'.");
-  },
+  torch: loadTorchBackend,
   wasm: () => {
     throw new HandgradError('ERR_WASM_UNAVAILABLE', "The 'wasm' backend is not in this version of handgrad yet; use 'native' or 'ts'.");
   },

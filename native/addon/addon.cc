@@ -8,127 +8,30 @@
 #include <string>
 
 #include "../core/mlp.h"
-#include "args.h"
+#include "step_args.h"
 
 namespace hg {
 namespace {
 
-struct Span {
-  const void* begin;
-  size_t bytes;
-  const char* name;
-};
-
-// Refuses an output that shares memory with an input or with another output: the core reads
-// inputs after it has started writing outputs, so aliasing would give a silent wrong answer.
-template <size_t N>
-void requireDisjoint(Napi::Env env, const Span (&spans)[N], size_t firstOutput) {
-  for (size_t o = firstOutput; o < N; ++o) {
-    if (!spans[o].begin) continue;
-    for (size_t i = 0; i < N; ++i) {
-      if (i == o || !spans[i].begin || (i > o && i >= firstOutput)) continue;
-      const auto* a = static_cast<const uint8_t*>(spans[o].begin);
-      const auto* b = static_cast<const uint8_t*>(spans[i].begin);
-      if (a < b + spans[i].bytes && b < a + spans[o].bytes)
-        throwRange(env, std::string("Expected ") + spans[o].name + " not to share memory with " +
-                            spans[i].name);
-    }
-  }
-}
-
-// A non-finite forward pass: name the input that caused it, or say that it overflowed.
-template <typename T>
-void explainNonFinite(Napi::Env env, Status status, const Dims& d, const T* X, const Params<T>& p) {
-  if (status == Status::NonFiniteZ1) {
-    requireFinite(env, "X", X, size_t(d.B) * size_t(d.D));
-    requireFinite(env, "W1", p.W1, size_t(d.D) * size_t(d.H));
-    requireFinite(env, "b1", p.b1, size_t(d.H));
-    throwRange(env, "Expected a finite forward pass but Z1 = X·W1 + b1 overflowed (inputs or weights too large for the dtype)");
-  }
-  requireFinite(env, "W2", p.W2, size_t(d.H) * size_t(d.C));
-  requireFinite(env, "b2", p.b2, size_t(d.C));
-  throwRange(env, "Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)");
-}
-
-bool isFloat32(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsTypedArray()) throwType(info.Env(), "Expected Float64Array or Float32Array for X");
-  const auto t = info[0].As<Napi::TypedArray>().TypedArrayType();
-  if (t != napi_float64_array && t != napi_float32_array)
-    throwType(info.Env(), std::string("Expected Float64Array or Float32Array for X but received ") +
-                              typedArrayName(t));
-  return t == napi_float32_array;
-}
-
-// forwardBackward(X, y, W1, b1, W2, b2, ws, dX|null, dW1, db1, dW2, db2,
-//                 B, D, H, C, activation, reduction, accumulate) → loss
 template <typename T>
 Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const Dims d{dimArg(info, 12, "B"), dimArg(info, 13, "D"), dimArg(info, 14, "H"), dimArg(info, 15, "C")};
-  const auto act = static_cast<Activation>(enumArg(info, 16, "activation", 3));
-  const auto red = static_cast<Reduction>(enumArg(info, 17, "reduction", 2));
-  const bool accumulate = boolArg(info, 18, "accumulate");
-  const size_t nX = elements(env, "X", d.B, d.D), nW1 = elements(env, "W1", d.D, d.H),
-               nW2 = elements(env, "W2", d.H, d.C);
-  elements(env, "Z1", d.B, d.H);
-  elements(env, "logits", d.B, d.C);
-  const size_t nWs = workspaceLength(d);
-
-  const T* X = typedArg<T>(info, 0, "X", nX);
-  const int32_t* y = typedArg<int32_t>(info, 1, "y", d.B);
-  const Params<T> p{typedArg<T>(info, 2, "W1", nW1), typedArg<T>(info, 3, "b1", d.H),
-                    typedArg<T>(info, 4, "W2", nW2), typedArg<T>(info, 5, "b2", d.C)};
-  T* ws = typedArg<T>(info, 6, "workspace", nWs);
-  const Grads<T> g{optionalTypedArg<T>(info, 7, "dX", nX), typedArg<T>(info, 8, "dW1", nW1),
-                   typedArg<T>(info, 9, "db1", d.H), typedArg<T>(info, 10, "dW2", nW2),
-                   typedArg<T>(info, 11, "db2", d.C)};
-
-  const Span spans[] = {{X, nX * sizeof(T), "X"},          {y, d.B * sizeof(int32_t), "y"},
-                        {p.W1, nW1 * sizeof(T), "W1"},     {p.b1, d.H * sizeof(T), "b1"},
-                        {p.W2, nW2 * sizeof(T), "W2"},     {p.b2, d.C * sizeof(T), "b2"},
-                        {ws, nWs * sizeof(T), "workspace"}, {g.dX, nX * sizeof(T), "dX"},
-                        {g.dW1, nW1 * sizeof(T), "dW1"},   {g.db1, d.H * sizeof(T), "db1"},
-                        {g.dW2, nW2 * sizeof(T), "dW2"},   {g.db2, d.C * sizeof(T), "db2"}};
-  requireDisjoint(env, spans, 6);
-  for (int b = 0; b < d.B; ++b)
-    if (y[b] < 0 || y[b] >= d.C)
-      throwRange(env, "Expected labels in [0, " + std::to_string(d.C) + ") for y but received " +
-                          std::to_string(y[b]) + " at index " + std::to_string(b));
-
+  const StepArgs<T> a = readStepArgs<T>(info);
   double loss = 0;
-  const Status status = forwardBackward(d, X, y, p, act, red, carveWorkspace(ws, d), g, accumulate, &loss);
-  if (status != Status::Ok) explainNonFinite(env, status, d, X, p);
-  return Napi::Number::New(env, loss);
+  const Status status = forwardBackward(a.d, a.X, a.y, a.p, a.act, a.red, a.w, a.g, a.accumulate, &loss);
+  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p);
+  return Napi::Number::New(info.Env(), loss);
 }
 
 Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
   return isFloat32(info) ? forwardBackwardT<float>(info) : forwardBackwardT<double>(info);
 }
 
-// forward(X, W1, b1, W2, b2, ws, B, D, H, C, activation): Z1, A1 and logits land in ws at the
-// places forwardBackward uses.
 template <typename T>
 Napi::Value forwardT(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const Dims d{dimArg(info, 6, "B"), dimArg(info, 7, "D"), dimArg(info, 8, "H"), dimArg(info, 9, "C")};
-  const auto act = static_cast<Activation>(enumArg(info, 10, "activation", 3));
-  const size_t nX = elements(env, "X", d.B, d.D), nW1 = elements(env, "W1", d.D, d.H),
-               nW2 = elements(env, "W2", d.H, d.C);
-  elements(env, "Z1", d.B, d.H);
-  elements(env, "logits", d.B, d.C);
-  const size_t nWs = workspaceLength(d);
-  const T* X = typedArg<T>(info, 0, "X", nX);
-  const Params<T> p{typedArg<T>(info, 1, "W1", nW1), typedArg<T>(info, 2, "b1", d.H),
-                    typedArg<T>(info, 3, "W2", nW2), typedArg<T>(info, 4, "b2", d.C)};
-  T* ws = typedArg<T>(info, 5, "workspace", nWs);
-  const Span spans[] = {{X, nX * sizeof(T), "X"},      {p.W1, nW1 * sizeof(T), "W1"},
-                        {p.b1, d.H * sizeof(T), "b1"}, {p.W2, nW2 * sizeof(T), "W2"},
-                        {p.b2, d.C * sizeof(T), "b2"}, {ws, nWs * sizeof(T), "workspace"}};
-  requireDisjoint(env, spans, 5);
-  const Workspace<T> w = carveWorkspace(ws, d);
-  const Status status = forward(d, X, p, act, w.Z1, w.A1, w.logits);
-  if (status != Status::Ok) explainNonFinite(env, status, d, X, p);
-  return env.Undefined();
+  const ForwardArgs<T> a = readForwardArgs<T>(info);
+  const Status status = forward(a.d, a.X, a.p, a.act, a.w.Z1, a.w.A1, a.w.logits);
+  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p);
+  return info.Env().Undefined();
 }
 
 Napi::Value Forward(const Napi::CallbackInfo& info) {

@@ -1,0 +1,112 @@
+// The LibTorch autograd reference backend: the same positional calls as the native backend, into
+// a second addon (native/torch, built by CMakeLists.txt with cmake-js). It is optional — LibTorch
+// is large and only the verifier needs it — so it is loaded lazily, by explicit path (node-gyp-build
+// finds one addon per folder, and that one is the core's), and its absence is a HandgradError that
+// says how to build it.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot, type CoreBinding } from '../binding';
+import { HandgradError } from '../errors';
+import * as v from '../validate';
+import { ACTIVATION_CODE, REDUCTION_CODE, type Backend, type ForwardJob, type StepJob } from './backend';
+
+/** The typed surface of handgrad_torch.node: the core's exports less gemm, same signatures. */
+export type TorchBinding = Pick<CoreBinding, 'forwardBackward' | 'forward' | 'getNumThreads' | 'setNumThreads'>;
+
+const BUILD_HINT =
+  'Build it with `npm run build:torch` (needs cmake and LibTorch: `apt-get install -y cmake libtorch-dev`; ' +
+  '`npm run setup` builds it whenever both are installed), or use { backend: \'native\' }.';
+
+/** Where the addon is looked for: $HANDGRAD_TORCH_ADDON if set, else build-torch/Release/handgrad_torch.node. */
+export function torchAddonPath(): string {
+  return process.env.HANDGRAD_TORCH_ADDON || join(packageRoot, 'build-torch', 'Release', 'handgrad_torch.node');
+}
+
+/**
+ * Loads the addon at `path`, uncached.
+ * @throws {HandgradError} ERR_TORCH_UNAVAILABLE when the file is missing or does not load
+ */
+export function loadTorchBinding(path: string): TorchBinding {
+  if (!existsSync(path)) {
+    throw new HandgradError('ERR_TORCH_UNAVAILABLE', `The LibTorch addon is not built: ${path} does not exist. ${BUILD_HINT}`);
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(path) as TorchBinding;
+  } catch (cause) {
+    // Typically libtorch*.so missing or of another version than the one it was built against.
+    throw new HandgradError(
+      'ERR_TORCH_UNAVAILABLE',
+      `The LibTorch addon at ${path} could not be loaded (${(cause as Error).message.split('\n')[0]}). ${BUILD_HINT}`,
+      { cause },
+    );
+  }
+}
+
+let binding: TorchBinding | undefined;
+let loadError: HandgradError | undefined;
+
+/**
+ * The LibTorch addon, loaded on first use.
+ * @throws {HandgradError} ERR_TORCH_UNAVAILABLE, with the command that builds it
+ */
+export function torchBinding(): TorchBinding {
+  if (binding) return binding;
+  if (loadError) throw loadError;
+  try {
+    binding = loadTorchBinding(torchAddonPath());
+    return binding;
+  } catch (e) {
+    loadError = e as HandgradError;
+    throw loadError;
+  }
+}
+
+export const torchBackend: Backend = {
+  name: 'torch',
+  forwardBackward(j: StepJob): number {
+    const { B, D, H, C } = j.dims;
+    return torchBinding().forwardBackward(
+      j.X, j.y, j.W1, j.b1, j.W2, j.b2, j.ws, j.dX, j.dW1, j.db1, j.dW2, j.db2,
+      B, D, H, C, ACTIVATION_CODE[j.activation], REDUCTION_CODE[j.reduction], j.accumulate,
+    );
+  },
+  forward(j: ForwardJob): void {
+    const { B, D, H, C } = j.dims;
+    torchBinding().forward(j.X, j.W1, j.b1, j.W2, j.b2, j.ws, B, D, H, C, ACTIVATION_CODE[j.activation]);
+  },
+};
+
+/** The registry's loader: the backend once its addon has loaded, otherwise ERR_TORCH_UNAVAILABLE. */
+export function loadTorchBackend(): Backend {
+  torchBinding();
+  return torchBackend;
+}
+
+/** Whether backend 'torch' can be used here (the addon is built and LibTorch loads). */
+export function torchAvailable(): boolean {
+  try {
+    torchBinding();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * LibTorch's intra-op threads for the torch backend (1 unless set: OpenBLAS threads underneath already).
+ * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
+ */
+export function getTorchThreads(): number {
+  return torchBinding().getNumThreads();
+}
+
+/**
+ * Sets LibTorch's intra-op threads for the torch backend. OpenBLAS's own threads (setNumThreads)
+ * run underneath, so more than 1 mostly oversubscribes the cores.
+ * @throws {TypeError|RangeError} unless n is a positive integer
+ * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
+ */
+export function setTorchThreads(n: number): void {
+  torchBinding().setNumThreads(v.dim('threads', n));
+}

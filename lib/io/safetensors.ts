@@ -1,0 +1,390 @@
+// The safetensors format (https://github.com/huggingface/safetensors), read and written:
+//   [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
+// header: { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: { string: string } },
+// offsets relative to the start of the data buffer, tensors tiling it with no gap and no overlap.
+//
+// A file is untrusted input: every field is checked before a byte of data is touched, sizes are
+// compared against the bytes actually present (never allocated from a declared size), and every
+// problem is a HandgradError with code ERR_FILE worded as the rest of the library:
+//   Expected {what} for {name} but received {actual}
+import { readFileSync, writeFileSync } from 'node:fs';
+import { HandgradError } from '../errors';
+import { describe } from '../validate';
+
+/** Every dtype the format defines; the first four convert to typed arrays, the rest stay raw bytes. */
+export type SafetensorsDtype =
+  | 'F64' | 'F32' | 'I32' | 'I64'
+  | 'F16' | 'BF16' | 'I8' | 'U8' | 'I16' | 'U16' | 'U32' | 'U64' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0' | 'F4' | 'F6_E2M3' | 'F6_E3M2';
+
+/** Bytes per element (the 4- and 6-bit float formats pack several per byte and are not sized here). */
+const DTYPE_SIZE: Record<string, number> = {
+  F64: 8, F32: 4, I32: 4, I64: 8,
+  F16: 2, BF16: 2, I8: 1, U8: 1, I16: 2, U16: 2, U32: 4, U64: 8, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
+};
+const PACKED = new Set(['F4', 'F6_E2M3', 'F6_E3M2']);
+
+/** Typed data for the dtypes handgrad computes with; the raw little-endian bytes for the others. */
+export type TensorData = Float64Array | Float32Array | Int32Array | BigInt64Array;
+
+export interface SafetensorsTensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** F64 → Float64Array, F32 → Float32Array, I32 → Int32Array, I64 → BigInt64Array; any other dtype → its raw bytes. */
+  data: TensorData | Uint8Array;
+}
+
+export interface SafetensorsFile {
+  tensors: Record<string, SafetensorsTensor>;
+  metadata: Record<string, string>;
+}
+
+export interface ReadOptions {
+  /** Always copy the data (default false: aligned data is a view into `bytes`, misaligned data is copied). */
+  copy?: boolean;
+}
+
+/** A tensor to write: dtype defaults to the typed array's (Float64Array → F64, …); raw bytes need one. */
+export interface TensorInput {
+  dtype?: SafetensorsDtype;
+  shape: readonly number[];
+  data: TensorData | Uint8Array | ArrayLike<number>;
+}
+
+/** The header may not exceed this (the reference implementation's limit is the same 100 MB). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function fileFail(what: string, name: string, actual: string, source?: string): never {
+  const where = source ? ` (${source})` : '';
+  throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${actual}${where}`);
+}
+
+const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Defines an own property even for names like "__proto__", so a hostile name cannot reach a prototype. */
+function put<T>(record: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+interface Entry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** One header entry, checked field by field; `dataLength` bounds every size (nothing is trusted). */
+function checkEntry(name: string, raw: unknown, dataLength: number, source?: string): Entry {
+  const tname = `tensor ${JSON.stringify(name)}`;
+  if (!isPlainObject(raw)) fileFail('an object { dtype, shape, data_offsets }', tname, describe(raw), source);
+  const { dtype, shape, data_offsets: offsets } = raw;
+  if (typeof dtype !== 'string' || (!(dtype in DTYPE_SIZE) && !PACKED.has(dtype))) {
+    fileFail(`a safetensors dtype (F64, F32, I64, I32, F16, BF16, U8, …)`, `the dtype of ${tname}`, describe(dtype), source);
+  }
+  if (PACKED.has(dtype)) fileFail('a dtype of whole bytes per element', `the dtype of ${tname}`, dtype, source);
+  if (!Array.isArray(shape)) fileFail('an array of non-negative integers', `the shape of ${tname}`, describe(shape), source);
+  if (shape.length > 64) fileFail('at most 64 dimensions', `the shape of ${tname}`, `${shape.length}`, source);
+  for (let i = 0; i < shape.length; i++) {
+    const s = shape[i];
+    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
+      fileFail('an array of non-negative integers', `the shape of ${tname}`, `${describe(s)} at dimension ${i}`, source);
+    }
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2) {
+    fileFail('[begin, end]', `the data_offsets of ${tname}`, describe(offsets), source);
+  }
+  const [begin, end] = offsets as unknown[];
+  for (const o of [begin, end]) {
+    if (typeof o !== 'number' || !Number.isSafeInteger(o) || o < 0) {
+      fileFail('non-negative integer offsets [begin, end]', `the data_offsets of ${tname}`, JSON.stringify(offsets), source);
+    }
+  }
+  const b = begin as number;
+  const e = end as number;
+  if (e < b) fileFail('begin ≤ end', `the data_offsets of ${tname}`, JSON.stringify(offsets), source);
+  if (e > dataLength) {
+    fileFail(`offsets within the ${dataLength}-byte data buffer`, `the data_offsets of ${tname}`, `${JSON.stringify(offsets)} (the file is truncated or the header is wrong)`, source);
+  }
+  // Elements × size against the bytes the entry spans, in BigInt: exact for any declared shape
+  // (at most 64 dimensions below 2^53 each), so a huge declared size is a mismatch, never an allocation.
+  const size = DTYPE_SIZE[dtype];
+  const span = e - b;
+  let bytes = BigInt(size);
+  for (const s of shape as number[]) bytes *= BigInt(s);
+  if (bytes !== BigInt(span)) {
+    fileFail(
+      `shape ${shapeText(shape as number[])} of ${dtype} (${bytes} bytes) to match its data_offsets`,
+      tname,
+      `data_offsets ${JSON.stringify(offsets)} (${span} bytes)`,
+      source,
+    );
+  }
+  return { name, dtype: dtype as SafetensorsDtype, shape: (shape as number[]).slice(), begin: b, end: e };
+}
+
+function viewOrCopy(bytes: Uint8Array, start: number, e: Entry, copy: boolean): TensorData | Uint8Array {
+  const len = e.end - e.begin;
+  const abs = bytes.byteOffset + start + e.begin;
+  const ctor =
+    e.dtype === 'F64' ? Float64Array : e.dtype === 'F32' ? Float32Array : e.dtype === 'I32' ? Int32Array : e.dtype === 'I64' ? BigInt64Array : null;
+  if (ctor === null) return bytes.slice(start + e.begin, start + e.end);
+  const size = ctor.BYTES_PER_ELEMENT;
+  const n = len / size;
+  if (!LITTLE_ENDIAN) {
+    // The format is little-endian: read each element through a DataView on a big-endian host.
+    const dv = new DataView(bytes.buffer, abs, len);
+    if (e.dtype === 'F64') return Float64Array.from({ length: n }, (_, i) => dv.getFloat64(i * 8, true));
+    if (e.dtype === 'F32') return Float32Array.from({ length: n }, (_, i) => dv.getFloat32(i * 4, true));
+    if (e.dtype === 'I32') return Int32Array.from({ length: n }, (_, i) => dv.getInt32(i * 4, true));
+    return BigInt64Array.from({ length: n }, (_, i) => dv.getBigInt64(i * 8, true));
+  }
+  if (!copy && abs % size === 0) return new ctor(bytes.buffer as ArrayBuffer, abs, n);
+  // Misaligned (or a copy was asked for): copy the bytes into a fresh, aligned buffer.
+  const out = new ctor(n);
+  new Uint8Array(out.buffer).set(bytes.subarray(start + e.begin, start + e.end));
+  return out;
+}
+
+/**
+ * Parses a safetensors file held in memory.
+ * @param bytes the whole file
+ * @param source a name for error messages (the path, when read from a file)
+ * @throws {TypeError} bytes is not a Uint8Array
+ * @throws {HandgradError} code ERR_FILE: any malformed or hostile content, naming the tensor and
+ *   what was expected and received (bad header length, non-JSON header, bad dtype or shape, offsets
+ *   out of range, overlapping or leaving gaps, size mismatches, truncation)
+ */
+export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?: string } = {}): SafetensorsFile {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${describe(bytes)}`);
+  }
+  const copy = opts.copy === true;
+  const source = opts.source;
+  if (bytes.length < 8) fileFail('at least 8 bytes (the header length)', 'the safetensors file', `${bytes.length} bytes`, source);
+  const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (n64 === 0n) fileFail('a header length of at least 2 bytes', 'the safetensors header', '0', source);
+  if (n64 > BigInt(MAX_HEADER_BYTES)) {
+    fileFail(`a header length of at most ${MAX_HEADER_BYTES} bytes`, 'the safetensors header', `${n64}`, source);
+  }
+  const n = Number(n64);
+  if (8 + n > bytes.length) {
+    fileFail(`a header length within the ${bytes.length}-byte file`, 'the safetensors header', `${n} (the file is truncated or not safetensors)`, source);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+  } catch {
+    return fileFail('UTF-8 text', 'the safetensors header', 'invalid UTF-8', source);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (err) {
+    return fileFail('JSON', 'the safetensors header', `text that does not parse (${(err as Error).message})`, source);
+  }
+  if (!isPlainObject(header)) fileFail('a JSON object', 'the safetensors header', describe(header), source);
+
+  const start = 8 + n;
+  const dataLength = bytes.length - start;
+  const metadata: Record<string, string> = {};
+  const entries: Entry[] = [];
+  for (const name of Object.keys(header)) {
+    const raw = header[name];
+    if (name === '__metadata__') {
+      if (!isPlainObject(raw)) fileFail('an object of strings', '__metadata__', describe(raw), source);
+      for (const k of Object.keys(raw)) {
+        if (typeof raw[k] !== 'string') fileFail('string values', `__metadata__.${k}`, describe(raw[k]), source);
+        put(metadata, k, raw[k] as string);
+      }
+      continue;
+    }
+    entries.push(checkEntry(name, raw, dataLength, source));
+  }
+
+  // The tensors must tile the data buffer: sorted by begin, each starts where the last ended.
+  const sorted = entries.slice().sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (const e of sorted) {
+    if (e.begin !== at) {
+      const what = e.begin < at ? 'data that overlaps no other tensor' : 'data that follows the previous tensor with no gap';
+      fileFail(`${what} (begin = ${at})`, `tensor ${JSON.stringify(e.name)}`, `data_offsets [${e.begin},${e.end}]`, source);
+    }
+    at = e.end;
+  }
+  if (at !== dataLength) {
+    fileFail(`tensors covering the whole ${dataLength}-byte data buffer`, 'the safetensors file', `tensors ending at byte ${at}`, source);
+  }
+
+  const tensors: Record<string, SafetensorsTensor> = {};
+  for (const e of entries) put(tensors, e.name, { dtype: e.dtype, shape: e.shape, data: viewOrCopy(bytes, start, e, copy) });
+  return { tensors, metadata };
+}
+
+function inferDtype(name: string, data: unknown): SafetensorsDtype {
+  if (data instanceof Float64Array) return 'F64';
+  if (data instanceof Float32Array) return 'F32';
+  if (data instanceof Int32Array) return 'I32';
+  if (data instanceof BigInt64Array) return 'I64';
+  throw new TypeError(
+    `Expected a Float64Array, Float32Array, Int32Array or BigInt64Array (or an explicit dtype) for ${name}.data but received ${describe(data)}`,
+  );
+}
+
+/** The little-endian bytes of one tensor's data, checked against its dtype and shape. */
+function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape: number[]; bytes: Uint8Array } {
+  if (t === null || typeof t !== 'object') throw new TypeError(`Expected an object { shape, data, dtype? } for ${name} but received ${describe(t)}`);
+  const dtype = t.dtype ?? inferDtype(`tensors.${name}`, t.data);
+  if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZE)) {
+    throw new RangeError(`Expected a safetensors dtype (F64, F32, I32, I64, …) for tensors.${name}.dtype but received ${describe(dtype)}`);
+  }
+  if (!Array.isArray(t.shape) || t.shape.some((s) => !Number.isSafeInteger(s) || s < 0)) {
+    throw new TypeError(`Expected an array of non-negative integers for tensors.${name}.shape but received ${describe(t.shape)}`);
+  }
+  const shape = t.shape.slice();
+  const count = shape.reduce((a, b) => a * b, 1);
+  const size = DTYPE_SIZE[dtype];
+  const data = t.data;
+  if (data instanceof Uint8Array) {
+    if (data.length !== count * size) {
+      throw new RangeError(`Expected ${count * size} bytes (shape ${shapeText(shape)} of ${dtype}) for tensors.${name}.data but received ${data.length}`);
+    }
+    return { dtype, shape, bytes: data };
+  }
+  const ctor = dtype === 'F64' ? Float64Array : dtype === 'F32' ? Float32Array : dtype === 'I32' ? Int32Array : dtype === 'I64' ? BigInt64Array : null;
+  if (ctor === null) {
+    throw new TypeError(`Expected the raw bytes (a Uint8Array) for tensors.${name}.data of dtype ${dtype} but received ${describe(data)}`);
+  }
+  const len = (data as ArrayLike<unknown> | null)?.length;
+  if (typeof len !== 'number') throw new TypeError(`Expected a typed array or an array of numbers for tensors.${name}.data but received ${describe(data)}`);
+  if (len !== count) {
+    throw new RangeError(`Expected ${count} elements (shape ${shapeText(shape)}) for tensors.${name}.data but received ${describe(data)}`);
+  }
+  let typed: TensorData;
+  if (data instanceof ctor) {
+    typed = data as TensorData;
+  } else if (ctor === BigInt64Array) {
+    typed = BigInt64Array.from(data as ArrayLike<number | bigint>, (v) => BigInt(v));
+  } else if (data instanceof BigInt64Array) {
+    typed = (ctor as Float64ArrayConstructor).from(data as unknown as ArrayLike<number>, (v) => Number(v));
+  } else {
+    typed = (ctor as Float64ArrayConstructor).from(data as ArrayLike<number>);
+  }
+  let bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  if (!LITTLE_ENDIAN) {
+    bytes = new Uint8Array(typed.byteLength);
+    const dv = new DataView(bytes.buffer);
+    for (let i = 0; i < typed.length; i++) {
+      const v = typed[i];
+      if (dtype === 'F64') dv.setFloat64(i * 8, v as number, true);
+      else if (dtype === 'F32') dv.setFloat32(i * 4, v as number, true);
+      else if (dtype === 'I32') dv.setInt32(i * 4, v as number, true);
+      else dv.setBigInt64(i * 8, v as bigint, true);
+    }
+  }
+  return { dtype, shape, bytes };
+}
+
+/**
+ * Serialises tensors (and optional string metadata) to safetensors bytes. Tensors are laid out by
+ * decreasing element size (then in the order given), so that each starts aligned to its element
+ * size; the header is padded with spaces to a multiple of 8 bytes.
+ * @throws {TypeError|RangeError} a tensor whose data does not match its dtype or shape, a bad name or metadata
+ */
+export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?: Record<string, string>): Uint8Array {
+  if (tensors === null || typeof tensors !== 'object') throw new TypeError(`Expected an object of tensors for tensors but received ${describe(tensors)}`);
+  const items = Object.keys(tensors).map((name, order) => {
+    if (name === '__metadata__' || name.length === 0) {
+      throw new RangeError(`Expected a tensor name other than "" and "__metadata__" for tensors but received ${JSON.stringify(name)}`);
+    }
+    return { name, order, ...encode(name, tensors[name]) };
+  });
+  items.sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || a.order - b.order);
+
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    if (!isPlainObject(metadata)) throw new TypeError(`Expected an object of strings for metadata but received ${describe(metadata)}`);
+    const meta: Record<string, string> = {};
+    for (const k of Object.keys(metadata)) {
+      if (typeof metadata[k] !== 'string') throw new TypeError(`Expected a string for metadata.${k} but received ${describe(metadata[k])}`);
+      put(meta, k, metadata[k]);
+    }
+    header.__metadata__ = meta;
+  }
+  let offset = 0;
+  for (const it of items) {
+    put(header, it.name, { dtype: it.dtype, shape: it.shape, data_offsets: [offset, offset + it.bytes.length] });
+    offset += it.bytes.length;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const n = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + n + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + n);
+  let at = 8 + n;
+  for (const it of items) {
+    out.set(it.bytes, at);
+    at += it.bytes.length;
+  }
+  return out;
+}
+
+/**
+ * Reads and parses a safetensors file.
+ * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readSafetensors)
+ */
+export function loadSafetensors(path: string, opts: ReadOptions = {}): SafetensorsFile {
+  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${describe(path)}`);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (cause) {
+    throw new HandgradError('ERR_FILE', `Expected a readable safetensors file for ${path} but received ${(cause as Error).message}`, { cause });
+  }
+  // A fresh Buffer owns its memory, so views into it are as safe as copies.
+  return readSafetensors(bytes, { ...opts, source: path });
+}
+
+/**
+ * Writes tensors (and optional string metadata) to a safetensors file.
+ * @throws {TypeError|RangeError} as writeSafetensors
+ * @throws {HandgradError} code ERR_FILE: the file cannot be written
+ */
+export function saveSafetensors(path: string, tensors: Record<string, TensorInput>, metadata?: Record<string, string>): void {
+  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${describe(path)}`);
+  const bytes = writeSafetensors(tensors, metadata);
+  try {
+    writeFileSync(path, bytes);
+  } catch (cause) {
+    throw new HandgradError('ERR_FILE', `Expected a writable path for ${path} but received ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Bytes per element of a dtype (undefined for unknown or bit-packed dtypes). */
+export function dtypeSize(dtype: string): number | undefined {
+  return DTYPE_SIZE[dtype];
+}
+
+/**
+ * One tensor of a read file as a typed array of one of the wanted dtypes: the error when the
+ * name is missing or the dtype is another (F16, BF16, … are not converted) names both.
+ * @throws {HandgradError} code ERR_FILE
+ */
+export function tensorOf(file: SafetensorsFile, name: string, dtypes: readonly SafetensorsDtype[], source?: string): SafetensorsTensor & { data: TensorData } {
+  const t = Object.prototype.hasOwnProperty.call(file.tensors, name) ? file.tensors[name] : undefined;
+  const present = Object.keys(file.tensors);
+  if (t === undefined) {
+    fileFail(`a tensor named ${JSON.stringify(name)}`, 'the safetensors file', `tensors ${present.length ? present.map((p) => JSON.stringify(p)).join(', ') : '(none)'}`, source);
+  }
+  if (!dtypes.includes(t.dtype)) {
+    const hint = t.dtype === 'F16' || t.dtype === 'BF16' ? ' (half precision is not converted: save it with .double() or .float())' : '';
+    fileFail(`dtype ${dtypes.join(' or ')}`, `tensor ${JSON.stringify(name)}`, `${t.dtype}${hint}`, source);
+  }
+  return t as SafetensorsTensor & { data: TensorData };
+}
