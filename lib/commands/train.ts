@@ -1,0 +1,177 @@
+// `handgrad train`: trains on a built-in or CSV data set off the event loop (Trainer.fit), with a
+// progress bar on a terminal, then writes the curves (and, for 2-D data, the decision boundary)
+// as SVG, the model as safetensors and the history as JSON to --out.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
+import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
+import type { Dataset } from '../data/dataset';
+import { predict } from '../model';
+import { initParams } from '../params';
+import { decisionBoundarySvg, trainingCurvesSvg } from '../plot';
+import { Trainer } from '../train/trainer';
+import type { Activation, BackendName, Dtype, FloatArray } from '../types';
+import * as v from '../validate';
+import type { Command } from './command';
+import type { OptimizerName } from '../train/optimizer';
+
+interface Prepared {
+  name: string;
+  train: { X: FloatArray; y: Int32Array };
+  val?: { X: FloatArray; y: Int32Array };
+  D: number;
+  C: number;
+  /** Settings that suit the set, used where the command line says nothing. */
+  defaults: { hidden: number; epochs: number; lr: number; batch: number; optimizer: OptimizerName };
+}
+
+const BUILT_IN = ['xor', 'spirals', 'blobs', 'digits', 'mnist'] as const;
+
+function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, defaults: Prepared['defaults']): Prepared {
+  const s = trainValSplit(d.X, d.y, d.D, { fraction: 0.2, seed });
+  if (standardize) {
+    const z = fitStandardizer(s.train.X, d.D); // fitted on train only, applied to both
+    return { name, train: { X: z.apply(s.train.X), y: s.train.y }, val: { X: z.apply(s.val.X), y: s.val.y }, D: d.D, C: d.C, defaults };
+  }
+  return { name, train: s.train, val: s.val, D: d.D, C: d.C, defaults };
+}
+
+/** The data set named on the command line, split and scaled, with its default settings. */
+export function prepare(data: string, opts: { seed: number; label?: string; dtype: Dtype }): Prepared {
+  const seed = opts.seed;
+  switch (data) {
+    case 'xor': {
+      // The seed's setting: full batch, evaluated on the training points.
+      const d = xor({ seed });
+      return { name: 'xor', train: d, D: 2, C: 2, defaults: { hidden: 8, epochs: 3000, lr: 0.5, batch: d.y.length, optimizer: 'sgd' } };
+    }
+    case 'spirals':
+      return split('spirals', spirals({ n: 600, seed }), seed, false, { hidden: 64, epochs: 400, lr: 0.01, batch: 32, optimizer: 'adam' });
+    case 'blobs':
+      return split('blobs', blobs({ n: 600, classes: 4, seed }), seed, true, { hidden: 16, epochs: 30, lr: 0.1, batch: 32, optimizer: 'sgd' });
+    case 'digits':
+      // The data set's README: 64→64→10, ReLU, SGD lr 0.1, batch 32, 60 epochs reached 99%.
+      return split('digits', loadDigits({ dtype: opts.dtype }), seed, false, { hidden: 64, epochs: 60, lr: 0.1, batch: 32, optimizer: 'sgd' });
+    case 'mnist': {
+      const m = loadMnist({ dtype: opts.dtype });
+      return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, defaults: { hidden: 256, epochs: 10, lr: 0.1, batch: 128, optimizer: 'sgd' } };
+    }
+    default: {
+      const label = opts.label === undefined ? undefined : /^-?\d+$/.test(opts.label) ? Number(opts.label) : opts.label;
+      const d = readCsv(data, { label });
+      const X = opts.dtype === 'float64' ? d.X : Float32Array.from(d.X);
+      return split(data, { ...d, X }, seed, true, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' });
+    }
+  }
+}
+
+const num = (name: string, s: string | undefined, fallback: number) => {
+  if (s === undefined) return fallback;
+  const n = Number(s);
+  if (!Number.isFinite(n)) v.fail(RangeError, 'a number', `--${name}`, s);
+  return n;
+};
+
+export interface TrainSummary {
+  trainer: Trainer;
+  accuracy: number;
+  valAccuracy?: number;
+  files: string[];
+}
+
+/** Runs one training as the command describes; returns the trainer and where the files went. */
+export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<TrainSummary> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string', default: 'xor' },
+      label: { type: 'string' },
+      hidden: { type: 'string' },
+      epochs: { type: 'string' },
+      lr: { type: 'string' },
+      batch: { type: 'string' },
+      optimizer: { type: 'string' },
+      activation: { type: 'string', default: 'relu' },
+      backend: { type: 'string', default: 'native' },
+      dtype: { type: 'string', default: 'float64' },
+      seed: { type: 'string', default: '0' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
+  const seed = num('seed', values.seed, 0);
+  const data = prepare(values.data!, { seed, label: values.label, dtype });
+  const d = data.defaults;
+  const hidden = num('hidden', values.hidden, d.hidden);
+  const epochs = num('epochs', values.epochs, d.epochs);
+  const batch = num('batch', values.batch, d.batch);
+  const optimizer = (values.optimizer ?? d.optimizer) as OptimizerName;
+  const lr = num('lr', values.lr, d.lr);
+  const trainer = new Trainer(initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype }), {
+    optimizer,
+    lr,
+    batchSize: batch,
+    seed,
+    backend: values.backend as BackendName,
+    activation: values.activation as Activation,
+  });
+  const outDir = resolve(values.out ?? join('handgrad-out', BUILT_IN.includes(values.data as never) ? values.data! : 'csv'));
+  const n = data.train.y.length;
+  const stepsPerEpoch = Math.ceil(n / batch);
+  out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${data.D} → ${hidden} → ${data.C}, ` +
+    `${values.activation}, ${optimizer} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${values.backend}`);
+
+  const tty = process.stdout.isTTY && !values.quiet;
+  const bar = tty ? new SingleBar({ format: '  {bar} {percentage}% | epoch {epoch}/{epochs} | loss {loss} | {eta_formatted} left', hideCursor: true }) : null;
+  bar?.start(epochs * stepsPerEpoch, 0, { epoch: 0, epochs, loss: '—' });
+  const every = Math.max(1, Math.floor((epochs * stepsPerEpoch) / 200));
+  const printEvery = Math.max(1, Math.floor(epochs / 10));
+  const started = process.hrtime.bigint();
+  const result = await trainer.fit(data.train.X, data.train.y, {
+    epochs,
+    validation: data.val,
+    progressEvery: every,
+    onProgress: (e) => {
+      if (e.type === 'step') bar?.update((e.epoch - 1) * stepsPerEpoch + e.step, { epoch: e.epoch, loss: e.loss.toFixed(4) });
+      else if (!bar && !values.quiet && (e.epoch % printEvery === 0 || e.epoch === epochs)) {
+        const val = e.valLoss === undefined ? '' : `  val loss ${e.valLoss.toFixed(4)}  val acc ${(100 * e.valAccuracy!).toFixed(2)}%`;
+        out(`  epoch ${String(e.epoch).padStart(5)}  loss ${e.loss.toFixed(4)}  acc ${(100 * e.accuracy).toFixed(2)}%${val}`);
+      }
+    },
+  });
+  bar?.stop();
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const trainEval = trainer.evaluate(data.train.X, data.train.y);
+  const valEval = data.val ? trainer.evaluate(data.val.X, data.val.y) : undefined;
+  out(`  ${result.stopped} after ${result.history.length} epochs (${trainer.steps} steps) in ${seconds.toFixed(2)} s`);
+  out(`  train loss ${trainEval.loss.toFixed(4)}, accuracy ${(100 * trainEval.accuracy).toFixed(2)}%` +
+    (valEval ? `; validation loss ${valEval.loss.toFixed(4)}, accuracy ${(100 * valEval.accuracy).toFixed(2)}%` : ''));
+
+  mkdirSync(outDir, { recursive: true });
+  const files: string[] = [];
+  const write = (name: string, content: string) => {
+    writeFileSync(join(outDir, name), content);
+    files.push(join(outDir, name));
+  };
+  write('curves.svg', await trainingCurvesSvg(result.history, `${data.name}: loss and accuracy per epoch`));
+  if (data.D === 2) {
+    const p = trainer.params;
+    const A = dtype === 'float64' ? Float64Array : Float32Array;
+    write('boundary.svg', await decisionBoundarySvg(data.train.X, data.train.y, (grid) => predict(p, A.from(grid), { activation: values.activation as Activation }), `${data.name}: decision regions`));
+  }
+  write('history.json', `${JSON.stringify(result, null, 1)}\n`);
+  trainer.save(join(outDir, 'model.safetensors'));
+  files.push(join(outDir, 'model.safetensors'));
+  out(`  wrote ${files.join(', ')}`);
+  return { trainer, accuracy: trainEval.accuracy, valAccuracy: valEval?.accuracy, files };
+}
+
+export const train: Command = {
+  summary: 'train on xor|spirals|blobs|digits|mnist|FILE.csv; writes curves, boundary, model to --out',
+  async run(argv) {
+    await runTraining(argv);
+    return 0;
+  },
+};
