@@ -4,4 +4,19 @@ export type { ForwardBackwardOptions, ForwardBackwardResult, ForwardOptions } fr
 export { initParams, type Init, type InitOptions, type InitializedParams } from './params';
 export { Rng } from './rng';
 export { getNumThreads, setNumThreads } from './threads';
+export { getTorchThreads, setTorchThreads, torchAvailable } from './backends/torch';
 export type { Activation, BackendName, Cache, Dims, Dtype, FloatArray, Grads, Labels, Params, Reduction } from './types';
+export { Trainer, type FitOptions, type ProgressEvent, type TrainerOptions } from './train/trainer';
+export type { EpochRecord, FitResult, StepEvent } from './train/loop';
+export type { OptimizerName } from './train/optimizer';
+export type { Schedule } from './train/schedule';
+export { blobs, fitStandardizer, loadDigits, loadIdx, loadMnist, readCsv, readIdx, spirals, trainValSplit, xor } from './data';
+export type { BlobsOptions, CsvDataset, CsvOptions, Dataset, DigitsOptions, IdxArray, Mnist, MnistOptions, SpiralsOptions, Split, SplitOptions, Standardizer, XorOptions } from './data';
+export { loadParams, saveParams, transpose, type Layout, type SavedParams } from './checkpoint';
+export { loadSafetensors, readSafetensors, saveSafetensors, writeSafetensors } from './io/safetensors';
+export type { ReadOptions, SafetensorsDtype, SafetensorsFile, SafetensorsTensor, TensorData, TensorInput } from './io/safetensors';
+export { gradcheck, verify } from './verify';
+export type {
+  Candidate, Diagnosis, DiagnosisKind, GradFunction, GradcheckEntry, GradcheckOptions, GradcheckReport, GradcheckTensor,
+  GradsLike, ReferenceName, TensorCheck, TensorLike, TensorName, VerifyOptions, VerifyReport,
+} from './verify';

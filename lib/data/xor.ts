@@ -1,14 +1,29 @@
 import { Rng } from '../rng';
+import type { Dataset } from './dataset';
+import * as o from './options';
+
+export interface XorOptions {
+  /** Number of points (default 200). */
+  n?: number;
+  /** Standard deviation of the Gaussian noise on each coordinate (default 0.1). */
+  noise?: number;
+  /** Integer seed (default 0). */
+  seed?: number;
+}
 
 /**
  * The seed documents' XOR set: n points (default 200) in 2-D around the four corners of the unit
  * square, seeded Gaussian noise (std 0.1 by default), label 1 where exactly one coordinate's corner
- * is 1. Not linearly separable, so it needs the hidden layer.
+ * is 1. Not linearly separable, so it needs the hidden layer. Point i sits at corner
+ * (i & 1, (i >> 1) & 1), so the corners (and the two classes) take turns and stay balanced.
+ * @returns `{ X [n,2], y [n], D: 2, C: 2 }`
+ * @throws {TypeError|RangeError} n not a positive integer, noise not a finite number ≥ 0, seed not an integer, unknown options
  */
-export function xor(opts: { n?: number; noise?: number; seed?: number } = {}): { X: Float64Array; y: Int32Array } {
-  const n = opts.n ?? 200;
-  const noise = opts.noise ?? 0.1;
-  const rng = new Rng(opts.seed ?? 0);
+export function xor(opts: XorOptions = {}): Dataset {
+  const oo = o.options('opts', opts, ['n', 'noise', 'seed']);
+  const n = o.positiveInt('opts.n', oo.n, 200);
+  const noise = o.nonNegative('opts.noise', oo.noise, 0.1);
+  const rng = new Rng(o.seed('opts.seed', oo.seed));
   const X = new Float64Array(2 * n);
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
@@ -18,5 +33,5 @@ export function xor(opts: { n?: number; noise?: number; seed?: number } = {}): {
     X[2 * i + 1] = b + noise * rng.normal();
     y[i] = a ^ b;
   }
-  return { X, y };
+  return { X, y, D: 2, C: 2 };
 }

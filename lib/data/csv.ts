@@ -1,0 +1,448 @@
+// CSV files of numeric features and one label column, as a Dataset.
+//
+// Minimal RFC 4180: a field that starts with a double quote (after optional spaces) runs to the
+// next lone quote, may hold delimiters and line breaks, and writes a quote as "". Records end at
+// \n, \r\n or a lone \r; empty (or blank) lines are skipped; a UTF-8 byte order mark is dropped.
+//
+// The parser walks the bytes once: cells are spans of the input, decoded one at a time (a quote,
+// a delimiter or a line break is one ASCII byte, never part of a multi-byte UTF-8 character), and
+// numbers go straight into a Float64Array sized from the number of line breaks. Memory is the
+// input plus the output, whatever the file's size; no string grows.
+import { describe, fail } from '../validate';
+import type { Dataset } from './dataset';
+import { fileFail, gunzip, isGzip, readFile } from './files';
+import * as o from './options';
+
+export interface CsvOptions {
+  /**
+   * The label column: a header name, or a 0-based column index (negative counts from the end).
+   * Default: the last column.
+   */
+  label?: string | number;
+  /**
+   * Whether the first row names the columns. 'auto' (default): it does when the label is given by
+   * name, or when one of its feature cells is not a number, or when its label cell is not a number
+   * but the next row's is.
+   */
+  header?: 'auto' | boolean;
+  /** One ASCII character other than a quote or a line break (default ','). */
+  delimiter?: string;
+}
+
+export interface CsvDataset extends Dataset {
+  /** Names of the D feature columns, in order: from the header, else `col1`, `col2`, … (1-based file column). */
+  featureNames: string[];
+  /** Name of the label column (from the header, else `col<k>`). */
+  labelName: string;
+  /** Present when the labels are names: classNames[id] is the name of class id, in order of first appearance. */
+  classNames?: string[];
+  /** Whether the first row was read as a header. */
+  header: boolean;
+}
+
+const QUOTE = 0x22;
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const TAB = 0x09;
+const MINUS = 0x2d;
+const PLUS = 0x2b;
+const DOT = 0x2e;
+const ZERO = 0x30;
+const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const POW10 = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
+const MAX_ID = 2 ** 31 - 2; // class ids must leave C = max + 1 within an int32
+
+/** The records of a CSV file, one at a time; the cells of the current one are spans of the bytes. */
+class Records {
+  pos = 0;
+  line = 1;
+  /** Line (1-based) on which the current record starts. */
+  recordLine = 1;
+  /** Number of cells in the current record. */
+  n = 0;
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private readonly quoted: boolean[] = [];
+  /** Line on which each cell starts (a quoted cell may span lines). */
+  readonly lines: number[] = [];
+
+  constructor(
+    private readonly b: Buffer,
+    private readonly delim: number,
+    private readonly source: string | undefined,
+  ) {
+    if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) this.pos = 3;
+  }
+
+  private isSpace(c: number): boolean {
+    return (c === SP || c === TAB) && c !== this.delim;
+  }
+
+  /** Reads the next record that is not blank; false at the end of the input. */
+  next(): boolean {
+    const b = this.b;
+    const len = b.length;
+    const d = this.delim;
+    let p = this.pos;
+    for (;;) {
+      let q = p;
+      while (q < len && this.isSpace(b[q])) q++;
+      if (q >= len) {
+        this.pos = len;
+        return false;
+      }
+      if (b[q] === LF) {
+        p = q + 1;
+        this.line++;
+      } else if (b[q] === CR) {
+        p = q + (q + 1 < len && b[q + 1] === LF ? 2 : 1);
+        this.line++;
+      } else {
+        break;
+      }
+    }
+    this.recordLine = this.line;
+    let n = 0;
+    for (;;) {
+      let q = p;
+      while (q < len && this.isSpace(b[q])) q++;
+      const cellLine = this.line;
+      let s: number;
+      let e: number;
+      let quoted = false;
+      if (q < len && b[q] === QUOTE) {
+        quoted = true;
+        s = q + 1;
+        let r = s;
+        for (;;) {
+          const close = b.indexOf(QUOTE, r);
+          if (close < 0) {
+            fileFail('a closing quote', `the field opened on line ${cellLine} (column ${n + 1})`, 'the end of the file', this.source);
+          }
+          this.countLines(r, close);
+          if (close + 1 < len && b[close + 1] === QUOTE) {
+            r = close + 2; // "" is a quote inside the field
+            continue;
+          }
+          e = close;
+          p = close + 1;
+          break;
+        }
+        while (p < len && this.isSpace(b[p])) p++;
+        if (p < len && b[p] !== d && b[p] !== LF && b[p] !== CR) {
+          let z = p;
+          while (z < len && b[z] !== d && b[z] !== LF && b[z] !== CR) z++;
+          fileFail(
+            'the delimiter or the end of the line after a closing quote',
+            `column ${n + 1} on line ${this.line}`,
+            describe(b.toString('utf8', p, z)),
+            this.source,
+          );
+        }
+      } else {
+        s = p;
+        let r = p;
+        while (r < len) {
+          const c = b[r];
+          if (c === d || c === LF || c === CR) break;
+          r++;
+        }
+        e = r;
+        p = r;
+      }
+      this.starts[n] = s;
+      this.ends[n] = e;
+      this.quoted[n] = quoted;
+      this.lines[n] = cellLine;
+      n++;
+      if (p < len && b[p] === d) {
+        p++;
+        continue;
+      }
+      if (p < len) {
+        p += b[p] === CR && p + 1 < len && b[p + 1] === LF ? 2 : 1;
+        this.line++;
+      }
+      break;
+    }
+    this.n = n;
+    this.pos = p;
+    return true;
+  }
+
+  private countLines(from: number, to: number): void {
+    const b = this.b;
+    for (let i = from; i < to; i++) {
+      if (b[i] === LF || (b[i] === CR && b[i + 1] !== LF)) this.line++;
+    }
+  }
+
+  /** The text of cell i: a quoted cell as written (with "" undone), another cell trimmed of spaces. */
+  text(i: number): string {
+    const t = this.b.toString('utf8', this.starts[i], this.ends[i]);
+    if (this.quoted[i]) return t.includes('"') ? t.replaceAll('""', '"') : t;
+    return t.trim();
+  }
+
+  /** Cell i as a number: NaN when it is not one (±Infinity when it overflows). */
+  number(i: number): number {
+    if (this.quoted[i]) return parseNumber(this.text(i));
+    const b = this.b;
+    let s = this.starts[i];
+    let e = this.ends[i];
+    while (s < e && (b[s] === SP || b[s] === TAB)) s++;
+    while (e > s && (b[e - 1] === SP || b[e - 1] === TAB)) e--;
+    // Fast path, no string: [sign] digits [. digits] [e [sign] digits] with at most 15 digits, so
+    // the digits M are an exact integer and M·10^k (|k| ≤ 22, 10^k exact) is one correctly rounded
+    // operation: the same double as Number(text) (Clinger's fast path).
+    let p = s;
+    const neg = p < e && b[p] === MINUS;
+    if (p < e && (b[p] === MINUS || b[p] === PLUS)) p++;
+    let m = 0;
+    let digits = 0;
+    let frac = 0;
+    for (; p < e; p++) {
+      const c = b[p] - ZERO;
+      if (c < 0 || c > 9) break;
+      m = m * 10 + c;
+      digits++;
+    }
+    if (p < e && b[p] === DOT) {
+      for (p++; p < e; p++) {
+        const c = b[p] - ZERO;
+        if (c < 0 || c > 9) break;
+        m = m * 10 + c;
+        digits++;
+        frac++;
+      }
+    }
+    let exp = 0;
+    if (p < e && digits > 0 && (b[p] === 0x65 || b[p] === 0x45)) {
+      p++;
+      const eneg = p < e && b[p] === MINUS;
+      if (p < e && (b[p] === MINUS || b[p] === PLUS)) p++;
+      let ed = 0;
+      for (; p < e && ed < 4; p++) {
+        const c = b[p] - ZERO;
+        if (c < 0 || c > 9) break;
+        exp = exp * 10 + c;
+        ed++;
+      }
+      if (ed === 0) return NaN;
+      if (eneg) exp = -exp;
+    }
+    if (p === e && digits > 0 && digits <= 15) {
+      const k = exp - frac;
+      if (k >= -22 && k <= 22) {
+        const v = k === 0 ? m : k > 0 ? m * POW10[k] : m / POW10[-k];
+        return neg ? -v : v;
+      }
+    }
+    return parseNumber(this.text(i));
+  }
+}
+
+function parseNumber(t: string): number {
+  return NUMBER.test(t) ? Number(t) : NaN;
+}
+
+/** Records in the bytes: line breaks, plus one for a last line without a break. */
+function recordBound(b: Buffer, from: number): number {
+  let n = 0;
+  for (let i = b.indexOf(LF, from); i >= 0; i = b.indexOf(LF, i + 1)) n++;
+  for (let i = b.indexOf(CR, from); i >= 0; i = b.indexOf(CR, i + 1)) if (b[i + 1] !== LF) n++;
+  const last = b[b.length - 1];
+  if (b.length > from && last !== LF && last !== CR) n++;
+  return n;
+}
+
+function inputBytes(input: unknown): { bytes: Buffer; source?: string } {
+  if (input instanceof Uint8Array) {
+    const b = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    return { bytes: isGzip(b) ? gunzip(b, 'the CSV bytes') : b };
+  }
+  if (typeof input !== 'string') return fail(TypeError, 'CSV text, a file path or a Uint8Array', 'input', input);
+  if (input === '' || /[\r\n]/.test(input)) return { bytes: Buffer.from(input, 'utf8') };
+  const raw = readFile(input, 'CSV file', ' (a string without a line break is read as a path)');
+  if (input.toLowerCase().endsWith('.gz') && !isGzip(raw)) {
+    fileFail('gzip data (the path ends in .gz)', input, `bytes starting ${[...raw.subarray(0, 2)].map((x) => x.toString(16).padStart(2, '0')).join(' ') || '(empty file)'}`);
+  }
+  return { bytes: isGzip(raw) ? gunzip(raw, input) : raw, source: input };
+}
+
+function listNames(names: readonly string[]): string {
+  const shown = names.slice(0, 8).map((s) => JSON.stringify(s)).join(', ');
+  return names.length > 8 ? `${shown}, … (${names.length} columns)` : shown;
+}
+
+/**
+ * Reads a CSV of numeric features and one label column.
+ *
+ * `input` is CSV text (a string holding a line break), the bytes of a CSV file (gzip detected by
+ * its magic bytes), or a path (any other string); a path ending in `.gz`, or whose content is
+ * gzip, is gunzipped. Every column but the label must hold finite numbers (spaces around them
+ * are fine). Labels that are all integers in [0, 2^31 − 1) are class ids (C = the largest + 1);
+ * otherwise every label is a class name, numbered in order of first appearance (classNames).
+ *
+ * @returns `{ X [n,D], y [n], D, C, featureNames, labelName, classNames?, header }`
+ * @throws {TypeError|RangeError} a bad argument or option (label neither a name nor an integer,
+ *   a delimiter that is not one ASCII character, a label name with `header: false`, unknown options)
+ * @throws {HandgradError} code ERR_FILE, with the 1-based line number where there is one: an
+ *   unreadable file or corrupt gzip, an empty file or a header alone, fewer than 2 columns, a row
+ *   with another number of cells than the first, a cell that is not a finite number (naming the
+ *   column and the cell), an empty label, an unknown label column, an unclosed quote
+ */
+export function readCsv(input: string | Uint8Array, opts: CsvOptions = {}): CsvDataset {
+  const oo = o.options('opts', opts, ['label', 'header', 'delimiter']);
+  const label = oo.label;
+  if (label !== undefined && typeof label !== 'string') {
+    if (typeof label !== 'number') fail(TypeError, 'a column name or a 0-based column index', 'opts.label', label);
+    if (!Number.isInteger(label)) fail(RangeError, 'an integer column index', 'opts.label', label);
+  }
+  const headerOpt = oo.header ?? 'auto';
+  if (headerOpt !== 'auto' && typeof headerOpt !== 'boolean') fail(TypeError, "'auto', true or false", 'opts.header', headerOpt);
+  if (typeof label === 'string' && headerOpt === false) {
+    fail(RangeError, "true or 'auto' when opts.label is a column name", 'opts.header', false);
+  }
+  const delimiter = oo.delimiter ?? ',';
+  if (typeof delimiter !== 'string') fail(TypeError, 'a one-character string', 'opts.delimiter', delimiter);
+  const dc = delimiter.charCodeAt(0);
+  if (delimiter.length !== 1 || dc > 0x7f || dc === QUOTE || dc === LF || dc === CR) {
+    fail(RangeError, 'one ASCII character other than a quote or a line break', 'opts.delimiter', delimiter);
+  }
+  const { bytes, source } = inputBytes(input);
+  return parse(bytes, dc, label as string | number | undefined, headerOpt as 'auto' | boolean, source);
+}
+
+function parse(bytes: Buffer, delim: number, label: string | number | undefined, headerOpt: 'auto' | boolean, source?: string): CsvDataset {
+  const rec = new Records(bytes, delim, source);
+  if (!rec.next()) fileFail('at least one row of data', 'the CSV', 'an empty file', source);
+  const ncols = rec.n;
+  const firstLine = rec.recordLine;
+  if (ncols < 2) fileFail('at least 2 columns (the features and a label)', `line ${firstLine}`, '1 column', source);
+  const first: string[] = [];
+  const firstNums: number[] = [];
+  const firstLines = rec.lines.slice(0, ncols);
+  for (let j = 0; j < ncols; j++) {
+    first.push(rec.text(j));
+    firstNums.push(rec.number(j));
+  }
+
+  let li: number;
+  if (typeof label === 'string') {
+    const at = first.flatMap((name, j) => (name === label ? [j] : []));
+    if (at.length === 0) {
+      fileFail(`a column named ${JSON.stringify(label)}`, 'opts.label', `the header ${listNames(first)} (line ${firstLine})`, source);
+    }
+    if (at.length > 1) {
+      fileFail(`one column named ${JSON.stringify(label)}`, 'opts.label', `columns ${at.map((j) => j + 1).join(', ')} of the header (line ${firstLine})`, source);
+    }
+    li = at[0];
+  } else if (typeof label === 'number') {
+    li = label < 0 ? ncols + label : label;
+    if (li < 0 || li >= ncols) {
+      fileFail(`a column index in [${-ncols}, ${ncols})`, 'opts.label', `${label} (the file has ${ncols} columns)`, source);
+    }
+  } else {
+    li = ncols - 1;
+  }
+
+  // Header: given, or decided from the first row (and, if need be, the label cell of the second).
+  let header: boolean | undefined;
+  if (headerOpt !== 'auto') header = headerOpt;
+  else if (typeof label === 'string') header = true;
+  else if (firstNums.some((v, j) => j !== li && !Number.isFinite(v))) header = true;
+  else if (Number.isFinite(firstNums[li])) header = false;
+
+  const D = ncols - 1;
+  const names = (h: boolean) => (h ? first : first.map((_, j) => `col${j + 1}`));
+  const columnName = (j: number) => (header ? `column ${JSON.stringify(first[j])} (column ${j + 1})` : `column ${j + 1}`);
+  const badCell = (j: number, text: string, line: number, v: number): never => {
+    const actual = text === '' ? '"" (an empty cell)' : describe(text);
+    return fileFail(Number.isNaN(v) ? 'a number' : 'a finite number', `${columnName(j)} on line ${line}`, actual, source);
+  };
+
+  const cap = Math.max(1, recordBound(bytes, 0));
+  const X = new Float64Array(cap * D);
+  const ids = new Int32Array(cap); // index of the row's label text in `texts`
+  const seen = new Map<string, number>();
+  const texts: string[] = [];
+  let r = 0;
+
+  const addLabel = (t: string, line: number) => {
+    if (t === '') fileFail('a label', `${columnName(li)} on line ${line}`, '"" (an empty cell)', source);
+    let id = seen.get(t);
+    if (id === undefined) {
+      id = texts.length;
+      seen.set(t, id);
+      texts.push(t);
+    }
+    ids[r++] = id;
+  };
+  const addFirstAsData = () => {
+    let k = r * D;
+    for (let j = 0; j < ncols; j++) {
+      if (j === li) continue;
+      if (!Number.isFinite(firstNums[j])) badCell(j, first[j], firstLines[j], firstNums[j]);
+      X[k++] = firstNums[j];
+    }
+    addLabel(first[li], firstLines[li]);
+  };
+  if (header === false) addFirstAsData();
+
+  while (rec.next()) {
+    if (rec.n !== ncols) {
+      fileFail(`${ncols} cells (as on line ${firstLine})`, `line ${rec.recordLine}`, `${rec.n}`, source);
+    }
+    if (header === undefined) {
+      // First row: numeric features, a label that is not a number. A header if this row's label is one.
+      header = Number.isFinite(rec.number(li));
+      if (!header) addFirstAsData();
+    }
+    let k = r * D;
+    for (let j = 0; j < ncols; j++) {
+      if (j === li) continue;
+      const v = rec.number(j);
+      if (!Number.isFinite(v)) badCell(j, rec.text(j), rec.lines[j], v);
+      X[k++] = v;
+    }
+    addLabel(rec.text(li), rec.lines[li]);
+  }
+  if (header === undefined) {
+    header = false; // one row alone: data
+    addFirstAsData();
+  }
+  if (r === 0) fileFail('at least one row of data', 'the CSV', `only a header (line ${firstLine})`, source);
+
+  // Class ids when every label is an integer in range; otherwise names in order of first appearance.
+  const values = texts.map(parseNumber);
+  const areIds = values.every((v) => Number.isInteger(v) && v >= 0 && v <= MAX_ID);
+  let y: Int32Array;
+  let C: number;
+  let classNames: string[] | undefined;
+  if (areIds) {
+    y = new Int32Array(r);
+    C = 0;
+    for (let i = 0; i < r; i++) {
+      const v = values[ids[i]];
+      y[i] = v;
+      if (v + 1 > C) C = v + 1;
+    }
+  } else {
+    y = r === cap ? ids : ids.slice(0, r);
+    C = texts.length;
+    classNames = texts;
+  }
+  const all = names(header);
+  return {
+    X: r * D === X.length ? X : X.slice(0, r * D),
+    y,
+    D,
+    C,
+    featureNames: all.filter((_, j) => j !== li),
+    labelName: all[li],
+    ...(classNames === undefined ? {} : { classNames }),
+    header,
+  };
+}

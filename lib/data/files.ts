@@ -1,0 +1,33 @@
+// File reading shared by the loaders: every problem with a file or its content is a HandgradError
+// with code ERR_FILE, worded as the rest of the library (Expected {what} for {name} but received {actual}).
+import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { HandgradError } from '../errors';
+
+/** A HandgradError (code ERR_FILE) in the library's wording, naming the file when there is one. */
+export function fileFail(what: string, name: string, actual: string, source?: string): never {
+  const where = source === undefined ? '' : ` (${source})`;
+  throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${actual}${where}`);
+}
+
+export function isGzip(b: Uint8Array): boolean {
+  return b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+}
+
+/** Gunzips bytes; a corrupt or truncated stream is an ERR_FILE. */
+export function gunzip(b: Uint8Array, source: string): Buffer {
+  try {
+    return gunzipSync(b);
+  } catch (cause) {
+    throw new HandgradError('ERR_FILE', `Expected valid gzip data for ${source} but received ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Reads a whole file; a missing or unreadable one is an ERR_FILE. */
+export function readFile(path: string, what: string, hint = ''): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new HandgradError('ERR_FILE', `Expected a readable ${what} for ${path} but received ${(cause as Error).message}${hint}`, { cause });
+  }
+}

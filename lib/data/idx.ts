@@ -1,0 +1,118 @@
+// The IDX format of the MNIST files (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT"):
+//   [0x00 0x00][type byte][number of dimensions k][k sizes, uint32 big-endian][data, big-endian]
+// type: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+//
+// A file is untrusted input: the header is checked against the bytes actually present, sizes are
+// multiplied in BigInt (no overflow), nothing is allocated from a declared size, and every problem
+// is a HandgradError with code ERR_FILE — never a crash or a silent short read.
+import { describe } from '../validate';
+import { fileFail, gunzip, readFile } from './files';
+
+export type IdxDtype = 'uint8' | 'int8' | 'int16' | 'int32' | 'float32' | 'float64';
+export type IdxData = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
+
+export interface IdxArray {
+  dtype: IdxDtype;
+  /** Sizes of the dimensions, outermost first (MNIST images: [n, 28, 28]). */
+  shape: number[];
+  /** Row-major elements, in host order. uint8 and int8 data are views into the input bytes. */
+  data: IdxData;
+}
+
+const TYPES: Record<number, { dtype: IdxDtype; size: number }> = {
+  0x08: { dtype: 'uint8', size: 1 },
+  0x09: { dtype: 'int8', size: 1 },
+  0x0b: { dtype: 'int16', size: 2 },
+  0x0c: { dtype: 'int32', size: 4 },
+  0x0d: { dtype: 'float32', size: 4 },
+  0x0e: { dtype: 'float64', size: 8 },
+};
+
+const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
+
+/**
+ * Parses an IDX file held in memory (gzipped or not: gzip is recognised by its magic bytes).
+ * @param source a name for error messages (the path, when read from a file)
+ * @throws {TypeError} bytes is not a Uint8Array
+ * @throws {HandgradError} code ERR_FILE: corrupt gzip, a wrong magic number, an unknown type byte,
+ *   no dimensions, a header or data shorter than declared, or bytes after the data
+ */
+export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxArray {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${describe(bytes)}`);
+  const source = opts.source;
+  const name = source === undefined ? 'the IDX data' : 'the IDX file';
+  const where = source;
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzip(bytes, source ?? 'the IDX bytes');
+  if (bytes.length < 4) fileFail('at least 4 bytes (the magic number)', name, `${bytes.length} bytes`, where);
+  if (bytes[0] !== 0 || bytes[1] !== 0) {
+    fileFail('the IDX magic number 00 00 <type> <dims>', name, `bytes ${hex(bytes.subarray(0, 4))}`, where);
+  }
+  const type = TYPES[bytes[2]];
+  if (type === undefined) {
+    fileFail('an IDX type byte (08 uint8, 09 int8, 0b int16, 0c int32, 0d float32, 0e float64)', name, `0x${hex(bytes.subarray(2, 3))}`, where);
+  }
+  const k = bytes[3];
+  if (k === 0) fileFail('at least one dimension', name, '0 dimensions', where);
+  const start = 4 + 4 * k;
+  if (bytes.length < start) {
+    fileFail(`a header of ${start} bytes (${k} dimension sizes)`, name, `${bytes.length} bytes (the file is truncated)`, where);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const shape: number[] = [];
+  let count = 1n;
+  for (let i = 0; i < k; i++) {
+    const s = dv.getUint32(4 + 4 * i, false);
+    shape.push(s);
+    count *= BigInt(s);
+  }
+  const want = count * BigInt(type.size);
+  const have = BigInt(bytes.length - start);
+  if (want !== have) {
+    const why = want > have ? 'the file is truncated or its sizes are wrong' : 'bytes after the data';
+    fileFail(`${want} data bytes for shape [${shape.join(',')}] of ${type.dtype}`, name, `${have} (${why})`, where);
+  }
+  const n = Number(count);
+  const end = start + n * type.size;
+  let data: IdxData;
+  switch (type.dtype) {
+    case 'uint8':
+      data = bytes.subarray(start, end);
+      break;
+    case 'int8':
+      data = new Int8Array(bytes.buffer, bytes.byteOffset + start, n);
+      break;
+    case 'int16': {
+      const a = new Int16Array(n);
+      for (let i = 0; i < n; i++) a[i] = dv.getInt16(start + 2 * i, false);
+      data = a;
+      break;
+    }
+    case 'int32': {
+      const a = new Int32Array(n);
+      for (let i = 0; i < n; i++) a[i] = dv.getInt32(start + 4 * i, false);
+      data = a;
+      break;
+    }
+    case 'float32': {
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; i++) a[i] = dv.getFloat32(start + 4 * i, false);
+      data = a;
+      break;
+    }
+    default: {
+      const a = new Float64Array(n);
+      for (let i = 0; i < n; i++) a[i] = dv.getFloat64(start + 8 * i, false);
+      data = a;
+    }
+  }
+  return { dtype: type.dtype, shape, data };
+}
+
+/**
+ * Reads and parses an IDX file (gzipped or not).
+ * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readIdx)
+ */
+export function loadIdx(path: string): IdxArray {
+  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${describe(path)}`);
+  return readIdx(readFile(path, 'IDX file'), { source: path });
+}

@@ -1,0 +1,64 @@
+import { Rng } from '../rng';
+import type { FloatArray } from '../types';
+import { dim, fail, Received } from '../validate';
+import * as o from './options';
+
+export interface SplitOptions {
+  /** Share of the examples that goes to validation, in (0, 1) (default 0.2). */
+  fraction?: number;
+  /** Integer seed of the shuffle (default 0). */
+  seed?: number;
+}
+
+export interface Split<T extends FloatArray> {
+  train: { X: T; y: Int32Array; index: Int32Array };
+  val: { X: T; y: Int32Array; index: Int32Array };
+}
+
+/**
+ * A seeded shuffle of the n examples of X [n,D] and y [n], then a split: the first n − nVal
+ * shuffled examples train, the last nVal validate, nVal = round(fraction·n) kept within [1, n − 1].
+ * Rows keep their labels; X's dtype is kept; `index` gives each row's position in the input.
+ * @throws {TypeError} X not a Float64Array/Float32Array, y not an Int32Array or array of integers, bad option types, unknown options
+ * @throws {RangeError} fewer than 2 examples, X not [n,D] for n = y.length, fraction not in (0, 1)
+ */
+export function trainValSplit<T extends FloatArray>(X: T, y: Int32Array | readonly number[], D: number, opts: SplitOptions = {}): Split<T> {
+  const oo = o.options('opts', opts, ['fraction', 'seed']);
+  D = dim('D', D);
+  if (!(X instanceof Float64Array) && !(X instanceof Float32Array)) fail(TypeError, 'a Float64Array or Float32Array', 'X', X);
+  let labels: Int32Array;
+  if (y instanceof Int32Array) labels = y;
+  else if (Array.isArray(y)) {
+    labels = new Int32Array(y.length);
+    for (let i = 0; i < y.length; i++) {
+      const v = y[i];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) fail(TypeError, 'integer labels', 'y', new Received(`${String(v)} at index ${i}`));
+      labels[i] = v;
+    }
+  } else {
+    return fail(TypeError, 'an Int32Array or an array of integers', 'y', y);
+  }
+  const n = labels.length;
+  if (n < 2) fail(RangeError, 'at least 2 examples to split', 'y', labels);
+  if (X.length !== n * D) fail(RangeError, `${n * D} elements ([n,D] with n = ${n} from y, D = ${D})`, 'X', X);
+  const fraction = oo.fraction ?? 0.2;
+  if (typeof fraction !== 'number') fail(TypeError, 'a number', 'opts.fraction', fraction);
+  if (!(fraction > 0 && fraction < 1)) fail(RangeError, 'a number in (0, 1)', 'opts.fraction', fraction);
+  const rng = new Rng(o.seed('opts.seed', oo.seed));
+
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  rng.shuffle(order);
+  const nVal = Math.min(n - 1, Math.max(1, Math.round(fraction * n)));
+  const take = (index: Int32Array) => {
+    const Xp = (X instanceof Float64Array ? new Float64Array(index.length * D) : new Float32Array(index.length * D)) as T;
+    const yp = new Int32Array(index.length);
+    for (let r = 0; r < index.length; r++) {
+      const i = index[r];
+      Xp.set(X.subarray(i * D, i * D + D), r * D);
+      yp[r] = labels[i];
+    }
+    return { X: Xp, y: yp, index };
+  };
+  return { train: take(order.slice(0, n - nVal)), val: take(order.slice(n - nVal)) };
+}
