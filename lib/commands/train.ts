@@ -55,7 +55,7 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
       return split('digits', loadDigits({ dtype: opts.dtype }), seed, false, { hidden: 64, epochs: 60, lr: 0.1, batch: 32, optimizer: 'sgd' });
     case 'mnist': {
       const m = loadMnist({ dtype: opts.dtype });
-      return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, defaults: { hidden: 256, epochs: 10, lr: 0.1, batch: 128, optimizer: 'sgd' } };
+      return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, defaults: { hidden: 256, epochs: 5, lr: 0.05, batch: 128, optimizer: 'momentum' } };
     }
     default: {
       const label = opts.label === undefined ? undefined : /^-?\d+$/.test(opts.label) ? Number(opts.label) : opts.label;
