@@ -124,6 +124,12 @@ function torchAddon() {
   run(join(root, 'node_modules', '.bin', 'cmake-js'), args);
 }
 
+// The optional WebAssembly module (backend 'wasm'): skips itself, saying how to get it, when clang
+// or wasm-ld is missing.
+function wasmModule() {
+  run(process.execPath, [join(root, 'scripts', 'build-wasm.mjs'), ...(force ? ['--force-build'] : [])]);
+}
+
 function typescript() {
   const out = join(root, 'dist', '.tsbuildinfo');
   if (!stale(out, ['lib', 'bench', 'tsconfig.json', 'tsconfig.build.json'])) return;
@@ -134,5 +140,6 @@ function typescript() {
 systemPackages();
 npmDependencies();
 nativeAddon();
+wasmModule();
 torchAddon();
 typescript();

@@ -6,7 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 
+// hg::gemm comes from blas.h (OpenBLAS) unless the build names another header with the same two
+// overloads: the WebAssembly build passes -DHG_GEMM_HEADER='"gemm.h"' (native/wasm/gemm.h).
+#ifdef HG_GEMM_HEADER
+#include HG_GEMM_HEADER
+#else
 #include "blas.h"
+#endif
 #include "kernels.h"
 
 namespace hg {

@@ -1,0 +1,327 @@
+// The WebAssembly backend: native/core's forward/backward and kernels with a SIMD128 GEMM
+// (native/wasm), compiled by scripts/build-wasm.mjs to build-wasm/handgrad.wasm. Needs neither the
+// native addon nor a compiler at run time, only that file.
+//
+// The module has one linear memory. Each call lays its tensors out there (the layout is cached per
+// shape and dtype), grows the memory when a call needs more, copies the inputs in, runs, and copies
+// the gradients and the workspace out. Inputs are copied on every call: JS may have changed a
+// weight in place since the last one, and comparing would cost as much as copying.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../binding';
+import { HandgradError } from '../errors';
+import type { FloatArray } from '../types';
+import { explainNonFinite } from '../validate';
+import { workspaceLength } from '../workspace';
+import { ACTIVATION_CODE, REDUCTION_CODE, type Backend, type ForwardJob, type StepJob } from './backend';
+
+// The few WebAssembly JS-API members used here (this project's TypeScript libs declare none).
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: unknown };
+}
+
+/** Byte offsets into the linear memory. */
+type Ptr = number;
+type StepFn = (
+  X: Ptr, y: Ptr, W1: Ptr, b1: Ptr, W2: Ptr, b2: Ptr, ws: Ptr, dX: Ptr, dW1: Ptr, db1: Ptr, dW2: Ptr, db2: Ptr,
+  B: number, D: number, H: number, C: number, activation: number, reduction: number, accumulate: number, loss: Ptr,
+) => number;
+type ForwardFn = (X: Ptr, W1: Ptr, b1: Ptr, W2: Ptr, b2: Ptr, ws: Ptr, B: number, D: number, H: number, C: number, activation: number) => number;
+type GemmFn = (
+  transA: number, transB: number, M: number, N: number, K: number, alpha: number, A: Ptr, lda: number,
+  B: Ptr, ldb: number, beta: number, C: Ptr, ldc: number,
+) => void;
+
+/** The exports of native/wasm/handgrad.cc. Status codes are hg::Status: 0 ok, 1 Z1, 2 logits non-finite. */
+export interface WasmExports {
+  memory: WasmMemory;
+  __heap_base: { value: number };
+  forwardBackwardF64: StepFn;
+  forwardBackwardF32: StepFn;
+  forwardF64: ForwardFn;
+  forwardF32: ForwardFn;
+  gemmF64: GemmFn;
+  gemmF32: GemmFn;
+}
+
+const PAGE = 65536;
+/** wasm32 addresses 4 GiB at most. */
+const MAX_BYTES = 2 ** 32;
+/** Cache-line alignment for every tensor (also keeps Float64Array views legal). */
+const ALIGN = 64;
+
+const BUILD_HINT =
+  'Build it with `npm run setup` or `node scripts/build-wasm.mjs` (needs clang and lld: ' +
+  "`apt-get install -y clang lld`), or use { backend: 'native' } or { backend: 'ts' }.";
+
+/** build-wasm/handgrad.wasm in the package, or the file HANDGRAD_WASM names. */
+export function wasmModulePath(): string {
+  return process.env.HANDGRAD_WASM || join(packageRoot, 'build-wasm', 'handgrad.wasm');
+}
+
+/**
+ * Compiles and instantiates the module at `path`, uncached (synchronously: it is small).
+ * @throws {HandgradError} ERR_WASM_UNAVAILABLE when the file is missing or not a valid module
+ */
+export function loadWasm(path: string): WasmExports {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (cause) {
+    const why = (cause as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `could not be read (${(cause as Error).message})`;
+    throw new HandgradError('ERR_WASM_UNAVAILABLE', `The WebAssembly module is not built: ${path} ${why}. ${BUILD_HINT}`, { cause });
+  }
+  const api = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+  // exp/log/tanh are the host's (native/wasm/include/cmath): no libm inside the module.
+  const imports = { env: { exp: Math.exp, log: Math.log, tanh: Math.tanh } };
+  try {
+    return new api.Instance(new api.Module(bytes), imports).exports as WasmExports;
+  } catch (cause) {
+    throw new HandgradError(
+      'ERR_WASM_UNAVAILABLE',
+      `The WebAssembly module at ${path} could not be loaded (${(cause as Error).message}). ${BUILD_HINT}`,
+      { cause },
+    );
+  }
+}
+
+// One instance per thread (module state is per JS realm), so one linear memory, reused by every call.
+let wasm: WasmExports | undefined;
+
+function load(): WasmExports {
+  wasm ??= loadWasm(wasmModulePath());
+  return wasm;
+}
+
+/** Bytes of linear memory the instance holds now (it grows and never shrinks); 0 before the first call. */
+export function wasmMemoryBytes(): number {
+  return wasm ? wasm.memory.buffer.byteLength : 0;
+}
+
+/** Whether the module loads (builds nothing). */
+export function wasmAvailable(): boolean {
+  try {
+    load();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+
+/** Where one shape's tensors live in the linear memory, and typed-array views onto them. */
+class Layout {
+  readonly loss: Ptr;
+  readonly X: Ptr;
+  readonly y: Ptr;
+  readonly W1: Ptr;
+  readonly b1: Ptr;
+  readonly W2: Ptr;
+  readonly b2: Ptr;
+  readonly ws: Ptr;
+  readonly dX: Ptr;
+  readonly dW1: Ptr;
+  readonly db1: Ptr;
+  readonly dW2: Ptr;
+  readonly db2: Ptr;
+  readonly end: number;
+  private viewsOf: ArrayBuffer | null = null;
+  private v: Views | null = null;
+
+  constructor(
+    base: number,
+    readonly f32: boolean,
+    readonly B: number,
+    readonly D: number,
+    readonly H: number,
+    readonly C: number,
+  ) {
+    const size = f32 ? 4 : 8;
+    let at = align(base);
+    const take = (elements: number, bytes = size) => {
+      const p = at;
+      at = align(at + elements * bytes);
+      return p;
+    };
+    this.loss = take(1, 8);
+    this.X = take(B * D);
+    this.y = take(B, 4);
+    this.W1 = take(D * H);
+    this.b1 = take(H);
+    this.W2 = take(H * C);
+    this.b2 = take(C);
+    this.ws = take(workspaceLength({ B, D, H, C }));
+    this.dX = take(B * D);
+    this.dW1 = take(D * H);
+    this.db1 = take(H);
+    this.dW2 = take(H * C);
+    this.db2 = take(C);
+    this.end = at;
+  }
+
+  /** Views onto the current memory buffer (a grown memory has a new buffer: views are rebuilt). */
+  views(buffer: ArrayBuffer): Views {
+    if (this.v && this.viewsOf === buffer) return this.v;
+    const { B, D, H, C } = this;
+    const F = this.f32 ? Float32Array : Float64Array;
+    const f = (p: Ptr, n: number): FloatArray => new F(buffer, p, n);
+    this.v = {
+      loss: new Float64Array(buffer, this.loss, 1),
+      X: f(this.X, B * D),
+      y: new Int32Array(buffer, this.y, B),
+      W1: f(this.W1, D * H),
+      b1: f(this.b1, H),
+      W2: f(this.W2, H * C),
+      b2: f(this.b2, C),
+      ws: f(this.ws, workspaceLength({ B, D, H, C })),
+      Z1A1: f(this.ws, 2 * B * H),
+      logits: f(this.ws + 3 * B * H * F.BYTES_PER_ELEMENT, B * C),
+      dX: f(this.dX, B * D),
+      dW1: f(this.dW1, D * H),
+      db1: f(this.db1, H),
+      dW2: f(this.dW2, H * C),
+      db2: f(this.db2, C),
+    };
+    this.viewsOf = buffer;
+    return this.v;
+  }
+}
+
+interface Views {
+  loss: Float64Array;
+  X: FloatArray;
+  y: Int32Array;
+  W1: FloatArray;
+  b1: FloatArray;
+  W2: FloatArray;
+  b2: FloatArray;
+  ws: FloatArray;
+  /** The first two workspace tensors, Z1 and A1, which forward() hands back. */
+  Z1A1: FloatArray;
+  logits: FloatArray;
+  dX: FloatArray;
+  dW1: FloatArray;
+  db1: FloatArray;
+  dW2: FloatArray;
+  db2: FloatArray;
+}
+
+// A few recent shapes (a training loop alternates at most a batch size and a last partial batch).
+const layouts = new Map<string, Layout>();
+const MAX_LAYOUTS = 8;
+
+/** The layout for this shape, with the memory grown to hold it, and its views. */
+function prepare(w: WasmExports, f32: boolean, B: number, D: number, H: number, C: number): { L: Layout; v: Views } {
+  const key = `${f32 ? 's' : 'd'}${B},${D},${H},${C}`;
+  let L = layouts.get(key);
+  if (!L) {
+    L = new Layout(w.__heap_base.value, f32, B, D, H, C);
+    if (layouts.size >= MAX_LAYOUTS) layouts.clear();
+    layouts.set(key, L);
+  }
+  const have = w.memory.buffer.byteLength;
+  if (L.end > have) {
+    if (L.end > MAX_BYTES) {
+      layouts.delete(key);
+      throw new RangeError(
+        `Expected at most 4 GiB of WebAssembly memory for backend 'wasm' but B=${B}, D=${D}, H=${H}, C=${C} ` +
+          `needs ${L.end} bytes; use { backend: 'native' }`,
+      );
+    }
+    try {
+      w.memory.grow(Math.ceil((L.end - have) / PAGE));
+    } catch (cause) {
+      throw new RangeError(
+        `Expected WebAssembly memory to grow to ${L.end} bytes for backend 'wasm' but the engine refused (${(cause as Error).message}); use { backend: 'native' }`,
+        { cause },
+      );
+    }
+  }
+  return { L, v: L.views(w.memory.buffer) };
+}
+
+export const wasmBackend: Backend = {
+  name: 'wasm',
+  forwardBackward(j: StepJob): number {
+    const w = load();
+    const { B, D, H, C } = j.dims;
+    const f32 = j.X instanceof Float32Array;
+    const { L, v } = prepare(w, f32, B, D, H, C);
+    v.X.set(j.X);
+    v.y.set(j.y);
+    v.W1.set(j.W1);
+    v.b1.set(j.b1);
+    v.W2.set(j.W2);
+    v.b2.set(j.b2);
+    if (j.accumulate) {
+      // PyTorch .grad semantics: the kernels add into what the buffers hold.
+      if (j.dX) v.dX.set(j.dX);
+      v.dW1.set(j.dW1);
+      v.db1.set(j.db1);
+      v.dW2.set(j.dW2);
+      v.db2.set(j.db2);
+    }
+    const step = f32 ? w.forwardBackwardF32 : w.forwardBackwardF64;
+    const status = step(
+      L.X, L.y, L.W1, L.b1, L.W2, L.b2, L.ws, j.dX ? L.dX : 0, L.dW1, L.db1, L.dW2, L.db2,
+      B, D, H, C, ACTIVATION_CODE[j.activation], REDUCTION_CODE[j.reduction], j.accumulate ? 1 : 0, L.loss,
+    );
+    if (status !== 0) explainNonFinite(status === 1 ? 'Z1' : 'logits', j);
+    j.ws.set(v.ws);
+    if (j.dX) j.dX.set(v.dX);
+    j.dW1.set(v.dW1);
+    j.db1.set(v.db1);
+    j.dW2.set(v.dW2);
+    j.db2.set(v.db2);
+    return v.loss[0];
+  },
+  forward(j: ForwardJob): void {
+    const w = load();
+    const { B, D, H, C } = j.dims;
+    const f32 = j.X instanceof Float32Array;
+    const { L, v } = prepare(w, f32, B, D, H, C);
+    v.X.set(j.X);
+    v.W1.set(j.W1);
+    v.b1.set(j.b1);
+    v.W2.set(j.W2);
+    v.b2.set(j.b2);
+    const fwd = f32 ? w.forwardF32 : w.forwardF64;
+    const status = fwd(L.X, L.W1, L.b1, L.W2, L.b2, L.ws, B, D, H, C, ACTIVATION_CODE[j.activation]);
+    if (status !== 0) explainNonFinite(status === 1 ? 'Z1' : 'logits', j);
+    j.ws.set(v.Z1A1);
+    j.ws.set(v.logits, 3 * B * H);
+  },
+};
+
+/**
+ * C = alpha·op(A)·op(B) + beta·C on the SIMD128 GEMM alone (row-major; op = transpose when the flag
+ * is set), for tests and benchmarks. A is [M,K] (or [K,M] transposed), B is [K,N] (or [N,K]), C is
+ * [M,N]; the caller checks the lengths.
+ */
+export function wasmGemm<T extends FloatArray>(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: T, B: T, beta: number, C: T,
+): void {
+  const w = load();
+  const f32 = C instanceof Float32Array;
+  const size = f32 ? 4 : 8;
+  const base = align(w.__heap_base.value);
+  const pA = base;
+  const pB = align(pA + A.length * size);
+  const pC = align(pB + B.length * size);
+  const end = pC + C.length * size;
+  if (end > w.memory.buffer.byteLength) w.memory.grow(Math.ceil((end - w.memory.buffer.byteLength) / PAGE));
+  const F = f32 ? Float32Array : Float64Array;
+  const buf = w.memory.buffer;
+  new F(buf, pA, A.length).set(A);
+  new F(buf, pB, B.length).set(B);
+  const c = new F(buf, pC, C.length);
+  c.set(C);
+  (f32 ? w.gemmF32 : w.gemmF64)(+transA, +transB, M, N, K, alpha, pA, transA ? M : K, pB, transB ? K : N, beta, pC, N);
+  C.set(c);
+}

@@ -1,0 +1,199 @@
+// hg::gemm for WebAssembly: the same two overloads as native/core/blas.h (row-major, BLAS
+// semantics), on a blocked SIMD128 GEMM instead of OpenBLAS. native/core/mlp.h includes this in
+// place of blas.h when built with -DHG_GEMM_HEADER='"gemm.h"' (scripts/build-wasm.mjs).
+//
+// The GotoBLAS/BLIS structure: op(B) is packed KC×NC at a time into NR-wide column panels,
+// op(A) MC×KC into MR-tall row panels, both zero-padded to whole panels, so one micro-kernel
+// serves every transpose case (the transposition happens while packing) and every edge (a partial
+// tile is computed whole and only its valid part is written back). The micro-kernel keeps an
+// MR×NR tile of C in registers: x86-64 gives V8 16 vector registers, one of them scratch, so
+// MR·NR/lanes accumulators + NR/lanes loads of B + one broadcast of A must fit in 15. Measured in
+// Node 20 on x86-64: 4×4 (f64) and 4×8 (f32) beat 6×4/6×8, 4×6/8×4 and 2×8/4×12, which spill.
+#pragma once
+
+#include <stddef.h>
+#include <wasm_simd128.h>
+
+namespace hg {
+namespace wasm {
+
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<double> {
+  static constexpr int kLanes = 2;
+  static constexpr int kMR = 4, kNR = 4;                 // 8 accumulators
+  static constexpr int kMC = 128, kKC = 256, kNC = 1024;  // A block 256 KiB (L2), B panel 8 KiB (L1)
+  static v128_t splat(const double* p) { return wasm_v128_load64_splat(p); }
+  static v128_t madd(v128_t acc, v128_t a, v128_t b) { return wasm_f64x2_add(acc, wasm_f64x2_mul(a, b)); }
+  static v128_t scale(v128_t v, double s) { return wasm_f64x2_mul(v, wasm_f64x2_splat(s)); }
+  static v128_t add(v128_t a, v128_t b) { return wasm_f64x2_add(a, b); }
+};
+
+template <>
+struct Simd<float> {
+  static constexpr int kLanes = 4;
+  static constexpr int kMR = 4, kNR = 8;                  // 8 accumulators
+  static constexpr int kMC = 128, kKC = 256, kNC = 2048;  // A block 128 KiB (L2), B panel 8 KiB (L1)
+  static v128_t splat(const float* p) { return wasm_v128_load32_splat(p); }
+  static v128_t madd(v128_t acc, v128_t a, v128_t b) { return wasm_f32x4_add(acc, wasm_f32x4_mul(a, b)); }
+  static v128_t scale(v128_t v, float s) { return wasm_f32x4_mul(v, wasm_f32x4_splat(s)); }
+  static v128_t add(v128_t a, v128_t b) { return wasm_f32x4_add(a, b); }
+};
+
+// The packing buffers live in the module's static memory: one instance, one thread, one GEMM at a
+// time, so they are never shared.
+template <typename T>
+struct PackBuffers {
+  using S = Simd<T>;
+  alignas(16) static T a[S::kMC * S::kKC];
+  alignas(16) static T b[S::kKC * S::kNC];
+};
+template <typename T>
+alignas(16) T PackBuffers<T>::a[Simd<T>::kMC * Simd<T>::kKC];
+template <typename T>
+alignas(16) T PackBuffers<T>::b[Simd<T>::kKC * Simd<T>::kNC];
+
+// op(A)[i0 : i0+mc, p0 : p0+kc] into MR-row panels: panel r holds, for each k, MR consecutive
+// entries of column k. Rows past mc are zeros.
+template <typename T>
+void packA(bool trans, const T* A, int lda, int i0, int p0, int mc, int kc, T* out) {
+  constexpr int MR = Simd<T>::kMR;
+  for (int ir = 0; ir < mc; ir += MR, out += MR * kc) {
+    const int mr = mc - ir < MR ? mc - ir : MR;
+    if (trans) {  // op(A)(i, k) = A[k, i]: a row of the panel is contiguous in A
+      for (int k = 0; k < kc; ++k) {
+        const T* src = A + size_t(p0 + k) * lda + (i0 + ir);
+        T* dst = out + k * MR;
+        for (int r = 0; r < mr; ++r) dst[r] = src[r];
+        for (int r = mr; r < MR; ++r) dst[r] = T(0);
+      }
+    } else {  // op(A)(i, k) = A[i, k]: walk each of the MR rows along k
+      for (int r = 0; r < MR; ++r) {
+        if (r < mr) {
+          const T* src = A + size_t(i0 + ir + r) * lda + p0;
+          for (int k = 0; k < kc; ++k) out[k * MR + r] = src[k];
+        } else {
+          for (int k = 0; k < kc; ++k) out[k * MR + r] = T(0);
+        }
+      }
+    }
+  }
+}
+
+// op(B)[p0 : p0+kc, j0 : j0+nc] into NR-column panels: panel j holds, for each k, NR consecutive
+// entries of row k. Columns past nc are zeros.
+template <typename T>
+void packB(bool trans, const T* B, int ldb, int p0, int j0, int kc, int nc, T* out) {
+  constexpr int NR = Simd<T>::kNR;
+  for (int jr = 0; jr < nc; jr += NR, out += NR * kc) {
+    const int nr = nc - jr < NR ? nc - jr : NR;
+    if (!trans) {  // op(B)(k, j) = B[k, j]: a row of the panel is contiguous in B
+      for (int k = 0; k < kc; ++k) {
+        const T* src = B + size_t(p0 + k) * ldb + (j0 + jr);
+        T* dst = out + k * NR;
+        if (nr == NR) {
+          for (int c = 0; c < NR; ++c) dst[c] = src[c];
+        } else {
+          for (int c = 0; c < nr; ++c) dst[c] = src[c];
+          for (int c = nr; c < NR; ++c) dst[c] = T(0);
+        }
+      }
+    } else {  // op(B)(k, j) = B[j, k]: walk each of the NR rows of B along k
+      for (int c = 0; c < NR; ++c) {
+        if (c < nr) {
+          const T* src = B + size_t(j0 + jr + c) * ldb + p0;
+          for (int k = 0; k < kc; ++k) out[k * NR + c] = src[k];
+        } else {
+          for (int k = 0; k < kc; ++k) out[k * NR + c] = T(0);
+        }
+      }
+    }
+  }
+}
+
+// C[0:mr, 0:nr] (=|+=) alpha · Ã·B̃ over kc packed steps. overwrite: the first K block of a
+// beta = 0 product, where C's old contents (possibly garbage or NaN) must not be read.
+template <typename T>
+void microKernel(int kc, const T* a, const T* b, T* C, int ldc, int mr, int nr, bool overwrite, T alpha) {
+  using S = Simd<T>;
+  constexpr int MR = S::kMR, NR = S::kNR, L = S::kLanes, V = NR / L;
+  v128_t acc[MR][V];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = wasm_i64x2_const(0, 0);  // all-zero bits: +0 in either dtype
+  for (int k = 0; k < kc; ++k, a += MR, b += NR) {
+    v128_t bv[V];
+    for (int v = 0; v < V; ++v) bv[v] = wasm_v128_load(b + v * L);
+    for (int r = 0; r < MR; ++r) {
+      const v128_t av = S::splat(a + r);
+      for (int v = 0; v < V; ++v) acc[r][v] = S::madd(acc[r][v], av, bv[v]);
+    }
+  }
+  if (alpha != T(1))
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < V; ++v) acc[r][v] = S::scale(acc[r][v], alpha);
+  if (mr == MR && nr == NR) {
+    for (int r = 0; r < MR; ++r) {
+      T* c = C + size_t(r) * ldc;
+      for (int v = 0; v < V; ++v) {
+        const v128_t sum = overwrite ? acc[r][v] : S::add(wasm_v128_load(c + v * L), acc[r][v]);
+        wasm_v128_store(c + v * L, sum);
+      }
+    }
+    return;
+  }
+  alignas(16) T tile[MR * NR];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < V; ++v) wasm_v128_store(tile + r * NR + v * L, acc[r][v]);
+  for (int r = 0; r < mr; ++r) {
+    T* c = C + size_t(r) * ldc;
+    for (int j = 0; j < nr; ++j) c[j] = overwrite ? tile[r * NR + j] : c[j] + tile[r * NR + j];
+  }
+}
+
+// C[M,N] = alpha · op(A) · op(B) + beta · C. beta = 0 never reads C (BLAS semantics).
+template <typename T>
+void gemmBlocked(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
+                 const T* B, int ldb, T beta, T* C, int ldc) {
+  using S = Simd<T>;
+  if (beta != T(0) && beta != T(1))
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] *= beta;
+  T* pa = PackBuffers<T>::a;
+  T* pb = PackBuffers<T>::b;
+  for (int jc = 0; jc < N; jc += S::kNC) {
+    const int nc = N - jc < S::kNC ? N - jc : S::kNC;
+    for (int pc = 0; pc < K; pc += S::kKC) {
+      const int kc = K - pc < S::kKC ? K - pc : S::kKC;
+      const bool overwrite = pc == 0 && beta == T(0);
+      packB(transB, B, ldb, pc, jc, kc, nc, pb);
+      for (int ic = 0; ic < M; ic += S::kMC) {
+        const int mc = M - ic < S::kMC ? M - ic : S::kMC;
+        packA(transA, A, lda, ic, pc, mc, kc, pa);
+        for (int jr = 0; jr < nc; jr += S::kNR) {
+          const int nr = nc - jr < S::kNR ? nc - jr : S::kNR;
+          const T* bp = pb + size_t(jr) * kc;
+          for (int ir = 0; ir < mc; ir += S::kMR) {
+            const int mr = mc - ir < S::kMR ? mc - ir : S::kMR;
+            microKernel(kc, pa + size_t(ir) * kc, bp, C + size_t(ic + ir) * ldc + (jc + jr), ldc, mr,
+                        nr, overwrite, alpha);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace wasm
+
+inline void gemm(bool transA, bool transB, int M, int N, int K, double alpha, const double* A,
+                 int lda, const double* B, int ldb, double beta, double* C, int ldc) {
+  wasm::gemmBlocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+inline void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  wasm::gemmBlocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+}  // namespace hg
