@@ -3,9 +3,15 @@
 // reads its own options with node:util parseArgs. Exit codes: 0 ok, 1 a check failed, 2 bad usage.
 import type { Command } from './commands/command';
 import { tour } from './commands/tour';
+import { verifyCommand } from './commands/verify';
+import { gradsCommand } from './commands/grads';
+import { train } from './commands/train';
 
 const commands: Record<string, Command> = {
   tour,
+  verify: verifyCommand,
+  grads: gradsCommand,
+  train,
 };
 
 function usage(): string {

@@ -16,11 +16,15 @@ export type SafetensorsDtype =
   | 'F64' | 'F32' | 'I32' | 'I64'
   | 'F16' | 'BF16' | 'I8' | 'U8' | 'I16' | 'U16' | 'U32' | 'U64' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0' | 'F4' | 'F6_E2M3' | 'F6_E3M2';
 
-/** Bytes per element (the 4- and 6-bit float formats pack several per byte and are not sized here). */
-const DTYPE_SIZE: Record<string, number> = {
+/**
+ * Bytes per element (the 4- and 6-bit float formats pack several per byte and are not sized here).
+ * A Map, not an object: a dtype named "toString" or "__proto__" must not find Object.prototype's.
+ */
+const DTYPE_SIZE = new Map<string, number>(Object.entries({
   F64: 8, F32: 4, I32: 4, I64: 8,
   F16: 2, BF16: 2, I8: 1, U8: 1, I16: 2, U16: 2, U32: 4, U64: 8, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
-};
+}));
+const sizeOf = (dtype: string): number => DTYPE_SIZE.get(dtype) ?? 0;
 const PACKED = new Set(['F4', 'F6_E2M3', 'F6_E3M2']);
 
 /** Typed data for the dtypes handgrad computes with; the raw little-endian bytes for the others. */
@@ -84,7 +88,7 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
   const tname = `tensor ${JSON.stringify(name)}`;
   if (!isPlainObject(raw)) fileFail('an object { dtype, shape, data_offsets }', tname, describe(raw), source);
   const { dtype, shape, data_offsets: offsets } = raw;
-  if (typeof dtype !== 'string' || (!(dtype in DTYPE_SIZE) && !PACKED.has(dtype))) {
+  if (typeof dtype !== 'string' || (!DTYPE_SIZE.has(dtype) && !PACKED.has(dtype))) {
     fileFail(`a safetensors dtype (F64, F32, I64, I32, F16, BF16, U8, …)`, `the dtype of ${tname}`, describe(dtype), source);
   }
   if (PACKED.has(dtype)) fileFail('a dtype of whole bytes per element', `the dtype of ${tname}`, dtype, source);
@@ -113,7 +117,7 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
   }
   // Elements × size against the bytes the entry spans, in BigInt: exact for any declared shape
   // (at most 64 dimensions below 2^53 each), so a huge declared size is a mismatch, never an allocation.
-  const size = DTYPE_SIZE[dtype];
+  const size = sizeOf(dtype);
   const span = e - b;
   let bytes = BigInt(size);
   for (const s of shape as number[]) bytes *= BigInt(s);
@@ -240,7 +244,7 @@ function inferDtype(name: string, data: unknown): SafetensorsDtype {
 function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape: number[]; bytes: Uint8Array } {
   if (t === null || typeof t !== 'object') throw new TypeError(`Expected an object { shape, data, dtype? } for ${name} but received ${describe(t)}`);
   const dtype = t.dtype ?? inferDtype(`tensors.${name}`, t.data);
-  if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZE)) {
+  if (typeof dtype !== 'string' || !DTYPE_SIZE.has(dtype)) {
     throw new RangeError(`Expected a safetensors dtype (F64, F32, I32, I64, …) for tensors.${name}.dtype but received ${describe(dtype)}`);
   }
   if (!Array.isArray(t.shape) || t.shape.some((s) => !Number.isSafeInteger(s) || s < 0)) {
@@ -248,7 +252,7 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
   }
   const shape = t.shape.slice();
   const count = shape.reduce((a, b) => a * b, 1);
-  const size = DTYPE_SIZE[dtype];
+  const size = sizeOf(dtype);
   const data = t.data;
   if (data instanceof Uint8Array) {
     if (data.length !== count * size) {
@@ -264,6 +268,12 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
   if (typeof len !== 'number') throw new TypeError(`Expected a typed array or an array of numbers for tensors.${name}.data but received ${describe(data)}`);
   if (len !== count) {
     throw new RangeError(`Expected ${count} elements (shape ${shapeText(shape)}) for tensors.${name}.data but received ${describe(data)}`);
+  }
+  if ((ctor === Int32Array || ctor === BigInt64Array) && !(data instanceof BigInt64Array) && !(data instanceof Int32Array)) {
+    const a = data as ArrayLike<number>;
+    for (let i = 0; i < a.length; i++) {
+      if (!Number.isInteger(a[i])) throw new RangeError(`Expected integers for tensors.${name}.data (dtype ${dtype}) but received ${describe(a[i])} at index ${i}`);
+    }
   }
   let typed: TensorData;
   if (data instanceof ctor) {
@@ -304,7 +314,7 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?
     }
     return { name, order, ...encode(name, tensors[name]) };
   });
-  items.sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || a.order - b.order);
+  items.sort((a, b) => sizeOf(b.dtype) - sizeOf(a.dtype) || a.order - b.order);
 
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) {
@@ -368,7 +378,7 @@ export function saveSafetensors(path: string, tensors: Record<string, TensorInpu
 
 /** Bytes per element of a dtype (undefined for unknown or bit-packed dtypes). */
 export function dtypeSize(dtype: string): number | undefined {
-  return DTYPE_SIZE[dtype];
+  return DTYPE_SIZE.get(dtype);
 }
 
 /**

@@ -1,0 +1,102 @@
+// `handgrad grads CASE.safetensors -o OUT.safetensors [--backend …]`: a batch and weights dumped
+// from PyTorch (X, y, W1, b1, W2, b2; __metadata__ activation and reduction) in, the loss and every
+// gradient out, in X's dtype, so they can be compared with autograd's on the Python side.
+import { parseArgs } from 'node:util';
+import { HandgradError } from '../errors';
+import { loadSafetensors, saveSafetensors, tensorOf, type SafetensorsDtype } from '../io/safetensors';
+import { forwardBackward } from '../model';
+import * as v from '../validate';
+import type { Command } from './command';
+
+const HELP = `usage: handgrad grads CASE.safetensors -o OUT.safetensors [options]
+
+Reads X [B,D] (F64 or F32), y [B] (I32 or I64), W1 [D,H], b1 [H], W2 [H,C], b2 [C] and the
+__metadata__ keys activation and reduction (default relu, mean); writes loss [1], dX, dW1, db1, dW2,
+db2 in X's dtype.
+
+  -o, --out FILE                       where to write (required)
+  --backend native|torch|ts|wasm       (default native)
+  --activation relu|sigmoid|tanh       overrides the file's metadata
+  --reduction mean|sum                 overrides the file's metadata
+`;
+
+const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
+
+function fileFail(what: string, name: string, actual: string, path: string): never {
+  throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${actual} (${path})`);
+}
+
+export const gradsCommand: Command = {
+  summary: 'read X, y and weights from a safetensors file, write the loss and gradients to another',
+  run(argv) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        out: { type: 'string', short: 'o' },
+        backend: { type: 'string', default: 'native' },
+        activation: { type: 'string' },
+        reduction: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (positionals.length !== 1) v.fail(TypeError, 'one input file (handgrad grads CASE.safetensors -o OUT.safetensors)', 'the arguments', new v.Received(`${positionals.length} files`));
+    if (values.out === undefined) v.fail(TypeError, 'an output file', '-o/--out', new v.Received('none'));
+    const path = positionals[0];
+    const out = values.out;
+    const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
+
+    const file = loadSafetensors(path);
+    const X = tensorOf(file, 'X', ['F64', 'F32'], path);
+    const dtype: SafetensorsDtype = X.dtype;
+    const y = tensorOf(file, 'y', ['I32', 'I64'], path);
+    const [W1, b1, W2, b2] = (['W1', 'b1', 'W2', 'b2'] as const).map((n) => {
+      const t = tensorOf(file, n, ['F64', 'F32'], path);
+      if (t.dtype !== dtype) fileFail(`dtype ${dtype} (the dtype of X)`, `tensor "${n}"`, t.dtype, path);
+      return t;
+    });
+    if (X.shape.length !== 2) fileFail('shape [B,D]', 'tensor "X"', shapeText(X.shape), path);
+    const [B, D] = X.shape;
+    if (b1.shape.length !== 1) fileFail('shape [H]', 'tensor "b1"', shapeText(b1.shape), path);
+    if (b2.shape.length !== 1) fileFail('shape [C]', 'tensor "b2"', shapeText(b2.shape), path);
+    const H = b1.shape[0];
+    const C = b2.shape[0];
+    const want = (name: string, shape: number[], got: number[], letters: string) => {
+      if (got.length === shape.length && got.every((s, i) => s === shape[i])) return;
+      // nn.Linear stores its weight as [out, in]: the most likely reason for a transposed W.
+      const hint = got.length === 2 && got[0] === shape[1] && got[1] === shape[0] ? ` (nn.Linear's weight is [out,in]: save ${name} = linear.weight.T)` : '';
+      fileFail(`shape ${letters} = ${shapeText(shape)}`, `tensor "${name}"`, `${shapeText(got)}${hint}`, path);
+    };
+    want('y', [B], y.shape, '[B]');
+    want('W1', [D, H], W1.shape, '[D,H]');
+    want('W2', [H, C], W2.shape, '[H,C]');
+
+    const activation = v.oneOf(values.activation ? '--activation' : '__metadata__.activation', values.activation ?? file.metadata.activation, v.ACTIVATIONS, 'relu');
+    const reduction = v.oneOf(values.reduction ? '--reduction' : '__metadata__.reduction', values.reduction ?? file.metadata.reduction, v.REDUCTIONS, 'mean');
+    const params = { W1: W1.data as Float64Array, b1: b1.data as Float64Array, W2: W2.data as Float64Array, b2: b2.data as Float64Array };
+    const r = forwardBackward(params, X.data as Float64Array, y.data as unknown as ArrayLike<number>, { backend, activation, reduction, inputGrad: true });
+    const g = r.grads;
+    const loss = dtype === 'F64' ? new Float64Array([r.loss]) : new Float32Array([r.loss]);
+    saveSafetensors(
+      out,
+      {
+        loss: { shape: [1], data: loss },
+        dX: { shape: [B, D], data: g.dX! },
+        dW1: { shape: [D, H], data: g.dW1 },
+        db1: { shape: [H], data: g.db1 },
+        dW2: { shape: [H, C], data: g.dW2 },
+        db2: { shape: [C], data: g.db2 },
+      },
+      { activation, reduction, backend, producer: 'handgrad grads' },
+    );
+    process.stdout.write(
+      `${out}: loss ${r.loss} and dX ${shapeText([B, D])}, dW1 ${shapeText([D, H])}, db1 ${shapeText([H])}, dW2 ${shapeText([H, C])}, db2 ${shapeText([C])} ` +
+        `(${dtype}, ${activation}, ${reduction}, backend ${backend})\n`,
+    );
+    return 0;
+  },
+};

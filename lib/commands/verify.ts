@@ -1,0 +1,110 @@
+// `handgrad verify`: a seeded problem at the seed's realistic size, a candidate's gradients against
+// the torch (or finite-difference) reference, printed as a table. Exit 0 when every tensor
+// matches, 1 on a mismatch (with the diagnosis), 2 on bad usage.
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { HandgradError } from '../errors';
+import { initParams } from '../params';
+import { Rng } from '../rng';
+import type { BackendName, Dtype } from '../types';
+import * as v from '../validate';
+import { formatVerifyReport } from '../verify/format';
+import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction } from '../verify/verify';
+import type { Command } from './command';
+
+const HELP = `usage: handgrad verify [options]
+
+Checks a candidate's loss and gradients (dX, dW1, db1, dW2, db2) against a reference on a seeded
+random problem, tensor by tensor, and explains the first failure in backward order.
+
+  --B N, --D N, --H N, --C N   sizes (default 64, 128, 256, 10: the seed's realistic size)
+  --dtype float64|float32      (default float64)
+  --activation relu|sigmoid|tanh, --reduction mean|sum
+  --seed N                     (default 0)
+  --candidate native|ts|torch|wasm|FILE.js
+                               a backend's hand-derived backward (default native), or a module whose
+                               default export (or export \`grads\`) is (params, X, y, opts) => grads
+  --reference torch|fd|auto    LibTorch autograd or float64 finite differences (default auto: torch
+                               when built, otherwise fd)
+  --tolerance EPS              pass when max|Δ|/max|ref| ≤ EPS × epsilon of the dtype (default
+                               ${DEFAULT_TOLERANCE_EPS.torch} against torch, ${DEFAULT_TOLERANCE_EPS.fd} against fd)
+  --json                       print the report as JSON
+`;
+
+function positiveInt(name: string, s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s.trim()) || !Number.isSafeInteger(n) || n < 1) v.fail(RangeError, 'a positive integer', name, s);
+  return n;
+}
+
+/** The user function exported by FILE (module.exports = fn, a default export, or an export named grads). */
+function loadCandidate(file: string): GradFunction {
+  const path = resolve(file);
+  let mod: unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require(path);
+  } catch (cause) {
+    const why = (cause as Error)?.message?.split('\n')[0] ?? String(cause);
+    throw new HandgradError('ERR_FILE', `Expected a loadable JavaScript module for --candidate but received ${path} (${why})`, { cause });
+  }
+  const m = mod as { default?: unknown; grads?: unknown };
+  const fn = typeof mod === 'function' ? mod : typeof m?.default === 'function' ? m.default : typeof m?.grads === 'function' ? m.grads : undefined;
+  if (typeof fn !== 'function') {
+    v.fail(TypeError, 'a module whose default export or `grads` export is a gradient function', '--candidate', new v.Received(`${file} exporting ${Object.keys(m ?? {}).join(', ') || 'nothing'}`));
+  }
+  return fn as GradFunction;
+}
+
+export const verifyCommand: Command = {
+  summary: 'check a candidate backward against torch autograd or finite differences (exit 1 on a mismatch)',
+  run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        B: { type: 'string', default: '64' },
+        D: { type: 'string', default: '128' },
+        H: { type: 'string', default: '256' },
+        C: { type: 'string', default: '10' },
+        dtype: { type: 'string', default: 'float64' },
+        activation: { type: 'string', default: 'relu' },
+        reduction: { type: 'string', default: 'mean' },
+        seed: { type: 'string', default: '0' },
+        candidate: { type: 'string', default: 'native' },
+        reference: { type: 'string', default: 'auto' },
+        tolerance: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    const [B, D, H, C] = (['B', 'D', 'H', 'C'] as const).map((k) => positiveInt(`--${k}`, values[k]));
+    const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64') as Dtype;
+    const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
+    const reduction = v.oneOf('--reduction', values.reduction, v.REDUCTIONS, 'mean');
+    const reference = v.oneOf('--reference', values.reference, ['auto', 'torch', 'fd'] as const, 'auto');
+    const seed = Number(values.seed);
+    if (!Number.isInteger(seed)) v.fail(RangeError, 'an integer', '--seed', values.seed);
+    let tolerance: number | undefined;
+    if (values.tolerance !== undefined) {
+      tolerance = Number(values.tolerance);
+      if (!(tolerance > 0) || !Number.isFinite(tolerance)) v.fail(RangeError, 'a positive number of epsilons', '--tolerance', values.tolerance);
+    }
+    const c = values.candidate;
+    const candidate: Candidate = (v.BACKENDS as readonly string[]).includes(c) ? (c as BackendName) : loadCandidate(c);
+
+    // A seeded problem: He-initialised weights, X ~ N(0, 1), labels uniform over the classes.
+    const params = initParams({ D, H, C }, { seed, dtype });
+    const rng = new Rng(seed + 1);
+    const X = dtype === 'float64' ? new Float64Array(B * D) : new Float32Array(B * D);
+    for (let i = 0; i < X.length; i++) X[i] = rng.normal();
+    const y = Int32Array.from({ length: B }, () => rng.int(C));
+
+    const report = verify(params, X, y, { activation, reduction, candidate, reference, tolerance });
+    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(report)}\n`);
+    return report.ok ? 0 : 1;
+  },
+};

@@ -1,0 +1,186 @@
+// `handgrad verify` and `handgrad grads` as a user runs them: the compiled CLI (dist/, built by
+// `node scripts/setup.mjs`, which `npm test` runs first) in child processes, exit codes and output.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSafetensors, saveSafetensors } from '../lib';
+import { errEps, FIXTURES } from './helpers';
+
+const ROOT = join(__dirname, '..');
+const CLI = join(ROOT, 'dist', 'lib', 'cli.js');
+const DIST_INDEX = join(ROOT, 'dist', 'lib', 'index.js');
+const TOL_EPS = 8; // test/fixtures/README.md: a few eps relative to the tensor's largest entry
+const tmp = mkdtempSync(join(tmpdir(), 'handgrad-cli-'));
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  if (!existsSync(join(ROOT, 'dist', 'lib', 'commands', 'verify.js'))) {
+    throw new Error('dist/ is not built: run `node scripts/setup.mjs` (npm test does) before this file');
+  }
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('handgrad verify', () => {
+  it('the native path at the seed size passes: exit 0, a table of every tensor', () => {
+    const r = cli(['verify']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/verify: B=64 D=128 H=256 C=10, float64, relu, reduction mean/);
+    for (const [name, shape] of [['loss', '[]'], ['dX', '[64,128]'], ['dW1', '[128,256]'], ['db1', '[256]'], ['dW2', '[256,10]'], ['db2', '[10]']]) {
+      expect(r.stdout).toMatch(new RegExp(`^${name}\\s+${shape.replace(/[[\]]/g, '\\$&')}\\s.*\\sok$`, 'm'));
+    }
+    expect(r.stdout).toMatch(/^OK: All checked tensors match/m);
+  });
+
+  it('without the torch addon it falls back to finite differences and says so', () => {
+    const r = cli(['verify', '--B', '16', '--D', '24', '--H', '32', '--C', '5'], { HANDGRAD_TORCH_ADDON: join(tmp, 'no-such-addon.node') });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/reference: fd \(central finite differences in float64 \(step 1e-8\): the torch reference is unavailable in this build\)/);
+    const demanded = cli(['verify', '--reference', 'torch', '--B', '4'], { HANDGRAD_TORCH_ADDON: join(tmp, 'no-such-addon.node') });
+    expect(demanded.code).toBe(2);
+    expect(demanded.stderr).toMatch(/LibTorch addon is not built/);
+  });
+
+  it('float32, tanh, sum, the ts candidate against fd: exit 0; --json is the report', () => {
+    const r = cli(['verify', '--dtype', 'float32', '--activation', 'tanh', '--reduction', 'sum', '--candidate', 'ts', '--reference', 'fd', '--B', '32', '--D', '40', '--H', '48', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ ok: true, dtype: 'float32', activation: 'tanh', reduction: 'sum', candidate: 'ts', reference: 'fd' });
+    expect(report.tensors.map((t: { name: string }) => t.name)).toEqual(['loss', 'dX', 'dW1', 'db1', 'dW2', 'db2']);
+  });
+
+  it('a broken candidate file (dW1 × B) exits 1 with the diagnosis', () => {
+    const file = join(tmp, 'broken.js');
+    writeFileSync(
+      file,
+      `const { forwardBackward } = require(${JSON.stringify(DIST_INDEX)});
+module.exports = (params, X, y, opts) => {
+  const g = forwardBackward(params, X, y, opts).grads;
+  return { ...g, dW1: g.dW1.map((v) => v * y.length) }; // forgot the /B
+};
+`,
+    );
+    const r = cli(['verify', '--candidate', file]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/^dW1\s+\[128,256\].*FAIL$/m);
+    expect(r.stdout).toMatch(/\[scale\] dW1 is B = 64 × the reference: forgot the \/B of the mean, or used sum where mean was meant/);
+    expect(r.stdout).toMatch(/^MISMATCH: First failing tensor in backward order: dW1\./m);
+  });
+
+  it('an ES module exporting `grads` is loaded too (a correct one passes), a module with no function is a usage error', () => {
+    const esm = join(tmp, 'correct.mjs');
+    writeFileSync(
+      esm,
+      `import { createRequire } from 'node:module';
+const { forwardBackward } = createRequire(import.meta.url)(${JSON.stringify(DIST_INDEX)});
+export function grads(params, X, y, opts) { return forwardBackward(params, X, y, opts); }
+`,
+    );
+    const ok = cli(['verify', '--candidate', esm, '--B', '8', '--D', '6', '--H', '5', '--C', '3']);
+    expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+    const none = join(tmp, 'none.js');
+    writeFileSync(none, 'module.exports = { answer: 42 };\n');
+    const broken = join(tmp, 'syntax.js');
+    writeFileSync(broken, 'module.exports = (;\n');
+    const syntax = cli(['verify', '--candidate', broken]);
+    expect(syntax.code).toBe(2);
+    expect(syntax.stderr).toMatch(/Expected a loadable JavaScript module for --candidate but received .*syntax\.js \(/);
+    expect(cli(['verify', '--candidate', join(tmp, 'absent.js')]).stderr).toMatch(/Expected a loadable JavaScript module .*absent\.js \(Cannot find module/);
+    const bad = cli(['verify', '--candidate', none]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Expected a module whose default export or `grads` export is a gradient function for --candidate but received .*none\.js exporting answer/);
+  });
+
+  it('bad options exit 2 with the library wording', () => {
+    expect(cli(['verify', '--B', '0']).stderr).toMatch(/Expected a positive integer for --B but received "0"/);
+    expect(cli(['verify', '--dtype', 'float16']).code).toBe(2);
+    expect(cli(['verify', '--reference', 'jax']).stderr).toMatch(/Expected one of 'auto', 'torch', 'fd' for --reference/);
+    expect(cli(['verify', '--bogus']).code).toBe(2);
+    expect(cli(['verify', '--help']).stdout).toMatch(/--candidate native\|ts\|torch\|wasm\|FILE\.js/);
+  });
+});
+
+describe('handgrad grads', () => {
+  for (const [suffix, dtype, F] of [['', 'float64', 'F64'], ['-float32', 'float32', 'F32']] as const) {
+    for (const backend of ['native', 'ts']) {
+      it(`${dtype}, ${backend}: reproduces the PyTorch expected file within ${TOL_EPS} eps`, () => {
+        const out = join(tmp, `grads${suffix}-${backend}.safetensors`);
+        const base = join(FIXTURES, `seed-realistic-64x128x256x10${suffix}`);
+        const r = cli(['grads', `${base}.case.safetensors`, '-o', out, '--backend', backend]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/dX \[64,128\], dW1 \[128,256\], db1 \[256\], dW2 \[256,10\], db2 \[10\]/);
+        const got = loadSafetensors(out);
+        const want = loadSafetensors(`${base}.expected.safetensors`).tensors;
+        expect(got.metadata).toMatchObject({ activation: 'relu', reduction: 'mean', backend });
+        expect(Object.keys(got.tensors).sort()).toEqual(['dW1', 'dW2', 'dX', 'db1', 'db2', 'loss']);
+        for (const [k, w] of Object.entries(want)) {
+          expect(got.tensors[k].dtype, k).toBe(F);
+          expect(got.tensors[k].shape, k).toEqual(w.shape);
+          expect(errEps(got.tensors[k].data as Float64Array, w.data as Float64Array, dtype), k).toBeLessThanOrEqual(TOL_EPS);
+        }
+      });
+    }
+  }
+
+  it('int64 labels (PyTorch\'s default) and a metadata override from the command line', () => {
+    const c = loadSafetensors(join(FIXTURES, 'seed-realistic-64x128x256x10.case.safetensors'));
+    const tensors = Object.fromEntries(Object.entries(c.tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data }]));
+    tensors.y = { shape: [64], data: BigInt64Array.from(c.tensors.y.data as Int32Array, (v) => BigInt(v)) };
+    const path = join(tmp, 'i64.safetensors');
+    saveSafetensors(path, tensors, { activation: 'relu', reduction: 'mean' });
+    const out = join(tmp, 'i64-out.safetensors');
+    expect(cli(['grads', path, '-o', out]).code).toBe(0);
+    const want = loadSafetensors(join(FIXTURES, 'seed-realistic-64x128x256x10.expected.safetensors')).tensors;
+    expect(errEps(loadSafetensors(out).tensors.dW1.data as Float64Array, want.dW1.data as Float64Array, 'float64')).toBeLessThanOrEqual(TOL_EPS);
+    // --reduction sum: every gradient B times the mean one.
+    const sum = join(tmp, 'sum.safetensors');
+    expect(cli(['grads', path, '-o', sum, '--reduction', 'sum']).code).toBe(0);
+    const s = loadSafetensors(sum);
+    expect(s.metadata.reduction).toBe('sum');
+    expect(errEps((s.tensors.db2.data as Float64Array).map((v) => v / 64), want.db2.data as Float64Array, 'float64')).toBeLessThanOrEqual(TOL_EPS);
+  });
+
+  it('bad input files and arguments exit 2 with a message that names the problem', () => {
+    const c = loadSafetensors(join(FIXTURES, 'seed-realistic-64x128x256x10.case.safetensors'));
+    const tensors = Object.fromEntries(Object.entries(c.tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data }]));
+    // nn.Linear keeps weight as [out, in] = [H, D]: saved as-is, W1 has the transposed shape.
+    const linear = join(tmp, 'linear.safetensors');
+    saveSafetensors(linear, { ...tensors, W1: { shape: [256, 128], data: c.tensors.W1.data } }, c.metadata);
+    let r = cli(['grads', linear, '-o', join(tmp, 'x.safetensors')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected shape \[D,H\] = \[128,256\] for tensor "W1" but received \[256,128\] \(nn\.Linear's weight is \[out,in\]: save W1 = linear\.weight\.T\)/);
+
+    const half = join(tmp, 'half.safetensors');
+    saveSafetensors(half, { ...tensors, X: { dtype: 'F16', shape: [64, 128], data: new Uint8Array(64 * 128 * 2) } }, c.metadata);
+    r = cli(['grads', half, '-o', join(tmp, 'x.safetensors')]);
+    expect(r.stderr).toMatch(/Expected dtype F64 or F32 for tensor "X" but received F16/);
+
+    const mixed = join(tmp, 'mixed.safetensors');
+    saveSafetensors(mixed, { ...tensors, b2: { shape: [10], data: Float32Array.from(c.tensors.b2.data as Float64Array) } }, c.metadata);
+    expect(cli(['grads', mixed, '-o', join(tmp, 'x.safetensors')]).stderr).toMatch(/Expected dtype F64 \(the dtype of X\) for tensor "b2" but received F32/);
+
+    const noLabels = join(tmp, 'nolabels.safetensors');
+    const { y: _y, ...rest } = tensors;
+    saveSafetensors(noLabels, rest, c.metadata);
+    expect(cli(['grads', noLabels, '-o', join(tmp, 'x.safetensors')]).stderr).toMatch(/Expected a tensor named "y" for the safetensors file/);
+
+    const badMeta = join(tmp, 'meta.safetensors');
+    saveSafetensors(badMeta, tensors, { activation: 'gelu' });
+    expect(cli(['grads', badMeta, '-o', join(tmp, 'x.safetensors')]).stderr).toMatch(/Expected one of 'relu', 'sigmoid', 'tanh' for __metadata__\.activation but received "gelu"/);
+
+    const junk = join(tmp, 'junk.safetensors');
+    writeFileSync(junk, 'not a safetensors file at all');
+    r = cli(['grads', junk, '-o', join(tmp, 'x.safetensors')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected .* for the safetensors header but received/);
+
+    expect(cli(['grads', join(tmp, 'missing.safetensors'), '-o', join(tmp, 'x.safetensors')]).stderr).toMatch(/Expected a readable safetensors file/);
+    expect(cli(['grads', linear]).stderr).toMatch(/Expected an output file for -o\/--out/);
+    expect(cli(['grads', '-o', join(tmp, 'x.safetensors')]).code).toBe(2);
+  });
+});
