@@ -84,7 +84,7 @@ function softmaxCrossEntropy(logits: FloatArray, y: Int32Array, probs: FloatArra
     }
     const inv = 1 / s;
     for (let c = 0; c < C; c++) probs[o + c] *= inv;
-    total += Math.log(s) + m - logits[o + y[b]];
+    total += m - logits[o + y[b]] + Math.log(s); // (m − z_y) first, as kernels.h
   }
   return total;
 }

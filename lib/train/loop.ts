@@ -137,7 +137,7 @@ export function evaluateData(s: TrainState, data: Data): { loss: number; accurac
       let sum = 0;
       for (let c = 0; c < C; c++) sum += Math.exp(ws[o + c] - m);
       const label = data.y[start + b];
-      lossSum += Math.log(sum) + m - ws[o + label];
+      lossSum += m - ws[o + label] + Math.log(sum);
       if (best === label) correct++;
     }
   }

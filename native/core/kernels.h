@@ -112,8 +112,9 @@ double softmaxCrossEntropy(const T* logits, const int32_t* y, T* probs, size_t B
     }
     const T inv = T(1) / s;
     for (size_t c = 0; c < C; ++c) p[c] *= inv;
-    total += static_cast<double>(std::log(s)) + static_cast<double>(m) -
-             static_cast<double>(z[y[b]]);
+    // (m − z_y) first: both are large when the logits are, and their difference is exact
+    // (or nearly), where log(s) + m would round away the small loss.
+    total += (static_cast<double>(m) - static_cast<double>(z[y[b]])) + static_cast<double>(std::log(s));
   }
   return total;
 }
