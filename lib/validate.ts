@@ -243,20 +243,31 @@ export function disjoint(outNames: readonly string[], outs: readonly (ArrayBuffe
 }
 
 /**
- * A forward pass produced NaN/±Infinity at `stage`: name the input responsible, or report the
- * overflow. Same wording as the native addon (native/addon/addon.cc).
+ * A step produced NaN/±Infinity at `stage`: name the input responsible, or say what overflowed.
+ * Same wording as the native addons (native/addon/step_args.h).
  */
-export function explainNonFinite(stage: 'Z1' | 'logits', t: { X: FloatArray; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray }): never {
+export function explainNonFinite(
+  stage: 'Z1' | 'logits' | 'loss' | 'grads',
+  t: { X: FloatArray; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; dX?: FloatArray | null; dW1?: FloatArray; db1?: FloatArray; dW2?: FloatArray; db2?: FloatArray },
+): never {
   if (stage === 'Z1') {
     assertFinite('X', t.X);
     assertFinite('W1', t.W1);
     assertFinite('b1', t.b1);
     throw new RangeError('Expected a finite forward pass but Z1 = X·W1 + b1 overflowed (inputs or weights too large for the dtype)');
   }
-  assertFinite('W2', t.W2);
-  assertFinite('b2', t.b2);
-  throw new RangeError('Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)');
+  if (stage === 'logits') {
+    assertFinite('W2', t.W2);
+    assertFinite('b2', t.b2);
+    throw new RangeError('Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)');
+  }
+  if (stage === 'loss') throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
+  const name = (['dX', 'dW1', 'db1', 'dW2', 'db2'] as const).find((k) => t[k] && !allFinite(t[k]!)) ?? 'db2';
+  throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
 }
+
+/** The stage a backend's status code names (0 is success): the order of Status in native/core/mlp.h. */
+export const STATUS_STAGE = [undefined, 'Z1', 'logits', 'loss', 'grads'] as const;
 
 /** True when every entry is finite: x − x is 0 for finite x and NaN otherwise, no branch per entry. */
 export function allFinite(a: FloatArray): boolean {

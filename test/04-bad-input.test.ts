@@ -125,6 +125,23 @@ describe.each(['native', 'ts'] as const)('%s: bad input is a clear error, never 
     stillExact(backend);
   });
 
+  it('finite logits too far apart for the loss are an error, and nothing is written', () => {
+    const p = { W1: new Float64Array([1, 0, 0, 1]), b1: new Float64Array(2), W2: new Float64Array([1e308, -1e308, -1e308, 1e308]), b2: new Float64Array(2) };
+    const out = { dW1: new Float64Array(4).fill(7) };
+    expect(() => forwardBackward(p, new Float64Array([1, 0]), [1], { backend, out })).toThrow(
+      new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)'),
+    );
+    expect(out.dW1.every((v) => v === 7)).toBe(true);
+    stillExact(backend);
+  });
+
+  it('a finite loss whose gradient overflows names the gradient (dW1 = X·dZ1 ≈ 1e200·2e200)', () => {
+    const p = { W1: new Float64Array([1e-200]), b1: new Float64Array(1), W2: new Float64Array([1e200, -1e200]), b2: new Float64Array(2) };
+    const r = () => forwardBackward(p, new Float64Array([1e200]), [1], { backend, inputGrad: true });
+    expect(r).toThrow(new RangeError('Expected finite gradients but dW1 overflowed (inputs or weights too large for the dtype)'));
+    stillExact(backend);
+  });
+
   it('an out buffer that aliases an input or another output', () => {
     const t = fresh();
     const shared = new Float64Array(200);

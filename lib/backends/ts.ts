@@ -114,6 +114,9 @@ export const tsBackend: Backend = {
     forwardInto(j, w.Z1, w.A1, w.logits);
     const total = softmaxCrossEntropy(w.logits, j.y, w.probs, B, C);
     const f32 = j.X instanceof Float32Array;
+    const reduced = j.reduction === 'mean' ? total / B : total;
+    const loss = f32 ? Math.fround(reduced) : reduced;
+    if (!Number.isFinite(loss)) explainNonFinite('loss', j); // before any gradient is written
     const scale = j.reduction === 'mean' ? (f32 ? Math.fround(1 / B) : 1 / B) : 1;
     // dZ2 = (softmax(Z2) − onehot(y)) · scale
     for (let b = 0; b < B; b++) {
@@ -128,7 +131,7 @@ export const tsBackend: Backend = {
     gemmTN(j.X, w.dZ1, j.dW1, D, H, B, beta); // dW1 = Xᵀ·dZ1
     sumRows(w.dZ1, j.db1, B, j.accumulate); // db1 = Σ_b dZ1
     if (j.dX) gemmNT(w.dZ1, j.W1, j.dX, B, D, H, beta); // dX = dZ1·W1ᵀ
-    const loss = j.reduction === 'mean' ? total / B : total;
-    return f32 ? Math.fround(loss) : loss;
+    for (const g of [j.dX, j.dW1, j.db1, j.dW2, j.db2]) if (g && !allFinite(g)) explainNonFinite('grads', j);
+    return loss;
   },
 };

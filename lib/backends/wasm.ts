@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../binding';
 import { HandgradError } from '../errors';
 import type { FloatArray } from '../types';
-import { explainNonFinite } from '../validate';
+import { explainNonFinite, STATUS_STAGE } from '../validate';
 import { workspaceLength } from '../workspace';
 import { ACTIVATION_CODE, REDUCTION_CODE, type Backend, type ForwardJob, type StepJob } from './backend';
 
@@ -272,13 +272,15 @@ export const wasmBackend: Backend = {
       L.X, L.y, L.W1, L.b1, L.W2, L.b2, L.ws, j.dX ? L.dX : 0, L.dW1, L.db1, L.dW2, L.db2,
       B, D, H, C, ACTIVATION_CODE[j.activation], REDUCTION_CODE[j.reduction], j.accumulate ? 1 : 0, L.loss,
     );
-    if (status !== 0) explainNonFinite(status === 1 ? 'Z1' : 'logits', j);
+    const stage = STATUS_STAGE[status];
+    if (stage !== undefined && stage !== 'grads') explainNonFinite(stage, j); // nothing written yet
     j.ws.set(v.ws);
     if (j.dX) j.dX.set(v.dX);
     j.dW1.set(v.dW1);
     j.db1.set(v.db1);
     j.dW2.set(v.dW2);
     j.db2.set(v.db2);
+    if (stage === 'grads') explainNonFinite(stage, j); // names the gradient, now in j's buffers
     return v.loss[0];
   },
   forward(j: ForwardJob): void {

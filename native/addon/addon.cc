@@ -18,7 +18,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
   const StepArgs<T> a = readStepArgs<T>(info);
   double loss = 0;
   const Status status = forwardBackward(a.d, a.X, a.y, a.p, a.act, a.red, a.w, a.g, a.accumulate, &loss);
-  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p);
+  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p, &a.g);
   return Napi::Number::New(info.Env(), loss);
 }
 

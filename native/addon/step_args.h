@@ -36,18 +36,31 @@ void requireDisjoint(Napi::Env env, const Span (&spans)[N], size_t firstOutput) 
   }
 }
 
-// A non-finite forward pass: name the input that caused it, or say that it overflowed.
+// A non-finite result: name the input that caused it, or say what overflowed. g is needed only
+// for Status::NonFiniteGrads (forward() never returns it).
 template <typename T>
-[[noreturn]] void explainNonFinite(Napi::Env env, Status status, const Dims& d, const T* X, const Params<T>& p) {
+[[noreturn]] void explainNonFinite(Napi::Env env, Status status, const Dims& d, const T* X, const Params<T>& p,
+                                   const Grads<T>* g = nullptr) {
   if (status == Status::NonFiniteZ1) {
     requireFinite(env, "X", X, size_t(d.B) * size_t(d.D));
     requireFinite(env, "W1", p.W1, size_t(d.D) * size_t(d.H));
     requireFinite(env, "b1", p.b1, size_t(d.H));
     throwRange(env, "Expected a finite forward pass but Z1 = X·W1 + b1 overflowed (inputs or weights too large for the dtype)");
   }
-  requireFinite(env, "W2", p.W2, size_t(d.H) * size_t(d.C));
-  requireFinite(env, "b2", p.b2, size_t(d.C));
-  throwRange(env, "Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)");
+  if (status == Status::NonFiniteLogits) {
+    requireFinite(env, "W2", p.W2, size_t(d.H) * size_t(d.C));
+    requireFinite(env, "b2", p.b2, size_t(d.C));
+    throwRange(env, "Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)");
+  }
+  if (status == Status::NonFiniteLoss || !g)
+    throwRange(env, "Expected a finite loss but it overflowed (logits too far apart for the dtype)");
+  const char* name = g->dX && !allFinite(g->dX, size_t(d.B) * size_t(d.D)) ? "dX"
+                     : !allFinite(g->dW1, size_t(d.D) * size_t(d.H))      ? "dW1"
+                     : !allFinite(g->db1, size_t(d.H))                     ? "db1"
+                     : !allFinite(g->dW2, size_t(d.H) * size_t(d.C))      ? "dW2"
+                                                                           : "db2";
+  throwRange(env, std::string("Expected finite gradients but ") + name +
+                      " overflowed (inputs or weights too large for the dtype)");
 }
 
 // X's dtype picks the instantiation: float32 → sgemm, float64 → dgemm.

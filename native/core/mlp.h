@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 
 // hg::gemm comes from blas.h (OpenBLAS) unless the build names another header with the same two
@@ -51,6 +52,7 @@ Workspace<T> carveWorkspace(T* base, const Dims& d) {
   return {base, base + bh, base + 2 * bh, base + 3 * bh, base + 3 * bh + bc, base + 3 * bh + 2 * bc};
 }
 
+
 template <typename T>
 struct Grads {
   T* dX;  // [B,D] or nullptr when the input gradient is not wanted
@@ -60,8 +62,16 @@ struct Grads {
   T* db2;
 };
 
-// Which stage of the forward pass produced NaN or ±Infinity, if any.
-enum class Status : int { Ok = 0, NonFiniteZ1 = 1, NonFiniteLogits = 2 };
+// Which stage produced NaN or ±Infinity, if any: Z1 or the logits (a non-finite input, or an
+// overflow), the loss (logits finite but too far apart), or a gradient (an overflow in backward).
+enum class Status : int { Ok = 0, NonFiniteZ1 = 1, NonFiniteLogits = 2, NonFiniteLoss = 3, NonFiniteGrads = 4 };
+
+template <typename T>
+bool gradsFinite(const Dims& d, const Grads<T>& g) {
+  const size_t bd = size_t(d.B) * size_t(d.D), dh = size_t(d.D) * size_t(d.H), hc = size_t(d.H) * size_t(d.C);
+  return (!g.dX || allFinite(g.dX, bd)) && allFinite(g.dW1, dh) && allFinite(g.db1, size_t(d.H)) &&
+         allFinite(g.dW2, hc) && allFinite(g.db2, size_t(d.C));
+}
 
 // Z1 = X·W1 + b1, A1 = act(Z1), logits = A1·W2 + b2. Bias rows are written first and the GEMM
 // adds into them (beta = 1).
@@ -94,6 +104,9 @@ Status forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params
   const Status status = forward(d, X, p, act, w.Z1, w.A1, w.logits);
   if (status != Status::Ok) return status;
   const double total = softmaxCrossEntropy(w.logits, y, w.probs, d.B, d.C);
+  const double reduced = red == Reduction::Mean ? total / d.B : total;
+  *loss = static_cast<double>(static_cast<T>(reduced));  // the loss in the tensors' own dtype
+  if (!std::isfinite(*loss)) return Status::NonFiniteLoss;
   const T scale = red == Reduction::Mean ? T(1) / T(d.B) : T(1);
 
   // ∂loss/∂Z2 = (softmax(Z2) − onehot(y)) · scale
@@ -110,9 +123,8 @@ Status forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params
   sumRows(w.dZ1, g.db1, d.B, d.H, accumulate);
   if (g.dX) gemm(false, true, d.B, d.D, d.H, T(1), w.dZ1, d.H, p.W1, d.H, beta, g.dX, d.D);
 
-  const double reduced = red == Reduction::Mean ? total / d.B : total;
-  *loss = static_cast<double>(static_cast<T>(reduced));  // the loss in the tensors' own dtype
-  return Status::Ok;
+  // The gradients are hot in cache here; a scan costs a few percent of the GEMMs at most.
+  return gradsFinite(d, g) ? Status::Ok : Status::NonFiniteGrads;
 }
 
 }  // namespace hg

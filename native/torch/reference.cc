@@ -95,6 +95,8 @@ Status torchForwardBackward(const Dims& d, const T* X, const int32_t* y, const P
   else options.reduction(torch::kSum);
   // On the raw logits, as the fixtures' F.cross_entropy: softmax and log are fused inside.
   const torch::Tensor lossT = F::cross_entropy(f.logits, target, options);
+  *loss = lossT.item<double>();  // already in the dtype's precision, as the core's loss
+  if (!std::isfinite(*loss)) return Status::NonFiniteLoss;  // before any output is written
   lossT.backward();
 
   // Copies into the caller's buffers are not part of the model: keep them off the graph.
@@ -108,8 +110,7 @@ Status torchForwardBackward(const Dims& d, const T* X, const int32_t* y, const P
   deliver(g.db1, b1.grad(), accumulate);
   deliver(g.dW2, W2.grad(), accumulate);
   deliver(g.db2, b2.grad(), accumulate);
-  *loss = lossT.item<double>();  // already in the dtype's precision, as the core's loss
-  return Status::Ok;
+  return gradsFinite(d, g) ? Status::Ok : Status::NonFiniteGrads;
 }
 
 template <typename T>
