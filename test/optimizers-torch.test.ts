@@ -3,8 +3,9 @@
 // fresh state on both sides, compared normwise in units of the dtype's epsilon. Also optimizerRun's
 // argument checks. Skipped only where the LibTorch addon does not load.
 import { afterAll, describe, expect, it } from 'vitest';
+import { coreBinding } from '../lib/binding';
 import { torchAvailable, torchBinding, torchOptimizerRun } from '../lib/backends/torch';
-import { OPTIMIZERS, optimizerConfig, type OptimizerName, type OptimizerOptions, slotLengths, update } from '../lib/train/optimizer';
+import { OPTIMIZER_CODE, OPTIMIZERS, optimizerConfig, type OptimizerName, type OptimizerOptions, slotLengths, update } from '../lib/train/optimizer';
 import type { Dtype, FloatArray } from '../lib/types';
 import { errEps, randomArray, typed } from './helpers';
 
@@ -41,6 +42,21 @@ function runTs(opts: OptimizerOptions, W0: FloatArray, grads: FloatArray[], lr: 
   return W;
 }
 
+/** native/core/optimizer.h through the core addon, as the Trainer calls it on the native backend. */
+function runNative(opts: OptimizerOptions, W0: FloatArray, grads: FloatArray[], lr: number): FloatArray {
+  const cfg = optimizerConfig(opts);
+  const W = W0.slice();
+  const len = slotLengths(cfg.name, W.length);
+  const make = (k: number) => (k ? (W instanceof Float32Array ? new Float32Array(k) : new Float64Array(k)) : null);
+  const m = make(len.m);
+  const v = make(len.v);
+  grads.forEach((g, i) =>
+    coreBinding().optimizerUpdate(W, g, m, v, OPTIMIZER_CODE[cfg.name], lr, i + 1, cfg.momentum, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.weightDecay),
+  );
+  return W;
+}
+const IMPLEMENTATIONS = { ts: runTs, native: runNative } as const;
+
 function runTorch(opts: OptimizerOptions, W0: FloatArray, grads: FloatArray[], lr: number): FloatArray {
   const W = W0.slice();
   torchOptimizerRun(opts, W, grads, lr);
@@ -59,19 +75,20 @@ describe.skipIf(!torchAvailable())('lib/train/optimizer.ts against torch::optim'
     console.log(`worst normwise error, TS update vs torch::optim (tolerance ${TOL_EPS} eps):\n${rows.join('\n')}`);
   });
 
+  for (const [impl, run] of Object.entries(IMPLEMENTATIONS)) {
   for (const name of OPTIMIZERS) {
     for (const weightDecay of DECAYS) {
       for (const dtype of DTYPES) {
-        it(`${name}, weightDecay ${weightDecay}, ${dtype}: ${STEPS} steps agree within ${TOL_EPS} eps`, () => {
+        it(`${impl}: ${name}, weightDecay ${weightDecay}, ${dtype}: ${STEPS} steps agree within ${TOL_EPS} eps`, () => {
           for (const seed of SEEDS) {
             const { W0, grads } = problem(dtype, seed);
             const opts: OptimizerOptions = { optimizer: name, weightDecay };
             const want = runTorch(opts, W0, grads, LR[name]);
-            const got = runTs(opts, W0, grads, LR[name]);
+            const got = run(opts, W0, grads, LR[name]);
             // Both really moved W (an optimizer that did nothing would agree with one that did nothing).
             expect(errEps(want, W0, dtype)).toBeGreaterThan(1e3);
             const e = errEps(got, want, dtype);
-            record(`${name} ${dtype}`, e);
+            record(`${impl} ${name} ${dtype}`, e);
             expect(e, `${name} wd=${weightDecay} ${dtype} seed ${seed}`).toBeLessThanOrEqual(TOL_EPS);
           }
         });
@@ -83,17 +100,18 @@ describe.skipIf(!torchAvailable())('lib/train/optimizer.ts against torch::optim'
   // Adam's denominator: the placement of ε relative to the bias correction then shows.
   for (const name of OPTIMIZERS) {
     for (const dtype of DTYPES) {
-      it(`${name}, ${dtype}, μ 0.5, β (0.8, 0.99), ε 1e-4, wd 0.1, small gradients`, () => {
+      it(`${impl}: ${name}, ${dtype}, μ 0.5, β (0.8, 0.99), ε 1e-4, wd 0.1, small gradients`, () => {
         const opts: OptimizerOptions = { optimizer: name, momentum: 0.5, beta1: 0.8, beta2: 0.99, epsilon: 1e-4, weightDecay: 0.1 };
         const { W0, grads } = problem(dtype, 7, 1e-3);
         const want = runTorch(opts, W0, grads, 0.05);
-        const got = runTs(opts, W0, grads, 0.05);
+        const got = run(opts, W0, grads, 0.05);
         expect(errEps(want, W0, dtype)).toBeGreaterThan(1e3);
         const e = errEps(got, want, dtype);
-        record(`${name} ${dtype} (non-default)`, e);
+        record(`${impl} ${name} ${dtype} (non-default)`, e);
         expect(e).toBeLessThanOrEqual(TOL_EPS);
       });
     }
+  }
   }
 
   it('each call starts from fresh state, and W is written in place', () => {

@@ -5,6 +5,8 @@ import * as v from '../validate';
 
 export type OptimizerName = 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw';
 export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'momentum', 'nesterov', 'adam', 'adamw'];
+/** The codes of native/core/optimizer.h's Optimizer enum. */
+export const OPTIMIZER_CODE: Record<OptimizerName, number> = { sgd: 0, momentum: 1, nesterov: 2, adam: 3, adamw: 4 };
 
 export interface OptimizerOptions {
   optimizer?: OptimizerName;

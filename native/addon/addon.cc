@@ -8,6 +8,7 @@
 #include <string>
 
 #include "../core/mlp.h"
+#include "../core/optimizer.h"
 #include "step_args.h"
 
 namespace hg {
@@ -66,6 +67,44 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   throwType(info.Env(), std::string("Expected Float64Array or Float32Array for A but received ") + typedArrayName(t));
 }
 
+// optimizerUpdate(W, g, m|null, v|null, kind, lr, t, momentum, beta1, beta2, epsilon, weightDecay):
+// one Trainer step on one tensor, in place. m is needed from momentum on, v for Adam/AdamW.
+template <typename T>
+Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const OptimizerConfig c{static_cast<Optimizer>(enumArg(info, 4, "kind", 5)), 0, 0, 0, 0, 0, 0};
+  double nums[7];
+  const char* names[] = {"lr", "t", "momentum", "beta1", "beta2", "epsilon", "weightDecay"};
+  for (size_t k = 0; k < 7; ++k) {
+    if (info.Length() <= 5 + k || !info[5 + k].IsNumber()) throwType(env, std::string("Expected a number for ") + names[k]);
+    nums[k] = info[5 + k].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(nums[k])) throwRange(env, std::string("Expected a finite number for ") + names[k]);
+  }
+  if (!(nums[1] >= 1)) throwRange(env, "Expected a step count t ≥ 1");
+  napi_typedarray_type kind;
+  size_t n = 0;
+  if (napi_get_typedarray_info(env, info[0], &kind, &n, nullptr, nullptr, nullptr) != napi_ok)
+    throwType(env, "Expected Float64Array or Float32Array for W");
+  T* W = typedArg<T>(info, 0, "W", n);
+  const T* g = typedArg<T>(info, 1, "g", n);
+  const bool needM = c.kind != Optimizer::Sgd, needV = c.kind == Optimizer::Adam || c.kind == Optimizer::AdamW;
+  T* m = needM ? typedArg<T>(info, 2, "m", n) : nullptr;
+  T* v = needV ? typedArg<T>(info, 3, "v", n) : nullptr;
+  const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}};
+  requireDisjoint(env, spans, 1);
+  const OptimizerConfig cfg{c.kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]};
+  optimizerUpdate(cfg, W, g, m, v, n, nums[1]);
+  return env.Undefined();
+}
+
+Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {
+  napi_typedarray_type t;
+  if (info.Length() < 1 || napi_get_typedarray_info(info.Env(), info[0], &t, nullptr, nullptr, nullptr, nullptr) != napi_ok ||
+      (t != napi_float64_array && t != napi_float32_array))
+    throwType(info.Env(), "Expected Float64Array or Float32Array for W");
+  return t == napi_float32_array ? optimizerUpdateT<float>(info) : optimizerUpdateT<double>(info);
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), blasThreads());
 }
@@ -79,6 +118,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forwardBackward", Napi::Function::New(env, ForwardBackward, "forwardBackward"));
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   return exports;

@@ -1,0 +1,87 @@
+// What the figures were measured on: CPU, cores, Node, the OpenBLAS library and its thread count.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { arch, availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { coreBinding, packageRoot } from '../lib/binding';
+
+export interface Machine {
+  cpuModel: string;
+  cores: number;
+  availableParallelism: number;
+  platform: string;
+  arch: string;
+  kernel: string;
+  memoryGiB: number;
+  node: string;
+  v8: string;
+  handgrad: string;
+  mitata: string;
+  /** The OpenBLAS shared library mapped into this process (Linux), null if not found. */
+  openblasLibrary: string | null;
+  /** null when the native addon is unavailable. */
+  openblasThreads: number | null;
+  gitCommit: string | null;
+  /** 1-minute load average when the run started: other work on the machine skews every figure. */
+  loadAverage: number;
+}
+
+function packageVersion(file: string): string {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+// Read after the addon is loaded, so the library the dynamic linker picked is in the map
+// (libopenblas itself, not the libblas/liblapack shims next to it).
+function openblasLibrary(): string | null {
+  try {
+    const paths = readFileSync('/proc/self/maps', 'utf8')
+      .split('\n')
+      .map((line) => line.slice(Math.max(0, line.indexOf('/'))))
+      .filter((path) => path.startsWith('/'));
+    return paths.find((p) => /\/libopenblas[^/]*$/.test(p)) ?? paths.find((p) => /\/libblas[^/]*$/.test(p)) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function gitCommit(): string | null {
+  try {
+    const opts = { cwd: packageRoot, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'] };
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).trim() !== '';
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return null;
+  }
+}
+
+export function describeMachine(): Machine {
+  let threads: number | null = null;
+  try {
+    threads = coreBinding().getNumThreads();
+  } catch {
+    // the native addon is unavailable: reported with the backends
+  }
+  const list = cpus();
+  return {
+    cpuModel: list[0]?.model.trim() ?? 'unknown',
+    cores: list.length,
+    availableParallelism: availableParallelism(),
+    platform: platform(),
+    arch: arch(),
+    kernel: release(),
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    v8: process.versions.v8,
+    handgrad: packageVersion(join(packageRoot, 'package.json')),
+    mitata: packageVersion(join(packageRoot, 'node_modules', 'mitata', 'package.json')),
+    openblasLibrary: threads === null ? null : openblasLibrary(),
+    openblasThreads: threads,
+    gitCommit: gitCommit(),
+    loadAverage: Math.round(loadavg()[0] * 100) / 100,
+  };
+}
