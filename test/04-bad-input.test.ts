@@ -177,6 +177,13 @@ describe('raw native exports never trust their caller', () => {
     ['gemm with A too small', RangeError, () => b.gemm(false, false, 4, 4, 4, 1, new Float64Array(15), new Float64Array(16), 0, new Float64Array(16))],
     ['gemm with mixed dtypes', TypeError, () => b.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), new Float32Array(4), 0, new Float64Array(4))],
     ['gemm output aliasing an input', RangeError, () => { const m = new Float64Array(4); return b.gemm(false, false, 2, 2, 2, 1, m, new Float64Array(4), 0, m); }],
+    ['optimizerUpdate with an unknown kind', RangeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(4), null, null, 9, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['optimizerUpdate with g shorter than W', RangeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(3), null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['optimizerUpdate with g of another dtype', TypeError, () => b.optimizerUpdate(new Float64Array(4), new Float32Array(4), null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['optimizerUpdate Adam without its v slot', TypeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(4), new Float64Array(4), null, 3, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['optimizerUpdate with g aliasing W', RangeError, () => { const w = new Float64Array(4); return b.optimizerUpdate(w, w, null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0); }],
+    ['optimizerUpdate with lr NaN', RangeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(4), null, null, 0, NaN, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['optimizerUpdate with t = 0', RangeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(4), null, null, 0, 0.1, 0, 0.9, 0.9, 0.999, 1e-8, 0)],
   ] as const)('%s', (_, Kind, call) => {
     expect(call).toThrow(Kind);
     stillExact('native');

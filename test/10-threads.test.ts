@@ -144,7 +144,7 @@ describe('the core addon in worker_threads', () => {
         }),
       );
       for (const r of results) {
-        expect(r.keys).toEqual(['forward', 'forwardBackward', 'gemm', 'getNumThreads', 'setNumThreads']);
+        expect(r.keys).toEqual(['forward', 'forwardBackward', 'gemm', 'getNumThreads', 'optimizerUpdate', 'setNumThreads']);
         expect(r.out).toEqual([19, 22, 43, 50]);
         expect(r.threads).toBe(getNumThreads());
         expect(r.refused).toBe('TypeError');

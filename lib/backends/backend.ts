@@ -1,3 +1,4 @@
+import type { CoreBinding } from '../binding';
 import type { Activation, Dims, FloatArray, Reduction } from '../types';
 
 /** One forward+backward, every buffer allocated and checked by the caller (lib/model.ts). */
@@ -40,3 +41,25 @@ export interface Backend {
 
 export const ACTIVATION_CODE: Record<Activation, number> = { relu: 0, sigmoid: 1, tanh: 2 };
 export const REDUCTION_CODE: Record<Reduction, number> = { mean: 0, sum: 1 };
+
+/**
+ * A backend over an addon that exports forwardBackward/forward with the core addon's positional
+ * signature (the OpenBLAS core and the LibTorch reference both do). `binding` is called per use so
+ * an addon can load lazily.
+ */
+export function addonBackend(name: string, binding: () => Pick<CoreBinding, 'forwardBackward' | 'forward'>): Backend {
+  return {
+    name,
+    forwardBackward(j: StepJob): number {
+      const { B, D, H, C } = j.dims;
+      return binding().forwardBackward(
+        j.X, j.y, j.W1, j.b1, j.W2, j.b2, j.ws, j.dX, j.dW1, j.db1, j.dW2, j.db2,
+        B, D, H, C, ACTIVATION_CODE[j.activation], REDUCTION_CODE[j.reduction], j.accumulate,
+      );
+    },
+    forward(j: ForwardJob): void {
+      const { B, D, H, C } = j.dims;
+      binding().forward(j.X, j.W1, j.b1, j.W2, j.b2, j.ws, B, D, H, C, ACTIVATION_CODE[j.activation]);
+    },
+  };
+}

@@ -10,7 +10,7 @@ import { HandgradError } from '../errors';
 import { optimizerConfig, type OptimizerName, type OptimizerOptions } from '../train/optimizer';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
-import { ACTIVATION_CODE, REDUCTION_CODE, type Backend, type ForwardJob, type StepJob } from './backend';
+import { addonBackend, type Backend } from './backend';
 
 /** The typed surface of handgrad_torch.node: the core's exports less gemm, same signatures, plus optimizerRun. */
 export type TorchBinding = Pick<CoreBinding, 'forwardBackward' | 'forward' | 'getNumThreads' | 'setNumThreads'> & {
@@ -74,20 +74,7 @@ export function torchBinding(): TorchBinding {
   }
 }
 
-export const torchBackend: Backend = {
-  name: 'torch',
-  forwardBackward(j: StepJob): number {
-    const { B, D, H, C } = j.dims;
-    return torchBinding().forwardBackward(
-      j.X, j.y, j.W1, j.b1, j.W2, j.b2, j.ws, j.dX, j.dW1, j.db1, j.dW2, j.db2,
-      B, D, H, C, ACTIVATION_CODE[j.activation], REDUCTION_CODE[j.reduction], j.accumulate,
-    );
-  },
-  forward(j: ForwardJob): void {
-    const { B, D, H, C } = j.dims;
-    torchBinding().forward(j.X, j.W1, j.b1, j.W2, j.b2, j.ws, B, D, H, C, ACTIVATION_CODE[j.activation]);
-  },
-};
+export const torchBackend: Backend = addonBackend('torch', torchBinding);
 
 /** The registry's loader: the backend once its addon has loaded, otherwise ERR_TORCH_UNAVAILABLE. */
 export function loadTorchBackend(): Backend {

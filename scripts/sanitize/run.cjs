@@ -440,6 +440,11 @@ async function leakLoops() {
   const A = new Float64Array(20 * 20).fill(0.5);
   const G = new Float64Array(20 * 20).fill(0.25);
   const Cg = new Float64Array(20 * 20);
+  const Am = new Float64Array(20 * 20);
+  const Av = new Float64Array(20 * 20);
+  const A32 = new Float32Array(20 * 20).fill(0.5);
+  const G32 = new Float32Array(20 * 20).fill(0.25);
+  const Am32 = new Float32Array(20 * 20);
   const nan = problem('float64', DIMS, toy.inputs);
   nan.b2[2] = NaN;
   const threads = b.getNumThreads();
@@ -449,6 +454,8 @@ async function leakLoops() {
     ['forwardBackward through OpenBLAS', () => b.forwardBackward(...mid.args())],
     ['forward', () => b.forward(...small.forwardArgs())],
     ['gemm', () => b.gemm(true, false, 20, 20, 20, 1, A, G, 0, Cg)],
+    ['optimizerUpdate adam', () => b.optimizerUpdate(A, G, Am, Av, 3, 1e-3, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['optimizerUpdate nesterov float32', () => b.optimizerUpdate(A32, G32, Am32, null, 2, 1e-3, 2, 0.9, 0.9, 0.999, 1e-8, 0.01)],
     ['getNumThreads', () => b.getNumThreads()],
     ['setNumThreads', () => b.setNumThreads(threads)],
     ['refused: no arguments', () => b.forwardBackward()],
@@ -460,6 +467,8 @@ async function leakLoops() {
     ['refused: forward with a bad dim', () => { const a = small.forwardArgs(); a[6] = -1; b.forward(...a); }],
     ['refused: gemm too small', () => b.gemm(false, false, 21, 20, 20, 1, A, G, 0, Cg)],
     ['refused: setNumThreads(0)', () => b.setNumThreads(0)],
+    ['refused: optimizerUpdate g too short', () => b.optimizerUpdate(A, G.subarray(1), null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    ['refused: optimizerUpdate aliasing', () => b.optimizerUpdate(A, A, null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
   ];
   const heap = heapProbe();
   for (const [name, fn] of loops) {
