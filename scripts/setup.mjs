@@ -5,7 +5,7 @@
 // Plain Node with no dependencies: it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -122,6 +122,9 @@ function torchAddon() {
     return;
   }
   run(join(root, 'node_modules', '.bin', 'cmake-js'), args);
+  // ninja leaves the file alone when a changed input (say a native/core header) is not one the
+  // LibTorch addon includes: mark it current so the next setup does not ask again.
+  if (existsSync(out)) utimesSync(out, new Date(), new Date());
 }
 
 // The optional WebAssembly module (backend 'wasm'): skips itself, saying how to get it, when clang
