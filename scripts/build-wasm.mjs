@@ -6,9 +6,10 @@
 // Plain Node with no dependencies, like scripts/setup.mjs. Exit 1 only when a present toolchain
 // fails to compile or link the sources.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newestMtime } from './mtime.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const force = process.argv.includes('--force-build');
@@ -18,17 +19,6 @@ const outDir = join(root, 'build-wasm');
 const out = join(outDir, 'handgrad.wasm');
 const entry = join(root, 'native', 'wasm', 'handgrad.cc');
 const INPUTS = ['native/wasm', 'native/core/kernels.h', 'native/core/mlp.h', 'scripts/build-wasm.mjs'];
-
-function newestMtime(paths) {
-  let newest = 0;
-  for (const p of paths) {
-    if (!existsSync(p)) continue;
-    const st = statSync(p);
-    if (st.isDirectory()) newest = Math.max(newest, newestMtime(readdirSync(p).map((e) => join(p, e))));
-    else newest = Math.max(newest, st.mtimeMs);
-  }
-  return newest;
-}
 
 /** The first of `names` that runs with --version, or null. */
 function findTool(names) {

@@ -5,10 +5,11 @@
 // Plain Node with no dependencies: it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newestMtime } from './mtime.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const force = process.argv.includes('--force-build');
@@ -77,17 +78,6 @@ function npmDependencies() {
   run('npm', ['ci', '--no-audit', '--no-fund'], { env: buildEnv() });
   writeFileSync(stamp, hash);
   return true;
-}
-
-function newestMtime(paths) {
-  let newest = 0;
-  for (const p of paths) {
-    if (!existsSync(p)) continue;
-    const st = statSync(p);
-    if (st.isDirectory()) newest = Math.max(newest, newestMtime(readdirSync(p).map((e) => join(p, e))));
-    else newest = Math.max(newest, st.mtimeMs);
-  }
-  return newest;
 }
 
 function stale(output, inputs) {
