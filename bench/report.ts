@@ -4,6 +4,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { BackendName, Dtype } from '../lib/types';
 import type { Availability } from './backends';
+import type { MemoryRow } from './memory';
+import type { PeerAvailability } from './peers';
 import type { Machine } from './machine';
 import type { Peak } from './peak';
 import { SIZES, sizeLabel } from './sizes';
@@ -38,8 +40,8 @@ export function peakLines(peaks: readonly Peak[], threads: number | null): strin
   });
 }
 
-export function availabilityLines(av: readonly Availability[]): string[] {
-  const byBackend = new Map<BackendName, Availability[]>();
+export function availabilityLines(av: readonly (Availability | PeerAvailability)[]): string[] {
+  const byBackend = new Map<string, (Availability | PeerAvailability)[]>();
   for (const a of av) byBackend.set(a.backend, [...(byBackend.get(a.backend) ?? []), a]);
   const lines: string[] = [];
   for (const [backend, list] of byBackend) {
@@ -56,7 +58,7 @@ export function availabilityLines(av: readonly Availability[]): string[] {
 }
 
 const COLUMNS: readonly [string, number][] = [
-  ['size (B,D,H,C)', 18], ['backend', 8], ['dtype', 5], ['µs/step', 10], ['p25–p75 µs', 17],
+  ['size (B,D,H,C)', 18], ['backend', 9], ['dtype', 5], ['µs/step', 10], ['p25–p75 µs', 17],
   ['GFLOP/s', 8], ['% peak', 7], ['samples', 12],
 ];
 
@@ -73,11 +75,12 @@ export function tableRow(r: Row): string {
   const first = [r.size, r.backend, short(r.dtype)];
   if (r.skipped !== undefined || r.timing === undefined) return `${line(first)}  skipped: ${r.skipped ?? 'not measured'}`;
   const t = r.timing;
+  const warning = r.warning ? `\n${' '.repeat(COLUMNS[0][1] + 2)}warning: ${r.warning}` : '';
   const calls = t.calls > t.samples ? `${t.samples}×${Math.round(t.calls / t.samples)}` : `${t.samples}`;
   return line([
     ...first, fmt(t.medianUs), `${fmt(t.p25Us)}–${fmt(t.p75Us)}`, fmt(r.gflops ?? NaN),
     r.pctPeak == null ? 'n/a' : `${r.pctPeak.toFixed(1)}%`, calls,
-  ]);
+  ]) + warning;
 }
 
 export interface Ratio {
@@ -87,9 +90,15 @@ export interface Ratio {
   speedup: number;
 }
 
-function find(rows: readonly Row[], size: string, backend: BackendName, dtype: Dtype): Row | undefined {
+function find(rows: readonly Row[], size: string, backend: Row['backend'], dtype: Dtype): Row | undefined {
   return rows.find((r) => r.size === size && r.backend === backend && r.dtype === dtype && r.timing !== undefined);
 }
+
+/** Each handgrad backend against its like-for-like peer, with the issue's minimum speedup. */
+const PEER_PAIRS: readonly [BackendName, Row['backend'], number][] = [
+  ['wasm', 'tfjs-wasm', 2],
+  ['ts', 'tfjs-cpu', 1],
+];
 
 /** native vs every other backend in each dtype, and f32 vs f64 for every backend, at every size. */
 export function ratios(rows: readonly Row[]): Ratio[] {
@@ -104,6 +113,8 @@ export function ratios(rows: readonly Row[]): Ratio[] {
       for (const dt of ['float64', 'float32'] as const) add(`native ${short(dt)} vs ${b} ${short(dt)}`, find(rows, size, 'native', dt), find(rows, size, b, dt));
     }
     for (const b of backends) add(`${b} f32 vs f64`, find(rows, size, b, 'float32'), find(rows, size, b, 'float64'));
+    // handgrad against the peers (issue: wasm f32 ≥ 2× tfjs-wasm, ts ≥ tfjs-cpu).
+    for (const [ours, peer] of PEER_PAIRS) add(`${ours} f32 vs ${peer}`, find(rows, size, ours, 'float32'), find(rows, size, peer, 'float32'));
   }
   return out;
 }
@@ -153,6 +164,15 @@ export function targets(rows: readonly Row[]): Target[] {
     const us = r?.timing?.medianUs ?? null;
     out.push({ what: `native ${short(dt)} at ${toy}`, goal: '< 2 µs per call', measured: us === null ? 'n/a' : `${fmt(us)} µs`, met: us === null ? null : us < 2 });
   }
+  for (const [ours, peer, min] of PEER_PAIRS) {
+    for (const d of SIZES) {
+      const size = sizeLabel(d);
+      const a = find(rows, size, ours, 'float32');
+      const b = find(rows, size, peer, 'float32');
+      const x = a?.timing && b?.timing ? b.timing.medianUs / a.timing.medianUs : null;
+      out.push({ what: `${ours} f32 vs ${peer} at ${size}`, goal: `≥ ${min}× faster`, measured: x === null ? 'n/a' : `${fmt(x)}×`, met: x === null ? null : x >= min });
+    }
+  }
   return out;
 }
 
@@ -173,6 +193,12 @@ export interface Results {
   rows: Row[];
   ratios: Ratio[];
   targets: Target[];
+  /** tfjs peers found (or not) in this run. */
+  peers: PeerAvailability[];
+  /** RSS over a long loop at the toy size, per backend. */
+  memory: MemoryRow[];
+  /** The chart written next to the JSON, when it could be drawn. */
+  chart: string | null;
 }
 
 export function writeJson(path: string, results: Results): void {

@@ -1,16 +1,20 @@
 // `npm run bench` (node dist/bench/run.js [--quick] [--threads=N] [--out=FILE]): the GEMM peak,
 // then forwardBackward at each size on every backend and dtype available here, in one process.
-import { join, relative } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { benchChartSvg } from '../lib/plot';
 import { packageRoot } from '../lib/binding';
 import { setNumThreads } from '../lib/threads';
 import type { Dims } from '../lib/types';
 import { discoverBackends } from './backends';
+import { memoryLines, memoryOfBackend, memoryOfPeer, type MemoryRow } from './memory';
+import { discoverPeers, makePeerStep, type PeerName } from './peers';
 import { describeMachine } from './machine';
-import { parseOptions, USAGE } from './options';
+import { parseOptions, USAGE, type BenchOptions } from './options';
 import { peakOf, timeGemms, type GemmTiming } from './peak';
 import * as report from './report';
 import { SIZES, sizeLabel, stepFlop } from './sizes';
-import { measureStep, type Row } from './step';
+import { measureCase, measureStep, type Row } from './step';
 
 function print(lines: string | readonly string[]): void {
   process.stdout.write(`${([] as string[]).concat(lines).join('\n')}\n`);
@@ -33,6 +37,42 @@ function estimateMs(previous: readonly Row[], dims: Dims): number | undefined {
   return (overhead + perFlop * stepFlop(dims)) / 1e3;
 }
 
+/** tfjs-cpu at a size whose one step is estimated over this is skipped (it would only cost time). */
+const TFJS_CPU_MAX_STEP_MS = 5_000;
+/** A peer's loss must match handgrad's f32 loss on the same data within this (relative). */
+const LOSS_RTOL = 1e-4;
+
+function emptyMemory(backend: MemoryRow['backend'], dtype: MemoryRow['dtype']): MemoryRow {
+  return { size: sizeLabel(SIZES[0]), backend, dtype, steps: 0, rssBefore: 0, rssAfter: 0, rssPeak: 0, growth: 0 };
+}
+
+/** One peer at one size: skipped when hopeless, else timed like handgrad's rows, with a loss check. */
+async function measurePeer(peer: PeerName, dims: Dims, rows: readonly Row[], reference: Row | undefined, opts: BenchOptions): Promise<Row> {
+  const row: Row = { size: sizeLabel(dims), dims, backend: peer, dtype: 'float32', flopPerStep: stepFlop(dims) };
+  const expectedMs = estimateMs(rows.filter((r) => r.backend === peer), dims);
+  if (peer === 'tfjs-cpu' && expectedMs !== undefined && expectedMs > TFJS_CPU_MAX_STEP_MS) {
+    return { ...row, skipped: `one step estimated at ~${(expectedMs / 1e3).toFixed(1)} s (> ${TFJS_CPU_MAX_STEP_MS / 1e3} s, extrapolated from the smaller sizes)` };
+  }
+  let s: Awaited<ReturnType<typeof makePeerStep>> | undefined;
+  try {
+    s = await makePeerStep(peer, dims);
+    const t0 = performance.now();
+    const loss = s.step();
+    const firstMs = performance.now() - t0;
+    if (peer === 'tfjs-cpu' && firstMs > TFJS_CPU_MAX_STEP_MS) return { ...row, loss, skipped: `one step took ${(firstMs / 1e3).toFixed(1)} s (> ${TFJS_CPU_MAX_STEP_MS / 1e3} s)` };
+    const measured = await measureCase(row, s.step, opts);
+    const ref = reference?.loss;
+    if (ref !== undefined && !(Math.abs(loss - ref) <= LOSS_RTOL * Math.abs(ref))) {
+      measured.warning = `loss ${loss} differs from ${reference!.backend} f32's ${ref} by more than ${LOSS_RTOL} relative`;
+    }
+    return measured;
+  } catch (e) {
+    return { ...row, skipped: `failed: ${e instanceof Error ? e.message : String(e)}` };
+  } finally {
+    s?.dispose();
+  }
+}
+
 function today(): string {
   const d = new Date();
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
@@ -48,6 +88,7 @@ async function main(): Promise<void> {
   if (opts.threads !== undefined) setNumThreads(opts.threads);
 
   const available = discoverBackends();
+  const peers = await discoverPeers();
   const machine = describeMachine();
   const runnable = available.filter((a) => a.available);
   const native = runnable.some((a) => a.backend === 'native');
@@ -75,8 +116,34 @@ async function main(): Promise<void> {
         rows.push({ size: sizeLabel(dims), dims, backend: a.backend, dtype: a.dtype, flopPerStep: stepFlop(dims), skipped });
       }
     }
+    // The peers, on the same data, next to handgrad's rows at this size.
+    const reference = rows.find((r) => r.size === sizeLabel(dims) && r.dtype === 'float32' && r.backend === 'native' && r.loss !== undefined)
+      ?? rows.find((r) => r.size === sizeLabel(dims) && r.dtype === 'float32' && r.loss !== undefined);
+    for (const peer of peers.filter((p) => p.available)) {
+      status(`${sizeLabel(dims)} ${peer.backend}`);
+      rows.push(await measurePeer(peer.backend, dims, rows, reference, opts));
+    }
   }
   await gemmPass('after');
+
+  // Memory: RSS over a long loop at the toy size, one backend after another.
+  const memory: MemoryRow[] = [];
+  for (const a of runnable) {
+    status(`memory ${a.backend} ${a.dtype}`);
+    try {
+      memory.push(memoryOfBackend(a.backend, a.dtype));
+    } catch (e) {
+      memory.push({ ...emptyMemory(a.backend, a.dtype), skipped: `failed: ${e instanceof Error ? e.message : String(e)}` });
+    }
+  }
+  for (const p of peers.filter((x) => x.available)) {
+    status(`memory ${p.backend}`);
+    try {
+      memory.push(await memoryOfPeer(p.backend));
+    } catch (e) {
+      memory.push({ ...emptyMemory(p.backend, 'float32'), skipped: `failed: ${e instanceof Error ? e.message : String(e)}` });
+    }
+  }
   status('');
 
   const peaks = native ? dtypes.map((d) => peakOf(d, gemms.filter((g) => g.dtype === d))) : [];
@@ -90,7 +157,7 @@ async function main(): Promise<void> {
     ...report.machineLines(machine),
     ...(opts.quick ? ['quick run (--quick / HANDGRAD_BENCH_QUICK=1): small budgets, figures are rough'] : []),
     '',
-    ...report.availabilityLines(available),
+    ...report.availabilityLines([...available, ...peers]),
     '',
     ...report.peakLines(peaks, machine.openblasThreads),
     '',
@@ -102,17 +169,34 @@ async function main(): Promise<void> {
     '',
     'targets (from the issue; reported, not asserted):',
     ...report.targetLines(targets),
+    '',
+    ...memoryLines(memory),
   ]);
 
   const date = today();
   const out = opts.out ?? join(packageRoot, 'bench', 'results', `${date}${opts.quick ? '.quick' : ''}.json`);
+  // The chart, next to the JSON (same name, .svg).
+  const chartPath = out.replace(/\.json$/, '') + '.svg';
+  let chart: string | null = null;
+  let chartNote = '';
+  try {
+    const points = rows.filter((r) => r.timing).map((r) => ({ size: r.size, backend: r.backend, dtype: r.backend.startsWith('tfjs') ? undefined : r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs }));
+    writeFileSync(chartPath, await benchChartSvg(points, `one training step, µs (median)${opts.quick ? ', quick run' : ''}`));
+    chart = chartPath;
+  } catch (e) {
+    chartNote = `chart not written: ${e instanceof Error ? e.message : String(e)}`;
+  }
   const durationS = Math.round((performance.now() - started) / 100) / 10;
   report.writeJson(out, {
     date, quick: opts.quick, command: ['node', relative(packageRoot, process.argv[1] ?? 'dist/bench/run.js'), ...process.argv.slice(2)].join(' '),
-    durationS, machine, peaks, backends: available, rows, ratios, targets,
+    durationS, machine, peaks, backends: available, rows, ratios, targets, peers, memory,
+    chart: chart === null ? null : relative(dirname(out), chart),
   });
-  const shown = relative(process.cwd(), out);
-  print(['', `wrote ${shown === '' || shown.startsWith('..') ? out : shown} · ${durationS} s`]);
+  const shownPath = (p: string) => {
+    const s = relative(process.cwd(), p);
+    return s === '' || s.startsWith('..') ? p : s;
+  };
+  print(['', `wrote ${shownPath(out)}${chart ? ` and ${shownPath(chart)}` : ''} · ${durationS} s`, ...(chartNote ? [chartNote] : [])]);
 }
 
 main().catch((e: unknown) => {

@@ -4,12 +4,14 @@ import { forwardBackward, type ForwardBackwardOptions } from '../lib/model';
 import type { BackendName, Dims, Dtype, FloatArray } from '../lib/types';
 import { time, warmUp, type Budget, type Timing } from './harness';
 import type { BenchOptions } from './options';
+import type { PeerName } from './peers';
 import { makeProblem, sizeLabel, stepFlop } from './sizes';
 
 export interface Row {
   size: string;
   dims: Dims;
-  backend: BackendName;
+  /** A handgrad backend, or a peer library (bench/peers.ts: tfjs-cpu, tfjs-wasm). */
+  backend: BackendName | PeerName;
   dtype: Dtype;
   flopPerStep: number;
   /** Set when the case was not measured; the other figures are then absent. */
@@ -20,6 +22,8 @@ export interface Row {
   /** gflops / the matching (d|s)gemm peak, in %; null without a measured peak (set by run.ts). */
   pctPeak?: number | null;
   loss?: number;
+  /** A sanity-check failure worth a line under the row (a peer's loss that differs from handgrad's). */
+  warning?: string;
 }
 
 /** Warm-up calls: at least 3, and about 50 ms worth for fast calls. */
@@ -43,8 +47,20 @@ export async function measureStep(dims: Dims, backend: BackendName, dtype: Dtype
 
   const p = makeProblem(dims, dtype);
   const fbOpts: ForwardBackwardOptions<FloatArray> = { backend, inputGrad: true, out: p.out };
+  return measureCase(row, () => forwardBackward(p.params, p.X, p.y, fbOpts).loss, opts);
+}
+
+/**
+ * Warm-up, budget (or skip), and timing of one step function that returns the loss; used for
+ * handgrad's backends and for the peers alike.
+ */
+export async function measureCase(row: Row, stepLoss: () => number, opts: BenchOptions): Promise<Row> {
+  const flop = row.flopPerStep;
+  const slowBudgetMs = opts.slowBudgetS * 1e3;
+  const tooSlow = (ms: number, verb: string) =>
+    `one call ${verb} ~${(ms / 1e3).toFixed(1)} s: ${opts.slowMinSamples + 1} calls would exceed the ~${opts.slowBudgetS} s budget`;
   let loss = NaN;
-  const step = () => (loss = forwardBackward(p.params, p.X, p.y, fbOpts).loss);
+  const step = () => (loss = stepLoss());
 
   let callMs = warmUp(step, 1);
   if (callMs < WARMUP_MS) callMs = warmUp(step, Math.min(MAX_WARMUP_CALLS, Math.max(3, Math.ceil(WARMUP_MS / callMs))));

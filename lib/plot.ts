@@ -106,3 +106,31 @@ export function decisionBoundarySvg(X: ArrayLike<number>, y: ArrayLike<number>, 
     ],
   });
 }
+
+/** One benchmark figure: the median µs of one step for a backend (and dtype) at a size. */
+export interface BenchPoint {
+  size: string;
+  backend: string;
+  dtype?: string;
+  medianUs: number;
+}
+
+/** µs per step by size (x, in the order given) and backend (colour), on a log-scale y. */
+export function benchChartSvg(rows: readonly BenchPoint[], title = 'one training step'): Promise<string> {
+  const sizes = [...new Set(rows.map((r) => r.size))];
+  const values = rows.map((r) => ({ size: r.size, backend: r.dtype ? `${r.backend} ${r.dtype}` : r.backend, us: r.medianUs }));
+  return render({
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    width: 420,
+    height: 320,
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'size', type: 'ordinal', sort: sizes, title: 'size (B,D,H,C)', axis: { labelAngle: 0 } },
+      y: { field: 'us', type: 'quantitative', scale: { type: 'log' }, title: 'µs per step (median)' },
+      color: { field: 'backend', type: 'nominal', title: 'backend' },
+      tooltip: [{ field: 'backend' }, { field: 'size' }, { field: 'us', format: '.3~s' }],
+    },
+  });
+}
