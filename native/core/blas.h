@@ -12,20 +12,34 @@ namespace hg {
 constexpr long kSmallGemm = 4096;
 
 // Plain loops with BLAS semantics (beta = 0 ignores what C held, so garbage or NaN there never
-// leaks in). Row i of C is built from dot products; at these sizes everything is in L1.
+// leaks in). Without transB, row i of C accumulates alpha·op(A)[i,k]·B[k,:]: the inner loop walks
+// B and C contiguously and vectorizes. With transB (B stored [N,K]) it is a dot product of rows.
 template <typename T>
 void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                const T* B, int ldb, T beta, T* C, int ldc) {
   for (int i = 0; i < M; ++i) {
-    for (int j = 0; j < N; ++j) {
-      T s = T(0);
+    T* c = C + size_t(i) * ldc;
+    if (beta == T(0)) {
+      for (int j = 0; j < N; ++j) c[j] = T(0);
+    } else if (beta != T(1)) {
+      for (int j = 0; j < N; ++j) c[j] *= beta;
+    }
+    if (!transB) {
       for (int k = 0; k < K; ++k) {
-        const T a = transA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k];
-        const T b = transB ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j];
-        s += a * b;
+        const T a = alpha * (transA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k]);
+        const T* b = B + size_t(k) * ldb;
+        for (int j = 0; j < N; ++j) c[j] += a * b[j];
       }
-      T& c = C[size_t(i) * ldc + j];
-      c = beta == T(0) ? alpha * s : alpha * s + beta * c;
+    } else {
+      for (int j = 0; j < N; ++j) {
+        const T* b = B + size_t(j) * ldb;
+        T s = T(0);
+        if (transA)
+          for (int k = 0; k < K; ++k) s += A[size_t(k) * lda + i] * b[k];
+        else
+          for (int k = 0; k < K; ++k) s += A[size_t(i) * lda + k] * b[k];
+        c[j] += alpha * s;
+      }
     }
   }
 }
