@@ -14,7 +14,7 @@ import * as v from '../validate';
 import { coerceTensor, splitResult } from './coerce';
 import { formatNum, unravel } from './diagnose';
 import { FiniteDifferences, type FdTensor } from './fd';
-import { f64, forward64, type Problem64 } from './model64';
+import { checkedProblem, f64 } from './model64';
 import type { GradFunction } from './verify';
 
 type Params = { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number };
@@ -138,14 +138,9 @@ export function gradcheck(target: Params | GradFunction, X: FloatArray, y: Array
   const isFn = typeof target === 'function';
   const rawParams = isFn ? opts.params : target;
   if (isFn && rawParams === undefined) v.fail(TypeError, 'the point { W1, b1, W2, b2 } to check a gradient function at', 'opts.params', undefined);
-  const p = v.params(rawParams);
-  const b = v.batch(X, y, p);
-  const dims: Dims = { B: b.B, D: p.D, H: p.H, C: p.C };
-  v.sizes(dims);
-  for (const [name, a] of [['X', b.X], ['params.W1', p.W1], ['params.b1', p.b1], ['params.W2', p.W2], ['params.b2', p.b2]] as const) v.assertFinite(name, a);
-  const problem: Problem64 = { dims, X: f64(b.X), y: b.y, W1: f64(p.W1), b1: f64(p.b1), W2: f64(p.W2), b2: f64(p.b2), activation, reduction };
-  const fd = new FiniteDifferences(problem, forward64(problem));
-  if (!v.allFinite(fd.f.logits)) v.explainNonFinite(v.allFinite(fd.f.Z1) ? 'logits' : 'Z1', problem);
+  const { p, b, problem, forward } = checkedProblem(rawParams, X, y, activation, reduction);
+  const dims = problem.dims;
+  const fd = new FiniteDifferences(problem, forward);
 
   const names: FdTensor[] = inputGrad ? ['X', 'W1', 'b1', 'W2', 'b2'] : ['W1', 'b1', 'W2', 'b2'];
   const warnings: string[] = [];

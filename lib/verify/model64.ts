@@ -2,7 +2,8 @@
 // finite differences perturb, and the backward chain with one step deliberately changed at a time
 // (the "variants"), so a failing candidate can be matched against the bug that explains it.
 // Nothing here is used as the truth a candidate is judged by: that is torch or finite differences.
-import type { Activation, Dims, Reduction } from '../types';
+import type { Activation, Dims, FloatArray, Reduction } from '../types';
+import * as v from '../validate';
 
 export interface Problem64 {
   dims: Dims;
@@ -235,4 +236,29 @@ export function backward64(p: Problem64, f: Forward64, variant?: VariantId): Bac
   const db1 = sumRows(dZ1, B, H);
   const dX = matmulNT(variant === 'dX-uses-dA1' ? dA1 : dZ1, p.W1, B, H, D);
   return { dZ2, dW2, db2, dA1, dZ1, dW1, db1, dX };
+}
+
+/**
+ * The checked problem both verify and gradcheck start from: params and batch validated, every
+ * input finite, copied to float64, and a forward pass that stays finite (else the RangeError
+ * naming what overflowed).
+ * @throws {TypeError|RangeError}
+ */
+export function checkedProblem(
+  params: unknown,
+  X: unknown,
+  y: unknown,
+  activation: Activation,
+  reduction: Reduction,
+): { p: v.CheckedParams; b: { X: FloatArray; y: Int32Array; B: number }; problem: Problem64; forward: Forward64 } {
+  const p = v.params(params);
+  const b = v.batch(X, y, p);
+  const dims: Dims = { B: b.B, D: p.D, H: p.H, C: p.C };
+  v.sizes(dims);
+  for (const [name, a] of [['X', b.X], ['params.W1', p.W1], ['params.b1', p.b1], ['params.W2', p.W2], ['params.b2', p.b2]] as const) v.assertFinite(name, a);
+  const problem: Problem64 = { dims, X: f64(b.X), y: b.y, W1: f64(p.W1), b1: f64(p.b1), W2: f64(p.W2), b2: f64(p.b2), activation, reduction };
+  const forward = forward64(problem);
+  if (!v.allFinite(forward.Z1)) v.explainNonFinite('Z1', problem);
+  if (!v.allFinite(forward.logits)) v.explainNonFinite('logits', problem);
+  return { p, b, problem, forward };
 }

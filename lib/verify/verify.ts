@@ -13,7 +13,7 @@ import * as v from '../validate';
 import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
 import { diagnose, measure, SHAPES, unravel, type Diagnosis, type TensorName } from './diagnose';
 import { FiniteDifferences } from './fd';
-import { backward64, f64, forward64, variantsFor, type Backward64, type Problem64, type VariantId } from './model64';
+import { backward64, checkedProblem, f64, variantsFor, type Backward64, type Problem64, type VariantId } from './model64';
 
 /** A user's gradient function: returns the gradients (plain, nested or typed arrays), optionally with the loss. */
 export type GradFunction = (
@@ -176,15 +176,8 @@ export function verify(
   const toleranceOpt = opts.tolerance === undefined ? undefined : positive('opts.tolerance', opts.tolerance, 0);
   const fdStep = positive('opts.fdStep', opts.fdStep, DEFAULT_FD_STEP);
 
-  const p = v.params(params);
-  const b = v.batch(X, y, p);
-  const dims: Dims = { B: b.B, D: p.D, H: p.H, C: p.C };
-  v.sizes(dims);
-  for (const [name, a] of [['X', b.X], ['params.W1', p.W1], ['params.b1', p.b1], ['params.W2', p.W2], ['params.b2', p.b2]] as const) v.assertFinite(name, a);
-  const problem: Problem64 = { dims, X: f64(b.X), y: b.y, W1: f64(p.W1), b1: f64(p.b1), W2: f64(p.W2), b2: f64(p.b2), activation, reduction };
-  const fwd = forward64(problem);
-  if (!v.allFinite(fwd.Z1)) v.explainNonFinite('Z1', problem);
-  if (!v.allFinite(fwd.logits)) v.explainNonFinite('logits', problem);
+  const { p, b, problem, forward: fwd } = checkedProblem(params, X, y, activation, reduction);
+  const dims = problem.dims;
 
   // Reference.
   let reference: ReferenceName;
