@@ -75,6 +75,32 @@ inline bool isFloat32(const Napi::CallbackInfo& info) {
   return t == napi_float32_array;
 }
 
+// B, D, H, C from four consecutive arguments.
+inline Dims readDims(const Napi::CallbackInfo& info, size_t first) {
+  return {dimArg(info, first, "B"), dimArg(info, first + 1, "D"), dimArg(info, first + 2, "H"),
+          dimArg(info, first + 3, "C")};
+}
+
+// Element counts of a call's tensors, refusing products that do not fit in memory.
+struct Counts {
+  size_t X, W1, W2, ws;
+};
+
+inline Counts countsOf(Napi::Env env, const Dims& d) {
+  const Counts n{elements(env, "X", d.B, d.D), elements(env, "W1", d.D, d.H), elements(env, "W2", d.H, d.C),
+                 workspaceLength(d)};
+  elements(env, "Z1", d.B, d.H);
+  elements(env, "logits", d.B, d.C);
+  return n;
+}
+
+// W1, b1, W2, b2 from four consecutive arguments.
+template <typename T>
+Params<T> readParams(const Napi::CallbackInfo& info, size_t first, const Dims& d, const Counts& n) {
+  return {typedArg<T>(info, first, "W1", n.W1), typedArg<T>(info, first + 1, "b1", d.H),
+          typedArg<T>(info, first + 2, "W2", n.W2), typedArg<T>(info, first + 3, "b2", d.C)};
+}
+
 template <typename T>
 struct StepArgs {
   Dims d;
@@ -93,20 +119,16 @@ struct StepArgs {
 template <typename T>
 StepArgs<T> readStepArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const Dims d{dimArg(info, 12, "B"), dimArg(info, 13, "D"), dimArg(info, 14, "H"), dimArg(info, 15, "C")};
+  const Dims d = readDims(info, 12);
   const auto act = static_cast<Activation>(enumArg(info, 16, "activation", 3));
   const auto red = static_cast<Reduction>(enumArg(info, 17, "reduction", 2));
   const bool accumulate = boolArg(info, 18, "accumulate");
-  const size_t nX = elements(env, "X", d.B, d.D), nW1 = elements(env, "W1", d.D, d.H),
-               nW2 = elements(env, "W2", d.H, d.C);
-  elements(env, "Z1", d.B, d.H);
-  elements(env, "logits", d.B, d.C);
-  const size_t nWs = workspaceLength(d);
+  const Counts n = countsOf(env, d);
+  const size_t nX = n.X, nW1 = n.W1, nW2 = n.W2, nWs = n.ws;
 
   const T* X = typedArg<T>(info, 0, "X", nX);
   const int32_t* y = typedArg<int32_t>(info, 1, "y", d.B);
-  const Params<T> p{typedArg<T>(info, 2, "W1", nW1), typedArg<T>(info, 3, "b1", d.H),
-                    typedArg<T>(info, 4, "W2", nW2), typedArg<T>(info, 5, "b2", d.C)};
+  const Params<T> p = readParams<T>(info, 2, d, n);
   T* ws = typedArg<T>(info, 6, "workspace", nWs);
   const Grads<T> g{optionalTypedArg<T>(info, 7, "dX", nX), typedArg<T>(info, 8, "dW1", nW1),
                    typedArg<T>(info, 9, "db1", d.H), typedArg<T>(info, 10, "dW2", nW2),
@@ -139,16 +161,12 @@ struct ForwardArgs {
 template <typename T>
 ForwardArgs<T> readForwardArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const Dims d{dimArg(info, 6, "B"), dimArg(info, 7, "D"), dimArg(info, 8, "H"), dimArg(info, 9, "C")};
+  const Dims d = readDims(info, 6);
   const auto act = static_cast<Activation>(enumArg(info, 10, "activation", 3));
-  const size_t nX = elements(env, "X", d.B, d.D), nW1 = elements(env, "W1", d.D, d.H),
-               nW2 = elements(env, "W2", d.H, d.C);
-  elements(env, "Z1", d.B, d.H);
-  elements(env, "logits", d.B, d.C);
-  const size_t nWs = workspaceLength(d);
+  const Counts n = countsOf(env, d);
+  const size_t nX = n.X, nW1 = n.W1, nW2 = n.W2, nWs = n.ws;
   const T* X = typedArg<T>(info, 0, "X", nX);
-  const Params<T> p{typedArg<T>(info, 1, "W1", nW1), typedArg<T>(info, 2, "b1", d.H),
-                    typedArg<T>(info, 3, "W2", nW2), typedArg<T>(info, 4, "b2", d.C)};
+  const Params<T> p = readParams<T>(info, 1, d, n);
   T* ws = typedArg<T>(info, 5, "workspace", nWs);
   const Span spans[] = {{X, nX * sizeof(T), "X"},      {p.W1, nW1 * sizeof(T), "W1"},
                         {p.b1, d.H * sizeof(T), "b1"}, {p.W2, nW2 * sizeof(T), "W2"},
