@@ -101,7 +101,7 @@ const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16A
  * Labels as an Int32Array of class ids in [0, C). An Int32Array is used in place; a plain array of
  * integers or another integer typed array is converted once.
  */
-export function labels(y: unknown, C: number): Int32Array {
+export function labels(y: unknown, C: number, name = 'y'): Int32Array {
   let out: Int32Array;
   if (y instanceof Int32Array) {
     out = y;
@@ -110,29 +110,29 @@ export function labels(y: unknown, C: number): Int32Array {
     out = new Int32Array(src.length);
     for (let i = 0; i < src.length; i++) {
       const v = Number(src[i]);
-      if (v > 0x7fffffff) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
+      if (v > 0x7fffffff) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
       out[i] = v;
     }
   } else if (Array.isArray(y)) {
     if (y.length > 0 && Array.isArray(y[0])) {
       const inner = (y[0] as unknown[]).length;
       const hint = inner === 1 ? 'flatten y to [B]' : 'pass class ids (argmax of each row), not one-hot rows';
-      fail(TypeError, `a flat array of class ids shaped [B] (${hint})`, 'y', y);
+      fail(TypeError, `a flat array of class ids shaped [B] (${hint})`, name, y);
     }
     out = new Int32Array(y.length);
     for (let i = 0; i < y.length; i++) {
       const v = y[i];
-      if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', 'y', new Received(`${describe(v)} at index ${i}`));
-      if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
+      if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', name, new Received(`${describe(v)} at index ${i}`));
+      if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
       out[i] = v;
     }
   } else {
-    return fail(TypeError, 'an Int32Array or an array of integer class ids', 'y', y);
+    return fail(TypeError, 'an Int32Array or an array of integer class ids', name, y);
   }
-  if (out.length === 0) fail(RangeError, 'at least one example (B ≥ 1)', 'y', y);
+  if (out.length === 0) fail(RangeError, 'at least one example (B ≥ 1)', name, y);
   for (let i = 0; i < out.length; i++) {
     const v = out[i];
-    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
+    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
   }
   return out;
 }
@@ -183,27 +183,30 @@ export function params(p: unknown): CheckedParams {
 }
 
 /** X[B,D] in the params' dtype, with B taken from y. */
-export function input(X: unknown, p: CheckedParams, B: number): FloatArray {
-  const dt = dtypeOf('X', X);
-  if (dt !== p.dtype) fail(TypeError, `X and params of one dtype (params are ${p.dtype})`, 'X', X);
-  return floatArray('X', X, dt, B * p.D);
+export function input(X: unknown, p: CheckedParams, B: number, name = 'X'): FloatArray {
+  const dt = dtypeOf(name, X);
+  if (dt !== p.dtype) fail(TypeError, `X and params of one dtype (params are ${p.dtype})`, name, X);
+  return floatArray(name, X, dt, B * p.D);
 }
 
-/** Labels and X together: catches one-hot labels and [B,1] labels before a generic length error. */
-export function batch(X: unknown, y: unknown, p: CheckedParams): { X: FloatArray; y: Int32Array; B: number } {
+/**
+ * Labels and X together: catches one-hot labels and [B,1] labels before a generic length error.
+ * `prefix` names where they came from in errors (e.g. 'validation.').
+ */
+export function batch(X: unknown, y: unknown, p: CheckedParams, prefix = ''): { X: FloatArray; y: Int32Array; B: number } {
   const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : -1;
   if ((Array.isArray(y) || ArrayBuffer.isView(y)) && !Array.isArray((y as unknown[])[0])) {
     const ya = y as ArrayLike<number>;
     if (ya.length * p.D !== xlen && looksOneHot(ya, p.C, xlen, p.D)) {
-      fail(RangeError, `class ids shaped [B] (B = ${xlen / p.D})`, 'y', new Received(`${describe(y)} holding only 0/1: one-hot rows [B,C]; pass the argmax of each row`));
+      fail(RangeError, `class ids shaped [B] (B = ${xlen / p.D})`, `${prefix}y`, new Received(`${describe(y)} holding only 0/1: one-hot rows [B,C]; pass the argmax of each row`));
     }
   }
-  const labelsY = labels(y, p.C);
+  const labelsY = labels(y, p.C, `${prefix}y`);
   const B = labelsY.length;
   if (xlen >= 0 && xlen !== B * p.D && p.D > 0 && xlen % p.D === 0) {
-    fail(RangeError, `${B * p.D} elements ([B,D] with B = ${B} from y, D = ${p.D})`, 'X', X);
+    fail(RangeError, `${B * p.D} elements ([B,D] with B = ${B} from y, D = ${p.D})`, `${prefix}X`, X);
   }
-  return { X: input(X, p, B), y: labelsY, B };
+  return { X: input(X, p, B, `${prefix}X`), y: labelsY, B };
 }
 
 /** Products that a 32-bit BLAS index or a typed array cannot hold are refused up front. */

@@ -26,7 +26,7 @@ const rows: Row[] = [
   ['Trainer.step: more labels than batchSize', RangeError, /at most batchSize = 2 labels for y/, () => new hg.Trainer(params(), { batchSize: 2 }).step(X(), y())],
   ['Trainer.evaluate: labels out of range', RangeError, /labels in \[0, 3\) for y but received 5/, () => new hg.Trainer(params()).evaluate(X(), [0, 1, 5, 2])],
   ['Trainer.fitSync: NaN in X', RangeError, /finite values in X but received NaN at index 2/, () => new hg.Trainer(params()).fitSync(X().fill(NaN, 2, 3), y())],
-  ['Trainer.fitSync: validation of another width', RangeError, /Expected 5 elements for X but received Float64Array of length 7/, () => new hg.Trainer(params()).fitSync(X(), y(), { validation: { X: new Float64Array(7), y: [0] } })],
+  ['Trainer.fitSync: validation of another width', RangeError, /Expected 5 elements for validation.X but received Float64Array of length 7/, () => new hg.Trainer(params()).fitSync(X(), y(), { validation: { X: new Float64Array(7), y: [0] } })],
   ['verify: unknown reference', RangeError, /for opts.reference but received "jax"/, () => hg.verify(params(), X(), y(), { reference: 'jax' as never })],
   ['verify: candidate not a function or backend', TypeError, /for opts.candidate but received 42/, () => hg.verify(params(), X(), y(), { candidate: 42 as never })],
   ['gradcheck: negative step', RangeError, /positive finite number for opts.eps but received -1/, () => hg.gradcheck(params(), X(), y(), { eps: -1 })],

@@ -103,7 +103,7 @@ export class Trainer {
 
   private data(X: unknown, y: unknown, name = ''): Data {
     const { config: c, params: p } = this.state;
-    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, H: c.H, C: c.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 });
+    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, H: c.H, C: c.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, name);
     v.assertFinite(`${name}X`, b.X);
     return { X: b.X, y: b.y };
   }
