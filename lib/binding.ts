@@ -28,6 +28,20 @@ export interface CoreBinding {
   ): void;
   getNumThreads(): number;
   setNumThreads(n: number): void;
+  // The kernel primitives of native/core/kernels.h (native/addon/kernels_glue.cc), for lib/kernels/native.ts.
+  /** out[r, :] = bias; out is [rows, cols]. */
+  broadcastRows(bias: FloatArray, out: FloatArray, rows: number, cols: number): void;
+  /** db (+)= Σ_r dZ[r, :]; dZ is [rows, cols]. */
+  sumRows(dZ: FloatArray, db: FloatArray, rows: number, cols: number, accumulate: boolean): void;
+  /** A = act(Z) (activation: 0 relu, 1 sigmoid, 2 tanh). */
+  activationForward(activation: number, Z: FloatArray, A: FloatArray): void;
+  /** dA ⊙= act'(Z) in place. */
+  activationBackward(activation: number, Z: FloatArray, A: FloatArray, dA: FloatArray): void;
+  /** probs = softmax(logits); returns Σ_b loss_b. Labels are checked against [0, C). */
+  softmaxCrossEntropy(logits: FloatArray, y: Int32Array, probs: FloatArray, B: number, C: number): number;
+  /** dZ = (probs − onehot(y))·scale (reduction: 0 mean, 1 sum). */
+  softmaxCrossEntropyBackward(probs: FloatArray, y: Int32Array, dZ: FloatArray, B: number, C: number, reduction: number): void;
+  allFinite(x: FloatArray): boolean;
 }
 
 export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');

@@ -6,6 +6,9 @@
 // safetensors.torch.save_file holds "0.weight" [H,D], "0.bias" [H], "2.weight" [C,H], "2.bias" [C].
 import { HandgradError } from './errors';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf } from './io/safetensors';
+import type { LayerSpec } from './layers/layer';
+import { Linear } from './layers/linear';
+import { Sequential } from './layers/sequential';
 import type { Activation, FloatArray } from './types';
 import * as v from './validate';
 
@@ -104,7 +107,137 @@ export function paramsFromFile(file: SafetensorsFile, source: string): SavedPara
  */
 export function loadParams(path: string): SavedParams & { layout: Layout; activation?: Activation; metadata: Record<string, string> } {
   const file = loadSafetensors(path);
+  if (holdsSequential(file)) {
+    throw new HandgradError('ERR_FILE', `Expected the two-layer net's W1, b1, W2, b2 for ${path} but it holds a Sequential of other depth: read it with loadSequential`);
+  }
   const p = paramsFromFile(file, path);
   const act = file.metadata.activation;
   return { ...p, activation: (v.ACTIVATIONS as readonly string[]).includes(act) ? (act as Activation) : undefined, metadata: file.metadata };
+}
+
+// A Sequential's tensors. handgrad layout: W1 [in,out], b1, W2, … (Linear layers numbered from 1).
+// PyTorch layout: the state_dict of the same layers in nn.Sequential, "{i}.weight" [out,in] and
+// "{i}.bias" with i the layer's position (activations hold no tensors, so the indices skip them).
+// The layer list itself travels in the metadata ("layers", JSON), since a state_dict has no record
+// of the activations.
+
+/** The tensors of a Sequential in the chosen layout, ready for writeSafetensors. */
+export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad'): Record<string, TensorInput> {
+  const out: Record<string, TensorInput> = {};
+  seq.layers.forEach((l, i) => {
+    if (!(l instanceof Linear)) return;
+    const k = seq.linearNumber[i];
+    const { W, b } = l.params;
+    if (layout === 'torch') {
+      out[`${i}.weight`] = { shape: [l.outFeatures, l.inFeatures], data: transpose(W, l.inFeatures, l.outFeatures) };
+      out[`${i}.bias`] = { shape: [l.outFeatures], data: b };
+    } else {
+      out[`W${k}`] = { shape: [l.inFeatures, l.outFeatures], data: W };
+      out[`b${k}`] = { shape: [l.outFeatures], data: b };
+    }
+  });
+  return out;
+}
+
+/** The metadata that lets a file be read back as the same Sequential. */
+export function sequentialMetadata(seq: Sequential, layout: Layout): Record<string, string> {
+  const act = seq.layers.find((l) => l.kind !== 'linear');
+  return {
+    format: 'handgrad', layout, dtype: seq.dtype, layers: JSON.stringify(seq.spec().layers), D: String(seq.inFeatures), C: String(seq.classes),
+    ...(act ? { activation: act.kind } : {}),
+  };
+}
+
+/** Whether a file holds a net other than Linear, act, Linear (W3, "4.weight", or such a layers list). */
+export function holdsSequential(file: SafetensorsFile): boolean {
+  const layers = file.metadata.layers;
+  if (layers !== undefined) {
+    try {
+      const l = JSON.parse(layers) as LayerSpec[];
+      return !(Array.isArray(l) && l.length === 3 && l[0]?.kind === 'linear' && l[1]?.kind !== 'linear' && l[2]?.kind === 'linear');
+    } catch {
+      return true; // sequentialFromFile names the malformed list
+    }
+  }
+  return Object.keys(file.tensors).some((n) => n === 'W3' || (/^\d+\.weight$/.test(n) && n !== '0.weight' && n !== '2.weight'));
+}
+
+/**
+ * A Sequential from a file: its "layers" metadata when present; otherwise the layers are inferred
+ * from the tensor names (Linear layers with one activation between, the file's "activation"
+ * metadata or ReLU), which reads both a two-layer file and PyTorch's nn.Sequential(Linear, ReLU, …).
+ * Tensors are copied into the Sequential.
+ * @throws {HandgradError} ERR_FILE for missing, misshapen or inconsistent tensors or layers
+ */
+export function sequentialFromFile(file: SafetensorsFile, source: string): Sequential {
+  const fail = (what: string, name: string, got: string): never => {
+    throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${got} (${source})`);
+  };
+  const layout: Layout = '0.weight' in file.tensors ? 'torch' : 'handgrad';
+  const act = (v.ACTIVATIONS as readonly string[]).includes(file.metadata.activation) ? (file.metadata.activation as Activation) : 'relu';
+  let specs: LayerSpec[];
+  if (file.metadata.layers !== undefined) {
+    try {
+      specs = JSON.parse(file.metadata.layers);
+    } catch {
+      return fail('a JSON list of layers', '__metadata__.layers', JSON.stringify(file.metadata.layers.slice(0, 40)));
+    }
+    if (!Array.isArray(specs)) fail('a JSON list of layers', '__metadata__.layers', typeof specs);
+  } else {
+    // Linear positions: 0, 2, 4, … in PyTorch's layout; W1, W2, … in handgrad's.
+    const count = layout === 'torch'
+      ? Object.keys(file.tensors).filter((n) => /^\d+\.weight$/.test(n)).length
+      : Object.keys(file.tensors).filter((n) => /^W\d+$/.test(n)).length;
+    specs = [];
+    for (let k = 1; k <= count; k++) {
+      const W = tensorOf(file, layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`, ['F64', 'F32'], source);
+      if (W.shape.length !== 2) fail('a 2-D tensor', layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`, `shape [${W.shape}]`);
+      if (k > 1) specs.push({ kind: act });
+      const [inF, outF] = layout === 'torch' ? [W.shape[1], W.shape[0]] : W.shape;
+      specs.push({ kind: 'linear', in: inF, out: outF });
+    }
+    if (count === 0) fail('at least one Linear layer (W1 or 0.weight)', 'the file', `tensors ${Object.keys(file.tensors).join(', ') || '(none)'}`);
+  }
+  const first = layout === 'torch' ? file.tensors['0.weight'] : file.tensors.W1;
+  if (first === undefined) fail('a tensor named W1 or 0.weight', 'the file', `tensors ${Object.keys(file.tensors).join(', ') || '(none)'}`);
+  const dtype = first.dtype === 'F32' ? 'float32' : 'float64';
+  const params: Record<string, FloatArray> = {};
+  let k = 0;
+  try {
+    specs.forEach((s, i) => {
+      if (s === null || typeof s !== 'object' || s.kind !== 'linear') return;
+      k++;
+      const [wName, bName] = layout === 'torch' ? [`${i}.weight`, `${i}.bias`] : [`W${k}`, `b${k}`];
+      const W = tensorOf(file, wName, [first.dtype as 'F64' | 'F32'], source);
+      const b = tensorOf(file, bName, [first.dtype as 'F64' | 'F32'], source);
+      const want = layout === 'torch' ? [s.out, s.in] : [s.in, s.out];
+      if (W.shape.join() !== want.join()) fail(`shape [${want}]`, wName, `[${W.shape}]`);
+      if (b.shape.join() !== String(s.out)) fail(`shape [${s.out}]`, bName, `[${b.shape}]`);
+      params[`W${k}`] = layout === 'torch' ? transpose(W.data as FloatArray, s.out, s.in) : (W.data as FloatArray).slice();
+      params[`b${k}`] = (b.data as FloatArray).slice();
+    });
+    return Sequential.fromSpec({ dtype, layers: specs, reduction: 'mean' }, params);
+  } catch (e) {
+    if (e instanceof HandgradError) throw e;
+    throw new HandgradError('ERR_FILE', `${(e as Error).message} (${source})`, { cause: e });
+  }
+}
+
+/**
+ * Saves a Sequential's parameters and its layer list.
+ * @throws {HandgradError} ERR_FILE when the file cannot be written
+ */
+export function saveSequential(path: string, seq: Sequential, opts: { layout?: Layout; metadata?: Record<string, string> } = {}): void {
+  if (!(seq instanceof Sequential)) v.fail(TypeError, 'a Sequential', 'seq', seq);
+  const layout = v.oneOf('opts.layout', opts.layout, ['handgrad', 'torch'] as const, 'handgrad');
+  saveSafetensors(path, sequentialTensors(seq, layout), { ...opts.metadata, ...sequentialMetadata(seq, layout) });
+}
+
+/**
+ * Loads any handgrad or PyTorch parameter file as a Sequential (a two-layer file gives
+ * Linear, act, Linear).
+ * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file
+ */
+export function loadSequential(path: string): Sequential {
+  return sequentialFromFile(loadSafetensors(path), path);
 }

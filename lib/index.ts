@@ -20,3 +20,9 @@ export type {
   Candidate, Diagnosis, DiagnosisKind, GradFunction, GradcheckEntry, GradcheckOptions, GradcheckReport, GradcheckTensor,
   GradsLike, ReferenceName, TensorCheck, TensorLike, TensorName, VerifyOptions, VerifyReport,
 } from './verify';
+export { Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh } from './layers';
+export type {
+  Layer, LayerContext, LayerKind, LayerSpec, LinearOptions, LossContext, MlpOptions, SequentialForwardBackwardOptions, SequentialOptions,
+  SequentialResult, SequentialSpec, SoftmaxCrossEntropyOptions,
+} from './layers';
+export type { Kernels } from './kernels/kernels';

@@ -10,7 +10,23 @@ import * as v from './validate';
  * - 'torch': W, b ~ U(−1/√fan_in, 1/√fan_in) — what nn.Linear does by default.
  */
 export type Init = 'he' | 'small' | 'xavier' | 'torch';
-const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
+export const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
+
+/**
+ * Draws one Linear layer's W [fanIn, fanOut] and b [fanOut] from rng, W first, row-major: the
+ * same numbers whether the layer belongs to initParams' two-layer net or to a Sequential.
+ */
+export function fillLinear(W: FloatArray, b: FloatArray, fanIn: number, fanOut: number, init: Init, rng: Rng): void {
+  if (init === 'torch') {
+    const bound = 1 / Math.sqrt(fanIn);
+    for (let i = 0; i < W.length; i++) W[i] = (2 * rng.uniform() - 1) * bound;
+    for (let i = 0; i < b.length; i++) b[i] = (2 * rng.uniform() - 1) * bound;
+  } else {
+    const std = init === 'he' ? Math.sqrt(2 / fanIn) : init === 'xavier' ? Math.sqrt(2 / (fanIn + fanOut)) : 0.01;
+    for (let i = 0; i < W.length; i++) W[i] = std * rng.normal();
+    b.fill(0);
+  }
+}
 
 export interface InitOptions {
   seed?: number;
@@ -40,14 +56,7 @@ export function initParams(dims: { D: number; H: number; C: number }, opts: Init
   const layer = (fanIn: number, fanOut: number): [FloatArray, FloatArray] => {
     const W = make(fanIn * fanOut);
     const b = make(fanOut);
-    if (init === 'torch') {
-      const bound = 1 / Math.sqrt(fanIn);
-      for (let i = 0; i < W.length; i++) W[i] = (2 * rng.uniform() - 1) * bound;
-      for (let i = 0; i < b.length; i++) b[i] = (2 * rng.uniform() - 1) * bound;
-    } else {
-      const std = init === 'he' ? Math.sqrt(2 / fanIn) : init === 'xavier' ? Math.sqrt(2 / (fanIn + fanOut)) : 0.01;
-      for (let i = 0; i < W.length; i++) W[i] = std * rng.normal();
-    }
+    fillLinear(W, b, fanIn, fanOut, init, rng);
     return [W, b];
   };
   const [W1, b1] = layer(D, H);

@@ -183,7 +183,7 @@ export function params(p: unknown): CheckedParams {
 }
 
 /** X[B,D] in the params' dtype, with B taken from y. */
-export function input(X: unknown, p: CheckedParams, B: number, name = 'X'): FloatArray {
+export function input(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>, B: number, name = 'X'): FloatArray {
   const dt = dtypeOf(name, X);
   if (dt !== p.dtype) fail(TypeError, `X and params of one dtype (params are ${p.dtype})`, name, X);
   return floatArray(name, X, dt, B * p.D);
@@ -193,7 +193,7 @@ export function input(X: unknown, p: CheckedParams, B: number, name = 'X'): Floa
  * Labels and X together: catches one-hot labels and [B,1] labels before a generic length error.
  * `prefix` names where they came from in errors (e.g. 'validation.').
  */
-export function batch(X: unknown, y: unknown, p: CheckedParams, prefix = ''): { X: FloatArray; y: Int32Array; B: number } {
+export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | 'D' | 'C'>, prefix = ''): { X: FloatArray; y: Int32Array; B: number } {
   const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : -1;
   if ((Array.isArray(y) || ArrayBuffer.isView(y)) && !Array.isArray((y as unknown[])[0])) {
     const ya = y as ArrayLike<number>;

@@ -12,7 +12,10 @@ import type { FloatArray } from '../types';
 import * as v from '../validate';
 import { addonBackend, type Backend } from './backend';
 
-/** The typed surface of handgrad_torch.node: the core's exports less gemm, same signatures, plus optimizerRun. */
+/**
+ * The typed surface of handgrad_torch.node: the core's exports less gemm, same signatures, plus
+ * optimizerRun and the layer-stack reference (sequentialForwardBackward, sequentialForward).
+ */
 export type TorchBinding = Pick<CoreBinding, 'forwardBackward' | 'forward' | 'getNumThreads' | 'setNumThreads'> & {
   /**
    * torch::optim's SGD ('sgd': momentum 0; 'momentum': μ, dampening 0; 'nesterov'), Adam (L2
@@ -22,6 +25,37 @@ export type TorchBinding = Pick<CoreBinding, 'forwardBackward' | 'forward' | 'ge
   optimizerRun(
     name: OptimizerName, W: FloatArray, grads: readonly FloatArray[], lr: number,
     momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
+  ): void;
+  /**
+   * Autograd over a layer stack of any depth (the reference of the hand-derived Sequential), on a
+   * fresh graph: loss = cross_entropy(stack(X), y) on the raw output, then backward.
+   * - X [B,D] row-major, Float64Array or Float32Array; every float tensor of the call has X's dtype.
+   *   D = X.length / B (a positive multiple of B).
+   * - y: B class ids in [0, C), C the width at the end of the stack.
+   * - kinds: one code per layer, in order, at least one: 0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh (any order).
+   * - sizes: [in_1, out_1, in_2, out_2, ...], two per Linear; each in equals the width flowing in
+   *   (D for the first; activations keep the width).
+   * - params: [W1, b1, W2, b2, ...], one pair per Linear: W_k [in_k, out_k] row-major (Z = A·W + b,
+   *   the transpose of nn.Linear's weight), b_k [out_k]. Read in place, never written.
+   * - grads: params' shapes and order, receive dW1, db1, ...; dX [B,D] or null (no input gradient).
+   *   With accumulate the gradients are added to what the buffers hold (PyTorch's .grad), otherwise
+   *   overwritten. Outputs may not overlap inputs or each other.
+   * - reduction: 0 mean, 1 sum.
+   * Returns the loss (the dtype's value as a number). Bad arguments are TypeError/RangeError naming
+   * the tensor; non-finite inputs, an overflowing layer, loss or gradient are RangeErrors, and then
+   * nothing is written.
+   */
+  sequentialForwardBackward(
+    X: FloatArray, y: Int32Array, B: number, kinds: Int32Array, sizes: Int32Array,
+    params: readonly FloatArray[], grads: readonly FloatArray[], dX: FloatArray | null,
+    reduction: number, accumulate: boolean,
+  ): number;
+  /**
+   * The stack's output [B,C] (C the width at the end) into logits, without a graph. Arguments as
+   * sequentialForwardBackward; logits may not overlap X or params.
+   */
+  sequentialForward(
+    X: FloatArray, B: number, kinds: Int32Array, sizes: Int32Array, params: readonly FloatArray[], logits: FloatArray,
   ): void;
 };
 

@@ -3,11 +3,12 @@
 import { getBackend } from '../backends';
 import type { Backend } from '../backends/backend';
 import { Rng } from '../rng';
-import type { FloatArray } from '../types';
+import type { BackendName, FloatArray } from '../types';
 import { coreBinding } from '../binding';
+import { Sequential } from '../layers/sequential';
 import { OPTIMIZER_CODE, update } from './optimizer';
 import { learningRate } from './schedule';
-import { TENSORS, type TrainState } from './state';
+import type { TrainState } from './state';
 
 export interface EpochRecord {
   epoch: number; // 1-based
@@ -30,15 +31,39 @@ export interface Data {
   y: Int32Array;
 }
 
-/** Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward, update. */
-export function trainStep(s: TrainState, backend: Backend, B: number, lr: number): { loss: number; correct: number } {
+// The Sequential of a state, rebuilt over the state's shared tensors once per thread (a worker
+// receives the state as data), so each thread has its own preallocated workspaces.
+const sequentials = new WeakMap<TrainState, Sequential>();
+
+export function sequentialOf(s: TrainState): Sequential {
+  let seq = sequentials.get(s);
+  if (!seq) {
+    const c = s.config;
+    seq = Sequential.fromSpec({ dtype: c.dtype, layers: c.layers!, reduction: 'mean' }, s.params);
+    sequentials.set(s, seq);
+  }
+  return seq;
+}
+
+/** Forward and backward of the first B rows of s.Xb/s.yb into s.grads; the loss and the logits [B,C]. */
+function forwardBackward(s: TrainState, backend: Backend, B: number): { loss: number; logits: FloatArray; offset: number } {
   const { D, H, C } = s.config;
   const n = B === s.config.batchSize;
   const sub = <T extends FloatArray | Int32Array>(a: T, len: number) => (n ? a : (a.subarray(0, len) as T));
+  const X = sub(s.Xb, B * D);
+  const y = sub(s.yb, B);
+  if (s.config.layers) {
+    const seq = sequentialOf(s);
+    const out: Record<string, FloatArray> = {};
+    for (const k of s.names) out[`d${k}`] = s.grads[k];
+    const r = seq.forwardBackward(X, y, { backend: backend.name as BackendName, out });
+    // The torch reference returns no logits; its accuracy comes from a forward pass.
+    return { loss: r.loss, logits: r.logits ?? seq.forward(X, { backend: 'torch' }), offset: 0 };
+  }
   const loss = backend.forwardBackward({
     dims: { B, D, H, C },
-    X: sub(s.Xb, B * D),
-    y: sub(s.yb, B),
+    X,
+    y,
     W1: s.params.W1,
     b1: s.params.b1,
     W2: s.params.W2,
@@ -53,19 +78,25 @@ export function trainStep(s: TrainState, backend: Backend, B: number, lr: number
     reduction: 'mean',
     accumulate: false,
   });
-  const correct = countCorrect(s.ws, 3 * B * H, s.yb, B, C);
+  return { loss, logits: s.ws, offset: 3 * B * H };
+}
+
+/** Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward, update. */
+export function trainStep(s: TrainState, backend: Backend, B: number, lr: number): { loss: number; correct: number } {
+  const { loss, logits, offset } = forwardBackward(s, backend, B);
+  const correct = countCorrect(logits, offset, s.yb, B, s.config.C);
   const t = ++s.counters[0];
   const o = s.config.optimizer;
   if (backend.name === 'native') {
     // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
     const core = coreBinding();
     const kind = OPTIMIZER_CODE[o.name];
-    for (const k of TENSORS) {
+    for (const k of s.names) {
       const slot = s.slots[k];
       core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, kind, lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay);
     }
   } else {
-    for (const k of TENSORS) update(o, s.params[k], s.grads[k], s.slots[k], lr, t);
+    for (const k of s.names) update(o, s.params[k], s.grads[k], s.slots[k], lr, t);
   }
   return { loss, correct };
 }
@@ -132,9 +163,17 @@ export function evaluateData(s: TrainState, data: Data): { loss: number; accurac
   let correct = 0;
   for (let start = 0; start < n; start += batchSize) {
     const B = Math.min(batchSize, n - start);
-    const ws = s.ws.subarray(0, 3 * B * H + 3 * B * C);
-    backend.forward({ dims: { B, D, H, C }, X: data.X.subarray(start * D, (start + B) * D), W1: s.params.W1, b1: s.params.b1, W2: s.params.W2, b2: s.params.b2, ws, activation: s.config.activation });
-    const off = 3 * B * H;
+    const X = data.X.subarray(start * D, (start + B) * D);
+    let ws: FloatArray;
+    let off: number;
+    if (s.config.layers) {
+      ws = sequentialOf(s).forward(X, { backend: s.config.backend });
+      off = 0;
+    } else {
+      ws = s.ws.subarray(0, 3 * B * H + 3 * B * C);
+      backend.forward({ dims: { B, D, H, C }, X, W1: s.params.W1, b1: s.params.b1, W2: s.params.W2, b2: s.params.b2, ws, activation: s.config.activation });
+      off = 3 * B * H;
+    }
     for (let b = 0; b < B; b++) {
       const o = off + b * C;
       let m = ws[o];

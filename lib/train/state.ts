@@ -1,19 +1,23 @@
 // Everything a training run reads and writes, allocated once: parameters, gradients, optimizer
 // slots, the workspace and the minibatch buffers. All of it lives on SharedArrayBuffers so an
 // async fit's worker thread works on the very same memory (no copies back and forth).
+import type { LayerSpec } from '../layers/layer';
 import type { Activation, BackendName, Dtype, FloatArray } from '../types';
 import { workspaceLength } from '../workspace';
 import { type OptimizerConfig, type SlotState, slotLengths } from './optimizer';
 import type { Schedule } from './schedule';
 
+/** The two-layer net's tensors; a Sequential has W1, b1, …, WL, bL. */
 export const TENSORS = ['W1', 'b1', 'W2', 'b2'] as const;
-export type TensorName = (typeof TENSORS)[number];
 
 export interface TrainConfig {
   dtype: Dtype;
   D: number;
+  /** The two-layer net's hidden width (0 for a Sequential). */
   H: number;
   C: number;
+  /** A Sequential's layers (rebuilt from this in a worker thread); null for the fused two-layer net. */
+  layers: LayerSpec[] | null;
   batchSize: number;
   lr: number;
   seed: number;
@@ -25,10 +29,12 @@ export interface TrainConfig {
 
 export interface TrainState {
   config: TrainConfig;
-  params: Record<TensorName, FloatArray>;
-  grads: Record<TensorName, FloatArray>;
-  slots: Record<TensorName, SlotState>;
-  ws: FloatArray; // workspace for batchSize rows
+  /** The parameter names in order: W1, b1, W2, b2, … */
+  names: string[];
+  params: Record<string, FloatArray>;
+  grads: Record<string, FloatArray>;
+  slots: Record<string, SlotState>;
+  ws: FloatArray; // the two-layer workspace for batchSize rows (a Sequential keeps its own)
   Xb: FloatArray; // [batchSize, D] gathered minibatch
   yb: Int32Array; // [batchSize]
   /** [0] optimizer steps taken, [1] epochs completed. */
@@ -41,16 +47,13 @@ export function sharedFloat(dtype: Dtype, n: number): FloatArray {
   return dtype === 'float64' ? new Float64Array(new SharedArrayBuffer(8 * n)) : new Float32Array(new SharedArrayBuffer(4 * n));
 }
 
-export function tensorLength(c: Pick<TrainConfig, 'D' | 'H' | 'C'>, k: TensorName): number {
-  return k === 'W1' ? c.D * c.H : k === 'b1' ? c.H : k === 'W2' ? c.H * c.C : c.C;
-}
-
-export function allocateState(config: TrainConfig, initial: Record<TensorName, FloatArray>): TrainState {
-  const params = {} as Record<TensorName, FloatArray>;
-  const grads = {} as Record<TensorName, FloatArray>;
-  const slots = {} as Record<TensorName, SlotState>;
-  for (const k of TENSORS) {
-    const n = tensorLength(config, k);
+export function allocateState(config: TrainConfig, initial: Readonly<Record<string, FloatArray>>): TrainState {
+  const names = Object.keys(initial);
+  const params: Record<string, FloatArray> = {};
+  const grads: Record<string, FloatArray> = {};
+  const slots: Record<string, SlotState> = {};
+  for (const k of names) {
+    const n = initial[k].length;
     params[k] = sharedFloat(config.dtype, n);
     params[k].set(initial[k]);
     grads[k] = sharedFloat(config.dtype, n);
@@ -60,10 +63,11 @@ export function allocateState(config: TrainConfig, initial: Record<TensorName, F
   const dims = { B: config.batchSize, D: config.D, H: config.H, C: config.C };
   return {
     config,
+    names,
     params,
     grads,
     slots,
-    ws: sharedFloat(config.dtype, workspaceLength(dims)),
+    ws: sharedFloat(config.dtype, config.layers ? 0 : workspaceLength(dims)),
     Xb: sharedFloat(config.dtype, config.batchSize * config.D),
     yb: new Int32Array(new SharedArrayBuffer(4 * config.batchSize)),
     counters: new Float64Array(new SharedArrayBuffer(16)),

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { getBackend } from '../backends';
-import { paramsFromFile, paramTensors } from '../checkpoint';
+import { paramsFromFile, paramTensors, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
+import { Sequential } from '../layers/sequential';
 import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray } from '../types';
@@ -14,6 +15,7 @@ import { type Data, type EpochRecord, evaluateData, type FitPlan, type FitResult
 import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
 import { allocateState, sharedFloat, TENSORS, type TrainState } from './state';
+import { sequentialOf } from './loop';
 
 export interface TrainerOptions extends OptimizerOptions {
   /** Base learning rate (default 0.1 for SGD variants, 0.001 for Adam/AdamW). */
@@ -23,9 +25,35 @@ export interface TrainerOptions extends OptimizerOptions {
   /** Seeds the shuffling (default 0). */
   seed?: number;
   backend?: BackendName;
+  /** The two-layer net's activation (a Sequential carries its own). */
   activation?: Activation;
   schedule?: Schedule;
 }
+
+/** The two-layer net's parameters as a Trainer takes them. */
+export interface TwoLayerParams {
+  W1: FloatArray;
+  b1: FloatArray;
+  W2: FloatArray;
+  b2: FloatArray;
+  D?: number;
+  H?: number;
+  C?: number;
+}
+
+/** The live two-layer tensors of a Trainer (shared memory). */
+export interface LiveParams {
+  D: number;
+  H: number;
+  C: number;
+  W1: FloatArray;
+  b1: FloatArray;
+  W2: FloatArray;
+  b2: FloatArray;
+}
+
+/** What trainer.params is: the two-layer tensors, or a Sequential's W1, b1, …, WL, bL. */
+export type TrainerParams<M> = M extends Sequential ? Readonly<Record<string, FloatArray>> : LiveParams;
 
 export type ProgressEvent = ({ type: 'step' } & StepEvent) | ({ type: 'epoch' } & EpochRecord);
 
@@ -43,17 +71,23 @@ export interface FitOptions {
 
 const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 
-export class Trainer {
+export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /** The live parameters (shared memory: an async fit updates them as it goes). */
-  readonly params: { D: number; H: number; C: number; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray };
+  readonly params: TrainerParams<M>;
+  /**
+   * For a Trainer of a Sequential: that architecture over the live parameters (use it to predict
+   * between fits); null for the two-layer net. The Sequential passed in is not modified.
+   */
+  readonly model: M extends Sequential ? Sequential : null;
   private readonly state: TrainState;
   private running = false;
 
   /**
    * @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error
    */
-  constructor(params: { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number }, opts: TrainerOptions = {}) {
-    const p = v.params(params);
+  constructor(params: M, opts: TrainerOptions = {}) {
+    const seq = params instanceof Sequential ? params : null;
+    const p = seq ? null : v.params(params);
     if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
     const optimizer = optimizerConfig(opts);
     const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
@@ -63,10 +97,11 @@ export class Trainer {
     if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
     this.state = allocateState(
       {
-        dtype: p.dtype,
-        D: p.D,
-        H: p.H,
-        C: p.C,
+        dtype: seq ? seq.dtype : p!.dtype,
+        D: seq ? seq.inFeatures : p!.D,
+        H: seq ? 0 : p!.H,
+        C: seq ? seq.classes : p!.C,
+        layers: seq ? seq.spec().layers : null,
         batchSize: v.dim('opts.batchSize', opts.batchSize ?? 32),
         lr,
         seed,
@@ -75,11 +110,17 @@ export class Trainer {
         optimizer,
         schedule: checkSchedule(opts.schedule),
       },
-      { W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 },
+      seq ? seq.params : { W1: p!.W1, b1: p!.b1, W2: p!.W2, b2: p!.b2 },
     );
     getBackend(this.state.config.backend); // an unavailable backend fails here, not mid-fit
     const s = this.state.params;
-    this.params = { D: p.D, H: p.H, C: p.C, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 };
+    if (seq) {
+      this.model = sequentialOf(this.state) as this['model'];
+      this.params = this.model!.params as TrainerParams<M>;
+    } else {
+      this.model = null as this['model'];
+      this.params = { D: p!.D, H: p!.H, C: p!.C, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 } as TrainerParams<M>;
+    }
   }
 
   /** Optimizer steps taken so far. */
@@ -102,8 +143,8 @@ export class Trainer {
   }
 
   private data(X: unknown, y: unknown, name = ''): Data {
-    const { config: c, params: p } = this.state;
-    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, H: c.H, C: c.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, name);
+    const c = this.state.config;
+    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, C: c.C }, name);
     v.assertFinite(`${name}X`, b.X);
     return { X: b.X, y: b.y };
   }
@@ -231,8 +272,9 @@ export class Trainer {
   save(path: string): void {
     this.enter();
     const c = this.state.config;
-    const tensors = paramTensors(this.params);
-    for (const k of TENSORS) {
+    const seq = this.model;
+    const tensors = seq ? sequentialTensors(seq) : paramTensors(this.params as LiveParams);
+    for (const k of this.state.names) {
       const slot = this.state.slots[k];
       if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
       if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
@@ -245,6 +287,7 @@ export class Trainer {
       D: String(c.D),
       H: String(c.H),
       C: String(c.C),
+      ...(seq ? sequentialMetadata(seq, 'handgrad') : {}),
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
       steps: String(this.state.counters[0]),
       epochs: String(this.state.counters[1]),
@@ -257,10 +300,11 @@ export class Trainer {
    * `opts` override the saved settings.
    * @throws {HandgradError} ERR_FILE for a missing or malformed file
    */
-  static load(path: string, opts: TrainerOptions = {}): Trainer {
+  static load(path: string, opts: TrainerOptions = {}): Trainer<TwoLayerParams | Sequential> {
     const file = loadSafetensors(path);
-    const p = paramsFromFile(file, path);
     const meta = file.metadata;
+    // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one.
+    const p = meta.layers !== undefined || holdsSequential(file) ? sequentialFromFile(file, path) : paramsFromFile(file, path);
     let saved: Omit<TrainerOptions, 'optimizer'> & { optimizer?: OptimizerConfig } = {};
     if (meta.trainer) {
       try {
@@ -270,7 +314,7 @@ export class Trainer {
       }
     }
     const o = saved.optimizer;
-    const t = new Trainer(p, {
+    const t = new Trainer<TwoLayerParams | Sequential>(p, {
       ...(o ? { optimizer: o.name, momentum: o.momentum, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay } : {}),
       lr: saved.lr,
       batchSize: saved.batchSize,
@@ -280,7 +324,7 @@ export class Trainer {
       activation: (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined,
       ...opts,
     });
-    for (const k of TENSORS) {
+    for (const k of t.state.names) {
       const slot = t.state.slots[k];
       for (const part of ['m', 'v'] as const) {
         const buf = slot[part];
@@ -297,10 +341,15 @@ export class Trainer {
     return t;
   }
 
-  /** A copy of the parameters, safe to keep while training goes on. */
-  snapshot(): { D: number; H: number; C: number; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray } {
-    const p = this.params;
-    return { D: p.D, H: p.H, C: p.C, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() };
+  /** A copy of the parameters (a new Sequential for a Sequential's), safe to keep while training goes on. */
+  snapshot(): M extends Sequential ? Sequential : LiveParams {
+    if (this.model) {
+      const copies: Record<string, FloatArray> = {};
+      for (const [k, t] of Object.entries(this.model.params)) copies[k] = t.slice();
+      return Sequential.fromSpec(this.model.spec(), copies) as never;
+    }
+    const p = this.params as LiveParams;
+    return { D: p.D, H: p.H, C: p.C, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
   }
 }
 

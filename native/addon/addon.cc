@@ -9,6 +9,7 @@
 
 #include "../core/mlp.h"
 #include "../core/optimizer.h"
+#include "kernels_glue.h"
 #include "step_args.h"
 
 namespace hg {
@@ -121,6 +122,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  addKernelExports(env, exports);
   return exports;
 }
 

@@ -119,7 +119,13 @@ double softmaxCrossEntropy(const T* logits, const int32_t* y, T* probs, size_t B
   return total;
 }
 
-// dZ2 = (probs − onehot(y)) · scale, scale = 1/B for mean, 1 for sum.
+// ∂loss/∂logits per unit of softmax − onehot: 1/B (rounded in T) for mean, 1 for sum.
+template <typename T>
+T lossScale(Reduction red, size_t B) {
+  return red == Reduction::Mean ? T(1) / static_cast<T>(B) : T(1);
+}
+
+// dZ2 = (probs − onehot(y)) · scale, scale = lossScale(reduction, B).
 template <typename T>
 void softmaxCrossEntropyBackward(const T* probs, const int32_t* y, T* dZ2, size_t B, size_t C,
                                  T scale) {

@@ -107,7 +107,7 @@ Status forwardBackward(const Dims& d, const T* X, const int32_t* y, const Params
   const double reduced = red == Reduction::Mean ? total / d.B : total;
   *loss = static_cast<double>(static_cast<T>(reduced));  // the loss in the tensors' own dtype
   if (!std::isfinite(*loss)) return Status::NonFiniteLoss;
-  const T scale = red == Reduction::Mean ? T(1) / T(d.B) : T(1);
+  const T scale = lossScale<T>(red, size_t(d.B));
 
   // ∂loss/∂Z2 = (softmax(Z2) − onehot(y)) · scale
   softmaxCrossEntropyBackward(w.probs, y, w.dZ2, d.B, d.C, scale);

@@ -3,6 +3,9 @@
 // Pointers are byte offsets into the module's one linear memory; lib/backends/wasm.ts lays the
 // tensors out there, checks every size first, and reads the loss back from *loss.
 // Returns hg::Status: 0 ok, 1 non-finite Z1, 2 non-finite logits (JS names the culprit).
+// The kernel exports below (gemm, broadcastRows, …) are the wasm side of lib/kernels/wasm.ts: thin
+// wrappers that call the very kernels.h / gemm.h functions the fused step uses, nothing more.
+// Element counts are ints: the memory is at most 4 GiB, so a tensor has fewer than 2^31 entries.
 #include "../core/mlp.h"
 
 namespace {
@@ -73,4 +76,92 @@ HG_EXPORT(gemmF32)
 void gemmF32(int transA, int transB, int M, int N, int K, float alpha, const float* A, int lda,
              const float* B, int ldb, float beta, float* C, int ldc) {
   hg::gemm(transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+namespace {
+
+// The scale is hg::lossScale, as in the fused step (mlp.h), so the two round 1/B alike.
+template <typename T>
+void softmaxCrossEntropyBackwardT(const T* probs, const int32_t* y, T* dZ, int B, int C, int red) {
+  hg::softmaxCrossEntropyBackward(probs, y, dZ, size_t(B), size_t(C),
+                                  hg::lossScale<T>(static_cast<hg::Reduction>(red), size_t(B)));
+}
+
+}  // namespace
+
+// out[r, :] = bias for each of rows rows; out is [rows, cols].
+HG_EXPORT(broadcastRowsF64)
+void broadcastRowsF64(const double* bias, double* out, int rows, int cols) {
+  hg::broadcastRows(bias, out, size_t(rows), size_t(cols));
+}
+
+HG_EXPORT(broadcastRowsF32)
+void broadcastRowsF32(const float* bias, float* out, int rows, int cols) {
+  hg::broadcastRows(bias, out, size_t(rows), size_t(cols));
+}
+
+// db (+)= Σ_r dZ[r, :]; accumulate ≠ 0 adds into what db holds.
+HG_EXPORT(sumRowsF64)
+void sumRowsF64(const double* dZ, double* db, int rows, int cols, int accumulate) {
+  hg::sumRows(dZ, db, size_t(rows), size_t(cols), accumulate != 0);
+}
+
+HG_EXPORT(sumRowsF32)
+void sumRowsF32(const float* dZ, float* db, int rows, int cols, int accumulate) {
+  hg::sumRows(dZ, db, size_t(rows), size_t(cols), accumulate != 0);
+}
+
+// A = act(Z) over n entries; act is hg::Activation (0 relu, 1 sigmoid, 2 tanh).
+HG_EXPORT(activationForwardF64)
+void activationForwardF64(int act, const double* Z, double* A, int n) {
+  hg::activationForward(static_cast<hg::Activation>(act), Z, A, size_t(n));
+}
+
+HG_EXPORT(activationForwardF32)
+void activationForwardF32(int act, const float* Z, float* A, int n) {
+  hg::activationForward(static_cast<hg::Activation>(act), Z, A, size_t(n));
+}
+
+// dA ⊙= act'(Z) in place over n entries (ReLU reads Z, sigmoid and tanh read A).
+HG_EXPORT(activationBackwardF64)
+void activationBackwardF64(int act, const double* Z, const double* A, double* dA, int n) {
+  hg::activationBackward(static_cast<hg::Activation>(act), Z, A, dA, size_t(n));
+}
+
+HG_EXPORT(activationBackwardF32)
+void activationBackwardF32(int act, const float* Z, const float* A, float* dA, int n) {
+  hg::activationBackward(static_cast<hg::Activation>(act), Z, A, dA, size_t(n));
+}
+
+// probs = softmax(logits) row by row; returns Σ_b loss_b, summed in double. y holds B labels in [0, C).
+HG_EXPORT(softmaxCrossEntropyF64)
+double softmaxCrossEntropyF64(const double* logits, const int32_t* y, double* probs, int B, int C) {
+  return hg::softmaxCrossEntropy(logits, y, probs, size_t(B), size_t(C));
+}
+
+HG_EXPORT(softmaxCrossEntropyF32)
+double softmaxCrossEntropyF32(const float* logits, const int32_t* y, float* probs, int B, int C) {
+  return hg::softmaxCrossEntropy(logits, y, probs, size_t(B), size_t(C));
+}
+
+// dZ = (probs − onehot(y)) · hg::lossScale(red, B); red is hg::Reduction (0 mean, 1 sum).
+HG_EXPORT(softmaxCrossEntropyBackwardF64)
+void softmaxCrossEntropyBackwardF64(const double* probs, const int32_t* y, double* dZ, int B, int C, int red) {
+  softmaxCrossEntropyBackwardT(probs, y, dZ, B, C, red);
+}
+
+HG_EXPORT(softmaxCrossEntropyBackwardF32)
+void softmaxCrossEntropyBackwardF32(const float* probs, const int32_t* y, float* dZ, int B, int C, int red) {
+  softmaxCrossEntropyBackwardT(probs, y, dZ, B, C, red);
+}
+
+// 1 when none of the n entries is NaN or ±Infinity, else 0.
+HG_EXPORT(allFiniteF64)
+int allFiniteF64(const double* p, int n) {
+  return hg::allFinite(p, size_t(n)) ? 1 : 0;
+}
+
+HG_EXPORT(allFiniteF32)
+int allFiniteF32(const float* p, int n) {
+  return hg::allFinite(p, size_t(n)) ? 1 : 0;
 }

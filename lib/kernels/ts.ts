@@ -1,0 +1,127 @@
+// The pure-TypeScript kernels: the same math as native/core/{blas,kernels}.h, loop for loop where
+// rounding depends on it, used by the ts backend's fused step and by the layer stack. GEMMs are
+// plain loops ordered so the inner loop walks rows contiguously.
+import type { Activation, FloatArray, Reduction } from '../types';
+import { allFinite } from '../validate';
+import type { Kernels } from './kernels';
+
+/** C = beta·C before the products are added: beta = 0 ignores what C held (NaN garbage included). */
+function scaleC(C: FloatArray, n: number, beta: number): void {
+  if (beta === 0) C.fill(0, 0, n);
+  else if (beta !== 1) for (let i = 0; i < n; i++) C[i] *= beta;
+}
+
+/** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major (see Kernels.gemm). */
+export function gemm(
+  transA: boolean, transB: boolean, M: number, N: number, K: number,
+  alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
+): void {
+  if (!transB) {
+    // Row i of C accumulates alpha·op(A)[i,k]·B[k,:] (i-k-j: B and C walked contiguously).
+    scaleC(C, M * N, beta);
+    if (!transA) {
+      for (let i = 0; i < M; i++) {
+        const ci = i * N;
+        for (let k = 0; k < K; k++) {
+          const a = alpha * A[i * K + k];
+          const bk = k * N;
+          for (let j = 0; j < N; j++) C[ci + j] += a * B[bk + j];
+        }
+      }
+    } else {
+      // A stored [K,M]: k outermost so both A and B rows are read in order.
+      for (let k = 0; k < K; k++) {
+        const ak = k * M;
+        const bk = k * N;
+        for (let i = 0; i < M; i++) {
+          const a = alpha * A[ak + i];
+          const ci = i * N;
+          for (let j = 0; j < N; j++) C[ci + j] += a * B[bk + j];
+        }
+      }
+    }
+    return;
+  }
+  // B stored [N,K]: each C entry is a dot product of rows.
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      const bj = j * K;
+      let s = 0;
+      if (transA) for (let k = 0; k < K; k++) s += A[k * M + i] * B[bj + k];
+      else for (let k = 0; k < K; k++) s += A[i * K + k] * B[bj + k];
+      const c = i * N + j;
+      C[c] = beta === 0 ? alpha * s : beta * C[c] + alpha * s;
+    }
+  }
+}
+
+export function broadcastRows(bias: FloatArray, out: FloatArray, rows: number): void {
+  for (let b = 0; b < rows; b++) out.set(bias, b * bias.length);
+}
+
+export function sumRows(dZ: FloatArray, db: FloatArray, rows: number, accumulate: boolean): void {
+  const cols = db.length;
+  if (!accumulate) db.fill(0);
+  for (let b = 0; b < rows; b++) for (let j = 0; j < cols; j++) db[j] += dZ[b * cols + j];
+}
+
+export function activationForward(act: Activation, Z: FloatArray, A: FloatArray): void {
+  const n = Z.length;
+  if (act === 'relu') for (let i = 0; i < n; i++) A[i] = Z[i] > 0 ? Z[i] : 0;
+  else if (act === 'sigmoid') for (let i = 0; i < n; i++) A[i] = 1 / (1 + Math.exp(-Z[i]));
+  else for (let i = 0; i < n; i++) A[i] = Math.tanh(Z[i]);
+}
+
+// dZ = dA ⊙ act'(Z) in place; derivatives from the output for sigmoid/tanh, as PyTorch.
+export function activationBackward(act: Activation, Z: FloatArray, A: FloatArray, dA: FloatArray): void {
+  const n = dA.length;
+  if (act === 'relu') for (let i = 0; i < n; i++) dA[i] = Z[i] > 0 ? dA[i] : 0;
+  else if (act === 'sigmoid') for (let i = 0; i < n; i++) dA[i] = dA[i] * ((1 - A[i]) * A[i]);
+  else for (let i = 0; i < n; i++) dA[i] = dA[i] * (1 - A[i] * A[i]);
+}
+
+// Softmax and Σ_b loss_b by log-sum-exp on the logits (see kernels.h).
+export function softmaxCrossEntropy(logits: FloatArray, y: Int32Array, probs: FloatArray, B: number, C: number): number {
+  let total = 0;
+  for (let b = 0; b < B; b++) {
+    const o = b * C;
+    let m = logits[o];
+    for (let c = 1; c < C; c++) if (logits[o + c] > m) m = logits[o + c];
+    let s = 0;
+    for (let c = 0; c < C; c++) {
+      probs[o + c] = Math.exp(logits[o + c] - m);
+      s += probs[o + c];
+    }
+    const inv = 1 / s;
+    for (let c = 0; c < C; c++) probs[o + c] *= inv;
+    total += m - logits[o + y[b]] + Math.log(s); // (m − z_y) first, as kernels.h
+  }
+  return total;
+}
+
+/** 1/B rounded in the dtype for mean, 1 for sum (kernels.h lossScale). */
+export function lossScale(reduction: Reduction, B: number, f32: boolean): number {
+  return reduction === 'mean' ? (f32 ? Math.fround(1 / B) : 1 / B) : 1;
+}
+
+export function softmaxCrossEntropyBackward(
+  probs: FloatArray, y: Int32Array, dZ: FloatArray, B: number, C: number, reduction: Reduction,
+): void {
+  const scale = lossScale(reduction, B, probs instanceof Float32Array);
+  for (let b = 0; b < B; b++) {
+    for (let c = 0; c < C; c++) dZ[b * C + c] = probs[b * C + c] * scale;
+    dZ[b * C + y[b]] -= scale;
+  }
+}
+
+export const tsKernels: Kernels = {
+  name: 'ts',
+  gemm,
+  broadcastRows,
+  sumRows,
+  activationForward,
+  activationBackward,
+  softmaxCrossEntropy,
+  softmaxCrossEntropyBackward,
+  allFinite,
+};
