@@ -10,7 +10,8 @@ import type { Dataset } from '../data/dataset';
 import { predict } from '../model';
 import { initParams } from '../params';
 import { decisionBoundarySvg, trainingCurvesSvg } from '../plot';
-import { Trainer } from '../train/trainer';
+import { Sequential } from '../layers/sequential';
+import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
 import type { Activation, BackendName, Dtype, FloatArray } from '../types';
 import * as v from '../validate';
 import type { Command } from './command';
@@ -74,7 +75,7 @@ const num = (name: string, s: string | undefined, fallback: number) => {
 };
 
 export interface TrainSummary {
-  trainer: Trainer;
+  trainer: Trainer<TwoLayerParams | Sequential>;
   accuracy: number;
   valAccuracy?: number;
   files: string[];
@@ -88,6 +89,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
       data: { type: 'string', default: 'xor' },
       label: { type: 'string' },
       hidden: { type: 'string' },
+      layers: { type: 'string' },
       epochs: { type: 'string' },
       lr: { type: 'string' },
       batch: { type: 'string' },
@@ -109,7 +111,13 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const batch = num('batch', values.batch, d.batch);
   const optimizer = (values.optimizer ?? d.optimizer) as OptimizerName;
   const lr = num('lr', values.lr, d.lr);
-  const trainer = new Trainer(initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype }), {
+  if (values.layers !== undefined && values.hidden !== undefined) v.fail(TypeError, 'either --hidden or --layers, not both', '--layers', values.layers);
+  // --layers 64,128,64: the hidden widths of a Sequential D → 64 → 128 → 64 → C.
+  const layers = values.layers === undefined ? null : values.layers.split(',').map((w, i) => v.dim(`--layers[${i}]`, w.trim() === '' ? NaN : Number(w)));
+  const model = layers
+    ? Sequential.mlp([data.D, ...layers, data.C], { activation: values.activation as Activation, seed, dtype })
+    : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
+  const trainer = new Trainer<TwoLayerParams | Sequential>(model, {
     optimizer,
     lr,
     batchSize: batch,
@@ -120,7 +128,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const outDir = resolve(values.out ?? join('handgrad-out', BUILT_IN.includes(values.data as never) ? values.data! : 'csv'));
   const n = data.train.y.length;
   const stepsPerEpoch = Math.ceil(n / batch);
-  out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${data.D} → ${hidden} → ${data.C}, ` +
+  out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${[data.D, ...(layers ?? [hidden]), data.C].join(' → ')}, ` +
     `${values.activation}, ${optimizer} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${values.backend}`);
 
   const tty = process.stdout.isTTY && !values.quiet;
@@ -157,9 +165,12 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   };
   write('curves.svg', await trainingCurvesSvg(result.history, `${data.name}: loss and accuracy per epoch`));
   if (data.D === 2) {
-    const p = trainer.params;
     const A = dtype === 'float64' ? Float64Array : Float32Array;
-    write('boundary.svg', await decisionBoundarySvg(data.train.X, data.train.y, (grid) => predict(p, A.from(grid), { activation: values.activation as Activation }), `${data.name}: decision regions`));
+    const seq = trainer.model;
+    const classify = seq
+      ? (grid: Float64Array) => seq.predict(A.from(grid))
+      : (grid: Float64Array) => predict(trainer.params as LiveParams, A.from(grid), { activation: values.activation as Activation });
+    write('boundary.svg', await decisionBoundarySvg(data.train.X, data.train.y, classify, `${data.name}: decision regions`));
   }
   write('history.json', `${JSON.stringify(result, null, 1)}\n`);
   trainer.save(join(outDir, 'model.safetensors'));
@@ -169,7 +180,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
 }
 
 export const train: Command = {
-  summary: 'train on xor|spirals|blobs|digits|mnist|FILE.csv; writes curves, boundary, model to --out',
+  summary: 'train on xor|spirals|blobs|digits|mnist|FILE.csv (--layers 64,128,64 for a deeper net); writes curves, boundary, model to --out',
   async run(argv) {
     await runTraining(argv);
     return 0;

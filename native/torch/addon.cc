@@ -1,8 +1,9 @@
 // Node-API glue of the LibTorch addon (handgrad_torch.node): the same exports, positions and
 // argument checks as the core addon (native/addon/addon.cc), so lib/backends/torch.ts can call it
 // exactly as the native backend calls the core; plus optimizerRun (torch::optim over a sequence of
-// gradients, the check of lib/train/optimizer.ts), which only this addon has. Export names equal
-// lib/backends/torch.ts.
+// gradients, the check of lib/train/optimizer.ts) and sequentialForwardBackward/sequentialForward
+// (autograd over a layer stack of any depth, the check of the hand-derived Sequential), which only
+// this addon has. Export names equal lib/backends/torch.ts.
 #include <napi.h>
 
 #include <c10/util/Exception.h>
@@ -18,6 +19,7 @@
 #include "../addon/step_args.h"
 #include "optim.h"
 #include "reference.h"
+#include "sequential.h"
 
 namespace hg {
 namespace {
@@ -251,6 +253,267 @@ Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
   });
 }
 
+// --- sequentialForwardBackward / sequentialForward ----------------------------------------------
+// sequentialForwardBackward(X, y, B, kinds, sizes, params, grads, dX|null, reduction, accumulate)
+// sequentialForward(X, B, kinds, sizes, params, logits)
+
+const char* layerName(LayerKind k) {
+  switch (k) {
+    case LayerKind::Linear: return "Linear";
+    case LayerKind::Relu: return "ReLU";
+    case LayerKind::Sigmoid: return "Sigmoid";
+    case LayerKind::Tanh: return "Tanh";
+  }
+  return "layer";
+}
+
+Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() ? info[i] : info.Env().Undefined();
+}
+
+// A typed array's kind, length and data; false for anything else. Runs no JS.
+struct TypedInfo {
+  napi_typedarray_type kind;
+  size_t length = 0;
+  void* data = nullptr;
+};
+
+bool typedInfo(Napi::Env env, const Napi::Value& v, TypedInfo* out) {
+  return v.IsTypedArray() &&
+         napi_get_typedarray_info(env, v, &out->kind, &out->length, &out->data, nullptr, nullptr) == napi_ok;
+}
+
+// A float tensor of the call's dtype T (X's) with exactly `length` elements, in place.
+template <typename T>
+T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length, const std::string& shape) {
+  TypedInfo t;
+  if (!typedInfo(env, v, &t) || t.kind != DtypeOf<T>::kind)
+    failArg(env, true, std::string(DtypeOf<T>::name) + " (the dtype of X)", name, describeValue(env, v));
+  if (t.length != length)
+    failArg(env, false, std::to_string(length) + " elements (" + shape + ")", name, describeValue(env, v));
+  // A detached buffer reports length 0, and no tensor here is empty.
+  if (t.data == nullptr) throwType(env, "Expected a live buffer for " + name + " but it is detached");
+  return static_cast<T*>(t.data);
+}
+
+// An Int32Array of any length, copied (kinds and sizes are a few entries, and a copy cannot be
+// detached by JS that runs later in the call).
+std::vector<int32_t> int32Copy(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = argOrUndefined(info, i);
+  TypedInfo t;
+  if (!typedInfo(env, v, &t) || t.kind != napi_int32_array) failArg(env, true, "an Int32Array", name, describeValue(env, v));
+  const auto* p = static_cast<const int32_t*>(t.data);
+  return p ? std::vector<int32_t>(p, p + t.length) : std::vector<int32_t>();
+}
+
+// The elements of the JS Array argument i, `count` of them. Every element is read (a getter may run
+// JS, even detach a buffer) before any data pointer of the call is taken.
+std::vector<Napi::Value> arrayArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count,
+                                  const std::string& countWhat) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = argOrUndefined(info, i);
+  if (!v.IsArray()) failArg(env, true, "an Array of typed arrays", name, describeValue(env, v));
+  const Napi::Array list = v.As<Napi::Array>();
+  if (list.Length() != count) failArg(env, false, countWhat, name, describeValue(env, v));
+  std::vector<Napi::Value> items;
+  items.reserve(count);
+  for (uint32_t k = 0; k < count; ++k) items.push_back(list.Get(k));
+  return items;
+}
+
+// The stack's description, checked: layer codes, widths, chaining; C is the width at the end.
+struct StackShape {
+  int64_t B = 0, D = 0, C = 0;
+  std::vector<LayerKind> kinds;
+  std::vector<int64_t> sizes;
+  size_t linears = 0;
+  std::vector<size_t> linearAt;  // each Linear's position in kinds
+  std::vector<std::string> names;  // W1, b1, W2, b2, ...
+  std::vector<std::string> shapes;  // "[in, out]", "[out]"
+  std::vector<size_t> counts;       // elements of each param
+
+  Stack stack() const { return {B, D, kinds.data(), kinds.size(), sizes.data()}; }
+};
+
+// B (argument bArg), D from X's length, kinds and sizes (two consecutive arguments from kindsArg).
+StackShape readStackShape(const Napi::CallbackInfo& info, size_t bArg, size_t kindsArg) {
+  Napi::Env env = info.Env();
+  StackShape s;
+  s.B = dimArg(info, bArg, "B");
+  TypedInfo x;
+  typedInfo(env, info[0], &x);  // isFloat32 checked it is a float typed array
+  if (x.length == 0 || x.length % size_t(s.B) != 0)
+    failArg(env, false, "a positive multiple of B = " + std::to_string(s.B) + " elements (B rows of D)", "X",
+            describeValue(env, info[0]));
+  s.D = static_cast<int64_t>(x.length / size_t(s.B));
+
+  const std::vector<int32_t> codes = int32Copy(info, kindsArg, "kinds");
+  if (codes.empty()) failArg(env, false, "at least one layer", "kinds", "Int32Array of length 0");
+  for (size_t l = 0; l < codes.size(); ++l) {
+    if (codes[l] < 0 || codes[l] >= kLayerKinds)
+      throwRange(env, "Expected layer codes in [0, " + std::to_string(kLayerKinds) +
+                          ") (0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh) for kinds but received " +
+                          std::to_string(codes[l]) + " at index " + std::to_string(l));
+    s.kinds.push_back(static_cast<LayerKind>(codes[l]));
+    if (s.kinds.back() == LayerKind::Linear) {
+      s.linearAt.push_back(l);
+      ++s.linears;
+    }
+  }
+
+  const std::vector<int32_t> sizes = int32Copy(info, kindsArg + 1, "sizes");
+  if (sizes.size() != 2 * s.linears)
+    failArg(env, false,
+            std::to_string(2 * s.linears) + " elements (in, out for each of the " + std::to_string(s.linears) +
+                " Linear layers in kinds)",
+            "sizes", "Int32Array of length " + std::to_string(sizes.size()));
+  int64_t width = s.D;
+  for (size_t k = 0; k < s.linears; ++k) {
+    const std::string layer = "layer " + std::to_string(s.linearAt[k]) + " (Linear, W" + std::to_string(k + 1) + ")";
+    for (size_t j = 0; j < 2; ++j)
+      if (sizes[2 * k + j] < 1)
+        throwRange(env, "Expected a positive width for sizes[" + std::to_string(2 * k + j) + "] (the " +
+                            (j == 0 ? "in" : "out") + " of " + layer + ") but received " +
+                            std::to_string(sizes[2 * k + j]));
+    const int64_t in = sizes[2 * k], out = sizes[2 * k + 1];
+    if (in != width)
+      throwRange(env, "Expected in = " + std::to_string(width) + " (the width flowing into " + layer + ") for sizes[" +
+                          std::to_string(2 * k) + "] but received " + std::to_string(in));
+    s.sizes.push_back(in);
+    s.sizes.push_back(out);
+    const std::string n = std::to_string(k + 1);
+    s.names.push_back("W" + n);
+    s.names.push_back("b" + n);
+    s.shapes.push_back("[" + std::to_string(in) + ", " + std::to_string(out) + "]");
+    s.shapes.push_back("[" + std::to_string(out) + "]");
+    s.counts.push_back(elements(env, s.names[2 * k].c_str(), size_t(in), size_t(out)));
+    s.counts.push_back(size_t(out));
+    // Every layer's output [B, out] must fit too.
+    elements(env, ("the output of " + layer).c_str(), size_t(s.B), size_t(out));
+    width = out;
+  }
+  s.C = width;
+  return s;
+}
+
+std::string paramsCount(const StackShape& s) {
+  return std::to_string(2 * s.linears) + " typed arrays (W, b for each of the " + std::to_string(s.linears) +
+         " Linear layers in kinds)";
+}
+
+// Outputs must not overlap inputs or each other. requireDisjoint takes a fixed-size array, so each
+// pair (an input or earlier output, then the output) is handed to it on its own: the same check
+// and the same words as the two-layer exports.
+void requireAllDisjoint(Napi::Env env, const std::vector<Span>& spans, size_t firstOutput) {
+  for (size_t o = firstOutput; o < spans.size(); ++o)
+    for (size_t i = 0; i < o; ++i) {
+      const Span pair[] = {spans[i], spans[o]};
+      requireDisjoint(env, pair, 1);
+    }
+}
+
+// The loss is not finite, or a layer or gradient overflowed: inputs were checked finite before the
+// call, so say what overflowed.
+[[noreturn]] void explainSequential(Napi::Env env, const SequentialResult& r, const StackShape& s) {
+  if (r.status == SequentialStatus::NonFiniteLayer) {
+    size_t k = 0;
+    while (k < s.linears && s.linearAt[k] != size_t(r.at)) ++k;
+    const std::string n = std::to_string(k + 1);
+    throwRange(env, "Expected a finite forward pass but layer " + std::to_string(r.at) + " (Linear, Z = A·W" + n +
+                        " + b" + n + ") overflowed (inputs or weights too large for the dtype)");
+  }
+  if (r.status == SequentialStatus::NonFiniteLoss)
+    throwRange(env, "Expected a finite loss but the LibTorch reference computed " + numberText(r.loss) +
+                        " (outputs too far apart for the dtype)");
+  const std::string name = size_t(r.at) < s.names.size() ? "d" + s.names[size_t(r.at)] : "dX";
+  throwRange(env, "Expected finite gradients but the LibTorch reference computed a non-finite " + name +
+                      " (an overflow in the backward pass: inputs or weights too large for the dtype)");
+}
+
+template <typename T>
+Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const StackShape s = readStackShape(info, 2, 3);
+  // JS may run while the Arrays are read: before any pointer is taken.
+  const std::vector<Napi::Value> pv = arrayArg(info, 5, "params", 2 * s.linears, paramsCount(s));
+  const std::vector<Napi::Value> gv = arrayArg(info, 6, "grads", 2 * s.linears, paramsCount(s));
+  const auto red = static_cast<Reduction>(enumArg(info, 8, "reduction", 2));
+  const bool accumulate = boolArg(info, 9, "accumulate");
+
+  const size_t nX = size_t(s.B) * size_t(s.D);
+  const std::string xShape = "[" + std::to_string(s.B) + ", " + std::to_string(s.D) + "]";
+  const T* X = floatValue<T>(env, info[0], "X", nX, xShape);
+  const int32_t* y = typedArg<int32_t>(info, 1, "y", size_t(s.B));
+  std::vector<const T*> params;
+  std::vector<T*> grads;
+  for (size_t i = 0; i < pv.size(); ++i) params.push_back(floatValue<T>(env, pv[i], s.names[i], s.counts[i], s.shapes[i]));
+  for (size_t i = 0; i < gv.size(); ++i)
+    grads.push_back(floatValue<T>(env, gv[i], "d" + s.names[i], s.counts[i], s.shapes[i]));
+  const Napi::Value dxv = argOrUndefined(info, 7);
+  T* dX = dxv.IsNull() || dxv.IsUndefined() ? nullptr : floatValue<T>(env, dxv, "dX", nX, xShape);
+
+  std::vector<std::string> gradNames;
+  for (const std::string& n : s.names) gradNames.push_back("d" + n);
+  std::vector<Span> spans = {{X, nX * sizeof(T), "X"}, {y, size_t(s.B) * sizeof(int32_t), "y"}};
+  for (size_t i = 0; i < params.size(); ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
+  const size_t firstOutput = spans.size();
+  for (size_t i = 0; i < grads.size(); ++i) spans.push_back({grads[i], s.counts[i] * sizeof(T), gradNames[i].c_str()});
+  spans.push_back({dX, nX * sizeof(T), "dX"});
+  requireAllDisjoint(env, spans, firstOutput);
+
+  for (int64_t b = 0; b < s.B; ++b)
+    if (y[b] < 0 || y[b] >= s.C)
+      throwRange(env, "Expected labels in [0, " + std::to_string(s.C) + ") for y but received " + std::to_string(y[b]) +
+                          " at index " + std::to_string(b));
+  requireFinite(env, "X", X, nX);
+  for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
+
+  const SequentialResult r =
+      torchSequentialForwardBackward<T>(s.stack(), X, y, params.data(), grads.data(), dX, red, accumulate);
+  if (r.status != SequentialStatus::Ok) explainSequential(env, r, s);
+  return Napi::Number::New(env, r.loss);
+}
+
+Napi::Value SequentialForwardBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [](const Napi::CallbackInfo& i) {
+    return isFloat32(i) ? sequentialForwardBackwardT<float>(i) : sequentialForwardBackwardT<double>(i);
+  });
+}
+
+template <typename T>
+Napi::Value sequentialForwardT(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const StackShape s = readStackShape(info, 1, 2);
+  const std::vector<Napi::Value> pv = arrayArg(info, 4, "params", 2 * s.linears, paramsCount(s));
+
+  const size_t nX = size_t(s.B) * size_t(s.D), nOut = size_t(s.B) * size_t(s.C);
+  const T* X = floatValue<T>(env, info[0], "X", nX, "[" + std::to_string(s.B) + ", " + std::to_string(s.D) + "]");
+  std::vector<const T*> params;
+  for (size_t i = 0; i < pv.size(); ++i) params.push_back(floatValue<T>(env, pv[i], s.names[i], s.counts[i], s.shapes[i]));
+  T* logits = floatValue<T>(env, argOrUndefined(info, 5), "logits", nOut,
+                            "[" + std::to_string(s.B) + ", " + std::to_string(s.C) + "]");
+
+  std::vector<Span> spans = {{X, nX * sizeof(T), "X"}};
+  for (size_t i = 0; i < params.size(); ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
+  const size_t firstOutput = spans.size();
+  spans.push_back({logits, nOut * sizeof(T), "logits"});
+  requireAllDisjoint(env, spans, firstOutput);
+
+  requireFinite(env, "X", X, nX);
+  for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
+
+  const SequentialResult r = torchSequentialForward<T>(s.stack(), X, params.data(), logits);
+  if (r.status != SequentialStatus::Ok) explainSequential(env, r, s);
+  return env.Undefined();
+}
+
+Napi::Value SequentialForward(const Napi::CallbackInfo& info) {
+  return guarded(info, [](const Napi::CallbackInfo& i) {
+    return isFloat32(i) ? sequentialForwardT<float>(i) : sequentialForwardT<double>(i);
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Owned by the environment: node-addon-api deletes it when this instance unloads.
   env.SetInstanceData(new TorchAddon());
@@ -259,6 +522,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("optimizerRun", Napi::Function::New(env, OptimizerRun, "optimizerRun"));
+  exports.Set("sequentialForwardBackward",
+              Napi::Function::New(env, SequentialForwardBackward, "sequentialForwardBackward"));
+  exports.Set("sequentialForward", Napi::Function::New(env, SequentialForward, "sequentialForward"));
   return exports;
 }
 
