@@ -343,3 +343,20 @@ describe('Sequential checkpoints', () => {
     for (const k of ['W1', 'b1', 'W2', 'b2'] as const) expect(sameBits(seq.params[k], p[k])).toBe(true);
   });
 });
+
+describe('handgrad train --layers', () => {
+  it('trains a Sequential of the given hidden widths and writes a model that loads as one', async () => {
+    const { runTraining } = await import('../lib/commands/train');
+    const dir = mkdtempSync(join(tmpdir(), 'hg-cli-layers-'));
+    const lines: string[] = [];
+    const r = await runTraining(['--data', 'digits', '--layers', '48,32', '--epochs', '15', '--activation', 'tanh', '--out', dir, '--quiet'], (l) => lines.push(l));
+    expect(lines[0]).toMatch(/64 → 48 → 32 → 10, tanh/);
+    expect(r.valAccuracy).toBeGreaterThanOrEqual(0.9);
+    const seq = loadSequential(join(dir, 'model.safetensors'));
+    expect(seq.toString()).toBe('Sequential(Linear 64→48, Tanh, Linear 48→32, Tanh, Linear 32→10; SoftmaxCrossEntropy(mean))');
+    for (const [k, t] of Object.entries(r.trainer.model!.params)) expect(sameBits(seq.params[k], t), k).toBe(true);
+    await expect(runTraining(['--data', 'xor', '--layers', '8', '--hidden', '8', '--quiet', '--out', dir], () => {})).rejects.toThrow(/either --hidden or --layers/);
+    await expect(runTraining(['--data', 'xor', '--layers', '8,,4', '--quiet', '--out', dir], () => {})).rejects.toThrow(/--layers\[1\]/);
+    await expect(runTraining(['--data', 'xor', '--layers', '8,0', '--quiet', '--out', dir], () => {})).rejects.toThrow(RangeError);
+  });
+});
