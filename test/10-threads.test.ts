@@ -144,7 +144,10 @@ describe('the core addon in worker_threads', () => {
         }),
       );
       for (const r of results) {
-        expect(r.keys).toEqual(['forward', 'forwardBackward', 'gemm', 'getNumThreads', 'optimizerUpdate', 'setNumThreads']);
+        expect(r.keys).toEqual([
+          'activationBackward', 'activationForward', 'allFinite', 'broadcastRows', 'forward', 'forwardBackward', 'gemm',
+          'getNumThreads', 'optimizerUpdate', 'setNumThreads', 'softmaxCrossEntropy', 'softmaxCrossEntropyBackward', 'sumRows',
+        ]);
         expect(r.out).toEqual([19, 22, 43, 50]);
         expect(r.threads).toBe(getNumThreads());
         expect(r.refused).toBe('TypeError');
