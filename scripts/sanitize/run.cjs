@@ -386,6 +386,170 @@ for (const dtype of ['float64', 'float32']) {
   refusedOrReturns(() => b.getNumThreads('extra', 1), 'getNumThreads with arguments');
   b.setNumThreads(before);
 }
+// The kernel primitives (native/addon/kernels_glue.cc), both dtypes: every position × every bad
+// value (refused calls write nothing), argument lists cut short or too long, dims that disagree
+// with the buffers or whose products overflow, labels out of range at every position, every output
+// laid over every other buffer (overlapping refused, disjoint accepted), and valid calls at several
+// sizes against plain loops.
+const KERNELS = {
+  broadcastRows: { names: ['bias', 'out', 'rows', 'cols'], outputs: [1], dims: [2, 3], ok: (A) => [A.from([1, -2, 3]), new A(6), 2, 3] },
+  sumRows: { names: ['dZ', 'db', 'rows', 'cols', 'accumulate'], outputs: [1], dims: [2, 3], ok: (A) => [A.from([1, 2, 3, 4, 5, 6]), new A(3), 2, 3, true] },
+  activationForward: { names: ['activation', 'Z', 'A'], outputs: [2], variants: [0, 1, 2], ok: (A, act) => [act, A.from([-1, 0, 0.5, 2, -3, 1]), new A(6)] },
+  activationBackward: { names: ['activation', 'Z', 'A', 'dA'], outputs: [3], variants: [0, 1, 2], ok: (A, act) => [act, A.from([-1, 0, 0.5, 2, -3, 1]), A.from([0, 0, 0.5, 0.9, 0.1, 0.7]), A.from([1, 2, 3, 4, 5, 6])] },
+  softmaxCrossEntropy: { names: ['logits', 'y', 'probs', 'B', 'C'], outputs: [2], dims: [3, 4], labels: 1, ok: (A) => [A.from(rand(12, 40, 3)), Int32Array.from([0, 2, 1, 2]), new A(12), 4, 3] },
+  softmaxCrossEntropyBackward: { names: ['probs', 'y', 'dZ', 'B', 'C', 'reduction'], outputs: [2], dims: [3, 4], labels: 1, variants: [0, 1], ok: (A, red) => [A.from(rand(12, 41)), Int32Array.from([0, 2, 1, 2]), new A(12), 4, 3, red] },
+  allFinite: { names: ['x'], outputs: [], ok: (A) => [A.from([1, -2, 0, 3.5])] },
+};
+const viewsOf = (a) => a.filter((v) => ArrayBuffer.isView(v)).map(bytesOf).join('|');
+for (const dtype of ['float64', 'float32']) {
+  const A = F[dtype];
+  for (const [kname, k] of Object.entries(KERNELS)) {
+    for (const variant of k.variants || [0]) {
+      const ok = () => {
+        const a = k.ok(A, variant);
+        for (const o of k.outputs) a[o].fill(7);
+        return a;
+      };
+      const what = (s) => `${dtype} ${kname}${k.variants ? `(${variant})` : ''} ${s}`;
+      check(!refusedOrReturns(() => b[kname](...ok()), what('valid call')), what('valid call: refused'));
+      for (let i = 0; i < k.names.length; i++) {
+        for (const v of badValues(ok()[i])) {
+          const a = ok();
+          const kept = a.slice();
+          const before = viewsOf(kept);
+          a[i] = v;
+          if (refusedOrReturns(() => b[kname](...a), what(`${k.names[i]} = ${describeValue(v)}`))) {
+            check(viewsOf(kept) === before, what(`${k.names[i]} = ${describeValue(v)}: wrote and threw`));
+          }
+        }
+      }
+      for (let n = 0; n < k.names.length; n++) {
+        check(refusedOrReturns(() => b[kname](...ok().slice(0, n)), what(`with ${n} arguments`)), what(`with ${n} arguments: accepted`));
+      }
+      refusedOrReturns(() => b[kname](...ok(), 1, 'x', new Float64Array(3)), what('with extra arguments'));
+
+      // Dims that disagree with the buffers (same product, or not), or whose product overflows.
+      if (k.dims) {
+        const [r, c] = k.dims;
+        for (const [rv, cv] of [[3, 2], [1, 6], [6, 1], [2, 4], [4, 2], [5, 3], [4, 4], [12, 1], [1, 12], [2 ** 31 - 1, 2 ** 31 - 1], [2 ** 30, 2 ** 30], [2 ** 31 - 1, 3], [2, 2 ** 31 - 1], [2 ** 26, 2 ** 27]]) {
+          const a = ok();
+          if (rv === a[r] && cv === a[c]) continue;
+          const kept = a.slice();
+          const before = viewsOf(kept);
+          a[r] = rv;
+          a[c] = cv;
+          check(refusedOrReturns(() => b[kname](...a), what(`${k.names[r]} = ${rv}, ${k.names[c]} = ${cv}`)), what(`${k.names[r]} = ${rv}, ${k.names[c]} = ${cv}: accepted`));
+          check(viewsOf(kept) === before, what(`${k.names[r]} = ${rv}, ${k.names[c]} = ${cv}: wrote and threw`));
+        }
+      }
+      // Labels out of range at every position: refused before anything is written.
+      if (k.labels !== undefined) {
+        const C = ok()[k.dims[1]];
+        for (let pos = 0; pos < ok()[k.labels].length; pos++) {
+          for (const bad of [-1, C, C + 1, 2 ** 31 - 1, -(2 ** 31)]) {
+            const a = ok();
+            const kept = a.slice();
+            const before = viewsOf(kept);
+            a[k.labels] = a[k.labels].slice();
+            a[k.labels][pos] = bad;
+            check(refusedOrReturns(() => b[kname](...a), what(`y[${pos}] = ${bad}`)), what(`y[${pos}] = ${bad}: accepted`));
+            check(viewsOf(kept) === before, what(`y[${pos}] = ${bad}: wrote and threw`));
+          }
+        }
+      }
+      // Every output as a view onto every other buffer, whole or shifted by one element.
+      for (const o of k.outputs) {
+        for (let j = 0; j < k.names.length; j++) {
+          if (j === o || !ArrayBuffer.isView(ok()[j])) continue;
+          for (const shift of [0, 1, 2]) {
+            const a = ok();
+            const target = a[j];
+            const need = a[o].length;
+            const Ctor = a[o].constructor;
+            const elem = Ctor.BYTES_PER_ELEMENT;
+            const big = new ArrayBuffer(target.byteLength + (need + 3) * elem);
+            new Uint8Array(big).set(new Uint8Array(target.buffer, target.byteOffset, target.byteLength));
+            const moved = new target.constructor(big, 0, target.length);
+            a[j] = moved;
+            a[o] = new Ctor(big, shift * elem, need);
+            const overlaps = shift * elem < moved.byteLength;
+            const thrown = refusedOrReturns(() => b[kname](...a), what(`${k.names[o]} over ${k.names[j]} (shift ${shift})`));
+            check(thrown === overlaps, what(`${k.names[o]} over ${k.names[j]} (shift ${shift}): ${thrown ? 'refused' : 'accepted'}`));
+          }
+        }
+      }
+    }
+  }
+  // Inputs may share memory with each other: Z and A of activationBackward as one buffer.
+  {
+    const z = A.from([-1, 2, 0.5]);
+    check(!refusedOrReturns(() => b.activationBackward(0, z, z, new A(3)), `${dtype} activationBackward Z = A`), `${dtype} activationBackward Z = A: refused`);
+  }
+  // allFinite: NaN/±Infinity at every index found; the extremes of the finite range are finite.
+  for (const n of [1, 2, 7, 16, 33]) {
+    for (let i = 0; i < n; i++) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const x = A.from(rand(n, i + 1));
+        x[i] = bad;
+        check(b.allFinite(x) === false, `${dtype} allFinite: ${bad} at ${i} of ${n} not found`);
+      }
+    }
+    const max = dtype === 'float64' ? Number.MAX_VALUE : 3.4028234663852886e38;
+    check(b.allFinite(A.from(rand(n, 3), (v, i) => [max, -max, 0, -0, 5e-324, v][i % 6])) === true, `${dtype} allFinite: extremes of ${n} called non-finite`);
+  }
+  // Valid calls at several sizes against plain loops (in T: Math.fround for float32).
+  const R = dtype === 'float32' ? Math.fround : (v) => v;
+  for (const [rows, cols] of [[1, 1], [3, 7], [17, 5], [64, 33]]) {
+    const n = rows * cols;
+    const bias = A.from(rand(cols, rows + cols));
+    const out = new A(n).fill(7);
+    b.broadcastRows(bias, out, rows, cols);
+    check(out.every((v, i) => v === bias[i % cols]), `${dtype} broadcastRows ${rows}x${cols}`);
+    const dZ = A.from(rand(n, n));
+    for (const accumulate of [false, true]) {
+      const db = A.from(rand(cols, 5));
+      const want = Array.from(db, (v) => (accumulate ? v : 0));
+      for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) want[j] = R(want[j] + dZ[r * cols + j]);
+      b.sumRows(dZ, db, rows, cols, accumulate);
+      check(db.every((v, j) => v === want[j]), `${dtype} sumRows ${rows}x${cols} accumulate=${accumulate}`);
+    }
+    const Z = A.from(rand(n, n + 1, 4));
+    Z[0] = 0;
+    for (const act of [0, 1, 2]) {
+      const Aout = new A(n).fill(7);
+      b.activationForward(act, Z, Aout);
+      const f = [(z) => (z > 0 ? z : 0), (z) => 1 / (1 + Math.exp(-z)), Math.tanh][act];
+      check(errEps(Aout, Array.from(Z, f), dtype) <= 4, `${dtype} activationForward(${act}) ${rows}x${cols}: ${errEps(Aout, Array.from(Z, f), dtype)} eps`);
+      const dA = A.from(rand(n, n + 2));
+      const wantD = Array.from(dA, (d, i) => [Z[i] > 0 ? d : 0, R(d * R(R(1 - Aout[i]) * Aout[i])), R(d * R(1 - R(Aout[i] * Aout[i])))][act]);
+      b.activationBackward(act, Z, Aout, dA);
+      check(dA.every((v, i) => v === wantD[i]), `${dtype} activationBackward(${act}) ${rows}x${cols}`);
+    }
+    const B = rows;
+    const C = cols;
+    const logits = A.from(rand(n, n + 3, 5));
+    const y = Int32Array.from({ length: B }, (_, i) => (i * 7) % C);
+    const probs = new A(n).fill(7);
+    const loss = b.softmaxCrossEntropy(logits, y, probs, B, C);
+    let wantLoss = 0;
+    const wantP = [];
+    for (let r = 0; r < B; r++) {
+      const z = Array.from(logits.subarray(r * C, (r + 1) * C));
+      const m = Math.max(...z);
+      const s = z.reduce((t, v) => t + Math.exp(v - m), 0);
+      wantLoss += m - z[y[r]] + Math.log(s);
+      for (const v of z) wantP.push(Math.exp(v - m) / s);
+    }
+    check(errEps(probs, wantP, dtype) <= 4 * C && Math.abs(loss - wantLoss) <= 8 * C * B * EPS[dtype] * Math.max(1, wantLoss), `${dtype} softmaxCrossEntropy ${B}x${C}: loss ${loss} vs ${wantLoss}`);
+    for (const red of [0, 1]) {
+      const dZ2 = new A(n).fill(7);
+      b.softmaxCrossEntropyBackward(probs, y, dZ2, B, C, red);
+      const scale = red === 0 ? R(1 / B) : 1;
+      const want = Array.from(probs, (p, i) => R(R(p * scale) - (i % C === y[Math.floor(i / C)] ? scale : 0)));
+      check(dZ2.every((v, i) => v === want[i]), `${dtype} softmaxCrossEntropyBackward(${red}) ${B}x${C}`);
+    }
+  }
+}
 stillExact('after the battery');
 
 // ---------------------------------------------------------------------------------------------
@@ -447,6 +611,16 @@ async function leakLoops() {
   const Am32 = new Float32Array(20 * 20);
   const nan = problem('float64', DIMS, toy.inputs);
   nan.b2[2] = NaN;
+  const bias = new Float64Array(20).fill(0.125);
+  const db32 = new Float32Array(20);
+  const Ak = new Float64Array(20 * 20);
+  const dAk = new Float64Array(20 * 20).fill(1);
+  const P = new Float64Array(20 * 20);
+  const dZk32 = new Float32Array(20 * 20);
+  const yk = Int32Array.from({ length: 20 }, (_, i) => (i * 3) % 20);
+  const yBad = yk.slice();
+  yBad[19] = 20;
+  const gone = detached(Float64Array, 20 * 20);
   const threads = b.getNumThreads();
   const loops = [
     ['forwardBackward float64', () => b.forwardBackward(...small.args())],
@@ -469,6 +643,23 @@ async function leakLoops() {
     ['refused: setNumThreads(0)', () => b.setNumThreads(0)],
     ['refused: optimizerUpdate g too short', () => b.optimizerUpdate(A, G.subarray(1), null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
     ['refused: optimizerUpdate aliasing', () => b.optimizerUpdate(A, A, null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
+    // The kernel primitives (Z, Ak, dAk, P, dZk: 20 × 20; bias, db: 20; yk: 20 labels in [0, 20)).
+    ['broadcastRows', () => b.broadcastRows(bias, Cg, 20, 20)],
+    ['sumRows float32, accumulating', () => b.sumRows(G32, db32, 20, 20, true)],
+    ['activationForward sigmoid', () => b.activationForward(1, A, Ak)],
+    ['activationBackward tanh', () => b.activationBackward(2, A, Ak, dAk)],
+    ['softmaxCrossEntropy', () => b.softmaxCrossEntropy(G, yk, P, 20, 20)],
+    ['softmaxCrossEntropyBackward float32 mean', () => b.softmaxCrossEntropyBackward(A32, yk, dZk32, 20, 20, 0)],
+    ['allFinite', () => b.allFinite(A)],
+    ['refused: broadcastRows with no arguments', () => b.broadcastRows()],
+    ['refused: broadcastRows out over bias', () => b.broadcastRows(Cg.subarray(0, 20), Cg, 20, 20)],
+    ['refused: sumRows with rows·cols overflowing', () => b.sumRows(G, bias, 2 ** 31 - 1, 2 ** 31 - 1, false)],
+    ['refused: activationForward with code 3', () => b.activationForward(3, A, Ak)],
+    ['refused: activationBackward with a detached dA', () => b.activationBackward(0, A, Ak, gone)],
+    ['refused: softmaxCrossEntropy with a label out of range', () => b.softmaxCrossEntropy(G, yBad, P, 20, 20)],
+    ['refused: softmaxCrossEntropy with Float64Array labels', () => b.softmaxCrossEntropy(G, bias, P, 20, 20)],
+    ['refused: softmaxCrossEntropyBackward with reduction 2', () => b.softmaxCrossEntropyBackward(P, yk, Cg, 20, 20, 2)],
+    ['refused: allFinite of an Int32Array', () => b.allFinite(yk)],
   ];
   const heap = heapProbe();
   for (const [name, fn] of loops) {
