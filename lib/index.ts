@@ -15,10 +15,12 @@ export type { BlobsOptions, CsvDataset, CsvOptions, Dataset, DigitsOptions, IdxA
 export { loadParams, loadSequential, saveParams, saveSequential, transpose, type Layout, type SavedParams } from './checkpoint';
 export { loadSafetensors, readSafetensors, saveSafetensors, writeSafetensors } from './io/safetensors';
 export type { ReadOptions, SafetensorsDtype, SafetensorsFile, SafetensorsTensor, TensorData, TensorInput } from './io/safetensors';
-export { gradcheck, verify } from './verify';
+export { formatGradcheckReport, formatVerifyReport, gradcheck, verify } from './verify';
 export type {
-  Candidate, Diagnosis, DiagnosisKind, GradFunction, GradcheckEntry, GradcheckOptions, GradcheckReport, GradcheckTensor,
-  GradsLike, ReferenceName, TensorCheck, TensorLike, TensorName, VerifyOptions, VerifyReport,
+  Candidate, Diagnosis, DiagnosisKind, GradFunction, GradcheckEntry, GradcheckOptions, GradcheckReport, GradcheckReportBase, GradcheckTensor,
+  GradsLike, LayerGradsLike, ReferenceName, SequentialCandidate, SequentialDescription, SequentialGradcheckOptions, SequentialGradcheckReport,
+  SequentialGradFunction, SequentialVerifyOptions, SequentialVerifyReport, TensorCheck, TensorLike, TensorName, VerifyOptions, VerifyReport,
+  VerifyReportBase,
 } from './verify';
 export { Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh } from './layers';
 export type {

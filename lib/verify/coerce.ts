@@ -24,6 +24,9 @@ export interface GradsLike {
   db2?: TensorLike;
 }
 
+/** What a Sequential's gradient function returns: dX, and dW_k / db_k for each Linear layer k (any depth). */
+export type LayerGradsLike = { dX?: TensorLike } & { [name in `dW${number}` | `db${number}`]?: TensorLike };
+
 function isArrayLike(v: unknown): v is ArrayLike<unknown> {
   return Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
 }

@@ -14,11 +14,33 @@
 //     missing, on A1, inverted; sigmoid/tanh derivative on Z1 or applied twice; dZ2 without the
 //     one-hot; dW2 from Z1 instead of A1; …), each possibly also scaled;
 //   - a shape that differs from the tensor's shape.
+// The factor, transpose, shape, zero and non-finite diagnoses hold for any network. The others are
+// the two-layer network's (twoLayerContext): they recompute its intermediate tensors (dZ1, dA1, …)
+// and its backward with one step changed (model64.ts). A Sequential of any depth gets the general
+// ones and, as its impostors, its other gradients (a dW2 returned where dW3 belongs); its
+// intermediate gradients are not computed, so a bias summed over the wrong axis or not at all shows
+// as a shape mismatch there, and an activation variant as unexplained.
 import type { Activation, Dims, Reduction } from '../types';
 import type { Coerced } from './coerce';
-import { sumCols, type Backward64, type Variant, type VariantId } from './model64';
+import { backward64, sumCols, variantsFor, type Backward64, type Forward64, type Problem64, type Variant, type VariantId } from './model64';
 
-export type TensorName = 'loss' | 'dX' | 'dW1' | 'db1' | 'dW2' | 'db2';
+/** The loss, dX, and dW_k / db_k of Linear layer k (dW1, db1, dW2, …; any depth). */
+export type TensorName = 'loss' | 'dX' | `dW${number}` | `db${number}`;
+
+/** The Linear layers of a network, as the messages name them (dZ_k, W_k, and each layer's input). */
+export interface Chain {
+  /** How many Linear layers (L); gradients dW1 … dW_L. */
+  linears: number;
+  /** The name of Linear k's input in formulas: 'X' for the first, 'A1' after an activation, … */
+  input(k: number): string;
+  /** Whether an activation sits between Linear k and Linear k + 1 (dZ_k = dA_k ⊙ act′(Z_k)). */
+  activationAfter(k: number): boolean;
+  /** Whether dX = dZ1·W1ᵀ (Linear 1 is the first layer). */
+  dxFromLinear1: boolean;
+}
+
+/** X[B,D] → Linear 1 → act → Linear 2. */
+export const TWO_LAYER_CHAIN: Chain = { linears: 2, input: (k) => (k === 1 ? 'X' : 'A1'), activationAfter: () => true, dxFromLinear1: true };
 
 export type DiagnosisKind =
   | 'missing' | 'unreadable' | 'nonfinite' | 'zero' | 'shape' | 'transpose' | 'scale' | 'sign'
@@ -110,14 +132,20 @@ function maxAbs(a: ArrayLike<number>): number {
 }
 
 export interface DiagnoseContext {
-  dims: Dims;
-  activation: Activation;
+  /** Rows of the batch: a factor of B or 1/B is the mean's. */
+  B: number;
   reduction: Reduction;
   /** The pass tolerance (relative, normwise). */
   tol: number;
-  /** The correct backward in float64 and the variants, computed on first use. */
-  backward: (variant?: VariantId) => Backward64;
+  /** Every tensor's shape. */
+  shapes: Record<string, number[]>;
+  chain: Chain;
+  /** Other tensors a wrong gradient often turns out to be (computed on first use). */
+  impostors(name: TensorName): Impostor[];
+  /** Variants of the backward chain (two-layer only; none for a Sequential) … */
   variants: Variant[];
+  /** … and the value of a tensor under one of them (computed on first use). */
+  variantValue(id: VariantId, name: TensorName): Float64Array;
 }
 
 export const SHAPES = (d: Dims): Record<TensorName, number[]> => ({
@@ -131,7 +159,7 @@ export const SHAPES = (d: Dims): Record<TensorName, number[]> => ({
 
 /** What a factor k means for this tensor. */
 function factorDiagnosis(name: TensorName, k: number, ctx: DiagnoseContext, kTol: number): Diagnosis | null {
-  const B = ctx.dims.B;
+  const B = ctx.B;
   const near = (x: number) => Math.abs(k / x - 1) <= kTol;
   const what = name === 'loss' ? 'the loss' : name;
   const mean = ctx.reduction === 'mean';
@@ -160,7 +188,7 @@ export function formatNum(x: number): string {
   return a >= 1e-3 && a < 1e6 ? Number(x.toPrecision(6)).toString() : x.toExponential(4);
 }
 
-interface Impostor {
+export interface Impostor {
   label: string;
   values: Float64Array;
   shape: number[];
@@ -168,13 +196,19 @@ interface Impostor {
   message: string;
   /** The impostor is 0 in exact arithmetic: it matches a candidate within rounding of this scale. */
   zeroAtScale?: number;
+  /** How many terms of that scale its entries sum (their rounding grows with it). */
+  zeroTerms?: number;
 }
 
-/** Other tensors a wrong gradient often turns out to be. */
-function impostors(name: TensorName, ctx: DiagnoseContext): Impostor[] {
+/** Another tensor returned in a gradient's place. */
+export function wrongTensor(name: TensorName, label: string, values: Float64Array, shape: number[], shapes: Record<string, number[]>): Impostor {
+  return { label, values, shape, kind: 'wrong-tensor', message: `${name} holds ${label} ${shapeText(shape)}, not ${name} ${shapeText(shapes[name])}` };
+}
+
+/** Other tensors a wrong two-layer gradient often turns out to be: its intermediates and its other gradients. */
+function twoLayerImpostors(name: TensorName, dims: Dims, g: Backward64): Impostor[] {
   if (name === 'loss') return [];
-  const { B, D, H, C } = ctx.dims;
-  const g = ctx.backward();
+  const { B, D, H, C } = dims;
   const out: Impostor[] = [];
   if (name === 'db1') {
     out.push({ label: 'Σ_h dZ1', values: sumCols(g.dZ1, B, H), shape: [B], kind: 'bias-axis', message: `db1 is summed over the wrong axis: it holds Σ_h dZ1[b,h] ([B] = [${B}]); db1 = Σ_b dZ1[b,:] sums over the batch ([H] = [${H}])` });
@@ -183,7 +217,7 @@ function impostors(name: TensorName, ctx: DiagnoseContext): Impostor[] {
   if (name === 'db2') {
     // Each row of dZ2 sums to 0 (softmax rows sum to 1, minus the one-hot), so this sum is 0 up to rounding.
     out.push({
-      label: 'Σ_c dZ2', values: sumCols(g.dZ2, B, C), shape: [B], kind: 'bias-axis', zeroAtScale: maxAbs(g.dZ2),
+      label: 'Σ_c dZ2', values: sumCols(g.dZ2, B, C), shape: [B], kind: 'bias-axis', zeroAtScale: maxAbs(g.dZ2), zeroTerms: C,
       message: `db2 is summed over the wrong axis: it holds Σ_c dZ2[b,c] ([B] = [${B}]), which is 0 in every row because softmax rows sum to 1; db2 = Σ_b dZ2[b,:] sums over the batch ([C] = [${C}])`,
     });
     out.push({ label: 'dZ2', values: g.dZ2, shape: [B, C], kind: 'bias-not-reduced', message: `db2 is not reduced over the batch: it holds dZ2 [B,C]; db2 = Σ_b dZ2[b,:] [C]` });
@@ -194,9 +228,29 @@ function impostors(name: TensorName, ctx: DiagnoseContext): Impostor[] {
   ];
   for (const [label, values, shape] of others) {
     if (label === name || (name.startsWith('db') && label === `dZ${name[2]}`)) continue;
-    out.push({ label, values, shape, kind: 'wrong-tensor', message: `${name} holds ${label} ${shapeText(shape)}, not ${name} ${shapeText(SHAPES(ctx.dims)[name])}` });
+    out.push(wrongTensor(name, label, values, shape, SHAPES(dims)));
   }
   return out;
+}
+
+/**
+ * The context of the two-layer network: its intermediates as impostors and its backward-chain
+ * variants, each recomputed in float64 from the forward cache on first use.
+ */
+export function twoLayerContext(problem: Problem64, forward: Forward64, tol: number): DiagnoseContext {
+  const cache = new Map<string, Backward64>();
+  const backward = (variant?: VariantId) => {
+    const key = variant ?? 'correct';
+    let g = cache.get(key);
+    if (!g) cache.set(key, (g = backward64(problem, forward, variant)));
+    return g;
+  };
+  return {
+    B: problem.dims.B, reduction: problem.reduction, tol, shapes: SHAPES(problem.dims), chain: TWO_LAYER_CHAIN,
+    impostors: (name) => twoLayerImpostors(name, problem.dims, backward()),
+    variants: variantsFor(problem.activation),
+    variantValue: (id, name) => (backward(id) as unknown as Record<string, Float64Array>)[name],
+  };
 }
 
 /**
@@ -204,7 +258,7 @@ function impostors(name: TensorName, ctx: DiagnoseContext): Impostor[] {
  * transposed and ×B). `cand.values` may have any length; `ref` has the tensor's.
  */
 export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx: DiagnoseContext): Diagnosis[] {
-  const shape = SHAPES(ctx.dims)[name];
+  const shape = ctx.shapes[name];
   if (cand.values === null) return [{ kind: 'unreadable', message: `${name} could not be read: ${cand.problem}` }];
   const c = cand.values;
   for (let i = 0; i < c.length; i++) {
@@ -230,7 +284,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   };
   const transposeDiag = (what: string, s: number[]): Diagnosis => ({
     kind: 'transpose',
-    message: `${what} is transposed: it holds ${what}ᵀ ${shapeText([s[1], s[0]])} where ${what} ${shapeText(s)} belongs${TRANSPOSE_HINT[what] ?? ''}`,
+    message: `${what} is transposed: it holds ${what}ᵀ ${shapeText([s[1], s[0]])} where ${what} ${shapeText(s)} belongs${transposeHint(what, ctx.chain)}`,
   });
 
   const lengthOk = c.length === ref.length;
@@ -254,9 +308,9 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   }
   if (out.length === 0 && name !== 'loss') {
     // Another tensor of the right length.
-    for (const imp of impostors(name, ctx)) {
+    for (const imp of ctx.impostors(name)) {
       if (imp.zeroAtScale !== undefined) {
-        if (c.length === imp.values.length && maxAbs(c) <= fitTol * imp.zeroAtScale * Math.max(1, ctx.dims.C)) {
+        if (c.length === imp.values.length && maxAbs(c) <= fitTol * imp.zeroAtScale * Math.max(1, imp.zeroTerms ?? 1)) {
           out.push({ kind: imp.kind, message: imp.message });
           break;
         }
@@ -278,7 +332,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     // The backward chain with one step changed, recomputed from the forward cache.
     for (const v of ctx.variants) {
       if (!v.affects.includes(name)) continue;
-      const target = ctx.backward(v.id)[name as Exclude<TensorName, 'loss'>];
+      const target = ctx.variantValue(v.id, name);
       const m = tryMatch(target, shape, (transposed, k) => {
         const kind: DiagnosisKind = v.id.startsWith('mask') || v.id.startsWith('act') ? 'activation' : v.id.startsWith('dZ2') ? 'dZ2' : 'formula';
         const d: Diagnosis[] = [{ kind, variant: v.id, message: `${name} matches the backward with ${v.explain}` }];
@@ -308,8 +362,27 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   return out;
 }
 
-const TRANSPOSE_HINT: Record<string, string> = {
-  dW1: ' (dZ1ᵀ·X instead of Xᵀ·dZ1)',
-  dW2: ' (dZ2ᵀ·A1 instead of A1ᵀ·dZ2)',
-  dX: ' (W1·dZ1ᵀ instead of dZ1·W1ᵀ)',
-};
+/** How the transpose comes about: ' (dZ1ᵀ·X instead of Xᵀ·dZ1)' for dW1, … */
+function transposeHint(name: string, chain: Chain): string {
+  const m = /^dW(\d+)$/.exec(name);
+  if (m) {
+    const input = chain.input(Number(m[1]));
+    return ` (dZ${m[1]}ᵀ·${input} instead of ${input}ᵀ·dZ${m[1]})`;
+  }
+  return name === 'dX' && chain.dxFromLinear1 ? ' (W1·dZ1ᵀ instead of dZ1·W1ᵀ)' : '';
+}
+
+/**
+ * The context of any network (a Sequential of any depth): the general diagnoses, with the other
+ * gradients of the reference as the tensors a wrong one may turn out to be.
+ */
+export function generalContext(B: number, reduction: Reduction, tol: number, shapes: Record<string, number[]>, chain: Chain, reference: Record<string, Float64Array>): DiagnoseContext {
+  return {
+    B, reduction, tol, shapes, chain,
+    impostors: (name) => (name === 'loss' ? [] : Object.keys(reference).filter((k) => k !== 'loss' && k !== name).map((k) => wrongTensor(name, k, reference[k], shapes[k], shapes))),
+    variants: [],
+    variantValue: () => {
+      throw new Error('no backward-chain variants outside the two-layer network');
+    },
+  };
+}

@@ -1,25 +1,31 @@
-// Central finite differences of the two-layer loss in float64, entry by entry or along a direction.
+// Central finite differences in float64 of the loss of a stack of Linear layers and elementwise
+// activations (the two-layer network, or any Sequential), entry by entry or along a direction.
 //
 // The loss is a sum over rows, L = s·Σ_b ℓ_b (s = 1/B for mean), and every parameter entry moves
 // each row through one narrow path, so a perturbation is propagated as a *change* rather than by a
 // full forward pass (the same function, evaluated incrementally):
-//   W2[h,c] ± t   → logits[b,c] moves by ±t·A1[b,h]                                    O(B) per entry
-//   W1[d,h] ± t   → Z1[b,h] moves by ±t·X[b,d] → A1[b,h] by ΔA → logits[b,:] by ΔA·W2[h,:]  O(B·C)
-//   X[b,d] ± t    → Z1[b,:] moves by ±t·W1[d,:] → logits[b,:] by ΔA·W2                 O(H·C)
-// and the change of a row's loss for a logit shift δ is computed without cancellation:
+//   W_k[p,q] ± t  → Z_k[b,q] moves by ±t·A_{k−1}[b,p] (one unit) → through each later layer:
+//                   a Linear moves the next Z by ΔA·W (compensated sums), an activation by
+//                   act(z + δ) − act(z), until the logits
+//   X[b,d] ± t    → row b of X moves at one entry, the rest of the batch not at all
+// so for the two-layer network: W2 O(B) per entry, W1 O(B·C), X O(H·C). The change of a row's
+// loss for a logit shift δ is computed without cancellation:
 //   ℓ_b(z+δ) − ℓ_b(z) = log Σ_c p_c e^{δ_c} − δ_y = log1p(Σ_c p_c·expm1(δ_c)) − δ_y
 // (ΔA likewise: tanh(z+δ) − tanh(z) = tanh(δ)(1 − tanh z · tanh(z+δ)); σ via tanh(x/2)). The
 // quotient (Δℓ(+t) − Δℓ(−t)) / 2t then carries no rounding from subtracting two nearly equal
-// losses, only the O(t²) truncation of the central difference.
+// losses, only the O(t²) truncation of the central difference. (The textbook quotient of two full
+// losses loses the digits to that subtraction: measured 2·10⁶ eps off at its best step.)
 //
-// ReLU kinks: a row whose Z1 entry changes sign between the +t and −t evaluations makes the
-// quotient meaningless. Policy 'report' (gradcheck) flags the entry as a kink; policy 'avoid'
-// (the verifier's reference) shrinks that row's step until it stays on one side, and treats
-// Z1 == 0 exactly as PyTorch does (relu'(0) = 0, so that row contributes nothing).
-import type { Problem64, Forward64 } from './model64';
-import { forward64 } from './model64';
+// ReLU kinks: a row in which some ReLU's input changes sign between the +t and −t evaluations
+// makes the quotient meaningless. Policy 'report' (gradcheck) flags the entry as a kink; policy
+// 'avoid' (the verifier's reference) shrinks that row's step until it stays on one side, and
+// treats an input exactly 0 as PyTorch does (relu'(0) = 0: that unit passes no change on).
+import type { Activation } from '../types';
+import { asStackForward, stackOf, type Forward64, type Problem64 } from './model64';
+import { matmulInto, stackForward64, type Stack64, type StackForward64 } from './stack64';
 
-export type FdTensor = 'X' | 'W1' | 'b1' | 'W2' | 'b2';
+/** X, or a Linear layer's W_k / b_k by its number. */
+export type FdTensor = 'X' | `W${number}` | `b${number}`;
 export type KinkPolicy = 'report' | 'avoid';
 
 export interface FdValue {
@@ -27,6 +33,9 @@ export interface FdValue {
   /** A ReLU pre-activation changed sign between the +step and −step evaluations. */
   kink: boolean;
 }
+
+/** How often 'avoid' may shrink a row's step before it gives the row up as a kink. */
+const MAX_SHRINKS = 64;
 
 /** Neumaier's compensated sum: the B row contributions add without losing their low bits. */
 class Sum {
@@ -43,35 +52,65 @@ class Sum {
 }
 
 export class FiniteDifferences {
-  readonly p: Problem64;
-  readonly f: Forward64;
+  readonly stack: Stack64;
+  readonly f: StackForward64;
   private readonly scale: number;
-  private readonly delta: Float64Array;
-  private readonly dA: Float64Array;
-  private readonly dAm: Float64Array;
-  private readonly deltaM: Float64Array;
-  private readonly comp: Float64Array;
   /** Σ_{c≠y_b} p_bc per row: 1 − p_y without the cancellation. */
   private readonly otherMass: Float64Array;
+  /** plus[l], minus[l]: one row's change at level l (0: X, l: the output of layers[l − 1]) for +t and −t. */
+  private readonly plus: Float64Array[];
+  private readonly minus: Float64Array[];
+  private readonly comp: Float64Array;
+  /** The index in layers of Linear k, by k. */
+  private readonly linearAt = new Map<number, number>();
+  /** Per layer, monomorphic for the inner loops: its activation (null for a Linear) and its W (empty for an activation). */
+  private readonly acts: (Activation | null)[];
+  private readonly weights: Float64Array[];
 
-  constructor(p: Problem64, f: Forward64 = forward64(p)) {
-    this.p = p;
-    this.f = f;
-    this.scale = p.reduction === 'mean' ? 1 / p.dims.B : 1;
-    this.delta = new Float64Array(p.dims.C);
-    this.deltaM = new Float64Array(p.dims.C);
-    this.comp = new Float64Array(p.dims.C);
-    const { B, C } = p.dims;
+  constructor(p: Problem64 | Stack64, f?: Forward64 | StackForward64) {
+    this.stack = 'layers' in p ? p : stackOf(p);
+    this.f = f === undefined ? stackForward64(this.stack) : 'outputs' in f ? f : asStackForward(f);
+    const { B, y, widths, layers, reduction } = this.stack;
+    const C = widths[widths.length - 1];
+    this.scale = reduction === 'mean' ? 1 / B : 1;
     this.otherMass = new Float64Array(B);
-    for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) if (c !== p.y[b]) this.otherMass[b] += f.probs[b * C + c];
-    this.dA = new Float64Array(p.dims.H);
-    this.dAm = new Float64Array(p.dims.H);
+    for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) if (c !== y[b]) this.otherMass[b] += this.f.probs[b * C + c];
+    this.plus = widths.map((w) => new Float64Array(w));
+    this.minus = widths.map((w) => new Float64Array(w));
+    this.comp = new Float64Array(Math.max(...widths));
+    layers.forEach((l, i) => {
+      if (l.kind === 'linear') this.linearAt.set(l.k, i);
+    });
+    this.acts = layers.map((l) => (l.kind === 'linear' ? null : l.kind));
+    this.weights = layers.map((l) => (l.kind === 'linear' ? l.W : new Float64Array(0)));
+  }
+
+  /** Every tensor there is a gradient for: X, W1, b1, W2, b2, … */
+  tensors(): FdTensor[] {
+    return ['X', ...[...this.linearAt.keys()].flatMap((k): FdTensor[] => [`W${k}`, `b${k}`])];
   }
 
   /** The shape of a tensor. */
   shape(t: FdTensor): number[] {
-    const { B, D, H, C } = this.p.dims;
-    return { X: [B, D], W1: [D, H], b1: [H], W2: [H, C], b2: [C] }[t];
+    if (t === 'X') return [this.stack.B, this.stack.widths[0]];
+    const l = this.linear(t);
+    return t[0] === 'W' ? [l.in, l.out] : [l.out];
+  }
+
+  /** The layer index of W_k / b_k. */
+  private layerOf(t: FdTensor): number {
+    const i = this.linearAt.get(Number(t.slice(1)));
+    if (i === undefined || !/^[Wb][1-9]\d*$/.test(t)) throw new RangeError(`Expected one of ${this.tensors().join(', ')} but received ${t}`);
+    return i;
+  }
+
+  private linear(t: FdTensor): { in: number; out: number; W: Float64Array } {
+    return this.stack.layers[this.layerOf(t)] as { in: number; out: number; W: Float64Array };
+  }
+
+  /** The input of layers[i] (X, or the output of layers[i − 1]), all rows. */
+  private inputOf(i: number): Float64Array {
+    return i === 0 ? this.stack.X : this.f.outputs[i - 1];
   }
 
   /**
@@ -79,19 +118,27 @@ export class FiniteDifferences {
    * the label's own term drops out exactly, so nothing cancels even when p_y ≈ 1.
    */
   private rowDelta(b: number, delta: Float64Array): number {
-    const C = this.p.dims.C;
+    const C = delta.length;
     const pr = this.f.probs;
-    const y = this.p.y[b];
+    const y = this.stack.y[b];
     const dy = delta[y];
     let s = 0;
     for (let c = 0; c < C; c++) if (c !== y) s += pr[b * C + c] * Math.expm1(delta[c] - dy);
     return Math.log1p(s);
   }
 
+  /**
+   * The same when only logit c moves, by d: for c ≠ y the row changes by log1p(p_c·expm1(d)); for
+   * c = y every other logit moves by −d relative to it, log1p(q·expm1(−d)) with q = Σ_{c'≠y} p_c' (not 1 − p_y).
+   */
+  private rowDeltaAt(b: number, c: number, d: number): number {
+    const C = this.f.probs.length / this.stack.B;
+    return this.stack.y[b] === c ? Math.log1p(this.otherMass[b] * Math.expm1(-d)) : Math.log1p(this.f.probs[b * C + c] * Math.expm1(d));
+  }
+
   /** act(z + dz) − act(z), without subtracting two nearly equal numbers. */
-  private actDelta(z: number, a: number, dz: number): number {
+  private actDelta(act: Activation, z: number, a: number, dz: number): number {
     if (dz === 0) return 0;
-    const act = this.p.activation;
     if (act === 'relu') {
       const zp = z + dz;
       if (z > 0 && zp > 0) return dz;
@@ -102,173 +149,179 @@ export class FiniteDifferences {
     return 0.5 * Math.tanh(dz / 2) * (1 - Math.tanh(z / 2) * Math.tanh((z + dz) / 2));
   }
 
-  /** ∂L/∂θ at one entry of one tensor (flat row-major index), by central differences with step `step`. */
-  entry(tensor: FdTensor, index: number, step: number, policy: KinkPolicy = 'report'): FdValue {
-    if (tensor === 'W2' || tensor === 'b2') return this.entryLayer2(tensor, index, step);
-    if (tensor === 'X') return this.entryX(index, step, policy);
-    return this.entryLayer1(tensor, index, step, policy);
-  }
+  /** Whether the last rowQuotient met a kink. */
+  private rowKink = false;
 
-  private entryLayer2(tensor: 'W2' | 'b2', index: number, t: number): FdValue {
-    const { B, C } = this.p.dims;
-    const h = tensor === 'W2' ? Math.floor(index / C) : -1;
-    const c = tensor === 'W2' ? index % C : index;
-    const H = this.p.dims.H;
-    const sum = new Sum();
-    for (let b = 0; b < B; b++) {
-      const a = h < 0 ? 1 : this.f.A1[b * H + h];
-      if (a === 0) continue;
-      const d = t * a;
-      // Only logit c moves: for c ≠ y the row changes by log1p(p_c·expm1(±d)); for c = y every
-      // other logit moves by ∓d relative to it, log1p(q·expm1(∓d)) with q = Σ_{c'≠y} p_c' (not 1 − p_y).
-      const y = this.p.y[b];
-      const p = y === c ? this.otherMass[b] : this.f.probs[b * C + c];
-      const sign = y === c ? -1 : 1;
-      const plus = Math.log1p(p * Math.expm1(sign * d));
-      const minus = Math.log1p(p * Math.expm1(-sign * d));
-      sum.add((plus - minus) / (2 * t));
+  /**
+   * (ℓ_b(+t) − ℓ_b(−t)) / 2t for row b when the output of layers[at] (at = −1: the row of X) moves
+   * by ±t·g at one index (a W or b entry, an X entry; dense = null) or by ±t·dense (fast mode's
+   * direction), propagated through every later layer as a change. ReLU: under 'report' a unit whose
+   * input lands on different sides of 0 for +t and −t marks a kink (rowKink; the value is still
+   * computed); under 'avoid' a unit exactly at 0 passes nothing on (relu'(0) = 0, as PyTorch) and a
+   * unit the step would carry across 0 shrinks this row's step until none is (a row that cannot be
+   * kept on one side is left out, 0, and marked a kink).
+   */
+  private rowQuotient(b: number, at: number, index: number, g: number, dense: Float64Array | null, step: number, policy: KinkPolicy): number {
+    let t = step;
+    for (let attempt = 0; attempt < MAX_SHRINKS && t > 0; attempt++) {
+      const shrinkTo = this.propagate(b, at, index, g, dense, t, policy);
+      if (shrinkTo === 0) return this.rowValue;
+      t = shrinkTo;
     }
-    return { value: this.scale * sum.value, kink: false };
+    this.rowKink = true;
+    return 0;
   }
 
-  private entryLayer1(tensor: 'W1' | 'b1', index: number, step: number, policy: KinkPolicy): FdValue {
-    const { B, D, H, C } = this.p.dims;
-    const d = tensor === 'W1' ? Math.floor(index / H) : -1;
-    const h = tensor === 'W1' ? index % H : index;
-    const relu = this.p.activation === 'relu';
-    const sum = new Sum();
-    let kink = false;
-    for (let b = 0; b < B; b++) {
-      const x = d < 0 ? 1 : this.p.X[b * D + d];
-      if (x === 0) continue;
-      const z = this.f.Z1[b * H + h];
-      const a = this.f.A1[b * H + h];
-      let t = step;
-      if (relu) {
-        if (policy === 'avoid') {
-          if (z === 0) continue; // relu'(0) = 0, as PyTorch
-          if (Math.abs(z) <= t * Math.abs(x)) t = Math.abs(z) / (2 * Math.abs(x));
-          if (!(t > 0)) {
-            kink = true;
-            continue;
+  /** The quotient at step t into rowValue (and rowKink); or the smaller step 'avoid' needs instead (0: none). */
+  private rowValue = 0;
+
+  private propagate(b: number, at: number, index: number, g: number, dense: Float64Array | null, t: number, policy: KinkPolicy): number {
+    const { layers, widths } = this.stack;
+    this.rowKink = false;
+    // The change so far: one index j moving by (vp, vm), or whole rows plus[level], minus[level].
+    let j = -1;
+    let vp = 0;
+    let vm = 0;
+    let level = at + 1;
+    if (dense === null) {
+      j = index;
+      vp = t * g;
+      vm = -t * g;
+    } else {
+      const dp = this.plus[level];
+      const dm = this.minus[level];
+      for (let h = 0; h < dp.length; h++) {
+        dp[h] = t * dense[h];
+        dm[h] = -t * dense[h];
+      }
+    }
+    for (let i = level; i < layers.length; i++, level++) {
+      const w = widths[i];
+      const inP = this.plus[level];
+      const inM = this.minus[level];
+      const outP = this.plus[level + 1];
+      const outM = this.minus[level + 1];
+      const act = this.acts[i];
+      if (act === null) {
+        // ΔZ = ΔA·W: the bias drops out.
+        const W = this.weights[i];
+        const out = widths[i + 1];
+        if (j >= 0) {
+          for (let c = 0; c < out; c++) {
+            outP[c] = vp * W[j * out + c];
+            outM[c] = vm * W[j * out + c];
           }
-        } else if (z + t * x > 0 !== z - t * x > 0) {
-          kink = true;
+          j = -1;
+        } else {
+          // Compensated over the inputs, so the change is as exact as its inputs.
+          matmulInto(inP, W, 1, w, out, outP, this.comp);
+          matmulInto(inM, W, 1, w, out, outM, this.comp);
+        }
+        continue;
+      }
+      const Z = this.inputOf(i);
+      const A = this.f.outputs[i];
+      this.unitRatio = Infinity;
+      if (j >= 0) {
+        this.unit(act, policy, Z[b * w + j], A[b * w + j], vp, vm);
+        vp = this.outP;
+        vm = this.outM;
+      } else {
+        for (let h = 0; h < w; h++) {
+          this.unit(act, policy, Z[b * w + h], A[b * w + h], inP[h], inM[h]);
+          outP[h] = this.outP;
+          outM[h] = this.outM;
         }
       }
-      const dAp = this.actDelta(z, a, t * x);
-      const dAm = this.actDelta(z, a, -t * x);
-      if (dAp === 0 && dAm === 0) continue;
-      for (let c = 0; c < C; c++) {
-        const w = this.p.W2[h * C + c];
-        this.delta[c] = dAp * w;
-        this.deltaM[c] = dAm * w;
+      if (this.unitRatio < Infinity) return (t * this.unitRatio) / 2;
+      if (j >= 0 && vp === 0 && vm === 0) {
+        this.rowValue = 0;
+        return 0;
       }
-      sum.add((this.rowDelta(b, this.delta) - this.rowDelta(b, this.deltaM)) / (2 * t));
+    }
+    const q = j >= 0 ? this.rowDeltaAt(b, j, vp) - this.rowDeltaAt(b, j, vm) : this.rowDelta(b, this.plus[level]) - this.rowDelta(b, this.minus[level]);
+    this.rowValue = q / (2 * t);
+    return 0;
+  }
+
+  // What unit() found: the unit's change for +t and −t, and the largest fraction of the step that
+  // keeps it on its side of 0 ('avoid'); a kink ('report') goes to rowKink.
+  private outP = 0;
+  private outM = 0;
+  private unitRatio = Infinity;
+
+  /** One unit of an activation: its input z, output a, and input changes dP (for +t), dM (for −t). */
+  private unit(act: Activation, policy: KinkPolicy, z: number, a: number, dP: number, dM: number): void {
+    if (act === 'relu') {
+      if (policy === 'report') {
+        if (z + dP > 0 !== z + dM > 0) this.rowKink = true;
+      } else if (z === 0) {
+        this.outP = this.outM = 0;
+        return;
+      } else if (z + dP > 0 !== z > 0 || z + dM > 0 !== z > 0) {
+        this.unitRatio = Math.min(this.unitRatio, Math.abs(z) / Math.max(Math.abs(dP), Math.abs(dM)));
+      }
+    }
+    this.outP = this.actDelta(act, z, a, dP);
+    this.outM = this.actDelta(act, z, a, dM);
+  }
+
+  /** ∂L/∂θ at one entry of one tensor (flat row-major index), by central differences with step `step`. */
+  entry(tensor: FdTensor, index: number, step: number, policy: KinkPolicy = 'report'): FdValue {
+    if (tensor === 'X') {
+      const D = this.stack.widths[0];
+      const value = this.rowQuotient(Math.floor(index / D), -1, index % D, 1, null, step, policy);
+      return { value: this.scale * value, kink: this.rowKink };
+    }
+    const i = this.layerOf(tensor);
+    const l = this.linear(tensor);
+    // W[p,q] moves Z[b,q] by ±t·A[b,p] (A the layer's input); b[q] moves Z[b,q] by ±t in every row.
+    const p = tensor[0] === 'W' ? Math.floor(index / l.out) : -1;
+    const q = tensor[0] === 'W' ? index % l.out : index;
+    const A = this.inputOf(i);
+    const sum = new Sum();
+    let kink = false;
+    for (let b = 0; b < this.stack.B; b++) {
+      const g = p < 0 ? 1 : A[b * l.in + p];
+      if (g === 0) continue;
+      sum.add(this.rowQuotient(b, i, q, g, null, step, policy));
+      kink ||= this.rowKink;
     }
     return { value: this.scale * sum.value, kink };
   }
 
-  private entryX(index: number, step: number, policy: KinkPolicy): FdValue {
-    const { D, H } = this.p.dims;
-    const b = Math.floor(index / D);
-    const d = index % D;
-    const relu = this.p.activation === 'relu';
-    const { Z1 } = this.f;
-    const W1 = this.p.W1;
-    let t = step;
-    let kink = false;
-    if (relu) {
-      for (let h = 0; h < H; h++) {
-        const w = W1[d * H + h];
-        const z = Z1[b * H + h];
-        if (w === 0) continue;
-        if (policy === 'avoid') {
-          if (z !== 0 && Math.abs(z) <= t * Math.abs(w)) t = Math.abs(z) / (2 * Math.abs(w));
-        } else if (z + t * w > 0 !== z - t * w > 0) {
-          kink = true;
-        }
-      }
-      if (!(t > 0)) return { value: NaN, kink: true };
-    }
-    const forceZero = relu && policy === 'avoid';
-    this.fillRowShift(b, d, t, 1, forceZero, this.dA);
-    this.fillRowShift(b, d, t, -1, forceZero, this.dAm);
-    this.logitShift(this.dA, this.delta);
-    this.logitShift(this.dAm, this.deltaM);
-    const value = (this.rowDelta(b, this.delta) - this.rowDelta(b, this.deltaM)) / (2 * t);
-    return { value: this.scale * value, kink };
-  }
-
-  /** ΔA1[b,:] when X[b,d] moves by sign·t (Z1[b,h] moves by sign·t·W1[d,h]). */
-  private fillRowShift(b: number, d: number, t: number, sign: number, forceZero: boolean, out: Float64Array): void {
-    const H = this.p.dims.H;
-    for (let h = 0; h < H; h++) {
-      const z = this.f.Z1[b * H + h];
-      out[h] = forceZero && z === 0 ? 0 : this.actDelta(z, this.f.A1[b * H + h], sign * t * this.p.W1[d * H + h]);
-    }
-  }
-
-  /** δ[c] = Σ_h ΔA[h]·W2[h,c]. */
-  private logitShift(dA: Float64Array, out: Float64Array): void {
-    const { H, C } = this.p.dims;
-    const comp = this.comp;
-    out.fill(0);
-    comp.fill(0);
-    // Compensated (Neumaier) sums over the H hidden units, so δ is as exact as its inputs.
-    for (let h = 0; h < H; h++) {
-      const a = dA[h];
-      if (a === 0) continue;
-      for (let c = 0; c < C; c++) {
-        const x = a * this.p.W2[h * C + c];
-        const s = out[c];
-        const t = s + x;
-        comp[c] += Math.abs(s) >= Math.abs(x) ? s - t + x : x - t + s;
-        out[c] = t;
-      }
-    }
-    for (let c = 0; c < C; c++) out[c] += comp[c];
-  }
-
   /**
    * The directional derivative ∇_θL · u for a direction u over a whole tensor (fast mode), by
-   * central differences with step `step`; `kink` when any Z1 entry changes sign.
+   * central differences with step `step`; `kink` when any ReLU pre-activation changes sign.
    */
   direction(tensor: FdTensor, u: Float64Array, step: number): FdValue {
-    const { B, D, H, C } = this.p.dims;
-    const t = step;
-    let kink = false;
+    const { B } = this.stack;
     const sum = new Sum();
-    const relu = this.p.activation === 'relu';
-    if (tensor === 'W2' || tensor === 'b2') {
-      for (let b = 0; b < B; b++) {
-        for (let c = 0; c < C; c++) {
-          let g = 0;
-          if (tensor === 'b2') g = u[c];
-          else for (let h = 0; h < H; h++) g += this.f.A1[b * H + h] * u[h * C + c];
-          this.delta[c] = t * g;
-          this.deltaM[c] = -t * g;
-        }
-        sum.add((this.rowDelta(b, this.delta) - this.rowDelta(b, this.deltaM)) / (2 * t));
-      }
+    let kink = false;
+    const add = (b: number, at: number, dense: Float64Array) => {
+      sum.add(this.rowQuotient(b, at, 0, 0, dense, step, 'report'));
+      kink ||= this.rowKink;
+    };
+    if (tensor === 'X') {
+      const D = this.stack.widths[0];
+      for (let b = 0; b < B; b++) add(b, -1, u.subarray(b * D, (b + 1) * D));
       return { value: this.scale * sum.value, kink };
     }
-    // The change of Z1 per unit step: X·U (W1), u broadcast (b1), U·W1 (X).
+    const i = this.layerOf(tensor);
+    const l = this.linear(tensor);
+    // The change of Z per unit step: A·U (W), u broadcast (b).
+    const A = this.inputOf(i);
+    const g = new Float64Array(l.out);
     for (let b = 0; b < B; b++) {
-      for (let h = 0; h < H; h++) {
-        let g = 0;
-        if (tensor === 'b1') g = u[h];
-        else if (tensor === 'W1') for (let d = 0; d < D; d++) g += this.p.X[b * D + d] * u[d * H + h];
-        else for (let d = 0; d < D; d++) g += u[b * D + d] * this.p.W1[d * H + h];
-        const z = this.f.Z1[b * H + h];
-        const a = this.f.A1[b * H + h];
-        if (relu && z + t * g > 0 !== z - t * g > 0) kink = true;
-        this.dA[h] = this.actDelta(z, a, t * g);
-        this.dAm[h] = this.actDelta(z, a, -t * g);
+      if (tensor[0] === 'b') g.set(u);
+      else {
+        for (let c = 0; c < l.out; c++) {
+          let s = 0;
+          for (let h = 0; h < l.in; h++) s += A[b * l.in + h] * u[h * l.out + c];
+          g[c] = s;
+        }
       }
-      this.logitShift(this.dA, this.delta);
-      this.logitShift(this.dAm, this.deltaM);
-      sum.add((this.rowDelta(b, this.delta) - this.rowDelta(b, this.deltaM)) / (2 * t));
+      add(b, i, g);
     }
     return { value: this.scale * sum.value, kink };
   }

@@ -1,7 +1,7 @@
 // Plain-text rendering of verify and gradcheck reports (what `handgrad verify` prints).
 import { formatNum } from './diagnose';
-import type { GradcheckReport } from './gradcheck';
-import type { VerifyReport } from './verify';
+import type { GradcheckReport, SequentialGradcheckReport } from './gradcheck';
+import type { SequentialVerifyReport, VerifyReport } from './verify';
 
 const fmt = (x: number) => (Number.isNaN(x) ? '—' : x.toExponential(2));
 
@@ -10,40 +10,54 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
-/** The report as a table, one row per tensor, then the diagnosis of each failure and the summary. */
-export function formatVerifyReport(r: VerifyReport): string {
+/** What was checked: the two-layer sizes and activation, or the Sequential's layers. */
+function network(r: VerifyReport | SequentialVerifyReport | GradcheckReport | SequentialGradcheckReport): string {
+  if ('network' in r) return `${r.network}, B=${r.dims.B}, ${r.dtype}, reduction ${r.reduction}`;
   const { B, D, H, C } = r.dims;
+  return `B=${B} D=${D} H=${H} C=${C}, ${r.dtype}, ${r.activation}, reduction ${r.reduction}`;
+}
+
+/**
+ * The report as a table, one row per tensor (with its layer, for a Sequential), then the diagnosis
+ * of each failure and the summary.
+ */
+export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): string {
+  const layers = 'network' in r;
   const head = [
-    `verify: B=${B} D=${D} H=${H} C=${C}, ${r.dtype}, ${r.activation}, reduction ${r.reduction}`,
+    `verify: ${network(r)}`,
     `candidate: ${r.candidate}    reference: ${r.reference} (${r.referenceNote})`,
     `tolerance: max|Δ|/max|ref| ≤ ${r.toleranceEps} eps = ${r.tolerance.toExponential(2)} (eps of ${r.dtype} = ${r.eps.toExponential(3)})`,
     '',
   ];
-  const rows = [['tensor', 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'worst at', 'result']];
+  const rows = [['tensor', ...(layers ? ['layer'] : []), 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'worst at', 'result']];
   for (const t of r.tensors) {
     const status = t.status === 'pass' ? 'ok' : t.status === 'fail' ? 'FAIL' : t.status === 'missing' ? 'MISSING' : 'skipped';
     const eps = Number.isNaN(t.epsUnits) ? '—' : t.epsUnits === Infinity ? 'inf' : t.epsUnits < 1e4 ? t.epsUnits.toFixed(2) : t.epsUnits.toExponential(2);
     rows.push([
-      t.name, `[${t.shape.join(',')}]`, fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps,
+      t.name, ...(layers ? [t.layer ?? ''] : []), `[${t.shape.join(',')}]`, fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps,
       t.worst ? `[${t.worst.index.join(',')}]` : '—', status,
     ]);
   }
   const notes: string[] = [];
   for (const t of r.tensors) {
     if (t.diagnosis.length === 0) continue;
-    notes.push(`${t.name}:`);
+    notes.push(t.layer ? `${t.name} (${t.layer}):` : `${t.name}:`);
     for (const d of t.diagnosis) notes.push(`  - [${d.kind}] ${d.message}`);
     if (t.worst && t.status === 'fail') notes.push(`    worst entry ${t.name}[${t.worst.index.join(',')}]: candidate ${formatNum(t.worst.candidate)}, reference ${formatNum(t.worst.reference)}`);
   }
   return [...head, table(rows), '', ...(notes.length ? [...notes, ''] : []), `${r.ok ? 'OK' : 'MISMATCH'}: ${r.summary}`].join('\n');
 }
 
-/** A gradcheck report as a table, then its failure messages. */
-export function formatGradcheckReport(r: GradcheckReport): string {
-  const head = `gradcheck (${r.mode} mode): step ${r.eps}, atol ${r.atol}, rtol ${r.rtol}; analytical: ${r.analytical}; numerical: central differences in float64`;
-  const rows = [['input', 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result']];
+/** A gradcheck report as a table (with each input's layer, for a Sequential), then its failure messages. */
+export function formatGradcheckReport(r: GradcheckReport | SequentialGradcheckReport): string {
+  const layers = 'network' in r;
+  const head = [
+    ...(layers ? [`gradcheck: ${network(r)}`] : []),
+    `gradcheck (${r.mode} mode): step ${r.eps}, atol ${r.atol}, rtol ${r.rtol}; analytical: ${r.analytical}; numerical: central differences in float64`,
+  ].join('\n');
+  const rows = [['input', ...(layers ? ['layer'] : []), 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result']];
   for (const t of r.tensors) {
-    rows.push([t.name, `[${t.shape.join(',')}]`, String(t.checked), String(t.failures), String(t.kinks), fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL']);
+    rows.push([t.name, ...(layers ? [t.layer ?? ''] : []), `[${t.shape.join(',')}]`, String(t.checked), String(t.failures), String(t.kinks), fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL']);
   }
   const nondet = r.nondeterminism.checked ? (r.nondeterminism.ok ? 'backward twice: bit-identical' : `backward twice: ${r.nondeterminism.message}`) : 'backward twice: not checked';
   return [head, table(rows), nondet, ...r.warnings.map((w) => `warning: ${w}`), ...r.failures, r.ok ? 'OK' : 'FAILED'].join('\n');

@@ -4,18 +4,20 @@
 // derivative along a random unit vector u (vᵀJu with v = 1 for the scalar loss) and re-checks a
 // failing tensor entry by entry; backward run twice must agree bit for bit.
 //
-// The numerical side always differentiates this package's two-layer loss (lib/verify/fd.ts) at the
-// given point; the analytical side is a backend's hand-derived backward (params given) or the
-// gradients a user function returns (function given, the point in opts.params).
-import { forwardBackward } from '../model';
+// The numerical side always differentiates the network's own loss at the given point (lib/verify/fd.ts):
+// the two-layer params, or a Sequential of any depth (its float64 copy); the analytical side is a
+// backend's hand-derived backward (the network given) or the gradients a user function returns
+// (function given, the point in opts.params).
+import type { Sequential } from '../layers/sequential';
 import { Rng } from '../rng';
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from '../types';
 import * as v from '../validate';
 import { coerceTensor, splitResult } from './coerce';
 import { formatNum, unravel } from './diagnose';
 import { FiniteDifferences, type FdTensor } from './fd';
-import { checkedProblem, f64 } from './model64';
-import type { GradFunction } from './verify';
+import { f64 } from './stack64';
+import { networkOptions, subjectOf, type SequentialDescription } from './subject';
+import type { GradFunction, SequentialGradFunction } from './verify';
 
 type Params = { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number };
 
@@ -46,6 +48,12 @@ export interface GradcheckOptions {
   worstEntries?: number;
 }
 
+/** gradcheck's options for a Sequential: its activations are its layers', its reduction defaults to its loss's. */
+export interface SequentialGradcheckOptions extends Omit<GradcheckOptions, 'activation' | 'params'> {
+  /** The point, when a gradient function (seq, X, y, opts) => grads is checked. */
+  params?: Sequential;
+}
+
 export interface GradcheckEntry {
   index: number[];
   numerical: number;
@@ -56,8 +64,10 @@ export interface GradcheckEntry {
 }
 
 export interface GradcheckTensor {
-  /** The input: X, W1, b1, W2, b2. */
+  /** The input: X, W1, b1, W2, b2 (W3, b3, … for a deeper Sequential). */
   name: FdTensor;
+  /** A Sequential's layer the input belongs to ('layers[2] (Linear 7→9)'; X: layers[0]). */
+  layer?: string;
   shape: number[];
   /** How the verdict was reached ('full' also when a fast check was re-run in full). */
   mode: 'full' | 'fast';
@@ -79,15 +89,14 @@ export interface GradcheckTensor {
   problem?: string;
 }
 
-export interface GradcheckReport {
+/** What every gradcheck report holds, whatever the network. */
+export interface GradcheckReportBase {
   ok: boolean;
   mode: 'full' | 'fast';
   eps: number;
   atol: number;
   rtol: number;
-  activation: Activation;
   reduction: Reduction;
-  dims: Dims;
   dtype: Dtype;
   /** Where the analytical gradients came from: a backend name or 'function'. */
   analytical: string;
@@ -98,8 +107,18 @@ export interface GradcheckReport {
   warnings: string[];
 }
 
+/** The report on the two-layer params. */
+export interface GradcheckReport extends GradcheckReportBase {
+  activation: Activation;
+  dims: Dims;
+}
+
+/** The report on a Sequential. */
+export type SequentialGradcheckReport = GradcheckReportBase & SequentialDescription;
+
 const TINY = 1e-10;
-const GRAD_OF: Record<FdTensor, 'dX' | 'dW1' | 'db1' | 'dW2' | 'db2'> = { X: 'dX', W1: 'dW1', b1: 'db1', W2: 'dW2', b2: 'db2' };
+/** The gradient of an input: dX, dW1, … */
+const gradOf = (t: FdTensor) => `d${t}`;
 
 const relErr = (a: number, n: number) => Math.abs(a - n) / Math.max(Math.abs(a) + Math.abs(n), TINY);
 
@@ -114,19 +133,28 @@ type Analytic = { grads: Partial<Record<FdTensor, Float64Array>>; problems: Part
 
 /**
  * Checks analytical gradients against float64 central finite differences, torch.autograd.gradcheck style.
- * @param target the parameters (the backend in opts.backend is checked) or a gradient function
- *   (params, X, y, opts) => grads, with the point in opts.params
+ * @param target the network (the two-layer params or a Sequential; the backend in opts.backend is
+ *   checked) or a gradient function (params, X, y, opts) => grads, or (seq, X, y, opts) => grads,
+ *   with the point in opts.params
  * @throws {TypeError|RangeError} invalid arguments or options (as forwardBackward)
  * @throws {HandgradError} the backend is unavailable
  */
-export function gradcheck(target: Params | GradFunction, X: FloatArray, y: ArrayLike<number>, opts: GradcheckOptions = {}): GradcheckReport {
+export function gradcheck(target: Params | GradFunction, X: FloatArray, y: ArrayLike<number>, opts?: GradcheckOptions): GradcheckReport;
+export function gradcheck(target: Sequential | SequentialGradFunction, X: FloatArray, y: ArrayLike<number>, opts?: SequentialGradcheckOptions): SequentialGradcheckReport;
+export function gradcheck(
+  target: Params | GradFunction | Sequential | SequentialGradFunction,
+  X: FloatArray,
+  y: ArrayLike<number>,
+  opts: GradcheckOptions | SequentialGradcheckOptions = {},
+): GradcheckReport | SequentialGradcheckReport {
   if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
   const eps = num('opts.eps', opts.eps, 1e-6, true);
   const atol = num('opts.atol', opts.atol, 1e-5, false);
   const rtol = num('opts.rtol', opts.rtol, 1e-3, false);
   const mode = v.oneOf('opts.mode', opts.mode, ['full', 'fast'] as const, 'full');
-  const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
-  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, 'mean');
+  const isFn = typeof target === 'function';
+  const point: unknown = isFn ? opts.params : target;
+  const net = networkOptions(point, opts);
   const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
   const inputGrad = v.bool('opts.inputGrad', opts.inputGrad, false);
   const nondetCheck = v.bool('opts.nondetCheck', opts.nondetCheck, true);
@@ -135,46 +163,41 @@ export function gradcheck(target: Params | GradFunction, X: FloatArray, y: Array
   if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
   if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
 
-  const isFn = typeof target === 'function';
-  const rawParams = isFn ? opts.params : target;
-  if (isFn && rawParams === undefined) v.fail(TypeError, 'the point { W1, b1, W2, b2 } to check a gradient function at', 'opts.params', undefined);
-  const { p, b, problem, forward } = checkedProblem(rawParams, X, y, activation, reduction);
-  const dims = problem.dims;
-  const fd = new FiniteDifferences(problem, forward);
+  if (isFn && point === undefined) v.fail(TypeError, 'the point { W1, b1, W2, b2 } (or a Sequential) to check a gradient function at', 'opts.params', undefined);
+  const s = subjectOf(point, X, y, net);
+  const fd = new FiniteDifferences(s.stack, s.forward);
 
-  const names: FdTensor[] = inputGrad ? ['X', 'W1', 'b1', 'W2', 'b2'] : ['W1', 'b1', 'W2', 'b2'];
+  const names: FdTensor[] = inputGrad ? fd.tensors() : fd.tensors().slice(1);
   const warnings: string[] = [];
-  if (p.dtype !== 'float64') {
+  if (s.dtype !== 'float64') {
     warnings.push('the analytical gradients are float32: gradcheck is designed for float64 (as torch.autograd.gradcheck); expect float32 rounding (~1e-7 relative) in the comparison');
   }
 
   const analytic = (): Analytic => {
     if (!isFn) {
-      const r = forwardBackward(p, b.X, b.y, { backend, activation, reduction, inputGrad });
+      const r = s.run(backend, inputGrad);
       const grads: Analytic['grads'] = {};
-      for (const t of names) grads[t] = f64(r.grads[GRAD_OF[t]]!);
+      for (const t of names) grads[t] = f64(r.grads[gradOf(t)]!);
       return { grads, problems: {}, loss: r.loss };
     }
-    const out = (target as GradFunction)(
-      { W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() }, b.X.slice(), b.y.slice(), { activation, reduction, inputGrad: true },
-    );
+    const out = s.call(target as (...args: never[]) => unknown);
     if (out !== null && typeof (out as { then?: unknown }).then === 'function') {
       v.fail(TypeError, 'a synchronous gradient function', 'target', new v.Received('one that returns a Promise'));
     }
     const split = splitResult(out);
     const res: Analytic = { grads: {}, problems: {} };
     for (const t of names) {
-      const g = split?.grads[GRAD_OF[t]];
+      const g = split?.grads[gradOf(t)];
       const shape = fd.shape(t);
       const n = shape.reduce((a, c) => a * c, 1);
       if (g === undefined) {
-        res.problems[t] = `no ${GRAD_OF[t]} was returned`;
+        res.problems[t] = `no ${gradOf(t)} was returned`;
         continue;
       }
       const c = coerceTensor(g);
-      if (c.values === null) res.problems[t] = `${GRAD_OF[t]} could not be read: ${c.problem}`;
+      if (c.values === null) res.problems[t] = `${gradOf(t)} could not be read: ${c.problem}`;
       else if (c.values.length !== n || (c.shape !== null && c.shape.join(',') !== shape.join(','))) {
-        res.problems[t] = `${GRAD_OF[t]} has shape [${(c.shape ?? [c.values.length]).join(',')}], expected [${shape.join(',')}]`;
+        res.problems[t] = `${gradOf(t)} has shape [${(c.shape ?? [c.values.length]).join(',')}], expected [${shape.join(',')}]`;
       } else res.grads[t] = c.values;
     }
     if (split && typeof split.loss === 'number') res.loss = split.loss;
@@ -193,6 +216,7 @@ export function gradcheck(target: Params | GradFunction, X: FloatArray, y: Array
       name: t, shape, mode, checked: 0, failures: 0, kinks: 0, maxAbsError: 0, maxRelError: 0,
       worst: [], kinkEntries: [], pass: true, recheckedInFull: false,
     };
+    if (s.layerOf[gradOf(t)] !== undefined) report.layer = s.layerOf[gradOf(t)];
     tensors.push(report);
     const a = first.grads[t];
     if (a === undefined) {
@@ -276,7 +300,7 @@ export function gradcheck(target: Params | GradFunction, X: FloatArray, y: Array
       if (i >= 0) {
         nondeterminism.ok = false;
         nondeterminism.message =
-          `Backward is not reentrant: running it twice on the same inputs gave different ${GRAD_OF[t]} ` +
+          `Backward is not reentrant: running it twice on the same inputs gave different ${gradOf(t)} ` +
           `(first difference at [${unravel(i, fd.shape(t)).join(',')}]: ${g1[i]} then ${g2[i]}), although nothing changed between the runs. ` +
           'The tolerance for nondeterminism is 0 (bit for bit).';
         failures.push(nondeterminism.message);
@@ -284,12 +308,12 @@ export function gradcheck(target: Params | GradFunction, X: FloatArray, y: Array
       }
     }
   }
-  return {
-    ok: tensors.every((x) => x.pass) && nondeterminism.ok,
-    mode, eps, atol, rtol, activation, reduction, dims, dtype: p.dtype,
-    analytical: isFn ? 'function' : backend,
-    tensors, nondeterminism, failures, warnings,
-  };
+  const ok = tensors.every((x) => x.pass) && nondeterminism.ok;
+  const analytical = isFn ? 'function' : backend;
+  const rest = { analytical, tensors, nondeterminism, failures, warnings };
+  return s.info.kind === 'params'
+    ? { ok, mode, eps, atol, rtol, activation: s.info.activation, reduction: s.reduction, dims: s.info.dims, dtype: s.dtype, ...rest }
+    : { ok, mode, eps, atol, rtol, network: s.info.network, reduction: s.reduction, dims: s.info.dims, widths: s.info.widths, dtype: s.dtype, ...rest };
 }
 
 /** Keeps the `keep` entries with the largest absolute error, largest first. */

@@ -1,9 +1,11 @@
 // The two-layer network in float64 plain TypeScript, for the verifier: the forward pass that
-// finite differences perturb, and the backward chain with one step deliberately changed at a time
+// finite differences perturb (the stack forward of stack64.ts, under the names Z1, A1, logits), and
+// the backward chain with one step deliberately changed at a time
 // (the "variants"), so a failing candidate can be matched against the bug that explains it.
 // Nothing here is used as the truth a candidate is judged by: that is torch or finite differences.
 import type { Activation, Dims, FloatArray, Reduction } from '../types';
 import * as v from '../validate';
+import { f64, stackForward64, type Stack64, type StackForward64 } from './stack64';
 
 export interface Problem64 {
   dims: Dims;
@@ -25,45 +27,6 @@ export interface Forward64 {
   /** log Σ_c exp(logits[b,c]) − logits[b,y_b], per row [B]. */
   rowLoss: Float64Array;
   loss: number;
-}
-
-/** Copies any float array into a Float64Array (float32 values are exact in float64). */
-export function f64(a: ArrayLike<number>): Float64Array {
-  return a instanceof Float64Array ? a.slice() : Float64Array.from(a);
-}
-
-export function act(activation: Activation, z: number): number {
-  if (activation === 'relu') return z > 0 ? z : 0;
-  if (activation === 'sigmoid') return 1 / (1 + Math.exp(-z));
-  return Math.tanh(z);
-}
-
-/**
- * C[M,N] = A[M,K]·B[K,N] (+ a bias row broadcast over M), each sum compensated (Neumaier), so the
- * forward pass that finite differences start from carries as little rounding as float64 allows.
- */
-export function matmul(A: Float64Array, Bm: Float64Array, M: number, K: number, N: number, bias?: Float64Array): Float64Array {
-  const C = new Float64Array(M * N);
-  const comp = new Float64Array(N);
-  for (let i = 0; i < M; i++) {
-    const ci = i * N;
-    if (bias) C.set(bias, ci);
-    comp.fill(0);
-    for (let k = 0; k < K; k++) {
-      const a = A[i * K + k];
-      if (a === 0) continue;
-      const bk = k * N;
-      for (let j = 0; j < N; j++) {
-        const x = a * Bm[bk + j];
-        const s = C[ci + j];
-        const t = s + x;
-        comp[j] += Math.abs(s) >= Math.abs(x) ? s - t + x : x - t + s;
-        C[ci + j] = t;
-      }
-    }
-    for (let j = 0; j < N; j++) C[ci + j] += comp[j];
-  }
-  return C;
 }
 
 /** Aᵀ·B for A [K,M], B [K,N] → [M,N]. */
@@ -108,25 +71,24 @@ export function sumCols(A: Float64Array, rows: number, cols: number): Float64Arr
   return out;
 }
 
-export function forward64(p: Problem64): Forward64 {
+/** The two-layer network as a stack: [Linear(W1, b1), act, Linear(W2, b2)] (shares its arrays). */
+export function stackOf(p: Problem64): Stack64 {
   const { B, D, H, C } = p.dims;
-  const Z1 = matmul(p.X, p.W1, B, D, H, p.b1);
-  const A1 = Z1.map((z) => act(p.activation, z));
-  const logits = matmul(A1, p.W2, B, H, C, p.b2);
-  const probs = new Float64Array(B * C);
-  const rowLoss = new Float64Array(B);
-  let total = 0;
-  for (let b = 0; b < B; b++) {
-    const o = b * C;
-    let m = -Infinity;
-    for (let c = 0; c < C; c++) m = Math.max(m, logits[o + c]);
-    let s = 0;
-    for (let c = 0; c < C; c++) s += probs[o + c] = Math.exp(logits[o + c] - m);
-    for (let c = 0; c < C; c++) probs[o + c] /= s;
-    rowLoss[b] = Math.log(s) + m - logits[o + p.y[b]];
-    total += rowLoss[b];
-  }
-  return { Z1, A1, logits, probs, rowLoss, loss: p.reduction === 'mean' ? total / B : total };
+  return {
+    X: p.X, y: p.y, B, reduction: p.reduction, widths: [D, H, H, C],
+    layers: [{ kind: 'linear', k: 1, in: D, out: H, W: p.W1, b: p.b1 }, { kind: p.activation }, { kind: 'linear', k: 2, in: H, out: C, W: p.W2, b: p.b2 }],
+  };
+}
+
+/** The stack's forward (stackForward64), under the two-layer names. */
+export function forward64(p: Problem64): Forward64 {
+  const { outputs: [Z1, A1, logits], probs, rowLoss, loss } = stackForward64(stackOf(p));
+  return { Z1, A1, logits, probs, rowLoss, loss };
+}
+
+/** A two-layer forward as the stack's (the same arrays). */
+export function asStackForward(f: Forward64): StackForward64 {
+  return { outputs: [f.Z1, f.A1, f.logits], probs: f.probs, rowLoss: f.rowLoss, loss: f.loss };
 }
 
 export interface Backward64 {

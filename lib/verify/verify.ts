@@ -1,19 +1,20 @@
-// verify(params, X, y, opts): a candidate's loss and gradients against a reference, tensor by
-// tensor, with the first failure in backward order explained.
+// verify(params | seq, X, y, opts): a candidate's loss and gradients against a reference, tensor
+// by tensor, with the first failure in backward order explained (and, for a Sequential, the layer
+// it belongs to).
 //
 // Reference: LibTorch autograd in float64 ('torch', the default when this build has it) or central
 // finite differences in float64 ('fd', lib/verify/fd.ts: accurate to a few eps, measured against
 // the PyTorch fixtures). Candidate: a backend's hand-derived path ('native' by default) or any
-// function (params, X, y, opts) => grads.
-import { getBackend } from '../backends';
+// function (params, X, y, opts) => grads, or (seq, X, y, opts) => grads.
 import { HandgradError } from '../errors';
-import { forwardBackward } from '../model';
+import type { Sequential } from '../layers/sequential';
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from '../types';
 import * as v from '../validate';
-import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
-import { diagnose, measure, SHAPES, unravel, type Diagnosis, type TensorName } from './diagnose';
-import { FiniteDifferences } from './fd';
-import { backward64, checkedProblem, f64, variantsFor, type Backward64, type Problem64, type VariantId } from './model64';
+import { coerceTensor, splitResult, type Coerced, type GradsLike, type LayerGradsLike } from './coerce';
+import { diagnose, generalContext, measure, twoLayerContext, unravel, type Diagnosis, type TensorName } from './diagnose';
+import { FiniteDifferences, type FdTensor } from './fd';
+import { f64 } from './stack64';
+import { networkOptions, subjectOf, type LossAndGrads, type SequentialDescription, type Subject } from './subject';
 
 /** A user's gradient function: returns the gradients (plain, nested or typed arrays), optionally with the loss. */
 export type GradFunction = (
@@ -23,7 +24,19 @@ export type GradFunction = (
   opts: { activation: Activation; reduction: Reduction; inputGrad: true },
 ) => GradsLike | { loss?: number; grads: GradsLike };
 
+/**
+ * A user's gradient function for a Sequential: returns dX?, dW1, db1, dW2, db2, … (one pair per
+ * Linear layer, numbered from 1), optionally with the loss. It is handed a copy of the network.
+ */
+export type SequentialGradFunction = (
+  seq: Sequential,
+  X: FloatArray,
+  y: Int32Array,
+  opts: { reduction: Reduction; inputGrad: true },
+) => LayerGradsLike | { loss?: number; grads: LayerGradsLike };
+
 export type Candidate = BackendName | GradFunction;
+export type SequentialCandidate = BackendName | SequentialGradFunction;
 export type ReferenceName = 'torch' | 'fd';
 
 export interface VerifyOptions {
@@ -39,6 +52,12 @@ export interface VerifyOptions {
   inputGrad?: boolean;
   /** Step of the finite differences when the reference is 'fd' (default 1e-8). */
   fdStep?: number;
+}
+
+/** verify's options for a Sequential: its activations are its layers', its reduction defaults to its loss's. */
+export interface SequentialVerifyOptions extends Omit<VerifyOptions, 'activation' | 'candidate'> {
+  /** 'native' (default), 'ts', 'torch', 'wasm', or a gradient function (seq, X, y, opts) => grads. */
+  candidate?: SequentialCandidate;
 }
 
 /**
@@ -72,13 +91,14 @@ export interface TensorCheck {
   /** Entries off by more than tolerance · max|reference|. */
   mismatches: number;
   diagnosis: Diagnosis[];
+  /** A Sequential's layer the tensor belongs to: 'layers[2] (Linear 128→64)' (dX: layers[0]; the loss: its loss). */
+  layer?: string;
 }
 
-export interface VerifyReport {
+/** What every verify report holds, whatever the network. */
+export interface VerifyReportBase {
   ok: boolean;
-  dims: Dims;
   dtype: Dtype;
-  activation: Activation;
   reduction: Reduction;
   /** 'native', 'ts', … or 'function'. */
   candidate: string;
@@ -89,7 +109,7 @@ export interface VerifyReport {
   toleranceEps: number;
   /** The relative (normwise) tolerance: toleranceEps × eps. */
   tolerance: number;
-  /** loss, dX, dW1, db1, dW2, db2. */
+  /** Two-layer: loss, dX, dW1, db1, dW2, db2. Sequential: loss, then backward order (dW_L, db_L, …, dW1, db1, dX). */
   tensors: TensorCheck[];
   /** The first failing tensor in backward order (loss, then dW2, db2, dW1, db1, dX), or null. */
   firstFailure: TensorName | null;
@@ -99,46 +119,61 @@ export interface VerifyReport {
   candidateError?: string;
 }
 
-const TABLE_ORDER: TensorName[] = ['loss', 'dX', 'dW1', 'db1', 'dW2', 'db2'];
-export const BACKWARD_ORDER: TensorName[] = ['loss', 'dW2', 'db2', 'dW1', 'db1', 'dX'];
-
-type Ref = Record<TensorName, Float64Array>;
-
-function referenceTorch(p: Problem64): Ref {
-  getBackend('torch'); // throws ERR_TORCH_UNAVAILABLE when this build has none
-  const r = forwardBackward({ W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, p.X, p.y, {
-    backend: 'torch', activation: p.activation, reduction: p.reduction, inputGrad: true,
-  });
-  const g = r.grads;
-  return { loss: new Float64Array([r.loss]), dX: f64(g.dX!), dW1: f64(g.dW1), db1: f64(g.db1), dW2: f64(g.dW2), db2: f64(g.db2) };
+/** The report on the two-layer params. */
+export interface VerifyReport extends VerifyReportBase {
+  dims: Dims;
+  activation: Activation;
 }
 
-function referenceFd(p: Problem64, step: number): Ref {
-  const fd = new FiniteDifferences(p);
-  const grad = (t: 'X' | 'W1' | 'b1' | 'W2' | 'b2') => fd.gradient(t, step, 'avoid').grad;
-  return { loss: new Float64Array([fd.f.loss]), dX: grad('X'), dW1: grad('W1'), db1: grad('b1'), dW2: grad('W2'), db2: grad('b2') };
+/** The report on a Sequential. */
+export interface SequentialVerifyReport extends VerifyReportBase, SequentialDescription {
+  /** The layer of the first failure ('layers[2] (Linear 7→9)'), or null. */
+  firstFailureLayer: string | null;
+}
+
+export const BACKWARD_ORDER: TensorName[] = ['loss', 'dW2', 'db2', 'dW1', 'db1', 'dX'];
+
+/** loss, then dW_L, db_L, …, dW1, db1, then dX: the order the backward computes them in. */
+function backwardOrder(s: Subject): TensorName[] {
+  const pairs: TensorName[] = [];
+  for (let i = s.weightGrads.length - 2; i >= 0; i -= 2) pairs.push(s.weightGrads[i] as TensorName, s.weightGrads[i + 1] as TensorName);
+  return ['loss', ...pairs, 'dX'];
+}
+
+type Ref = Record<string, Float64Array>;
+
+function asRef(r: LossAndGrads): Ref {
+  const ref: Ref = { loss: new Float64Array([r.loss]) };
+  for (const [k, g] of Object.entries(r.grads)) if (g !== undefined) ref[k] = f64(g);
+  return ref;
+}
+
+function referenceFd(s: Subject, step: number, inputGrad: boolean): Ref {
+  const fd = new FiniteDifferences(s.stack, s.forward);
+  const ref: Ref = { loss: new Float64Array([fd.f.loss]) };
+  for (const name of [...(inputGrad ? ['dX'] : []), ...s.weightGrads]) ref[name] = fd.gradient(name.slice(1) as FdTensor, step, 'avoid').grad;
+  return ref;
 }
 
 interface CandidateOut {
   name: string;
   loss?: Coerced;
-  grads: Partial<Record<Exclude<TensorName, 'loss'>, Coerced>>;
+  grads: Record<string, Coerced>;
   error?: string;
 }
 
-function runCandidate(candidate: Candidate, p: v.CheckedParams, X: FloatArray, y: Int32Array, activation: Activation, reduction: Reduction): CandidateOut {
+function runCandidate(candidate: Candidate | SequentialCandidate, s: Subject): CandidateOut {
+  const names = ['dX', ...s.weightGrads];
+  const grads: CandidateOut['grads'] = {};
   if (typeof candidate === 'string') {
-    const r = forwardBackward({ W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, X, y, { backend: candidate, activation, reduction, inputGrad: true });
-    const grads: CandidateOut['grads'] = {};
-    for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2'] as const) grads[k] = coerceTensor(r.grads[k]);
+    const r = s.run(candidate, true);
+    for (const k of names) grads[k] = coerceTensor(r.grads[k]);
     return { name: candidate, loss: coerceTensor(r.loss), grads };
   }
   // The function gets copies: a buggy candidate that writes into its inputs cannot change the reference.
   let result: unknown;
   try {
-    result = candidate({ W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() }, X.slice(), y.slice(), {
-      activation, reduction, inputGrad: true,
-    });
+    result = s.call(candidate);
   } catch (err) {
     return { name: 'function', grads: {}, error: `the candidate threw: ${(err as Error)?.message ?? String(err)}` };
   }
@@ -146,9 +181,8 @@ function runCandidate(candidate: Candidate, p: v.CheckedParams, X: FloatArray, y
     throw new TypeError('Expected a synchronous gradient function for opts.candidate but received one that returns a Promise (await it in a wrapper and pass the values)');
   }
   const split = splitResult(result);
-  if (split === null) return { name: 'function', grads: {}, error: `the candidate returned ${v.describe(result)}, not an object of gradients { dW1, db1, dW2, db2, dX? }` };
-  const grads: CandidateOut['grads'] = {};
-  for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2'] as const) if (split.grads[k] !== undefined) grads[k] = coerceTensor(split.grads[k]);
+  if (split === null) return { name: 'function', grads: {}, error: `the candidate returned ${v.describe(result)}, not an object of gradients { ${s.weightGrads.join(', ')}, dX? }` };
+  for (const k of names) if (split.grads[k] !== undefined) grads[k] = coerceTensor(split.grads[k]);
   return { name: 'function', loss: split.loss === undefined ? undefined : coerceTensor(split.loss), grads };
 }
 
@@ -156,7 +190,12 @@ function runCandidate(candidate: Candidate, p: v.CheckedParams, X: FloatArray, y
  * Checks a candidate's loss and gradients against a reference, tensor by tensor, and explains the
  * first failure in backward order (a constant factor such as B, a transpose, a bias summed over
  * the wrong axis, a sign flip, a wrong ReLU mask, a wrong shape, …).
- * @throws {TypeError|RangeError} invalid params, X, y or options (as forwardBackward)
+ *
+ * The network is the two-layer params { W1, b1, W2, b2 } or a Sequential of any depth. For a
+ * Sequential the candidate is its hand-derived path on a backend (seq.forwardBackward) or a function
+ * (seq, X, y, opts) => { dX?, dW1, db1, dW2, db2, … }; the references work on a float64 copy of it;
+ * each tensor names its layer (seq.where(i)).
+ * @throws {TypeError|RangeError} invalid params (or Sequential), X, y or options (as forwardBackward)
  * @throws {HandgradError} ERR_TORCH_UNAVAILABLE when reference 'torch' is demanded and absent;
  *   a backend candidate that is unavailable
  */
@@ -164,11 +203,12 @@ export function verify(
   params: { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number },
   X: FloatArray,
   y: ArrayLike<number>,
-  opts: VerifyOptions = {},
-): VerifyReport {
+  opts?: VerifyOptions,
+): VerifyReport;
+export function verify(seq: Sequential, X: FloatArray, y: ArrayLike<number>, opts?: SequentialVerifyOptions): SequentialVerifyReport;
+export function verify(target: unknown, X: FloatArray, y: ArrayLike<number>, opts: VerifyOptions | SequentialVerifyOptions = {}): VerifyReport | SequentialVerifyReport {
   if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-  const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
-  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, 'mean');
+  const net = networkOptions(target, opts);
   const referenceOpt = v.oneOf('opts.reference', opts.reference, ['auto', 'torch', 'fd'] as const, 'auto');
   const inputGrad = v.bool('opts.inputGrad', opts.inputGrad, true);
   const candidate = opts.candidate ?? 'native';
@@ -176,8 +216,7 @@ export function verify(
   const toleranceOpt = opts.tolerance === undefined ? undefined : positive('opts.tolerance', opts.tolerance, 0);
   const fdStep = positive('opts.fdStep', opts.fdStep, DEFAULT_FD_STEP);
 
-  const { p, b, problem, forward: fwd } = checkedProblem(params, X, y, activation, reduction);
-  const dims = problem.dims;
+  const s = subjectOf(target, X, y, net);
 
   // Reference.
   let reference: ReferenceName;
@@ -185,44 +224,38 @@ export function verify(
   let ref: Ref;
   if (referenceOpt === 'fd') {
     reference = 'fd';
-    ref = referenceFd(problem, fdStep);
+    ref = referenceFd(s, fdStep, inputGrad);
     referenceNote = `central finite differences in float64 (step ${fdStep}), as asked`;
   } else {
     try {
-      ref = referenceTorch(problem);
+      ref = asRef(s.torch());
       reference = 'torch';
       referenceNote = 'LibTorch autograd in float64';
     } catch (err) {
       if (referenceOpt === 'torch' || !(err instanceof HandgradError) || err.code !== 'ERR_TORCH_UNAVAILABLE') throw err;
       reference = 'fd';
-      ref = referenceFd(problem, fdStep);
+      ref = referenceFd(s, fdStep, inputGrad);
       referenceNote = `central finite differences in float64 (step ${fdStep}): the torch reference is unavailable in this build`;
     }
   }
 
-  const cand = runCandidate(candidate, p, b.X, b.y, activation, reduction);
+  const cand = runCandidate(candidate, s);
   const toleranceEps = toleranceOpt ?? DEFAULT_TOLERANCE_EPS[reference];
-  const eps = EPSILON[p.dtype];
+  const eps = EPSILON[s.dtype];
   const tol = toleranceEps * eps;
-  const shapes = SHAPES(dims);
-  const cache = new Map<string, Backward64>();
-  const ctx = {
-    dims, activation, reduction, tol,
-    variants: variantsFor(activation),
-    backward: (variant?: VariantId) => {
-      const key = variant ?? 'correct';
-      let g = cache.get(key);
-      if (!g) cache.set(key, (g = backward64(problem, fwd, variant)));
-      return g;
-    },
-  };
+  // The two-layer network's own diagnoses (its intermediates, its activation variants) need its
+  // whole backward chain; a Sequential of any depth gets the general ones (diagnose.ts).
+  const ctx = s.twoLayer ? twoLayerContext(s.twoLayer.problem, s.twoLayer.forward, tol) : generalContext(s.B, s.reduction, tol, s.shapes, s.chain, ref);
+  const order = backwardOrder(s);
+  const table: TensorName[] = s.info.kind === 'params' ? ['loss', 'dX', ...(s.weightGrads as TensorName[])] : order;
 
-  const tensors: TensorCheck[] = TABLE_ORDER.map((name) => {
+  const tensors: TensorCheck[] = table.map((name) => {
     const got = name === 'loss' ? cand.loss : cand.grads[name];
     const check: TensorCheck = {
-      name, shape: shapes[name], status: 'pass', candidateShape: null, candidateLength: 0,
+      name, shape: s.shapes[name], status: 'pass', candidateShape: null, candidateLength: 0,
       maxAbsDiff: NaN, maxAbsRef: NaN, relError: NaN, epsUnits: NaN, worst: null, mismatches: 0, diagnosis: [],
     };
+    if (s.layerOf[name] !== undefined) check.layer = s.layerOf[name];
     if (name === 'dX' && !inputGrad) {
       check.status = 'skipped';
       return check;
@@ -237,7 +270,7 @@ export function verify(
     check.candidateShape = got.shape;
     check.candidateLength = got.values?.length ?? 0;
     const r = ref[name];
-    const shapeOk = got.shape === null ? check.candidateLength === r.length : got.shape.length === check.shape.length && got.shape.every((s, i) => s === check.shape[i]);
+    const shapeOk = got.shape === null ? check.candidateLength === r.length : got.shape.length === check.shape.length && got.shape.every((d, i) => d === check.shape[i]);
     if (got.values !== null && got.values.length === r.length) {
       const m = measure(got.values, r, tol);
       check.maxAbsDiff = m.maxAbsDiff;
@@ -255,18 +288,20 @@ export function verify(
     return check;
   });
 
-  const firstFailure = BACKWARD_ORDER.find((n) => {
+  const firstFailure = order.find((n) => {
     const t = tensors.find((x) => x.name === n)!;
     return t.status === 'fail' || t.status === 'missing';
   }) ?? null;
-  const report: VerifyReport = {
-    ok: firstFailure === null && !cand.error,
-    dims, dtype: p.dtype, activation, reduction,
-    candidate: cand.name, reference, referenceNote, eps, toleranceEps, tolerance: tol,
-    tensors, firstFailure, summary: '',
-  };
+  const ok = firstFailure === null && !cand.error;
+  const common = { candidate: cand.name, reference, referenceNote, eps, toleranceEps, tolerance: tol, tensors, firstFailure, summary: '' };
+  const report: VerifyReport | SequentialVerifyReport = s.info.kind === 'params'
+    ? { ok, dims: s.info.dims, dtype: s.dtype, activation: s.info.activation, reduction: s.reduction, ...common }
+    : {
+      ok, network: s.info.network, dims: s.info.dims, widths: s.info.widths, dtype: s.dtype, reduction: s.reduction, ...common,
+      firstFailureLayer: firstFailure === null ? null : s.layerOf[firstFailure] ?? null,
+    };
   if (cand.error) report.candidateError = cand.error;
-  report.summary = summarize(report);
+  report.summary = summarize(report, s, order);
   return report;
 }
 
@@ -286,8 +321,8 @@ function sameCause(a: Diagnosis[], b: Diagnosis[]): boolean {
   return ka !== '' && ka === kb;
 }
 
-/** What failed first in backward order, and where in the chain the error enters. */
-function summarize(r: VerifyReport): string {
+/** What failed first in backward order, and where in the chain the error enters (for any number of Linear layers). */
+function summarize(r: VerifyReportBase, s: Subject, order: TensorName[]): string {
   const t = (n: TensorName) => r.tensors.find((x) => x.name === n)!;
   const bad = (n: TensorName) => t(n).status === 'fail' || t(n).status === 'missing';
   const checked = `${r.candidate} against ${r.reference} (${r.referenceNote}), tolerance ${r.toleranceEps} eps of ${r.dtype}`;
@@ -297,27 +332,42 @@ function summarize(r: VerifyReport): string {
     return `All checked tensors match: ${checked}; the largest error is ${worst.toFixed(2)} eps.`;
   }
   const first = t(r.firstFailure);
-  const lines = [`First failing tensor in backward order: ${first.name}. ${first.diagnosis.map((d) => d.message).join('; ')}.`];
-  if (bad('dW2') && bad('db2') && sameCause(t('dW2').diagnosis, t('db2').diagnosis)) {
-    lines.push('dW2 = A1ᵀ·dZ2 and db2 = Σ_b dZ2 fail the same way, so dZ2 itself is wrong, and everything computed from it (dW1, db1, dX) inherits the error.');
-  } else if (bad('dW2') && !bad('db2')) {
-    lines.push('db2 = Σ_b dZ2 passes, so dZ2 is right: the error is in the product dW2 = A1ᵀ·dZ2 itself.');
-  } else if (!bad('dW2') && bad('db2')) {
-    lines.push('dW2 = A1ᵀ·dZ2 passes, so dZ2 is right: the error is in the bias reduction db2 = Σ_b dZ2.');
-  } else if (!bad('dW2') && !bad('db2') && (bad('dW1') || bad('db1'))) {
-    if (bad('dW1') && bad('db1') && sameCause(t('dW1').diagnosis, t('db1').diagnosis)) {
-      lines.push('The second layer is right (dW2, db2 pass); dW1 and db1 fail the same way, so dZ1 = (dZ2·W2ᵀ) ⊙ act\u2032(Z1) is wrong: check dA1 = dZ2·W2ᵀ and the activation derivative.');
-    } else if (bad('dW1') && !bad('db1')) {
-      lines.push('db1 = Σ_b dZ1 passes, so dZ1 is right: the error is in the product dW1 = Xᵀ·dZ1 itself.');
-    } else if (!bad('dW1') && bad('db1')) {
-      lines.push('dW1 = Xᵀ·dZ1 passes, so dZ1 is right: the error is in the bias reduction db1 = Σ_b dZ1.');
-    } else {
-      lines.push('The second layer is right (dW2, db2 pass): the error enters between dZ2 and dZ1.');
+  const where = first.layer ? ` of ${first.layer}` : '';
+  const lines = [`First failing tensor in backward order: ${first.name}${where}. ${first.diagnosis.map((d) => d.message).join('; ')}.`];
+  // The Linear layer nearest the loss with a failing gradient: every layer after it is right.
+  const { chain } = s;
+  const L = chain.linears;
+  let k = L;
+  while (k >= 1 && !bad(`dW${k}`) && !bad(`db${k}`)) k--;
+  if (k >= 1) {
+    const dW: TensorName = `dW${k}`;
+    const db: TensorName = `db${k}`;
+    const dWf = `${dW} = ${chain.input(k)}ᵀ·dZ${k}`;
+    const dbf = `${db} = Σ_b dZ${k}`;
+    const later = [];
+    for (let j = L; j > k; j--) later.push(`dW${j}`, `db${j}`);
+    const right = L === 2 ? 'The second layer is right' : k + 1 === L ? `Linear ${L} is right` : `Linears ${k + 1}–${L} are right`;
+    const dZ = chain.activationAfter(k) ? `dZ${k} = (dZ${k + 1}·W${k + 1}ᵀ) ⊙ act′(Z${k})` : `dZ${k} = dZ${k + 1}·W${k + 1}ᵀ`;
+    if (bad(dW) && bad(db) && sameCause(t(dW).diagnosis, t(db).diagnosis)) {
+      if (k === L) {
+        const after = [];
+        for (let j = k - 1; j >= 1; j--) after.push(`dW${j}`, `db${j}`);
+        lines.push(`${dWf} and ${dbf} fail the same way, so dZ${k} itself is wrong, and everything computed from it (${[...after, 'dX'].join(', ')}) inherits the error.`);
+      } else {
+        const check = chain.activationAfter(k) ? `: check dA${k} = dZ${k + 1}·W${k + 1}ᵀ and the activation derivative` : '';
+        lines.push(`${right} (${later.join(', ')} pass); ${dW} and ${db} fail the same way, so ${dZ} is wrong${check}.`);
+      }
+    } else if (bad(dW) && !bad(db)) {
+      lines.push(`${dbf} passes, so dZ${k} is right: the error is in the product ${dWf} itself.`);
+    } else if (!bad(dW) && bad(db)) {
+      lines.push(`${dWf} passes, so dZ${k} is right: the error is in the bias reduction ${dbf}.`);
+    } else if (k < L) {
+      lines.push(`${right} (${later.join(', ')} pass): the error enters between dZ${k + 1} and dZ${k}.`);
     }
   } else if (r.firstFailure === 'dX') {
-    lines.push('Every weight gradient passes, so dZ1 is right: the error is in dX = dZ1·W1ᵀ itself.');
+    lines.push(`Every weight gradient passes, so dZ1 is right: the error is in ${chain.dxFromLinear1 ? 'dX = dZ1·W1ᵀ itself' : 'the backward of the layers before Linear 1'}.`);
   }
-  const others = BACKWARD_ORDER.filter((n) => n !== r.firstFailure && bad(n));
+  const others = order.filter((n) => n !== r.firstFailure && bad(n));
   if (others.length > 0) lines.push(`Also failing: ${others.join(', ')}.`);
   lines.push(`(${checked}.)`);
   return lines.join(' ');
