@@ -157,8 +157,11 @@ export function probs<T extends FloatArray>(params: { W1: T; b1: T; W2: T; b2: T
  * @throws {TypeError|RangeError|HandgradError} as forward
  */
 export function predict<T extends FloatArray>(params: { W1: T; b1: T; W2: T; b2: T }, X: T, opts: ForwardOptions = {}): Int32Array {
-  const logits = forward(params, X, opts);
-  const C = params.b2.length;
+  return argmaxRows(forward(params, X, opts), params.b2.length);
+}
+
+/** The index of the largest entry of each row of logits [B,C] (the first one on a tie). */
+export function argmaxRows(logits: ArrayLike<number>, C: number): Int32Array {
   const out = new Int32Array(logits.length / C);
   for (let b = 0; b < out.length; b++) {
     let best = 0;

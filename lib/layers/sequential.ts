@@ -7,6 +7,7 @@
 // … and dW1, db1, …; so Sequential([Linear(D,H), ReLU, Linear(H,C)]) has exactly the tensors of
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
 import { getKernels } from '../kernels';
+import { argmaxRows } from '../model';
 import type { Kernels } from '../kernels/kernels';
 import { fillLinear, type Init, INITS } from '../params';
 import { Rng } from '../rng';
@@ -312,15 +313,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * @throws {TypeError|RangeError|HandgradError} as forward
    */
   predict(X: T, opts: { backend?: BackendName } = {}): Int32Array {
-    const logits = this.forward(X, opts);
-    const C = this.classes;
-    const out = new Int32Array(logits.length / C);
-    for (let b = 0; b < out.length; b++) {
-      let best = 0;
-      for (let c = 1; c < C; c++) if (logits[b * C + c] > logits[b * C + best]) best = c;
-      out[b] = best;
-    }
-    return out;
+    return argmaxRows(this.forward(X, opts), this.classes);
   }
 
   /**

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { getBackend } from '../backends';
-import { paramsFromFile, paramTensors, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
+import { paramsFromFile, paramTensors, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
 import { Sequential } from '../layers/sequential';
 import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
@@ -42,15 +42,7 @@ export interface TwoLayerParams {
 }
 
 /** The live two-layer tensors of a Trainer (shared memory). */
-export interface LiveParams {
-  D: number;
-  H: number;
-  C: number;
-  W1: FloatArray;
-  b1: FloatArray;
-  W2: FloatArray;
-  b2: FloatArray;
-}
+export type LiveParams = SavedParams;
 
 /** What trainer.params is: the two-layer tensors, or a Sequential's W1, b1, …, WL, bL. */
 export type TrainerParams<M> = M extends Sequential ? Readonly<Record<string, FloatArray>> : LiveParams;

@@ -6,22 +6,12 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "blob.h"
+
 namespace hg {
 namespace {
 
 namespace F = torch::nn::functional;
-
-template <typename T> constexpr torch::ScalarType scalarType();
-template <> constexpr torch::ScalarType scalarType<double>() { return torch::kFloat64; }
-template <> constexpr torch::ScalarType scalarType<float>() { return torch::kFloat32; }
-template <> constexpr torch::ScalarType scalarType<int32_t>() { return torch::kInt32; }
-
-// A tensor over memory the caller owns. from_blob takes void*: inputs are only read (autograd
-// never writes a leaf's data), so dropping const is safe.
-template <typename T>
-torch::Tensor view(const T* data, torch::IntArrayRef shape) {
-  return torch::from_blob(const_cast<T*>(data), shape, torch::TensorOptions().dtype(scalarType<T>()));
-}
 
 torch::Tensor activate(Activation act, const torch::Tensor& Z) {
   switch (act) {
