@@ -14,6 +14,11 @@ export interface BenchOptions {
   slowMinSamples: number;
   /** Time allowed for one slow case (s); it is skipped with a note if it would take longer. */
   slowBudgetS: number;
+  /**
+   * The slow-case bounds of the deep-net section (bench/sequential.ts), tighter than the two-layer
+   * ones: a ts step of the 4-layer net takes seconds, and the section must add under a minute.
+   */
+  deep: { slowBudgetS: number; slowMinSamples: number };
   /** Square sizes for the GEMM peak, and timed repetitions at each. */
   peakSizes: number[];
   peakReps: number;
@@ -47,6 +52,6 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     else throw new RangeError(`Unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
   }
   return quick
-    ? { quick, threads, out, step: { minTimeMs: 40, minSamples: 5 }, slowMinSamples: 2, slowBudgetS: 2, peakSizes: [1024], peakReps: 3 }
-    : { quick, threads, out, step: { minTimeMs: 700, minSamples: 12 }, slowMinSamples: 3, slowBudgetS: 20, peakSizes: [2048, 3000], peakReps: 5 };
+    ? { quick, threads, out, step: { minTimeMs: 40, minSamples: 5 }, slowMinSamples: 2, slowBudgetS: 2, deep: { slowBudgetS: 2, slowMinSamples: 2 }, peakSizes: [1024], peakReps: 3 }
+    : { quick, threads, out, step: { minTimeMs: 700, minSamples: 12 }, slowMinSamples: 3, slowBudgetS: 20, deep: { slowBudgetS: 12, slowMinSamples: 3 }, peakSizes: [2048, 3000], peakReps: 5 };
 }

@@ -8,6 +8,7 @@ import type { MemoryRow } from './memory';
 import type { PeerAvailability } from './peers';
 import type { Machine } from './machine';
 import type { Peak } from './peak';
+import type { NetRow, OverheadRow } from './sequential';
 import { SIZES, sizeLabel } from './sizes';
 import type { Row } from './step';
 
@@ -62,8 +63,13 @@ const COLUMNS: readonly [string, number][] = [
   ['GFLOP/s', 8], ['% peak', 7], ['samples', 12],
 ];
 
+/** The first `left` cells padded on the right (names), the others on the left (figures). */
+function lineOf(columns: readonly [string, number][], cells: readonly string[], left = 3): string {
+  return cells.map((c, i) => (i < left ? c.padEnd(columns[i][1]) : c.padStart(columns[i][1]))).join('  ').trimEnd();
+}
+
 function line(cells: readonly string[]): string {
-  return cells.map((c, i) => (i < 3 ? c.padEnd(COLUMNS[i][1]) : c.padStart(COLUMNS[i][1]))).join('  ').trimEnd();
+  return lineOf(COLUMNS, cells);
 }
 
 export function tableHeader(): string[] {
@@ -135,7 +141,7 @@ export function ratioLines(rs: readonly Ratio[]): string[] {
 }
 
 /** A "% peak" over 100 means the peak was measured while something else ran. */
-export function sanityLines(rows: readonly Row[]): string[] {
+export function sanityLines(rows: readonly { pctPeak?: number | null }[]): string[] {
   const over = rows.filter((r) => (r.pctPeak ?? 0) > 100);
   return over.length === 0
     ? []
@@ -182,6 +188,92 @@ export function targetLines(ts: readonly Target[]): string[] {
   return ts.map((t) => `${t.what.padEnd(w)}  ${t.goal.padEnd(g)}  ${t.measured.padStart(9)}  ${t.met === null ? 'not measured' : t.met ? 'met' : 'not met'}`);
 }
 
+// --- The layer stack (bench/sequential.ts) ------------------------------------------------------
+
+const NET_COLUMNS: readonly [string, number][] = [
+  ['net (B: widths)', 27], ['backend', 9], ['dtype', 5], ['µs/step', 10], ['p25–p75 µs', 17],
+  ['GFLOP/s', 8], ['% peak', 7], ['samples', 8], ['Δ vs native', 11],
+];
+
+const exp1 = (x: number) => (x === 0 ? '0' : x.toExponential(1));
+
+export function netHeader(): string[] {
+  const head = lineOf(NET_COLUMNS, NET_COLUMNS.map(([name]) => name));
+  return [head, '-'.repeat(head.length)];
+}
+
+/** Like tableRow; the last column is the check against native (max of the loss's and the gradients' relative error). */
+export function netRow(r: NetRow): string {
+  const first = [r.net, r.backend, short(r.dtype)];
+  if (r.skipped !== undefined || r.timing === undefined) return `${lineOf(NET_COLUMNS, first)}  skipped: ${r.skipped ?? 'not measured'}`;
+  if (r.check && !r.check.ok) {
+    return `${lineOf(NET_COLUMNS, first)}  rejected: loss/gradients differ from ${r.check.against}'s by ` +
+      `${exp1(r.check.lossRelErr)}/${exp1(r.check.gradRelErr)} relative (its time, ${fmt(r.timing.medianUs)} µs, is not reported)`;
+  }
+  const t = r.timing;
+  const calls = t.calls > t.samples ? `${t.samples}×${Math.round(t.calls / t.samples)}` : `${t.samples}`;
+  const check = r.check ? exp1(Math.max(r.check.lossRelErr, r.check.gradRelErr)) : 'reference';
+  return lineOf(NET_COLUMNS, [
+    ...first, fmt(t.medianUs), `${fmt(t.p25Us)}–${fmt(t.p75Us)}`, fmt(r.gflops ?? NaN),
+    r.pctPeak == null ? 'n/a' : `${r.pctPeak.toFixed(1)}%`, calls, check,
+  ]);
+}
+
+/** A deep-net row that was measured and passed its check (native, the reference, always does). */
+function validNet(rows: readonly NetRow[], backend: BackendName, dtype: Dtype): NetRow | undefined {
+  return rows.find((r) => r.backend === backend && r.dtype === dtype && r.timing !== undefined && r.check?.ok !== false);
+}
+
+/** The deep net: native vs each other backend, wasm vs ts (per dtype), f32 vs f64 per backend. */
+export function netRatios(rows: readonly NetRow[]): Ratio[] {
+  const out: Ratio[] = [];
+  const size = rows[0]?.net ?? '';
+  const add = (what: string, fast: NetRow | undefined, slow: NetRow | undefined) => {
+    if (fast?.timing && slow?.timing) out.push({ size, what, speedup: slow.timing.medianUs / fast.timing.medianUs });
+  };
+  const backends = [...new Set(rows.map((r) => r.backend))];
+  const pairs: [BackendName, BackendName][] = [
+    ...backends.filter((b) => b !== 'native').map((b): [BackendName, BackendName] => ['native', b]),
+    ['wasm', 'ts'],
+  ];
+  for (const [a, b] of pairs) {
+    for (const dt of ['float64', 'float32'] as const) add(`${a} ${short(dt)} vs ${b} ${short(dt)}`, validNet(rows, a, dt), validNet(rows, b, dt));
+  }
+  for (const b of backends) add(`${b} f32 vs f64`, validNet(rows, b, 'float32'), validNet(rows, b, 'float64'));
+  return out;
+}
+
+export function netRatioLines(rs: readonly Ratio[]): string[] {
+  if (rs.length === 0) return [];
+  const w = Math.max(...rs.map((r) => r.what.length), 'speedup (×)'.length);
+  return [`${'speedup (×)'.padEnd(w)}  ${rs[0].size}`, ...rs.map((r) => `${r.what.padEnd(w)}  ${`${fmt(r.speedup)}×`.padStart(8)}`)];
+}
+
+const OVERHEAD_COLUMNS: readonly [string, number][] = [
+  ['size (B,D,H,C)', 18], ['dtype', 5], ['fused µs', 9], ['p25–p75 µs', 17], ['Sequential µs', 13], ['p25–p75 µs', 17],
+  ['+µs', 8], ['Seq ÷ fused', 11],
+];
+
+export function overheadLines(rows: readonly OverheadRow[]): string[] {
+  if (rows.length === 0) return [];
+  const head = lineOf(OVERHEAD_COLUMNS, OVERHEAD_COLUMNS.map(([name]) => name), 2);
+  const lines = [head, '-'.repeat(head.length)];
+  for (const r of rows) {
+    const first = [r.size, short(r.dtype)];
+    if (r.skipped !== undefined || !r.fused || !r.sequential) {
+      lines.push(`${lineOf(OVERHEAD_COLUMNS, first, 2)}  skipped: ${r.skipped ?? 'not measured'}`);
+      continue;
+    }
+    const iqr = (t: NonNullable<OverheadRow['fused']>) => `${fmt(t.p25Us)}–${fmt(t.p75Us)}`;
+    lines.push(lineOf(OVERHEAD_COLUMNS, [
+      ...first, fmt(r.fused.medianUs), iqr(r.fused), fmt(r.sequential.medianUs), iqr(r.sequential),
+      `${r.extraUs! >= 0 ? '+' : ''}${fmt(r.extraUs!)}`, `${fmt(r.ratio!)}×`,
+    ], 2));
+    if (r.warning) lines.push(`${' '.repeat(OVERHEAD_COLUMNS[0][1] + 2)}warning: ${r.warning}`);
+  }
+  return lines;
+}
+
 export interface Results {
   date: string;
   quick: boolean;
@@ -197,6 +289,11 @@ export interface Results {
   peers: PeerAvailability[];
   /** RSS over a long loop at the toy size, per backend. */
   memory: MemoryRow[];
+  /**
+   * The layer stack: the deep net on every backend (rows, ratios), and Sequential.mlp([D,H,C]) vs
+   * the fused step on native at the two-layer sizes (overhead).
+   */
+  sequential: { durationS: number; net: { B: number; widths: number[]; flopPerStep: number }; rows: NetRow[]; ratios: Ratio[]; overhead: OverheadRow[] };
   /** The chart written next to the JSON, when it could be drawn. */
   chart: string | null;
 }

@@ -1,11 +1,12 @@
 // `npm run bench` (node dist/bench/run.js [--quick] [--threads=N] [--out=FILE]): the GEMM peak,
-// then forwardBackward at each size on every backend and dtype available here, in one process.
+// then forwardBackward at each size on every backend and dtype available here, then the layer stack
+// (bench/sequential.ts: a 4-layer Sequential per backend, Sequential vs the fused step), in one process.
 import { writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { benchChartSvg } from '../lib/plot';
 import { packageRoot } from '../lib/binding';
 import { setNumThreads } from '../lib/threads';
-import type { Dims } from '../lib/types';
+import type { BackendName, Dims } from '../lib/types';
 import { discoverBackends } from './backends';
 import { memoryLines, memoryOfBackend, memoryOfPeer, type MemoryRow } from './memory';
 import { discoverPeers, makePeerStep, type PeerName } from './peers';
@@ -13,6 +14,7 @@ import { describeMachine } from './machine';
 import { parseOptions, USAGE, type BenchOptions } from './options';
 import { peakOf, timeGemms, type GemmTiming } from './peak';
 import * as report from './report';
+import { DEEP, makeNetCase, measureNet, measureOverhead, netFlop, netLabel, type NetCase, type NetRow, type OverheadRow } from './sequential';
 import { SIZES, sizeLabel, stepFlop } from './sizes';
 import { measureCase, measureStep, type Row } from './step';
 
@@ -30,11 +32,16 @@ function status(what: string): void {
  * (a line through both points): lets a hopeless case be skipped untried. Undefined when unknown.
  */
 function estimateMs(previous: readonly Row[], dims: Dims): number | undefined {
+  return estimateMsAt(previous, stepFlop(dims));
+}
+
+/** The same line, evaluated at `flop` FLOP per step (the deep net's, from the two-layer rows). */
+function estimateMsAt(previous: readonly Row[], flop: number): number | undefined {
   const [p, q] = previous.filter((r) => r.timing).slice(-2);
   if (!p?.timing || !q?.timing || q.flopPerStep <= p.flopPerStep) return undefined;
   const perFlop = Math.max(0, (q.timing.medianUs - p.timing.medianUs) / (q.flopPerStep - p.flopPerStep));
   const overhead = Math.max(0, p.timing.medianUs - perFlop * p.flopPerStep);
-  return (overhead + perFlop * stepFlop(dims)) / 1e3;
+  return (overhead + perFlop * flop) / 1e3;
 }
 
 /** tfjs-cpu at a size whose one step is estimated over this is skipped (it would only cost time). */
@@ -124,6 +131,38 @@ async function main(): Promise<void> {
       rows.push(await measurePeer(peer.backend, dims, rows, reference, opts));
     }
   }
+
+  // The layer stack. The deep net on every backend, native first in each dtype (the reference the
+  // others are checked against), the slow ones last; then Sequential vs the fused step on native.
+  const sequentialStarted = performance.now();
+  const netRows: NetRow[] = [];
+  const netCases = new Map<string, NetCase>();
+  const order: BackendName[] = ['native', 'torch', 'wasm', 'ts'];
+  const byOrder = (b: BackendName) => (order.indexOf(b) < 0 ? order.length : order.indexOf(b));
+  for (const a of [...runnable].sort((p, q) => byOrder(p.backend) - byOrder(q.backend))) {
+    status(`${netLabel(DEEP)} ${a.backend} ${a.dtype}`);
+    try {
+      if (!netCases.has(a.dtype)) netCases.set(a.dtype, makeNetCase(DEEP, a.dtype));
+      const expectedMs = estimateMsAt(rows.filter((r) => r.backend === a.backend && r.dtype === a.dtype), netFlop(DEEP));
+      netRows.push(await measureNet(netCases.get(a.dtype)!, a.backend, opts, expectedMs));
+    } catch (e) {
+      const skipped = `failed: ${e instanceof Error ? e.message : String(e)}`;
+      netRows.push({ net: netLabel(DEEP), B: DEEP.B, widths: [...DEEP.widths], backend: a.backend, dtype: a.dtype, flopPerStep: netFlop(DEEP), skipped });
+    }
+  }
+  netCases.clear();
+  const overhead: OverheadRow[] = [];
+  for (const dims of SIZES) {
+    for (const a of runnable.filter((x) => x.backend === 'native')) {
+      status(`${sizeLabel(dims)} Sequential vs fused ${a.dtype}`);
+      try {
+        overhead.push(await measureOverhead(dims, a.dtype, opts));
+      } catch (e) {
+        overhead.push({ size: sizeLabel(dims), dims, dtype: a.dtype, backend: 'native', flopPerStep: stepFlop(dims), skipped: `failed: ${e instanceof Error ? e.message : String(e)}` });
+      }
+    }
+  }
+  const sequentialS = Math.round((performance.now() - sequentialStarted) / 100) / 10;
   await gemmPass('after');
 
   // Memory: RSS over a long loop at the toy size, one backend after another.
@@ -147,10 +186,11 @@ async function main(): Promise<void> {
   status('');
 
   const peaks = native ? dtypes.map((d) => peakOf(d, gemms.filter((g) => g.dtype === d))) : [];
-  for (const r of rows) {
+  for (const r of [...rows, ...netRows]) {
     const peak = peaks.find((p) => p.dtype === r.dtype);
     if (r.gflops !== undefined) r.pctPeak = peak ? (100 * r.gflops) / peak.gflops : null;
   }
+  const netRatios = report.netRatios(netRows);
   const ratios = report.ratios(rows);
   const targets = report.targets(rows);
   print([
@@ -170,6 +210,20 @@ async function main(): Promise<void> {
     'targets (from the issue; reported, not asserted):',
     ...report.targetLines(targets),
     '',
+    `${DEEP.widths.length - 1}-layer net: Sequential.mlp([${DEEP.widths.join(', ')}]), ReLU between, B = ${DEEP.B}, with dX: ` +
+      `${(netFlop(DEEP) / 1e9).toFixed(3)} GFLOP per step (6·B·Σ in·out); Δ vs native: max relative error of the loss and gradients`,
+    ...report.netHeader(),
+    ...netRows.map(report.netRow),
+    ...report.sanityLines(netRows),
+    '',
+    ...report.netRatioLines(netRatios),
+    '',
+    'layer stack overhead: Sequential.mlp([D,H,C]) vs the fused forwardBackward, native, same weights and data, own out buffers,',
+    opts.quick
+      ? 'measured one after the other (fused, then Sequential; the full run alternates them in three rounds)'
+      : 'measured alternately (fused, Sequential, Sequential, fused, fused, Sequential; each the lowest median of its three)',
+    ...report.overheadLines(overhead),
+    '',
     ...memoryLines(memory),
   ]);
 
@@ -180,7 +234,11 @@ async function main(): Promise<void> {
   let chart: string | null = null;
   let chartNote = '';
   try {
-    const points = rows.filter((r) => r.timing).map((r) => ({ size: r.size, backend: r.backend, dtype: r.backend.startsWith('tfjs') ? undefined : r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs }));
+    const points = [
+      ...rows.filter((r) => r.timing).map((r) => ({ size: r.size, backend: r.backend, dtype: r.backend.startsWith('tfjs') ? undefined : r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs })),
+      // The deep net as one more point on the x axis, its rows that passed the check only.
+      ...netRows.filter((r) => r.timing && r.check?.ok !== false).map((r) => ({ size: r.net, backend: r.backend, dtype: r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs })),
+    ];
     writeFileSync(chartPath, await benchChartSvg(points, `one training step, µs (median)${opts.quick ? ', quick run' : ''}`));
     chart = chartPath;
   } catch (e) {
@@ -190,13 +248,14 @@ async function main(): Promise<void> {
   report.writeJson(out, {
     date, quick: opts.quick, command: ['node', relative(packageRoot, process.argv[1] ?? 'dist/bench/run.js'), ...process.argv.slice(2)].join(' '),
     durationS, machine, peaks, backends: available, rows, ratios, targets, peers, memory,
+    sequential: { durationS: sequentialS, net: { B: DEEP.B, widths: [...DEEP.widths], flopPerStep: netFlop(DEEP) }, rows: netRows, ratios: netRatios, overhead },
     chart: chart === null ? null : relative(dirname(out), chart),
   });
   const shownPath = (p: string) => {
     const s = relative(process.cwd(), p);
     return s === '' || s.startsWith('..') ? p : s;
   };
-  print(['', `wrote ${shownPath(out)}${chart ? ` and ${shownPath(chart)}` : ''} · ${durationS} s`, ...(chartNote ? [chartNote] : [])]);
+  print(['', `wrote ${shownPath(out)}${chart ? ` and ${shownPath(chart)}` : ''} · ${durationS} s (the layer stack: ${sequentialS} s)`, ...(chartNote ? [chartNote] : [])]);
 }
 
 main().catch((e: unknown) => {

@@ -7,21 +7,25 @@ import type { BenchOptions } from './options';
 import type { PeerName } from './peers';
 import { makeProblem, sizeLabel, stepFlop } from './sizes';
 
-export interface Row {
-  size: string;
-  dims: Dims;
-  /** A handgrad backend, or a peer library (bench/peers.ts: tfjs-cpu, tfjs-wasm). */
-  backend: BackendName | PeerName;
-  dtype: Dtype;
+/** What measureCase needs of a row and fills in: the FLOP of one step, then the figures. */
+export interface Measured {
   flopPerStep: number;
   /** Set when the case was not measured; the other figures are then absent. */
   skipped?: string;
   timing?: Timing;
   /** flopPerStep / median time. */
   gflops?: number;
+  loss?: number;
+}
+
+export interface Row extends Measured {
+  size: string;
+  dims: Dims;
+  /** A handgrad backend, or a peer library (bench/peers.ts: tfjs-cpu, tfjs-wasm). */
+  backend: BackendName | PeerName;
+  dtype: Dtype;
   /** gflops / the matching (d|s)gemm peak, in %; null without a measured peak (set by run.ts). */
   pctPeak?: number | null;
-  loss?: number;
   /** A sanity-check failure worth a line under the row (a peer's loss that differs from handgrad's). */
   warning?: string;
 }
@@ -52,9 +56,9 @@ export async function measureStep(dims: Dims, backend: BackendName, dtype: Dtype
 
 /**
  * Warm-up, budget (or skip), and timing of one step function that returns the loss; used for
- * handgrad's backends and for the peers alike.
+ * handgrad's backends, the peers and the layer stack (bench/sequential.ts) alike.
  */
-export async function measureCase(row: Row, stepLoss: () => number, opts: BenchOptions): Promise<Row> {
+export async function measureCase<R extends Measured>(row: R, stepLoss: () => number, opts: BenchOptions): Promise<R> {
   const flop = row.flopPerStep;
   const slowBudgetMs = opts.slowBudgetS * 1e3;
   const tooSlow = (ms: number, verb: string) =>
