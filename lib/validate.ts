@@ -231,14 +231,18 @@ export function outBuffer(name: string, a: unknown, dtype: Dtype, length: number
  * Names are looked up only on failure: this runs on every call with `out` buffers.
  */
 export function disjoint(outNames: readonly string[], outs: readonly (ArrayBufferView | undefined)[], inNames: readonly string[], ins: readonly ArrayBufferView[]): void {
-  for (let i = 0; i < outs.length; i++) {
-    const a = outs[i];
+  // .buffer is a getter, and this runs on every training step of a Sequential: read each once.
+  const n = outs.length;
+  const views = [...outs, ...ins];
+  const buffers = views.map((a) => a?.buffer);
+  for (let i = 0; i < n; i++) {
+    const a = views[i];
     if (a === undefined) continue;
-    for (let j = 0; j < outs.length + ins.length; j++) {
-      const b = j < outs.length ? outs[j] : ins[j - outs.length];
-      if (j === i || b === undefined || a.buffer !== b.buffer) continue;
+    for (let j = 0; j < views.length; j++) {
+      const b = views[j];
+      if (j === i || b === undefined || buffers[i] !== buffers[j]) continue;
       if (a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
-        const other = j < outs.length ? `out.${outNames[j]}` : inNames[j - outs.length];
+        const other = j < n ? `out.${outNames[j]}` : inNames[j - n];
         throw new RangeError(`Expected out.${outNames[i]} not to share memory with ${other}`);
       }
     }

@@ -15,7 +15,13 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-bool finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+// The core's bit-test scan (kernels.h) on torch's own results: torch::isfinite(t).all().item()
+// allocates a bool tensor and a reduction per check, which cost as much as the stack's GEMMs here.
+bool finite(const torch::Tensor& t) {
+  const torch::Tensor c = t.contiguous();
+  const size_t n = static_cast<size_t>(c.numel());
+  return c.scalar_type() == torch::kFloat32 ? allFinite(c.data_ptr<float>(), n) : allFinite(c.data_ptr<double>(), n);
+}
 
 // W_k [in_k, out_k] and b_k [out_k] for every Linear, in order, as leaves (requires_grad when
 // asked). Two per Linear, as params.
