@@ -14,7 +14,7 @@ import { readSafetensors } from '../lib/io/safetensors';
 import { getKernels } from '../lib/kernels';
 import { loadDigits, trainValSplit } from '../lib/data';
 import { forwardBackward, initParams, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer } from '../lib/index';
-import type { Layer } from '../lib/layers';
+import type { Layer, LayerSpec } from '../lib/layers';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
 import { EPS, randomArray, randomLabels, typed } from './helpers';
 
@@ -202,6 +202,12 @@ describe('the Layer contract', () => {
     expect(() => new Linear(0, 2)).toThrow(RangeError);
     expect(() => new Linear(2, 2, { W: new Float64Array(3), b: new Float64Array(2) })).toThrow(/Expected 4 elements for W/);
     expect(() => new Sequential([new Linear(2, 2)], { loss: {} as SoftmaxCrossEntropy })).toThrow(TypeError);
+    // A spec may come from a file: a missing or unknown kind, or missing sizes, are errors, never a default.
+    const spec = (layers: unknown[]) => ({ dtype: 'float64' as const, layers: layers as LayerSpec[], reduction: 'mean' as const });
+    expect(() => Sequential.fromSpec(spec([{}]))).toThrow(/Expected one of 'linear', 'relu', 'sigmoid', 'tanh' for spec.layers\[0\].kind but received null/);
+    expect(() => Sequential.fromSpec(spec([{ kind: 'conv' }]))).toThrow(RangeError);
+    expect(() => Sequential.fromSpec(spec([{ kind: 'linear', in: 2 }]))).toThrow(/spec.layers\[0\].out/);
+    expect(() => Sequential.fromSpec(spec([{ kind: 'linear', in: 2, out: 3 }]), { W1: new Float64Array(5), b1: new Float64Array(3) })).toThrow(/Expected 6 elements for params.W1/);
   });
 
   it('bad batches are RangeError/TypeError naming the tensor or the layer; the process survives', () => {

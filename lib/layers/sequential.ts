@@ -192,10 +192,13 @@ export class Sequential<T extends FloatArray = FloatArray> {
     let k = 0;
     const layers = spec.layers.map((s: LayerSpec, i: number): Layer => {
       if (s === null || typeof s !== 'object') v.fail(TypeError, 'a layer spec { kind, … }', `spec.layers[${i}]`, s);
-      if (s.kind !== 'linear') return activationLayer(v.oneOf(`spec.layers[${i}].kind`, s.kind, ['linear', ...v.ACTIVATIONS], 'relu') as Activation);
+      // undefined is no kind at all here (oneOf would take its fallback for it).
+      const kind = v.oneOf(`spec.layers[${i}].kind`, s.kind === undefined ? null : s.kind, ['linear', ...v.ACTIVATIONS], 'linear');
+      if (kind !== 'linear') return activationLayer(kind);
       k++;
-      const din = v.dim(`spec.layers[${i}].in`, s.in);
-      const dout = v.dim(`spec.layers[${i}].out`, s.out);
+      const lin = s as { in?: unknown; out?: unknown };
+      const din = v.dim(`spec.layers[${i}].in`, lin.in);
+      const dout = v.dim(`spec.layers[${i}].out`, lin.out);
       v.sizes({ B: 1, D: din, H: dout, C: 1 });
       const W = params ? params[`W${k}`] : new F(din * dout);
       const b = params ? params[`b${k}`] : new F(dout);
