@@ -304,6 +304,10 @@ describe('Trainer on a Sequential', () => {
     }
   });
 
+  it('refuses a two-layer activation option (the layers say it)', () => {
+    expect(() => new Trainer(Sequential.mlp([4, 3, 2]), { activation: 'tanh' })).toThrow(/no opts.activation with a Sequential/);
+  });
+
   it('save and load resume bit for bit (optimizer state included)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hg-seq-'));
     const X = s.train.X.subarray(0, 64 * 200);

@@ -123,7 +123,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     batchSize: batch,
     seed,
     backend: values.backend as BackendName,
-    activation: values.activation as Activation,
+    ...(layers ? {} : { activation: values.activation as Activation }), // a Sequential's layers carry it
   });
   const outDir = resolve(values.out ?? join('handgrad-out', BUILT_IN.includes(values.data as never) ? values.data! : 'csv'));
   const n = data.train.y.length;

@@ -81,6 +81,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const seq = params instanceof Sequential ? params : null;
     const p = seq ? null : v.params(params);
     if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
+    if (seq && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers say it)', 'opts.activation', opts.activation);
     const optimizer = optimizerConfig(opts);
     const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
     const lr = opts.lr ?? (adam ? 1e-3 : 0.1);
@@ -313,7 +314,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       seed: saved.seed,
       backend: saved.backend,
       schedule: saved.schedule,
-      activation: (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined,
+      activation: !(p instanceof Sequential) && (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined,
       ...opts,
     });
     for (const k of t.state.names) {
