@@ -62,16 +62,8 @@ export function forwardBackward<T extends FloatArray>(
   y: ArrayLike<number>,
   opts: ForwardBackwardOptions<T> = {},
 ): ForwardBackwardResult<T> {
-  if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-  const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
+  const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = v.stepOptions<Partial<Grads<T>>>(opts, 'mean');
   const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
-  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, 'mean');
-  const wantCache = v.bool('opts.cache', opts.cache, false);
-  const accumulate = v.bool('opts.accumulate', opts.accumulate, false);
-  const out = opts.out;
-  if (out !== undefined && (out === null || typeof out !== 'object')) v.fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
-  const inputGrad = v.bool('opts.inputGrad', opts.inputGrad, out?.dX !== undefined);
-  if (!inputGrad && out?.dX !== undefined) v.fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', out.dX);
 
   const p = v.params(params);
   const b = v.batch(X, y, p);

@@ -209,6 +209,28 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
   return { X: input(X, p, B, `${prefix}X`), y: labelsY, B };
 }
 
+/** The options every forwardBackward shares (the two-layer call and a Sequential's), checked. */
+export function stepOptions<O extends object>(
+  opts: unknown,
+  defaultReduction: Reduction,
+): { backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined } {
+  if (opts === null || typeof opts !== 'object') fail(TypeError, 'an options object', 'opts', opts);
+  const o = opts as { backend?: unknown; reduction?: unknown; cache?: unknown; accumulate?: unknown; inputGrad?: unknown; out?: unknown };
+  const out = o.out;
+  if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
+  const dX = (out as { dX?: unknown } | undefined)?.dX;
+  const inputGrad = bool('opts.inputGrad', o.inputGrad, dX !== undefined);
+  if (!inputGrad && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);
+  return {
+    backend: oneOf('opts.backend', o.backend, BACKENDS, 'native'),
+    reduction: oneOf('opts.reduction', o.reduction, REDUCTIONS, defaultReduction),
+    cache: bool('opts.cache', o.cache, false),
+    accumulate: bool('opts.accumulate', o.accumulate, false),
+    inputGrad,
+    out: out as O | undefined,
+  };
+}
+
 /** Products that a 32-bit BLAS index or a typed array cannot hold are refused up front. */
 export function sizes(d: Dims): void {
   const maxLen = 2 ** 32 - 1;

@@ -1,7 +1,9 @@
 // Shared by the tests: the golden fixtures, an error measure in units of epsilon, and an
 // independent float64 loss for finite differences (plain loops, written apart from lib/).
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { torchAvailable } from '../lib/backends/torch';
 import type { Activation, FloatArray, Reduction } from '../lib/types';
 
 export const FIXTURES = join(__dirname, 'fixtures');
@@ -118,4 +120,24 @@ export function randomArray(n: number, seed: number, scale = 1): Float64Array {
 export function randomLabels(B: number, C: number, seed: number): Int32Array {
   const r = randomArray(B, seed);
   return Int32Array.from(r, (v) => Math.min(C - 1, Math.floor(((v + 1) / 2) * C)));
+}
+
+/** The two-layer params, X and y of one seeded problem, weights scaled by 1/√fan_in. */
+export function randomProblem(dtype: 'float64' | 'float32', B: number, D: number, H: number, C: number, seed: number) {
+  const make = (n: number, s: number, scale: number) => typed(dtype, randomArray(n, s, scale));
+  return {
+    params: { W1: make(D * H, seed + 1, 1 / Math.sqrt(D)), b1: make(H, seed + 2, 0.1), W2: make(H * C, seed + 3, 1 / Math.sqrt(H)), b2: make(C, seed + 4, 0.1) },
+    X: make(B * D, seed + 5, 1),
+    y: randomLabels(B, C, seed + 6),
+  };
+}
+
+/**
+ * Whether the LibTorch tests must run: the addon loads, or LibTorch is installed (setup then builds
+ * the addon, so a missing addon is a failure, not a skip).
+ */
+export function torchExpected(): boolean {
+  if (torchAvailable()) return true;
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', 'libtorch-dev'], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
 }

@@ -7,7 +7,6 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { torchAvailable } from '../lib/backends/torch';
 import { wasmAvailable } from '../lib/backends/wasm';
 import { loadParams, loadSequential, saveParams, saveSequential } from '../lib/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
@@ -16,9 +15,9 @@ import { loadDigits, trainValSplit } from '../lib/data';
 import { forwardBackward, initParams, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer } from '../lib/index';
 import type { Layer, LayerSpec } from '../lib/layers';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { EPS, randomArray, randomLabels, typed } from './helpers';
+import { EPS, randomArray, randomLabels, torchExpected, typed } from './helpers';
 
-const hasTorch = torchAvailable();
+const hasTorch = torchExpected(); // installed LibTorch without the addon fails, never skips
 const hasWasm = wasmAvailable();
 const BACKENDS = (['native', 'ts', ...(hasWasm ? ['wasm'] : [])] as const) as readonly ('native' | 'ts' | 'wasm')[];
 const ACTS: Activation[] = ['relu', 'sigmoid', 'tanh'];

@@ -3,23 +3,18 @@
 // carried between calls, bad input, threads, worker_threads, and the error when the addon is absent.
 // Runs wherever the addon loads or LibTorch is installed (setup builds the addon there, so a missing
 // addon is then a failure, not a skip).
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadTorchBinding, torchAddonPath, torchBinding } from '../lib/backends/torch';
-import { forward, forwardBackward, getTorchThreads, HandgradError, setTorchThreads, torchAvailable } from '../lib/index';
+import { forward, forwardBackward, getTorchThreads, HandgradError, setTorchThreads } from '../lib/index';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { caseParams, errEps, FIXTURES, jsonCases, randomArray, randomLabels, typed } from './helpers';
+import { caseParams, errEps, FIXTURES, jsonCases, randomArray, randomLabels, randomProblem, torchExpected, typed } from './helpers';
 
-function libtorchInstalled(): boolean {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', 'libtorch-dev'], { encoding: 'utf8' });
-  return r.status === 0 && r.stdout.includes('install ok installed');
-}
 
-const hasTorch = torchAvailable() || libtorchInstalled();
+const hasTorch = torchExpected();
 
 // Fixtures: a few units of epsilon relative to the tensor's largest entry (test/fixtures/README.md).
 const FIXTURE_TOL_EPS = 8;
@@ -47,14 +42,6 @@ function readSafetensors(path: string): { tensors: Record<string, FloatArray | I
   return { tensors, metadata: (header.__metadata__ ?? {}) as Record<string, string> };
 }
 
-function problem(dtype: Dtype, B: number, D: number, H: number, C: number, seed: number) {
-  const make = (n: number, s: number, scale: number) => typed(dtype, randomArray(n, s, scale));
-  return {
-    params: { W1: make(D * H, seed + 1, 1 / Math.sqrt(D)), b1: make(H, seed + 2, 0.1), W2: make(H * C, seed + 3, 1 / Math.sqrt(H)), b2: make(C, seed + 4, 0.1) },
-    X: make(B * D, seed + 5, 1),
-    y: randomLabels(B, C, seed + 6),
-  };
-}
 
 function thrown(fn: () => unknown): Error {
   try {
@@ -101,7 +88,7 @@ describe.skipIf(!hasTorch)('torch and native agree at (64,128,256,10)', () => {
     for (const activation of ACTIVATIONS) {
       for (const reduction of REDUCTIONS) {
         it(`${dtype} ${activation} ${reduction}: loss, every gradient and the cache`, () => {
-          const { params, X, y } = problem(dtype, 64, 128, 256, 10, 1000);
+          const { params, X, y } = randomProblem(dtype, 64, 128, 256, 10, 1000);
           const opts = { activation, reduction, inputGrad: true, cache: true } as const;
           const t = forwardBackward(params, X, y, { ...opts, backend: 'torch' });
           const n = forwardBackward(params, X, y, { ...opts, backend: 'native' });
@@ -117,7 +104,7 @@ describe.skipIf(!hasTorch)('torch and native agree at (64,128,256,10)', () => {
 
   it('forward() logits agree', () => {
     for (const dtype of DTYPES) {
-      const { params, X } = problem(dtype, 64, 128, 256, 10, 2000);
+      const { params, X } = randomProblem(dtype, 64, 128, 256, 10, 2000);
       const t = forward(params, X, { backend: 'torch', activation: 'tanh' });
       const n = forward(params, X, { backend: 'native', activation: 'tanh' });
       expect(t).toBeInstanceOf(dtype === 'float64' ? Float64Array : Float32Array);
@@ -127,7 +114,7 @@ describe.skipIf(!hasTorch)('torch and native agree at (64,128,256,10)', () => {
 });
 
 describe.skipIf(!hasTorch)('torch: .grad semantics and no state between calls', () => {
-  const { params, X, y } = problem('float64', 16, 12, 20, 5, 3000);
+  const { params, X, y } = randomProblem('float64', 16, 12, 20, 5, 3000);
   const base = { backend: 'torch', activation: 'sigmoid', inputGrad: true } as const;
   const buffers = (fill: number) => ({
     dX: new Float64Array(X.length).fill(fill), dW1: new Float64Array(params.W1.length).fill(fill), db1: new Float64Array(params.b1.length).fill(fill),
@@ -175,7 +162,7 @@ describe.skipIf(!hasTorch)('torch: .grad semantics and no state between calls', 
   });
 
   it('memory does not grow over many calls (the graph dies with each call)', () => {
-    const big = problem('float64', 64, 128, 256, 10, 4000);
+    const big = randomProblem('float64', 64, 128, 256, 10, 4000);
     const step = () => forwardBackward(big.params, big.X, big.y, { backend: 'torch', inputGrad: true });
     for (let i = 0; i < 50; i++) step();
     const before = process.memoryUsage().rss;
@@ -186,7 +173,7 @@ describe.skipIf(!hasTorch)('torch: .grad semantics and no state between calls', 
 });
 
 describe.skipIf(!hasTorch)('torch: bad input is an error, never a crash', () => {
-  const { params, X, y } = problem('float64', 4, 5, 10, 3, 5000);
+  const { params, X, y } = randomProblem('float64', 4, 5, 10, 3, 5000);
 
   it('NaN in W2 is a RangeError naming W2 and the index', () => {
     const W2 = params.W2.slice();
@@ -254,7 +241,7 @@ describe.skipIf(!hasTorch)('torch: threads and worker_threads', () => {
   });
 
   it('loads and computes in a worker_thread (context-aware, own thread setting)', async () => {
-    const { params, X, y } = problem('float64', 4, 5, 10, 3, 6000);
+    const { params, X, y } = randomProblem('float64', 4, 5, 10, 3, 6000);
     const main = forwardBackward(params, X, y, { backend: 'torch' });
     const code = `
       const { parentPort, workerData: w } = require('node:worker_threads');
@@ -303,7 +290,7 @@ describe('torch addon missing or broken: ERR_TORCH_UNAVAILABLE with the way to b
     vi.resetModules();
     const lib = await import('../lib/index');
     expect(lib.torchAvailable()).toBe(false);
-    const { params, X, y } = problem('float64', 4, 5, 10, 3, 7000);
+    const { params, X, y } = randomProblem('float64', 4, 5, 10, 3, 7000);
     const e = thrown(() => lib.forwardBackward(params, X, y, { backend: 'torch' }));
     expect(e.name).toBe('HandgradError');
     expect((e as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');

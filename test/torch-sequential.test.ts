@@ -5,18 +5,13 @@
 // float64 forward loop written here. Then its .grad semantics and its argument checks.
 // Runs wherever the addon loads or LibTorch is installed (setup builds the addon there, so a missing
 // addon is then a failure, not a skip), as test/torch-backend.test.ts.
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { torchAvailable, torchBinding } from '../lib/backends/torch';
+import { torchBinding } from '../lib/backends/torch';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { EPS, errEps, randomArray, randomLabels, typed } from './helpers';
+import { EPS, errEps, randomArray, randomLabels, torchExpected, typed } from './helpers';
 
-function libtorchInstalled(): boolean {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', 'libtorch-dev'], { encoding: 'utf8' });
-  return r.status === 0 && r.stdout.includes('install ok installed');
-}
 
-const hasTorch = torchAvailable() || libtorchInstalled();
+const hasTorch = torchExpected();
 
 // Layer codes of the sequential exports; the two-layer export numbers activations from 0.
 const LINEAR = 0;

@@ -15,7 +15,7 @@ import { loadWasm, wasmBackend, wasmGemm, wasmMemoryBytes, wasmModulePath } from
 import { HandgradError } from '../lib/errors';
 import { forward, forwardBackward, predict } from '../lib/model';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { caseParams, EPS, errEps, FIXTURES, jsonCases, randomArray, randomLabels, typed } from './helpers';
+import { caseParams, EPS, errEps, FIXTURES, jsonCases, randomArray, randomProblem, typed } from './helpers';
 
 registerBackend('wasm', () => wasmBackend);
 
@@ -43,14 +43,6 @@ function readSafetensors(path: string): { tensors: Record<string, FloatArray | I
   return { tensors, metadata: (header.__metadata__ ?? {}) as Record<string, string> };
 }
 
-function problem(dtype: Dtype, B: number, D: number, H: number, C: number, seed: number) {
-  const make = (n: number, s: number, scale: number) => typed(dtype, randomArray(n, s, scale));
-  return {
-    params: { W1: make(D * H, seed + 1, 1 / Math.sqrt(D)), b1: make(H, seed + 2, 0.1), W2: make(H * C, seed + 3, 1 / Math.sqrt(H)), b2: make(C, seed + 4, 0.1) },
-    X: make(B * D, seed + 5, 1),
-    y: randomLabels(B, C, seed + 6),
-  };
-}
 
 const maxAbs = (a: ArrayLike<number>) => {
   let m = 0;
@@ -107,7 +99,7 @@ describe.runIf(hasWasm)('wasm backend against PyTorch autograd fixtures', () => 
 describe.runIf(hasWasm)('wasm and native agree', () => {
   /** Every gradient and the loss within 2·n·eps (n = the longest sum), as native vs ts. */
   function agree(dtype: Dtype, B: number, D: number, H: number, C: number, activation: Activation, reduction: Reduction, seed: number) {
-    const { params, X, y } = problem(dtype, B, D, H, C, seed);
+    const { params, X, y } = randomProblem(dtype, B, D, H, C, seed);
     const opts = { activation, reduction, inputGrad: true, cache: true } as const;
     const n = forwardBackward(params, X, y, { ...opts, backend: 'native' });
     const w = forwardBackward(params, X, y, { ...opts, backend: 'wasm' });
@@ -165,7 +157,7 @@ describe.runIf(hasWasm)('wasm and native agree', () => {
 
   it('forward and predict give native\'s logits and classes', () => {
     for (const dtype of ['float64', 'float32'] as const) {
-      const { params, X } = problem(dtype, 70, 33, 90, 6, 5);
+      const { params, X } = randomProblem(dtype, 70, 33, 90, 6, 5);
       for (const activation of ACTIVATIONS) {
         const want = forward(params, X, { backend: 'native', activation });
         const got = forward(params, X, { backend: 'wasm', activation });
@@ -217,7 +209,7 @@ describe.runIf(hasWasm)('wasm semantics', () => {
   it('accumulate adds into the out buffers like PyTorch .grad, both dtypes, with and without dX', () => {
     for (const dtype of ['float64', 'float32'] as const) {
       const { B, D, H, C } = { B: 9, D: 70, H: 33, C: 5 };
-      const { params, X, y } = problem(dtype, B, D, H, C, 77);
+      const { params, X, y } = randomProblem(dtype, B, D, H, C, 77);
       const once = forwardBackward(params, X, y, { backend: 'wasm', inputGrad: true });
       const filled = (n: number) => typed(dtype, new Float64Array(n).fill(0.25));
       for (const inputGrad of [true, false]) {
@@ -241,7 +233,7 @@ describe.runIf(hasWasm)('wasm semantics', () => {
   });
 
   it('the returned cache: probs are softmax(logits) and sum to 1, ReLU of Z1 is A1', () => {
-    const { params, X, y } = problem('float64', 12, 20, 30, 7, 3);
+    const { params, X, y } = randomProblem('float64', 12, 20, 30, 7, 3);
     const r = forwardBackward(params, X, y, { backend: 'wasm', cache: true });
     const { Z1, A1, logits, probs } = r.cache!;
     for (let i = 0; i < Z1.length; i++) expect(A1[i]).toBe(Math.max(Z1[i], 0));
@@ -256,14 +248,14 @@ describe.runIf(hasWasm)('wasm semantics', () => {
   });
 
   it('memory grows for a large call, and small calls before and after give identical results', () => {
-    const small = problem('float64', 4, 5, 10, 3, 9);
+    const small = randomProblem('float64', 4, 5, 10, 3, 9);
     const first = forwardBackward(small.params, small.X, small.y, { backend: 'wasm', inputGrad: true, cache: true });
     const before = wasmMemoryBytes();
     expect(before).toBeGreaterThan(0);
 
     // ~40 MB of tensors: past the module's initial memory.
     const [B, D, H, C] = [300, 2000, 1500, 10];
-    const big = problem('float32', B, D, H, C, 10);
+    const big = randomProblem('float32', B, D, H, C, 10);
     const w = forwardBackward(big.params, big.X, big.y, { backend: 'wasm', inputGrad: true });
     expect(wasmMemoryBytes()).toBeGreaterThan(before);
     expect(wasmMemoryBytes()).toBeGreaterThanOrEqual(4 * (2 * B * D + 2 * D * H + 3 * B * H));

@@ -15,7 +15,7 @@ import type { Kernels } from '../lib/kernels/kernels';
 import { wasmKernels as k } from '../lib/kernels/wasm';
 import { forward, forwardBackward } from '../lib/model';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { EPS, randomArray, randomLabels, typed } from './helpers';
+import { EPS, randomArray, randomLabels, randomProblem, typed } from './helpers';
 
 registerBackend('wasm', () => wasmBackend);
 
@@ -463,14 +463,6 @@ function layeredStep(
   return { loss, grads: g, cache: { Z1, A1, logits, probs } };
 }
 
-function problem(dtype: Dtype, B: number, D: number, H: number, C: number, seed: number) {
-  const make = (n: number, s: number, scale: number) => typed(dtype, randomArray(n, s, scale));
-  return {
-    params: { W1: make(D * H, seed + 1, 1 / Math.sqrt(D)), b1: make(H, seed + 2, 0.1), W2: make(H * C, seed + 3, 1 / Math.sqrt(H)), b2: make(C, seed + 4, 0.1) },
-    X: make(B * D, seed + 5, 1),
-    y: randomLabels(B, C, seed + 6),
-  };
-}
 
 const GRADS = ['dX', 'dW1', 'db1', 'dW2', 'db2'] as const;
 const CACHED = ['Z1', 'A1', 'logits', 'probs'] as const;
@@ -481,7 +473,7 @@ describe.runIf(hasWasm)('wasm kernels composed = the fused wasm step, bit for bi
   for (const dtype of DTYPES) {
     for (const [B, D, H, C] of shapes) {
       it(`${dtype} B=${B} D=${D} H=${H} C=${C}: loss, every gradient and the cache, every activation and reduction`, () => {
-        const { params, X, y } = problem(dtype, B, D, H, C, B + D + H);
+        const { params, X, y } = randomProblem(dtype, B, D, H, C, B + D + H);
         for (const act of ACTIVATIONS) {
           for (const red of REDUCTIONS) {
             const what = `${act} ${red}`;
@@ -500,7 +492,7 @@ describe.runIf(hasWasm)('wasm kernels composed = the fused wasm step, bit for bi
   it('accumulating: gemm with beta = 1 and sumRows with accumulate = the fused step with { out, accumulate }', () => {
     for (const dtype of DTYPES) {
       const [B, D, H, C] = [9, 70, 33, 5];
-      const { params, X, y } = problem(dtype, B, D, H, C, 77);
+      const { params, X, y } = randomProblem(dtype, B, D, H, C, 77);
       const start = () => ({
         dX: typed(dtype, randomArray(B * D, 1)), dW1: typed(dtype, randomArray(D * H, 2)), db1: typed(dtype, randomArray(H, 3)),
         dW2: typed(dtype, randomArray(H * C, 4)), db2: typed(dtype, randomArray(C, 5)),
@@ -518,7 +510,7 @@ describe.runIf(hasWasm)('wasm kernels composed = the fused wasm step, bit for bi
 
 describe.runIf(hasWasm)('wasm kernels: scratch memory', () => {
   it('a kernel call that grows the memory, between fused calls, changes none of their results', () => {
-    const small = problem('float64', 6, 11, 7, 3, 40);
+    const small = randomProblem('float64', 6, 11, 7, 3, 40);
     const run = () => forwardBackward(small.params, small.X, small.y, { backend: 'wasm', inputGrad: true, cache: true });
     const first = run();
     const before = wasmMemoryBytes();

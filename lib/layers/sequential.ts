@@ -324,15 +324,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * @throws {HandgradError} the backend is unavailable
    */
   forwardBackward(X: T, y: ArrayLike<number>, opts: SequentialForwardBackwardOptions<T> = {}): SequentialResult<T> {
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-    const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
-    const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, this.loss.reduction);
-    const wantCache = v.bool('opts.cache', opts.cache, false);
-    const accumulate = v.bool('opts.accumulate', opts.accumulate, false);
-    const out = opts.out;
-    if (out !== undefined && (out === null || typeof out !== 'object')) v.fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
-    const inputGrad = v.bool('opts.inputGrad', opts.inputGrad, out?.dX !== undefined);
-    if (!inputGrad && out?.dX !== undefined) v.fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', out.dX);
+    const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = v.stepOptions<Partial<Record<string, T>>>(opts, this.loss.reduction);
     if (backend === 'torch' && wantCache) v.fail(TypeError, "no cache with backend 'torch' (it returns gradients only)", 'opts.cache', true);
 
     const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
