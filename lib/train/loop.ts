@@ -46,7 +46,7 @@ export function sequentialOf(s: TrainState): Sequential {
 }
 
 /** Forward and backward of the first B rows of s.Xb/s.yb into s.grads; the loss and the logits [B,C]. */
-function forwardBackward(s: TrainState, backend: Backend, B: number): { loss: number; logits: FloatArray; offset: number } {
+function computeGradients(s: TrainState, backend: Backend, B: number): { loss: number; logits: FloatArray; offset: number } {
   const { D, H, C } = s.config;
   const n = B === s.config.batchSize;
   const sub = <T extends FloatArray | Int32Array>(a: T, len: number) => (n ? a : (a.subarray(0, len) as T));
@@ -83,7 +83,7 @@ function forwardBackward(s: TrainState, backend: Backend, B: number): { loss: nu
 
 /** Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward, update. */
 export function trainStep(s: TrainState, backend: Backend, B: number, lr: number): { loss: number; correct: number } {
-  const { loss, logits, offset } = forwardBackward(s, backend, B);
+  const { loss, logits, offset } = computeGradients(s, backend, B);
   const correct = countCorrect(logits, offset, s.yb, B, s.config.C);
   const t = ++s.counters[0];
   const o = s.config.optimizer;
