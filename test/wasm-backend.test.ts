@@ -203,6 +203,16 @@ describe.runIf(hasWasm)('wasm GEMM alone against plain loops', () => {
       });
     }
   }
+  it('K = 0 gives C = beta·C, as BLAS: zeros over NaN garbage for beta 0, C scaled for beta −2', () => {
+    for (const dtype of ['float64', 'float32'] as const) {
+      const C = typed(dtype, [NaN, Infinity, 3, -1]);
+      wasmGemm(false, false, 2, 2, 0, 1, typed(dtype, []), typed(dtype, []), 0, C);
+      expect(Array.from(C)).toEqual([0, 0, 0, 0]);
+      const D = typed(dtype, [1, 2, 3, -1]);
+      wasmGemm(true, true, 2, 2, 0, 1, typed(dtype, []), typed(dtype, []), -2, D);
+      expect(Array.from(D)).toEqual([-2, -4, -6, 2]);
+    }
+  });
 });
 
 describe.runIf(hasWasm)('wasm semantics', () => {

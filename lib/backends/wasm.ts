@@ -371,8 +371,7 @@ export function wasmGemm<T extends FloatArray>(
   const buf = w.memory.buffer; // after scratch(), which may have grown the memory
   new F(buf, pA, A.length).set(A);
   new F(buf, pB, B.length).set(B);
-  // (K = 0 with beta = 0 writes nothing to C in gemm.h, so C goes in then too and comes back as it was.)
-  if (beta !== 0 || K === 0) new F(buf, pC, C.length).set(C);
+  if (beta !== 0) new F(buf, pC, C.length).set(C);
   (f32 ? w.gemmF32 : w.gemmF64)(+transA, +transB, M, N, K, alpha, pA, transA ? M : K, pB, transB ? K : N, beta, pC, N);
   C.set(new F(w.memory.buffer, pC, C.length));
 }

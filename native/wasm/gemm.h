@@ -157,6 +157,10 @@ template <typename T>
 void gemmBlocked(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                  const T* B, int ldb, T beta, T* C, int ldc) {
   using S = Simd<T>;
+  // With K = 0 no micro-kernel runs, so beta = 0 must write its zeros here (BLAS: C = beta·C).
+  if (K == 0 && beta == T(0))
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] = T(0);
   if (beta != T(0) && beta != T(1))
     for (int i = 0; i < M; ++i)
       for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] *= beta;
