@@ -109,10 +109,7 @@ export function forward<T extends FloatArray>(params: { W1: T; b1: T; W2: T; b2:
   const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
   const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
   const p = v.params(params);
-  const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : 0;
-  const B = xlen / p.D;
-  if (!Number.isInteger(B) || B < 1) v.fail(RangeError, `a positive multiple of D = ${p.D} elements ([B,D])`, 'X', X);
-  const Xc = v.input(X, p, B);
+  const { X: Xc, B } = v.inputRows(X, p);
   const dims: Dims = { B, D: p.D, H: p.H, C: p.C };
   v.sizes(dims);
   const ws = workspace(p.dtype, dims, false);

@@ -189,6 +189,14 @@ export function input(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>, B: numb
   return floatArray(name, X, dt, B * p.D);
 }
 
+/** X [B,D] for a forward pass, B read from its length (a positive multiple of D). */
+export function inputRows(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>): { X: FloatArray; B: number } {
+  const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : 0;
+  const B = xlen / p.D;
+  if (!Number.isInteger(B) || B < 1) fail(RangeError, `a positive multiple of D = ${p.D} elements ([B,D])`, 'X', X);
+  return { X: input(X, p, B), B };
+}
+
 /**
  * Labels and X together: catches one-hot labels and [B,1] labels before a generic length error.
  * `prefix` names where they came from in errors (e.g. 'validation.').

@@ -253,15 +253,6 @@ export class Sequential<T extends FloatArray = FloatArray> {
     return w;
   }
 
-  /** X [B,D] in this net's dtype, B from its length. */
-  private checkInput(X: unknown): { X: T; B: number } {
-    const dt = v.dtypeOf('X', X);
-    if (dt !== this.dtype) v.fail(TypeError, `X and the layers of one dtype (the layers are ${this.dtype})`, 'X', X);
-    const B = (X as T).length / this.inFeatures;
-    if (!Number.isInteger(B) || B < 1) v.fail(RangeError, `a positive multiple of D = ${this.inFeatures} elements ([B,D])`, 'X', X);
-    return { X: X as T, B };
-  }
-
   /**
    * Runs every layer forward on `kernels`, checking each Linear's output for NaN/±Infinity (and X
    * first when an activation comes before any Linear, since ReLU would hide −Infinity). Returns the
@@ -300,13 +291,21 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forward(X: T, opts: { backend?: BackendName } = {}): T {
     if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
     const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
-    const { X: Xc, B } = this.checkInput(X);
+    const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures }) as { X: T; B: number };
     if (backend === 'torch') {
       const logits = (this.dtype === 'float64' ? new Float64Array(B * this.classes) : new Float32Array(B * this.classes)) as T;
       torchSequentialForward(this, Xc, B, logits);
       return logits;
     }
-    return this.runForward(Xc, this.workspace(B), getKernels(backend)).slice() as T;
+    return this.logitsView(Xc, B, backend).slice() as T;
+  }
+
+  /**
+   * The logits of X [B,D] on a backend other than 'torch', for callers that have checked X (the
+   * Trainer's evaluation): a view into the workspace, overwritten by the next call with this B.
+   */
+  logitsView(X: T, B: number, backend: Exclude<BackendName, 'torch'>): T {
+    return this.runForward(X, this.workspace(B), getKernels(backend));
   }
 
   /**
@@ -342,19 +341,39 @@ export class Sequential<T extends FloatArray = FloatArray> {
       v.disjoint(gradNames, gradNames.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...Object.values(this.params)]);
     }
 
+    const { loss, logits } = this.forwardBackwardInto(Xc, b.y, grads, { backend, reduction, accumulate });
+    const result: SequentialResult<T> = { loss, grads, logits };
+    if (wantCache) {
+      const ws = this.workspace(B);
+      result.cache = { outputs: ws.layers.map((c) => c.output.slice() as T), probs: ws.loss.probs.slice() as T };
+    }
+    return result;
+  }
+
+  /**
+   * forwardBackward for callers that have checked everything it checks (the Trainer, whose data
+   * and buffers were checked once, at fit): X [B,D] and y [B] of this net's dtype and classes,
+   * grads holding every dWk/dbk (and dX for the input gradient) disjoint from the inputs. Nothing
+   * is validated or allocated here; the loss and, except on 'torch', the logits view are returned.
+   */
+  forwardBackwardInto(
+    X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: Reduction; accumulate: boolean },
+  ): { loss: number; logits?: T } {
+    const { backend, reduction, accumulate } = opts;
+    const B = y.length;
     if (backend === 'torch') {
       // The torch addon checks X and the parameters for NaN/±Infinity, and every gradient before
       // it writes the first, in the words used here.
-      return { loss: torchSequentialForwardBackward(this, Xc, b.y, B, grads, reduction, accumulate), grads };
+      return { loss: torchSequentialForwardBackward(this, X, y, B, grads, reduction, accumulate) };
     }
-
     const kernels = getKernels(backend);
     const ws = this.workspace(B);
-    const logits = this.runForward(Xc, ws, kernels);
+    const logits = this.runForward(X, ws, kernels);
     ws.loss.kernels = kernels;
-    const loss = this.loss.forward(logits, b.y, ws.loss, reduction);
+    const loss = this.loss.forward(logits, y, ws.loss, reduction);
     if (!Number.isFinite(loss)) throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
     let g: FloatArray | null = this.loss.backward(ws.loss, reduction);
+    const inputGrad = grads.dX !== undefined;
     // Layers before the first Linear need a backward only for dX.
     const firstLinear = this.linearNumber.findIndex((k) => k !== 0);
     for (let i = this.layers.length - 1; i >= 0 && g !== null; i--) {
@@ -374,13 +393,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
       g = this.layers[i].backward(g, ctx);
     }
     this.checkGrads(grads, kernels);
-    const result: SequentialResult<T> = { loss, grads, logits };
-    if (wantCache) result.cache = { outputs: ws.layers.map((c) => c.output.slice() as T), probs: ws.loss.probs.slice() as T };
-    return result;
+    return { loss, logits };
   }
 
   /** A gradient that overflowed from finite inputs is an error, not a silent Infinity. */
-  private checkGrads(grads: Record<string, T>, kernels: Kernels): void {
+  private checkGrads(grads: Readonly<Record<string, T>>, kernels: Kernels): void {
     for (const [name, t] of Object.entries(grads)) {
       if (!kernels.allFinite(t)) throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
     }

@@ -32,17 +32,24 @@ export interface Data {
 }
 
 // The Sequential of a state, rebuilt over the state's shared tensors once per thread (a worker
-// receives the state as data), so each thread has its own preallocated workspaces.
-const sequentials = new WeakMap<TrainState, Sequential>();
+// receives the state as data), so each thread has its own preallocated workspaces; with it, the
+// gradient buffers under the names forwardBackwardInto writes (dW1 = s.grads.W1, …).
+const sequentials = new WeakMap<TrainState, { seq: Sequential; grads: Record<string, FloatArray> }>();
+
+function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatArray> } {
+  let entry = sequentials.get(s);
+  if (!entry) {
+    const c = s.config;
+    const grads: Record<string, FloatArray> = {};
+    for (const k of s.names) grads[`d${k}`] = s.grads[k];
+    entry = { seq: Sequential.fromSpec({ dtype: c.dtype, layers: c.layers!, reduction: 'mean' }, s.params), grads };
+    sequentials.set(s, entry);
+  }
+  return entry;
+}
 
 export function sequentialOf(s: TrainState): Sequential {
-  let seq = sequentials.get(s);
-  if (!seq) {
-    const c = s.config;
-    seq = Sequential.fromSpec({ dtype: c.dtype, layers: c.layers!, reduction: 'mean' }, s.params);
-    sequentials.set(s, seq);
-  }
-  return seq;
+  return stackOf(s).seq;
 }
 
 /** Forward and backward of the first B rows of s.Xb/s.yb into s.grads; the loss and the logits [B,C]. */
@@ -53,10 +60,10 @@ function computeGradients(s: TrainState, backend: Backend, B: number): { loss: n
   const X = sub(s.Xb, B * D);
   const y = sub(s.yb, B);
   if (s.config.layers) {
-    const seq = sequentialOf(s);
-    const out: Record<string, FloatArray> = {};
-    for (const k of s.names) out[`d${k}`] = s.grads[k];
-    const r = seq.forwardBackward(X, y, { backend: backend.name as BackendName, out });
+    // The data and the buffers were checked once, when fit/step was called: nothing is re-checked
+    // or allocated per step.
+    const { seq, grads } = stackOf(s);
+    const r = seq.forwardBackwardInto(X, y, grads, { backend: backend.name as BackendName, reduction: 'mean', accumulate: false });
     // The torch reference returns no logits; its accuracy comes from a forward pass.
     return { loss: r.loss, logits: r.logits ?? seq.forward(X, { backend: 'torch' }), offset: 0 };
   }
@@ -167,7 +174,8 @@ export function evaluateData(s: TrainState, data: Data): { loss: number; accurac
     let ws: FloatArray;
     let off: number;
     if (s.config.layers) {
-      ws = sequentialOf(s).forward(X, { backend: s.config.backend });
+      const seq = sequentialOf(s);
+      ws = s.config.backend === 'torch' ? seq.forward(X, { backend: 'torch' }) : seq.logitsView(X, B, s.config.backend);
       off = 0;
     } else {
       ws = s.ws.subarray(0, 3 * B * H + 3 * B * C);
