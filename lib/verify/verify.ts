@@ -131,8 +131,6 @@ export interface SequentialVerifyReport extends VerifyReportBase, SequentialDesc
   firstFailureLayer: string | null;
 }
 
-export const BACKWARD_ORDER: TensorName[] = ['loss', 'dW2', 'db2', 'dW1', 'db1', 'dX'];
-
 /** loss, then dW_L, db_L, …, dW1, db1, then dX: the order the backward computes them in. */
 function backwardOrder(s: Subject): TensorName[] {
   const pairs: TensorName[] = [];
