@@ -135,7 +135,8 @@ describe.skipIf(!hasTorch)('any depth equals LibTorch autograd (float64 referenc
 
 describe('any depth equals central finite differences in float64', () => {
   // Central differences at h = 1e-6: truncation ~h²·|f'''| and rounding ~eps·|loss|/h, both far
-  // below 1e-6 of these gradients (whose norms are ~1e-2 to 1). Every entry of every tensor.
+  // below 1e-7 of these gradients (whose norms are ~1e-2 to 1); measured worst 1.7e-8 (depth 5,
+  // dW1). Every entry of every tensor.
   for (const net of NETS.filter((n) => n.widths.reduce((a, b) => a * b, 1) < 1e6)) {
     it(net.name, () => {
       const B = 5;
@@ -157,7 +158,7 @@ describe('any depth equals central finite differences in float64', () => {
           t[i] = keep;
           fd[i] = (up - down) / (2 * h);
         }
-        expect(normEps(r.grads[name], fd, 'float64') * EPS.float64, name).toBeLessThan(1e-6);
+        expect(normEps(r.grads[name], fd, 'float64') * EPS.float64, name).toBeLessThan(1e-7);
       }
     });
   }
