@@ -12,8 +12,21 @@ interface Stack {
   readonly params: Readonly<Record<string, FloatArray>>;
 }
 
+type Described = { kinds: Int32Array; sizes: Int32Array; params: FloatArray[] };
+// A Sequential's layers and tensors never change after construction: describe each one once.
+const described = new WeakMap<Stack, Described>();
+
 /** kinds (one code per layer), sizes ([in, out] per Linear) and params [W1, b1, W2, b2, …]. */
-function describeStack(s: Stack): { kinds: Int32Array; sizes: Int32Array; params: FloatArray[] } {
+function describeStack(s: Stack): Described {
+  let d = described.get(s);
+  if (!d) {
+    d = describe(s);
+    described.set(s, d);
+  }
+  return d;
+}
+
+function describe(s: Stack): Described {
   const kinds = Int32Array.from(s.layers, (l) => KIND_CODE[l.kind]);
   const sizes: number[] = [];
   const params: FloatArray[] = [];
