@@ -272,15 +272,12 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
       if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
     }
+    // A Sequential's own description (its layers; no H, no two-layer activation) or the two-layer net's.
+    const model = seq
+      ? sequentialMetadata(seq, 'handgrad')
+      : { format: 'handgrad', layout: 'handgrad', activation: c.activation, dtype: c.dtype, D: String(c.D), H: String(c.H), C: String(c.C) };
     saveSafetensors(path, tensors, {
-      format: 'handgrad',
-      layout: 'handgrad',
-      activation: c.activation,
-      dtype: c.dtype,
-      D: String(c.D),
-      H: String(c.H),
-      C: String(c.C),
-      ...(seq ? sequentialMetadata(seq, 'handgrad') : {}),
+      ...model,
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
       steps: String(this.state.counters[0]),
       epochs: String(this.state.counters[1]),
