@@ -122,6 +122,14 @@ inline size_t elements(Napi::Env env, const char* name, size_t rows, size_t cols
   return rows * cols;
 }
 
+// Labels index rows of probs and dZ: one outside [0, C) would read or write out of bounds.
+inline void requireLabels(Napi::Env env, const int32_t* y, size_t B, int64_t C) {
+  for (size_t b = 0; b < B; ++b)
+    if (y[b] < 0 || y[b] >= C)
+      throwRange(env, "Expected labels in [0, " + std::to_string(C) + ") for y but received " + std::to_string(y[b]) +
+                          " at index " + std::to_string(b));
+}
+
 // NaN or ±Infinity in an input gives a wrong answer, not a crash, so it must be an error.
 template <typename T>
 void requireFinite(Napi::Env env, const char* name, const T* p, size_t n) {

@@ -30,14 +30,6 @@ size_t lengthOf(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return n;
 }
 
-// Labels index the rows of probs: one outside [0, C) would read or write out of bounds.
-void requireLabels(Napi::Env env, const int32_t* y, size_t B, int C) {
-  for (size_t b = 0; b < B; ++b)
-    if (y[b] < 0 || y[b] >= C)
-      throwRange(env, "Expected labels in [0, " + std::to_string(C) + ") for y but received " + std::to_string(y[b]) +
-                          " at index " + std::to_string(b));
-}
-
 // broadcastRows(bias, out, rows, cols): out[r, :] = bias.
 template <typename T>
 Napi::Value broadcastRowsT(const Napi::CallbackInfo& info) {

@@ -141,10 +141,7 @@ StepArgs<T> readStepArgs(const Napi::CallbackInfo& info) {
                         {g.dW1, nW1 * sizeof(T), "dW1"},   {g.db1, d.H * sizeof(T), "db1"},
                         {g.dW2, nW2 * sizeof(T), "dW2"},   {g.db2, d.C * sizeof(T), "db2"}};
   requireDisjoint(env, spans, 6);
-  for (int b = 0; b < d.B; ++b)
-    if (y[b] < 0 || y[b] >= d.C)
-      throwRange(env, "Expected labels in [0, " + std::to_string(d.C) + ") for y but received " +
-                          std::to_string(y[b]) + " at index " + std::to_string(b));
+  requireLabels(env, y, size_t(d.B), d.C);
   return {d, act, red, accumulate, X, y, p, carveWorkspace(ws, d), g};
 }
 

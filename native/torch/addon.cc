@@ -462,10 +462,7 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   spans.push_back({dX, nX * sizeof(T), "dX"});
   requireAllDisjoint(env, spans, firstOutput);
 
-  for (int64_t b = 0; b < s.B; ++b)
-    if (y[b] < 0 || y[b] >= s.C)
-      throwRange(env, "Expected labels in [0, " + std::to_string(s.C) + ") for y but received " + std::to_string(y[b]) +
-                          " at index " + std::to_string(b));
+  requireLabels(env, y, size_t(s.B), s.C);
   requireFinite(env, "X", X, nX);
   for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
