@@ -312,3 +312,85 @@ export function allFinite(a: FloatArray): boolean {
   for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
   return acc === 0;
 }
+
+// ---- option objects: every key known, or a TypeError that names it ----
+
+/**
+ * Names users bring from PyTorch, tfjs and Keras, and this package's name for the same thing.
+ * An unknown key found here is answered with "did you mean", whichever entry point it reached.
+ */
+const FOREIGN_NAMES: Readonly<Record<string, string>> = {
+  learningRate: 'lr', learning_rate: 'lr', epoch: 'epochs', batch_size: 'batchSize', weight_decay: 'weightDecay',
+  label_smoothing: 'labelSmoothing', ignore_index: 'ignoreIndex', validation_split: 'validationSplit',
+  validationData: 'validation', validation_data: 'validation', callbacks: 'onProgress', callback: 'onProgress',
+  shuffle_seed: 'seed', random_state: 'seed', input_grad: 'inputGrad', requires_grad: 'inputGrad', dtypes: 'dtype',
+  activation_fn: 'activation', act: 'activation', eps: 'epsilon', betas: 'beta1 and beta2', early_stopping: 'earlyStop',
+  earlyStopping: 'earlyStop', patience: 'earlyStop: { patience }', verbose: 'onProgress', num_classes: 'classes',
+};
+
+/**
+ * Options PyTorch's F.cross_entropy (and torch.optim) have that this package does not support yet:
+ * refused by name rather than ignored. Entry points pass the subset that applies to them.
+ */
+export const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
+  weight: "F.cross_entropy's per-class weight is not supported yet",
+  ignoreIndex: "F.cross_entropy's ignore_index is not supported yet",
+  labelSmoothing: "F.cross_entropy's label_smoothing is not supported yet",
+  amsgrad: "torch.optim's amsgrad is not supported yet",
+  dampening: "torch.optim's dampening is not supported yet",
+  validationSplit: 'validationSplit is not supported yet: split the data with trainValSplit and pass { validation }',
+};
+
+/** Edit distance, for "did you mean" (option names are short: the quadratic table is fine). */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      prev = row[j];
+      row[j] = next;
+    }
+  }
+  return row[b.length];
+}
+
+/** The known name a misspelt or foreign `key` most likely meant, or undefined. */
+export function didYouMean(key: string, known: readonly string[]): string | undefined {
+  const foreign = FOREIGN_NAMES[key] ?? FOREIGN_NAMES[key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())];
+  if (foreign !== undefined && (known.includes(foreign) || known.some((k) => foreign.startsWith(`${k}:`) || foreign.startsWith(`${k} `)))) return foreign;
+  const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = Math.min(editDistance(key, k), editDistance(camel, k));
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+/**
+ * An options object whose every own key is one of `known`: undefined is {}, anything but a plain
+ * object is a TypeError, and an unknown key is a TypeError that names it, says what it most likely
+ * meant, and lists the known ones. A key in `unsupported` is refused with that reason.
+ * @throws {TypeError}
+ */
+export function options<K extends string>(
+  name: string, opts: unknown, known: readonly K[], unsupported: Readonly<Record<string, string>> = {},
+): { readonly [P in K]?: unknown } {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', name, opts);
+  for (const key of Object.keys(opts)) {
+    if ((known as readonly string[]).includes(key)) continue;
+    const why = unsupported[key] ?? unsupported[FOREIGN_NAMES[key] ?? ''];
+    if (why !== undefined) throw new TypeError(`Expected no option '${key}' for ${name}: ${why}`);
+    const guess = didYouMean(key, known);
+    const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : '';
+    throw new TypeError(`Expected no option '${key}' for ${name}${hint}; the options are ${known.join(', ') || '(none)'}`);
+  }
+  return opts as { readonly [P in K]?: unknown };
+}

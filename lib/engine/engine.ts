@@ -1,0 +1,76 @@
+// One engine per backend runs a whole layer stack's forward and backward in one call. The
+// Sequential (lib/layers/sequential.ts) checks every argument first, once; an engine then trusts
+// shapes and dtypes, and reports a NaN/±Infinity as a StepFailure for the Sequential to put into
+// words (one wording, lib/layers/explain.ts), never as its own message.
+//
+//   native → the core addon's stack executor (native/core/stack.h), one Node-API call per step
+//   wasm   → the same C++ compiled to wasm32, one module call per step
+//   ts     → the layers' own forward/backward on the TypeScript kernels (lib/kernels/ts.ts)
+//   torch  → one LibTorch autograd graph (native/torch/sequential.cc): the reference
+import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
+
+/** Layer codes shared with native/core/stack.h (LayerKind) and native/torch/sequential.cc. */
+export const LAYER_CODE = { linear: 0, relu: 1, sigmoid: 2, tanh: 3 } as const;
+/** Reduction codes shared with native/core/kernels.h (Reduction). */
+export const REDUCTION_CODE: Record<Reduction, number> = { mean: 0, sum: 1 };
+
+/** A stack as plain data, described once per Sequential. */
+export interface StackDescription {
+  readonly dtype: Dtype;
+  /** LAYER_CODE of each layer, input to logits. */
+  readonly kinds: Int32Array;
+  /** widths[i] is the input width of layer i; widths[L] = C. */
+  readonly widths: Int32Array;
+  /** The live tensors W1, b1, W2, b2, … (not copies): an engine reads them on every call. */
+  readonly params: readonly FloatArray[];
+}
+
+/**
+ * Where a step stopped on a NaN or ±Infinity (nothing is reported as a message here):
+ * - 'input': X holds one (checked when an activation comes before the first Linear);
+ * - 'forward': the output of layers[layer] (a Linear) is not finite;
+ * - 'loss': the loss overflowed; nothing was written to the gradients;
+ * - 'grads': a gradient overflowed (the Sequential scans them to name it).
+ */
+export interface StepFailure {
+  stage: 'input' | 'forward' | 'loss' | 'grads';
+  layer: number;
+}
+
+/** One forward+backward, every tensor checked by the caller. */
+export interface StepArgs {
+  X: FloatArray;
+  y: Int32Array;
+  B: number;
+  /** dW1, db1, dW2, … in the order of StackDescription.params. */
+  grads: readonly FloatArray[];
+  /** [B, D], or null when the input gradient is not wanted. */
+  dX: FloatArray | null;
+  reduction: Reduction;
+  /** Add into grads and dX (PyTorch's .grad semantics) instead of overwriting them. */
+  accumulate: boolean;
+}
+
+/** The loss and, except on 'torch', the logits [B,C] as a view into the net's buffers; or where it failed. */
+export type StepOutcome = { loss: number; logits: FloatArray | null; failure?: undefined } | { failure: StepFailure };
+/** The logits [B,C] (a view into the net's buffers, or a new array on 'torch'); or where it failed. */
+export type ForwardOutcome = { logits: FloatArray; failure?: undefined } | { failure: StepFailure };
+
+/** A net prepared for one engine (per thread): its description and its per-batch-size buffers. */
+export interface PreparedNet {
+  forwardBackward(a: StepArgs): StepOutcome;
+  /** The logits of X [B, D]; a failure is 'input' or 'forward' only. */
+  forward(X: FloatArray, B: number): ForwardOutcome;
+  /**
+   * The last call's tensors for batch size B, as views into this net's buffers (overwritten by
+   * the next call with that B): every layer's output (outputs[L-1] = logits) and, after a
+   * forwardBackward, softmax(logits). null on 'torch' (the reference hands back gradients only).
+   */
+  tensors(B: number): { outputs: FloatArray[]; probs: FloatArray } | null;
+}
+
+export interface Engine {
+  readonly name: BackendName;
+  /** @throws {HandgradError} the backend is not available (ERR_NATIVE_UNAVAILABLE, ERR_WASM_UNAVAILABLE, ERR_TORCH_UNAVAILABLE) */
+  prepare(net: StackDescription): PreparedNet;
+}
