@@ -10,9 +10,11 @@ import type { LayerSpec } from './layers/layer';
 import { Linear } from './layers/linear';
 import { Sequential } from './layers/sequential';
 import type { Activation, FloatArray } from './types';
+import { activationOf, twoLayerNet } from './model';
 import * as v from './validate';
 
 export type Layout = 'handgrad' | 'torch';
+const LAYOUTS: readonly Layout[] = ['handgrad', 'torch'];
 
 export interface SavedParams {
   D: number;
@@ -31,43 +33,33 @@ export function transpose<T extends FloatArray>(a: T, rows: number, cols: number
   return out;
 }
 
-/** The tensors of a parameter set in the chosen layout, ready for writeSafetensors. */
-export function paramTensors(p: SavedParams, layout: Layout = 'handgrad'): Record<string, TensorInput> {
-  const { D, H, C } = p;
-  if (layout === 'torch') {
-    return {
-      '0.weight': { shape: [H, D], data: transpose(p.W1, D, H) },
-      '0.bias': { shape: [H], data: p.b1 },
-      '2.weight': { shape: [C, H], data: transpose(p.W2, H, C) },
-      '2.bias': { shape: [C], data: p.b2 },
-    };
-  }
-  return {
-    W1: { shape: [D, H], data: p.W1 },
-    b1: { shape: [H], data: p.b1 },
-    W2: { shape: [H, C], data: p.W2 },
-    b2: { shape: [C], data: p.b2 },
-  };
-}
-
 /**
  * Saves parameters, with dims and activation in the metadata.
- * @throws {TypeError|RangeError} bad params; {HandgradError} ERR_FILE when the file cannot be written
+ * @throws {TypeError|RangeError} bad params or options; {HandgradError} ERR_FILE when the file cannot be written
  */
 export function saveParams(path: string, params: SavedParams | Omit<SavedParams, 'D' | 'H' | 'C'>, opts: { activation?: Activation; layout?: Layout; metadata?: Record<string, string> } = {}): void {
-  const p = v.params(params);
-  const layout = v.oneOf('opts.layout', opts.layout, ['handgrad', 'torch'] as const, 'handgrad');
-  const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
-  saveSafetensors(path, paramTensors(p, layout), {
-    ...opts.metadata,
+  const o = v.options('opts', opts, ['activation', 'layout', 'metadata'] as const);
+  const layout = v.oneOf('opts.layout', o.layout, LAYOUTS, 'handgrad');
+  const activation = activationOf(params, o.activation);
+  const net = twoLayerNet(params, activation);
+  saveSafetensors(path, sequentialTensors(net, layout), {
+    ...metadataOption(o.metadata),
     format: 'handgrad',
     layout,
     activation,
-    dtype: p.dtype,
-    D: String(p.D),
-    H: String(p.H),
-    C: String(p.C),
+    dtype: net.dtype,
+    D: String(net.inFeatures),
+    H: String(net.widths[1]),
+    C: String(net.classes),
   });
+}
+
+/** User metadata for a file: string values only (safetensors' __metadata__ is a string map). */
+function metadataOption(m: unknown): Record<string, string> {
+  if (m === undefined) return {};
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) v.fail(TypeError, 'an object of strings', 'opts.metadata', m);
+  for (const [k, x] of Object.entries(m)) if (typeof x !== 'string') v.fail(TypeError, 'a string', `opts.metadata.${k}`, x);
+  return m as Record<string, string>;
 }
 
 /** Reads W1, b1, W2, b2 from either layout (the names tell which), in the file's float dtype. */
@@ -229,8 +221,9 @@ export function sequentialFromFile(file: SafetensorsFile, source: string): Seque
  */
 export function saveSequential(path: string, seq: Sequential, opts: { layout?: Layout; metadata?: Record<string, string> } = {}): void {
   if (!(seq instanceof Sequential)) v.fail(TypeError, 'a Sequential', 'seq', seq);
-  const layout = v.oneOf('opts.layout', opts.layout, ['handgrad', 'torch'] as const, 'handgrad');
-  saveSafetensors(path, sequentialTensors(seq, layout), { ...opts.metadata, ...sequentialMetadata(seq, layout) });
+  const o = v.options('opts', opts, ['layout', 'metadata'] as const);
+  const layout = v.oneOf('opts.layout', o.layout, LAYOUTS, 'handgrad');
+  saveSafetensors(path, sequentialTensors(seq, layout), { ...metadataOption(o.metadata), ...sequentialMetadata(seq, layout) });
 }
 
 /**

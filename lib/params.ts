@@ -28,6 +28,17 @@ export function fillLinear(W: FloatArray, b: FloatArray, fanIn: number, fanOut: 
   }
 }
 
+/** dtype, init and seed of a draw (initParams, Linear, Sequential.mlp), checked, with their defaults. */
+export function drawOptions(o: { dtype?: unknown; init?: unknown; seed?: unknown }): { dtype: Dtype; init: Init; seed: number } {
+  const seed = o.seed ?? 0;
+  if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+  return {
+    dtype: v.oneOf('opts.dtype', o.dtype, ['float64', 'float32'] as const, 'float64'),
+    init: v.oneOf('opts.init', o.init, INITS, 'he'),
+    seed: seed as number,
+  };
+}
+
 export interface InitOptions {
   seed?: number;
   dtype?: Dtype;
@@ -46,10 +57,7 @@ export function initParams(dims: { D: number; H: number; C: number }, opts: Init
   const D = v.dim('dims.D', dims.D);
   const H = v.dim('dims.H', dims.H);
   const C = v.dim('dims.C', dims.C);
-  const dtype = v.oneOf('opts.dtype', opts.dtype, ['float64', 'float32'] as const, 'float64');
-  const init = v.oneOf('opts.init', opts.init, INITS, 'he');
-  const seed = opts.seed ?? 0;
-  if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+  const { dtype, init, seed } = drawOptions(v.options('opts', opts, ['dtype', 'init', 'seed'] as const));
   const rng = new Rng(seed);
   const make = (n: number) => (dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
 

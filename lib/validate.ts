@@ -2,6 +2,9 @@
 //   Expected {what} for {name} but received {actual}
 // TypeError for the wrong kind of thing, RangeError for a wrong size or value. Everything here runs
 // before any backend touches memory; the native addon checks again (defence in depth).
+import { allFinite } from './kernels/ts';
+
+export { allFinite };
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from './types';
 
 type ErrorKind = typeof TypeError | typeof RangeError;
@@ -145,6 +148,8 @@ function looksOneHot(y: ArrayLike<number>, C: number, xLength: number, D: number
 }
 
 export interface CheckedParams {
+  /** The object the tensors were read from (each read once, here). */
+  source: object;
   dtype: Dtype;
   W1: FloatArray;
   b1: FloatArray;
@@ -171,6 +176,7 @@ export function params(p: unknown): CheckedParams {
   const D = o.D === undefined ? w1len / H : dim('params.D', o.D);
   if (!Number.isInteger(D) || D < 1) fail(RangeError, `a length that is a positive multiple of H = ${H} ([D,H])`, 'params.W1', o.W1);
   return {
+    source: o,
     dtype,
     D,
     H,
@@ -217,13 +223,13 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
   return { X: input(X, p, B, `${prefix}X`), y: labelsY, B };
 }
 
-/** The options every forwardBackward shares (the two-layer call and a Sequential's), checked. */
+/** The options of forwardBackward (the two-layer call adds `activation`), checked. */
 export function stepOptions<O extends object>(
   opts: unknown,
   defaultReduction: Reduction,
+  extra: readonly string[] = [],
 ): { backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined } {
-  if (opts === null || typeof opts !== 'object') fail(TypeError, 'an options object', 'opts', opts);
-  const o = opts as { backend?: unknown; reduction?: unknown; cache?: unknown; accumulate?: unknown; inputGrad?: unknown; out?: unknown };
+  const o = options('opts', opts, ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate', ...extra], NOT_YET_SUPPORTED);
   const out = o.out;
   if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
   const dX = (out as { dX?: unknown } | undefined)?.dX;
@@ -279,54 +285,29 @@ export function disjoint(outNames: readonly string[], outs: readonly (ArrayBuffe
   }
 }
 
-/**
- * A step produced NaN/±Infinity at `stage`: name the input responsible, or say what overflowed.
- * Same wording as the native addons (native/addon/step_args.h).
- */
-export function explainNonFinite(
-  stage: 'Z1' | 'logits' | 'loss' | 'grads',
-  t: { X: FloatArray; W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; dX?: FloatArray | null; dW1?: FloatArray; db1?: FloatArray; dW2?: FloatArray; db2?: FloatArray },
-): never {
-  if (stage === 'Z1') {
-    assertFinite('X', t.X);
-    assertFinite('W1', t.W1);
-    assertFinite('b1', t.b1);
-    throw new RangeError('Expected a finite forward pass but Z1 = X·W1 + b1 overflowed (inputs or weights too large for the dtype)');
-  }
-  if (stage === 'logits') {
-    assertFinite('W2', t.W2);
-    assertFinite('b2', t.b2);
-    throw new RangeError('Expected a finite forward pass but logits = A1·W2 + b2 overflowed (weights too large for the dtype)');
-  }
-  if (stage === 'loss') throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
-  const name = (['dX', 'dW1', 'db1', 'dW2', 'db2'] as const).find((k) => t[k] && !allFinite(t[k]!)) ?? 'db2';
-  throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
-}
-
-/** The stage a backend's status code names (0 is success): the order of Status in native/core/mlp.h. */
-export const STATUS_STAGE = [undefined, 'Z1', 'logits', 'loss', 'grads'] as const;
-
-/** True when every entry is finite: x − x is 0 for finite x and NaN otherwise, no branch per entry. */
-export function allFinite(a: FloatArray): boolean {
-  let acc = 0;
-  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
-  return acc === 0;
-}
-
 // ---- option objects: every key known, or a TypeError that names it ----
 
 /**
- * Names users bring from PyTorch, tfjs and Keras, and this package's name for the same thing.
- * An unknown key found here is answered with "did you mean", whichever entry point it reached.
+ * Names users bring from PyTorch, tfjs, Keras, scikit-learn and pandas, and this package's name (or
+ * names, the first known one wins) for the same thing. An unknown key found here is answered with
+ * "did you mean", whichever entry point it reached; snake_case and kebab-case keys are looked up
+ * in camelCase too (learning_rate, --learning-rate → learningRate).
  */
-const FOREIGN_NAMES: Readonly<Record<string, string>> = {
-  learningRate: 'lr', learning_rate: 'lr', epoch: 'epochs', batch_size: 'batchSize', weight_decay: 'weightDecay',
-  label_smoothing: 'labelSmoothing', ignore_index: 'ignoreIndex', validation_split: 'validationSplit',
-  validationData: 'validation', validation_data: 'validation', callbacks: 'onProgress', callback: 'onProgress',
-  shuffle_seed: 'seed', random_state: 'seed', input_grad: 'inputGrad', requires_grad: 'inputGrad', dtypes: 'dtype',
-  activation_fn: 'activation', act: 'activation', eps: 'epsilon', betas: 'beta1 and beta2', early_stopping: 'earlyStop',
-  earlyStopping: 'earlyStop', patience: 'earlyStop: { patience }', verbose: 'onProgress', num_classes: 'classes',
+const FOREIGN_NAMES: Readonly<Record<string, string | readonly string[]>> = {
+  learningRate: 'lr', epoch: 'epochs', numEpochs: 'epochs', maxEpochs: 'epochs', nEpochs: 'epochs', batchSize: 'batch',
+  validationSplit: 'fraction', testSize: 'fraction', validationData: 'validation',
+  callbacks: 'onProgress', callback: 'onProgress', verbose: 'onProgress', shuffleSeed: 'seed', randomState: 'seed', randomSeed: 'seed',
+  requiresGrad: 'inputGrad', dtypes: 'dtype', activationFn: 'activation', act: 'activation', eps: 'epsilon', betas: 'beta1 and beta2',
+  earlyStopping: 'earlyStop', patience: 'earlyStop: { patience }', numClasses: 'classes', nClasses: 'classes', classWeight: 'weight',
+  sizeAverage: 'reduction', reduce: 'reduction', device: 'backend', fastMode: 'mode', kernelInitializer: 'init', hiddenSize: 'hidden',
+  optim: 'optimizer', sep: 'delimiter', separator: 'delimiter', output: 'out', outputDir: 'out', outDir: 'out', nSamples: 'n', numSamples: 'n',
 };
+
+/** foo_bar and foo-bar as fooBar. */
+const camel = (key: string) => key.replace(/[_-]([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** This package's names for a foreign key, its camelCase first (none when it is not one). */
+const foreignNames = (key: string): string[] => [camel(key), FOREIGN_NAMES[key] ?? FOREIGN_NAMES[camel(key)] ?? []].flat().filter((n) => n !== key);
 
 /**
  * Options PyTorch's F.cross_entropy (and torch.optim) have that this package does not support yet:
@@ -358,13 +339,12 @@ function editDistance(a: string, b: string): number {
 
 /** The known name a misspelt or foreign `key` most likely meant, or undefined. */
 export function didYouMean(key: string, known: readonly string[]): string | undefined {
-  const foreign = FOREIGN_NAMES[key] ?? FOREIGN_NAMES[key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())];
-  if (foreign !== undefined && (known.includes(foreign) || known.some((k) => foreign.startsWith(`${k}:`) || foreign.startsWith(`${k} `)))) return foreign;
-  const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+  const foreign = foreignNames(key).find((f) => known.includes(f) || known.some((k) => f.startsWith(`${k}:`) || f.startsWith(`${k} `)));
+  if (foreign !== undefined) return foreign;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {
-    const d = Math.min(editDistance(key, k), editDistance(camel, k));
+    const d = Math.min(editDistance(key, k), editDistance(camel(key), k));
     if (d < bestDistance) {
       best = k;
       bestDistance = d;
@@ -386,7 +366,7 @@ export function options<K extends string>(
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', name, opts);
   for (const key of Object.keys(opts)) {
     if ((known as readonly string[]).includes(key)) continue;
-    const why = unsupported[key] ?? unsupported[FOREIGN_NAMES[key] ?? ''];
+    const why = [key, ...foreignNames(key)].map((k) => unsupported[k]).find((w) => w !== undefined);
     if (why !== undefined) throw new TypeError(`Expected no option '${key}' for ${name}: ${why}`);
     const guess = didYouMean(key, known);
     const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : '';

@@ -1,8 +1,8 @@
-// The LibTorch autograd reference backend: the same positional calls as the native backend, into
-// a second addon (native/torch, built by CMakeLists.txt with cmake-js). It is optional — LibTorch
-// is large and only the verifier needs it — so it is loaded lazily, by explicit path (node-gyp-build
-// finds one addon per folder, and that one is the core's), and its absence is a HandgradError that
-// says how to build it.
+// The typed surface of the LibTorch addon (native/torch, built by CMakeLists.txt with cmake-js), the
+// reference behind backend 'torch' (lib/engine/torch.ts), the verifier and the optimizer checks. It
+// is optional — LibTorch is large — so it is loaded lazily, by explicit path (node-gyp-build finds
+// one addon per folder, and that one is the core's), and its absence is a HandgradError that says
+// how to build it.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot, type CoreBinding } from '../binding';
@@ -10,13 +10,9 @@ import { HandgradError } from '../errors';
 import { optimizerConfig, type OptimizerName, type OptimizerOptions } from '../train/optimizer';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
-import { addonBackend, type Backend } from './backend';
 
-/**
- * The typed surface of handgrad_torch.node: the core's exports less gemm, same signatures, plus
- * optimizerRun and the layer-stack reference (sequentialForwardBackward, sequentialForward).
- */
-export type TorchBinding = Pick<CoreBinding, 'forwardBackward' | 'forward' | 'getNumThreads' | 'setNumThreads'> & {
+/** The typed surface of handgrad_torch.node: torch::optim and the layer-stack reference. */
+export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> & {
   /**
    * torch::optim's SGD ('sgd': momentum 0; 'momentum': μ, dampening 0; 'nesterov'), Adam (L2
    * weight_decay) or AdamW (decoupled weight_decay), fresh for this call: one step() per entry of
@@ -106,14 +102,6 @@ export function torchBinding(): TorchBinding {
     loadError = e as HandgradError;
     throw loadError;
   }
-}
-
-export const torchBackend: Backend = addonBackend('torch', torchBinding);
-
-/** The registry's loader: the backend once its addon has loaded, otherwise ERR_TORCH_UNAVAILABLE. */
-export function loadTorchBackend(): Backend {
-  torchBinding();
-  return torchBackend;
 }
 
 /** Whether backend 'torch' can be used here (the addon is built and LibTorch loads). */

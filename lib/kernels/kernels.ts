@@ -5,6 +5,10 @@
 // and dtype; the native glue checks them again so a wrong call is an error, never a crash.
 import type { Activation, FloatArray, Reduction } from '../types';
 
+/** Activation and reduction codes of native/core/kernels.h (Activation, Reduction). */
+export const ACTIVATION_CODE: Record<Activation, number> = { relu: 0, sigmoid: 1, tanh: 2 };
+export { REDUCTION_CODE } from '../engine/engine';
+
 export interface Kernels {
   readonly name: 'native' | 'wasm' | 'ts';
   /**

@@ -1,8 +1,7 @@
 // The native kernels: thin calls into the core addon, which runs the very functions of
 // native/core/{blas,kernels}.h that its fused step runs (and checks every length again).
 import { coreBinding } from '../binding';
-import { ACTIVATION_CODE, REDUCTION_CODE } from '../backends/backend';
-import type { Kernels } from './kernels';
+import { ACTIVATION_CODE, type Kernels, REDUCTION_CODE } from './kernels';
 
 export const nativeKernels: Kernels = {
   name: 'native',

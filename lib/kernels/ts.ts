@@ -1,8 +1,7 @@
 // The pure-TypeScript kernels: the same math as native/core/{blas,kernels}.h, loop for loop where
-// rounding depends on it, used by the ts backend's fused step and by the layer stack. GEMMs are
+// rounding depends on it, used by the ts engine (lib/engine/ts.ts) and the Layer classes. GEMMs are
 // plain loops ordered so the inner loop walks rows contiguously.
 import type { Activation, FloatArray, Reduction } from '../types';
-import { allFinite } from '../validate';
 import type { Kernels } from './kernels';
 
 /** C = beta·C before the products are added: beta = 0 ignores what C held (NaN garbage included). */
@@ -112,6 +111,13 @@ export function softmaxCrossEntropyBackward(
     for (let c = 0; c < C; c++) dZ[b * C + c] = probs[b * C + c] * scale;
     dZ[b * C + y[b]] -= scale;
   }
+}
+
+/** True when every entry is finite: x − x is 0 for finite x and NaN otherwise, no branch per entry. */
+export function allFinite(a: FloatArray): boolean {
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
+  return acc === 0;
 }
 
 export const tsKernels: Kernels = {

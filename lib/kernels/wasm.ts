@@ -7,10 +7,9 @@
 // beta ≠ 0, sumRows' db when accumulating, activationBackward's dA) are copied in first.
 // Every length, dtype and label is checked here, as the native addon checks them: a wrong call is
 // an error, never a silent read or write past a tensor in the module's memory.
-import { ACTIVATION_CODE, REDUCTION_CODE } from '../backends/backend';
 import { load, scratch, wasmGemm, type Ptr, type WasmExports } from '../backends/wasm';
 import type { Activation, FloatArray, Reduction } from '../types';
-import type { Kernels } from './kernels';
+import { ACTIVATION_CODE, type Kernels, REDUCTION_CODE } from './kernels';
 
 type Tensor = FloatArray | Int32Array;
 type TensorClass<T extends Tensor> = new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;

@@ -1,6 +1,7 @@
 // ReLU, Sigmoid, Tanh: A = act(Z) elementwise; backward dZ = dA ⊙ act'(Z). ReLU's derivative needs
 // the pre-activation Z (1 where Z > 0, strictly, as PyTorch); sigmoid's and tanh's are taken from
 // the output A (σ' = A(1 − A), tanh' = 1 − A²), as PyTorch's own backward does, so roundings match.
+import { activationBackward } from '../engine/ts';
 import type { Activation, FloatArray } from '../types';
 import type { Layer, LayerContext, LayerSpec } from './layer';
 
@@ -23,11 +24,7 @@ abstract class ActivationLayer implements Layer {
     const Z = ctx.input;
     if (Z === null) throw new Error(`${this}: backward before forward`);
     if (ctx.gradInput === null) return null;
-    // The kernel works in place; a copy keeps the caller's dA as it was.
-    const into = ctx.accumulateInput ? ctx.scratch! : ctx.gradInput;
-    into.set(dA);
-    ctx.kernels.activationBackward(this.kind, Z, ctx.output, into);
-    if (ctx.accumulateInput) for (let i = 0; i < into.length; i++) ctx.gradInput[i] += into[i];
+    activationBackward(ctx.kernels, this.kind, Z, ctx.output, dA, ctx.gradInput, ctx.accumulateInput, ctx.scratch);
     return ctx.gradInput;
   }
 

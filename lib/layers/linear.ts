@@ -1,7 +1,8 @@
 // Linear(in, out): Z = A·W + b with W [in,out] and b [out] — the layout of W1/W2 in the two-layer
-// path (PyTorch's nn.Linear stores Wᵀ). Its backward is the one mlp.h does for each layer:
+// path (PyTorch's nn.Linear stores Wᵀ); the math is lib/engine/ts.ts's, as native/core/stack.h:
 //   dW = Aᵀ·dZ [in,out],  db = Σ_b dZ [out],  dA = dZ·Wᵀ [B,in].
-import { fillLinear, type Init, INITS } from '../params';
+import { linearBackward, linearForward } from '../engine/ts';
+import { drawOptions, fillLinear, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Dtype, FloatArray } from '../types';
 import * as v from '../validate';
@@ -31,19 +32,16 @@ export class Linear<T extends FloatArray = FloatArray> implements Layer {
   constructor(inFeatures: number, outFeatures: number, opts: LinearOptions<T> = {}) {
     this.inFeatures = v.dim('inFeatures', inFeatures);
     this.outFeatures = v.dim('outFeatures', outFeatures);
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
+    const o = v.options('opts', opts, ['dtype', 'init', 'seed', 'W', 'b'] as const);
     v.sizes({ B: 1, D: this.inFeatures, H: this.outFeatures, C: 1 });
-    if (opts.W !== undefined || opts.b !== undefined) {
-      const dtype = v.dtypeOf('W', opts.W);
-      const W = v.floatArray('W', opts.W, dtype, this.inFeatures * this.outFeatures) as T;
-      const b = v.floatArray('b', opts.b, dtype, this.outFeatures) as T;
+    if (o.W !== undefined || o.b !== undefined) {
+      const dtype = v.dtypeOf('W', o.W);
+      const W = v.floatArray('W', o.W, dtype, this.inFeatures * this.outFeatures) as T;
+      const b = v.floatArray('b', o.b, dtype, this.outFeatures) as T;
       this.params = { W, b };
       return;
     }
-    const dtype = v.oneOf('opts.dtype', opts.dtype, ['float64', 'float32'] as const, 'float64');
-    const init = v.oneOf('opts.init', opts.init, INITS, 'he');
-    const seed = opts.seed ?? 0;
-    if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+    const { dtype, init, seed } = drawOptions(o);
     const F = dtype === 'float64' ? Float64Array : Float32Array;
     const W = new F(this.inFeatures * this.outFeatures) as T;
     const b = new F(this.outFeatures) as T;
@@ -59,25 +57,17 @@ export class Linear<T extends FloatArray = FloatArray> implements Layer {
   }
 
   forward(input: FloatArray, ctx: LayerContext): FloatArray {
-    const { W, b } = this.params;
-    const k = ctx.kernels;
     ctx.input = input;
-    // Bias rows first, then the GEMM adds into them (beta = 1), as mlp.h.
-    k.broadcastRows(b, ctx.output, ctx.B);
-    k.gemm(false, false, ctx.B, this.outFeatures, this.inFeatures, 1, input, W, 1, ctx.output);
+    linearForward(ctx.kernels, ctx.B, this.inFeatures, this.outFeatures, input, this.params.W, this.params.b, ctx.output);
     return ctx.output;
   }
 
   backward(dZ: FloatArray, ctx: LayerContext): FloatArray | null {
     const A = ctx.input;
     if (A === null) throw new Error(`${this}: backward before forward`);
-    const k = ctx.kernels;
-    const beta = ctx.accumulate ? 1 : 0;
-    k.gemm(true, false, this.inFeatures, this.outFeatures, ctx.B, 1, A, dZ, beta, ctx.grads.W); // dW = Aᵀ·dZ
-    k.sumRows(dZ, ctx.grads.b, ctx.B, ctx.accumulate); // db = Σ_b dZ
-    if (ctx.gradInput === null) return null;
-    // dA = dZ·Wᵀ
-    k.gemm(false, true, ctx.B, this.inFeatures, this.outFeatures, 1, dZ, this.params.W, ctx.accumulateInput ? 1 : 0, ctx.gradInput);
+    linearBackward(
+      ctx.kernels, ctx.B, this.inFeatures, this.outFeatures, A, this.params.W, dZ, ctx.grads.W, ctx.grads.b, ctx.accumulate, ctx.gradInput, ctx.accumulateInput,
+    );
     return ctx.gradInput;
   }
 

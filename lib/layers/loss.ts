@@ -1,6 +1,7 @@
 // SoftmaxCrossEntropy on raw logits, as F.cross_entropy: loss = reduce_b (log Σ_c e^{z_bc} − z_{b,y_b}),
 // computed by log-sum-exp (never log of a probability). Backward: dZ = (softmax(Z) − onehot(y))·s,
 // s = 1/B for 'mean', 1 for 'sum'.
+import { reduceLoss } from '../engine/ts';
 import type { Kernels } from '../kernels/kernels';
 import type { FloatArray, Reduction } from '../types';
 import * as v from '../validate';
@@ -25,16 +26,14 @@ export class SoftmaxCrossEntropy {
 
   /** @throws {TypeError|RangeError} an unknown reduction */
   constructor(opts: SoftmaxCrossEntropyOptions = {}) {
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-    this.reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, 'mean');
+    const o = v.options('opts', opts, ['reduction'] as const, v.NOT_YET_SUPPORTED);
+    this.reduction = v.oneOf('opts.reduction', o.reduction, v.REDUCTIONS, 'mean');
   }
 
   /** The loss in the logits' dtype (a float32 net reports a float32 loss, as PyTorch). */
   forward(logits: FloatArray, y: Int32Array, ctx: LossContext, reduction: Reduction = this.reduction): number {
     ctx.y = y;
-    const total = ctx.kernels.softmaxCrossEntropy(logits, y, ctx.probs, ctx.B, ctx.C);
-    const reduced = reduction === 'mean' ? total / ctx.B : total;
-    return logits instanceof Float32Array ? Math.fround(reduced) : reduced;
+    return reduceLoss(ctx.kernels.softmaxCrossEntropy(logits, y, ctx.probs, ctx.B, ctx.C), ctx.B, reduction, logits instanceof Float32Array);
   }
 
   /** ∂loss/∂logits into ctx.dLogits. */

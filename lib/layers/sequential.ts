@@ -1,23 +1,23 @@
-// Sequential: layers chained input to logits, then SoftmaxCrossEntropy. forwardBackward runs each
-// layer's forward, the loss, and each layer's backward in reverse, every one on the chosen
-// backend's kernels (lib/kernels), in buffers preallocated once per batch size. On the 'torch'
-// backend the whole stack is instead one LibTorch autograd graph: the independent reference.
+// Sequential: the network. Layers chained input to logits, then SoftmaxCrossEntropy. Every argument
+// is checked here, once; then one engine call (lib/engine) runs the whole forward, loss and
+// backward: native/core/stack.h through the core addon or in wasm32, the TS loops, or one LibTorch
+// autograd graph on 'torch' (the independent reference). A non-finite result is put into words
+// here, in one place (explain), whichever engine met it.
 //
 // Parameters and gradients are named from the math, Linear layers numbered from 1: W1, b1, W2, b2,
 // … and dW1, db1, …; so Sequential([Linear(D,H), ReLU, Linear(H,C)]) has exactly the tensors of
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
-import { getKernels } from '../kernels';
-import { argmaxRows } from '../model';
-import type { Kernels } from '../kernels/kernels';
-import { fillLinear, type Init, INITS } from '../params';
+import { engine } from '../engine';
+import { LAYER_CODE, type PreparedNet, type StackDescription, type StepFailure } from '../engine/engine';
+import { drawOptions, fillLinear, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../types';
+import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
 import { ReLU, Sigmoid, Tanh } from './activation';
-import type { Layer, LayerContext, LayerSpec } from './layer';
+import type { Layer, LayerKind, LayerSpec } from './layer';
 import { Linear } from './linear';
-import { type LossContext, SoftmaxCrossEntropy } from './loss';
-import { torchSequentialForward, torchSequentialForwardBackward } from './torch';
+import { SoftmaxCrossEntropy } from './loss';
 
 export interface SequentialOptions {
   /** The loss on the last layer's output (default SoftmaxCrossEntropy({ reduction: 'mean' })). */
@@ -68,17 +68,6 @@ export interface MlpOptions {
   loss?: SoftmaxCrossEntropy;
 }
 
-/** The buffers of one batch size: a context per layer and the loss's. */
-interface Workspace {
-  layers: LayerContext[];
-  /** gradInputs[i]: layers[i]'s input gradient [B, widths[i]] (i ≥ 1; layers[0]'s is dX). */
-  gradInputs: (FloatArray | null)[];
-  loss: LossContext;
-}
-
-/** Batch sizes whose workspaces are kept (a training run uses its batch size and a last partial one). */
-const MAX_WORKSPACES = 4;
-
 const LAYER_CLASSES = [Linear, ReLU, Sigmoid, Tanh];
 
 export class Sequential<T extends FloatArray = FloatArray> {
@@ -95,7 +84,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
   readonly params: Readonly<Record<string, T>>;
   /** For each layer, its Linear number (1-based), or 0 for an activation. */
   readonly linearNumber: readonly number[];
-  private readonly workspaces = new Map<number, Workspace>();
+  private readonly description: StackDescription;
+  /** This net prepared for each engine it has run on (per thread: a worker rebuilds the net). */
+  private readonly prepared = new Map<BackendName, PreparedNet>();
+  /** The two-layer API's nets (lib/model.ts) word a failure as the fused step always did: Z1, logits. */
+  twoLayerWords = false;
 
   /**
    * @throws {TypeError} a layer that is not a Linear, ReLU, Sigmoid or Tanh; Linear layers of two dtypes
@@ -103,8 +96,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
    */
   constructor(layers: readonly Layer[], opts: SequentialOptions = {}) {
     if (!Array.isArray(layers)) v.fail(TypeError, 'an array of layers', 'layers', layers);
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-    const loss = opts.loss ?? new SoftmaxCrossEntropy();
+    const loss = v.options('opts', opts, ['loss'] as const).loss ?? new SoftmaxCrossEntropy();
     if (!(loss instanceof SoftmaxCrossEntropy)) v.fail(TypeError, 'a SoftmaxCrossEntropy', 'opts.loss', loss);
     this.loss = loss;
     layers.forEach((l, i) => {
@@ -142,6 +134,12 @@ export class Sequential<T extends FloatArray = FloatArray> {
     this.classes = widths[widths.length - 1];
     this.linearNumber = Object.freeze(numbers);
     this.params = Object.freeze(params);
+    this.description = {
+      dtype: this.dtype,
+      kinds: Int32Array.from(layers, (l) => LAYER_CODE[l.kind as LayerKind]),
+      widths: Int32Array.from(widths),
+      params: Object.values(params),
+    };
   }
 
   /**
@@ -153,13 +151,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
   static mlp(widths: readonly number[], opts: MlpOptions = {}): Sequential {
     if (!Array.isArray(widths)) v.fail(TypeError, 'an array of layer widths [D, …, C]', 'widths', widths);
     if (widths.length < 2) v.fail(RangeError, 'at least 2 widths (inputs and classes)', 'widths', widths);
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
+    const o = v.options('opts', opts, ['activation', 'dtype', 'init', 'seed', 'loss'] as const, v.NOT_YET_SUPPORTED);
     widths.forEach((w, i) => v.dim(`widths[${i}]`, w));
-    const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
-    const dtype = v.oneOf('opts.dtype', opts.dtype, ['float64', 'float32'] as const, 'float64');
-    const init = v.oneOf('opts.init', opts.init, INITS, 'he');
-    const seed = opts.seed ?? 0;
-    if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+    const activation = v.oneOf('opts.activation', o.activation, v.ACTIVATIONS, 'relu');
+    const { dtype, init, seed } = drawOptions(o);
     const rng = new Rng(seed);
     const F = dtype === 'float64' ? Float64Array : Float32Array;
     const layers: Layer[] = [];
@@ -170,7 +165,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
       fillLinear(W, b, widths[i], widths[i + 1], init, rng);
       layers.push(new Linear(widths[i], widths[i + 1], { W, b }));
     }
-    return new Sequential(layers, { loss: opts.loss });
+    return new Sequential(layers, { loss: o.loss as SoftmaxCrossEntropy | undefined });
   }
 
   /** The architecture as plain data (for a worker thread or a checkpoint). */
@@ -226,62 +221,47 @@ export class Sequential<T extends FloatArray = FloatArray> {
     return `Sequential(${this.layers.join(', ')}; ${this.loss})`;
   }
 
-  /** The buffers for a batch of B rows, allocated on first use and kept (a few sizes at most). */
-  private workspace(B: number): Workspace {
-    let w = this.workspaces.get(B);
-    if (w) return w;
-    const F = this.dtype === 'float64' ? Float64Array : Float32Array;
-    const { widths } = this;
-    v.sizes({ B, D: Math.max(...widths), H: 1, C: 1 });
-    const gradInputs = this.layers.map((_, i) => (i === 0 ? null : new F(B * widths[i])));
-    const layers = this.layers.map((_, i): LayerContext => ({
-      B,
-      kernels: getKernels('ts'),
-      output: new F(B * widths[i + 1]),
-      gradInput: gradInputs[i],
-      accumulateInput: false,
-      grads: {},
-      accumulate: false,
-      input: null,
-      scratch: i === 0 && this.linearNumber[0] === 0 ? new F(B * widths[0]) : null,
-    }));
-    const C = this.classes;
-    const loss: LossContext = { B, C, kernels: getKernels('ts'), probs: new F(B * C), dLogits: new F(B * C), y: null };
-    w = { layers, gradInputs, loss };
-    if (this.workspaces.size >= MAX_WORKSPACES) this.workspaces.clear();
-    this.workspaces.set(B, w);
-    return w;
+  /**
+   * Prepares this net for `backend` now (loads its module, registers the description), so that an
+   * unavailable backend fails here rather than at the first step.
+   * @throws {HandgradError} the backend is unavailable
+   */
+  prepare(backend: BackendName): this {
+    this.on(v.oneOf('backend', backend, v.BACKENDS, 'native'));
+    return this;
+  }
+
+  /** This net on `backend`'s engine, prepared on first use. @throws {HandgradError} the backend is unavailable */
+  private on(backend: BackendName): PreparedNet {
+    let p = this.prepared.get(backend);
+    if (!p) {
+      p = engine(backend).prepare(this.description);
+      this.prepared.set(backend, p);
+    }
+    return p;
   }
 
   /**
-   * Runs every layer forward on `kernels`, checking each Linear's output for NaN/±Infinity (and X
-   * first when an activation comes before any Linear, since ReLU would hide −Infinity). Returns the
-   * logits, a view into the workspace.
+   * A NaN or ±Infinity met by an engine, in words: the input responsible (X, Wk, bk, with the
+   * index), or what overflowed. One wording for every engine; the two-layer API keeps its names.
    */
-  private runForward(X: T, ws: Workspace, kernels: Kernels): T {
-    if (this.linearNumber[0] === 0 && !kernels.allFinite(X)) v.assertFinite('X', X);
-    let a: FloatArray = X;
-    this.layers.forEach((layer, i) => {
-      const ctx = ws.layers[i];
-      ctx.kernels = kernels;
-      const input = a;
-      a = layer.forward(input, ctx);
-      if (this.linearNumber[i] !== 0 && !kernels.allFinite(a)) this.explainForward(i, X, input);
-    });
-    return a as T;
-  }
-
-  /** A non-finite output of layers[i] (a Linear): name the input responsible, or say what overflowed. */
-  private explainForward(i: number, X: T, input: FloatArray): never {
-    const k = this.linearNumber[i];
-    const fromX = input === X;
-    if (fromX) v.assertFinite('X', X);
-    v.assertFinite(`W${k}`, this.params[`W${k}`]);
-    v.assertFinite(`b${k}`, this.params[`b${k}`]);
-    const inName = fromX ? 'X' : `the output of layers[${i - 1}]`;
-    throw new RangeError(
-      `Expected a finite forward pass but ${this.where(i)} = ${inName}·W${k} + b${k} overflowed (inputs or weights too large for the dtype)`,
-    );
+  private explain(f: StepFailure, X: FloatArray, grads: Readonly<Record<string, FloatArray>>): never {
+    if (f.stage === 'input') v.assertFinite('X', X);
+    if (f.stage === 'forward') {
+      const k = this.linearNumber[f.layer];
+      const fromX = f.layer === 0;
+      if (fromX) v.assertFinite('X', X);
+      v.assertFinite(`W${k}`, this.params[`W${k}`]);
+      v.assertFinite(`b${k}`, this.params[`b${k}`]);
+      const what = this.twoLayerWords
+        ? k === 1 ? 'Z1 = X·W1 + b1' : 'logits = A1·W2 + b2'
+        : `${this.where(f.layer)} = ${fromX ? 'X' : `the output of layers[${f.layer - 1}]`}·W${k} + b${k}`;
+      const why = this.twoLayerWords && k === 2 ? 'weights too large for the dtype' : 'inputs or weights too large for the dtype';
+      throw new RangeError(`Expected a finite forward pass but ${what} overflowed (${why})`);
+    }
+    if (f.stage === 'loss') throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
+    const name = Object.keys(grads).find((n) => !allFinite(grads[n])) ?? 'the gradients';
+    throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
   }
 
   /**
@@ -289,23 +269,28 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * @throws {TypeError|RangeError|HandgradError} as forwardBackward
    */
   forward(X: T, opts: { backend?: BackendName } = {}): T {
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-    const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
-    const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures }) as { X: T; B: number };
-    if (backend === 'torch') {
-      const logits = (this.dtype === 'float64' ? new Float64Array(B * this.classes) : new Float32Array(B * this.classes)) as T;
-      torchSequentialForward(this, Xc, B, logits);
-      return logits;
-    }
-    return this.logitsView(Xc, B, backend).slice() as T;
+    const backend = v.oneOf('opts.backend', v.options('opts', opts, ['backend'] as const).backend, v.BACKENDS, 'native');
+    const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures });
+    const logits = this.logitsView(Xc as T, B, backend);
+    return (backend === 'torch' ? logits : logits.slice()) as T;
   }
 
   /**
-   * The logits of X [B,D] on a backend other than 'torch', for callers that have checked X (the
-   * Trainer's evaluation): a view into the workspace, overwritten by the next call with this B.
+   * The logits of X [B,D] for callers that have checked X (the Trainer's evaluation): a view into
+   * this net's buffers, overwritten by the next call with this B (a new array on 'torch').
    */
-  logitsView(X: T, B: number, backend: Exclude<BackendName, 'torch'>): T {
-    return this.runForward(X, this.workspace(B), getKernels(backend));
+  logitsView(X: T, B: number, backend: BackendName): T {
+    const r = this.on(backend).forward(X, B);
+    if (r.failure) this.explain(r.failure, X, {});
+    return r.logits as T;
+  }
+
+  /**
+   * Class probabilities [B,C] = softmax(forward(X)).
+   * @throws {TypeError|RangeError|HandgradError} as forward
+   */
+  probs(X: T, opts: { backend?: BackendName } = {}): T {
+    return softmaxRows(this.forward(X, opts), this.classes);
   }
 
   /**
@@ -342,10 +327,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
     }
 
     const { loss, logits } = this.forwardBackwardInto(Xc, b.y, grads, { backend, reduction, accumulate });
-    const result: SequentialResult<T> = { loss, grads, logits };
+    const result: SequentialResult<T> = { loss, grads };
+    if (logits) result.logits = logits;
     if (wantCache) {
-      const ws = this.workspace(B);
-      result.cache = { outputs: ws.layers.map((c) => c.output.slice() as T), probs: ws.loss.probs.slice() as T };
+      const t = this.on(backend).tensors(B)!;
+      result.cache = { outputs: t.outputs.map((o) => o.slice() as T), probs: t.probs.slice() as T };
     }
     return result;
   }
@@ -359,51 +345,40 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forwardBackwardInto(
     X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: Reduction; accumulate: boolean },
   ): { loss: number; logits?: T } {
-    const { backend, reduction, accumulate } = opts;
-    const B = y.length;
-    if (backend === 'torch') {
-      // The torch addon checks X and the parameters for NaN/±Infinity, and every gradient before
-      // it writes the first, in the words used here.
-      return { loss: torchSequentialForwardBackward(this, X, y, B, grads, reduction, accumulate) };
-    }
-    const kernels = getKernels(backend);
-    const ws = this.workspace(B);
-    const logits = this.runForward(X, ws, kernels);
-    ws.loss.kernels = kernels;
-    const loss = this.loss.forward(logits, y, ws.loss, reduction);
-    if (!Number.isFinite(loss)) throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
-    let g: FloatArray | null = this.loss.backward(ws.loss, reduction);
-    const inputGrad = grads.dX !== undefined;
-    // Layers before the first Linear need a backward only for dX.
-    const firstLinear = this.linearNumber.findIndex((k) => k !== 0);
-    for (let i = this.layers.length - 1; i >= 0 && g !== null; i--) {
-      const ctx = ws.layers[i];
-      const k = this.linearNumber[i];
-      ctx.kernels = kernels;
-      ctx.accumulate = accumulate;
-      ctx.grads = k === 0 ? {} : { W: grads[`dW${k}`], b: grads[`db${k}`] };
-      if (i === 0) {
-        ctx.gradInput = grads.dX ?? null;
-        ctx.accumulateInput = accumulate;
-      } else if (!inputGrad && i <= firstLinear) {
-        ctx.gradInput = null;
-      } else {
-        ctx.gradInput = ws.gradInputs[i];
-      }
-      g = this.layers[i].backward(g, ctx);
-    }
-    this.checkGrads(grads, kernels);
-    return { loss, logits };
-  }
-
-  /** A gradient that overflowed from finite inputs is an error, not a silent Infinity. */
-  private checkGrads(grads: Readonly<Record<string, T>>, kernels: Kernels): void {
-    for (const [name, t] of Object.entries(grads)) {
-      if (!kernels.allFinite(t)) throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
-    }
+    const list: T[] = [];
+    for (const name in this.params) list.push(grads[`d${name}`]);
+    const r = this.on(opts.backend).forwardBackward({
+      X, y, B: y.length, grads: list, dX: grads.dX ?? null, reduction: opts.reduction, accumulate: opts.accumulate,
+    });
+    if (r.failure) this.explain(r.failure, X, grads);
+    return r.logits ? { loss: r.loss, logits: r.logits as T } : { loss: r.loss };
   }
 }
 
 function activationLayer(kind: Activation): Layer {
   return kind === 'relu' ? new ReLU() : kind === 'sigmoid' ? new Sigmoid() : new Tanh();
+}
+
+/** The index of the largest entry of each row of logits [B,C] (the first one on a tie). */
+export function argmaxRows(logits: ArrayLike<number>, C: number): Int32Array {
+  const out = new Int32Array(logits.length / C);
+  for (let b = 0; b < out.length; b++) {
+    let best = 0;
+    for (let c = 1; c < C; c++) if (logits[b * C + c] > logits[b * C + best]) best = c;
+    out[b] = best;
+  }
+  return out;
+}
+
+/** Row-wise softmax of logits [B,C] into a new array, computed stably (max subtracted). */
+export function softmaxRows<T extends FloatArray>(logits: T, C: number): T {
+  const out = logits.slice() as T;
+  for (let o = 0; o < out.length; o += C) {
+    let m = -Infinity;
+    for (let c = 0; c < C; c++) m = Math.max(m, out[o + c]);
+    let s = 0;
+    for (let c = 0; c < C; c++) s += out[o + c] = Math.exp(out[o + c] - m);
+    for (let c = 0; c < C; c++) out[o + c] /= s;
+  }
+  return out;
 }

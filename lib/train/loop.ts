@@ -1,9 +1,7 @@
 // The training loop shared by fitSync (on the caller's thread) and fit (in a worker thread): the
 // same code on the same buffers, so both give the same numbers for a seed.
-import { getBackend } from '../backends';
-import type { Backend } from '../backends/backend';
 import { Rng } from '../rng';
-import type { BackendName, FloatArray } from '../types';
+import type { FloatArray } from '../types';
 import { coreBinding } from '../binding';
 import { Sequential } from '../layers/sequential';
 import { OPTIMIZER_CODE, update } from './optimizer';
@@ -32,8 +30,8 @@ export interface Data {
 }
 
 // The Sequential of a state, rebuilt over the state's shared tensors once per thread (a worker
-// receives the state as data), so each thread has its own preallocated workspaces; with it, the
-// gradient buffers under the names forwardBackwardInto writes (dW1 = s.grads.W1, …).
+// receives the state as data), so each thread has its own engine buffers; with it, the gradient
+// buffers under the names forwardBackwardInto writes (dW1 = s.grads.W1, …).
 const sequentials = new WeakMap<TrainState, { seq: Sequential; grads: Record<string, FloatArray> }>();
 
 function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatArray> } {
@@ -42,7 +40,7 @@ function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatA
     const c = s.config;
     const grads: Record<string, FloatArray> = {};
     for (const k of s.names) grads[`d${k}`] = s.grads[k];
-    entry = { seq: Sequential.fromSpec({ dtype: c.dtype, layers: c.layers!, reduction: 'mean' }, s.params), grads };
+    entry = { seq: Sequential.fromSpec({ dtype: c.dtype, layers: c.layers, reduction: 'mean' }, s.params), grads };
     sequentials.set(s, entry);
   }
   return entry;
@@ -52,49 +50,23 @@ export function sequentialOf(s: TrainState): Sequential {
   return stackOf(s).seq;
 }
 
-/** Forward and backward of the first B rows of s.Xb/s.yb into s.grads; the loss and the logits [B,C]. */
-function computeGradients(s: TrainState, backend: Backend, B: number): { loss: number; logits: FloatArray; offset: number } {
-  const { D, H, C } = s.config;
-  const n = B === s.config.batchSize;
-  const sub = <T extends FloatArray | Int32Array>(a: T, len: number) => (n ? a : (a.subarray(0, len) as T));
-  const X = sub(s.Xb, B * D);
-  const y = sub(s.yb, B);
-  if (s.config.layers) {
-    // The data and the buffers were checked once, when fit/step was called: nothing is re-checked
-    // or allocated per step.
-    const { seq, grads } = stackOf(s);
-    const r = seq.forwardBackwardInto(X, y, grads, { backend: backend.name as BackendName, reduction: 'mean', accumulate: false });
-    // The torch reference returns no logits; its accuracy comes from a forward pass.
-    return { loss: r.loss, logits: r.logits ?? seq.forward(X, { backend: 'torch' }), offset: 0 };
-  }
-  const loss = backend.forwardBackward({
-    dims: { B, D, H, C },
-    X,
-    y,
-    W1: s.params.W1,
-    b1: s.params.b1,
-    W2: s.params.W2,
-    b2: s.params.b2,
-    ws: sub(s.ws, 3 * B * H + 3 * B * C),
-    dX: null,
-    dW1: s.grads.W1,
-    db1: s.grads.b1,
-    dW2: s.grads.W2,
-    db2: s.grads.b2,
-    activation: s.config.activation,
-    reduction: 'mean',
-    accumulate: false,
-  });
-  return { loss, logits: s.ws, offset: 3 * B * H };
-}
-
-/** Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward, update. */
-export function trainStep(s: TrainState, backend: Backend, B: number, lr: number): { loss: number; correct: number } {
-  const { loss, logits, offset } = computeGradients(s, backend, B);
-  const correct = countCorrect(logits, offset, s.yb, B, s.config.C);
+/**
+ * Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward,
+ * update. The data and buffers were checked once, when fit/step was called: nothing is re-checked
+ * or allocated here.
+ */
+export function trainStep(s: TrainState, B: number, lr: number): { loss: number; correct: number } {
+  const { backend } = s.config;
+  const full = B === s.config.batchSize;
+  const X = full ? s.Xb : s.Xb.subarray(0, B * s.config.D);
+  const y = full ? s.yb : s.yb.subarray(0, B);
+  const { seq, grads } = stackOf(s);
+  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false });
+  // The torch reference returns no logits; its accuracy comes from a forward pass.
+  const correct = countCorrect(r.logits ?? seq.logitsView(X, B, 'torch'), s.yb, B, s.config.C);
   const t = ++s.counters[0];
   const o = s.config.optimizer;
-  if (backend.name === 'native') {
+  if (backend === 'native') {
     // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
     const core = coreBinding();
     const kind = OPTIMIZER_CODE[o.name];
@@ -105,16 +77,16 @@ export function trainStep(s: TrainState, backend: Backend, B: number, lr: number
   } else {
     for (const k of s.names) update(o, s.params[k], s.grads[k], s.slots[k], lr, t);
   }
-  return { loss, correct };
+  return { loss: r.loss, correct };
 }
 
-/** How many rows of the logits (at `offset` in ws) pick the label. */
-function countCorrect(ws: FloatArray, offset: number, y: Int32Array, B: number, C: number): number {
+/** How many rows of the logits [B,C] pick the label. */
+function countCorrect(logits: FloatArray, y: Int32Array, B: number, C: number): number {
   let correct = 0;
   for (let b = 0; b < B; b++) {
-    const o = offset + b * C;
+    const o = b * C;
     let best = 0;
-    for (let c = 1; c < C; c++) if (ws[o + c] > ws[o + best]) best = c;
+    for (let c = 1; c < C; c++) if (logits[o + c] > logits[o + best]) best = c;
     if (best === y[b]) correct++;
   }
   return correct;
@@ -135,7 +107,6 @@ function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: 
  * with the same shuffles). Returns null when stopped through s.control between steps.
  */
 export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0): EpochRecord | null {
-  const backend = getBackend(s.config.backend);
   const epoch = s.counters[1] + 1;
   const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
   const n = data.y.length;
@@ -150,7 +121,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
     const start = step * bs;
     const B = Math.min(bs, n - start);
     gather(s, data, order, start, B);
-    const r = trainStep(s, backend, B, lr);
+    const r = trainStep(s, B, lr);
     lossSum += r.loss * B;
     correct += r.correct;
     if (onStep && every > 0 && ((step + 1) % every === 0 || step + 1 === steps)) {
@@ -163,27 +134,17 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
 
 /** Mean loss and accuracy over a data set, in minibatches through the state's workspace. */
 export function evaluateData(s: TrainState, data: Data): { loss: number; accuracy: number } {
-  const backend = getBackend(s.config.backend);
-  const { D, H, C, batchSize } = s.config;
+  const { D, C, batchSize, backend } = s.config;
+  const seq = sequentialOf(s);
   const n = data.y.length;
   let lossSum = 0;
   let correct = 0;
   for (let start = 0; start < n; start += batchSize) {
     const B = Math.min(batchSize, n - start);
     const X = data.X.subarray(start * D, (start + B) * D);
-    let ws: FloatArray;
-    let off: number;
-    if (s.config.layers) {
-      const seq = sequentialOf(s);
-      ws = s.config.backend === 'torch' ? seq.forward(X, { backend: 'torch' }) : seq.logitsView(X, B, s.config.backend);
-      off = 0;
-    } else {
-      ws = s.ws.subarray(0, 3 * B * H + 3 * B * C);
-      backend.forward({ dims: { B, D, H, C }, X, W1: s.params.W1, b1: s.params.b1, W2: s.params.W2, b2: s.params.b2, ws, activation: s.config.activation });
-      off = 3 * B * H;
-    }
+    const ws = seq.logitsView(X, B, backend);
     for (let b = 0; b < B; b++) {
-      const o = off + b * C;
+      const o = b * C;
       let m = ws[o];
       let best = 0;
       for (let c = 1; c < C; c++) {

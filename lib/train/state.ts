@@ -1,28 +1,21 @@
 // Everything a training run reads and writes, allocated once: parameters, gradients, optimizer
-// slots, the workspace and the minibatch buffers. All of it lives on SharedArrayBuffers so an
+// slots and the minibatch buffers (the Sequential keeps its own workspace). All of it lives on SharedArrayBuffers so an
 // async fit's worker thread works on the very same memory (no copies back and forth).
 import type { LayerSpec } from '../layers/layer';
-import type { Activation, BackendName, Dtype, FloatArray } from '../types';
-import { workspaceLength } from '../workspace';
+import type { BackendName, Dtype, FloatArray } from '../types';
 import { type OptimizerConfig, type SlotState, slotLengths } from './optimizer';
 import type { Schedule } from './schedule';
-
-/** The two-layer net's tensors; a Sequential has W1, b1, …, WL, bL. */
-export const TENSORS = ['W1', 'b1', 'W2', 'b2'] as const;
 
 export interface TrainConfig {
   dtype: Dtype;
   D: number;
-  /** The two-layer net's hidden width (0 for a Sequential). */
-  H: number;
   C: number;
-  /** A Sequential's layers (rebuilt from this in a worker thread); null for the fused two-layer net. */
-  layers: LayerSpec[] | null;
+  /** The net's layers (a worker thread rebuilds the Sequential from them over the shared tensors). */
+  layers: LayerSpec[];
   batchSize: number;
   lr: number;
   seed: number;
   backend: BackendName;
-  activation: Activation;
   optimizer: OptimizerConfig;
   schedule: Schedule;
 }
@@ -34,7 +27,6 @@ export interface TrainState {
   params: Record<string, FloatArray>;
   grads: Record<string, FloatArray>;
   slots: Record<string, SlotState>;
-  ws: FloatArray; // the two-layer workspace for batchSize rows (a Sequential keeps its own)
   Xb: FloatArray; // [batchSize, D] gathered minibatch
   yb: Int32Array; // [batchSize]
   /** [0] optimizer steps taken, [1] epochs completed. */
@@ -60,14 +52,12 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
     const len = slotLengths(config.optimizer.name, n);
     slots[k] = { m: len.m ? sharedFloat(config.dtype, len.m) : null, v: len.v ? sharedFloat(config.dtype, len.v) : null };
   }
-  const dims = { B: config.batchSize, D: config.D, H: config.H, C: config.C };
   return {
     config,
     names,
     params,
     grads,
     slots,
-    ws: sharedFloat(config.dtype, config.layers ? 0 : workspaceLength(dims)),
     Xb: sharedFloat(config.dtype, config.batchSize * config.D),
     yb: new Int32Array(new SharedArrayBuffer(4 * config.batchSize)),
     counters: new Float64Array(new SharedArrayBuffer(16)),

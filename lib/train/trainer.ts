@@ -4,9 +4,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
-import { getBackend } from '../backends';
-import { paramsFromFile, paramTensors, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
+import { paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
 import { Sequential } from '../layers/sequential';
+import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray } from '../types';
@@ -14,7 +14,7 @@ import * as v from '../validate';
 import { type Data, type EpochRecord, evaluateData, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
 import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
-import { allocateState, sharedFloat, TENSORS, type TrainState } from './state';
+import { allocateState, sharedFloat, type TrainState } from './state';
 import { sequentialOf } from './loop';
 
 export interface TrainerOptions extends OptimizerOptions {
@@ -41,8 +41,8 @@ export interface TwoLayerParams {
   C?: number;
 }
 
-/** The live two-layer tensors of a Trainer (shared memory). */
-export type LiveParams = SavedParams;
+/** The live two-layer tensors of a Trainer (shared memory), with the activation they were trained with. */
+export type LiveParams = SavedParams & { activation: Activation };
 
 /** What trainer.params is: the two-layer tensors, or a Sequential's W1, b1, …, WL, bL. */
 export type TrainerParams<M> = M extends Sequential ? Readonly<Record<string, FloatArray>> : LiveParams;
@@ -63,57 +63,62 @@ export interface FitOptions {
 
 const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 
+const TRAINER_OPTIONS = ['optimizer', 'lr', 'momentum', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'batchSize', 'seed', 'backend', 'activation', 'schedule'] as const;
+
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
-  /** The live parameters (shared memory: an async fit updates them as it goes). */
+  /**
+   * The live parameters (shared memory: an async fit updates them as it goes): the two-layer
+   * tensors with D, H, C and the activation, or a Sequential's W1, b1, …, WL, bL.
+   */
   readonly params: TrainerParams<M>;
   /**
-   * For a Trainer of a Sequential: that architecture over the live parameters (use it to predict
-   * between fits); null for the two-layer net. The Sequential passed in is not modified.
+   * The network over the live parameters, with its activations (use it to predict, or read
+   * probabilities, between fits). The Sequential or params passed in are not modified.
    */
-  readonly model: M extends Sequential ? Sequential : null;
+  readonly model: Sequential;
   private readonly state: TrainState;
+  /** Built from two-layer params (not a Sequential): params, save and snapshot keep that form. */
+  private readonly twoLayer: boolean;
   private running = false;
 
   /**
    * @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error
    */
   constructor(params: M, opts: TrainerOptions = {}) {
-    const seq = params instanceof Sequential ? params : null;
-    const p = seq ? null : v.params(params);
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-    if (seq && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers say it)', 'opts.activation', opts.activation);
-    const optimizer = optimizerConfig(opts);
+    const o = v.options('opts', opts, TRAINER_OPTIONS, v.NOT_YET_SUPPORTED);
+    const given = params instanceof Sequential;
+    this.twoLayer = !given;
+    if (given && o.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers say it)', 'opts.activation', o.activation);
+    const activation = activationOf(params, o.activation);
+    const net = given ? params : twoLayerNet(params, activation);
+    const optimizer = optimizerConfig(o as OptimizerOptions);
     const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
-    const lr = opts.lr ?? (adam ? 1e-3 : 0.1);
+    const lr = o.lr ?? (adam ? 1e-3 : 0.1);
     if (typeof lr !== 'number' || !(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', 'opts.lr', lr);
-    const seed = opts.seed ?? 0;
+    const seed = o.seed ?? 0;
     if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+    const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
     this.state = allocateState(
       {
-        dtype: seq ? seq.dtype : p!.dtype,
-        D: seq ? seq.inFeatures : p!.D,
-        H: seq ? 0 : p!.H,
-        C: seq ? seq.classes : p!.C,
-        layers: seq ? seq.spec().layers : null,
-        batchSize: v.dim('opts.batchSize', opts.batchSize ?? 32),
+        dtype: net.dtype,
+        D: net.inFeatures,
+        C: net.classes,
+        layers: net.spec().layers,
+        batchSize: v.dim('opts.batchSize', o.batchSize ?? 32),
         lr,
-        seed,
-        backend: v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native'),
-        activation: v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu'),
+        seed: seed as number,
+        backend,
         optimizer,
-        schedule: checkSchedule(opts.schedule),
+        schedule: checkSchedule(o.schedule as Schedule | undefined),
       },
-      seq ? seq.params : { W1: p!.W1, b1: p!.b1, W2: p!.W2, b2: p!.b2 },
+      net.params,
     );
-    getBackend(this.state.config.backend); // an unavailable backend fails here, not mid-fit
+    // An unavailable backend fails here, not mid-fit.
+    this.model = sequentialOf(this.state).prepare(backend);
     const s = this.state.params;
-    if (seq) {
-      this.model = sequentialOf(this.state) as this['model'];
-      this.params = this.model!.params as TrainerParams<M>;
-    } else {
-      this.model = null as this['model'];
-      this.params = { D: p!.D, H: p!.H, C: p!.C, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 } as TrainerParams<M>;
-    }
+    this.params = (given
+      ? this.model.params
+      : { D: net.inFeatures, H: net.widths[1], C: net.classes, activation, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 }) as TrainerParams<M>;
   }
 
   /** Optimizer steps taken so far. */
@@ -153,13 +158,22 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (B > this.state.config.batchSize) v.fail(RangeError, `at most batchSize = ${this.state.config.batchSize} labels`, 'y', d.y);
     this.state.Xb.set(d.X);
     this.state.yb.set(d.y);
-    return trainStep(this.state, getBackend(this.state.config.backend), B, this.state.config.lr).loss;
+    return trainStep(this.state, B, this.state.config.lr).loss;
   }
 
   private plan(opts: FitOptions): FitPlan {
-    if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
+    v.options('opts', opts, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop'] as const, v.NOT_YET_SUPPORTED);
+    if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
+    if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
+    if (opts.validation !== undefined) v.options('opts.validation', opts.validation, ['X', 'y'] as const);
     const es = opts.earlyStop;
-    if (es !== undefined) v.dim('opts.earlyStop.patience', es.patience);
+    if (es !== undefined) {
+      v.options('opts.earlyStop', es, ['patience', 'minDelta'] as const);
+      v.dim('opts.earlyStop.patience', es.patience);
+      if (es.minDelta !== undefined && !(typeof es.minDelta === 'number' && es.minDelta >= 0 && Number.isFinite(es.minDelta))) {
+        v.fail(RangeError, 'a finite number ≥ 0', 'opts.earlyStop.minDelta', es.minDelta);
+      }
+    }
     return {
       epochs: v.dim('opts.epochs', opts.epochs ?? 10),
       progressEvery: opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery),
@@ -265,17 +279,18 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   save(path: string): void {
     this.enter();
     const c = this.state.config;
-    const seq = this.model;
-    const tensors = seq ? sequentialTensors(seq) : paramTensors(this.params as LiveParams);
+    const tensors = sequentialTensors(this.model);
     for (const k of this.state.names) {
       const slot = this.state.slots[k];
       if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
       if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
     }
-    // A Sequential's own description (its layers; no H, no two-layer activation) or the two-layer net's.
-    const model = seq
-      ? sequentialMetadata(seq, 'handgrad')
-      : { format: 'handgrad', layout: 'handgrad', activation: c.activation, dtype: c.dtype, D: String(c.D), H: String(c.H), C: String(c.C) };
+    // A Sequential's own description (its layers), or the two-layer net's (no layers list: it loads
+    // back as two-layer params).
+    const p = this.params as LiveParams;
+    const model = this.twoLayer
+      ? { format: 'handgrad', layout: 'handgrad', activation: p.activation, dtype: c.dtype, D: String(p.D), H: String(p.H), C: String(p.C) }
+      : sequentialMetadata(this.model, 'handgrad');
     saveSafetensors(path, tensors, {
       ...model,
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
@@ -291,6 +306,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * @throws {HandgradError} ERR_FILE for a missing or malformed file
    */
   static load(path: string, opts: TrainerOptions = {}): Trainer<TwoLayerParams | Sequential> {
+    v.options('opts', opts, TRAINER_OPTIONS, v.NOT_YET_SUPPORTED);
     const file = loadSafetensors(path);
     const meta = file.metadata;
     // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one.
@@ -333,14 +349,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /** A copy of the parameters (a new Sequential for a Sequential's), safe to keep while training goes on. */
   snapshot(): M extends Sequential ? Sequential : LiveParams {
-    if (this.model) {
+    if (!this.twoLayer) {
       const copies: Record<string, FloatArray> = {};
       for (const [k, t] of Object.entries(this.model.params)) copies[k] = t.slice();
       return Sequential.fromSpec(this.model.spec(), copies) as never;
     }
     const p = this.params as LiveParams;
-    return { D: p.D, H: p.H, C: p.C, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
+    return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
   }
 }
 
-export { TENSORS };

@@ -4,6 +4,7 @@
 // (the "variants"), so a failing candidate can be matched against the bug that explains it.
 // Nothing here is used as the truth a candidate is judged by: that is torch or finite differences.
 import type { Activation, Dims, FloatArray, Reduction } from '../types';
+import { twoLayerNet } from '../model';
 import * as v from '../validate';
 import { f64, stackForward64, type Stack64, type StackForward64 } from './stack64';
 
@@ -220,7 +221,7 @@ export function checkedProblem(
   for (const [name, a] of [['X', b.X], ['params.W1', p.W1], ['params.b1', p.b1], ['params.W2', p.W2], ['params.b2', p.b2]] as const) v.assertFinite(name, a);
   const problem: Problem64 = { dims, X: f64(b.X), y: b.y, W1: f64(p.W1), b1: f64(p.b1), W2: f64(p.W2), b2: f64(p.b2), activation, reduction };
   const forward = forward64(problem);
-  if (!v.allFinite(forward.Z1)) v.explainNonFinite('Z1', problem);
-  if (!v.allFinite(forward.logits)) v.explainNonFinite('logits', problem);
+  // The ts engine names what overflowed, in the two-layer API's words.
+  if (!v.allFinite(forward.Z1) || !v.allFinite(forward.logits)) twoLayerNet(params, activation).forward(b.X as never, { backend: 'ts' });
   return { p, b, problem, forward };
 }

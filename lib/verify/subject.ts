@@ -2,7 +2,7 @@
 // { W1, b1, W2, b2 } or a Sequential of any depth. Both are validated the same way as their own
 // forwardBackward, copied to float64 for the references, and described as a stack of layers for
 // the finite differences (stack64.ts, fd.ts); the rest of the verifier does not tell them apart.
-import { getBackend } from '../backends';
+import { torchBinding } from '../backends/torch';
 import { Sequential } from '../layers/sequential';
 import { forwardBackward } from '../model';
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from '../types';
@@ -74,7 +74,7 @@ export function paramsSubject(params: unknown, X: unknown, y: unknown, activatio
     },
     call,
     torch: () => {
-      getBackend('torch'); // throws ERR_TORCH_UNAVAILABLE when this build has none
+      torchBinding(); // throws ERR_TORCH_UNAVAILABLE when this build has none
       const r = forwardBackward({ W1: problem.W1, b1: problem.b1, W2: problem.W2, b2: problem.b2 }, problem.X, problem.y, {
         backend: 'torch', activation, reduction, inputGrad: true,
       });
