@@ -302,6 +302,43 @@ export class Sequential<T extends FloatArray = FloatArray> {
   }
 
   /**
+   * Mean loss (F.cross_entropy's, by log-sum-exp on the logits) and accuracy over X [N,D] and
+   * y [N], a forward pass per `batchSize` rows (default 256) so memory stays bounded.
+   * @throws {TypeError|RangeError|HandgradError} as forwardBackward
+   */
+  evaluate(X: T, y: ArrayLike<number>, opts: { backend?: BackendName; batchSize?: number } = {}): { loss: number; accuracy: number } {
+    const o = v.options('opts', opts, ['backend', 'batchSize'] as const);
+    const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
+    const batchSize = v.dim('opts.batchSize', o.batchSize ?? 256);
+    const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
+    return this.score(b.X as T, b.y, batchSize, backend);
+  }
+
+  /** evaluate() for callers that have checked X and y (the Trainer). */
+  score(X: T, y: Int32Array, batchSize: number, backend: BackendName): { loss: number; accuracy: number } {
+    const { inFeatures: D, classes: C } = this;
+    const n = y.length;
+    let lossSum = 0;
+    let correct = 0;
+    for (let start = 0; start < n; start += batchSize) {
+      const B = Math.min(batchSize, n - start);
+      const logits = this.logitsView(X.subarray(start * D, (start + B) * D) as T, B, backend);
+      for (let b = 0; b < B; b++) {
+        const o = b * C;
+        let best = 0;
+        for (let c = 1; c < C; c++) if (logits[o + c] > logits[o + best]) best = c;
+        const m = logits[o + best];
+        let sum = 0;
+        for (let c = 0; c < C; c++) sum += Math.exp(logits[o + c] - m);
+        const label = y[start + b];
+        lossSum += m - logits[o + label] + Math.log(sum);
+        if (best === label) correct++;
+      }
+    }
+    return { loss: lossSum / n, accuracy: correct / n };
+  }
+
+  /**
    * Loss and hand-derived gradients of the loss through every layer.
    * @throws {TypeError} a wrong kind of argument (dtype, labels, options), naming the tensor
    * @throws {RangeError} a wrong size or value (shapes, labels out of [0, C), NaN/Infinity, aliasing)

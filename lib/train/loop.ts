@@ -134,33 +134,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
 
 /** Mean loss and accuracy over a data set, in minibatches through the state's workspace. */
 export function evaluateData(s: TrainState, data: Data): { loss: number; accuracy: number } {
-  const { D, C, batchSize, backend } = s.config;
-  const seq = sequentialOf(s);
-  const n = data.y.length;
-  let lossSum = 0;
-  let correct = 0;
-  for (let start = 0; start < n; start += batchSize) {
-    const B = Math.min(batchSize, n - start);
-    const X = data.X.subarray(start * D, (start + B) * D);
-    const ws = seq.logitsView(X, B, backend);
-    for (let b = 0; b < B; b++) {
-      const o = b * C;
-      let m = ws[o];
-      let best = 0;
-      for (let c = 1; c < C; c++) {
-        if (ws[o + c] > m) {
-          m = ws[o + c];
-          best = c;
-        }
-      }
-      let sum = 0;
-      for (let c = 0; c < C; c++) sum += Math.exp(ws[o + c] - m);
-      const label = data.y[start + b];
-      lossSum += m - ws[o + label] + Math.log(sum);
-      if (best === label) correct++;
-    }
-  }
-  return { loss: lossSum / n, accuracy: correct / n };
+  return sequentialOf(s).score(data.X, data.y, s.config.batchSize, s.config.backend);
 }
 
 export interface FitPlan {
