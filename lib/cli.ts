@@ -1,11 +1,16 @@
 #!/usr/bin/env node
-// `handgrad <command> [options]`: parses nothing itself; each command lives in lib/commands/ and
-// reads its own options with node:util parseArgs. Exit codes: 0 ok, 1 a check failed, 2 bad usage.
+// `handgrad <command> [options]`: each command lives in lib/commands/ and reads its own flags
+// (commands/command.ts: an unknown one is refused with a did-you-mean); here only --version and
+// --help/-h, for handgrad and for each command. Exit codes: 0 ok, 1 a check failed, 2 bad usage.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from './binding';
 import type { Command } from './commands/command';
 import { tour } from './commands/tour';
 import { verifyCommand } from './commands/verify';
 import { gradsCommand } from './commands/grads';
 import { train } from './commands/train';
+import { didYouMean } from './validate';
 
 const commands: Record<string, Command> = {
   tour,
@@ -16,7 +21,7 @@ const commands: Record<string, Command> = {
 
 function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  handgrad ${name.padEnd(8)} ${c.summary}`);
-  return `usage:\n${lines.join('\n')}\n\nhandgrad <command> --help for its options`;
+  return `usage:\n${lines.join('\n')}\n\nhandgrad <command> --help for its options, handgrad --version for the version`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -25,10 +30,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = commands[name];
+  if (name === '--version') {
+    process.stdout.write(`${JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version}\n`);
+    return 0;
+  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
-    process.stderr.write(`handgrad: unknown command '${name}'\n${usage()}\n`);
+    const guess = didYouMean(name, Object.keys(commands));
+    process.stderr.write(`handgrad: unknown command '${name}'${guess ? ` (did you mean '${guess}'?)` : ''}\n${usage()}\n`);
     return 2;
+  }
+  const end = rest.indexOf('--');
+  if ((end < 0 ? rest : rest.slice(0, end)).some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(command.help);
+    return 0;
   }
   try {
     return await command.run(rest);

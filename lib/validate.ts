@@ -322,19 +322,20 @@ export const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
   validationSplit: 'validationSplit is not supported yet: split the data with trainValSplit and pass { validation }',
 };
 
-/** Edit distance, for "did you mean" (option names are short: the quadratic table is fine). */
+/**
+ * Edit distance with transpositions (optimal string alignment), case-blind, for "did you mean":
+ * 'trian' is one edit from 'train'. Option names are short: the quadratic table is fine.
+ */
 function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  [a, b] = [a.toLowerCase(), b.toLowerCase()];
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i + j));
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const next = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-      prev = row[j];
-      row[j] = next;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 
 /** The known name a misspelt or foreign `key` most likely meant, or undefined. */

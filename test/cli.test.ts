@@ -1,7 +1,7 @@
-// `handgrad verify` and `handgrad grads` as a user runs them: the compiled CLI (dist/, built by
+// `handgrad verify` and `handgrad grads` (and --help, --version) as a user runs them: the compiled CLI (dist/, built by
 // `node scripts/setup.mjs`, which `npm test` runs first) in child processes, exit codes and output.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,25 @@ beforeAll(() => {
   }
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('handgrad', () => {
+  it('--version prints the package version; <command> --help (or -h) prints its usage and exits 0; an unknown flag exits 2 naming it', () => {
+    const version = cli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+    for (const command of ['tour', 'verify', 'grads', 'train']) {
+      for (const flag of ['--help', '-h']) {
+        const r = cli([command, flag]);
+        expect(r.code, `${command} ${flag}: ${r.stderr}`).toBe(0);
+        expect(r.stdout).toMatch(new RegExp(`^usage: handgrad ${command} `));
+      }
+    }
+    const r = cli(['train', '--epoch', '3']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^handgrad train: Expected no option '--epoch' for handgrad train \(did you mean '--epochs'\?\); the options are --data, /);
+    expect(cli(['trian']).stderr).toMatch(/unknown command 'trian' \(did you mean 'train'\?\)/);
+  });
+});
 
 describe('handgrad verify', () => {
   it('the native path at the seed size passes: exit 0, a table of every tensor', () => {
@@ -100,7 +119,9 @@ export function grads(params, X, y, opts) { return forwardBackward(params, X, y,
     expect(cli(['verify', '--B', '0']).stderr).toMatch(/Expected a positive integer for --B but received "0"/);
     expect(cli(['verify', '--dtype', 'float16']).code).toBe(2);
     expect(cli(['verify', '--reference', 'jax']).stderr).toMatch(/Expected one of 'auto', 'torch', 'fd' for --reference/);
-    expect(cli(['verify', '--bogus']).code).toBe(2);
+    const bogus = cli(['verify', '--bogus']);
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toMatch(/Expected no option '--bogus' for handgrad verify; the options are --B, --D/);
     expect(cli(['verify', '--help']).stdout).toMatch(/--candidate native\|ts\|torch\|wasm\|FILE\.js/);
   });
 });

@@ -166,7 +166,8 @@ describe('generators', () => {
     expect(() => blobs({ spread: NaN })).toThrow(RangeError);
     expect(() => spirals({ classes: '2' as unknown as number })).toThrow(TypeError);
     expect(() => blobs({ seed: 0.5 })).toThrow(/Expected an integer for opts.seed but received 0.5/);
-    expect(() => spirals({ arms: 3 } as never)).toThrow(/unknown option "arms"/);
+    expect(() => spirals({ arms: 3 } as never)).toThrow(new TypeError("Expected no option 'arms' for opts; the options are n, classes, noise, turns, seed"));
+    expect(() => blobs({ n_samples: 10 } as never)).toThrow(/no option 'n_samples' for opts \(did you mean 'n'\?\)/);
   });
 });
 
@@ -305,7 +306,7 @@ describe('readCsv', () => {
     expect(() => readCsv('1,2\n', { header: 'yes' as never })).toThrow(TypeError);
     expect(() => readCsv('1,2\n', { label: 'y', header: false })).toThrow(RangeError);
     for (const delimiter of ['', ';;', '"', '\n', 'é']) expect(() => readCsv('1,2\n', { delimiter })).toThrow(RangeError);
-    expect(() => readCsv('1,2\n', { sep: ';' } as never)).toThrow(/unknown option "sep"/);
+    expect(() => readCsv('1,2\n', { sep: ';' } as never)).toThrow(/Expected no option 'sep' for opts \(did you mean 'delimiter'\?\)/);
   });
 
   it('paths, .csv.gz paths and gzip bytes read as the text does', () => {
@@ -666,6 +667,7 @@ describe('trainValSplit', () => {
     expect(() => trainValSplit(X, y, 4)).toThrow(/Expected 40 elements \(\[n,D\] with n = 10 from y, D = 4\) for X/);
     expect(() => trainValSplit(new Float64Array(3), new Int32Array(1), 3)).toThrow(/at least 2 examples/);
     expect(() => trainValSplit(X, [0.5, ...y.subarray(1)], D)).toThrow(TypeError);
-    expect(() => trainValSplit(X, y, D, { shuffle: false } as never)).toThrow(/unknown option "shuffle"/);
+    expect(() => trainValSplit(X, y, D, { shuffle: false } as never)).toThrow(/Expected no option 'shuffle' for opts; the options are fraction, seed/);
+    expect(() => trainValSplit(X, y, D, { test_size: 0.2 } as never)).toThrow(/no option 'test_size' for opts \(did you mean 'fraction'\?\)/);
   });
 });

@@ -1,5 +1,30 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import * as v from '../validate';
+
 /** One `handgrad <name>` subcommand; run gets the arguments after the name and returns the exit code. */
 export interface Command {
   summary: string;
+  /** What `handgrad <name> --help` prints. */
+  help: string;
   run(argv: string[]): Promise<number> | number;
+}
+
+type Flags = NonNullable<ParseArgsConfig['options']>;
+/** A flag's value: a string or a boolean, never undefined when it has a default. */
+type Values<O extends Flags> = { [K in keyof O]: (O[K] extends { type: 'boolean' } ? boolean : string) | (O[K] extends { default: unknown } ? never : undefined) };
+
+/**
+ * A command's flags parsed strictly by node:util parseArgs. An unknown flag is a TypeError that
+ * names it, with v.didYouMean's guess (misspellings, and the names of PyTorch, Keras, … scripts:
+ * --learning-rate, --batch-size, --epoch).
+ * @throws {TypeError}
+ */
+export function flags<const O extends Flags>(command: string, argv: string[], options: O, allowPositionals = false): { values: Values<O>; positionals: string[] } {
+  const known = Object.keys(options);
+  for (const t of parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true }).tokens) {
+    if (t.kind !== 'option' || known.includes(t.name)) continue;
+    const guess = v.didYouMean(t.name.replaceAll('-', '_'), known);
+    throw new TypeError(`Expected no option '${t.rawName}' for handgrad ${command}${guess ? ` (did you mean '--${guess}'?)` : ''}; the options are ${known.map((k) => `--${k}`).join(', ')}`);
+  }
+  return parseArgs({ args: argv, options, allowPositionals }) as unknown as { values: Values<O>; positionals: string[] };
 }

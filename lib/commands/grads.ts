@@ -1,12 +1,11 @@
 // `handgrad grads CASE.safetensors -o OUT.safetensors [--backend …]`: a batch and weights dumped
 // from PyTorch (X, y, W1, b1, W2, b2; __metadata__ activation and reduction) in, the loss and every
 // gradient out, in X's dtype, so they can be compared with autograd's on the Python side.
-import { parseArgs } from 'node:util';
 import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf, type SafetensorsDtype } from '../io/safetensors';
 import { forwardBackward } from '../model';
 import * as v from '../validate';
-import type { Command } from './command';
+import { type Command, flags } from './command';
 
 const HELP = `usage: handgrad grads CASE.safetensors -o OUT.safetensors [options]
 
@@ -28,22 +27,14 @@ function fileFail(what: string, name: string, actual: string, path: string): nev
 
 export const gradsCommand: Command = {
   summary: 'read X, y and weights from a safetensors file, write the loss and gradients to another',
+  help: HELP,
   run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string', short: 'o' },
-        backend: { type: 'string', default: 'native' },
-        activation: { type: 'string' },
-        reduction: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+    const { values, positionals } = flags('grads', argv, {
+      out: { type: 'string', short: 'o' },
+      backend: { type: 'string', default: 'native' },
+      activation: { type: 'string' },
+      reduction: { type: 'string' },
+    }, true);
     if (positionals.length !== 1) v.fail(TypeError, 'one input file (handgrad grads CASE.safetensors -o OUT.safetensors)', 'the arguments', new v.Received(`${positionals.length} files`));
     if (values.out === undefined) v.fail(TypeError, 'an output file', '-o/--out', new v.Received('none'));
     const path = positionals[0];

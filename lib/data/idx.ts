@@ -5,7 +5,7 @@
 // A file is untrusted input: the header is checked against the bytes actually present, sizes are
 // multiplied in BigInt (no overflow), nothing is allocated from a declared size, and every problem
 // is a HandgradError with code ERR_FILE — never a crash or a silent short read.
-import { describe } from '../validate';
+import * as v from '../validate';
 import { fileFail, gunzip, readFile } from './files';
 
 export type IdxDtype = 'uint8' | 'int8' | 'int16' | 'int32' | 'float32' | 'float64';
@@ -33,13 +33,13 @@ const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')
 /**
  * Parses an IDX file held in memory (gzipped or not: gzip is recognised by its magic bytes).
  * @param source a name for error messages (the path, when read from a file)
- * @throws {TypeError} bytes is not a Uint8Array
+ * @throws {TypeError} bytes is not a Uint8Array, an unknown option
  * @throws {HandgradError} code ERR_FILE: corrupt gzip, a wrong magic number, an unknown type byte,
  *   no dimensions, a header or data shorter than declared, or bytes after the data
  */
 export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxArray {
-  if (!(bytes instanceof Uint8Array)) throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${describe(bytes)}`);
-  const source = opts.source;
+  if (!(bytes instanceof Uint8Array)) throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${v.describe(bytes)}`);
+  const source = v.options('opts', opts, ['source']).source as string | undefined;
   const name = source === undefined ? 'the IDX data' : 'the IDX file';
   const where = source;
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzip(bytes, source ?? 'the IDX bytes');
@@ -109,10 +109,13 @@ export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxA
 }
 
 /**
- * Reads and parses an IDX file (gzipped or not).
+ * Reads and parses an IDX file (gzipped or not). It takes no options: an options object with any
+ * key is refused, not ignored.
+ * @throws {TypeError} path not a string, any option
  * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readIdx)
  */
-export function loadIdx(path: string): IdxArray {
-  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${describe(path)}`);
+export function loadIdx(path: string, opts: Record<string, never> = {}): IdxArray {
+  v.options('opts', opts, []);
+  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${v.describe(path)}`);
   return readIdx(readFile(path, 'IDX file'), { source: path });
 }

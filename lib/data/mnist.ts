@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { HandgradError } from '../errors';
 import type { Dtype } from '../types';
-import { fail } from '../validate';
+import * as v from '../validate';
 import type { Dataset } from './dataset';
 import { fileFail } from './files';
 import { loadIdx, type IdxArray } from './idx';
@@ -109,9 +109,9 @@ export function loadMnist(opts?: { dir?: string; dtype?: 'float64' }): Mnist<Flo
 export function loadMnist(opts: { dir?: string; dtype: 'float32' }): Mnist<Float32Array>;
 export function loadMnist(opts?: MnistOptions): Mnist<Float64Array> | Mnist<Float32Array>;
 export function loadMnist(opts: MnistOptions = {}): Mnist<Float64Array> | Mnist<Float32Array> {
-  const oo = o.options('opts', opts, ['dir', 'dtype']);
+  const oo = v.options('opts', opts, ['dir', 'dtype']);
   const dtype = o.dtype('opts.dtype', oo.dtype);
-  if (oo.dir !== undefined && typeof oo.dir !== 'string') fail(TypeError, 'a folder path', 'opts.dir', oo.dir);
+  if (oo.dir !== undefined && typeof oo.dir !== 'string') v.fail(TypeError, 'a folder path', 'opts.dir', oo.dir);
   const dir = (oo.dir as string | undefined) ?? mnistDataDir();
   const train = part(dir, 'train', dtype);
   const test = part(dir, 't10k', dtype);

@@ -3,19 +3,6 @@
 import type { Dtype } from '../types';
 import * as v from '../validate';
 
-/** An options object (or undefined) with no keys other than `allowed`. */
-export function options(name: string, opts: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (opts === undefined) return {};
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) v.fail(TypeError, 'an options object', name, opts);
-  const o = opts as Record<string, unknown>;
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) {
-      v.fail(TypeError, `an option among ${allowed.join(', ')}`, name, new v.Received(`unknown option ${JSON.stringify(k)}`));
-    }
-  }
-  return o;
-}
-
 /** A positive integer (at most 2^31 − 1: a count or a dimension), or the fallback when undefined. */
 export function positiveInt(name: string, value: unknown, fallback?: number): number {
   if (value === undefined && fallback !== undefined) return fallback;

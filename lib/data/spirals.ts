@@ -1,5 +1,6 @@
 import { Rng } from '../rng';
 import type { Dataset } from './dataset';
+import * as v from '../validate';
 import * as o from './options';
 
 export interface SpiralsOptions {
@@ -25,7 +26,7 @@ export interface SpiralsOptions {
  * @throws {TypeError|RangeError} n or classes not a positive integer, noise or turns not a finite number ≥ 0, seed not an integer, unknown options
  */
 export function spirals(opts: SpiralsOptions = {}): Dataset {
-  const oo = o.options('opts', opts, ['n', 'classes', 'noise', 'turns', 'seed']);
+  const oo = v.options('opts', opts, ['n', 'classes', 'noise', 'turns', 'seed']);
   const n = o.positiveInt('opts.n', oo.n, 200);
   const C = o.positiveInt('opts.classes', oo.classes, 2);
   const noise = o.nonNegative('opts.noise', oo.noise, 0.05);

@@ -1,6 +1,6 @@
 import { Rng } from '../rng';
 import type { FloatArray } from '../types';
-import { dim, fail, Received } from '../validate';
+import * as v from '../validate';
 import * as o from './options';
 
 export interface SplitOptions {
@@ -23,27 +23,27 @@ export interface Split<T extends FloatArray> {
  * @throws {RangeError} fewer than 2 examples, X not [n,D] for n = y.length, fraction not in (0, 1)
  */
 export function trainValSplit<T extends FloatArray>(X: T, y: Int32Array | readonly number[], D: number, opts: SplitOptions = {}): Split<T> {
-  const oo = o.options('opts', opts, ['fraction', 'seed']);
-  D = dim('D', D);
-  if (!(X instanceof Float64Array) && !(X instanceof Float32Array)) fail(TypeError, 'a Float64Array or Float32Array', 'X', X);
+  const oo = v.options('opts', opts, ['fraction', 'seed']);
+  D = v.dim('D', D);
+  if (!(X instanceof Float64Array) && !(X instanceof Float32Array)) v.fail(TypeError, 'a Float64Array or Float32Array', 'X', X);
   let labels: Int32Array;
   if (y instanceof Int32Array) labels = y;
   else if (Array.isArray(y)) {
     labels = new Int32Array(y.length);
     for (let i = 0; i < y.length; i++) {
-      const v = y[i];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) fail(TypeError, 'integer labels', 'y', new Received(`${String(v)} at index ${i}`));
-      labels[i] = v;
+      const k = y[i];
+      if (typeof k !== 'number' || !Number.isInteger(k) || k < -(2 ** 31) || k >= 2 ** 31) v.fail(TypeError, 'integer labels', 'y', new v.Received(`${String(k)} at index ${i}`));
+      labels[i] = k;
     }
   } else {
-    return fail(TypeError, 'an Int32Array or an array of integers', 'y', y);
+    return v.fail(TypeError, 'an Int32Array or an array of integers', 'y', y);
   }
   const n = labels.length;
-  if (n < 2) fail(RangeError, 'at least 2 examples to split', 'y', labels);
-  if (X.length !== n * D) fail(RangeError, `${n * D} elements ([n,D] with n = ${n} from y, D = ${D})`, 'X', X);
+  if (n < 2) v.fail(RangeError, 'at least 2 examples to split', 'y', labels);
+  if (X.length !== n * D) v.fail(RangeError, `${n * D} elements ([n,D] with n = ${n} from y, D = ${D})`, 'X', X);
   const fraction = oo.fraction ?? 0.2;
-  if (typeof fraction !== 'number') fail(TypeError, 'a number', 'opts.fraction', fraction);
-  if (!(fraction > 0 && fraction < 1)) fail(RangeError, 'a number in (0, 1)', 'opts.fraction', fraction);
+  if (typeof fraction !== 'number') v.fail(TypeError, 'a number', 'opts.fraction', fraction);
+  if (!(fraction > 0 && fraction < 1)) v.fail(RangeError, 'a number in (0, 1)', 'opts.fraction', fraction);
   const rng = new Rng(o.seed('opts.seed', oo.seed));
 
   const order = new Int32Array(n);

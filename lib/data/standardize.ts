@@ -1,5 +1,5 @@
 import type { FloatArray } from '../types';
-import { assertFinite, dim, fail } from '../validate';
+import * as v from '../validate';
 
 export interface Standardizer {
   /** Features per example. */
@@ -14,32 +14,34 @@ export interface Standardizer {
 
 /** A float matrix [n,D] with n ≥ 1: its row count. */
 function rowsOf(name: string, X: unknown, D: number): number {
-  if (!(X instanceof Float64Array) && !(X instanceof Float32Array)) return fail(TypeError, 'a Float64Array or Float32Array', name, X);
-  if (X.length === 0 || X.length % D !== 0) fail(RangeError, `a positive multiple of D = ${D} elements ([n,D])`, name, X);
+  if (!(X instanceof Float64Array) && !(X instanceof Float32Array)) return v.fail(TypeError, 'a Float64Array or Float32Array', name, X);
+  if (X.length === 0 || X.length % D !== 0) v.fail(RangeError, `a positive multiple of D = ${D} elements ([n,D])`, name, X);
   return X.length / D;
 }
 
 /**
  * Fits per-column standardization on X [n,D] (the training set) for use on any set of D columns
  * (the validation and test sets too, with the training set's statistics). A column whose values
- * are all equal gets std 1, so it maps to 0 and never to NaN.
- * @throws {TypeError} X is not a Float64Array or Float32Array, D not a number
+ * are all equal gets std 1, so it maps to 0 and never to NaN. It takes no options (scikit-learn's
+ * with_mean, with_std, … are refused, not ignored).
+ * @throws {TypeError} X is not a Float64Array or Float32Array, D not a number, any option
  * @throws {RangeError} D not a positive integer, X empty or not a multiple of D long, a NaN or ±Infinity in X
  */
-export function fitStandardizer(X: FloatArray, D: number): Standardizer {
-  D = dim('D', D);
+export function fitStandardizer(X: FloatArray, D: number, opts: Record<string, never> = {}): Standardizer {
+  v.options('opts', opts, []);
+  D = v.dim('D', D);
   const n = rowsOf('X', X, D);
-  assertFinite('X', X);
+  v.assertFinite('X', X);
   const mean = new Float64Array(D);
   const std = new Float64Array(D);
   const min = new Float64Array(D).fill(Infinity);
   const max = new Float64Array(D).fill(-Infinity);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < D; j++) {
-      const v = X[i * D + j];
-      mean[j] += v;
-      if (v < min[j]) min[j] = v;
-      if (v > max[j]) max[j] = v;
+      const x = X[i * D + j];
+      mean[j] += x;
+      if (x < min[j]) min[j] = x;
+      if (x > max[j]) max[j] = x;
     }
   }
   for (let j = 0; j < D; j++) mean[j] /= n;

@@ -1,5 +1,6 @@
 import { Rng } from '../rng';
 import type { Dataset } from './dataset';
+import * as v from '../validate';
 import * as o from './options';
 
 export interface XorOptions {
@@ -20,7 +21,7 @@ export interface XorOptions {
  * @throws {TypeError|RangeError} n not a positive integer, noise not a finite number ≥ 0, seed not an integer, unknown options
  */
 export function xor(opts: XorOptions = {}): Dataset {
-  const oo = o.options('opts', opts, ['n', 'noise', 'seed']);
+  const oo = v.options('opts', opts, ['n', 'noise', 'seed']);
   const n = o.positiveInt('opts.n', oo.n, 200);
   const noise = o.nonNegative('opts.noise', oo.noise, 0.1);
   const rng = new Rng(o.seed('opts.seed', oo.seed));

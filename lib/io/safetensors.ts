@@ -9,7 +9,7 @@
 //   Expected {what} for {name} but received {actual}
 import { readFileSync, writeFileSync } from 'node:fs';
 import { HandgradError } from '../errors';
-import { describe } from '../validate';
+import * as v from '../validate';
 
 /** Every dtype the format defines; the first four convert to typed arrays, the rest stay raw bytes. */
 export type SafetensorsDtype =
@@ -66,8 +66,8 @@ function fileFail(what: string, name: string, actual: string, source?: string): 
 
 const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === 'object' && !Array.isArray(x);
 }
 
 /** Defines an own property even for names like "__proto__", so a hostile name cannot reach a prototype. */
@@ -86,22 +86,22 @@ interface Entry {
 /** One header entry, checked field by field; `dataLength` bounds every size (nothing is trusted). */
 function checkEntry(name: string, raw: unknown, dataLength: number, source?: string): Entry {
   const tname = `tensor ${JSON.stringify(name)}`;
-  if (!isPlainObject(raw)) fileFail('an object { dtype, shape, data_offsets }', tname, describe(raw), source);
+  if (!isPlainObject(raw)) fileFail('an object { dtype, shape, data_offsets }', tname, v.describe(raw), source);
   const { dtype, shape, data_offsets: offsets } = raw;
   if (typeof dtype !== 'string' || (!DTYPE_SIZE.has(dtype) && !PACKED.has(dtype))) {
-    fileFail(`a safetensors dtype (F64, F32, I64, I32, F16, BF16, U8, …)`, `the dtype of ${tname}`, describe(dtype), source);
+    fileFail(`a safetensors dtype (F64, F32, I64, I32, F16, BF16, U8, …)`, `the dtype of ${tname}`, v.describe(dtype), source);
   }
   if (PACKED.has(dtype)) fileFail('a dtype of whole bytes per element', `the dtype of ${tname}`, dtype, source);
-  if (!Array.isArray(shape)) fileFail('an array of non-negative integers', `the shape of ${tname}`, describe(shape), source);
+  if (!Array.isArray(shape)) fileFail('an array of non-negative integers', `the shape of ${tname}`, v.describe(shape), source);
   if (shape.length > 64) fileFail('at most 64 dimensions', `the shape of ${tname}`, `${shape.length}`, source);
   for (let i = 0; i < shape.length; i++) {
     const s = shape[i];
     if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
-      fileFail('an array of non-negative integers', `the shape of ${tname}`, `${describe(s)} at dimension ${i}`, source);
+      fileFail('an array of non-negative integers', `the shape of ${tname}`, `${v.describe(s)} at dimension ${i}`, source);
     }
   }
   if (!Array.isArray(offsets) || offsets.length !== 2) {
-    fileFail('[begin, end]', `the data_offsets of ${tname}`, describe(offsets), source);
+    fileFail('[begin, end]', `the data_offsets of ${tname}`, v.describe(offsets), source);
   }
   const [begin, end] = offsets as unknown[];
   for (const o of [begin, end]) {
@@ -159,17 +159,18 @@ function viewOrCopy(bytes: Uint8Array, start: number, e: Entry, copy: boolean): 
  * Parses a safetensors file held in memory.
  * @param bytes the whole file
  * @param source a name for error messages (the path, when read from a file)
- * @throws {TypeError} bytes is not a Uint8Array
+ * @throws {TypeError} bytes is not a Uint8Array, an unknown option, copy not a boolean
  * @throws {HandgradError} code ERR_FILE: any malformed or hostile content, naming the tensor and
  *   what was expected and received (bad header length, non-JSON header, bad dtype or shape, offsets
  *   out of range, overlapping or leaving gaps, size mismatches, truncation)
  */
 export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?: string } = {}): SafetensorsFile {
   if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${describe(bytes)}`);
+    throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${v.describe(bytes)}`);
   }
-  const copy = opts.copy === true;
-  const source = opts.source;
+  const o = v.options('opts', opts, ['copy', 'source']);
+  const copy = v.bool('opts.copy', o.copy, false);
+  const source = o.source as string | undefined;
   if (bytes.length < 8) fileFail('at least 8 bytes (the header length)', 'the safetensors file', `${bytes.length} bytes`, source);
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (n64 === 0n) fileFail('a header length of at least 2 bytes', 'the safetensors header', '0', source);
@@ -192,7 +193,7 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?
   } catch (err) {
     return fileFail('JSON', 'the safetensors header', `text that does not parse (${(err as Error).message})`, source);
   }
-  if (!isPlainObject(header)) fileFail('a JSON object', 'the safetensors header', describe(header), source);
+  if (!isPlainObject(header)) fileFail('a JSON object', 'the safetensors header', v.describe(header), source);
 
   const start = 8 + n;
   const dataLength = bytes.length - start;
@@ -201,9 +202,9 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?
   for (const name of Object.keys(header)) {
     const raw = header[name];
     if (name === '__metadata__') {
-      if (!isPlainObject(raw)) fileFail('an object of strings', '__metadata__', describe(raw), source);
+      if (!isPlainObject(raw)) fileFail('an object of strings', '__metadata__', v.describe(raw), source);
       for (const k of Object.keys(raw)) {
-        if (typeof raw[k] !== 'string') fileFail('string values', `__metadata__.${k}`, describe(raw[k]), source);
+        if (typeof raw[k] !== 'string') fileFail('string values', `__metadata__.${k}`, v.describe(raw[k]), source);
         put(metadata, k, raw[k] as string);
       }
       continue;
@@ -236,19 +237,20 @@ function inferDtype(name: string, data: unknown): SafetensorsDtype {
   if (data instanceof Int32Array) return 'I32';
   if (data instanceof BigInt64Array) return 'I64';
   throw new TypeError(
-    `Expected a Float64Array, Float32Array, Int32Array or BigInt64Array (or an explicit dtype) for ${name}.data but received ${describe(data)}`,
+    `Expected a Float64Array, Float32Array, Int32Array or BigInt64Array (or an explicit dtype) for ${name}.data but received ${v.describe(data)}`,
   );
 }
 
 /** The little-endian bytes of one tensor's data, checked against its dtype and shape. */
 function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape: number[]; bytes: Uint8Array } {
-  if (t === null || typeof t !== 'object') throw new TypeError(`Expected an object { shape, data, dtype? } for ${name} but received ${describe(t)}`);
+  if (t === null || typeof t !== 'object') throw new TypeError(`Expected an object { shape, data, dtype? } for tensors.${name} but received ${v.describe(t)}`);
+  v.options(`tensors.${name}`, t, ['dtype', 'shape', 'data']);
   const dtype = t.dtype ?? inferDtype(`tensors.${name}`, t.data);
   if (typeof dtype !== 'string' || !DTYPE_SIZE.has(dtype)) {
-    throw new RangeError(`Expected a safetensors dtype (F64, F32, I32, I64, …) for tensors.${name}.dtype but received ${describe(dtype)}`);
+    throw new RangeError(`Expected a safetensors dtype (F64, F32, I32, I64, …) for tensors.${name}.dtype but received ${v.describe(dtype)}`);
   }
   if (!Array.isArray(t.shape) || t.shape.some((s) => !Number.isSafeInteger(s) || s < 0)) {
-    throw new TypeError(`Expected an array of non-negative integers for tensors.${name}.shape but received ${describe(t.shape)}`);
+    throw new TypeError(`Expected an array of non-negative integers for tensors.${name}.shape but received ${v.describe(t.shape)}`);
   }
   const shape = t.shape.slice();
   const count = shape.reduce((a, b) => a * b, 1);
@@ -262,17 +264,17 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
   }
   const ctor = dtype === 'F64' ? Float64Array : dtype === 'F32' ? Float32Array : dtype === 'I32' ? Int32Array : dtype === 'I64' ? BigInt64Array : null;
   if (ctor === null) {
-    throw new TypeError(`Expected the raw bytes (a Uint8Array) for tensors.${name}.data of dtype ${dtype} but received ${describe(data)}`);
+    throw new TypeError(`Expected the raw bytes (a Uint8Array) for tensors.${name}.data of dtype ${dtype} but received ${v.describe(data)}`);
   }
   const len = (data as ArrayLike<unknown> | null)?.length;
-  if (typeof len !== 'number') throw new TypeError(`Expected a typed array or an array of numbers for tensors.${name}.data but received ${describe(data)}`);
+  if (typeof len !== 'number') throw new TypeError(`Expected a typed array or an array of numbers for tensors.${name}.data but received ${v.describe(data)}`);
   if (len !== count) {
-    throw new RangeError(`Expected ${count} elements (shape ${shapeText(shape)}) for tensors.${name}.data but received ${describe(data)}`);
+    throw new RangeError(`Expected ${count} elements (shape ${shapeText(shape)}) for tensors.${name}.data but received ${v.describe(data)}`);
   }
   if ((ctor === Int32Array || ctor === BigInt64Array) && !(data instanceof BigInt64Array) && !(data instanceof Int32Array)) {
     const a = data as ArrayLike<number>;
     for (let i = 0; i < a.length; i++) {
-      if (!Number.isInteger(a[i])) throw new RangeError(`Expected integers for tensors.${name}.data (dtype ${dtype}) but received ${describe(a[i])} at index ${i}`);
+      if (!Number.isInteger(a[i])) throw new RangeError(`Expected integers for tensors.${name}.data (dtype ${dtype}) but received ${v.describe(a[i])} at index ${i}`);
     }
   }
   let typed: TensorData;
@@ -304,10 +306,11 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
  * Serialises tensors (and optional string metadata) to safetensors bytes. Tensors are laid out by
  * decreasing element size (then in the order given), so that each starts aligned to its element
  * size; the header is padded with spaces to a multiple of 8 bytes.
- * @throws {TypeError|RangeError} a tensor whose data does not match its dtype or shape, a bad name or metadata
+ * @throws {TypeError|RangeError} a tensor whose data does not match its dtype or shape, a key other than
+ *   dtype, shape, data in a tensor, a bad name or metadata
  */
 export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?: Record<string, string>): Uint8Array {
-  if (tensors === null || typeof tensors !== 'object') throw new TypeError(`Expected an object of tensors for tensors but received ${describe(tensors)}`);
+  if (tensors === null || typeof tensors !== 'object') throw new TypeError(`Expected an object of tensors for tensors but received ${v.describe(tensors)}`);
   const items = Object.keys(tensors).map((name, order) => {
     if (name === '__metadata__' || name.length === 0) {
       throw new RangeError(`Expected a tensor name other than "" and "__metadata__" for tensors but received ${JSON.stringify(name)}`);
@@ -318,10 +321,10 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?
 
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) {
-    if (!isPlainObject(metadata)) throw new TypeError(`Expected an object of strings for metadata but received ${describe(metadata)}`);
+    if (!isPlainObject(metadata)) throw new TypeError(`Expected an object of strings for metadata but received ${v.describe(metadata)}`);
     const meta: Record<string, string> = {};
     for (const k of Object.keys(metadata)) {
-      if (typeof metadata[k] !== 'string') throw new TypeError(`Expected a string for metadata.${k} but received ${describe(metadata[k])}`);
+      if (typeof metadata[k] !== 'string') throw new TypeError(`Expected a string for metadata.${k} but received ${v.describe(metadata[k])}`);
       put(meta, k, metadata[k]);
     }
     header.__metadata__ = meta;
@@ -347,10 +350,12 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?
 
 /**
  * Reads and parses a safetensors file.
+ * @throws {TypeError} path not a string, an unknown option
  * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readSafetensors)
  */
 export function loadSafetensors(path: string, opts: ReadOptions = {}): SafetensorsFile {
-  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${describe(path)}`);
+  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${v.describe(path)}`);
+  const copy = v.options('opts', opts, ['copy']).copy as boolean | undefined;
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -358,7 +363,7 @@ export function loadSafetensors(path: string, opts: ReadOptions = {}): Safetenso
     throw new HandgradError('ERR_FILE', `Expected a readable safetensors file for ${path} but received ${(cause as Error).message}`, { cause });
   }
   // A fresh Buffer owns its memory, so views into it are as safe as copies.
-  return readSafetensors(bytes, { ...opts, source: path });
+  return readSafetensors(bytes, { copy, source: path });
 }
 
 /**
@@ -367,7 +372,7 @@ export function loadSafetensors(path: string, opts: ReadOptions = {}): Safetenso
  * @throws {HandgradError} code ERR_FILE: the file cannot be written
  */
 export function saveSafetensors(path: string, tensors: Record<string, TensorInput>, metadata?: Record<string, string>): void {
-  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${describe(path)}`);
+  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${v.describe(path)}`);
   const bytes = writeSafetensors(tensors, metadata);
   try {
     writeFileSync(path, bytes);
