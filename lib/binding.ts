@@ -4,7 +4,34 @@ import { join } from 'node:path';
 import { HandgradError } from './errors';
 import type { FloatArray } from './types';
 
+/** A stack prepared by stackPrepare: an opaque handle the addon owns (freed by the GC). */
+export type StackHandle = { readonly __stack: unique symbol };
+
 export interface CoreBinding {
+  /** The C++ enum codes (native/core), the one source lib's LAYER_CODE, REDUCTION_CODE, OPTIMIZER_CODE are tested against. */
+  readonly codes: {
+    layer: { linear: number; relu: number; sigmoid: number; tanh: number };
+    reduction: { mean: number; sum: number };
+    optimizer: { sgd: number; momentum: number; nesterov: number; adam: number; adamw: number };
+    stage: { ok: number; input: number; forward: number; loss: number; grads: number };
+  };
+  /** Checks a stack description once (kinds: layer codes; widths: L + 1 positive widths) and keeps it. */
+  stackPrepare(kinds: Int32Array, widths: Int32Array, float32: boolean): StackHandle;
+  /** Element offsets into the workspace for B rows: [each layer's output …, probs, workspace length]. */
+  stackLayout(handle: StackHandle, B: number): Float64Array;
+  /**
+   * Forward, loss and backward in one call: writes the layer outputs and probs into ws, the gradients
+   * into grads (2 per Linear, after the 2 params per Linear) and dX. The loss, or NaN with stackStatus set.
+   */
+  stackForwardBackward(
+    handle: StackHandle, ws: FloatArray, X: FloatArray, y: Int32Array, B: number, dX: FloatArray | null,
+    reduction: number, accumulate: boolean, ...paramsThenGrads: FloatArray[]
+  ): number;
+  /** The layer outputs into ws; true, or false with stackStatus set. */
+  stackForward(handle: StackHandle, ws: FloatArray, X: FloatArray, B: number, ...params: FloatArray[]): boolean;
+  /** [stage, layer] of the handle's last step (codes.stage). */
+  stackStatus(handle: StackHandle): [number, number];
+  // Marked for deletion (the stack exports replace them): forwardBackward, forward and the kernel primitives.
   /** Writes Z1, A1, dZ1, logits, probs, dZ2 into ws and the gradients into their buffers; returns the loss. */
   forwardBackward(
     X: FloatArray, y: Int32Array, W1: FloatArray, b1: FloatArray, W2: FloatArray, b2: FloatArray,

@@ -7,9 +7,12 @@
 #include <cstdint>
 #include <string>
 
+#include "../common/checks.h"
 #include "../core/mlp.h"
 #include "../core/optimizer.h"
+#include "../core/stack.h"
 #include "kernels_glue.h"
+#include "stack.h"
 #include "step_args.h"
 
 namespace hg {
@@ -24,8 +27,9 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), loss);
 }
 
+// Marked for deletion with the two-layer path (lib/backends): the stack exports replace it.
 Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
-  return isFloat32(info) ? forwardBackwardT<float>(info) : forwardBackwardT<double>(info);
+  return dispatchFloat(info, 0, "X", [&](auto t) { return forwardBackwardT<decltype(t)>(info); });
 }
 
 template <typename T>
@@ -37,7 +41,7 @@ Napi::Value forwardT(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  return isFloat32(info) ? forwardT<float>(info) : forwardT<double>(info);
+  return dispatchFloat(info, 0, "X", [&](auto t) { return forwardT<decltype(t)>(info); });
 }
 
 // gemm(transA, transB, M, N, K, alpha, A, B, beta, C): C = alpha·op(A)·op(B) + beta·C, row-major.
@@ -61,11 +65,7 @@ Napi::Value gemmT(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  if (info.Length() < 7 || !info[6].IsTypedArray()) throwType(info.Env(), "Expected Float64Array or Float32Array for A");
-  const auto t = info[6].As<Napi::TypedArray>().TypedArrayType();
-  if (t == napi_float32_array) return gemmT<float>(info);
-  if (t == napi_float64_array) return gemmT<double>(info);
-  throwType(info.Env(), std::string("Expected Float64Array or Float32Array for A but received ") + typedArrayName(t));
+  return dispatchFloat(info, 6, "A", [&](auto t) { return gemmT<decltype(t)>(info); });
 }
 
 // optimizerUpdate(W, g, m|null, v|null, kind, lr, t, momentum, beta1, beta2, epsilon, weightDecay):
@@ -99,11 +99,7 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {
-  napi_typedarray_type t;
-  if (info.Length() < 1 || napi_get_typedarray_info(info.Env(), info[0], &t, nullptr, nullptr, nullptr, nullptr) != napi_ok ||
-      (t != napi_float64_array && t != napi_float32_array))
-    throwType(info.Env(), "Expected Float64Array or Float32Array for W");
-  return t == napi_float32_array ? optimizerUpdateT<float>(info) : optimizerUpdateT<double>(info);
+  return dispatchFloat(info, 0, "W", [&](auto t) { return optimizerUpdateT<decltype(t)>(info); });
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
@@ -115,6 +111,25 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The enum codes of the C++ core, the one source for lib/ (a test holds lib's copies to these).
+Napi::Object codes(Napi::Env env) {
+  const auto group = [&](std::initializer_list<std::pair<const char*, int>> entries) {
+    Napi::Object o = Napi::Object::New(env);
+    for (const auto& [name, code] : entries) o.Set(name, code);
+    return o;
+  };
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("layer", group({{"linear", int(LayerKind::Linear)}, {"relu", int(LayerKind::Relu)},
+                        {"sigmoid", int(LayerKind::Sigmoid)}, {"tanh", int(LayerKind::Tanh)}}));
+  c.Set("reduction", group({{"mean", int(Reduction::Mean)}, {"sum", int(Reduction::Sum)}}));
+  c.Set("optimizer", group({{"sgd", int(Optimizer::Sgd)}, {"momentum", int(Optimizer::Momentum)},
+                            {"nesterov", int(Optimizer::Nesterov)}, {"adam", int(Optimizer::Adam)},
+                            {"adamw", int(Optimizer::AdamW)}}));
+  c.Set("stage", group({{"ok", int(Stage::Ok)}, {"input", int(Stage::Input)}, {"forward", int(Stage::Forward)},
+                        {"loss", int(Stage::Loss)}, {"grads", int(Stage::Grads)}}));
+  return c;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forwardBackward", Napi::Function::New(env, ForwardBackward, "forwardBackward"));
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
@@ -122,7 +137,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  addKernelExports(env, exports);
+  exports.Set("codes", codes(env));
+  addStackExports(env, exports);
+  addKernelExports(env, exports);  // marked for deletion with lib/kernels/native.ts
   return exports;
 }
 

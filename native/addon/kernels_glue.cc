@@ -6,21 +6,10 @@
 #include <string>
 
 #include "../core/kernels.h"
-#include "args.h"
-#include "step_args.h"
+#include "../common/checks.h"
 
 namespace hg {
 namespace {
-
-// Float32 or Float64 for the tensor at argument i, as the template below is instantiated.
-bool floatArgIs32(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  napi_typedarray_type t;
-  if (i >= info.Length() || napi_get_typedarray_info(info.Env(), info[i], &t, nullptr, nullptr, nullptr, nullptr) != napi_ok)
-    throwType(info.Env(), std::string("Expected Float64Array or Float32Array for ") + name);
-  if (t != napi_float64_array && t != napi_float32_array)
-    throwType(info.Env(), std::string("Expected Float64Array or Float32Array for ") + name + " but received " + typedArrayName(t));
-  return t == napi_float32_array;
-}
 
 // The length of the typed array at argument i (its type is checked by typedArg afterwards).
 size_t lengthOf(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -129,7 +118,7 @@ Napi::Value allFiniteT(const Napi::CallbackInfo& info) {
 // One export per kernel, dispatched on the dtype of the float tensor at argument `at`.
 template <Napi::Value (*F64)(const Napi::CallbackInfo&), Napi::Value (*F32)(const Napi::CallbackInfo&)>
 Napi::Value dispatch(const Napi::CallbackInfo& info, size_t at, const char* name) {
-  return floatArgIs32(info, at, name) ? F32(info) : F64(info);
+  return isFloat32Arg(info, at, name) ? F32(info) : F64(info);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// The arguments of forwardBackward/forward, unpacked and checked once for every addon that
-// exports them (the OpenBLAS core and the LibTorch reference), so both refuse the same calls with
-// the same words.
+// The arguments of the two-layer forwardBackward/forward, unpacked and checked once for every addon
+// that exports them (the OpenBLAS core and the LibTorch reference), so both refuse the same calls
+// with the same words. The core's two-layer exports are marked for deletion (the stack replaces them).
 #pragma once
 
 #include <napi.h>
@@ -8,33 +8,10 @@
 #include <cstdint>
 #include <string>
 
+#include "../common/checks.h"
 #include "../core/mlp.h"
-#include "args.h"
 
 namespace hg {
-
-struct Span {
-  const void* begin;
-  size_t bytes;
-  const char* name;
-};
-
-// Refuses an output that shares memory with an input or with another output: the math reads
-// inputs after it has started writing outputs, so aliasing would give a silent wrong answer.
-template <size_t N>
-void requireDisjoint(Napi::Env env, const Span (&spans)[N], size_t firstOutput) {
-  for (size_t o = firstOutput; o < N; ++o) {
-    if (!spans[o].begin) continue;
-    for (size_t i = 0; i < N; ++i) {
-      if (i == o || !spans[i].begin || (i > o && i >= firstOutput)) continue;
-      const auto* a = static_cast<const uint8_t*>(spans[o].begin);
-      const auto* b = static_cast<const uint8_t*>(spans[i].begin);
-      if (a < b + spans[i].bytes && b < a + spans[o].bytes)
-        throwRange(env, std::string("Expected ") + spans[o].name + " not to share memory with " +
-                            spans[i].name);
-    }
-  }
-}
 
 // A non-finite result: name the input that caused it, or say what overflowed. g is needed only
 // for Status::NonFiniteGrads (forward() never returns it).
@@ -61,18 +38,6 @@ template <typename T>
                                                                            : "db2";
   throwRange(env, std::string("Expected finite gradients but ") + name +
                       " overflowed (inputs or weights too large for the dtype)");
-}
-
-// X's dtype picks the instantiation: float32 → sgemm, float64 → dgemm.
-inline bool isFloat32(const Napi::CallbackInfo& info) {
-  napi_typedarray_type t;
-  if (info.Length() < 1 ||
-      napi_get_typedarray_info(info.Env(), info[0], &t, nullptr, nullptr, nullptr, nullptr) != napi_ok)
-    throwType(info.Env(), "Expected Float64Array or Float32Array for X");
-  if (t != napi_float64_array && t != napi_float32_array)
-    throwType(info.Env(), std::string("Expected Float64Array or Float32Array for X but received ") +
-                              typedArrayName(t));
-  return t == napi_float32_array;
 }
 
 // B, D, H, C from four consecutive arguments.

@@ -12,6 +12,21 @@ namespace hg {
 
 enum class Activation : int { Relu = 0, Sigmoid = 1, Tanh = 2 };
 enum class Reduction : int { Mean = 0, Sum = 1 };
+// A layer of a stack (lib/engine/engine.ts LAYER_CODE); an activation layer's Activation is code − 1.
+enum class LayerKind : int { Linear = 0, Relu = 1, Sigmoid = 2, Tanh = 3 };
+constexpr int kLayerKinds = 4;
+inline Activation activationOf(LayerKind k) { return static_cast<Activation>(static_cast<int>(k) - 1); }
+
+// Copies B labels into out, each read once (y may be shared with another thread), stopping at the
+// first outside [0, C): returns its index (out holds the bad value there), or B when all are in
+// range. Only the copy is used after.
+inline size_t copyLabels(const int32_t* y, size_t B, int32_t C, int32_t* out) {
+  for (size_t b = 0; b < B; ++b) {
+    out[b] = y[b];
+    if (out[b] < 0 || out[b] >= C) return b;
+  }
+  return B;
+}
 
 // True when no entry is NaN or ±Infinity. Tests the exponent bits as integers so the loop
 // vectorizes without -ffast-math (a float compare-and-branch would not).

@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "../addon/step_args.h"
+#include "../common/checks.h"
 #include "optim.h"
 #include "reference.h"
 #include "sequential.h"
@@ -80,7 +80,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
 
 Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    return isFloat32(i) ? forwardBackwardT<float>(i) : forwardBackwardT<double>(i);
+    return dispatchFloat(i, 0, "X", [&](auto t) { return forwardBackwardT<decltype(t)>(i); });
   });
 }
 
@@ -94,7 +94,7 @@ Napi::Value forwardT(const Napi::CallbackInfo& info) {
 
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    return isFloat32(i) ? forwardT<float>(i) : forwardT<double>(i);
+    return dispatchFloat(i, 0, "X", [&](auto t) { return forwardT<decltype(t)>(i); });
   });
 }
 
@@ -116,46 +116,8 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 // --- optimizerRun(name, W, grads, lr, momentum, beta1, beta2, epsilon, weightDecay) ---------------
 
-// The shortest of %.15g / %.17g that reads back as v, for "but received …".
-std::string numberText(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  for (int precision : {15, 17}) {
-    std::ostringstream os;
-    os.precision(precision);
-    os << v;
-    if (precision == 17 || std::stod(os.str()) == v) return os.str();
-  }
-  return std::to_string(v);
-}
-
-// What came, in the words of lib/validate.ts describe(): enough to see the mistake.
-std::string describeValue(Napi::Env env, const Napi::Value& v) {
-  if (v.IsUndefined()) return "undefined";
-  if (v.IsNull()) return "null";
-  if (v.IsNumber()) return numberText(v.As<Napi::Number>().DoubleValue());
-  if (v.IsBoolean()) return "boolean";
-  if (v.IsString()) return "\"" + v.As<Napi::String>().Utf8Value() + "\"";
-  if (v.IsTypedArray()) {
-    napi_typedarray_type kind;
-    size_t length = 0;
-    napi_get_typedarray_info(env, v, &kind, &length, nullptr, nullptr, nullptr);
-    return std::string(typedArrayName(kind)) + " of length " + std::to_string(length);
-  }
-  if (v.IsArray()) return "Array of length " + std::to_string(v.As<Napi::Array>().Length());
-  if (v.IsFunction()) return "function";
-  return "object";
-}
-
-[[noreturn]] void failArg(Napi::Env env, bool type, const std::string& what, const std::string& name,
-                          const std::string& actual) {
-  const std::string msg = "Expected " + what + " for " + name + " but received " + actual;
-  if (type) throwType(env, msg);
-  throwRange(env, msg);
-}
-
 // A finite number in [lo, hi] (hi excluded when hiOpen), as optimizerConfig in lib/train/optimizer.ts.
-double numberArg(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi, bool hiOpen,
+double rangeArg(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi, bool hiOpen,
                  const char* what) {
   Napi::Env env = info.Env();
   const Napi::Value v = i < info.Length() ? info[i] : env.Undefined();
@@ -184,12 +146,12 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, OptimizerKind kind) {
   Napi::Env env = info.Env();
   constexpr double kInf = std::numeric_limits<double>::infinity();
   OptimizerHyper h{};
-  h.lr = numberArg(info, 3, "lr", 0, kInf, false, "a finite number >= 0");
-  h.momentum = numberArg(info, 4, "momentum", 0, 1, false, "a number in [0, 1]");
-  h.beta1 = numberArg(info, 5, "beta1", 0, 1, true, "a number in [0, 1)");
-  h.beta2 = numberArg(info, 6, "beta2", 0, 1, true, "a number in [0, 1)");
-  h.epsilon = numberArg(info, 7, "epsilon", 0, 1, false, "a number in [0, 1]");
-  h.weightDecay = numberArg(info, 8, "weightDecay", 0, kInf, false, "a finite number >= 0");
+  h.lr = rangeArg(info, 3, "lr", 0, kInf, false, "a finite number >= 0");
+  h.momentum = rangeArg(info, 4, "momentum", 0, 1, false, "a number in [0, 1]");
+  h.beta1 = rangeArg(info, 5, "beta1", 0, 1, true, "a number in [0, 1)");
+  h.beta2 = rangeArg(info, 6, "beta2", 0, 1, true, "a number in [0, 1)");
+  h.epsilon = rangeArg(info, 7, "epsilon", 0, 1, false, "a number in [0, 1]");
+  h.weightDecay = rangeArg(info, 8, "weightDecay", 0, kInf, false, "a finite number >= 0");
   // torch::optim::SGD refuses Nesterov without momentum; say so in this project's words.
   if (kind == OptimizerKind::Nesterov && h.momentum == 0)
     failArg(env, false, "a momentum > 0 (Nesterov needs one)", "momentum", "0");
@@ -257,32 +219,6 @@ Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
 // sequentialForwardBackward(X, y, B, kinds, sizes, params, grads, dX|null, reduction, accumulate)
 // sequentialForward(X, B, kinds, sizes, params, logits)
 
-const char* layerName(LayerKind k) {
-  switch (k) {
-    case LayerKind::Linear: return "Linear";
-    case LayerKind::Relu: return "ReLU";
-    case LayerKind::Sigmoid: return "Sigmoid";
-    case LayerKind::Tanh: return "Tanh";
-  }
-  return "layer";
-}
-
-Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
-  return i < info.Length() ? info[i] : info.Env().Undefined();
-}
-
-// A typed array's kind, length and data; false for anything else. Runs no JS.
-struct TypedInfo {
-  napi_typedarray_type kind;
-  size_t length = 0;
-  void* data = nullptr;
-};
-
-bool typedInfo(Napi::Env env, const Napi::Value& v, TypedInfo* out) {
-  return v.IsTypedArray() &&
-         napi_get_typedarray_info(env, v, &out->kind, &out->length, &out->data, nullptr, nullptr) == napi_ok;
-}
-
 // A float tensor of the call's dtype T (X's) with exactly `length` elements, in place.
 template <typename T>
 T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length, const std::string& shape) {
@@ -294,32 +230,6 @@ T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size
   // A detached buffer reports length 0, and no tensor here is empty.
   if (t.data == nullptr) throwType(env, "Expected a live buffer for " + name + " but it is detached");
   return static_cast<T*>(t.data);
-}
-
-// An Int32Array of any length, copied (kinds and sizes are a few entries, and a copy cannot be
-// detached by JS that runs later in the call).
-std::vector<int32_t> int32Copy(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Env env = info.Env();
-  const Napi::Value v = argOrUndefined(info, i);
-  TypedInfo t;
-  if (!typedInfo(env, v, &t) || t.kind != napi_int32_array) failArg(env, true, "an Int32Array", name, describeValue(env, v));
-  const auto* p = static_cast<const int32_t*>(t.data);
-  return p ? std::vector<int32_t>(p, p + t.length) : std::vector<int32_t>();
-}
-
-// The elements of the JS Array argument i, `count` of them. Every element is read (a getter may run
-// JS, even detach a buffer) before any data pointer of the call is taken.
-std::vector<Napi::Value> arrayArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count,
-                                  const std::string& countWhat) {
-  Napi::Env env = info.Env();
-  const Napi::Value v = argOrUndefined(info, i);
-  if (!v.IsArray()) failArg(env, true, "an Array of typed arrays", name, describeValue(env, v));
-  const Napi::Array list = v.As<Napi::Array>();
-  if (list.Length() != count) failArg(env, false, countWhat, name, describeValue(env, v));
-  std::vector<Napi::Value> items;
-  items.reserve(count);
-  for (uint32_t k = 0; k < count; ++k) items.push_back(list.Get(k));
-  return items;
 }
 
 // The stack's description, checked: layer codes, widths, chaining; C is the width at the end.
@@ -402,17 +312,6 @@ std::string paramsCount(const StackShape& s) {
          " Linear layers in kinds)";
 }
 
-// Outputs must not overlap inputs or each other. requireDisjoint takes a fixed-size array, so each
-// pair (an input or earlier output, then the output) is handed to it on its own: the same check
-// and the same words as the two-layer exports.
-void requireAllDisjoint(Napi::Env env, const std::vector<Span>& spans, size_t firstOutput) {
-  for (size_t o = firstOutput; o < spans.size(); ++o)
-    for (size_t i = 0; i < o; ++i) {
-      const Span pair[] = {spans[i], spans[o]};
-      requireDisjoint(env, pair, 1);
-    }
-}
-
 // The loss is not finite, or a layer or gradient overflowed: inputs were checked finite before the
 // call, so say what overflowed.
 [[noreturn]] void explainSequential(Napi::Env env, const SequentialResult& r, const StackShape& s) {
@@ -460,21 +359,22 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   const size_t firstOutput = spans.size();
   for (size_t i = 0; i < grads.size(); ++i) spans.push_back({grads[i], s.counts[i] * sizeof(T), gradNames[i].c_str()});
   spans.push_back({dX, nX * sizeof(T), "dX"});
-  requireAllDisjoint(env, spans, firstOutput);
+  requireDisjoint(env, spans.data(), spans.size(), firstOutput);
 
-  requireLabels(env, y, size_t(s.B), s.C);
+  std::vector<int32_t> labels(size_t(s.B));  // read once: y may be shared with another thread
+  copyLabels(env, y, size_t(s.B), s.C, labels.data());
   requireFinite(env, "X", X, nX);
   for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
   const SequentialResult r =
-      torchSequentialForwardBackward<T>(s.stack(), X, y, params.data(), grads.data(), dX, red, accumulate);
+      torchSequentialForwardBackward<T>(s.stack(), X, labels.data(), params.data(), grads.data(), dX, red, accumulate);
   if (r.status != SequentialStatus::Ok) explainSequential(env, r, s);
   return Napi::Number::New(env, r.loss);
 }
 
 Napi::Value SequentialForwardBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    return isFloat32(i) ? sequentialForwardBackwardT<float>(i) : sequentialForwardBackwardT<double>(i);
+    return dispatchFloat(i, 0, "X", [&](auto t) { return sequentialForwardBackwardT<decltype(t)>(i); });
   });
 }
 
@@ -495,7 +395,7 @@ Napi::Value sequentialForwardT(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < params.size(); ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
   const size_t firstOutput = spans.size();
   spans.push_back({logits, nOut * sizeof(T), "logits"});
-  requireAllDisjoint(env, spans, firstOutput);
+  requireDisjoint(env, spans.data(), spans.size(), firstOutput);
 
   requireFinite(env, "X", X, nX);
   for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
@@ -507,7 +407,7 @@ Napi::Value sequentialForwardT(const Napi::CallbackInfo& info) {
 
 Napi::Value SequentialForward(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    return isFloat32(i) ? sequentialForwardT<float>(i) : sequentialForwardT<double>(i);
+    return dispatchFloat(i, 0, "X", [&](auto t) { return sequentialForwardT<decltype(t)>(i); });
   });
 }
 

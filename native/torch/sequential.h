@@ -7,13 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../core/kernels.h"  // Reduction
+#include "../core/kernels.h"  // LayerKind (the codes of the `kinds` Int32Array), Reduction
 
 namespace hg {
-
-// The codes of the `kinds` Int32Array, in order.
-enum class LayerKind : int { Linear = 0, Relu = 1, Sigmoid = 2, Tanh = 3 };
-constexpr int kLayerKinds = 4;
 
 // A stack the caller has checked: every width positive, the k-th Linear's in equal to the width
 // flowing into it (D for the first, since activations keep the width), products fitting in memory.

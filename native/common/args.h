@@ -1,0 +1,206 @@
+// Argument reading for every addon's Node-API glue (the core, the LibTorch reference): typed
+// arrays, dims, enums and booleans, and the one error wording "Expected {what} for {name} but
+// received {actual}". The JS layer checks first and builds the friendly errors; these are the
+// second line, so a caller who reaches a raw export gets a TypeError/RangeError, never a read past
+// a buffer. node-addon-api is built with C++ exceptions: a throw here unwinds to the export.
+#pragma once
+
+#include <napi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace hg {
+
+template <typename T> struct DtypeOf;
+template <> struct DtypeOf<double> {
+  static constexpr napi_typedarray_type kind = napi_float64_array;
+  static constexpr const char* name = "Float64Array";
+};
+template <> struct DtypeOf<float> {
+  static constexpr napi_typedarray_type kind = napi_float32_array;
+  static constexpr const char* name = "Float32Array";
+};
+template <> struct DtypeOf<int32_t> {
+  static constexpr napi_typedarray_type kind = napi_int32_array;
+  static constexpr const char* name = "Int32Array";
+};
+
+inline const char* typedArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+  }
+  return "TypedArray";
+}
+
+[[noreturn]] inline void throwType(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+[[noreturn]] inline void throwRange(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+
+// "Expected {what} for {name} but received {actual}", a TypeError when `type`, else a RangeError.
+[[noreturn]] inline void failArg(Napi::Env env, bool type, const std::string& what, const std::string& name,
+                                 const std::string& actual) {
+  const std::string msg = "Expected " + what + " for " + name + " but received " + actual;
+  if (type) throwType(env, msg);
+  throwRange(env, msg);
+}
+
+// The shortest of %.15g / %.17g that reads back as v.
+inline std::string numberText(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  for (int precision : {15, 17}) {
+    std::ostringstream os;
+    os.precision(precision);
+    os << v;
+    if (precision == 17 || std::stod(os.str()) == v) return os.str();
+  }
+  return std::to_string(v);
+}
+
+// A typed array's kind, length and data (null when detached or empty); false for anything else.
+// Runs no JS.
+struct TypedInfo {
+  napi_typedarray_type kind;
+  size_t length = 0;
+  void* data = nullptr;
+};
+inline bool typedInfo(Napi::Env env, napi_value v, TypedInfo* out) {
+  return napi_get_typedarray_info(env, v, &out->kind, &out->length, &out->data, nullptr, nullptr) == napi_ok;
+}
+
+// What came, in the words of lib/validate.ts describe(): enough to see the mistake.
+inline std::string describeValue(Napi::Env env, const Napi::Value& v) {
+  TypedInfo t;
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return numberText(v.As<Napi::Number>().DoubleValue());
+  if (v.IsBoolean()) return "boolean";
+  if (v.IsString()) return "\"" + v.As<Napi::String>().Utf8Value() + "\"";
+  if (v.IsTypedArray() && typedInfo(env, v, &t))
+    return std::string(typedArrayName(t.kind)) + " of length " + std::to_string(t.length);
+  if (v.IsArray()) return "Array of length " + std::to_string(v.As<Napi::Array>().Length());
+  if (v.IsFunction()) return "function";
+  return "object";
+}
+
+inline Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() ? info[i] : info.Env().Undefined();
+}
+
+// The data of argument i as a T* of exactly `length` elements: a view into the caller's
+// ArrayBuffer (byteOffset applied by Node-API), not a copy. One napi_get_typedarray_info call per
+// argument: at the smallest sizes the argument checks cost more than the arithmetic.
+template <typename T>
+T* typedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
+  Napi::Env env = info.Env();
+  TypedInfo t;
+  if (i >= info.Length() || !typedInfo(env, info[i], &t))
+    throwType(env, std::string("Expected ") + DtypeOf<T>::name + " for " + name);
+  if (t.kind != DtypeOf<T>::kind) failArg(env, true, DtypeOf<T>::name, name, typedArrayName(t.kind));
+  if (t.length != length) failArg(env, false, std::to_string(length) + " elements", name, std::to_string(t.length));
+  // A detached buffer reports length 0, so only an empty tensor can get here without data.
+  if (t.data == nullptr && length != 0) throwType(env, std::string("Expected a live buffer for ") + name + " but it is detached");
+  return static_cast<T*>(t.data);
+}
+
+// Like typedArg, but null/undefined give nullptr (an output that was not asked for).
+template <typename T>
+T* optionalTypedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return typedArg<T>(info, i, name, length);
+}
+
+// Whether the tensor at argument i is a Float32Array (else a Float64Array; anything else throws).
+inline bool isFloat32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  TypedInfo t;
+  const std::string expected = std::string("Expected Float64Array or Float32Array for ") + name;
+  if (i >= info.Length() || !typedInfo(env, info[i], &t)) throwType(env, expected);
+  if (t.kind != napi_float64_array && t.kind != napi_float32_array)
+    throwType(env, expected + " but received " + typedArrayName(t.kind));
+  return t.kind == napi_float32_array;
+}
+
+// The one dtype idiom: fn(float{}) or fn(double{}) as the tensor at argument i is f32 or f64, so
+// a template body is written once: dispatchFloat(info, 0, "X", [&](auto t) { return f<decltype(t)>(info); }).
+template <typename Fn>
+auto dispatchFloat(const Napi::CallbackInfo& info, size_t i, const char* name, Fn fn) {
+  return isFloat32Arg(info, i, name) ? fn(float{}) : fn(double{});
+}
+
+inline double numberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsNumber()) throwType(info.Env(), std::string("Expected a number for ") + name);
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+// A positive integer that fits a 32-bit BLAS index.
+inline int dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const double v = numberArg(info, i, name);
+  if (!(v >= 1 && v <= std::numeric_limits<int32_t>::max() && std::floor(v) == v))
+    throwRange(info.Env(), std::string("Expected a positive 32-bit integer for ") + name + " but received " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
+inline int enumArg(const Napi::CallbackInfo& info, size_t i, const char* name, int count) {
+  const double v = numberArg(info, i, name);
+  if (!(v >= 0 && v < count && std::floor(v) == v))
+    throwRange(info.Env(), std::string("Expected an integer in [0, ") + std::to_string(count) + ") for " + name);
+  return static_cast<int>(v);
+}
+
+inline bool boolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsBoolean()) throwType(info.Env(), std::string("Expected a boolean for ") + name);
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+// Element count of a [rows, cols] tensor, refusing products that overflow size_t or exceed what a
+// typed array can hold (so a later pointer offset can never wrap).
+inline size_t elements(Napi::Env env, const char* name, size_t rows, size_t cols) {
+  constexpr size_t kMax = size_t(1) << 53;
+  if (cols != 0 && rows > kMax / cols)
+    throwRange(env, std::string("Expected a size that fits in memory for ") + name + " but received " +
+                        std::to_string(rows) + "×" + std::to_string(cols));
+  return rows * cols;
+}
+
+// An Int32Array of any length, copied (a description of a few entries; a copy cannot be changed
+// or detached by JS that runs later in the call).
+inline std::vector<int32_t> int32Copy(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = argOrUndefined(info, i);
+  TypedInfo t;
+  if (!typedInfo(env, v, &t) || t.kind != napi_int32_array) failArg(env, true, "an Int32Array", name, describeValue(env, v));
+  const auto* p = static_cast<const int32_t*>(t.data);
+  return p ? std::vector<int32_t>(p, p + t.length) : std::vector<int32_t>();
+}
+
+// The elements of the JS Array argument i, `count` of them, all read (a getter may run JS, even
+// detach a buffer) before the caller takes any data pointer.
+inline std::vector<Napi::Value> arrayArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count,
+                                         const std::string& countWhat) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = argOrUndefined(info, i);
+  if (!v.IsArray()) failArg(env, true, "an Array of typed arrays", name, describeValue(env, v));
+  const Napi::Array list = v.As<Napi::Array>();
+  if (list.Length() != count) failArg(env, false, countWhat, name, describeValue(env, v));
+  std::vector<Napi::Value> items;
+  items.reserve(count);
+  for (uint32_t k = 0; k < count; ++k) items.push_back(list.Get(k));
+  return items;
+}
+
+}  // namespace hg

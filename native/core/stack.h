@@ -1,0 +1,204 @@
+// The stack executor: a Sequential of Linear/ReLU/Sigmoid/Tanh layers with softmax cross-entropy,
+// forward, loss and hand-derived backward in one call, on the kernels of kernels.h and hg::gemm.
+// Kernel for kernel and argument for argument what lib/layers runs, so the results are those bits.
+// Callers have validated the description (netError) and every buffer; nothing here allocates.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+// hg::gemm is OpenBLAS's (blas.h) unless the build names a header with the same overloads:
+// the WebAssembly build passes -DHG_GEMM_HEADER='"gemm.h"', the sanitizer job a bounds probe.
+#ifdef HG_GEMM_HEADER
+#include HG_GEMM_HEADER
+#else
+#include "blas.h"
+#endif
+#include "kernels.h"
+
+namespace hg {
+
+// Where a call stopped. Labels is never a StepFailure: the glue turns it into a RangeError.
+enum class Stage : int { Ok = 0, Input = 1, Forward = 2, Loss = 3, Grads = 4, Labels = 5 };
+struct StackStatus {
+  Stage stage;
+  int layer;  // the layer that failed; for Labels the index of the bad label
+};
+
+// A stack description: kinds[layers], widths[layers + 1] (widths[i] enters layer i, widths[layers] = C).
+struct Net {
+  const LayerKind* kinds;
+  const int32_t* widths;
+  int layers;
+};
+
+// Each workspace tensor starts on a 64-byte boundary (relative to the workspace).
+template <typename T>
+constexpr uint64_t padded(uint64_t n) {
+  constexpr uint64_t k = 64 / sizeof(T);
+  return (n + k - 1) / k * k;
+}
+
+// Largest element count of one tensor or of the workspace: a typed array holds at most 2^32 − 1.
+constexpr uint64_t kMaxElements = 0xffffffffu;
+
+// The workspace, in elements of T: every layer's output (the last one is the logits), probs, two
+// gradient buffers that backward alternates between (layer i writes its input gradient into
+// grad[i % 2] while reading grad[(i + 1) % 2]), and the private copy of the labels (int32).
+// 64-bit offsets: the same arithmetic on wasm32, whose size_t could wrap.
+struct Layout {
+  uint64_t probs, grad[2], labels, total;
+};
+
+// The layout for B rows, outputs[i] the offset of layer i's output (layers entries, or null);
+// false when a tensor or the whole would exceed kMaxElements (each product is checked before it
+// is formed, so nothing wraps).
+template <typename T>
+bool stackLayout(const Net& n, uint64_t B, uint64_t* outputs, Layout* l) {
+  uint64_t at = 0, widest = uint64_t(n.widths[0]);
+  const auto take = [&](uint64_t rows, uint64_t cols, uint64_t* where) {
+    if (cols != 0 && rows > kMaxElements / cols) return false;
+    if (where) *where = at;
+    at += padded<T>(rows * cols);
+    return at <= kMaxElements;
+  };
+  for (int i = 0; i < n.layers; ++i) {
+    if (!take(B, uint64_t(n.widths[i + 1]), outputs ? outputs + i : nullptr)) return false;
+    if (uint64_t(n.widths[i + 1]) > widest) widest = uint64_t(n.widths[i + 1]);
+  }
+  const uint64_t C = uint64_t(n.widths[n.layers]);
+  if (!(take(B, C, &l->probs) && take(B, widest, &l->grad[0]) && take(B, widest, &l->grad[1]) &&
+        take((B * sizeof(int32_t) + sizeof(T) - 1) / sizeof(T), 1, &l->labels)))
+    return false;
+  l->total = at;
+  return true;
+}
+
+// ---- Linear: Z [B,out] = A [B,in] · W [in,out] + b ------------------------------------------
+// Bias rows first, then the GEMM adds into them (beta = 1): one pass over Z fewer.
+template <typename T>
+void linearForward(int B, int in, int out, const T* A, const T* W, const T* b, T* Z) {
+  broadcastRows(b, Z, size_t(B), size_t(out));
+  gemm(false, false, B, out, in, T(1), A, in, W, out, T(1), Z, out);
+}
+// ∂Z/∂W contracts over the batch: dW = Aᵀ·dZ [in,out]; ∂Z/∂b is a row of ones: db = Σ_b dZ;
+// ∂Z/∂A = Wᵀ: dA = dZ·Wᵀ [B,in] (skipped when dA is null). accumulate adds into dW, db
+// (PyTorch's .grad); betaA is 1 only for an accumulated dX.
+template <typename T>
+void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
+                    bool accumulate, T* dA, T betaA) {
+  gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
+  sumRows(dZ, db, size_t(B), size_t(out), accumulate);
+  if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
+}
+
+// ---- Activation: A = act(Z), elementwise ---------------------------------------------------
+// Forward is activationForward; backward dZ = dA ⊙ act'(Z) (ReLU: Z > 0; σ' = A(1 − A);
+// tanh' = 1 − A²). The kernel works in place, so dA is copied into dZ first; an accumulated dZ
+// goes through scratch and is added (float + float rounds alike in C++ and in JS).
+template <typename T>
+void activationLayerBackward(Activation act, size_t n, const T* Z, const T* A, const T* dA, T* dZ,
+                             T* scratch) {
+  T* into = scratch ? scratch : dZ;
+  std::memcpy(into, dA, n * sizeof(T));
+  activationBackward(act, Z, A, into, n);
+  if (scratch)
+    for (size_t j = 0; j < n; ++j) dZ[j] += scratch[j];
+}
+
+// Forward through every layer into ws. A Linear's output is checked for NaN/±Infinity: it is
+// where a non-finite X, W or b shows (times a finite factor) before an activation could hide it;
+// X itself is checked when an activation comes first (ReLU maps −Infinity to 0).
+template <typename T>
+StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws) {
+  if (n.kinds[0] != LayerKind::Linear && !allFinite(X, size_t(B) * size_t(n.widths[0]))) return {Stage::Input, 0};
+  const T* A = X;
+  size_t at = 0;
+  for (int i = 0, p = 0; i < n.layers; ++i) {
+    const int in = n.widths[i], out = n.widths[i + 1];
+    T* Z = ws + at;
+    if (n.kinds[i] == LayerKind::Linear) {
+      linearForward(B, in, out, A, params[p], params[p + 1], Z);
+      p += 2;
+      if (!allFinite(Z, size_t(B) * size_t(out))) return {Stage::Forward, i};
+    } else {
+      activationForward(activationOf(n.kinds[i]), A, Z, size_t(B) * size_t(out));
+    }
+    A = Z;
+    at += padded<T>(size_t(B) * size_t(out));
+  }
+  return {Stage::Ok, 0};
+}
+
+template <typename T>
+struct Step {
+  int B;
+  const T* X;
+  const int32_t* y;  // read once, into the workspace's labels
+  const T* const* params;  // W1, b1, W2, b2, …
+  T* const* grads;         // dW1, db1, … in params' order
+  T* dX;                   // null when the input gradient is not wanted
+  Reduction reduction;
+  bool accumulate;
+  T* ws;  // stackLayout<T>(n, B) elements
+};
+
+// Forward, loss and every gradient; the loss (in T, widened) into *loss. Nothing is written to
+// grads or dX unless the loss is finite. With accumulate, grads and dX are added into.
+template <typename T>
+StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
+  Layout l;
+  stackLayout<T>(n, uint64_t(a.B), nullptr, &l);
+  const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
+  // Labels are copied before anything else: another thread may write a shared y during the call.
+  int32_t* y = reinterpret_cast<int32_t*>(a.ws + l.labels);
+  const size_t bad = copyLabels(a.y, B, int32_t(C), y);
+  if (bad != B) return {Stage::Labels, int(bad)};
+  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws);
+  if (f.stage != Stage::Ok) return f;
+  const T* logits = a.ws + (l.probs - padded<T>(B * C));
+  const double total = softmaxCrossEntropy(logits, y, a.ws + l.probs, B, C);
+  *loss = double(T(a.reduction == Reduction::Mean ? total / double(B) : total));
+  if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
+  // ∂loss/∂logits = (softmax(logits) − onehot(y)) · scale
+  T* g = a.ws + l.grad[n.layers % 2];
+  softmaxCrossEntropyBackward(a.ws + l.probs, y, g, B, C, lossScale<T>(a.reduction, B));
+
+  int firstLinear = 0, p = 0;
+  while (n.kinds[firstLinear] != LayerKind::Linear) ++firstLinear;
+  for (int i = 0; i < n.layers; ++i) p += n.kinds[i] == LayerKind::Linear ? 2 : 0;
+  uint64_t end = l.probs;  // where layer i's output ends
+  for (int i = n.layers - 1; i >= 0; --i) {
+    const size_t in = size_t(n.widths[i]);
+    const uint64_t at = end - padded<T>(B * size_t(n.widths[i + 1]));
+    const T* input = i == 0 ? a.X : a.ws + (at - padded<T>(B * in));
+    // Layers at or before the first Linear need an input gradient only for dX.
+    T* gIn = i == 0 ? a.dX : (a.dX || i > firstLinear) ? a.ws + l.grad[i % 2] : nullptr;
+    const bool accIn = i == 0 && a.accumulate;
+    if (n.kinds[i] == LayerKind::Linear) {
+      p -= 2;
+      linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p], a.grads[p + 1],
+                     a.accumulate, gIn, accIn ? T(1) : T(0));
+    } else if (gIn) {
+      // grad[0] is free at layer 0: layer 1 wrote into grad[1].
+      activationLayerBackward(activationOf(n.kinds[i]), B * in, input, a.ws + at, g, gIn,
+                              accIn ? a.ws + l.grad[0] : nullptr);
+    }
+    if (!gIn) break;
+    g = gIn;
+    end = at;
+  }
+
+  // Hot in cache here: the scan costs a few percent of the GEMMs at most.
+  if (a.dX && !allFinite(a.dX, B * size_t(n.widths[0]))) return {Stage::Grads, 0};
+  for (int i = 0, k = 0; i < n.layers; ++i) {
+    if (n.kinds[i] != LayerKind::Linear) continue;
+    const size_t in = size_t(n.widths[i]), o = size_t(n.widths[i + 1]);
+    if (!allFinite(a.grads[k], in * o) || !allFinite(a.grads[k + 1], o)) return {Stage::Grads, i};
+    k += 2;
+  }
+  return {Stage::Ok, 0};
+}
+
+}  // namespace hg
