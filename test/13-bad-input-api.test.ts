@@ -38,7 +38,7 @@ const rows: Row[] = [
   ['trainValSplit: fraction 1', RangeError, /number in \(0, 1\) for opts.fraction but received 1/, () => hg.trainValSplit(X(), y(), 5, { fraction: 1 })],
   ['fitStandardizer: X not a multiple of D', RangeError, /for X/, () => hg.fitStandardizer(new Float64Array(7), 2)],
   ['xor: negative n', RangeError, /for opts.n/, () => hg.xor({ n: -1 })],
-  ['spirals: unknown option', TypeError, /unknown option "arms"/, () => hg.spirals({ arms: 3 } as never)],
+  ['spirals: unknown option', TypeError, /Expected no option 'arms' for opts; the options are n, classes/, () => hg.spirals({ arms: 3 } as never)],
   ['setTorchThreads: 0', RangeError, /positive 32-bit integer for threads but received 0/, () => hg.setTorchThreads(0)],
 ];
 
