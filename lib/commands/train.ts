@@ -34,7 +34,7 @@ function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: 
     const z = fitStandardizer(s.train.X, d.D); // fitted on train only, applied to both
     return { name, train: { X: z.apply(s.train.X), y: s.train.y }, val: { X: z.apply(s.val.X), y: s.val.y }, D: d.D, C: d.C, defaults };
   }
-  return { name, train: s.train, val: s.val, D: d.D, C: d.C, defaults };
+  return { name, train: s.train, val: { X: s.val.X, y: s.val.y }, D: d.D, C: d.C, defaults };
 }
 
 /** The data set named on the command line, split and scaled, with its default settings. */
