@@ -162,7 +162,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   s.status = stackForwardBackward(s.net(), a, &loss);
   if (s.status.stage == Stage::Labels) {
     Layout l;
-    stackLayout<T>(s.net(), uint64_t(B), nullptr, &l);
+    stackLayout<T>(s.net(), uint64_t(B), static_cast<uint64_t*>(nullptr), &l);
     const int32_t* copy = reinterpret_cast<const int32_t*>(c.ws + l.labels);
     throwLabel(env, copy[s.status.layer], size_t(s.status.layer), s.widths.back());
   }

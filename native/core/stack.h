@@ -1,7 +1,7 @@
 // The stack executor: a Sequential of Linear/ReLU/Sigmoid/Tanh layers with softmax cross-entropy,
 // forward, loss and hand-derived backward in one call, on the kernels of kernels.h and hg::gemm.
 // Kernel for kernel and argument for argument what lib/layers runs, so the results are those bits.
-// Callers have validated the description (netError) and every buffer; nothing here allocates.
+// Callers have validated the description and every buffer; nothing here allocates.
 #pragma once
 
 #include <cstddef>
@@ -51,20 +51,22 @@ struct Layout {
   uint64_t probs, grad[2], labels, total;
 };
 
-// The layout for B rows, outputs[i] the offset of layer i's output (layers entries, or null);
-// false when a tensor or the whole would exceed kMaxElements (each product is checked before it
-// is formed, so nothing wraps).
-template <typename T>
-bool stackLayout(const Net& n, uint64_t B, uint64_t* outputs, Layout* l) {
+// The layout for B rows, outputs[i] the offset of layer i's output (layers entries of any number
+// type, or null); false when a tensor or the whole would exceed kMaxElements (each product is
+// checked before it is formed, so nothing wraps).
+template <typename T, typename O = uint64_t>
+bool stackLayout(const Net& n, uint64_t B, O* outputs, Layout* l) {
   uint64_t at = 0, widest = uint64_t(n.widths[0]);
   const auto take = [&](uint64_t rows, uint64_t cols, uint64_t* where) {
     if (cols != 0 && rows > kMaxElements / cols) return false;
-    if (where) *where = at;
+    *where = at;
     at += padded<T>(rows * cols);
     return at <= kMaxElements;
   };
   for (int i = 0; i < n.layers; ++i) {
-    if (!take(B, uint64_t(n.widths[i + 1]), outputs ? outputs + i : nullptr)) return false;
+    uint64_t where;
+    if (!take(B, uint64_t(n.widths[i + 1]), &where)) return false;
+    if (outputs) outputs[i] = O(where);
     if (uint64_t(n.widths[i + 1]) > widest) widest = uint64_t(n.widths[i + 1]);
   }
   const uint64_t C = uint64_t(n.widths[n.layers]);
@@ -149,7 +151,7 @@ struct Step {
 template <typename T>
 StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   Layout l;
-  stackLayout<T>(n, uint64_t(a.B), nullptr, &l);
+  stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
   const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
   // Labels are copied before anything else: another thread may write a shared y during the call.
   int32_t* y = reinterpret_cast<int32_t*>(a.ws + l.labels);

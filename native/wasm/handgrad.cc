@@ -1,5 +1,6 @@
-// The WebAssembly entry points: the very forward/backward of native/core/mlp.h and the kernels of
-// native/core/kernels.h, with hg::gemm from gemm.h (SIMD128) in place of OpenBLAS.
+// The WebAssembly entry points: the stack executor of native/core/stack.h (and, marked for deletion,
+// the fused two-layer step of mlp.h and the kernels of kernels.h one by one), with hg::gemm from
+// gemm.h (SIMD128) in place of OpenBLAS.
 // Pointers are byte offsets into the module's one linear memory; lib/backends/wasm.ts lays the
 // tensors out there, checks every size first, and reads the loss back from *loss.
 // Returns hg::Status: 0 ok, 1 non-finite Z1, 2 non-finite logits (JS names the culprit).
@@ -7,6 +8,76 @@
 // wrappers that call the very kernels.h / gemm.h functions the fused step uses, nothing more.
 // Element counts are ints: the memory is at most 4 GiB, so a tensor has fewer than 2^31 entries.
 #include "../core/mlp.h"
+#include "../core/stack.h"
+
+#define HG_EXPORT(name) extern "C" __attribute__((export_name(#name), visibility("default")))
+
+// ---- the stack executor (lib/engine/wasm.ts) -------------------------------------------------
+// net points at kinds[layers] then widths[layers + 1] (int32); tensors at the pointers of W1, b1,
+// …, then of dW1, db1, … (wasm32 pointers are 32-bit). The stage and layer of a failure go to
+// status[0..1] (StackStatus; Labels with the index of the first label outside [0, C)).
+namespace {
+
+hg::Net netAt(const int32_t* net, int layers) {
+  return {reinterpret_cast<const hg::LayerKind*>(net), net + layers, layers};
+}
+
+template <typename T>
+double stackForwardBackwardT(const int32_t* net, int layers, T* ws, const T* X, const int32_t* y, int B, T* dX,
+                             int red, int accumulate, T* const* tensors, int params, int32_t* status) {
+  const hg::Step<T> a{B, X, y, tensors, tensors + params, dX, static_cast<hg::Reduction>(red), accumulate != 0, ws};
+  double loss = 0;
+  const hg::StackStatus s = hg::stackForwardBackward(netAt(net, layers), a, &loss);
+  status[0] = int32_t(s.stage);
+  status[1] = s.layer;
+  return s.stage == hg::Stage::Ok ? loss : __builtin_nan("");
+}
+
+template <typename T>
+int stackForwardT(const int32_t* net, int layers, T* ws, const T* X, int B, T* const* params, int32_t* status) {
+  const hg::StackStatus s = hg::stackForward(netAt(net, layers), B, X, params, ws);
+  status[0] = int32_t(s.stage);
+  status[1] = s.layer;
+  return s.stage == hg::Stage::Ok;
+}
+
+}  // namespace
+
+// out[0..layers) = each layer's output offset, out[layers] = probs', out[layers + 1] = the
+// workspace length, in elements of the dtype; returns 0 when the workspace cannot exist.
+HG_EXPORT(stackLayout)
+int stackLayout(const int32_t* net, int layers, int B, int f32, double* out) {
+  hg::Layout l;
+  const hg::Net n = netAt(net, layers);
+  if (!(f32 ? hg::stackLayout<float>(n, uint64_t(B), out, &l) : hg::stackLayout<double>(n, uint64_t(B), out, &l))) return 0;
+  out[layers] = double(l.probs);
+  out[layers + 1] = double(l.total);
+  return 1;
+}
+
+HG_EXPORT(stackForwardBackwardF64)
+double stackForwardBackwardF64(const int32_t* net, int layers, double* ws, const double* X, const int32_t* y, int B,
+                               double* dX, int red, int accumulate, double* const* tensors, int params, int32_t* status) {
+  return stackForwardBackwardT(net, layers, ws, X, y, B, dX, red, accumulate, tensors, params, status);
+}
+
+HG_EXPORT(stackForwardBackwardF32)
+double stackForwardBackwardF32(const int32_t* net, int layers, float* ws, const float* X, const int32_t* y, int B,
+                               float* dX, int red, int accumulate, float* const* tensors, int params, int32_t* status) {
+  return stackForwardBackwardT(net, layers, ws, X, y, B, dX, red, accumulate, tensors, params, status);
+}
+
+HG_EXPORT(stackForwardF64)
+int stackForwardF64(const int32_t* net, int layers, double* ws, const double* X, int B, double* const* params, int32_t* status) {
+  return stackForwardT(net, layers, ws, X, B, params, status);
+}
+
+HG_EXPORT(stackForwardF32)
+int stackForwardF32(const int32_t* net, int layers, float* ws, const float* X, int B, float* const* params, int32_t* status) {
+  return stackForwardT(net, layers, ws, X, B, params, status);
+}
+
+// ---- marked for deletion: the fused two-layer step and the kernels one by one ------------------
 
 namespace {
 
@@ -32,8 +103,6 @@ int forwardT(const T* X, const T* W1, const T* b1, const T* W2, const T* b2, T* 
 }
 
 }  // namespace
-
-#define HG_EXPORT(name) extern "C" __attribute__((export_name(#name), visibility("default")))
 
 HG_EXPORT(forwardBackwardF64)
 int forwardBackwardF64(const double* X, const int32_t* y, const double* W1, const double* b1,
