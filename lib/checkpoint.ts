@@ -55,7 +55,7 @@ export function saveParams(path: string, params: SavedParams | Omit<SavedParams,
 }
 
 /** User metadata for a file: string values only (safetensors' __metadata__ is a string map). */
-function metadataOption(m: unknown): Record<string, string> {
+export function metadataOption(m: unknown): Record<string, string> {
   if (m === undefined) return {};
   if (m === null || typeof m !== 'object' || Array.isArray(m)) v.fail(TypeError, 'an object of strings', 'opts.metadata', m);
   for (const [k, x] of Object.entries(m)) if (typeof x !== 'string') v.fail(TypeError, 'a string', `opts.metadata.${k}`, x);
@@ -97,7 +97,8 @@ export function paramsFromFile(file: SafetensorsFile, source: string): SavedPara
  * Loads parameters written by saveParams, Trainer.save, or PyTorch (see the layout note above).
  * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file
  */
-export function loadParams(path: string): SavedParams & { layout: Layout; activation?: Activation; metadata: Record<string, string> } {
+export function loadParams(path: string, opts: Record<string, never> = {}): SavedParams & { layout: Layout; activation?: Activation; metadata: Record<string, string> } {
+  v.options('opts', opts, []);
   const file = loadSafetensors(path);
   if (holdsSequential(file)) {
     throw new HandgradError('ERR_FILE', `Expected the two-layer net's W1, b1, W2, b2 for ${path} but it holds a Sequential of other depth: read it with loadSequential`);
@@ -231,6 +232,7 @@ export function saveSequential(path: string, seq: Sequential, opts: { layout?: L
  * Linear, act, Linear).
  * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file
  */
-export function loadSequential(path: string): Sequential {
+export function loadSequential(path: string, opts: Record<string, never> = {}): Sequential {
+  v.options('opts', opts, []);
   return sequentialFromFile(loadSafetensors(path), path);
 }

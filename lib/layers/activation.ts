@@ -3,12 +3,18 @@
 // the output A (σ' = A(1 − A), tanh' = 1 − A²), as PyTorch's own backward does, so roundings match.
 import { activationBackward } from '../engine/ts';
 import type { Activation, FloatArray } from '../types';
+import * as v from '../validate';
 import type { Layer, LayerContext, LayerSpec } from './layer';
 
 abstract class ActivationLayer implements Layer {
   abstract readonly kind: Activation;
   readonly params = {};
   readonly inFeatures = null;
+
+  /** @throws {TypeError} any option (PyTorch's inplace included: the output is always its own buffer) */
+  constructor(opts: Record<string, never> = {}) {
+    v.options('opts', opts, []);
+  }
 
   outputWidth(inputWidth: number): number {
     return inputWidth;

@@ -4,14 +4,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
-import { paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
+import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
 import { Sequential } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray } from '../types';
 import * as v from '../validate';
-import { type Data, type EpochRecord, evaluateData, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
+import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
 import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
 import { allocateState, sharedFloat, type TrainState } from './state';
@@ -151,7 +151,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * One optimizer step on one minibatch (B ≤ batchSize); returns its loss before the update.
    * @throws {TypeError|RangeError|HandgradError}
    */
-  step(X: FloatArray, y: ArrayLike<number>): number {
+  step(X: FloatArray, y: ArrayLike<number>, opts: Record<string, never> = {}): number {
+    v.options('opts', opts, []);
     this.enter();
     const d = this.data(X, y);
     const B = d.y.length;
@@ -165,7 +166,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     v.options('opts', opts, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop'] as const, v.NOT_YET_SUPPORTED);
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
-    if (opts.validation !== undefined) v.options('opts.validation', opts.validation, ['X', 'y'] as const);
+    if (opts.validation !== undefined) v.options('opts.validation', opts.validation, ['X', 'y', 'index'] as const);
     const es = opts.earlyStop;
     if (es !== undefined) {
       v.options('opts.earlyStop', es, ['patience', 'minDelta'] as const);
@@ -266,9 +267,11 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * Mean loss and accuracy on a data set (forward only).
    * @throws {TypeError|RangeError|HandgradError}
    */
-  evaluate(X: FloatArray, y: ArrayLike<number>): { loss: number; accuracy: number } {
+  evaluate(X: FloatArray, y: ArrayLike<number>, opts: { batchSize?: number } = {}): { loss: number; accuracy: number } {
+    const o = v.options('opts', opts, ['batchSize'] as const);
     this.enter();
-    return evaluateData(this.state, this.data(X, y));
+    const d = this.data(X, y);
+    return this.model.score(d.X, d.y, o.batchSize === undefined ? this.state.config.batchSize : v.dim('opts.batchSize', o.batchSize), this.state.config.backend);
   }
 
   /**
@@ -276,7 +279,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * Trainer.load continues exactly where this one is.
    * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when the file cannot be written
    */
-  save(path: string): void {
+  save(path: string, opts: { metadata?: Record<string, string> } = {}): void {
+    const o = v.options('opts', opts, ['metadata'] as const);
     this.enter();
     const c = this.state.config;
     const tensors = sequentialTensors(this.model);
@@ -292,6 +296,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       ? { format: 'handgrad', layout: 'handgrad', activation: p.activation, dtype: c.dtype, D: String(p.D), H: String(p.H), C: String(p.C) }
       : sequentialMetadata(this.model, 'handgrad');
     saveSafetensors(path, tensors, {
+      ...metadataOption(o.metadata),
       ...model,
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
       steps: String(this.state.counters[0]),
