@@ -8,7 +8,7 @@ import type { FloatArray } from '../types';
 import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepFailure } from './engine';
 import { STAGES } from './native';
 import { MAX_BATCH_SIZES } from './ts';
-import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from './wasm-module';
+import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
 

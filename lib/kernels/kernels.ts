@@ -1,13 +1,7 @@
-// The kernels every layer is built from, one interface per backend. Each backend has exactly one
-// implementation of each kernel, used by its fused two-layer step and by the layer stack
-// (lib/layers): native = native/core/{blas,kernels}.h through the core addon, wasm = the same C++
-// compiled to WebAssembly, ts = lib/kernels/ts.ts. Callers (the layers) have checked every length
-// and dtype; the native glue checks them again so a wrong call is an error, never a crash.
+// The kernels a Layer's forward and backward run on (LayerContext.kernels): the ts engine runs the
+// stack on the TS kernels; the native and wasm kernels swap in their backend's GEMM for a Layer used
+// on its own. Callers (the layers) have checked every length and dtype; the GEMMs check them again.
 import type { Activation, FloatArray, Reduction } from '../types';
-
-/** Activation and reduction codes of native/core/kernels.h (Activation, Reduction). */
-export const ACTIVATION_CODE: Record<Activation, number> = { relu: 0, sigmoid: 1, tanh: 2 };
-export { REDUCTION_CODE } from '../engine/engine';
 
 export interface Kernels {
   readonly name: 'native' | 'wasm' | 'ts';

@@ -1,32 +1,15 @@
-// The native kernels: thin calls into the core addon, which runs the very functions of
-// native/core/{blas,kernels}.h that its fused step runs (and checks every length again).
+// The kernels a Layer runs on with backend 'native': OpenBLAS's GEMM through the core addon (the
+// same hg::gemm the stack executor calls), and the elementwise kernels of lib/kernels/ts.ts, which
+// are the loops of native/core/kernels.h. The Sequential itself never calls these: its native
+// engine runs the whole stack in C++ (lib/engine/native.ts); they serve a Layer used on its own.
 import { coreBinding } from '../binding';
-import { ACTIVATION_CODE, type Kernels, REDUCTION_CODE } from './kernels';
+import type { Kernels } from './kernels';
+import { tsKernels } from './ts';
 
 export const nativeKernels: Kernels = {
+  ...tsKernels,
   name: 'native',
   gemm(transA, transB, M, N, K, alpha, A, B, beta, C) {
     coreBinding().gemm(transA, transB, M, N, K, alpha, A, B, beta, C);
-  },
-  broadcastRows(bias, out, rows) {
-    coreBinding().broadcastRows(bias, out, rows, bias.length);
-  },
-  sumRows(dZ, db, rows, accumulate) {
-    coreBinding().sumRows(dZ, db, rows, db.length, accumulate);
-  },
-  activationForward(act, Z, A) {
-    coreBinding().activationForward(ACTIVATION_CODE[act], Z, A);
-  },
-  activationBackward(act, Z, A, dA) {
-    coreBinding().activationBackward(ACTIVATION_CODE[act], Z, A, dA);
-  },
-  softmaxCrossEntropy(logits, y, probs, B, C) {
-    return coreBinding().softmaxCrossEntropy(logits, y, probs, B, C);
-  },
-  softmaxCrossEntropyBackward(probs, y, dZ, B, C, reduction) {
-    coreBinding().softmaxCrossEntropyBackward(probs, y, dZ, B, C, REDUCTION_CODE[reduction]);
-  },
-  allFinite(x) {
-    return coreBinding().allFinite(x);
   },
 };
