@@ -1,4 +1,4 @@
-/** The public vocabulary: tensors are flat row-major typed arrays, shapes as in DESIGN.md. */
+/** The public vocabulary: tensors are flat row-major typed arrays, shapes as in the README's math section. */
 export type FloatArray = Float64Array | Float32Array;
 export type Dtype = 'float64' | 'float32';
 export type Activation = 'relu' | 'sigmoid' | 'tanh';

@@ -4,7 +4,8 @@
 // argument checks. Skipped only where the LibTorch addon does not load.
 import { afterAll, describe, expect, it } from 'vitest';
 import { coreBinding } from '../lib/binding';
-import { torchAvailable, torchBinding, torchOptimizerRun } from '../lib/backends/torch';
+import { torchAvailable, torchBinding } from '../lib/backends/torch';
+import { torchOptimizerRun } from '../lib/train/optimizer';
 import { OPTIMIZER_CODE, OPTIMIZERS, optimizerConfig, type OptimizerName, type OptimizerOptions, slotLengths, update } from '../lib/train/optimizer';
 import type { Dtype, FloatArray } from '../lib/types';
 import { errEps, randomArray, typed } from './helpers';

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot, type CoreBinding } from '../binding';
 import { HandgradError } from '../errors';
-import { optimizerConfig, type OptimizerName, type OptimizerOptions } from '../train/optimizer';
+import type { OptimizerName } from '../train/optimizer';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
 
@@ -130,26 +130,4 @@ export function getTorchThreads(): number {
  */
 export function setTorchThreads(n: number): void {
   torchBinding().setNumThreads(v.dim('threads', n));
-}
-
-/**
- * Runs LibTorch's own optimizer (torch::optim) over `grads`, one step per gradient, updating W in
- * place: the reference for lib/train/optimizer.ts. The options are the Trainer's (optimizerConfig:
- * same names, defaults and ranges); each call starts from fresh optimizer state.
- * @throws {TypeError} when W is not a Float64Array/Float32Array, grads is not an array of W's dtype, or an option has the wrong type
- * @throws {RangeError} when a gradient's length differs from W's, a value is non-finite or out of range, or a gradient shares W's memory
- * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
- */
-export function torchOptimizerRun(opts: OptimizerOptions, W: FloatArray, grads: readonly FloatArray[], lr: number): void {
-  const cfg = optimizerConfig(opts);
-  const dtype = v.dtypeOf('W', W);
-  if (!Array.isArray(grads)) v.fail(TypeError, 'an Array of typed arrays', 'grads', grads);
-  grads.forEach((g, i) => {
-    const name = `grads[${i}]`;
-    if (v.dtypeOf(name, g) !== dtype) v.fail(TypeError, `a ${W.constructor.name} (the dtype of W)`, name, g);
-    if (g.length !== W.length) v.fail(RangeError, `${W.length} elements (the length of W)`, name, g);
-  });
-  if (typeof lr !== 'number') v.fail(TypeError, 'a number', 'lr', lr);
-  if (!(Number.isFinite(lr) && lr >= 0)) v.fail(RangeError, 'a finite number >= 0', 'lr', lr);
-  torchBinding().optimizerRun(cfg.name, W, grads, lr, cfg.momentum, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.weightDecay);
 }

@@ -1,6 +1,7 @@
 // Update rules, written to match torch.optim step for step (same order of operations), so a
 // LibTorch run over the same gradients can check them.
 import type { FloatArray } from '../types';
+import { torchBinding } from '../backends/torch';
 import * as v from '../validate';
 
 export type OptimizerName = 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw';
@@ -103,4 +104,26 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
       return;
     }
   }
+}
+
+/**
+ * Runs LibTorch's own optimizer (torch::optim) over `grads`, one step per gradient, updating W in
+ * place: the reference for lib/train/optimizer.ts. The options are the Trainer's (optimizerConfig:
+ * same names, defaults and ranges); each call starts from fresh optimizer state.
+ * @throws {TypeError} when W is not a Float64Array/Float32Array, grads is not an array of W's dtype, or an option has the wrong type
+ * @throws {RangeError} when a gradient's length differs from W's, a value is non-finite or out of range, or a gradient shares W's memory
+ * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
+ */
+export function torchOptimizerRun(opts: OptimizerOptions, W: FloatArray, grads: readonly FloatArray[], lr: number): void {
+  const cfg = optimizerConfig(opts);
+  const dtype = v.dtypeOf('W', W);
+  if (!Array.isArray(grads)) v.fail(TypeError, 'an Array of typed arrays', 'grads', grads);
+  grads.forEach((g, i) => {
+    const name = `grads[${i}]`;
+    if (v.dtypeOf(name, g) !== dtype) v.fail(TypeError, `a ${W.constructor.name} (the dtype of W)`, name, g);
+    if (g.length !== W.length) v.fail(RangeError, `${W.length} elements (the length of W)`, name, g);
+  });
+  if (typeof lr !== 'number') v.fail(TypeError, 'a number', 'lr', lr);
+  if (!(Number.isFinite(lr) && lr >= 0)) v.fail(RangeError, 'a finite number >= 0', 'lr', lr);
+  torchBinding().optimizerRun(cfg.name, W, grads, lr, cfg.momentum, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.weightDecay);
 }
