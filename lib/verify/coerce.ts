@@ -2,7 +2,7 @@
 // typed arrays, plain arrays, nested arrays (their nesting is their shape), { data, shape } objects
 // (a safetensors tensor, say), or a plain number for the loss. Nothing here throws for a bad
 // value: a candidate's mistakes are reported by the verifier, not raised at the caller.
-import { describe } from '../validate';
+import { describe, fail, Received } from '../validate';
 
 export interface Coerced {
   /** Row-major values, or null when they could not be read (see problem). */
@@ -16,16 +16,15 @@ export interface Coerced {
 /** The gradient tensors a candidate may return, in any of the accepted forms. */
 export type TensorLike = ArrayLike<number> | ArrayLike<ArrayLike<number>> | { data: ArrayLike<number>; shape: readonly number[] } | number;
 
-export interface GradsLike {
-  dX?: TensorLike;
-  dW1?: TensorLike;
-  db1?: TensorLike;
-  dW2?: TensorLike;
-  db2?: TensorLike;
-}
-
-/** What a Sequential's gradient function returns: dX, and dW_k / db_k for each Linear layer k (any depth). */
+/** What a gradient function returns: dX, and dW_k / db_k for each Linear layer k (dW1, db1, dW2, db2 for the two-layer params). */
+export type GradsLike = { dX?: TensorLike; dW1?: TensorLike; db1?: TensorLike; dW2?: TensorLike; db2?: TensorLike } | LayerGradsLike;
 export type LayerGradsLike = { dX?: TensorLike } & { [name in `dW${number}` | `db${number}`]?: TensorLike };
+
+/** Whether a value carries the shape (nesting, or { shape }; a flat array: its length). */
+export function shapeOk(c: Coerced, shape: readonly number[]): boolean {
+  if (c.shape === null) return (c.values?.length ?? 0) === shape.reduce((a, b) => a * b, 1);
+  return c.shape.length === shape.length && c.shape.every((d, i) => d === shape[i]);
+}
 
 function isArrayLike(v: unknown): v is ArrayLike<unknown> {
   return Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
@@ -91,8 +90,14 @@ export function coerceTensor(v: unknown): Coerced {
   return problem ? { values: null, shape, problem } : { values: out, shape };
 }
 
-/** Splits what a gradient function returned into { loss?, grads }. */
-export function splitResult(r: unknown): { loss?: unknown; grads: Record<string, unknown> } | null {
+/**
+ * Splits what a gradient function (`name`) returned into { loss?, grads }; null for what is no object of gradients.
+ * @throws {TypeError} a Promise: the verifier is synchronous
+ */
+export function splitResult(r: unknown, name: string): { loss?: unknown; grads: Record<string, unknown> } | null {
+  if (r != null && typeof (r as { then?: unknown }).then === 'function') {
+    fail(TypeError, 'a synchronous gradient function', name, new Received('one that returns a Promise (await it in a wrapper and pass the values)'));
+  }
   if (r === null || typeof r !== 'object' || isArrayLike(r)) return null;
   const o = r as Record<string, unknown>;
   if (o.grads !== null && typeof o.grads === 'object' && !isArrayLike(o.grads)) {

@@ -8,21 +8,17 @@
 //   - a value that is not finite, or all zeros;
 //   - a constant factor c ≈ k·r (k = B: forgot /B or used sum for mean; 1/B the reverse; −1 a sign
 //     flip), also on the transposed layout (c holds rᵀ, e.g. dW1 returned as [H,D]);
-//   - another tensor of the same length it matches (dZ1 returned as db1: not summed over the batch;
-//     Σ_h dZ1: a bias summed over the wrong axis; …);
-//   - a variant of the backward chain recomputed in float64 from the forward cache (ReLU mask >=,
-//     missing, on A1, inverted; sigmoid/tanh derivative on Z1 or applied twice; dZ2 without the
-//     one-hot; dW2 from Z1 instead of A1; …), each possibly also scaled;
+//   - another tensor of the same length it matches: an intermediate gradient (dZ1 returned as db1:
+//     not summed over the batch; Σ_h dZ1: a bias summed over the wrong axis; …) or another
+//     layer's gradient (a dW2 returned where dW3 belongs);
+//   - a variant of the backward chain recomputed in float64 from the forward pass (ReLU mask >=,
+//     missing, on A, inverted; sigmoid/tanh derivative on Z or applied twice; dZ of the logits
+//     without the one-hot; dW_k from Z_{k−1} instead of A_{k−1}; …, stack64.ts), possibly scaled;
 //   - a shape that differs from the tensor's shape.
-// The factor, transpose, shape, zero and non-finite diagnoses hold for any network. The others are
-// the two-layer network's (twoLayerContext): they recompute its intermediate tensors (dZ1, dA1, …)
-// and its backward with one step changed (model64.ts). A Sequential of any depth gets the general
-// ones and, as its impostors, its other gradients (a dW2 returned where dW3 belongs); its
-// intermediate gradients are not computed, so a bias summed over the wrong axis or not at all shows
-// as a shape mismatch there, and an activation variant as unexplained.
-import type { Activation, Dims, Reduction } from '../types';
-import type { Coerced } from './coerce';
-import { backward64, sumCols, variantsFor, type Backward64, type Forward64, type Problem64, type Variant, type VariantId } from './model64';
+// The same for any network: the two-layer one is the stack [Linear, act, Linear].
+import type { Reduction } from '../types';
+import { shapeOk, type Coerced } from './coerce';
+import { backward64, outputNames, sumOver, variantsOf, type Stack64, type StackForward64, type Variant, type VariantId } from './stack64';
 
 /** The loss, dX, and dW_k / db_k of Linear layer k (dW1, db1, dW2, …; any depth). */
 export type TensorName = 'loss' | 'dX' | `dW${number}` | `db${number}`;
@@ -39,8 +35,16 @@ export interface Chain {
   dxFromLinear1: boolean;
 }
 
-/** X[B,D] → Linear 1 → act → Linear 2. */
-export const TWO_LAYER_CHAIN: Chain = { linears: 2, input: (k) => (k === 1 ? 'X' : 'A1'), activationAfter: () => true, dxFromLinear1: true };
+export function chainOf(s: Stack64): Chain {
+  const at = s.layers.flatMap((l, i) => (l.kind === 'linear' ? [i] : []));
+  const names = outputNames(s);
+  return {
+    linears: at.length,
+    input: (k) => (at[k - 1] === 0 ? 'X' : names[at[k - 1] - 1]),
+    activationAfter: (k) => k < at.length && at[k] - at[k - 1] > 1,
+    dxFromLinear1: at[0] === 0,
+  };
+}
 
 export type DiagnosisKind =
   | 'missing' | 'unreadable' | 'nonfinite' | 'zero' | 'shape' | 'transpose' | 'scale' | 'sign'
@@ -51,7 +55,7 @@ export interface Diagnosis {
   message: string;
   /** The constant factor candidate/reference, when one explains the values. */
   factor?: number;
-  /** The backward-chain variant the candidate matches (see model64.ts). */
+  /** The backward-chain variant the candidate matches (see stack64.ts). */
   variant?: VariantId;
 }
 
@@ -97,14 +101,14 @@ export function unravel(flat: number, shape: readonly number[]): number[] {
 }
 
 /** The [n,m] row-major transpose of an [m,n] matrix. */
-export function transpose(a: Float64Array, m: number, n: number): Float64Array {
+function transpose(a: Float64Array, m: number, n: number): Float64Array {
   const out = new Float64Array(a.length);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[j * m + i] = a[i * n + j];
   return out;
 }
 
 /** The least-squares k with c ≈ k·r and the normwise residual max|c − k·r| / max|k·r|. */
-export function fitScale(c: Float64Array, r: Float64Array): { k: number; residual: number } | null {
+function fitScale(c: Float64Array, r: Float64Array): { k: number; residual: number } | null {
   let cr = 0;
   let rr = 0;
   for (let i = 0; i < r.length; i++) {
@@ -131,38 +135,18 @@ function maxAbs(a: ArrayLike<number>): number {
   return m;
 }
 
-export interface DiagnoseContext {
-  /** Rows of the batch: a factor of B or 1/B is the mean's. */
-  B: number;
-  reduction: Reduction;
-  /** The pass tolerance (relative, normwise). */
-  tol: number;
-  /** Every tensor's shape. */
-  shapes: Record<string, number[]>;
-  chain: Chain;
-  /** Other tensors a wrong gradient often turns out to be (computed on first use). */
-  impostors(name: TensorName): Impostor[];
-  /** Variants of the backward chain (two-layer only; none for a Sequential) … */
-  variants: Variant[];
-  /** … and the value of a tensor under one of them (computed on first use). */
-  variantValue(id: VariantId, name: TensorName): Float64Array;
+export function formatNum(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  return a >= 1e-3 && a < 1e6 ? Number(x.toPrecision(6)).toString() : x.toExponential(4);
 }
 
-export const SHAPES = (d: Dims): Record<TensorName, number[]> => ({
-  loss: [],
-  dX: [d.B, d.D],
-  dW1: [d.D, d.H],
-  db1: [d.H],
-  dW2: [d.H, d.C],
-  db2: [d.C],
-});
-
 /** What a factor k means for this tensor. */
-function factorDiagnosis(name: TensorName, k: number, ctx: DiagnoseContext, kTol: number): Diagnosis | null {
-  const B = ctx.B;
+function factorDiagnosis(name: TensorName, k: number, B: number, reduction: Reduction, kTol: number): Diagnosis | null {
   const near = (x: number) => Math.abs(k / x - 1) <= kTol;
   const what = name === 'loss' ? 'the loss' : name;
-  const mean = ctx.reduction === 'mean';
+  const mean = reduction === 'mean';
   if (near(1)) return null;
   if (near(-1)) {
     const hint = name === 'loss' ? 'the loss is negated' : 'sign flipped: a negated loss, or probs and onehot(y) swapped in dZ2 = probs − onehot(y)';
@@ -181,75 +165,82 @@ function factorDiagnosis(name: TensorName, k: number, ctx: DiagnoseContext, kTol
   return { kind: 'scale', factor: k, message: `${what} is a constant ${formatNum(k)} × the reference (every entry off by the same factor: a missing or extra scalar, e.g. a learning rate or a 1/B)` };
 }
 
-export function formatNum(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  if (x === 0) return '0';
-  const a = Math.abs(x);
-  return a >= 1e-3 && a < 1e6 ? Number(x.toPrecision(6)).toString() : x.toExponential(4);
-}
-
-export interface Impostor {
-  label: string;
+interface Impostor {
   values: Float64Array;
   shape: number[];
   kind: DiagnosisKind;
   message: string;
-  /** The impostor is 0 in exact arithmetic: it matches a candidate within rounding of this scale. */
+  /** The impostor is 0 in exact arithmetic: it matches a candidate within rounding of this scale … */
   zeroAtScale?: number;
-  /** How many terms of that scale its entries sum (their rounding grows with it). */
+  /** … summed over this many terms. */
   zeroTerms?: number;
 }
 
-/** Another tensor returned in a gradient's place. */
-export function wrongTensor(name: TensorName, label: string, values: Float64Array, shape: number[], shapes: Record<string, number[]>): Impostor {
-  return { label, values, shape, kind: 'wrong-tensor', message: `${name} holds ${label} ${shapeText(shape)}, not ${name} ${shapeText(shapes[name])}` };
-}
-
-/** Other tensors a wrong two-layer gradient often turns out to be: its intermediates and its other gradients. */
-function twoLayerImpostors(name: TensorName, dims: Dims, g: Backward64): Impostor[] {
-  if (name === 'loss') return [];
-  const { B, D, H, C } = dims;
-  const out: Impostor[] = [];
-  if (name === 'db1') {
-    out.push({ label: 'Σ_h dZ1', values: sumCols(g.dZ1, B, H), shape: [B], kind: 'bias-axis', message: `db1 is summed over the wrong axis: it holds Σ_h dZ1[b,h] ([B] = [${B}]); db1 = Σ_b dZ1[b,:] sums over the batch ([H] = [${H}])` });
-    out.push({ label: 'dZ1', values: g.dZ1, shape: [B, H], kind: 'bias-not-reduced', message: `db1 is not reduced over the batch: it holds dZ1 [B,H]; db1 = Σ_b dZ1[b,:] [H] (the bias is broadcast over the batch, so its gradient sums over it)` });
-  }
-  if (name === 'db2') {
-    // Each row of dZ2 sums to 0 (softmax rows sum to 1, minus the one-hot), so this sum is 0 up to rounding.
-    out.push({
-      label: 'Σ_c dZ2', values: sumCols(g.dZ2, B, C), shape: [B], kind: 'bias-axis', zeroAtScale: maxAbs(g.dZ2), zeroTerms: C,
-      message: `db2 is summed over the wrong axis: it holds Σ_c dZ2[b,c] ([B] = [${B}]), which is 0 in every row because softmax rows sum to 1; db2 = Σ_b dZ2[b,:] sums over the batch ([C] = [${C}])`,
-    });
-    out.push({ label: 'dZ2', values: g.dZ2, shape: [B, C], kind: 'bias-not-reduced', message: `db2 is not reduced over the batch: it holds dZ2 [B,C]; db2 = Σ_b dZ2[b,:] [C]` });
-  }
-  const others: [string, Float64Array, number[]][] = [
-    ['dZ2', g.dZ2, [B, C]], ['dA1', g.dA1, [B, H]], ['dZ1', g.dZ1, [B, H]],
-    ['dW1', g.dW1, [D, H]], ['db1', g.db1, [H]], ['dW2', g.dW2, [H, C]], ['db2', g.db2, [C]], ['dX', g.dX, [B, D]],
-  ];
-  for (const [label, values, shape] of others) {
-    if (label === name || (name.startsWith('db') && label === `dZ${name[2]}`)) continue;
-    out.push(wrongTensor(name, label, values, shape, SHAPES(dims)));
-  }
-  return out;
+export interface DiagnoseContext {
+  /** Rows of the batch: a factor of B or 1/B is the mean's. */
+  B: number;
+  reduction: Reduction;
+  /** The pass tolerance (relative, normwise). */
+  tol: number;
+  /** Every tensor's shape. */
+  shapes: Record<string, number[]>;
+  chain: Chain;
+  /** Other tensors a wrong gradient often turns out to be. */
+  impostors(name: TensorName): Impostor[];
+  variants: Variant[];
+  /** A tensor under a variant, or undefined where the variant leaves it as it is. */
+  variantValue(v: Variant, name: TensorName): Float64Array | undefined;
 }
 
 /**
- * The context of the two-layer network: its intermediates as impostors and its backward-chain
- * variants, each recomputed in float64 from the forward cache on first use.
+ * The context of a network: its float64 backward (every intermediate gradient, as impostors) and
+ * the variants of its backward chain, each computed on first use.
  */
-export function twoLayerContext(problem: Problem64, forward: Forward64, tol: number): DiagnoseContext {
-  const cache = new Map<string, Backward64>();
-  const backward = (variant?: VariantId) => {
-    const key = variant ?? 'correct';
-    let g = cache.get(key);
-    if (!g) cache.set(key, (g = backward64(problem, forward, variant)));
+export function diagnoseContext(stack: Stack64, forward: StackForward64, shapes: Record<string, number[]>, tol: number): DiagnoseContext {
+  const cache = new Map<Variant | null, Record<string, Float64Array>>();
+  const backward = (v: Variant | null) => {
+    let g = cache.get(v);
+    if (!g) cache.set(v, (g = backward64(stack, forward, v ?? undefined)));
     return g;
   };
+  const { B, layers } = stack;
   return {
-    B: problem.dims.B, reduction: problem.reduction, tol, shapes: SHAPES(problem.dims), chain: TWO_LAYER_CHAIN,
-    impostors: (name) => twoLayerImpostors(name, problem.dims, backward()),
-    variants: variantsFor(problem.activation),
-    variantValue: (id, name) => (backward(id) as unknown as Record<string, Float64Array>)[name],
+    B, reduction: stack.reduction, tol, shapes, chain: chainOf(stack), variants: variantsOf(stack),
+    variantValue: (v, name) => {
+      const a = backward(v)[name];
+      const ok = backward(null)[name];
+      return a === undefined || a.every((x, i) => Object.is(x, ok[i])) ? undefined : a;
+    },
+    impostors: (name) => {
+      if (name === 'loss') return [];
+      const g = backward(null);
+      const out: Impostor[] = [];
+      const bias = /^db(\d+)$/.exec(name);
+      if (bias) {
+        // db_k from dZ_k [B,out]: summed over the wrong axis, or not at all.
+        const dZ = `dZ${bias[1]}`;
+        const [, w] = shapes[dZ];
+        const last = layers[layers.length - 1].kind === 'linear' && (layers[layers.length - 1] as { k: number }).k === Number(bias[1]);
+        const [j, J] = last ? ['c', 'C'] : ['h', 'H'];
+        // Each row of the logits' dZ sums to 0 (softmax rows sum to 1, minus the one-hot), so that sum is 0 up to rounding.
+        out.push({
+          values: sumOver(g[dZ], B, w, 'cols'), shape: [B], kind: 'bias-axis', ...(last ? { zeroAtScale: maxAbs(g[dZ]), zeroTerms: w } : {}),
+          message: `${name} is summed over the wrong axis: it holds Σ_${j} ${dZ}[b,${j}] ([B] = [${B}])${last ? ', which is 0 in every row because softmax rows sum to 1' : ''}; ${name} = Σ_b ${dZ}[b,:] sums over the batch ([${J}] = [${w}])`,
+        });
+        out.push({
+          values: g[dZ], shape: [B, w], kind: 'bias-not-reduced',
+          message: `${name} is not reduced over the batch: it holds ${dZ} [B,${J}]; ${name} = Σ_b ${dZ}[b,:] [${J}] (the bias is broadcast over the batch, so its gradient sums over it)`,
+        });
+      }
+      // The intermediate gradients (dZ_L, …, dA1, dZ1), then the others in forward order, then dX.
+      const grads = Object.keys(g).filter((k) => /^d[Wb]\d+$/.test(k)).sort((a, b) => Number(a.slice(2)) - Number(b.slice(2)));
+      const others = [...Object.keys(g).filter((k) => k !== 'dX' && !grads.includes(k)), ...grads, 'dX'];
+      for (const label of others) {
+        if (label === name || (bias && label === `dZ${bias[1]}`) || shapes[label] === undefined) continue;
+        out.push({ values: g[label], shape: shapes[label], kind: 'wrong-tensor', message: `${name} holds ${label} ${shapeText(shapes[label])}, not ${name} ${shapeText(shapes[name])}` });
+      }
+      return out;
+    },
   };
 }
 
@@ -268,6 +259,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   }
   const fitTol = Math.max(4 * ctx.tol, 1e-9);
   const kTol = Math.max(16 * fitTol, 1e-7);
+  const factor = (k: number) => factorDiagnosis(name, k, ctx.B, ctx.reduction, kTol);
   const givenShape = cand.shape;
   const out: Diagnosis[] = [];
 
@@ -282,22 +274,23 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     }
     return null;
   };
-  const transposeDiag = (what: string, s: number[]): Diagnosis => ({
+  const transposeDiag = (): Diagnosis => ({
     kind: 'transpose',
-    message: `${what} is transposed: it holds ${what}ᵀ ${shapeText([s[1], s[0]])} where ${what} ${shapeText(s)} belongs${transposeHint(what, ctx.chain)}`,
+    message: `${name} is transposed: it holds ${name}ᵀ ${shapeText([shape[1], shape[0]])} where ${name} ${shapeText(shape)} belongs${transposeHint(name, ctx.chain)}`,
   });
+  const withFactor = (d: Diagnosis[], k: number) => {
+    const f = factor(k);
+    return f ? [...d, f] : d;
+  };
 
   const lengthOk = c.length === ref.length;
-  const shapeOk = givenShape === null ? lengthOk : givenShape.length === shape.length && givenShape.every((s, i) => s === shape[i]);
+  const shapeFits = shapeOk(cand, shape);
   if (lengthOk) {
     if (c.every((x) => x === 0) && ref.some((x) => x !== 0)) return [{ kind: 'zero', message: `${name} is all zeros (never written, or overwritten after the backward?)` }];
     // The reference itself, maybe transposed and/or scaled.
     const m = tryMatch(ref, shape, (transposed, k) => {
-      const d: Diagnosis[] = [];
-      if (transposed) d.push(transposeDiag(name, shape));
-      const f = factorDiagnosis(name, k, ctx, kTol);
-      if (f) d.push(f);
-      if (d.length === 0 && !shapeOk) {
+      const d = withFactor(transposed ? [transposeDiag()] : [], k);
+      if (d.length === 0 && !shapeFits) {
         d.push({ kind: 'shape', message: `${name} has the right values in row-major order but the shape ${shapeText(givenShape ?? [])}, expected ${shapeText(shape)}` });
       } else if (d.length === 0) {
         d.push({ kind: 'precision', factor: k, message: `${name} has the right formula but more rounding error than the tolerance allows (accumulation order or precision)` });
@@ -316,12 +309,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
         }
         continue;
       }
-      const m = tryMatch(imp.values, imp.shape, (transposed, k) => {
-        const d: Diagnosis[] = [{ kind: imp.kind, message: transposed ? `${imp.message} (transposed)` : imp.message }];
-        const f = factorDiagnosis(name, k, ctx, kTol);
-        if (f) d.push(f);
-        return d;
-      });
+      const m = tryMatch(imp.values, imp.shape, (transposed, k) => withFactor([{ kind: imp.kind, message: transposed ? `${imp.message} (transposed)` : imp.message }], k));
       if (m) {
         out.push(...m);
         break;
@@ -329,17 +317,13 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     }
   }
   if (out.length === 0 && lengthOk && name !== 'loss') {
-    // The backward chain with one step changed, recomputed from the forward cache.
+    // The backward chain with one step changed, recomputed from the forward pass.
     for (const v of ctx.variants) {
-      if (!v.affects.includes(name)) continue;
-      const target = ctx.variantValue(v.id, name);
+      const target = ctx.variantValue(v, name);
+      if (target === undefined) continue;
       const m = tryMatch(target, shape, (transposed, k) => {
         const kind: DiagnosisKind = v.id.startsWith('mask') || v.id.startsWith('act') ? 'activation' : v.id.startsWith('dZ2') ? 'dZ2' : 'formula';
-        const d: Diagnosis[] = [{ kind, variant: v.id, message: `${name} matches the backward with ${v.explain}` }];
-        if (transposed) d.push(transposeDiag(name, shape));
-        const f = factorDiagnosis(name, k, ctx, kTol);
-        if (f) d.push(f);
-        return d;
+        return withFactor([{ kind, variant: v.id, message: `${name} matches the backward with ${v.explain}` }, ...(transposed ? [transposeDiag()] : [])], k);
       });
       if (m) {
         out.push(...m);
@@ -347,16 +331,15 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
       }
     }
   }
-  if (!shapeOk && !out.some((d) => d.kind === 'shape' || d.kind === 'transpose' || d.kind === 'bias-axis' || d.kind === 'bias-not-reduced' || d.kind === 'wrong-tensor')) {
+  if (!shapeFits && !out.some((d) => d.kind === 'shape' || d.kind === 'transpose' || d.kind === 'bias-axis' || d.kind === 'bias-not-reduced' || d.kind === 'wrong-tensor')) {
     const given = givenShape ? shapeText(givenShape) : `a flat array of ${c.length}`;
     out.unshift({ kind: 'shape', message: `${name} has shape ${given}, expected ${shapeText(shape)} (${ref.length} elements)` });
   }
   if (out.length === 0) {
     const ms = measure(c, ref, ctx.tol);
-    const idx = shapeText(unravel(ms.worst, shape));
     out.push({
       kind: 'unexplained',
-      message: `${name}: ${ms.mismatches} of ${ref.length} entries differ beyond the tolerance; worst at ${idx}: ${formatNum(c[ms.worst])} vs ${formatNum(ref[ms.worst])}. Not a constant factor, a transpose, another tensor, or a known variant of the chain`,
+      message: `${name}: ${ms.mismatches} of ${ref.length} entries differ beyond the tolerance; worst at ${shapeText(unravel(ms.worst, shape))}: ${formatNum(c[ms.worst])} vs ${formatNum(ref[ms.worst])}. Not a constant factor, a transpose, another tensor, or a known variant of the chain`,
     });
   }
   return out;
@@ -370,19 +353,4 @@ function transposeHint(name: string, chain: Chain): string {
     return ` (dZ${m[1]}ᵀ·${input} instead of ${input}ᵀ·dZ${m[1]})`;
   }
   return name === 'dX' && chain.dxFromLinear1 ? ' (W1·dZ1ᵀ instead of dZ1·W1ᵀ)' : '';
-}
-
-/**
- * The context of any network (a Sequential of any depth): the general diagnoses, with the other
- * gradients of the reference as the tensors a wrong one may turn out to be.
- */
-export function generalContext(B: number, reduction: Reduction, tol: number, shapes: Record<string, number[]>, chain: Chain, reference: Record<string, Float64Array>): DiagnoseContext {
-  return {
-    B, reduction, tol, shapes, chain,
-    impostors: (name) => (name === 'loss' ? [] : Object.keys(reference).filter((k) => k !== 'loss' && k !== name).map((k) => wrongTensor(name, k, reference[k], shapes[k], shapes))),
-    variants: [],
-    variantValue: () => {
-      throw new Error('no backward-chain variants outside the two-layer network');
-    },
-  };
 }

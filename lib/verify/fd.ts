@@ -21,8 +21,7 @@
 // 'avoid' (the verifier's reference) shrinks that row's step until it stays on one side, and
 // treats an input exactly 0 as PyTorch does (relu'(0) = 0: that unit passes no change on).
 import type { Activation } from '../types';
-import { asStackForward, stackOf, type Forward64, type Problem64 } from './model64';
-import { matmulInto, stackForward64, type Stack64, type StackForward64 } from './stack64';
+import { matmulInto, stackForward64, twoLayerStack, type Stack64, type StackForward64, type TwoLayer64 } from './stack64';
 
 /** X, or a Linear layer's W_k / b_k by its number. */
 export type FdTensor = 'X' | `W${number}` | `b${number}`;
@@ -67,9 +66,10 @@ export class FiniteDifferences {
   private readonly acts: (Activation | null)[];
   private readonly weights: Float64Array[];
 
-  constructor(p: Problem64 | Stack64, f?: Forward64 | StackForward64) {
-    this.stack = 'layers' in p ? p : stackOf(p);
-    this.f = f === undefined ? stackForward64(this.stack) : 'outputs' in f ? f : asStackForward(f);
+  /** The stack (with its forward pass, if already computed), or the two-layer problem written out. */
+  constructor(p: Stack64 | TwoLayer64, f?: StackForward64) {
+    this.stack = 'layers' in p ? p : twoLayerStack(p);
+    this.f = f ?? stackForward64(this.stack);
     const { B, y, widths, layers, reduction } = this.stack;
     const C = widths[widths.length - 1];
     this.scale = reduction === 'mean' ? 1 / B : 1;
@@ -85,27 +85,11 @@ export class FiniteDifferences {
     this.weights = layers.map((l) => (l.kind === 'linear' ? l.W : new Float64Array(0)));
   }
 
-  /** Every tensor there is a gradient for: X, W1, b1, W2, b2, … */
-  tensors(): FdTensor[] {
-    return ['X', ...[...this.linearAt.keys()].flatMap((k): FdTensor[] => [`W${k}`, `b${k}`])];
-  }
-
-  /** The shape of a tensor. */
-  shape(t: FdTensor): number[] {
-    if (t === 'X') return [this.stack.B, this.stack.widths[0]];
-    const l = this.linear(t);
-    return t[0] === 'W' ? [l.in, l.out] : [l.out];
-  }
-
-  /** The layer index of W_k / b_k. */
-  private layerOf(t: FdTensor): number {
+  /** The index in layers of the Linear W_k / b_k belong to, and that layer. */
+  private linear(t: FdTensor): { i: number; in: number; out: number } {
     const i = this.linearAt.get(Number(t.slice(1)));
-    if (i === undefined || !/^[Wb][1-9]\d*$/.test(t)) throw new RangeError(`Expected one of ${this.tensors().join(', ')} but received ${t}`);
-    return i;
-  }
-
-  private linear(t: FdTensor): { in: number; out: number; W: Float64Array } {
-    return this.stack.layers[this.layerOf(t)] as { in: number; out: number; W: Float64Array };
+    if (i === undefined || !/^[Wb][1-9]\d*$/.test(t)) throw new RangeError(`Expected X, or W_k or b_k of a Linear layer of the stack, but received ${t}`);
+    return { i, ...(this.stack.layers[i] as { in: number; out: number }) };
   }
 
   /** The input of layers[i] (X, or the output of layers[i − 1]), all rows. */
@@ -273,8 +257,8 @@ export class FiniteDifferences {
       const value = this.rowQuotient(Math.floor(index / D), -1, index % D, 1, null, step, policy);
       return { value: this.scale * value, kink: this.rowKink };
     }
-    const i = this.layerOf(tensor);
     const l = this.linear(tensor);
+    const i = l.i;
     // W[p,q] moves Z[b,q] by ±t·A[b,p] (A the layer's input); b[q] moves Z[b,q] by ±t in every row.
     const p = tensor[0] === 'W' ? Math.floor(index / l.out) : -1;
     const q = tensor[0] === 'W' ? index % l.out : index;
@@ -307,8 +291,8 @@ export class FiniteDifferences {
       for (let b = 0; b < B; b++) add(b, -1, u.subarray(b * D, (b + 1) * D));
       return { value: this.scale * sum.value, kink };
     }
-    const i = this.layerOf(tensor);
     const l = this.linear(tensor);
+    const i = l.i;
     // The change of Z per unit step: A·U (W), u broadcast (b).
     const A = this.inputOf(i);
     const g = new Float64Array(l.out);
@@ -331,7 +315,8 @@ export class FiniteDifferences {
    * progress reports on long runs).
    */
   gradient(tensor: FdTensor, step: number, policy: KinkPolicy, onEntry?: (done: number, total: number) => void): { grad: Float64Array; kinks: Uint8Array } {
-    const n = this.shape(tensor).reduce((a, b) => a * b, 1);
+    const l = tensor === 'X' ? { in: this.stack.B, out: this.stack.widths[0] } : this.linear(tensor);
+    const n = tensor[0] === 'b' ? l.out : l.in * l.out;
     const grad = new Float64Array(n);
     const kinks = new Uint8Array(n);
     for (let i = 0; i < n; i++) {

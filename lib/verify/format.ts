@@ -3,6 +3,8 @@ import { formatNum } from './diagnose';
 import type { GradcheckReport, SequentialGradcheckReport } from './gradcheck';
 import type { SequentialVerifyReport, VerifyReport } from './verify';
 
+type Report = VerifyReport | SequentialVerifyReport | GradcheckReport | SequentialGradcheckReport;
+
 const fmt = (x: number) => (Number.isNaN(x) ? '—' : x.toExponential(2));
 
 function table(rows: string[][]): string {
@@ -11,7 +13,7 @@ function table(rows: string[][]): string {
 }
 
 /** What was checked: the two-layer sizes and activation, or the Sequential's layers. */
-function network(r: VerifyReport | SequentialVerifyReport | GradcheckReport | SequentialGradcheckReport): string {
+function network(r: Report): string {
   if ('network' in r) return `${r.network}, B=${r.dims.B}, ${r.dtype}, reduction ${r.reduction}`;
   const { B, D, H, C } = r.dims;
   return `B=${B} D=${D} H=${H} C=${C}, ${r.dtype}, ${r.activation}, reduction ${r.reduction}`;

@@ -10,18 +10,15 @@
 // (function given, the point in opts.params).
 import type { Sequential } from '../layers/sequential';
 import { Rng } from '../rng';
-import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from '../types';
+import type { BackendName, Dtype, FloatArray, Params, Reduction } from '../types';
 import * as v from '../validate';
-import { coerceTensor, splitResult } from './coerce';
+import { shapeOk } from './coerce';
 import { formatNum, unravel } from './diagnose';
 import { FiniteDifferences, type FdTensor } from './fd';
-import { f64 } from './stack64';
-import { networkOptions, subjectOf, type SequentialDescription } from './subject';
-import type { GradFunction, SequentialGradFunction } from './verify';
+import { num, subjectOf, type GradFunction, type Network, type NetworkInfo, type NetworkOptions } from './subject';
+import { UNSUPPORTED } from './verify';
 
-type Params = { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number };
-
-export interface GradcheckOptions {
+export interface GradcheckOptions<N extends Network = Params> extends NetworkOptions<N> {
   /** Finite-difference step (default 1e-6, as torch.autograd.gradcheck). */
   eps?: number;
   /** Absolute tolerance (default 1e-5). */
@@ -32,12 +29,10 @@ export interface GradcheckOptions {
   mode?: 'full' | 'fast';
   /** Check X as well (default false, as forwardBackward). */
   inputGrad?: boolean;
-  activation?: Activation;
-  reduction?: Reduction;
-  /** The backend whose backward is checked when params are given (default 'native'). */
+  /** The backend whose backward is checked when the network is given (default 'native'). */
   backend?: BackendName;
-  /** The point, when a gradient function is checked. */
-  params?: Params;
+  /** The point (the network), when a gradient function is checked. */
+  params?: N;
   /** Seed of fast mode's random directions (default 0). */
   seed?: number;
   /** Run the backward twice and require bit-identical results (default true). */
@@ -47,12 +42,8 @@ export interface GradcheckOptions {
   /** How many worst entries (and kinks) to keep per tensor (default 5). */
   worstEntries?: number;
 }
-
-/** gradcheck's options for a Sequential: its activations are its layers', its reduction defaults to its loss's. */
-export interface SequentialGradcheckOptions extends Omit<GradcheckOptions, 'activation' | 'params'> {
-  /** The point, when a gradient function (seq, X, y, opts) => grads is checked. */
-  params?: Sequential;
-}
+export type SequentialGradcheckOptions = GradcheckOptions<Sequential>;
+const OPTIONS = ['eps', 'atol', 'rtol', 'mode', 'inputGrad', 'activation', 'reduction', 'backend', 'params', 'seed', 'nondetCheck', 'onProgress', 'worstEntries'] as const;
 
 export interface GradcheckEntry {
   index: number[];
@@ -107,14 +98,9 @@ export interface GradcheckReportBase {
   warnings: string[];
 }
 
-/** The report on the two-layer params. */
-export interface GradcheckReport extends GradcheckReportBase {
-  activation: Activation;
-  dims: Dims;
-}
-
-/** The report on a Sequential. */
-export type SequentialGradcheckReport = GradcheckReportBase & SequentialDescription;
+/** The report: on the two-layer params it has their dims and activation; on a Sequential its network, dims and widths. */
+export type GradcheckReport<N extends Network = Params> = GradcheckReportBase & NetworkInfo<N>;
+export type SequentialGradcheckReport = GradcheckReport<Sequential>;
 
 const TINY = 1e-10;
 /** The gradient of an input: dX, dW1, … */
@@ -122,95 +108,66 @@ const gradOf = (t: FdTensor) => `d${t}`;
 
 const relErr = (a: number, n: number) => Math.abs(a - n) / Math.max(Math.abs(a) + Math.abs(n), TINY);
 
-function num(name: string, x: unknown, fallback: number, positive: boolean): number {
-  if (x === undefined) return fallback;
-  if (typeof x !== 'number') v.fail(TypeError, 'a number', name, x);
-  if (!Number.isFinite(x) || x < 0 || (positive && x === 0)) v.fail(RangeError, positive ? 'a positive finite number' : 'a non-negative finite number', name, x);
-  return x;
-}
-
-type Analytic = { grads: Partial<Record<FdTensor, Float64Array>>; problems: Partial<Record<FdTensor, string>>; loss?: number };
+type Analytic = { grads: Partial<Record<FdTensor, Float64Array>>; problems: Partial<Record<FdTensor, string>> };
 
 /**
  * Checks analytical gradients against float64 central finite differences, torch.autograd.gradcheck style.
  * @param target the network (the two-layer params or a Sequential; the backend in opts.backend is
- *   checked) or a gradient function (params, X, y, opts) => grads, or (seq, X, y, opts) => grads,
- *   with the point in opts.params
- * @throws {TypeError|RangeError} invalid arguments or options (as forwardBackward)
+ *   checked) or a gradient function (net, X, y, opts) => grads, as verify's, with the network in opts.params
+ * @throws {TypeError|RangeError} invalid arguments or options (as forwardBackward; an unknown option
+ *   is named, with the one it most likely meant)
  * @throws {HandgradError} the backend is unavailable
  */
-export function gradcheck(target: Params | GradFunction, X: FloatArray, y: ArrayLike<number>, opts?: GradcheckOptions): GradcheckReport;
-export function gradcheck(target: Sequential | SequentialGradFunction, X: FloatArray, y: ArrayLike<number>, opts?: SequentialGradcheckOptions): SequentialGradcheckReport;
-export function gradcheck(
-  target: Params | GradFunction | Sequential | SequentialGradFunction,
-  X: FloatArray,
-  y: ArrayLike<number>,
-  opts: GradcheckOptions | SequentialGradcheckOptions = {},
-): GradcheckReport | SequentialGradcheckReport {
-  if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-  const eps = num('opts.eps', opts.eps, 1e-6, true);
-  const atol = num('opts.atol', opts.atol, 1e-5, false);
-  const rtol = num('opts.rtol', opts.rtol, 1e-3, false);
-  const mode = v.oneOf('opts.mode', opts.mode, ['full', 'fast'] as const, 'full');
+export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: FloatArray, y: ArrayLike<number>, opts: GradcheckOptions<N> = {}): GradcheckReport<N> {
+  const o = v.options('opts', opts, OPTIONS, UNSUPPORTED);
+  const eps = num('opts.eps', o.eps, 1e-6, true);
+  const atol = num('opts.atol', o.atol, 1e-5, false);
+  const rtol = num('opts.rtol', o.rtol, 1e-3, false);
+  const mode = v.oneOf('opts.mode', o.mode, ['full', 'fast'] as const, 'full');
   const isFn = typeof target === 'function';
-  const point: unknown = isFn ? opts.params : target;
-  const net = networkOptions(point, opts);
-  const backend = v.oneOf('opts.backend', opts.backend, v.BACKENDS, 'native');
-  const inputGrad = v.bool('opts.inputGrad', opts.inputGrad, false);
-  const nondetCheck = v.bool('opts.nondetCheck', opts.nondetCheck, true);
-  const keep = Math.floor(num('opts.worstEntries', opts.worstEntries, 5, true));
-  const seed = opts.seed ?? 0;
+  const point: unknown = isFn ? o.params : target;
+  const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
+  const inputGrad = v.bool('opts.inputGrad', o.inputGrad, false);
+  const nondetCheck = v.bool('opts.nondetCheck', o.nondetCheck, true);
+  const keep = Math.floor(num('opts.worstEntries', o.worstEntries, 5, true));
+  const seed = o.seed ?? 0;
   if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
-  if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
+  const rng = new Rng(seed as number);
+  const onProgress = o.onProgress as GradcheckOptions['onProgress'];
+  if (onProgress !== undefined && typeof onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', onProgress);
 
   if (isFn && point === undefined) v.fail(TypeError, 'the point { W1, b1, W2, b2 } (or a Sequential) to check a gradient function at', 'opts.params', undefined);
-  const s = subjectOf(point, X, y, net);
+  const s = subjectOf(point, X, y, o);
   const fd = new FiniteDifferences(s.stack, s.forward);
 
-  const names: FdTensor[] = inputGrad ? fd.tensors() : fd.tensors().slice(1);
+  const names = [...(inputGrad ? ['dX'] : []), ...s.weightGrads].map((g) => g.slice(1) as FdTensor);
   const warnings: string[] = [];
   if (s.dtype !== 'float64') {
     warnings.push('the analytical gradients are float32: gradcheck is designed for float64 (as torch.autograd.gradcheck); expect float32 rounding (~1e-7 relative) in the comparison');
   }
 
+  // The analytical gradients, as float64 values of their tensor's shape, or what is wrong with them.
   const analytic = (): Analytic => {
-    if (!isFn) {
-      const r = s.run(backend, inputGrad);
-      const grads: Analytic['grads'] = {};
-      for (const t of names) grads[t] = f64(r.grads[gradOf(t)]!);
-      return { grads, problems: {}, loss: r.loss };
-    }
-    const out = s.call(target as (...args: never[]) => unknown);
-    if (out !== null && typeof (out as { then?: unknown }).then === 'function') {
-      v.fail(TypeError, 'a synchronous gradient function', 'target', new v.Received('one that returns a Promise'));
-    }
-    const split = splitResult(out);
+    const c = s.grads(isFn ? (target as (...args: never[]) => unknown) : backend, inputGrad, 'target');
+    if (c.thrown !== undefined) throw c.thrown;
     const res: Analytic = { grads: {}, problems: {} };
     for (const t of names) {
-      const g = split?.grads[gradOf(t)];
-      const shape = fd.shape(t);
-      const n = shape.reduce((a, c) => a * c, 1);
-      if (g === undefined) {
-        res.problems[t] = `no ${gradOf(t)} was returned`;
-        continue;
-      }
-      const c = coerceTensor(g);
-      if (c.values === null) res.problems[t] = `${gradOf(t)} could not be read: ${c.problem}`;
-      else if (c.values.length !== n || (c.shape !== null && c.shape.join(',') !== shape.join(','))) {
-        res.problems[t] = `${gradOf(t)} has shape [${(c.shape ?? [c.values.length]).join(',')}], expected [${shape.join(',')}]`;
-      } else res.grads[t] = c.values;
+      const g = c.grads[gradOf(t)];
+      const shape = s.shapes[gradOf(t)];
+      if (g === undefined) res.problems[t] = c.error ?? `no ${gradOf(t)} was returned`;
+      else if (g.values === null) res.problems[t] = `${gradOf(t)} could not be read: ${g.problem}`;
+      else if (!shapeOk(g, shape)) res.problems[t] = `${gradOf(t)} has shape [${(g.shape ?? [g.values.length]).join(',')}], expected [${shape.join(',')}]`;
+      else res.grads[t] = g.values;
     }
-    if (split && typeof split.loss === 'number') res.loss = split.loss;
     return res;
   };
 
   const first = analytic();
   const failures: string[] = [];
   const tensors: GradcheckTensor[] = [];
-  const rng = new Rng(seed);
 
   for (const t of names) {
-    const shape = fd.shape(t);
+    const shape = s.shapes[gradOf(t)];
     const total = shape.reduce((a, c) => a * c, 1);
     const report: GradcheckTensor = {
       name: t, shape, mode, checked: 0, failures: 0, kinks: 0, maxAbsError: 0, maxRelError: 0,
@@ -271,7 +228,7 @@ export function gradcheck(
         if (!(e.relError <= report.maxRelError)) report.maxRelError = e.relError;
         insertWorst(ok ? good : bad, e, keep);
       }
-      if (opts.onProgress && ((i + 1) % every === 0 || i + 1 === total)) opts.onProgress({ tensor: t, done: i + 1, total });
+      if (onProgress && ((i + 1) % every === 0 || i + 1 === total)) onProgress({ tensor: t, done: i + 1, total });
     }
     report.worst = [...bad, ...good].slice(0, keep);
     report.pass = report.failures === 0;
@@ -288,7 +245,7 @@ export function gradcheck(
   }
 
   // Backward run twice must agree bit for bit.
-  const nondeterminism: GradcheckReport['nondeterminism'] = { checked: false, ok: true };
+  const nondeterminism: GradcheckReportBase['nondeterminism'] = { checked: false, ok: true };
   if (nondetCheck) {
     nondeterminism.checked = true;
     const second = analytic();
@@ -301,7 +258,7 @@ export function gradcheck(
         nondeterminism.ok = false;
         nondeterminism.message =
           `Backward is not reentrant: running it twice on the same inputs gave different ${gradOf(t)} ` +
-          `(first difference at [${unravel(i, fd.shape(t)).join(',')}]: ${g1[i]} then ${g2[i]}), although nothing changed between the runs. ` +
+          `(first difference at [${unravel(i, s.shapes[gradOf(t)]).join(',')}]: ${g1[i]} then ${g2[i]}), although nothing changed between the runs. ` +
           'The tolerance for nondeterminism is 0 (bit for bit).';
         failures.push(nondeterminism.message);
         break;
@@ -309,11 +266,10 @@ export function gradcheck(
     }
   }
   const ok = tensors.every((x) => x.pass) && nondeterminism.ok;
-  const analytical = isFn ? 'function' : backend;
-  const rest = { analytical, tensors, nondeterminism, failures, warnings };
-  return s.info.kind === 'params'
-    ? { ok, mode, eps, atol, rtol, activation: s.info.activation, reduction: s.reduction, dims: s.info.dims, dtype: s.dtype, ...rest }
-    : { ok, mode, eps, atol, rtol, network: s.info.network, reduction: s.reduction, dims: s.info.dims, widths: s.info.widths, dtype: s.dtype, ...rest };
+  const report: GradcheckReportBase = {
+    ok, mode, eps, atol, rtol, ...s.info, reduction: s.stack.reduction, dtype: s.dtype, analytical: isFn ? 'function' : backend, tensors, nondeterminism, failures, warnings,
+  };
+  return report as GradcheckReport<N>;
 }
 
 /** Keeps the `keep` entries with the largest absolute error, largest first. */

@@ -1,11 +1,12 @@
-// A network as the verifier's own float64 arithmetic sees it: Linear layers and elementwise
-// activations in any order, then softmax cross-entropy. The two-layer network (model64.ts) is the
-// stack [Linear(W1,b1), act, Linear(W2,b2)]; a Sequential is its layers. The forward pass here is
-// the one finite differences (fd.ts) start from, with compensated sums so it carries as little
-// rounding as float64 allows. Nothing here is the truth a candidate is judged by: that is torch,
-// or the finite differences built on this forward.
+// The network in the verifier's own float64 arithmetic: Linear layers and elementwise activations
+// in any order, then softmax cross-entropy (the two-layer network is [Linear, act, Linear]).
+// - The forward pass, with compensated sums: what finite differences (fd.ts) start from.
+// - The hand-derived backward, or the same with one step deliberately changed (a "variant": a
+//   ReLU mask >=, a derivative on the wrong tensor, dZ without the one-hot, …), so diagnose.ts can
+//   match a failing candidate against the bug that explains it.
+// Nothing here is the truth a candidate is judged by: that is torch, or the finite differences.
 import { Sequential } from '../layers/sequential';
-import type { Activation, Dtype, FloatArray, Reduction } from '../types';
+import type { Activation, Dims, Dtype, FloatArray, Reduction } from '../types';
 
 export type Layer64 =
   | { kind: 'linear'; /** Linear number, from 1. */ k: number; in: number; out: number; W: Float64Array; b: Float64Array }
@@ -42,17 +43,7 @@ export function act(activation: Activation, z: number): number {
   return Math.tanh(z);
 }
 
-/**
- * C[M,N] = A[M,K]·B[K,N] (+ a bias row broadcast over M), each sum compensated (Neumaier), so the
- * forward pass that finite differences start from carries as little rounding as float64 allows.
- */
-export function matmul(A: Float64Array, Bm: Float64Array, M: number, K: number, N: number, bias?: Float64Array): Float64Array {
-  const C = new Float64Array(M * N);
-  matmulInto(A, Bm, M, K, N, C, new Float64Array(N), bias);
-  return C;
-}
-
-/** matmul into C [M,N], with comp (at least N long) as the compensation scratch; zero rows of A are skipped. */
+/** matmul into C [M,N] = A[M,K]·B[K,N] (+ bias), each sum compensated (Neumaier); comp: N of scratch; zero rows of A skipped. */
 export function matmulInto(A: Float64Array, Bm: Float64Array, M: number, K: number, N: number, C: Float64Array, comp: Float64Array, bias?: Float64Array): void {
   for (let i = 0; i < M; i++) {
     const ci = i * N;
@@ -81,43 +72,230 @@ export function stackForward64(s: Stack64): StackForward64 {
   const outputs: Float64Array[] = [];
   let a = s.X;
   for (const l of s.layers) {
-    a = l.kind === 'linear' ? matmul(a, l.W, B, l.in, l.out, l.b) : a.map((z) => act(l.kind, z));
+    if (l.kind === 'linear') {
+      const z = new Float64Array(B * l.out);
+      matmulInto(a, l.W, B, l.in, l.out, z, new Float64Array(l.out), l.b);
+      a = z;
+    } else a = a.map((z) => act(l.kind, z));
     outputs.push(a);
   }
   const C = widths[widths.length - 1];
-  const logits = a;
   const probs = new Float64Array(B * C);
   const rowLoss = new Float64Array(B);
   let total = 0;
   for (let b = 0; b < B; b++) {
     const o = b * C;
     let m = -Infinity;
-    for (let c = 0; c < C; c++) m = Math.max(m, logits[o + c]);
+    for (let c = 0; c < C; c++) m = Math.max(m, a[o + c]);
     let sum = 0;
-    for (let c = 0; c < C; c++) sum += probs[o + c] = Math.exp(logits[o + c] - m);
+    for (let c = 0; c < C; c++) sum += probs[o + c] = Math.exp(a[o + c] - m);
     for (let c = 0; c < C; c++) probs[o + c] /= sum;
-    rowLoss[b] = Math.log(sum) + m - logits[o + s.y[b]];
+    rowLoss[b] = Math.log(sum) + m - a[o + s.y[b]];
     total += rowLoss[b];
   }
   return { outputs, probs, rowLoss, loss: s.reduction === 'mean' ? total / B : total };
 }
 
-/** The layers of a Sequential as float64 data (copies of its parameters). */
+/** The layers of a float64 Sequential (sharing its parameter arrays). */
 export function stackLayersOf(seq: Sequential): Layer64[] {
   return seq.layers.map((l, i): Layer64 => {
     const spec = l.spec();
     if (spec.kind !== 'linear') return { kind: spec.kind };
     const k = seq.linearNumber[i];
-    return { kind: 'linear', k, in: spec.in, out: spec.out, W: f64(seq.params[`W${k}`]), b: f64(seq.params[`b${k}`]) };
+    return { kind: 'linear', k, in: spec.in, out: spec.out, W: seq.params[`W${k}`] as Float64Array, b: seq.params[`b${k}`] as Float64Array };
   });
 }
 
-/**
- * A fresh Sequential with copies of seq's parameters: in float64 (the references' copy), or in seq's
- * own dtype (what a candidate function is handed, so it cannot write into the caller's network).
- */
+/** A fresh Sequential with copies of seq's parameters, in float64 (the references') or in seq's own dtype. */
 export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Sequential {
   const params: Record<string, FloatArray> = {};
   for (const [name, t] of Object.entries(seq.params)) params[name] = dtype === 'float64' ? f64(t) : t.slice();
   return Sequential.fromSpec({ ...seq.spec(), dtype }, params);
+}
+
+/** The two-layer problem written out (as the tests and docs/verifier.md write it). */
+export interface TwoLayer64 {
+  dims: Dims;
+  X: Float64Array;
+  y: Int32Array;
+  W1: Float64Array;
+  b1: Float64Array;
+  W2: Float64Array;
+  b2: Float64Array;
+  activation: Activation;
+  reduction: Reduction;
+}
+
+/** The two-layer problem as the stack [Linear(W1, b1), act, Linear(W2, b2)] (sharing its arrays). */
+export function twoLayerStack(p: TwoLayer64): Stack64 {
+  const { B, D, H, C } = p.dims;
+  return {
+    X: p.X, y: p.y, B, reduction: p.reduction, widths: [D, H, H, C],
+    layers: [{ kind: 'linear', k: 1, in: D, out: H, W: p.W1, b: p.b1 }, { kind: p.activation }, { kind: 'linear', k: 2, in: H, out: C, W: p.W2, b: p.b2 }],
+  };
+}
+
+/**
+ * The names of the layers' outputs in formulas: Z_k for Linear k, A_k for an activation after it
+ * ('act(X)' for one before any Linear); the last is the logits.
+ */
+export function outputNames(s: Stack64): string[] {
+  let k = 0;
+  return s.layers.map((l) => (l.kind === 'linear' ? `Z${++k}` : k === 0 ? 'act(X)' : `A${k}`));
+}
+
+// ---- the backward chain, and its variants ----
+
+/** The bugs the verifier recognises by recomputing them; each changes one step of the backward chain. */
+export type VariantId =
+  | 'mask-ge' | 'mask-missing' | 'mask-times-A1' | 'mask-inverted'
+  | 'act-deriv-on-Z1' | 'act-deriv-applied-twice' | 'act-deriv-missing'
+  | 'dZ2-no-onehot' | 'dZ2-logits-not-probs' | 'dW2-uses-Z1' | 'dW1-uses-A1' | 'dX-uses-dA1';
+
+export interface Variant {
+  id: VariantId;
+  /** The activation whose layers it changes (the activation variants). */
+  act?: Activation;
+  /** What the candidate did, in a sentence. */
+  explain: string;
+}
+
+const isAct = (l: Layer64 | undefined) => l !== undefined && l.kind !== 'linear';
+
+/**
+ * The variants that make sense for this stack: each activation's (on every layer of that kind), the
+ * loss's, and the Linear layers' (on every Linear where the step exists). A step that happens in one
+ * place is written with its names (Z1, dW2, …), one that happens in several with the layer index k.
+ */
+export function variantsOf(s: Stack64): Variant[] {
+  const names = outputNames(s);
+  const { layers } = s;
+  const out: Variant[] = [];
+  const at = (pred: (i: number) => boolean) => layers.map((_, i) => i).filter(pred);
+  const kinds = [...new Set(layers.filter(isAct).map((l) => l.kind as Activation))];
+  for (const a of kinds) {
+    const one = at((i) => layers[i].kind === a);
+    const [Z, A] = one.length === 1 ? [one[0] === 0 ? 'X' : names[one[0] - 1], names[one[0]]] : ['Z', 'A'];
+    if (a === 'relu') {
+      out.push(
+        { id: 'mask-ge', act: a, explain: `ReLU mask ${Z} >= 0 instead of ${Z} > 0: the gradient flows through units with ${Z} exactly 0 (PyTorch gives 0 there)` },
+        { id: 'mask-missing', act: a, explain: `no ReLU mask: d${Z} = d${A} (a mask on ${A} >= 0 is always true, so it does the same)` },
+        { id: 'mask-times-A1', act: a, explain: `d${Z} = d${A} ⊙ ${A}: multiplied by the activation instead of its derivative (${Z} > 0)` },
+        { id: 'mask-inverted', act: a, explain: `ReLU mask inverted: the gradient flows where ${Z} <= 0 and is cut where ${Z} > 0` },
+      );
+      continue;
+    }
+    const f = a === 'sigmoid' ? { d: `${A}(1−${A})`, onZ: `${Z}(1−${Z})`, twice: `σ(${A})(1−σ(${A}))` } : { d: `1−${A}²`, onZ: `1−${Z}²`, twice: `1−tanh(${A})²` };
+    out.push(
+      { id: 'act-deriv-on-Z1', act: a, explain: `${a}′ written as ${f.onZ}: the output-form derivative applied to ${Z} (it is ${f.d})` },
+      { id: 'act-deriv-applied-twice', act: a, explain: `${a}′ computed as ${f.twice}: the activation applied again to ${A} (it is ${f.d})` },
+      { id: 'act-deriv-missing', act: a, explain: `no ${a}′ factor: d${Z} = d${A} (it is d${A} ⊙ ${f.d})` },
+    );
+  }
+  const logits = names[names.length - 1];
+  out.push(
+    { id: 'dZ2-no-onehot', explain: `d${logits} = probs/B: the one-hot of y was never subtracted (d${logits} must be (probs − onehot(y))/B)` },
+    { id: 'dZ2-logits-not-probs', explain: `d${logits} was built from the logits ${logits} instead of softmax(${logits})` },
+  );
+  const k = (i: number) => (layers[i] as { k: number }).k;
+  const fromZ = at((i) => i >= 2 && layers[i].kind === 'linear' && isAct(layers[i - 1]) && layers[i - 2].kind === 'linear');
+  if (fromZ.length > 0) {
+    const [W, dZ, Z, A] = fromZ.length === 1 ? [`dW${k(fromZ[0])}`, `dZ${k(fromZ[0])}`, names[fromZ[0] - 2], names[fromZ[0] - 1]] : ['dW_k', 'dZ_k', 'Z_{k−1}', 'A_{k−1}'];
+    out.push({ id: 'dW2-uses-Z1', explain: `${W} = ${Z}ᵀ·${dZ}: used the pre-activation ${Z} where the activation ${A} belongs (${W} = ${A}ᵀ·${dZ})` });
+  }
+  const beforeAct = at((i) => layers[i].kind === 'linear' && isAct(layers[i + 1]));
+  if (beforeAct.length > 0) {
+    const i = beforeAct[0];
+    const [W, In, n] = beforeAct.length === 1 ? [`dW${k(i)}`, i === 0 ? 'X' : names[i - 1], String(k(i))] : ['dW_k', 'A_{k−1}', '_k'];
+    out.push({ id: 'dW1-uses-A1', explain: `${W} = ${In}ᵀ·dA${n}: the activation derivative was skipped on the way to ${W} (${W} = ${In}ᵀ·dZ${n})` });
+    if (i === 0) out.push({ id: 'dX-uses-dA1', explain: 'dX = dA1·W1ᵀ: the activation derivative was skipped on the way to dX (dX = dZ1·W1ᵀ)' });
+  }
+  return out;
+}
+
+/** Aᵀ·B for A [K,M], B [K,N] → [M,N]. */
+function matmulTN(A: Float64Array, Bm: Float64Array, K: number, M: number, N: number): Float64Array {
+  const C = new Float64Array(M * N);
+  for (let k = 0; k < K; k++) {
+    for (let i = 0; i < M; i++) {
+      const a = A[k * M + i];
+      if (a === 0) continue;
+      for (let j = 0; j < N; j++) C[i * N + j] += a * Bm[k * N + j];
+    }
+  }
+  return C;
+}
+
+/** A·Bᵀ for A [M,K], B [N,K] → [M,N]. */
+function matmulNT(A: Float64Array, Bm: Float64Array, M: number, K: number, N: number): Float64Array {
+  const C = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += A[i * K + k] * Bm[j * K + k];
+      C[i * N + j] = s;
+    }
+  }
+  return C;
+}
+
+/** Sums of a [rows, cols] matrix over the rows (the batch: a bias gradient) or over the columns (the wrong axis). */
+export function sumOver(A: Float64Array, rows: number, cols: number, axis: 'rows' | 'cols'): Float64Array {
+  const out = new Float64Array(axis === 'rows' ? cols : rows);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[axis === 'rows' ? c : r] += A[r * cols + c];
+  return out;
+}
+
+/** dZ = dA ⊙ act′(Z), or one of the wrong versions (Z the activation's input, A its output). */
+function activationBackward(kind: Activation, Z: Float64Array, A: Float64Array, dA: Float64Array, id?: VariantId): Float64Array {
+  const out = new Float64Array(dA.length);
+  for (let i = 0; i < out.length; i++) {
+    const z = Z[i];
+    const a = A[i];
+    let g: number;
+    if (id === 'mask-missing' || id === 'act-deriv-missing') g = 1;
+    else if (kind === 'relu') g = id === 'mask-ge' ? (z >= 0 ? 1 : 0) : id === 'mask-times-A1' ? a : id === 'mask-inverted' ? (z > 0 ? 0 : 1) : z > 0 ? 1 : 0;
+    else if (id === 'act-deriv-on-Z1') g = kind === 'sigmoid' ? z * (1 - z) : 1 - z * z;
+    else if (id === 'act-deriv-applied-twice') {
+      const t = act(kind, a);
+      g = kind === 'sigmoid' ? t * (1 - t) : 1 - t * t;
+    } else g = kind === 'sigmoid' ? a * (1 - a) : 1 - a * a;
+    out[i] = dA[i] * g;
+  }
+  return out;
+}
+
+/**
+ * The hand-derived backward in float64 (plain sums), or the variant with one step changed: every
+ * gradient by name — d(logits), then back through the layers d(each output), dW_k, db_k, and dX.
+ */
+export function backward64(s: Stack64, f: StackForward64, variant?: Variant): Record<string, Float64Array> {
+  const { B, layers, widths, y } = s;
+  const id = variant?.id;
+  const names = outputNames(s);
+  const scale = s.reduction === 'mean' ? 1 / B : 1;
+  const C = widths[widths.length - 1];
+  const from = id === 'dZ2-logits-not-probs' ? f.outputs[layers.length - 1] : f.probs;
+  let g: Float64Array = from.map((p) => p * scale);
+  if (id !== 'dZ2-no-onehot') for (let b = 0; b < B; b++) g[b * C + y[b]] -= scale;
+  const out: Record<string, Float64Array> = { [`d${names[layers.length - 1]}`]: g };
+  let after: Float64Array | null = null; // the gradient of the layer after this one's output
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const l = layers[i];
+    const input = i === 0 ? s.X : f.outputs[i - 1];
+    let dIn: Float64Array;
+    if (l.kind === 'linear') {
+      const skipAct = id === 'dW1-uses-A1' && isAct(layers[i + 1]);
+      const left = id === 'dW2-uses-Z1' && i >= 2 && isAct(layers[i - 1]) && layers[i - 2].kind === 'linear' ? f.outputs[i - 2] : input;
+      out[`dW${l.k}`] = matmulTN(left, skipAct ? after! : g, B, l.in, l.out);
+      out[`db${l.k}`] = sumOver(g, B, l.out, 'rows');
+      dIn = matmulNT(id === 'dX-uses-dA1' && i === 0 && isAct(layers[1]) ? after! : g, l.W, B, l.out, l.in);
+    } else {
+      dIn = activationBackward(l.kind, input, f.outputs[i], g, variant?.act === l.kind ? id : undefined);
+    }
+    out[i === 0 ? 'dX' : `d${names[i - 1]}`] = dIn;
+    after = g;
+    g = dIn;
+  }
+  return out;
 }

@@ -1,21 +1,40 @@
-// What verify and gradcheck check, for either kind of network they take: the two-layer params
-// { W1, b1, W2, b2 } or a Sequential of any depth. Both are validated the same way as their own
-// forwardBackward, copied to float64 for the references, and described as a stack of layers for
-// the finite differences (stack64.ts, fd.ts); the rest of the verifier does not tell them apart.
-import { torchBinding } from '../backends/torch';
+// What verify and gradcheck check: one network, in either form the caller gives it. The two-layer
+// params { W1, b1, W2, b2 } are the Sequential [Linear(D,H), act, Linear(H,C)] over those very
+// arrays; a Sequential is itself. Each form is validated as its own forwardBackward validates it;
+// from there on everything (the float64 copy the references work on, the stack the finite
+// differences perturb, the backends' runs, the names and shapes) is one path. What stays the
+// caller's: a gradient function gets the network in the form it was given, and the report
+// describes it that way (dims and activation, or the Sequential's layers).
 import { Sequential } from '../layers/sequential';
-import { forwardBackward } from '../model';
-import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from '../types';
+import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from '../types';
 import * as v from '../validate';
-import { SHAPES, TWO_LAYER_CHAIN, type Chain } from './diagnose';
-import { asStackForward, checkedProblem, stackOf, type Forward64, type Problem64 } from './model64';
-import { f64, sequentialCopy, stackForward64, stackLayersOf, type Stack64, type StackForward64 } from './stack64';
+import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
+import { f64, outputNames, sequentialCopy, stackForward64, stackLayersOf, type Stack64, type StackForward64 } from './stack64';
 
-/** Loss and gradients as a backend or a reference returns them. */
-export interface LossAndGrads {
-  loss: number;
-  grads: Record<string, FloatArray>;
+/** What verify and gradcheck take: the two-layer params (initParams' result, or any { W1, b1, W2, b2 }) or a Sequential. */
+export type Network = Params | Sequential;
+
+/** `S` for a Sequential, `P` for the two-layer params (and for an N that is never). */
+type ByForm<N, S, P> = [N] extends [never] ? P : N extends Sequential ? S : P;
+
+/** The options of verify and gradcheck that say what the network is. */
+export interface NetworkOptions<N extends Network = Params> {
+  /** The two-layer params' activation (default 'relu'); a Sequential's layers hold theirs. */
+  activation?: N extends Sequential ? never : Activation;
+  /** 'mean' (default for the params; a Sequential's default is its loss's) or 'sum'. */
+  reduction?: Reduction;
 }
+
+/** What a gradient function is handed as its options (a Sequential's layers hold their activations). */
+export type GradOptions<N extends Network = Params> = ByForm<N, { reduction: Reduction; inputGrad: true }, { activation: Activation; reduction: Reduction; inputGrad: true }>;
+
+/**
+ * A user's gradient function: handed a copy of the network in the form the caller gave it (the
+ * two-layer params object with every field it had, D, H, C included; or a Sequential) and of the
+ * batch; returns dX?, dW1, db1, dW2, db2, … (one pair per Linear layer, numbered from 1, as plain,
+ * nested or typed arrays), optionally with the loss.
+ */
+export type GradFunction<N extends Network = Params> = (net: N, X: FloatArray, y: Int32Array, opts: GradOptions<N>) => GradsLike | { loss?: number; grads: GradsLike };
 
 /** How a report describes the Sequential it checked. */
 export interface SequentialDescription {
@@ -27,72 +46,86 @@ export interface SequentialDescription {
   widths: number[];
 }
 
-/** How a report describes the network it checked. */
-export type NetworkInfo = { kind: 'params'; dims: Dims; activation: Activation } | ({ kind: 'sequential' } & SequentialDescription);
+/** How a report describes the network it checked, in the form it was given. */
+export type NetworkInfo<N extends Network = Params> = ByForm<N, SequentialDescription, { dims: Dims; activation: Activation }>;
+
+/** A candidate's loss and gradients, read (coerce.ts); `error` when a function threw (`thrown`) or returned no object of gradients. */
+export interface CandidateGrads {
+  name: string;
+  loss?: Coerced;
+  grads: Record<string, Coerced>;
+  error?: string;
+  thrown?: unknown;
+}
 
 export interface Subject {
-  info: NetworkInfo;
+  info: NetworkInfo<Network>;
   dtype: Dtype;
-  B: number;
-  reduction: Reduction;
-  /** The float64 stack and its forward pass: what the finite differences perturb. */
+  /** The float64 stack and its forward pass: what the finite differences perturb and the diagnoses recompute. */
   stack: Stack64;
   forward: StackForward64;
   /** The gradients of the weights, in forward order: dW1, db1, dW2, db2, … (dX not included). */
   weightGrads: string[];
-  /** The shape of loss, dX and every weight gradient. */
+  /** The shape of the loss, dX, every weight gradient and every intermediate one (dZ1, dA1, …). */
   shapes: Record<string, number[]>;
-  chain: Chain;
-  /** Which layer each tensor belongs to ('layers[2] (Linear 7→9)'); empty for the two-layer params. */
+  /** Which layer each tensor belongs to ('layers[2] (Linear 7→9)'), when given a Sequential; empty for the params. */
   layerOf: Record<string, string>;
-  /** The hand-derived forward and backward on a backend. */
-  run(backend: BackendName, inputGrad: boolean): LossAndGrads;
-  /** A user's gradient function, handed copies of the network and the batch (so it cannot change them). */
-  call(fn: (...args: never[]) => unknown): unknown;
-  /** LibTorch autograd on the float64 copy. @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
-  torch(): LossAndGrads;
-  /** The two-layer problem, for the diagnoses only it has (twoLayerContext). */
-  twoLayer?: { problem: Problem64; forward: Forward64 };
+  /**
+   * A backend's hand-derived loss and gradients, or a gradient function's (`name` in messages), handed
+   * copies of the network in the caller's form and of the batch, so it cannot change either.
+   * @throws {TypeError} a function that returns a Promise
+   */
+  grads(candidate: BackendName | ((...args: never[]) => unknown), inputGrad: boolean, name: string): CandidateGrads;
+  /** LibTorch autograd on the float64 copy: the loss ([1]) and every gradient. @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
+  torch(): Record<string, Float64Array>;
 }
 
-/** The two-layer params, validated as forwardBackward validates them. @throws {TypeError|RangeError} */
-export function paramsSubject(params: unknown, X: unknown, y: unknown, activation: Activation, reduction: Reduction): Subject {
-  const { p, b, problem, forward } = checkedProblem(params, X, y, activation, reduction);
-  const call = (fn: (...args: never[]) => unknown) =>
-    (fn as (...args: unknown[]) => unknown)({ W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() }, b.X.slice(), b.y.slice(), {
-      activation, reduction, inputGrad: true,
-    });
-  return {
-    info: { kind: 'params', dims: problem.dims, activation },
-    dtype: p.dtype, B: b.B, reduction,
-    stack: stackOf(problem), forward: asStackForward(forward),
-    weightGrads: ['dW1', 'db1', 'dW2', 'db2'],
-    shapes: SHAPES(problem.dims), chain: TWO_LAYER_CHAIN, layerOf: {},
-    run: (backend, inputGrad) => {
-      const r = forwardBackward(p, b.X, b.y, { backend, activation, reduction, inputGrad });
-      return { loss: r.loss, grads: { ...r.grads } };
-    },
-    call,
-    torch: () => {
-      torchBinding(); // throws ERR_TORCH_UNAVAILABLE when this build has none
-      const r = forwardBackward({ W1: problem.W1, b1: problem.b1, W2: problem.W2, b2: problem.b2 }, problem.X, problem.y, {
-        backend: 'torch', activation, reduction, inputGrad: true,
-      });
-      return { loss: r.loss, grads: { ...r.grads } };
-    },
-    twoLayer: { problem, forward },
-  };
+/** An option that is a finite number ≥ 0 (> 0 when `positive`), or its default. */
+export function num(name: string, x: unknown, fallback: number, positive: boolean): number {
+  if (x === undefined) return fallback;
+  if (typeof x !== 'number') v.fail(TypeError, 'a number', name, x);
+  if (!Number.isFinite(x) || x < 0 || (positive && x === 0)) v.fail(RangeError, positive ? 'a positive finite number' : 'a non-negative finite number', name, x);
+  return x;
 }
 
 /**
- * A Sequential, validated as its forwardBackward validates (X in its dtype, labels in [0, C), every
- * input finite), with its float64 copy and that copy's forward pass, which must stay finite.
+ * The subject of a verify or gradcheck call, validated as forwardBackward validates (X in the
+ * network's dtype, labels in [0, C), every input finite; opts.activation for the params only, a
+ * Sequential's layers hold theirs; opts.reduction, by default a Sequential's loss's), with its
+ * float64 copy and that copy's forward pass, which must stay finite.
  * @throws {TypeError|RangeError}
  */
-export function sequentialSubject(seq: Sequential, X: unknown, y: unknown, reduction: Reduction): Subject {
-  const b = v.batch(X, y, { dtype: seq.dtype, D: seq.inFeatures, C: seq.classes });
+export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }): Subject {
+  const given = target instanceof Sequential;
+  if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
+  const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
+  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, given ? (target as Sequential).loss.reduction : 'mean');
+  let seq: Sequential;
+  let b: { X: FloatArray; y: Int32Array; B: number };
+  let info: NetworkInfo<Network>;
+  let copy: () => unknown;
+  let fnOpts: object;
+  if (given) {
+    seq = target as Sequential;
+    b = v.batch(X, y, { dtype: seq.dtype, D: seq.inFeatures, C: seq.classes });
+    info = { network: seq.toString(), dims: { B: b.B, D: seq.inFeatures, C: seq.classes }, widths: [...seq.widths] };
+    copy = () => sequentialCopy(seq);
+    fnOpts = { reduction, inputGrad: true };
+  } else {
+    const p = v.params(target);
+    b = v.batch(X, y, p);
+    const dims = { B: b.B, D: p.D, H: p.H, C: p.C };
+    v.sizes(dims);
+    const { W1, b1, W2, b2 } = p;
+    const layers = [{ kind: 'linear', in: p.D, out: p.H } as const, { kind: activation }, { kind: 'linear', in: p.H, out: p.C } as const];
+    seq = Sequential.fromSpec({ dtype: p.dtype, layers, reduction }, { W1, b1, W2, b2 });
+    info = { dims, activation };
+    // The caller's object with every field it has (D, H, C, anything else), its tensors copied.
+    copy = () => ({ ...(target as object), W1: W1.slice(), b1: b1.slice(), W2: W2.slice(), b2: b2.slice() });
+    fnOpts = { activation, reduction, inputGrad: true };
+  }
   v.assertFinite('X', b.X);
-  for (const [name, t] of Object.entries(seq.params)) v.assertFinite(name, t);
+  for (const [name, t] of Object.entries(seq.params)) v.assertFinite(given ? name : `params.${name}`, t);
   const seq64 = sequentialCopy(seq, 'float64');
   const X64 = f64(b.X);
   const stack: Stack64 = { X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction };
@@ -104,46 +137,40 @@ export function sequentialSubject(seq: Sequential, X: unknown, y: unknown, reduc
   if (!Number.isFinite(forward.loss)) throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
 
   const shapes: Record<string, number[]> = { loss: [], dX: [b.B, seq.inFeatures] };
-  const layerOf: Record<string, string> = { loss: `SoftmaxCrossEntropy(${reduction})`, dX: seq.where(0) };
+  const layerOf: Record<string, string> = given ? { loss: `SoftmaxCrossEntropy(${reduction})`, dX: seq.where(0) } : {};
   const weightGrads: string[] = [];
-  seq.layers.forEach((_, i) => {
-    for (const name of seq.paramNames(i)) {
-      const g = `d${name}`;
-      weightGrads.push(g);
-      shapes[g] = name[0] === 'W' ? [seq.widths[i], seq.widths[i + 1]] : [seq.widths[i + 1]];
-      layerOf[g] = seq.where(i);
-    }
+  const names = outputNames(stack);
+  stack.layers.forEach((l, i) => {
+    shapes[`d${names[i]}`] ??= [b.B, seq.widths[i + 1]];
+    if (l.kind !== 'linear') return;
+    weightGrads.push(`dW${l.k}`, `db${l.k}`);
+    shapes[`dW${l.k}`] = [l.in, l.out];
+    shapes[`db${l.k}`] = [l.out];
+    if (given) layerOf[`dW${l.k}`] = layerOf[`db${l.k}`] = seq.where(i);
   });
-  const L = weightGrads.length / 2;
-  const at = (k: number) => seq.linearNumber.indexOf(k);
-  const chain: Chain = {
-    linears: L,
-    input: (k) => (at(k) === 0 ? 'X' : k === 1 ? 'act(X)' : seq.linearNumber[at(k) - 1] === 0 ? `A${k - 1}` : `Z${k - 1}`),
-    activationAfter: (k) => k < L && at(k + 1) - at(k) > 1,
-    dxFromLinear1: at(1) === 0,
-  };
   return {
-    info: { kind: 'sequential', dims: { B: b.B, D: seq.inFeatures, C: seq.classes }, network: seq.toString(), widths: [...seq.widths] },
-    dtype: seq.dtype, B: b.B, reduction, stack, forward, weightGrads, shapes, chain, layerOf,
-    run: (backend, inputGrad) => seq.forwardBackward(b.X, b.y, { backend, inputGrad, reduction }),
-    call: (fn) => (fn as (...args: unknown[]) => unknown)(sequentialCopy(seq), b.X.slice(), b.y.slice(), { reduction, inputGrad: true }),
-    torch: () => seq64.forwardBackward(X64, b.y, { backend: 'torch', inputGrad: true, reduction }),
+    info, dtype: seq.dtype, stack, forward, weightGrads, shapes, layerOf,
+    grads: (candidate, inputGrad, name) => {
+      const grads: Record<string, Coerced> = {};
+      if (typeof candidate === 'string') {
+        const r = seq.forwardBackward(b.X, b.y, { backend: candidate, inputGrad, reduction });
+        for (const [k, g] of Object.entries(r.grads)) grads[k] = coerceTensor(g);
+        return { name: candidate, loss: coerceTensor(r.loss), grads };
+      }
+      let result: unknown;
+      try {
+        result = (candidate as (...args: unknown[]) => unknown)(copy(), b.X.slice(), b.y.slice(), fnOpts);
+      } catch (thrown) {
+        return { name: 'function', grads, thrown, error: `the candidate threw: ${(thrown as Error)?.message ?? String(thrown)}` };
+      }
+      const split = splitResult(result, name);
+      if (split === null) return { name: 'function', grads, error: `the candidate returned ${v.describe(result)}, not an object of gradients { ${weightGrads.join(', ')}, dX? }` };
+      for (const k of ['dX', ...weightGrads]) if (split.grads[k] !== undefined) grads[k] = coerceTensor(split.grads[k]);
+      return { name: 'function', loss: split.loss === undefined ? undefined : coerceTensor(split.loss), grads };
+    },
+    torch: () => {
+      const r = seq64.forwardBackward(X64, b.y, { backend: 'torch', inputGrad: true, reduction });
+      return { loss: new Float64Array([r.loss]), ...(r.grads as Record<string, Float64Array>) };
+    },
   };
-}
-
-/** opts.activation and opts.reduction for this target (a Sequential has its activations in its layers, and its own default reduction). */
-export function networkOptions(target: unknown, opts: { activation?: unknown; reduction?: unknown }): { activation: Activation | null; reduction: Reduction } {
-  if (target instanceof Sequential) {
-    if (opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
-    return { activation: null, reduction: v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, target.loss.reduction) };
-  }
-  return {
-    activation: v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu'),
-    reduction: v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, 'mean'),
-  };
-}
-
-/** The subject of a verify or gradcheck call (a Sequential, or the two-layer params), with networkOptions' result. */
-export function subjectOf(target: unknown, X: unknown, y: unknown, net: { activation: Activation | null; reduction: Reduction }): Subject {
-  return target instanceof Sequential ? sequentialSubject(target, X, y, net.reduction) : paramsSubject(target, X, y, net.activation ?? 'relu', net.reduction);
 }

@@ -8,42 +8,25 @@
 // function (params, X, y, opts) => grads, or (seq, X, y, opts) => grads.
 import { HandgradError } from '../errors';
 import type { Sequential } from '../layers/sequential';
-import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from '../types';
+import type { BackendName, Dtype, FloatArray, Params, Reduction } from '../types';
 import * as v from '../validate';
-import { coerceTensor, splitResult, type Coerced, type GradsLike, type LayerGradsLike } from './coerce';
-import { diagnose, generalContext, measure, twoLayerContext, unravel, type Diagnosis, type TensorName } from './diagnose';
+import { shapeOk } from './coerce';
+import { diagnose, diagnoseContext, measure, unravel, type Chain, type Diagnosis, type TensorName } from './diagnose';
 import { FiniteDifferences, type FdTensor } from './fd';
-import { f64 } from './stack64';
-import { networkOptions, subjectOf, type LossAndGrads, type SequentialDescription, type Subject } from './subject';
+import { num, subjectOf, type GradFunction, type Network, type NetworkInfo, type NetworkOptions, type Subject } from './subject';
 
-/** A user's gradient function: returns the gradients (plain, nested or typed arrays), optionally with the loss. */
-export type GradFunction = (
-  params: { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray },
-  X: FloatArray,
-  y: Int32Array,
-  opts: { activation: Activation; reduction: Reduction; inputGrad: true },
-) => GradsLike | { loss?: number; grads: GradsLike };
+export type { GradFunction, GradOptions, Network, NetworkOptions, SequentialDescription } from './subject';
 
-/**
- * A user's gradient function for a Sequential: returns dX?, dW1, db1, dW2, db2, … (one pair per
- * Linear layer, numbered from 1), optionally with the loss. It is handed a copy of the network.
- */
-export type SequentialGradFunction = (
-  seq: Sequential,
-  X: FloatArray,
-  y: Int32Array,
-  opts: { reduction: Reduction; inputGrad: true },
-) => LayerGradsLike | { loss?: number; grads: LayerGradsLike };
-
-export type Candidate = BackendName | GradFunction;
-export type SequentialCandidate = BackendName | SequentialGradFunction;
+/** A Sequential's gradient function: (seq, X, y, { reduction, inputGrad }) => { dX?, dW1, db1, …, dW_L, db_L }. */
+export type SequentialGradFunction = GradFunction<Sequential>;
+/** A backend's hand-derived path, or a gradient function. */
+export type Candidate<N extends Network = Params> = BackendName | GradFunction<N>;
+export type SequentialCandidate = Candidate<Sequential>;
 export type ReferenceName = 'torch' | 'fd';
 
-export interface VerifyOptions {
-  activation?: Activation;
-  reduction?: Reduction;
+export interface VerifyOptions<N extends Network = Params> extends NetworkOptions<N> {
   /** 'native' (default), 'ts', 'torch', 'wasm', or a gradient function. */
-  candidate?: Candidate;
+  candidate?: Candidate<N>;
   /** 'auto' (default): torch when this build has it, otherwise fd. 'torch' insists (an error if unavailable). */
   reference?: 'auto' | ReferenceName;
   /** Pass when max|Δ|/max|ref| ≤ tolerance × eps of the candidate's dtype (default 8 against torch, 16 against fd). */
@@ -53,12 +36,11 @@ export interface VerifyOptions {
   /** Step of the finite differences when the reference is 'fd' (default 1e-8). */
   fdStep?: number;
 }
+export type SequentialVerifyOptions = VerifyOptions<Sequential>;
+const OPTIONS = ['activation', 'reduction', 'candidate', 'reference', 'tolerance', 'inputGrad', 'fdStep'] as const;
 
-/** verify's options for a Sequential: its activations are its layers', its reduction defaults to its loss's. */
-export interface SequentialVerifyOptions extends Omit<VerifyOptions, 'activation' | 'candidate'> {
-  /** 'native' (default), 'ts', 'torch', 'wasm', or a gradient function (seq, X, y, opts) => grads. */
-  candidate?: SequentialCandidate;
-}
+/** F.cross_entropy's options that neither verify nor forwardBackward supports yet: refused by name. */
+export const UNSUPPORTED = { weight: v.NOT_YET_SUPPORTED.weight, ignoreIndex: v.NOT_YET_SUPPORTED.ignoreIndex, labelSmoothing: v.NOT_YET_SUPPORTED.labelSmoothing };
 
 /**
  * The default tolerance, in units of the candidate dtype's epsilon (float64: 2^-52, float32: 2^-23),
@@ -109,9 +91,9 @@ export interface VerifyReportBase {
   toleranceEps: number;
   /** The relative (normwise) tolerance: toleranceEps × eps. */
   tolerance: number;
-  /** Two-layer: loss, dX, dW1, db1, dW2, db2. Sequential: loss, then backward order (dW_L, db_L, …, dW1, db1, dX). */
+  /** Two-layer params: loss, dX, dW1, db1, dW2, db2. Sequential: loss, then backward order (dW_L, db_L, …, dW1, db1, dX). */
   tensors: TensorCheck[];
-  /** The first failing tensor in backward order (loss, then dW2, db2, dW1, db1, dX), or null. */
+  /** The first failing tensor in backward order (loss, then dW_L, db_L, …, dW1, db1, dX), or null. */
   firstFailure: TensorName | null;
   /** One paragraph: what failed first and what it means. */
   summary: string;
@@ -119,17 +101,12 @@ export interface VerifyReportBase {
   candidateError?: string;
 }
 
-/** The report on the two-layer params. */
-export interface VerifyReport extends VerifyReportBase {
-  dims: Dims;
-  activation: Activation;
-}
-
-/** The report on a Sequential. */
-export interface SequentialVerifyReport extends VerifyReportBase, SequentialDescription {
-  /** The layer of the first failure ('layers[2] (Linear 7→9)'), or null. */
-  firstFailureLayer: string | null;
-}
+/**
+ * The report: on the two-layer params it has their dims and activation; on a Sequential its
+ * network, dims, widths, and the layer of the first failure ('layers[2] (Linear 7→9)', or null).
+ */
+export type VerifyReport<N extends Network = Params> = VerifyReportBase & NetworkInfo<N> & (N extends Sequential ? { firstFailureLayer: string | null } : unknown);
+export type SequentialVerifyReport = VerifyReport<Sequential>;
 
 /** loss, then dW_L, db_L, …, dW1, db1, then dX: the order the backward computes them in. */
 function backwardOrder(s: Subject): TensorName[] {
@@ -140,12 +117,6 @@ function backwardOrder(s: Subject): TensorName[] {
 
 type Ref = Record<string, Float64Array>;
 
-function asRef(r: LossAndGrads): Ref {
-  const ref: Ref = { loss: new Float64Array([r.loss]) };
-  for (const [k, g] of Object.entries(r.grads)) if (g !== undefined) ref[k] = f64(g);
-  return ref;
-}
-
 function referenceFd(s: Subject, step: number, inputGrad: boolean): Ref {
   const fd = new FiniteDifferences(s.stack, s.forward);
   const ref: Ref = { loss: new Float64Array([fd.f.loss]) };
@@ -153,99 +124,57 @@ function referenceFd(s: Subject, step: number, inputGrad: boolean): Ref {
   return ref;
 }
 
-interface CandidateOut {
-  name: string;
-  loss?: Coerced;
-  grads: Record<string, Coerced>;
-  error?: string;
-}
-
-function runCandidate(candidate: Candidate | SequentialCandidate, s: Subject): CandidateOut {
-  const names = ['dX', ...s.weightGrads];
-  const grads: CandidateOut['grads'] = {};
-  if (typeof candidate === 'string') {
-    const r = s.run(candidate, true);
-    for (const k of names) grads[k] = coerceTensor(r.grads[k]);
-    return { name: candidate, loss: coerceTensor(r.loss), grads };
-  }
-  // The function gets copies: a buggy candidate that writes into its inputs cannot change the reference.
-  let result: unknown;
-  try {
-    result = s.call(candidate);
-  } catch (err) {
-    return { name: 'function', grads: {}, error: `the candidate threw: ${(err as Error)?.message ?? String(err)}` };
-  }
-  if (result !== null && typeof (result as { then?: unknown }).then === 'function') {
-    throw new TypeError('Expected a synchronous gradient function for opts.candidate but received one that returns a Promise (await it in a wrapper and pass the values)');
-  }
-  const split = splitResult(result);
-  if (split === null) return { name: 'function', grads: {}, error: `the candidate returned ${v.describe(result)}, not an object of gradients { ${s.weightGrads.join(', ')}, dX? }` };
-  for (const k of names) if (split.grads[k] !== undefined) grads[k] = coerceTensor(split.grads[k]);
-  return { name: 'function', loss: split.loss === undefined ? undefined : coerceTensor(split.loss), grads };
-}
-
 /**
  * Checks a candidate's loss and gradients against a reference, tensor by tensor, and explains the
  * first failure in backward order (a constant factor such as B, a transpose, a bias summed over
  * the wrong axis, a sign flip, a wrong ReLU mask, a wrong shape, …).
  *
- * The network is the two-layer params { W1, b1, W2, b2 } or a Sequential of any depth. For a
- * Sequential the candidate is its hand-derived path on a backend (seq.forwardBackward) or a function
- * (seq, X, y, opts) => { dX?, dW1, db1, dW2, db2, … }; the references work on a float64 copy of it;
- * each tensor names its layer (seq.where(i)).
- * @throws {TypeError|RangeError} invalid params (or Sequential), X, y or options (as forwardBackward)
+ * The network is the two-layer params { W1, b1, W2, b2 } (checked as the Sequential [Linear, act,
+ * Linear]) or a Sequential of any depth. The candidate is its hand-derived path on a backend, or a
+ * function handed copies of the network, in the form given (the params object with all its
+ * fields, or the Sequential), and of the batch: (net, X, y, opts) => { dX?, dW1, db1, dW2, db2, … }.
+ * The references work on a float64 copy; for a Sequential each tensor names its layer (seq.where(i)).
+ * @throws {TypeError|RangeError} invalid params (or Sequential), X, y or options (as forwardBackward;
+ *   an unknown option is named, with the one it most likely meant)
  * @throws {HandgradError} ERR_TORCH_UNAVAILABLE when reference 'torch' is demanded and absent;
  *   a backend candidate that is unavailable
  */
-export function verify(
-  params: { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray; D?: number; H?: number; C?: number },
-  X: FloatArray,
-  y: ArrayLike<number>,
-  opts?: VerifyOptions,
-): VerifyReport;
-export function verify(seq: Sequential, X: FloatArray, y: ArrayLike<number>, opts?: SequentialVerifyOptions): SequentialVerifyReport;
-export function verify(target: unknown, X: FloatArray, y: ArrayLike<number>, opts: VerifyOptions | SequentialVerifyOptions = {}): VerifyReport | SequentialVerifyReport {
-  if (opts === null || typeof opts !== 'object') v.fail(TypeError, 'an options object', 'opts', opts);
-  const net = networkOptions(target, opts);
-  const referenceOpt = v.oneOf('opts.reference', opts.reference, ['auto', 'torch', 'fd'] as const, 'auto');
-  const inputGrad = v.bool('opts.inputGrad', opts.inputGrad, true);
-  const candidate = opts.candidate ?? 'native';
+export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<number>, opts: VerifyOptions<N> = {}): VerifyReport<N> {
+  const o = v.options('opts', opts, OPTIONS, UNSUPPORTED);
+  const referenceOpt = v.oneOf('opts.reference', o.reference, ['auto', 'torch', 'fd'] as const, 'auto');
+  const inputGrad = v.bool('opts.inputGrad', o.inputGrad, true);
+  const candidate = (o.candidate ?? 'native') as Candidate<Network>;
   if (typeof candidate !== 'function') v.oneOf('opts.candidate', candidate, v.BACKENDS, 'native');
-  const toleranceOpt = opts.tolerance === undefined ? undefined : positive('opts.tolerance', opts.tolerance, 0);
-  const fdStep = positive('opts.fdStep', opts.fdStep, DEFAULT_FD_STEP);
+  const toleranceOpt = o.tolerance === undefined ? undefined : num('opts.tolerance', o.tolerance, 0, true);
+  const fdStep = num('opts.fdStep', o.fdStep, DEFAULT_FD_STEP, true);
 
-  const s = subjectOf(target, X, y, net);
+  const s = subjectOf(net, X, y, o);
 
   // Reference.
-  let reference: ReferenceName;
-  let referenceNote: string;
-  let ref: Ref;
-  if (referenceOpt === 'fd') {
-    reference = 'fd';
-    ref = referenceFd(s, fdStep, inputGrad);
-    referenceNote = `central finite differences in float64 (step ${fdStep}), as asked`;
-  } else {
+  let reference: ReferenceName = 'fd';
+  let referenceNote = `central finite differences in float64 (step ${fdStep}), as asked`;
+  let ref: Ref | undefined;
+  if (referenceOpt !== 'fd') {
     try {
-      ref = asRef(s.torch());
+      ref = s.torch();
       reference = 'torch';
       referenceNote = 'LibTorch autograd in float64';
     } catch (err) {
       if (referenceOpt === 'torch' || !(err instanceof HandgradError) || err.code !== 'ERR_TORCH_UNAVAILABLE') throw err;
-      reference = 'fd';
-      ref = referenceFd(s, fdStep, inputGrad);
       referenceNote = `central finite differences in float64 (step ${fdStep}): the torch reference is unavailable in this build`;
     }
   }
+  ref ??= referenceFd(s, fdStep, inputGrad);
 
-  const cand = runCandidate(candidate, s);
+  const cand = s.grads(candidate, true, 'opts.candidate');
   const toleranceEps = toleranceOpt ?? DEFAULT_TOLERANCE_EPS[reference];
   const eps = EPSILON[s.dtype];
   const tol = toleranceEps * eps;
-  // The two-layer network's own diagnoses (its intermediates, its activation variants) need its
-  // whole backward chain; a Sequential of any depth gets the general ones (diagnose.ts).
-  const ctx = s.twoLayer ? twoLayerContext(s.twoLayer.problem, s.twoLayer.forward, tol) : generalContext(s.B, s.reduction, tol, s.shapes, s.chain, ref);
+  const ctx = diagnoseContext(s.stack, s.forward, s.shapes, tol);
   const order = backwardOrder(s);
-  const table: TensorName[] = s.info.kind === 'params' ? ['loss', 'dX', ...(s.weightGrads as TensorName[])] : order;
+  // A Sequential's tensors are listed in backward order, each with its layer; the params' as they always were.
+  const layered = s.layerOf.loss !== undefined;
+  const table: TensorName[] = layered ? order : ['loss', 'dX', ...(s.weightGrads as TensorName[])];
 
   const tensors: TensorCheck[] = table.map((name) => {
     const got = name === 'loss' ? cand.loss : cand.grads[name];
@@ -268,7 +197,6 @@ export function verify(target: unknown, X: FloatArray, y: ArrayLike<number>, opt
     check.candidateShape = got.shape;
     check.candidateLength = got.values?.length ?? 0;
     const r = ref[name];
-    const shapeOk = got.shape === null ? check.candidateLength === r.length : got.shape.length === check.shape.length && got.shape.every((d, i) => d === check.shape[i]);
     if (got.values !== null && got.values.length === r.length) {
       const m = measure(got.values, r, tol);
       check.maxAbsDiff = m.maxAbsDiff;
@@ -280,7 +208,7 @@ export function verify(target: unknown, X: FloatArray, y: ArrayLike<number>, opt
     } else {
       check.mismatches = r.length;
     }
-    const pass = shapeOk && got.values !== null && got.values.length === r.length && check.relError <= tol;
+    const pass = shapeOk(got, check.shape) && got.values !== null && got.values.length === r.length && check.relError <= tol;
     check.status = pass ? 'pass' : 'fail';
     if (!pass) check.diagnosis = diagnose(name, got, r, ctx);
     return check;
@@ -290,37 +218,25 @@ export function verify(target: unknown, X: FloatArray, y: ArrayLike<number>, opt
     const t = tensors.find((x) => x.name === n)!;
     return t.status === 'fail' || t.status === 'missing';
   }) ?? null;
-  const ok = firstFailure === null && !cand.error;
-  const common = { candidate: cand.name, reference, referenceNote, eps, toleranceEps, tolerance: tol, tensors, firstFailure, summary: '' };
-  const report: VerifyReport | SequentialVerifyReport = s.info.kind === 'params'
-    ? { ok, dims: s.info.dims, dtype: s.dtype, activation: s.info.activation, reduction: s.reduction, ...common }
-    : {
-      ok, network: s.info.network, dims: s.info.dims, widths: s.info.widths, dtype: s.dtype, reduction: s.reduction, ...common,
-      firstFailureLayer: firstFailure === null ? null : s.layerOf[firstFailure] ?? null,
-    };
+  const report: VerifyReportBase & Record<string, unknown> = {
+    ok: firstFailure === null && !cand.error, ...s.info, dtype: s.dtype, reduction: s.stack.reduction, candidate: cand.name, reference, referenceNote,
+    eps, toleranceEps, tolerance: tol, tensors, firstFailure, summary: '',
+  };
+  if (layered) report.firstFailureLayer = firstFailure === null ? null : s.layerOf[firstFailure] ?? null;
   if (cand.error) report.candidateError = cand.error;
-  report.summary = summarize(report, s, order);
-  return report;
-}
-
-function positive(name: string, x: unknown, fallback: number): number {
-  if (x === undefined) return fallback;
-  if (typeof x !== 'number') v.fail(TypeError, 'a positive number', name, x);
-  if (!(x > 0) || !Number.isFinite(x)) v.fail(RangeError, 'a positive finite number', name, x);
-  return x;
+  report.summary = summarize(report, ctx.chain, order);
+  return report as VerifyReport<N>;
 }
 
 /** The same explanation for two tensors (same kind, factor within rounding, same variant). */
 function sameCause(a: Diagnosis[], b: Diagnosis[]): boolean {
-  if (a.length === 0 || b.length === 0) return false;
-  const key = (d: Diagnosis) => `${d.kind}|${d.variant ?? ''}|${d.factor === undefined ? '' : d.factor.toPrecision(4)}`;
-  const ka = a.filter((d) => d.kind !== 'transpose' && d.kind !== 'shape').map(key).sort().join(';');
-  const kb = b.filter((d) => d.kind !== 'transpose' && d.kind !== 'shape').map(key).sort().join(';');
-  return ka !== '' && ka === kb;
+  const key = (ds: Diagnosis[]) =>
+    ds.filter((d) => d.kind !== 'transpose' && d.kind !== 'shape').map((d) => `${d.kind}|${d.variant ?? ''}|${d.factor === undefined ? '' : d.factor.toPrecision(4)}`).sort().join(';');
+  return key(a) !== '' && key(a) === key(b);
 }
 
 /** What failed first in backward order, and where in the chain the error enters (for any number of Linear layers). */
-function summarize(r: VerifyReportBase, s: Subject, order: TensorName[]): string {
+function summarize(r: VerifyReportBase, chain: Chain, order: TensorName[]): string {
   const t = (n: TensorName) => r.tensors.find((x) => x.name === n)!;
   const bad = (n: TensorName) => t(n).status === 'fail' || t(n).status === 'missing';
   const checked = `${r.candidate} against ${r.reference} (${r.referenceNote}), tolerance ${r.toleranceEps} eps of ${r.dtype}`;
@@ -333,7 +249,6 @@ function summarize(r: VerifyReportBase, s: Subject, order: TensorName[]): string
   const where = first.layer ? ` of ${first.layer}` : '';
   const lines = [`First failing tensor in backward order: ${first.name}${where}. ${first.diagnosis.map((d) => d.message).join('; ')}.`];
   // The Linear layer nearest the loss with a failing gradient: every layer after it is right.
-  const { chain } = s;
   const L = chain.linears;
   let k = L;
   while (k >= 1 && !bad(`dW${k}`) && !bad(`db${k}`)) k--;
