@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "handgrad",
-      "sources": ["native/addon/addon.cc", "native/addon/stack.cc", "native/addon/kernels_glue.cc"],
+      "sources": ["native/addon/addon.cc", "native/addon/stack.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -31,18 +31,6 @@ export interface CoreBinding {
   stackForward(handle: StackHandle, ws: FloatArray, X: FloatArray, B: number, ...params: FloatArray[]): boolean;
   /** [stage, layer] of the handle's last step (codes.stage). */
   stackStatus(handle: StackHandle): [number, number];
-  // Marked for deletion (the stack exports replace them): forwardBackward, forward and the kernel primitives.
-  /** Writes Z1, A1, dZ1, logits, probs, dZ2 into ws and the gradients into their buffers; returns the loss. */
-  forwardBackward(
-    X: FloatArray, y: Int32Array, W1: FloatArray, b1: FloatArray, W2: FloatArray, b2: FloatArray,
-    ws: FloatArray, dX: FloatArray | null, dW1: FloatArray, db1: FloatArray, dW2: FloatArray, db2: FloatArray,
-    B: number, D: number, H: number, C: number, activation: number, reduction: number, accumulate: boolean,
-  ): number;
-  /** Writes Z1, A1 and logits into ws. */
-  forward(
-    X: FloatArray, W1: FloatArray, b1: FloatArray, W2: FloatArray, b2: FloatArray, ws: FloatArray,
-    B: number, D: number, H: number, C: number, activation: number,
-  ): void;
   /** C = alpha·op(A)·op(B) + beta·C, row-major, through the same OpenBLAS. */
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
@@ -55,20 +43,6 @@ export interface CoreBinding {
   ): void;
   getNumThreads(): number;
   setNumThreads(n: number): void;
-  // The kernel primitives of native/core/kernels.h (native/addon/kernels_glue.cc), for lib/kernels/native.ts.
-  /** out[r, :] = bias; out is [rows, cols]. */
-  broadcastRows(bias: FloatArray, out: FloatArray, rows: number, cols: number): void;
-  /** db (+)= Σ_r dZ[r, :]; dZ is [rows, cols]. */
-  sumRows(dZ: FloatArray, db: FloatArray, rows: number, cols: number, accumulate: boolean): void;
-  /** A = act(Z) (activation: 0 relu, 1 sigmoid, 2 tanh). */
-  activationForward(activation: number, Z: FloatArray, A: FloatArray): void;
-  /** dA ⊙= act'(Z) in place. */
-  activationBackward(activation: number, Z: FloatArray, A: FloatArray, dA: FloatArray): void;
-  /** probs = softmax(logits); returns Σ_b loss_b. Labels are checked against [0, C). */
-  softmaxCrossEntropy(logits: FloatArray, y: Int32Array, probs: FloatArray, B: number, C: number): number;
-  /** dZ = (probs − onehot(y))·scale (reduction: 0 mean, 1 sum). */
-  softmaxCrossEntropyBackward(probs: FloatArray, y: Int32Array, dZ: FloatArray, B: number, C: number, reduction: number): void;
-  allFinite(x: FloatArray): boolean;
 }
 
 export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');

@@ -18,7 +18,7 @@ const log = (msg) => process.stderr.write(`[build-wasm] ${msg}\n`);
 const outDir = join(root, 'build-wasm');
 const out = join(outDir, 'handgrad.wasm');
 const entry = join(root, 'native', 'wasm', 'handgrad.cc');
-const INPUTS = ['native/wasm', 'native/core/kernels.h', 'native/core/stack.h', 'native/core/mlp.h', 'scripts/build-wasm.mjs'];
+const INPUTS = ['native/wasm', 'native/core/kernels.h', 'native/core/stack.h', 'scripts/build-wasm.mjs'];
 
 /** The first of `names` that runs with --version, or null. */
 function findTool(names) {

@@ -102,7 +102,7 @@ function torchAddon() {
     return;
   }
   const out = join(root, 'build-torch', 'Release', 'handgrad_torch.node');
-  if (!stale(out, ['CMakeLists.txt', 'native/torch', 'native/addon/step_args.h', 'native/common', 'native/core'])) return;
+  if (!stale(out, ['CMakeLists.txt', 'native/torch', 'native/common', 'native/core'])) return;
   log('building the LibTorch addon (cmake-js; a minute or two)');
   const args = ['compile', '--out', 'build-torch', '--parallel', String(availableParallelism())];
   if (missing === null) {

@@ -1,9 +1,10 @@
 // Bad input: a TypeError/RangeError that names the tensor, what was expected and what came; the
 // process lives and the next valid call is still exact. Each backend, and the raw native exports.
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { forward, forwardBackward, initParams, predict, setNumThreads } from '../lib';
-import { coreBinding } from '../lib/binding';
-import { jsonCases, caseParams, errEps, typed } from './helpers';
+import { coreBinding, type StackHandle } from '../lib/binding';
+import { jsonCases, caseParams, errEps, randomArray, typed } from './helpers';
 
 const golden = jsonCases().find((c) => c.name.startsWith('seed-toy'))!;
 const { B, D, H, C } = golden.dims;
@@ -27,8 +28,6 @@ interface Api {
   predict: typeof predict;
 }
 type Case = [string, typeof TypeError | typeof RangeError, RegExp, (t: ReturnType<typeof fresh>, api: Api) => unknown];
-/** A raw-export case: what, the error class, the call, and (the kernel primitives') what the message says. */
-type RawCase = readonly [string, typeof TypeError | typeof RangeError, () => unknown, RegExp?];
 
 /** The public functions with `backend` fixed, so every case runs through each backend. */
 function apiFor(backend: 'native' | 'ts'): Api {
@@ -155,27 +154,67 @@ describe.each(['native', 'ts'] as const)('%s: bad input is a clear error, never 
   });
 });
 
+// The stack exports (native/addon/stack.cc), gemm and optimizerUpdate, called directly.
 describe('raw native exports never trust their caller', () => {
   const b = coreBinding();
-  const { p, X, y } = fresh();
-  const ws = new Float64Array(3 * B * H + 3 * B * C);
-  const g = () => [new Float64Array(B * D), new Float64Array(D * H), new Float64Array(H), new Float64Array(H * C), new Float64Array(C)] as const;
-  const args = (over: Record<number, unknown> = {}) => {
-    const a: unknown[] = [X, y, p.W1, p.b1, p.W2, p.b2, ws, ...g(), B, D, H, C, 0, 0, false];
+  const kinds = Int32Array.of(0, 1, 0);
+  const widths = Int32Array.of(D, H, H, C);
+  const h = b.stackPrepare(kinds, widths, false);
+  const ws = new Float64Array(b.stackLayout(h, B)[kinds.length + 1]);
+  const p = [randomArray(D * H, 1, 0.4), randomArray(H, 2, 0.1), randomArray(H * C, 3, 0.3), randomArray(C, 4, 0.1)];
+  const X = randomArray(B * D, 5);
+  const y = Int32Array.of(0, 2, 1, 2);
+  const g = () => [new Float64Array(D * H), new Float64Array(H), new Float64Array(H * C), new Float64Array(C)];
+  const args = (over: Record<number, unknown> = {}): unknown[] => {
+    const a: unknown[] = [h, ws, X, y, B, null, 0, false, ...p, ...g()];
     for (const [i, v] of Object.entries(over)) a[Number(i)] = v;
-    return a as Parameters<typeof b.forwardBackward>;
+    return a;
   };
-  const raw: RawCase[] = [
-    ['no arguments', TypeError, () => (b.forwardBackward as unknown as () => number)()],
-    ['W1 too short for the dims', RangeError, () => b.forwardBackward(...args({ 2: p.W1.subarray(0, 10) }))],
-    ['dims larger than the buffers', RangeError, () => b.forwardBackward(...args({ 13: 5000 }))],
-    ['B·D overflowing', RangeError, () => b.forwardBackward(...args({ 12: 2 ** 31 - 1, 13: 2 ** 31 - 1 }))],
-    ['negative dim', RangeError, () => b.forwardBackward(...args({ 14: -1 }))],
-    ['label out of range', RangeError, () => b.forwardBackward(...args({ 1: new Int32Array([0, 1, 9, 0]) }))],
-    ['labels as Float64Array', TypeError, () => b.forwardBackward(...args({ 1: new Float64Array(4) }))],
-    ['activation code 7', RangeError, () => b.forwardBackward(...args({ 16: 7 }))],
-    ['accumulate not boolean', TypeError, () => b.forwardBackward(...args({ 18: 1 }))],
-    ['workspace aliasing W2', RangeError, () => b.forwardBackward(...args({ 6: new Float64Array(p.W2.buffer, 0, ws.length) }))],
+  const fb = (a: unknown[]) => (b.stackForwardBackward as (...x: unknown[]) => number)(...a);
+  const ref = fb(args());
+  const detached = (n: number) => {
+    const a = new Float64Array(n);
+    structuredClone(a.buffer, { transfer: [a.buffer] });
+    return a;
+  };
+  const shared = new Float64Array(64);
+  const cases: [string, typeof TypeError | typeof RangeError, () => unknown, RegExp?][] = [
+    ['stackPrepare: no arguments', TypeError, () => (b.stackPrepare as () => unknown)(), /an Int32Array for kinds but received undefined/],
+    ['stackPrepare: kinds of another type', TypeError, () => b.stackPrepare(Float64Array.of(0) as never, widths, false), /an Int32Array for kinds but received Float64Array/],
+    ['stackPrepare: no layers', RangeError, () => b.stackPrepare(new Int32Array(0), Int32Array.of(3), false), /at least one layer for kinds/],
+    ['stackPrepare: a code out of range', RangeError, () => b.stackPrepare(Int32Array.of(0, 9, 0), widths, false), /layer codes in \[0, 4\) .* for kinds but received 9 at index 1/],
+    ['stackPrepare: widths of the wrong length', RangeError, () => b.stackPrepare(kinds, Int32Array.of(5, 10, 3), false), /4 elements \(one more than kinds\) for widths but received Int32Array of length 3/],
+    ['stackPrepare: a width of 0', RangeError, () => b.stackPrepare(kinds, Int32Array.of(5, 0, 0, 3), false), /a positive width for widths\[1\] but received 0/],
+    ['stackPrepare: an activation that changes the width', RangeError, () => b.stackPrepare(kinds, Int32Array.of(5, 10, 11, 3), false), /10 \(an activation keeps the width of widths\[1\]\) for widths\[2\] but received 11/],
+    ['stackPrepare: no Linear', RangeError, () => b.stackPrepare(Int32Array.of(1), Int32Array.of(3, 3), false), /at least one Linear layer/],
+    ['stackPrepare: W too large to exist', RangeError, () => b.stackPrepare(Int32Array.of(0), Int32Array.of(2 ** 31 - 1, 2 ** 31 - 1), false), /a size that fits in memory for W1/],
+    ['stackPrepare: float32 not a boolean', TypeError, () => b.stackPrepare(kinds, widths, 1 as never), /a boolean for float32/],
+    ['stackLayout: a batch whose workspace cannot exist', RangeError, () => b.stackLayout(b.stackPrepare(Int32Array.of(0), Int32Array.of(1, 2 ** 20), false), 2 ** 20), /fits in a typed array .* for B but received 1048576/],
+    ['stackLayout: B = 0', RangeError, () => b.stackLayout(h, 0), /positive 32-bit integer for B/],
+    ['no handle', TypeError, () => fb([]), /a handle from stackPrepare for handle but received undefined/],
+    ['a plain object as the handle', TypeError, () => fb(args({ 0: {} })), /a handle from stackPrepare for handle but received object/],
+    ['a number as the handle', TypeError, () => b.stackStatus(7 as never), /for handle but received 7/],
+    ['X of the wrong dtype', TypeError, () => fb(args({ 2: Float32Array.from(X) })), /Expected Float64Array for X but received Float32Array/],
+    ['X too short', RangeError, () => fb(args({ 2: X.subarray(1) })), /Expected 20 elements for X but received 19/],
+    ['labels as Float64Array', TypeError, () => fb(args({ 3: new Float64Array(B) })), /Expected Int32Array for y/],
+    ['a label = C', RangeError, () => fb(args({ 3: Int32Array.of(0, 1, 3, 0) })), /Expected labels in \[0, 3\) for y but received 3 at index 2/],
+    ['a negative label', RangeError, () => fb(args({ 3: Int32Array.of(-1, 1, 2, 0) })), /received -1 at index 0/],
+    ['B disagreeing with y', RangeError, () => fb(args({ 4: 5 })), /Expected 25 elements for X|Expected \d+ elements for workspace/],
+    ['the workspace of another B', RangeError, () => fb(args({ 1: new Float64Array(ws.length + 8) })), /elements for workspace but received/],
+    ['the workspace of the other dtype', TypeError, () => fb(args({ 1: new Float32Array(ws.length) })), /Expected Float64Array for workspace/],
+    ['W2 of the wrong length', RangeError, () => fb(args({ 10: p[2].subarray(1) })), /Expected 30 elements for W2 but received 29/],
+    ['a missing gradient', TypeError, () => fb(args().slice(0, 15)), /Expected Float64Array for db2/],
+    ['dX of the wrong length', RangeError, () => fb(args({ 5: new Float64Array(3) })), /Expected 20 elements for dX/],
+    ['reduction 2', RangeError, () => fb(args({ 6: 2 })), /\[0, 2\) for reduction/],
+    ['accumulate not a boolean', TypeError, () => fb(args({ 7: 1 })), /a boolean for accumulate/],
+    ['dW1 is W1', RangeError, () => fb(args({ 12: p[0] })), /Expected dW1 not to share memory with W1/],
+    ['the workspace over X', RangeError, () => { const m = new Float64Array(ws.length + 40); m.set(X); return fb(args({ 2: m.subarray(0, 20), 1: m.subarray(19, 19 + ws.length) })); }, /Expected workspace not to share memory with X/],
+    ['dX over y', RangeError, () => { const m = new Float64Array(32); return fb(args({ 3: new Int32Array(m.buffer, 0, B), 5: m.subarray(1, 21) })); }, /Expected dX not to share memory with y/],
+    ['db2 over dW2', RangeError, () => fb(args({ 14: shared.subarray(0, 30), 15: shared.subarray(29, 32) })), /Expected db2 not to share memory with dW2/],
+    ['a detached X', RangeError, () => fb(args({ 2: detached(B * D) })), /Expected 20 elements for X but received 0/],
+    ['a detached workspace', RangeError, () => fb(args({ 1: detached(ws.length) })), /elements for workspace but received 0/],
+    ['stackForward: a gradient list is not its business', RangeError, () => (b.stackForward as (...x: unknown[]) => boolean)(h, ws, X, 5, ...p), /Expected 25 elements for X|elements for workspace/],
+    ['stackForward: the workspace over W1', RangeError, () => { const m = new Float64Array(ws.length + 50); m.set(p[0]); return (b.stackForward as (...x: unknown[]) => boolean)(h, m.subarray(49, 49 + ws.length), X, B, m.subarray(0, 50), ...p.slice(1)); }, /Expected workspace not to share memory with W1/],
     ['gemm with A too small', RangeError, () => b.gemm(false, false, 4, 4, 4, 1, new Float64Array(15), new Float64Array(16), 0, new Float64Array(16))],
     ['gemm with mixed dtypes', TypeError, () => b.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), new Float32Array(4), 0, new Float64Array(4))],
     ['gemm output aliasing an input', RangeError, () => { const m = new Float64Array(4); return b.gemm(false, false, 2, 2, 2, 1, m, new Float64Array(4), 0, m); }],
@@ -186,9 +225,8 @@ describe('raw native exports never trust their caller', () => {
     ['optimizerUpdate with g aliasing W', RangeError, () => { const w = new Float64Array(4); return b.optimizerUpdate(w, w, null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0); }],
     ['optimizerUpdate with lr NaN', RangeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(4), null, null, 0, NaN, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
     ['optimizerUpdate with t = 0', RangeError, () => b.optimizerUpdate(new Float64Array(4), new Float64Array(4), null, null, 0, 0.1, 0, 0.9, 0.9, 0.999, 1e-8, 0)],
-    ...kernelCases(b),
   ];
-  for (const [name, Kind, call, message] of raw) {
+  for (const [name, Kind, call, message] of cases) {
     it(name, () => {
       let thrown: unknown;
       try {
@@ -198,209 +236,52 @@ describe('raw native exports never trust their caller', () => {
       }
       expect(thrown).toBeInstanceOf(Kind);
       if (message) expect((thrown as Error).message).toMatch(message);
+      expect(Object.is(fb(args()), ref)).toBe(true); // the next valid call is exact
       stillExact('native');
     });
   }
 
-  // The kernel primitives on tiny examples worked by hand: exact values wherever the arithmetic is
-  // exact in binary, and to within a few ulps where exp/log/tanh are involved.
-  describe.each(['float64', 'float32'] as const)('kernel primitives compute the hand-worked values (%s)', (dtype) => {
-    const A = dtype === 'float64' ? Float64Array : Float32Array;
-    const ulps = dtype === 'float64' ? 2 ** -52 : 2 ** -23;
-    const near = (got: ArrayLike<number>, want: number[]) => {
-      expect(got.length).toBe(want.length);
-      want.forEach((w, i) => expect(Math.abs(got[i] - w)).toBeLessThanOrEqual(4 * ulps * Math.max(1, Math.abs(w))));
-    };
+  it('a failure is NaN with the stage and layer in stackStatus; success resets it', () => {
+    const bad = p.map((t) => t.slice());
+    bad[2][0] = NaN;
+    expect(fb([h, ws, X, y, B, null, 0, false, ...bad, ...g()])).toBeNaN();
+    expect(b.stackStatus(h)).toEqual([b.codes.stage.forward, 2]);
+    expect(fb(args())).toBe(ref);
+    expect(b.stackStatus(h)).toEqual([0, 0]);
+    expect((b.stackForward as (...x: unknown[]) => boolean)(h, ws, X, B, ...bad)).toBe(false);
+    expect(b.stackStatus(h)).toEqual([b.codes.stage.forward, 2]);
+  });
 
-    it('broadcastRows copies bias into every row, overwriting what was there', () => {
-      const out = new A(6).fill(9);
-      b.broadcastRows(A.from([1, -2, 0.5]), out, 2, 3);
-      expect(Array.from(out)).toEqual([1, -2, 0.5, 1, -2, 0.5]);
-      const col = new A(3).fill(9);
-      b.broadcastRows(A.from([4]), col, 3, 1);
-      expect(Array.from(col)).toEqual([4, 4, 4]);
-    });
+  it('handles are independent: each keeps its own description and status', () => {
+    const h32: StackHandle = b.stackPrepare(Int32Array.of(0), Int32Array.of(2, 2), true);
+    expect(() => fb(args({ 0: h32 }))).toThrow(/Float32Array for workspace|elements for workspace/);
+    expect(fb(args())).toBe(ref);
+  });
 
-    it('sumRows sums the rows; accumulate adds to db, otherwise db is overwritten', () => {
-      const dZ = A.from([1, 2, 3, 4, 5, 6]); // [[1,2,3],[4,5,6]]
-      const db = A.from([10, 20, 30]);
-      b.sumRows(dZ, db, 2, 3, true);
-      expect(Array.from(db)).toEqual([15, 27, 39]);
-      b.sumRows(dZ, db, 2, 3, false);
-      expect(Array.from(db)).toEqual([5, 7, 9]);
-      b.sumRows(dZ.subarray(0, 3), db, 1, 3, false); // the first row alone
-      expect(Array.from(db)).toEqual([1, 2, 3]);
-    });
-
-    it('activationForward: relu, sigmoid and tanh at points whose values are known', () => {
-      const Ar = new A(4).fill(9);
-      b.activationForward(0, A.from([-2, -0, 0, 3.5]), Ar);
-      expect(Array.from(Ar)).toEqual([0, 0, 0, 3.5]);
-      const As = new A(3);
-      b.activationForward(1, A.from([0, Math.log(3), -Math.log(3)]), As); // σ(ln 3) = 1/(1 + 1/3)
-      near(As, [0.5, 0.75, 0.25]);
-      const At = new A(3);
-      b.activationForward(2, A.from([0, Math.log(2), -Math.log(2)]), At); // tanh(ln 2) = (2 − ½)/(2 + ½)
-      near(At, [0, 0.6, -0.6]);
-    });
-
-    it("activationBackward: relu' is 0 at Z = 0, σ' = A(1 − A), tanh' = 1 − A²", () => {
-      const dA = A.from([5, 5, 5, 5]);
-      b.activationBackward(0, A.from([-1, 0, 1e-30, 2]), new A(4), dA);
-      expect(Array.from(dA)).toEqual([0, 0, 5, 5]);
-      const dS = A.from([1, 4, 2]);
-      b.activationBackward(1, new A(3), A.from([0.5, 0.25, 1]), dS); // A(1 − A) = ¼, 3/16, 0
-      expect(Array.from(dS)).toEqual([0.25, 0.75, 0]);
-      const dT = A.from([1, 2, 3]);
-      b.activationBackward(2, new A(3), A.from([0.5, -0.5, 0]), dT); // 1 − A² = ¾, ¾, 1
-      expect(Array.from(dT)).toEqual([0.75, 1.5, 3]);
-      // Z and A are both inputs: they may be one buffer.
-      const Z = A.from([-1, 3]);
-      const d = A.from([2, 2]);
-      b.activationBackward(0, Z, Z, d);
-      expect(Array.from(d)).toEqual([0, 2]);
-    });
-
-    it('softmaxCrossEntropy: equal logits give probs ½ and a loss of log 2 per row; the loss is summed', () => {
-      const probs = new A(4).fill(9);
-      const loss = b.softmaxCrossEntropy(A.from([0, 0, 0, 0]), Int32Array.from([0, 1]), probs, 2, 2);
-      expect(Array.from(probs)).toEqual([0.5, 0.5, 0.5, 0.5]);
-      expect(Math.abs(loss - 2 * Math.LN2)).toBeLessThanOrEqual(4 * ulps);
-      // Logits [0, ln 3]: probs [¼, ¾]; the loss of label 0 is −log ¼ = log 4, of label 1 log(4/3).
-      const p2 = new A(4);
-      const l2 = b.softmaxCrossEntropy(A.from([0, Math.log(3), 0, Math.log(3)]), Int32Array.from([0, 1]), p2, 2, 2);
-      near(p2, [0.25, 0.75, 0.25, 0.75]);
-      expect(Math.abs(l2 - Math.log(4) - Math.log(4 / 3))).toBeLessThanOrEqual(8 * ulps);
-      // Shifted by 1000 (exp(1000) overflows even float64): the same answer, since the max is taken out.
-      const p3 = new A(2);
-      const l3 = b.softmaxCrossEntropy(A.from([1000, 1000]), Int32Array.from([1]), p3, 1, 2);
-      expect(Array.from(p3)).toEqual([0.5, 0.5]);
-      expect(Math.abs(l3 - Math.LN2)).toBeLessThanOrEqual(4 * ulps);
-      // C = 1: the only class has probability 1 and loss 0, exactly.
-      const p4 = new A(3);
-      expect(b.softmaxCrossEntropy(A.from([-7, 0, 12]), Int32Array.from([0, 0, 0]), p4, 3, 1)).toBe(0);
-      expect(Array.from(p4)).toEqual([1, 1, 1]);
-    });
-
-    it('softmaxCrossEntropyBackward: (probs − onehot(y)) scaled by 1/B for mean, 1 for sum', () => {
-      const probs = A.from([0.5, 0.5, 0.25, 0.75, 1, 0, 0, 1]);
-      const y = Int32Array.from([0, 1, 0, 0]);
-      const dZ = new A(8).fill(9);
-      b.softmaxCrossEntropyBackward(probs, y, dZ, 4, 2, 1);
-      expect(Array.from(dZ)).toEqual([-0.5, 0.5, 0.25, -0.25, 0, 0, -1, 1]);
-      b.softmaxCrossEntropyBackward(probs, y, dZ, 4, 2, 0); // mean over B = 4: a quarter of the above
-      expect(Array.from(dZ)).toEqual([-0.125, 0.125, 0.0625, -0.0625, 0, 0, -0.25, 0.25]);
-    });
-
-    it('allFinite: false for NaN, +Infinity or −Infinity anywhere; true for the extremes of the finite range', () => {
-      const max = dtype === 'float64' ? Number.MAX_VALUE : 3.4028234663852886e38;
-      const tiny = dtype === 'float64' ? 5e-324 : 1.401298464324817e-45;
-      expect(b.allFinite(A.from([1, -0, max, -max, tiny]))).toBe(true);
-      expect(b.allFinite(new A(0))).toBe(true);
-      for (const bad of [NaN, Infinity, -Infinity]) {
-        for (let i = 0; i < 5; i++) {
-          const x = A.from([1, 2, 3, 4, 5]);
-          x[i] = bad;
-          expect(b.allFinite(x)).toBe(false);
+  it('labels in a SharedArrayBuffer that another thread rewrites: each call reads them once (a finite loss or a RangeError)', async () => {
+    const sab = new SharedArrayBuffer(4 * B);
+    const ys = new Int32Array(sab);
+    ys.set(y);
+    const worker = new Worker(
+      `const { workerData } = require('node:worker_threads'); const y = new Int32Array(workerData);
+       for (let i = 0; ; i++) y[i & 3] = (i & 7) === 7 ? 1000000 : i % 3;`,
+      { eval: true, workerData: sab },
+    );
+    try {
+      let ok = 0;
+      let refused = 0;
+      for (let i = 0; i < 20000; i++) {
+        try {
+          expect(Number.isFinite(fb(args({ 3: ys })))).toBe(true);
+          ok++;
+        } catch (e) {
+          expect((e as Error).message).toMatch(/^Expected labels in \[0, 3\) for y but received 1000000 at index \d$/);
+          refused++;
         }
       }
-    });
+      expect(ok + refused).toBe(20000);
+    } finally {
+      await worker.terminate();
+    }
   });
 });
-
-/** The raw-exports cases for the kernel primitives (native/addon/kernels_glue.cc). */
-function kernelCases(b: ReturnType<typeof coreBinding>): RawCase[] {
-  const f64 = (n: number) => new Float64Array(n);
-  const f32 = (n: number) => new Float32Array(n);
-  const labels = () => Int32Array.from([0, 1, 2, 0]);
-  const detached = (n: number) => {
-    const a = f64(n);
-    structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
-    return a;
-  };
-  const max = 2 ** 31 - 1;
-  const anyArgs = (f: unknown) => f as (...a: unknown[]) => unknown;
-  // Outputs laid over the bytes of an input, and y as an Int32Array inside probs' or dZ's buffer.
-  const mem = new Float64Array(32);
-  const yBuf = new ArrayBuffer(8 + 12 * 8);
-  const yIn = new Int32Array(yBuf, 0, 4).fill(0);
-  const overY = new Float64Array(yBuf, 8, 12);
-  return [
-    // broadcastRows(bias, out, rows, cols)
-    ['broadcastRows with no arguments', TypeError, () => anyArgs(b.broadcastRows)(), /Float64Array or Float32Array for bias/],
-    ['broadcastRows with an Int32Array bias', TypeError, () => anyArgs(b.broadcastRows)(new Int32Array(3), f64(6), 2, 3), /for bias but received Int32Array/],
-    ['broadcastRows with out of another dtype', TypeError, () => b.broadcastRows(f64(3), f32(6), 2, 3), /Expected Float64Array for out but received Float32Array/],
-    ['broadcastRows with out shorter than rows·cols', RangeError, () => b.broadcastRows(f64(3), f64(5), 2, 3), /Expected 6 elements for out but received 5/],
-    ['broadcastRows with bias longer than cols', RangeError, () => b.broadcastRows(f64(4), f64(6), 2, 3), /Expected 3 elements for bias but received 4/],
-    ['broadcastRows with rows 0', RangeError, () => b.broadcastRows(f64(3), f64(0), 0, 3), /positive 32-bit integer for rows but received 0/],
-    ['broadcastRows with cols 1.5', RangeError, () => b.broadcastRows(f64(3), f64(6), 4, 1.5), /positive 32-bit integer for cols/],
-    ['broadcastRows with rows·cols overflowing', RangeError, () => b.broadcastRows(f64(3), f64(6), max, max), /size that fits in memory for out/],
-    ['broadcastRows with rows as a string', TypeError, () => anyArgs(b.broadcastRows)(f64(3), f64(6), '2', 3), /a number for rows/],
-    ['broadcastRows with cols missing', TypeError, () => anyArgs(b.broadcastRows)(f64(3), f64(6), 2), /a number for cols/],
-    ['broadcastRows with out sharing bytes with bias', RangeError, () => b.broadcastRows(mem.subarray(0, 3), mem.subarray(2, 8), 2, 3), /out not to share memory with bias/],
-    ['broadcastRows with a detached out', RangeError, () => b.broadcastRows(f64(3), detached(6), 2, 3), /Expected 6 elements for out but received 0/],
-    // sumRows(dZ, db, rows, cols, accumulate)
-    ['sumRows with mixed dtypes', TypeError, () => b.sumRows(f32(6), f64(3), 2, 3, false), /Expected Float32Array for db but received Float64Array/],
-    ['sumRows with dZ longer than rows·cols', RangeError, () => b.sumRows(f64(7), f64(3), 2, 3, false), /Expected 6 elements for dZ but received 7/],
-    ['sumRows with db shorter than cols', RangeError, () => b.sumRows(f64(6), f64(2), 2, 3, false), /Expected 3 elements for db but received 2/],
-    ['sumRows with rows −1', RangeError, () => b.sumRows(f64(6), f64(3), -1, 3, false), /positive 32-bit integer for rows but received -1/],
-    ['sumRows with cols NaN', RangeError, () => b.sumRows(f64(6), f64(3), 2, NaN, false), /positive 32-bit integer for cols/],
-    ['sumRows with rows·cols overflowing', RangeError, () => b.sumRows(f64(6), f64(3), max, max, false), /size that fits in memory for dZ/],
-    ['sumRows with accumulate 1', TypeError, () => b.sumRows(f64(6), f64(3), 2, 3, 1 as unknown as boolean), /a boolean for accumulate/],
-    ['sumRows with accumulate missing', TypeError, () => anyArgs(b.sumRows)(f64(6), f64(3), 2, 3), /a boolean for accumulate/],
-    ['sumRows with db inside dZ', RangeError, () => b.sumRows(mem.subarray(0, 6), mem.subarray(5, 8), 2, 3, true), /db not to share memory with dZ/],
-    ['sumRows with a detached dZ', RangeError, () => b.sumRows(detached(6), f64(3), 2, 3, false), /Expected 6 elements for dZ but received 0/],
-    // activationForward(act, Z, A)
-    ['activationForward with activation code 3', RangeError, () => b.activationForward(3, f64(4), f64(4)), /integer in \[0, 3\) for activation/],
-    ['activationForward with activation code −1', RangeError, () => b.activationForward(-1, f64(4), f64(4)), /integer in \[0, 3\) for activation/],
-    ['activationForward with activation code 0.5', RangeError, () => b.activationForward(0.5, f64(4), f64(4)), /integer in \[0, 3\) for activation/],
-    ['activationForward with activation "relu"', TypeError, () => anyArgs(b.activationForward)('relu', f64(4), f64(4)), /a number for activation/],
-    ['activationForward with a Uint8Array Z', TypeError, () => anyArgs(b.activationForward)(0, new Uint8Array(4), f64(4)), /Float64Array or Float32Array for Z but received Uint8Array/],
-    ['activationForward with A shorter than Z', RangeError, () => b.activationForward(1, f64(4), f64(3)), /Expected 4 elements for A but received 3/],
-    ['activationForward with mixed dtypes', TypeError, () => b.activationForward(2, f64(4), f32(4)), /Expected Float64Array for A but received Float32Array/],
-    ['activationForward with A being Z', RangeError, () => { const z = f64(4); return b.activationForward(0, z, z); }, /A not to share memory with Z/],
-    ['activationForward with A missing', TypeError, () => anyArgs(b.activationForward)(0, f64(4)), /Expected Float64Array for A/],
-    ['activationForward with a detached Z', RangeError, () => b.activationForward(0, detached(4), f64(4)), /Expected 0 elements for A but received 4/],
-    // activationBackward(act, Z, A, dA)
-    ['activationBackward with activation code 7', RangeError, () => b.activationBackward(7, f64(4), f64(4), f64(4)), /integer in \[0, 3\) for activation/],
-    ['activationBackward with a plain-array Z', TypeError, () => anyArgs(b.activationBackward)(0, [1, 2, 3, 4], f64(4), f64(4)), /Float64Array or Float32Array for Z/],
-    ['activationBackward with A longer than Z', RangeError, () => b.activationBackward(1, f64(4), f64(5), f64(4)), /Expected 4 elements for A but received 5/],
-    ['activationBackward with dA of another dtype', TypeError, () => b.activationBackward(2, f32(4), f32(4), f64(4)), /Expected Float32Array for dA but received Float64Array/],
-    ['activationBackward with dA sharing bytes with Z', RangeError, () => b.activationBackward(0, mem.subarray(0, 4), f64(4), mem.subarray(3, 7)), /dA not to share memory with Z/],
-    ['activationBackward with dA being A', RangeError, () => { const a = f64(4); return b.activationBackward(1, f64(4), a, a); }, /dA not to share memory with A/],
-    ['activationBackward with dA missing', TypeError, () => anyArgs(b.activationBackward)(0, f64(4), f64(4)), /Expected Float64Array for dA/],
-    ['activationBackward with a detached dA', RangeError, () => b.activationBackward(0, f64(4), f64(4), detached(4)), /Expected 4 elements for dA but received 0/],
-    // softmaxCrossEntropy(logits, y, probs, B, C)
-    ['softmaxCrossEntropy with label = C', RangeError, () => b.softmaxCrossEntropy(f64(12), Int32Array.from([0, 1, 3, 0]), f64(12), 4, 3), /labels in \[0, 3\) for y but received 3 at index 2/],
-    ['softmaxCrossEntropy with a negative label', RangeError, () => b.softmaxCrossEntropy(f64(12), Int32Array.from([0, 1, 2, -1]), f64(12), 4, 3), /labels in \[0, 3\) for y but received -1 at index 3/],
-    ['softmaxCrossEntropy with labels as Float64Array', TypeError, () => anyArgs(b.softmaxCrossEntropy)(f64(12), Float64Array.from([0, 1, 2, 0]), f64(12), 4, 3), /Expected Int32Array for y but received Float64Array/],
-    ['softmaxCrossEntropy with labels as a plain array', TypeError, () => anyArgs(b.softmaxCrossEntropy)(f64(12), [0, 1, 2, 0], f64(12), 4, 3), /Expected Int32Array for y/],
-    ['softmaxCrossEntropy with fewer labels than B', RangeError, () => b.softmaxCrossEntropy(f64(12), Int32Array.from([0, 1, 2]), f64(12), 4, 3), /Expected 4 elements for y but received 3/],
-    ['softmaxCrossEntropy with logits shorter than B·C', RangeError, () => b.softmaxCrossEntropy(f64(11), labels(), f64(12), 4, 3), /Expected 12 elements for logits but received 11/],
-    ['softmaxCrossEntropy with mixed dtypes', TypeError, () => b.softmaxCrossEntropy(f64(12), labels(), f32(12), 4, 3), /Expected Float64Array for probs but received Float32Array/],
-    ['softmaxCrossEntropy with B 0', RangeError, () => b.softmaxCrossEntropy(f64(0), new Int32Array(0), f64(0), 0, 3), /positive 32-bit integer for B but received 0/],
-    ['softmaxCrossEntropy with C 2^31', RangeError, () => b.softmaxCrossEntropy(f64(12), labels(), f64(12), 4, 2 ** 31), /positive 32-bit integer for C/],
-    ['softmaxCrossEntropy with B·C overflowing', RangeError, () => b.softmaxCrossEntropy(f64(12), labels(), f64(12), max, max), /size that fits in memory for logits/],
-    ['softmaxCrossEntropy with C missing', TypeError, () => anyArgs(b.softmaxCrossEntropy)(f64(12), labels(), f64(12), 4), /a number for C/],
-    ['softmaxCrossEntropy with probs sharing bytes with logits', RangeError, () => b.softmaxCrossEntropy(mem.subarray(0, 12), labels(), mem.subarray(11, 23), 4, 3), /probs not to share memory with logits/],
-    ['softmaxCrossEntropy with probs over y', RangeError, () => b.softmaxCrossEntropy(f64(12), yIn, new Float64Array(yBuf, 0, 12), 4, 3), /probs not to share memory with y/],
-    ['softmaxCrossEntropy with a detached logits', RangeError, () => b.softmaxCrossEntropy(detached(12), labels(), f64(12), 4, 3), /Expected 12 elements for logits but received 0/],
-    // softmaxCrossEntropyBackward(probs, y, dZ, B, C, reduction)
-    ['softmaxCrossEntropyBackward with reduction code 2', RangeError, () => b.softmaxCrossEntropyBackward(f64(12), labels(), f64(12), 4, 3, 2), /integer in \[0, 2\) for reduction/],
-    ['softmaxCrossEntropyBackward with reduction "mean"', TypeError, () => anyArgs(b.softmaxCrossEntropyBackward)(f64(12), labels(), f64(12), 4, 3, 'mean'), /a number for reduction/],
-    ['softmaxCrossEntropyBackward with reduction missing', TypeError, () => anyArgs(b.softmaxCrossEntropyBackward)(f64(12), labels(), f64(12), 4, 3), /a number for reduction/],
-    ['softmaxCrossEntropyBackward with label 2^31 − 1', RangeError, () => b.softmaxCrossEntropyBackward(f64(12), Int32Array.from([0, max, 2, 0]), f64(12), 4, 3, 0), /labels in \[0, 3\) for y but received 2147483647 at index 1/],
-    ['softmaxCrossEntropyBackward with labels as Uint32Array', TypeError, () => anyArgs(b.softmaxCrossEntropyBackward)(f64(12), new Uint32Array(4), f64(12), 4, 3, 0), /Expected Int32Array for y but received Uint32Array/],
-    ['softmaxCrossEntropyBackward with dZ of another dtype', TypeError, () => b.softmaxCrossEntropyBackward(f32(12), labels(), f64(12), 4, 3, 1), /Expected Float32Array for dZ but received Float64Array/],
-    ['softmaxCrossEntropyBackward with C disagreeing with probs', RangeError, () => b.softmaxCrossEntropyBackward(f64(12), labels(), f64(12), 4, 4, 0), /Expected 16 elements for probs but received 12/],
-    ['softmaxCrossEntropyBackward with B·C overflowing', RangeError, () => b.softmaxCrossEntropyBackward(f64(12), labels(), f64(12), 2 ** 30, 2 ** 30, 0), /size that fits in memory for probs/],
-    ['softmaxCrossEntropyBackward with dZ being probs', RangeError, () => { const p = f64(12); return b.softmaxCrossEntropyBackward(p, labels(), p, 4, 3, 0); }, /dZ not to share memory with probs/],
-    ['softmaxCrossEntropyBackward with dZ over y', RangeError, () => b.softmaxCrossEntropyBackward(f64(12), yIn, overY, 4, 3, 1), /dZ not to share memory with y/],
-    ['softmaxCrossEntropyBackward with a detached dZ', RangeError, () => b.softmaxCrossEntropyBackward(f64(12), labels(), detached(12), 4, 3, 0), /Expected 12 elements for dZ but received 0/],
-    // allFinite(x)
-    ['allFinite with no arguments', TypeError, () => anyArgs(b.allFinite)(), /Float64Array or Float32Array for x/],
-    ['allFinite with an Int32Array', TypeError, () => anyArgs(b.allFinite)(new Int32Array(4)), /Float64Array or Float32Array for x but received Int32Array/],
-    ['allFinite with a plain array', TypeError, () => anyArgs(b.allFinite)([1, NaN]), /Float64Array or Float32Array for x/],
-    ['allFinite with a DataView', TypeError, () => anyArgs(b.allFinite)(new DataView(new ArrayBuffer(16))), /Float64Array or Float32Array for x/],
-  ];
-}

@@ -128,7 +128,7 @@ describe('the core addon in worker_threads', () => {
       const out = new Float64Array(4);
       b.gemm(false, false, 2, 2, 2, 1, new Float64Array([1, 2, 3, 4]), new Float64Array([5, 6, 7, 8]), 0, out);
       let refused = '';
-      try { b.forwardBackward(); } catch (e) { refused = e.constructor.name; }
+      try { b.stackForwardBackward(); } catch (e) { refused = e.constructor.name; }
       parentPort.postMessage({ keys: Object.keys(b).sort(), out: Array.from(out), threads: b.getNumThreads(), refused });
     `;
     // Eight at once (more than the cores), twice over: each one loads, works, exits, and the
@@ -145,8 +145,8 @@ describe('the core addon in worker_threads', () => {
       );
       for (const r of results) {
         expect(r.keys).toEqual([
-          'activationBackward', 'activationForward', 'allFinite', 'broadcastRows', 'forward', 'forwardBackward', 'gemm',
-          'getNumThreads', 'optimizerUpdate', 'setNumThreads', 'softmaxCrossEntropy', 'softmaxCrossEntropyBackward', 'sumRows',
+          'codes', 'gemm', 'getNumThreads', 'optimizerUpdate', 'setNumThreads',
+          'stackForward', 'stackForwardBackward', 'stackLayout', 'stackPrepare', 'stackStatus',
         ]);
         expect(r.out).toEqual([19, 22, 43, 50]);
         expect(r.threads).toBe(getNumThreads());
@@ -223,7 +223,7 @@ const LOOP = \`
   const run = () => {
     if (mode === 'ok') return h.forwardBackward(big.p, big.X, big.y);
     if (mode === 'gemm') return b.gemm(false, true, n, n, n, 1, A, Bm, 0, Cm);
-    try { mode === 'throw' ? h.forwardBackward(bad, big.X, big.y) : b.forwardBackward(); } catch (e) { if (!(e instanceof Error)) throw e; }
+    try { mode === 'throw' ? h.forwardBackward(bad, big.X, big.y) : mode === 'torch-throw' ? b.sequentialForwardBackward() : b.stackForwardBackward(); } catch (e) { if (!(e instanceof Error)) throw e; }
   };
   run();
   parentPort.postMessage('looping');

@@ -8,41 +8,12 @@
 #include <string>
 
 #include "../common/checks.h"
-#include "../core/mlp.h"
 #include "../core/optimizer.h"
 #include "../core/stack.h"
-#include "kernels_glue.h"
 #include "stack.h"
-#include "step_args.h"
 
 namespace hg {
 namespace {
-
-template <typename T>
-Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
-  const StepArgs<T> a = readStepArgs<T>(info);
-  double loss = 0;
-  const Status status = forwardBackward(a.d, a.X, a.y, a.p, a.act, a.red, a.w, a.g, a.accumulate, &loss);
-  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p, &a.g);
-  return Napi::Number::New(info.Env(), loss);
-}
-
-// Marked for deletion with the two-layer path (lib/backends): the stack exports replace it.
-Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
-  return dispatchFloat(info, 0, "X", [&](auto t) { return forwardBackwardT<decltype(t)>(info); });
-}
-
-template <typename T>
-Napi::Value forwardT(const Napi::CallbackInfo& info) {
-  const ForwardArgs<T> a = readForwardArgs<T>(info);
-  const Status status = forward(a.d, a.X, a.p, a.act, a.w.Z1, a.w.A1, a.w.logits);
-  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p);
-  return info.Env().Undefined();
-}
-
-Napi::Value Forward(const Napi::CallbackInfo& info) {
-  return dispatchFloat(info, 0, "X", [&](auto t) { return forwardT<decltype(t)>(info); });
-}
 
 // gemm(transA, transB, M, N, K, alpha, A, B, beta, C): C = alpha·op(A)·op(B) + beta·C, row-major.
 // Exposed so the benchmark measures this machine's BLAS peak through the very same library.
@@ -131,15 +102,12 @@ Napi::Object codes(Napi::Env env) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("forwardBackward", Napi::Function::New(env, ForwardBackward, "forwardBackward"));
-  exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("codes", codes(env));
   addStackExports(env, exports);
-  addKernelExports(env, exports);  // marked for deletion with lib/kernels/native.ts
   return exports;
 }
 

@@ -1,6 +1,5 @@
-// Node-API glue of the LibTorch addon (handgrad_torch.node): the same exports, positions and
-// argument checks as the core addon (native/addon/addon.cc), so lib/backends/torch.ts can call it
-// exactly as the native backend calls the core; plus optimizerRun (torch::optim over a sequence of
+// Node-API glue of the LibTorch addon (handgrad_torch.node): the two-layer forwardBackward/forward
+// (the positions and argument checks the core's fused exports had); plus optimizerRun (torch::optim over a sequence of
 // gradients, the check of lib/train/optimizer.ts) and sequentialForwardBackward/sequentialForward
 // (autograd over a layer stack of any depth, the check of the hand-derived Sequential), which only
 // this addon has. Export names equal lib/backends/torch.ts.
@@ -15,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "../addon/step_args.h"
 #include "../common/checks.h"
 #include "optim.h"
 #include "reference.h"
 #include "sequential.h"
+#include "step_args.h"
 
 namespace hg {
 namespace {

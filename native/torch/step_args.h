@@ -1,6 +1,5 @@
-// The arguments of the two-layer forwardBackward/forward, unpacked and checked once for every addon
-// that exports them (the OpenBLAS core and the LibTorch reference), so both refuse the same calls
-// with the same words. The core's two-layer exports are marked for deletion (the stack replaces them).
+// The arguments of the LibTorch reference's two-layer forwardBackward/forward, unpacked and checked
+// in the words the core's two-layer exports used (the stack exports have since replaced those).
 #pragma once
 
 #include <napi.h>
@@ -9,7 +8,7 @@
 #include <string>
 
 #include "../common/checks.h"
-#include "../core/mlp.h"
+#include "reference.h"
 
 namespace hg {
 
