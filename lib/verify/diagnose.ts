@@ -23,28 +23,22 @@ import { backward64, outputNames, sumOver, variantsOf, type Stack64, type StackF
 /** The loss, dX, and dW_k / db_k of Linear layer k (dW1, db1, dW2, …; any depth). */
 export type TensorName = 'loss' | 'dX' | `dW${number}` | `db${number}`;
 
-/** The Linear layers of a network, as the messages name them (dZ_k, W_k, and each layer's input). */
-export interface Chain {
-  /** How many Linear layers (L); gradients dW1 … dW_L. */
-  linears: number;
-  /** The name of Linear k's input in formulas: 'X' for the first, 'A1' after an activation, … */
-  input(k: number): string;
-  /** Whether an activation sits between Linear k and Linear k + 1 (dZ_k = dA_k ⊙ act′(Z_k)). */
-  activationAfter(k: number): boolean;
-  /** Whether dX = dZ1·W1ᵀ (Linear 1 is the first layer). */
-  dxFromLinear1: boolean;
-}
-
-export function chainOf(s: Stack64): Chain {
+/**
+ * The Linear layers of a network as the messages name them: how many (L), the name of Linear k's
+ * input in formulas ('X', 'A1' after an activation, …), whether an activation sits between Linear
+ * k and k + 1 (dZ_k = dA_k ⊙ act′(Z_k)), whether dX = dZ1·W1ᵀ (Linear 1 is the first layer).
+ */
+export function chainOf(s: Stack64) {
   const at = s.layers.flatMap((l, i) => (l.kind === 'linear' ? [i] : []));
   const names = outputNames(s);
   return {
     linears: at.length,
-    input: (k) => (at[k - 1] === 0 ? 'X' : names[at[k - 1] - 1]),
-    activationAfter: (k) => k < at.length && at[k] - at[k - 1] > 1,
+    input: (k: number) => (at[k - 1] === 0 ? 'X' : names[at[k - 1] - 1]),
+    activationAfter: (k: number) => k < at.length && at[k] - at[k - 1] > 1,
     dxFromLinear1: at[0] === 0,
   };
 }
+export type Chain = ReturnType<typeof chainOf>;
 
 export type DiagnosisKind =
   | 'missing' | 'unreadable' | 'nonfinite' | 'zero' | 'shape' | 'transpose' | 'scale' | 'sign'
@@ -176,27 +170,11 @@ interface Impostor {
   zeroTerms?: number;
 }
 
-export interface DiagnoseContext {
-  /** Rows of the batch: a factor of B or 1/B is the mean's. */
-  B: number;
-  reduction: Reduction;
-  /** The pass tolerance (relative, normwise). */
-  tol: number;
-  /** Every tensor's shape. */
-  shapes: Record<string, number[]>;
-  chain: Chain;
-  /** Other tensors a wrong gradient often turns out to be. */
-  impostors(name: TensorName): Impostor[];
-  variants: Variant[];
-  /** A tensor under a variant, or undefined where the variant leaves it as it is. */
-  variantValue(v: Variant, name: TensorName): Float64Array | undefined;
-}
-
 /**
  * The context of a network: its float64 backward (every intermediate gradient, as impostors) and
  * the variants of its backward chain, each computed on first use.
  */
-export function diagnoseContext(stack: Stack64, forward: StackForward64, shapes: Record<string, number[]>, tol: number): DiagnoseContext {
+export function diagnoseContext(stack: Stack64, forward: StackForward64, shapes: Record<string, number[]>, tol: number) {
   const cache = new Map<Variant | null, Record<string, Float64Array>>();
   const backward = (v: Variant | null) => {
     let g = cache.get(v);
@@ -206,12 +184,14 @@ export function diagnoseContext(stack: Stack64, forward: StackForward64, shapes:
   const { B, layers } = stack;
   return {
     B, reduction: stack.reduction, tol, shapes, chain: chainOf(stack), variants: variantsOf(stack),
-    variantValue: (v, name) => {
+    /** A tensor under a variant, or undefined where the variant leaves it as it is. */
+    variantValue: (v: Variant, name: TensorName): Float64Array | undefined => {
       const a = backward(v)[name];
       const ok = backward(null)[name];
       return a === undefined || a.every((x, i) => Object.is(x, ok[i])) ? undefined : a;
     },
-    impostors: (name) => {
+    /** Other tensors a wrong gradient often turns out to be. */
+    impostors: (name: TensorName): Impostor[] => {
       if (name === 'loss') return [];
       const g = backward(null);
       const out: Impostor[] = [];
@@ -243,6 +223,7 @@ export function diagnoseContext(stack: Stack64, forward: StackForward64, shapes:
     },
   };
 }
+export type DiagnoseContext = ReturnType<typeof diagnoseContext>;
 
 /**
  * Why a candidate tensor fails, most specific explanation first (several when they combine, e.g.
