@@ -119,6 +119,7 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
     const { W1, b1, W2, b2 } = p;
     const layers = [{ kind: 'linear', in: p.D, out: p.H } as const, { kind: activation }, { kind: 'linear', in: p.H, out: p.C } as const];
     seq = Sequential.fromSpec({ dtype: p.dtype, layers, reduction }, { W1, b1, W2, b2 });
+    seq.twoLayerWords = true; // errors name Z1 and the logits, as forwardBackward's do
     info = { dims, activation };
     // The caller's object with every field it has (D, H, C, anything else), its tensors copied.
     copy = () => ({ ...(target as object), W1: W1.slice(), b1: b1.slice(), W2: W2.slice(), b2: b2.slice() });
@@ -127,6 +128,7 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   v.assertFinite('X', b.X);
   for (const [name, t] of Object.entries(seq.params)) v.assertFinite(given ? name : `params.${name}`, t);
   const seq64 = sequentialCopy(seq, 'float64');
+  seq64.twoLayerWords = seq.twoLayerWords;
   const X64 = f64(b.X);
   const stack: Stack64 = { X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction };
   const forward = stackForward64(stack);
