@@ -4,7 +4,7 @@
 // instrumented code, every element of op(A), op(B) and C that a BLAS call with these arguments
 // may touch, so ASan reports any that lies outside its buffer. Then the shipped gemm runs as is
 // (the small-size loops or OpenBLAS), so the results are those of the normal build.
-// mlp.h includes this header instead of blas.h when built with -DHG_GEMM_HEADER='"…/gemm_probe.h"'.
+// stack.h includes this header instead of blas.h when built with -DHG_GEMM_HEADER='"…/gemm_probe.h"'.
 #pragma once
 
 #include <cblas.h>
