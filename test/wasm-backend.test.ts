@@ -10,14 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { registerBackend } from '../lib/backends';
-import { loadWasm, wasmBackend, wasmGemm, wasmMemoryBytes, wasmModulePath } from '../lib/backends/wasm';
+import { loadWasm, wasmGemm, wasmMemoryBytes, wasmModulePath } from '../lib/backends/wasm';
 import { HandgradError } from '../lib/errors';
 import { forward, forwardBackward, predict } from '../lib/model';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
 import { caseParams, EPS, errEps, FIXTURES, jsonCases, randomArray, randomProblem, typed } from './helpers';
-
-registerBackend('wasm', () => wasmBackend);
 
 const toolchain = ['clang', 'wasm-ld'].every((t) => !spawnSync(t, ['--version']).error);
 const hasWasm = existsSync(wasmModulePath()) || toolchain;
@@ -372,11 +369,9 @@ describe('wasm module missing or broken: ERR_WASM_UNAVAILABLE with the way to bu
   it('through the public API, with HANDGRAD_WASM pointing nowhere', async () => {
     vi.stubEnv('HANDGRAD_WASM', join(dir, 'missing', 'handgrad.wasm'));
     vi.resetModules();
-    const backends = await import('../lib/backends');
     const wasm = await import('../lib/backends/wasm');
     const model = await import('../lib/model');
     const errors = await import('../lib/errors');
-    backends.registerBackend('wasm', () => wasm.wasmBackend);
     const toy = jsonCases().find((c) => c.name.startsWith('seed-toy'))!;
     const e = thrown(() => model.forwardBackward(caseParams(toy), typed('float64', toy.inputs.X), toy.inputs.y, { backend: 'wasm' }));
     expect(e).toBeInstanceOf(errors.HandgradError);
