@@ -206,27 +206,25 @@ describe.skipIf(!hasTorch)('torch: bad input is an error, never a crash', () => 
 
   it('a wrong dtype is a TypeError (public API and raw addon)', () => {
     expect(() => forwardBackward({ ...params, W1: Float32Array.from(params.W1) } as never, X, y, { backend: 'torch' })).toThrow(TypeError);
-    const ws = new Float64Array(3 * 4 * 10 + 3 * 4 * 3);
-    const g = [null, new Float64Array(50), new Float64Array(10), new Float64Array(30), new Float64Array(3)] as const;
-    const e = thrown(() =>
-      torchBinding().forwardBackward(X, y, Float32Array.from(params.W1), params.b1, params.W2, params.b2, ws, ...g, 4, 5, 10, 3, 0, 0, false),
-    );
+    const e = thrown(() => rawStep(X, y, [Float32Array.from(params.W1), params.b1, params.W2, params.b2]));
     expect(e).toBeInstanceOf(TypeError);
-    expect(e.message).toBe('Expected Float64Array for W1 but received Float32Array');
+    expect(e.message).toBe('Expected Float64Array (the dtype of X) for W1 but received Float32Array of length 50');
   });
 
   it('the raw addon checks lengths and labels itself', () => {
-    const ws = new Float64Array(3 * 4 * 10 + 3 * 4 * 3);
-    const g = [null, new Float64Array(50), new Float64Array(10), new Float64Array(30), new Float64Array(3)] as const;
-    const call = (Xa: FloatArray, ya: Int32Array) =>
-      torchBinding().forwardBackward(Xa, ya, params.W1, params.b1, params.W2, params.b2, ws, ...g, 4, 5, 10, 3, 0, 0, false);
-    expect(() => call(X.subarray(1), y)).toThrow(RangeError);
-    const e = thrown(() => call(X, Int32Array.from([0, 1, 3, 2])));
+    const p = [params.W1, params.b1, params.W2, params.b2];
+    expect(() => rawStep(X.subarray(1), y, p)).toThrow(RangeError);
+    const e = thrown(() => rawStep(X, Int32Array.from([0, 1, 3, 2]), p));
     expect(e).toBeInstanceOf(RangeError);
     expect(e.message).toBe('Expected labels in [0, 3) for y but received 3 at index 2');
-    expect(() => torchBinding().forward(X, params.W1, params.b1, params.W2, params.b2, ws, 4, 5, 10, 3, 7)).toThrow(RangeError);
   });
 });
+
+/** The LibTorch addon's own Linear–ReLU–Linear step on the toy sizes (B 4, D 5, H 10, C 3). */
+function rawStep(Xa: FloatArray, ya: Int32Array, p: FloatArray[]): number {
+  const grads = [new Float64Array(50), new Float64Array(10), new Float64Array(30), new Float64Array(3)];
+  return torchBinding().sequentialForwardBackward(Xa, ya, 4, Int32Array.of(0, 1, 0), Int32Array.of(5, 10, 10, 3), p, grads, null, 0, false);
+}
 
 describe.skipIf(!hasTorch)('torch: threads and worker_threads', () => {
   it('LibTorch intra-op threads default to 1 and can be set', () => {
@@ -246,9 +244,8 @@ describe.skipIf(!hasTorch)('torch: threads and worker_threads', () => {
     const code = `
       const { parentPort, workerData: w } = require('node:worker_threads');
       const t = require(w.path);
-      const ws = new Float64Array(3 * 4 * 10 + 3 * 4 * 3);
-      const loss = t.forwardBackward(w.X, w.y, w.W1, w.b1, w.W2, w.b2, ws, null,
-        new Float64Array(50), new Float64Array(10), new Float64Array(30), new Float64Array(3), 4, 5, 10, 3, 0, 0, false);
+      const loss = t.sequentialForwardBackward(w.X, w.y, 4, Int32Array.of(0, 1, 0), Int32Array.of(5, 10, 10, 3), [w.W1, w.b1, w.W2, w.b2],
+        [new Float64Array(50), new Float64Array(10), new Float64Array(30), new Float64Array(3)], null, 0, false);
       parentPort.postMessage({ loss, threads: t.getNumThreads() });`;
     const worker = new Worker(code, { eval: true, workerData: { path: torchAddonPath(), X, y: Int32Array.from(y), ...params } });
     const msg = await new Promise<{ loss: number; threads: number }>((resolve, reject) => {

@@ -1,8 +1,8 @@
-// Node-API glue of the LibTorch addon (handgrad_torch.node): the two-layer forwardBackward/forward
-// (the positions and argument checks the core's fused exports had); plus optimizerRun (torch::optim over a sequence of
-// gradients, the check of lib/train/optimizer.ts) and sequentialForwardBackward/sequentialForward
-// (autograd over a layer stack of any depth, the check of the hand-derived Sequential), which only
-// this addon has. Export names equal lib/backends/torch.ts.
+// Node-API glue of the LibTorch addon (handgrad_torch.node): sequentialForwardBackward/
+// sequentialForward (autograd over a layer stack of any depth, the check of the hand-derived
+// Sequential), optimizerRun (torch::optim over a sequence of gradients, the check of
+// lib/train/optimizer.ts) and the thread count. Arguments are read with native/common, in the
+// words of the core addon. Export names equal lib/backends/torch.ts.
 #include <napi.h>
 
 #include <c10/util/Exception.h>
@@ -16,9 +16,7 @@
 
 #include "../common/checks.h"
 #include "optim.h"
-#include "reference.h"
 #include "sequential.h"
-#include "step_args.h"
 
 namespace hg {
 namespace {
@@ -66,35 +64,6 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, withoutBacktrace(e.what()));
   }
-}
-
-template <typename T>
-Napi::Value forwardBackwardT(const Napi::CallbackInfo& info) {
-  const StepArgs<T> a = readStepArgs<T>(info);
-  double loss = 0;
-  const Status status = torchForwardBackward(a.d, a.X, a.y, a.p, a.act, a.red, a.w, a.g, a.accumulate, &loss);
-  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p, &a.g);
-  return Napi::Number::New(info.Env(), loss);
-}
-
-Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
-  return guarded(info, [](const Napi::CallbackInfo& i) {
-    return dispatchFloat(i, 0, "X", [&](auto t) { return forwardBackwardT<decltype(t)>(i); });
-  });
-}
-
-template <typename T>
-Napi::Value forwardT(const Napi::CallbackInfo& info) {
-  const ForwardArgs<T> a = readForwardArgs<T>(info);
-  const Status status = torchForward(a.d, a.X, a.p, a.act, a.w);
-  if (status != Status::Ok) explainNonFinite(info.Env(), status, a.d, a.X, a.p);
-  return info.Env().Undefined();
-}
-
-Napi::Value Forward(const Napi::CallbackInfo& info) {
-  return guarded(info, [](const Napi::CallbackInfo& i) {
-    return dispatchFloat(i, 0, "X", [&](auto t) { return forwardT<decltype(t)>(i); });
-  });
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
@@ -413,8 +382,6 @@ Napi::Value SequentialForward(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Owned by the environment: node-addon-api deletes it when this instance unloads.
   env.SetInstanceData(new TorchAddon());
-  exports.Set("forwardBackward", Napi::Function::New(env, ForwardBackward, "forwardBackward"));
-  exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("optimizerRun", Napi::Function::New(env, OptimizerRun, "optimizerRun"));

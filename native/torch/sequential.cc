@@ -3,6 +3,7 @@
 // nothing carries over between calls unless accumulate asks for it.
 #include "sequential.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -26,45 +27,36 @@ bool finite(const torch::Tensor& t) {
 // W_k [in_k, out_k] and b_k [out_k] for every Linear, in order, as leaves (requires_grad when
 // asked). Two per Linear, as params.
 template <typename T>
-std::vector<torch::Tensor> leaves(const Stack& s, const T* const* params, bool requiresGrad) {
+std::vector<torch::Tensor> leaves(const Net& n, const T* const* params, bool requiresGrad) {
   std::vector<torch::Tensor> out;
-  size_t k = 0;
-  for (size_t l = 0; l < s.layers; ++l) {
-    if (s.kinds[l] != LayerKind::Linear) continue;
-    const int64_t in = s.sizes[2 * k], width = s.sizes[2 * k + 1];
-    out.push_back(view(params[2 * k], {in, width}).requires_grad_(requiresGrad));
-    out.push_back(view(params[2 * k + 1], {width}).requires_grad_(requiresGrad));
-    ++k;
+  for (int l = 0; l < n.layers; ++l) {
+    if (n.kinds[l] != LayerKind::Linear) continue;
+    out.push_back(view(params[out.size()], {n.widths[l], n.widths[l + 1]}).requires_grad_(requiresGrad));
+    out.push_back(view(params[out.size()], {n.widths[l + 1]}).requires_grad_(requiresGrad));
   }
   return out;
 }
 
-struct Pass {
-  torch::Tensor out;
-  int64_t badLayer = -1;  // the first Linear whose output is not finite
-};
-
-// The stack, layer by layer, recorded for autograd when a leaf requires grad. Linear is
-// A.matmul(W) + b: for 2-D operands matmul is mm, so this is the graph of the two-layer reference
-// (reference.cc: X.mm(W1) + b1, a GEMM then a broadcast add) and of the fixtures' PyTorch script,
-// op for op, so the Linear, act, Linear stack reproduces forwardBackward bit for bit (addmm would hand
-// the bias to the GEMM as beta·C, a different rounding order).
-Pass forwardPass(const Stack& s, torch::Tensor A, const std::vector<torch::Tensor>& p) {
-  size_t k = 0;
-  for (size_t l = 0; l < s.layers; ++l) {
-    switch (s.kinds[l]) {
+// The stack, layer by layer, every output kept in outs (the last is the logits), recorded for
+// autograd when a leaf requires grad. Linear is A.matmul(W) + b: for 2-D operands matmul is mm, a
+// GEMM then a broadcast add, as the fixtures' PyTorch script writes it (addmm would hand the bias to
+// the GEMM as beta·C, a different rounding order), so the numbers are the recorded ones.
+StackStatus forwardPass(const Net& n, torch::Tensor A, const std::vector<torch::Tensor>& p, std::vector<torch::Tensor>* outs) {
+  for (int l = 0, k = 0; l < n.layers; ++l) {
+    switch (n.kinds[l]) {
       case LayerKind::Linear:
-        A = A.matmul(p[2 * k]) + p[2 * k + 1];
-        ++k;
-        // Activations of a finite tensor are finite, so only a Linear can overflow.
-        if (!finite(A)) return {A, static_cast<int64_t>(l)};
+        A = A.matmul(p[k]) + p[k + 1];
+        k += 2;
+        // Activations of a finite tensor are finite (inputs are checked), so only a Linear can overflow.
+        if (!finite(A)) return {Stage::Forward, l};
         break;
       case LayerKind::Relu: A = torch::relu(A); break;
       case LayerKind::Sigmoid: A = torch::sigmoid(A); break;
       case LayerKind::Tanh: A = torch::tanh(A); break;
     }
+    outs->push_back(A);
   }
-  return {A, -1};
+  return {Stage::Ok, 0};
 }
 
 // out = grad, or out += grad with accumulate (PyTorch adds each backward into .grad). An undefined
@@ -84,76 +76,54 @@ void deliver(T* out, torch::IntArrayRef shape, const torch::Tensor& grad, bool a
 }  // namespace
 
 template <typename T>
-SequentialResult torchSequentialForwardBackward(const Stack& s, const T* X, const int32_t* y, const T* const* params,
-                                                T* const* grads, T* dX, Reduction red, bool accumulate) {
-  SequentialResult r;
+StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   // X asks for a gradient only when dX is wanted, which spares autograd the first dZ·Wᵀ GEMM.
-  const torch::Tensor tX = view(X, {s.B, s.D}).requires_grad_(dX != nullptr);
-  const std::vector<torch::Tensor> p = leaves(s, params, true);
-
-  const Pass f = forwardPass(s, tX, p);
-  if (f.badLayer >= 0) {
-    r.status = SequentialStatus::NonFiniteLayer;
-    r.at = f.badLayer;
-    return r;
-  }
+  const torch::Tensor tX = view(a.X, {a.B, n.widths[0]}).requires_grad_(a.dX != nullptr);
+  const std::vector<torch::Tensor> p = leaves(n, a.params, true);
+  std::vector<torch::Tensor> outs;
+  const StackStatus f = forwardPass(n, tX, p, &outs);
+  if (f.stage != Stage::Ok) return f;
   // cross_entropy wants int64 class ids: the one copy, B entries.
-  const torch::Tensor target = view(y, {s.B}).to(torch::kLong);
+  const torch::Tensor target = view(a.y, {a.B}).to(torch::kLong);
   F::CrossEntropyFuncOptions options;
-  if (red == Reduction::Mean) options.reduction(torch::kMean);
+  if (a.reduction == Reduction::Mean) options.reduction(torch::kMean);
   else options.reduction(torch::kSum);
   // On the raw output, as F.cross_entropy: log-softmax and NLL fused inside.
-  const torch::Tensor lossT = F::cross_entropy(f.out, target, options);
-  r.loss = lossT.item<double>();  // the dtype's value (a float32 loss widens exactly)
-  if (!std::isfinite(r.loss)) {
-    r.status = SequentialStatus::NonFiniteLoss;  // before any output is written
-    return r;
-  }
+  const torch::Tensor lossT = F::cross_entropy(outs.back(), target, options);
+  *loss = lossT.item<double>();  // the dtype's value (a float32 loss widens exactly)
+  if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};  // before any output is written
   // A stack with no Linear and no dX has nothing to differentiate (and backward() would refuse).
   if (lossT.requires_grad()) lossT.backward();
 
-  // Copies into the caller's buffers are not part of the model: keep them off the graph. Every
-  // gradient is checked before the first is written, so a failed call leaves the buffers as they were.
+  // Copies into the caller's buffers are not part of the model: keep them off the graph.
   torch::NoGradGuard noGrad;
-  for (size_t i = 0; i < p.size(); ++i) {
-    const torch::Tensor g = p[i].grad();
-    if (g.defined() && !finite(g)) {
-      r.status = SequentialStatus::NonFiniteGrad;
-      r.at = static_cast<int64_t>(i);
-      return r;
-    }
+  for (size_t i = 0; i < p.size(); ++i) deliver(a.grads[i], p[i].sizes(), p[i].grad(), a.accumulate);
+  if (a.dX) deliver(a.dX, tX.sizes(), tX.grad(), a.accumulate);
+  if (a.ws) {
+    std::vector<uint64_t> at(size_t(n.layers));
+    Layout l;
+    stackLayout<T>(n, uint64_t(a.B), at.data(), &l);
+    for (int i = 0; i < n.layers; ++i) view(a.ws + at[i], outs[i].sizes()).copy_(outs[i]);
+    view(a.ws + l.probs, outs.back().sizes()).copy_(torch::softmax(outs.back(), 1));
   }
-  if (dX && tX.grad().defined() && !finite(tX.grad())) {
-    r.status = SequentialStatus::NonFiniteGrad;
-    r.at = static_cast<int64_t>(p.size());
-    return r;
-  }
-  for (size_t i = 0; i < p.size(); ++i) deliver(grads[i], p[i].sizes(), p[i].grad(), accumulate);
-  if (dX) deliver(dX, tX.sizes(), tX.grad(), accumulate);
-  return r;
+  return gradsStatus(n, a.B, a.grads, static_cast<const T*>(a.dX));
 }
 
 template <typename T>
-SequentialResult torchSequentialForward(const Stack& s, const T* X, const T* const* params, T* logits) {
-  SequentialResult r;
+StackStatus torchForward(const Net& n, int B, const T* X, const T* const* params, T* logits) {
   torch::NoGradGuard noGrad;
-  const Pass f = forwardPass(s, view(X, {s.B, s.D}), leaves(s, params, false));
-  if (f.badLayer >= 0) {
-    r.status = SequentialStatus::NonFiniteLayer;
-    r.at = f.badLayer;
-    return r;
-  }
-  view(logits, f.out.sizes()).copy_(f.out);
-  return r;
+  std::vector<torch::Tensor> outs;
+  const StackStatus f = forwardPass(n, view(X, {B, n.widths[0]}), leaves(n, params, false), &outs);
+  if (f.stage == Stage::Ok) view(logits, outs.back().sizes()).copy_(outs.back());
+  return f;
 }
 
-template SequentialResult torchSequentialForwardBackward<double>(const Stack&, const double*, const int32_t*,
-                                                                 const double* const*, double* const*, double*,
-                                                                 Reduction, bool);
-template SequentialResult torchSequentialForwardBackward<float>(const Stack&, const float*, const int32_t*,
-                                                                const float* const*, float* const*, float*,
-                                                                Reduction, bool);
-template SequentialResult torchSequentialForward<double>(const Stack&, const double*, const double* const*, double*);
-template SequentialResult torchSequentialForward<float>(const Stack&, const float*, const float* const*, float*);
+template StackStatus torchForwardBackward<double>(const Net&, const Step<double>&, double*);
+template StackStatus torchForwardBackward<float>(const Net&, const Step<float>&, double*);
+template StackStatus torchForward<double>(const Net&, int, const double*, const double* const*, double*);
+template StackStatus torchForward<float>(const Net&, int, const float*, const float* const*, float*);
+
+int torchThreads() { return at::get_num_threads(); }
+void setTorchThreads(int n) { at::set_num_threads(n); }
 
 }  // namespace hg
