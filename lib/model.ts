@@ -74,10 +74,9 @@ export function activationOf(params: unknown, option: unknown): Activation {
  * @throws {HandgradError} the backend is unavailable (code ERR_NATIVE_UNAVAILABLE, …)
  */
 export function forwardBackward<T extends FloatArray>(params: TwoLayer<T>, X: T, y: ArrayLike<number>, opts: ForwardBackwardOptions<T> = {}): ForwardBackwardResult<T> {
-  v.stepOptions(opts, 'mean', ['activation']);
-  const { activation, ...rest } = opts;
-  const net = twoLayerNet(params, activationOf(params, activation));
-  const r = net.forwardBackward(X, y, rest as never);
+  const o = v.stepOptions<Partial<Grads<T>>>(opts, 'mean', ['activation']);
+  const net = twoLayerNet(params, activationOf(params, opts.activation));
+  const r = net.checkedStep(X, y, o as never);
   const result: ForwardBackwardResult = { loss: r.loss, grads: r.grads as unknown as Grads };
   if (r.cache) {
     const [Z1, A1, logits] = r.cache.outputs;

@@ -223,12 +223,17 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
   return { X: input(X, p, B, `${prefix}X`), y: labelsY, B };
 }
 
+export interface StepOptions<O> {
+  backend: BackendName;
+  reduction: Reduction;
+  cache: boolean;
+  accumulate: boolean;
+  inputGrad: boolean;
+  out: O | undefined;
+}
+
 /** The options of forwardBackward (the two-layer call adds `activation`), checked. */
-export function stepOptions<O extends object>(
-  opts: unknown,
-  defaultReduction: Reduction,
-  extra: readonly string[] = [],
-): { backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined } {
+export function stepOptions<O extends object>(opts: unknown, defaultReduction: Reduction, extra: readonly string[] = []): StepOptions<O> {
   const o = options('opts', opts, ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate', ...extra], NOT_YET_SUPPORTED);
   const out = o.out;
   if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);

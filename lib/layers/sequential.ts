@@ -345,7 +345,12 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * @throws {HandgradError} the backend is unavailable
    */
   forwardBackward(X: T, y: ArrayLike<number>, opts: SequentialForwardBackwardOptions<T> = {}): SequentialResult<T> {
-    const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = v.stepOptions<Partial<Record<string, T>>>(opts, this.loss.reduction);
+    return this.checkedStep(X, y, v.stepOptions<Partial<Record<string, T>>>(opts, this.loss.reduction));
+  }
+
+  /** forwardBackward with its options already parsed (the two-layer API parses them once, for both). */
+  checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions<Partial<Record<string, T>>>): SequentialResult<T> {
+    const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = o;
     if (backend === 'torch' && wantCache) v.fail(TypeError, "no cache with backend 'torch' (it returns gradients only)", 'opts.cache', true);
 
     const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
@@ -360,7 +365,9 @@ export class Sequential<T extends FloatArray = FloatArray> {
     if (out !== undefined) {
       for (const name of Object.keys(out)) if (!(name in grads)) v.fail(TypeError, `one of ${Object.keys(grads).join(', ')}`, `opts.out key`, name);
       const gradNames = Object.keys(grads);
-      v.disjoint(gradNames, gradNames.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...Object.values(this.params)]);
+      // The native and torch addons refuse aliasing themselves, in C++ (reading .buffer from JS
+      // costs more than the whole toy-size step); wasm and ts copy or read in JS, so check here.
+      if (backend === 'wasm' || backend === 'ts') v.disjoint(gradNames, gradNames.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...Object.values(this.params)]);
     }
 
     const { loss, logits } = this.forwardBackwardInto(Xc, b.y, grads, { backend, reduction, accumulate });

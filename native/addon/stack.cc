@@ -83,7 +83,9 @@ Napi::Value StackPrepare(const Napi::CallbackInfo& info) {
     s->names.push_back("b" + k);
   }
   if (s->counts.empty()) failArg(env, false, "at least one Linear layer (code 0)", "kinds", "none");
-  for (size_t j = 0, n = s->counts.size(); j < n; ++j) s->names.push_back("d" + s->names[j]);
+  // Gradients are named as the caller passed them (opts.out of forwardBackward), so an aliasing
+  // error here reads as the one lib/validate.ts gives on the other backends.
+  for (size_t j = 0, n = s->counts.size(); j < n; ++j) s->names.push_back("out.d" + s->names[j]);
   if (s->f32) s->tensors32.resize(2 * s->params());
   else s->tensors64.resize(2 * s->params());
   s->spans.resize(4 + 2 * s->params());
@@ -144,7 +146,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   const bool accumulate = boolArg(info, 7, "accumulate");
   const Common<T> c = readCommon<T>(info, s, B, 2, 8);
   const int32_t* y = typedArg<int32_t>(info, 3, "y", size_t(B));
-  T* dX = optionalTypedArg<T>(info, 5, "dX", c.nX);
+  T* dX = optionalTypedArg<T>(info, 5, "out.dX", c.nX);
   const size_t P = s.params();
   for (size_t j = 0; j < P; ++j) {
     s.tensors<T>()[P + j] = typedArg<T>(info, 8 + P + j, s.names[P + j].c_str(), s.counts[j]);
@@ -153,7 +155,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   s.spans[P] = {c.X, c.nX * sizeof(T), "X"};
   s.spans[P + 1] = {y, size_t(B) * sizeof(int32_t), "y"};
   s.spans[P + 2] = {c.ws, c.nWs * sizeof(T), "workspace"};
-  s.spans[P + 3] = {dX, c.nX * sizeof(T), "dX"};
+  s.spans[P + 3] = {dX, c.nX * sizeof(T), "out.dX"};
   requireDisjoint(env, s.spans.data(), s.spans.size(), P + 2);
 
   T** t = s.tensors<T>().data();
