@@ -297,7 +297,7 @@ describe.runIf(hasWasm)('wasm: bad input is a clear error, and the next call is 
     stillExact();
   });
 
-  // The module detects non-finite values on Z1 and the logits (native/core/mlp.h): every position
+  // The module detects non-finite values on each Linear's output (native/core/stack.h): every position
   // of every tensor is exercised, and nothing is written to the out buffers on error.
   for (const name of ['X', 'W1', 'b1', 'W2', 'b2'] as const) {
     it(`NaN, +Infinity or −Infinity at any index of ${name}, float64 and float32`, () => {

@@ -1,5 +1,5 @@
 // hg::gemm for WebAssembly: the same two overloads as native/core/blas.h (row-major, BLAS
-// semantics), on a blocked SIMD128 GEMM instead of OpenBLAS. native/core/mlp.h includes this in
+// semantics), on a blocked SIMD128 GEMM instead of OpenBLAS. native/core/stack.h includes this in
 // place of blas.h when built with -DHG_GEMM_HEADER='"gemm.h"' (scripts/build-wasm.mjs).
 //
 // The GotoBLAS/BLIS structure: op(B) is packed KC×NC at a time into NR-wide column panels,
