@@ -1,28 +1,31 @@
 // The LibTorch autograd reference for a layer stack of any depth (sequentialForwardBackward and
 // sequentialForward in native/torch/sequential.cc), checked against truths it does not share code
-// with: central finite differences of a float64 log-sum-exp cross-entropy written here, and a naive
-// float64 forward loop written here (test/golden holds, for Linear–act–Linear, the bits of the
-// two-layer torch reference it replaced). Then its .grad semantics and its argument checks.
+// with: PyTorch's own autograd fixtures (test/fixtures) for Linear–act–Linear (test/golden holds the
+// bits of the two-layer torch reference it replaced), central finite differences of a float64
+// log-sum-exp cross-entropy written here, and a naive float64 forward loop written here. Then its
+// .grad semantics, its argument checks and its failures (reported as the core's, worded by Sequential).
 // Runs wherever the addon loads or LibTorch is installed (setup builds the addon there, so a missing
 // addon is then a failure, not a skip), as test/torch-backend.test.ts.
 import { describe, expect, it } from 'vitest';
 import { torchBinding } from '../lib/backends/torch';
+import { coreBinding } from '../lib/binding';
+import { type Layer, Linear, ReLU, Sequential } from '../lib/index';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { EPS, errEps, randomArray, randomLabels, torchExpected, typed } from './helpers';
+import { caseParams, EPS, errEps, jsonCases, randomArray, randomLabels, torchExpected, typed } from './helpers';
 
 
 const hasTorch = torchExpected();
 
-// Layer codes of the sequential exports; the two-layer export numbers activations from 0.
+// Layer codes of the sequential exports.
 const LINEAR = 0;
 const RELU = 1;
 const SIGMOID = 2;
 const TANH = 3;
 const SEQ_CODE: Record<Activation, number> = { relu: RELU, sigmoid: SIGMOID, tanh: TANH };
-const ACT_CODE: Record<Activation, number> = { relu: 0, sigmoid: 1, tanh: 2 };
 const RED_CODE: Record<Reduction, number> = { mean: 0, sum: 1 };
+/** sequentialStatus()'s stage codes: the core's (native/core/stack.h Stage). */
+const STAGE = coreBinding().codes.stage;
 
-const ACTIVATIONS: Activation[] = ['relu', 'sigmoid', 'tanh'];
 const REDUCTIONS: Reduction[] = ['mean', 'sum'];
 const DTYPES: Dtype[] = ['float64', 'float32'];
 
@@ -131,6 +134,37 @@ function thrown(fn: () => unknown): Error {
   }
   throw new Error('expected a throw');
 }
+
+describe.skipIf(!hasTorch)('sequential reference = PyTorch autograd fixtures for Linear, act, Linear', () => {
+  // PyTorch's own numbers (test/fixtures, written by F.cross_entropy and autograd), within the
+  // fixtures' tolerance; test/golden holds the bits of the two-layer torch reference this replaced.
+  const TOL_EPS = 8;
+  for (const c of jsonCases()) {
+    it(`${c.name} (${c.dtype}, ${c.activation}, ${c.reduction}), with and without dX, with and without accumulate`, () => {
+      const { B, D, H, C } = c.dims;
+      const s = stack([LINEAR, SEQ_CODE[c.activation], LINEAR], [D, H, H, C]);
+      const { W1, b1, W2, b2 } = caseParams(c);
+      const X = typed(c.dtype, c.inputs.X);
+      const names = ['dW1', 'db1', 'dW2', 'db2', 'dX'] as const;
+      for (const withDX of [false, true]) {
+        for (const accumulate of [false, true]) {
+          // Random start values, so accumulate adds to something.
+          const start = [D * H, H, H * C, C, B * D].map((n, i) => typed(c.dtype, randomArray(n, 20 + i)));
+          const out = start.map((a) => a.slice());
+          const loss = torchBinding().sequentialForwardBackward(X, Int32Array.from(c.inputs.y), B, s.kinds, s.sizes, [W1, b1, W2, b2],
+            out.slice(0, 4), withDX ? out[4] : null, RED_CODE[c.reduction], accumulate);
+          expect(errEps([loss], c.expected.loss, c.dtype), 'loss').toBeLessThanOrEqual(TOL_EPS);
+          for (let i = 0; i < (withDX ? 5 : 4); i++) {
+            const want = c.expected[names[i]].map((v, j) => (accumulate ? start[i][j] + v : v));
+            expect(errEps(out[i], want, c.dtype), `${names[i]} dX=${withDX} acc=${accumulate}`).toBeLessThanOrEqual(TOL_EPS);
+          }
+          // Without dX, its buffer is untouched.
+          if (!withDX) expect(sameBits(out[4], start[4])).toBe(true);
+        }
+      }
+    });
+  }
+});
 
 // Stacks for finite differences and the naive forward: depth 1, 3, 5 (Linear layers), mixed
 // activations, one starting with an activation, one ending with one, one with no Linear at all.
@@ -413,33 +447,47 @@ describe.skipIf(!hasTorch)('sequential reference: bad input is an error naming t
     expect(e.message).toBe('Expected 20 elements ([4, 5]) for X but received Float64Array of length 0');
   });
 
-  it('a layer that overflows is a RangeError naming the layer, and nothing is written', () => {
+  // An overflow is reported as the core reports it, NaN (or false) and sequentialStatus()
+  // [stage, layer]; the Sequential puts it into the one wording of every backend.
+  const net = (...layers: Layer[]) => new Sequential(layers);
+
+  it('a layer that overflows is a failure at that layer, worded by the Sequential, and nothing is written', () => {
     // Every input finite, but Z = Σ_d 1·1e308 over D = 5 is not.
     const huge = [W1.map(() => 1e308), b1, W2, b2];
     const g = grads().map((a) => a.fill(7));
-    const e = thrown(() => fb([X.map(() => 1), y, B, s.kinds, s.sizes, huge, g, null, 0, false]));
-    expect(e).toBeInstanceOf(RangeError);
-    expect(e.message).toBe('Expected a finite forward pass but layer 0 (Linear, Z = A·W1 + b1) overflowed (inputs or weights too large for the dtype)');
+    expect(fb([X.map(() => 1), y, B, s.kinds, s.sizes, huge, g, null, 0, false])).toBeNaN();
+    expect(torchBinding().sequentialStatus()).toEqual([STAGE.forward, 0]);
     for (const a of g) expect(a.every((v) => v === 7)).toBe(true);
-    expect(() => fwd([X.map(() => 1), B, s.kinds, s.sizes, huge, new Float64Array(B * C)])).toThrow(/layer 0 \(Linear/);
+    expect(fwd([X.map(() => 1), B, s.kinds, s.sizes, huge, new Float64Array(B * C)])).toBe(false);
+    expect(torchBinding().sequentialStatus()).toEqual([STAGE.forward, 0]);
+    const seq = net(new Linear(D, H, { W: huge[0], b: b1 }), new ReLU(), new Linear(H, C, { W: W2, b: b2 }));
+    const out = { dW1: new Float64Array(D * H).fill(7) };
+    const e = thrown(() => seq.forwardBackward(X.map(() => 1), y, { backend: 'torch', out }));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.message).toBe('Expected a finite forward pass but layers[0] (Linear 5→10) = X·W1 + b1 overflowed (inputs or weights too large for the dtype)');
+    expect(out.dW1.every((v) => v === 7)).toBe(true);
+    expect(() => seq.forward(X.map(() => 1), { backend: 'torch' })).toThrow(e.message);
   });
 
   for (const dtype of DTYPES) {
-    it(`${dtype}: a loss that overflows is a RangeError saying so, and nothing is written`, () => {
+    it(`${dtype}: a loss that overflows is a failure at the loss, worded by the Sequential, and nothing is written`, () => {
       // One Linear(1→2): logits [big, −big], label 1, so loss = 2·big > the dtype's max.
       const big = dtype === 'float64' ? 1.7e308 : 3e38;
       const one = stack([LINEAR], [1, 2]);
+      const W = typed(dtype, [big, -big]);
       const g = [zeros(dtype, 2).fill(7), zeros(dtype, 2).fill(7)];
-      const e = thrown(() =>
-        torchBinding().sequentialForwardBackward(typed(dtype, [1]), Int32Array.from([1]), 1, one.kinds, one.sizes,
-          [typed(dtype, [big, -big]), zeros(dtype, 2)], g, null, 0, false));
+      expect(torchBinding().sequentialForwardBackward(typed(dtype, [1]), Int32Array.from([1]), 1, one.kinds, one.sizes,
+        [W, zeros(dtype, 2)], g, null, 0, false)).toBeNaN();
+      expect(torchBinding().sequentialStatus()).toEqual([STAGE.loss, 0]);
+      for (const a of g) expect(Array.from(a)).toEqual([7, 7]);
+      const e = thrown(() => net(new Linear(1, 2, { W, b: zeros(dtype, 2) })).forwardBackward(typed(dtype, [1]), [1], { backend: 'torch', out: { dW1: g[0], db1: g[1] } }));
       expect(e).toBeInstanceOf(RangeError);
-      expect(e.message).toBe('Expected a finite loss but the LibTorch reference computed Infinity (outputs too far apart for the dtype)');
+      expect(e.message).toBe('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
       for (const a of g) expect(Array.from(a)).toEqual([7, 7]);
     });
   }
 
-  it('a gradient that overflows (finite loss) is a RangeError naming it, and nothing is written', () => {
+  it('a gradient that overflows (finite loss) is a failure at the gradients, named by the Sequential as on native', () => {
     // float32: X = 1e-30, W1 = 1 (10 columns), W2 columns ±1e38: logits ±1e9 (finite), dA1 = 2e38
     // per column, dX = Σ of ten of them = 2e39 > float32's max.
     const s2 = stack([LINEAR, LINEAR], [1, 10, 10, 2]);
@@ -447,12 +495,18 @@ describe.skipIf(!hasTorch)('sequential reference: bad input is an error naming t
     const p = [new Float32Array(10).fill(1), new Float32Array(10), W2f, new Float32Array(2)];
     const g = p.map((a) => new Float32Array(a.length).fill(7));
     const dX = new Float32Array(1).fill(7);
-    const e = thrown(() => torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.sizes, p, g, dX, 0, false));
-    expect(e).toBeInstanceOf(RangeError);
-    expect(e.message).toBe('Expected finite gradients but the LibTorch reference computed a non-finite dX (an overflow in the backward pass: inputs or weights too large for the dtype)');
-    for (const a of [...g, dX]) expect(a.every((v) => v === 7)).toBe(true);
+    expect(torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.sizes, p, g, dX, 0, false)).toBeNaN();
+    // As the core: the gradients are written, then scanned (dX first, layer 0), so the Sequential can name the one that overflowed.
+    expect(torchBinding().sequentialStatus()).toEqual([STAGE.grads, 0]);
+    expect(Number.isFinite(dX[0])).toBe(false);
+    const seq = net(new Linear(1, 10, { W: p[0], b: p[1] }), new Linear(10, 2, { W: p[2], b: p[3] }));
+    const messages = (['torch', 'native'] as const).map((backend) => thrown(() => seq.forwardBackward(Float32Array.from([1e-30]), [1], { backend, inputGrad: true })));
+    expect(messages[0]).toBeInstanceOf(RangeError);
+    expect(messages[0].message).toBe('Expected finite gradients but dX overflowed (inputs or weights too large for the dtype)');
+    expect(messages[1].message).toBe(messages[0].message);
     // Without dX the same call is fine: every parameter gradient is finite.
     expect(Number.isFinite(torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.sizes, p, g, null, 0, false))).toBe(true);
+    expect(torchBinding().sequentialStatus()).toEqual([STAGE.ok, 0]);
   });
 
   it('the process survives: a good call after all of the above gives the same answer as before', () => {

@@ -37,22 +37,29 @@ export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> 
    *   With accumulate the gradients are added to what the buffers hold (PyTorch's .grad), otherwise
    *   overwritten. Outputs may not overlap inputs or each other.
    * - reduction: 0 mean, 1 sum.
-   * Returns the loss (the dtype's value as a number). Bad arguments are TypeError/RangeError naming
-   * the tensor; non-finite inputs, an overflowing layer, loss or gradient are RangeErrors, and then
-   * nothing is written.
+   * - ws (optional): sequentialLayout's length; receives every layer's output and softmax(logits)
+   *   at its offsets, as the core's workspace.
+   * Returns the loss (the dtype's value as a number), or NaN when a layer, the loss or a gradient
+   * overflowed: sequentialStatus() says where, as the core's stackStatus (nothing is written unless
+   * the loss is finite). Bad arguments and non-finite X or params are TypeError/RangeError naming the tensor.
    */
   sequentialForwardBackward(
     X: FloatArray, y: Int32Array, B: number, kinds: Int32Array, sizes: Int32Array,
     params: readonly FloatArray[], grads: readonly FloatArray[], dX: FloatArray | null,
-    reduction: number, accumulate: boolean,
+    reduction: number, accumulate: boolean, ws?: FloatArray | null,
   ): number;
   /**
-   * The stack's output [B,C] (C the width at the end) into logits, without a graph. Arguments as
-   * sequentialForwardBackward; logits may not overlap X or params.
+   * The stack's output [B,C] (C the width at the end) into logits, without a graph: true, or false
+   * when a layer overflowed (sequentialStatus). Arguments as sequentialForwardBackward; logits may
+   * not overlap X or params.
    */
   sequentialForward(
     X: FloatArray, B: number, kinds: Int32Array, sizes: Int32Array, params: readonly FloatArray[], logits: FloatArray,
-  ): void;
+  ): boolean;
+  /** Element offsets into ws for B rows of X: [each layer's output …, probs, ws length] (the core's stackLayout). */
+  sequentialLayout(X: FloatArray, B: number, kinds: Int32Array, sizes: Int32Array): Float64Array;
+  /** [stage, layer] of this thread's last sequential call (the codes of the core's stackStatus). */
+  sequentialStatus(): [number, number];
 };
 
 const BUILD_HINT =

@@ -51,9 +51,9 @@ export interface StepArgs {
   accumulate: boolean;
 }
 
-/** The loss and, except on 'torch', the logits [B,C] as a view into the net's buffers; or where it failed. */
-export type StepOutcome = { loss: number; logits: FloatArray | null; failure?: undefined } | { failure: StepFailure };
-/** The logits [B,C] (a view into the net's buffers, or a new array on 'torch'); or where it failed. */
+/** The loss and the logits [B,C] as a view into the net's buffers; or where it failed. */
+export type StepOutcome = { loss: number; logits: FloatArray; failure?: undefined } | { failure: StepFailure };
+/** The logits [B,C] (a view into the net's buffers); or where it failed. */
 export type ForwardOutcome = { logits: FloatArray; failure?: undefined } | { failure: StepFailure };
 
 /** A net prepared for one engine (per thread): its description and its per-batch-size buffers. */
@@ -64,7 +64,7 @@ export interface PreparedNet {
   /**
    * The last call's tensors for batch size B, as views into this net's buffers (overwritten by
    * the next call with that B): every layer's output (outputs[L-1] = logits) and, after a
-   * forwardBackward, softmax(logits). null on 'torch' (the reference hands back gradients only).
+   * forwardBackward, softmax(logits). null before the first call with B.
    */
   tensors(B: number): { outputs: FloatArray[]; probs: FloatArray } | null;
 }

@@ -53,7 +53,8 @@ export interface SequentialResult<T extends FloatArray = FloatArray> {
   cache?: { outputs: T[]; probs: T };
   /**
    * The logits [B,C], NOT a copy: a view into this net's workspace, overwritten by its next call
-   * with the same B (a training loop reads it for accuracy without allocating). Absent on 'torch'.
+   * with the same B (a training loop reads it for accuracy without allocating). Absent on 'torch',
+   * whose result stays what test/golden recorded (forwardBackwardInto has it on every backend).
    */
   logits?: T;
 }
@@ -271,13 +272,12 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forward(X: T, opts: { backend?: BackendName } = {}): T {
     const backend = v.oneOf('opts.backend', v.options('opts', opts, ['backend'] as const).backend, v.BACKENDS, 'native');
     const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures });
-    const logits = this.logitsView(Xc as T, B, backend);
-    return (backend === 'torch' ? logits : logits.slice()) as T;
+    return this.logitsView(Xc as T, B, backend).slice() as T;
   }
 
   /**
    * The logits of X [B,D] for callers that have checked X (the Trainer's evaluation): a view into
-   * this net's buffers, overwritten by the next call with this B (a new array on 'torch').
+   * this net's buffers, overwritten by the next call with this B.
    */
   logitsView(X: T, B: number, backend: BackendName): T {
     const r = this.on(backend).forward(X, B);
@@ -351,7 +351,6 @@ export class Sequential<T extends FloatArray = FloatArray> {
   /** forwardBackward with its options already parsed (the two-layer API parses them once, for both). */
   checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions<Partial<Record<string, T>>>): SequentialResult<T> {
     const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = o;
-    if (backend === 'torch' && wantCache) v.fail(TypeError, "no cache with backend 'torch' (it returns gradients only)", 'opts.cache', true);
 
     const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
     const B = b.B;
@@ -372,7 +371,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
 
     const { loss, logits } = this.forwardBackwardInto(Xc, b.y, grads, { backend, reduction, accumulate });
     const result: SequentialResult<T> = { loss, grads };
-    if (logits) result.logits = logits;
+    if (backend !== 'torch') result.logits = logits;
     if (wantCache) {
       const t = this.on(backend).tensors(B)!;
       result.cache = { outputs: t.outputs.map((o) => o.slice() as T), probs: t.probs.slice() as T };
@@ -384,18 +383,18 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * forwardBackward for callers that have checked everything it checks (the Trainer, whose data
    * and buffers were checked once, at fit): X [B,D] and y [B] of this net's dtype and classes,
    * grads holding every dWk/dbk (and dX for the input gradient) disjoint from the inputs. Nothing
-   * is validated or allocated here; the loss and, except on 'torch', the logits view are returned.
+   * is validated or allocated here; the loss and the logits view are returned.
    */
   forwardBackwardInto(
     X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: Reduction; accumulate: boolean },
-  ): { loss: number; logits?: T } {
+  ): { loss: number; logits: T } {
     const list: T[] = [];
     for (const name in this.params) list.push(grads[`d${name}`]);
     const r = this.on(opts.backend).forwardBackward({
       X, y, B: y.length, grads: list, dX: grads.dX ?? null, reduction: opts.reduction, accumulate: opts.accumulate,
     });
     if (r.failure) this.explain(r.failure, X, grads);
-    return r.logits ? { loss: r.loss, logits: r.logits as T } : { loss: r.loss };
+    return { loss: r.loss, logits: r.logits as T };
   }
 }
 

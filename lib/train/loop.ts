@@ -62,8 +62,7 @@ export function trainStep(s: TrainState, B: number, lr: number): { loss: number;
   const y = full ? s.yb : s.yb.subarray(0, B);
   const { seq, grads } = stackOf(s);
   const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false });
-  // The torch reference returns no logits; its accuracy comes from a forward pass.
-  const correct = countCorrect(r.logits ?? seq.logitsView(X, B, 'torch'), s.yb, B, s.config.C);
+  const correct = countCorrect(r.logits, s.yb, B, s.config.C);
   const t = ++s.counters[0];
   const o = s.config.optimizer;
   if (backend === 'native') {

@@ -133,6 +133,20 @@ StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params
   return {Stage::Ok, 0};
 }
 
+// The written gradients scanned for NaN/±Infinity: dX first (layer 0), then each Linear's dW, db
+// (that layer); the LibTorch reference (native/torch) reports through this too.
+template <typename T>
+StackStatus gradsStatus(const Net& n, int B, T* const* grads, const T* dX) {
+  if (dX && !allFinite(dX, size_t(B) * size_t(n.widths[0]))) return {Stage::Grads, 0};
+  for (int i = 0, k = 0; i < n.layers; ++i) {
+    if (n.kinds[i] != LayerKind::Linear) continue;
+    const size_t in = size_t(n.widths[i]), o = size_t(n.widths[i + 1]);
+    if (!allFinite(grads[k], in * o) || !allFinite(grads[k + 1], o)) return {Stage::Grads, i};
+    k += 2;
+  }
+  return {Stage::Ok, 0};
+}
+
 template <typename T>
 struct Step {
   int B;
@@ -193,14 +207,7 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   }
 
   // Hot in cache here: the scan costs a few percent of the GEMMs at most.
-  if (a.dX && !allFinite(a.dX, B * size_t(n.widths[0]))) return {Stage::Grads, 0};
-  for (int i = 0, k = 0; i < n.layers; ++i) {
-    if (n.kinds[i] != LayerKind::Linear) continue;
-    const size_t in = size_t(n.widths[i]), o = size_t(n.widths[i + 1]);
-    if (!allFinite(a.grads[k], in * o) || !allFinite(a.grads[k + 1], o)) return {Stage::Grads, i};
-    k += 2;
-  }
-  return {Stage::Ok, 0};
+  return gradsStatus(n, a.B, a.grads, a.dX);
 }
 
 }  // namespace hg

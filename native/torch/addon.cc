@@ -1,6 +1,6 @@
-// Node-API glue of the LibTorch addon (handgrad_torch.node): sequentialForwardBackward/
-// sequentialForward (autograd over a layer stack of any depth, the check of the hand-derived
-// Sequential), optimizerRun (torch::optim over a sequence of gradients, the check of
+// Node-API glue of the LibTorch addon (handgrad_torch.node): sequentialForwardBackward,
+// sequentialForward, sequentialLayout, sequentialStatus (autograd over a layer stack of any depth,
+// the check of the hand-derived Sequential, reporting as the core's stack exports do), optimizerRun (torch::optim over a sequence of gradients, the check of
 // lib/train/optimizer.ts) and the thread count. Arguments are read with native/common, in the
 // words of the core addon. Export names equal lib/backends/torch.ts.
 #include <napi.h>
@@ -21,12 +21,13 @@
 namespace hg {
 namespace {
 
-// Per-instance state (each worker_thread that loads the addon has its own): the intra-op thread
-// count asked for. It is applied on every entry because LibTorch's CPU backend here is OpenMP,
+// Per-instance state (each worker_thread that loads the addon has its own): the last stack call's
+// outcome (sequentialStatus) and the intra-op thread count asked for. It is applied on every entry because LibTorch's CPU backend here is OpenMP,
 // whose thread count belongs to the calling OS thread, not the process. 1 by default: LibTorch's
 // threads on top of OpenBLAS's own oversubscribe a small machine (2 on 2 cores measured 7–11× slower).
 struct TorchAddon {
   int threads = 1;
+  StackStatus status{Stage::Ok, 0};
 };
 
 constexpr int kMaxThreads = 256;
@@ -183,9 +184,12 @@ Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
   });
 }
 
-// --- sequentialForwardBackward / sequentialForward ----------------------------------------------
-// sequentialForwardBackward(X, y, B, kinds, sizes, params, grads, dX|null, reduction, accumulate)
-// sequentialForward(X, B, kinds, sizes, params, logits)
+// --- the layer stack ---------------------------------------------------------------------------
+// sequentialForwardBackward(X, y, B, kinds, sizes, params, grads, dX|null, reduction, accumulate, ws?)
+//   → the loss, or NaN with sequentialStatus set (as the core's stackForwardBackward)
+// sequentialForward(X, B, kinds, sizes, params, logits) → true, or false with sequentialStatus set
+// sequentialLayout(X, B, kinds, sizes) → [offset of each layer's output …, of probs, ws length]
+// sequentialStatus() → [stage, layer] of this thread's last step (native/core/stack.h Stage)
 
 // A float tensor of the call's dtype T (X's) with exactly `length` elements, in place.
 template <typename T>
@@ -200,18 +204,32 @@ T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size
   return static_cast<T*>(t.data);
 }
 
+// floatValue, or nullptr for null/undefined (an output not asked for).
+template <typename T>
+T* optionalFloat(const Napi::CallbackInfo& info, size_t i, const std::string& name, size_t length, const std::string& shape) {
+  const Napi::Value v = argOrUndefined(info, i);
+  return v.IsNull() || v.IsUndefined() ? nullptr : floatValue<T>(info.Env(), v, name, length, shape);
+}
+
 // The stack's description, checked: layer codes, widths, chaining; C is the width at the end.
 struct StackShape {
   int64_t B = 0, D = 0, C = 0;
   std::vector<LayerKind> kinds;
-  std::vector<int64_t> sizes;
+  std::vector<int32_t> widths;  // widths[l] flows into layer l (native/core/stack.h Net)
   size_t linears = 0;
-  std::vector<size_t> linearAt;  // each Linear's position in kinds
   std::vector<std::string> names;  // W1, b1, W2, b2, ...
   std::vector<std::string> shapes;  // "[in, out]", "[out]"
   std::vector<size_t> counts;       // elements of each param
 
-  Stack stack() const { return {B, D, kinds.data(), kinds.size(), sizes.data()}; }
+  Net net() const { return {kinds.data(), widths.data(), int(kinds.size())}; }
+  // The core's workspace layout (outputs: one offset per layer, or null), or a RangeError.
+  template <typename T>
+  Layout layout(Napi::Env env, uint64_t* outputs) const {
+    Layout l;
+    if (!stackLayout<T>(net(), uint64_t(B), outputs, &l))
+      failArg(env, false, "a batch whose workspace fits in a typed array (2^32 − 1 elements)", "B", std::to_string(B));
+    return l;
+  }
 };
 
 // B (argument bArg), D from X's length, kinds and sizes (two consecutive arguments from kindsArg).
@@ -221,24 +239,23 @@ StackShape readStackShape(const Napi::CallbackInfo& info, size_t bArg, size_t ki
   s.B = dimArg(info, bArg, "B");
   TypedInfo x;
   typedInfo(env, info[0], &x);  // isFloat32 checked it is a float typed array
-  if (x.length == 0 || x.length % size_t(s.B) != 0)
+  if (x.length == 0 || x.length % size_t(s.B) != 0 || x.length / size_t(s.B) > size_t(INT32_MAX))
     failArg(env, false, "a positive multiple of B = " + std::to_string(s.B) + " elements (B rows of D)", "X",
             describeValue(env, info[0]));
   s.D = static_cast<int64_t>(x.length / size_t(s.B));
 
   const std::vector<int32_t> codes = int32Copy(info, kindsArg, "kinds");
   if (codes.empty()) failArg(env, false, "at least one layer", "kinds", "Int32Array of length 0");
+  std::vector<size_t> linearAt;  // each Linear's position in kinds
   for (size_t l = 0; l < codes.size(); ++l) {
     if (codes[l] < 0 || codes[l] >= kLayerKinds)
       throwRange(env, "Expected layer codes in [0, " + std::to_string(kLayerKinds) +
                           ") (0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh) for kinds but received " +
                           std::to_string(codes[l]) + " at index " + std::to_string(l));
     s.kinds.push_back(static_cast<LayerKind>(codes[l]));
-    if (s.kinds.back() == LayerKind::Linear) {
-      s.linearAt.push_back(l);
-      ++s.linears;
-    }
+    if (s.kinds.back() == LayerKind::Linear) linearAt.push_back(l);
   }
+  s.linears = linearAt.size();
 
   const std::vector<int32_t> sizes = int32Copy(info, kindsArg + 1, "sizes");
   if (sizes.size() != 2 * s.linears)
@@ -248,7 +265,7 @@ StackShape readStackShape(const Napi::CallbackInfo& info, size_t bArg, size_t ki
             "sizes", "Int32Array of length " + std::to_string(sizes.size()));
   int64_t width = s.D;
   for (size_t k = 0; k < s.linears; ++k) {
-    const std::string layer = "layer " + std::to_string(s.linearAt[k]) + " (Linear, W" + std::to_string(k + 1) + ")";
+    const std::string layer = "layer " + std::to_string(linearAt[k]) + " (Linear, W" + std::to_string(k + 1) + ")";
     for (size_t j = 0; j < 2; ++j)
       if (sizes[2 * k + j] < 1)
         throwRange(env, "Expected a positive width for sizes[" + std::to_string(2 * k + j) + "] (the " +
@@ -258,8 +275,6 @@ StackShape readStackShape(const Napi::CallbackInfo& info, size_t bArg, size_t ki
     if (in != width)
       throwRange(env, "Expected in = " + std::to_string(width) + " (the width flowing into " + layer + ") for sizes[" +
                           std::to_string(2 * k) + "] but received " + std::to_string(in));
-    s.sizes.push_back(in);
-    s.sizes.push_back(out);
     const std::string n = std::to_string(k + 1);
     s.names.push_back("W" + n);
     s.names.push_back("b" + n);
@@ -272,6 +287,9 @@ StackShape readStackShape(const Napi::CallbackInfo& info, size_t bArg, size_t ki
     width = out;
   }
   s.C = width;
+  s.widths.push_back(int32_t(s.D));
+  for (size_t l = 0, k = 0; l < s.kinds.size(); ++l)
+    s.widths.push_back(s.kinds[l] == LayerKind::Linear ? sizes[2 * k++ + 1] : s.widths.back());
   return s;
 }
 
@@ -280,23 +298,7 @@ std::string paramsCount(const StackShape& s) {
          " Linear layers in kinds)";
 }
 
-// The loss is not finite, or a layer or gradient overflowed: inputs were checked finite before the
-// call, so say what overflowed.
-[[noreturn]] void explainSequential(Napi::Env env, const SequentialResult& r, const StackShape& s) {
-  if (r.status == SequentialStatus::NonFiniteLayer) {
-    size_t k = 0;
-    while (k < s.linears && s.linearAt[k] != size_t(r.at)) ++k;
-    const std::string n = std::to_string(k + 1);
-    throwRange(env, "Expected a finite forward pass but layer " + std::to_string(r.at) + " (Linear, Z = A·W" + n +
-                        " + b" + n + ") overflowed (inputs or weights too large for the dtype)");
-  }
-  if (r.status == SequentialStatus::NonFiniteLoss)
-    throwRange(env, "Expected a finite loss but the LibTorch reference computed " + numberText(r.loss) +
-                        " (outputs too far apart for the dtype)");
-  const std::string name = size_t(r.at) < s.names.size() ? "d" + s.names[size_t(r.at)] : "dX";
-  throwRange(env, "Expected finite gradients but the LibTorch reference computed a non-finite " + name +
-                      " (an overflow in the backward pass: inputs or weights too large for the dtype)");
-}
+StackStatus& lastStatus(Napi::Env env) { return env.GetInstanceData<TorchAddon>()->status; }
 
 template <typename T>
 Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
@@ -317,8 +319,9 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < pv.size(); ++i) params.push_back(floatValue<T>(env, pv[i], s.names[i], s.counts[i], s.shapes[i]));
   for (size_t i = 0; i < gv.size(); ++i)
     grads.push_back(floatValue<T>(env, gv[i], "d" + s.names[i], s.counts[i], s.shapes[i]));
-  const Napi::Value dxv = argOrUndefined(info, 7);
-  T* dX = dxv.IsNull() || dxv.IsUndefined() ? nullptr : floatValue<T>(env, dxv, "dX", nX, xShape);
+  T* dX = optionalFloat<T>(info, 7, "dX", nX, xShape);
+  const size_t nWs = argOrUndefined(info, 10).IsObject() ? size_t(s.layout<T>(env, nullptr).total) : 0;
+  T* ws = optionalFloat<T>(info, 10, "workspace", nWs, "sequentialLayout's length");
 
   std::vector<std::string> gradNames;
   for (const std::string& n : s.names) gradNames.push_back("d" + n);
@@ -327,6 +330,7 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   const size_t firstOutput = spans.size();
   for (size_t i = 0; i < grads.size(); ++i) spans.push_back({grads[i], s.counts[i] * sizeof(T), gradNames[i].c_str()});
   spans.push_back({dX, nX * sizeof(T), "dX"});
+  spans.push_back({ws, nWs * sizeof(T), "workspace"});
   requireDisjoint(env, spans.data(), spans.size(), firstOutput);
 
   std::vector<int32_t> labels(size_t(s.B));  // read once: y may be shared with another thread
@@ -334,16 +338,10 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   requireFinite(env, "X", X, nX);
   for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
-  const SequentialResult r =
-      torchSequentialForwardBackward<T>(s.stack(), X, labels.data(), params.data(), grads.data(), dX, red, accumulate);
-  if (r.status != SequentialStatus::Ok) explainSequential(env, r, s);
-  return Napi::Number::New(env, r.loss);
-}
-
-Napi::Value SequentialForwardBackward(const Napi::CallbackInfo& info) {
-  return guarded(info, [](const Napi::CallbackInfo& i) {
-    return dispatchFloat(i, 0, "X", [&](auto t) { return sequentialForwardBackwardT<decltype(t)>(i); });
-  });
+  double loss = 0;
+  const Step<T> a{int(s.B), X, labels.data(), params.data(), grads.data(), dX, red, accumulate, ws};
+  lastStatus(env) = torchForwardBackward<T>(s.net(), a, &loss);
+  return Napi::Number::New(env, lastStatus(env).stage == Stage::Ok ? loss : std::nan(""));
 }
 
 template <typename T>
@@ -368,15 +366,33 @@ Napi::Value sequentialForwardT(const Napi::CallbackInfo& info) {
   requireFinite(env, "X", X, nX);
   for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
-  const SequentialResult r = torchSequentialForward<T>(s.stack(), X, params.data(), logits);
-  if (r.status != SequentialStatus::Ok) explainSequential(env, r, s);
-  return env.Undefined();
+  lastStatus(env) = torchForward<T>(s.net(), int(s.B), X, params.data(), logits);
+  return Napi::Boolean::New(env, lastStatus(env).stage == Stage::Ok);
 }
 
-Napi::Value SequentialForward(const Napi::CallbackInfo& info) {
-  return guarded(info, [](const Napi::CallbackInfo& i) {
-    return dispatchFloat(i, 0, "X", [&](auto t) { return sequentialForwardT<decltype(t)>(i); });
-  });
+template <typename T>
+Napi::Value sequentialLayoutT(const Napi::CallbackInfo& info) {
+  const StackShape s = readStackShape(info, 1, 2);
+  std::vector<uint64_t> at(s.kinds.size());
+  const Layout l = s.layout<T>(info.Env(), at.data());
+  at.insert(at.end(), {l.probs, l.total});
+  auto out = Napi::Float64Array::New(info.Env(), at.size());
+  for (size_t i = 0; i < at.size(); ++i) out[i] = double(at[i]);
+  return out;
+}
+
+// Each export of the stack, run for X's dtype inside guarded.
+template <Napi::Value (*F64)(const Napi::CallbackInfo&), Napi::Value (*F32)(const Napi::CallbackInfo&)>
+Napi::Value byDtype(const Napi::CallbackInfo& info) {
+  return guarded(info, [](const Napi::CallbackInfo& i) { return isFloat32Arg(i, 0, "X") ? F32(i) : F64(i); });
+}
+
+Napi::Value SequentialStatus(const Napi::CallbackInfo& info) {
+  const StackStatus st = lastStatus(info.Env());
+  auto out = Napi::Array::New(info.Env(), 2);
+  out[uint32_t(0)] = int(st.stage);
+  out[uint32_t(1)] = st.layer;
+  return out;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -386,8 +402,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("optimizerRun", Napi::Function::New(env, OptimizerRun, "optimizerRun"));
   exports.Set("sequentialForwardBackward",
-              Napi::Function::New(env, SequentialForwardBackward, "sequentialForwardBackward"));
-  exports.Set("sequentialForward", Napi::Function::New(env, SequentialForward, "sequentialForward"));
+              Napi::Function::New(env, byDtype<sequentialForwardBackwardT<double>, sequentialForwardBackwardT<float>>,
+                                  "sequentialForwardBackward"));
+  exports.Set("sequentialForward",
+              Napi::Function::New(env, byDtype<sequentialForwardT<double>, sequentialForwardT<float>>, "sequentialForward"));
+  exports.Set("sequentialLayout",
+              Napi::Function::New(env, byDtype<sequentialLayoutT<double>, sequentialLayoutT<float>>, "sequentialLayout"));
+  exports.Set("sequentialStatus", Napi::Function::New(env, SequentialStatus, "sequentialStatus"));
   return exports;
 }
 

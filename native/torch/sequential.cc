@@ -9,12 +9,17 @@
 #include <cmath>
 #include <vector>
 
-#include "blob.h"
-
 namespace hg {
 namespace {
 
 namespace F = torch::nn::functional;
+
+// A tensor over the caller's buffer (no copy). from_blob takes void*: inputs are only read
+// (autograd never writes a leaf's data), so dropping const is safe.
+template <typename T>
+torch::Tensor view(const T* data, torch::IntArrayRef shape) {
+  return torch::from_blob(const_cast<T*>(data), shape, torch::dtype<T>());
+}
 
 // The core's bit-test scan (kernels.h) on torch's own results: torch::isfinite(t).all().item()
 // allocates a bool tensor and a reduction per check, which cost as much as the stack's GEMMs here.
