@@ -8,6 +8,8 @@ export interface BenchOptions {
   threads?: number;
   /** Where to write the JSON (default bench/results/<YYYY-MM-DD>[.quick].json). */
   out?: string;
+  /** Another built handgrad checkout whose step is measured alternately with this one's (bench/before.ts). */
+  before?: string;
   /** Budget per forwardBackward case. */
   step: Budget;
   /** A case whose single call takes longer than budget/minSamples gets fewer samples, down to this. */
@@ -24,10 +26,12 @@ export interface BenchOptions {
   peakReps: number;
 }
 
-export const USAGE = `usage: node dist/bench/run.js [--quick] [--threads=N] [--out=FILE]
+export const USAGE = `usage: node dist/bench/run.js [--quick] [--threads=N] [--out=FILE] [--before=DIR]
   --quick        smoke run (also HANDGRAD_BENCH_QUICK=1): small budgets, a 1024³ peak GEMM
   --threads=N    set OpenBLAS threads first (default: OpenBLAS's own, OPENBLAS_NUM_THREADS or one per core)
-  --out=FILE     write the JSON here instead of bench/results/<YYYY-MM-DD>.json`;
+  --out=FILE     write the JSON here instead of bench/results/<YYYY-MM-DD>.json
+  --before=DIR   another handgrad checkout, built (e.g. a git worktree at an earlier commit): its
+                 native step is measured alternately with this one's and the C program's`;
 
 function positiveInt(flag: string, s: string): number {
   const n = Number(s);
@@ -43,15 +47,17 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
   let quick = env.HANDGRAD_BENCH_QUICK !== undefined && env.HANDGRAD_BENCH_QUICK !== '' && env.HANDGRAD_BENCH_QUICK !== '0';
   let threads: number | undefined;
   let out: string | undefined;
+  let before: string | undefined;
   for (const arg of argv) {
     const [flag, value] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     if (flag === '--help' || flag === '-h') return 'help';
     else if (flag === '--quick' && value === undefined) quick = true;
     else if (flag === '--threads' && value !== undefined) threads = positiveInt('--threads', value);
     else if (flag === '--out' && value !== undefined && value !== '') out = value;
+    else if (flag === '--before' && value !== undefined && value !== '') before = value;
     else throw new RangeError(`Unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
   }
   return quick
-    ? { quick, threads, out, step: { minTimeMs: 40, minSamples: 5 }, slowMinSamples: 2, slowBudgetS: 2, deep: { slowBudgetS: 2, slowMinSamples: 2 }, peakSizes: [1024], peakReps: 3 }
-    : { quick, threads, out, step: { minTimeMs: 700, minSamples: 12 }, slowMinSamples: 3, slowBudgetS: 20, deep: { slowBudgetS: 12, slowMinSamples: 3 }, peakSizes: [2048, 3000], peakReps: 5 };
+    ? { quick, threads, out, before, step: { minTimeMs: 40, minSamples: 5 }, slowMinSamples: 2, slowBudgetS: 2, deep: { slowBudgetS: 2, slowMinSamples: 2 }, peakSizes: [1024], peakReps: 3 }
+    : { quick, threads, out, before, step: { minTimeMs: 700, minSamples: 12 }, slowMinSamples: 3, slowBudgetS: 20, deep: { slowBudgetS: 12, slowMinSamples: 3 }, peakSizes: [2048, 3000], peakReps: 5 };
 }

@@ -8,7 +8,7 @@ import type { MemoryRow } from './memory';
 import type { PeerAvailability } from './peers';
 import type { Machine } from './machine';
 import type { Peak } from './peak';
-import type { NetRow, OverheadRow } from './sequential';
+import { BEFORE_REPORTED, ENGINE_TARGETS, type EngineRow, type NetRow } from './sequential';
 import { SIZES, sizeLabel } from './sizes';
 import type { Row } from './step';
 
@@ -249,29 +249,72 @@ export function netRatioLines(rs: readonly Ratio[]): string[] {
   return [`${'speedup (×)'.padEnd(w)}  ${rs[0].size}`, ...rs.map((r) => `${r.what.padEnd(w)}  ${`${fmt(r.speedup)}×`.padStart(8)}`)];
 }
 
-const OVERHEAD_COLUMNS: readonly [string, number][] = [
-  ['size (B,D,H,C)', 18], ['dtype', 5], ['fused µs', 9], ['p25–p75 µs', 17], ['Sequential µs', 13], ['p25–p75 µs', 17],
-  ['+µs', 8], ['Seq ÷ fused', 11],
+const ENGINE_COLUMNS: readonly [string, number][] = [
+  ['size (B,D,H,C)', 18], ['dtype', 5], ['step', 22], ['µs median', 10], ['µs min', 9], ['C µs median', 11], ['C µs min', 9],
+  ['÷ C median', 10], ['÷ C min', 8],
 ];
 
-export function overheadLines(rows: readonly OverheadRow[]): string[] {
+/** The C program's figures of a row, or why there are none. */
+function cCells(r: EngineRow): [string, string] {
+  return r.c.medianUs !== undefined && r.c.minUs !== undefined ? [fmt(r.c.medianUs), fmt(r.c.minUs)] : ['—', '—'];
+}
+
+/** The one-engine table: each step and the C program per size and dtype, then the targets. */
+export function engineLines(rows: readonly EngineRow[], quick: boolean): string[] {
   if (rows.length === 0) return [];
-  const head = lineOf(OVERHEAD_COLUMNS, OVERHEAD_COLUMNS.map(([name]) => name), 2);
-  const lines = [head, '-'.repeat(head.length)];
+  const r0 = rows[0];
+  const lines = [
+    `one engine: step time vs the C program (bench/peers/c-openblas: the same step in C on OpenBLAS, preallocated buffers, ${r0.threads} OpenBLAS thread(s) like handgrad's; wasm is one thread),`,
+    quick
+      ? 'measured one after the other (the full run alternates them in three rounds); µs: median and minimum of the window'
+      : `measured alternately in ${r0.rounds} rounds (order reversed every other round); µs: the lowest of the rounds' medians, and the lowest sample`,
+  ];
+  const head = lineOf(ENGINE_COLUMNS, ENGINE_COLUMNS.map(([name]) => name), 3);
+  lines.push(head, '-'.repeat(head.length));
   for (const r of rows) {
     const first = [r.size, short(r.dtype)];
-    if (r.skipped !== undefined || !r.fused || !r.sequential) {
-      lines.push(`${lineOf(OVERHEAD_COLUMNS, first, 2)}  skipped: ${r.skipped ?? 'not measured'}`);
-      continue;
+    const c = cCells(r);
+    for (const s of r.steps) {
+      if (s.medianUs === undefined || s.minUs === undefined) {
+        lines.push(`${lineOf(ENGINE_COLUMNS, [...first, s.name], 3)}  skipped: ${s.skipped ?? 'not measured'}`);
+        continue;
+      }
+      lines.push(lineOf(ENGINE_COLUMNS, [
+        ...first, s.name, fmt(s.medianUs), fmt(s.minUs), ...c,
+        s.vsC ? `${fmt(s.vsC.median)}×` : '—', s.vsC ? `${fmt(s.vsC.min)}×` : '—',
+      ], 3));
+      if (s.warning) lines.push(`${' '.repeat(ENGINE_COLUMNS[0][1] + 2)}warning: ${s.warning}`);
     }
-    const iqr = (t: NonNullable<OverheadRow['fused']>) => `${fmt(t.p25Us)}–${fmt(t.p75Us)}`;
-    lines.push(lineOf(OVERHEAD_COLUMNS, [
-      ...first, fmt(r.fused.medianUs), iqr(r.fused), fmt(r.sequential.medianUs), iqr(r.sequential),
-      `${r.extraUs! >= 0 ? '+' : ''}${fmt(r.extraUs!)}`, `${fmt(r.ratio!)}×`,
-    ], 2));
-    if (r.warning) lines.push(`${' '.repeat(OVERHEAD_COLUMNS[0][1] + 2)}warning: ${r.warning}`);
+    if (r.c.skipped !== undefined && !rows.slice(0, rows.indexOf(r)).some((x) => x.c.skipped === r.c.skipped)) {
+      lines.push(`${lineOf(ENGINE_COLUMNS, [...first, 'c-openblas'], 3)}  skipped: ${r.c.skipped}`);
+    }
   }
+  const calls = new Map<string, string>();
+  for (const s of rows.flatMap((r) => r.steps)) if (s.call && !calls.has(s.name)) calls.set(s.name, s.call);
+  const w = Math.max(...[...calls.keys()].map((k) => k.length));
+  lines.push('', ...[...calls].map(([name, call]) => `${name.padEnd(w)}  ${call}`));
+  const before = BEFORE_REPORTED;
+  lines.push(
+    `before, as the issue reports it (not this run): the fused two-layer step at ${before.commit} on the 2-core VM, ${before.toyUs} µs at ${sizeLabel(SIZES[0])} f64; ` +
+      `÷ C ${Object.entries(before.vsC).map(([size, x]) => `${x}× at ${size}`).join(', ')}`,
+  );
+  lines.push('', 'targets (from the issue; reported, not asserted):', ...targetLines(engineTargets(rows)));
   return lines;
+}
+
+/** The one-engine targets: at the toy size, f64, native, the lowest median of the rounds. */
+export function engineTargets(rows: readonly EngineRow[]): Target[] {
+  const toy = rows.find((r) => r.size === sizeLabel(SIZES[0]) && r.dtype === 'float64');
+  return ENGINE_TARGETS.map(({ step, label, us }) => {
+    const s = toy?.steps.find((x) => x.name === step);
+    const m = s?.medianUs;
+    return {
+      what: `${label} at ${sizeLabel(SIZES[0])}`,
+      goal: `< ${us} µs per call`,
+      measured: m === undefined ? 'n/a' : `${fmt(m)} µs`,
+      met: m === undefined ? null : m < us,
+    };
+  });
 }
 
 export interface Results {
@@ -289,11 +332,13 @@ export interface Results {
   peers: PeerAvailability[];
   /** RSS over a long loop at the toy size, per backend. */
   memory: MemoryRow[];
+  /** The layer stack: the deep net on every backend (rows, ratios). */
+  sequential: { durationS: number; net: { B: number; widths: number[]; flopPerStep: number }; rows: NetRow[]; ratios: Ratio[] };
   /**
-   * The layer stack: the deep net on every backend (rows, ratios), and Sequential.mlp([D,H,C]) vs
-   * the fused step on native at the two-layer sizes (overhead).
+   * One engine against the C program: per size and dtype, the steps and the C program measured
+   * alternately (rows), the targets, and the --before tree when one was given.
    */
-  sequential: { durationS: number; net: { B: number; widths: number[]; flopPerStep: number }; rows: NetRow[]; ratios: Ratio[]; overhead: OverheadRow[] };
+  engine: { durationS: number; cPeer: { path: string | null; skipped?: string }; before: { dir: string; commit: string | null } | null; rows: EngineRow[]; targets: Target[] };
   /** The chart written next to the JSON, when it could be drawn. */
   chart: string | null;
 }

@@ -1,20 +1,23 @@
-// `npm run bench` (node dist/bench/run.js [--quick] [--threads=N] [--out=FILE]): the GEMM peak,
-// then forwardBackward at each size on every backend and dtype available here, then the layer stack
-// (bench/sequential.ts: a 4-layer Sequential per backend, Sequential vs the fused step), in one process.
+// `npm run bench` (node dist/bench/run.js [--quick] [--threads=N] [--out=FILE] [--before=DIR]): the
+// GEMM peak, then forwardBackward at each size on every backend and dtype available here, then the
+// layer stack (bench/sequential.ts: a 4-layer Sequential per backend; the step on native and wasm
+// against the C program in bench/peers/c-openblas, alternately), in one process.
 import { writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { benchChartSvg } from '../lib/plot';
 import { packageRoot } from '../lib/binding';
-import { setNumThreads } from '../lib/threads';
+import { getNumThreads, setNumThreads } from '../lib/threads';
 import type { BackendName, Dims } from '../lib/types';
 import { discoverBackends } from './backends';
+import { startBefore, type Before } from './before';
+import { buildCPeer, type CPeer } from './cpeer';
 import { memoryLines, memoryOfBackend, memoryOfPeer, type MemoryRow } from './memory';
 import { discoverPeers, makePeerStep, type PeerName } from './peers';
 import { describeMachine } from './machine';
 import { parseOptions, USAGE, type BenchOptions } from './options';
 import { peakOf, timeGemms, type GemmTiming } from './peak';
 import * as report from './report';
-import { DEEP, makeNetCase, measureNet, measureOverhead, netFlop, netLabel, type NetCase, type NetRow, type OverheadRow } from './sequential';
+import { DEEP, makeNetCase, measureEngine, measureNet, netFlop, netLabel, type EngineRow, type NetCase, type NetRow } from './sequential';
 import { SIZES, sizeLabel, stepFlop } from './sizes';
 import { measureCase, measureStep, type Row } from './step';
 
@@ -94,6 +97,9 @@ async function main(): Promise<void> {
   }
   if (opts.threads !== undefined) setNumThreads(opts.threads);
 
+  // The C program first: a compile error is a note, never a failed run.
+  status('building bench/peers/c-openblas');
+  const cPeer: CPeer = buildCPeer();
   const available = discoverBackends();
   const peers = await discoverPeers();
   const machine = describeMachine();
@@ -133,7 +139,7 @@ async function main(): Promise<void> {
   }
 
   // The layer stack. The deep net on every backend, native first in each dtype (the reference the
-  // others are checked against), the slow ones last; then Sequential vs the fused step on native.
+  // others are checked against), the slow ones last; then the step against the C program.
   const sequentialStarted = performance.now();
   const netRows: NetRow[] = [];
   const netCases = new Map<string, NetCase>();
@@ -151,18 +157,40 @@ async function main(): Promise<void> {
     }
   }
   netCases.clear();
-  const overhead: OverheadRow[] = [];
-  for (const dims of SIZES) {
-    for (const a of runnable.filter((x) => x.backend === 'native')) {
-      status(`${sizeLabel(dims)} Sequential vs fused ${a.dtype}`);
-      try {
-        overhead.push(await measureOverhead(dims, a.dtype, opts));
-      } catch (e) {
-        overhead.push({ size: sizeLabel(dims), dims, dtype: a.dtype, backend: 'native', flopPerStep: stepFlop(dims), skipped: `failed: ${e instanceof Error ? e.message : String(e)}` });
+  const sequentialS = Math.round((performance.now() - sequentialStarted) / 100) / 10;
+
+  // One engine: the public step on native and wasm (and the prepared step at the toy size), the
+  // --before tree's step, and the C program, alternately at each size and dtype.
+  const engineStarted = performance.now();
+  const engineRows: EngineRow[] = [];
+  let before: Before | undefined;
+  let beforeNote = '';
+  if (native && opts.before !== undefined) {
+    try {
+      before = startBefore(opts.before, getNumThreads());
+    } catch (e) {
+      beforeNote = `--before skipped: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+  if (native) {
+    for (const dims of SIZES) {
+      for (const dtype of dtypes) {
+        status(`${sizeLabel(dims)} ${dtype} vs the C program`);
+        const backends = runnable.filter((a) => a.dtype === dtype && (a.backend === 'native' || a.backend === 'wasm')).map((a) => a.backend);
+        try {
+          engineRows.push(await measureEngine(dims, dtype, backends, cPeer, before, opts));
+        } catch (e) {
+          const skipped = `failed: ${e instanceof Error ? e.message : String(e)}`;
+          engineRows.push({
+            size: sizeLabel(dims), dims, dtype, flopPerStep: stepFlop(dims), rounds: 0, threads: getNumThreads(), c: { windows: [] },
+            steps: backends.map((b) => ({ name: b, call: '', windows: [], skipped })),
+          });
+        }
       }
     }
   }
-  const sequentialS = Math.round((performance.now() - sequentialStarted) / 100) / 10;
+  before?.close();
+  const engineS = Math.round((performance.now() - engineStarted) / 100) / 10;
   await gemmPass('after');
 
   // Memory: RSS over a long loop at the toy size, one backend after another.
@@ -218,11 +246,8 @@ async function main(): Promise<void> {
     '',
     ...report.netRatioLines(netRatios),
     '',
-    'layer stack overhead: Sequential.mlp([D,H,C]) vs the fused forwardBackward, native, same weights and data, own out buffers,',
-    opts.quick
-      ? 'measured one after the other (fused, then Sequential; the full run alternates them in three rounds)'
-      : 'measured alternately (fused, Sequential, Sequential, fused, fused, Sequential; each the lowest median of its three)',
-    ...report.overheadLines(overhead),
+    ...(native ? report.engineLines(engineRows, opts.quick) : ['one engine vs the C program: skipped (the native addon is unavailable)']),
+    ...(beforeNote ? [beforeNote] : []),
     '',
     ...memoryLines(memory),
   ]);
@@ -238,6 +263,8 @@ async function main(): Promise<void> {
       ...rows.filter((r) => r.timing).map((r) => ({ size: r.size, backend: r.backend, dtype: r.backend.startsWith('tfjs') ? undefined : r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs })),
       // The deep net as one more point on the x axis, its rows that passed the check only.
       ...netRows.filter((r) => r.timing && r.check?.ok !== false).map((r) => ({ size: r.net, backend: r.backend, dtype: r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs })),
+      // The C program, from the one-engine section (the lowest median of its windows).
+      ...engineRows.filter((r) => r.c.medianUs !== undefined).map((r) => ({ size: r.size, backend: 'c-openblas', dtype: r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.c.medianUs! })),
     ];
     writeFileSync(chartPath, await benchChartSvg(points, `one training step, µs (median)${opts.quick ? ', quick run' : ''}`));
     chart = chartPath;
@@ -248,14 +275,18 @@ async function main(): Promise<void> {
   report.writeJson(out, {
     date, quick: opts.quick, command: ['node', relative(packageRoot, process.argv[1] ?? 'dist/bench/run.js'), ...process.argv.slice(2)].join(' '),
     durationS, machine, peaks, backends: available, rows, ratios, targets, peers, memory,
-    sequential: { durationS: sequentialS, net: { B: DEEP.B, widths: [...DEEP.widths], flopPerStep: netFlop(DEEP) }, rows: netRows, ratios: netRatios, overhead },
+    sequential: { durationS: sequentialS, net: { B: DEEP.B, widths: [...DEEP.widths], flopPerStep: netFlop(DEEP) }, rows: netRows, ratios: netRatios },
+    engine: {
+      durationS: engineS, cPeer: { path: cPeer.path ? relative(packageRoot, cPeer.path) : null, ...(cPeer.skipped ? { skipped: cPeer.skipped } : {}) },
+      before: before ? { dir: before.dir, commit: before.commit } : null, rows: engineRows, targets: report.engineTargets(engineRows),
+    },
     chart: chart === null ? null : relative(dirname(out), chart),
   });
   const shownPath = (p: string) => {
     const s = relative(process.cwd(), p);
     return s === '' || s.startsWith('..') ? p : s;
   };
-  print(['', `wrote ${shownPath(out)}${chart ? ` and ${shownPath(chart)}` : ''} · ${durationS} s (the layer stack: ${sequentialS} s)`, ...(chartNote ? [chartNote] : [])]);
+  print(['', `wrote ${shownPath(out)}${chart ? ` and ${shownPath(chart)}` : ''} · ${durationS} s (the layer stack: ${sequentialS} s; vs the C program: ${engineS} s)`, ...(chartNote ? [chartNote] : [])]);
 }
 
 main().catch((e: unknown) => {

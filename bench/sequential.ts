@@ -1,18 +1,22 @@
-// The layer stack (lib/layers: Sequential) in the same harness as the fused two-layer step:
+// The layer stack (lib/layers: Sequential), which every step now runs (the two-layer
+// forwardBackward is a cached Linear–act–Linear Sequential):
 //  · a 4-layer net at realistic widths, Sequential.mlp([784, 512, 256, 128, 10]) with ReLU between,
-//    B = 256, on every backend and dtype (native runs one Node-API kernel call per op, wasm and ts
-//    the same ops in WebAssembly and TypeScript, torch the whole stack as one LibTorch autograd
-//    graph); each backend's loss and gradients are checked once against native's, so a broken
-//    backend cannot post a fast time;
-//  · the overhead of the stack: Sequential.mlp([D, H, C]) against the fused forwardBackward on
-//    native, at the two-layer sizes, on the same weights and data, measured alternately.
+//    B = 256, on every backend and dtype (native and wasm run the stack in C++, ts the same ops in
+//    TypeScript, torch the whole stack as one LibTorch autograd graph); each backend's loss and
+//    gradients are checked once against native's, so a broken backend cannot post a fast time;
+//  · one engine against the C program (bench/cpeer.ts): at the two-layer sizes, the public
+//    forwardBackward with out buffers on native and wasm (and at the toy size the prepared step a
+//    training loop calls, seq.forwardBackwardInto), measured alternately with the same step in C on
+//    OpenBLAS with the same thread count, and with another checkout's step when --before is given.
 import { Sequential } from '../lib/layers';
 import { forwardBackward, type ForwardBackwardOptions } from '../lib/model';
+import { getNumThreads } from '../lib/threads';
 import { Rng } from '../lib/rng';
 import type { BackendName, Dims, Dtype, FloatArray } from '../lib/types';
-import type { Timing } from './harness';
+import type { Before } from './before';
+import { runCPeer, type CPeer, type CPeerRun } from './cpeer';
 import type { BenchOptions } from './options';
-import { makeProblem, sizeLabel, stepFlop } from './sizes';
+import { makeProblem, sizeLabel, SIZES, stepFlop } from './sizes';
 import { measureCase, type Measured } from './step';
 
 /** A Sequential.mlp: B rows through widths[0] → widths[1] → … → widths[last] (the classes). */
@@ -143,69 +147,164 @@ export async function measureNet(c: NetCase, backend: BackendName, opts: BenchOp
   return { ...measured, check: { against: ref.backend, lossRelErr, gradRelErr, ok } };
 }
 
-/** Alternations of the fused step and the stack per overhead row (one with --quick). */
-export const OVERHEAD_ROUNDS = 3;
 
-/** A row of the overhead table: one size and dtype, the fused step and the stack back to back. */
-export interface OverheadRow {
-  size: string;
-  dims: Dims;
-  dtype: Dtype;
-  backend: 'native';
-  flopPerStep: number;
-  fused?: Timing;
-  sequential?: Timing;
-  /** sequential median − fused median, µs. */
-  extraUs?: number;
-  /** sequential median ÷ fused median. */
-  ratio?: number;
-  /** Both losses (same weights and data: they must agree within LOSS_RTOL). */
-  fusedLoss?: number;
-  sequentialLoss?: number;
+// --- One engine against the C program ------------------------------------------------------------
+
+/** Alternations of the steps and the C program per size and dtype (one with --quick). */
+export const ENGINE_ROUNDS = 3;
+
+/** What one window gave: its median and minimum µs per call (mitata's, or the C program's own). */
+export interface Window {
+  medianUs: number;
+  minUs: number;
+}
+
+/** One step measured alternately with the C program, over several windows. */
+export interface EngineStep {
+  /** 'native', 'native prepared', 'wasm', or 'before <commit>' (--before). */
+  name: string;
+  /** The call that was timed. */
+  call: string;
+  windows: Window[];
+  /** The lowest of the windows' medians (other work only ever slows a window down). */
+  medianUs?: number;
+  /** The lowest single sample of any window. */
+  minUs?: number;
+  /** medianUs ÷ the C program's, minUs ÷ the C program's. */
+  vsC?: { median: number; min: number };
+  loss?: number;
   skipped?: string;
   warning?: string;
 }
 
+/** A row of the one-engine table: one size and dtype, every step and the C program, alternately. */
+export interface EngineRow {
+  size: string;
+  dims: Dims;
+  dtype: Dtype;
+  flopPerStep: number;
+  rounds: number;
+  /** OpenBLAS threads of handgrad and of the C program (OPENBLAS_NUM_THREADS set to the first). */
+  threads: number;
+  c: { windows: CPeerRun[]; medianUs?: number; minUs?: number; skipped?: string };
+  steps: EngineStep[];
+}
+
+/** The issue's targets for the one-engine step (reported, not asserted): at (4,5,10,3) f64 on native. */
+export const ENGINE_TARGETS: readonly { step: string; label: string; us: number }[] = [
+  { step: 'native', label: 'forwardBackward(…, { out }), native f64', us: 2 },
+  { step: 'native prepared', label: 'seq.forwardBackwardInto, native f64', us: 1.5 },
+];
+
 /**
- * Sequential.mlp([D, H, C]) given the fused problem's weights (W1, b1, W2, b2 copied into the
- * stack's own tensors) against forwardBackward(params, …) on native, both with inputGrad and
- * preallocated out buffers, measured alternately (fused, stack, stack, fused, fused, stack).
+ * Before the change, from the issue (not run here): the fused two-layer step (native/core/mlp.h,
+ * one Node-API call) at commit f29bba6 on the 2-core VM, against the same C program.
  */
-export async function measureOverhead(dims: Dims, dtype: Dtype, opts: BenchOptions): Promise<OverheadRow> {
-  const row: OverheadRow = { size: sizeLabel(dims), dims, dtype, backend: 'native', flopPerStep: stepFlop(dims) };
-  const p = makeProblem(dims, dtype);
-  const seq = Sequential.mlp([dims.D, dims.H, dims.C], { dtype, seed: 1 });
-  for (const name of ['W1', 'b1', 'W2', 'b2'] as const) seq.params[name].set(p.params[name]);
-  const seqOut = outBuffers(seq, dims.B);
-  const fbOpts: ForwardBackwardOptions<FloatArray> = { backend: 'native', inputGrad: true, out: p.out };
-  const seqOpts = { backend: 'native' as const, inputGrad: true, out: seqOut };
-  const fusedStep = () => forwardBackward(p.params, p.X, p.y, fbOpts).loss;
-  const stackStep = () => seq.forwardBackward(p.X, p.y, seqOpts).loss;
-  // Alternately, fused-stack, stack-fused, fused-stack, each window on a third of the budget, and
-  // for each the lowest of its three medians: a burst of other work on the machine only ever slows
-  // a window down, and this way it does not land on one side only.
-  const rounds = opts.quick ? 1 : OVERHEAD_ROUNDS;
+export const BEFORE_REPORTED = { commit: 'f29bba6', toyUs: 2.3, vsC: { '(4,5,10,3)': 4.3, '(64,128,256,10)': 1.34 } as Record<string, number> };
+
+const PUBLIC_CALL = (backend: string) => `forwardBackward(params, X, y, { backend: '${backend}', inputGrad: true, out })`;
+const PREPARED_CALL = "seq.forwardBackwardInto(X, y, grads, { backend: 'native', reduction: 'mean', accumulate: false })";
+
+/**
+ * At one size and dtype: the public step on each of `backends` (native, wasm where they run), the
+ * prepared step at the toy size in f64, the --before tree's step, and the C program, one window each
+ * per round, the order reversed every other round; each window on a third of the normal budget.
+ * Every handgrad step runs on the same data; their losses must agree.
+ */
+export async function measureEngine(
+  dims: Dims, dtype: Dtype, backends: readonly BackendName[], peer: CPeer, before: Before | undefined, opts: BenchOptions,
+): Promise<EngineRow> {
+  const rounds = opts.quick ? 1 : ENGINE_ROUNDS;
   const part: BenchOptions = { ...opts, step: { minTimeMs: opts.step.minTimeMs / rounds, minSamples: opts.step.minSamples } };
-  const fusedRuns: Measured[] = [];
-  const stackRuns: Measured[] = [];
+  const threads = getNumThreads();
+  const flopPerStep = stepFlop(dims);
+  const row: EngineRow = { size: sizeLabel(dims), dims, dtype, flopPerStep, rounds, threads, c: { windows: [] }, steps: [] };
+  if (peer.skipped !== undefined) row.c.skipped = peer.skipped;
+
+  const p = makeProblem(dims, dtype);
+  type Contender = { step: EngineStep; window: () => Promise<Window & { loss?: number }> };
+  const contenders: Contender[] = [];
+  const inProcess = (name: string, call: string, stepLoss: () => number): Contender => ({
+    step: { name, call, windows: [] },
+    window: async () => {
+      const m = await measureCase<Measured>({ flopPerStep }, stepLoss, part);
+      if (!m.timing) throw new Error(m.skipped ?? 'not measured');
+      return { medianUs: m.timing.medianUs, minUs: m.timing.minUs, loss: m.loss };
+    },
+  });
+  for (const backend of backends) {
+    const out = { dX: p.out.dX.slice(), dW1: p.out.dW1.slice(), db1: p.out.db1.slice(), dW2: p.out.dW2.slice(), db2: p.out.db2.slice() };
+    const fbOpts: ForwardBackwardOptions<FloatArray> = { backend, inputGrad: true, out };
+    contenders.push(inProcess(backend, PUBLIC_CALL(backend), () => forwardBackward(p.params, p.X, p.y, fbOpts).loss));
+    if (backend === 'native' && dtype === 'float64' && sizeLabel(dims) === sizeLabel(SIZES[0])) {
+      // A Sequential over copies of the same weights; grads with dX, so it does the C program's work.
+      const seq = Sequential.mlp([dims.D, dims.H, dims.C], { dtype, seed: 1 });
+      for (const name of ['W1', 'b1', 'W2', 'b2'] as const) seq.params[name].set(p.params[name]);
+      const grads = outBuffers(seq, dims.B);
+      const intoOpts = { backend: 'native' as const, reduction: 'mean' as const, accumulate: false };
+      contenders.push(inProcess('native prepared', PREPARED_CALL, () => seq.forwardBackwardInto(p.X, p.y, grads, intoOpts).loss));
+    }
+  }
+  if (before !== undefined) {
+    contenders.push({
+      step: { name: `before ${before.commit ?? before.dir}`, call: `${before.dir}: ${PUBLIC_CALL('native')} (its bench/step.ts)`, windows: [] },
+      window: async () => {
+        const r = await before.measure(dims, dtype, 'native', part.step);
+        if (!r.timing) throw new Error(r.error ?? r.skipped ?? 'not measured');
+        return { medianUs: r.timing.medianUs, minUs: r.timing.minUs, loss: r.loss };
+      },
+    });
+  }
+  if (peer.path !== undefined) {
+    const path = peer.path;
+    const c: Contender = {
+      step: { name: 'c-openblas', call: '', windows: [] },
+      window: async () => {
+        const r = runCPeer(path, dims, dtype, part.step.minTimeMs / 1e3, threads);
+        if (r.threads !== threads) throw new Error(`the C program ran with ${r.threads} OpenBLAS threads, handgrad with ${threads}`);
+        row.c.windows.push(r);
+        return r;
+      },
+    };
+    contenders.unshift(c);
+  }
+
   for (let round = 0; round < rounds; round++) {
-    const pair: [Measured[], () => number][] = [[fusedRuns, fusedStep], [stackRuns, stackStep]];
-    if (round % 2 === 1) pair.reverse();
-    for (const [runs, step] of pair) runs.push(await measureCase({ flopPerStep: row.flopPerStep }, step, part));
+    const order = round % 2 === 0 ? contenders : [...contenders].reverse();
+    for (const k of order) {
+      if (k.step.skipped !== undefined) continue;
+      try {
+        const w = await k.window();
+        k.step.windows.push({ medianUs: w.medianUs, minUs: w.minUs });
+        if (w.loss !== undefined) k.step.loss = w.loss;
+      } catch (e) {
+        k.step.skipped = `failed: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
   }
-  const best = (runs: Measured[]) => runs.reduce((a, b) => (!b.timing || (a.timing && a.timing.medianUs <= b.timing.medianUs) ? a : b));
-  const fused = best(fusedRuns);
-  const stack = best(stackRuns);
-  if (!fused.timing || !stack.timing) return { ...row, skipped: fused.skipped ?? stack.skipped ?? 'not measured' };
-  const r: OverheadRow = {
-    ...row, fused: fused.timing, sequential: stack.timing,
-    extraUs: stack.timing.medianUs - fused.timing.medianUs, ratio: stack.timing.medianUs / fused.timing.medianUs,
-    fusedLoss: fused.loss, sequentialLoss: stack.loss,
+
+  const settle = (s: EngineStep) => {
+    if (s.windows.length === 0) return;
+    s.medianUs = Math.min(...s.windows.map((w) => w.medianUs));
+    s.minUs = Math.min(...s.windows.map((w) => w.minUs));
   };
-  const rel = Math.abs(stack.loss! - fused.loss!) / Math.abs(fused.loss!);
-  const gradErr = maxRelErr(seqOut, p.out as unknown as Record<string, FloatArray>);
-  if (!(rel <= LOSS_RTOL) || !(gradErr <= GRAD_RTOL[dtype])) {
-    r.warning = `Sequential's loss ${stack.loss} / gradients differ from the fused step's (${fused.loss}) by ${rel.toExponential(1)} / ${gradErr.toExponential(1)} relative`;
+  for (const k of contenders) settle(k.step);
+  const cStep = peer.path !== undefined ? contenders[0].step : undefined;
+  if (cStep) {
+    if (cStep.skipped !== undefined) row.c.skipped = cStep.skipped;
+    row.c.medianUs = cStep.medianUs;
+    row.c.minUs = cStep.minUs;
   }
-  return r;
+  row.steps = contenders.filter((k) => k.step !== cStep).map((k) => k.step);
+  const ref = row.steps.find((s) => s.name === 'native' && s.loss !== undefined)?.loss;
+  for (const s of row.steps) {
+    if (s.medianUs === undefined && s.skipped === undefined) s.skipped = 'not measured';
+    if (s.medianUs !== undefined && row.c.medianUs !== undefined && row.c.minUs !== undefined) {
+      s.vsC = { median: s.medianUs / row.c.medianUs, min: s.minUs! / row.c.minUs };
+    }
+    if (ref !== undefined && s.loss !== undefined && !(Math.abs(s.loss - ref) <= LOSS_RTOL * Math.abs(ref))) {
+      s.warning = `loss ${s.loss} differs from native's ${ref} by more than ${LOSS_RTOL} relative`;
+    }
+  }
+  return row;
 }
