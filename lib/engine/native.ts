@@ -31,17 +31,24 @@ interface Batch {
   fwd: unknown[];
 }
 
-function failure(b: CoreBinding, handle: StackHandle): { failure: StepFailure } {
-  const [stage, layer] = b.stackStatus(handle);
+/** A [stage, layer] status (stackStatus; the torch addon's sequentialStatus) as a StepFailure. */
+export function failureOf([stage, layer]: [number, number]): { failure: StepFailure } {
   return { failure: { stage: STAGES[stage] ?? 'grads', layer } };
+}
+
+/** A workspace for B rows at stackLayout's offsets `at` ([each layer's output …, probs, length]), with its views. */
+export function workspace(net: StackDescription, at: Float64Array, B: number) {
+  const { kinds, widths } = net;
+  const L = kinds.length;
+  const ws = new (net.dtype === 'float64' ? Float64Array : Float32Array)(at[L + 1]);
+  const outputs: FloatArray[] = Array.from(kinds, (_, i) => ws.subarray(at[i], at[i] + B * widths[i + 1]));
+  return { ws, outputs, logits: outputs[L - 1], probs: ws.subarray(at[L], at[L] + B * widths[L]) };
 }
 
 function prepare(net: StackDescription): PreparedNet {
   const b = coreBinding(); // ERR_NATIVE_UNAVAILABLE here, before any work
   const handle = b.stackPrepare(net.kinds, net.widths, net.dtype === 'float32');
-  const F = net.dtype === 'float64' ? Float64Array : Float32Array;
-  const { kinds, widths, params } = net;
-  const L = kinds.length;
+  const { params } = net;
   const bind = boundStep(params.length);
   const byB = new Map<number, Batch>();
   let last: Batch | undefined;
@@ -49,13 +56,8 @@ function prepare(net: StackDescription): PreparedNet {
     if (last?.B === B) return last;
     last = byB.get(B);
     if (last) return last;
-    const at = b.stackLayout(handle, B);
-    const ws = new F(at[L + 1]);
-    const outputs = Array.from(kinds, (_, i) => ws.subarray(at[i], at[i] + B * widths[i + 1]));
-    last = {
-      B, step: bind(b.stackForwardBackward, handle, ws, params), outputs, logits: outputs[L - 1],
-      probs: ws.subarray(at[L], at[L] + B * widths[L]), fwd: [handle, ws, null, B, ...params],
-    };
+    const { ws, outputs, logits, probs } = workspace(net, b.stackLayout(handle, B), B);
+    last = { B, step: bind(b.stackForwardBackward, handle, ws, params), outputs, logits, probs, fwd: [handle, ws, null, B, ...params] };
     if (byB.size >= MAX_BATCH_SIZES) byB.clear();
     byB.set(B, last);
     return last;
@@ -65,12 +67,12 @@ function prepare(net: StackDescription): PreparedNet {
     forwardBackward(a) {
       const w = batch(a.B);
       const loss = w.step(a.X, a.y, a.B, a.dX, REDUCTION_CODE[a.reduction], a.accumulate, a.grads);
-      return loss === loss ? { loss, logits: w.logits } : failure(b, handle); // NaN: a failure
+      return loss === loss ? { loss, logits: w.logits } : failureOf(b.stackStatus(handle)); // NaN: a failure
     },
     forward(X, B) {
       const w = batch(B);
       w.fwd[2] = X;
-      return forward.apply(undefined, w.fwd) ? { logits: w.logits } : failure(b, handle);
+      return forward.apply(undefined, w.fwd) ? { logits: w.logits } : failureOf(b.stackStatus(handle));
     },
     tensors(B) {
       const w = byB.get(B);
