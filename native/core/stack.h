@@ -95,19 +95,11 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
   if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
 }
 
-// ---- Activation: A = act(Z), elementwise ---------------------------------------------------
+// ---- Activation: A = act(Z), elementwise ----------------------------------------------------
 // Forward is activationForward; backward dZ = dA ⊙ act'(Z) (ReLU: Z > 0; σ' = A(1 − A);
-// tanh' = 1 − A²). The kernel works in place, so dA is copied into dZ first; an accumulated dZ
-// goes through scratch and is added (float + float rounds alike in C++ and in JS).
-template <typename T>
-void activationLayerBackward(Activation act, size_t n, const T* Z, const T* A, const T* dA, T* dZ,
-                             T* scratch) {
-  T* into = scratch ? scratch : dZ;
-  std::memcpy(into, dA, n * sizeof(T));
-  activationBackward(act, Z, A, into, n);
-  if (scratch)
-    for (size_t j = 0; j < n; ++j) dZ[j] += scratch[j];
-}
+// tanh' = 1 − A²) is activationBackward, in place over dA: the workspace's own buffer, which no
+// one reads after (at layer 0 the result is then copied or added into dX; float + float rounds
+// alike in C++ and in JS).
 
 // Forward through every layer into ws. A Linear's output is checked for NaN/±Infinity: it is
 // where a non-finite X, W or b shows (times a finite factor) before an activation could hide it;
@@ -177,8 +169,10 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   const double total = softmaxCrossEntropy(logits, y, a.ws + l.probs, B, C);
   *loss = double(T(a.reduction == Reduction::Mean ? total / double(B) : total));
   if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
-  // ∂loss/∂logits = (softmax(logits) − onehot(y)) · scale
-  T* g = a.ws + l.grad[n.layers % 2];
+  // ∂loss/∂logits = (softmax(logits) − onehot(y)) · scale, into grad[0]; a Linear writes its input
+  // gradient into the other buffer, an activation works in place.
+  int cur = 0;
+  T* g = a.ws + l.grad[cur];
   softmaxCrossEntropyBackward(a.ws + l.probs, y, g, B, C, lossScale<T>(a.reduction, B));
 
   int firstLinear = 0, p = 0;
@@ -190,19 +184,22 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     const uint64_t at = end - padded<T>(B * size_t(n.widths[i + 1]));
     const T* input = i == 0 ? a.X : a.ws + (at - padded<T>(B * in));
     // Layers at or before the first Linear need an input gradient only for dX.
-    T* gIn = i == 0 ? a.dX : (a.dX || i > firstLinear) ? a.ws + l.grad[i % 2] : nullptr;
-    const bool accIn = i == 0 && a.accumulate;
+    const bool wanted = i == 0 ? a.dX != nullptr : a.dX || i > firstLinear;
     if (n.kinds[i] == LayerKind::Linear) {
       p -= 2;
+      T* gIn = !wanted ? nullptr : i == 0 ? a.dX : a.ws + l.grad[1 - cur];
       linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p], a.grads[p + 1],
-                     a.accumulate, gIn, accIn ? T(1) : T(0));
-    } else if (gIn) {
-      // grad[0] is free at layer 0: layer 1 wrote into grad[1].
-      activationLayerBackward(activationOf(n.kinds[i]), B * in, input, a.ws + at, g, gIn,
-                              accIn ? a.ws + l.grad[0] : nullptr);
+                     a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0));
+      cur = 1 - cur;
+      g = gIn;
+    } else if (wanted) {
+      activationBackward(activationOf(n.kinds[i]), input, a.ws + at, g, B * in);
+      if (i == 0 && a.accumulate)
+        for (size_t j = 0; j < B * in; ++j) a.dX[j] += g[j];
+      else if (i == 0)
+        std::memcpy(a.dX, g, B * in * sizeof(T));
     }
-    if (!gIn) break;
-    g = gIn;
+    if (!wanted) break;
     end = at;
   }
 
