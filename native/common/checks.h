@@ -48,11 +48,6 @@ inline void copyLabels(Napi::Env env, const int32_t* y, size_t B, int64_t C, int
   const size_t bad = copyLabels(y, B, int32_t(C), copy);
   if (bad != B) throwLabel(env, copy[bad], bad, C);
 }
-// The same check in place, for the two-layer exports (marked for deletion with them).
-inline void requireLabels(Napi::Env env, const int32_t* y, size_t B, int64_t C) {
-  for (size_t b = 0; b < B; ++b)
-    if (y[b] < 0 || y[b] >= C) throwLabel(env, y[b], b, C);
-}
 
 // NaN or ±Infinity in an input gives a wrong answer, not a crash, so it must be an error.
 template <typename T>
