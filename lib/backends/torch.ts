@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot, type CoreBinding } from '../binding';
 import { HandgradError } from '../errors';
-import type { OptimizerName } from '../train/optimizer';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
 
@@ -19,7 +18,7 @@ export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> 
    * grads, each set as W's .grad. W is updated in place; grads have W's dtype and length.
    */
   optimizerRun(
-    name: OptimizerName, W: FloatArray, grads: readonly FloatArray[], lr: number,
+    name: 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw', W: FloatArray, grads: readonly FloatArray[], lr: number,
     momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
   ): void;
   /**
