@@ -2,9 +2,6 @@
 //   Expected {what} for {name} but received {actual}
 // TypeError for the wrong kind of thing, RangeError for a wrong size or value. Everything here runs
 // before any backend touches memory; the native addon checks again (defence in depth).
-import { allFinite } from './kernels/ts';
-
-export { allFinite };
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from './types';
 
 type ErrorKind = typeof TypeError | typeof RangeError;
@@ -90,11 +87,8 @@ export const BACKENDS: readonly BackendName[] = ['native', 'ts', 'torch', 'wasm'
 
 /** The first NaN or ±Infinity in `a` is a RangeError naming the tensor and the index. */
 export function assertFinite(name: string, a: FloatArray): void {
-  if (allFinite(a)) return;
   for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i])) {
-      throw new RangeError(`Expected finite values in ${name} but received ${a[i]} at index ${i}`);
-    }
+    if (!Number.isFinite(a[i])) throw new RangeError(`Expected finite values in ${name} but received ${a[i]} at index ${i}`);
   }
 }
 

@@ -7,6 +7,7 @@
 // describes it that way (dims and activation, or the Sequential's layers).
 import { Sequential } from '../layers/sequential';
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from '../types';
+import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
 import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
 import { f64, outputNames, sequentialCopy, stackForward64, stackLayersOf, type Stack64, type StackForward64 } from './stack64';
@@ -132,7 +133,7 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   const X64 = f64(b.X);
   const stack: Stack64 = { X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction };
   const forward = stackForward64(stack);
-  if (!forward.outputs.every(v.allFinite)) {
+  if (!forward.outputs.every(allFinite)) {
     seq64.forward(X64, { backend: 'ts' }); // names the layer that overflowed
     throw new RangeError('Expected a finite forward pass but it overflowed (inputs or weights too large for the dtype)');
   }
