@@ -5,6 +5,7 @@
 // gradients when accumulating), runs, and copies out the gradients and the logits; the other
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
+import { fail, Received } from '../validate';
 import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepFailure } from './engine';
 import { STAGES } from './native';
 import { MAX_BATCH_SIZES } from './ts';
@@ -73,9 +74,7 @@ function prepare(net: StackDescription): PreparedNet {
     const layoutAt = align(head + 4 * header.length);
     ensureMemory(w, layoutAt + 8 * (L + 2), `the layout of B=${B}`);
     new Int32Array(w.memory.buffer, head, header.length).set(header);
-    if (!w.stackLayout(head, L, B, +f32, layoutAt)) {
-      throw new RangeError(`Expected a batch whose workspace fits in a typed array (2^32 − 1 elements) for B but received ${B}`);
-    }
+    if (!w.stackLayout(head, L, B, +f32, layoutAt)) fail(RangeError, 'a batch whose workspace fits in a typed array (2^32 − 1 elements)', 'B', B);
     const layout = new Float64Array(w.memory.buffer, layoutAt, L + 2).slice();
     const X = take(B * D * size);
     const y = take(4 * B);
@@ -122,7 +121,7 @@ function prepare(net: StackDescription): PreparedNet {
 
   const failure = (v: Views, b: Batch): { failure: StepFailure } => {
     const [stage, at] = v.status;
-    if (stage === 5) throw new RangeError(`Expected labels in [0, ${C}) for y but received ${v.y[at]} at index ${at}`);
+    if (stage === 5) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v.y[at]} at index ${at}`));
     return { failure: { stage: STAGES[stage] ?? 'grads', layer: at } };
   };
 
