@@ -1,7 +1,7 @@
 // The sanitizer job (scripts/sanitize.mjs, also `npm run test:sanitize`) as part of `npm test`: the
 // core addon built with AddressSanitizer + UndefinedBehaviorSanitizer, loaded into Node under the
 // ASan runtime, through the fixtures, a bad-input battery on every raw export, worker threads and
-// 10 000 calls of each export, with LeakSanitizer at exit. It takes about 75 s on 2 cores (the
+// 10 000 calls of each export, with LeakSanitizer at exit. It takes about 30 s on 2 cores (the
 // build is reused while native/ is unchanged). Linux only: the ASan runtime is preloaded into Node.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
