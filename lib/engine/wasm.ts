@@ -119,7 +119,7 @@ function prepare(net: StackDescription): PreparedNet {
     return v;
   };
 
-  const failure = (v: Views, b: Batch): { failure: StepFailure } => {
+  const failure = (v: Views): { failure: StepFailure } => {
     const [stage, at] = v.status;
     if (stage === 5) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v.y[at]} at index ${at}`));
     return { failure: { stage: STAGES[stage] ?? 'grads', layer: at } };
@@ -138,10 +138,10 @@ function prepare(net: StackDescription): PreparedNet {
       b.stepped = true;
       const loss = step(b.net, L, b.ws, b.X, b.y, B, dX ? b.dX : 0, REDUCTION_CODE[reduction], +accumulate, b.ptrs, P, b.status);
       const failed = loss !== loss; // NaN
-      if (failed && v.status[0] !== 4) return failure(v, b); // nothing written to the gradients
+      if (failed && v.status[0] !== 4) return failure(v); // nothing written to the gradients
       for (let j = 0; j < P; j++) grads[j].set(v.grads[j]);
       if (dX) dX.set(v.dX);
-      if (failed) return failure(v, b); // 'grads': the caller scans them for the name
+      if (failed) return failure(v); // 'grads': the caller scans them for the name
       b.logits.set(v.outputs[L - 1]);
       return { loss, logits: b.logits };
     },
@@ -150,7 +150,7 @@ function prepare(net: StackDescription): PreparedNet {
       const v = enter(b);
       v.X.set(X);
       b.stepped = false;
-      if (!fwd(b.net, L, b.ws, b.X, B, b.ptrs, b.status)) return failure(v, b);
+      if (!fwd(b.net, L, b.ws, b.X, B, b.ptrs, b.status)) return failure(v);
       b.logits.set(v.outputs[L - 1]);
       return { logits: b.logits };
     },
