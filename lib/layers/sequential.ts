@@ -86,6 +86,8 @@ export class Sequential<T extends FloatArray = FloatArray> {
   /** For each layer, its Linear number (1-based), or 0 for an activation. */
   readonly linearNumber: readonly number[];
   private readonly description: StackDescription;
+  /** dW1, db1, dW2, …: the gradients' names, in the order of params. */
+  private readonly gradNames: readonly string[];
   /** This net prepared for each engine it has run on (per thread: a worker rebuilds the net). */
   private readonly prepared = new Map<BackendName, PreparedNet>();
   /** The two-layer API's nets (lib/model.ts) word a failure as the fused step always did: Z1, logits. */
@@ -135,6 +137,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     this.classes = widths[widths.length - 1];
     this.linearNumber = Object.freeze(numbers);
     this.params = Object.freeze(params);
+    this.gradNames = Object.keys(params).map((n) => `d${n}`);
     this.description = {
       dtype: this.dtype,
       kinds: Int32Array.from(layers, (l) => LAYER_CODE[l.kind as LayerKind]),
@@ -359,17 +362,20 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const buffer = (name: string, n: number): T =>
       (out?.[name] === undefined ? new F(n) : v.outBuffer(name, out[name], this.dtype, n)) as T;
     const grads: Record<string, T> = {};
-    if (inputGrad) grads.dX = buffer('dX', B * this.inFeatures);
-    for (const [name, t] of Object.entries(this.params)) grads[`d${name}`] = buffer(`d${name}`, t.length);
+    const dX = inputGrad ? (grads.dX = buffer('dX', B * this.inFeatures)) : null;
+    const list: T[] = [];
+    this.gradNames.forEach((name, j) => list.push((grads[name] = buffer(name, this.description.params[j].length))));
     if (out !== undefined) {
-      for (const name of Object.keys(out)) if (!(name in grads)) v.fail(TypeError, `one of ${Object.keys(grads).join(', ')}`, `opts.out key`, name);
-      const gradNames = Object.keys(grads);
+      for (const name in out) if (!(name in grads)) v.fail(TypeError, `one of ${Object.keys(grads).join(', ')}`, `opts.out key`, name);
       // The native and torch addons refuse aliasing themselves, in C++ (reading .buffer from JS
       // costs more than the whole toy-size step); wasm and ts copy or read in JS, so check here.
-      if (backend === 'wasm' || backend === 'ts') v.disjoint(gradNames, gradNames.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...Object.values(this.params)]);
+      if (backend === 'wasm' || backend === 'ts') {
+        const names = Object.keys(grads);
+        v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...this.description.params]);
+      }
     }
 
-    const { loss, logits } = this.forwardBackwardInto(Xc, b.y, grads, { backend, reduction, accumulate });
+    const { loss, logits } = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads);
     const result: SequentialResult<T> = { loss, grads };
     if (backend !== 'torch') result.logits = logits;
     if (wantCache) {
@@ -388,12 +394,16 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forwardBackwardInto(
     X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: Reduction; accumulate: boolean },
   ): { loss: number; logits: T } {
-    const list: T[] = [];
-    for (const name in this.params) list.push(grads[`d${name}`]);
-    const r = this.on(opts.backend).forwardBackward({
-      X, y, B: y.length, grads: list, dX: grads.dX ?? null, reduction: opts.reduction, accumulate: opts.accumulate,
-    });
-    if (r.failure) this.explain(r.failure, X, grads);
+    const list = this.gradNames.map((name) => grads[name]);
+    return this.run(X, y, list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads);
+  }
+
+  /** One engine call; a failure is put into words here. */
+  private run(
+    X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: Reduction, accumulate: boolean, named: Readonly<Record<string, T>>,
+  ): { loss: number; logits: T } {
+    const r = this.on(backend).forwardBackward({ X, y, B: y.length, grads, dX, reduction, accumulate });
+    if (r.failure) this.explain(r.failure, X, named);
     return { loss: r.loss, logits: r.logits as T };
   }
 }
