@@ -7,7 +7,8 @@
 // compared against the bytes actually present (never allocated from a declared size), and every
 // problem is a HandgradError with code ERR_FILE worded as the rest of the library:
 //   Expected {what} for {name} but received {actual}
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { fileFail, readFile } from '../data/files';
 import { HandgradError } from '../errors';
 import * as v from '../validate';
 
@@ -26,6 +27,13 @@ const DTYPE_SIZE = new Map<string, number>(Object.entries({
 }));
 const sizeOf = (dtype: string): number => DTYPE_SIZE.get(dtype) ?? 0;
 const PACKED = new Set(['F4', 'F6_E2M3', 'F6_E3M2']);
+/** The dtypes that convert to typed arrays, with the name of their DataView accessors (for a big-endian host). */
+type TypedCtor = Float64ArrayConstructor | Float32ArrayConstructor | Int32ArrayConstructor | BigInt64ArrayConstructor;
+const TYPED = new Map<string, [TypedCtor, string]>([
+  ['F64', [Float64Array, 'Float64']], ['F32', [Float32Array, 'Float32']], ['I32', [Int32Array, 'Int32']], ['I64', [BigInt64Array, 'BigInt64']],
+]);
+/** A DataView's get/set accessors by name ('getFloat64', …). */
+type Accessors = Record<string, (offset: number, value?: unknown, littleEndian?: boolean) => never>;
 
 /** Typed data for the dtypes handgrad computes with; the raw little-endian bytes for the others. */
 export type TensorData = Float64Array | Float32Array | Int32Array | BigInt64Array;
@@ -59,11 +67,6 @@ export const MAX_HEADER_BYTES = 100_000_000;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function fileFail(what: string, name: string, actual: string, source?: string): never {
-  const where = source ? ` (${source})` : '';
-  throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${actual}${where}`);
-}
-
 const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
@@ -75,13 +78,7 @@ function put<T>(record: Record<string, T>, key: string, value: T): void {
   Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-interface Entry {
-  name: string;
-  dtype: SafetensorsDtype;
-  shape: number[];
-  begin: number;
-  end: number;
-}
+type Entry = { name: string; dtype: SafetensorsDtype; shape: number[]; begin: number; end: number };
 
 /** One header entry, checked field by field; `dataLength` bounds every size (nothing is trusted). */
 function checkEntry(name: string, raw: unknown, dataLength: number, source?: string): Entry {
@@ -100,20 +97,15 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
       fileFail('an array of non-negative integers', `the shape of ${tname}`, `${v.describe(s)} at dimension ${i}`, source);
     }
   }
-  if (!Array.isArray(offsets) || offsets.length !== 2) {
-    fileFail('[begin, end]', `the data_offsets of ${tname}`, v.describe(offsets), source);
+  const oname = `the data_offsets of ${tname}`;
+  if (!Array.isArray(offsets) || offsets.length !== 2) fileFail('[begin, end]', oname, v.describe(offsets), source);
+  const [b, e] = offsets as number[];
+  if (!offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)) {
+    fileFail('non-negative integer offsets [begin, end]', oname, JSON.stringify(offsets), source);
   }
-  const [begin, end] = offsets as unknown[];
-  for (const o of [begin, end]) {
-    if (typeof o !== 'number' || !Number.isSafeInteger(o) || o < 0) {
-      fileFail('non-negative integer offsets [begin, end]', `the data_offsets of ${tname}`, JSON.stringify(offsets), source);
-    }
-  }
-  const b = begin as number;
-  const e = end as number;
-  if (e < b) fileFail('begin ≤ end', `the data_offsets of ${tname}`, JSON.stringify(offsets), source);
+  if (e < b) fileFail('begin ≤ end', oname, JSON.stringify(offsets), source);
   if (e > dataLength) {
-    fileFail(`offsets within the ${dataLength}-byte data buffer`, `the data_offsets of ${tname}`, `${JSON.stringify(offsets)} (the file is truncated or the header is wrong)`, source);
+    fileFail(`offsets within the ${dataLength}-byte data buffer`, oname, `${JSON.stringify(offsets)} (the file is truncated or the header is wrong)`, source);
   }
   // Elements × size against the bytes the entry spans, in BigInt: exact for any declared shape
   // (at most 64 dimensions below 2^53 each), so a huge declared size is a mismatch, never an allocation.
@@ -122,31 +114,24 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
   let bytes = BigInt(size);
   for (const s of shape as number[]) bytes *= BigInt(s);
   if (bytes !== BigInt(span)) {
-    fileFail(
-      `shape ${shapeText(shape as number[])} of ${dtype} (${bytes} bytes) to match its data_offsets`,
-      tname,
-      `data_offsets ${JSON.stringify(offsets)} (${span} bytes)`,
-      source,
-    );
+    const what = `shape ${shapeText(shape as number[])} of ${dtype} (${bytes} bytes) to match its data_offsets`;
+    fileFail(what, tname, `data_offsets ${JSON.stringify(offsets)} (${span} bytes)`, source);
   }
   return { name, dtype: dtype as SafetensorsDtype, shape: (shape as number[]).slice(), begin: b, end: e };
 }
 
 function viewOrCopy(bytes: Uint8Array, start: number, e: Entry, copy: boolean): TensorData | Uint8Array {
+  const typed = TYPED.get(e.dtype);
+  if (typed === undefined) return bytes.slice(start + e.begin, start + e.end);
+  const [ctor, accessor] = typed;
   const len = e.end - e.begin;
   const abs = bytes.byteOffset + start + e.begin;
-  const ctor =
-    e.dtype === 'F64' ? Float64Array : e.dtype === 'F32' ? Float32Array : e.dtype === 'I32' ? Int32Array : e.dtype === 'I64' ? BigInt64Array : null;
-  if (ctor === null) return bytes.slice(start + e.begin, start + e.end);
   const size = ctor.BYTES_PER_ELEMENT;
   const n = len / size;
   if (!LITTLE_ENDIAN) {
     // The format is little-endian: read each element through a DataView on a big-endian host.
-    const dv = new DataView(bytes.buffer, abs, len);
-    if (e.dtype === 'F64') return Float64Array.from({ length: n }, (_, i) => dv.getFloat64(i * 8, true));
-    if (e.dtype === 'F32') return Float32Array.from({ length: n }, (_, i) => dv.getFloat32(i * 4, true));
-    if (e.dtype === 'I32') return Int32Array.from({ length: n }, (_, i) => dv.getInt32(i * 4, true));
-    return BigInt64Array.from({ length: n }, (_, i) => dv.getBigInt64(i * 8, true));
+    const dv = new DataView(bytes.buffer, abs, len) as unknown as Accessors;
+    return (ctor as Float64ArrayConstructor).from({ length: n }, (_, i) => dv[`get${accessor}`](i * size, true));
   }
   if (!copy && abs % size === 0) return new ctor(bytes.buffer as ArrayBuffer, abs, n);
   // Misaligned (or a copy was asked for): copy the bytes into a fresh, aligned buffer.
@@ -165,18 +150,14 @@ function viewOrCopy(bytes: Uint8Array, start: number, e: Entry, copy: boolean): 
  *   out of range, overlapping or leaving gaps, size mismatches, truncation)
  */
 export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?: string } = {}): SafetensorsFile {
-  if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${v.describe(bytes)}`);
-  }
+  if (!(bytes instanceof Uint8Array)) v.fail(TypeError, 'a Uint8Array (or Buffer)', 'bytes', bytes);
   const o = v.options('opts', opts, ['copy', 'source']);
   const copy = v.bool('opts.copy', o.copy, false);
-  const source = o.source as string | undefined;
+  const source = (o.source || undefined) as string | undefined; // an empty name adds no ' ()'
   if (bytes.length < 8) fileFail('at least 8 bytes (the header length)', 'the safetensors file', `${bytes.length} bytes`, source);
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (n64 === 0n) fileFail('a header length of at least 2 bytes', 'the safetensors header', '0', source);
-  if (n64 > BigInt(MAX_HEADER_BYTES)) {
-    fileFail(`a header length of at most ${MAX_HEADER_BYTES} bytes`, 'the safetensors header', `${n64}`, source);
-  }
+  if (n64 > BigInt(MAX_HEADER_BYTES)) fileFail(`a header length of at most ${MAX_HEADER_BYTES} bytes`, 'the safetensors header', `${n64}`, source);
   const n = Number(n64);
   if (8 + n > bytes.length) {
     fileFail(`a header length within the ${bytes.length}-byte file`, 'the safetensors header', `${n} (the file is truncated or not safetensors)`, source);
@@ -232,72 +213,50 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?
 }
 
 function inferDtype(name: string, data: unknown): SafetensorsDtype {
-  if (data instanceof Float64Array) return 'F64';
-  if (data instanceof Float32Array) return 'F32';
-  if (data instanceof Int32Array) return 'I32';
-  if (data instanceof BigInt64Array) return 'I64';
-  throw new TypeError(
-    `Expected a Float64Array, Float32Array, Int32Array or BigInt64Array (or an explicit dtype) for ${name}.data but received ${v.describe(data)}`,
-  );
+  for (const [dtype, [ctor]] of TYPED) if (data instanceof ctor) return dtype as SafetensorsDtype;
+  return v.fail(TypeError, 'a Float64Array, Float32Array, Int32Array or BigInt64Array (or an explicit dtype)', `${name}.data`, data);
 }
 
 /** The little-endian bytes of one tensor's data, checked against its dtype and shape. */
 function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape: number[]; bytes: Uint8Array } {
-  if (t === null || typeof t !== 'object') throw new TypeError(`Expected an object { shape, data, dtype? } for tensors.${name} but received ${v.describe(t)}`);
-  v.options(`tensors.${name}`, t, ['dtype', 'shape', 'data']);
-  const dtype = t.dtype ?? inferDtype(`tensors.${name}`, t.data);
-  if (typeof dtype !== 'string' || !DTYPE_SIZE.has(dtype)) {
-    throw new RangeError(`Expected a safetensors dtype (F64, F32, I32, I64, …) for tensors.${name}.dtype but received ${v.describe(dtype)}`);
-  }
+  const tn = `tensors.${name}`;
+  if (t === null || typeof t !== 'object') v.fail(TypeError, 'an object { shape, data, dtype? }', tn, t);
+  v.options(tn, t, ['dtype', 'shape', 'data']);
+  const dtype = t.dtype ?? inferDtype(tn, t.data);
+  if (typeof dtype !== 'string' || !DTYPE_SIZE.has(dtype)) v.fail(RangeError, 'a safetensors dtype (F64, F32, I32, I64, …)', `${tn}.dtype`, dtype);
   if (!Array.isArray(t.shape) || t.shape.some((s) => !Number.isSafeInteger(s) || s < 0)) {
-    throw new TypeError(`Expected an array of non-negative integers for tensors.${name}.shape but received ${v.describe(t.shape)}`);
+    v.fail(TypeError, 'an array of non-negative integers', `${tn}.shape`, t.shape);
   }
   const shape = t.shape.slice();
   const count = shape.reduce((a, b) => a * b, 1);
   const size = sizeOf(dtype);
   const data = t.data;
   if (data instanceof Uint8Array) {
-    if (data.length !== count * size) {
-      throw new RangeError(`Expected ${count * size} bytes (shape ${shapeText(shape)} of ${dtype}) for tensors.${name}.data but received ${data.length}`);
-    }
+    if (data.length !== count * size) v.fail(RangeError, `${count * size} bytes (shape ${shapeText(shape)} of ${dtype})`, `${tn}.data`, data.length);
     return { dtype, shape, bytes: data };
   }
-  const ctor = dtype === 'F64' ? Float64Array : dtype === 'F32' ? Float32Array : dtype === 'I32' ? Int32Array : dtype === 'I64' ? BigInt64Array : null;
-  if (ctor === null) {
-    throw new TypeError(`Expected the raw bytes (a Uint8Array) for tensors.${name}.data of dtype ${dtype} but received ${v.describe(data)}`);
-  }
+  const typedOf = TYPED.get(dtype);
+  if (typedOf === undefined) return v.fail(TypeError, 'the raw bytes (a Uint8Array)', `${tn}.data of dtype ${dtype}`, data);
+  const [ctor, accessor] = typedOf;
   const len = (data as ArrayLike<unknown> | null)?.length;
-  if (typeof len !== 'number') throw new TypeError(`Expected a typed array or an array of numbers for tensors.${name}.data but received ${v.describe(data)}`);
-  if (len !== count) {
-    throw new RangeError(`Expected ${count} elements (shape ${shapeText(shape)}) for tensors.${name}.data but received ${v.describe(data)}`);
-  }
+  if (typeof len !== 'number') v.fail(TypeError, 'a typed array or an array of numbers', `${tn}.data`, data);
+  if (len !== count) v.fail(RangeError, `${count} elements (shape ${shapeText(shape)})`, `${tn}.data`, data);
   if ((ctor === Int32Array || ctor === BigInt64Array) && !(data instanceof BigInt64Array) && !(data instanceof Int32Array)) {
     const a = data as ArrayLike<number>;
     for (let i = 0; i < a.length; i++) {
-      if (!Number.isInteger(a[i])) throw new RangeError(`Expected integers for tensors.${name}.data (dtype ${dtype}) but received ${v.describe(a[i])} at index ${i}`);
+      if (!Number.isInteger(a[i])) v.fail(RangeError, 'integers', `${tn}.data (dtype ${dtype})`, new v.Received(`${v.describe(a[i])} at index ${i}`));
     }
   }
   let typed: TensorData;
-  if (data instanceof ctor) {
-    typed = data as TensorData;
-  } else if (ctor === BigInt64Array) {
-    typed = BigInt64Array.from(data as ArrayLike<number | bigint>, (v) => BigInt(v));
-  } else if (data instanceof BigInt64Array) {
-    typed = (ctor as Float64ArrayConstructor).from(data as unknown as ArrayLike<number>, (v) => Number(v));
-  } else {
-    typed = (ctor as Float64ArrayConstructor).from(data as ArrayLike<number>);
-  }
+  if (data instanceof ctor) typed = data as TensorData;
+  else if (ctor === BigInt64Array) typed = BigInt64Array.from(data as ArrayLike<number | bigint>, (v) => BigInt(v));
+  else if (data instanceof BigInt64Array) typed = (ctor as Float64ArrayConstructor).from(data as unknown as ArrayLike<number>, (v) => Number(v));
+  else typed = (ctor as Float64ArrayConstructor).from(data as ArrayLike<number>);
   let bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
   if (!LITTLE_ENDIAN) {
     bytes = new Uint8Array(typed.byteLength);
-    const dv = new DataView(bytes.buffer);
-    for (let i = 0; i < typed.length; i++) {
-      const v = typed[i];
-      if (dtype === 'F64') dv.setFloat64(i * 8, v as number, true);
-      else if (dtype === 'F32') dv.setFloat32(i * 4, v as number, true);
-      else if (dtype === 'I32') dv.setInt32(i * 4, v as number, true);
-      else dv.setBigInt64(i * 8, v as bigint, true);
-    }
+    const dv = new DataView(bytes.buffer) as unknown as Accessors;
+    for (let i = 0; i < typed.length; i++) dv[`set${accessor}`](i * ctor.BYTES_PER_ELEMENT, typed[i], true);
   }
   return { dtype, shape, bytes };
 }
@@ -310,21 +269,19 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
  *   dtype, shape, data in a tensor, a bad name or metadata
  */
 export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?: Record<string, string>): Uint8Array {
-  if (tensors === null || typeof tensors !== 'object') throw new TypeError(`Expected an object of tensors for tensors but received ${v.describe(tensors)}`);
+  if (tensors === null || typeof tensors !== 'object') v.fail(TypeError, 'an object of tensors', 'tensors', tensors);
   const items = Object.keys(tensors).map((name, order) => {
-    if (name === '__metadata__' || name.length === 0) {
-      throw new RangeError(`Expected a tensor name other than "" and "__metadata__" for tensors but received ${JSON.stringify(name)}`);
-    }
+    if (name === '__metadata__' || name.length === 0) v.fail(RangeError, 'a tensor name other than "" and "__metadata__"', 'tensors', new v.Received(JSON.stringify(name)));
     return { name, order, ...encode(name, tensors[name]) };
   });
   items.sort((a, b) => sizeOf(b.dtype) - sizeOf(a.dtype) || a.order - b.order);
 
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) {
-    if (!isPlainObject(metadata)) throw new TypeError(`Expected an object of strings for metadata but received ${v.describe(metadata)}`);
+    if (!isPlainObject(metadata)) v.fail(TypeError, 'an object of strings', 'metadata', metadata);
     const meta: Record<string, string> = {};
     for (const k of Object.keys(metadata)) {
-      if (typeof metadata[k] !== 'string') throw new TypeError(`Expected a string for metadata.${k} but received ${v.describe(metadata[k])}`);
+      if (typeof metadata[k] !== 'string') v.fail(TypeError, 'a string', `metadata.${k}`, metadata[k]);
       put(meta, k, metadata[k]);
     }
     header.__metadata__ = meta;
@@ -354,16 +311,10 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?
  * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readSafetensors)
  */
 export function loadSafetensors(path: string, opts: ReadOptions = {}): SafetensorsFile {
-  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${v.describe(path)}`);
+  if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
   const copy = v.options('opts', opts, ['copy']).copy as boolean | undefined;
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (cause) {
-    throw new HandgradError('ERR_FILE', `Expected a readable safetensors file for ${path} but received ${(cause as Error).message}`, { cause });
-  }
   // A fresh Buffer owns its memory, so views into it are as safe as copies.
-  return readSafetensors(bytes, { copy, source: path });
+  return readSafetensors(readFile(path, 'safetensors file'), { copy, source: path });
 }
 
 /**
@@ -372,18 +323,13 @@ export function loadSafetensors(path: string, opts: ReadOptions = {}): Safetenso
  * @throws {HandgradError} code ERR_FILE: the file cannot be written
  */
 export function saveSafetensors(path: string, tensors: Record<string, TensorInput>, metadata?: Record<string, string>): void {
-  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${v.describe(path)}`);
+  if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
   const bytes = writeSafetensors(tensors, metadata);
   try {
     writeFileSync(path, bytes);
   } catch (cause) {
     throw new HandgradError('ERR_FILE', `Expected a writable path for ${path} but received ${(cause as Error).message}`, { cause });
   }
-}
-
-/** Bytes per element of a dtype (undefined for unknown or bit-packed dtypes). */
-export function dtypeSize(dtype: string): number | undefined {
-  return DTYPE_SIZE.get(dtype);
 }
 
 /**
