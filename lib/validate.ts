@@ -226,9 +226,13 @@ export interface StepOptions<O> {
   out: O | undefined;
 }
 
-/** The options of forwardBackward (the two-layer call adds `activation`), checked. */
-export function stepOptions<O extends object>(opts: unknown, defaultReduction: Reduction, extra: readonly string[] = []): StepOptions<O> {
-  const o = options('opts', opts, ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate', ...extra], NOT_YET_SUPPORTED);
+/** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */
+const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate'] as const;
+/** forwardBackward's option keys; the two-layer call's add `activation`. */
+export const STEP_OPTIONS = { sequential: STEP_KEYS, twoLayer: [...STEP_KEYS, 'activation'] } as const;
+
+export function stepOptions<O extends object>(opts: unknown, defaultReduction: Reduction, known: readonly string[] = STEP_KEYS): StepOptions<O> {
+  const o = options('opts', opts, known as typeof STEP_KEYS, NOT_YET_SUPPORTED);
   const out = o.out;
   if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
   const dX = (out as { dX?: unknown } | undefined)?.dX;
