@@ -10,8 +10,7 @@
 // input plus the output, whatever the file's size; no string grows.
 import * as v from '../validate';
 import type { Dataset } from './dataset';
-import { fileFail, gunzip, isGzip, readFile } from './files';
-import * as o from './options';
+import { fileFail, gunzip, hex, isGzip, readFile } from './files';
 
 export interface CsvOptions {
   /**
@@ -40,15 +39,8 @@ export interface CsvDataset extends Dataset {
   header: boolean;
 }
 
-const QUOTE = 0x22;
-const LF = 0x0a;
-const CR = 0x0d;
-const SP = 0x20;
-const TAB = 0x09;
-const MINUS = 0x2d;
-const PLUS = 0x2b;
-const DOT = 0x2e;
-const ZERO = 0x30;
+const [QUOTE, LF, CR, SP, TAB] = [0x22, 0x0a, 0x0d, 0x20, 0x09];
+const [MINUS, PLUS, DOT, ZERO] = [0x2d, 0x2b, 0x2e, 0x30];
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const POW10 = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 const MAX_ID = 2 ** 31 - 2; // class ids must leave C = max + 1 within an int32
@@ -67,11 +59,7 @@ class Records {
   /** Line on which each cell starts (a quoted cell may span lines). */
   readonly lines: number[] = [];
 
-  constructor(
-    private readonly b: Buffer,
-    private readonly delim: number,
-    private readonly source: string | undefined,
-  ) {
+  constructor(private readonly b: Buffer, private readonly delim: number, private readonly source: string | undefined) {
     if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) this.pos = 3;
   }
 
@@ -133,23 +121,13 @@ class Records {
         if (p < len && b[p] !== d && b[p] !== LF && b[p] !== CR) {
           let z = p;
           while (z < len && b[z] !== d && b[z] !== LF && b[z] !== CR) z++;
-          fileFail(
-            'the delimiter or the end of the line after a closing quote',
-            `column ${n + 1} on line ${this.line}`,
-            v.describe(b.toString('utf8', p, z)),
-            this.source,
-          );
+          const got = v.describe(b.toString('utf8', p, z));
+          fileFail('the delimiter or the end of the line after a closing quote', `column ${n + 1} on line ${this.line}`, got, this.source);
         }
       } else {
         s = p;
-        let r = p;
-        while (r < len) {
-          const c = b[r];
-          if (c === d || c === LF || c === CR) break;
-          r++;
-        }
-        e = r;
-        p = r;
+        while (p < len && b[p] !== d && b[p] !== LF && b[p] !== CR) p++;
+        e = p;
       }
       this.starts[n] = s;
       this.ends[n] = e;
@@ -201,21 +179,17 @@ class Records {
     if (p < e && (b[p] === MINUS || b[p] === PLUS)) p++;
     let m = 0;
     let digits = 0;
-    let frac = 0;
+    let frac = -1; // digits after the point; -1 before one
     for (; p < e; p++) {
+      if (b[p] === DOT && frac < 0) {
+        frac = 0;
+        continue;
+      }
       const c = b[p] - ZERO;
       if (c < 0 || c > 9) break;
       m = m * 10 + c;
       digits++;
-    }
-    if (p < e && b[p] === DOT) {
-      for (p++; p < e; p++) {
-        const c = b[p] - ZERO;
-        if (c < 0 || c > 9) break;
-        m = m * 10 + c;
-        digits++;
-        frac++;
-      }
+      if (frac >= 0) frac++;
     }
     let exp = 0;
     if (p < e && digits > 0 && (b[p] === 0x65 || b[p] === 0x45)) {
@@ -233,7 +207,7 @@ class Records {
       if (eneg) exp = -exp;
     }
     if (p === e && digits > 0 && digits <= 15) {
-      const k = exp - frac;
+      const k = exp - Math.max(frac, 0);
       if (k >= -22 && k <= 22) {
         const v = k === 0 ? m : k > 0 ? m * POW10[k] : m / POW10[-k];
         return neg ? -v : v;
@@ -266,7 +240,7 @@ function inputBytes(input: unknown): { bytes: Buffer; source?: string } {
   if (input === '' || /[\r\n]/.test(input)) return { bytes: Buffer.from(input, 'utf8') };
   const raw = readFile(input, 'CSV file', ' (a string without a line break is read as a path)');
   if (input.toLowerCase().endsWith('.gz') && !isGzip(raw)) {
-    fileFail('gzip data (the path ends in .gz)', input, `bytes starting ${[...raw.subarray(0, 2)].map((x) => x.toString(16).padStart(2, '0')).join(' ') || '(empty file)'}`);
+    fileFail('gzip data (the path ends in .gz)', input, `bytes starting ${hex(raw.subarray(0, 2)) || '(empty file)'}`);
   }
   return { bytes: isGzip(raw) ? gunzip(raw, input) : raw, source: input };
 }
@@ -317,17 +291,14 @@ export function readCsv(input: string | Uint8Array, opts: CsvOptions = {}): CsvD
 
 function parse(bytes: Buffer, delim: number, label: string | number | undefined, headerOpt: 'auto' | boolean, source?: string): CsvDataset {
   const rec = new Records(bytes, delim, source);
+  const begin = { pos: rec.pos, line: rec.line };
   if (!rec.next()) fileFail('at least one row of data', 'the CSV', 'an empty file', source);
   const ncols = rec.n;
   const firstLine = rec.recordLine;
   if (ncols < 2) fileFail('at least 2 columns (the features and a label)', `line ${firstLine}`, '1 column', source);
-  const first: string[] = [];
-  const firstNums: number[] = [];
-  const firstLines = rec.lines.slice(0, ncols);
-  for (let j = 0; j < ncols; j++) {
-    first.push(rec.text(j));
-    firstNums.push(rec.number(j));
-  }
+  const first = Array.from({ length: ncols }, (_, j) => rec.text(j));
+  const firstNums = Array.from({ length: ncols }, (_, j) => rec.number(j));
+  const afterFirst = { pos: rec.pos, line: rec.line };
 
   let li: number;
   if (typeof label === 'string') {
@@ -348,101 +319,53 @@ function parse(bytes: Buffer, delim: number, label: string | number | undefined,
     li = ncols - 1;
   }
 
-  // Header: given, or decided from the first row (and, if need be, the label cell of the second).
-  let header: boolean | undefined;
+  // Header: given, or decided from the first row; when its features are numbers and its label is
+  // not, from the second row's label (a second row of another width is refused below either way).
+  let header: boolean;
   if (headerOpt !== 'auto') header = headerOpt;
-  else if (typeof label === 'string') header = true;
-  else if (firstNums.some((v, j) => j !== li && !Number.isFinite(v))) header = true;
+  else if (typeof label === 'string' || firstNums.some((v, j) => j !== li && !Number.isFinite(v))) header = true;
   else if (Number.isFinite(firstNums[li])) header = false;
+  else header = rec.next() && (rec.n !== ncols || Number.isFinite(rec.number(li)));
+  Object.assign(rec, header ? afterFirst : begin); // a first row that is data is read again, as any other
 
   const D = ncols - 1;
-  const names = (h: boolean) => (h ? first : first.map((_, j) => `col${j + 1}`));
   const columnName = (j: number) => (header ? `column ${JSON.stringify(first[j])} (column ${j + 1})` : `column ${j + 1}`);
-  const badCell = (j: number, text: string, line: number, x: number): never => {
-    const actual = text === '' ? '"" (an empty cell)' : v.describe(text);
-    return fileFail(Number.isNaN(x) ? 'a number' : 'a finite number', `${columnName(j)} on line ${line}`, actual, source);
-  };
-
   const cap = Math.max(1, recordBound(bytes, 0));
   const X = new Float64Array(cap * D);
   const ids = new Int32Array(cap); // index of the row's label text in `texts`
   const seen = new Map<string, number>();
   const texts: string[] = [];
   let r = 0;
-
-  const addLabel = (t: string, line: number) => {
-    if (t === '') fileFail('a label', `${columnName(li)} on line ${line}`, '"" (an empty cell)', source);
+  while (rec.next()) {
+    if (rec.n !== ncols) fileFail(`${ncols} cells (as on line ${firstLine})`, `line ${rec.recordLine}`, `${rec.n}`, source);
+    let k = r * D;
+    for (let j = 0; j < ncols; j++) {
+      if (j === li) continue;
+      const x = rec.number(j);
+      if (!Number.isFinite(x)) {
+        const text = rec.text(j);
+        const actual = text === '' ? '"" (an empty cell)' : v.describe(text);
+        fileFail(Number.isNaN(x) ? 'a number' : 'a finite number', `${columnName(j)} on line ${rec.lines[j]}`, actual, source);
+      }
+      X[k++] = x;
+    }
+    const t = rec.text(li);
+    if (t === '') fileFail('a label', `${columnName(li)} on line ${rec.lines[li]}`, '"" (an empty cell)', source);
     let id = seen.get(t);
     if (id === undefined) {
-      id = texts.length;
-      seen.set(t, id);
+      seen.set(t, (id = texts.length));
       texts.push(t);
     }
     ids[r++] = id;
-  };
-  const addFirstAsData = () => {
-    let k = r * D;
-    for (let j = 0; j < ncols; j++) {
-      if (j === li) continue;
-      if (!Number.isFinite(firstNums[j])) badCell(j, first[j], firstLines[j], firstNums[j]);
-      X[k++] = firstNums[j];
-    }
-    addLabel(first[li], firstLines[li]);
-  };
-  if (header === false) addFirstAsData();
-
-  while (rec.next()) {
-    if (rec.n !== ncols) {
-      fileFail(`${ncols} cells (as on line ${firstLine})`, `line ${rec.recordLine}`, `${rec.n}`, source);
-    }
-    if (header === undefined) {
-      // First row: numeric features, a label that is not a number. A header if this row's label is one.
-      header = Number.isFinite(rec.number(li));
-      if (!header) addFirstAsData();
-    }
-    let k = r * D;
-    for (let j = 0; j < ncols; j++) {
-      if (j === li) continue;
-      const v = rec.number(j);
-      if (!Number.isFinite(v)) badCell(j, rec.text(j), rec.lines[j], v);
-      X[k++] = v;
-    }
-    addLabel(rec.text(li), rec.lines[li]);
-  }
-  if (header === undefined) {
-    header = false; // one row alone: data
-    addFirstAsData();
   }
   if (r === 0) fileFail('at least one row of data', 'the CSV', `only a header (line ${firstLine})`, source);
 
   // Class ids when every label is an integer in range; otherwise names in order of first appearance.
   const values = texts.map(parseNumber);
   const areIds = values.every((v) => Number.isInteger(v) && v >= 0 && v <= MAX_ID);
-  let y: Int32Array;
-  let C: number;
-  let classNames: string[] | undefined;
-  if (areIds) {
-    y = new Int32Array(r);
-    C = 0;
-    for (let i = 0; i < r; i++) {
-      const v = values[ids[i]];
-      y[i] = v;
-      if (v + 1 > C) C = v + 1;
-    }
-  } else {
-    y = r === cap ? ids : ids.slice(0, r);
-    C = texts.length;
-    classNames = texts;
-  }
-  const all = names(header);
-  return {
-    X: r * D === X.length ? X : X.slice(0, r * D),
-    y,
-    D,
-    C,
-    featureNames: all.filter((_, j) => j !== li),
-    labelName: all[li],
-    ...(classNames === undefined ? {} : { classNames }),
-    header,
-  };
+  const y = areIds ? Int32Array.from(ids.subarray(0, r), (id) => values[id]) : r === cap ? ids : ids.slice(0, r);
+  const C = areIds ? values.reduce((c, v) => Math.max(c, v + 1), 0) : texts.length;
+  const all = header ? first : first.map((_, j) => `col${j + 1}`);
+  const X_ = r * D === X.length ? X : X.slice(0, r * D);
+  return { X: X_, y, D, C, featureNames: all.filter((_, j) => j !== li), labelName: all[li], ...(areIds ? {} : { classNames: texts }), header };
 }

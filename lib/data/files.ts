@@ -10,9 +10,10 @@ export function fileFail(what: string, name: string, actual: string, source?: st
   throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${actual}${where}`);
 }
 
-export function isGzip(b: Uint8Array): boolean {
-  return b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
-}
+export const isGzip = (b: Uint8Array) => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+
+/** Bytes as hex pairs, for messages: '1f 8b'. */
+export const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
 
 /** Gunzips bytes; a corrupt or truncated stream is an ERR_FILE. */
 export function gunzip(b: Uint8Array, source: string): Buffer {

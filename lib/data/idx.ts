@@ -6,7 +6,7 @@
 // multiplied in BigInt (no overflow), nothing is allocated from a declared size, and every problem
 // is a HandgradError with code ERR_FILE — never a crash or a silent short read.
 import * as v from '../validate';
-import { fileFail, gunzip, readFile } from './files';
+import { fileFail, gunzip, hex, isGzip, readFile } from './files';
 
 export type IdxDtype = 'uint8' | 'int8' | 'int16' | 'int32' | 'float32' | 'float64';
 export type IdxData = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -19,16 +19,15 @@ export interface IdxArray {
   data: IdxData;
 }
 
-const TYPES: Record<number, { dtype: IdxDtype; size: number }> = {
+/** By type byte: the dtype, its size, and (wider than a byte) its typed array and DataView getter. */
+const TYPES: Record<number, { dtype: IdxDtype; size: number; ctor?: new (n: number) => IdxData; get?: string }> = {
   0x08: { dtype: 'uint8', size: 1 },
   0x09: { dtype: 'int8', size: 1 },
-  0x0b: { dtype: 'int16', size: 2 },
-  0x0c: { dtype: 'int32', size: 4 },
-  0x0d: { dtype: 'float32', size: 4 },
-  0x0e: { dtype: 'float64', size: 8 },
+  0x0b: { dtype: 'int16', size: 2, ctor: Int16Array, get: 'getInt16' },
+  0x0c: { dtype: 'int32', size: 4, ctor: Int32Array, get: 'getInt32' },
+  0x0d: { dtype: 'float32', size: 4, ctor: Float32Array, get: 'getFloat32' },
+  0x0e: { dtype: 'float64', size: 8, ctor: Float64Array, get: 'getFloat64' },
 };
-
-const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
 
 /**
  * Parses an IDX file held in memory (gzipped or not: gzip is recognised by its magic bytes).
@@ -38,72 +37,38 @@ const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')
  *   no dimensions, a header or data shorter than declared, or bytes after the data
  */
 export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxArray {
-  if (!(bytes instanceof Uint8Array)) throw new TypeError(`Expected a Uint8Array (or Buffer) for bytes but received ${v.describe(bytes)}`);
+  if (!(bytes instanceof Uint8Array)) v.fail(TypeError, 'a Uint8Array (or Buffer)', 'bytes', bytes);
   const source = v.options('opts', opts, ['source']).source as string | undefined;
   const name = source === undefined ? 'the IDX data' : 'the IDX file';
-  const where = source;
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzip(bytes, source ?? 'the IDX bytes');
-  if (bytes.length < 4) fileFail('at least 4 bytes (the magic number)', name, `${bytes.length} bytes`, where);
-  if (bytes[0] !== 0 || bytes[1] !== 0) {
-    fileFail('the IDX magic number 00 00 <type> <dims>', name, `bytes ${hex(bytes.subarray(0, 4))}`, where);
-  }
+  if (isGzip(bytes)) bytes = gunzip(bytes, source ?? 'the IDX bytes');
+  if (bytes.length < 4) fileFail('at least 4 bytes (the magic number)', name, `${bytes.length} bytes`, source);
+  if (bytes[0] !== 0 || bytes[1] !== 0) fileFail('the IDX magic number 00 00 <type> <dims>', name, `bytes ${hex(bytes.subarray(0, 4))}`, source);
   const type = TYPES[bytes[2]];
   if (type === undefined) {
-    fileFail('an IDX type byte (08 uint8, 09 int8, 0b int16, 0c int32, 0d float32, 0e float64)', name, `0x${hex(bytes.subarray(2, 3))}`, where);
+    fileFail('an IDX type byte (08 uint8, 09 int8, 0b int16, 0c int32, 0d float32, 0e float64)', name, `0x${hex(bytes.subarray(2, 3))}`, source);
   }
   const k = bytes[3];
-  if (k === 0) fileFail('at least one dimension', name, '0 dimensions', where);
+  if (k === 0) fileFail('at least one dimension', name, '0 dimensions', source);
   const start = 4 + 4 * k;
-  if (bytes.length < start) {
-    fileFail(`a header of ${start} bytes (${k} dimension sizes)`, name, `${bytes.length} bytes (the file is truncated)`, where);
-  }
+  if (bytes.length < start) fileFail(`a header of ${start} bytes (${k} dimension sizes)`, name, `${bytes.length} bytes (the file is truncated)`, source);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const shape: number[] = [];
-  let count = 1n;
-  for (let i = 0; i < k; i++) {
-    const s = dv.getUint32(4 + 4 * i, false);
-    shape.push(s);
-    count *= BigInt(s);
-  }
+  const shape = Array.from({ length: k }, (_, i) => dv.getUint32(4 + 4 * i, false));
+  const count = shape.reduce((a, s) => a * BigInt(s), 1n);
   const want = count * BigInt(type.size);
   const have = BigInt(bytes.length - start);
   if (want !== have) {
     const why = want > have ? 'the file is truncated or its sizes are wrong' : 'bytes after the data';
-    fileFail(`${want} data bytes for shape [${shape.join(',')}] of ${type.dtype}`, name, `${have} (${why})`, where);
+    fileFail(`${want} data bytes for shape [${shape.join(',')}] of ${type.dtype}`, name, `${have} (${why})`, source);
   }
   const n = Number(count);
-  const end = start + n * type.size;
   let data: IdxData;
-  switch (type.dtype) {
-    case 'uint8':
-      data = bytes.subarray(start, end);
-      break;
-    case 'int8':
-      data = new Int8Array(bytes.buffer, bytes.byteOffset + start, n);
-      break;
-    case 'int16': {
-      const a = new Int16Array(n);
-      for (let i = 0; i < n; i++) a[i] = dv.getInt16(start + 2 * i, false);
-      data = a;
-      break;
-    }
-    case 'int32': {
-      const a = new Int32Array(n);
-      for (let i = 0; i < n; i++) a[i] = dv.getInt32(start + 4 * i, false);
-      data = a;
-      break;
-    }
-    case 'float32': {
-      const a = new Float32Array(n);
-      for (let i = 0; i < n; i++) a[i] = dv.getFloat32(start + 4 * i, false);
-      data = a;
-      break;
-    }
-    default: {
-      const a = new Float64Array(n);
-      for (let i = 0; i < n; i++) a[i] = dv.getFloat64(start + 8 * i, false);
-      data = a;
-    }
+  if (type.dtype === 'uint8') data = bytes.subarray(start, start + n);
+  else if (type.dtype === 'int8') data = new Int8Array(bytes.buffer, bytes.byteOffset + start, n);
+  else {
+    // Big-endian elements, read one by one whatever the host's byte order.
+    const get = (dv as unknown as Record<string, (at: number, littleEndian: boolean) => number>)[type.get!].bind(dv);
+    data = new type.ctor!(n);
+    for (let i = 0; i < n; i++) data[i] = get(start + type.size * i, false);
   }
   return { dtype: type.dtype, shape, data };
 }
@@ -116,6 +81,6 @@ export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxA
  */
 export function loadIdx(path: string, opts: Record<string, never> = {}): IdxArray {
   v.options('opts', opts, []);
-  if (typeof path !== 'string') throw new TypeError(`Expected a file path for path but received ${v.describe(path)}`);
+  if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
   return readIdx(readFile(path, 'IDX file'), { source: path });
 }

@@ -5,7 +5,7 @@ import type { Dtype } from '../types';
 import * as v from '../validate';
 import type { Dataset } from './dataset';
 import { fileFail } from './files';
-import { loadIdx, type IdxArray } from './idx';
+import { loadIdx } from './idx';
 import * as o from './options';
 
 export interface MnistOptions {
@@ -49,12 +49,8 @@ export function mnistDataDir(resolve: (id: string) => string = require.resolve):
 }
 
 function findFile(dir: string, base: string): string {
-  const names = [base, base.replace('-idx', '.idx')];
-  for (const name of names) {
-    for (const suffix of ['', '.gz']) {
-      const p = join(dir, name + suffix);
-      if (existsSync(p)) return p;
-    }
+  for (const name of [base, base.replace('-idx', '.idx')]) {
+    for (const p of [join(dir, name), join(dir, `${name}.gz`)]) if (existsSync(p)) return p;
   }
   return fileFail(`a file ${base} (or ${base}.gz)`, 'the MNIST folder', `none in ${dir}`);
 }
@@ -62,8 +58,8 @@ function findFile(dir: string, base: string): string {
 function part(dir: string, prefix: 'train' | 't10k', dtype: Dtype): Dataset<Float64Array | Float32Array> & { rows: number; cols: number } {
   const imagesPath = findFile(dir, `${prefix}-images-idx3-ubyte`);
   const labelsPath = findFile(dir, `${prefix}-labels-idx1-ubyte`);
-  const images: IdxArray = loadIdx(imagesPath);
-  const labels: IdxArray = loadIdx(labelsPath);
+  const images = loadIdx(imagesPath);
+  const labels = loadIdx(labelsPath);
   if (images.dtype !== 'uint8' || images.shape.length !== 3) {
     fileFail('uint8 images shaped [n,rows,cols]', 'the MNIST images', `${images.dtype} shaped [${images.shape.join(',')}]`, imagesPath);
   }
@@ -71,16 +67,12 @@ function part(dir: string, prefix: 'train' | 't10k', dtype: Dtype): Dataset<Floa
     fileFail('uint8 labels shaped [n]', 'the MNIST labels', `${labels.dtype} shaped [${labels.shape.join(',')}]`, labelsPath);
   }
   const [n, rows, cols] = images.shape;
-  if (labels.shape[0] !== n) {
-    fileFail(`${n} labels (one per image in ${imagesPath})`, 'the MNIST labels', `${labels.shape[0]}`, labelsPath);
-  }
+  if (labels.shape[0] !== n) fileFail(`${n} labels (one per image in ${imagesPath})`, 'the MNIST labels', `${labels.shape[0]}`, labelsPath);
   if (n === 0 || rows * cols === 0) fileFail('at least one image of at least one pixel', 'the MNIST images', `shape [${images.shape.join(',')}]`, imagesPath);
   const px = images.data as Uint8Array;
   const X = dtype === 'float64' ? scale64(px) : scale32(px);
   const y = new Int32Array(labels.data as Uint8Array);
-  let C = 0;
-  for (let i = 0; i < n; i++) if (y[i] + 1 > C) C = y[i] + 1;
-  return { X, y, D: rows * cols, C, rows, cols };
+  return { X, y, D: rows * cols, C: y.reduce((c, l) => Math.max(c, l + 1), 0), rows, cols };
 }
 
 /** Grey levels 0..255 to [0, 1]; one function per output type keeps each loop monomorphic. */
