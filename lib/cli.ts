@@ -12,12 +12,7 @@ import { gradsCommand } from './commands/grads';
 import { train } from './commands/train';
 import { didYouMean } from './validate';
 
-const commands: Record<string, Command> = {
-  tour,
-  verify: verifyCommand,
-  grads: gradsCommand,
-  train,
-};
+const commands: Record<string, Command> = { tour, verify: verifyCommand, grads: gradsCommand, train };
 
 function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  handgrad ${name.padEnd(8)} ${c.summary}`);

@@ -28,3 +28,10 @@ export function flags<const O extends Flags>(command: string, argv: string[], op
   }
   return parseArgs({ args: argv, options, allowPositionals }) as unknown as { values: Values<O>; positionals: string[] };
 }
+
+/** A flag's text as a number that `ok` accepts (handed the number and the text). @throws {RangeError} naming `what` */
+export function numberFlag(name: string, text: string, what: string, ok: (n: number, text: string) => boolean): number {
+  const n = Number(text);
+  if (!ok(n, text)) v.fail(RangeError, what, name, text);
+  return n;
+}

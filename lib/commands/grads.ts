@@ -1,7 +1,7 @@
 // `handgrad grads CASE.safetensors -o OUT.safetensors [--backend …]`: a batch and weights dumped
 // from PyTorch (X, y, W1, b1, W2, b2; __metadata__ activation and reduction) in, the loss and every
 // gradient out, in X's dtype, so they can be compared with autograd's on the Python side.
-import { HandgradError } from '../errors';
+import { fileFail } from '../data/files';
 import { loadSafetensors, saveSafetensors, tensorOf, type SafetensorsDtype } from '../io/safetensors';
 import { forwardBackward } from '../model';
 import * as v from '../validate';
@@ -20,10 +20,6 @@ db2 in X's dtype.
 `;
 
 const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
-
-function fileFail(what: string, name: string, actual: string, path: string): never {
-  throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${actual} (${path})`);
-}
 
 export const gradsCommand: Command = {
   summary: 'read X, y and weights from a safetensors file, write the loss and gradients to another',
@@ -70,24 +66,12 @@ export const gradsCommand: Command = {
     const reduction = v.oneOf(values.reduction ? '--reduction' : '__metadata__.reduction', values.reduction ?? file.metadata.reduction, v.REDUCTIONS, 'mean');
     const params = { W1: W1.data as Float64Array, b1: b1.data as Float64Array, W2: W2.data as Float64Array, b2: b2.data as Float64Array };
     const r = forwardBackward(params, X.data as Float64Array, y.data as unknown as ArrayLike<number>, { backend, activation, reduction, inputGrad: true });
-    const g = r.grads;
-    const loss = dtype === 'F64' ? new Float64Array([r.loss]) : new Float32Array([r.loss]);
-    saveSafetensors(
-      out,
-      {
-        loss: { shape: [1], data: loss },
-        dX: { shape: [B, D], data: g.dX! },
-        dW1: { shape: [D, H], data: g.dW1 },
-        db1: { shape: [H], data: g.db1 },
-        dW2: { shape: [H, C], data: g.dW2 },
-        db2: { shape: [C], data: g.db2 },
-      },
-      { activation, reduction, backend, producer: 'handgrad grads' },
-    );
-    process.stdout.write(
-      `${out}: loss ${r.loss} and dX ${shapeText([B, D])}, dW1 ${shapeText([D, H])}, db1 ${shapeText([H])}, dW2 ${shapeText([H, C])}, db2 ${shapeText([C])} ` +
-        `(${dtype}, ${activation}, ${reduction}, backend ${backend})\n`,
-    );
+    const shapes = { dX: [B, D], dW1: [D, H], db1: [H], dW2: [H, C], db2: [C] };
+    const grads = Object.entries(shapes).map(([k, shape]) => [k, { shape, data: r.grads[k as keyof typeof shapes]! }]);
+    const loss = { shape: [1], data: dtype === 'F64' ? new Float64Array([r.loss]) : new Float32Array([r.loss]) };
+    saveSafetensors(out, { loss, ...Object.fromEntries(grads) }, { activation, reduction, backend, producer: 'handgrad grads' });
+    const written = Object.entries(shapes).map(([k, shape]) => `${k} ${shapeText(shape)}`).join(', ');
+    process.stdout.write(`${out}: loss ${r.loss} and ${written} (${dtype}, ${activation}, ${reduction}, backend ${backend})\n`);
     return 0;
   },
 };

@@ -41,11 +41,7 @@ function workedExample(backend: BackendName, out: (s: string) => void): void {
   out(shape('dX', [B, D], 'dZ1·W1ᵀ') + `  |dX|max  = ${maxAbs(r.grads.dX!).toExponential(3)}`);
 }
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
+const maxAbs = (a: ArrayLike<number>) => Math.max(...Array.from(a, Math.abs)); // the example's tensors are small
 
 /** MNIST is an optional package: the tour trains on it only when it is installed. */
 function mnistInstalled(): boolean {

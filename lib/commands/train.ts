@@ -13,7 +13,7 @@ import { Sequential } from '../layers/sequential';
 import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
 import type { Activation, BackendName, Dtype, FloatArray } from '../types';
 import * as v from '../validate';
-import { type Command, flags } from './command';
+import { type Command, flags, numberFlag } from './command';
 import type { OptimizerName } from '../train/optimizer';
 
 interface Prepared {
@@ -29,12 +29,10 @@ interface Prepared {
 const BUILT_IN = ['xor', 'spirals', 'blobs', 'digits', 'mnist'] as const;
 
 function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, defaults: Prepared['defaults']): Prepared {
-  const s = trainValSplit(d.X, d.y, d.D, { fraction: 0.2, seed });
-  if (standardize) {
-    const z = fitStandardizer(s.train.X, d.D); // fitted on train only, applied to both
-    return { name, train: { X: z.apply(s.train.X), y: s.train.y }, val: { X: z.apply(s.val.X), y: s.val.y }, D: d.D, C: d.C, defaults };
-  }
-  return { name, train: s.train, val: { X: s.val.X, y: s.val.y }, D: d.D, C: d.C, defaults };
+  const { train, val } = trainValSplit(d.X, d.y, d.D, { fraction: 0.2, seed });
+  const z = standardize ? fitStandardizer(train.X, d.D) : null; // fitted on train only, applied to both
+  const part = ({ X, y }: { X: FloatArray; y: Int32Array }) => ({ X: z ? z.apply(X) : X, y });
+  return { name, train: part(train), val: part(val), D: d.D, C: d.C, defaults };
 }
 
 /** The data set named on the command line, split and scaled, with its default settings. */
@@ -66,12 +64,7 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
   }
 }
 
-const num = (name: string, s: string | undefined, fallback: number) => {
-  if (s === undefined) return fallback;
-  const n = Number(s);
-  if (!Number.isFinite(n)) v.fail(RangeError, 'a number', `--${name}`, s);
-  return n;
-};
+const num = (name: string, s: string | undefined, fallback: number) => (s === undefined ? fallback : numberFlag(`--${name}`, s, 'a number', Number.isFinite));
 
 export interface TrainSummary {
   trainer: Trainer<TwoLayerParams | Sequential>;
@@ -114,11 +107,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     ? Sequential.mlp([data.D, ...layers, data.C], { activation: values.activation as Activation, seed, dtype })
     : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
   const trainer = new Trainer<TwoLayerParams | Sequential>(model, {
-    optimizer,
-    lr,
-    batchSize: batch,
-    seed,
-    backend: values.backend as BackendName,
+    optimizer, lr, batchSize: batch, seed, backend: values.backend as BackendName,
     ...(layers ? {} : { activation: values.activation as Activation }), // a Sequential's layers carry it
   });
   const outDir = resolve(values.out ?? join('handgrad-out', BUILT_IN.includes(values.data as never) ? values.data! : 'csv'));
@@ -134,9 +123,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const printEvery = Math.max(1, Math.floor(epochs / 10));
   const started = process.hrtime.bigint();
   const result = await trainer.fit(data.train.X, data.train.y, {
-    epochs,
-    validation: data.val,
-    progressEvery: every,
+    epochs, validation: data.val, progressEvery: every,
     onProgress: (e) => {
       if (e.type === 'step') bar?.update((e.epoch - 1) * stepsPerEpoch + e.step, { epoch: e.epoch, loss: e.loss.toFixed(4) });
       else if (!bar && !values.quiet && (e.epoch % printEvery === 0 || e.epoch === epochs)) {
@@ -163,9 +150,8 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   if (data.D === 2) {
     const A = dtype === 'float64' ? Float64Array : Float32Array;
     const seq = trainer.model;
-    const classify = seq
-      ? (grid: Float64Array) => seq.predict(A.from(grid))
-      : (grid: Float64Array) => predict(trainer.params as LiveParams, A.from(grid), { activation: values.activation as Activation });
+    const classify = (grid: Float64Array) =>
+      seq ? seq.predict(A.from(grid)) : predict(trainer.params as LiveParams, A.from(grid), { activation: values.activation as Activation });
     write('boundary.svg', await decisionBoundarySvg(data.train.X, data.train.y, classify, `${data.name}: decision regions`));
   }
   write('history.json', `${JSON.stringify(result, null, 1)}\n`);

@@ -10,7 +10,7 @@ import type { BackendName, Dtype } from '../types';
 import * as v from '../validate';
 import { formatVerifyReport } from '../verify/format';
 import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction, type SequentialCandidate } from '../verify/verify';
-import { type Command, flags } from './command';
+import { type Command, flags, numberFlag } from './command';
 
 const HELP = `usage: handgrad verify [options]
 
@@ -37,11 +37,7 @@ random problem, tensor by tensor, and explains the first failure in backward ord
   --json                       print the report as JSON
 `;
 
-function positiveInt(name: string, s: string): number {
-  const n = Number(s);
-  if (!/^\d+$/.test(s.trim()) || !Number.isSafeInteger(n) || n < 1) v.fail(RangeError, 'a positive integer', name, s);
-  return n;
-}
+const positiveInt = (name: string, s: string) => numberFlag(name, s, 'a positive integer', (n) => /^\d+$/.test(s.trim()) && Number.isSafeInteger(n) && n >= 1);
 
 /** The user function exported by FILE (module.exports = fn, a default export, or an export named grads). */
 function loadCandidate(file: string): GradFunction {
@@ -89,13 +85,8 @@ export const verifyCommand: Command = {
     const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
     const reduction = v.oneOf('--reduction', values.reduction, v.REDUCTIONS, 'mean');
     const reference = v.oneOf('--reference', values.reference, ['auto', 'torch', 'fd'] as const, 'auto');
-    const seed = Number(values.seed);
-    if (!Number.isInteger(seed)) v.fail(RangeError, 'an integer', '--seed', values.seed);
-    let tolerance: number | undefined;
-    if (values.tolerance !== undefined) {
-      tolerance = Number(values.tolerance);
-      if (!(tolerance > 0) || !Number.isFinite(tolerance)) v.fail(RangeError, 'a positive number of epsilons', '--tolerance', values.tolerance);
-    }
+    const seed = numberFlag('--seed', values.seed, 'an integer', Number.isInteger);
+    const tolerance = values.tolerance === undefined ? undefined : numberFlag('--tolerance', values.tolerance, 'a positive number of epsilons', (t) => t > 0 && Number.isFinite(t));
     const c = values.candidate;
     const candidate = (v.BACKENDS as readonly string[]).includes(c) ? (c as BackendName) : loadCandidate(c);
 
