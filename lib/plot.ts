@@ -9,7 +9,7 @@ async function render(spec: Spec): Promise<string> {
   const vega = require('vega') as typeof import('vega');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const vl = require('vega-lite') as typeof import('vega-lite');
-  const compiled = vl.compile(spec as never).spec;
+  const compiled = vl.compile({ $schema: 'https://vega.github.io/schema/vega-lite/v5.json', ...spec } as never).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   return view.toSVG();
 }
@@ -35,7 +35,6 @@ export function trainingCurvesSvg(history: EpochRecord[], title: string): Promis
     },
   });
   return render({
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
     data: { values: rows },
     hconcat: [chart('loss', { type: 'log' }), chart('accuracy', { zero: false })],
@@ -66,25 +65,19 @@ export function decisionBoundarySvg(X: ArrayLike<number>, y: ArrayLike<number>, 
       grid[2 * (i * steps + j) + 1] = y0 + ((i + 0.5) / steps) * (y1 - y0);
     }
   }
-  const cls = classify(grid);
-  const cells = Array.from(cls, (c, k) => ({ x: grid[2 * k], y: grid[2 * k + 1], class: String(c) }));
+  const [hx, hy] = [(x1 - x0) / steps / 2, (y1 - y0) / steps / 2];
+  const cells = Array.from(classify(grid), (c, k) => {
+    const [x, y] = [grid[2 * k], grid[2 * k + 1]];
+    return { xa: x - hx, xb: x + hx, ya: y - hy, yb: y + hy, class: String(c) };
+  });
   const points = Array.from({ length: n }, (_, i) => ({ x: X[2 * i], y: X[2 * i + 1], class: String(y[i]) }));
-  const dx = (x1 - x0) / steps;
-  const dy = (y1 - y0) / steps;
   return render({
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
     width: 420,
     height: 420,
     layer: [
       {
         data: { values: cells },
-        transform: [
-          { calculate: `datum.x - ${dx / 2}`, as: 'xa' },
-          { calculate: `datum.x + ${dx / 2}`, as: 'xb' },
-          { calculate: `datum.y - ${dy / 2}`, as: 'ya' },
-          { calculate: `datum.y + ${dy / 2}`, as: 'yb' },
-        ],
         mark: { type: 'rect', opacity: 0.3 },
         encoding: {
           x: { field: 'xa', type: 'quantitative', scale: { domain: [x0, x1], nice: false }, title: 'x₁' },
@@ -120,7 +113,6 @@ export function benchChartSvg(rows: readonly BenchPoint[], title = 'one training
   const sizes = [...new Set(rows.map((r) => r.size))];
   const values = rows.map((r) => ({ size: r.size, backend: r.dtype ? `${r.backend} ${r.dtype}` : r.backend, us: r.medianUs }));
   return render({
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
     width: 420,
     height: 320,
