@@ -22,41 +22,26 @@ export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> 
     momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
   ): void;
   /**
-   * Autograd over a layer stack of any depth (the reference of the hand-derived Sequential), on a
-   * fresh graph: loss = cross_entropy(stack(X), y) on the raw output, then backward.
-   * - X [B,D] row-major, Float64Array or Float32Array; every float tensor of the call has X's dtype.
-   *   D = X.length / B (a positive multiple of B).
-   * - y: B class ids in [0, C), C the width at the end of the stack.
-   * - kinds: one code per layer, in order, at least one: 0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh (any order).
-   * - sizes: [in_1, out_1, in_2, out_2, ...], two per Linear; each in equals the width flowing in
-   *   (D for the first; activations keep the width).
-   * - params: [W1, b1, W2, b2, ...], one pair per Linear: W_k [in_k, out_k] row-major (Z = A·W + b,
-   *   the transpose of nn.Linear's weight), b_k [out_k]. Read in place, never written.
-   * - grads: params' shapes and order, receive dW1, db1, ...; dX [B,D] or null (no input gradient).
-   *   With accumulate the gradients are added to what the buffers hold (PyTorch's .grad), otherwise
-   *   overwritten. Outputs may not overlap inputs or each other.
-   * - reduction: 0 mean, 1 sum.
-   * - ws (optional): sequentialLayout's length; receives every layer's output and softmax(logits)
-   *   at its offsets, as the core's workspace.
-   * Returns the loss (the dtype's value as a number), or NaN when a layer, the loss or a gradient
-   * overflowed: sequentialStatus() says where, as the core's stackStatus (nothing is written unless
-   * the loss is finite). Bad arguments and non-finite X or params are TypeError/RangeError naming the tensor.
+   * Autograd over a layer stack (the reference of the hand-derived Sequential) on a fresh graph:
+   * loss = cross_entropy(stack(X), y) on the raw output, then backward. The description is the
+   * core's stackPrepare(kinds, widths); X [B, widths[0]] sets the dtype of every float tensor; y
+   * holds B class ids; params [W1, b1, …] (W_k [in, out] row-major, Z = A·W + b) are read in place;
+   * grads (their shapes) and dX (or null) receive the gradients, added into with accumulate (.grad);
+   * ws (optional, sequentialLayout's length) receives every layer's output and softmax(logits).
+   * Outputs may not overlap inputs or each other. Returns the loss, or NaN with sequentialStatus()
+   * set as the core's stackStatus (nothing is written unless the loss is finite).
    */
   sequentialForwardBackward(
-    X: FloatArray, y: Int32Array, B: number, kinds: Int32Array, sizes: Int32Array,
+    X: FloatArray, y: Int32Array, B: number, kinds: Int32Array, widths: Int32Array,
     params: readonly FloatArray[], grads: readonly FloatArray[], dX: FloatArray | null,
     reduction: number, accumulate: boolean, ws?: FloatArray | null,
   ): number;
-  /**
-   * The stack's output [B,C] (C the width at the end) into logits, without a graph: true, or false
-   * when a layer overflowed (sequentialStatus). Arguments as sequentialForwardBackward; logits may
-   * not overlap X or params.
-   */
+  /** The output [B,C] into logits, without a graph: true, or false with sequentialStatus() set. */
   sequentialForward(
-    X: FloatArray, B: number, kinds: Int32Array, sizes: Int32Array, params: readonly FloatArray[], logits: FloatArray,
+    X: FloatArray, B: number, kinds: Int32Array, widths: Int32Array, params: readonly FloatArray[], logits: FloatArray,
   ): boolean;
-  /** Element offsets into ws for B rows of X: [each layer's output …, probs, ws length] (the core's stackLayout). */
-  sequentialLayout(X: FloatArray, B: number, kinds: Int32Array, sizes: Int32Array): Float64Array;
+  /** Element offsets into ws for B rows of X's dtype: [each layer's output …, probs, ws length] (the core's stackLayout). */
+  sequentialLayout(X: FloatArray, B: number, kinds: Int32Array, widths: Int32Array): Float64Array;
   /** [stage, layer] of this thread's last sequential call (the codes of the core's stackStatus). */
   sequentialStatus(): [number, number];
 };

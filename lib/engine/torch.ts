@@ -5,31 +5,30 @@
 // and softmax(logits); a failure comes back as the core's do, NaN (or false) and [stage, layer].
 import { torchBinding } from '../backends/torch';
 import type { FloatArray } from '../types';
-import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription } from './engine';
+import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription } from './engine';
 import { failureOf, workspace } from './native';
 import { MAX_BATCH_SIZES } from './ts';
 
 function prepare(net: StackDescription): PreparedNet {
   const b = torchBinding(); // ERR_TORCH_UNAVAILABLE here, before any work
   const { kinds, widths, params } = net;
-  const sizes = Int32Array.from(Array.from(kinds).flatMap((k, i) => (k === LAYER_CODE.linear ? [widths[i], widths[i + 1]] : [])));
   const byB = new Map<number, ReturnType<typeof workspace>>();
   const batch = (X: FloatArray, B: number) => {
     let w = byB.get(B);
     if (w) return w;
     if (byB.size >= MAX_BATCH_SIZES) byB.clear();
-    byB.set(B, (w = workspace(net, b.sequentialLayout(X, B, kinds, sizes), B)));
+    byB.set(B, (w = workspace(net, b.sequentialLayout(X, B, kinds, widths), B)));
     return w;
   };
   return {
     forwardBackward({ X, y, B, grads, dX, reduction, accumulate }) {
       const w = batch(X, B);
-      const loss = b.sequentialForwardBackward(X, y, B, kinds, sizes, params, grads, dX, REDUCTION_CODE[reduction], accumulate, w.ws);
+      const loss = b.sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX, REDUCTION_CODE[reduction], accumulate, w.ws);
       return loss === loss ? { loss, logits: w.logits } : failureOf(b.sequentialStatus()); // NaN: a failure
     },
     forward(X, B) {
       const w = batch(X, B);
-      return b.sequentialForward(X, B, kinds, sizes, params, w.logits) ? { logits: w.logits } : failureOf(b.sequentialStatus());
+      return b.sequentialForward(X, B, kinds, widths, params, w.logits) ? { logits: w.logits } : failureOf(b.sequentialStatus());
     },
     tensors(B) {
       const w = byB.get(B);

@@ -10,9 +10,11 @@
 #include "../common/checks.h"
 #include "../core/optimizer.h"
 #include "../core/stack.h"
-#include "stack.h"
 
 namespace hg {
+
+void addStackExports(Napi::Env env, Napi::Object exports);  // stack.cc: stackPrepare, stackLayout, …
+
 namespace {
 
 // gemm(transA, transB, M, N, K, alpha, A, B, beta, C): C = alpha·op(A)·op(B) + beta·C, row-major.

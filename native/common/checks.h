@@ -1,16 +1,89 @@
-// The checks every addon makes on the data itself, after args.h has read the arguments: outputs
-// disjoint from inputs and from each other, labels in [0, C), values finite.
+// The checks every addon makes, after args.h has read the arguments: a layer stack's description,
+// outputs disjoint from inputs and from each other, labels in [0, C), values finite.
 #pragma once
 
 #include <napi.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "../core/kernels.h"
+#include "../core/stack.h"
 #include "args.h"
 
 namespace hg {
+
+// A layer stack's description, as both addons take it: kinds (layer codes) and widths (widths[i]
+// enters layer i, widths[L] = C), with the names, shapes and element counts of the parameters it
+// implies. names holds W1, b1, W2, b2, … then the gradients' (gradPrefix + each).
+struct StackArgs {
+  std::vector<LayerKind> kinds;
+  std::vector<int32_t> widths;
+  std::vector<size_t> counts;
+  std::vector<std::string> names, shapes;
+  Net net() const { return {kinds.data(), widths.data(), int(kinds.size())}; }
+  size_t params() const { return counts.size(); }
+  // The core's workspace layout for B rows (outputs: one offset per layer, or null), or a RangeError.
+  template <typename T>
+  Layout layout(Napi::Env env, int B, uint64_t* outputs) const {
+    Layout l;
+    if (!stackLayout<T>(net(), uint64_t(B), outputs, &l))
+      failArg(env, false, "a batch whose workspace fits in a typed array (2^32 − 1 elements)", "B", std::to_string(B));
+    return l;
+  }
+};
+
+// kinds and widths from arguments k and k + 1 (copies), checked: codes in range, positive widths,
+// activations keep the width, at least one Linear, every W's element count representable.
+inline void readStackArgs(const Napi::CallbackInfo& info, size_t k, const char* gradPrefix, StackArgs* s) {
+  Napi::Env env = info.Env();
+  const std::vector<int32_t> codes = int32Copy(info, k, "kinds");
+  s->widths = int32Copy(info, k + 1, "widths");
+  const std::vector<int32_t>& w = s->widths;
+  const size_t L = codes.size();
+  if (L == 0) failArg(env, false, "at least one layer", "kinds", "Int32Array of length 0");
+  if (w.size() != L + 1)
+    failArg(env, false, std::to_string(L + 1) + " elements (one more than kinds)", "widths",
+            "Int32Array of length " + std::to_string(w.size()));
+  for (size_t i = 0; i <= L; ++i)
+    if (w[i] < 1) failArg(env, false, "a positive width", "widths[" + std::to_string(i) + "]", std::to_string(w[i]));
+  for (size_t i = 0; i < L; ++i) {
+    if (codes[i] < 0 || codes[i] >= kLayerKinds)
+      failArg(env, false, "layer codes in [0, 4) (0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh)", "kinds",
+              std::to_string(codes[i]) + " at index " + std::to_string(i));
+    s->kinds.push_back(LayerKind(codes[i]));
+    const std::string in = std::to_string(w[i]), out = std::to_string(w[i + 1]);
+    if (s->kinds[i] != LayerKind::Linear && w[i + 1] != w[i])
+      failArg(env, false, in + " (an activation keeps the width of widths[" + std::to_string(i) + "])",
+              "widths[" + std::to_string(i + 1) + "]", out);
+    if (s->kinds[i] != LayerKind::Linear) continue;
+    const std::string n = std::to_string(s->counts.size() / 2 + 1);
+    s->names.insert(s->names.end(), {"W" + n, "b" + n});
+    s->shapes.insert(s->shapes.end(), {"[" + in + ", " + out + "]", "[" + out + "]"});
+    s->counts.push_back(elements(env, ("W" + n).c_str(), size_t(w[i]), size_t(w[i + 1])));
+    s->counts.push_back(size_t(w[i + 1]));
+  }
+  if (s->counts.empty()) failArg(env, false, "at least one Linear layer (code 0)", "kinds", "none");
+  for (size_t j = 0, n = s->params(); j < n; ++j) s->names.push_back(gradPrefix + s->names[j]);
+}
+
+// The answers of stackLayout and stackStatus: [offset of each layer's output …, of probs,
+// workspace length] for B rows; [stage, layer] of a step.
+template <typename T>
+Napi::Value layoutValue(Napi::Env env, const StackArgs& s, int B) {
+  std::vector<uint64_t> at(s.kinds.size());
+  const Layout l = s.layout<T>(env, B, at.data());
+  at.insert(at.end(), {l.probs, l.total});
+  auto out = Napi::Float64Array::New(env, at.size());
+  for (size_t i = 0; i < at.size(); ++i) out[i] = double(at[i]);
+  return out;
+}
+inline Napi::Value statusValue(Napi::Env env, StackStatus st) {
+  auto out = Napi::Array::New(env, 2);
+  out[uint32_t(0)] = int(st.stage);
+  out[uint32_t(1)] = st.layer;
+  return out;
+}
 
 struct Span {
   const void* begin;  // null: absent (an output not asked for), never overlaps

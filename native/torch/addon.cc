@@ -1,8 +1,7 @@
-// Node-API glue of the LibTorch addon (handgrad_torch.node): sequentialForwardBackward,
-// sequentialForward, sequentialLayout, sequentialStatus (autograd over a layer stack of any depth,
-// the check of the hand-derived Sequential, reporting as the core's stack exports do), optimizerRun (torch::optim over a sequence of gradients, the check of
-// lib/train/optimizer.ts) and the thread count. Arguments are read with native/common, in the
-// words of the core addon. Export names equal lib/backends/torch.ts.
+// Node-API glue of the LibTorch addon (handgrad_torch.node): sequential* (autograd over a layer
+// stack, the check of the hand-derived Sequential, reporting as the core's stack exports do),
+// optimizerRun (torch::optim, the check of lib/train/optimizer.ts) and the thread count. Arguments
+// are read with native/common, in the core addon's words. Export names equal lib/backends/torch.ts.
 #include <napi.h>
 
 #include <c10/util/Exception.h>
@@ -22,9 +21,9 @@ namespace hg {
 namespace {
 
 // Per-instance state (each worker_thread that loads the addon has its own): the last stack call's
-// outcome (sequentialStatus) and the intra-op thread count asked for. It is applied on every entry because LibTorch's CPU backend here is OpenMP,
-// whose thread count belongs to the calling OS thread, not the process. 1 by default: LibTorch's
-// threads on top of OpenBLAS's own oversubscribe a small machine (2 on 2 cores measured 7–11× slower).
+// outcome (sequentialStatus) and the intra-op thread count asked for, applied on every entry:
+// LibTorch's CPU backend here is OpenMP, whose thread count belongs to the calling OS thread. 1 by
+// default: LibTorch's threads on top of OpenBLAS's oversubscribe a small machine (2 on 2 cores: 7–11× slower).
 struct TorchAddon {
   int threads = 1;
   StackStatus status{Stage::Ok, 0};
@@ -83,13 +82,27 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
+// A float tensor of the call's dtype T (X's, or W's for optimizerRun) with exactly `length` elements
+// (`size` says why), in place.
+template <typename T>
+T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length, const std::string& size,
+              const std::string& dtype = std::string(DtypeOf<T>::name) + " (the dtype of X)") {
+  TypedInfo t;
+  if (!typedInfo(env, v, &t) || t.kind != DtypeOf<T>::kind) failArg(env, true, dtype, name, describeValue(env, v));
+  if (t.length != length)
+    failArg(env, false, std::to_string(length) + " elements (" + size + ")", name, describeValue(env, v));
+  // A detached buffer reports length 0, so only an empty tensor can get here without data.
+  if (t.data == nullptr && length != 0) throwType(env, "Expected a live buffer for " + name + " but it is detached");
+  return static_cast<T*>(t.data);
+}
+
 // --- optimizerRun(name, W, grads, lr, momentum, beta1, beta2, epsilon, weightDecay) ---------------
 
 // A finite number in [lo, hi] (hi excluded when hiOpen), as optimizerConfig in lib/train/optimizer.ts.
 double rangeArg(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi, bool hiOpen,
                  const char* what) {
   Napi::Env env = info.Env();
-  const Napi::Value v = i < info.Length() ? info[i] : env.Undefined();
+  const Napi::Value v = argOrUndefined(info, i);
   if (!v.IsNumber()) failArg(env, true, "a number", name, describeValue(env, v));
   const double x = v.As<Napi::Number>().DoubleValue();
   if (!(std::isfinite(x) && x >= lo && (hiOpen ? x < hi : x <= hi))) failArg(env, false, what, name, numberText(x));
@@ -99,7 +112,7 @@ double rangeArg(const Napi::CallbackInfo& info, size_t i, const char* name, doub
 OptimizerKind optimizerKindArg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
   static const char* const kWhat = "one of 'sgd', 'momentum', 'nesterov', 'adam', 'adamw'";
-  const Napi::Value v = i < info.Length() ? info[i] : env.Undefined();
+  const Napi::Value v = argOrUndefined(info, i);
   if (!v.IsString()) failArg(env, true, kWhat, "name", describeValue(env, v));
   const std::string s = v.As<Napi::String>().Utf8Value();
   if (s == "sgd") return OptimizerKind::Sgd;
@@ -125,46 +138,23 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, OptimizerKind kind) {
   if (kind == OptimizerKind::Nesterov && h.momentum == 0)
     failArg(env, false, "a momentum > 0 (Nesterov needs one)", "momentum", "0");
 
-  if (info.Length() < 3 || !info[2].IsArray())
-    failArg(env, true, "an Array of typed arrays", "grads", describeValue(env, info.Length() < 3 ? env.Undefined() : info[2]));
-  const Napi::Array list = info[2].As<Napi::Array>();
-  const uint32_t steps = list.Length();
   // Every element is read (a getter may run JS, even detach a buffer) before any data pointer is
-  // taken; after this loop no JS runs until the call returns, so the pointers stay valid.
-  std::vector<Napi::Value> items;
-  items.reserve(steps);
-  for (uint32_t s = 0; s < steps; ++s) {
-    Napi::Value g = list.Get(s);
-    napi_typedarray_type kind2;
-    if (!g.IsTypedArray() ||
-        napi_get_typedarray_info(env, g, &kind2, nullptr, nullptr, nullptr, nullptr) != napi_ok ||
-        kind2 != DtypeOf<T>::kind)
-      failArg(env, true, std::string("a ") + DtypeOf<T>::name + " (the dtype of W)", "grads[" + std::to_string(s) + "]",
-              describeValue(env, g));
-    items.push_back(g);
-  }
-
-  size_t n = 0;
-  void* wData = nullptr;
-  napi_get_typedarray_info(env, info[1], nullptr, &n, &wData, nullptr, nullptr);
-  if (wData == nullptr && n != 0) throwType(env, "Expected a live buffer for W but it is detached");
-  T* W = static_cast<T*>(wData);
+  // taken; after this no JS runs until the call returns, so the pointers stay valid.
+  const Napi::Value list = argOrUndefined(info, 2);
+  const std::vector<Napi::Value> items = arrayArg(info, 2, "grads", list.IsArray() ? list.As<Napi::Array>().Length() : 0, "");
+  TypedInfo w;
+  typedInfo(env, info[1], &w);  // OptimizerRun checked it is a float typed array
+  const size_t n = w.length, steps = items.size();
+  T* W = static_cast<T*>(w.data);  // null only when empty (a detached buffer reports length 0)
   requireFinite(env, "W", W, n);
-  const auto* wBegin = reinterpret_cast<const uint8_t*>(W);
-  std::vector<const T*> grads(steps);
-  for (uint32_t s = 0; s < steps; ++s) {
+  const std::string dtype = std::string("a ") + DtypeOf<T>::name + " (the dtype of W)";
+  std::vector<const T*> grads;
+  for (size_t s = 0; s < steps; ++s) {
     const std::string name = "grads[" + std::to_string(s) + "]";
-    size_t length = 0;
-    void* data = nullptr;
-    napi_get_typedarray_info(env, items[s], nullptr, &length, &data, nullptr, nullptr);
-    if (length != n)
-      failArg(env, false, std::to_string(n) + " elements (the length of W)", name, describeValue(env, items[s]));
-    if (data == nullptr && n != 0) throwType(env, "Expected a live buffer for " + name + " but it is detached");
+    grads.push_back(floatValue<T>(env, items[s], name, n, "the length of W", dtype));
     // W is written between steps, so a gradient over W's memory would be read after it changed.
-    const auto* gBegin = static_cast<const uint8_t*>(data);
-    if (n != 0 && gBegin < wBegin + n * sizeof(T) && wBegin < gBegin + n * sizeof(T))
-      throwRange(env, "Expected " + name + " not to share memory with W");
-    grads[s] = static_cast<const T*>(data);
+    const Span spans[] = {{W, n * sizeof(T), "W"}, {grads[s], n * sizeof(T), name.c_str()}};
+    requireDisjoint(env, spans, 1);
     requireFinite(env, name.c_str(), grads[s], n);
   }
   if (n != 0 && steps != 0) torchOptimizerRun<T>(kind, h, W, n, grads.data(), steps);
@@ -173,36 +163,21 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, OptimizerKind kind) {
 
 Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    Napi::Env env = i.Env();
     const OptimizerKind kind = optimizerKindArg(i, 0);
-    napi_typedarray_type t;
-    if (i.Length() < 2 || !i[1].IsTypedArray() ||
-        napi_get_typedarray_info(env, i[1], &t, nullptr, nullptr, nullptr, nullptr) != napi_ok ||
-        (t != napi_float64_array && t != napi_float32_array))
-      failArg(env, true, "a Float64Array or Float32Array", "W", describeValue(env, i.Length() < 2 ? env.Undefined() : i[1]));
-    return t == napi_float32_array ? optimizerRunT<float>(i, kind) : optimizerRunT<double>(i, kind);
+    const Napi::Value W = argOrUndefined(i, 1);
+    TypedInfo t;
+    if (!typedInfo(i.Env(), W, &t) || (t.kind != napi_float64_array && t.kind != napi_float32_array))
+      failArg(i.Env(), true, "a Float64Array or Float32Array", "W", describeValue(i.Env(), W));
+    return t.kind == napi_float32_array ? optimizerRunT<float>(i, kind) : optimizerRunT<double>(i, kind);
   });
 }
 
 // --- the layer stack ---------------------------------------------------------------------------
-// sequentialForwardBackward(X, y, B, kinds, sizes, params, grads, dX|null, reduction, accumulate, ws?)
+// sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX|null, reduction, accumulate, ws?)
 //   → the loss, or NaN with sequentialStatus set (as the core's stackForwardBackward)
-// sequentialForward(X, B, kinds, sizes, params, logits) → true, or false with sequentialStatus set
-// sequentialLayout(X, B, kinds, sizes) → [offset of each layer's output …, of probs, ws length]
+// sequentialForward(X, B, kinds, widths, params, logits) → true, or false with sequentialStatus set
+// sequentialLayout(X, B, kinds, widths) → [offset of each layer's output …, of probs, ws length]
 // sequentialStatus() → [stage, layer] of this thread's last step (native/core/stack.h Stage)
-
-// A float tensor of the call's dtype T (X's) with exactly `length` elements, in place.
-template <typename T>
-T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length, const std::string& shape) {
-  TypedInfo t;
-  if (!typedInfo(env, v, &t) || t.kind != DtypeOf<T>::kind)
-    failArg(env, true, std::string(DtypeOf<T>::name) + " (the dtype of X)", name, describeValue(env, v));
-  if (t.length != length)
-    failArg(env, false, std::to_string(length) + " elements (" + shape + ")", name, describeValue(env, v));
-  // A detached buffer reports length 0, and no tensor here is empty.
-  if (t.data == nullptr) throwType(env, "Expected a live buffer for " + name + " but it is detached");
-  return static_cast<T*>(t.data);
-}
 
 // floatValue, or nullptr for null/undefined (an output not asked for).
 template <typename T>
@@ -211,135 +186,63 @@ T* optionalFloat(const Napi::CallbackInfo& info, size_t i, const std::string& na
   return v.IsNull() || v.IsUndefined() ? nullptr : floatValue<T>(info.Env(), v, name, length, shape);
 }
 
-// The stack's description, checked: layer codes, widths, chaining; C is the width at the end.
-struct StackShape {
-  int64_t B = 0, D = 0, C = 0;
-  std::vector<LayerKind> kinds;
-  std::vector<int32_t> widths;  // widths[l] flows into layer l (native/core/stack.h Net)
-  size_t linears = 0;
-  std::vector<std::string> names;  // W1, b1, W2, b2, ...
-  std::vector<std::string> shapes;  // "[in, out]", "[out]"
-  std::vector<size_t> counts;       // elements of each param
-
-  Net net() const { return {kinds.data(), widths.data(), int(kinds.size())}; }
-  // The core's workspace layout (outputs: one offset per layer, or null), or a RangeError.
+// B (argument bArg) and the description (kinds, widths from kindsArg), checked; X is [B, widths[0]].
+struct StackShape : StackArgs {
+  int B = 0;
+  size_t nX = 0;
+  std::string xShape;
+  StackShape(const Napi::CallbackInfo& info, size_t bArg, size_t kindsArg) : B(dimArg(info, bArg, "B")) {
+    readStackArgs(info, kindsArg, "d", this);
+    nX = size_t(B) * size_t(widths[0]);
+    xShape = "[" + std::to_string(B) + ", " + std::to_string(widths[0]) + "]";
+  }
+  // The tensors of an Array read by arrayArg: the params (names from 0) or the grads (from params()).
   template <typename T>
-  Layout layout(Napi::Env env, uint64_t* outputs) const {
-    Layout l;
-    if (!stackLayout<T>(net(), uint64_t(B), outputs, &l))
-      failArg(env, false, "a batch whose workspace fits in a typed array (2^32 − 1 elements)", "B", std::to_string(B));
-    return l;
+  std::vector<T*> tensors(Napi::Env env, const std::vector<Napi::Value>& list, size_t from) const {
+    std::vector<T*> out;
+    for (size_t j = 0; j < list.size(); ++j) out.push_back(floatValue<T>(env, list[j], names[from + j], counts[j], shapes[j]));
+    return out;
+  }
+  std::string count() const {
+    return std::to_string(params()) + " typed arrays (W, b for each of the " + std::to_string(params() / 2) +
+           " Linear layers in kinds)";
   }
 };
-
-// B (argument bArg), D from X's length, kinds and sizes (two consecutive arguments from kindsArg).
-StackShape readStackShape(const Napi::CallbackInfo& info, size_t bArg, size_t kindsArg) {
-  Napi::Env env = info.Env();
-  StackShape s;
-  s.B = dimArg(info, bArg, "B");
-  TypedInfo x;
-  typedInfo(env, info[0], &x);  // isFloat32 checked it is a float typed array
-  if (x.length == 0 || x.length % size_t(s.B) != 0 || x.length / size_t(s.B) > size_t(INT32_MAX))
-    failArg(env, false, "a positive multiple of B = " + std::to_string(s.B) + " elements (B rows of D)", "X",
-            describeValue(env, info[0]));
-  s.D = static_cast<int64_t>(x.length / size_t(s.B));
-
-  const std::vector<int32_t> codes = int32Copy(info, kindsArg, "kinds");
-  if (codes.empty()) failArg(env, false, "at least one layer", "kinds", "Int32Array of length 0");
-  std::vector<size_t> linearAt;  // each Linear's position in kinds
-  for (size_t l = 0; l < codes.size(); ++l) {
-    if (codes[l] < 0 || codes[l] >= kLayerKinds)
-      throwRange(env, "Expected layer codes in [0, " + std::to_string(kLayerKinds) +
-                          ") (0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh) for kinds but received " +
-                          std::to_string(codes[l]) + " at index " + std::to_string(l));
-    s.kinds.push_back(static_cast<LayerKind>(codes[l]));
-    if (s.kinds.back() == LayerKind::Linear) linearAt.push_back(l);
-  }
-  s.linears = linearAt.size();
-
-  const std::vector<int32_t> sizes = int32Copy(info, kindsArg + 1, "sizes");
-  if (sizes.size() != 2 * s.linears)
-    failArg(env, false,
-            std::to_string(2 * s.linears) + " elements (in, out for each of the " + std::to_string(s.linears) +
-                " Linear layers in kinds)",
-            "sizes", "Int32Array of length " + std::to_string(sizes.size()));
-  int64_t width = s.D;
-  for (size_t k = 0; k < s.linears; ++k) {
-    const std::string layer = "layer " + std::to_string(linearAt[k]) + " (Linear, W" + std::to_string(k + 1) + ")";
-    for (size_t j = 0; j < 2; ++j)
-      if (sizes[2 * k + j] < 1)
-        throwRange(env, "Expected a positive width for sizes[" + std::to_string(2 * k + j) + "] (the " +
-                            (j == 0 ? "in" : "out") + " of " + layer + ") but received " +
-                            std::to_string(sizes[2 * k + j]));
-    const int64_t in = sizes[2 * k], out = sizes[2 * k + 1];
-    if (in != width)
-      throwRange(env, "Expected in = " + std::to_string(width) + " (the width flowing into " + layer + ") for sizes[" +
-                          std::to_string(2 * k) + "] but received " + std::to_string(in));
-    const std::string n = std::to_string(k + 1);
-    s.names.push_back("W" + n);
-    s.names.push_back("b" + n);
-    s.shapes.push_back("[" + std::to_string(in) + ", " + std::to_string(out) + "]");
-    s.shapes.push_back("[" + std::to_string(out) + "]");
-    s.counts.push_back(elements(env, s.names[2 * k].c_str(), size_t(in), size_t(out)));
-    s.counts.push_back(size_t(out));
-    // Every layer's output [B, out] must fit too.
-    elements(env, ("the output of " + layer).c_str(), size_t(s.B), size_t(out));
-    width = out;
-  }
-  s.C = width;
-  s.widths.push_back(int32_t(s.D));
-  for (size_t l = 0, k = 0; l < s.kinds.size(); ++l)
-    s.widths.push_back(s.kinds[l] == LayerKind::Linear ? sizes[2 * k++ + 1] : s.widths.back());
-  return s;
-}
-
-std::string paramsCount(const StackShape& s) {
-  return std::to_string(2 * s.linears) + " typed arrays (W, b for each of the " + std::to_string(s.linears) +
-         " Linear layers in kinds)";
-}
 
 StackStatus& lastStatus(Napi::Env env) { return env.GetInstanceData<TorchAddon>()->status; }
 
 template <typename T>
 Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const StackShape s = readStackShape(info, 2, 3);
+  const StackShape s(info, 2, 3);
+  const size_t P = s.params();
   // JS may run while the Arrays are read: before any pointer is taken.
-  const std::vector<Napi::Value> pv = arrayArg(info, 5, "params", 2 * s.linears, paramsCount(s));
-  const std::vector<Napi::Value> gv = arrayArg(info, 6, "grads", 2 * s.linears, paramsCount(s));
+  const std::vector<Napi::Value> pv = arrayArg(info, 5, "params", P, s.count());
+  const std::vector<Napi::Value> gv = arrayArg(info, 6, "grads", P, s.count());
   const auto red = static_cast<Reduction>(enumArg(info, 8, "reduction", 2));
   const bool accumulate = boolArg(info, 9, "accumulate");
 
-  const size_t nX = size_t(s.B) * size_t(s.D);
-  const std::string xShape = "[" + std::to_string(s.B) + ", " + std::to_string(s.D) + "]";
-  const T* X = floatValue<T>(env, info[0], "X", nX, xShape);
+  const T* X = floatValue<T>(env, info[0], "X", s.nX, s.xShape);
   const int32_t* y = typedArg<int32_t>(info, 1, "y", size_t(s.B));
-  std::vector<const T*> params;
-  std::vector<T*> grads;
-  for (size_t i = 0; i < pv.size(); ++i) params.push_back(floatValue<T>(env, pv[i], s.names[i], s.counts[i], s.shapes[i]));
-  for (size_t i = 0; i < gv.size(); ++i)
-    grads.push_back(floatValue<T>(env, gv[i], "d" + s.names[i], s.counts[i], s.shapes[i]));
-  T* dX = optionalFloat<T>(info, 7, "dX", nX, xShape);
-  const size_t nWs = argOrUndefined(info, 10).IsObject() ? size_t(s.layout<T>(env, nullptr).total) : 0;
+  const std::vector<T*> params = s.tensors<T>(env, pv, 0), grads = s.tensors<T>(env, gv, P);
+  T* dX = optionalFloat<T>(info, 7, "dX", s.nX, s.xShape);
+  const size_t nWs = argOrUndefined(info, 10).IsObject() ? size_t(s.layout<T>(env, s.B, nullptr).total) : 0;
   T* ws = optionalFloat<T>(info, 10, "workspace", nWs, "sequentialLayout's length");
 
-  std::vector<std::string> gradNames;
-  for (const std::string& n : s.names) gradNames.push_back("d" + n);
-  std::vector<Span> spans = {{X, nX * sizeof(T), "X"}, {y, size_t(s.B) * sizeof(int32_t), "y"}};
-  for (size_t i = 0; i < params.size(); ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
-  const size_t firstOutput = spans.size();
-  for (size_t i = 0; i < grads.size(); ++i) spans.push_back({grads[i], s.counts[i] * sizeof(T), gradNames[i].c_str()});
-  spans.push_back({dX, nX * sizeof(T), "dX"});
+  std::vector<Span> spans = {{X, s.nX * sizeof(T), "X"}, {y, size_t(s.B) * sizeof(int32_t), "y"}};
+  for (size_t i = 0; i < P; ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
+  for (size_t i = 0; i < P; ++i) spans.push_back({grads[i], s.counts[i] * sizeof(T), s.names[P + i].c_str()});
+  spans.push_back({dX, s.nX * sizeof(T), "dX"});
   spans.push_back({ws, nWs * sizeof(T), "workspace"});
-  requireDisjoint(env, spans.data(), spans.size(), firstOutput);
+  requireDisjoint(env, spans.data(), spans.size(), 2 + P);
 
   std::vector<int32_t> labels(size_t(s.B));  // read once: y may be shared with another thread
-  copyLabels(env, y, size_t(s.B), s.C, labels.data());
-  requireFinite(env, "X", X, nX);
-  for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
+  copyLabels(env, y, size_t(s.B), s.widths.back(), labels.data());
+  requireFinite(env, "X", X, s.nX);
+  for (size_t i = 0; i < P; ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
   double loss = 0;
-  const Step<T> a{int(s.B), X, labels.data(), params.data(), grads.data(), dX, red, accumulate, ws};
+  const Step<T> a{s.B, X, labels.data(), params.data(), grads.data(), dX, red, accumulate, ws};
   lastStatus(env) = torchForwardBackward<T>(s.net(), a, &loss);
   return Napi::Number::New(env, lastStatus(env).stage == Stage::Ok ? loss : std::nan(""));
 }
@@ -347,38 +250,32 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
 template <typename T>
 Napi::Value sequentialForwardT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const StackShape s = readStackShape(info, 1, 2);
-  const std::vector<Napi::Value> pv = arrayArg(info, 4, "params", 2 * s.linears, paramsCount(s));
+  const StackShape s(info, 1, 2);
+  const size_t P = s.params();
+  const std::vector<Napi::Value> pv = arrayArg(info, 4, "params", P, s.count());
 
-  const size_t nX = size_t(s.B) * size_t(s.D), nOut = size_t(s.B) * size_t(s.C);
-  const T* X = floatValue<T>(env, info[0], "X", nX, "[" + std::to_string(s.B) + ", " + std::to_string(s.D) + "]");
-  std::vector<const T*> params;
-  for (size_t i = 0; i < pv.size(); ++i) params.push_back(floatValue<T>(env, pv[i], s.names[i], s.counts[i], s.shapes[i]));
+  const size_t nOut = size_t(s.B) * size_t(s.widths.back());
+  const T* X = floatValue<T>(env, info[0], "X", s.nX, s.xShape);
+  const std::vector<T*> params = s.tensors<T>(env, pv, 0);
   T* logits = floatValue<T>(env, argOrUndefined(info, 5), "logits", nOut,
-                            "[" + std::to_string(s.B) + ", " + std::to_string(s.C) + "]");
+                            "[" + std::to_string(s.B) + ", " + std::to_string(s.widths.back()) + "]");
 
-  std::vector<Span> spans = {{X, nX * sizeof(T), "X"}};
-  for (size_t i = 0; i < params.size(); ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
-  const size_t firstOutput = spans.size();
+  std::vector<Span> spans = {{X, s.nX * sizeof(T), "X"}};
+  for (size_t i = 0; i < P; ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
   spans.push_back({logits, nOut * sizeof(T), "logits"});
-  requireDisjoint(env, spans.data(), spans.size(), firstOutput);
+  requireDisjoint(env, spans.data(), spans.size(), 1 + P);
 
-  requireFinite(env, "X", X, nX);
-  for (size_t i = 0; i < params.size(); ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
+  requireFinite(env, "X", X, s.nX);
+  for (size_t i = 0; i < P; ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
-  lastStatus(env) = torchForward<T>(s.net(), int(s.B), X, params.data(), logits);
+  lastStatus(env) = torchForward<T>(s.net(), s.B, X, params.data(), logits);
   return Napi::Boolean::New(env, lastStatus(env).stage == Stage::Ok);
 }
 
 template <typename T>
 Napi::Value sequentialLayoutT(const Napi::CallbackInfo& info) {
-  const StackShape s = readStackShape(info, 1, 2);
-  std::vector<uint64_t> at(s.kinds.size());
-  const Layout l = s.layout<T>(info.Env(), at.data());
-  at.insert(at.end(), {l.probs, l.total});
-  auto out = Napi::Float64Array::New(info.Env(), at.size());
-  for (size_t i = 0; i < at.size(); ++i) out[i] = double(at[i]);
-  return out;
+  const StackShape s(info, 1, 2);
+  return layoutValue<T>(info.Env(), s, s.B);
 }
 
 // Each export of the stack, run for X's dtype inside guarded.
@@ -387,13 +284,7 @@ Napi::Value byDtype(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) { return isFloat32Arg(i, 0, "X") ? F32(i) : F64(i); });
 }
 
-Napi::Value SequentialStatus(const Napi::CallbackInfo& info) {
-  const StackStatus st = lastStatus(info.Env());
-  auto out = Napi::Array::New(info.Env(), 2);
-  out[uint32_t(0)] = int(st.stage);
-  out[uint32_t(1)] = st.layer;
-  return out;
-}
+Napi::Value SequentialStatus(const Napi::CallbackInfo& info) { return statusValue(info.Env(), lastStatus(info.Env())); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Owned by the environment: node-addon-api deletes it when this instance unloads.

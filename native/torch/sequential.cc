@@ -97,8 +97,7 @@ StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   const torch::Tensor lossT = F::cross_entropy(outs.back(), target, options);
   *loss = lossT.item<double>();  // the dtype's value (a float32 loss widens exactly)
   if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};  // before any output is written
-  // A stack with no Linear and no dX has nothing to differentiate (and backward() would refuse).
-  if (lossT.requires_grad()) lossT.backward();
+  lossT.backward();
 
   // Copies into the caller's buffers are not part of the model: keep them off the graph.
   torch::NoGradGuard noGrad;

@@ -15,7 +15,7 @@ namespace hg {
 // elements that receive every layer's output and softmax(logits) at the core's offsets. Params
 // [W1, b1, …]: W_k [in_k, out_k] row-major (Z = A·W + b, the transpose of nn.Linear's weight). The
 // gradients are written (added with accumulate, as PyTorch's .grad) only when the loss is finite,
-// then scanned as the core scans them. A stack with no Linear is allowed here (dX only).
+// then scanned as the core scans them.
 template <typename T>
 StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss);
 
