@@ -16,6 +16,7 @@
 //     without the one-hot; dW_k from Z_{k−1} instead of A_{k−1}; …, stack64.ts), possibly scaled;
 //   - a shape that differs from the tensor's shape.
 // The same for any network: the two-layer one is the stack [Linear, act, Linear].
+import { transpose } from '../checkpoint';
 import type { Reduction } from '../types';
 import { shapeOk, type Coerced } from './coerce';
 import { backward64, outputNames, sumOver, variantsOf, type Stack64, type StackForward64, type Variant, type VariantId } from './stack64';
@@ -85,20 +86,7 @@ export function measure(c: ArrayLike<number>, r: ArrayLike<number>, tol: number)
 
 /** Row-major index → per-dimension index. */
 export function unravel(flat: number, shape: readonly number[]): number[] {
-  const idx: number[] = [];
-  let rest = flat;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx.unshift(rest % shape[d]);
-    rest = Math.floor(rest / shape[d]);
-  }
-  return idx;
-}
-
-/** The [n,m] row-major transpose of an [m,n] matrix. */
-function transpose(a: Float64Array, m: number, n: number): Float64Array {
-  const out = new Float64Array(a.length);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[j * m + i] = a[i * n + j];
-  return out;
+  return shape.map((n, d) => Math.floor(flat / shape.slice(d + 1).reduce((a, b) => a * b, 1)) % n);
 }
 
 /** The least-squares k with c ≈ k·r and the normwise residual max|c − k·r| / max|k·r|. */
@@ -280,37 +268,34 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     });
     if (m) out.push(...m);
   }
-  if (out.length === 0 && name !== 'loss') {
-    // Another tensor of the right length.
-    for (const imp of ctx.impostors(name)) {
-      if (imp.zeroAtScale !== undefined) {
-        if (c.length === imp.values.length && maxAbs(c) <= fitTol * imp.zeroAtScale * Math.max(1, imp.zeroTerms ?? 1)) {
-          out.push({ kind: imp.kind, message: imp.message });
-          break;
-        }
-        continue;
-      }
-      const m = tryMatch(imp.values, imp.shape, (transposed, k) => withFactor([{ kind: imp.kind, message: transposed ? `${imp.message} (transposed)` : imp.message }], k));
+  // The diagnoses of the first of `xs` that explains the values.
+  const firstOf = <T>(xs: T[], match: (x: T) => Diagnosis[] | null) => {
+    for (const x of xs) {
+      const m = match(x);
       if (m) {
         out.push(...m);
-        break;
+        return;
       }
     }
+  };
+  if (out.length === 0 && name !== 'loss') {
+    // Another tensor of the right length.
+    firstOf(ctx.impostors(name), (imp) => {
+      if (imp.zeroAtScale === undefined) {
+        return tryMatch(imp.values, imp.shape, (transposed, k) => withFactor([{ kind: imp.kind, message: transposed ? `${imp.message} (transposed)` : imp.message }], k));
+      }
+      const zero = c.length === imp.values.length && maxAbs(c) <= fitTol * imp.zeroAtScale * Math.max(1, imp.zeroTerms ?? 1);
+      return zero ? [{ kind: imp.kind, message: imp.message }] : null;
+    });
   }
   if (out.length === 0 && lengthOk && name !== 'loss') {
     // The backward chain with one step changed, recomputed from the forward pass.
-    for (const v of ctx.variants) {
+    firstOf(ctx.variants, (v) => {
       const target = ctx.variantValue(v, name);
-      if (target === undefined) continue;
-      const m = tryMatch(target, shape, (transposed, k) => {
-        const kind: DiagnosisKind = v.id.startsWith('mask') || v.id.startsWith('act') ? 'activation' : v.id.startsWith('dZ2') ? 'dZ2' : 'formula';
-        return withFactor([{ kind, variant: v.id, message: `${name} matches the backward with ${v.explain}` }, ...(transposed ? [transposeDiag()] : [])], k);
-      });
-      if (m) {
-        out.push(...m);
-        break;
-      }
-    }
+      const kind: DiagnosisKind = v.id.startsWith('mask') || v.id.startsWith('act') ? 'activation' : v.id.startsWith('dZ2') ? 'dZ2' : 'formula';
+      const diagnosis: Diagnosis = { kind, variant: v.id, message: `${name} matches the backward with ${v.explain}` };
+      return target === undefined ? null : tryMatch(target, shape, (transposed, k) => withFactor([diagnosis, ...(transposed ? [transposeDiag()] : [])], k));
+    });
   }
   if (!shapeFits && !out.some((d) => d.kind === 'shape' || d.kind === 'transpose' || d.kind === 'bias-axis' || d.kind === 'bias-not-reduced' || d.kind === 'wrong-tensor')) {
     const given = givenShape ? shapeText(givenShape) : `a flat array of ${c.length}`;

@@ -1,11 +1,7 @@
 // verify(params | seq, X, y, opts): a candidate's loss and gradients against a reference, tensor
-// by tensor, with the first failure in backward order explained (and, for a Sequential, the layer
-// it belongs to).
-//
-// Reference: LibTorch autograd in float64 ('torch', the default when this build has it) or central
-// finite differences in float64 ('fd', lib/verify/fd.ts: accurate to a few eps, measured against
-// the PyTorch fixtures). Candidate: a backend's hand-derived path ('native' by default) or any
-// function (params, X, y, opts) => grads, or (seq, X, y, opts) => grads.
+// by tensor, with the first failure in backward order explained. The reference is LibTorch
+// autograd in float64 or central finite differences in float64 (fd.ts: accurate to a few eps,
+// measured against the PyTorch fixtures).
 import { HandgradError } from '../errors';
 import type { Sequential } from '../layers/sequential';
 import type { BackendName, Dtype, FloatArray, Params, Reduction } from '../types';
@@ -108,12 +104,9 @@ export interface VerifyReportBase {
 export type VerifyReport<N extends Network = Params> = VerifyReportBase & NetworkInfo<N> & (N extends Sequential ? { firstFailureLayer: string | null } : unknown);
 export type SequentialVerifyReport = VerifyReport<Sequential>;
 
-/** loss, then dW_L, db_L, …, dW1, db1, then dX: the order the backward computes them in. */
-function backwardOrder(s: Subject): TensorName[] {
-  const pairs: TensorName[] = [];
-  for (let i = s.weightGrads.length - 2; i >= 0; i -= 2) pairs.push(s.weightGrads[i] as TensorName, s.weightGrads[i + 1] as TensorName);
-  return ['loss', ...pairs, 'dX'];
-}
+/** dW_hi, db_hi, …, dW_lo, db_lo: the gradients of Linears hi down to lo, in the order the backward computes them. */
+const gradsDown = (hi: number, lo: number) => Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i): TensorName[] => [`dW${hi - i}`, `db${hi - i}`]).flat();
+const failed = (t: TensorCheck) => t.status === 'fail' || t.status === 'missing';
 
 type Ref = Record<string, Float64Array>;
 
@@ -171,7 +164,7 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   const eps = EPSILON[s.dtype];
   const tol = toleranceEps * eps;
   const ctx = diagnoseContext(s.stack, s.forward, s.shapes, tol);
-  const order = backwardOrder(s);
+  const order: TensorName[] = ['loss', ...gradsDown(s.weightGrads.length / 2, 1), 'dX'];
   // A Sequential's tensors are listed in backward order, each with its layer; the params' as they always were.
   const layered = s.layerOf.loss !== undefined;
   const table: TensorName[] = layered ? order : ['loss', 'dX', ...(s.weightGrads as TensorName[])];
@@ -189,35 +182,26 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
     }
     if (got === undefined) {
       // A function may leave out its loss and dX (inputGrad is optional for it); the rest are required.
-      const optional = name === 'loss' || name === 'dX';
-      check.status = cand.error ? 'missing' : optional ? 'skipped' : 'missing';
+      check.status = !cand.error && (name === 'loss' || name === 'dX') ? 'skipped' : 'missing';
       if (check.status === 'missing') check.diagnosis = [{ kind: 'missing', message: cand.error ?? `the candidate returned no ${name}` }];
       return check;
     }
     check.candidateShape = got.shape;
     check.candidateLength = got.values?.length ?? 0;
     const r = ref[name];
-    if (got.values !== null && got.values.length === r.length) {
-      const m = measure(got.values, r, tol);
-      check.maxAbsDiff = m.maxAbsDiff;
-      check.maxAbsRef = m.maxAbsRef;
-      check.relError = m.relError;
-      check.epsUnits = m.relError / eps;
-      check.mismatches = m.mismatches;
-      check.worst = m.worst >= 0 ? { index: unravel(m.worst, check.shape), candidate: got.values[m.worst], reference: r[m.worst] } : null;
-    } else {
-      check.mismatches = r.length;
-    }
-    const pass = shapeOk(got, check.shape) && got.values !== null && got.values.length === r.length && check.relError <= tol;
+    const comparable = got.values !== null && got.values.length === r.length;
+    if (comparable) {
+      const { worst: w, ...m } = measure(got.values!, r, tol);
+      const worst = w >= 0 ? { index: unravel(w, check.shape), candidate: got.values![w], reference: r[w] } : null;
+      Object.assign(check, m, { epsUnits: m.relError / eps, worst });
+    } else check.mismatches = r.length;
+    const pass = comparable && shapeOk(got, check.shape) && check.relError <= tol;
     check.status = pass ? 'pass' : 'fail';
     if (!pass) check.diagnosis = diagnose(name, got, r, ctx);
     return check;
   });
 
-  const firstFailure = order.find((n) => {
-    const t = tensors.find((x) => x.name === n)!;
-    return t.status === 'fail' || t.status === 'missing';
-  }) ?? null;
+  const firstFailure = order.find((n) => failed(tensors.find((x) => x.name === n)!)) ?? null;
   const report: VerifyReportBase & Record<string, unknown> = {
     ok: firstFailure === null && !cand.error, ...s.info, dtype: s.dtype, reduction: s.stack.reduction, candidate: cand.name, reference, referenceNote,
     eps, toleranceEps, tolerance: tol, tensors, firstFailure, summary: '',
@@ -238,7 +222,7 @@ function sameCause(a: Diagnosis[], b: Diagnosis[]): boolean {
 /** What failed first in backward order, and where in the chain the error enters (for any number of Linear layers). */
 function summarize(r: VerifyReportBase, chain: Chain, order: TensorName[]): string {
   const t = (n: TensorName) => r.tensors.find((x) => x.name === n)!;
-  const bad = (n: TensorName) => t(n).status === 'fail' || t(n).status === 'missing';
+  const bad = (n: TensorName) => failed(t(n));
   const checked = `${r.candidate} against ${r.reference} (${r.referenceNote}), tolerance ${r.toleranceEps} eps of ${r.dtype}`;
   if (r.candidateError) return `${r.candidateError}. Checked ${checked}.`;
   if (r.firstFailure === null) {
@@ -257,15 +241,13 @@ function summarize(r: VerifyReportBase, chain: Chain, order: TensorName[]): stri
     const db: TensorName = `db${k}`;
     const dWf = `${dW} = ${chain.input(k)}ᵀ·dZ${k}`;
     const dbf = `${db} = Σ_b dZ${k}`;
-    const later = [];
-    for (let j = L; j > k; j--) later.push(`dW${j}`, `db${j}`);
+    const later = gradsDown(L, k + 1);
     const right = L === 2 ? 'The second layer is right' : k + 1 === L ? `Linear ${L} is right` : `Linears ${k + 1}–${L} are right`;
     const dZ = chain.activationAfter(k) ? `dZ${k} = (dZ${k + 1}·W${k + 1}ᵀ) ⊙ act′(Z${k})` : `dZ${k} = dZ${k + 1}·W${k + 1}ᵀ`;
     if (bad(dW) && bad(db) && sameCause(t(dW).diagnosis, t(db).diagnosis)) {
       if (k === L) {
-        const after = [];
-        for (let j = k - 1; j >= 1; j--) after.push(`dW${j}`, `db${j}`);
-        lines.push(`${dWf} and ${dbf} fail the same way, so dZ${k} itself is wrong, and everything computed from it (${[...after, 'dX'].join(', ')}) inherits the error.`);
+        const after = [...gradsDown(k - 1, 1), 'dX'].join(', ');
+        lines.push(`${dWf} and ${dbf} fail the same way, so dZ${k} itself is wrong, and everything computed from it (${after}) inherits the error.`);
       } else {
         const check = chain.activationAfter(k) ? `: check dA${k} = dZ${k + 1}·W${k + 1}ᵀ and the activation derivative` : '';
         lines.push(`${right} (${later.join(', ')} pass); ${dW} and ${db} fail the same way, so ${dZ} is wrong${check}.`);
