@@ -1,13 +1,9 @@
-// gradcheck(fn | params, X, y, opts): analytical gradients against central finite differences in
-// float64, in the manner of torch.autograd.gradcheck: eps (the step) 1e-6, atol 1e-5, rtol 1e-3,
-// an entry passing when |a − n| ≤ atol + rtol·|n|; 'fast' mode compares the directional
-// derivative along a random unit vector u (vᵀJu with v = 1 for the scalar loss) and re-checks a
-// failing tensor entry by entry; backward run twice must agree bit for bit.
-//
-// The numerical side always differentiates the network's own loss at the given point (lib/verify/fd.ts):
-// the two-layer params, or a Sequential of any depth (its float64 copy); the analytical side is a
-// backend's hand-derived backward (the network given) or the gradients a user function returns
-// (function given, the point in opts.params).
+// gradcheck(fn | net, X, y, opts): analytical gradients against central finite differences in
+// float64 of the network's own loss (fd.ts), in the manner of torch.autograd.gradcheck: eps (the
+// step) 1e-6, atol 1e-5, rtol 1e-3, an entry passing when |a − n| ≤ atol + rtol·|n|; 'fast' mode
+// compares the directional derivative along a random unit vector u (vᵀJu with v = 1 for the scalar
+// loss) and re-checks a failing tensor entry by entry; backward run twice must agree bit for bit.
+import { seed as seedOf } from '../data/options';
 import type { Sequential } from '../layers/sequential';
 import { Rng } from '../rng';
 import type { BackendName, Dtype, FloatArray, Params, Reduction } from '../types';
@@ -102,11 +98,9 @@ export interface GradcheckReportBase {
 export type GradcheckReport<N extends Network = Params> = GradcheckReportBase & NetworkInfo<N>;
 export type SequentialGradcheckReport = GradcheckReport<Sequential>;
 
-const TINY = 1e-10;
 /** The gradient of an input: dX, dW1, … */
 const gradOf = (t: FdTensor) => `d${t}`;
-
-const relErr = (a: number, n: number) => Math.abs(a - n) / Math.max(Math.abs(a) + Math.abs(n), TINY);
+const relErr = (a: number, n: number) => Math.abs(a - n) / Math.max(Math.abs(a) + Math.abs(n), 1e-10);
 
 type Analytic = { grads: Partial<Record<FdTensor, Float64Array>>; problems: Partial<Record<FdTensor, string>> };
 
@@ -130,9 +124,7 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
   const inputGrad = v.bool('opts.inputGrad', o.inputGrad, false);
   const nondetCheck = v.bool('opts.nondetCheck', o.nondetCheck, true);
   const keep = Math.floor(num('opts.worstEntries', o.worstEntries, 5, true));
-  const seed = o.seed ?? 0;
-  if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
-  const rng = new Rng(seed as number);
+  const rng = new Rng(seedOf('opts.seed', o.seed));
   const onProgress = o.onProgress as GradcheckOptions['onProgress'];
   if (onProgress !== undefined && typeof onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', onProgress);
 
@@ -141,10 +133,9 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
   const fd = new FiniteDifferences(s.stack, s.forward);
 
   const names = [...(inputGrad ? ['dX'] : []), ...s.weightGrads].map((g) => g.slice(1) as FdTensor);
-  const warnings: string[] = [];
-  if (s.dtype !== 'float64') {
-    warnings.push('the analytical gradients are float32: gradcheck is designed for float64 (as torch.autograd.gradcheck); expect float32 rounding (~1e-7 relative) in the comparison');
-  }
+  const warnings = s.dtype === 'float64' ? [] : [
+    'the analytical gradients are float32: gradcheck is designed for float64 (as torch.autograd.gradcheck); expect float32 rounding (~1e-7 relative) in the comparison',
+  ];
 
   // The analytical gradients, as float64 values of their tensor's shape, or what is wrong with them.
   const analytic = (): Analytic => {
@@ -194,9 +185,7 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
       const nv = fd.direction(t, u, eps);
       const ok = !nv.kink && Math.abs(an - nv.value) <= atol + rtol * Math.abs(nv.value);
       report.fast = { numerical: nv.value, analytical: an, kink: nv.kink, pass: ok };
-      report.checked = 1;
-      report.maxAbsError = Math.abs(an - nv.value);
-      report.maxRelError = relErr(an, nv.value);
+      Object.assign(report, { checked: 1, maxAbsError: Math.abs(an - nv.value), maxRelError: relErr(an, nv.value) });
       if (ok) continue;
       if (!nv.kink) {
         failures.push(
@@ -204,13 +193,10 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
             `numerical:${formatNum(nv.value)}\nanalytical:${formatNum(an)}\nRe-checking ${t} entry by entry (full mode).`,
         );
       }
-      report.recheckedInFull = true;
-      report.mode = 'full';
+      Object.assign(report, { recheckedInFull: true, mode: 'full' });
     }
     // Full mode: every entry.
-    report.checked = 0;
-    report.maxAbsError = 0;
-    report.maxRelError = 0;
+    Object.assign(report, { checked: 0, maxAbsError: 0, maxRelError: 0 });
     const bad: GradcheckEntry[] = [];
     const good: GradcheckEntry[] = [];
     const every = Math.max(1, Math.floor(total / 100));
@@ -245,25 +231,20 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
   }
 
   // Backward run twice must agree bit for bit.
-  const nondeterminism: GradcheckReportBase['nondeterminism'] = { checked: false, ok: true };
-  if (nondetCheck) {
-    nondeterminism.checked = true;
-    const second = analytic();
-    for (const t of names) {
-      const g1 = first.grads[t];
-      const g2 = second.grads[t];
-      if (g1 === undefined || g2 === undefined) continue;
-      const i = g1.findIndex((x, k) => !Object.is(x, g2[k]));
-      if (i >= 0) {
-        nondeterminism.ok = false;
-        nondeterminism.message =
-          `Backward is not reentrant: running it twice on the same inputs gave different ${gradOf(t)} ` +
-          `(first difference at [${unravel(i, s.shapes[gradOf(t)]).join(',')}]: ${g1[i]} then ${g2[i]}), although nothing changed between the runs. ` +
-          'The tolerance for nondeterminism is 0 (bit for bit).';
-        failures.push(nondeterminism.message);
-        break;
-      }
-    }
+  const nondeterminism: GradcheckReportBase['nondeterminism'] = { checked: nondetCheck, ok: true };
+  const second = nondetCheck ? analytic() : null;
+  for (const t of second ? names : []) {
+    const g1 = first.grads[t];
+    const g2 = second!.grads[t];
+    const i = g1 && g2 ? g1.findIndex((x, k) => !Object.is(x, g2[k])) : -1;
+    if (i < 0) continue;
+    nondeterminism.ok = false;
+    nondeterminism.message =
+      `Backward is not reentrant: running it twice on the same inputs gave different ${gradOf(t)} ` +
+      `(first difference at [${unravel(i, s.shapes[gradOf(t)]).join(',')}]: ${g1![i]} then ${g2![i]}), although nothing changed between the runs. ` +
+      'The tolerance for nondeterminism is 0 (bit for bit).';
+    failures.push(nondeterminism.message);
+    break;
   }
   const ok = tensors.every((x) => x.pass) && nondeterminism.ok;
   const report: GradcheckReportBase = {
