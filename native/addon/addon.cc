@@ -55,10 +55,9 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
     if (!std::isfinite(nums[k])) throwRange(env, std::string("Expected a finite number for ") + names[k]);
   }
   if (!(nums[1] >= 1)) throwRange(env, "Expected a step count t ≥ 1");
-  napi_typedarray_type kind;
-  size_t n = 0;
-  if (napi_get_typedarray_info(env, info[0], &kind, &n, nullptr, nullptr, nullptr) != napi_ok)
-    throwType(env, "Expected Float64Array or Float32Array for W");
+  TypedInfo w;
+  typedInfo(env, info[0], &w);  // dispatchFloat checked it is a float typed array
+  const size_t n = w.length;
   T* W = typedArg<T>(info, 0, "W", n);
   const T* g = typedArg<T>(info, 1, "g", n);
   const bool needM = c.kind != Optimizer::Sgd, needV = c.kind == Optimizer::Adam || c.kind == Optimizer::AdamW;

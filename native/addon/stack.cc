@@ -96,7 +96,8 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   const bool accumulate = boolArg(info, 7, "accumulate");
   const Common<T> c = readCommon<T>(info, s, B, 2, 8);
   const int32_t* y = typedArg<int32_t>(info, 3, "y", size_t(B));
-  T* dX = optionalTypedArg<T>(info, 5, "out.dX", c.nX);
+  const Napi::Value dXArg = argOrUndefined(info, 5);  // null/undefined: dX not asked for
+  T* dX = dXArg.IsNull() || dXArg.IsUndefined() ? nullptr : typedArg<T>(info, 5, "out.dX", c.nX);
   const size_t P = s.params();
   for (size_t j = 0; j < P; ++j) {
     s.tensors<T>()[P + j] = typedArg<T>(info, 8 + P + j, s.names[P + j].c_str(), s.counts[j]);

@@ -30,21 +30,12 @@ template <> struct DtypeOf<int32_t> {
   static constexpr const char* name = "Int32Array";
 };
 
+// Indexed by napi_typedarray_type (its values are part of the Node-API ABI).
 inline const char* typedArrayName(napi_typedarray_type t) {
-  switch (t) {
-    case napi_int8_array: return "Int8Array";
-    case napi_uint8_array: return "Uint8Array";
-    case napi_uint8_clamped_array: return "Uint8ClampedArray";
-    case napi_int16_array: return "Int16Array";
-    case napi_uint16_array: return "Uint16Array";
-    case napi_int32_array: return "Int32Array";
-    case napi_uint32_array: return "Uint32Array";
-    case napi_float32_array: return "Float32Array";
-    case napi_float64_array: return "Float64Array";
-    case napi_bigint64_array: return "BigInt64Array";
-    case napi_biguint64_array: return "BigUint64Array";
-  }
-  return "TypedArray";
+  static const char* const kNames[] = {"Int8Array",    "Uint8Array",   "Uint8ClampedArray", "Int16Array",
+                                       "Uint16Array",  "Int32Array",   "Uint32Array",       "Float32Array",
+                                       "Float64Array", "BigInt64Array", "BigUint64Array"};
+  return size_t(t) < sizeof kNames / sizeof *kNames ? kNames[t] : "TypedArray";
 }
 
 [[noreturn]] inline void throwType(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
@@ -115,13 +106,6 @@ T* typedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t l
   // A detached buffer reports length 0, so only an empty tensor can get here without data.
   if (t.data == nullptr && length != 0) throwType(env, std::string("Expected a live buffer for ") + name + " but it is detached");
   return static_cast<T*>(t.data);
-}
-
-// Like typedArg, but null/undefined give nullptr (an output that was not asked for).
-template <typename T>
-T* optionalTypedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return typedArg<T>(info, i, name, length);
 }
 
 // Whether the tensor at argument i is a Float32Array (else a Float64Array; anything else throws).

@@ -28,26 +28,20 @@ inline size_t copyLabels(const int32_t* y, size_t B, int32_t C, int32_t* out) {
   return B;
 }
 
-// True when no entry is NaN or ±Infinity. Tests the exponent bits as integers so the loop
-// vectorizes without -ffast-math (a float compare-and-branch would not).
-inline bool allFinite(const double* p, size_t n) {
-  uint64_t bad = 0;
+// True when no entry is NaN or ±Infinity (all exponent bits set). Tests the bits as integers so
+// the loop vectorizes without -ffast-math (a float compare-and-branch would not).
+template <typename Bits, Bits kExponent, typename T>
+bool allFiniteBits(const T* p, size_t n) {
+  Bits bad = 0;
   for (size_t i = 0; i < n; ++i) {
-    uint64_t bits;
+    Bits bits;
     std::memcpy(&bits, p + i, sizeof bits);
-    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL);
+    bad |= static_cast<Bits>((bits & kExponent) == kExponent);
   }
   return bad == 0;
 }
-inline bool allFinite(const float* p, size_t n) {
-  uint32_t bad = 0;
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bad |= static_cast<uint32_t>((bits & 0x7f800000U) == 0x7f800000U);
-  }
-  return bad == 0;
-}
+inline bool allFinite(const double* p, size_t n) { return allFiniteBits<uint64_t, 0x7ff0000000000000ULL>(p, n); }
+inline bool allFinite(const float* p, size_t n) { return allFiniteBits<uint32_t, 0x7f800000U>(p, n); }
 // Index of the first non-finite entry, or n; only called once allFinite said no.
 template <typename T>
 size_t firstNonFinite(const T* p, size_t n) {

@@ -11,10 +11,6 @@
 namespace hg {
 namespace {
 
-template <typename T> constexpr torch::ScalarType scalarType();
-template <> constexpr torch::ScalarType scalarType<double>() { return torch::kFloat64; }
-template <> constexpr torch::ScalarType scalarType<float>() { return torch::kFloat32; }
-
 // The optimizer exactly as torch::optim builds it from these options; only the options each kind
 // names are set, the rest keep LibTorch's defaults (amsgrad false, dampening 0).
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(OptimizerKind kind, const OptimizerHyper& h,
@@ -29,16 +25,12 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(OptimizerKind kind, const
       o.nesterov(kind == OptimizerKind::Nesterov);
       return std::make_unique<torch::optim::SGD>(params, o);
     }
-    case OptimizerKind::Adam: {
-      torch::optim::AdamOptions o(h.lr);
-      o.betas(std::make_tuple(h.beta1, h.beta2)).eps(h.epsilon).weight_decay(h.weightDecay);
-      return std::make_unique<torch::optim::Adam>(params, o);
-    }
+    case OptimizerKind::Adam:
     case OptimizerKind::AdamW: {
-      // AdamW's default weight_decay is 1e-2, not 0: always set it.
-      torch::optim::AdamWOptions o(h.lr);
-      o.betas(std::make_tuple(h.beta1, h.beta2)).eps(h.epsilon).weight_decay(h.weightDecay);
-      return std::make_unique<torch::optim::AdamW>(params, o);
+      // Set on both option types; AdamW's default weight_decay is 1e-2, not 0, so always set it.
+      const auto set = [&](auto o) { return o.betas(std::make_tuple(h.beta1, h.beta2)).eps(h.epsilon).weight_decay(h.weightDecay); };
+      if (kind == OptimizerKind::Adam) return std::make_unique<torch::optim::Adam>(params, set(torch::optim::AdamOptions(h.lr)));
+      return std::make_unique<torch::optim::AdamW>(params, set(torch::optim::AdamWOptions(h.lr)));
     }
   }
   TORCH_CHECK_VALUE(false, "unknown optimizer kind");
@@ -49,7 +41,7 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(OptimizerKind kind, const
 template <typename T>
 void torchOptimizerRun(OptimizerKind kind, const OptimizerHyper& h, T* W, size_t n, const T* const* grads,
                        size_t steps) {
-  const auto opts = torch::TensorOptions().dtype(scalarType<T>());
+  const auto opts = torch::dtype<T>();
   const auto len = static_cast<int64_t>(n);
   // A leaf over the caller's W: step() runs under NoGradGuard and updates it in place (add_,
   // addcdiv_, mul_ on the parameter), i.e. in the caller's buffer. W outlives the optimizer.
