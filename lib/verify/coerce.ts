@@ -43,10 +43,9 @@ function readFlat(a: ArrayLike<unknown>): { values: Float64Array | null; problem
 
 export function coerceTensor(v: unknown): Coerced {
   if (typeof v === 'number') return { values: new Float64Array([v]), shape: [] };
-  if (v === undefined || v === null) return { values: null, shape: null, problem: describe(v) };
   if (!isArrayLike(v)) {
     const o = v as { data?: unknown; shape?: unknown };
-    if (typeof v === 'object' && isArrayLike(o.data) && Array.isArray(o.shape)) {
+    if (v !== null && typeof v === 'object' && isArrayLike(o.data) && Array.isArray(o.shape)) {
       const flat = readFlat(o.data);
       const shape = (o.shape as unknown[]).every((s) => Number.isInteger(s) && (s as number) >= 0) ? (o.shape as number[]).slice() : null;
       if (shape === null) return { values: null, shape: null, problem: `a shape of ${describe(o.shape)}` };
@@ -56,10 +55,7 @@ export function coerceTensor(v: unknown): Coerced {
     }
     return { values: null, shape: null, problem: describe(v) };
   }
-  if (!Array.isArray(v) || v.length === 0 || !isArrayLike(v[0])) {
-    const flat = readFlat(v);
-    return { values: flat.values, shape: null, problem: flat.problem };
-  }
+  if (!Array.isArray(v) || v.length === 0 || !isArrayLike(v[0])) return { ...readFlat(v), shape: null };
   // Nested: every level must be rectangular; the depths give the shape.
   const shape: number[] = [];
   let level: unknown = v;

@@ -61,7 +61,7 @@ export class FiniteDifferences {
   private readonly minus: Float64Array[];
   private readonly comp: Float64Array;
   /** The index in layers of Linear k, by k. */
-  private readonly linearAt = new Map<number, number>();
+  private readonly linearAt: Map<number, number>;
   /** Per layer, monomorphic for the inner loops: its activation (null for a Linear) and its W (empty for an activation). */
   private readonly acts: (Activation | null)[];
   private readonly weights: Float64Array[];
@@ -78,9 +78,7 @@ export class FiniteDifferences {
     this.plus = widths.map((w) => new Float64Array(w));
     this.minus = widths.map((w) => new Float64Array(w));
     this.comp = new Float64Array(Math.max(...widths));
-    layers.forEach((l, i) => {
-      if (l.kind === 'linear') this.linearAt.set(l.k, i);
-    });
+    this.linearAt = new Map(layers.flatMap((l, i) => (l.kind === 'linear' ? [[l.k, i]] : [])));
     this.acts = layers.map((l) => (l.kind === 'linear' ? null : l.kind));
     this.weights = layers.map((l) => (l.kind === 'linear' ? l.W : new Float64Array(0)));
   }
@@ -258,17 +256,16 @@ export class FiniteDifferences {
       return { value: this.scale * value, kink: this.rowKink };
     }
     const l = this.linear(tensor);
-    const i = l.i;
     // W[p,q] moves Z[b,q] by ±t·A[b,p] (A the layer's input); b[q] moves Z[b,q] by ±t in every row.
     const p = tensor[0] === 'W' ? Math.floor(index / l.out) : -1;
     const q = tensor[0] === 'W' ? index % l.out : index;
-    const A = this.inputOf(i);
+    const A = this.inputOf(l.i);
     const sum = new Sum();
     let kink = false;
     for (let b = 0; b < this.stack.B; b++) {
       const g = p < 0 ? 1 : A[b * l.in + p];
       if (g === 0) continue;
-      sum.add(this.rowQuotient(b, i, q, g, null, step, policy));
+      sum.add(this.rowQuotient(b, l.i, q, g, null, step, policy));
       kink ||= this.rowKink;
     }
     return { value: this.scale * sum.value, kink };
@@ -292,9 +289,8 @@ export class FiniteDifferences {
       return { value: this.scale * sum.value, kink };
     }
     const l = this.linear(tensor);
-    const i = l.i;
     // The change of Z per unit step: A·U (W), u broadcast (b).
-    const A = this.inputOf(i);
+    const A = this.inputOf(l.i);
     const g = new Float64Array(l.out);
     for (let b = 0; b < B; b++) {
       if (tensor[0] === 'b') g.set(u);
@@ -305,7 +301,7 @@ export class FiniteDifferences {
           g[c] = s;
         }
       }
-      add(b, i, g);
+      add(b, l.i, g);
     }
     return { value: this.scale * sum.value, kink };
   }

@@ -248,21 +248,15 @@ export function sumOver(A: Float64Array, rows: number, cols: number, axis: 'rows
 
 /** dZ = dA ⊙ act′(Z), or one of the wrong versions (Z the activation's input, A its output). */
 function activationBackward(kind: Activation, Z: Float64Array, A: Float64Array, dA: Float64Array, id?: VariantId): Float64Array {
-  const out = new Float64Array(dA.length);
-  for (let i = 0; i < out.length; i++) {
+  // σ′ and tanh′ in their output form: a(1 − a), 1 − a².
+  const fromOutput = (t: number) => (kind === 'sigmoid' ? t * (1 - t) : 1 - t * t);
+  return dA.map((d, i) => {
     const z = Z[i];
     const a = A[i];
-    let g: number;
-    if (id === 'mask-missing' || id === 'act-deriv-missing') g = 1;
-    else if (kind === 'relu') g = id === 'mask-ge' ? (z >= 0 ? 1 : 0) : id === 'mask-times-A1' ? a : id === 'mask-inverted' ? (z > 0 ? 0 : 1) : z > 0 ? 1 : 0;
-    else if (id === 'act-deriv-on-Z1') g = kind === 'sigmoid' ? z * (1 - z) : 1 - z * z;
-    else if (id === 'act-deriv-applied-twice') {
-      const t = act(kind, a);
-      g = kind === 'sigmoid' ? t * (1 - t) : 1 - t * t;
-    } else g = kind === 'sigmoid' ? a * (1 - a) : 1 - a * a;
-    out[i] = dA[i] * g;
-  }
-  return out;
+    if (id === 'mask-missing' || id === 'act-deriv-missing') return d;
+    if (kind === 'relu') return d * (id === 'mask-ge' ? (z >= 0 ? 1 : 0) : id === 'mask-times-A1' ? a : id === 'mask-inverted' ? (z > 0 ? 0 : 1) : z > 0 ? 1 : 0);
+    return d * fromOutput(id === 'act-deriv-on-Z1' ? z : id === 'act-deriv-applied-twice' ? act(kind, a) : a);
+  });
 }
 
 /**

@@ -1,10 +1,8 @@
 // What verify and gradcheck check: one network, in either form the caller gives it. The two-layer
 // params { W1, b1, W2, b2 } are the Sequential [Linear(D,H), act, Linear(H,C)] over those very
-// arrays; a Sequential is itself. Each form is validated as its own forwardBackward validates it;
-// from there on everything (the float64 copy the references work on, the stack the finite
-// differences perturb, the backends' runs, the names and shapes) is one path. What stays the
-// caller's: a gradient function gets the network in the form it was given, and the report
-// describes it that way (dims and activation, or the Sequential's layers).
+// arrays, validated as their forwardBackward validates them; from there on everything is one path.
+// Only a gradient function (handed the network in the form given) and the report's description
+// of the network see which form it was.
 import { Sequential } from '../layers/sequential';
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
@@ -104,28 +102,25 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   let seq: Sequential;
   let b: { X: FloatArray; y: Int32Array; B: number };
   let info: NetworkInfo<Network>;
-  let copy: () => unknown;
-  let fnOpts: object;
   if (given) {
     seq = target as Sequential;
     b = v.batch(X, y, { dtype: seq.dtype, D: seq.inFeatures, C: seq.classes });
     info = { network: seq.toString(), dims: { B: b.B, D: seq.inFeatures, C: seq.classes }, widths: [...seq.widths] };
-    copy = () => sequentialCopy(seq);
-    fnOpts = { reduction, inputGrad: true };
   } else {
     const p = v.params(target);
     b = v.batch(X, y, p);
     const dims = { B: b.B, D: p.D, H: p.H, C: p.C };
     v.sizes(dims);
-    const { W1, b1, W2, b2 } = p;
     const layers = [{ kind: 'linear', in: p.D, out: p.H } as const, { kind: activation }, { kind: 'linear', in: p.H, out: p.C } as const];
-    seq = Sequential.fromSpec({ dtype: p.dtype, layers, reduction }, { W1, b1, W2, b2 });
+    seq = Sequential.fromSpec({ dtype: p.dtype, layers, reduction }, { W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 });
     seq.twoLayerWords = true; // errors name Z1 and the logits, as forwardBackward's do
     info = { dims, activation };
-    // The caller's object with every field it has (D, H, C, anything else), its tensors copied.
-    copy = () => ({ ...(target as object), W1: W1.slice(), b1: b1.slice(), W2: W2.slice(), b2: b2.slice() });
-    fnOpts = { activation, reduction, inputGrad: true };
   }
+  // What a gradient function is handed: a copy of the Sequential, or the caller's params object with
+  // every field it has (D, H, C, anything else), its tensors copied.
+  const copy = () =>
+    given ? sequentialCopy(seq) : { ...(target as object), ...Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, t.slice()])) };
+  const fnOpts = given ? { reduction, inputGrad: true } : { activation, reduction, inputGrad: true };
   v.assertFinite('X', b.X);
   for (const [name, t] of Object.entries(seq.params)) v.assertFinite(given ? name : `params.${name}`, t);
   const seq64 = sequentialCopy(seq, 'float64');
