@@ -67,6 +67,14 @@ class Records {
     return (c === SP || c === TAB) && c !== this.delim;
   }
 
+  /** The position after the line break (\n, \r\n or \r) at p, counted; p when there is none. */
+  private skipBreak(p: number): number {
+    const b = this.b;
+    if (b[p] !== LF && b[p] !== CR) return p;
+    this.line++;
+    return p + (b[p] === CR && b[p + 1] === LF ? 2 : 1);
+  }
+
   /** Reads the next record that is not blank; false at the end of the input. */
   next(): boolean {
     const b = this.b;
@@ -80,15 +88,9 @@ class Records {
         this.pos = len;
         return false;
       }
-      if (b[q] === LF) {
-        p = q + 1;
-        this.line++;
-      } else if (b[q] === CR) {
-        p = q + (q + 1 < len && b[q + 1] === LF ? 2 : 1);
-        this.line++;
-      } else {
-        break;
-      }
+      const after = this.skipBreak(q);
+      if (after === q) break;
+      p = after;
     }
     this.recordLine = this.line;
     let n = 0;
@@ -138,10 +140,7 @@ class Records {
         p++;
         continue;
       }
-      if (p < len) {
-        p += b[p] === CR && p + 1 < len && b[p + 1] === LF ? 2 : 1;
-        this.line++;
-      }
+      p = this.skipBreak(p);
       break;
     }
     this.n = n;
