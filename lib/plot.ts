@@ -23,9 +23,7 @@ export function trainingCurvesSvg(history: EpochRecord[], title: string): Promis
     ...(r.valAccuracy === undefined ? [] : [{ epoch: r.epoch, metric: 'accuracy', split: 'validation', value: r.valAccuracy }]),
   ]);
   const chart = (metric: string, scale: Spec) => ({
-    title: metric,
-    width: 320,
-    height: 220,
+    title: metric, width: 320, height: 220,
     transform: [{ filter: `datum.metric === '${metric}'` }],
     mark: { type: 'line', point: history.length <= 30 },
     encoding: {
@@ -34,11 +32,7 @@ export function trainingCurvesSvg(history: EpochRecord[], title: string): Promis
       color: { field: 'split', type: 'nominal' },
     },
   });
-  return render({
-    title,
-    data: { values: rows },
-    hconcat: [chart('loss', { type: 'log' }), chart('accuracy', { zero: false })],
-  });
+  return render({ title, data: { values: rows }, hconcat: [chart('loss', { type: 'log' }), chart('accuracy', { zero: false })] });
 }
 
 /**
@@ -71,10 +65,9 @@ export function decisionBoundarySvg(X: ArrayLike<number>, y: ArrayLike<number>, 
     return { xa: x - hx, xb: x + hx, ya: y - hy, yb: y + hy, class: String(c) };
   });
   const points = Array.from({ length: n }, (_, i) => ({ x: X[2 * i], y: X[2 * i + 1], class: String(y[i]) }));
+  const color = { field: 'class', type: 'nominal' };
   return render({
-    title,
-    width: 420,
-    height: 420,
+    title, width: 420, height: 420,
     layer: [
       {
         data: { values: cells },
@@ -84,17 +77,13 @@ export function decisionBoundarySvg(X: ArrayLike<number>, y: ArrayLike<number>, 
           x2: { field: 'xb' },
           y: { field: 'ya', type: 'quantitative', scale: { domain: [y0, y1], nice: false }, title: 'x₂' },
           y2: { field: 'yb' },
-          color: { field: 'class', type: 'nominal' },
+          color,
         },
       },
       {
         data: { values: points },
         mark: { type: 'circle', size: 30, stroke: 'black', strokeWidth: 0.5, opacity: 1 },
-        encoding: {
-          x: { field: 'x', type: 'quantitative' },
-          y: { field: 'y', type: 'quantitative' },
-          color: { field: 'class', type: 'nominal' },
-        },
+        encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' }, color },
       },
     ],
   });
@@ -113,9 +102,7 @@ export function benchChartSvg(rows: readonly BenchPoint[], title = 'one training
   const sizes = [...new Set(rows.map((r) => r.size))];
   const values = rows.map((r) => ({ size: r.size, backend: r.dtype ? `${r.backend} ${r.dtype}` : r.backend, us: r.medianUs }));
   return render({
-    title,
-    width: 420,
-    height: 320,
+    title, width: 420, height: 320,
     data: { values },
     mark: { type: 'line', point: true },
     encoding: {
