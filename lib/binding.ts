@@ -47,25 +47,47 @@ export interface CoreBinding {
 
 export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');
 
-let core: CoreBinding | undefined;
-let loadError: HandgradError | undefined;
+/** load() on the first call, then its value (or its error) on every call. */
+export function once<T>(load: () => T): () => T {
+  let value: { ok: true; v: T } | { ok: false; e: unknown } | undefined;
+  return () => {
+    if (!value) {
+      try {
+        value = { ok: true, v: load() };
+      } catch (e) {
+        value = { ok: false, e };
+      }
+    }
+    if (value.ok) return value.v;
+    throw value.e;
+  };
+}
 
-/** The core addon, or a HandgradError that says how to build it. */
-export function coreBinding(): CoreBinding {
-  if (core) return core;
-  if (loadError) throw loadError;
+/** Whether get() returns (an optional addon or module loads), building nothing. */
+export function available(get: () => unknown): boolean {
+  try {
+    get();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The core addon, loaded on first use.
+ * @throws {HandgradError} ERR_NATIVE_UNAVAILABLE, with the command that builds it
+ */
+export const coreBinding: () => CoreBinding = once(() => {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    core = require('node-gyp-build')(packageRoot) as CoreBinding;
-    return core;
+    return require('node-gyp-build')(packageRoot) as CoreBinding;
   } catch (cause) {
-    loadError = new HandgradError(
+    throw new HandgradError(
       'ERR_NATIVE_UNAVAILABLE',
       `The native addon could not be loaded from ${packageRoot} (${(cause as Error).message.split('\n')[0]}). ` +
         'Build it with `npm run setup` (needs g++, make and libopenblas-dev: ' +
         '`apt-get install -y g++ make libopenblas-dev`), or use { backend: \'ts\' }.',
       { cause },
     );
-    throw loadError;
   }
-}
+});

@@ -5,7 +5,7 @@
 // how to build it.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot, type CoreBinding } from '../binding';
+import { available, type CoreBinding, once, packageRoot } from '../binding';
 import { HandgradError } from '../errors';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
@@ -76,33 +76,15 @@ export function loadTorchBinding(path: string): TorchBinding {
   }
 }
 
-let binding: TorchBinding | undefined;
-let loadError: HandgradError | undefined;
-
 /**
  * The LibTorch addon, loaded on first use.
  * @throws {HandgradError} ERR_TORCH_UNAVAILABLE, with the command that builds it
  */
-export function torchBinding(): TorchBinding {
-  if (binding) return binding;
-  if (loadError) throw loadError;
-  try {
-    binding = loadTorchBinding(torchAddonPath());
-    return binding;
-  } catch (e) {
-    loadError = e as HandgradError;
-    throw loadError;
-  }
-}
+export const torchBinding: () => TorchBinding = once(() => loadTorchBinding(torchAddonPath()));
 
 /** Whether backend 'torch' can be used here (the addon is built and LibTorch loads). */
 export function torchAvailable(): boolean {
-  try {
-    torchBinding();
-    return true;
-  } catch {
-    return false;
-  }
+  return available(torchBinding);
 }
 
 /**

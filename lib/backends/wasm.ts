@@ -4,7 +4,7 @@
 // the memory held before it; `lastWriter` says whose tensors the memory holds now.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from '../binding';
+import { available, packageRoot } from '../binding';
 import { HandgradError } from '../errors';
 import type { FloatArray } from '../types';
 
@@ -94,12 +94,7 @@ export function load(): WasmExports {
 
 /** Whether the module loads (builds nothing). */
 export function wasmAvailable(): boolean {
-  try {
-    load();
-    return true;
-  } catch {
-    return false;
-  }
+  return available(load);
 }
 
 /** Bytes of linear memory the instance holds now (it grows and never shrinks); 0 before the first call. */

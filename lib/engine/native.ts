@@ -1,34 +1,24 @@
 // The native engine: the core addon's stack executor (native/core/stack.h), one Node-API call per
 // step. A net is prepared once (stackPrepare checks and keeps its description); each batch size
 // gets one workspace, laid out by the addon (stackLayout), and a call with the net's handle,
-// workspace and parameters bound, so a step passes only what changes.
+// workspace and parameters bound, so a step passes only what changes. The torch engine runs on
+// the same frame (preparedStack).
 import { coreBinding, type CoreBinding, type StackHandle } from '../binding';
 import type { FloatArray } from '../types';
-import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepFailure } from './engine';
+import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepArgs, type StepFailure } from './engine';
 import { MAX_BATCH_SIZES } from './ts';
 
 /** Stage codes of native/core/stack.h, by code (0 is ok). */
 export const STAGES = [undefined, 'input', 'forward', 'loss', 'grads'] as const;
 
-type Step = (X: FloatArray, y: Int32Array, B: number, dX: FloatArray | null, reduction: number, accumulate: boolean, grads: readonly FloatArray[]) => number;
-
 /**
  * stackForwardBackward with handle, ws and the P params bound, called with its arguments written
  * out: at the toy size apply() or a spread costs 0.1 µs more per step (a tenth of the step).
  */
-function boundStep(P: number): (fb: CoreBinding['stackForwardBackward'], h: StackHandle, ws: FloatArray, p: readonly FloatArray[]) => Step {
+function boundStep(P: number): (fb: CoreBinding['stackForwardBackward'], h: StackHandle, ws: FloatArray, p: readonly FloatArray[]) => Batch['step'] {
   const list = (a: string) => Array.from({ length: P }, (_, j) => `${a}[${j}]`).join(', ');
-  return new Function('fb', 'h', 'ws', 'p', `return (X, y, B, dX, r, acc, g) => fb(h, ws, X, y, B, dX, r, acc, ${list('p')}, ${list('g')});`) as never;
-}
-
-interface Batch {
-  B: number;
-  step: Step;
-  outputs: FloatArray[];
-  probs: FloatArray;
-  logits: FloatArray;
-  /** stackForward's arguments: handle, ws, X, B, ...params. */
-  fwd: unknown[];
+  const args = `h, ws, a.X, a.y, a.B, a.dX, R[a.reduction], a.accumulate, ${list('p')}, ${list('a.grads')}`;
+  return new Function('R', `return (fb, h, ws, p) => (a) => fb(${args});`)(REDUCTION_CODE);
 }
 
 /** A [stage, layer] status (stackStatus; the torch addon's sequentialStatus) as a StepFailure. */
@@ -45,40 +35,68 @@ export function workspace(net: StackDescription, at: Float64Array, B: number) {
   return { ws, outputs, logits: outputs[L - 1], probs: ws.subarray(at[L], at[L] + B * widths[L]) };
 }
 
+/** What make(B) built for each batch size, the last one first; at most MAX_BATCH_SIZES kept. */
+export function perBatch<W>(make: (B: number) => W) {
+  const byB = new Map<number, W>();
+  let last: { B: number; w: W } | undefined;
+  return {
+    get(B: number): W {
+      if (last?.B === B) return last.w;
+      let w = byB.get(B);
+      if (w === undefined) {
+        if (byB.size >= MAX_BATCH_SIZES) byB.clear();
+        byB.set(B, (w = make(B)));
+      }
+      last = { B, w };
+      return w;
+    },
+    /** The batch of size B if made (and still kept), else undefined. */
+    peek: (B: number): W | undefined => byB.get(B),
+  };
+}
+
+/** A batch size's workspace with its two calls: step returns the loss or NaN, forward true or false. */
+export interface Batch extends ReturnType<typeof workspace> {
+  step(a: StepArgs): number;
+  forward(X: FloatArray): boolean;
+}
+
+/** A PreparedNet over an addon's stack calls (make: one Batch per batch size); NaN or false is status() as a StepFailure. */
+export function preparedStack(make: (B: number) => Batch, status: () => [number, number]): PreparedNet {
+  const batch = perBatch(make);
+  return {
+    forwardBackward(a) {
+      const w = batch.get(a.B);
+      const loss = w.step(a);
+      return loss === loss ? { loss, logits: w.logits } : failureOf(status()); // NaN: a failure
+    },
+    forward(X, B) {
+      const w = batch.get(B);
+      return w.forward(X) ? { logits: w.logits } : failureOf(status());
+    },
+    tensors(B) {
+      const w = batch.peek(B);
+      return w ? { outputs: w.outputs, probs: w.probs } : null;
+    },
+  };
+}
+
 function prepare(net: StackDescription): PreparedNet {
   const b = coreBinding(); // ERR_NATIVE_UNAVAILABLE here, before any work
   const handle = b.stackPrepare(net.kinds, net.widths, net.dtype === 'float32');
   const { params } = net;
   const bind = boundStep(params.length);
-  const byB = new Map<number, Batch>();
-  let last: Batch | undefined;
-  const batch = (B: number): Batch => {
-    if (last?.B === B) return last;
-    last = byB.get(B);
-    if (last) return last;
-    const { ws, outputs, logits, probs } = workspace(net, b.stackLayout(handle, B), B);
-    last = { B, step: bind(b.stackForwardBackward, handle, ws, params), outputs, logits, probs, fwd: [handle, ws, null, B, ...params] };
-    if (byB.size >= MAX_BATCH_SIZES) byB.clear();
-    byB.set(B, last);
-    return last;
-  };
   const forward = b.stackForward as (...args: unknown[]) => boolean;
-  return {
-    forwardBackward(a) {
-      const w = batch(a.B);
-      const loss = w.step(a.X, a.y, a.B, a.dX, REDUCTION_CODE[a.reduction], a.accumulate, a.grads);
-      return loss === loss ? { loss, logits: w.logits } : failureOf(b.stackStatus(handle)); // NaN: a failure
-    },
-    forward(X, B) {
-      const w = batch(B);
-      w.fwd[2] = X;
-      return forward.apply(undefined, w.fwd) ? { logits: w.logits } : failureOf(b.stackStatus(handle));
-    },
-    tensors(B) {
-      const w = byB.get(B);
-      return w ? { outputs: w.outputs, probs: w.probs } : null;
-    },
+  const make = (B: number): Batch => {
+    const w = workspace(net, b.stackLayout(handle, B), B);
+    const args: unknown[] = [handle, w.ws, null, B, ...params]; // stackForward's, X at 2
+    const fwd = (X: FloatArray) => {
+      args[2] = X;
+      return forward.apply(undefined, args);
+    };
+    return { ...w, step: bind(b.stackForwardBackward, handle, w.ws, params), forward: fwd };
   };
+  return preparedStack(make, () => b.stackStatus(handle));
 }
 
 export const nativeEngine: Engine = { name: 'native', prepare };

@@ -5,36 +5,23 @@
 // and softmax(logits); a failure comes back as the core's do, NaN (or false) and [stage, layer].
 import { torchBinding } from '../backends/torch';
 import type { FloatArray } from '../types';
-import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription } from './engine';
-import { failureOf, workspace } from './native';
-import { MAX_BATCH_SIZES } from './ts';
+import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepArgs } from './engine';
+import { preparedStack, workspace } from './native';
 
 function prepare(net: StackDescription): PreparedNet {
   const b = torchBinding(); // ERR_TORCH_UNAVAILABLE here, before any work
   const { kinds, widths, params } = net;
-  const byB = new Map<number, ReturnType<typeof workspace>>();
-  const batch = (X: FloatArray, B: number) => {
-    let w = byB.get(B);
-    if (w) return w;
-    if (byB.size >= MAX_BATCH_SIZES) byB.clear();
-    byB.set(B, (w = workspace(net, b.sequentialLayout(X, B, kinds, widths), B)));
-    return w;
+  const dtype = new (net.dtype === 'float64' ? Float64Array : Float32Array)(0); // sequentialLayout reads only its dtype
+  const make = (B: number) => {
+    const w = workspace(net, b.sequentialLayout(dtype, B, kinds, widths), B);
+    return {
+      ...w,
+      step: ({ X, y, grads, dX, reduction, accumulate }: StepArgs) =>
+        b.sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX, REDUCTION_CODE[reduction], accumulate, w.ws),
+      forward: (X: FloatArray) => b.sequentialForward(X, B, kinds, widths, params, w.logits),
+    };
   };
-  return {
-    forwardBackward({ X, y, B, grads, dX, reduction, accumulate }) {
-      const w = batch(X, B);
-      const loss = b.sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX, REDUCTION_CODE[reduction], accumulate, w.ws);
-      return loss === loss ? { loss, logits: w.logits } : failureOf(b.sequentialStatus()); // NaN: a failure
-    },
-    forward(X, B) {
-      const w = batch(X, B);
-      return b.sequentialForward(X, B, kinds, widths, params, w.logits) ? { logits: w.logits } : failureOf(b.sequentialStatus());
-    },
-    tensors(B) {
-      const w = byB.get(B);
-      return w ? { outputs: w.outputs, probs: w.probs } : null;
-    },
-  };
+  return preparedStack(make, () => b.sequentialStatus());
 }
 
 export const torchEngine: Engine = { name: 'torch', prepare };

@@ -7,8 +7,7 @@
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
 import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepFailure } from './engine';
-import { STAGES } from './native';
-import { MAX_BATCH_SIZES } from './ts';
+import { perBatch, STAGES } from './native';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
@@ -55,11 +54,7 @@ function prepare(net: StackDescription): PreparedNet {
   const C = widths[L];
   const step = f32 ? w.stackForwardBackwardF32 : w.stackForwardBackwardF64;
   const fwd = f32 ? w.stackForwardF32 : w.stackForwardF64;
-  const byB = new Map<number, Batch>();
-
-  const batch = (B: number): Batch => {
-    let b = byB.get(B);
-    if (b) return b;
+  const batches = perBatch((B: number): Batch => {
     const header = new Int32Array(2 * L + 1 + 2 * P);
     header.set(kinds);
     header.set(widths, L);
@@ -84,14 +79,11 @@ function prepare(net: StackDescription): PreparedNet {
     const ws = take(layout[L + 1] * size);
     header.set(pP, 2 * L + 1);
     header.set(pG, 2 * L + 1 + P);
-    b = {
+    return {
       B, net: head, ptrs: head + 4 * (2 * L + 1), status: head + 4 * header.length, X, y, dX, ws, end: at,
       params: pP, grads: pG, at: layout, header, logits: new A(B * C), cache: null, of: null, v: null, stepped: false,
     };
-    if (byB.size >= MAX_BATCH_SIZES) byB.clear();
-    byB.set(B, b);
-    return b;
-  };
+  });
 
   /** The batch's regions with the memory grown to hold them, the header and params written, and the views. */
   const enter = (b: Batch): Views => {
@@ -127,7 +119,7 @@ function prepare(net: StackDescription): PreparedNet {
 
   return {
     forwardBackward({ X, y, B, grads, dX, reduction, accumulate }) {
-      const b = batch(B);
+      const b = batches.get(B);
       const v = enter(b);
       v.X.set(X);
       v.y.set(y); // the module's copy: another thread can no longer change it
@@ -146,7 +138,7 @@ function prepare(net: StackDescription): PreparedNet {
       return { loss, logits: b.logits };
     },
     forward(X, B) {
-      const b = batch(B);
+      const b = batches.get(B);
       const v = enter(b);
       v.X.set(X);
       b.stepped = false;
@@ -155,7 +147,7 @@ function prepare(net: StackDescription): PreparedNet {
       return { logits: b.logits };
     },
     tensors(B) {
-      const b = byB.get(B);
+      const b = batches.peek(B);
       if (!b || !b.v) return null;
       if (lastWriter.by !== b) throw new Error(`wasm engine: tensors(${B}) must be read right after the step (the module's memory was reused since)`);
       b.cache ??= { outputs: b.v.outputs.map((o) => new A(o.length)), probs: new A(B * C) };

@@ -16,23 +16,24 @@ hg::Net netAt(const int32_t* net, int layers) {
   return {reinterpret_cast<const hg::LayerKind*>(net), net + layers, layers};
 }
 
+// Writes s to status; whether the step succeeded.
+bool report(hg::StackStatus s, int32_t* status) {
+  status[0] = int32_t(s.stage);
+  status[1] = s.layer;
+  return s.stage == hg::Stage::Ok;
+}
+
 template <typename T>
 double stackForwardBackwardT(const int32_t* net, int layers, T* ws, const T* X, const int32_t* y, int B, T* dX,
                              int red, int accumulate, T* const* tensors, int params, int32_t* status) {
   const hg::Step<T> a{B, X, y, tensors, tensors + params, dX, static_cast<hg::Reduction>(red), accumulate != 0, ws};
   double loss = 0;
-  const hg::StackStatus s = hg::stackForwardBackward(netAt(net, layers), a, &loss);
-  status[0] = int32_t(s.stage);
-  status[1] = s.layer;
-  return s.stage == hg::Stage::Ok ? loss : __builtin_nan("");
+  return report(hg::stackForwardBackward(netAt(net, layers), a, &loss), status) ? loss : __builtin_nan("");
 }
 
 template <typename T>
 int stackForwardT(const int32_t* net, int layers, T* ws, const T* X, int B, T* const* params, int32_t* status) {
-  const hg::StackStatus s = hg::stackForward(netAt(net, layers), B, X, params, ws);
-  status[0] = int32_t(s.stage);
-  status[1] = s.layer;
-  return s.stage == hg::Stage::Ok;
+  return report(hg::stackForward(netAt(net, layers), B, X, params, ws), status);
 }
 
 }  // namespace
