@@ -15,20 +15,17 @@ export const isGzip = (b: Uint8Array) => b.length >= 2 && b[0] === 0x1f && b[1] 
 /** Bytes as hex pairs, for messages: '1f 8b'. */
 export const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
 
-/** Gunzips bytes; a corrupt or truncated stream is an ERR_FILE. */
-export function gunzip(b: Uint8Array, source: string): Buffer {
+/** fn(), or what it threw as an ERR_FILE: Expected {what} for {name} but received {its message}{hint}. */
+export function fileTry<T>(fn: () => T, what: string, name: string, hint = ''): T {
   try {
-    return gunzipSync(b);
+    return fn();
   } catch (cause) {
-    throw new HandgradError('ERR_FILE', `Expected valid gzip data for ${source} but received ${(cause as Error).message}`, { cause });
+    throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${(cause as Error).message}${hint}`, { cause });
   }
 }
 
+/** Gunzips bytes; a corrupt or truncated stream is an ERR_FILE. */
+export const gunzip = (b: Uint8Array, source: string): Buffer => fileTry(() => gunzipSync(b), 'valid gzip data', source);
+
 /** Reads a whole file; a missing or unreadable one is an ERR_FILE. */
-export function readFile(path: string, what: string, hint = ''): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (cause) {
-    throw new HandgradError('ERR_FILE', `Expected a readable ${what} for ${path} but received ${(cause as Error).message}${hint}`, { cause });
-  }
-}
+export const readFile = (path: string, what: string, hint = ''): Buffer => fileTry(() => readFileSync(path), `a readable ${what}`, path, hint);

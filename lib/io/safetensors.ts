@@ -8,8 +8,7 @@
 // problem is a HandgradError with code ERR_FILE worded as the rest of the library:
 //   Expected {what} for {name} but received {actual}
 import { writeFileSync } from 'node:fs';
-import { fileFail, readFile } from '../data/files';
-import { HandgradError } from '../errors';
+import { fileFail, fileTry, readFile } from '../data/files';
 import * as v from '../validate';
 
 /** Every dtype the format defines; the first four convert to typed arrays, the rest stay raw bytes. */
@@ -325,11 +324,7 @@ export function loadSafetensors(path: string, opts: ReadOptions = {}): Safetenso
 export function saveSafetensors(path: string, tensors: Record<string, TensorInput>, metadata?: Record<string, string>): void {
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
   const bytes = writeSafetensors(tensors, metadata);
-  try {
-    writeFileSync(path, bytes);
-  } catch (cause) {
-    throw new HandgradError('ERR_FILE', `Expected a writable path for ${path} but received ${(cause as Error).message}`, { cause });
-  }
+  fileTry(() => writeFileSync(path, bytes), 'a writable path', path);
 }
 
 /**

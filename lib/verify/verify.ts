@@ -7,7 +7,7 @@ import type { Sequential } from '../layers/sequential';
 import type { BackendName, Dtype, FloatArray, Params, Reduction } from '../types';
 import * as v from '../validate';
 import { shapeOk } from './coerce';
-import { diagnose, diagnoseContext, measure, unravel, type Chain, type Diagnosis, type TensorName } from './diagnose';
+import { diagnose, diagnoseContext, measure, unravel, type Chain, type Diagnosis, type Measure, type TensorName } from './diagnose';
 import { FiniteDifferences, type FdTensor } from './fd';
 import { num, subjectOf, type GradFunction, type Network, type NetworkInfo, type NetworkOptions, type Subject } from './subject';
 
@@ -50,7 +50,8 @@ export const DEFAULT_TOLERANCE_EPS: Record<ReferenceName, number> = { torch: 8, 
 export const DEFAULT_FD_STEP = 1e-8;
 export const EPSILON: Record<Dtype, number> = { float64: 2 ** -52, float32: 2 ** -23 };
 
-export interface TensorCheck {
+/** A tensor's check: measure's max|Δ|, max|ref|, relError and mismatches (NaN, and 0 mismatches, where nothing was measured). */
+export interface TensorCheck extends Omit<Measure, 'worst'> {
   name: TensorName;
   /** The tensor's shape ([] for the loss). */
   shape: number[];
@@ -59,15 +60,9 @@ export interface TensorCheck {
   /** The shape the candidate gave, when it carried one (nested arrays); otherwise its length. */
   candidateShape: number[] | null;
   candidateLength: number;
-  maxAbsDiff: number;
-  maxAbsRef: number;
-  /** max|candidate − reference| / max|reference|. */
-  relError: number;
   /** relError / eps of the dtype. */
   epsUnits: number;
   worst: { index: number[]; candidate: number; reference: number } | null;
-  /** Entries off by more than tolerance · max|reference|. */
-  mismatches: number;
   diagnosis: Diagnosis[];
   /** A Sequential's layer the tensor belongs to: 'layers[2] (Linear 128→64)' (dX: layers[0]; the loss: its loss). */
   layer?: string;
