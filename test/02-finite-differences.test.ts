@@ -1,8 +1,8 @@
 // Hand-derived gradients against central finite differences of the loss's definition, in float64,
-// for every activation and reduction, at the seed example's shapes.
-import { describe, expect, it } from 'vitest';
+// for every activation and reduction, at the seed example's shapes, on every backend.
+import { expect, it } from 'vitest';
 import { forwardBackward } from '../lib';
-import { numericalGrad, randomArray, randomLabels, referenceLoss } from './helpers';
+import { describeBackends, numericalGrad, randomArray, randomLabels, referenceLoss } from './helpers';
 
 const [B, D, H, C] = [4, 5, 10, 3];
 
@@ -17,7 +17,7 @@ function setup(seed: number) {
   };
 }
 
-describe.each(['native', 'ts'] as const)('%s: gradients equal finite differences', (backend) => {
+describeBackends('gradients equal finite differences', (backend) => {
   for (const activation of ['relu', 'sigmoid', 'tanh'] as const) {
     for (const reduction of ['mean', 'sum'] as const) {
       it(`${activation}, ${reduction}`, () => {

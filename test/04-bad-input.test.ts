@@ -1,10 +1,11 @@
 // Bad input: a TypeError/RangeError that names the tensor, what was expected and what came; the
-// process lives and the next valid call is still exact. Each backend, and the raw native exports.
+// process lives and the next valid call is still exact. Every backend, and the raw native exports.
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { forward, forwardBackward, initParams, predict, setNumThreads } from '../lib';
 import { coreBinding, type StackHandle } from '../lib/binding';
-import { jsonCases, caseParams, errEps, randomArray, typed } from './helpers';
+import type { BackendName } from '../lib/types';
+import { caseParams, describeBackends, errEps, jsonCases, randomArray, typed } from './helpers';
 
 const golden = jsonCases().find((c) => c.name.startsWith('seed-toy'))!;
 const { B, D, H, C } = golden.dims;
@@ -14,12 +15,12 @@ function fresh() {
   return { p, X: typed('float64', golden.inputs.X), y: Int32Array.from(golden.inputs.y) };
 }
 
-/** After a refused call, a valid call still reproduces PyTorch's numbers. */
-function stillExact(backend: 'native' | 'ts') {
+/** After a refused call, a valid call still reproduces PyTorch's numbers, every tensor. */
+function stillExact(backend: BackendName) {
   const { p, X, y } = fresh();
   const r = forwardBackward(p, X, y, { backend, inputGrad: true });
-  expect(errEps(r.grads.dW1, golden.expected.dW1, 'float64')).toBeLessThanOrEqual(8);
-  expect(errEps(r.grads.dX!, golden.expected.dX, 'float64')).toBeLessThanOrEqual(8);
+  expect(errEps([r.loss], golden.expected.loss, 'float64'), 'loss').toBeLessThanOrEqual(8);
+  for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2'] as const) expect(errEps(r.grads[k]!, golden.expected[k], 'float64'), k).toBeLessThanOrEqual(8);
 }
 
 interface Api {
@@ -30,7 +31,7 @@ interface Api {
 type Case = [string, typeof TypeError | typeof RangeError, RegExp, (t: ReturnType<typeof fresh>, api: Api) => unknown];
 
 /** The public functions with `backend` fixed, so every case runs through each backend. */
-function apiFor(backend: 'native' | 'ts'): Api {
+function apiFor(backend: BackendName): Api {
   return {
     fb: ((p, X, y, o) => forwardBackward(p, X, y, { backend, ...o })) as typeof forwardBackward,
     forward: ((p, X, o) => forward(p, X, { backend, ...o })) as typeof forward,
@@ -83,7 +84,7 @@ const cases: Case[] = [
   ['threads 0', RangeError, /positive 32-bit integer for threads but received 0/, (_t, api) => setNumThreads(0)],
 ];
 
-describe.each(['native', 'ts'] as const)('%s: bad input is a clear error, never a crash', (backend) => {
+describeBackends('bad input is a clear error, never a crash', (backend) => {
   it.each(cases)('%s', (_, Kind, message, call) => {
     let thrown: unknown;
     try {
@@ -96,22 +97,26 @@ describe.each(['native', 'ts'] as const)('%s: bad input is a clear error, never 
     stillExact(backend);
   });
 
-  // Non-finite values anywhere in any tensor, at every index: the native path detects them on Z1
-  // and the logits (see native/core/mlp.h), so every position is exercised, not just one.
+  // Non-finite values anywhere in any tensor, at every index, both dtypes, in forwardBackward and
+  // forward: the engines detect them on each Linear's output (native/core/stack.h), so every
+  // position is exercised, not just one.
   for (const name of ['X', 'W1', 'b1', 'W2', 'b2'] as const) {
-    it(`NaN, +Infinity or −Infinity at any index of ${name}`, () => {
-      const base = fresh();
-      const len = name === 'X' ? base.X.length : base.p[name].length;
-      for (let i = 0; i < len; i++) {
-        for (const bad of [NaN, Infinity, -Infinity]) {
-          const t = fresh();
-          const target = name === 'X' ? t.X : t.p[name];
-          target[i] = bad;
-          const out = { dW1: new Float64Array(D * H).fill(7) };
-          expect(() => forwardBackward(t.p, t.X, t.y, { backend, out, accumulate: true })).toThrow(
-            new RangeError(`Expected finite values in ${name} but received ${bad} at index ${i}`),
-          );
-          expect(out.dW1.every((v) => v === 7)).toBe(true); // nothing written on error
+    it(`NaN, +Infinity or −Infinity at any index of ${name}, float64 and float32`, () => {
+      for (const dtype of ['float64', 'float32'] as const) {
+        const base = fresh();
+        const len = name === 'X' ? base.X.length : base.p[name].length;
+        for (let i = 0; i < len; i++) {
+          for (const bad of [NaN, Infinity, -Infinity]) {
+            const t = fresh();
+            const p = { W1: typed(dtype, t.p.W1), b1: typed(dtype, t.p.b1), W2: typed(dtype, t.p.W2), b2: typed(dtype, t.p.b2) };
+            const X = typed(dtype, t.X);
+            (name === 'X' ? X : p[name])[i] = bad;
+            const out = { dW1: typed(dtype, new Float64Array(D * H).fill(7)) };
+            const message = `Expected finite values in ${name} but received ${bad} at index ${i}`;
+            expect(() => forwardBackward(p, X, t.y, { backend, out, accumulate: true }), dtype).toThrow(new RangeError(message));
+            expect(out.dW1.every((v) => v === 7), dtype).toBe(true); // nothing written on error
+            expect(() => forward(p, X, { backend }), `${dtype} forward`).toThrow(new RangeError(message));
+          }
         }
       }
       stillExact(backend);
@@ -123,6 +128,26 @@ describe.each(['native', 'ts'] as const)('%s: bad input is a clear error, never 
     t.p.W1.fill(1e300);
     t.X.fill(1e300);
     expect(() => forwardBackward(t.p, t.X, t.y, { backend })).toThrow(/Z1 = X·W1 \+ b1 overflowed/);
+    // The logits overflowing float32 (every input finite, A1 = 0.5·…, W2 = 3e38).
+    const f = { W1: Float32Array.from(t.p.W1.fill(0.5)), b1: Float32Array.from(t.p.b1), W2: Float32Array.from(t.p.W2.fill(3e38)), b2: Float32Array.from(t.p.b2) };
+    expect(() => forwardBackward(f, Float32Array.from(t.X.fill(1)), t.y, { backend })).toThrow(/logits = A1·W2 \+ b2 overflowed/);
+    stillExact(backend);
+  });
+
+  it('an overflowing forward pass fails with the very error of the native backend', () => {
+    // Every input finite, but Z1 = Σ_d 1·1e308 is not.
+    const t = fresh();
+    const huge = { ...t.p, W1: t.p.W1.map(() => 1e308) };
+    const ones = t.X.map(() => 1);
+    let native: unknown;
+    try {
+      forwardBackward(huge, ones, t.y, { backend: 'native' });
+    } catch (e) {
+      native = e;
+    }
+    expect(native).toBeInstanceOf(RangeError);
+    expect((native as Error).message).toMatch(/Z1/);
+    expect(() => forwardBackward(huge, ones, t.y, { backend })).toThrow(native as Error);
     stillExact(backend);
   });
 

@@ -12,14 +12,15 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forwardBackward, getNumThreads, HandgradError, initParams, setNumThreads, Trainer, xor } from '../lib';
+import { torchAddonPath } from '../lib/backends/torch';
 import type { ForwardBackwardResult } from '../lib';
 import type { Activation, FloatArray, Reduction } from '../lib/types';
-import { randomArray, randomLabels } from './helpers';
+import { backendTitle, randomArray, randomLabels, skipReason } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const DIST = join(ROOT, 'dist', 'lib', 'index.js');
 const ADDON = join(ROOT, 'build', 'Release', 'handgrad.node');
-const TORCH = process.env.HANDGRAD_TORCH_ADDON || join(ROOT, 'build-torch', 'Release', 'handgrad_torch.node');
+const TORCH = torchAddonPath();
 
 interface Problem {
   p: { W1: FloatArray; b1: FloatArray; W2: FloatArray; b2: FloatArray };
@@ -274,7 +275,8 @@ describe('a worker terminated in the middle of a native call', () => {
     terminations(mode, dtype);
   });
 
-  it.runIf(existsSync(TORCH))('the LibTorch addon: raw calls that throw at once, 6 times: the process lives and its next call is exact', () => {
+  const torchSkip = skipReason('torch');
+  it.skipIf(torchSkip)(backendTitle('the LibTorch addon: raw calls that throw at once, 6 times: the process lives and its next call is exact', 'torch', torchSkip), () => {
     terminations('torch-throw', 'float64');
   });
 

@@ -652,7 +652,7 @@ describe('(b) safetensors reader under fuzzing', () => {
   });
 
   it('the writer refuses a dtype named after an Object.prototype member, as an unknown dtype', () => {
-    // (The reader's side is in test/safetensors.test.ts and in the random headers above.)
+    // (The reader's side is in test/22-safetensors.test.ts and in the random headers above.)
     for (const dtype of ['toString', '__proto__', 'constructor', 'valueOf']) {
       expect(() => writeSafetensors({ W: { dtype: dtype as never, shape: [1], data: new Uint8Array(8) } }), dtype).toThrow(/Expected a safetensors dtype .* for tensors\.W\.dtype but received "/);
     }

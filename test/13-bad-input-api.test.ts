@@ -3,7 +3,7 @@
 // still reproduces PyTorch. test/04 holds forwardBackward/forward and the raw exports.
 import { describe, expect, it } from 'vitest';
 import * as hg from '../lib';
-import { caseParams, errEps, jsonCases, typed } from './helpers';
+import { backendTitle, caseParams, errEps, jsonCases, skipReason, typed } from './helpers';
 
 const golden = jsonCases().find((c) => c.name.startsWith('seed-toy'))!;
 const params = () => caseParams(golden);
@@ -39,25 +39,35 @@ const rows: Row[] = [
   ['fitStandardizer: X not a multiple of D', RangeError, /for X/, () => hg.fitStandardizer(new Float64Array(7), 2)],
   ['xor: negative n', RangeError, /for opts.n/, () => hg.xor({ n: -1 })],
   ['spirals: unknown option', TypeError, /Expected no option 'arms' for opts; the options are n, classes/, () => hg.spirals({ arms: 3 } as never)],
-  ['setTorchThreads: 0', RangeError, /positive 32-bit integer for threads but received 0/, () => hg.setTorchThreads(0)],
 ];
 
+// Rows that need the LibTorch addon (without it the call is ERR_TORCH_UNAVAILABLE first).
+const torchRows: Row[] = [
+  ['setTorchThreads: 0', RangeError, /positive 32-bit integer for threads but received 0/, () => hg.setTorchThreads(0)],
+];
+const torchSkip = skipReason('torch');
+
+function refusedClearly(kind: Row[1], message: RegExp, call: () => unknown): void {
+  let thrown: unknown;
+  try {
+    call();
+  } catch (e) {
+    thrown = e;
+  }
+  if (kind === 'ERR_FILE') {
+    expect(thrown).toBeInstanceOf(hg.HandgradError);
+    expect((thrown as hg.HandgradError).code).toBe('ERR_FILE');
+  } else {
+    expect(thrown).toBeInstanceOf(kind);
+  }
+  expect((thrown as Error).message).toMatch(message);
+  const r = hg.forwardBackward(params(), X(), y(), { inputGrad: true });
+  expect(errEps(r.grads.dW1, golden.expected.dW1, 'float64')).toBeLessThanOrEqual(8);
+}
+
 describe('every public function refuses bad input clearly, and the next call is exact', () => {
-  it.each(rows)('%s', (_, kind, message, call) => {
-    let thrown: unknown;
-    try {
-      call();
-    } catch (e) {
-      thrown = e;
-    }
-    if (kind === 'ERR_FILE') {
-      expect(thrown).toBeInstanceOf(hg.HandgradError);
-      expect((thrown as hg.HandgradError).code).toBe('ERR_FILE');
-    } else {
-      expect(thrown).toBeInstanceOf(kind);
-    }
-    expect((thrown as Error).message).toMatch(message);
-    const r = hg.forwardBackward(params(), X(), y(), { inputGrad: true });
-    expect(errEps(r.grads.dW1, golden.expected.dW1, 'float64')).toBeLessThanOrEqual(8);
-  });
+  it.each(rows)('%s', (_, kind, message, call) => refusedClearly(kind, message, call));
+  for (const [name, kind, message, call] of torchRows) {
+    it.skipIf(torchSkip)(backendTitle(name, 'torch', torchSkip), () => refusedClearly(kind, message, call));
+  }
 });

@@ -1,10 +1,13 @@
-// Shared by the tests: the golden fixtures, an error measure in units of epsilon, and an
-// independent float64 loss for finite differences (plain loops, written apart from lib/).
+// Shared by the tests: which backends run here (one skip policy for every suite), the golden
+// fixtures, an error measure in units of epsilon, and an independent float64 loss for finite
+// differences (plain loops, written apart from lib/).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { describe } from 'vitest';
 import { torchAvailable } from '../lib/backends/torch';
-import type { Activation, FloatArray, Reduction } from '../lib/types';
+import { wasmModulePath } from '../lib/backends/wasm';
+import type { Activation, BackendName, FloatArray, Reduction } from '../lib/types';
 
 export const FIXTURES = join(__dirname, 'fixtures');
 
@@ -25,6 +28,25 @@ export function jsonCases(): JsonCase[] {
     .map((f) => JSON.parse(readFileSync(join(FIXTURES, f), 'utf8')) as JsonCase);
 }
 
+/** The two fixtures at the seed's realistic size (B=64 D=128 H=256 C=10), as safetensors files. */
+export const REALISTIC = ['seed-realistic-64x128x256x10', 'seed-realistic-64x128x256x10-float32'] as const;
+
+/** A safetensors file, read here from its definition (8-byte LE header length, JSON header, raw LE data). */
+export function readSafetensorsFile(path: string): { tensors: Record<string, FloatArray | Int32Array>; metadata: Record<string, string> } {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
+  const tensors: Record<string, FloatArray | Int32Array> = {};
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const { dtype, data_offsets: [a, b] } = info as { dtype: string; data_offsets: [number, number] };
+    // A copy into a fresh (aligned) ArrayBuffer; x86 is little-endian like the file.
+    const bytes = new Uint8Array(buf.subarray(8 + n + a, 8 + n + b)).buffer;
+    tensors[name] = dtype === 'F64' ? new Float64Array(bytes) : dtype === 'F32' ? new Float32Array(bytes) : new Int32Array(bytes);
+  }
+  return { tensors, metadata: (header.__metadata__ ?? {}) as Record<string, string> };
+}
+
 export const EPS = { float64: 2 ** -52, float32: 2 ** -23 } as const;
 
 /** max|got − want| / max|want|, in units of the dtype's epsilon (normwise, as the fixtures' README asks). */
@@ -38,6 +60,27 @@ export function errEps(got: ArrayLike<number>, want: ArrayLike<number>, dtype: '
   }
   if (Number.isNaN(diff)) return Infinity;
   return scale === 0 ? (diff === 0 ? 0 : Infinity) : diff / scale / EPS[dtype];
+}
+
+export const maxAbs = (a: ArrayLike<number>): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+};
+
+/**
+ * max|a − b| / max(max|b|, floor) (NaN anywhere: Infinity). The floor (in test/05, a hundredth of
+ * the largest gradient entry of the call) covers tensors that are themselves the result of
+ * cancellation — with D = H = 1, dW1 is one sum whose terms are much larger than the result — where
+ * rounding is relative to the terms.
+ */
+export function normwise(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} ≠ ${b.length}`);
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
+  if (Number.isNaN(diff)) return Infinity;
+  const scale = Math.max(maxAbs(b), floor);
+  return scale === 0 ? diff : diff / scale;
 }
 
 export function typed(dtype: 'float64' | 'float32', a: ArrayLike<number>): FloatArray {
@@ -132,12 +175,78 @@ export function randomProblem(dtype: 'float64' | 'float32', B: number, D: number
   };
 }
 
+// ---- which backends run here: the one skip policy ----------------------------------------------
+
+export const BACKENDS: readonly BackendName[] = ['native', 'ts', 'wasm', 'torch'];
+
+/** The first of `names` that runs with --version (as scripts/build-wasm.mjs looks for its tools). */
+function onPath(names: string[]): string | null {
+  for (const name of names) {
+    const r = spawnSync(name, ['--version'], { stdio: 'ignore' });
+    if (!r.error && r.status === 0) return name;
+  }
+  return null;
+}
+const withVersions = (base: string) => [base, ...[20, 19, 18, 17, 16, 15, 14].map((v) => `${base}-${v}`)];
+
+/** The Debian packages of `names` that are not installed, or null where there is no dpkg to ask. */
+function missingDebs(names: string[]): string[] | null {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...names], { encoding: 'utf8' });
+  if (r.error) return null;
+  const ok = new Set(r.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0].split(':')[0]));
+  return names.filter((n) => !ok.has(n));
+}
+
+function wasmSkipReason(): string | null {
+  if (existsSync(wasmModulePath())) return null;
+  const clang = process.env.CLANG || onPath(withVersions('clang'));
+  const ld = process.env.WASM_LD || onPath(withVersions('wasm-ld'));
+  if (!clang) return 'clang not installed';
+  if (!ld) return 'wasm-ld not installed (package lld)';
+  const targets = spawnSync(clang, ['-print-targets'], { encoding: 'utf8' });
+  if (targets.status === 0 && !/\bwasm32\b/.test(targets.stdout)) return `${clang} has no wasm32 target`;
+  return null; // the toolchain is here: setup builds the module, and a missing one is a failure
+}
+
+function torchSkipReason(): string | null {
+  if (torchAvailable()) return null;
+  const missing = missingDebs(['cmake', 'libtorch-dev']);
+  if (missing === null) return 'the LibTorch addon is not built, and there is no dpkg to ask for LibTorch';
+  if (missing.length > 0) return `${missing.join(' and ')} not installed`;
+  return null; // LibTorch is here: setup builds the addon, and a missing one is a failure
+}
+
+const reasons = new Map<BackendName, string | null>();
+
 /**
- * Whether the LibTorch tests must run: the addon loads, or LibTorch is installed (setup then builds
- * the addon, so a missing addon is a failure, not a skip).
+ * Why the tests of a backend are skipped here, or null when they must run. native and ts always
+ * run. wasm runs where build-wasm/handgrad.wasm exists or clang (with its wasm32 target) and wasm-ld
+ * are installed; torch where the LibTorch addon loads or cmake and libtorch-dev are installed. Setup
+ * builds them wherever their toolchain is, so there a missing module or addon is a failure, never a
+ * skip.
  */
-export function torchExpected(): boolean {
-  if (torchAvailable()) return true;
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', 'libtorch-dev'], { encoding: 'utf8' });
-  return r.status === 0 && r.stdout.includes('install ok installed');
+export function skipReason(backend: BackendName): string | null {
+  if (!reasons.has(backend)) {
+    reasons.set(backend, backend === 'wasm' ? wasmSkipReason() : backend === 'torch' ? torchSkipReason() : null);
+  }
+  return reasons.get(backend)!;
+}
+
+/** Each backend with null (it must run) or the reason it is skipped here: what every suite iterates over. */
+export function backendCases(only: readonly BackendName[] = BACKENDS): [BackendName, string | null][] {
+  return only.map((b) => [b, skipReason(b)]);
+}
+
+/** `title [backend]`, with `(skipped: reason)` when the backend does not run here. */
+export function backendTitle(title: string, backend: BackendName, skip = skipReason(backend)): string {
+  return `${title} [${backend}]${skip === null ? '' : ` (skipped: ${skip})`}`;
+}
+
+/**
+ * describe.each(backendCases(only)), one suite per backend titled `title [backend]`; a backend that
+ * does not run here is a skipped suite whose title says why. (describe.each itself cannot skip one
+ * of its cases.) The body runs at collection even when skipped: it must not call the backend there.
+ */
+export function describeBackends(title: string, body: (backend: BackendName) => void, only: readonly BackendName[] = BACKENDS): void {
+  for (const [backend, skip] of backendCases(only)) describe.skipIf(skip !== null)(backendTitle(title, backend, skip), () => body(backend));
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Records the golden outputs that test/golden.test.ts holds the library to, bit for bit.
+// Records the golden outputs that test/15-golden.test.ts holds the library to, bit for bit.
 //
 // Recorded at commit f29bba6 (main before the restructuring into lib/engine), on this project's
 // `node` machine (2 cores, OpenBLAS from Debian), with the public API only (what lib/index.ts
@@ -536,7 +536,7 @@ const bytes = Object.values(tensors).reduce((s, t) => s + t.data.byteLength, 0);
 mkdirSync(outDir, { recursive: true });
 const commit = spawnSync('git', ['-C', dirname(distPath), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
 const manifest = {
-  about: 'Golden outputs of the public API, recorded by test/golden/record.mjs and checked bit for bit by test/golden.test.ts.',
+  about: 'Golden outputs of the public API, recorded by test/golden/record.mjs and checked bit for bit by test/15-golden.test.ts.',
   recorded: {
     commit, node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length,
     defaultBlasThreads: defaultThreads, torchThreads: getTorchThreads(),

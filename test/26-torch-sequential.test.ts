@@ -1,20 +1,19 @@
 // The LibTorch autograd reference for a layer stack of any depth (sequentialForwardBackward and
 // sequentialForward in native/torch/sequential.cc), checked against truths it does not share code
-// with: PyTorch's own autograd fixtures (test/fixtures) for Linear–act–Linear (test/golden holds the
+// with: PyTorch's own autograd fixtures (test/fixtures) for Linear–act–Linear (test/15-golden holds the
 // bits of the two-layer torch reference it replaced), central finite differences of a float64
 // log-sum-exp cross-entropy written here, and a naive float64 forward loop written here. Then its
 // .grad semantics, its argument checks and its failures (reported as the core's, worded by Sequential).
 // Runs wherever the addon loads or LibTorch is installed (setup builds the addon there, so a missing
-// addon is then a failure, not a skip), as test/torch-backend.test.ts.
+// addon is then a failure, not a skip: test/helpers.ts skipReason).
 import { describe, expect, it } from 'vitest';
 import { torchBinding } from '../lib/backends/torch';
 import { coreBinding } from '../lib/binding';
 import { type Layer, Linear, ReLU, Sequential } from '../lib/index';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { caseParams, EPS, errEps, jsonCases, randomArray, randomLabels, torchExpected, typed } from './helpers';
+import { backendTitle, caseParams, EPS, errEps, jsonCases, randomArray, randomLabels, skipReason, typed } from './helpers';
 
-
-const hasTorch = torchExpected();
+const skip = skipReason('torch');
 
 // Layer codes of the sequential exports.
 const LINEAR = 0;
@@ -135,9 +134,9 @@ function thrown(fn: () => unknown): Error {
   throw new Error('expected a throw');
 }
 
-describe.skipIf(!hasTorch)('sequential reference = PyTorch autograd fixtures for Linear, act, Linear', () => {
+describe.skipIf(skip)(backendTitle('sequential reference = PyTorch autograd fixtures for Linear, act, Linear', 'torch', skip), () => {
   // PyTorch's own numbers (test/fixtures, written by F.cross_entropy and autograd), within the
-  // fixtures' tolerance; test/golden holds the bits of the two-layer torch reference this replaced.
+  // fixtures' tolerance; test/15-golden holds the bits of the two-layer torch reference this replaced.
   const TOL_EPS = 8;
   for (const c of jsonCases()) {
     it(`${c.name} (${c.dtype}, ${c.activation}, ${c.reduction}), with and without dX, with and without accumulate`, () => {
@@ -181,7 +180,7 @@ const DEEP: { name: string; s: Stack; B: number; D: number }[] = [
   { name: 'no Linear (dX only): Tanh', s: stack([TANH], []), B: 3, D: 4 },
 ];
 
-describe.skipIf(!hasTorch)('sequential reference against central finite differences (float64)', () => {
+describe.skipIf(skip)(backendTitle('sequential reference against central finite differences (float64)', 'torch', skip), () => {
   for (const { name, s, B, D } of DEEP) {
     for (const reduction of REDUCTIONS) {
       it(`${name}, ${reduction}: every gradient within ${FD_TOL} of central differences`, () => {
@@ -226,7 +225,7 @@ describe.skipIf(!hasTorch)('sequential reference against central finite differen
   }
 });
 
-describe.skipIf(!hasTorch)('sequentialForward = a naive float64 forward loop', () => {
+describe.skipIf(skip)(backendTitle('sequentialForward = a naive float64 forward loop', 'torch', skip), () => {
   // Normwise, in eps of the dtype. float64: two summation orders of the same dot products.
   // float32: torch rounds every op to float32, the loop computes in float64 from the same values.
   // Measured: at most 1.53 eps (float64) and 0.86 eps (float32) over these stacks.
@@ -246,7 +245,7 @@ describe.skipIf(!hasTorch)('sequentialForward = a naive float64 forward loop', (
   }
 });
 
-describe.skipIf(!hasTorch)('sequential reference: .grad semantics and no state between calls', () => {
+describe.skipIf(skip)(backendTitle('sequential reference: .grad semantics and no state between calls', 'torch', skip), () => {
   const s = DEEP[2].s;
   const B = 6, D = 4;
   const params = makeParams(s, 'float64', 700);
@@ -284,7 +283,7 @@ describe.skipIf(!hasTorch)('sequential reference: .grad semantics and no state b
   });
 });
 
-describe.skipIf(!hasTorch)('sequential reference: bad input is an error naming the tensor, never a crash', () => {
+describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error naming the tensor, never a crash', 'torch', skip), () => {
   // Linear(5→10), ReLU, Linear(10→3), B = 4.
   const B = 4, D = 5, H = 10, C = 3;
   const s = stack([LINEAR, RELU, LINEAR], [D, H, H, C]);

@@ -2,16 +2,20 @@
 // finite differences always); every diagnosis is exercised by a deliberately broken candidate built
 // from correct gradients; gradcheck behaves as torch.autograd.gradcheck (tolerances, fast mode,
 // kinks, nondeterminism, PyTorch-shaped messages).
-import { describe, expect, it } from 'vitest';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
 import { forwardBackward, gradcheck, HandgradError, loadSafetensors, verify } from '../lib';
-import { torchAvailable } from '../lib/backends/torch';
 import type { Activation, FloatArray, Reduction } from '../lib/types';
 import { FiniteDifferences } from '../lib/verify/fd';
 import { DEFAULT_FD_STEP, DEFAULT_TOLERANCE_EPS, type GradFunction, type VerifyReport } from '../lib/verify/verify';
-import { errEps, FIXTURES, jsonCases, randomArray, randomLabels, typed } from './helpers';
+import { backendTitle, errEps, FIXTURES, jsonCases, randomArray, randomLabels, skipReason, typed } from './helpers';
 
-const HAS_TORCH = torchAvailable();
-const REFS = HAS_TORCH ? (['torch', 'fd'] as const) : (['fd'] as const);
+// The two references, each with null or why it is skipped here: 'torch' follows the torch backend's
+// skip policy (test/helpers.ts), finite differences always run.
+const torchSkip = skipReason('torch');
+const REFS = [['torch', torchSkip], ['fd', null]] as const;
+const refTitle = (title: string, ref: 'torch' | 'fd', skip: string | null) => (ref === 'torch' ? backendTitle(title, 'torch', skip) : title);
 
 function realistic(suffix = '') {
   const t = loadSafetensors(`${FIXTURES}/seed-realistic-64x128x256x10${suffix}.case.safetensors`).tensors;
@@ -142,8 +146,8 @@ describe('verify: correct candidates pass', () => {
   it('native, realistic size, default reference (torch when built, else fd), every tensor reported', () => {
     const { params, X, y } = realistic();
     const r = verify(params, X, y);
-    expect(r.reference).toBe(HAS_TORCH ? 'torch' : 'fd');
-    if (!HAS_TORCH) expect(r.referenceNote).toMatch(/torch reference is unavailable/);
+    expect(r.reference).toBe(torchSkip === null ? 'torch' : 'fd');
+    if (torchSkip !== null) expect(r.referenceNote).toMatch(/torch reference is unavailable/);
     expect(r.candidate).toBe('native');
     expect(r.toleranceEps).toBe(DEFAULT_TOLERANCE_EPS[r.reference]);
     expect(r.tensors.map((x) => [x.name, x.shape])).toEqual([
@@ -159,8 +163,8 @@ describe('verify: correct candidates pass', () => {
     expect(r.summary).toMatch(/All checked tensors match/);
   });
 
-  for (const ref of REFS) {
-    it(`native and ts, float64 and float32, against ${ref}`, () => {
+  for (const [ref, skip] of REFS) {
+    it.skipIf(skip)(refTitle(`native and ts, float64 and float32, against ${ref}`, ref, skip), () => {
       for (const suffix of ['', '-float32']) {
         const { params, X, y } = realistic(suffix);
         for (const candidate of ['native', 'ts'] as const) {
@@ -172,7 +176,7 @@ describe('verify: correct candidates pass', () => {
       }
     });
 
-    it(`every activation and reduction of the JSON fixtures, against ${ref}`, () => {
+    it.skipIf(skip)(refTitle(`every activation and reduction of the JSON fixtures, against ${ref}`, ref, skip), () => {
       for (const c of jsonCases()) {
         const p = { W1: typed(c.dtype, c.inputs.W1), b1: typed(c.dtype, c.inputs.b1), W2: typed(c.dtype, c.inputs.W2), b2: typed(c.dtype, c.inputs.b2) };
         const r = verify(p, typed(c.dtype, c.inputs.X), c.inputs.y, { activation: c.activation, reduction: c.reduction, reference: ref });
@@ -209,7 +213,7 @@ describe('verify: correct candidates pass', () => {
 
 // ---- each diagnosis, from a deliberately broken candidate --------------------------------------
 
-describe.each(REFS)('verify diagnoses (reference %s)', (reference) => {
+for (const [reference, skip] of REFS) describe.skipIf(skip)(refTitle(`verify diagnoses (reference ${reference})`, reference, skip), () => {
   const s = small();
   const { B, D, H, C } = s.dims;
   const run = (candidate: GradFunction, opts: { reduction?: Reduction; activation?: Activation } = {}, prob = s) =>
@@ -433,15 +437,23 @@ describe('verify: arguments', () => {
     expect(() => verify(s.params, s.X, s.y, { candidate: (async () => ({})) as never })).toThrow(/synchronous/);
   });
 
-  it.skipIf(HAS_TORCH)("reference 'torch' demanded without the addon is ERR_TORCH_UNAVAILABLE", () => {
-    let err: unknown;
+  it("reference 'torch' demanded without the addon is ERR_TORCH_UNAVAILABLE (the library loaded with HANDGRAD_TORCH_ADDON pointing nowhere)", async () => {
+    vi.stubEnv('HANDGRAD_TORCH_ADDON', join(tmpdir(), 'handgrad-no-such-dir', 'handgrad_torch.node'));
+    vi.resetModules();
     try {
-      verify(s.params, s.X, s.y, { reference: 'torch' });
-    } catch (e) {
-      err = e;
+      const lib = await import('../lib');
+      let err: unknown;
+      try {
+        lib.verify(s.params, s.X, s.y, { reference: 'torch' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(lib.HandgradError);
+      expect((err as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
     }
-    expect(err).toBeInstanceOf(HandgradError);
-    expect((err as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
   });
 
   it('a tolerance given is used as given', () => {

@@ -7,16 +7,19 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { forwardBackward, gradcheck, HandgradError, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, transpose, verify } from '../lib';
-import { torchAvailable } from '../lib/backends/torch';
 import type { Layer } from '../lib/layers';
 import type { Dtype, FloatArray, Reduction } from '../lib/types';
 import { formatGradcheckReport, formatVerifyReport } from '../lib/verify/format';
 import type { GradFunction, SequentialGradFunction, SequentialVerifyReport, VerifyReport } from '../lib/verify/verify';
-import { randomArray, randomLabels, typed } from './helpers';
+import { backendCases, backendTitle, randomArray, randomLabels, skipReason, typed } from './helpers';
 
-const HAS_TORCH = torchAvailable();
+// The torch reference follows the torch backend's skip policy (test/helpers.ts); fd always runs.
+const torchSkip = skipReason('torch');
+const REFS = [['torch', torchSkip], ['fd', null]] as const;
+const refTitle = (title: string, ref: 'torch' | 'fd', skip: string | null) => (ref === 'torch' ? backendTitle(title, 'torch', skip) : title);
+const RUNNABLE_REFS = REFS.filter(([, skip]) => skip === null).map(([ref]) => ref);
 const B = 8;
 const D = 6;
 const C = 4;
@@ -62,42 +65,40 @@ function backwardOrder(L: number): string[] {
 const worst = new Map<string, number>();
 
 function passes(reference: 'torch' | 'fd') {
-  for (const [depth, spec] of Object.entries(NETS)) {
-    it(`${depth}: native, ts and wasm, float64 and float32, mean and sum`, () => {
+  for (const [depth, spec] of Object.entries(NETS)) for (const [candidate, skip] of backendCases(['native', 'ts', 'wasm'])) {
+    it.skipIf(skip)(backendTitle(`${depth}: float64 and float32, mean and sum`, candidate, skip), () => {
       for (const dtype of ['float64', 'float32'] as const) {
         for (const reduction of ['mean', 'sum'] as const) {
           const seq = build(spec, dtype);
           const { X, y } = batch(dtype);
           const L = seq.linearNumber.filter((k) => k > 0).length;
-          for (const candidate of ['native', 'ts', 'wasm'] as const) {
-            const r = verify(seq, X, y, { candidate, reference, reduction });
-            const what = `${depth} ${dtype} ${reduction} ${candidate}`;
-            expect(r.ok, `${what}: ${r.summary}`).toBe(true);
-            expect(r.reference).toBe(reference);
-            expect(r).toMatchObject({ dtype, reduction, candidate, network: seq.toString(), dims: { B, D, C }, widths: [...seq.widths], firstFailure: null, firstFailureLayer: null });
-            expect(r.tensors.map((x) => x.name)).toEqual(backwardOrder(L));
-            for (const x of r.tensors) {
-              expect(x.status, `${what} ${x.name}`).toBe('pass');
-              expect(x.epsUnits, `${what} ${x.name}`).toBeLessThanOrEqual(r.toleranceEps);
-              worst.set(`${depth} ${candidate} vs ${reference} ${dtype}`, Math.max(worst.get(`${depth} ${candidate} vs ${reference} ${dtype}`) ?? 0, x.epsUnits));
-            }
-            // Each tensor names its layer and has its shape.
-            seq.layers.forEach((_, i) => {
-              for (const p of seq.paramNames(i)) {
-                expect(t(r, `d${p}`).layer).toBe(seq.where(i));
-                expect(t(r, `d${p}`).shape).toEqual(p[0] === 'W' ? [seq.widths[i], seq.widths[i + 1]] : [seq.widths[i + 1]]);
-              }
-            });
-            expect(t(r, 'dX')).toMatchObject({ layer: seq.where(0), shape: [B, D] });
-            expect(t(r, 'loss').layer).toBe(`SoftmaxCrossEntropy(${reduction})`);
+          const r = verify(seq, X, y, { candidate, reference, reduction });
+          const what = `${depth} ${dtype} ${reduction} ${candidate}`;
+          expect(r.ok, `${what}: ${r.summary}`).toBe(true);
+          expect(r.reference).toBe(reference);
+          expect(r).toMatchObject({ dtype, reduction, candidate, network: seq.toString(), dims: { B, D, C }, widths: [...seq.widths], firstFailure: null, firstFailureLayer: null });
+          expect(r.tensors.map((x) => x.name)).toEqual(backwardOrder(L));
+          for (const x of r.tensors) {
+            expect(x.status, `${what} ${x.name}`).toBe('pass');
+            expect(x.epsUnits, `${what} ${x.name}`).toBeLessThanOrEqual(r.toleranceEps);
+            worst.set(`${depth} ${candidate} vs ${reference} ${dtype}`, Math.max(worst.get(`${depth} ${candidate} vs ${reference} ${dtype}`) ?? 0, x.epsUnits));
           }
+          // Each tensor names its layer and has its shape.
+          seq.layers.forEach((_, i) => {
+            for (const p of seq.paramNames(i)) {
+              expect(t(r, `d${p}`).layer).toBe(seq.where(i));
+              expect(t(r, `d${p}`).shape).toEqual(p[0] === 'W' ? [seq.widths[i], seq.widths[i + 1]] : [seq.widths[i + 1]]);
+            }
+          });
+          expect(t(r, 'dX')).toMatchObject({ layer: seq.where(0), shape: [B, D] });
+          expect(t(r, 'loss').layer).toBe(`SoftmaxCrossEntropy(${reduction})`);
         }
       }
     });
   }
 }
 
-describe.skipIf(!HAS_TORCH)('verify(seq): correct candidates pass against torch', () => {
+describe.skipIf(torchSkip)(backendTitle('verify(seq): correct candidates pass against torch', 'torch', torchSkip), () => {
   passes('torch');
 
   it("the default reference is torch, and 'torch' itself as the candidate matches it", () => {
@@ -115,7 +116,7 @@ describe('verify(seq): correct candidates pass against finite differences', () =
     for (const spec of [[['tanh'], ['linear', D, 5], ['relu'], ['linear', 5, C]], [['linear', D, 5], ['sigmoid'], ['linear', 5, C], ['tanh']]] as Spec[][]) {
       const seq = build(spec);
       const { X, y } = batch();
-      for (const reference of HAS_TORCH ? (['torch', 'fd'] as const) : (['fd'] as const)) {
+      for (const reference of RUNNABLE_REFS) {
         const r = verify(seq, X, y, { reference });
         expect(r.ok, `${seq}: ${r.summary}`).toBe(true);
       }
@@ -155,7 +156,7 @@ function broken(edit: (g: Record<string, Float64Array>) => Record<string, unknow
 }
 const times = (a: Float64Array, k: number) => a.map((x) => x * k);
 
-describe.each(HAS_TORCH ? (['torch', 'fd'] as const) : (['fd'] as const))('verify(seq) names the first failing tensor and its layer (reference %s)', (reference) => {
+for (const [reference, skip] of REFS) describe.skipIf(skip)(refTitle(`verify(seq) names the first failing tensor and its layer (reference ${reference})`, reference, skip), () => {
   const seq = build(FOUR);
   const { X, y } = batch();
   const run = (candidate: SequentialGradFunction, reduction: Reduction = 'mean') => verify(seq, X, y, { candidate, reference, reduction });
@@ -261,10 +262,10 @@ describe.each(HAS_TORCH ? (['torch', 'fd'] as const) : (['fd'] as const))('verif
 // ---- gradcheck ------------------------------------------------------------------------------------
 
 describe('gradcheck(seq)', () => {
-  it('depth 3 passes in full and fast mode, X included, every input named with its layer', () => {
-    const seq = build(NETS['depth 3']);
-    const { X, y } = batch();
-    for (const backend of ['native', 'ts', 'wasm'] as const) {
+  for (const [backend, skip] of backendCases(['native', 'ts', 'wasm'])) {
+    it.skipIf(skip)(backendTitle('depth 3 passes in full and fast mode, X included, every input named with its layer', backend, skip), () => {
+      const seq = build(NETS['depth 3']);
+      const { X, y } = batch();
       for (const mode of ['full', 'fast'] as const) {
         const r = gradcheck(seq, X, y, { backend, mode, inputGrad: true });
         expect(r.ok, `${backend} ${mode}: ${r.failures.join('\n')}`).toBe(true);
@@ -279,8 +280,8 @@ describe('gradcheck(seq)', () => {
         }
         expect(r).toMatchObject({ network: seq.toString(), analytical: backend, nondeterminism: { checked: true, ok: true } });
       }
-    }
-  });
+    });
+  }
 
   it('ReLU inputs exactly at 0, in the first and in the second ReLU layer, are reported as kinks, not failures', () => {
     const seq = build([['linear', D, 5], ['relu'], ['linear', 5, 6], ['relu'], ['linear', 6, C]]);
@@ -336,8 +337,8 @@ describe('Sequential([Linear(D,H), ReLU, Linear(H,C)]) and the two-layer params 
     return { ...g, dW1: g.dW1.map((x) => x * B) };
   };
 
-  for (const reference of HAS_TORCH ? (['torch', 'fd'] as const) : (['fd'] as const)) {
-    it(`the same verdict and figures, tensor by tensor, against ${reference}: native, ts, and a broken function`, () => {
+  for (const [reference, skip] of REFS) {
+    it.skipIf(skip)(refTitle(`the same verdict and figures, tensor by tensor, against ${reference}: native, ts, and a broken function`, reference, skip), () => {
       for (const reduction of ['mean', 'sum'] as const) {
         for (const [two, one] of [['native', 'native'], ['ts', 'ts'], [dW1xB, seqDW1xB]] as const) {
           const a = verify(params, X, y, { reference, reduction, candidate: two });
@@ -400,15 +401,23 @@ describe('verify(seq) and gradcheck(seq): arguments', () => {
     expect(t(r, r.firstFailure!).diagnosis[0].message).toMatch(/is B = 8 × the reference/);
   });
 
-  it.skipIf(HAS_TORCH)("reference 'torch' demanded without the addon is ERR_TORCH_UNAVAILABLE", () => {
-    let err: unknown;
+  it("reference 'torch' demanded without the addon is ERR_TORCH_UNAVAILABLE (the library loaded with HANDGRAD_TORCH_ADDON pointing nowhere)", async () => {
+    vi.stubEnv('HANDGRAD_TORCH_ADDON', join(tmpdir(), 'handgrad-no-such-dir', 'handgrad_torch.node'));
+    vi.resetModules();
     try {
-      verify(seq, X, y, { reference: 'torch' });
-    } catch (e) {
-      err = e;
+      const lib = await import('../lib');
+      let err: unknown;
+      try {
+        lib.verify(lib.Sequential.mlp([D, 5, C], { seed: 1 }), X, y, { reference: 'torch' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(lib.HandgradError);
+      expect((err as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
     }
-    expect(err).toBeInstanceOf(HandgradError);
-    expect((err as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
   });
 });
 

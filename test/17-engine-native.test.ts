@@ -3,22 +3,21 @@
 // the two-layer forwardBackward) over activations, dtypes, reductions, accumulate, inputGrad and
 // shapes (widths of 1, an activation first, depths 1–5, sizes on both sides of the small-GEMM
 // cutoff), and failures at the right stage and layer. Before the public API ran on these engines,
-// they matched its kernel-by-kernel path bit for bit; test/golden holds the bits recorded then.
+// they matched its kernel-by-kernel path bit for bit; test/15-golden holds the bits recorded then.
 // The raw stack exports' refusals are test/04's.
 import { describe, expect, it } from 'vitest';
 import { coreBinding } from '../lib/binding';
 import { type Engine, type ForwardOutcome, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepOutcome } from '../lib/engine/engine';
 import { nativeEngine, STAGES } from '../lib/engine/native';
 import { wasmEngine } from '../lib/engine/wasm';
-import { wasmAvailable } from '../lib/backends/wasm';
 import { forwardBackward, Linear, ReLU, Sequential, Sigmoid, Tanh } from '../lib/index';
 import type { Layer } from '../lib/layers';
 import { OPTIMIZER_CODE } from '../lib/train/optimizer';
 import type { Dtype, FloatArray, Reduction } from '../lib/types';
-import { randomArray, randomLabels, typed } from './helpers';
+import { backendCases, backendTitle, randomArray, randomLabels, typed } from './helpers';
 
 const b = coreBinding();
-const ENGINES: [string, Engine][] = [['native', nativeEngine], ...(wasmAvailable() ? [['wasm', wasmEngine] as [string, Engine]] : [])];
+const ENGINES: Record<'native' | 'wasm', Engine> = { native: nativeEngine, wasm: wasmEngine };
 type Kind = keyof typeof LAYER_CODE;
 
 /** A seeded Sequential of the given layer kinds and widths (widths[i] enters layer i). */
@@ -89,9 +88,9 @@ describe('enum codes have one source: the core addon', () => {
   });
 });
 
-for (const [engineName, engine] of ENGINES) {
-  const backend = engineName as 'native' | 'wasm';
-  describe(`${engineName} engine = Sequential.forwardBackward({ backend: '${backend}' }), bit for bit`, () => {
+for (const [backend, skip] of backendCases(['native', 'wasm'])) {
+  const engine = ENGINES[backend as 'native' | 'wasm'];
+  describe.skipIf(skip)(backendTitle(`engine = Sequential.forwardBackward({ backend: '${backend}' }), bit for bit`, backend, skip), () => {
     for (const n of NETS) for (const dtype of DTYPES) {
       it(`${n.name}, ${dtype}`, () => {
         const seq = net(n.kinds, n.widths, dtype, n.widths.length * 7 + n.widths[0]);
@@ -125,7 +124,7 @@ for (const [engineName, engine] of ENGINES) {
     }
   });
 
-  describe(`${engineName} engine = the two-layer forwardBackward, bit for bit`, () => {
+  describe.skipIf(skip)(backendTitle('engine = the two-layer forwardBackward, bit for bit', backend, skip), () => {
     for (const dtype of DTYPES) for (const act of ['relu', 'sigmoid', 'tanh'] as const) {
       it(`${dtype} ${act}`, () => {
         for (const [B, D, H, C] of [[4, 5, 10, 3], [33, 40, 64, 10], [1, 1, 1, 2]]) {
@@ -153,7 +152,7 @@ for (const [engineName, engine] of ENGINES) {
     }
   });
 
-  describe(`${engineName} engine: a NaN or ±Infinity is a failure at the right stage and layer`, () => {
+  describe.skipIf(skip)(backendTitle('engine: a NaN or ±Infinity is a failure at the right stage and layer', backend, skip), () => {
     const setup = (kinds: Kind[], widths: number[], dtype: Dtype = 'float64') => {
       const seq = net(kinds, widths, dtype, 3);
       const B = 3;

@@ -1,14 +1,14 @@
 // The Trainer's update rules (lib/train/optimizer.ts) against LibTorch's own optimizers
 // (torch::optim through the torch addon's optimizerRun): the same W, the same gradient sequence,
 // fresh state on both sides, compared normwise in units of the dtype's epsilon. Also optimizerRun's
-// argument checks. Skipped only where the LibTorch addon does not load.
+// argument checks. Skipped only where the LibTorch addon is not built and cannot be (test/helpers.ts skipReason).
 import { afterAll, describe, expect, it } from 'vitest';
 import { coreBinding } from '../lib/binding';
-import { torchAvailable, torchBinding } from '../lib/backends/torch';
+import { torchBinding } from '../lib/backends/torch';
 import { torchOptimizerRun } from '../lib/train/optimizer';
 import { OPTIMIZER_CODE, OPTIMIZERS, optimizerConfig, type OptimizerName, type OptimizerOptions, slotLengths, update } from '../lib/train/optimizer';
 import type { Dtype, FloatArray } from '../lib/types';
-import { errEps, randomArray, typed } from './helpers';
+import { backendTitle, errEps, randomArray, skipReason, typed } from './helpers';
 
 // max|W_ts − W_torch| / max|W_torch| in eps of the dtype. Both sides apply the same operations in
 // the same order; the differences are roundings (torch rounds its scalars — lr, β, 1 − β — to
@@ -70,7 +70,9 @@ function record(key: string, e: number): void {
   worst.set(key, Math.max(worst.get(key) ?? 0, e));
 }
 
-describe.skipIf(!torchAvailable())('lib/train/optimizer.ts against torch::optim', () => {
+const skip = skipReason('torch');
+
+describe.skipIf(skip)(backendTitle('lib/train/optimizer.ts against torch::optim', 'torch', skip), () => {
   afterAll(() => {
     const rows = [...worst.entries()].map(([k, e]) => `  ${k.padEnd(34)} ${e.toFixed(3)} eps`);
     console.log(`worst normwise error, TS update vs torch::optim (tolerance ${TOL_EPS} eps):\n${rows.join('\n')}`);

@@ -7,19 +7,21 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { wasmAvailable } from '../lib/backends/wasm';
 import { loadParams, loadSequential, saveParams, saveSequential } from '../lib/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import { getKernels } from '../lib/kernels';
 import { loadDigits, trainValSplit } from '../lib/data';
 import { forwardBackward, initParams, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer } from '../lib/index';
 import type { Layer, LayerSpec } from '../lib/layers';
-import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { EPS, randomArray, randomLabels, torchExpected, typed } from './helpers';
+import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../lib/types';
+import { backendCases, backendTitle, EPS, randomArray, randomLabels, skipReason, typed } from './helpers';
 
-const hasTorch = torchExpected(); // installed LibTorch without the addon fails, never skips
-const hasWasm = wasmAvailable();
-const BACKENDS = (['native', 'ts', ...(hasWasm ? ['wasm'] : [])] as const) as readonly ('native' | 'ts' | 'wasm')[];
+// Every backend, each with null or why it is skipped here (test/helpers.ts); CANDIDATES are those
+// checked against the LibTorch reference (torch itself is the reference).
+const CASES = backendCases();
+const CANDIDATES = backendCases(['native', 'ts', 'wasm']);
+const RUNS: BackendName[] = CASES.filter(([, skip]) => skip === null).map(([b]) => b);
+const torchSkip = skipReason('torch');
 const ACTS: Activation[] = ['relu', 'sigmoid', 'tanh'];
 const REDS: Reduction[] = ['mean', 'sum'];
 const DTYPES: Dtype[] = ['float64', 'float32'];
@@ -65,8 +67,8 @@ function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
 }
 
 describe('Sequential([Linear, act, Linear]) equals the fused two-layer forwardBackward bit for bit', () => {
-  for (const backend of BACKENDS) for (const dtype of DTYPES) for (const activation of ACTS) for (const reduction of REDS) {
-    it(`${backend} ${dtype} ${activation} ${reduction}`, () => {
+  for (const [backend, skip] of CASES) for (const dtype of DTYPES) for (const activation of ACTS) for (const reduction of REDS) {
+    it.skipIf(skip)(backendTitle(`${dtype} ${activation} ${reduction}`, backend, skip), () => {
       for (const [B, D, H, C] of [[4, 5, 10, 3], [7, 1, 1, 2], [33, 20, 70, 5]]) {
         const p = initParams({ D, H, C }, { seed: B, dtype, init: 'torch' });
         const seq = new Sequential([new Linear(D, H, { W: p.W1, b: p.b1 }), act(activation), new Linear(H, C, { W: p.W2, b: p.b2 })]);
@@ -108,27 +110,32 @@ const NETS: { name: string; widths: number[]; acts: Activation[] }[] = [
 // (a missing 1/B, a transposed W or a wrong activation derivative is off by 10^6 eps or more).
 const TORCH_TOL_EPS = 8;
 
-describe.skipIf(!hasTorch)('any depth equals LibTorch autograd (float64 reference) within a few eps normwise', () => {
-  for (const net of NETS) for (const dtype of DTYPES) for (const reduction of REDS) {
-    it(`${net.name}, ${dtype}, ${reduction}`, () => {
+describe.skipIf(torchSkip)(backendTitle('any depth equals LibTorch autograd (float64 reference) within a few eps normwise', 'torch', torchSkip), () => {
+  for (const net of NETS) for (const [backend, skip] of CANDIDATES) for (const dtype of DTYPES) for (const reduction of REDS) {
+    it.skipIf(skip)(backendTitle(`${net.name}, ${dtype}, ${reduction}`, backend, skip), () => {
       const B = 11;
       const seq = stack(net.widths, net.acts, dtype, net.widths.length * 31 + net.widths[0]);
       const X = typed(dtype, randomArray(B * seq.inFeatures, 5, 1.5));
       const y = randomLabels(B, seq.classes, 6);
       const ref = to64(seq).forwardBackward(Float64Array.from(X), y, { backend: 'torch', reduction, inputGrad: true });
-      for (const backend of BACKENDS) {
-        const r = seq.forwardBackward(X, y, { backend, reduction, inputGrad: true });
-        expect(Math.abs(r.loss - ref.loss) / Math.max(Math.abs(ref.loss), 1e-300) / EPS[dtype], `${backend} loss`).toBeLessThanOrEqual(TORCH_TOL_EPS);
-        expect(Object.keys(r.grads).sort()).toEqual(Object.keys(ref.grads).sort());
-        for (const [k, g] of Object.entries(ref.grads)) {
-          expect(normEps(r.grads[k], g, dtype), `${backend} ${k}`).toBeLessThanOrEqual(TORCH_TOL_EPS);
-        }
+      const r = seq.forwardBackward(X, y, { backend, reduction, inputGrad: true });
+      expect(Math.abs(r.loss - ref.loss) / Math.max(Math.abs(ref.loss), 1e-300) / EPS[dtype], `${backend} loss`).toBeLessThanOrEqual(TORCH_TOL_EPS);
+      expect(Object.keys(r.grads).sort()).toEqual(Object.keys(ref.grads).sort());
+      for (const [k, g] of Object.entries(ref.grads)) {
+        expect(normEps(r.grads[k], g, dtype), `${backend} ${k}`).toBeLessThanOrEqual(TORCH_TOL_EPS);
       }
-      // The float32 reference itself (LibTorch in the net's dtype) agrees as closely.
-      if (dtype === 'float32') {
-        const t32 = seq.forwardBackward(X, y, { backend: 'torch', reduction, inputGrad: true });
-        for (const [k, g] of Object.entries(ref.grads)) expect(normEps(t32.grads[k], g, dtype), `torch f32 ${k}`).toBeLessThanOrEqual(TORCH_TOL_EPS);
-      }
+    });
+  }
+  // The float32 reference itself (LibTorch in the net's dtype) agrees as closely.
+  for (const net of NETS) for (const reduction of REDS) {
+    it(`${net.name}, float32, ${reduction}: LibTorch's own float32 [torch]`, () => {
+      const B = 11;
+      const seq = stack(net.widths, net.acts, 'float32', net.widths.length * 31 + net.widths[0]);
+      const X = typed('float32', randomArray(B * seq.inFeatures, 5, 1.5));
+      const y = randomLabels(B, seq.classes, 6);
+      const ref = to64(seq).forwardBackward(Float64Array.from(X), y, { backend: 'torch', reduction, inputGrad: true });
+      const t32 = seq.forwardBackward(X, y, { backend: 'torch', reduction, inputGrad: true });
+      for (const [k, g] of Object.entries(ref.grads)) expect(normEps(t32.grads[k], g, 'float32'), `torch f32 ${k}`).toBeLessThanOrEqual(TORCH_TOL_EPS);
     });
   }
 });
@@ -234,7 +241,7 @@ describe('the Layer contract', () => {
     const negInf = X.slice();
     negInf[0] = -Infinity;
     expect(() => reluFirst.forwardBackward(negInf, [0, 1])).toThrow(/finite values in X but received -Infinity at index 0/);
-    for (const backend of BACKENDS) expect(seq.forwardBackward(X, [0, 1], { backend }).loss).toBeGreaterThan(0);
+    for (const backend of RUNS) expect(seq.forwardBackward(X, [0, 1], { backend }).loss).toBeGreaterThan(0);
   });
 
   it('workspaces are allocated once per batch size and reused', () => {
@@ -293,16 +300,16 @@ describe('Trainer on a Sequential', () => {
     expect(hits / pred.length).toBe(sync.evaluate(s.val.X, s.val.y).accuracy);
   });
 
-  it('a Sequential of Linear, ReLU, Linear trains exactly as the two-layer params', () => {
-    for (const backend of BACKENDS) {
+  for (const [backend, skip] of CASES) {
+    it.skipIf(skip)(backendTitle('a Sequential of Linear, ReLU, Linear trains exactly as the two-layer params', backend, skip), () => {
       const a = new Trainer(initParams({ D: 64, H: 32, C: 10 }, { seed: 1 }), { lr: 0.1, optimizer: 'adam', backend });
       const b = new Trainer(Sequential.mlp([64, 32, 10], { seed: 1 }), { lr: 0.1, optimizer: 'adam', backend });
       const X = s.train.X.subarray(0, 64 * 300);
       const y = s.train.y.subarray(0, 300);
       expect(b.fitSync(X, y, { epochs: 2 }).history).toEqual(a.fitSync(X, y, { epochs: 2 }).history);
       for (const k of ['W1', 'b1', 'W2', 'b2'] as const) expect(sameBits(b.params[k], a.params[k]), `${backend} ${k}`).toBe(true);
-    }
-  });
+    });
+  }
 
   it('refuses a two-layer activation option (the layers say it)', () => {
     expect(() => new Trainer(Sequential.mlp([4, 3, 2]), { activation: 'tanh' })).toThrow(/no opts.activation with a Sequential/);

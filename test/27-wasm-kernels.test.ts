@@ -4,21 +4,18 @@
 // matters: arguments at non-zero byteOffsets, nets of other shapes and dtypes interleaved with a
 // GEMM that grows the memory (each keeps its own bits), the tensors of the last step only, labels
 // checked on the module's own copy, more than 4 GiB refused, and the error when the module is absent.
-// Runs wherever the module exists or clang and wasm-ld do (as test/wasm-backend.test.ts).
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// Runs wherever the module exists or clang and wasm-ld do (test/helpers.ts skipReason).
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { wasmMemoryBytes, wasmModulePath } from '../lib/backends/wasm';
+import { wasmMemoryBytes } from '../lib/backends/wasm';
 import type { StackDescription, StepArgs } from '../lib/engine/engine';
 import { wasmEngine } from '../lib/engine/wasm';
 import { wasmKernels as k } from '../lib/kernels/wasm';
 import type { Dtype, FloatArray } from '../lib/types';
-import { EPS, randomArray, randomLabels, typed } from './helpers';
+import { backendTitle, EPS, randomArray, randomLabels, skipReason, typed } from './helpers';
 
-const toolchain = ['clang', 'wasm-ld'].every((t) => !spawnSync(t, ['--version']).error);
-const hasWasm = existsSync(wasmModulePath()) || toolchain;
+const skip = skipReason('wasm');
 
 const DTYPES: Dtype[] = ['float64', 'float32'];
 /** The smallest positive normal number of each dtype: an absolute floor for results that underflow. */
@@ -88,7 +85,7 @@ function gemmRef(
   return { C: out, mag };
 }
 
-describe.runIf(hasWasm)('wasm GEMM against float64 references', () => {
+describe.skipIf(skip)(backendTitle('GEMM against float64 references', 'wasm', skip), () => {
   // M·N·K on both sides of native's small-GEMM threshold (4096) and of the SIMD GEMM's blocks
   // (micro-tiles 4×4 / 4×8, MC = 128, KC = 256, NC = 1024 doubles or 2048 floats), and 1s.
   const shapes: [number, number, number][] = [
@@ -173,7 +170,7 @@ function fingerprint(net: ReturnType<typeof wasmEngine.prepare>, a: StepArgs): s
   return [r.loss, ...[...a.grads, a.dX!, r.logits!, ...t.outputs, t.probs].map((x) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('base64'))].join('|');
 }
 
-describe.runIf(hasWasm)('the wasm engine in its one linear memory', () => {
+describe.skipIf(skip)(backendTitle('the engine in its one linear memory', 'wasm', skip), () => {
   it('arguments at non-zero byteOffsets give the bits of whole arrays, and nothing is written around them', () => {
     for (const dtype of DTYPES) {
       const { desc, step } = problem(dtype, [7, 12, 5], 6, 3);
