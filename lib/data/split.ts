@@ -25,19 +25,11 @@ export interface Split<T extends FloatArray> {
 export function trainValSplit<T extends FloatArray>(X: T, y: Int32Array | readonly number[], D: number, opts: SplitOptions = {}): Split<T> {
   const oo = v.options('opts', opts, ['fraction', 'seed']);
   D = v.dim('D', D);
-  if (!(X instanceof Float64Array) && !(X instanceof Float32Array)) v.fail(TypeError, 'a Float64Array or Float32Array', 'X', X);
-  let labels: Int32Array;
-  if (y instanceof Int32Array) labels = y;
-  else if (Array.isArray(y)) {
-    labels = new Int32Array(y.length);
-    for (let i = 0; i < y.length; i++) {
-      const k = y[i];
-      if (typeof k !== 'number' || !Number.isInteger(k) || k < -(2 ** 31) || k >= 2 ** 31) v.fail(TypeError, 'integer labels', 'y', new v.Received(`${String(k)} at index ${i}`));
-      labels[i] = k;
-    }
-  } else {
-    return v.fail(TypeError, 'an Int32Array or an array of integers', 'y', y);
-  }
+  v.dtypeOf('X', X);
+  if (!(y instanceof Int32Array) && !Array.isArray(y)) v.fail(TypeError, 'an Int32Array or an array of integers', 'y', y);
+  const bad = y instanceof Int32Array ? -1 : y.findIndex((k) => typeof k !== 'number' || !Number.isInteger(k) || k < -(2 ** 31) || k >= 2 ** 31);
+  if (bad >= 0) v.fail(TypeError, 'integer labels', 'y', new v.Received(`${String(y[bad])} at index ${bad}`));
+  const labels = y instanceof Int32Array ? y : Int32Array.from(y);
   const n = labels.length;
   if (n < 2) v.fail(RangeError, 'at least 2 examples to split', 'y', labels);
   if (X.length !== n * D) v.fail(RangeError, `${n * D} elements ([n,D] with n = ${n} from y, D = ${D})`, 'X', X);

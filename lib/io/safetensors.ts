@@ -88,14 +88,11 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
     fileFail(`a safetensors dtype (F64, F32, I64, I32, F16, BF16, U8, …)`, `the dtype of ${tname}`, v.describe(dtype), source);
   }
   if (PACKED.has(dtype)) fileFail('a dtype of whole bytes per element', `the dtype of ${tname}`, dtype, source);
-  if (!Array.isArray(shape)) fileFail('an array of non-negative integers', `the shape of ${tname}`, v.describe(shape), source);
-  if (shape.length > 64) fileFail('at most 64 dimensions', `the shape of ${tname}`, `${shape.length}`, source);
-  for (let i = 0; i < shape.length; i++) {
-    const s = shape[i];
-    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
-      fileFail('an array of non-negative integers', `the shape of ${tname}`, `${v.describe(s)} at dimension ${i}`, source);
-    }
-  }
+  const sname = `the shape of ${tname}`;
+  if (!Array.isArray(shape)) fileFail('an array of non-negative integers', sname, v.describe(shape), source);
+  if (shape.length > 64) fileFail('at most 64 dimensions', sname, `${shape.length}`, source);
+  const i = shape.findIndex((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0);
+  if (i >= 0) fileFail('an array of non-negative integers', sname, `${v.describe(shape[i])} at dimension ${i}`, source);
   const oname = `the data_offsets of ${tname}`;
   if (!Array.isArray(offsets) || offsets.length !== 2) fileFail('[begin, end]', oname, v.describe(offsets), source);
   const [b, e] = offsets as number[];
