@@ -109,25 +109,24 @@ double rangeArg(const Napi::CallbackInfo& info, size_t i, const char* name, doub
   return x;
 }
 
-OptimizerKind optimizerKindArg(const Napi::CallbackInfo& info, size_t i) {
+// The optimizer named by argument i, in the core's codes (Optimizer).
+Optimizer optimizerArg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
+  static const char* const kNames[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
   static const char* const kWhat = "one of 'sgd', 'momentum', 'nesterov', 'adam', 'adamw'";
   const Napi::Value v = argOrUndefined(info, i);
   if (!v.IsString()) failArg(env, true, kWhat, "name", describeValue(env, v));
   const std::string s = v.As<Napi::String>().Utf8Value();
-  if (s == "sgd") return OptimizerKind::Sgd;
-  if (s == "momentum") return OptimizerKind::Momentum;
-  if (s == "nesterov") return OptimizerKind::Nesterov;
-  if (s == "adam") return OptimizerKind::Adam;
-  if (s == "adamw") return OptimizerKind::AdamW;
+  for (int k = 0; k < 5; ++k)
+    if (s == kNames[k]) return Optimizer(k);
   failArg(env, false, kWhat, "name", describeValue(env, v));
 }
 
 template <typename T>
-Napi::Value optimizerRunT(const Napi::CallbackInfo& info, OptimizerKind kind) {
+Napi::Value optimizerRunT(const Napi::CallbackInfo& info, Optimizer kind) {
   Napi::Env env = info.Env();
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  OptimizerHyper h{};
+  OptimizerConfig h{kind, 0, 0, 0, 0, 0, 0};
   h.lr = rangeArg(info, 3, "lr", 0, kInf, false, "a finite number >= 0");
   h.momentum = rangeArg(info, 4, "momentum", 0, 1, false, "a number in [0, 1]");
   h.beta1 = rangeArg(info, 5, "beta1", 0, 1, true, "a number in [0, 1)");
@@ -135,7 +134,7 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, OptimizerKind kind) {
   h.epsilon = rangeArg(info, 7, "epsilon", 0, 1, false, "a number in [0, 1]");
   h.weightDecay = rangeArg(info, 8, "weightDecay", 0, kInf, false, "a finite number >= 0");
   // torch::optim::SGD refuses Nesterov without momentum; say so in this project's words.
-  if (kind == OptimizerKind::Nesterov && h.momentum == 0)
+  if (kind == Optimizer::Nesterov && h.momentum == 0)
     failArg(env, false, "a momentum > 0 (Nesterov needs one)", "momentum", "0");
 
   // Every element is read (a getter may run JS, even detach a buffer) before any data pointer is
@@ -157,13 +156,13 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, OptimizerKind kind) {
     requireDisjoint(env, spans, 1);
     requireFinite(env, name.c_str(), grads[s], n);
   }
-  if (n != 0 && steps != 0) torchOptimizerRun<T>(kind, h, W, n, grads.data(), steps);
+  if (n != 0 && steps != 0) torchOptimizerRun<T>(h, W, n, grads.data(), steps);
   return env.Undefined();
 }
 
 Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    const OptimizerKind kind = optimizerKindArg(i, 0);
+    const Optimizer kind = optimizerArg(i, 0);
     const Napi::Value W = argOrUndefined(i, 1);
     TypedInfo t;
     if (!typedInfo(i.Env(), W, &t) || (t.kind != napi_float64_array && t.kind != napi_float32_array))

@@ -13,23 +13,22 @@ namespace {
 
 // The optimizer exactly as torch::optim builds it from these options; only the options each kind
 // names are set, the rest keep LibTorch's defaults (amsgrad false, dampening 0).
-std::unique_ptr<torch::optim::Optimizer> makeOptimizer(OptimizerKind kind, const OptimizerHyper& h,
-                                                       const torch::Tensor& param) {
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const OptimizerConfig& h, const torch::Tensor& param) {
   std::vector<torch::Tensor> params{param};
-  switch (kind) {
-    case OptimizerKind::Sgd:
-    case OptimizerKind::Momentum:
-    case OptimizerKind::Nesterov: {
+  switch (h.kind) {
+    case Optimizer::Sgd:
+    case Optimizer::Momentum:
+    case Optimizer::Nesterov: {
       torch::optim::SGDOptions o(h.lr);
-      o.momentum(kind == OptimizerKind::Sgd ? 0.0 : h.momentum).dampening(0).weight_decay(h.weightDecay);
-      o.nesterov(kind == OptimizerKind::Nesterov);
+      o.momentum(h.kind == Optimizer::Sgd ? 0.0 : h.momentum).dampening(0).weight_decay(h.weightDecay);
+      o.nesterov(h.kind == Optimizer::Nesterov);
       return std::make_unique<torch::optim::SGD>(params, o);
     }
-    case OptimizerKind::Adam:
-    case OptimizerKind::AdamW: {
+    case Optimizer::Adam:
+    case Optimizer::AdamW: {
       // Set on both option types; AdamW's default weight_decay is 1e-2, not 0, so always set it.
       const auto set = [&](auto o) { return o.betas(std::make_tuple(h.beta1, h.beta2)).eps(h.epsilon).weight_decay(h.weightDecay); };
-      if (kind == OptimizerKind::Adam) return std::make_unique<torch::optim::Adam>(params, set(torch::optim::AdamOptions(h.lr)));
+      if (h.kind == Optimizer::Adam) return std::make_unique<torch::optim::Adam>(params, set(torch::optim::AdamOptions(h.lr)));
       return std::make_unique<torch::optim::AdamW>(params, set(torch::optim::AdamWOptions(h.lr)));
     }
   }
@@ -39,14 +38,13 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(OptimizerKind kind, const
 }  // namespace
 
 template <typename T>
-void torchOptimizerRun(OptimizerKind kind, const OptimizerHyper& h, T* W, size_t n, const T* const* grads,
-                       size_t steps) {
+void torchOptimizerRun(const OptimizerConfig& c, T* W, size_t n, const T* const* grads, size_t steps) {
   const auto opts = torch::dtype<T>();
   const auto len = static_cast<int64_t>(n);
   // A leaf over the caller's W: step() runs under NoGradGuard and updates it in place (add_,
   // addcdiv_, mul_ on the parameter), i.e. in the caller's buffer. W outlives the optimizer.
   torch::Tensor param = torch::from_blob(W, {len}, opts).requires_grad_(true);
-  auto optimizer = makeOptimizer(kind, h, param);
+  auto optimizer = makeOptimizer(c, param);
   for (size_t s = 0; s < steps; ++s) {
     // A copy: the optimizer may keep the gradient (SGD's first momentum buffer is a clone, but
     // nothing promises that), and the caller's array must not be read after this call returns.
@@ -55,9 +53,7 @@ void torchOptimizerRun(OptimizerKind kind, const OptimizerHyper& h, T* W, size_t
   }
 }
 
-template void torchOptimizerRun<double>(OptimizerKind, const OptimizerHyper&, double*, size_t,
-                                        const double* const*, size_t);
-template void torchOptimizerRun<float>(OptimizerKind, const OptimizerHyper&, float*, size_t,
-                                       const float* const*, size_t);
+template void torchOptimizerRun<double>(const OptimizerConfig&, double*, size_t, const double* const*, size_t);
+template void torchOptimizerRun<float>(const OptimizerConfig&, float*, size_t, const float* const*, size_t);
 
 }  // namespace hg

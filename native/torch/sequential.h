@@ -1,21 +1,17 @@
-// The LibTorch autograd reference for a stack of layers of any depth (Linear, ReLU, Sigmoid, Tanh in
-// any order) with softmax cross-entropy on the raw output: the independent check of the hand-derived
-// Sequential. It takes the core's description, step and workspace (native/core/stack.h: Net, Step,
-// stackLayout) and reports as the core does (StackStatus), so one wording serves every engine
-// (lib/layers/sequential.ts explain). Plain C++ with no Node-API and no torch types in this header
-// (the glue compiles fast); errors from LibTorch leave as c10::Error for the glue to translate.
+// The LibTorch autograd reference for a layer stack with softmax cross-entropy on the raw output,
+// the independent check of the hand-derived Sequential: the core's Net, Step and workspace layout
+// in (native/core/stack.h), the core's StackStatus out. No Node-API and no torch types in this
+// header (the glue compiles fast); errors from LibTorch leave as c10::Error for the glue.
 #pragma once
 
 #include "../core/stack.h"
 
 namespace hg {
 
-// Loss (into *loss) and gradients by autograd on a fresh graph, every tensor wrapped in place
-// (torch::from_blob). a.y holds B class ids in [0, C), a.ws is null or stackLayout<T>(n, B)
-// elements that receive every layer's output and softmax(logits) at the core's offsets. Params
-// [W1, b1, …]: W_k [in_k, out_k] row-major (Z = A·W + b, the transpose of nn.Linear's weight). The
-// gradients are written (added with accumulate, as PyTorch's .grad) only when the loss is finite,
-// then scanned as the core scans them.
+// Loss and gradients by autograd on a fresh graph over the caller's buffers (torch::from_blob); a.ws,
+// when not null, receives every layer's output and softmax(logits) at the core's offsets. W_k is
+// [in_k, out_k] (Z = A·W + b, nn.Linear's weight transposed). Gradients are written (added with
+// accumulate, as .grad) only when the loss is finite, then scanned as the core scans them.
 template <typename T>
 StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss);
 

@@ -55,58 +55,32 @@ alignas(16) T PackBuffers<T>::a[Simd<T>::kMC * Simd<T>::kKC];
 template <typename T>
 alignas(16) T PackBuffers<T>::b[Simd<T>::kKC * Simd<T>::kNC];
 
-// op(A)[i0 : i0+mc, p0 : p0+kc] into MR-row panels: panel r holds, for each k, MR consecutive
-// entries of column k. Rows past mc are zeros.
-template <typename T>
-void packA(bool trans, const T* A, int lda, int i0, int p0, int mc, int kc, T* out) {
-  constexpr int MR = Simd<T>::kMR;
-  for (int ir = 0; ir < mc; ir += MR, out += MR * kc) {
-    const int mr = mc - ir < MR ? mc - ir : MR;
-    if (trans) {  // op(A)(i, k) = A[k, i]: a row of the panel is contiguous in A
+// A kc×nc block of a matrix M into R-column panels: panel j holds, for each k, R consecutive entries
+// of row k; columns past nc are zeros. M's element (k0+k, j0+j) is M[k·ld + j] (rows), or M[j·ld + k]
+// when trans. op(B) is packed as it is (R = NR), op(A) as its transpose (R = MR): an MR-row panel of
+// op(A) is an MR-column panel of op(A)ᵀ.
+template <int R, typename T>
+void pack(bool trans, const T* M, int ld, int k0, int j0, int kc, int nc, T* out) {
+  for (int jr = 0; jr < nc; jr += R, out += R * kc) {
+    const int nr = nc - jr < R ? nc - jr : R;
+    if (!trans) {  // a row of the panel is contiguous in M
       for (int k = 0; k < kc; ++k) {
-        const T* src = A + size_t(p0 + k) * lda + (i0 + ir);
-        T* dst = out + k * MR;
-        for (int r = 0; r < mr; ++r) dst[r] = src[r];
-        for (int r = mr; r < MR; ++r) dst[r] = T(0);
-      }
-    } else {  // op(A)(i, k) = A[i, k]: walk each of the MR rows along k
-      for (int r = 0; r < MR; ++r) {
-        if (r < mr) {
-          const T* src = A + size_t(i0 + ir + r) * lda + p0;
-          for (int k = 0; k < kc; ++k) out[k * MR + r] = src[k];
-        } else {
-          for (int k = 0; k < kc; ++k) out[k * MR + r] = T(0);
-        }
-      }
-    }
-  }
-}
-
-// op(B)[p0 : p0+kc, j0 : j0+nc] into NR-column panels: panel j holds, for each k, NR consecutive
-// entries of row k. Columns past nc are zeros.
-template <typename T>
-void packB(bool trans, const T* B, int ldb, int p0, int j0, int kc, int nc, T* out) {
-  constexpr int NR = Simd<T>::kNR;
-  for (int jr = 0; jr < nc; jr += NR, out += NR * kc) {
-    const int nr = nc - jr < NR ? nc - jr : NR;
-    if (!trans) {  // op(B)(k, j) = B[k, j]: a row of the panel is contiguous in B
-      for (int k = 0; k < kc; ++k) {
-        const T* src = B + size_t(p0 + k) * ldb + (j0 + jr);
-        T* dst = out + k * NR;
-        if (nr == NR) {
-          for (int c = 0; c < NR; ++c) dst[c] = src[c];
+        const T* src = M + size_t(k0 + k) * ld + (j0 + jr);
+        T* dst = out + k * R;
+        if (nr == R) {
+          for (int c = 0; c < R; ++c) dst[c] = src[c];
         } else {
           for (int c = 0; c < nr; ++c) dst[c] = src[c];
-          for (int c = nr; c < NR; ++c) dst[c] = T(0);
+          for (int c = nr; c < R; ++c) dst[c] = T(0);
         }
       }
-    } else {  // op(B)(k, j) = B[j, k]: walk each of the NR rows of B along k
-      for (int c = 0; c < NR; ++c) {
+    } else {  // walk each of the R rows of M along k
+      for (int c = 0; c < R; ++c) {
         if (c < nr) {
-          const T* src = B + size_t(j0 + jr + c) * ldb + p0;
-          for (int k = 0; k < kc; ++k) out[k * NR + c] = src[k];
+          const T* src = M + size_t(j0 + jr + c) * ld + k0;
+          for (int k = 0; k < kc; ++k) out[k * R + c] = src[k];
         } else {
-          for (int k = 0; k < kc; ++k) out[k * NR + c] = T(0);
+          for (int k = 0; k < kc; ++k) out[k * R + c] = T(0);
         }
       }
     }
@@ -171,10 +145,10 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, T alpha, const T
     for (int pc = 0; pc < K; pc += S::kKC) {
       const int kc = K - pc < S::kKC ? K - pc : S::kKC;
       const bool overwrite = pc == 0 && beta == T(0);
-      packB(transB, B, ldb, pc, jc, kc, nc, pb);
+      pack<S::kNR>(transB, B, ldb, pc, jc, kc, nc, pb);
       for (int ic = 0; ic < M; ic += S::kMC) {
         const int mc = M - ic < S::kMC ? M - ic : S::kMC;
-        packA(transA, A, lda, ic, pc, mc, kc, pa);
+        pack<S::kMR>(!transA, A, lda, pc, ic, kc, mc, pa);
         for (int jr = 0; jr < nc; jr += S::kNR) {
           const int nr = nc - jr < S::kNR ? nc - jr : S::kNR;
           const T* bp = pb + size_t(jr) * kc;
