@@ -51,8 +51,8 @@ function loadCandidate(file: string): GradFunction {
     throw new HandgradError('ERR_FILE', `Expected a loadable JavaScript module for --candidate but received ${path} (${why})`, { cause });
   }
   const m = mod as { default?: unknown; grads?: unknown };
-  const fn = typeof mod === 'function' ? mod : typeof m?.default === 'function' ? m.default : typeof m?.grads === 'function' ? m.grads : undefined;
-  if (typeof fn !== 'function') {
+  const fn = [mod, m?.default, m?.grads].find((f) => typeof f === 'function');
+  if (fn === undefined) {
     v.fail(TypeError, 'a module whose default export or `grads` export is a gradient function', '--candidate', new v.Received(`${file} exporting ${Object.keys(m ?? {}).join(', ') || 'nothing'}`));
   }
   return fn as GradFunction;

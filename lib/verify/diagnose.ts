@@ -221,10 +221,10 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   const shape = ctx.shapes[name];
   if (cand.values === null) return [{ kind: 'unreadable', message: `${name} could not be read: ${cand.problem}` }];
   const c = cand.values;
-  for (let i = 0; i < c.length; i++) {
-    if (!Number.isFinite(c[i])) {
-      return [{ kind: 'nonfinite', message: `${name} holds ${c[i]} at ${shapeText(unravel(i, cand.shape ?? (c.length === ref.length ? shape : [c.length])))} (an overflow: softmax without subtracting the row max, or log of a probability that underflowed to 0?)` }];
-    }
+  const i = c.findIndex((x) => !Number.isFinite(x));
+  if (i >= 0) {
+    const at = shapeText(unravel(i, cand.shape ?? (c.length === ref.length ? shape : [c.length])));
+    return [{ kind: 'nonfinite', message: `${name} holds ${c[i]} at ${at} (an overflow: softmax without subtracting the row max, or log of a probability that underflowed to 0?)` }];
   }
   const fitTol = Math.max(4 * ctx.tol, 1e-9);
   const kTol = Math.max(16 * fitTol, 1e-7);
@@ -247,10 +247,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     kind: 'transpose',
     message: `${name} is transposed: it holds ${name}ᵀ ${shapeText([shape[1], shape[0]])} where ${name} ${shapeText(shape)} belongs${transposeHint(name, ctx.chain)}`,
   });
-  const withFactor = (d: Diagnosis[], k: number) => {
-    const f = factor(k);
-    return f ? [...d, f] : d;
-  };
+  const withFactor = (d: Diagnosis[], k: number) => [...d, ...[factor(k)].filter((f) => f !== null)];
 
   const lengthOk = c.length === ref.length;
   const shapeFits = shapeOk(cand, shape);

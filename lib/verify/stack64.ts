@@ -114,17 +114,9 @@ export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Seque
 }
 
 /** The two-layer problem written out (as the tests and docs/verifier.md write it). */
-export interface TwoLayer64 {
-  dims: Dims;
-  X: Float64Array;
-  y: Int32Array;
-  W1: Float64Array;
-  b1: Float64Array;
-  W2: Float64Array;
-  b2: Float64Array;
-  activation: Activation;
-  reduction: Reduction;
-}
+export type TwoLayer64 = Record<'X' | 'W1' | 'b1' | 'W2' | 'b2', Float64Array> & {
+  dims: Dims; y: Int32Array; activation: Activation; reduction: Reduction;
+};
 
 /** The two-layer problem as the stack [Linear(W1, b1), act, Linear(W2, b2)] (sharing its arrays). */
 export function twoLayerStack(p: TwoLayer64): Stack64 {
