@@ -1,6 +1,6 @@
-// The non-BLAS kernels of the two-layer classifier: bias broadcast and batch sum, the three
-// activations with their derivatives, and softmax cross-entropy. Plain C++ on raw pointers (no
-// Node-API, no BLAS) so the native core, benchmarks and other targets share one copy.
+// The non-BLAS kernels of the stack (stack.h): bias broadcast and batch sum, the activations with
+// their derivatives, softmax cross-entropy, the label and finiteness scans. Plain C++ on raw
+// pointers (no Node-API, no BLAS), shared by the core addon, the torch addon and wasm.
 #pragma once
 
 #include <cmath>

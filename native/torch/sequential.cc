@@ -64,18 +64,13 @@ StackStatus forwardPass(const Net& n, torch::Tensor A, const std::vector<torch::
   return {Stage::Ok, 0};
 }
 
-// out = grad, or out += grad with accumulate (PyTorch adds each backward into .grad). An undefined
-// grad (a leaf autograd never reached) is zero.
+// out = grad, or out += grad with accumulate (PyTorch adds each backward into .grad). Every leaf
+// reaches the loss (a stack has a Linear), so every grad is defined.
 template <typename T>
-void deliver(T* out, torch::IntArrayRef shape, const torch::Tensor& grad, bool accumulate) {
-  torch::Tensor o = view(out, shape);
-  if (!grad.defined()) {
-    if (!accumulate) o.zero_();
-  } else if (accumulate) {
-    o.add_(grad);
-  } else {
-    o.copy_(grad);
-  }
+void deliver(T* out, const torch::Tensor& grad, bool accumulate) {
+  torch::Tensor o = view(out, grad.sizes());
+  if (accumulate) o.add_(grad);
+  else o.copy_(grad);
 }
 
 }  // namespace
@@ -101,8 +96,8 @@ StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss) {
 
   // Copies into the caller's buffers are not part of the model: keep them off the graph.
   torch::NoGradGuard noGrad;
-  for (size_t i = 0; i < p.size(); ++i) deliver(a.grads[i], p[i].sizes(), p[i].grad(), a.accumulate);
-  if (a.dX) deliver(a.dX, tX.sizes(), tX.grad(), a.accumulate);
+  for (size_t i = 0; i < p.size(); ++i) deliver(a.grads[i], p[i].grad(), a.accumulate);
+  if (a.dX) deliver(a.dX, tX.grad(), a.accumulate);
   if (a.ws) {
     std::vector<uint64_t> at(size_t(n.layers));
     Layout l;

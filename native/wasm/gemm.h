@@ -1,4 +1,4 @@
-// hg::gemm for WebAssembly: the same two overloads as native/core/blas.h (row-major, BLAS
+// hg::gemm for WebAssembly: what native/core/blas.h offers for both dtypes (row-major, BLAS
 // semantics), on a blocked SIMD128 GEMM instead of OpenBLAS. native/core/stack.h includes this in
 // place of blas.h when built with -DHG_GEMM_HEADER='"gemm.h"' (scripts/build-wasm.mjs).
 //
@@ -128,7 +128,7 @@ void microKernel(int kc, const T* a, const T* b, T* C, int ldc, int mr, int nr, 
 
 // C[M,N] = alpha · op(A) · op(B) + beta · C. beta = 0 never reads C (BLAS semantics).
 template <typename T>
-void gemmBlocked(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
+void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                  const T* B, int ldb, T beta, T* C, int ldc) {
   using S = Simd<T>;
   // With K = 0 no micro-kernel runs, so beta = 0 must write its zeros here (BLAS: C = beta·C).
@@ -165,13 +165,6 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, T alpha, const T
 
 }  // namespace wasm
 
-inline void gemm(bool transA, bool transB, int M, int N, int K, double alpha, const double* A,
-                 int lda, const double* B, int ldb, double beta, double* C, int ldc) {
-  wasm::gemmBlocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-inline void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
-                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
-  wasm::gemmBlocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
+using wasm::gemm;  // for both dtypes, as blas.h's two overloads
 
 }  // namespace hg
