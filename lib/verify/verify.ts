@@ -9,7 +9,7 @@ import * as v from '../validate';
 import { shapeOk } from './coerce';
 import { diagnose, diagnoseContext, measure, unravel, type Chain, type Diagnosis, type Measure, type TensorName } from './diagnose';
 import { FiniteDifferences, type FdTensor } from './fd';
-import { num, subjectOf, type GradFunction, type Network, type NetworkInfo, type NetworkOptions, type Subject } from './subject';
+import { num, subjectOf, type GradFunction, type Network, type NetworkInfo, type NetworkOptions } from './subject';
 
 export type { GradFunction, GradOptions, Network, NetworkOptions, SequentialDescription } from './subject';
 
@@ -103,15 +103,6 @@ export type SequentialVerifyReport = VerifyReport<Sequential>;
 const gradsDown = (hi: number, lo: number) => Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i): TensorName[] => [`dW${hi - i}`, `db${hi - i}`]).flat();
 const failed = (t: TensorCheck) => t.status === 'fail' || t.status === 'missing';
 
-type Ref = Record<string, Float64Array>;
-
-function referenceFd(s: Subject, step: number, inputGrad: boolean): Ref {
-  const fd = new FiniteDifferences(s.stack, s.forward);
-  const ref: Ref = { loss: new Float64Array([fd.f.loss]) };
-  for (const name of [...(inputGrad ? ['dX'] : []), ...s.weightGrads]) ref[name] = fd.gradient(name.slice(1) as FdTensor, step, 'avoid').grad;
-  return ref;
-}
-
 /**
  * Checks a candidate's loss and gradients against a reference, tensor by tensor, and explains the
  * first failure in backward order (a constant factor such as B, a transpose, a bias summed over
@@ -141,7 +132,7 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   // Reference.
   let reference: ReferenceName = 'fd';
   let referenceNote = `central finite differences in float64 (step ${fdStep}), as asked`;
-  let ref: Ref | undefined;
+  let ref: Record<string, Float64Array> | undefined;
   if (referenceOpt !== 'fd') {
     try {
       ref = s.torch();
@@ -152,7 +143,11 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
       referenceNote = `central finite differences in float64 (step ${fdStep}): the torch reference is unavailable in this build`;
     }
   }
-  ref ??= referenceFd(s, fdStep, inputGrad);
+  if (ref === undefined) {
+    const fd = new FiniteDifferences(s.stack, s.forward);
+    ref = { loss: new Float64Array([fd.f.loss]) };
+    for (const name of [...(inputGrad ? ['dX'] : []), ...s.weightGrads]) ref[name] = fd.gradient(name.slice(1) as FdTensor, fdStep, 'avoid').grad;
+  }
 
   const cand = s.grads(candidate, true, 'opts.candidate');
   const toleranceEps = toleranceOpt ?? DEFAULT_TOLERANCE_EPS[reference];
