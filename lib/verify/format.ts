@@ -7,9 +7,11 @@ type Report = VerifyReport | SequentialVerifyReport | GradcheckReport | Sequenti
 
 const fmt = (x: number) => (Number.isNaN(x) ? '—' : x.toExponential(2));
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+/** Columns padded to their widest cell; the second column (each tensor's layer) only when `layers`. */
+function table(rows: string[][], layers: boolean): string {
+  const kept = layers ? rows : rows.map((r) => [r[0], ...r.slice(2)]);
+  const widths = kept[0].map((_, i) => Math.max(...kept.map((r) => r[i].length)));
+  return kept.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
 /** What was checked: the two-layer sizes and activation, or the Sequential's layers. */
@@ -31,15 +33,12 @@ export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): st
     `tolerance: max|Δ|/max|ref| ≤ ${r.toleranceEps} eps = ${r.tolerance.toExponential(2)} (eps of ${r.dtype} = ${r.eps.toExponential(3)})`,
     '',
   ];
-  const rows = [['tensor', ...(layers ? ['layer'] : []), 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'worst at', 'result']];
-  for (const t of r.tensors) {
-    const status = t.status === 'pass' ? 'ok' : t.status === 'fail' ? 'FAIL' : t.status === 'missing' ? 'MISSING' : 'skipped';
+  const rows = r.tensors.map((t) => {
+    const status = { pass: 'ok', fail: 'FAIL', missing: 'MISSING', skipped: 'skipped' }[t.status];
     const eps = Number.isNaN(t.epsUnits) ? '—' : t.epsUnits === Infinity ? 'inf' : t.epsUnits < 1e4 ? t.epsUnits.toFixed(2) : t.epsUnits.toExponential(2);
-    rows.push([
-      t.name, ...(layers ? [t.layer ?? ''] : []), `[${t.shape.join(',')}]`, fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps,
-      t.worst ? `[${t.worst.index.join(',')}]` : '—', status,
-    ]);
-  }
+    const worst = t.worst ? `[${t.worst.index.join(',')}]` : '—';
+    return [t.name, t.layer ?? '', `[${t.shape.join(',')}]`, fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps, worst, status];
+  });
   const notes: string[] = [];
   for (const t of r.tensors) {
     if (t.diagnosis.length === 0) continue;
@@ -47,7 +46,8 @@ export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): st
     for (const d of t.diagnosis) notes.push(`  - [${d.kind}] ${d.message}`);
     if (t.worst && t.status === 'fail') notes.push(`    worst entry ${t.name}[${t.worst.index.join(',')}]: candidate ${formatNum(t.worst.candidate)}, reference ${formatNum(t.worst.reference)}`);
   }
-  return [...head, table(rows), '', ...(notes.length ? [...notes, ''] : []), `${r.ok ? 'OK' : 'MISMATCH'}: ${r.summary}`].join('\n');
+  const header = ['tensor', 'layer', 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'worst at', 'result'];
+  return [...head, table([header, ...rows], layers), '', ...(notes.length ? [...notes, ''] : []), `${r.ok ? 'OK' : 'MISMATCH'}: ${r.summary}`].join('\n');
 }
 
 /** A gradcheck report as a table (with each input's layer, for a Sequential), then its failure messages. */
@@ -57,10 +57,10 @@ export function formatGradcheckReport(r: GradcheckReport | SequentialGradcheckRe
     ...(layers ? [`gradcheck: ${network(r)}`] : []),
     `gradcheck (${r.mode} mode): step ${r.eps}, atol ${r.atol}, rtol ${r.rtol}; analytical: ${r.analytical}; numerical: central differences in float64`,
   ].join('\n');
-  const rows = [['input', ...(layers ? ['layer'] : []), 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result']];
-  for (const t of r.tensors) {
-    rows.push([t.name, ...(layers ? [t.layer ?? ''] : []), `[${t.shape.join(',')}]`, String(t.checked), String(t.failures), String(t.kinks), fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL']);
-  }
+  const rows = [
+    ['input', 'layer', 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result'],
+    ...r.tensors.map((t) => [t.name, t.layer ?? '', `[${t.shape.join(',')}]`, `${t.checked}`, `${t.failures}`, `${t.kinks}`, fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL']),
+  ];
   const nondet = r.nondeterminism.checked ? (r.nondeterminism.ok ? 'backward twice: bit-identical' : `backward twice: ${r.nondeterminism.message}`) : 'backward twice: not checked';
-  return [head, table(rows), nondet, ...r.warnings.map((w) => `warning: ${w}`), ...r.failures, r.ok ? 'OK' : 'FAILED'].join('\n');
+  return [head, table(rows, layers), nondet, ...r.warnings.map((w) => `warning: ${w}`), ...r.failures, r.ok ? 'OK' : 'FAILED'].join('\n');
 }
