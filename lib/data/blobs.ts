@@ -1,11 +1,9 @@
 import { Rng } from '../rng';
 import * as v from '../validate';
-import type { Dataset } from './dataset';
+import type { Dataset, PointsOptions } from './dataset';
 import * as o from './options';
 
-export interface BlobsOptions {
-  /** Number of points (default 200). */
-  n?: number;
+export interface BlobsOptions extends PointsOptions {
   /** Number of blobs, one class each (default 3). */
   classes?: number;
   /** Dimension of the points (default 2). */
@@ -14,8 +12,6 @@ export interface BlobsOptions {
   spread?: number;
   /** Centres are drawn uniformly in [−box, box]^dim (default 10, as scikit-learn's make_blobs). */
   box?: number;
-  /** Integer seed (default 0). */
-  seed?: number;
 }
 
 /**

@@ -9,3 +9,11 @@ export interface Dataset<T extends FloatArray = Float64Array> {
   /** Number of classes. */
   C: number;
 }
+
+/** What every generated set (xor, spirals, blobs) takes. */
+export interface PointsOptions {
+  /** Number of points (default 200). */
+  n?: number;
+  /** Integer seed (default 0). */
+  seed?: number;
+}

@@ -1,19 +1,15 @@
 import { Rng } from '../rng';
-import type { Dataset } from './dataset';
+import type { Dataset, PointsOptions } from './dataset';
 import * as v from '../validate';
 import * as o from './options';
 
-export interface SpiralsOptions {
-  /** Number of points (default 200). */
-  n?: number;
+export interface SpiralsOptions extends PointsOptions {
   /** Number of arms, one class each (default 2: the classic two-spirals problem). */
   classes?: number;
   /** Standard deviation of the Gaussian noise on each coordinate (default 0.05). */
   noise?: number;
   /** Turns each arm makes from the centre to radius 1 (default 1). */
   turns?: number;
-  /** Integer seed (default 0). */
-  seed?: number;
 }
 
 /**

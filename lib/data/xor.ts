@@ -1,15 +1,11 @@
 import { Rng } from '../rng';
-import type { Dataset } from './dataset';
+import type { Dataset, PointsOptions } from './dataset';
 import * as v from '../validate';
 import * as o from './options';
 
-export interface XorOptions {
-  /** Number of points (default 200). */
-  n?: number;
+export interface XorOptions extends PointsOptions {
   /** Standard deviation of the Gaussian noise on each coordinate (default 0.1). */
   noise?: number;
-  /** Integer seed (default 0). */
-  seed?: number;
 }
 
 /**
