@@ -12,5 +12,6 @@ export function getNumThreads(): number {
  * @throws {TypeError|RangeError} unless n is a positive integer
  */
 export function setNumThreads(n: number): void {
-  coreBinding().setNumThreads(v.dim('threads', n));
+  const threads = v.dim('threads', n); // a bad count is a RangeError whether or not the addon loads
+  coreBinding().setNumThreads(threads);
 }

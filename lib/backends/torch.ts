@@ -102,5 +102,6 @@ export function getTorchThreads(): number {
  * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
  */
 export function setTorchThreads(n: number): void {
-  torchBinding().setNumThreads(v.dim('threads', n));
+  const threads = v.dim('threads', n); // a bad count is a RangeError whether or not the addon loads
+  torchBinding().setNumThreads(threads);
 }
