@@ -6,8 +6,8 @@
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
-import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepFailure } from './engine';
-import { perBatch, STAGES } from './native';
+import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription } from './engine';
+import { failureOf, perBatch } from './native';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
@@ -111,10 +111,10 @@ function prepare(net: StackDescription): PreparedNet {
     return v;
   };
 
-  const failure = (v: Views): { failure: StepFailure } => {
+  const failure = (v: Views) => {
     const [stage, at] = v.status;
     if (stage === 5) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v.y[at]} at index ${at}`));
-    return { failure: { stage: STAGES[stage] ?? 'grads', layer: at } };
+    return failureOf([stage, at]);
   };
 
   return {
