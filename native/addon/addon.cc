@@ -24,9 +24,7 @@ Napi::Value gemmT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const bool tA = boolArg(info, 0, "transA"), tB = boolArg(info, 1, "transB");
   const int M = dimArg(info, 2, "M"), N = dimArg(info, 3, "N"), K = dimArg(info, 4, "K");
-  if (info.Length() < 9 || !info[5].IsNumber() || !info[8].IsNumber()) throwType(env, "Expected numbers for alpha and beta");
-  const T alpha = static_cast<T>(info[5].As<Napi::Number>().DoubleValue());
-  const T beta = static_cast<T>(info[8].As<Napi::Number>().DoubleValue());
+  const T alpha = T(numberArg(info, 5, "alpha")), beta = T(numberArg(info, 8, "beta"));
   const size_t nA = elements(env, "A", M, K), nB = elements(env, "B", K, N), nC = elements(env, "C", M, N);
   const T* A = typedArg<T>(info, 6, "A", nA);
   const T* B = typedArg<T>(info, 7, "B", nB);
@@ -46,12 +44,11 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 template <typename T>
 Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const OptimizerConfig c{static_cast<Optimizer>(enumArg(info, 4, "kind", 5)), 0, 0, 0, 0, 0, 0};
+  const auto kind = static_cast<Optimizer>(enumArg(info, 4, "kind", 5));
   double nums[7];
   const char* names[] = {"lr", "t", "momentum", "beta1", "beta2", "epsilon", "weightDecay"};
   for (size_t k = 0; k < 7; ++k) {
-    if (info.Length() <= 5 + k || !info[5 + k].IsNumber()) throwType(env, std::string("Expected a number for ") + names[k]);
-    nums[k] = info[5 + k].As<Napi::Number>().DoubleValue();
+    nums[k] = numberArg(info, 5 + k, names[k]);
     if (!std::isfinite(nums[k])) throwRange(env, std::string("Expected a finite number for ") + names[k]);
   }
   if (!(nums[1] >= 1)) throwRange(env, "Expected a step count t ≥ 1");
@@ -60,13 +57,12 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   const size_t n = w.length;
   T* W = typedArg<T>(info, 0, "W", n);
   const T* g = typedArg<T>(info, 1, "g", n);
-  const bool needM = c.kind != Optimizer::Sgd, needV = c.kind == Optimizer::Adam || c.kind == Optimizer::AdamW;
+  const bool needM = kind != Optimizer::Sgd, needV = kind == Optimizer::Adam || kind == Optimizer::AdamW;
   T* m = needM ? typedArg<T>(info, 2, "m", n) : nullptr;
   T* v = needV ? typedArg<T>(info, 3, "v", n) : nullptr;
   const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}};
   requireDisjoint(env, spans, 1);
-  const OptimizerConfig cfg{c.kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]};
-  optimizerUpdate(cfg, W, g, m, v, n, nums[1]);
+  optimizerUpdate(OptimizerConfig{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]}, W, g, m, v, n, nums[1]);
   return env.Undefined();
 }
 
