@@ -64,7 +64,8 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
   }
 }
 
-const num = (name: string, s: string | undefined, fallback: number) => (s === undefined ? fallback : numberFlag(`--${name}`, s, 'a number', Number.isFinite));
+const num = (name: string, s: string | undefined, fallback: number) =>
+  s === undefined ? fallback : numberFlag(`--${name}`, s, 'a number', Number.isFinite);
 
 /** Runs one training as the command describes; returns the trainer and where the files went. */
 export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)) {

@@ -37,7 +37,8 @@ random problem, tensor by tensor, and explains the first failure in backward ord
   --json                       print the report as JSON
 `;
 
-const positiveInt = (name: string, s: string) => numberFlag(name, s, 'a positive integer', (n) => /^\d+$/.test(s.trim()) && Number.isSafeInteger(n) && n >= 1);
+const positiveInt = (name: string, s: string) =>
+  numberFlag(name, s, 'a positive integer', (n) => /^\d+$/.test(s.trim()) && Number.isSafeInteger(n) && n >= 1);
 
 /** The user function exported by FILE (module.exports = fn, a default export, or an export named grads). */
 function loadCandidate(file: string): GradFunction {
@@ -86,7 +87,8 @@ export const verifyCommand: Command = {
     const reduction = v.oneOf('--reduction', values.reduction, v.REDUCTIONS, 'mean');
     const reference = v.oneOf('--reference', values.reference, ['auto', 'torch', 'fd'] as const, 'auto');
     const seed = numberFlag('--seed', values.seed, 'an integer', Number.isInteger);
-    const tolerance = values.tolerance === undefined ? undefined : numberFlag('--tolerance', values.tolerance, 'a positive number of epsilons', (t) => t > 0 && Number.isFinite(t));
+    const tolerance = values.tolerance === undefined
+      ? undefined : numberFlag('--tolerance', values.tolerance, 'a positive number of epsilons', (t) => t > 0 && Number.isFinite(t));
     const c = values.candidate;
     const candidate = (v.BACKENDS as readonly string[]).includes(c) ? (c as BackendName) : loadCandidate(c);
 

@@ -50,7 +50,9 @@ export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxA
   const k = bytes[3];
   if (k === 0) fileFail('at least one dimension', name, '0 dimensions', source);
   const start = 4 + 4 * k;
-  if (bytes.length < start) fileFail(`a header of ${start} bytes (${k} dimension sizes)`, name, `${bytes.length} bytes (the file is truncated)`, source);
+  if (bytes.length < start) {
+    fileFail(`a header of ${start} bytes (${k} dimension sizes)`, name, `${bytes.length} bytes (the file is truncated)`, source);
+  }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const shape = Array.from({ length: k }, (_, i) => dv.getUint32(4 + 4 * i, false));
   const count = shape.reduce((a, s) => a * BigInt(s), 1n);

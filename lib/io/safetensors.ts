@@ -267,7 +267,9 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
 export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?: Record<string, string>): Uint8Array {
   if (tensors === null || typeof tensors !== 'object') v.fail(TypeError, 'an object of tensors', 'tensors', tensors);
   const items = Object.keys(tensors).map((name, order) => {
-    if (name === '__metadata__' || name.length === 0) v.fail(RangeError, 'a tensor name other than "" and "__metadata__"', 'tensors', new v.Received(JSON.stringify(name)));
+    if (name === '__metadata__' || name.length === 0) {
+      v.fail(RangeError, 'a tensor name other than "" and "__metadata__"', 'tensors', new v.Received(JSON.stringify(name)));
+    }
     return { name, order, ...encode(name, tensors[name]) };
   });
   items.sort((a, b) => sizeOf(b.dtype) - sizeOf(a.dtype) || a.order - b.order);

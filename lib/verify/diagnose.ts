@@ -279,7 +279,8 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     // Another tensor of the right length.
     firstOf(ctx.impostors(name), (imp) => {
       if (imp.zeroAtScale === undefined) {
-        return tryMatch(imp.values, imp.shape, (transposed, k) => withFactor([{ kind: imp.kind, message: transposed ? `${imp.message} (transposed)` : imp.message }], k));
+        return tryMatch(imp.values, imp.shape, (transposed, k) =>
+          withFactor([{ kind: imp.kind, message: transposed ? `${imp.message} (transposed)` : imp.message }], k));
       }
       const zero = c.length === imp.values.length && maxAbs(c) <= fitTol * imp.zeroAtScale * Math.max(1, imp.zeroTerms ?? 1);
       return zero ? [{ kind: imp.kind, message: imp.message }] : null;
@@ -289,9 +290,10 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     // The backward chain with one step changed, recomputed from the forward pass.
     firstOf(ctx.variants, (v) => {
       const target = ctx.variantValue(v, name);
+      if (target === undefined) return null;
       const kind: DiagnosisKind = v.id.startsWith('mask') || v.id.startsWith('act') ? 'activation' : v.id.startsWith('dZ2') ? 'dZ2' : 'formula';
       const diagnosis: Diagnosis = { kind, variant: v.id, message: `${name} matches the backward with ${v.explain}` };
-      return target === undefined ? null : tryMatch(target, shape, (transposed, k) => withFactor([diagnosis, ...(transposed ? [transposeDiag()] : [])], k));
+      return tryMatch(target, shape, (transposed, k) => withFactor([diagnosis, ...(transposed ? [transposeDiag()] : [])], k));
     });
   }
   if (!shapeFits && !out.some((d) => d.kind === 'shape' || d.kind === 'transpose' || d.kind === 'bias-axis' || d.kind === 'bias-not-reduced' || d.kind === 'wrong-tensor')) {

@@ -57,10 +57,11 @@ export function formatGradcheckReport(r: GradcheckReport | SequentialGradcheckRe
     ...(layers ? [`gradcheck: ${network(r)}`] : []),
     `gradcheck (${r.mode} mode): step ${r.eps}, atol ${r.atol}, rtol ${r.rtol}; analytical: ${r.analytical}; numerical: central differences in float64`,
   ].join('\n');
-  const rows = [
-    ['input', 'layer', 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result'],
-    ...r.tensors.map((t) => [t.name, t.layer ?? '', `[${t.shape.join(',')}]`, `${t.checked}`, `${t.failures}`, `${t.kinks}`, fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL']),
-  ];
+  const rows = r.tensors.map((t) => {
+    const counts = [t.checked, t.failures, t.kinks].map(String);
+    return [t.name, t.layer ?? '', `[${t.shape.join(',')}]`, ...counts, fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL'];
+  });
+  rows.unshift(['input', 'layer', 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result']);
   const nondet = r.nondeterminism.checked ? (r.nondeterminism.ok ? 'backward twice: bit-identical' : `backward twice: ${r.nondeterminism.message}`) : 'backward twice: not checked';
   return [head, table(rows, layers), nondet, ...r.warnings.map((w) => `warning: ${w}`), ...r.failures, r.ok ? 'OK' : 'FAILED'].join('\n');
 }

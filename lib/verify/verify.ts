@@ -100,7 +100,8 @@ export type VerifyReport<N extends Network = Params> = VerifyReportBase & Networ
 export type SequentialVerifyReport = VerifyReport<Sequential>;
 
 /** dW_hi, db_hi, …, dW_lo, db_lo: the gradients of Linears hi down to lo, in the order the backward computes them. */
-const gradsDown = (hi: number, lo: number) => Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i): TensorName[] => [`dW${hi - i}`, `db${hi - i}`]).flat();
+const gradsDown = (hi: number, lo: number) =>
+  Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i): TensorName[] => [`dW${hi - i}`, `db${hi - i}`]).flat();
 const failed = (t: TensorCheck) => t.status === 'fail' || t.status === 'missing';
 
 /**
