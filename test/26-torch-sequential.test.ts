@@ -40,10 +40,15 @@ const GAIN = 2.5;
 interface Stack {
   kinds: Int32Array;
   sizes: Int32Array;
+  /** The addon's description: widths[i] enters layer i (an activation keeps it). */
+  widths: Int32Array;
 }
 
 function stack(kinds: number[], sizes: number[]): Stack {
-  return { kinds: Int32Array.from(kinds), sizes: Int32Array.from(sizes) };
+  const widths = [sizes[0]];
+  let k = 0;
+  for (const kind of kinds) widths.push(kind === LINEAR ? sizes[2 * k++ + 1] : widths[widths.length - 1]);
+  return { kinds: Int32Array.from(kinds), sizes: Int32Array.from(sizes), widths: Int32Array.from(widths) };
 }
 
 function zeros(dtype: Dtype, n: number): FloatArray {
@@ -150,7 +155,7 @@ describe.skipIf(skip)(backendTitle('sequential reference = PyTorch autograd fixt
           // Random start values, so accumulate adds to something.
           const start = [D * H, H, H * C, C, B * D].map((n, i) => typed(c.dtype, randomArray(n, 20 + i)));
           const out = start.map((a) => a.slice());
-          const loss = torchBinding().sequentialForwardBackward(X, Int32Array.from(c.inputs.y), B, s.kinds, s.sizes, [W1, b1, W2, b2],
+          const loss = torchBinding().sequentialForwardBackward(X, Int32Array.from(c.inputs.y), B, s.kinds, s.widths, [W1, b1, W2, b2],
             out.slice(0, 4), withDX ? out[4] : null, RED_CODE[c.reduction], accumulate);
           expect(errEps([loss], c.expected.loss, c.dtype), 'loss').toBeLessThanOrEqual(TOL_EPS);
           for (let i = 0; i < (withDX ? 5 : 4); i++) {
@@ -166,7 +171,7 @@ describe.skipIf(skip)(backendTitle('sequential reference = PyTorch autograd fixt
 });
 
 // Stacks for finite differences and the naive forward: depth 1, 3, 5 (Linear layers), mixed
-// activations, one starting with an activation, one ending with one, one with no Linear at all.
+// activations, one starting with an activation, one ending with one.
 const DEEP: { name: string; s: Stack; B: number; D: number }[] = [
   { name: 'depth 1: Linear', s: stack([LINEAR], [4, 3]), B: 5, D: 4 },
   { name: 'depth 3: Linear, Tanh, Linear, ReLU, Linear', s: stack([LINEAR, TANH, LINEAR, RELU, LINEAR], [4, 6, 6, 5, 5, 3]), B: 5, D: 4 },
@@ -177,7 +182,6 @@ const DEEP: { name: string; s: Stack; B: number; D: number }[] = [
   },
   { name: 'depth 2 ending in an activation: Linear, Sigmoid, Linear, Tanh', s: stack([LINEAR, SIGMOID, LINEAR, TANH], [3, 5, 5, 4]), B: 4, D: 3 },
   { name: 'depth 2, width 1 inside: Linear, ReLU, Linear', s: stack([LINEAR, RELU, LINEAR], [3, 1, 1, 2]), B: 5, D: 3 },
-  { name: 'no Linear (dX only): Tanh', s: stack([TANH], []), B: 3, D: 4 },
 ];
 
 describe.skipIf(skip)(backendTitle('sequential reference against central finite differences (float64)', 'torch', skip), () => {
@@ -191,12 +195,12 @@ describe.skipIf(skip)(backendTitle('sequential reference against central finite 
         const y = randomLabels(B, C, 302);
         const grads = params.map((p) => new Float64Array(p.length));
         const dX = new Float64Array(B * D);
-        const loss = t.sequentialForwardBackward(X, y, B, s.kinds, s.sizes, params, grads, dX, RED_CODE[reduction], false);
+        const loss = t.sequentialForwardBackward(X, y, B, s.kinds, s.widths, params, grads, dX, RED_CODE[reduction], false);
 
         // The loss differentiated: torch's forward, then a cross-entropy written here.
         const logits = new Float64Array(B * C);
         const lossAt = () => {
-          t.sequentialForward(X, B, s.kinds, s.sizes, params, logits);
+          t.sequentialForward(X, B, s.kinds, s.widths, params, logits);
           return crossEntropy(logits, y, reduction);
         };
         expect(Math.abs(loss - lossAt()) / Math.abs(lossAt())).toBeLessThan(4 * EPS.float64);
@@ -237,7 +241,7 @@ describe.skipIf(skip)(backendTitle('sequentialForward = a naive float64 forward 
         const params = makeParams(s, dtype, 500);
         const X = typed(dtype, randomArray(B * D, 501, 2));
         const logits = zeros(dtype, B * C).fill(NaN);
-        torchBinding().sequentialForward(X, B, s.kinds, s.sizes, params, logits);
+        torchBinding().sequentialForward(X, B, s.kinds, s.widths, params, logits);
         expect(logits).toBeInstanceOf(dtype === 'float64' ? Float64Array : Float32Array);
         expect(errEps(logits, naiveForward(s, X, B, params), dtype)).toBeLessThanOrEqual(TOL_EPS[dtype]);
       });
@@ -253,7 +257,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: .grad semantics and no
   const y = randomLabels(B, 3, 702);
   const fresh = (fill: number) => [...params.map((p) => new Float64Array(p.length).fill(fill)), new Float64Array(B * D).fill(fill)];
   const call = (out: Float64Array[], accumulate: boolean) =>
-    torchBinding().sequentialForwardBackward(X, y, B, s.kinds, s.sizes, params, out.slice(0, -1), out[out.length - 1], 0, accumulate);
+    torchBinding().sequentialForwardBackward(X, y, B, s.kinds, s.widths, params, out.slice(0, -1), out[out.length - 1], 0, accumulate);
 
   it('without accumulate, whatever the buffers held (even NaN) is overwritten, and calls repeat exactly', () => {
     const a = fresh(0);
@@ -293,7 +297,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
   const y = Int32Array.from([0, 1, 2, 1]);
   const grads = () => params.map((p) => new Float64Array(p.length));
   type Args = [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
-  const base = (): Args => [X, y, B, s.kinds, s.sizes, params, grads(), new Float64Array(B * D), 0, false];
+  const base = (): Args => [X, y, B, s.kinds, s.widths, params, grads(), new Float64Array(B * D), 0, false];
   const fb = (args: unknown[]) => (torchBinding().sequentialForwardBackward as (...a: unknown[]) => number)(...args);
   const fwd = (args: unknown[]) => (torchBinding().sequentialForward as (...a: unknown[]) => void)(...args);
   const at = (i: number, v: unknown): Args => {
@@ -309,8 +313,8 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
     { name: 'no arguments', args: [], cls: TypeError, msg: 'Expected Float64Array or Float32Array for X' },
     { name: 'X an Int32Array', args: at(0, new Int32Array(20)), cls: TypeError, msg: 'Expected Float64Array or Float32Array for X but received Int32Array' },
     { name: 'X a plain array', args: at(0, Array.from(X)), cls: TypeError, msg: /for X/ },
-    { name: 'X not a multiple of B', args: at(0, X.subarray(1)), cls: RangeError, msg: 'Expected a positive multiple of B = 4 elements (B rows of D) for X but received Float64Array of length 19' },
-    { name: 'X empty', args: at(0, new Float64Array(0)), cls: RangeError, msg: /multiple of B = 4 .* for X/ },
+    { name: 'X of the wrong length', args: at(0, X.subarray(1)), cls: RangeError, msg: 'Expected 20 elements ([4, 5]) for X but received Float64Array of length 19' },
+    { name: 'X empty', args: at(0, new Float64Array(0)), cls: RangeError, msg: /20 elements .* for X but received Float64Array of length 0/ },
     { name: 'B missing', args: base().slice(0, 2), cls: TypeError, msg: 'Expected a number for B' },
     { name: 'B a string', args: at(2, '4'), cls: TypeError, msg: 'Expected a number for B' },
     { name: 'B = 0', args: at(2, 0), cls: RangeError, msg: /positive 32-bit integer for B/ },
@@ -320,12 +324,21 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
     { name: 'kinds empty', args: at(3, new Int32Array(0)), cls: RangeError, msg: 'Expected at least one layer for kinds but received Int32Array of length 0' },
     { name: 'kinds code 4', args: at(3, Int32Array.from([0, 4, 0])), cls: RangeError, msg: 'Expected layer codes in [0, 4) (0 Linear, 1 ReLU, 2 Sigmoid, 3 Tanh) for kinds but received 4 at index 1' },
     { name: 'kinds code -1', args: at(3, Int32Array.from([0, 1, -1])), cls: RangeError, msg: /for kinds but received -1 at index 2/ },
-    { name: 'sizes an Int16Array', args: at(4, Int16Array.from(s.sizes)), cls: TypeError, msg: 'Expected an Int32Array for sizes but received Int16Array of length 4' },
-    { name: 'sizes of the wrong count', args: at(4, Int32Array.from([D, H, H])), cls: RangeError, msg: 'Expected 4 elements (in, out for each of the 2 Linear layers in kinds) for sizes but received Int32Array of length 3' },
-    { name: 'sizes with a 0 width', args: at(4, Int32Array.from([D, H, H, 0])), cls: RangeError, msg: 'Expected a positive width for sizes[3] (the out of layer 2 (Linear, W2)) but received 0' },
-    { name: 'sizes with a negative width', args: at(4, Int32Array.from([D, -1, H, C])), cls: RangeError, msg: /positive width for sizes\[1\].* received -1/ },
-    { name: 'first in ≠ D', args: at(4, Int32Array.from([6, H, H, C])), cls: RangeError, msg: 'Expected in = 5 (the width flowing into layer 0 (Linear, W1)) for sizes[0] but received 6' },
-    { name: 'second in ≠ first out', args: at(4, Int32Array.from([D, H, 9, C])), cls: RangeError, msg: 'Expected in = 10 (the width flowing into layer 2 (Linear, W2)) for sizes[2] but received 9' },
+    {
+      name: 'kinds with no Linear',
+      args: (() => {
+        const a = at(3, Int32Array.of(TANH));
+        a[4] = Int32Array.of(D, D);
+        return a;
+      })(),
+      cls: RangeError, msg: 'Expected at least one Linear layer (code 0) for kinds but received none',
+    },
+    { name: 'widths an Int16Array', args: at(4, Int16Array.from(s.widths)), cls: TypeError, msg: 'Expected an Int32Array for widths but received Int16Array of length 4' },
+    { name: 'widths of the wrong count', args: at(4, Int32Array.from([D, H, C])), cls: RangeError, msg: 'Expected 4 elements (one more than kinds) for widths but received Int32Array of length 3' },
+    { name: 'widths with a 0 width', args: at(4, Int32Array.from([D, H, H, 0])), cls: RangeError, msg: 'Expected a positive width for widths[3] but received 0' },
+    { name: 'widths with a negative width', args: at(4, Int32Array.from([D, -1, H, C])), cls: RangeError, msg: /positive width for widths\[1\].* received -1/ },
+    { name: 'widths[0] ≠ X\'s width', args: at(4, Int32Array.from([6, H, H, C])), cls: RangeError, msg: 'Expected 24 elements ([4, 6]) for X but received Float64Array of length 20' },
+    { name: 'an activation changing the width', args: at(4, Int32Array.from([D, H, 9, C])), cls: RangeError, msg: 'Expected 10 (an activation keeps the width of widths[1]) for widths[2] but received 9' },
     { name: 'y a Float64Array', args: at(1, new Float64Array(4)), cls: TypeError, msg: 'Expected Int32Array for y but received Float64Array' },
     { name: 'y of the wrong length', args: at(1, new Int32Array(3)), cls: RangeError, msg: 'Expected 4 elements for y but received 3' },
     { name: 'a label = C', args: at(1, Int32Array.from([0, 1, 3, 2])), cls: RangeError, msg: 'Expected labels in [0, 3) for y but received 3 at index 2' },
@@ -398,7 +411,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
     });
   }
 
-  const fwdBase = (): unknown[] => [X, B, s.kinds, s.sizes, params, new Float64Array(B * C)];
+  const fwdBase = (): unknown[] => [X, B, s.kinds, s.widths, params, new Float64Array(B * C)];
   const fwdAt = (i: number, v: unknown) => {
     const a = fwdBase();
     a[i] = v;
@@ -406,9 +419,9 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
   };
   const FORWARD_CASES: { name: string; args: unknown[]; cls: typeof TypeError | typeof RangeError; msg: string | RegExp }[] = [
     { name: 'no arguments', args: [], cls: TypeError, msg: 'Expected Float64Array or Float32Array for X' },
-    { name: 'B = 3 (X not a multiple)', args: fwdAt(1, 3), cls: RangeError, msg: /multiple of B = 3 .* for X/ },
+    { name: 'B = 3 (X of 4 rows)', args: fwdAt(1, 3), cls: RangeError, msg: /Expected 15 elements \(\[3, 5\]\) for X/ },
     { name: 'kinds code 9', args: fwdAt(2, Int32Array.from([0, 9, 0])), cls: RangeError, msg: /for kinds but received 9 at index 1/ },
-    { name: 'mismatched sizes', args: fwdAt(3, Int32Array.from([D, H, 11, C])), cls: RangeError, msg: 'Expected in = 10 (the width flowing into layer 2 (Linear, W2)) for sizes[2] but received 11' },
+    { name: 'mismatched widths', args: fwdAt(3, Int32Array.from([D, H, 11, C])), cls: RangeError, msg: 'Expected 10 (an activation keeps the width of widths[1]) for widths[2] but received 11' },
     { name: 'params of the wrong count', args: fwdAt(4, [W1, b1]), cls: RangeError, msg: /4 typed arrays .* for params/ },
     { name: 'logits missing', args: fwdBase().slice(0, 5), cls: TypeError, msg: 'Expected Float64Array (the dtype of X) for logits but received undefined' },
     { name: 'logits of the wrong length', args: fwdAt(5, new Float64Array(13)), cls: RangeError, msg: 'Expected 12 elements ([4, 3]) for logits but received Float64Array of length 13' },
@@ -427,7 +440,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
 
   it('a failed call writes nothing (an overlap refused leaves the buffers as they were)', () => {
     const g = grads().map((a) => a.fill(7));
-    const e = thrown(() => fb([X, y, B, s.kinds, s.sizes, params, g, new Float64Array(X.buffer), 0, false]));
+    const e = thrown(() => fb([X, y, B, s.kinds, s.widths, params, g, new Float64Array(X.buffer), 0, false]));
     expect(e).toBeInstanceOf(RangeError);
     for (const a of g) expect(a.every((v) => v === 7)).toBe(true);
   });
@@ -441,7 +454,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
         return b1;
       },
     });
-    const e = thrown(() => fb([Xd, y, B, s.kinds, s.sizes, list, grads(), null, 0, false]));
+    const e = thrown(() => fb([Xd, y, B, s.kinds, s.widths, list, grads(), null, 0, false]));
     expect(e).toBeInstanceOf(RangeError);
     expect(e.message).toBe('Expected 20 elements ([4, 5]) for X but received Float64Array of length 0');
   });
@@ -454,10 +467,10 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
     // Every input finite, but Z = Σ_d 1·1e308 over D = 5 is not.
     const huge = [W1.map(() => 1e308), b1, W2, b2];
     const g = grads().map((a) => a.fill(7));
-    expect(fb([X.map(() => 1), y, B, s.kinds, s.sizes, huge, g, null, 0, false])).toBeNaN();
+    expect(fb([X.map(() => 1), y, B, s.kinds, s.widths, huge, g, null, 0, false])).toBeNaN();
     expect(torchBinding().sequentialStatus()).toEqual([STAGE.forward, 0]);
     for (const a of g) expect(a.every((v) => v === 7)).toBe(true);
-    expect(fwd([X.map(() => 1), B, s.kinds, s.sizes, huge, new Float64Array(B * C)])).toBe(false);
+    expect(fwd([X.map(() => 1), B, s.kinds, s.widths, huge, new Float64Array(B * C)])).toBe(false);
     expect(torchBinding().sequentialStatus()).toEqual([STAGE.forward, 0]);
     const seq = net(new Linear(D, H, { W: huge[0], b: b1 }), new ReLU(), new Linear(H, C, { W: W2, b: b2 }));
     const out = { dW1: new Float64Array(D * H).fill(7) };
@@ -475,7 +488,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
       const one = stack([LINEAR], [1, 2]);
       const W = typed(dtype, [big, -big]);
       const g = [zeros(dtype, 2).fill(7), zeros(dtype, 2).fill(7)];
-      expect(torchBinding().sequentialForwardBackward(typed(dtype, [1]), Int32Array.from([1]), 1, one.kinds, one.sizes,
+      expect(torchBinding().sequentialForwardBackward(typed(dtype, [1]), Int32Array.from([1]), 1, one.kinds, one.widths,
         [W, zeros(dtype, 2)], g, null, 0, false)).toBeNaN();
       expect(torchBinding().sequentialStatus()).toEqual([STAGE.loss, 0]);
       for (const a of g) expect(Array.from(a)).toEqual([7, 7]);
@@ -494,7 +507,7 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
     const p = [new Float32Array(10).fill(1), new Float32Array(10), W2f, new Float32Array(2)];
     const g = p.map((a) => new Float32Array(a.length).fill(7));
     const dX = new Float32Array(1).fill(7);
-    expect(torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.sizes, p, g, dX, 0, false)).toBeNaN();
+    expect(torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.widths, p, g, dX, 0, false)).toBeNaN();
     // As the core: the gradients are written, then scanned (dX first, layer 0), so the Sequential can name the one that overflowed.
     expect(torchBinding().sequentialStatus()).toEqual([STAGE.grads, 0]);
     expect(Number.isFinite(dX[0])).toBe(false);
@@ -504,17 +517,17 @@ describe.skipIf(skip)(backendTitle('sequential reference: bad input is an error 
     expect(messages[0].message).toBe('Expected finite gradients but dX overflowed (inputs or weights too large for the dtype)');
     expect(messages[1].message).toBe(messages[0].message);
     // Without dX the same call is fine: every parameter gradient is finite.
-    expect(Number.isFinite(torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.sizes, p, g, null, 0, false))).toBe(true);
+    expect(Number.isFinite(torchBinding().sequentialForwardBackward(Float32Array.from([1e-30]), Int32Array.from([1]), 1, s2.kinds, s2.widths, p, g, null, 0, false))).toBe(true);
     expect(torchBinding().sequentialStatus()).toEqual([STAGE.ok, 0]);
   });
 
   it('the process survives: a good call after all of the above gives the same answer as before', () => {
     const g1 = grads();
-    const before = fb([X, y, B, s.kinds, s.sizes, params, g1, null, 1, false]);
+    const before = fb([X, y, B, s.kinds, s.widths, params, g1, null, 1, false]);
     for (const c of CASES) thrown(() => fb(c.args));
     for (const c of FORWARD_CASES) thrown(() => fwd(c.args));
     const g2 = grads();
-    expect(fb([X, y, B, s.kinds, s.sizes, params, g2, null, 1, false])).toBe(before);
+    expect(fb([X, y, B, s.kinds, s.widths, params, g2, null, 1, false])).toBe(before);
     for (let i = 0; i < g1.length; i++) expect(sameBits(g2[i], g1[i])).toBe(true);
   });
 });
