@@ -62,7 +62,8 @@ interface Buffers {
 /** Batch sizes whose buffers a net keeps (a training run uses its batch size and a last partial one). */
 export const MAX_BATCH_SIZES = 4;
 
-function prepare(net: StackDescription, k: Kernels): PreparedNet {
+function prepare(net: StackDescription): PreparedNet {
+  const k = tsKernels;
   const { kinds, widths, params } = net;
   const L = kinds.length;
   const F = net.dtype === 'float64' ? Float64Array : Float32Array;
@@ -144,9 +145,4 @@ function prepare(net: StackDescription, k: Kernels): PreparedNet {
   };
 }
 
-/** An engine that runs the stack kernel by kernel on `kernels` (the ts engine, on the TS kernels). */
-export function kernelsEngine(name: Engine['name'], kernels: () => Kernels): Engine {
-  return { name, prepare: (net) => prepare(net, kernels()) };
-}
-
-export const tsEngine = kernelsEngine('ts', () => tsKernels);
+export const tsEngine: Engine = { name: 'ts', prepare };
