@@ -166,7 +166,11 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     v.options('opts', opts, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop'] as const, v.NOT_YET_SUPPORTED);
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
-    if (opts.validation !== undefined) v.options('opts.validation', opts.validation, ['X', 'y', 'index'] as const);
+    // validation is a data set (a loader's or trainValSplit's, with fields of its own): X and y are
+    // checked as the training data are; its keys only when X or y is missing (a misspelt key).
+    const val = opts.validation as Partial<Data> | undefined;
+    if (val !== undefined && (val === null || typeof val !== 'object')) v.fail(TypeError, 'a data set { X, y }', 'opts.validation', val);
+    if (val !== undefined && (val.X === undefined || val.y === undefined)) v.options('opts.validation', val, ['X', 'y'] as const);
     const es = opts.earlyStop;
     if (es !== undefined) {
       v.options('opts.earlyStop', es, ['patience', 'minDelta'] as const);
