@@ -1,7 +1,7 @@
 // One engine per backend runs a whole layer stack's forward and backward in one call. The
 // Sequential (lib/layers/sequential.ts) checks every argument first, once; an engine then trusts
 // shapes and dtypes, and reports a NaN/±Infinity as a StepFailure for the Sequential to put into
-// words (one wording, lib/layers/explain.ts), never as its own message.
+// words (one wording, Sequential's explain), never as its own message.
 //
 //   native → the core addon's stack executor (native/core/stack.h), one Node-API call per step
 //   wasm   → the same C++ compiled to wasm32, one module call per step
@@ -13,6 +13,8 @@ import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
 export const LAYER_CODE = { linear: 0, relu: 1, sigmoid: 2, tanh: 3 } as const;
 /** Reduction codes shared with native/core/kernels.h (Reduction). */
 export const REDUCTION_CODE: Record<Reduction, number> = { mean: 0, sum: 1 };
+/** Batch sizes whose buffers a net keeps (a training run uses its batch size and a last partial one). */
+export const MAX_BATCH_SIZES = 4;
 
 /** A stack as plain data, described once per Sequential. */
 export interface StackDescription {

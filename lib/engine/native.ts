@@ -6,7 +6,7 @@
 import { coreBinding, type CoreBinding, type StackHandle } from '../binding';
 import type { FloatArray } from '../types';
 import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepArgs, type StepFailure } from './engine';
-import { MAX_BATCH_SIZES } from './ts';
+import { MAX_BATCH_SIZES } from './engine';
 
 /** Stage codes of native/core/stack.h, by code (0 is ok). */
 export const STAGES = [undefined, 'input', 'forward', 'loss', 'grads'] as const;

@@ -6,6 +6,7 @@ import type { Kernels } from '../kernels/kernels';
 import { tsKernels } from '../kernels/ts';
 import type { Activation, FloatArray, Reduction } from '../types';
 import { type Engine, LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure, type StepOutcome } from './engine';
+import { perBatch } from './native';
 
 const ACTIVATION_OF: readonly Activation[] = ['relu', 'relu', 'sigmoid', 'tanh']; // by LAYER_CODE (0 is Linear)
 
@@ -59,13 +60,11 @@ interface Buffers {
   scratch: FloatArray;
 }
 
-/** Batch sizes whose buffers a net keeps (a training run uses its batch size and a last partial one). */
-export const MAX_BATCH_SIZES = 4;
-
 function prepare(net: StackDescription): PreparedNet {
   const k = tsKernels;
   const { kinds, widths, params } = net;
   const L = kinds.length;
+  const C = widths[L];
   const F = net.dtype === 'float64' ? Float64Array : Float32Array;
   const f32 = net.dtype === 'float32';
   const firstLinear = kinds.indexOf(LAYER_CODE.linear);
@@ -73,22 +72,13 @@ function prepare(net: StackDescription): PreparedNet {
   const paramAt: number[] = [];
   let n = 0;
   for (const kind of kinds) paramAt.push(kind === LAYER_CODE.linear ? 2 * n++ : -1);
-  const byB = new Map<number, Buffers>();
-  const buffers = (B: number): Buffers => {
-    let w = byB.get(B);
-    if (w) return w;
-    const C = widths[L];
-    w = {
-      outputs: Array.from(kinds, (_, i) => new F(B * widths[i + 1])),
-      gradInputs: Array.from(kinds, (_, i) => (i === 0 ? null : new F(B * widths[i]))),
-      probs: new F(B * C),
-      dLogits: new F(B * C),
-      scratch: new F(kinds[0] === LAYER_CODE.linear ? 0 : B * widths[0]),
-    };
-    if (byB.size >= MAX_BATCH_SIZES) byB.clear();
-    byB.set(B, w);
-    return w;
-  };
+  const buffers = perBatch((B: number): Buffers => ({
+    outputs: Array.from(kinds, (_, i) => new F(B * widths[i + 1])),
+    gradInputs: Array.from(kinds, (_, i) => (i === 0 ? null : new F(B * widths[i]))),
+    probs: new F(B * C),
+    dLogits: new F(B * C),
+    scratch: new F(kinds[0] === LAYER_CODE.linear ? 0 : B * widths[0]),
+  }));
 
   const runForward = (X: FloatArray, B: number, w: Buffers): StepFailure | undefined => {
     // ReLU would hide −Infinity in X: check it when an activation comes first.
@@ -109,16 +99,15 @@ function prepare(net: StackDescription): PreparedNet {
 
   return {
     forward(X, B) {
-      const w = buffers(B);
+      const w = buffers.get(B);
       const failure = runForward(X, B, w);
       return failure ? { failure } : { logits: w.outputs[L - 1] };
     },
     forwardBackward(a: StepArgs): StepOutcome {
       const { X, y, B, grads, dX, accumulate } = a;
-      const w = buffers(B);
+      const w = buffers.get(B);
       const failure = runForward(X, B, w);
       if (failure) return { failure };
-      const C = widths[L];
       const logits = w.outputs[L - 1];
       const loss = reduceLoss(k.softmaxCrossEntropy(logits, y, w.probs, B, C), B, a.reduction, f32);
       if (!Number.isFinite(loss)) return { failure: { stage: 'loss', layer: L - 1 } };
@@ -139,7 +128,7 @@ function prepare(net: StackDescription): PreparedNet {
       return bad ? { failure: { stage: 'grads', layer: 0 } } : { loss, logits };
     },
     tensors(B) {
-      const w = byB.get(B);
+      const w = buffers.peek(B);
       return w ? { outputs: w.outputs, probs: w.probs } : null;
     },
   };
