@@ -9,22 +9,15 @@ import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInpu
 import type { LayerSpec } from './layers/layer';
 import { Linear } from './layers/linear';
 import { Sequential } from './layers/sequential';
-import type { Activation, FloatArray } from './types';
+import type { Activation, FloatArray, Params } from './types';
 import { activationOf, twoLayerNet } from './model';
 import * as v from './validate';
 
 export type Layout = 'handgrad' | 'torch';
 const LAYOUTS: readonly Layout[] = ['handgrad', 'torch'];
 
-export interface SavedParams {
-  D: number;
-  H: number;
-  C: number;
-  W1: FloatArray;
-  b1: FloatArray;
-  W2: FloatArray;
-  b2: FloatArray;
-}
+/** W1, b1, W2, b2 with D, H, C, as loadParams reads them. */
+export type SavedParams = Required<Params>;
 
 /** A [rows, cols] row-major matrix transposed into a new array of the same dtype. */
 export function transpose<T extends FloatArray>(a: T, rows: number, cols: number): T {
@@ -42,16 +35,7 @@ export function saveParams(path: string, params: SavedParams | Omit<SavedParams,
   const layout = v.oneOf('opts.layout', o.layout, LAYOUTS, 'handgrad');
   const activation = activationOf(params, o.activation);
   const net = twoLayerNet(params, activation);
-  saveSafetensors(path, sequentialTensors(net, layout), {
-    ...metadataOption(o.metadata),
-    format: 'handgrad',
-    layout,
-    activation,
-    dtype: net.dtype,
-    D: String(net.inFeatures),
-    H: String(net.widths[1]),
-    C: String(net.classes),
-  });
+  saveSafetensors(path, sequentialTensors(net, layout), { ...metadataOption(o.metadata), ...sequentialMetadata(net, layout, activation) });
 }
 
 /** User metadata for a file: string values only (safetensors' __metadata__ is a string map). */
@@ -81,16 +65,8 @@ export function paramsFromFile(file: SafetensorsFile, source: string): SavedPara
   if (w1.shape.join() !== wantW1.join()) fail(`shape [${wantW1}]`, names[0], `[${w1.shape}]`);
   if (w2.shape.join() !== wantW2.join()) fail(`shape [${wantW2}]`, names[2], `[${w2.shape}]`);
   const data = (t: typeof w1) => (t.data as FloatArray).slice() as FloatArray;
-  return {
-    layout,
-    D,
-    H,
-    C,
-    W1: layout === 'torch' ? transpose(w1.data as FloatArray, H, D) : data(w1),
-    b1: data(b1),
-    W2: layout === 'torch' ? transpose(w2.data as FloatArray, C, H) : data(w2),
-    b2: data(b2),
-  };
+  const weight = (t: typeof w1, out: number, inF: number) => (layout === 'torch' ? transpose(t.data as FloatArray, out, inF) : data(t));
+  return { layout, D, H, C, W1: weight(w1, H, D), b1: data(b1), W2: weight(w2, C, H), b2: data(b2) };
 }
 
 /**
@@ -132,8 +108,15 @@ export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad'):
   return out;
 }
 
-/** The metadata that lets a file be read back as the same Sequential. */
-export function sequentialMetadata(seq: Sequential, layout: Layout): Record<string, string> {
+/**
+ * The metadata that lets a file be read back as the same net: a Sequential's layers, or, given the
+ * two-layer net's activation, its D, H, C (no layers list: it loads back as two-layer params).
+ */
+export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: Activation): Record<string, string> {
+  if (twoLayer !== undefined) {
+    const [D, H, C] = [seq.inFeatures, seq.widths[1], seq.classes].map(String);
+    return { format: 'handgrad', layout, activation: twoLayer, dtype: seq.dtype, D, H, C };
+  }
   const act = seq.layers.find((l) => l.kind !== 'linear');
   return {
     format: 'handgrad', layout, dtype: seq.dtype, layers: JSON.stringify(seq.spec().layers), D: String(seq.inFeatures), C: String(seq.classes),
@@ -178,13 +161,12 @@ export function sequentialFromFile(file: SafetensorsFile, source: string): Seque
     if (!Array.isArray(specs)) fail('a JSON list of layers', '__metadata__.layers', typeof specs);
   } else {
     // Linear positions: 0, 2, 4, … in PyTorch's layout; W1, W2, … in handgrad's.
-    const count = layout === 'torch'
-      ? Object.keys(file.tensors).filter((n) => /^\d+\.weight$/.test(n)).length
-      : Object.keys(file.tensors).filter((n) => /^W\d+$/.test(n)).length;
+    const count = Object.keys(file.tensors).filter((n) => (layout === 'torch' ? /^\d+\.weight$/ : /^W\d+$/).test(n)).length;
     specs = [];
     for (let k = 1; k <= count; k++) {
-      const W = tensorOf(file, layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`, ['F64', 'F32'], source);
-      if (W.shape.length !== 2) fail('a 2-D tensor', layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`, `shape [${W.shape}]`);
+      const name = layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`;
+      const W = tensorOf(file, name, ['F64', 'F32'], source);
+      if (W.shape.length !== 2) fail('a 2-D tensor', name, `shape [${W.shape}]`);
       if (k > 1) specs.push({ kind: act });
       const [inF, outF] = layout === 'torch' ? [W.shape[1], W.shape[0]] : W.shape;
       specs.push({ kind: 'linear', in: inF, out: outF });

@@ -293,15 +293,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
       if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
     }
-    // A Sequential's own description (its layers), or the two-layer net's (no layers list: it loads
-    // back as two-layer params).
-    const p = this.params as LiveParams;
-    const model = this.twoLayer
-      ? { format: 'handgrad', layout: 'handgrad', activation: p.activation, dtype: c.dtype, D: String(p.D), H: String(p.H), C: String(p.C) }
-      : sequentialMetadata(this.model, 'handgrad');
     saveSafetensors(path, tensors, {
       ...metadataOption(o.metadata),
-      ...model,
+      ...sequentialMetadata(this.model, 'handgrad', this.twoLayer ? (this.params as LiveParams).activation : undefined),
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
       steps: String(this.state.counters[0]),
       epochs: String(this.state.counters[1]),

@@ -20,6 +20,7 @@
 // makes the quotient meaningless. Policy 'report' (gradcheck) flags the entry as a kink; policy
 // 'avoid' (the verifier's reference) shrinks that row's step until it stays on one side, and
 // treats an input exactly 0 as PyTorch does (relu'(0) = 0: that unit passes no change on).
+import { gemm } from '../kernels/ts';
 import type { Activation } from '../types';
 import { matmulInto, stackForward64, twoLayerStack, type Stack64, type StackForward64, type TwoLayer64 } from './stack64';
 
@@ -294,13 +295,7 @@ export class FiniteDifferences {
     const g = new Float64Array(l.out);
     for (let b = 0; b < B; b++) {
       if (tensor[0] === 'b') g.set(u);
-      else {
-        for (let c = 0; c < l.out; c++) {
-          let s = 0;
-          for (let h = 0; h < l.in; h++) s += A[b * l.in + h] * u[h * l.out + c];
-          g[c] = s;
-        }
-      }
+      else gemm(false, false, 1, l.out, l.in, 1, A.subarray(b * l.in, (b + 1) * l.in), u, 0, g);
       add(b, l.i, g);
     }
     return { value: this.scale * sum.value, kink };

@@ -5,6 +5,7 @@
 //   ReLU mask >=, a derivative on the wrong tensor, dZ without the one-hot, …), so diagnose.ts can
 //   match a failing candidate against the bug that explains it.
 // Nothing here is the truth a candidate is judged by: that is torch, or the finite differences.
+import { gemm } from '../kernels/ts';
 import { Sequential } from '../layers/sequential';
 import type { Activation, Dims, Dtype, FloatArray, Reduction } from '../types';
 
@@ -205,29 +206,10 @@ export function variantsOf(s: Stack64): Variant[] {
   return out;
 }
 
-/** Aᵀ·B for A [K,M], B [K,N] → [M,N]. */
-function matmulTN(A: Float64Array, Bm: Float64Array, K: number, M: number, N: number): Float64Array {
+/** op(A)·op(B) [M,N] into a new array: the ts kernels' GEMM (plain sums, K ascending). */
+function product(transA: boolean, transB: boolean, M: number, N: number, K: number, A: Float64Array, Bm: Float64Array): Float64Array {
   const C = new Float64Array(M * N);
-  for (let k = 0; k < K; k++) {
-    for (let i = 0; i < M; i++) {
-      const a = A[k * M + i];
-      if (a === 0) continue;
-      for (let j = 0; j < N; j++) C[i * N + j] += a * Bm[k * N + j];
-    }
-  }
-  return C;
-}
-
-/** A·Bᵀ for A [M,K], B [N,K] → [M,N]. */
-function matmulNT(A: Float64Array, Bm: Float64Array, M: number, K: number, N: number): Float64Array {
-  const C = new Float64Array(M * N);
-  for (let i = 0; i < M; i++) {
-    for (let j = 0; j < N; j++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += A[i * K + k] * Bm[j * K + k];
-      C[i * N + j] = s;
-    }
-  }
+  gemm(transA, transB, M, N, K, 1, A, Bm, 0, C);
   return C;
 }
 
@@ -273,9 +255,9 @@ export function backward64(s: Stack64, f: StackForward64, variant?: Variant): Re
     if (l.kind === 'linear') {
       const skipAct = id === 'dW1-uses-A1' && isAct(layers[i + 1]);
       const left = id === 'dW2-uses-Z1' && i >= 2 && isAct(layers[i - 1]) && layers[i - 2].kind === 'linear' ? f.outputs[i - 2] : input;
-      out[`dW${l.k}`] = matmulTN(left, skipAct ? after! : g, B, l.in, l.out);
+      out[`dW${l.k}`] = product(true, false, l.in, l.out, B, left, skipAct ? after! : g);
       out[`db${l.k}`] = sumOver(g, B, l.out, 'rows');
-      dIn = matmulNT(id === 'dX-uses-dA1' && i === 0 && isAct(layers[1]) ? after! : g, l.W, B, l.out, l.in);
+      dIn = product(false, true, B, l.in, l.out, id === 'dX-uses-dA1' && i === 0 && isAct(layers[1]) ? after! : g, l.W);
     } else {
       dIn = activationBackward(l.kind, input, f.outputs[i], g, variant?.act === l.kind ? id : undefined);
     }
