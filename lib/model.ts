@@ -3,25 +3,19 @@
 // [Linear(D,H), act, Linear(H,C)] over the caller's own tensors (not copies), built once per params
 // object and activation and kept while those tensors are the ones the object holds.
 import { Linear } from './layers/linear';
-import { ReLU, Sigmoid, Tanh } from './layers/activation';
-import { argmaxRows, Sequential, softmaxRows } from './layers/sequential';
-import type { Activation, BackendName, Cache, FloatArray, Grads, Reduction } from './types';
+import { activationLayer, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
+import type { Activation, BackendName, Cache, FloatArray, Grads, Params, Reduction } from './types';
 import * as v from './validate';
 
-export interface ForwardBackwardOptions<T extends FloatArray = FloatArray> {
-  /** 'native' (OpenBLAS, default) or 'ts'; 'torch' and 'wasm' when available. */
-  backend?: BackendName;
+export interface ForwardBackwardOptions<T extends FloatArray = FloatArray>
+  extends Omit<SequentialForwardBackwardOptions<T>, 'reduction' | 'cache' | 'out'> {
   activation?: Activation;
   /** 'mean' (default, as F.cross_entropy) or 'sum'. */
   reduction?: Reduction;
-  /** Compute dX [B,D] as well (default: false, unless out.dX is given). */
-  inputGrad?: boolean;
   /** Return Z1, A1, logits and probs. */
   cache?: boolean;
   /** Preallocated gradient buffers, written in place (and returned). */
   out?: Partial<Grads<T>>;
-  /** Add into the out buffers, as PyTorch accumulates .grad (default: overwrite). */
-  accumulate?: boolean;
 }
 
 export interface ForwardBackwardResult<T extends FloatArray = FloatArray> {
@@ -34,8 +28,6 @@ export interface ForwardOptions {
   backend?: BackendName;
   activation?: Activation;
 }
-
-type TwoLayer<T extends FloatArray = FloatArray> = { W1: T; b1: T; W2: T; b2: T; D?: number; H?: number; C?: number };
 
 const nets = new WeakMap<object, Partial<Record<Activation, Sequential>>>();
 
@@ -50,8 +42,8 @@ export function twoLayerNet(params: unknown, activation: Activation): Sequential
   const seq = byAct?.[activation];
   if (seq && seq.params.W1 === p.W1 && seq.params.b1 === p.b1 && seq.params.W2 === p.W2 && seq.params.b2 === p.b2) return seq;
   v.sizes({ B: 1, D: p.D, H: p.H, C: p.C });
-  const act = activation === 'relu' ? new ReLU() : activation === 'sigmoid' ? new Sigmoid() : new Tanh();
-  const net = new Sequential([new Linear(p.D, p.H, { W: p.W1, b: p.b1 }), act, new Linear(p.H, p.C, { W: p.W2, b: p.b2 })]);
+  const linears = [new Linear(p.D, p.H, { W: p.W1, b: p.b1 }), new Linear(p.H, p.C, { W: p.W2, b: p.b2 })];
+  const net = new Sequential([linears[0], activationLayer(activation), linears[1]]);
   net.twoLayerWords = true;
   if (!byAct) nets.set(p.source, (byAct = {}));
   byAct[activation] = net;
@@ -73,7 +65,7 @@ export function activationOf(params: unknown, option: unknown): Activation {
  * @throws {RangeError} a wrong size or value (shapes, labels out of [0, C), NaN/Infinity, aliasing)
  * @throws {HandgradError} the backend is unavailable (code ERR_NATIVE_UNAVAILABLE, …)
  */
-export function forwardBackward<T extends FloatArray>(params: TwoLayer<T>, X: T, y: ArrayLike<number>, opts: ForwardBackwardOptions<T> = {}): ForwardBackwardResult<T> {
+export function forwardBackward<T extends FloatArray>(params: Params<T>, X: T, y: ArrayLike<number>, opts: ForwardBackwardOptions<T> = {}): ForwardBackwardResult<T> {
   const o = v.stepOptions<Partial<Grads<T>>>(opts, 'mean', v.STEP_OPTIONS.twoLayer);
   const net = twoLayerNet(params, activationOf(params, opts.activation));
   const r = net.checkedStep(X, y, o as never);
@@ -85,18 +77,16 @@ export function forwardBackward<T extends FloatArray>(params: TwoLayer<T>, X: T,
   return result as ForwardBackwardResult<T>;
 }
 
-function twoLayerForward<T extends FloatArray>(params: TwoLayer<T>, X: T, opts: ForwardOptions): { net: Sequential; logits: T } {
+/** The two-layer net of a forward call, and its options for the Sequential. */
+function forwardNet(params: unknown, opts: ForwardOptions): [Sequential, { backend?: BackendName }] {
   const o = v.options('opts', opts, ['backend', 'activation'] as const);
-  const net = twoLayerNet(params, activationOf(params, o.activation));
-  return { net, logits: net.forward(X, { backend: o.backend as BackendName | undefined }) as T };
+  return [twoLayerNet(params, activationOf(params, o.activation)), { backend: o.backend as BackendName | undefined }];
 }
 
-/**
- * Logits [B,C] for X [B,D] (B = X.length / D).
- * @throws {TypeError|RangeError|HandgradError} as forwardBackward
- */
-export function forward<T extends FloatArray>(params: TwoLayer<T>, X: T, opts: ForwardOptions = {}): T {
-  return twoLayerForward(params, X, opts).logits;
+/** Logits [B,C] for X [B,D] (B = X.length / D). @throws {TypeError|RangeError|HandgradError} as forwardBackward */
+export function forward<T extends FloatArray>(params: Params<T>, X: T, opts: ForwardOptions = {}): T {
+  const [net, o] = forwardNet(params, opts);
+  return net.forward(X, o) as T;
 }
 
 /** Row-wise softmax of logits [B,C], computed stably (max subtracted). */
@@ -106,20 +96,14 @@ export function softmax<T extends FloatArray>(logits: T, C: number): T {
   return softmaxRows(logits, C);
 }
 
-/**
- * Class probabilities [B,C] = softmax(forward(params, X)).
- * @throws {TypeError|RangeError|HandgradError} as forward
- */
-export function probs<T extends FloatArray>(params: TwoLayer<T>, X: T, opts: ForwardOptions = {}): T {
-  const { net, logits } = twoLayerForward(params, X, opts);
-  return softmaxRows(logits, net.classes);
+/** Class probabilities [B,C] = softmax(forward(params, X)). @throws {TypeError|RangeError|HandgradError} as forward */
+export function probs<T extends FloatArray>(params: Params<T>, X: T, opts: ForwardOptions = {}): T {
+  const [net, o] = forwardNet(params, opts);
+  return net.probs(X, o) as T;
 }
 
-/**
- * Predicted class ids (argmax of the logits) for each row of X.
- * @throws {TypeError|RangeError|HandgradError} as forward
- */
-export function predict<T extends FloatArray>(params: TwoLayer<T>, X: T, opts: ForwardOptions = {}): Int32Array {
-  const { net, logits } = twoLayerForward(params, X, opts);
-  return argmaxRows(logits, net.classes);
+/** Predicted class ids (argmax of the logits) for each row of X. @throws {TypeError|RangeError|HandgradError} as forward */
+export function predict<T extends FloatArray>(params: Params<T>, X: T, opts: ForwardOptions = {}): Int32Array {
+  const [net, o] = forwardNet(params, opts);
+  return net.predict(X, o);
 }

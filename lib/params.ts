@@ -1,3 +1,4 @@
+import { dtype as dtypeOf, seed as seedOf } from './data/options';
 import { Rng } from './rng';
 import type { Dtype, FloatArray, Params } from './types';
 import * as v from './validate';
@@ -30,13 +31,7 @@ export function fillLinear(W: FloatArray, b: FloatArray, fanIn: number, fanOut: 
 
 /** dtype, init and seed of a draw (initParams, Linear, Sequential.mlp), checked, with their defaults. */
 export function drawOptions(o: { dtype?: unknown; init?: unknown; seed?: unknown }): { dtype: Dtype; init: Init; seed: number } {
-  const seed = o.seed ?? 0;
-  if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
-  return {
-    dtype: v.oneOf('opts.dtype', o.dtype, ['float64', 'float32'] as const, 'float64'),
-    init: v.oneOf('opts.init', o.init, INITS, 'he'),
-    seed: seed as number,
-  };
+  return { dtype: dtypeOf('opts.dtype', o.dtype), init: v.oneOf('opts.init', o.init, INITS, 'he'), seed: seedOf('opts.seed', o.seed) };
 }
 
 export interface InitOptions {

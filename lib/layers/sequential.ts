@@ -408,7 +408,13 @@ export class Sequential<T extends FloatArray = FloatArray> {
   }
 }
 
-function activationLayer(kind: Activation): Layer {
+/** A new Sequential over copies of seq's parameters, in seq's dtype or in float64 (float32 values are exact there). */
+export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Sequential {
+  const copy = (t: FloatArray): FloatArray => (dtype === 'float64' ? Float64Array.from(t) : Float32Array.from(t));
+  return Sequential.fromSpec({ ...seq.spec(), dtype }, Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, copy(t)])));
+}
+
+export function activationLayer(kind: Activation): Layer {
   return kind === 'relu' ? new ReLU() : kind === 'sigmoid' ? new Sigmoid() : new Tanh();
 }
 

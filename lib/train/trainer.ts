@@ -4,12 +4,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
+import { seed as seedOf } from '../data/options';
 import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
-import { Sequential } from '../layers/sequential';
+import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
-import type { Activation, BackendName, FloatArray } from '../types';
+import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
 import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
@@ -31,15 +32,7 @@ export interface TrainerOptions extends OptimizerOptions {
 }
 
 /** The two-layer net's parameters as a Trainer takes them. */
-export interface TwoLayerParams {
-  W1: FloatArray;
-  b1: FloatArray;
-  W2: FloatArray;
-  b2: FloatArray;
-  D?: number;
-  H?: number;
-  C?: number;
-}
+export type TwoLayerParams = Params;
 
 /** The live two-layer tensors of a Trainer (shared memory), with the activation they were trained with. */
 export type LiveParams = SavedParams & { activation: Activation };
@@ -95,8 +88,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
     const lr = o.lr ?? (adam ? 1e-3 : 0.1);
     if (typeof lr !== 'number' || !(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', 'opts.lr', lr);
-    const seed = o.seed ?? 0;
-    if (!Number.isInteger(seed)) v.fail(TypeError, 'an integer', 'opts.seed', seed);
+    const seed = seedOf('opts.seed', o.seed);
     const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
     this.state = allocateState(
       {
@@ -106,7 +98,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         layers: net.spec().layers,
         batchSize: v.dim('opts.batchSize', o.batchSize ?? 32),
         lr,
-        seed: seed as number,
+        seed,
         backend,
         optimizer,
         schedule: checkSchedule(o.schedule as Schedule | undefined),
@@ -352,11 +344,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /** A copy of the parameters (a new Sequential for a Sequential's), safe to keep while training goes on. */
   snapshot(): M extends Sequential ? Sequential : LiveParams {
-    if (!this.twoLayer) {
-      const copies: Record<string, FloatArray> = {};
-      for (const [k, t] of Object.entries(this.model.params)) copies[k] = t.slice();
-      return Sequential.fromSpec(this.model.spec(), copies) as never;
-    }
+    if (!this.twoLayer) return sequentialCopy(this.model) as never;
     const p = this.params as LiveParams;
     return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
   }

@@ -107,13 +107,6 @@ export function stackLayersOf(seq: Sequential): Layer64[] {
   });
 }
 
-/** A fresh Sequential with copies of seq's parameters, in float64 (the references') or in seq's own dtype. */
-export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Sequential {
-  const params: Record<string, FloatArray> = {};
-  for (const [name, t] of Object.entries(seq.params)) params[name] = dtype === 'float64' ? f64(t) : t.slice();
-  return Sequential.fromSpec({ ...seq.spec(), dtype }, params);
-}
-
 /** The two-layer problem written out (as the tests and docs/verifier.md write it). */
 export type TwoLayer64 = Record<'X' | 'W1' | 'b1' | 'W2' | 'b2', Float64Array> & {
   dims: Dims; y: Int32Array; activation: Activation; reduction: Reduction;

@@ -3,12 +3,12 @@
 // arrays, validated as their forwardBackward validates them; from there on everything is one path.
 // Only a gradient function (handed the network in the form given) and the report's description
 // of the network see which form it was.
-import { Sequential } from '../layers/sequential';
+import { Sequential, sequentialCopy } from '../layers/sequential';
 import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
 import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
-import { f64, outputNames, sequentialCopy, stackForward64, stackLayersOf, type Stack64, type StackForward64 } from './stack64';
+import { f64, outputNames, stackForward64, stackLayersOf, type Stack64, type StackForward64 } from './stack64';
 
 /** What verify and gradcheck take: the two-layer params (initParams' result, or any { W1, b1, W2, b2 }) or a Sequential. */
 export type Network = Params | Sequential;
