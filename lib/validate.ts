@@ -2,7 +2,7 @@
 //   Expected {what} for {name} but received {actual}
 // TypeError for the wrong kind of thing, RangeError for a wrong size or value. Everything here runs
 // before any backend touches memory; the native addon checks again (defence in depth).
-import type { Activation, BackendName, Dims, Dtype, FloatArray, Reduction } from './types';
+import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from './types';
 
 type ErrorKind = typeof TypeError | typeof RangeError;
 
@@ -141,18 +141,8 @@ function looksOneHot(y: ArrayLike<number>, C: number, xLength: number, D: number
   return true;
 }
 
-export interface CheckedParams {
-  /** The object the tensors were read from (each read once, here). */
-  source: object;
-  dtype: Dtype;
-  W1: FloatArray;
-  b1: FloatArray;
-  W2: FloatArray;
-  b2: FloatArray;
-  D: number;
-  H: number;
-  C: number;
-}
+/** The two-layer tensors with D, H, C and their dtype, and the object they were read from (each read once, here). */
+export type CheckedParams = Required<Params> & { source: object; dtype: Dtype };
 
 /** W1, b1, W2, b2 of one dtype with consistent shapes; D, H, C read from them (and checked if given). */
 export function params(p: unknown): CheckedParams {
@@ -170,11 +160,7 @@ export function params(p: unknown): CheckedParams {
   const D = o.D === undefined ? w1len / H : dim('params.D', o.D);
   if (!Number.isInteger(D) || D < 1) fail(RangeError, `a length that is a positive multiple of H = ${H} ([D,H])`, 'params.W1', o.W1);
   return {
-    source: o,
-    dtype,
-    D,
-    H,
-    C,
+    source: o, dtype, D, H, C,
     W1: floatArray('params.W1', o.W1, dtype, D * H),
     b1: floatArray('params.b1', o.b1, dtype, H),
     W2: floatArray('params.W2', o.W2, dtype, H * C),

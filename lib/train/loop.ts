@@ -131,11 +131,6 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   return { epoch, lr, loss: lossSum / n, accuracy: correct / n };
 }
 
-/** Mean loss and accuracy over a data set, in minibatches through the state's workspace. */
-export function evaluateData(s: TrainState, data: Data): { loss: number; accuracy: number } {
-  return sequentialOf(s).score(data.X, data.y, s.config.batchSize, s.config.backend);
-}
-
 export interface FitPlan {
   epochs: number;
   /** Emit a step event every this many steps (0: none). */
@@ -153,10 +148,7 @@ export interface FitResult {
 
 /** Epochs with validation and early stopping; the body of both fitSync and the worker. */
 export function fitLoop(
-  s: TrainState,
-  data: Data,
-  validation: Data | undefined,
-  plan: FitPlan,
+  s: TrainState, data: Data, validation: Data | undefined, plan: FitPlan,
   emit: { step?: (e: StepEvent) => void; epoch?: (r: EpochRecord) => void },
 ): FitResult {
   const order = new Int32Array(data.y.length);
@@ -167,7 +159,7 @@ export function fitLoop(
     const record = runEpoch(s, data, order, emit.step, plan.progressEvery);
     if (record === null) return { history, stopped: 'aborted' };
     if (validation) {
-      const r = evaluateData(s, validation);
+      const r = sequentialOf(s).score(validation.X, validation.y, s.config.batchSize, s.config.backend);
       record.valLoss = r.loss;
       record.valAccuracy = r.accuracy;
     }

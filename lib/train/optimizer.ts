@@ -21,14 +21,7 @@ export interface OptimizerOptions {
   weightDecay?: number;
 }
 
-export interface OptimizerConfig {
-  name: OptimizerName;
-  momentum: number;
-  beta1: number;
-  beta2: number;
-  epsilon: number;
-  weightDecay: number;
-}
+export type OptimizerConfig = { name: OptimizerName } & Required<Omit<OptimizerOptions, 'optimizer'>>;
 
 export function optimizerConfig(o: OptimizerOptions): OptimizerConfig {
   const num = (name: string, x: unknown, fallback: number, lo: number, hi: number) => {

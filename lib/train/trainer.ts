@@ -12,11 +12,10 @@ import { HandgradError } from '../errors';
 import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
-import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, type StepEvent, trainStep } from './loop';
+import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
 import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
 import { allocateState, sharedFloat, type TrainState } from './state';
-import { sequentialOf } from './loop';
 
 export interface TrainerOptions extends OptimizerOptions {
   /** Base learning rate (default 0.1 for SGD variants, 0.001 for Adam/AdamW). */
@@ -74,9 +73,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   private readonly twoLayer: boolean;
   private running = false;
 
-  /**
-   * @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error
-   */
+  /** @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error */
   constructor(params: M, opts: TrainerOptions = {}) {
     const o = v.options('opts', opts, TRAINER_OPTIONS, v.NOT_YET_SUPPORTED);
     const given = params instanceof Sequential;
@@ -90,21 +87,11 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (typeof lr !== 'number' || !(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', 'opts.lr', lr);
     const seed = seedOf('opts.seed', o.seed);
     const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
-    this.state = allocateState(
-      {
-        dtype: net.dtype,
-        D: net.inFeatures,
-        C: net.classes,
-        layers: net.spec().layers,
-        batchSize: v.dim('opts.batchSize', o.batchSize ?? 32),
-        lr,
-        seed,
-        backend,
-        optimizer,
-        schedule: checkSchedule(o.schedule as Schedule | undefined),
-      },
-      net.params,
-    );
+    const batchSize = v.dim('opts.batchSize', o.batchSize ?? 32);
+    const schedule = checkSchedule(o.schedule as Schedule | undefined);
+    const layers = net.spec().layers;
+    const config = { dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule };
+    this.state = allocateState(config, net.params);
     // An unavailable backend fails here, not mid-fit.
     this.model = sequentialOf(this.state).prepare(backend);
     const s = this.state.params;
@@ -139,10 +126,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return { X: b.X, y: b.y };
   }
 
-  /**
-   * One optimizer step on one minibatch (B ≤ batchSize); returns its loss before the update.
-   * @throws {TypeError|RangeError|HandgradError}
-   */
+  /** One optimizer step on a minibatch (B ≤ batchSize); its loss before the update. @throws {TypeError|RangeError|HandgradError} */
   step(X: FloatArray, y: ArrayLike<number>, opts: Record<string, never> = {}): number {
     v.options('opts', opts, []);
     this.enter();
@@ -179,10 +163,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     };
   }
 
-  /**
-   * Trains on this thread; returns the per-epoch history.
-   * @throws {TypeError|RangeError|HandgradError}
-   */
+  /** Trains on this thread; returns the per-epoch history. @throws {TypeError|RangeError|HandgradError} */
   fitSync(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): FitResult {
     this.enter();
     const plan = this.plan(opts);
@@ -259,10 +240,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     });
   }
 
-  /**
-   * Mean loss and accuracy on a data set (forward only).
-   * @throws {TypeError|RangeError|HandgradError}
-   */
+  /** Mean loss and accuracy on a data set (forward only). @throws {TypeError|RangeError|HandgradError} */
   evaluate(X: FloatArray, y: ArrayLike<number>, opts: { batchSize?: number } = {}): { loss: number; accuracy: number } {
     const o = v.options('opts', opts, ['batchSize'] as const);
     this.enter();
