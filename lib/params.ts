@@ -14,10 +14,12 @@ export type Init = 'he' | 'small' | 'xavier' | 'torch';
 export const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
 
 /**
- * Draws one Linear layer's W [fanIn, fanOut] and b [fanOut] from rng, W first, row-major: the
- * same numbers whether the layer belongs to initParams' two-layer net or to a Sequential.
+ * One Linear layer's W [fanIn, fanOut] and b [fanOut], drawn from rng, W first, row-major: the
+ * same numbers whether the layer belongs to initParams' two-layer net, a Linear or a Sequential.
  */
-export function fillLinear(W: FloatArray, b: FloatArray, fanIn: number, fanOut: number, init: Init, rng: Rng): void {
+export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: Init, rng: Rng): { W: FloatArray; b: FloatArray } {
+  const W = dtype === 'float64' ? new Float64Array(fanIn * fanOut) : new Float32Array(fanIn * fanOut);
+  const b = dtype === 'float64' ? new Float64Array(fanOut) : new Float32Array(fanOut);
   if (init === 'torch') {
     const bound = 1 / Math.sqrt(fanIn);
     for (let i = 0; i < W.length; i++) W[i] = (2 * rng.uniform() - 1) * bound;
@@ -25,8 +27,8 @@ export function fillLinear(W: FloatArray, b: FloatArray, fanIn: number, fanOut: 
   } else {
     const std = init === 'he' ? Math.sqrt(2 / fanIn) : init === 'xavier' ? Math.sqrt(2 / (fanIn + fanOut)) : 0.01;
     for (let i = 0; i < W.length; i++) W[i] = std * rng.normal();
-    b.fill(0);
   }
+  return { W, b };
 }
 
 /** dtype, init and seed of a draw (initParams, Linear, Sequential.mlp), checked, with their defaults. */
@@ -54,15 +56,7 @@ export function initParams(dims: { D: number; H: number; C: number }, opts: Init
   const C = v.dim('dims.C', dims.C);
   const { dtype, init, seed } = drawOptions(v.options('opts', opts, ['dtype', 'init', 'seed'] as const));
   const rng = new Rng(seed);
-  const make = (n: number) => (dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
-
-  const layer = (fanIn: number, fanOut: number): [FloatArray, FloatArray] => {
-    const W = make(fanIn * fanOut);
-    const b = make(fanOut);
-    fillLinear(W, b, fanIn, fanOut, init, rng);
-    return [W, b];
-  };
-  const [W1, b1] = layer(D, H);
-  const [W2, b2] = layer(H, C);
+  const { W: W1, b: b1 } = drawLinear(D, H, dtype, init, rng);
+  const { W: W2, b: b2 } = drawLinear(H, C, dtype, init, rng);
   return { D, H, C, W1, b1, W2, b2 };
 }

@@ -15,18 +15,15 @@ export function describe(v: unknown): string {
     const detached = v.byteLength === 0 && v.buffer.byteLength === 0 && isDetached(v.buffer);
     return `${v.constructor.name} of length ${len}${detached ? ' (detached buffer)' : ''}`;
   }
-  if (Array.isArray(v)) {
-    return Array.isArray(v[0]) ? `nested Array [${v.length},${(v[0] as unknown[]).length}]` : `Array of length ${v.length}`;
-  }
+  if (Array.isArray(v)) return Array.isArray(v[0]) ? `nested Array [${v.length},${v[0].length}]` : `Array of length ${v.length}`;
   if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   return typeof v;
 }
 
+/** A view cannot be made on a detached buffer (ArrayBuffer.prototype.detached is newer than Node 20). */
 function isDetached(buf: ArrayBufferLike): boolean {
-  const flag = (buf as { detached?: boolean }).detached;
-  if (typeof flag === 'boolean') return flag;
   try {
     new Uint8Array(buf as ArrayBuffer);
     return false;
@@ -52,9 +49,7 @@ export function dtypeOf(name: string, a: unknown): Dtype {
 }
 
 export function floatArray(name: string, a: unknown, dtype: Dtype, length: number): FloatArray {
-  if (dtypeOf(name, a) !== dtype) {
-    fail(TypeError, `a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} (the dtype of X)`, name, a);
-  }
+  if (dtypeOf(name, a) !== dtype) fail(TypeError, `a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} (the dtype of X)`, name, a);
   const arr = a as FloatArray;
   if (arr.length !== length) fail(RangeError, `${length} elements`, name, arr);
   return arr;

@@ -2,7 +2,7 @@
 // path (PyTorch's nn.Linear stores Wᵀ); the math is lib/engine/ts.ts's, as native/core/stack.h:
 //   dW = Aᵀ·dZ [in,out],  db = Σ_b dZ [out],  dA = dZ·Wᵀ [B,in].
 import { linearBackward, linearForward } from '../engine/ts';
-import { drawOptions, fillLinear, type Init } from '../params';
+import { drawLinear, drawOptions, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Dtype, FloatArray } from '../types';
 import * as v from '../validate';
@@ -42,11 +42,7 @@ export class Linear<T extends FloatArray = FloatArray> implements Layer {
       return;
     }
     const { dtype, init, seed } = drawOptions(o);
-    const F = dtype === 'float64' ? Float64Array : Float32Array;
-    const W = new F(this.inFeatures * this.outFeatures) as T;
-    const b = new F(this.outFeatures) as T;
-    fillLinear(W, b, this.inFeatures, this.outFeatures, init, new Rng(seed));
-    this.params = { W, b };
+    this.params = drawLinear(this.inFeatures, this.outFeatures, dtype, init, new Rng(seed)) as { W: T; b: T };
   }
 
   outputWidth(inputWidth: number): number {

@@ -9,7 +9,7 @@
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
 import { engine } from '../engine';
 import { LAYER_CODE, type PreparedNet, type StackDescription, type StepFailure } from '../engine/engine';
-import { drawOptions, fillLinear, type Init } from '../params';
+import { drawLinear, drawOptions, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
@@ -160,14 +160,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const activation = v.oneOf('opts.activation', o.activation, v.ACTIVATIONS, 'relu');
     const { dtype, init, seed } = drawOptions(o);
     const rng = new Rng(seed);
-    const F = dtype === 'float64' ? Float64Array : Float32Array;
     const layers: Layer[] = [];
     for (let i = 0; i + 1 < widths.length; i++) {
       if (i > 0) layers.push(activationLayer(activation));
-      const W = new F(widths[i] * widths[i + 1]);
-      const b = new F(widths[i + 1]);
-      fillLinear(W, b, widths[i], widths[i + 1], init, rng);
-      layers.push(new Linear(widths[i], widths[i + 1], { W, b }));
+      layers.push(new Linear(widths[i], widths[i + 1], drawLinear(widths[i], widths[i + 1], dtype, init, rng)));
     }
     return new Sequential(layers, { loss: o.loss as SoftmaxCrossEntropy | undefined });
   }
@@ -238,10 +234,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   /** This net on `backend`'s engine, prepared on first use. @throws {HandgradError} the backend is unavailable */
   private on(backend: BackendName): PreparedNet {
     let p = this.prepared.get(backend);
-    if (!p) {
-      p = engine(backend).prepare(this.description);
-      this.prepared.set(backend, p);
-    }
+    if (!p) this.prepared.set(backend, (p = engine(backend).prepare(this.description)));
     return p;
   }
 
@@ -268,10 +261,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
   }
 
-  /**
-   * Logits [B,C] for X [B,D] (a new array).
-   * @throws {TypeError|RangeError|HandgradError} as forwardBackward
-   */
+  /** Logits [B,C] for X [B,D] (a new array). @throws {TypeError|RangeError|HandgradError} as forwardBackward */
   forward(X: T, opts: { backend?: BackendName } = {}): T {
     const backend = v.oneOf('opts.backend', v.options('opts', opts, ['backend'] as const).backend, v.BACKENDS, 'native');
     const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures });
@@ -288,18 +278,12 @@ export class Sequential<T extends FloatArray = FloatArray> {
     return r.logits as T;
   }
 
-  /**
-   * Class probabilities [B,C] = softmax(forward(X)).
-   * @throws {TypeError|RangeError|HandgradError} as forward
-   */
+  /** Class probabilities [B,C] = softmax(forward(X)). @throws {TypeError|RangeError|HandgradError} as forward */
   probs(X: T, opts: { backend?: BackendName } = {}): T {
     return softmaxRows(this.forward(X, opts), this.classes);
   }
 
-  /**
-   * Predicted class ids (argmax of the logits) for each row of X.
-   * @throws {TypeError|RangeError|HandgradError} as forward
-   */
+  /** Predicted class ids (argmax of the logits) for each row of X. @throws {TypeError|RangeError|HandgradError} as forward */
   predict(X: T, opts: { backend?: BackendName } = {}): Int32Array {
     return argmaxRows(this.forward(X, opts), this.classes);
   }
