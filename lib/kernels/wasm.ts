@@ -1,6 +1,6 @@
 // The kernels a Layer runs on with backend 'wasm': the SIMD128 GEMM of native/wasm/gemm.h (the
 // one the wasm stack executor calls), and the elementwise kernels of lib/kernels/ts.ts. As with
-// nativeKernels, the Sequential's own wasm engine runs the whole stack in one module call.
+// 'native' (lib/kernels/index.ts), the Sequential's own wasm engine runs the whole stack in one call.
 import { wasmGemm } from '../backends/wasm';
 import * as v from '../validate';
 import type { Kernels } from './kernels';

@@ -4,14 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { fitLoop, type Data, type FitPlan } from './loop';
 import type { TrainState } from './state';
 
-interface Job {
-  state: TrainState;
-  data: Data;
-  validation?: Data;
-  plan: FitPlan;
-}
-
-const job = workerData as Job;
+const job = workerData as { state: TrainState; data: Data; validation?: Data; plan: FitPlan };
 try {
   const result = fitLoop(job.state, job.data, job.validation, job.plan, {
     step: (e) => parentPort!.postMessage({ type: 'step', event: e }),

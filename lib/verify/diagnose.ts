@@ -111,11 +111,7 @@ function fitScale(c: Float64Array, r: Float64Array): { k: number; residual: numb
 
 const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
+const maxAbs = (a: Float64Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
 export function formatNum(x: number): string {
   if (!Number.isFinite(x)) return String(x);
@@ -229,7 +225,6 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   const fitTol = Math.max(4 * ctx.tol, 1e-9);
   const kTol = Math.max(16 * fitTol, 1e-7);
   const factor = (k: number) => factorDiagnosis(name, k, ctx.B, ctx.reduction, kTol);
-  const givenShape = cand.shape;
   const out: Diagnosis[] = [];
 
   // Tries c ≈ k·target and c ≈ k·targetᵀ; returns the diagnoses if one fits.
@@ -257,7 +252,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     const m = tryMatch(ref, shape, (transposed, k) => {
       const d = withFactor(transposed ? [transposeDiag()] : [], k);
       if (d.length === 0 && !shapeFits) {
-        d.push({ kind: 'shape', message: `${name} has the right values in row-major order but the shape ${shapeText(givenShape ?? [])}, expected ${shapeText(shape)}` });
+        d.push({ kind: 'shape', message: `${name} has the right values in row-major order but the shape ${shapeText(cand.shape ?? [])}, expected ${shapeText(shape)}` });
       } else if (d.length === 0) {
         d.push({ kind: 'precision', factor: k, message: `${name} has the right formula but more rounding error than the tolerance allows (accumulation order or precision)` });
       }
@@ -269,10 +264,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
   const firstOf = <T>(xs: T[], match: (x: T) => Diagnosis[] | null) => {
     for (const x of xs) {
       const m = match(x);
-      if (m) {
-        out.push(...m);
-        return;
-      }
+      if (m) return out.push(...m);
     }
   };
   if (out.length === 0 && name !== 'loss') {
@@ -297,7 +289,7 @@ export function diagnose(name: TensorName, cand: Coerced, ref: Float64Array, ctx
     });
   }
   if (!shapeFits && !out.some((d) => d.kind === 'shape' || d.kind === 'transpose' || d.kind === 'bias-axis' || d.kind === 'bias-not-reduced' || d.kind === 'wrong-tensor')) {
-    const given = givenShape ? shapeText(givenShape) : `a flat array of ${c.length}`;
+    const given = cand.shape ? shapeText(cand.shape) : `a flat array of ${c.length}`;
     out.unshift({ kind: 'shape', message: `${name} has shape ${given}, expected ${shapeText(shape)} (${ref.length} elements)` });
   }
   if (out.length === 0) {

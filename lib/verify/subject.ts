@@ -4,11 +4,11 @@
 // Only a gradient function (handed the network in the form given) and the report's description
 // of the network see which form it was.
 import { Sequential, sequentialCopy } from '../layers/sequential';
-import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from '../types';
+import type { Activation, BackendName, Dims, FloatArray, Params, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
 import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
-import { f64, outputNames, stackForward64, stackLayersOf, type Stack64, type StackForward64 } from './stack64';
+import { f64, outputNames, stackForward64, stackLayersOf, type Stack64 } from './stack64';
 
 /** What verify and gradcheck take: the two-layer params (initParams' result, or any { W1, b1, W2, b2 }) or a Sequential. */
 export type Network = Params | Sequential;
@@ -57,28 +57,6 @@ export interface CandidateGrads {
   thrown?: unknown;
 }
 
-export interface Subject {
-  info: NetworkInfo<Network>;
-  dtype: Dtype;
-  /** The float64 stack and its forward pass: what the finite differences perturb and the diagnoses recompute. */
-  stack: Stack64;
-  forward: StackForward64;
-  /** The gradients of the weights, in forward order: dW1, db1, dW2, db2, … (dX not included). */
-  weightGrads: string[];
-  /** The shape of the loss, dX, every weight gradient and every intermediate one (dZ1, dA1, …). */
-  shapes: Record<string, number[]>;
-  /** Which layer each tensor belongs to ('layers[2] (Linear 7→9)'), when given a Sequential; empty for the params. */
-  layerOf: Record<string, string>;
-  /**
-   * A backend's hand-derived loss and gradients, or a gradient function's (`name` in messages), handed
-   * copies of the network in the caller's form and of the batch, so it cannot change either.
-   * @throws {TypeError} a function that returns a Promise
-   */
-  grads(candidate: BackendName | ((...args: never[]) => unknown), inputGrad: boolean, name: string): CandidateGrads;
-  /** LibTorch autograd on the float64 copy: the loss ([1]) and every gradient. @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
-  torch(): Record<string, Float64Array>;
-}
-
 /** An option that is a finite number ≥ 0 (> 0 when `positive`), or its default. */
 export function num(name: string, x: unknown, fallback: number, positive: boolean): number {
   if (x === undefined) return fallback;
@@ -94,7 +72,7 @@ export function num(name: string, x: unknown, fallback: number, positive: boolea
  * float64 copy and that copy's forward pass, which must stay finite.
  * @throws {TypeError|RangeError}
  */
-export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }): Subject {
+export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }) {
   const given = target instanceof Sequential;
   if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
   const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
@@ -126,6 +104,7 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   const seq64 = sequentialCopy(seq, 'float64');
   seq64.twoLayerWords = seq.twoLayerWords;
   const X64 = f64(b.X);
+  // The float64 stack and its forward pass: what the finite differences perturb and the diagnoses recompute.
   const stack: Stack64 = { X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction };
   const forward = stackForward64(stack);
   if (!forward.outputs.every(allFinite)) {
@@ -134,6 +113,8 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   }
   if (!Number.isFinite(forward.loss)) throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
 
+  // The shape of the loss, dX, every weight gradient and every intermediate one (dZ1, dA1, …); the
+  // layer of each tensor (empty for the params); the weights' gradients in forward order, dW1, db1, ….
   const shapes: Record<string, number[]> = { loss: [], dX: [b.B, seq.inFeatures] };
   const layerOf: Record<string, string> = given ? { loss: `SoftmaxCrossEntropy(${reduction})`, dX: seq.where(0) } : {};
   const weightGrads: string[] = [];
@@ -148,7 +129,12 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   });
   return {
     info, dtype: seq.dtype, stack, forward, weightGrads, shapes, layerOf,
-    grads: (candidate, inputGrad, name) => {
+    /**
+     * A backend's hand-derived loss and gradients, or a gradient function's (`name` in messages), handed
+     * copies of the network in the caller's form and of the batch, so it cannot change either.
+     * @throws {TypeError} a function that returns a Promise
+     */
+    grads: (candidate: BackendName | ((...args: never[]) => unknown), inputGrad: boolean, name: string): CandidateGrads => {
       const grads: Record<string, Coerced> = {};
       if (typeof candidate === 'string') {
         const r = seq.forwardBackward(b.X, b.y, { backend: candidate, inputGrad, reduction });
@@ -166,7 +152,8 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
       for (const k of ['dX', ...weightGrads]) if (split.grads[k] !== undefined) grads[k] = coerceTensor(split.grads[k]);
       return { name: 'function', loss: split.loss === undefined ? undefined : coerceTensor(split.loss), grads };
     },
-    torch: () => {
+    /** LibTorch autograd on the float64 copy: the loss ([1]) and every gradient. @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
+    torch: (): Record<string, Float64Array> => {
       const r = seq64.forwardBackward(X64, b.y, { backend: 'torch', inputGrad: true, reduction });
       return { loss: new Float64Array([r.loss]), ...(r.grads as Record<string, Float64Array>) };
     },
