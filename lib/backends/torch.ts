@@ -55,10 +55,7 @@ export function torchAddonPath(): string {
   return process.env.HANDGRAD_TORCH_ADDON || join(packageRoot, 'build-torch', 'Release', 'handgrad_torch.node');
 }
 
-/**
- * Loads the addon at `path`, uncached.
- * @throws {HandgradError} ERR_TORCH_UNAVAILABLE when the file is missing or does not load
- */
+/** Loads the addon at `path`, uncached. @throws {HandgradError} ERR_TORCH_UNAVAILABLE when the file is missing or does not load */
 export function loadTorchBinding(path: string): TorchBinding {
   if (!existsSync(path)) {
     throw new HandgradError('ERR_TORCH_UNAVAILABLE', `The LibTorch addon is not built: ${path} does not exist. ${BUILD_HINT}`);
@@ -68,18 +65,12 @@ export function loadTorchBinding(path: string): TorchBinding {
     return require(path) as TorchBinding;
   } catch (cause) {
     // Typically libtorch*.so missing or of another version than the one it was built against.
-    throw new HandgradError(
-      'ERR_TORCH_UNAVAILABLE',
-      `The LibTorch addon at ${path} could not be loaded (${(cause as Error).message.split('\n')[0]}). ${BUILD_HINT}`,
-      { cause },
-    );
+    const why = `could not be loaded (${(cause as Error).message.split('\n')[0]})`;
+    throw new HandgradError('ERR_TORCH_UNAVAILABLE', `The LibTorch addon at ${path} ${why}. ${BUILD_HINT}`, { cause });
   }
 }
 
-/**
- * The LibTorch addon, loaded on first use.
- * @throws {HandgradError} ERR_TORCH_UNAVAILABLE, with the command that builds it
- */
+/** The LibTorch addon, loaded on first use. @throws {HandgradError} ERR_TORCH_UNAVAILABLE, with the command that builds it */
 export const torchBinding: () => TorchBinding = once(() => loadTorchBinding(torchAddonPath()));
 
 /** Whether backend 'torch' can be used here (the addon is built and LibTorch loads). */
@@ -87,10 +78,7 @@ export function torchAvailable(): boolean {
   return available(torchBinding);
 }
 
-/**
- * LibTorch's intra-op threads for the torch backend (1 unless set: OpenBLAS threads underneath already).
- * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
- */
+/** LibTorch's intra-op threads for backend 'torch' (1 unless set: OpenBLAS runs below). @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
 export function getTorchThreads(): number {
   return torchBinding().getNumThreads();
 }

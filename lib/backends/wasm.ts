@@ -83,10 +83,7 @@ export function loadWasm(path: string): WasmExports {
 // One instance per thread (module state is per JS realm), so one linear memory, reused by every call.
 let wasm: WasmExports | undefined;
 
-/**
- * The module of wasmModulePath(), loaded once per thread.
- * @throws {HandgradError} ERR_WASM_UNAVAILABLE when the module is not built or does not load
- */
+/** The module of wasmModulePath(), loaded once per thread. @throws {HandgradError} ERR_WASM_UNAVAILABLE: not built, or it does not load */
 export function load(): WasmExports {
   wasm ??= loadWasm(wasmModulePath());
   return wasm;
@@ -119,10 +116,8 @@ export function ensureMemory(w: WasmExports, end: number, what: string): void {
   try {
     w.memory.grow(Math.ceil((end - have) / PAGE));
   } catch (cause) {
-    throw new RangeError(
-      `Expected WebAssembly memory to grow to ${end} bytes for backend 'wasm' but the engine refused (${(cause as Error).message}); use { backend: 'native' }`,
-      { cause },
-    );
+    const why = `but the engine refused (${(cause as Error).message}); use { backend: 'native' }`;
+    throw new RangeError(`Expected WebAssembly memory to grow to ${end} bytes for backend 'wasm' ${why}`, { cause });
   }
 }
 

@@ -1,5 +1,5 @@
-// The wasm engine: the stack executor of native/core/stack.h compiled to wasm32 (lib/engine/
-// wasm-module.ts), one module call per step. The module sees only its own linear memory, so a step
+// The wasm engine: the stack executor of native/core/stack.h compiled to wasm32 (lib/backends/
+// wasm.ts), one module call per step. The module sees only its own linear memory, so a step
 // lays out, per batch size, the net's description, its tensors and the workspace there (from
 // __heap_base: every call overwrites the last one's), copies in X, y, the parameters (and the
 // gradients when accumulating), runs, and copies out the gradients and the logits; the other
@@ -46,10 +46,7 @@ function prepare(net: StackDescription): PreparedNet {
   const L = kinds.length;
   const P = params.length;
   // Element counts from the widths, never from a tensor's own (overridable) length.
-  const counts: number[] = [];
-  kinds.forEach((k, i) => {
-    if (k === LAYER_CODE.linear) counts.push(widths[i] * widths[i + 1], widths[i + 1]);
-  });
+  const counts = Array.from(kinds).flatMap((k, i) => (k === LAYER_CODE.linear ? [widths[i] * widths[i + 1], widths[i + 1]] : []));
   const D = widths[0];
   const C = widths[L];
   const step = f32 ? w.stackForwardBackwardF32 : w.stackForwardBackwardF64;
@@ -87,9 +84,8 @@ function prepare(net: StackDescription): PreparedNet {
 
   /** The batch's regions with the memory grown to hold them, the header and params written, and the views. */
   const enter = (b: Batch): Views => {
-    const buf = w.memory.buffer;
     // The same buffer as when the views were made: the memory held b.end bytes then and never shrinks.
-    if (b.of !== buf || !b.v) {
+    if (b.of !== w.memory.buffer || !b.v) {
       ensureMemory(w, b.end, `B=${b.B}, widths=${widths.join('→')}`);
       const mem = w.memory.buffer;
       const { B, at } = b;

@@ -1,7 +1,8 @@
 // The Layer contract of the layer stack. A layer is the math of one step of the network and its
 // hand-derived backward; it owns its parameters but no per-batch memory. Everything that depends
 // on the batch (its output, its input gradient, what forward saved for backward) lives in a
-// LayerContext that the Sequential preallocates once per batch size and reuses every step.
+// LayerContext that the caller allocates once per batch size and reuses every step (a Sequential
+// runs its layers through an engine instead, lib/engine).
 import type { Kernels } from '../kernels/kernels';
 import type { FloatArray } from '../types';
 
