@@ -198,10 +198,7 @@ export function sequentialFromFile(file: SafetensorsFile, source: string): Seque
   }
 }
 
-/**
- * Saves a Sequential's parameters and its layer list.
- * @throws {HandgradError} ERR_FILE when the file cannot be written
- */
+/** Saves a Sequential's parameters and its layer list. @throws {HandgradError} ERR_FILE when the file cannot be written */
 export function saveSequential(path: string, seq: Sequential, opts: { layout?: Layout; metadata?: Record<string, string> } = {}): void {
   if (!(seq instanceof Sequential)) v.fail(TypeError, 'a Sequential', 'seq', seq);
   const o = v.options('opts', opts, ['layout', 'metadata'] as const);

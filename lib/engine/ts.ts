@@ -49,17 +49,6 @@ export function reduceLoss(total: number, B: number, reduction: Reduction, f32: 
   return f32 ? Math.fround(reduced) : reduced;
 }
 
-interface Buffers {
-  /** outputs[i]: layer i's output [B, widths[i+1]]; the last is the logits. */
-  outputs: FloatArray[];
-  /** gradInputs[i]: ∂loss/∂(layer i's input) for i ≥ 1 (layer 0's is dX). */
-  gradInputs: (FloatArray | null)[];
-  probs: FloatArray;
-  dLogits: FloatArray;
-  /** Layer 0's accumulated input gradient when layer 0 is an activation. */
-  scratch: FloatArray;
-}
-
 function prepare(net: StackDescription): PreparedNet {
   const k = tsKernels;
   const { kinds, widths, params } = net;
@@ -72,15 +61,17 @@ function prepare(net: StackDescription): PreparedNet {
   const paramAt: number[] = [];
   let n = 0;
   for (const kind of kinds) paramAt.push(kind === LAYER_CODE.linear ? 2 * n++ : -1);
-  const buffers = perBatch((B: number): Buffers => ({
-    outputs: Array.from(kinds, (_, i) => new F(B * widths[i + 1])),
+  // Per batch size: each layer's output (the last is the logits), ∂loss/∂(layer i's input) for i ≥ 1
+  // (layer 0's is dX), softmax and its gradient, and layer 0's accumulated input gradient when it is an activation.
+  const buffers = perBatch((B: number) => ({
+    outputs: Array.from(kinds, (_, i): FloatArray => new F(B * widths[i + 1])),
     gradInputs: Array.from(kinds, (_, i) => (i === 0 ? null : new F(B * widths[i]))),
     probs: new F(B * C),
     dLogits: new F(B * C),
     scratch: new F(kinds[0] === LAYER_CODE.linear ? 0 : B * widths[0]),
   }));
 
-  const runForward = (X: FloatArray, B: number, w: Buffers): StepFailure | undefined => {
+  const runForward = (X: FloatArray, B: number, w: { outputs: FloatArray[] }): StepFailure | undefined => {
     // ReLU would hide −Infinity in X: check it when an activation comes first.
     if (firstLinear !== 0 && !k.allFinite(X)) return { stage: 'input', layer: 0 };
     let a = X;
@@ -112,7 +103,7 @@ function prepare(net: StackDescription): PreparedNet {
       const loss = reduceLoss(k.softmaxCrossEntropy(logits, y, w.probs, B, C), B, a.reduction, f32);
       if (!Number.isFinite(loss)) return { failure: { stage: 'loss', layer: L - 1 } };
       k.softmaxCrossEntropyBackward(w.probs, y, w.dLogits, B, C, a.reduction);
-      let g = w.dLogits;
+      let g: FloatArray = w.dLogits;
       for (let i = L - 1; i >= 0; i--) {
         // Layers at or before the first Linear need a backward only for dX.
         const gradIn = i === 0 ? dX : i <= firstLinear && dX === null ? null : w.gradInputs[i];

@@ -26,9 +26,7 @@ export class Linear<T extends FloatArray = FloatArray> implements Layer {
   readonly outFeatures: number;
   readonly params: Readonly<{ W: T; b: T }>;
 
-  /**
-   * @throws {TypeError|RangeError} sizes that are not positive integers, W/b of the wrong dtype or length
-   */
+  /** @throws {TypeError|RangeError} sizes that are not positive integers, W/b of the wrong dtype or length */
   constructor(inFeatures: number, outFeatures: number, opts: LinearOptions<T> = {}) {
     this.inFeatures = v.dim('inFeatures', inFeatures);
     this.outFeatures = v.dim('outFeatures', outFeatures);

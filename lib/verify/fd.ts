@@ -301,10 +301,7 @@ export class FiniteDifferences {
     return { value: this.scale * sum.value, kink };
   }
 
-  /**
-   * Every entry of a tensor's gradient; `onEntry(done)` is called as entries complete (for
-   * progress reports on long runs).
-   */
+  /** Every entry of a tensor's gradient; `onEntry(done, total)` as entries complete (progress on long runs). */
   gradient(tensor: FdTensor, step: number, policy: KinkPolicy, onEntry?: (done: number, total: number) => void): { grad: Float64Array; kinks: Uint8Array } {
     const l = tensor === 'X' ? { in: this.stack.B, out: this.stack.widths[0] } : this.linear(tensor);
     const n = tensor[0] === 'b' ? l.out : l.in * l.out;

@@ -21,10 +21,7 @@ function network(r: Report): string {
   return `B=${B} D=${D} H=${H} C=${C}, ${r.dtype}, ${r.activation}, reduction ${r.reduction}`;
 }
 
-/**
- * The report as a table, one row per tensor (with its layer, for a Sequential), then the diagnosis
- * of each failure and the summary.
- */
+/** The report as a table, one row per tensor (with its layer, for a Sequential), then the diagnosis of each failure and the summary. */
 export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): string {
   const layers = 'network' in r;
   const head = [

@@ -246,9 +246,9 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
     failures.push(nondeterminism.message);
     break;
   }
-  const ok = tensors.every((x) => x.pass) && nondeterminism.ok;
   const report: GradcheckReportBase = {
-    ok, mode, eps, atol, rtol, ...s.info, reduction: s.stack.reduction, dtype: s.dtype, analytical: isFn ? 'function' : backend, tensors, nondeterminism, failures, warnings,
+    ok: tensors.every((x) => x.pass) && nondeterminism.ok, mode, eps, atol, rtol, ...s.info, reduction: s.stack.reduction, dtype: s.dtype,
+    analytical: isFn ? 'function' : backend, tensors, nondeterminism, failures, warnings,
   };
   return report as GradcheckReport<N>;
 }

@@ -167,10 +167,7 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
       maxAbsDiff: NaN, maxAbsRef: NaN, relError: NaN, epsUnits: NaN, worst: null, mismatches: 0, diagnosis: [],
     };
     if (s.layerOf[name] !== undefined) check.layer = s.layerOf[name];
-    if (name === 'dX' && !inputGrad) {
-      check.status = 'skipped';
-      return check;
-    }
+    if (name === 'dX' && !inputGrad) return Object.assign(check, { status: 'skipped' as const });
     if (got === undefined) {
       // A function may leave out its loss and dX (inputGrad is optional for it); the rest are required.
       check.status = !cand.error && (name === 'loss' || name === 'dX') ? 'skipped' : 'missing';
