@@ -18,16 +18,9 @@ export interface ForwardBackwardOptions<T extends FloatArray = FloatArray>
   out?: Partial<Grads<T>>;
 }
 
-export interface ForwardBackwardResult<T extends FloatArray = FloatArray> {
-  loss: number;
-  grads: Grads<T>;
-  cache?: Cache<T>;
-}
+export interface ForwardBackwardResult<T extends FloatArray = FloatArray> { loss: number; grads: Grads<T>; cache?: Cache<T> }
 
-export interface ForwardOptions {
-  backend?: BackendName;
-  activation?: Activation;
-}
+export interface ForwardOptions { backend?: BackendName; activation?: Activation }
 
 const nets = new WeakMap<object, Partial<Record<Activation, Sequential>>>();
 

@@ -36,11 +36,7 @@ export function drawOptions(o: { dtype?: unknown; init?: unknown; seed?: unknown
   return { dtype: dtypeOf('opts.dtype', o.dtype), init: v.oneOf('opts.init', o.init, INITS, 'he'), seed: seedOf('opts.seed', o.seed) };
 }
 
-export interface InitOptions {
-  seed?: number;
-  dtype?: Dtype;
-  init?: Init;
-}
+export interface InitOptions { seed?: number; dtype?: Dtype; init?: Init }
 
 export interface InitializedParams<T extends FloatArray = FloatArray> extends Required<Params<T>> {}
 

@@ -44,9 +44,7 @@ export class Rng {
   shuffle<A extends { length: number; [i: number]: number }>(a: A): A {
     for (let i = a.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
-      const t = a[i];
-      a[i] = a[j];
-      a[j] = t;
+      [a[i], a[j]] = [a[j], a[i]];
     }
     return a;
   }

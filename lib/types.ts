@@ -5,31 +5,12 @@ export type Activation = 'relu' | 'sigmoid' | 'tanh';
 export type Reduction = 'mean' | 'sum';
 export type BackendName = 'native' | 'ts' | 'torch' | 'wasm';
 
-export interface Dims {
-  B: number;
-  D: number;
-  H: number;
-  C: number;
-}
+export interface Dims { B: number; D: number; H: number; C: number }
 
 /** Weights of X[B,D] → Linear(W1[D,H], b1[H]) → act → Linear(W2[H,C], b2[C]). */
-export interface Params<T extends FloatArray = FloatArray> {
-  D?: number;
-  H?: number;
-  C?: number;
-  W1: T;
-  b1: T;
-  W2: T;
-  b2: T;
-}
+export interface Params<T extends FloatArray = FloatArray> { D?: number; H?: number; C?: number; W1: T; b1: T; W2: T; b2: T }
 
-export interface Grads<T extends FloatArray = FloatArray> {
-  dX?: T;
-  dW1: T;
-  db1: T;
-  dW2: T;
-  db2: T;
-}
+export interface Grads<T extends FloatArray = FloatArray> { dX?: T; dW1: T; db1: T; dW2: T; db2: T }
 
 /** Intermediate tensors of one forward pass, returned when `cache: true`. */
 export interface Cache<T extends FloatArray = FloatArray> {

@@ -199,12 +199,7 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
 }
 
 export interface StepOptions<O> {
-  backend: BackendName;
-  reduction: Reduction;
-  cache: boolean;
-  accumulate: boolean;
-  inputGrad: boolean;
-  out: O | undefined;
+  backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined;
 }
 
 /** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */

@@ -121,13 +121,6 @@ export function allFinite(a: FloatArray): boolean {
 }
 
 export const tsKernels: Kernels = {
-  name: 'ts',
-  gemm,
-  broadcastRows,
-  sumRows,
-  activationForward,
-  activationBackward,
-  softmaxCrossEntropy,
-  softmaxCrossEntropyBackward,
-  allFinite,
+  name: 'ts', gemm, broadcastRows, sumRows, activationForward, activationBackward,
+  softmaxCrossEntropy, softmaxCrossEntropyBackward, allFinite,
 };

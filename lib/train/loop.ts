@@ -24,10 +24,7 @@ export interface StepEvent {
   loss: number; // running mean over the epoch so far
 }
 
-export interface Data {
-  X: FloatArray;
-  y: Int32Array;
-}
+export interface Data { X: FloatArray; y: Int32Array }
 
 // The Sequential of a state, rebuilt over the state's shared tensors once per thread (a worker
 // receives the state as data), so each thread has its own engine buffers; with it, the gradient

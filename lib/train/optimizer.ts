@@ -41,10 +41,7 @@ export function optimizerConfig(o: OptimizerOptions): OptimizerConfig {
 }
 
 /** Per-tensor state buffers: momentum's buffer, or Adam's first and second moments. */
-export interface SlotState {
-  m: FloatArray | null;
-  v: FloatArray | null;
-}
+export interface SlotState { m: FloatArray | null; v: FloatArray | null }
 
 /** The buffers one tensor needs under this optimizer (allocated once, by the caller's allocator). */
 export function slotLengths(name: OptimizerName, n: number): { m: number; v: number } {
@@ -81,10 +78,8 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
       const m = s.m!;
       const vv = s.v!;
       const { beta1, beta2, epsilon } = cfg;
-      const bc1 = 1 - beta1 ** t;
-      const bc2 = 1 - beta2 ** t;
-      const stepSize = lr / bc1;
-      const bc2Sqrt = Math.sqrt(bc2);
+      const stepSize = lr / (1 - beta1 ** t);
+      const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
       const decoupled = cfg.name === 'adamw';
       for (let i = 0; i < n; i++) {
         if (decoupled && wd !== 0) W[i] *= 1 - lr * wd;

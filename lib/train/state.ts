@@ -1,23 +1,16 @@
 // Everything a training run reads and writes, allocated once: parameters, gradients, optimizer
-// slots and the minibatch buffers (the Sequential keeps its own workspace). All of it lives on SharedArrayBuffers so an
-// async fit's worker thread works on the very same memory (no copies back and forth).
+// slots and the minibatch buffers (the Sequential keeps its own workspace). All of it lives on
+// SharedArrayBuffers so an async fit's worker thread works on the very same memory (no copies).
 import type { LayerSpec } from '../layers/layer';
 import type { BackendName, Dtype, FloatArray } from '../types';
 import { type OptimizerConfig, type SlotState, slotLengths } from './optimizer';
 import type { Schedule } from './schedule';
 
 export interface TrainConfig {
-  dtype: Dtype;
-  D: number;
-  C: number;
+  dtype: Dtype; D: number; C: number; batchSize: number; lr: number; seed: number;
+  backend: BackendName; optimizer: OptimizerConfig; schedule: Schedule;
   /** The net's layers (a worker thread rebuilds the Sequential from them over the shared tensors). */
   layers: LayerSpec[];
-  batchSize: number;
-  lr: number;
-  seed: number;
-  backend: BackendName;
-  optimizer: OptimizerConfig;
-  schedule: Schedule;
 }
 
 export interface TrainState {
@@ -53,11 +46,7 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
     slots[k] = { m: len.m ? sharedFloat(config.dtype, len.m) : null, v: len.v ? sharedFloat(config.dtype, len.v) : null };
   }
   return {
-    config,
-    names,
-    params,
-    grads,
-    slots,
+    config, names, params, grads, slots,
     Xb: sharedFloat(config.dtype, config.batchSize * config.D),
     yb: new Int32Array(new SharedArrayBuffer(4 * config.batchSize)),
     counters: new Float64Array(new SharedArrayBuffer(16)),

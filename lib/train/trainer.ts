@@ -155,12 +155,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         v.fail(RangeError, 'a finite number ≥ 0', 'opts.earlyStop.minDelta', es.minDelta);
       }
     }
-    return {
-      epochs: v.dim('opts.epochs', opts.epochs ?? 10),
-      progressEvery: opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery),
-      patience: es?.patience,
-      minDelta: es?.minDelta ?? 0,
-    };
+    const epochs = v.dim('opts.epochs', opts.epochs ?? 10);
+    const progressEvery = opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery);
+    return { epochs, progressEvery, patience: es?.patience, minDelta: es?.minDelta ?? 0 };
   }
 
   /** Trains on this thread; returns the per-epoch history. @throws {TypeError|RangeError|HandgradError} */
@@ -226,8 +223,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
           else if (m.type === 'done') finish(null, m.result);
           else if (m.type === 'error') {
             const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
-            const e = m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message);
-            finish(e);
+            finish(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message));
           }
         } catch (err) {
           // A throwing onProgress stops the run, like an abort, and rejects with its error.

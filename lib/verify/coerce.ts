@@ -96,8 +96,6 @@ export function splitResult(r: unknown, name: string): { loss?: unknown; grads: 
   }
   if (r === null || typeof r !== 'object' || isArrayLike(r)) return null;
   const o = r as Record<string, unknown>;
-  if (o.grads !== null && typeof o.grads === 'object' && !isArrayLike(o.grads)) {
-    return { loss: o.loss, grads: o.grads as Record<string, unknown> };
-  }
-  return { loss: o.loss, grads: o };
+  const nested = o.grads !== null && typeof o.grads === 'object' && !isArrayLike(o.grads);
+  return { loss: o.loss, grads: (nested ? o.grads : o) as Record<string, unknown> };
 }

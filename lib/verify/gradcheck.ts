@@ -195,7 +195,6 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
       }
       Object.assign(report, { recheckedInFull: true, mode: 'full' });
     }
-    // Full mode: every entry.
     Object.assign(report, { checked: 0, maxAbsError: 0, maxRelError: 0 });
     const bad: GradcheckEntry[] = [];
     const good: GradcheckEntry[] = [];
@@ -230,7 +229,6 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
     }
   }
 
-  // Backward run twice must agree bit for bit.
   const nondeterminism: GradcheckReportBase['nondeterminism'] = { checked: nondetCheck, ok: true };
   const second = nondetCheck ? analytic() : null;
   for (const t of second ? names : []) {

@@ -130,7 +130,6 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
 
   const s = subjectOf(net, X, y, o);
 
-  // Reference.
   let reference: ReferenceName = 'fd';
   let referenceNote = `central finite differences in float64 (step ${fdStep}), as asked`;
   let ref: Record<string, Float64Array> | undefined;
