@@ -34,21 +34,15 @@ export interface StackDescription {
  * - 'loss': the loss overflowed; nothing was written to the gradients;
  * - 'grads': a gradient overflowed (the Sequential scans them to name it).
  */
-export interface StepFailure {
-  stage: 'input' | 'forward' | 'loss' | 'grads';
-  layer: number;
-}
+export interface StepFailure { stage: 'input' | 'forward' | 'loss' | 'grads'; layer: number }
 
 /** One forward+backward, every tensor checked by the caller. */
 export interface StepArgs {
-  X: FloatArray;
-  y: Int32Array;
-  B: number;
+  X: FloatArray; y: Int32Array; B: number; reduction: Reduction;
   /** dW1, db1, dW2, … in the order of StackDescription.params. */
   grads: readonly FloatArray[];
   /** [B, D], or null when the input gradient is not wanted. */
   dX: FloatArray | null;
-  reduction: Reduction;
   /** Add into grads and dX (PyTorch's .grad semantics) instead of overwriting them. */
   accumulate: boolean;
 }

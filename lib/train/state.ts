@@ -17,9 +17,7 @@ export interface TrainState {
   config: TrainConfig;
   /** The parameter names in order: W1, b1, W2, b2, … */
   names: string[];
-  params: Record<string, FloatArray>;
-  grads: Record<string, FloatArray>;
-  slots: Record<string, SlotState>;
+  params: Record<string, FloatArray>; grads: Record<string, FloatArray>; slots: Record<string, SlotState>;
   Xb: FloatArray; // [batchSize, D] gathered minibatch
   yb: Int32Array; // [batchSize]
   /** [0] optimizer steps taken, [1] epochs completed. */

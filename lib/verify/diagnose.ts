@@ -46,8 +46,7 @@ export type DiagnosisKind =
   | 'bias-axis' | 'bias-not-reduced' | 'wrong-tensor' | 'activation' | 'dZ2' | 'formula' | 'precision' | 'unexplained';
 
 export interface Diagnosis {
-  kind: DiagnosisKind;
-  message: string;
+  kind: DiagnosisKind; message: string;
   /** The constant factor candidate/reference, when one explains the values. */
   factor?: number;
   /** The backward-chain variant the candidate matches (see stack64.ts). */
@@ -55,8 +54,7 @@ export interface Diagnosis {
 }
 
 export interface Measure {
-  maxAbsDiff: number;
-  maxAbsRef: number;
+  maxAbsDiff: number; maxAbsRef: number;
   /** max|Δ| / max|ref| (NaN when the candidate holds NaN; Infinity when the reference is all 0 and the candidate is not). */
   relError: number;
   /** Flat index of the largest |Δ| (a NaN wins). */
@@ -144,10 +142,7 @@ function factorDiagnosis(name: TensorName, k: number, B: number, reduction: Redu
 }
 
 interface Impostor {
-  values: Float64Array;
-  shape: number[];
-  kind: DiagnosisKind;
-  message: string;
+  values: Float64Array; shape: number[]; kind: DiagnosisKind; message: string;
   /** The impostor is 0 in exact arithmetic: it matches a candidate within rounding of this scale … */
   zeroAtScale?: number;
   /** … summed over this many terms. */

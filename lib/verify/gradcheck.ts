@@ -42,10 +42,7 @@ export type SequentialGradcheckOptions = GradcheckOptions<Sequential>;
 const OPTIONS = ['eps', 'atol', 'rtol', 'mode', 'inputGrad', 'activation', 'reduction', 'backend', 'params', 'seed', 'nondetCheck', 'onProgress', 'worstEntries'] as const;
 
 export interface GradcheckEntry {
-  index: number[];
-  numerical: number;
-  analytical: number;
-  absError: number;
+  index: number[]; numerical: number; analytical: number; absError: number;
   /** |a − n| / max(|a| + |n|, 1e-10). */
   relError: number;
 }
@@ -55,43 +52,32 @@ export interface GradcheckTensor {
   name: FdTensor;
   /** A Sequential's layer the input belongs to ('layers[2] (Linear 7→9)'; X: layers[0]). */
   layer?: string;
-  shape: number[];
+  shape: number[]; checked: number; failures: number; maxAbsError: number; pass: boolean; recheckedInFull: boolean;
   /** How the verdict was reached ('full' also when a fast check was re-run in full). */
   mode: 'full' | 'fast';
-  checked: number;
-  failures: number;
   /** Entries whose ±step crossed a ReLU kink: reported, not failed. */
   kinks: number;
-  maxAbsError: number;
   /** The largest |a − n| / max(|a| + |n|, 1e-10) over the checked entries (cs231n's measure). */
   maxRelError: number;
   /** The worst entries (failures first). */
   worst: GradcheckEntry[];
   kinkEntries: GradcheckEntry[];
-  pass: boolean;
   /** Fast mode's directional check. */
   fast?: { numerical: number; analytical: number; kink: boolean; pass: boolean };
-  recheckedInFull: boolean;
   /** Set when the analytical gradient was missing or the wrong shape. */
   problem?: string;
 }
 
 /** What every gradcheck report holds, whatever the network. */
 export interface GradcheckReportBase {
-  ok: boolean;
-  mode: 'full' | 'fast';
-  eps: number;
-  atol: number;
-  rtol: number;
-  reduction: Reduction;
-  dtype: Dtype;
+  ok: boolean; mode: 'full' | 'fast'; eps: number; atol: number; rtol: number; reduction: Reduction; dtype: Dtype;
   /** Where the analytical gradients came from: a backend name or 'function'. */
   analytical: string;
   tensors: GradcheckTensor[];
   nondeterminism: { checked: boolean; ok: boolean; message?: string };
+  warnings: string[];
   /** PyTorch-shaped failure messages naming output, input, numerical and analytical values. */
   failures: string[];
-  warnings: string[];
 }
 
 /** The report: on the two-layer params it has their dims and activation; on a Sequential its network, dims and widths. */

@@ -49,13 +49,7 @@ export interface SequentialDescription {
 export type NetworkInfo<N extends Network = Params> = ByForm<N, SequentialDescription, { dims: Dims; activation: Activation }>;
 
 /** A candidate's loss and gradients, read (coerce.ts); `error` when a function threw (`thrown`) or returned no object of gradients. */
-export interface CandidateGrads {
-  name: string;
-  loss?: Coerced;
-  grads: Record<string, Coerced>;
-  error?: string;
-  thrown?: unknown;
-}
+export interface CandidateGrads { name: string; loss?: Coerced; grads: Record<string, Coerced>; error?: string; thrown?: unknown }
 
 /** An option that is a finite number ≥ 0 (> 0 when `positive`), or its default. */
 export function num(name: string, x: unknown, fallback: number, positive: boolean): number {

@@ -62,24 +62,18 @@ export interface TensorCheck extends Omit<Measure, 'worst'> {
   candidateLength: number;
   /** relError / eps of the dtype. */
   epsUnits: number;
-  worst: { index: number[]; candidate: number; reference: number } | null;
-  diagnosis: Diagnosis[];
+  worst: { index: number[]; candidate: number; reference: number } | null; diagnosis: Diagnosis[];
   /** A Sequential's layer the tensor belongs to: 'layers[2] (Linear 128→64)' (dX: layers[0]; the loss: its loss). */
   layer?: string;
 }
 
 /** What every verify report holds, whatever the network. */
 export interface VerifyReportBase {
-  ok: boolean;
-  dtype: Dtype;
-  reduction: Reduction;
+  ok: boolean; dtype: Dtype; reduction: Reduction; reference: ReferenceName; eps: number; toleranceEps: number;
   /** 'native', 'ts', … or 'function'. */
   candidate: string;
-  reference: ReferenceName;
   /** How the reference was computed, and why it is that one. */
   referenceNote: string;
-  eps: number;
-  toleranceEps: number;
   /** The relative (normwise) tolerance: toleranceEps × eps. */
   tolerance: number;
   /** Two-layer params: loss, dX, dW1, db1, dW2, db2. Sequential: loss, then backward order (dW_L, db_L, …, dW1, db1, dX). */
