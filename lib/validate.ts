@@ -227,13 +227,10 @@ export function stepOptions<O extends object>(opts: unknown, defaultReduction: R
 /** Products that a 32-bit BLAS index or a typed array cannot hold are refused up front. */
 export function sizes(d: Dims): void {
   const maxLen = 2 ** 32 - 1;
-  const check = (name: string, n: number) => {
+  const products = { X: d.B * d.D, W1: d.D * d.H, W2: d.H * d.C, workspace: 3 * d.B * d.H + 3 * d.B * d.C };
+  for (const [name, n] of Object.entries(products)) {
     if (n > maxLen) fail(RangeError, `at most ${maxLen} elements`, name, new Received(`${n} elements`));
-  };
-  check('X', d.B * d.D);
-  check('W1', d.D * d.H);
-  check('W2', d.H * d.C);
-  check('workspace', 3 * d.B * d.H + 3 * d.B * d.C);
+  }
 }
 
 /** An output buffer given in `out`: right dtype and length. */

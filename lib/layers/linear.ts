@@ -16,8 +16,7 @@ export interface LinearOptions<T extends FloatArray = FloatArray> {
   /** Seed of the draw (default 0). */
   seed?: number;
   /** Use these tensors (not copied) instead of drawing: W [in,out], b [out]. */
-  W?: T;
-  b?: T;
+  W?: T; b?: T;
 }
 
 export class Linear<T extends FloatArray = FloatArray> implements Layer {

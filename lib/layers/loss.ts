@@ -13,12 +13,9 @@ export interface SoftmaxCrossEntropyOptions {
 
 /** Per-batch buffers of the loss: softmax(logits) is kept for backward. */
 export interface LossContext<T extends FloatArray = FloatArray> {
-  readonly B: number;
-  readonly C: number;
-  kernels: Kernels;
+  readonly B: number; readonly C: number; kernels: Kernels; y: Int32Array | null;
   readonly probs: T; // [B,C]
   readonly dLogits: T; // [B,C]
-  y: Int32Array | null;
 }
 
 export class SoftmaxCrossEntropy {

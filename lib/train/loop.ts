@@ -13,8 +13,7 @@ export interface EpochRecord {
   lr: number;
   loss: number; // mean minibatch loss over the epoch (before each update)
   accuracy: number; // minibatch accuracy over the epoch (before each update)
-  valLoss?: number;
-  valAccuracy?: number;
+  valLoss?: number; valAccuracy?: number;
 }
 
 export interface StepEvent {

@@ -14,9 +14,7 @@ export interface OptimizerOptions {
   /** Momentum μ for 'momentum'/'nesterov' (default 0.9). */
   momentum?: number;
   /** Adam's β1, β2 (default 0.9, 0.999) and ε (1e-8). */
-  beta1?: number;
-  beta2?: number;
-  epsilon?: number;
+  beta1?: number; beta2?: number; epsilon?: number;
   /** L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW). Default 0. */
   weightDecay?: number;
 }

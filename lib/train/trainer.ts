@@ -300,9 +300,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       ...opts,
     });
     for (const k of t.state.names) {
-      const slot = t.state.slots[k];
       for (const part of ['m', 'v'] as const) {
-        const buf = slot[part];
+        const buf = t.state.slots[k][part];
         const name = `optimizer.${k}.${part}`;
         if (buf && name in file.tensors) {
           const saved = tensorOf(file, name, [t.state.config.dtype === 'float64' ? 'F64' : 'F32'], path);

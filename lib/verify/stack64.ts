@@ -33,11 +33,6 @@ export interface StackForward64 {
   loss: number;
 }
 
-/** Copies any float array into a Float64Array (float32 values are exact in float64). */
-export function f64(a: ArrayLike<number>): Float64Array {
-  return a instanceof Float64Array ? a.slice() : Float64Array.from(a);
-}
-
 export function act(activation: Activation, z: number): number {
   if (activation === 'relu') return z > 0 ? z : 0;
   if (activation === 'sigmoid') return 1 / (1 + Math.exp(-z));

@@ -8,7 +8,7 @@ import type { Activation, BackendName, Dims, FloatArray, Params, Reduction } fro
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
 import { coerceTensor, splitResult, type Coerced, type GradsLike } from './coerce';
-import { f64, outputNames, stackForward64, stackLayersOf, type Stack64 } from './stack64';
+import { outputNames, stackForward64, stackLayersOf, type Stack64 } from './stack64';
 
 /** What verify and gradcheck take: the two-layer params (initParams' result, or any { W1, b1, W2, b2 }) or a Sequential. */
 export type Network = Params | Sequential;
@@ -97,7 +97,7 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
   for (const [name, t] of Object.entries(seq.params)) v.assertFinite(given ? name : `params.${name}`, t);
   const seq64 = sequentialCopy(seq, 'float64');
   seq64.twoLayerWords = seq.twoLayerWords;
-  const X64 = f64(b.X);
+  const X64 = Float64Array.from(b.X); // float32 values are exact in float64
   // The float64 stack and its forward pass: what the finite differences perturb and the diagnoses recompute.
   const stack: Stack64 = { X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction };
   const forward = stackForward64(stack);
