@@ -14,10 +14,9 @@ type F = Float64ArrayConstructor | Float32ArrayConstructor;
 
 /** One batch size's regions of linear memory (byte offsets) and its views onto them. */
 interface Batch {
-  B: number;
   /** Region offsets: the int32 header (kinds, widths, tensor pointers, status), then X, y, params, grads, dX, ws. */
   net: Ptr; ptrs: Ptr; status: Ptr; X: Ptr; y: Ptr; dX: Ptr; ws: Ptr; end: number;
-  params: Ptr[]; grads: Ptr[];
+  params: Ptr[]; grads: Ptr[]; B: number;
   /** Element offsets of the outputs and probs in ws (stackLayout). */
   at: Float64Array;
   /** The header's contents, written on every call (the memory may hold another net's). */

@@ -4,20 +4,16 @@
 import type { Activation, FloatArray, Reduction } from '../types';
 import type { Kernels } from './kernels';
 
-/** C = beta·C before the products are added: beta = 0 ignores what C held (NaN garbage included). */
-function scaleC(C: FloatArray, n: number, beta: number): void {
-  if (beta === 0) C.fill(0, 0, n);
-  else if (beta !== 1) for (let i = 0; i < n; i++) C[i] *= beta;
-}
-
 /** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major (see Kernels.gemm). */
 export function gemm(
   transA: boolean, transB: boolean, M: number, N: number, K: number,
   alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
 ): void {
   if (!transB) {
-    // Row i of C accumulates alpha·op(A)[i,k]·B[k,:] (i-k-j: B and C walked contiguously).
-    scaleC(C, M * N, beta);
+    // C = beta·C first: beta = 0 ignores what C held (NaN garbage included). Then row i of C
+    // accumulates alpha·op(A)[i,k]·B[k,:] (i-k-j: B and C walked contiguously).
+    if (beta === 0) C.fill(0, 0, M * N);
+    else if (beta !== 1) for (let i = 0; i < M * N; i++) C[i] *= beta;
     if (!transA) {
       for (let i = 0; i < M; i++) {
         const ci = i * N;

@@ -24,11 +24,7 @@ export interface SequentialOptions {
   loss?: SoftmaxCrossEntropy;
 }
 
-export interface SequentialSpec {
-  dtype: Dtype;
-  layers: LayerSpec[];
-  reduction: Reduction;
-}
+export interface SequentialSpec { dtype: Dtype; layers: LayerSpec[]; reduction: Reduction }
 
 export interface SequentialForwardBackwardOptions<T extends FloatArray = FloatArray> {
   /** 'native' (default), 'ts', 'wasm', or 'torch' (the LibTorch autograd reference). */
