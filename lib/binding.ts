@@ -6,6 +6,8 @@ import type { FloatArray } from './types';
 
 /** A stack prepared by stackPrepare: an opaque handle the addon owns (freed by the GC). */
 export type StackHandle = { readonly __stack: unique symbol };
+/** A step bound by stackBind: its workspace, dX, params and grads registered (freed by the GC, which then unpins them). */
+export type BoundStep = { readonly __bound: unique symbol };
 
 export interface CoreBinding {
   /** The C++ enum codes (native/core), the one source lib's LAYER_CODE, REDUCTION_CODE, OPTIMIZER_CODE are tested against. */
@@ -29,6 +31,20 @@ export interface CoreBinding {
   ): number;
   /** The layer outputs into ws; true, or false with stackStatus set. */
   stackForward(handle: StackHandle, ws: FloatArray, X: FloatArray, B: number, ...params: FloatArray[]): boolean;
+  /**
+   * The prepared step: checks the tensors that stay the same from step to step once (dtypes, element
+   * counts, dX [B, D] for some B, outputs disjoint from the params and from each other) and keeps a
+   * strong reference to each, so that stackRun reads only X and y. The bound pointers are valid
+   * while each view keeps its byteLength: a caller compares them before every stackRun (a detached
+   * or shrunk buffer reports 0) and binds again.
+   */
+  stackBind(handle: StackHandle, ws: FloatArray, dX: FloatArray | null, ...paramsThenGrads: FloatArray[]): BoundStep;
+  /**
+   * stackForwardBackward on a bound step: X [B, D] and y [B] checked (lengths, and no overlap with
+   * ws, dX or the grads), B's workspace layout checked against the bound ws (and B against dX's rows).
+   * The loss, or NaN with stackStatus(handle) set.
+   */
+  stackRun(bound: BoundStep, X: FloatArray, y: Int32Array, B: number, reduction: number, accumulate: boolean): number;
   /** [stage, layer] of the handle's last step (codes.stage). */
   stackStatus(handle: StackHandle): [number, number];
   /** C = alpha·op(A)·op(B) + beta·C, row-major, through the same OpenBLAS. */

@@ -1,5 +1,7 @@
 // Bad input: a TypeError/RangeError that names the tensor, what was expected and what came; the
 // process lives and the next valid call is still exact. Every backend, and the raw native exports.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { forward, forwardBackward, initParams, predict, setNumThreads } from '../lib';
@@ -7,6 +9,7 @@ import { coreBinding, type StackHandle } from '../lib/binding';
 import type { BackendName } from '../lib/types';
 import { caseParams, describeBackends, errEps, jsonCases, randomArray, typed } from './helpers';
 
+const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
 const golden = jsonCases().find((c) => c.name.startsWith('seed-toy'))!;
 const { B, D, H, C } = golden.dims;
 
@@ -203,6 +206,21 @@ describe('raw native exports never trust their caller', () => {
     return a;
   };
   const shared = new Float64Array(64);
+  // The prepared step: bound once (with and without dX), then run with X, y and the scalars.
+  const grads = g();
+  const dXb = new Float64Array(B * D);
+  const bound = b.stackBind(h, new Float64Array(ws.length), dXb, ...p, ...grads);
+  const run = (over: Record<number, unknown> = {}) => {
+    const a: unknown[] = [bound, X, y, B, 0, false];
+    for (const [i, v] of Object.entries(over)) a[Number(i)] = v;
+    return (b.stackRun as (...x: unknown[]) => number)(...a);
+  };
+  const bindArgs = (over: Record<number, unknown> = {}): unknown[] => {
+    const a: unknown[] = [h, new Float64Array(ws.length), null, ...p, ...g()];
+    for (const [i, v] of Object.entries(over)) a[Number(i)] = v;
+    return a;
+  };
+  const bind = (a: unknown[]) => (b.stackBind as (...x: unknown[]) => unknown)(...a);
   const cases: [string, typeof TypeError | typeof RangeError, () => unknown, RegExp?][] = [
     ['stackPrepare: no arguments', TypeError, () => (b.stackPrepare as () => unknown)(), /an Int32Array for kinds but received undefined/],
     ['stackPrepare: kinds of another type', TypeError, () => b.stackPrepare(Float64Array.of(0) as never, widths, false), /an Int32Array for kinds but received Float64Array/],
@@ -240,6 +258,28 @@ describe('raw native exports never trust their caller', () => {
     ['a detached workspace', RangeError, () => fb(args({ 1: detached(ws.length) })), /elements for workspace but received 0/],
     ['stackForward: a gradient list is not its business', RangeError, () => (b.stackForward as (...x: unknown[]) => boolean)(h, ws, X, 5, ...p), /Expected 25 elements for X|elements for workspace/],
     ['stackForward: the workspace over W1', RangeError, () => { const m = new Float64Array(ws.length + 50); m.set(p[0]); return (b.stackForward as (...x: unknown[]) => boolean)(h, m.subarray(49, 49 + ws.length), X, B, m.subarray(0, 50), ...p.slice(1)); }, /Expected workspace not to share memory with W1/],
+    ['stackBind: no handle', TypeError, () => bind([]), /a handle from stackPrepare for handle but received undefined/],
+    ['stackBind: a bound step as the handle', TypeError, () => bind(bindArgs({ 0: bound })), /a handle from stackPrepare for handle but received object/],
+    ['stackBind: the workspace of the other dtype', TypeError, () => bind(bindArgs({ 1: new Float32Array(ws.length) })), /Expected Float64Array for workspace but received Float32Array/],
+    ['stackBind: dX not [B, D]', RangeError, () => bind(bindArgs({ 2: new Float64Array(7) })), /a multiple of 5 elements \(\[B, D\]\) for out.dX but received 7/],
+    ['stackBind: W2 of the wrong length', RangeError, () => bind(bindArgs({ 5: p[2].subarray(1) })), /Expected 30 elements for W2 but received 29/],
+    ['stackBind: a missing gradient', TypeError, () => bind(bindArgs().slice(0, 10)), /Expected Float64Array for out.db2/],
+    ['stackBind: a detached gradient', RangeError, () => bind(bindArgs({ 7: detached(D * H) })), /Expected 50 elements for out.dW1 but received 0/],
+    ['stackBind: dW1 is W1', RangeError, () => bind(bindArgs({ 7: p[0] })), /Expected out.dW1 not to share memory with W1/],
+    ['stackBind: db2 over dW2', RangeError, () => bind(bindArgs({ 9: shared.subarray(0, 30), 10: shared.subarray(29, 32) })), /Expected out.db2 not to share memory with out.dW2/],
+    ['stackBind: the workspace over dX', RangeError, () => { const m = new Float64Array(ws.length + 20); return bind(bindArgs({ 1: m.subarray(0, ws.length), 2: m.subarray(ws.length - 1, ws.length + 19) })); }, /Expected out.dX not to share memory with workspace/],
+    ['stackRun: no arguments', TypeError, () => (b.stackRun as () => unknown)(), /a bound step from stackBind for bound but received undefined/],
+    ['stackRun: a handle, not a bound step', TypeError, () => run({ 0: h }), /a bound step from stackBind for bound but received object/],
+    ['stackRun: X of the wrong dtype', TypeError, () => run({ 1: Float32Array.from(X) }), /Expected Float64Array for X but received Float32Array/],
+    ['stackRun: X too short', RangeError, () => run({ 1: X.subarray(1) }), /Expected 20 elements for X but received 19/],
+    ['stackRun: a detached X', RangeError, () => run({ 1: detached(B * D) }), /Expected 20 elements for X but received 0/],
+    ['stackRun: a label = C', RangeError, () => run({ 2: Int32Array.of(0, 1, 3, 0) }), /Expected labels in \[0, 3\) for y but received 3 at index 2/],
+    ['stackRun: B other than the bound dX\'s rows', RangeError, () => run({ 1: X.subarray(0, 15), 2: y.subarray(0, 3), 3: 3 }), /Expected 4 \(the rows of the bound out.dX\) for B but received 3/],
+    ['stackRun: B past the bound workspace', RangeError, () => (b.stackRun as (...x: unknown[]) => number)(bind(bindArgs()), new Float64Array(5 * D), new Int32Array(5), 5, 0, false), /Expected a batch whose workspace fits the bound one \(\d+ elements\) for B but received 5/],
+    ['stackRun: X over a bound gradient', RangeError, () => run({ 1: grads[0].subarray(0, 20) }), /Expected out.dW1 not to share memory with X/],
+    ['stackRun: y over the bound dX', RangeError, () => run({ 2: new Int32Array(dXb.buffer, 8, B) }), /Expected out.dX not to share memory with y/],
+    ['stackRun: reduction 2', RangeError, () => run({ 4: 2 }), /\[0, 2\) for reduction/],
+    ['stackRun: accumulate not a boolean', TypeError, () => run({ 5: 1 }), /a boolean for accumulate/],
     ['gemm with A too small', RangeError, () => b.gemm(false, false, 4, 4, 4, 1, new Float64Array(15), new Float64Array(16), 0, new Float64Array(16))],
     ['gemm with mixed dtypes', TypeError, () => b.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), new Float32Array(4), 0, new Float64Array(4))],
     ['gemm output aliasing an input', RangeError, () => { const m = new Float64Array(4); return b.gemm(false, false, 2, 2, 2, 1, m, new Float64Array(4), 0, m); }],
@@ -262,6 +302,7 @@ describe('raw native exports never trust their caller', () => {
       expect(thrown).toBeInstanceOf(Kind);
       if (message) expect((thrown as Error).message).toMatch(message);
       expect(Object.is(fb(args()), ref)).toBe(true); // the next valid call is exact
+      expect(Object.is(run(), ref)).toBe(true); // and on the bound step
       stillExact('native');
     });
   }
@@ -309,4 +350,128 @@ describe('raw native exports never trust their caller', () => {
       await worker.terminate();
     }
   });
+});
+
+// A step whose gradient buffers come again runs on a bound step (lib/engine/native.ts: stackBind
+// once, then stackRun with X and y): its pointers into the bound buffers hold while no buffer is
+// detached or shrunk, which the engine checks (each bound view's byteLength) before every call.
+// Transferred (structuredClone, postMessage) and shrunk buffers under a bound step, in a child
+// process as the other crash cases: each call is a clear error or the right bits, never a crash.
+const DETACH_CHILD = `
+const { Sequential, Linear, ReLU, forwardBackward } = require(process.env.HG_DIST);
+const { MessageChannel } = require('node:worker_threads');
+const dtype = process.env.HG_DTYPE;
+const F = dtype === 'float32' ? Float32Array : Float64Array;
+const fill = (n, s) => F.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + s) * 0.7);
+const X = fill(20, 1);
+const y = Int32Array.of(0, 2, 1, 2);
+const opts = { backend: 'native', reduction: 'mean', accumulate: false };
+const bits = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+const seqOf = (W1 = fill(50, 2)) => new Sequential([new Linear(5, 10, { W: W1, b: fill(10, 3) }), new ReLU(), new Linear(10, 3, { W: fill(30, 4), b: fill(3, 5) })]);
+const want = seqOf().forwardBackward(X, y, { inputGrad: true });
+const wantBits = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, bits(v)]));
+const fresh = () => ({ dX: new F(20), dW1: new F(50), db1: new F(10), dW2: new F(30), db2: new F(3) });
+const exact = (what, loss, g) => {
+  if (!Object.is(loss, want.loss)) throw new Error(what + ': loss ' + loss + ' vs ' + want.loss);
+  for (const k of Object.keys(wantBits)) if (bits(g[k]) !== wantBits[k]) throw new Error(what + ': ' + k + ' differs');
+};
+const refused = (what, fn, Kind, pattern) => {
+  try { fn(); } catch (e) {
+    if (!(e instanceof Kind) || !pattern.test(e.message)) throw new Error(what + ': threw ' + e.constructor.name + ': ' + e.message);
+    return;
+  }
+  throw new Error(what + ': accepted');
+};
+const seen = [];
+(async () => {
+  const seq = seqOf();
+  const g = fresh();
+  const step = () => seq.forwardBackwardInto(X, y, g, opts);
+  for (let i = 0; i < 3; i++) exact('hot loop ' + i, step().loss, g); // the second call binds
+  // A bound gradient transferred by structuredClone: a TypeError naming it, every time.
+  structuredClone(g.dW1.buffer, { transfer: [g.dW1.buffer] });
+  refused('dW1 transferred', step, TypeError, /^Expected dW1 to keep its \\d+ bytes but it has 0: its ArrayBuffer was detached/);
+  refused('dW1 transferred, again', step, TypeError, /dW1/);
+  g.dW1 = new F(50);
+  for (let i = 0; i < 3; i++) exact('dW1 replaced ' + i, step().loss, g);
+  // Transferred through a MessageChannel port.
+  const { port1, port2 } = new MessageChannel();
+  port1.postMessage(g.db2.buffer, [g.db2.buffer]);
+  refused('db2 posted', step, TypeError, /^Expected db2 to keep its/);
+  port1.close();
+  port2.close();
+  g.db2 = new F(3);
+  exact('db2 replaced', step().loss, g);
+  exact('db2 replaced, bound', step().loss, g);
+  // A resizable ArrayBuffer shrunk under a bound dW2, then grown back.
+  const rab = new ArrayBuffer(30 * F.BYTES_PER_ELEMENT, { maxByteLength: 60 * F.BYTES_PER_ELEMENT });
+  g.dW2 = new F(rab, 0, 30);
+  for (let i = 0; i < 3; i++) exact('dW2 resizable ' + i, step().loss, g);
+  rab.resize(8);
+  refused('dW2 shrunk', step, TypeError, /^Expected dW2 to keep its \\d+ bytes but it has 0/);
+  rab.resize(60 * F.BYTES_PER_ELEMENT);
+  exact('dW2 grown back', step().loss, g);
+  // dX transferred.
+  structuredClone(g.dX.buffer, { transfer: [g.dX.buffer] });
+  refused('dX transferred', step, TypeError, /^Expected dX to keep its/);
+  g.dX = new F(20);
+  exact('dX replaced', step().loss, g);
+  exact('dX replaced, bound', step().loss, g);
+  // A parameter transferred, or shrunk: the net cannot step until it is whole again.
+  const rabW = new ArrayBuffer(50 * F.BYTES_PER_ELEMENT, { maxByteLength: 50 * F.BYTES_PER_ELEMENT });
+  const W1 = new F(rabW); // length-tracking: shrinks with its buffer
+  W1.set(fill(50, 2));
+  const seqR = seqOf(W1);
+  const gR = fresh();
+  for (let i = 0; i < 3; i++) exact('W1 resizable ' + i, seqR.forwardBackwardInto(X, y, gR, opts).loss, gR);
+  rabW.resize(16);
+  refused('W1 shrunk', () => seqR.forwardBackwardInto(X, y, gR, opts), TypeError, /^Expected W1 to keep its/);
+  refused('W1 shrunk, public call', () => seqR.forwardBackward(X, y, { inputGrad: true, out: gR }), TypeError, /W1/);
+  structuredClone(seq.params.W1.buffer, { transfer: [seq.params.W1.buffer] });
+  refused('W1 transferred', step, TypeError, /^Expected W1 to keep its/);
+  // The workspace, transferred through the logits view a step returns: the next call gets a new
+  // one, and the right bits.
+  const seq2 = seqOf();
+  const g2 = fresh();
+  for (let i = 0; i < 3; i++) exact('workspace ' + i, seq2.forwardBackwardInto(X, y, g2, opts).loss, g2);
+  const logits = seq2.forwardBackwardInto(X, y, g2, opts).logits;
+  const logitsBits = bits(logits);
+  structuredClone(logits.buffer, { transfer: [logits.buffer] });
+  const r = seq2.forwardBackwardInto(X, y, g2, opts);
+  exact('workspace transferred', r.loss, g2);
+  if (bits(r.logits) !== logitsBits) throw new Error('workspace transferred: logits differ');
+  exact('workspace transferred, bound again', seq2.forwardBackwardInto(X, y, g2, opts).loss, g2);
+  structuredClone(r.logits.buffer, { transfer: [r.logits.buffer] });
+  if (bits(seq2.forward(X)) !== logitsBits) throw new Error('forward after the workspace was transferred: logits differ');
+  // The public two-layer call with the same out buffers (bound from its second call): an out
+  // buffer transferred is refused by the argument checks, before the engine.
+  const p = { W1: fill(50, 2), b1: fill(10, 3), W2: fill(30, 4), b2: fill(3, 5) };
+  const out = fresh();
+  for (let i = 0; i < 3; i++) exact('public ' + i, forwardBackward(p, X, y, { inputGrad: true, out }).loss, out);
+  structuredClone(out.dW1.buffer, { transfer: [out.dW1.buffer] });
+  refused('public, out.dW1 transferred', () => forwardBackward(p, X, y, { inputGrad: true, out }), RangeError, /for out.dW1 but received .*length 0 \\(detached buffer\\)/);
+  out.dW1 = new F(50);
+  exact('public, out.dW1 replaced', forwardBackward(p, X, y, { inputGrad: true, out }).loss, out);
+  exact('public, out.dW1 replaced, bound', forwardBackward(p, X, y, { inputGrad: true, out }).loss, out);
+  // After all of it, collected: the bound steps' references released, nothing left dangling.
+  if (global.gc) for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+  exact('the end', forwardBackward(p, X, y, { inputGrad: true, out }).loss, out);
+  console.log('OK');
+})().catch((e) => { console.error('FAILED ' + e.message); process.exit(2); });
+`;
+
+describe('a bound buffer transferred or shrunk between steps (native)', () => {
+  for (const dtype of ['float64', 'float32']) {
+    it(`${dtype}: each call is a TypeError naming the tensor or the right bits, in a child process`, () => {
+      const r = spawnSync(process.execPath, ['--expose-gc', '-e', DETACH_CHILD], {
+        env: { ...process.env, HG_DIST: DIST, HG_DTYPE: dtype },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      const report = `status ${r.status}, signal ${r.signal}\n${r.stdout}\n${r.stderr.slice(-2000)}`;
+      expect(r.signal, report).toBeNull();
+      expect(r.status, report).toBe(0);
+      expect(r.stdout, report).toMatch(/^OK$/m);
+    });
+  }
 });

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { coreBinding } from '../lib/binding';
 import { type Engine, type ForwardOutcome, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepOutcome } from '../lib/engine/engine';
-import { nativeEngine, STAGES } from '../lib/engine/native';
+import { MAX_BINDINGS, nativeEngine, STAGES } from '../lib/engine/native';
 import { wasmEngine } from '../lib/engine/wasm';
 import { forwardBackward, Linear, ReLU, Sequential, Sigmoid, Tanh } from '../lib/index';
 import type { Layer } from '../lib/layers';
@@ -119,9 +119,76 @@ for (const [backend, skip] of backendCases(['native', 'wasm'])) {
           sameBits(t.probs, want.cache!.probs, `${what}: probs`);
           const f = ok(prepared.forward(X, B), what);
           sameBits(f.logits, want.cache!.outputs[L - 1], `${what}: forward's logits`);
+          // The same buffers three times (refilled each time): on native the second call binds
+          // them (stackBind) and the third runs bound (stackRun), as a training loop does.
+          const again = start();
+          const first = Object.fromEntries(Object.entries(again).map(([k, t]) => [k, t.slice()]));
+          const list = Object.keys(seq.params).map((k) => again[`d${k}`]);
+          for (let c = 1; c <= 3; c++) {
+            for (const k of Object.keys(again)) again[k].set(first[k]);
+            const r2 = ok(prepared.forwardBackward({ X, y, B, grads: list, dX: again.dX ?? null, reduction, accumulate }), `${what} call ${c}`);
+            expect(Object.is(r2.loss, want.loss), `${what} call ${c}: loss`).toBe(true);
+            for (const k of Object.keys(want.grads)) sameBits(again[k], want.grads[k], `${what} call ${c}: ${k}`);
+            sameBits(r2.logits, want.cache!.outputs[L - 1], `${what} call ${c}: logits`);
+          }
         }
       });
     }
+  });
+
+  describe.skipIf(skip)(backendTitle('engine: many sets of gradient buffers and batch sizes in turn, bit for bit', backend, skip), () => {
+    it(`more sets than MAX_BINDINGS (${MAX_BINDINGS}), two batch sizes, reduction and accumulate changing per call`, () => {
+      const seq = net(['linear', 'tanh', 'linear'], [6, 8, 8, 3], 'float64', 11);
+      // Count the native engine's binds and bound runs (it takes both exports at prepare).
+      const calls = { bind: 0, run: 0 };
+      const { stackBind, stackRun } = b;
+      if (backend === 'native') {
+        Object.assign(b, {
+          stackBind: (...a: Parameters<typeof stackBind>) => (calls.bind++, stackBind(...a)),
+          stackRun: (...a: Parameters<typeof stackRun>) => (calls.run++, stackRun(...a)),
+        });
+      }
+      let prepared: PreparedNet;
+      try {
+        prepared = engine.prepare(describeNet(seq));
+      } finally {
+        Object.assign(b, { stackBind, stackRun });
+      }
+      const sets = Array.from({ length: MAX_BINDINGS + 2 }, (_, s) => ({
+        grads: Object.values(seq.params).map((t, j) => Float64Array.from(randomArray(t.length, 20 * s + j))),
+        dX: s % 3 === 0 ? null : new Float64Array(0),
+      }));
+      // Each set twice in a row (bound from its second call on native), in turn, three rounds:
+      // past MAX_BINDINGS the oldest bound set is dropped, and comes back unbound, then bound again.
+      for (let round = 0; round < 3; round++) {
+        for (const [s, set] of sets.entries()) for (const B of [2, 5]) for (const twice of [0, 1]) {
+          const reduction = REDUCTIONS[(round + s + twice) % 2];
+          const accumulate = (round + s + B + twice) % 3 === 0;
+          const what = `round ${round}, set ${s}, B=${B}, call ${twice + 1} ${reduction}${accumulate ? ' accumulate' : ''}`;
+          const X = Float64Array.from(randomArray(B * 6, B + 30));
+          const y = randomLabels(B, 3, B + 31);
+          // Each set's dX per B: a new one when B changes (its rows are B's).
+          if (set.dX !== null && set.dX.length !== B * 6) set.dX = Float64Array.from(randomArray(B * 6, s + 40));
+          const out: Record<string, FloatArray> = {};
+          Object.keys(seq.params).forEach((k, j) => (out[`d${k}`] = set.grads[j].slice()));
+          if (set.dX) out.dX = set.dX.slice();
+          const want = seq.forwardBackward(X, y, { backend, reduction, accumulate, inputGrad: set.dX !== null, out });
+          const r = ok(prepared.forwardBackward({ X, y, B, grads: set.grads, dX: set.dX, reduction, accumulate }), what);
+          expect(Object.is(r.loss, want.loss), `${what}: loss`).toBe(true);
+          Object.keys(seq.params).forEach((k, j) => sameBits(set.grads[j], want.grads[`d${k}`], `${what}: d${k}`));
+          if (set.dX) sameBits(set.dX, want.grads.dX, `${what}: dX`);
+        }
+      }
+      if (backend === 'native') {
+        // Every second call of a set ran bound (3 rounds × 6 sets × 2 sizes), each bound anew:
+        // cycling through more sets than MAX_BINDINGS drops each before it comes back.
+        expect(calls).toEqual({ bind: 3 * sets.length * 2, run: 3 * sets.length * 2 });
+        // The last set is still bound: no new bind.
+        const last = sets[sets.length - 1];
+        for (let i = 0; i < 2; i++) ok(prepared.forwardBackward({ X: new Float64Array(30), y: new Int32Array(5), B: 5, grads: last.grads, dX: last.dX, reduction: 'sum', accumulate: false }));
+        expect(calls).toEqual({ bind: 3 * sets.length * 2, run: 3 * sets.length * 2 + 2 });
+      }
+    });
   });
 
   describe.skipIf(skip)(backendTitle('engine = the two-layer forwardBackward, bit for bit', backend, skip), () => {

@@ -1,9 +1,11 @@
 // The native engine: the core addon's stack executor (native/core/stack.h), one Node-API call per
 // step. A net is prepared once (stackPrepare checks and keeps its description); each batch size
-// gets one workspace, laid out by the addon (stackLayout), and a call with the net's handle,
-// workspace and parameters bound, so a step passes only what changes. The torch engine runs on
-// the same frame (preparedStack).
-import { coreBinding, type CoreBinding, type StackHandle } from '../binding';
+// gets one workspace, laid out by the addon (stackLayout). A step whose gradient buffers come
+// again (a training loop's, a caller's `out`) runs on a bound step (stackBind: workspace, params,
+// grads and dX checked and pinned once), so each call passes X, y and four scalars (stackRun);
+// other calls pass everything (stackForwardBackward). The torch engine runs on the same frame
+// (preparedStack).
+import { type BoundStep, coreBinding, type CoreBinding, type StackHandle } from '../binding';
 import type { FloatArray } from '../types';
 import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepArgs, type StepFailure } from './engine';
 import { MAX_BATCH_SIZES } from './engine';
@@ -81,20 +83,118 @@ export function preparedStack(make: (B: number) => Batch, status: () => [number,
   };
 }
 
+// The intrinsic getters, captured once: a view's own `byteLength` property could be redefined to
+// hide a detached buffer, and reading through the getter is also the fastest way in V8 (~3 ns).
+const typedArrayProto = Object.getPrototypeOf(Int8Array.prototype) as object;
+const byteLengthOf = Object.getOwnPropertyDescriptor(typedArrayProto, 'byteLength')!.get as (this: ArrayBufferView) => number;
+const bufferOf = Object.getOwnPropertyDescriptor(typedArrayProto, 'buffer')!.get as (this: ArrayBufferView) => ArrayBufferLike;
+const sharedByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength')!.get as (this: ArrayBufferLike) => number;
+
+/** Whether a view's buffer is a SharedArrayBuffer (never detached, never shrunk), by the brand check of its own getter. */
+function onShared(v: ArrayBufferView): boolean {
+  try {
+    sharedByteLength.call(bufferOf.call(v));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Bound steps kept per batch size, the last used first: one more set of gradient buffers drops the oldest. */
+export const MAX_BINDINGS = 4;
+
+/** A bound step (stackBind), the caller's buffers it was bound for, and every view it pins with its byteLength then. */
+interface Binding {
+  bound: BoundStep;
+  grads: readonly FloatArray[];
+  dX: FloatArray | null;
+  /** The bound params, grads and dX that a transfer or a resize could take away (not on a SharedArrayBuffer), with their names. */
+  views: readonly FloatArray[];
+  bytes: readonly number[];
+  names: readonly string[];
+}
+
+function sameBuffers(k: { grads: readonly FloatArray[]; dX: FloatArray | null }, grads: readonly FloatArray[], dX: FloatArray | null): boolean {
+  if (k.dX !== dX || k.grads.length !== grads.length) return false;
+  for (let j = 0; j < grads.length; j++) if (k.grads[j] !== grads[j]) return false;
+  return true;
+}
+
 function prepare(net: StackDescription): PreparedNet {
   const b = coreBinding(); // ERR_NATIVE_UNAVAILABLE here, before any work
   const handle = b.stackPrepare(net.kinds, net.widths, net.dtype === 'float32');
   const { params } = net;
-  const bind = boundStep(params.length);
+  const paramNames = params.map((_, j) => `${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1}`);
+  const viewNames = [...paramNames, ...paramNames.map((n) => `d${n}`), 'dX'];
+  const unbound = boundStep(params.length);
   const forward = b.stackForward as (...args: unknown[]) => boolean;
+  const { stackBind, stackRun } = b;
   const make = (B: number): Batch => {
-    const w = workspace(net, b.stackLayout(handle, B), B);
-    const args: unknown[] = [handle, w.ws, null, B, ...params]; // stackForward's, X at 2
-    const fwd = (X: FloatArray) => {
-      args[2] = X;
-      return forward.apply(undefined, args);
+    const at = b.stackLayout(handle, B);
+    const args: unknown[] = [handle, null, null, B, ...params]; // stackForward's: ws at 1, X at 2
+    let wsBytes = 0;
+    let slow: Batch['step'];
+    let bindings: Binding[] = [];
+    // The buffers of the last few calls that ran unbound: bound when they come again, so that a
+    // caller allocating fresh gradients on every call (forwardBackward without `out`) binds nothing.
+    let seen: { grads: readonly FloatArray[]; dX: FloatArray | null }[] = [];
+    // A new workspace when the caller transferred the old one's buffer (through a logits view).
+    const renew = (fresh: ReturnType<typeof workspace>) => {
+      Object.assign(w, fresh);
+      wsBytes = byteLengthOf.call(w.ws);
+      slow = unbound(b.stackForwardBackward, handle, w.ws, params);
+      bindings = [];
+      seen = [];
     };
-    return { ...w, step: bind(b.stackForwardBackward, handle, w.ws, params), forward: fwd };
+    const binding = (grads: readonly FloatArray[], dX: FloatArray | null): Binding | undefined => {
+      for (let i = 0; i < bindings.length; i++) {
+        const k = bindings[i];
+        if (!sameBuffers(k, grads, dX)) continue;
+        if (i > 0) bindings.unshift(...bindings.splice(i, 1));
+        return k;
+      }
+      const again = seen.findIndex((u) => sameBuffers(u, grads, dX));
+      if (again < 0) {
+        if (seen.unshift({ grads: grads.slice(), dX }) > MAX_BINDINGS) seen.pop();
+        return undefined;
+      }
+      seen.splice(again, 1);
+      const bound = stackBind(handle, w.ws, dX, ...params, ...grads); // checks them all, or throws
+      const all = dX ? [...params, ...grads, dX] : [...params, ...grads];
+      const kept = all.map((_, i) => i).filter((i) => !onShared(all[i]));
+      const views = kept.map((i) => all[i]);
+      const k: Binding = { bound, grads: grads.slice(), dX, views, bytes: views.map((v) => byteLengthOf.call(v)), names: kept.map((i) => viewNames[i]) };
+      if (bindings.unshift(k) > MAX_BINDINGS) bindings.pop();
+      return k;
+    };
+    const w: Batch = {
+      ...workspace(net, at, B),
+      step(a) {
+        if (byteLengthOf.call(w.ws) !== wsBytes) renew(workspace(net, at, B));
+        const k = binding(a.grads, a.dX);
+        if (k === undefined) return slow(a);
+        // The bound pointers hold while every view keeps its bytes; no JS runs between this check
+        // and the native call, so nothing can detach or shrink a buffer in between.
+        const { views, bytes } = k;
+        for (let i = 0; i < views.length; i++) {
+          if (byteLengthOf.call(views[i]) !== bytes[i]) {
+            throw new TypeError(
+              `Expected ${k.names[i]} to keep its ${bytes[i]} bytes but it has ${byteLengthOf.call(views[i])}: its ArrayBuffer was detached ` +
+                '(transferred, e.g. by postMessage or structuredClone) or resized since it was last used',
+            );
+          }
+        }
+        return stackRun(k.bound, a.X, a.y, B, REDUCTION_CODE[a.reduction], a.accumulate);
+      },
+      forward(X) {
+        if (byteLengthOf.call(w.ws) !== wsBytes) renew(workspace(net, at, B));
+        args[1] = w.ws;
+        args[2] = X;
+        return forward.apply(undefined, args);
+      },
+    };
+    renew(w);
+    return w;
   };
   return preparedStack(make, () => b.stackStatus(handle));
 }

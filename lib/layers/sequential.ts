@@ -8,7 +8,7 @@
 // … and dW1, db1, …; so Sequential([Linear(D,H), ReLU, Linear(H,C)]) has exactly the tensors of
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
 import { engine } from '../engine';
-import { LAYER_CODE, type PreparedNet, type StackDescription, type StepFailure } from '../engine/engine';
+import { LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure } from '../engine/engine';
 import { drawLinear, drawOptions, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../types';
@@ -88,6 +88,20 @@ export class Sequential<T extends FloatArray = FloatArray> {
   private readonly prepared = new Map<BackendName, PreparedNet>();
   /** The two-layer API's nets (lib/model.ts) word a failure as the fused step always did: Z1, logits. */
   twoLayerWords = false;
+  /** Each gradient's element count (its parameter's, from the layer widths; a parameter's own length can change if its buffer is). */
+  private readonly gradLengths: readonly number[];
+  /** The names of gradNames, for the check of opts.out's keys. */
+  private readonly gradIndex: ReadonlySet<string>;
+  /** { dX?, dW1, db1, … } with these tensors, built in that key order by a literal (one allocation, one shape). */
+  private readonly gradsRecord: (dX: FloatArray | null, list: readonly FloatArray[]) => Record<string, T>;
+  /** list[j] = record[gradNames[j]] for each j, by named loads (a keyed load of varying names is megamorphic). */
+  private readonly gradsList: (record: Readonly<Partial<Record<string, FloatArray>>>, list: (FloatArray | undefined)[]) => void;
+  /** A step's scratch: forwardBackwardInto's gradient list and run's engine arguments, refilled on every call. */
+  private readonly list: T[] = [];
+  private readonly stepArgs: StepArgs = { X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false };
+  /** The engine of the last run and its backend, so that a hot loop skips the Map. */
+  private lastBackend: BackendName | undefined;
+  private lastPrepared: PreparedNet | undefined;
 
   /**
    * @throws {TypeError} a layer that is not a Linear, ReLU, Sigmoid or Tanh; Linear layers of two dtypes
@@ -134,6 +148,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
     this.linearNumber = Object.freeze(numbers);
     this.params = Object.freeze(params);
     this.gradNames = Object.keys(params).map((n) => `d${n}`);
+    this.gradLengths = Object.values(params).map((t) => t.length);
+    this.gradIndex = new Set(this.gradNames);
+    this.gradsRecord = recordOf(this.gradNames);
+    this.gradsList = listOf(this.gradNames);
     this.description = {
       dtype: this.dtype,
       kinds: Int32Array.from(layers, (l) => LAYER_CODE[l.kind as LayerKind]),
@@ -338,26 +356,36 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
     const B = b.B;
     const Xc = b.X as T;
-    const F = this.dtype === 'float64' ? Float64Array : Float32Array;
-    const buffer = (name: string, n: number): T =>
-      (out?.[name] === undefined ? new F(n) : v.outBuffer(name, out[name], this.dtype, n)) as T;
-    const grads: Record<string, T> = {};
-    const dX = inputGrad ? (grads.dX = buffer('dX', B * this.inFeatures)) : null;
-    const list: T[] = [];
-    this.gradNames.forEach((name, j) => list.push((grads[name] = buffer(name, this.description.params[j].length))));
-    if (out !== undefined) {
-      for (const name in out) if (!(name in grads)) v.fail(TypeError, `one of ${Object.keys(grads).join(', ')}`, `opts.out key`, name);
-      // The native and torch addons refuse aliasing themselves, in C++ (reading .buffer from JS
-      // costs more than the whole toy-size step); wasm and ts copy or read in JS, so check here.
-      if (backend === 'wasm' || backend === 'ts') {
-        const names = Object.keys(grads);
-        v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...this.description.params]);
+    const { gradNames, gradLengths, dtype } = this;
+    const F = dtype === 'float64' ? Float64Array : Float32Array;
+    const list: T[] = []; // not the scratch: a getter on `out` may run a step of this net
+    let dX: T | null = null;
+    if (out === undefined) {
+      if (inputGrad) dX = new F(B * this.inFeatures) as T;
+      for (let j = 0; j < gradNames.length; j++) list[j] = new F(gradLengths[j]) as T;
+    } else {
+      if (inputGrad) dX = (out.dX === undefined ? new F(B * this.inFeatures) : v.outBuffer('dX', out.dX, dtype, B * this.inFeatures)) as T;
+      this.gradsList(out, list);
+      for (let j = 0; j < gradNames.length; j++) {
+        const g = list[j];
+        list[j] = (g === undefined ? new F(gradLengths[j]) : v.outBuffer(gradNames[j], g, dtype, gradLengths[j])) as T;
+      }
+      for (const name in out) {
+        if (!(name === 'dX' ? inputGrad : this.gradIndex.has(name))) {
+          v.fail(TypeError, `one of ${[...(inputGrad ? ['dX'] : []), ...gradNames].join(', ')}`, `opts.out key`, name);
+        }
       }
     }
+    const grads = this.gradsRecord(dX, list);
+    // The native and torch addons refuse aliasing themselves, in C++ (reading .buffer from JS
+    // costs more than the whole toy-size step); wasm and ts copy or read in JS, so check here.
+    if (out !== undefined && (backend === 'wasm' || backend === 'ts')) {
+      const names = Object.keys(grads);
+      v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...this.description.params]);
+    }
 
-    const { loss, logits } = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads);
-    const result: SequentialResult<T> = { loss, grads };
-    if (backend !== 'torch') result.logits = logits;
+    const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads);
+    const result: SequentialResult<T> = backend === 'torch' ? { loss: r.loss, grads } : { loss: r.loss, grads, logits: r.logits };
     if (wantCache) {
       const t = this.on(backend).tensors(B)!;
       result.cache = { outputs: t.outputs.map((o) => o.slice() as T), probs: t.probs.slice() as T };
@@ -374,24 +402,52 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forwardBackwardInto(
     X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: Reduction; accumulate: boolean },
   ): { loss: number; logits: T } {
-    const list = this.gradNames.map((name) => grads[name]);
-    return this.run(X, y, list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads);
+    this.gradsList(grads, this.list);
+    return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads);
   }
 
-  /** One engine call; a failure is put into words here. */
+  /**
+   * One engine call; a failure is put into words here. `grads` and the arguments' record are this
+   * net's scratch, refilled on every call: engines read them during the call and keep no reference.
+   */
   private run(
     X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: Reduction, accumulate: boolean, named: Readonly<Record<string, T>>,
   ): { loss: number; logits: T } {
-    const r = this.on(backend).forwardBackward({ X, y, B: y.length, grads, dX, reduction, accumulate });
+    if (backend !== this.lastBackend) {
+      this.lastPrepared = this.on(backend);
+      this.lastBackend = backend;
+    }
+    const p = this.lastPrepared!;
+    const a = this.stepArgs;
+    a.X = X;
+    a.y = y;
+    a.B = y.length;
+    a.grads = grads;
+    a.dX = dX;
+    a.reduction = reduction;
+    a.accumulate = accumulate;
+    const r = p.forwardBackward(a);
     if (r.failure) this.explain(r.failure, X, named);
-    return { loss: r.loss, logits: r.logits as T };
+    return r as { loss: number; logits: T };
   }
+}
+
+/** (dX, list) => { dX, names[0]: list[0], … }, dX left out when null: an object literal per call. */
+function recordOf<T>(names: readonly string[]): (dX: FloatArray | null, list: readonly FloatArray[]) => Record<string, T> {
+  const fields = names.map((n, j) => `${JSON.stringify(n)}: l[${j}]`).join(', ');
+  return new Function('dX', 'l', `return dX === null ? { ${fields} } : { dX, ${fields} };`) as ReturnType<typeof recordOf<T>>;
 }
 
 /** A new Sequential over copies of seq's parameters, in seq's dtype or in float64 (float32 values are exact there). */
 export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Sequential {
   const copy = (t: FloatArray): FloatArray => (dtype === 'float64' ? Float64Array.from(t) : Float32Array.from(t));
   return Sequential.fromSpec({ ...seq.spec(), dtype }, Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, copy(t)])));
+}
+
+export /** (record, list) => { list[0] = record[names[0]]; … }: the gradients of a record in names' order. */
+function listOf(names: readonly string[]): (record: Readonly<Partial<Record<string, FloatArray>>>, list: (FloatArray | undefined)[]) => void {
+  const loads = names.map((n, j) => `l[${j}] = r[${JSON.stringify(n)}];`).join(' ');
+  return new Function('r', 'l', loads) as ReturnType<typeof listOf>;
 }
 
 export function activationLayer(kind: Activation): Layer {

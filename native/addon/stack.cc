@@ -143,6 +143,158 @@ Napi::Value StackForward(const Napi::CallbackInfo& info) {
   return s.f32 ? forwardT<float>(info, s) : forwardT<double>(info, s);
 }
 
+// ---- The prepared step: tensors registered once ---------------------------------------------
+// stackBind(handle, ws, dX|null, ...params, ...grads) checks what stays the same from step to
+// step once (dtypes, lengths, disjointness) and pins it; stackRun(bound, X, y, B, reduction,
+// accumulate) then reads only X and y. Its data pointers stay valid while the bound buffers keep
+// their bytes: a strong reference to each view keeps it from the GC (released by the finalizer),
+// and reading each view's data once at bind moved a small on-heap array's bytes off the heap,
+// where the GC never moves them. A transfer (detach) or a shrink of a resizable ArrayBuffer is
+// what no reference can stop: the caller compares each bound view's byteLength with the bound
+// one before every run, in the same synchronous turn (lib/engine/native.ts), and binds again.
+struct BoundStep {
+  napi_env env;
+  PreparedStack* s;             // kept alive by refs[0]
+  std::vector<napi_ref> refs;   // the handle, then each bound view
+  std::vector<double*> t64;     // params, then grads (the vector of the handle's dtype)
+  std::vector<float*> t32;
+  void* ws = nullptr;
+  void* dX = nullptr;           // null: no input gradient
+  size_t nWs = 0, nDX = 0;      // elements
+  std::vector<Span> outputs;    // ws, dX, grads: what X and y must not overlap
+  int lastB = 0;                // the batch size whose layout fits ws was checked for
+  ~BoundStep() {
+    for (napi_ref r : refs) napi_delete_reference(env, r);
+  }
+  template <typename T> std::vector<T*>& tensors();
+};
+template <> std::vector<double*>& BoundStep::tensors<double>() { return t64; }
+template <> std::vector<float*>& BoundStep::tensors<float>() { return t32; }
+
+constexpr napi_type_tag kBoundTag = {0x68616e6467726164ULL, 0x626f756e64737470ULL};
+
+void pin(BoundStep& k, napi_value v) {
+  napi_ref r;
+  if (napi_create_reference(k.env, v, 1, &r) != napi_ok) throwType(Napi::Env(k.env), "Expected a value that can be referenced");
+  k.refs.push_back(r);
+}
+
+template <typename T>
+void bindT(const Napi::CallbackInfo& info, PreparedStack& s, BoundStep& k) {
+  Napi::Env env = info.Env();
+  const size_t P = s.params();
+  const int D = s.widths[0];
+  auto& t = k.tensors<T>();
+  t.resize(2 * P);
+  std::vector<Span> spans(P + 2 + P);  // params (inputs), then ws, dX, grads (outputs)
+  for (size_t j = 0; j < 2 * P; ++j) {
+    t[j] = typedArg<T>(info, 3 + j, s.names[j].c_str(), s.counts[j % P]);
+    spans[j < P ? j : j + 2] = {t[j], s.counts[j % P] * sizeof(T), s.names[j].c_str()};
+  }
+  TypedInfo w;  // any length: the run checks its B's layout against it
+  if (!typedInfo(env, argAt(info, 1), &w) || w.kind != DtypeOf<T>::kind)
+    failArg(env, true, DtypeOf<T>::name, "workspace", describeValue(env, argOrUndefined(info, 1)));
+  k.nWs = w.length;
+  k.ws = typedArg<T>(info, 1, "workspace", k.nWs);
+  const Napi::Value dXArg = argOrUndefined(info, 2);
+  if (!dXArg.IsNull() && !dXArg.IsUndefined()) {
+    TypedInfo x;
+    if (!typedInfo(env, dXArg, &x) || x.kind != DtypeOf<T>::kind)
+      failArg(env, true, DtypeOf<T>::name, "out.dX", describeValue(env, dXArg));
+    if (x.length == 0 || x.length % size_t(D) != 0)
+      failArg(env, false, "a multiple of " + std::to_string(D) + " elements ([B, D])", "out.dX", std::to_string(x.length));
+    k.nDX = x.length;
+    k.dX = typedArg<T>(info, 2, "out.dX", k.nDX);
+  }
+  spans[P] = {k.ws, k.nWs * sizeof(T), "workspace"};
+  spans[P + 1] = {k.dX, k.nDX * sizeof(T), "out.dX"};
+  requireDisjoint(env, spans.data(), spans.size(), P);
+  k.outputs.assign(spans.begin() + P, spans.end());
+  for (size_t i = 1; i < 3 + 2 * P; ++i)
+    if (i != 2 || k.dX) pin(k, info[i]);
+}
+
+// stackBind(handle, ws, dX|null, ...params, ...grads) → a bound step.
+Napi::Value StackBind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PreparedStack& s = handleArg(info);
+  auto k = std::make_unique<BoundStep>();
+  k->env = env;
+  k->s = &s;
+  pin(*k, info[0]);
+  if (s.f32) bindT<float>(info, s, *k);
+  else bindT<double>(info, s, *k);
+  auto bound = Napi::External<BoundStep>::New(env, k.release(), [](Napi::Env, BoundStep* p) { delete p; });
+  if (napi_type_tag_object(env, bound, &kBoundTag) != napi_ok) throwType(env, "Expected a taggable bound step");
+  return bound;
+}
+
+// stackRun(bound, X, y, B, reduction, accumulate) → the loss, or NaN with stackStatus(handle) set.
+// Six arguments read with napi_get_cb_info into an array on the stack; X and y are the only
+// typed arrays read, their lengths checked against B and their bytes against the bound outputs.
+template <typename T>
+napi_value runT(Napi::Env env, const napi_value* argv, BoundStep& k) {
+  PreparedStack& s = *k.s;
+  const int B = dimValue(env, argv[3], "B");
+  const auto red = static_cast<Reduction>(enumValue(env, argv[4], "reduction", 2));
+  const bool accumulate = boolValue(env, argv[5], "accumulate");
+  const size_t nX = size_t(B) * size_t(s.widths[0]);
+  const T* X = typedValue<T>(env, argv[1], "X", nX);
+  const int32_t* y = typedValue<int32_t>(env, argv[2], "y", size_t(B));
+  if (B != k.lastB) {
+    if (k.dX && nX != k.nDX)
+      failArg(env, false, std::to_string(k.nDX / size_t(s.widths[0])) + " (the rows of the bound out.dX)", "B", std::to_string(B));
+    const Layout l = s.layout<T>(env, B, nullptr);
+    if (l.total > k.nWs)
+      failArg(env, false, "a batch whose workspace fits the bound one (" + std::to_string(k.nWs) + " elements)", "B",
+              std::to_string(B) + " (" + std::to_string(l.total) + " elements)");
+    k.lastB = B;
+  }
+  const Span in[] = {{X, nX * sizeof(T), "X"}, {y, size_t(B) * sizeof(int32_t), "y"}};
+  for (const Span& o : k.outputs) {
+    const auto* a = static_cast<const uint8_t*>(o.begin);
+    for (const Span& i : in) {
+      const auto* b = static_cast<const uint8_t*>(i.begin);
+      if (a && b && a < b + i.bytes && b < a + o.bytes)
+        throwRange(env, std::string("Expected ") + o.name + " not to share memory with " + i.name);
+    }
+  }
+  const size_t P = s.params();
+  T** t = k.tensors<T>().data();
+  T* ws = static_cast<T*>(k.ws);
+  const Step<T> a{B, X, y, t, t + P, static_cast<T*>(k.dX), red, accumulate, ws};
+  double loss = 0;
+  s.status = stackForwardBackward(s.net(), a, &loss);
+  if (s.status.stage == Stage::Labels) {
+    Layout l;
+    stackLayout<T>(s.net(), uint64_t(B), static_cast<uint64_t*>(nullptr), &l);
+    throwLabel(env, reinterpret_cast<const int32_t*>(ws + l.labels)[s.status.layer], size_t(s.status.layer), s.widths.back());
+  }
+  napi_value result;
+  napi_create_double(env, s.status.stage == Stage::Ok ? loss : std::nan(""), &result);
+  return result;
+}
+
+napi_value StackRun(napi_env raw, napi_callback_info cb) {
+  Napi::Env env(raw);
+  try {
+    size_t argc = 6;
+    napi_value argv[6];  // past the last argument: undefined
+    if (napi_get_cb_info(raw, cb, &argc, argv, nullptr, nullptr) != napi_ok) throwType(env, "Expected arguments");
+    bool ours = false;
+    void* data = nullptr;
+    // An External first (that check sets no pending exception), then ours by its tag.
+    if (napi_get_value_external(raw, argv[0], &data) != napi_ok ||
+        napi_check_object_type_tag(raw, argv[0], &kBoundTag, &ours) != napi_ok || !ours)
+      failArg(env, true, "a bound step from stackBind", "bound", describeValue(env, Napi::Value(raw, argv[0])));
+    BoundStep& k = *static_cast<BoundStep*>(data);
+    return k.s->f32 ? runT<float>(env, argv, k) : runT<double>(env, argv, k);
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+    return nullptr;
+  }
+}
+
 // stackStatus(handle) → [stage, layer] of the last step on this handle.
 Napi::Value LastStatus(const Napi::CallbackInfo& info) {
   return statusValue(info.Env(), handleArg(info).status);
@@ -156,6 +308,10 @@ void addStackExports(Napi::Env env, Napi::Object exports) {
   exports.Set("stackForwardBackward", Napi::Function::New(env, StackForwardBackward, "stackForwardBackward"));
   exports.Set("stackForward", Napi::Function::New(env, StackForward, "stackForward"));
   exports.Set("stackStatus", Napi::Function::New(env, LastStatus, "stackStatus"));
+  exports.Set("stackBind", Napi::Function::New(env, StackBind, "stackBind"));
+  napi_value run;
+  NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, "stackRun", NAPI_AUTO_LENGTH, StackRun, nullptr, &run));
+  exports.Set("stackRun", run);
 }
 
 }  // namespace hg

@@ -92,20 +92,28 @@ inline Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
   return i < info.Length() ? info[i] : info.Env().Undefined();
 }
 
-// The data of argument i as a T* of exactly `length` elements: a view into the caller's
-// ArrayBuffer (byteOffset applied by Node-API), not a copy. One napi_get_typedarray_info call per
-// argument: at the smallest sizes the argument checks cost more than the arithmetic.
+// Argument i, or null past the last one (each reader below then throws its TypeError).
+inline napi_value argAt(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() ? napi_value(info[i]) : nullptr;
+}
+
+// The data of a typed array (typedValue; typedArg: argument i) as a T* of exactly `length`
+// elements: a view into the caller's ArrayBuffer (byteOffset applied by Node-API), not a copy. One
+// napi_get_typedarray_info call per argument: at the smallest sizes the argument checks cost more
+// than the arithmetic.
 template <typename T>
-T* typedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
-  Napi::Env env = info.Env();
+T* typedValue(Napi::Env env, napi_value v, const char* name, size_t length) {
   TypedInfo t;
-  if (i >= info.Length() || !typedInfo(env, info[i], &t))
-    throwType(env, std::string("Expected ") + DtypeOf<T>::name + " for " + name);
+  if (v == nullptr || !typedInfo(env, v, &t)) throwType(env, std::string("Expected ") + DtypeOf<T>::name + " for " + name);
   if (t.kind != DtypeOf<T>::kind) failArg(env, true, DtypeOf<T>::name, name, typedArrayName(t.kind));
   if (t.length != length) failArg(env, false, std::to_string(length) + " elements", name, std::to_string(t.length));
   // A detached buffer reports length 0, so only an empty tensor can get here without data.
   if (t.data == nullptr && length != 0) throwType(env, std::string("Expected a live buffer for ") + name + " but it is detached");
   return static_cast<T*>(t.data);
+}
+template <typename T>
+T* typedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
+  return typedValue<T>(info.Env(), argAt(info, i), name, length);
 }
 
 // Whether the tensor at argument i is a Float32Array (else a Float64Array; anything else throws).
@@ -126,29 +134,44 @@ auto dispatchFloat(const Napi::CallbackInfo& info, size_t i, const char* name, F
   return isFloat32Arg(info, i, name) ? fn(float{}) : fn(double{});
 }
 
+// The scalar readers, for a napi_value (one Node-API call each) and for argument i.
+inline double numberValue(Napi::Env env, napi_value v, const char* name) {
+  double d;
+  if (v == nullptr || napi_get_value_double(env, v, &d) != napi_ok) throwType(env, std::string("Expected a number for ") + name);
+  return d;
+}
 inline double numberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (i >= info.Length() || !info[i].IsNumber()) throwType(info.Env(), std::string("Expected a number for ") + name);
-  return info[i].As<Napi::Number>().DoubleValue();
+  return numberValue(info.Env(), argAt(info, i), name);
 }
 
 // A positive integer that fits a 32-bit BLAS index.
-inline int dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const double v = numberArg(info, i, name);
+inline int dimValue(Napi::Env env, napi_value arg, const char* name) {
+  const double v = numberValue(env, arg, name);
   if (!(v >= 1 && v <= std::numeric_limits<int32_t>::max() && std::floor(v) == v))
-    throwRange(info.Env(), std::string("Expected a positive 32-bit integer for ") + name + " but received " + std::to_string(v));
+    throwRange(env, std::string("Expected a positive 32-bit integer for ") + name + " but received " + std::to_string(v));
   return static_cast<int>(v);
 }
+inline int dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return dimValue(info.Env(), argAt(info, i), name);
+}
 
-inline int enumArg(const Napi::CallbackInfo& info, size_t i, const char* name, int count) {
-  const double v = numberArg(info, i, name);
+inline int enumValue(Napi::Env env, napi_value arg, const char* name, int count) {
+  const double v = numberValue(env, arg, name);
   if (!(v >= 0 && v < count && std::floor(v) == v))
-    throwRange(info.Env(), std::string("Expected an integer in [0, ") + std::to_string(count) + ") for " + name);
+    throwRange(env, std::string("Expected an integer in [0, ") + std::to_string(count) + ") for " + name);
   return static_cast<int>(v);
 }
+inline int enumArg(const Napi::CallbackInfo& info, size_t i, const char* name, int count) {
+  return enumValue(info.Env(), argAt(info, i), name, count);
+}
 
+inline bool boolValue(Napi::Env env, napi_value v, const char* name) {
+  bool b;
+  if (v == nullptr || napi_get_value_bool(env, v, &b) != napi_ok) throwType(env, std::string("Expected a boolean for ") + name);
+  return b;
+}
 inline bool boolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (i >= info.Length() || !info[i].IsBoolean()) throwType(info.Env(), std::string("Expected a boolean for ") + name);
-  return info[i].As<Napi::Boolean>().Value();
+  return boolValue(info.Env(), argAt(info, i), name);
 }
 
 // Element count of a [rows, cols] tensor, refusing products that overflow size_t or exceed what a

@@ -2,15 +2,19 @@
 // (the path comes as argv[2]). Plain CommonJS that loads that one .node and nothing of dist/, so
 // every native instruction it reaches is instrumented:
 //   1. the golden fixtures (test/fixtures: PyTorch autograd) through the raw stack exports
-//      (stackForwardBackward, stackForward on a Linear–act–Linear stack), and gemm against plain
-//      loops, at sizes on both sides of the small-GEMM cutoff;
+//      (stackForwardBackward, stackForward, and the prepared step stackBind + stackRun, on a
+//      Linear–act–Linear stack), and gemm against plain loops, at sizes on both sides of the
+//      small-GEMM cutoff;
 //   2. bad input at every argument of every export: each wrong type, length, dim, dtype, detached
 //      and offset buffer, handle, description, aliasing between every output and every other
 //      buffer, labels out of range, short and long argument lists — each must be a
 //      TypeError/RangeError (or a normal return where the call is in fact valid), write nothing
 //      when refused, and leave the next valid call exact to the bit; NaN/±Infinity at every index
 //      of every input a failure (NaN, stackStatus) that writes nothing;
-//   3. the addon in worker threads (loaded, used and terminated mid-call);
+//      a bound step's views pinned (bound from arrays nothing else holds, collected, then run),
+//      and a transferred or shrunk bound buffer caught by the byteLength check every caller makes
+//      before stackRun (lib/engine/native.ts's), then refused when bound again;
+//   3. the addon in worker threads (loaded, used and terminated mid-call, bound and unbound);
 //   4. 2 × 10 000 calls of each export, valid and refused (LeakSanitizer then reports at exit
 //      whatever was lost), with the heap measured by ASan itself before and after each round.
 // Prints SANITIZE-OK and a summary on success; exits 1 with the failures otherwise.
@@ -36,6 +40,8 @@ const ACT = { relu: 0, sigmoid: 1, tanh: 2 }; // layer code − 1
 const RED = { mean: 0, sum: 1 };
 const step = (a) => b.stackForwardBackward(...a);
 const fwd = (a) => b.stackForward(...a);
+const bind = (a) => b.stackBind(...a);
+const run = (a) => b.stackRun(...a);
 
 /** max|got − want| / max|want| in units of eps (normwise, as test/fixtures/README.md asks). */
 function errEps(got, want, dtype) {
@@ -68,6 +74,9 @@ function problem(dtype, dims, data, act = 'relu', red = 'mean', withDX = true) {
   };
   p.at = b.stackLayout(h, B);
   p.args = () => [p.h, p.ws, p.X, p.y, B, p.dX, RED[red], false, p.W1, p.b1, p.W2, p.b2, p.dW1, p.db1, p.dW2, p.db2];
+  // The prepared step over the same buffers: stackBind's arguments, then stackRun's for a bound step.
+  p.bindArgs = () => [p.h, p.ws, p.dX, p.W1, p.b1, p.W2, p.b2, p.dW1, p.db1, p.dW2, p.db2];
+  p.runArgs = (bound, accumulate = false) => [bound, p.X, p.y, B, RED[red], accumulate];
   p.forwardArgs = () => [p.h, p.ws, p.X, B, p.W1, p.b1, p.W2, p.b2];
   p.logits = () => p.ws.subarray(p.at[2], p.at[2] + B * C);
   return p;
@@ -135,6 +144,13 @@ for (const c of cases) {
   const loss = step(p.args());
   check(errEps([loss], c.expected.loss, c.dtype) <= 8, `${c.name}: loss ${loss} vs ${c.expected.loss[0]}`);
   for (const k of ['dX', 'dW1', 'dW2', 'db1', 'db2']) check(errEps(p[k], c.expected[k], c.dtype) <= 8, `${c.name}: ${k}`);
+  // The bound step gives the same bits, on its first run and on the next (its layout cached).
+  const want = outputs(p);
+  const bound = bind(p.bindArgs());
+  for (let k = 0; k < 2; k++) {
+    for (const g of [p.dX, p.dW1, p.db1, p.dW2, p.db2]) g.fill(0);
+    check(Object.is(run(p.runArgs(bound)), loss) && outputs(p) === want, `${c.name}: stackRun ${k + 1} is not stackForwardBackward's bits`);
+  }
   // stackForward writes the same logits into its workspace as the step did.
   const logits = bytesOf(p.logits());
   p.ws.fill(0);
@@ -146,6 +162,12 @@ for (const c of cases) {
   step(a);
   step(a);
   check(errEps(Array.from(q.dW1, (v) => v / 2), c.expected.dW1, c.dtype) <= 8, `${c.name}: accumulate twice`);
+  const accumulated = outputs(q);
+  for (const g of [q.dW1, q.db1, q.dW2, q.db2]) g.fill(0);
+  const qb = bind(q.bindArgs());
+  run(q.runArgs(qb, true));
+  run(q.runArgs(qb, true));
+  check(outputs(q) === accumulated, `${c.name}: stackRun accumulating twice, no dX`);
 }
 
 /** C = alpha·op(A)·op(B) + beta·C by plain loops, in float64. */
@@ -267,6 +289,168 @@ for (const dtype of ['float64', 'float32']) {
     refusedOrReturns(() => b.stackStatus(v), `stackStatus handle = ${describeValue(v)}`);
     refusedOrReturns(() => b.stackLayout(base.h, v), `stackLayout B = ${describeValue(v)}`);
   }
+  // stackBind and stackRun: every position, every bad value; nothing written when refused. A
+  // refused stackBind returns nothing to run; a refused stackRun leaves the bound step usable.
+  const BNAMES = ['handle', 'workspace', 'dX', 'W1', 'b1', 'W2', 'b2', 'dW1', 'db1', 'dW2', 'db2'];
+  for (let i = 0; i < BNAMES.length; i++) {
+    for (const v of [...badValues(fresh().bindArgs()[i]), handleOf(dtype === 'float64' ? 'float32' : 'float64', DIMS, 'relu')]) {
+      const p = fresh();
+      const a = p.bindArgs();
+      a[i] = v;
+      const before = outputs(p);
+      let bound = null;
+      if (!refusedOrReturns(() => (bound = bind(a)), `${dtype} stackBind ${BNAMES[i]} = ${describeValue(v)}`)) {
+        // Accepted (a longer workspace, a dX of other rows, null dX): a run is exact or refused.
+        refusedOrReturns(() => run(p.runArgs(bound)), `${dtype} stackRun after stackBind ${BNAMES[i]} = ${describeValue(v)}`);
+      } else {
+        check(outputs(p) === before, `${dtype} stackBind ${BNAMES[i]} = ${describeValue(v)}: wrote into the outputs and threw`);
+      }
+    }
+  }
+  const RNAMES = ['bound', 'X', 'y', 'B', 'reduction', 'accumulate'];
+  {
+    const p = fresh();
+    const bound = bind(p.bindArgs());
+    const want = (() => {
+      const q = fresh();
+      const loss = step(q.args());
+      return { loss, out: outputs(q) };
+    })();
+    for (let i = 0; i < RNAMES.length; i++) {
+      for (const v of [...badValues(p.runArgs(bound)[i]), p.h, handleOf(dtype === 'float64' ? 'float32' : 'float64', DIMS, 'relu'), bind(fresh().bindArgs())]) {
+        for (const g of [p.dX, p.dW1, p.db1, p.dW2, p.db2]) g.fill(7);
+        const a = p.runArgs(bound);
+        a[i] = v;
+        const before = outputs(p);
+        if (refusedOrReturns(() => run(a), `${dtype} stackRun ${RNAMES[i]} = ${describeValue(v)}`)) {
+          check(outputs(p) === before, `${dtype} stackRun ${RNAMES[i]} = ${describeValue(v)}: wrote into the outputs and threw`);
+        }
+      }
+    }
+    for (const g of [p.dX, p.dW1, p.db1, p.dW2, p.db2]) g.fill(7);
+    check(Object.is(run(p.runArgs(bound)), want.loss) && outputs(p) === want.out, `${dtype} stackRun after the refusals: not exact`);
+    for (let n = 0; n < 6; n++) check(refusedOrReturns(() => run(p.runArgs(bound).slice(0, n)), `${dtype} stackRun with ${n} arguments`), `${dtype} stackRun with ${n} arguments: accepted`);
+    for (let n = 0; n < 11; n++) check(refusedOrReturns(() => bind(p.bindArgs().slice(0, n)), `${dtype} stackBind with ${n} arguments`), `${dtype} stackBind with ${n} arguments: accepted`);
+    // B other than the bound dX's rows, or whose workspace is larger than the bound one.
+    for (const v of [1, 3, 5, 2 ** 20]) check(refusedOrReturns(() => run([bound, p.X.subarray(0, v * DIMS.D), p.y.subarray(0, v), v, 0, false]), `${dtype} stackRun B = ${v}`), `${dtype} stackRun B = ${v}: accepted`);
+    const q = fresh();
+    const noDX = bind([q.h, q.ws, null, q.W1, q.b1, q.W2, q.b2, q.dW1, q.db1, q.dW2, q.db2]);
+    check(refusedOrReturns(() => run([noDX, new F[dtype](5 * DIMS.D), new Int32Array(5), 5, 0, false]), `${dtype} stackRun B past the workspace`), `${dtype} stackRun B past the workspace: accepted`);
+    const smaller = refusedOrReturns(() => run([noDX, q.X.subarray(0, 2 * DIMS.D), q.y.subarray(0, 2), 2, 0, false]), `${dtype} stackRun B = 2 in B = 4's workspace`);
+    check(!smaller, `${dtype} stackRun B = 2 in B = 4's workspace: refused`);
+  }
+  // Aliasing at bind: each output (workspace, dX, each gradient) over every other bound buffer,
+  // whole or shifted by one element; at run: X and y over each bound output. Refused exactly when
+  // the bytes overlap, before anything is written.
+  const BOUT = [1, 2, 7, 8, 9, 10];
+  for (const o of BOUT) {
+    for (let j = 1; j < BNAMES.length; j++) {
+      if (j === o) continue;
+      for (const shift of [0, 1]) {
+        const p = fresh();
+        const a = p.bindArgs();
+        const target = a[j];
+        const need = a[o].length;
+        const Ctor = a[o].constructor;
+        const elem = Ctor.BYTES_PER_ELEMENT;
+        const big = new ArrayBuffer(target.byteLength + (need + 2) * elem);
+        new Uint8Array(big).set(new Uint8Array(target.buffer, target.byteOffset, target.byteLength));
+        const moved = new target.constructor(big, 0, target.length);
+        a[j] = moved;
+        a[o] = new Ctor(big, shift * elem, need);
+        const overlaps = shift * elem < moved.byteLength;
+        const thrown = refusedOrReturns(() => bind(a), `${dtype} stackBind ${BNAMES[o]} over ${BNAMES[j]} (shift ${shift})`);
+        check(thrown === overlaps, `${dtype} stackBind ${BNAMES[o]} over ${BNAMES[j]} (shift ${shift}): ${thrown ? 'refused' : 'accepted'}`);
+      }
+    }
+  }
+  for (const o of BOUT) {
+    for (const [j, name] of [[1, 'X'], [2, 'y']]) {
+      for (const shift of [0, 1]) {
+        const p = fresh();
+        const a = p.bindArgs();
+        const out = a[o];
+        const r = p.runArgs(null);
+        const input = r[j];
+        const elem = out.constructor.BYTES_PER_ELEMENT;
+        // The output inside a larger buffer; the input a view at `shift` elements into it.
+        const big = new ArrayBuffer(out.byteLength + input.byteLength + 8 * elem);
+        a[o] = new out.constructor(big, 0, out.length);
+        const at = shift === 0 ? 0 : out.byteLength;
+        const moved = new input.constructor(big, at, input.length);
+        moved.set(input);
+        r[j] = moved;
+        const bound = bind(a);
+        r[0] = bound;
+        const overlaps = at < out.byteLength;
+        const before = outputs(p);
+        const thrown = refusedOrReturns(() => run(r), `${dtype} stackRun ${name} over ${BNAMES[o]} (${shift ? 'after' : 'at'} it)`);
+        check(thrown === overlaps, `${dtype} stackRun ${name} over ${BNAMES[o]}: ${thrown ? 'refused' : 'accepted'}`);
+        if (thrown) check(outputs(p) === before, `${dtype} stackRun ${name} over ${BNAMES[o]}: wrote and threw`);
+      }
+    }
+  }
+  // NaN/±Infinity in X and labels out of range through a bound step: NaN with the status, or a
+  // RangeError, nothing written.
+  {
+    const p = fresh();
+    const bound = bind(p.bindArgs());
+    for (let k = 0; k < p.X.length; k++) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const keep = p.X[k];
+        p.X[k] = bad;
+        const before = outputs(p);
+        const loss = run(p.runArgs(bound));
+        check(Number.isNaN(loss) && b.stackStatus(p.h)[0] === b.codes.stage.forward && outputs(p) === before, `${dtype} stackRun ${bad} at X[${k}]: ${loss}`);
+        p.X[k] = keep;
+      }
+    }
+    for (let k = 0; k < DIMS.B; k++) {
+      const keep = p.y[k];
+      p.y[k] = DIMS.C;
+      const before = outputs(p);
+      check(refusedOrReturns(() => run(p.runArgs(bound)), `${dtype} stackRun y[${k}] = C`) && outputs(p) === before, `${dtype} stackRun y[${k}] = C: accepted or wrote`);
+      p.y[k] = keep;
+    }
+  }
+  // Pinned: bound from arrays nothing else holds, collected (the bound step's references keep
+  // them), then run: the bits of the unbound step. Then the rule every caller follows before
+  // stackRun (lib/engine/native.ts): a bound view whose byteLength changed (its buffer transferred,
+  // or a resizable buffer shrunk under it) is never run on; binding it again is refused.
+  {
+    const p = fresh();
+    const want = (() => {
+      const q = fresh();
+      const loss = step(q.args());
+      return { loss, out: outputs(q) };
+    })();
+    // The gradients kept here (db2's 3 or 4 elements start on V8's moving heap: binding read them
+    // off it), the rest held by nothing but the bound step.
+    const gs = [p.dW1, p.db1, p.dW2, p.db2].map((g) => g.slice());
+    let bound = bind([p.h, new F[dtype](p.ws.length), p.dX.slice(), p.W1.slice(), p.b1.slice(), p.W2.slice(), p.b2.slice(), ...gs]);
+    for (let i = 0; i < 3; i++) global.gc();
+    check(Object.is(run(p.runArgs(bound)), want.loss) && ['', ...gs.map(bytesOf)].join('|') === want.out.replace(/^[^|]*/, ''), `${dtype} a bound step over arrays only it holds, after a GC: not exact`);
+    const rab = new ArrayBuffer(p.dW1.byteLength, { maxByteLength: 2 * p.dW1.byteLength });
+    const shrinking = new F[dtype](rab, 0, p.dW1.length);
+    const views = [p.ws, p.dX, p.W1, p.b1, p.W2, p.b2, shrinking, p.db1, p.dW2, p.db2];
+    bound = bind([p.h, ...views]);
+    const bytes = views.map((v) => v.byteLength);
+    const checkedRun = (a) => {
+      const changed = views.findIndex((v, i) => v.byteLength !== bytes[i]);
+      if (changed >= 0) throw new TypeError(`Expected ${BNAMES[changed + 1]} to keep its ${bytes[changed]} bytes`);
+      return run(a);
+    };
+    check(Object.is(checkedRun(p.runArgs(bound)), want.loss), `${dtype} bound over a resizable buffer: loss`);
+    rab.resize(8);
+    check(refusedOrReturns(() => checkedRun(p.runArgs(bound)), `${dtype} shrunk dW1`), `${dtype} shrunk dW1: the check missed it`);
+    check(refusedOrReturns(() => bind([p.h, ...views]), `${dtype} stackBind a shrunk dW1`), `${dtype} stackBind a shrunk dW1: accepted`);
+    rab.resize(2 * p.dW1.byteLength);
+    check(Object.is(checkedRun(p.runArgs(bound)), want.loss), `${dtype} bound over a resizable buffer grown back: loss`);
+    structuredClone(p.db2.buffer, { transfer: [p.db2.buffer] });
+    check(refusedOrReturns(() => checkedRun(p.runArgs(bound)), `${dtype} transferred db2`), `${dtype} transferred db2: the check missed it`);
+    check(refusedOrReturns(() => bind([p.h, ...views]), `${dtype} stackBind a transferred db2`), `${dtype} stackBind a transferred db2: accepted`);
+  }
+
   // Argument lists cut short, or with extra arguments.
   for (let n = 0; n < 16; n++) check(refusedOrReturns(() => step(fresh().args().slice(0, n)), `${dtype} stackForwardBackward with ${n} arguments`), `${dtype} stackForwardBackward with ${n} arguments: accepted`);
   for (let n = 0; n < 8; n++) check(refusedOrReturns(() => fwd(fresh().forwardArgs().slice(0, n)), `${dtype} stackForward with ${n} arguments`), `${dtype} stackForward with ${n} arguments: accepted`);
@@ -415,17 +599,21 @@ const WORKER = `
   const b = require(workerData.addon);
   const { kinds, widths, f32, args, loop } = workerData;
   args[0] = b.stackPrepare(kinds, widths, f32);
-  const run = () => b.stackForwardBackward(...args);
-  const ref = run();
+  const unbound = () => b.stackForwardBackward(...args);
+  // The prepared step over the same buffers (stackBind(handle, ws, dX, ...params, ...grads)).
+  const bound = b.stackBind(args[0], args[1], args[5], ...args.slice(8));
+  const run = workerData.bound ? () => b.stackRun(bound, args[2], args[3], args[4], args[6], args[7]) : unbound;
+  const ref = unbound();
   const out = () => [5, 12, 13, 14, 15].map((i) => args[i] ? Buffer.from(args[i].buffer, args[i].byteOffset, args[i].byteLength).toString('base64') : '').join('|');
   const refOut = out();
   let bad = 0;
   if (loop) { parentPort.postMessage({ looping: true }); for (;;) run(); }
   for (let i = 0; i < 200; i++) { if (!Object.is(run(), ref) || out() !== refOut) bad++; }
+  for (let i = 0; i < 200; i++) { if (!Object.is(b.stackRun(bound, args[2], args[3], args[4], args[6], args[7]), ref) || out() !== refOut) bad++; }
   try { b.stackForwardBackward(); } catch (e) { if (!(e instanceof TypeError)) bad++; }
   parentPort.postMessage({ bad, loss: ref, out: refOut });
 `;
-const workerData = (p, loop) => ({ addon: ADDON, kinds: Int32Array.of(0, 1 + ACT[p.act], 0), widths: Int32Array.of(p.dims.D, p.dims.H, p.dims.H, p.dims.C), f32: p.dtype === 'float32', args: [null, ...p.args().slice(1)], loop });
+const workerData = (p, loop, bound = false) => ({ addon: ADDON, kinds: Int32Array.of(0, 1 + ACT[p.act], 0), widths: Int32Array.of(p.dims.D, p.dims.H, p.dims.H, p.dims.C), f32: p.dtype === 'float32', args: [null, ...p.args().slice(1)], loop, bound });
 
 async function workers() {
   const probs = [randomProblem('float64', { B: 32, D: 40, H: 48, C: 7 }, 5, 'relu', 'mean', true), randomProblem('float32', { B: 32, D: 40, H: 48, C: 7 }, 6, 'tanh', 'sum', false), base];
@@ -440,10 +628,11 @@ async function workers() {
   })));
   results.forEach((r, i) => check(r.bad === 0 && Object.is(r.loss, refs[i].loss) && r.out === refs[i].out, `worker ${i}: ${r.bad} inexact calls`));
   await Promise.all(ws.map((w) => w.terminate()));
-  // Terminated while it loops on calls at a size that keeps it in native code most of the time.
-  for (let round = 0; round < 3; round++) {
+  // Terminated while it loops on calls at a size that keeps it in native code most of the time,
+  // unbound and bound (a bound step's references released when its environment goes).
+  for (let round = 0; round < 4; round++) {
     const big = randomProblem('float64', { B: 128, D: 256, H: 256, C: 10 }, 7 + round, 'relu', 'mean', true);
-    const w = new Worker(WORKER, { eval: true, workerData: workerData(big, true) });
+    const w = new Worker(WORKER, { eval: true, workerData: workerData(big, true, round % 2 === 1) });
     await new Promise((r) => w.once('message', r));
     await new Promise((r) => setTimeout(r, round * 5));
     check((await w.terminate()) === 1, 'terminated worker: exit code');
@@ -466,6 +655,9 @@ async function leakLoops() {
   const A32 = new Float32Array(20 * 20).fill(0.5);
   const G32 = new Float32Array(20 * 20).fill(0.25);
   const Am32 = new Float32Array(20 * 20);
+  const smallBound = bind(small.bindArgs());
+  const small32Bound = bind(small32.bindArgs());
+  const midBound = bind(mid.bindArgs());
   const nan = problem('float64', DIMS, toy.inputs);
   nan.b2[2] = NaN;
   const threads = b.getNumThreads();
@@ -479,6 +671,14 @@ async function leakLoops() {
     ['stackPrepare (a handle made and dropped per call)', () => b.stackPrepare(kinds, widths, false)],
     ['stackLayout', () => b.stackLayout(small.h, 4)],
     ['stackStatus', () => b.stackStatus(small.h)],
+    ['stackBind (a bound step made and dropped per call)', () => bind(small.bindArgs())],
+    ['stackRun float64', () => run(small.runArgs(smallBound))],
+    ['stackRun float32, no dX', () => run(small32.runArgs(small32Bound))],
+    ['stackRun through OpenBLAS', () => run(mid.runArgs(midBound))],
+    ['refused: stackRun on a handle', () => run(small.runArgs(small.h))],
+    ['refused: stackRun X over a bound gradient', () => { const a = small.runArgs(smallBound); a[1] = small.dW1.subarray(0, 20); run(a); }],
+    ['refused: stackRun B other than dX\'s rows', () => run([smallBound, small.X.subarray(0, 15), small.y.subarray(0, 3), 3, 0, false])],
+    ['refused: stackBind dW1 over W1', () => { const a = small.bindArgs(); a[7] = a[3]; bind(a); }],
     ['gemm', () => b.gemm(true, false, 20, 20, 20, 1, A, G, 0, Cg)],
     ['optimizerUpdate adam', () => b.optimizerUpdate(A, G, Am, Av, 3, 1e-3, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
     ['optimizerUpdate nesterov float32', () => b.optimizerUpdate(A32, G32, Am32, null, 2, 1e-3, 2, 0.9, 0.9, 0.999, 1e-8, 0.01)],
@@ -514,10 +714,14 @@ async function leakLoops() {
     // Warm up and settle the heap, then measure what each of two rounds of N calls leaves
     // allocated. V8's background work moves the heap by up to ~100 kB either way; a per-call leak
     // grows it in both rounds.
-    // A turn of the event loop before each measure: Node may run Node-API finalizers (the
-    // stack handles') from it rather than from the GC itself.
+    // Turns of the event loop between full GCs before each measure: Node runs Node-API
+    // finalizers (the stack handles', the bound steps') from it rather than from the GC itself,
+    // so an External the GC found dead is freed only at the next turn.
     const settle = async () => {
-      await new Promise((r) => setImmediate(r));
+      for (let i = 0; i < 3; i++) {
+        global.gc();
+        await new Promise((r) => setImmediate(r));
+      }
       return heap.settle();
     };
     run(200);
