@@ -41,9 +41,12 @@ export type TrainerParams<M> = M extends Sequential ? Readonly<Record<string, Fl
 
 export type ProgressEvent = ({ type: 'step' } & StepEvent) | ({ type: 'epoch' } & EpochRecord);
 
+type Labelled = { X: FloatArray; y: ArrayLike<number> };
+
 export interface FitOptions {
   epochs?: number;
-  validation?: { X: FloatArray; y: ArrayLike<number> };
+  /** A data set { X, y }: a loader's or trainValSplit's, whose other fields are ignored. */
+  validation?: Labelled | (Labelled & Record<string, unknown>);
   /** Called with an 'epoch' event after each epoch, and a 'step' event every progressEvery steps. */
   onProgress?: (e: ProgressEvent) => void;
   progressEvery?: number;

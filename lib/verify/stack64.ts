@@ -7,7 +7,7 @@
 // Nothing here is the truth a candidate is judged by: that is torch, or the finite differences.
 import { gemm } from '../kernels/ts';
 import { Sequential } from '../layers/sequential';
-import type { Activation, Dims, Dtype, FloatArray, Reduction } from '../types';
+import type { Activation, Dims, Reduction } from '../types';
 
 export type Layer64 =
   | { kind: 'linear'; /** Linear number, from 1. */ k: number; in: number; out: number; W: Float64Array; b: Float64Array }
@@ -16,20 +16,15 @@ export type Layer64 =
 export interface Stack64 {
   /** X [B, widths[0]]. */
   X: Float64Array;
-  y: Int32Array;
-  B: number;
-  layers: Layer64[];
+  y: Int32Array; B: number; layers: Layer64[]; reduction: Reduction;
   /** widths[i] is the input width of layers[i]; the last one is C. */
   widths: number[];
-  reduction: Reduction;
 }
 
 export interface StackForward64 {
   /** outputs[i] is layers[i]'s output [B, widths[i+1]]; the last one is the logits. */
   outputs: Float64Array[];
   probs: Float64Array; // [B,C]
-  /** log Σ_c exp(logits[b,c]) − logits[b,y_b], per row [B]. */
-  rowLoss: Float64Array;
   loss: number;
 }
 
@@ -77,7 +72,6 @@ export function stackForward64(s: Stack64): StackForward64 {
   }
   const C = widths[widths.length - 1];
   const probs = new Float64Array(B * C);
-  const rowLoss = new Float64Array(B);
   let total = 0;
   for (let b = 0; b < B; b++) {
     const o = b * C;
@@ -86,10 +80,9 @@ export function stackForward64(s: Stack64): StackForward64 {
     let sum = 0;
     for (let c = 0; c < C; c++) sum += probs[o + c] = Math.exp(a[o + c] - m);
     for (let c = 0; c < C; c++) probs[o + c] /= sum;
-    rowLoss[b] = Math.log(sum) + m - a[o + s.y[b]];
-    total += rowLoss[b];
+    total += Math.log(sum) + m - a[o + s.y[b]]; // log Σ_c exp(logits[b,c]) − logits[b,y_b]
   }
-  return { outputs, probs, rowLoss, loss: s.reduction === 'mean' ? total / B : total };
+  return { outputs, probs, loss: s.reduction === 'mean' ? total / B : total };
 }
 
 /** The layers of a float64 Sequential (sharing its parameter arrays). */
