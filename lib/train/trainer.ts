@@ -292,15 +292,12 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       }
     }
     const o = saved.optimizer;
+    const { lr, batchSize, seed, backend, schedule } = saved;
+    const known = !(p instanceof Sequential) && (v.ACTIVATIONS as readonly string[]).includes(meta.activation);
+    const activation = known ? (meta.activation as Activation) : undefined;
     const t = new Trainer<TwoLayerParams | Sequential>(p, {
       ...(o ? { optimizer: o.name, momentum: o.momentum, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay } : {}),
-      lr: saved.lr,
-      batchSize: saved.batchSize,
-      seed: saved.seed,
-      backend: saved.backend,
-      schedule: saved.schedule,
-      activation: !(p instanceof Sequential) && (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined,
-      ...opts,
+      lr, batchSize, seed, backend, schedule, activation, ...opts,
     });
     for (const k of t.state.names) {
       for (const part of ['m', 'v'] as const) {
