@@ -128,12 +128,11 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
 }
 
 export interface FitPlan {
-  epochs: number;
+  epochs: number; minDelta: number;
   /** Emit a step event every this many steps (0: none). */
   progressEvery: number;
   /** Stop after this many epochs without the monitored loss improving by minDelta. */
   patience?: number;
-  minDelta: number;
 }
 
 export interface FitResult {
