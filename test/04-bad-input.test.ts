@@ -267,7 +267,10 @@ describe('raw native exports never trust their caller', () => {
     ['stackBind: a detached gradient', RangeError, () => bind(bindArgs({ 7: detached(D * H) })), /Expected 50 elements for out.dW1 but received 0/],
     ['stackBind: dW1 is W1', RangeError, () => bind(bindArgs({ 7: p[0] })), /Expected out.dW1 not to share memory with W1/],
     ['stackBind: db2 over dW2', RangeError, () => bind(bindArgs({ 9: shared.subarray(0, 30), 10: shared.subarray(29, 32) })), /Expected out.db2 not to share memory with out.dW2/],
-    ['stackBind: the workspace over dX', RangeError, () => { const m = new Float64Array(ws.length + 20); return bind(bindArgs({ 1: m.subarray(0, ws.length), 2: m.subarray(ws.length - 1, ws.length + 19) })); }, /Expected out.dX not to share memory with workspace/],
+    ['stackBind: the workspace over dX', RangeError, () => {
+      const m = new Float64Array(ws.length + 20);
+      return bind(bindArgs({ 1: m.subarray(0, ws.length), 2: m.subarray(ws.length - 1, ws.length + 19) }));
+    }, /Expected out.dX not to share memory with workspace/],
     ['stackRun: no arguments', TypeError, () => (b.stackRun as () => unknown)(), /a bound step from stackBind for bound but received undefined/],
     ['stackRun: a handle, not a bound step', TypeError, () => run({ 0: h }), /a bound step from stackBind for bound but received object/],
     ['stackRun: X of the wrong dtype', TypeError, () => run({ 1: Float32Array.from(X) }), /Expected Float64Array for X but received Float32Array/],
@@ -275,7 +278,9 @@ describe('raw native exports never trust their caller', () => {
     ['stackRun: a detached X', RangeError, () => run({ 1: detached(B * D) }), /Expected 20 elements for X but received 0/],
     ['stackRun: a label = C', RangeError, () => run({ 2: Int32Array.of(0, 1, 3, 0) }), /Expected labels in \[0, 3\) for y but received 3 at index 2/],
     ['stackRun: B other than the bound dX\'s rows', RangeError, () => run({ 1: X.subarray(0, 15), 2: y.subarray(0, 3), 3: 3 }), /Expected 4 \(the rows of the bound out.dX\) for B but received 3/],
-    ['stackRun: B past the bound workspace', RangeError, () => (b.stackRun as (...x: unknown[]) => number)(bind(bindArgs()), new Float64Array(5 * D), new Int32Array(5), 5, 0, false), /Expected a batch whose workspace fits the bound one \(\d+ elements\) for B but received 5/],
+    ['stackRun: B past the bound workspace', RangeError,
+      () => (b.stackRun as (...x: unknown[]) => number)(bind(bindArgs()), new Float64Array(5 * D), new Int32Array(5), 5, 0, false),
+      /Expected a batch whose workspace fits the bound one \(\d+ elements\) for B but received 5/],
     ['stackRun: X over a bound gradient', RangeError, () => run({ 1: grads[0].subarray(0, 20) }), /Expected out.dW1 not to share memory with X/],
     ['stackRun: y over the bound dX', RangeError, () => run({ 2: new Int32Array(dXb.buffer, 8, B) }), /Expected out.dX not to share memory with y/],
     ['stackRun: reduction 2', RangeError, () => run({ 4: 2 }), /\[0, 2\) for reduction/],
@@ -367,7 +372,8 @@ const X = fill(20, 1);
 const y = Int32Array.of(0, 2, 1, 2);
 const opts = { backend: 'native', reduction: 'mean', accumulate: false };
 const bits = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-const seqOf = (W1 = fill(50, 2)) => new Sequential([new Linear(5, 10, { W: W1, b: fill(10, 3) }), new ReLU(), new Linear(10, 3, { W: fill(30, 4), b: fill(3, 5) })]);
+const seqOf = (W1 = fill(50, 2)) =>
+  new Sequential([new Linear(5, 10, { W: W1, b: fill(10, 3) }), new ReLU(), new Linear(10, 3, { W: fill(30, 4), b: fill(3, 5) })]);
 const want = seqOf().forwardBackward(X, y, { inputGrad: true });
 const wantBits = Object.fromEntries(Object.entries(want.grads).map(([k, v]) => [k, bits(v)]));
 const fresh = () => ({ dX: new F(20), dW1: new F(50), db1: new F(10), dW2: new F(30), db2: new F(3) });

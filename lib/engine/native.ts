@@ -163,7 +163,8 @@ function prepare(net: StackDescription): PreparedNet {
       const all = dX ? [...params, ...grads, dX] : [...params, ...grads];
       const kept = all.map((_, i) => i).filter((i) => !onShared(all[i]));
       const views = kept.map((i) => all[i]);
-      const k: Binding = { bound, grads: grads.slice(), dX, views, bytes: views.map((v) => byteLengthOf.call(v)), names: kept.map((i) => viewNames[i]) };
+      const bytes = views.map((v) => byteLengthOf.call(v));
+      const k: Binding = { bound, grads: grads.slice(), dX, views, bytes, names: kept.map((i) => viewNames[i]) };
       if (bindings.unshift(k) > MAX_BINDINGS) bindings.pop();
       return k;
     };

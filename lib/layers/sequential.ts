@@ -98,7 +98,9 @@ export class Sequential<T extends FloatArray = FloatArray> {
   private readonly gradsList: (record: Readonly<Partial<Record<string, FloatArray>>>, list: (FloatArray | undefined)[]) => void;
   /** A step's scratch: forwardBackwardInto's gradient list and run's engine arguments, refilled on every call. */
   private readonly list: T[] = [];
-  private readonly stepArgs: StepArgs = { X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false };
+  private readonly stepArgs: StepArgs = {
+    X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false,
+  };
   /** The engine of the last run and its backend, so that a hot loop skips the Map. */
   private lastBackend: BackendName | undefined;
   private lastPrepared: PreparedNet | undefined;

@@ -329,15 +329,16 @@ for (const dtype of ['float64', 'float32']) {
     }
     for (const g of [p.dX, p.dW1, p.db1, p.dW2, p.db2]) g.fill(7);
     check(Object.is(run(p.runArgs(bound)), want.loss) && outputs(p) === want.out, `${dtype} stackRun after the refusals: not exact`);
-    for (let n = 0; n < 6; n++) check(refusedOrReturns(() => run(p.runArgs(bound).slice(0, n)), `${dtype} stackRun with ${n} arguments`), `${dtype} stackRun with ${n} arguments: accepted`);
-    for (let n = 0; n < 11; n++) check(refusedOrReturns(() => bind(p.bindArgs().slice(0, n)), `${dtype} stackBind with ${n} arguments`), `${dtype} stackBind with ${n} arguments: accepted`);
+    const mustRefuse = (fn, what) => check(refusedOrReturns(fn, what), `${what}: accepted`);
+    for (let n = 0; n < 6; n++) mustRefuse(() => run(p.runArgs(bound).slice(0, n)), `${dtype} stackRun with ${n} arguments`);
+    for (let n = 0; n < 11; n++) mustRefuse(() => bind(p.bindArgs().slice(0, n)), `${dtype} stackBind with ${n} arguments`);
     // B other than the bound dX's rows, or whose workspace is larger than the bound one.
-    for (const v of [1, 3, 5, 2 ** 20]) check(refusedOrReturns(() => run([bound, p.X.subarray(0, v * DIMS.D), p.y.subarray(0, v), v, 0, false]), `${dtype} stackRun B = ${v}`), `${dtype} stackRun B = ${v}: accepted`);
+    for (const v of [1, 3, 5, 2 ** 20]) mustRefuse(() => run([bound, p.X.subarray(0, v * DIMS.D), p.y.subarray(0, v), v, 0, false]), `${dtype} stackRun B = ${v}`);
     const q = fresh();
     const noDX = bind([q.h, q.ws, null, q.W1, q.b1, q.W2, q.b2, q.dW1, q.db1, q.dW2, q.db2]);
-    check(refusedOrReturns(() => run([noDX, new F[dtype](5 * DIMS.D), new Int32Array(5), 5, 0, false]), `${dtype} stackRun B past the workspace`), `${dtype} stackRun B past the workspace: accepted`);
-    const smaller = refusedOrReturns(() => run([noDX, q.X.subarray(0, 2 * DIMS.D), q.y.subarray(0, 2), 2, 0, false]), `${dtype} stackRun B = 2 in B = 4's workspace`);
-    check(!smaller, `${dtype} stackRun B = 2 in B = 4's workspace: refused`);
+    mustRefuse(() => run([noDX, new F[dtype](5 * DIMS.D), new Int32Array(5), 5, 0, false]), `${dtype} stackRun B past the workspace`);
+    const what = `${dtype} stackRun B = 2 in B = 4's workspace`;
+    check(!refusedOrReturns(() => run([noDX, q.X.subarray(0, 2 * DIMS.D), q.y.subarray(0, 2), 2, 0, false]), what), `${what}: refused`);
   }
   // Aliasing at bind: each output (workspace, dX, each gradient) over every other bound buffer,
   // whole or shifted by one element; at run: X and y over each bound output. Refused exactly when
@@ -401,7 +402,8 @@ for (const dtype of ['float64', 'float32']) {
         p.X[k] = bad;
         const before = outputs(p);
         const loss = run(p.runArgs(bound));
-        check(Number.isNaN(loss) && b.stackStatus(p.h)[0] === b.codes.stage.forward && outputs(p) === before, `${dtype} stackRun ${bad} at X[${k}]: ${loss}`);
+        const failed = Number.isNaN(loss) && b.stackStatus(p.h)[0] === b.codes.stage.forward;
+        check(failed && outputs(p) === before, `${dtype} stackRun ${bad} at X[${k}]: ${loss}`);
         p.X[k] = keep;
       }
     }
@@ -409,7 +411,8 @@ for (const dtype of ['float64', 'float32']) {
       const keep = p.y[k];
       p.y[k] = DIMS.C;
       const before = outputs(p);
-      check(refusedOrReturns(() => run(p.runArgs(bound)), `${dtype} stackRun y[${k}] = C`) && outputs(p) === before, `${dtype} stackRun y[${k}] = C: accepted or wrote`);
+      const refusal = refusedOrReturns(() => run(p.runArgs(bound)), `${dtype} stackRun y[${k}] = C`);
+      check(refusal && outputs(p) === before, `${dtype} stackRun y[${k}] = C: accepted or wrote`);
       p.y[k] = keep;
     }
   }
@@ -429,7 +432,8 @@ for (const dtype of ['float64', 'float32']) {
     const gs = [p.dW1, p.db1, p.dW2, p.db2].map((g) => g.slice());
     let bound = bind([p.h, new F[dtype](p.ws.length), p.dX.slice(), p.W1.slice(), p.b1.slice(), p.W2.slice(), p.b2.slice(), ...gs]);
     for (let i = 0; i < 3; i++) global.gc();
-    check(Object.is(run(p.runArgs(bound)), want.loss) && ['', ...gs.map(bytesOf)].join('|') === want.out.replace(/^[^|]*/, ''), `${dtype} a bound step over arrays only it holds, after a GC: not exact`);
+    const same = Object.is(run(p.runArgs(bound)), want.loss) && ['', ...gs.map(bytesOf)].join('|') === want.out.replace(/^[^|]*/, '');
+    check(same, `${dtype} a bound step over arrays only it holds, after a GC: not exact`);
     const rab = new ArrayBuffer(p.dW1.byteLength, { maxByteLength: 2 * p.dW1.byteLength });
     const shrinking = new F[dtype](rab, 0, p.dW1.length);
     const views = [p.ws, p.dX, p.W1, p.b1, p.W2, p.b2, shrinking, p.db1, p.dW2, p.db2];
@@ -613,7 +617,10 @@ const WORKER = `
   try { b.stackForwardBackward(); } catch (e) { if (!(e instanceof TypeError)) bad++; }
   parentPort.postMessage({ bad, loss: ref, out: refOut });
 `;
-const workerData = (p, loop, bound = false) => ({ addon: ADDON, kinds: Int32Array.of(0, 1 + ACT[p.act], 0), widths: Int32Array.of(p.dims.D, p.dims.H, p.dims.H, p.dims.C), f32: p.dtype === 'float32', args: [null, ...p.args().slice(1)], loop, bound });
+const workerData = (p, loop, bound = false) => ({
+  addon: ADDON, kinds: Int32Array.of(0, 1 + ACT[p.act], 0), widths: Int32Array.of(p.dims.D, p.dims.H, p.dims.H, p.dims.C),
+  f32: p.dtype === 'float32', args: [null, ...p.args().slice(1)], loop, bound,
+});
 
 async function workers() {
   const probs = [randomProblem('float64', { B: 32, D: 40, H: 48, C: 7 }, 5, 'relu', 'mean', true), randomProblem('float32', { B: 32, D: 40, H: 48, C: 7 }, 6, 'tanh', 'sum', false), base];
