@@ -49,15 +49,12 @@ const MAX_ID = 2 ** 31 - 2; // class ids must leave C = max + 1 within an int32
 class Records {
   pos = 0;
   line = 1;
-  /** Line (1-based) on which the current record starts. */
-  recordLine = 1;
-  /** Number of cells in the current record. */
-  n = 0;
+  recordLine = 1; // the line (1-based) on which the current record starts
+  n = 0; // cells in the current record
   private readonly starts: number[] = [];
   private readonly ends: number[] = [];
   private readonly quoted: boolean[] = [];
-  /** Line on which each cell starts (a quoted cell may span lines). */
-  readonly lines: number[] = [];
+  readonly lines: number[] = []; // the line on which each cell starts (a quoted cell may span lines)
 
   constructor(private readonly b: Buffer, private readonly delim: number, private readonly source: string | undefined) {
     if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) this.pos = 3;
@@ -98,27 +95,17 @@ class Records {
       let q = p;
       while (q < len && this.isSpace(b[q])) q++;
       const cellLine = this.line;
-      let s: number;
+      const quoted = q < len && b[q] === QUOTE;
+      const s = quoted ? q + 1 : p;
       let e: number;
-      let quoted = false;
-      if (q < len && b[q] === QUOTE) {
-        quoted = true;
-        s = q + 1;
-        let r = s;
-        for (;;) {
-          const close = b.indexOf(QUOTE, r);
-          if (close < 0) {
-            fileFail('a closing quote', `the field opened on line ${cellLine} (column ${n + 1})`, 'the end of the file', this.source);
-          }
-          this.countLines(r, close);
-          if (close + 1 < len && b[close + 1] === QUOTE) {
-            r = close + 2; // "" is a quote inside the field
-            continue;
-          }
-          e = close;
-          p = close + 1;
-          break;
+      if (quoted) {
+        for (let r = s; ; r = e + 2) { // past "", a quote inside the field
+          e = b.indexOf(QUOTE, r);
+          if (e < 0) fileFail('a closing quote', `the field opened on line ${cellLine} (column ${n + 1})`, 'the end of the file', this.source);
+          this.countLines(r, e);
+          if (b[e + 1] !== QUOTE) break;
         }
+        p = e + 1;
         while (p < len && this.isSpace(b[p])) p++;
         if (p < len && b[p] !== d && b[p] !== LF && b[p] !== CR) {
           let z = p;
@@ -127,7 +114,6 @@ class Records {
           fileFail('the delimiter or the end of the line after a closing quote', `column ${n + 1} on line ${this.line}`, got, this.source);
         }
       } else {
-        s = p;
         while (p < len && b[p] !== d && b[p] !== LF && b[p] !== CR) p++;
         e = p;
       }
@@ -221,12 +207,10 @@ function parseNumber(t: string): number {
 }
 
 /** Records in the bytes: line breaks, plus one for a last line without a break. */
-function recordBound(b: Buffer, from: number): number {
-  let n = 0;
-  for (let i = b.indexOf(LF, from); i >= 0; i = b.indexOf(LF, i + 1)) n++;
-  for (let i = b.indexOf(CR, from); i >= 0; i = b.indexOf(CR, i + 1)) if (b[i + 1] !== LF) n++;
-  const last = b[b.length - 1];
-  if (b.length > from && last !== LF && last !== CR) n++;
+function recordBound(b: Buffer): number {
+  let n = b.length > 0 && b[b.length - 1] !== LF && b[b.length - 1] !== CR ? 1 : 0;
+  for (let i = b.indexOf(LF); i >= 0; i = b.indexOf(LF, i + 1)) n++;
+  for (let i = b.indexOf(CR); i >= 0; i = b.indexOf(CR, i + 1)) if (b[i + 1] !== LF) n++;
   return n;
 }
 
@@ -329,7 +313,7 @@ function parse(bytes: Buffer, delim: number, label: string | number | undefined,
 
   const D = ncols - 1;
   const columnName = (j: number) => (header ? `column ${JSON.stringify(first[j])} (column ${j + 1})` : `column ${j + 1}`);
-  const cap = Math.max(1, recordBound(bytes, 0));
+  const cap = Math.max(1, recordBound(bytes));
   const X = new Float64Array(cap * D);
   const ids = new Int32Array(cap); // index of the row's label text in `texts`
   const seen = new Map<string, number>();
