@@ -5,23 +5,13 @@
 // grads and dX checked and pinned once), so each call passes X, y and four scalars (stackRun);
 // other calls pass everything (stackForwardBackward). The torch engine runs on the same frame
 // (preparedStack).
-import { type BoundStep, coreBinding, type CoreBinding, type StackHandle } from '../binding';
+import { type BoundStep, coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import { type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepArgs, type StepFailure } from './engine';
 import { MAX_BATCH_SIZES } from './engine';
 
 /** Stage codes of native/core/stack.h, by code (0 is ok). */
 export const STAGES = [undefined, 'input', 'forward', 'loss', 'grads'] as const;
-
-/**
- * stackForwardBackward with handle, ws and the P params bound, called with its arguments written
- * out: at the toy size apply() or a spread costs 0.1 µs more per step (a tenth of the step).
- */
-function boundStep(P: number): (fb: CoreBinding['stackForwardBackward'], h: StackHandle, ws: FloatArray, p: readonly FloatArray[]) => Batch['step'] {
-  const list = (a: string) => Array.from({ length: P }, (_, j) => `${a}[${j}]`).join(', ');
-  const args = `h, ws, a.X, a.y, a.B, a.dX, R[a.reduction], a.accumulate, ${list('p')}, ${list('a.grads')}`;
-  return new Function('R', `return (fb, h, ws, p) => (a) => fb(${args});`)(REDUCTION_CODE);
-}
 
 /** A [stage, layer] status (stackStatus; the torch addon's sequentialStatus) as a StepFailure. */
 export function failureOf([stage, layer]: [number, number]): { failure: StepFailure } {
@@ -103,18 +93,19 @@ function onShared(v: ArrayBufferView): boolean {
 /** Bound steps kept per batch size, the last used first: one more set of gradient buffers drops the oldest. */
 export const MAX_BINDINGS = 4;
 
-/** A bound step (stackBind), the caller's buffers it was bound for, and every view it pins with its byteLength then. */
-interface Binding {
+/** A caller's gradient buffers, as a step receives them. */
+interface Buffers { grads: readonly FloatArray[]; dX: FloatArray | null }
+
+/** A bound step (stackBind), the buffers it was bound for, and every view it pins with its byteLength then. */
+interface Binding extends Buffers {
   bound: BoundStep;
-  grads: readonly FloatArray[];
-  dX: FloatArray | null;
   /** The bound params, grads and dX that a transfer or a resize could take away (not on a SharedArrayBuffer), with their names. */
-  views: readonly FloatArray[];
-  bytes: readonly number[];
-  names: readonly string[];
+  views: FloatArray[];
+  bytes: number[];
+  names: string[];
 }
 
-function sameBuffers(k: { grads: readonly FloatArray[]; dX: FloatArray | null }, grads: readonly FloatArray[], dX: FloatArray | null): boolean {
+function sameBuffers(k: Buffers, grads: readonly FloatArray[], dX: FloatArray | null): boolean {
   if (k.dX !== dX || k.grads.length !== grads.length) return false;
   for (let j = 0; j < grads.length; j++) if (k.grads[j] !== grads[j]) return false;
   return true;
@@ -126,25 +117,23 @@ function prepare(net: StackDescription): PreparedNet {
   const { params } = net;
   const paramNames = params.map((_, j) => `${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1}`);
   const viewNames = [...paramNames, ...paramNames.map((n) => `d${n}`), 'dX'];
-  const unbound = boundStep(params.length);
-  const forward = b.stackForward as (...args: unknown[]) => boolean;
   const { stackBind, stackRun } = b;
   const make = (B: number): Batch => {
     const at = b.stackLayout(handle, B);
-    const args: unknown[] = [handle, null, null, B, ...params]; // stackForward's: ws at 1, X at 2
     let wsBytes = 0;
-    let slow: Batch['step'];
     let bindings: Binding[] = [];
     // The buffers of the last few calls that ran unbound: bound when they come again, so that a
     // caller allocating fresh gradients on every call (forwardBackward without `out`) binds nothing.
-    let seen: { grads: readonly FloatArray[]; dX: FloatArray | null }[] = [];
+    let seen: Buffers[] = [];
     // A new workspace when the caller transferred the old one's buffer (through a logits view).
-    const renew = (fresh: ReturnType<typeof workspace>) => {
-      Object.assign(w, fresh);
-      wsBytes = byteLengthOf.call(w.ws);
-      slow = unbound(b.stackForwardBackward, handle, w.ws, params);
-      bindings = [];
-      seen = [];
+    const current = (): FloatArray => {
+      if (byteLengthOf.call(w.ws) !== wsBytes) {
+        Object.assign(w, workspace(net, at, B));
+        wsBytes = byteLengthOf.call(w.ws);
+        bindings = [];
+        seen = [];
+      }
+      return w.ws;
     };
     const binding = (grads: readonly FloatArray[], dX: FloatArray | null): Binding | undefined => {
       for (let i = 0; i < bindings.length; i++) {
@@ -160,20 +149,23 @@ function prepare(net: StackDescription): PreparedNet {
       }
       seen.splice(again, 1);
       const bound = stackBind(handle, w.ws, dX, ...params, ...grads); // checks them all, or throws
-      const all = dX ? [...params, ...grads, dX] : [...params, ...grads];
-      const kept = all.map((_, i) => i).filter((i) => !onShared(all[i]));
-      const views = kept.map((i) => all[i]);
-      const bytes = views.map((v) => byteLengthOf.call(v));
-      const k: Binding = { bound, grads: grads.slice(), dX, views, bytes, names: kept.map((i) => viewNames[i]) };
+      const k: Binding = { bound, grads: grads.slice(), dX, views: [], bytes: [], names: [] };
+      [...params, ...grads, dX].forEach((v, i) => {
+        if (v === null || onShared(v)) return;
+        k.views.push(v);
+        k.bytes.push(byteLengthOf.call(v));
+        k.names.push(viewNames[i]);
+      });
       if (bindings.unshift(k) > MAX_BINDINGS) bindings.pop();
       return k;
     };
     const w: Batch = {
       ...workspace(net, at, B),
       step(a) {
-        if (byteLengthOf.call(w.ws) !== wsBytes) renew(workspace(net, at, B));
+        const ws = current();
         const k = binding(a.grads, a.dX);
-        if (k === undefined) return slow(a);
+        const R = REDUCTION_CODE[a.reduction];
+        if (k === undefined) return b.stackForwardBackward(handle, ws, a.X, a.y, B, a.dX, R, a.accumulate, ...params, ...a.grads);
         // The bound pointers hold while every view keeps its bytes; no JS runs between this check
         // and the native call, so nothing can detach or shrink a buffer in between.
         const { views, bytes } = k;
@@ -185,16 +177,11 @@ function prepare(net: StackDescription): PreparedNet {
             );
           }
         }
-        return stackRun(k.bound, a.X, a.y, B, REDUCTION_CODE[a.reduction], a.accumulate);
+        return stackRun(k.bound, a.X, a.y, B, R, a.accumulate);
       },
-      forward(X) {
-        if (byteLengthOf.call(w.ws) !== wsBytes) renew(workspace(net, at, B));
-        args[1] = w.ws;
-        args[2] = X;
-        return forward.apply(undefined, args);
-      },
+      forward: (X) => b.stackForward(handle, current(), X, B, ...params),
     };
-    renew(w);
+    wsBytes = byteLengthOf.call(w.ws);
     return w;
   };
   return preparedStack(make, () => b.stackStatus(handle));
