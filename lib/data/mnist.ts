@@ -56,10 +56,8 @@ function findFile(dir: string, base: string): string {
 }
 
 function part(dir: string, prefix: 'train' | 't10k', dtype: Dtype): Dataset<Float64Array | Float32Array> & { rows: number; cols: number } {
-  const imagesPath = findFile(dir, `${prefix}-images-idx3-ubyte`);
-  const labelsPath = findFile(dir, `${prefix}-labels-idx1-ubyte`);
-  const images = loadIdx(imagesPath);
-  const labels = loadIdx(labelsPath);
+  const [imagesPath, labelsPath] = [findFile(dir, `${prefix}-images-idx3-ubyte`), findFile(dir, `${prefix}-labels-idx1-ubyte`)];
+  const [images, labels] = [loadIdx(imagesPath), loadIdx(labelsPath)];
   if (images.dtype !== 'uint8' || images.shape.length !== 3) {
     fileFail('uint8 images shaped [n,rows,cols]', 'the MNIST images', `${images.dtype} shaped [${images.shape.join(',')}]`, imagesPath);
   }

@@ -19,9 +19,8 @@ export function nonNegative(name: string, value: unknown, fallback: number): num
 
 /** An integer seed (any integer; the generator uses its low 32 bits), default 0. */
 export function seed(name: string, value: unknown): number {
-  if (value === undefined) return 0;
-  if (typeof value !== 'number' || !Number.isInteger(value)) v.fail(TypeError, 'an integer', name, value);
-  return value;
+  if (value !== undefined && !Number.isInteger(value)) v.fail(TypeError, 'an integer', name, value);
+  return (value as number | undefined) ?? 0;
 }
 
 export function dtype(name: string, value: unknown): Dtype {

@@ -38,9 +38,7 @@ export function trainValSplit<T extends FloatArray>(X: T, y: Int32Array | readon
   if (!(fraction > 0 && fraction < 1)) v.fail(RangeError, 'a number in (0, 1)', 'opts.fraction', fraction);
   const rng = new Rng(o.seed('opts.seed', oo.seed));
 
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  rng.shuffle(order);
+  const order = rng.shuffle(Int32Array.from({ length: n }, (_, i) => i));
   const nVal = Math.min(n - 1, Math.max(1, Math.round(fraction * n)));
   const take = (index: Int32Array) => {
     const Xp = (X instanceof Float64Array ? new Float64Array(index.length * D) : new Float32Array(index.length * D)) as T;
