@@ -90,8 +90,6 @@ export class Sequential<T extends FloatArray = FloatArray> {
   twoLayerWords = false;
   /** Each gradient's element count (its parameter's, from the layer widths; a parameter's own length can change if its buffer is). */
   private readonly gradLengths: readonly number[];
-  /** The names of gradNames, for the check of opts.out's keys. */
-  private readonly gradIndex: ReadonlySet<string>;
   /** { dX?, dW1, db1, … } with these tensors, built in that key order by a literal (one allocation, one shape). */
   private readonly gradsRecord: (dX: FloatArray | null, list: readonly FloatArray[]) => Record<string, T>;
   /** list[j] = record[gradNames[j]] for each j, by named loads (a keyed load of varying names is megamorphic). */
@@ -101,9 +99,6 @@ export class Sequential<T extends FloatArray = FloatArray> {
   private readonly stepArgs: StepArgs = {
     X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false,
   };
-  /** The engine of the last run and its backend, so that a hot loop skips the Map. */
-  private lastBackend: BackendName | undefined;
-  private lastPrepared: PreparedNet | undefined;
 
   /**
    * @throws {TypeError} a layer that is not a Linear, ReLU, Sigmoid or Tanh; Linear layers of two dtypes
@@ -151,7 +146,6 @@ export class Sequential<T extends FloatArray = FloatArray> {
     this.params = Object.freeze(params);
     this.gradNames = Object.keys(params).map((n) => `d${n}`);
     this.gradLengths = Object.values(params).map((t) => t.length);
-    this.gradIndex = new Set(this.gradNames);
     this.gradsRecord = recordOf(this.gradNames);
     this.gradsList = listOf(this.gradNames);
     this.description = {
@@ -356,24 +350,20 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = o;
 
     const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
-    const B = b.B;
     const Xc = b.X as T;
     const { gradNames, gradLengths, dtype } = this;
     const F = dtype === 'float64' ? Float64Array : Float32Array;
     const list: T[] = []; // not the scratch: a getter on `out` may run a step of this net
-    let dX: T | null = null;
-    if (out === undefined) {
-      if (inputGrad) dX = new F(B * this.inFeatures) as T;
-      for (let j = 0; j < gradNames.length; j++) list[j] = new F(gradLengths[j]) as T;
-    } else {
-      if (inputGrad) dX = (out.dX === undefined ? new F(B * this.inFeatures) : v.outBuffer('dX', out.dX, dtype, B * this.inFeatures)) as T;
-      this.gradsList(out, list);
-      for (let j = 0; j < gradNames.length; j++) {
-        const g = list[j];
-        list[j] = (g === undefined ? new F(gradLengths[j]) : v.outBuffer(gradNames[j], g, dtype, gradLengths[j])) as T;
-      }
+    const n = b.B * this.inFeatures;
+    const dX = inputGrad ? ((out?.dX === undefined ? new F(n) : v.outBuffer('dX', out.dX, dtype, n)) as T) : null;
+    if (out !== undefined) this.gradsList(out, list);
+    for (let j = 0; j < gradNames.length; j++) {
+      const g = list[j];
+      list[j] = (g === undefined ? new F(gradLengths[j]) : v.outBuffer(gradNames[j], g, dtype, gradLengths[j])) as T;
+    }
+    if (out !== undefined) {
       for (const name in out) {
-        if (!(name === 'dX' ? inputGrad : this.gradIndex.has(name))) {
+        if (!(name === 'dX' ? inputGrad : gradNames.includes(name))) {
           v.fail(TypeError, `one of ${[...(inputGrad ? ['dX'] : []), ...gradNames].join(', ')}`, `opts.out key`, name);
         }
       }
@@ -389,7 +379,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads);
     const result: SequentialResult<T> = backend === 'torch' ? { loss: r.loss, grads } : { loss: r.loss, grads, logits: r.logits };
     if (wantCache) {
-      const t = this.on(backend).tensors(B)!;
+      const t = this.on(backend).tensors(b.B)!;
       result.cache = { outputs: t.outputs.map((o) => o.slice() as T), probs: t.probs.slice() as T };
     }
     return result;
@@ -415,11 +405,6 @@ export class Sequential<T extends FloatArray = FloatArray> {
   private run(
     X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: Reduction, accumulate: boolean, named: Readonly<Record<string, T>>,
   ): { loss: number; logits: T } {
-    if (backend !== this.lastBackend) {
-      this.lastPrepared = this.on(backend);
-      this.lastBackend = backend;
-    }
-    const p = this.lastPrepared!;
     const a = this.stepArgs;
     a.X = X;
     a.y = y;
@@ -428,7 +413,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     a.dX = dX;
     a.reduction = reduction;
     a.accumulate = accumulate;
-    const r = p.forwardBackward(a);
+    const r = this.on(backend).forwardBackward(a);
     if (r.failure) this.explain(r.failure, X, named);
     return r as { loss: number; logits: T };
   }
@@ -446,7 +431,7 @@ export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Seque
   return Sequential.fromSpec({ ...seq.spec(), dtype }, Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, copy(t)])));
 }
 
-export /** (record, list) => { list[0] = record[names[0]]; … }: the gradients of a record in names' order. */
+/** (record, list) => { list[0] = record[names[0]]; … }: the gradients of a record in names' order. */
 function listOf(names: readonly string[]): (record: Readonly<Partial<Record<string, FloatArray>>>, list: (FloatArray | undefined)[]) => void {
   const loads = names.map((n, j) => `l[${j}] = r[${JSON.stringify(n)}];`).join(' ');
   return new Function('r', 'l', loads) as ReturnType<typeof listOf>;
