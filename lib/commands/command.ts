@@ -10,6 +10,8 @@ export interface Command {
 }
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
+/** A string flag without a default. */
+export const STRING = { type: 'string' } as const;
 /** A flag's value: a string or a boolean, never undefined when it has a default. */
 type Values<O extends Flags> = { [K in keyof O]: (O[K] extends { type: 'boolean' } ? boolean : string) | (O[K] extends { default: unknown } ? never : undefined) };
 

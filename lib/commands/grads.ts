@@ -5,7 +5,7 @@ import { fileFail } from '../data/files';
 import { loadSafetensors, saveSafetensors, tensorOf, type SafetensorsDtype } from '../io/safetensors';
 import { forwardBackward } from '../model';
 import * as v from '../validate';
-import { type Command, flags } from './command';
+import { type Command, flags, STRING } from './command';
 
 const HELP = `usage: handgrad grads CASE.safetensors -o OUT.safetensors [options]
 
@@ -28,8 +28,8 @@ export const gradsCommand: Command = {
     const { values, positionals } = flags('grads', argv, {
       out: { type: 'string', short: 'o' },
       backend: { type: 'string', default: 'native' },
-      activation: { type: 'string' },
-      reduction: { type: 'string' },
+      activation: STRING,
+      reduction: STRING,
     }, true);
     if (positionals.length !== 1) v.fail(TypeError, 'one input file (handgrad grads CASE.safetensors -o OUT.safetensors)', 'the arguments', new v.Received(`${positionals.length} files`));
     if (values.out === undefined) v.fail(TypeError, 'an output file', '-o/--out', new v.Received('none'));

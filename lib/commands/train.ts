@@ -13,7 +13,7 @@ import { Sequential } from '../layers/sequential';
 import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
 import type { Activation, BackendName, Dtype, FloatArray } from '../types';
 import * as v from '../validate';
-import { type Command, flags, numberFlag } from './command';
+import { type Command, flags, numberFlag, STRING } from './command';
 import type { OptimizerName } from '../train/optimizer';
 
 interface Prepared {
@@ -71,19 +71,10 @@ const num = (name: string, s: string | undefined, fallback: number) =>
 export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)) {
   const { values } = flags('train', argv, {
     data: { type: 'string', default: 'xor' },
-    label: { type: 'string' },
-    hidden: { type: 'string' },
-    layers: { type: 'string' },
-    epochs: { type: 'string' },
-    lr: { type: 'string' },
-    batch: { type: 'string' },
-    optimizer: { type: 'string' },
-    activation: { type: 'string', default: 'relu' },
-    backend: { type: 'string', default: 'native' },
-    dtype: { type: 'string', default: 'float64' },
-    seed: { type: 'string', default: '0' },
-    out: { type: 'string' },
-    quiet: { type: 'boolean', default: false },
+    label: STRING, hidden: STRING, layers: STRING, epochs: STRING, lr: STRING, batch: STRING, optimizer: STRING,
+    activation: { type: 'string', default: 'relu' }, backend: { type: 'string', default: 'native' },
+    dtype: { type: 'string', default: 'float64' }, seed: { type: 'string', default: '0' },
+    out: STRING, quiet: { type: 'boolean', default: false },
   });
   const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
   const seed = num('seed', values.seed, 0);

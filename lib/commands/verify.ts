@@ -10,7 +10,7 @@ import type { BackendName, Dtype } from '../types';
 import * as v from '../validate';
 import { formatVerifyReport } from '../verify/format';
 import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction, type SequentialCandidate } from '../verify/verify';
-import { type Command, flags, numberFlag } from './command';
+import { type Command, flags, numberFlag, STRING } from './command';
 
 const HELP = `usage: handgrad verify [options]
 
@@ -64,18 +64,11 @@ export const verifyCommand: Command = {
   help: HELP,
   run(argv) {
     const { values } = flags('verify', argv, {
-      B: { type: 'string', default: '64' },
-      D: { type: 'string', default: '128' },
-      H: { type: 'string' },
-      layers: { type: 'string' },
-      C: { type: 'string', default: '10' },
-      dtype: { type: 'string', default: 'float64' },
-      activation: { type: 'string', default: 'relu' },
-      reduction: { type: 'string', default: 'mean' },
+      B: { type: 'string', default: '64' }, D: { type: 'string', default: '128' }, H: STRING, layers: STRING,
+      C: { type: 'string', default: '10' }, dtype: { type: 'string', default: 'float64' },
+      activation: { type: 'string', default: 'relu' }, reduction: { type: 'string', default: 'mean' },
       seed: { type: 'string', default: '0' },
-      candidate: { type: 'string', default: 'native' },
-      reference: { type: 'string', default: 'auto' },
-      tolerance: { type: 'string' },
+      candidate: { type: 'string', default: 'native' }, reference: { type: 'string', default: 'auto' }, tolerance: STRING,
       json: { type: 'boolean', default: false },
     });
     if (values.layers !== undefined && values.H !== undefined) v.fail(TypeError, 'either --H (two layers) or --layers (a Sequential), not both', '--H', values.H);
