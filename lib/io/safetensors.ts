@@ -105,13 +105,10 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
   }
   // Elements × size against the bytes the entry spans, in BigInt: exact for any declared shape
   // (at most 64 dimensions below 2^53 each), so a huge declared size is a mismatch, never an allocation.
-  const size = sizeOf(dtype);
-  const span = e - b;
-  let bytes = BigInt(size);
-  for (const s of shape as number[]) bytes *= BigInt(s);
-  if (bytes !== BigInt(span)) {
+  const bytes = (shape as number[]).reduce((n, s) => n * BigInt(s), BigInt(sizeOf(dtype)));
+  if (bytes !== BigInt(e - b)) {
     const what = `shape ${shapeText(shape as number[])} of ${dtype} (${bytes} bytes) to match its data_offsets`;
-    fileFail(what, tname, `data_offsets ${JSON.stringify(offsets)} (${span} bytes)`, source);
+    fileFail(what, tname, `data_offsets ${JSON.stringify(offsets)} (${e - b} bytes)`, source);
   }
   return { name, dtype: dtype as SafetensorsDtype, shape: (shape as number[]).slice(), begin: b, end: e };
 }
