@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../common/checks.h"
@@ -16,31 +17,50 @@
 namespace hg {
 namespace {
 
+// Params, then grads, as pointers of the handle's dtype (the other vector stays empty).
+struct Tensors {
+  std::vector<double*> t64;
+  std::vector<float*> t32;
+  template <typename T>
+  std::vector<T*>& tensors() {
+    if constexpr (std::is_same_v<T, float>) return t32;
+    else return t64;
+  }
+};
+
 // What stackPrepare checked once, and the last call's outcome (read by stackStatus). Per handle,
-// so per environment: nothing is shared between worker threads.
-struct PreparedStack : StackArgs {
+// so per environment: nothing is shared between worker threads. The tensors and spans are
+// per-call scratch, sized once: no JS runs during a call, so no second call reuses them early.
+struct PreparedStack : StackArgs, Tensors {
   bool f32 = false;
-  // Per-call scratch, sized once: a step allocates nothing. No JS runs during a call, so no
-  // second call can reuse them before the first is done.
-  std::vector<double*> tensors64;  // params, then grads (the vector of the handle's dtype)
-  std::vector<float*> tensors32;
   std::vector<Span> spans;
   StackStatus status{Stage::Ok, 0};
-  template <typename T> std::vector<T*>& tensors();
 };
-template <> std::vector<double*>& PreparedStack::tensors<double>() { return tensors64; }
-template <> std::vector<float*>& PreparedStack::tensors<float>() { return tensors32; }
 
-// Tags the Externals made here, so that any other External is refused as a handle.
+// Tags on the Externals made here, so that any other External is refused as a handle.
 constexpr napi_type_tag kStackTag = {0x68616e6467726164ULL, 0x737461636b6e6574ULL};
+constexpr napi_type_tag kBoundTag = {0x68616e6467726164ULL, 0x626f756e64737470ULL};
+
+template <typename H>
+Napi::Value newTagged(Napi::Env env, std::unique_ptr<H> p, const napi_type_tag& tag, const char* what) {
+  auto e = Napi::External<H>::New(env, p.release(), [](Napi::Env, H* q) { delete q; });
+  if (napi_type_tag_object(env, e, &tag) != napi_ok) throwType(env, std::string("Expected a taggable ") + what);
+  return e;
+}
+
+template <typename H>
+H& tagged(Napi::Env env, napi_value v, const napi_type_tag& tag, const char* what, const char* name) {
+  bool ours = false;
+  void* data = nullptr;
+  // An External first (that check sets no pending exception), then ours by its tag.
+  if (napi_get_value_external(env, v, &data) != napi_ok ||
+      napi_check_object_type_tag(env, v, &tag, &ours) != napi_ok || !ours)
+    failArg(env, true, what, name, describeValue(env, Napi::Value(env, v)));
+  return *static_cast<H*>(data);
+}
 
 PreparedStack& handleArg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bool ours = false;
-  if (info.Length() < 1 || !info[0].IsExternal() ||
-      napi_check_object_type_tag(env, info[0], &kStackTag, &ours) != napi_ok || !ours)
-    failArg(env, true, "a handle from stackPrepare", "handle", describeValue(env, argOrUndefined(info, 0)));
-  return *info[0].As<Napi::External<PreparedStack>>().Data();
+  return tagged<PreparedStack>(info.Env(), argOrUndefined(info, 0), kStackTag, "a handle from stackPrepare", "handle");
 }
 
 // stackPrepare(kinds, widths, float32): the description, checked once. Gradients are named as the
@@ -50,12 +70,10 @@ Napi::Value StackPrepare(const Napi::CallbackInfo& info) {
   auto s = std::make_unique<PreparedStack>();
   readStackArgs(info, 0, "out.d", s.get());
   s->f32 = boolArg(info, 2, "float32");
-  if (s->f32) s->tensors32.resize(2 * s->params());
-  else s->tensors64.resize(2 * s->params());
+  if (s->f32) s->t32.resize(2 * s->params());
+  else s->t64.resize(2 * s->params());
   s->spans.resize(4 + 2 * s->params());
-  auto handle = Napi::External<PreparedStack>::New(env, s.release(), [](Napi::Env, PreparedStack* p) { delete p; });
-  if (napi_type_tag_object(env, handle, &kStackTag) != napi_ok) throwType(env, "Expected a taggable handle");
-  return handle;
+  return newTagged(env, std::move(s), kStackTag, "handle");
 }
 
 // stackLayout(handle, B) → [offset of each layer's output …, of probs, workspace length].
@@ -65,10 +83,21 @@ Napi::Value StackLayout(const Napi::CallbackInfo& info) {
   return s.f32 ? layoutValue<float>(info.Env(), s, B) : layoutValue<double>(info.Env(), s, B);
 }
 
+// Tensors j in [from, to) (params, then grads) from argument first + j into t[j], and their spans:
+// a param's at spans[j], a grad's at spans[j + gap], after the other tensors between them.
+template <typename T>
+void readTensors(const Napi::CallbackInfo& info, const StackArgs& s, T** t, Span* spans, size_t first, size_t from,
+                 size_t to, size_t gap) {
+  for (size_t j = from; j < to; ++j) {
+    const size_t n = s.counts[j % s.params()];
+    t[j] = typedArg<T>(info, first + j, s.names[j].c_str(), n);
+    spans[j < s.params() ? j : j + gap] = {t[j], n * sizeof(T), s.names[j].c_str()};
+  }
+}
+
 // The tensors shared by both steps: ws (at the layout for B), X and the params (first at argument `first`).
 template <typename T>
 struct Common {
-  Layout l;
   T* ws;
   const T* X;
   size_t nX, nWs;  // B·D ≤ the workspace's length
@@ -76,15 +105,23 @@ struct Common {
 
 template <typename T>
 Common<T> readCommon(const Napi::CallbackInfo& info, PreparedStack& s, int B, size_t xArg, size_t first) {
-  const Layout l = s.layout<T>(info.Env(), B, nullptr);
-  Common<T> c{l, nullptr, nullptr, size_t(B) * size_t(s.widths[0]), size_t(l.total)};
+  Common<T> c{nullptr, nullptr, size_t(B) * size_t(s.widths[0]), size_t(s.layout<T>(info.Env(), B, nullptr).total)};
   c.ws = typedArg<T>(info, 1, "workspace", c.nWs);
   c.X = typedArg<T>(info, xArg, "X", c.nX);
-  for (size_t j = 0; j < s.params(); ++j) {
-    s.tensors<T>()[j] = typedArg<T>(info, first + j, s.names[j].c_str(), s.counts[j]);
-    s.spans[j] = {s.tensors<T>()[j], s.counts[j] * sizeof(T), s.names[j].c_str()};
-  }
+  readTensors<T>(info, s, s.tensors<T>().data(), s.spans.data(), first, 0, s.params(), 0);
   return c;
+}
+
+// One step on the core: a label outside [0, C) (the core's copy, in ws) throws; any other failure is NaN.
+template <typename T>
+double step(Napi::Env env, PreparedStack& s, const Step<T>& a) {
+  double loss = 0;
+  s.status = stackForwardBackward(s.net(), a, &loss);
+  if (s.status.stage == Stage::Labels) {
+    const auto* copy = reinterpret_cast<const int32_t*>(a.ws + s.layout<T>(env, a.B, nullptr).labels);
+    throwLabel(env, copy[s.status.layer], size_t(s.status.layer), s.widths.back());
+  }
+  return s.status.stage == Stage::Ok ? loss : std::nan("");
 }
 
 // stackForwardBackward(handle, ws, X, y, B, dX|null, reduction, accumulate, ...params, ...grads)
@@ -99,25 +136,14 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   const Napi::Value dXArg = argOrUndefined(info, 5);  // null/undefined: dX not asked for
   T* dX = dXArg.IsNull() || dXArg.IsUndefined() ? nullptr : typedArg<T>(info, 5, "out.dX", c.nX);
   const size_t P = s.params();
-  for (size_t j = 0; j < P; ++j) {
-    s.tensors<T>()[P + j] = typedArg<T>(info, 8 + P + j, s.names[P + j].c_str(), s.counts[j]);
-    s.spans[P + 4 + j] = {s.tensors<T>()[P + j], s.counts[j] * sizeof(T), s.names[P + j].c_str()};
-  }
+  T** t = s.tensors<T>().data();
+  readTensors<T>(info, s, t, s.spans.data(), 8, P, 2 * P, 4);
   s.spans[P] = {c.X, c.nX * sizeof(T), "X"};
   s.spans[P + 1] = {y, size_t(B) * sizeof(int32_t), "y"};
   s.spans[P + 2] = {c.ws, c.nWs * sizeof(T), "workspace"};
   s.spans[P + 3] = {dX, c.nX * sizeof(T), "out.dX"};
   requireDisjoint(env, s.spans.data(), s.spans.size(), P + 2);
-
-  T** t = s.tensors<T>().data();
-  const Step<T> a{B, c.X, y, t, t + P, dX, red, accumulate, c.ws};
-  double loss = 0;
-  s.status = stackForwardBackward(s.net(), a, &loss);
-  if (s.status.stage == Stage::Labels) {
-    const int32_t* copy = reinterpret_cast<const int32_t*>(c.ws + c.l.labels);
-    throwLabel(env, copy[s.status.layer], size_t(s.status.layer), s.widths.back());
-  }
-  return Napi::Number::New(env, s.status.stage == Stage::Ok ? loss : std::nan(""));
+  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, red, accumulate, c.ws}));
 }
 
 // stackForward(handle, ws, X, B, ...params) → true, or false with stackStatus set.
@@ -152,31 +178,34 @@ Napi::Value StackForward(const Napi::CallbackInfo& info) {
 // where the GC never moves them. A transfer (detach) or a shrink of a resizable ArrayBuffer is
 // what no reference can stop: the caller compares each bound view's byteLength with the bound
 // one before every run, in the same synchronous turn (lib/engine/native.ts), and binds again.
-struct BoundStep {
+struct BoundStep : Tensors {
   napi_env env;
   PreparedStack* s;             // kept alive by refs[0]
   std::vector<napi_ref> refs;   // the handle, then each bound view
-  std::vector<double*> t64;     // params, then grads (the vector of the handle's dtype)
-  std::vector<float*> t32;
   void* ws = nullptr;
   void* dX = nullptr;           // null: no input gradient
   size_t nWs = 0, nDX = 0;      // elements
-  std::vector<Span> outputs;    // ws, dX, grads: what X and y must not overlap
+  std::vector<Span> spans;      // X, y (set by each run), then ws, dX, grads: the outputs they must not overlap
   int lastB = 0;                // the batch size whose layout fits ws was checked for
   ~BoundStep() {
     for (napi_ref r : refs) napi_delete_reference(env, r);
   }
-  template <typename T> std::vector<T*>& tensors();
 };
-template <> std::vector<double*>& BoundStep::tensors<double>() { return t64; }
-template <> std::vector<float*>& BoundStep::tensors<float>() { return t32; }
-
-constexpr napi_type_tag kBoundTag = {0x68616e6467726164ULL, 0x626f756e64737470ULL};
 
 void pin(BoundStep& k, napi_value v) {
   napi_ref r;
-  if (napi_create_reference(k.env, v, 1, &r) != napi_ok) throwType(Napi::Env(k.env), "Expected a value that can be referenced");
+  if (napi_create_reference(k.env, v, 1, &r) != napi_ok)
+    throwType(Napi::Env(k.env), "Expected a value that can be referenced");
   k.refs.push_back(r);
+}
+
+// A typed array of T of any length, which the caller checks.
+template <typename T>
+TypedInfo anyLength(Napi::Env env, const Napi::Value& v, const char* name) {
+  TypedInfo t;
+  if (!typedInfo(env, v, &t) || t.kind != DtypeOf<T>::kind)
+    failArg(env, true, DtypeOf<T>::name, name, describeValue(env, v));
+  return t;
 }
 
 template <typename T>
@@ -187,29 +216,24 @@ void bindT(const Napi::CallbackInfo& info, PreparedStack& s, BoundStep& k) {
   auto& t = k.tensors<T>();
   t.resize(2 * P);
   std::vector<Span> spans(P + 2 + P);  // params (inputs), then ws, dX, grads (outputs)
-  for (size_t j = 0; j < 2 * P; ++j) {
-    t[j] = typedArg<T>(info, 3 + j, s.names[j].c_str(), s.counts[j % P]);
-    spans[j < P ? j : j + 2] = {t[j], s.counts[j % P] * sizeof(T), s.names[j].c_str()};
-  }
-  TypedInfo w;  // any length: the run checks its B's layout against it
-  if (!typedInfo(env, argAt(info, 1), &w) || w.kind != DtypeOf<T>::kind)
-    failArg(env, true, DtypeOf<T>::name, "workspace", describeValue(env, argOrUndefined(info, 1)));
+  readTensors<T>(info, s, t.data(), spans.data(), 3, 0, 2 * P, 2);
+  const TypedInfo w = anyLength<T>(env, argOrUndefined(info, 1), "workspace");  // the run checks its B's layout
   k.nWs = w.length;
-  k.ws = typedArg<T>(info, 1, "workspace", k.nWs);
+  k.ws = w.data;
   const Napi::Value dXArg = argOrUndefined(info, 2);
   if (!dXArg.IsNull() && !dXArg.IsUndefined()) {
-    TypedInfo x;
-    if (!typedInfo(env, dXArg, &x) || x.kind != DtypeOf<T>::kind)
-      failArg(env, true, DtypeOf<T>::name, "out.dX", describeValue(env, dXArg));
+    const TypedInfo x = anyLength<T>(env, dXArg, "out.dX");
     if (x.length == 0 || x.length % size_t(D) != 0)
-      failArg(env, false, "a multiple of " + std::to_string(D) + " elements ([B, D])", "out.dX", std::to_string(x.length));
+      failArg(env, false, "a multiple of " + std::to_string(D) + " elements ([B, D])", "out.dX",
+              std::to_string(x.length));
     k.nDX = x.length;
-    k.dX = typedArg<T>(info, 2, "out.dX", k.nDX);
+    k.dX = x.data;
   }
   spans[P] = {k.ws, k.nWs * sizeof(T), "workspace"};
   spans[P + 1] = {k.dX, k.nDX * sizeof(T), "out.dX"};
   requireDisjoint(env, spans.data(), spans.size(), P);
-  k.outputs.assign(spans.begin() + P, spans.end());
+  k.spans.resize(2);
+  k.spans.insert(k.spans.end(), spans.begin() + P, spans.end());
   for (size_t i = 1; i < 3 + 2 * P; ++i)
     if (i != 2 || k.dX) pin(k, info[i]);
 }
@@ -224,9 +248,7 @@ Napi::Value StackBind(const Napi::CallbackInfo& info) {
   pin(*k, info[0]);
   if (s.f32) bindT<float>(info, s, *k);
   else bindT<double>(info, s, *k);
-  auto bound = Napi::External<BoundStep>::New(env, k.release(), [](Napi::Env, BoundStep* p) { delete p; });
-  if (napi_type_tag_object(env, bound, &kBoundTag) != napi_ok) throwType(env, "Expected a taggable bound step");
-  return bound;
+  return newTagged(env, std::move(k), kBoundTag, "bound step");
 }
 
 // stackRun(bound, X, y, B, reduction, accumulate) → the loss, or NaN with stackStatus(handle) set.
@@ -243,35 +265,21 @@ napi_value runT(Napi::Env env, const napi_value* argv, BoundStep& k) {
   const int32_t* y = typedValue<int32_t>(env, argv[2], "y", size_t(B));
   if (B != k.lastB) {
     if (k.dX && nX != k.nDX)
-      failArg(env, false, std::to_string(k.nDX / size_t(s.widths[0])) + " (the rows of the bound out.dX)", "B", std::to_string(B));
+      failArg(env, false, std::to_string(k.nDX / size_t(s.widths[0])) + " (the rows of the bound out.dX)", "B",
+              std::to_string(B));
     const Layout l = s.layout<T>(env, B, nullptr);
     if (l.total > k.nWs)
       failArg(env, false, "a batch whose workspace fits the bound one (" + std::to_string(k.nWs) + " elements)", "B",
               std::to_string(B) + " (" + std::to_string(l.total) + " elements)");
     k.lastB = B;
   }
-  const Span in[] = {{X, nX * sizeof(T), "X"}, {y, size_t(B) * sizeof(int32_t), "y"}};
-  for (const Span& o : k.outputs) {
-    const auto* a = static_cast<const uint8_t*>(o.begin);
-    for (const Span& i : in) {
-      const auto* b = static_cast<const uint8_t*>(i.begin);
-      if (a && b && a < b + i.bytes && b < a + o.bytes)
-        throwRange(env, std::string("Expected ") + o.name + " not to share memory with " + i.name);
-    }
-  }
-  const size_t P = s.params();
+  k.spans[0] = {X, nX * sizeof(T), "X"};
+  k.spans[1] = {y, size_t(B) * sizeof(int32_t), "y"};
+  requireDisjoint(env, k.spans.data(), k.spans.size(), 2, 2);
   T** t = k.tensors<T>().data();
-  T* ws = static_cast<T*>(k.ws);
-  const Step<T> a{B, X, y, t, t + P, static_cast<T*>(k.dX), red, accumulate, ws};
-  double loss = 0;
-  s.status = stackForwardBackward(s.net(), a, &loss);
-  if (s.status.stage == Stage::Labels) {
-    Layout l;
-    stackLayout<T>(s.net(), uint64_t(B), static_cast<uint64_t*>(nullptr), &l);
-    throwLabel(env, reinterpret_cast<const int32_t*>(ws + l.labels)[s.status.layer], size_t(s.status.layer), s.widths.back());
-  }
+  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), red, accumulate, static_cast<T*>(k.ws)};
   napi_value result;
-  napi_create_double(env, s.status.stage == Stage::Ok ? loss : std::nan(""), &result);
+  napi_create_double(env, step(env, s, a), &result);
   return result;
 }
 
@@ -281,13 +289,7 @@ napi_value StackRun(napi_env raw, napi_callback_info cb) {
     size_t argc = 6;
     napi_value argv[6];  // past the last argument: undefined
     if (napi_get_cb_info(raw, cb, &argc, argv, nullptr, nullptr) != napi_ok) throwType(env, "Expected arguments");
-    bool ours = false;
-    void* data = nullptr;
-    // An External first (that check sets no pending exception), then ours by its tag.
-    if (napi_get_value_external(raw, argv[0], &data) != napi_ok ||
-        napi_check_object_type_tag(raw, argv[0], &kBoundTag, &ours) != napi_ok || !ours)
-      failArg(env, true, "a bound step from stackBind", "bound", describeValue(env, Napi::Value(raw, argv[0])));
-    BoundStep& k = *static_cast<BoundStep*>(data);
+    BoundStep& k = tagged<BoundStep>(env, argv[0], kBoundTag, "a bound step from stackBind", "bound");
     return k.s->f32 ? runT<float>(env, argv, k) : runT<double>(env, argv, k);
   } catch (const Napi::Error& e) {
     e.ThrowAsJavaScriptException();

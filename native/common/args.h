@@ -88,13 +88,9 @@ inline std::string describeValue(Napi::Env env, const Napi::Value& v) {
   return "object";
 }
 
+// Argument i, or undefined past the last one (each reader below then throws its TypeError).
 inline Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
   return i < info.Length() ? info[i] : info.Env().Undefined();
-}
-
-// Argument i, or null past the last one (each reader below then throws its TypeError).
-inline napi_value argAt(const Napi::CallbackInfo& info, size_t i) {
-  return i < info.Length() ? napi_value(info[i]) : nullptr;
 }
 
 // The data of a typed array (typedValue; typedArg: argument i) as a T* of exactly `length`
@@ -113,7 +109,7 @@ T* typedValue(Napi::Env env, napi_value v, const char* name, size_t length) {
 }
 template <typename T>
 T* typedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
-  return typedValue<T>(info.Env(), argAt(info, i), name, length);
+  return typedValue<T>(info.Env(), argOrUndefined(info, i), name, length);
 }
 
 // Whether the tensor at argument i is a Float32Array (else a Float64Array; anything else throws).
@@ -141,7 +137,7 @@ inline double numberValue(Napi::Env env, napi_value v, const char* name) {
   return d;
 }
 inline double numberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return numberValue(info.Env(), argAt(info, i), name);
+  return numberValue(info.Env(), argOrUndefined(info, i), name);
 }
 
 // A positive integer that fits a 32-bit BLAS index.
@@ -152,7 +148,7 @@ inline int dimValue(Napi::Env env, napi_value arg, const char* name) {
   return static_cast<int>(v);
 }
 inline int dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return dimValue(info.Env(), argAt(info, i), name);
+  return dimValue(info.Env(), argOrUndefined(info, i), name);
 }
 
 inline int enumValue(Napi::Env env, napi_value arg, const char* name, int count) {
@@ -162,7 +158,7 @@ inline int enumValue(Napi::Env env, napi_value arg, const char* name, int count)
   return static_cast<int>(v);
 }
 inline int enumArg(const Napi::CallbackInfo& info, size_t i, const char* name, int count) {
-  return enumValue(info.Env(), argAt(info, i), name, count);
+  return enumValue(info.Env(), argOrUndefined(info, i), name, count);
 }
 
 inline bool boolValue(Napi::Env env, napi_value v, const char* name) {
@@ -171,7 +167,7 @@ inline bool boolValue(Napi::Env env, napi_value v, const char* name) {
   return b;
 }
 inline bool boolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return boolValue(info.Env(), argAt(info, i), name);
+  return boolValue(info.Env(), argOrUndefined(info, i), name);
 }
 
 // Element count of a [rows, cols] tensor, refusing products that overflow size_t or exceed what a

@@ -91,14 +91,14 @@ struct Span {
   const char* name;
 };
 
-// Refuses an output (spans[firstOutput..n)) that shares memory with an input or an earlier output:
-// the math reads inputs after it has started writing outputs, so aliasing would give a silent
-// wrong answer.
-inline void requireDisjoint(Napi::Env env, const Span* spans, size_t n, size_t firstOutput) {
+// Refuses an output (spans[firstOutput..n)) that shares memory with an input or an earlier output
+// (only spans[0..against) when the outputs were checked before): the math reads inputs after it
+// has started writing outputs, so aliasing would give a silent wrong answer.
+inline void requireDisjoint(Napi::Env env, const Span* spans, size_t n, size_t firstOutput, size_t against = SIZE_MAX) {
   for (size_t o = firstOutput; o < n; ++o) {
     if (!spans[o].begin) continue;
     const auto* a = static_cast<const uint8_t*>(spans[o].begin);
-    for (size_t i = 0; i < o; ++i) {
+    for (size_t i = 0; i < o && i < against; ++i) {
       const auto* b = static_cast<const uint8_t*>(spans[i].begin);
       if (b && a < b + spans[i].bytes && b < a + spans[o].bytes)
         throwRange(env, std::string("Expected ") + spans[o].name + " not to share memory with " + spans[i].name);
