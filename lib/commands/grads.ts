@@ -2,7 +2,7 @@
 // from PyTorch (X, y, W1, b1, W2, b2; __metadata__ activation and reduction) in, the loss and every
 // gradient out, in X's dtype, so they can be compared with autograd's on the Python side.
 import { fileFail } from '../data/files';
-import { loadSafetensors, saveSafetensors, tensorOf, type SafetensorsDtype } from '../io/safetensors';
+import { loadSafetensors, saveSafetensors, shapeText, tensorOf, type SafetensorsDtype } from '../io/safetensors';
 import { forwardBackward } from '../model';
 import * as v from '../validate';
 import { type Command, flags, STRING } from './command';
@@ -18,8 +18,6 @@ db2 in X's dtype.
   --activation relu|sigmoid|tanh       overrides the file's metadata
   --reduction mean|sum                 overrides the file's metadata
 `;
-
-const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
 
 export const gradsCommand: Command = {
   summary: 'read X, y and weights from a safetensors file, write the loss and gradients to another',

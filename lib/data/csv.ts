@@ -228,11 +228,6 @@ function inputBytes(input: unknown): { bytes: Buffer; source?: string } {
   return { bytes: isGzip(raw) ? gunzip(raw, input) : raw, source: input };
 }
 
-function listNames(names: readonly string[]): string {
-  const shown = names.slice(0, 8).map((s) => JSON.stringify(s)).join(', ');
-  return names.length > 8 ? `${shown}, … (${names.length} columns)` : shown;
-}
-
 /**
  * Reads a CSV of numeric features and one label column.
  *
@@ -287,7 +282,8 @@ function parse(bytes: Buffer, delim: number, label: string | number | undefined,
   if (typeof label === 'string') {
     const at = first.flatMap((name, j) => (name === label ? [j] : []));
     if (at.length === 0) {
-      fileFail(`a column named ${JSON.stringify(label)}`, 'opts.label', `the header ${listNames(first)} (line ${firstLine})`, source);
+      const shown = first.slice(0, 8).map((s) => JSON.stringify(s)).join(', ') + (ncols > 8 ? `, … (${ncols} columns)` : '');
+      fileFail(`a column named ${JSON.stringify(label)}`, 'opts.label', `the header ${shown} (line ${firstLine})`, source);
     }
     if (at.length > 1) {
       fileFail(`one column named ${JSON.stringify(label)}`, 'opts.label', `columns ${at.map((j) => j + 1).join(', ')} of the header (line ${firstLine})`, source);

@@ -31,7 +31,6 @@ type TypedCtor = Float64ArrayConstructor | Float32ArrayConstructor | Int32ArrayC
 const TYPED = new Map<string, [TypedCtor, string]>([
   ['F64', [Float64Array, 'Float64']], ['F32', [Float32Array, 'Float32']], ['I32', [Int32Array, 'Int32']], ['I64', [BigInt64Array, 'BigInt64']],
 ]);
-/** A DataView's get/set accessors by name ('getFloat64', …). */
 type Accessors = Record<string, (offset: number, value?: unknown, littleEndian?: boolean) => never>;
 
 /** Typed data for the dtypes handgrad computes with; the raw little-endian bytes for the others. */
@@ -66,7 +65,7 @@ export const MAX_HEADER_BYTES = 100_000_000;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
+export const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   return x !== null && typeof x === 'object' && !Array.isArray(x);
