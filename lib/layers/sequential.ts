@@ -90,7 +90,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   twoLayerWords = false;
   /** Each gradient's element count (its parameter's, from the layer widths; a parameter's own length can change if its buffer is). */
   private readonly gradLengths: readonly number[];
-  /** { dX?, dW1, db1, … } with these tensors, built in that key order by a literal (one allocation, one shape). */
+  /** { dX?, dW1, db1, … } with these tensors (no dX when null), built in key order by a literal (one allocation, one shape). */
   private readonly gradsRecord: (dX: FloatArray | null, list: readonly FloatArray[]) => Record<string, T>;
   /** list[j] = record[gradNames[j]] for each j, by named loads (a keyed load of varying names is megamorphic). */
   private readonly gradsList: (record: Readonly<Partial<Record<string, FloatArray>>>, list: (FloatArray | undefined)[]) => void;
@@ -146,8 +146,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
     this.params = Object.freeze(params);
     this.gradNames = Object.keys(params).map((n) => `d${n}`);
     this.gradLengths = Object.values(params).map((t) => t.length);
-    this.gradsRecord = recordOf(this.gradNames);
-    this.gradsList = listOf(this.gradNames);
+    const fields = this.gradNames.map((n, j) => `${JSON.stringify(n)}: l[${j}]`).join(', ');
+    this.gradsRecord = new Function('dX', 'l', `return dX === null ? { ${fields} } : { dX, ${fields} };`) as typeof this.gradsRecord;
+    const loads = this.gradNames.map((n, j) => `l[${j}] = r[${JSON.stringify(n)}];`).join(' ');
+    this.gradsList = new Function('r', 'l', loads) as typeof this.gradsList;
     this.description = {
       dtype: this.dtype,
       kinds: Int32Array.from(layers, (l) => LAYER_CODE[l.kind as LayerKind]),
@@ -419,22 +421,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
   }
 }
 
-/** (dX, list) => { dX, names[0]: list[0], … }, dX left out when null: an object literal per call. */
-function recordOf<T>(names: readonly string[]): (dX: FloatArray | null, list: readonly FloatArray[]) => Record<string, T> {
-  const fields = names.map((n, j) => `${JSON.stringify(n)}: l[${j}]`).join(', ');
-  return new Function('dX', 'l', `return dX === null ? { ${fields} } : { dX, ${fields} };`) as ReturnType<typeof recordOf<T>>;
-}
-
 /** A new Sequential over copies of seq's parameters, in seq's dtype or in float64 (float32 values are exact there). */
 export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Sequential {
   const copy = (t: FloatArray): FloatArray => (dtype === 'float64' ? Float64Array.from(t) : Float32Array.from(t));
   return Sequential.fromSpec({ ...seq.spec(), dtype }, Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, copy(t)])));
-}
-
-/** (record, list) => { list[0] = record[names[0]]; … }: the gradients of a record in names' order. */
-function listOf(names: readonly string[]): (record: Readonly<Partial<Record<string, FloatArray>>>, list: (FloatArray | undefined)[]) => void {
-  const loads = names.map((n, j) => `l[${j}] = r[${JSON.stringify(n)}];`).join(' ');
-  return new Function('r', 'l', loads) as ReturnType<typeof listOf>;
 }
 
 export function activationLayer(kind: Activation): Layer {
