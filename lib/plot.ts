@@ -41,16 +41,14 @@ export function trainingCurvesSvg(history: EpochRecord[], title: string): Promis
  */
 export function decisionBoundarySvg(X: ArrayLike<number>, y: ArrayLike<number>, classify: (grid: Float64Array) => Int32Array, title: string): Promise<string> {
   const n = y.length;
-  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
-  for (let i = 0; i < n; i++) {
-    x0 = Math.min(x0, X[2 * i]);
-    x1 = Math.max(x1, X[2 * i]);
-    y0 = Math.min(y0, X[2 * i + 1]);
-    y1 = Math.max(y1, X[2 * i + 1]);
-  }
-  const padX = 0.1 * (x1 - x0 || 1);
-  const padY = 0.1 * (y1 - y0 || 1);
-  [x0, x1, y0, y1] = [x0 - padX, x1 + padX, y0 - padY, y1 + padY];
+  // The data's range along coordinate k, padded by a tenth (a whole unit when all points agree).
+  const range = (k: number) => {
+    let [lo, hi] = [Infinity, -Infinity];
+    for (let i = 0; i < n; i++) [lo, hi] = [Math.min(lo, X[2 * i + k]), Math.max(hi, X[2 * i + k])];
+    const pad = 0.1 * (hi - lo || 1);
+    return [lo - pad, hi + pad];
+  };
+  const [[x0, x1], [y0, y1]] = [range(0), range(1)];
   const steps = 80;
   const grid = new Float64Array(2 * steps * steps);
   for (let i = 0; i < steps; i++) {

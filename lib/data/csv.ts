@@ -181,14 +181,13 @@ class Records {
       p++;
       const eneg = p < e && b[p] === MINUS;
       if (p < e && (b[p] === MINUS || b[p] === PLUS)) p++;
-      let ed = 0;
-      for (; p < e && ed < 4; p++) {
+      const e0 = p;
+      for (; p < e && p - e0 < 4; p++) {
         const c = b[p] - ZERO;
         if (c < 0 || c > 9) break;
         exp = exp * 10 + c;
-        ed++;
       }
-      if (ed === 0) return NaN;
+      if (p === e0) return NaN;
       if (eneg) exp = -exp;
     }
     if (p === e && digits > 0 && digits <= 15) {
