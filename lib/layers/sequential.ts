@@ -401,8 +401,8 @@ export class Sequential<T extends FloatArray = FloatArray> {
   }
 
   /**
-   * One engine call; a failure is put into words here. `grads` and the arguments' record are this
-   * net's scratch, refilled on every call: engines read them during the call and keep no reference.
+   * One engine call; a failure is put into words here. The arguments' record (and forwardBackwardInto's
+   * `grads`) are this net's scratch, refilled on every call: engines read them during the call and keep no reference.
    */
   private run(
     X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: Reduction, accumulate: boolean, named: Readonly<Record<string, T>>,
