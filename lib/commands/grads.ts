@@ -31,8 +31,7 @@ export const gradsCommand: Command = {
     }, true);
     if (positionals.length !== 1) v.fail(TypeError, 'one input file (handgrad grads CASE.safetensors -o OUT.safetensors)', 'the arguments', new v.Received(`${positionals.length} files`));
     if (values.out === undefined) v.fail(TypeError, 'an output file', '-o/--out', new v.Received('none'));
-    const path = positionals[0];
-    const out = values.out;
+    const [path, out] = [positionals[0], values.out];
     const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
 
     const file = loadSafetensors(path);
@@ -48,8 +47,7 @@ export const gradsCommand: Command = {
     const [B, D] = X.shape;
     if (b1.shape.length !== 1) fileFail('shape [H]', 'tensor "b1"', shapeText(b1.shape), path);
     if (b2.shape.length !== 1) fileFail('shape [C]', 'tensor "b2"', shapeText(b2.shape), path);
-    const H = b1.shape[0];
-    const C = b2.shape[0];
+    const [H, C] = [b1.shape[0], b2.shape[0]];
     const want = (name: string, shape: number[], got: number[], letters: string) => {
       if (got.length === shape.length && got.every((s, i) => s === shape[i])) return;
       // nn.Linear stores its weight as [out, in]: the most likely reason for a transposed W.
