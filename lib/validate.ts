@@ -233,11 +233,6 @@ export function sizes(d: Dims): void {
   }
 }
 
-/** An output buffer given in `out`: right dtype and length. */
-export function outBuffer(name: string, a: unknown, dtype: Dtype, length: number): FloatArray {
-  return floatArray(`out.${name}`, a, dtype, length);
-}
-
 /**
  * Refuses an output that shares bytes with an input or another output (a silent wrong answer).
  * Names are looked up only on failure: this runs on every call with `out` buffers.

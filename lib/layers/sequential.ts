@@ -357,11 +357,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const F = dtype === 'float64' ? Float64Array : Float32Array;
     const list: T[] = []; // not the scratch: a getter on `out` may run a step of this net
     const n = b.B * this.inFeatures;
-    const dX = inputGrad ? ((out?.dX === undefined ? new F(n) : v.outBuffer('dX', out.dX, dtype, n)) as T) : null;
+    const dX = inputGrad ? ((out?.dX === undefined ? new F(n) : v.floatArray('out.dX', out.dX, dtype, n)) as T) : null;
     if (out !== undefined) this.gradsList(out, list);
     for (let j = 0; j < gradNames.length; j++) {
       const g = list[j];
-      list[j] = (g === undefined ? new F(gradLengths[j]) : v.outBuffer(gradNames[j], g, dtype, gradLengths[j])) as T;
+      list[j] = (g === undefined ? new F(gradLengths[j]) : v.floatArray(`out.${gradNames[j]}`, g, dtype, gradLengths[j])) as T;
     }
     if (out !== undefined) {
       for (const name in out) {
