@@ -30,7 +30,7 @@ Napi::Value gemmT(const Napi::CallbackInfo& info) {
   const T* B = typedArg<T>(info, 7, "B", nB);
   T* C = typedArg<T>(info, 9, "C", nC);
   const Span spans[] = {{A, nA * sizeof(T), "A"}, {B, nB * sizeof(T), "B"}, {C, nC * sizeof(T), "C"}};
-  requireDisjoint(env, spans, 2);
+  requireDisjoint(env, spans, 3, 2);
   gemm(tA, tB, M, N, K, alpha, A, tA ? M : K, B, tB ? K : N, beta, C, N);
   return env.Undefined();
 }
@@ -61,7 +61,7 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   T* m = needM ? typedArg<T>(info, 2, "m", n) : nullptr;
   T* v = needV ? typedArg<T>(info, 3, "v", n) : nullptr;
   const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}};
-  requireDisjoint(env, spans, 1);
+  requireDisjoint(env, spans, 4, 1);
   optimizerUpdate(OptimizerConfig{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]}, W, g, m, v, n, nums[1]);
   return env.Undefined();
 }

@@ -95,7 +95,8 @@ void readTensors(const Napi::CallbackInfo& info, const StackArgs& s, T** t, Span
   }
 }
 
-// The tensors shared by both steps: ws (at the layout for B), X and the params (first at argument `first`).
+// The tensors shared by both steps: ws (at the layout for B; its span at spans[wsAt]), X (at spans[P])
+// and the params (first at argument `first`).
 template <typename T>
 struct Common {
   T* ws;
@@ -104,11 +105,13 @@ struct Common {
 };
 
 template <typename T>
-Common<T> readCommon(const Napi::CallbackInfo& info, PreparedStack& s, int B, size_t xArg, size_t first) {
+Common<T> readCommon(const Napi::CallbackInfo& info, PreparedStack& s, int B, size_t xArg, size_t first, size_t wsAt) {
   Common<T> c{nullptr, nullptr, size_t(B) * size_t(s.widths[0]), size_t(s.layout<T>(info.Env(), B, nullptr).total)};
   c.ws = typedArg<T>(info, 1, "workspace", c.nWs);
   c.X = typedArg<T>(info, xArg, "X", c.nX);
   readTensors<T>(info, s, s.tensors<T>().data(), s.spans.data(), first, 0, s.params(), 0);
+  s.spans[s.params()] = {c.X, c.nX * sizeof(T), "X"};
+  s.spans[wsAt] = {c.ws, c.nWs * sizeof(T), "workspace"};
   return c;
 }
 
@@ -131,16 +134,14 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   const int B = dimArg(info, 4, "B");
   const auto red = static_cast<Reduction>(enumArg(info, 6, "reduction", 2));
   const bool accumulate = boolArg(info, 7, "accumulate");
-  const Common<T> c = readCommon<T>(info, s, B, 2, 8);
+  const Common<T> c = readCommon<T>(info, s, B, 2, 8, s.params() + 2);
   const int32_t* y = typedArg<int32_t>(info, 3, "y", size_t(B));
   const Napi::Value dXArg = argOrUndefined(info, 5);  // null/undefined: dX not asked for
   T* dX = dXArg.IsNull() || dXArg.IsUndefined() ? nullptr : typedArg<T>(info, 5, "out.dX", c.nX);
   const size_t P = s.params();
   T** t = s.tensors<T>().data();
   readTensors<T>(info, s, t, s.spans.data(), 8, P, 2 * P, 4);
-  s.spans[P] = {c.X, c.nX * sizeof(T), "X"};
   s.spans[P + 1] = {y, size_t(B) * sizeof(int32_t), "y"};
-  s.spans[P + 2] = {c.ws, c.nWs * sizeof(T), "workspace"};
   s.spans[P + 3] = {dX, c.nX * sizeof(T), "out.dX"};
   requireDisjoint(env, s.spans.data(), s.spans.size(), P + 2);
   return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, red, accumulate, c.ws}));
@@ -150,10 +151,8 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
 template <typename T>
 Napi::Value forwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   const int B = dimArg(info, 3, "B");
-  const Common<T> c = readCommon<T>(info, s, B, 2, 4);
+  const Common<T> c = readCommon<T>(info, s, B, 2, 4, s.params() + 1);
   const size_t P = s.params();
-  s.spans[P] = {c.X, c.nX * sizeof(T), "X"};
-  s.spans[P + 1] = {c.ws, c.nWs * sizeof(T), "workspace"};
   requireDisjoint(info.Env(), s.spans.data(), P + 2, P + 1);
   s.status = stackForward(s.net(), B, c.X, s.tensors<T>().data(), c.ws);
   return Napi::Boolean::New(info.Env(), s.status.stage == Stage::Ok);

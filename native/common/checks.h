@@ -105,21 +105,10 @@ inline void requireDisjoint(Napi::Env env, const Span* spans, size_t n, size_t f
     }
   }
 }
-template <size_t N>
-void requireDisjoint(Napi::Env env, const Span (&spans)[N], size_t firstOutput) {
-  requireDisjoint(env, spans, N, firstOutput);
-}
 
 [[noreturn]] inline void throwLabel(Napi::Env env, int32_t label, size_t at, int64_t C) {
   throwRange(env, "Expected labels in [0, " + std::to_string(C) + ") for y but received " + std::to_string(label) +
                       " at index " + std::to_string(at));
-}
-
-// Labels index rows of probs and dZ: one outside [0, C) would read or write out of bounds. Reads y
-// once into `copy` (B entries), which is what the math must use afterwards.
-inline void copyLabels(Napi::Env env, const int32_t* y, size_t B, int64_t C, int32_t* copy) {
-  const size_t bad = copyLabels(y, B, int32_t(C), copy);
-  if (bad != B) throwLabel(env, copy[bad], bad, C);
 }
 
 // NaN or ±Infinity in an input gives a wrong answer, not a crash, so it must be an error.

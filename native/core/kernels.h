@@ -50,8 +50,7 @@ size_t firstNonFinite(const T* p, size_t n) {
   return n;
 }
 
-// out[b, j] = bias[j] for every row: the GEMM that follows adds into it (beta = 1), which saves
-// a second pass over Z.
+// out[b, j] = bias[j] for every row, for the GEMM to add into (stack.h linearForward).
 template <typename T>
 void broadcastRows(const T* bias, T* out, size_t rows, size_t cols) {
   for (size_t b = 0; b < rows; ++b) std::memcpy(out + b * cols, bias, cols * sizeof(T));
@@ -67,7 +66,6 @@ void sumRows(const T* dZ, T* db, size_t rows, size_t cols, bool accumulate) {
   }
 }
 
-// A = act(Z), elementwise.
 template <typename T>
 void activationForward(Activation act, const T* Z, T* A, size_t n) {
   switch (act) {

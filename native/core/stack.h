@@ -95,12 +95,6 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
   if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
 }
 
-// ---- Activation: A = act(Z), elementwise ----------------------------------------------------
-// Forward is activationForward; backward dZ = dA ⊙ act'(Z) (ReLU: Z > 0; σ' = A(1 − A);
-// tanh' = 1 − A²) is activationBackward, in place over dA: the workspace's own buffer, which no
-// one reads after (at layer 0 the result is then copied or added into dX; float + float rounds
-// alike in C++ and in JS).
-
 // Forward through every layer into ws. A Linear's output is checked for NaN/±Infinity: it is
 // where a non-finite X, W or b shows (times a finite factor) before an activation could hide it;
 // X itself is checked when an activation comes first (ReLU maps −Infinity to 0).
@@ -193,6 +187,8 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       cur = 1 - cur;
       g = gIn;
     } else if (wanted) {
+      // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then
+      // copied or added into dX (float + float rounds alike in C++ and in JS).
       activationBackward(activationOf(n.kinds[i]), input, a.ws + at, g, B * in);
       if (i == 0 && a.accumulate)
         for (size_t j = 0; j < B * in; ++j) a.dX[j] += g[j];

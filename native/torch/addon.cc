@@ -153,7 +153,7 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, Optimizer kind) {
     grads.push_back(floatValue<T>(env, items[s], name, n, "the length of W", dtype));
     // W is written between steps, so a gradient over W's memory would be read after it changed.
     const Span spans[] = {{W, n * sizeof(T), "W"}, {grads[s], n * sizeof(T), name.c_str()}};
-    requireDisjoint(env, spans, 1);
+    requireDisjoint(env, spans, 2, 1);
     requireFinite(env, name.c_str(), grads[s], n);
   }
   if (n != 0 && steps != 0) torchOptimizerRun<T>(h, W, n, grads.data(), steps);
@@ -235,8 +235,10 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   spans.push_back({ws, nWs * sizeof(T), "workspace"});
   requireDisjoint(env, spans.data(), spans.size(), 2 + P);
 
-  std::vector<int32_t> labels(size_t(s.B));  // read once: y may be shared with another thread
-  copyLabels(env, y, size_t(s.B), s.widths.back(), labels.data());
+  // Labels index rows of probs: each read once (y may be shared with another thread), then range-checked.
+  std::vector<int32_t> labels(size_t(s.B));
+  const size_t bad = copyLabels(y, size_t(s.B), s.widths.back(), labels.data());
+  if (bad != size_t(s.B)) throwLabel(env, labels[bad], bad, s.widths.back());
   requireFinite(env, "X", X, s.nX);
   for (size_t i = 0; i < P; ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 

@@ -31,11 +31,6 @@ double stackForwardBackwardT(const int32_t* net, int layers, T* ws, const T* X, 
   return report(hg::stackForwardBackward(netAt(net, layers), a, &loss), status) ? loss : __builtin_nan("");
 }
 
-template <typename T>
-int stackForwardT(const int32_t* net, int layers, T* ws, const T* X, int B, T* const* params, int32_t* status) {
-  return report(hg::stackForward(netAt(net, layers), B, X, params, ws), status);
-}
-
 }  // namespace
 
 // out[0..layers) = each layer's output offset, out[layers] = probs', out[layers + 1] = the
@@ -64,12 +59,12 @@ double stackForwardBackwardF32(const int32_t* net, int layers, float* ws, const 
 
 HG_EXPORT(stackForwardF64)
 int stackForwardF64(const int32_t* net, int layers, double* ws, const double* X, int B, double* const* params, int32_t* status) {
-  return stackForwardT(net, layers, ws, X, B, params, status);
+  return report(hg::stackForward(netAt(net, layers), B, X, params, ws), status);
 }
 
 HG_EXPORT(stackForwardF32)
 int stackForwardF32(const int32_t* net, int layers, float* ws, const float* X, int B, float* const* params, int32_t* status) {
-  return stackForwardT(net, layers, ws, X, B, params, status);
+  return report(hg::stackForward(netAt(net, layers), B, X, params, ws), status);
 }
 
 // C = alpha·op(A)·op(B) + beta·C on the SIMD128 GEMM alone, for tests and benchmarks.
