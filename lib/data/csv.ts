@@ -101,7 +101,9 @@ class Records {
       if (quoted) {
         for (let r = s; ; r = e + 2) { // past "", a quote inside the field
           e = b.indexOf(QUOTE, r);
-          if (e < 0) fileFail('a closing quote', `the field opened on line ${cellLine} (column ${n + 1})`, 'the end of the file', this.source);
+          if (e < 0) {
+            fileFail('a closing quote', `the field opened on line ${cellLine} (column ${n + 1})`, 'the end of the file', this.source);
+          }
           this.countLines(r, e);
           if (b[e + 1] !== QUOTE) break;
         }
