@@ -202,11 +202,11 @@ export interface StepOptions<O> {
   backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined;
 }
 
-/** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */
 const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate'] as const;
 /** forwardBackward's option keys; the two-layer call's add `activation`. */
 export const STEP_OPTIONS = { sequential: STEP_KEYS, twoLayer: [...STEP_KEYS, 'activation'] } as const;
 
+/** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */
 export function stepOptions<O extends object>(opts: unknown, defaultReduction: Reduction, known: readonly string[] = STEP_KEYS): StepOptions<O> {
   const o = options('opts', opts, known as typeof STEP_KEYS, NOT_YET_SUPPORTED);
   const out = o.out;
