@@ -7,7 +7,8 @@
 // (preparedStack).
 import { type BoundStep, coreBinding } from '../binding';
 import type { FloatArray } from '../types';
-import { type Engine, MAX_BATCH_SIZES, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepArgs, type StepFailure } from './engine';
+import { type Engine, MAX_BATCH_SIZES, type PreparedNet, REDUCTION_CODE } from './engine';
+import type { StackDescription, StepArgs, StepFailure } from './engine';
 
 /** Stage codes of native/core/stack.h, by code (0 is ok). */
 export const STAGES = [undefined, 'input', 'forward', 'loss', 'grads'] as const;
