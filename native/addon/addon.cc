@@ -22,13 +22,13 @@ namespace {
 template <typename T>
 Napi::Value gemmT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const bool tA = boolArg(info, 0, "transA"), tB = boolArg(info, 1, "transB");
-  const int M = dimArg(info, 2, "M"), N = dimArg(info, 3, "N"), K = dimArg(info, 4, "K");
-  const T alpha = T(numberArg(info, 5, "alpha")), beta = T(numberArg(info, 8, "beta"));
+  const bool tA = arg<boolValue>(info, 0, "transA"), tB = arg<boolValue>(info, 1, "transB");
+  const int M = arg<dimValue>(info, 2, "M"), N = arg<dimValue>(info, 3, "N"), K = arg<dimValue>(info, 4, "K");
+  const T alpha = T(arg<numberValue>(info, 5, "alpha")), beta = T(arg<numberValue>(info, 8, "beta"));
   const size_t nA = elements(env, "A", M, K), nB = elements(env, "B", K, N), nC = elements(env, "C", M, N);
-  const T* A = typedArg<T>(info, 6, "A", nA);
-  const T* B = typedArg<T>(info, 7, "B", nB);
-  T* C = typedArg<T>(info, 9, "C", nC);
+  const T* A = arg<typedValue<T>>(info, 6, "A", nA);
+  const T* B = arg<typedValue<T>>(info, 7, "B", nB);
+  T* C = arg<typedValue<T>>(info, 9, "C", nC);
   const Span spans[] = {{A, nA * sizeof(T), "A"}, {B, nB * sizeof(T), "B"}, {C, nC * sizeof(T), "C"}};
   requireDisjoint(env, spans, 3, 2);
   gemm(tA, tB, M, N, K, alpha, A, tA ? M : K, B, tB ? K : N, beta, C, N);
@@ -44,22 +44,22 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 template <typename T>
 Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const auto kind = static_cast<Optimizer>(enumArg(info, 4, "kind", 5));
+  const auto kind = static_cast<Optimizer>(arg<enumValue>(info, 4, "kind", 5));
   double nums[7];
   const char* names[] = {"lr", "t", "momentum", "beta1", "beta2", "epsilon", "weightDecay"};
   for (size_t k = 0; k < 7; ++k) {
-    nums[k] = numberArg(info, 5 + k, names[k]);
+    nums[k] = arg<numberValue>(info, 5 + k, names[k]);
     if (!std::isfinite(nums[k])) throwRange(env, std::string("Expected a finite number for ") + names[k]);
   }
   if (!(nums[1] >= 1)) throwRange(env, "Expected a step count t ≥ 1");
   TypedInfo w;
   typedInfo(env, info[0], &w);  // dispatchFloat checked it is a float typed array
   const size_t n = w.length;
-  T* W = typedArg<T>(info, 0, "W", n);
-  const T* g = typedArg<T>(info, 1, "g", n);
+  T* W = arg<typedValue<T>>(info, 0, "W", n);
+  const T* g = arg<typedValue<T>>(info, 1, "g", n);
   const bool needM = kind != Optimizer::Sgd, needV = kind == Optimizer::Adam || kind == Optimizer::AdamW;
-  T* m = needM ? typedArg<T>(info, 2, "m", n) : nullptr;
-  T* v = needV ? typedArg<T>(info, 3, "v", n) : nullptr;
+  T* m = needM ? arg<typedValue<T>>(info, 2, "m", n) : nullptr;
+  T* v = needV ? arg<typedValue<T>>(info, 3, "v", n) : nullptr;
   const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}};
   requireDisjoint(env, spans, 4, 1);
   optimizerUpdate(OptimizerConfig{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]}, W, g, m, v, n, nums[1]);
@@ -75,7 +75,7 @@ Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  setBlasThreads(dimArg(info, 0, "threads"));
+  setBlasThreads(arg<dimValue>(info, 0, "threads"));
   return info.Env().Undefined();
 }
 

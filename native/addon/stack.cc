@@ -69,7 +69,7 @@ Napi::Value StackPrepare(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = std::make_unique<PreparedStack>();
   readStackArgs(info, 0, "out.d", s.get());
-  s->f32 = boolArg(info, 2, "float32");
+  s->f32 = arg<boolValue>(info, 2, "float32");
   if (s->f32) s->t32.resize(2 * s->params());
   else s->t64.resize(2 * s->params());
   s->spans.resize(4 + 2 * s->params());
@@ -79,7 +79,7 @@ Napi::Value StackPrepare(const Napi::CallbackInfo& info) {
 // stackLayout(handle, B) → [offset of each layer's output …, of probs, workspace length].
 Napi::Value StackLayout(const Napi::CallbackInfo& info) {
   const PreparedStack& s = handleArg(info);
-  const int B = dimArg(info, 1, "B");
+  const int B = arg<dimValue>(info, 1, "B");
   return s.f32 ? layoutValue<float>(info.Env(), s, B) : layoutValue<double>(info.Env(), s, B);
 }
 
@@ -90,7 +90,7 @@ void readTensors(const Napi::CallbackInfo& info, const StackArgs& s, T** t, Span
                  size_t to, size_t gap) {
   for (size_t j = from; j < to; ++j) {
     const size_t n = s.counts[j % s.params()];
-    t[j] = typedArg<T>(info, first + j, s.names[j].c_str(), n);
+    t[j] = arg<typedValue<T>>(info, first + j, s.names[j].c_str(), n);
     spans[j < s.params() ? j : j + gap] = {t[j], n * sizeof(T), s.names[j].c_str()};
   }
 }
@@ -107,8 +107,8 @@ struct Common {
 template <typename T>
 Common<T> readCommon(const Napi::CallbackInfo& info, PreparedStack& s, int B, size_t xArg, size_t first, size_t wsAt) {
   Common<T> c{nullptr, nullptr, size_t(B) * size_t(s.widths[0]), size_t(s.layout<T>(info.Env(), B, nullptr).total)};
-  c.ws = typedArg<T>(info, 1, "workspace", c.nWs);
-  c.X = typedArg<T>(info, xArg, "X", c.nX);
+  c.ws = arg<typedValue<T>>(info, 1, "workspace", c.nWs);
+  c.X = arg<typedValue<T>>(info, xArg, "X", c.nX);
   readTensors<T>(info, s, s.tensors<T>().data(), s.spans.data(), first, 0, s.params(), 0);
   s.spans[s.params()] = {c.X, c.nX * sizeof(T), "X"};
   s.spans[wsAt] = {c.ws, c.nWs * sizeof(T), "workspace"};
@@ -131,13 +131,13 @@ double step(Napi::Env env, PreparedStack& s, const Step<T>& a) {
 template <typename T>
 Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   Napi::Env env = info.Env();
-  const int B = dimArg(info, 4, "B");
-  const auto red = static_cast<Reduction>(enumArg(info, 6, "reduction", 2));
-  const bool accumulate = boolArg(info, 7, "accumulate");
+  const int B = arg<dimValue>(info, 4, "B");
+  const auto red = static_cast<Reduction>(arg<enumValue>(info, 6, "reduction", 2));
+  const bool accumulate = arg<boolValue>(info, 7, "accumulate");
   const Common<T> c = readCommon<T>(info, s, B, 2, 8, s.params() + 2);
-  const int32_t* y = typedArg<int32_t>(info, 3, "y", size_t(B));
+  const int32_t* y = arg<typedValue<int32_t>>(info, 3, "y", size_t(B));
   const Napi::Value dXArg = argOrUndefined(info, 5);  // null/undefined: dX not asked for
-  T* dX = dXArg.IsNull() || dXArg.IsUndefined() ? nullptr : typedArg<T>(info, 5, "out.dX", c.nX);
+  T* dX = dXArg.IsNull() || dXArg.IsUndefined() ? nullptr : arg<typedValue<T>>(info, 5, "out.dX", c.nX);
   const size_t P = s.params();
   T** t = s.tensors<T>().data();
   readTensors<T>(info, s, t, s.spans.data(), 8, P, 2 * P, 4);
@@ -150,7 +150,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
 // stackForward(handle, ws, X, B, ...params) → true, or false with stackStatus set.
 template <typename T>
 Napi::Value forwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
-  const int B = dimArg(info, 3, "B");
+  const int B = arg<dimValue>(info, 3, "B");
   const Common<T> c = readCommon<T>(info, s, B, 2, 4, s.params() + 1);
   const size_t P = s.params();
   requireDisjoint(info.Env(), s.spans.data(), P + 2, P + 1);

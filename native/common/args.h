@@ -93,10 +93,9 @@ inline Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
   return i < info.Length() ? info[i] : info.Env().Undefined();
 }
 
-// The data of a typed array (typedValue; typedArg: argument i) as a T* of exactly `length`
-// elements: a view into the caller's ArrayBuffer (byteOffset applied by Node-API), not a copy. One
-// napi_get_typedarray_info call per argument: at the smallest sizes the argument checks cost more
-// than the arithmetic.
+// The data of a typed array as a T* of exactly `length` elements: a view into the caller's
+// ArrayBuffer (byteOffset applied by Node-API), not a copy. One napi_get_typedarray_info call per
+// argument: at the smallest sizes the argument checks cost more than the arithmetic.
 template <typename T>
 T* typedValue(Napi::Env env, napi_value v, const char* name, size_t length) {
   TypedInfo t;
@@ -106,10 +105,6 @@ T* typedValue(Napi::Env env, napi_value v, const char* name, size_t length) {
   // A detached buffer reports length 0, so only an empty tensor can get here without data.
   if (t.data == nullptr && length != 0) throwType(env, std::string("Expected a live buffer for ") + name + " but it is detached");
   return static_cast<T*>(t.data);
-}
-template <typename T>
-T* typedArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length) {
-  return typedValue<T>(info.Env(), argOrUndefined(info, i), name, length);
 }
 
 // Whether the tensor at argument i is a Float32Array (else a Float64Array; anything else throws).
@@ -130,14 +125,11 @@ auto dispatchFloat(const Napi::CallbackInfo& info, size_t i, const char* name, F
   return isFloat32Arg(info, i, name) ? fn(float{}) : fn(double{});
 }
 
-// The scalar readers, for a napi_value (one Node-API call each) and for argument i.
+// The scalar readers, one Node-API call each.
 inline double numberValue(Napi::Env env, napi_value v, const char* name) {
   double d;
   if (v == nullptr || napi_get_value_double(env, v, &d) != napi_ok) throwType(env, std::string("Expected a number for ") + name);
   return d;
-}
-inline double numberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return numberValue(info.Env(), argOrUndefined(info, i), name);
 }
 
 // A positive integer that fits a 32-bit BLAS index.
@@ -147,9 +139,6 @@ inline int dimValue(Napi::Env env, napi_value arg, const char* name) {
     throwRange(env, std::string("Expected a positive 32-bit integer for ") + name + " but received " + std::to_string(v));
   return static_cast<int>(v);
 }
-inline int dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return dimValue(info.Env(), argOrUndefined(info, i), name);
-}
 
 inline int enumValue(Napi::Env env, napi_value arg, const char* name, int count) {
   const double v = numberValue(env, arg, name);
@@ -157,17 +146,17 @@ inline int enumValue(Napi::Env env, napi_value arg, const char* name, int count)
     throwRange(env, std::string("Expected an integer in [0, ") + std::to_string(count) + ") for " + name);
   return static_cast<int>(v);
 }
-inline int enumArg(const Napi::CallbackInfo& info, size_t i, const char* name, int count) {
-  return enumValue(info.Env(), argOrUndefined(info, i), name, count);
-}
 
 inline bool boolValue(Napi::Env env, napi_value v, const char* name) {
   bool b;
   if (v == nullptr || napi_get_value_bool(env, v, &b) != napi_ok) throwType(env, std::string("Expected a boolean for ") + name);
   return b;
 }
-inline bool boolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return boolValue(info.Env(), argOrUndefined(info, i), name);
+
+// Argument i (undefined past the last) read by one of the readers above, e.g. arg<dimValue>(info, 1, "B").
+template <auto Reader, typename... Rest>
+auto arg(const Napi::CallbackInfo& info, size_t i, Rest... rest) {
+  return Reader(info.Env(), argOrUndefined(info, i), rest...);
 }
 
 // Element count of a [rows, cols] tensor, refusing products that overflow size_t or exceed what a

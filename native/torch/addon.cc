@@ -72,7 +72,7 @@ Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return guarded(info, [](const Napi::CallbackInfo& i) {
-    const int n = dimArg(i, 0, "threads");
+    const int n = arg<dimValue>(i, 0, "threads");
     // OpenMP aborts the process when it cannot create the threads asked for: refuse absurd counts.
     if (n > kMaxThreads)
       throwRange(i.Env(), "Expected at most " + std::to_string(kMaxThreads) + " for threads but received " + std::to_string(n));
@@ -190,7 +190,7 @@ struct StackShape : StackArgs {
   int B = 0;
   size_t nX = 0;
   std::string xShape;
-  StackShape(const Napi::CallbackInfo& info, size_t bArg, size_t kindsArg) : B(dimArg(info, bArg, "B")) {
+  StackShape(const Napi::CallbackInfo& info, size_t bArg, size_t kindsArg) : B(arg<dimValue>(info, bArg, "B")) {
     readStackArgs(info, kindsArg, "d", this);
     nX = size_t(B) * size_t(widths[0]);
     xShape = "[" + std::to_string(B) + ", " + std::to_string(widths[0]) + "]";
@@ -218,11 +218,11 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   // JS may run while the Arrays are read: before any pointer is taken.
   const std::vector<Napi::Value> pv = arrayArg(info, 5, "params", P, s.count());
   const std::vector<Napi::Value> gv = arrayArg(info, 6, "grads", P, s.count());
-  const auto red = static_cast<Reduction>(enumArg(info, 8, "reduction", 2));
-  const bool accumulate = boolArg(info, 9, "accumulate");
+  const auto red = static_cast<Reduction>(arg<enumValue>(info, 8, "reduction", 2));
+  const bool accumulate = arg<boolValue>(info, 9, "accumulate");
 
   const T* X = floatValue<T>(env, info[0], "X", s.nX, s.xShape);
-  const int32_t* y = typedArg<int32_t>(info, 1, "y", size_t(s.B));
+  const int32_t* y = arg<typedValue<int32_t>>(info, 1, "y", size_t(s.B));
   const std::vector<T*> params = s.tensors<T>(env, pv, 0), grads = s.tensors<T>(env, gv, P);
   T* dX = optionalFloat<T>(info, 7, "dX", s.nX, s.xShape);
   const size_t nWs = argOrUndefined(info, 10).IsObject() ? size_t(s.layout<T>(env, s.B, nullptr).total) : 0;
