@@ -198,7 +198,6 @@ void pin(BoundStep& k, napi_value v) {
   k.refs.push_back(r);
 }
 
-// A typed array of T of any length, which the caller checks.
 template <typename T>
 TypedInfo anyLength(Napi::Env env, const Napi::Value& v, const char* name) {
   TypedInfo t;
@@ -237,7 +236,6 @@ void bindT(const Napi::CallbackInfo& info, PreparedStack& s, BoundStep& k) {
     if (i != 2 || k.dX) pin(k, info[i]);
 }
 
-// stackBind(handle, ws, dX|null, ...params, ...grads) → a bound step.
 Napi::Value StackBind(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PreparedStack& s = handleArg(info);

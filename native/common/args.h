@@ -88,7 +88,6 @@ inline std::string describeValue(Napi::Env env, const Napi::Value& v) {
   return "object";
 }
 
-// Argument i, or undefined past the last one (each reader below then throws its TypeError).
 inline Napi::Value argOrUndefined(const Napi::CallbackInfo& info, size_t i) {
   return i < info.Length() ? info[i] : info.Env().Undefined();
 }
@@ -125,7 +124,6 @@ auto dispatchFloat(const Napi::CallbackInfo& info, size_t i, const char* name, F
   return isFloat32Arg(info, i, name) ? fn(float{}) : fn(double{});
 }
 
-// The scalar readers, one Node-API call each.
 inline double numberValue(Napi::Env env, napi_value v, const char* name) {
   double d;
   if (v == nullptr || napi_get_value_double(env, v, &d) != napi_ok) throwType(env, std::string("Expected a number for ") + name);

@@ -36,7 +36,6 @@ void applyThreads(Napi::Env env) {
   if (torchThreads() != want) setTorchThreads(want);
 }
 
-// LibTorch's message without the C++ backtrace that follows it.
 std::string withoutBacktrace(const std::string& what) {
   std::string msg = what.substr(0, what.find("Exception raised from"));
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
@@ -91,7 +90,6 @@ T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size
   if (!typedInfo(env, v, &t) || t.kind != DtypeOf<T>::kind) failArg(env, true, dtype, name, describeValue(env, v));
   if (t.length != length)
     failArg(env, false, std::to_string(length) + " elements (" + size + ")", name, describeValue(env, v));
-  // A detached buffer reports length 0, so only an empty tensor can get here without data.
   if (t.data == nullptr && length != 0) throwType(env, "Expected a live buffer for " + name + " but it is detached");
   return static_cast<T*>(t.data);
 }
@@ -109,7 +107,6 @@ double rangeArg(const Napi::CallbackInfo& info, size_t i, const char* name, doub
   return x;
 }
 
-// The optimizer named by argument i, in the core's codes (Optimizer).
 Optimizer optimizerArg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
   static const char* const kNames[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
@@ -178,7 +175,6 @@ Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
 // sequentialLayout(X, B, kinds, widths) → [offset of each layer's output …, of probs, ws length]
 // sequentialStatus() → [stage, layer] of this thread's last step (native/core/stack.h Stage)
 
-// floatValue, or nullptr for null/undefined (an output not asked for).
 template <typename T>
 T* optionalFloat(const Napi::CallbackInfo& info, size_t i, const std::string& name, size_t length, const std::string& shape) {
   const Napi::Value v = argOrUndefined(info, i);
