@@ -14,7 +14,7 @@ import { loadDigits, trainValSplit } from '../lib/data';
 import { forwardBackward, initParams, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer } from '../lib/index';
 import type { Layer, LayerSpec } from '../lib/layers';
 import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../lib/types';
-import { backendCases, backendTitle, EPS, randomArray, randomLabels, skipReason, typed } from './helpers';
+import { backendCases, backendTitle, EPS, randomArray, randomLabels, sameBits, skipReason, typed } from './helpers';
 
 // Every backend, each with null or why it is skipped here (test/helpers.ts); CANDIDATES are those
 // checked against the LibTorch reference (torch itself is the reference).
@@ -60,13 +60,7 @@ function normEps(a: ArrayLike<number>, b: ArrayLike<number>, dtype: Dtype): numb
   return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num / den) / EPS[dtype];
 }
 
-function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-  return true;
-}
-
-describe('Sequential([Linear, act, Linear]) equals the fused two-layer forwardBackward bit for bit', () => {
+describe('the two-layer functions are Sequential([Linear, act, Linear]): the same bits through either API (grads, cache, accumulate)', () => {
   for (const [backend, skip] of CASES) for (const dtype of DTYPES) for (const activation of ACTS) for (const reduction of REDS) {
     it.skipIf(skip)(backendTitle(`${dtype} ${activation} ${reduction}`, backend, skip), () => {
       for (const [B, D, H, C] of [[4, 5, 10, 3], [7, 1, 1, 2], [33, 20, 70, 5]]) {

@@ -11,7 +11,7 @@ import { torchBinding } from '../lib/backends/torch';
 import { coreBinding } from '../lib/binding';
 import { type Layer, Linear, ReLU, Sequential } from '../lib/index';
 import type { Activation, Dtype, FloatArray, Reduction } from '../lib/types';
-import { backendTitle, caseParams, EPS, errEps, jsonCases, randomArray, randomLabels, skipReason, typed } from './helpers';
+import { backendTitle, caseParams, EPS, errEps, jsonCases, randomArray, randomLabels, skipReason, thrown, typed } from './helpers';
 
 const skip = skipReason('torch');
 
@@ -130,14 +130,6 @@ function sameBits(a: FloatArray, b: FloatArray): boolean {
   return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 describe.skipIf(skip)(backendTitle('sequential reference = PyTorch autograd fixtures for Linear, act, Linear', 'torch', skip), () => {
   // PyTorch's own numbers (test/fixtures, written by F.cross_entropy and autograd), within the

@@ -9,21 +9,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadWasm, wasmGemm, wasmMemoryBytes } from '../lib/backends/wasm';
 import { HandgradError } from '../lib/errors';
 import { forwardBackward } from '../lib/model';
-import { backendTitle, caseParams, EPS, errEps, jsonCases, maxAbs, normwise, randomArray, randomProblem, skipReason, typed } from './helpers';
+import { backendTitle, caseParams, EPS, errEps, jsonCases, maxAbs, normwise, randomArray, randomProblem, skipReason, thrown, typed } from './helpers';
 
 const skip = skipReason('wasm');
 // Fixtures: a few units of epsilon relative to the tensor's largest entry (test/fixtures/README.md).
 const FIXTURE_TOL_EPS = 8;
 const GRADS = ['dX', 'dW1', 'db1', 'dW2', 'db2'] as const;
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 describe.skipIf(skip)(backendTitle('GEMM alone against plain loops', 'wasm', skip), () => {
   /** C = alpha·op(A)·op(B) + beta·C in float64 from the definition. */

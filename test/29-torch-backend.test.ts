@@ -11,18 +11,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadTorchBinding, torchAddonPath, torchBinding } from '../lib/backends/torch';
 import { forwardBackward, getTorchThreads, HandgradError, setTorchThreads } from '../lib/index';
 import type { FloatArray } from '../lib/types';
-import { backendTitle, randomProblem, skipReason } from './helpers';
+import { backendTitle, randomProblem, skipReason, thrown } from './helpers';
 
 const skip = skipReason('torch');
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 describe.skipIf(skip)(backendTitle('the addon checks its arguments itself', 'torch', skip), () => {
   const { params, X, y } = randomProblem('float64', 4, 5, 10, 3, 5000);

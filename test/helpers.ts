@@ -250,3 +250,20 @@ export function backendTitle(title: string, backend: BackendName, skip = skipRea
 export function describeBackends(title: string, body: (backend: BackendName) => void, only: readonly BackendName[] = BACKENDS): void {
   for (const [backend, skip] of backendCases(only)) describe.skipIf(skip !== null)(backendTitle(title, backend, skip), () => body(backend));
 }
+
+/** What fn throws (a test of the error's type and words); an Error when it returns instead. */
+export function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a throw');
+}
+
+/** Equality to the bit, element by element (−0 against 0 and NaN against NaN count as they are). */
+export function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
