@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { coreBinding } from '../lib/binding';
 import { type Engine, type ForwardOutcome, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, type StepOutcome } from '../lib/engine/engine';
-import { MAX_BINDINGS, nativeEngine, STAGES } from '../lib/engine/native';
+import { STAGES } from '../lib/engine/engine';
+import { MAX_BINDINGS, nativeEngine } from '../lib/engine/native';
 import { wasmEngine } from '../lib/engine/wasm';
 import { forwardBackward, Linear, ReLU, Sequential, Sigmoid, Tanh } from '../lib/index';
 import type { Layer } from '../lib/layers';

@@ -70,3 +70,31 @@ export interface Engine {
   /** @throws {HandgradError} the backend is not available (ERR_NATIVE_UNAVAILABLE, ERR_WASM_UNAVAILABLE, ERR_TORCH_UNAVAILABLE) */
   prepare(net: StackDescription): PreparedNet;
 }
+
+/** Stage codes of native/core/stack.h, by code (0 is ok). */
+export const STAGES = [undefined, 'input', 'forward', 'loss', 'grads'] as const;
+
+/** A [stage, layer] status (stackStatus; the torch addon's sequentialStatus) as a StepFailure. */
+export function failureOf([stage, layer]: [number, number]): { failure: StepFailure } {
+  return { failure: { stage: STAGES[stage] ?? 'grads', layer } };
+}
+
+/** What make(B) built for each batch size, the last one first; at most MAX_BATCH_SIZES kept. */
+export function perBatch<W>(make: (B: number) => W) {
+  const byB = new Map<number, W>();
+  let last: { B: number; w: W } | undefined;
+  return {
+    get(B: number): W {
+      if (last?.B === B) return last.w;
+      let w = byB.get(B);
+      if (w === undefined) {
+        if (byB.size >= MAX_BATCH_SIZES) byB.clear();
+        byB.set(B, (w = make(B)));
+      }
+      last = { B, w };
+      return w;
+    },
+    /** The batch of size B if made (and still kept), else undefined. */
+    peek: (B: number): W | undefined => byB.get(B),
+  };
+}

@@ -7,16 +7,8 @@
 // (preparedStack).
 import { type BoundStep, coreBinding } from '../binding';
 import type { FloatArray } from '../types';
-import { type Engine, MAX_BATCH_SIZES, type PreparedNet, REDUCTION_CODE } from './engine';
-import type { StackDescription, StepArgs, StepFailure } from './engine';
-
-/** Stage codes of native/core/stack.h, by code (0 is ok). */
-export const STAGES = [undefined, 'input', 'forward', 'loss', 'grads'] as const;
-
-/** A [stage, layer] status (stackStatus; the torch addon's sequentialStatus) as a StepFailure. */
-export function failureOf([stage, layer]: [number, number]): { failure: StepFailure } {
-  return { failure: { stage: STAGES[stage] ?? 'grads', layer } };
-}
+import { type Engine, failureOf, perBatch, type PreparedNet, REDUCTION_CODE } from './engine';
+import type { StackDescription, StepArgs } from './engine';
 
 /** A workspace for B rows at stackLayout's offsets `at` ([each layer's output …, probs, length]), with its views. */
 export function workspace(net: StackDescription, at: Float64Array, B: number) {
@@ -25,26 +17,6 @@ export function workspace(net: StackDescription, at: Float64Array, B: number) {
   const ws = new (net.dtype === 'float64' ? Float64Array : Float32Array)(at[L + 1]);
   const outputs: FloatArray[] = Array.from(kinds, (_, i) => ws.subarray(at[i], at[i] + B * widths[i + 1]));
   return { ws, outputs, logits: outputs[L - 1], probs: ws.subarray(at[L], at[L] + B * widths[L]) };
-}
-
-/** What make(B) built for each batch size, the last one first; at most MAX_BATCH_SIZES kept. */
-export function perBatch<W>(make: (B: number) => W) {
-  const byB = new Map<number, W>();
-  let last: { B: number; w: W } | undefined;
-  return {
-    get(B: number): W {
-      if (last?.B === B) return last.w;
-      let w = byB.get(B);
-      if (w === undefined) {
-        if (byB.size >= MAX_BATCH_SIZES) byB.clear();
-        byB.set(B, (w = make(B)));
-      }
-      last = { B, w };
-      return w;
-    },
-    /** The batch of size B if made (and still kept), else undefined. */
-    peek: (B: number): W | undefined => byB.get(B),
-  };
 }
 
 /** A batch size's workspace with its two calls: step returns the loss or NaN, forward true or false. */

@@ -5,8 +5,7 @@
 import type { Kernels } from '../kernels/kernels';
 import { tsKernels } from '../kernels/ts';
 import type { Activation, FloatArray, Reduction } from '../types';
-import { type Engine, LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure, type StepOutcome } from './engine';
-import { perBatch } from './native';
+import { type Engine, LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure, type StepOutcome, perBatch } from './engine';
 
 const ACTIVATION_OF: readonly Activation[] = ['relu', 'relu', 'sigmoid', 'tanh']; // by LAYER_CODE (0 is Linear)
 

@@ -6,8 +6,7 @@
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
-import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription } from './engine';
-import { failureOf, perBatch } from './native';
+import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
