@@ -60,7 +60,7 @@ export function activationOf(params: unknown, option: unknown): Activation {
  */
 export function forwardBackward<T extends FloatArray>(params: Params<T>, X: T, y: ArrayLike<number>, opts: ForwardBackwardOptions<T> = {}): ForwardBackwardResult<T> {
   const o = v.stepOptions<Partial<Grads<T>>>(opts, 'mean', v.STEP_OPTIONS.twoLayer);
-  const net = twoLayerNet(params, activationOf(params, opts.activation));
+  const net = twoLayerNet(params, activationOf(params, o.activation));
   const r = net.checkedStep(X, y, o as never);
   const result: ForwardBackwardResult = { loss: r.loss, grads: r.grads as unknown as Grads };
   if (r.cache) {

@@ -11,7 +11,7 @@ export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
   if (ArrayBuffer.isView(v)) {
-    const len = (v as unknown as { length?: number }).length ?? v.byteLength;
+    const len = v instanceof DataView ? v.byteLength : lengthOf(v);
     const detached = v.byteLength === 0 && v.buffer.byteLength === 0 && isDetached(v.buffer);
     return `${v.constructor.name} of length ${len}${detached ? ' (detached buffer)' : ''}`;
   }
@@ -20,6 +20,12 @@ export function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   return typeof v;
+}
+
+/** describe(), and what a typed array's `length` claims when that is not what it holds. */
+function lengthReceived(a: FloatArray): string {
+  const claimed = a.length;
+  return claimed === lengthOf(a) ? describe(a) : `${describe(a)} (its length property says ${String(claimed)})`;
 }
 
 /** A view cannot be made on a detached buffer (ArrayBuffer.prototype.detached is newer than Node 20). */
@@ -41,17 +47,29 @@ export function fail(kind: ErrorKind, what: string, name: string, actual: unknow
   throw new kind(`Expected ${what} for ${name} but received ${actual instanceof Received ? actual.text : describe(actual)}`);
 }
 
+const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!.get!;
+
+/**
+ * A typed array's element count as the array itself holds it: %TypedArray%.prototype.length,
+ * which a subclass or an own property cannot override (0 once its buffer is detached or shrunk
+ * past it). Every length a check relies on is read this way, so what is checked is what is copied.
+ */
+export function lengthOf(a: ArrayBufferView): number {
+  return typedArrayLength.call(a) as number;
+}
+
 /** 'float64' for a Float64Array, 'float32' for a Float32Array, otherwise a TypeError. */
 export function dtypeOf(name: string, a: unknown): Dtype {
-  if (a instanceof Float64Array) return 'float64';
-  if (a instanceof Float32Array) return 'float32';
+  // isView: a Proxy of a typed array passes instanceof but is not one (its length cannot be read).
+  if (a instanceof Float64Array && ArrayBuffer.isView(a)) return 'float64';
+  if (a instanceof Float32Array && ArrayBuffer.isView(a)) return 'float32';
   return fail(TypeError, 'a Float64Array or Float32Array', name, a);
 }
 
 export function floatArray(name: string, a: unknown, dtype: Dtype, length: number): FloatArray {
   if (dtypeOf(name, a) !== dtype) fail(TypeError, `a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} (the dtype of X)`, name, a);
   const arr = a as FloatArray;
-  if (arr.length !== length) fail(RangeError, `${length} elements`, name, arr);
+  if (lengthOf(arr) !== length || arr.length !== length) fail(RangeError, `${length} elements`, name, new Received(lengthReceived(arr)));
   return arr;
 }
 
@@ -90,20 +108,24 @@ export function assertFinite(name: string, a: FloatArray): void {
 const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Uint32Array];
 
 /**
- * Labels as an Int32Array of class ids in [0, C). An Int32Array is used in place; a plain array of
- * integers or another integer typed array is converted once.
+ * Labels as an Int32Array of class ids in [0, C). An Int32Array is used in place (every engine
+ * copies it before it checks and uses it, so another thread cannot change it in between); a plain
+ * array of integers or another integer typed array (BigInt64Array included) is checked, then
+ * converted once: a value is range-checked before it is narrowed to int32, never wrapped.
  */
 export function labels(y: unknown, C: number, name = 'y'): Int32Array {
+  const outOfRange = (v: number | bigint, i: number) => fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
   let out: Int32Array;
-  if (y instanceof Int32Array) {
+  const typed = ArrayBuffer.isView(y) && !(y instanceof DataView);
+  if (typed && y instanceof Int32Array && y.length === lengthOf(y)) {
     out = y;
-  } else if (INT_TYPED.some((K) => y instanceof K) || y instanceof BigInt64Array) {
-    const src = y as ArrayLike<number | bigint>;
-    out = new Int32Array(src.length);
-    for (let i = 0; i < src.length; i++) {
-      const v = Number(src[i]);
-      if (v > 0x7fffffff) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
-      out[i] = v;
+  } else if (typed && (y instanceof Int32Array || y instanceof BigInt64Array || INT_TYPED.some((K) => y instanceof K))) {
+    const src = y as unknown as ArrayLike<number | bigint>;
+    out = new Int32Array(lengthOf(y as ArrayBufferView));
+    for (let i = 0; i < out.length; i++) {
+      const v = src[i];
+      if (v < 0 || v >= C) outOfRange(v, i);
+      out[i] = Number(v);
     }
   } else if (Array.isArray(y)) {
     if (y.length > 0 && Array.isArray(y[0])) {
@@ -112,19 +134,21 @@ export function labels(y: unknown, C: number, name = 'y'): Int32Array {
       fail(TypeError, `a flat array of class ids shaped [B] (${hint})`, name, y);
     }
     out = new Int32Array(y.length);
-    for (let i = 0; i < y.length; i++) {
-      const v = y[i];
+    for (let i = 0; i < out.length; i++) {
+      const v: unknown = y[i];
       if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', name, new Received(`${describe(v)} at index ${i}`));
-      if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
+      if (v < 0 || v >= C) outOfRange(v, i);
       out[i] = v;
     }
   } else {
     return fail(TypeError, 'an Int32Array or an array of integer class ids', name, y);
   }
   if (out.length === 0) fail(RangeError, 'at least one example (B ≥ 1)', name, y);
-  for (let i = 0; i < out.length; i++) {
-    const v = out[i];
-    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
+  if (out === y) {
+    for (let i = 0; i < out.length; i++) {
+      const v = out[i];
+      if (v < 0 || v >= C) outOfRange(v, i);
+    }
   }
   return out;
 }
@@ -142,24 +166,24 @@ export type CheckedParams = Required<Params> & { source: object; dtype: Dtype };
 /** W1, b1, W2, b2 of one dtype with consistent shapes; D, H, C read from them (and checked if given). */
 export function params(p: unknown): CheckedParams {
   if (p === null || typeof p !== 'object') return fail(TypeError, 'an object { W1, b1, W2, b2 }', 'params', p);
-  const o = p as Record<string, unknown>;
-  for (const k of ['W1', 'b1', 'W2', 'b2']) if (o[k] === undefined) fail(TypeError, 'a Float64Array or Float32Array', `params.${k}`, undefined);
-  const dtype = dtypeOf('params.W1', o.W1);
-  dtypeOf('params.b1', o.b1);
-  dtypeOf('params.b2', o.b2);
-  const H = o.H === undefined ? (o.b1 as FloatArray).length : dim('params.H', o.H);
-  const C = o.C === undefined ? (o.b2 as FloatArray).length : dim('params.C', o.C);
-  if (H === 0) fail(RangeError, 'at least one hidden unit (H ≥ 1)', 'params.b1', o.b1);
-  if (C === 0) fail(RangeError, 'at least one class (C ≥ 1)', 'params.b2', o.b2);
-  const w1len = (o.W1 as FloatArray).length;
-  const D = o.D === undefined ? w1len / H : dim('params.D', o.D);
-  if (!Number.isInteger(D) || D < 1) fail(RangeError, `a length that is a positive multiple of H = ${H} ([D,H])`, 'params.W1', o.W1);
+  // Each field read once: a getter that returns another tensor on a second read changes nothing.
+  const { W1, b1, W2, b2, D: dIn, H: hIn, C: cIn } = p as Record<string, unknown>;
+  for (const [k, t] of Object.entries({ W1, b1, W2, b2 })) if (t === undefined) fail(TypeError, 'a Float64Array or Float32Array', `params.${k}`, undefined);
+  const dtype = dtypeOf('params.W1', W1);
+  dtypeOf('params.b1', b1);
+  dtypeOf('params.b2', b2);
+  const H = hIn === undefined ? lengthOf(b1 as FloatArray) : dim('params.H', hIn);
+  const C = cIn === undefined ? lengthOf(b2 as FloatArray) : dim('params.C', cIn);
+  if (H === 0) fail(RangeError, 'at least one hidden unit (H ≥ 1)', 'params.b1', b1);
+  if (C === 0) fail(RangeError, 'at least one class (C ≥ 1)', 'params.b2', b2);
+  const D = dIn === undefined ? lengthOf(W1 as FloatArray) / H : dim('params.D', dIn);
+  if (!Number.isInteger(D) || D < 1) fail(RangeError, `a length that is a positive multiple of H = ${H} ([D,H])`, 'params.W1', W1);
   return {
-    source: o, dtype, D, H, C,
-    W1: floatArray('params.W1', o.W1, dtype, D * H),
-    b1: floatArray('params.b1', o.b1, dtype, H),
-    W2: floatArray('params.W2', o.W2, dtype, H * C),
-    b2: floatArray('params.b2', o.b2, dtype, C),
+    source: p, dtype, D, H, C,
+    W1: floatArray('params.W1', W1, dtype, D * H),
+    b1: floatArray('params.b1', b1, dtype, H),
+    W2: floatArray('params.W2', W2, dtype, H * C),
+    b2: floatArray('params.b2', b2, dtype, C),
   };
 }
 
@@ -172,7 +196,7 @@ export function input(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>, B: numb
 
 /** X [B,D] for a forward pass, B read from its length (a positive multiple of D). */
 export function inputRows(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>): { X: FloatArray; B: number } {
-  const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : 0;
+  const xlen = ArrayBuffer.isView(X) && !(X instanceof DataView) ? lengthOf(X) : 0;
   const B = xlen / p.D;
   if (!Number.isInteger(B) || B < 1) fail(RangeError, `a positive multiple of D = ${p.D} elements ([B,D])`, 'X', X);
   return { X: input(X, p, B), B };
@@ -183,7 +207,7 @@ export function inputRows(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>): { 
  * `prefix` names where they came from in errors (e.g. 'validation.').
  */
 export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | 'D' | 'C'>, prefix = ''): { X: FloatArray; y: Int32Array; B: number } {
-  const xlen = ArrayBuffer.isView(X) ? (X as FloatArray).length : -1;
+  const xlen = ArrayBuffer.isView(X) && !(X instanceof DataView) ? lengthOf(X) : -1;
   if ((Array.isArray(y) || ArrayBuffer.isView(y)) && !Array.isArray((y as unknown[])[0])) {
     const ya = y as ArrayLike<number>;
     if (ya.length * p.D !== xlen && looksOneHot(ya, p.C, xlen, p.D)) {
@@ -200,6 +224,8 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
 
 export interface StepOptions<O> {
   backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined;
+  /** The two-layer call's activation as given (checked there). */
+  activation: unknown;
 }
 
 const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate'] as const;
@@ -209,8 +235,9 @@ export const STEP_OPTIONS = { sequential: STEP_KEYS, twoLayer: [...STEP_KEYS, 'a
 /** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */
 export function stepOptions<O extends object>(opts: unknown, defaultReduction: Reduction, known: readonly string[] = STEP_KEYS): StepOptions<O> {
   const o = options('opts', opts, known as typeof STEP_KEYS, NOT_YET_SUPPORTED);
-  const out = o.out;
-  if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
+  if (o.out !== undefined && (o.out === null || typeof o.out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', o.out);
+  // The buffers read once, here, before any tensor is checked (see options()).
+  const out = o.out === undefined ? undefined : Object.fromEntries(Object.keys(o.out).map((k) => [k, (o.out as Record<string, unknown>)[k]]));
   const dX = (out as { dX?: unknown } | undefined)?.dX;
   const inputGrad = bool('opts.inputGrad', o.inputGrad, dX !== undefined);
   if (!inputGrad && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);
@@ -221,6 +248,7 @@ export function stepOptions<O extends object>(opts: unknown, defaultReduction: R
     accumulate: bool('opts.accumulate', o.accumulate, false),
     inputGrad,
     out: out as O | undefined,
+    activation: (o as { activation?: unknown }).activation,
   };
 }
 
@@ -336,13 +364,18 @@ export function options<K extends string>(
 ): { readonly [P in K]?: unknown } {
   if (opts === undefined) return {};
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', name, opts);
+  // A copy, each value read once: a getter cannot answer one thing to the check and another to the use.
+  const copy: Record<string, unknown> = {};
   for (const key of Object.keys(opts)) {
-    if ((known as readonly string[]).includes(key)) continue;
+    if ((known as readonly string[]).includes(key)) {
+      copy[key] = (opts as Record<string, unknown>)[key];
+      continue;
+    }
     const why = [key, ...foreignNames(key)].map((k) => unsupported[k]).find((w) => w !== undefined);
     if (why !== undefined) throw new TypeError(`Expected no option '${key}' for ${name}: ${why}`);
     const guess = didYouMean(key, known);
     const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : '';
     throw new TypeError(`Expected no option '${key}' for ${name}${hint}; the options are ${known.join(', ') || '(none)'}`);
   }
-  return opts as { readonly [P in K]?: unknown };
+  return copy as { readonly [P in K]?: unknown };
 }

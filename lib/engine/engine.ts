@@ -8,6 +8,7 @@
 //   ts     → the layers' own forward/backward on the TypeScript kernels (lib/kernels/ts.ts)
 //   torch  → one LibTorch autograd graph (native/torch/sequential.cc): the reference
 import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
+import { fail, lengthOf, Received } from '../validate';
 
 /** Layer codes shared with native/core/stack.h (LayerKind) and native/torch/sequential.cc. */
 export const LAYER_CODE = { linear: 0, relu: 1, sigmoid: 2, tanh: 3 } as const;
@@ -97,4 +98,39 @@ export function perBatch<W>(make: (B: number) => W) {
     /** The batch of size B if made (and still kept), else undefined. */
     peek: (B: number): W | undefined => byB.get(B),
   };
+}
+
+/** The name of StackDescription.params[j]: W1, b1, W2, b2, … (Linear layers numbered from 1). */
+export const paramName = (j: number): string => `${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1}`;
+
+/**
+ * The engines that copy or read tensors in JS (wasm, ts) check, on every call, each tensor's length
+ * as the array holds it (lengthOf) against the count it was checked with: a buffer resized or
+ * transferred since — by another call, or by a getter during this one — is a RangeError, never a
+ * computation on stale or missing memory. (The native addon checks the same in C++.)
+ */
+export function checkLengths(a: Pick<StepArgs, 'X' | 'B' | 'grads' | 'dX'> & { y?: Int32Array }, D: number, params: readonly FloatArray[], counts: readonly number[]): void {
+  const same = (t: FloatArray | Int32Array, n: number, name: string) => {
+    if (lengthOf(t) !== n) fail(RangeError, `${n} elements (as when it was checked: its buffer was resized or transferred since)`, name, new Received(`${lengthOf(t)}`));
+  };
+  same(a.X, a.B * D, 'X');
+  if (a.y) same(a.y, a.B, 'y');
+  if (a.dX) same(a.dX, a.B * D, 'dX');
+  for (let j = 0; j < params.length; j++) {
+    same(params[j], counts[j], paramName(j));
+    if (a.grads.length) same(a.grads[j], counts[j], `d${paramName(j)}`);
+  }
+}
+
+/**
+ * The labels copied into `into` (an engine's own buffer) and range-checked there: another thread
+ * writing a SharedArrayBuffer y can no longer change what is checked and then used.
+ */
+export function copyLabels(y: Int32Array, into: Int32Array, C: number): Int32Array {
+  into.set(y);
+  for (let i = 0; i < into.length; i++) {
+    const v = into[i];
+    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
+  }
+  return into;
 }

@@ -6,7 +6,7 @@
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
-import { type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
+import { checkLengths, type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
@@ -112,7 +112,9 @@ function prepare(net: StackDescription): PreparedNet {
   };
 
   return {
-    forwardBackward({ X, y, B, grads, dX, reduction, accumulate }) {
+    forwardBackward(a) {
+      const { X, y, B, grads, dX, reduction, accumulate } = a;
+      checkLengths(a, D, params, counts);
       const b = batches.get(B);
       const v = enter(b);
       v.X.set(X);
@@ -132,6 +134,7 @@ function prepare(net: StackDescription): PreparedNet {
       return { loss, logits: b.logits };
     },
     forward(X, B) {
+      checkLengths({ X, B, grads: [], dX: null }, D, params, counts);
       const b = batches.get(B);
       const v = enter(b);
       v.X.set(X);
