@@ -8,9 +8,13 @@
 // - a params object whose getters return other tensors on a second read.
 // The truth each result is held to is independent of the package: a float64 forward pass written
 // here, or the one loss the labels can have.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, Linear, predict, ReLU, Sequential } from '../lib';
+import { forwardBackward, Linear, predict, ReLU, saveSafetensors, Sequential } from '../lib';
 import type { BackendName } from '../lib/types';
 import { describeBackends, randomProblem, thrown } from './helpers';
 
@@ -168,5 +172,19 @@ describe('options are read once', () => {
     const opts = Object.defineProperty({}, 'reduction', { enumerable: true, get: () => (reads++, 'sum') });
     forwardBackward(params, X, y, opts as never);
     expect(reads).toBe(1);
+  });
+});
+
+describe('handgrad grads reads I64 labels from a file as they are', () => {
+  it('a label of −2^32 in an I64 y is refused by name, not read as class 0', () => {
+    const { params, X } = problem();
+    const dir = mkdtempSync(join(tmpdir(), 'hg-read-once-'));
+    const file = join(dir, 'in.safetensors');
+    const y = BigInt64Array.of(0n, -(2n ** 32n), 1n, 2n);
+    saveSafetensors(file, { X: { shape: [B, D], data: X }, y: { shape: [B], data: y }, W1: { shape: [D, H], data: params.W1 }, b1: { shape: [H], data: params.b1 }, W2: { shape: [H, C], data: params.W2 }, b2: { shape: [C], data: params.b2 } });
+    const r = spawnSync(process.execPath, [join(__dirname, '..', 'dist', 'lib', 'cli.js'), 'grads', file, '-o', join(dir, 'out.safetensors')], { encoding: 'utf8' });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(`Expected labels in [0, ${C}) for y but received ${-(2 ** 32)} at index 1`);
+    expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
   });
 });
