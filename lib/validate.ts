@@ -58,6 +58,10 @@ export function lengthOf(a: ArrayBufferView): number {
   return typedArrayLength.call(a) as number;
 }
 
+const typedArrayBuffer = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!.get!;
+/** A typed array's buffer as the array holds it (not a subclass's `buffer` getter). */
+const bufferOf = (a: ArrayBufferView): ArrayBufferLike => typedArrayBuffer.call(a) as ArrayBufferLike;
+
 /** 'float64' for a Float64Array, 'float32' for a Float32Array, otherwise a TypeError. */
 export function dtypeOf(name: string, a: unknown): Dtype {
   // isView: a Proxy of a typed array passes instanceof but is not one (its length cannot be read).
@@ -108,17 +112,21 @@ export function assertFinite(name: string, a: FloatArray): void {
 const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Uint32Array];
 
 /**
- * Labels as an Int32Array of class ids in [0, C). An Int32Array is used in place (every engine
- * copies it before it checks and uses it, so another thread cannot change it in between); a plain
+ * Labels as an Int32Array of class ids in [0, C). An Int32Array is used in place, or copied first
+ * when it is in a SharedArrayBuffer (another thread could change it between the check and the
+ * use; the engines also copy the labels they are given before they check and use them); a plain
  * array of integers or another integer typed array (BigInt64Array included) is checked, then
  * converted once: a value is range-checked before it is narrowed to int32, never wrapped.
  */
 export function labels(y: unknown, C: number, name = 'y'): Int32Array {
   const outOfRange = (v: number | bigint, i: number) => fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
   let out: Int32Array;
+  let inPlace = false;
   const typed = ArrayBuffer.isView(y) && !(y instanceof DataView);
   if (typed && y instanceof Int32Array && y.length === lengthOf(y)) {
-    out = y;
+    // Shared memory can change under a synchronous call (another thread): checked on a copy.
+    out = bufferOf(y) instanceof SharedArrayBuffer ? new Int32Array(y) : y;
+    inPlace = true;
   } else if (typed && (y instanceof Int32Array || y instanceof BigInt64Array || INT_TYPED.some((K) => y instanceof K))) {
     const src = y as unknown as ArrayLike<number | bigint>;
     out = new Int32Array(lengthOf(y as ArrayBufferView));
@@ -144,7 +152,7 @@ export function labels(y: unknown, C: number, name = 'y'): Int32Array {
     return fail(TypeError, 'an Int32Array or an array of integer class ids', name, y);
   }
   if (out.length === 0) fail(RangeError, 'at least one example (B ≥ 1)', name, y);
-  if (out === y) {
+  if (inPlace) {
     for (let i = 0; i < out.length; i++) {
       const v = out[i];
       if (v < 0 || v >= C) outOfRange(v, i);

@@ -83,6 +83,33 @@ describeBackends('labels are copied once, then checked, then used', (backend: Ba
     }
   });
 
+  it('evaluate, too: SharedArrayBuffer labels a worker flips give the all-zero score or a RangeError, never NaN', async () => {
+    const { params, X } = problem();
+    const net = new Sequential([new Linear(D, H, { W: params.W1, b: params.b1 }), new ReLU(), new Linear(H, C, { W: params.W2, b: params.b2 })]);
+    const want = net.evaluate(X, new Int32Array(B), { backend });
+    const ys = new Int32Array(new SharedArrayBuffer(4 * B));
+    const worker = new Worker(
+      `const { workerData } = require('node:worker_threads'); const y = new Int32Array(workerData);
+       for (let i = 0; ; i++) y[i & 3] = (i >> 2) & 1 ? ${C} : 0;`,
+      { eval: true, workerData: ys.buffer },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      let wrong = 0;
+      for (let i = 0; i < (backend === 'torch' ? 300 : 5000); i++) {
+        try {
+          const got = net.evaluate(X, ys, { backend });
+          if (got.loss !== want.loss || got.accuracy !== want.accuracy) wrong++;
+        } catch (e) {
+          expect((e as Error).message).toMatch(new RegExp(`^Expected labels in \\[0, ${C}\\) for y but received ${C} at index \\d$`));
+        }
+      }
+      expect(wrong).toBe(0);
+    } finally {
+      await worker.terminate();
+    }
+  });
+
   it('BigInt64Array labels are range-checked before they are narrowed to int32', () => {
     const { params, X } = problem();
     for (const bad of [-(2n ** 32n), 2n ** 32n, 2n ** 32n + 1n, -1n, 2n ** 63n - 1n]) {
