@@ -5,7 +5,8 @@
 //   ReLU mask >=, a derivative on the wrong tensor, dZ without the one-hot, …), so diagnose.ts can
 //   match a failing candidate against the bug that explains it.
 // Nothing here is the truth a candidate is judged by: that is torch, or the finite differences.
-import { gemm } from '../kernels/ts';
+import { reduceLoss } from '../engine/ts';
+import { activationBackward as kernelActivationBackward, activationForward, gemm, softmaxCrossEntropy } from '../kernels/ts';
 import { Sequential } from '../layers/sequential';
 import type { Activation, Dims, Reduction } from '../types';
 
@@ -26,12 +27,6 @@ export interface StackForward64 {
   outputs: Float64Array[];
   probs: Float64Array; // [B,C]
   loss: number;
-}
-
-export function act(activation: Activation, z: number): number {
-  if (activation === 'relu') return z > 0 ? z : 0;
-  if (activation === 'sigmoid') return 1 / (1 + Math.exp(-z));
-  return Math.tanh(z);
 }
 
 /** matmul into C [M,N] = A[M,K]·B[K,N] (+ bias), each sum compensated (Neumaier); comp: N of scratch; zero rows of A skipped. */
@@ -57,32 +52,21 @@ export function matmulInto(A: Float64Array, Bm: Float64Array, M: number, K: numb
   }
 }
 
-/** Every layer forward, then softmax and the per-row cross-entropy (log-sum-exp on the logits). */
+/** Every layer forward (the Linears' sums compensated), then the ts kernels' softmax and cross-entropy. */
 export function stackForward64(s: Stack64): StackForward64 {
   const { B, widths } = s;
   const outputs: Float64Array[] = [];
   let a = s.X;
-  for (const l of s.layers) {
-    if (l.kind === 'linear') {
-      const z = new Float64Array(B * l.out);
-      matmulInto(a, l.W, B, l.in, l.out, z, new Float64Array(l.out), l.b);
-      a = z;
-    } else a = a.map((z) => act(l.kind, z));
-    outputs.push(a);
-  }
+  s.layers.forEach((l, i) => {
+    const out = new Float64Array(B * widths[i + 1]);
+    if (l.kind === 'linear') matmulInto(a, l.W, B, l.in, l.out, out, new Float64Array(l.out), l.b);
+    else activationForward(l.kind, a, out);
+    outputs.push(out);
+    a = out;
+  });
   const C = widths[widths.length - 1];
   const probs = new Float64Array(B * C);
-  let total = 0;
-  for (let b = 0; b < B; b++) {
-    const o = b * C;
-    let m = -Infinity;
-    for (let c = 0; c < C; c++) m = Math.max(m, a[o + c]);
-    let sum = 0;
-    for (let c = 0; c < C; c++) sum += probs[o + c] = Math.exp(a[o + c] - m);
-    for (let c = 0; c < C; c++) probs[o + c] /= sum;
-    total += Math.log(sum) + m - a[o + s.y[b]]; // log Σ_c exp(logits[b,c]) − logits[b,y_b]
-  }
-  return { outputs, probs, loss: s.reduction === 'mean' ? total / B : total };
+  return { outputs, probs, loss: reduceLoss(softmaxCrossEntropy(a, s.y, probs, B, C), B, s.reduction, false) };
 }
 
 /** The layers of a float64 Sequential (sharing its parameter arrays). */
@@ -201,17 +185,20 @@ export function sumOver(A: Float64Array, rows: number, cols: number, axis: 'rows
   return out;
 }
 
-/** dZ = dA ⊙ act′(Z), or one of the wrong versions (Z the activation's input, A its output). */
+/** dZ = dA ⊙ act′(Z) by the ts kernel, or one of the wrong versions (Z the activation's input, A its output). */
 function activationBackward(kind: Activation, Z: Float64Array, A: Float64Array, dA: Float64Array, id?: VariantId): Float64Array {
-  // σ′ and tanh′ in their output form: a(1 − a), 1 − a².
-  const fromOutput = (t: number) => (kind === 'sigmoid' ? t * (1 - t) : 1 - t * t);
-  return dA.map((d, i) => {
-    const z = Z[i];
-    const a = A[i];
-    if (id === 'mask-missing' || id === 'act-deriv-missing') return d;
-    if (kind === 'relu') return d * (id === 'mask-ge' ? (z >= 0 ? 1 : 0) : id === 'mask-times-A1' ? a : id === 'mask-inverted' ? (z > 0 ? 0 : 1) : z > 0 ? 1 : 0);
-    return d * fromOutput(id === 'act-deriv-on-Z1' ? z : id === 'act-deriv-applied-twice' ? act(kind, a) : a);
-  });
+  const dZ = dA.slice();
+  if (id === 'mask-missing' || id === 'act-deriv-missing') return dZ;
+  if (kind === 'relu' && id !== undefined) return dZ.map((d, i) => d * (id === 'mask-ge' ? (Z[i] >= 0 ? 1 : 0) : id === 'mask-times-A1' ? A[i] : Z[i] > 0 ? 0 : 1));
+  // The kernel takes σ′ and tanh′ in their output form, a(1 − a) and 1 − a²: the variants hand it Z, or act(A), for a.
+  let a = A;
+  if (id === 'act-deriv-on-Z1') a = Z;
+  else if (id === 'act-deriv-applied-twice') {
+    a = new Float64Array(A.length);
+    activationForward(kind, A, a);
+  }
+  kernelActivationBackward(kind, Z, a, dZ);
+  return dZ;
 }
 
 /**
