@@ -250,7 +250,7 @@ export class FiniteDifferences {
   }
 
   /** ∂L/∂θ at one entry of one tensor (flat row-major index), by central differences with step `step`. */
-  entry(tensor: FdTensor, index: number, step: number, policy: KinkPolicy = 'report'): FdValue {
+  entry(tensor: FdTensor, index: number, step: number, policy: KinkPolicy): FdValue {
     if (tensor === 'X') {
       const D = this.stack.widths[0];
       const value = this.rowQuotient(Math.floor(index / D), -1, index % D, 1, null, step, policy);
@@ -301,18 +301,11 @@ export class FiniteDifferences {
     return { value: this.scale * sum.value, kink };
   }
 
-  /** Every entry of a tensor's gradient; `onEntry(done, total)` as entries complete (progress on long runs). */
-  gradient(tensor: FdTensor, step: number, policy: KinkPolicy, onEntry?: (done: number, total: number) => void): { grad: Float64Array; kinks: Uint8Array } {
+  /** Every entry of a tensor's gradient (verify's reference: gradcheck walks the entries itself, for their kinks and its progress). */
+  gradient(tensor: FdTensor, step: number, policy: KinkPolicy): { grad: Float64Array } {
     const l = tensor === 'X' ? { in: this.stack.B, out: this.stack.widths[0] } : this.linear(tensor);
-    const n = tensor[0] === 'b' ? l.out : l.in * l.out;
-    const grad = new Float64Array(n);
-    const kinks = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      const r = this.entry(tensor, i, step, policy);
-      grad[i] = r.value;
-      kinks[i] = r.kink ? 1 : 0;
-      if (onEntry) onEntry(i + 1, n);
-    }
-    return { grad, kinks };
+    const grad = new Float64Array(tensor[0] === 'b' ? l.out : l.in * l.out);
+    for (let i = 0; i < grad.length; i++) grad[i] = this.entry(tensor, i, step, policy).value;
+    return { grad };
   }
 }
