@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // `handgrad <command> [options]`: each command lives in lib/commands/ and reads its own flags
 // (commands/command.ts: an unknown one is refused with a did-you-mean); here only --version and
-// --help/-h, for handgrad and for each command. Exit codes: 0 ok, 1 a check failed, 2 bad usage.
+// --help/-h, for handgrad and for each command. Exit codes: 0 ok, 1 a check failed, 2 bad usage or
+// a file that cannot be read or written, 130/143 stopped by SIGINT/SIGTERM (after saving its work).
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from './binding';
-import type { Command } from './commands/command';
+import { type Command, Interrupted } from './commands/command';
 import { tour } from './commands/tour';
 import { verifyCommand } from './commands/verify';
 import { gradsCommand } from './commands/grads';
@@ -43,7 +45,15 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError || (err as { code?: string }).code?.startsWith('ERR_')) {
+    if (err instanceof Interrupted) {
+      process.stderr.write(`handgrad ${name}: ${err.message}\n`);
+      return 128 + constants.signals[err.signal];
+    }
+    // A Node system error (ENOENT, ENOTDIR, EACCES, … from fs, with a syscall) is a file the user
+    // named that cannot be used: one line, like the library's ERR_FILE, not a stack trace.
+    const e = err as { code?: unknown; syscall?: unknown } | null;
+    const systemError = err instanceof Error && typeof e?.syscall === 'string' && typeof e.code === 'string' && e.code.startsWith('E');
+    if (err instanceof TypeError || err instanceof RangeError || systemError || (typeof e?.code === 'string' && e.code.startsWith('ERR_'))) {
       process.stderr.write(`handgrad ${name}: ${(err as Error).message}\n`);
       return 2;
     }

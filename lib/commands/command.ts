@@ -37,3 +37,14 @@ export function numberFlag(name: string, text: string, what: string, ok: (n: num
   if (!ok(n, text)) v.fail(RangeError, what, name, text);
   return n;
 }
+
+/**
+ * A command stopped by SIGINT or SIGTERM after saving its work: cli.ts prints the message and exits
+ * 128 + the signal's number (130, 143), as a shell reports a process the signal ended.
+ */
+export class Interrupted extends Error {
+  constructor(readonly signal: 'SIGINT' | 'SIGTERM', message: string) {
+    super(message);
+    this.name = 'Interrupted';
+  }
+}

@@ -1,9 +1,14 @@
 // `handgrad train`: trains on a built-in or CSV data set off the event loop (Trainer.fit), with a
-// progress bar on a terminal, then writes the curves (and, for 2-D data, the decision boundary)
-// as SVG, the model as safetensors and the history as JSON to --out.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// progress bar on a terminal, then writes the model as safetensors, the curves (and, for 2-D data,
+// the decision boundary) as SVG and the history as JSON to --out. A trained model is never lost:
+// --out is proven writable before training, the model is saved before anything else is written,
+// and SIGINT/SIGTERM stop training between two steps and save it (exit 130/143).
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
+import { fileTry } from '../data/files';
+import { HandgradError } from '../errors';
 import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
 import type { Dataset } from '../data/dataset';
 import { predict } from '../model';
@@ -11,10 +16,10 @@ import { initParams } from '../params';
 import { decisionBoundarySvg, trainingCurvesSvg } from '../plot';
 import { Sequential } from '../layers/sequential';
 import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
-import type { Activation, BackendName, Dtype, FloatArray } from '../types';
+import type { Dtype, FloatArray } from '../types';
 import * as v from '../validate';
-import { type Command, flags, numberFlag, STRING } from './command';
-import type { OptimizerName } from '../train/optimizer';
+import { type Command, flags, Interrupted, numberFlag, STRING } from './command';
+import { type OptimizerName, OPTIMIZERS } from '../train/optimizer';
 
 interface Prepared {
   name: string;
@@ -64,8 +69,75 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
   }
 }
 
-const num = (name: string, s: string | undefined, fallback: number) =>
-  s === undefined ? fallback : numberFlag(`--${name}`, s, 'a number', Number.isFinite);
+// The numeric flags are checked here, before any data are loaded, so that an error names the flag
+// rather than the Trainer option it becomes. Number('') is 0: a blank value is refused by name.
+const count = (name: string, s: string | undefined) =>
+  s === undefined ? undefined : numberFlag(`--${name}`, s, 'a positive integer', (n, t) => t.trim() !== '' && Number.isInteger(n) && n >= 1 && n <= 0x7fffffff);
+
+/**
+ * Creates the --out folder and writes and removes a probe file in it, before any training: a path
+ * under a regular file, a read-only disk or a full one then costs a second, not the run.
+ * @throws {HandgradError} ERR_FILE naming the folder
+ */
+function writableFolder(dir: string): void {
+  const probe = join(dir, `.handgrad-probe-${process.pid}`);
+  fileTry(() => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(probe, '');
+    rmSync(probe);
+  }, 'a folder that can be created and written', `--out ${dir}`);
+}
+
+type StopSignal = 'SIGINT' | 'SIGTERM';
+
+/**
+ * SIGINT/SIGTERM abort the fit (which stops between two steps) instead of ending the process, so
+ * the model can be saved. The handlers stay until release(), after the save: a second signal is
+ * only acknowledged, since the save is synchronous (no handler runs during it) and atomic, and
+ * leaving before it ends would lose the run.
+ */
+function stopOnSignals(tell: (line: string) => void) {
+  const controller = new AbortController();
+  let received: StopSignal | undefined;
+  const on = (signal: StopSignal) => {
+    if (received) return tell(`${signal} again: still stopping and saving the model, a moment`);
+    received = signal;
+    tell(`${signal}: stopping after the current step to save the model`);
+    controller.abort();
+  };
+  const onInt = () => on('SIGINT');
+  const onTerm = () => on('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return {
+    signal: controller.signal,
+    received: () => received,
+    release: () => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+    },
+  };
+}
+
+/**
+ * Saves the trainer to DIR/model.safetensors; when that fails, to the temporary folder, so a file
+ * error never costs the run. Returns the path. @throws {HandgradError} ERR_FILE saying where it went
+ */
+function saveModel(trainer: Trainer<TwoLayerParams | Sequential>, dir: string, metadata: Record<string, string>): string {
+  const path = join(dir, 'model.safetensors');
+  try {
+    trainer.save(path, { metadata });
+    return path;
+  } catch (err) {
+    const rescue = join(tmpdir(), `handgrad-model-${process.pid}-${Date.now()}.safetensors`);
+    try {
+      trainer.save(rescue, { metadata });
+    } catch {
+      throw err;
+    }
+    throw new HandgradError('ERR_FILE', `${(err as Error).message}; the model was saved to ${rescue} instead`, { cause: err });
+  }
+}
 
 /** Runs one training as the command describes; returns the trainer and where the files went. */
 export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)) {
@@ -77,29 +149,39 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     out: STRING, quiet: { type: 'boolean', default: false },
   });
   const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
-  const seed = num('seed', values.seed, 0);
-  const data = prepare(values.data!, { seed, label: values.label, dtype });
-  const d = data.defaults;
-  const hidden = num('hidden', values.hidden, d.hidden);
-  const epochs = num('epochs', values.epochs, d.epochs);
-  const batch = num('batch', values.batch, d.batch);
-  const optimizer = (values.optimizer ?? d.optimizer) as OptimizerName;
-  const lr = num('lr', values.lr, d.lr);
+  const seed = numberFlag('--seed', values.seed, 'an integer', (n, t) => t.trim() !== '' && Number.isInteger(n));
+  const given = { hidden: count('hidden', values.hidden), epochs: count('epochs', values.epochs), batch: count('batch', values.batch) };
+  const givenLr = values.lr === undefined ? undefined : numberFlag('--lr', values.lr, 'a positive finite number', (n) => n > 0 && Number.isFinite(n));
+  const givenOptimizer = values.optimizer === undefined ? undefined : v.oneOf('--optimizer', values.optimizer, OPTIMIZERS, 'sgd');
+  const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
+  const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
+  const builtIn = BUILT_IN.includes(values.data as never);
+  if (values.label !== undefined && builtIn) v.fail(TypeError, '--label only with a CSV file', '--data', values.data);
   if (values.layers !== undefined && values.hidden !== undefined) v.fail(TypeError, 'either --hidden or --layers, not both', '--layers', values.layers);
   // --layers 64,128,64: the hidden widths of a Sequential D → 64 → 128 → 64 → C.
   const layers = values.layers === undefined ? null : values.layers.split(',').map((w, i) => v.dim(`--layers[${i}]`, w.trim() === '' ? NaN : Number(w)));
+  if (values.out === '') v.fail(RangeError, 'a folder path', '--out', values.out); // '' would resolve to the working folder
+  const outDir = resolve(values.out ?? join('handgrad-out', builtIn ? values.data! : 'csv'));
+  writableFolder(outDir);
+
+  const data = prepare(values.data!, { seed, label: values.label, dtype });
+  const d = data.defaults;
+  const hidden = given.hidden ?? d.hidden;
+  const epochs = given.epochs ?? d.epochs;
+  const batch = given.batch ?? d.batch;
+  const optimizer = givenOptimizer ?? d.optimizer;
+  const lr = givenLr ?? d.lr;
   const model = layers
-    ? Sequential.mlp([data.D, ...layers, data.C], { activation: values.activation as Activation, seed, dtype })
+    ? Sequential.mlp([data.D, ...layers, data.C], { activation, seed, dtype })
     : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
   const trainer = new Trainer<TwoLayerParams | Sequential>(model, {
-    optimizer, lr, batchSize: batch, seed, backend: values.backend as BackendName,
-    ...(layers ? {} : { activation: values.activation as Activation }), // a Sequential's layers carry it
+    optimizer, lr, batchSize: batch, seed, backend,
+    ...(layers ? {} : { activation }), // a Sequential's layers carry it
   });
-  const outDir = resolve(values.out ?? join('handgrad-out', BUILT_IN.includes(values.data as never) ? values.data! : 'csv'));
   const n = data.train.y.length;
   const stepsPerEpoch = Math.ceil(n / batch);
   out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${[data.D, ...(layers ?? [hidden]), data.C].join(' → ')}, ` +
-    `${values.activation}, ${optimizer} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${values.backend}`);
+    `${activation}, ${optimizer} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${backend}`);
 
   const tty = process.stdout.isTTY && !values.quiet;
   const bar = tty ? new SingleBar({ format: '  {bar} {percentage}% | epoch {epoch}/{epochs} | loss {loss} | {eta_formatted} left', hideCursor: true }) : null;
@@ -107,17 +189,32 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const every = Math.max(1, Math.floor((epochs * stepsPerEpoch) / 200));
   const printEvery = Math.max(1, Math.floor(epochs / 10));
   const started = process.hrtime.bigint();
-  const result = await trainer.fit(data.train.X, data.train.y, {
-    epochs, validation: data.val, progressEvery: every,
-    onProgress: (e) => {
-      if (e.type === 'step') bar?.update((e.epoch - 1) * stepsPerEpoch + e.step, { epoch: e.epoch, loss: e.loss.toFixed(4) });
-      else if (!bar && !values.quiet && (e.epoch % printEvery === 0 || e.epoch === epochs)) {
-        const val = e.valLoss === undefined ? '' : `  val loss ${e.valLoss.toFixed(4)}  val acc ${(100 * e.valAccuracy!).toFixed(2)}%`;
-        out(`  epoch ${String(e.epoch).padStart(5)}  loss ${e.loss.toFixed(4)}  acc ${(100 * e.accuracy).toFixed(2)}%${val}`);
-      }
-    },
-  });
-  bar?.stop();
+  const stop = stopOnSignals((line) => process.stderr.write(`handgrad train: ${line}\n`));
+  let result;
+  let modelPath;
+  try {
+    result = await trainer.fit(data.train.X, data.train.y, {
+      epochs, validation: data.val, progressEvery: every, signal: stop.signal,
+      onProgress: (e) => {
+        if (e.type === 'step') bar?.update((e.epoch - 1) * stepsPerEpoch + e.step, { epoch: e.epoch, loss: e.loss.toFixed(4) });
+        else if (!bar && !values.quiet && (e.epoch % printEvery === 0 || e.epoch === epochs)) {
+          const val = e.valLoss === undefined ? '' : `  val loss ${e.valLoss.toFixed(4)}  val acc ${(100 * e.valAccuracy!).toFixed(2)}%`;
+          out(`  epoch ${String(e.epoch).padStart(5)}  loss ${e.loss.toFixed(4)}  acc ${(100 * e.accuracy).toFixed(2)}%${val}`);
+        }
+      },
+    });
+    bar?.stop();
+    // The model first: nothing written after it (plots, history) can lose the run.
+    const signal = stop.received();
+    modelPath = saveModel(trainer, outDir, signal ? { stopped: signal } : {});
+    if (signal) {
+      throw new Interrupted(signal, `stopped by ${signal} after ${trainer.steps} steps (${trainer.epochs} whole epochs); ` +
+        `saved the model so far to ${modelPath} (Trainer.load continues from it)`);
+    }
+  } finally {
+    bar?.stop();
+    stop.release();
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const trainEval = trainer.evaluate(data.train.X, data.train.y);
   const valEval = data.val ? trainer.evaluate(data.val.X, data.val.y) : undefined;
@@ -125,23 +222,25 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   out(`  train loss ${trainEval.loss.toFixed(4)}, accuracy ${(100 * trainEval.accuracy).toFixed(2)}%` +
     (valEval ? `; validation loss ${valEval.loss.toFixed(4)}, accuracy ${(100 * valEval.accuracy).toFixed(2)}%` : ''));
 
-  mkdirSync(outDir, { recursive: true });
-  const files: string[] = [];
+  const files: string[] = [modelPath];
   const write = (name: string, content: string) => {
     writeFileSync(join(outDir, name), content);
     files.push(join(outDir, name));
   };
-  write('curves.svg', await trainingCurvesSvg(result.history, `${data.name}: loss and accuracy per epoch`));
-  if (data.D === 2) {
-    const A = dtype === 'float64' ? Float64Array : Float32Array;
-    const seq = trainer.model;
-    const classify = (grid: Float64Array) =>
-      seq ? seq.predict(A.from(grid)) : predict(trainer.params as LiveParams, A.from(grid), { activation: values.activation as Activation });
-    write('boundary.svg', await decisionBoundarySvg(data.train.X, data.train.y, classify, `${data.name}: decision regions`));
+  try {
+    write('curves.svg', await trainingCurvesSvg(result.history, `${data.name}: loss and accuracy per epoch`));
+    if (data.D === 2) {
+      const A = dtype === 'float64' ? Float64Array : Float32Array;
+      const seq = trainer.model;
+      const classify = (grid: Float64Array) => (seq ? seq.predict(A.from(grid)) : predict(trainer.params as LiveParams, A.from(grid), { activation }));
+      write('boundary.svg', await decisionBoundarySvg(data.train.X, data.train.y, classify, `${data.name}: decision regions`));
+    }
+    write('history.json', `${JSON.stringify(result, null, 1)}\n`);
+  } catch (err) {
+    // The error keeps its kind and code (cli.ts words it); the user learns the model is safe.
+    if (err instanceof Error) err.message += ` (the model is saved: ${modelPath})`;
+    throw err;
   }
-  write('history.json', `${JSON.stringify(result, null, 1)}\n`);
-  trainer.save(join(outDir, 'model.safetensors'));
-  files.push(join(outDir, 'model.safetensors'));
   out(`  wrote ${files.join(', ')}`);
   return { trainer, accuracy: trainEval.accuracy, valAccuracy: valEval?.accuracy, files };
 }
