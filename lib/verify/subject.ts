@@ -4,6 +4,7 @@
 // Only a gradient function (handed the network in the form given) and the report's description
 // of the network see which form it was.
 import { Sequential, sequentialCopy } from '../layers/sequential';
+import { twoLayerNet } from '../model';
 import type { Activation, BackendName, Dims, FloatArray, Params, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
@@ -83,9 +84,7 @@ export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activ
     b = v.batch(X, y, p);
     const dims = { B: b.B, D: p.D, H: p.H, C: p.C };
     v.sizes(dims);
-    const layers = [{ kind: 'linear', in: p.D, out: p.H } as const, { kind: activation }, { kind: 'linear', in: p.H, out: p.C } as const];
-    seq = Sequential.fromSpec({ dtype: p.dtype, layers, reduction }, { W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 });
-    seq.twoLayerWords = true; // errors name Z1 and the logits, as forwardBackward's do
+    seq = twoLayerNet(target, activation); // forwardBackward's own net: its errors name Z1 and the logits
     info = { dims, activation };
   }
   // What a gradient function is handed: a copy of the Sequential, or the caller's params object with
