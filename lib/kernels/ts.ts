@@ -94,15 +94,11 @@ export function softmaxCrossEntropy(logits: FloatArray, y: Int32Array, probs: Fl
   return total;
 }
 
-/** 1/B rounded in the dtype for mean, 1 for sum (kernels.h lossScale). */
-export function lossScale(reduction: Reduction, B: number, f32: boolean): number {
-  return reduction === 'mean' ? (f32 ? Math.fround(1 / B) : 1 / B) : 1;
-}
-
 export function softmaxCrossEntropyBackward(
   probs: FloatArray, y: Int32Array, dZ: FloatArray, B: number, C: number, reduction: Reduction,
 ): void {
-  const scale = lossScale(reduction, B, probs instanceof Float32Array);
+  // 1/B rounded in the dtype for mean, 1 for sum (kernels.h lossScale).
+  const scale = reduction === 'mean' ? (probs instanceof Float32Array ? Math.fround(1 / B) : 1 / B) : 1;
   for (let b = 0; b < B; b++) {
     for (let c = 0; c < C; c++) dZ[b * C + c] = probs[b * C + c] * scale;
     dZ[b * C + y[b]] -= scale;
