@@ -17,6 +17,7 @@
 //   - a shape that differs from the tensor's shape.
 // The same for any network: the two-layer one is the stack [Linear, act, Linear].
 import { transpose } from '../checkpoint';
+import { shapeText } from '../io/safetensors';
 import type { Reduction } from '../types';
 import { shapeOk, type Coerced } from './coerce';
 import { backward64, outputNames, sumOver, variantsOf, type Stack64, type StackForward64, type Variant, type VariantId } from './stack64';
@@ -106,8 +107,6 @@ function fitScale(c: Float64Array, r: Float64Array): { k: number; residual: numb
   }
   return { k, residual: res / scale };
 }
-
-const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
 
 const maxAbs = (a: Float64Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 

@@ -1,4 +1,5 @@
 // Plain-text rendering of verify and gradcheck reports (what `handgrad verify` prints).
+import { shapeText } from '../io/safetensors';
 import { formatNum } from './diagnose';
 import type { GradcheckReport, SequentialGradcheckReport } from './gradcheck';
 import type { SequentialVerifyReport, VerifyReport } from './verify';
@@ -33,15 +34,15 @@ export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): st
   const rows = r.tensors.map((t) => {
     const status = { pass: 'ok', fail: 'FAIL', missing: 'MISSING', skipped: 'skipped' }[t.status];
     const eps = Number.isNaN(t.epsUnits) ? '—' : t.epsUnits === Infinity ? 'inf' : t.epsUnits < 1e4 ? t.epsUnits.toFixed(2) : t.epsUnits.toExponential(2);
-    const worst = t.worst ? `[${t.worst.index.join(',')}]` : '—';
-    return [t.name, t.layer ?? '', `[${t.shape.join(',')}]`, fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps, worst, status];
+    const worst = t.worst ? shapeText(t.worst.index) : '—';
+    return [t.name, t.layer ?? '', shapeText(t.shape), fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps, worst, status];
   });
   const notes: string[] = [];
   for (const t of r.tensors) {
     if (t.diagnosis.length === 0) continue;
     notes.push(t.layer ? `${t.name} (${t.layer}):` : `${t.name}:`);
     for (const d of t.diagnosis) notes.push(`  - [${d.kind}] ${d.message}`);
-    if (t.worst && t.status === 'fail') notes.push(`    worst entry ${t.name}[${t.worst.index.join(',')}]: candidate ${formatNum(t.worst.candidate)}, reference ${formatNum(t.worst.reference)}`);
+    if (t.worst && t.status === 'fail') notes.push(`    worst entry ${t.name}${shapeText(t.worst.index)}: candidate ${formatNum(t.worst.candidate)}, reference ${formatNum(t.worst.reference)}`);
   }
   const header = ['tensor', 'layer', 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'worst at', 'result'];
   return [...head, table([header, ...rows], layers), '', ...(notes.length ? [...notes, ''] : []), `${r.ok ? 'OK' : 'MISMATCH'}: ${r.summary}`].join('\n');
@@ -56,7 +57,7 @@ export function formatGradcheckReport(r: GradcheckReport | SequentialGradcheckRe
   ].join('\n');
   const rows = r.tensors.map((t) => {
     const counts = [t.checked, t.failures, t.kinks].map(String);
-    return [t.name, t.layer ?? '', `[${t.shape.join(',')}]`, ...counts, fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL'];
+    return [t.name, t.layer ?? '', shapeText(t.shape), ...counts, fmt(t.maxRelError), t.pass ? 'ok' : 'FAIL'];
   });
   rows.unshift(['input', 'layer', 'shape', 'checked', 'failures', 'kinks', 'max rel err', 'result']);
   const nondet = r.nondeterminism.checked ? (r.nondeterminism.ok ? 'backward twice: bit-identical' : `backward twice: ${r.nondeterminism.message}`) : 'backward twice: not checked';

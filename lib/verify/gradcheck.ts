@@ -4,6 +4,7 @@
 // compares the directional derivative along a random unit vector u (vᵀJu with v = 1 for the scalar
 // loss) and re-checks a failing tensor entry by entry; backward run twice must agree bit for bit.
 import { seed as seedOf } from '../data/options';
+import { shapeText } from '../io/safetensors';
 import type { Sequential } from '../layers/sequential';
 import { Rng } from '../rng';
 import type { BackendName, Dtype, FloatArray, Params, Reduction } from '../types';
@@ -133,7 +134,7 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
       const shape = s.shapes[gradOf(t)];
       if (g === undefined) res.problems[t] = c.error ?? `no ${gradOf(t)} was returned`;
       else if (g.values === null) res.problems[t] = `${gradOf(t)} could not be read: ${g.problem}`;
-      else if (!shapeOk(g, shape)) res.problems[t] = `${gradOf(t)} has shape [${(g.shape ?? [g.values.length]).join(',')}], expected [${shape.join(',')}]`;
+      else if (!shapeOk(g, shape)) res.problems[t] = `${gradOf(t)} has shape ${shapeText(g.shape ?? [g.values.length])}, expected ${shapeText(shape)}`;
       else res.grads[t] = g.values;
     }
     return res;
@@ -205,12 +206,11 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
     report.pass = report.failures === 0;
     if (!report.pass) {
       const w = bad[0];
-      const idx = `[${w.index.join(',')}]`;
       failures.push(
-        `Gradient mismatch for output loss with respect to input ${t} at index ${idx}` +
+        `Gradient mismatch for output loss with respect to input ${t} at index ${shapeText(w.index)}` +
           ` (${report.failures} of ${report.checked} entries fail |a − n| ≤ atol + rtol·|n| with atol=${atol}, rtol=${rtol}),\n` +
           `numerical:${formatNum(w.numerical)}\nanalytical:${formatNum(w.analytical)}` +
-          (bad.length > 1 ? `\nother failing entries: ${bad.slice(1).map((e) => `[${e.index.join(',')}] numerical ${formatNum(e.numerical)} analytical ${formatNum(e.analytical)}`).join('; ')}` : ''),
+          (bad.length > 1 ? `\nother failing entries: ${bad.slice(1).map((e) => `${shapeText(e.index)} numerical ${formatNum(e.numerical)} analytical ${formatNum(e.analytical)}`).join('; ')}` : ''),
       );
     }
   }
@@ -225,7 +225,7 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
     nondeterminism.ok = false;
     nondeterminism.message =
       `Backward is not reentrant: running it twice on the same inputs gave different ${gradOf(t)} ` +
-      `(first difference at [${unravel(i, s.shapes[gradOf(t)]).join(',')}]: ${g1![i]} then ${g2![i]}), although nothing changed between the runs. ` +
+      `(first difference at ${shapeText(unravel(i, s.shapes[gradOf(t)]))}: ${g1![i]} then ${g2![i]}), although nothing changed between the runs. ` +
       'The tolerance for nondeterminism is 0 (bit for bit).';
     failures.push(nondeterminism.message);
     break;
