@@ -15,13 +15,18 @@ export type { BlobsOptions, CsvDataset, CsvOptions, Dataset, DigitsOptions, IdxA
 export { loadParams, loadSequential, saveParams, saveSequential, transpose, type Layout, type SavedParams } from './checkpoint';
 export { loadSafetensors, readSafetensors, saveSafetensors, writeSafetensors } from './io/safetensors';
 export type { ReadOptions, SafetensorsDtype, SafetensorsFile, SafetensorsTensor, TensorData, TensorInput } from './io/safetensors';
-export { formatGradcheckReport, formatVerifyReport, gradcheck, verify } from './verify';
+export { verify } from './verify/verify';
 export type {
-  Candidate, Diagnosis, DiagnosisKind, GradFunction, GradcheckEntry, GradcheckOptions, GradcheckReport, GradcheckReportBase, GradcheckTensor,
-  GradsLike, LayerGradsLike, ReferenceName, SequentialCandidate, SequentialDescription, SequentialGradcheckOptions, SequentialGradcheckReport,
-  SequentialGradFunction, SequentialVerifyOptions, SequentialVerifyReport, TensorCheck, TensorLike, TensorName, VerifyOptions, VerifyReport,
-  VerifyReportBase,
-} from './verify';
+  Candidate, GradFunction, ReferenceName, SequentialCandidate, SequentialDescription, SequentialGradFunction, SequentialVerifyOptions, SequentialVerifyReport,
+  TensorCheck, VerifyOptions, VerifyReport, VerifyReportBase,
+} from './verify/verify';
+export { gradcheck } from './verify/gradcheck';
+export type {
+  GradcheckEntry, GradcheckOptions, GradcheckReport, GradcheckReportBase, GradcheckTensor, SequentialGradcheckOptions, SequentialGradcheckReport,
+} from './verify/gradcheck';
+export type { Diagnosis, DiagnosisKind, TensorName } from './verify/diagnose';
+export type { GradsLike, LayerGradsLike, TensorLike } from './verify/coerce';
+export { formatGradcheckReport, formatVerifyReport } from './verify/format';
 export { Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh } from './layers';
 export type {
   Layer, LayerContext, LayerKind, LayerSpec, LinearOptions, LossContext, MlpOptions, SequentialForwardBackwardOptions, SequentialOptions,
