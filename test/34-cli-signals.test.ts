@@ -165,6 +165,7 @@ describe('handgrad train: a user mistake is one clear line naming the flag, neve
     [['--activation', 'gelu'], /Expected one of 'relu', 'sigmoid', 'tanh' for --activation but received "gelu"/],
     [['--backend', 'cuda'], /Expected one of 'native', 'ts', 'torch', 'wasm' for --backend but received "cuda"/],
     [['--data', 'xor', '--label', 'kind'], /Expected --label only with a CSV file for --data but received "xor"/],
+    [['--layers', '100000,100000'], /Expected a network and batch that fit in memory for --hidden\/--layers and --batch but received 2 → 100000 → 100000 → 2, batch 200 \(/],
     [['--data', join(tmp, 'no-such.csv')], /Expected a readable CSV file for .*no-such\.csv but received ENOENT/],
     [['--data', tmp], /Expected a readable CSV file for .* but received EISDIR/],
   ];
@@ -174,6 +175,16 @@ describe('handgrad train: a user mistake is one clear line naming the flag, neve
     expect(r.stderr).not.toMatch(STACK);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(new RegExp(`^handgrad train: ${message.source}`));
-    expect(r.stdout).toBe(''); // refused before the data set was even described
+    if (!args.includes('--layers')) expect(r.stdout).toBe(''); // refused before the data set was even described
+  });
+});
+
+describe('handgrad train --dtype float32', () => {
+  it.each(['xor', 'spirals', 'blobs', 'digits'])('%s trains in float32 and saves F32 tensors', (data) => {
+    const dir = join(tmp, `f32-${data}`);
+    const r = cli(['train', '--data', data, '--dtype', 'float32', '--epochs', '2', '--quiet', '--out', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const file = loadSafetensors(join(dir, 'model.safetensors'));
+    for (const k of ['W1', 'b1', 'W2', 'b2']) expect(file.tensors[k].dtype, k).toBe('F32');
   });
 });

@@ -33,8 +33,11 @@ interface Prepared {
 
 const BUILT_IN = ['xor', 'spirals', 'blobs', 'digits', 'mnist'] as const;
 
-function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, defaults: Prepared['defaults']): Prepared {
-  const { train, val } = trainValSplit(d.X, d.y, d.D, { fraction: 0.2, seed });
+/** X in the --dtype the network is made in (the generated sets and CSV are float64). */
+const inDtype = (X: FloatArray, dtype: Dtype): FloatArray => (dtype === 'float32' && !(X instanceof Float32Array) ? Float32Array.from(X) : X);
+
+function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, dtype: Dtype, defaults: Prepared['defaults']): Prepared {
+  const { train, val } = trainValSplit(inDtype(d.X, dtype), d.y, d.D, { fraction: 0.2, seed });
   const z = standardize ? fitStandardizer(train.X, d.D) : null; // fitted on train only, applied to both
   const part = ({ X, y }: { X: FloatArray; y: Int32Array }) => ({ X: z ? z.apply(X) : X, y });
   return { name, train: part(train), val: part(val), D: d.D, C: d.C, defaults };
@@ -47,24 +50,22 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
     case 'xor': {
       // The seed's setting: full batch, evaluated on the training points.
       const d = xor({ seed });
-      return { name: 'xor', train: d, D: 2, C: 2, defaults: { hidden: 8, epochs: 3000, lr: 0.5, batch: d.y.length, optimizer: 'sgd' } };
+      return { name: 'xor', train: { X: inDtype(d.X, opts.dtype), y: d.y }, D: 2, C: 2, defaults: { hidden: 8, epochs: 3000, lr: 0.5, batch: d.y.length, optimizer: 'sgd' } };
     }
     case 'spirals':
-      return split('spirals', spirals({ n: 600, seed }), seed, false, { hidden: 64, epochs: 400, lr: 0.01, batch: 32, optimizer: 'adam' });
+      return split('spirals', spirals({ n: 600, seed }), seed, false, opts.dtype, { hidden: 64, epochs: 400, lr: 0.01, batch: 32, optimizer: 'adam' });
     case 'blobs':
-      return split('blobs', blobs({ n: 600, classes: 4, seed }), seed, true, { hidden: 16, epochs: 30, lr: 0.1, batch: 32, optimizer: 'sgd' });
+      return split('blobs', blobs({ n: 600, classes: 4, seed }), seed, true, opts.dtype, { hidden: 16, epochs: 30, lr: 0.1, batch: 32, optimizer: 'sgd' });
     case 'digits':
       // The data set's README: 64→64→10, ReLU, SGD lr 0.1, batch 32, 60 epochs reached 99%.
-      return split('digits', loadDigits({ dtype: opts.dtype }), seed, false, { hidden: 64, epochs: 60, lr: 0.1, batch: 32, optimizer: 'sgd' });
+      return split('digits', loadDigits({ dtype: opts.dtype }), seed, false, opts.dtype, { hidden: 64, epochs: 60, lr: 0.1, batch: 32, optimizer: 'sgd' });
     case 'mnist': {
       const m = loadMnist({ dtype: opts.dtype });
       return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, defaults: { hidden: 256, epochs: 5, lr: 0.05, batch: 128, optimizer: 'momentum' } };
     }
     default: {
       const label = opts.label === undefined ? undefined : /^-?\d+$/.test(opts.label) ? Number(opts.label) : opts.label;
-      const d = readCsv(data, { label });
-      const X = opts.dtype === 'float64' ? d.X : Float32Array.from(d.X);
-      return split(data, { ...d, X }, seed, true, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' });
+      return split(data, readCsv(data, { label }), seed, true, opts.dtype, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' });
     }
   }
 }
@@ -86,6 +87,18 @@ function writableFolder(dir: string): void {
     writeFileSync(probe, '');
     rmSync(probe);
   }, 'a folder that can be created and written', `--out ${dir}`);
+}
+
+/** fn(), with a failed ArrayBuffer allocation (a RangeError that names nothing) put in terms of the flags that sized it. */
+function sizedByFlags<T>(fn: () => T, sizes: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof RangeError && /allocation failed|Invalid typed array length/.test(err.message)) {
+      v.fail(RangeError, 'a network and batch that fit in memory', '--hidden/--layers and --batch', new v.Received(`${sizes} (${err.message})`));
+    }
+    throw err;
+  }
 }
 
 type StopSignal = 'SIGINT' | 'SIGTERM';
@@ -171,16 +184,17 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const batch = given.batch ?? d.batch;
   const optimizer = givenOptimizer ?? d.optimizer;
   const lr = givenLr ?? d.lr;
-  const model = layers
-    ? Sequential.mlp([data.D, ...layers, data.C], { activation, seed, dtype })
-    : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
-  const trainer = new Trainer<TwoLayerParams | Sequential>(model, {
-    optimizer, lr, batchSize: batch, seed, backend,
-    ...(layers ? {} : { activation }), // a Sequential's layers carry it
-  });
+  const widths = [data.D, ...(layers ?? [hidden]), data.C];
+  const trainer = sizedByFlags(() => {
+    const model = layers ? Sequential.mlp(widths, { activation, seed, dtype }) : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
+    return new Trainer<TwoLayerParams | Sequential>(model, {
+      optimizer, lr, batchSize: batch, seed, backend,
+      ...(layers ? {} : { activation }), // a Sequential's layers carry it
+    });
+  }, `${widths.join(' → ')}, batch ${batch}`);
   const n = data.train.y.length;
   const stepsPerEpoch = Math.ceil(n / batch);
-  out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${[data.D, ...(layers ?? [hidden]), data.C].join(' → ')}, ` +
+  out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${widths.join(' → ')}, ` +
     `${activation}, ${optimizer} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${backend}`);
 
   const tty = process.stdout.isTTY && !values.quiet;
