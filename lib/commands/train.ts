@@ -203,7 +203,10 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const every = Math.max(1, Math.floor((epochs * stepsPerEpoch) / 200));
   const printEvery = Math.max(1, Math.floor(epochs / 10));
   const started = process.hrtime.bigint();
-  const stop = stopOnSignals((line) => process.stderr.write(`handgrad train: ${line}\n`));
+  const stop = stopOnSignals((line) => {
+    bar?.stop(); // the bar would redraw over the line
+    process.stderr.write(`handgrad train: ${line}\n`);
+  });
   let result;
   let modelPath;
   try {
