@@ -71,10 +71,8 @@ interface Buffers { grads: readonly FloatArray[]; dX: FloatArray | null }
 /** A bound step (stackBind), the buffers it was bound for, and every view it pins with its byteLength then. */
 interface Binding extends Buffers {
   bound: BoundStep;
-  /** The bound params, grads and dX that a transfer or a resize could take away (not on a SharedArrayBuffer), with their names. */
-  views: FloatArray[];
-  bytes: number[];
-  names: string[];
+  /** The bound params, grads and dX that a transfer or a resize could take away (not on a SharedArrayBuffer). */
+  pinned: { view: FloatArray; bytes: number; name: string }[];
 }
 
 function sameBuffers(k: Buffers, grads: readonly FloatArray[], dX: FloatArray | null): boolean {
@@ -121,13 +119,9 @@ function prepare(net: StackDescription): PreparedNet {
       }
       seen.splice(again, 1);
       const bound = stackBind(handle, w.ws, dX, ...params, ...grads); // checks them all, or throws
-      const k: Binding = { bound, grads: grads.slice(), dX, views: [], bytes: [], names: [] };
-      [...params, ...grads, dX].forEach((v, i) => {
-        if (v === null || onShared(v)) return;
-        k.views.push(v);
-        k.bytes.push(byteLengthOf.call(v));
-        k.names.push(viewNames[i]);
-      });
+      const pinned = [...params, ...grads, dX].flatMap((view, i) =>
+        view === null || onShared(view) ? [] : [{ view, bytes: byteLengthOf.call(view), name: viewNames[i] }]);
+      const k: Binding = { bound, grads: grads.slice(), dX, pinned };
       if (bindings.unshift(k) > MAX_BINDINGS) bindings.pop();
       return k;
     };
@@ -140,11 +134,10 @@ function prepare(net: StackDescription): PreparedNet {
         if (k === undefined) return b.stackForwardBackward(handle, ws, a.X, a.y, B, a.dX, R, a.accumulate, ...params, ...a.grads);
         // The bound pointers hold while every view keeps its bytes; no JS runs between this check
         // and the native call, so nothing can detach or shrink a buffer in between.
-        const { views, bytes } = k;
-        for (let i = 0; i < views.length; i++) {
-          if (byteLengthOf.call(views[i]) !== bytes[i]) {
+        for (const { view, bytes, name } of k.pinned) {
+          if (byteLengthOf.call(view) !== bytes) {
             throw new TypeError(
-              `Expected ${k.names[i]} to keep its ${bytes[i]} bytes but it has ${byteLengthOf.call(views[i])}: its ArrayBuffer was detached ` +
+              `Expected ${name} to keep its ${bytes} bytes but it has ${byteLengthOf.call(view)}: its ArrayBuffer was detached ` +
                 '(transferred, e.g. by postMessage or structuredClone) or resized since it was last used',
             );
           }

@@ -4,6 +4,8 @@
 
 #include <cblas.h>
 
+#include <type_traits>
+
 namespace hg {
 
 // Products of at most this many multiply-adds skip BLAS: measured from Node on this machine, an
@@ -46,17 +48,13 @@ void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* 
 
 // C[M,N] = alpha · op(A) · op(B) + beta · C, with op = transpose when the flag says so.
 // lda/ldb/ldc are the row lengths of the matrices as stored.
-inline void gemm(bool transA, bool transB, int M, int N, int K, double alpha, const double* A,
-                 int lda, const double* B, int ldb, double beta, double* C, int ldc) {
+template <typename T>
+void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+          T* C, int ldc) {
   if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-inline void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
-                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
-  if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const CBLAS_TRANSPOSE tA = transA ? CblasTrans : CblasNoTrans, tB = transB ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>) cblas_sgemm(CblasRowMajor, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else cblas_dgemm(CblasRowMajor, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 inline int blasThreads() { return openblas_get_num_threads(); }

@@ -31,24 +31,20 @@ struct TorchAddon {
 
 constexpr int kMaxThreads = 256;
 
-void applyThreads(Napi::Env env) {
-  const int want = env.GetInstanceData<TorchAddon>()->threads;
-  if (torchThreads() != want) setTorchThreads(want);
-}
-
 std::string withoutBacktrace(const std::string& what) {
   std::string msg = what.substr(0, what.find("Exception raised from"));
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return msg;
 }
 
-// Every export runs inside this: argument errors (Napi::Error) pass through; anything LibTorch or
-// the standard library throws becomes a JS error instead of terminating the process.
+// Every export runs inside this, on the instance's thread count: argument errors (Napi::Error) pass
+// through; what LibTorch or the standard library throws becomes a JS error, not a dead process.
 template <typename Fn>
 Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
   Napi::Env env = info.Env();
   try {
-    applyThreads(env);
+    const int threads = env.GetInstanceData<TorchAddon>()->threads;
+    if (torchThreads() != threads) setTorchThreads(threads);
     return fn(info);
   } catch (const Napi::Error&) {
     throw;

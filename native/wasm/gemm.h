@@ -42,19 +42,6 @@ struct Simd<float> {
   static v128_t add(v128_t a, v128_t b) { return wasm_f32x4_add(a, b); }
 };
 
-// The packing buffers live in the module's static memory: one instance, one thread, one GEMM at a
-// time, so they are never shared.
-template <typename T>
-struct PackBuffers {
-  using S = Simd<T>;
-  alignas(16) static T a[S::kMC * S::kKC];
-  alignas(16) static T b[S::kKC * S::kNC];
-};
-template <typename T>
-alignas(16) T PackBuffers<T>::a[Simd<T>::kMC * Simd<T>::kKC];
-template <typename T>
-alignas(16) T PackBuffers<T>::b[Simd<T>::kKC * Simd<T>::kNC];
-
 // A kc×nc block of a matrix M into R-column panels: panel j holds, for each k, R consecutive entries
 // of row k; columns past nc are zeros. M's element (k0+k, j0+j) is M[k·ld + j] (rows), or M[j·ld + k]
 // when trans. op(B) is packed as it is (R = NR), op(A) as its transpose (R = MR): an MR-row panel of
@@ -131,15 +118,15 @@ template <typename T>
 void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                  const T* B, int ldb, T beta, T* C, int ldc) {
   using S = Simd<T>;
-  // With K = 0 no micro-kernel runs, so beta = 0 must write its zeros here (BLAS: C = beta·C).
-  if (K == 0 && beta == T(0))
+  // C = beta·C first, except beta = 0 when K > 0: the first K block then overwrites C unread. With
+  // K = 0 no micro-kernel runs, so beta = 0 writes its zeros here (never 0·C: C may hold NaN).
+  if (beta != T(1) && (beta != T(0) || K == 0))
     for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] = T(0);
-  if (beta != T(0) && beta != T(1))
-    for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] *= beta;
-  T* pa = PackBuffers<T>::a;
-  T* pb = PackBuffers<T>::b;
+      for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] = beta == T(0) ? T(0) : C[size_t(i) * ldc + j] * beta;
+  // The packing buffers live in the module's static memory: one instance, one thread, one GEMM at a
+  // time, so they are never shared.
+  alignas(16) static T pa[S::kMC * S::kKC];
+  alignas(16) static T pb[S::kKC * S::kNC];
   for (int jc = 0; jc < N; jc += S::kNC) {
     const int nc = N - jc < S::kNC ? N - jc : S::kNC;
     for (int pc = 0; pc < K; pc += S::kKC) {
