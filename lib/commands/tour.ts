@@ -19,7 +19,7 @@ function workedExample(backend: BackendName, out: (s: string) => void): void {
   const params = initParams({ D, H, C }, { seed: 0, init: 'small' });
   const X = new Float64Array(B * D).map((_, i) => Math.sin(i + 1));
   const y = new Int32Array([0, 2, 1, 2]);
-  const r = forwardBackward(params, X, y, { backend, inputGrad: true, cache: true });
+  const r = forwardBackward(params, X, y, { backend, inputGrad: true });
   out(`Worked example (B=${B}, D=${D}, H=${H}, C=${C}; W = 0.01·N(0,1), b = 0; backend ${backend})`);
   out('forward');
   out(shape('X', [B, D]));
