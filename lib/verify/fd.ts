@@ -145,85 +145,75 @@ export class FiniteDifferences {
    * kept on one side is left out, 0, and marked a kink).
    */
   private rowQuotient(b: number, at: number, index: number, g: number, dense: Float64Array | null, step: number, policy: KinkPolicy): number {
+    const { layers, widths } = this.stack;
     let t = step;
-    for (let attempt = 0; attempt < MAX_SHRINKS && t > 0; attempt++) {
-      const shrinkTo = this.propagate(b, at, index, g, dense, t, policy);
-      if (shrinkTo === 0) return this.rowValue;
-      t = shrinkTo;
+    shrink: for (let attempt = 0; attempt < MAX_SHRINKS && t > 0; attempt++) {
+      this.rowKink = false;
+      // The change so far: one index j moving by (vp, vm), or whole rows plus[level], minus[level].
+      let j = -1;
+      let vp = 0;
+      let vm = 0;
+      let level = at + 1;
+      if (dense === null) {
+        j = index;
+        vp = t * g;
+        vm = -t * g;
+      } else {
+        const dp = this.plus[level];
+        const dm = this.minus[level];
+        for (let h = 0; h < dp.length; h++) {
+          dp[h] = t * dense[h];
+          dm[h] = -t * dense[h];
+        }
+      }
+      for (let i = level; i < layers.length; i++, level++) {
+        const w = widths[i];
+        const inP = this.plus[level];
+        const inM = this.minus[level];
+        const outP = this.plus[level + 1];
+        const outM = this.minus[level + 1];
+        const act = this.acts[i];
+        if (act === null) {
+          // ΔZ = ΔA·W: the bias drops out.
+          const W = this.weights[i];
+          const out = widths[i + 1];
+          if (j >= 0) {
+            for (let c = 0; c < out; c++) {
+              outP[c] = vp * W[j * out + c];
+              outM[c] = vm * W[j * out + c];
+            }
+            j = -1;
+          } else {
+            // Compensated over the inputs, so the change is as exact as its inputs.
+            matmulInto(inP, W, 1, w, out, outP, this.comp);
+            matmulInto(inM, W, 1, w, out, outM, this.comp);
+          }
+          continue;
+        }
+        const Z = this.inputOf(i);
+        const A = this.f.outputs[i];
+        this.unitRatio = Infinity;
+        if (j >= 0) {
+          this.unit(act, policy, Z[b * w + j], A[b * w + j], vp, vm);
+          vp = this.outP;
+          vm = this.outM;
+        } else {
+          for (let h = 0; h < w; h++) {
+            this.unit(act, policy, Z[b * w + h], A[b * w + h], inP[h], inM[h]);
+            outP[h] = this.outP;
+            outM[h] = this.outM;
+          }
+        }
+        if (this.unitRatio < Infinity) {
+          t = (t * this.unitRatio) / 2; // 'avoid': try again with the step that keeps every unit on its side
+          continue shrink;
+        }
+        if (j >= 0 && vp === 0 && vm === 0) return 0;
+      }
+      const q = j >= 0 ? this.rowDeltaAt(b, j, vp) - this.rowDeltaAt(b, j, vm) : this.rowDelta(b, this.plus[level]) - this.rowDelta(b, this.minus[level]);
+      return q / (2 * t);
     }
     this.rowKink = true;
-    return 0;
-  }
-
-  /** The quotient at step t into rowValue (and rowKink); or the smaller step 'avoid' needs instead (0: none). */
-  private rowValue = 0;
-
-  private propagate(b: number, at: number, index: number, g: number, dense: Float64Array | null, t: number, policy: KinkPolicy): number {
-    const { layers, widths } = this.stack;
-    this.rowKink = false;
-    // The change so far: one index j moving by (vp, vm), or whole rows plus[level], minus[level].
-    let j = -1;
-    let vp = 0;
-    let vm = 0;
-    let level = at + 1;
-    if (dense === null) {
-      j = index;
-      vp = t * g;
-      vm = -t * g;
-    } else {
-      const dp = this.plus[level];
-      const dm = this.minus[level];
-      for (let h = 0; h < dp.length; h++) {
-        dp[h] = t * dense[h];
-        dm[h] = -t * dense[h];
-      }
-    }
-    for (let i = level; i < layers.length; i++, level++) {
-      const w = widths[i];
-      const inP = this.plus[level];
-      const inM = this.minus[level];
-      const outP = this.plus[level + 1];
-      const outM = this.minus[level + 1];
-      const act = this.acts[i];
-      if (act === null) {
-        // ΔZ = ΔA·W: the bias drops out.
-        const W = this.weights[i];
-        const out = widths[i + 1];
-        if (j >= 0) {
-          for (let c = 0; c < out; c++) {
-            outP[c] = vp * W[j * out + c];
-            outM[c] = vm * W[j * out + c];
-          }
-          j = -1;
-        } else {
-          // Compensated over the inputs, so the change is as exact as its inputs.
-          matmulInto(inP, W, 1, w, out, outP, this.comp);
-          matmulInto(inM, W, 1, w, out, outM, this.comp);
-        }
-        continue;
-      }
-      const Z = this.inputOf(i);
-      const A = this.f.outputs[i];
-      this.unitRatio = Infinity;
-      if (j >= 0) {
-        this.unit(act, policy, Z[b * w + j], A[b * w + j], vp, vm);
-        vp = this.outP;
-        vm = this.outM;
-      } else {
-        for (let h = 0; h < w; h++) {
-          this.unit(act, policy, Z[b * w + h], A[b * w + h], inP[h], inM[h]);
-          outP[h] = this.outP;
-          outM[h] = this.outM;
-        }
-      }
-      if (this.unitRatio < Infinity) return (t * this.unitRatio) / 2;
-      if (j >= 0 && vp === 0 && vm === 0) {
-        this.rowValue = 0;
-        return 0;
-      }
-    }
-    const q = j >= 0 ? this.rowDeltaAt(b, j, vp) - this.rowDeltaAt(b, j, vm) : this.rowDelta(b, this.plus[level]) - this.rowDelta(b, this.minus[level]);
-    this.rowValue = q / (2 * t);
     return 0;
   }
 
