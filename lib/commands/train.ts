@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { fileTry } from '../data/files';
 import { HandgradError } from '../errors';
+import { writeFileAtomic } from '../io/atomic';
 import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
 import type { Dataset } from '../data/dataset';
 import { predict } from '../model';
@@ -241,7 +242,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
 
   const files: string[] = [modelPath];
   const write = (name: string, content: string) => {
-    writeFileSync(join(outDir, name), content);
+    writeFileAtomic(join(outDir, name), content);
     files.push(join(outDir, name));
   };
   try {
