@@ -9,6 +9,17 @@ export function positiveInt(name: string, value: unknown, fallback?: number): nu
   return v.dim(name, value);
 }
 
+/**
+ * A limit on what a file may make a loader spend (bytes, classes, columns): an integer in
+ * [1, max], or the fallback when undefined.
+ */
+export function limit(name: string, value: unknown, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') v.fail(TypeError, 'a positive integer', name, value);
+  if (!Number.isInteger(value) || value < 1 || value > max) v.fail(RangeError, `an integer in [1, ${max}]`, name, value);
+  return value;
+}
+
 /** A finite number ≥ 0, or the fallback when undefined. */
 export function nonNegative(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;

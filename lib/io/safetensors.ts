@@ -7,8 +7,9 @@
 // compared against the bytes actually present (never allocated from a declared size), and every
 // problem is a HandgradError with code ERR_FILE worded as the rest of the library:
 //   Expected {what} for {name} but received {actual}
-import { writeFileSync } from 'node:fs';
-import { fileFail, fileTry, readFile } from '../data/files';
+import { fileFail, readFile } from '../data/files';
+import { limit } from '../data/options';
+import { writeFileAtomic } from './atomic';
 import * as v from '../validate';
 
 /** Every dtype the format defines; the first four convert to typed arrays, the rest stay raw bytes. */
@@ -51,6 +52,11 @@ export interface SafetensorsFile {
 export interface ReadOptions {
   /** Always copy the data (default false: aligned data is a view into `bytes`, misaligned data is copied). */
   copy?: boolean;
+  /**
+   * The longest JSON header accepted, in bytes (default MAX_HEADER_BYTES = 1 MiB; at most 100 MB,
+   * the reference implementation's own limit).
+   */
+  maxHeaderBytes?: number;
 }
 
 /** A tensor to write: dtype defaults to the typed array's (Float64Array → F64, …); raw bytes need one. */
@@ -60,8 +66,18 @@ export interface TensorInput {
   data: TensorData | Uint8Array | ArrayLike<number>;
 }
 
-/** The header may not exceed this (the reference implementation's limit is the same 100 MB). */
-export const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * The default cap on the JSON header. Parsing and checking a header costs about 0.1–0.4 s per MB
+ * (JSON.parse, then one object per entry), so the reference implementation's 100 MB lets a file
+ * of that size cost 10–30 s and 2 GB before it is refused; 1 MiB keeps a hostile header under
+ * about a quarter of a second. Real headers are far smaller: a handgrad file holds at most
+ * MAX_LAYERS (4096) layers, whose header is under 0.5 MB, and a PyTorch shard of a large model
+ * lists some hundreds of tensors in well under 100 KB. Larger headers can be read with
+ * opts.maxHeaderBytes.
+ */
+export const MAX_HEADER_BYTES = 1 << 20;
+/** The reference implementation's limit: opts.maxHeaderBytes may not exceed it. */
+const FORMAT_MAX_HEADER_BYTES = 100_000_000;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -96,7 +112,8 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
   if (!Array.isArray(offsets) || offsets.length !== 2) fileFail('[begin, end]', oname, v.describe(offsets), source);
   const [b, e] = offsets as number[];
   if (!offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)) {
-    fileFail('non-negative integer offsets [begin, end]', oname, JSON.stringify(offsets), source);
+    // Each offset described, not JSON.stringify'd: a deeply nested array would overflow the stack.
+    fileFail('non-negative integer offsets [begin, end]', oname, `[${offsets.map(v.describe).join(', ')}]`, source);
   }
   if (e < b) fileFail('begin ≤ end', oname, JSON.stringify(offsets), source);
   if (e > dataLength) {
@@ -136,20 +153,24 @@ function viewOrCopy(bytes: Uint8Array, start: number, e: Entry, copy: boolean): 
  * Parses a safetensors file held in memory.
  * @param bytes the whole file
  * @param source a name for error messages (the path, when read from a file)
- * @throws {TypeError} bytes is not a Uint8Array, an unknown option, copy not a boolean
+ * @throws {TypeError} bytes is not a Uint8Array, an unknown option, copy not a boolean, maxHeaderBytes not a number
+ * @throws {RangeError} maxHeaderBytes not an integer in [1, 100000000]
  * @throws {HandgradError} code ERR_FILE: any malformed or hostile content, naming the tensor and
- *   what was expected and received (bad header length, non-JSON header, bad dtype or shape, offsets
+ *   what was expected and received (a header longer than opts.maxHeaderBytes, bad header length, non-JSON header, bad dtype or shape, offsets
  *   out of range, overlapping or leaving gaps, size mismatches, truncation)
  */
 export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?: string } = {}): SafetensorsFile {
   if (!(bytes instanceof Uint8Array)) v.fail(TypeError, 'a Uint8Array (or Buffer)', 'bytes', bytes);
-  const o = v.options('opts', opts, ['copy', 'source']);
+  const o = v.options('opts', opts, ['copy', 'maxHeaderBytes', 'source']);
   const copy = v.bool('opts.copy', o.copy, false);
+  const maxHeader = limit('opts.maxHeaderBytes', o.maxHeaderBytes, MAX_HEADER_BYTES, FORMAT_MAX_HEADER_BYTES);
   const source = (o.source || undefined) as string | undefined; // an empty name adds no ' ()'
   if (bytes.length < 8) fileFail('at least 8 bytes (the header length)', 'the safetensors file', `${bytes.length} bytes`, source);
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (n64 === 0n) fileFail('a header length of at least 2 bytes', 'the safetensors header', '0', source);
-  if (n64 > BigInt(MAX_HEADER_BYTES)) fileFail(`a header length of at most ${MAX_HEADER_BYTES} bytes`, 'the safetensors header', `${n64}`, source);
+  if (n64 > BigInt(maxHeader)) {
+    fileFail(`a header length of at most ${maxHeader} bytes (opts.maxHeaderBytes)`, 'the safetensors header', `${n64}`, source);
+  }
   const n = Number(n64);
   if (8 + n > bytes.length) {
     fileFail(`a header length within the ${bytes.length}-byte file`, 'the safetensors header', `${n} (the file is truncated or not safetensors)`, source);
@@ -306,20 +327,21 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?
  */
 export function loadSafetensors(path: string, opts: ReadOptions = {}): SafetensorsFile {
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
-  const copy = v.options('opts', opts, ['copy']).copy as boolean | undefined;
+  const { copy, maxHeaderBytes } = v.options('opts', opts, ['copy', 'maxHeaderBytes']) as ReadOptions;
   // A fresh Buffer owns its memory, so views into it are as safe as copies.
-  return readSafetensors(readFile(path, 'safetensors file'), { copy, source: path });
+  return readSafetensors(readFile(path, 'safetensors file'), { copy, maxHeaderBytes, source: path });
 }
 
 /**
- * Writes tensors (and optional string metadata) to a safetensors file.
+ * Writes tensors (and optional string metadata) to a safetensors file, atomically: into a temporary
+ * file in the same folder, fsynced, then renamed over `path` (lib/io/atomic.ts).
  * @throws {TypeError|RangeError} as writeSafetensors
- * @throws {HandgradError} code ERR_FILE: the file cannot be written
+ * @throws {HandgradError} code ERR_FILE: the file cannot be written (the old file, if any, is left intact)
  */
 export function saveSafetensors(path: string, tensors: Record<string, TensorInput>, metadata?: Record<string, string>): void {
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
   const bytes = writeSafetensors(tensors, metadata);
-  fileTry(() => writeFileSync(path, bytes), 'a writable path', path);
+  writeFileAtomic(path, bytes); // a crash mid-write leaves the old file or the new one, never neither
 }
 
 /**
@@ -329,8 +351,9 @@ export function saveSafetensors(path: string, tensors: Record<string, TensorInpu
  */
 export function tensorOf(file: SafetensorsFile, name: string, dtypes: readonly SafetensorsDtype[], source?: string): SafetensorsTensor & { data: TensorData } {
   const t = Object.prototype.hasOwnProperty.call(file.tensors, name) ? file.tensors[name] : undefined;
-  const present = Object.keys(file.tensors);
   if (t === undefined) {
+    // Listed only on failure: a loader calls this once per tensor, and listing every time is quadratic.
+    const present = Object.keys(file.tensors);
     fileFail(`a tensor named ${JSON.stringify(name)}`, 'the safetensors file', `tensors ${present.length ? present.map((p) => JSON.stringify(p)).join(', ') : '(none)'}`, source);
   }
   if (!dtypes.includes(t.dtype)) {
