@@ -109,10 +109,14 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const loss = v.options('opts', opts, ['loss'] as const).loss ?? new SoftmaxCrossEntropy();
     if (!(loss instanceof SoftmaxCrossEntropy)) v.fail(TypeError, 'a SoftmaxCrossEntropy', 'opts.loss', loss);
     this.loss = loss;
+    // A Set, not indexOf: a layer list read from a file may be long, and this must stay linear in it.
+    const seen = new Set<Layer>();
     layers.forEach((l, i) => {
       if (!LAYER_CLASSES.some((K) => l instanceof K)) v.fail(TypeError, 'a Linear, ReLU, Sigmoid or Tanh', `layers[${i}]`, l);
-      const first = layers.indexOf(l);
-      if (first !== i) v.fail(RangeError, 'each layer object once (build a new one to repeat a layer)', `layers[${i}]`, new v.Received(`layers[${first}] again`));
+      if (seen.has(l)) {
+        v.fail(RangeError, 'each layer object once (build a new one to repeat a layer)', `layers[${i}]`, new v.Received(`layers[${layers.indexOf(l)}] again`));
+      }
+      seen.add(l);
     });
     const linears = layers.filter((l): l is Linear => l instanceof Linear);
     if (linears.length === 0) v.fail(RangeError, 'at least one Linear layer', 'layers', layers);
