@@ -59,7 +59,7 @@ function hostile(body: string, { heapMB = 256, addressSpaceGB = 4, timeoutS = 12
 
 /** A clean ERR_FILE saying `message`, within `ms` and `rssMB`. */
 function refused(o: Outcome, message: RegExp, { ms = 5000, rssMB = 400 } = {}): void {
-  const what = JSON.stringify({ ...o, message: o.message?.slice(0, 300) });
+  const what = JSON.stringify({ ...o, message: o.message?.slice(0, 300) }).slice(0, 600);
   expect(o.ok, what).toBe(false);
   expect(o.code, what).toBe('ERR_FILE');
   expect(o.message, what).toMatch(message);

@@ -54,7 +54,7 @@ export function writeFileAtomic(path: string, content: Uint8Array | string): voi
 /** 'ENOENT: no such file or directory': Node's message without the syscall and the temporary file's name. */
 function reason(cause: unknown): string {
   const e = cause as NodeJS.ErrnoException;
-  return e.code !== undefined && e.syscall !== undefined ? e.message.replace(new RegExp(`, ${e.syscall} .*$`, 's'), '') : String(e?.message ?? e);
+  return e.code !== undefined && e.syscall !== undefined ? e.message.replace(new RegExp(`, ${e.syscall}( .*)?$`, 's'), '') : String(e?.message ?? e);
 }
 
 /** fsync of a folder makes a rename in it durable; Windows cannot open a folder, and has no need to. */
