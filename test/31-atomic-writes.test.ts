@@ -89,11 +89,12 @@ describe('a failed write leaves the old file intact and no temporary file behind
       env: { ...process.env, HG_DIST: DIST, HG_TARGET: target }, encoding: 'utf8', timeout: 60_000,
     });
     expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(target).length).toBe(before.length);
+    expect(readFileSync(target).equals(before)).toBe(true);
+    expect(others(folder, 'model.safetensors')).toEqual([]);
     const e = JSON.parse(r.stdout) as { code: string; message: string };
     expect(e.code).toBe('ERR_FILE');
     expect(e.message).toBe(`Expected a writable path for ${target} but received EFBIG: file too large`);
-    expect(readFileSync(target).equals(before)).toBe(true);
-    expect(others(folder, 'model.safetensors')).toEqual([]);
   });
 
   it('a path under a regular file, a folder in the way, a missing folder: ERR_FILE naming the path, nothing left behind', () => {
