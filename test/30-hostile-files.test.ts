@@ -136,6 +136,17 @@ describe.skipIf(process.platform !== 'linux')('hostile files cost what their siz
     expect(thrown(() => readCsv('a,b,c\n1,2,0\n', { maxColumns: 2 })).message).toBe('Expected at most 2 columns (opts.maxColumns) for line 1 but received 3');
   });
 
+  it('CSV: a cell of 200,000 digits then a letter is refused in linear time (the number pattern backtracked quadratically)', () => {
+    const digits = '1'.repeat(200_000);
+    const path = file('digits.csv', `a,b\n${digits}x,0\n`);
+    refused(hostile(`lib.readCsv(${q(path)})`), /^Expected a number for column "a" \(column 1\) on line 2 but received "1111/, { ms: 1000 });
+    // As a label, the same text is a class name.
+    const named = file('digits-label.csv', `a,b\n1,${digits}x\n2,${digits}y\n`);
+    const o = hostile(`lib.readCsv(${q(named)}).C`);
+    expect(o, q(o).slice(0, 600)).toMatchObject({ ok: true, value: 2 });
+    expect(o.ms, q(o).slice(0, 600)).toBeLessThan(1000);
+  });
+
   it(`layers: lists of 200,000 and 5,000 activations are refused at once (at most MAX_LAYERS = ${MAX_LAYERS}), and a list of MAX_LAYERS loads in linear time`, () => {
     const acts = (n: number) => JSON.stringify([{ kind: 'linear', in: 2, out: 2 }, ...Array.from({ length: n }, () => ({ kind: 'relu' }))]);
     // 200,000 (4 MB of header) passes the header's cap before its list is even parsed.
