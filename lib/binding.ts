@@ -52,11 +52,11 @@ export interface CoreBinding {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
   ): void;
-  /** One optimizer step on one tensor in place (kind: 0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw). */
+  /** One optimizer step on one tensor in place (kind: 0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw); whether every value written is finite. */
   optimizerUpdate(
     W: FloatArray, g: FloatArray, m: FloatArray | null, v: FloatArray | null, kind: number,
     lr: number, t: number, momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
-  ): void;
+  ): boolean;
   getNumThreads(): number;
   setNumThreads(n: number): void;
 }

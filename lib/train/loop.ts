@@ -2,11 +2,10 @@
 // same code on the same buffers, so both give the same numbers for a seed.
 import { Rng } from '../rng';
 import type { FloatArray } from '../types';
-import { coreBinding } from '../binding';
 import { Sequential } from '../layers/sequential';
-import { OPTIMIZER_CODE, update } from './optimizer';
 import { learningRate } from './schedule';
-import type { TrainState } from './state';
+import { COUNTER, STOP, type TrainState } from './state';
+import { applyUpdate } from './update';
 
 export interface EpochRecord {
   epoch: number; // 1-based
@@ -48,8 +47,9 @@ export function sequentialOf(s: TrainState): Sequential {
 
 /**
  * Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward,
- * update. The data and buffers were checked once, when fit/step was called: nothing is re-checked
- * or allocated here.
+ * update (all or nothing: ./update.ts). The data and buffers were checked once, when fit/step was
+ * called: nothing is re-checked or allocated here.
+ * @throws {RangeError} a non-finite forward pass, gradient or update; the weights are then those after the last step
  */
 export function trainStep(s: TrainState, B: number, lr: number): { loss: number; correct: number } {
   const { backend } = s.config;
@@ -59,19 +59,7 @@ export function trainStep(s: TrainState, B: number, lr: number): { loss: number;
   const { seq, grads } = stackOf(s);
   const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false });
   const correct = countCorrect(r.logits, s.yb, B, s.config.C);
-  const t = ++s.counters[0];
-  const o = s.config.optimizer;
-  if (backend === 'native') {
-    // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
-    const core = coreBinding();
-    const kind = OPTIMIZER_CODE[o.name];
-    for (const k of s.names) {
-      const slot = s.slots[k];
-      core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, kind, lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay);
-    }
-  } else {
-    for (const k of s.names) update(o, s.params[k], s.grads[k], s.slots[k], lr, t);
-  }
+  applyUpdate(s, lr);
   return { loss: r.loss, correct };
 }
 
@@ -98,33 +86,51 @@ function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: 
 }
 
 /**
- * One epoch over `data` in a seeded order (seed + epoch number, so an interrupted run resumes
- * with the same shuffles). Returns null when stopped through s.control between steps.
+ * The shuffle seed of an epoch: seed·1000003 + epoch, taken mod 2^32 (the generator keeps 32 bits)
+ * so that no seed loses the epoch to rounding (the exact product passes 2^53 for |seed| > ~2^33).
+ */
+export function shuffleSeed(seed: number, epoch: number): number {
+  return (Math.imul(seed >>> 0, 1000003) + epoch) >>> 0;
+}
+
+/**
+ * One epoch over `data` in a seeded order, or the rest of the epoch in progress (s.counters holds
+ * where it stopped, its shuffle seed and its sums so far; the caller checked that `data` has its
+ * size). The position is written after every step, before any event: a stop, a thrown callback or
+ * a save leaves it at the last whole step. Returns null when stopped through s.control.
  */
 export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0): EpochRecord | null {
-  const epoch = s.counters[1] + 1;
-  const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
+  const c = s.counters;
   const n = data.y.length;
+  const epoch = c[COUNTER.epochs] + 1;
+  if (c[COUNTER.done] === 0) {
+    c[COUNTER.examples] = n;
+    c[COUNTER.shuffleSeed] = shuffleSeed(s.config.seed, epoch);
+    c[COUNTER.lossSum] = 0;
+    c[COUNTER.correct] = 0;
+  }
+  const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
   for (let i = 0; i < n; i++) order[i] = i;
-  new Rng(s.config.seed * 1000003 + epoch).shuffle(order);
+  new Rng(c[COUNTER.shuffleSeed]).shuffle(order);
   const bs = s.config.batchSize;
   const steps = Math.ceil(n / bs);
-  let lossSum = 0;
-  let correct = 0;
-  for (let step = 0; step < steps; step++) {
-    if (Atomics.load(s.control, 0) !== 0) return null;
-    const start = step * bs;
+  for (let start = c[COUNTER.done]; start < n; start += bs) {
+    if (Atomics.load(s.control, STOP) !== 0) return null;
     const B = Math.min(bs, n - start);
     gather(s, data, order, start, B);
     const r = trainStep(s, B, lr);
-    lossSum += r.loss * B;
-    correct += r.correct;
-    if (onStep && every > 0 && ((step + 1) % every === 0 || step + 1 === steps)) {
-      onStep({ epoch, step: step + 1, steps, loss: lossSum / Math.min(n, start + B) });
+    c[COUNTER.lossSum] += r.loss * B;
+    c[COUNTER.correct] += r.correct;
+    c[COUNTER.done] = start + B;
+    const step = Math.ceil((start + B) / bs);
+    if (onStep && every > 0 && (step % every === 0 || start + B === n)) {
+      onStep({ epoch, step, steps, loss: c[COUNTER.lossSum] / (start + B) });
     }
   }
-  s.counters[1] = epoch;
-  return { epoch, lr, loss: lossSum / n, accuracy: correct / n };
+  const record = { epoch, lr, loss: c[COUNTER.lossSum] / n, accuracy: c[COUNTER.correct] / n };
+  for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = 0;
+  c[COUNTER.epochs] = epoch;
+  return record;
 }
 
 export interface FitPlan {

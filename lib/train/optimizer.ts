@@ -21,20 +21,31 @@ export interface OptimizerOptions {
 
 export type OptimizerConfig = { name: OptimizerName } & Required<Omit<OptimizerOptions, 'optimizer'>>;
 
-export function optimizerConfig(o: OptimizerOptions): OptimizerConfig {
-  const num = (name: string, x: unknown, fallback: number, lo: number, hi: number) => {
+/**
+ * The optimizer's settings (lr is the Trainer's), checked as torch.optim checks them (μ ≥ 0,
+ * 0 ≤ β < 1, ε ≥ 0, weight decay ≥ 0, Nesterov needs μ > 0), plus finiteness and this package's
+ * caps (μ ≤ 1: a larger μ only amplifies; ε ≤ 1). `prefix` names them in errors ('opts', or where
+ * a checkpoint keeps them); `kindName` names the optimizer's own key.
+ * @throws {TypeError|RangeError}
+ */
+export function optimizerConfig(o: OptimizerOptions, prefix = 'opts', kindName = `${prefix}.optimizer`): OptimizerConfig {
+  const num = (key: string, x: unknown, fallback: number, lo: number, hi: number, hiOpen = false) => {
     if (x === undefined) return fallback;
+    const name = `${prefix}.${key}`;
     if (typeof x !== 'number') v.fail(TypeError, 'a number', name, x);
-    if (!(x >= lo && x <= hi)) v.fail(RangeError, `a number in [${lo}, ${hi}]`, name, x);
+    const inside = x >= lo && (hiOpen ? x < hi : x <= hi) && Number.isFinite(x);
+    if (!inside) v.fail(RangeError, hi === Infinity ? `a finite number ≥ ${lo}` : `a finite number in [${lo}, ${hi}${hiOpen ? ')' : ']'}`, name, x);
     return x;
   };
+  const name = v.oneOf(kindName, o.optimizer, OPTIMIZERS, 'sgd');
+  const momentum = num('momentum', o.momentum, 0.9, 0, 1);
+  if (name === 'nesterov' && momentum === 0) v.fail(RangeError, 'momentum > 0 (Nesterov needs it, as torch.optim.SGD does)', `${prefix}.momentum`, momentum);
   return {
-    name: v.oneOf('opts.optimizer', o.optimizer, OPTIMIZERS, 'sgd'),
-    momentum: num('opts.momentum', o.momentum, 0.9, 0, 1),
-    beta1: num('opts.beta1', o.beta1, 0.9, 0, 1 - 1e-12),
-    beta2: num('opts.beta2', o.beta2, 0.999, 0, 1 - 1e-12),
-    epsilon: num('opts.epsilon', o.epsilon, 1e-8, 0, 1),
-    weightDecay: num('opts.weightDecay', o.weightDecay, 0, 0, Infinity),
+    name, momentum,
+    beta1: num('beta1', o.beta1, 0.9, 0, 1, true),
+    beta2: num('beta2', o.beta2, 0.999, 0, 1, true),
+    epsilon: num('epsilon', o.epsilon, 1e-8, 0, 1),
+    weightDecay: num('weightDecay', o.weightDecay, 0, 0, Infinity),
   };
 }
 
@@ -50,15 +61,22 @@ export function slotLengths(name: OptimizerName, n: number): { m: number; v: num
 
 /**
  * One update of W in place from its gradient g. `t` is the 1-based step count (Adam's bias
- * correction; momentum's first step copies g, as torch.optim.SGD does).
+ * correction; momentum's first step copies g, as torch.optim.SGD does). Returns whether every
+ * value written (W, and m, v) is finite: x − x is 0 for a finite x and NaN otherwise, so one
+ * subtraction and one addition per value, read back from the array (a float32 store can overflow
+ * where the double did not), test them in the loop that writes them.
  */
-export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: SlotState, lr: number, t: number): void {
+export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: SlotState, lr: number, t: number): boolean {
   const n = W.length;
   const wd = cfg.weightDecay;
+  let sum = 0;
   switch (cfg.name) {
     case 'sgd':
-      for (let i = 0; i < n; i++) W[i] -= lr * (wd === 0 ? g[i] : g[i] + wd * W[i]);
-      return;
+      for (let i = 0; i < n; i++) {
+        W[i] -= lr * (wd === 0 ? g[i] : g[i] + wd * W[i]);
+        sum += W[i] - W[i];
+      }
+      return sum === 0;
     case 'momentum':
     case 'nesterov': {
       const m = s.m!;
@@ -68,8 +86,9 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
         const gi = wd === 0 ? g[i] : g[i] + wd * W[i];
         m[i] = t === 1 ? gi : mu * m[i] + gi; // torch: buf = g on the first step, then μ·buf + g
         W[i] -= lr * (nesterov ? gi + mu * m[i] : m[i]);
+        sum += W[i] - W[i] + (m[i] - m[i]);
       }
-      return;
+      return sum === 0;
     }
     case 'adam':
     case 'adamw': {
@@ -86,8 +105,9 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
         vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi;
         // torch: denom = sqrt(v) / sqrt(bias_correction2) + eps; W −= (lr / bias_correction1) · m / denom
         W[i] -= (stepSize * m[i]) / (Math.sqrt(vv[i]) / bc2Sqrt + epsilon);
+        sum += W[i] - W[i] + (m[i] - m[i]) + (vv[i] - vv[i]);
       }
-      return;
+      return sum === 0;
     }
   }
 }

@@ -8,23 +8,31 @@ import * as v from '../validate';
  */
 export type Schedule = 'constant' | { type: 'step'; every: number; gamma?: number } | { type: 'cosine'; epochs: number; minLr?: number };
 
-export function checkSchedule(s: unknown): Schedule {
+/** A schedule, checked; `name` names it in errors (a checkpoint's settings are checked the same way). @throws {TypeError|RangeError} */
+export function checkSchedule(s: unknown, name = 'opts.schedule'): Schedule {
   if (s === undefined || s === 'constant') return 'constant';
-  if (s === null || typeof s !== 'object') v.fail(TypeError, "'constant', { type: 'step', … } or { type: 'cosine', … }", 'opts.schedule', s);
+  if (s === null || typeof s !== 'object') v.fail(TypeError, "'constant', { type: 'step', … } or { type: 'cosine', … }", name, s);
   const o = s as Record<string, unknown>;
+  const number = (key: string, ok: (x: number) => boolean, what: string) => {
+    const x = o[key];
+    if (x === undefined) return undefined;
+    if (typeof x !== 'number') v.fail(TypeError, 'a number', `${name}.${key}`, x);
+    if (!(Number.isFinite(x) && ok(x))) v.fail(RangeError, what, `${name}.${key}`, x);
+    return x;
+  };
   if (o.type === 'step') {
-    v.options('opts.schedule', o, ['type', 'every', 'gamma'] as const);
-    v.dim('opts.schedule.every', o.every);
-    if (o.gamma !== undefined && !(typeof o.gamma === 'number' && o.gamma > 0 && o.gamma <= 1)) v.fail(RangeError, 'a number in (0, 1]', 'opts.schedule.gamma', o.gamma);
-    return { type: 'step', every: o.every as number, gamma: (o.gamma as number | undefined) ?? 0.1 };
+    v.options(name, o, ['type', 'every', 'gamma'] as const);
+    v.dim(`${name}.every`, o.every);
+    const gamma = number('gamma', (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+    return { type: 'step', every: o.every as number, gamma: gamma ?? 0.1 };
   }
   if (o.type === 'cosine') {
-    v.options('opts.schedule', o, ['type', 'epochs', 'minLr'] as const);
-    v.dim('opts.schedule.epochs', o.epochs);
-    if (o.minLr !== undefined && !(typeof o.minLr === 'number' && o.minLr >= 0 && Number.isFinite(o.minLr))) v.fail(RangeError, 'a number ≥ 0', 'opts.schedule.minLr', o.minLr);
-    return { type: 'cosine', epochs: o.epochs as number, minLr: (o.minLr as number | undefined) ?? 0 };
+    v.options(name, o, ['type', 'epochs', 'minLr'] as const);
+    v.dim(`${name}.epochs`, o.epochs);
+    const minLr = number('minLr', (x) => x >= 0, 'a finite number ≥ 0');
+    return { type: 'cosine', epochs: o.epochs as number, minLr: minLr ?? 0 };
   }
-  return v.fail(RangeError, "type 'step' or 'cosine'", 'opts.schedule.type', o.type);
+  return v.fail(RangeError, "type 'step' or 'cosine'", `${name}.type`, o.type);
 }
 
 export function learningRate(s: Schedule, lr: number, epoch: number): number {

@@ -20,10 +20,38 @@ export interface TrainState {
   params: Record<string, FloatArray>; grads: Record<string, FloatArray>; slots: Record<string, SlotState>;
   Xb: FloatArray; // [batchSize, D] gathered minibatch
   yb: Int32Array; // [batchSize]
-  /** [0] optimizer steps taken, [1] epochs completed. */
+  /** Indexed by COUNTER: the steps, the epochs, and the position inside the epoch in progress. */
   counters: Float64Array;
-  /** [0] set to 1 to stop an async fit between steps. */
+  /** [STOP] set to 1 to stop an async fit between steps; [LOCK] 1 while a step or a snapshot holds the parameters. */
   control: Int32Array;
+}
+
+/**
+ * The counters, all that a resume needs besides the tensors: optimizer steps taken, epochs
+ * completed and, while an epoch is in progress (done > 0), the examples of it already trained on,
+ * the data size and shuffle seed it was ordered with, and the loss sum and correct count so far.
+ * Float64: every count is exact up to 2^53, and the loss sum is the very double an uninterrupted
+ * epoch accumulates.
+ */
+export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6 } as const;
+const COUNTERS = Object.keys(COUNTER).length;
+export const STOP = 0;
+const LOCK = 1;
+
+/**
+ * Runs fn holding the parameters: a step's update (all tensors, all or nothing) and a snapshot's
+ * copy never overlap, so a snapshot is always the weights after a whole step. A mutex rather than a
+ * sequence counter: the compare-exchange that takes it orders the other thread's plain writes
+ * before this thread's reads in the JS memory model, with no retry loop around a torn copy.
+ */
+export function holdingParams<T>(s: TrainState, fn: () => T): T {
+  while (Atomics.compareExchange(s.control, LOCK, 0, 1) !== 0) Atomics.wait(s.control, LOCK, 1);
+  try {
+    return fn();
+  } finally {
+    Atomics.store(s.control, LOCK, 0);
+    Atomics.notify(s.control, LOCK, 1);
+  }
 }
 
 export function sharedFloat(dtype: Dtype, n: number): FloatArray {
@@ -47,7 +75,7 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
     config, names, params, grads, slots,
     Xb: sharedFloat(config.dtype, config.batchSize * config.D),
     yb: new Int32Array(new SharedArrayBuffer(4 * config.batchSize)),
-    counters: new Float64Array(new SharedArrayBuffer(16)),
-    control: new Int32Array(new SharedArrayBuffer(4)),
+    counters: new Float64Array(new SharedArrayBuffer(8 * COUNTERS)),
+    control: new Int32Array(new SharedArrayBuffer(8)),
   };
 }

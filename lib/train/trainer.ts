@@ -4,18 +4,19 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
-import { seed as seedOf } from '../data/options';
 import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
-import { loadSafetensors, saveSafetensors, tensorOf } from '../io/safetensors';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
-import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
-import { checkSchedule, type Schedule } from './schedule';
-import { allocateState, sharedFloat, type TrainState } from './state';
+import type { OptimizerOptions } from './optimizer';
+import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState } from './resume';
+import type { Schedule } from './schedule';
+import { savedSettings, settings } from './settings';
+import { allocateState, COUNTER, holdingParams, sharedFloat, STOP, type TrainState } from './state';
 
 export interface TrainerOptions extends OptimizerOptions {
   /** Base learning rate (default 0.1 for SGD variants, 0.001 for Adam/AdamW). */
@@ -84,14 +85,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (given && o.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers say it)', 'opts.activation', o.activation);
     const activation = activationOf(params, o.activation);
     const net = given ? params : twoLayerNet(params, activation);
-    const optimizer = optimizerConfig(o as OptimizerOptions);
-    const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
-    const lr = o.lr ?? (adam ? 1e-3 : 0.1);
-    if (typeof lr !== 'number' || !(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', 'opts.lr', lr);
-    const seed = seedOf('opts.seed', o.seed);
-    const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
-    const batchSize = v.dim('opts.batchSize', o.batchSize ?? 32);
-    const schedule = checkSchedule(o.schedule as Schedule | undefined);
+    // Every number checked finite and in range here: a bad one is an error now, not NaN weights later.
+    const { optimizer, lr, seed, backend, batchSize, schedule } = settings(o);
     const layers = net.spec().layers;
     const config = { dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule };
     this.state = allocateState(config, net.params);
@@ -105,12 +100,16 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /** Optimizer steps taken so far. */
   get steps(): number {
-    return this.state.counters[0];
+    return this.state.counters[COUNTER.steps];
   }
 
-  /** Epochs completed so far (schedules and shuffles continue from here). */
+  /**
+   * Epochs completed so far (schedules and shuffles continue from here). A fit stopped inside an
+   * epoch (abort, a thrown callback or error) keeps its place: the next fit, or a save and
+   * Trainer.load, finishes that epoch from the next batch, on the same data.
+   */
   get epochs(): number {
-    return this.state.counters[1];
+    return this.state.counters[COUNTER.epochs];
   }
 
   /** True while an async fit runs; every other call then throws ERR_BUSY. */
@@ -127,6 +126,17 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const b = v.batch(X, y, { dtype: c.dtype, D: c.D, C: c.C }, name);
     v.assertFinite(`${name}X`, b.X);
     return { X: b.X, y: b.y };
+  }
+
+  /** Training data, which must be the size the epoch in progress (if any) was shuffled over. */
+  private trainingData(X: unknown, y: unknown): Data {
+    const d = this.data(X, y);
+    const c = this.state.counters;
+    if (c[COUNTER.done] > 0 && d.y.length !== c[COUNTER.examples]) {
+      const what = `the ${c[COUNTER.examples]} examples that epoch ${c[COUNTER.epochs] + 1} (stopped after ${c[COUNTER.done]} of them) was shuffled over`;
+      v.fail(RangeError, what, 'y', d.y);
+    }
+    return d;
   }
 
   /** One optimizer step on a minibatch (B ≤ batchSize); its loss before the update. @throws {TypeError|RangeError|HandgradError} */
@@ -167,10 +177,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   fitSync(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): FitResult {
     this.enter();
     const plan = this.plan(opts);
-    const data = this.data(X, y);
+    const data = this.trainingData(X, y);
     const validation = opts.validation ? this.data(opts.validation.X, opts.validation.y, 'validation.') : undefined;
     if (opts.signal?.aborted) return { history: [], stopped: 'aborted' };
-    const onAbort = () => Atomics.store(this.state.control, 0, 1);
+    const onAbort = () => Atomics.store(this.state.control, STOP, 1);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       return fitLoop(this.state, data, validation, plan, {
@@ -179,7 +189,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       });
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
-      Atomics.store(this.state.control, 0, 0);
+      Atomics.store(this.state.control, STOP, 0);
     }
   }
 
@@ -198,7 +208,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       yc.set(d.y);
       return { X: Xc, y: yc };
     };
-    const data = copy(this.data(X, y));
+    const data = copy(this.trainingData(X, y));
     const validation = opts.validation ? copy(this.data(opts.validation.X, opts.validation.y, 'validation.')) : undefined;
     if (!existsSync(WORKER)) {
       throw new HandgradError('ERR_NOT_BUILT', `The training worker ${WORKER} is missing; run \`npm run setup\` to build dist/`);
@@ -208,30 +218,37 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return new Promise<FitResult>((resolve, reject) => {
       const worker = new Worker(WORKER, { workerData: { state: this.state, data, validation, plan } });
       let settled = false;
-      const onAbort = () => Atomics.store(this.state.control, 0, 1);
+      // A throwing onProgress stops the run like an abort, and fit rejects with what it threw
+      // (whatever the worker says after: its 'done' is the stop this caused). No event after it.
+      let thrown: { value: unknown } | undefined;
+      const progress = (e: ProgressEvent) => {
+        if (thrown || !opts.onProgress) return;
+        try {
+          opts.onProgress(e);
+        } catch (err) {
+          thrown = { value: err };
+          Atomics.store(this.state.control, STOP, 1);
+        }
+      };
+      const onAbort = () => Atomics.store(this.state.control, STOP, 1);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const finish = (err: Error | null, result?: FitResult) => {
         if (settled) return;
         settled = true;
         opts.signal?.removeEventListener('abort', onAbort);
-        Atomics.store(this.state.control, 0, 0);
+        Atomics.store(this.state.control, STOP, 0);
         this.running = false;
-        if (err) reject(err);
+        if (thrown) reject(thrown.value);
+        else if (err) reject(err);
         else resolve(result!);
       };
       worker.on('message', (m: { type: string; event?: StepEvent; record?: EpochRecord; result?: FitResult; name?: string; message?: string; code?: string }) => {
-        try {
-          if (m.type === 'step') opts.onProgress?.({ type: 'step', ...m.event! });
-          else if (m.type === 'epoch') opts.onProgress?.({ type: 'epoch', ...m.record! });
-          else if (m.type === 'done') finish(null, m.result);
-          else if (m.type === 'error') {
-            const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
-            finish(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message));
-          }
-        } catch (err) {
-          // A throwing onProgress stops the run, like an abort, and rejects with its error.
-          Atomics.store(this.state.control, 0, 1);
-          worker.once('exit', () => finish(err as Error));
+        if (m.type === 'step') progress({ type: 'step', ...m.event! });
+        else if (m.type === 'epoch') progress({ type: 'epoch', ...m.record! });
+        else if (m.type === 'done') finish(null, m.result);
+        else if (m.type === 'error') {
+          const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
+          finish(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message));
         }
       });
       worker.on('error', (err) => finish(err));
@@ -266,8 +283,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       ...metadataOption(o.metadata),
       ...sequentialMetadata(this.model, 'handgrad', this.twoLayer ? (this.params as LiveParams).activation : undefined),
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
-      steps: String(this.state.counters[0]),
-      epochs: String(this.state.counters[1]),
+      ...counterMetadata(this.state),
     });
   }
 
@@ -283,43 +299,26 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const meta = file.metadata;
     // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one.
     const p = meta.layers !== undefined || holdsSequential(file) ? sequentialFromFile(file, path) : paramsFromFile(file, path);
-    let saved: Omit<TrainerOptions, 'optimizer'> & { optimizer?: OptimizerConfig } = {};
-    if (meta.trainer) {
-      try {
-        saved = JSON.parse(meta.trainer);
-      } catch {
-        throw new HandgradError('ERR_FILE', `Expected JSON for __metadata__.trainer but received ${JSON.stringify(meta.trainer.slice(0, 40))} (${path})`);
-      }
-    }
-    const o = saved.optimizer;
-    const { lr, batchSize, seed, backend, schedule } = saved;
+    // The saved settings and counters are checked before use (ERR_FILE naming the key); opts,
+    // the caller's, override the settings and are checked as the constructor checks them.
+    const saved = meta.trainer === undefined ? {} : asFileError(path, () => savedSettings(meta.trainer));
     const known = !(p instanceof Sequential) && (v.ACTIVATIONS as readonly string[]).includes(meta.activation);
     const activation = known ? (meta.activation as Activation) : undefined;
-    const t = new Trainer<TwoLayerParams | Sequential>(p, {
-      ...(o ? { optimizer: o.name, momentum: o.momentum, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay } : {}),
-      lr, batchSize, seed, backend, schedule, activation, ...opts,
-    });
-    for (const k of t.state.names) {
-      for (const part of ['m', 'v'] as const) {
-        const buf = t.state.slots[k][part];
-        const name = `optimizer.${k}.${part}`;
-        if (buf && name in file.tensors) {
-          const saved = tensorOf(file, name, [t.state.config.dtype === 'float64' ? 'F64' : 'F32'], path);
-          if (saved.data.length !== buf.length) throw new HandgradError('ERR_FILE', `Expected ${buf.length} elements for ${name} but received ${saved.data.length} (${path})`);
-          buf.set(saved.data as FloatArray);
-        }
-      }
-    }
-    if (meta.steps !== undefined) t.state.counters[0] = Number(meta.steps) || 0;
-    if (meta.epochs !== undefined) t.state.counters[1] = Number(meta.epochs) || 0;
+    const t = new Trainer<TwoLayerParams | Sequential>(p, { ...saved, activation, ...opts } as TrainerOptions);
+    restoreCounters(t.state, meta, path);
+    const sameOptimizer = meta.trainer !== undefined && saved.optimizer === t.state.config.optimizer.name;
+    restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0);
     return t;
   }
 
   /** A copy of the parameters (a new Sequential for a Sequential's), safe to keep while training goes on. */
   snapshot(): M extends Sequential ? Sequential : LiveParams {
-    if (!this.twoLayer) return sequentialCopy(this.model) as never;
-    const p = this.params as LiveParams;
-    return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
+    // Taken holding the parameters, which a step's update holds too: never half a step (during fit).
+    return holdingParams(this.state, () => {
+      if (!this.twoLayer) return sequentialCopy(this.model) as never;
+      const p = this.params as LiveParams;
+      return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
+    });
   }
 }
 

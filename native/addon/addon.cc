@@ -41,6 +41,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 
 // optimizerUpdate(W, g, m|null, v|null, kind, lr, t, momentum, beta1, beta2, epsilon, weightDecay):
 // one Trainer step on one tensor, in place. m is needed from momentum on, v for Adam/AdamW.
+// Returns whether every value written is finite (the Trainer undoes the step when not).
 template <typename T>
 Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -62,8 +63,8 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   T* v = needV ? arg<typedValue<T>>(info, 3, "v", n) : nullptr;
   const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}};
   requireDisjoint(env, spans, 4, 1);
-  optimizerUpdate(OptimizerConfig{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]}, W, g, m, v, n, nums[1]);
-  return env.Undefined();
+  const bool finite = optimizerUpdate(OptimizerConfig{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]}, W, g, m, v, n, nums[1]);
+  return Napi::Boolean::New(env, finite);
 }
 
 Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {

@@ -15,15 +15,27 @@ struct OptimizerConfig {
   double lr, momentum, beta1, beta2, epsilon, weightDecay;
 };
 
-// One step on W[n] with gradient g; m and v are the optimizer's slots (m for momentum/Adam, v for
-// Adam), t the 1-based step count.
+// x·0 is ±0 for a finite x and NaN otherwise: a branch-free compare in the loop that writes x, so
+// the Trainer learns of a non-finite step (and undoes it) without a second pass over memory.
+// Needs IEEE math (no -ffast-math, which would fold x·0 to 0).
 template <typename T>
-void optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, size_t n, double t) {
+inline size_t nonFinite(T x) {
+  return !(x * T(0) == T(0));
+}
+
+// One step on W[n] with gradient g; m and v are the optimizer's slots (m for momentum/Adam, v for
+// Adam), t the 1-based step count. Returns whether every value written (W, m, v) is finite.
+template <typename T>
+bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, size_t n, double t) {
   const T lr = T(c.lr), wd = T(c.weightDecay);
+  size_t bad = 0;
   switch (c.kind) {
     case Optimizer::Sgd:
-      for (size_t i = 0; i < n; ++i) W[i] -= lr * (wd == T(0) ? g[i] : g[i] + wd * W[i]);
-      return;
+      for (size_t i = 0; i < n; ++i) {
+        W[i] -= lr * (wd == T(0) ? g[i] : g[i] + wd * W[i]);
+        bad += nonFinite(W[i]);
+      }
+      return bad == 0;
     case Optimizer::Momentum:
     case Optimizer::Nesterov: {
       const T mu = T(c.momentum);
@@ -32,8 +44,9 @@ void optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, siz
         const T gi = wd == T(0) ? g[i] : g[i] + wd * W[i];
         m[i] = t == 1 ? gi : mu * m[i] + gi;  // torch: buf = g on the first step
         W[i] -= lr * (nesterov ? gi + mu * m[i] : m[i]);
+        bad += nonFinite(W[i]) + nonFinite(m[i]);
       }
-      return;
+      return bad == 0;
     }
     case Optimizer::Adam:
     case Optimizer::AdamW: {
@@ -51,10 +64,12 @@ void optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, siz
         // torch: denom = sqrt(v) / sqrt(bias_correction2) + eps; W −= (lr / bias_correction1)·m / denom
         const T denom = T(std::sqrt(v[i]) / bc2Sqrt) + eps;
         W[i] -= T(stepSize * m[i] / denom);
+        bad += nonFinite(W[i]) + nonFinite(m[i]) + nonFinite(v[i]);
       }
-      return;
+      return bad == 0;
     }
   }
+  return false;  // not reached: the glue checked the kind
 }
 
 }  // namespace hg

@@ -1,0 +1,118 @@
+// What a checkpoint holds besides the parameters, so Trainer.load continues exactly where save
+// was called: the counters (steps, epochs), the position inside the epoch in progress (how many of
+// its examples were trained on, over how many, its shuffle seed and its loss and accuracy sums),
+// and the optimizer state. Everything read back is checked before use: a file is data, not a
+// promise (ERR_FILE naming the key).
+import { HandgradError } from '../errors';
+import { type SafetensorsFile, tensorOf } from '../io/safetensors';
+import type { FloatArray } from '../types';
+import * as v from '../validate';
+import { COUNTER, type TrainState } from './state';
+
+/** The metadata entries for the counters and, mid-epoch, the position. */
+export function counterMetadata(s: TrainState): Record<string, string> {
+  const c = s.counters;
+  const meta: Record<string, string> = { steps: String(c[COUNTER.steps]), epochs: String(c[COUNTER.epochs]) };
+  if (c[COUNTER.done] > 0) {
+    // JSON numbers round-trip doubles exactly, so the resumed epoch's sums are the very same.
+    meta.position = JSON.stringify({
+      epoch: c[COUNTER.epochs] + 1, done: c[COUNTER.done], examples: c[COUNTER.examples],
+      shuffleSeed: c[COUNTER.shuffleSeed], lossSum: c[COUNTER.lossSum], correct: c[COUNTER.correct],
+    });
+  }
+  return meta;
+}
+
+function fileError(path: string, what: string, key: string, got: unknown): never {
+  throw new HandgradError('ERR_FILE', `Expected ${what} for ${key} but received ${v.describe(got)} (${path})`);
+}
+
+const isInteger = (x: unknown, lo: number, hi: number): x is number => typeof x === 'number' && Number.isInteger(x) && x >= lo && x <= hi;
+
+/** A count written by save: decimal digits only (no sign, point, exponent or spaces), below 2^53. */
+function count(path: string, meta: Record<string, string>, key: 'steps' | 'epochs'): number {
+  const text = meta[key];
+  if (text === undefined) return 0;
+  const n = Number(text);
+  if (!/^(0|[1-9][0-9]*)$/.test(text) || !Number.isSafeInteger(n)) fileError(path, 'a whole number below 2^53', `__metadata__.${key}`, text);
+  return n;
+}
+
+/**
+ * Sets the counters and the position from a file's metadata (absent: a fresh run).
+ * @throws {HandgradError} ERR_FILE naming the key of a malformed or inconsistent value
+ */
+export function restoreCounters(s: TrainState, meta: Record<string, string>, path: string): void {
+  const steps = count(path, meta, 'steps');
+  const epochs = count(path, meta, 'epochs');
+  const position = meta.position === undefined ? undefined : readPosition(path, meta.position, epochs);
+  const c = s.counters;
+  c.fill(0);
+  c[COUNTER.steps] = steps;
+  c[COUNTER.epochs] = epochs;
+  if (position) for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = position[k];
+}
+
+type Position = Record<'epoch' | 'done' | 'examples' | 'shuffleSeed' | 'lossSum' | 'correct', number>;
+
+function readPosition(path: string, json: string, epochs: number): Position {
+  const name = '__metadata__.position';
+  let p: unknown;
+  try {
+    p = JSON.parse(json);
+  } catch {
+    return fileError(path, 'a JSON object { epoch, done, examples, shuffleSeed, lossSum, correct }', name, json);
+  }
+  if (p === null || typeof p !== 'object' || Array.isArray(p)) fileError(path, 'a JSON object { epoch, done, examples, shuffleSeed, lossSum, correct }', name, p);
+  const o = p as Record<string, unknown>;
+  const keys = ['epoch', 'done', 'examples', 'shuffleSeed', 'lossSum', 'correct'];
+  const extra = Object.keys(o).find((k) => !keys.includes(k));
+  if (extra !== undefined) fileError(path, `only the keys ${keys.join(', ')}`, name, new v.Received(`'${extra}'`));
+  // An epoch in progress is the one after the last completed; its examples fit an Int32 index.
+  if (o.epoch !== epochs + 1) fileError(path, `the epoch after __metadata__.epochs (${epochs + 1})`, `${name}.epoch`, o.epoch);
+  if (!isInteger(o.examples, 1, 0x7fffffff)) fileError(path, 'a positive 32-bit integer', `${name}.examples`, o.examples);
+  const n = o.examples as number;
+  if (!isInteger(o.done, 1, n - 1)) fileError(path, `a whole number in [1, ${n - 1}] (examples trained on, of ${n})`, `${name}.done`, o.done);
+  if (!isInteger(o.shuffleSeed, 0, 2 ** 32 - 1)) fileError(path, 'a 32-bit unsigned integer', `${name}.shuffleSeed`, o.shuffleSeed);
+  if (!(typeof o.lossSum === 'number' && Number.isFinite(o.lossSum) && o.lossSum >= 0)) fileError(path, 'a finite number ≥ 0 (a sum of cross-entropies)', `${name}.lossSum`, o.lossSum);
+  if (!isInteger(o.correct, 0, o.done as number)) fileError(path, `a whole number in [0, ${o.done}] (correct of done)`, `${name}.correct`, o.correct);
+  return o as Position;
+}
+
+/**
+ * Fills the optimizer state from the file's optimizer.{name}.m/v tensors: each of the dtype and
+ * the 1-D shape of its parameter, finite. `required`: the file was saved by this optimizer after at
+ * least one step, so a missing buffer would silently restart its moments.
+ * @throws {HandgradError} ERR_FILE naming the tensor
+ */
+export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path: string, required: boolean): void {
+  const dtype = s.config.dtype === 'float64' ? 'F64' : 'F32';
+  for (const k of s.names) {
+    for (const part of ['m', 'v'] as const) {
+      const buf = s.slots[k][part];
+      const name = `optimizer.${k}.${part}`;
+      if (!buf) continue;
+      if (!(name in file.tensors)) {
+        if (required) fileError(path, `the optimizer state ${name} (the file's optimizer took steps)`, name, new v.Received('no such tensor'));
+        continue;
+      }
+      const t = tensorOf(file, name, [dtype], path);
+      if (t.shape.length !== 1 || t.shape[0] !== buf.length) fileError(path, `shape [${buf.length}] (that of ${k})`, name, new v.Received(`[${t.shape}]`));
+      const data = t.data as FloatArray;
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i])) fileError(path, 'finite values', name, new v.Received(`${data[i]} at index ${i}`));
+      }
+      buf.set(data);
+    }
+  }
+}
+
+/** A check of a file's value that throws TypeError/RangeError, as ERR_FILE (the key is in its words). */
+export function asFileError<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw new HandgradError('ERR_FILE', `${e.message} (${path})`, { cause: e });
+    throw e;
+  }
+}

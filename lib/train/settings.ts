@@ -1,0 +1,65 @@
+// The Trainer's settings, checked in one place: from the caller's options (named opts.lr, …) and
+// from a checkpoint's metadata (named __metadata__.trainer.lr, …), so a file can hold nothing a
+// caller could not pass.
+import { seed as seedOf } from '../data/options';
+import type { BackendName } from '../types';
+import * as v from '../validate';
+import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
+import { checkSchedule, type Schedule } from './schedule';
+
+export interface Settings {
+  optimizer: OptimizerConfig; lr: number; batchSize: number; seed: number; backend: BackendName; schedule: Schedule;
+}
+
+/** The settings save() writes, as its JSON holds them (optimizer as { name, momentum, … }). */
+export const SAVED_KEYS = ['optimizer', 'lr', 'batchSize', 'seed', 'backend', 'schedule'] as const;
+const OPTIMIZER_KEYS = ['name', 'momentum', 'beta1', 'beta2', 'epsilon', 'weightDecay'] as const;
+
+/**
+ * The settings from options (undefined ones take their defaults); `prefix` names them in errors.
+ * lr > 0 and finite (torch allows 0, a run that trains nothing: here a mistake); the seed an
+ * integer that a double holds exactly (a larger one would be another seed).
+ * @throws {TypeError|RangeError}
+ */
+export function settings(o: Readonly<Record<string, unknown>>, prefix = 'opts', optimizer = optimizerConfig(o as OptimizerOptions, prefix)): Settings {
+  const adam = optimizer.name === 'adam' || optimizer.name === 'adamw';
+  const lr = o.lr ?? (adam ? 1e-3 : 0.1);
+  if (typeof lr !== 'number') v.fail(TypeError, 'a number', `${prefix}.lr`, lr);
+  if (!(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', `${prefix}.lr`, lr);
+  const seed = seedOf(`${prefix}.seed`, o.seed);
+  if (!Number.isSafeInteger(seed)) v.fail(RangeError, 'a safe integer (|seed| ≤ 2^53 − 1)', `${prefix}.seed`, seed);
+  return {
+    optimizer, lr, seed,
+    backend: v.oneOf(`${prefix}.backend`, o.backend, v.BACKENDS, 'native'),
+    batchSize: v.dim(`${prefix}.batchSize`, o.batchSize ?? 32),
+    schedule: checkSchedule(o.schedule, `${prefix}.schedule`),
+  };
+}
+
+/**
+ * The settings a checkpoint holds (__metadata__.trainer, JSON), checked as a caller's options are,
+ * as options for the Trainer (only the keys the file has).
+ * @throws {TypeError|RangeError} naming __metadata__.trainer.*; the caller makes it ERR_FILE
+ */
+export function savedSettings(json: string): Record<string, unknown> {
+  const name = '__metadata__.trainer';
+  let saved: unknown;
+  try {
+    saved = JSON.parse(json);
+  } catch {
+    return v.fail(TypeError, 'a JSON object of settings', name, json);
+  }
+  if (saved === null || typeof saved !== 'object' || Array.isArray(saved)) v.fail(TypeError, 'a JSON object of settings', name, saved);
+  const s = v.options(name, saved, SAVED_KEYS);
+  const out: Record<string, unknown> = {};
+  for (const k of SAVED_KEYS) if (s[k] !== undefined && k !== 'optimizer') out[k] = s[k];
+  let optimizer: OptimizerConfig | undefined;
+  if (s.optimizer !== undefined) {
+    const o = v.options(`${name}.optimizer`, s.optimizer, OPTIMIZER_KEYS);
+    const opts = { optimizer: o.name, momentum: o.momentum, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay };
+    optimizer = optimizerConfig(opts as OptimizerOptions, `${name}.optimizer`, `${name}.optimizer.name`);
+    Object.assign(out, { optimizer: optimizer.name, momentum: optimizer.momentum, beta1: optimizer.beta1, beta2: optimizer.beta2, epsilon: optimizer.epsilon, weightDecay: optimizer.weightDecay });
+  }
+  settings(out, name, optimizer ?? optimizerConfig({}, name));
+  return out;
+}
