@@ -54,7 +54,10 @@ function hostile(body: string, { heapMB = 256, addressSpaceGB = 4, timeoutS = 12
   const report = `status ${r.status}, signal ${r.signal}\n${r.stdout.slice(0, 2000)}\n${r.stderr.slice(-2000)}`;
   expect(r.signal, report).toBeNull();
   expect(r.status, report).toBe(0);
-  return JSON.parse(r.stdout) as Outcome;
+  const o = JSON.parse(r.stdout) as Outcome;
+  // HG_FIGURES=1 prints each attack's cost (the figures quoted in RELIABILITY.md).
+  if (process.env.HG_FIGURES) console.log(`${body.slice(0, 90)}: ${o.ok ? 'ok' : o.code ?? o.name} in ${o.ms.toFixed(0)} ms, peak RSS ${o.maxRssMB.toFixed(0)} MB`);
+  return o;
 }
 
 /** A clean ERR_FILE saying `message`, within `ms` and `rssMB`. */
