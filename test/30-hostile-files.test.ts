@@ -108,6 +108,13 @@ describe.skipIf(process.platform !== 'linux')('hostile files cost what their siz
     const one = file('wide-blank-one.csv', `${head}${'\n'.repeat(100_000)}${Array(10_000).fill('1').join(',')}\n`);
     const o = hostile(`(({ X, y, D }) => ({ X: X.length, bytes: X.buffer.byteLength, y: y.length, D }))(lib.readCsv(${q(one)}))`);
     expect(o, q(o)).toMatchObject({ ok: true, value: { X: 9999, bytes: 9999 * 8, y: 1, D: 9999 } });
+    // X grows as rows come (past its first 4,096 rows here), every value in place, none to spare.
+    const rows = Array.from({ length: 10_000 }, (_, i) => `${i},${-i / 4},${i % 3}`);
+    const d = readCsv(`a,b,c\n${rows.join('\n\n\n')}\n\n`);
+    expect(d.X.length).toBe(20_000);
+    expect(d.X.buffer.byteLength).toBe(20_000 * 8);
+    expect(d.y.length).toBe(10_000);
+    for (let i = 0; i < 10_000; i++) if (d.X[2 * i] !== i || d.X[2 * i + 1] !== -i / 4 || d.y[i] !== i % 3) throw new Error(`row ${i}`);
   });
 
   it('CSV: distinct labels past opts.maxClasses (default 65,536) stop at the first one past it, however many the file holds', () => {

@@ -378,7 +378,7 @@ function parse(bytes: Buffer, delim: number, label: string | number | undefined,
   while (rec.next(ncols)) {
     if (rec.n !== ncols) fileFail(`${ncols} cells (as on line ${firstLine})`, `line ${rec.recordLine}`, `${rec.n}`, source);
     if (r === rows) {
-      rows = Math.min(bound, 2 * rows);
+      rows = Math.max(r + 1, Math.min(bound, 2 * rows)); // past the bound only if it were wrong: never a row dropped
       X = grown(X, rows * D);
       ids = grown(ids, rows);
     }
