@@ -90,10 +90,13 @@ describe('Trainer.fit is a well-behaved async job', () => {
     expect(t.steps).toBeGreaterThanOrEqual(50);
     expect(t.steps).toBeLessThan(1000 * 50);
     expect([...t.params.W1].every(Number.isFinite)).toBe(true);
-    // The next fit continues from where it stopped.
+    // The next fit continues from where it stopped: it finishes the epoch in progress (50 steps
+    // each), from the next batch (test/33 checks the weights bit for bit).
     const before = t.steps;
+    const epochs = t.epochs;
     t.fitSync(X, y, { epochs: 1 });
-    expect(t.steps).toBe(before + 50);
+    expect(t.steps).toBe(before + (before % 50 === 0 ? 50 : 50 - (before % 50)));
+    expect(t.epochs).toBe(epochs + 1);
   });
 
   it('refuses other calls while it runs (ERR_BUSY), and copies X on entry', async () => {

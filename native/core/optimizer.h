@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace hg {
 
@@ -15,12 +17,20 @@ struct OptimizerConfig {
   double lr, momentum, beta1, beta2, epsilon, weightDecay;
 };
 
-// x·0 is ±0 for a finite x and NaN otherwise: a branch-free compare in the loop that writes x, so
-// the Trainer learns of a non-finite step (and undoes it) without a second pass over memory.
-// Needs IEEE math (no -ffast-math, which would fold x·0 to 0).
-template <typename T>
-inline size_t nonFinite(T x) {
-  return !(x * T(0) == T(0));
+// The exponent bits of x (for a double, in its high 32 bits) plus one exponent unit carry into bit
+// 31 only when they are all set: ±Infinity or NaN. An AND, an add and an OR per value written,
+// in the loop that writes it, so the Trainer learns of a non-finite step (and undoes it) without a
+// second pass over memory; integer ops, so the loop still vectorizes (a float compare-and-count
+// does not, for double, with SSE2).
+inline uint32_t exponentCarry(double x) {
+  uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return (uint32_t(bits >> 32) & 0x7ff00000u) + 0x00100000u;
+}
+inline uint32_t exponentCarry(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return (bits & 0x7f800000u) + 0x00800000u;
 }
 
 // One step on W[n] with gradient g; m and v are the optimizer's slots (m for momentum/Adam, v for
@@ -28,14 +38,14 @@ inline size_t nonFinite(T x) {
 template <typename T>
 bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, size_t n, double t) {
   const T lr = T(c.lr), wd = T(c.weightDecay);
-  size_t bad = 0;
+  uint32_t carry = 0;
   switch (c.kind) {
     case Optimizer::Sgd:
       for (size_t i = 0; i < n; ++i) {
         W[i] -= lr * (wd == T(0) ? g[i] : g[i] + wd * W[i]);
-        bad += nonFinite(W[i]);
+        carry |= exponentCarry(W[i]);
       }
-      return bad == 0;
+      return (carry >> 31) == 0;
     case Optimizer::Momentum:
     case Optimizer::Nesterov: {
       const T mu = T(c.momentum);
@@ -44,9 +54,9 @@ bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, siz
         const T gi = wd == T(0) ? g[i] : g[i] + wd * W[i];
         m[i] = t == 1 ? gi : mu * m[i] + gi;  // torch: buf = g on the first step
         W[i] -= lr * (nesterov ? gi + mu * m[i] : m[i]);
-        bad += nonFinite(W[i]) + nonFinite(m[i]);
+        carry |= exponentCarry(W[i]) | exponentCarry(m[i]);
       }
-      return bad == 0;
+      return (carry >> 31) == 0;
     }
     case Optimizer::Adam:
     case Optimizer::AdamW: {
@@ -64,9 +74,9 @@ bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, siz
         // torch: denom = sqrt(v) / sqrt(bias_correction2) + eps; W −= (lr / bias_correction1)·m / denom
         const T denom = T(std::sqrt(v[i]) / bc2Sqrt) + eps;
         W[i] -= T(stepSize * m[i] / denom);
-        bad += nonFinite(W[i]) + nonFinite(m[i]) + nonFinite(v[i]);
+        carry |= exponentCarry(W[i]) | exponentCarry(m[i]) | exponentCarry(v[i]);
       }
-      return bad == 0;
+      return (carry >> 31) == 0;
     }
   }
   return false;  // not reached: the glue checked the kind
