@@ -22,14 +22,15 @@ const STEPS_PER_EPOCH = 45;
 const LONG_RUN = ['train', '--data', 'digits', '--hidden', '256', '--epochs', '3000'];
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  // cwd tmp: a CLI that wrongly writes into its working folder (--out '') writes there, not into the repository.
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Runs a long training, sends `signals` (one after another) once the first epoch line is out; the exit code, output, and that epoch. */
 function interrupted(out: string, signals: NodeJS.Signals[]): Promise<{ code: number | null; stdout: string; stderr: string; epoch: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...LONG_RUN, '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...LONG_RUN, '--out', out], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let epoch = 0;
