@@ -123,6 +123,14 @@ describeBackends('a non-finite update stops training with the last finite weight
     for (const k of ['W1', 'b1', 'W2', 'b2'] as const) expect(sameBits(t.params[k], p[k])).toBe(true);
   });
 
+  it('float32: an update that overflows only the float32 store (finite in double) is caught too', () => {
+    const p = initParams({ D: 2, H: 8, C: 2 }, { seed: 0, dtype: 'float32' });
+    const t = new Trainer(p, { lr: 1e33, batchSize: 2, backend });
+    const e = thrown(() => t.step(new Float32Array([1e8, -1e8, 3e7, 2e8]), [0, 1]));
+    expect(e.message).toMatch(/after the update of step 1 for (W1|b1|W2|b2) but received -?Infinity/);
+    for (const k of ['W1', 'b1', 'W2', 'b2'] as const) expect(sameBits(t.params[k], p[k])).toBe(true);
+  });
+
   it('Adam with ε = 0 and a gradient that is zero from the start: 0/0 is caught, not written', () => {
     // Feature 1 is 0 in every row, so its W1 row never gets a gradient: m = v = 0 and m/√v = NaN.
     const t = new Trainer(params(), { optimizer: 'adam', epsilon: 0, lr: 0.01, batchSize: 4, backend });

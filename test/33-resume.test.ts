@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { initParams, Trainer, xor } from '../lib';
+import { initParams, Linear, ReLU, Sequential, Tanh, Trainer, xor } from '../lib';
 import { saveSafetensors, type TensorInput } from '../lib/io/safetensors';
 import type { BackendName, FloatArray } from '../lib/types';
 import { describeBackends, readSafetensorsFile, sameBits, thrown } from './helpers';
@@ -109,6 +109,29 @@ describeBackends('abort + resume gives the weights of an uninterrupted run, bit 
     expect(r.status, r.stderr).toBe(0);
     const saved = readSafetensorsFile(out).tensors;
     expect(sameParams(saved as unknown as Tensors, straight.params)).toBe(true);
+  });
+});
+
+describe('a Sequential (three Linear layers) resumes exactly too, through save and Trainer.load', () => {
+  it('stopped mid-epoch, saved, loaded, finished: the weights of the uninterrupted run', () => {
+    const { X, y } = xor(DATA);
+    const net = () => new Sequential([
+      new Linear(2, 6, { W: new Float64Array(12).map((_, i) => Math.sin(i + 1)), b: new Float64Array(6) }), new Tanh(),
+      new Linear(6, 5, { W: new Float64Array(30).map((_, i) => Math.cos(i)), b: new Float64Array(5).fill(0.1) }), new ReLU(),
+      new Linear(5, 2, { W: new Float64Array(10).map((_, i) => Math.sin(2 * i)), b: new Float64Array(2) }),
+    ]);
+    const opts = { optimizer: 'nesterov', lr: 0.05, batchSize: 8, seed: 3 } as const;
+    const straight = new Trainer(net(), opts);
+    straight.fitSync(X, y, { epochs: 2 });
+    const t = new Trainer(net(), opts);
+    const ac = new AbortController();
+    t.fitSync(X, y, { epochs: 2, signal: ac.signal, progressEvery: 1, onProgress: (e) => e.type === 'step' && e.epoch === 1 && e.step === 7 && ac.abort() });
+    const path = join(dir, 'seq.safetensors');
+    t.save(path);
+    const r = Trainer.load(path);
+    r.fitSync(X, y, { epochs: 2 });
+    expect(r.steps).toBe(2 * STEPS);
+    for (const k of ['W1', 'b1', 'W2', 'b2', 'W3', 'b3']) expect(sameBits((r.params as Record<string, FloatArray>)[k], straight.params[k])).toBe(true);
   });
 });
 
