@@ -45,10 +45,15 @@ export type ProgressEvent = ({ type: 'step' } & StepEvent) | ({ type: 'epoch' } 
 type Labelled = { X: FloatArray; y: ArrayLike<number> };
 
 export interface FitOptions {
+  /** Epochs to run (default 10); an epoch left in progress by an earlier stop is finished first and counts as one. */
   epochs?: number;
   /** A data set { X, y }: a loader's or trainValSplit's, whose other fields are ignored. */
   validation?: Labelled | (Labelled & Record<string, unknown>);
-  /** Called with an 'epoch' event after each epoch, and a 'step' event every progressEvery steps. */
+  /**
+   * Called with an 'epoch' event after each epoch, and a 'step' event every progressEvery steps.
+   * If it throws, training stops after the step it reported and fit rejects (fitSync throws) with
+   * what it threw; the Trainer keeps its place and stays usable.
+   */
   onProgress?: (e: ProgressEvent) => void;
   progressEvery?: number;
   /** Stops between two steps; the parameters are those after the last completed step. */
@@ -139,7 +144,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return d;
   }
 
-  /** One optimizer step on a minibatch (B ≤ batchSize); its loss before the update. @throws {TypeError|RangeError|HandgradError} */
+  /**
+   * One optimizer step on a minibatch (B ≤ batchSize); its loss before the update.
+   * @throws {TypeError|RangeError|HandgradError} bad arguments; a RangeError for a non-finite update, which is then undone
+   */
   step(X: FloatArray, y: ArrayLike<number>, opts: Record<string, never> = {}): number {
     v.options('opts', opts, []);
     this.enter();
@@ -173,7 +181,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return { epochs, progressEvery, patience: es?.patience, minDelta: es?.minDelta ?? 0 };
   }
 
-  /** Trains on this thread; returns the per-epoch history. @throws {TypeError|RangeError|HandgradError} */
+  /**
+   * Trains on this thread; returns the per-epoch history.
+   * @throws {TypeError|RangeError|HandgradError} bad arguments; a RangeError for a non-finite step (the weights are those after the last finite one); what onProgress threw
+   */
   fitSync(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): FitResult {
     this.enter();
     const plan = this.plan(opts);
@@ -196,6 +207,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
    * Trains in a worker thread, so the event loop stays free. X and y are copied on entry: changing
    * them afterwards does not affect this fit. The Trainer is busy (ERR_BUSY) until it settles.
+   * Rejects with a RangeError for a non-finite step (the weights are those after the last finite
+   * one), or with what onProgress threw.
    * @throws {TypeError|RangeError} synchronously, for bad arguments
    */
   fit(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): Promise<FitResult> {
@@ -265,8 +278,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   }
 
   /**
-   * Writes the parameters, the optimizer state and the counters to a safetensors file, so a later
-   * Trainer.load continues exactly where this one is.
+   * Writes the parameters, the optimizer state, the counters and (stopped inside an epoch) the
+   * position in it to a safetensors file, so a later Trainer.load continues exactly where this one
+   * is: its fit on the same data gives the weights of a run never interrupted, bit for bit.
    * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when the file cannot be written
    */
   save(path: string, opts: { metadata?: Record<string, string> } = {}): void {
@@ -290,8 +304,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
    * A Trainer from a file written by save() (optimizer state and counters restored), or from
    * parameters alone (saveParams, PyTorch's state_dict layout) with fresh optimizer state.
-   * `opts` override the saved settings.
-   * @throws {HandgradError} ERR_FILE for a missing or malformed file
+   * `opts` override the saved settings. Every value read from the file is checked before use.
+   * @throws {HandgradError} ERR_FILE for a missing or malformed file, or a setting, counter, position or optimizer state out of range (naming its key)
    */
   static load(path: string, opts: TrainerOptions = {}): Trainer<TwoLayerParams | Sequential> {
     v.options('opts', opts, TRAINER_OPTIONS, v.NOT_YET_SUPPORTED);
@@ -311,7 +325,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return t;
   }
 
-  /** A copy of the parameters (a new Sequential for a Sequential's), safe to keep while training goes on. */
+  /** A copy of the parameters after a whole step (a new Sequential for a Sequential's), safe to keep while training goes on. */
   snapshot(): M extends Sequential ? Sequential : LiveParams {
     // Taken holding the parameters, which a step's update holds too: never half a step (during fit).
     return holdingParams(this.state, () => {
