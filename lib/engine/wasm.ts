@@ -114,9 +114,9 @@ function prepare(net: StackDescription): PreparedNet {
   return {
     forwardBackward(a) {
       const { X, y, B, grads, dX, reduction, accumulate } = a;
-      checkLengths(a, D, params, counts);
       const b = batches.get(B);
-      const v = enter(b);
+      const v = enter(b); // sizes the memory first: a step past 4 GiB is refused as such
+      checkLengths(a, D, params, counts); // before anything runs on what enter() and the copies below read
       v.X.set(X);
       v.y.set(y); // the module's copy: another thread can no longer change it
       if (accumulate) {
@@ -134,9 +134,9 @@ function prepare(net: StackDescription): PreparedNet {
       return { loss, logits: b.logits };
     },
     forward(X, B) {
-      checkLengths({ X, B, grads: [], dX: null }, D, params, counts);
       const b = batches.get(B);
       const v = enter(b);
+      checkLengths({ X, B, grads: [], dX: null }, D, params, counts);
       v.X.set(X);
       b.stepped = false;
       if (!fwd(b.net, L, b.ws, b.X, B, b.ptrs, b.status)) return failure(v);
