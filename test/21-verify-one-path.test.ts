@@ -36,6 +36,16 @@ describe('a gradient function gets the params as the caller passed them', () => 
     expect(gradcheck(byDims, X, y, { params, inputGrad: true }).ok).toBe(true);
   });
 
+  it('the params’ own activation is the default, as forwardBackward’s: a tanh net is checked as tanh', () => {
+    const tanhParams = { ...params, activation: 'tanh' as const };
+    const r = verify(tanhParams, X, y, { reference: 'fd' });
+    expect(r.ok, r.summary).toBe(true);
+    expect((r as { activation?: string }).activation).toBe('tanh');
+    // A candidate that ignores the activation it is handed (ReLU) is caught against the tanh truth.
+    const relu = verify(tanhParams, X, y, { reference: 'fd', candidate: (p, X2, y2, o) => forwardBackward(p, X2, y2, { ...o, activation: 'relu', inputGrad: true }).grads });
+    expect(relu.ok).toBe(false);
+  });
+
   it('every field the caller passed, extra ones too, on a copy: writing into it changes nothing', () => {
     const mine = { ...params, note: 'mine', lr: 0.1 };
     const before = mine.W1.slice();

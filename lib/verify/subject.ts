@@ -4,7 +4,7 @@
 // Only a gradient function (handed the network in the form given) and the report's description
 // of the network see which form it was.
 import { Sequential, sequentialCopy } from '../layers/sequential';
-import { twoLayerNet } from '../model';
+import { activationOf, twoLayerNet } from '../model';
 import type { Activation, BackendName, Dims, FloatArray, Params, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
@@ -19,7 +19,7 @@ type ByForm<N, S, P> = [N] extends [never] ? P : N extends Sequential ? S : P;
 
 /** The options of verify and gradcheck that say what the network is. */
 export interface NetworkOptions<N extends Network = Params> {
-  /** The two-layer params' activation (default 'relu'); a Sequential's layers hold theirs. */
+  /** The two-layer params' activation (default: the params' own `activation`, else 'relu'); a Sequential's layers hold theirs. */
   activation?: N extends Sequential ? never : Activation;
   /** 'mean' (default for the params; a Sequential's default is its loss's) or 'sum'. */
   reduction?: Reduction;
@@ -70,7 +70,8 @@ export function num(name: string, x: unknown, fallback: number, positive: boolea
 export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }) {
   const given = target instanceof Sequential;
   if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
-  const activation = v.oneOf('opts.activation', opts.activation, v.ACTIVATIONS, 'relu');
+  // As forwardBackward: the option, else the params' own activation (a Trainer's, loadParams'), else ReLU.
+  const activation = given ? 'relu' : activationOf(target, opts.activation);
   const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, given ? (target as Sequential).loss.reduction : 'mean');
   let seq: Sequential;
   let b: { X: FloatArray; y: Int32Array; B: number };
