@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initParams, Linear, ReLU, Sequential, Tanh, Trainer, xor } from '../lib';
 import { saveSafetensors, type TensorInput } from '../lib/io/safetensors';
@@ -190,40 +191,86 @@ describe('a position inside an epoch holds only for the data it was shuffled ove
   });
 });
 
+/** A large two-layer run (Adam over a 256×512 W1: the update is a good part of each step), its per-step states recorded. */
+function largeRun(epochs: number) {
+  const D = 256, H = 512, C = 10, n = 128;
+  const X = new Float64Array(n * D).map((_, i) => Math.sin(i * 0.37));
+  const y = Array.from({ length: n }, (_, i) => i % C);
+  const opts = { optimizer: 'adam', lr: 1e-3, batchSize: 32, seed: 1 } as const;
+  const p = initParams({ D, H, C }, { seed: 9 });
+  const fingerprint = (q: Tensors) => {
+    const h = createHash('sha1');
+    for (const k of NAMES) h.update(new Uint8Array(q[k].buffer, q[k].byteOffset, q[k].byteLength));
+    return h.digest('hex');
+  };
+  // The state after each step (fingerprint → step), recorded on this thread where nothing runs concurrently.
+  const ref = new Trainer(p, opts);
+  const states = new Map([[fingerprint(ref.snapshot()), 0]]);
+  ref.fitSync(X, y, { epochs, progressEvery: 1, onProgress: (e) => e.type === 'step' && states.set(fingerprint(ref.snapshot()), ref.steps) });
+  return { X, y, make: () => new Trainer(p, opts), fingerprint, states, final: fingerprint(ref.snapshot()) };
+}
+
+describe('a worker terminated at any moment leaves the last whole step, and the run resumes exactly', () => {
+  it('terminated at random moments, resumed each time: every stop is a recorded state, the end is the uninterrupted one', async () => {
+    const epochs = 6;
+    const run = largeRun(epochs);
+    const t = run.make();
+    let terminations = 0;
+    for (let round = 0; round < 40 && t.epochs < epochs; round++) {
+      // The Trainer's worker is private: catch it as it subscribes to its events.
+      const on = Worker.prototype.on;
+      let worker: Worker | undefined;
+      Worker.prototype.on = function (this: Worker, ...args: Parameters<Worker['on']>) {
+        worker ??= this;
+        return on.apply(this, args);
+      } as Worker['on'];
+      let fit: Promise<unknown>;
+      try {
+        // Terminated a few milliseconds after its first step event: at some moment in training.
+        let timer: NodeJS.Timeout | undefined;
+        fit = t.fit(run.X, run.y, {
+          epochs: epochs - t.epochs, progressEvery: 1,
+          onProgress: () => (timer ??= setTimeout(() => void worker?.terminate(), round % 7)),
+        });
+        const clear = () => clearTimeout(timer);
+        void fit.then(clear, clear);
+      } finally {
+        Worker.prototype.on = on;
+      }
+      const outcome = await fit.then(() => 'done', (e: { code?: string }) => e.code);
+      if (outcome === 'done') break;
+      expect(outcome).toBe('ERR_WORKER');
+      terminations++;
+      // Not held by the dead worker (this would wait forever), and a state some step ended in.
+      const at = run.states.get(run.fingerprint(t.snapshot()));
+      expect(at, `round ${round}: the weights are no step's`).toBe(t.steps);
+    }
+    expect(terminations).toBeGreaterThan(3);
+    expect(t.epochs).toBe(epochs);
+    expect(run.fingerprint(t.snapshot())).toBe(run.final);
+  });
+});
+
 describe('snapshot() during an async fit is the weights after a whole step, never torn', () => {
   it('every snapshot equals one of the per-step states of the same run (about a hundred snapshots)', async () => {
-    // Adam over a 256×512 W1: the update takes a good part of each step, so a copy taken at a
-    // random moment overlaps one often (8 of 157 snapshots were torn before the fix).
-    const D = 256, H = 512, C = 10, n = 128;
-    const X = new Float64Array(n * D).map((_, i) => Math.sin(i * 0.37));
-    const y = Array.from({ length: n }, (_, i) => i % C);
-    const opts = { optimizer: 'adam', lr: 1e-3, batchSize: 32, seed: 1 } as const;
-    const p = initParams({ D, H, C }, { seed: 9 });
-    const fingerprint = (q: Tensors) => {
-      const h = createHash('sha1');
-      for (const k of NAMES) h.update(new Uint8Array(q[k].buffer, q[k].byteOffset, q[k].byteLength));
-      return h.digest('hex');
-    };
-    // The states after each step, recorded on this thread where nothing runs concurrently.
-    const ref = new Trainer(p, opts);
-    const states = new Set([fingerprint(ref.snapshot())]);
+    // 8 of 157 snapshots were torn before the fix (W1 half updated).
     const epochs = 12;
-    ref.fitSync(X, y, { epochs, progressEvery: 1, onProgress: (e) => e.type === 'step' && states.add(fingerprint(ref.snapshot())) });
-    expect(states.size).toBe(epochs * 4 + 1);
-
-    const t = new Trainer(p, opts);
-    const run = t.fit(X, y, { epochs });
+    const run = largeRun(epochs);
+    expect(run.states.size).toBe(epochs * 4 + 1);
+    const t = run.make();
+    const fit = t.fit(run.X, run.y, { epochs });
     let snapshots = 0;
     let torn = 0;
     let done = false;
-    void run.finally(() => (done = true));
+    const end = () => (done = true);
+    void fit.then(end, end);
     while (!done) {
-      if (!states.has(fingerprint(t.snapshot()))) torn++;
+      if (!run.states.has(run.fingerprint(t.snapshot()))) torn++;
       snapshots++;
       await new Promise((r) => setImmediate(r));
     }
-    await run;
-    expect(fingerprint(t.snapshot())).toBe(fingerprint(ref.snapshot()));
+    await fit;
+    expect(run.fingerprint(t.snapshot())).toBe(run.final);
     expect(snapshots).toBeGreaterThan(50);
     expect(torn, `${torn} of ${snapshots} snapshots were torn`).toBe(0);
   });

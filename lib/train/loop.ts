@@ -47,11 +47,11 @@ export function sequentialOf(s: TrainState): Sequential {
 
 /**
  * Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward,
- * update (all or nothing: ./update.ts). The data and buffers were checked once, when fit/step was
- * called: nothing is re-checked or allocated here.
+ * update (all or nothing: ./update.ts), and `advance` (the epoch's own counters) with it. The data
+ * and buffers were checked once, when fit/step was called: nothing is re-checked or allocated here.
  * @throws {RangeError} a non-finite forward pass, gradient or update; the weights are then those after the last step
  */
-export function trainStep(s: TrainState, B: number, lr: number): { loss: number; correct: number } {
+export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss: number, correct: number) => void): { loss: number; correct: number } {
   const { backend } = s.config;
   const full = B === s.config.batchSize;
   const X = full ? s.Xb : s.Xb.subarray(0, B * s.config.D);
@@ -59,7 +59,7 @@ export function trainStep(s: TrainState, B: number, lr: number): { loss: number;
   const { seq, grads } = stackOf(s);
   const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false });
   const correct = countCorrect(r.logits, s.yb, B, s.config.C);
-  applyUpdate(s, lr);
+  applyUpdate(s, lr, advance && (() => advance(r.loss, correct)));
   return { loss: r.loss, correct };
 }
 
@@ -114,22 +114,28 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   new Rng(c[COUNTER.shuffleSeed]).shuffle(order);
   const bs = s.config.batchSize;
   const steps = Math.ceil(n / bs);
+  let record: EpochRecord | null = null;
+  let lossSum = 0; // the epoch's loss sum after the step, for its event
   for (let start = c[COUNTER.done]; start < n; start += bs) {
     if (Atomics.load(s.control, STOP) !== 0) return null;
     const B = Math.min(bs, n - start);
     gather(s, data, order, start, B);
-    const r = trainStep(s, B, lr);
-    c[COUNTER.lossSum] += r.loss * B;
-    c[COUNTER.correct] += r.correct;
-    c[COUNTER.done] = start + B;
+    // The position moves with the step's update, in the same hold of the parameters (./update.ts);
+    // the last step of the epoch completes it there too.
+    trainStep(s, B, lr, (loss, correct) => {
+      lossSum = c[COUNTER.lossSum] += loss * B;
+      c[COUNTER.correct] += correct;
+      c[COUNTER.done] = start + B;
+      if (start + B < n) return;
+      record = { epoch, lr, loss: lossSum / n, accuracy: c[COUNTER.correct] / n };
+      for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = 0;
+      c[COUNTER.epochs] = epoch;
+    });
     const step = Math.ceil((start + B) / bs);
     if (onStep && every > 0 && (step % every === 0 || start + B === n)) {
-      onStep({ epoch, step, steps, loss: c[COUNTER.lossSum] / (start + B) });
+      onStep({ epoch, step, steps, loss: lossSum / (start + B) });
     }
   }
-  const record = { epoch, lr, loss: c[COUNTER.lossSum] / n, accuracy: c[COUNTER.correct] / n };
-  for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = 0;
-  c[COUNTER.epochs] = epoch;
   return record;
 }
 

@@ -22,8 +22,18 @@ export interface TrainState {
   yb: Int32Array; // [batchSize]
   /** Indexed by COUNTER: the steps, the epochs, and the position inside the epoch in progress. */
   counters: Float64Array;
-  /** [STOP] set to 1 to stop an async fit between steps; [LOCK] 1 while a step or a snapshot holds the parameters. */
+  /**
+   * [STOP] set to 1 to stop an async fit between steps; [LOCK] 1 while a step or a snapshot holds
+   * the parameters; [TOUCHED] during a step's update, how many tensors (in names order) it may have
+   * changed, 0 once the step is whole (./update.ts).
+   */
   control: Int32Array;
+  /**
+   * The state as it was before the step in progress: each tensor's W, m, v (copied just before the
+   * update touches it) and the counters. Shared, so that if the worker dies inside a step the
+   * caller's thread can put back the last whole one (rollBackAbandonedStep).
+   */
+  before: { tensors: Record<string, { W: FloatArray; m: FloatArray | null; v: FloatArray | null }>; counters: Float64Array };
 }
 
 /**
@@ -37,6 +47,7 @@ export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed:
 const COUNTERS = Object.keys(COUNTER).length;
 export const STOP = 0;
 const LOCK = 1;
+export const TOUCHED = 2;
 
 /**
  * Runs fn holding the parameters: a step's update (all tensors, all or nothing) and a snapshot's
@@ -49,9 +60,34 @@ export function holdingParams<T>(s: TrainState, fn: () => T): T {
   try {
     return fn();
   } finally {
-    Atomics.store(s.control, LOCK, 0);
-    Atomics.notify(s.control, LOCK, 1);
+    unlock(s);
   }
+}
+
+function unlock(s: TrainState): void {
+  Atomics.store(s.control, LOCK, 0);
+  Atomics.notify(s.control, LOCK, 1);
+}
+
+/**
+ * After the worker thread ended without finishing (terminated, or killed by an error it could not
+ * report) — never while it runs: puts back the state before the step it died inside, if any (the
+ * tensors it may have touched and the counters), and frees the lock it held, so the Trainer is at
+ * its last whole step and a snapshot does not wait forever.
+ */
+export function rollBackAbandonedStep(s: TrainState): void {
+  if (Atomics.load(s.control, LOCK) === 0) return;
+  const touched = Atomics.load(s.control, TOUCHED);
+  for (let i = 0; i < touched; i++) {
+    const k = s.names[i];
+    const b = s.before.tensors[k];
+    s.params[k].set(b.W);
+    if (b.m) s.slots[k].m!.set(b.m);
+    if (b.v) s.slots[k].v!.set(b.v);
+  }
+  if (touched > 0) s.counters.set(s.before.counters);
+  Atomics.store(s.control, TOUCHED, 0);
+  unlock(s);
 }
 
 export function sharedFloat(dtype: Dtype, n: number): FloatArray {
@@ -63,6 +99,7 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
   const params: Record<string, FloatArray> = {};
   const grads: Record<string, FloatArray> = {};
   const slots: Record<string, SlotState> = {};
+  const before: TrainState['before'] = { tensors: {}, counters: new Float64Array(new SharedArrayBuffer(8 * COUNTERS)) };
   for (const k of names) {
     const n = initial[k].length;
     params[k] = sharedFloat(config.dtype, n);
@@ -70,12 +107,14 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
     grads[k] = sharedFloat(config.dtype, n);
     const len = slotLengths(config.optimizer.name, n);
     slots[k] = { m: len.m ? sharedFloat(config.dtype, len.m) : null, v: len.v ? sharedFloat(config.dtype, len.v) : null };
+    before.tensors[k] = { W: sharedFloat(config.dtype, n), m: len.m ? sharedFloat(config.dtype, len.m) : null, v: len.v ? sharedFloat(config.dtype, len.v) : null };
   }
   return {
     config, names, params, grads, slots,
     Xb: sharedFloat(config.dtype, config.batchSize * config.D),
     yb: new Int32Array(new SharedArrayBuffer(4 * config.batchSize)),
     counters: new Float64Array(new SharedArrayBuffer(8 * COUNTERS)),
-    control: new Int32Array(new SharedArrayBuffer(8)),
+    control: new Int32Array(new SharedArrayBuffer(12)),
+    before,
   };
 }

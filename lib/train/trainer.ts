@@ -16,7 +16,7 @@ import type { OptimizerOptions } from './optimizer';
 import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState } from './resume';
 import type { Schedule } from './schedule';
 import { savedSettings, settings } from './settings';
-import { allocateState, COUNTER, holdingParams, sharedFloat, STOP, type TrainState } from './state';
+import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
 
 export interface TrainerOptions extends OptimizerOptions {
   /** Base learning rate (default 0.1 for SGD variants, 0.001 for Adam/AdamW). */
@@ -264,8 +264,15 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
           finish(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message));
         }
       });
-      worker.on('error', (err) => finish(err));
-      worker.on('exit', (code) => finish(new HandgradError('ERR_WORKER', `The training worker exited (code ${code}) before finishing`)));
+      // A worker that dies (terminated, or an error it could not report) may die inside a step:
+      // once it has exited, that step is rolled back and its hold on the parameters freed.
+      let died: Error | undefined;
+      worker.on('error', (err) => (died = err));
+      worker.on('exit', (code) => {
+        if (settled) return; // it reported: nothing left half done (and a later fit may hold the lock now)
+        rollBackAbandonedStep(this.state);
+        finish(died ?? new HandgradError('ERR_WORKER', `The training worker exited (code ${code}) before finishing`));
+      });
     });
   }
 

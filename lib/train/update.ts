@@ -1,6 +1,8 @@
 // One optimizer step over every tensor, all or nothing: the weights and optimizer state after it
 // are all finite, or they are left exactly as after the previous step and a RangeError names the
-// tensor and the step.
+// tensor and the step. The step's counters (steps, the position in the epoch) change with it,
+// inside the same hold of the parameters: a snapshot, a stop or a dead worker sees the step whole
+// or not at all.
 //
 // Why a copy taken before the update (and not a check before writing, or an undo): an update
 // cannot be undone exactly in floating point (W − lr·g + lr·g is not W), and a dry run that
@@ -8,28 +10,12 @@
 // (Adam's square root and division: as much again as the update). A copy of W, m and v is a
 // memcpy (TypedArray.set), the cheapest pass over the memory there is; the finiteness test rides
 // in the update loop itself (lib/train/optimizer.ts, native/core/optimizer.h), and the copy is read
-// back only on the rare failing step.
+// back only on a failing step (or by the caller's thread, if the worker died inside one).
 import { coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
 import { OPTIMIZER_CODE, update } from './optimizer';
-import { COUNTER, holdingParams, type TrainState } from './state';
-
-type Tensors = { W: FloatArray; m: FloatArray | null; v: FloatArray | null };
-
-// The copies, per state and per thread (a worker has its own): plain memory, allocated once.
-const copies = new WeakMap<TrainState, Record<string, Tensors>>();
-
-function copiesOf(s: TrainState): Record<string, Tensors> {
-  let c = copies.get(s);
-  if (!c) {
-    c = {};
-    const like = (a: FloatArray | null) => (a ? (new (a.constructor as new (n: number) => FloatArray)(a.length)) : null);
-    for (const k of s.names) c[k] = { W: like(s.params[k])!, m: like(s.slots[k].m), v: like(s.slots[k].v) };
-    copies.set(s, c);
-  }
-  return c;
-}
+import { COUNTER, holdingParams, TOUCHED, type TrainState } from './state';
 
 function firstNonFinite(a: FloatArray): number {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
@@ -37,26 +23,26 @@ function firstNonFinite(a: FloatArray): number {
 }
 
 /**
- * Updates every parameter from s.grads at learning rate lr and counts the step, holding the
- * parameters (a snapshot sees the step whole or not at all).
- * @throws {RangeError} when a value written is not finite; the weights, optimizer state and step count are then as before the call
+ * Updates every parameter from s.grads at learning rate lr, counts the step and runs `advance`
+ * (the caller's other counters for it), holding the parameters.
+ * @throws {RangeError} when a value written is not finite; the weights, optimizer state and counters are then as before the call
  */
-export function applyUpdate(s: TrainState, lr: number): void {
-  const saved = copiesOf(s);
+export function applyUpdate(s: TrainState, lr: number, advance?: () => void): void {
   holdingParams(s, () => {
     const t = s.counters[COUNTER.steps] + 1;
     const o = s.config.optimizer;
-    const native = s.config.backend === 'native';
     // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
-    const core = native ? coreBinding() : null;
+    const core = s.config.backend === 'native' ? coreBinding() : null;
+    s.before.counters.set(s.counters);
     let failed = -1;
     for (let i = 0; i < s.names.length && failed < 0; i++) {
       const k = s.names[i];
       const slot = s.slots[k];
-      const c = saved[k];
-      c.W.set(s.params[k]);
-      if (slot.m) c.m!.set(slot.m);
-      if (slot.v) c.v!.set(slot.v);
+      const b = s.before.tensors[k];
+      b.W.set(s.params[k]);
+      if (slot.m) b.m!.set(slot.m);
+      if (slot.v) b.v!.set(slot.v);
+      Atomics.store(s.control, TOUCHED, i + 1); // from here on tensor i may differ from its copy
       const finite = core
         ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay)
         : update(o, s.params[k], s.grads[k], slot, lr, t);
@@ -64,6 +50,8 @@ export function applyUpdate(s: TrainState, lr: number): void {
     }
     if (failed < 0) {
       s.counters[COUNTER.steps] = t;
+      advance?.();
+      Atomics.store(s.control, TOUCHED, 0); // the step is whole
       return;
     }
     const k = s.names[failed];
@@ -74,12 +62,13 @@ export function applyUpdate(s: TrainState, lr: number): void {
       .find((w) => w.i >= 0) ?? { name: k, a: s.params[k], i: 0 }; // (the loop said one is there)
     const value = where.a![where.i];
     for (let i = 0; i <= failed; i++) {
-      const c = saved[s.names[i]];
+      const b = s.before.tensors[s.names[i]];
       const live = s.slots[s.names[i]];
-      s.params[s.names[i]].set(c.W);
-      if (live.m) live.m.set(c.m!);
-      if (live.v) live.v.set(c.v!);
+      s.params[s.names[i]].set(b.W);
+      if (live.m) live.m.set(b.m!);
+      if (live.v) live.v.set(b.v!);
     }
+    Atomics.store(s.control, TOUCHED, 0);
     v.fail(RangeError, `finite values after the update of step ${t}`, where.name, new v.Received(
       `${value} at index ${where.i} (lr = ${lr}; the weights and optimizer state are left as after step ${t - 1})`,
     ));
