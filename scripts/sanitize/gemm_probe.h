@@ -11,7 +11,7 @@
 
 #include <cstddef>
 
-// The shipped overloads, renamed on the way in so that ours can take their name.
+// The shipped gemm, renamed on the way in so that ours can take its name.
 #define gemm shippedGemm
 #include "../../native/core/blas.h"
 #undef gemm
@@ -36,13 +36,9 @@ void probeGemm(bool transA, bool transB, int M, int N, int K, const T* A, int ld
   probeBlock(C, M, N, ldc);
 }
 
-inline void gemm(bool transA, bool transB, int M, int N, int K, double alpha, const double* A, int lda,
-                 const double* B, int ldb, double beta, double* C, int ldc) {
-  probeGemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
-  shippedGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-inline void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
-                 const float* B, int ldb, float beta, float* C, int ldc) {
+template <typename T>
+void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+          int ldc) {
   probeGemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   shippedGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -2,7 +2,7 @@
 // that the AddressSanitizer allocator holds right now (every malloc of the process, Node's own
 // included), so scripts/sanitize/run.cjs can see memory that a loop of calls keeps reachable —
 // which LeakSanitizer, reporting only unreachable blocks at exit, would not.
-// Built by scripts/sanitize.mjs with -fsanitize=address beside build/asan/handgrad.node.
+// Built by scripts/sanitize.mjs with -fsanitize=address beside build-asan/handgrad.node.
 #include <node_api.h>
 
 #include <cstddef>

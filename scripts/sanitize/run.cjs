@@ -1,4 +1,4 @@
-// The battery that scripts/sanitize.mjs runs under AddressSanitizer against build/asan/handgrad.node
+// The battery that scripts/sanitize.mjs runs under AddressSanitizer against build-asan/handgrad.node
 // (the path comes as argv[2]). Plain CommonJS that loads that one .node and nothing of dist/, so
 // every native instruction it reaches is instrumented:
 //   1. the golden fixtures (test/fixtures: PyTorch autograd) through the raw stack exports
@@ -19,41 +19,17 @@
 //      whatever was lost), with the heap measured by ASan itself before and after each round.
 // Prints SANITIZE-OK and a summary on success; exits 1 with the failures otherwise.
 'use strict';
-const { readdirSync, readFileSync } = require('node:fs');
-const { join } = require('node:path');
 const { Worker } = require('node:worker_threads');
+const {
+  F, ACT, RED, check, section, refusedOrReturns, mustRefuse, errEps, rand, bytesOf, fixtures, badValues, describeValue, leakLoops: measureLoops, finish,
+} = require('./battery.cjs');
 
-const ROOT = join(__dirname, '..', '..');
 const ADDON = process.argv[2] || process.env.HANDGRAD_ASAN_ADDON;
 const b = require(ADDON);
-const failures = [];
-let checks = 0;
-const check = (ok, what) => {
-  checks++;
-  if (!ok && failures.length < 50) failures.push(what);
-};
-const section = (name) => process.stdout.write(`[battery] ${name}\n`);
-
-const EPS = { float64: 2 ** -52, float32: 2 ** -23 };
-const F = { float64: Float64Array, float32: Float32Array };
-const ACT = { relu: 0, sigmoid: 1, tanh: 2 }; // layer code − 1
-const RED = { mean: 0, sum: 1 };
 const step = (a) => b.stackForwardBackward(...a);
 const fwd = (a) => b.stackForward(...a);
 const bind = (a) => b.stackBind(...a);
 const run = (a) => b.stackRun(...a);
-
-/** max|got − want| / max|want| in units of eps (normwise, as test/fixtures/README.md asks). */
-function errEps(got, want, dtype) {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  if (Number.isNaN(diff) || got.length !== want.length) return Infinity;
-  return scale === 0 ? (diff === 0 ? 0 : Infinity) : diff / scale / EPS[dtype];
-}
 
 /** A Linear–act–Linear stack's handle (one per dtype and activation) and the step's buffers. */
 const handles = new Map();
@@ -82,17 +58,6 @@ function problem(dtype, dims, data, act = 'relu', red = 'mean', withDX = true) {
   return p;
 }
 
-/** A deterministic pseudo-random array (the LCG of test/helpers.ts). */
-function rand(n, seed, scale = 1) {
-  let s = seed >>> 0 || 1;
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s / 2 ** 32) * 2 - 1) * scale;
-  }
-  return out;
-}
-
 function randomProblem(dtype, dims, seed, act, red, withDX) {
   const { B, D, H, C } = dims;
   return problem(dtype, dims, {
@@ -101,44 +66,12 @@ function randomProblem(dtype, dims, seed, act, red, withDX) {
   }, act, red, withDX);
 }
 
-const bytesOf = (a) => (a ? Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64') : '');
 const outputs = (p) => [p.dX, p.dW1, p.db1, p.dW2, p.db2].map(bytesOf).join('|');
 
 // ---------------------------------------------------------------------------------------------
 section('1. fixtures and gemm');
 
-function readSafetensors(path) {
-  const buf = readFileSync(path);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
-  const out = { metadata: header.__metadata__ || {}, tensors: {} };
-  for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const bytes = buf.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]);
-    const Ctor = { F64: Float64Array, F32: Float32Array, I32: Int32Array }[t.dtype];
-    const copy = new Uint8Array(bytes); // aligned
-    out.tensors[name] = { shape: t.shape, data: new Ctor(copy.buffer, 0, copy.length / Ctor.BYTES_PER_ELEMENT) };
-  }
-  return out;
-}
-
-const FIX = join(ROOT, 'test', 'fixtures');
-const cases = readdirSync(FIX).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(FIX, f), 'utf8')));
-for (const f of readdirSync(FIX).filter((f) => f.endsWith('.case.safetensors'))) {
-  const c = readSafetensors(join(FIX, f));
-  const e = readSafetensors(join(FIX, f.replace('.case.', '.expected.'))).tensors;
-  const t = c.tensors;
-  const [B, D] = t.X.shape;
-  const [, H] = t.W1.shape;
-  const [, C] = t.W2.shape;
-  const arr = (x) => Array.from(x.data);
-  cases.push({
-    name: f, dtype: t.X.data instanceof Float32Array ? 'float32' : 'float64', activation: c.metadata.activation, reduction: c.metadata.reduction,
-    dims: { B, D, H, C },
-    inputs: { X: arr(t.X), y: arr(t.y), W1: arr(t.W1), b1: arr(t.b1), W2: arr(t.W2), b2: arr(t.b2) },
-    expected: { loss: arr(e.loss), dX: arr(e.dX), dW1: arr(e.dW1), db1: arr(e.db1), dW2: arr(e.dW2), db2: arr(e.db2) },
-  });
-}
+const cases = fixtures();
 for (const c of cases) {
   const p = problem(c.dtype, c.dims, c.inputs, c.activation, c.reduction);
   const loss = step(p.args());
@@ -206,22 +139,6 @@ section('2. bad input at every argument of every export');
 
 const toy = cases.find((c) => c.name.startsWith('seed-toy'));
 const DIMS = toy.dims;
-let refused = 0;
-let accepted = 0;
-
-/** fn must throw a TypeError/RangeError, or return; anything else is a failure. */
-function refusedOrReturns(fn, what) {
-  try {
-    fn();
-    accepted++;
-    return false;
-  } catch (e) {
-    check(e instanceof TypeError || e instanceof RangeError, `${what}: threw ${e && e.constructor && e.constructor.name}: ${e && e.message}`);
-    refused++;
-    return true;
-  }
-}
-
 /** The valid toy call, and what it writes: every refused call must leave the next one exact. */
 const base = problem('float64', DIMS, toy.inputs);
 const baseLoss = step(base.args());
@@ -231,29 +148,6 @@ function stillExact(what) {
   const loss = step(p.args());
   check(Object.is(loss, baseLoss) && outputs(p) === baseOut, `${what}: the next valid call is not exact`);
 }
-
-const detached = (A, n) => {
-  const a = new A(n);
-  structuredClone(a.buffer, { transfer: [a.buffer] });
-  return a;
-};
-// Values that are not what any argument wants, or only nearly.
-function badValues(valid) {
-  const vals = [undefined, null, 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 31, 2 ** 31 - 1, 2 ** 53, -(2 ** 31), 'x', '4', {}, [], [1, 2], true, false, 1n, Symbol('s'), () => 0,
-    new ArrayBuffer(64), new DataView(new ArrayBuffer(64)), new SharedArrayBuffer(64)];
-  if (ArrayBuffer.isView(valid)) {
-    const A = valid.constructor;
-    const n = valid.length;
-    vals.push(new A(Math.max(0, n - 1)), new A(n + 1), new A(0), detached(A, n), new A(new ArrayBuffer(A.BYTES_PER_ELEMENT * (n + 3)), A.BYTES_PER_ELEMENT, n),
-      new A(new SharedArrayBuffer(A.BYTES_PER_ELEMENT * n)));
-    for (const K of [Float64Array, Float32Array, Int32Array, Uint32Array, Int16Array, Uint8Array, Uint8ClampedArray, BigInt64Array, BigUint64Array]) {
-      if (K !== A) vals.push(new K(n), new K(Math.ceil((n * A.BYTES_PER_ELEMENT) / K.BYTES_PER_ELEMENT)));
-    }
-  }
-  return vals;
-}
-
-const describeValue = (v) => (typeof v === 'symbol' ? 'Symbol' : typeof v === 'bigint' ? `${v}n` : ArrayBuffer.isView(v) ? `${v.constructor.name}(${v.length})` : typeof v === 'function' ? 'function' : JSON.stringify(v) ?? String(v));
 
 const OUT = [1, 5, 12, 13, 14, 15]; // ws, dX, dW1, db1, dW2, db2 in a step's arguments
 const NAMES = ['handle', 'workspace', 'X', 'y', 'B', 'dX', 'reduction', 'accumulate', 'W1', 'b1', 'W2', 'b2', 'dW1', 'db1', 'dW2', 'db2'];
@@ -329,7 +223,6 @@ for (const dtype of ['float64', 'float32']) {
     }
     for (const g of [p.dX, p.dW1, p.db1, p.dW2, p.db2]) g.fill(7);
     check(Object.is(run(p.runArgs(bound)), want.loss) && outputs(p) === want.out, `${dtype} stackRun after the refusals: not exact`);
-    const mustRefuse = (fn, what) => check(refusedOrReturns(fn, what), `${what}: accepted`);
     for (let n = 0; n < 6; n++) mustRefuse(() => run(p.runArgs(bound).slice(0, n)), `${dtype} stackRun with ${n} arguments`);
     for (let n = 0; n < 11; n++) mustRefuse(() => bind(p.bindArgs().slice(0, n)), `${dtype} stackBind with ${n} arguments`);
     // B other than the bound dX's rows, or whose workspace is larger than the bound one.
@@ -705,89 +598,14 @@ async function leakLoops() {
     ['refused: optimizerUpdate g too short', () => b.optimizerUpdate(A, G.subarray(1), null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
     ['refused: optimizerUpdate aliasing', () => b.optimizerUpdate(A, A, null, null, 0, 0.1, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
   ];
-  const heap = heapProbe();
-  for (const [name, fn] of loops) {
-    let thrown = 0;
-    const run = (n) => {
-      for (let i = 0; i < n; i++) {
-        try {
-          fn();
-        } catch (e) {
-          if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
-          thrown++;
-        }
-      }
-    };
-    // Warm up and settle the heap, then measure what each of two rounds of N calls leaves
-    // allocated. V8's background work moves the heap by up to ~100 kB either way; a per-call leak
-    // grows it in both rounds.
-    // Turns of the event loop between full GCs before each measure: Node runs Node-API
-    // finalizers (the stack handles', the bound steps') from it rather than from the GC itself,
-    // so an External the GC found dead is freed only at the next turn.
-    const settle = async () => {
-      for (let i = 0; i < 3; i++) {
-        global.gc();
-        await new Promise((r) => setImmediate(r));
-      }
-      return heap.settle();
-    };
-    run(200);
-    const h0 = await settle();
-    run(N);
-    const h1 = await settle();
-    run(N);
-    const h2 = await settle();
-    const grew = Math.min(h1 - h0, h2 - h1);
-    check(thrown === 0 || thrown === 2 * N + 200, `${name}: threw ${thrown} times of ${2 * N + 200}`);
-    if (heap.available) check(grew < 16 * N, `${name}: the heap grew by ${h1 - h0} and ${h2 - h1} bytes in two rounds of ${N} calls`);
-    process.stdout.write(`[battery]   ${name}: 2 × ${N} calls${heap.available ? `, heap ${h1 - h0 >= 0 ? '+' : ''}${h1 - h0} and ${h2 - h1 >= 0 ? '+' : ''}${h2 - h1} bytes` : ''}\n`);
-  }
+  await measureLoops(loops, N);
   stillExact('after the loops');
-}
-
-/**
- * The bytes the ASan allocator holds (all malloc in the process), through ASan's own interface,
- * read by an addon built beside the sanitized one (scripts/sanitize/heap_probe.cc), after a full
- * GC. Unreachable leaks are LeakSanitizer's at exit; this catches memory kept reachable per call.
- */
-function heapProbe() {
-  let probe = null;
-  try {
-    probe = require(join(__dirname, '..', '..', 'build', 'asan', 'heap_probe.node'));
-  } catch {
-    process.stdout.write('[battery]   (heap probe not built: only LeakSanitizer checks for leaks)\n');
-  }
-  return {
-    available: probe !== null,
-    settle() {
-      if (!probe) return 0;
-      let last = Infinity;
-      for (let i = 0; i < 8; i++) {
-        global.gc();
-        const now = probe.allocatedBytes();
-        if (now >= last) return Math.min(now, last);
-        last = now;
-      }
-      return last;
-    },
-  };
 }
 
 (async () => {
   await workers();
   await leakLoops();
-  // Node runs the finalizers of collected Externals (the stack handles) from the event loop and
-  // drops the ones still queued at exit, which LeakSanitizer would then report: drain them first.
-  for (let i = 0; i < 4; i++) {
-    global.gc();
-    await new Promise((r) => setImmediate(r));
-  }
-  if (failures.length) {
-    process.stdout.write(`[battery] ${failures.length} failure(s) of ${checks} checks:\n  ${failures.join('\n  ')}\n`);
-    process.exitCode = 1; // not process.exit(): a normal teardown keeps LeakSanitizer's report short
-    return;
-  }
-  process.stdout.write(`SANITIZE-OK ${JSON.stringify({ checks, refused, accepted, fixtures: cases.length })}\n`);
+  await finish('SANITIZE-OK', { fixtures: cases.length });
 })().catch((e) => {
   process.stdout.write(`[battery] crashed in JavaScript: ${e && e.stack}\n`);
   process.exitCode = 1;
