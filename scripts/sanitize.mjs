@@ -299,7 +299,7 @@ if (only !== 'torch') {
   build();
   problems.push(...await runBattery({
     name: 'core', runner: join(root, 'scripts', 'sanitize', 'run.cjs'), node: addon, okLine: 'SANITIZE-OK',
-    ours: (b) => /handgrad\.node|native\/(?:addon|core|common)\/|scripts\/sanitize\//.test(b), others: "Node's own (at exit; an External's record)",
+    ours: (b) => /handgrad\.node|native\/(?:addon|core|common)\/|scripts\/sanitize\//.test(b), others: "Node's own, at exit: an External's record",
   }));
 }
 if (only !== 'core') {
