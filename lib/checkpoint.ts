@@ -8,7 +8,9 @@ import { HandgradError } from './errors';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf } from './io/safetensors';
 import type { LayerSpec } from './layers/layer';
 import { Linear } from './layers/linear';
-import { Sequential } from './layers/sequential';
+import { MAX_LAYERS, Sequential } from './layers/sequential';
+
+export { MAX_LAYERS };
 import type { Activation, FloatArray, Params } from './types';
 import { activationOf, twoLayerNet } from './model';
 import * as v from './validate';
@@ -124,13 +126,6 @@ export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: A
   };
 }
 
-/**
- * The most layers (Linear and activation alike) a file may describe. MLPs trained in practice have
- * tens to a few hundred; a list of 200,000 cost seconds to build and then overflowed the stack of
- * calls that take one argument per tensor (the native engine, finite differences). 4096 keeps the
- * file's header under half a MB, well within the safetensors reader's default 1 MiB cap.
- */
-export const MAX_LAYERS = 4096;
 
 const LAYER_KINDS: readonly string[] = ['linear', ...v.ACTIVATIONS];
 

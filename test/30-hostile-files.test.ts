@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readCsv, readIdx, readSafetensors, loadSafetensors, loadIdx, loadMnist, writeSafetensors } from '../lib';
+import { Linear, loadParams, readCsv, readIdx, readSafetensors, loadSafetensors, loadIdx, loadMnist, ReLU, saveParams, Sequential, writeSafetensors } from '../lib';
 import { MAX_LAYERS } from '../lib/checkpoint';
 import { MAX_CLASSES, MAX_COLUMNS } from '../lib/data/csv';
 import { MAX_GUNZIPPED_BYTES } from '../lib/data/files';
@@ -272,5 +272,29 @@ describe('the limits are options, checked as every other option', () => {
     expect(thrown(() => readCsv(csv, { maxClass: 10 } as never)).message).toMatch(/\(did you mean 'maxClasses'\?\)/);
     expect(thrown(() => loadIdx(idxPath, { maxbytes: 10 } as never)).message).toMatch(/\(did you mean 'maxBytes'\?\)/);
     expect(thrown(() => readSafetensors(st, { maxHeaderByte: 10 } as never)).message).toMatch(/\(did you mean 'maxHeaderBytes'\?\)/);
+  });
+});
+
+describe('the limits hold on the way in from code and on the way out to a file', () => {
+  it(`a Sequential of more than MAX_LAYERS (${MAX_LAYERS}) layers built in code is a RangeError, not a stack overflow at its first step`, () => {
+    const layers = Array.from({ length: 50_000 }, (_, i) => (i % 2 === 0 ? new Linear(2, 2, { seed: i }) : new ReLU()));
+    const e = thrown(() => new Sequential(layers.slice(0, 49_999)));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.message).toBe(`Expected at most ${MAX_LAYERS} layers for layers but received 49999 layers`);
+    // At the cap the net runs, on the native engine that takes one argument per tensor.
+    const atCap = new Sequential(layers.slice(0, MAX_LAYERS - 1));
+    const r = atCap.forwardBackward(Float64Array.of(0.5, -0.25), Int32Array.of(1));
+    expect(Number.isFinite(r.loss)).toBe(true);
+  });
+
+  it('a file whose header the readers would refuse is never written: the old file stays', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg-header-out-'));
+    const file = join(dir, 'p.safetensors');
+    const params = { W1: new Float64Array(4), b1: new Float64Array(2), W2: new Float64Array(4), b2: new Float64Array(2) };
+    saveParams(file, params);
+    const e = thrown(() => saveParams(file, params, { metadata: { note: 'x'.repeat(MAX_HEADER_BYTES) } }));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.message).toMatch(new RegExp(`^Expected a header of at most ${MAX_HEADER_BYTES} bytes \\(what the readers take by default\\) for the tensor names and metadata but received \\d+ bytes of JSON$`));
+    expect(loadParams(file).W1).toEqual(params.W1);
   });
 });

@@ -307,6 +307,10 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata?
     offset += it.bytes.length;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
+  // Never write what the readers refuse by default (a checkpoint's loaders take no maxHeaderBytes).
+  if (json.length > MAX_HEADER_BYTES) {
+    v.fail(RangeError, `a header of at most ${MAX_HEADER_BYTES} bytes (what the readers take by default)`, 'the tensor names and metadata', new v.Received(`${json.length} bytes of JSON`));
+  }
   const n = Math.ceil(json.length / 8) * 8;
   const out = new Uint8Array(8 + n + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(n), true);

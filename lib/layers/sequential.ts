@@ -67,6 +67,15 @@ export interface MlpOptions {
 
 const LAYER_CLASSES = [Linear, ReLU, Sigmoid, Tanh];
 
+/**
+ * The most layers (Linear and activation alike) a Sequential holds, built in code or read from a
+ * file. MLPs trained in practice have tens to a few hundred; tens of thousands overflow the stack
+ * of calls that take one argument per tensor (the native engine, finite differences), and a list of
+ * 200,000 in a file cost seconds to build. 4096 keeps a file's header under half a MB, well within
+ * the safetensors reader's default 1 MiB cap.
+ */
+export const MAX_LAYERS = 4096;
+
 export class Sequential<T extends FloatArray = FloatArray> {
   readonly layers: readonly Layer[];
   readonly loss: SoftmaxCrossEntropy;
@@ -102,10 +111,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
 
   /**
    * @throws {TypeError} a layer that is not a Linear, ReLU, Sigmoid or Tanh; Linear layers of two dtypes
-   * @throws {RangeError} no layers, no Linear, a width mismatch between neighbours, a layer used twice
+   * @throws {RangeError} no layers, more than MAX_LAYERS, no Linear, a width mismatch between neighbours, a layer used twice
    */
   constructor(layers: readonly Layer[], opts: SequentialOptions = {}) {
     if (!Array.isArray(layers)) v.fail(TypeError, 'an array of layers', 'layers', layers);
+    if (layers.length > MAX_LAYERS) v.fail(RangeError, `at most ${MAX_LAYERS} layers`, 'layers', new v.Received(`${layers.length} layers`));
     const loss = v.options('opts', opts, ['loss'] as const).loss ?? new SoftmaxCrossEntropy();
     if (!(loss instanceof SoftmaxCrossEntropy)) v.fail(TypeError, 'a SoftmaxCrossEntropy', 'opts.loss', loss);
     this.loss = loss;
