@@ -17,7 +17,9 @@ export const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
  * One Linear layer's W [fanIn, fanOut] and b [fanOut], drawn from rng, W first, row-major: the
  * same numbers whether the layer belongs to initParams' two-layer net, a Linear or a Sequential.
  */
-export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: Init, rng: Rng): { W: FloatArray; b: FloatArray } {
+export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: Init, rng: Rng, name = 'W'): { W: FloatArray; b: FloatArray } {
+  // A weight a 32-bit BLAS index cannot address is refused in the package's words, before V8's allocation error.
+  if (fanIn * fanOut > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements`, name, new v.Received(`${fanIn * fanOut} elements`));
   const W = dtype === 'float64' ? new Float64Array(fanIn * fanOut) : new Float32Array(fanIn * fanOut);
   const b = dtype === 'float64' ? new Float64Array(fanOut) : new Float32Array(fanOut);
   if (init === 'torch') {
@@ -52,7 +54,7 @@ export function initParams(dims: { D: number; H: number; C: number }, opts: Init
   const C = v.dim('dims.C', dims.C);
   const { dtype, init, seed } = drawOptions(v.options('opts', opts, ['dtype', 'init', 'seed'] as const));
   const rng = new Rng(seed);
-  const { W: W1, b: b1 } = drawLinear(D, H, dtype, init, rng);
-  const { W: W2, b: b2 } = drawLinear(H, C, dtype, init, rng);
+  const { W: W1, b: b1 } = drawLinear(D, H, dtype, init, rng, 'W1');
+  const { W: W2, b: b2 } = drawLinear(H, C, dtype, init, rng, 'W2');
   return { D, H, C, W1, b1, W2, b2 };
 }

@@ -204,7 +204,8 @@ export function input(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>, B: numb
 
 /** X [B,D] for a forward pass, B read from its length (a positive multiple of D). */
 export function inputRows(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>): { X: FloatArray; B: number } {
-  const xlen = ArrayBuffer.isView(X) && !(X instanceof DataView) ? lengthOf(X) : 0;
+  dtypeOf('X', X); // a TypeError for anything but a float typed array, before a length is read
+  const xlen = lengthOf(X as FloatArray);
   const B = xlen / p.D;
   if (!Number.isInteger(B) || B < 1) fail(RangeError, `a positive multiple of D = ${p.D} elements ([B,D])`, 'X', X);
   return { X: input(X, p, B), B };

@@ -3,7 +3,7 @@
 // helpers, memory over many calls. Then init and OpenBLAS threads.
 import { describe, expect, it } from 'vitest';
 import { forward, forwardBackward, getNumThreads, initParams, predict, probs, setNumThreads } from '../lib';
-import { describeBackends, errEps, randomArray, randomLabels, randomProblem, referenceLoss, typed } from './helpers';
+import { describeBackends, errEps, randomArray, randomLabels, randomProblem, referenceLoss, thrown, typed } from './helpers';
 
 const dims = { D: 6, H: 7, C: 4 };
 const B = 5;
@@ -248,5 +248,16 @@ describe('OpenBLAS threads', () => {
     const two = forwardBackward(p, Xb, yb, { inputGrad: true });
     setNumThreads(start);
     expect(errEps(two.grads.dW1, one.grads.dW1, 'float64')).toBeLessThanOrEqual(8);
+  });
+
+  it('a count past the most OpenBLAS runs is a RangeError, never silently clamped; the count stays', () => {
+    const start = getNumThreads();
+    const e = thrown(() => setNumThreads(1e9));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.message).toMatch(/^Expected at most \d+ threads \(the most this OpenBLAS build runs\) for threads but received 1000000000$/);
+    expect(getNumThreads()).toBe(start);
+    setNumThreads(3); // more than this machine's cores is a valid count OpenBLAS keeps
+    expect(getNumThreads()).toBe(3);
+    setNumThreads(start);
   });
 });

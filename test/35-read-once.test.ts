@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, Linear, predict, ReLU, saveSafetensors, Sequential } from '../lib';
+import { forwardBackward, initParams, Linear, predict, ReLU, saveSafetensors, Sequential } from '../lib';
 import type { BackendName } from '../lib/types';
 import { describeBackends, randomProblem, thrown } from './helpers';
 
@@ -213,5 +213,19 @@ describe('handgrad grads reads I64 labels from a file as they are', () => {
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain(`Expected labels in [0, ${C}) for y but received ${-(2 ** 32)} at index 1`);
     expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
+  });
+});
+
+describe('sizes and kinds in the package’s words', () => {
+  it('a DataView X is a TypeError naming the dtypes, not a length error', () => {
+    const { params } = problem();
+    const e = thrown(() => predict(params, new DataView(new ArrayBuffer(8 * B * D)) as never));
+    expect(e).toBeInstanceOf(TypeError);
+    expect(e.message).toMatch(/^Expected a Float64Array or Float32Array for X but received DataView/);
+  });
+
+  it('a weight a 32-bit BLAS index cannot address is refused by name before any allocation', () => {
+    expect(thrown(() => initParams({ D: 1e6, H: 1e6, C: 10 })).message).toBe('Expected at most 4294967295 elements for W1 but received 1000000000000 elements');
+    expect(thrown(() => Sequential.mlp([4, 1e5, 1e5, 10])).message).toBe('Expected at most 4294967295 elements for W2 but received 10000000000 elements');
   });
 });

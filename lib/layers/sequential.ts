@@ -189,7 +189,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const layers: Layer[] = [];
     for (let i = 0; i + 1 < widths.length; i++) {
       if (i > 0) layers.push(activationLayer(activation));
-      layers.push(new Linear(widths[i], widths[i + 1], drawLinear(widths[i], widths[i + 1], dtype, init, rng)));
+      layers.push(new Linear(widths[i], widths[i + 1], drawLinear(widths[i], widths[i + 1], dtype, init, rng, `W${i + 1}`)));
     }
     return new Sequential(layers, { loss: o.loss as SoftmaxCrossEntropy | undefined });
   }
