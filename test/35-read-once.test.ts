@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, initParams, Linear, predict, ReLU, saveSafetensors, Sequential } from '../lib';
+import { forwardBackward, gradcheck, initParams, Linear, predict, ReLU, saveSafetensors, Sequential, Trainer, verify } from '../lib';
 import type { BackendName } from '../lib/types';
 import { describeBackends, randomProblem, thrown } from './helpers';
 
@@ -227,5 +227,38 @@ describe('sizes and kinds in the package’s words', () => {
   it('a weight a 32-bit BLAS index cannot address is refused by name before any allocation', () => {
     expect(thrown(() => initParams({ D: 1e6, H: 1e6, C: 10 })).message).toBe('Expected at most 4294967295 elements for W1 but received 1000000000000 elements');
     expect(thrown(() => Sequential.mlp([4, 1e5, 1e5, 10])).message).toBe('Expected at most 4294967295 elements for W2 but received 10000000000 elements');
+  });
+});
+
+describe('verify, gradcheck and fit read the objects they are given once', () => {
+  /** params whose tensors answer an empty array from the second read on. */
+  const oneShot = () => {
+    const { params, X, y } = problem();
+    const reads: Record<string, number> = {};
+    const tricky = {};
+    for (const [k, t] of Object.entries(params)) {
+      Object.defineProperty(tricky, k, { enumerable: true, get: () => ((reads[k] = (reads[k] ?? 0) + 1) > 1 ? new Float64Array(0) : t) });
+    }
+    return { params, tricky: tricky as typeof params, reads, X, y };
+  };
+
+  it('verify and gradcheck check and use the same tensors', () => {
+    const a = oneShot();
+    expect(verify(a.tricky, a.X, a.y, { reference: 'fd' }).ok).toBe(true);
+    expect(Object.values(a.reads).every((n) => n === 1)).toBe(true);
+    const b = oneShot();
+    expect(gradcheck((p, X2, y2, o) => forwardBackward(p, X2, y2, o).grads, b.X, b.y, { params: b.tricky }).ok).toBe(true);
+    expect(Object.values(b.reads).every((n) => n === 1)).toBe(true);
+  });
+
+  it('fitSync reads validation.X once: the data checked is the data evaluated', () => {
+    const { params, X, y } = problem();
+    let reads = 0;
+    const validation = { y };
+    Object.defineProperty(validation, 'X', { enumerable: true, get: () => (reads++ > 0 ? new Float64Array(0) : X) });
+    const r = new Trainer({ ...params }).fitSync(X, y, { epochs: 1, validation: validation as { X: Float64Array; y: Int32Array } });
+    expect(r.stopped).toBe('completed');
+    expect(Number.isFinite(r.history[0].valLoss)).toBe(true);
+    expect(reads).toBe(1);
   });
 });

@@ -159,18 +159,19 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return trainStep(this.state, B, this.state.config.lr).loss;
   }
 
-  private plan(opts: FitOptions): FitPlan {
-    v.options('opts', opts, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop'] as const, v.NOT_YET_SUPPORTED);
+  /** The plan, and the options read once (a getter cannot answer one thing to the check and another to the use). */
+  private plan(given: FitOptions): [FitPlan, FitOptions] {
+    const opts = v.options('opts', given, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
     // validation is a data set (a loader's or trainValSplit's, with fields of its own): X and y are
     // checked as the training data are; its keys only when X or y is missing (a misspelt key).
-    const val = opts.validation as Partial<Data> | undefined;
-    if (val !== undefined && (val === null || typeof val !== 'object')) v.fail(TypeError, 'a data set { X, y }', 'opts.validation', val);
-    if (val !== undefined && (val.X === undefined || val.y === undefined)) v.options('opts.validation', val, ['X', 'y'] as const);
-    const es = opts.earlyStop;
+    const dataset = opts.validation as Partial<Data> | undefined;
+    if (dataset !== undefined && (dataset === null || typeof dataset !== 'object')) v.fail(TypeError, 'a data set { X, y }', 'opts.validation', dataset);
+    const val = dataset === undefined ? undefined : { X: dataset.X, y: dataset.y };
+    if (val !== undefined && (val.X === undefined || val.y === undefined)) v.options('opts.validation', dataset, ['X', 'y'] as const);
+    const es = opts.earlyStop === undefined ? undefined : (v.options('opts.earlyStop', opts.earlyStop, ['patience', 'minDelta'] as const) as { patience: number; minDelta?: number });
     if (es !== undefined) {
-      v.options('opts.earlyStop', es, ['patience', 'minDelta'] as const);
       v.dim('opts.earlyStop.patience', es.patience);
       if (es.minDelta !== undefined && !(typeof es.minDelta === 'number' && es.minDelta >= 0 && Number.isFinite(es.minDelta))) {
         v.fail(RangeError, 'a finite number ≥ 0', 'opts.earlyStop.minDelta', es.minDelta);
@@ -178,16 +179,16 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     }
     const epochs = v.dim('opts.epochs', opts.epochs ?? 10);
     const progressEvery = opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery);
-    return { epochs, progressEvery, patience: es?.patience, minDelta: es?.minDelta ?? 0 };
+    return [{ epochs, progressEvery, patience: es?.patience, minDelta: es?.minDelta ?? 0 }, { ...opts, validation: val as FitOptions['validation'] }];
   }
 
   /**
    * Trains on this thread; returns the per-epoch history.
    * @throws {TypeError|RangeError|HandgradError} bad arguments; a RangeError for a non-finite step (the weights are those after the last finite one); what onProgress threw
    */
-  fitSync(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): FitResult {
+  fitSync(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): FitResult {
     this.enter();
-    const plan = this.plan(opts);
+    const [plan, opts] = this.plan(given);
     const data = this.trainingData(X, y);
     const validation = opts.validation ? this.data(opts.validation.X, opts.validation.y, 'validation.') : undefined;
     if (opts.signal?.aborted) return { history: [], stopped: 'aborted' };
@@ -211,9 +212,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * one), or with what onProgress threw.
    * @throws {TypeError|RangeError} synchronously, for bad arguments
    */
-  fit(X: FloatArray, y: ArrayLike<number>, opts: FitOptions = {}): Promise<FitResult> {
+  fit(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): Promise<FitResult> {
     this.enter();
-    const plan = this.plan(opts);
+    const [plan, opts] = this.plan(given);
     const copy = (d: Data): Data => {
       const Xc = sharedFloat(this.state.config.dtype, d.X.length);
       Xc.set(d.X);

@@ -67,8 +67,10 @@ export function num(name: string, x: unknown, fallback: number, positive: boolea
  * float64 copy and that copy's forward pass, which must stay finite.
  * @throws {TypeError|RangeError}
  */
-export function subjectOf(target: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }) {
-  const given = target instanceof Sequential;
+export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }) {
+  const given = source instanceof Sequential;
+  // The params' fields read once, here: a getter cannot answer one thing to the check and another to the use.
+  const target = given || source === null || typeof source !== 'object' ? source : { ...source };
   if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
   // As forwardBackward: the option, else the params' own activation (a Trainer's, loadParams'), else ReLU.
   const activation = given ? 'relu' : activationOf(target, opts.activation);
