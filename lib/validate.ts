@@ -176,7 +176,10 @@ export function params(p: unknown): CheckedParams {
   if (p === null || typeof p !== 'object') return fail(TypeError, 'an object { W1, b1, W2, b2 }', 'params', p);
   // Each field read once: a getter that returns another tensor on a second read changes nothing.
   const { W1, b1, W2, b2, D: dIn, H: hIn, C: cIn } = p as Record<string, unknown>;
-  for (const [k, t] of Object.entries({ W1, b1, W2, b2 })) if (t === undefined) fail(TypeError, 'a Float64Array or Float32Array', `params.${k}`, undefined);
+  if (W1 === undefined || b1 === undefined || W2 === undefined || b2 === undefined) {
+    const missing = ['W1', 'b1', 'W2', 'b2'][[W1, b1, W2, b2].indexOf(undefined)];
+    fail(TypeError, 'a Float64Array or Float32Array', `params.${missing}`, undefined);
+  }
   const dtype = dtypeOf('params.W1', W1);
   dtypeOf('params.b1', b1);
   dtypeOf('params.b2', b2);
@@ -246,7 +249,11 @@ export function stepOptions<O extends object>(opts: unknown, defaultReduction: R
   const o = options('opts', opts, known as typeof STEP_KEYS, NOT_YET_SUPPORTED);
   if (o.out !== undefined && (o.out === null || typeof o.out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', o.out);
   // The buffers read once, here, before any tensor is checked (see options()).
-  const out = o.out === undefined ? undefined : Object.fromEntries(Object.keys(o.out).map((k) => [k, (o.out as Record<string, unknown>)[k]]));
+  let out: Record<string, unknown> | undefined;
+  if (o.out !== undefined) {
+    out = {};
+    for (const k of Object.keys(o.out)) out[k] = (o.out as Record<string, unknown>)[k];
+  }
   const dX = (out as { dX?: unknown } | undefined)?.dX;
   const inputGrad = bool('opts.inputGrad', o.inputGrad, dX !== undefined);
   if (!inputGrad && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);

@@ -134,7 +134,9 @@ function prepare(net: StackDescription): PreparedNet {
         if (k === undefined) return b.stackForwardBackward(handle, ws, a.X, a.y, B, a.dX, R, a.accumulate, ...params, ...a.grads);
         // The bound pointers hold while every view keeps its bytes; no JS runs between this check
         // and the native call, so nothing can detach or shrink a buffer in between.
-        for (const { view, bytes, name } of k.pinned) {
+        const { pinned } = k;
+        for (let i = 0; i < pinned.length; i++) { // an indexed loop: an iterator here costs ~0.2 µs a step
+          const { view, bytes, name } = pinned[i];
           if (byteLengthOf.call(view) !== bytes) {
             throw new TypeError(
               `Expected ${name} to keep its ${bytes} bytes but it has ${byteLengthOf.call(view)}: its ArrayBuffer was detached ` +
