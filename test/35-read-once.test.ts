@@ -53,61 +53,54 @@ const argmax = (logits: Float64Array, rows: number) =>
     return best;
   });
 
+/**
+ * Calls `call` `n` times while a worker flips each SharedArrayBuffer label between 0 and C (one
+ * past the end); `call` says whether its result is the all-zero labels' one. Returns how many were
+ * wrong and how many refused (a RangeError, which must name a label C).
+ */
+async function underFlippingLabels(n: number, call: (ys: Int32Array) => boolean): Promise<[number, number]> {
+  const ys = new Int32Array(new SharedArrayBuffer(4 * B));
+  const worker = new Worker(
+    `const { workerData } = require('node:worker_threads'); const y = new Int32Array(workerData);
+     for (let i = 0; ; i++) y[i & 3] = (i >> 2) & 1 ? ${C} : 0;`,
+    { eval: true, workerData: ys.buffer },
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 50));
+    let wrong = 0;
+    let refused = 0;
+    for (let i = 0; i < n; i++) {
+      try {
+        if (!call(ys)) wrong++;
+      } catch (e) {
+        expect((e as Error).message).toMatch(new RegExp(`^Expected labels in \\[0, ${C}\\) for y but received ${C} at index \\d$`));
+        refused++;
+      }
+    }
+    return [wrong, refused];
+  } finally {
+    await worker.terminate();
+  }
+}
+
 describeBackends('labels are copied once, then checked, then used', (backend: BackendName) => {
   it('a worker flipping SharedArrayBuffer labels between 0 and C gives the all-zero loss or a RangeError, never another loss', async () => {
     const { params, X } = problem();
     const want = forwardBackward(params, X, new Int32Array(B), { backend }).loss;
-    const ys = new Int32Array(new SharedArrayBuffer(4 * B));
-    const worker = new Worker(
-      `const { workerData } = require('node:worker_threads'); const y = new Int32Array(workerData);
-       for (let i = 0; ; i++) y[i & 3] = (i >> 2) & 1 ? ${C} : 0;`,
-      { eval: true, workerData: ys.buffer },
-    );
-    try {
-      await new Promise((r) => setTimeout(r, 50));
-      const calls = backend === 'torch' ? 300 : 20000;
-      let wrong = 0;
-      let refused = 0;
-      for (let i = 0; i < calls; i++) {
-        try {
-          if (forwardBackward(params, X, ys, { backend }).loss !== want) wrong++;
-        } catch (e) {
-          expect((e as Error).message).toMatch(new RegExp(`^Expected labels in \\[0, ${C}\\) for y but received ${C} at index \\d$`));
-          refused++;
-        }
-      }
-      expect(wrong).toBe(0);
-      expect(refused).toBeGreaterThan(0);
-    } finally {
-      await worker.terminate();
-    }
+    const [wrong, refused] = await underFlippingLabels(backend === 'torch' ? 300 : 20000, (ys) => forwardBackward(params, X, ys, { backend }).loss === want);
+    expect(wrong).toBe(0);
+    expect(refused).toBeGreaterThan(0);
   });
 
   it('evaluate, too: SharedArrayBuffer labels a worker flips give the all-zero score or a RangeError, never NaN', async () => {
     const { params, X } = problem();
     const net = new Sequential([new Linear(D, H, { W: params.W1, b: params.b1 }), new ReLU(), new Linear(H, C, { W: params.W2, b: params.b2 })]);
     const want = net.evaluate(X, new Int32Array(B), { backend });
-    const ys = new Int32Array(new SharedArrayBuffer(4 * B));
-    const worker = new Worker(
-      `const { workerData } = require('node:worker_threads'); const y = new Int32Array(workerData);
-       for (let i = 0; ; i++) y[i & 3] = (i >> 2) & 1 ? ${C} : 0;`,
-      { eval: true, workerData: ys.buffer },
-    );
-    try {
-      await new Promise((r) => setTimeout(r, 50));
-      let wrong = 0;
-      for (let i = 0; i < (backend === 'torch' ? 300 : 5000); i++) {
-        try {
-          const got = net.evaluate(X, ys, { backend });
-          if (got.loss !== want.loss || got.accuracy !== want.accuracy) wrong++;
-        } catch (e) {
-          expect((e as Error).message).toMatch(new RegExp(`^Expected labels in \\[0, ${C}\\) for y but received ${C} at index \\d$`));
-        }
-      }
-      expect(wrong).toBe(0);
-    } finally {
-      await worker.terminate();
-    }
+    const [wrong] = await underFlippingLabels(backend === 'torch' ? 300 : 5000, (ys) => {
+      const got = net.evaluate(X, ys, { backend });
+      return got.loss === want.loss && got.accuracy === want.accuracy;
+    });
+    expect(wrong).toBe(0);
   });
 
   it('BigInt64Array labels are range-checked before they are narrowed to int32', () => {
