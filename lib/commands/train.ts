@@ -90,12 +90,12 @@ function writableFolder(dir: string): void {
   }, 'a folder that can be created and written', `--out ${dir}`);
 }
 
-/** fn(), with a failed ArrayBuffer allocation (a RangeError that names nothing) put in terms of the flags that sized it. */
+/** fn(), with a failed ArrayBuffer allocation or a weight past 2^32 − 1 elements (RangeErrors that name no flag) put in terms of the flags that sized it. */
 function sizedByFlags<T>(fn: () => T, sizes: string): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof RangeError && /allocation failed|Invalid typed array length/.test(err.message)) {
+    if (err instanceof RangeError && /allocation failed|Invalid typed array length|^Expected at most \d+ elements for W\d+ /.test(err.message)) {
       v.fail(RangeError, 'a network and batch that fit in memory', '--hidden/--layers and --batch', new v.Received(`${sizes} (${err.message})`));
     }
     throw err;
