@@ -34,6 +34,8 @@ random problem, tensor by tensor, and explains the first failure in backward ord
                                when built, otherwise fd)
   --tolerance EPS              pass when max|Δ|/max|ref| ≤ EPS × epsilon of the dtype (default
                                ${DEFAULT_TOLERANCE_EPS.torch} against torch, ${DEFAULT_TOLERANCE_EPS.fd} against fd)
+  --exact                      fail on any bit that differs from LibTorch autograd in the dtype
+                               (needs the torch reference)
   --json                       print the report as JSON
 `;
 
@@ -69,7 +71,7 @@ export const verifyCommand: Command = {
       activation: { type: 'string', default: 'relu' }, reduction: { type: 'string', default: 'mean' },
       seed: { type: 'string', default: '0' },
       candidate: { type: 'string', default: 'native' }, reference: { type: 'string', default: 'auto' }, tolerance: STRING,
-      json: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false }, exact: { type: 'boolean', default: false },
     });
     if (values.layers !== undefined && values.H !== undefined) v.fail(TypeError, 'either --H (two layers) or --layers (a Sequential), not both', '--H', values.H);
     const [B, D, C] = (['B', 'D', 'C'] as const).map((k) => positiveInt(`--${k}`, values[k]));
@@ -92,8 +94,8 @@ export const verifyCommand: Command = {
     const y = Int32Array.from({ length: B }, () => rng.int(C));
 
     const report = hidden === null
-      ? verify(initParams({ D, H, C }, { seed, dtype }), X, y, { activation, reduction, candidate: candidate as Candidate, reference, tolerance })
-      : verify(Sequential.mlp([D, ...hidden, C], { activation, dtype, seed }), X, y, { reduction, candidate: candidate as SequentialCandidate, reference, tolerance });
+      ? verify(initParams({ D, H, C }, { seed, dtype }), X, y, { activation, reduction, candidate: candidate as Candidate, reference, tolerance, exact: values.exact })
+      : verify(Sequential.mlp([D, ...hidden, C], { activation, dtype, seed }), X, y, { reduction, candidate: candidate as SequentialCandidate, reference, tolerance, exact: values.exact });
     process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(report)}\n`);
     return report.ok ? 0 : 1;
   },

@@ -44,7 +44,8 @@ export type Chain = ReturnType<typeof chainOf>;
 
 export type DiagnosisKind =
   | 'missing' | 'unreadable' | 'nonfinite' | 'zero' | 'shape' | 'transpose' | 'scale' | 'sign'
-  | 'bias-axis' | 'bias-not-reduced' | 'wrong-tensor' | 'activation' | 'dZ2' | 'formula' | 'precision' | 'unexplained';
+  | 'bias-axis' | 'bias-not-reduced' | 'wrong-tensor' | 'activation' | 'dZ2' | 'formula' | 'precision' | 'unexplained'
+  | 'bits';
 
 export interface Diagnosis {
   kind: DiagnosisKind; message: string;

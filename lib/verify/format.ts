@@ -35,7 +35,8 @@ export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): st
     const status = { pass: 'ok', fail: 'FAIL', missing: 'MISSING', skipped: 'skipped' }[t.status];
     const eps = Number.isNaN(t.epsUnits) ? '—' : t.epsUnits === Infinity ? 'inf' : t.epsUnits < 1e4 ? t.epsUnits.toFixed(2) : t.epsUnits.toExponential(2);
     const worst = t.worst ? shapeText(t.worst.index) : '—';
-    return [t.name, t.layer ?? '', shapeText(t.shape), fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps, worst, status];
+    const bits = t.bitIdentical === null ? '—' : `${(100 * t.bitIdentical).toFixed(t.bitIdentical === 1 || t.bitIdentical === 0 ? 0 : 1)}%`;
+    return [t.name, t.layer ?? '', shapeText(t.shape), fmt(t.maxAbsDiff), fmt(t.maxAbsRef), fmt(t.relError), eps, bits, worst, status];
   });
   const notes: string[] = [];
   for (const t of r.tensors) {
@@ -44,7 +45,7 @@ export function formatVerifyReport(r: VerifyReport | SequentialVerifyReport): st
     for (const d of t.diagnosis) notes.push(`  - [${d.kind}] ${d.message}`);
     if (t.worst && t.status === 'fail') notes.push(`    worst entry ${t.name}${shapeText(t.worst.index)}: candidate ${formatNum(t.worst.candidate)}, reference ${formatNum(t.worst.reference)}`);
   }
-  const header = ['tensor', 'layer', 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'worst at', 'result'];
+  const header = ['tensor', 'layer', 'shape', 'max|Δ|', 'max|ref|', 'rel err', 'eps', 'same bits', 'worst at', 'result'];
   return [...head, table([header, ...rows], layers), '', ...(notes.length ? [...notes, ''] : []), `${r.ok ? 'OK' : 'MISMATCH'}: ${r.summary}`].join('\n');
 }
 

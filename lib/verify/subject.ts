@@ -148,6 +148,15 @@ export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activ
       for (const k of ['dX', ...weightGrads]) if (split.grads[k] !== undefined) grads[k] = coerceTensor(split.grads[k]);
       return { name: 'function', loss: split.loss === undefined ? undefined : coerceTensor(split.loss), grads };
     },
+    /**
+     * LibTorch autograd in the network's own dtype (PyTorch's numbers for this very net, what a
+     * bit-for-bit comparison needs): the loss ([1]) and every gradient, as float64 holding those values.
+     * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
+     */
+    torchInDtype: (): Record<string, Float64Array> => {
+      const r = seq.forwardBackward(b.X, b.y, { backend: 'torch', inputGrad: true, reduction });
+      return { loss: new Float64Array([r.loss]), ...Object.fromEntries(Object.entries(r.grads).map(([k, g]) => [k, Float64Array.from(g!)])) };
+    },
     /** LibTorch autograd on the float64 copy: the loss ([1]) and every gradient. @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
     torch: (): Record<string, Float64Array> => {
       const r = seq64.forwardBackward(X64, b.y, { backend: 'torch', inputGrad: true, reduction });

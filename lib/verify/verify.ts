@@ -31,9 +31,14 @@ export interface VerifyOptions<N extends Network = Params> extends NetworkOption
   inputGrad?: boolean;
   /** Step of the finite differences when the reference is 'fd' (default 1e-8). */
   fdStep?: number;
+  /**
+   * Fail on any bit that differs from LibTorch autograd in the candidate's own dtype (default false:
+   * the tolerance decides). Needs the torch reference (ERR_TORCH_UNAVAILABLE without it).
+   */
+  exact?: boolean;
 }
 export type SequentialVerifyOptions = VerifyOptions<Sequential>;
-const OPTIONS = ['activation', 'reduction', 'candidate', 'reference', 'tolerance', 'inputGrad', 'fdStep'] as const;
+const OPTIONS = ['activation', 'reduction', 'candidate', 'reference', 'tolerance', 'inputGrad', 'fdStep', 'exact'] as const;
 
 /** F.cross_entropy's options that neither verify nor forwardBackward supports yet: refused by name. */
 export const UNSUPPORTED = { weight: v.NOT_YET_SUPPORTED.weight, ignoreIndex: v.NOT_YET_SUPPORTED.ignoreIndex, labelSmoothing: v.NOT_YET_SUPPORTED.labelSmoothing };
@@ -62,6 +67,11 @@ export interface TensorCheck extends Omit<Measure, 'worst'> {
   candidateLength: number;
   /** relError / eps of the dtype. */
   epsUnits: number;
+  /**
+   * The fraction of entries whose bits equal LibTorch autograd's in the candidate's own dtype (1:
+   * bit for bit); null where LibTorch is not available or nothing was compared.
+   */
+  bitIdentical: number | null;
   worst: { index: number[]; candidate: number; reference: number } | null; diagnosis: Diagnosis[];
   /** A Sequential's layer the tensor belongs to: 'layers[2] (Linear 128→64)' (dX: layers[0]; the loss: its loss). */
   layer?: string;
@@ -117,6 +127,8 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   const o = v.options('opts', opts, OPTIONS, UNSUPPORTED);
   const referenceOpt = v.oneOf('opts.reference', o.reference, ['auto', 'torch', 'fd'] as const, 'auto');
   const inputGrad = v.bool('opts.inputGrad', o.inputGrad, true);
+  const exact = v.bool('opts.exact', o.exact, false);
+  if (exact && o.reference === 'fd') v.fail(TypeError, "reference 'torch' or 'auto' with exact: true (bits are compared with LibTorch)", 'opts.reference', o.reference);
   const candidate = (o.candidate ?? 'native') as Candidate<Network>;
   if (typeof candidate !== 'function') v.oneOf('opts.candidate', candidate, v.BACKENDS, 'native');
   const toleranceOpt = o.tolerance === undefined ? undefined : num('opts.tolerance', o.tolerance, 0, true);
@@ -143,6 +155,15 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
     for (const name of [...(inputGrad ? ['dX'] : []), ...s.weightGrads]) ref[name] = fd.gradient(name.slice(1) as FdTensor, fdStep, 'avoid').grad;
   }
 
+  // LibTorch in the candidate's own dtype, for the bits column (and exact mode, which demands it).
+  let same: Record<string, Float64Array> | null = null;
+  if (reference === 'torch' || exact) {
+    try {
+      same = s.dtype === 'float64' && ref !== undefined && reference === 'torch' ? ref : s.torchInDtype();
+    } catch (err) {
+      if (exact || !(err instanceof HandgradError) || err.code !== 'ERR_TORCH_UNAVAILABLE') throw err;
+    }
+  }
   const cand = s.grads(candidate, true, 'opts.candidate');
   const toleranceEps = toleranceOpt ?? DEFAULT_TOLERANCE_EPS[reference];
   const eps = EPSILON[s.dtype];
@@ -157,7 +178,7 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
     const got = name === 'loss' ? cand.loss : cand.grads[name];
     const check: TensorCheck = {
       name, shape: s.shapes[name], status: 'pass', candidateShape: null, candidateLength: 0,
-      maxAbsDiff: NaN, maxAbsRef: NaN, relError: NaN, epsUnits: NaN, worst: null, mismatches: 0, diagnosis: [],
+      maxAbsDiff: NaN, maxAbsRef: NaN, relError: NaN, epsUnits: NaN, bitIdentical: null, worst: null, mismatches: 0, diagnosis: [],
     };
     if (s.layerOf[name] !== undefined) check.layer = s.layerOf[name];
     if (name === 'dX' && !inputGrad) return Object.assign(check, { status: 'skipped' as const });
@@ -176,9 +197,15 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
       const worst = w >= 0 ? { index: unravel(w, check.shape), candidate: got.values![w], reference: r[w] } : null;
       Object.assign(check, m, { epsUnits: m.relError / eps, worst });
     } else check.mismatches = r.length;
-    const pass = comparable && shapeOk(got, check.shape) && check.relError <= tol;
-    check.status = pass ? 'pass' : 'fail';
-    if (!pass) check.diagnosis = diagnose(name, got, r, ctx);
+    if (comparable && same !== null) check.bitIdentical = bitIdentical(got.values!, same[name]);
+    const bitsOk = !exact || check.bitIdentical === 1;
+    const withinTolerance = comparable && shapeOk(got, check.shape) && check.relError <= tol;
+    check.status = withinTolerance && bitsOk ? 'pass' : 'fail';
+    if (!withinTolerance) check.diagnosis = diagnose(name, got, r, ctx);
+    if (!bitsOk && comparable) {
+      const differ = Math.round((1 - check.bitIdentical!) * r.length);
+      check.diagnosis.push({ kind: 'bits', message: `${differ} of ${r.length} entries differ in their bits from LibTorch autograd in ${s.dtype} (exact: true)` });
+    }
     return check;
   });
 
@@ -193,10 +220,17 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   return report as VerifyReport<N>;
 }
 
+/** The fraction of c's entries equal to r's bit for bit (both hold values of the candidate's dtype; −0 ≠ 0). */
+function bitIdentical(c: Float64Array, r: Float64Array): number {
+  let same = 0;
+  for (let i = 0; i < r.length; i++) if (Object.is(c[i], r[i])) same++;
+  return r.length === 0 ? 1 : same / r.length;
+}
+
 /** The same explanation for two tensors (same kind, factor within rounding, same variant). */
 function sameCause(a: Diagnosis[], b: Diagnosis[]): boolean {
   const key = (ds: Diagnosis[]) =>
-    ds.filter((d) => d.kind !== 'transpose' && d.kind !== 'shape').map((d) => `${d.kind}|${d.variant ?? ''}|${d.factor === undefined ? '' : d.factor.toPrecision(4)}`).sort().join(';');
+    ds.filter((d) => d.kind !== 'transpose' && d.kind !== 'shape' && d.kind !== 'bits').map((d) => `${d.kind}|${d.variant ?? ''}|${d.factor === undefined ? '' : d.factor.toPrecision(4)}`).sort().join(';');
   return key(a) !== '' && key(a) === key(b);
 }
 
@@ -209,6 +243,11 @@ function summarize(r: VerifyReportBase, chain: Chain, order: TensorName[]): stri
   if (r.firstFailure === null) {
     const worst = Math.max(...r.tensors.filter((x) => x.status === 'pass').map((x) => x.epsUnits));
     return `All checked tensors match: ${checked}; the largest error is ${worst.toFixed(2)} eps.`;
+  }
+  const failing = r.tensors.filter(failed);
+  if (failing.every((x) => x.diagnosis.every((d) => d.kind === 'bits'))) {
+    const list = failing.map((x) => `${x.name} ${(100 * x.bitIdentical!).toFixed(1)}%`).join(', ');
+    return `Every tensor is within the tolerance, but not bit for bit (exact: true): the entries identical to LibTorch autograd in ${r.dtype} are ${list}. (${checked}.)`;
   }
   const first = t(r.firstFailure);
   const where = first.layer ? ` of ${first.layer}` : '';
