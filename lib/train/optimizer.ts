@@ -2,6 +2,7 @@
 // LibTorch run over the same gradients can check them.
 import type { FloatArray } from '../types';
 import { torchBinding } from '../backends/torch';
+import { powWhole } from './pow';
 import * as v from '../validate';
 
 export type OptimizerName = 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw';
@@ -59,33 +60,46 @@ export function slotLengths(name: OptimizerName, n: number): { m: number; v: num
   return { m: n, v: n };
 }
 
+const same = (x: number) => x;
+
 /**
  * One update of W in place from its gradient g. `t` is the 1-based step count (Adam's bias
  * correction; momentum's first step copies g, as torch.optim.SGD does). Returns whether every
  * value written (W, and m, v) is finite: x − x is 0 for a finite x and NaN otherwise, so one
  * subtraction and one addition per value, read back from the array (a float32 store can overflow
  * where the double did not), test them in the loop that writes them.
+ *
+ * Operation for operation torch.optim 1.13's single-tensor path, in W's dtype, as
+ * native/core/optimizer.h: each scalar (1 − β, −lr / (1 − β1^t), √(1 − β2^t), 1 − lr·wd) computed
+ * in double as Python computes it and rounded once to the dtype (ATen applies a Scalar to a float
+ * tensor in float); each tensor op rounded to the dtype (`r`, Math.fround for float32); ATen's
+ * add(a, b, alpha) is an FMA, here a + α·b in double (exact product of two floats) rounded once
+ * when stored.
  */
 export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: SlotState, lr: number, t: number): boolean {
   const n = W.length;
-  const wd = cfg.weightDecay;
+  const r = W instanceof Float32Array ? Math.fround : same;
+  const wdGiven = cfg.weightDecay;
+  const wd = r(wdGiven);
+  const negLr = r(-lr);
   let sum = 0;
   switch (cfg.name) {
     case 'sgd':
+      // torch: d = g.add(W, alpha=wd); W.add_(d, alpha=−lr)
       for (let i = 0; i < n; i++) {
-        W[i] -= lr * (wd === 0 ? g[i] : g[i] + wd * W[i]);
+        W[i] += negLr * (wdGiven === 0 ? g[i] : r(g[i] + wd * W[i]));
         sum += W[i] - W[i];
       }
       return sum === 0;
     case 'momentum':
     case 'nesterov': {
       const m = s.m!;
-      const mu = cfg.momentum;
+      const mu = r(cfg.momentum);
       const nesterov = cfg.name === 'nesterov';
       for (let i = 0; i < n; i++) {
-        const gi = wd === 0 ? g[i] : g[i] + wd * W[i];
-        m[i] = t === 1 ? gi : mu * m[i] + gi; // torch: buf = g on the first step, then μ·buf + g
-        W[i] -= lr * (nesterov ? gi + mu * m[i] : m[i]);
+        const gi = wdGiven === 0 ? g[i] : r(g[i] + wd * W[i]);
+        m[i] = t === 1 ? gi : r(mu * m[i]) + gi; // torch: buf = g on the first step, then buf.mul_(μ).add_(g)
+        W[i] += negLr * (nesterov ? r(gi + mu * m[i]) : m[i]);
         sum += W[i] - W[i] + (m[i] - m[i]);
       }
       return sum === 0;
@@ -94,17 +108,19 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
     case 'adamw': {
       const m = s.m!;
       const vv = s.v!;
-      const { beta1, beta2, epsilon } = cfg;
-      const stepSize = lr / (1 - beta1 ** t);
-      const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
+      const b1 = r(cfg.beta1), b2 = r(cfg.beta2), a1 = r(1 - cfg.beta1), a2 = r(1 - cfg.beta2), eps = r(cfg.epsilon);
+      const negStepSize = r(-(lr / (1 - powWhole(cfg.beta1, t))));
+      const bc2Sqrt = r(Math.sqrt(1 - powWhole(cfg.beta2, t)));
+      const decay = r(1 - lr * wdGiven);
       const decoupled = cfg.name === 'adamw';
       for (let i = 0; i < n; i++) {
-        if (decoupled && wd !== 0) W[i] *= 1 - lr * wd;
-        const gi = !decoupled && wd !== 0 ? g[i] + wd * W[i] : g[i];
-        m[i] = beta1 * m[i] + (1 - beta1) * gi;
-        vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi;
-        // torch: denom = sqrt(v) / sqrt(bias_correction2) + eps; W −= (lr / bias_correction1) · m / denom
-        W[i] -= (stepSize * m[i]) / (Math.sqrt(vv[i]) / bc2Sqrt + epsilon);
+        if (decoupled && wdGiven !== 0) W[i] *= decay; // torch: W.mul_(1 − lr·wd)
+        const gi = !decoupled && wdGiven !== 0 ? r(g[i] + wd * W[i]) : g[i];
+        m[i] = r(b1 * m[i]) + a1 * gi; // m.mul_(β1).add_(g, alpha=1 − β1)
+        vv[i] = r(b2 * vv[i]) + r(r(a2 * gi) * gi); // v.mul_(β2).addcmul_(g, g, value=1 − β2)
+        // torch: denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps); W.addcdiv_(m, denom, value=−step_size)
+        const denom = r(r(r(Math.sqrt(vv[i])) / bc2Sqrt) + eps);
+        W[i] += r(r(negStepSize * m[i]) / denom);
         sum += W[i] - W[i] + (m[i] - m[i]) + (vv[i] - vv[i]);
       }
       return sum === 0;
