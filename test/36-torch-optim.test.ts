@@ -102,3 +102,17 @@ describe.skipIf(skip)(backendTitle('torch.optim constants: 20 steps against torc
     }
   }
 });
+
+describe.skipIf(skip)(backendTitle("torch.optim's defaults", 'torch', skip), () => {
+  it("AdamW's weight decay defaults to 0.01, torch.optim.AdamW's (the update with no weightDecay given is torch's with 0.01)", () => {
+    expect(optimizerConfig({ optimizer: 'adamw' }).weightDecay).toBe(0.01);
+    expect(optimizerConfig({ optimizer: 'adam' }).weightDecay).toBe(0);
+    for (const dtype of ['float32', 'float64'] as Dtype[]) {
+      const { W0, grads } = problem(dtype, 6);
+      const want = runTorch({ optimizer: 'adamw', weightDecay: 0.01 }, W0, grads, 0.01);
+      // Large enough that decay 0 and 0.01 differ by far more than the rounding bound.
+      expect(errEps(runTorch({ optimizer: 'adamw', weightDecay: 0 }, W0, grads, 0.01), want, dtype)).toBeGreaterThan(100);
+      for (const run of [runTs, runNative]) expect(errEps(run({ optimizer: 'adamw' }, W0, grads, 0.01), want, dtype)).toBeLessThanOrEqual(1);
+    }
+  });
+});

@@ -16,7 +16,7 @@ export interface OptimizerOptions {
   momentum?: number;
   /** Adam's β1, β2 (default 0.9, 0.999) and ε (1e-8). */
   beta1?: number; beta2?: number; epsilon?: number;
-  /** L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW). Default 0. */
+  /** L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW). Default 0; 0.01 for AdamW, as torch.optim.AdamW. */
   weightDecay?: number;
 }
 
@@ -46,7 +46,7 @@ export function optimizerConfig(o: OptimizerOptions, prefix = 'opts', kindName =
     beta1: num('beta1', o.beta1, 0.9, 0, 1, true),
     beta2: num('beta2', o.beta2, 0.999, 0, 1, true),
     epsilon: num('epsilon', o.epsilon, 1e-8, 0, 1),
-    weightDecay: num('weightDecay', o.weightDecay, 0, 0, Infinity),
+    weightDecay: num('weightDecay', o.weightDecay, name === 'adamw' ? 0.01 : 0, 0, Infinity),
   };
 }
 
