@@ -332,8 +332,6 @@ export const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
   weight: "F.cross_entropy's per-class weight is not supported yet",
   ignoreIndex: "F.cross_entropy's ignore_index is not supported yet",
   labelSmoothing: "F.cross_entropy's label_smoothing is not supported yet",
-  amsgrad: "torch.optim's amsgrad is not supported yet",
-  dampening: "torch.optim's dampening is not supported yet",
   validationSplit: 'validationSplit is not supported yet: split the data with trainValSplit and pass { validation }',
 };
 

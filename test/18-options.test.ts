@@ -1,7 +1,7 @@
 // Every option object of the public API is checked (lib/validate.ts `options`): an unknown key is a
 // TypeError that names it, with "did you mean" for a near miss and for the names users bring from
 // PyTorch, tfjs, Keras and scikit-learn; an option PyTorch has that handgrad does not support yet
-// (F.cross_entropy's weight, ignore_index, label_smoothing; torch.optim's amsgrad, dampening) is
+// (F.cross_entropy's weight, ignore_index, label_smoothing) is
 // refused by name, never ignored. One row per (entry point, misspelt or foreign key), then one row
 // per entry point with its options spelt right, then the CLI's flags in child processes.
 import { spawnSync } from 'node:child_process';
@@ -108,8 +108,6 @@ const MISSPELT: Row[] = [
   ['Trainer', () => new Trainer(params(), bad({ weight_decay: 1e-4 })), near('weight_decay', 'weightDecay')],
   ['Trainer', () => new Trainer(params(), bad({ batch_size: 8 })), near('batch_size', 'batchSize')],
   ['Trainer', () => new Trainer(params(), bad({ betas: [0.9, 0.999] })), near('betas', 'beta1 and beta2')],
-  ['Trainer', () => new Trainer(params(), bad({ amsgrad: true })), refused('amsgrad')],
-  ['Trainer', () => new Trainer(params(), bad({ dampening: 0.1 })), refused('dampening')],
   ['Trainer opts.schedule', () => new Trainer(params(), bad({ schedule: { type: 'step', every: 2, gama: 0.5 } })), near('gama', 'gamma')],
   ['trainer.fitSync', () => trainer().fitSync(X, y, bad({ epoch: 3, callbacks: [] })), near('epoch', 'epochs')],
   ['trainer.fitSync', () => trainer().fitSync(X, y, bad({ callbacks: [] })), near('callbacks', 'onProgress')],

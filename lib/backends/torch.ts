@@ -13,13 +13,14 @@ import * as v from '../validate';
 /** The typed surface of handgrad_torch.node: torch::optim and the layer-stack reference. */
 export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> & {
   /**
-   * torch::optim's SGD ('sgd': momentum 0; 'momentum': μ, dampening 0; 'nesterov'), Adam (L2
-   * weight_decay) or AdamW (decoupled weight_decay), fresh for this call: one step() per entry of
-   * grads, each set as W's .grad. W is updated in place; grads have W's dtype and length.
+   * torch::optim's SGD ('sgd': momentum 0; 'momentum': μ and dampening; 'nesterov': μ, dampening
+   * 0), Adam (L2 weight_decay) or AdamW (decoupled weight_decay), with amsgrad for those two, fresh
+   * for this call: one step() per entry of grads, each set as W's .grad. W is updated in place;
+   * grads have W's dtype and length. dampening and amsgrad default to LibTorch's 0 and false.
    */
   optimizerRun(
     name: 'sgd' | 'momentum' | 'nesterov' | 'adam' | 'adamw', W: FloatArray, grads: readonly FloatArray[], lr: number,
-    momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
+    momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number, dampening?: number, amsgrad?: boolean,
   ): void;
   /**
    * Autograd over a layer stack (the reference of the hand-derived Sequential) on a fresh graph:

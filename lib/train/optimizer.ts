@@ -11,22 +11,37 @@ export const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'momentum', 'nestero
 export const OPTIMIZER_CODE: Record<OptimizerName, number> = { sgd: 0, momentum: 1, nesterov: 2, adam: 3, adamw: 4 };
 
 export interface OptimizerOptions {
+  /**
+   * 'sgd' (torch.optim.SGD: plain, or with momentum/dampening/nesterov), 'adam', 'adamw'.
+   * 'momentum' and 'nesterov' are this package's older names: 'sgd' with momentum (default 0.9),
+   * and with nesterov: true.
+   */
   optimizer?: OptimizerName;
-  /** Momentum μ for 'momentum'/'nesterov' (default 0.9). */
+  /** SGD's momentum μ (default 0, torch.optim.SGD's; 0.9 under the names 'momentum'/'nesterov'). */
   momentum?: number;
+  /** SGD's dampening (default 0): the buffer adds (1 − dampening)·g after the first step. */
+  dampening?: number;
+  /** Nesterov momentum for SGD (default false; needs momentum > 0 and dampening 0, as torch). */
+  nesterov?: boolean;
   /** Adam's β1, β2 (default 0.9, 0.999) and ε (1e-8). */
   beta1?: number; beta2?: number; epsilon?: number;
   /** L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW). Default 0; 0.01 for AdamW, as torch.optim.AdamW. */
   weightDecay?: number;
+  /** Adam/AdamW's AMSGrad (default false): the denominator uses the largest v seen so far. */
+  amsgrad?: boolean;
 }
 
+/**
+ * The settings resolved: `name` is the rule ('sgd' with momentum > 0 is 'momentum', with nesterov
+ * 'nesterov'), so the Trainer allocates the buffers the rule needs.
+ */
 export type OptimizerConfig = { name: OptimizerName } & Required<Omit<OptimizerOptions, 'optimizer'>>;
 
 /**
  * The optimizer's settings (lr is the Trainer's), checked as torch.optim checks them (μ ≥ 0,
- * 0 ≤ β < 1, ε ≥ 0, weight decay ≥ 0, Nesterov needs μ > 0), plus finiteness and this package's
- * caps (μ ≤ 1: a larger μ only amplifies; ε ≤ 1). `prefix` names them in errors ('opts', or where
- * a checkpoint keeps them); `kindName` names the optimizer's own key.
+ * 0 ≤ β < 1, ε ≥ 0, weight decay ≥ 0, Nesterov needs μ > 0 and dampening 0), plus finiteness
+ * and this package's caps (μ ≤ 1: a larger μ only amplifies; dampening ≤ 1; ε ≤ 1). `prefix` names
+ * them in errors ('opts', or where a checkpoint keeps them); `kindName` names the optimizer's own key.
  * @throws {TypeError|RangeError}
  */
 export function optimizerConfig(o: OptimizerOptions, prefix = 'opts', kindName = `${prefix}.optimizer`): OptimizerConfig {
@@ -38,26 +53,41 @@ export function optimizerConfig(o: OptimizerOptions, prefix = 'opts', kindName =
     if (!inside) v.fail(RangeError, hi === Infinity ? `a finite number ≥ ${lo}` : `a finite number in [${lo}, ${hi}${hiOpen ? ')' : ']'}`, name, x);
     return x;
   };
-  const name = v.oneOf(kindName, o.optimizer, OPTIMIZERS, 'sgd');
-  const momentum = num('momentum', o.momentum, 0.9, 0, 1);
-  if (name === 'nesterov' && momentum === 0) v.fail(RangeError, 'momentum > 0 (Nesterov needs it, as torch.optim.SGD does)', `${prefix}.momentum`, momentum);
+  const given = v.oneOf(kindName, o.optimizer, OPTIMIZERS, 'sgd');
+  const momentum = num('momentum', o.momentum, given === 'momentum' || given === 'nesterov' ? 0.9 : 0, 0, 1);
+  const dampening = num('dampening', o.dampening, 0, 0, 1);
+  const nesterov = v.bool(`${prefix}.nesterov`, o.nesterov, given === 'nesterov');
+  if (given === 'nesterov' && !nesterov) v.fail(RangeError, "true or nothing with optimizer 'nesterov' (it is 'sgd' with nesterov: true)", `${prefix}.nesterov`, nesterov);
+  const adam = given === 'adam' || given === 'adamw';
+  if (nesterov && adam) v.fail(TypeError, `nothing with optimizer '${given}' (Nesterov is SGD's)`, `${prefix}.nesterov`, nesterov);
+  // torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening".
+  if (nesterov && momentum === 0) v.fail(RangeError, 'momentum > 0 (Nesterov needs it, as torch.optim.SGD does)', `${prefix}.momentum`, momentum);
+  if (nesterov && dampening !== 0) v.fail(RangeError, 'dampening 0 (Nesterov needs it, as torch.optim.SGD does)', `${prefix}.dampening`, dampening);
+  const amsgrad = v.bool(`${prefix}.amsgrad`, o.amsgrad, false);
+  if (amsgrad && !adam) v.fail(TypeError, `nothing with optimizer '${given}' (AMSGrad is Adam's and AdamW's)`, `${prefix}.amsgrad`, amsgrad);
+  const name: OptimizerName = nesterov ? 'nesterov' : given === 'sgd' && momentum > 0 ? 'momentum' : given;
   return {
-    name, momentum,
+    name, momentum, dampening, nesterov, amsgrad,
     beta1: num('beta1', o.beta1, 0.9, 0, 1, true),
     beta2: num('beta2', o.beta2, 0.999, 0, 1, true),
     epsilon: num('epsilon', o.epsilon, 1e-8, 0, 1),
-    weightDecay: num('weightDecay', o.weightDecay, name === 'adamw' ? 0.01 : 0, 0, Infinity),
+    weightDecay: num('weightDecay', o.weightDecay, given === 'adamw' ? 0.01 : 0, 0, Infinity),
   };
 }
 
-/** Per-tensor state buffers: momentum's buffer, or Adam's first and second moments. */
-export interface SlotState { m: FloatArray | null; v: FloatArray | null }
+/** Per-tensor state buffers: momentum's buffer, or Adam's moments (and AMSGrad's largest v). */
+export interface SlotState { m: FloatArray | null; v: FloatArray | null; vmax?: FloatArray | null }
 
 /** The buffers one tensor needs under this optimizer (allocated once, by the caller's allocator). */
-export function slotLengths(name: OptimizerName, n: number): { m: number; v: number } {
-  if (name === 'sgd') return { m: 0, v: 0 };
-  if (name === 'momentum' || name === 'nesterov') return { m: n, v: 0 };
-  return { m: n, v: n };
+export function slotLengths(name: OptimizerName, n: number, amsgrad = false): { m: number; v: number; vmax: number } {
+  if (name === 'sgd') return { m: 0, v: 0, vmax: 0 };
+  if (name === 'momentum' || name === 'nesterov') return { m: n, v: 0, vmax: 0 };
+  return { m: n, v: n, vmax: amsgrad ? n : 0 };
+}
+
+/** Whether native/core/optimizer.h has this rule (dampening and AMSGrad run in TypeScript). */
+export function nativeRule(cfg: OptimizerConfig): boolean {
+  return cfg.dampening === 0 && !cfg.amsgrad;
 }
 
 const same = (x: number) => x;
@@ -96,9 +126,10 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
       const m = s.m!;
       const mu = r(cfg.momentum);
       const nesterov = cfg.name === 'nesterov';
+      const keep = r(1 - cfg.dampening);
       for (let i = 0; i < n; i++) {
         const gi = wdGiven === 0 ? g[i] : r(g[i] + wd * W[i]);
-        m[i] = t === 1 ? gi : r(mu * m[i]) + gi; // torch: buf = g on the first step, then buf.mul_(μ).add_(g)
+        m[i] = t === 1 ? gi : r(mu * m[i]) + keep * gi; // torch: buf = g on the first step, then buf.mul_(μ).add_(g, alpha=1 − dampening)
         W[i] += negLr * (nesterov ? r(gi + mu * m[i]) : m[i]);
         sum += W[i] - W[i] + (m[i] - m[i]);
       }
@@ -108,6 +139,7 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
     case 'adamw': {
       const m = s.m!;
       const vv = s.v!;
+      const vmax = cfg.amsgrad ? s.vmax! : null;
       const b1 = r(cfg.beta1), b2 = r(cfg.beta2), a1 = r(1 - cfg.beta1), a2 = r(1 - cfg.beta2), eps = r(cfg.epsilon);
       const negStepSize = r(-(lr / (1 - powWhole(cfg.beta1, t))));
       const bc2Sqrt = r(Math.sqrt(1 - powWhole(cfg.beta2, t)));
@@ -118,10 +150,12 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
         const gi = !decoupled && wdGiven !== 0 ? r(g[i] + wd * W[i]) : g[i];
         m[i] = r(b1 * m[i]) + a1 * gi; // m.mul_(β1).add_(g, alpha=1 − β1)
         vv[i] = r(b2 * vv[i]) + r(r(a2 * gi) * gi); // v.mul_(β2).addcmul_(g, g, value=1 − β2)
+        // AMSGrad: torch.maximum(vmax, v, out=vmax), whose square root then stands for v's.
+        const vDenom = vmax ? (vmax[i] = Math.max(vmax[i], vv[i])) : vv[i];
         // torch: denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps); W.addcdiv_(m, denom, value=−step_size)
-        const denom = r(r(r(Math.sqrt(vv[i])) / bc2Sqrt) + eps);
+        const denom = r(r(r(Math.sqrt(vDenom)) / bc2Sqrt) + eps);
         W[i] += r(r(negStepSize * m[i]) / denom);
-        sum += W[i] - W[i] + (m[i] - m[i]) + (vv[i] - vv[i]);
+        sum += W[i] - W[i] + (m[i] - m[i]) + (vv[i] - vv[i]) + (vDenom - vDenom);
       }
       return sum === 0;
     }
@@ -147,5 +181,5 @@ export function torchOptimizerRun(opts: OptimizerOptions, W: FloatArray, grads: 
   });
   if (typeof lr !== 'number') v.fail(TypeError, 'a number', 'lr', lr);
   if (!(Number.isFinite(lr) && lr >= 0)) v.fail(RangeError, 'a finite number >= 0', 'lr', lr);
-  torchBinding().optimizerRun(cfg.name, W, grads, lr, cfg.momentum, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.weightDecay);
+  torchBinding().optimizerRun(cfg.name, W, grads, lr, cfg.momentum, cfg.beta1, cfg.beta2, cfg.epsilon, cfg.weightDecay, cfg.dampening, cfg.amsgrad);
 }

@@ -88,7 +88,7 @@ function readPosition(path: string, json: string, epochs: number): Position {
 export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path: string, required: boolean): void {
   const dtype = s.config.dtype === 'float64' ? 'F64' : 'F32';
   for (const k of s.names) {
-    for (const part of ['m', 'v'] as const) {
+    for (const part of ['m', 'v', 'vmax'] as const) {
       const buf = s.slots[k][part];
       const name = `optimizer.${k}.${part}`;
       if (!buf) continue;

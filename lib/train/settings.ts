@@ -13,7 +13,7 @@ export interface Settings {
 
 /** The settings save() writes, as its JSON holds them (optimizer as { name, momentum, … }). */
 export const SAVED_KEYS = ['optimizer', 'lr', 'batchSize', 'seed', 'backend', 'schedule'] as const;
-const OPTIMIZER_KEYS = ['name', 'momentum', 'beta1', 'beta2', 'epsilon', 'weightDecay'] as const;
+const OPTIMIZER_KEYS = ['name', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad'] as const;
 
 /**
  * The settings from options (undefined ones take their defaults); `prefix` names them in errors.
@@ -56,9 +56,16 @@ export function savedSettings(json: string): Record<string, unknown> {
   let optimizer: OptimizerConfig | undefined;
   if (s.optimizer !== undefined) {
     const o = v.options(`${name}.optimizer`, s.optimizer, OPTIMIZER_KEYS);
-    const opts = { optimizer: o.name, momentum: o.momentum, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay };
+    // A file from before torch.optim's names (no 'nesterov' key) saved momentum 0.9 with plain
+    // 'sgd', which ignored it: read it as it ran.
+    const legacySgd = o.name === 'sgd' && o.nesterov === undefined;
+    const opts = {
+      optimizer: o.name, momentum: legacySgd ? 0 : o.momentum, dampening: o.dampening, nesterov: o.nesterov,
+      beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay, amsgrad: o.amsgrad,
+    };
     optimizer = optimizerConfig(opts as OptimizerOptions, `${name}.optimizer`, `${name}.optimizer.name`);
-    Object.assign(out, { optimizer: optimizer.name, momentum: optimizer.momentum, beta1: optimizer.beta1, beta2: optimizer.beta2, epsilon: optimizer.epsilon, weightDecay: optimizer.weightDecay });
+    const { name: optimizerName, ...rest } = optimizer;
+    Object.assign(out, { optimizer: optimizerName, ...rest });
   }
   settings(out, name, optimizer ?? optimizerConfig({}, name));
   return out;

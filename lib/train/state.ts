@@ -33,7 +33,7 @@ export interface TrainState {
    * update touches it) and the counters. Shared, so that if the worker dies inside a step the
    * caller's thread can put back the last whole one (rollBackAbandonedStep).
    */
-  before: { tensors: Record<string, { W: FloatArray; m: FloatArray | null; v: FloatArray | null }>; counters: Float64Array };
+  before: { tensors: Record<string, { W: FloatArray; m: FloatArray | null; v: FloatArray | null; vmax: FloatArray | null }>; counters: Float64Array };
 }
 
 /**
@@ -84,6 +84,7 @@ export function rollBackAbandonedStep(s: TrainState): void {
     s.params[k].set(b.W);
     if (b.m) s.slots[k].m!.set(b.m);
     if (b.v) s.slots[k].v!.set(b.v);
+    if (b.vmax) s.slots[k].vmax!.set(b.vmax);
   }
   if (touched > 0) s.counters.set(s.before.counters);
   Atomics.store(s.control, TOUCHED, 0);
@@ -105,9 +106,10 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
     params[k] = sharedFloat(config.dtype, n);
     params[k].set(initial[k]);
     grads[k] = sharedFloat(config.dtype, n);
-    const len = slotLengths(config.optimizer.name, n);
-    slots[k] = { m: len.m ? sharedFloat(config.dtype, len.m) : null, v: len.v ? sharedFloat(config.dtype, len.v) : null };
-    before.tensors[k] = { W: sharedFloat(config.dtype, n), m: len.m ? sharedFloat(config.dtype, len.m) : null, v: len.v ? sharedFloat(config.dtype, len.v) : null };
+    const len = slotLengths(config.optimizer.name, n, config.optimizer.amsgrad);
+    const slot = (k: number) => (k ? sharedFloat(config.dtype, k) : null);
+    slots[k] = { m: slot(len.m), v: slot(len.v), vmax: slot(len.vmax) };
+    before.tensors[k] = { W: sharedFloat(config.dtype, n), m: slot(len.m), v: slot(len.v), vmax: slot(len.vmax) };
   }
   return {
     config, names, params, grads, slots,

@@ -64,7 +64,9 @@ export interface FitOptions {
 
 const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 
-const TRAINER_OPTIONS = ['optimizer', 'lr', 'momentum', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'batchSize', 'seed', 'backend', 'activation', 'schedule'] as const;
+const TRAINER_OPTIONS = [
+  'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule',
+] as const;
 
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
@@ -300,6 +302,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       const slot = this.state.slots[k];
       if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
       if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
+      if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
     }
     saveSafetensors(path, tensors, {
       ...metadataOption(o.metadata),
@@ -328,7 +331,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const activation = known ? (meta.activation as Activation) : undefined;
     const t = new Trainer<TwoLayerParams | Sequential>(p, { ...saved, activation, ...opts } as TrainerOptions);
     restoreCounters(t.state, meta, path);
-    const sameOptimizer = meta.trainer !== undefined && saved.optimizer === t.state.config.optimizer.name;
+    // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
+    const o = t.state.config.optimizer;
+    const sameOptimizer = meta.trainer !== undefined && saved.optimizer === o.name && (saved.amsgrad ?? false) === o.amsgrad;
     restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0);
     return t;
   }

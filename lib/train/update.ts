@@ -14,7 +14,7 @@
 import { coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
-import { OPTIMIZER_CODE, update } from './optimizer';
+import { nativeRule, OPTIMIZER_CODE, update } from './optimizer';
 import { COUNTER, holdingParams, TOUCHED, type TrainState } from './state';
 
 function firstNonFinite(a: FloatArray): number {
@@ -32,7 +32,8 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
     const t = s.counters[COUNTER.steps] + 1;
     const o = s.config.optimizer;
     // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
-    const core = s.config.backend === 'native' ? coreBinding() : null;
+    // Dampening and AMSGrad are TypeScript's only (the same bits: test/36).
+    const core = s.config.backend === 'native' && nativeRule(o) ? coreBinding() : null;
     s.before.counters.set(s.counters);
     let failed = -1;
     for (let i = 0; i < s.names.length && failed < 0; i++) {
@@ -42,6 +43,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
       b.W.set(s.params[k]);
       if (slot.m) b.m!.set(slot.m);
       if (slot.v) b.v!.set(slot.v);
+      if (slot.vmax) b.vmax!.set(slot.vmax);
       Atomics.store(s.control, TOUCHED, i + 1); // from here on tensor i may differ from its copy
       const finite = core
         ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay)
@@ -57,7 +59,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
     const k = s.names[failed];
     const slot = s.slots[k];
     // Name the first non-finite value (the weights first, then the optimizer state), then restore.
-    const where = ([[k, s.params[k]], [`optimizer.${k}.m`, slot.m], [`optimizer.${k}.v`, slot.v]] as const)
+    const where = ([[k, s.params[k]], [`optimizer.${k}.m`, slot.m], [`optimizer.${k}.v`, slot.v], [`optimizer.${k}.vmax`, slot.vmax]] as const)
       .map(([name, a]) => ({ name, a, i: a ? firstNonFinite(a) : -1 }))
       .find((w) => w.i >= 0) ?? { name: k, a: s.params[k], i: 0 }; // (the loop said one is there)
     const value = where.a![where.i];
@@ -67,6 +69,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
       s.params[s.names[i]].set(b.W);
       if (live.m) live.m.set(b.m!);
       if (live.v) live.v.set(b.v!);
+      if (live.vmax) live.vmax.set(b.vmax!);
     }
     Atomics.store(s.control, TOUCHED, 0);
     v.fail(RangeError, `finite values after the update of step ${t}`, where.name, new v.Received(

@@ -15,6 +15,10 @@ enum class Optimizer : int { Sgd = 0, Momentum = 1, Nesterov = 2, Adam = 3, Adam
 struct OptimizerConfig {
   Optimizer kind;
   double lr, momentum, beta1, beta2, epsilon, weightDecay;
+  // torch.optim's SGD dampening and Adam's amsgrad: read by the LibTorch reference (native/torch);
+  // the Trainer runs these two through lib/train/optimizer.ts, which has the max-v buffer.
+  double dampening = 0;
+  bool amsgrad = false;
 };
 
 // The exponent bits of x (for a double, in its high 32 bits) plus one exponent unit carry into bit

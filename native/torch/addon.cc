@@ -90,7 +90,7 @@ T* floatValue(Napi::Env env, const Napi::Value& v, const std::string& name, size
   return static_cast<T*>(t.data);
 }
 
-// --- optimizerRun(name, W, grads, lr, momentum, beta1, beta2, epsilon, weightDecay) ---------------
+// --- optimizerRun(name, W, grads, lr, momentum, beta1, beta2, epsilon, weightDecay[, dampening[, amsgrad]])
 
 // A finite number in [lo, hi] (hi excluded when hiOpen), as optimizerConfig in lib/train/optimizer.ts.
 double rangeArg(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi, bool hiOpen,
@@ -126,9 +126,16 @@ Napi::Value optimizerRunT(const Napi::CallbackInfo& info, Optimizer kind) {
   h.beta2 = rangeArg(info, 6, "beta2", 0, 1, true, "a number in [0, 1)");
   h.epsilon = rangeArg(info, 7, "epsilon", 0, 1, false, "a number in [0, 1]");
   h.weightDecay = rangeArg(info, 8, "weightDecay", 0, kInf, false, "a finite number >= 0");
-  // torch::optim::SGD refuses Nesterov without momentum; say so in this project's words.
+  // Optional, as LibTorch's defaults: dampening 0, amsgrad false.
+  if (!argOrUndefined(info, 9).IsUndefined()) h.dampening = rangeArg(info, 9, "dampening", 0, 1, false, "a number in [0, 1]");
+  const Napi::Value ams = argOrUndefined(info, 10);
+  if (!ams.IsUndefined() && !ams.IsBoolean()) failArg(env, true, "a boolean", "amsgrad", describeValue(env, ams));
+  h.amsgrad = !ams.IsUndefined() && ams.As<Napi::Boolean>().Value();
+  // torch::optim::SGD refuses Nesterov without momentum, or with dampening; say so in this project's words.
   if (kind == Optimizer::Nesterov && h.momentum == 0)
     failArg(env, false, "a momentum > 0 (Nesterov needs one)", "momentum", "0");
+  if (kind == Optimizer::Nesterov && h.dampening != 0)
+    failArg(env, false, "dampening 0 (Nesterov needs it)", "dampening", numberText(h.dampening));
 
   // Every element is read (a getter may run JS, even detach a buffer) before any data pointer is
   // taken; after this no JS runs until the call returns, so the pointers stay valid.

@@ -11,8 +11,8 @@
 namespace hg {
 namespace {
 
-// The optimizer exactly as torch::optim builds it from these options; only the options each kind
-// names are set, the rest keep LibTorch's defaults (amsgrad false, dampening 0).
+// The optimizer exactly as torch::optim builds it from these options (every one set: AdamW's
+// default weight_decay is 1e-2, and the caller's config already holds the defaults it means).
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const OptimizerConfig& h, const torch::Tensor& param) {
   std::vector<torch::Tensor> params{param};
   switch (h.kind) {
@@ -20,14 +20,15 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const OptimizerConfig& h,
     case Optimizer::Momentum:
     case Optimizer::Nesterov: {
       torch::optim::SGDOptions o(h.lr);
-      o.momentum(h.kind == Optimizer::Sgd ? 0.0 : h.momentum).dampening(0).weight_decay(h.weightDecay);
+      o.momentum(h.kind == Optimizer::Sgd ? 0.0 : h.momentum).dampening(h.dampening).weight_decay(h.weightDecay);
       o.nesterov(h.kind == Optimizer::Nesterov);
       return std::make_unique<torch::optim::SGD>(params, o);
     }
     case Optimizer::Adam:
     case Optimizer::AdamW: {
-      // Set on both option types; AdamW's default weight_decay is 1e-2, not 0, so always set it.
-      const auto set = [&](auto o) { return o.betas(std::make_tuple(h.beta1, h.beta2)).eps(h.epsilon).weight_decay(h.weightDecay); };
+      const auto set = [&](auto o) {
+        return o.betas(std::make_tuple(h.beta1, h.beta2)).eps(h.epsilon).weight_decay(h.weightDecay).amsgrad(h.amsgrad);
+      };
       if (h.kind == Optimizer::Adam) return std::make_unique<torch::optim::Adam>(params, set(torch::optim::AdamOptions(h.lr)));
       return std::make_unique<torch::optim::AdamW>(params, set(torch::optim::AdamWOptions(h.lr)));
     }
