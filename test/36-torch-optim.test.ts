@@ -252,3 +252,63 @@ describe("checkpoints' optimizer settings, before and after torch.optim's names"
     expect(() => savedSettings(JSON.stringify({ optimizer: { name: 'sgd', momentum: 0, nesterov: true, ...base } }))).toThrow(/__metadata__.trainer.optimizer.momentum/);
   });
 });
+
+describe("fit(..., { shuffle: false }): every epoch in the data's order (a DataLoader's shuffle=False)", () => {
+  const n = 10;
+  const X = Float64Array.from(randomArray(n * 3, 11));
+  const y = Array.from({ length: n }, (_, i) => i % 3);
+  const make = () => new Trainer(initParams({ D: 3, H: 4, C: 3 }, { seed: 2 }), { optimizer: 'sgd', momentum: 0.9, lr: 0.1, batchSize: 4 });
+  const params = (t: { params: unknown }) => {
+    const p = t.params as Record<string, FloatArray>;
+    return ['W1', 'b1', 'W2', 'b2'].map((k) => [...p[k]]);
+  };
+  /** The truth: step() on the batches [0,4), [4,8), [8,10) in turn, two epochs. */
+  const inOrder = () => {
+    const t = make();
+    for (let e = 0; e < 2; e++) {
+      for (let start = 0; start < n; start += 4) {
+        const end = Math.min(start + 4, n);
+        t.step(X.subarray(start * 3, end * 3), y.slice(start, end));
+      }
+    }
+    return params(t);
+  };
+
+  it('fitSync', () => {
+    const t = make();
+    t.fitSync(X, y, { epochs: 2, shuffle: false });
+    expect(params(t)).toEqual(inOrder());
+    // The default still shuffles (and so differs).
+    const shuffled = make();
+    shuffled.fitSync(X, y, { epochs: 2 });
+    expect(params(shuffled)).not.toEqual(inOrder());
+  });
+
+  it('fit (worker thread)', async () => {
+    const t = make();
+    await t.fit(X, y, { epochs: 2, shuffle: false });
+    expect(params(t)).toEqual(inOrder());
+  });
+
+  it('stopped mid-epoch, saved and loaded, the epoch finishes in data order', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg36-'));
+    try {
+      const t = make();
+      let steps = 0;
+      const stop = new Error('stop');
+      expect(() => t.fitSync(X, y, { epochs: 2, shuffle: false, progressEvery: 1, onProgress: (e) => { if (e.type === 'step' && ++steps === 4) throw stop; } })).toThrow(stop);
+      const file = join(dir, 'mid.safetensors');
+      t.save(file);
+      const resumed = Trainer.load(file);
+      // The rest of epoch 2 in order whatever this fit asks: the epoch began unshuffled.
+      resumed.fitSync(X, y, { epochs: 1 });
+      expect(params(resumed)).toEqual(inOrder());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('shuffle must be a boolean', () => {
+    expect(() => make().fitSync(X, y, { shuffle: 0 as unknown as boolean })).toThrow(/Expected a boolean for opts.shuffle but received 0/);
+  });
+});

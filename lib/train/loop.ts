@@ -94,12 +94,13 @@ export function shuffleSeed(seed: number, epoch: number): number {
 }
 
 /**
- * One epoch over `data` in a seeded order, or the rest of the epoch in progress (s.counters holds
- * where it stopped, its shuffle seed and its sums so far; the caller checked that `data` has its
+ * One epoch over `data` in a seeded order (in the data's order with shuffle false), or the rest of
+ * the epoch in progress, in the order it started with (s.counters holds where it stopped, whether
+ * and with what seed it was shuffled, and its sums so far; the caller checked that `data` has its
  * size). The position is written after every step, before any event: a stop, a thrown callback or
  * a save leaves it at the last whole step. Returns null when stopped through s.control.
  */
-export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0): EpochRecord | null {
+export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0, shuffle = true): EpochRecord | null {
   const c = s.counters;
   const n = data.y.length;
   const epoch = c[COUNTER.epochs] + 1;
@@ -108,10 +109,11 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
     c[COUNTER.shuffleSeed] = shuffleSeed(s.config.seed, epoch);
     c[COUNTER.lossSum] = 0;
     c[COUNTER.correct] = 0;
+    c[COUNTER.shuffled] = shuffle ? 1 : 0;
   }
   const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
   for (let i = 0; i < n; i++) order[i] = i;
-  new Rng(c[COUNTER.shuffleSeed]).shuffle(order);
+  if (c[COUNTER.shuffled] === 1) new Rng(c[COUNTER.shuffleSeed]).shuffle(order);
   const bs = s.config.batchSize;
   const steps = Math.ceil(n / bs);
   let record: EpochRecord | null = null;
@@ -141,6 +143,8 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
 
 export interface FitPlan {
   epochs: number; minDelta: number;
+  /** Each epoch in a new seeded order (true), or in the data's order (PyTorch's DataLoader shuffle=False). */
+  shuffle: boolean;
   /** Emit a step event every this many steps (0: none). */
   progressEvery: number;
   /** Stop after this many epochs without the monitored loss improving by minDelta. */
@@ -163,7 +167,7 @@ export function fitLoop(
   let best = Infinity;
   let since = 0;
   for (let e = 0; e < plan.epochs; e++) {
-    const record = runEpoch(s, data, order, emit.step, plan.progressEvery);
+    const record = runEpoch(s, data, order, emit.step, plan.progressEvery, plan.shuffle);
     if (record === null) return { history, stopped: 'aborted' };
     if (validation) {
       const r = sequentialOf(s).score(validation.X, validation.y, s.config.batchSize, s.config.backend);

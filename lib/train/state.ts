@@ -39,11 +39,12 @@ export interface TrainState {
 /**
  * The counters, all that a resume needs besides the tensors: optimizer steps taken, epochs
  * completed and, while an epoch is in progress (done > 0), the examples of it already trained on,
- * the data size and shuffle seed it was ordered with, and the loss sum and correct count so far.
+ * the data size and shuffle seed it was ordered with (shuffled: 1, or 0 for fit's shuffle: false),
+ * and the loss sum and correct count so far.
  * Float64: every count is exact up to 2^53, and the loss sum is the very double an uninterrupted
  * epoch accumulates.
  */
-export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6 } as const;
+export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6, shuffled: 7 } as const;
 const COUNTERS = Object.keys(COUNTER).length;
 export const STOP = 0;
 const LOCK = 1;

@@ -60,6 +60,11 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Stop when the validation loss (train loss without validation) has not improved for `patience` epochs. */
   earlyStop?: { patience: number; minDelta?: number };
+  /**
+   * Each epoch in a new seeded order (default true), or every epoch in the data's order (false, as
+   * a DataLoader with shuffle=False). An epoch stopped midway finishes in the order it began with.
+   */
+  shuffle?: boolean;
 }
 
 const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
@@ -163,7 +168,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /** The plan, and the options read once (a getter cannot answer one thing to the check and another to the use). */
   private plan(given: FitOptions): [FitPlan, FitOptions] {
-    const opts = v.options('opts', given, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
+    const opts = v.options('opts', given, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop', 'shuffle'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
     // validation is a data set (a loader's or trainValSplit's, with fields of its own): X and y are
@@ -181,7 +186,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     }
     const epochs = v.dim('opts.epochs', opts.epochs ?? 10);
     const progressEvery = opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery);
-    return [{ epochs, progressEvery, patience: es?.patience, minDelta: es?.minDelta ?? 0 }, { ...opts, validation: val as FitOptions['validation'] }];
+    const shuffle = v.bool('opts.shuffle', opts.shuffle, true);
+    return [{ epochs, progressEvery, shuffle, patience: es?.patience, minDelta: es?.minDelta ?? 0 }, { ...opts, validation: val as FitOptions['validation'] }];
   }
 
   /**
