@@ -274,7 +274,7 @@ function run(c) {
           fit.validation = { X: values(dtype, c.validation.X.n, c.validation.X.seed, c.validation.X.scale), y: labels(c.validation.y.n, c.validation.y.C, c.validation.y.seed) };
         }
         const r = t.fitSync(X, y, fit);
-        for (const [k, p] of Object.entries(t.params)) if (typeof p !== 'number') o[`params.${k}`] = p.slice();
+        for (const [k, p] of Object.entries(t.params)) if (ArrayBuffer.isView(p)) o[`params.${k}`] = p.slice();
         for (const field of ['loss', 'accuracy', 'lr', 'valLoss', 'valAccuracy']) {
           if (r.history.every((e) => e[field] !== undefined)) o[`history.${field}`] = Float64Array.from(r.history, (e) => e[field]);
         }
