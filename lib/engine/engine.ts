@@ -100,25 +100,33 @@ export function perBatch<W>(make: (B: number) => W) {
   };
 }
 
+/** Each parameter's element count, from the widths (never from a tensor's own, overridable, length): W [in·out], b [out] per Linear. */
+export function paramCounts({ kinds, widths }: Pick<StackDescription, 'kinds' | 'widths'>): number[] {
+  return Array.from(kinds).flatMap((k, i) => (k === LAYER_CODE.linear ? [widths[i] * widths[i + 1], widths[i + 1]] : []));
+}
+
 /** The name of StackDescription.params[j]: W1, b1, W2, b2, … (Linear layers numbered from 1). */
 export const paramName = (j: number): string => `${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1}`;
+
+/** A RangeError unless t holds n elements as the array itself counts them (lengthOf). */
+function sameLength(t: FloatArray | Int32Array, n: number, name: string): void {
+  if (lengthOf(t) !== n) fail(RangeError, `${n} elements (as when it was checked: its buffer was resized or transferred since)`, name, new Received(`${lengthOf(t)}`));
+}
 
 /**
  * The engines that copy or read tensors in JS (wasm, ts) check, on every call, each tensor's length
  * as the array holds it (lengthOf) against the count it was checked with: a buffer resized or
  * transferred since — by another call, or by a getter during this one — is a RangeError, never a
- * computation on stale or missing memory. (The native addon checks the same in C++.)
+ * computation on stale or missing memory. (The native addon checks the same in C++.) `a` is a
+ * step's arguments, or null for a forward pass (X and the parameters only).
  */
-export function checkLengths(a: Pick<StepArgs, 'X' | 'B' | 'grads' | 'dX'> & { y?: Int32Array }, D: number, params: readonly FloatArray[], counts: readonly number[]): void {
-  const same = (t: FloatArray | Int32Array, n: number, name: string) => {
-    if (lengthOf(t) !== n) fail(RangeError, `${n} elements (as when it was checked: its buffer was resized or transferred since)`, name, new Received(`${lengthOf(t)}`));
-  };
-  same(a.X, a.B * D, 'X');
-  if (a.y) same(a.y, a.B, 'y');
-  if (a.dX) same(a.dX, a.B * D, 'dX');
+export function checkLengths(X: FloatArray, B: number, D: number, params: readonly FloatArray[], counts: readonly number[], a: StepArgs | null): void {
+  sameLength(X, B * D, 'X');
+  if (a?.dX) sameLength(a.dX, B * D, 'dX');
+  if (a) sameLength(a.y, B, 'y');
   for (let j = 0; j < params.length; j++) {
-    same(params[j], counts[j], paramName(j));
-    if (a.grads.length) same(a.grads[j], counts[j], `d${paramName(j)}`);
+    sameLength(params[j], counts[j], paramName(j));
+    if (a) sameLength(a.grads[j], counts[j], `d${paramName(j)}`);
   }
 }
 

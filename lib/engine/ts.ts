@@ -5,7 +5,7 @@
 import type { Kernels } from '../kernels/kernels';
 import { tsKernels } from '../kernels/ts';
 import type { Activation, FloatArray, Reduction } from '../types';
-import { checkLengths, copyLabels, type Engine, LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure, type StepOutcome, perBatch } from './engine';
+import { checkLengths, copyLabels, paramCounts, type Engine, LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure, type StepOutcome, perBatch } from './engine';
 
 const ACTIVATION_OF: readonly Activation[] = ['relu', 'relu', 'sigmoid', 'tanh']; // by LAYER_CODE (0 is Linear)
 
@@ -60,7 +60,7 @@ function prepare(net: StackDescription): PreparedNet {
   const paramAt: number[] = [];
   let n = 0;
   for (const kind of kinds) paramAt.push(kind === LAYER_CODE.linear ? 2 * n++ : -1);
-  const counts = paramAt.flatMap((p, i) => (p < 0 ? [] : [widths[i] * widths[i + 1], widths[i + 1]]));
+  const counts = paramCounts(net);
   // Per batch size: each layer's output (the last is the logits), ∂loss/∂(layer i's input) for i ≥ 1
   // (layer 0's is dX), softmax and its gradient, and layer 0's accumulated input gradient when it is an activation.
   const buffers = perBatch((B: number) => ({
@@ -91,14 +91,14 @@ function prepare(net: StackDescription): PreparedNet {
 
   return {
     forward(X, B) {
-      checkLengths({ X, B, grads: [], dX: null }, widths[0], params, counts);
+      checkLengths(X, B, widths[0], params, counts, null);
       const w = buffers.get(B);
       const failure = runForward(X, B, w);
       return failure ? { failure } : { logits: w.outputs[L - 1] };
     },
     forwardBackward(a: StepArgs): StepOutcome {
       const { X, B, grads, dX, accumulate } = a;
-      checkLengths(a, widths[0], params, counts);
+      checkLengths(a.X, a.B, widths[0], params, counts, a);
       const w = buffers.get(B);
       const y = copyLabels(a.y, w.labels, C);
       const failure = runForward(X, B, w);

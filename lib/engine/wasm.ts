@@ -6,7 +6,7 @@
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
-import { checkLengths, type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
+import { checkLengths, paramCounts, type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
@@ -43,8 +43,7 @@ function prepare(net: StackDescription): PreparedNet {
   const size = A.BYTES_PER_ELEMENT;
   const L = kinds.length;
   const P = params.length;
-  // Element counts from the widths, never from a tensor's own (overridable) length.
-  const counts = Array.from(kinds).flatMap((k, i) => (k === LAYER_CODE.linear ? [widths[i] * widths[i + 1], widths[i + 1]] : []));
+  const counts = paramCounts(net);
   const D = widths[0];
   const C = widths[L];
   const step = f32 ? w.stackForwardBackwardF32 : w.stackForwardBackwardF64;
@@ -116,7 +115,7 @@ function prepare(net: StackDescription): PreparedNet {
       const { X, y, B, grads, dX, reduction, accumulate } = a;
       const b = batches.get(B);
       const v = enter(b); // sizes the memory first: a step past 4 GiB is refused as such
-      checkLengths(a, D, params, counts); // before anything runs on what enter() and the copies below read
+      checkLengths(a.X, a.B, D, params, counts, a); // before anything runs on what enter() and the copies below read
       v.X.set(X);
       v.y.set(y); // the module's copy: another thread can no longer change it
       if (accumulate) {
@@ -136,7 +135,7 @@ function prepare(net: StackDescription): PreparedNet {
     forward(X, B) {
       const b = batches.get(B);
       const v = enter(b);
-      checkLengths({ X, B, grads: [], dX: null }, D, params, counts);
+      checkLengths(X, B, D, params, counts, null);
       v.X.set(X);
       b.stepped = false;
       if (!fwd(b.net, L, b.ws, b.X, B, b.ptrs, b.status)) return failure(v);
