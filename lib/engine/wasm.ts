@@ -6,7 +6,7 @@
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
-import { checkLengths, paramCounts, type Engine, LAYER_CODE, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
+import { checkLengths, paramCounts, type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
