@@ -9,7 +9,7 @@ import { forwardBackward, gradcheck, HandgradError, loadSafetensors, verify } fr
 import type { Activation, FloatArray, Reduction } from '../lib/types';
 import { FiniteDifferences } from '../lib/verify/fd';
 import { DEFAULT_FD_STEP, DEFAULT_TOLERANCE_EPS, type GradFunction, type VerifyReport } from '../lib/verify/verify';
-import { backendTitle, errEps, FIXTURES, jsonCases, randomArray, randomLabels, skipReason, typed } from './helpers';
+import { backendTitle, errEps, FIXTURES, jsonCases, randomArray, randomLabels, skipReason, thrown, typed } from './helpers';
 
 // The two references, each with null or why it is skipped here: 'torch' follows the torch backend's
 // skip policy (test/helpers.ts), finite differences always run.
@@ -442,12 +442,7 @@ describe('verify: arguments', () => {
     vi.resetModules();
     try {
       const lib = await import('../lib');
-      let err: unknown;
-      try {
-        lib.verify(s.params, s.X, s.y, { reference: 'torch' });
-      } catch (e) {
-        err = e;
-      }
+      const err = thrown(() => lib.verify(s.params, s.X, s.y, { reference: 'torch' }));
       expect(err).toBeInstanceOf(lib.HandgradError);
       expect((err as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
     } finally {

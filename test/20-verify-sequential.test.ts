@@ -13,7 +13,7 @@ import type { Layer } from '../lib/layers';
 import type { Dtype, FloatArray, Reduction } from '../lib/types';
 import { formatGradcheckReport, formatVerifyReport } from '../lib/verify/format';
 import type { GradFunction, SequentialGradFunction, SequentialVerifyReport, VerifyReport } from '../lib/verify/verify';
-import { backendCases, backendTitle, randomArray, randomLabels, skipReason, typed } from './helpers';
+import { backendCases, backendTitle, randomArray, randomLabels, skipReason, thrown, typed } from './helpers';
 
 // The torch reference follows the torch backend's skip policy (test/helpers.ts); fd always runs.
 const torchSkip = skipReason('torch');
@@ -406,12 +406,7 @@ describe('verify(seq) and gradcheck(seq): arguments', () => {
     vi.resetModules();
     try {
       const lib = await import('../lib');
-      let err: unknown;
-      try {
-        lib.verify(lib.Sequential.mlp([D, 5, C], { seed: 1 }), X, y, { reference: 'torch' });
-      } catch (e) {
-        err = e;
-      }
+      const err = thrown(() => lib.verify(lib.Sequential.mlp([D, 5, C], { seed: 1 }), X, y, { reference: 'torch' }));
       expect(err).toBeInstanceOf(lib.HandgradError);
       expect((err as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
     } finally {
