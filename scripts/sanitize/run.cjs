@@ -149,6 +149,36 @@ function stillExact(what) {
   check(Object.is(loss, baseLoss) && outputs(p) === baseOut, `${what}: the next valid call is not exact`);
 }
 
+/**
+ * Each output argument in `outs` as a view onto every other buffer argument of argsOf() (a fresh
+ * argument list each time), whole or shifted by one element: `call` must refuse exactly the ones
+ * whose bytes overlap, before anything is written.
+ */
+function overlapBattery(outs, names, argsOf, call, label) {
+  for (const o of outs) {
+    for (let j = 1; j < names.length; j++) {
+      if (j === o || !ArrayBuffer.isView(argsOf()[j])) continue;
+      for (const shift of [0, 1]) {
+        const a = argsOf();
+        const target = a[j];
+        const need = a[o].length;
+        const Ctor = a[o].constructor;
+        const elem = Ctor.BYTES_PER_ELEMENT;
+        // A view of the right length starting inside the target (a larger buffer when needed).
+        const big = new ArrayBuffer(target.byteLength + (need + 2) * elem);
+        new Uint8Array(big).set(new Uint8Array(target.buffer, target.byteOffset, target.byteLength));
+        const moved = new target.constructor(big, 0, target.length);
+        a[j] = moved;
+        a[o] = new Ctor(big, shift * elem, need);
+        const overlaps = shift * elem < moved.byteLength;
+        const what = `${label} ${names[o]} over ${names[j]} (shift ${shift})`;
+        const thrown = refusedOrReturns(() => call(a), what);
+        check(thrown === overlaps, `${what}: ${thrown ? 'refused' : 'accepted'}`);
+      }
+    }
+  }
+}
+
 const OUT = [1, 5, 12, 13, 14, 15]; // ws, dX, dW1, db1, dW2, db2 in a step's arguments
 const NAMES = ['handle', 'workspace', 'X', 'y', 'B', 'dX', 'reduction', 'accumulate', 'W1', 'b1', 'W2', 'b2', 'dW1', 'db1', 'dW2', 'db2'];
 for (const dtype of ['float64', 'float32']) {
@@ -237,27 +267,7 @@ for (const dtype of ['float64', 'float32']) {
   // whole or shifted by one element; at run: X and y over each bound output. Refused exactly when
   // the bytes overlap, before anything is written.
   const BOUT = [1, 2, 7, 8, 9, 10];
-  for (const o of BOUT) {
-    for (let j = 1; j < BNAMES.length; j++) {
-      if (j === o) continue;
-      for (const shift of [0, 1]) {
-        const p = fresh();
-        const a = p.bindArgs();
-        const target = a[j];
-        const need = a[o].length;
-        const Ctor = a[o].constructor;
-        const elem = Ctor.BYTES_PER_ELEMENT;
-        const big = new ArrayBuffer(target.byteLength + (need + 2) * elem);
-        new Uint8Array(big).set(new Uint8Array(target.buffer, target.byteOffset, target.byteLength));
-        const moved = new target.constructor(big, 0, target.length);
-        a[j] = moved;
-        a[o] = new Ctor(big, shift * elem, need);
-        const overlaps = shift * elem < moved.byteLength;
-        const thrown = refusedOrReturns(() => bind(a), `${dtype} stackBind ${BNAMES[o]} over ${BNAMES[j]} (shift ${shift})`);
-        check(thrown === overlaps, `${dtype} stackBind ${BNAMES[o]} over ${BNAMES[j]} (shift ${shift}): ${thrown ? 'refused' : 'accepted'}`);
-      }
-    }
-  }
+  overlapBattery(BOUT, BNAMES, () => fresh().bindArgs(), bind, `${dtype} stackBind`);
   for (const o of BOUT) {
     for (const [j, name] of [[1, 'X'], [2, 'y']]) {
       for (const shift of [0, 1]) {
@@ -355,28 +365,7 @@ for (const dtype of ['float64', 'float32']) {
 
   // Aliasing: every output (the workspace too) as a view onto every other buffer, whole or shifted
   // by one element; each one that overlaps must be refused before anything is written.
-  for (const o of OUT) {
-    for (let j = 1; j < NAMES.length; j++) {
-      if (j === o || !ArrayBuffer.isView(fresh().args()[j])) continue;
-      for (const shift of [0, 1]) {
-        const p = fresh();
-        const a = p.args();
-        const target = a[j];
-        const need = a[o].length;
-        const Ctor = a[o].constructor;
-        const elem = Ctor.BYTES_PER_ELEMENT;
-        // A view of the right length starting inside the target (a larger buffer when needed).
-        const big = new ArrayBuffer(target.byteLength + (need + 2) * elem);
-        new Uint8Array(big).set(new Uint8Array(target.buffer, target.byteOffset, target.byteLength));
-        const moved = new target.constructor(big, 0, target.length);
-        a[j] = moved;
-        a[o] = new Ctor(big, shift * elem, need);
-        const overlaps = shift * elem < moved.byteLength;
-        const thrown = refusedOrReturns(() => step(a), `${dtype} ${NAMES[o]} over ${NAMES[j]} (shift ${shift})`);
-        check(thrown === overlaps, `${dtype} ${NAMES[o]} over ${NAMES[j]} (shift ${shift}): ${thrown ? 'refused' : 'accepted'}`);
-      }
-    }
-  }
+  overlapBattery(OUT, NAMES, () => fresh().args(), step, dtype);
 
   // NaN and ±Infinity at every index of every input: a failure (NaN, stackStatus forward at the
   // Linear that met it), nothing written; stackForward says false.
