@@ -48,7 +48,7 @@ export function sequentialOf(s: TrainState): Sequential {
 /**
  * Loss and accuracy of one minibatch already in s.Xb/s.yb (first B rows): forward, backward,
  * update (all or nothing: ./update.ts), and `advance` (the epoch's own counters) with it. The data
- * and buffers were checked once, when fit/step was called: nothing is re-checked or allocated here.
+ * and buffers were checked once, when fit/step was called: nothing is re-checked, no typed array allocated.
  * @throws {RangeError} a non-finite forward pass, gradient or update; the weights are then those after the last step
  */
 export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss: number, correct: number) => void): { loss: number; correct: number } {

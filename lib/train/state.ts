@@ -65,6 +65,19 @@ export function holdingParams<T>(s: TrainState, fn: () => T): T {
   }
 }
 
+/** The first `count` tensors (weights and optimizer state) put back as copied before the step's update (s.before). */
+export function restoreTensors(s: TrainState, count: number): void {
+  for (let i = 0; i < count; i++) {
+    const k = s.names[i];
+    const b = s.before.tensors[k];
+    const slot = s.slots[k];
+    s.params[k].set(b.W);
+    if (slot.m) slot.m.set(b.m!);
+    if (slot.v) slot.v.set(b.v!);
+    if (slot.vmax) slot.vmax.set(b.vmax!);
+  }
+}
+
 function unlock(s: TrainState): void {
   Atomics.store(s.control, LOCK, 0);
   Atomics.notify(s.control, LOCK, 1);
@@ -79,14 +92,7 @@ function unlock(s: TrainState): void {
 export function rollBackAbandonedStep(s: TrainState): void {
   if (Atomics.load(s.control, LOCK) === 0) return;
   const touched = Atomics.load(s.control, TOUCHED);
-  for (let i = 0; i < touched; i++) {
-    const k = s.names[i];
-    const b = s.before.tensors[k];
-    s.params[k].set(b.W);
-    if (b.m) s.slots[k].m!.set(b.m);
-    if (b.v) s.slots[k].v!.set(b.v);
-    if (b.vmax) s.slots[k].vmax!.set(b.vmax);
-  }
+  restoreTensors(s, touched);
   if (touched > 0) s.counters.set(s.before.counters);
   Atomics.store(s.control, TOUCHED, 0);
   unlock(s);

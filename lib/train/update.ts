@@ -15,7 +15,7 @@ import { coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
 import { nativeRule, OPTIMIZER_CODE, update } from './optimizer';
-import { COUNTER, holdingParams, TOUCHED, type TrainState } from './state';
+import { COUNTER, holdingParams, restoreTensors, TOUCHED, type TrainState } from './state';
 
 function firstNonFinite(a: FloatArray): number {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
@@ -63,14 +63,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
       .map(([name, a]) => ({ name, a, i: a ? firstNonFinite(a) : -1 }))
       .find((w) => w.i >= 0) ?? { name: k, a: s.params[k], i: 0 }; // (the loop said one is there)
     const value = where.a![where.i];
-    for (let i = 0; i <= failed; i++) {
-      const b = s.before.tensors[s.names[i]];
-      const live = s.slots[s.names[i]];
-      s.params[s.names[i]].set(b.W);
-      if (live.m) live.m.set(b.m!);
-      if (live.v) live.v.set(b.v!);
-      if (live.vmax) live.vmax.set(b.vmax!);
-    }
+    restoreTensors(s, failed + 1);
     Atomics.store(s.control, TOUCHED, 0);
     v.fail(RangeError, `finite values after the update of step ${t}`, where.name, new v.Received(
       `${value} at index ${where.i} (lr = ${lr}; the weights and optimizer state are left as after step ${t - 1})`,
