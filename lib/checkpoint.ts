@@ -4,6 +4,7 @@
 // PyTorch layout: nn.Linear(D, H) stores weight as [H, D] — that is W1ᵀ — because it computes
 // x·weightᵀ. A state_dict of nn.Sequential(Linear(D,H), ReLU(), Linear(H,C)) saved with
 // safetensors.torch.save_file holds "0.weight" [H,D], "0.bias" [H], "2.weight" [C,H], "2.bias" [C].
+import { fileFail } from './data/files';
 import { HandgradError } from './errors';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf } from './io/safetensors';
 import type { LayerSpec } from './layers/layer';
@@ -53,9 +54,7 @@ export function paramsFromFile(file: SafetensorsFile, source: string): SavedPara
   const layout: Layout = '0.weight' in file.tensors ? 'torch' : 'handgrad';
   const names = layout === 'torch' ? ['0.weight', '0.bias', '2.weight', '2.bias'] : ['W1', 'b1', 'W2', 'b2'];
   const [w1, b1, w2, b2] = names.map((n) => tensorOf(file, n, ['F64', 'F32'], source));
-  const fail = (what: string, name: string, got: string): never => {
-    throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${got} (${source})`);
-  };
+  const fail = (what: string, name: string, got: string): never => fileFail(what, name, got, source);
   for (const [t, n] of [[w1, names[0]], [w2, names[2]]] as const) if (t.shape.length !== 2) fail('a 2-D tensor', n, `shape [${t.shape}]`);
   for (const [t, n] of [[b1, names[1]], [b2, names[3]]] as const) if (t.shape.length !== 1) fail('a 1-D tensor', n, `shape [${t.shape}]`);
   if (new Set([w1.dtype, b1.dtype, w2.dtype, b2.dtype]).size !== 1) fail('one float dtype', 'the parameters', [w1, b1, w2, b2].map((t) => t.dtype).join(', '));
@@ -180,9 +179,7 @@ export function holdsSequential(file: SafetensorsFile): boolean {
  * @throws {HandgradError} ERR_FILE for missing, misshapen or inconsistent tensors or layers, more than MAX_LAYERS layers
  */
 export function sequentialFromFile(file: SafetensorsFile, source: string): Sequential {
-  const fail = (what: string, name: string, got: string): never => {
-    throw new HandgradError('ERR_FILE', `Expected ${what} for ${name} but received ${got} (${source})`);
-  };
+  const fail = (what: string, name: string, got: string): never => fileFail(what, name, got, source);
   const layout: Layout = '0.weight' in file.tensors ? 'torch' : 'handgrad';
   const act = (v.ACTIVATIONS as readonly string[]).includes(file.metadata.activation) ? (file.metadata.activation as Activation) : 'relu';
   let specs: LayerSpec[];
