@@ -4,36 +4,28 @@
 import type { Activation, FloatArray, Reduction } from '../types';
 import type { Kernels } from './kernels';
 
-/** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major (see Kernels.gemm). */
+/**
+ * C[M,N] = alpha·op(A)·op(B) + beta·C, row-major (see Kernels.gemm). Each entry's product is formed
+ * from zero and then added to beta·C, as BLAS (and LibTorch's addmm with the bias in C) do: adding
+ * each term into a large bias would round it into every partial sum. beta = 0 ignores what C held.
+ */
 export function gemm(
   transA: boolean, transB: boolean, M: number, N: number, K: number,
   alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
 ): void {
+  const store = (c: number, sum: number) => { C[c] = (beta === 0 ? 0 : beta * C[c]) + alpha * sum; };
   if (!transB) {
-    // C = beta·C first: beta = 0 ignores what C held (NaN garbage included). Then row i of C
-    // accumulates alpha·op(A)[i,k]·B[k,:] (i-k-j: B and C walked contiguously).
-    if (beta === 0) C.fill(0, 0, M * N);
-    else if (beta !== 1) for (let i = 0; i < M * N; i++) C[i] *= beta;
-    if (!transA) {
-      for (let i = 0; i < M; i++) {
-        const ci = i * N;
-        for (let k = 0; k < K; k++) {
-          const a = alpha * A[i * K + k];
-          const bk = k * N;
-          for (let j = 0; j < N; j++) C[ci + j] += a * B[bk + j];
-        }
-      }
-    } else {
-      // A stored [K,M]: k outermost so both A and B rows are read in order.
+    // Row i accumulates op(A)[i,k]·B[k,:] (i-k-j: B walked contiguously) into a row of C's own type,
+    // so a float32 product rounds at every step as it would in C.
+    const acc = C instanceof Float32Array ? new Float32Array(N) : new Float64Array(N);
+    for (let i = 0; i < M; i++) {
+      acc.fill(0);
       for (let k = 0; k < K; k++) {
-        const ak = k * M;
+        const a = transA ? A[k * M + i] : A[i * K + k];
         const bk = k * N;
-        for (let i = 0; i < M; i++) {
-          const a = alpha * A[ak + i];
-          const ci = i * N;
-          for (let j = 0; j < N; j++) C[ci + j] += a * B[bk + j];
-        }
+        for (let j = 0; j < N; j++) acc[j] += a * B[bk + j];
       }
+      for (let j = 0; j < N; j++) store(i * N + j, acc[j]);
     }
     return;
   }
@@ -44,8 +36,7 @@ export function gemm(
       let s = 0;
       if (transA) for (let k = 0; k < K; k++) s += A[k * M + i] * B[bj + k];
       else for (let k = 0; k < K; k++) s += A[i * K + k] * B[bj + k];
-      const c = i * N + j;
-      C[c] = beta === 0 ? alpha * s : beta * C[c] + alpha * s;
+      store(i * N + j, s);
     }
   }
 }

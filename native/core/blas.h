@@ -13,34 +13,37 @@ namespace hg {
 // bookkeeping), more than the arithmetic of a 4×10×5 GEMM. The seed's toy size lives here.
 constexpr long kSmallGemm = 4096;
 
-// Plain loops with BLAS semantics (beta = 0 ignores what C held, so garbage or NaN there never
-// leaks in). Without transB, row i of C accumulates alpha·op(A)[i,k]·B[k,:]: the inner loop walks
-// B and C contiguously and vectorizes. With transB (B stored [N,K]) it is a dot product of rows.
+// Plain loops with BLAS semantics: each entry's product is formed from zero, then added to beta·C
+// (C = beta·C + alpha·Σ_k …), as OpenBLAS's kernels and LibTorch's addmm do with the bias in C. Adding
+// each term into the bias instead rounds a large bias into every partial sum (issue 13: 10⁴ eps at a
+// logit offset of 1e5). beta = 0 ignores what C held, so garbage or NaN there never leaks in.
+// Without transB, row i accumulates op(A)[i,k]·B[k,:] in a register block (the inner loop walks B
+// contiguously and vectorizes); with transB (B stored [N,K]) each entry is a dot product of rows.
 template <typename T>
 void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                const T* B, int ldb, T beta, T* C, int ldc) {
+  constexpr int kBlock = 64;
+  const auto store = [&](T* c, T sum) { *c = (beta == T(0) ? T(0) : beta == T(1) ? *c : beta * *c) + alpha * sum; };
   for (int i = 0; i < M; ++i) {
     T* c = C + size_t(i) * ldc;
-    if (beta == T(0)) {
-      for (int j = 0; j < N; ++j) c[j] = T(0);
-    } else if (beta != T(1)) {
-      for (int j = 0; j < N; ++j) c[j] *= beta;
-    }
+    const auto a = [&](int k) { return transA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k]; };
     if (!transB) {
-      for (int k = 0; k < K; ++k) {
-        const T a = alpha * (transA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k]);
-        const T* b = B + size_t(k) * ldb;
-        for (int j = 0; j < N; ++j) c[j] += a * b[j];
+      for (int j0 = 0; j0 < N; j0 += kBlock) {
+        const int nj = N - j0 < kBlock ? N - j0 : kBlock;
+        T acc[kBlock] = {};
+        for (int k = 0; k < K; ++k) {
+          const T ak = a(k);
+          const T* b = B + size_t(k) * ldb + j0;
+          for (int j = 0; j < nj; ++j) acc[j] += ak * b[j];
+        }
+        for (int j = 0; j < nj; ++j) store(c + j0 + j, acc[j]);
       }
     } else {
       for (int j = 0; j < N; ++j) {
         const T* b = B + size_t(j) * ldb;
         T s = T(0);
-        if (transA)
-          for (int k = 0; k < K; ++k) s += A[size_t(k) * lda + i] * b[k];
-        else
-          for (int k = 0; k < K; ++k) s += A[size_t(i) * lda + k] * b[k];
-        c[j] += alpha * s;
+        for (int k = 0; k < K; ++k) s += a(k) * b[k];
+        store(c + j, s);
       }
     }
   }
