@@ -1,7 +1,8 @@
 // `npm run bench:train`: training at realistic size — seconds per MNIST epoch (batch 128,
 // 784 → 256 → 10, SGD lr 0.1), the Trainer's epochs alternated with PyTorch Python's on the same
-// data in the same run (bench/torchpeer.ts; PyTorch with as many intra-op threads as OpenBLAS has
-// here), and the event-loop delay a server sees while Trainer.fit runs at (256,784,1024,10).
+// data in the same run (bench/torchpeer.ts; PyTorch with 1 intra-op thread, its fastest setting
+// here: with 2, its OpenMP threads and OpenBLAS's oversubscribe the 2 cores and an epoch took 8–14 s
+// against 0.8–1.1 s), and the event-loop delay a server sees while Trainer.fit runs at (256,784,1024,10).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getNumThreads, initParams, loadMnist, Trainer } from '../lib';
 import { startTorchPeer, torchPeerSkipReason } from './torchpeer';
@@ -16,7 +17,7 @@ async function mnistEpochs(dtype: 'float32' | 'float64'): Promise<{ ours: number
   const t = new Trainer(initParams({ D, H, C }, { seed: 0, dtype }), { lr, batchSize });
   t.fitSync(m.train.X.subarray(0, batchSize * 20 * D), m.train.y.subarray(0, batchSize * 20), { epochs: 1 }); // warm-up
   const skip = torchPeerSkipReason();
-  const peer = skip ? null : await startTorchPeer(m.train.X, m.train.y, { N: m.train.y.length, D, H, C, batchSize, lr, threads: getNumThreads() });
+  const peer = skip ? null : await startTorchPeer(m.train.X, m.train.y, { N: m.train.y.length, D, H, C, batchSize, lr, threads: 1 });
   const ours: number[] = [];
   const torch: number[] = [];
   try {
