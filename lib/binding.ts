@@ -56,6 +56,7 @@ export interface CoreBinding {
   optimizerUpdate(
     W: FloatArray, g: FloatArray, m: FloatArray | null, v: FloatArray | null, kind: number,
     lr: number, t: number, momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
+    dampening?: number, vmax?: FloatArray | null,
   ): boolean;
   getNumThreads(): number;
   setNumThreads(n: number): void;

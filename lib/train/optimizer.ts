@@ -85,11 +85,6 @@ export function slotLengths(name: OptimizerName, n: number, amsgrad = false): { 
   return { m: n, v: n, vmax: amsgrad ? n : 0 };
 }
 
-/** Whether native/core/optimizer.h has this rule (dampening and AMSGrad run in TypeScript). */
-export function nativeRule(cfg: OptimizerConfig): boolean {
-  return cfg.dampening === 0 && !cfg.amsgrad;
-}
-
 const same = (x: number) => x;
 
 /**

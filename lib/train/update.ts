@@ -14,7 +14,7 @@
 import { coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
-import { nativeRule, OPTIMIZER_CODE, update } from './optimizer';
+import { OPTIMIZER_CODE, update } from './optimizer';
 import { COUNTER, holdingParams, restoreTensors, TOUCHED, type TrainState } from './state';
 
 function firstNonFinite(a: FloatArray): number {
@@ -32,8 +32,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
     const t = s.counters[COUNTER.steps] + 1;
     const o = s.config.optimizer;
     // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
-    // Dampening and AMSGrad are TypeScript's only (the same bits: test/36).
-    const core = s.config.backend === 'native' && nativeRule(o) ? coreBinding() : null;
+    const core = s.config.backend === 'native' ? coreBinding() : null;
     s.before.counters.set(s.counters);
     let failed = -1;
     for (let i = 0; i < s.names.length && failed < 0; i++) {
@@ -46,7 +45,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
       if (slot.vmax) b.vmax!.set(slot.vmax);
       Atomics.store(s.control, TOUCHED, i + 1); // from here on tensor i may differ from its copy
       const finite = core
-        ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay)
+        ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay, o.dampening, slot.vmax ?? null)
         : update(o, s.params[k], s.grads[k], slot, lr, t);
       if (!finite) failed = i;
     }

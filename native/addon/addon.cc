@@ -39,20 +39,24 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return dispatchFloat(info, 6, "A", [&](auto t) { return gemmT<decltype(t)>(info); });
 }
 
-// optimizerUpdate(W, g, m|null, v|null, kind, lr, t, momentum, beta1, beta2, epsilon, weightDecay):
-// one Trainer step on one tensor, in place. m is needed from momentum on, v for Adam/AdamW.
-// Returns whether every value written is finite (the Trainer undoes the step when not).
+// optimizerUpdate(W, g, m|null, v|null, kind, lr, t, momentum, beta1, beta2, epsilon, weightDecay
+//                 [, dampening[, vmax|null]]): one Trainer step on one tensor, in place. m is needed
+// from momentum on, v for Adam/AdamW; vmax (AMSGrad's largest v) turns AMSGrad on; dampening is
+// SGD's (default 0). Returns whether every value written is finite (the Trainer undoes the step
+// when not).
 template <typename T>
 Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto kind = static_cast<Optimizer>(arg<enumValue>(info, 4, "kind", 5));
-  double nums[7];
-  const char* names[] = {"lr", "t", "momentum", "beta1", "beta2", "epsilon", "weightDecay"};
-  for (size_t k = 0; k < 7; ++k) {
+  double nums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const char* names[] = {"lr", "t", "momentum", "beta1", "beta2", "epsilon", "weightDecay", "dampening"};
+  const size_t given = info.Length() > 12 && !info[12].IsUndefined() ? 8 : 7;
+  for (size_t k = 0; k < given; ++k) {
     nums[k] = arg<numberValue>(info, 5 + k, names[k]);
     if (!std::isfinite(nums[k])) throwRange(env, std::string("Expected a finite number for ") + names[k]);
   }
   if (!(nums[1] >= 1)) throwRange(env, "Expected a step count t ≥ 1");
+  if (!(nums[7] >= 0 && nums[7] <= 1)) throwRange(env, "Expected a number in [0, 1] for dampening");
   TypedInfo w;
   typedInfo(env, info[0], &w);  // dispatchFloat checked it is a float typed array
   const size_t n = w.length;
@@ -61,9 +65,14 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   const bool needM = kind != Optimizer::Sgd, needV = kind == Optimizer::Adam || kind == Optimizer::AdamW;
   T* m = needM ? arg<typedValue<T>>(info, 2, "m", n) : nullptr;
   T* v = needV ? arg<typedValue<T>>(info, 3, "v", n) : nullptr;
-  const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}};
-  requireDisjoint(env, spans, 4, 1);
-  const bool finite = optimizerUpdate(OptimizerConfig{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]}, W, g, m, v, n, nums[1]);
+  const bool amsgrad = needV && info.Length() > 13 && !info[13].IsNull() && !info[13].IsUndefined();
+  T* vmax = amsgrad ? arg<typedValue<T>>(info, 13, "vmax", n) : nullptr;
+  const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}, {vmax, n * sizeof(T), "vmax"}};
+  requireDisjoint(env, spans, 5, 1);
+  OptimizerConfig c{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]};
+  c.dampening = nums[7];
+  c.amsgrad = amsgrad;
+  const bool finite = optimizerUpdate(c, W, g, m, v, vmax, n, nums[1]);
   return Napi::Boolean::New(env, finite);
 }
 

@@ -1,8 +1,11 @@
-// The Trainer's update rules in C++, operation for operation as lib/train/optimizer.ts and
-// torch.optim (SGD with momentum/Nesterov, Adam, AdamW), computed in the parameters' own dtype as
-// torch.optim does. A JS loop over a 784×256 weight takes ~0.5 ms here, several times this.
+// The Trainer's update rules in C++, operation for operation as torch.optim 1.13's single-tensor
+// path (SGD with momentum, dampening, Nesterov; Adam and AdamW with AMSGrad) and as
+// lib/train/optimizer.ts, computed in the parameters' own dtype with the roundings ATen's CPU
+// kernels make, so that a run ends with torch.optim's bits. A JS loop over a 784×256 weight takes
+// ~0.5 ms here, several times this.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -15,10 +18,8 @@ enum class Optimizer : int { Sgd = 0, Momentum = 1, Nesterov = 2, Adam = 3, Adam
 struct OptimizerConfig {
   Optimizer kind;
   double lr, momentum, beta1, beta2, epsilon, weightDecay;
-  // torch.optim's SGD dampening and Adam's amsgrad: read by the LibTorch reference (native/torch);
-  // the Trainer runs these two through lib/train/optimizer.ts, which has the max-v buffer.
-  double dampening = 0;
-  bool amsgrad = false;
+  double dampening = 0;  // SGD's: the buffer adds (1 − dampening)·g after the first step
+  bool amsgrad = false;  // Adam's and AdamW's: the denominator takes the largest v so far (vmax)
 };
 
 // The exponent bits of x (for a double, in its high 32 bits) plus one exponent unit carry into bit
@@ -37,42 +38,50 @@ inline uint32_t exponentCarry(float x) {
   return (bits & 0x7f800000u) + 0x00800000u;
 }
 
-// a + α·b rounded once, as ATen's vectorized add(a, b, alpha) computes it (Vectorized::fmadd, an
-// FMA on AVX2): for float, the product of two floats is exact in double and the double sum is
-// rounded to float (twice rounded, which differs from the FMA only on a tie, rarely); for double,
-// an unfused a + α·b (no exact FMA without -mfma: within an ulp).
-inline float addScaled(float a, float alpha, float b) { return float(double(a) + double(alpha) * double(b)); }
-inline double addScaled(double a, double alpha, double b) { return a + alpha * b; }
+// The roundings of ATen 1.13's CPU kernels (the AVX2 build LibTorch dispatches to on x86-64, the
+// same in its vectorized loop and its scalar tail, measured against libtorch_cpu):
+// - add(a, b, alpha) is Vectorized::fmadd(b, alpha, a): a + α·b rounded once (std::fma);
+// - addcmul(a, t1, t2, value) is a + value·t1·t2 with GCC contracting the last multiply and the
+//   add: fma(round(value·t1), t2, a);
+// - addcdiv(a, t1, t2, value) is a + round(round(value·t1) / t2) (a division cannot fuse);
+// - mul, div, sqrt, maximum: one rounding each.
+// Every other operation is written one rounding per statement; the addon compiles with
+// -std=c++17, under which GCC contracts nothing by itself (-ffp-contract=off).
+template <typename T>
+inline T addAlpha(T a, T alpha, T b) { return std::fma(alpha, b, a); }
+template <typename T>
+inline T addcmul(T a, T value, T t1, T t2) { return std::fma(T(value * t1), t2, a); }
 
 // One step on W[n] with gradient g; m and v are the optimizer's slots (m for momentum/Adam, v for
-// Adam), t the 1-based step count. Returns whether every value written (W, m, v) is finite.
+// Adam), vmax AMSGrad's, t the 1-based step count. Returns whether every value written is finite.
 //
-// The constants are torch.optim's (1.13, the single-tensor path): each scalar computed in double
-// as Python computes it (1 − β, lr / (1 − β1^t), √(1 − β2^t), 1 − lr·wd, −lr) and rounded once to
-// the tensor's dtype, which is how ATen applies a Scalar to a float tensor. Rounding β to float and
-// subtracting in float instead (1f − 0.999f = 0.00099998713, torch's 0.00100000005) drifted the f32
-// update to 50 eps of torch.optim in ten steps.
+// The constants are torch.optim's: each scalar computed in double as Python computes it (1 − β,
+// lr / (1 − β1^t), √(1 − β2^t), 1 − lr·wd, −lr, 1 − dampening) and rounded once to the tensor's
+// dtype, which is how ATen applies a Scalar to a float tensor. Rounding β to float and subtracting
+// in float instead (1f − 0.999f = 0.00099998713, torch's 0.00100000005) drifted the f32 update to
+// 50 eps of torch.optim in ten steps.
 template <typename T>
-bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, size_t n, double t) {
+inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
   const T negLr = T(-c.lr), wd = T(c.weightDecay);
   uint32_t carry = 0;
   switch (c.kind) {
     case Optimizer::Sgd:
       // torch: d = g.add(W, alpha=wd); W.add_(d, alpha=−lr)
       for (size_t i = 0; i < n; ++i) {
-        W[i] = addScaled(W[i], negLr, c.weightDecay == 0 ? g[i] : addScaled(g[i], wd, W[i]));
+        W[i] = addAlpha(W[i], negLr, c.weightDecay == 0 ? g[i] : addAlpha(g[i], wd, W[i]));
         carry |= exponentCarry(W[i]);
       }
       return (carry >> 31) == 0;
     case Optimizer::Momentum:
     case Optimizer::Nesterov: {
-      const T mu = T(c.momentum);
+      const T mu = T(c.momentum), keep = T(1 - c.dampening);
       const bool nesterov = c.kind == Optimizer::Nesterov;
       for (size_t i = 0; i < n; ++i) {
-        const T gi = c.weightDecay == 0 ? g[i] : addScaled(g[i], wd, W[i]);
-        // torch: buf = g on the first step, then buf.mul_(μ).add_(g, alpha=1 − dampening (0))
-        m[i] = t == 1 ? gi : addScaled(T(mu * m[i]), T(1), gi);
-        W[i] = addScaled(W[i], negLr, nesterov ? addScaled(gi, mu, m[i]) : m[i]);
+        const T gi = c.weightDecay == 0 ? g[i] : addAlpha(g[i], wd, W[i]);
+        // torch: buf = g on the first step, then buf.mul_(μ).add_(g, alpha=1 − dampening)
+        m[i] = t == 1 ? gi : addAlpha(T(mu * m[i]), keep, gi);
+        // Nesterov: d = g.add(buf, alpha=μ); W.add_(d, alpha=−lr)
+        W[i] = addAlpha(W[i], negLr, nesterov ? addAlpha(gi, mu, m[i]) : m[i]);
         carry |= exponentCarry(W[i]) | exponentCarry(m[i]);
       }
       return (carry >> 31) == 0;
@@ -86,18 +95,38 @@ bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, siz
       const bool decoupled = c.kind == Optimizer::AdamW;
       for (size_t i = 0; i < n; ++i) {
         if (decoupled && c.weightDecay != 0) W[i] *= decay;  // torch: W.mul_(1 − lr·wd)
-        const T gi = !decoupled && c.weightDecay != 0 ? addScaled(g[i], wd, W[i]) : g[i];
-        m[i] = addScaled(T(b1 * m[i]), a1, gi);  // m.mul_(β1).add_(g, alpha=1 − β1)
-        v[i] = T(b2 * v[i]) + T(a2 * gi) * gi;   // v.mul_(β2).addcmul_(g, g, value=1 − β2)
+        const T gi = !decoupled && c.weightDecay != 0 ? addAlpha(g[i], wd, W[i]) : g[i];
+        m[i] = addAlpha(T(b1 * m[i]), a1, gi);          // m.mul_(β1).add_(g, alpha=1 − β1)
+        v[i] = addcmul(T(b2 * v[i]), a2, gi, gi);        // v.mul_(β2).addcmul_(g, g, value=1 − β2)
+        // AMSGrad: torch.maximum(vmax, v, out=vmax), whose square root then stands for v's.
+        const T vd = vmax ? (vmax[i] = std::max(vmax[i], v[i])) : v[i];
         // torch: denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps); W.addcdiv_(m, denom, value=−step_size)
-        const T denom = T(std::sqrt(v[i]) / bc2Sqrt) + eps;
-        W[i] += T(negStepSize * m[i]) / denom;
-        carry |= exponentCarry(W[i]) | exponentCarry(m[i]) | exponentCarry(v[i]);
+        const T denom = T(T(std::sqrt(vd)) / bc2Sqrt) + eps;
+        W[i] += T(T(negStepSize * m[i]) / denom);
+        carry |= exponentCarry(W[i]) | exponentCarry(m[i]) | exponentCarry(v[i]) | exponentCarry(vd);
       }
       return (carry >> 31) == 0;
     }
   }
   return false;  // not reached: the glue checked the kind
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// The same loops compiled for FMA hardware: std::fma becomes one vfmadd (and the loops vectorize)
+// instead of a libm call per element. Chosen at run time, so the addon still loads on an x86-64
+// without FMA, where libm's fma gives the same bits, slower.
+template <typename T>
+__attribute__((target("avx2,fma"))) bool optimizerUpdateFma(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
+  return optimizerUpdateBody(c, W, g, m, v, vmax, n, t);
+}
+#endif
+
+template <typename T>
+bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) return optimizerUpdateFma(c, W, g, m, v, vmax, n, t);
+#endif
+  return optimizerUpdateBody(c, W, g, m, v, vmax, n, t);
 }
 
 }  // namespace hg
