@@ -7,6 +7,7 @@
 import { fileFail } from './data/files';
 import { HandgradError } from './errors';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf } from './io/safetensors';
+import { architecture, type ArchitectureOptions, fileNet, type FileNet, type Layout } from './io/layers';
 import type { LayerSpec } from './layers/layer';
 import { Linear } from './layers/linear';
 import { MAX_LAYERS, Sequential } from './layers/sequential';
@@ -16,7 +17,8 @@ import type { Activation, FloatArray, Params } from './types';
 import { activationOf, twoLayerNet } from './model';
 import * as v from './validate';
 
-export type Layout = 'handgrad' | 'torch';
+export type { ArchitectureOptions, Layout, ModuleKind } from './io/layers';
+type LinearSpec = Extract<LayerSpec, { kind: 'linear' }>;
 const LAYOUTS: readonly Layout[] = ['handgrad', 'torch'];
 
 /** W1, b1, W2, b2 with D, H, C, as loadParams reads them. */
@@ -49,40 +51,54 @@ export function metadataOption(m: unknown): Record<string, string> {
   return m as Record<string, string>;
 }
 
-/** Reads W1, b1, W2, b2 from either layout (the names tell which), in the file's float dtype. */
-export function paramsFromFile(file: SafetensorsFile, source: string): SavedParams & { layout: Layout } {
-  const layout: Layout = '0.weight' in file.tensors ? 'torch' : 'handgrad';
-  const names = layout === 'torch' ? ['0.weight', '0.bias', '2.weight', '2.bias'] : ['W1', 'b1', 'W2', 'b2'];
-  const [w1, b1, w2, b2] = names.map((n) => tensorOf(file, n, ['F64', 'F32'], source));
+/** The Linear layers' tensors of a file's net, W1, b1, … in handgrad's form ([in,out]), copied. */
+function linearParams(file: SafetensorsFile, net: FileNet, source: string): Record<string, FloatArray> {
   const fail = (what: string, name: string, got: string): never => fileFail(what, name, got, source);
-  for (const [t, n] of [[w1, names[0]], [w2, names[2]]] as const) if (t.shape.length !== 2) fail('a 2-D tensor', n, `shape [${t.shape}]`);
-  for (const [t, n] of [[b1, names[1]], [b2, names[3]]] as const) if (t.shape.length !== 1) fail('a 1-D tensor', n, `shape [${t.shape}]`);
-  if (new Set([w1.dtype, b1.dtype, w2.dtype, b2.dtype]).size !== 1) fail('one float dtype', 'the parameters', [w1, b1, w2, b2].map((t) => t.dtype).join(', '));
-  const H = b1.shape[0];
-  const C = b2.shape[0];
-  const D = layout === 'torch' ? w1.shape[1] : w1.shape[0];
-  const wantW1 = layout === 'torch' ? [H, D] : [D, H];
-  const wantW2 = layout === 'torch' ? [C, H] : [H, C];
-  if (w1.shape.join() !== wantW1.join()) fail(`shape [${wantW1}]`, names[0], `[${w1.shape}]`);
-  if (w2.shape.join() !== wantW2.join()) fail(`shape [${wantW2}]`, names[2], `[${w2.shape}]`);
-  const data = (t: typeof w1) => (t.data as FloatArray).slice() as FloatArray;
-  const weight = (t: typeof w1, out: number, inF: number) => (layout === 'torch' ? transpose(t.data as FloatArray, out, inF) : data(t));
-  return { layout, D, H, C, W1: weight(w1, H, D), b1: data(b1), W2: weight(w2, C, H), b2: data(b2) };
+  const params: Record<string, FloatArray> = {};
+  let k = 0;
+  for (const s of net.specs) {
+    if (s.kind !== 'linear') continue;
+    const { W: wName, b: bName } = net.tensors[k++];
+    const W = tensorOf(file, wName, [net.dtype], source);
+    const b = tensorOf(file, bName, [net.dtype], source);
+    if (b.shape.length !== 1) fail('a 1-D tensor', bName, `shape [${b.shape}]`);
+    if (b.shape[0] !== s.out) fail(`shape [${s.out}]`, bName, `[${b.shape}]`);
+    params[`W${k}`] = net.layout === 'torch' ? transpose(W.data as FloatArray, s.out, s.in) : (W.data as FloatArray).slice();
+    params[`b${k}`] = (b.data as FloatArray).slice();
+  }
+  return params;
+}
+
+/** Whether a file's net is Linear, act, Linear (what the two-layer API and loadParams take). */
+const isTwoLayer = (net: FileNet) => net.specs.length === 3 && net.specs[0].kind === 'linear' && net.specs[1].kind !== 'linear' && net.specs[2].kind === 'linear';
+
+/**
+ * Reads the two-layer net's W1, b1, W2, b2 and activation from either layout, in the file's float
+ * dtype; a PyTorch state_dict without metadata needs `arch` (lib/io/layers.ts).
+ * @throws {HandgradError} ERR_FILE
+ */
+export function paramsFromFile(file: SafetensorsFile, source: string, arch: ArchitectureOptions = {}, caller = 'loadParams'): SavedParams & { layout: Layout; activation: Activation } {
+  const net = fileNet(file, source, arch, caller);
+  if (!isTwoLayer(net)) {
+    throw new HandgradError('ERR_FILE', `Expected the two-layer net's W1, b1, W2, b2 for ${source} but it holds a Sequential of other depth: read it with loadSequential (its layers: ${net.specs.map((s) => s.kind).join(', ')})`);
+  }
+  const p = linearParams(file, net, source);
+  const [l1, act, l2] = net.specs as [LinearSpec, { kind: Activation }, LinearSpec];
+  if (l2.in !== l1.out) fileFail(`shape [${net.layout === 'torch' ? [l2.out, l1.out] : [l1.out, l2.out]}]`, net.tensors[1].W, `[${net.layout === 'torch' ? [l2.out, l2.in] : [l2.in, l2.out]}]`, source);
+  return { layout: net.layout, D: l1.in, H: l1.out, C: l2.out, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2, activation: act.kind };
 }
 
 /**
- * Loads parameters written by saveParams, Trainer.save, or PyTorch (see the layout note above).
- * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file
+ * Loads parameters written by saveParams, Trainer.save, or PyTorch (see the layout note above). A
+ * PyTorch state_dict records no activation: pass it, `{ activation: 'tanh' }` or
+ * `{ layers: ['linear', 'tanh', 'linear'] }` (Dropout and Identity may fill index gaps: lib/io/layers.ts).
+ * @throws {TypeError|RangeError} bad options
+ * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file, a state_dict without its activation, options that contradict the file
  */
-export function loadParams(path: string, opts: Record<string, never> = {}): SavedParams & { layout: Layout; activation?: Activation; metadata: Record<string, string> } {
-  v.options('opts', opts, []);
+export function loadParams(path: string, opts: ArchitectureOptions = {}): SavedParams & { layout: Layout; activation: Activation; metadata: Record<string, string> } {
+  const arch = architecture(v.options('opts', opts, ['layers', 'activation'] as const));
   const file = loadSafetensors(path);
-  if (holdsSequential(file)) {
-    throw new HandgradError('ERR_FILE', `Expected the two-layer net's W1, b1, W2, b2 for ${path} but it holds a Sequential of other depth: read it with loadSequential`);
-  }
-  const p = paramsFromFile(file, path);
-  const act = file.metadata.activation;
-  return { ...p, activation: (v.ACTIVATIONS as readonly string[]).includes(act) ? (act as Activation) : undefined, metadata: file.metadata };
+  return { ...paramsFromFile(file, path, arch), metadata: file.metadata };
 }
 
 // A Sequential's tensors. handgrad layout: W1 [in,out], b1, W2, … (Linear layers numbered from 1).
@@ -126,99 +142,24 @@ export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: A
 }
 
 
-const LAYER_KINDS: readonly string[] = ['linear', ...v.ACTIVATIONS];
-
-/**
- * The "layers" metadata as a checked list: JSON, an array of at most MAX_LAYERS entries, each
- * { kind } of a known kind, a Linear's in and out positive 32-bit integers. Every value is checked
- * before anything formats or compares it, so nothing deep in the JSON is ever walked.
- */
-function layerList(text: string, fail: (what: string, name: string, got: string) => never): LayerSpec[] {
-  const key = '__metadata__.layers';
-  let list: unknown;
-  try {
-    list = JSON.parse(text);
-  } catch {
-    return fail('a JSON list of layers', key, JSON.stringify(text.slice(0, 40)));
-  }
-  if (!Array.isArray(list)) return fail('a JSON list of layers', key, v.describe(list));
-  if (list.length > MAX_LAYERS) fail(`at most ${MAX_LAYERS} layers`, key, `${list.length} layers`);
-  list.forEach((s: unknown, i) => {
-    const kind = (s as { kind?: unknown } | null)?.kind;
-    if (s === null || typeof s !== 'object' || Array.isArray(s) || typeof kind !== 'string' || !LAYER_KINDS.includes(kind)) {
-      fail(`a layer { kind: ${LAYER_KINDS.map((k) => `'${k}'`).join(' | ')}, … }`, `${key}[${i}]`, v.describe(s));
-    }
-    if (kind !== 'linear') return;
-    for (const side of ['in', 'out'] as const) {
-      const n = (s as Record<string, unknown>)[side];
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 0x7fffffff) fail('a positive 32-bit integer', `${key}[${i}].${side}`, v.describe(n));
-    }
-  });
-  return list as LayerSpec[];
-}
-
 /** Whether a file holds a net other than Linear, act, Linear (W3, "4.weight", or such a layers list). */
-export function holdsSequential(file: SafetensorsFile): boolean {
-  const layers = file.metadata.layers;
-  if (layers !== undefined) {
-    try {
-      const l = JSON.parse(layers) as LayerSpec[];
-      return !(Array.isArray(l) && l.length === 3 && l[0]?.kind === 'linear' && l[1]?.kind !== 'linear' && l[2]?.kind === 'linear');
-    } catch {
-      return true; // sequentialFromFile names the malformed list
-    }
-  }
-  return Object.keys(file.tensors).some((n) => n === 'W3' || (/^\d+\.weight$/.test(n) && n !== '0.weight' && n !== '2.weight'));
+export function holdsSequential(file: SafetensorsFile, source = 'the file', arch: ArchitectureOptions = {}, caller = 'loadSequential'): boolean {
+  return !isTwoLayer(fileNet(file, source, arch, caller));
 }
 
 /**
- * A Sequential from a file: its "layers" metadata when present; otherwise the layers are inferred
- * from the tensor names (Linear layers with one activation between, the file's "activation"
- * metadata or ReLU), which reads both a two-layer file and PyTorch's nn.Sequential(Linear, ReLU, …).
- * Tensors are copied into the Sequential. The work is linear in the file, and at most MAX_LAYERS layers are read.
+ * A Sequential from a file: its "layers" metadata when present; otherwise the layers of the
+ * caller's `arch`, or the file's "activation" metadata between its Linear layers (a handgrad
+ * two-layer file), or ReLU for a handgrad-layout file without metadata. A PyTorch state_dict
+ * without metadata needs `arch` (lib/io/layers.ts). Tensors are copied into the Sequential. The
+ * work is linear in the file, and at most MAX_LAYERS layers are read.
  * @throws {HandgradError} ERR_FILE for missing, misshapen or inconsistent tensors or layers, more than MAX_LAYERS layers
  */
-export function sequentialFromFile(file: SafetensorsFile, source: string): Sequential {
-  const fail = (what: string, name: string, got: string): never => fileFail(what, name, got, source);
-  const layout: Layout = '0.weight' in file.tensors ? 'torch' : 'handgrad';
-  const act = (v.ACTIVATIONS as readonly string[]).includes(file.metadata.activation) ? (file.metadata.activation as Activation) : 'relu';
-  let specs: LayerSpec[];
-  if (file.metadata.layers !== undefined) {
-    specs = layerList(file.metadata.layers, fail);
-  } else {
-    // Linear positions: 0, 2, 4, … in PyTorch's layout; W1, W2, … in handgrad's.
-    const count = Object.keys(file.tensors).filter((n) => (layout === 'torch' ? /^\d+\.weight$/ : /^W\d+$/).test(n)).length;
-    if (2 * count - 1 > MAX_LAYERS) fail(`at most ${MAX_LAYERS} layers`, 'the file', `${count} Linear layers (${2 * count - 1} with the activations between)`);
-    specs = [];
-    for (let k = 1; k <= count; k++) {
-      const name = layout === 'torch' ? `${2 * (k - 1)}.weight` : `W${k}`;
-      const W = tensorOf(file, name, ['F64', 'F32'], source);
-      if (W.shape.length !== 2) fail('a 2-D tensor', name, `shape [${W.shape}]`);
-      if (k > 1) specs.push({ kind: act });
-      const [inF, outF] = layout === 'torch' ? [W.shape[1], W.shape[0]] : W.shape;
-      specs.push({ kind: 'linear', in: inF, out: outF });
-    }
-    if (count === 0) fail('at least one Linear layer (W1 or 0.weight)', 'the file', `tensors ${Object.keys(file.tensors).join(', ') || '(none)'}`);
-  }
-  const first = layout === 'torch' ? file.tensors['0.weight'] : file.tensors.W1;
-  if (first === undefined) fail('a tensor named W1 or 0.weight', 'the file', `tensors ${Object.keys(file.tensors).join(', ') || '(none)'}`);
-  const dtype = first.dtype === 'F32' ? 'float32' : 'float64';
-  const params: Record<string, FloatArray> = {};
-  let k = 0;
+export function sequentialFromFile(file: SafetensorsFile, source: string, arch: ArchitectureOptions = {}, caller = 'loadSequential'): Sequential {
+  const net = fileNet(file, source, arch, caller);
+  const params = linearParams(file, net, source);
   try {
-    specs.forEach((s, i) => {
-      if (s === null || typeof s !== 'object' || s.kind !== 'linear') return;
-      k++;
-      const [wName, bName] = layout === 'torch' ? [`${i}.weight`, `${i}.bias`] : [`W${k}`, `b${k}`];
-      const W = tensorOf(file, wName, [first.dtype as 'F64' | 'F32'], source);
-      const b = tensorOf(file, bName, [first.dtype as 'F64' | 'F32'], source);
-      const want = layout === 'torch' ? [s.out, s.in] : [s.in, s.out];
-      if (W.shape.join() !== want.join()) fail(`shape [${want}]`, wName, `[${W.shape}]`);
-      if (b.shape.join() !== String(s.out)) fail(`shape [${s.out}]`, bName, `[${b.shape}]`);
-      params[`W${k}`] = layout === 'torch' ? transpose(W.data as FloatArray, s.out, s.in) : (W.data as FloatArray).slice();
-      params[`b${k}`] = (b.data as FloatArray).slice();
-    });
-    return Sequential.fromSpec({ dtype, layers: specs, reduction: 'mean' }, params);
+    return Sequential.fromSpec({ dtype: net.dtype === 'F32' ? 'float32' : 'float64', layers: net.specs, reduction: 'mean' }, params);
   } catch (e) {
     if (e instanceof HandgradError) throw e;
     throw new HandgradError('ERR_FILE', `${(e as Error).message} (${source})`, { cause: e });
@@ -235,10 +176,14 @@ export function saveSequential(path: string, seq: Sequential, opts: { layout?: L
 
 /**
  * Loads any handgrad or PyTorch parameter file as a Sequential (a two-layer file gives
- * Linear, act, Linear).
- * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file
+ * Linear, act, Linear). A PyTorch state_dict records no activations: name them,
+ * `{ layers: ['linear', 'tanh', 'dropout', 'linear'] }` (every module in order) or
+ * `{ activation: 'tanh' }` (lib/io/layers.ts has the rule for index gaps). Dropout and Identity
+ * are the identity at inference and are left out of the Sequential.
+ * @throws {TypeError|RangeError} bad options
+ * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file, a state_dict without its activations, options that contradict the file
  */
-export function loadSequential(path: string, opts: Record<string, never> = {}): Sequential {
-  v.options('opts', opts, []);
-  return sequentialFromFile(loadSafetensors(path), path);
+export function loadSequential(path: string, opts: ArchitectureOptions = {}): Sequential {
+  const arch = architecture(v.options('opts', opts, ['layers', 'activation'] as const));
+  return sequentialFromFile(loadSafetensors(path), path, arch);
 }

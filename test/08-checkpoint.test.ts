@@ -40,8 +40,10 @@ describe('checkpoints', () => {
       '2.weight': { dtype: 'F64', shape: [2, 3], data: [7, 9, 11, 8, 10, 12] },
       '2.bias': { dtype: 'F64', shape: [2], data: [0.5, 0.6] },
     });
-    const q = loadParams(path);
+    // A state_dict records no activation: the caller names it (test/40 has the refusal).
+    const q = loadParams(path, { activation: 'relu' });
     expect(q.layout).toBe('torch');
+    expect(q.activation).toBe('relu');
     expect([...q.W1]).toEqual(W1.flat());
     expect([...q.W2]).toEqual(W2.flat());
     expect([...q.b1]).toEqual([0.1, 0.2, 0.3]);

@@ -4,9 +4,13 @@
 // and the optimizer state. Everything read back is checked before use: a file is data, not a
 // promise (ERR_FILE naming the key).
 import { HandgradError } from '../errors';
-import { type SafetensorsFile, tensorOf } from '../io/safetensors';
+import { transpose } from '../checkpoint';
+import type { Layout } from '../io/layers';
+import { type SafetensorsFile, type TensorInput, tensorOf } from '../io/safetensors';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
+import type { OptimizerName } from './optimizer';
+import { learningRate } from './schedule';
 import { COUNTER, type TrainState } from './state';
 
 /** The metadata entries for the counters and, mid-epoch, the position. */
@@ -83,32 +87,119 @@ function readPosition(path: string, json: string, epochs: number): Position {
   return o as Position;
 }
 
+// The optimizer state in PyTorch's layout: what optimizer.state_dict() holds, split into what
+// safetensors can hold (tensors) and what it cannot (numbers, None, lists: metadata JSON).
+//   tensors  optimizer.state.{i}.{key}: parameter i (in model.parameters() order: 0.weight,
+//            0.bias, 2.weight, …) and its buffer in the parameter's own shape (a weight's [out,in]):
+//            SGD's momentum_buffer; Adam's and AdamW's exp_avg, exp_avg_sq (max_exp_avg_sq with
+//            AMSGrad) and step (a 0-d float32 tensor, as torch 1.13 keeps it);
+//   metadata "optimizer": JSON { "class": "SGD" | "Adam" | "AdamW", "state": { "{i}": { the
+//            entries that are not tensors, e.g. "momentum_buffer": null for SGD without momentum } },
+//            "param_groups": [ the one group, as optimizer.state_dict() has it, "params": [0, 1, …] ] }.
+// Before the first step the state is empty ({}), as PyTorch's is. PyTorch reads it back with
+// optimizer.load_state_dict({ 'state': …, 'param_groups': … }) (README), and Trainer.load reads
+// it from the tensors (handgrad's own settings stay in "trainer").
+
+/** PyTorch's name for each slot of a rule: m, v, vmax. */
+function torchSlotNames(name: OptimizerName): { m?: string; v?: string; vmax?: string } {
+  if (name === 'momentum' || name === 'nesterov') return { m: 'momentum_buffer' };
+  if (name === 'adam' || name === 'adamw') return { m: 'exp_avg', v: 'exp_avg_sq', vmax: 'max_exp_avg_sq' };
+  return {};
+}
+
+/** Each parameter's PyTorch shape: a weight [out,in] (handgrad keeps [in,out]), a bias [out]. */
+function torchShapes(s: TrainState): { name: string; shape: number[]; transposed: boolean }[] {
+  const linears = s.config.layers.filter((l): l is Extract<typeof l, { kind: 'linear' }> => l.kind === 'linear');
+  return s.names.map((name) => {
+    const k = Number(name.slice(1)) - 1;
+    const l = linears[k];
+    return name[0] === 'W' ? { name, shape: [l.out, l.in], transposed: true } : { name, shape: [l.out], transposed: false };
+  });
+}
+
+/** optimizer.state_dict()'s param group of this Trainer's settings, at the learning rate of the epoch it is in. */
+function paramGroup(s: TrainState): Record<string, unknown> {
+  const o = s.config.optimizer;
+  const lr = learningRate(s.config.schedule, s.config.lr, s.counters[COUNTER.epochs]);
+  const params = s.names.map((_, i) => i);
+  const scheduled = s.config.schedule === 'constant' ? {} : { initial_lr: s.config.lr };
+  // torch 1.13's keys in its order (AdamW's group has no differentiable or fused yet).
+  if (o.name === 'adamw') {
+    return { lr, betas: [o.beta1, o.beta2], eps: o.epsilon, weight_decay: o.weightDecay, amsgrad: o.amsgrad, foreach: null, maximize: false, capturable: false, ...scheduled, params };
+  }
+  if (o.name === 'adam') {
+    return {
+      lr, betas: [o.beta1, o.beta2], eps: o.epsilon, weight_decay: o.weightDecay, amsgrad: o.amsgrad, maximize: false,
+      foreach: null, capturable: false, differentiable: false, fused: false, ...scheduled, params,
+    };
+  }
+  return {
+    lr, momentum: o.momentum, dampening: o.dampening, weight_decay: o.weightDecay, nesterov: o.nesterov, maximize: false,
+    foreach: null, differentiable: false, ...scheduled, params,
+  };
+}
+
+/** The optimizer state in PyTorch's layout (see above): tensors to add to the file, and the "optimizer" metadata. */
+export function torchOptimizerState(s: TrainState): { tensors: Record<string, TensorInput>; metadata: Record<string, string> } {
+  const o = s.config.optimizer;
+  const steps = s.counters[COUNTER.steps];
+  const tensors: Record<string, TensorInput> = {};
+  const state: Record<string, Record<string, null>> = {};
+  const slotNames = torchSlotNames(o.name);
+  torchShapes(s).forEach(({ name, shape, transposed }, i) => {
+    if (steps === 0) return; // PyTorch's state is empty until the first step
+    state[i] = {};
+    if (o.name === 'sgd') state[i].momentum_buffer = null;
+    for (const part of ['m', 'v', 'vmax'] as const) {
+      const buf = s.slots[name][part];
+      const key = slotNames[part];
+      if (!buf || key === undefined) continue;
+      tensors[`optimizer.state.${i}.${key}`] = { shape, data: transposed ? transpose(buf, shape[1], shape[0]) : buf };
+    }
+    if (o.name === 'adam' || o.name === 'adamw') tensors[`optimizer.state.${i}.step`] = { dtype: 'F32', shape: [], data: Float32Array.of(steps) };
+  });
+  const cls = o.name === 'adam' ? 'Adam' : o.name === 'adamw' ? 'AdamW' : 'SGD';
+  return { tensors, metadata: { optimizer: JSON.stringify({ class: cls, state, param_groups: [paramGroup(s)] }) } };
+}
+
 /**
- * Fills the optimizer state from the file's optimizer.{name}.m/v tensors: each of the dtype and
- * the 1-D shape of its parameter, finite. `required`: the file was saved by this optimizer after at
- * least one step, so a missing buffer would silently restart its moments.
+ * Fills the optimizer state from the file's tensors: handgrad's optimizer.{name}.m/v/vmax, or in
+ * PyTorch's layout optimizer.state.{i}.{momentum_buffer|exp_avg|…} (a weight's buffer [out,in],
+ * transposed back; Adam's step checked against the steps counter). Each of the parameter's dtype
+ * and shape, finite. `required`: the file was saved by this optimizer after at least one step, so
+ * a missing buffer would silently restart its moments.
  * @throws {HandgradError} ERR_FILE naming the tensor
  */
-export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path: string, required: boolean): void {
+export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path: string, required: boolean, layout: Layout = 'handgrad'): void {
   const dtype = s.config.dtype === 'float64' ? 'F64' : 'F32';
-  for (const k of s.names) {
+  const slotNames = torchSlotNames(s.config.optimizer.name);
+  const shapes = torchShapes(s);
+  s.names.forEach((k, i) => {
     for (const part of ['m', 'v', 'vmax'] as const) {
       const buf = s.slots[k][part];
-      const name = `optimizer.${k}.${part}`;
       if (!buf) continue;
+      const torch = layout === 'torch';
+      const name = torch ? `optimizer.state.${i}.${slotNames[part]}` : `optimizer.${k}.${part}`;
       if (!(name in file.tensors)) {
         if (required) fileError(path, `the optimizer state ${name} (the file's optimizer took steps)`, name, new v.Received('no such tensor'));
         continue;
       }
       const t = tensorOf(file, name, [dtype], path);
-      if (t.shape.length !== 1 || t.shape[0] !== buf.length) fileError(path, `shape [${buf.length}] (that of ${k})`, name, new v.Received(`[${t.shape}]`));
+      const want = torch ? shapes[i].shape : [buf.length];
+      if (t.shape.join() !== want.join()) fileError(path, `shape [${want}] (that of ${torch ? `parameter ${i}, ${k}` : k})`, name, new v.Received(`[${t.shape}]`));
       const data = t.data as FloatArray;
-      for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i])) fileError(path, 'finite values', name, new v.Received(`${data[i]} at index ${i}`));
+      for (let j = 0; j < data.length; j++) {
+        if (!Number.isFinite(data[j])) fileError(path, 'finite values', name, new v.Received(`${data[j]} at index ${j}`));
       }
-      buf.set(data);
+      buf.set(torch && shapes[i].transposed ? transpose(data, want[0], want[1]) : data);
     }
-  }
+    const step = `optimizer.state.${i}.step`;
+    if (layout === 'torch' && slotNames.v !== undefined && step in file.tensors) {
+      const t = tensorOf(file, step, ['F32', 'F64'], path);
+      const steps = s.counters[COUNTER.steps];
+      if (t.shape.length !== 0 || t.data[0] !== steps) fileError(path, `a 0-d tensor of the steps taken (${steps}, __metadata__.steps)`, step, new v.Received(`shape [${t.shape}], ${t.data[0]}`));
+    }
+  });
 }
 
 /** A check of a file's value that throws TypeError/RangeError, as ERR_FILE (the key is in its words). */

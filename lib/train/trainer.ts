@@ -8,12 +8,13 @@ import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, s
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
+import { architecture, type ArchitectureOptions, type Layout, layoutOf } from '../io/layers';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
 import type { OptimizerOptions } from './optimizer';
-import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState } from './resume';
+import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState, torchOptimizerState } from './resume';
 import type { Schedule } from './schedule';
 import { savedSettings, settings } from './settings';
 import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
@@ -72,6 +73,8 @@ const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 const TRAINER_OPTIONS = [
   'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule',
 ] as const;
+/** Trainer.load's: the constructor's, and opts.layers for a file that does not say its layers. */
+const LOAD_OPTIONS = [...TRAINER_OPTIONS, 'layers'] as const;
 
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
@@ -297,50 +300,68 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * Writes the parameters, the optimizer state, the counters and (stopped inside an epoch) the
    * position in it to a safetensors file, so a later Trainer.load continues exactly where this one
    * is: its fit on the same data gives the weights of a run never interrupted, bit for bit.
+   * `layout: 'torch'` writes the parameters as the matching nn.Sequential's state_dict ("0.weight"
+   * [out,in], …) and the optimizer state as optimizer.state_dict() has it ("optimizer.state.0.exp_avg",
+   * …, the rest in the "optimizer" metadata: lib/train/resume.ts); Trainer.load resumes from either.
+   * @throws {TypeError|RangeError} bad options
    * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when the file cannot be written
    */
-  save(path: string, opts: { metadata?: Record<string, string> } = {}): void {
-    const o = v.options('opts', opts, ['metadata'] as const);
+  save(path: string, opts: { metadata?: Record<string, string>; layout?: Layout } = {}): void {
+    const o = v.options('opts', opts, ['metadata', 'layout'] as const);
+    const layout = v.oneOf('opts.layout', o.layout, ['handgrad', 'torch'] as const, 'handgrad');
     this.enter();
     const c = this.state.config;
-    const tensors = sequentialTensors(this.model);
-    for (const k of this.state.names) {
-      const slot = this.state.slots[k];
-      if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
-      if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
-      if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
+    const tensors = sequentialTensors(this.model, layout);
+    let optimizer: Record<string, string> = {};
+    if (layout === 'torch') {
+      const t = torchOptimizerState(this.state);
+      Object.assign(tensors, t.tensors);
+      optimizer = t.metadata;
+    } else {
+      for (const k of this.state.names) {
+        const slot = this.state.slots[k];
+        if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
+        if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
+        if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
+      }
     }
     saveSafetensors(path, tensors, {
       ...metadataOption(o.metadata),
-      ...sequentialMetadata(this.model, 'handgrad', this.twoLayer ? (this.params as LiveParams).activation : undefined),
+      ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined),
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
       ...counterMetadata(this.state),
+      ...optimizer,
     });
   }
 
   /**
-   * A Trainer from a file written by save() (optimizer state and counters restored), or from
-   * parameters alone (saveParams, PyTorch's state_dict layout) with fresh optimizer state.
-   * `opts` override the saved settings. Every value read from the file is checked before use.
-   * @throws {HandgradError} ERR_FILE for a missing or malformed file, or a setting, counter, position or optimizer state out of range (naming its key)
+   * A Trainer from a file written by save() (either layout: optimizer state and counters
+   * restored), or from parameters alone (saveParams, saveSequential, a PyTorch state_dict) with
+   * fresh optimizer state. A PyTorch state_dict records no activations: name them with
+   * `layers` or `activation` as for loadSequential (options that contradict the file are an error).
+   * The other `opts` override the saved settings. Every value read from the file is checked before use.
+   * @throws {TypeError|RangeError} bad options
+   * @throws {HandgradError} ERR_FILE for a missing or malformed file, a state_dict without its activations, or a setting, counter, position or optimizer state out of range (naming its key)
    */
-  static load(path: string, opts: TrainerOptions = {}): Trainer<TwoLayerParams | Sequential> {
-    v.options('opts', opts, TRAINER_OPTIONS, v.NOT_YET_SUPPORTED);
+  static load(path: string, opts: TrainerOptions & ArchitectureOptions = {}): Trainer<TwoLayerParams | Sequential> {
+    const o = v.options('opts', opts, LOAD_OPTIONS, v.NOT_YET_SUPPORTED);
+    const { layers, activation, ...rest } = o;
+    const arch = architecture({ layers, activation });
     const file = loadSafetensors(path);
     const meta = file.metadata;
-    // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one.
-    const p = meta.layers !== undefined || holdsSequential(file) ? sequentialFromFile(file, path) : paramsFromFile(file, path);
+    // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one; so
+    // does any net but Linear, act, Linear.
+    const p = meta.layers !== undefined || holdsSequential(file, path, arch, 'Trainer.load') ? sequentialFromFile(file, path, arch, 'Trainer.load') : paramsFromFile(file, path, arch, 'Trainer.load');
     // The saved settings and counters are checked before use (ERR_FILE naming the key); opts,
     // the caller's, override the settings and are checked as the constructor checks them.
     const saved = meta.trainer === undefined ? {} : asFileError(path, () => savedSettings(meta.trainer));
-    const known = !(p instanceof Sequential) && (v.ACTIVATIONS as readonly string[]).includes(meta.activation);
-    const activation = known ? (meta.activation as Activation) : undefined;
-    const t = new Trainer<TwoLayerParams | Sequential>(p, { ...saved, activation, ...opts } as TrainerOptions);
+    const act = p instanceof Sequential ? undefined : p.activation;
+    const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...saved, activation: act, ...rest } as TrainerOptions);
     restoreCounters(t.state, meta, path);
     // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
-    const o = t.state.config.optimizer;
-    const sameOptimizer = meta.trainer !== undefined && saved.optimizer === o.name && (saved.amsgrad ?? false) === o.amsgrad;
-    restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0);
+    const opt = t.state.config.optimizer;
+    const sameOptimizer = meta.trainer !== undefined && saved.optimizer === opt.name && (saved.amsgrad ?? false) === opt.amsgrad;
+    restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0, layoutOf(file));
     return t;
   }
 

@@ -1,0 +1,253 @@
+// Which layers a parameter file holds, and under which tensor names.
+//
+// A handgrad file says it: "layers" (a JSON list) or, for the two-layer net, "activation" in its
+// metadata. A PyTorch state_dict does not: nn.Sequential(Linear, Tanh, Linear) and
+// nn.Sequential(Linear, ReLU, Linear) have the very same tensors ("0.weight" [out,in], "0.bias",
+// "2.weight", "2.bias"), and parameter-free modules (Dropout, Identity) only leave gaps in the
+// indices ("0.*", "3.*" for Linear, ReLU, Dropout, Linear). So such a file is read only when the
+// caller names what the tensors cannot say:
+//   { layers: ['linear', 'relu', 'dropout', 'linear'] }  every module of the nn.Sequential, in order;
+//   { activation: 'tanh' }  the one activation between Linear layers. The rule for gaps: the Linear
+//     layers are at the indices that hold tensors, the first at 0; between two of them, one index
+//     is the activation and each further index a parameter-free module that is the identity at
+//     inference (Dropout, Identity). Adjacent Linear layers and modules before the first Linear
+//     cannot be read this way (refused: name them with layers).
+// 'dropout' and 'identity' are the identity at inference and are left out of the net (training it
+// trains without dropout). Options that contradict a file's own metadata are an error.
+import { fileFail } from '../data/files';
+import { HandgradError } from '../errors';
+import type { LayerSpec } from '../layers/layer';
+import { MAX_LAYERS } from '../layers/sequential';
+import type { Activation } from '../types';
+import * as v from '../validate';
+import { type SafetensorsFile, type SafetensorsTensor, tensorOf } from './safetensors';
+
+export type Layout = 'handgrad' | 'torch';
+
+/** A module of an nn.Sequential, as named in opts.layers. */
+export type ModuleKind = 'linear' | Activation | 'dropout' | 'identity';
+export const MODULE_KINDS: readonly ModuleKind[] = ['linear', ...v.ACTIVATIONS, 'dropout', 'identity'];
+/** Modules that hold no tensors and are the identity at inference. */
+const PASS_THROUGH: readonly string[] = ['dropout', 'identity'];
+
+/** What a caller may say about a file's layers (loadSequential, loadParams, Trainer.load). */
+export interface ArchitectureOptions {
+  /** Every module of the nn.Sequential in order: 'linear', 'relu', 'sigmoid', 'tanh', 'dropout', 'identity'. */
+  layers?: readonly ModuleKind[];
+  /** The activation between Linear layers (each further gap index: a Dropout or Identity). */
+  activation?: Activation;
+}
+
+/** The checked options (TypeError/RangeError as every handgrad option). */
+export function architecture(o: { layers?: unknown; activation?: unknown }): ArchitectureOptions {
+  if (o.layers !== undefined && o.activation !== undefined) {
+    v.fail(TypeError, 'either opts.layers or opts.activation, not both', 'opts', new v.Received('both'));
+  }
+  if (o.activation !== undefined) return { activation: v.oneOf('opts.activation', o.activation, v.ACTIVATIONS, 'relu') };
+  if (o.layers === undefined) return {};
+  if (!Array.isArray(o.layers)) v.fail(TypeError, "an array of module names (['linear', 'relu', 'linear'])", 'opts.layers', o.layers);
+  const list = o.layers as unknown[];
+  if (list.length === 0 || list.length > MAX_LAYERS) v.fail(RangeError, `1 to ${MAX_LAYERS} module names`, 'opts.layers', new v.Received(`${list.length}`));
+  return { layers: list.map((k, i) => v.oneOf(`opts.layers[${i}]`, k, MODULE_KINDS, 'linear')) };
+}
+
+/** The net a file holds: its layers (Dropout and Identity left out) and where each Linear's tensors are. */
+export interface FileNet {
+  layout: Layout;
+  specs: LayerSpec[];
+  /** For each Linear in order: its weight's and bias's tensor names. */
+  tensors: { W: string; b: string }[];
+  dtype: 'F64' | 'F32';
+}
+
+type Fail = (what: string, name: string, got: string) => never;
+
+const LAYER_KINDS: readonly string[] = ['linear', ...v.ACTIVATIONS];
+
+/**
+ * The "layers" metadata as a checked list: JSON, an array of at most MAX_LAYERS entries, each
+ * { kind } of a known kind, a Linear's in and out positive 32-bit integers. Every value is checked
+ * before anything formats or compares it, so nothing deep in the JSON is ever walked.
+ */
+export function layerList(text: string, fail: Fail): LayerSpec[] {
+  const key = '__metadata__.layers';
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return fail('a JSON list of layers', key, JSON.stringify(text.slice(0, 40)));
+  }
+  if (!Array.isArray(list)) return fail('a JSON list of layers', key, v.describe(list));
+  if (list.length > MAX_LAYERS) fail(`at most ${MAX_LAYERS} layers`, key, `${list.length} layers`);
+  list.forEach((s: unknown, i) => {
+    const kind = (s as { kind?: unknown } | null)?.kind;
+    if (s === null || typeof s !== 'object' || Array.isArray(s) || typeof kind !== 'string' || !LAYER_KINDS.includes(kind)) {
+      fail(`a layer { kind: ${LAYER_KINDS.map((k) => `'${k}'`).join(' | ')}, … }`, `${key}[${i}]`, v.describe(s));
+    }
+    if (kind !== 'linear') return;
+    for (const side of ['in', 'out'] as const) {
+      const n = (s as Record<string, unknown>)[side];
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 0x7fffffff) fail('a positive 32-bit integer', `${key}[${i}].${side}`, v.describe(n));
+    }
+  });
+  return list as LayerSpec[];
+}
+
+/** Tensor names of PyTorch's layout ("{index}.{what}"); "optimizer.*" is a Trainer's state, not the net's. */
+const TORCH_NAME = /^(\d+)\.(.+)$/;
+
+/** The file's layout: PyTorch's when any tensor is named "{index}.…", else handgrad's (W1, b1, …). */
+export function layoutOf(file: SafetensorsFile): Layout {
+  return Object.keys(file.tensors).some((n) => TORCH_NAME.test(n)) ? 'torch' : 'handgrad';
+}
+
+const quote = (xs: readonly string[]) => `[${xs.map((x) => `'${x}'`).join(', ')}]`;
+
+/**
+ * The layers of a parameter file and the names of their tensors, from the file's metadata or the
+ * caller's options (see the rules above). `caller` names the function in the message that says
+ * what to pass. Linear tensors' shapes and dtypes are checked by the reader that copies them.
+ * @throws {HandgradError} ERR_FILE: a state_dict without metadata and no options, options that
+ *   contradict the metadata or the tensors, modules this package cannot read, malformed metadata
+ */
+export function fileNet(file: SafetensorsFile, source: string, arch: ArchitectureOptions, caller: string): FileNet {
+  const fail: Fail = (what, name, got) => fileFail(what, name, got, source);
+  const layout = layoutOf(file);
+  const meta = file.metadata;
+  const metaActivation = (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined;
+  let kinds: string[]; // every module, in order (in handgrad's layout: Linear layers numbered W1, W2, …)
+  let saved: LayerSpec[] | undefined;
+  if (meta.layers !== undefined) {
+    saved = layerList(meta.layers, fail);
+    kinds = saved.map((s) => s.kind);
+    if (arch.layers !== undefined && arch.layers.join() !== kinds.join()) {
+      fail(`opts.layers to agree with the file's own layers ${quote(kinds)} (or no opts.layers)`, 'opts.layers', quote(arch.layers));
+    }
+    const other = kinds.find((k) => k !== 'linear' && k !== arch.activation);
+    if (arch.activation !== undefined && other !== undefined) {
+      fail(`opts.activation to agree with the file's own layers ${quote(kinds)} (or no opts.activation)`, 'opts.activation', `'${arch.activation}'`);
+    }
+  } else if (metaActivation !== undefined) {
+    if (arch.activation !== undefined && arch.activation !== metaActivation) {
+      fail(`opts.activation to agree with the file's own __metadata__.activation '${metaActivation}' (or no opts.activation)`, 'opts.activation', `'${arch.activation}'`);
+    }
+    kinds = modulesOf(file, layout, { ...arch, activation: arch.layers ? undefined : metaActivation }, fail, source, caller);
+    if (arch.layers !== undefined && arch.layers.some((k) => k !== 'linear' && !PASS_THROUGH.includes(k) && k !== metaActivation)) {
+      fail(`opts.layers to agree with the file's own __metadata__.activation '${metaActivation}' (or no opts.layers)`, 'opts.layers', quote(arch.layers));
+    }
+  } else {
+    kinds = modulesOf(file, layout, arch, fail, source, caller);
+  }
+
+  // The Linear tensors' names by module position (PyTorch) or Linear number (handgrad).
+  const names = Object.keys(file.tensors);
+  const specs: LayerSpec[] = [];
+  const tensors: FileNet['tensors'] = [];
+  let dtype: 'F64' | 'F32' | undefined;
+  kinds.forEach((kind, i) => {
+    if (PASS_THROUGH.includes(kind)) return;
+    if (kind !== 'linear') {
+      specs.push({ kind: kind as Activation });
+      return;
+    }
+    const k = tensors.length + 1;
+    const [W, b] = layout === 'torch' ? [`${i}.weight`, `${i}.bias`] : [`W${k}`, `b${k}`];
+    const w = tensorOf(file, W, dtype ? [dtype] : ['F64', 'F32'], source);
+    dtype ??= w.dtype as 'F64' | 'F32';
+    if (w.shape.length !== 2) fail('a 2-D tensor', W, `shape [${w.shape}]`);
+    const [inF, outF] = layout === 'torch' ? [w.shape[1], w.shape[0]] : w.shape;
+    const s = saved?.[i];
+    if (s?.kind === 'linear' && (s.in !== inF || s.out !== outF)) {
+      const want = layout === 'torch' ? [s.out, s.in] : [s.in, s.out];
+      fail(`shape [${want}] (__metadata__.layers[${i}])`, W, `[${w.shape}]`);
+    }
+    specs.push({ kind: 'linear', in: inF, out: outF });
+    tensors.push({ W, b });
+  });
+  if (tensors.length === 0) fail('at least one Linear layer (W1 or 0.weight)', 'the file', `tensors ${names.join(', ') || '(none)'}`);
+  // Every "{index}.…" tensor belongs to a Linear read above: a stray one is a module this does not read.
+  if (layout === 'torch') {
+    const used = new Set(tensors.flatMap((t) => [t.W, t.b]));
+    const stray = names.find((n) => TORCH_NAME.test(n) && !used.has(n));
+    if (stray !== undefined) fail(`only the tensors of the Linear layers ${quote([...used])}`, 'the file', `also ${JSON.stringify(stray)}`);
+  }
+  return { layout, specs, tensors, dtype: dtype! };
+}
+
+/**
+ * The modules of a file without a layers list: from opts.layers, checked against the tensors, or
+ * from the one activation by the gap rule. A PyTorch state_dict with neither is refused with what
+ * to pass; a handgrad-layout file (W1, b1, …) without metadata reads as ReLU, as it always has.
+ */
+function modulesOf(file: SafetensorsFile, layout: Layout, arch: ArchitectureOptions, fail: Fail, source: string, caller: string): string[] {
+  if (layout === 'handgrad') {
+    let count = 0;
+    while (`W${count + 1}` in file.tensors && count < MAX_LAYERS) count++;
+    if (arch.layers !== undefined) {
+      const linears = arch.layers.filter((k) => k === 'linear').length;
+      if (linears !== count) fail(`opts.layers with as many 'linear' as the file's W1…W${count} (${count})`, 'opts.layers', quote(arch.layers));
+      return arch.layers.slice();
+    }
+    if (2 * count - 1 > MAX_LAYERS) fail(`at most ${MAX_LAYERS} layers`, 'the file', `${count} Linear layers (${2 * count - 1} with the activations between)`);
+    const act = arch.activation ?? 'relu';
+    return Array.from({ length: Math.max(2 * count - 1, 1) }, (_, i) => (i % 2 === 0 ? 'linear' : act));
+  }
+  // PyTorch's layout: which indices hold tensors, and that they are a Linear's weight and bias.
+  const held = new Map<number, Set<string>>();
+  for (const n of Object.keys(file.tensors)) {
+    const m = TORCH_NAME.exec(n);
+    if (!m) continue;
+    const i = Number(m[1]);
+    if (String(i) !== m[1] || i >= MAX_LAYERS) fail(`a module index below ${MAX_LAYERS}, written without leading zeros`, `tensor ${JSON.stringify(n)}`, m[1]);
+    if (m[2] !== 'weight' && m[2] !== 'bias') {
+      fail("only Linear modules' weight and bias (a module with other tensors — BatchNorm, a nested container — is not read)", `tensor ${JSON.stringify(n)}`, `'${m[2]}'`);
+    }
+    if (!held.has(i)) held.set(i, new Set());
+    held.get(i)!.add(m[2]);
+  }
+  const linear = [...held.keys()].sort((a, b) => a - b);
+  for (const i of linear) {
+    for (const part of ['weight', 'bias']) {
+      if (!held.get(i)!.has(part)) fail(`both ${i}.weight and ${i}.bias (a Linear without bias is not supported)`, 'the file', `no ${i}.${part}`);
+    }
+  }
+  const last = linear[linear.length - 1];
+  if (arch.layers !== undefined) {
+    const L = arch.layers;
+    if (L.length <= last) fail(`opts.layers naming every module up to index ${last} (the file's last Linear)`, 'opts.layers', `${L.length} modules ${quote(L)}`);
+    L.forEach((k, i) => {
+      const has = held.has(i);
+      if (has !== (k === 'linear')) {
+        const why = has ? `'linear' (the file holds ${i}.weight and ${i}.bias)` : `a module without tensors (the file holds none at index ${i})`;
+        fail(why, `opts.layers[${i}]`, `'${k}'`);
+      }
+    });
+    return L.slice();
+  }
+  if (arch.activation === undefined) {
+    const example: string[] = [];
+    for (let i = 0; i <= last; i++) example.push(held.has(i) ? 'linear' : held.has(i - 1) && i > 0 ? 'tanh' : 'dropout');
+    const tensorList = linear.flatMap((i) => [`${i}.weight`, `${i}.bias`]).join(', ');
+    throw new HandgradError(
+      'ERR_FILE',
+      `${source} is a PyTorch state_dict (${tensorList}) without handgrad's layer metadata: it does not record its activations, and reading it as ReLU would be a guess. ` +
+        `Name every module of your nn.Sequential in order, e.g. ${caller}(path, { layers: ${quote(example)} }) ` +
+        `(modules: ${MODULE_KINDS.map((k) => `'${k}'`).join(', ')}), or the one activation between Linear layers, e.g. ${caller}(path, { activation: 'tanh' })`,
+    );
+  }
+  const act = arch.activation;
+  if (linear[0] !== 0) {
+    fail(`the first Linear at index 0 with opts.activation (modules 0…${linear[0] - 1} hold no tensors, and what they are cannot be told: name every module with opts.layers)`, 'the file', `the first Linear at index ${linear[0]}`);
+  }
+  const kinds: string[] = ['linear'];
+  for (let j = 1; j < linear.length; j++) {
+    const gap = linear[j] - linear[j - 1] - 1;
+    if (gap === 0) {
+      fail(`an activation between Linear layers with opts.activation (${linear[j - 1]} and ${linear[j]} are adjacent: name every module with opts.layers)`, 'the file', `Linear layers at ${linear[j - 1]} and ${linear[j]}`);
+    }
+    kinds.push(act, ...Array<string>(gap - 1).fill('dropout'), 'linear');
+  }
+  return kinds;
+}
+
+export type { SafetensorsTensor };
