@@ -103,8 +103,13 @@ describe.skipIf(skip)(backendTitle('lib/train/optimizer.ts against torch::optim'
   // Adam's denominator: the placement of ε relative to the bias correction then shows.
   for (const name of OPTIMIZERS) {
     for (const dtype of DTYPES) {
-      it(`${impl}: ${name}, ${dtype}, μ 0.5, β (0.8, 0.99), ε 1e-4, wd 0.1, small gradients`, () => {
-        const opts: OptimizerOptions = { optimizer: name, momentum: 0.5, beta1: 0.8, beta2: 0.99, epsilon: 1e-4, weightDecay: 0.1 };
+      const adam = name === 'adam' || name === 'adamw';
+      const sgd = name === 'sgd'; // plain SGD: a momentum would make it momentum SGD
+      it(`${impl}: ${name}, ${dtype}, ${adam ? 'β (0.8, 0.99), ε 1e-4, ' : sgd ? '' : 'μ 0.5, '}wd 0.1, small gradients`, () => {
+        // Each optimizer its own family's options (another family's is a TypeError, as torch.optim's).
+        const opts: OptimizerOptions = adam
+          ? { optimizer: name, beta1: 0.8, beta2: 0.99, epsilon: 1e-4, weightDecay: 0.1 }
+          : sgd ? { optimizer: name, weightDecay: 0.1 } : { optimizer: name, momentum: 0.5, weightDecay: 0.1 };
         const { W0, grads } = problem(dtype, 7, 1e-3);
         const want = runTorch(opts, W0, grads, 0.05);
         const got = run(opts, W0, grads, 0.05);

@@ -194,8 +194,25 @@ describe.skipIf(skip)(backendTitle("torch.optim's names: sgd with momentum, damp
     expect(() => optimizerConfig({ optimizer: 'sgd', momentum: 0.9, nesterov: true, dampening: 0.1 })).toThrow(/Expected dampening 0 .* for opts.dampening but received 0.1/);
     expect(() => optimizerConfig({ optimizer: 'nesterov', dampening: 0.1 })).toThrow(RangeError);
     expect(() => optimizerConfig({ optimizer: 'nesterov', nesterov: false })).toThrow(RangeError);
-    expect(() => optimizerConfig({ optimizer: 'adam', nesterov: true })).toThrow(/Nesterov is SGD's/);
-    expect(() => optimizerConfig({ optimizer: 'sgd', amsgrad: true })).toThrow(/AMSGrad is Adam's and AdamW's/);
+    // An option of the other family is a TypeError naming it and the optimizer (torch.optim.Adam(momentum=0.9):
+    // "unexpected keyword argument"), whatever its value: it would otherwise change nothing.
+    expect(() => optimizerConfig({ optimizer: 'adam', nesterov: true })).toThrow(/^Expected nothing with optimizer 'adam' \(nesterov is SGD's, as in torch.optim\) for opts.nesterov but received boolean$/);
+    expect(() => optimizerConfig({ optimizer: 'sgd', amsgrad: true })).toThrow(/^Expected nothing with optimizer 'sgd' \(amsgrad is Adam's and AdamW's, as in torch.optim\) for opts.amsgrad but received boolean$/);
+    const wrongFamily: [OptimizerOptions, string][] = [
+      [{ optimizer: 'adam', momentum: 0.9 }, 'momentum'], [{ optimizer: 'adamw', momentum: 0 }, 'momentum'],
+      [{ optimizer: 'adam', dampening: 0.1 }, 'dampening'], [{ optimizer: 'adamw', nesterov: false }, 'nesterov'],
+      [{ optimizer: 'sgd', beta1: 0.8 }, 'beta1'], [{ optimizer: 'momentum', beta2: 0.99 }, 'beta2'],
+      [{ optimizer: 'nesterov', epsilon: 1e-6 }, 'epsilon'], [{ optimizer: 'sgd', amsgrad: false }, 'amsgrad'], [{ beta1: 0.9 }, 'beta1'],
+    ];
+    for (const [opts, key] of wrongFamily) {
+      const kind = opts.optimizer ?? 'sgd';
+      expect(() => optimizerConfig(opts), JSON.stringify(opts)).toThrow(TypeError);
+      expect(() => optimizerConfig(opts)).toThrow(new RegExp(`^Expected nothing with optimizer '${kind}' \\(${key} is .*, as in torch.optim\\) for opts.${key} but received`));
+      expect(() => torchOptimizerRun(opts, new Float64Array(2), [], 0.1)).toThrow(TypeError);
+    }
+    // weightDecay is both families'.
+    expect(optimizerConfig({ optimizer: 'sgd', weightDecay: 0.1 }).weightDecay).toBe(0.1);
+    expect(optimizerConfig({ optimizer: 'adam', weightDecay: 0.1 }).weightDecay).toBe(0.1);
     expect(() => optimizerConfig({ optimizer: 'adam', amsgrad: 1 as unknown as boolean })).toThrow(/Expected a boolean for opts.amsgrad but received 1/);
     expect(() => optimizerConfig({ optimizer: 'sgd', dampening: 1.5 })).toThrow(/opts.dampening/);
     // The older names stay: 'momentum' is sgd with momentum (0.9 by default), 'nesterov' with nesterov: true.

@@ -37,34 +37,45 @@ export interface OptimizerOptions {
  */
 export type OptimizerConfig = { name: OptimizerName } & Required<Omit<OptimizerOptions, 'optimizer'>>;
 
+/** The options each family takes, as torch.optim.SGD and torch.optim.Adam/AdamW take them. */
+const SGD_KEYS = ['momentum', 'dampening', 'nesterov'] as const;
+const ADAM_KEYS = ['beta1', 'beta2', 'epsilon', 'amsgrad'] as const;
+
 /**
  * The optimizer's settings (lr is the Trainer's), checked as torch.optim checks them (μ ≥ 0,
- * 0 ≤ β < 1, ε ≥ 0, weight decay ≥ 0, Nesterov needs μ > 0 and dampening 0), plus finiteness
- * and this package's caps (μ ≤ 1: a larger μ only amplifies; dampening ≤ 1; ε ≤ 1). `prefix` names
- * them in errors ('opts', or where a checkpoint keeps them); `kindName` names the optimizer's own key.
+ * 0 ≤ β < 1, ε ≥ 0, weight decay ≥ 0, Nesterov needs μ > 0 and dampening 0, and an option of the
+ * other family is a TypeError, as torch.optim's unexpected keyword argument), plus finiteness and
+ * this package's caps (μ ≤ 1: a larger μ only amplifies; dampening ≤ 1; ε ≤ 1). `prefix` names
+ * them in errors ('opts', or where a checkpoint keeps them); `kindName` names the optimizer's own
+ * key; `nameOf` an option's (the CLI's --momentum, --betas[0], …).
  * @throws {TypeError|RangeError}
  */
-export function optimizerConfig(o: OptimizerOptions, prefix = 'opts', kindName = `${prefix}.optimizer`): OptimizerConfig {
+export function optimizerConfig(
+  o: OptimizerOptions, prefix = 'opts', kindName = `${prefix}.optimizer`, nameOf = (key: string) => `${prefix}.${key}`,
+): OptimizerConfig {
   const num = (key: string, x: unknown, fallback: number, lo: number, hi: number, hiOpen = false) => {
     if (x === undefined) return fallback;
-    const name = `${prefix}.${key}`;
+    const name = nameOf(key);
     if (typeof x !== 'number') v.fail(TypeError, 'a number', name, x);
     const inside = x >= lo && (hiOpen ? x < hi : x <= hi) && Number.isFinite(x);
     if (!inside) v.fail(RangeError, hi === Infinity ? `a finite number ≥ ${lo}` : `a finite number in [${lo}, ${hi}${hiOpen ? ')' : ']'}`, name, x);
     return x;
   };
   const given = v.oneOf(kindName, o.optimizer, OPTIMIZERS, 'sgd');
+  const adam = given === 'adam' || given === 'adamw';
+  // torch.optim.Adam(momentum=0.9) is a TypeError (an unexpected keyword argument): an option of the
+  // other family would otherwise be accepted and change nothing.
+  for (const key of adam ? SGD_KEYS : ADAM_KEYS) {
+    if (o[key] !== undefined) v.fail(TypeError, `nothing with optimizer '${given}' (${key} is ${adam ? "SGD's" : "Adam's and AdamW's"}, as in torch.optim)`, nameOf(key), o[key]);
+  }
   const momentum = num('momentum', o.momentum, given === 'momentum' || given === 'nesterov' ? 0.9 : 0, 0, 1);
   const dampening = num('dampening', o.dampening, 0, 0, 1);
-  const nesterov = v.bool(`${prefix}.nesterov`, o.nesterov, given === 'nesterov');
-  if (given === 'nesterov' && !nesterov) v.fail(RangeError, "true or nothing with optimizer 'nesterov' (it is 'sgd' with nesterov: true)", `${prefix}.nesterov`, nesterov);
-  const adam = given === 'adam' || given === 'adamw';
-  if (nesterov && adam) v.fail(TypeError, `nothing with optimizer '${given}' (Nesterov is SGD's)`, `${prefix}.nesterov`, nesterov);
+  const nesterov = v.bool(nameOf('nesterov'), o.nesterov, given === 'nesterov');
+  if (given === 'nesterov' && !nesterov) v.fail(RangeError, "true or nothing with optimizer 'nesterov' (it is 'sgd' with nesterov: true)", nameOf('nesterov'), nesterov);
   // torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening".
-  if (nesterov && momentum === 0) v.fail(RangeError, 'momentum > 0 (Nesterov needs it, as torch.optim.SGD does)', `${prefix}.momentum`, momentum);
-  if (nesterov && dampening !== 0) v.fail(RangeError, 'dampening 0 (Nesterov needs it, as torch.optim.SGD does)', `${prefix}.dampening`, dampening);
-  const amsgrad = v.bool(`${prefix}.amsgrad`, o.amsgrad, false);
-  if (amsgrad && !adam) v.fail(TypeError, `nothing with optimizer '${given}' (AMSGrad is Adam's and AdamW's)`, `${prefix}.amsgrad`, amsgrad);
+  if (nesterov && momentum === 0) v.fail(RangeError, 'momentum > 0 (Nesterov needs it, as torch.optim.SGD does)', nameOf('momentum'), momentum);
+  if (nesterov && dampening !== 0) v.fail(RangeError, 'dampening 0 (Nesterov needs it, as torch.optim.SGD does)', nameOf('dampening'), dampening);
+  const amsgrad = v.bool(nameOf('amsgrad'), o.amsgrad, false);
   const name: OptimizerName = nesterov ? 'nesterov' : given === 'sgd' && momentum > 0 ? 'momentum' : given;
   return {
     name, momentum, dampening, nesterov, amsgrad,
@@ -73,6 +84,15 @@ export function optimizerConfig(o: OptimizerOptions, prefix = 'opts', kindName =
     epsilon: num('epsilon', o.epsilon, 1e-8, 0, 1),
     weightDecay: num('weightDecay', o.weightDecay, given === 'adamw' ? 0.01 : 0, 0, Infinity),
   };
+}
+
+/** The options of `cfg`'s own family (what torch.optim's constructor for it takes), for a caller that passes them on. */
+export function familyOptions(cfg: OptimizerConfig): OptimizerOptions {
+  const adam = cfg.name === 'adam' || cfg.name === 'adamw';
+  const keys = adam ? ADAM_KEYS : SGD_KEYS;
+  const out: Record<string, unknown> = { optimizer: cfg.name, weightDecay: cfg.weightDecay };
+  for (const k of keys) out[k] = cfg[k];
+  return out as OptimizerOptions;
 }
 
 /** Per-tensor state buffers: momentum's buffer, or Adam's moments (and AMSGrad's largest v). */

@@ -4,7 +4,7 @@
 import { seed as seedOf } from '../data/options';
 import type { BackendName } from '../types';
 import * as v from '../validate';
-import { type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
+import { familyOptions, type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
 
 export interface Settings {
@@ -59,14 +59,28 @@ export function savedSettings(json: string): Record<string, unknown> {
     // A file from before torch.optim's names (no 'nesterov' key) saved momentum 0.9 with plain
     // 'sgd', which ignored it: read it as it ran.
     const legacySgd = o.name === 'sgd' && o.nesterov === undefined;
-    const opts = {
-      optimizer: o.name, momentum: legacySgd ? 0 : o.momentum, dampening: o.dampening, nesterov: o.nesterov,
-      beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay, amsgrad: o.amsgrad,
-    };
+    // A file holds every setting, the other family's defaults too (a resolved config): those are
+    // inert, and are read only for the optimizer that takes them.
+    const adam = o.name === 'adam' || o.name === 'adamw';
+    const opts = adam
+      ? { optimizer: o.name, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay, amsgrad: o.amsgrad }
+      : { optimizer: o.name, momentum: legacySgd ? 0 : o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay };
     optimizer = optimizerConfig(opts as OptimizerOptions, `${name}.optimizer`, `${name}.optimizer.name`);
-    const { name: optimizerName, ...rest } = optimizer;
-    Object.assign(out, { optimizer: optimizerName, ...rest });
+    Object.assign(out, familyOptions(optimizer));
   }
   settings(out, name, optimizer ?? optimizerConfig({}, name));
+  return out;
+}
+
+/**
+ * The saved settings a caller's options apply over: when the caller names an optimizer of the
+ * other family (adam for a file of sgd), the file's optimizer options are its old optimizer's and
+ * are dropped (they would be refused, as options of the wrong family, though the caller gave none).
+ */
+export function savedUnder(saved: Record<string, unknown>, opts: { optimizer?: unknown }): Record<string, unknown> {
+  const adamFamily = (name: unknown) => name === 'adam' || name === 'adamw';
+  if (opts.optimizer === undefined || saved.optimizer === undefined || adamFamily(opts.optimizer) === adamFamily(saved.optimizer)) return saved;
+  const out = { ...saved };
+  for (const k of ['optimizer', ...OPTIMIZER_KEYS]) delete out[k];
   return out;
 }

@@ -16,7 +16,7 @@ import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, seq
 import type { OptimizerOptions } from './optimizer';
 import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState, torchOptimizerState } from './resume';
 import type { Schedule } from './schedule';
-import { savedSettings, settings } from './settings';
+import { savedSettings, savedUnder, settings } from './settings';
 import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
 
 export interface TrainerOptions extends OptimizerOptions {
@@ -356,7 +356,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     // the caller's, override the settings and are checked as the constructor checks them.
     const saved = meta.trainer === undefined ? {} : asFileError(path, () => savedSettings(meta.trainer));
     const act = p instanceof Sequential ? undefined : p.activation;
-    const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...saved, activation: act, ...rest } as TrainerOptions);
+    const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...savedUnder(saved, rest), activation: act, ...rest } as TrainerOptions);
     restoreCounters(t.state, meta, path);
     // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
     const opt = t.state.config.optimizer;
