@@ -9,7 +9,8 @@ import type { Layout } from '../io/layers';
 import { type SafetensorsFile, type TensorInput, tensorOf } from '../io/safetensors';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
-import type { OptimizerName } from './optimizer';
+import { type OptimizerName, type OptimizerOptions, optimizerConfig } from './optimizer';
+import { settings } from './settings';
 import { learningRate } from './schedule';
 import { COUNTER, type TrainState } from './state';
 
@@ -30,7 +31,7 @@ export function counterMetadata(s: TrainState): Record<string, string> {
 }
 
 function fileError(path: string, what: string, key: string, got: unknown): never {
-  throw new HandgradError('ERR_FILE', `Expected ${what} for ${key} but received ${v.describe(got)} (${path})`);
+  throw new HandgradError('ERR_FILE', `Expected ${what} for ${key} but received ${got instanceof v.Received ? got.text : v.describe(got)} (${path})`);
 }
 
 const isInteger = (x: unknown, lo: number, hi: number): x is number => typeof x === 'number' && Number.isInteger(x) && x >= lo && x <= hi;
@@ -200,6 +201,79 @@ export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path
       if (t.shape.length !== 0 || t.data[0] !== steps) fileError(path, `a 0-d tensor of the steps taken (${steps}, __metadata__.steps)`, step, new v.Received(`shape [${t.shape}], ${t.data[0]}`));
     }
   });
+}
+
+/**
+ * The steps a file in PyTorch's layout took, where it has no __metadata__.steps (PyTorch wrote
+ * it): Adam's and AdamW's 0-d step tensors, all the same whole number; else, when SGD's state is
+ * not empty (it has stepped), 1 (SGD does not count its steps: what the update needs is that the
+ * momentum buffer continues rather than restarts); else 0.
+ * @throws {HandgradError} ERR_FILE naming a step tensor that is not a whole number, or that differs from the first
+ */
+export function torchSteps(file: SafetensorsFile, path: string): number {
+  let steps: number | undefined;
+  let first = '';
+  let momentum = false;
+  for (const [name, t] of Object.entries(file.tensors)) {
+    if (/^optimizer\.state\.\d+\.momentum_buffer$/.test(name)) momentum = true;
+    if (!/^optimizer\.state\.\d+\.step$/.test(name)) continue;
+    const x = t.shape.length === 0 && (t.dtype === 'F32' || t.dtype === 'F64') ? Number(t.data[0]) : NaN;
+    if (!(Number.isSafeInteger(x) && x >= 0)) fileError(path, 'a 0-d float tensor holding a whole number of steps', name, new v.Received(`shape [${t.shape}] of ${t.dtype}`));
+    if (steps !== undefined && x !== steps) fileError(path, `the steps of ${first} (${steps})`, name, x);
+    if (steps === undefined) [steps, first] = [x, name];
+  }
+  // SGD without momentum keeps { momentum_buffer: None } per parameter once it has stepped.
+  let stepped = momentum;
+  try {
+    const state = (JSON.parse(file.metadata.optimizer ?? '{}') as { state?: unknown }).state;
+    stepped ||= state !== null && typeof state === 'object' && Object.keys(state).length > 0;
+  } catch {
+    // torchSettings names a malformed "optimizer"
+  }
+  return steps ?? (stepped ? 1 : 0);
+}
+
+/** torch.optim's class names, and this package's. */
+const TORCH_CLASSES: Record<string, OptimizerName> = { SGD: 'sgd', Adam: 'adam', AdamW: 'adamw' };
+
+/**
+ * The optimizer settings of a file PyTorch wrote in this layout (its "optimizer" metadata, no
+ * "trainer"), as the Trainer's options: class and the one param group's lr, momentum, dampening,
+ * nesterov, betas, eps, weight_decay, amsgrad, checked as a caller's are. lr is the group's
+ * current one (a scheduler's is not recorded). Execution details (foreach, capturable, fused,
+ * differentiable) do not change the numbers and are not read; maximize: true is refused.
+ * @throws {HandgradError} ERR_FILE naming the key
+ */
+export function torchSettings(json: string, path: string, parameters: number): Record<string, unknown> {
+  const name = '__metadata__.optimizer';
+  let o: unknown;
+  try {
+    o = JSON.parse(json);
+  } catch {
+    return fileError(path, 'JSON { class, state, param_groups }', name, json);
+  }
+  const saved = o as { class?: unknown; param_groups?: unknown };
+  if (saved === null || typeof saved !== 'object' || Array.isArray(saved)) fileError(path, 'a JSON object { class, state, param_groups }', name, o);
+  const optimizer = TORCH_CLASSES[saved.class as string];
+  if (typeof saved.class !== 'string' || optimizer === undefined) fileError(path, `one of ${Object.keys(TORCH_CLASSES).join(', ')}`, `${name}.class`, saved.class);
+  const groups = saved.param_groups;
+  if (!Array.isArray(groups) || groups.length !== 1) fileError(path, 'one param group', `${name}.param_groups`, groups);
+  const g = groups[0] as Record<string, unknown>;
+  const gname = `${name}.param_groups[0]`;
+  if (g === null || typeof g !== 'object' || Array.isArray(g)) fileError(path, 'an object', gname, g);
+  const params = g.params;
+  if (!Array.isArray(params) || params.length !== parameters || params.some((p, i) => p !== i)) {
+    fileError(path, `the parameters [0, …, ${parameters - 1}] (model.parameters() in order)`, `${gname}.params`, params);
+  }
+  if (g.maximize !== undefined && g.maximize !== false) fileError(path, 'false (maximize is not supported)', `${gname}.maximize`, g.maximize);
+  const betas = g.betas;
+  if (betas !== undefined && !(Array.isArray(betas) && betas.length === 2)) fileError(path, 'two numbers [β1, β2]', `${gname}.betas`, betas);
+  const opts: Record<string, unknown> = {
+    optimizer, lr: g.lr, weightDecay: g.weight_decay,
+    ...(optimizer === 'sgd' ? { momentum: g.momentum, dampening: g.dampening, nesterov: g.nesterov } : { beta1: betas?.[0], beta2: betas?.[1], epsilon: g.eps, amsgrad: g.amsgrad }),
+  };
+  asFileError(path, () => settings(opts, gname, optimizerConfig(opts as OptimizerOptions, gname, `${name}.class`)));
+  return Object.fromEntries(Object.entries(opts).filter(([, x]) => x !== undefined));
 }
 
 /** A check of a file's value that throws TypeError/RangeError, as ERR_FILE (the key is in its words). */

@@ -14,7 +14,7 @@ import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
 import type { OptimizerOptions } from './optimizer';
-import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState, torchOptimizerState } from './resume';
+import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState, torchOptimizerState, torchSettings, torchSteps } from './resume';
 import type { Schedule } from './schedule';
 import { savedSettings, savedUnder, settings } from './settings';
 import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
@@ -354,14 +354,19 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const p = meta.layers !== undefined || holdsSequential(file, path, arch, 'Trainer.load') ? sequentialFromFile(file, path, arch, 'Trainer.load') : paramsFromFile(file, path, arch, 'Trainer.load');
     // The saved settings and counters are checked before use (ERR_FILE naming the key); opts,
     // the caller's, override the settings and are checked as the constructor checks them.
-    const saved = meta.trainer === undefined ? {} : asFileError(path, () => savedSettings(meta.trainer));
+    // (A file PyTorch wrote in the torch layout has no "trainer", but its "optimizer" says the settings.)
+    const layout = layoutOf(file);
+    const parameters = 2 * (p instanceof Sequential ? p.layers.filter((l) => l.kind === 'linear').length : 2);
+    const saved = meta.trainer !== undefined ? asFileError(path, () => savedSettings(meta.trainer))
+      : layout === 'torch' && meta.optimizer !== undefined ? torchSettings(meta.optimizer, path, parameters) : {};
     const act = p instanceof Sequential ? undefined : p.activation;
     const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...savedUnder(saved, rest), activation: act, ...rest } as TrainerOptions);
     restoreCounters(t.state, meta, path);
+    if (layout === 'torch' && meta.steps === undefined) t.state.counters[COUNTER.steps] = torchSteps(file, path);
     // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
     const opt = t.state.config.optimizer;
     const sameOptimizer = meta.trainer !== undefined && saved.optimizer === opt.name && (saved.amsgrad ?? false) === opt.amsgrad;
-    restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0, layoutOf(file));
+    restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0, layout);
     return t;
   }
 

@@ -1,0 +1,276 @@
+// Checkpoints as PyTorch users have them (issue 13, item 3), held to PyTorch 1.13:
+// (a) an nn.Sequential's state_dict records no activations: it loads only when the caller names
+//     them, and then predicts PyTorch's logits; (b) index gaps from Dropout/Identity; (c)
+//     Trainer.save(path, { layout: 'torch' }) writes the state_dict and optimizer.state_dict()'s
+//     layout: against committed goldens (test/fixtures/torch-checkpoints/make.py), and live against
+//     PyTorch Python where /usr/bin/python3 has torch (load_state_dict(strict=True), the logits,
+//     one more optimizer step); (d) Trainer.load resumes from that layout exactly as from handgrad's.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { blobs, forward, HandgradError, initParams, loadParams, loadSequential, saveSequential, Sequential, Trainer, type TrainerOptions } from '../lib';
+import type { ModuleKind } from '../lib/checkpoint';
+import { loadSafetensors, saveSafetensors, type SafetensorsFile } from '../lib/io/safetensors';
+import type { FloatArray } from '../lib/types';
+import { errEps, FIXTURES, thrown } from './helpers';
+
+const DIR = join(FIXTURES, 'torch-checkpoints');
+const tmp = mkdtempSync(join(tmpdir(), 'hg-torch-ckpt-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const PYTHON = '/usr/bin/python3';
+/** Why the live PyTorch tests are skipped here, or null. */
+function pythonSkip(): string | null {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found (apt install python3-torch)`;
+  const r = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+  return r.status === 0 ? null : `${PYTHON} has no torch or numpy (apt install python3-torch)`;
+}
+const skipPython = pythonSkip();
+
+const fixture = (name: string) => join(DIR, `${name}.safetensors`);
+const expected = (name: string) => loadSafetensors(fixture(`${name}.expected`), { copy: true });
+const dtypeOf = (f: SafetensorsFile) => (f.tensors.X.dtype === 'F32' ? 'float32' : 'float64');
+const modulesOf = (f: SafetensorsFile) => JSON.parse(f.metadata.layers) as ModuleKind[];
+const fileError = (fn: () => unknown): HandgradError => {
+  const e = thrown(fn);
+  expect(e).toBeInstanceOf(HandgradError);
+  expect((e as HandgradError).code).toBe('ERR_FILE');
+  return e as HandgradError;
+};
+
+/** Logits of a loaded net against PyTorch's, within 8 eps (normwise). */
+function expectLogits(seq: Sequential, want: SafetensorsFile): void {
+  const dtype = dtypeOf(want);
+  expect(seq.dtype).toBe(dtype);
+  const got = seq.forward(want.tensors.X.data as FloatArray);
+  expect(errEps(got, want.tensors.logits.data as FloatArray, dtype)).toBeLessThanOrEqual(8);
+}
+
+describe('(a) a state_dict of a Tanh or Sigmoid nn.Sequential', () => {
+  for (const name of ['tanh-f64', 'tanh-f32', 'sigmoid-f64', 'sigmoid-f32']) {
+    it(`${name}: refused without its activations, saying what to pass; with them, PyTorch's logits`, () => {
+      const want = expected(name);
+      const act = want.metadata.activation as 'tanh' | 'sigmoid';
+      const layers = modulesOf(want);
+      const e = fileError(() => loadSequential(fixture(name)));
+      expect(e.message).toContain('does not record its activations');
+      expect(e.message).toContain(`loadSequential(path, { layers: ${JSON.stringify(layers.map((k) => (k === 'linear' ? k : 'tanh'))).replace(/"/g, "'").replace(/,/g, ', ')} })`);
+      expect(e.message).toContain("loadSequential(path, { activation: 'tanh' })");
+      expectLogits(loadSequential(fixture(name), { activation: act }), want);
+      expectLogits(loadSequential(fixture(name), { layers }), want);
+      // Read as ReLU (what every loader did before), the logits are another net's.
+      const relu = loadSequential(fixture(name), { activation: 'relu' }).forward(want.tensors.X.data as FloatArray);
+      expect(errEps(relu, want.tensors.logits.data as FloatArray, dtypeOf(want))).toBeGreaterThan(1e4);
+      expect(() => Trainer.load(fixture(name))).toThrow(/Trainer\.load\(path, \{ activation: 'tanh' \}\)/);
+      expectLogits(Trainer.load(fixture(name), { activation: act }).model, want);
+    });
+  }
+
+  it('loadParams reads a two-layer state_dict with its activation, and forward uses it', () => {
+    const want = expected('tanh-f64');
+    expect(() => loadParams(fixture('tanh-f64'))).toThrow(/loadParams\(path, \{ activation: 'tanh' \}\)/);
+    const p = loadParams(fixture('tanh-f64'), { activation: 'tanh' });
+    expect([p.layout, p.activation, p.D, p.H, p.C]).toEqual(['torch', 'tanh', 5, 7, 4]);
+    expect(errEps(forward(p, want.tensors.X.data as Float64Array), want.tensors.logits.data as Float64Array, 'float64')).toBeLessThanOrEqual(8);
+    expect(() => loadParams(fixture('sigmoid-f64'), { activation: 'sigmoid' })).toThrow(/holds a Sequential of other depth: read it with loadSequential/);
+  });
+
+  it("a file with handgrad's own metadata loads as before; options that contradict it are refused", () => {
+    const seq = loadSequential(fixture('sigmoid-f64'), { activation: 'sigmoid' });
+    const path = join(tmp, 'own.safetensors');
+    saveSequential(path, seq, { layout: 'torch' });
+    expect(loadSequential(path).toString()).toBe(seq.toString());
+    expect(loadSequential(path, { activation: 'sigmoid' }).toString()).toBe(seq.toString());
+    expect(loadSequential(path, { layers: ['linear', 'sigmoid', 'linear', 'sigmoid', 'linear'] }).toString()).toBe(seq.toString());
+    expect(fileError(() => loadSequential(path, { activation: 'tanh' })).message).toMatch(/opts\.activation to agree with the file's own layers \['linear', 'sigmoid'/);
+    expect(fileError(() => loadSequential(path, { layers: ['linear', 'sigmoid', 'linear'] })).message).toMatch(/opts\.layers to agree/);
+    expect(fileError(() => Trainer.load(path, { activation: 'relu' })).message).toMatch(/opts\.activation to agree/);
+    // The two-layer form (activation in the metadata, no layers list).
+    const p = loadParams(fixture('tanh-f64'), { activation: 'tanh' });
+    const two = join(tmp, 'two.safetensors');
+    new Trainer(p).save(two, { layout: 'torch' });
+    expect(loadParams(two).activation).toBe('tanh');
+    expect(fileError(() => loadParams(two, { activation: 'relu' })).message).toMatch(/agree with the file's own __metadata__\.activation 'tanh'/);
+    expect(fileError(() => Trainer.load(two, { activation: 'sigmoid' })).message).toMatch(/agree with the file's own __metadata__\.activation 'tanh'/);
+  });
+
+  it('bad options are TypeError/RangeError naming them', () => {
+    expect(() => loadSequential(fixture('tanh-f64'), { activation: 'gelu' as never })).toThrow(RangeError);
+    expect(() => loadSequential(fixture('tanh-f64'), { layers: ['linear', 'softmax' as never, 'linear'] })).toThrow(/opts\.layers\[1\]/);
+    expect(() => loadSequential(fixture('tanh-f64'), { layers: 'linear,tanh,linear' as never })).toThrow(TypeError);
+    expect(() => loadSequential(fixture('tanh-f64'), { layers: ['linear', 'tanh', 'linear'], activation: 'tanh' })).toThrow(/either opts\.layers or opts\.activation/);
+    expect(() => loadSequential(fixture('tanh-f64'), { activaton: 'tanh' } as never)).toThrow(/activation/);
+  });
+});
+
+describe('(b) index gaps from parameter-free modules', () => {
+  it('Linear, ReLU, Dropout, Linear (keys 0.*, 3.*): loads with { activation } or { layers }, Dropout the identity', () => {
+    const want = expected('dropout-f64');
+    expect(Object.keys(loadSafetensors(fixture('dropout-f64')).tensors).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
+    expect(fileError(() => loadSequential(fixture('dropout-f64'))).message).toContain("{ layers: ['linear', 'tanh', 'dropout', 'linear'] }");
+    const a = loadSequential(fixture('dropout-f64'), { activation: 'relu' });
+    expect(a.toString()).toBe('Sequential(Linear 4→6, ReLU, Linear 6→3; SoftmaxCrossEntropy(mean))');
+    expectLogits(a, want);
+    expectLogits(loadSequential(fixture('dropout-f64'), { layers: ['linear', 'relu', 'dropout', 'linear'] }), want);
+    expectLogits(loadSequential(fixture('dropout-f64'), { layers: ['linear', 'identity', 'relu', 'linear'] }), want);
+    const p = loadParams(fixture('dropout-f64'), { activation: 'relu' });
+    expect(errEps(forward(p, want.tensors.X.data as Float64Array), want.tensors.logits.data as Float64Array, 'float64')).toBeLessThanOrEqual(8);
+    // Layers that do not fit the tensors are refused, naming the module.
+    expect(fileError(() => loadSequential(fixture('dropout-f64'), { layers: ['linear', 'relu', 'linear'] })).message).toMatch(/every module up to index 3/);
+    expect(fileError(() => loadSequential(fixture('dropout-f64'), { layers: ['linear', 'relu', 'linear', 'linear'] })).message).toMatch(/a module without tensors .* for opts\.layers\[2\]/);
+    expect(fileError(() => loadSequential(fixture('dropout-f64'), { layers: ['linear', 'relu', 'dropout', 'relu'] })).message).toMatch(/'linear' \(the file holds 3\.weight and 3\.bias\) for opts\.layers\[3\]/);
+  });
+
+  it('mixed activations and a Dropout before the first Linear: only { layers } reads them', () => {
+    const want = expected('mixed-f32');
+    const layers = modulesOf(want);
+    expect(layers).toEqual(['dropout', 'linear', 'tanh', 'identity', 'linear', 'sigmoid', 'dropout', 'dropout', 'linear']);
+    expect(fileError(() => loadSequential(fixture('mixed-f32'), { activation: 'tanh' })).message).toMatch(/the first Linear at index 0 .*name every module with opts\.layers/);
+    const seq = loadSequential(fixture('mixed-f32'), { layers });
+    expect(seq.toString()).toBe('Sequential(Linear 4→5, Tanh, Linear 5→6, Sigmoid, Linear 6→3; SoftmaxCrossEntropy(mean))');
+    expectLogits(seq, want);
+  });
+
+  it('refuses what it cannot read unambiguously, saying why', () => {
+    expect(fileError(() => loadSequential(fixture('batchnorm'), { activation: 'relu' })).message).toMatch(/only Linear modules' weight and bias .*BatchNorm.* for tensor "1\.(weight|bias|running_mean|running_var|num_batches_tracked)"/);
+    expect(fileError(() => loadSequential(fixture('nobias'), { activation: 'relu' })).message).toMatch(/both 0\.weight and 0\.bias \(a Linear without bias is not supported\)/);
+    // Adjacent Linear layers: no activation between them, which { activation } cannot say.
+    const path = join(tmp, 'adjacent.safetensors');
+    const t = (shape: number[]) => ({ shape, data: new Float64Array(shape.reduce((a, b) => a * b, 1)).fill(0.5) });
+    saveSafetensors(path, { '0.weight': t([3, 2]), '0.bias': t([3]), '1.weight': t([2, 3]), '1.bias': t([2]) });
+    expect(fileError(() => loadSequential(path, { activation: 'relu' })).message).toMatch(/0 and 1 are adjacent: name every module with opts\.layers/);
+    expect(loadSequential(path, { layers: ['linear', 'linear'] }).toString()).toBe('Sequential(Linear 2→3, Linear 3→2; SoftmaxCrossEntropy(mean))');
+  });
+});
+
+/** A Trainer's settings for each training fixture (make.py's optimizers). */
+const TRAINING: Record<string, TrainerOptions> = {
+  'adam-f64': { optimizer: 'adam', lr: 0.01 },
+  'adamw-f64': { optimizer: 'adamw', lr: 0.01, amsgrad: true },
+  'momentum-f32': { optimizer: 'sgd', lr: 0.1, momentum: 0.9 },
+  'sgd-f64': { optimizer: 'sgd', lr: 0.1 },
+};
+
+/** Every tensor of `want` in `got`, within 8 eps (a 0-d step exactly), and no other tensor. */
+function expectTensors(got: SafetensorsFile, want: SafetensorsFile, dtype: 'float64' | 'float32', skip: string[] = []): void {
+  const names = (f: SafetensorsFile) => Object.keys(f.tensors).filter((n) => !skip.includes(n)).sort();
+  expect(names(got)).toEqual(names(want));
+  for (const n of names(want)) {
+    const [g, w] = [got.tensors[n], want.tensors[n]];
+    expect([n, g.dtype, g.shape]).toEqual([n, w.dtype, w.shape]);
+    if (n.endsWith('.step')) expect(g.data[0], n).toBe(w.data[0]);
+    else expect(errEps(g.data as FloatArray, w.data as FloatArray, dtype), n).toBeLessThanOrEqual(8);
+  }
+}
+
+describe("(c) Trainer.save(path, { layout: 'torch' }) against PyTorch's goldens", () => {
+  for (const [name, opts] of Object.entries(TRAINING)) {
+    it(`${name}: the state_dict and optimizer.state_dict() after the same steps`, () => {
+      const batches = loadSafetensors(fixture(`train-${name}.batches`), { copy: true });
+      const layers = modulesOf(batches);
+      const t = Trainer.load(fixture(`train-${name}.init`), { ...opts, layers, batchSize: 5 });
+      for (let s = 0; s < Number(batches.metadata.steps); s++) t.step(batches.tensors[`X${s}`].data as FloatArray, batches.tensors[`y${s}`].data as Int32Array);
+      const path = join(tmp, `train-${name}.safetensors`);
+      t.save(path, { layout: 'torch' });
+      const got = loadSafetensors(path);
+      const want = loadSafetensors(fixture(`train-${name}.after`));
+      const dtype = name.endsWith('f32') ? 'float32' : 'float64';
+      expectTensors(got, want, dtype);
+      expect(JSON.parse(got.metadata.optimizer)).toEqual(JSON.parse(want.metadata.optimizer));
+      // And the file PyTorch wrote (no handgrad metadata) resumes in handgrad: its state restored,
+      // saved again it is the same file.
+      const back = Trainer.load(fixture(`train-${name}.after`), { ...opts, layers, batchSize: 5 });
+      // SGD does not count its steps: a state that has stepped counts from 1 (resume.ts torchSteps).
+      expect(back.steps).toBe(opts.optimizer === 'sgd' ? 1 : Number(batches.metadata.steps));
+      const again = join(tmp, `again-${name}.safetensors`);
+      back.save(again, { layout: 'torch' });
+      const a = loadSafetensors(again);
+      for (const n of Object.keys(want.tensors)) expect([...(a.tensors[n].data as FloatArray)], n).toEqual([...(want.tensors[n].data as FloatArray)]);
+      expect(JSON.parse(a.metadata.optimizer)).toEqual(JSON.parse(want.metadata.optimizer));
+    });
+  }
+
+  it('before any step the optimizer state is empty, as PyTorch\'s', () => {
+    const path = join(tmp, 'fresh.safetensors');
+    new Trainer(initParams({ D: 2, H: 3, C: 2 }, { seed: 1 }), { optimizer: 'adam' }).save(path, { layout: 'torch' });
+    const f = loadSafetensors(path);
+    expect(Object.keys(f.tensors).sort()).toEqual(['0.bias', '0.weight', '2.bias', '2.weight']);
+    expect(JSON.parse(f.metadata.optimizer).state).toEqual({});
+    expect(() => new Trainer(initParams({ D: 2, H: 3, C: 2 })).save(path, { layout: 'pytorch' as never })).toThrow(/opts\.layout/);
+  });
+});
+
+describe("(d) Trainer.load resumes from the torch layout exactly as from handgrad's", () => {
+  const cases: [string, TrainerOptions][] = [
+    ['adam', { optimizer: 'adam', lr: 0.01 }],
+    ['adamw amsgrad', { optimizer: 'adamw', lr: 0.01, amsgrad: true }],
+    ['momentum f32', { optimizer: 'sgd', lr: 0.05, momentum: 0.9 }],
+    ['nesterov', { optimizer: 'sgd', lr: 0.05, momentum: 0.9, nesterov: true }],
+  ];
+  for (const [title, opts] of cases) {
+    it(`${title}: saved mid-epoch in either layout, loaded, finished: the bits of an uninterrupted run`, () => {
+      const dtype = title.endsWith('f32') ? 'float32' : 'float64';
+      const data = blobs({ n: 60, dim: 3, classes: 3, seed: 5 });
+      const X = dtype === 'float32' ? Float32Array.from(data.X) : data.X;
+      const make = () => new Trainer(Sequential.mlp([3, 6, 5, 3], { activation: 'tanh', seed: 2, dtype }), { ...opts, batchSize: 8, seed: 3, schedule: { type: 'step', every: 1, gamma: 0.5 } });
+      const straight = make();
+      straight.fitSync(X, data.y, { epochs: 3 });
+      const first = make();
+      const ac = new AbortController();
+      first.fitSync(X, data.y, { epochs: 3, signal: ac.signal, progressEvery: 1, onProgress: (e) => e.type === 'step' && e.epoch === 2 && e.step === 3 && ac.abort() });
+      for (const layout of ['torch', 'handgrad'] as const) {
+        const path = join(tmp, `resume-${title}-${layout}.safetensors`);
+        first.save(path, { layout });
+        const resumed = Trainer.load(path);
+        expect([resumed.steps, resumed.epochs]).toEqual([first.steps, first.epochs]);
+        resumed.fitSync(X, data.y, { epochs: 3 - resumed.epochs });
+        for (const [k, t] of Object.entries(straight.model.params)) expect(Buffer.from(resumed.model.params[k].buffer).equals(Buffer.from(t.buffer)), `${layout} ${k}`).toBe(true);
+      }
+    });
+  }
+});
+
+/** Runs check_trainer.py on a torch-layout checkpoint: PyTorch's logits, and its state after one more step. */
+function pytorchReads(ckpt: string, data: Record<string, { shape: number[]; data: FloatArray | Int32Array }>): SafetensorsFile {
+  const dataPath = `${ckpt}.data.safetensors`;
+  const out = `${ckpt}.out.safetensors`;
+  saveSafetensors(dataPath, data);
+  const r = spawnSync(PYTHON, [join(DIR, 'check_trainer.py'), ckpt, dataPath, out], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`check_trainer.py failed: ${r.stderr}`);
+  return loadSafetensors(out, { copy: true });
+}
+
+describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path, { layout: 'torch' })${skipPython ? ` (skipped: ${skipPython})` : ''}`, () => {
+  const cases: [string, 'float64' | 'float32', TrainerOptions, 'two-layer' | 'sequential'][] = [
+    ['adam f64 Sequential', 'float64', { optimizer: 'adam', lr: 0.01 }, 'sequential'],
+    ['adamw amsgrad f64 two-layer', 'float64', { optimizer: 'adamw', lr: 0.01, amsgrad: true, activation: 'sigmoid' }, 'two-layer'],
+    ['momentum f32 Sequential', 'float32', { optimizer: 'sgd', lr: 0.05, momentum: 0.9 }, 'sequential'],
+    ['nesterov f64 two-layer', 'float64', { optimizer: 'sgd', lr: 0.05, momentum: 0.9, nesterov: true, activation: 'tanh' }, 'two-layer'],
+    ['sgd f32 two-layer', 'float32', { optimizer: 'sgd', lr: 0.1 }, 'two-layer'],
+  ];
+  for (const [title, dtype, opts, form] of cases) {
+    it(`${title}: load_state_dict(strict=True) takes it, the same logits, the same next step`, () => {
+      const data = blobs({ n: 40, dim: 4, classes: 3, seed: 9 });
+      const X = dtype === 'float32' ? Float32Array.from(data.X) : data.X;
+      const net = form === 'sequential'
+        ? Sequential.mlp([4, 7, 5, 3], { activation: 'tanh', seed: 4, dtype })
+        : initParams({ D: 4, H: 6, C: 3 }, { seed: 4, dtype });
+      const t = new Trainer(net as never, { ...opts, batchSize: 8, seed: 1 } as TrainerOptions);
+      t.fitSync(X, data.y, { epochs: 2 });
+      const path = join(tmp, `live-${title}.safetensors`);
+      t.save(path, { layout: 'torch' });
+      const Xs = X.slice(0, 8 * 4) as FloatArray;
+      const ys = Int32Array.from(data.y.slice(0, 8));
+      const torch = pytorchReads(path, { X: { shape: [40, 4], data: X }, Xs: { shape: [8, 4], data: Xs }, ys: { shape: [8], data: ys } });
+      expect(errEps(t.model.forward(X), torch.tensors.logits.data as FloatArray, dtype)).toBeLessThanOrEqual(8);
+      t.step(Xs, ys);
+      const after = join(tmp, `live-${title}-after.safetensors`);
+      t.save(after, { layout: 'torch' });
+      const got = loadSafetensors(after);
+      expectTensors(got, torch, dtype, ['logits']);
+      expect(JSON.parse(got.metadata.optimizer)).toEqual(JSON.parse(torch.metadata.optimizer));
+    });
+  }
+});
