@@ -204,4 +204,46 @@ describe('handgrad grads', () => {
     expect(cli(['grads', linear]).stderr).toMatch(/Expected an output file for -o\/--out/);
     expect(cli(['grads', '-o', join(tmp, 'x.safetensors')]).code).toBe(2);
   });
+
+  it("train takes torch.optim's options (--momentum, --dampening, --nesterov, --betas, --eps, --amsgrad, --weight-decay): the Trainer runs them, the checkpoint records them", () => {
+    const help = cli(['train', '--help']).stdout;
+    for (const flag of ['--momentum X', '--dampening X', '--nesterov', '--betas B1,B2', '--eps X', '--amsgrad', '--weight-decay X']) expect(help).toContain(flag);
+    const trained = (args: string[]) => {
+      const out = join(tmp, `train-${args.join('').replace(/[^a-z0-9]/gi, '')}`);
+      const r = cli(['train', '--data', 'xor', '--epochs', '2', '--quiet', '--out', out, ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return { stdout: r.stdout, saved: JSON.parse(loadSafetensors(join(out, 'model.safetensors')).metadata.trainer).optimizer };
+    };
+    const sgd = trained(['--optimizer', 'sgd', '--momentum', '0.8', '--nesterov', '--weight-decay', '0.001']);
+    expect(sgd.saved).toMatchObject({ name: 'nesterov', momentum: 0.8, nesterov: true, dampening: 0, weightDecay: 0.001 });
+    expect(sgd.stdout).toMatch(/sgd \(momentum 0\.8, nesterov, weight-decay 0\.001\) lr/);
+    expect(trained(['--momentum', '0.9', '--dampening', '0.25']).saved).toMatchObject({ name: 'momentum', momentum: 0.9, dampening: 0.25 });
+    const adam = trained(['--optimizer', 'adamw', '--betas', '0.8,0.99', '--eps', '1e-6', '--amsgrad']);
+    expect(adam.saved).toMatchObject({ name: 'adamw', beta1: 0.8, beta2: 0.99, epsilon: 1e-6, amsgrad: true, weightDecay: 0.01 });
+    expect(adam.stdout).toMatch(/adamw \(betas 0\.8,0\.99, eps 0\.000001, amsgrad\) lr/);
+  });
+
+  it("train: an optimizer option of the other family, out of range, or malformed exits 2 naming the flag (as torch.optim's TypeError/ValueError)", () => {
+    const bad = (args: string[], message: RegExp) => {
+      const r = cli(['train', '--data', 'xor', '--epochs', '1', '--quiet', '--out', join(tmp, 'bad-train'), ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+    };
+    bad(['--optimizer', 'adam', '--momentum', '0.9'], /Expected nothing with optimizer 'adam' \(momentum is SGD's, as in torch.optim\) for --momentum but received 0\.9/);
+    bad(['--optimizer', 'adamw', '--nesterov'], /for --nesterov but received/);
+    bad(['--optimizer', 'adam', '--dampening', '0.1'], /for --dampening but received 0\.1/);
+    bad(['--optimizer', 'sgd', '--betas', '0.9,0.99'], /Expected nothing with optimizer 'sgd' \(beta1 is Adam's and AdamW's, as in torch.optim\) for --betas\[0\]/);
+    bad(['--optimizer', 'momentum', '--eps', '1e-6'], /for --eps but received 0\.000001/);
+    bad(['--optimizer', 'nesterov', '--amsgrad'], /for --amsgrad but received/);
+    // The data set's default optimizer (xor's is sgd) is named as such.
+    bad(['--amsgrad'], /'sgd' is the default optimizer for xor; choose another with --optimizer/);
+    bad(['--optimizer', 'sgd', '--nesterov'], /Expected momentum > 0 \(Nesterov needs it, as torch.optim.SGD does\) for --momentum but received 0/);
+    bad(['--momentum', '0.9', '--nesterov', '--dampening', '0.1'], /Expected dampening 0 .* for --dampening but received 0\.1/);
+    bad(['--optimizer', 'adam', '--betas', '0.9'], /Expected two numbers B1,B2 .* for --betas but received "0\.9"/);
+    bad(['--optimizer', 'adam', '--betas', '0.9,1'], /Expected a finite number in \[0, 1\) for --betas\[1\] but received 1/);
+    bad(['--optimizer', 'adam', '--eps', 'x'], /Expected a finite number for --eps but received "x"/);
+    bad(['--momentum=-0.5'], /Expected a finite number in \[0, 1\] for --momentum but received -0\.5/);
+    bad(['--weight-decay=-1'], /Expected a finite number ≥ 0 for --weight-decay but received -1/);
+    bad(['--optimizer', 'adamw', '--weight-decay', 'Infinity'], /Expected a finite number for --weight-decay but received "Infinity"/);
+  });
 });

@@ -20,7 +20,7 @@ import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer'
 import type { Dtype, FloatArray } from '../types';
 import * as v from '../validate';
 import { type Command, flags, Interrupted, numberFlag, STRING } from './command';
-import { type OptimizerName, OPTIMIZERS } from '../train/optimizer';
+import { optimizerConfig, type OptimizerName, type OptimizerOptions, OPTIMIZERS } from '../train/optimizer';
 
 interface Prepared {
   name: string;
@@ -153,6 +153,47 @@ function saveModel(trainer: Trainer<TwoLayerParams | Sequential>, dir: string, m
   }
 }
 
+/** The flag that sets each optimizer option (errors name the flag, not the option). */
+const OPTIMIZER_FLAG: Record<string, string> = {
+  momentum: '--momentum', dampening: '--dampening', nesterov: '--nesterov',
+  beta1: '--betas[0]', beta2: '--betas[1]', epsilon: '--eps', amsgrad: '--amsgrad', weightDecay: '--weight-decay',
+};
+
+/**
+ * The optimizer options given on the command line (torch.optim's: --momentum, --dampening,
+ * --nesterov; --betas B1,B2, --eps, --amsgrad; --weight-decay), each a finite number or a switch;
+ * their ranges and their optimizer are checked once the optimizer is known (optimizerFlags).
+ */
+function optimizerFlagValues(values: Record<string, string | boolean | undefined>): OptimizerOptions {
+  const num = (flag: string, text: string | boolean | undefined) =>
+    text === undefined ? undefined : numberFlag(flag, text as string, 'a finite number', (n, t) => t.trim() !== '' && Number.isFinite(n));
+  let betas: [number | undefined, number | undefined] = [undefined, undefined];
+  if (values.betas !== undefined) {
+    const parts = (values.betas as string).split(',');
+    if (parts.length !== 2) v.fail(RangeError, 'two numbers B1,B2 (torch.optim.Adam\'s betas, e.g. 0.9,0.999)', '--betas', values.betas);
+    betas = [num('--betas[0]', parts[0]), num('--betas[1]', parts[1])];
+  }
+  const o: Record<string, unknown> = {
+    momentum: num('--momentum', values.momentum), dampening: num('--dampening', values.dampening),
+    nesterov: values.nesterov, amsgrad: values.amsgrad, beta1: betas[0], beta2: betas[1],
+    epsilon: num('--eps', values.eps), weightDecay: num('--weight-decay', values['weight-decay']),
+  };
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o as OptimizerOptions;
+}
+
+/** The options given, as the first line prints them: " (momentum 0.9, nesterov)". */
+function optimizerSummary(cfg: ReturnType<typeof optimizerConfig>, given: OptimizerOptions): string {
+  const parts: string[] = [];
+  for (const k of Object.keys(OPTIMIZER_FLAG) as (keyof OptimizerOptions)[]) {
+    if (given[k] === undefined || k === 'beta2') continue;
+    if (k === 'beta1') parts.push(`betas ${cfg.beta1},${cfg.beta2}`);
+    else if (typeof given[k] === 'boolean') parts.push(given[k] ? k : `no ${k}`);
+    else parts.push(`${OPTIMIZER_FLAG[k].slice(2)} ${given[k]}`);
+  }
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
 /** Runs one training as the command describes; returns the trainer and where the files went. */
 export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)) {
   const { values } = flags('train', argv, {
@@ -161,12 +202,18 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     activation: { type: 'string', default: 'relu' }, backend: { type: 'string', default: 'native' },
     dtype: { type: 'string', default: 'float64' }, seed: { type: 'string', default: '0' },
     out: STRING, quiet: { type: 'boolean', default: false },
+    momentum: STRING, dampening: STRING, nesterov: { type: 'boolean' }, betas: STRING, eps: STRING, amsgrad: { type: 'boolean' },
+    'weight-decay': STRING,
   });
   const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
   const seed = numberFlag('--seed', values.seed, 'an integer', (n, t) => t.trim() !== '' && Number.isInteger(n));
   const given = { hidden: count('hidden', values.hidden), epochs: count('epochs', values.epochs), batch: count('batch', values.batch) };
   const givenLr = values.lr === undefined ? undefined : numberFlag('--lr', values.lr, 'a positive finite number', (n) => n > 0 && Number.isFinite(n));
   const givenOptimizer = values.optimizer === undefined ? undefined : v.oneOf('--optimizer', values.optimizer, OPTIMIZERS, 'sgd');
+  const optimizerOptions = optimizerFlagValues(values);
+  // Checked now when --optimizer is given (before any data is read); otherwise once the data set's default is known.
+  const checkOptimizer = (optimizer: OptimizerName) => optimizerConfig({ optimizer, ...optimizerOptions }, 'opts', '--optimizer', (k) => OPTIMIZER_FLAG[k]);
+  if (givenOptimizer) checkOptimizer(givenOptimizer);
   const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
   const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
   const builtIn = BUILT_IN.includes(values.data as never);
@@ -184,19 +231,27 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const epochs = given.epochs ?? d.epochs;
   const batch = given.batch ?? d.batch;
   const optimizer = givenOptimizer ?? d.optimizer;
+  let resolved;
+  try {
+    resolved = checkOptimizer(optimizer);
+  } catch (err) {
+    // The user named no optimizer: say whose it is.
+    if (err instanceof Error) err.message += ` ('${optimizer}' is the default optimizer for ${data.name}; choose another with --optimizer)`;
+    throw err;
+  }
   const lr = givenLr ?? d.lr;
   const widths = [data.D, ...(layers ?? [hidden]), data.C];
   const trainer = sizedByFlags(() => {
     const model = layers ? Sequential.mlp(widths, { activation, seed, dtype }) : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
     return new Trainer<TwoLayerParams | Sequential>(model, {
-      optimizer, lr, batchSize: batch, seed, backend,
+      optimizer, ...optimizerOptions, lr, batchSize: batch, seed, backend,
       ...(layers ? {} : { activation }), // a Sequential's layers carry it
     });
   }, `${widths.join(' → ')}, batch ${batch}`);
   const n = data.train.y.length;
   const stepsPerEpoch = Math.ceil(n / batch);
   out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${widths.join(' → ')}, ` +
-    `${activation}, ${optimizer} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${backend}`);
+    `${activation}, ${optimizer}${optimizerSummary(resolved, optimizerOptions)} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${backend}`);
 
   const tty = process.stdout.isTTY && !values.quiet;
   const bar = tty ? new SingleBar({ format: '  {bar} {percentage}% | epoch {epoch}/{epochs} | loss {loss} | {eta_formatted} left', hideCursor: true }) : null;
@@ -277,6 +332,12 @@ given take the data set's own defaults (printed on the first line).
   --layers W1,W2,…             a Sequential D → W1 → W2 → … → C instead (not with --hidden)
   --epochs N, --lr X, --batch N
   --optimizer sgd|momentum|nesterov|adam|adamw
+                               the data set's default otherwise; torch.optim's options, each only
+                               with its own optimizer (another's is an error, as in PyTorch):
+  --momentum X, --dampening X, --nesterov   SGD's (momentum 0, or 0.9 for momentum|nesterov;
+                               dampening 0; Nesterov needs momentum > 0 and dampening 0)
+  --betas B1,B2, --eps X, --amsgrad         Adam's and AdamW's (0.9,0.999; 1e-8; off)
+  --weight-decay X             both (0; 0.01 for adamw): L2 for sgd/adam, decoupled for adamw
   --activation relu|sigmoid|tanh   (default relu)
   --backend native|ts|torch|wasm   (default native)
   --dtype float64|float32      (default float64)
