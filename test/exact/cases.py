@@ -85,6 +85,11 @@ def probe_cases():
         kinds = stack(2, 'tanh')
         yield run(dtype, kinds, widths_for(kinds, [5, 10, 4]), 9, 'mean', ignore_index=1)
         yield run(dtype, kinds, widths_for(kinds, [5, 10, 4]), 9, 'sum', ignore_index=2)
+        # Deeper cascades (SumKernel's 4 levels of 16 rows, nll_loss's 8), wide logits, large offsets.
+        for B, I, H, C, scale in ((4113, 3, 40, 5, 1.0), (300, 7, 70, 40, 1.0), (70000, 2, 3, 2, 1.0), (1100000, 2, 4, 2, 1.0),
+                                  (12, 6, 8, 5, 1e3)):
+            kinds = stack(2, 'sigmoid')
+            yield run(dtype, kinds, widths_for(kinds, [I, H, C]), B, 'mean', scale=scale, seed_extra=f'-s{scale:g}')
 
 
 def fixture_cases():
