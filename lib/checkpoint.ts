@@ -183,7 +183,15 @@ export function saveSequential(path: string, seq: Sequential, opts: { layout?: L
  * @throws {TypeError|RangeError} bad options
  * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file, a state_dict without its activations, options that contradict the file
  */
-export function loadSequential(path: string, opts: ArchitectureOptions = {}): Sequential {
+export function loadSequential(path: string, opts: ArchitectureOptions = {}): LoadedSequential {
   const arch = architecture(v.options('opts', opts, ['layers', 'activation'] as const));
-  return sequentialFromFile(loadSafetensors(path), path, arch);
+  const file = loadSafetensors(path);
+  const seq = sequentialFromFile(file, path, arch);
+  // The file's metadata (what saveSequential's opts.metadata wrote: class names, preprocessing, …)
+  // comes back with it, as loadParams returns it; read-only, and not carried by copies.
+  Object.defineProperty(seq, 'metadata', { value: Object.freeze({ ...file.metadata }), enumerable: false });
+  return seq as LoadedSequential;
 }
+
+/** A Sequential read from a file, with the file's metadata (string keys and values). */
+export type LoadedSequential = Sequential & { readonly metadata: Readonly<Record<string, string>> };

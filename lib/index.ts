@@ -12,7 +12,7 @@ export type { OptimizerName } from './train/optimizer';
 export type { Schedule } from './train/schedule';
 export { blobs, fitStandardizer, loadDigits, loadIdx, loadMnist, readCsv, readIdx, spirals, trainValSplit, xor } from './data';
 export type { BlobsOptions, CsvDataset, CsvOptions, Dataset, DigitsOptions, IdxArray, Mnist, MnistOptions, SpiralsOptions, Split, SplitOptions, Standardizer, XorOptions } from './data';
-export { loadParams, loadSequential, saveParams, saveSequential, transpose, type ArchitectureOptions, type Layout, type ModuleKind, type SavedParams } from './checkpoint';
+export { loadParams, loadSequential, saveParams, saveSequential, transpose, type ArchitectureOptions, type Layout, type LoadedSequential, type ModuleKind, type SavedParams } from './checkpoint';
 export { loadSafetensors, readSafetensors, saveSafetensors, writeSafetensors } from './io/safetensors';
 export type { ReadOptions, SafetensorsDtype, SafetensorsFile, SafetensorsTensor, TensorData, TensorInput } from './io/safetensors';
 export { verify } from './verify/verify';

@@ -83,6 +83,9 @@ describe('(a) a state_dict of a Tanh or Sigmoid nn.Sequential', () => {
     saveSequential(path, seq, { layout: 'torch' });
     expect(loadSequential(path).toString()).toBe(seq.toString());
     expect(loadSequential(path, { activation: 'sigmoid' }).toString()).toBe(seq.toString());
+    // Its metadata comes back with it (loadSequential dropped it before).
+    saveSequential(path, seq, { layout: 'torch', metadata: { classes: 'cat,dog,bird' } });
+    expect(loadSequential(path).metadata).toMatchObject({ classes: 'cat,dog,bird', layout: 'torch', format: 'handgrad' });
     expect(loadSequential(path, { layers: ['linear', 'sigmoid', 'linear', 'sigmoid', 'linear'] }).toString()).toBe(seq.toString());
     expect(fileError(() => loadSequential(path, { activation: 'tanh' })).message).toMatch(/opts\.activation to agree with the file's own layers \['linear', 'sigmoid'/);
     expect(fileError(() => loadSequential(path, { layers: ['linear', 'sigmoid', 'linear'] })).message).toMatch(/opts\.layers to agree/);
