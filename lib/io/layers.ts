@@ -154,7 +154,7 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
     const [W, b] = layout === 'torch' ? [`${i}.weight`, `${i}.bias`] : [`W${k}`, `b${k}`];
     const w = tensorOf(file, W, dtype ? [dtype] : ['F64', 'F32'], source);
     dtype ??= w.dtype as 'F64' | 'F32';
-    if (w.shape.length !== 2) fail('a 2-D tensor', W, `shape [${w.shape}]`);
+    if (w.shape.length !== 2) fail(`a 2-D tensor (a Linear's weight${layout === 'torch' ? '; LayerNorm and other modules are not read' : ''})`, W, `shape [${w.shape}]`);
     const [inF, outF] = layout === 'torch' ? [w.shape[1], w.shape[0]] : w.shape;
     const s = saved?.[i];
     if (s?.kind === 'linear' && (s.in !== inF || s.out !== outF)) {
@@ -214,7 +214,7 @@ function modulesOf(file: SafetensorsFile, layout: Layout, arch: ArchitectureOpti
   const last = linear[linear.length - 1];
   if (arch.layers !== undefined) {
     const L = arch.layers;
-    if (L.length <= last) fail(`opts.layers naming every module up to index ${last} (the file's last Linear)`, 'opts.layers', `${L.length} modules ${quote(L)}`);
+    if (L.length <= last) fail(`every module up to index ${last} (the file's last Linear): at least ${last + 1} names`, 'opts.layers', `${L.length} ${quote(L)}`);
     L.forEach((k, i) => {
       const has = held.has(i);
       if (has !== (k === 'linear')) {
@@ -237,7 +237,7 @@ function modulesOf(file: SafetensorsFile, layout: Layout, arch: ArchitectureOpti
   }
   const act = arch.activation;
   if (linear[0] !== 0) {
-    fail(`the first Linear at index 0 with opts.activation (modules 0…${linear[0] - 1} hold no tensors, and what they are cannot be told: name every module with opts.layers)`, 'the file', `the first Linear at index ${linear[0]}`);
+    fail(`the first Linear at index 0 with opts.activation (${linear[0] === 1 ? 'module 0 holds' : `modules 0…${linear[0] - 1} hold`} no tensors, and what it is cannot be told: name every module with opts.layers)`, 'the file', `the first Linear at index ${linear[0]}`);
   }
   const kinds: string[] = ['linear'];
   for (let j = 1; j < linear.length; j++) {
