@@ -154,6 +154,7 @@ const TRAINING: Record<string, TrainerOptions> = {
   'adamw-f64': { optimizer: 'adamw', lr: 0.01, amsgrad: true },
   'momentum-f32': { optimizer: 'sgd', lr: 0.1, momentum: 0.9 },
   'sgd-f64': { optimizer: 'sgd', lr: 0.1 },
+  'adam-f32': { optimizer: 'adam', lr: 0.01 },
 };
 
 /** Every tensor of `want` in `got`, within 8 eps (a 0-d step exactly), and no other tensor. */
@@ -252,6 +253,7 @@ describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path,
     ['momentum f32 Sequential', 'float32', { optimizer: 'sgd', lr: 0.05, momentum: 0.9 }, 'sequential'],
     ['nesterov f64 two-layer', 'float64', { optimizer: 'sgd', lr: 0.05, momentum: 0.9, nesterov: true, activation: 'tanh' }, 'two-layer'],
     ['sgd f32 two-layer', 'float32', { optimizer: 'sgd', lr: 0.1 }, 'two-layer'],
+    ['adam f32 Sequential', 'float32', { optimizer: 'adam', lr: 0.01 }, 'sequential'],
   ];
   for (const [title, dtype, opts, form] of cases) {
     it(`${title}: load_state_dict(strict=True) takes it, the same logits, the same next step`, () => {
