@@ -5,19 +5,7 @@
 // (about 106 bits) by repeated squaring and rounded once: it agrees with glibc's pow on all but
 // ~0.06% of those cases (where glibc itself is not correctly rounded).
 
-/** Veltkamp's split of a into two halves of 26 bits, so their products are exact. */
-function split(a: number): [number, number] {
-  const c = 134217729 * a; // 2^27 + 1
-  const hi = c - (c - a);
-  return [hi, a - hi];
-}
-
-/** The rounding error of p = fl(a·b) (Dekker's TwoProduct): a·b = p + error exactly. */
-function productError(a: number, b: number, p: number): number {
-  const [ah, al] = split(a);
-  const [bh, bl] = split(b);
-  return ah * bh - p + ah * bl + al * bh + al * bl;
-}
+import { productError } from './fma';
 
 /** (x.hi + x.lo)·(y.hi + y.lo) as a normalized double-double. */
 function mul(x: [number, number], y: [number, number]): [number, number] {
