@@ -10,7 +10,8 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-O3"],
-      "libraries": ["-lopenblas"]
+      # Sleef: the exact mode's vectorized exp/log/tanh, the library LibTorch links (native/core/exact*.h).
+      "libraries": ["-lopenblas", "-lsleef"]
     }
   ]
 }

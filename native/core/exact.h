@@ -6,9 +6,9 @@
 // here a transposed copy of this package's [in, out]. Native only (Sleef, OpenBLAS's Fortran GEMM).
 //
 // The contract is stackForwardBackward's (stack.h): same Step, same workspace (stackLayout), same
-// failures. Beyond the workspace it keeps two per-thread scratch matrices (the weight and its
-// gradient in PyTorch's layout, the largest layer's in·out each), grown on first use: the exact
-// mode allocates, the default one never does.
+// failures. Beyond the workspace it keeps two per-thread scratch buffers, grown on first use: every
+// weight in PyTorch's layout (Σ in·out, transposed in the forward, read again in the backward) and
+// one weight gradient (the largest in·out). The exact mode allocates; the default one never does.
 #pragma once
 
 #include <algorithm>
@@ -35,11 +35,16 @@ const char* exactUnsupportedLoss(const LossSpec<T>& s) {
 
 namespace exact {
 
-// Row-major [rows, cols] → [cols, rows].
+// Row-major [rows, cols] → [cols, rows], in 32×32 tiles so both sides stay in cache.
 template <typename T>
 void transpose(const T* from, size_t rows, size_t cols, T* to) {
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) to[c * rows + r] = from[r * cols + c];
+  constexpr size_t kTile = 32;
+  for (size_t r0 = 0; r0 < rows; r0 += kTile)
+    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
+      const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (size_t r = r0; r < r1; ++r)
+        for (size_t c = c0; c < c1; ++c) to[c * rows + r] = from[r * cols + c];
+    }
 }
 
 template <typename T>
@@ -70,12 +75,19 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   if (bad != B) return {Stage::Labels, int(bad)};
   if (mean && ignored == B) return {Stage::EmptyMean, 0};
 
-  size_t widest = 0;
-  for (int i = 0; i < n.layers; ++i) widest = std::max(widest, size_t(n.widths[i]) * size_t(n.widths[i + 1]));
+  // Every weight in PyTorch's layout (kept from the forward for the backward), and one gradient's.
+  size_t widest = 0, weights = 0;
+  std::vector<size_t> wtAt(size_t(n.layers));
+  for (int i = 0; i < n.layers; ++i) {
+    const size_t size = size_t(n.widths[i]) * size_t(n.widths[i + 1]);
+    widest = std::max(widest, size);
+    wtAt[size_t(i)] = weights;
+    if (n.kinds[i] == LayerKind::Linear) weights += size;
+  }
   std::vector<T>& Wt = scratch<T>(0);
   std::vector<T>& dWt = scratch<T>(1);
-  if (Wt.size() < widest) Wt.resize(widest);
-  if (dWt.size() < widest) dWt.resize(widest);
+  if (Wt.size() < weights) Wt.resize(weights);
+  if (dWt.size() < std::max(widest, size_t(n.widths[n.layers]))) dWt.resize(std::max(widest, size_t(n.widths[n.layers])));
 
   // Forward. F.linear on 2-D input is addmm(bias, X, weight.t()): the bias rows copied into the
   // result, then the GEMM with beta = 1.
@@ -87,10 +99,10 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     T* Z = a.ws + at;
     switch (n.kinds[i]) {
       case LayerKind::Linear:
-        transpose(a.params[p], in, out, Wt.data());
+        transpose(a.params[p], in, out, Wt.data() + wtAt[size_t(i)]);
         broadcastRows(a.params[p + 1], Z, B, out);
         atenAddmm(contiguous<T>(int64_t(B), int64_t(out), Z), Z, contiguous<T>(int64_t(B), int64_t(in), A),
-                  transposed(contiguous<T>(int64_t(out), int64_t(in), Wt.data())), T(1));
+                  transposed(contiguous<T>(int64_t(out), int64_t(in), Wt.data() + wtAt[size_t(i)])), T(1));
         p += 2;
         if (!allFinite(Z, B * out)) return {Stage::Forward, i};
         break;
@@ -136,11 +148,13 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
                 transposed(contiguous<T>(int64_t(B), int64_t(out), g)), contiguous<T>(int64_t(B), int64_t(in), input),
                 T(0));
       T* dW = a.grads[p];
-      for (size_t r = 0; r < in; ++r)
-        for (size_t c = 0; c < out; ++c) {
-          const T v = dWt[c * in + r];
-          dW[r * out + c] = a.accumulate ? dW[r * out + c] + v : v;
-        }
+      if (a.accumulate) {
+        // .grad += the new gradient: one rounding per entry, as AccumulateGrad's add.
+        for (size_t r = 0; r < in; ++r)
+          for (size_t c = 0; c < out; ++c) dW[r * out + c] = dW[r * out + c] + dWt[c * in + r];
+      } else {
+        transpose(dWt.data(), out, in, dW);
+      }
       T* db = a.grads[p + 1];
       if (a.accumulate) {
         T* sums = dWt.data();  // free again
@@ -152,10 +166,9 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       T* gIn = nullptr;
       if (wanted) {
         // mm_mat1_backward: dZ.mm(weight), weight [out, in] contiguous.
-        transpose(a.params[p], in, out, Wt.data());
         gIn = a.ws + l.grad[1 - cur];
         atenAddmm(contiguous<T>(int64_t(B), int64_t(in), gIn), gIn, contiguous<T>(int64_t(B), int64_t(out), g),
-                  contiguous<T>(int64_t(out), int64_t(in), Wt.data()), T(0));
+                  contiguous<T>(int64_t(out), int64_t(in), Wt.data() + wtAt[size_t(i)]), T(0));
       }
       cur = 1 - cur;
       g = gIn;

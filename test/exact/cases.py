@@ -9,6 +9,7 @@ Run with /usr/bin/python3 (Debian's python3-torch); ATEN_CPU_CAPABILITY is honou
 Weights are given in nn.Linear's layout [out, in]; every case is seeded by its own description, so
 a rerun writes the same numbers.
 """
+import ctypes
 import json
 import struct
 import sys
@@ -147,10 +148,15 @@ def write_fixtures(path):
             'params': [bits(t) for t in c['params']],  # nn.Linear's layout: weight [out, in], bias [out]
             'loss': bits(c['loss'].reshape(1))[0], 'dX': bits(c['dX']), 'grads': [bits(t) for t in c['grads']],
         })
+    capability = torch.__config__.show().split('CPU capability usage: ')[1].split('\n')[0]
+    blas = ctypes.CDLL('libopenblas.so.0')
+    blas.openblas_get_corename.restype = ctypes.c_char_p
     doc = {
+        # The machine the bits hold for: LibTorch's CPU kernels and OpenBLAS's GEMM kernels by name.
+        'capability': capability,
+        'openblasCore': blas.openblas_get_corename().decode(),
         'about': 'PyTorch ' + torch.__version__ + ' nn.Sequential + F.cross_entropy + backward(), one intra-op thread, '
-                 'CPU capability ' + torch.__config__.show().split('CPU capability usage: ')[1].split('\n')[0] +
-                 '; every tensor as the hex bits of its entries (8 digits for float32, 16 for float64); '
+                 'CPU capability ' + capability + '; every tensor as the hex bits of its entries (8 digits for float32, 16 for float64); '
                  'regenerate with /usr/bin/python3 test/exact/cases.py fixtures test/fixtures/exact',
         'cases': cases,
     }
