@@ -279,3 +279,11 @@ describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path,
     });
   }
 });
+
+describe('what a PyTorch user may hand over by mistake', () => {
+  it("the state_dict of a module holding the nn.Sequential ('net.0.weight') names the fix", () => {
+    const path = join(tmp, 'prefixed.safetensors');
+    saveSafetensors(path, { 'net.0.weight': { shape: [3, 2], data: new Float64Array(6) }, 'net.0.bias': { shape: [3], data: new Float64Array(3) } });
+    expect(fileError(() => loadSequential(path, { activation: 'relu' })).message).toMatch(/"net\.0\.weight" has a prefix: save the nn\.Sequential's own state_dict, e\.g\. model\.net\.state_dict\(\)/);
+  });
+});

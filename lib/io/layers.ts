@@ -183,6 +183,13 @@ function modulesOf(file: SafetensorsFile, layout: Layout, arch: ArchitectureOpti
   if (layout === 'handgrad') {
     let count = 0;
     while (`W${count + 1}` in file.tensors && count < MAX_LAYERS) count++;
+    if (count === 0) {
+      const names = Object.keys(file.tensors);
+      // "net.0.weight": the state_dict of a module holding the nn.Sequential, not of the Sequential.
+      const nested = names.find((n) => /^[^.]+(\.[^.]+)*\.\d+\.weight$/.test(n) && !n.startsWith('optimizer.'));
+      const hint = nested ? ` (${JSON.stringify(nested)} has a prefix: save the nn.Sequential's own state_dict, e.g. model.${nested.slice(0, nested.search(/\.\d+\.weight$/))}.state_dict())` : '';
+      fail("a net's tensors: W1, b1, … (handgrad) or 0.weight, 0.bias, … (an nn.Sequential's state_dict)", 'the file', `tensors ${names.slice(0, 8).map((n) => JSON.stringify(n)).join(', ') || '(none)'}${names.length > 8 ? ', …' : ''}${hint}`);
+    }
     if (arch.layers !== undefined) {
       const linears = arch.layers.filter((k) => k === 'linear').length;
       if (linears !== count) fail(`opts.layers with as many 'linear' as the file's W1…W${count} (${count})`, 'opts.layers', quote(arch.layers));
