@@ -212,13 +212,15 @@ describe("(d) Trainer.load resumes from the torch layout exactly as from handgra
     ['adamw amsgrad', { optimizer: 'adamw', lr: 0.01, amsgrad: true }],
     ['momentum f32', { optimizer: 'sgd', lr: 0.05, momentum: 0.9 }],
     ['nesterov', { optimizer: 'sgd', lr: 0.05, momentum: 0.9, nesterov: true }],
+    ['adam two-layer', { optimizer: 'adam', lr: 0.01, activation: 'sigmoid' }],
   ];
   for (const [title, opts] of cases) {
     it(`${title}: saved mid-epoch in either layout, loaded, finished: the bits of an uninterrupted run`, () => {
       const dtype = title.endsWith('f32') ? 'float32' : 'float64';
       const data = blobs({ n: 60, dim: 3, classes: 3, seed: 5 });
       const X = dtype === 'float32' ? Float32Array.from(data.X) : data.X;
-      const make = () => new Trainer(Sequential.mlp([3, 6, 5, 3], { activation: 'tanh', seed: 2, dtype }), { ...opts, batchSize: 8, seed: 3, schedule: { type: 'step', every: 1, gamma: 0.5 } });
+      const net = () => (opts.activation ? initParams({ D: 3, H: 6, C: 3 }, { seed: 2, dtype }) : Sequential.mlp([3, 6, 5, 3], { activation: 'tanh', seed: 2, dtype }));
+      const make = () => new Trainer(net() as never, { ...opts, batchSize: 8, seed: 3, schedule: { type: 'step', every: 1, gamma: 0.5 } } as TrainerOptions);
       const straight = make();
       straight.fitSync(X, data.y, { epochs: 3 });
       const first = make();
