@@ -15,6 +15,7 @@ import { train } from './commands/train';
 import { didYouMean } from './validate';
 
 const commands: Record<string, Command> = { tour, verify: verifyCommand, grads: gradsCommand, train };
+commands.launch = (require('./commands/launch') as typeof import('./commands/launch')).launchCommand; // eslint-disable-line @typescript-eslint/no-require-imports
 
 function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  handgrad ${name.padEnd(8)} ${c.summary}`);

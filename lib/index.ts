@@ -33,3 +33,4 @@ export type {
   SequentialResult, SequentialSpec, SoftmaxCrossEntropyOptions,
 } from './layers';
 export type { Kernels } from './kernels/kernels';
+export * as distributed from './distributed';
