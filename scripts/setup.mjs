@@ -20,7 +20,7 @@ const log = (msg) => process.stderr.write(`[setup] ${msg}\n`);
 // exp/log LibTorch links) and the tests held to PyTorch Python (python3-torch, run as
 // /usr/bin/python3), and is installed when possible.
 const REQUIRED = ['g++', 'make', 'python3', 'libopenblas-dev'];
-const OPTIONAL = ['cmake', 'libtorch-dev', 'clang', 'lld', 'libsleef-dev', 'python3-torch'];
+const OPTIONAL = ['cmake', 'libtorch-dev', 'clang', 'lld', 'libsleef-dev', 'python3-torch', 'libgloo-dev'];
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
