@@ -7,9 +7,11 @@
 // What makes the bits the same (native/core/optimizer.h says why): torch.optim's constants in
 // double rounded once to the dtype, and ATen's roundings: add(alpha) and addcmul are fused
 // multiply-adds in its AVX2 kernels, addcdiv is not.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { initParams, Trainer } from '../lib';
 import { torchBinding } from '../lib/backends/torch';
 import { coreBinding } from '../lib/binding';
 import { fma32, fma64 } from '../lib/train/fma';
@@ -203,5 +205,45 @@ describe('the FMA in JavaScript (lib/train/fma.ts) is the hardware FMA, bit for 
     expect(fma64(a, b, c)).toBe(c);
     expect(fma64(-a, b, -c)).toBe(-c);
     expect(hardware('float64', a, Float64Array.of(b), Float64Array.of(c))[0]).toBe(c);
+  });
+});
+
+describe("an option of the other optimizer family is a TypeError, as torch.optim's unexpected keyword argument", () => {
+  const params = () => initParams({ D: 3, H: 4, C: 2 }, { seed: 1 });
+  it('new Trainer: momentum, dampening, nesterov with adam/adamw; beta1, beta2, epsilon, amsgrad with sgd/momentum/nesterov', () => {
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ optimizer: 'adam', momentum: 0.9 }, 'momentum', 'adam'],
+      [{ optimizer: 'adamw', dampening: 0 }, 'dampening', 'adamw'],
+      [{ optimizer: 'adam', nesterov: false }, 'nesterov', 'adam'],
+      [{ optimizer: 'sgd', beta1: 0.9 }, 'beta1', 'sgd'],
+      [{ beta2: 0.99 }, 'beta2', 'sgd'],
+      [{ optimizer: 'momentum', epsilon: 1e-8 }, 'epsilon', 'momentum'],
+      [{ optimizer: 'nesterov', amsgrad: false }, 'amsgrad', 'nesterov'],
+    ];
+    for (const [opts, key, kind] of cases) {
+      expect(() => new Trainer(params(), opts), JSON.stringify(opts)).toThrow(TypeError);
+      expect(() => new Trainer(params(), opts)).toThrow(new RegExp(`^Expected nothing with optimizer '${kind}' \\(${key} is .*\\) for opts\\.${key} but received`));
+    }
+    // Each family's own options, and weightDecay with either.
+    expect(() => new Trainer(params(), { optimizer: 'sgd', momentum: 0.9, dampening: 0.1, weightDecay: 0.1 })).not.toThrow();
+    expect(() => new Trainer(params(), { optimizer: 'adamw', beta1: 0.8, beta2: 0.99, epsilon: 1e-6, amsgrad: true, weightDecay: 0.1 })).not.toThrow();
+  });
+
+  it("Trainer.load(path, { optimizer }) naming another optimizer drops the file's optimizer options (the caller passed none)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg41-'));
+    try {
+      const file = join(dir, 'sgd.safetensors');
+      new Trainer(params(), { optimizer: 'sgd', momentum: 0.9, dampening: 0.2, weightDecay: 0.1 }).save(file);
+      expect(Trainer.load(file).state.config.optimizer).toMatchObject({ name: 'momentum', momentum: 0.9, dampening: 0.2, weightDecay: 0.1 });
+      const adam = Trainer.load(file, { optimizer: 'adam' }).state.config.optimizer;
+      expect(adam).toMatchObject({ name: 'adam', beta1: 0.9, beta2: 0.999, weightDecay: 0 });
+      // Any other optimizer starts from its own defaults and the caller's options; the same one keeps the file's.
+      expect(Trainer.load(file, { optimizer: 'nesterov' }).state.config.optimizer).toMatchObject({ name: 'nesterov', momentum: 0.9, dampening: 0, weightDecay: 0 });
+      expect(Trainer.load(file, { optimizer: 'momentum', lr: 0.5 }).state.config.optimizer).toMatchObject({ name: 'momentum', momentum: 0.9, dampening: 0.2, weightDecay: 0.1 });
+      // A caller's option of the wrong family is still refused.
+      expect(() => Trainer.load(file, { optimizer: 'adam', momentum: 0.5 })).toThrow(/for opts\.momentum/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -73,13 +73,14 @@ export function savedSettings(json: string): Record<string, unknown> {
 }
 
 /**
- * The saved settings a caller's options apply over: when the caller names an optimizer of the
- * other family (adam for a file of sgd), the file's optimizer options are its old optimizer's and
- * are dropped (they would be refused, as options of the wrong family, though the caller gave none).
+ * The saved settings a caller's options apply over: when the caller names another optimizer than
+ * the file's, the file's optimizer options were the old optimizer's and are dropped (the new one
+ * starts from its defaults and the caller's options; an option of the other family would otherwise
+ * be refused, and a saved nesterov: false contradict optimizer 'nesterov', though the caller gave
+ * neither).
  */
 export function savedUnder(saved: Record<string, unknown>, opts: { optimizer?: unknown }): Record<string, unknown> {
-  const adamFamily = (name: unknown) => name === 'adam' || name === 'adamw';
-  if (opts.optimizer === undefined || saved.optimizer === undefined || adamFamily(opts.optimizer) === adamFamily(saved.optimizer)) return saved;
+  if (opts.optimizer === undefined || saved.optimizer === undefined || opts.optimizer === saved.optimizer) return saved;
   const out = { ...saved };
   for (const k of ['optimizer', ...OPTIMIZER_KEYS]) delete out[k];
   return out;
