@@ -13,13 +13,13 @@ export interface CoreBinding {
   /** The C++ enum codes (native/core), the one source lib's LAYER_CODE, REDUCTION_CODE, OPTIMIZER_CODE are tested against. */
   readonly codes: {
     layer: { linear: number; relu: number; sigmoid: number; tanh: number };
-    reduction: { mean: number; sum: number };
+    reduction: { mean: number; sum: number; none: number };
     optimizer: { sgd: number; momentum: number; nesterov: number; adam: number; adamw: number };
     stage: { ok: number; input: number; forward: number; loss: number; grads: number };
   };
   /** Checks a stack description once (kinds: layer codes; widths: L + 1 positive widths) and keeps it. */
   stackPrepare(kinds: Int32Array, widths: Int32Array, float32: boolean): StackHandle;
-  /** Element offsets into the workspace for B rows: [each layer's output …, probs, workspace length]. */
+  /** Element offsets into the workspace for B rows: [each layer's output …, probs, workspace length, the rows' losses]. */
   stackLayout(handle: StackHandle, B: number): Float64Array;
   /**
    * Forward, loss and backward in one call: writes the layer outputs and probs into ws, the gradients
@@ -28,6 +28,16 @@ export interface CoreBinding {
   stackForwardBackward(
     handle: StackHandle, ws: FloatArray, X: FloatArray, y: Int32Array, B: number, dX: FloatArray | null,
     reduction: number, accumulate: boolean, ...paramsThenGrads: FloatArray[]
+  ): number;
+  /**
+   * stackForwardBackward with every option of F.cross_entropy (native/core/kernels.h LossSpec):
+   * reduction 0 mean, 1 sum, 2 none (then gradOutput [B] is ∂L/∂loss and the rows' losses land in
+   * ws at stackLayout's last offset); weight [C], targets [B,C] (probability targets, y null) or null.
+   */
+  stackForwardBackwardLoss(
+    handle: StackHandle, ws: FloatArray, X: FloatArray, y: Int32Array | null, B: number, dX: FloatArray | null,
+    accumulate: boolean, reduction: number, weight: FloatArray | null, ignoreIndex: number, labelSmoothing: number,
+    targets: FloatArray | null, gradOutput: FloatArray | null, ...paramsThenGrads: FloatArray[]
   ): number;
   /** The layer outputs into ws; true, or false with stackStatus set. */
   stackForward(handle: StackHandle, ws: FloatArray, X: FloatArray, B: number, ...params: FloatArray[]): boolean;

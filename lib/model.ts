@@ -4,21 +4,24 @@
 // object and activation and kept while those tensors are the ones the object holds.
 import { Linear } from './layers/linear';
 import { activationLayer, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
-import type { Activation, BackendName, Cache, FloatArray, Grads, Params, Reduction } from './types';
+import type { Activation, BackendName, Cache, FloatArray, Grads, LossReduction, Params } from './types';
 import * as v from './validate';
 
 export interface ForwardBackwardOptions<T extends FloatArray = FloatArray>
   extends Omit<SequentialForwardBackwardOptions<T>, 'reduction' | 'cache' | 'out'> {
   activation?: Activation;
-  /** 'mean' (default, as F.cross_entropy) or 'sum'. */
-  reduction?: Reduction;
+  /** 'mean' (default, as F.cross_entropy), 'sum', or 'none' (loss is each row's, a typed array [B]; needs gradOutput). */
+  reduction?: LossReduction;
   /** Return Z1, A1, logits and probs. */
   cache?: boolean;
   /** Preallocated gradient buffers, written in place (and returned). */
   out?: Partial<Grads<T>>;
 }
 
-export interface ForwardBackwardResult<T extends FloatArray = FloatArray> { loss: number; grads: Grads<T>; cache?: Cache<T> }
+export interface ForwardBackwardResult<T extends FloatArray = FloatArray, L = number> {
+  /** The loss; for reduction 'none' each row's, a typed array [B]. */
+  loss: L; grads: Grads<T>; cache?: Cache<T>;
+}
 
 export interface ForwardOptions { backend?: BackendName; activation?: Activation }
 
@@ -58,16 +61,18 @@ export function activationOf(params: unknown, option: unknown): Activation {
  * @throws {RangeError} a wrong size or value (shapes, labels out of [0, C), NaN/Infinity, aliasing)
  * @throws {HandgradError} the backend is unavailable (code ERR_NATIVE_UNAVAILABLE, …)
  */
-export function forwardBackward<T extends FloatArray>(params: Params<T>, X: T, y: ArrayLike<number>, opts: ForwardBackwardOptions<T> = {}): ForwardBackwardResult<T> {
-  const o = v.stepOptions<Partial<Grads<T>>>(opts, 'mean', v.STEP_OPTIONS.twoLayer);
+export function forwardBackward<T extends FloatArray, O extends ForwardBackwardOptions<T> = ForwardBackwardOptions<T>>(
+  params: Params<T>, X: T, y: ArrayLike<number>, opts?: O,
+): ForwardBackwardResult<T, O extends { reduction: 'none' } ? T : number> {
+  const o = v.stepOptions<Partial<Grads<T>>>(opts ?? {}, 'mean', v.STEP_OPTIONS.twoLayer);
   const net = twoLayerNet(params, activationOf(params, o.activation));
   const r = net.checkedStep(X, y, o as never);
-  const result: ForwardBackwardResult = { loss: r.loss, grads: r.grads as unknown as Grads };
+  const result: ForwardBackwardResult<FloatArray, number | FloatArray> = { loss: r.loss, grads: r.grads as unknown as Grads };
   if (r.cache) {
     const [Z1, A1, logits] = r.cache.outputs;
     result.cache = { Z1, A1, logits, probs: r.cache.probs };
   }
-  return result as ForwardBackwardResult<T>;
+  return result as never;
 }
 
 /** The two-layer net of a forward call, and its options for the Sequential. */

@@ -3,6 +3,8 @@ export type FloatArray = Float64Array | Float32Array;
 export type Dtype = 'float64' | 'float32';
 export type Activation = 'relu' | 'sigmoid' | 'tanh';
 export type Reduction = 'mean' | 'sum';
+/** F.cross_entropy's reductions: 'none' keeps the loss of each row (a typed array [B]). */
+export type LossReduction = Reduction | 'none';
 export type BackendName = 'native' | 'ts' | 'torch' | 'wasm';
 
 export interface Dims { B: number; D: number; H: number; C: number }

@@ -2,7 +2,7 @@
 //   Expected {what} for {name} but received {actual}
 // TypeError for the wrong kind of thing, RangeError for a wrong size or value. Everything here runs
 // before any backend touches memory; the native addon checks again (defence in depth).
-import type { Activation, BackendName, Dims, Dtype, FloatArray, Params, Reduction } from './types';
+import type { Activation, BackendName, Dims, Dtype, FloatArray, LossReduction, Params, Reduction } from './types';
 
 type ErrorKind = typeof TypeError | typeof RangeError;
 
@@ -100,6 +100,8 @@ export function bool(name: string, v: unknown, fallback: boolean): boolean {
 
 export const ACTIVATIONS: readonly Activation[] = ['relu', 'sigmoid', 'tanh'];
 export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum'];
+/** F.cross_entropy's reductions (SoftmaxCrossEntropy, Sequential.forwardBackward); 'none' gives the loss of each row. */
+export const LOSS_REDUCTIONS: readonly LossReduction[] = ['mean', 'sum', 'none'];
 export const BACKENDS: readonly BackendName[] = ['native', 'ts', 'torch', 'wasm'];
 
 /** The first NaN or ±Infinity in `a` is a RangeError naming the tensor and the index. */
@@ -118,8 +120,10 @@ const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16A
  * array of integers or another integer typed array (BigInt64Array included) is checked, then
  * converted once: a value is range-checked before it is narrowed to int32, never wrapped.
  */
-export function labels(y: unknown, C: number, name = 'y'): Int32Array {
-  const outOfRange = (v: number | bigint, i: number) => fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
+export function labels(y: unknown, C: number, name = 'y', ignoreIndex = -100): Int32Array {
+  const outOfRange = (v: number | bigint, i: number) => {
+    if (Number(v) !== ignoreIndex) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
+  };
   let out: Int32Array;
   let inPlace = false;
   const typed = ArrayBuffer.isView(y) && !(y instanceof DataView);
@@ -218,7 +222,7 @@ export function inputRows(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>): { 
  * Labels and X together: catches one-hot labels and [B,1] labels before a generic length error.
  * `prefix` names where they came from in errors (e.g. 'validation.').
  */
-export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | 'D' | 'C'>, prefix = ''): { X: FloatArray; y: Int32Array; B: number } {
+export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | 'D' | 'C'>, prefix = '', ignoreIndex = -100): { X: FloatArray; y: Int32Array; B: number } {
   const xlen = ArrayBuffer.isView(X) && !(X instanceof DataView) ? lengthOf(X) : -1;
   if ((Array.isArray(y) || ArrayBuffer.isView(y)) && !Array.isArray((y as unknown[])[0])) {
     const ya = y as ArrayLike<number>;
@@ -226,7 +230,7 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
       fail(RangeError, `class ids shaped [B] (B = ${xlen / p.D})`, `${prefix}y`, new Received(`${describe(y)} holding only 0/1: one-hot rows [B,C]; pass the argmax of each row`));
     }
   }
-  const labelsY = labels(y, p.C, `${prefix}y`);
+  const labelsY = labels(y, p.C, `${prefix}y`, ignoreIndex);
   const B = labelsY.length;
   if (xlen >= 0 && xlen !== B * p.D && p.D > 0 && xlen % p.D === 0) {
     fail(RangeError, `${B * p.D} elements ([B,D] with B = ${B} from y, D = ${p.D})`, `${prefix}X`, X);
@@ -235,17 +239,19 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
 }
 
 export interface StepOptions<O> {
-  backend: BackendName; reduction: Reduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined;
+  backend: BackendName; reduction: LossReduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined;
+  /** The loss options as given for this call (undefined: the loss's own), checked against the net in lossCall. */
+  weight: unknown; ignoreIndex: unknown; labelSmoothing: unknown; gradOutput: unknown;
   /** The two-layer call's activation as given (checked there). */
   activation: unknown;
 }
 
-const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate'] as const;
+const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate', 'weight', 'ignoreIndex', 'labelSmoothing', 'gradOutput'] as const;
 /** forwardBackward's option keys; the two-layer call's add `activation`. */
 export const STEP_OPTIONS = { sequential: STEP_KEYS, twoLayer: [...STEP_KEYS, 'activation'] } as const;
 
 /** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */
-export function stepOptions<O extends object>(opts: unknown, defaultReduction: Reduction, known: readonly string[] = STEP_KEYS): StepOptions<O> {
+export function stepOptions<O extends object>(opts: unknown, defaultReduction: LossReduction, known: readonly string[] = STEP_KEYS): StepOptions<O> {
   const o = options('opts', opts, known as typeof STEP_KEYS, NOT_YET_SUPPORTED);
   if (o.out !== undefined && (o.out === null || typeof o.out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', o.out);
   // The buffers read once, here, before any tensor is checked (see options()).
@@ -259,13 +265,66 @@ export function stepOptions<O extends object>(opts: unknown, defaultReduction: R
   if (!inputGrad && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);
   return {
     backend: oneOf('opts.backend', o.backend, BACKENDS, 'native'),
-    reduction: oneOf('opts.reduction', o.reduction, REDUCTIONS, defaultReduction),
+    reduction: oneOf('opts.reduction', o.reduction, LOSS_REDUCTIONS, defaultReduction),
     cache: bool('opts.cache', o.cache, false),
     accumulate: bool('opts.accumulate', o.accumulate, false),
     inputGrad,
     out: out as O | undefined,
     activation: (o as { activation?: unknown }).activation,
+    weight: o.weight, ignoreIndex: o.ignoreIndex, labelSmoothing: o.labelSmoothing, gradOutput: o.gradOutput,
   };
+}
+
+// ---- F.cross_entropy's options ----
+
+/** A float typed array used by the engines during a call: one in a SharedArrayBuffer is copied (another thread could change it). */
+export function ownCopy<A extends FloatArray>(a: A): A {
+  return bufferOf(a) instanceof SharedArrayBuffer ? (a.slice() as A) : a;
+}
+
+/** weight: a Float64Array/Float32Array [C] of finite values (null when not given); C unknown (a loss not yet on a net): any length ≥ 1. */
+export function lossWeight(name: string, w: unknown, dtype: Dtype | null, C: number | null): FloatArray | null {
+  if (w === undefined || w === null) return null;
+  const dt = dtypeOf(name, w);
+  if (dtype !== null && dt !== dtype) fail(TypeError, `a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} (the dtype of the net)`, name, w);
+  const a = w as FloatArray;
+  if (C !== null) floatArray(name, a, dt, C);
+  else if (lengthOf(a) === 0) fail(RangeError, 'at least one class weight', name, a);
+  const copy = ownCopy(a);
+  assertFinite(name, copy);
+  return copy;
+}
+
+/** ignore_index: a 32-bit integer, default −100 (PyTorch's). */
+export function ignoreIndex(name: string, v: unknown, fallback = -100): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') fail(TypeError, 'an integer', name, v);
+  if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) fail(RangeError, 'a 32-bit integer', name, v);
+  return v;
+}
+
+/** label_smoothing: a number in [0, 1], default 0 (PyTorch refuses anything outside). */
+export function labelSmoothing(name: string, v: unknown, fallback = 0): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') fail(TypeError, 'a number in [0, 1]', name, v);
+  if (!(v >= 0 && v <= 1)) fail(RangeError, 'a number in [0, 1]', name, v);
+  return v;
+}
+
+/**
+ * Probability targets: y as a Float64Array/Float32Array of the net's dtype and length B·C, B from X
+ * (PyTorch's float-target form, a row-stochastic [B,C]; like PyTorch, rows are not required to sum
+ * to 1). Finite; copied when shared. null when y is anything else (then class labels).
+ */
+export function probabilityTargets(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | 'D' | 'C'>): { X: FloatArray; targets: FloatArray; B: number } | null {
+  if (!(y instanceof Float64Array || y instanceof Float32Array) || !ArrayBuffer.isView(y)) return null;
+  const { B } = inputRows(X, p);
+  // Any other length is not this form: class ids' own check answers it (class ids go in an Int32Array).
+  if (lengthOf(y) !== B * p.C) return null;
+  const targets = floatArray('y', y, p.dtype, B * p.C);
+  const copy = ownCopy(targets);
+  assertFinite('y', copy);
+  return { X: input(X, p, B), targets: copy, B };
 }
 
 /** Products that a 32-bit BLAS index or a typed array cannot hold are refused up front. */
@@ -329,9 +388,10 @@ const foreignNames = (key: string): string[] => [camel(key), FOREIGN_NAMES[key] 
  * refused by name rather than ignored. Entry points pass the subset that applies to them.
  */
 export const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
-  weight: "F.cross_entropy's per-class weight is not supported yet",
-  ignoreIndex: "F.cross_entropy's ignore_index is not supported yet",
-  labelSmoothing: "F.cross_entropy's label_smoothing is not supported yet",
+  // Supported where a loss is: an entry point without one points there.
+  weight: "F.cross_entropy's weight is an option of the loss: pass loss: new SoftmaxCrossEntropy({ weight }) to the model, or weight to forwardBackward",
+  ignoreIndex: "F.cross_entropy's ignore_index is an option of the loss: pass loss: new SoftmaxCrossEntropy({ ignoreIndex }) to the model, or ignoreIndex to forwardBackward",
+  labelSmoothing: "F.cross_entropy's label_smoothing is an option of the loss: pass loss: new SoftmaxCrossEntropy({ labelSmoothing }) to the model, or labelSmoothing to forwardBackward",
   validationSplit: 'validationSplit is not supported yet: split the data with trainValSplit and pass { validation }',
 };
 
@@ -385,7 +445,8 @@ export function options<K extends string>(
       copy[key] = (opts as Record<string, unknown>)[key];
       continue;
     }
-    const why = [key, ...foreignNames(key)].map((k) => unsupported[k]).find((w) => w !== undefined);
+    // An unsupported entry names what this entry point lacks: one it knows is answered by did-you-mean below.
+    const why = [key, ...foreignNames(key)].filter((k) => !(known as readonly string[]).includes(k)).map((k) => unsupported[k]).find((w) => w !== undefined);
     if (why !== undefined) throw new TypeError(`Expected no option '${key}' for ${name}: ${why}`);
     const guess = didYouMean(key, known);
     const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : '';

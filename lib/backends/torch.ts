@@ -33,9 +33,10 @@ export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> 
    * set as the core's stackStatus (nothing is written unless the loss is finite).
    */
   sequentialForwardBackward(
-    X: FloatArray, y: Int32Array, B: number, kinds: Int32Array, widths: Int32Array,
+    X: FloatArray, y: Int32Array | null, B: number, kinds: Int32Array, widths: Int32Array,
     params: readonly FloatArray[], grads: readonly FloatArray[], dX: FloatArray | null,
     reduction: number, accumulate: boolean, ws?: FloatArray | null,
+    weight?: FloatArray | null, ignoreIndex?: number, labelSmoothing?: number, targets?: FloatArray | null, gradOutput?: FloatArray | null,
   ): number;
   /** The output [B,C] into logits, without a graph: true, or false with sequentialStatus() set. */
   sequentialForward(

@@ -20,6 +20,11 @@ type StackStep = (
   net: Ptr, layers: number, ws: Ptr, X: Ptr, y: Ptr, B: number, dX: Ptr, reduction: number, accumulate: number,
   tensors: Ptr, params: number, status: Ptr,
 ) => number;
+/** stackForwardBackwardLoss: every option of F.cross_entropy; weight, targets, gradOutput are pointers (0: not given). */
+type StackStepLoss = (
+  net: Ptr, layers: number, ws: Ptr, X: Ptr, y: Ptr, B: number, dX: Ptr, accumulate: number, tensors: Ptr, params: number, status: Ptr,
+  reduction: number, weight: Ptr, ignoreIndex: number, labelSmoothing: number, targets: Ptr, gradOutput: Ptr,
+) => number;
 type StackForward = (net: Ptr, layers: number, ws: Ptr, X: Ptr, B: number, params: Ptr, status: Ptr) => number;
 type Gemm = (
   transA: number, transB: number, M: number, N: number, K: number, alpha: number, A: Ptr, lda: number,
@@ -30,11 +35,13 @@ type Gemm = (
 export interface WasmExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   __heap_base: { value: number };
-  /** Writes [each output's offset …, probs', workspace length] (doubles) at out; 0 when too large. */
+  /** Writes [each output's offset …, probs', workspace length, the rows' losses'] (doubles) at out; 0 when too large. */
   stackLayout(net: Ptr, layers: number, B: number, f32: number, out: Ptr): number;
   /** The loss, or NaN with [stage, layer] at status. */
   stackForwardBackwardF64: StackStep;
   stackForwardBackwardF32: StackStep;
+  stackForwardBackwardLossF64: StackStepLoss;
+  stackForwardBackwardLossF32: StackStepLoss;
   /** 1, or 0 with [stage, layer] at status. */
   stackForwardF64: StackForward;
   stackForwardF32: StackForward;

@@ -7,13 +7,15 @@
 //   wasm   → the same C++ compiled to wasm32, one module call per step
 //   ts     → the layers' own forward/backward on the TypeScript kernels (lib/kernels/ts.ts)
 //   torch  → one LibTorch autograd graph (native/torch/sequential.cc): the reference
-import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
+import type { BackendName, Dtype, FloatArray, LossReduction } from '../types';
 import { fail, lengthOf, Received } from '../validate';
 
 /** Layer codes shared with native/core/stack.h (LayerKind) and native/torch/sequential.cc. */
 export const LAYER_CODE = { linear: 0, relu: 1, sigmoid: 2, tanh: 3 } as const;
 /** Reduction codes shared with native/core/kernels.h (Reduction). */
-export const REDUCTION_CODE: Record<Reduction, number> = { mean: 0, sum: 1 };
+export const REDUCTION_CODE: Record<LossReduction, number> = { mean: 0, sum: 1, none: 2 };
+/** F.cross_entropy's ignore_index default. */
+export const IGNORE_INDEX = -100;
 /** Batch sizes whose buffers a net keeps (a training run uses its batch size and a last partial one). */
 export const MAX_BATCH_SIZES = 4;
 
@@ -37,9 +39,21 @@ export interface StackDescription {
  */
 export interface StepFailure { stage: 'input' | 'forward' | 'loss' | 'grads'; layer: number }
 
+/**
+ * F.cross_entropy's options beyond the default (native/core/kernels.h LossSpec), checked by the
+ * caller: weight [C], targets [B,C] (probability targets; y then holds B zeros, unused), gradOutput
+ * [B] (∂L/∂loss for reduction 'none', required there and only there).
+ */
+export interface LossArgs {
+  reduction: LossReduction; weight: FloatArray | null; ignoreIndex: number; labelSmoothing: number;
+  targets: FloatArray | null; gradOutput: FloatArray | null;
+}
+
 /** One forward+backward, every tensor checked by the caller. */
 export interface StepArgs {
-  X: FloatArray; y: Int32Array; B: number; reduction: Reduction;
+  X: FloatArray; y: Int32Array; B: number; reduction: LossReduction;
+  /** null or absent: the default loss (reduction mean or sum, ignore_index −100, nothing else): today's kernels. */
+  loss?: LossArgs | null;
   /** dW1, db1, dW2, … in the order of StackDescription.params. */
   grads: readonly FloatArray[];
   /** [B, D], or null when the input gradient is not wanted. */
@@ -49,7 +63,7 @@ export interface StepArgs {
 }
 
 /** The loss and the logits [B,C] as a view into the net's buffers; or where it failed. */
-export type StepOutcome = { loss: number; logits: FloatArray; failure?: undefined } | { failure: StepFailure };
+export type StepOutcome = { loss: number; logits: FloatArray; losses?: FloatArray; failure?: undefined } | { failure: StepFailure };
 /** The logits [B,C] (a view into the net's buffers); or where it failed. */
 export type ForwardOutcome = { logits: FloatArray; failure?: undefined } | { failure: StepFailure };
 
@@ -132,13 +146,26 @@ export function checkLengths(X: FloatArray, B: number, D: number, params: readon
 
 /**
  * The labels copied into `into` (an engine's own buffer) and range-checked there: another thread
- * writing a SharedArrayBuffer y can no longer change what is checked and then used.
+ * writing a SharedArrayBuffer y can no longer change what is checked and then used. A label equal
+ * to ignoreIndex is allowed (its row is ignored); returns how many are.
  */
-export function copyLabels(y: Int32Array, into: Int32Array, C: number): Int32Array {
+export function copyLabels(y: Int32Array, into: Int32Array, C: number, ignoreIndex = IGNORE_INDEX): number {
   into.set(y);
+  let ignored = 0;
   for (let i = 0; i < into.length; i++) {
     const v = into[i];
-    if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
+    if (v === ignoreIndex) ignored++;
+    else if (v < 0 || v >= C) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v} at index ${i}`));
   }
-  return into;
+  return ignored;
+}
+
+/**
+ * Reduction 'mean' over class labels with nothing to divide by: PyTorch's NaN (0/0) as a RangeError,
+ * in the words of native/common/checks.h throwEmptyMean (every engine says the same).
+ */
+export function emptyMeanError(validRows: number, ignoreIndex: number): RangeError {
+  return new RangeError(validRows === 0
+    ? `Expected at least one row whose label is not ignoreIndex (${ignoreIndex}) for reduction 'mean' but every row is ignored (PyTorch returns NaN, 0/0)`
+    : "Expected a nonzero total weight Σ weight[y] over the non-ignored rows for reduction 'mean' but it is 0 (PyTorch returns NaN, 0/0)");
 }

@@ -10,13 +10,13 @@ import type { FloatArray } from '../types';
 import { type Engine, failureOf, perBatch, type PreparedNet, REDUCTION_CODE } from './engine';
 import type { StackDescription, StepArgs } from './engine';
 
-/** A workspace for B rows at stackLayout's offsets `at` ([each layer's output …, probs, length]), with its views. */
+/** A workspace for B rows at stackLayout's offsets `at` ([each layer's output …, probs, length, losses]), with its views. */
 export function workspace(net: StackDescription, at: Float64Array, B: number) {
   const { kinds, widths } = net;
   const L = kinds.length;
   const ws = new (net.dtype === 'float64' ? Float64Array : Float32Array)(at[L + 1]);
   const outputs: FloatArray[] = Array.from(kinds, (_, i) => ws.subarray(at[i], at[i] + B * widths[i + 1]));
-  return { ws, outputs, logits: outputs[L - 1], probs: ws.subarray(at[L], at[L] + B * widths[L]) };
+  return { ws, outputs, logits: outputs[L - 1], probs: ws.subarray(at[L], at[L] + B * widths[L]), losses: ws.subarray(at[L + 2], at[L + 2] + B) };
 }
 
 /** A batch size's workspace with its two calls: step returns the loss or NaN, forward true or false. */
@@ -32,7 +32,8 @@ export function preparedStack(make: (B: number) => Batch, status: () => [number,
     forwardBackward(a) {
       const w = batch.get(a.B);
       const loss = w.step(a);
-      return loss === loss ? { loss, logits: w.logits } : failureOf(status()); // NaN: a failure
+      if (loss !== loss) return failureOf(status()); // NaN: a failure
+      return a.loss?.reduction === 'none' ? { loss, logits: w.logits, losses: w.losses } : { loss, logits: w.logits };
     },
     forward(X, B) {
       const w = batch.get(B);
@@ -88,6 +89,9 @@ function prepare(net: StackDescription): PreparedNet {
   const paramNames = params.map((_, j) => `${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1}`);
   const viewNames = [...paramNames, ...paramNames.map((n) => `d${n}`), 'dX'];
   const { stackBind, stackRun } = b;
+  // The exact mode (native/core/exact.h) is a switch on the handle, flipped only when a step asks
+  // for the other mode; stackExact throws when this machine's LibTorch runs kernels it does not reproduce.
+  let exact = false;
   const make = (B: number): Batch => {
     const at = b.stackLayout(handle, B);
     let wsBytes = 0;
@@ -129,8 +133,18 @@ function prepare(net: StackDescription): PreparedNet {
       ...workspace(net, at, B),
       step(a) {
         const ws = current();
-        const k = binding(a.grads, a.dX);
+        const wantExact = (a as StepArgs & { exact?: boolean }).exact === true;
+        if (wantExact !== exact) {
+          (b as typeof b & { stackExact(h: typeof handle, on: boolean): [string, string] }).stackExact(handle, wantExact);
+          exact = wantExact;
+        }
         const R = REDUCTION_CODE[a.reduction];
+        const o = a.loss;
+        if (o != null) {
+          return b.stackForwardBackwardLoss(handle, ws, a.X, o.targets ? null : a.y, B, a.dX, a.accumulate, REDUCTION_CODE[o.reduction],
+            o.weight, o.ignoreIndex, o.labelSmoothing, o.targets, o.gradOutput, ...params, ...a.grads);
+        }
+        const k = binding(a.grads, a.dX);
         if (k === undefined) return b.stackForwardBackward(handle, ws, a.X, a.y, B, a.dX, R, a.accumulate, ...params, ...a.grads);
         // The bound pointers hold while every view keeps its bytes; no JS runs between this check
         // and the native call, so nothing can detach or shrink a buffer in between.

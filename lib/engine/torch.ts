@@ -16,8 +16,11 @@ function prepare(net: StackDescription): PreparedNet {
     const w = workspace(net, b.sequentialLayout(dtype, B, kinds, widths), B);
     return {
       ...w,
-      step: ({ X, y, grads, dX, reduction, accumulate }: StepArgs) =>
-        b.sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX, REDUCTION_CODE[reduction], accumulate, w.ws),
+      step: ({ X, y, grads, dX, reduction, accumulate, loss: o }: StepArgs) =>
+        o == null
+          ? b.sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX, REDUCTION_CODE[reduction], accumulate, w.ws)
+          : b.sequentialForwardBackward(X, o.targets ? null : y, B, kinds, widths, params, grads, dX, REDUCTION_CODE[o.reduction], accumulate, w.ws,
+            o.weight, o.ignoreIndex, o.labelSmoothing, o.targets, o.gradOutput),
       forward: (X: FloatArray) => b.sequentialForward(X, B, kinds, widths, params, w.logits),
     };
   };

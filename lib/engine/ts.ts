@@ -3,9 +3,13 @@
 // their kernels do. The Layer classes (lib/layers) call linearForward/…Backward with their own
 // context's kernels; the engine calls them with the ts kernels over its own per-batch buffers.
 import type { Kernels } from '../kernels/kernels';
-import { tsKernels } from '../kernels/ts';
-import type { Activation, FloatArray, Reduction } from '../types';
-import { checkLengths, copyLabels, paramCounts, type Engine, LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure, type StepOutcome, perBatch } from './engine';
+import { crossEntropyGeneral, tsKernels } from '../kernels/ts';
+import type { Activation, FloatArray, LossReduction } from '../types';
+import { fail } from '../validate';
+import {
+  checkLengths, copyLabels, emptyMeanError, IGNORE_INDEX, type LossArgs, paramCounts, type Engine, LAYER_CODE, type PreparedNet,
+  type StackDescription, type StepArgs, type StepFailure, type StepOutcome, perBatch,
+} from './engine';
 
 const ACTIVATION_OF: readonly Activation[] = ['relu', 'relu', 'sigmoid', 'tanh']; // by LAYER_CODE (0 is Linear)
 
@@ -43,7 +47,7 @@ export function activationBackward(
 }
 
 /** The loss in the logits' dtype (a float32 net reports a float32 loss, as PyTorch). */
-export function reduceLoss(total: number, B: number, reduction: Reduction, f32: boolean): number {
+export function reduceLoss(total: number, B: number, reduction: LossReduction, f32: boolean): number {
   const reduced = reduction === 'mean' ? total / B : total;
   return f32 ? Math.fround(reduced) : reduced;
 }
@@ -70,7 +74,21 @@ function prepare(net: StackDescription): PreparedNet {
     dLogits: new F(B * C),
     scratch: new F(kinds[0] === LAYER_CODE.linear ? 0 : B * widths[0]),
     labels: new Int32Array(B),
+    // The loss options' own copies (read once, as the labels), and the rows' losses for 'none'.
+    weight: new F(C), targets: new F(B * C), gradOutput: new F(B), losses: new F(B),
   }));
+
+  /** a.loss (or the default loss when rows are ignored) with its arrays copied into w's buffers. */
+  const ownLoss = (a: StepArgs, w: { weight: FloatArray; targets: FloatArray; gradOutput: FloatArray }): LossArgs => {
+    const o = a.loss ?? { reduction: a.reduction, weight: null, ignoreIndex: IGNORE_INDEX, labelSmoothing: 0, targets: null, gradOutput: null };
+    const copy = (from: FloatArray | null, into: FloatArray, name: string): FloatArray | null => {
+      if (from === null) return null;
+      if (from.length !== into.length) fail(RangeError, `${into.length} elements`, name, from);
+      into.set(from);
+      return into;
+    };
+    return { ...o, weight: copy(o.weight, w.weight, 'weight'), targets: copy(o.targets, w.targets, 'targets'), gradOutput: copy(o.gradOutput, w.gradOutput, 'gradOutput') };
+  };
 
   const runForward = (X: FloatArray, B: number, w: { outputs: FloatArray[] }): StepFailure | undefined => {
     // ReLU would hide −Infinity in X: check it when an activation comes first.
@@ -100,13 +118,30 @@ function prepare(net: StackDescription): PreparedNet {
       const { X, B, grads, dX, accumulate } = a;
       checkLengths(a.X, a.B, widths[0], params, counts, a);
       const w = buffers.get(B);
-      const y = copyLabels(a.y, w.labels, C);
+      const targets = a.loss?.targets ?? null;
+      const ignoreIndex = a.loss?.ignoreIndex ?? IGNORE_INDEX;
+      const ignored = targets === null ? copyLabels(a.y, w.labels, C, ignoreIndex) : 0;
+      const y = w.labels;
+      const general = a.loss != null || ignored > 0 ? ownLoss(a, w) : null;
+      if (general !== null && targets === null && general.reduction === 'mean') {
+        let d = 0;
+        for (let i = 0; i < B; i++) if (y[i] !== ignoreIndex) d += general.weight ? general.weight[y[i]] : 1;
+        if (d === 0) throw emptyMeanError(B - ignored, ignoreIndex);
+      }
       const failure = runForward(X, B, w);
       if (failure) return { failure };
       const logits = w.outputs[L - 1];
-      const loss = reduceLoss(k.softmaxCrossEntropy(logits, y, w.probs, B, C), B, a.reduction, f32);
-      if (!Number.isFinite(loss)) return { failure: { stage: 'loss', layer: L - 1 } };
-      k.softmaxCrossEntropyBackward(w.probs, y, w.dLogits, B, C, a.reduction);
+      let loss: number;
+      const none = general?.reduction === 'none';
+      if (general === null) {
+        loss = reduceLoss(k.softmaxCrossEntropy(logits, y, w.probs, B, C), B, a.reduction, f32);
+        if (!Number.isFinite(loss)) return { failure: { stage: 'loss', layer: L - 1 } };
+        k.softmaxCrossEntropyBackward(w.probs, y, w.dLogits, B, C, a.reduction as 'mean' | 'sum');
+      } else {
+        const total = crossEntropyGeneral(logits, y, general, B, C, w.probs, w.dLogits, none ? w.losses : null);
+        loss = none ? total : f32 ? Math.fround(total) : total;
+        if (!Number.isFinite(loss)) return { failure: { stage: 'loss', layer: L - 1 } };
+      }
       let g: FloatArray = w.dLogits;
       for (let i = L - 1; i >= 0; i--) {
         // Layers at or before the first Linear need a backward only for dX.
@@ -120,7 +155,8 @@ function prepare(net: StackDescription): PreparedNet {
         g = gradIn;
       }
       const bad = (dX !== null && !k.allFinite(dX)) || grads.some((t) => !k.allFinite(t));
-      return bad ? { failure: { stage: 'grads', layer: 0 } } : { loss, logits };
+      if (bad) return { failure: { stage: 'grads', layer: 0 } };
+      return none ? { loss, logits, losses: w.losses } : { loss, logits };
     },
     tensors(B) {
       const w = buffers.peek(B);

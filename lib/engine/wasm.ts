@@ -6,7 +6,7 @@
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
-import { checkLengths, paramCounts, type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
+import { checkLengths, emptyMeanError, paramCounts, type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
 import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
@@ -15,6 +15,8 @@ type F = Float64ArrayConstructor | Float32ArrayConstructor;
 interface Batch {
   /** Region offsets: the int32 header (kinds, widths, tensor pointers, status), then X, y, params, grads, dX, ws. */
   net: Ptr; ptrs: Ptr; status: Ptr; X: Ptr; y: Ptr; dX: Ptr; ws: Ptr; end: number;
+  /** The loss options' regions: weight [C], probability targets [B,C], gradOutput [B]. */
+  weight: Ptr; targets: Ptr; gradOutput: Ptr;
   params: Ptr[]; grads: Ptr[]; B: number;
   /** Element offsets of the outputs and probs in ws (stackLayout). */
   at: Float64Array;
@@ -32,6 +34,7 @@ interface Batch {
 
 interface Views {
   header: Int32Array; status: Int32Array; X: FloatArray; y: Int32Array; dX: FloatArray;
+  weight: FloatArray; targets: FloatArray; gradOutput: FloatArray; losses: FloatArray;
   params: FloatArray[]; grads: FloatArray[]; outputs: FloatArray[]; probs: FloatArray;
 }
 
@@ -47,6 +50,7 @@ function prepare(net: StackDescription): PreparedNet {
   const D = widths[0];
   const C = widths[L];
   const step = f32 ? w.stackForwardBackwardF32 : w.stackForwardBackwardF64;
+  const stepLoss = f32 ? w.stackForwardBackwardLossF32 : w.stackForwardBackwardLossF64;
   const fwd = f32 ? w.stackForwardF32 : w.stackForwardF64;
   const batches = perBatch((B: number): Batch => {
     const header = new Int32Array(2 * L + 1 + 2 * P);
@@ -61,20 +65,23 @@ function prepare(net: StackDescription): PreparedNet {
     const head = take(4 * header.length + 8);
     // The layout is the module's (stackLayout), asked once per batch size.
     const layoutAt = align(head + 4 * header.length);
-    ensureMemory(w, layoutAt + 8 * (L + 2), `the layout of B=${B}`);
+    ensureMemory(w, layoutAt + 8 * (L + 3), `the layout of B=${B}`);
     new Int32Array(w.memory.buffer, head, header.length).set(header);
     if (!w.stackLayout(head, L, B, +f32, layoutAt)) fail(RangeError, 'a batch whose workspace fits in a typed array (2^32 − 1 elements)', 'B', B);
-    const layout = new Float64Array(w.memory.buffer, layoutAt, L + 2).slice();
+    const layout = new Float64Array(w.memory.buffer, layoutAt, L + 3).slice();
     const X = take(B * D * size);
     const y = take(4 * B);
     const pP = counts.map((n) => take(n * size));
     const pG = counts.map((n) => take(n * size));
     const dX = take(B * D * size);
     const ws = take(layout[L + 1] * size);
+    const weight = take(C * size);
+    const targets = take(B * C * size);
+    const gradOutput = take(B * size);
     header.set(pP, 2 * L + 1);
     header.set(pG, 2 * L + 1 + P);
     return {
-      B, net: head, ptrs: head + 4 * (2 * L + 1), status: head + 4 * header.length, X, y, dX, ws, end: at,
+      B, net: head, ptrs: head + 4 * (2 * L + 1), status: head + 4 * header.length, X, y, dX, ws, end: at, weight, targets, gradOutput,
       params: pP, grads: pG, at: layout, header, logits: new A(B * C), cache: null, of: null, v: null, stepped: false,
     };
   });
@@ -92,6 +99,7 @@ function prepare(net: StackDescription): PreparedNet {
         X: f(b.X, B * D), y: new Int32Array(mem, b.y, B), dX: f(b.dX, B * D),
         params: b.params.map((p, j) => f(p, counts[j])), grads: b.grads.map((p, j) => f(p, counts[j])),
         outputs: Array.from(kinds, (_, i) => f(b.ws + at[i] * size, B * widths[i + 1])), probs: f(b.ws + at[L] * size, B * C),
+        weight: f(b.weight, C), targets: f(b.targets, B * C), gradOutput: f(b.gradOutput, B), losses: f(b.ws + at[L + 2] * size, B),
       };
       b.of = mem;
       lastWriter.by = null;
@@ -107,9 +115,11 @@ function prepare(net: StackDescription): PreparedNet {
   const failure = (v: Views) => {
     const [stage, at] = v.status;
     if (stage === 5) fail(RangeError, `labels in [0, ${C})`, 'y', new Received(`${v.y[at]} at index ${at}`));
+    if (stage === 6) throw emptyMeanError(at, lastIgnoreIndex);
     return failureOf([stage, at]);
   };
 
+  let lastIgnoreIndex = -100; // for the words of a refused 'mean' (status 6)
   return {
     forwardBackward(a) {
       const { X, y, B, grads, dX, reduction, accumulate } = a;
@@ -123,14 +133,31 @@ function prepare(net: StackDescription): PreparedNet {
         if (dX) v.dX.set(dX);
       }
       b.stepped = true;
-      const loss = step(b.net, L, b.ws, b.X, b.y, B, dX ? b.dX : 0, REDUCTION_CODE[reduction], +accumulate, b.ptrs, P, b.status);
+      const o = a.loss;
+      let loss: number;
+      if (o == null) {
+        lastIgnoreIndex = -100;
+        loss = step(b.net, L, b.ws, b.X, b.y, B, dX ? b.dX : 0, REDUCTION_CODE[reduction], +accumulate, b.ptrs, P, b.status);
+      } else {
+        // The module's copies (it copies them again into its workspace): read once, here.
+        const put = (from: FloatArray | null, into: FloatArray, at: Ptr, name: string): Ptr => {
+          if (from === null) return 0;
+          if (from.length !== into.length) fail(RangeError, `${into.length} elements`, name, from);
+          into.set(from);
+          return at;
+        };
+        lastIgnoreIndex = o.ignoreIndex;
+        loss = stepLoss(b.net, L, b.ws, b.X, b.y, B, dX ? b.dX : 0, +accumulate, b.ptrs, P, b.status, REDUCTION_CODE[o.reduction],
+          put(o.weight, v.weight, b.weight, 'weight'), o.ignoreIndex, o.labelSmoothing, put(o.targets, v.targets, b.targets, 'targets'),
+          put(o.gradOutput, v.gradOutput, b.gradOutput, 'gradOutput'));
+      }
       const failed = loss !== loss; // NaN
       if (failed && v.status[0] !== 4) return failure(v); // nothing written to the gradients
       for (let j = 0; j < P; j++) grads[j].set(v.grads[j]);
       if (dX) dX.set(v.dX);
       if (failed) return failure(v); // 'grads': the caller scans them for the name
       b.logits.set(v.outputs[L - 1]);
-      return { loss, logits: b.logits };
+      return o?.reduction === 'none' ? { loss, logits: b.logits, losses: v.losses.slice() } : { loss, logits: b.logits };
     },
     forward(X, B) {
       const b = batches.get(B);

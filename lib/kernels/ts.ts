@@ -1,6 +1,7 @@
 // The pure-TypeScript kernels: the same math as native/core/{blas,kernels}.h, loop for loop where
 // rounding depends on it, used by the ts engine (lib/engine/ts.ts) and the Layer classes. GEMMs are
 // plain loops ordered so the inner loop walks rows contiguously.
+import type { LossArgs } from '../engine/engine';
 import type { Activation, FloatArray, Reduction } from '../types';
 import type { Kernels } from './kernels';
 
@@ -94,6 +95,75 @@ export function softmaxCrossEntropyBackward(
     for (let c = 0; c < C; c++) dZ[b * C + c] = probs[b * C + c] * scale;
     dZ[b * C + y[b]] -= scale;
   }
+}
+
+/**
+ * F.cross_entropy with every option: native/core/kernels.h crossEntropyGeneral loop for loop (the
+ * derivation is there). Row b's loss is Σ_c t_bc·(lse_b − z_bc) and dZ_b = g_b·(p_b·S_b − t_b), the
+ * reduction's scale folded into t; y is unused with probability targets. Returns Σ_b loss_b; the
+ * rows' losses (rounded to the dtype) go to `losses` when given. The caller has refused a 'mean'
+ * with nothing to divide by.
+ */
+export function crossEntropyGeneral(
+  logits: FloatArray, y: Int32Array, s: LossArgs, B: number, C: number, probs: FloatArray, dZ: FloatArray, losses: FloatArray | null,
+): number {
+  const labels = s.targets === null;
+  const mean = s.reduction === 'mean';
+  const eps = s.labelSmoothing;
+  const invC = 1 / C;
+  const { weight, targets, gradOutput, ignoreIndex } = s;
+  let Dn = 1;
+  let Ds = 1;
+  if (mean && labels) {
+    Dn = 0;
+    for (let b = 0; b < B; b++) if (y[b] !== ignoreIndex) Dn += weight ? weight[y[b]] : 1;
+    Ds = Dn;
+  } else if (mean) {
+    Dn = Ds = B;
+  }
+  const nllScale = (1 - eps) / Dn;
+  const smoothScale = (eps * invC) / Ds;
+  // T(x): a value rounded to the dtype, as the C++ computes each of these in T.
+  const T = probs instanceof Float32Array ? Math.fround : (x: number) => x;
+  let total = 0;
+  for (let b = 0; b < B; b++) {
+    const o = b * C;
+    let m = logits[o];
+    for (let c = 1; c < C; c++) if (logits[o + c] > m) m = logits[o + c];
+    let sum = 0;
+    for (let c = 0; c < C; c++) {
+      probs[o + c] = Math.exp(T(logits[o + c] - m));
+      sum = T(sum + probs[o + c]);
+    }
+    const inv = T(1 / sum);
+    for (let c = 0; c < C; c++) probs[o + c] *= inv;
+    const logS = T(Math.log(sum));
+    const skip = labels && y[b] === ignoreIndex;
+    const yb = labels && !skip ? y[b] : -1;
+    const nll = skip ? 0 : nllScale * (weight && labels ? weight[yb] : 1);
+    const t = (c: number): number => {
+      if (skip) return 0;
+      const w = weight ? weight[c] : 1;
+      if (!labels) {
+        const q = targets![o + c];
+        return (w * (eps > 0 ? q * (1 - eps) + eps * invC : q)) / Dn;
+      }
+      return (c === yb ? nll : 0) + smoothScale * w;
+    };
+    let row = 0;
+    let S = 0;
+    for (let c = 0; c < C; c++) {
+      const tc = t(c);
+      if (tc === 0) continue;
+      row += tc * ((m - logits[o + c]) + logS);
+      S += tc;
+    }
+    total += row;
+    if (losses) losses[b] = row;
+    const g = gradOutput ? gradOutput[b] : 1;
+    for (let c = 0; c < C; c++) dZ[o + c] = g * (probs[o + c] * S - t(c));
+  }
+  return total;
 }
 
 /** True when every entry is finite: x − x is 0 for finite x and NaN otherwise, no branch per entry. */

@@ -8,29 +8,44 @@
 // … and dW1, db1, …; so Sequential([Linear(D,H), ReLU, Linear(H,C)]) has exactly the tensors of
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
 import { engine } from '../engine';
-import { LAYER_CODE, type PreparedNet, type StackDescription, type StepArgs, type StepFailure } from '../engine/engine';
+import { emptyMeanError, IGNORE_INDEX, LAYER_CODE, type LossArgs, type PreparedNet, type StackDescription, type StepArgs, type StepFailure } from '../engine/engine';
 import { drawLinear, drawOptions, type Init } from '../params';
 import { Rng } from '../rng';
-import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../types';
+import type { Activation, BackendName, Dtype, FloatArray, LossReduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
 import { ReLU, Sigmoid, Tanh } from './activation';
 import type { Layer, LayerKind, LayerSpec } from './layer';
 import { Linear } from './linear';
-import { SoftmaxCrossEntropy } from './loss';
+import { type LossSpec, SoftmaxCrossEntropy } from './loss';
 
 export interface SequentialOptions {
   /** The loss on the last layer's output (default SoftmaxCrossEntropy({ reduction: 'mean' })). */
   loss?: SoftmaxCrossEntropy;
 }
 
-export interface SequentialSpec { dtype: Dtype; layers: LayerSpec[]; reduction: Reduction }
+export interface SequentialSpec {
+  dtype: Dtype; layers: LayerSpec[]; reduction: LossReduction;
+  /** The loss's other options (weight, ignoreIndex, labelSmoothing), when not PyTorch's defaults. */
+  loss?: Omit<LossSpec, 'reduction'>;
+}
 
 export interface SequentialForwardBackwardOptions<T extends FloatArray = FloatArray> {
   /** 'native' (default), 'ts', 'wasm', or 'torch' (the LibTorch autograd reference). */
   backend?: BackendName;
-  /** Overrides the loss's reduction for this call. */
-  reduction?: Reduction;
+  /** Overrides the loss's reduction for this call: 'mean', 'sum', or 'none' (loss is then the typed array [B] of each row's loss). */
+  reduction?: LossReduction;
+  /** Overrides the loss's weight [C] for this call (F.cross_entropy's weight). */
+  weight?: T;
+  /** Overrides the loss's ignoreIndex for this call (F.cross_entropy's ignore_index, default −100). */
+  ignoreIndex?: number;
+  /** Overrides the loss's labelSmoothing for this call (F.cross_entropy's label_smoothing, in [0, 1]). */
+  labelSmoothing?: number;
+  /**
+   * With reduction 'none' (and only then, required): ∂L/∂loss [B], the upstream gradient that
+   * loss.backward(gradient) takes in PyTorch; the gradients are those of Σ_b gradOutput[b]·loss[b].
+   */
+  gradOutput?: T;
   /** Compute dX [B,D] as well (default: false, unless out.dX is given). */
   inputGrad?: boolean;
   /** Return a copy of every layer's output and the softmax probabilities. */
@@ -41,8 +56,9 @@ export interface SequentialForwardBackwardOptions<T extends FloatArray = FloatAr
   accumulate?: boolean;
 }
 
-export interface SequentialResult<T extends FloatArray = FloatArray> {
-  loss: number;
+export interface SequentialResult<T extends FloatArray = FloatArray, L = number> {
+  /** The loss (in the net's dtype); for reduction 'none' each row's, a typed array [B] (a copy). */
+  loss: L;
   /** dW1, db1, … for every Linear, and dX when asked for. */
   grads: Record<string, T>;
   /** outputs[i] is layers[i]'s output [B, width]; the last one is the logits. */
@@ -106,7 +122,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   /** A step's scratch: forwardBackwardInto's gradient list and run's engine arguments, refilled on every call. */
   private readonly list: T[] = [];
   private readonly stepArgs: StepArgs = {
-    X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false,
+    X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false, loss: null,
   };
 
   /**
@@ -156,6 +172,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     });
     this.widths = Object.freeze(widths);
     this.classes = widths[widths.length - 1];
+    if (loss.weight !== null) v.lossWeight('opts.loss.weight', loss.weight, this.dtype, this.classes);
     this.linearNumber = Object.freeze(numbers);
     this.params = Object.freeze(params);
     this.gradNames = Object.keys(params).map((n) => `d${n}`);
@@ -196,7 +213,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
 
   /** The architecture as plain data (for a worker thread or a checkpoint). */
   spec(): SequentialSpec {
-    return { dtype: this.dtype, layers: this.layers.map((l) => l.spec()), reduction: this.loss.reduction };
+    const { reduction, ...loss } = this.loss.spec();
+    const s: SequentialSpec = { dtype: this.dtype, layers: this.layers.map((l) => l.spec()), reduction };
+    if (Object.keys(loss).length > 0) s.loss = loss;
+    return s;
   }
 
   /**
@@ -207,7 +227,8 @@ export class Sequential<T extends FloatArray = FloatArray> {
   static fromSpec<T extends FloatArray>(spec: SequentialSpec, params?: Readonly<Record<string, T>>): Sequential<T> {
     if (spec === null || typeof spec !== 'object') v.fail(TypeError, 'an object { dtype, layers, reduction }', 'spec', spec);
     const dtype = v.oneOf('spec.dtype', spec.dtype, ['float64', 'float32'] as const, 'float64');
-    const reduction = v.oneOf('spec.reduction', spec.reduction, v.REDUCTIONS, 'mean');
+    const reduction = v.oneOf('spec.reduction', spec.reduction, v.LOSS_REDUCTIONS, 'mean');
+    const lossOpts = v.options('spec.loss', spec.loss, ['weight', 'ignoreIndex', 'labelSmoothing'] as const);
     if (!Array.isArray(spec.layers)) v.fail(TypeError, 'an array', 'spec.layers', spec.layers);
     const F = dtype === 'float64' ? Float64Array : Float32Array;
     let k = 0;
@@ -229,7 +250,15 @@ export class Sequential<T extends FloatArray = FloatArray> {
       }
       return new Linear(din, dout, { W, b });
     });
-    return new Sequential<T>(layers, { loss: new SoftmaxCrossEntropy({ reduction }) });
+    const w = lossOpts.weight;
+    if (w !== undefined && !(Array.isArray(w) && w.every((x) => typeof x === 'number'))) v.fail(TypeError, 'an array of numbers', 'spec.loss.weight', w);
+    const loss = new SoftmaxCrossEntropy({
+      reduction,
+      weight: w === undefined ? undefined : (dtype === 'float64' ? Float64Array : Float32Array).from(w as number[]),
+      ignoreIndex: lossOpts.ignoreIndex as number | undefined,
+      labelSmoothing: lossOpts.labelSmoothing as number | undefined,
+    });
+    return new Sequential<T>(layers, { loss });
   }
 
   /** Where a layer sits, for messages: 'layers[2] (Linear 128→64)'. */
@@ -357,16 +386,62 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * @throws {RangeError} a wrong size or value (shapes, labels out of [0, C), NaN/Infinity, aliasing)
    * @throws {HandgradError} the backend is unavailable
    */
-  forwardBackward(X: T, y: ArrayLike<number>, opts: SequentialForwardBackwardOptions<T> = {}): SequentialResult<T> {
-    return this.checkedStep(X, y, v.stepOptions<Partial<Record<string, T>>>(opts, this.loss.reduction));
+  forwardBackward<O extends SequentialForwardBackwardOptions<T>>(
+    X: T, y: ArrayLike<number>, opts?: O,
+  ): SequentialResult<T, O extends { reduction: 'none' } ? T : number> {
+    return this.checkedStep(X, y, v.stepOptions<Partial<Record<string, T>>>(opts ?? {}, this.loss.reduction)) as never;
+  }
+
+  /**
+   * The call's loss options over the loss's own, checked against this net, and the batch: class
+   * labels (ignoreIndex allowed) or probability targets (y a float array [B,C] of this dtype).
+   * null loss: F.cross_entropy's default with no row ignored (the engines' fast path).
+   */
+  private lossCall(X: unknown, y: unknown, o: v.StepOptions<unknown>): { X: T; y: Int32Array; B: number; loss: LossArgs | null } {
+    const { dtype, classes: C } = this;
+    const own = this.loss;
+    const weight = o.weight !== undefined ? v.lossWeight('opts.weight', o.weight, dtype, C) : own.weight && v.lossWeight('loss.weight', own.weight, dtype, C);
+    const ignoreIndex = v.ignoreIndex('opts.ignoreIndex', o.ignoreIndex, own.ignoreIndex);
+    const labelSmoothing = v.labelSmoothing('opts.labelSmoothing', o.labelSmoothing, own.labelSmoothing);
+    const { reduction } = o;
+    const p = { dtype, D: this.inFeatures, C };
+    const t = v.probabilityTargets(X, y, p);
+    if (t !== null && ignoreIndex >= 0) {
+      v.fail(RangeError, 'a negative ignoreIndex with probability targets (PyTorch: ignore_index is not supported for floating point target)', 'ignoreIndex', ignoreIndex);
+    }
+    const b = t !== null ? { X: t.X, y: new Int32Array(t.B), B: t.B } : v.batch(X, y, p, '', ignoreIndex);
+    let gradOutput: FloatArray | null = null;
+    if (reduction === 'none') {
+      if (o.gradOutput === undefined) {
+        v.fail(TypeError, "a gradOutput [B] (∂L/∂loss) with reduction 'none': like PyTorch, which refuses backward() of a non-scalar loss without a gradient", 'opts.gradOutput', undefined);
+      }
+      gradOutput = v.ownCopy(v.floatArray('opts.gradOutput', o.gradOutput, dtype, b.B));
+      v.assertFinite('opts.gradOutput', gradOutput);
+    } else if (o.gradOutput !== undefined) {
+      v.fail(TypeError, `no gradOutput with reduction '${reduction}' (a scalar loss: its gradient is 1)`, 'opts.gradOutput', o.gradOutput);
+    }
+    let ignored = 0;
+    let denominator = 0;
+    if (t === null) {
+      for (let i = 0; i < b.B; i++) {
+        const label = b.y[i];
+        if (label === ignoreIndex) ignored++;
+        else denominator += weight === null ? 1 : weight[label];
+      }
+      // PyTorch's 0/0: refused with the rule, as every engine refuses it (emptyMeanError).
+      if (reduction === 'mean' && denominator === 0) throw emptyMeanError(b.B - ignored, ignoreIndex);
+    }
+    const general = weight !== null || labelSmoothing !== 0 || t !== null || reduction === 'none' || ignored > 0;
+    const loss = general ? { reduction, weight, ignoreIndex, labelSmoothing, targets: t?.targets ?? null, gradOutput } : null;
+    return { X: b.X as T, y: b.y, B: b.B, loss };
   }
 
   /** forwardBackward with its options already parsed (the two-layer API parses them once, for both). */
-  checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions<Partial<Record<string, T>>>): SequentialResult<T> {
+  checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions<Partial<Record<string, T>>>): SequentialResult<T, number | T> {
     const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = o;
 
-    const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
-    const Xc = b.X as T;
+    const b = this.lossCall(X, y, o);
+    const Xc = b.X;
     const { gradNames, gradLengths, dtype } = this;
     const F = dtype === 'float64' ? Float64Array : Float32Array;
     const list: T[] = []; // not the scratch: a getter on `out` may run a step of this net
@@ -392,8 +467,9 @@ export class Sequential<T extends FloatArray = FloatArray> {
       v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...this.description.params]);
     }
 
-    const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads);
-    const result: SequentialResult<T> = backend === 'torch' ? { loss: r.loss, grads } : { loss: r.loss, grads, logits: r.logits };
+    const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads, b.loss);
+    const loss = r.losses ? (r.losses.slice() as T) : r.loss;
+    const result: SequentialResult<T, number | T> = backend === 'torch' ? { loss, grads } : { loss, grads, logits: r.logits };
     if (wantCache) {
       const t = this.on(backend).tensors(b.B)!;
       result.cache = { outputs: t.outputs.map((o) => o.slice() as T), probs: t.probs.slice() as T };
@@ -408,10 +484,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * is validated or allocated here; the loss and the logits view are returned.
    */
   forwardBackwardInto(
-    X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: Reduction; accumulate: boolean },
+    X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: LossReduction; accumulate: boolean; loss?: LossArgs | null },
   ): { loss: number; logits: T } {
     this.gradsList(grads, this.list);
-    return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads);
+    return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads, opts.loss ?? null);
   }
 
   /**
@@ -419,8 +495,9 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * `grads`) are this net's scratch, refilled on every call: engines read them during the call and keep no reference.
    */
   private run(
-    X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: Reduction, accumulate: boolean, named: Readonly<Record<string, T>>,
-  ): { loss: number; logits: T } {
+    X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: LossReduction, accumulate: boolean, named: Readonly<Record<string, T>>,
+    loss: LossArgs | null,
+  ): { loss: number; logits: T; losses?: T } {
     const a = this.stepArgs;
     a.X = X;
     a.y = y;
@@ -429,9 +506,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
     a.dX = dX;
     a.reduction = reduction;
     a.accumulate = accumulate;
+    a.loss = loss;
     const r = this.on(backend).forwardBackward(a);
     if (r.failure) this.explain(r.failure, X, named);
-    return r as { loss: number; logits: T };
+    return r as { loss: number; logits: T; losses?: T };
   }
 }
 

@@ -74,7 +74,10 @@ export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activ
   if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
   // As forwardBackward: the option, else the params' own activation (a Trainer's, loadParams'), else ReLU.
   const activation = given ? 'relu' : activationOf(target, opts.activation);
-  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, given ? (target as Sequential).loss.reduction : 'mean');
+  if (given && !(target as Sequential).loss.isDefault) {
+    v.fail(TypeError, "a Sequential whose loss has F.cross_entropy's default options (verify and gradcheck do not check weight, ignoreIndex, labelSmoothing or reduction 'none' yet)", 'net.loss', new v.Received(String((target as Sequential).loss)));
+  }
+  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, given ? ((target as Sequential).loss.reduction as Reduction) : 'mean');
   let seq: Sequential;
   let b: { X: FloatArray; y: Int32Array; B: number };
   let info: NetworkInfo<Network>;

@@ -40,8 +40,12 @@ export interface VerifyOptions<N extends Network = Params> extends NetworkOption
 export type SequentialVerifyOptions = VerifyOptions<Sequential>;
 const OPTIONS = ['activation', 'reduction', 'candidate', 'reference', 'tolerance', 'inputGrad', 'fdStep', 'exact'] as const;
 
-/** F.cross_entropy's options that neither verify nor forwardBackward supports yet: refused by name. */
-export const UNSUPPORTED = { weight: v.NOT_YET_SUPPORTED.weight, ignoreIndex: v.NOT_YET_SUPPORTED.ignoreIndex, labelSmoothing: v.NOT_YET_SUPPORTED.labelSmoothing };
+/** F.cross_entropy's options that verify and gradcheck do not check yet (forwardBackward runs them): refused by name. */
+export const UNSUPPORTED = {
+  weight: "F.cross_entropy's weight is not checked by verify/gradcheck yet (forwardBackward supports it; test/38 holds it to PyTorch)",
+  ignoreIndex: "F.cross_entropy's ignore_index is not checked by verify/gradcheck yet (forwardBackward supports it; test/38 holds it to PyTorch)",
+  labelSmoothing: "F.cross_entropy's label_smoothing is not checked by verify/gradcheck yet (forwardBackward supports it; test/38 holds it to PyTorch)",
+};
 
 /**
  * The default tolerance, in units of the candidate dtype's epsilon (float64: 2^-52, float32: 2^-23),

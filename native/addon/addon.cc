@@ -99,7 +99,7 @@ Napi::Object codes(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   c.Set("layer", group({{"linear", int(LayerKind::Linear)}, {"relu", int(LayerKind::Relu)},
                         {"sigmoid", int(LayerKind::Sigmoid)}, {"tanh", int(LayerKind::Tanh)}}));
-  c.Set("reduction", group({{"mean", int(Reduction::Mean)}, {"sum", int(Reduction::Sum)}}));
+  c.Set("reduction", group({{"mean", int(Reduction::Mean)}, {"sum", int(Reduction::Sum)}, {"none", int(Reduction::None)}}));
   c.Set("optimizer", group({{"sgd", int(Optimizer::Sgd)}, {"momentum", int(Optimizer::Momentum)},
                             {"nesterov", int(Optimizer::Nesterov)}, {"adam", int(Optimizer::Adam)},
                             {"adamw", int(Optimizer::AdamW)}}));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../core/exact.h"
 #include "../core/stack.h"
 
 namespace hg {
@@ -33,6 +34,7 @@ struct Tensors {
 // per-call scratch, sized once: no JS runs during a call, so no second call reuses them early.
 struct PreparedStack : StackArgs, Tensors {
   bool f32 = false;
+  bool exact = false;  // stackExact: steps run native/core/exact.h (LibTorch's bits)
   std::vector<Span> spans;
   StackStatus status{Stage::Ok, 0};
 };
@@ -119,32 +121,50 @@ Common<T> readCommon(const Napi::CallbackInfo& info, PreparedStack& s, int B, si
 template <typename T>
 double step(Napi::Env env, PreparedStack& s, const Step<T>& a) {
   double loss = 0;
-  s.status = stackForwardBackward(s.net(), a, &loss);
+  if (s.exact) {
+    if (const char* why = exact::exactUnsupported()) throw Napi::Error::New(env, why);
+    if (const char* why = exactUnsupportedLoss(a.loss)) throwType(env, why);
+  }
+  s.status = s.exact ? exactForwardBackward(s.net(), a, &loss) : stackForwardBackward(s.net(), a, &loss);
   if (s.status.stage == Stage::Labels) {
     const auto* copy = reinterpret_cast<const int32_t*>(a.ws + s.layout<T>(env, a.B, nullptr).labels);
     throwLabel(env, copy[s.status.layer], size_t(s.status.layer), s.widths.back());
   }
+  if (s.status.stage == Stage::EmptyMean) throwEmptyMean(env, s.status.layer, a.loss.ignoreIndex);
   return s.status.stage == Stage::Ok ? loss : std::nan("");
 }
 
-// stackForwardBackward(handle, ws, X, y, B, dX|null, reduction, accumulate, ...params, ...grads)
+// stackForwardBackward(handle, ws, X, y, B, dX|null, reduction, accumulate, ...params, ...grads):
+// the default loss (reduction 0 mean or 1 sum). stackForwardBackwardLoss(handle, ws, X, y|null, B,
+// dX|null, accumulate, reduction, weight|null, ignoreIndex, labelSmoothing, targets|null,
+// gradOutput|null, ...params, ...grads): every option of F.cross_entropy (checks.h readLossSpec).
 template <typename T>
-Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
+Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s, bool options) {
   Napi::Env env = info.Env();
   const int B = arg<dimValue>(info, 4, "B");
-  const auto red = static_cast<Reduction>(arg<enumValue>(info, 6, "reduction", 2));
-  const bool accumulate = arg<boolValue>(info, 7, "accumulate");
-  const Common<T> c = readCommon<T>(info, s, B, 2, 8, s.params() + 2);
-  const int32_t* y = arg<typedValue<int32_t>>(info, 3, "y", size_t(B));
+  const size_t first = options ? 13 : 8, C = size_t(s.widths.back());
+  Span lossSpans[3];
+  LossSpec<T> loss;
+  if (options) loss = readLossSpec<T>(info, {7, 8, 9, 10, 11, 12}, size_t(B), C, lossSpans);
+  else loss.reduction = static_cast<Reduction>(arg<enumValue>(info, 6, "reduction", 2));
+  const bool accumulate = arg<boolValue>(info, options ? 6 : 7, "accumulate");
+  const Common<T> c = readCommon<T>(info, s, B, 2, first, s.params() + 2);
+  const int32_t* y = loss.targets ? nullptr : arg<typedValue<int32_t>>(info, 3, "y", size_t(B));
   const Napi::Value dXArg = argOrUndefined(info, 5);  // null/undefined: dX not asked for
   T* dX = dXArg.IsNull() || dXArg.IsUndefined() ? nullptr : arg<typedValue<T>>(info, 5, "out.dX", c.nX);
   const size_t P = s.params();
   T** t = s.tensors<T>().data();
-  readTensors<T>(info, s, t, s.spans.data(), 8, P, 2 * P, 4);
-  s.spans[P + 1] = {y, size_t(B) * sizeof(int32_t), "y"};
+  readTensors<T>(info, s, t, s.spans.data(), first, P, 2 * P, 4);
+  s.spans[P + 1] = {y, y ? size_t(B) * sizeof(int32_t) : 0, "y"};
   s.spans[P + 3] = {dX, c.nX * sizeof(T), "out.dX"};
   requireDisjoint(env, s.spans.data(), s.spans.size(), P + 2);
-  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, red, accumulate, c.ws}));
+  if (options) {
+    // The loss's arrays against every output: the core copies them into ws first, then writes.
+    std::vector<Span> v(lossSpans, lossSpans + 3);
+    v.insert(v.end(), s.spans.begin() + long(P + 2), s.spans.end());
+    requireDisjoint(env, v.data(), v.size(), 3, 3);
+  }
+  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, loss, accumulate, c.ws}));
 }
 
 // stackForward(handle, ws, X, B, ...params) → true, or false with stackStatus set.
@@ -160,7 +180,12 @@ Napi::Value forwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
 
 Napi::Value StackForwardBackward(const Napi::CallbackInfo& info) {
   PreparedStack& s = handleArg(info);
-  return s.f32 ? forwardBackwardT<float>(info, s) : forwardBackwardT<double>(info, s);
+  return s.f32 ? forwardBackwardT<float>(info, s, false) : forwardBackwardT<double>(info, s, false);
+}
+
+Napi::Value StackForwardBackwardLoss(const Napi::CallbackInfo& info) {
+  PreparedStack& s = handleArg(info);
+  return s.f32 ? forwardBackwardT<float>(info, s, true) : forwardBackwardT<double>(info, s, true);
 }
 
 Napi::Value StackForward(const Napi::CallbackInfo& info) {
@@ -274,7 +299,9 @@ napi_value runT(Napi::Env env, const napi_value* argv, BoundStep& k) {
   k.spans[1] = {y, size_t(B) * sizeof(int32_t), "y"};
   requireDisjoint(env, k.spans.data(), k.spans.size(), 2, 2);
   T** t = k.tensors<T>().data();
-  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), red, accumulate, static_cast<T*>(k.ws)};
+  LossSpec<T> loss;
+  loss.reduction = red;
+  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), loss, accumulate, static_cast<T*>(k.ws)};
   napi_value result;
   napi_create_double(env, step(env, s, a), &result);
   return result;
@@ -294,6 +321,20 @@ napi_value StackRun(napi_env raw, napi_callback_info cb) {
   }
 }
 
+// stackExact(handle, on) → [the ATen CPU capability reproduced ("AVX2", "DEFAULT"), OpenBLAS's
+// kernel family]: what the bits depend on. The handle's steps run the exact mode from now on (or no
+// longer); an Error naming the capability when LibTorch here runs kernels it does not reproduce.
+Napi::Value StackExact(const Napi::CallbackInfo& info) {
+  PreparedStack& s = handleArg(info);
+  const bool on = arg<boolValue>(info, 1, "exact");
+  if (const char* why = on ? exact::exactUnsupported() : nullptr) throw Napi::Error::New(info.Env(), why);
+  s.exact = on;
+  Napi::Array machine = Napi::Array::New(info.Env(), 2);
+  machine.Set(uint32_t(0), exact::capabilityName(exact::atenCapability()));
+  machine.Set(uint32_t(1), openblas_get_corename());
+  return machine;
+}
+
 // stackStatus(handle) → [stage, layer] of the last step on this handle.
 Napi::Value LastStatus(const Napi::CallbackInfo& info) {
   return statusValue(info.Env(), handleArg(info).status);
@@ -305,8 +346,11 @@ void addStackExports(Napi::Env env, Napi::Object exports) {
   exports.Set("stackPrepare", Napi::Function::New(env, StackPrepare, "stackPrepare"));
   exports.Set("stackLayout", Napi::Function::New(env, StackLayout, "stackLayout"));
   exports.Set("stackForwardBackward", Napi::Function::New(env, StackForwardBackward, "stackForwardBackward"));
+  exports.Set("stackForwardBackwardLoss",
+              Napi::Function::New(env, StackForwardBackwardLoss, "stackForwardBackwardLoss"));
   exports.Set("stackForward", Napi::Function::New(env, StackForward, "stackForward"));
   exports.Set("stackStatus", Napi::Function::New(env, LastStatus, "stackStatus"));
+  exports.Set("stackExact", Napi::Function::New(env, StackExact, "stackExact"));
   exports.Set("stackBind", Napi::Function::New(env, StackBind, "stackBind"));
   napi_value run;
   NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, "stackRun", NAPI_AUTO_LENGTH, StackRun, nullptr, &run));

@@ -151,6 +151,22 @@ inline bool boolValue(Napi::Env env, napi_value v, const char* name) {
   return b;
 }
 
+// A typed array of exactly `length` elements, or null for a null/undefined argument (an option not given).
+template <typename T>
+const T* optionalTyped(Napi::Env env, napi_value v, const char* name, size_t length) {
+  napi_valuetype t;
+  if (v == nullptr || (napi_typeof(env, v, &t) == napi_ok && (t == napi_null || t == napi_undefined))) return nullptr;
+  return typedValue<T>(env, v, name, length);
+}
+
+// A 32-bit integer (any sign): PyTorch's ignore_index.
+inline int32_t int32Value(Napi::Env env, napi_value arg, const char* name) {
+  const double v = numberValue(env, arg, name);
+  if (!(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max() && std::floor(v) == v))
+    throwRange(env, std::string("Expected a 32-bit integer for ") + name + " but received " + numberText(v));
+  return static_cast<int32_t>(v);
+}
+
 // Argument i (undefined past the last) read by one of the readers above, e.g. arg<dimValue>(info, 1, "B").
 template <auto Reader, typename... Rest>
 auto arg(const Napi::CallbackInfo& info, size_t i, Rest... rest) {

@@ -68,12 +68,12 @@ inline void readStackArgs(const Napi::CallbackInfo& info, size_t k, const char* 
 }
 
 // The answers of stackLayout and stackStatus: [offset of each layer's output …, of probs,
-// workspace length] for B rows; [stage, layer] of a step.
+// workspace length, offset of the rows' losses (reduction none)] for B rows; [stage, layer] of a step.
 template <typename T>
 Napi::Value layoutValue(Napi::Env env, const StackArgs& s, int B) {
   std::vector<uint64_t> at(s.kinds.size());
   const Layout l = s.layout<T>(env, B, at.data());
-  at.insert(at.end(), {l.probs, l.total});
+  at.insert(at.end(), {l.probs, l.total, l.losses});
   auto out = Napi::Float64Array::New(env, at.size());
   for (size_t i = 0; i < at.size(); ++i) out[i] = double(at[i]);
   return out;
@@ -119,6 +119,45 @@ void requireFinite(Napi::Env env, const char* name, const T* p, size_t n) {
   const double v = static_cast<double>(p[at]);
   throwRange(env, std::string("Expected finite values in ") + name + " but received " +
                       (std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity") + " at index " + std::to_string(at));
+}
+
+// The loss options of F.cross_entropy as the stack exports take them:
+// reduction (0 mean, 1 sum, 2 none), weight [C] | null, ignoreIndex, labelSmoothing in [0, 1],
+// targets [B,C] | null (probability targets; then y is null), gradOutput [B] | null (only for
+// none, and required there). The arrays' spans go to spans[0..3) (inputs the core copies into the
+// workspace before use: they must not overlap an output, which the core writes after).
+// at: the argument index of each, in that order; an undefined ignoreIndex or labelSmoothing is
+// PyTorch's default (−100, 0).
+template <typename T>
+LossSpec<T> readLossSpec(const Napi::CallbackInfo& info, const size_t (&at)[6], size_t B, size_t C, Span* spans) {
+  Napi::Env env = info.Env();
+  LossSpec<T> s;
+  s.reduction = static_cast<Reduction>(arg<enumValue>(info, at[0], "reduction", 3));
+  s.weight = optionalTyped<T>(env, argOrUndefined(info, at[1]), "weight", C);
+  if (!argOrUndefined(info, at[2]).IsUndefined()) s.ignoreIndex = arg<int32Value>(info, at[2], "ignoreIndex");
+  const double eps = argOrUndefined(info, at[3]).IsUndefined() ? 0.0 : arg<numberValue>(info, at[3], "labelSmoothing");
+  if (!(eps >= 0 && eps <= 1)) failArg(env, false, "a number in [0, 1]", "labelSmoothing", numberText(eps));
+  s.labelSmoothing = eps;
+  s.targets = optionalTyped<T>(env, argOrUndefined(info, at[4]), "targets", B * C);
+  s.gradOutput = optionalTyped<T>(env, argOrUndefined(info, at[5]), "gradOutput", B);
+  if (s.targets && s.ignoreIndex >= 0)
+    failArg(env, false, "a negative ignoreIndex with probability targets (PyTorch: ignore_index is not supported for floating point target)", "ignoreIndex", std::to_string(s.ignoreIndex));
+  if ((s.reduction == Reduction::None) != (s.gradOutput != nullptr))
+    failArg(env, true, s.reduction == Reduction::None ? "a gradOutput [B] with reduction none" : "no gradOutput unless reduction is none",
+            "gradOutput", describeValue(env, argOrUndefined(info, at[5])));
+  if (s.weight) requireFinite(env, "weight", s.weight, C);
+  spans[0] = {s.weight, s.weight ? C * sizeof(T) : 0, "weight"};
+  spans[1] = {s.targets, s.targets ? B * C * sizeof(T) : 0, "targets"};
+  spans[2] = {s.gradOutput, s.gradOutput ? B * sizeof(T) : 0, "gradOutput"};
+  return s;
+}
+
+// 'mean' over class labels with nothing to divide by (Stage::EmptyMean): PyTorch's NaN (0/0), as a RangeError.
+[[noreturn]] inline void throwEmptyMean(Napi::Env env, int validRows, int32_t ignoreIndex) {
+  throwRange(env, validRows == 0
+                      ? "Expected at least one row whose label is not ignoreIndex (" + std::to_string(ignoreIndex) +
+                            ") for reduction 'mean' but every row is ignored (PyTorch returns NaN, 0/0)"
+                      : "Expected a nonzero total weight Σ weight[y] over the non-ignored rows for reduction 'mean' but it is 0 (PyTorch returns NaN, 0/0)");
 }
 
 }  // namespace hg

@@ -11,20 +11,26 @@
 namespace hg {
 
 enum class Activation : int { Relu = 0, Sigmoid = 1, Tanh = 2 };
-enum class Reduction : int { Mean = 0, Sum = 1 };
+// Mean and Sum reduce to one number; None keeps the loss of each row (F.cross_entropy's 'none').
+enum class Reduction : int { Mean = 0, Sum = 1, None = 2 };
 // A layer of a stack (lib/engine/engine.ts LAYER_CODE); an activation layer's Activation is code − 1.
 enum class LayerKind : int { Linear = 0, Relu = 1, Sigmoid = 2, Tanh = 3 };
 constexpr int kLayerKinds = 4;
 inline Activation activationOf(LayerKind k) { return static_cast<Activation>(static_cast<int>(k) - 1); }
 
 // Copies B labels into out, each read once (y may be shared with another thread), stopping at the
-// first outside [0, C): returns its index (out holds the bad value there), or B when all are in
-// range. Only the copy is used after.
-inline size_t copyLabels(const int32_t* y, size_t B, int32_t C, int32_t* out) {
+// first outside [0, C) that is not ignoreIndex: returns its index (out holds the bad value there),
+// or B when all are good. *ignored counts the rows equal to ignoreIndex (PyTorch's ignore_index,
+// default −100; it may also be a class in [0, C), whose rows are then skipped). Only the copy is used after.
+inline size_t copyLabels(const int32_t* y, size_t B, int32_t C, int32_t* out, int32_t ignoreIndex = -100,
+                         size_t* ignored = nullptr) {
+  size_t skipped = 0;
   for (size_t b = 0; b < B; ++b) {
     out[b] = y[b];
-    if (out[b] < 0 || out[b] >= C) return b;
+    if (out[b] == ignoreIndex) ++skipped;
+    else if (out[b] < 0 || out[b] >= C) return b;
   }
+  if (ignored) *ignored = skipped;
   return B;
 }
 
@@ -142,6 +148,110 @@ void softmaxCrossEntropyBackward(const T* probs, const int32_t* y, T* dZ2, size_
     for (size_t c = 0; c < C; ++c) d[c] = p[c] * scale;
     d[y[b]] -= scale;
   }
+}
+
+// ---- F.cross_entropy with every option (weight, ignore_index, label_smoothing, 'none', ------
+// probability targets). One description of the loss, read by the stack executor (stack.h) and,
+// later, the exact mode; plain data, no ownership. The default (Mean or Sum, no weight, no
+// smoothing, class labels, no row ignored) runs on softmaxCrossEntropy above instead, so its bits
+// and speed stay.
+template <typename T>
+struct LossSpec {
+  Reduction reduction = Reduction::Mean;
+  const T* weight = nullptr;      // [C] per-class weight, or null (all 1)
+  int32_t ignoreIndex = -100;     // class-label rows equal to it contribute nothing (PyTorch's default)
+  double labelSmoothing = 0;      // ε in [0, 1]; a double, as PyTorch's label_smoothing
+  const T* targets = nullptr;     // [B,C] probability targets (then y is unused), or null for class labels
+  const T* gradOutput = nullptr;  // [B] ∂L/∂loss_b for None (loss.backward(gradient)), else null
+};
+
+template <typename T>
+bool isDefaultLoss(const LossSpec<T>& s) {
+  return s.reduction != Reduction::None && !s.weight && s.labelSmoothing == 0 && !s.targets;
+}
+
+// 'mean''s denominator for class labels: Σ over non-ignored rows of weight[y_b] (1 each without
+// weight), in double; 0 when every row is ignored or their weights cancel (PyTorch: NaN, 0/0).
+template <typename T>
+double labelWeightSum(const int32_t* y, size_t B, const T* weight, int32_t ignoreIndex) {
+  double d = 0;
+  for (size_t b = 0; b < B; ++b)
+    if (y[b] != ignoreIndex) d += weight ? double(weight[y[b]]) : 1.0;
+  return d;
+}
+
+// The general loss and ∂loss/∂logits, row by row. Every option of F.cross_entropy (PyTorch 1.13,
+// aten/src/ATen/native/LossNLL.cpp) is a weighted sum of the row's negative log-probabilities:
+//   loss_b = Σ_c t_bc · (lse_b − z_bc),   lse_b = log Σ_c e^{z_bc} = m + log s,
+// with t_bc the row's effective target weight, the reduction's scale folded in:
+//   class labels (row ignored: t_b = 0):
+//     t_bc = (1−ε)·w[y_b]·[c = y_b] / Dn + (ε/C)·w_c / Ds
+//     Mean: Dn = Ds = Σ_valid w[y_b] (the non-ignored rows' count without a weight: PyTorch 1.13
+//     as built here divides the smoothing term by it too, checked in test/fixtures/loss-options);
+//     Sum, None: Dn = Ds = 1; w = 1 without a weight.
+//   probability targets q [B,C]: t_bc = w_c·q'_bc / Dp, q' = q·(1−ε) + ε/C when ε > 0, else q;
+//     Dp = B for Mean, 1 otherwise.
+// Backward (micrograd style): ∂(lse_b − z_bc)/∂z_bj = p_bj − [c = j], so
+//   ∂loss_b/∂z_bj = Σ_c t_bc (p_bj − [c = j]) = p_bj·S_b − t_bj,   S_b = Σ_c t_bc,
+// times the upstream g_b (gradOutput[b] for None; 1 for Mean/Sum, whose scales are in t). So
+// dZ_b = g_b·(p_b·S_b − t_b): the default case is t = onehot/B (or onehot), S = 1/B.
+// Sums in double, each result rounded once to T. losses[b] = loss_b (in T) for None. Returns
+// Σ_b loss_b (for None too: the caller checks it for finiteness). y is null with targets.
+template <typename T>
+double crossEntropyGeneral(const T* logits, const int32_t* y, const LossSpec<T>& s, size_t B, size_t C, T* probs,
+                           T* dZ, T* losses) {
+  const bool labels = s.targets == nullptr;
+  const bool mean = s.reduction == Reduction::Mean;
+  const double eps = double(s.labelSmoothing), invC = 1.0 / double(C);
+  double Dn = 1, Ds = 1;
+  if (mean && labels) {
+    Dn = Ds = labelWeightSum(y, B, s.weight, s.ignoreIndex);
+  } else if (mean) {
+    Dn = Ds = double(B);
+  }
+  const double nllScale = (1.0 - eps) / Dn, smoothScale = eps * invC / Ds;
+  double total = 0.0;
+  for (size_t b = 0; b < B; ++b) {
+    const T* z = logits + b * C;
+    T* p = probs + b * C;
+    T* d = dZ + b * C;
+    T m = z[0];
+    for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
+    T sum = T(0);
+    for (size_t c = 0; c < C; ++c) {
+      p[c] = std::exp(z[c] - m);
+      sum += p[c];
+    }
+    const T inv = T(1) / sum;
+    for (size_t c = 0; c < C; ++c) p[c] *= inv;
+    const double logS = double(std::log(sum));
+    const bool skip = labels && y[b] == s.ignoreIndex;
+    const int32_t yb = labels && !skip ? y[b] : -1;
+    const double nll = skip ? 0.0 : nllScale * (s.weight && labels ? double(s.weight[yb]) : 1.0);
+    // t_bc, in double.
+    const auto t = [&](size_t c) -> double {
+      if (skip) return 0.0;
+      const double w = s.weight ? double(s.weight[c]) : 1.0;
+      if (!labels) {
+        const double q = double(s.targets[b * C + c]);
+        return w * (eps > 0 ? q * (1.0 - eps) + eps * invC : q) / Dn;
+      }
+      return (c == size_t(yb) ? nll : 0.0) + smoothScale * w;
+    };
+    double row = 0.0, S = 0.0;
+    for (size_t c = 0; c < C; ++c) {
+      const double tc = t(c);
+      if (tc == 0.0) continue;  // 0·(lse − z) is 0 even when the logit is far below the rest
+      // (m − z_c) first, as softmaxCrossEntropy: exact (or nearly) however large the logits.
+      row += tc * ((double(m) - double(z[c])) + logS);
+      S += tc;
+    }
+    total += row;
+    if (losses) losses[b] = T(row);
+    const double g = s.gradOutput ? double(s.gradOutput[b]) : 1.0;
+    for (size_t c = 0; c < C; ++c) d[c] = T(g * (double(p[c]) * S - t(c)));
+  }
+  return total;
 }
 
 }  // namespace hg

@@ -19,11 +19,13 @@
 
 namespace hg {
 
-// Where a call stopped. Labels is never a StepFailure: the glue turns it into a RangeError.
-enum class Stage : int { Ok = 0, Input = 1, Forward = 2, Loss = 3, Grads = 4, Labels = 5 };
+// Where a call stopped. Labels and EmptyMean are never a StepFailure: the glue turns them into a
+// RangeError. EmptyMean: reduction Mean over class labels whose denominator Σ_valid weight[y] is 0
+// (every row ignored, or their weights sum to 0), where PyTorch returns NaN (0/0).
+enum class Stage : int { Ok = 0, Input = 1, Forward = 2, Loss = 3, Grads = 4, Labels = 5, EmptyMean = 6 };
 struct StackStatus {
   Stage stage;
-  int layer;  // the layer that failed; for Labels the index of the bad label
+  int layer;  // the layer that failed; for Labels the index of the bad label; for EmptyMean the non-ignored rows
 };
 
 // A stack description: kinds[layers], widths[layers + 1] (widths[i] enters layer i, widths[layers] = C).
@@ -45,10 +47,12 @@ constexpr uint64_t kMaxElements = 0xffffffffu;
 
 // The workspace, in elements of T: every layer's output (the last one is the logits), probs, two
 // gradient buffers that backward alternates between (layer i writes its input gradient into
-// grad[i % 2] while reading grad[(i + 1) % 2]), and the private copy of the labels (int32).
+// grad[i % 2] while reading grad[(i + 1) % 2]), the private copy of the labels (int32), and the
+// loss options' private copies (weight [C], probability targets [B,C], gradOutput [B]) with the
+// rows' losses [B] for reduction None (read there by the caller).
 // 64-bit offsets: the same arithmetic on wasm32, whose size_t could wrap.
 struct Layout {
-  uint64_t probs, grad[2], labels, total;
+  uint64_t probs, grad[2], labels, weight, targets, gradOutput, losses, total;
 };
 
 // The layout for B rows, outputs[i] the offset of layer i's output (layers entries of any number
@@ -71,7 +75,8 @@ bool stackLayout(const Net& n, uint64_t B, O* outputs, Layout* l) {
   }
   const uint64_t C = uint64_t(n.widths[n.layers]);
   if (!(take(B, C, &l->probs) && take(B, widest, &l->grad[0]) && take(B, widest, &l->grad[1]) &&
-        take((B * sizeof(int32_t) + sizeof(T) - 1) / sizeof(T), 1, &l->labels)))
+        take((B * sizeof(int32_t) + sizeof(T) - 1) / sizeof(T), 1, &l->labels) && take(1, C, &l->weight) &&
+        take(B, C, &l->targets) && take(B, 1, &l->gradOutput) && take(B, 1, &l->losses)))
     return false;
   l->total = at;
   return true;
@@ -141,7 +146,7 @@ struct Step {
   const T* const* params;  // W1, b1, W2, b2, …
   T* const* grads;         // dW1, db1, … in params' order
   T* dX;                   // null when the input gradient is not wanted
-  Reduction reduction;
+  LossSpec<T> loss;  // its arrays are read once, into the workspace, before use
   bool accumulate;
   T* ws;  // stackLayout<T>(n, B) elements
 };
@@ -153,21 +158,49 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   Layout l;
   stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
   const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
-  // Labels are copied before anything else: another thread may write a shared y during the call.
+  // Labels, and the loss's arrays, are copied before anything else: another thread may write a
+  // shared y, weight, targets or gradOutput during the call. Only the copies are read after.
+  const LossSpec<T>& spec = a.loss;
   int32_t* y = reinterpret_cast<int32_t*>(a.ws + l.labels);
-  const size_t bad = copyLabels(a.y, B, int32_t(C), y);
-  if (bad != B) return {Stage::Labels, int(bad)};
+  size_t ignored = 0;
+  if (!spec.targets) {
+    const size_t bad = copyLabels(a.y, B, int32_t(C), y, spec.ignoreIndex, &ignored);
+    if (bad != B) return {Stage::Labels, int(bad)};
+  }
+  const bool general = !isDefaultLoss(spec) || ignored != 0;
+  LossSpec<T> own = spec;
+  if (general) {
+    const auto copy = [&](const T* from, uint64_t at, size_t count) {
+      if (!from) return static_cast<const T*>(nullptr);
+      std::memcpy(a.ws + at, from, count * sizeof(T));
+      return static_cast<const T*>(a.ws + at);
+    };
+    own.weight = copy(spec.weight, l.weight, C);
+    own.targets = copy(spec.targets, l.targets, B * C);
+    own.gradOutput = copy(spec.gradOutput, l.gradOutput, B);
+    if (!own.targets && own.reduction == Reduction::Mean && labelWeightSum(y, B, own.weight, own.ignoreIndex) == 0.0)
+      return {Stage::EmptyMean, int(B - ignored)};
+  }
   const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws);
   if (f.stage != Stage::Ok) return f;
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
-  const double total = softmaxCrossEntropy(logits, y, a.ws + l.probs, B, C);
-  *loss = double(T(a.reduction == Reduction::Mean ? total / double(B) : total));
-  if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
-  // ∂loss/∂logits = (softmax(logits) − onehot(y)) · scale, into grad[0]; a Linear writes its input
-  // gradient into the other buffer, an activation works in place.
+  // ∂loss/∂logits into grad[0]; a Linear writes its input gradient into the other buffer, an
+  // activation works in place.
   int cur = 0;
   T* g = a.ws + l.grad[cur];
-  softmaxCrossEntropyBackward(a.ws + l.probs, y, g, B, C, lossScale<T>(a.reduction, B));
+  if (!general) {
+    const double total = softmaxCrossEntropy(logits, y, a.ws + l.probs, B, C);
+    *loss = double(T(spec.reduction == Reduction::Mean ? total / double(B) : total));
+    if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
+    // (softmax(logits) − onehot(y)) · scale.
+    softmaxCrossEntropyBackward(a.ws + l.probs, y, g, B, C, lossScale<T>(spec.reduction, B));
+  } else {
+    const bool none = own.reduction == Reduction::None;
+    const double total = crossEntropyGeneral(logits, own.targets ? nullptr : y, own, B, C, a.ws + l.probs, g,
+                                             none ? a.ws + l.losses : nullptr);
+    *loss = none ? total : double(T(total));
+    if (!std::isfinite(*loss) || !std::isfinite(total)) return {Stage::Loss, n.layers - 1};
+  }
 
   int firstLinear = 0, p = 0;
   while (n.kinds[firstLinear] != LayerKind::Linear) ++firstLinear;

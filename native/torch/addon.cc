@@ -172,8 +172,9 @@ Napi::Value OptimizerRun(const Napi::CallbackInfo& info) {
 }
 
 // --- the layer stack ---------------------------------------------------------------------------
-// sequentialForwardBackward(X, y, B, kinds, widths, params, grads, dX|null, reduction, accumulate, ws?)
-//   → the loss, or NaN with sequentialStatus set (as the core's stackForwardBackward)
+// sequentialForwardBackward(X, y|null, B, kinds, widths, params, grads, dX|null, reduction, accumulate, ws?,
+//   weight?, ignoreIndex?, labelSmoothing?, targets?, gradOutput?) (the loss options: checks.h readLossSpec)
+//   → the loss (for reduction none the sum of the rows', which land in ws's losses), or NaN with sequentialStatus set (as the core's stackForwardBackward)
 // sequentialForward(X, B, kinds, widths, params, logits) → true, or false with sequentialStatus set
 // sequentialLayout(X, B, kinds, widths) → [offset of each layer's output …, of probs, ws length]
 // sequentialStatus() → [stage, layer] of this thread's last step (native/core/stack.h Stage)
@@ -217,33 +218,38 @@ Napi::Value sequentialForwardBackwardT(const Napi::CallbackInfo& info) {
   // JS may run while the Arrays are read: before any pointer is taken.
   const std::vector<Napi::Value> pv = arrayArg(info, 5, "params", P, s.count());
   const std::vector<Napi::Value> gv = arrayArg(info, 6, "grads", P, s.count());
-  const auto red = static_cast<Reduction>(arg<enumValue>(info, 8, "reduction", 2));
+  Span lossSpans[3];
+  const LossSpec<T> spec = readLossSpec<T>(info, {8, 11, 12, 13, 14, 15}, size_t(s.B), size_t(s.widths.back()), lossSpans);
   const bool accumulate = arg<boolValue>(info, 9, "accumulate");
 
   const T* X = floatValue<T>(env, info[0], "X", s.nX, s.xShape);
-  const int32_t* y = arg<typedValue<int32_t>>(info, 1, "y", size_t(s.B));
+  const int32_t* y = spec.targets ? nullptr : arg<typedValue<int32_t>>(info, 1, "y", size_t(s.B));
   const std::vector<T*> params = s.tensors<T>(env, pv, 0), grads = s.tensors<T>(env, gv, P);
   T* dX = optionalFloat<T>(info, 7, "dX", s.nX, s.xShape);
   const size_t nWs = argOrUndefined(info, 10).IsObject() ? size_t(s.layout<T>(env, s.B, nullptr).total) : 0;
   T* ws = optionalFloat<T>(info, 10, "workspace", nWs, "sequentialLayout's length");
 
-  std::vector<Span> spans = {{X, s.nX * sizeof(T), "X"}, {y, size_t(s.B) * sizeof(int32_t), "y"}};
+  std::vector<Span> spans = {{X, s.nX * sizeof(T), "X"}, {y, y ? size_t(s.B) * sizeof(int32_t) : 0, "y"}};
+  spans.insert(spans.end(), lossSpans, lossSpans + 3);
   for (size_t i = 0; i < P; ++i) spans.push_back({params[i], s.counts[i] * sizeof(T), s.names[i].c_str()});
   for (size_t i = 0; i < P; ++i) spans.push_back({grads[i], s.counts[i] * sizeof(T), s.names[P + i].c_str()});
   spans.push_back({dX, s.nX * sizeof(T), "dX"});
   spans.push_back({ws, nWs * sizeof(T), "workspace"});
-  requireDisjoint(env, spans.data(), spans.size(), 2 + P);
+  requireDisjoint(env, spans.data(), spans.size(), 5 + P);
 
   // Labels index rows of probs: each read once (y may be shared with another thread), then range-checked.
   std::vector<int32_t> labels(size_t(s.B));
-  const size_t bad = copyLabels(y, size_t(s.B), s.widths.back(), labels.data());
-  if (bad != size_t(s.B)) throwLabel(env, labels[bad], bad, s.widths.back());
+  if (y) {
+    const size_t bad = copyLabels(y, size_t(s.B), s.widths.back(), labels.data(), spec.ignoreIndex);
+    if (bad != size_t(s.B)) throwLabel(env, labels[bad], bad, s.widths.back());
+  }
   requireFinite(env, "X", X, s.nX);
   for (size_t i = 0; i < P; ++i) requireFinite(env, s.names[i].c_str(), params[i], s.counts[i]);
 
   double loss = 0;
-  const Step<T> a{s.B, X, labels.data(), params.data(), grads.data(), dX, red, accumulate, ws};
+  const Step<T> a{s.B, X, labels.data(), params.data(), grads.data(), dX, spec, accumulate, ws};
   lastStatus(env) = torchForwardBackward<T>(s.net(), a, &loss);
+  if (lastStatus(env).stage == Stage::EmptyMean) throwEmptyMean(env, lastStatus(env).layer, spec.ignoreIndex);
   return Napi::Number::New(env, lastStatus(env).stage == Stage::Ok ? loss : std::nan(""));
 }
 

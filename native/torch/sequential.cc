@@ -83,16 +83,32 @@ StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   std::vector<torch::Tensor> outs;
   const StackStatus f = forwardPass(n, tX, p, &outs);
   if (f.stage != Stage::Ok) return f;
-  // cross_entropy wants int64 class ids: the one copy, B entries.
-  const torch::Tensor target = view(a.y, {a.B}).to(torch::kLong);
+  // Every option of F.cross_entropy, as PyTorch's own: the caller's arrays are cloned (read once),
+  // class ids become int64 (cross_entropy's), probability targets stay the dtype's [B,C].
+  const LossSpec<T>& spec = a.loss;
+  const int64_t C = n.widths[n.layers];
+  if (!spec.targets && spec.reduction == Reduction::Mean &&
+      labelWeightSum(a.y, size_t(a.B), spec.weight, spec.ignoreIndex) == 0.0) {
+    size_t valid = 0;
+    for (int b = 0; b < a.B; ++b) valid += a.y[b] != spec.ignoreIndex;
+    return {Stage::EmptyMean, int(valid)};  // PyTorch's NaN (0/0), refused
+  }
+  const torch::Tensor target = spec.targets ? view(spec.targets, {a.B, C}).clone() : view(a.y, {a.B}).to(torch::kLong);
   F::CrossEntropyFuncOptions options;
-  if (a.reduction == Reduction::Mean) options.reduction(torch::kMean);
-  else options.reduction(torch::kSum);
+  options.reduction(spec.reduction == Reduction::Mean  ? F::CrossEntropyFuncOptions::reduction_t(torch::kMean)
+                    : spec.reduction == Reduction::Sum ? F::CrossEntropyFuncOptions::reduction_t(torch::kSum)
+                                                       : F::CrossEntropyFuncOptions::reduction_t(torch::kNone));
+  if (spec.weight) options.weight(view(spec.weight, {C}).clone());
+  options.ignore_index(spec.ignoreIndex);
+  options.label_smoothing(spec.labelSmoothing);
   // On the raw output, as F.cross_entropy: log-softmax and NLL fused inside.
   const torch::Tensor lossT = F::cross_entropy(outs.back(), target, options);
-  *loss = lossT.item<double>();  // the dtype's value (a float32 loss widens exactly)
+  const bool none = spec.reduction == Reduction::None;
+  *loss = none ? lossT.sum().item<double>() : lossT.item<double>();  // the dtype's value (a float32 loss widens exactly)
   if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};  // before any output is written
-  lossT.backward();
+  // 'none' is a vector: backward takes ∂L/∂loss, as loss.backward(gradient).
+  if (none) lossT.backward(view(spec.gradOutput, {a.B}).clone());
+  else lossT.backward();
 
   // Copies into the caller's buffers are not part of the model: keep them off the graph.
   torch::NoGradGuard noGrad;
@@ -104,6 +120,7 @@ StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     stackLayout<T>(n, uint64_t(a.B), at.data(), &l);
     for (int i = 0; i < n.layers; ++i) view(a.ws + at[i], outs[i].sizes()).copy_(outs[i]);
     view(a.ws + l.probs, outs.back().sizes()).copy_(torch::softmax(outs.back(), 1));
+    if (none) view(a.ws + l.losses, {a.B}).copy_(lossT);
   }
   return gradsStatus(n, a.B, a.grads, static_cast<const T*>(a.dX));
 }

@@ -26,15 +26,54 @@ bool report(hg::StackStatus s, int32_t* status) {
 template <typename T>
 double stackForwardBackwardT(const int32_t* net, int layers, T* ws, const T* X, const int32_t* y, int B, T* dX,
                              int red, int accumulate, T* const* tensors, int params, int32_t* status) {
-  const hg::Step<T> a{B, X, y, tensors, tensors + params, dX, static_cast<hg::Reduction>(red), accumulate != 0, ws};
+  hg::LossSpec<T> spec;
+  spec.reduction = static_cast<hg::Reduction>(red);
+  const hg::Step<T> a{B, X, y, tensors, tensors + params, dX, spec, accumulate != 0, ws};
+  double loss = 0;
+  return report(hg::stackForwardBackward(netAt(net, layers), a, &loss), status) ? loss : __builtin_nan("");
+}
+
+// Every option of F.cross_entropy (kernels.h LossSpec): weight [C], targets [B,C] and gradOutput [B]
+// are pointers into the module's memory, 0 when not given (y is then unused with targets).
+template <typename T>
+double stackForwardBackwardLossT(const int32_t* net, int layers, T* ws, const T* X, const int32_t* y, int B, T* dX,
+                                 int accumulate, T* const* tensors, int params, int32_t* status, int red,
+                                 const T* weight, int ignoreIndex, double labelSmoothing, const T* targets,
+                                 const T* gradOutput) {
+  hg::LossSpec<T> spec;
+  spec.reduction = static_cast<hg::Reduction>(red);
+  spec.weight = weight;
+  spec.ignoreIndex = ignoreIndex;
+  spec.labelSmoothing = labelSmoothing;
+  spec.targets = targets;
+  spec.gradOutput = gradOutput;
+  const hg::Step<T> a{B, X, targets ? nullptr : y, tensors, tensors + params, dX, spec, accumulate != 0, ws};
   double loss = 0;
   return report(hg::stackForwardBackward(netAt(net, layers), a, &loss), status) ? loss : __builtin_nan("");
 }
 
 }  // namespace
 
+HG_EXPORT(stackForwardBackwardLossF64)
+double stackForwardBackwardLossF64(const int32_t* net, int layers, double* ws, const double* X, const int32_t* y, int B,
+                                   double* dX, int accumulate, double* const* tensors, int params, int32_t* status, int red,
+                                   const double* weight, int ignoreIndex, double labelSmoothing, const double* targets,
+                                   const double* gradOutput) {
+  return stackForwardBackwardLossT(net, layers, ws, X, y, B, dX, accumulate, tensors, params, status, red, weight,
+                                   ignoreIndex, labelSmoothing, targets, gradOutput);
+}
+
+HG_EXPORT(stackForwardBackwardLossF32)
+double stackForwardBackwardLossF32(const int32_t* net, int layers, float* ws, const float* X, const int32_t* y, int B,
+                                   float* dX, int accumulate, float* const* tensors, int params, int32_t* status, int red,
+                                   const float* weight, int ignoreIndex, double labelSmoothing, const float* targets,
+                                   const float* gradOutput) {
+  return stackForwardBackwardLossT(net, layers, ws, X, y, B, dX, accumulate, tensors, params, status, red, weight,
+                                   ignoreIndex, labelSmoothing, targets, gradOutput);
+}
+
 // out[0..layers) = each layer's output offset, out[layers] = probs', out[layers + 1] = the
-// workspace length, in elements of the dtype; returns 0 when the workspace cannot exist.
+// workspace length, out[layers + 2] = the rows' losses' (reduction none), in elements of the dtype; returns 0 when the workspace cannot exist.
 HG_EXPORT(stackLayout)
 int stackLayout(const int32_t* net, int layers, int B, int f32, double* out) {
   hg::Layout l;
@@ -42,6 +81,7 @@ int stackLayout(const int32_t* net, int layers, int B, int f32, double* out) {
   if (!(f32 ? hg::stackLayout<float>(n, uint64_t(B), out, &l) : hg::stackLayout<double>(n, uint64_t(B), out, &l))) return 0;
   out[layers] = double(l.probs);
   out[layers + 1] = double(l.total);
+  out[layers + 2] = double(l.losses);
   return 1;
 }
 
