@@ -29,11 +29,15 @@ const low = new Uint32Array(scratch.buffer, 0, 1);
 const high = new Uint32Array(scratch.buffer, 4, 1);
 
 /**
- * fma(a, b, c) for doubles, correctly rounded: Boldo and Melquiond's emulation ("Emulation of FMA
- * and correctly rounded sums: proved algorithms using rounding to odd", IEEE TC 2008): the exact
- * product p + pe and the exact sum s + se of p and c, then s + RO(se + pe), where RO rounds to
- * odd (a sum that is not exact takes its neighbour with an odd last bit), which makes the final
- * rounding the one of the exact value. ~10 ns against ~1 ns for a·b + c (Node 20, this machine).
+ * fma(a, b, c) for doubles, correctly rounded: the exact product p + pe and the exact sum s + se of
+ * p and c (Dekker, Knuth), so a·b + c = s + se + pe exactly; then s + v with v = se + pe rounded.
+ * That last sum is the FMA unless rounding v moved s + v across, or onto, a halfway point. When v
+ * is small beside the result (|v| ≤ |z|/4, nearly always), s + v lies on v's ulp grid, which
+ * holds z's halfway points, so only an exact halfway s + v can be decided wrong: then the sign of
+ * v's rounding error decides. Otherwise (cancellation) Boldo and Melquiond's emulation: v rounded
+ * to odd ("Emulation of FMA and correctly rounded sums: proved algorithms using rounding to odd",
+ * IEEE TC 2008). In the normal range (no subnormal products or sums; a gradient step has none).
+ * ~10–20 ns against ~2 ns for a·b + c (Node 20, this machine).
  */
 export function fma64(a: number, b: number, c: number): number {
   const p = a * b;
@@ -43,17 +47,25 @@ export function fma64(a: number, b: number, c: number): number {
   const se = sumError(p, c, s);
   let v = se + pe;
   const ve = sumError(se, pe, v);
-  if (ve !== 0) {
-    scratch[0] = v;
-    if ((low[0] & 1) === 0) {
-      // v is even and inexact: its odd neighbour toward the exact sum (v ≠ 0 here: a sum rounds to 0 only when exact).
-      if (v > 0 === ve > 0) low[0] += 1; // away from zero (an even low word cannot overflow)
-      else if (low[0] === 0) {
-        low[0] = 0xffffffff;
-        high[0] -= 1; // toward zero, borrowing from the high word
-      } else low[0] -= 1;
-      v = scratch[0];
-    }
+  const z = s + v;
+  if (ve === 0) return z; // s + v is a·b + c exactly, rounded once
+  if (4 * Math.abs(v) <= Math.abs(z)) {
+    const e2 = sumError(s, v, z);
+    if (e2 === 0) return z;
+    const w = z + 2 * e2; // exact when s + v is halfway between z and its neighbour w
+    if (w - z !== 2 * e2) return z; // not halfway: at least an ulp of v from it, farther than v's error
+    return ve > 0 === e2 > 0 ? w : z; // halfway: the exact value lies past it on the side of v's error
+  }
+  // v rounded to odd: an inexact v that is even takes its odd neighbour toward the exact sum
+  // (v ≠ 0 here: a sum rounds to 0 only when exact).
+  scratch[0] = v;
+  if ((low[0] & 1) === 0) {
+    if (v > 0 === ve > 0) low[0] += 1; // away from zero (an even low word cannot overflow)
+    else if (low[0] === 0) {
+      low[0] = 0xffffffff;
+      high[0] -= 1; // toward zero, borrowing from the high word
+    } else low[0] -= 1;
+    v = scratch[0];
   }
   return s + v;
 }
