@@ -216,7 +216,7 @@ describe.skipIf(skip !== null)(title('handgrad launch', skip), () => {
   });
 
   it("one rank's failure stops the others at once and is the launch's exit code", async () => {
-    // The surviving ranks would wait 60 s in their barrier: only the launcher can end them sooner.
+    // Rank 1 exits before joining: the others would wait 60 s in init, only the launcher ends them sooner.
     const e = await run(process.execPath, [CLI, 'launch', '--nproc', '3', RANK, 'exit'], { HG_TIMEOUT_MS: '60000' }, 40_000);
     expect(e.killedByTest).toBe(false);
     expect(e.code).toBe(7);
