@@ -9,7 +9,9 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O3"],
+      # -ffp-contract=off: a multiply and an add stay two roundings wherever a build enables FMA (the
+      # exact mode fuses only where LibTorch's kernels do, with std::fma).
+      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off"],
       # Sleef: the exact mode's vectorized exp/log/tanh, the library LibTorch links (native/core/exact*.h).
       "libraries": ["-lopenblas", "-lsleef"]
     }

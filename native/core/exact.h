@@ -17,19 +17,15 @@
 
 #include "exact_gemm.h"
 #include "exact_kernels.h"
+#include "exact_loss.h"
 #include "stack.h"
 
 namespace hg {
 
-// Null when the exact mode reproduces this loss, else what it refuses (the glue throws it).
-// F.cross_entropy with class labels, reduction 'mean' or 'sum' and any ignore_index: nll_loss over
-// log_softmax. The other options run other ATen code that exact mode does not reproduce yet.
+// Null when the exact mode reproduces this loss, else what it refuses (the glue throws it). Every
+// option of F.cross_entropy is reproduced (exact_loss.h); kept as the one place to refuse one.
 template <typename T>
-const char* exactUnsupportedLoss(const LossSpec<T>& s) {
-  if (s.reduction == Reduction::None) return "exact mode supports reduction 'mean' and 'sum', not 'none'";
-  if (s.weight) return "exact mode does not support a class weight yet";
-  if (s.labelSmoothing != 0) return "exact mode does not support labelSmoothing yet";
-  if (s.targets) return "exact mode does not support probability targets yet";
+const char* exactUnsupportedLoss(const LossSpec<T>&) {
   return nullptr;
 }
 
@@ -56,8 +52,10 @@ std::vector<T>& scratch(int which) {
 }  // namespace exact
 
 // Forward, loss and every gradient as LibTorch computes them; see stackForwardBackward for the
-// arguments, the workspace and the failures. The caller has checked exact::exactUnsupported() and
-// exactUnsupportedLoss(a.loss); if either says no, this returns {Stage::Input, -1} and writes nothing.
+// arguments, the workspace and the failures (for reduction 'none' the loss is at::sum of the rows'
+// losses, which are left in the workspace's losses, as the LibTorch reference returns them). The
+// caller has checked exact::exactUnsupported() and exactUnsupportedLoss(a.loss); if either says
+// no, this returns {Stage::Input, -1} and writes nothing.
 template <typename T>
 StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   using namespace exact;
@@ -67,13 +65,26 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   Layout l;
   stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
   const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
+  // Labels and the loss's arrays are copied before anything else (another thread may write them);
+  // only the copies are read after, as stackForwardBackward does.
   const LossSpec<T>& spec = a.loss;
-  const bool mean = spec.reduction == Reduction::Mean;
   int32_t* y = reinterpret_cast<int32_t*>(a.ws + l.labels);
   size_t ignored = 0;
-  const size_t bad = copyLabels(a.y, B, int32_t(C), y, spec.ignoreIndex, &ignored);
-  if (bad != B) return {Stage::Labels, int(bad)};
-  if (mean && ignored == B) return {Stage::EmptyMean, 0};
+  if (!spec.targets) {
+    const size_t bad = copyLabels(a.y, B, int32_t(C), y, spec.ignoreIndex, &ignored);
+    if (bad != B) return {Stage::Labels, int(bad)};
+  }
+  LossSpec<T> own = spec;
+  const auto copy = [&](const T* from, uint64_t at, size_t count) {
+    if (!from) return static_cast<const T*>(nullptr);
+    std::memcpy(a.ws + at, from, count * sizeof(T));
+    return static_cast<const T*>(a.ws + at);
+  };
+  own.weight = copy(spec.weight, l.weight, C);
+  own.targets = copy(spec.targets, l.targets, B * C);
+  own.gradOutput = copy(spec.gradOutput, l.gradOutput, B);
+  if (!own.targets && own.reduction == Reduction::Mean && labelWeightSum(y, B, own.weight, own.ignoreIndex) == 0.0)
+    return {Stage::EmptyMean, int(B - ignored)};
 
   // Every weight in PyTorch's layout (kept from the forward for the backward), and one gradient's.
   size_t widest = 0, weights = 0;
@@ -87,7 +98,7 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   std::vector<T>& Wt = scratch<T>(0);
   std::vector<T>& dWt = scratch<T>(1);
   if (Wt.size() < weights) Wt.resize(weights);
-  if (dWt.size() < std::max(widest, size_t(n.widths[n.layers]))) dWt.resize(std::max(widest, size_t(n.widths[n.layers])));
+  if (dWt.size() < std::max(widest, B)) dWt.resize(std::max(widest, B));  // also the loss's scratch [B]
 
   // Forward. F.linear on 2-D input is addmm(bias, X, weight.t()): the bias rows copied into the
   // result, then the GEMM with beta = 1.
@@ -120,15 +131,14 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     at += padded<T>(B * out);
   }
 
-  // Loss: log_softmax into the probs slot, then nll_loss.
+  // Loss: log_softmax into the probs slot, then F.cross_entropy's ops and their backward into grad[0].
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
   T* logp = a.ws + l.probs;
   logSoftmax(cap, logits, logp, B, C);
-  *loss = double(nllLoss(logp, y, B, C, spec.ignoreIndex, mean));
-  if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
   int cur = 0;
   T* g = a.ws + l.grad[cur];
-  logSoftmaxNllBackward(cap, fuse, logp, y, B, C, spec.ignoreIndex, mean, g);
+  *loss = double(crossEntropy(cap, fuse, logp, own.targets ? nullptr : y, own, B, C, a.ws + l.losses, dWt.data(), g));
+  if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
 
   // Backward, layer by layer as autograd's AddmmBackward / ReluBackward / … nodes run.
   int firstLinear = 0, p = 0;

@@ -82,52 +82,14 @@ void logSoftmax(Capability cap, const T* z, T* logp, size_t B, size_t C) {
   }
 }
 
-// ---- nll_loss forward, reduction 'mean'/'sum' (aten/src/ATen/native/LossNLL.cpp,
-// nll_loss_out_frame): −logp[b, y_b] summed through a cascade of 8 partial sums (level 0 takes each
-// row; every 2^p rows a level is flushed into the next), the levels added in order, then divided
-// by the number of counted rows (in T) for 'mean'. Rows equal to ignoreIndex are skipped.
+// ---- log_softmax backward (SoftMaxKernel.cpp _vec_host_softmax_backward_lastdim<log_softmax =
+// true>): per row Σg by reduce_all, then dz = g − exp(logp)·Σg with Vectorized::exp on every lane
+// (map2's tail is a partial vector too). In place: g becomes dz.
 template <typename T>
-T nllLoss(const T* logp, const int32_t* y, size_t B, size_t C, int32_t ignoreIndex, bool mean) {
-  constexpr int kLevels = 8;
-  int ceilLog2 = 0;
-  while ((uint64_t(1) << ceilLog2) < uint64_t(B)) ++ceilLog2;
-  const int power = std::max(4, ceilLog2 / kLevels);
-  const uint64_t mask = (uint64_t(1) << power) - 1;
-  T partial[kLevels] = {};
-  size_t ignored = 0;
-  for (size_t b = 0; b < B; ++b) {
-    if (y[b] == ignoreIndex) {
-      ++ignored;
-      continue;
-    }
-    partial[0] -= logp[b * C + size_t(y[b])];
-    for (int j = 0; j + 1 < kLevels; ++j) {
-      if ((uint64_t(b) & (mask << (j * power))) != 0) break;
-      partial[j + 1] += partial[j];
-      partial[j] = T(0);
-    }
-  }
-  T out = T(0);
-  for (int j = 0; j < kLevels; ++j) out = out + partial[j];
-  return mean ? out / static_cast<T>(B - ignored) : out;
-}
-
-// ---- nll_loss backward then log_softmax backward (LossNLL.cpp nll_loss_backward_out_frame;
-// SoftMaxKernel.cpp _vec_host_softmax_backward_lastdim<log_softmax = true>): the upstream gradient
-// g is zero but −1/N (mean, N the counted rows, rounded in T) or −1 (sum) at each row's label;
-// Σg by reduce_all, then dz = g − exp(logp)·Σg with Vectorized::exp on every lane (map2's tail is
-// a partial vector too).
-template <typename T>
-void logSoftmaxNllBackward(Capability cap, Fusion fuse, const T* logp, const int32_t* y, size_t B, size_t C,
-                           int32_t ignoreIndex, bool mean, T* dz) {
+void logSoftmaxBackward(Capability cap, Fusion fuse, const T* logp, T* g, size_t B, size_t C) {
   constexpr int V = kLanes<T>;
-  size_t counted = 0;
-  for (size_t b = 0; b < B; ++b) counted += y[b] != ignoreIndex;
-  const T g = -(mean ? T(1) / static_cast<T>(counted) : T(1));
   for (size_t b = 0; b < B; ++b) {
-    T* d = dz + b * C;
-    for (size_t c = 0; c < C; ++c) d[c] = T(0);
-    if (y[b] != ignoreIndex) d[y[b]] = g;
+    T* d = g + b * C;
     const T s = rowSum(cap, d, C, [](T*) {});
     const T* o = logp + b * C;
     for (size_t c0 = 0; c0 < C; c0 += V) {
@@ -178,28 +140,33 @@ T rowSumIlp(const T* x, size_t stride, size_t n) {
   return part[0];
 }
 
+// at::sum over n contiguous values (a 1-D tensor, or a reduction over the last dim): SumKernel's
+// contiguous inner reduction — vectorized_inner_sum when n ≥ V (rowSumIlp over whole vectors, one
+// sum per lane, the leftover values summed from 0, then each lane added), else row_sum. Returns
+// what lands in the zero-filled output: 0 + sum.
+template <typename T>
+T innerSum(const T* x, size_t n) {
+  constexpr size_t V = size_t(kLanes<T>);
+  if (n < V) return T(0) + rowSumIlp(x, 1, n);
+  const size_t vecs = n / V;
+  T lane[V];
+  for (size_t l = 0; l < V; ++l) lane[l] = rowSumIlp(x + l, V, vecs);
+  T s = T(0);
+  for (size_t k = vecs * V; k < n; ++k) s += x[k];
+  for (size_t l = 0; l < V; ++l) s += lane[l];
+  return T(0) + s;
+}
+
 // db[j] = Σ_b dZ[b, j] in the order cascade_sum takes for column j: with out ≥ V columns,
 // vectorized_outer_sum (blocks of 4 vectors by multiRowSum, then single vectors by rowSumIlp, then
 // the last columns by rowSumIlp); with fewer, scalar_outer_sum (groups of 4 by multiRowSum, the
-// rest by rowSumIlp). One column is a contiguous inner reduction instead (vectorized_inner_sum when
-// B ≥ V: rowSumIlp over whole vectors of rows, the leftover rows summed from 0, then each lane).
-// The result is added to the zero-filled output: 0 + sum.
+// rest by rowSumIlp). One column is a contiguous inner reduction instead (innerSum). The result is
+// added to the zero-filled output: 0 + sum.
 template <typename T>
 void columnSums(const T* dZ, size_t B, size_t out, T* db) {
   constexpr size_t V = size_t(kLanes<T>);
   if (out == 1) {
-    T s;
-    if (B >= V) {
-      const size_t vecs = B / V;
-      T lanes[V];
-      for (size_t l = 0; l < V; ++l) lanes[l] = rowSumIlp(dZ + l, V, vecs);
-      s = T(0);
-      for (size_t k = vecs * V; k < B; ++k) s += dZ[k];
-      for (size_t l = 0; l < V; ++l) s += lanes[l];
-    } else {
-      s = rowSumIlp(dZ, 1, B);
-    }
-    db[0] = T(0) + s;
+    db[0] = innerSum(dZ, B);
     return;
   }
   size_t j = 0;

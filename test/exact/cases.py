@@ -21,8 +21,11 @@ torch.set_num_threads(1)
 KINDS = {'linear': 0, 'relu': 1, 'sigmoid': 2, 'tanh': 3}
 
 
-def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_extra=''):
-    name = f"{dtype}-{'.'.join(kinds)}-{'x'.join(map(str, widths))}-B{B}-{reduction}{seed_extra}"
+def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_extra='', weight=False,
+        smoothing=0.0, targets=False):
+    opts = ('-w' if weight else '') + (f'-ls{smoothing:g}' if smoothing else '') + ('-prob' if targets else '') + (
+        f'-ig{ignore_index}' if ignore_index != -100 else '')
+    name = f"{dtype}-{'.'.join(kinds)}-{'x'.join(map(str, widths))}-B{B}-{reduction}{opts}{seed_extra}"
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     dt = torch.float32 if dtype == 'float32' else torch.float64
     mods = []
@@ -40,15 +43,45 @@ def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_e
     C = widths[-1]
     X = (torch.randn(B, widths[0], generator=g, dtype=torch.float64) * scale).to(dt).requires_grad_(True)
     y = torch.randint(0, C, (B,), generator=g)
-    loss = torch.nn.functional.cross_entropy(net(X), y, reduction=reduction, ignore_index=ignore_index)
-    loss.backward()
+    if ignore_index != -100:
+        y[torch.rand(B, generator=g) < 0.3] = ignore_index
+        y[0] = 0  # at least one row counts
+    w = (torch.rand(C, generator=g, dtype=torch.float64) * 2 + 0.1).to(dt) if weight else None
+    q = torch.softmax(torch.randn(B, C, generator=g, dtype=torch.float64) * 2, 1).to(dt) if targets else None
+    grad_output = torch.randn(B, generator=g, dtype=torch.float64).to(dt) if reduction == 'none' else None
+    loss = torch.nn.functional.cross_entropy(net(X), q if targets else y, weight=w, reduction=reduction,
+                                             ignore_index=ignore_index, label_smoothing=smoothing)
+    if reduction == 'none':
+        loss.backward(grad_output)
+    else:
+        loss.backward()
     linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
     return {
         'name': name, 'dtype': dtype, 'kinds': kinds, 'widths': widths, 'B': B, 'reduction': reduction,
-        'ignoreIndex': ignore_index, 'X': X.detach(), 'y': y.to(torch.int32),
+        'ignoreIndex': ignore_index, 'labelSmoothing': smoothing, 'X': X.detach(), 'y': y.to(torch.int32),
+        'weight': w, 'targets': q, 'gradOutput': grad_output,
         'params': [t.detach() for m in linears for t in (m.weight, m.bias)],
-        'loss': loss.detach(), 'dX': X.grad, 'grads': [t.grad for m in linears for t in (m.weight, m.bias)],
+        # 'none': the rows' losses, and their at::sum as the scalar (as the LibTorch reference returns it)
+        'losses': loss.detach() if reduction == 'none' else None,
+        'loss': loss.detach().sum() if reduction == 'none' else loss.detach(),
+        'dX': X.grad, 'grads': [t.grad for m in linears for t in (m.weight, m.bias)],
     }
+
+
+def option_cases(dtype):
+    """F.cross_entropy's options over a few shapes (C = 1, 2, 3, 10, 17 and B = 1 … 129)."""
+    for B, C in ((1, 3), (7, 1), (9, 2), (16, 10), (17, 17), (129, 10)):
+        kinds = stack(2, 'tanh')
+        w = widths_for(kinds, [5, 11, C])
+        for reduction in ('mean', 'sum', 'none'):
+            yield run(dtype, kinds, w, B, reduction, weight=True)
+            yield run(dtype, kinds, w, B, reduction, smoothing=0.1)
+            yield run(dtype, kinds, w, B, reduction, smoothing=0.25, weight=True)
+            yield run(dtype, kinds, w, B, reduction, targets=True)
+            yield run(dtype, kinds, w, B, reduction, targets=True, weight=True, smoothing=0.2)
+            if B > 1 and C > 1:  # with C = 1 every row would be ignored ('mean': PyTorch's NaN, refused)
+                yield run(dtype, kinds, w, B, reduction, ignore_index=C - 1)
+                yield run(dtype, kinds, w, B, reduction, ignore_index=1 % C, weight=True, smoothing=0.15)
 
 
 def stack(depth, act, first_act=False):
@@ -86,6 +119,7 @@ def probe_cases():
         kinds = stack(2, 'tanh')
         yield run(dtype, kinds, widths_for(kinds, [5, 10, 4]), 9, 'mean', ignore_index=1)
         yield run(dtype, kinds, widths_for(kinds, [5, 10, 4]), 9, 'sum', ignore_index=2)
+        yield from option_cases(dtype)
         # Deeper cascades (SumKernel's 4 levels of 16 rows, nll_loss's 8), wide logits, large offsets.
         for B, I, H, C, scale in ((4113, 3, 40, 5, 1.0), (300, 7, 70, 40, 1.0), (70000, 2, 3, 2, 1.0), (1100000, 2, 4, 2, 1.0),
                                   (12, 6, 8, 5, 1e3)):
@@ -106,6 +140,16 @@ def fixture_cases():
         yield run(dtype, kinds, widths_for(kinds, [4, 9, 3]), 6, 'mean')
         kinds = stack(2, 'sigmoid')
         yield run(dtype, kinds, widths_for(kinds, [5, 10, 4]), 9, 'mean', ignore_index=1)
+        # F.cross_entropy's options (test/39 names them in the case)
+        kinds = stack(2, 'tanh')
+        w = widths_for(kinds, [5, 11, 10])
+        for reduction in ('mean', 'sum', 'none'):
+            yield run(dtype, kinds, w, 17, reduction, weight=True)
+            yield run(dtype, kinds, w, 17, reduction, smoothing=0.1)
+            yield run(dtype, kinds, w, 17, reduction, targets=True, weight=True, smoothing=0.2)
+            yield run(dtype, kinds, w, 17, reduction, ignore_index=3, weight=True, smoothing=0.15)
+        yield run(dtype, kinds, widths_for(kinds, [5, 11, 1]), 4, 'mean', targets=True)
+        yield run(dtype, kinds, widths_for(kinds, [5, 11, 2]), 1, 'none', weight=True, smoothing=0.3)
 
 
 def write_probe(path):
@@ -113,19 +157,19 @@ def write_probe(path):
         n = 0
         for c in probe_cases():
             fmt = 'f' if c['dtype'] == 'float32' else 'd'
+            red = {'mean': 0, 'sum': 1, 'none': 2}[c['reduction']]
             head = [4 if fmt == 'f' else 8, len(c['kinds'])] + [KINDS[k] for k in c['kinds']] + list(c['widths']) + [
-                c['B'], 0 if c['reduction'] == 'mean' else 1, c['ignoreIndex']]
-            f.write(struct.pack(f'<{len(head)}i', *head))
+                c['B'], red, c['ignoreIndex'], c['weight'] is not None, c['targets'] is not None]
+            f.write(struct.pack(f'<{len(head)}i', *head) + struct.pack('<d', c['labelSmoothing']))
             name = c['name'].encode()
             f.write(struct.pack('<i', len(name)) + name)
-            f.write(c['X'].contiguous().numpy().tobytes())
-            f.write(c['y'].numpy().tobytes())
-            for t in c['params']:
-                f.write(t.contiguous().numpy().tobytes())
+            for t in (c['X'], c['y'], c['weight'], c['targets'], c['gradOutput'], *c['params']):
+                if t is not None:
+                    f.write(t.contiguous().numpy().tobytes())
             f.write(struct.pack(f'<{fmt}', c['loss'].item()))
-            f.write(c['dX'].contiguous().numpy().tobytes())
-            for t in c['grads']:
-                f.write(t.contiguous().numpy().tobytes())
+            for t in (c['losses'], c['dX'], *c['grads']):
+                if t is not None:
+                    f.write(t.contiguous().numpy().tobytes())
             n += 1
     print(f'{n} cases -> {path}')
 
@@ -143,8 +187,12 @@ def write_fixtures(path):
     for c in fixture_cases():
         cases.append({
             'name': c['name'], 'dtype': c['dtype'], 'kinds': c['kinds'], 'widths': c['widths'], 'B': c['B'],
-            'reduction': c['reduction'], 'ignoreIndex': c['ignoreIndex'],
+            'reduction': c['reduction'], 'ignoreIndex': c['ignoreIndex'], 'labelSmoothing': c['labelSmoothing'],
             'X': bits(c['X']), 'y': c['y'].tolist(),
+            'weight': None if c['weight'] is None else bits(c['weight']),
+            'targets': None if c['targets'] is None else bits(c['targets']),
+            'gradOutput': None if c['gradOutput'] is None else bits(c['gradOutput']),
+            'losses': None if c['losses'] is None else bits(c['losses']),
             'params': [bits(t) for t in c['params']],  # nn.Linear's layout: weight [out, in], bias [out]
             'loss': bits(c['loss'].reshape(1))[0], 'dX': bits(c['dX']), 'grads': [bits(t) for t in c['grads']],
         })

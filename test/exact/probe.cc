@@ -32,15 +32,20 @@ size_t differing(const V* a, const V* b, size_t n) {
 
 template <typename T, typename U>
 bool runCase(const std::vector<int>& kindsI, const std::vector<int>& widths, int B, int red, int ignore,
-             const std::string& name, bool verbose) {
+             bool hasWeight, bool hasTargets, double smoothing, const std::string& name, bool verbose) {
   const int L = int(kindsI.size());
   std::vector<hg::LayerKind> kinds;
   for (int k : kindsI) kinds.push_back(static_cast<hg::LayerKind>(k));
   const hg::Net net{kinds.data(), widths.data(), L};
   std::vector<T> X(size_t(B) * widths[0]);
   std::vector<int32_t> y(B);
+  const size_t C = size_t(widths.back());
+  std::vector<T> weight(hasWeight ? C : 0), targets(hasTargets ? size_t(B) * C : 0), gradOutput(red == 2 ? B : 0);
   readInto(X.data(), X.size());
   readInto(y.data(), y.size());
+  readInto(weight.data(), weight.size());
+  readInto(targets.data(), targets.size());
+  readInto(gradOutput.data(), gradOutput.size());
   std::vector<std::vector<T>> params, torchGrads, grads;
   std::vector<std::pair<int, int>> shapes;  // (in, out) per Linear
   for (int i = 0; i < L; ++i) {
@@ -56,6 +61,8 @@ bool runCase(const std::vector<int>& kindsI, const std::vector<int>& widths, int
   }
   T torchLoss;
   readInto(&torchLoss, 1);
+  std::vector<T> torchLosses(red == 2 ? B : 0);
+  readInto(torchLosses.data(), torchLosses.size());
   std::vector<T> torchDX(X.size());
   readInto(torchDX.data(), torchDX.size());
   for (auto& s : shapes) {
@@ -75,8 +82,12 @@ bool runCase(const std::vector<int>& kindsI, const std::vector<int>& widths, int
   std::vector<T> ws(l.total);
   std::vector<T> dX(X.size());
   hg::Step<T> a{B, X.data(), y.data(), pp.data(), gp.data(), dX.data(), {}, false, ws.data()};
-  a.loss.reduction = red == 0 ? hg::Reduction::Mean : hg::Reduction::Sum;
+  a.loss.reduction = red == 0 ? hg::Reduction::Mean : red == 1 ? hg::Reduction::Sum : hg::Reduction::None;
   a.loss.ignoreIndex = ignore;
+  a.loss.weight = hasWeight ? weight.data() : nullptr;
+  a.loss.targets = hasTargets ? targets.data() : nullptr;
+  a.loss.gradOutput = red == 2 ? gradOutput.data() : nullptr;
+  a.loss.labelSmoothing = smoothing;
   double loss = 0;
   const hg::StackStatus st = hg::exactForwardBackward(net, a, &loss);
   if (st.stage != hg::Stage::Ok) {
@@ -87,6 +98,11 @@ bool runCase(const std::vector<int>& kindsI, const std::vector<int>& widths, int
   std::string report;
   size_t total = differing<T, U>(&ourLoss, &torchLoss, 1);
   if (total) report += " loss";
+  if (red == 2) {
+    const size_t dl = differing<T, U>(ws.data() + l.losses, torchLosses.data(), size_t(B));
+    if (dl) report += " losses:" + std::to_string(dl) + "/" + std::to_string(B);
+    total += dl;
+  }
   const size_t dx = differing<T, U>(dX.data(), torchDX.data(), dX.size());
   if (dx) report += " dX:" + std::to_string(dx) + "/" + std::to_string(dX.size());
   total += dx;
@@ -119,11 +135,13 @@ int main(int argc, char** argv) {
     std::vector<int> kinds(L), widths(L + 1);
     for (auto& k : kinds) k = readInt();
     for (auto& w : widths) w = readInt();
-    const int B = readInt(), red = readInt(), ignore = readInt();
+    const int B = readInt(), red = readInt(), ignore = readInt(), hasWeight = readInt(), hasTargets = readInt();
+    double smoothing;
+    readInto(&smoothing, 1);
     std::string name(size_t(readInt()), ' ');
     readInto(&name[0], name.size());
-    const bool ok = dtype == 4 ? runCase<float, uint32_t>(kinds, widths, B, red, ignore, name, verbose)
-                               : runCase<double, uint64_t>(kinds, widths, B, red, ignore, name, verbose);
+    const bool ok = dtype == 4 ? runCase<float, uint32_t>(kinds, widths, B, red, ignore, hasWeight, hasTargets, smoothing, name, verbose)
+                               : runCase<double, uint64_t>(kinds, widths, B, red, ignore, hasWeight, hasTargets, smoothing, name, verbose);
     ++cases;
     same += ok;
   }

@@ -8,6 +8,6 @@ set -e
 cd "$(dirname "$0")"
 out=${TMPDIR:-/tmp}/handgrad-exact-probe
 mkdir -p "$out"
-g++ -std=c++17 -O2 -Wall -Wno-psabi -DHG_EXACT_PROBE -o "$out/probe" probe.cc -lopenblas -lsleef
+g++ -std=c++17 -O2 -Wall -Wno-psabi -ffp-contract=off -DHG_EXACT_PROBE -o "$out/probe" probe.cc -lopenblas -lsleef
 /usr/bin/python3 cases.py probe "$out/cases.bin" >/dev/null
 "$out/probe" "$out/cases.bin" "$@"
