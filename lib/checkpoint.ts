@@ -7,7 +7,7 @@
 import { fileFail } from './data/files';
 import { HandgradError } from './errors';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf } from './io/safetensors';
-import { architecture, type ArchitectureOptions, fileNet, type FileNet, type Layout } from './io/layers';
+import { architecture, type ArchitectureOptions, fileNet, type FileNet, type Layout, moduleIndices, type ModuleKind } from './io/layers';
 import type { LayerSpec } from './layers/layer';
 import { Linear } from './layers/linear';
 import { MAX_LAYERS, Sequential } from './layers/sequential';
@@ -108,11 +108,13 @@ export function loadParams(path: string, opts: ArchitectureOptions = {}): SavedP
 // of the activations.
 
 /** The tensors of a Sequential in the chosen layout, ready for writeSafetensors. */
-export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad'): Record<string, TensorInput> {
+export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad', modules?: readonly ModuleKind[]): Record<string, TensorInput> {
   const out: Record<string, TensorInput> = {};
-  seq.layers.forEach((l, i) => {
+  const index = moduleIndices(seq.layers.map((l) => l.kind), modules, 'opts.layers');
+  seq.layers.forEach((l, j) => {
+    const i = index[j];
     if (!(l instanceof Linear)) return;
-    const k = seq.linearNumber[i];
+    const k = seq.linearNumber[j];
     const { W, b } = l.params;
     if (layout === 'torch') {
       out[`${i}.weight`] = { shape: [l.outFeatures, l.inFeatures], data: transpose(W, l.inFeatures, l.outFeatures) };
@@ -129,15 +131,17 @@ export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad'):
  * The metadata that lets a file be read back as the same net: a Sequential's layers, or, given the
  * two-layer net's activation, its D, H, C (no layers list: it loads back as two-layer params).
  */
-export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: Activation): Record<string, string> {
+export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: Activation, modules?: readonly ModuleKind[]): Record<string, string> {
+  // The nn.Sequential's modules when the indices follow them (Dropout, Identity among the layers).
+  const torchModules: Record<string, string> = layout === 'torch' && modules !== undefined ? { modules: JSON.stringify(modules) } : {};
   if (twoLayer !== undefined) {
     const [D, H, C] = [seq.inFeatures, seq.widths[1], seq.classes].map(String);
-    return { format: 'handgrad', layout, activation: twoLayer, dtype: seq.dtype, D, H, C };
+    return { format: 'handgrad', layout, activation: twoLayer, dtype: seq.dtype, D, H, C, ...torchModules };
   }
   const act = seq.layers.find((l) => l.kind !== 'linear');
   return {
     format: 'handgrad', layout, dtype: seq.dtype, layers: JSON.stringify(seq.spec().layers), D: String(seq.inFeatures), C: String(seq.classes),
-    ...(act ? { activation: act.kind } : {}),
+    ...(act ? { activation: act.kind } : {}), ...torchModules,
   };
 }
 
@@ -156,7 +160,10 @@ export function holdsSequential(file: SafetensorsFile, source = 'the file', arch
  * @throws {HandgradError} ERR_FILE for missing, misshapen or inconsistent tensors or layers, more than MAX_LAYERS layers
  */
 export function sequentialFromFile(file: SafetensorsFile, source: string, arch: ArchitectureOptions = {}, caller = 'loadSequential'): Sequential {
-  const net = fileNet(file, source, arch, caller);
+  return sequentialOf(file, fileNet(file, source, arch, caller), source);
+}
+
+function sequentialOf(file: SafetensorsFile, net: FileNet, source: string): Sequential {
   const params = linearParams(file, net, source);
   try {
     return Sequential.fromSpec({ dtype: net.dtype === 'F32' ? 'float32' : 'float64', layers: net.specs, reduction: 'mean' }, params);
@@ -166,12 +173,31 @@ export function sequentialFromFile(file: SafetensorsFile, source: string, arch: 
   }
 }
 
-/** Saves a Sequential's parameters and its layer list. @throws {HandgradError} ERR_FILE when the file cannot be written */
-export function saveSequential(path: string, seq: Sequential, opts: { layout?: Layout; metadata?: Record<string, string> } = {}): void {
+/**
+ * Saves a Sequential's parameters and its layer list. In PyTorch's layout, `layers` names every
+ * module of the nn.Sequential it came from, Dropout and Identity included, so the indices are that
+ * nn.Sequential's; a Sequential that loadSequential read from such a state_dict (seq.modules)
+ * keeps its indices without it.
+ * @throws {TypeError|RangeError} bad options, layers that are not the net's with 'dropout'/'identity' between
+ * @throws {HandgradError} ERR_FILE when the file cannot be written
+ */
+export function saveSequential(path: string, seq: Sequential, opts: { layout?: Layout; metadata?: Record<string, string>; layers?: readonly ModuleKind[] } = {}): void {
   if (!(seq instanceof Sequential)) v.fail(TypeError, 'a Sequential', 'seq', seq);
-  const o = v.options('opts', opts, ['layout', 'metadata'] as const);
+  const o = v.options('opts', opts, ['layout', 'metadata', 'layers'] as const);
   const layout = v.oneOf('opts.layout', o.layout, LAYOUTS, 'handgrad');
-  saveSafetensors(path, sequentialTensors(seq, layout), { ...metadataOption(o.metadata), ...sequentialMetadata(seq, layout) });
+  const modules = torchModulesOption(o.layers, layout) ?? (layout === 'torch' ? (seq as { modules?: readonly ModuleKind[] }).modules : undefined);
+  saveSafetensors(path, sequentialTensors(seq, layout, modules), { ...metadataOption(o.metadata), ...sequentialMetadata(seq, layout, undefined, modules) });
+}
+
+/**
+ * opts.layers of a save: the nn.Sequential's modules, so that a net read from a state_dict with
+ * Dropout or Identity is written back at the same indices (PyTorch's layout only).
+ * @throws {TypeError|RangeError}
+ */
+export function torchModulesOption(layers: unknown, layout: Layout): readonly ModuleKind[] | undefined {
+  if (layers === undefined) return undefined;
+  if (layout !== 'torch') v.fail(TypeError, "no opts.layers without layout: 'torch' (handgrad's layout numbers the Linear layers)", 'opts.layers', layers);
+  return architecture({ layers }).layers;
 }
 
 /**
@@ -186,12 +212,20 @@ export function saveSequential(path: string, seq: Sequential, opts: { layout?: L
 export function loadSequential(path: string, opts: ArchitectureOptions = {}): LoadedSequential {
   const arch = architecture(v.options('opts', opts, ['layers', 'activation'] as const));
   const file = loadSafetensors(path);
-  const seq = sequentialFromFile(file, path, arch);
+  const net = fileNet(file, path, arch, 'loadSequential');
+  const seq = sequentialOf(file, net, path);
   // The file's metadata (what saveSequential's opts.metadata wrote: class names, preprocessing, …)
-  // comes back with it, as loadParams returns it; read-only, and not carried by copies.
+  // comes back with it, as loadParams returns it; and, from a state_dict with Dropout or
+  // Identity, its modules (saveSequential writes them back at the same indices). Read-only, and
+  // not carried by copies.
   Object.defineProperty(seq, 'metadata', { value: Object.freeze({ ...file.metadata }), enumerable: false });
+  Object.defineProperty(seq, 'modules', { value: net.modules && Object.freeze(net.modules.slice()), enumerable: false });
   return seq as LoadedSequential;
 }
 
-/** A Sequential read from a file, with the file's metadata (string keys and values). */
-export type LoadedSequential = Sequential & { readonly metadata: Readonly<Record<string, string>> };
+/**
+ * A Sequential read from a file: the file's metadata (string keys and values) and, for a
+ * state_dict whose indices have gaps, every module of its nn.Sequential ('dropout', 'identity'
+ * included; undefined otherwise).
+ */
+export type LoadedSequential = Sequential & { readonly metadata: Readonly<Record<string, string>>; readonly modules?: readonly ModuleKind[] };

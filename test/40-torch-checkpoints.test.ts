@@ -126,6 +126,35 @@ describe('(b) index gaps from parameter-free modules', () => {
     expect(fileError(() => loadSequential(fixture('dropout-f64'), { layers: ['linear', 'relu', 'dropout', 'relu'] })).message).toMatch(/'linear' \(the file holds 3\.weight and 3\.bias\) for opts\.layers\[3\]/);
   });
 
+  it('saved back in the torch layout, a net read with Dropout/Identity keeps its indices (and loads with no options)', () => {
+    const want = expected('dropout-f64');
+    const seq = loadSequential(fixture('dropout-f64'), { activation: 'relu' });
+    expect(seq.modules).toEqual(['linear', 'relu', 'dropout', 'linear']);
+    const path = join(tmp, 'dropout-again.safetensors');
+    saveSequential(path, seq, { layout: 'torch' });
+    const f = loadSafetensors(path);
+    expect(Object.keys(f.tensors).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
+    expect(JSON.parse(f.metadata.modules)).toEqual(['linear', 'relu', 'dropout', 'linear']);
+    const back = loadSequential(path);
+    expectLogits(back, want);
+    expect(back.modules).toEqual(seq.modules);
+    expect(fileError(() => loadSequential(path, { layers: ['linear', 'relu', 'linear'] })).message).toMatch(/opts\.layers to agree with the file's own layers \['linear', 'relu', 'dropout', 'linear'\]/);
+    // Named explicitly: any modules with the net's layers in order; others are refused.
+    saveSequential(path, seq, { layout: 'torch', layers: ['identity', 'linear', 'dropout', 'relu', 'dropout', 'dropout', 'linear'] });
+    expect(Object.keys(loadSafetensors(path).tensors).sort()).toEqual(['1.bias', '1.weight', '6.bias', '6.weight']);
+    expectLogits(loadSequential(path), want);
+    expect(() => saveSequential(path, seq, { layout: 'torch', layers: ['linear', 'tanh', 'dropout', 'linear'] })).toThrow(/Expected the net's layers \['linear', 'relu', 'linear'\] in order, with 'dropout' or 'identity' anywhere between for opts\.layers/);
+    expect(() => saveSequential(path, seq, { layers: ['linear', 'relu', 'dropout', 'linear'] })).toThrow(/no opts\.layers without layout: 'torch'/);
+    // A Trainer loaded from it saves at the same indices, with the optimizer state.
+    const t = Trainer.load(fixture('dropout-f64'), { activation: 'relu', optimizer: 'adam', batchSize: 6 });
+    t.step(want.tensors.X.data as Float64Array, Int32Array.of(0, 1, 2, 0, 1, 2));
+    t.save(path, { layout: 'torch' });
+    const tf = loadSafetensors(path);
+    expect(Object.keys(tf.tensors).filter((n) => !n.startsWith('optimizer.')).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
+    expect(tf.tensors['optimizer.state.2.exp_avg'].shape).toEqual([3, 6]);
+    expect(Trainer.load(path).model.toString()).toBe(seq.toString());
+  });
+
   it('mixed activations and a Dropout before the first Linear: only { layers } reads them', () => {
     const want = expected('mixed-f32');
     const layers = modulesOf(want);
@@ -134,6 +163,9 @@ describe('(b) index gaps from parameter-free modules', () => {
     const seq = loadSequential(fixture('mixed-f32'), { layers });
     expect(seq.toString()).toBe('Sequential(Linear 4→5, Tanh, Linear 5→6, Sigmoid, Linear 6→3; SoftmaxCrossEntropy(mean))');
     expectLogits(seq, want);
+    const path = join(tmp, 'mixed-again.safetensors');
+    saveSequential(path, seq, { layout: 'torch' });
+    expect(Object.keys(loadSafetensors(path).tensors).sort()).toEqual(['1.bias', '1.weight', '4.bias', '4.weight', '8.bias', '8.weight']);
   });
 
   it('refuses what it cannot read unambiguously, saying why', () => {
@@ -257,6 +289,23 @@ describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path,
     ['sgd f32 two-layer', 'float32', { optimizer: 'sgd', lr: 0.1 }, 'two-layer'],
     ['adam f32 Sequential', 'float32', { optimizer: 'adam', lr: 0.01 }, 'sequential'],
   ];
+  it("a Trainer read from Linear, ReLU, Dropout, Linear: PyTorch's nn.Sequential with the Dropout takes it (strict), same logits in eval, same next step", () => {
+    const want = expected('dropout-f64');
+    const X = want.tensors.X.data as Float64Array;
+    const y = Int32Array.of(0, 1, 2, 2, 1, 0);
+    const t = Trainer.load(fixture('dropout-f64'), { activation: 'relu', optimizer: 'sgd', momentum: 0.9, lr: 0.05, batchSize: 6 });
+    t.step(X, y);
+    const path = join(tmp, 'live-dropout.safetensors');
+    t.save(path, { layout: 'torch' });
+    const torch = pytorchReads(path, { X: { shape: [6, 4], data: X }, Xs: { shape: [6, 4], data: X }, ys: { shape: [6], data: y } });
+    expect(Object.keys(torch.tensors).filter((n) => /^\d/.test(n)).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
+    expect(errEps(t.model.forward(X), torch.tensors.logits.data as FloatArray, 'float64')).toBeLessThanOrEqual(8);
+    t.step(X, y);
+    const after = join(tmp, 'live-dropout-after.safetensors');
+    t.save(after, { layout: 'torch' });
+    expectTensors(loadSafetensors(after), torch, 'float64', ['logits']);
+  });
+
   for (const [title, dtype, opts, form] of cases) {
     it(`${title}: load_state_dict(strict=True) takes it, the same logits, the same next step`, () => {
       const data = blobs({ n: 40, dim: 4, classes: 3, seed: 9 });

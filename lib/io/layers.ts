@@ -58,6 +58,8 @@ export interface FileNet {
   /** For each Linear in order: its weight's and bias's tensor names. */
   tensors: { W: string; b: string }[];
   dtype: 'F64' | 'F32';
+  /** PyTorch's layout with Dropout or Identity: every module in order (to save it back at the same indices). */
+  modules?: ModuleKind[];
 }
 
 type Fail = (what: string, name: string, got: string) => never;
@@ -93,6 +95,42 @@ export function layerList(text: string, fail: Fail): LayerSpec[] {
   return list as LayerSpec[];
 }
 
+/** The "modules" metadata: a JSON list of module names (checked as opts.layers is). */
+function moduleList(text: string, fail: Fail): ModuleKind[] {
+  const key = '__metadata__.modules';
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return fail('a JSON list of module names', key, JSON.stringify(text.slice(0, 40)));
+  }
+  if (!Array.isArray(list) || list.length === 0 || list.length > MAX_LAYERS) return fail(`a JSON list of 1 to ${MAX_LAYERS} module names`, key, v.describe(list));
+  list.forEach((k, i) => {
+    if (typeof k !== 'string' || !(MODULE_KINDS as readonly string[]).includes(k)) fail(`one of ${quote(MODULE_KINDS)}`, `${key}[${i}]`, v.describe(k));
+  });
+  return list as ModuleKind[];
+}
+
+/**
+ * Each layer's index in PyTorch's layout: its position, or, given `modules` (the nn.Sequential's
+ * modules with Dropout and Identity among the layers), its position there.
+ * @throws {RangeError} modules that are not the layers with 'dropout'/'identity' between (named `name`)
+ */
+export function moduleIndices(kinds: readonly string[], modules: readonly ModuleKind[] | undefined, name: string): number[] {
+  if (modules === undefined) return kinds.map((_, i) => i);
+  const out: number[] = [];
+  let same = true;
+  modules.forEach((m, i) => {
+    if (PASS_THROUGH.includes(m)) return;
+    same &&= kinds[out.length] === m;
+    out.push(i);
+  });
+  if (!same || out.length !== kinds.length) {
+    v.fail(RangeError, `the net's layers ${quote(kinds)} in order, with 'dropout' or 'identity' anywhere between`, name, new v.Received(quote(modules)));
+  }
+  return out;
+}
+
 /** Tensor names of PyTorch's layout ("{index}.{what}"); "optimizer.*" is a Trainer's state, not the net's. */
 const TORCH_NAME = /^(\d+)\.(.+)$/;
 
@@ -115,17 +153,27 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
   const layout = layoutOf(file);
   const meta = file.metadata;
   const metaActivation = (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined;
-  let kinds: string[]; // every module, in order (in handgrad's layout: Linear layers numbered W1, W2, …)
-  let saved: LayerSpec[] | undefined;
-  if (meta.layers !== undefined) {
-    saved = layerList(meta.layers, fail);
-    kinds = saved.map((s) => s.kind);
-    if (arch.layers !== undefined && arch.layers.join() !== kinds.join()) {
-      fail(`opts.layers to agree with the file's own layers ${quote(kinds)} (or no opts.layers)`, 'opts.layers', quote(arch.layers));
+  let kinds: string[] | undefined; // every module, in order (in handgrad's layout: Linear layers numbered W1, W2, …)
+  const saved = meta.layers === undefined ? undefined : layerList(meta.layers, fail);
+  // "modules": the nn.Sequential's modules (Dropout, Identity included) where the file's indices
+  // follow them rather than the layers list (saved with opts.layers: see moduleIndices).
+  const modules = layout === 'torch' && meta.modules !== undefined ? moduleList(meta.modules, fail) : undefined;
+  if (modules !== undefined) {
+    kinds = modulesOf(file, layout, { layers: modules }, fail, source, caller);
+    const core = kinds.filter((k) => !PASS_THROUGH.includes(k));
+    if (saved !== undefined && saved.map((l) => l.kind).join() !== core.join()) {
+      fail(`the layers of __metadata__.modules ${quote(core)}`, '__metadata__.layers', quote(saved.map((l) => l.kind)));
     }
-    const other = kinds.find((k) => k !== 'linear' && k !== arch.activation);
+  } else if (saved !== undefined) {
+    kinds = saved.map((l) => l.kind);
+  }
+  if (modules !== undefined || saved !== undefined) {
+    if (arch.layers !== undefined && arch.layers.join() !== kinds!.join()) {
+      fail(`opts.layers to agree with the file's own layers ${quote(kinds!)} (or no opts.layers)`, 'opts.layers', quote(arch.layers));
+    }
+    const other = kinds!.find((k) => k !== 'linear' && !PASS_THROUGH.includes(k) && k !== arch.activation);
     if (arch.activation !== undefined && other !== undefined) {
-      fail(`opts.activation to agree with the file's own layers ${quote(kinds)} (or no opts.activation)`, 'opts.activation', `'${arch.activation}'`);
+      fail(`opts.activation to agree with the file's own layers ${quote(kinds!)} (or no opts.activation)`, 'opts.activation', `'${arch.activation}'`);
     }
   } else if (metaActivation !== undefined) {
     if (arch.activation !== undefined && arch.activation !== metaActivation) {
@@ -144,7 +192,9 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
   const specs: LayerSpec[] = [];
   const tensors: FileNet['tensors'] = [];
   let dtype: 'F64' | 'F32' | undefined;
-  kinds.forEach((kind, i) => {
+  // The saved list's position of each Linear, by Linear number (the list holds no Dropout).
+  const savedLinear = saved?.flatMap((l, j) => (l.kind === 'linear' ? [j] : []));
+  kinds!.forEach((kind, i) => {
     if (PASS_THROUGH.includes(kind)) return;
     if (kind !== 'linear') {
       specs.push({ kind: kind as Activation });
@@ -156,10 +206,11 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
     dtype ??= w.dtype as 'F64' | 'F32';
     if (w.shape.length !== 2) fail(`a 2-D tensor (a Linear's weight${layout === 'torch' ? '; LayerNorm and other modules are not read' : ''})`, W, `shape [${w.shape}]`);
     const [inF, outF] = layout === 'torch' ? [w.shape[1], w.shape[0]] : w.shape;
-    const s = saved?.[i];
-    if (s?.kind === 'linear' && (s.in !== inF || s.out !== outF)) {
+    const j = savedLinear?.[k - 1];
+    const s = j === undefined ? undefined : (saved![j] as Extract<LayerSpec, { kind: 'linear' }>);
+    if (s !== undefined && (s.in !== inF || s.out !== outF)) {
       const want = layout === 'torch' ? [s.out, s.in] : [s.in, s.out];
-      fail(`shape [${want}] (__metadata__.layers[${i}])`, W, `[${w.shape}]`);
+      fail(`shape [${want}] (__metadata__.layers[${j}])`, W, `[${w.shape}]`);
     }
     specs.push({ kind: 'linear', in: inF, out: outF });
     tensors.push({ W, b });
@@ -171,7 +222,7 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
     const stray = names.find((n) => TORCH_NAME.test(n) && !used.has(n));
     if (stray !== undefined) fail(`only the tensors of the Linear layers ${quote([...used])}`, 'the file', `also ${JSON.stringify(stray)}`);
   }
-  return { layout, specs, tensors, dtype: dtype! };
+  return { layout, specs, tensors, dtype: dtype!, modules: layout === 'torch' && kinds!.some((k) => PASS_THROUGH.includes(k)) ? (kinds as ModuleKind[]) : undefined };
 }
 
 /**

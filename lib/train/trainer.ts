@@ -4,11 +4,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
-import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential } from '../checkpoint';
+import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
-import { architecture, type ArchitectureOptions, type Layout, layoutOf } from '../io/layers';
+import { architecture, type ArchitectureOptions, fileNet, type Layout, layoutOf, type ModuleKind } from '../io/layers';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
@@ -91,6 +91,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /** Built from two-layer params (not a Sequential): params, save and snapshot keep that form. */
   private readonly twoLayer: boolean;
   private running = false;
+  /** Read from a state_dict with Dropout or Identity: its nn.Sequential's modules (save writes the same indices). */
+  private modules?: readonly ModuleKind[];
 
   /** @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error */
   constructor(params: M, opts: TrainerOptions = {}) {
@@ -303,15 +305,18 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * `layout: 'torch'` writes the parameters as the matching nn.Sequential's state_dict ("0.weight"
    * [out,in], …) and the optimizer state as optimizer.state_dict() has it ("optimizer.state.0.exp_avg",
    * …, the rest in the "optimizer" metadata: lib/train/resume.ts); Trainer.load resumes from either.
+   * There `layers` names every module of the nn.Sequential, Dropout and Identity included, so the
+   * indices are its own (a Trainer loaded from such a state_dict keeps them without it).
    * @throws {TypeError|RangeError} bad options
    * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when the file cannot be written
    */
-  save(path: string, opts: { metadata?: Record<string, string>; layout?: Layout } = {}): void {
-    const o = v.options('opts', opts, ['metadata', 'layout'] as const);
+  save(path: string, opts: { metadata?: Record<string, string>; layout?: Layout; layers?: readonly ModuleKind[] } = {}): void {
+    const o = v.options('opts', opts, ['metadata', 'layout', 'layers'] as const);
     const layout = v.oneOf('opts.layout', o.layout, ['handgrad', 'torch'] as const, 'handgrad');
+    const modules = torchModulesOption(o.layers, layout) ?? (layout === 'torch' ? this.modules : undefined);
     this.enter();
     const c = this.state.config;
-    const tensors = sequentialTensors(this.model, layout);
+    const tensors = sequentialTensors(this.model, layout, modules);
     let optimizer: Record<string, string> = {};
     if (layout === 'torch') {
       const t = torchOptimizerState(this.state);
@@ -327,7 +332,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     }
     saveSafetensors(path, tensors, {
       ...metadataOption(o.metadata),
-      ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined),
+      ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined, modules),
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
       ...counterMetadata(this.state),
       ...optimizer,
@@ -361,6 +366,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       : layout === 'torch' && meta.optimizer !== undefined ? torchSettings(meta.optimizer, path, parameters) : {};
     const act = p instanceof Sequential ? undefined : p.activation;
     const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...savedUnder(saved, rest), activation: act, ...rest } as TrainerOptions);
+    // A state_dict with Dropout or Identity: saved in the torch layout, it keeps its indices.
+    t.modules = fileNet(file, path, arch, 'Trainer.load').modules;
     restoreCounters(t.state, meta, path);
     if (layout === 'torch' && meta.steps === undefined) t.state.counters[COUNTER.steps] = torchSteps(file, path);
     // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
