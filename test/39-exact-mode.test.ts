@@ -4,7 +4,8 @@
 //  - goldens recorded from PyTorch Python by test/exact/cases.py (test/fixtures/exact), f32 and f64,
 //    depths 1–4, ReLU/Sigmoid/Tanh, 'mean' and 'sum', an activation first, and every option of
 //    F.cross_entropy (weight, ignore_index, label_smoothing, 'none' with a gradient, probability
-//    targets, alone and together; C = 1, 2, 10; B = 1). Bits
+//    targets, alone and together; C = 1, 2, 10; B = 1), and a second step accumulating into the
+//    gradients and dX (PyTorch's second backward into .grad). Bits
 //    depend on LibTorch's CPU kernels (its CPU capability) and OpenBLAS's GEMM kernels, so they are
 //    compared where both match the recording machine's (the title says why when not);
 //  - PyTorch Python live on this machine (/usr/bin/python3 with torch), the same cases regenerated.
@@ -22,6 +23,8 @@ import { FIXTURES, thrown } from './helpers';
 interface ExactCase {
   name: string; dtype: 'float32' | 'float64'; kinds: string[]; widths: number[]; B: number;
   reduction: 'mean' | 'sum' | 'none'; ignoreIndex: number; labelSmoothing: number;
+  /** Set: a second step on the same X with these labels, accumulating into every gradient and dX. */
+  y2: number[] | null;
   X: string[]; y: number[]; weight: string[] | null; targets: string[] | null; gradOutput: string[] | null;
   params: string[][]; loss: string; losses: string[] | null; dX: string[]; grads: string[][];
 }
@@ -81,10 +84,12 @@ function exactStep(c: ExactCase, exact = true): string[] {
   const R = { mean: 0, sum: 1, none: 2 }[c.reduction];
   const array = (h: string[] | null) => (h === null ? null : fromBits(c.dtype, h));
   const plain = c.ignoreIndex === -100 && R !== 2 && !c.weight && !c.targets && c.labelSmoothing === 0;
-  const loss = plain
-    ? b.stackForwardBackward(handle, ws, X, y, c.B, dX, R, false, ...params, ...grads)
-    : b.stackForwardBackwardLoss(handle, ws, X, c.targets ? null : y, c.B, dX, false, R, array(c.weight), c.ignoreIndex,
+  const step = (labels: Int32Array, accumulate: boolean) => plain
+    ? b.stackForwardBackward(handle, ws, X, labels, c.B, dX, R, accumulate, ...params, ...grads)
+    : b.stackForwardBackwardLoss(handle, ws, X, c.targets ? null : labels, c.B, dX, accumulate, R, array(c.weight), c.ignoreIndex,
       c.labelSmoothing, array(c.targets), array(c.gradOutput), ...params, ...grads);
+  let loss = step(y, false);
+  if (c.y2) loss = step(Int32Array.from(c.y2), true);
   const diffs: string[] = [];
   const check = (name: string, got: FloatArray, want: FloatArray) => {
     const d = differing(got, want);
@@ -137,6 +142,7 @@ describe.skipIf(goldenSkip !== null)(`exact mode: PyTorch's bits from the golden
         expect(of.some((c) => c.reduction === red && c.targets && c.weight && c.labelSmoothing > 0)).toBe(true);
         expect(of.some((c) => c.reduction === red && c.ignoreIndex !== -100)).toBe(true);
       }
+      expect(of.some((c) => c.y2 !== null)).toBe(true);
     }
   });
   it.each(goldens.cases.map((c) => [c.name, c] as const))('%s: every entry bit-identical', (_, c) => {

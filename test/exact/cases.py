@@ -22,9 +22,10 @@ KINDS = {'linear': 0, 'relu': 1, 'sigmoid': 2, 'tanh': 3}
 
 
 def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_extra='', weight=False,
-        smoothing=0.0, targets=False):
+        smoothing=0.0, targets=False, accumulate=False):
+    """One step; with accumulate, a second backward on the same X with other labels adds into every .grad."""
     opts = ('-w' if weight else '') + (f'-ls{smoothing:g}' if smoothing else '') + ('-prob' if targets else '') + (
-        f'-ig{ignore_index}' if ignore_index != -100 else '')
+        f'-ig{ignore_index}' if ignore_index != -100 else '') + ('-acc' if accumulate else '')
     name = f"{dtype}-{'.'.join(kinds)}-{'x'.join(map(str, widths))}-B{B}-{reduction}{opts}{seed_extra}"
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     dt = torch.float32 if dtype == 'float32' else torch.float64
@@ -55,11 +56,19 @@ def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_e
         loss.backward(grad_output)
     else:
         loss.backward()
+    y2 = None
+    if accumulate:
+        y2 = torch.randint(0, C, (B,), generator=g)
+        loss = torch.nn.functional.cross_entropy(net(X), y2, weight=w, reduction=reduction, label_smoothing=smoothing)
+        if reduction == 'none':
+            loss.backward(grad_output)
+        else:
+            loss.backward()
     linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
     return {
         'name': name, 'dtype': dtype, 'kinds': kinds, 'widths': widths, 'B': B, 'reduction': reduction,
         'ignoreIndex': ignore_index, 'labelSmoothing': smoothing, 'X': X.detach(), 'y': y.to(torch.int32),
-        'weight': w, 'targets': q, 'gradOutput': grad_output,
+        'weight': w, 'targets': q, 'gradOutput': grad_output, 'y2': None if y2 is None else y2.to(torch.int32),
         'params': [t.detach() for m in linears for t in (m.weight, m.bias)],
         # 'none': the rows' losses, and their at::sum as the scalar (as the LibTorch reference returns it)
         'losses': loss.detach() if reduction == 'none' else None,
@@ -150,6 +159,9 @@ def fixture_cases():
             yield run(dtype, kinds, w, 17, reduction, ignore_index=3, weight=True, smoothing=0.15)
         yield run(dtype, kinds, widths_for(kinds, [5, 11, 1]), 4, 'mean', targets=True)
         yield run(dtype, kinds, widths_for(kinds, [5, 11, 2]), 1, 'none', weight=True, smoothing=0.3)
+        # Two backward passes into the same .grad (and X.grad): the package's accumulate.
+        for reduction in ('mean', 'none'):
+            yield run(dtype, stack(3, 'relu'), widths_for(stack(3, 'relu'), [6, 9, 7, 4]), 11, reduction, accumulate=True)
 
 
 def write_probe(path):
@@ -188,7 +200,7 @@ def write_fixtures(path):
         cases.append({
             'name': c['name'], 'dtype': c['dtype'], 'kinds': c['kinds'], 'widths': c['widths'], 'B': c['B'],
             'reduction': c['reduction'], 'ignoreIndex': c['ignoreIndex'], 'labelSmoothing': c['labelSmoothing'],
-            'X': bits(c['X']), 'y': c['y'].tolist(),
+            'X': bits(c['X']), 'y': c['y'].tolist(), 'y2': None if c['y2'] is None else c['y2'].tolist(),
             'weight': None if c['weight'] is None else bits(c['weight']),
             'targets': None if c['targets'] is None else bits(c['targets']),
             'gradOutput': None if c['gradOutput'] is None else bits(c['gradOutput']),
