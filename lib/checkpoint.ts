@@ -3,7 +3,9 @@
 // handgrad layout: W1 [D,H], b1 [H], W2 [H,C], b2 [C], as the math is written (X·W1).
 // PyTorch layout: nn.Linear(D, H) stores weight as [H, D] — that is W1ᵀ — because it computes
 // x·weightᵀ. A state_dict of nn.Sequential(Linear(D,H), ReLU(), Linear(H,C)) saved with
-// safetensors.torch.save_file holds "0.weight" [H,D], "0.bias" [H], "2.weight" [C,H], "2.bias" [C].
+// safetensors.torch.save_file holds "0.weight" [H,D], "0.bias" [H], "2.weight" [C,H], "2.bias" [C],
+// and no record of the ReLU: such a file is read only with the activations named by the caller
+// (lib/io/layers.ts has the rules, Dropout and Identity gaps included).
 import { fileFail } from './data/files';
 import { HandgradError } from './errors';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf } from './io/safetensors';

@@ -13,7 +13,10 @@
 //     inference (Dropout, Identity). Adjacent Linear layers and modules before the first Linear
 //     cannot be read this way (refused: name them with layers).
 // 'dropout' and 'identity' are the identity at inference and are left out of the net (training it
-// trains without dropout). Options that contradict a file's own metadata are an error.
+// trains without dropout); the module list is kept (seq.modules, a Trainer's), and a save in
+// PyTorch's layout writes the tensors back at the same indices with the list in "modules", so the
+// nn.Sequential with its Dropout load_state_dict()s it strictly. Options that contradict a file's
+// own metadata are an error.
 import { fileFail } from '../data/files';
 import { HandgradError } from '../errors';
 import type { LayerSpec } from '../layers/layer';
