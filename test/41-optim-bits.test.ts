@@ -255,3 +255,23 @@ describe("an option of the other optimizer family is a TypeError, as torch.optim
     }
   });
 });
+
+describe("the core addon's optimizerUpdate takes dampening and AMSGrad's vmax (every rule in C++)", () => {
+  const b = () => coreBinding();
+  const f = (n = 4) => new Float64Array(n);
+  it('checks them as the other arguments', () => {
+    expect(() => b().optimizerUpdate(f(), f(), f(), null, 1, 0.1, 2, 0.9, 0.9, 0.999, 1e-8, 0, 1.5)).toThrow(/Expected a number in \[0, 1\] for dampening/);
+    expect(() => b().optimizerUpdate(f(), f(), f(), null, 1, 0.1, 2, 0.9, 0.9, 0.999, 1e-8, 0, NaN)).toThrow(RangeError);
+    const v = f();
+    expect(() => b().optimizerUpdate(f(), f(), f(), v, 3, 0.1, 1, 0, 0.9, 0.999, 1e-8, 0, 0, v)).toThrow(/Expected vmax not to share memory with v/);
+    expect(() => b().optimizerUpdate(f(), f(), f(), f(), 3, 0.1, 1, 0, 0.9, 0.999, 1e-8, 0, 0, f(3))).toThrow(RangeError);
+    expect(() => b().optimizerUpdate(f(), f(), f(), f(), 3, 0.1, 1, 0, 0.9, 0.999, 1e-8, 0, 0, new Float32Array(4))).toThrow(TypeError);
+  });
+  it('vmax keeps the largest v (AMSGrad), whose square root then stands for v\'s', () => {
+    const W = Float64Array.of(1, 1), m = f(2), v = f(2), vmax = Float64Array.of(5, 0);
+    b().optimizerUpdate(W, Float64Array.of(1, 1), m, v, 3, 0.1, 1, 0, 0.9, 0.999, 1e-8, 0, 0, vmax);
+    expect(vmax[0]).toBe(5);
+    expect(vmax[1]).toBe(v[1]);
+    expect(W[0]).toBeGreaterThan(W[1]); // the larger vmax made the first step smaller
+  });
+});
