@@ -45,8 +45,8 @@ inline uint32_t exponentCarry(float x) {
 //   add: fma(round(value·t1), t2, a);
 // - addcdiv(a, t1, t2, value) is a + round(round(value·t1) / t2) (a division cannot fuse);
 // - mul, div, sqrt, maximum: one rounding each.
-// Every other operation is written one rounding per statement; the addon compiles with
-// -std=c++17, under which GCC contracts nothing by itself (-ffp-contract=off).
+// No product feeds an addition outside std::fma (GCC's default for C++, -ffp-contract=fast,
+// would fuse one in the FMA build below): keep it so when editing, or the bits move (test/41).
 template <typename T>
 inline T addAlpha(T a, T alpha, T b) { return std::fma(alpha, b, a); }
 template <typename T>

@@ -11,9 +11,9 @@
 namespace hg {
 
 // W[n] is updated in place, one optimizer.step() per gradient: grads[s] points at n values.
-// A fresh optimizer per call, so no state carries over between calls. c.momentum applies to
-// 'momentum' and 'nesterov' (dampening 0); c.weightDecay is L2 added to the gradient (SGD family,
-// Adam) or decoupled decay (AdamW).
+// A fresh optimizer per call, so no state carries over between calls. c.momentum and c.dampening
+// apply to 'momentum' and 'nesterov' (Nesterov: dampening 0), c.amsgrad to Adam and AdamW;
+// c.weightDecay is L2 added to the gradient (SGD family, Adam) or decoupled decay (AdamW).
 template <typename T>
 void torchOptimizerRun(const OptimizerConfig& c, T* W, size_t n, const T* const* grads, size_t steps);
 
