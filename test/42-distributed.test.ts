@@ -121,6 +121,7 @@ describe.skipIf(skip !== null)(title('distributed: local jobs of Node ranks', sk
       expect(out.worker).toEqual({ initialized: true, rank: out.rank, g: [mean((r) => r + 0.5), mean((r) => 10 * r)] });
       expect(out.nan).toMatch(/^RangeError: Expected finite values after allReduce but received NaN at index 0/);
       expect(out.after).toBe((W * (W - 1)) / 2);
+      if (out.rank === 0) expect(out.ticks).toBeGreaterThan(10);
     }
   });
 
@@ -213,6 +214,16 @@ describe.skipIf(skip !== null)(title('handgrad launch', skip), () => {
     const outs = lines(e).sort((x, y) => x.rank - y.rank);
     expect(outs.map((o) => o.rank)).toEqual([0, 1]);
     for (const out of outs) expectCollectives(out, 2);
+  });
+
+  it('two launchers as two machines (--nnodes 2 --node-rank 0|1) make one job of 4 ranks', async () => {
+    const port = String(await freePort());
+    const node = (r: number) => run(process.execPath, [CLI, 'launch', '--nproc', '2', '--nnodes', '2', '--node-rank', String(r), '--master-port', port, RANK, 'mixed'], {}, 90_000);
+    const exits = await Promise.all([node(0), node(1)]);
+    for (const e of exits) expect(e.code, e.stderr).toBe(0);
+    const outs = exits.flatMap(lines).sort((x, y) => x.rank - y.rank);
+    expect(outs.map((o) => [o.rank, (o.info as { localRank: number }).localRank])).toEqual([[0, 0], [1, 1], [2, 0], [3, 1]]);
+    for (const out of outs) expectCollectives(out, 4);
   });
 
   it("one rank's failure stops the others at once and is the launch's exit code", async () => {
