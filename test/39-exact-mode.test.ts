@@ -9,8 +9,8 @@
 //    depend on LibTorch's CPU kernels (its CPU capability) and OpenBLAS's GEMM kernels, so they are
 //    compared where both match the recording machine's (the title says why when not);
 //  - PyTorch Python live on this machine (/usr/bin/python3 with torch), the same cases regenerated.
-// And the refusal: a CPU capability the exact mode does not reproduce is an error naming it, never
-// numbers that differ.
+// Every CPU capability LibTorch 1.13 can run (DEFAULT, AVX2, AVX512 through ATEN_CPU_CAPABILITY) is
+// reproduced and checked live; one this CPU cannot run is an error naming it, never other numbers.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -155,50 +155,79 @@ const python = '/usr/bin/python3';
 const torchPython = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
 const pythonSkip = torchPython.error || torchPython.status !== 0 ? `${python} cannot import torch (apt install python3-torch)` : null;
 
-describe.skipIf(pythonSkip !== null || here === null)(
-  `exact mode: PyTorch Python live on this machine${pythonSkip ? ` (skipped: ${pythonSkip})` : here === null ? ' (skipped: capability refused)' : ''}`,
-  () => {
-    it('every case regenerated now is bit-identical in the exact mode', { timeout: 60_000 }, () => {
-      const dir = mkdtempSync(join(tmpdir(), 'handgrad-exact-'));
-      try {
-        const r = spawnSync(python, [join(__dirname, 'exact', 'cases.py'), 'fixtures', dir], { encoding: 'utf8' });
-        expect(r.status, r.stderr).toBe(0);
-        const live = JSON.parse(readFileSync(join(dir, 'sequential.json'), 'utf8')) as ExactGoldens;
-        expect([live.capability, live.openblasCore]).toEqual(here);
+/** Runs fn with ATEN_CPU_CAPABILITY set (or unset: null) in this process, as LibTorch would read it. */
+function withCapability<R>(value: string | null, fn: () => R): R {
+  const saved = process.env.ATEN_CPU_CAPABILITY;
+  if (value === null) delete process.env.ATEN_CPU_CAPABILITY;
+  else process.env.ATEN_CPU_CAPABILITY = value;
+  try {
+    return fn();
+  } finally {
+    if (saved === undefined) delete process.env.ATEN_CPU_CAPABILITY;
+    else process.env.ATEN_CPU_CAPABILITY = saved;
+  }
+}
+
+// This CPU's flags, for which of LibTorch's kernel sets it can run (Linux; elsewhere none assumed).
+const cpuFlags = (() => {
+  try {
+    return new Set((/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
+  } catch {
+    return new Set<string>();
+  }
+})();
+const runs = {
+  default: true,
+  avx2: cpuFlags.has('avx2') && cpuFlags.has('fma'),
+  avx512: ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'fma'].every((f) => cpuFlags.has(f)),
+};
+
+describe.skipIf(pythonSkip !== null)(`exact mode: PyTorch Python live on this machine${pythonSkip ? ` (skipped: ${pythonSkip})` : ''}`, () => {
+  // Unset: the capability LibTorch picks by itself; then each one ATEN_CPU_CAPABILITY can choose
+  // (1.13 keeps AVX512 opt-in), both sides under the same setting.
+  const settings = [null, 'default', 'avx2', 'avx512'] as const;
+  it.each(settings.map((v) => [v ?? 'unset', v] as const))('ATEN_CPU_CAPABILITY %s: every case regenerated now is bit-identical', (_, v) => {
+    if (v !== null && !runs[v]) return; // this CPU cannot run those kernels (the refusal is tested below)
+    const dir = mkdtempSync(join(tmpdir(), 'handgrad-exact-'));
+    try {
+      const env = { ...process.env };
+      if (v === null) delete env.ATEN_CPU_CAPABILITY;
+      else env.ATEN_CPU_CAPABILITY = v;
+      const r = spawnSync(python, [join(__dirname, 'exact', 'cases.py'), 'fixtures', dir], { encoding: 'utf8', env });
+      expect(r.status, r.stderr).toBe(0);
+      const live = JSON.parse(readFileSync(join(dir, 'sequential.json'), 'utf8')) as ExactGoldens;
+      withCapability(v, () => {
+        expect([live.capability, live.openblasCore]).toEqual(machine());
         const failures = live.cases.map((c) => [c.name, exactStep(c)] as const).filter(([, d]) => d.length > 0);
         expect(failures).toEqual([]);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
-  },
-);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
 
-describe('exact mode: what it does not reproduce is refused by name', () => {
+describe('exact mode: the modes differ, and kernels this CPU cannot run are refused by name', () => {
   it('the default mode is not these bits (the goldens tell the modes apart)', () => {
     expect(goldens.cases.some((k) => exactStep(k, false).length > 0)).toBe(true);
   });
-  it('ATEN_CPU_CAPABILITY=avx512 (LibTorch\'s AVX512 kernels) is an Error naming it, when set and on every step', () => {
+  const beyond = (['avx512', 'avx2'] as const).find((c) => !runs[c]);
+  it.skipIf(beyond === undefined)(`ATEN_CPU_CAPABILITY naming kernels this CPU lacks is an Error naming them, when set and on every step${beyond === undefined ? ' (skipped: this CPU runs all three kernel sets)' : ''}`, () => {
     const b = binding();
     const handle = b.stackPrepare(new Int32Array([0]), new Int32Array([2, 2]), false);
-    const saved = process.env.ATEN_CPU_CAPABILITY;
-    try {
-      process.env.ATEN_CPU_CAPABILITY = 'avx512';
-      expect(thrown(() => b.stackExact(handle, true)).message).toMatch(/AVX512/);
+    const name = beyond!.toUpperCase();
+    withCapability(beyond!, () => {
+      expect(thrown(() => b.stackExact(handle, true)).message).toContain(name);
       expect(b.stackExact(handle, false)).toHaveLength(2); // turning it off always works
-      if (here !== null) {
-        delete process.env.ATEN_CPU_CAPABILITY;
-        b.stackExact(handle, true);
-        process.env.ATEN_CPU_CAPABILITY = 'avx512';
-        const ws = new Float64Array(b.stackLayout(handle, 1)[2]);
-        const params = [new Float64Array(4), new Float64Array(2)];
-        const e = thrown(() => b.stackForwardBackward(handle, ws, new Float64Array(2), new Int32Array([0]), 1, null, 0, false,
-          ...params, new Float64Array(4), new Float64Array(2)));
-        expect(e.message).toMatch(/AVX512/);
-      }
-    } finally {
-      if (saved === undefined) delete process.env.ATEN_CPU_CAPABILITY;
-      else process.env.ATEN_CPU_CAPABILITY = saved;
-    }
+    });
+    b.stackExact(handle, true);
+    const ws = new Float64Array(b.stackLayout(handle, 1)[2]);
+    const params = [new Float64Array(4), new Float64Array(2)];
+    const e = withCapability(beyond!, () => thrown(() => b.stackForwardBackward(handle, ws, new Float64Array(2), new Int32Array([0]), 1,
+      null, 0, false, ...params, new Float64Array(4), new Float64Array(2))));
+    expect(e.message).toContain(name);
+  });
+  it('an ATEN_CPU_CAPABILITY LibTorch ignores (anything but default/avx2/avx512) is ignored here too', () => {
+    expect(withCapability('sse9', machine)).toEqual(withCapability(null, machine));
   });
 });

@@ -49,18 +49,9 @@ std::vector<T>& scratch(int which) {
   return buffers[which];
 }
 
-}  // namespace exact
-
-// Forward, loss and every gradient as LibTorch computes them; see stackForwardBackward for the
-// arguments, the workspace and the failures (for reduction 'none' the loss is at::sum of the rows'
-// losses, which are left in the workspace's losses, as the LibTorch reference returns them). The
-// caller has checked exact::exactUnsupported() and exactUnsupportedLoss(a.loss); if either says
-// no, this returns {Stage::Input, -1} and writes nothing.
-template <typename T>
-StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
-  using namespace exact;
-  if (exactUnsupported() || exactUnsupportedLoss(a.loss)) return {Stage::Input, -1};
-  const Capability cap = atenCapability();
+// The step for one Vectorized<T> width W in bytes (exactForwardBackward picks it).
+template <int W, typename T>
+StackStatus run(const Net& n, const Step<T>& a, double* loss, Capability cap) {
   const Fusion fuse = fusionFor(cap);
   Layout l;
   stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
@@ -121,10 +112,10 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
         for (size_t j = 0; j < B * out; ++j) Z[j] = A[j] < T(0) ? T(0) : A[j];  // clamp_min(x, 0)
         break;
       case LayerKind::Sigmoid:
-        sigmoidForward(cap, A, Z, B * out);
+        sigmoidForward<W>(cap, A, Z, B * out);
         break;
       case LayerKind::Tanh:
-        tanhForward(cap, A, Z, B * out);
+        tanhForward<W>(cap, A, Z, B * out);
         break;
     }
     A = Z;
@@ -134,10 +125,10 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   // Loss: log_softmax into the probs slot, then F.cross_entropy's ops and their backward into grad[0].
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
   T* logp = a.ws + l.probs;
-  logSoftmax(cap, logits, logp, B, C);
+  logSoftmax<W>(cap, logits, logp, B, C);
   int cur = 0;
   T* g = a.ws + l.grad[cur];
-  *loss = double(crossEntropy(cap, fuse, logp, own.targets ? nullptr : y, own, B, C, a.ws + l.losses, dWt.data(), g));
+  *loss = double(crossEntropy<W>(cap, fuse, logp, own.targets ? nullptr : y, own, B, C, a.ws + l.losses, dWt.data(), g));
   if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
 
   // Backward, layer by layer as autograd's AddmmBackward / ReluBackward / … nodes run.
@@ -168,10 +159,10 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       T* db = a.grads[p + 1];
       if (a.accumulate) {
         T* sums = dWt.data();  // free again
-        columnSums(g, B, out, sums);
+        columnSums<W>(g, B, out, sums);
         for (size_t c = 0; c < out; ++c) db[c] = db[c] + sums[c];
       } else {
-        columnSums(g, B, out, db);
+        columnSums<W>(g, B, out, db);
       }
       T* gIn = nullptr;
       if (wanted) {
@@ -201,6 +192,20 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     end = here;
   }
   return gradsStatus(n, a.B, a.grads, a.dX);
+}
+
+}  // namespace exact
+
+// Forward, loss and every gradient as LibTorch computes them; see stackForwardBackward for the
+// arguments, the workspace and the failures (for reduction 'none' the loss is at::sum of the rows'
+// losses, which are left in the workspace's losses, as the LibTorch reference returns them). The
+// caller has checked exact::exactUnsupported() and exactUnsupportedLoss(a.loss); if either says
+// no, this returns {Stage::Input, -1} and writes nothing.
+template <typename T>
+StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
+  if (exact::exactUnsupported() || exactUnsupportedLoss(a.loss)) return {Stage::Input, -1};
+  const exact::Capability cap = exact::atenCapability();
+  return exact::vectorBytes(cap) == 64 ? exact::run<64>(n, a, loss, cap) : exact::run<32>(n, a, loss, cap);
 }
 
 }  // namespace hg

@@ -31,9 +31,9 @@ inline Fusion fusionFor(Capability cap) {
 // A row of n values, mapped lane-wise by map (identity or exp(x − m)), summed as ATen does: under
 // one vector, lane 0 absorbs lanes 1..n−1; otherwise a vector accumulator over full vectors, the
 // tail blended into its first n % V lanes, then vec_reduce_all.
-template <typename T, typename Map>
+template <int W, typename T, typename Map>
 T rowSum(Capability cap, const T* x, size_t n, const Map& map) {
-  constexpr int V = kLanes<T>;
+  constexpr int V = kLanes<T, W>;
   T acc[V], v[V];
   if (n < size_t(V)) {
     for (int i = 0; i < V; ++i) v[i] = size_t(i) < n ? x[i] : T(0);
@@ -56,27 +56,27 @@ T rowSum(Capability cap, const T* x, size_t n, const Map& map) {
     map(v);
     for (size_t i = 0; i < r; ++i) acc[i] = acc[i] + v[i];
   }
-  return reduceLanesSum(cap, acc);
+  return reduceLanesSum<W>(cap, acc);
 }
 
 // ---- log_softmax over the last dim (aten/src/ATen/native/cpu/SoftMaxKernel.cpp,
 // _vec_log_softmax_lastdim): per row m = max, s = Σ exp(x − m) (map_reduce_all), then log(s) with
 // Vectorized::log, and out = (x − m) − log(s) in that order. Rows are independent (the CHUNK_SIZE
 // grouping only batches the log calls, which are lane-wise).
-template <typename T>
+template <int W, typename T>
 void logSoftmax(Capability cap, const T* z, T* logp, size_t B, size_t C) {
-  constexpr int V = kLanes<T>;
+  constexpr int V = kLanes<T, W>;
   for (size_t b = 0; b < B; ++b) {
     const T* x = z + b * C;
     T m = x[0];
     for (size_t c = 1; c < C; ++c) m = x[c] > m ? x[c] : m;
-    const T s = rowSum(cap, x, C, [&](T* v) {
+    const T s = rowSum<W>(cap, x, C, [&](T* v) {
       for (int i = 0; i < V; ++i) v[i] = v[i] - m;
-      lanes(cap, Fn::Exp, v);
+      lanes<W>(cap, Fn::Exp, v);
     });
     T l[V] = {};
     l[0] = s;
-    lanes(cap, Fn::Log, l);
+    lanes<W>(cap, Fn::Log, l);
     T* o = logp + b * C;
     for (size_t c = 0; c < C; ++c) o[c] = (x[c] - m) - l[0];
   }
@@ -85,18 +85,18 @@ void logSoftmax(Capability cap, const T* z, T* logp, size_t B, size_t C) {
 // ---- log_softmax backward (SoftMaxKernel.cpp _vec_host_softmax_backward_lastdim<log_softmax =
 // true>): per row Σg by reduce_all, then dz = g − exp(logp)·Σg with Vectorized::exp on every lane
 // (map2's tail is a partial vector too). In place: g becomes dz.
-template <typename T>
+template <int W, typename T>
 void logSoftmaxBackward(Capability cap, Fusion fuse, const T* logp, T* g, size_t B, size_t C) {
-  constexpr int V = kLanes<T>;
+  constexpr int V = kLanes<T, W>;
   for (size_t b = 0; b < B; ++b) {
     T* d = g + b * C;
-    const T s = rowSum(cap, d, C, [](T*) {});
+    const T s = rowSum<W>(cap, d, C, [](T*) {});
     const T* o = logp + b * C;
     for (size_t c0 = 0; c0 < C; c0 += V) {
       T e[V] = {};
       const size_t r = std::min(size_t(V), C - c0);
       for (size_t i = 0; i < r; ++i) e[i] = o[c0 + i];
-      lanes(cap, Fn::Exp, e);
+      lanes<W>(cap, Fn::Exp, e);
       for (size_t i = 0; i < r; ++i) d[c0 + i] = fuse.logSoftmaxBackward ? std::fma(-e[i], s, d[c0 + i]) : d[c0 + i] - e[i] * s;
     }
   }
@@ -144,9 +144,9 @@ T rowSumIlp(const T* x, size_t stride, size_t n) {
 // contiguous inner reduction — vectorized_inner_sum when n ≥ V (rowSumIlp over whole vectors, one
 // sum per lane, the leftover values summed from 0, then each lane added), else row_sum. Returns
 // what lands in the zero-filled output: 0 + sum.
-template <typename T>
+template <int W, typename T>
 T innerSum(const T* x, size_t n) {
-  constexpr size_t V = size_t(kLanes<T>);
+  constexpr size_t V = size_t(kLanes<T, W>);
   if (n < V) return T(0) + rowSumIlp(x, 1, n);
   const size_t vecs = n / V;
   T lane[V];
@@ -162,11 +162,11 @@ T innerSum(const T* x, size_t n) {
 // the last columns by rowSumIlp); with fewer, scalar_outer_sum (groups of 4 by multiRowSum, the
 // rest by rowSumIlp). One column is a contiguous inner reduction instead (innerSum). The result is
 // added to the zero-filled output: 0 + sum.
-template <typename T>
+template <int W, typename T>
 void columnSums(const T* dZ, size_t B, size_t out, T* db) {
-  constexpr size_t V = size_t(kLanes<T>);
+  constexpr size_t V = size_t(kLanes<T, W>);
   if (out == 1) {
-    db[0] = innerSum(dZ, B);
+    db[0] = innerSum<W>(dZ, B);
     return;
   }
   size_t j = 0;
@@ -185,26 +185,26 @@ void columnSums(const T* dZ, size_t B, size_t out, T* db) {
 // sigmoid (UnaryOpsKernel.cpp sigmoid_kernel): vector 1/((0 − x).exp() + 1), scalar 1/(1 + exp(−x)).
 // tanh (UnaryOpsKernel.cpp through vml::vtanh = vec::map): Vectorized::tanh on every lane.
 // relu = clamp_min(x, 0): max(x, 0).
-template <typename T>
+template <int W, typename T>
 void sigmoidForward(Capability cap, const T* z, T* a, size_t n) {
-  constexpr size_t V = size_t(kLanes<T>);
+  constexpr size_t V = size_t(kLanes<T, W>);
   const size_t pairs = n / (2 * V) * (2 * V);
   for (size_t i = 0; i < pairs; i += V) {
     T v[V];
     for (size_t l = 0; l < V; ++l) v[l] = T(0) - z[i + l];
-    lanes(cap, Fn::Exp, v);
+    lanes<W>(cap, Fn::Exp, v);
     for (size_t l = 0; l < V; ++l) a[i + l] = T(1) / (v[l] + T(1));
   }
   for (size_t i = pairs; i < n; ++i) a[i] = T(1) / (T(1) + std::exp(-z[i]));
 }
-template <typename T>
+template <int W, typename T>
 void tanhForward(Capability cap, const T* z, T* a, size_t n) {
-  constexpr size_t V = size_t(kLanes<T>);
+  constexpr size_t V = size_t(kLanes<T, W>);
   for (size_t i = 0; i < n; i += V) {
     T v[V] = {};
     const size_t r = std::min(V, n - i);
     std::copy(z + i, z + i + r, v);
-    lanes(cap, Fn::Tanh, v);
+    lanes<W>(cap, Fn::Tanh, v);
     std::copy(v, v + r, a + i);
   }
 }

@@ -89,7 +89,7 @@ void nllBackward(const int32_t* y, const T* weight, int32_t ignore, Reduction re
 
 // The loss (for 'none': Σ_b loss_b by at::sum, each loss_b into perRow) and ∂loss/∂z into dz [B,C],
 // given logp = log_softmax(z). gradOutput [B] is 'none''s upstream gradient; scratch holds B values.
-template <typename T>
+template <int W, typename T>
 T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, const LossSpec<T>& s, size_t B,
                size_t C, T* perRow, T* scratch, T* dz) {
   const Reduction red = s.reduction;
@@ -111,10 +111,10 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
       dz[i] = p;
     }
     if (none) {
-      for (size_t b = 0; b < B; ++b) perRow[b] = -innerSum(dz + b * C, C);
-      loss = innerSum(perRow, B);
+      for (size_t b = 0; b < B; ++b) perRow[b] = -innerSum<W>(dz + b * C, C);
+      loss = innerSum<W>(perRow, B);
     } else {
-      const T total = -innerSum(dz, n);
+      const T total = -innerSum<W>(dz, n);
       loss = mean ? total / static_cast<T>(B) : total;
     }
     // Backward: ÷B (mean), neg, expand (sum or sum(1)), ·w, ·q'.
@@ -128,7 +128,7 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
     T totalWeight = T(1);
     const T nll = nllForward(logp, y, w, s.ignoreIndex, red, B, C, perRow, &totalWeight);
     if (s.labelSmoothing == 0) {
-      loss = none ? innerSum(perRow, B) : nll;
+      loss = none ? innerSum<W>(perRow, B) : nll;
       nllBackward(y, w, s.ignoreIndex, red, B, C, T(1), s.gradOutput, totalWeight, dz);
     } else {
       const double eps = s.labelSmoothing;
@@ -141,10 +141,10 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
           // (logp · w) per row, summed over the class dim, in dz's row (zero again after).
           T* prod = dz + b * C;
           for (size_t c = 0; c < C; ++c) prod[c] = logp[b * C + c] * w[c];
-          sum = innerSum(prod, C);
+          sum = innerSum<W>(prod, C);
           for (size_t c = 0; c < C; ++c) prod[c] = T(0);
         } else {
-          sum = innerSum(logp + b * C, C);
+          sum = innerSum<W>(logp + b * C, C);
         }
         smooth[b] = y[b] == s.ignoreIndex ? T(0) : -sum;
       }
@@ -155,14 +155,14 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
         size_t k = 0;
         for (size_t b = 0; b < B; ++b)
           if (y[b] != s.ignoreIndex) gathered[k++] = w[y[b]];
-        weightSum = innerSum(gathered, k);
+        weightSum = innerSum<W>(gathered, k);
         for (size_t i = 0; i < k; ++i) gathered[i] = T(0);
       }
       if (none) {
         for (size_t b = 0; b < B; ++b) perRow[b] = keep * perRow[b] + smooth[b] * spread;
-        loss = innerSum(perRow, B);
+        loss = innerSum<W>(perRow, B);
       } else {
-        const T total = innerSum(smooth, B);
+        const T total = innerSum<W>(smooth, B);
         const T ret = mean ? (w ? total / weightSum : total / static_cast<T>(B)) : total;
         loss = keep * nll + ret * spread;
       }
@@ -185,7 +185,7 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
       }
     }
   }
-  logSoftmaxBackward(cap, fuse, logp, dz, B, C);
+  logSoftmaxBackward<W>(cap, fuse, logp, dz, B, C);
   return loss;
 }
 

@@ -3,7 +3,7 @@
 # hg::exactForwardBackward, entry by entry. Needs /usr/bin/python3 with torch, OpenBLAS and Sleef.
 #   test/exact/probe.sh [-v]          every case; prints only the differing ones unless -v
 # HG_EXACT_FUSION=<0|1><0|1> tries the other FMA choices (exact_kernels.h Fusion);
-# ATEN_CPU_CAPABILITY=default|avx2 runs both sides on that capability.
+# ATEN_CPU_CAPABILITY=default|avx2|avx512 runs both sides on that kernel set.
 set -e
 cd "$(dirname "$0")"
 out=${TMPDIR:-/tmp}/handgrad-exact-probe
