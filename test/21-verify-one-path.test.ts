@@ -85,9 +85,9 @@ describe('verify and gradcheck options: unknown keys are TypeErrors naming the k
     expect(() => verify(params, X, y, { zzz: 1 } as never)).toThrow(/the options are activation, reduction, candidate, reference, tolerance, inputGrad, fdStep/);
   });
 
-  it("F.cross_entropy's options are refused by name, and opts must be an object", () => {
-    expect(() => verify(params, X, y, { label_smoothing: 0.1 } as never)).toThrow(/label_smoothing is not supported yet/);
-    expect(() => gradcheck(seq, X, y, { weight: new Float64Array(C) } as never)).toThrow(/per-class weight is not supported yet/);
+  it("F.cross_entropy's options: PyTorch's names are answered with this package's, and opts must be an object", () => {
+    expect(() => verify(params, X, y, { label_smoothing: 0.1 } as never)).toThrow(/did you mean 'labelSmoothing'/);
+    expect(gradcheck(seq, X, y, { weight: new Float64Array(C).fill(1) }).ok).toBe(true);
     expect(() => verify(params, X, y, null as never)).toThrow(/Expected an options object for opts but received null/);
   });
 });

@@ -8,10 +8,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh } from '../lib';
+import { forwardBackward, gradcheck, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, verify } from '../lib';
 import type { Layer } from '../lib/layers/layer';
 import type { BackendName, Dtype, FloatArray, LossReduction } from '../lib/types';
-import { describeBackends, errEps, FIXTURES, thrown, typed } from './helpers';
+import { describeBackends, errEps, FIXTURES, skipReason, thrown, typed } from './helpers';
 
 interface GoldenCase {
   name: string; dtype: Dtype; activation: 'relu' | 'sigmoid' | 'tanh'; widths: number[]; B: number;
@@ -171,6 +171,24 @@ describeBackends('F.cross_entropy options against PyTorch Python', (backend) => 
     expect(bad).toEqual([]);
   });
 
+  it("evaluate() on a net whose loss has the options gives PyTorch's 'mean' loss (within 8 eps)", () => {
+    const bad: string[] = [];
+    let n = 0;
+    for (const c of golden.cases.filter((k) => k.options.reduction === 'mean' && !k.targets)) {
+      const loss = new SoftmaxCrossEntropy({
+        ignoreIndex: c.options.ignoreIndex, labelSmoothing: c.options.labelSmoothing, ...(c.weight ? { weight: typed(c.dtype, c.weight) } : {}),
+      });
+      const net = netOf(c, loss);
+      if (!sameLogits(c, net, backend)) continue;
+      n++;
+      const e = net.evaluate(typed(c.dtype, c.X), Int32Array.from(c.y), { backend, batchSize: 2 });
+      const d = errEps([e.loss], c.loss, c.dtype);
+      if (d > TOL) bad.push(`${c.name}: ${d}`);
+    }
+    expect(bad).toEqual([]);
+    expect(n).toBeGreaterThan(10);
+  });
+
   it("'mean' with every row ignored or a zero total weight is a RangeError naming the cause (PyTorch: NaN)", () => {
     for (const dtype of ['float64', 'float32'] as const) {
       expect(golden.emptyMean[dtype]).toEqual({ allIgnored: 'nan', zeroWeight: 'nan' });
@@ -250,5 +268,36 @@ describe('F.cross_entropy options: the rules PyTorch enforces, and ours', () => 
     const b = again.forwardBackward(X, [0, 2]);
     expect(b.loss).toBe(a.loss);
     expect(Sequential.mlp([2, 3, 3]).spec().loss).toBeUndefined();
+  });
+});
+
+describe('verify and gradcheck check the loss options (the float64 stack and the finite differences compute the same loss)', () => {
+  const net = Sequential.mlp([3, 5, 4], { seed: 11, activation: 'tanh' });
+  const X = Float64Array.from({ length: 15 }, (_, i) => Math.sin(1.7 * i));
+  const y = [0, 3, -100, 1, 2];
+  const OPTION_SETS = [
+    { weight: Float64Array.of(0.5, 1, 2, 1.5) },
+    { labelSmoothing: 0.2 },
+    { ignoreIndex: 1 },
+    { weight: Float64Array.of(0.5, 1, 2, 1.5), labelSmoothing: 0.1, reduction: 'sum' as const },
+  ];
+  it.each(OPTION_SETS.map((o) => [JSON.stringify(o, (_, x) => (ArrayBuffer.isView(x) ? Array.from(x as Float64Array) : x)), o] as const))(
+    'verify against finite differences, and gradcheck, pass with %s (an ignored row in y)', (_, o) => {
+      const labels = 'ignoreIndex' in o ? [0, 3, 1, 1, 2] : y;
+      const r = verify(net, X, labels, { ...o, reference: 'fd' });
+      expect(r.ok, JSON.stringify(r.tensors.map((t) => [t.name, t.relError]))).toBe(true);
+      expect(gradcheck(net, X, labels, { ...o, backend: 'ts', inputGrad: true }).ok).toBe(true);
+      if (skipReason('torch') === null) expect(verify(net, X, labels, { ...o, reference: 'torch' }).ok).toBe(true);
+    });
+  it('a gradient function that ignores the weight fails verify and gradcheck with it (and passes without it)', () => {
+    const unweighted = (n: Sequential, Xc: Float64Array, yc: Int32Array, opts: { reduction: 'mean' | 'sum' }) =>
+      n.forwardBackward(Xc, yc, { reduction: opts.reduction, inputGrad: true, ignoreIndex: -100 }).grads;
+    const weight = Float64Array.of(0.5, 1, 2, 1.5);
+    expect(verify(net, X, y, { candidate: unweighted as never, reference: 'fd' }).ok).toBe(true);
+    expect(verify(net, X, y, { candidate: unweighted as never, reference: 'fd', weight }).ok).toBe(false);
+    expect(gradcheck(unweighted as never, X, y, { params: net, weight } as never).ok).toBe(false);
+  });
+  it("'mean' with every row ignored is refused by verify as by forwardBackward", () => {
+    expect(thrown(() => verify(net, X, [-100, -100, -100, -100, -100], { reference: 'fd' })).message).toMatch(/every row is ignored/);
   });
 });

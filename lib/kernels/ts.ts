@@ -98,6 +98,32 @@ export function softmaxCrossEntropyBackward(
 }
 
 /**
+ * t_bc, each row's effective target weight of crossEntropyGeneral (the reduction's scale folded in),
+ * in float64 [B,C]: the verifier's float64 stack and finite differences (lib/verify) read it.
+ */
+export function targetWeights(y: Int32Array, s: LossArgs, B: number, C: number): Float64Array {
+  const t = new Float64Array(B * C);
+  const { weight, targets, ignoreIndex } = s;
+  const labels = targets === null;
+  const eps = s.labelSmoothing;
+  let D = 1;
+  if (s.reduction === 'mean' && labels) {
+    D = 0;
+    for (let b = 0; b < B; b++) if (y[b] !== ignoreIndex) D += weight ? weight[y[b]] : 1;
+  } else if (s.reduction === 'mean') D = B;
+  for (let b = 0; b < B; b++) {
+    if (labels && y[b] === ignoreIndex) continue;
+    for (let c = 0; c < C; c++) {
+      const w = weight ? weight[c] : 1;
+      t[b * C + c] = labels
+        ? (c === y[b] ? ((1 - eps) / D) * w : 0) + ((eps / C) / D) * w
+        : (w * (eps > 0 ? targets![b * C + c] * (1 - eps) + eps / C : targets![b * C + c])) / D;
+    }
+  }
+  return t;
+}
+
+/**
  * F.cross_entropy with every option: native/core/kernels.h crossEntropyGeneral loop for loop (the
  * derivation is there). Row b's loss is Σ_c t_bc·(lse_b − z_bc) and dZ_b = g_b·(p_b·S_b − t_b), the
  * reduction's scale folded into t; y is unused with probability targets. Returns Σ_b loss_b; the

@@ -352,7 +352,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const o = v.options('opts', opts, ['backend', 'batchSize'] as const);
     const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
     const batchSize = v.dim('opts.batchSize', o.batchSize ?? 256);
-    const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes });
+    const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes }, '', this.loss.ignoreIndex);
     return this.score(b.X as T, b.y, batchSize, backend);
   }
 
@@ -360,6 +360,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   score(X: T, y: Int32Array, batchSize: number, backend: BackendName): { loss: number; accuracy: number } {
     const { inFeatures: D, classes: C } = this;
     const n = y.length;
+    if (this.loss.weight !== null || this.loss.labelSmoothing !== 0 || y.includes(this.loss.ignoreIndex)) return this.scoreWithOptions(X, y, batchSize, backend);
     let lossSum = 0;
     let correct = 0;
     for (let start = 0; start < n; start += batchSize) {
@@ -378,6 +379,45 @@ export class Sequential<T extends FloatArray = FloatArray> {
       }
     }
     return { loss: lossSum / n, accuracy: correct / n };
+  }
+
+  /**
+   * score() with the loss's options, as F.cross_entropy's 'mean' over the whole of X: Σ over the
+   * non-ignored rows of (1−ε)·w[y]·(lse − z_y) + (ε/C)·Σ_c w_c·(lse − z_c), divided by Σ w[y] over
+   * them; the accuracy over the non-ignored rows. Nothing to divide by is emptyMeanError, as a step.
+   */
+  private scoreWithOptions(X: T, y: Int32Array, batchSize: number, backend: BackendName): { loss: number; accuracy: number } {
+    const { inFeatures: D, classes: C } = this;
+    const { weight, ignoreIndex, labelSmoothing: eps } = this.loss;
+    const n = y.length;
+    let num = 0;
+    let den = 0;
+    let correct = 0;
+    let valid = 0;
+    for (let start = 0; start < n; start += batchSize) {
+      const B = Math.min(batchSize, n - start);
+      const logits = this.logitsView(X.subarray(start * D, (start + B) * D) as T, B, backend);
+      for (let b = 0; b < B; b++) {
+        const label = y[start + b];
+        if (label === ignoreIndex) continue;
+        const o = b * C;
+        let best = 0;
+        for (let c = 1; c < C; c++) if (logits[o + c] > logits[o + best]) best = c;
+        const m = logits[o + best];
+        let sum = 0;
+        for (let c = 0; c < C; c++) sum += Math.exp(logits[o + c] - m);
+        const logS = Math.log(sum);
+        const wy = weight === null ? 1 : weight[label];
+        let smooth = 0;
+        if (eps !== 0) for (let c = 0; c < C; c++) smooth += (weight === null ? 1 : weight[c]) * (m - logits[o + c] + logS);
+        num += (1 - eps) * wy * (m - logits[o + label] + logS) + (eps / C) * smooth;
+        den += wy;
+        valid++;
+        if (best === label) correct++;
+      }
+    }
+    if (den === 0) throw emptyMeanError(valid, ignoreIndex);
+    return { loss: num / den, accuracy: correct / valid };
   }
 
   /**

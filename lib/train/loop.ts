@@ -2,7 +2,8 @@
 // same code on the same buffers, so both give the same numbers for a seed.
 import { Rng } from '../rng';
 import type { FloatArray } from '../types';
-import { Sequential } from '../layers/sequential';
+import type { LossArgs } from '../engine/engine';
+import { Sequential, type SequentialSpec } from '../layers/sequential';
 import { learningRate } from './schedule';
 import { COUNTER, STOP, type TrainState } from './state';
 import { applyUpdate } from './update';
@@ -27,15 +28,24 @@ export interface Data { X: FloatArray; y: Int32Array }
 // The Sequential of a state, rebuilt over the state's shared tensors once per thread (a worker
 // receives the state as data), so each thread has its own engine buffers; with it, the gradient
 // buffers under the names forwardBackwardInto writes (dW1 = s.grads.W1, …).
-const sequentials = new WeakMap<TrainState, { seq: Sequential; grads: Record<string, FloatArray> }>();
+// The model's loss options travel in the state's config as the spec's `loss` (weight, ignoreIndex,
+// labelSmoothing; absent: PyTorch's defaults), so a worker's rebuilt net trains on the same loss.
+const sequentials = new WeakMap<TrainState, { seq: Sequential; grads: Record<string, FloatArray>; loss: LossArgs | null }>();
 
-function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatArray> } {
+function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatArray>; loss: LossArgs | null } {
   let entry = sequentials.get(s);
   if (!entry) {
     const c = s.config;
     const grads: Record<string, FloatArray> = {};
     for (const k of s.names) grads[`d${k}`] = s.grads[k];
-    entry = { seq: Sequential.fromSpec({ dtype: c.dtype, layers: c.layers, reduction: 'mean' }, s.params), grads };
+    const lossSpec = (c as { loss?: SequentialSpec['loss'] }).loss;
+    const seq = Sequential.fromSpec({ dtype: c.dtype, layers: c.layers, reduction: 'mean', ...(lossSpec ? { loss: lossSpec } : {}) }, s.params);
+    const l = seq.loss;
+    // The training loss is the mean (the Trainer's), with the model's other options.
+    const loss: LossArgs | null = l.weight === null && l.labelSmoothing === 0 && l.ignoreIndex === -100
+      ? null
+      : { reduction: 'mean', weight: l.weight, ignoreIndex: l.ignoreIndex, labelSmoothing: l.labelSmoothing, targets: null, gradOutput: null };
+    entry = { seq, grads, loss };
     sequentials.set(s, entry);
   }
   return entry;
@@ -56,8 +66,8 @@ export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss:
   const full = B === s.config.batchSize;
   const X = full ? s.Xb : s.Xb.subarray(0, B * s.config.D);
   const y = full ? s.yb : s.yb.subarray(0, B);
-  const { seq, grads } = stackOf(s);
-  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false });
+  const { seq, grads, loss } = stackOf(s);
+  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false, loss });
   const correct = countCorrect(r.logits, s.yb, B, s.config.C);
   applyUpdate(s, lr, advance && (() => advance(r.loss, correct)));
   return { loss: r.loss, correct };

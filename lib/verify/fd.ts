@@ -20,7 +20,7 @@
 // makes the quotient meaningless. Policy 'report' (gradcheck) flags the entry as a kink; policy
 // 'avoid' (the verifier's reference) shrinks that row's step until it stays on one side, and
 // treats an input exactly 0 as PyTorch does (relu'(0) = 0: that unit passes no change on).
-import { gemm } from '../kernels/ts';
+import { gemm, targetWeights } from '../kernels/ts';
 import type { Activation } from '../types';
 import { matmulInto, stackForward64, twoLayerStack, type Stack64, type StackForward64, type TwoLayer64 } from './stack64';
 
@@ -57,6 +57,12 @@ export class FiniteDifferences {
   private readonly scale: number;
   /** Σ_{c≠y_b} p_bc per row: 1 − p_y without the cancellation. */
   private readonly otherMass: Float64Array;
+  /**
+   * With F.cross_entropy's options (stack.loss): each row's target weights t_b [B,C] (the
+   * reduction's scale folded in) and their sums S_b; null for the default loss.
+   */
+  private readonly T: Float64Array | null = null;
+  private readonly S: Float64Array | null = null;
   /** plus[l], minus[l]: one row's change at level l (0: X, l: the output of layers[l − 1]) for +t and −t. */
   private readonly plus: Float64Array[];
   private readonly minus: Float64Array[];
@@ -74,6 +80,12 @@ export class FiniteDifferences {
     const { B, y, widths, layers, reduction } = this.stack;
     const C = widths[widths.length - 1];
     this.scale = reduction === 'mean' ? 1 / B : 1;
+    if (this.stack.loss) {
+      this.T = targetWeights(y, this.stack.loss, B, C);
+      this.S = new Float64Array(B);
+      for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) this.S[b] += this.T[b * C + c];
+      this.scale = 1; // in T
+    }
     this.otherMass = new Float64Array(B);
     for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) if (c !== y[b]) this.otherMass[b] += this.f.probs[b * C + c];
     this.plus = widths.map((w) => new Float64Array(w));
@@ -103,6 +115,17 @@ export class FiniteDifferences {
   private rowDelta(b: number, delta: Float64Array): number {
     const C = delta.length;
     const pr = this.f.probs;
+    if (this.T !== null) {
+      // ℓ_b = S_b·lse_b − Σ_c t_bc z_bc, so Δℓ_b = S_b·(log Σ_c p_c e^{δ_c − m} ), m = Σ_c (t_bc/S_b)·δ_c,
+      // = S_b·log1p(Σ_c p_c·expm1(δ_c − m)) (Σ p_c = 1): the shift by the targets' mean drops out exactly.
+      const S = this.S![b];
+      if (S === 0) return 0;
+      let m = 0;
+      for (let c = 0; c < C; c++) m += (this.T[b * C + c] / S) * delta[c];
+      let s = 0;
+      for (let c = 0; c < C; c++) s += pr[b * C + c] * Math.expm1(delta[c] - m);
+      return S * Math.log1p(s);
+    }
     const y = this.stack.y[b];
     const dy = delta[y];
     let s = 0;
@@ -116,6 +139,15 @@ export class FiniteDifferences {
    */
   private rowDeltaAt(b: number, c: number, d: number): number {
     const C = this.f.probs.length / this.stack.B;
+    if (this.T !== null) {
+      // rowDelta with δ = d at c alone: m = q_c·d, q = t_b/S_b; the other logits' mass is Σ_{c'≠c} p_c'.
+      const S = this.S![b];
+      if (S === 0) return 0;
+      const m = (this.T[b * C + c] / S) * d;
+      let other = 0;
+      for (let k = 0; k < C; k++) if (k !== c) other += this.f.probs[b * C + k];
+      return S * Math.log1p(this.f.probs[b * C + c] * Math.expm1(d - m) + other * Math.expm1(-m));
+    }
     return this.stack.y[b] === c ? Math.log1p(this.otherMass[b] * Math.expm1(-d)) : Math.log1p(this.f.probs[b * C + c] * Math.expm1(d));
   }
 

@@ -40,7 +40,7 @@ export interface GradcheckOptions<N extends Network = Params> extends NetworkOpt
   worstEntries?: number;
 }
 export type SequentialGradcheckOptions = GradcheckOptions<Sequential>;
-const OPTIONS = ['eps', 'atol', 'rtol', 'mode', 'inputGrad', 'activation', 'reduction', 'backend', 'params', 'seed', 'nondetCheck', 'onProgress', 'worstEntries'] as const;
+const OPTIONS = ['eps', 'atol', 'rtol', 'mode', 'inputGrad', 'activation', 'reduction', 'backend', 'params', 'seed', 'nondetCheck', 'onProgress', 'worstEntries', 'weight', 'ignoreIndex', 'labelSmoothing'] as const;
 
 export interface GradcheckEntry {
   index: number[]; numerical: number; analytical: number; absError: number;

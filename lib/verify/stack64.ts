@@ -5,8 +5,9 @@
 //   ReLU mask >=, a derivative on the wrong tensor, dZ without the one-hot, …), so diagnose.ts can
 //   match a failing candidate against the bug that explains it.
 // Nothing here is the truth a candidate is judged by: that is torch, or the finite differences.
+import type { LossArgs } from '../engine/engine';
 import { reduceLoss } from '../engine/ts';
-import { activationBackward as kernelActivationBackward, activationForward, gemm, softmaxCrossEntropy } from '../kernels/ts';
+import { activationBackward as kernelActivationBackward, activationForward, crossEntropyGeneral, gemm, softmaxCrossEntropy } from '../kernels/ts';
 import { Sequential } from '../layers/sequential';
 import type { Activation, Dims, Reduction } from '../types';
 
@@ -18,6 +19,12 @@ export interface Stack64 {
   /** X [B, widths[0]]. */
   X: Float64Array;
   y: Int32Array; B: number; layers: Layer64[]; reduction: Reduction;
+  /**
+   * F.cross_entropy's options beyond the default (weight as float64, ignoreIndex, labelSmoothing;
+   * reduction as above), or null/absent: the loss is then Σ_c t_bc·(lse_b − z_bc) (kernels/ts.ts
+   * crossEntropyGeneral, in float64) and its gradient p_b·S_b − t_b.
+   */
+  loss?: LossArgs | null;
   /** widths[i] is the input width of layers[i]; the last one is C. */
   widths: number[];
 }
@@ -66,6 +73,7 @@ export function stackForward64(s: Stack64): StackForward64 {
   });
   const C = widths[widths.length - 1];
   const probs = new Float64Array(B * C);
+  if (s.loss) return { outputs, probs, loss: crossEntropyGeneral(a, s.y, s.loss, B, C, probs, new Float64Array(B * C), null) };
   return { outputs, probs, loss: reduceLoss(softmaxCrossEntropy(a, s.y, probs, B, C), B, s.reduction, false) };
 }
 
@@ -151,7 +159,8 @@ export function variantsOf(s: Stack64): Variant[] {
     );
   }
   const logits = names[names.length - 1];
-  out.push(
+  // The loss's own bugs are recognised for the default loss (with its options the gradient is p·S − t).
+  if (!s.loss) out.push(
     { id: 'dZ2-no-onehot', explain: `d${logits} = probs/B: the one-hot of y was never subtracted (d${logits} must be (probs − onehot(y))/B)` },
     { id: 'dZ2-logits-not-probs', explain: `d${logits} was built from the logits ${logits} instead of softmax(${logits})` },
   );
@@ -213,7 +222,8 @@ export function backward64(s: Stack64, f: StackForward64, variant?: Variant): Re
   const C = widths[widths.length - 1];
   const from = id === 'dZ2-logits-not-probs' ? f.outputs[layers.length - 1] : f.probs;
   let g: Float64Array = from.map((p) => p * scale);
-  if (id !== 'dZ2-no-onehot') for (let b = 0; b < B; b++) g[b * C + y[b]] -= scale;
+  if (s.loss) crossEntropyGeneral(f.outputs[layers.length - 1], y, s.loss, B, C, new Float64Array(B * C), g, null);
+  else if (id !== 'dZ2-no-onehot') for (let b = 0; b < B; b++) g[b * C + y[b]] -= scale;
   const out: Record<string, Float64Array> = { [`d${names[layers.length - 1]}`]: g };
   let after: Float64Array | null = null; // the gradient of the layer after this one's output
   for (let i = layers.length - 1; i >= 0; i--) {

@@ -3,6 +3,8 @@
 // arrays, validated as their forwardBackward validates them; from there on everything is one path.
 // Only a gradient function (handed the network in the form given) and the report's description
 // of the network see which form it was.
+import { emptyMeanError } from '../engine/engine';
+import { SoftmaxCrossEntropy } from '../layers/loss';
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import type { Activation, BackendName, Dims, FloatArray, Params, Reduction } from '../types';
@@ -23,10 +25,19 @@ export interface NetworkOptions<N extends Network = Params> {
   activation?: N extends Sequential ? never : Activation;
   /** 'mean' (default for the params; a Sequential's default is its loss's) or 'sum'. */
   reduction?: Reduction;
+  /** F.cross_entropy's weight [C] (in the network's dtype; a Sequential's default is its loss's). */
+  weight?: FloatArray;
+  /** F.cross_entropy's ignore_index (default −100; a Sequential's default is its loss's). */
+  ignoreIndex?: number;
+  /** F.cross_entropy's label_smoothing in [0, 1] (default 0; a Sequential's default is its loss's). */
+  labelSmoothing?: number;
 }
 
+/** The loss options a gradient function is handed, when not PyTorch's defaults. */
+export interface LossGradOptions { weight?: FloatArray; ignoreIndex?: number; labelSmoothing?: number }
+
 /** What a gradient function is handed as its options (a Sequential's layers hold their activations). */
-export type GradOptions<N extends Network = Params> = ByForm<N, { reduction: Reduction; inputGrad: true }, { activation: Activation; reduction: Reduction; inputGrad: true }>;
+export type GradOptions<N extends Network = Params> = ByForm<N, { reduction: Reduction; inputGrad: true } & LossGradOptions, { activation: Activation; reduction: Reduction; inputGrad: true } & LossGradOptions>;
 
 /**
  * A user's gradient function: handed a copy of the network in the form the caller gave it (the
@@ -67,27 +78,32 @@ export function num(name: string, x: unknown, fallback: number, positive: boolea
  * float64 copy and that copy's forward pass, which must stay finite.
  * @throws {TypeError|RangeError}
  */
-export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown }) {
+export function subjectOf(
+  source: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown; weight?: unknown; ignoreIndex?: unknown; labelSmoothing?: unknown },
+) {
   const given = source instanceof Sequential;
   // The params' fields read once, here: a getter cannot answer one thing to the check and another to the use.
   const target = given || source === null || typeof source !== 'object' ? source : { ...source };
   if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
   // As forwardBackward: the option, else the params' own activation (a Trainer's, loadParams'), else ReLU.
   const activation = given ? 'relu' : activationOf(target, opts.activation);
-  if (given && !(target as Sequential).loss.isDefault) {
-    v.fail(TypeError, "a Sequential whose loss has F.cross_entropy's default options (verify and gradcheck do not check weight, ignoreIndex, labelSmoothing or reduction 'none' yet)", 'net.loss', new v.Received(String((target as Sequential).loss)));
+  const own = given ? (target as Sequential).loss : null;
+  if (own !== null && own.reduction === 'none' && opts.reduction === undefined) {
+    v.fail(TypeError, "a Sequential whose loss reduces to a number ('mean' or 'sum': verify and gradcheck check a scalar loss), or opts.reduction", 'net.loss', new v.Received(String(own)));
   }
-  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, given ? ((target as Sequential).loss.reduction as Reduction) : 'mean');
+  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, own !== null ? (own.reduction as Reduction) : 'mean');
+  const ignoreIndex = v.ignoreIndex('opts.ignoreIndex', opts.ignoreIndex, own?.ignoreIndex ?? -100);
+  const labelSmoothing = v.labelSmoothing('opts.labelSmoothing', opts.labelSmoothing, own?.labelSmoothing ?? 0);
   let seq: Sequential;
   let b: { X: FloatArray; y: Int32Array; B: number };
   let info: NetworkInfo<Network>;
   if (given) {
     seq = target as Sequential;
-    b = v.batch(X, y, { dtype: seq.dtype, D: seq.inFeatures, C: seq.classes });
+    b = v.batch(X, y, { dtype: seq.dtype, D: seq.inFeatures, C: seq.classes }, '', ignoreIndex);
     info = { network: seq.toString(), dims: { B: b.B, D: seq.inFeatures, C: seq.classes }, widths: [...seq.widths] };
   } else {
     const p = v.params(target);
-    b = v.batch(X, y, p);
+    b = v.batch(X, y, p, '', ignoreIndex);
     const dims = { B: b.B, D: p.D, H: p.H, C: p.C };
     v.sizes(dims);
     seq = twoLayerNet(target, activation); // forwardBackward's own net: its errors name Z1 and the logits
@@ -97,14 +113,31 @@ export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activ
   // every field it has (D, H, C, anything else), its tensors copied.
   const copy = () =>
     given ? sequentialCopy(seq) : { ...(target as object), ...Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, t.slice()])) };
-  const fnOpts = given ? { reduction, inputGrad: true } : { activation, reduction, inputGrad: true };
+  // F.cross_entropy's options, resolved as forwardBackward resolves them (the call's, else the loss's).
+  const weight = opts.weight !== undefined ? v.lossWeight('opts.weight', opts.weight, seq.dtype, seq.classes) : own?.weight ?? null;
+  let ignored = 0;
+  let denominator = 0;
+  for (let i = 0; i < b.B; i++) {
+    if (b.y[i] === ignoreIndex) ignored++;
+    else denominator += weight === null ? 1 : weight[b.y[i]];
+  }
+  if (reduction === 'mean' && denominator === 0) throw emptyMeanError(b.B - ignored, ignoreIndex);
+  const general = weight !== null || labelSmoothing !== 0 || ignored > 0;
+  const lossOpts: LossGradOptions = {
+    ...(weight !== null ? { weight } : {}), ...(ignoreIndex !== -100 ? { ignoreIndex } : {}), ...(labelSmoothing !== 0 ? { labelSmoothing } : {}),
+  };
+  const lossOpts64 = weight !== null ? { ...lossOpts, weight: Float64Array.from(weight) } : lossOpts;
+  const fnOpts = given ? { reduction, inputGrad: true, ...lossOpts } : { activation, reduction, inputGrad: true, ...lossOpts };
   v.assertFinite('X', b.X);
   for (const [name, t] of Object.entries(seq.params)) v.assertFinite(given ? name : `params.${name}`, t);
   const seq64 = sequentialCopy(seq, 'float64');
   seq64.twoLayerWords = seq.twoLayerWords;
   const X64 = Float64Array.from(b.X); // float32 values are exact in float64
   // The float64 stack and its forward pass: what the finite differences perturb and the diagnoses recompute.
-  const stack: Stack64 = { X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction };
+  const stack: Stack64 = {
+    X: X64, y: b.y, B: b.B, layers: stackLayersOf(seq64), widths: [...seq.widths], reduction,
+    loss: general ? { reduction, weight: weight && Float64Array.from(weight), ignoreIndex, labelSmoothing, targets: null, gradOutput: null } : null,
+  };
   const forward = stackForward64(stack);
   if (!forward.outputs.every(allFinite)) {
     seq64.forward(X64, { backend: 'ts' }); // names the layer that overflowed
@@ -115,7 +148,7 @@ export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activ
   // The shape of the loss, dX, every weight gradient and every intermediate one (dZ1, dA1, …); the
   // layer of each tensor (empty for the params); the weights' gradients in forward order, dW1, db1, ….
   const shapes: Record<string, number[]> = { loss: [], dX: [b.B, seq.inFeatures] };
-  const layerOf: Record<string, string> = given ? { loss: `SoftmaxCrossEntropy(${reduction})`, dX: seq.where(0) } : {};
+  const layerOf: Record<string, string> = given ? { loss: String(new SoftmaxCrossEntropy({ reduction, ...lossOpts })), dX: seq.where(0) } : {};
   const weightGrads: string[] = [];
   const names = outputNames(stack);
   stack.layers.forEach((l, i) => {
@@ -136,7 +169,7 @@ export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activ
     grads: (candidate: BackendName | ((...args: never[]) => unknown), inputGrad: boolean, name: string): CandidateGrads => {
       const grads: Record<string, Coerced> = {};
       if (typeof candidate === 'string') {
-        const r = seq.forwardBackward(b.X, b.y, { backend: candidate, inputGrad, reduction });
+        const r = seq.forwardBackward(b.X, b.y, { backend: candidate, inputGrad, reduction, ...lossOpts });
         for (const [k, g] of Object.entries(r.grads)) grads[k] = coerceTensor(g);
         return { name: candidate, loss: coerceTensor(r.loss), grads };
       }
@@ -157,12 +190,12 @@ export function subjectOf(source: unknown, X: unknown, y: unknown, opts: { activ
      * @throws {HandgradError} ERR_TORCH_UNAVAILABLE
      */
     torchInDtype: (): Record<string, Float64Array> => {
-      const r = seq.forwardBackward(b.X, b.y, { backend: 'torch', inputGrad: true, reduction });
+      const r = seq.forwardBackward(b.X, b.y, { backend: 'torch', inputGrad: true, reduction, ...lossOpts });
       return { loss: new Float64Array([r.loss]), ...Object.fromEntries(Object.entries(r.grads).map(([k, g]) => [k, Float64Array.from(g!)])) };
     },
     /** LibTorch autograd on the float64 copy: the loss ([1]) and every gradient. @throws {HandgradError} ERR_TORCH_UNAVAILABLE */
     torch: (): Record<string, Float64Array> => {
-      const r = seq64.forwardBackward(X64, b.y, { backend: 'torch', inputGrad: true, reduction });
+      const r = seq64.forwardBackward(X64, b.y, { backend: 'torch', inputGrad: true, reduction, ...lossOpts64 });
       return { loss: new Float64Array([r.loss]), ...(r.grads as Record<string, Float64Array>) };
     },
   };

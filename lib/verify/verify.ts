@@ -38,14 +38,10 @@ export interface VerifyOptions<N extends Network = Params> extends NetworkOption
   exact?: boolean;
 }
 export type SequentialVerifyOptions = VerifyOptions<Sequential>;
-const OPTIONS = ['activation', 'reduction', 'candidate', 'reference', 'tolerance', 'inputGrad', 'fdStep', 'exact'] as const;
+const OPTIONS = ['activation', 'reduction', 'candidate', 'reference', 'tolerance', 'inputGrad', 'fdStep', 'exact', 'weight', 'ignoreIndex', 'labelSmoothing'] as const;
 
-/** F.cross_entropy's options that verify and gradcheck do not check yet (forwardBackward runs them): refused by name. */
-export const UNSUPPORTED = {
-  weight: "F.cross_entropy's weight is not checked by verify/gradcheck yet (forwardBackward supports it; test/38 holds it to PyTorch)",
-  ignoreIndex: "F.cross_entropy's ignore_index is not checked by verify/gradcheck yet (forwardBackward supports it; test/38 holds it to PyTorch)",
-  labelSmoothing: "F.cross_entropy's label_smoothing is not checked by verify/gradcheck yet (forwardBackward supports it; test/38 holds it to PyTorch)",
-};
+/** Options refused by name (none left: F.cross_entropy's weight, ignoreIndex and labelSmoothing are checked like the rest). */
+export const UNSUPPORTED: Readonly<Record<string, string>> = {};
 
 /**
  * The default tolerance, in units of the candidate dtype's epsilon (float64: 2^-52, float32: 2^-23),
