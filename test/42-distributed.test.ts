@@ -99,16 +99,18 @@ function expected(W: number) {
     b: sumOver(W, 5, 3).map((s) => s / W),
     i32: range(17).map((i) => Math.max(...range(W).map((r) => (i * 31 + r * 5) % 23))),
     bc: range(64).map((i) => value(W - 1, i, 4)),
+    gathered: range(W).flatMap((r) => [String(r * 10 + 1), String(-(2n ** 40n) - BigInt(r))]),
+    bc64: String(2n ** 62n + 3n),
   };
 }
 
 function expectCollectives(out: Line, W: number): void {
   const want = expected(W);
-  for (const k of ['f32', 'a', 'b', 'i32', 'bc'] as const) expect(out[k], `${k} on rank ${out.rank}`).toEqual(want[k]);
+  for (const k of ['f32', 'a', 'b', 'i32', 'bc', 'gathered', 'bc64'] as const) expect(out[k], `${k} on rank ${out.rank}`).toEqual(want[k]);
 }
 
 describe.skipIf(skip !== null)(title('distributed: local jobs of Node ranks', skip), () => {
-  it.each([2, 4])('%i ranks: allReduce sum/avg/max, broadcast, small buckets, the blocking form and a worker_thread, exactly', async (W) => {
+  it.each([2, 4])('%i ranks: allReduce sum/avg/max, broadcast, allGather, int64, small buckets, the blocking form and a worker_thread, exactly', async (W) => {
     const exits = await job(Array(W).fill('node'), 'collectives', 60_000);
     for (const e of exits) expect(e.code, e.stderr).toBe(0);
     const outs = exits.map((e) => lines(e)[0]);
@@ -283,6 +285,7 @@ describe('distributed: arguments (no group needed)', () => {
     expect(() => distributed.allReduceSync([new Float32Array(2), new Float64Array(2)] as never)).toThrow(/one dtype per call/);
     expect(() => distributed.allReduceSync(new Float32Array(0))).toThrow(RangeError);
     expect(() => distributed.allReduceSync(new Int32Array(2), 'avg')).toThrow(/for op 'avg'/);
+    expect(() => distributed.allReduceSync(new BigInt64Array(2), 'avg')).toThrow(/for op 'avg'/);
     expect(() => distributed.allReduceSync(new Float32Array(2), 'mean' as never)).toThrow(/Expected one of 'sum', 'avg', 'max' for op/);
   });
 });

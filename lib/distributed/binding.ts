@@ -7,7 +7,7 @@ import { once, packageRoot } from '../binding';
 import { HandgradError } from '../errors';
 
 /** The arrays a collective runs on, in place: all of one dtype. */
-export type CollectiveArray = Float32Array | Float64Array | Int32Array;
+export type CollectiveArray = Float32Array | Float64Array | Int32Array | BigInt64Array;
 
 export interface DistributedBinding {
   /** Joins the process's group: resolves when every rank has (or rejects with code ERR_DISTRIBUTED). */
@@ -22,6 +22,9 @@ export interface DistributedBinding {
   allReduceSync(arrays: readonly CollectiveArray[], op: number, bucketBytes: number): void;
   broadcast(arrays: readonly CollectiveArray[], root: number, bucketBytes: number): Promise<void>;
   broadcastSync(arrays: readonly CollectiveArray[], root: number, bucketBytes: number): void;
+  /** [input, output]: every rank's input into output (worldSize × its length, rank-major); the Promise form writes output when it resolves. */
+  allGather(inputOutput: readonly [CollectiveArray, CollectiveArray]): Promise<void>;
+  allGatherSync(inputOutput: readonly [CollectiveArray, CollectiveArray]): void;
   barrier(): Promise<void>;
   barrierSync(): void;
 }

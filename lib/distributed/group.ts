@@ -126,11 +126,11 @@ function arrays(name: string, data: unknown): CollectiveArray[] {
   const list: unknown[] = Array.isArray(data) ? data : [data];
   if (list.length === 0) v.fail(RangeError, 'at least one typed array', name, data);
   const first = list[0];
-  const kinds = [Float32Array, Float64Array, Int32Array] as const;
+  const kinds = [Float32Array, Float64Array, Int32Array, BigInt64Array] as const;
   const kind = kinds.find((k) => first instanceof k);
   list.forEach((a, i) => {
     const at = Array.isArray(data) ? `${name}[${i}]` : name;
-    if (!kinds.some((k) => a instanceof k)) v.fail(TypeError, 'a Float32Array, Float64Array or Int32Array', at, a);
+    if (!kinds.some((k) => a instanceof k)) v.fail(TypeError, 'a Float32Array, Float64Array, Int32Array or BigInt64Array', at, a);
     if (!(a instanceof kind!)) v.fail(TypeError, `a ${kind!.name} (the dtype of ${name}[0]): one dtype per call`, at, a);
     if (v.lengthOf(a as CollectiveArray) === 0) v.fail(RangeError, 'a non-empty array', at, a);
   });
@@ -147,7 +147,9 @@ function bucketBytes(name: string, opts: unknown): number {
 
 function reduceOp(data: CollectiveArray[], op: unknown): number {
   const name = v.oneOf('op', op, REDUCE_OPS, 'sum');
-  if (name === 'avg' && data[0] instanceof Int32Array) v.fail(TypeError, "a Float32Array or Float64Array for op 'avg' (an integer average would round)", 'data', data[0]);
+  if (name === 'avg' && (data[0] instanceof Int32Array || data[0] instanceof BigInt64Array)) {
+    v.fail(TypeError, "a Float32Array or Float64Array for op 'avg' (an integer average would round)", 'data', data[0]);
+  }
   return REDUCE_OPS.indexOf(name);
 }
 
@@ -161,7 +163,7 @@ function rootRank(root: unknown): number {
 /**
  * Reduces `data` (one typed array or a list of them, e.g. every gradient) across all ranks, in
  * place: 'sum', 'avg' (each rank's values scaled by 1/worldSize, then summed: DDP's rule) or
- * 'max'. Float32Array, Float64Array or Int32Array ('sum' and 'max'). The arrays are read when
+ * 'max'. Float32Array, Float64Array, or Int32Array and BigInt64Array ('sum' and 'max'). The arrays are read when
  * called and written when the Promise resolves: leave them alone meanwhile.
  * @throws {TypeError|RangeError} for bad arguments; RangeError when the result holds NaN or ±Infinity (on every rank)
  * @throws {HandgradError} ERR_DISTRIBUTED when a peer fails, does not answer within timeoutMs, or (verifyCalls) made a different call
@@ -202,6 +204,34 @@ export function broadcastSync(data: CollectiveArray | readonly CollectiveArray[]
   const bucket = bucketBytes('broadcastSync', opts);
   const b = distributedBinding();
   sync(() => b.broadcastSync(list, r, bucket));
+}
+
+/** input and output checked: one dtype, output worldSize × input's length. */
+function gatherArrays(input: unknown, output: unknown): [CollectiveArray, CollectiveArray] {
+  const [i, o] = arrays('[input, output]', [input, output]);
+  const { worldSize } = info();
+  const n = v.lengthOf(i);
+  if (v.lengthOf(o) !== n * worldSize) v.fail(RangeError, `an output of worldSize × ${n} = ${n * worldSize} elements`, 'output', o);
+  return [i, o];
+}
+
+/**
+ * Every rank's `input` into `output`, rank r's at [r·n, (r+1)·n) (torch.distributed.all_gather into
+ * one flat array). No finiteness check: nothing is computed. DDP's start-up check of the
+ * parameter shapes is an allGather of a BigInt64Array.
+ * @throws {TypeError|RangeError} for bad arguments
+ * @throws {HandgradError} ERR_DISTRIBUTED as allReduce
+ */
+export async function allGather(input: CollectiveArray, output: CollectiveArray): Promise<void> {
+  const pair = gatherArrays(input, output);
+  const b = distributedBinding();
+  await later(() => b.allGather(pair));
+}
+
+/** allGather, blocking the calling thread. @throws as allGather */
+export function allGatherSync(input: CollectiveArray, output: CollectiveArray): void {
+  const pair = gatherArrays(input, output);
+  sync(() => distributedBinding().allGatherSync(pair));
 }
 
 /** Resolves when every rank has reached its barrier. @throws {HandgradError} ERR_DISTRIBUTED */

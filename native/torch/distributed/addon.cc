@@ -11,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "group.h"
@@ -22,6 +23,7 @@ namespace {
 // ProcessGroupGloo joins its threads, which must not stall a process that is exiting after a peer died.
 std::mutex gMutex;
 std::shared_ptr<Group>* gGroup = new std::shared_ptr<Group>();
+GroupOptions* gOptions = new GroupOptions();  // what the group was joined with, for info()
 bool gJoining = false;
 
 Napi::Error distributedError(Napi::Env env, const std::string& message) {
@@ -103,10 +105,13 @@ void claimJoin(Napi::Env env) {
   gJoining = true;
 }
 
-void finishJoin(std::shared_ptr<Group> group) {
+void finishJoin(std::shared_ptr<Group> group, const GroupOptions& options) {
   std::lock_guard<std::mutex> lock(gMutex);
   gJoining = false;
-  if (group) *gGroup = std::move(group);
+  if (group) {
+    *gGroup = std::move(group);
+    *gOptions = options;
+  }
 }
 
 class JoinWorker final : public Napi::AsyncWorker {
@@ -116,7 +121,7 @@ class JoinWorker final : public Napi::AsyncWorker {
   void Execute() override {
     std::shared_ptr<Group> group;
     failure_ = capture([&] { group = Group::join(options_); });
-    finishJoin(std::move(group));
+    finishJoin(std::move(group), options_);
   }
   void OnOK() override {
     if (failure_.kind != Failure::None) deferred_.Reject(failure_.toJs(Env()).Value());
@@ -143,7 +148,7 @@ Napi::Value JoinSync(const Napi::CallbackInfo& info) {
   claimJoin(info.Env());
   std::shared_ptr<Group> group;
   Failure f = capture([&] { group = Group::join(o); });
-  finishJoin(std::move(group));
+  finishJoin(std::move(group), o);
   rethrow(info.Env(), f);
   return info.Env().Undefined();
 }
@@ -169,10 +174,13 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("failure", (*gGroup)->failure());
   o.Set("allHandgrad", (*gGroup)->allHandgrad());
   o.Set("verifiesCalls", (*gGroup)->verifiesCalls());
+  o.Set("masterAddr", gOptions->masterAddr);
+  o.Set("masterPort", gOptions->masterPort);
+  o.Set("timeoutMs", static_cast<double>(gOptions->timeout.count()));
   return o;
 }
 
-// The arrays of one call: all of one dtype (Float32Array, Float64Array or Int32Array), none empty.
+// The arrays of one call: all of one dtype (Float32Array, Float64Array, Int32Array or BigInt64Array), none empty.
 struct Arrays {
   Dtype dtype = Dtype::Float32;
   std::vector<Span> spans;
@@ -193,7 +201,8 @@ Arrays arraysArg(Napi::Env env, Napi::Value value) {
     if (type == napi_float32_array) d = Dtype::Float32;
     else if (type == napi_float64_array) d = Dtype::Float64;
     else if (type == napi_int32_array) d = Dtype::Int32;
-    else throw Napi::TypeError::New(env, "Expected a Float32Array, Float64Array or Int32Array at index " + std::to_string(i));
+    else if (type == napi_bigint64_array) d = Dtype::Int64;
+    else throw Napi::TypeError::New(env, "Expected a Float32Array, Float64Array, Int32Array or BigInt64Array at index " + std::to_string(i));
     if (i > 0 && d != out.dtype) throw Napi::TypeError::New(env, "Expected arrays of one dtype but index " + std::to_string(i) + " differs");
     if (length == 0 || data == nullptr) throw Napi::RangeError::New(env, "Expected a non-empty array at index " + std::to_string(i));
     out.dtype = d;
@@ -337,7 +346,40 @@ Napi::Value BarrierSync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// allGather(input, output) → Promise; allGatherSync(input, output) → undefined. Both arrays are
+// passed as a two-element list so that arraysArg checks them alike (one dtype, non-empty); the
+// Promise form writes output (index 1) back.
+std::pair<Arrays, std::shared_ptr<Group>> gatherArgs(const Napi::CallbackInfo& info) {
+  Arrays a = arraysArg(info.Env(), info[0]);
+  if (a.spans.size() != 2) throw Napi::TypeError::New(info.Env(), "Expected [input, output]");
+  auto group = current(info.Env());
+  if (a.spans[1].count != a.spans[0].count * static_cast<std::size_t>(group->worldSize()))
+    throw Napi::RangeError::New(info.Env(), "Expected an output of worldSize × the input's length");
+  return {a, group};
+}
+
+Napi::Value AllGather(const Napi::CallbackInfo& info) {
+  auto [a, group] = gatherArgs(info);
+  auto pending = start(info.Env(), [&] { return group->allGather(a.spans[0], a.spans[1], a.dtype, false); });
+  // Only the output is written back: the worker's list is [output].
+  Napi::Array list = Napi::Array::New(info.Env(), 1);
+  list.Set(0u, info[0].As<Napi::Array>().Get(1u));
+  auto* worker = new CollectiveWorker(info.Env(), std::move(pending), list, {a.spans[1]});
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value AllGatherSync(const Napi::CallbackInfo& info) {
+  auto [a, group] = gatherArgs(info);
+  auto pending = start(info.Env(), [&] { return group->allGather(a.spans[0], a.spans[1], a.dtype, true); });
+  rethrow(info.Env(), capture([&] { pending->wait(); }));
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("allGather", Napi::Function::New(env, AllGather));
+  exports.Set("allGatherSync", Napi::Function::New(env, AllGatherSync));
   exports.Set("join", Napi::Function::New(env, Join));
   exports.Set("joinSync", Napi::Function::New(env, JoinSync));
   exports.Set("destroy", Napi::Function::New(env, Destroy));

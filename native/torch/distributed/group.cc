@@ -20,7 +20,7 @@
 namespace hg::dist {
 
 std::size_t bytesOf(Dtype dtype) {
-  return dtype == Dtype::Float64 ? 8 : 4;
+  return dtype == Dtype::Float64 || dtype == Dtype::Int64 ? 8 : 4;
 }
 
 namespace {
@@ -32,6 +32,7 @@ at::ScalarType scalarType(Dtype dtype) {
     case Dtype::Float32: return at::kFloat;
     case Dtype::Float64: return at::kDouble;
     case Dtype::Int32: return at::kInt;
+    case Dtype::Int64: return at::kLong;
   }
   throw std::invalid_argument("unknown dtype");
 }
@@ -459,6 +460,63 @@ class BarrierPending final : public Pending {
   c10::intrusive_ptr<c10d::Work> work_;
 };
 
+// allGather: one input, worldSize outputs (views into the caller's output in place, else owned).
+class AllGatherPending final : public Pending {
+ public:
+  AllGatherPending(std::shared_ptr<GroupImpl> group, const Span& input, const Span& output, Dtype dtype, bool inPlace)
+      : group_(std::move(group)), dtype_(dtype), inPlace_(inPlace), output_(output) {
+    const auto options = at::TensorOptions().dtype(scalarType(dtype));
+    const auto n = static_cast<int64_t>(input.count);
+    input_ = at::empty({n}, options);
+    std::memcpy(input_.data_ptr(), input.data, input.count * bytesOf(dtype));
+    for (int r = 0; r < group_->options.worldSize; r++)
+      outputs_.push_back(inPlace ? at::from_blob(static_cast<char*>(output.data) + r * input.count * bytesOf(dtype), {n}, options) : at::empty({n}, options));
+  }
+  ~AllGatherPending() override {
+    if (deferred_ && !waited_) GroupImpl::Turn turn(*group_, ticket_);
+  }
+  void defer(uint64_t ticket, int64_t signature, int64_t total, std::string described) {
+    deferred_ = true, ticket_ = ticket, signature_ = signature, total_ = total, described_ = std::move(described);
+  }
+  void enqueueNow() {
+    std::vector<std::vector<at::Tensor>> out{outputs_};
+    std::vector<at::Tensor> in{input_};
+    work_ = enqueue("allGather", [&] { return group_->pg->allgather(out, in); });
+  }
+  void wait() override {
+    waited_ = true;
+    if (deferred_) {
+      GroupImpl::Turn turn(*group_, ticket_);
+      group_->throwIfFailed();
+      verifyCall(*group_, "allGather", signature_, total_, described_);
+      enqueueNow();
+    }
+    waitWork(*group_, *work_, "allGather", "call");
+  }
+  void copyOut(const std::vector<Span>& spans) override {
+    if (inPlace_ || spans.empty()) return;
+    const std::size_t bytes = static_cast<std::size_t>(input_.numel()) * bytesOf(dtype_);
+    for (std::size_t r = 0; r < outputs_.size(); r++) std::memcpy(static_cast<char*>(spans[0].data) + r * bytes, outputs_[r].data_ptr(), bytes);
+  }
+
+ private:
+  template <typename Fn>
+  static c10::intrusive_ptr<c10d::Work> enqueue(const std::string& name, Fn fn);
+  std::shared_ptr<GroupImpl> group_;
+  Dtype dtype_;
+  bool inPlace_;
+  Span output_;
+  at::Tensor input_;
+  std::vector<at::Tensor> outputs_;
+  c10::intrusive_ptr<c10d::Work> work_;
+  bool deferred_ = false;
+  bool waited_ = false;
+  uint64_t ticket_ = 0;
+  int64_t signature_ = 0;
+  int64_t total_ = 0;
+  std::string described_;
+};
+
 // Enqueueing itself can throw (ProcessGroupGloo checks its arguments): a failure of the call, not of the group.
 template <typename Fn>
 c10::intrusive_ptr<c10d::Work> enqueue(const std::string& name, Fn fn) {
@@ -468,13 +526,18 @@ c10::intrusive_ptr<c10d::Work> enqueue(const std::string& name, Fn fn) {
     throw GroupError(name + " could not start: " + messageOf(e));
   }
 }
+template <typename Fn>
+c10::intrusive_ptr<c10d::Work> AllGatherPending::enqueue(const std::string& name, Fn fn) {
+  return ::hg::dist::enqueue(name, fn);
+}
+
 
 }  // namespace
 
 namespace {
 
 const char* dtypeName(Dtype d) {
-  return d == Dtype::Float32 ? "float32" : d == Dtype::Float64 ? "float64" : "int32";
+  return d == Dtype::Float32 ? "float32" : d == Dtype::Float64 ? "float64" : d == Dtype::Int32 ? "int32" : "int64";
 }
 
 // Enqueues fn(bucket) for every bucket now, or, in a verified group, at wait() after the check.
@@ -513,7 +576,7 @@ std::shared_ptr<Pending> run(const std::shared_ptr<GroupImpl>& g, std::shared_pt
 
 std::shared_ptr<Pending> Group::allReduce(const std::vector<Span>& spans, Dtype dtype, ReduceOp op, std::size_t bucketBytes, bool inPlace) {
   impl_->throwIfFailed();
-  if (op == ReduceOp::Avg && dtype == Dtype::Int32) throw std::invalid_argument("avg needs a float dtype");
+  if (op == ReduceOp::Avg && (dtype == Dtype::Int32 || dtype == Dtype::Int64)) throw std::invalid_argument("avg needs a float dtype");
   auto p = std::make_shared<CollectivePending>(impl_, "allReduce", dtype);
   p->pack(spans, bucketBytes, inPlace);
   c10d::AllreduceOptions o;
@@ -537,6 +600,24 @@ std::shared_ptr<Pending> Group::broadcast(const std::vector<Span>& spans, Dtype 
   o.timeout = impl_->options.timeout;
   auto pg = impl_->pg;
   return run(impl_, p, spans, dtype, static_cast<uint64_t>(root), bucketBytes, "broadcast", [pg, o](std::vector<at::Tensor>& t) { return pg->broadcast(t, o); });
+}
+
+std::shared_ptr<Pending> Group::allGather(const Span& input, const Span& output, Dtype dtype, bool inPlace) {
+  impl_->throwIfFailed();
+  if (output.count != input.count * static_cast<std::size_t>(impl_->options.worldSize))
+    throw std::out_of_range("allGather's output must hold worldSize × the input's length");
+  auto p = std::make_shared<AllGatherPending>(impl_, input, output, dtype, inPlace);
+  if (!impl_->verify) {
+    p->enqueueNow();
+    return p;
+  }
+  Signature sig;
+  sig.add(3);
+  sig.add(static_cast<uint64_t>(dtype));
+  sig.add(input.count);
+  const std::string mine = std::to_string(input.count) + " " + dtypeName(dtype) + " elements";
+  p->defer(impl_->takeTicket(), sig.value(), static_cast<int64_t>(input.count), mine);
+  return p;
 }
 
 std::shared_ptr<Pending> Group::barrier() {

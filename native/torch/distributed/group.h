@@ -18,7 +18,7 @@
 
 namespace hg::dist {
 
-enum class Dtype { Float32, Float64, Int32 };
+enum class Dtype { Float32, Float64, Int32, Int64 };
 enum class ReduceOp { Sum, Avg, Max };
 
 std::size_t bytesOf(Dtype dtype);
@@ -79,6 +79,9 @@ class Group {
   std::shared_ptr<Pending> allReduce(const std::vector<Span>& spans, Dtype dtype, ReduceOp op, std::size_t bucketBytes, bool inPlace);
   std::shared_ptr<Pending> broadcast(const std::vector<Span>& spans, Dtype dtype, int root, std::size_t bucketBytes, bool inPlace);
   std::shared_ptr<Pending> barrier();
+  // Every rank's `input` into `output` (worldSize × input.count elements, rank r's at r × count);
+  // DDP's start-up check of the parameter shapes is one, over int64.
+  std::shared_ptr<Pending> allGather(const Span& input, const Span& output, Dtype dtype, bool inPlace);
 
   // Set after a collective failed: ProcessGroupGloo's pairs are then unusable, so every later call
   // fails at once with this reason instead of waiting for peers that will not answer.
@@ -96,7 +99,8 @@ class Pending {
   // Blocks until the collective finished; throws GroupError (a peer failed or the timeout passed)
   // or NotFinite. Call once.
   virtual void wait() = 0;
-  // After wait(): writes the results into spans (the same shapes as the call's). No-op in place.
+  // After wait(): writes the results into spans (the same shapes as the call's; allGather's is
+  // {output}). No-op in place.
   virtual void copyOut(const std::vector<Span>& spans) = 0;
 };
 
