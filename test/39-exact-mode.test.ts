@@ -227,6 +227,25 @@ describe('exact mode: the modes differ, and kernels this CPU cannot run are refu
       null, 0, false, ...params, new Float64Array(4), new Float64Array(2))));
     expect(e.message).toContain(name);
   });
+  it('OpenBLAS away from its default thread count (PyTorch\'s) is an Error naming both counts, at the switch and at every step', () => {
+    const b = binding();
+    const handle = b.stackPrepare(new Int32Array([0]), new Int32Array([2, 2]), false);
+    b.stackExact(handle, true);
+    const threads = b.getNumThreads();
+    const other = threads === 1 ? 2 : 1;
+    try {
+      b.setNumThreads(other);
+      expect(thrown(() => b.stackExact(handle, true)).message).toContain(`setNumThreads(${threads})`);
+      const ws = new Float64Array(b.stackLayout(handle, 1)[2]);
+      const params = [new Float64Array(4), new Float64Array(2)];
+      const e = thrown(() => b.stackForwardBackward(handle, ws, new Float64Array(2), new Int32Array([0]), 1, null, 0, false,
+        ...params, new Float64Array(4), new Float64Array(2)));
+      expect(e.message).toMatch(new RegExp(`default ${threads} threads.*set to ${other}`));
+    } finally {
+      b.setNumThreads(threads);
+    }
+    expect(b.stackExact(handle, true)).toHaveLength(2);
+  });
   it('an ATEN_CPU_CAPABILITY LibTorch ignores (anything but default/avx2/avx512) is ignored here too', () => {
     expect(withCapability('sse9', machine)).toEqual(withCapability(null, machine));
   });

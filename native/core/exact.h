@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "exact_gemm.h"
@@ -30,6 +31,19 @@ const char* exactUnsupportedLoss(const LossSpec<T>&) {
 }
 
 namespace exact {
+
+// Empty when the exact mode reproduces LibTorch here, else why not (the glue throws it): a CPU
+// capability this CPU cannot run (exactUnsupported), or OpenBLAS no longer at the thread count
+// PyTorch's GEMMs would use (a caller changed it, e.g. handgrad's setNumThreads).
+inline std::string refusal() {
+  if (const char* why = exactUnsupported()) return why;
+  const int now = openblas_get_num_threads();
+  if (now != kBlasThreadsAtLoad)
+    return "exact mode runs OpenBLAS at its default " + std::to_string(kBlasThreadsAtLoad) +
+           " threads, as PyTorch does (torch never changes them), but it is set to " + std::to_string(now) +
+           " (setNumThreads): call setNumThreads(" + std::to_string(kBlasThreadsAtLoad) + ") first";
+  return {};
+}
 
 // Row-major [rows, cols] → [cols, rows], in 32×32 tiles so both sides stay in cache.
 template <typename T>
@@ -199,11 +213,11 @@ StackStatus run(const Net& n, const Step<T>& a, double* loss, Capability cap) {
 // Forward, loss and every gradient as LibTorch computes them; see stackForwardBackward for the
 // arguments, the workspace and the failures (for reduction 'none' the loss is at::sum of the rows'
 // losses, which are left in the workspace's losses, as the LibTorch reference returns them). The
-// caller has checked exact::exactUnsupported() and exactUnsupportedLoss(a.loss); if either says
+// caller has checked exact::refusal() and exactUnsupportedLoss(a.loss); if either says
 // no, this returns {Stage::Input, -1} and writes nothing.
 template <typename T>
 StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
-  if (exact::exactUnsupported() || exactUnsupportedLoss(a.loss)) return {Stage::Input, -1};
+  if (!exact::refusal().empty() || exactUnsupportedLoss(a.loss)) return {Stage::Input, -1};
   const exact::Capability cap = exact::atenCapability();
   return exact::vectorBytes(cap) == 64 ? exact::run<64>(n, a, loss, cap) : exact::run<32>(n, a, loss, cap);
 }

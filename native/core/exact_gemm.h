@@ -16,9 +16,16 @@ void sgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc);
+int openblas_get_num_threads(void);
 }
 
 namespace hg::exact {
+
+// OpenBLAS's thread count when this library loaded: its default from the environment
+// (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS, else the cores), the count PyTorch's
+// GEMMs run with (torch.set_num_threads leaves OpenBLAS's pthreads alone). OpenBLAS splits a large
+// product differently for another count, and its bits change (measured: 13 of 2192 probe cases).
+inline const int kBlasThreadsAtLoad = openblas_get_num_threads();
 
 // A 2-D strided view, sizes and strides in elements, as a PyTorch tensor has them.
 template <typename T>
