@@ -122,7 +122,8 @@ template <typename T>
 double step(Napi::Env env, PreparedStack& s, const Step<T>& a) {
   double loss = 0;
   if (s.exact) {
-    if (const char* why = exact::exactUnsupported()) throw Napi::Error::New(env, why);
+    const std::string why = exact::refusal();
+    if (!why.empty()) throw Napi::Error::New(env, why);
     if (const char* why = exactUnsupportedLoss(a.loss)) throwType(env, why);
   }
   s.status = s.exact ? exactForwardBackward(s.net(), a, &loss) : stackForwardBackward(s.net(), a, &loss);
@@ -323,11 +324,13 @@ napi_value StackRun(napi_env raw, napi_callback_info cb) {
 
 // stackExact(handle, on) → [the ATen CPU capability reproduced ("AVX2", "DEFAULT"), OpenBLAS's
 // kernel family]: what the bits depend on. The handle's steps run the exact mode from now on (or no
-// longer); an Error naming the capability when LibTorch here runs kernels it does not reproduce.
+// longer); an Error saying why when it cannot reproduce LibTorch here (exact::refusal), then and
+// at every step.
 Napi::Value StackExact(const Napi::CallbackInfo& info) {
   PreparedStack& s = handleArg(info);
   const bool on = arg<boolValue>(info, 1, "exact");
-  if (const char* why = on ? exact::exactUnsupported() : nullptr) throw Napi::Error::New(info.Env(), why);
+  const std::string why = on ? exact::refusal() : std::string();
+  if (!why.empty()) throw Napi::Error::New(info.Env(), why);
   s.exact = on;
   Napi::Array machine = Napi::Array::New(info.Env(), 2);
   machine.Set(uint32_t(0), exact::capabilityName(exact::atenCapability()));
