@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <condition_variable>
@@ -165,6 +166,9 @@ bool handshake(GroupImpl& g, Clock::time_point deadline) {
   const std::string abortKey = "abort";
   auto abort = [&](const std::string& why) {
     hg->set(abortKey, bytes(why));
+    // Rank 0 serves the store: it stays a moment so that the others (polling every 10 ms) read this
+    // reason rather than a closed connection.
+    if (o.rank == 0) std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500), o.timeout));
     throw GroupError(why);
   };
   if (hg->add("claim/" + std::to_string(o.rank), 1) > 1)
