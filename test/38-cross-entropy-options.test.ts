@@ -171,6 +171,17 @@ describeBackends('F.cross_entropy options against PyTorch Python', (backend) => 
     expect(bad).toEqual([]);
   });
 
+  it('an output sharing memory with the weight or gradOutput is a RangeError, as for any input', () => {
+    const net = Sequential.mlp([2, 3, 3], { seed: 2 });
+    const X = Float64Array.of(0.1, 0.2, 0.3, 0.4);
+    const buf = new Float64Array(6);
+    const e = thrown(() => net.forwardBackward(X, [0, 1], { backend, weight: buf.subarray(0, 3).fill(1), out: { db2: buf.subarray(2, 5) } }));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.message).toMatch(/not to share memory with .*weight/);
+    const g = thrown(() => net.forwardBackward(X, [0, 1], { backend, reduction: 'none', gradOutput: buf.subarray(0, 2).fill(1), out: { db2: buf.subarray(1, 4) } }));
+    expect(g.message).toMatch(/not to share memory with .*gradOutput/);
+  });
+
   it("evaluate() on a net whose loss has the options gives PyTorch's 'mean' loss (within 8 eps)", () => {
     const bad: string[] = [];
     let n = 0;

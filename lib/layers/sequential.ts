@@ -504,7 +504,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
     // costs more than the whole toy-size step); wasm and ts copy or read in JS, so check here.
     if (out !== undefined && (backend === 'wasm' || backend === 'ts')) {
       const names = Object.keys(grads);
-      v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params)], [Xc, b.y, ...this.description.params]);
+      // The loss's arrays too, as the native addon refuses them (they are inputs, read before any output is written).
+      const l = b.loss;
+      const lossIn = l === null ? [] : ([['weight', l.weight], ['y', l.targets], ['opts.gradOutput', l.gradOutput]] as const).filter(([, t]) => t !== null) as [string, FloatArray][];
+      v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params), ...lossIn.map(([n]) => n)], [Xc, b.y, ...this.description.params, ...lossIn.map(([, t]) => t)]);
     }
 
     const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads, b.loss);
