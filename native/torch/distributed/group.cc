@@ -468,7 +468,7 @@ class BarrierPending final : public Pending {
 class AllGatherPending final : public Pending {
  public:
   AllGatherPending(std::shared_ptr<GroupImpl> group, const Span& input, const Span& output, Dtype dtype, bool inPlace)
-      : group_(std::move(group)), dtype_(dtype), inPlace_(inPlace), output_(output) {
+      : group_(std::move(group)), dtype_(dtype), inPlace_(inPlace) {
     const auto options = at::TensorOptions().dtype(scalarType(dtype));
     const auto n = static_cast<int64_t>(input.count);
     input_ = at::empty({n}, options);
@@ -509,7 +509,6 @@ class AllGatherPending final : public Pending {
   std::shared_ptr<GroupImpl> group_;
   Dtype dtype_;
   bool inPlace_;
-  Span output_;
   at::Tensor input_;
   std::vector<at::Tensor> outputs_;
   c10::intrusive_ptr<c10d::Work> work_;
