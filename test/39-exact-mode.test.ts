@@ -1,6 +1,7 @@
 // The exact mode (issue 13, item 4): on the native backend, a step's loss and every gradient are
 // PyTorch 1.13's bits for nn.Sequential(nn.Linear, act, …) + F.cross_entropy + backward() with one
-// intra-op thread — every entry, no tolerance. Held to two independent truths:
+// intra-op thread — every entry, no tolerance; the forward alone (stackForward: predictions) gives
+// nn.Sequential's logits to the bit too. Held to two independent truths:
 //  - goldens recorded from PyTorch Python by test/exact/cases.py (test/fixtures/exact), f32 and f64,
 //    depths 1–4, ReLU/Sigmoid/Tanh, 'mean' and 'sum', an activation first, and every option of
 //    F.cross_entropy (weight, ignore_index, label_smoothing, 'none' with a gradient, probability
@@ -26,7 +27,7 @@ interface ExactCase {
   /** Set: a second step on the same X with these labels, accumulating into every gradient and dX. */
   y2: number[] | null;
   X: string[]; y: number[]; weight: string[] | null; targets: string[] | null; gradOutput: string[] | null;
-  params: string[][]; loss: string; losses: string[] | null; dX: string[]; grads: string[][];
+  params: string[][]; loss: string; losses: string[] | null; logits: string[]; dX: string[]; grads: string[][];
 }
 interface ExactGoldens { capability: string; openblasCore: string; cases: ExactCase[] }
 
@@ -95,12 +96,16 @@ function exactStep(c: ExactCase, exact = true): string[] {
     const d = differing(got, want);
     if (d > 0) diffs.push(`${name} ${d}/${got.length}`);
   };
+  // The logits: the forward alone (stackForward, predictions) into a fresh workspace.
+  const at = b.stackLayout(handle, c.B);
+  const L = c.kinds.length;
+  const fresh = new (f32 ? Float32Array : Float64Array)(ws.length);
+  expect(b.stackForward(handle, fresh, X, c.B, ...params)).toBe(true);
+  const C = c.widths[L];
+  check('logits (forward)', fresh.subarray(at[L - 1], at[L - 1] + c.B * C), fromBits(c.dtype, c.logits));
   check('loss', new (f32 ? Float32Array : Float64Array)([loss]), fromBits(c.dtype, [c.loss]));
-  if (c.losses) {
-    // 'none': the rows' losses, left in the workspace (stackLayout's last offset).
-    const at = b.stackLayout(handle, c.B)[c.kinds.length + 2];
-    check('losses', ws.subarray(at, at + c.B), fromBits(c.dtype, c.losses));
-  }
+  if (c.losses) check('losses', ws.subarray(at[L + 2], at[L + 2] + c.B), fromBits(c.dtype, c.losses)); // 'none': the rows' losses
+  if (!c.y2) check('logits (step)', ws.subarray(at[L - 1], at[L - 1] + c.B * C), fromBits(c.dtype, c.logits));
   check('dX', dX, fromBits(c.dtype, c.dX));
   grads.forEach((g, j) => {
     const [inW, outW] = shapes[j >> 1];

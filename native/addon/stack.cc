@@ -175,7 +175,12 @@ Napi::Value forwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   const Common<T> c = readCommon<T>(info, s, B, 2, 4, s.params() + 1);
   const size_t P = s.params();
   requireDisjoint(info.Env(), s.spans.data(), P + 2, P + 1);
-  s.status = stackForward(s.net(), B, c.X, s.tensors<T>().data(), c.ws);
+  if (s.exact) {
+    const std::string why = exact::refusal();
+    if (!why.empty()) throw Napi::Error::New(info.Env(), why);
+  }
+  s.status = s.exact ? exactForward(s.net(), B, c.X, s.tensors<T>().data(), c.ws)
+                     : stackForward(s.net(), B, c.X, s.tensors<T>().data(), c.ws);
   return Napi::Boolean::New(info.Env(), s.status.stage == Stage::Ok);
 }
 

@@ -63,6 +63,61 @@ std::vector<T>& scratch(int which) {
   return buffers[which];
 }
 
+// Offsets of each Linear's weight in PyTorch's layout within Wt (grown to hold them all); returns
+// the largest in·out.
+template <typename T>
+size_t weightLayout(const Net& n, std::vector<T>* Wt, size_t* wtAt) {
+  size_t widest = 0, weights = 0;
+  for (int i = 0; i < n.layers; ++i) {
+    const size_t size = size_t(n.widths[i]) * size_t(n.widths[i + 1]);
+    widest = std::max(widest, size);
+    wtAt[i] = weights;
+    if (n.kinds[i] == LayerKind::Linear) weights += size;
+  }
+  if (Wt->size() < weights) Wt->resize(weights);
+  return widest;
+}
+
+// The forward through every layer into ws (stackForward's layout and failures), as nn.Sequential
+// runs it; each Linear's weight transposed into Wt at wtAt[i] on the way.
+template <int W, typename T>
+StackStatus forwardLayers(const Net& n, int Bi, const T* X, const T* const* params, T* ws, Capability cap, T* Wt,
+                          const size_t* wtAt) {
+  const size_t B = size_t(Bi);
+  // Forward. F.linear on 2-D input is addmm(bias, X, weight.t()): the bias rows copied into the
+  // result, then the GEMM with beta = 1.
+  if (n.kinds[0] != LayerKind::Linear && !allFinite(X, B * size_t(n.widths[0]))) return {Stage::Input, 0};
+  const T* A = X;
+  size_t at = 0;
+  for (int i = 0, p = 0; i < n.layers; ++i) {
+    const size_t in = size_t(n.widths[i]), out = size_t(n.widths[i + 1]);
+    T* Z = ws + at;
+    switch (n.kinds[i]) {
+      case LayerKind::Linear:
+        transpose(params[p], in, out, Wt + wtAt[i]);
+        broadcastRows(params[p + 1], Z, B, out);
+        atenAddmm(contiguous<T>(int64_t(B), int64_t(out), Z), Z, contiguous<T>(int64_t(B), int64_t(in), A),
+                  transposed(contiguous<T>(int64_t(out), int64_t(in), Wt + wtAt[i])), T(1));
+        p += 2;
+        if (!allFinite(Z, B * out)) return {Stage::Forward, i};
+        break;
+      case LayerKind::Relu:
+        for (size_t j = 0; j < B * out; ++j) Z[j] = A[j] < T(0) ? T(0) : A[j];  // clamp_min(x, 0)
+        break;
+      case LayerKind::Sigmoid:
+        sigmoidForward<W>(cap, A, Z, B * out);
+        break;
+      case LayerKind::Tanh:
+        tanhForward<W>(cap, A, Z, B * out);
+        break;
+    }
+    A = Z;
+    at += padded<T>(B * out);
+  }
+
+  return {Stage::Ok, 0};
+}
+
 // The step for one Vectorized<T> width W in bytes (exactForwardBackward picks it).
 template <int W, typename T>
 StackStatus run(const Net& n, const Step<T>& a, double* loss, Capability cap) {
@@ -92,49 +147,14 @@ StackStatus run(const Net& n, const Step<T>& a, double* loss, Capability cap) {
     return {Stage::EmptyMean, int(B - ignored)};
 
   // Every weight in PyTorch's layout (kept from the forward for the backward), and one gradient's.
-  size_t widest = 0, weights = 0;
   std::vector<size_t> wtAt(size_t(n.layers));
-  for (int i = 0; i < n.layers; ++i) {
-    const size_t size = size_t(n.widths[i]) * size_t(n.widths[i + 1]);
-    widest = std::max(widest, size);
-    wtAt[size_t(i)] = weights;
-    if (n.kinds[i] == LayerKind::Linear) weights += size;
-  }
   std::vector<T>& Wt = scratch<T>(0);
   std::vector<T>& dWt = scratch<T>(1);
-  if (Wt.size() < weights) Wt.resize(weights);
+  const size_t widest = weightLayout(n, &Wt, wtAt.data());
   if (dWt.size() < std::max(widest, B)) dWt.resize(std::max(widest, B));  // also the loss's scratch [B]
 
-  // Forward. F.linear on 2-D input is addmm(bias, X, weight.t()): the bias rows copied into the
-  // result, then the GEMM with beta = 1.
-  if (n.kinds[0] != LayerKind::Linear && !allFinite(a.X, B * size_t(n.widths[0]))) return {Stage::Input, 0};
-  const T* A = a.X;
-  size_t at = 0;
-  for (int i = 0, p = 0; i < n.layers; ++i) {
-    const size_t in = size_t(n.widths[i]), out = size_t(n.widths[i + 1]);
-    T* Z = a.ws + at;
-    switch (n.kinds[i]) {
-      case LayerKind::Linear:
-        transpose(a.params[p], in, out, Wt.data() + wtAt[size_t(i)]);
-        broadcastRows(a.params[p + 1], Z, B, out);
-        atenAddmm(contiguous<T>(int64_t(B), int64_t(out), Z), Z, contiguous<T>(int64_t(B), int64_t(in), A),
-                  transposed(contiguous<T>(int64_t(out), int64_t(in), Wt.data() + wtAt[size_t(i)])), T(1));
-        p += 2;
-        if (!allFinite(Z, B * out)) return {Stage::Forward, i};
-        break;
-      case LayerKind::Relu:
-        for (size_t j = 0; j < B * out; ++j) Z[j] = A[j] < T(0) ? T(0) : A[j];  // clamp_min(x, 0)
-        break;
-      case LayerKind::Sigmoid:
-        sigmoidForward<W>(cap, A, Z, B * out);
-        break;
-      case LayerKind::Tanh:
-        tanhForward<W>(cap, A, Z, B * out);
-        break;
-    }
-    A = Z;
-    at += padded<T>(B * out);
-  }
+  const StackStatus f = forwardLayers<W>(n, a.B, a.X, a.params, a.ws, cap, Wt.data(), wtAt.data());
+  if (f.stage != Stage::Ok) return f;
 
   // Loss: log_softmax into the probs slot, then F.cross_entropy's ops and their backward into grad[0].
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
@@ -220,6 +240,19 @@ StackStatus exactForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   if (!exact::refusal().empty() || exactUnsupportedLoss(a.loss)) return {Stage::Input, -1};
   const exact::Capability cap = exact::atenCapability();
   return exact::vectorBytes(cap) == 64 ? exact::run<64>(n, a, loss, cap) : exact::run<32>(n, a, loss, cap);
+}
+
+// The forward alone (stackForward's contract): the logits nn.Sequential computes, for predictions
+// that agree with PyTorch's to the bit. The same refusal as exactForwardBackward.
+template <typename T>
+StackStatus exactForward(const Net& n, int B, const T* X, const T* const* params, T* ws) {
+  if (!exact::refusal().empty()) return {Stage::Input, -1};
+  const exact::Capability cap = exact::atenCapability();
+  std::vector<size_t> wtAt(size_t(n.layers));
+  std::vector<T>& Wt = exact::scratch<T>(0);
+  exact::weightLayout(n, &Wt, wtAt.data());
+  return exact::vectorBytes(cap) == 64 ? exact::forwardLayers<64>(n, B, X, params, ws, cap, Wt.data(), wtAt.data())
+                                       : exact::forwardLayers<32>(n, B, X, params, ws, cap, Wt.data(), wtAt.data());
 }
 
 }  // namespace hg

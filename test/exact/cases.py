@@ -50,7 +50,8 @@ def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_e
     w = (torch.rand(C, generator=g, dtype=torch.float64) * 2 + 0.1).to(dt) if weight else None
     q = torch.softmax(torch.randn(B, C, generator=g, dtype=torch.float64) * 2, 1).to(dt) if targets else None
     grad_output = torch.randn(B, generator=g, dtype=torch.float64).to(dt) if reduction == 'none' else None
-    loss = torch.nn.functional.cross_entropy(net(X), q if targets else y, weight=w, reduction=reduction,
+    logits = net(X)
+    loss = torch.nn.functional.cross_entropy(logits, q if targets else y, weight=w, reduction=reduction,
                                              ignore_index=ignore_index, label_smoothing=smoothing)
     if reduction == 'none':
         loss.backward(grad_output)
@@ -69,6 +70,7 @@ def run(dtype, kinds, widths, B, reduction, ignore_index=-100, scale=1.0, seed_e
         'name': name, 'dtype': dtype, 'kinds': kinds, 'widths': widths, 'B': B, 'reduction': reduction,
         'ignoreIndex': ignore_index, 'labelSmoothing': smoothing, 'X': X.detach(), 'y': y.to(torch.int32),
         'weight': w, 'targets': q, 'gradOutput': grad_output, 'y2': None if y2 is None else y2.to(torch.int32),
+        'logits': logits.detach(),
         'params': [t.detach() for m in linears for t in (m.weight, m.bias)],
         # 'none': the rows' losses, and their at::sum as the scalar (as the LibTorch reference returns it)
         'losses': loss.detach() if reduction == 'none' else None,
@@ -205,6 +207,7 @@ def write_fixtures(path):
             'targets': None if c['targets'] is None else bits(c['targets']),
             'gradOutput': None if c['gradOutput'] is None else bits(c['gradOutput']),
             'losses': None if c['losses'] is None else bits(c['losses']),
+            'logits': bits(c['logits']),
             'params': [bits(t) for t in c['params']],  # nn.Linear's layout: weight [out, in], bias [out]
             'loss': bits(c['loss'].reshape(1))[0], 'dX': bits(c['dX']), 'grads': [bits(t) for t in c['grads']],
         })
