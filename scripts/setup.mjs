@@ -103,8 +103,14 @@ function torchAddon() {
     log(`torch backend skipped (${missing.join(', ')} not installed): apt-get install -y cmake libtorch-dev, then npm run build:torch`);
     return;
   }
+  // Two targets: the reference (handgrad_torch) and, where Gloo's headers are installed
+  // (libgloo-dev), the c10d process groups (handgrad_distributed); either one stale rebuilds both.
   const out = join(root, 'build-torch', 'Release', 'handgrad_torch.node');
-  if (!stale(out, ['CMakeLists.txt', 'native/torch', 'native/common', 'native/core'])) return;
+  const distributed = join(root, 'build-torch', 'Release', 'handgrad_distributed.node');
+  const inputs = ['CMakeLists.txt', 'native/torch', 'native/common', 'native/core'];
+  const glooMissing = missingDebs(['libgloo-dev']);
+  const wantsDistributed = glooMissing !== null && glooMissing.length === 0;
+  if (!stale(out, inputs) && !(wantsDistributed && stale(distributed, inputs))) return;
   log('building the LibTorch addon (cmake-js; a minute or two)');
   const args = ['compile', '--out', 'build-torch', '--parallel', String(availableParallelism())];
   if (missing === null) {
@@ -116,7 +122,7 @@ function torchAddon() {
   run(join(root, 'node_modules', '.bin', 'cmake-js'), args);
   // ninja leaves the file alone when a changed input (say a native/core header) is not one the
   // LibTorch addon includes: mark it current so the next setup does not ask again.
-  if (existsSync(out)) utimesSync(out, new Date(), new Date());
+  for (const built of [out, distributed]) if (existsSync(built)) utimesSync(built, new Date(), new Date());
 }
 
 // The optional WebAssembly module (backend 'wasm'): skips itself, saying how to get it, when clang
