@@ -96,6 +96,7 @@ function identityNet(c: GoldenCase): Sequential {
 
 /** Whether the backend's logits equal PyTorch's to the bit (the forward is not this file's subject). */
 function sameLogits(c: GoldenCase, net: Sequential, backend: BackendName): boolean {
+  if (/offset=0\b/.test(c.name)) return true; // no offset: an ulp of a logit moves no gradient past 8 eps (make.py's draws)
   const l = net.forward(typed(c.dtype, c.X), { backend: backend === 'torch' ? 'torch' : backend });
   return l.every((v, i) => Object.is(v, typed(c.dtype, c.logits)[i]));
 }
@@ -116,18 +117,17 @@ describeBackends('F.cross_entropy options against PyTorch Python', (backend) => 
     expect(bad, `worst ${max.toFixed(2)} eps`).toEqual([]);
   });
 
-  it('Sequential.forwardBackward: loss, every gradient and dX within 8 eps of PyTorch on every case whose logits are PyTorch\'s to the bit', () => {
-    // Where this backend's forward rounds a logit differently (a GEMM's summation order), a logit
-    // of 1000 or 1e5 moves by an ulp of the offset, which no loss can undo: that is the forward's
-    // agreement with PyTorch (issue 13, item 1), measured on the default loss elsewhere. Here the
-    // forward is held to the bit on most cases, and the loss's gradients through it.
+  it('Sequential.forwardBackward: loss, every gradient and dX within 8 eps of PyTorch on every case (with an offset: where the logits are PyTorch\'s to the bit)', () => {
+    // With a logit offset of 1000 or 1e5, a logit the forward rounds differently (a GEMM summing in
+    // another order than OpenBLAS, then + 1000) moves by an ulp of the offset, far more than any
+    // loss could undo: that is the forward's agreement with PyTorch (issue 13, items 1 and 4), not
+    // the loss's. Those cases are left to the loss-alone test above (on PyTorch's own logits); the
+    // next test counts them.
     const bad: string[] = [];
     let max = 0;
-    let held = 0;
     for (const c of golden.cases) {
       const net = netOf(c);
       if (!sameLogits(c, net, backend)) continue;
-      held++;
       const r = net.forwardBackward(typed(c.dtype, c.X), yOf(c), callOptions(c, backend) as never) as { loss: number | FloatArray; grads: Record<string, FloatArray> };
       if (c.options.reduction === 'none') {
         expect(r.loss, c.name).toBeInstanceOf(c.dtype === 'float64' ? Float64Array : Float32Array);
@@ -136,8 +136,16 @@ describeBackends('F.cross_entropy options against PyTorch Python', (backend) => 
       max = Math.max(max, worst(d));
       if (worst(d) > TOL) bad.push(`${c.name}: ${JSON.stringify(d)}`);
     }
-    expect(bad, `worst ${max.toFixed(2)} eps over ${held} of ${golden.cases.length} cases`).toEqual([]);
-    expect(held).toBeGreaterThanOrEqual(golden.cases.length / 3);
+    expect(bad, `worst ${max.toFixed(2)} eps`).toEqual([]);
+  });
+
+  it('with a logit offset of 1000 or 1e5 the logits are PyTorch\'s to the bit on at least 95% of the cases (the product first, then the bias)', () => {
+    // An ulp of 1e5 is 0.0078 in float32. Measured here: 75 of 76 on native, ts and wasm (one
+    // float64 case with offset 1000 rounds a logit to the neighbouring double).
+    const offsets = golden.cases.filter((c) => !/offset=0\b/.test(c.name));
+    expect(offsets.length).toBeGreaterThan(50);
+    const differ = offsets.filter((c) => !sameLogits(c, netOf(c), backend)).length;
+    expect(differ, `${differ} of ${offsets.length} differ`).toBeLessThanOrEqual(Math.floor(offsets.length * 0.05));
   });
 
   it('the loss\'s own options (new SoftmaxCrossEntropy({ weight, ignoreIndex, labelSmoothing, reduction })) give the same as per call', () => {
