@@ -6,7 +6,8 @@
 //    depths 1–4, ReLU/Sigmoid/Tanh, 'mean' and 'sum', an activation first, and every option of
 //    F.cross_entropy (weight, ignore_index, label_smoothing, 'none' with a gradient, probability
 //    targets, alone and together; C = 1, 2, 10; B = 1), and a second step accumulating into the
-//    gradients and dX (PyTorch's second backward into .grad). Bits
+//    gradients and dX (PyTorch's second backward into .grad); and 200-step trainings by SGD, momentum,
+//    Adam and AdamW (the exact step + the core's torch.optim rules) ending on PyTorch's bits. Bits
 //    depend on LibTorch's CPU kernels (its CPU capability) and OpenBLAS's GEMM kernels, so they are
 //    compared where both match the recording machine's (the title says why when not);
 //  - PyTorch Python live on this machine (/usr/bin/python3 with torch), the same cases regenerated.
@@ -152,6 +153,62 @@ describe.skipIf(goldenSkip !== null)(`exact mode: PyTorch's bits from the golden
   });
   it.each(goldens.cases.map((c) => [c.name, c] as const))('%s: every entry bit-identical', (_, c) => {
     expect(exactStep(c)).toEqual([]);
+  });
+});
+
+interface Trajectory {
+  name: string; dtype: 'float32' | 'float64'; optimizer: 'sgd' | 'momentum' | 'adam' | 'adamw';
+  settings: { lr: number; momentum?: number; weight_decay?: number }; steps: number; batch: number;
+  kinds: string[]; widths: number[]; X: string[]; y: number[]; params: string[][]; lastLoss: string; final: string[][];
+}
+const trajectories = (JSON.parse(readFileSync(join(FIXTURES, 'exact', 'trajectories.json'), 'utf8')) as { runs: Trajectory[] }).runs;
+
+/**
+ * A training run as torch.optim's: the exact step, then the core's optimizer rule on each tensor
+ * (native/core/optimizer.h, torch.optim's roundings), every step; the end against PyTorch's.
+ */
+function train(r: Trajectory, exact = true): string[] {
+  const b = binding();
+  const f32 = r.dtype === 'float32';
+  const F = f32 ? Float32Array : Float64Array;
+  const handle = b.stackPrepare(Int32Array.from(r.kinds, (k) => KIND[k as keyof typeof KIND]), Int32Array.from(r.widths), f32);
+  b.stackExact(handle, exact);
+  const ws = new F(b.stackLayout(handle, r.batch)[r.kinds.length + 1]);
+  const shapes: [number, number][] = [];
+  r.kinds.forEach((k, i) => k === 'linear' && shapes.push([r.widths[i], r.widths[i + 1]]));
+  const params = r.params.map((p, j) => (j % 2 === 0 ? transpose(fromBits(r.dtype, p), shapes[j >> 1][1], shapes[j >> 1][0]) : fromBits(r.dtype, p)));
+  const grads = params.map((p) => new F(p.length));
+  const m = params.map((p) => new F(p.length));
+  const v = params.map((p) => new F(p.length));
+  const X = fromBits(r.dtype, r.X);
+  const y = Int32Array.from(r.y);
+  const D = r.widths[0];
+  const code = { sgd: 0, momentum: 1, adam: 3, adamw: 4 }[r.optimizer];
+  const { lr, momentum = 0, weight_decay: wd = r.optimizer === 'adamw' ? 0.01 : 0 } = r.settings;
+  let loss = NaN;
+  for (let t = 0; t < r.steps; t++) {
+    const rows = (t % 4) * r.batch;
+    loss = b.stackForwardBackward(handle, ws, X.subarray(rows * D, (rows + r.batch) * D), y.subarray(rows, rows + r.batch), r.batch,
+      null, 0, false, ...params, ...grads);
+    params.forEach((p, k) => b.optimizerUpdate(p, grads[k], m[k], v[k], code, lr, t + 1, momentum, 0.9, 0.999, 1e-8, wd, 0, null));
+  }
+  const diffs: string[] = [];
+  const lossDiff = differing(new F([loss]), fromBits(r.dtype, [r.lastLoss]));
+  if (lossDiff) diffs.push('last loss');
+  params.forEach((p, j) => {
+    const [inW, outW] = shapes[j >> 1];
+    const d = differing(j % 2 === 0 ? transpose(p, inW, outW) : p, fromBits(r.dtype, r.final[j]));
+    if (d) diffs.push(`${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1} ${d}/${p.length}`);
+  });
+  return diffs;
+}
+
+describe.skipIf(goldenSkip !== null)(`exact mode + the core's torch.optim rules: 200-step trajectories${goldenSkip ? ` (skipped: ${goldenSkip})` : ''}`, () => {
+  it.each(trajectories.map((r) => [r.name, r] as const))('%s: every weight PyTorch\'s bits after 200 steps', (_, r) => {
+    expect(train(r)).toEqual([]);
+  });
+  it('the default mode ends elsewhere (the trajectories tell the modes apart)', () => {
+    expect(trajectories.filter((r) => train(r, false).length > 0).length).toBeGreaterThan(0);
   });
 });
 

@@ -3,7 +3,8 @@
 backward(), one intra-op thread, on this machine's LibTorch/OpenBLAS.
 
   /usr/bin/python3 test/exact/cases.py probe FILE      every probe case, binary, for test/exact/probe
-  /usr/bin/python3 test/exact/cases.py fixtures DIR    the goldens test/39 reads (JSON)
+  /usr/bin/python3 test/exact/cases.py fixtures DIR    the goldens test/39 reads (JSON), and 200-step
+                                                      torch.optim trajectories (trajectories.json)
 
 Run with /usr/bin/python3 (Debian's python3-torch); ATEN_CPU_CAPABILITY is honoured as in LibTorch.
 Weights are given in nn.Linear's layout [out, in]; every case is seeded by its own description, so
@@ -229,7 +230,54 @@ def write_fixtures(path):
     print(f'{len(cases)} cases -> {path}/sequential.json')
 
 
+def trajectory(dtype, opt, steps=200):
+    """nn.Sequential(Linear, Tanh, Linear, ReLU, Linear) trained `steps` steps by torch.optim on 4
+    batches of 16 rows in turn (F.cross_entropy, mean): the start and the end, to the bit."""
+    name = f'{dtype}-{opt}'
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    dt = torch.float32 if dtype == 'float32' else torch.float64
+    kinds, widths = ['linear', 'tanh', 'linear', 'relu', 'linear'], [6, 12, 12, 9, 9, 4]
+    net = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Tanh(), torch.nn.Linear(12, 9), torch.nn.ReLU(),
+                              torch.nn.Linear(9, 4)).to(dt)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_((torch.rand(p.shape, generator=g, dtype=torch.float64) * 2 - 1) * 0.5)
+    X = torch.randn(64, 6, generator=g, dtype=torch.float64).to(dt)
+    y = torch.randint(0, 4, (64,), generator=g)
+    settings = {
+        'sgd': dict(lr=0.1), 'momentum': dict(lr=0.05, momentum=0.9), 'adam': dict(lr=0.01),
+        'adamw': dict(lr=0.01, weight_decay=0.01),
+    }[opt]
+    optim = (torch.optim.SGD if opt in ('sgd', 'momentum') else torch.optim.Adam if opt == 'adam' else torch.optim.AdamW)(
+        net.parameters(), **settings)
+    params0 = [bits(p.detach()) for p in net.parameters()]
+    for t in range(steps):
+        rows = slice(16 * (t % 4), 16 * (t % 4) + 16)
+        optim.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(X[rows]), y[rows])
+        loss.backward()
+        optim.step()
+    return {
+        'name': name, 'dtype': dtype, 'optimizer': opt, 'settings': settings, 'steps': steps, 'batch': 16,
+        'kinds': kinds, 'widths': widths, 'X': bits(X), 'y': y.tolist(), 'params': params0,
+        'lastLoss': bits(loss.detach().reshape(1))[0], 'final': [bits(p.detach()) for p in net.parameters()],
+    }
+
+
+def write_trajectories(path):
+    runs = [trajectory(d, o) for d in ('float32', 'float64') for o in ('sgd', 'momentum', 'adam', 'adamw')]
+    with open(path + '/trajectories.json', 'w') as f:
+        json.dump({'about': 'torch.optim trajectories of nn.Sequential + F.cross_entropy, PyTorch ' + torch.__version__ +
+                   ', one intra-op thread; params in nn.Linear\'s layout, as hex bits', 'runs': runs}, f,
+                  separators=(',', ':'))
+    print(f'{len(runs)} trajectories -> {path}/trajectories.json')
+
+
 if __name__ == '__main__':
     if len(sys.argv) != 3 or sys.argv[1] not in ('probe', 'fixtures'):
         sys.exit(__doc__)
-    (write_probe if sys.argv[1] == 'probe' else write_fixtures)(sys.argv[2])
+    if sys.argv[1] == 'probe':
+        write_probe(sys.argv[2])
+    else:
+        write_fixtures(sys.argv[2])
+        write_trajectories(sys.argv[2])
