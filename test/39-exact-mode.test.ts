@@ -262,6 +262,8 @@ describe.skipIf(pythonSkip !== null)(`exact mode: PyTorch Python live on this ma
         expect([live.capability, live.openblasCore]).toEqual(machine());
         const failures = live.cases.map((c) => [c.name, exactStep(c)] as const).filter(([, d]) => d.length > 0);
         expect(failures).toEqual([]);
+        const runs = (JSON.parse(readFileSync(join(dir, 'trajectories.json'), 'utf8')) as { runs: Trajectory[] }).runs;
+        expect(runs.map((r) => [r.name, train(r)] as const).filter(([, d]) => d.length > 0)).toEqual([]);
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
