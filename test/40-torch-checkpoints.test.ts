@@ -1,12 +1,17 @@
 // Checkpoints as PyTorch users have them (issue 13, item 3), held to PyTorch 1.13:
 // (a) an nn.Sequential's state_dict records no activations: it loads only when the caller names
 //     them, and then predicts PyTorch's logits; (b) index gaps from Dropout/Identity; (c)
-//     Trainer.save(path, { layout: 'torch' }) writes the state_dict and optimizer.state_dict()'s
-//     layout: against committed goldens (test/fixtures/torch-checkpoints/make.py), and live against
-//     PyTorch Python where /usr/bin/python3 has torch (load_state_dict(strict=True), the logits,
-//     one more optimizer step); (d) Trainer.load resumes from that layout exactly as from handgrad's.
+//     Trainer.save(path, { layout: 'torch' }) writes the state_dict alone to `path` and
+//     optimizer.state_dict()'s layout to the optimizer file beside it (model.safetensors →
+//     model.optim.safetensors): against committed goldens (test/fixtures/torch-checkpoints/make.py),
+//     and live against PyTorch Python where /usr/bin/python3 has torch
+//     (load_state_dict(load_file(path), strict=True) with no key filtered, the logits,
+//     optimizer.load_state_dict from the optimizer file, one more step); (d) Trainer.load resumes
+//     from that pair exactly as from handgrad's layout; (e) the pair: a mismatched, missing or
+//     unnamed optimizer file is refused, never resumed from silently.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -30,6 +35,8 @@ function pythonSkip(): string | null {
 const skipPython = pythonSkip();
 
 const fixture = (name: string) => join(DIR, `${name}.safetensors`);
+/** The optimizer file beside a checkpoint, by the documented rule: .safetensors → .optim.safetensors (else appended). */
+const optim = (path: string) => `${path.replace(/\.safetensors$/, '')}.optim.safetensors`;
 const expected = (name: string) => loadSafetensors(fixture(`${name}.expected`), { copy: true });
 const dtypeOf = (f: SafetensorsFile) => (f.tensors.X.dtype === 'F32' ? 'float32' : 'float64');
 const modulesOf = (f: SafetensorsFile) => JSON.parse(f.metadata.layers) as ModuleKind[];
@@ -149,9 +156,9 @@ describe('(b) index gaps from parameter-free modules', () => {
     const t = Trainer.load(fixture('dropout-f64'), { activation: 'relu', optimizer: 'adam', batchSize: 6 });
     t.step(want.tensors.X.data as Float64Array, Int32Array.of(0, 1, 2, 0, 1, 2));
     t.save(path, { layout: 'torch' });
-    const tf = loadSafetensors(path);
-    expect(Object.keys(tf.tensors).filter((n) => !n.startsWith('optimizer.')).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
-    expect(tf.tensors['optimizer.state.2.exp_avg'].shape).toEqual([3, 6]);
+    // The state_dict and nothing else; the optimizer state beside it, parameter 2 being 3.weight.
+    expect(Object.keys(loadSafetensors(path).tensors).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
+    expect(loadSafetensors(optim(path)).tensors['state.2.exp_avg'].shape).toEqual([3, 6]);
     expect(Trainer.load(path).model.toString()).toBe(seq.toString());
   });
 
@@ -189,6 +196,9 @@ const TRAINING: Record<string, TrainerOptions> = {
   'adam-f32': { optimizer: 'adam', lr: 0.01 },
 };
 
+/** The optimizer file's metadata as optimizer.state_dict() has it (class, state, param_groups; handgrad's steps left out). */
+const optimizerMeta = (f: SafetensorsFile) => ({ class: f.metadata.class, state: JSON.parse(f.metadata.state), param_groups: JSON.parse(f.metadata.param_groups) });
+
 /** Every tensor of `want` in `got`, within 8 eps (a 0-d step exactly), and no other tensor. */
 function expectTensors(got: SafetensorsFile, want: SafetensorsFile, dtype: 'float64' | 'float32', skip: string[] = []): void {
   const names = (f: SafetensorsFile) => Object.keys(f.tensors).filter((n) => !skip.includes(n)).sort();
@@ -203,28 +213,35 @@ function expectTensors(got: SafetensorsFile, want: SafetensorsFile, dtype: 'floa
 
 describe("(c) Trainer.save(path, { layout: 'torch' }) against PyTorch's goldens", () => {
   for (const [name, opts] of Object.entries(TRAINING)) {
-    it(`${name}: the state_dict and optimizer.state_dict() after the same steps`, () => {
+    it(`${name}: the state_dict (alone in the file) and optimizer.state_dict() (beside it) after the same steps`, () => {
       const batches = loadSafetensors(fixture(`train-${name}.batches`), { copy: true });
       const layers = modulesOf(batches);
       const t = Trainer.load(fixture(`train-${name}.init`), { ...opts, layers, batchSize: 5 });
       for (let s = 0; s < Number(batches.metadata.steps); s++) t.step(batches.tensors[`X${s}`].data as FloatArray, batches.tensors[`y${s}`].data as Int32Array);
       const path = join(tmp, `train-${name}.safetensors`);
       t.save(path, { layout: 'torch' });
-      const got = loadSafetensors(path);
-      const want = loadSafetensors(fixture(`train-${name}.after`));
       const dtype = name.endsWith('f32') ? 'float32' : 'float64';
-      expectTensors(got, want, dtype);
-      expect(JSON.parse(got.metadata.optimizer)).toEqual(JSON.parse(want.metadata.optimizer));
-      // And the file PyTorch wrote (no handgrad metadata) resumes in handgrad: its state restored,
-      // saved again it is the same file.
-      const back = Trainer.load(fixture(`train-${name}.after`), { ...opts, layers, batchSize: 5 });
-      // SGD does not count its steps: a state that has stepped counts from 1 (resume.ts torchSteps).
+      // PyTorch's model.state_dict(): the same keys, no other (what load_state_dict(strict=True) takes).
+      expectTensors(loadSafetensors(path), loadSafetensors(fixture(`train-${name}.after`)), dtype);
+      const [gotOpt, wantOpt] = [loadSafetensors(optim(path)), loadSafetensors(fixture(`train-${name}.after.optim`))];
+      expectTensors(gotOpt, wantOpt, dtype);
+      expect(optimizerMeta(gotOpt)).toEqual(optimizerMeta(wantOpt));
+      // And the pair PyTorch wrote (no handgrad metadata: the optimizer file named by the caller)
+      // resumes in handgrad: its state restored, saved again it is the same pair.
+      const back = Trainer.load(fixture(`train-${name}.after`), { ...opts, layers, batchSize: 5, optimizerState: fixture(`train-${name}.after.optim`) });
+      // SGD does not count its steps: a state that has stepped counts from 1 (optimizer-file.ts torchSteps).
       expect(back.steps).toBe(opts.optimizer === 'sgd' ? 1 : Number(batches.metadata.steps));
       const again = join(tmp, `again-${name}.safetensors`);
       back.save(again, { layout: 'torch' });
-      const a = loadSafetensors(again);
-      for (const n of Object.keys(want.tensors)) expect([...(a.tensors[n].data as FloatArray)], n).toEqual([...(want.tensors[n].data as FloatArray)]);
-      expect(JSON.parse(a.metadata.optimizer)).toEqual(JSON.parse(want.metadata.optimizer));
+      for (const [g, w] of [[again, fixture(`train-${name}.after`)], [optim(again), fixture(`train-${name}.after.optim`)]]) {
+        const [a, want] = [loadSafetensors(g), loadSafetensors(w)];
+        expect(Object.keys(a.tensors).sort()).toEqual(Object.keys(want.tensors).sort());
+        for (const n of Object.keys(want.tensors)) expect([...(a.tensors[n].data as FloatArray)], n).toEqual([...(want.tensors[n].data as FloatArray)]);
+      }
+      expect(optimizerMeta(loadSafetensors(optim(again)))).toEqual(optimizerMeta(wantOpt));
+      // The state_dict alone (no optimizer file named) is parameters alone: a fresh run from them.
+      const fresh = Trainer.load(fixture(`train-${name}.after`), { ...opts, layers, batchSize: 5 });
+      expect([fresh.steps, fresh.epochs]).toEqual([0, 0]);
     });
   }
 
@@ -233,7 +250,9 @@ describe("(c) Trainer.save(path, { layout: 'torch' }) against PyTorch's goldens"
     new Trainer(initParams({ D: 2, H: 3, C: 2 }, { seed: 1 }), { optimizer: 'adam' }).save(path, { layout: 'torch' });
     const f = loadSafetensors(path);
     expect(Object.keys(f.tensors).sort()).toEqual(['0.bias', '0.weight', '2.bias', '2.weight']);
-    expect(JSON.parse(f.metadata.optimizer).state).toEqual({});
+    const o = loadSafetensors(optim(path));
+    expect(Object.keys(o.tensors)).toEqual([]);
+    expect(optimizerMeta(o)).toMatchObject({ class: 'Adam', state: {} });
     expect(() => new Trainer(initParams({ D: 2, H: 3, C: 2 })).save(path, { layout: 'pytorch' as never })).toThrow(/opts\.layout/);
   });
 });
@@ -270,14 +289,18 @@ describe("(d) Trainer.load resumes from the torch layout exactly as from handgra
   }
 });
 
-/** Runs check_trainer.py on a torch-layout checkpoint: PyTorch's logits, and its state after one more step. */
-function pytorchReads(ckpt: string, data: Record<string, { shape: number[]; data: FloatArray | Int32Array }>): SafetensorsFile {
+/**
+ * Runs check_trainer.py on a torch-layout checkpoint (load_state_dict(strict=True) of the file as
+ * it is, optimizer.load_state_dict of the file beside it): PyTorch's logits and state_dict after
+ * one more step (model), and its optimizer state after that step (optimizer).
+ */
+function pytorchReads(ckpt: string, data: Record<string, { shape: number[]; data: FloatArray | Int32Array }>): { model: SafetensorsFile; optimizer: SafetensorsFile } {
   const dataPath = `${ckpt}.data.safetensors`;
   const out = `${ckpt}.out.safetensors`;
   saveSafetensors(dataPath, data);
   const r = spawnSync(PYTHON, [join(DIR, 'check_trainer.py'), ckpt, dataPath, out], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`check_trainer.py failed: ${r.stderr}`);
-  return loadSafetensors(out, { copy: true });
+  return { model: loadSafetensors(out, { copy: true }), optimizer: loadSafetensors(optim(out), { copy: true }) };
 }
 
 describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path, { layout: 'torch' })${skipPython ? ` (skipped: ${skipPython})` : ''}`, () => {
@@ -298,12 +321,13 @@ describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path,
     const path = join(tmp, 'live-dropout.safetensors');
     t.save(path, { layout: 'torch' });
     const torch = pytorchReads(path, { X: { shape: [6, 4], data: X }, Xs: { shape: [6, 4], data: X }, ys: { shape: [6], data: y } });
-    expect(Object.keys(torch.tensors).filter((n) => /^\d/.test(n)).sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
-    expect(errEps(t.model.forward(X), torch.tensors.logits.data as FloatArray, 'float64')).toBeLessThanOrEqual(8);
+    expect(Object.keys(torch.model.tensors).filter((n) => n !== 'logits').sort()).toEqual(['0.bias', '0.weight', '3.bias', '3.weight']);
+    expect(errEps(t.model.forward(X), torch.model.tensors.logits.data as FloatArray, 'float64')).toBeLessThanOrEqual(8);
     t.step(X, y);
     const after = join(tmp, 'live-dropout-after.safetensors');
     t.save(after, { layout: 'torch' });
-    expectTensors(loadSafetensors(after), torch, 'float64', ['logits']);
+    expectTensors(loadSafetensors(after), torch.model, 'float64', ['logits']);
+    expectTensors(loadSafetensors(optim(after)), torch.optimizer, 'float64');
   });
 
   for (const [title, dtype, opts, form] of cases) {
@@ -320,13 +344,14 @@ describe.skipIf(skipPython !== null)(`(c, live) PyTorch reads Trainer.save(path,
       const Xs = X.slice(0, 8 * 4) as FloatArray;
       const ys = Int32Array.from(data.y.slice(0, 8));
       const torch = pytorchReads(path, { X: { shape: [40, 4], data: X }, Xs: { shape: [8, 4], data: Xs }, ys: { shape: [8], data: ys } });
-      expect(errEps(t.model.forward(X), torch.tensors.logits.data as FloatArray, dtype)).toBeLessThanOrEqual(8);
+      expect(errEps(t.model.forward(X), torch.model.tensors.logits.data as FloatArray, dtype)).toBeLessThanOrEqual(8);
       t.step(Xs, ys);
       const after = join(tmp, `live-${title}-after.safetensors`);
       t.save(after, { layout: 'torch' });
-      const got = loadSafetensors(after);
-      expectTensors(got, torch, dtype, ['logits']);
-      expect(JSON.parse(got.metadata.optimizer)).toEqual(JSON.parse(torch.metadata.optimizer));
+      expectTensors(loadSafetensors(after), torch.model, dtype, ['logits']);
+      const got = loadSafetensors(optim(after));
+      expectTensors(got, torch.optimizer, dtype);
+      expect(optimizerMeta(got)).toEqual(optimizerMeta(torch.optimizer));
     });
   }
 });
@@ -336,5 +361,154 @@ describe('what a PyTorch user may hand over by mistake', () => {
     const path = join(tmp, 'prefixed.safetensors');
     saveSafetensors(path, { 'net.0.weight': { shape: [3, 2], data: new Float64Array(6) }, 'net.0.bias': { shape: [3], data: new Float64Array(3) } });
     expect(fileError(() => loadSequential(path, { activation: 'relu' })).message).toMatch(/"net\.0\.weight" has a prefix: save the nn\.Sequential's own state_dict, e\.g\. model\.net\.state_dict\(\)/);
+  });
+});
+
+describe("(e) the pair: the model file and its optimizer file", () => {
+  const data = blobs({ n: 40, dim: 3, classes: 3, seed: 7 });
+  const trainer = (opts: TrainerOptions = { optimizer: 'adam', lr: 0.01 }) => new Trainer(Sequential.mlp([3, 5, 3], { activation: 'tanh', seed: 1 }), { ...opts, batchSize: 8, seed: 2 });
+  const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+  const same = (a: Trainer<never>, b: Trainer<never>) => {
+    for (const [k, x] of Object.entries(a.model.params)) expect(Buffer.from(b.model.params[k].buffer).equals(Buffer.from(x.buffer)), k).toBe(true);
+  };
+
+  it('named from the path, recorded with its digest in the model file; found there, or where the caller says', () => {
+    const dir = join(tmp, 'pair');
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    const t = trainer();
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    const path = join(dir, 'model.safetensors');
+    t.save(path, { layout: 'torch' });
+    expect(existsSync(join(dir, 'model.optim.safetensors'))).toBe(true);
+    const meta = loadSafetensors(path).metadata;
+    expect([meta.optimizer_state, meta.optimizer_state_sha256]).toEqual(['model.optim.safetensors', sha256(join(dir, 'model.optim.safetensors'))]);
+    // Not ending in .safetensors: appended.
+    t.save(join(dir, 'ckpt'), { layout: 'torch' });
+    expect(existsSync(join(dir, 'ckpt.optim.safetensors'))).toBe(true);
+    // Elsewhere: named relative to the model file's folder; the pair moved together still loads.
+    t.save(path, { layout: 'torch', optimizerState: join(dir, 'sub', 'adam.safetensors') });
+    expect(loadSafetensors(path).metadata.optimizer_state).toBe('sub/adam.safetensors');
+    const moved = join(tmp, 'pair-moved');
+    mkdirSync(join(moved, 'sub'), { recursive: true });
+    copyFileSync(path, join(moved, 'model.safetensors'));
+    copyFileSync(join(dir, 'sub', 'adam.safetensors'), join(moved, 'sub', 'adam.safetensors'));
+    const straight = trainer();
+    straight.fitSync(data.X, data.y, { epochs: 3 });
+    for (const [from, opts] of [[path, {}], [join(moved, 'model.safetensors'), {}]] as const) {
+      const r = Trainer.load(from, opts);
+      expect([r.steps, r.epochs]).toEqual([t.steps, t.epochs]);
+      r.fitSync(data.X, data.y, { epochs: 2 });
+      same(straight as never, r as never);
+    }
+    // The optimizer file renamed: the caller names it, and its digest is still checked.
+    renameSync(join(moved, 'sub', 'adam.safetensors'), join(moved, 'elsewhere.safetensors'));
+    const r = Trainer.load(join(moved, 'model.safetensors'), { optimizerState: join(moved, 'elsewhere.safetensors') });
+    r.fitSync(data.X, data.y, { epochs: 2 });
+    same(straight as never, r as never);
+  });
+
+  it('a pair from two saves (a crash between the two writes) is refused, naming both files', () => {
+    const path = join(tmp, 'crash.safetensors');
+    const t = trainer({ optimizer: 'sgd', lr: 0.05, momentum: 0.9 });
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    t.save(path, { layout: 'torch' });
+    const older = join(tmp, 'crash-older.optim.safetensors');
+    copyFileSync(optim(path), older);
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    // What a crash after the optimizer file's rename and before the model file's leaves: the old
+    // model file beside the new optimizer file (Trainer.save writes the optimizer file first).
+    const next = join(tmp, 'crash-next.safetensors');
+    t.save(next, { layout: 'torch' });
+    copyFileSync(optim(next), optim(path));
+    const e = fileError(() => Trainer.load(path));
+    expect(e.message).toContain(path);
+    expect(e.message).toContain(optim(path));
+    expect(e.message).toMatch(/step 5\) .*step 10\): the pair .* does not belong together/);
+    expect(e.message).toContain('{ optimizerState: false }');
+    // The other way round (an older optimizer file), and a caller-named one, are refused as well.
+    copyFileSync(older, optim(next));
+    expect(fileError(() => Trainer.load(next)).message).toMatch(/step 10\) .*step 5\)/);
+    expect(fileError(() => Trainer.load(next, { optimizerState: older })).message).toContain('does not belong together');
+    // The file it was saved with, named by the caller, still resumes it (a copy kept aside).
+    expect(Trainer.load(path, { optimizerState: older }).steps).toBe(5);
+    // The way out: the weights, with a fresh optimizer and counters from zero.
+    const fresh = Trainer.load(path, { optimizerState: false });
+    expect([fresh.steps, fresh.epochs]).toEqual([0, 0]);
+    const reference = new Trainer(loadSequential(path), { optimizer: 'sgd', lr: 0.05, momentum: 0.9, batchSize: 8, seed: 2 });
+    reference.fitSync(data.X, data.y, { epochs: 1 });
+    fresh.fitSync(data.X, data.y, { epochs: 1 });
+    same(reference as never, fresh as never);
+  });
+
+  it('a missing optimizer file is an ERR_FILE naming it and the way out; a failed optimizer write leaves the model file', () => {
+    const path = join(tmp, 'lonely.safetensors');
+    const t = trainer();
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    t.save(path, { layout: 'torch' });
+    rmSync(optim(path));
+    const e = fileError(() => Trainer.load(path));
+    expect(e.message).toContain(optim(path));
+    expect(e.message).toContain(`the optimizer state saved with ${path}`);
+    expect(e.message).toContain('{ optimizerState: false }');
+    expect(Trainer.load(path, { optimizerState: false }).steps).toBe(0);
+    expect(fileError(() => Trainer.load(path, { optimizerState: join(tmp, 'nowhere.safetensors') })).message).toContain('nowhere.safetensors');
+    // The optimizer file is written first: when it cannot be, the model file is not touched.
+    const before = sha256(path);
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    expect(fileError(() => t.save(path, { layout: 'torch', optimizerState: join(tmp, 'no-such-folder', 'o.safetensors') })).message).toContain('no-such-folder');
+    expect(sha256(path)).toBe(before);
+  });
+
+  it('a torch-layout file that took steps but names no optimizer file is refused, not resumed with zeroed moments', () => {
+    const path = join(tmp, 'draft.safetensors');
+    const t = trainer();
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    t.save(path, { layout: 'torch' });
+    // As the earlier draft of this layout wrote it: the optimizer tensors inside, no optimizer file named.
+    const f = loadSafetensors(path, { copy: true });
+    const o = loadSafetensors(optim(path), { copy: true });
+    const { optimizer_state: _n, optimizer_state_sha256: _d, ...meta } = f.metadata;
+    const tensors = { ...f.tensors, ...Object.fromEntries(Object.entries(o.tensors).map(([k, x]) => [`optimizer.${k}`, x])) };
+    saveSafetensors(path, tensors as never, meta);
+    const e = fileError(() => Trainer.load(path));
+    expect(e.message).toMatch(/__metadata__\.optimizer_state but received nothing \(__metadata__\.steps is 5\)/);
+    expect(e.message).toContain('{ optimizerState: path }');
+    expect(Trainer.load(path, { optimizerState: optim(path) }).steps).toBe(5);
+    expect(Trainer.load(path, { optimizerState: false }).steps).toBe(0);
+  });
+
+  it("optimizerState: false on save writes the weights alone: the state_dict, no counters, no optimizer file", () => {
+    const path = join(tmp, 'weights.safetensors');
+    const t = trainer();
+    t.fitSync(data.X, data.y, { epochs: 1 });
+    t.save(path, { layout: 'torch', optimizerState: false });
+    expect(existsSync(optim(path))).toBe(false);
+    const f = loadSafetensors(path);
+    expect(Object.keys(f.tensors).sort()).toEqual(['0.bias', '0.weight', '2.bias', '2.weight']);
+    expect(['steps', 'epochs', 'position', 'optimizer_state'].filter((k) => k in f.metadata)).toEqual([]);
+    const back = Trainer.load(path);
+    expect([back.steps, back.epochs, back.model.toString()]).toEqual([0, 0, t.model.toString()]);
+    same(t as never, back as never);
+    // handgrad's layout too: no optimizer tensors, a fresh run.
+    const h = join(tmp, 'weights-handgrad.safetensors');
+    t.save(h, { optimizerState: false });
+    expect(Object.keys(loadSafetensors(h).tensors).some((n) => n.startsWith('optimizer.'))).toBe(false);
+    expect(Trainer.load(h).steps).toBe(0);
+    // And load's false in handgrad's layout: the moments in the file are not read.
+    t.save(h);
+    expect([Trainer.load(h).steps, Trainer.load(h, { optimizerState: false }).steps]).toEqual([5, 0]);
+  });
+
+  it('bad optimizerState options are TypeError/RangeError/ERR_FILE naming them', () => {
+    const t = trainer();
+    const path = join(tmp, 'opts.safetensors');
+    expect(() => t.save(path, { layout: 'torch', optimizerState: 3 as never })).toThrow(/false or the path of the optimizer file for opts\.optimizerState/);
+    expect(() => t.save(path, { layout: 'torch', optimizerState: '' })).toThrow(RangeError);
+    expect(() => t.save(path, { layout: 'torch', optimizerState: path })).toThrow(/another path than the model file's for opts\.optimizerState/);
+    expect(() => t.save(path, { optimizerState: join(tmp, 'o.safetensors') })).toThrow(/no path without layout: 'torch'/);
+    expect(() => t.save(path, { layout: 'torch', optimizerStat: false } as never)).toThrow(/optimizerState/);
+    t.save(path);
+    expect(fileError(() => Trainer.load(path, { optimizerState: join(tmp, 'o.safetensors') })).message).toMatch(/PyTorch's layout for opts\.optimizerState/);
+    expect(() => Trainer.load(path, { optimizerState: 1 as never })).toThrow(TypeError);
   });
 });

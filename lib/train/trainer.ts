@@ -1,7 +1,7 @@
 // Trainer: owns a training run's buffers (allocated once), trains synchronously (fitSync, step)
 // or in a worker thread (fit) so a server's event loop stays free.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
@@ -14,7 +14,9 @@ import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
 import type { OptimizerOptions } from './optimizer';
-import { asFileError, counterMetadata, restoreCounters, restoreOptimizerState, torchOptimizerState, torchSettings, torchSteps } from './resume';
+import { fileError, asFileError, counterMetadata, restoreCounters, restoreOptimizerState } from './resume';
+import { OPTIMIZER_STATE, optimizerFilePath, optimizerFileSettings, optimizerFileSteps, type OptimizerSource, readOptimizerFile, restoreFromOptimizerFile, saveOptimizerFile } from './optimizer-file';
+import { optimizerConfig, type OptimizerOptions as RuleOptions } from './optimizer';
 import type { Schedule } from './schedule';
 import { savedSettings, savedUnder, settings } from './settings';
 import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
@@ -73,8 +75,29 @@ const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 const TRAINER_OPTIONS = [
   'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule',
 ] as const;
-/** Trainer.load's: the constructor's, and opts.layers for a file that does not say its layers. */
-const LOAD_OPTIONS = [...TRAINER_OPTIONS, 'layers'] as const;
+/** Trainer.load's: the constructor's, opts.layers for a file that does not say its layers, and where its optimizer state is. */
+const LOAD_OPTIONS = [...TRAINER_OPTIONS, 'layers', 'optimizerState'] as const;
+
+/** Where a torch-layout checkpoint's optimizer state goes or comes from: a path, or false (none). */
+export interface OptimizerStateOption {
+  /**
+   * save: false writes the weights alone (no optimizer state, no counters: the file loads as a
+   * fresh run from them); a path writes PyTorch's layout's optimizer file there instead of beside
+   * the model file (model.optim.safetensors). load: false starts a fresh optimizer (and counters
+   * from zero) from the file's weights whatever it names; a path reads the optimizer file there
+   * (a pair PyTorch wrote, or one moved apart) instead of the one the model file names.
+   */
+  optimizerState?: boolean | string;
+}
+
+/** opts.optimizerState checked: true (the default), false, or a non-empty path. */
+function optimizerStateOption(x: unknown): boolean | string {
+  if (x === undefined) return true;
+  if (typeof x === 'boolean') return x;
+  if (typeof x !== 'string') v.fail(TypeError, 'false or the path of the optimizer file', 'opts.optimizerState', x);
+  if (x === '') v.fail(RangeError, 'a non-empty path', 'opts.optimizerState', x);
+  return x;
+}
 
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
@@ -300,80 +323,118 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /**
    * Writes the parameters, the optimizer state, the counters and (stopped inside an epoch) the
-   * position in it to a safetensors file, so a later Trainer.load continues exactly where this one
-   * is: its fit on the same data gives the weights of a run never interrupted, bit for bit.
-   * `layout: 'torch'` writes the parameters as the matching nn.Sequential's state_dict ("0.weight"
-   * [out,in], …) and the optimizer state as optimizer.state_dict() has it ("optimizer.state.0.exp_avg",
-   * …, the rest in the "optimizer" metadata: lib/train/resume.ts); Trainer.load resumes from either.
-   * There `layers` names every module of the nn.Sequential, Dropout and Identity included, so the
-   * indices are its own (a Trainer loaded from such a state_dict keeps them without it).
+   * position in it, so a later Trainer.load continues exactly where this one is: its fit on the
+   * same data gives the weights of a run never interrupted, bit for bit.
+   *
+   * handgrad's layout: one safetensors file. `layout: 'torch'`: `path` holds the matching
+   * nn.Sequential's state_dict and nothing else ("0.weight" [out,in], "0.bias", …: what
+   * model.load_state_dict(load_file(path), strict=True) takes), handgrad's settings and counters
+   * in its metadata; the optimizer state goes to a file of its own, optimizer.state_dict()'s
+   * layout ("state.0.exp_avg", …, "param_groups" in its metadata: lib/train/optimizer-file.ts),
+   * beside it (model.safetensors → model.optim.safetensors) or at `optimizerState` (a path). It is
+   * written first, then the model file, which records its name and digest: Trainer.load refuses a
+   * pair that does not belong together (a crash between the two writes). There `layers` names
+   * every module of the nn.Sequential, Dropout and Identity included, so the indices are its own
+   * (a Trainer loaded from such a state_dict keeps them without it).
+   *
+   * `optimizerState: false` writes the weights alone, in either layout: no optimizer state and no
+   * counters (Trainer.load starts a fresh run from them; no optimizer file is written or removed).
    * @throws {TypeError|RangeError} bad options
-   * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when the file cannot be written
+   * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when a file cannot be written (a failed optimizer file leaves the model file as it was)
    */
-  save(path: string, opts: { metadata?: Record<string, string>; layout?: Layout; layers?: readonly ModuleKind[] } = {}): void {
-    const o = v.options('opts', opts, ['metadata', 'layout', 'layers'] as const);
+  save(path: string, opts: { metadata?: Record<string, string>; layout?: Layout; layers?: readonly ModuleKind[] } & OptimizerStateOption = {}): void {
+    const o = v.options('opts', opts, ['metadata', 'layout', 'layers', 'optimizerState'] as const);
     const layout = v.oneOf('opts.layout', o.layout, ['handgrad', 'torch'] as const, 'handgrad');
     const modules = torchModulesOption(o.layers, layout) ?? (layout === 'torch' ? this.modules : undefined);
+    const withOptimizer = optimizerStateOption(o.optimizerState);
+    if (typeof withOptimizer === 'string' && layout !== 'torch') {
+      v.fail(TypeError, "no path without layout: 'torch' (handgrad's layout keeps the optimizer state inside the file)", 'opts.optimizerState', withOptimizer);
+    }
+    if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
+    const optimizerPath = layout !== 'torch' || withOptimizer === false ? undefined : withOptimizer === true ? optimizerFilePath(path) : withOptimizer;
+    if (optimizerPath !== undefined && resolve(optimizerPath) === resolve(path)) v.fail(RangeError, 'another path than the model file\'s', 'opts.optimizerState', optimizerPath);
     this.enter();
     const c = this.state.config;
     const tensors = sequentialTensors(this.model, layout, modules);
-    let optimizer: Record<string, string> = {};
-    if (layout === 'torch') {
-      const t = torchOptimizerState(this.state);
-      Object.assign(tensors, t.tensors);
-      optimizer = t.metadata;
-    } else {
-      for (const k of this.state.names) {
-        const slot = this.state.slots[k];
-        if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
-        if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
-        if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
-      }
-    }
-    saveSafetensors(path, tensors, {
+    const metadata: Record<string, string> = {
       ...metadataOption(o.metadata),
       ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined, modules),
       trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
-      ...counterMetadata(this.state),
-      ...optimizer,
-    });
+    };
+    if (withOptimizer !== false) {
+      Object.assign(metadata, counterMetadata(this.state));
+      // The optimizer file first: a crash before the model file's rename leaves the old model
+      // file, whose digest no longer matches, and Trainer.load refuses the pair.
+      if (optimizerPath !== undefined) Object.assign(metadata, saveOptimizerFile(this.state, path, optimizerPath));
+      else {
+        for (const k of this.state.names) {
+          const slot = this.state.slots[k];
+          if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
+          if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
+          if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
+        }
+      }
+    }
+    saveSafetensors(path, tensors, metadata);
   }
 
   /**
-   * A Trainer from a file written by save() (either layout: optimizer state and counters
-   * restored), or from parameters alone (saveParams, saveSequential, a PyTorch state_dict) with
-   * fresh optimizer state. A PyTorch state_dict records no activations: name them with
-   * `layers` or `activation` as for loadSequential (options that contradict the file are an error).
-   * The other `opts` override the saved settings. Every value read from the file is checked before use.
+   * A Trainer from a checkpoint written by save() (optimizer state and counters restored), or
+   * from parameters alone (saveParams, saveSequential, a PyTorch state_dict) with a fresh optimizer.
+   * A PyTorch state_dict records no activations: name them with `layers` or `activation` as for
+   * loadSequential (options that contradict the file are an error). The other `opts` override the
+   * saved settings. Every value read from the files is checked before use.
+   *
+   * In PyTorch's layout the optimizer state is in its own file: the one the model file names
+   * (its digest must match: a pair from two saves is refused), or `optimizerState` (a path: a pair
+   * PyTorch wrote, whose model file names none, or a file moved apart). A model file that records
+   * steps but names no optimizer file is refused rather than resumed with zeroed moments.
+   * `optimizerState: false` (either layout) takes the weights and settings alone: a fresh
+   * optimizer, counters from zero (steps, epochs, the position in an epoch), as a new run.
    * @throws {TypeError|RangeError} bad options
-   * @throws {HandgradError} ERR_FILE for a missing or malformed file, a state_dict without its activations, or a setting, counter, position or optimizer state out of range (naming its key)
+   * @throws {HandgradError} ERR_FILE for a missing or malformed file, a missing or mismatched optimizer file (naming both files), a state_dict without its activations, or a setting, counter, position or optimizer state out of range (naming its key)
    */
-  static load(path: string, opts: TrainerOptions & ArchitectureOptions = {}): Trainer<TwoLayerParams | Sequential> {
+  static load(path: string, opts: TrainerOptions & ArchitectureOptions & OptimizerStateOption = {}): Trainer<TwoLayerParams | Sequential> {
     const o = v.options('opts', opts, LOAD_OPTIONS, v.NOT_YET_SUPPORTED);
-    const { layers, activation, ...rest } = o;
+    const { layers, activation, optimizerState, ...rest } = o;
     const arch = architecture({ layers, activation });
+    const withOptimizer = optimizerStateOption(optimizerState);
     const file = loadSafetensors(path);
     const meta = file.metadata;
     // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one; so
     // does any net but Linear, act, Linear.
     const p = meta.layers !== undefined || holdsSequential(file, path, arch, 'Trainer.load') ? sequentialFromFile(file, path, arch, 'Trainer.load') : paramsFromFile(file, path, arch, 'Trainer.load');
-    // The saved settings and counters are checked before use (ERR_FILE naming the key); opts,
-    // the caller's, override the settings and are checked as the constructor checks them.
-    // (A file PyTorch wrote in the torch layout has no "trainer", but its "optimizer" says the settings.)
     const layout = layoutOf(file);
     const parameters = 2 * (p instanceof Sequential ? p.layers.filter((l) => l.kind === 'linear').length : 2);
+    // Where the optimizer state is: none (false), the file itself (handgrad's layout), or the
+    // optimizer file (PyTorch's layout: named by the caller or by the model file, digest checked).
+    if (typeof withOptimizer === 'string' && layout !== 'torch') {
+      fileError(path, `a checkpoint in PyTorch's layout for opts.optimizerState (${withOptimizer})`, 'the file', new v.Received("one in handgrad's layout, which keeps its optimizer state inside"));
+    }
+    const source: OptimizerSource | undefined = layout === 'torch' && withOptimizer !== false
+      ? readOptimizerFile(path, meta, typeof withOptimizer === 'string' ? withOptimizer : undefined) : undefined;
+    if (layout === 'torch' && withOptimizer !== false && source === undefined && meta.steps !== undefined && meta.steps !== '0') {
+      fileError(path, `the optimizer file of a checkpoint that took steps, named in __metadata__.${OPTIMIZER_STATE}`, `__metadata__.${OPTIMIZER_STATE}`, new v.Received(`nothing (__metadata__.steps is ${meta.steps}); name it with { optimizerState: path }, or start a fresh optimizer from the weights with { optimizerState: false }`));
+    }
+    // The saved settings and counters are checked before use (ERR_FILE naming the key); opts,
+    // the caller's, override the settings and are checked as the constructor checks them.
+    // (A pair PyTorch wrote has no "trainer": its optimizer file's class and param_groups say the settings.)
     const saved = meta.trainer !== undefined ? asFileError(path, () => savedSettings(meta.trainer))
-      : layout === 'torch' && meta.optimizer !== undefined ? torchSettings(meta.optimizer, path, parameters) : {};
+      : source !== undefined ? optimizerFileSettings(source, parameters) : {};
     const act = p instanceof Sequential ? undefined : p.activation;
     const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...savedUnder(saved, rest), activation: act, ...rest } as TrainerOptions);
     // A state_dict with Dropout or Identity: saved in the torch layout, it keeps its indices.
     t.modules = fileNet(file, path, arch, 'Trainer.load').modules;
+    if (withOptimizer === false) return t; // a fresh run from the weights: counters and moments from zero
     restoreCounters(t.state, meta, path);
-    if (layout === 'torch' && meta.steps === undefined) t.state.counters[COUNTER.steps] = torchSteps(file, path);
+    if (source !== undefined && meta.steps === undefined) t.state.counters[COUNTER.steps] = optimizerFileSteps(source);
+    // The buffers must all be there when the file's rule is the Trainer's and it has stepped.
     // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
     const opt = t.state.config.optimizer;
-    const sameOptimizer = meta.trainer !== undefined && saved.optimizer === opt.name && (saved.amsgrad ?? false) === opt.amsgrad;
-    restoreOptimizerState(t.state, file, path, sameOptimizer && t.state.counters[COUNTER.steps] > 0, layout);
+    const rule = saved.optimizer === undefined ? undefined : asFileError(path, () => optimizerConfig(saved as RuleOptions, 'the saved settings'));
+    const required = rule !== undefined && rule.name === opt.name && rule.amsgrad === opt.amsgrad && t.state.counters[COUNTER.steps] > 0;
+    if (source !== undefined) restoreFromOptimizerFile(t.state, source, required);
+    else if (layout === 'handgrad') restoreOptimizerState(t.state, file, path, required);
     return t;
   }
 
