@@ -452,6 +452,11 @@ describe("(e) the pair: the model file and its optimizer file", () => {
     expect(e.message).toContain('{ optimizerState: false }');
     expect(Trainer.load(path, { optimizerState: false }).steps).toBe(0);
     expect(fileError(() => Trainer.load(path, { optimizerState: join(tmp, 'nowhere.safetensors') })).message).toContain('nowhere.safetensors');
+    // A name read from a file is data: one that is not a regular file (a device that never ends) is refused unread.
+    const f = loadSafetensors(path, { copy: true });
+    saveSafetensors(path, f.tensors as never, { ...f.metadata, optimizer_state: '../'.repeat(20) + 'dev/zero' });
+    expect(fileError(() => Trainer.load(path)).message).toMatch(/a regular file for the optimizer state .*dev\/zero/);
+    saveSafetensors(path, f.tensors as never, f.metadata);
     // The optimizer file is written first: when it cannot be, the model file is not touched.
     const before = sha256(path);
     t.fitSync(data.X, data.y, { epochs: 1 });

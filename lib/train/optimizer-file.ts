@@ -24,6 +24,7 @@
 // naming both files) rather than resuming old weights with newer moments. Its way out is
 // { optimizerState: false }: the weights, with a fresh optimizer and counters from zero.
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { readFile } from '../data/files';
 import { transpose } from '../checkpoint';
@@ -145,6 +146,14 @@ export function readOptimizerFile(modelPath: string, meta: Record<string, string
   const way = given === undefined
     ? ` (the optimizer state saved with ${modelPath}; to start a fresh optimizer from its weights, pass { optimizerState: false })`
     : '';
+  // A regular file only: a name read from a file is data, and /dev/zero or a FIFO would never end.
+  let regular = true;
+  try {
+    regular = statSync(path).isFile();
+  } catch {
+    // Missing or unreadable: readFile says so, with the way out.
+  }
+  if (!regular) fileError(modelPath, 'a regular file for the optimizer state', path, new v.Received('something else (a folder, a device, a pipe)'));
   const bytes = readFile(path, 'optimizer state file', way);
   if (want !== undefined) {
     const got = sha256(bytes);
