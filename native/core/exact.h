@@ -45,16 +45,19 @@ inline std::string refusal() {
   return {};
 }
 
-// Row-major [rows, cols] → [cols, rows], in 32×32 tiles so both sides stay in cache.
+// Row-major [rows, cols] → [cols, rows] in 8×8 blocks: each block touches 8 lines on each side,
+// which no stride can map onto too few cache sets (32×32 tiles of a 1024-wide float layer, whose
+// 4 KiB stride sends a whole tile column to one set, made the transposes a quarter of the step).
 template <typename T>
 void transpose(const T* from, size_t rows, size_t cols, T* to) {
-  constexpr size_t kTile = 32;
-  for (size_t r0 = 0; r0 < rows; r0 += kTile)
-    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
-      const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-      for (size_t r = r0; r < r1; ++r)
-        for (size_t c = c0; c < c1; ++c) to[c * rows + r] = from[r * cols + c];
-    }
+  constexpr size_t k = 8;
+  const size_t R = rows / k * k, Cw = cols / k * k;
+  for (size_t r0 = 0; r0 < R; r0 += k)
+    for (size_t c0 = 0; c0 < Cw; c0 += k)
+      for (size_t r = r0; r < r0 + k; ++r)
+        for (size_t c = c0; c < c0 + k; ++c) to[c * rows + r] = from[r * cols + c];
+  for (size_t r = 0; r < rows; ++r)  // the ragged edges
+    for (size_t c = r < R ? Cw : 0; c < cols; ++c) to[c * rows + r] = from[r * cols + c];
 }
 
 template <typename T>
