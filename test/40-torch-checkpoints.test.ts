@@ -239,7 +239,9 @@ describe("(c) Trainer.save(path, { layout: 'torch' }) against PyTorch's goldens"
         for (const n of Object.keys(want.tensors)) expect([...(a.tensors[n].data as FloatArray)], n).toEqual([...(want.tensors[n].data as FloatArray)]);
       }
       expect(optimizerMeta(loadSafetensors(optim(again)))).toEqual(optimizerMeta(wantOpt));
-      // The state_dict alone (no optimizer file named) is parameters alone: a fresh run from them.
+      // The state_dict alone (no optimizer file named) is parameters alone: a fresh run from them,
+      // though a file named like its optimizer file lies beside it (never picked up unasked: nothing
+      // says it belongs to these weights).
       const fresh = Trainer.load(fixture(`train-${name}.after`), { ...opts, layers, batchSize: 5 });
       expect([fresh.steps, fresh.epochs]).toEqual([0, 0]);
     });
