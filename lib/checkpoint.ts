@@ -12,7 +12,8 @@ import { loadSafetensors, saveSafetensors, type SafetensorsFile, type TensorInpu
 import { architecture, type ArchitectureOptions, fileNet, type FileNet, type Layout, moduleIndices, type ModuleKind } from './io/layers';
 import type { LayerSpec } from './layers/layer';
 import { Linear } from './layers/linear';
-import { MAX_LAYERS, Sequential } from './layers/sequential';
+import type { LossSpec } from './layers/loss';
+import { MAX_LAYERS, Sequential, type SequentialSpec } from './layers/sequential';
 
 export { MAX_LAYERS };
 import type { Activation, FloatArray, Params } from './types';
@@ -141,9 +142,13 @@ export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: A
     return { format: 'handgrad', layout, activation: twoLayer, dtype: seq.dtype, D, H, C, ...torchModules };
   }
   const act = seq.layers.find((l) => l.kind !== 'linear');
+  // The loss's options (weight, ignoreIndex, labelSmoothing, a reduction other than the mean) are
+  // part of the model: a file without them would load as a different training objective.
+  const loss = seq.loss.spec();
+  const lossMeta: Record<string, string> = Object.keys(loss).length > 1 || loss.reduction !== 'mean' ? { loss: JSON.stringify(loss) } : {};
   return {
     format: 'handgrad', layout, dtype: seq.dtype, layers: JSON.stringify(seq.spec().layers), D: String(seq.inFeatures), C: String(seq.classes),
-    ...(act ? { activation: act.kind } : {}), ...torchModules,
+    ...(act ? { activation: act.kind } : {}), ...lossMeta, ...torchModules,
   };
 }
 
@@ -165,10 +170,25 @@ export function sequentialFromFile(file: SafetensorsFile, source: string, arch: 
   return sequentialOf(file, fileNet(file, source, arch, caller), source);
 }
 
+/** The "loss" metadata (sequentialMetadata) as a spec's reduction and loss options; absent: F.cross_entropy's defaults. */
+function savedLoss(file: SafetensorsFile, source: string): Pick<SequentialSpec, 'reduction' | 'loss'> {
+  const text = file.metadata.loss;
+  if (text === undefined) return { reduction: 'mean' };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) fileFail('a JSON object { reduction, weight?, ignoreIndex?, labelSmoothing? }', '__metadata__.loss', JSON.stringify(text.slice(0, 80)), source);
+  const { reduction, ...loss } = parsed as LossSpec;
+  return { reduction, loss };
+}
+
 function sequentialOf(file: SafetensorsFile, net: FileNet, source: string): Sequential {
   const params = linearParams(file, net, source);
   try {
-    return Sequential.fromSpec({ dtype: net.dtype === 'F32' ? 'float32' : 'float64', layers: net.specs, reduction: 'mean' }, params);
+    return Sequential.fromSpec({ dtype: net.dtype === 'F32' ? 'float32' : 'float64', layers: net.specs, ...savedLoss(file, source) }, params);
   } catch (e) {
     if (e instanceof HandgradError) throw e;
     throw new HandgradError('ERR_FILE', `${(e as Error).message} (${source})`, { cause: e });

@@ -1,7 +1,7 @@
 // The training loop shared by fitSync (on the caller's thread) and fit (in a worker thread): the
 // same code on the same buffers, so both give the same numbers for a seed.
 import { Rng } from '../rng';
-import type { FloatArray } from '../types';
+import type { FloatArray, Reduction } from '../types';
 import type { LossArgs } from '../engine/engine';
 import { Sequential, type SequentialSpec } from '../layers/sequential';
 import { learningRate } from './schedule';
@@ -39,12 +39,14 @@ function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatA
     const grads: Record<string, FloatArray> = {};
     for (const k of s.names) grads[`d${k}`] = s.grads[k];
     const lossSpec = (c as { loss?: SequentialSpec['loss'] }).loss;
-    const seq = Sequential.fromSpec({ dtype: c.dtype, layers: c.layers, reduction: 'mean', ...(lossSpec ? { loss: lossSpec } : {}) }, s.params);
+    const reduction = (c as { reduction?: Reduction }).reduction ?? 'mean';
+    const seq = Sequential.fromSpec({ dtype: c.dtype, layers: c.layers, reduction, ...(lossSpec ? { loss: lossSpec } : {}) }, s.params);
     const l = seq.loss;
-    // The training loss is the mean (the Trainer's), with the model's other options.
+    // The model's loss, as loss.backward() would see it: its reduction ('mean' or 'sum': the Trainer
+    // refuses 'none') and its options.
     const loss: LossArgs | null = l.weight === null && l.labelSmoothing === 0 && l.ignoreIndex === -100
       ? null
-      : { reduction: 'mean', weight: l.weight, ignoreIndex: l.ignoreIndex, labelSmoothing: l.labelSmoothing, targets: null, gradOutput: null };
+      : { reduction, weight: l.weight, ignoreIndex: l.ignoreIndex, labelSmoothing: l.labelSmoothing, targets: null, gradOutput: null };
     entry = { seq, grads, loss };
     sequentials.set(s, entry);
   }
@@ -61,28 +63,33 @@ export function sequentialOf(s: TrainState): Sequential {
  * and buffers were checked once, when fit/step was called: nothing is re-checked, no typed array allocated.
  * @throws {RangeError} a non-finite forward pass, gradient or update; the weights are then those after the last step
  */
-export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss: number, correct: number) => void): { loss: number; correct: number } {
+export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss: number, correct: number, ignored: number) => void): { loss: number; correct: number } {
   const { backend } = s.config;
   const full = B === s.config.batchSize;
   const X = full ? s.Xb : s.Xb.subarray(0, B * s.config.D);
   const y = full ? s.yb : s.yb.subarray(0, B);
   const { seq, grads, loss } = stackOf(s);
-  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: 'mean', accumulate: false, loss });
-  const correct = countCorrect(r.logits, s.yb, B, s.config.C);
-  applyUpdate(s, lr, advance && (() => advance(r.loss, correct)));
+  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: seq.loss.reduction as Reduction, accumulate: false, loss });
+  const { correct, ignored } = countCorrect(r.logits, s.yb, B, s.config.C, seq.loss.ignoreIndex);
+  applyUpdate(s, lr, advance && (() => advance(r.loss, correct, ignored)));
   return { loss: r.loss, correct };
 }
 
-/** How many rows of the logits [B,C] pick the label. */
-function countCorrect(logits: FloatArray, y: Int32Array, B: number, C: number): number {
+/** How many rows of the logits [B,C] pick the label, and how many rows the loss ignores (neither right nor wrong). */
+function countCorrect(logits: FloatArray, y: Int32Array, B: number, C: number, ignoreIndex: number): { correct: number; ignored: number } {
   let correct = 0;
+  let ignored = 0;
   for (let b = 0; b < B; b++) {
+    if (y[b] === ignoreIndex) {
+      ignored++;
+      continue;
+    }
     const o = b * C;
     let best = 0;
     for (let c = 1; c < C; c++) if (logits[o + c] > logits[o + best]) best = c;
     if (best === y[b]) correct++;
   }
-  return correct;
+  return { correct, ignored };
 }
 
 function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: number): void {
@@ -119,6 +126,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
     c[COUNTER.shuffleSeed] = shuffleSeed(s.config.seed, epoch);
     c[COUNTER.lossSum] = 0;
     c[COUNTER.correct] = 0;
+    c[COUNTER.ignored] = 0;
     c[COUNTER.shuffled] = shuffle ? 1 : 0;
   }
   const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
@@ -128,19 +136,24 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   const steps = Math.ceil(n / bs);
   let record: EpochRecord | null = null;
   let lossSum = 0; // the epoch's loss sum after the step, for its event
+  const sumLoss = stackOf(s).seq.loss.reduction === 'sum';
   for (let start = c[COUNTER.done]; start < n; start += bs) {
     if (Atomics.load(s.control, STOP) !== 0) return null;
     const B = Math.min(bs, n - start);
     gather(s, data, order, start, B);
     // The position moves with the step's update, in the same hold of the parameters (./update.ts);
     // the last step of the epoch completes it there too.
-    trainStep(s, B, lr, (loss, correct) => {
-      lossSum = c[COUNTER.lossSum] += loss * B;
+    trainStep(s, B, lr, (loss, correct, ignored) => {
+      // The epoch's loss is per row: a 'mean' step's loss counts for its B rows, a 'sum' step's is theirs.
+      lossSum = c[COUNTER.lossSum] += sumLoss ? loss : loss * B;
       c[COUNTER.correct] += correct;
+      c[COUNTER.ignored] += ignored;
       c[COUNTER.done] = start + B;
       if (start + B < n) return;
-      record = { epoch, lr, loss: lossSum / n, accuracy: c[COUNTER.correct] / n };
-      for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = 0;
+      // Accuracy over the rows the loss counts (as evaluate): an ignored label is neither right nor wrong.
+      const counted = n - c[COUNTER.ignored];
+      record = { epoch, lr, loss: lossSum / n, accuracy: counted > 0 ? c[COUNTER.correct] / counted : 0 };
+      for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'ignored'] as const) c[COUNTER[k]] = 0;
       c[COUNTER.epochs] = epoch;
     });
     const step = Math.ceil((start + B) / bs);

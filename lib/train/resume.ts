@@ -19,6 +19,8 @@ export function counterMetadata(s: TrainState): Record<string, string> {
     meta.position = JSON.stringify({
       epoch: c[COUNTER.epochs] + 1, done: c[COUNTER.done], examples: c[COUNTER.examples],
       shuffleSeed: c[COUNTER.shuffleSeed], lossSum: c[COUNTER.lossSum], correct: c[COUNTER.correct],
+      // Rows whose label the loss ignores (not in the accuracy); absent: none.
+      ...(c[COUNTER.ignored] > 0 ? { ignored: c[COUNTER.ignored] } : {}),
       // Only for an epoch in data order: a file without it (as before shuffle: false) was shuffled.
       ...(c[COUNTER.shuffled] === 0 ? { shuffled: false } : {}),
     });
@@ -55,10 +57,11 @@ export function restoreCounters(s: TrainState, meta: Record<string, string>, pat
   c[COUNTER.steps] = steps;
   c[COUNTER.epochs] = epochs;
   if (position) for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = position[k];
+  c[COUNTER.ignored] = position?.ignored ?? 0;
   c[COUNTER.shuffled] = position?.shuffled === false ? 0 : 1;
 }
 
-type Position = Record<'epoch' | 'done' | 'examples' | 'shuffleSeed' | 'lossSum' | 'correct', number> & { shuffled?: boolean };
+type Position = Record<'epoch' | 'done' | 'examples' | 'shuffleSeed' | 'lossSum' | 'correct', number> & { shuffled?: boolean; ignored?: number };
 
 function readPosition(path: string, json: string, epochs: number): Position {
   const name = '__metadata__.position';
@@ -70,7 +73,7 @@ function readPosition(path: string, json: string, epochs: number): Position {
   }
   if (p === null || typeof p !== 'object' || Array.isArray(p)) fileError(path, 'a JSON object { epoch, done, examples, shuffleSeed, lossSum, correct }', name, p);
   const o = p as Record<string, unknown>;
-  const keys = ['epoch', 'done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'shuffled'];
+  const keys = ['epoch', 'done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'shuffled', 'ignored'];
   const extra = Object.keys(o).find((k) => !keys.includes(k));
   if (extra !== undefined) fileError(path, `only the keys ${keys.join(', ')}`, name, new v.Received(`'${extra}'`));
   // An epoch in progress is the one after the last completed; its examples fit an Int32 index.
@@ -80,7 +83,9 @@ function readPosition(path: string, json: string, epochs: number): Position {
   if (!isInteger(o.done, 1, n - 1)) fileError(path, `a whole number in [1, ${n - 1}] (examples trained on, of ${n})`, `${name}.done`, o.done);
   if (!isInteger(o.shuffleSeed, 0, 2 ** 32 - 1)) fileError(path, 'a 32-bit unsigned integer', `${name}.shuffleSeed`, o.shuffleSeed);
   if (!(typeof o.lossSum === 'number' && Number.isFinite(o.lossSum) && o.lossSum >= 0)) fileError(path, 'a finite number ≥ 0 (a sum of cross-entropies)', `${name}.lossSum`, o.lossSum);
-  if (!isInteger(o.correct, 0, o.done as number)) fileError(path, `a whole number in [0, ${o.done}] (correct of done)`, `${name}.correct`, o.correct);
+  if (o.ignored !== undefined && !isInteger(o.ignored, 1, o.done as number)) fileError(path, `a whole number in [1, ${o.done}] (ignored rows of done)`, `${name}.ignored`, o.ignored);
+  const counted = (o.done as number) - ((o.ignored as number | undefined) ?? 0);
+  if (!isInteger(o.correct, 0, counted)) fileError(path, `a whole number in [0, ${counted}] (correct of the rows counted)`, `${name}.correct`, o.correct);
   if (o.shuffled !== undefined && typeof o.shuffled !== 'boolean') fileError(path, 'a boolean (false: the epoch runs in data order)', `${name}.shuffled`, o.shuffled);
   return o as Position;
 }

@@ -2,7 +2,8 @@
 // slots and the minibatch buffers (the Sequential keeps its own workspace). All of it lives on
 // SharedArrayBuffers so an async fit's worker thread works on the very same memory (no copies).
 import type { LayerSpec } from '../layers/layer';
-import type { BackendName, Dtype, FloatArray } from '../types';
+import type { SequentialSpec } from '../layers/sequential';
+import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
 import { type OptimizerConfig, type SlotState, slotLengths } from './optimizer';
 import type { Schedule } from './schedule';
 
@@ -11,6 +12,9 @@ export interface TrainConfig {
   backend: BackendName; optimizer: OptimizerConfig; schedule: Schedule;
   /** The net's layers (a worker thread rebuilds the Sequential from them over the shared tensors). */
   layers: LayerSpec[];
+  /** The model's loss: its reduction ('mean' or 'sum') and F.cross_entropy's options, when not the defaults. */
+  reduction?: Reduction;
+  loss?: SequentialSpec['loss'];
 }
 
 export interface TrainState {
@@ -44,7 +48,7 @@ export interface TrainState {
  * Float64: every count is exact up to 2^53, and the loss sum is the very double an uninterrupted
  * epoch accumulates.
  */
-export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6, shuffled: 7 } as const;
+export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6, shuffled: 7, ignored: 8 } as const;
 const COUNTERS = Object.keys(COUNTER).length;
 export const STOP = 0;
 const LOCK = 1;

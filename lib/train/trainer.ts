@@ -127,8 +127,14 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const net = given ? params : twoLayerNet(params, activation);
     // Every number checked finite and in range here: a bad one is an error now, not NaN weights later.
     const { optimizer, lr, seed, backend, batchSize, schedule } = settings(o);
-    const layers = net.spec().layers;
-    const config = { dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule };
+    const { layers, reduction, loss } = net.spec();
+    // A step is loss.backward() on a scalar: the model's 'mean' or 'sum', with its weight,
+    // ignoreIndex and labelSmoothing; 'none' has no scalar to step on.
+    if (reduction === 'none') v.fail(TypeError, "a model whose loss reduces to a scalar (reduction 'mean' or 'sum'): a step is loss.backward()", 'params.loss.reduction', 'none');
+    const config = {
+      dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule,
+      ...(reduction === 'sum' ? { reduction } : {}), ...(loss ? { loss } : {}),
+    };
     this.state = allocateState(config, net.params);
     // An unavailable backend fails here, not mid-fit.
     this.model = sequentialOf(this.state).prepare(backend);
@@ -163,7 +169,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   private data(X: unknown, y: unknown, name = ''): Data {
     const c = this.state.config;
-    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, C: c.C }, name);
+    const b = v.batch(X, y, { dtype: c.dtype, D: c.D, C: c.C }, name, c.loss?.ignoreIndex ?? -100);
     v.assertFinite(`${name}X`, b.X);
     return { X: b.X, y: b.y };
   }
