@@ -11,16 +11,20 @@
 //    depend on LibTorch's CPU kernels (its CPU capability) and OpenBLAS's GEMM kernels, so they are
 //    compared where both match the recording machine's (the title says why when not);
 //  - PyTorch Python live on this machine (/usr/bin/python3 with torch), the same cases regenerated.
+//  - LibTorch itself: the torch backend (native/torch/sequential.cc, nn.Linear's form: weight [out, in],
+//    F.linear, F.cross_entropy, backward()) in this process, on a sweep of generated cases.
 // Every CPU capability LibTorch 1.13 can run (DEFAULT, AVX2, AVX512 through ATEN_CPU_CAPABILITY) is
 // reproduced and checked live; one this CPU cannot run is an error naming it, never other numbers.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { torchBinding } from '../lib/backends/torch';
 import { coreBinding, type CoreBinding, type StackHandle } from '../lib/binding';
+import { setTorchThreads } from '../lib/index';
 import type { FloatArray } from '../lib/types';
-import { FIXTURES, thrown } from './helpers';
+import { FIXTURES, skipReason, thrown } from './helpers';
 
 interface ExactCase {
   name: string; dtype: 'float32' | 'float64'; kinds: string[]; widths: number[]; B: number;
@@ -317,4 +321,173 @@ describe('exact mode: the modes differ, and kernels this CPU cannot run are refu
   it('an ATEN_CPU_CAPABILITY LibTorch ignores (anything but default/avx2/avx512) is ignored here too', () => {
     expect(withCapability('sse9', machine)).toEqual(withCapability(null, machine));
   });
+});
+
+// LibTorch in this process: the torch backend's addon computes nn.Sequential(nn.Linear, act, …) +
+// F.cross_entropy + backward() by LibTorch's own autograd (native/torch/sequential.cc). The exact
+// mode reproduces those kernels, so the two agree in every bit on any case, not only on the recorded
+// ones: a sweep of generated stacks, batch sizes, class counts and loss options, both on one thread.
+const ACTS = ['relu', 'sigmoid', 'tanh'] as const;
+const BATCHES = [1, 3, 8, 17, 64] as const;
+const CLASSES = [1, 2, 3, 10] as const;
+
+/** mulberry32: a small seeded generator, so each case's numbers are the same on every run. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** F.cross_entropy's options for one case: the option under test and the reduction. */
+interface LossCase {
+  option: string; reduction: 'mean' | 'sum' | 'none';
+  y: Int32Array; weight: FloatArray | null; ignoreIndex: number; labelSmoothing: number;
+  targets: FloatArray | null; gradOutput: FloatArray | null;
+}
+const OPTIONS = ['plain', 'weight', 'ignoreIndex', 'labelSmoothing', 'targets', 'targets+weight+labelSmoothing',
+  'weight+ignoreIndex+labelSmoothing'] as const;
+
+function lossCase(option: (typeof OPTIONS)[number], reduction: LossCase['reduction'], B: number, C: number,
+  F: Float32ArrayConstructor | Float64ArrayConstructor, r: () => number): LossCase {
+  const y = Int32Array.from({ length: B }, () => Math.floor(r() * C));
+  const has = (o: string) => option.split('+').includes(o);
+  // An ignored class with C > 1: row 0 keeps a counted label (a 'mean' over no row is refused), row 1
+  // is ignored. With C = 1 every label is class 0: ignoring it leaves no row, which 'sum' and 'none'
+  // take (a zero loss and zero gradients) and 'mean' refuses, so 'mean' ignores a class nobody has.
+  let ignoreIndex = -100;
+  if (has('ignoreIndex')) {
+    ignoreIndex = C > 1 || reduction !== 'mean' ? 0 : 7;
+    if (C > 1) {
+      y[0] = 1 + Math.floor(r() * (C - 1));
+      if (B > 1) y[1] = 0;
+    }
+  }
+  const targets = option.startsWith('targets') ? new F(B * C) : null;
+  if (targets) {
+    for (let b = 0; b < B; b++) {
+      let s = 0;
+      for (let c = 0; c < C; c++) s += targets[b * C + c] = r();
+      for (let c = 0; c < C; c++) targets[b * C + c] /= s;
+    }
+  }
+  return {
+    option, reduction, y, ignoreIndex, targets,
+    weight: has('weight') ? drawn(F, C, () => 0.1 + 2 * r()) : null,
+    labelSmoothing: has('labelSmoothing') ? 0.05 + 0.5 * r() : 0,
+    gradOutput: reduction === 'none' ? drawn(F, B, () => 2 * r() - 1) : null,
+  };
+}
+
+/** n values of fn in the dtype's array. */
+function drawn(F: Float32ArrayConstructor | Float64ArrayConstructor, n: number, fn: () => number): FloatArray {
+  const a = new F(n);
+  for (let i = 0; i < n; i++) a[i] = fn();
+  return a;
+}
+
+/** Entries of got that differ from want in any bit, as `name k/n`, or nothing. */
+function bitDiff(name: string, got: FloatArray, want: FloatArray): string[] {
+  const d = differing(got, want);
+  return d > 0 ? [`${name} ${d}/${got.length}`] : [];
+}
+
+/**
+ * One stack through every (B, C, option, reduction): a first step, then a second one accumulating
+ * into every gradient and dX, on the native exact mode and on the torch backend's addon. Each
+ * case's differences, named; the count of cases run.
+ */
+function sweep(dtype: 'float32' | 'float64', depth: number, act: string | null, seed: number): { failures: string[]; cases: number } {
+  const b = binding();
+  const t = torchBinding();
+  const F = dtype === 'float32' ? Float32Array : Float64Array;
+  const failures: string[] = [];
+  let cases = 0;
+  for (const B of BATCHES) {
+    for (const C of CLASSES) {
+      const r = random(seed * 1000 + B * 10 + C);
+      const D = 1 + Math.floor(r() * 6);
+      const widths = [D];
+      const kinds: number[] = [];
+      for (let l = 0; l < depth; l++) {
+        kinds.push(KIND.linear);
+        widths.push(l === depth - 1 ? C : 2 + Math.floor(r() * 7));
+        if (l < depth - 1 && act) {
+          kinds.push(KIND[act as keyof typeof KIND]);
+          widths.push(widths[widths.length - 1]);
+        }
+      }
+      const K = Int32Array.from(kinds);
+      const Wd = Int32Array.from(widths);
+      const handle = b.stackPrepare(K, Wd, dtype === 'float32');
+      b.stackExact(handle, true);
+      const at = b.stackLayout(handle, B);
+      const L = kinds.length;
+      const X = drawn(F, B * D, () => 4 * r() - 2);
+      const params: FloatArray[] = [];
+      kinds.forEach((k, l) => {
+        if (k !== KIND.linear) return;
+        const [i, o] = [widths[l], widths[l + 1]];
+        params.push(drawn(F, i * o, () => (2 * r() - 1) / Math.sqrt(i)));
+        // Every third case puts the output far from zero: where the bias enters the GEMM matters.
+        const offset = l === L - 1 && (B + C) % 3 === 0 ? 1000 : 0;
+        params.push(drawn(F, o, () => offset + 2 * r() - 1));
+      });
+      // The forward alone: the core's stackForward against sequentialForward (no graph).
+      const nativeWs = new F(at[L + 1]);
+      const torchLogits = new F(B * C);
+      expect(b.stackForward(handle, nativeWs, X, B, ...params)).toBe(true);
+      expect(t.sequentialForward(X, B, K, Wd, params, torchLogits)).toBe(true);
+      failures.push(...bitDiff(`${B}x${C} forward logits`, nativeWs.subarray(at[L - 1], at[L - 1] + B * C), torchLogits));
+      for (const option of OPTIONS) {
+        for (const reduction of ['mean', 'sum', 'none'] as const) {
+          const first = lossCase(option, reduction, B, C, F, r);
+          const second = lossCase(option, reduction, B, C, F, r);
+          const R = { mean: 0, sum: 1, none: 2 }[reduction];
+          const ws = [new F(at[L + 1]), new F(at[L + 1])];
+          const grads = [params.map((p) => new F(p.length)), params.map((p) => new F(p.length))];
+          const dX = [new F(X.length), new F(X.length)];
+          const name = `${B}x${C} ${option} ${reduction}`;
+          for (const [step, o] of [[0, first], [1, second]] as const) {
+            const accumulate = step === 1;
+            const y = o.targets ? null : o.y;
+            const lossN = b.stackForwardBackwardLoss(handle, ws[0], X, y, B, dX[0], accumulate, R, o.weight, o.ignoreIndex,
+              o.labelSmoothing, o.targets, o.gradOutput, ...params, ...grads[0]);
+            const lossT = t.sequentialForwardBackward(X, y, B, K, Wd, params, grads[1], dX[1], R, accumulate, ws[1],
+              o.weight, o.ignoreIndex, o.labelSmoothing, o.targets, o.gradOutput);
+            const here = `${name}${accumulate ? ' (accumulating)' : ''}`;
+            if (!Object.is(lossN, lossT)) failures.push(`${here} loss ${lossN} vs ${lossT}`);
+            if (Number.isNaN(lossT)) failures.push(`${here}: the torch backend failed, status ${t.sequentialStatus()}`);
+            failures.push(...bitDiff(`${here} logits`, ws[0].subarray(at[L - 1], at[L - 1] + B * C), ws[1].subarray(at[L - 1], at[L - 1] + B * C)));
+            if (reduction === 'none') failures.push(...bitDiff(`${here} losses`, ws[0].subarray(at[L + 2], at[L + 2] + B), ws[1].subarray(at[L + 2], at[L + 2] + B)));
+            failures.push(...bitDiff(`${here} dX`, dX[0], dX[1]));
+            grads[0].forEach((g, j) => failures.push(...bitDiff(`${here} ${j % 2 === 0 ? 'dW' : 'db'}${(j >> 1) + 1}`, g, grads[1][j])));
+            cases++;
+          }
+        }
+      }
+    }
+  }
+  return { failures, cases };
+}
+
+const torchSkip = skipReason('torch') ?? (here === null ? 'the exact mode refuses this machine\'s ATen CPU capability' : null);
+describe.skipIf(torchSkip !== null)(`exact mode: the torch backend's bits (LibTorch, nn.Linear's form)${torchSkip ? ` (skipped: ${torchSkip})` : ''}`, () => {
+  beforeAll(() => setTorchThreads(1)); // the exact mode is LibTorch on one intra-op thread
+  const stacks: [string, 'float32' | 'float64', number, string | null][] = [];
+  for (const dtype of ['float32', 'float64'] as const) {
+    stacks.push([`${dtype} Linear`, dtype, 1, null]);
+    for (const depth of [2, 3, 4]) for (const act of ACTS) stacks.push([`${dtype} depth ${depth} ${act}`, dtype, depth, act]);
+  }
+  it.each(stacks.map((s, i) => [...s, i] as const))(
+    '%s: B 1–64, C 1–10, every F.cross_entropy option, mean/sum/none, accumulating: every entry bit-identical',
+    (_, dtype, depth, act, seed) => {
+      const { failures, cases } = sweep(dtype, depth, act, seed + 1);
+      expect(cases).toBe(BATCHES.length * CLASSES.length * OPTIONS.length * 3 * 2);
+      expect(failures.slice(0, 20)).toEqual([]);
+    }, 60_000);
 });

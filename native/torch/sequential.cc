@@ -1,6 +1,7 @@
 // LibTorch autograd over a layer stack, on the caller's memory. Every call builds its own graph from
-// leaf tensors that view the caller's buffers; the graph and the .grad tensors die with the call, so
-// nothing carries over between calls unless accumulate asks for it.
+// leaf tensors over the caller's buffers (each weight a transposed copy, nn.Linear's [out, in]); the
+// graph and the .grad tensors die with the call, so nothing carries over between calls unless
+// accumulate asks for it.
 #include "sequential.h"
 
 #include <ATen/Parallel.h>
@@ -29,28 +30,31 @@ bool finite(const torch::Tensor& t) {
   return c.scalar_type() == torch::kFloat32 ? allFinite(c.data_ptr<float>(), n) : allFinite(c.data_ptr<double>(), n);
 }
 
-// W_k [in_k, out_k] and b_k [out_k] for every Linear, in order, as leaves (requires_grad when
-// asked). Two per Linear, as params.
+// Every Linear's weight and bias, in order, as nn.Linear holds them: the weight a contiguous
+// [out_k, in_k] leaf, a transposed copy of the caller's W_k [in_k, out_k] (autograd then computes its
+// gradient as nn.Linear's, grad_outputᵀ·input, not the product the [in,out] orientation would ask
+// for), the bias a [out_k] leaf over the caller's b_k. Two per Linear, as params; requires_grad when
+// asked.
 template <typename T>
 std::vector<torch::Tensor> leaves(const Net& n, const T* const* params, bool requiresGrad) {
   std::vector<torch::Tensor> out;
   for (int l = 0; l < n.layers; ++l) {
     if (n.kinds[l] != LayerKind::Linear) continue;
-    out.push_back(view(params[out.size()], {n.widths[l], n.widths[l + 1]}).requires_grad_(requiresGrad));
+    out.push_back(view(params[out.size()], {n.widths[l], n.widths[l + 1]}).t().contiguous().requires_grad_(requiresGrad));
     out.push_back(view(params[out.size()], {n.widths[l + 1]}).requires_grad_(requiresGrad));
   }
   return out;
 }
 
 // The stack, layer by layer, every output kept in outs (the last is the logits), recorded for
-// autograd when a leaf requires grad. Linear is A.matmul(W) + b: for 2-D operands matmul is mm, a
-// GEMM then a broadcast add, as the fixtures' PyTorch script writes it (addmm would hand the bias to
-// the GEMM as beta·C, a different rounding order), so the numbers are the recorded ones.
+// autograd when a leaf requires grad. Linear is nn.Linear's F.linear(A, weight, b): for 2-D input
+// addmm(b, A, weightᵀ), the bias handed to the GEMM as beta·C (BLAS forms the product, then adds
+// the bias once) — the bits the exact mode reproduces, and PyTorch's.
 StackStatus forwardPass(const Net& n, torch::Tensor A, const std::vector<torch::Tensor>& p, std::vector<torch::Tensor>* outs) {
   for (int l = 0, k = 0; l < n.layers; ++l) {
     switch (n.kinds[l]) {
       case LayerKind::Linear:
-        A = A.matmul(p[k]) + p[k + 1];
+        A = F::linear(A, p[k], p[k + 1]);
         k += 2;
         // Activations of a finite tensor are finite (inputs are checked), so only a Linear can overflow.
         if (!finite(A)) return {Stage::Forward, l};
@@ -112,7 +116,8 @@ StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss) {
 
   // Copies into the caller's buffers are not part of the model: keep them off the graph.
   torch::NoGradGuard noGrad;
-  for (size_t i = 0; i < p.size(); ++i) deliver(a.grads[i], p[i].grad(), a.accumulate);
+  // Weights go back in the caller's [in, out] orientation: the [out, in] gradient transposed.
+  for (size_t i = 0; i < p.size(); ++i) deliver(a.grads[i], i % 2 == 0 ? p[i].grad().t() : p[i].grad(), a.accumulate);
   if (a.dX) deliver(a.dX, tX.grad(), a.accumulate);
   if (a.ws) {
     std::vector<uint64_t> at(size_t(n.layers));

@@ -8,10 +8,12 @@
 
 namespace hg {
 
-// Loss and gradients by autograd on a fresh graph over the caller's buffers (torch::from_blob); a.ws,
-// when not null, receives every layer's output and softmax(logits) at the core's offsets. W_k is
-// [in_k, out_k] (Z = A·W + b, nn.Linear's weight transposed). Gradients are written (added with
-// accumulate, as .grad) only when the loss is finite, then scanned as the core scans them.
+// Loss and gradients by autograd on a fresh graph, nn.Sequential(nn.Linear, act, …) + F.cross_entropy
+// as PyTorch computes them: the caller's W_k is [in_k, out_k] (Z = A·W + b), each Linear's weight a
+// transposed copy [out_k, in_k] (nn.Linear's) and dW_k its gradient transposed back; b and X are
+// viewed in place (torch::from_blob). a.ws, when not null, receives every layer's output and
+// softmax(logits) at the core's offsets. Gradients are written (added with accumulate, as .grad)
+// only when the loss is finite, then scanned as the core scans them.
 template <typename T>
 StackStatus torchForwardBackward(const Net& n, const Step<T>& a, double* loss);
 
