@@ -57,6 +57,13 @@ export interface CoreBinding {
   stackRun(bound: BoundStep, X: FloatArray, y: Int32Array, B: number, reduction: number, accumulate: boolean): number;
   /** [stage, layer] of the handle's last step (codes.stage). */
   stackStatus(handle: StackHandle): [number, number];
+  /**
+   * The handle's steps and forwards run the exact mode (native/core/exact.h: LibTorch's bits) from
+   * now on, or no longer. Returns what the bits depend on: [LibTorch's CPU kernel set as ATen
+   * picks it ('DEFAULT', 'AVX2', 'AVX512'), OpenBLAS's kernel family]. An Error saying why when this
+   * machine's LibTorch cannot be reproduced (a kernel set this CPU lacks; OpenBLAS's thread count changed).
+   */
+  stackExact(handle: StackHandle, on: boolean): [string, string];
   /** C = alpha·op(A)·op(B) + beta·C, row-major, through the same OpenBLAS. */
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
@@ -68,6 +75,8 @@ export interface CoreBinding {
     lr: number, t: number, momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
     dampening?: number, vmax?: FloatArray | null,
   ): boolean;
+  /** LibTorch's CPU kernel set as ATen picks it here (ATEN_CPU_CAPABILITY, else AVX2 where the CPU has AVX2 and FMA): whether its add(alpha)/addcmul fuse. */
+  atenCapability(): 'DEFAULT' | 'AVX2' | 'AVX512';
   getNumThreads(): number;
   setNumThreads(n: number): void;
 }

@@ -23,7 +23,7 @@ export interface ForwardBackwardResult<T extends FloatArray = FloatArray, L = nu
   loss: L; grads: Grads<T>; cache?: Cache<T>;
 }
 
-export interface ForwardOptions { backend?: BackendName; activation?: Activation }
+export interface ForwardOptions { backend?: BackendName; activation?: Activation; /** LibTorch's bits (native; see forwardBackward's exact). */ exact?: boolean }
 
 const nets = new WeakMap<object, Partial<Record<Activation, Sequential>>>();
 
@@ -76,9 +76,9 @@ export function forwardBackward<T extends FloatArray, O extends ForwardBackwardO
 }
 
 /** The two-layer net of a forward call, and its options for the Sequential. */
-function forwardNet(params: unknown, opts: ForwardOptions): [Sequential, { backend?: BackendName }] {
-  const o = v.options('opts', opts, ['backend', 'activation'] as const);
-  return [twoLayerNet(params, activationOf(params, o.activation)), { backend: o.backend as BackendName | undefined }];
+function forwardNet(params: unknown, opts: ForwardOptions): [Sequential, { backend?: BackendName; exact?: boolean }] {
+  const o = v.options('opts', opts, ['backend', 'activation', 'exact'] as const);
+  return [twoLayerNet(params, activationOf(params, o.activation)), { backend: o.backend as BackendName | undefined, exact: o.exact as boolean | undefined }];
 }
 
 /** Logits [B,C] for X [B,D] (B = X.length / D). @throws {TypeError|RangeError|HandgradError} as forwardBackward */

@@ -244,9 +244,24 @@ export interface StepOptions<O> {
   weight: unknown; ignoreIndex: unknown; labelSmoothing: unknown; gradOutput: unknown;
   /** The two-layer call's activation as given (checked there). */
   activation: unknown;
+  /** LibTorch's bits (native/core/exact.h): on 'native', or 'torch' (LibTorch itself). */
+  exact: boolean;
 }
 
-const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate', 'weight', 'ignoreIndex', 'labelSmoothing', 'gradOutput'] as const;
+const STEP_KEYS = ['backend', 'reduction', 'inputGrad', 'cache', 'out', 'accumulate', 'weight', 'ignoreIndex', 'labelSmoothing', 'gradOutput', 'exact'] as const;
+
+/**
+ * opts.exact checked against the backend: the exact mode reproduces LibTorch's CPU kernels on the
+ * native backend ('torch' is LibTorch itself, so its bits are PyTorch's anyway); wasm and ts have
+ * neither LibTorch's BLAS calls nor Sleef, so there it is refused, never quietly approximate.
+ */
+export function exactOption(name: string, x: unknown, backend: BackendName): boolean {
+  const exact = bool(name, x, false);
+  if (exact && backend !== 'native' && backend !== 'torch') {
+    fail(TypeError, `backend 'native' (or 'torch') with ${name}: the exact mode reproduces LibTorch's CPU kernels on OpenBLAS`, 'backend', backend);
+  }
+  return exact;
+}
 /** forwardBackward's option keys; the two-layer call's add `activation`. */
 export const STEP_OPTIONS = { sequential: STEP_KEYS, twoLayer: [...STEP_KEYS, 'activation'] } as const;
 
@@ -263,8 +278,10 @@ export function stepOptions<O extends object>(opts: unknown, defaultReduction: L
   const dX = (out as { dX?: unknown } | undefined)?.dX;
   const inputGrad = bool('opts.inputGrad', o.inputGrad, dX !== undefined);
   if (!inputGrad && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);
+  const backend = oneOf('opts.backend', o.backend, BACKENDS, 'native');
   return {
-    backend: oneOf('opts.backend', o.backend, BACKENDS, 'native'),
+    backend,
+    exact: exactOption('opts.exact', o.exact, backend),
     reduction: oneOf('opts.reduction', o.reduction, LOSS_REDUCTIONS, defaultReduction),
     cache: bool('opts.cache', o.cache, false),
     accumulate: bool('opts.accumulate', o.accumulate, false),

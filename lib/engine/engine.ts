@@ -60,6 +60,8 @@ export interface StepArgs {
   dX: FloatArray | null;
   /** Add into grads and dX (PyTorch's .grad semantics) instead of overwriting them. */
   accumulate: boolean;
+  /** LibTorch's bits (native/core/exact.h); only the native engine is asked (the Sequential refuses it elsewhere; torch is LibTorch). */
+  exact?: boolean;
 }
 
 /** The loss and the logits [B,C] as a view into the net's buffers; or where it failed. */
@@ -70,8 +72,8 @@ export type ForwardOutcome = { logits: FloatArray; failure?: undefined } | { fai
 /** A net prepared for one engine (per thread): its description and its per-batch-size buffers. */
 export interface PreparedNet {
   forwardBackward(a: StepArgs): StepOutcome;
-  /** The logits of X [B, D]; a failure is 'input' or 'forward' only. */
-  forward(X: FloatArray, B: number): ForwardOutcome;
+  /** The logits of X [B, D] (with exact: LibTorch's bits, native only); a failure is 'input' or 'forward' only. */
+  forward(X: FloatArray, B: number, exact?: boolean): ForwardOutcome;
   /**
    * The last call's tensors for batch size B, as views into this net's buffers (overwritten by
    * the next call with that B): every layer's output (outputs[L-1] = logits) and, after a

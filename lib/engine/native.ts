@@ -22,7 +22,7 @@ export function workspace(net: StackDescription, at: Float64Array, B: number) {
 /** A batch size's workspace with its two calls: step returns the loss or NaN, forward true or false. */
 export interface Batch extends ReturnType<typeof workspace> {
   step(a: StepArgs): number;
-  forward(X: FloatArray): boolean;
+  forward(X: FloatArray, exact: boolean): boolean;
 }
 
 /** A PreparedNet over an addon's stack calls (make: one Batch per batch size); NaN or false is status() as a StepFailure. */
@@ -35,9 +35,9 @@ export function preparedStack(make: (B: number) => Batch, status: () => [number,
       if (loss !== loss) return failureOf(status()); // NaN: a failure
       return a.loss?.reduction === 'none' ? { loss, logits: w.logits, losses: w.losses } : { loss, logits: w.logits };
     },
-    forward(X, B) {
+    forward(X, B, exact = false) {
       const w = batch.get(B);
-      return w.forward(X) ? { logits: w.logits } : failureOf(status());
+      return w.forward(X, exact) ? { logits: w.logits } : failureOf(status());
     },
     tensors(B) {
       const w = batch.peek(B);
@@ -92,6 +92,11 @@ function prepare(net: StackDescription): PreparedNet {
   // The exact mode (native/core/exact.h) is a switch on the handle, flipped only when a step asks
   // for the other mode; stackExact throws when this machine's LibTorch runs kernels it does not reproduce.
   let exact = false;
+  const mode = (want: boolean) => {
+    if (want === exact) return;
+    b.stackExact(handle, want);
+    exact = want;
+  };
   const make = (B: number): Batch => {
     const at = b.stackLayout(handle, B);
     let wsBytes = 0;
@@ -133,11 +138,7 @@ function prepare(net: StackDescription): PreparedNet {
       ...workspace(net, at, B),
       step(a) {
         const ws = current();
-        const wantExact = (a as StepArgs & { exact?: boolean }).exact === true;
-        if (wantExact !== exact) {
-          (b as typeof b & { stackExact(h: typeof handle, on: boolean): [string, string] }).stackExact(handle, wantExact);
-          exact = wantExact;
-        }
+        mode(a.exact === true);
         const R = REDUCTION_CODE[a.reduction];
         const o = a.loss;
         if (o != null) {
@@ -160,7 +161,10 @@ function prepare(net: StackDescription): PreparedNet {
         }
         return stackRun(k.bound, a.X, a.y, B, R, a.accumulate);
       },
-      forward: (X) => b.stackForward(handle, current(), X, B, ...params),
+      forward: (X, wantExact) => {
+        mode(wantExact);
+        return b.stackForward(handle, current(), X, B, ...params);
+      },
     };
     wsBytes = byteLengthOf.call(w.ws);
     return w;

@@ -54,6 +54,20 @@ export interface SequentialForwardBackwardOptions<T extends FloatArray = FloatAr
   out?: Partial<Record<string, T>>;
   /** Add into the out buffers, as PyTorch accumulates .grad (default: overwrite). */
   accumulate?: boolean;
+  /**
+   * The exact mode: the loss, every gradient and the logits bit for bit those of PyTorch's
+   * nn.Sequential(nn.Linear, act, …) + F.cross_entropy + backward() on this machine (native; 'torch'
+   * is LibTorch itself). Slower (1.2–1.4×) and it allocates two scratch buffers; see the README.
+   */
+  exact?: boolean;
+}
+
+/** forward, probs and predict's options. */
+export interface SequentialForwardOptions {
+  /** 'native' (default), 'ts', 'wasm', or 'torch'. */
+  backend?: BackendName;
+  /** The logits PyTorch's nn.Sequential computes, bit for bit (native; see SequentialForwardBackwardOptions.exact). */
+  exact?: boolean;
 }
 
 export interface SequentialResult<T extends FloatArray = FloatArray, L = number> {
@@ -122,7 +136,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   /** A step's scratch: forwardBackwardInto's gradient list and run's engine arguments, refilled on every call. */
   private readonly list: T[] = [];
   private readonly stepArgs: StepArgs = {
-    X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false, loss: null,
+    X: new Float64Array(0), y: new Int32Array(0), B: 0, grads: [], dX: null, reduction: 'mean', accumulate: false, loss: null, exact: false,
   };
 
   /**
@@ -316,30 +330,35 @@ export class Sequential<T extends FloatArray = FloatArray> {
     throw new RangeError(`Expected finite gradients but ${name} overflowed (inputs or weights too large for the dtype)`);
   }
 
-  /** Logits [B,C] for X [B,D] (a new array). @throws {TypeError|RangeError|HandgradError} as forwardBackward */
-  forward(X: T, opts: { backend?: BackendName } = {}): T {
-    const backend = v.oneOf('opts.backend', v.options('opts', opts, ['backend'] as const).backend, v.BACKENDS, 'native');
+  /**
+   * Logits [B,C] for X [B,D] (a new array); `exact`: LibTorch's bits for nn.Sequential's forward
+   * (native; 'torch' is LibTorch). @throws {TypeError|RangeError|HandgradError} as forwardBackward
+   */
+  forward(X: T, opts: SequentialForwardOptions = {}): T {
+    const o = v.options('opts', opts, ['backend', 'exact'] as const);
+    const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
+    const exact = v.exactOption('opts.exact', o.exact, backend);
     const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures });
-    return this.logitsView(Xc as T, B, backend).slice() as T;
+    return this.logitsView(Xc as T, B, backend, exact).slice() as T;
   }
 
   /**
    * The logits of X [B,D] for callers that have checked X (the Trainer's evaluation): a view into
    * this net's buffers, overwritten by the next call with this B.
    */
-  logitsView(X: T, B: number, backend: BackendName): T {
-    const r = this.on(backend).forward(X, B);
+  logitsView(X: T, B: number, backend: BackendName, exact = false): T {
+    const r = this.on(backend).forward(X, B, exact);
     if (r.failure) this.explain(r.failure, X, {});
     return r.logits as T;
   }
 
   /** Class probabilities [B,C] = softmax(forward(X)). @throws {TypeError|RangeError|HandgradError} as forward */
-  probs(X: T, opts: { backend?: BackendName } = {}): T {
+  probs(X: T, opts: SequentialForwardOptions = {}): T {
     return softmaxRows(this.forward(X, opts), this.classes);
   }
 
   /** Predicted class ids (argmax of the logits) for each row of X. @throws {TypeError|RangeError|HandgradError} as forward */
-  predict(X: T, opts: { backend?: BackendName } = {}): Int32Array {
+  predict(X: T, opts: SequentialForwardOptions = {}): Int32Array {
     return argmaxRows(this.forward(X, opts), this.classes);
   }
 
@@ -478,7 +497,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
 
   /** forwardBackward with its options already parsed (the two-layer API parses them once, for both). */
   checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions<Partial<Record<string, T>>>): SequentialResult<T, number | T> {
-    const { backend, reduction, cache: wantCache, accumulate, inputGrad, out } = o;
+    const { backend, reduction, cache: wantCache, accumulate, inputGrad, out, exact } = o;
 
     const b = this.lossCall(X, y, o);
     const Xc = b.X;
@@ -510,7 +529,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
       v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params), ...lossIn.map(([n]) => n)], [Xc, b.y, ...this.description.params, ...lossIn.map(([, t]) => t)]);
     }
 
-    const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads, b.loss);
+    const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads, b.loss, exact);
     const loss = r.losses ? (r.losses.slice() as T) : r.loss;
     const result: SequentialResult<T, number | T> = backend === 'torch' ? { loss, grads } : { loss, grads, logits: r.logits };
     if (wantCache) {
@@ -527,10 +546,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * is validated or allocated here; the loss and the logits view are returned.
    */
   forwardBackwardInto(
-    X: T, y: Int32Array, grads: Readonly<Record<string, T>>, opts: { backend: BackendName; reduction: LossReduction; accumulate: boolean; loss?: LossArgs | null },
+    X: T, y: Int32Array, grads: Readonly<Record<string, T>>,
+    opts: { backend: BackendName; reduction: LossReduction; accumulate: boolean; loss?: LossArgs | null; exact?: boolean },
   ): { loss: number; logits: T } {
     this.gradsList(grads, this.list);
-    return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads, opts.loss ?? null);
+    return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads, opts.loss ?? null, opts.exact === true);
   }
 
   /**
@@ -539,7 +559,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
    */
   private run(
     X: T, y: Int32Array, grads: T[], dX: T | null, backend: BackendName, reduction: LossReduction, accumulate: boolean, named: Readonly<Record<string, T>>,
-    loss: LossArgs | null,
+    loss: LossArgs | null, exact: boolean,
   ): { loss: number; logits: T; losses?: T } {
     const a = this.stepArgs;
     a.X = X;
@@ -550,6 +570,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     a.reduction = reduction;
     a.accumulate = accumulate;
     a.loss = loss;
+    a.exact = exact;
     const r = this.on(backend).forwardBackward(a);
     if (r.failure) this.explain(r.failure, X, named);
     return r as { loss: number; logits: T; losses?: T };

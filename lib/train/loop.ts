@@ -69,7 +69,7 @@ export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss:
   const X = full ? s.Xb : s.Xb.subarray(0, B * s.config.D);
   const y = full ? s.yb : s.yb.subarray(0, B);
   const { seq, grads, loss } = stackOf(s);
-  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: seq.loss.reduction as Reduction, accumulate: false, loss });
+  const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: seq.loss.reduction as Reduction, accumulate: false, loss, exact: s.config.exact === true });
   const { correct, ignored } = countCorrect(r.logits, s.yb, B, s.config.C, seq.loss.ignoreIndex);
   applyUpdate(s, lr, advance && (() => advance(r.loss, correct, ignored)));
   return { loss: r.loss, correct };

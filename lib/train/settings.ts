@@ -9,10 +9,12 @@ import { checkSchedule, type Schedule } from './schedule';
 
 export interface Settings {
   optimizer: OptimizerConfig; lr: number; batchSize: number; seed: number; backend: BackendName; schedule: Schedule;
+  /** Every step in the exact mode (LibTorch's bits; native or torch). */
+  exact: boolean;
 }
 
 /** The settings save() writes, as its JSON holds them (optimizer as { name, momentum, … }). */
-export const SAVED_KEYS = ['optimizer', 'lr', 'batchSize', 'seed', 'backend', 'schedule'] as const;
+export const SAVED_KEYS = ['optimizer', 'lr', 'batchSize', 'seed', 'backend', 'schedule', 'exact'] as const;
 const OPTIMIZER_KEYS = ['name', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad'] as const;
 
 /**
@@ -28,9 +30,10 @@ export function settings(o: Readonly<Record<string, unknown>>, prefix = 'opts', 
   if (!(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', `${prefix}.lr`, lr);
   const seed = seedOf(`${prefix}.seed`, o.seed);
   if (!Number.isSafeInteger(seed)) v.fail(RangeError, 'a safe integer (|seed| ≤ 2^53 − 1)', `${prefix}.seed`, seed);
+  const backend = v.oneOf(`${prefix}.backend`, o.backend, v.BACKENDS, 'native');
   return {
-    optimizer, lr, seed,
-    backend: v.oneOf(`${prefix}.backend`, o.backend, v.BACKENDS, 'native'),
+    optimizer, lr, seed, backend,
+    exact: v.exactOption(`${prefix}.exact`, o.exact, backend),
     batchSize: v.dim(`${prefix}.batchSize`, o.batchSize ?? 32),
     schedule: checkSchedule(o.schedule, `${prefix}.schedule`),
   };

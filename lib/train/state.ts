@@ -10,6 +10,8 @@ import type { Schedule } from './schedule';
 export interface TrainConfig {
   dtype: Dtype; D: number; C: number; batchSize: number; lr: number; seed: number;
   backend: BackendName; optimizer: OptimizerConfig; schedule: Schedule;
+  /** Every step in the exact mode (LibTorch's bits). */
+  exact?: boolean;
   /** The net's layers (a worker thread rebuilds the Sequential from them over the shared tensors). */
   layers: LayerSpec[];
   /** The model's loss: its reduction ('mean' or 'sum') and F.cross_entropy's options, when not the defaults. */

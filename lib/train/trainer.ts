@@ -32,6 +32,11 @@ export interface TrainerOptions extends OptimizerOptions {
   /** The two-layer net's activation (a Sequential carries its own). */
   activation?: Activation;
   schedule?: Schedule;
+  /**
+   * Every step in the exact mode (native; see forwardBackward's exact): with the update rules'
+   * torch.optim bits, a run ends on PyTorch's weights bit for bit. Default false.
+   */
+  exact?: boolean;
 }
 
 /** The two-layer net's parameters as a Trainer takes them. */
@@ -73,7 +78,7 @@ export interface FitOptions {
 const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 
 const TRAINER_OPTIONS = [
-  'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule',
+  'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule', 'exact',
 ] as const;
 /** Trainer.load's: the constructor's, opts.layers for a file that does not say its layers, and where its optimizer state is. */
 const LOAD_OPTIONS = [...TRAINER_OPTIONS, 'layers', 'optimizerState'] as const;
@@ -126,13 +131,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const activation = activationOf(params, o.activation);
     const net = given ? params : twoLayerNet(params, activation);
     // Every number checked finite and in range here: a bad one is an error now, not NaN weights later.
-    const { optimizer, lr, seed, backend, batchSize, schedule } = settings(o);
+    const { optimizer, lr, seed, backend, batchSize, schedule, exact } = settings(o);
     const { layers, reduction, loss } = net.spec();
     // A step is loss.backward() on a scalar: the model's 'mean' or 'sum', with its weight,
     // ignoreIndex and labelSmoothing; 'none' has no scalar to step on.
     if (reduction === 'none') v.fail(TypeError, "a model whose loss reduces to a scalar (reduction 'mean' or 'sum'): a step is loss.backward()", 'params.loss.reduction', 'none');
     const config = {
-      dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule,
+      dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule, exact,
       ...(reduction === 'sum' ? { reduction } : {}), ...(loss ? { loss } : {}),
     };
     this.state = allocateState(config, net.params);
@@ -365,7 +370,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const metadata: Record<string, string> = {
       ...metadataOption(o.metadata),
       ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined, modules),
-      trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule }),
+      trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule, ...(c.exact ? { exact: true } : {}) }),
     };
     if (withOptimizer !== false) {
       Object.assign(metadata, counterMetadata(this.state));
