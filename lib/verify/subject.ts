@@ -166,10 +166,13 @@ export function subjectOf(
      * copies of the network in the caller's form and of the batch, so it cannot change either.
      * @throws {TypeError} a function that returns a Promise
      */
-    grads: (candidate: BackendName | ((...args: never[]) => unknown), inputGrad: boolean, name: string): CandidateGrads => {
+    grads: (candidate: BackendName | ((...args: never[]) => unknown), inputGrad: boolean, name: string, exact = false): CandidateGrads => {
       const grads: Record<string, Coerced> = {};
       if (typeof candidate === 'string') {
-        const r = seq.forwardBackward(b.X, b.y, { backend: candidate, inputGrad, reduction, ...lossOpts });
+        // verify's exact: the native candidate runs the exact mode (LibTorch's bits), torch is LibTorch;
+        // wasm and ts run as they are, and their bits are reported.
+        const mode = exact && (candidate === 'native' || candidate === 'torch') ? { exact: true } : {};
+        const r = seq.forwardBackward(b.X, b.y, { backend: candidate, inputGrad, reduction, ...lossOpts, ...mode });
         for (const [k, g] of Object.entries(r.grads)) grads[k] = coerceTensor(g);
         return { name: candidate, loss: coerceTensor(r.loss), grads };
       }

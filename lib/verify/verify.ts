@@ -164,7 +164,7 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
       if (exact || !(err instanceof HandgradError) || err.code !== 'ERR_TORCH_UNAVAILABLE') throw err;
     }
   }
-  const cand = s.grads(candidate, true, 'opts.candidate');
+  const cand = s.grads(candidate, true, 'opts.candidate', exact);
   const toleranceEps = toleranceOpt ?? DEFAULT_TOLERANCE_EPS[reference];
   const eps = EPSILON[s.dtype];
   const tol = toleranceEps * eps;
