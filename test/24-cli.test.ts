@@ -246,4 +246,16 @@ describe('handgrad grads', () => {
     bad(['--weight-decay=-1'], /Expected a finite number ≥ 0 for --weight-decay but received -1/);
     bad(['--optimizer', 'adamw', '--weight-decay', 'Infinity'], /Expected a finite number for --weight-decay but received "Infinity"/);
   });
+
+  it('train --exact: every step in the exact mode, saved with the settings; with a backend that cannot be exact it exits 2 naming --exact', () => {
+    const dir = join(tmp, 'exact-train');
+    const r = cli(['train', '--data', 'xor', '--epochs', '2', '--quiet', '--exact', '--out', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/backend native \(exact: PyTorch's bits\)/);
+    const saved = JSON.parse(loadSafetensors(join(dir, 'model.safetensors')).metadata.trainer);
+    expect(saved.exact).toBe(true);
+    const bad = cli(['train', '--data', 'xor', '--epochs', '1', '--quiet', '--exact', '--backend', 'ts', '--out', dir]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/with --exact: the exact mode reproduces LibTorch's CPU kernels/);
+  });
 });

@@ -203,7 +203,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     dtype: { type: 'string', default: 'float64' }, seed: { type: 'string', default: '0' },
     out: STRING, quiet: { type: 'boolean', default: false },
     momentum: STRING, dampening: STRING, nesterov: { type: 'boolean' }, betas: STRING, eps: STRING, amsgrad: { type: 'boolean' },
-    'weight-decay': STRING,
+    'weight-decay': STRING, exact: { type: 'boolean', default: false },
   });
   const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
   const seed = numberFlag('--seed', values.seed, 'an integer', (n, t) => t.trim() !== '' && Number.isInteger(n));
@@ -216,6 +216,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   if (givenOptimizer) checkOptimizer(givenOptimizer);
   const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
   const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
+  const exact = v.exactOption('--exact', values.exact, backend);
   const builtIn = BUILT_IN.includes(values.data as never);
   if (values.label !== undefined && builtIn) v.fail(TypeError, '--label only with a CSV file', '--data', values.data);
   if (values.layers !== undefined && values.hidden !== undefined) v.fail(TypeError, 'either --hidden or --layers, not both', '--layers', values.layers);
@@ -244,14 +245,14 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const trainer = sizedByFlags(() => {
     const model = layers ? Sequential.mlp(widths, { activation, seed, dtype }) : initParams({ D: data.D, H: hidden, C: data.C }, { seed, dtype });
     return new Trainer<TwoLayerParams | Sequential>(model, {
-      optimizer, ...optimizerOptions, lr, batchSize: batch, seed, backend,
+      optimizer, ...optimizerOptions, lr, batchSize: batch, seed, backend, exact,
       ...(layers ? {} : { activation }), // a Sequential's layers carry it
     });
   }, `${widths.join(' → ')}, batch ${batch}`);
   const n = data.train.y.length;
   const stepsPerEpoch = Math.ceil(n / batch);
   out(`${data.name}: ${n} training examples${data.val ? `, ${data.val.y.length} validation` : ''}, ${widths.join(' → ')}, ` +
-    `${activation}, ${optimizer}${optimizerSummary(resolved, optimizerOptions)} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${backend}`);
+    `${activation}, ${optimizer}${optimizerSummary(resolved, optimizerOptions)} lr ${lr}, batch ${batch}, ${epochs} epochs, ${dtype}, backend ${backend}${exact ? ' (exact: PyTorch\'s bits)' : ''}`);
 
   const tty = process.stdout.isTTY && !values.quiet;
   const bar = tty ? new SingleBar({ format: '  {bar} {percentage}% | epoch {epoch}/{epochs} | loss {loss} | {eta_formatted} left', hideCursor: true }) : null;
@@ -340,6 +341,7 @@ given take the data set's own defaults (printed on the first line).
   --weight-decay X             both (0; 0.01 for adamw): L2 for sgd/adam, decoupled for adamw
   --activation relu|sigmoid|tanh   (default relu)
   --backend native|ts|torch|wasm   (default native)
+  --exact                      every step bit for bit PyTorch's (native or torch; 1.2–1.4× slower)
   --dtype float64|float32      (default float64)
   --seed N                     (default 0)
   --out DIR                    (default handgrad-out/<data>)
