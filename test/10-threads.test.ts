@@ -146,6 +146,7 @@ describe('the core addon in worker_threads', () => {
       );
       for (const r of results) {
         expect(r.keys).toEqual([
+          'atenCapability',
           'codes', 'gemm', 'getNumThreads', 'optimizerUpdate', 'setNumThreads',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',
         ]);

@@ -2,6 +2,7 @@
 // LibTorch run over the same gradients can check them.
 import type { FloatArray } from '../types';
 import { torchBinding } from '../backends/torch';
+import { available, coreBinding } from '../binding';
 import { fma32, fma64 } from './fma';
 import { powWhole } from './pow';
 import * as v from '../validate';
@@ -108,6 +109,28 @@ export function slotLengths(name: OptimizerName, n: number, amsgrad = false): { 
 
 const same = (x: number) => x;
 
+/** LibTorch's CPU kernel sets (ATen's CPUCapability), as native/core/exact_lanes.h names them. */
+export type AtenCapability = 'DEFAULT' | 'AVX2' | 'AVX512';
+const CAPABILITY_NAMES: Record<string, AtenCapability> = { default: 'DEFAULT', avx2: 'AVX2', avx512: 'AVX512' };
+
+/**
+ * The kernel set LibTorch runs here, which decides whether its add(alpha) and addcmul fuse (AVX2,
+ * AVX512) or round the product first (DEFAULT). From the core addon when it loads (the detection
+ * the C++ rule and the exact mode use: ATEN_CPU_CAPABILITY, else the CPU's AVX2 and FMA). Without
+ * the addon (the pure-TS package): ATEN_CPU_CAPABILITY when it names a kernel set, as ATen reads
+ * it, else AVX2 — what LibTorch picks on any x86-64 with AVX2 and FMA (since 2013); on a CPU
+ * without them, set ATEN_CPU_CAPABILITY=default to get torch.optim's bits there.
+ */
+export function atenCapability(): AtenCapability {
+  if (available(coreBinding)) return coreBinding().atenCapability();
+  return CAPABILITY_NAMES[process.env.ATEN_CPU_CAPABILITY ?? ''] ?? 'AVX2';
+}
+
+/** a·b + c as ATen's DEFAULT kernels round it: the product, then the sum (float64; JavaScript never fuses). */
+const mad64 = (a: number, b: number, c: number) => a * b + c;
+/** The same in float32: each operation rounded once to float32. */
+const mad32 = (a: number, b: number, c: number) => Math.fround(Math.fround(a * b) + c);
+
 /**
  * One update of W in place from its gradient g. `t` is the 1-based step count (Adam's bias
  * correction; momentum's first step copies g, as torch.optim.SGD does). Returns whether every
@@ -120,16 +143,22 @@ const same = (x: number) => x;
  * √(1 − β2^t), 1 − lr·wd) computed in double as Python computes it and rounded once to the dtype;
  * each tensor op rounded to the dtype (`r`, Math.fround for float32; a float32 sum, product,
  * quotient or square root taken in double and rounded once is the float32 operation); ATen's
- * add(a, b, alpha) and addcmul are fused multiply-adds (`fma`: ./fma.ts, exact in both dtypes).
+ * add(a, b, alpha) and addcmul are fused multiply-adds in its AVX2 and AVX512 kernels (`fma`:
+ * ./fma.ts, exact in both dtypes) and a rounded product plus a rounded sum in its DEFAULT ones
+ * (`fused` false: ATEN_CPU_CAPABILITY=default, or a CPU without AVX2; native/core/optimizer.h
+ * says what was measured). `fused` defaults to what atenCapability() says LibTorch runs here.
  * The exact FMAs cost: the update of a 784×256 tensor takes 5–11× the unfused rule's time for
  * float64 (5–11 ms a step against ~1 ms), 2.4–6× for float32 (measured on a loaded 2-core machine).
  * The native backend runs native/core/optimizer.h, where the FMA is one instruction.
  */
-export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: SlotState, lr: number, t: number): boolean {
+export function update(
+  cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: SlotState, lr: number, t: number, fused = atenCapability() !== 'DEFAULT',
+): boolean {
   const n = W.length;
   const f32 = W instanceof Float32Array;
   const r = f32 ? Math.fround : same;
-  const fma = f32 ? fma32 : fma64;
+  // fma(a, b, c): a·b + c as ATen's add(alpha)/addcmul kernels round it on this kernel set.
+  const fma = fused ? (f32 ? fma32 : fma64) : f32 ? mad32 : mad64;
   const wdGiven = cfg.weightDecay;
   const wd = r(wdGiven);
   const negLr = r(-lr);
@@ -170,7 +199,7 @@ export function update(cfg: OptimizerConfig, W: FloatArray, g: FloatArray, s: Sl
         if (decoupled && wdGiven !== 0) W[i] *= decay; // torch: W.mul_(1 − lr·wd)
         const gi = !decoupled && wdGiven !== 0 ? fma(wd, W[i], g[i]) : g[i];
         m[i] = fma(a1, gi, r(b1 * m[i])); // m.mul_(β1).add_(g, alpha=1 − β1)
-        vv[i] = fma(r(a2 * gi), gi, r(b2 * vv[i])); // v.mul_(β2).addcmul_(g, g, value=1 − β2): ATen fuses the last multiply and the add
+        vv[i] = fma(r(a2 * gi), gi, r(b2 * vv[i])); // v.mul_(β2).addcmul_(g, g, value=1 − β2): AVX2/AVX512 fuse the last multiply and the add
         // AMSGrad: torch.maximum(vmax, v, out=vmax), whose square root then stands for v's.
         const vDenom = vmax ? (vmax[i] = Math.max(vmax[i], vv[i])) : vv[i];
         // torch: denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps); W.addcdiv_(m, denom, value=−step_size)

@@ -14,7 +14,7 @@
 import { coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
-import { OPTIMIZER_CODE, update } from './optimizer';
+import { atenCapability, OPTIMIZER_CODE, update } from './optimizer';
 import { COUNTER, holdingParams, restoreTensors, TOUCHED, type TrainState } from './state';
 
 function firstNonFinite(a: FloatArray): number {
@@ -33,6 +33,8 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
     const o = s.config.optimizer;
     // The same rules in C++ (native/core/optimizer.h): a JS loop over W1 costs ~0.5 ms a step.
     const core = s.config.backend === 'native' ? coreBinding() : null;
+    // The TS rule fuses as LibTorch's kernel set here does, asked once a step (the C++ rule asks itself).
+    const fused = atenCapability() !== 'DEFAULT';
     s.before.counters.set(s.counters);
     let failed = -1;
     for (let i = 0; i < s.names.length && failed < 0; i++) {
@@ -46,7 +48,7 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
       Atomics.store(s.control, TOUCHED, i + 1); // from here on tensor i may differ from its copy
       const finite = core
         ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay, o.dampening, slot.vmax ?? null)
-        : update(o, s.params[k], s.grads[k], slot, lr, t);
+        : update(o, s.params[k], s.grads[k], slot, lr, t, fused);
       if (!finite) failed = i;
     }
     if (failed < 0) {

@@ -80,6 +80,13 @@ Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {
   return dispatchFloat(info, 0, "W", [&](auto t) { return optimizerUpdateT<decltype(t)>(info); });
 }
 
+// atenCapability() → "DEFAULT", "AVX2" or "AVX512": LibTorch's CPU kernel set as ATen picks it here
+// (exact::atenCapability, the detection optimizerUpdate and the exact mode use), read at every
+// call; the TypeScript update rule fuses as those kernels do (lib/train/optimizer.ts).
+Napi::Value AtenCapability(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), exact::capabilityName(exact::atenCapability()));
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), blasThreads());
 }
@@ -111,6 +118,7 @@ Napi::Object codes(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
+  exports.Set("atenCapability", Napi::Function::New(env, AtenCapability, "atenCapability"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("codes", codes(env));

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "exact_lanes.h"  // exact::atenCapability: which of ATen's kernel sets LibTorch runs here
+
 namespace hg {
 
 enum class Optimizer : int { Sgd = 0, Momentum = 1, Nesterov = 2, Adam = 3, AdamW = 4 };
@@ -38,19 +40,29 @@ inline uint32_t exponentCarry(float x) {
   return (bits & 0x7f800000u) + 0x00800000u;
 }
 
-// The roundings of ATen 1.13's CPU kernels (the AVX2 build LibTorch dispatches to on x86-64, the
-// same in its vectorized loop and its scalar tail, measured against libtorch_cpu):
-// - add(a, b, alpha) is Vectorized::fmadd(b, alpha, a): a + α·b rounded once (std::fma);
-// - addcmul(a, t1, t2, value) is a + value·t1·t2 with GCC contracting the last multiply and the
-//   add: fma(round(value·t1), t2, a);
-// - addcdiv(a, t1, t2, value) is a + round(round(value·t1) / t2) (a division cannot fuse);
-// - mul, div, sqrt, maximum: one rounding each.
-// No product feeds an addition outside std::fma (GCC's default for C++, -ffp-contract=fast,
-// would fuse one in the FMA build below): keep it so when editing, or the bits move (test/41).
-template <typename T>
-inline T addAlpha(T a, T alpha, T b) { return std::fma(alpha, b, a); }
-template <typename T>
-inline T addcmul(T a, T value, T t1, T t2) { return std::fma(T(value * t1), t2, a); }
+// The roundings of ATen 1.13's CPU kernels, which depend on the kernel set LibTorch runs (its CPU
+// capability, exact::atenCapability), measured against libtorch_cpu in the vectorized loop and the
+// scalar tail alike (test/fixtures/optim/probe.py):
+// - AVX2 and AVX512 (fused): add(a, b, alpha) is Vectorized::fmadd(b, alpha, a), a + α·b rounded
+//   once (std::fma); addcmul(a, t1, t2, value) is a + value·t1·t2 with GCC contracting the last
+//   multiply and the add, fma(round(value·t1), t2, a) — those kernels are built with -mfma;
+// - DEFAULT (unfused: ATEN_CPU_CAPABILITY=default, or a CPU without AVX2/FMA): the same source built
+//   for plain x86-64, where no FMA instruction exists: a + round(α·b), a + round(round(value·t1)·t2);
+// - in all three: addcdiv(a, t1, t2, value) is a + round(round(value·t1) / t2) (a division cannot
+//   fuse); mul, div, sqrt, maximum round once each.
+// No product feeds an addition outside std::fma: the core addon builds with -ffp-contract=off
+// (GCC's default for C++, fast, would fuse the unfused rule in the FMA build below); keep it so
+// when editing, or the bits move (test/41 holds both).
+template <bool Fused, typename T>
+inline T addAlpha(T a, T alpha, T b) {
+  if constexpr (Fused) return std::fma(alpha, b, a);
+  else return a + T(alpha * b);
+}
+template <bool Fused, typename T>
+inline T addcmul(T a, T value, T t1, T t2) {
+  if constexpr (Fused) return std::fma(T(value * t1), t2, a);
+  else return a + T(T(value * t1) * t2);
+}
 
 // One step on W[n] with gradient g; m and v are the optimizer's slots (m for momentum/Adam, v for
 // Adam), vmax AMSGrad's, t the 1-based step count. Returns whether every value written is finite.
@@ -60,7 +72,7 @@ inline T addcmul(T a, T value, T t1, T t2) { return std::fma(T(value * t1), t2, 
 // dtype, which is how ATen applies a Scalar to a float tensor. Rounding β to float and subtracting
 // in float instead (1f − 0.999f = 0.00099998713, torch's 0.00100000005) drifted the f32 update to
 // 50 eps of torch.optim in ten steps.
-template <typename T>
+template <bool Fused, typename T>
 inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
   const T negLr = T(-c.lr), wd = T(c.weightDecay);
   uint32_t carry = 0;
@@ -68,7 +80,7 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
     case Optimizer::Sgd:
       // torch: d = g.add(W, alpha=wd); W.add_(d, alpha=−lr)
       for (size_t i = 0; i < n; ++i) {
-        W[i] = addAlpha(W[i], negLr, c.weightDecay == 0 ? g[i] : addAlpha(g[i], wd, W[i]));
+        W[i] = addAlpha<Fused>(W[i], negLr, c.weightDecay == 0 ? g[i] : addAlpha<Fused>(g[i], wd, W[i]));
         carry |= exponentCarry(W[i]);
       }
       return (carry >> 31) == 0;
@@ -77,11 +89,11 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
       const T mu = T(c.momentum), keep = T(1 - c.dampening);
       const bool nesterov = c.kind == Optimizer::Nesterov;
       for (size_t i = 0; i < n; ++i) {
-        const T gi = c.weightDecay == 0 ? g[i] : addAlpha(g[i], wd, W[i]);
+        const T gi = c.weightDecay == 0 ? g[i] : addAlpha<Fused>(g[i], wd, W[i]);
         // torch: buf = g on the first step, then buf.mul_(μ).add_(g, alpha=1 − dampening)
-        m[i] = t == 1 ? gi : addAlpha(T(mu * m[i]), keep, gi);
+        m[i] = t == 1 ? gi : addAlpha<Fused>(T(mu * m[i]), keep, gi);
         // Nesterov: d = g.add(buf, alpha=μ); W.add_(d, alpha=−lr)
-        W[i] = addAlpha(W[i], negLr, nesterov ? addAlpha(gi, mu, m[i]) : m[i]);
+        W[i] = addAlpha<Fused>(W[i], negLr, nesterov ? addAlpha<Fused>(gi, mu, m[i]) : m[i]);
         carry |= exponentCarry(W[i]) | exponentCarry(m[i]);
       }
       return (carry >> 31) == 0;
@@ -95,9 +107,9 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
       const bool decoupled = c.kind == Optimizer::AdamW;
       for (size_t i = 0; i < n; ++i) {
         if (decoupled && c.weightDecay != 0) W[i] *= decay;  // torch: W.mul_(1 − lr·wd)
-        const T gi = !decoupled && c.weightDecay != 0 ? addAlpha(g[i], wd, W[i]) : g[i];
-        m[i] = addAlpha(T(b1 * m[i]), a1, gi);          // m.mul_(β1).add_(g, alpha=1 − β1)
-        v[i] = addcmul(T(b2 * v[i]), a2, gi, gi);        // v.mul_(β2).addcmul_(g, g, value=1 − β2)
+        const T gi = !decoupled && c.weightDecay != 0 ? addAlpha<Fused>(g[i], wd, W[i]) : g[i];
+        m[i] = addAlpha<Fused>(T(b1 * m[i]), a1, gi);          // m.mul_(β1).add_(g, alpha=1 − β1)
+        v[i] = addcmul<Fused>(T(b2 * v[i]), a2, gi, gi);        // v.mul_(β2).addcmul_(g, g, value=1 − β2)
         // AMSGrad: torch.maximum(vmax, v, out=vmax), whose square root then stands for v's.
         const T vd = vmax ? (vmax[i] = std::max(vmax[i], v[i])) : v[i];
         // torch: denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps); W.addcdiv_(m, denom, value=−step_size)
@@ -115,18 +127,26 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
 // The same loops compiled for FMA hardware: std::fma becomes one vfmadd (and the loops vectorize)
 // instead of a libm call per element. Chosen at run time, so the addon still loads on an x86-64
 // without FMA, where libm's fma gives the same bits, slower.
-template <typename T>
+template <bool Fused, typename T>
 __attribute__((target("avx2,fma"))) bool optimizerUpdateFma(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
-  return optimizerUpdateBody(c, W, g, m, v, vmax, n, t);
+  return optimizerUpdateBody<Fused>(c, W, g, m, v, vmax, n, t);
 }
 #endif
 
+// The kernel set is ATen's choice as the exact mode sees it (the same function), read at every
+// call as exact::atenCapability reads ATEN_CPU_CAPABILITY: one getenv per tensor and step.
+template <bool Fused, typename T>
+bool optimizerUpdateAs(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) return optimizerUpdateFma<Fused>(c, W, g, m, v, vmax, n, t);
+#endif
+  return optimizerUpdateBody<Fused>(c, W, g, m, v, vmax, n, t);
+}
+
 template <typename T>
 bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) return optimizerUpdateFma(c, W, g, m, v, vmax, n, t);
-#endif
-  return optimizerUpdateBody(c, W, g, m, v, vmax, n, t);
+  return exact::atenCapability() == exact::Capability::Default ? optimizerUpdateAs<false>(c, W, g, m, v, vmax, n, t)
+                                                               : optimizerUpdateAs<true>(c, W, g, m, v, vmax, n, t);
 }
 
 }  // namespace hg
