@@ -4,7 +4,9 @@
 // native instruction it reaches is that addon's, LibTorch's or Node's:
 //   1. the golden fixtures (test/fixtures: PyTorch autograd) through sequentialForwardBackward (dX
 //      or not, accumulating, with and without the workspace) and sequentialForward; a deeper stack
-//      of every layer kind against a float64 forward pass written here; optimizerRun for each
+//      of every layer kind against a float64 forward pass written here, with each option of
+//      F.cross_entropy (weight, ignoreIndex, labelSmoothing, 'none' with gradOutput, probability
+//      targets) against PyTorch 1.13's formulas written here; optimizerRun for each
 //      optimizer and dtype against torch.optim's update rules written here in float64;
 //   2. bad input at every argument of every export: wrong types, dtypes, lengths, detached and
 //      offset buffers, Arrays of the wrong length or holding a wrong element, a getter that
@@ -32,9 +34,11 @@ section('1. fixtures, a deeper stack, optimizers');
 
 /**
  * A sequentialForwardBackward call over a layer stack and its buffers: args() is the argument
- * list (X, y, B, kinds, widths, params, grads, dX, reduction, accumulate, ws), outputs() what it writes.
+ * list (X, y, B, kinds, widths, params, grads, dX, reduction, accumulate, ws), then, when `loss`
+ * gives F.cross_entropy's options, (weight, ignoreIndex, labelSmoothing, targets, gradOutput), each
+ * array in the dtype (y is null with targets); outputs() what it writes.
  */
-function problem(dtype, B, kinds, widths, data, { red = 'mean', withDX = true, withWs = true } = {}) {
+function problem(dtype, B, kinds, widths, data, { red = 'mean', withDX = true, withWs = true, loss = null } = {}) {
   const A = F[dtype];
   const C = widths[widths.length - 1];
   const shapes = [];
@@ -46,9 +50,16 @@ function problem(dtype, B, kinds, widths, data, { red = 'mean', withDX = true, w
     X: A.from(data.X), y: Int32Array.from(data.y), params: data.params.map((v) => A.from(v)),
     grads: shapes.map((n) => new A(n)), dX: withDX ? new A(B * widths[0]) : null,
   };
+  // [each layer's output …, probs, ws length, the rows' losses ('none')]: the length is not the last.
   p.at = b.sequentialLayout(p.X, B, p.kinds, p.widths);
-  p.ws = withWs ? new A(p.at[p.at.length - 1]) : null;
-  p.args = (accumulate = false) => [p.X, p.y, B, p.kinds, p.widths, p.params, p.grads, p.dX, RED[red], accumulate, p.ws];
+  p.ws = withWs ? new A(p.at[kinds.length + 1]) : null;
+  const arr = (v) => (v == null ? null : A.from(v));
+  p.loss = loss && { weight: arr(loss.weight), ignoreIndex: loss.ignoreIndex ?? -100, labelSmoothing: loss.labelSmoothing ?? 0, targets: arr(loss.targets), gradOutput: arr(loss.gradOutput) };
+  p.args = (accumulate = false) => {
+    const l = p.loss;
+    const head = [p.X, l && l.targets ? null : p.y, B, p.kinds, p.widths, p.params, p.grads, p.dX, RED[red], accumulate, p.ws];
+    return l ? [...head, l.weight, l.ignoreIndex, l.labelSmoothing, l.targets, l.gradOutput] : head;
+  };
   p.forwardArgs = (logits = new A(B * C)) => [p.X, B, p.kinds, p.widths, p.params, logits];
   p.outputs = () => [p.dX, ...p.grads, p.ws].map(bytesOf).join('|');
   p.fill = (v) => [p.dX, ...p.grads, p.ws].forEach((t) => t && t.fill(v));
@@ -85,8 +96,8 @@ for (const c of cases) {
   check(q.grads.every((g, k) => errEps(Array.from(g, (v) => v / 2), c.expected[names[k]], c.dtype) <= 8), `${c.name}: accumulate twice`);
 }
 
-/** The stack's loss in float64 (Z = A·W + b, then each activation, then softmax cross-entropy). */
-function lossOf(p) {
+/** The stack's output in float64 (Z = A·W + b, then each activation), row-major [B, C]. */
+function logitsOf(p) {
   const { B, kinds, widths } = p;
   let A = Array.from(p.X);
   let k = 0;
@@ -107,14 +118,38 @@ function lossOf(p) {
       A = A.map([(z) => Math.max(z, 0), (z) => 1 / (1 + Math.exp(-z)), Math.tanh][kind - 1]);
     }
   });
-  const C = widths[widths.length - 1];
+  return A;
+}
+
+/**
+ * F.cross_entropy (PyTorch 1.13) of the stack's output in float64, as the addon returns it ('none':
+ * the sum of the rows'). Class labels: row b's loss is (1 − ε)·w[y_b]·(−log p_b[y_b]) + ε/C·Σ_c
+ * w[c]·(−log p_b[c]), an ignored row 0; 'mean' divides by Σ w[y_b] over the rows counted. Probability
+ * targets t: −Σ_c w[c]·((1 − ε)·t_bc + ε/C)·log p_b[c]; 'mean' divides by B.
+ */
+function lossOf(p) {
+  const { B, y } = p;
+  const C = p.widths[p.widths.length - 1];
+  const { weight = null, ignoreIndex = -100, labelSmoothing: eps = 0, targets = null } = p.loss || {};
+  const w = (c) => (weight ? weight[c] : 1);
+  const Z = logitsOf(p);
   let total = 0;
+  let denominator = 0;
   for (let r = 0; r < B; r++) {
-    const z = A.slice(r * C, (r + 1) * C);
+    const z = Z.slice(r * C, (r + 1) * C);
     const mx = Math.max(...z);
-    total += Math.log(z.reduce((s, v) => s + Math.exp(v - mx), 0)) + mx - z[p.y[r]];
+    const lse = Math.log(z.reduce((s, v) => s + Math.exp(v - mx), 0)) + mx;
+    if (targets) {
+      for (let c = 0; c < C; c++) total -= w(c) * ((1 - eps) * targets[r * C + c] + eps / C) * (z[c] - lse);
+      denominator += 1;
+    } else if (y[r] !== ignoreIndex) {
+      let smooth = 0;
+      for (let c = 0; c < C; c++) smooth -= w(c) * (z[c] - lse);
+      total += (1 - eps) * w(y[r]) * (lse - z[y[r]]) + (eps / C) * smooth;
+      denominator += w(y[r]);
+    }
   }
-  return p.red === 'mean' ? total / B : total;
+  return p.red === 'mean' ? total / denominator : total;
 }
 
 /** A stack of every layer kind, an activation first, three Linears. */
@@ -136,6 +171,45 @@ for (const dtype of ['float64', 'float32']) {
     const want = lossOf(p); // on the dtype's own inputs, so only the arithmetic differs
     check(errEps([loss], [want], dtype) <= 16, `${dtype} ${red} deep stack: loss ${loss} vs ${want} (${errEps([loss], [want], dtype)} eps)`);
     check([p.dX, ...p.grads].every((g) => g.every(Number.isFinite) && g.some((v) => v !== 0)), `${dtype} ${red} deep stack: gradients`);
+  }
+}
+
+/** With an ignoreIndex, row 1 is ignored and row 0 counted (a 'mean' over no row is refused). */
+function ignoreOne(p) {
+  if (!p.loss || p.loss.ignoreIndex < 0) return p;
+  p.y[1] = p.loss.ignoreIndex;
+  if (p.y[0] === p.loss.ignoreIndex) p.y[0] = (p.y[0] + 1) % p.C;
+  return p;
+}
+
+/** F.cross_entropy's options for the deep stack (B = 6, C = 5), each alone and together. */
+const LOSS_OPTIONS = (() => {
+  const weight = [0.5, 1, 2, 1.5, 0.25];
+  const targets = Array.from({ length: 6 }, (_, r) => {
+    const row = Array.from({ length: 5 }, (_, c) => 1 + ((r * 7 + c * 3) % 5));
+    const s = row.reduce((a, v) => a + v, 0);
+    return row.map((v) => v / s);
+  }).flat();
+  const gradOutput = [0.5, -1, 2, 0.25, 1, -0.75];
+  return [
+    ['weight', { weight }], ['ignoreIndex', { ignoreIndex: 2 }], ['labelSmoothing', { labelSmoothing: 0.2 }],
+    ['weight+ignoreIndex+labelSmoothing', { weight, ignoreIndex: 2, labelSmoothing: 0.1 }],
+    ['targets', { targets }], ['targets+weight+labelSmoothing', { targets, weight, labelSmoothing: 0.3 }],
+  ].flatMap(([name, o]) => ['mean', 'sum', 'none'].map((red) => [`${name} ${red}`, red, red === 'none' ? { ...o, gradOutput } : o]));
+})();
+for (const dtype of ['float64', 'float32']) {
+  for (const [name, red, loss] of LOSS_OPTIONS) {
+    const p = deepProblem(dtype, 17, { red, loss });
+    ignoreOne(p);
+    const got = step(p.args());
+    const want = lossOf(p);
+    check(errEps([got], [want], dtype) <= 16, `${dtype} deep stack, ${name}: loss ${got} vs ${want} (${errEps([got], [want], dtype)} eps)`);
+    check([p.dX, ...p.grads].every((g) => g.every(Number.isFinite) && g.some((v) => v !== 0)), `${dtype} deep stack, ${name}: gradients`);
+    if (red === 'none') {
+      // The rows' losses land in the workspace at sequentialLayout's last offset and sum to the loss.
+      const rows = p.ws.subarray(p.at[p.at.length - 1], p.at[p.at.length - 1] + p.B);
+      check(errEps([rows.reduce((s, v) => s + v, 0)], [want], dtype) <= 16, `${dtype} deep stack, ${name}: the rows' losses in ws`);
+    }
   }
 }
 
@@ -246,6 +320,53 @@ for (const dtype of ['float64', 'float32']) {
   for (let n = 0; n < 10; n++) mustRefuse(() => step(fresh().args().slice(0, n)), `${dtype} sequentialForwardBackward with ${n} arguments`);
   for (let n = 0; n < 6; n++) mustRefuse(() => fwd(fresh().forwardArgs().slice(0, n)), `${dtype} sequentialForward with ${n} arguments`);
   refusedOrReturns(() => step([...fresh().args(), 1, 2]), `${dtype} sequentialForwardBackward with extra arguments`);
+
+  // The loss options (arguments 11–15) at every bad value, on problems that use them all: class
+  // labels (weight, ignoreIndex, labelSmoothing) and probability targets (y null), both 'none' with
+  // gradOutput; refused or a normal return, nothing written when refused.
+  const LNAMES = ['weight', 'ignoreIndex', 'labelSmoothing', 'targets', 'gradOutput'];
+  const withLoss = LOSS_OPTIONS.filter(([name, red]) => red === 'none' && (name === 'weight+ignoreIndex+labelSmoothing none' || name === 'targets+weight+labelSmoothing none'));
+  for (const [name, red, loss] of withLoss) {
+    const freshL = () => {
+      const p = ignoreOne(deepProblem(dtype, 17, { red, loss }));
+      p.fill(7);
+      return p;
+    };
+    const lossBase = freshL();
+    const lossRef = step(lossBase.args());
+    const lossOut = lossBase.outputs();
+    for (let i = 11; i < 16; i++) {
+      for (const v of badArgs(freshL().args()[i])) {
+        const p = freshL();
+        const a = p.args();
+        a[i] = v;
+        const before = p.outputs();
+        if (refusedOrReturns(() => step(a), `${dtype} ${name}: ${LNAMES[i - 11]} = ${describeValue(v)}`)) {
+          check(p.outputs() === before, `${dtype} ${name}: ${LNAMES[i - 11]} = ${describeValue(v)}: wrote into the outputs and threw`);
+        }
+      }
+    }
+    // Each output over each loss array (whole, or shifted by one element): refused before any write.
+    for (const j of [11, 14, 15]) {
+      if (freshL().args()[j] === null) continue;
+      for (const [o, get, set] of [['dX', (a) => a[7], (a, v) => (a[7] = v)], ['ws', (a) => a[10], (a, v) => (a[10] = v)],
+        ['grads[1]', (a) => a[6][1], (a, v) => (a[6] = a[6].map((u, k) => (k === 1 ? v : u)))]]) {
+        for (const shift of [0, 1]) {
+          const a = freshL().args();
+          const target = a[j];
+          const out = get(a);
+          const elem = out.constructor.BYTES_PER_ELEMENT;
+          const big = new ArrayBuffer(target.byteLength + (out.length + 2) * elem);
+          new Uint8Array(big).set(new Uint8Array(target.buffer, target.byteOffset, target.byteLength));
+          a[j] = new target.constructor(big, 0, target.length);
+          set(a, new out.constructor(big, shift * elem, out.length));
+          mustRefuse(() => step(a), `${dtype} ${name}: ${o} over ${LNAMES[j - 11]} (shift ${shift})`);
+        }
+      }
+    }
+    const again = freshL();
+    check(Object.is(step(again.args()), lossRef) && again.outputs() === lossOut, `${dtype} ${name}: the next valid call is not exact`);
+  }
 
   // A getter on the params or grads Array that detaches X's, a param's or dX's buffer while the
   // Arrays are read: the tensors are read after, so the detached one is refused by name.
@@ -436,6 +557,10 @@ async function loops() {
   const small = fixtureProblem(toy);
   const small32 = fixtureProblem({ ...toy, dtype: 'float32' }, { withDX: false, withWs: false, red: 'sum' });
   const deep = deepProblem('float64', 14);
+  const [, lossRed, lossOpts] = LOSS_OPTIONS.find(([name]) => name === 'weight+ignoreIndex+labelSmoothing none');
+  const withOptions = ignoreOne(deepProblem('float32', 15, { red: lossRed, loss: lossOpts }));
+  const [, targetRed, targetOpts] = LOSS_OPTIONS.find(([name]) => name === 'targets+weight+labelSmoothing mean');
+  const withTargets = deepProblem('float64', 16, { red: targetRed, loss: targetOpts, withWs: false });
   const logits = new Float64Array(toy.dims.B * toy.dims.C);
   const W = Float64Array.from(rand(400, 1));
   const G = [Float64Array.from(rand(400, 2)), Float64Array.from(rand(400, 3))];
@@ -448,6 +573,8 @@ async function loops() {
     ['sequentialForwardBackward float64', () => step(small.args())],
     ['sequentialForwardBackward float32, no dX, no workspace, accumulating', () => step(small32.args(true))],
     ['sequentialForwardBackward, a deeper stack', () => step(deep.args())],
+    ['sequentialForwardBackward float32, weight + ignoreIndex + labelSmoothing, \'none\' with gradOutput', () => step(withOptions.args())],
+    ['sequentialForwardBackward float64, probability targets + weight + labelSmoothing, no workspace', () => step(withTargets.args())],
     ['sequentialForward', () => fwd(small.forwardArgs(logits))],
     ['sequentialLayout', () => b.sequentialLayout(small.X, 4, small.kinds, small.widths)],
     ['sequentialStatus', () => b.sequentialStatus()],
@@ -460,6 +587,8 @@ async function loops() {
     ['refused: wrong length', () => { const a = small.args(); a[5] = [small.params[0], small.params[1], small.params[2], new Float64Array(2)]; step(a); }],
     ['refused: wrong dtype', () => { const a = small.args(); a[7] = new Float32Array(20); step(a); }],
     ['refused: label out of range', () => { const a = small.args(); a[1] = Int32Array.of(0, 1, 7, 0); step(a); }],
+    ['refused: a weight of the wrong length', () => { const a = withOptions.args(); a[11] = new Float32Array(4); step(a); }],
+    ['refused: labelSmoothing above 1', () => { const a = withOptions.args(); a[13] = 1.5; step(a); }],
     ['refused: NaN in b2', () => step(nan.args())],
     ['refused: aliasing', () => { const a = small.args(); a[6] = [a[5][0], ...a[6].slice(1)]; step(a); }],
     ['refused: a bad description', () => b.sequentialLayout(small.X, 4, small.kinds, Int32Array.of(5, 10, 11, 3))],
