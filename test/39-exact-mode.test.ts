@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { torchBinding } from '../lib/backends/torch';
 import { coreBinding, type CoreBinding, type StackHandle } from '../lib/binding';
-import { setTorchThreads } from '../lib/index';
+import { type Layer, Linear, ReLU, Sequential, setTorchThreads, Sigmoid, Tanh } from '../lib/index';
 import type { FloatArray } from '../lib/types';
 import { FIXTURES, skipReason, thrown } from './helpers';
 
@@ -490,4 +490,51 @@ describe.skipIf(torchSkip !== null)(`exact mode: the torch backend's bits (LibTo
       expect(cases).toBe(BATCHES.length * CLASSES.length * OPTIONS.length * 3 * 2);
       expect(failures.slice(0, 20)).toEqual([]);
     }, 60_000);
+  it("the public API: Sequential.forwardBackward and forward with { exact: true } (native) give { backend: 'torch' }'s bits, every loss option", () => {
+    const failures: string[] = [];
+    let cases = 0;
+    for (const dtype of ['float32', 'float64'] as const) {
+      const F = dtype === 'float32' ? Float32Array : Float64Array;
+      for (const act of [null, ...ACTS]) {
+        for (const [B, C] of [[1, 3], [17, 10], [8, 1], [64, 2]] as const) {
+          const r = random(B * 100 + C + (dtype === 'float32' ? 7 : 0) + (act ? act.length : 0));
+          const widths = act ? [5, 7, 6, C] : [5, C];
+          const layers: Layer[] = [];
+          for (let l = 0; l + 1 < widths.length; l++) {
+            if (l > 0) layers.push(act === 'relu' ? new ReLU() : act === 'sigmoid' ? new Sigmoid() : new Tanh());
+            const offset = l + 2 === widths.length && B % 2 === 0 ? 1000 : 0;
+            layers.push(new Linear(widths[l], widths[l + 1], {
+              W: drawn(F, widths[l] * widths[l + 1], () => (2 * r() - 1) / Math.sqrt(widths[l])) as never,
+              b: drawn(F, widths[l + 1], () => offset + 2 * r() - 1) as never,
+            }));
+          }
+          const net = new Sequential(layers);
+          const X = drawn(F, B * widths[0], () => 4 * r() - 2);
+          failures.push(...bitDiff(`${dtype} ${act} ${B}x${C} forward`, net.forward(X, { exact: true }), net.forward(X, { backend: 'torch' })));
+          for (const option of OPTIONS) {
+            for (const reduction of ['mean', 'sum', 'none'] as const) {
+              const o = lossCase(option, reduction, B, C, F, r);
+              const opts = {
+                inputGrad: true, cache: true, reduction, ignoreIndex: o.ignoreIndex, labelSmoothing: o.labelSmoothing,
+                ...(o.weight ? { weight: o.weight } : {}), ...(o.gradOutput ? { gradOutput: o.gradOutput } : {}),
+              };
+              const y = o.targets ?? o.y;
+              type Result = { loss: number | FloatArray; grads: Record<string, FloatArray>; cache?: { outputs: FloatArray[] } };
+              const exact = net.forwardBackward(X, y as never, { ...opts, exact: true } as never) as Result;
+              const torch = net.forwardBackward(X, y as never, { ...opts, backend: 'torch' } as never) as Result;
+              const name = `${dtype} ${act} ${B}x${C} ${option} ${reduction}`;
+              if (typeof exact.loss === 'number') {
+                if (!Object.is(exact.loss, torch.loss)) failures.push(`${name} loss ${exact.loss} vs ${String(torch.loss)}`);
+              } else failures.push(...bitDiff(`${name} losses`, exact.loss, torch.loss as FloatArray));
+              for (const key of Object.keys(torch.grads)) failures.push(...bitDiff(`${name} ${key}`, exact.grads[key], torch.grads[key]));
+              failures.push(...bitDiff(`${name} logits`, exact.cache!.outputs.at(-1)!, torch.cache!.outputs.at(-1)!));
+              cases++;
+            }
+          }
+        }
+      }
+    }
+    expect(cases).toBe(2 * 4 * 4 * OPTIONS.length * 3);
+    expect(failures.slice(0, 20)).toEqual([]);
+  }, 60_000);
 });
