@@ -78,9 +78,11 @@ describe.skipIf(skip)(backendTitle('torch.optim constants: 20 steps against torc
 
   // Every rule ends with torch::optim's bits, float32 and float64, native and ts: torch.optim's
   // constants (each scalar in double, rounded once to the dtype) and ATen's roundings: add(a, b,
-  // alpha) and addcmul are fused multiply-adds in its AVX2 kernels (std::fma in C++; an exact
-  // emulation in JS, lib/train/fma.ts), addcdiv, mul, div and sqrt round once each. Before the
-  // FMAs: float64 35–50% of SGD's entries and ~90% of Adam's identical, float32 Adam ≥ 95%.
+  // alpha) and addcmul are fused multiply-adds in its AVX2 and AVX512 kernels (std::fma in C++; an
+  // exact emulation in JS, lib/train/fma.ts) and not in its DEFAULT ones, the kernel set this
+  // process's LibTorch and the rules both take from ATEN_CPU_CAPABILITY (test/41 holds each set);
+  // addcdiv, mul, div and sqrt round once each. Before the FMAs (AVX2): float64 35–50% of SGD's
+  // entries and ~90% of Adam's identical, float32 Adam ≥ 95%.
   const cases: [string, OptimizerOptions, number][] = [
     ['adam', { optimizer: 'adam' }, 0.01],
     ['adam, L2 0.01', { optimizer: 'adam', weightDecay: 0.01 }, 0.01],

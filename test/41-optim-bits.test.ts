@@ -18,7 +18,7 @@ import { initParams, Trainer } from '../lib';
 import { torchBinding } from '../lib/backends/torch';
 import { coreBinding } from '../lib/binding';
 import { fma32, fma64 } from '../lib/train/fma';
-import { type AtenCapability, atenCapability, optimizerConfig, type OptimizerOptions, torchOptimizerRun } from '../lib/train/optimizer';
+import { assumedCapability, type AtenCapability, atenCapability, optimizerConfig, type OptimizerOptions, torchOptimizerRun } from '../lib/train/optimizer';
 import { allocateState } from '../lib/train/state';
 import { applyUpdate } from '../lib/train/update';
 import type { Dtype, FloatArray } from '../lib/types';
@@ -166,6 +166,16 @@ describe(`${golden.steps} steps against PyTorch Python ${golden.torch}'s torch.o
       });
     }
   }
+});
+
+describe('the kernel set the rules assume', () => {
+  it("without the core addon (the pure-TS package): ATEN_CPU_CAPABILITY's, else AVX2 — the addon's answer on a CPU with AVX2 and FMA", () => {
+    const hasAvx2 = withCapability(null, () => coreBinding().atenCapability()) === 'AVX2';
+    for (const v of [null, 'default', 'avx2', 'avx512', 'sse9', 'AVX2']) {
+      const addon = withCapability(v, () => coreBinding().atenCapability());
+      if (hasAvx2 || v === 'default') expect(assumedCapability(v ?? undefined), String(v)).toBe(addon);
+    }
+  });
 });
 
 // PyTorch Python live: the goldens regenerated now, each kernel set in a process of its own (ATen

@@ -122,8 +122,12 @@ const CAPABILITY_NAMES: Record<string, AtenCapability> = { default: 'DEFAULT', a
  * without them, set ATEN_CPU_CAPABILITY=default to get torch.optim's bits there.
  */
 export function atenCapability(): AtenCapability {
-  if (available(coreBinding)) return coreBinding().atenCapability();
-  return CAPABILITY_NAMES[process.env.ATEN_CPU_CAPABILITY ?? ''] ?? 'AVX2';
+  return available(coreBinding) ? coreBinding().atenCapability() : assumedCapability(process.env.ATEN_CPU_CAPABILITY);
+}
+
+/** The kernel set assumed without the addon, from ATEN_CPU_CAPABILITY's value (an unknown one is ignored, as ATen ignores it). */
+export function assumedCapability(setting: string | undefined): AtenCapability {
+  return CAPABILITY_NAMES[setting ?? ''] ?? 'AVX2';
 }
 
 /** a·b + c as ATen's DEFAULT kernels round it: the product, then the sum (float64; JavaScript never fuses). */
