@@ -9,7 +9,9 @@ import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
 import { architecture, type ArchitectureOptions, fileNet, type Layout, layoutOf, type ModuleKind } from '../io/layers';
-import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { writeFileAtomic } from '../io/atomic';
+import { writeSafetensors } from '../io/safetensors';
+import { asBuffer, fileFrom, MODEL_FILE_OPTIONS, type ModelFileOptions, type ModelInfo, modelInfoEntries, modelInfoOption, readModelInfo } from '../model-file';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
@@ -95,6 +97,9 @@ export interface OptimizerStateOption {
   optimizerState?: boolean | string;
 }
 
+/** Trainer.save's options: the model file's fields (saveModel's), the layout, and the optimizer state's place. */
+export type TrainerSaveOptions = ModelFileOptions & { layout?: Layout; layers?: readonly ModuleKind[] } & OptimizerStateOption;
+
 /** opts.optimizerState checked: true (the default), false, or a non-empty path. */
 function optimizerStateOption(x: unknown): boolean | string {
   if (x === undefined) return true;
@@ -121,6 +126,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   private running = false;
   /** Read from a state_dict with Dropout or Identity: its nn.Sequential's modules (save writes the same indices). */
   private modules?: readonly ModuleKind[];
+  /** The model file's fields (preprocessing, class and feature names, metadata) read by Trainer.load: save writes them back. */
+  private info: ModelInfo = { metadata: {} };
 
   /** @throws {TypeError|RangeError} bad params or options, in the wording of every handgrad error */
   constructor(params: M, opts: TrainerOptions = {}) {
@@ -353,40 +360,65 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * @throws {TypeError|RangeError} bad options
    * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when a file cannot be written (a failed optimizer file leaves the model file as it was)
    */
-  save(path: string, opts: { metadata?: Record<string, string>; layout?: Layout; layers?: readonly ModuleKind[] } & OptimizerStateOption = {}): void {
-    const o = v.options('opts', opts, ['metadata', 'layout', 'layers', 'optimizerState'] as const);
+  save(path?: undefined, opts?: TrainerSaveOptions): Buffer;
+  save(path: string, opts?: TrainerSaveOptions): void;
+  save(path?: string, opts: TrainerSaveOptions = {}): Buffer | void {
+    const o = v.options('opts', opts, ['layout', 'layers', 'optimizerState', ...MODEL_FILE_OPTIONS] as const);
     const layout = v.oneOf('opts.layout', o.layout, ['handgrad', 'torch'] as const, 'handgrad');
     const modules = torchModulesOption(o.layers, layout) ?? (layout === 'torch' ? this.modules : undefined);
     const withOptimizer = optimizerStateOption(o.optimizerState);
     if (typeof withOptimizer === 'string' && layout !== 'torch') {
       v.fail(TypeError, "no path without layout: 'torch' (handgrad's layout keeps the optimizer state inside the file)", 'opts.optimizerState', withOptimizer);
     }
-    if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
-    const optimizerPath = layout !== 'torch' || withOptimizer === false ? undefined : withOptimizer === true ? optimizerFilePath(path) : withOptimizer;
-    if (optimizerPath !== undefined && resolve(optimizerPath) === resolve(path)) v.fail(RangeError, 'another path than the model file\'s', 'opts.optimizerState', optimizerPath);
-    this.enter();
+    if (path !== undefined && (typeof path !== 'string' || path === '')) v.fail(TypeError, 'a file path (or none, for the bytes)', 'path', path);
+    // PyTorch's layout: the file is the state_dict alone (strict load_state_dict), the optimizer
+    // state a file beside it; neither the standardizer's tensors nor a file beside bytes fit.
+    if (layout === 'torch' && o.preprocess !== undefined) v.fail(TypeError, "no opts.preprocess with layout: 'torch' (the file holds the state_dict alone)", 'opts.preprocess', o.preprocess);
+    if (layout === 'torch' && path === undefined && withOptimizer !== false) {
+      v.fail(TypeError, "a path for layout: 'torch' (the model file names its optimizer file relative to itself), or optimizerState: false", 'path', path);
+    }
+    const optimizerPath = layout !== 'torch' || withOptimizer === false ? undefined : withOptimizer === true ? optimizerFilePath(path!) : withOptimizer;
+    if (optimizerPath !== undefined && path !== undefined && resolve(optimizerPath) === resolve(path)) v.fail(RangeError, 'another path than the model file\'s', 'opts.optimizerState', optimizerPath);
     const c = this.state.config;
-    const tensors = sequentialTensors(this.model, layout, modules);
-    const metadata: Record<string, string> = {
-      ...metadataOption(o.metadata),
-      ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined, modules),
-      trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule, ...(c.exact ? { exact: true } : {}) }),
+    // The model file's fields: the caller's, else those this Trainer was loaded with.
+    const given = modelInfoOption(o, c.D, c.C);
+    const kept = this.info;
+    const info: ModelInfo = {
+      preprocess: o.preprocess !== undefined ? given.preprocess : layout === 'torch' ? undefined : kept.preprocess,
+      classes: o.classes !== undefined ? given.classes : kept.classes,
+      features: o.features !== undefined ? given.features : kept.features,
+      label: o.label !== undefined ? given.label : kept.label,
+      metadata: o.metadata !== undefined ? given.metadata : kept.metadata,
     };
-    if (withOptimizer !== false) {
-      Object.assign(metadata, counterMetadata(this.state));
-      // The optimizer file first: a crash before the model file's rename leaves the old model
-      // file, whose digest no longer matches, and Trainer.load refuses the pair.
-      if (optimizerPath !== undefined) Object.assign(metadata, saveOptimizerFile(this.state, path, optimizerPath));
-      else {
-        for (const k of this.state.names) {
-          const slot = this.state.slots[k];
-          if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
-          if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
-          if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
+    const extra = modelInfoEntries(info);
+    // During a fit (the worker steps on the shared buffers), the weights, the optimizer state and
+    // the counters are read holding the parameters, as a step's update holds them: the file is
+    // that of a whole step, the same kind of file as one saved between fits.
+    const bytes = holdingParams(this.state, () => {
+      const tensors = { ...sequentialTensors(this.model, layout, modules), ...extra.tensors };
+      const metadata: Record<string, string> = {
+        ...extra.metadata,
+        ...sequentialMetadata(this.model, layout, this.twoLayer ? (this.params as LiveParams).activation : undefined, modules),
+        trainer: JSON.stringify({ optimizer: c.optimizer, lr: c.lr, batchSize: c.batchSize, seed: c.seed, backend: c.backend, schedule: c.schedule, ...(c.exact ? { exact: true } : {}) }),
+      };
+      if (withOptimizer !== false) {
+        Object.assign(metadata, counterMetadata(this.state));
+        // The optimizer file first: a crash before the model file's rename leaves the old model
+        // file, whose digest no longer matches, and Trainer.load refuses the pair.
+        if (optimizerPath !== undefined) Object.assign(metadata, saveOptimizerFile(this.state, path!, optimizerPath));
+        else {
+          for (const k of this.state.names) {
+            const slot = this.state.slots[k];
+            if (slot.m) tensors[`optimizer.${k}.m`] = { shape: [slot.m.length], data: slot.m };
+            if (slot.v) tensors[`optimizer.${k}.v`] = { shape: [slot.v.length], data: slot.v };
+            if (slot.vmax) tensors[`optimizer.${k}.vmax`] = { shape: [slot.vmax.length], data: slot.vmax };
+          }
         }
       }
-    }
-    saveSafetensors(path, tensors, metadata);
+      return writeSafetensors(tensors, metadata); // copied out under the hold
+    });
+    if (path === undefined) return asBuffer(bytes);
+    writeFileAtomic(path, bytes);
   }
 
   /**
@@ -405,12 +437,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * @throws {TypeError|RangeError} bad options
    * @throws {HandgradError} ERR_FILE for a missing or malformed file, a missing or mismatched optimizer file (naming both files), a state_dict without its activations, or a setting, counter, position or optimizer state out of range (naming its key)
    */
-  static load(path: string, opts: TrainerOptions & ArchitectureOptions & OptimizerStateOption = {}): Trainer<TwoLayerParams | Sequential> {
+  static load(source: string | Uint8Array, opts: TrainerOptions & ArchitectureOptions & OptimizerStateOption = {}): Trainer<TwoLayerParams | Sequential> {
     const o = v.options('opts', opts, LOAD_OPTIONS, v.NOT_YET_SUPPORTED);
     const { layers, activation, optimizerState, ...rest } = o;
     const arch = architecture({ layers, activation });
     const withOptimizer = optimizerStateOption(optimizerState);
-    const file = loadSafetensors(path);
+    // `path` names the source in errors: the file's path, or "the checkpoint bytes".
+    const { file, name: path, path: filePath } = fileFrom(source, 'checkpoint');
     const meta = file.metadata;
     // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one; so
     // does any net but Linear, act, Linear.
@@ -422,29 +455,35 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (typeof withOptimizer === 'string' && layout !== 'torch') {
       fileError(path, `a checkpoint in PyTorch's layout for opts.optimizerState (${withOptimizer})`, 'the file', new v.Received("one in handgrad's layout, which keeps its optimizer state inside"));
     }
-    const source: OptimizerSource | undefined = layout === 'torch' && withOptimizer !== false
+    // Bytes have no folder: the optimizer file a torch-layout model file names is found only by a path.
+    if (filePath === undefined && layout === 'torch' && withOptimizer === true && meta[OPTIMIZER_STATE] !== undefined) {
+      fileError(path, `a path (opts.optimizerState) for the optimizer file that __metadata__.${OPTIMIZER_STATE} names relative to the model file's folder`, `__metadata__.${OPTIMIZER_STATE}`, new v.Received(`${JSON.stringify(meta[OPTIMIZER_STATE])} (read from bytes); or { optimizerState: false } for the weights alone`));
+    }
+    const optimizerSource: OptimizerSource | undefined = layout === 'torch' && withOptimizer !== false
       ? readOptimizerFile(path, meta, typeof withOptimizer === 'string' ? withOptimizer : undefined) : undefined;
-    if (layout === 'torch' && withOptimizer !== false && source === undefined && meta.steps !== undefined && meta.steps !== '0') {
+    if (layout === 'torch' && withOptimizer !== false && optimizerSource === undefined && meta.steps !== undefined && meta.steps !== '0') {
       fileError(path, `the optimizer file of a checkpoint that took steps, named in __metadata__.${OPTIMIZER_STATE}`, `__metadata__.${OPTIMIZER_STATE}`, new v.Received(`nothing (__metadata__.steps is ${meta.steps}); name it with { optimizerState: path }, or start a fresh optimizer from the weights with { optimizerState: false }`));
     }
     // The saved settings and counters are checked before use (ERR_FILE naming the key); opts,
     // the caller's, override the settings and are checked as the constructor checks them.
     // (A pair PyTorch wrote has no "trainer": its optimizer file's class and param_groups say the settings.)
     const saved = meta.trainer !== undefined ? asFileError(path, () => savedSettings(meta.trainer))
-      : source !== undefined ? optimizerFileSettings(source, parameters) : {};
+      : optimizerSource !== undefined ? optimizerFileSettings(optimizerSource, parameters) : {};
     const act = p instanceof Sequential ? undefined : p.activation;
     const t = new Trainer<TwoLayerParams | Sequential>(p instanceof Sequential ? p : { D: p.D, H: p.H, C: p.C, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2 }, { ...savedUnder(saved, rest), activation: act, ...rest } as TrainerOptions);
     // A state_dict with Dropout or Identity: saved in the torch layout, it keeps its indices.
     t.modules = fileNet(file, path, arch, 'Trainer.load').modules;
+    // The model file's fields, checked against the net (ERR_FILE naming the key): save writes them back.
+    t.info = readModelInfo(file, path, t.state.config.D, t.state.config.C);
     if (withOptimizer === false) return t; // a fresh run from the weights: counters and moments from zero
     restoreCounters(t.state, meta, path);
-    if (source !== undefined && meta.steps === undefined) t.state.counters[COUNTER.steps] = optimizerFileSteps(source);
+    if (optimizerSource !== undefined && meta.steps === undefined) t.state.counters[COUNTER.steps] = optimizerFileSteps(optimizerSource);
     // The buffers must all be there when the file's rule is the Trainer's and it has stepped.
     // (AMSGrad switched on for a file saved without it starts its largest v afresh.)
     const opt = t.state.config.optimizer;
     const rule = saved.optimizer === undefined ? undefined : asFileError(path, () => optimizerConfig(saved as RuleOptions, 'the saved settings'));
     const required = rule !== undefined && rule.name === opt.name && rule.amsgrad === opt.amsgrad && t.state.counters[COUNTER.steps] > 0;
-    if (source !== undefined) restoreFromOptimizerFile(t.state, source, required);
+    if (optimizerSource !== undefined) restoreFromOptimizerFile(t.state, optimizerSource, required);
     else if (layout === 'handgrad') restoreOptimizerState(t.state, file, path, required);
     return t;
   }
