@@ -266,12 +266,9 @@ describe.skipIf(pythonSkip !== null)(`exact mode: PyTorch Python live on this ma
         expect([live.capability, live.openblasCore]).toEqual(machine());
         const failures = live.cases.map((c) => [c.name, exactStep(c)] as const).filter(([, d]) => d.length > 0);
         expect(failures).toEqual([]);
-        // The optimizer rules (native/core/optimizer.h) fuse as ATen's vectorized AVX2/AVX512 kernels
-        // do; its DEFAULT kernels do not fuse, which that file does not reproduce (yet).
-        if (machine()![0] !== 'DEFAULT') {
-          const runs = (JSON.parse(readFileSync(join(dir, 'trajectories.json'), 'utf8')) as { runs: Trajectory[] }).runs;
-          expect(runs.map((r) => [r.name, train(r)] as const).filter(([, d]) => d.length > 0)).toEqual([]);
-        }
+        // The optimizer rules (native/core/optimizer.h) fuse where ATen's kernels do (AVX2, AVX512), not under DEFAULT.
+        const runs = (JSON.parse(readFileSync(join(dir, 'trajectories.json'), 'utf8')) as { runs: Trajectory[] }).runs;
+        expect(runs.map((r) => [r.name, train(r)] as const).filter(([, d]) => d.length > 0)).toEqual([]);
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
