@@ -1,6 +1,8 @@
 // a·b + c rounded once (a fused multiply-add), in JavaScript, which has none: ATen's add(alpha)
-// and addcmul are FMAs in the kernels LibTorch runs (native/core/optimizer.h), and an unfused
-// a·b + c differs from them in about one entry in ten, an ulp that later steps carry on.
+// and addcmul are FMAs in the AVX2 and AVX512 kernels LibTorch runs on any x86-64 with AVX2
+// (native/core/optimizer.h; its DEFAULT kernels do not fuse, and the rule then does not call
+// these), and an unfused a·b + c differs from them in about one entry in ten, an ulp that later
+// steps carry on.
 
 /**
  * The rounding error of p = fl(a·b) (Dekker's TwoProduct): a·b = p + error exactly. Each factor is
