@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
 import type { Dataset } from '../data/dataset';
 import { predict } from '../model';
+import type { ModelFileOptions } from '../model-file';
 import { initParams } from '../params';
 import { decisionBoundarySvg, trainingCurvesSvg } from '../plot';
 import { Sequential } from '../layers/sequential';
@@ -28,6 +29,8 @@ interface Prepared {
   val?: { X: FloatArray; y: Int32Array };
   D: number;
   C: number;
+  /** What the model file keeps to use the net on raw rows: the standardizer fitted here, class and column names. */
+  file: ModelFileOptions;
   /** Settings that suit the set, used where the command line says nothing. */
   defaults: { hidden: number; epochs: number; lr: number; batch: number; optimizer: OptimizerName };
 }
@@ -37,11 +40,12 @@ const BUILT_IN = ['xor', 'spirals', 'blobs', 'digits', 'mnist'] as const;
 /** X in the --dtype the network is made in (the generated sets and CSV are float64). */
 const inDtype = (X: FloatArray, dtype: Dtype): FloatArray => (dtype === 'float32' && !(X instanceof Float32Array) ? Float32Array.from(X) : X);
 
-function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, dtype: Dtype, defaults: Prepared['defaults']): Prepared {
+function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, dtype: Dtype, defaults: Prepared['defaults'], names: Omit<ModelFileOptions, 'preprocess'> = {}): Prepared {
   const { train, val } = trainValSplit(inDtype(d.X, dtype), d.y, d.D, { fraction: 0.2, seed });
   const z = standardize ? fitStandardizer(train.X, d.D) : null; // fitted on train only, applied to both
   const part = ({ X, y }: { X: FloatArray; y: Int32Array }) => ({ X: z ? z.apply(X) : X, y });
-  return { name, train: part(train), val: part(val), D: d.D, C: d.C, defaults };
+  // The model file keeps the statistics, so `handgrad predict` and loadModel take raw rows.
+  return { name, train: part(train), val: part(val), D: d.D, C: d.C, file: { ...names, ...(z ? { preprocess: { mean: z.mean, std: z.std } } : {}) }, defaults };
 }
 
 /** The data set named on the command line, split and scaled, with its default settings. */
@@ -51,7 +55,7 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
     case 'xor': {
       // The seed's setting: full batch, evaluated on the training points.
       const d = xor({ seed });
-      return { name: 'xor', train: { X: inDtype(d.X, opts.dtype), y: d.y }, D: 2, C: 2, defaults: { hidden: 8, epochs: 3000, lr: 0.5, batch: d.y.length, optimizer: 'sgd' } };
+      return { name: 'xor', train: { X: inDtype(d.X, opts.dtype), y: d.y }, D: 2, C: 2, file: {}, defaults: { hidden: 8, epochs: 3000, lr: 0.5, batch: d.y.length, optimizer: 'sgd' } };
     }
     case 'spirals':
       return split('spirals', spirals({ n: 600, seed }), seed, false, opts.dtype, { hidden: 64, epochs: 400, lr: 0.01, batch: 32, optimizer: 'adam' });
@@ -62,11 +66,14 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
       return split('digits', loadDigits({ dtype: opts.dtype }), seed, false, opts.dtype, { hidden: 64, epochs: 60, lr: 0.1, batch: 32, optimizer: 'sgd' });
     case 'mnist': {
       const m = loadMnist({ dtype: opts.dtype });
-      return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, defaults: { hidden: 256, epochs: 5, lr: 0.05, batch: 128, optimizer: 'momentum' } };
+      return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, file: {}, defaults: { hidden: 256, epochs: 5, lr: 0.05, batch: 128, optimizer: 'momentum' } };
     }
     default: {
       const label = opts.label === undefined ? undefined : /^-?\d+$/.test(opts.label) ? Number(opts.label) : opts.label;
-      return split(data, readCsv(data, { label }), seed, true, opts.dtype, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' });
+      const d = readCsv(data, { label });
+      // Class names in id order (the ids themselves when the labels are numbers), the columns by name.
+      const classes = d.classNames ?? Array.from({ length: d.C }, (_, c) => String(c));
+      return split(data, d, seed, true, opts.dtype, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' }, { classes, features: d.featureNames, label: d.labelName });
     }
   }
 }
@@ -137,15 +144,15 @@ function stopOnSignals(tell: (line: string) => void) {
  * Saves the trainer to DIR/model.safetensors; when that fails, to the temporary folder, so a file
  * error never costs the run. Returns the path. @throws {HandgradError} ERR_FILE saying where it went
  */
-function saveModel(trainer: Trainer<TwoLayerParams | Sequential>, dir: string, metadata: Record<string, string>): string {
+function saveModel(trainer: Trainer<TwoLayerParams | Sequential>, dir: string, file: ModelFileOptions): string {
   const path = join(dir, 'model.safetensors');
   try {
-    trainer.save(path, { metadata });
+    trainer.save(path, file);
     return path;
   } catch (err) {
     const rescue = join(tmpdir(), `handgrad-model-${process.pid}-${Date.now()}.safetensors`);
     try {
-      trainer.save(rescue, { metadata });
+      trainer.save(rescue, file);
     } catch {
       throw err;
     }
@@ -280,7 +287,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     bar?.stop();
     // The model first: nothing written after it (plots, history) can lose the run.
     const signal = stop.received();
-    modelPath = saveModel(trainer, outDir, signal ? { stopped: signal } : {});
+    modelPath = saveModel(trainer, outDir, { ...data.file, ...(signal ? { metadata: { stopped: signal } } : {}) });
     if (signal) {
       throw new Interrupted(signal, `stopped by ${signal} after ${trainer.steps} steps (${trainer.epochs} whole epochs); ` +
         `saved the model so far to ${modelPath} (Trainer.load continues from it)`);
@@ -324,8 +331,10 @@ export const train: Command = {
   help: `usage: handgrad train [options]
 
 Trains off the event loop (a progress bar on a terminal, epoch lines otherwise), then writes
-curves.svg, boundary.svg (2-D data), history.json and model.safetensors to --out. Settings not
-given take the data set's own defaults (printed on the first line).
+curves.svg, boundary.svg (2-D data), history.json and model.safetensors to --out: one model file
+with the standardizer fitted here and, for a CSV, the class and column names, which
+\`handgrad predict\` and loadModel use on raw rows. Settings not given take the data set's own
+defaults (printed on the first line).
 
   --data xor|spirals|blobs|digits|mnist|FILE.csv   (default xor; a CSV is split 80/20 and standardized)
   --label COL                  the CSV's label column, by name or 0-based index (default the last)
