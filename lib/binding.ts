@@ -121,7 +121,10 @@ export const coreBinding: () => CoreBinding = once(() => {
     throw new HandgradError(
       'ERR_NATIVE_UNAVAILABLE',
       `The native addon could not be loaded from ${packageRoot} (${(cause as Error).message.split('\n')[0]}). ` +
-        'Build it with `npm run setup` (needs g++, make and libopenblas-dev: ' +
+        // Worded for a consumer's node_modules, where scripts/ is not shipped: npm rebuild runs the
+        // package's install script (node-gyp-build: the prebuild for this platform, else node-gyp).
+        `No prebuild for ${process.platform}-${process.arch} was found and none was compiled (installed with --ignore-scripts?): ` +
+        'build it with `npm rebuild handgrad` (compiling needs g++, make and libopenblas-dev: ' +
         '`apt-get install -y g++ make libopenblas-dev`), or use { backend: \'ts\' }.',
       { cause },
     );

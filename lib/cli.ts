@@ -17,6 +17,7 @@ import { didYouMean } from './validate';
 const commands: Record<string, Command> = { tour, verify: verifyCommand, grads: gradsCommand, train };
 commands.launch = (require('./commands/launch') as typeof import('./commands/launch')).launchCommand; // eslint-disable-line @typescript-eslint/no-require-imports
 commands.predict = (require('./commands/predict') as typeof import('./commands/predict')).predictCommand; // eslint-disable-line @typescript-eslint/no-require-imports
+commands['build-torch'] = (require('./commands/build-torch') as typeof import('./commands/build-torch')).buildTorchCommand; // eslint-disable-line @typescript-eslint/no-require-imports
 
 function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  handgrad ${name.padEnd(8)} ${c.summary}`);

@@ -1,10 +1,35 @@
 // Pictures of a training run, as SVG, drawn by Vega-Lite (rendered headless by Vega: no canvas,
-// no browser). Loaded lazily: only the CLI's `train` needs them.
+// no browser). Loaded lazily: only the CLI's `train` and the benchmarks need them, so vega and
+// vega-lite (27 MB of a 45 MB install) are optionalDependencies: where they are absent
+// (npm install --omit=optional, or a failed optional install) the plots are skipped, saying so.
+import { HandgradError } from './errors';
 import type { EpochRecord } from './train/loop';
 
 type Spec = Record<string, unknown>;
 
+const PLOT_MODULES = ['vega', 'vega-lite'] as const;
+
+/**
+ * Why plots cannot be drawn here, in one line (vega or vega-lite not installed, and how to get
+ * them), or null when they can.
+ */
+export function plotsUnavailable(): string | null {
+  const missing = PLOT_MODULES.filter((m) => {
+    try {
+      require.resolve(m);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return null;
+  return `plots skipped: ${missing.join(' and ')} (optional dependencies of handgrad, only for plots) ${missing.length > 1 ? 'are' : 'is'} not installed; \`npm install vega vega-lite\` to draw them`;
+}
+
+/** @throws {HandgradError} ERR_NOT_BUILT when vega or vega-lite is not installed (plotsUnavailable says which) */
 async function render(spec: Spec): Promise<string> {
+  const why = plotsUnavailable();
+  if (why !== null) throw new HandgradError('ERR_NOT_BUILT', why);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const vega = require('vega') as typeof import('vega');
   // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,11 +1,11 @@
 // `handgrad verify` and `handgrad grads` (and --help, --version) as a user runs them: the compiled CLI (dist/, built by
 // `node scripts/setup.mjs`, which `npm test` runs first) in child processes, exit codes and output.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadSafetensors, saveSafetensors } from '../lib';
+import { loadSafetensors, saveSafetensors, type TensorInput } from '../lib';
 import { errEps, FIXTURES } from './helpers';
 
 const ROOT = join(__dirname, '..');
@@ -43,6 +43,41 @@ describe('handgrad', () => {
     expect(r.stderr).toMatch(/^handgrad train: Expected no option '--epoch' for handgrad train \(did you mean '--epochs'\?\); the options are --data, /);
     expect(cli(['trian']).stderr).toMatch(/unknown command 'trian' \(did you mean 'train'\?\)/);
   });
+
+  it('every command that handgrad --help lists answers --help and -h with its usage (exit 0), before any other flag is read', () => {
+    const listed = [...cli(['--help']).stdout.matchAll(/^ {2}handgrad (\S+)/gm)].map((m) => m[1]);
+    expect(listed).toEqual(expect.arrayContaining(['tour', 'verify', 'grads', 'train', 'launch', 'build-torch']));
+    for (const command of listed) {
+      for (const args of [['--help'], ['-h'], ['--bogus', '--help']]) {
+        const r = cli([command, ...args]);
+        expect(r.code, `${command} ${args.join(' ')}: ${r.stderr}`).toBe(0);
+        expect(r.stdout).toMatch(new RegExp(`^usage: handgrad ${command}\\b`));
+      }
+    }
+  });
+});
+
+describe('handgrad build-torch', () => {
+  it("runs the package's own cmake-js (a dependency, resolved from the package) on its CMakeLists.txt; without cmake it exits 1 saying what is needed", () => {
+    const dry = cli(['build-torch', '--dry-run', '--jobs', '3']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const m = /^handgrad build-torch: (\S+) (\S+) compile --out build-torch --parallel 3 {2}\(in (.+)\)$/m.exec(dry.stdout);
+    expect(m, dry.stdout).not.toBeNull();
+    expect(m![1]).toBe(process.execPath);
+    expect(existsSync(m![2])).toBe(true);
+    expect(m![2]).toMatch(/node_modules[/\\]cmake-js[/\\]bin[/\\]cmake-js$/);
+    expect(existsSync(join(m![3], 'CMakeLists.txt'))).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    expect(pkg.dependencies['cmake-js']).toBeDefined();
+    expect(pkg.devDependencies['cmake-js']).toBeUndefined();
+    // No cmake on the PATH (an empty folder; node is spawned by its own path): one line that says what to install.
+    const empty = join(tmp, 'empty-path');
+    mkdirSync(empty, { recursive: true });
+    const bare = cli(['build-torch'], { PATH: empty });
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toMatch(/^handgrad build-torch: cmake is not on the PATH \(it needs cmake, a C\+\+17 compiler and LibTorch: `apt-get install -y cmake g\+\+ libtorch-dev`\)$/m);
+    expect(cli(['build-torch', '--jobs', '0']).stderr).toMatch(/Expected a positive integer for --jobs but received "0"/);
+  });
 });
 
 describe('handgrad verify', () => {
@@ -60,6 +95,15 @@ describe('handgrad verify', () => {
     const r = cli(['verify', '--B', '16', '--D', '24', '--H', '32', '--C', '5'], { HANDGRAD_TORCH_ADDON: join(tmp, 'no-such-addon.node') });
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toMatch(/reference: fd \(central finite differences in float64 \(step 1e-8\): the torch reference is unavailable in this build\)/);
+    // Not only a field: the verdict line opens with the fallback, why, and the command that fixes it.
+    expect(r.stdout).toMatch(/^OK: Fell back to finite differences, not LibTorch autograd: The LibTorch addon is not built: .*no-such-addon\.node does not exist; `npx handgrad build-torch` builds it, or ask for reference 'fd' \(--reference fd\)/m);
+    const json = JSON.parse(cli(['verify', '--B', '4', '--D', '3', '--H', '5', '--C', '2', '--json'], { HANDGRAD_TORCH_ADDON: join(tmp, 'no-such-addon.node') }).stdout);
+    expect(json.fallback).toMatch(/no-such-addon\.node does not exist/);
+    expect(json.summary).toMatch(/^Fell back to finite differences/);
+    // Asked for fd: nothing fell back, nothing to say.
+    const asked = JSON.parse(cli(['verify', '--B', '4', '--D', '3', '--H', '5', '--C', '2', '--json', '--reference', 'fd'], { HANDGRAD_TORCH_ADDON: join(tmp, 'no-such-addon.node') }).stdout);
+    expect(asked.fallback).toBeUndefined();
+    expect(asked.summary).toMatch(/^All checked tensors match/);
     const demanded = cli(['verify', '--reference', 'torch', '--B', '4'], { HANDGRAD_TORCH_ADDON: join(tmp, 'no-such-addon.node') });
     expect(demanded.code).toBe(2);
     expect(demanded.stderr).toMatch(/LibTorch addon is not built/);
@@ -147,6 +191,55 @@ describe('handgrad grads', () => {
       });
     }
   }
+
+  it("an nn.Sequential's state_dict (0.weight [H,D], …) with its activation named reproduces the same PyTorch gradients; unnamed, it exits 2 saying how", () => {
+    const base = join(FIXTURES, 'seed-realistic-64x128x256x10');
+    const c = loadSafetensors(`${base}.case.safetensors`);
+    const want = loadSafetensors(`${base}.expected.safetensors`).tensors;
+    const T = (name: string, rows: number, cols: number) => {
+      const a = c.tensors[name].data as Float64Array;
+      const out = new Float64Array(a.length);
+      for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) out[k * rows + r] = a[r * cols + k];
+      return { shape: [cols, rows], data: out };
+    };
+    const { X, y, b1, b2 } = c.tensors;
+    const check = (args: string[], dict: Record<string, TensorInput>, meta: Record<string, string>, name: string) => {
+      const path = join(tmp, `${name}.safetensors`);
+      saveSafetensors(path, { X, y, ...dict }, meta);
+      const out = join(tmp, `${name}-out.safetensors`);
+      const r = cli(['grads', path, '-o', out, ...args]);
+      return { r, got: r.code === 0 ? loadSafetensors(out) : undefined };
+    };
+    const sd = { '0.weight': T('W1', 128, 256), '0.bias': b1, '2.weight': T('W2', 256, 10), '2.bias': b2 };
+    const named = check(['--activation', 'relu'], sd, { reduction: 'mean' }, 'sd');
+    expect(named.r.code, named.r.stderr).toBe(0);
+    expect(named.r.stdout).toMatch(/from PyTorch's layout \(0\.weight, 0\.bias, 2\.weight, 2\.bias\)/);
+    for (const [k, w] of Object.entries(want)) {
+      expect(named.got!.tensors[k].shape, k).toEqual(w.shape); // handgrad's layout: dW1 [D,H]
+      expect(errEps(named.got!.tensors[k].data as Float64Array, w.data as Float64Array, 'float64'), k).toBeLessThanOrEqual(TOL_EPS);
+    }
+    // A Dropout between (indices 0 and 3) with every module named.
+    const gap = { '0.weight': sd['0.weight'], '0.bias': b1, '3.weight': sd['2.weight'], '3.bias': b2 };
+    const layers = check(['--layers', 'linear,relu,dropout,linear'], gap, {}, 'sd-gap');
+    expect(layers.r.code, layers.r.stderr).toBe(0);
+    expect(errEps(layers.got!.tensors.dW1.data as Float64Array, want.dW1.data as Float64Array, 'float64')).toBeLessThanOrEqual(TOL_EPS);
+    // The file's own metadata names it too.
+    expect(check([], sd, { activation: 'relu' }, 'sd-meta').r.code).toBe(0);
+    // tanh where the weights were trained with ReLU: a different network, a different loss (the flag is obeyed).
+    const tanh = check(['--activation', 'tanh'], sd, { activation: 'relu' }, 'sd-tanh');
+    expect(tanh.r.code, tanh.r.stderr).toBe(0);
+    expect(tanh.got!.metadata.activation).toBe('tanh');
+    expect(Math.abs((tanh.got!.tensors.loss.data as Float64Array)[0] - (want.loss.data as Float64Array)[0])).toBeGreaterThan(1e-6);
+    const unnamed = check([], sd, {}, 'sd-unnamed');
+    expect(unnamed.r.code).toBe(2);
+    expect(unnamed.r.stderr).toMatch(/holds a PyTorch state_dict \(0\.weight, 0\.bias, 2\.weight, 2\.bias\) that does not record its activation: name it with --activation relu\|sigmoid\|tanh, or every module with --layers/);
+    const both = check(['--activation', 'relu', '--layers', 'linear,relu,linear'], sd, {}, 'sd-both');
+    expect(both.r.stderr).toMatch(/Expected either --activation or --layers, not both/);
+    // X's D must be the state_dict's in_features.
+    const wrongD = check(['--activation', 'relu'], { ...sd, '0.weight': { shape: [256, 64], data: new Float64Array(256 * 64) } }, {}, 'sd-d');
+    expect(wrongD.r.code).toBe(2);
+    expect(wrongD.r.stderr).toMatch(/Expected shape \[H,D\] = \[256,128\] \(D from X\) for tensor "0\.weight" but received \[256,64\]/);
+  });
 
   it('int64 labels (PyTorch\'s default) and a metadata override from the command line', () => {
     const c = loadSafetensors(join(FIXTURES, 'seed-realistic-64x128x256x10.case.safetensors'));

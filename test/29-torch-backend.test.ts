@@ -84,7 +84,7 @@ describe('torch addon missing or broken: ERR_TORCH_UNAVAILABLE with the way to b
     const e = thrown(() => loadTorchBinding(join(dir, 'missing', 'handgrad_torch.node')));
     expect(e).toBeInstanceOf(HandgradError);
     expect((e as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
-    expect(e.message).toContain('npm run build:torch');
+    expect(e.message).toContain('npx handgrad build-torch');
     expect(e.message).toContain('apt-get install -y cmake libtorch-dev');
   });
 
@@ -94,7 +94,7 @@ describe('torch addon missing or broken: ERR_TORCH_UNAVAILABLE with the way to b
     const e = thrown(() => loadTorchBinding(bogus));
     expect((e as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
     expect(e.message).toContain('could not be loaded');
-    expect(e.message).toContain('npm run build:torch');
+    expect(e.message).toContain('npx handgrad build-torch');
   });
 
   it('through the public API, with HANDGRAD_TORCH_ADDON pointing nowhere', async () => {
@@ -106,8 +106,8 @@ describe('torch addon missing or broken: ERR_TORCH_UNAVAILABLE with the way to b
     const e = thrown(() => lib.forwardBackward(params, X, y, { backend: 'torch' }));
     expect(e.name).toBe('HandgradError');
     expect((e as HandgradError).code).toBe('ERR_TORCH_UNAVAILABLE');
-    expect(e.message).toContain('npm run build:torch');
-    expect(() => lib.getTorchThreads()).toThrow(/build:torch/);
+    expect(e.message).toContain('npx handgrad build-torch');
+    expect(() => lib.getTorchThreads()).toThrow(/handgrad build-torch/);
     // The other backends are unaffected.
     expect(Number.isFinite(lib.forwardBackward(params, X, y, { backend: 'ts' }).loss)).toBe(true);
     rmSync(dir, { recursive: true, force: true });

@@ -48,9 +48,11 @@ export type TorchBinding = Pick<CoreBinding, 'getNumThreads' | 'setNumThreads'> 
   sequentialStatus(): [number, number];
 };
 
+// A command that works in a consumer's node_modules too: the CLI's build-torch runs the package's
+// own cmake-js (a dependency) on the CMakeLists.txt it ships.
 const BUILD_HINT =
-  'Build it with `npm run build:torch` (needs cmake and LibTorch: `apt-get install -y cmake libtorch-dev`; ' +
-  '`npm run setup` builds it whenever both are installed), or use { backend: \'native\' }.';
+  'Build it with `npx handgrad build-torch` (needs cmake and LibTorch: `apt-get install -y cmake libtorch-dev`), ' +
+  'or use { backend: \'native\' }.';
 
 /** Where the addon is looked for: $HANDGRAD_TORCH_ADDON if set, else build-torch/Release/handgrad_torch.node. */
 export function torchAddonPath(): string {

@@ -1,21 +1,31 @@
 // `handgrad grads CASE.safetensors -o OUT.safetensors [--backend …]`: a batch and weights dumped
-// from PyTorch (X, y, W1, b1, W2, b2; __metadata__ activation and reduction) in, the loss and every
-// gradient out, in X's dtype, so they can be compared with autograd's on the Python side.
+// from PyTorch (X, y, and either handgrad's W1, b1, W2, b2 or an nn.Sequential's state_dict
+// "0.weight" [out,in], …; __metadata__ activation and reduction) in, the loss and every gradient
+// out, in X's dtype and handgrad's layout, so they can be compared with autograd's on the Python side.
+import { paramsFromFile } from '../checkpoint';
 import { fileFail } from '../data/files';
-import { loadSafetensors, saveSafetensors, shapeText, tensorOf, type SafetensorsDtype } from '../io/safetensors';
+import { HandgradError } from '../errors';
+import { architecture, layoutOf } from '../io/layers';
+import { loadSafetensors, saveSafetensors, shapeText, tensorOf, type SafetensorsDtype, type SafetensorsFile, type SafetensorsTensor } from '../io/safetensors';
 import { forwardBackward } from '../model';
+import type { Activation, FloatArray } from '../types';
 import * as v from '../validate';
 import { type Command, flags, STRING } from './command';
 
 const HELP = `usage: handgrad grads CASE.safetensors -o OUT.safetensors [options]
 
-Reads X [B,D] (F64 or F32), y [B] (I32 or I64), W1 [D,H], b1 [H], W2 [H,C], b2 [C] and the
-__metadata__ keys activation and reduction (default relu, mean); writes loss [1], dX, dW1, db1, dW2,
-db2 in X's dtype.
+Reads X [B,D] (F64 or F32), y [B] (I32 or I64), the weights in either layout — handgrad's W1 [D,H],
+b1 [H], W2 [H,C], b2 [C], or the state_dict of nn.Sequential(Linear(D,H), act, Linear(H,C)):
+0.weight [H,D], 0.bias [H], 2.weight [C,H], 2.bias [C] — and the __metadata__ keys activation and
+reduction (default relu, mean); writes loss [1], dX, dW1, db1, dW2, db2 in X's dtype, in handgrad's
+layout (dW1 [D,H]: the transpose of 0.weight.grad).
 
   -o, --out FILE                       where to write (required)
   --backend native|torch|ts|wasm       (default native)
-  --activation relu|sigmoid|tanh       overrides the file's metadata
+  --activation relu|sigmoid|tanh       overrides the file's metadata; a state_dict records none, so
+                                       it needs this or --layers
+  --layers M1,M2,…                     every module of the nn.Sequential in order, e.g.
+                                       linear,tanh,dropout,linear (not with --activation)
   --reduction mean|sum                 overrides the file's metadata
 `;
 
@@ -27,8 +37,10 @@ export const gradsCommand: Command = {
       out: { type: 'string', short: 'o' },
       backend: { type: 'string', default: 'native' },
       activation: STRING,
+      layers: STRING,
       reduction: STRING,
     }, true);
+    if (values.activation !== undefined && values.layers !== undefined) v.fail(TypeError, 'either --activation or --layers, not both', '--layers', values.layers);
     if (positionals.length !== 1) v.fail(TypeError, 'one input file (handgrad grads CASE.safetensors -o OUT.safetensors)', 'the arguments', new v.Received(`${positionals.length} files`));
     if (values.out === undefined) v.fail(TypeError, 'an output file', '-o/--out', new v.Received('none'));
     const [path, out] = [positionals[0], values.out];
@@ -38,15 +50,17 @@ export const gradsCommand: Command = {
     const X = tensorOf(file, 'X', ['F64', 'F32'], path);
     const dtype: SafetensorsDtype = X.dtype;
     const y = tensorOf(file, 'y', ['I32', 'I64'], path);
-    const [W1, b1, W2, b2] = (['W1', 'b1', 'W2', 'b2'] as const).map((n) => {
-      const t = tensorOf(file, n, ['F64', 'F32'], path);
-      if (t.dtype !== dtype) fileFail(`dtype ${dtype} (the dtype of X)`, `tensor "${n}"`, t.dtype, path);
-      return t;
-    });
     if (X.shape.length !== 2) fileFail('shape [B,D]', 'tensor "X"', shapeText(X.shape), path);
     const [B, D] = X.shape;
-    if (b1.shape.length !== 1) fileFail('shape [H]', 'tensor "b1"', shapeText(b1.shape), path);
-    if (b2.shape.length !== 1) fileFail('shape [C]', 'tensor "b2"', shapeText(b2.shape), path);
+    const layers = values.layers?.split(',').map((m) => m.trim());
+    const torchLayout = layoutOf(file) === 'torch';
+    const weights = torchLayout ? stateDictWeights(file, path, values.activation, layers) : handgradWeights(file, path, layers);
+    const [W1, b1, W2, b2] = weights.tensors;
+    (['W1', 'b1', 'W2', 'b2'] as const).forEach((n, i) => {
+      const t = weights.tensors[i];
+      if (t.dtype !== dtype) fileFail(`dtype ${dtype} (the dtype of X)`, `tensor "${weights.names[i]}"`, t.dtype, path);
+      if (n[0] === 'b' && t.shape.length !== 1) fileFail(`shape [${n === 'b1' ? 'H' : 'C'}]`, `tensor "${weights.names[i]}"`, shapeText(t.shape), path);
+    });
     const [H, C] = [b1.shape[0], b2.shape[0]];
     const want = (name: string, shape: number[], got: number[], letters: string) => {
       if (got.length === shape.length && got.every((s, i) => s === shape[i])) return;
@@ -55,10 +69,15 @@ export const gradsCommand: Command = {
       fileFail(`shape ${letters} = ${shapeText(shape)}`, `tensor "${name}"`, `${shapeText(got)}${hint}`, path);
     };
     want('y', [B], y.shape, '[B]');
-    want('W1', [D, H], W1.shape, '[D,H]');
-    want('W2', [H, C], W2.shape, '[H,C]');
+    if (torchLayout) {
+      // Transposed to [in,out] already; D is the one size the state_dict cannot have checked against X.
+      if (W1.shape[0] !== D) fileFail(`shape [H,D] = ${shapeText([H, D])} (D from X)`, `tensor "${weights.names[0]}"`, shapeText([W1.shape[1], W1.shape[0]]), path);
+    } else {
+      want('W1', [D, H], W1.shape, '[D,H]');
+      want('W2', [H, C], W2.shape, '[H,C]');
+    }
 
-    const activation = v.oneOf(values.activation ? '--activation' : '__metadata__.activation', values.activation ?? file.metadata.activation, v.ACTIVATIONS, 'relu');
+    const activation = weights.activation ?? v.oneOf(values.activation ? '--activation' : '__metadata__.activation', values.activation ?? file.metadata.activation, v.ACTIVATIONS, 'relu');
     const reduction = v.oneOf(values.reduction ? '--reduction' : '__metadata__.reduction', values.reduction ?? file.metadata.reduction, v.REDUCTIONS, 'mean');
     const params = { W1: W1.data as Float64Array, b1: b1.data as Float64Array, W2: W2.data as Float64Array, b2: b2.data as Float64Array };
     const r = forwardBackward(params, X.data as Float64Array, y.data as unknown as ArrayLike<number>, { backend, activation, reduction, inputGrad: true });
@@ -67,7 +86,56 @@ export const gradsCommand: Command = {
     const loss = { shape: [1], data: dtype === 'F64' ? new Float64Array([r.loss]) : new Float32Array([r.loss]) };
     saveSafetensors(out, { loss, ...Object.fromEntries(grads) }, { activation, reduction, backend, producer: 'handgrad grads' });
     const written = Object.entries(shapes).map(([k, shape]) => `${k} ${shapeText(shape)}`).join(', ');
-    process.stdout.write(`${out}: loss ${r.loss} and ${written} (${dtype}, ${activation}, ${reduction}, backend ${backend})\n`);
+    const from = torchLayout ? `, from PyTorch's layout (${weights.names.join(', ')})` : '';
+    process.stdout.write(`${out}: loss ${r.loss} and ${written} (${dtype}, ${activation}, ${reduction}, backend ${backend}${from})\n`);
     return 0;
   },
 };
+
+type Weights = { tensors: [SafetensorsTensor, SafetensorsTensor, SafetensorsTensor, SafetensorsTensor]; names: string[]; activation?: Activation };
+
+/** W1, b1, W2, b2 as the file holds them; --layers, if given, must be Linear, act, Linear. */
+function handgradWeights(file: SafetensorsFile, path: string, layers: string[] | undefined): Weights {
+  const names = ['W1', 'b1', 'W2', 'b2'];
+  const tensors = names.map((n) => tensorOf(file, n, ['F64', 'F32'], path)) as Weights['tensors'];
+  if (layers === undefined) return { tensors, names };
+  const arch = architecture({ layers });
+  const act = arch.layers!.filter((k) => k !== 'linear');
+  if (arch.layers!.length !== 3 || arch.layers![0] !== 'linear' || arch.layers![2] !== 'linear' || act.length !== 1 || !(v.ACTIVATIONS as readonly string[]).includes(act[0])) {
+    v.fail(RangeError, 'linear,<activation>,linear for a file in handgrad\'s layout (W1, b1, W2, b2)', '--layers', new v.Received(layers.join(',')));
+  }
+  return { tensors, names, activation: act[0] as Activation };
+}
+
+/**
+ * The two-layer net of an nn.Sequential's state_dict (checkpoint.ts's reader: the activation
+ * named by --activation, --layers or the file's metadata; Dropout and Identity may fill gaps), as
+ * handgrad's W [in,out]. A state_dict that says nothing of its activation is refused in the CLI's
+ * words (the reader's would name the API).
+ * @throws {HandgradError} ERR_FILE
+ */
+function stateDictWeights(file: SafetensorsFile, path: string, activation: string | undefined, layers: string[] | undefined): Weights {
+  const meta = file.metadata;
+  if (activation === undefined && layers === undefined && meta.activation === undefined && meta.layers === undefined && meta.modules === undefined) {
+    const held = Object.keys(file.tensors).filter((n) => /^\d+\./.test(n));
+    throw new HandgradError('ERR_FILE', `${path} holds a PyTorch state_dict (${held.join(', ')}) that does not record its activation: name it with --activation relu|sigmoid|tanh, or every module with --layers (e.g. --layers linear,tanh,linear)`);
+  }
+  // --activation overrides the file's own metadata (as for handgrad's layout): read without it.
+  const { activation: _saved, ...rest } = meta;
+  const view = activation === undefined ? file : { ...file, metadata: rest };
+  const arch = architecture(layers !== undefined ? { layers } : { activation });
+  const p = paramsFromFile(view, path, arch, 'handgrad grads');
+  const [l1, l2] = linearIndices(file);
+  const t = (data: FloatArray, shape: number[]): SafetensorsTensor => ({ dtype: data instanceof Float64Array ? 'F64' : 'F32', shape, data } as SafetensorsTensor);
+  return {
+    tensors: [t(p.W1, [p.D, p.H]), t(p.b1, [p.H]), t(p.W2, [p.H, p.C]), t(p.b2, [p.C])],
+    names: [`${l1}.weight`, `${l1}.bias`, `${l2}.weight`, `${l2}.bias`],
+    activation: p.activation,
+  };
+}
+
+/** The module indices of the state_dict's two Linear layers ("0", "2", or "0", "3" with a Dropout between). */
+function linearIndices(file: SafetensorsFile): [string, string] {
+  const idx = [...new Set(Object.keys(file.tensors).flatMap((n) => /^(\d+)\.weight$/.exec(n)?.[1] ?? []))].map(Number).sort((a, b) => a - b);
+  return [String(idx[0]), String(idx[1])];
+}

@@ -84,6 +84,11 @@ export interface VerifyReportBase {
   candidate: string;
   /** How the reference was computed, and why it is that one. */
   referenceNote: string;
+  /**
+   * Set when reference 'auto' fell back to finite differences because LibTorch is unavailable: why
+   * (the addon missing or not loading) and how to get it. The summary opens with it.
+   */
+  fallback?: string;
   /** The relative (normwise) tolerance: toleranceEps × eps. */
   tolerance: number;
   /** Two-layer params: loss, dX, dW1, db1, dW2, db2. Sequential: loss, then backward order (dW_L, db_L, …, dW1, db1, dX). */
@@ -139,6 +144,7 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   let reference: ReferenceName = 'fd';
   let referenceNote = `central finite differences in float64 (step ${fdStep}), as asked`;
   let ref: Record<string, Float64Array> | undefined;
+  let fallback: string | undefined;
   if (referenceOpt !== 'fd') {
     try {
       ref = s.torch();
@@ -146,6 +152,9 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
       referenceNote = 'LibTorch autograd in float64';
     } catch (err) {
       if (referenceOpt === 'torch' || !(err instanceof HandgradError) || err.code !== 'ERR_TORCH_UNAVAILABLE') throw err;
+      // Said, not silent: the reference is weaker than asked for (a default the user may not know).
+      const why = err.message.split('. Build it')[0].replace(/\.$/, '');
+      fallback = `${why}; \`npx handgrad build-torch\` builds it, or ask for reference 'fd' (--reference fd) to make the choice yours`;
       referenceNote = `central finite differences in float64 (step ${fdStep}): the torch reference is unavailable in this build`;
     }
   }
@@ -216,7 +225,9 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   };
   if (layered) report.firstFailureLayer = firstFailure === null ? null : s.layerOf[firstFailure] ?? null;
   if (cand.error) report.candidateError = cand.error;
+  if (fallback !== undefined) report.fallback = fallback;
   report.summary = summarize(report, ctx.chain, order);
+  if (fallback !== undefined) report.summary = `Fell back to finite differences, not LibTorch autograd: ${fallback}. ${report.summary}`;
   return report as VerifyReport<N>;
 }
 
