@@ -12,7 +12,9 @@
 //    compared where both match the recording machine's (the title says why when not);
 //  - PyTorch Python live on this machine (/usr/bin/python3 with torch), the same cases regenerated.
 //  - LibTorch itself: the torch backend (native/torch/sequential.cc, nn.Linear's form: weight [out, in],
-//    F.linear, F.cross_entropy, backward()) in this process, on a sweep of generated cases.
+//    F.linear, F.cross_entropy, backward()) in this process, on a sweep of generated cases (raw
+//    exports and the public API); and the torch backend alone against the goldens, so LibTorch,
+//    PyTorch Python and the exact mode are each checked against both others.
 // Every CPU capability LibTorch 1.13 can run (DEFAULT, AVX2, AVX512 through ATEN_CPU_CAPABILITY) is
 // reproduced and checked live; one this CPU cannot run is an error naming it, never other numbers.
 import { spawnSync } from 'node:child_process';
@@ -534,4 +536,54 @@ describe.skipIf(torchSkip !== null)(`exact mode: the torch backend's bits (LibTo
     expect(cases).toBe(2 * 4 * 4 * OPTIONS.length * 3);
     expect(failures.slice(0, 20)).toEqual([]);
   }, 60_000);
+});
+
+/** One golden case through the torch backend's addon (LibTorch in this process): each tensor that differs from PyTorch Python's. */
+function torchStep(c: ExactCase): string[] {
+  const t = torchBinding();
+  const f32 = c.dtype === 'float32';
+  const F = f32 ? Float32Array : Float64Array;
+  const K = Int32Array.from(c.kinds, (k) => KIND[k as keyof typeof KIND]);
+  const Wd = Int32Array.from(c.widths);
+  const X = fromBits(c.dtype, c.X);
+  const shapes: [number, number][] = [];
+  c.kinds.forEach((k, i) => k === 'linear' && shapes.push([c.widths[i], c.widths[i + 1]]));
+  const params = c.params.map((p, j) => (j % 2 === 0 ? transpose(fromBits(c.dtype, p), shapes[j >> 1][1], shapes[j >> 1][0]) : fromBits(c.dtype, p)));
+  const grads = params.map((p) => new F(p.length).fill(NaN));
+  const dX = new F(X.length);
+  const at = t.sequentialLayout(X, c.B, K, Wd);
+  const L = c.kinds.length;
+  const ws = new F(at[L + 1]);
+  const array = (h: string[] | null) => (h === null ? null : fromBits(c.dtype, h));
+  const R = { mean: 0, sum: 1, none: 2 }[c.reduction];
+  const step = (labels: Int32Array, accumulate: boolean) => t.sequentialForwardBackward(X, c.targets ? null : labels, c.B, K, Wd, params, grads, dX, R,
+    accumulate, ws, array(c.weight), c.ignoreIndex, c.labelSmoothing, array(c.targets), array(c.gradOutput));
+  let loss = step(Int32Array.from(c.y), false);
+  if (c.y2) loss = step(Int32Array.from(c.y2), true);
+  const C = c.widths[L];
+  const logits = new F(c.B * C);
+  expect(t.sequentialForward(X, c.B, K, Wd, params, logits)).toBe(true);
+  const diffs = [
+    ...bitDiff('logits (forward)', logits, fromBits(c.dtype, c.logits)),
+    ...bitDiff('dX', dX, fromBits(c.dtype, c.dX)),
+  ];
+  // 'none': the addon returns the rows' sum and leaves each row's loss in ws; otherwise the loss itself.
+  if (c.losses) diffs.push(...bitDiff('losses', ws.subarray(at[L + 2], at[L + 2] + c.B), fromBits(c.dtype, c.losses)));
+  else diffs.push(...bitDiff('loss', new F([loss]), fromBits(c.dtype, [c.loss])));
+  if (!c.y2) diffs.push(...bitDiff('logits (step)', ws.subarray(at[L - 1], at[L - 1] + c.B * C), fromBits(c.dtype, c.logits)));
+  grads.forEach((g, j) => {
+    const [inW, outW] = shapes[j >> 1];
+    diffs.push(...bitDiff(`${j % 2 === 0 ? 'dW' : 'db'}${(j >> 1) + 1}`, j % 2 === 0 ? transpose(g, inW, outW) : g, fromBits(c.dtype, c.grads[j])));
+  });
+  return diffs;
+}
+
+// The third side of the triangle: LibTorch in this process against PyTorch Python's recordings, with
+// no exact-mode code in between (both run nn.Linear's form on the same kernels).
+const torchGoldenSkip = skipReason('torch') ?? goldenSkip;
+describe.skipIf(torchGoldenSkip !== null)(`the torch backend: PyTorch Python's bits from the goldens${torchGoldenSkip ? ` (skipped: ${torchGoldenSkip})` : ''}`, () => {
+  beforeAll(() => setTorchThreads(1));
+  it.each(goldens.cases.map((c) => [c.name, c] as const))('%s: every entry bit-identical', (_, c) => {
+    expect(torchStep(c)).toEqual([]);
+  });
 });
