@@ -103,6 +103,36 @@ for (const c of cases) {
   check(outputs(q) === accumulated, `${c.name}: stackRun accumulating twice, no dX`);
 }
 
+// The exact mode (native/core/exact*.h: LibTorch's kernels, Sleef, its own scratch buffers) on the
+// same fixtures, on a handle of its own: within 8 eps of PyTorch as the default mode is (its bits are
+// test/39's), through a plain step, a bound step, the forward alone and accumulation; then off again.
+for (const c of cases) {
+  const p = problem(c.dtype, c.dims, c.inputs, c.activation, c.reduction);
+  p.h = b.stackPrepare(Int32Array.of(0, 1 + ACT[c.activation], 0), Int32Array.of(c.dims.D, c.dims.H, c.dims.H, c.dims.C), c.dtype === 'float32');
+  let machine;
+  try {
+    machine = b.stackExact(p.h, true);
+  } catch (e) {
+    check(/capability|thread/i.test(e.message), `${c.name}: stackExact refused without saying why: ${e.message}`);
+    continue;
+  }
+  check(Array.isArray(machine) && machine.length === 2, `${c.name}: stackExact's answer`);
+  const loss = step(p.args());
+  check(errEps([loss], c.expected.loss, c.dtype) <= 8, `${c.name}: exact loss ${loss} vs ${c.expected.loss[0]}`);
+  for (const k of ['dX', 'dW1', 'dW2', 'db1', 'db2']) check(errEps(p[k], c.expected[k], c.dtype) <= 8, `${c.name}: exact ${k}`);
+  const want = outputs(p);
+  const bound = bind(p.bindArgs());
+  check(Object.is(run(p.runArgs(bound)), loss) && outputs(p) === want, `${c.name}: exact stackRun is not the exact step's bits`);
+  const logits = bytesOf(p.logits());
+  p.ws.fill(0);
+  check(fwd(p.forwardArgs()) === true && bytesOf(p.logits()) === logits, `${c.name}: exact stackForward's logits`);
+  const a = p.args();
+  a[7] = true;
+  step(a);
+  check(errEps(Array.from(p.dW1, (v) => v / 2), c.expected.dW1, c.dtype) <= 8, `${c.name}: exact, accumulated`);
+  b.stackExact(p.h, false);
+}
+
 /** C = alpha·op(A)·op(B) + beta·C by plain loops, in float64. */
 function naiveGemm(tA, tB, M, N, K, alpha, A, B, beta, C) {
   const out = Float64Array.from(C);
@@ -549,6 +579,18 @@ async function leakLoops() {
   const midBound = bind(mid.bindArgs());
   const nan = problem('float64', DIMS, toy.inputs);
   nan.b2[2] = NaN;
+  // The exact mode on handles of their own (its scratch buffers grow per thread and size, never per call).
+  const exactOf = (p) => {
+    p.h = b.stackPrepare(Int32Array.of(0, 1 + ACT[p.act], 0), Int32Array.of(p.dims.D, p.dims.H, p.dims.H, p.dims.C), p.dtype === 'float32');
+    try {
+      b.stackExact(p.h, true);
+      return p;
+    } catch {
+      return null; // this machine's LibTorch kernels are not reproduced: the loops below skip it
+    }
+  };
+  const exactSmall = exactOf(problem('float64', DIMS, toy.inputs));
+  const exactMid = exactOf(randomProblem('float32', { B: 16, D: 24, H: 20, C: 5 }, 9, 'tanh', 'mean', true));
   const threads = b.getNumThreads();
   const kinds = Int32Array.of(0, 2, 0);
   const widths = Int32Array.of(5, 10, 10, 3);
@@ -557,6 +599,12 @@ async function leakLoops() {
     ['stackForwardBackward float32, no dX', () => step(small32.args())],
     ['stackForwardBackward through OpenBLAS', () => step(mid.args())],
     ['stackForward', () => fwd(small.forwardArgs())],
+    ...(exactSmall && exactMid ? [
+      ['exact stackForwardBackward float64', () => step(exactSmall.args())],
+      ['exact stackForwardBackward float32 through OpenBLAS', () => step(exactMid.args())],
+      ['exact stackForward', () => fwd(exactMid.forwardArgs())],
+      ['stackExact on and off', () => { b.stackExact(exactSmall.h, false); b.stackExact(exactSmall.h, true); }],
+    ] : []),
     ['stackPrepare (a handle made and dropped per call)', () => b.stackPrepare(kinds, widths, false)],
     ['stackLayout', () => b.stackLayout(small.h, 4)],
     ['stackStatus', () => b.stackStatus(small.h)],
