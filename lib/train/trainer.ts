@@ -342,7 +342,12 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
    * Writes the parameters, the optimizer state, the counters and (stopped inside an epoch) the
    * position in it, so a later Trainer.load continues exactly where this one is: its fit on the
-   * same data gives the weights of a run never interrupted, bit for bit.
+   * same data gives the weights of a run never interrupted, bit for bit. It is a model file
+   * (lib/model-file.ts: loadModel reads it) with the optimizer state beside the weights: `preprocess`,
+   * `classes`, `features`, `label` and `metadata` are saveModel's (checked against D and C), and
+   * default to those of the file this Trainer was loaded from. With no path, returns the file's
+   * bytes (a Buffer). During fit it is taken holding the parameters, as a step's update holds
+   * them: the checkpoint of a whole step, the same kind of file as one saved between fits.
    *
    * handgrad's layout: one safetensors file. `layout: 'torch'`: `path` holds the matching
    * nn.Sequential's state_dict and nothing else ("0.weight" [out,in], "0.bias", …: what
@@ -358,7 +363,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * `optimizerState: false` writes the weights alone, in either layout: no optimizer state and no
    * counters (Trainer.load starts a fresh run from them; no optimizer file is written or removed).
    * @throws {TypeError|RangeError} bad options
-   * @throws {HandgradError} ERR_BUSY during fit; ERR_FILE when a file cannot be written (a failed optimizer file leaves the model file as it was)
+   * @throws {HandgradError} ERR_FILE when a file cannot be written (a failed optimizer file leaves the model file as it was)
    */
   save(path?: undefined, opts?: TrainerSaveOptions): Buffer;
   save(path: string, opts?: TrainerSaveOptions): void;
@@ -423,7 +428,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /**
    * A Trainer from a checkpoint written by save() (optimizer state and counters restored), or
-   * from parameters alone (saveParams, saveSequential, a PyTorch state_dict) with a fresh optimizer.
+   * from parameters alone (saveParams, saveSequential, saveModel, a PyTorch state_dict) with a
+   * fresh optimizer; from a path or the file's bytes (a Buffer or Uint8Array: a torch-layout pair
+   * then needs optimizerState, since bytes have no folder). A model file's preprocessing, class and
+   * feature names and metadata are kept (checked: ERR_FILE naming the key) and written back by save.
    * A PyTorch state_dict records no activations: name them with `layers` or `activation` as for
    * loadSequential (options that contradict the file are an error). The other `opts` override the
    * saved settings. Every value read from the files is checked before use.
