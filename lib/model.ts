@@ -4,6 +4,7 @@
 // object and activation and kept while those tensors are the ones the object holds.
 import { Linear } from './layers/linear';
 import { activationLayer, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
+import type { TrainerParams, TwoLayerParams } from './train/trainer';
 import type { Activation, BackendName, Cache, FloatArray, Grads, LossReduction, Params } from './types';
 import * as v from './validate';
 
@@ -24,6 +25,17 @@ export interface ForwardBackwardResult<T extends FloatArray = FloatArray, L = nu
 }
 
 export interface ForwardOptions { backend?: BackendName; activation?: Activation; /** LibTorch's bits (native; see forwardBackward's exact). */ exact?: boolean }
+
+/**
+ * The params of a Trainer.load: the two-layer tensors with their activation, or (a file of another
+ * depth) a Sequential's W1, b1, …; the file says which and its dtype, so only the run time knows.
+ * forward, probs and predict take them as they are (the two-layer ones; a deeper net's are refused
+ * at run time: use trainer.model).
+ */
+export type LoadedParams = TrainerParams<TwoLayerParams | Sequential>;
+
+/** The X that params take: their own dtype's array (Float32Array for float32 tensors), either where only the run time knows. */
+export type InputOf<P> = [P] extends [never] ? FloatArray : P extends { W1: infer W } ? (W extends Float32Array ? Float32Array : W extends Float64Array ? Float64Array : FloatArray) : FloatArray;
 
 const nets = new WeakMap<object, Partial<Record<Activation, Sequential>>>();
 
@@ -81,8 +93,10 @@ function forwardNet(params: unknown, opts: ForwardOptions): [Sequential, { backe
   return [twoLayerNet(params, activationOf(params, o.activation)), { backend: o.backend as BackendName | undefined, exact: o.exact as boolean | undefined }];
 }
 
+// params and X of one dtype (a mixed call does not compile); a loaded Trainer's params, whose
+// dtype only the file knows, with either. The result has X's type.
 /** Logits [B,C] for X [B,D] (B = X.length / D). @throws {TypeError|RangeError|HandgradError} as forwardBackward */
-export function forward<T extends FloatArray>(params: Params<T>, X: T, opts: ForwardOptions = {}): T {
+export function forward<P extends Params | LoadedParams, T extends InputOf<P>>(params: P, X: T, opts: ForwardOptions = {}): T {
   const [net, o] = forwardNet(params, opts);
   return net.forward(X, o) as T;
 }
@@ -95,13 +109,13 @@ export function softmax<T extends FloatArray>(logits: T, C: number): T {
 }
 
 /** Class probabilities [B,C] = softmax(forward(params, X)). @throws {TypeError|RangeError|HandgradError} as forward */
-export function probs<T extends FloatArray>(params: Params<T>, X: T, opts: ForwardOptions = {}): T {
+export function probs<P extends Params | LoadedParams, T extends InputOf<P>>(params: P, X: T, opts: ForwardOptions = {}): T {
   const [net, o] = forwardNet(params, opts);
   return net.probs(X, o) as T;
 }
 
 /** Predicted class ids (argmax of the logits) for each row of X. @throws {TypeError|RangeError|HandgradError} as forward */
-export function predict<T extends FloatArray>(params: Params<T>, X: T, opts: ForwardOptions = {}): Int32Array {
+export function predict<P extends Params | LoadedParams>(params: P, X: InputOf<P>, opts: ForwardOptions = {}): Int32Array {
   const [net, o] = forwardNet(params, opts);
   return net.predict(X, o);
 }

@@ -42,11 +42,21 @@ export interface InitOptions { seed?: number; dtype?: Dtype; init?: Init }
 
 export interface InitializedParams<T extends FloatArray = FloatArray> extends Required<Params<T>> {}
 
+/** The typed array of a dtype: Float64Array for 'float64', Float32Array for 'float32', either for a Dtype not known until run time. */
+export type ArrayOf<D extends Dtype> = D extends 'float32' ? Float32Array : D extends 'float64' ? Float64Array : FloatArray;
+
+// Overloads by dtype: the tensors' type follows opts.dtype, so that X of the other dtype in
+// forwardBackward(params, X, …) is a compile error, not only a run-time TypeError. A dtype known
+// only at run time (a Dtype variable) gives FloatArray, as before.
 /**
  * Seeded parameters { D, H, C, W1[D,H], b1[H], W2[H,C], b2[C] }, identical for a seed on every
  * backend and platform (numbers are drawn in float64, then rounded once for float32).
  * @throws {TypeError|RangeError} for dims that are not positive integers or unknown options
  */
+export function initParams(dims: { D: number; H: number; C: number }, opts: InitOptions & { dtype: 'float32' }): InitializedParams<Float32Array>;
+export function initParams(dims: { D: number; H: number; C: number }, opts?: InitOptions & { dtype?: 'float64' }): InitializedParams<Float64Array>;
+export function initParams<D extends Dtype>(dims: { D: number; H: number; C: number }, opts: InitOptions & { dtype: D }): InitializedParams<ArrayOf<D>>;
+export function initParams(dims: { D: number; H: number; C: number }, opts?: InitOptions): InitializedParams;
 export function initParams(dims: { D: number; H: number; C: number }, opts: InitOptions = {}): InitializedParams {
   if (dims === null || typeof dims !== 'object') v.fail(TypeError, 'an object { D, H, C }', 'dims', dims);
   const D = v.dim('dims.D', dims.D);

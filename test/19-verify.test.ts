@@ -555,6 +555,7 @@ describe('gradcheck', () => {
 
   it('options and float32', () => {
     const s = small();
+    // @ts-expect-error a gradient function without opts.params: a compile error (lib/verify/gradcheck.ts overloads), and at run time a TypeError
     expect(() => gradcheck(broken((g) => g), s.X, s.y)).toThrow(/for opts.params but received undefined/);
     expect(() => gradcheck(s.params, s.X, s.y, { eps: 0 })).toThrow(/Expected a positive finite number for opts.eps but received 0/);
     expect(() => gradcheck(s.params, s.X, s.y, { mode: 'slow' as never })).toThrow(RangeError);

@@ -383,6 +383,7 @@ describe('verify(seq) and gradcheck(seq): arguments', () => {
     bad.params.W2[3] = Infinity;
     expect(() => verify(bad, X, y)).toThrow(/Expected finite values in W2 but received Infinity at index 3/);
     expect(() => verify(seq, X, y, { candidate: 'cuda' as never })).toThrow(RangeError);
+    // @ts-expect-error without opts.params: a compile error too (the overloads); the run-time check stays for JavaScript callers
     expect(() => gradcheck(broken((g) => g), X, y)).toThrow(/or a Sequential\) to check a gradient function at for opts.params but received undefined/);
   });
 

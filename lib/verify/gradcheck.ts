@@ -99,6 +99,12 @@ type Analytic = { grads: Partial<Record<FdTensor, Float64Array>>; problems: Part
  *   is named, with the one it most likely meant)
  * @throws {HandgradError} the backend is unavailable
  */
+// Overloads: the two-layer params with X of their dtype; a Sequential; a gradient function with
+// its point in opts.params, which is required (without it the call is a compile error, not only a
+// run-time TypeError); params beside a network is refused too (it would be ignored).
+export function gradcheck<T extends FloatArray>(params: Params<T>, X: T, y: ArrayLike<number>, opts?: GradcheckOptions<Params<T>> & { params?: never }): GradcheckReport<Params<T>>;
+export function gradcheck(seq: Sequential, X: FloatArray, y: ArrayLike<number>, opts?: SequentialGradcheckOptions & { params?: never }): SequentialGradcheckReport;
+export function gradcheck<N extends Network>(fn: GradFunction<N>, X: FloatArray, y: ArrayLike<number>, opts: GradcheckOptions<N> & { params: N }): GradcheckReport<N>;
 export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: FloatArray, y: ArrayLike<number>, opts: GradcheckOptions<N> = {}): GradcheckReport<N> {
   const o = v.options('opts', opts, OPTIONS, UNSUPPORTED);
   const eps = num('opts.eps', o.eps, 1e-6, true);
