@@ -10,8 +10,8 @@ export { Trainer, type FitOptions, type LiveParams, type ProgressEvent, type Tra
 export type { EpochRecord, FitResult, StepEvent } from './train/loop';
 export type { OptimizerName } from './train/optimizer';
 export type { Schedule } from './train/schedule';
-export { blobs, fitStandardizer, loadDigits, loadIdx, loadMnist, readCsv, readIdx, spirals, trainValSplit, xor } from './data';
-export type { BlobsOptions, CsvDataset, CsvOptions, Dataset, DigitsOptions, IdxArray, Mnist, MnistOptions, SpiralsOptions, Split, SplitOptions, Standardizer, XorOptions } from './data';
+export { blobs, fitStandardizer, loadDigits, loadIdx, loadMnist, readCsv, readCsvAsync, readIdx, spirals, trainValSplit, xor } from './data';
+export type { BlobsOptions, CsvAsyncOptions, CsvAsyncSource, CsvDataset, CsvOptions, CsvProgress, CsvSource, Dataset, DigitsOptions, IdxArray, Mnist, MnistOptions, SpiralsOptions, Split, SplitOptions, Standardizer, XorOptions } from './data';
 export { loadParams, loadSequential, saveParams, saveSequential, transpose, type ArchitectureOptions, type Layout, type LoadedSequential, type ModuleKind, type SavedParams } from './checkpoint';
 export { loadModel, Model, saveModel, type ModelFileOptions, type ModelInfo, type Preprocess, type Rows } from './model-file';
 export { loadSafetensors, readSafetensors, saveSafetensors, writeSafetensors } from './io/safetensors';

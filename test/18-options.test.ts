@@ -33,7 +33,7 @@ const savedParams = () => (saveParams(file('p.safetensors'), params()), file('p.
 const savedSequential = () => (saveSequential(file('s.safetensors'), seq()), file('s.safetensors'));
 const savedTrainer = () => (trainer().save(file('t.safetensors')), file('t.safetensors'));
 const tensors = { W: { shape: [2], data: new Float64Array(2) } };
-const csv = 'a,b,y\n1,2,0\n3,4,1\n';
+const csv = { text: 'a,b,y\n1,2,0\n3,4,1\n' };
 /** An option object the types refuse (the point of these rows). */
 const bad = (o: object) => o as never;
 /** Methods called with an argument their types do not declare. */

@@ -173,7 +173,7 @@ describe('generators', () => {
 
 describe('readCsv', () => {
   it('reads a header, numeric features and string labels in order of first appearance', () => {
-    const d = readCsv('sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,virginica\n4.9,1.4,setosa\n');
+    const d = readCsv({ text: 'sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,virginica\n4.9,1.4,setosa\n' });
     expect(d.header).toBe(true);
     expect(d.featureNames).toEqual(['sepal', 'petal']);
     expect(d.labelName).toBe('species');
@@ -185,7 +185,7 @@ describe('readCsv', () => {
   });
 
   it('integer labels are class ids (C = largest + 1) with no classNames', () => {
-    const d = readCsv('1,2,3\n4,5,0\n6,7,1\n');
+    const d = readCsv({ text: '1,2,3\n4,5,0\n6,7,1\n' });
     expect(d.header).toBe(false);
     expect(Array.from(d.y)).toEqual([3, 0, 1]);
     expect(d.C).toBe(4);
@@ -193,54 +193,54 @@ describe('readCsv', () => {
     expect(d.featureNames).toEqual(['col1', 'col2']);
     expect(d.labelName).toBe('col3');
     // Labels that are not all non-negative integers are names.
-    const mixed = readCsv('1,2\n3,-1\n5,2\n7,1.5\n');
+    const mixed = readCsv({ text: '1,2\n3,-1\n5,2\n7,1.5\n' });
     expect(mixed.classNames).toEqual(['2', '-1', '1.5']);
     expect(Array.from(mixed.y)).toEqual([0, 1, 0, 2]);
   });
 
   it("header: 'auto' decides from the first row (and the second row's label when it must)", () => {
-    expect(readCsv('a,b,y\n1,2,0\n').header).toBe(true); // a feature cell is not a number
-    expect(readCsv('1,2,0\n3,4,1\n').header).toBe(false);
-    const numericNames = readCsv('1,2,label\n3,4,0\n5,6,1\n'); // the label cell is a name, the next row's a number
+    expect(readCsv({ text: 'a,b,y\n1,2,0\n' }).header).toBe(true); // a feature cell is not a number
+    expect(readCsv({ text: '1,2,0\n3,4,1\n' }).header).toBe(false);
+    const numericNames = readCsv({ text: '1,2,label\n3,4,0\n5,6,1\n' }); // the label cell is a name, the next row's a number
     expect(numericNames.header).toBe(true);
     expect(numericNames.featureNames).toEqual(['1', '2']);
     expect(Array.from(numericNames.X)).toEqual([3, 4, 5, 6]);
-    const named = readCsv('1,2,cat\n3,4,dog\n'); // string labels from the first row on
+    const named = readCsv({ text: '1,2,cat\n3,4,dog\n' }); // string labels from the first row on
     expect(named.header).toBe(false);
     expect(Array.from(named.X)).toEqual([1, 2, 3, 4]);
     expect(named.classNames).toEqual(['cat', 'dog']);
-    const forced = readCsv('1,2,3\n4,5,6\n', { header: true });
+    const forced = readCsv({ text: '1,2,3\n4,5,6\n' }, { header: true });
     expect(forced.featureNames).toEqual(['1', '2']);
     expect(Array.from(forced.X)).toEqual([4, 5]);
-    expect(readCsv('1,2,3\n', { header: false }).y[0]).toBe(3);
+    expect(readCsv({ text: '1,2,3\n' }, { header: false }).y[0]).toBe(3);
   });
 
   it('the label column by name, by index and by negative index', () => {
     const text = 'f1,target,f2\n1,a,2\n3,b,4\n';
     for (const label of ['target', 1, -2] as const) {
-      const d = readCsv(text, { label });
+      const d = readCsv({ text }, { label });
       expect(d.featureNames).toEqual(['f1', 'f2']);
       expect(d.labelName).toBe('target');
       expect(Array.from(d.X)).toEqual([1, 2, 3, 4]);
       expect(d.classNames).toEqual(['a', 'b']);
     }
-    const first = readCsv('0,1.5,2.5\n1,3.5,4.5\n', { label: 0 });
+    const first = readCsv({ text: '0,1.5,2.5\n1,3.5,4.5\n' }, { label: 0 });
     expect(Array.from(first.y)).toEqual([0, 1]);
     expect(Array.from(first.X)).toEqual([1.5, 2.5, 3.5, 4.5]);
   });
 
   it('quoted fields with delimiters, "" quotes and line breaks; \\r\\n; blank lines; BOM; spaces', () => {
     const text = '\ufeff"width, cm","say ""hi""",label\r\n"1.5", 2 ,"Iris, setosa"\r\n\r\n  -3e2,+.5,"two\r\nlines"\r\n4,5,"Iris, setosa"';
-    const d = readCsv(text);
+    const d = readCsv({ text });
     expect(d.featureNames).toEqual(['width, cm', 'say "hi"']);
     expect(Array.from(d.X)).toEqual([1.5, 2, -300, 0.5, 4, 5]);
     expect(d.classNames).toEqual(['Iris, setosa', 'two\r\nlines']);
     expect(Array.from(d.y)).toEqual([0, 1, 0]);
     // Line breaks: \n, \r\n and a lone \r, with and without one at the end, give the same data.
     const rows = ['a,b,c', '1,2,0', '3,4,1'];
-    const want = readCsv(rows.join('\n') + '\n');
+    const want = readCsv({ text: rows.join('\n') + '\n' });
     for (const t of [rows.join('\r\n'), rows.join('\r\n') + '\r\n', rows.join('\r'), rows.join('\n') + '\n\n\n', '\n\n' + rows.join('\n')]) {
-      const got = readCsv(t);
+      const got = readCsv({ text: t });
       expect(got.X).toEqual(want.X);
       expect(got.y).toEqual(want.y);
     }
@@ -249,69 +249,69 @@ describe('readCsv', () => {
   it('other delimiters', () => {
     for (const delimiter of [';', '\t', '|']) {
       const text = ['x,y,c', '1.5,2,"a,b"', '3,4,c', ''].map((l) => l.replaceAll(',', delimiter)).join('\n');
-      const d = readCsv(text, { delimiter });
+      const d = readCsv({ text }, { delimiter });
       expect(d.featureNames).toEqual(['x', 'y']);
       expect(Array.from(d.X)).toEqual([1.5, 2, 3, 4]);
       expect(d.classNames).toEqual([`a${delimiter}b`, 'c']);
       // The comma is then an ordinary character.
-      expect(readCsv(`x,1${delimiter}y${delimiter}c\n1${delimiter}2${delimiter}0\n`, { delimiter }).featureNames).toEqual(['x,1', 'y']);
+      expect(readCsv({ text: `x,1${delimiter}y${delimiter}c\n1${delimiter}2${delimiter}0\n` }, { delimiter }).featureNames).toEqual(['x,1', 'y']);
     }
-    expect(fileError(() => readCsv('x;y;c\n1,5;2;0\n', { delimiter: ';' })).message).toMatch(/column "x" \(column 1\) on line 2 but received "1,5"/);
+    expect(fileError(() => readCsv({ text: 'x;y;c\n1,5;2;0\n' }, { delimiter: ';' })).message).toMatch(/column "x" \(column 1\) on line 2 but received "1,5"/);
   });
 
   it('errors name the 1-based line as an editor shows it', () => {
-    expect(fileError(() => readCsv('a,b,c\n1,2,3\n\n4,5\n')).message).toBe('Expected 3 cells (as on line 1) for line 4 but received 2');
-    expect(fileError(() => readCsv('a,b,c\r\n1,2,3\r\n4,5,6,7\r\n')).message).toBe('Expected 3 cells (as on line 1) for line 3 but received 4');
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,3\n\n4,5\n' })).message).toBe('Expected 3 cells (as on line 1) for line 4 but received 2');
+    expect(fileError(() => readCsv({ text: 'a,b,c\r\n1,2,3\r\n4,5,6,7\r\n' })).message).toBe('Expected 3 cells (as on line 1) for line 3 but received 4');
     // A quoted line break counts as a line.
-    expect(fileError(() => readCsv('a,b,c\n1,2,"x\ny"\n3,4\n')).message).toMatch(/for line 4 but received 2$/);
-    expect(fileError(() => readCsv('a,b,c\n1,2,"x\r\ny"\r\n3,4\r\n')).message).toMatch(/for line 4 but received 2$/);
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,"x\ny"\n3,4\n' })).message).toMatch(/for line 4 but received 2$/);
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,"x\r\ny"\r\n3,4\r\n' })).message).toMatch(/for line 4 but received 2$/);
   });
 
   it('a cell that is not a finite number names its column, line and content', () => {
-    expect(fileError(() => readCsv('a,b,c\n1,2,0\n1,x1,0\n')).message).toBe('Expected a number for column "b" (column 2) on line 3 but received "x1"');
-    expect(fileError(() => readCsv('1,2,0\n\n1,,0\n')).message).toBe('Expected a number for column 2 on line 3 but received "" (an empty cell)');
-    expect(fileError(() => readCsv('a,b,c\n1,NaN,0\n')).message).toMatch(/column "b" \(column 2\) on line 2 but received "NaN"/);
-    expect(fileError(() => readCsv('a,b,c\n1,2,0\n1e999,2,0\n')).message).toBe('Expected a finite number for column "a" (column 1) on line 3 but received "1e999"');
-    expect(fileError(() => readCsv('a,b,c\n1,2,0\n0x1F,2,0\n')).message).toMatch(/received "0x1F"/);
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,0\n1,x1,0\n' })).message).toBe('Expected a number for column "b" (column 2) on line 3 but received "x1"');
+    expect(fileError(() => readCsv({ text: '1,2,0\n\n1,,0\n' })).message).toBe('Expected a number for column 2 on line 3 but received "" (an empty cell)');
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,NaN,0\n' })).message).toMatch(/column "b" \(column 2\) on line 2 but received "NaN"/);
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,0\n1e999,2,0\n' })).message).toBe('Expected a finite number for column "a" (column 1) on line 3 but received "1e999"');
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,0\n0x1F,2,0\n' })).message).toMatch(/received "0x1F"/);
     // With header: false a non-numeric first row is data, and wrong.
-    expect(fileError(() => readCsv('a,b,c\n1,2,0\n', { header: false })).message).toBe('Expected a number for column 1 on line 1 but received "a"');
-    expect(fileError(() => readCsv('a,b,c\n1,2,\n')).message).toBe('Expected a label for column "c" (column 3) on line 2 but received "" (an empty cell)');
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,0\n' }, { header: false })).message).toBe('Expected a number for column 1 on line 1 but received "a"');
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,\n' })).message).toBe('Expected a label for column "c" (column 3) on line 2 but received "" (an empty cell)');
   });
 
   it('empty files, a header alone, one column, unknown label columns, quotes that do not close', () => {
     for (const t of ['', '\n', '\r\n\r\n  \n']) {
-      expect(fileError(() => readCsv(t)).message).toBe('Expected at least one row of data for the CSV but received an empty file');
+      expect(fileError(() => readCsv({ text: t })).message).toBe('Expected at least one row of data for the CSV but received an empty file');
     }
-    expect(fileError(() => readCsv('a,b,c\n')).message).toBe('Expected at least one row of data for the CSV but received only a header (line 1)');
-    expect(fileError(() => readCsv('\n\na,b,c\n\n')).message).toMatch(/only a header \(line 3\)$/);
-    expect(fileError(() => readCsv('a\n1\n')).message).toBe('Expected at least 2 columns (the features and a label) for line 1 but received 1 column');
-    expect(fileError(() => readCsv('a,b,c\n1,2,3\n', { label: 'd' })).message).toBe(
+    expect(fileError(() => readCsv({ text: 'a,b,c\n' })).message).toBe('Expected at least one row of data for the CSV but received only a header (line 1)');
+    expect(fileError(() => readCsv({ text: '\n\na,b,c\n\n' })).message).toMatch(/only a header \(line 3\)$/);
+    expect(fileError(() => readCsv({ text: 'a\n1\n' })).message).toBe('Expected at least 2 columns (the features and a label) for line 1 but received 1 column');
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,3\n' }, { label: 'd' })).message).toBe(
       'Expected a column named "d" for opts.label but received the header "a", "b", "c" (line 1)',
     );
-    expect(fileError(() => readCsv('a,b,a\n1,2,3\n', { label: 'a' })).message).toMatch(/one column named "a" .* columns 1, 3/);
-    expect(fileError(() => readCsv('1,2,3\n', { label: 3 })).message).toBe('Expected a column index in [-3, 3) for opts.label but received 3 (the file has 3 columns)');
-    expect(fileError(() => readCsv('1,2,3\n', { label: -4 })).message).toMatch(/received -4/);
-    expect(fileError(() => readCsv('a,b,c\n1,2,"x\n3,4,5\n')).message).toBe(
+    expect(fileError(() => readCsv({ text: 'a,b,a\n1,2,3\n' }, { label: 'a' })).message).toMatch(/one column named "a" .* columns 1, 3/);
+    expect(fileError(() => readCsv({ text: '1,2,3\n' }, { label: 3 })).message).toBe('Expected a column index in [-3, 3) for opts.label but received 3 (the file has 3 columns)');
+    expect(fileError(() => readCsv({ text: '1,2,3\n' }, { label: -4 })).message).toMatch(/received -4/);
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,2,"x\n3,4,5\n' })).message).toBe(
       'Expected a closing quote for the field opened on line 2 (column 3) but received the end of the file',
     );
-    expect(fileError(() => readCsv('a,b,c\n1,"2"x,3\n')).message).toBe(
+    expect(fileError(() => readCsv({ text: 'a,b,c\n1,"2"x,3\n' })).message).toBe(
       'Expected the delimiter or the end of the line after a closing quote for column 2 on line 2 but received "x"',
     );
   });
 
   it('bad arguments are TypeError/RangeError', () => {
-    expect(() => readCsv(42 as unknown as string)).toThrow(new TypeError('Expected CSV text, a file path or a Uint8Array for input but received 42'));
-    expect(() => readCsv('1,2\n', { label: 1.5 })).toThrow(RangeError);
-    expect(() => readCsv('1,2\n', { label: null as unknown as number })).toThrow(TypeError);
-    expect(() => readCsv('1,2\n', { header: 'yes' as never })).toThrow(TypeError);
-    expect(() => readCsv('1,2\n', { label: 'y', header: false })).toThrow(RangeError);
-    for (const delimiter of ['', ';;', '"', '\n', 'é']) expect(() => readCsv('1,2\n', { delimiter })).toThrow(RangeError);
-    expect(() => readCsv('1,2\n', { sep: ';' } as never)).toThrow(/Expected no option 'sep' for opts \(did you mean 'delimiter'\?\)/);
+    expect(() => readCsv(42 as unknown as string)).toThrow(new TypeError('Expected a file path, the bytes of a CSV file (a Buffer or Uint8Array) or { text } for source but received 42'));
+    expect(() => readCsv({ text: '1,2\n' }, { label: 1.5 })).toThrow(RangeError);
+    expect(() => readCsv({ text: '1,2\n' }, { label: null as unknown as number })).toThrow(TypeError);
+    expect(() => readCsv({ text: '1,2\n' }, { header: 'yes' as never })).toThrow(TypeError);
+    expect(() => readCsv({ text: '1,2\n' }, { label: 'y', header: false })).toThrow(RangeError);
+    for (const delimiter of ['', ';;', '"', '\n', 'é']) expect(() => readCsv({ text: '1,2\n' }, { delimiter })).toThrow(RangeError);
+    expect(() => readCsv({ text: '1,2\n' }, { sep: ';' } as never)).toThrow(/Expected no option 'sep' for opts \(did you mean 'delimiter'\?\)/);
   });
 
   it('paths, .csv.gz paths and gzip bytes read as the text does', () => {
     const text = 'x,y,label\n0.5,1,a\n2,3.25,b\n';
-    const want = readCsv(text);
+    const want = readCsv({ text });
     const plain = join(tmp, 'small.csv');
     const gz = join(tmp, 'small.csv.gz');
     writeFileSync(plain, text);
@@ -347,7 +347,7 @@ describe('readCsv', () => {
       const exp = rng.int(3) === 0 ? `${rng.int(2) ? 'e' : 'E'}${['', '-', '+'][rng.int(3)]}${rng.int(40)}` : '';
       cells.push(sign + int + frac + exp);
     }
-    const d = readCsv(cells.map((c, i) => `${c},${i % 2}`).join('\n'));
+    const d = readCsv({ text: cells.map((c, i) => `${c},${i % 2}`).join('\n') });
     expect(d.X.length).toBe(cells.length);
     const wrong = cells.filter((c, i) => !Object.is(d.X[i], Number(c)));
     expect(wrong).toEqual([]);
@@ -363,7 +363,7 @@ describe('readCsv', () => {
       row.push(String(i % 7));
       lines.push(row.join(','));
     }
-    const d = readCsv(lines.join('\n') + '\n');
+    const d = readCsv({ text: lines.join('\n') + '\n' });
     expect([d.X.length, d.y.length, d.D, d.C]).toEqual([n * D, n, D, 7]);
     for (let k = 0; k < n * D; k++) {
       if (d.X[k] !== ((k % D) % 2 === 0 ? k : k / 8)) throw new Error(`X[${k}] = ${d.X[k]}`);

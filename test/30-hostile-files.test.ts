@@ -110,7 +110,7 @@ describe.skipIf(process.platform !== 'linux')('hostile files cost what their siz
     expect(o, q(o)).toMatchObject({ ok: true, value: { X: 9999, bytes: 9999 * 8, y: 1, D: 9999 } });
     // X grows as rows come (past its first 4,096 rows here), every value in place, none to spare.
     const rows = Array.from({ length: 10_000 }, (_, i) => `${i},${-i / 4},${i % 3}`);
-    const d = readCsv(`a,b,c\n${rows.join('\n\n\n')}\n\n`);
+    const d = readCsv({ text: `a,b,c\n${rows.join('\n\n\n')}\n\n` });
     expect(d.X.length).toBe(20_000);
     expect(d.X.buffer.byteLength).toBe(20_000 * 8);
     expect(d.y.length).toBe(10_000);
@@ -126,15 +126,15 @@ describe.skipIf(process.platform !== 'linux')('hostile files cost what their siz
     const path = file('labels.csv', rows.subarray(0, at));
     refused(hostile(`lib.readCsv(${q(path)})`), new RegExp(`^Expected at most ${MAX_CLASSES} distinct labels \\(opts.maxClasses\\) for column 2 on line ${MAX_CLASSES + 1} but received ${MAX_CLASSES + 1} distinct labels, the last "L00065536"`), { ms: 5000 });
     // Lowered, it stops sooner; raised, the same names are read (C = their count).
-    expect(thrown(() => readCsv('1,a\n2,b\n3,c\n', { maxClasses: 2 })).message).toBe('Expected at most 2 distinct labels (opts.maxClasses) for column 2 on line 3 but received 3 distinct labels, the last "c"');
-    expect(readCsv('1,a\n2,b\n3,c\n', { maxClasses: 3 }).C).toBe(3);
+    expect(thrown(() => readCsv({ text: '1,a\n2,b\n3,c\n' }, { maxClasses: 2 })).message).toBe('Expected at most 2 distinct labels (opts.maxClasses) for column 2 on line 3 but received 3 distinct labels, the last "c"');
+    expect(readCsv({ text: '1,a\n2,b\n3,c\n' }, { maxClasses: 3 }).C).toBe(3);
   });
 
   it('CSV: a class id at or past opts.maxClasses is refused, naming its line (C is what W2 and the logits are sized by)', () => {
     const path = file('big-id.csv', '1,0\n2,2147483646\n3,1\n');
     refused(hostile(`lib.readCsv(${q(path)})`), new RegExp(`^Expected class ids below ${MAX_CLASSES} \\(opts.maxClasses\\) for column 2 on line 2 but received "2147483646"`));
-    expect(thrown(() => readCsv('1,0\n2,9\n', { maxClasses: 9 })).message).toBe('Expected class ids below 9 (opts.maxClasses) for column 2 on line 2 but received "9"');
-    expect(readCsv('1,0\n2,9\n', { maxClasses: 10 }).C).toBe(10);
+    expect(thrown(() => readCsv({ text: '1,0\n2,9\n' }, { maxClasses: 9 })).message).toBe('Expected class ids below 9 (opts.maxClasses) for column 2 on line 2 but received "9"');
+    expect(readCsv({ text: '1,0\n2,9\n' }, { maxClasses: 10 }).C).toBe(10);
   });
 
   it('CSV: a first row past opts.maxColumns, and a row far wider than the first, cost neither heap nor time', () => {
@@ -143,7 +143,7 @@ describe.skipIf(process.platform !== 'linux')('hostile files cost what their siz
     refused(hostile(`lib.readCsv(${q(wide)})`), new RegExp(`^Expected at most ${MAX_COLUMNS} columns \\(opts.maxColumns\\) for line 1 but received 8000001`), { ms: 5000 });
     const wider = file('wider-row.csv', `a,b\n1,0\n${'2,'.repeat(8_000_000)}0\n`);
     refused(hostile(`lib.readCsv(${q(wider)})`), /^Expected 2 cells \(as on line 1\) for line 3 but received 8000001/, { ms: 5000 });
-    expect(thrown(() => readCsv('a,b,c\n1,2,0\n', { maxColumns: 2 })).message).toBe('Expected at most 2 columns (opts.maxColumns) for line 1 but received 3');
+    expect(thrown(() => readCsv({ text: 'a,b,c\n1,2,0\n' }, { maxColumns: 2 })).message).toBe('Expected at most 2 columns (opts.maxColumns) for line 1 but received 3');
   });
 
   it('CSV: a cell of 200,000 digits then a letter is refused in linear time (the number pattern backtracked quadratically)', () => {
@@ -243,7 +243,7 @@ describe.skipIf(process.platform !== 'linux')('hostile files cost what their siz
 });
 
 describe('the limits are options, checked as every other option', () => {
-  const csv = '1,0\n2,1\n';
+  const csv = { text: '1,0\n2,1\n' };
   const idx = Buffer.from([0, 0, 8, 1, 0, 0, 0, 1, 7]);
   const st = writeSafetensors({ W: { shape: [1], data: new Float64Array(1) } });
   const path = file('limits.safetensors', st);

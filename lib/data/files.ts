@@ -2,7 +2,8 @@
 // with code ERR_FILE, worded as the rest of the library (Expected {what} for {name} but received {actual}).
 import { constants } from 'node:buffer';
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { readFile as readFileAsync } from 'node:fs/promises';
+import { gunzip as zlibGunzip, gunzipSync } from 'node:zlib';
 import { HandgradError } from '../errors';
 
 /** A HandgradError (code ERR_FILE) in the library's wording, naming the file when there is one. */
@@ -43,13 +44,34 @@ export function gunzip(b: Uint8Array, source: string, maxBytes: number = MAX_GUN
   try {
     return gunzipSync(b, { maxOutputLength: maxBytes });
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-      const what = `gzip data of at most ${maxBytes} bytes once gunzipped (opts.maxBytes)`;
-      throw new HandgradError('ERR_FILE', `Expected ${what} for ${source} but received more (a gzip bomb, or raise opts.maxBytes)`, { cause });
-    }
-    throw new HandgradError('ERR_FILE', `Expected valid gzip data for ${source} but received ${(cause as Error).message}`, { cause });
+    throw gunzipError(cause, source, maxBytes);
   }
+}
+
+/** gunzip() on libuv's thread pool: the event loop stays free while a large file inflates. */
+export function gunzipAsync(b: Uint8Array, source: string, maxBytes: number = MAX_GUNZIPPED_BYTES): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    zlibGunzip(b, { maxOutputLength: maxBytes }, (cause, out) => (cause ? reject(gunzipError(cause, source, maxBytes)) : resolve(out)));
+  });
+}
+
+function gunzipError(cause: unknown, source: string, maxBytes: number): HandgradError {
+  if ((cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+    const what = `gzip data of at most ${maxBytes} bytes once gunzipped (opts.maxBytes)`;
+    return new HandgradError('ERR_FILE', `Expected ${what} for ${source} but received more (a gzip bomb, or raise opts.maxBytes)`, { cause });
+  }
+  return new HandgradError('ERR_FILE', `Expected valid gzip data for ${source} but received ${(cause as Error).message}`, { cause });
 }
 
 /** Reads a whole file; a missing or unreadable one is an ERR_FILE. */
 export const readFile = (path: string, what: string, hint = ''): Buffer => fileTry(() => readFileSync(path), `a readable ${what}`, path, hint);
+
+/** readFile() without blocking the event loop; an abort rejects with the signal's reason. */
+export async function readFileAsyncOrFail(path: string, what: string, signal?: AbortSignal): Promise<Buffer> {
+  try {
+    return await readFileAsync(path, { signal });
+  } catch (cause) {
+    if (signal?.aborted) throw signal.reason;
+    throw new HandgradError('ERR_FILE', `Expected a readable ${what} for ${path} but received ${(cause as Error).message}`, { cause });
+  }
+}

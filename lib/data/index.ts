@@ -5,6 +5,8 @@ export { xor, type XorOptions } from './xor';
 export { spirals, type SpiralsOptions } from './spirals';
 export { blobs, type BlobsOptions } from './blobs';
 export { readCsv, type CsvDataset, type CsvOptions } from './csv';
+export { readCsvAsync, type CsvAsyncOptions, type CsvProgress } from './csv-async';
+export type { CsvAsyncSource, CsvSource } from './csv-source';
 export { loadIdx, readIdx, type IdxArray, type IdxData, type IdxDtype, type IdxOptions } from './idx';
 export { digitsPath, loadDigits, type DigitsOptions } from './digits';
 export { loadMnist, mnistDataDir, type Mnist, type MnistOptions } from './mnist';

@@ -1,0 +1,94 @@
+// Where a CSV comes from: a path, the bytes of a file, `{ text }`, or (async only) a stream of
+// chunks. A bare string is a path, always: text is never guessed from a line break, so a request
+// body handed over as a string can never open a file on the server by lacking one; a string that
+// holds one is refused with the way to pass text, never read as something else.
+import { HandgradError } from '../errors';
+import * as v from '../validate';
+import { fileFail, gunzip, gunzipAsync, hex, isGzip, readFile, readFileAsyncOrFail } from './files';
+
+/** A CSV path, the bytes of a CSV file (gzip detected by its magic bytes), or CSV text as `{ text }`. */
+export type CsvSource = string | Uint8Array | { readonly text: string };
+/** What readCsvAsync also takes: a stream of chunks (a Readable, an http.IncomingMessage, any async iterable). */
+export type CsvAsyncSource = CsvSource | AsyncIterable<Uint8Array | string>;
+
+/** The bytes to parse, and the path to name in errors when there is one. */
+export interface CsvBytes {
+  bytes: Buffer;
+  source?: string;
+}
+
+const WHAT = 'a file path, the bytes of a CSV file (a Buffer or Uint8Array) or { text }';
+
+type Resolved = { path: string } | { bytes: Buffer } | { stream: AsyncIterable<Uint8Array | string> };
+
+function resolve(source: unknown, streams: boolean): Resolved {
+  if (source instanceof Uint8Array) return { bytes: Buffer.from(source.buffer, source.byteOffset, source.byteLength) };
+  if (typeof source === 'string') {
+    if (/[\r\n]/.test(source)) {
+      const what = 'a file path (a string is always a path: pass { text } for CSV text, or its bytes)';
+      v.fail(TypeError, what, 'source', new v.Received(`a string with a line break, ${v.describe(source)}`));
+    }
+    return { path: source };
+  }
+  if (streams && source !== null && typeof source === 'object' && typeof (source as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+    return { stream: source as AsyncIterable<Uint8Array | string> };
+  }
+  if (source === null || typeof source !== 'object' || Array.isArray(source) || ArrayBuffer.isView(source)) {
+    return v.fail(TypeError, streams ? `${WHAT} or an async iterable of chunks` : WHAT, 'source', source);
+  }
+  const { text } = v.options('source', source, ['text']);
+  if (typeof text !== 'string') v.fail(TypeError, 'a string of CSV text', 'source.text', text);
+  return { bytes: Buffer.from(text, 'utf8') };
+}
+
+function checkGz(path: string, raw: Buffer): void {
+  if (path.toLowerCase().endsWith('.gz') && !isGzip(raw)) {
+    fileFail('gzip data (the path ends in .gz)', path, `bytes starting ${hex(raw.subarray(0, 2)) || '(empty file)'}`);
+  }
+}
+
+/** The bytes of a source, read and gunzipped on the calling thread (readCsv). */
+export function sourceBytes(source: unknown, maxBytes: number): CsvBytes {
+  const r = resolve(source, false);
+  if ('bytes' in r) return { bytes: isGzip(r.bytes) ? gunzip(r.bytes, 'the CSV bytes', maxBytes) : r.bytes };
+  if (!('path' in r)) throw new Error('unreachable: streams are refused by resolve');
+  const raw = readFile(r.path, 'CSV file');
+  checkGz(r.path, raw);
+  return { bytes: isGzip(raw) ? gunzip(raw, r.path, maxBytes) : raw, source: r.path };
+}
+
+/**
+ * The bytes of a source, read and gunzipped off the event loop (fs and zlib on libuv's thread
+ * pool). Bytes passed in are copied first, so a caller that reuses its buffer cannot change what is
+ * parsed; a stream may deliver at most maxBytes.
+ */
+export async function sourceBytesAsync(source: unknown, maxBytes: number, signal?: AbortSignal): Promise<CsvBytes> {
+  const r = resolve(source, true);
+  let raw: Buffer;
+  let name: string | undefined;
+  if ('bytes' in r) raw = Buffer.from(r.bytes);
+  else if ('path' in r) {
+    raw = await readFileAsyncOrFail(r.path, 'CSV file', signal);
+    checkGz(r.path, raw);
+    name = r.path;
+  } else raw = await collect(r.stream, maxBytes, signal);
+  signal?.throwIfAborted();
+  if (!isGzip(raw)) return { bytes: raw, source: name };
+  return { bytes: await gunzipAsync(raw, name ?? 'the CSV bytes', maxBytes), source: name };
+}
+
+async function collect(stream: AsyncIterable<Uint8Array | string>, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    signal?.throwIfAborted();
+    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) v.fail(TypeError, 'chunks of bytes or strings', 'the CSV stream', chunk);
+    const b = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk); // a copy: a stream may reuse its buffers
+    total += b.length;
+    if (total > maxBytes) {
+      throw new HandgradError('ERR_FILE', `Expected at most ${maxBytes} bytes (opts.maxBytes) for the CSV stream but received more`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks, total);
+}
