@@ -3,7 +3,7 @@
 // [Linear(D,H), act, Linear(H,C)] over the caller's own tensors (not copies), built once per params
 // object and activation and kept while those tensors are the ones the object holds.
 import { Linear } from './layers/linear';
-import { activationLayer, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
+import { activationLayer, PARAMS_OWNER, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
 import type { TrainerParams, TwoLayerParams } from './train/trainer';
 import type { Activation, BackendName, Cache, FloatArray, Grads, LossReduction, Params } from './types';
 import * as v from './validate';
@@ -28,9 +28,8 @@ export interface ForwardOptions { backend?: BackendName; activation?: Activation
 
 /**
  * The params of a Trainer.load: the two-layer tensors with their activation, or (a file of another
- * depth) a Sequential's W1, b1, …; the file says which and its dtype, so only the run time knows.
- * forward, probs and predict take them as they are (the two-layer ones; a deeper net's are refused
- * at run time: use trainer.model).
+ * depth, or with a layers list) a Sequential's W1, b1, …; the file says which and its dtype, so only
+ * the run time knows. forward, probs and predict take either and run the net the file holds.
  */
 export type LoadedParams = TrainerParams<TwoLayerParams | Sequential>;
 
@@ -87,10 +86,22 @@ export function forwardBackward<T extends FloatArray, O extends ForwardBackwardO
   return result as never;
 }
 
-/** The two-layer net of a forward call, and its options for the Sequential. */
+/**
+ * The net of a forward call, and its options for the Sequential: the two-layer net over params, or,
+ * for a Sequential's own params record (seq.params, a Sequential Trainer's params — what
+ * Trainer.load gives for a file of other depth or with a layers list), that Sequential: its
+ * record holds no activations, and reading W1, b1, W2, b2 of it as a ReLU two-layer net would
+ * answer for another network.
+ */
 function forwardNet(params: unknown, opts: ForwardOptions): [Sequential, { backend?: BackendName; exact?: boolean }] {
   const o = v.options('opts', opts, ['backend', 'activation', 'exact'] as const);
-  return [twoLayerNet(params, activationOf(params, o.activation)), { backend: o.backend as BackendName | undefined, exact: o.exact as boolean | undefined }];
+  const run = { backend: o.backend as BackendName | undefined, exact: o.exact as boolean | undefined };
+  const owner = params !== null && typeof params === 'object' ? PARAMS_OWNER.get(params) : undefined;
+  if (owner !== undefined) {
+    if (o.activation !== undefined) v.fail(TypeError, "no opts.activation with a Sequential's params (its layers say it)", 'opts.activation', o.activation);
+    return [owner, run];
+  }
+  return [twoLayerNet(params, activationOf(params, o.activation)), run];
 }
 
 // params and X of one dtype (a mixed call does not compile); a loaded Trainer's params, whose

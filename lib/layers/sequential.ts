@@ -106,6 +106,9 @@ const LAYER_CLASSES = [Linear, ReLU, Sigmoid, Tanh];
  */
 export const MAX_LAYERS = 4096;
 
+/** Each Sequential's params record → the Sequential (model.ts: predict(seq.params, X) runs that net, activations and all). */
+export const PARAMS_OWNER = new WeakMap<object, Sequential>();
+
 export class Sequential<T extends FloatArray = FloatArray> {
   readonly layers: readonly Layer[];
   readonly loss: SoftmaxCrossEntropy;
@@ -189,6 +192,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     if (loss.weight !== null) v.lossWeight('opts.loss.weight', loss.weight, this.dtype, this.classes);
     this.linearNumber = Object.freeze(numbers);
     this.params = Object.freeze(params);
+    PARAMS_OWNER.set(this.params, this as Sequential);
     this.gradNames = Object.keys(params).map((n) => `d${n}`);
     this.gradLengths = Object.values(params).map((t) => t.length);
     const fields = this.gradNames.map((n, j) => `${JSON.stringify(n)}: l[${j}]`).join(', ');
