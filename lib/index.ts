@@ -1,7 +1,7 @@
 export { HandgradError, type HandgradErrorCode } from './errors';
 export { forward, forwardBackward, predict, probs, softmax } from './model';
-export type { ForwardBackwardOptions, ForwardBackwardResult, ForwardOptions } from './model';
-export { initParams, type Init, type InitOptions, type InitializedParams } from './params';
+export type { ForwardBackwardOptions, ForwardBackwardResult, ForwardOptions, InputOf, LoadedParams } from './model';
+export { initParams, type ArrayOf, type Init, type InitOptions, type InitializedParams } from './params';
 export { Rng } from './rng';
 export { getNumThreads, setNumThreads } from './threads';
 export { getTorchThreads, setTorchThreads, torchAvailable } from './backends/torch';
