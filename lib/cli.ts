@@ -20,7 +20,7 @@ commands.predict = (require('./commands/predict') as typeof import('./commands/p
 commands['build-torch'] = (require('./commands/build-torch') as typeof import('./commands/build-torch')).buildTorchCommand; // eslint-disable-line @typescript-eslint/no-require-imports
 
 function usage(): string {
-  const lines = Object.entries(commands).map(([name, c]) => `  handgrad ${name.padEnd(8)} ${c.summary}`);
+  const lines = Object.entries(commands).map(([name, c]) => `  handgrad ${name.padEnd(11)} ${c.summary}`);
   return `usage:\n${lines.join('\n')}\n\nhandgrad <command> --help for its options, handgrad --version for the version`;
 }
 

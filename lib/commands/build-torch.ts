@@ -15,9 +15,11 @@ const NEEDS = 'needs cmake, a C++17 compiler and LibTorch: `apt-get install -y c
 
 const HELP = `usage: handgrad build-torch [options]
 
-Builds the LibTorch addon (backend 'torch', verify's autograd reference) into
-${join(packageRoot, 'build-torch', 'Release')} with the package's own cmake-js. It ${NEEDS.replace(/`/g, '')}
-(a minute or two). Exit 0 when the addon builds and loads, 1 when it does not.
+Builds the LibTorch addon (backend 'torch', verify's autograd reference) and, where Gloo's
+headers are installed (libgloo-dev), the distributed one, with the package's own cmake-js, into
+  ${join(packageRoot, 'build-torch', 'Release')}
+It needs cmake, a C++17 compiler and LibTorch (apt-get install -y cmake g++ libtorch-dev) and
+takes a minute or two. Exit 0 when the LibTorch addon builds and loads, 1 when it does not.
 
   --jobs N      parallel compile jobs (default: the number of CPUs)
   --dry-run     print the command and the folder it runs in, build nothing

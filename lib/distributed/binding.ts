@@ -30,8 +30,7 @@ export interface DistributedBinding {
 }
 
 const BUILD_HINT =
-  'Build it with `npm run build:torch` (needs cmake, LibTorch and Gloo\'s headers: `apt-get install -y cmake libtorch-dev libgloo-dev`; ' +
-  '`npm run setup` builds it whenever they are installed).';
+  'Build it with `npx handgrad build-torch` (needs cmake, LibTorch and Gloo\'s headers: `apt-get install -y cmake libtorch-dev libgloo-dev`).';
 
 /** Where the addon is looked for: $HANDGRAD_DISTRIBUTED_ADDON if set, else build-torch/Release/handgrad_distributed.node. */
 export function distributedAddonPath(): string {
