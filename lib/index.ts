@@ -30,7 +30,7 @@ export type { GradsLike, LayerGradsLike, TensorLike } from './verify/coerce';
 export { formatGradcheckReport, formatVerifyReport } from './verify/format';
 export { Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh } from './layers';
 export type {
-  Layer, LayerContext, LayerKind, LayerSpec, LinearOptions, LossContext, MlpOptions, SequentialForwardBackwardOptions, SequentialOptions,
+  ClassMetrics, Evaluation, Layer, LayerContext, LayerKind, LayerSpec, LinearOptions, LossContext, MlpOptions, SequentialForwardBackwardOptions, SequentialOptions,
   SequentialResult, SequentialSpec, SoftmaxCrossEntropyOptions,
 } from './layers';
 export type { Kernels } from './kernels/kernels';

@@ -5,3 +5,4 @@ export { SoftmaxCrossEntropy, type LossContext, type LossSpec, type SoftmaxCross
 export {
   type MlpOptions, Sequential, type SequentialForwardBackwardOptions, type SequentialOptions, type SequentialResult, type SequentialSpec,
 } from './sequential';
+export { type ClassMetrics, type Evaluation, MAX_CONFUSION_CLASSES } from './class-metrics';

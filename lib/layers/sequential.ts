@@ -14,6 +14,7 @@ import { Rng } from '../rng';
 import type { Activation, BackendName, Dtype, FloatArray, LossReduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
+import { ClassCounts, type Evaluation } from './class-metrics';
 import { ReLU, Sigmoid, Tanh } from './activation';
 import type { Layer, LayerKind, LayerSpec } from './layer';
 import { Linear } from './linear';
@@ -368,10 +369,12 @@ export class Sequential<T extends FloatArray = FloatArray> {
 
   /**
    * Mean loss (F.cross_entropy's, by log-sum-exp on the logits) and accuracy over X [N,D] and
-   * y [N], a forward pass per `batchSize` rows (default 256) so memory stays bounded.
+   * y [N], a forward pass per `batchSize` rows (default 256) so memory stays bounded; with them,
+   * per-class precision, recall and support, and the confusion matrix [C,C] (true class × predicted
+   * class; null past 1024 classes), counted in the same pass (class-metrics.ts).
    * @throws {TypeError|RangeError|HandgradError} as forwardBackward
    */
-  evaluate(X: T, y: ArrayLike<number>, opts: { backend?: BackendName; batchSize?: number } = {}): { loss: number; accuracy: number } {
+  evaluate(X: T, y: ArrayLike<number>, opts: { backend?: BackendName; batchSize?: number } = {}): Evaluation {
     const o = v.options('opts', opts, ['backend', 'batchSize'] as const);
     const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
     const batchSize = v.dim('opts.batchSize', o.batchSize ?? 256);
@@ -380,12 +383,13 @@ export class Sequential<T extends FloatArray = FloatArray> {
   }
 
   /** evaluate() for callers that have checked X and y (the Trainer). */
-  score(X: T, y: Int32Array, batchSize: number, backend: BackendName): { loss: number; accuracy: number } {
+  score(X: T, y: Int32Array, batchSize: number, backend: BackendName): Evaluation {
     const { inFeatures: D, classes: C } = this;
     const n = y.length;
     if (this.loss.weight !== null || this.loss.labelSmoothing !== 0 || y.includes(this.loss.ignoreIndex)) return this.scoreWithOptions(X, y, batchSize, backend);
     let lossSum = 0;
     let correct = 0;
+    const counts = new ClassCounts(C);
     for (let start = 0; start < n; start += batchSize) {
       const B = Math.min(batchSize, n - start);
       const logits = this.logitsView(X.subarray(start * D, (start + B) * D) as T, B, backend);
@@ -399,9 +403,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
         const label = y[start + b];
         lossSum += m - logits[o + label] + Math.log(sum);
         if (best === label) correct++;
+        counts.add(label, best);
       }
     }
-    return { loss: lossSum / n, accuracy: correct / n };
+    return { loss: lossSum / n, accuracy: correct / n, ...counts.metrics() };
   }
 
   /**
@@ -409,7 +414,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * non-ignored rows of (1−ε)·w[y]·(lse − z_y) + (ε/C)·Σ_c w_c·(lse − z_c), divided by Σ w[y] over
    * them; the accuracy over the non-ignored rows. Nothing to divide by is emptyMeanError, as a step.
    */
-  private scoreWithOptions(X: T, y: Int32Array, batchSize: number, backend: BackendName): { loss: number; accuracy: number } {
+  private scoreWithOptions(X: T, y: Int32Array, batchSize: number, backend: BackendName): Evaluation {
     const { inFeatures: D, classes: C } = this;
     const { weight, ignoreIndex, labelSmoothing: eps } = this.loss;
     const n = y.length;
@@ -417,6 +422,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     let den = 0;
     let correct = 0;
     let valid = 0;
+    const counts = new ClassCounts(C);
     for (let start = 0; start < n; start += batchSize) {
       const B = Math.min(batchSize, n - start);
       const logits = this.logitsView(X.subarray(start * D, (start + B) * D) as T, B, backend);
@@ -437,10 +443,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
         den += wy;
         valid++;
         if (best === label) correct++;
+        counts.add(label, best);
       }
     }
     if (den === 0) throw emptyMeanError(valid, ignoreIndex);
-    return { loss: num / den, accuracy: correct / valid };
+    return { loss: num / den, accuracy: correct / valid, ...counts.metrics() };
   }
 
   /**
