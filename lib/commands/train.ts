@@ -15,7 +15,7 @@ import type { Dataset } from '../data/dataset';
 import { predict } from '../model';
 import type { ModelFileOptions } from '../model-file';
 import { initParams } from '../params';
-import { decisionBoundarySvg, trainingCurvesSvg } from '../plot';
+import { decisionBoundarySvg, plotsUnavailable, trainingCurvesSvg } from '../plot';
 import { Sequential } from '../layers/sequential';
 import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
 import type { Dtype, FloatArray } from '../types';
@@ -309,8 +309,10 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     files.push(join(outDir, name));
   };
   try {
-    write('curves.svg', await trainingCurvesSvg(result.history, `${data.name}: loss and accuracy per epoch`));
-    if (data.D === 2) {
+    const noPlots = plotsUnavailable(); // vega, vega-lite are optionalDependencies: skipped, said on stderr
+    if (noPlots !== null) process.stderr.write(`handgrad train: ${noPlots}\n`);
+    else write('curves.svg', await trainingCurvesSvg(result.history, `${data.name}: loss and accuracy per epoch`));
+    if (noPlots === null && data.D === 2) {
       const A = dtype === 'float64' ? Float64Array : Float32Array;
       const seq = trainer.model;
       const classify = (grid: Float64Array) => (seq ? seq.predict(A.from(grid)) : predict(trainer.params as LiveParams, A.from(grid), { activation }));
