@@ -300,7 +300,7 @@ describe('readCsv', () => {
   });
 
   it('bad arguments are TypeError/RangeError', () => {
-    expect(() => readCsv(42 as unknown as string)).toThrow(new TypeError('Expected a file path, the bytes of a CSV file (a Buffer or Uint8Array) or { text } for source but received 42'));
+    expect(() => readCsv(42 as unknown as string)).toThrow(new TypeError('Expected a file path, the bytes of a CSV file (a Buffer, Uint8Array or ArrayBuffer) or { text } for source but received 42'));
     expect(() => readCsv({ text: '1,2\n' }, { label: 1.5 })).toThrow(RangeError);
     expect(() => readCsv({ text: '1,2\n' }, { label: null as unknown as number })).toThrow(TypeError);
     expect(() => readCsv({ text: '1,2\n' }, { header: 'yes' as never })).toThrow(TypeError);

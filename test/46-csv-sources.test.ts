@@ -44,10 +44,11 @@ describe('readCsv sources', () => {
   writeFileSync(plain, SMALL);
   writeFileSync(gz, gzipSync(SMALL));
 
-  it('a path, a .gz path, a Buffer, a Uint8Array view, gzip bytes and { text } read the same data', () => {
+  it('a path, a .gz path, a Buffer, a Uint8Array view, an ArrayBuffer, gzip bytes and { text } read the same data', () => {
     const bytes = Buffer.from(`junk${SMALL}junk`);
     const view = new Uint8Array(bytes.buffer, bytes.byteOffset + 4, SMALL.length);
-    for (const source of [plain, gz, Buffer.from(SMALL), view, gzipSync(SMALL), { text: SMALL }]) {
+    const arrayBuffer = new TextEncoder().encode(SMALL).buffer; // as fetch's response.arrayBuffer() gives
+    for (const source of [plain, gz, Buffer.from(SMALL), view, arrayBuffer, gzipSync(SMALL), { text: SMALL }]) {
       const d = readCsv(source);
       expect(Array.from(d.X)).toEqual(SMALL_X);
       expect(Array.from(d.y)).toEqual([0, 1, 2]);

@@ -6,8 +6,11 @@ import { HandgradError } from '../errors';
 import * as v from '../validate';
 import { fileFail, gunzip, gunzipAsync, hex, isGzip, readFile, readFileAsyncOrFail } from './files';
 
-/** A CSV path, the bytes of a CSV file (gzip detected by its magic bytes), or CSV text as `{ text }`. */
-export type CsvSource = string | Uint8Array | { readonly text: string };
+/**
+ * A CSV path, the bytes of a CSV file (a Buffer, a Uint8Array, or an ArrayBuffer as
+ * `await response.arrayBuffer()` gives; gzip detected by its magic bytes), or CSV text as `{ text }`.
+ */
+export type CsvSource = string | Uint8Array | ArrayBuffer | { readonly text: string };
 /** What readCsvAsync also takes: a stream of chunks (a Readable, an http.IncomingMessage, any async iterable). */
 export type CsvAsyncSource = CsvSource | AsyncIterable<Uint8Array | string>;
 
@@ -17,12 +20,13 @@ export interface CsvBytes {
   source?: string;
 }
 
-const WHAT = 'a file path, the bytes of a CSV file (a Buffer or Uint8Array) or { text }';
+const WHAT = 'a file path, the bytes of a CSV file (a Buffer, Uint8Array or ArrayBuffer) or { text }';
 
 type Resolved = { path: string } | { bytes: Buffer } | { stream: AsyncIterable<Uint8Array | string> };
 
 function resolve(source: unknown, streams: boolean): Resolved {
   if (source instanceof Uint8Array) return { bytes: Buffer.from(source.buffer, source.byteOffset, source.byteLength) };
+  if (source instanceof ArrayBuffer) return { bytes: Buffer.from(source) };
   if (typeof source === 'string') {
     if (/[\r\n]/.test(source)) {
       const what = 'a file path (a string is always a path: pass { text } for CSV text, or its bytes)';

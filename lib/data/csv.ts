@@ -146,7 +146,7 @@ function classList(classes: unknown, maxClasses: number): string[] | undefined {
  * Reads a CSV of numeric features and one label column.
  *
  * `source` is a path (a `.gz` path, or a file whose content is gzip, is gunzipped), the bytes of a
- * CSV file (a Buffer or Uint8Array; gzip detected by its magic bytes), or `{ text }`. A string is
+ * CSV file (a Buffer, Uint8Array or ArrayBuffer; gzip detected by its magic bytes), or `{ text }`. A string is
  * always a path: one holding a line break is refused with a TypeError that says to pass
  * `{ text }`, never read as text (so a request body can never be read as a path by chance).
  * Every column but the label must hold finite numbers (spaces around them are fine). With
