@@ -1,7 +1,8 @@
 // Where a CSV comes from: a path, the bytes of a file, `{ text }`, or (async only) a stream of
-// chunks. A bare string is a path, always: text is never guessed from a line break, so a request
-// body handed over as a string can never open a file on the server by lacking one; a string that
-// holds one is refused with the way to pass text, never read as something else.
+// chunks. A bare string is a path, always: text is never guessed from a line break (the old rule
+// read a request body without one as a path, and opened a file on the server). A string that holds
+// a line break is refused with the way to pass text, never read as something else; a body is
+// passed as its bytes, as { text }, or (readCsvAsync) as the request stream itself.
 import { HandgradError } from '../errors';
 import * as v from '../validate';
 import { fileFail, gunzip, gunzipAsync, hex, isGzip, readFile, readFileAsyncOrFail } from './files';

@@ -146,9 +146,10 @@ function classList(classes: unknown, maxClasses: number): string[] | undefined {
  * Reads a CSV of numeric features and one label column.
  *
  * `source` is a path (a `.gz` path, or a file whose content is gzip, is gunzipped), the bytes of a
- * CSV file (a Buffer, Uint8Array or ArrayBuffer; gzip detected by its magic bytes), or `{ text }`. A string is
- * always a path: one holding a line break is refused with a TypeError that says to pass
- * `{ text }`, never read as text (so a request body can never be read as a path by chance).
+ * CSV file (a Buffer, Uint8Array or ArrayBuffer; gzip detected by its magic bytes), or `{ text }`.
+ * A string is always a path, never guessed to be text: one holding a line break is refused with a
+ * TypeError that says to pass `{ text }`. Hand a request body over as its bytes (or the request
+ * itself to readCsvAsync), never as a string: a one-line body would name a file.
  * Every column but the label must hold finite numbers (spaces around them are fine). With
  * opts.classes, the label `classes[i]` is class i; otherwise labels that are all integers in
  * [0, 2^31 − 1) are class ids (C = the largest + 1, at most opts.maxClasses), and any other labels
