@@ -84,7 +84,8 @@ describe('readCsv sources', () => {
   it('{ text } is checked like every option object; other sources are TypeErrors', () => {
     expect(() => readCsv({ text: 42 } as never)).toThrow(new TypeError('Expected a string of CSV text for source.text but received 42'));
     expect(() => readCsv({ txt: SMALL } as never)).toThrow(/^Expected no option 'txt' for source \(did you mean 'text'\?\)/);
-    for (const bad of [null, 42, [SMALL], new Float64Array(2), Readable.from([SMALL])]) {
+    expect(() => readCsv(Readable.from([SMALL]) as never)).toThrow(/^Expected .* \(a stream is read by readCsvAsync\) for source but received Readable$/);
+    for (const bad of [null, 42, [SMALL], new Float64Array(2)]) {
       expect(() => readCsv(bad as never)).toThrow(TypeError);
     }
     expect(() => readCsv({ text: SMALL }, { onProgress: () => {} } as never)).toThrow(/^Expected no option 'onProgress' for opts/);

@@ -35,7 +35,8 @@ function resolve(source: unknown, streams: boolean): Resolved {
     }
     return { path: source };
   }
-  if (streams && source !== null && typeof source === 'object' && typeof (source as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+  if (source !== null && typeof source === 'object' && typeof (source as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+    if (!streams) v.fail(TypeError, `${WHAT} (a stream is read by readCsvAsync)`, 'source', source);
     return { stream: source as AsyncIterable<Uint8Array | string> };
   }
   if (source === null || typeof source !== 'object' || Array.isArray(source) || ArrayBuffer.isView(source)) {
