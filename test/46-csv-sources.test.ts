@@ -233,6 +233,16 @@ describe('readCsvAsync', () => {
     await expect(stopped).rejects.toMatchObject({ name: 'AbortError' });
     expect(calls).toBe(2);
     await expect(readCsvAsync(bigPath, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    // A stream stalled between chunks (a client that stops sending) is left at the abort, and destroyed.
+    const stalled = new Readable({ read() {} });
+    stalled.push('a,b,c\n1,2,');
+    const ac2 = new AbortController();
+    setTimeout(() => ac2.abort(), 30);
+    const t0 = performance.now();
+    await expect(readCsvAsync(stalled, { signal: ac2.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(performance.now() - t0).toBeLessThan(2000);
+    await new Promise((r) => setImmediate(r));
+    expect(stalled.destroyed).toBe(true);
     await expect(readCsvAsync(Readable.from([Buffer.alloc(600, 0x31), Buffer.alloc(600, 0x31)]), { maxBytes: 1000 })).rejects.toThrow(
       'Expected at most 1000 bytes (opts.maxBytes) for the CSV stream but received more',
     );

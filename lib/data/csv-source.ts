@@ -83,18 +83,41 @@ export async function sourceBytesAsync(source: unknown, maxBytes: number, signal
   return { bytes: await gunzipAsync(raw, name ?? 'the CSV bytes', maxBytes), source: name };
 }
 
+/**
+ * The chunks of a stream, copied (a stream may reuse its buffers), at most maxBytes in all. An
+ * abort is seen at once, also while the stream is stalled between chunks; leaving early (an abort,
+ * too many bytes, a bad chunk) destroys a Node stream, as `for await` would.
+ */
 async function collect(stream: AsyncIterable<Uint8Array | string>, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+  const it = stream[Symbol.asyncIterator]();
+  let onAbort: (() => void) | undefined;
+  const aborted = signal && new Promise<never>((_, reject) => signal.addEventListener('abort', (onAbort = () => reject(signal.reason)), { once: true }));
+  aborted?.catch(() => {}); // observed through the race below
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of stream) {
-    signal?.throwIfAborted();
-    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) v.fail(TypeError, 'chunks of bytes or strings', 'the CSV stream', chunk);
-    const b = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk); // a copy: a stream may reuse its buffers
-    total += b.length;
-    if (total > maxBytes) {
-      throw new HandgradError('ERR_FILE', `Expected at most ${maxBytes} bytes (opts.maxBytes) for the CSV stream but received more`);
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const r = await (aborted ? Promise.race([it.next(), aborted]) : it.next());
+      if (r.done) break;
+      const chunk: unknown = r.value;
+      if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) v.fail(TypeError, 'chunks of bytes or strings', 'the CSV stream', chunk);
+      const b = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk);
+      total += b.length;
+      if (total > maxBytes) {
+        throw new HandgradError('ERR_FILE', `Expected at most ${maxBytes} bytes (opts.maxBytes) for the CSV stream but received more`);
+      }
+      chunks.push(b);
     }
-    chunks.push(b);
+  } catch (e) {
+    // A Node stream is destroyed at once (its iterator's return() would wait for the pending chunk,
+    // forever when the sender stalls); another iterable is told to return, not waited for.
+    const destroy = (stream as { destroy?: unknown }).destroy;
+    if (typeof destroy === 'function') destroy.call(stream);
+    else void Promise.resolve(it.return?.()).catch(() => {});
+    throw e;
+  } finally {
+    if (onAbort) signal!.removeEventListener('abort', onAbort);
   }
   return Buffer.concat(chunks, total);
 }
