@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { metadataOption, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
+import type { Evaluation } from '../layers/class-metrics';
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
@@ -331,8 +332,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     });
   }
 
-  /** Mean loss and accuracy on a data set (forward only). @throws {TypeError|RangeError|HandgradError} */
-  evaluate(X: FloatArray, y: ArrayLike<number>, opts: { batchSize?: number } = {}): { loss: number; accuracy: number } {
+  /** Mean loss, accuracy, per-class precision/recall/support and the confusion matrix on a data set (forward only). @throws {TypeError|RangeError|HandgradError} */
+  evaluate(X: FloatArray, y: ArrayLike<number>, opts: { batchSize?: number } = {}): Evaluation {
     const o = v.options('opts', opts, ['batchSize'] as const);
     this.enter();
     const d = this.data(X, y);
