@@ -128,26 +128,13 @@ StackStatus run(const Net& n, const Step<T>& a, double* loss, Capability cap) {
   Layout l;
   stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
   const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
-  // Labels and the loss's arrays are copied before anything else (another thread may write them);
-  // only the copies are read after, as stackForwardBackward does.
-  const LossSpec<T>& spec = a.loss;
-  int32_t* y = reinterpret_cast<int32_t*>(a.ws + l.labels);
-  size_t ignored = 0;
-  if (!spec.targets) {
-    const size_t bad = copyLabels(a.y, B, int32_t(C), y, spec.ignoreIndex, &ignored);
-    if (bad != B) return {Stage::Labels, int(bad)};
-  }
-  LossSpec<T> own = spec;
-  const auto copy = [&](const T* from, uint64_t at, size_t count) {
-    if (!from) return static_cast<const T*>(nullptr);
-    std::memcpy(a.ws + at, from, count * sizeof(T));
-    return static_cast<const T*>(a.ws + at);
-  };
-  own.weight = copy(spec.weight, l.weight, C);
-  own.targets = copy(spec.targets, l.targets, B * C);
-  own.gradOutput = copy(spec.gradOutput, l.gradOutput, B);
-  if (!own.targets && own.reduction == Reduction::Mean && labelWeightSum(y, B, own.weight, own.ignoreIndex) == 0.0)
-    return {Stage::EmptyMean, int(B - ignored)};
+  // Labels and the loss's arrays are copied before anything else (another thread may write them),
+  // as stackForwardBackward does; the exact loss always takes the general path (F.cross_entropy's ops).
+  const int32_t* y = reinterpret_cast<const int32_t*>(a.ws + l.labels);
+  LossSpec<T> own;
+  bool general;
+  const StackStatus in = copyStepInputs(n, a, l, true, &own, &general);
+  if (in.stage != Stage::Ok) return in;
 
   // Every weight in PyTorch's layout (kept from the forward for the backward), and one gradient's.
   std::vector<size_t> wtAt(size_t(n.layers));

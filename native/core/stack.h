@@ -151,15 +151,15 @@ struct Step {
   T* ws;  // stackLayout<T>(n, B) elements
 };
 
-// Forward, loss and every gradient; the loss (in T, widened) into *loss. Nothing is written to
-// grads or dX unless the loss is finite. With accumulate, grads and dX are added into.
+// A step's inputs that another thread may write during the call — y, and the loss's weight,
+// targets and gradOutput — copied into the workspace before anything else; only the copies are read
+// after. `own` is the loss over the copies; `general` (always, for the exact mode) is whether the
+// loss's arrays are needed at all (F.cross_entropy's default with no row ignored needs only y).
+// Stage::Labels names a label outside [0, C) that is not ignoreIndex; Stage::EmptyMean a 'mean'
+// with nothing to divide by (every row ignored, or a zero total weight).
 template <typename T>
-StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
-  Layout l;
-  stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
+StackStatus copyStepInputs(const Net& n, const Step<T>& a, const Layout& l, bool always, LossSpec<T>* own, bool* general) {
   const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
-  // Labels, and the loss's arrays, are copied before anything else: another thread may write a
-  // shared y, weight, targets or gradOutput during the call. Only the copies are read after.
   const LossSpec<T>& spec = a.loss;
   int32_t* y = reinterpret_cast<int32_t*>(a.ws + l.labels);
   size_t ignored = 0;
@@ -167,20 +167,35 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     const size_t bad = copyLabels(a.y, B, int32_t(C), y, spec.ignoreIndex, &ignored);
     if (bad != B) return {Stage::Labels, int(bad)};
   }
-  const bool general = !isDefaultLoss(spec) || ignored != 0;
-  LossSpec<T> own = spec;
-  if (general) {
-    const auto copy = [&](const T* from, uint64_t at, size_t count) {
-      if (!from) return static_cast<const T*>(nullptr);
-      std::memcpy(a.ws + at, from, count * sizeof(T));
-      return static_cast<const T*>(a.ws + at);
-    };
-    own.weight = copy(spec.weight, l.weight, C);
-    own.targets = copy(spec.targets, l.targets, B * C);
-    own.gradOutput = copy(spec.gradOutput, l.gradOutput, B);
-    if (!own.targets && own.reduction == Reduction::Mean && labelWeightSum(y, B, own.weight, own.ignoreIndex) == 0.0)
-      return {Stage::EmptyMean, int(B - ignored)};
-  }
+  *general = always || !isDefaultLoss(spec) || ignored != 0;
+  *own = spec;
+  if (!*general) return {Stage::Ok, 0};
+  const auto copy = [&](const T* from, uint64_t at, size_t count) {
+    if (!from) return static_cast<const T*>(nullptr);
+    std::memcpy(a.ws + at, from, count * sizeof(T));
+    return static_cast<const T*>(a.ws + at);
+  };
+  own->weight = copy(spec.weight, l.weight, C);
+  own->targets = copy(spec.targets, l.targets, B * C);
+  own->gradOutput = copy(spec.gradOutput, l.gradOutput, B);
+  if (!own->targets && own->reduction == Reduction::Mean && labelWeightSum(y, B, own->weight, own->ignoreIndex) == 0.0)
+    return {Stage::EmptyMean, int(B - ignored)};
+  return {Stage::Ok, 0};
+}
+
+// Forward, loss and every gradient; the loss (in T, widened) into *loss. Nothing is written to
+// grads or dX unless the loss is finite. With accumulate, grads and dX are added into.
+template <typename T>
+StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
+  Layout l;
+  stackLayout<T>(n, uint64_t(a.B), static_cast<uint64_t*>(nullptr), &l);
+  const size_t B = size_t(a.B), C = size_t(n.widths[n.layers]);
+  const LossSpec<T>& spec = a.loss;
+  const int32_t* y = reinterpret_cast<const int32_t*>(a.ws + l.labels);
+  LossSpec<T> own;
+  bool general;
+  const StackStatus in = copyStepInputs(n, a, l, false, &own, &general);
+  if (in.stage != Stage::Ok) return in;
   const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws);
   if (f.stage != Stage::Ok) return f;
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
