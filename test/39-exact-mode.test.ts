@@ -26,7 +26,7 @@ import { torchBinding } from '../lib/backends/torch';
 import { coreBinding, type CoreBinding, type StackHandle } from '../lib/binding';
 import { type Layer, Linear, ReLU, Sequential, setTorchThreads, Sigmoid, Tanh } from '../lib/index';
 import type { FloatArray } from '../lib/types';
-import { FIXTURES, skipReason, thrown } from './helpers';
+import { differingEntries, FIXTURES, fromBits, skipReason, thrown, transposeRows, withCapability } from './helpers';
 
 interface ExactCase {
   name: string; dtype: 'float32' | 'float64'; kinds: string[]; widths: number[]; B: number;
@@ -43,33 +43,6 @@ const KIND = { linear: 0, relu: 1, sigmoid: 2, tanh: 3 } as const;
 type ExactBinding = CoreBinding & { stackExact(handle: StackHandle, on: boolean): [string, string] };
 const binding = () => coreBinding() as ExactBinding;
 
-/** Hex bit strings → the dtype's values, bit for bit. */
-function fromBits(dtype: ExactCase['dtype'], hex: readonly string[]): FloatArray {
-  if (dtype === 'float32') return new Float32Array(Uint32Array.from(hex, (h) => parseInt(h, 16)).buffer);
-  return new Float64Array(BigUint64Array.from(hex, (h) => BigInt(`0x${h}`)).buffer);
-}
-/** Row-major [rows, cols] → [cols, rows]: nn.Linear's weight [out, in] ↔ this package's W [in, out]. */
-function transpose(a: FloatArray, rows: number, cols: number): FloatArray {
-  const t = new (a.constructor as new (n: number) => FloatArray)(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
-  return t;
-}
-/** How many entries differ in any bit (−0 against 0 counts). */
-function differing(got: FloatArray, want: FloatArray): number {
-  const a = new Uint8Array(got.buffer, got.byteOffset, got.byteLength);
-  const b = new Uint8Array(want.buffer, want.byteOffset, want.byteLength);
-  const size = got.BYTES_PER_ELEMENT;
-  let n = 0;
-  for (let i = 0; i < got.length; i++) {
-    for (let k = 0; k < size; k++) {
-      if (a[i * size + k] !== b[i * size + k]) {
-        n++;
-        break;
-      }
-    }
-  }
-  return n;
-}
 
 /** One case through the native exact mode: each tensor that differs from PyTorch's, with its count. */
 function exactStep(c: ExactCase, exact = true): string[] {
@@ -85,7 +58,7 @@ function exactStep(c: ExactCase, exact = true): string[] {
   c.kinds.forEach((k, i) => k === 'linear' && shapes.push([c.widths[i], c.widths[i + 1]]));
   const params = c.params.map((p, j) => {
     const [inW, outW] = shapes[j >> 1];
-    return j % 2 === 0 ? transpose(fromBits(c.dtype, p), outW, inW) : fromBits(c.dtype, p);
+    return j % 2 === 0 ? transposeRows(fromBits(c.dtype, p), outW, inW) : fromBits(c.dtype, p);
   });
   const grads = params.map((p) => new (f32 ? Float32Array : Float64Array)(p.length).fill(NaN));
   const dX = new (f32 ? Float32Array : Float64Array)(X.length);
@@ -100,7 +73,7 @@ function exactStep(c: ExactCase, exact = true): string[] {
   if (c.y2) loss = step(Int32Array.from(c.y2), true);
   const diffs: string[] = [];
   const check = (name: string, got: FloatArray, want: FloatArray) => {
-    const d = differing(got, want);
+    const d = differingEntries(got, want);
     if (d > 0) diffs.push(`${name} ${d}/${got.length}`);
   };
   // The logits: the forward alone (stackForward, predictions) into a fresh workspace.
@@ -117,7 +90,7 @@ function exactStep(c: ExactCase, exact = true): string[] {
   grads.forEach((g, j) => {
     const [inW, outW] = shapes[j >> 1];
     const name = `${j % 2 === 0 ? 'dW' : 'db'}${(j >> 1) + 1}`;
-    check(name, j % 2 === 0 ? transpose(g, inW, outW) : g, fromBits(c.dtype, c.grads[j]));
+    check(name, j % 2 === 0 ? transposeRows(g, inW, outW) : g, fromBits(c.dtype, c.grads[j]));
   });
   return diffs;
 }
@@ -182,7 +155,7 @@ function train(r: Trajectory, exact = true): string[] {
   const ws = new F(b.stackLayout(handle, r.batch)[r.kinds.length + 1]);
   const shapes: [number, number][] = [];
   r.kinds.forEach((k, i) => k === 'linear' && shapes.push([r.widths[i], r.widths[i + 1]]));
-  const params = r.params.map((p, j) => (j % 2 === 0 ? transpose(fromBits(r.dtype, p), shapes[j >> 1][1], shapes[j >> 1][0]) : fromBits(r.dtype, p)));
+  const params = r.params.map((p, j) => (j % 2 === 0 ? transposeRows(fromBits(r.dtype, p), shapes[j >> 1][1], shapes[j >> 1][0]) : fromBits(r.dtype, p)));
   const grads = params.map((p) => new F(p.length));
   const m = params.map((p) => new F(p.length));
   const v = params.map((p) => new F(p.length));
@@ -199,11 +172,11 @@ function train(r: Trajectory, exact = true): string[] {
     params.forEach((p, k) => b.optimizerUpdate(p, grads[k], m[k], v[k], code, lr, t + 1, momentum, 0.9, 0.999, 1e-8, wd, 0, null));
   }
   const diffs: string[] = [];
-  const lossDiff = differing(new F([loss]), fromBits(r.dtype, [r.lastLoss]));
+  const lossDiff = differingEntries(new F([loss]), fromBits(r.dtype, [r.lastLoss]));
   if (lossDiff) diffs.push('last loss');
   params.forEach((p, j) => {
     const [inW, outW] = shapes[j >> 1];
-    const d = differing(j % 2 === 0 ? transpose(p, inW, outW) : p, fromBits(r.dtype, r.final[j]));
+    const d = differingEntries(j % 2 === 0 ? transposeRows(p, inW, outW) : p, fromBits(r.dtype, r.final[j]));
     if (d) diffs.push(`${j % 2 === 0 ? 'W' : 'b'}${(j >> 1) + 1} ${d}/${p.length}`);
   });
   return diffs;
@@ -223,18 +196,6 @@ const python = '/usr/bin/python3';
 const torchPython = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
 const pythonSkip = torchPython.error || torchPython.status !== 0 ? `${python} cannot import torch (apt install python3-torch)` : null;
 
-/** Runs fn with ATEN_CPU_CAPABILITY set (or unset: null) in this process, as LibTorch would read it. */
-function withCapability<R>(value: string | null, fn: () => R): R {
-  const saved = process.env.ATEN_CPU_CAPABILITY;
-  if (value === null) delete process.env.ATEN_CPU_CAPABILITY;
-  else process.env.ATEN_CPU_CAPABILITY = value;
-  try {
-    return fn();
-  } finally {
-    if (saved === undefined) delete process.env.ATEN_CPU_CAPABILITY;
-    else process.env.ATEN_CPU_CAPABILITY = saved;
-  }
-}
 
 // This CPU's flags, for which of LibTorch's kernel sets it can run (Linux; elsewhere none assumed).
 const cpuFlags = (() => {
@@ -391,7 +352,7 @@ function drawn(F: Float32ArrayConstructor | Float64ArrayConstructor, n: number, 
 
 /** Entries of got that differ from want in any bit, as `name k/n`, or nothing. */
 function bitDiff(name: string, got: FloatArray, want: FloatArray): string[] {
-  const d = differing(got, want);
+  const d = differingEntries(got, want);
   return d > 0 ? [`${name} ${d}/${got.length}`] : [];
 }
 
@@ -548,7 +509,7 @@ function torchStep(c: ExactCase): string[] {
   const X = fromBits(c.dtype, c.X);
   const shapes: [number, number][] = [];
   c.kinds.forEach((k, i) => k === 'linear' && shapes.push([c.widths[i], c.widths[i + 1]]));
-  const params = c.params.map((p, j) => (j % 2 === 0 ? transpose(fromBits(c.dtype, p), shapes[j >> 1][1], shapes[j >> 1][0]) : fromBits(c.dtype, p)));
+  const params = c.params.map((p, j) => (j % 2 === 0 ? transposeRows(fromBits(c.dtype, p), shapes[j >> 1][1], shapes[j >> 1][0]) : fromBits(c.dtype, p)));
   const grads = params.map((p) => new F(p.length).fill(NaN));
   const dX = new F(X.length);
   const at = t.sequentialLayout(X, c.B, K, Wd);
@@ -573,7 +534,7 @@ function torchStep(c: ExactCase): string[] {
   if (!c.y2) diffs.push(...bitDiff('logits (step)', ws.subarray(at[L - 1], at[L - 1] + c.B * C), fromBits(c.dtype, c.logits)));
   grads.forEach((g, j) => {
     const [inW, outW] = shapes[j >> 1];
-    diffs.push(...bitDiff(`${j % 2 === 0 ? 'dW' : 'db'}${(j >> 1) + 1}`, j % 2 === 0 ? transpose(g, inW, outW) : g, fromBits(c.dtype, c.grads[j])));
+    diffs.push(...bitDiff(`${j % 2 === 0 ? 'dW' : 'db'}${(j >> 1) + 1}`, j % 2 === 0 ? transposeRows(g, inW, outW) : g, fromBits(c.dtype, c.grads[j])));
   });
   return diffs;
 }

@@ -22,7 +22,7 @@ import { assumedCapability, type AtenCapability, atenCapability, optimizerConfig
 import { allocateState } from '../lib/train/state';
 import { applyUpdate } from '../lib/train/update';
 import type { Dtype, FloatArray } from '../lib/types';
-import { backendTitle, errEps, skipReason } from './helpers';
+import { backendTitle, errEps, skipReason, withCapability } from './helpers';
 
 interface Run { name: string; dtype: Dtype; options: OptimizerOptions; lr: number; W: string }
 interface Goldens {
@@ -37,21 +37,6 @@ const golden = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'optim', 'tra
 /** ATEN_CPU_CAPABILITY's value for each kernel set. */
 const SETTING: Record<AtenCapability, string> = { DEFAULT: 'default', AVX2: 'avx2', AVX512: 'avx512' };
 
-/**
- * Runs fn with ATEN_CPU_CAPABILITY set (or unset: null) in this process: both rules read it at
- * every step, as native/core/exact_lanes.h does (LibTorch in this process read it once, at load).
- */
-function withCapability<R>(value: string | null, fn: () => R): R {
-  const saved = process.env.ATEN_CPU_CAPABILITY;
-  if (value === null) delete process.env.ATEN_CPU_CAPABILITY;
-  else process.env.ATEN_CPU_CAPABILITY = value;
-  try {
-    return fn();
-  } finally {
-    if (saved === undefined) delete process.env.ATEN_CPU_CAPABILITY;
-    else process.env.ATEN_CPU_CAPABILITY = saved;
-  }
-}
 
 /** make.py's xorshift32 stream: values with 53 random bits in [−1, 1), exact in double. */
 function stream(seed: number): () => number {

@@ -10,7 +10,7 @@ import {
   type Dtype, type FloatArray, forward, forwardBackward, getNumThreads, type Layer, Linear, ReLU, Sequential, setNumThreads, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer,
 } from '../lib';
 import { coreBinding } from '../lib/binding';
-import { FIXTURES, thrown } from './helpers';
+import { differingEntries, FIXTURES, fromBits, thrown, transposeRows } from './helpers';
 
 interface ExactCase {
   name: string; dtype: Dtype; kinds: string[]; widths: number[]; B: number;
@@ -26,26 +26,6 @@ interface Trajectory {
 const goldens = JSON.parse(readFileSync(join(FIXTURES, 'exact', 'sequential.json'), 'utf8')) as { capability: string; openblasCore: string; cases: ExactCase[] };
 const trajectories = (JSON.parse(readFileSync(join(FIXTURES, 'exact', 'trajectories.json'), 'utf8')) as { runs: Trajectory[] }).runs;
 
-function fromBits(dtype: Dtype, hex: readonly string[]): FloatArray {
-  if (dtype === 'float32') return new Float32Array(Uint32Array.from(hex, (h) => parseInt(h, 16)).buffer);
-  return new Float64Array(BigUint64Array.from(hex, (h) => BigInt(`0x${h}`)).buffer);
-}
-/** Row-major [rows, cols] → [cols, rows]: nn.Linear's weight [out, in] ↔ this package's W [in, out]. */
-function transpose(a: FloatArray, rows: number, cols: number): FloatArray {
-  const t = new (a.constructor as new (n: number) => FloatArray)(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
-  return t;
-}
-/** Entries that differ in any bit (−0 against 0 counts). */
-function differing(got: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number; BYTES_PER_ELEMENT: number }, want: FloatArray): number {
-  const a = new Uint8Array(got.buffer, got.byteOffset, got.byteLength);
-  const b = new Uint8Array(want.buffer, want.byteOffset, want.byteLength);
-  let n = 0;
-  for (let i = 0; i < got.length; i++) {
-    for (let k = 0; k < got.BYTES_PER_ELEMENT; k++) if (a[i * got.BYTES_PER_ELEMENT + k] !== b[i * got.BYTES_PER_ELEMENT + k]) { n++; break; }
-  }
-  return n;
-}
 const scalar = (dtype: Dtype, x: number) => (dtype === 'float32' ? Float32Array.of(x) : Float64Array.of(x));
 
 /** The golden's net as a Sequential over its parameters in this package's layout (W [in,out]). */
@@ -56,7 +36,7 @@ function netOf(kinds: string[], widths: number[], dtype: Dtype, params: string[]
     if (k === 'sigmoid') return new Sigmoid();
     if (k === 'tanh') return new Tanh();
     const [inW, outW] = [widths[i], widths[i + 1]];
-    const W = transpose(fromBits(dtype, params[j]), outW, inW);
+    const W = transposeRows(fromBits(dtype, params[j]), outW, inW);
     const b = fromBits(dtype, params[j + 1]);
     j += 2;
     return new Linear(inW, outW, { W, b });
@@ -91,7 +71,7 @@ function publicStep(c: ExactCase): string[] {
   const r = net.forwardBackward(X, y as never, opts as never) as { loss: number | FloatArray; grads: Record<string, FloatArray> };
   const diffs: string[] = [];
   const check = (name: string, got: FloatArray, want: FloatArray) => {
-    const d = differing(got, want);
+    const d = differingEntries(got, want);
     if (d > 0) diffs.push(`${name} ${d}/${got.length}`);
   };
   if (c.losses) check('losses', r.loss as FloatArray, fromBits(c.dtype, c.losses));
@@ -100,7 +80,7 @@ function publicStep(c: ExactCase): string[] {
   let k = 0;
   c.kinds.forEach((kind, i) => {
     if (kind !== 'linear') return;
-    check(`dW${k + 1}`, transpose(r.grads[`dW${k + 1}`], c.widths[i], c.widths[i + 1]), fromBits(c.dtype, c.grads[2 * k]));
+    check(`dW${k + 1}`, transposeRows(r.grads[`dW${k + 1}`], c.widths[i], c.widths[i + 1]), fromBits(c.dtype, c.grads[2 * k]));
     check(`db${k + 1}`, r.grads[`db${k + 1}`], fromBits(c.dtype, c.grads[2 * k + 1]));
     k++;
   });
@@ -122,7 +102,7 @@ describe.skipIf(skip !== null)(`{ exact: true } through the public API: PyTorch'
       const net = netOf(c.kinds, c.widths, c.dtype, c.params);
       if (c.targets || c.reduction === 'none') return false;
       const r = net.forwardBackward(fromBits(c.dtype, c.X), Int32Array.from(c.y), { inputGrad: true, reduction: c.reduction, ignoreIndex: c.ignoreIndex, labelSmoothing: c.labelSmoothing });
-      return differing(r.grads.dX, fromBits(c.dtype, c.dX)) > 0;
+      return differingEntries(r.grads.dX, fromBits(c.dtype, c.dX)) > 0;
     });
     expect(differs).toBe(true);
   });
@@ -135,15 +115,15 @@ describe.skipIf(skip !== null)(`{ exact: true } through the public API: PyTorch'
       const C = c.widths[3];
       const params = {
         D, H, C, activation: c.kinds[1] as 'relu' | 'sigmoid' | 'tanh',
-        W1: transpose(fromBits(c.dtype, c.params[0]), H, D), b1: fromBits(c.dtype, c.params[1]),
-        W2: transpose(fromBits(c.dtype, c.params[2]), C, H), b2: fromBits(c.dtype, c.params[3]),
+        W1: transposeRows(fromBits(c.dtype, c.params[0]), H, D), b1: fromBits(c.dtype, c.params[1]),
+        W2: transposeRows(fromBits(c.dtype, c.params[2]), C, H), b2: fromBits(c.dtype, c.params[3]),
       };
       const X = fromBits(c.dtype, c.X);
       const r = forwardBackward(params as never, X, Int32Array.from(c.y), { exact: true, reduction: c.reduction as 'mean' | 'sum' });
-      expect(differing(scalar(c.dtype, r.loss as number), fromBits(c.dtype, [c.loss])), c.name).toBe(0);
-      expect(differing(transpose(r.grads.dW1, D, H), fromBits(c.dtype, c.grads[0])), c.name).toBe(0);
-      expect(differing(r.grads.db2, fromBits(c.dtype, c.grads[3])), c.name).toBe(0);
-      expect(differing(forward(params as never, X, { exact: true }), fromBits(c.dtype, c.logits)), c.name).toBe(0);
+      expect(differingEntries(scalar(c.dtype, r.loss as number), fromBits(c.dtype, [c.loss])), c.name).toBe(0);
+      expect(differingEntries(transposeRows(r.grads.dW1, D, H), fromBits(c.dtype, c.grads[0])), c.name).toBe(0);
+      expect(differingEntries(r.grads.db2, fromBits(c.dtype, c.grads[3])), c.name).toBe(0);
+      expect(differingEntries(forward(params as never, X, { exact: true }), fromBits(c.dtype, c.logits)), c.name).toBe(0);
     }
   });
 
@@ -163,9 +143,9 @@ describe.skipIf(skip !== null)(`{ exact: true } through the public API: PyTorch'
     let k = 0;
     r.kinds.forEach((kind, i) => {
       if (kind !== 'linear') return;
-      const W = transpose(t.params[`W${k + 1}` as never] as FloatArray, r.widths[i], r.widths[i + 1]);
-      const dW = differing(W, fromBits(r.dtype, r.final[2 * k]));
-      const db = differing(t.params[`b${k + 1}` as never] as FloatArray, fromBits(r.dtype, r.final[2 * k + 1]));
+      const W = transposeRows(t.params[`W${k + 1}` as never] as FloatArray, r.widths[i], r.widths[i + 1]);
+      const dW = differingEntries(W, fromBits(r.dtype, r.final[2 * k]));
+      const db = differingEntries(t.params[`b${k + 1}` as never] as FloatArray, fromBits(r.dtype, r.final[2 * k + 1]));
       if (dW || db) diffs.push(`W${k + 1} ${dW}, b${k + 1} ${db}`);
       k++;
     });

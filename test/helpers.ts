@@ -267,3 +267,48 @@ export function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
 }
+
+// ---- bits (the exact mode's goldens, test/39 and test/44; torch.optim's, test/39 and test/41) ----
+
+/** Hex bit strings (8 digits a float32, 16 a float64) → the dtype's values, bit for bit. */
+export function fromBits(dtype: 'float32' | 'float64', hex: readonly string[]): FloatArray {
+  if (dtype === 'float32') return new Float32Array(Uint32Array.from(hex, (h) => parseInt(h, 16)).buffer);
+  return new Float64Array(BigUint64Array.from(hex, (h) => BigInt(`0x${h}`)).buffer);
+}
+
+/** Row-major [rows, cols] → [cols, rows]: nn.Linear's weight [out, in] ↔ this package's W [in, out]. */
+export function transposeRows(a: FloatArray, rows: number, cols: number): FloatArray {
+  const t = new (a.constructor as new (n: number) => FloatArray)(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
+  return t;
+}
+
+/** How many entries differ in any bit (−0 against 0 counts). */
+export function differingEntries(got: FloatArray, want: FloatArray): number {
+  const a = new Uint8Array(got.buffer, got.byteOffset, got.byteLength);
+  const b = new Uint8Array(want.buffer, want.byteOffset, want.byteLength);
+  const size = got.BYTES_PER_ELEMENT;
+  let n = 0;
+  for (let i = 0; i < got.length; i++) {
+    for (let k = 0; k < size; k++) {
+      if (a[i * size + k] !== b[i * size + k]) {
+        n++;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+/** Runs fn with ATEN_CPU_CAPABILITY set (or unset: null) in this process, as the core's rules and exact mode read it. */
+export function withCapability<R>(value: string | null, fn: () => R): R {
+  const saved = process.env.ATEN_CPU_CAPABILITY;
+  if (value === null) delete process.env.ATEN_CPU_CAPABILITY;
+  else process.env.ATEN_CPU_CAPABILITY = value;
+  try {
+    return fn();
+  } finally {
+    if (saved === undefined) delete process.env.ATEN_CPU_CAPABILITY;
+    else process.env.ATEN_CPU_CAPABILITY = saved;
+  }
+}
