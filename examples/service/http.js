@@ -1,0 +1,55 @@
+// The HTTP plumbing of the service, apart from what it serves: a request body read up to a limit
+// (413 past it, before a byte is buffered beyond), JSON replies, and one error type that carries
+// its status. Every reply, errors included, is JSON, so a client never parses an HTML error page.
+'use strict';
+
+/** An error with the HTTP status to answer it with. */
+class HttpError extends Error {
+  constructor(status, message, headers = {}) {
+    super(message);
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
+/** Sends `body` as JSON with `status`. */
+function sendJson(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/**
+ * The request body as one Buffer, at most `maxBytes`: a Content-Length above it is refused before
+ * reading, and a body that grows past it (chunked, or a lying length) is cut off at the first
+ * chunk over. The bytes are handed on as bytes: a string would be read as a *path* by readCsv.
+ */
+async function readBody(req, maxBytes) {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `The body is ${declared} bytes; this service takes at most ${maxBytes}`);
+  const chunks = [];
+  let total = 0;
+  for await (const chunk of req) {
+    total += chunk.length;
+    if (total > maxBytes) throw new HttpError(413, `The body is over ${maxBytes} bytes, the most this service takes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** The media type of a request, lower case, without parameters ('text/csv; charset=utf-8' → 'text/csv'). */
+const mediaType = (req) => String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+
+/**
+ * What a thrown error means to a client. Argument checks in handgrad throw TypeError/RangeError
+ * and data errors a HandgradError with code ERR_FILE: the client's mistake (400), except a gzip
+ * body inflating past opts.maxBytes (413). Anything else is the server's (500), answered, never a crash.
+ */
+function statusOf(err) {
+  if (err instanceof HttpError) return err.status;
+  if (err instanceof TypeError || err instanceof RangeError) return 400;
+  if (err && err.code === 'ERR_FILE') return /opts\.maxBytes/.test(err.message) ? 413 : 400;
+  return 500;
+}
+
+module.exports = { HttpError, mediaType, readBody, sendJson, statusOf };
