@@ -54,8 +54,12 @@ async function csvRows(body, model, maxBytes) {
   }
   if (d === undefined) {
     // No header naming the features: the D columns by position.
-    d = await read({ label: 0, header: false, maxClasses: ANY_COUNT });
-    if (d.D + 1 !== D) throw new HttpError(400, `Expected a header naming the model's features, or exactly ${D} columns without one, but received ${d.D + 1} columns`);
+    const expected = `a header naming the model's features (${(names ?? []).slice(0, 8).join(', ')}${D > 8 ? ', …' : ''}; any order, other columns left aside), or no header and exactly ${D} numeric columns`;
+    d = await read({ label: 0, header: false, maxClasses: ANY_COUNT }).catch((e) => {
+      // Line 1 not numbers: it was a header, without the features' names.
+      throw e && e.code === 'ERR_FILE' && / on line 1 /.test(e.message) ? new HttpError(400, `Expected ${expected}, but line 1 is neither (${e.message})`) : e;
+    });
+    if (d.D + 1 !== D) throw new HttpError(400, `Expected ${expected}, but received ${d.D + 1} columns`);
     return pick(d, D, (k) => (k === 0 ? -1 : k - 1));
   }
   const at = new Map(d.featureNames.map((n, j) => [n, j]));
