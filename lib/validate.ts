@@ -387,7 +387,7 @@ export function disjoint(outNames: readonly string[], outs: readonly (ArrayBuffe
 const FOREIGN_NAMES: Readonly<Record<string, string | readonly string[]>> = {
   learningRate: 'lr', epoch: 'epochs', numEpochs: 'epochs', maxEpochs: 'epochs', nEpochs: 'epochs', batchSize: 'batch',
   validationSplit: 'fraction', testSize: 'fraction', validationData: 'validation',
-  callbacks: 'onProgress', callback: 'onProgress', verbose: 'onProgress', shuffleSeed: 'seed', randomState: 'seed', randomSeed: 'seed',
+  callbacks: 'onProgress', callback: 'onProgress', verbose: 'onProgress', onBatchEnd: 'onStep', onTrainBatchEnd: 'onStep', shuffleSeed: 'seed', randomState: 'seed', randomSeed: 'seed',
   requiresGrad: 'inputGrad', dtypes: 'dtype', activationFn: 'activation', act: 'activation', eps: 'epsilon', betas: 'beta1 and beta2',
   earlyStopping: 'earlyStop', patience: 'earlyStop: { patience }', numClasses: 'classes', nClasses: 'classes', classWeight: 'weight',
   sizeAverage: 'reduction', reduce: 'reduction', device: 'backend', fastMode: 'mode', kernelInitializer: 'init', hiddenSize: 'hidden',
@@ -409,7 +409,8 @@ export const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
   weight: "F.cross_entropy's weight is an option of the loss: pass loss: new SoftmaxCrossEntropy({ weight }) to the model, or weight to forwardBackward",
   ignoreIndex: "F.cross_entropy's ignore_index is an option of the loss: pass loss: new SoftmaxCrossEntropy({ ignoreIndex }) to the model, or ignoreIndex to forwardBackward",
   labelSmoothing: "F.cross_entropy's label_smoothing is an option of the loss: pass loss: new SoftmaxCrossEntropy({ labelSmoothing }) to the model, or labelSmoothing to forwardBackward",
-  validationSplit: 'validationSplit is not supported yet: split the data with trainValSplit and pass { validation }',
+  // Supported by fit and fitSync (the last rows held out, as tfjs): an entry point without it points there.
+  validationSplit: 'validationSplit is an option of trainer.fit and fitSync (or split with trainValSplit and pass { validation })',
 };
 
 /**

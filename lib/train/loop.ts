@@ -5,7 +5,7 @@ import type { FloatArray, Reduction } from '../types';
 import type { LossArgs } from '../engine/engine';
 import { Sequential, type SequentialSpec } from '../layers/sequential';
 import { learningRate } from './schedule';
-import { COUNTER, STOP, type TrainState } from './state';
+import { COUNTER, holdingParams, STOP, type TrainState } from './state';
 import { applyUpdate } from './update';
 
 export interface EpochRecord {
@@ -172,12 +172,48 @@ export interface FitPlan {
   progressEvery: number;
   /** Stop after this many epochs without the monitored loss improving by minDelta. */
   patience?: number;
+  /** At the end of a fit that ran out its epochs or was stopped by patience: the weights of the best epoch (Keras's restore_best_weights). */
+  restoreBest?: boolean;
 }
 
 export interface FitResult {
   history: EpochRecord[];
   /** Why it ended: all epochs ran, early stopping, or the AbortSignal. */
   stopped: 'completed' | 'early' | 'aborted';
+  /**
+   * With restoreBest, the epoch (1-based, as in the history) whose weights the Trainer now holds:
+   * the one with the lowest monitored loss. Absent without restoreBest, and when the fit was aborted.
+   */
+  bestEpoch?: number;
+}
+
+/**
+ * A copy of the weights of the best epoch so far, kept by the thread that trains (the worker, for
+ * fit). It never needs to leave that thread: the copy is taken between steps (this thread is the
+ * only writer) and put back by the same thread before it reports 'done', holding the parameters
+ * as a step's update does, so a snapshot or save on the caller's thread sees the weights before or
+ * after the restore, never half of it. A worker that dies reports nothing: its fit rejects and,
+ * as for an abort, nothing is restored.
+ */
+class BestWeights {
+  epoch = 0;
+  private readonly copy: Record<string, FloatArray> = {};
+
+  keep(s: TrainState, epoch: number): void {
+    for (const k of s.names) {
+      if (this.copy[k]) this.copy[k].set(s.params[k]);
+      else this.copy[k] = s.params[k].slice();
+    }
+    this.epoch = epoch;
+  }
+
+  /** The kept weights back into the live tensors (the optimizer state and counters stay the last epoch's, as in Keras). */
+  restore(s: TrainState): number {
+    holdingParams(s, () => {
+      for (const k of s.names) s.params[k].set(this.copy[k]);
+    });
+    return this.epoch;
+  }
 }
 
 /** Epochs with validation and early stopping; the body of both fitSync and the worker. */
@@ -189,6 +225,9 @@ export function fitLoop(
   const history: EpochRecord[] = [];
   let best = Infinity;
   let since = 0;
+  const kept = plan.restoreBest ? new BestWeights() : undefined;
+  // The end of a fit that was not aborted: with restoreBest, the best epoch's weights.
+  const end = (stopped: 'completed' | 'early'): FitResult => (kept && kept.epoch > 0 ? { history, stopped, bestEpoch: kept.restore(s) } : { history, stopped });
   for (let e = 0; e < plan.epochs; e++) {
     const record = runEpoch(s, data, order, emit.step, plan.progressEvery, plan.shuffle);
     if (record === null) return { history, stopped: 'aborted' };
@@ -199,15 +238,16 @@ export function fitLoop(
     }
     history.push(record);
     emit.epoch?.(record);
-    if (plan.patience !== undefined) {
+    if (plan.patience !== undefined || kept) {
       const monitored = record.valLoss ?? record.loss;
       if (monitored < best - plan.minDelta) {
         best = monitored;
         since = 0;
-      } else if (++since >= plan.patience) {
-        return { history, stopped: 'early' };
+        kept?.keep(s, record.epoch);
+      } else if (plan.patience !== undefined && ++since >= plan.patience) {
+        return end('early');
       }
     }
   }
-  return { history, stopped: 'completed' };
+  return end('completed');
 }

@@ -55,11 +55,51 @@ export type ProgressEvent = ({ type: 'step' } & StepEvent) | ({ type: 'epoch' } 
 
 type Labelled = { X: FloatArray; y: ArrayLike<number> };
 
+/** fit's callbacks, under tfjs's names. */
+export interface FitCallbacks {
+  onEpochEnd?: (record: EpochRecord) => void;
+  onStep?: (event: StepEvent) => void;
+}
+
+/** Where a fit's events go: onProgress first, then the callback (a throw in either stops the fit). */
+interface Listeners { step?: (e: StepEvent) => void; epoch?: (r: EpochRecord) => void }
+
+/** opts.callbacks checked: an object of functions under tfjs's names (onBatchEnd → onStep: did-you-mean). */
+function fitCallbacks(x: unknown): FitCallbacks {
+  if (x === undefined) return {};
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) v.fail(TypeError, 'an object { onEpochEnd, onStep } of functions', 'opts.callbacks', x);
+  const cb = v.options('opts.callbacks', x, ['onEpochEnd', 'onStep'] as const);
+  for (const k of ['onEpochEnd', 'onStep'] as const) if (cb[k] !== undefined && typeof cb[k] !== 'function') v.fail(TypeError, 'a function', `opts.callbacks.${k}`, cb[k]);
+  return cb as FitCallbacks;
+}
+
 export interface FitOptions {
   /** Epochs to run (default 10); an epoch left in progress by an earlier stop is finished first and counts as one. */
   epochs?: number;
   /** A data set { X, y }: a loader's or trainValSplit's, whose other fields are ignored. */
   validation?: Labelled | (Labelled & Record<string, unknown>);
+  /**
+   * A fraction f in (0, 1) of the rows held out as the validation set, as tfjs's and Keras's
+   * validationSplit: the last n − floor(n·(1 − f)) rows, taken from the end before any shuffling
+   * (split a sorted file with trainValSplit instead). They never train; the history reports their
+   * loss and accuracy as with `validation`, which cannot be given too.
+   */
+  validationSplit?: number;
+  /**
+   * tfjs's callback names: onEpochEnd gets each epoch's record, onStep each step event (every
+   * progressEvery steps; every step when progressEvery is not given) — the very records onProgress
+   * gets, without `type`, after it. A throwing callback stops the fit as a throwing onProgress does.
+   */
+  callbacks?: FitCallbacks;
+  /**
+   * Keras's restore_best_weights (needs earlyStop or a validation set): when the fit ends — all its
+   * epochs run or stopped by earlyStop — the weights are put back to those of the epoch with the
+   * lowest monitored loss (validation loss, else training loss; an improvement is by more than
+   * earlyStop.minDelta), and the result names it (bestEpoch). The optimizer state and the counters
+   * stay the last epoch's. An aborted fit (signal, a throwing callback, an error) is not restored:
+   * it keeps the last whole step's weights and its place, ready to resume.
+   */
+  restoreBest?: boolean;
   /**
    * Called with an 'epoch' event after each epoch, and a 'step' event every progressEvery steps.
    * If it throws, training stops after the step it reported and fit rejects (fitSync throws) with
@@ -180,6 +220,26 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (this.running) throw new HandgradError('ERR_BUSY', 'This Trainer is running fit(); wait for it (or abort it) before calling it again');
   }
 
+  /**
+   * The training rows and the validation set of a fit: opts.validation, or with validationSplit
+   * the last rows of X and y (floor(n·(1 − f)) train, as tfjs and Keras split).
+   */
+  private fitData(X: unknown, y: unknown, opts: FitOptions): { data: Data; validation?: Data } {
+    const f = opts.validationSplit;
+    if (f === undefined) {
+      const data = this.trainingData(X, y);
+      return { data, validation: opts.validation ? this.data(opts.validation.X, opts.validation.y, 'validation.') : undefined };
+    }
+    const all = this.data(X, y);
+    const n = all.y.length;
+    const at = Math.floor(n * (1 - f));
+    if (at < 1 || at >= n) v.fail(RangeError, `a fraction that leaves rows on both sides of the ${n} rows (floor(${n}·(1 − f)) = ${at} to train on)`, 'opts.validationSplit', f);
+    const D = this.state.config.D;
+    const data = { X: all.X.subarray(0, at * D), y: all.y.subarray(0, at) };
+    this.checkPosition(data);
+    return { data, validation: { X: all.X.subarray(at * D), y: all.y.subarray(at) } };
+  }
+
   private data(X: unknown, y: unknown, name = ''): Data {
     const c = this.state.config;
     const b = v.batch(X, y, { dtype: c.dtype, D: c.D, C: c.C }, name, c.loss?.ignoreIndex ?? -100);
@@ -189,7 +249,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /** Training data, which must be the size the epoch in progress (if any) was shuffled over. */
   private trainingData(X: unknown, y: unknown): Data {
-    const d = this.data(X, y);
+    return this.checkPosition(this.data(X, y));
+  }
+
+  private checkPosition(d: Data): Data {
     const c = this.state.counters;
     if (c[COUNTER.done] > 0 && d.y.length !== c[COUNTER.examples]) {
       const what = `the ${c[COUNTER.examples]} examples that epoch ${c[COUNTER.epochs] + 1} (stopped after ${c[COUNTER.done]} of them) was shuffled over`;
@@ -214,9 +277,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   }
 
   /** The plan, and the options read once (a getter cannot answer one thing to the check and another to the use). */
-  private plan(given: FitOptions): [FitPlan, FitOptions] {
-    const opts = v.options('opts', given, ['epochs', 'validation', 'onProgress', 'progressEvery', 'signal', 'earlyStop', 'shuffle'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
+  private plan(given: FitOptions): [FitPlan, FitOptions, Listeners] {
+    const opts = v.options('opts', given, ['epochs', 'validation', 'validationSplit', 'onProgress', 'callbacks', 'progressEvery', 'signal', 'earlyStop', 'restoreBest', 'shuffle'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
+    const cb = fitCallbacks(opts.callbacks);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
     // validation is a data set (a loader's or trainValSplit's, with fields of its own): X and y are
     // checked as the training data are; its keys only when X or y is missing (a misspelt key).
@@ -224,6 +288,12 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (dataset !== undefined && (dataset === null || typeof dataset !== 'object')) v.fail(TypeError, 'a data set { X, y }', 'opts.validation', dataset);
     const val = dataset === undefined ? undefined : { X: dataset.X, y: dataset.y };
     if (val !== undefined && (val.X === undefined || val.y === undefined)) v.options('opts.validation', dataset, ['X', 'y'] as const);
+    const split = opts.validationSplit;
+    if (split !== undefined) {
+      if (dataset !== undefined) v.fail(TypeError, 'either opts.validation or opts.validationSplit, not both', 'opts.validationSplit alongside opts.validation', split);
+      if (typeof split !== 'number') v.fail(TypeError, 'a fraction in (0, 1)', 'opts.validationSplit', split);
+      if (!(split > 0 && split < 1)) v.fail(RangeError, 'a fraction in (0, 1)', 'opts.validationSplit', split);
+    }
     const es = opts.earlyStop === undefined ? undefined : (v.options('opts.earlyStop', opts.earlyStop, ['patience', 'minDelta'] as const) as { patience: number; minDelta?: number });
     if (es !== undefined) {
       v.dim('opts.earlyStop.patience', es.patience);
@@ -232,9 +302,24 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       }
     }
     const epochs = v.dim('opts.epochs', opts.epochs ?? 10);
-    const progressEvery = opts.progressEvery === undefined ? 0 : v.dim('opts.progressEvery', opts.progressEvery);
+    // tfjs calls onBatchEnd after every batch: onStep without progressEvery does too.
+    const progressEvery = opts.progressEvery === undefined ? (cb.onStep ? 1 : 0) : v.dim('opts.progressEvery', opts.progressEvery);
     const shuffle = v.bool('opts.shuffle', opts.shuffle, true);
-    return [{ epochs, progressEvery, shuffle, patience: es?.patience, minDelta: es?.minDelta ?? 0 }, { ...opts, validation: val as FitOptions['validation'] }];
+    const restoreBest = v.bool('opts.restoreBest', opts.restoreBest, false);
+    if (restoreBest && es === undefined && val === undefined && split === undefined) {
+      v.fail(TypeError, 'earlyStop or a validation set (validation, validationSplit) with restoreBest', 'opts.restoreBest', restoreBest);
+    }
+    // onProgress's records, then the callback's (a copy each: the history's records stay the fit's).
+    const { onProgress } = opts;
+    const listen: Listeners = {
+      step: onProgress || cb.onStep ? (e) => { onProgress?.({ type: 'step', ...e }); cb.onStep?.({ ...e }); } : undefined,
+      epoch: onProgress || cb.onEpochEnd ? (r) => { onProgress?.({ type: 'epoch', ...r }); cb.onEpochEnd?.({ ...r }); } : undefined,
+    };
+    return [
+      { epochs, progressEvery, shuffle, patience: es?.patience, minDelta: es?.minDelta ?? 0, ...(restoreBest ? { restoreBest } : {}) },
+      { ...opts, validation: val as FitOptions['validation'] },
+      listen,
+    ];
   }
 
   /**
@@ -243,17 +328,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    */
   fitSync(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): FitResult {
     this.enter();
-    const [plan, opts] = this.plan(given);
-    const data = this.trainingData(X, y);
-    const validation = opts.validation ? this.data(opts.validation.X, opts.validation.y, 'validation.') : undefined;
+    const [plan, opts, listen] = this.plan(given);
+    const { data, validation } = this.fitData(X, y, opts);
     if (opts.signal?.aborted) return { history: [], stopped: 'aborted' };
     const onAbort = () => Atomics.store(this.state.control, STOP, 1);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return fitLoop(this.state, data, validation, plan, {
-        step: opts.onProgress && ((e) => opts.onProgress!({ type: 'step', ...e })),
-        epoch: opts.onProgress && ((r) => opts.onProgress!({ type: 'epoch', ...r })),
-      });
+      return fitLoop(this.state, data, validation, plan, listen);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       Atomics.store(this.state.control, STOP, 0);
@@ -269,7 +350,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    */
   fit(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): Promise<FitResult> {
     this.enter();
-    const [plan, opts] = this.plan(given);
+    const [plan, opts, listen] = this.plan(given);
     const copy = (d: Data): Data => {
       const Xc = sharedFloat(this.state.config.dtype, d.X.length);
       Xc.set(d.X);
@@ -277,8 +358,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       yc.set(d.y);
       return { X: Xc, y: yc };
     };
-    const data = copy(this.trainingData(X, y));
-    const validation = opts.validation ? copy(this.data(opts.validation.X, opts.validation.y, 'validation.')) : undefined;
+    const split = this.fitData(X, y, opts);
+    const data = copy(split.data);
+    const validation = split.validation && copy(split.validation);
     if (!existsSync(WORKER)) {
       throw new HandgradError('ERR_NOT_BUILT', `The training worker ${WORKER} is missing; run \`npm run setup\` to build dist/`);
     }
@@ -287,13 +369,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return new Promise<FitResult>((resolve, reject) => {
       const worker = new Worker(WORKER, { workerData: { state: this.state, data, validation, plan } });
       let settled = false;
-      // A throwing onProgress stops the run like an abort, and fit rejects with what it threw
-      // (whatever the worker says after: its 'done' is the stop this caused). No event after it.
+      // A throwing onProgress or callback stops the run like an abort, and fit rejects with what it
+      // threw (whatever the worker says after: its 'done' is the stop this caused). No event after it.
       let thrown: { value: unknown } | undefined;
-      const progress = (e: ProgressEvent) => {
-        if (thrown || !opts.onProgress) return;
+      const deliver = (send: () => void) => {
+        if (thrown) return;
         try {
-          opts.onProgress(e);
+          send();
         } catch (err) {
           thrown = { value: err };
           Atomics.store(this.state.control, STOP, 1);
@@ -312,8 +394,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         else resolve(result!);
       };
       worker.on('message', (m: { type: string; event?: StepEvent; record?: EpochRecord; result?: FitResult; name?: string; message?: string; code?: string }) => {
-        if (m.type === 'step') progress({ type: 'step', ...m.event! });
-        else if (m.type === 'epoch') progress({ type: 'epoch', ...m.record! });
+        if (m.type === 'step') deliver(() => listen.step?.(m.event!));
+        else if (m.type === 'epoch') deliver(() => listen.epoch?.(m.record!));
         else if (m.type === 'done') finish(null, m.result);
         else if (m.type === 'error') {
           const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
