@@ -5,6 +5,7 @@
 // stopped at the best epoch — bit for bit.
 import { describe, expect, it } from 'vitest';
 import { blobs, Sequential, Trainer } from '../lib';
+import { describeBackends } from './helpers';
 import type { FitOptions, ProgressEvent } from '../lib/train/trainer';
 
 // Overlapping blobs (spread 3 over a box of 2): a net that overfits, so the validation loss has a
@@ -218,5 +219,21 @@ describe('restoreBest: the best epoch\'s weights at the end (Keras\'s restore_be
     expect(() => t.fitSync(data.X, data.y, { restoreBest: true })).toThrow(TypeError);
     expect(() => t.fitSync(data.X, data.y, bad({ restoreBest: 1, validationSplit: 0.2 }))).toThrow(TypeError);
     expect(t.steps).toBe(0);
+  });
+});
+
+// The restored tensors are the live ones every backend reads (nothing cached from before the restore).
+describeBackends('restoreBest on each backend', (backend) => {
+  const on = () => new Trainer(Sequential.mlp([4, 32, 3], { seed: 1 }), { batchSize: 8, lr: 0.3, seed: 5, backend });
+  it('fit (worker) ends on the best epoch\'s weights: those of a run stopped there, and its evaluate', async () => {
+    const a = on();
+    const r = await a.fit(data.X, data.y, { epochs: 10, validationSplit: 0.25, earlyStop: { patience: 10 }, restoreBest: true });
+    const best = r.history.reduce((b, e) => (e.valLoss! < b.valLoss! ? e : b)).epoch;
+    expect(r.bestEpoch).toBe(best);
+    const b = on();
+    b.fitSync(data.X, data.y, { epochs: best, validationSplit: 0.25 });
+    expect(weights(a)).toEqual(weights(b));
+    expect(a.evaluate(data.X, data.y)).toEqual(b.evaluate(data.X, data.y));
+    expect(a.model.predict(data.X)).toEqual(b.model.predict(data.X));
   });
 });
