@@ -324,7 +324,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /**
    * Trains on this thread; returns the per-epoch history.
-   * @throws {TypeError|RangeError|HandgradError} bad arguments; a RangeError for a non-finite step (the weights are those after the last finite one); what onProgress threw
+   * @throws {TypeError|RangeError|HandgradError} bad arguments; a RangeError for a non-finite step (the weights are those after the last finite one); what onProgress or a callback threw
    */
   fitSync(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): FitResult {
     this.enter();
@@ -345,7 +345,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    * Trains in a worker thread, so the event loop stays free. X and y are copied on entry: changing
    * them afterwards does not affect this fit. The Trainer is busy (ERR_BUSY) until it settles.
    * Rejects with a RangeError for a non-finite step (the weights are those after the last finite
-   * one), or with what onProgress threw.
+   * one), or with what onProgress or a callback threw.
    * @throws {TypeError|RangeError} synchronously, for bad arguments
    */
   fit(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): Promise<FitResult> {
