@@ -6,7 +6,7 @@ export { Rng } from './rng';
 export { getNumThreads, setNumThreads } from './threads';
 export { getTorchThreads, setTorchThreads, torchAvailable } from './backends/torch';
 export type { Activation, BackendName, Cache, Dims, Dtype, FloatArray, Grads, Labels, Params, Reduction } from './types';
-export { Trainer, type FitOptions, type LiveParams, type ProgressEvent, type TrainerOptions, type TrainerParams, type TrainerSaveOptions, type TwoLayerParams } from './train/trainer';
+export { Trainer, type FitCallbacks, type FitOptions, type LiveParams, type ProgressEvent, type TrainerOptions, type TrainerParams, type TrainerSaveOptions, type TwoLayerParams } from './train/trainer';
 export type { EpochRecord, FitResult, StepEvent } from './train/loop';
 export type { OptimizerName } from './train/optimizer';
 export type { Schedule } from './train/schedule';
