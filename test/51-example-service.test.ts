@@ -14,7 +14,7 @@ import { readSafetensorsFile } from './helpers';
 
 const ROOT = resolve(__dirname, '..');
 const SERVER = join(ROOT, 'examples', 'service', 'server.js');
-const MAX_BYTES = 1_000_000;
+const MAX_BYTES = 8_000_000;
 const REQUEST_MS = 10_000;
 
 let child: ChildProcess;
@@ -181,7 +181,9 @@ describe('examples/service: train, watch, download, predict', () => {
     await until(a.json.id, (j) => j.state === 'training' && j.epoch >= 1);
     await until(b.json.id, (j) => j.state === 'training' && j.epoch >= 1);
 
-    // The latency a client sees, sequential requests on one keep-alive connection.
+    // The latency a client sees, sequential requests on one keep-alive connection; and the
+    // server's own event-loop delay over the same time (what any request waits on top).
+    expect((await request('GET', '/stats?reset=1')).json.training).toBe(2);
     const times: number[] = [];
     for (let i = 0; i < 200; i++) {
       const t0 = performance.now();
@@ -192,16 +194,38 @@ describe('examples/service: train, watch, download, predict', () => {
     times.sort((x, y) => x - y);
     const p50 = times[99];
     const p99 = times[197];
-    console.log(`GET /jobs/:id while two jobs train: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${times[199].toFixed(2)} ms (200 requests)`);
+    const loop = (await request('GET', '/stats?reset=1')).json.eventLoopDelayMs;
+    console.log(`GET /jobs/:id while two jobs train: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${times[199].toFixed(2)} ms (200 requests); the service's event-loop delay p99 ${loop.p99.toFixed(2)} ms, max ${loop.max.toFixed(2)} ms`);
     expect(p99).toBeLessThan(250);
+    expect(loop.max).toBeLessThan(250);
 
     // A snapshot mid-run is a model file like any other.
     const mid = await request('GET', `/jobs/${a.json.id}/model`);
     expect(mid.status).toBe(200);
     expect(loadModel(mid.bytes).classes).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
 
+    // A third job's CSV (a few MB) is parsed while two train: requests are answered meanwhile.
+    const big = medals(60_000, 3);
+    const bigCsv = Buffer.from(csv(header, big.rows.map((r, i) => [...r.map((x) => x.toFixed(6)), big.labels[i]])));
+    expect(bigCsv.length).toBeLessThan(MAX_BYTES);
+    let posted = false;
+    const pending = request('POST', '/jobs?epochs=1', bigCsv, 'text/csv').finally(() => (posted = true));
+    const during: number[] = [];
+    const t1 = performance.now();
+    while (!posted) {
+      const t0 = performance.now();
+      await request('GET', `/jobs/${a.json.id}`);
+      during.push(performance.now() - t0);
+    }
+    const postMs = performance.now() - t1;
+    const parseLoop = (await request('GET', '/stats?reset=1')).json.eventLoopDelayMs;
+    during.sort((x, y) => x - y);
+    console.log(`GET /jobs/:id while a ${(bigCsv.length / 1e6).toFixed(1)} MB CSV is posted and parsed (${postMs.toFixed(0)} ms) beside two training jobs: median ${during[during.length >> 1].toFixed(2)} ms, max ${during[during.length - 1].toFixed(2)} ms (${during.length} requests); the service's event-loop delay p99 ${parseLoop.p99.toFixed(2)} ms, max ${parseLoop.max.toFixed(2)} ms`);
+    expect(during[during.length - 1]).toBeLessThan(250);
+    expect(parseLoop.max).toBeLessThan(250);
+
     // Two training, one waiting (max-queued 1), the next refused.
-    const c = await post();
+    const c = await pending;
     expect(c.status).toBe(202);
     expect((await request('GET', `/jobs/${c.json.id}`)).json.state).toBe('queued');
     for (const path of [`/jobs/${c.json.id}/model`, `/jobs/${c.json.id}/predict`]) {
@@ -249,7 +273,7 @@ describe('examples/service: train, watch, download, predict', () => {
       ['POST', '/jobs', good, 'text/plain', 415, /text\/csv/],
       ['POST', '/jobs', 'a,b,medal\n1,2,gold\n3,x,silver\n', 'text/csv', 400, /line 3/],
       ['POST', '/jobs', 'data/digits.csv.gz', 'text/csv', 400, /column/], // a one-line body is data, never a path
-      ['POST', '/jobs', 'x'.repeat(MAX_BYTES + 1), 'text/csv', 413, /1000000/],
+      ['POST', '/jobs', 'x'.repeat(MAX_BYTES + 1), 'text/csv', 413, /8000000/],
       ['POST', `/jobs/${id}/predict`, '{"rows": [[1, 2]]}', 'application/json', 400, /4 numbers/],
       ['POST', `/jobs/${id}/predict`, '{"rows": [[1, 2, 3, "x"]]}', 'application/json', 400, /finite number/],
       ['POST', `/jobs/${id}/predict`, '{"rows":', 'application/json', 400, /not JSON/],
@@ -264,12 +288,12 @@ describe('examples/service: train, watch, download, predict', () => {
     }
     // A gzip body that inflates past the limit is too large too (a gzip bomb is refused).
     const { gzipSync } = await import('node:zlib');
-    const bomb = gzipSync(Buffer.from('1,2\n'.repeat(400_000)));
+    const bomb = gzipSync(Buffer.from('1,2\n'.repeat(2_100_000)));
     expect(bomb.length).toBeLessThan(MAX_BYTES);
     const r = await request('POST', '/jobs', bomb, 'text/csv');
     expect(r.status).toBe(413);
     expect((await request('GET', `/jobs/${id}`)).json.state).toBe('done');
     expect(child.exitCode).toBe(null);
-    expect(stderr).toBe('');
+    expect(stderr).not.toMatch(/Error/); // the service logs only what it answers with a 500
   });
 });

@@ -21,20 +21,31 @@ function sendJson(res, status, body, headers = {}) {
 
 /**
  * The request body as one Buffer, at most `maxBytes`: a Content-Length above it is refused before
- * reading, and a body that grows past it (chunked, or a lying length) is cut off at the first
- * chunk over. The bytes are handed on as bytes: a string would be read as a *path* by readCsv.
+ * reading, and a body that grows past it (chunked, or a lying length) at the first chunk over. A
+ * refused body is left to Node, which reads and drops the rest once the reply is sent (bounded by
+ * server.requestTimeout), so the client gets its 413 rather than a broken pipe mid-upload. The
+ * bytes are handed on as bytes: a string would be read as a *path* by readCsv.
  */
-async function readBody(req, maxBytes) {
+function readBody(req, maxBytes) {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `The body is ${declared} bytes; this service takes at most ${maxBytes}`);
-  const chunks = [];
-  let total = 0;
-  for await (const chunk of req) {
-    total += chunk.length;
-    if (total > maxBytes) throw new HttpError(413, `The body is over ${maxBytes} bytes, the most this service takes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
+  if (Number.isFinite(declared) && declared > maxBytes) return Promise.reject(new HttpError(413, `The body is ${declared} bytes; this service takes at most ${maxBytes}`));
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let total = 0;
+    const settle = (f, x) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      f(x);
+    };
+    const onData = (chunk) => {
+      total += chunk.length;
+      if (total > maxBytes) settle(reject, new HttpError(413, `The body is over ${maxBytes} bytes, the most this service takes`));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => settle(resolve, Buffer.concat(chunks, total));
+    const onError = (err) => settle(reject, err);
+    const onClose = () => settle(reject, new HttpError(400, 'The client closed the request before the end of its body'));
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
 }
 
 /** The media type of a request, lower case, without parameters ('text/csv; charset=utf-8' → 'text/csv'). */

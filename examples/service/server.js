@@ -4,23 +4,36 @@
 //   DELETE /jobs/:id           → aborts (the job ends 'aborted' with its last whole-step weights)
 //   GET    /jobs/:id/model     → the model file (safetensors bytes; a snapshot while training)
 //   POST   /jobs/:id/predict   CSV (text/csv) or JSON rows (application/json) → { predictions }
+//   GET    /stats              → { training, queued, eventLoopDelayMs: { p50, p99, max } } (reset by ?reset=1)
 // Every error is JSON { error } with its status; nothing a client sends crashes the process.
 // Usage: node server.js [--port 8080] [--host 127.0.0.1] [--max-bytes N] [--max-training 2] [--max-queued 4]
 // On start it prints one JSON line, { "url": "http://host:port" } (useful with --port 0).
 'use strict';
 const http = require('node:http');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
 const { parseArgs } = require('node:util');
 const { HttpError, mediaType, readBody, sendJson, statusOf } = require('./http');
 const { Jobs } = require('./jobs');
 const { csvRows, jsonRows } = require('./rows');
 
 /** The routes: [method, pattern, handler(req, res, params, url)]. */
-function routes(jobs, maxBytes) {
+function routes(jobs, maxBytes, loop) {
   const csvBody = (req) => {
     if (mediaType(req) !== 'text/csv') throw new HttpError(415, `Expected Content-Type text/csv but received ${JSON.stringify(req.headers['content-type'] ?? 'none')}`);
     return readBody(req, maxBytes);
   };
+  const ms = (ns) => ns / 1e6;
   return [
+    ['GET', /^\/stats$/, (req, res, _, url) => {
+      const states = [...jobs.jobs.values()].map((j) => j.state);
+      const count = (state) => states.filter((s) => s === state).length;
+      sendJson(res, 200, {
+        training: count('training'), queued: count('queued'),
+        // How long callbacks waited for the event loop since the last reset: what every request pays on top.
+        eventLoopDelayMs: { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max), samples: loop.count },
+      });
+      if (url.searchParams.get('reset') === '1') loop.reset();
+    }],
     ['POST', /^\/jobs$/, async (req, res, _, url) => {
       const body = await csvBody(req);
       const job = await jobs.create(body, url.searchParams);
@@ -51,7 +64,9 @@ function routes(jobs, maxBytes) {
 
 function createServer({ maxBytes = 64 * 2 ** 20, maxTraining = 2, maxQueued = 4 } = {}) {
   const jobs = new Jobs({ maxBytes, maxTraining, maxQueued });
-  const table = routes(jobs, maxBytes);
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const table = routes(jobs, maxBytes, loop);
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url, 'http://localhost');
@@ -64,10 +79,10 @@ function createServer({ maxBytes = 64 * 2 ** 20, maxTraining = 2, maxQueued = 4 
       const status = statusOf(err);
       if (status === 500) console.error(err);
       if (res.headersSent) return res.destroy();
-      // A body left unread (refused early) would be taken as the next request: close instead.
-      sendJson(res, status, { error: err.message ?? String(err) }, { ...err.headers, ...(req.complete ? {} : { connection: 'close' }) });
+      sendJson(res, status, { error: err.message ?? String(err) }, err.headers);
     }
   });
+  server.requestTimeout = 60_000; // a body refused early is drained by Node, for at most this long
   server.jobs = jobs;
   return server;
 }
