@@ -286,6 +286,13 @@ describe('examples/service: train, watch, download, predict', () => {
       expect(r.status, `${method} ${path}: ${JSON.stringify(r.json)}`).toBe(status);
       expect(r.json.error, `${method} ${path}`).toMatch(message);
     }
+    // A run that diverges ends 'failed' with the Trainer's error, and has no model to give.
+    const diverging = await request('POST', '/jobs?epochs=5&hidden=64&optimizer=sgd&lr=10', readFileSync(join(ROOT, 'data', 'digits.csv.gz')), 'text/csv');
+    expect(diverging.status).toBe(202);
+    const failed = await until(diverging.json.id, (j) => j.state !== 'queued' && j.state !== 'training');
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toMatch(/finite/);
+    expect((await request('GET', `/jobs/${diverging.json.id}/model`)).status).toBe(409);
     // A gzip body that inflates past the limit is too large too (a gzip bomb is refused).
     const { gzipSync } = await import('node:zlib');
     const bomb = gzipSync(Buffer.from('1,2\n'.repeat(2_100_000)));
