@@ -264,6 +264,7 @@ describe('examples/service: train, watch, download, predict', () => {
       ['GET', '/jobs/no-such-job/model', undefined, undefined, 404, /no-such-job/],
       ['POST', '/jobs/no-such-job/predict', '[[1,2,3,4]]', 'application/json', 404, /no-such-job/],
       ['GET', '/nowhere', undefined, undefined, 404, /nowhere/],
+      ['GET', '/jobs/%E0%A4%A', undefined, undefined, 400, /URI/],
       ['PUT', '/jobs', good, 'text/csv', 405, /POST/],
       ['POST', '/jobs?epochs=ten', good, 'text/csv', 400, /epochs/],
       ['POST', '/jobs?epochs=0', good, 'text/csv', 400, /epochs/],

@@ -58,7 +58,7 @@ const mediaType = (req) => String(req.headers['content-type'] ?? '').split(';')[
  */
 function statusOf(err) {
   if (err instanceof HttpError) return err.status;
-  if (err instanceof TypeError || err instanceof RangeError) return 400;
+  if (err instanceof TypeError || err instanceof RangeError || err instanceof URIError) return 400; // URIError: a malformed %-escape in the path
   if (err && err.code === 'ERR_FILE') return /opts\.maxBytes/.test(err.message) ? 413 : 400;
   return 500;
 }
