@@ -7,7 +7,7 @@
 // that works there. Built in a copy of the package so the build/ that the other test files load is
 // never touched while they run.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -95,6 +95,17 @@ console.log(JSON.stringify({ worstEps: worst / 2 ** -52, threads: hg.getNumThrea
     expect(existsSync(join(app, 'o', 'model.safetensors'))).toBe(true);
     expect(existsSync(join(app, 'o', 'curves.svg'))).toBe(false);
     expect(trained.stderr.trim()).toBe("handgrad train: plots skipped: vega and vega-lite (optional dependencies of handgrad, only for plots) are not installed; `npm install vega vega-lite` to draw them");
+    // The consumer trains on a CSV of class names and predicts a held-out one with the model file.
+    copyFileSync(join(root, 'test', 'fixtures', 'model-file', 'train.csv'), join(app, 'train.csv'));
+    copyFileSync(join(root, 'test', 'fixtures', 'model-file', 'holdout.csv'), join(app, 'holdout.csv'));
+    const csvTrained = cli(['train', '--data', 'train.csv', '--epochs', '5', '--quiet', '--out', 'm']);
+    expect(csvTrained.status, csvTrained.stderr).toBe(0);
+    const predicted = cli(['predict', '--model', join('m', 'model.safetensors'), '--data', 'holdout.csv', '-o', 'p.csv']);
+    expect(predicted.status, predicted.stderr).toBe(0);
+    expect(predicted.stdout).toMatch(/accuracy/);
+    const lines = readFileSync(join(app, 'p.csv'), 'utf8').trim().split('\n');
+    expect(lines[0]).toBe('prediction');
+    expect(lines.length - 1).toBe(readFileSync(join(app, 'holdout.csv'), 'utf8').trim().split('\n').length - 1);
 
     // Without the prebuild (another platform, say): the error names what works in node_modules.
     renameSync(join(installed, 'prebuilds'), join(installed, 'prebuilds.away'));
