@@ -155,6 +155,21 @@ describe('the model file as bytes and in a fresh process', () => {
     expect(Buffer.compare(readFileSync(path), back.save())).toBe(0);
   });
 
+  it("Trainer.load(bytes).asModel() predicts raw rows: the saved standardizer, then the net, then the class names (as computed here by hand)", () => {
+    const t = Trainer.load(readFileSync(MODEL));
+    const m = t.asModel();
+    const h = heldOut(['gold', 'bronze', 'silver'], ['weight', 'diameter', 'thickness']);
+    const { mean, std } = m.preprocess!;
+    const D = t.model.inFeatures;
+    const z = Float64Array.from(h.X, (x, i) => (x - mean[i % D]) / std[i % D]);
+    const ids = t.model.predict(z as never);
+    expect(m.predictClasses(h.X)).toEqual(Array.from(ids, (k) => m.classes![k]));
+    expect(m.predictClasses(h.X)).toEqual(loadModel(MODEL).predictClasses(h.X));
+    // Its options replace what the file said.
+    expect(t.asModel({ classes: ['a', 'b', 'c'] }).predictClasses(h.X)).toEqual(Array.from(ids, (k) => 'abc'[k]));
+    expect(thrown(() => t.asModel({ clases: [] } as never))).toBeInstanceOf(TypeError);
+  });
+
   it('loads in a fresh process with nothing else and gives the same probabilities, bit for bit', () => {
     const h = heldOut(['gold', 'bronze', 'silver'], ['weight', 'diameter', 'thickness']);
     const rows = join(tmp, 'rows.json');

@@ -12,7 +12,7 @@ import { HandgradError } from '../errors';
 import { architecture, type ArchitectureOptions, fileNet, type Layout, layoutOf, type ModuleKind } from '../io/layers';
 import { writeFileAtomic } from '../io/atomic';
 import { writeSafetensors } from '../io/safetensors';
-import { asBuffer, fileFrom, MODEL_FILE_OPTIONS, type ModelFileOptions, type ModelInfo, modelInfoEntries, modelInfoOption, readModelInfo } from '../model-file';
+import { asBuffer, fileFrom, Model, MODEL_FILE_OPTIONS, type ModelFileOptions, type ModelInfo, modelInfoEntries, modelInfoOption, readModelInfo } from '../model-file';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
 import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
@@ -412,6 +412,22 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         finish(died ?? new HandgradError('ERR_WORKER', `The training worker exited (code ${code}) before finishing`));
       });
     });
+  }
+
+  /**
+   * The trained network as a Model over the live weights: `predict`, `predictClasses` and `probs`
+   * take raw rows and apply the preprocessing, with the class and feature names, this Trainer was
+   * loaded with (Trainer.load of a model file), each replaced by `opts`' (saveModel's options).
+   * `trainer.model` is the bare Sequential, on already preprocessed rows.
+   * @throws {TypeError|RangeError} options as saveModel's
+   */
+  asModel(opts: ModelFileOptions = {}): Model {
+    const o = v.options('opts', opts, MODEL_FILE_OPTIONS);
+    const kept = this.info;
+    return new Model(this.model, {
+      preprocess: o.preprocess ?? kept.preprocess, classes: o.classes ?? kept.classes, features: o.features ?? kept.features,
+      label: o.label ?? kept.label, metadata: o.metadata ?? kept.metadata,
+    } as ModelFileOptions);
   }
 
   /** Mean loss, accuracy, per-class precision/recall/support and the confusion matrix on a data set (forward only). @throws {TypeError|RangeError|HandgradError} */
