@@ -1,12 +1,14 @@
 // The training loop shared by fitSync (on the caller's thread) and fit (in a worker thread): the
 // same code on the same buffers, so both give the same numbers for a seed.
-import { Rng } from '../rng';
 import type { FloatArray, Reduction } from '../types';
 import type { LossArgs } from '../engine/engine';
 import { Sequential, type SequentialSpec } from '../layers/sequential';
 import { learningRate } from './schedule';
 import { COUNTER, holdingParams, STOP, type TrainState } from './state';
 import { applyUpdate } from './update';
+import { agree, averageGradients, epochOrder, scoreAcross, shardOf, verifyWeights } from './data-parallel';
+import { allReduceSync, groupInfo } from '../distributed/group';
+import type { Evaluation } from '../layers/class-metrics';
 
 export interface EpochRecord {
   epoch: number; // 1-based
@@ -71,7 +73,12 @@ export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss:
   const { seq, grads, loss } = stackOf(s);
   const r = seq.forwardBackwardInto(X, y, grads, { backend, reduction: seq.loss.reduction as Reduction, accumulate: false, loss, exact: s.config.exact === true });
   const { correct, ignored } = countCorrect(r.logits, s.yb, B, s.config.C, seq.loss.ignoreIndex);
+  const dp = s.config.distributed;
+  // Data-parallel: every rank's gradients averaged before the update (DDP's rule), so the update
+  // is the same on every rank and so are the weights after it.
+  if (dp) averageGradients(s, dp);
   applyUpdate(s, lr, advance && (() => advance(r.loss, correct, ignored)));
+  if (dp && dp.verifyEvery > 0 && s.counters[COUNTER.steps] % dp.verifyEvery === 0) verifyWeights(s, s.counters[COUNTER.steps]);
   return { loss: r.loss, correct };
 }
 
@@ -117,12 +124,12 @@ export function shuffleSeed(seed: number, epoch: number): number {
  * size). The position is written after every step, before any event: a stop, a thrown callback or
  * a save leaves it at the last whole step. Returns null when stopped through s.control.
  */
-export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0, shuffle = true): EpochRecord | null {
+export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: (e: StepEvent) => void, every = 0, shuffle = true, shard?: Int32Array): EpochRecord | null {
   const c = s.counters;
-  const n = data.y.length;
+  const N = data.y.length;
   const epoch = c[COUNTER.epochs] + 1;
   if (c[COUNTER.done] === 0) {
-    c[COUNTER.examples] = n;
+    c[COUNTER.examples] = N;
     c[COUNTER.shuffleSeed] = shuffleSeed(s.config.seed, epoch);
     c[COUNTER.lossSum] = 0;
     c[COUNTER.correct] = 0;
@@ -130,17 +137,23 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
     c[COUNTER.shuffled] = shuffle ? 1 : 0;
   }
   const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
-  for (let i = 0; i < n; i++) order[i] = i;
-  if (c[COUNTER.shuffled] === 1) new Rng(c[COUNTER.shuffleSeed]).shuffle(order);
+  epochOrder(order, N, c[COUNTER.shuffleSeed], c[COUNTER.shuffled] === 1);
+  // Data-parallel: this rank's shard of the epoch's order (DistributedSampler's rule), the same
+  // length on every rank; single-process: the whole order. n is the rows this rank trains on.
+  const dp = s.config.distributed;
+  const { rank, worldSize } = dp ? groupInfo() : { rank: 0, worldSize: 1 };
+  const n = dp ? shardOf(order, N, rank, worldSize, shard!) : N;
+  const rows = dp ? shard! : order;
   const bs = s.config.batchSize;
   const steps = Math.ceil(n / bs);
   let record: EpochRecord | null = null;
+  let sums: Float64Array | null = null; // the epoch's loss sum, correct, counted rows and rows, for the job's record
   let lossSum = 0; // the epoch's loss sum after the step, for its event
   const sumLoss = stackOf(s).seq.loss.reduction === 'sum';
   for (let start = c[COUNTER.done]; start < n; start += bs) {
     if (Atomics.load(s.control, STOP) !== 0) return null;
     const B = Math.min(bs, n - start);
-    gather(s, data, order, start, B);
+    gather(s, data, rows, start, B);
     // The position moves with the step's update, in the same hold of the parameters (./update.ts);
     // the last step of the epoch completes it there too.
     trainStep(s, B, lr, (loss, correct, ignored) => {
@@ -152,6 +165,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
       if (start + B < n) return;
       // Accuracy over the rows the loss counts (as evaluate): an ignored label is neither right nor wrong.
       const counted = n - c[COUNTER.ignored];
+      sums = Float64Array.of(lossSum, c[COUNTER.correct], counted, n);
       record = { epoch, lr, loss: lossSum / n, accuracy: counted > 0 ? c[COUNTER.correct] / counted : 0 };
       for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'ignored'] as const) c[COUNTER[k]] = 0;
       c[COUNTER.epochs] = epoch;
@@ -160,6 +174,14 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
     if (onStep && every > 0 && (step % every === 0 || start + B === n)) {
       onStep({ epoch, step, steps, loss: lossSum / (start + B) });
     }
+  }
+  // Data-parallel: the epoch's record is the job's (every rank's rows: the padded ones count as
+  // DistributedSampler feeds them), the same on every rank, so early stopping decides alike.
+  if (dp && record !== null && sums !== null) {
+    allReduceSync(sums, 'sum');
+    const r = record as EpochRecord;
+    r.loss = sums[0] / sums[3];
+    r.accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0;
   }
   return record;
 }
@@ -216,12 +238,30 @@ class BestWeights {
   }
 }
 
+/** The evaluation of a data set; data-parallel, of every rank's part of it together (the same on every rank). */
+export function scoreOf(s: TrainState, d: Data): Evaluation {
+  const seq = sequentialOf(s);
+  const { batchSize, backend } = s.config;
+  return s.config.distributed ? scoreAcross(seq, d.X, d.y, batchSize, backend) : seq.score(d.X, d.y, batchSize, backend);
+}
+
 /** Epochs with validation and early stopping; the body of both fitSync and the worker. */
 export function fitLoop(
   s: TrainState, data: Data, validation: Data | undefined, plan: FitPlan,
   emit: { step?: (e: StepEvent) => void; epoch?: (r: EpochRecord) => void },
 ): FitResult {
   const order = new Int32Array(data.y.length);
+  const dp = s.config.distributed;
+  const shard = dp ? new Int32Array(Math.ceil(data.y.length / groupInfo().worldSize)) : undefined;
+  // Every rank must run the same steps: the same data size, epochs and order, from the same place.
+  if (dp) {
+    const c = s.counters;
+    agree('fit', {
+      'the training rows': String(data.y.length), 'the validation rows given (each rank may pass its part)': validation ? 'a set' : 'none',
+      'the epochs': String(plan.epochs), 'shuffle': String(plan.shuffle), 'the early stopping': JSON.stringify([plan.patience, plan.minDelta, plan.restoreBest === true]),
+      'the place in training (steps, epochs, rows done)': `${c[COUNTER.steps]}, ${c[COUNTER.epochs]}, ${c[COUNTER.done]}`,
+    });
+  }
   const history: EpochRecord[] = [];
   let best = Infinity;
   let since = 0;
@@ -229,10 +269,10 @@ export function fitLoop(
   // The end of a fit that was not aborted: with restoreBest, the best epoch's weights.
   const end = (stopped: 'completed' | 'early'): FitResult => (kept && kept.epoch > 0 ? { history, stopped, bestEpoch: kept.restore(s) } : { history, stopped });
   for (let e = 0; e < plan.epochs; e++) {
-    const record = runEpoch(s, data, order, emit.step, plan.progressEvery, plan.shuffle);
+    const record = runEpoch(s, data, order, emit.step, plan.progressEvery, plan.shuffle, shard);
     if (record === null) return { history, stopped: 'aborted' };
     if (validation) {
-      const r = sequentialOf(s).score(validation.X, validation.y, s.config.batchSize, s.config.backend);
+      const r = scoreOf(s, validation);
       record.valLoss = r.loss;
       record.valAccuracy = r.accuracy;
     }

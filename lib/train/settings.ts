@@ -6,11 +6,35 @@ import type { BackendName } from '../types';
 import * as v from '../validate';
 import { familyOptions, type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
 import { checkSchedule, type Schedule } from './schedule';
+import type { DataParallel } from './data-parallel';
+import { DEFAULT_BUCKET_BYTES } from '../distributed/group';
 
 export interface Settings {
   optimizer: OptimizerConfig; lr: number; batchSize: number; seed: number; backend: BackendName; schedule: Schedule;
   /** Every step in the exact mode (LibTorch's bits; native or torch). */
   exact: boolean;
+  /** Data-parallel training across the process group's ranks (opts.distributed), or null. Never saved: a checkpoint is the model's, not the job's. */
+  distributed: DataParallel | null;
+}
+
+/**
+ * opts.distributed: true, false, or { verify, bucketBytes }. verify: true (every step) or N
+ * (every N steps) compares a hash of the weights across ranks (a debug check: one small
+ * all-reduce and a pass over the weights); bucketBytes: the gradients' all-reduce buckets (DDP's
+ * bucket_cap_mb; 25 MiB).
+ * @throws {TypeError|RangeError}
+ */
+export function distributedOption(x: unknown, name: string): DataParallel | null {
+  if (x === undefined || x === false) return null;
+  if (x === true) return { verifyEvery: 0, bucketBytes: DEFAULT_BUCKET_BYTES };
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) v.fail(TypeError, 'true, false or { verify, bucketBytes }', name, x);
+  const o = v.options(name, x, ['verify', 'bucketBytes'] as const);
+  const verify = o.verify ?? false;
+  let verifyEvery = 0;
+  if (verify === true) verifyEvery = 1;
+  else if (verify !== false) verifyEvery = v.dim(`${name}.verify`, verify);
+  const bucketBytes = o.bucketBytes === undefined ? DEFAULT_BUCKET_BYTES : v.dim(`${name}.bucketBytes`, o.bucketBytes);
+  return { verifyEvery, bucketBytes };
 }
 
 /** The settings save() writes, as its JSON holds them (optimizer as { name, momentum, … }). */
@@ -36,6 +60,7 @@ export function settings(o: Readonly<Record<string, unknown>>, prefix = 'opts', 
     exact: v.exactOption(`${prefix}.exact`, o.exact, backend),
     batchSize: v.dim(`${prefix}.batchSize`, o.batchSize ?? 32),
     schedule: checkSchedule(o.schedule, `${prefix}.schedule`),
+    distributed: distributedOption(o.distributed, `${prefix}.distributed`),
   };
 }
 

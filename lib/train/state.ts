@@ -6,6 +6,7 @@ import type { SequentialSpec } from '../layers/sequential';
 import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
 import { type OptimizerConfig, type SlotState, slotLengths } from './optimizer';
 import type { Schedule } from './schedule';
+import type { DataParallel } from './data-parallel';
 
 export interface TrainConfig {
   dtype: Dtype; D: number; C: number; batchSize: number; lr: number; seed: number;
@@ -17,6 +18,8 @@ export interface TrainConfig {
   /** The model's loss: its reduction ('mean' or 'sum') and F.cross_entropy's options, when not the defaults. */
   reduction?: Reduction;
   loss?: SequentialSpec['loss'];
+  /** Data-parallel training (opts.distributed): the gradients averaged across the process group's ranks after each backward. */
+  distributed?: DataParallel;
 }
 
 export interface TrainState {

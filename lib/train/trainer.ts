@@ -22,6 +22,7 @@ import { OPTIMIZER_STATE, optimizerFilePath, optimizerFileSettings, optimizerFil
 import { optimizerConfig, type OptimizerOptions as RuleOptions } from './optimizer';
 import type { Schedule } from './schedule';
 import { savedSettings, savedUnder, settings } from './settings';
+import { fromRankZero, requireGroup, agree, scoreAcross } from './data-parallel';
 import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
 
 export interface TrainerOptions extends OptimizerOptions {
@@ -40,6 +41,17 @@ export interface TrainerOptions extends OptimizerOptions {
    * torch.optim bits, a run ends on PyTorch's weights bit for bit. Default false.
    */
   exact?: boolean;
+  /**
+   * Data-parallel training across the process group this process joined (distributed.init, on
+   * every rank first): true, or { verify, bucketBytes }. Every rank builds the same Trainer, which
+   * takes rank 0's weights; each epoch each rank trains on its shard of the rows it is given
+   * (torch's DistributedSampler: one seeded order, padded to a multiple of the world size, rank r
+   * takes rows r, r+W, …); the gradients are averaged across ranks after each backward (DDP's
+   * rule), so every rank holds the same bits after every step. evaluate and the epoch records are
+   * the whole job's; only rank 0 writes files from save. verify: true or N compares a hash of the
+   * weights across ranks after every (N-th) step (a debug check). Default false.
+   */
+  distributed?: boolean | { verify?: boolean | number; bucketBytes?: number };
 }
 
 /** The two-layer net's parameters as a Trainer takes them. */
@@ -121,7 +133,7 @@ export interface FitOptions {
 const WORKER = join(packageRoot, 'dist', 'lib', 'train', 'worker.js');
 
 const TRAINER_OPTIONS = [
-  'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule', 'exact',
+  'optimizer', 'lr', 'momentum', 'dampening', 'nesterov', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'amsgrad', 'batchSize', 'seed', 'backend', 'activation', 'schedule', 'exact', 'distributed',
 ] as const;
 /** Trainer.load's: the constructor's, opts.layers for a file that does not say its layers, and where its optimizer state is. */
 const LOAD_OPTIONS = [...TRAINER_OPTIONS, 'layers', 'optimizerState'] as const;
@@ -179,14 +191,15 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const activation = activationOf(params, o.activation);
     const net = given ? params : twoLayerNet(params, activation);
     // Every number checked finite and in range here: a bad one is an error now, not NaN weights later.
-    const { optimizer, lr, seed, backend, batchSize, schedule, exact } = settings(o);
+    const { optimizer, lr, seed, backend, batchSize, schedule, exact, distributed } = settings(o);
+    if (distributed) requireGroup('new Trainer(model, { distributed: true })');
     const { layers, reduction, loss } = net.spec();
     // A step is loss.backward() on a scalar: the model's 'mean' or 'sum', with its weight,
     // ignoreIndex and labelSmoothing; 'none' has no scalar to step on.
     if (reduction === 'none') v.fail(TypeError, "a model whose loss reduces to a scalar (reduction 'mean' or 'sum'): a step is loss.backward()", 'params.loss.reduction', 'none');
     const config = {
       dtype: net.dtype, D: net.inFeatures, C: net.classes, layers, batchSize, lr, seed, backend, optimizer, schedule, exact,
-      ...(reduction === 'sum' ? { reduction } : {}), ...(loss ? { loss } : {}),
+      ...(reduction === 'sum' ? { reduction } : {}), ...(loss ? { loss } : {}), ...(distributed ? { distributed } : {}),
     };
     this.state = allocateState(config, net.params);
     // An unavailable backend fails here, not mid-fit.
@@ -195,6 +208,14 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     this.params = (given
       ? this.model.params
       : { D: net.inFeatures, H: net.widths[1], C: net.classes, activation, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 }) as TrainerParams<M>;
+    if (distributed) {
+      // Every rank must build the same model and train it alike; then rank 0's weights everywhere.
+      agree('new Trainer', {
+        'the model': `${net.dtype} ${net.layers.map(String).join(', ')}; loss ${reduction}${loss ? ` ${JSON.stringify(loss)}` : ''}`,
+        'the training settings': JSON.stringify({ optimizer, lr, batchSize, seed, schedule, exact }),
+      });
+      fromRankZero(this.state);
+    }
   }
 
   /** Optimizer steps taken so far. */
@@ -328,6 +349,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    */
   fitSync(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): FitResult {
     this.enter();
+    if (this.state.config.distributed) requireGroup('fitSync on a distributed Trainer');
     const [plan, opts, listen] = this.plan(given);
     const { data, validation } = this.fitData(X, y, opts);
     if (opts.signal?.aborted) return { history: [], stopped: 'aborted' };
@@ -350,6 +372,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
    */
   fit(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): Promise<FitResult> {
     this.enter();
+    if (this.state.config.distributed) requireGroup('fit on a distributed Trainer');
     const [plan, opts, listen] = this.plan(given);
     const copy = (d: Data): Data => {
       const Xc = sharedFloat(this.state.config.dtype, d.X.length);
@@ -435,7 +458,12 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const o = v.options('opts', opts, ['batchSize'] as const);
     this.enter();
     const d = this.data(X, y);
-    return this.model.score(d.X, d.y, o.batchSize === undefined ? this.state.config.batchSize : v.dim('opts.batchSize', o.batchSize), this.state.config.backend);
+    const batchSize = o.batchSize === undefined ? this.state.config.batchSize : v.dim('opts.batchSize', o.batchSize);
+    if (this.state.config.distributed) {
+      requireGroup('evaluate on a distributed Trainer');
+      return scoreAcross(this.model, d.X, d.y, batchSize, this.state.config.backend);
+    }
+    return this.model.score(d.X, d.y, batchSize, this.state.config.backend);
   }
 
   /**
@@ -495,6 +523,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       metadata: o.metadata !== undefined ? given.metadata : kept.metadata,
     };
     const extra = modelInfoEntries(info);
+    // Data-parallel: every rank holds the same bits, and rank 0's file is the job's; another rank
+    // writes nothing (with no path, every rank returns the bytes).
+    if (path !== undefined && this.state.config.distributed && requireGroup('save on a distributed Trainer').rank !== 0) return;
     // During a fit (the worker steps on the shared buffers), the weights, the optimizer state and
     // the counters are read holding the parameters, as a step's update holds them: the file is
     // that of a whole step, the same kind of file as one saved between fits.
@@ -592,6 +623,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const required = rule !== undefined && rule.name === opt.name && rule.amsgrad === opt.amsgrad && t.state.counters[COUNTER.steps] > 0;
     if (optimizerSource !== undefined) restoreFromOptimizerFile(t.state, optimizerSource, required);
     else if (layout === 'handgrad') restoreOptimizerState(t.state, file, path, required);
+    // Data-parallel: rank 0's optimizer state and counters too (the constructor sent its weights).
+    if (t.state.config.distributed) fromRankZero(t.state);
     return t;
   }
 
