@@ -8,6 +8,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HandgradError } from '../lib/errors';
 import { Rng } from '../lib/rng';
+import { fileError } from './helpers';
 import {
   blobs,
   digitsPath,
@@ -26,17 +27,6 @@ import {
 const tmp = mkdtempSync(join(tmpdir(), 'handgrad-data-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** The error thrown by fn, which must be a HandgradError with code ERR_FILE. */
-function fileError(fn: () => unknown): HandgradError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(HandgradError);
-    expect((e as HandgradError).code).toBe('ERR_FILE');
-    return e as HandgradError;
-  }
-  throw new Error('expected an ERR_FILE HandgradError, but nothing was thrown');
-}
 
 /** Smallest and largest entry (plain loop: fast on millions of entries). */
 function range(a: ArrayLike<number>): [number, number] {

@@ -12,20 +12,11 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HandgradError } from '../lib/errors';
 import { type CsvDataset, type CsvProgress, readCsv, readCsvAsync } from '../lib/data';
+import { fileError } from './helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'handgrad-csv46-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function fileError(fn: () => unknown): HandgradError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(HandgradError);
-    expect((e as HandgradError).code).toBe('ERR_FILE');
-    return e as HandgradError;
-  }
-  throw new Error('expected an ERR_FILE HandgradError, but nothing was thrown');
-}
 
 /** The bits of X and everything else, for a to-the-bit comparison. */
 function same(got: CsvDataset, want: CsvDataset): void {

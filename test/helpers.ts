@@ -4,7 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe } from 'vitest';
+import { describe, expect } from 'vitest';
+import { HandgradError } from '../lib/errors';
 import { torchAvailable } from '../lib/backends/torch';
 import { wasmModulePath } from '../lib/backends/wasm';
 import type { Activation, BackendName, FloatArray, Reduction } from '../lib/types';
@@ -311,4 +312,16 @@ export function withCapability<R>(value: string | null, fn: () => R): R {
     if (saved === undefined) delete process.env.ATEN_CPU_CAPABILITY;
     else process.env.ATEN_CPU_CAPABILITY = saved;
   }
+}
+
+/** The error thrown by fn, which must be a HandgradError with code ERR_FILE. */
+export function fileError(fn: () => unknown): HandgradError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(HandgradError);
+    expect((e as HandgradError).code).toBe('ERR_FILE');
+    return e as HandgradError;
+  }
+  throw new Error('expected an ERR_FILE HandgradError, but nothing was thrown');
 }
