@@ -163,6 +163,18 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
     expect(loaded.steps).toBe(outs[0].steps);
   }, 120_000);
 
+  it('Trainer.load(file, { distributed: true }) takes rank 0\'s weights, optimizer state and counters: 2 epochs + save + load + 1 epoch ends on the bits of 3 epochs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg52-'));
+    const env = { HG_N: String(N), HG_B: String(B), HG_OPTS: JSON.stringify({ optimizer: 'adam', lr: 0.01 }), HG_SAVE: join(dir, 'ckpt') };
+    const [whole, resumed] = [await job(2, 'train', { ...env, HG_EPOCHS: '3' }), await job(2, 'resume', env)];
+    for (const e of [...whole, ...resumed]) expect(e.code, `${e.stderr}${JSON.stringify(e.out)}`).toBe(0);
+    for (const e of resumed) {
+      expect(e.out.steps).toBe(whole[0].out.steps);
+      expect(e.out.hash).toBe(whole[0].out.hash);
+      expect(e.out.history).toEqual(whole[0].out.history!.slice(2));
+    }
+  }, 120_000);
+
   it('a rank given another model fails at init on every rank, naming both', async () => {
     const exits = await job(2, 'mismatch', {}, 30_000);
     for (const e of exits) {
