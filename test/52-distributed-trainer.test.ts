@@ -16,7 +16,7 @@ import { distributedAddonPath, distributedBinding } from '../lib/distributed/bin
 import * as hg from '../lib/index';
 import { HandgradError, Rng, Sequential, Trainer } from '../lib/index';
 import { shuffleSeed } from '../lib/train/loop';
-import { thrown } from './helpers';
+import { backendCases, backendTitle, thrown } from './helpers';
 // @ts-expect-error: a plain ES module shared with the ranks
 import { mlp, rows, D } from './fixtures/distributed/mlp-data.mjs';
 
@@ -174,6 +174,14 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
       expect(e.out.history).toEqual(whole[0].out.history!.slice(2));
     }
   }, 120_000);
+
+  for (const [backend, why] of backendCases()) it.skipIf(why !== null)(backendTitle('float32, SGD with momentum: 2 ranks end on the same bits', backend, why), async () => {
+    const exits = await job(2, 'train', { HG_DTYPE: 'float32', HG_OPTS: JSON.stringify({ backend, optimizer: 'sgd', momentum: 0.9 }) });
+    for (const e of exits) expect(e.code, `${e.stderr}${JSON.stringify(e.out)}`).toBe(0);
+    expect(exits[0].out.steps).toBe(3 * Math.ceil(Math.ceil(37 / 2) / 4));
+    expect(exits[1].out.hash).toBe(exits[0].out.hash);
+    expect(exits[1].out.w).toEqual(exits[0].out.w);
+  }, 60_000);
 
   it('a rank given another model fails at init on every rank, naming both', async () => {
     const exits = await job(2, 'mismatch', {}, 30_000);
