@@ -44,7 +44,7 @@ function freePort(): Promise<number> {
 
 interface Out {
   rank: number; steps?: number; hash?: string; w?: Record<string, number[]>;
-  history?: { loss: number; accuracy: number }[];
+  history?: { loss: number; accuracy: number; valLoss?: number; valAccuracy?: number }[];
   evaluation?: { loss: number; accuracy: number; precision: number[]; recall: number[]; support: number[]; confusion: number[] };
   code?: string; message?: string; ok?: boolean;
 }
@@ -73,9 +73,10 @@ async function job(W: number, mode: string, env: NodeJS.ProcessEnv, limitMs = 60
  * in DistributedSampler's padded order (the seeded permutation of the N rows, repeated from its
  * start up to a multiple of W), so each step's batch is the union of the ranks' batches of that step.
  */
-function reference(W: number, B: number, N: number, epochs: number, shuffle: boolean): Trainer<Sequential> {
+function reference(W: number, B: number, N: number, epochs: number, shuffle: boolean): { t: Trainer<Sequential>; history: { loss: number; accuracy: number }[] } {
   const { X, y } = rows(N) as { X: Float64Array; y: Int32Array };
   const t = new Trainer(mlp(hg, 8, 100) as Sequential, { batchSize: W * B, seed: 7 });
+  const history: { loss: number; accuracy: number }[] = [];
   const S = Math.ceil(N / W);
   for (let e = 1; e <= epochs; e++) {
     const perm = Int32Array.from({ length: N }, (_, i) => i);
@@ -83,9 +84,9 @@ function reference(W: number, B: number, N: number, epochs: number, shuffle: boo
     const padded = Int32Array.from({ length: S * W }, (_, p) => perm[p % N]);
     const Xe = new Float64Array(padded.length * D);
     padded.forEach((r, i) => Xe.set(X.subarray(r * D, r * D + D), i * D));
-    t.fitSync(Xe, Int32Array.from(padded, (r) => y[r]), { epochs: 1, shuffle: false });
+    history.push(...t.fitSync(Xe, Int32Array.from(padded, (r) => y[r]), { epochs: 1, shuffle: false }).history);
   }
-  return t;
+  return { t, history };
 }
 
 /** The largest |a − b| / max(1, |b|) over every weight. */
@@ -129,7 +130,7 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
     [2, true, 'sync'], [2, false, 'async'], [3, true, 'async'],
   ] as const)('%i ranks (shuffle %s, fit%s): the same bits on every rank, the full-batch single-process run to rounding, evaluate of the whole set', async (W, shuffle, fit) => {
     const dir = mkdtempSync(join(tmpdir(), 'hg52-'));
-    const exits = await job(W, 'train', { HG_N: String(N), HG_B: String(B), HG_EPOCHS: String(epochs), HG_SHUFFLE: shuffle ? '1' : '0', HG_FIT: fit === 'sync' ? 'sync' : 'async', HG_SAVE: join(dir, 'ckpt') });
+    const exits = await job(W, 'train', { HG_N: String(N), HG_B: String(B), HG_EPOCHS: String(epochs), HG_SHUFFLE: shuffle ? '1' : '0', HG_FIT: fit === 'sync' ? 'sync' : 'async', HG_SAVE: join(dir, 'ckpt'), HG_VAL: '23' });
     for (const e of exits) expect(e.code, `${e.stderr}${JSON.stringify(e.out)}`).toBe(0);
     const outs = exits.map((e) => e.out);
     // Identical bits on every rank: the hash of the weights' bytes, and every double.
@@ -139,8 +140,13 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
       expect(o.steps).toBe(epochs * Math.ceil(Math.ceil(N / W) / B));
       expect(o.history).toEqual(outs[0].history); // the job's records, alike everywhere
     }
-    const ref = reference(W, B, N, epochs, shuffle);
+    const { t: ref, history } = reference(W, B, N, epochs, shuffle);
     expect(ref.steps).toBe(outs[0].steps);
+    // The epoch records are the job's: the full-batch run's loss (to rounding) and accuracy.
+    outs[0].history!.forEach((r, i) => {
+      expect(r.accuracy).toBe(history[i].accuracy);
+      expect(Math.abs(r.loss - history[i].loss) / history[i].loss).toBeLessThan(1e-14);
+    });
     const diff = maxRelative(outs[0].w!, ref.params);
     if (process.env.HG_SHOW_DIFF) console.info(`W=${W} shuffle=${shuffle}: max relative difference from the full-batch run ${diff}`);
     expect(diff).toBeLessThan(TOLERANCE);
@@ -155,6 +161,12 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
     expect(got.recall).toEqual(whole.recall);
     expect(got.confusion).toEqual(Array.from(whole.confusion!));
     expect(Math.abs(got.loss - whole.loss) / whole.loss).toBeLessThan(1e-14); // a sum in another order
+    // Validation, each rank its part of 23 rows: the last epoch's figures are the whole set's.
+    const val = rows(23) as { X: Float64Array; y: Int32Array };
+    const wholeVal = new Trainer(Sequential.fromSpec(ref.model.spec(), Object.fromEntries(Object.entries(outs[0].w!).map(([k, a]) => [k, Float64Array.from(a)]))), {}).evaluate(val.X, val.y);
+    const last = outs[0].history![epochs - 1];
+    expect(last.valAccuracy).toBe(wholeVal.accuracy);
+    expect(Math.abs(last.valLoss! - wholeVal.loss) / wholeVal.loss).toBeLessThan(1e-14);
     // Only rank 0 writes its checkpoint; it loads as the job's weights.
     expect(existsSync(join(dir, 'ckpt.zero'))).toBe(true);
     expect(existsSync(join(dir, 'ckpt.other'))).toBe(false);
