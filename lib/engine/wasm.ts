@@ -7,7 +7,7 @@
 import type { FloatArray } from '../types';
 import { fail, Received } from '../validate';
 import { checkLengths, emptyMeanError, paramCounts, type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
-import { align, ensureMemory, lastWriter, load, type Ptr, type WasmExports } from '../backends/wasm';
+import { align, ensureMemory, lastWriter, load, type Ptr } from '../backends/wasm';
 
 type F = Float64ArrayConstructor | Float32ArrayConstructor;
 

@@ -8,7 +8,7 @@
 // … and dW1, db1, …; so Sequential([Linear(D,H), ReLU, Linear(H,C)]) has exactly the tensors of
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
 import { engine } from '../engine';
-import { emptyMeanError, IGNORE_INDEX, LAYER_CODE, type LossArgs, type PreparedNet, type StackDescription, type StepArgs, type StepFailure } from '../engine/engine';
+import { emptyMeanError, LAYER_CODE, type LossArgs, type PreparedNet, type StackDescription, type StepArgs, type StepFailure } from '../engine/engine';
 import { drawLinear, drawOptions, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Activation, BackendName, Dtype, FloatArray, LossReduction } from '../types';

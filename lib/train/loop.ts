@@ -2,7 +2,7 @@
 // same code on the same buffers, so both give the same numbers for a seed.
 import type { FloatArray, Reduction } from '../types';
 import type { LossArgs } from '../engine/engine';
-import { Sequential, type SequentialSpec } from '../layers/sequential';
+import { Sequential } from '../layers/sequential';
 import { learningRate } from './schedule';
 import { COUNTER, holdingParams, STOP, type TrainState } from './state';
 import { applyUpdate } from './update';
@@ -40,8 +40,8 @@ function stackOf(s: TrainState): { seq: Sequential; grads: Record<string, FloatA
     const c = s.config;
     const grads: Record<string, FloatArray> = {};
     for (const k of s.names) grads[`d${k}`] = s.grads[k];
-    const lossSpec = (c as { loss?: SequentialSpec['loss'] }).loss;
-    const reduction = (c as { reduction?: Reduction }).reduction ?? 'mean';
+    const lossSpec = c.loss;
+    const reduction = c.reduction ?? 'mean';
     const seq = Sequential.fromSpec({ dtype: c.dtype, layers: c.layers, reduction, ...(lossSpec ? { loss: lossSpec } : {}) }, s.params);
     const l = seq.loss;
     // The model's loss, as loss.backward() would see it: its reduction ('mean' or 'sum': the Trainer
