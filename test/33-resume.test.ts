@@ -117,6 +117,33 @@ describeBackends('abort + resume gives the weights of an uninterrupted run, bit 
     const saved = readSafetensorsFile(out).tensors;
     expect(sameParams(saved as unknown as Tensors, straight.params)).toBe(true);
   });
+
+  it("an epoch stopped on another data-parallel world size is refused, naming both (its rows done are that layout's shard); a malformed 'ranks' is ERR_FILE", () => {
+    const t = fresh(backend);
+    const ac = new AbortController();
+    t.fitSync(X, y, { epochs: EPOCHS, signal: ac.signal, progressEvery: 1, onProgress: (e) => e.type === 'step' && e.epoch === 1 && e.step === 4 && ac.abort() });
+    const mid = join(dir, `ranks-${backend}.safetensors`);
+    t.save(mid);
+    const file = readSafetensorsFile(mid);
+    expect(JSON.parse(file.metadata.position).ranks).toBeUndefined(); // a single process writes none
+    const rewrite = (ranks: unknown) => {
+      const path = join(dir, `ranks-${String(ranks)}-${backend}.safetensors`);
+      const position = { ...JSON.parse(file.metadata.position), ranks };
+      const tensors: Record<string, TensorInput> = {};
+      for (const [k, d] of Object.entries(file.tensors)) {
+        const shape = k === 'W1' ? [2, 8] : k === 'W2' ? [8, 2] : [d.length];
+        tensors[k] = { dtype: d instanceof Float32Array ? 'F32' : d instanceof Int32Array ? 'I32' : 'F64', shape, data: d };
+      }
+      saveSafetensors(path, tensors, { ...file.metadata, position: JSON.stringify(position) });
+      return path;
+    };
+    const e = thrown(() => Trainer.load(rewrite(2)).fitSync(X, y, { epochs: 1 }));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.message).toMatch(/resume on 2 ranks .* but this fit runs on 1/);
+    for (const bad of [1, 2.5, 'two']) expect((thrown(() => Trainer.load(rewrite(bad))) as { code?: string }).code).toBe('ERR_FILE');
+    // The file as saved resumes.
+    expect(() => Trainer.load(mid).fitSync(X, y, { epochs: 1 })).not.toThrow();
+  });
 });
 
 describe('a Sequential (three Linear layers) resumes exactly too, through save and Trainer.load', () => {
