@@ -11,11 +11,9 @@ import { initParams, Trainer } from '../lib';
 import { torchBinding } from '../lib/backends/torch';
 import { coreBinding } from '../lib/binding';
 import { savedSettings } from '../lib/train/settings';
-import { allocateState } from '../lib/train/state';
-import { applyUpdate } from '../lib/train/update';
 import { OPTIMIZER_CODE, optimizerConfig, type OptimizerOptions, slotLengths, torchOptimizerRun, update } from '../lib/train/optimizer';
 import type { Dtype, FloatArray } from '../lib/types';
-import { backendTitle, errEps, randomArray, readSafetensorsFile, skipReason, typed } from './helpers';
+import { backendTitle, errEps, randomArray, readSafetensorsFile, skipReason, trainerUpdateRun, typed } from './helpers';
 
 const N = 4096;
 const STEPS = 20;
@@ -126,20 +124,6 @@ describe.skipIf(skip)(backendTitle("torch.optim's defaults", 'torch', skip), () 
   });
 });
 
-/**
- * The Trainer's own update path (./lib/train/update.ts over a TrainState): the C++ rule on the
- * native backend where it has the rule, TypeScript's otherwise.
- */
-function runTrainerUpdate(opts: OptimizerOptions, backend: 'native' | 'ts', W0: FloatArray, grads: FloatArray[], lr: number): FloatArray {
-  const dtype: Dtype = W0 instanceof Float32Array ? 'float32' : 'float64';
-  const config = { dtype, D: 1, C: 1, batchSize: 1, lr, seed: 0, backend, optimizer: optimizerConfig(opts), schedule: 'constant' as const, layers: [] };
-  const s = allocateState(config, { W: W0 });
-  for (const g of grads) {
-    s.grads.W.set(g);
-    applyUpdate(s, lr);
-  }
-  return s.params.W.slice();
-}
 
 /** LibTorch's torch::optim straight from the addon (no lib/train code between): SGD or Adam/AdamW by torch's own options. */
 function libtorch(
@@ -167,7 +151,7 @@ describe.skipIf(skip)(backendTitle("torch.optim's names: sgd with momentum, damp
         it(`${backend} ${dtype} ${title}: ${STEPS} steps, ≥ ${100 * b.same}% bit-identical to torch::optim, within ${b.eps} eps`, () => {
           const { W0, grads } = problem(dtype, 8);
           const want = libtorch(kind, W0, grads, lr, torchOpts);
-          const got = runTrainerUpdate(opts, backend, W0, grads, lr);
+          const got = trainerUpdateRun(opts, backend, W0, grads, lr);
           expect(errEps(want, W0, dtype)).toBeGreaterThan(1e3);
           const same = identical(got, want);
           const e = errEps(got, want, dtype);

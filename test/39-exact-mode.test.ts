@@ -26,7 +26,7 @@ import { torchBinding } from '../lib/backends/torch';
 import { coreBinding, type CoreBinding, type StackHandle } from '../lib/binding';
 import { type Layer, Linear, ReLU, Sequential, setTorchThreads, Sigmoid, Tanh } from '../lib/index';
 import type { FloatArray } from '../lib/types';
-import { differingEntries, FIXTURES, fromBits, skipReason, thrown, transposeRows, withCapability } from './helpers';
+import { atenKernelSetsHere, differingEntries, FIXTURES, fromBits, skipReason, thrown, TORCH_PYTHON, torchPythonSkip, transposeRows, withCapability } from './helpers';
 
 interface ExactCase {
   name: string; dtype: 'float32' | 'float64'; kinds: string[]; widths: number[]; B: number;
@@ -192,24 +192,9 @@ describe.skipIf(goldenSkip !== null)(`exact mode + the core's torch.optim rules:
 });
 
 // PyTorch Python live: absent in CI without python3-torch (the goldens above stand in there).
-const python = '/usr/bin/python3';
-const torchPython = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
-const pythonSkip = torchPython.error || torchPython.status !== 0 ? `${python} cannot import torch (apt install python3-torch)` : null;
-
-
-// This CPU's flags, for which of LibTorch's kernel sets it can run (Linux; elsewhere none assumed).
-const cpuFlags = (() => {
-  try {
-    return new Set((/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
-  } catch {
-    return new Set<string>();
-  }
-})();
-const runs = {
-  default: true,
-  avx2: cpuFlags.has('avx2') && cpuFlags.has('fma'),
-  avx512: ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'fma'].every((f) => cpuFlags.has(f)),
-};
+const python = TORCH_PYTHON;
+const pythonSkip = torchPythonSkip();
+const runs = atenKernelSetsHere;
 
 describe.skipIf(pythonSkip !== null)(`exact mode: PyTorch Python live on this machine${pythonSkip ? ` (skipped: ${pythonSkip})` : ''}`, () => {
   // Unset: the capability LibTorch picks by itself; then each one ATEN_CPU_CAPABILITY can choose

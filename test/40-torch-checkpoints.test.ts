@@ -19,20 +19,14 @@ import { blobs, forward, HandgradError, initParams, loadParams, loadSequential, 
 import type { ModuleKind } from '../lib/checkpoint';
 import { loadSafetensors, saveSafetensors, type SafetensorsFile } from '../lib/io/safetensors';
 import type { FloatArray } from '../lib/types';
-import { errEps, FIXTURES, thrown } from './helpers';
+import { errEps, FIXTURES, thrown, TORCH_PYTHON, torchPythonSkip } from './helpers';
 
 const DIR = join(FIXTURES, 'torch-checkpoints');
 const tmp = mkdtempSync(join(tmpdir(), 'hg-torch-ckpt-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const PYTHON = '/usr/bin/python3';
-/** Why the live PyTorch tests are skipped here, or null. */
-function pythonSkip(): string | null {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found (apt install python3-torch)`;
-  const r = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
-  return r.status === 0 ? null : `${PYTHON} has no torch or numpy (apt install python3-torch)`;
-}
-const skipPython = pythonSkip();
+const PYTHON = TORCH_PYTHON;
+const skipPython = torchPythonSkip('torch, numpy');
 
 const fixture = (name: string) => join(DIR, `${name}.safetensors`);
 /** The optimizer file beside a checkpoint, by the documented rule: .safetensors → .optim.safetensors (else appended). */

@@ -18,11 +18,9 @@ import { initParams, Trainer } from '../lib';
 import { torchBinding } from '../lib/backends/torch';
 import { coreBinding } from '../lib/binding';
 import { fma32, fma64 } from '../lib/train/fma';
-import { assumedCapability, type AtenCapability, atenCapability, optimizerConfig, type OptimizerOptions, torchOptimizerRun } from '../lib/train/optimizer';
-import { allocateState } from '../lib/train/state';
-import { applyUpdate } from '../lib/train/update';
+import { assumedCapability, type AtenCapability, atenCapability, type OptimizerOptions, torchOptimizerRun } from '../lib/train/optimizer';
 import type { Dtype, FloatArray } from '../lib/types';
-import { backendTitle, errEps, skipReason, withCapability } from './helpers';
+import { atenKernelSetsHere, backendTitle, errEps, skipReason, TORCH_PYTHON, torchPythonSkip, trainerUpdateRun, withCapability } from './helpers';
 
 interface Run { name: string; dtype: Dtype; options: OptimizerOptions; lr: number; W: string }
 interface Goldens {
@@ -80,17 +78,6 @@ function decode(dtype: Dtype, b64: string): FloatArray {
   return dtype === 'float64' ? new Float64Array(copy.buffer) : new Float32Array(copy.buffer);
 }
 
-/** The Trainer's own update path over a one-tensor TrainState, one step per gradient. */
-function trainerRun(opts: OptimizerOptions, backend: 'native' | 'ts', W0: FloatArray, grads: FloatArray[], lr: number): FloatArray {
-  const dtype: Dtype = W0 instanceof Float32Array ? 'float32' : 'float64';
-  const config = { dtype, D: 1, C: 1, batchSize: 1, lr, seed: 0, backend, optimizer: optimizerConfig(opts), schedule: 'constant' as const, layers: [] };
-  const s = allocateState(config, { W: W0 });
-  for (const g of grads) {
-    s.grads.W.set(g);
-    applyUpdate(s, lr);
-  }
-  return s.params.W.slice();
-}
 
 /** The fraction of entries with the very same bits. */
 function identical(a: FloatArray, b: FloatArray): number {
@@ -128,7 +115,7 @@ function replay(capability: AtenCapability, runs: Run[], backend: 'native' | 'ts
       const { W0, grads } = inputs(golden.seed[r.dtype], r.dtype, golden.N, golden.steps);
       const torch = decode(r.dtype, r.W);
       expect(errEps(torch, W0, r.dtype)).toBeGreaterThan(1e3); // the run moved W far
-      const got = trainerRun(r.options, backend, W0, grads, r.lr);
+      const got = trainerUpdateRun(r.options, backend, W0, grads, r.lr);
       const same = identical(got, torch);
       fig(`${backend} vs ${who} ${capability}`, r, same, errEps(got, torch, r.dtype));
       if (same < bound(backend, r.dtype, r.options)) failures.push(`${r.dtype} ${r.name}: ${(100 * same).toFixed(2)}%`);
@@ -165,21 +152,9 @@ describe('the kernel set the rules assume', () => {
 
 // PyTorch Python live: the goldens regenerated now, each kernel set in a process of its own (ATen
 // reads ATEN_CPU_CAPABILITY once), where /usr/bin/python3 has torch and this CPU runs the set.
-const python = '/usr/bin/python3';
-const torchPython = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
-const pythonSkip = torchPython.error || torchPython.status !== 0 ? `${python} cannot import torch (apt install python3-torch)` : null;
-const cpuFlags = (() => {
-  try {
-    return new Set((/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
-  } catch {
-    return new Set<string>();
-  }
-})();
-const runsHere: Record<string, boolean> = {
-  default: true,
-  avx2: cpuFlags.has('avx2') && cpuFlags.has('fma'),
-  avx512: ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'fma'].every((f) => cpuFlags.has(f)),
-};
+const python = TORCH_PYTHON;
+const pythonSkip = torchPythonSkip();
+const runsHere: Record<string, boolean> = atenKernelSetsHere;
 
 describe.skipIf(pythonSkip !== null)(`${golden.steps} steps against PyTorch Python live${pythonSkip ? ` (skipped: ${pythonSkip})` : ''}`, () => {
   const settings = [null, 'default', 'avx2', 'avx512'] as const;
@@ -227,7 +202,7 @@ describe.skipIf(skip)(backendTitle(`${golden.steps} steps against LibTorch's tor
         const { W0, grads } = inputs(golden.seed[r.dtype] + 10, r.dtype, N, golden.steps);
         const W = W0.slice();
         torchOptimizerRun(r.options, W, grads, r.lr);
-        const got = trainerRun(r.options, backend, W0, grads, r.lr);
+        const got = trainerUpdateRun(r.options, backend, W0, grads, r.lr);
         const same = identical(got, W);
         fig(`${backend} vs libtorch ${here}`, r, same, errEps(got, W, r.dtype));
         expect(same).toBeGreaterThanOrEqual(want);

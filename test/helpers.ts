@@ -6,6 +6,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { HandgradError } from '../lib/errors';
+import { optimizerConfig, type OptimizerOptions } from '../lib/train/optimizer';
+import { allocateState } from '../lib/train/state';
+import { applyUpdate } from '../lib/train/update';
 import { torchAvailable } from '../lib/backends/torch';
 import { wasmModulePath } from '../lib/backends/wasm';
 import type { Activation, BackendName, FloatArray, Reduction } from '../lib/types';
@@ -324,4 +327,44 @@ export function fileError(fn: () => unknown): HandgradError {
     return e as HandgradError;
   }
   throw new Error('expected an ERR_FILE HandgradError, but nothing was thrown');
+}
+
+// ---- PyTorch Python and LibTorch's CPU kernel sets (tests 39, 40, 41) ----
+
+/** Debian's interpreter, where python3-torch installs torch (`python3` on PATH may be another). */
+export const TORCH_PYTHON = '/usr/bin/python3';
+
+/** Why the live PyTorch Python tests skip here (TORCH_PYTHON cannot import `modules`), or null. */
+export function torchPythonSkip(modules = 'torch'): string | null {
+  const r = spawnSync(TORCH_PYTHON, ['-c', `import ${modules}`], { stdio: 'ignore' });
+  return r.error || r.status !== 0 ? `${TORCH_PYTHON} cannot import ${modules} (apt install python3-torch)` : null;
+}
+
+/** Which of LibTorch's CPU kernel sets (ATEN_CPU_CAPABILITY) this CPU can run, from /proc/cpuinfo (Linux; elsewhere DEFAULT only). */
+export const atenKernelSetsHere: Readonly<Record<'default' | 'avx2' | 'avx512', boolean>> = (() => {
+  let flags = new Set<string>();
+  try {
+    flags = new Set((/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
+  } catch {
+    // not Linux: none assumed
+  }
+  return {
+    default: true,
+    avx2: flags.has('avx2') && flags.has('fma'),
+    avx512: ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'fma'].every((f) => flags.has(f)),
+  };
+})();
+
+/**
+ * The Trainer's own update path (lib/train/update.ts over a one-tensor TrainState), one step per
+ * gradient: the C++ rule on the native backend where it has one, TypeScript's otherwise.
+ */
+export function trainerUpdateRun(opts: OptimizerOptions, backend: 'native' | 'ts', W0: FloatArray, grads: FloatArray[], lr: number): FloatArray {
+  const dtype = W0 instanceof Float32Array ? 'float32' : 'float64';
+  const s = allocateState({ dtype, D: 1, C: 1, batchSize: 1, lr, seed: 0, backend, optimizer: optimizerConfig(opts), schedule: 'constant', layers: [] }, { W: W0 });
+  for (const g of grads) {
+    s.grads.W.set(g);
+    applyUpdate(s, lr);
+  }
+  return s.params.W.slice();
 }
