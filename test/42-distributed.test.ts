@@ -6,13 +6,10 @@
 // `handgrad launch`'s exit codes and signals.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { available } from '../lib/binding';
-import { distributedAddonPath, distributedBinding } from '../lib/distributed/binding';
 import { distributed, HandgradError } from '../lib/index';
-import { thrown } from './helpers';
+import { distributedSkip, freePort, thrown } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const RANK = join(__dirname, 'fixtures', 'distributed', 'rank.mjs');
@@ -20,30 +17,15 @@ const RANK_PY = join(__dirname, 'fixtures', 'distributed', 'rank.py');
 const CLI = join(ROOT, 'dist', 'lib', 'cli.js');
 const PYTHON = '/usr/bin/python3';
 
-function addonSkip(): string | null {
-  if (!available(distributedBinding)) return `the distributed addon is not built (${distributedAddonPath()}; npm run setup with cmake, libtorch-dev and libgloo-dev)`;
-  if (!existsSync(join(ROOT, 'dist', 'lib', 'index.js'))) return 'dist/ is not built (npm run setup)';
-  return null;
-}
 function pythonSkip(): string | null {
   if (!existsSync(PYTHON)) return `${PYTHON} not found (apt install python3-torch)`;
   const r = spawnSync(PYTHON, ['-c', 'import torch.distributed as d; assert d.is_gloo_available()'], { encoding: 'utf8' });
   return r.status === 0 ? null : `${PYTHON} has no torch with gloo (apt install python3-torch)`;
 }
-const skip = addonSkip();
+const skip = distributedSkip();
 const skipPython = skip ?? pythonSkip();
 const title = (t: string, why: string | null) => (why === null ? t : `${t} (skipped: ${why})`);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Exit {
   code: number | null;

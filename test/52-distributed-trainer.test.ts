@@ -7,40 +7,21 @@
 // the debug check sees weights that diverge; only rank 0 writes a checkpoint.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { available } from '../lib/binding';
-import { distributedAddonPath, distributedBinding } from '../lib/distributed/binding';
 import * as hg from '../lib/index';
 import { HandgradError, Rng, Sequential, Trainer } from '../lib/index';
 import { shuffleSeed } from '../lib/train/loop';
-import { backendCases, backendTitle, thrown } from './helpers';
+import { backendCases, backendTitle, distributedSkip, freePort, thrown } from './helpers';
 // @ts-expect-error: a plain ES module shared with the ranks
 import { mlp, rows, D } from './fixtures/distributed/mlp-data.mjs';
 
-const ROOT = join(__dirname, '..');
 const RANK = join(__dirname, 'fixtures', 'distributed', 'trainer-rank.mjs');
 
-function addonSkip(): string | null {
-  if (!available(distributedBinding)) return `the distributed addon is not built (${distributedAddonPath()}; npm run setup with cmake, libtorch-dev and libgloo-dev)`;
-  if (!existsSync(join(ROOT, 'dist', 'lib', 'index.js'))) return 'dist/ is not built (npm run setup)';
-  return null;
-}
-const skip = addonSkip();
+const skip = distributedSkip();
 const title = (t: string) => (skip === null ? t : `${t} (skipped: ${skip})`);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Out {
   rank: number; steps?: number; hash?: string; w?: Record<string, number[]>;

@@ -5,6 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
+import { createServer } from 'node:net';
+import { available } from '../lib/binding';
+import { distributedAddonPath, distributedBinding } from '../lib/distributed/binding';
 import { HandgradError } from '../lib/errors';
 import { optimizerConfig, type OptimizerOptions } from '../lib/train/optimizer';
 import { allocateState } from '../lib/train/state';
@@ -367,4 +370,25 @@ export function trainerUpdateRun(opts: OptimizerOptions, backend: 'native' | 'ts
     applyUpdate(s, lr);
   }
   return s.params.W.slice();
+}
+
+// ---- local process-group jobs (tests 42, 52) ----
+
+/** Why a job of local ranks cannot run here (the distributed addon or dist/ not built), or null. */
+export function distributedSkip(): string | null {
+  if (!available(distributedBinding)) return `the distributed addon is not built (${distributedAddonPath()}; npm run setup with cmake, libtorch-dev and libgloo-dev)`;
+  if (!existsSync(join(__dirname, '..', 'dist', 'lib', 'index.js'))) return 'dist/ is not built (npm run setup)';
+  return null;
+}
+
+/** A TCP port free on 127.0.0.1 now (the OS's choice), for a job's master. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
