@@ -6,7 +6,7 @@
 import { HandgradError } from '../errors';
 import * as v from '../validate';
 import { type CollectiveArray, distributedBinding } from './binding';
-import { type InitOptions, resolveInit } from './options';
+import { type InitOptions, type ResolvedInit, resolveInit } from './options';
 
 export type ReduceOpName = 'sum' | 'avg' | 'max';
 const REDUCE_OPS: readonly ReduceOpName[] = ['sum', 'avg', 'max'];
@@ -21,13 +21,7 @@ export interface CollectiveOptions {
 }
 
 /** What init joined. */
-export interface GroupInfo {
-  rank: number;
-  worldSize: number;
-  localRank: number;
-  masterAddr: string;
-  masterPort: number;
-  timeoutMs: number;
+export interface GroupInfo extends Omit<ResolvedInit, 'check' | 'verifyCalls'> {
   /** Every rank joined as a handgrad rank (none is a PyTorch Python rank). */
   allHandgrad: boolean;
   /** Each collective is compared across ranks first (verifyCalls, in an all-handgrad group). */
