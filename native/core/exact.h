@@ -8,7 +8,8 @@
 // The contract is stackForwardBackward's (stack.h): same Step, same workspace (stackLayout), same
 // failures. Beyond the workspace it keeps two per-thread scratch buffers, grown on first use: every
 // weight in PyTorch's layout (Σ in·out, transposed in the forward, read again in the backward) and
-// one weight gradient (the largest in·out). The exact mode allocates; the default one never does.
+// one weight gradient (the largest in·out), with the weights' offsets. They allocate when a thread
+// first meets a larger net; after that an exact step allocates nothing, as a default one never does.
 #pragma once
 
 #include <algorithm>
@@ -64,6 +65,14 @@ template <typename T>
 std::vector<T>& scratch(int which) {
   thread_local std::vector<T> buffers[2];
   return buffers[which];
+}
+
+// Where each layer's PyTorch-layout weight starts in scratch 0: per thread too, so a step allocates
+// nothing once the buffers have grown to the net.
+inline size_t* weightOffsets(int layers) {
+  thread_local std::vector<size_t> at;
+  if (at.size() < size_t(layers)) at.resize(size_t(layers));
+  return at.data();
 }
 
 // Offsets of each Linear's weight in PyTorch's layout within Wt (grown to hold them all); returns
@@ -137,13 +146,13 @@ StackStatus run(const Net& n, const Step<T>& a, double* loss, Capability cap) {
   if (in.stage != Stage::Ok) return in;
 
   // Every weight in PyTorch's layout (kept from the forward for the backward), and one gradient's.
-  std::vector<size_t> wtAt(size_t(n.layers));
+  size_t* wtAt = weightOffsets(n.layers);
   std::vector<T>& Wt = scratch<T>(0);
   std::vector<T>& dWt = scratch<T>(1);
-  const size_t widest = weightLayout(n, &Wt, wtAt.data());
+  const size_t widest = weightLayout(n, &Wt, wtAt);
   if (dWt.size() < std::max(widest, B)) dWt.resize(std::max(widest, B));  // also the loss's scratch [B]
 
-  const StackStatus f = forwardLayers<W>(n, a.B, a.X, a.params, a.ws, cap, Wt.data(), wtAt.data());
+  const StackStatus f = forwardLayers<W>(n, a.B, a.X, a.params, a.ws, cap, Wt.data(), wtAt);
   if (f.stage != Stage::Ok) return f;
 
   // Loss: log_softmax into the probs slot, then F.cross_entropy's ops and their backward into grad[0].
@@ -238,11 +247,11 @@ template <typename T>
 StackStatus exactForward(const Net& n, int B, const T* X, const T* const* params, T* ws) {
   if (!exact::refusal().empty()) return {Stage::Input, -1};
   const exact::Capability cap = exact::atenCapability();
-  std::vector<size_t> wtAt(size_t(n.layers));
+  size_t* wtAt = exact::weightOffsets(n.layers);
   std::vector<T>& Wt = exact::scratch<T>(0);
-  exact::weightLayout(n, &Wt, wtAt.data());
-  return exact::vectorBytes(cap) == 64 ? exact::forwardLayers<64>(n, B, X, params, ws, cap, Wt.data(), wtAt.data())
-                                       : exact::forwardLayers<32>(n, B, X, params, ws, cap, Wt.data(), wtAt.data());
+  exact::weightLayout(n, &Wt, wtAt);
+  return exact::vectorBytes(cap) == 64 ? exact::forwardLayers<64>(n, B, X, params, ws, cap, Wt.data(), wtAt)
+                                       : exact::forwardLayers<32>(n, B, X, params, ws, cap, Wt.data(), wtAt);
 }
 
 }  // namespace hg
