@@ -58,7 +58,7 @@ export interface SequentialForwardBackwardOptions<T extends FloatArray = FloatAr
   /**
    * The exact mode: the loss, every gradient and the logits bit for bit those of PyTorch's
    * nn.Sequential(nn.Linear, act, …) + F.cross_entropy + backward() on this machine (native; 'torch'
-   * is LibTorch itself). Slower (1.2–1.4×) and it allocates two scratch buffers; see the README.
+   * is LibTorch itself). Slower (1.2–1.4×), with per-thread scratch buffers for the transposed weights; see the README.
    */
   exact?: boolean;
 }
