@@ -30,7 +30,10 @@ void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* 
     if (!transB) {
       for (int j0 = 0; j0 < N; j0 += kBlock) {
         const int nj = N - j0 < kBlock ? N - j0 : kBlock;
-        T acc[kBlock] = {};
+        // Only the nj sums in use start at zero: zeroing all 64 (a rep stos) cost more than the
+        // arithmetic of a toy-size product.
+        T acc[kBlock];
+        for (int j = 0; j < nj; ++j) acc[j] = T(0);
         for (int k = 0; k < K; ++k) {
           const T ak = a(k);
           const T* b = B + size_t(k) * ldb + j0;

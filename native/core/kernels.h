@@ -46,7 +46,24 @@ bool allFiniteBits(const T* p, size_t n) {
   }
   return bad == 0;
 }
-inline bool allFinite(const double* p, size_t n) { return allFiniteBits<uint64_t, 0x7ff0000000000000ULL>(p, n); }
+// A double's exponent lies in its high 32-bit word: testing that word alone keeps the compares
+// 32-bit, which SSE2 (the addon's baseline: no -march) vectorizes; a 64-bit compare it does not,
+// and the scan of every gradient ran scalar at ~1 ns per entry (5% of a (64,128,256,10) step).
+inline bool allFinite(const double* p, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  constexpr size_t kHigh = 0;
+#else
+  constexpr size_t kHigh = 4;
+#endif
+  const unsigned char* bytes = reinterpret_cast<const unsigned char*>(p) + kHigh;
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t high;
+    std::memcpy(&high, bytes + 8 * i, sizeof high);
+    bad |= static_cast<uint32_t>((high & 0x7ff00000U) == 0x7ff00000U);
+  }
+  return bad == 0;
+}
 inline bool allFinite(const float* p, size_t n) { return allFiniteBits<uint32_t, 0x7f800000U>(p, n); }
 // Index of the first non-finite entry, or n; only called once allFinite said no.
 template <typename T>
