@@ -162,6 +162,22 @@ function optimizerStateOption(x: unknown): boolean | string {
   return x;
 }
 
+/**
+ * A collective's failure during a data-parallel fit (a peer died, hung, or left), as an
+ * ERR_DISTRIBUTED that also says where the fit stopped: the Trainer holds the weights, optimizer
+ * state and position after that step (a failed all-reduce leaves them as they were), so a
+ * checkpoint saved then, or the last one saved before, resumes the job. Anything else unchanged.
+ */
+function placed(e: unknown, s: TrainState): unknown {
+  if (!(e instanceof HandgradError) || e.code !== 'ERR_DISTRIBUTED' || !s.config.distributed) return e;
+  // Only a collective that failed (native/torch/distributed's words); the agreement and verify
+  // checks say what differs themselves.
+  if (!/^\w+ failed on rank \d+ of \d+ |^the process group failed earlier /.test(e.message)) return e;
+  const c = s.counters;
+  const where = `step ${c[COUNTER.steps]} (epoch ${c[COUNTER.epochs] + (c[COUNTER.done] > 0 ? 1 : 0)}${c[COUNTER.done] > 0 ? `, ${c[COUNTER.done]} of this rank's rows done` : ' complete'})`;
+  return new HandgradError('ERR_DISTRIBUTED', `fit stopped after ${where}, the Trainer holding that step's weights: ${e.message}`, { cause: e });
+}
+
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
    * The live parameters (shared memory: an async fit updates them as it goes): the two-layer
@@ -357,6 +373,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       return fitLoop(this.state, data, validation, plan, listen);
+    } catch (e) {
+      throw placed(e, this.state);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       Atomics.store(this.state.control, STOP, 0);
@@ -422,7 +440,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         else if (m.type === 'done') finish(null, m.result);
         else if (m.type === 'error') {
           const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
-          finish(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message));
+          finish(placed(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message), this.state) as Error);
         }
       });
       // A worker that dies (terminated, or an error it could not report) may die inside a step:
