@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { available, packageRoot } from '../binding';
 import { HandgradError } from '../errors';
 import type { FloatArray } from '../types';
+import { loadPreferringThreads } from '../engine/wasm-threads';
 
 // The few WebAssembly JS-API members used here (this project's TypeScript libs declare none).
 interface WasmApi {
@@ -90,9 +91,14 @@ export function loadWasm(path: string): WasmExports {
 // One instance per thread (module state is per JS realm), so one linear memory, reused by every call.
 let wasm: WasmExports | undefined;
 
-/** The module of wasmModulePath(), loaded once per thread. @throws {HandgradError} ERR_WASM_UNAVAILABLE: not built, or it does not load */
+/**
+ * The module of wasmModulePath(), loaded once per thread: its threaded build (lib/engine/
+ * wasm-threads.ts) when more than one thread is wanted, SharedArrayBuffer exists and that build
+ * loads, else the single-threaded one (the same bits either way).
+ * @throws {HandgradError} ERR_WASM_UNAVAILABLE: not built, or it does not load
+ */
 export function load(): WasmExports {
-  wasm ??= loadWasm(wasmModulePath());
+  wasm ??= loadPreferringThreads(wasmModulePath());
   return wasm;
 }
 

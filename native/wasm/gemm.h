@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <wasm_simd128.h>
 
+#ifdef HG_WASM_THREADS
+#include "threads.h"
+#endif
+
 namespace hg {
 namespace wasm {
 
@@ -113,20 +117,31 @@ void microKernel(int kc, const T* a, const T* b, T* C, int ldc, int mr, int nr, 
   }
 }
 
-// C[M,N] = alpha · op(A) · op(B) + beta · C. beta = 0 never reads C (BLAS semantics).
+#ifdef HG_WASM_THREADS
+constexpr int kThreads = kMaxThreads;  // threads.h
+#else
+constexpr int kThreads = 1;
+#endif
+
+// C[M,N] = alpha · op(A) · op(B) + beta · C on the calling thread, with thread's packing buffers.
+// beta = 0 never reads C (BLAS semantics). Each output is summed as acc = 0, acc += a·b for k
+// along each KC block in order, then C (=|+=) alpha·acc per block: where C's block starts (its
+// rows, its columns) changes nothing in that order, which lets threads.h cut C into blocks.
 template <typename T>
-void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
-                 const T* B, int ldb, T beta, T* C, int ldc) {
+void gemmSerial(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+                T* C, int ldc, int thread) {
   using S = Simd<T>;
   // C = beta·C first, except beta = 0 when K > 0: the first K block then overwrites C unread. With
   // K = 0 no micro-kernel runs, so beta = 0 writes its zeros here (never 0·C: C may hold NaN).
   if (beta != T(1) && (beta != T(0) || K == 0))
     for (int i = 0; i < M; ++i)
       for (int j = 0; j < N; ++j) C[size_t(i) * ldc + j] = beta == T(0) ? T(0) : C[size_t(i) * ldc + j] * beta;
-  // The packing buffers live in the module's static memory: one instance, one thread, one GEMM at a
-  // time, so they are never shared.
-  alignas(16) static T pa[S::kMC * S::kKC];
-  alignas(16) static T pb[S::kKC * S::kNC];
+  // The packing buffers live in the module's static memory, one pair per thread: a thread runs one
+  // GEMM (or one block of one) at a time.
+  alignas(16) static T packedA[kThreads][S::kMC * S::kKC];
+  alignas(16) static T packedB[kThreads][S::kKC * S::kNC];
+  T* pa = packedA[thread];
+  T* pb = packedB[thread];
   for (int jc = 0; jc < N; jc += S::kNC) {
     const int nc = N - jc < S::kNC ? N - jc : S::kNC;
     for (int pc = 0; pc < K; pc += S::kKC) {
@@ -148,6 +163,37 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
       }
     }
   }
+}
+
+// C[M,N] = alpha · op(A) · op(B) + beta · C (row-major BLAS semantics), on the pool's threads when
+// the threaded build has workers and the product is worth waking them (threads.h), else here.
+template <typename T>
+void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
+          const T* B, int ldb, T beta, T* C, int ldc) {
+#ifdef HG_WASM_THREADS
+  using S = Simd<T>;
+  const int threads = pool().threads;
+  // Under ~2^20 multiply-adds (~0.1 ms) a worker's wake-up would cost about what it saves.
+  if (threads > 1 && M > 0 && N > 0 && double(M) * N * K >= double(1 << 20)) {
+    // Two blocks a thread: a thread slowed by the machine's other work leaves its second to the others.
+    const int want = 2 * threads;
+    Job j{sizeof(T) == 4, transA, transB, M, N, K, lda, ldb, ldc, double(alpha), double(beta), A, B, C, M, N, 1};
+    if (N >= M) {  // cut the columns, in whole NR panels
+      const int panels = (N + S::kNR - 1) / S::kNR;
+      j.colsPer = ((panels + want - 1) / want) * S::kNR;
+      j.colBlocks = (N + j.colsPer - 1) / j.colsPer;
+    } else {  // cut the rows, in whole MR panels
+      const int panels = (M + S::kMR - 1) / S::kMR;
+      j.rowsPer = ((panels + want - 1) / want) * S::kMR;
+    }
+    const int blocks = ((M + j.rowsPer - 1) / j.rowsPer) * j.colBlocks;
+    if (blocks > 1) {
+      parallelGemm(j, blocks);
+      return;
+    }
+  }
+#endif
+  gemmSerial(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
 }
 
 }  // namespace wasm

@@ -119,3 +119,31 @@ void gemmF32(int transA, int transB, int M, int N, int K, float alpha, const flo
              const float* B, int ldb, float beta, float* C, int ldc) {
   hg::gemm(transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+#ifdef HG_WASM_THREADS
+// ---- the threaded build's pool (threads.h; lib/engine/wasm-threads.ts) -------------------------
+namespace {
+alignas(16) char workerStacks[hg::wasm::kMaxThreads][hg::wasm::kWorkerStackBytes];
+}
+
+// How many threads the GEMMs may use (1 + the workers started), at most kMaxThreads; returns it.
+HG_EXPORT(setThreads)
+int setThreads(int threads) {
+  const int n = threads < 1 ? 1 : threads > hg::wasm::kMaxThreads ? hg::wasm::kMaxThreads : threads;
+  hg::wasm::pool().threads = n;
+  return n;
+}
+
+// The top of worker `thread`'s own stack (1 ≤ thread < kMaxThreads): its instance sets
+// __stack_pointer here before workerLoop, since every instance starts on the linker's one stack.
+HG_EXPORT(workerStack)
+int workerStack(int thread) { return int(reinterpret_cast<uintptr_t>(workerStacks[thread] + hg::wasm::kWorkerStackBytes)); }
+
+// How many GEMM blocks `thread` has computed since the module started (tests).
+HG_EXPORT(threadBlocks)
+int threadBlocks(int thread) { return int(__atomic_load_n(&hg::wasm::pool().blocksRun[thread], __ATOMIC_RELAXED)); }
+
+// A worker instance's whole life (never returns: Worker.terminate() ends it).
+HG_EXPORT(workerLoop)
+void workerLoop(int thread) { hg::wasm::workerLoop(thread); }
+#endif

@@ -1,0 +1,117 @@
+// The threaded build's GEMM pool (scripts/build-wasm.mjs builds handgrad-threads.wasm with
+// -DHG_WASM_THREADS, -matomics and a shared memory; lib/engine/wasm-threads.ts starts the workers).
+// Every worker is an instance of the same module on the same shared memory, parked in workerLoop
+// with its own stack (workerStack). A GEMM big enough to pay for waking them is cut into blocks of
+// C — whole rows or whole columns, never a cut along k — so each output is summed exactly as the
+// single-threaded GEMM sums it, whichever thread computes it: the bits do not depend on the threads.
+//
+// The caller publishes a job and claims blocks itself like any worker, then waits until every block
+// is done. So the GEMM never depends on a worker being there: with none started yet (they start
+// asynchronously) or none at all, the calling thread computes every block.
+#pragma once
+
+#include <stdint.h>
+
+namespace hg {
+namespace wasm {
+
+constexpr int kMaxThreads = 8;
+constexpr int kWorkerStackBytes = 64 * 1024;  // a GEMM block needs a few hundred bytes of stack
+
+// One job: a block of C = alpha·op(A)·op(B) + beta·C for either dtype.
+struct Job {
+  bool f32, transA, transB;
+  int M, N, K, lda, ldb, ldc;
+  double alpha, beta;
+  const void* A;
+  const void* B;
+  void* C;
+  int rowsPer, colsPer, colBlocks;  // block b covers rows (b / colBlocks)·rowsPer…, columns (b % colBlocks)·colsPer…
+};
+
+// The claim word: generation (8 bits) | block count (12 bits) | next unclaimed block (12 bits), so
+// one fetch_add claims a block of a known job and count; a claim past the count claims nothing.
+// Claims past the count are at most one per thread per job, so `next` never carries into `count`.
+constexpr uint32_t kNextBits = 12, kCountBits = 12;
+static_assert(3 * kMaxThreads < (1 << kNextBits), "2 blocks a thread plus one failed claim each must fit in `next`");
+inline uint32_t nextOf(uint32_t w) { return w & ((1u << kNextBits) - 1); }
+inline uint32_t countOf(uint32_t w) { return (w >> kNextBits) & ((1u << kCountBits) - 1); }
+
+struct Pool {
+  uint32_t claim;        // the claim word (atomic)
+  uint32_t done;         // blocks finished in this job (atomic)
+  int threads;           // 1 + the workers lib/engine/wasm-threads.ts started
+  Job job;               // written before the claim word publishes it
+  uint32_t blocksRun[kMaxThreads];  // by each thread, ever (atomic): test/55 sees the workers work
+};
+
+inline Pool thePool{0, 0, 1, {}, {}};  // constant-initialized: no guard, no constructor to run per instance
+inline Pool& pool() { return thePool; }
+
+template <typename T>
+void gemmSerial(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+                T* C, int ldc, int thread);
+
+inline void runBlock(const Job& j, uint32_t b, int thread) {
+  const int r0 = int(b / uint32_t(j.colBlocks)) * j.rowsPer, c0 = int(b % uint32_t(j.colBlocks)) * j.colsPer;
+  const int m = j.M - r0 < j.rowsPer ? j.M - r0 : j.rowsPer, n = j.N - c0 < j.colsPer ? j.N - c0 : j.colsPer;
+  // op(A)'s rows r0… and op(B)'s columns c0…: an offset into the stored matrix either way round.
+  const size_t aAt = j.transA ? size_t(r0) : size_t(r0) * j.lda, bAt = j.transB ? size_t(c0) * j.ldb : size_t(c0);
+  const size_t cAt = size_t(r0) * j.ldc + c0;
+  if (j.f32)
+    gemmSerial<float>(j.transA, j.transB, m, n, j.K, float(j.alpha), static_cast<const float*>(j.A) + aAt, j.lda,
+                      static_cast<const float*>(j.B) + bAt, j.ldb, float(j.beta), static_cast<float*>(j.C) + cAt, j.ldc, thread);
+  else
+    gemmSerial<double>(j.transA, j.transB, m, n, j.K, j.alpha, static_cast<const double*>(j.A) + aAt, j.lda,
+                       static_cast<const double*>(j.B) + bAt, j.ldb, j.beta, static_cast<double*>(j.C) + cAt, j.ldc, thread);
+}
+
+// Claims and runs blocks of the published job until none is left; whether any was run.
+inline bool work(int thread) {
+  Pool& p = pool();
+  bool ran = false;
+  for (;;) {
+    const uint32_t w = __atomic_fetch_add(&p.claim, 1u, __ATOMIC_SEQ_CST);
+    if (nextOf(w) >= countOf(w)) return ran;
+    runBlock(p.job, nextOf(w), thread);  // the job cannot change before this block is counted done
+    __atomic_fetch_add(&p.blocksRun[thread], 1u, __ATOMIC_RELAXED);
+    ran = true;
+    if (__atomic_add_fetch(&p.done, 1u, __ATOMIC_SEQ_CST) == countOf(w))
+      __builtin_wasm_memory_atomic_notify(reinterpret_cast<int*>(&p.done), 1);
+  }
+}
+
+// A worker's whole life: sleep on the claim word until a job has blocks left, help, sleep again.
+// The wait times out now and then only so that Worker.terminate() (a V8 interrupt, checked between
+// waits) ends it promptly.
+inline void workerLoop(int thread) {
+  Pool& p = pool();
+  for (;;) {
+    const uint32_t w = __atomic_load_n(&p.claim, __ATOMIC_SEQ_CST);
+    if (nextOf(w) < countOf(w)) {
+      work(thread);
+      continue;
+    }
+    __builtin_wasm_memory_atomic_wait32(reinterpret_cast<int*>(&p.claim), int(w), 50 * 1000 * 1000LL);
+  }
+}
+
+// Runs C = alpha·op(A)·op(B) + beta·C as `blocks` blocks on the pool (the caller being thread 0).
+inline void parallelGemm(const Job& job, int blocks) {
+  Pool& p = pool();
+  p.job = job;
+  __atomic_store_n(&p.done, 0u, __ATOMIC_SEQ_CST);
+  const uint32_t gen = ((__atomic_load_n(&p.claim, __ATOMIC_SEQ_CST) >> (kNextBits + kCountBits)) + 1) & 0xff;
+  __atomic_store_n(&p.claim, (gen << (kNextBits + kCountBits)) | (uint32_t(blocks) << kNextBits), __ATOMIC_SEQ_CST);
+  __builtin_wasm_memory_atomic_notify(reinterpret_cast<int*>(&p.claim), uint32_t(p.threads - 1));
+  work(0);
+  for (;;) {
+    const uint32_t d = __atomic_load_n(&p.done, __ATOMIC_SEQ_CST);
+    if (d == uint32_t(blocks)) break;
+    // Node lets its main thread wait (a browser's would not; there the workers' blocks are short).
+    __builtin_wasm_memory_atomic_wait32(reinterpret_cast<int*>(&p.done), int(d), 1000 * 1000LL);
+  }
+}
+
+}  // namespace wasm
+}  // namespace hg

@@ -1,0 +1,158 @@
+// The threaded wasm module (build-wasm/handgrad-threads.wasm: native/wasm/threads.h, lib/engine/
+// wasm-threads.ts): its GEMM cut into blocks of C across workers on one shared memory must give the
+// single-threaded module's bits (the ones test/15 records) at every shape, transpose and beta; the
+// workers must really compute blocks; the single-threaded module must still be what runs where
+// SharedArrayBuffer is absent; and a process that used the workers must exit by itself.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { align, ensureMemory, loadWasm, wasmModulePath, type WasmExports } from '../lib/backends/wasm';
+import { instantiateThreaded, importedMemoryPages, wasmThreadsWanted, type ThreadedWasm } from '../lib/engine/wasm-threads';
+import { backendTitle, randomArray, skipReason, typed } from './helpers';
+
+const ROOT = join(__dirname, '..');
+const DIST = join(ROOT, 'dist', 'lib', 'index.js');
+const THREADED = join(ROOT, 'build-wasm', 'handgrad-threads.wasm');
+const skip = skipReason('wasm') ?? (existsSync(THREADED) ? null : 'build-wasm/handgrad-threads.wasm is not built');
+
+type Dtype = 'float64' | 'float32';
+
+/** C = alpha·op(A)·op(B) + beta·C on one instance's exported GEMM; C's bytes. */
+function gemmBytes(w: WasmExports, dtype: Dtype, tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, beta: number, seed: number): Uint8Array {
+  const F = dtype === 'float64' ? Float64Array : Float32Array;
+  const A = typed(dtype, randomArray(M * K, seed));
+  const B = typed(dtype, randomArray(K * N, seed + 1));
+  const C0 = typed(dtype, randomArray(M * N, seed + 2));
+  if (beta === 0) C0.fill(NaN); // beta = 0 never reads C
+  const pA = align(w.__heap_base.value);
+  const pB = align(pA + A.byteLength);
+  const pC = align(pB + B.byteLength);
+  ensureMemory(w, pC + C0.byteLength, 'test');
+  new F(w.memory.buffer, pA, A.length).set(A);
+  new F(w.memory.buffer, pB, B.length).set(B);
+  new F(w.memory.buffer, pC, C0.length).set(C0);
+  (dtype === 'float64' ? w.gemmF64 : w.gemmF32)(+tA, +tB, M, N, K, alpha, pA, tA ? M : K, pB, tB ? K : N, beta, pC, N);
+  return new Uint8Array(w.memory.buffer, pC, C0.byteLength).slice();
+}
+
+const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+describe.skipIf(skip)(backendTitle('the threaded GEMM against the single-threaded module, bit for bit', 'wasm', skip), () => {
+  let plain: WasmExports;
+  const pools: ThreadedWasm[] = [];
+  beforeAll(async () => {
+    plain = loadWasm(wasmModulePath());
+    const bytes = readFileSync(THREADED);
+    for (const threads of [2, 3]) pools.push(instantiateThreaded(bytes, threads, (e) => { throw e; }));
+    await Promise.all(pools.map((p) => p.ready));
+  });
+  afterAll(async () => {
+    await Promise.all(pools.flatMap((p) => p.workers.map((w) => w.terminate())));
+  });
+
+  // Over the 2^20 multiply-adds that wake workers, cut by columns (N ≥ M) or rows; edges that are
+  // not whole panels; K past one 256-long block, so each output is a sum of several blocks.
+  const shapes: [number, number, number][] = [[256, 1024, 784], [784, 1024, 256], [256, 784, 1024], [1024, 10, 256], [301, 37, 300], [45, 517, 129], [64, 256, 128]];
+  for (const dtype of ['float64', 'float32'] as const) {
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      it(`${dtype} ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}: alpha 1 and 0.5, beta 0 (C full of NaN), 1 and −2, on 2 and 3 threads`, () => {
+        let seed = 1;
+        for (const [M, N, K] of shapes) {
+          for (const [alpha, beta] of [[1, 0], [1, 1], [0.5, -2]]) {
+            seed += 3;
+            const want = gemmBytes(plain, dtype, tA, tB, M, N, K, alpha, beta, seed);
+            for (const p of pools) {
+              const got = gemmBytes(p.exports, dtype, tA, tB, M, N, K, alpha, beta, seed);
+              expect(same(got, want), `${p.threads} threads, M=${M} N=${N} K=${K} alpha=${alpha} beta=${beta}`).toBe(true);
+            }
+          }
+        }
+      });
+    }
+  }
+
+  it('the workers computed blocks (the comparison above is not the calling thread alone)', () => {
+    for (const p of pools) {
+      for (let t = 1; t < p.threads; t++) expect(p.blocksRun(t), `worker ${t} of ${p.threads}`).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it does not', 'wasm', skip), () => {
+  // One child per case: load() chooses once per process. It prints the threads in use, the memory's
+  // kind and the step's loss and gradients' bytes (hex) at (256,784,1024,10)-like sizes.
+  const CHILD = `
+    const hg = require(${JSON.stringify(DIST)});
+    // An engine that refuses shared wasm memory, as a browser page that is not cross-origin
+    // isolated does (Node's --no-harmony-sharedarraybuffer would also stop the rest of the package,
+    // which reads SharedArrayBuffer.prototype, from loading at all).
+    if (process.env.HG_TEST_NO_SHARED) {
+      const Memory = WebAssembly.Memory;
+      WebAssembly.Memory = function (d) {
+        if (d && d.shared) throw new TypeError('WebAssembly.Memory: shared memory needs cross-origin isolation');
+        return new Memory(d);
+      };
+    }
+    const t = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'engine', 'wasm-threads.js'))});
+    const w = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'backends', 'wasm.js'))});
+    const { createHash } = require('node:crypto');
+    const dims = { D: 300, H: 512, C: 10 }, B = 64;
+    const out = [];
+    for (const dtype of ['float64', 'float32']) {
+      const params = hg.initParams(dims, { seed: 1, dtype });
+      const F = dtype === 'float64' ? Float64Array : Float32Array;
+      const X = new F(B * dims.D).map((_, i) => Math.sin(i * 0.37));
+      const y = Int32Array.from({ length: B }, (_, i) => (i * 7) % dims.C);
+      const r = hg.forwardBackward(params, X, y, { backend: 'wasm', inputGrad: true });
+      const h = createHash('sha256');
+      for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2']) h.update(new Uint8Array(r.grads[k].buffer, r.grads[k].byteOffset, r.grads[k].byteLength));
+      out.push(dtype + ':' + r.loss + ':' + h.digest('hex'));
+    }
+    const buffer = w.load().memory.buffer.constructor.name;
+    console.log(JSON.stringify({ threads: t.wasmThreads(), buffer, out }));
+  `;
+  function child(env: Record<string, string>) {
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, ['-e', CHILD], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+    const report = `status ${r.status}, signal ${r.signal}\n${r.stdout}\n${r.stderr.slice(-2000)}`;
+    expect(r.signal, report).toBeNull();
+    expect(r.status, report).toBe(0);
+    return { ...(JSON.parse(r.stdout) as { threads: number; buffer: string; out: string[] }), ms: Date.now() - t0 };
+  }
+  const distSkip = existsSync(DIST) ? null : 'dist/ is not built (npm run setup)';
+
+  it.skipIf(distSkip)('2 threads on a shared memory, 1 on a plain one (HANDGRAD_WASM_THREADS=1, or no shared wasm memory as in a browser page without cross-origin isolation): the same bits, and each process exits by itself', () => {
+    const threaded = child({ HANDGRAD_WASM_THREADS: '2' });
+    expect([threaded.threads, threaded.buffer]).toEqual([2, 'SharedArrayBuffer']);
+    const one = child({ HANDGRAD_WASM_THREADS: '1' });
+    expect([one.threads, one.buffer]).toEqual([1, 'ArrayBuffer']);
+    const noShared = child({ HANDGRAD_WASM_THREADS: '2', HG_TEST_NO_SHARED: '1' });
+    expect([noShared.threads, noShared.buffer]).toEqual([1, 'ArrayBuffer']);
+    expect(threaded.out).toEqual(one.out);
+    expect(noShared.out).toEqual(one.out);
+    // The parked workers are unref'd: the process ends when its work does, not at the 60 s timeout.
+    expect(threaded.ms).toBeLessThan(20_000);
+  });
+});
+
+describe('HANDGRAD_WASM_THREADS and the module file', () => {
+  it('an integer in [1, 8], else a RangeError naming it; unset: one per core, at most 8', () => {
+    expect(wasmThreadsWanted({ HANDGRAD_WASM_THREADS: '3' })).toBe(3);
+    expect(wasmThreadsWanted({})).toBeGreaterThanOrEqual(1);
+    expect(wasmThreadsWanted({})).toBeLessThanOrEqual(8);
+    for (const bad of ['0', '9', '1.5', 'two']) {
+      expect(() => wasmThreadsWanted({ HANDGRAD_WASM_THREADS: bad })).toThrow(new RangeError(`Expected an integer in [1, 8] for HANDGRAD_WASM_THREADS but received "${bad}"`));
+    }
+  });
+
+  it.skipIf(skip)('the memory pages the threaded module imports are read from its import section', () => {
+    const pages = importedMemoryPages(readFileSync(THREADED));
+    expect(pages).toBeGreaterThan(0);
+    // One page fewer is refused at instantiation: the parse is what makes it link.
+    const api = (globalThis as unknown as { WebAssembly: { Memory: new (d: object) => object; Module: new (b: Uint8Array) => object; Instance: new (m: object, i: object) => object } }).WebAssembly;
+    const module = new api.Module(readFileSync(THREADED));
+    const env = { exp: Math.exp, log: Math.log, tanh: Math.tanh };
+    expect(() => new api.Instance(module, { env: { ...env, memory: new api.Memory({ initial: pages - 1, maximum: 65536, shared: true }) } })).toThrow(/memory/i);
+  });
+});
