@@ -13,8 +13,9 @@ import { backendTitle, randomArray, skipReason, typed } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const DIST = join(ROOT, 'dist', 'lib', 'index.js');
-const THREADED = join(ROOT, 'build-wasm', 'handgrad-threads.wasm');
-const skip = skipReason('wasm') ?? (existsSync(THREADED) ? null : 'build-wasm/handgrad-threads.wasm is not built');
+// The threaded sibling of the module load() takes (lib/engine/wasm-threads.ts loadPreferringThreads).
+const THREADED = wasmModulePath().replace(/(\.wasm)?$/, '-threads.wasm');
+const skip = skipReason('wasm') ?? (existsSync(THREADED) ? null : `${THREADED} is not built`);
 
 type Dtype = 'float64' | 'float32';
 
@@ -99,6 +100,9 @@ describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it
     const { createHash } = require('node:crypto');
     const dims = { D: 300, H: 512, C: 10 }, B = 64;
     const out = [];
+    (async () => {
+    w.load();
+    await t.wasmWorkersReady(); // else the first GEMMs could run on this thread alone
     for (const dtype of ['float64', 'float32']) {
       const params = hg.initParams(dims, { seed: 1, dtype });
       const F = dtype === 'float64' ? Float64Array : Float32Array;
@@ -110,7 +114,8 @@ describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it
       out.push(dtype + ':' + r.loss + ':' + h.digest('hex'));
     }
     const buffer = w.load().memory.buffer.constructor.name;
-    console.log(JSON.stringify({ threads: t.wasmThreads(), buffer, out }));
+    console.log(JSON.stringify({ threads: t.wasmThreads(), buffer, out, blocks: t.wasmBlocksRun() }));
+    })();
   `;
   function child(env: Record<string, string>) {
     const t0 = Date.now();
@@ -118,13 +123,14 @@ describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it
     const report = `status ${r.status}, signal ${r.signal}\n${r.stdout}\n${r.stderr.slice(-2000)}`;
     expect(r.signal, report).toBeNull();
     expect(r.status, report).toBe(0);
-    return { ...(JSON.parse(r.stdout) as { threads: number; buffer: string; out: string[] }), ms: Date.now() - t0 };
+    return { ...(JSON.parse(r.stdout) as { threads: number; buffer: string; out: string[]; blocks: number[] }), ms: Date.now() - t0 };
   }
   const distSkip = existsSync(DIST) ? null : 'dist/ is not built (npm run setup)';
 
   it.skipIf(distSkip)('2 threads on a shared memory, 1 on a plain one (HANDGRAD_WASM_THREADS=1, or no shared wasm memory as in a browser page without cross-origin isolation): the same bits, and each process exits by itself', () => {
     const threaded = child({ HANDGRAD_WASM_THREADS: '2' });
     expect([threaded.threads, threaded.buffer]).toEqual([2, 'SharedArrayBuffer']);
+    expect(threaded.blocks[1], 'blocks computed by the worker').toBeGreaterThan(0);
     const one = child({ HANDGRAD_WASM_THREADS: '1' });
     expect([one.threads, one.buffer]).toEqual([1, 'ArrayBuffer']);
     const noShared = child({ HANDGRAD_WASM_THREADS: '2', HG_TEST_NO_SHARED: '1' });

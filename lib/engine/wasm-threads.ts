@@ -191,6 +191,17 @@ export function wasmWorkers(): readonly Worker[] {
   return current?.workers ?? [];
 }
 
+/** Resolves once every worker of this thread's instance is in its loop (at once when there are none). */
+export function wasmWorkersReady(): Promise<void> {
+  return current?.ready ?? Promise.resolve();
+}
+
+/** GEMM blocks each thread of this thread's instance has computed: [the caller's, worker 1's, …]; [] when single-threaded. */
+export function wasmBlocksRun(): number[] {
+  const c = current;
+  return c ? Array.from({ length: c.threads }, (_, t) => c.blocksRun(t)) : [];
+}
+
 /**
  * lib/backends/wasm.ts load(): `path` (handgrad.wasm), or its threaded sibling handgrad-threads.wasm
  * when wasmThreadsWanted() > 1, SharedArrayBuffer exists and both files are there. A threaded build
