@@ -17,37 +17,43 @@ constexpr long kSmallGemm = 4096;
 // (C = beta·C + alpha·Σ_k …), as OpenBLAS's kernels and LibTorch's addmm do with the bias in C. Adding
 // each term into the bias instead rounds a large bias into every partial sum (issue 13: 10⁴ eps at a
 // logit offset of 1e5). beta = 0 ignores what C held, so garbage or NaN there never leaks in.
-// Without transB, row i accumulates op(A)[i,k]·B[k,:] in a register block (the inner loop walks B
-// contiguously and vectorizes); with transB (B stored [N,K]) each entry is a dot product of rows.
+// Every entry sums its K products in order k = 0, 1, …, whichever loop below runs, so both give
+// the same bits. Without transB and with rows of at least kNarrow entries, row i accumulates
+// op(A)[i,k]·B[k,:] in a register block (the inner loop walks B contiguously and vectorizes);
+// otherwise (B stored [N,K], or a row too narrow for a vector: the classes of a toy net) each
+// entry is a dot product, which there costs half as much as the vector loop's prologue.
 template <typename T>
 void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                const T* B, int ldb, T beta, T* C, int ldc) {
-  constexpr int kBlock = 64;
+  constexpr int kBlock = 64, kNarrow = 5;
   const auto store = [&](T* c, T sum) { *c = (beta == T(0) ? T(0) : beta == T(1) ? *c : beta * *c) + alpha * sum; };
+  // op(A)[i,k] = a[i·ai + k·ak]; op(B)[k,j] = B[k·bk + j·bj].
+  const size_t ai = transA ? 1 : size_t(lda), ak = transA ? size_t(lda) : 1;
+  const size_t bk = transB ? 1 : size_t(ldb), bj = transB ? size_t(ldb) : 1;
   for (int i = 0; i < M; ++i) {
     T* c = C + size_t(i) * ldc;
-    const auto a = [&](int k) { return transA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k]; };
-    if (!transB) {
-      for (int j0 = 0; j0 < N; j0 += kBlock) {
-        const int nj = N - j0 < kBlock ? N - j0 : kBlock;
-        // Only the nj sums in use start at zero: zeroing all 64 (a rep stos) cost more than the
-        // arithmetic of a toy-size product.
-        T acc[kBlock];
-        for (int j = 0; j < nj; ++j) acc[j] = T(0);
-        for (int k = 0; k < K; ++k) {
-          const T ak = a(k);
-          const T* b = B + size_t(k) * ldb + j0;
-          for (int j = 0; j < nj; ++j) acc[j] += ak * b[j];
-        }
-        for (int j = 0; j < nj; ++j) store(c + j0 + j, acc[j]);
-      }
-    } else {
+    const T* a = A + size_t(i) * ai;
+    if (transB || N < kNarrow) {
       for (int j = 0; j < N; ++j) {
-        const T* b = B + size_t(j) * ldb;
+        const T* b = B + size_t(j) * bj;
         T s = T(0);
-        for (int k = 0; k < K; ++k) s += a(k) * b[k];
+        for (int k = 0; k < K; ++k) s += a[size_t(k) * ak] * b[size_t(k) * bk];
         store(c + j, s);
       }
+      continue;
+    }
+    for (int j0 = 0; j0 < N; j0 += kBlock) {
+      const int nj = N - j0 < kBlock ? N - j0 : kBlock;
+      // Only the nj sums in use start at zero: zeroing all 64 (a rep stos) cost more than the
+      // arithmetic of a toy-size product.
+      T acc[kBlock];
+      for (int j = 0; j < nj; ++j) acc[j] = T(0);
+      for (int k = 0; k < K; ++k) {
+        const T aik = a[size_t(k) * ak];
+        const T* b = B + size_t(k) * ldb + j0;
+        for (int j = 0; j < nj; ++j) acc[j] += aik * b[j];
+      }
+      for (int j = 0; j < nj; ++j) store(c + j0 + j, acc[j]);
     }
   }
 }
