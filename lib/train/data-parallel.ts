@@ -13,6 +13,8 @@ import { HandgradError } from '../errors';
 import { Rng } from '../rng';
 import type { FloatArray } from '../types';
 import type { TrainState } from './state';
+import { ddpJoin, ddpReduce } from './ddp';
+import { torchRandperm } from './ddp-sampler';
 
 /** The Trainer's distributed setting, resolved (settings.ts). */
 export interface DataParallel {
@@ -20,6 +22,16 @@ export interface DataParallel {
   verifyEvery: number;
   /** allReduce's bucket size for the gradients (DDP's bucket_cap_mb, in bytes). */
   bucketBytes: number;
+  /**
+   * Who the other ranks are: 'handgrad' Trainers (the job's epoch records, evaluate and checks, on
+   * collectives of handgrad's own), or possibly PyTorch DistributedDataParallel ranks ('ddp':
+   * exactly DDP's collectives and no others, ./ddp.ts).
+   */
+  peers: 'handgrad' | 'ddp';
+  /** The epoch's shuffled order: the Trainer's seeded shuffle, or DistributedSampler's torch.randperm (./ddp-sampler.ts). */
+  sampler: 'handgrad' | 'torch';
+  /** peers 'ddp': the reducer's record (./ddp.ts), shared with a fit's worker; set when the Trainer joins the job. */
+  reducer?: Int32Array;
 }
 
 /** @throws {HandgradError} ERR_DISTRIBUTED when this process has joined no group */
@@ -81,20 +93,41 @@ export function shardOf(perm: Int32Array, N: number, rank: number, worldSize: nu
   return S;
 }
 
-/** The epoch's order of N rows: seeded Fisher–Yates (the Trainer's shuffle), or the identity. */
-export function epochOrder(order: Int32Array, N: number, seed: number, shuffle: boolean): Int32Array {
+/**
+ * The epoch's order of N rows: seeded Fisher–Yates (the Trainer's shuffle), torch.randperm with an
+ * mt19937 of that seed (sampler 'torch': DistributedSampler's order), or the identity.
+ */
+export function epochOrder(order: Int32Array, N: number, seed: number, shuffle: boolean, sampler: DataParallel['sampler'] = 'handgrad'): Int32Array {
+  if (shuffle && sampler === 'torch') return torchRandperm(order, N, seed);
   for (let i = 0; i < N; i++) order[i] = i;
   if (shuffle) new Rng(seed).shuffle(N === order.length ? order : order.subarray(0, N));
   return order;
 }
 
-/** The gradients averaged across ranks, in place, before the optimizer reads them. */
+/** The gradients averaged across ranks, in place, before the optimizer reads them (with DDP peers, as DDP's Reducer does). */
 export function averageGradients(s: TrainState, dp: DataParallel): void {
+  if (dp.peers === 'ddp') return ddpReduce(s, dp);
   allReduceSync(s.names.map((k) => s.grads[k]), 'avg', { bucketBytes: dp.bucketBytes });
 }
 
-/** Weights and optimizer state from rank 0, and its counters (steps, epochs, the place in an epoch). */
+/**
+ * A new Trainer joining the job: every rank's model and settings compared, then rank 0's weights
+ * everywhere; with DDP peers, DistributedDataParallel's construction instead (./ddp.ts), which
+ * compares the shapes and broadcasts the weights.
+ */
+export function joinJob(s: TrainState, dp: DataParallel, values: Record<string, string>): void {
+  if (dp.peers === 'ddp') return ddpJoin(s, dp);
+  agree('new Trainer', values);
+  fromRankZero(s);
+}
+
+/**
+ * Weights and optimizer state from rank 0, and its counters (steps, epochs, the place in an epoch).
+ * With DDP peers nothing (a DDP rank makes no such call): each rank loads its own optimizer state
+ * and counters, as each PyTorch rank does, and the constructor took rank 0's weights.
+ */
 export function fromRankZero(s: TrainState): void {
+  if (s.config.distributed?.peers === 'ddp') return;
   const tensors: FloatArray[] = [];
   for (const k of s.names) {
     tensors.push(s.params[k]);

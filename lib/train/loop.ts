@@ -8,6 +8,7 @@ import { COUNTER, holdingParams, STOP, type TrainState } from './state';
 import { applyUpdate } from './update';
 import { agree, averageGradients, epochOrder, scoreAcross, shardOf, verifyWeights } from './data-parallel';
 import { allReduceSync, groupInfo } from '../distributed/group';
+import { torchSamplerSeed } from './ddp-sampler';
 import type { Evaluation } from '../layers/class-metrics';
 
 export interface EpochRecord {
@@ -130,17 +131,18 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   const epoch = c[COUNTER.epochs] + 1;
   if (c[COUNTER.done] === 0) {
     c[COUNTER.examples] = N;
-    c[COUNTER.shuffleSeed] = shuffleSeed(s.config.seed, epoch);
+    // The torch sampler's generator seed is DistributedSampler's: seed + the 0-based epoch.
+    c[COUNTER.shuffleSeed] = s.config.distributed?.sampler === 'torch' ? torchSamplerSeed(s.config.seed, epoch - 1) : shuffleSeed(s.config.seed, epoch);
     c[COUNTER.lossSum] = 0;
     c[COUNTER.correct] = 0;
     c[COUNTER.ignored] = 0;
     c[COUNTER.shuffled] = shuffle ? 1 : 0;
   }
   const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
-  epochOrder(order, N, c[COUNTER.shuffleSeed], c[COUNTER.shuffled] === 1);
+  const dp = s.config.distributed;
+  epochOrder(order, N, c[COUNTER.shuffleSeed], c[COUNTER.shuffled] === 1, dp?.sampler);
   // Data-parallel: this rank's shard of the epoch's order (DistributedSampler's rule), the same
   // length on every rank; single-process: the whole order. n is the rows this rank trains on.
-  const dp = s.config.distributed;
   const { rank, worldSize } = dp ? groupInfo() : { rank: 0, worldSize: 1 };
   // The rows done of an epoch in progress count along one layout's shards: under another world size
   // they would name other rows (some trained twice, some never), so that is refused, never guessed.
@@ -187,7 +189,8 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   }
   // Data-parallel: the epoch's record is the job's (every rank's rows: the padded ones count as
   // DistributedSampler feeds them), the same on every rank, so early stopping decides alike.
-  if (dp && record !== null && sums !== null) {
+  // With DDP peers the record is this rank's own, as a PyTorch rank's loss is (no collective).
+  if (dp?.peers === 'handgrad' && record !== null && sums !== null) {
     allReduceSync(sums, 'sum');
     const r = record as EpochRecord;
     r.loss = sums[0] / sums[3];
@@ -252,7 +255,7 @@ class BestWeights {
 export function scoreOf(s: TrainState, d: Data): Evaluation {
   const seq = sequentialOf(s);
   const { batchSize, backend } = s.config;
-  return s.config.distributed ? scoreAcross(seq, d.X, d.y, batchSize, backend) : seq.score(d.X, d.y, batchSize, backend);
+  return s.config.distributed?.peers === 'handgrad' ? scoreAcross(seq, d.X, d.y, batchSize, backend) : seq.score(d.X, d.y, batchSize, backend);
 }
 
 /** Epochs with validation and early stopping; the body of both fitSync and the worker. */
@@ -263,8 +266,13 @@ export function fitLoop(
   const order = new Int32Array(data.y.length);
   const dp = s.config.distributed;
   const shard = dp ? new Int32Array(Math.ceil(data.y.length / groupInfo().worldSize)) : undefined;
+  // With DDP peers every rank decides alone (no collective but DDP's): early stopping on each
+  // rank's own loss would stop the ranks at different epochs, and the others would wait for them.
+  if (dp?.peers === 'ddp' && (plan.patience !== undefined || plan.restoreBest)) {
+    throw new TypeError("Expected no early stopping or restoreBest with distributed peers 'ddp' (each rank would decide on its own loss; stop the PyTorch and Node ranks after the same epochs)");
+  }
   // Every rank must run the same steps: the same data size, epochs and order, from the same place.
-  if (dp) {
+  if (dp?.peers === 'handgrad') {
     const c = s.counters;
     agree('fit', {
       'the training rows': String(data.y.length), 'the validation rows given (each rank may pass its part)': validation ? 'a set' : 'none',

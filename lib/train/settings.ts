@@ -18,23 +18,31 @@ export interface Settings {
 }
 
 /**
- * opts.distributed: true, false, or { verify, bucketBytes }. verify: true (every step) or N
- * (every N steps) compares a hash of the weights across ranks (a debug check: one small
+ * opts.distributed: true, false, or { verify, bucketBytes, peers, sampler }. verify: true (every
+ * step) or N (every N steps) compares a hash of the weights across ranks (a debug check: one small
  * all-reduce and a pass over the weights); bucketBytes: the gradients' all-reduce buckets (DDP's
- * bucket_cap_mb; 25 MiB).
+ * bucket_cap_mb; 25 MiB). peers: 'handgrad' (every rank a handgrad Trainer: the job's epoch
+ * records, evaluate and checks) or 'ddp' (ranks may be PyTorch DistributedDataParallel ranks: the
+ * Trainer makes exactly DDP's collectives and no others, ./ddp.ts). sampler: the epoch's shuffled
+ * order, 'handgrad' (the Trainer's seeded shuffle) or 'torch' (DistributedSampler's randperm, so
+ * Node ranks take the rows PyTorch ranks would; the default with peers 'ddp').
  * @throws {TypeError|RangeError}
  */
 export function distributedOption(x: unknown, name: string): DataParallel | null {
   if (x === undefined || x === false) return null;
-  if (x === true) return { verifyEvery: 0, bucketBytes: DEFAULT_BUCKET_BYTES };
-  if (x === null || typeof x !== 'object' || Array.isArray(x)) v.fail(TypeError, 'true, false or { verify, bucketBytes }', name, x);
-  const o = v.options(name, x, ['verify', 'bucketBytes'] as const);
+  if (x === true) return { verifyEvery: 0, bucketBytes: DEFAULT_BUCKET_BYTES, peers: 'handgrad', sampler: 'handgrad' };
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) v.fail(TypeError, 'true, false or { verify, bucketBytes, peers, sampler }', name, x);
+  const o = v.options(name, x, ['verify', 'bucketBytes', 'peers', 'sampler'] as const);
   const verify = o.verify ?? false;
   let verifyEvery = 0;
   if (verify === true) verifyEvery = 1;
   else if (verify !== false) verifyEvery = v.dim(`${name}.verify`, verify);
   const bucketBytes = o.bucketBytes === undefined ? DEFAULT_BUCKET_BYTES : v.dim(`${name}.bucketBytes`, o.bucketBytes);
-  return { verifyEvery, bucketBytes };
+  const peers = v.oneOf(`${name}.peers`, o.peers, ['handgrad', 'ddp'] as const, 'handgrad');
+  const sampler = v.oneOf(`${name}.sampler`, o.sampler, ['handgrad', 'torch'] as const, peers === 'ddp' ? 'torch' : 'handgrad');
+  // The weight check is a collective of its own, which a PyTorch rank would never join.
+  if (peers === 'ddp' && verifyEvery > 0) v.fail(TypeError, "no verify with peers 'ddp' (PyTorch ranks make no such collective: compare the weights after training)", `${name}.verify`, verify);
+  return { verifyEvery, bucketBytes, peers, sampler };
 }
 
 /** The settings save() writes, as its JSON holds them (optimizer as { name, momentum, … }). */

@@ -22,7 +22,7 @@ import { OPTIMIZER_STATE, optimizerFilePath, optimizerFileSettings, optimizerFil
 import { optimizerConfig, type OptimizerOptions as RuleOptions } from './optimizer';
 import type { Schedule } from './schedule';
 import { savedSettings, savedUnder, settings } from './settings';
-import { fromRankZero, requireGroup, agree, scoreAcross } from './data-parallel';
+import { fromRankZero, joinJob, requireGroup, scoreAcross } from './data-parallel';
 import { allocateState, COUNTER, holdingParams, rollBackAbandonedStep, sharedFloat, STOP, type TrainState } from './state';
 
 export interface TrainerOptions extends OptimizerOptions {
@@ -51,7 +51,7 @@ export interface TrainerOptions extends OptimizerOptions {
    * the whole job's; only rank 0 writes files from save. verify: true or N compares a hash of the
    * weights across ranks after every (N-th) step (a debug check). Default false.
    */
-  distributed?: boolean | { verify?: boolean | number; bucketBytes?: number };
+  distributed?: boolean | { verify?: boolean | number; bucketBytes?: number; peers?: 'handgrad' | 'ddp'; sampler?: 'handgrad' | 'torch' };
 }
 
 /** The two-layer net's parameters as a Trainer takes them. */
@@ -226,11 +226,10 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       : { D: net.inFeatures, H: net.widths[1], C: net.classes, activation, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 }) as TrainerParams<M>;
     if (distributed) {
       // Every rank must build the same model and train it alike; then rank 0's weights everywhere.
-      agree('new Trainer', {
+      joinJob(this.state, distributed, {
         'the model': `${net.dtype} ${net.layers.map(String).join(', ')}; loss ${reduction}${loss ? ` ${JSON.stringify(loss)}` : ''}`,
         'the training settings': JSON.stringify({ optimizer, lr, batchSize, seed, schedule, exact }),
       });
-      fromRankZero(this.state);
     }
   }
 
@@ -477,7 +476,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     this.enter();
     const d = this.data(X, y);
     const batchSize = o.batchSize === undefined ? this.state.config.batchSize : v.dim('opts.batchSize', o.batchSize);
-    if (this.state.config.distributed) {
+    // With DDP peers a rank's evaluation is its own, as a PyTorch rank's is (no collective).
+    if (this.state.config.distributed?.peers === 'handgrad') {
       requireGroup('evaluate on a distributed Trainer');
       return scoreAcross(this.model, d.X, d.y, batchSize, this.state.config.backend);
     }
