@@ -22,6 +22,7 @@ import { distributedSkip, freePort, thrown, TORCH_PYTHON, torchPythonSkip } from
 const ROOT = join(__dirname, '..');
 const NODE_RANK = join(ROOT, 'examples', 'ddp', 'train.js');
 const PY_RANK = join(ROOT, 'examples', 'ddp', 'train.py');
+const NODE_PIECES = join(__dirname, 'fixtures', 'distributed', 'ddp-rank.mjs');
 const REFERENCE = join(__dirname, 'fixtures', 'distributed', 'ddp-reference.py');
 const GOLDENS = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'distributed', 'ddp-goldens.json'), 'utf8')) as {
   torch: string;
@@ -119,7 +120,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: numbe
  * (and `perRank[r]` after them); rank 0 starts from --init. Every rank writes its final state_dict
  * to dir/out{rank}.json.
  */
-async function job(dir: string, kinds: string, args: string[], perRank: string[][] = [], limitMs = 90_000): Promise<Rank[]> {
+async function job(dir: string, kinds: string, args: string[], perRank: string[][] = [], limitMs = 90_000, nodeScript = NODE_RANK): Promise<Rank[]> {
   const port = await freePort();
   const modules = join(dir, 'node_modules');
   if (!existsSync(join(modules, 'handgrad'))) {
@@ -131,7 +132,7 @@ async function job(dir: string, kinds: string, args: string[], perRank: string[]
   return Promise.all(Array.from(kinds, async (k, rank) => {
     const env = { ...process.env, RANK: String(rank), WORLD_SIZE: String(W), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), NODE_PATH: modules };
     const all = [...args, '--out', join(dir, 'out{rank}.json'), '--timeout-ms', '30000', ...(rank === 0 ? ['--init', join(dir, 'init.json')] : []), ...(perRank[rank] ?? [])];
-    const r = k === 'n' ? await run(process.execPath, [NODE_RANK, ...all], env, limitMs) : await run(TORCH_PYTHON, [PY_RANK, ...all], env, limitMs);
+    const r = k === 'n' ? await run(process.execPath, [nodeScript, ...all], env, limitMs) : await run(TORCH_PYTHON, [PY_RANK, ...all], env, limitMs);
     return { kind: k === 'n' ? 'node' : 'python', ...r } as Rank;
   }));
 }
@@ -189,6 +190,26 @@ describe.skipIf(skip !== null)(title('mixed jobs: Node Trainers and PyTorch DDP 
     if (process.env.HG_SHOW_DIFF) console.info(`${kinds} ${dtype} ${opt[1]}: max relative difference from the full-batch run ${diff}`);
     expect(diff).toBeLessThan(TOLERANCE[dtype]);
   }, 120_000);
+
+  it('a Node rank that trains in pieces (early stopping refused, fitSync 1 epoch, its own evaluate, fit 2 more with validation): DDP sees one run, the same weights on both sides', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg53-'));
+    const files = inputs(dir, 8);
+    const args = ['--data', files.data, '--dtype', 'float64', '--hidden', '8', '--epochs', '3', '--batch-size', '4', '--seed', '7', '--optimizer', 'adam', '--lr', '0.01'];
+    for (const kinds of ['np', 'pn']) {
+      const ranks = await job(dir, kinds, args, [], 90_000, NODE_PIECES);
+      ranks.forEach((r, i) => expect(r.code, `rank ${i} (${r.kind}${r.killed ? ', killed after its bound' : ''}): ${r.stderr}`).toBe(0));
+      const outs = ranks.map((_, r) => flat(JSON.parse(readFileSync(join(dir, `out${r}.json`), 'utf8')) as StateDict));
+      expect(outs[1].every((v, i) => v === outs[0][i]), kinds).toBe(true);
+      const node = ranks.find((r) => r.kind === 'node')!;
+      const lines = node.stdout.trim().split('\n').map((l) => JSON.parse(l) as { steps?: number; valLoss?: number; refused?: string });
+      expect(lines.at(-1)!.steps).toBe(3 * Math.ceil(Math.ceil(N / 2) / 4));
+      expect(lines.at(-1)!.refused).toMatch(/^TypeError: Expected no early stopping or restoreBest with distributed peers 'ddp'/);
+      expect(lines.filter((l) => l.valLoss !== undefined).length).toBe(2);
+    }
+    const ref = await run(TORCH_PYTHON, [REFERENCE, '--init', files.init, '--world-size', '2', ...args], process.env, 60_000);
+    expect(ref.code, ref.stderr).toBe(0);
+    expect(maxRelative(flat(JSON.parse(readFileSync(join(dir, 'out0.json'), 'utf8')) as StateDict), flat(JSON.parse(ref.stdout) as StateDict))).toBeLessThan(TOLERANCE.float64);
+  }, 180_000);
 
   it('a net over DDP\'s 1 MiB first bucket (Linear 4→44000→3, float64): two rebuilt buckets, rank 0 PyTorch then Node, the full-batch run to rounding', async () => {
     for (const kinds of ['pn', 'np']) {
