@@ -50,6 +50,10 @@ export interface TrainerOptions extends OptimizerOptions {
    * rule), so every rank holds the same bits after every step. evaluate and the epoch records are
    * the whole job's; only rank 0 writes files from save. verify: true or N compares a hash of the
    * weights across ranks after every (N-th) step (a debug check). Default false.
+   * peers: 'ddp' lets PyTorch DistributedDataParallel ranks (gloo) share the job: the Trainer then
+   * makes exactly DDP's collectives and no others (the epoch records and evaluate are the rank's
+   * own; no verify, early stopping or restoreBest), and sampler 'torch' (its default there) takes
+   * DistributedSampler(shuffle=True, seed=opts.seed)'s rows, epoch e being set_epoch(e − 1).
    */
   distributed?: boolean | { verify?: boolean | number; bucketBytes?: number; peers?: 'handgrad' | 'ddp'; sampler?: 'handgrad' | 'torch' };
 }
