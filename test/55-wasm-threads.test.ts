@@ -52,9 +52,9 @@ describe.skipIf(skip)(backendTitle('the threaded GEMM against the single-threade
     await Promise.all(pools.flatMap((p) => p.workers.map((w) => w.terminate())));
   });
 
-  // Over the 2^20 multiply-adds that wake workers, cut by columns (N ≥ M) or rows; edges that are
-  // not whole panels; K past one 256-long block, so each output is a sum of several blocks.
-  const shapes: [number, number, number][] = [[256, 1024, 784], [784, 1024, 256], [256, 784, 1024], [1024, 10, 256], [301, 37, 300], [45, 517, 129], [64, 256, 128]];
+  // Over the 2^22 multiply-adds that wake workers (gemm.h), cut by columns (N ≥ M) or rows; edges
+  // that are not whole panels; K past one 256-long block, so each output is a sum of several blocks.
+  const shapes: [number, number, number][] = [[256, 1024, 784], [784, 1024, 256], [256, 784, 1024], [1030, 20, 260], [77, 1100, 300], [513, 129, 257]];
   for (const dtype of ['float64', 'float32'] as const) {
     for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
       it(`${dtype} ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}: alpha 1 and 0.5, beta 0 (C full of NaN), 1 and −2, on 2 and 3 threads`, () => {

@@ -173,8 +173,9 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
 #ifdef HG_WASM_THREADS
   using S = Simd<T>;
   const int threads = pool().threads;
-  // Under ~2^20 multiply-adds (~0.1 ms) a worker's wake-up would cost about what it saves.
-  if (threads > 1 && M > 0 && N > 0 && double(M) * N * K >= double(1 << 20)) {
+  // Under 2^22 multiply-adds (0.1–0.2 ms on one thread) a sleeping worker's wake-up (tens of µs
+  // on an idle machine, far more on a busy one) would cost about what it saves.
+  if (threads > 1 && M > 0 && N > 0 && double(M) * N * K >= double(1 << 22)) {
     // Two blocks a thread: a thread slowed by the machine's other work leaves its second to the others.
     const int want = 2 * threads;
     Job j{sizeof(T) == 4, transA, transB, M, N, K, lda, ldb, ldc, double(alpha), double(beta), A, B, C, M, N, 1};

@@ -82,6 +82,8 @@ inline bool work(int thread) {
 }
 
 // A worker's whole life: sleep on the claim word until a job has blocks left, help, sleep again.
+// It never spins: on a machine whose cores other processes use, a spinning worker takes the core
+// the caller's blocks need.
 // The wait times out now and then only so that Worker.terminate() (a V8 interrupt, checked between
 // waits) ends it promptly.
 inline void workerLoop(int thread) {
