@@ -105,6 +105,21 @@ void activationForward(Activation act, const T* Z, T* A, size_t n) {
   }
 }
 
+// A Linear's output Z checked for NaN/±Infinity and its activation A = act(Z) written, in one
+// pass over memory: chunks small enough to stay in L1 between the scan and the activation, each
+// loop still the vectorized one above. False at the first chunk holding a non-finite entry
+// (A is then partly written: the caller reports the failure and nothing reads A).
+template <typename T>
+bool activationForwardChecked(Activation act, const T* Z, T* A, size_t n) {
+  constexpr size_t kChunk = 2048;  // 16 KiB of doubles
+  for (size_t at = 0; at < n; at += kChunk) {
+    const size_t m = n - at < kChunk ? n - at : kChunk;
+    if (!allFinite(Z + at, m)) return false;
+    activationForward(act, Z + at, A + at, m);
+  }
+  return true;
+}
+
 // dZ = dA ⊙ act'(Z), in place on dA. ReLU: 1 where Z > 0 strictly (0 at Z == 0, as PyTorch).
 // Sigmoid and tanh take the derivative from the output A (σ' = A(1−A), tanh' = 1 − A²), as
 // PyTorch's sigmoid_backward/tanh_backward do, so the rounding matches theirs.
@@ -120,6 +135,21 @@ void activationBackward(Activation act, const T* Z, const T* A, T* dA, size_t n)
     case Activation::Tanh:
       for (size_t i = 0; i < n; ++i) dA[i] = dA[i] * (T(1) - A[i] * A[i]);
       break;
+  }
+}
+
+// activationBackward followed by the batch sum of the result into db (db (+)= Σ_b dZ[b, :]), row
+// by row while the row is in cache: the same products and the same row-ordered sums as
+// activationBackward then sumRows, so the same bits, in one pass over dZ instead of two.
+template <typename T>
+void activationBackwardSum(Activation act, const T* Z, const T* A, T* dA, size_t rows, size_t cols, T* db,
+                           bool accumulate) {
+  if (!accumulate) std::memset(db, 0, cols * sizeof(T));
+  for (size_t b = 0; b < rows; ++b) {
+    const size_t at = b * cols;
+    activationBackward(act, Z + at, A + at, dA + at, cols);
+    const T* row = dA + at;
+    for (size_t j = 0; j < cols; ++j) db[j] += row[j];
   }
 }
 
@@ -165,6 +195,34 @@ void softmaxCrossEntropyBackward(const T* probs, const int32_t* y, T* dZ2, size_
     for (size_t c = 0; c < C; ++c) d[c] = p[c] * scale;
     d[y[b]] -= scale;
   }
+}
+
+// softmaxCrossEntropy and softmaxCrossEntropyBackward in one row pass: probs, the loss sum, and
+// dZ2 = (probs − onehot(y)) · scale from each row while it is in registers and L1. The same
+// operations in the same order as the two functions above, so the same bits.
+template <typename T>
+double softmaxCrossEntropyWithGrad(const T* logits, const int32_t* y, T* probs, T* dZ2, size_t B, size_t C, T scale) {
+  double total = 0.0;
+  for (size_t b = 0; b < B; ++b) {
+    const T* z = logits + b * C;
+    T* p = probs + b * C;
+    T* d = dZ2 + b * C;
+    T m = z[0];
+    for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
+    T s = T(0);
+    for (size_t c = 0; c < C; ++c) {
+      p[c] = std::exp(z[c] - m);
+      s += p[c];
+    }
+    const T inv = T(1) / s;
+    for (size_t c = 0; c < C; ++c) {
+      p[c] *= inv;
+      d[c] = p[c] * scale;
+    }
+    d[y[b]] -= scale;
+    total += (static_cast<double>(m) - static_cast<double>(z[y[b]])) + static_cast<double>(std::log(s));
+  }
+  return total;
 }
 
 // ---- F.cross_entropy with every option (weight, ignore_index, label_smoothing, 'none', ------

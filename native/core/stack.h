@@ -92,17 +92,19 @@ void linearForward(int B, int in, int out, const T* A, const T* W, const T* b, T
 // ∂Z/∂W contracts over the batch: dW = Aᵀ·dZ [in,out]; ∂Z/∂b is a row of ones: db = Σ_b dZ;
 // ∂Z/∂A = Wᵀ: dA = dZ·Wᵀ [B,in] (skipped when dA is null). accumulate adds into dW, db
 // (PyTorch's .grad); betaA is 1 only for an accumulated dX.
+// db is left alone when null: the activation above summed it while masking dZ (activationBackwardSum).
 template <typename T>
 void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
                     bool accumulate, T* dA, T betaA) {
   gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
-  sumRows(dZ, db, size_t(B), size_t(out), accumulate);
+  if (db) sumRows(dZ, db, size_t(B), size_t(out), accumulate);
   if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
 }
 
 // Forward through every layer into ws. A Linear's output is checked for NaN/±Infinity: it is
 // where a non-finite X, W or b shows (times a finite factor) before an activation could hide it;
-// X itself is checked when an activation comes first (ReLU maps −Infinity to 0).
+// X itself is checked when an activation comes first (ReLU maps −Infinity to 0). An activation
+// right after a Linear runs in the same pass over Z as that check.
 template <typename T>
 StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws) {
   if (n.kinds[0] != LayerKind::Linear && !allFinite(X, size_t(B) * size_t(n.widths[0]))) return {Stage::Input, 0};
@@ -114,7 +116,16 @@ StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params
     if (n.kinds[i] == LayerKind::Linear) {
       linearForward(B, in, out, A, params[p], params[p + 1], Z);
       p += 2;
-      if (!allFinite(Z, size_t(B) * size_t(out))) return {Stage::Forward, i};
+      const size_t count = size_t(B) * size_t(out);
+      if (i + 1 < n.layers && n.kinds[i + 1] != LayerKind::Linear) {
+        at += padded<T>(count);  // the activation's output, as wide as Z
+        if (!activationForwardChecked(activationOf(n.kinds[i + 1]), Z, ws + at, count)) return {Stage::Forward, i};
+        A = ws + at;
+        at += padded<T>(count);
+        ++i;
+        continue;
+      }
+      if (!allFinite(Z, count)) return {Stage::Forward, i};
     } else {
       activationForward(activationOf(n.kinds[i]), A, Z, size_t(B) * size_t(out));
     }
@@ -204,11 +215,11 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   int cur = 0;
   T* g = a.ws + l.grad[cur];
   if (!general) {
-    const double total = softmaxCrossEntropy(logits, y, a.ws + l.probs, B, C);
+    // Probabilities, loss and (softmax(logits) − onehot(y)) · scale in one row pass; g is only
+    // workspace, so writing it before the loss is known to be finite leaks nothing.
+    const double total = softmaxCrossEntropyWithGrad(logits, y, a.ws + l.probs, g, B, C, lossScale<T>(spec.reduction, B));
     *loss = double(T(spec.reduction == Reduction::Mean ? total / double(B) : total));
     if (!std::isfinite(*loss)) return {Stage::Loss, n.layers - 1};
-    // (softmax(logits) − onehot(y)) · scale.
-    softmaxCrossEntropyBackward(a.ws + l.probs, y, g, B, C, lossScale<T>(spec.reduction, B));
   } else {
     const bool none = own.reduction == Reduction::None;
     const double total = crossEntropyGeneral(logits, own.targets ? nullptr : y, own, B, C, a.ws + l.probs, g,
@@ -221,6 +232,7 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   while (n.kinds[firstLinear] != LayerKind::Linear) ++firstLinear;
   for (int i = 0; i < n.layers; ++i) p += n.kinds[i] == LayerKind::Linear ? 2 : 0;
   uint64_t end = l.probs;  // where layer i's output ends
+  bool dbSummed = false;   // the activation above the Linear at hand summed its db already
   for (int i = n.layers - 1; i >= 0; --i) {
     const size_t in = size_t(n.widths[i]);
     const uint64_t at = end - padded<T>(B * size_t(n.widths[i + 1]));
@@ -230,10 +242,16 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     if (n.kinds[i] == LayerKind::Linear) {
       p -= 2;
       T* gIn = !wanted ? nullptr : i == 0 ? a.dX : a.ws + l.grad[1 - cur];
-      linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p], a.grads[p + 1],
-                     a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0));
+      linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p],
+                     dbSummed ? nullptr : a.grads[p + 1], a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0));
+      dbSummed = false;
       cur = 1 - cur;
       g = gIn;
+    } else if (wanted && i > 0 && n.kinds[i - 1] == LayerKind::Linear) {
+      // The Linear below takes this dZ: its db is summed in the same pass as the mask (p − 1 is
+      // that Linear's bias gradient: p counts the params of the layers below this one).
+      activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate);
+      dbSummed = true;
     } else if (wanted) {
       // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then
       // copied or added into dX (float + float rounds alike in C++ and in JS).
