@@ -191,6 +191,18 @@ export function wasmWorkers(): readonly Worker[] {
   return current?.workers ?? [];
 }
 
+/**
+ * Lets this thread's wasm GEMMs use n threads (1: the caller alone), at most the threads started,
+ * to compare the two in one process (bench/backends.ts); returns the count now in use.
+ * @throws {RangeError} n not a positive integer
+ */
+export function setWasmThreads(n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`Expected a positive integer for threads but received ${n}`);
+  const c = current;
+  if (!c) return 1;
+  return (c.exports as ThreadExports).setThreads(Math.min(n, c.threads));
+}
+
 /** Resolves once every worker of this thread's instance is in its loop (at once when there are none). */
 export function wasmWorkersReady(): Promise<void> {
   return current?.ready ?? Promise.resolve();
