@@ -162,16 +162,19 @@ function maxRelative(a: number[], b: number[]): number {
 const TOLERANCE = { float64: 1e-13, float32: 1e-5 } as const;
 
 describe.skipIf(skip !== null)(title('mixed jobs: Node Trainers and PyTorch DDP ranks (examples/ddp)'), () => {
+  // Rank r is kinds[r]: n a Node rank, p a PyTorch rank.
   const cases = [
-    { kinds: 'np', dtype: 'float64', opt: ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9'], reference: true },
-    { kinds: 'pn', dtype: 'float64', opt: ['--optimizer', 'adam', '--lr', '0.01'], reference: true },
-    { kinds: 'npn', dtype: 'float32', opt: ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9'], reference: true },
-    { kinds: 'pnn', dtype: 'float64', opt: ['--optimizer', 'adam', '--lr', '0.01'], reference: true },
-    { kinds: 'pn', dtype: 'float32', opt: ['--optimizer', 'adam', '--lr', '0.01'], reference: false },
-    { kinds: 'nn', dtype: 'float32', opt: ['--optimizer', 'sgd', '--lr', '0.1'], reference: true },
+    { name: 'SGD momentum 0.9', kinds: 'np', dtype: 'float64', opt: ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9'], reference: true },
+    { name: 'Adam', kinds: 'pn', dtype: 'float64', opt: ['--optimizer', 'adam', '--lr', '0.01'], reference: true },
+    { name: 'SGD momentum 0.9', kinds: 'npn', dtype: 'float32', opt: ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9'], reference: true },
+    { name: 'Adam', kinds: 'pnn', dtype: 'float64', opt: ['--optimizer', 'adam', '--lr', '0.01'], reference: true },
+    { name: 'Adam', kinds: 'pn', dtype: 'float32', opt: ['--optimizer', 'adam', '--lr', '0.01'], reference: false },
+    { name: 'SGD', kinds: 'nn', dtype: 'float32', opt: ['--optimizer', 'sgd', '--lr', '0.1'], reference: true },
+    // DistributedSampler(shuffle=False) and fit's shuffle: false: the rows in order, padded alike.
+    { name: 'SGD, shuffle false', kinds: 'pnn', dtype: 'float64', opt: ['--optimizer', 'sgd', '--lr', '0.1', '--shuffle', '0'], reference: true },
   ] as const;
 
-  it.each(cases)('$kinds ($dtype, $opt.1): every rank ends on the same weights, the full-batch single-process run to rounding', async ({ kinds, dtype, opt, reference }) => {
+  it.each(cases)('$kinds ($dtype, $name): every rank ends on the same weights, the full-batch single-process run to rounding', async ({ kinds, dtype, opt, reference }) => {
     const dir = mkdtempSync(join(tmpdir(), 'hg53-'));
     const files = inputs(dir, 8);
     const args = ['--data', files.data, '--dtype', dtype, '--hidden', '8', '--epochs', '3', '--batch-size', '4', '--seed', '7', ...opt];
