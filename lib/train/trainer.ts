@@ -117,6 +117,18 @@ export interface FitOptions {
    */
   restoreBest?: boolean;
   /**
+   * Saves the Trainer to `path` during the fit (Keras's ModelCheckpoint, torchrun's checkpoint
+   * pattern): after every `every` optimizer steps (counted as trainer.steps, across fits), or after
+   * each epoch ('epoch', the default), each file written atomically (the old one stays whole until
+   * the new one replaces it) and holding a whole step, as save() writes it. Data-parallel, only rank 0
+   * writes, and once more when the fit fails on the process group (a peer died or hung:
+   * ERR_DISTRIBUTED), so that a restarted job that loads it (Trainer.load(path, { distributed: true }))
+   * loses no step and ends on the bits of a job never interrupted. fitSync saves exactly after
+   * those steps; fit saves when the worker's step event reaches this thread, a step or so later
+   * (the file says which). The layout is handgrad's (save(path) with no options).
+   */
+  checkpoint?: { path: string; every?: number | 'epoch' };
+  /**
    * Called with an 'epoch' event after each epoch, and a 'step' event every progressEvery steps.
    * If it throws, training stops after the step it reported and fit rejects (fitSync throws) with
    * what it threw; the Trainer keeps its place and stays usable.
@@ -180,6 +192,21 @@ function placed(e: unknown, s: TrainState): unknown {
   const c = s.counters;
   const where = `step ${c[COUNTER.steps]} (epoch ${c[COUNTER.epochs] + (c[COUNTER.done] > 0 ? 1 : 0)}${c[COUNTER.done] > 0 ? `, ${c[COUNTER.done]} of this rank's rows done` : ' complete'})`;
   return new HandgradError('ERR_DISTRIBUTED', `fit stopped after ${where}, the Trainer holding that step's weights: ${e.message}`, { cause: e });
+}
+
+/** opts.checkpoint checked: { path, every } with a non-empty path and every a positive integer or 'epoch' (the default). */
+function checkpointOption(x: unknown): { path: string; every: number | 'epoch' } | undefined {
+  if (x === undefined) return undefined;
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) v.fail(TypeError, "an object { path, every } (every: a number of steps or 'epoch')", 'opts.checkpoint', x);
+  const o = v.options('opts.checkpoint', x, ['path', 'every'] as const);
+  if (typeof o.path !== 'string') v.fail(TypeError, 'a file path', 'opts.checkpoint.path', o.path);
+  if (o.path === '') v.fail(RangeError, 'a non-empty file path', 'opts.checkpoint.path', o.path);
+  const every = o.every ?? 'epoch';
+  if (every !== 'epoch') {
+    if (typeof every !== 'number') v.fail(TypeError, "a number of steps or 'epoch'", 'opts.checkpoint.every', every);
+    if (!Number.isInteger(every) || every < 1) v.fail(RangeError, "a positive integer number of steps (or 'epoch')", 'opts.checkpoint.every', every);
+  }
+  return { path: o.path, every };
 }
 
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
@@ -318,7 +345,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
 
   /** The plan, and the options read once (a getter cannot answer one thing to the check and another to the use). */
   private plan(given: FitOptions): [FitPlan, FitOptions, Listeners] {
-    const opts = v.options('opts', given, ['epochs', 'validation', 'validationSplit', 'onProgress', 'callbacks', 'progressEvery', 'signal', 'earlyStop', 'restoreBest', 'shuffle'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
+    const opts = v.options('opts', given, ['epochs', 'validation', 'validationSplit', 'onProgress', 'callbacks', 'progressEvery', 'signal', 'earlyStop', 'restoreBest', 'shuffle', 'checkpoint'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
+    const checkpoint = checkpointOption(opts.checkpoint);
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     const cb = fitCallbacks(opts.callbacks);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
@@ -351,12 +379,36 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     }
     // onProgress's records, then the callback's (a copy each: the history's records stay the fit's).
     const { onProgress } = opts;
-    const listen: Listeners = {
-      step: onProgress || cb.onStep ? (e) => { onProgress?.({ type: 'step', ...e }); cb.onStep?.({ ...e }); } : undefined,
-      epoch: onProgress || cb.onEpochEnd ? (r) => { onProgress?.({ type: 'epoch', ...r }); cb.onEpochEnd?.({ ...r }); } : undefined,
-    };
+    const step = onProgress || cb.onStep ? (e: StepEvent) => { onProgress?.({ type: 'step', ...e }); cb.onStep?.({ ...e }); } : undefined;
+    const epoch = onProgress || cb.onEpochEnd ? (r: EpochRecord) => { onProgress?.({ type: 'epoch', ...r }); cb.onEpochEnd?.({ ...r }); } : undefined;
+    const listen: Listeners = { step, epoch };
+    // A checkpoint every k steps listens to every step (the caller's events keep their own rhythm:
+    // every progressEvery-th step and each epoch's last), saved before the events of that step.
+    let eventEvery = progressEvery;
+    if (checkpoint) {
+      const { path, every } = checkpoint;
+      const c = this.state.counters;
+      if (typeof every === 'number') {
+        eventEvery = 1;
+        let next = (Math.floor(c[COUNTER.steps] / every) + 1) * every;
+        listen.step = (e) => {
+          const at = c[COUNTER.steps];
+          if (at >= next) {
+            this.save(path);
+            // From the count before the save: fit's worker goes on stepping while it writes.
+            next = (Math.floor(at / every) + 1) * every;
+          }
+          if (step && progressEvery > 0 && (e.step % progressEvery === 0 || e.step === e.steps)) step(e);
+        };
+      } else {
+        listen.epoch = (r) => {
+          this.save(path);
+          epoch?.(r);
+        };
+      }
+    }
     return [
-      { epochs, progressEvery, shuffle, patience: es?.patience, minDelta: es?.minDelta ?? 0, ...(restoreBest ? { restoreBest } : {}) },
+      { epochs, progressEvery: eventEvery, shuffle, patience: es?.patience, minDelta: es?.minDelta ?? 0, ...(restoreBest ? { restoreBest } : {}) },
       { ...opts, validation: val as FitOptions['validation'] },
       listen,
     ];
@@ -377,7 +429,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     try {
       return fitLoop(this.state, data, validation, plan, listen);
     } catch (e) {
-      throw placed(e, this.state);
+      throw this.lastCheckpoint(placed(e, this.state), e, opts.checkpoint);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       Atomics.store(this.state.control, STOP, 0);
@@ -443,7 +495,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         else if (m.type === 'done') finish(null, m.result);
         else if (m.type === 'error') {
           const Kind = m.name === 'TypeError' ? TypeError : m.name === 'RangeError' ? RangeError : Error;
-          finish(placed(m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message), this.state) as Error);
+          const raw = m.code ? new HandgradError(m.code as never, m.message!) : new Kind(m.message);
+          finish(this.lastCheckpoint(placed(raw, this.state), raw, opts.checkpoint) as Error);
         }
       });
       // A worker that dies (terminated, or an error it could not report) may die inside a step:
@@ -456,6 +509,21 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         finish(died ?? new HandgradError('ERR_WORKER', `The training worker exited (code ${code}) before finishing`));
       });
     });
+  }
+
+  /**
+   * A fit that failed on the process group (`placed` rewrote the error) with a checkpoint option:
+   * rank 0 saves the whole step it holds (a failed collective changes nothing), so a restart loses
+   * no step. A save that fails too is added to the error's message, never swallowed.
+   */
+  private lastCheckpoint(err: unknown, raw: unknown, checkpoint: FitOptions['checkpoint']): unknown {
+    if (err === raw || checkpoint === undefined) return err;
+    try {
+      this.save(checkpoint.path);
+      return err;
+    } catch (e) {
+      return new HandgradError('ERR_DISTRIBUTED', `${(err as Error).message}; the checkpoint could not be saved either: ${(e as Error).message}`, { cause: err });
+    }
   }
 
   /**
