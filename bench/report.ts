@@ -2,7 +2,7 @@
 // as it is measured), the ratios, the issue's targets, and the same figures as JSON.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { BackendName, Dtype } from '../lib/types';
+import type { BackendName, Dims, Dtype } from '../lib/types';
 import type { Availability } from './backends';
 import type { MemoryRow } from './memory';
 import type { PeerAvailability } from './peers';
@@ -346,4 +346,55 @@ export interface Results {
 export function writeJson(path: string, results: Results): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+// --- The README's performance table ---------------------------------------------------------------
+
+/**
+ * One markdown table from this run for the README's performance section: per size and dtype,
+ * native's µs per step (median), GFLOP/s and % of the same run's peak, the C program's µs and
+ * native ÷ C (one-engine section: lowest of the rounds' medians), the prepared step at the toy
+ * size, and the 4-layer net; then the peaks and the command. Cells not measured read '—'.
+ */
+export function readmeTableLines(
+  rows: readonly Row[], netRows: readonly NetRow[], engineRows: readonly EngineRow[], peaks: readonly Peak[], sizes: readonly Dims[],
+  command: string, threads: number | null,
+): string[] {
+  const pct = (p: number | null | undefined) => (p == null ? '—' : `${p.toFixed(1)}%`);
+  const lines = [
+    `README table (\`${command}\`; ${threads ?? '?'} OpenBLAS thread(s); ÷ C: native's step over the C program's, measured alternately):`,
+    '',
+    '| size (B,D,H,C) | dtype | native µs/step | GFLOP/s | % peak | C program µs | native ÷ C |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  const engineStep = (size: string, dtype: Dtype, name: string) => {
+    const e = engineRows.find((r) => r.size === size && r.dtype === dtype);
+    return { e, s: e?.steps.find((x) => x.name === name) };
+  };
+  for (const d of sizes) {
+    const size = sizeLabel(d);
+    for (const dtype of ['float64', 'float32'] as const) {
+      const { e, s } = engineStep(size, dtype, 'native');
+      // The step table's row where there is one; else (the large case) the one-engine window's.
+      const r = find(rows, size, 'native', dtype);
+      const us = r?.timing?.medianUs ?? s?.medianUs;
+      const gflops = us === undefined ? undefined : (e?.flopPerStep ?? r?.flopPerStep ?? NaN) / (us * 1e3);
+      const peak = peaks.find((p) => p.dtype === dtype)?.gflops;
+      const c = e?.c.medianUs;
+      if (us === undefined && c === undefined) continue;
+      const ofPeak = r?.pctPeak ?? (gflops !== undefined && peak !== undefined ? (100 * gflops) / peak : null);
+      lines.push(`| ${size} | ${short(dtype)} | ${us !== undefined ? fmt(us) : '—'} | ${gflops !== undefined ? fmt(gflops) : '—'} | ${pct(ofPeak)} | ${c !== undefined ? fmt(c) : '—'} | ${s?.vsC ? `${fmt(s.vsC.median)}×` : '—'} |`);
+      const prepared = engineStep(size, dtype, 'native prepared').s;
+      if (prepared?.medianUs !== undefined) {
+        lines.push(`| ${size} | ${short(dtype)} prepared | ${fmt(prepared.medianUs)} | — | — | ${c !== undefined ? fmt(c) : '—'} | ${prepared.vsC ? `${fmt(prepared.vsC.median)}×` : '—'} |`);
+      }
+    }
+  }
+  for (const dtype of ['float64', 'float32'] as const) {
+    const n = validNet(netRows, 'native', dtype);
+    if (n?.timing) lines.push(`| ${n.net} | ${short(dtype)} | ${fmt(n.timing.medianUs)} | ${fmt(n.gflops ?? NaN)} | ${pct(n.pctPeak)} | — | — |`);
+  }
+  const peakText = peaks.map((p) => `${p.routine} ${fmt(p.gflops)} GFLOP/s`).join(', ');
+  lines.push('', `Peaks in the same run: ${peakText || 'not measured'}.`);
+  return lines;
 }

@@ -18,7 +18,7 @@ import { parseOptions, USAGE, type BenchOptions } from './options';
 import { peakOf, timeGemms, type GemmTiming } from './peak';
 import * as report from './report';
 import { DEEP, makeNetCase, measureEngine, measureNet, netFlop, netLabel, type EngineRow, type NetCase, type NetRow } from './sequential';
-import { SIZES, sizeLabel, stepFlop } from './sizes';
+import { LARGE, SIZES, sizeLabel, stepFlop } from './sizes';
 import { measureCase, measureStep, type Row } from './step';
 
 function print(lines: string | readonly string[]): void {
@@ -173,10 +173,11 @@ async function main(): Promise<void> {
     }
   }
   if (native) {
-    for (const dims of SIZES) {
+    for (const dims of opts.quick ? SIZES : [...SIZES, LARGE]) {
       for (const dtype of dtypes) {
         status(`${sizeLabel(dims)} ${dtype} vs the C program`);
-        const backends = runnable.filter((a) => a.dtype === dtype && (a.backend === 'native' || a.backend === 'wasm')).map((a) => a.backend);
+        // The large case on native only: a wasm step there takes tens of seconds.
+        const backends = runnable.filter((a) => a.dtype === dtype && (a.backend === 'native' || (a.backend === 'wasm' && dims !== LARGE))).map((a) => a.backend);
         try {
           engineRows.push(await measureEngine(dims, dtype, backends, cPeer, before, opts));
         } catch (e) {
@@ -250,6 +251,8 @@ async function main(): Promise<void> {
     ...(beforeNote ? [beforeNote] : []),
     '',
     ...memoryLines(memory),
+    '',
+    ...report.readmeTableLines(rows, netRows, engineRows, peaks, [...SIZES, LARGE], ['node', 'dist/bench/run.js', ...process.argv.slice(2)].join(' '), machine.openblasThreads),
   ]);
 
   const date = today();
@@ -264,7 +267,7 @@ async function main(): Promise<void> {
       // The deep net as one more point on the x axis, its rows that passed the check only.
       ...netRows.filter((r) => r.timing && r.check?.ok !== false).map((r) => ({ size: r.net, backend: r.backend, dtype: r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.timing!.medianUs })),
       // The C program, from the one-engine section (the lowest median of its windows).
-      ...engineRows.filter((r) => r.c.medianUs !== undefined).map((r) => ({ size: r.size, backend: 'c-openblas', dtype: r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.c.medianUs! })),
+      ...engineRows.filter((r) => r.c.medianUs !== undefined && r.dims !== LARGE).map((r) => ({ size: r.size, backend: 'c-openblas', dtype: r.dtype === 'float64' ? 'f64' : 'f32', medianUs: r.c.medianUs! })),
     ];
     writeFileSync(chartPath, await benchChartSvg(points, `one training step, µs (median)${opts.quick ? ', quick run' : ''}`));
     chart = chartPath;

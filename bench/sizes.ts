@@ -11,6 +11,12 @@ export const SIZES: readonly Dims[] = [
   { B: 256, D: 784, H: 1024, C: 10 },
 ];
 
+/**
+ * The issue's large case, where the GEMMs are all there is: measured in the one-engine section
+ * only (native against the C program; not with --quick), since one step takes about a second.
+ */
+export const LARGE: Dims = { B: 1024, D: 1024, H: 4096, C: 1000 };
+
 /** FLOP per forwardBackward with inputGrad: 2·B·(D·H + H·C) each for the forward, the weight gradients and dA1/dX. */
 export function stepFlop(d: Dims): number {
   return 6 * d.B * (d.D * d.H + d.H * d.C);
