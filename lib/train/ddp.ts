@@ -83,11 +83,11 @@ function flatOf(s: TrainState, n: number): FloatArray {
   return s.config.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
 }
 
-/** Parameters (or gradients) `bucket` of `tensors` into one flat array in torch's layout. */
-function flatten(s: TrainState, tp: readonly TorchParam[], tensors: Record<string, FloatArray>, bucket: readonly number[]): FloatArray {
+/** Parameters (or gradients) `bucket` of `tensors` into one flat array in torch's layout (`into`, or a new one). */
+function flatten(s: TrainState, tp: readonly TorchParam[], tensors: Record<string, FloatArray>, bucket: readonly number[], into?: FloatArray): FloatArray {
   let n = 0;
   for (const i of bucket) n += tensors[tp[i].name].length;
-  const flat = flatOf(s, n);
+  const flat = into ?? flatOf(s, n);
   let at = 0;
   for (const i of bucket) {
     const { name, sizes, transposed } = tp[i];
@@ -203,6 +203,11 @@ function bucketsOf(rec: Int32Array, P: number): number[][] {
   return out;
 }
 
+// Per thread and state (a fit's worker has its own copy of the state object): the parameters'
+// torch shapes, and the buckets with their flat buffers, made again only when the record's buckets
+// change (once, at the rebuild), so a step allocates nothing.
+const reducers = new WeakMap<TrainState, { tp: TorchParam[]; built: number; buckets: number[][]; flats: FloatArray[] }>();
+
 /**
  * One backward's gradient reduction as DDP's Reducer makes it: before the second, the buckets
  * rebuilt; then per bucket, the gradients in torch's layout each scaled by 1/W (allReduce 'avg':
@@ -211,12 +216,18 @@ function bucketsOf(rec: Int32Array, P: number): number[][] {
 export function ddpReduce(s: TrainState, dp: DataParallel): void {
   const rec = dp.reducer;
   if (!rec) throw new HandgradError('ERR_DISTRIBUTED', 'the DDP reducer was not set up (the Trainer joins the job when constructed)');
-  const tp = torchParams(s);
-  if (rec[BACKWARDS] === 1 && rec[BUCKETS] === 0) rebuild(s, tp, dp, rec);
-  for (const bucket of bucketsOf(rec, tp.length)) {
-    const flat = flatten(s, tp, s.grads, bucket);
-    allReduceSync(flat, 'avg', { bucketBytes: flat.byteLength });
-    unflatten(flat, tp, s.grads, bucket);
+  let r = reducers.get(s);
+  if (!r) reducers.set(s, (r = { tp: torchParams(s), built: -1, buckets: [], flats: [] }));
+  if (rec[BACKWARDS] === 1 && rec[BUCKETS] === 0) rebuild(s, r.tp, dp, rec);
+  if (r.built !== rec[BUCKETS]) {
+    r.buckets = bucketsOf(rec, r.tp.length);
+    r.flats = r.buckets.map((b) => flatten(s, r!.tp, s.grads, b));
+    r.built = rec[BUCKETS];
   }
+  r.buckets.forEach((bucket, b) => {
+    const flat = flatten(s, r!.tp, s.grads, bucket, r!.flats[b]);
+    allReduceSync(flat, 'avg', { bucketBytes: flat.byteLength });
+    unflatten(flat, r!.tp, s.grads, bucket);
+  });
   if (rec[BACKWARDS] < 2) rec[BACKWARDS]++;
 }
