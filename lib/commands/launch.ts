@@ -17,8 +17,8 @@ const HELP = `usage: handgrad launch --nproc N [options] SCRIPT [ARGS...]
 Runs N copies of the Node script SCRIPT on this machine, rank r with the environment that
 distributed.init() (and torch.distributed's env://) reads: RANK, WORLD_SIZE, LOCAL_RANK,
 LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT. When one rank fails the others are
-stopped (SIGTERM, then SIGKILL after 5 s) and the launch exits with that rank's code; SIGINT and
-SIGTERM are passed on to every rank. With nproc > 1, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS
+stopped (SIGTERM after 2 s unless they end first, SIGKILL 5 s later) and the launch exits with
+that rank's code; SIGINT and SIGTERM are passed on to every rank. With nproc > 1, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS
 default to 1 (as torchrun does): N ranks each using every core would oversubscribe them.
 
 With --max-restarts R (torchrun's option), a failure stops every rank and starts the whole set
@@ -39,6 +39,10 @@ dies): attempt k uses --master-port + k on all of them.
 `;
 
 const KILL_AFTER_MS = 5000;
+// After a rank fails, the others get this long to end on their own before SIGTERM: a peer's death
+// fails their collectives at once, and a fit with a checkpoint option then saves the step it holds
+// (a SIGTERM first would lose it). A hung rank's peers wait out their timeout: they are stopped.
+const GRACE_MS = 2000;
 
 /** Splits argv at the script: the launcher's flags before it, the script and its own arguments after. */
 function splitAtScript(argv: string[]): { own: string[]; script?: string; args: string[] } {
@@ -86,6 +90,7 @@ async function attempt(job: Job, masterPort: number, restart: number): Promise<A
   const ranks: ChildProcess[] = [];
   const result: Attempt = {};
   let killTimer: NodeJS.Timeout | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
   const alive = () => ranks.filter((c) => c.exitCode === null && c.signalCode === null);
   const stopAll = (signal: NodeJS.Signals) => {
     for (const c of alive()) c.kill(signal);
@@ -121,8 +126,8 @@ async function attempt(job: Job, masterPort: number, restart: number): Promise<A
           const status = exitCodeOf(code, signal);
           if (status !== 0 && !result.failed && !result.interrupted) {
             result.failed = { rank, code: status };
-            process.stderr.write(`handgrad launch: rank ${rank} ${code !== null ? `exited with code ${code}` : `was killed by ${signal}`}; stopping the other ranks\n`);
-            stopAll('SIGTERM');
+            process.stderr.write(`handgrad launch: rank ${rank} ${code !== null ? `exited with code ${code}` : `was killed by ${signal}`}; stopping the other ranks (SIGTERM in ${GRACE_MS / 1000} s unless they end first)\n`);
+            graceTimer = setTimeout(() => stopAll('SIGTERM'), GRACE_MS);
           }
           resolve();
         });
@@ -133,6 +138,7 @@ async function attempt(job: Job, masterPort: number, restart: number): Promise<A
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     if (killTimer) clearTimeout(killTimer);
+    if (graceTimer) clearTimeout(graceTimer);
   }
   return result;
 }
