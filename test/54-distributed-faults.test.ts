@@ -37,13 +37,9 @@ interface Exit { rank: number; code: number | null; signal: NodeJS.Signals | nul
 
 const parse = (stdout: string): Line[] => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
 
-/**
- * W ranks of fault-rank.mjs with HG_* settings on a fresh port; each SIGKILLed after limitMs.
- * `started` sees every child (to stop a hung one).
- */
-async function job(W: number, env: NodeJS.ProcessEnv, limitMs = 60_000, started?: (rank: number, c: ChildProcess) => void): Promise<Exit[]> {
-  const port = await freePort();
-  return Promise.all(Array.from({ length: W }, (_, rank) => new Promise<Exit>((resolve) => {
+/** Rank `rank` of a W-rank job of fault-rank.mjs on `port`, SIGKILLed after limitMs; `started` sees the child. */
+function spawnRank(rank: number, W: number, port: number, env: NodeJS.ProcessEnv, limitMs: number, started?: (c: ChildProcess) => void): Promise<Exit> {
+  return new Promise<Exit>((resolve) => {
     const e = { ...process.env, RANK: String(rank), WORLD_SIZE: String(W), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...env };
     const child: ChildProcess = spawn(process.execPath, [RANK], { env: e, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -60,8 +56,17 @@ async function job(W: number, env: NodeJS.ProcessEnv, limitMs = 60_000, started?
       const lines = parse(stdout);
       resolve({ rank, code, signal, killedByTest, stderr, lines, end: lines.find((l) => l.event === undefined) });
     });
-    started?.(rank, child);
-  })));
+    started?.(child);
+  });
+}
+
+/**
+ * W ranks of fault-rank.mjs with HG_* settings on a fresh port; each SIGKILLed after limitMs.
+ * `started` sees every child (to stop a hung one).
+ */
+async function job(W: number, env: NodeJS.ProcessEnv, limitMs = 60_000, started?: (rank: number, c: ChildProcess) => void): Promise<Exit[]> {
+  const port = await freePort();
+  return Promise.all(Array.from({ length: W }, (_, rank) => spawnRank(rank, W, port, env, limitMs, started && ((c) => started(rank, c)))));
 }
 
 const show = (e: Exit) => `rank ${e.rank}: code ${e.code} signal ${e.signal}\n${e.stderr}${JSON.stringify(e.lines).slice(0, 2000)}`;
@@ -168,6 +173,28 @@ describe.skipIf(skip !== null)(title('a rank dies mid-epoch: the others\' fit re
       expect(e.end!.w).toEqual(whole[0].end!.w);
     }
   }, 180_000);
+});
+
+describe.skipIf(skip !== null)(title('the surviving process joins a new group'), () => {
+  it('rank 1 dies; rank 0 leaves the dead group (destroy), joins a new one on another port with a new rank 1, loads its checkpoint and ends on the uninterrupted job\'s bits', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg54-'));
+    const ckpt = join(dir, 'job.safetensors');
+    const base = { HG_N: String(N), HG_B: String(B), HG_EPOCHS: '3', HG_TIMEOUT_MS: '10000' };
+    const whole = await job(2, base);
+    for (const e of whole) expect(e.code, show(e)).toBe(0);
+    const [port, again] = [await freePort(), await freePort()];
+    const env = { ...base, HG_CKPT: ckpt, HG_EVERY: '3', HG_FAULT: 'die', HG_FAULT_STEP: '7' };
+    const survivor = spawnRank(0, 2, port, { ...env, HG_REJOIN_PORT: String(again) }, 60_000);
+    const dead = await spawnRank(1, 2, port, env, 60_000);
+    expect(dead.signal, show(dead)).toBe('SIGKILL');
+    // A new process takes rank 1's place in the new group and loads the same file.
+    const [zero, one] = await Promise.all([survivor, spawnRank(1, 2, again, { ...base, HG_CKPT: ckpt, HG_RESUME: '1' }, 60_000)]);
+    expect(zero.code, show(zero)).toBe(0);
+    expect(zero.lines[0]).toMatchObject({ code: 'ERR_DISTRIBUTED' });
+    expect(zero.lines[1]).toMatchObject({ rejoined: true, from: 7, steps: whole[0].end!.steps, hash: whole[0].end!.hash });
+    expect(one.code, show(one)).toBe(0);
+    expect(one.end).toMatchObject({ resumed: true, from: 7, hash: whole[0].end!.hash });
+  }, 120_000);
 });
 
 describe.skipIf(skip !== null)(title('a hung rank fails the others within timeoutMs'), () => {
