@@ -18,27 +18,46 @@ constexpr long kSmallGemm = 4096;
 // each term into the bias instead rounds a large bias into every partial sum (issue 13: 10⁴ eps at a
 // logit offset of 1e5). beta = 0 ignores what C held, so garbage or NaN there never leaks in.
 // Every entry sums its K products in order k = 0, 1, …, whichever loop below runs, so both give
-// the same bits. Without transB and with rows of at least kNarrow entries, row i accumulates
-// op(A)[i,k]·B[k,:] in a register block (the inner loop walks B contiguously and vectorizes);
-// otherwise (B stored [N,K], or a row too narrow for a vector: the classes of a toy net) each
-// entry is a dot product, which there costs half as much as the vector loop's prologue.
+// the same bits. Without transB and with rows of at least kWide entries, row i accumulates
+// op(A)[i,k]·B[k,:] in a block (the inner loop walks B contiguously and vectorizes); otherwise
+// (B stored [N,K], or rows too narrow for that loop to pay: a toy net's widths) four entries of
+// the row at a time keep their sums in registers, four independent chains, then one entry at a
+// time for the rest (measured on the toy step's five products: 0.35 → 0.26 µs; at 16³ the vector
+// loop is ahead again except with transB).
 template <typename T>
 void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                const T* B, int ldb, T beta, T* C, int ldc) {
-  constexpr int kBlock = 64, kNarrow = 5;
+  constexpr int kBlock = 64, kWide = 16;
   const auto store = [&](T* c, T sum) { *c = (beta == T(0) ? T(0) : beta == T(1) ? *c : beta * *c) + alpha * sum; };
-  // op(A)[i,k] = a[i·ai + k·ak]; op(B)[k,j] = B[k·bk + j·bj].
+  // op(A)[i,k] = A[i·ai + k·ak]; op(B)[k,j] = B[k·bk + j·bj].
   const size_t ai = transA ? 1 : size_t(lda), ak = transA ? size_t(lda) : 1;
   const size_t bk = transB ? 1 : size_t(ldb), bj = transB ? size_t(ldb) : 1;
   for (int i = 0; i < M; ++i) {
     T* c = C + size_t(i) * ldc;
     const T* a = A + size_t(i) * ai;
-    if (transB || N < kNarrow) {
-      for (int j = 0; j < N; ++j) {
+    if (transB || N < kWide) {
+      int j = 0;
+      for (; j + 4 <= N; j += 4) {
         const T* b = B + size_t(j) * bj;
-        T s = T(0);
-        for (int k = 0; k < K; ++k) s += a[size_t(k) * ak] * b[size_t(k) * bk];
-        store(c + j, s);
+        T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
+        for (int k = 0; k < K; ++k) {
+          const T x = a[size_t(k) * ak];
+          const T* row = b + size_t(k) * bk;
+          s0 += x * row[0];
+          s1 += x * row[bj];
+          s2 += x * row[2 * bj];
+          s3 += x * row[3 * bj];
+        }
+        store(c + j, s0);
+        store(c + j + 1, s1);
+        store(c + j + 2, s2);
+        store(c + j + 3, s3);
+      }
+      for (; j < N; ++j) {
+        const T* b = B + size_t(j) * bj;
+        T sum = T(0);
+        for (int k = 0; k < K; ++k) sum += a[size_t(k) * ak] * b[size_t(k) * bk];
+        store(c + j, sum);
       }
       continue;
     }
