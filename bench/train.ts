@@ -11,6 +11,7 @@ import { getNumThreads, initParams, loadMnist, Rng, setNumThreads, Trainer } fro
 import { sequentialOf } from '../lib/train/loop';
 import type { TrainState } from '../lib/train/state';
 import { applyUpdate } from '../lib/train/update';
+import * as v from '../lib/validate';
 import type { Dtype, FloatArray } from '../lib/types';
 import { timeGemms } from './peak';
 import { startTorchPeer, torchPeerSkipReason } from './torchpeer';
@@ -27,8 +28,11 @@ const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9
  */
 export const epochFlops = (N: number) => 2 * N * (2 * D * H + 3 * H * C);
 
-/** The phases of one epoch, in seconds, timed around each part of every step (lib/train/loop.ts's runEpoch, piece by piece). */
-interface Phases { gather: number; step: number; count: number; update: number; loop: number; gemms: number }
+/**
+ * The phases of one epoch, in seconds: what fitSync does once per call (check that X is finite) and
+ * per epoch (shuffle), then each part of every step (lib/train/loop.ts's runEpoch, piece by piece).
+ */
+interface Phases { check: number; shuffle: number; gather: number; step: number; count: number; update: number; loop: number; gemms: number }
 
 /**
  * One epoch's steps on the Trainer's own state, as runEpoch runs them (gather, the native step,
@@ -42,8 +46,12 @@ function timePhases(t: Trainer, X: FloatArray, y: Int32Array, seed: number): Pha
   const grads: Record<string, FloatArray> = {};
   for (const k of s.names) grads[`d${k}`] = s.grads[k];
   const N = y.length;
+  const c0 = process.hrtime.bigint();
+  v.assertFinite('X', X);
+  const c1 = process.hrtime.bigint();
   const order = Int32Array.from({ length: N }, (_, i) => i);
   new Rng(seed).shuffle(order);
+  const c2 = process.hrtime.bigint();
   const core = coreBinding();
   const make = (n: number): FloatArray => {
     const a = s.config.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
@@ -51,7 +59,7 @@ function timePhases(t: Trainer, X: FloatArray, y: Int32Array, seed: number): Pha
     return a;
   };
   const [A, W1, Z1, W2, Z2, dW1, dW2, dZ1] = [BATCH * D, D * H, BATCH * H, H * C, BATCH * C, D * H, H * C, BATCH * H].map(make);
-  const p: Phases = { gather: 0, step: 0, count: 0, update: 0, loop: 0, gemms: 0 };
+  const p: Phases = { check: Number(c1 - c0), shuffle: Number(c2 - c1), gather: 0, step: 0, count: 0, update: 0, loop: 0, gemms: 0 };
   const loopStart = process.hrtime.bigint();
   for (let start = 0; start < N; start += BATCH) {
     const B = Math.min(BATCH, N - start);
@@ -164,7 +172,8 @@ function report(s: Section, threads: number): void {
     const [loop, gemms, step] = [least('loop'), least('gemms'), least('step')];
     const pct = (x: number) => `${x.toFixed(3)} s (${((100 * x) / loop).toFixed(0)}%)`;
     const rest = Math.min(...ph.map((p) => p.loop - p.gather - p.step - p.count - p.update));
-    console.log(`  phases at ${label}, minima of ${ph.length}: loop ${loop.toFixed(3)} s = gather ${pct(least('gather'))} + native step ${pct(step)} ` +
+    console.log(`  phases at ${label}, minima of ${ph.length}: fit's check of X ${least('check').toFixed(3)} s and shuffle ${least('shuffle').toFixed(3)} s, then ` +
+      `the steps ${loop.toFixed(3)} s = gather ${pct(least('gather'))} + native step ${pct(step)} ` +
       `[its GEMMs alone ${gemms.toFixed(3)} s, ${(flop / gemms / 1e9).toFixed(1)} GFLOP/s; the rest ${(step - gemms).toFixed(3)} s] + accuracy ${pct(least('count'))} + update ${pct(least('update'))} + JS ${pct(rest)}`);
   }
 }
