@@ -18,16 +18,18 @@ Runs N copies of the Node script SCRIPT on this machine, rank r with the environ
 distributed.init() (and torch.distributed's env://) reads: RANK, WORLD_SIZE, LOCAL_RANK,
 LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT. When one rank fails the others are
 stopped (SIGTERM after 2 s unless they end first, SIGKILL 5 s later) and the launch exits with
-that rank's code; SIGINT and SIGTERM are passed on to every rank. With nproc > 1, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS
-default to 1 (as torchrun does): N ranks each using every core would oversubscribe them.
+that rank's code; SIGINT and SIGTERM are passed on to every rank. With nproc > 1,
+OMP_NUM_THREADS and OPENBLAS_NUM_THREADS default to 1 (as torchrun does): N ranks each using
+every core would oversubscribe them.
 
 With --max-restarts R (torchrun's option), a failure stops every rank and starts the whole set
 again, up to R times, each time on a new MASTER_PORT; the ranks see the attempt's number in
 HANDGRAD_RESTART_COUNT and TORCHELASTIC_RESTART_COUNT (0 on the first) and R in
-TORCHELASTIC_MAX_RESTARTS. The script resumes from its checkpoint: rank 0 saves the Trainer
-during fit, and every rank starts with Trainer.load(file, { distributed: true }) when the file
-exists. With several machines, every machine's launch must restart (its ranks fail when a peer
-dies): attempt k uses --master-port + k on all of them.
+TORCHELASTIC_MAX_RESTARTS. The script resumes from its checkpoint: fit's checkpoint option
+({ path, every }: rank 0 saves during the fit, and once more when the fit fails), and every rank
+starts with Trainer.load(path, { distributed: true }) when the file exists. With several
+machines, every machine's launch must restart (its ranks fail when a peer dies): attempt k uses
+--master-port + k on all of them.
 
   --nproc N              ranks on this machine (required)
   --nnodes M             machines in the job (default 1)
