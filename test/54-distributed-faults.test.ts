@@ -3,8 +3,9 @@
 // its bound; ports picked free). A rank that dies (SIGKILL) or hangs mid-epoch makes every other
 // rank's fit (fitSync, and fit in its worker) reject with ERR_DISTRIBUTED within the group's
 // timeoutMs, saying after which step it stopped and which collective failed; rank 0's last
-// checkpoint (saved every k steps during the fit) loads, and a new job on a new port started from
-// it ends on the bits of a job never interrupted (the truth: that job, run separately). At an
+// checkpoint (fit's checkpoint option: every k steps, and once more when the fit fails) loads, and
+// a new job on a new port started from it — new processes, or the surviving one in a new group —
+// ends on the bits of a job never interrupted (the truth: that job, run separately). At an
 // epoch boundary the job may go on with another world size (held to the single-process run with
 // each epoch's full batch, as test/52); a mid-epoch checkpoint on another world size is refused
 // on every rank, naming both sizes. `handgrad launch --max-restarts` starts the whole set again
@@ -120,9 +121,9 @@ describe.skipIf(skip !== null)(title('a rank dies mid-epoch: the others\' fit re
   // step or more ahead of the events rank 0 saves and dies on: whatever whole step the file holds,
   // the resumed job must end on the uninterrupted job's bits).
   it.each([
-    { fit: 'sync', W: 2, faultRank: 1, faultStep: 7, epochs: 3 },
-    { fit: 'async', W: 3, faultRank: 0, faultStep: 22, epochs: 30 },
-  ] as const)('fit$fit, $W ranks, rank $faultRank SIGKILLed after step $faultStep', async ({ fit, W, faultRank, faultStep, epochs }) => {
+    ['sync', 2, 1, 7, 3],
+    ['async', 3, 0, 22, 30],
+  ] as const)('fit (%s), %i ranks, rank %i SIGKILLed after step %i', async (fit, W, faultRank, faultStep, epochs) => {
     const dir = mkdtempSync(join(tmpdir(), 'hg54-'));
     const ckpt = join(dir, 'job.safetensors');
     const timeoutMs = 10_000;
@@ -201,9 +202,9 @@ describe.skipIf(skip !== null)(title('a hung rank fails the others within timeou
   // fitSync: rank 1's thread sleeps between two steps (its peers wait in the next all-reduce).
   // fit: rank 1's process is stopped (SIGSTOP), its worker with it. The test kills it once the others have failed.
   it.each([
-    { fit: 'sync', fault: 'hang' },
-    { fit: 'async', fault: 'stop' },
-  ] as const)('fit$fit: rank 1 stops answering ($fault) after step 7', async ({ fit, fault }) => {
+    ['sync', 'hang'],
+    ['async', 'stop'],
+  ] as const)('fit (%s): rank 1 stops answering (%s) after step 7', async (fit, fault) => {
     const timeoutMs = 3000;
     const children: ChildProcess[] = [];
     // Rank 1 is killed by the test as soon as rank 0 has given up.
