@@ -352,9 +352,9 @@ export function writeJson(path: string, results: Results): void {
 
 /**
  * One markdown table from this run for the README's performance section: per size and dtype,
- * native's µs per step (median), GFLOP/s and % of the same run's peak, the C program's µs and
- * native ÷ C (one-engine section: lowest of the rounds' medians), the prepared step at the toy
- * size, and the 4-layer net; then the peaks and the command. Cells not measured read '—'.
+ * native's µs per step, GFLOP/s and % of the same run's peak, the C program's µs and native ÷ C
+ * (all from the one-engine section: the lowest of the rounds' medians), the prepared step at the
+ * toy size, and the 4-layer net (its own table's median); then the peaks. Cells not measured read '—'.
  */
 export function readmeTableLines(
   rows: readonly Row[], netRows: readonly NetRow[], engineRows: readonly EngineRow[], peaks: readonly Peak[], sizes: readonly Dims[],
@@ -375,14 +375,15 @@ export function readmeTableLines(
     const size = sizeLabel(d);
     for (const dtype of ['float64', 'float32'] as const) {
       const { e, s } = engineStep(size, dtype, 'native');
-      // The step table's row where there is one; else (the large case) the one-engine window's.
+      // The one-engine section's native median (measured alternately with the C program, so µs and
+      // ÷ C come from the same windows); the step table's where that section did not run.
       const r = find(rows, size, 'native', dtype);
-      const us = r?.timing?.medianUs ?? s?.medianUs;
+      const us = s?.medianUs ?? r?.timing?.medianUs;
       const gflops = us === undefined ? undefined : (e?.flopPerStep ?? r?.flopPerStep ?? NaN) / (us * 1e3);
       const peak = peaks.find((p) => p.dtype === dtype)?.gflops;
       const c = e?.c.medianUs;
       if (us === undefined && c === undefined) continue;
-      const ofPeak = r?.pctPeak ?? (gflops !== undefined && peak !== undefined ? (100 * gflops) / peak : null);
+      const ofPeak = gflops !== undefined && peak !== undefined ? (100 * gflops) / peak : null;
       lines.push(`| ${size} | ${short(dtype)} | ${us !== undefined ? fmt(us) : '—'} | ${gflops !== undefined ? fmt(gflops) : '—'} | ${pct(ofPeak)} | ${c !== undefined ? fmt(c) : '—'} | ${s?.vsC ? `${fmt(s.vsC.median)}×` : '—'} |`);
       const prepared = engineStep(size, dtype, 'native prepared').s;
       if (prepared?.medianUs !== undefined) {
