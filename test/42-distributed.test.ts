@@ -210,8 +210,9 @@ describe.skipIf(skip !== null)(title('handgrad launch', skip), () => {
     for (const out of outs) expectCollectives(out, 4);
   });
 
-  it("one rank's failure stops the others at once and is the launch's exit code", async () => {
-    // Rank 1 exits before joining: the others would wait 60 s in init, only the launcher ends them sooner.
+  it("one rank's failure stops the others within seconds and is the launch's exit code", async () => {
+    // Rank 1 exits before joining: the others would wait 60 s in init, only the launcher ends them
+    // sooner (after the 2 s it gives them to end on their own, as a checkpointing rank needs).
     const e = await run(process.execPath, [CLI, 'launch', '--nproc', '3', RANK, 'exit'], { HG_TIMEOUT_MS: '60000' }, 40_000);
     expect(e.killedByTest).toBe(false);
     expect(e.code).toBe(7);
