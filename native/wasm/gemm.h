@@ -179,9 +179,11 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
     // Two blocks a thread: a thread slowed by the machine's other work leaves its second to the others.
     const int want = 2 * threads;
     Job j{sizeof(T) == 4, transA, transB, M, N, K, lda, ldb, ldc, double(alpha), double(beta), A, B, C, M, N, 1};
-    if (N >= M) {  // cut the columns, in whole NR panels
-      const int panels = (N + S::kNR - 1) / S::kNR;
-      j.colsPer = ((panels + want - 1) / want) * S::kNR;
+    if (N >= M) {  // cut the columns, in whole NR panels and whole 64-byte lines (no line of C written by two threads)
+      constexpr int step = S::kNR * int(sizeof(T)) >= 64 ? S::kNR : 64 / int(sizeof(T));
+      static_assert(step % S::kNR == 0, "a block holds whole panels");
+      const int steps = (N + step - 1) / step;
+      j.colsPer = ((steps + want - 1) / want) * step;
       j.colBlocks = (N + j.colsPer - 1) / j.colsPer;
     } else {  // cut the rows, in whole MR panels
       const int panels = (M + S::kMR - 1) / S::kMR;
