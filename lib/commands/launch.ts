@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { constants } from 'node:os';
+import { resolve } from 'node:path';
 import * as v from '../validate';
 import { type Command, flags, Interrupted, numberFlag } from './command';
 
@@ -56,6 +57,16 @@ function splitAtScript(argv: string[]): { own: string[]; script?: string; args: 
     if (withValue.has(a)) i++;
   }
   return { own: argv, args: [] };
+}
+
+/** Whether `node script` finds its file: node resolves its main script as require.resolve does an absolute path. */
+function runnable(script: string): boolean {
+  try {
+    require.resolve(resolve(script));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A TCP port free on `host` now (the kernel's pick; a race with other programs is possible but rare). */
@@ -159,6 +170,8 @@ export const launchCommand: Command = {
       'max-restarts': { type: 'string', default: '0' },
     });
     if (script === undefined) v.fail(TypeError, 'a script to run (handgrad launch --nproc N SCRIPT [ARGS...])', 'the arguments', new v.Received('none'));
+    // N ranks that each die of MODULE_NOT_FOUND (and a restart that repeats it) say less than this.
+    if (!runnable(script)) v.fail(RangeError, 'a script that node can run (a file, or a folder with an index or package.json main)', 'SCRIPT', new v.Received(JSON.stringify(script)));
     if (values.nproc === undefined) v.fail(TypeError, 'the number of ranks on this machine', '--nproc', new v.Received('none'));
     const positive = (n: number) => Number.isInteger(n) && n >= 1 && n <= 4096;
     const nproc = numberFlag('--nproc', values.nproc, 'an integer in [1, 4096]', positive);

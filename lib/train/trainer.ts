@@ -1,7 +1,7 @@
 // Trainer: owns a training run's buffers (allocated once), trains synchronously (fitSync, step)
 // or in a worker thread (fit) so a server's event loop stays free.
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants as fsConstants, existsSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
@@ -209,6 +209,28 @@ function checkpointOption(x: unknown): { path: string; every: number | 'epoch' }
   return { path: o.path, every };
 }
 
+/**
+ * A checkpoint path that save() could not write (its folder missing or read-only, a folder itself)
+ * is ERR_FILE before the first step, not at the first save, `every` steps or an epoch later, with a
+ * job's other ranks still training. Checked where the file is written (rank 0 in a job).
+ */
+function checkCheckpointPath(path: string): void {
+  let target = path;
+  try {
+    target = realpathSync(path);
+  } catch {
+    // No file there yet: written where it is.
+  }
+  try {
+    if (statSync(target, { throwIfNoEntry: false })?.isDirectory()) throw new Error('a folder');
+    accessSync(dirname(resolve(target)), fsConstants.W_OK);
+  } catch (cause) {
+    const e = cause as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? `no folder ${dirname(resolve(target))}` : e.code !== undefined ? `${e.code} on its folder ${dirname(resolve(target))}` : e.message;
+    throw new HandgradError('ERR_FILE', `Expected a writable path for opts.checkpoint.path but received ${JSON.stringify(path)}: ${why}`, { cause });
+  }
+}
+
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
    * The live parameters (shared memory: an async fit updates them as it goes): the two-layer
@@ -347,6 +369,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   private plan(given: FitOptions): [FitPlan, FitOptions, Listeners] {
     const opts = v.options('opts', given, ['epochs', 'validation', 'validationSplit', 'onProgress', 'callbacks', 'progressEvery', 'signal', 'earlyStop', 'restoreBest', 'shuffle', 'checkpoint'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
     const checkpoint = checkpointOption(opts.checkpoint);
+    if (checkpoint && !(this.state.config.distributed && requireGroup('a checkpoint option on a distributed Trainer').rank !== 0)) checkCheckpointPath(checkpoint.path);
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     const cb = fitCallbacks(opts.callbacks);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <sstream>
@@ -229,7 +230,11 @@ void storeBarrier(GroupImpl& g, Clock::time_point deadline) {
 
 }  // namespace
 
-std::shared_ptr<Group> Group::join(const GroupOptions& o) {
+namespace {
+
+// The join itself; every wait of its own is bounded by the deadline, but a TCPStore client's reads
+// are not (libtorch 1.13 sets no receive timeout on its socket): see Group::join.
+std::shared_ptr<GroupImpl> joinNow(const GroupOptions& o) {
   auto g = std::make_shared<GroupImpl>();
   g->options = o;
   const auto deadline = Clock::now() + o.timeout;
@@ -266,7 +271,46 @@ std::shared_ptr<Group> Group::join(const GroupOptions& o) {
   } catch (const std::exception& e) {
     throw GroupError("joining the group at " + master + " failed: " + messageOf(e));
   }
-  return std::shared_ptr<Group>(new Group(std::move(g)));
+  return g;
+}
+
+}  // namespace
+
+// The join runs on a thread of its own, waited for at most timeout + 1 s: a TCPStore client blocks
+// in recv(2) without a timeout when the master's port answers the connection but never replies (another
+// program listening there, rank 0 stopped by SIGSTOP or a debugger), and init must still fail
+// within its timeout. The abandoned thread keeps its own state and ends (and frees it) if an answer ever comes.
+std::shared_ptr<Group> Group::join(const GroupOptions& o) {
+  struct Outcome {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    std::shared_ptr<GroupImpl> group;
+    std::exception_ptr error;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  std::thread([outcome, o] {
+    std::shared_ptr<GroupImpl> g;
+    std::exception_ptr error;
+    try {
+      g = joinNow(o);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(outcome->mutex);
+    outcome->group = std::move(g);
+    outcome->error = error;
+    outcome->done = true;
+    outcome->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(outcome->mutex);
+  if (!outcome->cv.wait_for(lock, o.timeout + std::chrono::seconds(1), [&] { return outcome->done; })) {
+    throw GroupError("rank " + std::to_string(o.rank) + " got no answer from the store at " + o.masterAddr + ":" + std::to_string(o.masterPort) +
+                     " within " + std::to_string(o.timeout.count()) +
+                     " ms (the port accepted the connection: is another program listening on it, or is rank 0 stopped?)");
+  }
+  if (outcome->error) std::rethrow_exception(outcome->error);
+  return std::shared_ptr<Group>(new Group(std::move(outcome->group)));
 }
 
 Group::Group(std::shared_ptr<GroupImpl> impl) : impl_(std::move(impl)) {}
