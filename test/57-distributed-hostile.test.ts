@@ -12,7 +12,9 @@
 //     calls at once, a blocking call while one is in flight, allGather over its own input, init on
 //     a worker thread, destroy with a call in flight, bad arguments) against plain arithmetic;
 //   - Trainer.load(file, { distributed: { peers: 'ddp' } }) in a mixed job resumes on the bits of
-//     the uninterrupted job, on the Node rank and the PyTorch DDP rank alike.
+//     the uninterrupted job, on the Node rank and the PyTorch DDP rank alike;
+//   - a dtype mismatch in a mixed job aborted the float32 process with Gloo's bare enforce line
+//     (unavoidable: see the case); the Node rank now says why before the abort.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
@@ -33,7 +35,7 @@ const skip = distributedSkip();
 const skipPython = skip ?? torchPythonSkip('torch.distributed');
 const title = (t: string, why: string | null) => (why === null ? t : `${t} (skipped: ${why})`);
 
-interface Exit { code: number | null; stdout: string; stderr: string; ms: number; killedByTest: boolean }
+interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number; killedByTest: boolean }
 
 /** Runs a process to its end, SIGKILLed after limitMs. */
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: number, started?: (c: ChildProcess) => void): Promise<Exit> {
@@ -49,9 +51,9 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: numbe
       killedByTest = true;
       child.kill('SIGKILL');
     }, limitMs);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - t0, killedByTest });
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, killedByTest });
     });
     started?.(child);
   });
@@ -221,5 +223,37 @@ describe.skipIf(skipPython !== null)(title('Trainer.load with peers \'ddp\' in a
     expect(out('res1.json')).toEqual(full);
     // …and the epoch in between moved the weights (the resume did something).
     expect(out('half0.json')).not.toEqual(full);
+  }, 120_000);
+
+  // DDP's protocol carries shapes, not dtypes, and Gloo aborts the process that receives more bytes
+  // than it posted for, on its I/O thread (no error can be raised there): the float32 side aborts,
+  // whichever it is; the float64 side sees the connection close. Before: the bare Gloo enforce line.
+  it('a float32 Node rank beside a float64 PyTorch rank: the Node process aborts (unavoidable: Gloo\'s I/O thread) saying why first; a float64 Node rank beside a float32 PyTorch rank rejects with ERR_DISTRIBUTED', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hg57-dtype-'));
+    const X = Array.from({ length: 12 }, (_, i) => Array.from({ length: 4 }, (__, j) => Math.sin(i + 2 * j)));
+    writeFileSync(join(dir, 'data.json'), JSON.stringify({ X, y: X.map((_, i) => i % 3) }));
+    const init = { '0.weight': Array.from({ length: 8 }, (_, o) => Array.from({ length: 4 }, (__, k) => 0.1 * Math.cos(o + k))), '0.bias': Array(8).fill(0.01), '2.weight': Array.from({ length: 3 }, (_, o) => Array.from({ length: 8 }, (__, k) => 0.1 * Math.sin(o - k))), '2.bias': [0, 0.1, -0.1] };
+    writeFileSync(join(dir, 'init.json'), JSON.stringify(init));
+    const pair = async (nodeDtype: string, pyDtype: string) => {
+      const port = String(await freePort());
+      const env = (rank: number) => ({ RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port });
+      const common = ['--data', join(dir, 'data.json'), '--init', join(dir, 'init.json'), '--epochs', '1', '--timeout-ms', '10000'];
+      const [py, node] = await Promise.all([
+        run(TORCH_PYTHON, [DDP_PY, ...common, '--dtype', pyDtype, '--out', join(dir, 'py.json')], env(0), 40_000),
+        run(process.execPath, [DDP_NODE, '--mode', 'fresh', ...common, '--dtype', nodeDtype, '--out', join(dir, 'node.json')], env(1), 40_000),
+      ]);
+      expect(py.killedByTest || node.killedByTest).toBe(false);
+      return { py, node };
+    };
+    const narrow = await pair('float32', 'float64');
+    expect(narrow.node.signal).toBe('SIGABRT');
+    expect(narrow.node.stderr).toMatch(/handgrad distributed: rank 1 received a message of (\d+) bytes in a collective where it expected (\d+): the ranks disagree on an array's length or dtype\. Gloo aborts the process on this, on its own I\/O thread, where no error can be raised\. The peer's message is twice as long: most likely its elements are float64 where this rank's are float32/);
+    const [, got, want] = /received a message of (\d+) bytes .* expected (\d+)/.exec(narrow.node.stderr)!;
+    expect(Number(got)).toBe(2 * Number(want));
+    expect(narrow.py.code).not.toBe(0);
+    const wide = await pair('float64', 'float32');
+    expect(wide.node.code).toBe(3);
+    expect(lastLine(wide.node).error).toMatch(/^HandgradError: ERR_DISTRIBUTED fit stopped .*allReduce failed on rank 1 of 2/);
+    expect(wide.py.signal).toBe('SIGABRT');
   }, 120_000);
 });

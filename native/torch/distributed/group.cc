@@ -9,7 +9,9 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <condition_variable>
 #include <cstring>
@@ -276,6 +278,46 @@ std::shared_ptr<GroupImpl> joinNow(const GroupOptions& o) {
 
 }  // namespace
 
+namespace {
+
+std::terminate_handler previousTerminate = nullptr;
+std::atomic<int> abortRank{-1};
+
+// Gloo checks on its I/O thread that each message fits the buffer posted for it. When a peer sends
+// more bytes (arrays of another length or a wider dtype on that rank, which nothing here can see
+// beforehand: verifyCalls off, or PyTorch DDP ranks, whose protocol carries shapes but no dtype) the
+// check throws on that thread, where nothing can catch it, and the process aborts (std::terminate).
+// The abort cannot be avoided there; this says what it means first, then terminates as before.
+[[noreturn]] void explainAbort() {
+  if (std::exception_ptr current = std::current_exception()) {
+    try {
+      std::rethrow_exception(current);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      const std::string mark = "op.preamble.length <= op.nbytes. ";
+      const auto at = what.find(mark);
+      unsigned long long got = 0, want = 0;
+      if (at != std::string::npos && std::sscanf(what.c_str() + at + mark.size(), "%llu vs %llu", &got, &want) == 2) {
+        std::string likely = got == 2 * want ? " The peer's message is twice as long: most likely its elements are float64 where this rank's are float32 (a PyTorch model.double() beside a float32 Node model, or the reverse); every rank must use one dtype."
+                                             : " Every rank must pass arrays of the same lengths and dtype, in the same order.";
+        std::fprintf(stderr, "handgrad distributed: rank %d received a message of %llu bytes in a collective where it expected %llu: the ranks disagree on an array's length or dtype. Gloo aborts the process on this, on its own I/O thread, where no error can be raised.%s\n",
+                     abortRank.load(), got, want, likely.c_str());
+      }
+    } catch (...) {
+    }
+  }
+  if (previousTerminate != nullptr) previousTerminate();
+  std::abort();
+}
+
+void installAbortHint(int rank) {
+  abortRank = rank;
+  static std::once_flag once;
+  std::call_once(once, [] { previousTerminate = std::set_terminate(explainAbort); });
+}
+
+}  // namespace
+
 // The join runs on a thread of its own, waited for at most timeout + 1 s: a TCPStore client blocks
 // in recv(2) without a timeout when the master's port answers the connection but never replies (another
 // program listening there, rank 0 stopped by SIGSTOP or a debugger), and init must still fail
@@ -288,6 +330,7 @@ std::shared_ptr<Group> Group::join(const GroupOptions& o) {
     std::shared_ptr<GroupImpl> group;
     std::exception_ptr error;
   };
+  installAbortHint(o.rank);
   auto outcome = std::make_shared<Outcome>();
   std::thread([outcome, o] {
     std::shared_ptr<GroupImpl> g;
