@@ -6,6 +6,9 @@
 //     TCPStore client's read has no timeout in libtorch 1.13): now ERR_DISTRIBUTED within it + 1 s;
 //   - fit's checkpoint option with a path that cannot be written trained `every` steps (or a whole
 //     epoch) before failing, in a job with rank 0 leaving mid-fit: now ERR_FILE before the first step;
+//   - verifyCalls true on one rank and false on another: the verifying rank's extra all-reduce
+//     paired with the other's data and Gloo aborted a process: now compared at init, naming both;
+//   - bucketBytes past 2^53 − 1 was taken (and cast to size_t): a RangeError;
 //   - `handgrad launch` with a script that does not exist started N ranks that each died of
 //     MODULE_NOT_FOUND (and restarted them): now one line and exit code 2, no rank started;
 //   - the collectives' hostile uses (views at offsets, SharedArrayBuffer arrays, 30 Promise-form
@@ -21,7 +24,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HandgradError, Linear, Sequential, Tanh, Trainer } from '../lib/index';
+import { distributed, HandgradError, Linear, Sequential, Tanh, Trainer } from '../lib/index';
 import { distributedSkip, freePort, TORCH_PYTHON, torchPythonSkip } from './helpers';
 
 const ROOT = join(__dirname, '..');
@@ -91,6 +94,18 @@ describe.skipIf(skip !== null)(title('distributed, used adversarially', skip), (
     }
   }, 30_000);
 
+  it('verifyCalls true on one rank and false on another fails every rank at init naming both (before: the verifying rank\'s extra all-reduce paired with the other\'s data, and Gloo aborted a process)', async () => {
+    const exits = await job(2, 'verify', 30_000);
+    for (const e of exits) {
+      expect(e.code, e.stderr).toBe(0);
+      const o = lastLine(e);
+      expect(o.error).toMatch(/^HandgradError ERR_DISTRIBUTED: ranks disagree on verifyCalls: rank [01] has (true|false), rank [01] has (true|false) \(pass the same verifyCalls to init on every rank\)/);
+      expect(o.error).toContain('rank 0 has true');
+      expect(o.error).toContain('rank 1 has false');
+      expect(o.ms as number).toBeLessThan(15_000); // at once, not the 20 s timeout
+    }
+  }, 40_000);
+
   it.each([2, 3])('%i ranks: views at offsets, SharedArrayBuffer arrays, 30 calls at once, a blocking call behind a Promise, allGather over its input, init on a worker, destroy mid-call, bad arguments', async (W) => {
     const exits = await job(W, 'api', 40_000);
     const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -136,6 +151,13 @@ describe.skipIf(skip !== null)(title('distributed, used adversarially', skip), (
     expect(one.error).toMatch(/^HandgradError ERR_DISTRIBUTED/);
     expect(one.steps).toBe(0);
   }, 40_000);
+});
+
+describe('collective options out of range', () => {
+  it('bucketBytes past 2^53 − 1 is a RangeError (before: accepted, cast to size_t in the addon, undefined past SIZE_MAX)', async () => {
+    await expect(distributed.allReduce(new Float32Array(2), 'sum', { bucketBytes: 2 ** 60 })).rejects.toThrow(/^Expected a positive integer number of bytes, at most 2\^53 − 1 for bucketBytes but received 1152921504606847000/);
+    expect(() => distributed.allReduceSync(new Float64Array(2), 'max', { bucketBytes: 1e300 })).toThrow(RangeError);
+  });
 });
 
 describe('fit\'s checkpoint option: a path that cannot be written fails before the first step', () => {

@@ -135,7 +135,7 @@ function bucketBytes(name: string, opts: unknown): number {
   const o = v.options(`${name} options`, opts, ['bucketBytes'] as const);
   const b = o.bucketBytes ?? DEFAULT_BUCKET_BYTES;
   if (typeof b !== 'number') v.fail(TypeError, 'a number of bytes', 'bucketBytes', b);
-  if (!Number.isInteger(b) || b < 1) v.fail(RangeError, 'a positive integer number of bytes', 'bucketBytes', b);
+  if (!Number.isSafeInteger(b) || b < 1) v.fail(RangeError, 'a positive integer number of bytes, at most 2^53 − 1', 'bucketBytes', b);
   return b;
 }
 

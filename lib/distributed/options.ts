@@ -29,6 +29,7 @@ export interface InitOptions {
    * Compare each collective's array lengths, dtype and op across ranks first (one small all-reduce
    * each; Gloo aborts the process on mismatched lengths). Default true. Applies only when every
    * rank is a handgrad rank: PyTorch Python ranks would not take part in the extra collective.
+   * Every handgrad rank must pass the same value (compared at init, as worldSize).
    */
   verifyCalls?: boolean;
 }

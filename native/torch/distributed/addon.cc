@@ -214,7 +214,8 @@ Arrays arraysArg(Napi::Env env, Napi::Value value) {
 
 std::size_t bucketArg(const Napi::CallbackInfo& info, std::size_t i) {
   const double b = info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0;
-  if (!(b >= 1)) throw Napi::RangeError::New(info.Env(), "Expected a positive bucketBytes");
+  // Past 2^53 the double is no longer an integer count (and past SIZE_MAX the cast is undefined).
+  if (!(b >= 1 && b <= 9007199254740991.0)) throw Napi::RangeError::New(info.Env(), "Expected a positive bucketBytes of at most 2^53 - 1");
   return static_cast<std::size_t>(b);
 }
 

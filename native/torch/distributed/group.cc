@@ -65,15 +65,24 @@ std::string quoted(const std::string& s) {
   return "\"" + (s.size() > kShown ? s.substr(0, kShown) + "…" : s) + "\"";
 }
 
-// What each handgrad rank publishes before the gloo rendezvous: "worldSize\ncheck".
+// What each handgrad rank publishes before the gloo rendezvous: "worldSize\nverifyCalls\ncheck".
+// verifyCalls must agree too: a rank that verifies makes an extra all-reduce before each call, which a
+// rank that does not would pair with its data (Gloo then aborts one of them).
 struct Record {
   int worldSize;
+  bool verifyCalls;
   std::string check;
 };
 
+std::string recordOf(const GroupOptions& o) {
+  return std::to_string(o.worldSize) + "\n" + (o.verifyCalls ? "1" : "0") + "\n" + o.check;
+}
+
 Record parseRecord(const std::string& s) {
   const auto nl = s.find('\n');
-  return {std::atoi(s.substr(0, nl).c_str()), nl == std::string::npos ? std::string() : s.substr(nl + 1)};
+  const auto nl2 = nl == std::string::npos ? std::string::npos : s.find('\n', nl + 1);
+  return {std::atoi(s.substr(0, nl).c_str()), nl != std::string::npos && s.compare(nl + 1, 1, "1") == 0,
+          nl2 == std::string::npos ? std::string() : s.substr(nl2 + 1)};
 }
 
 // The devices PyTorch Python's ProcessGroupGloo(store, rank, size, timeout) binding builds: the
@@ -176,7 +185,7 @@ bool handshake(GroupImpl& g, Clock::time_point deadline) {
   };
   if (hg->add("claim/" + std::to_string(o.rank), 1) > 1)
     abort("rank " + std::to_string(o.rank) + " was started twice (two processes have RANK=" + std::to_string(o.rank) + ")");
-  hg->set("rank/" + std::to_string(o.rank), bytes(std::to_string(o.worldSize) + "\n" + o.check));
+  hg->set("rank/" + std::to_string(o.rank), bytes(recordOf(o)));
 
   std::vector<bool> seen(o.worldSize, false);
   seen[o.rank] = true;
@@ -195,6 +204,9 @@ bool handshake(GroupImpl& g, Clock::time_point deadline) {
         if (peer.worldSize != o.worldSize)
           abort("ranks disagree on worldSize: rank " + std::to_string(o.rank) + " has " + std::to_string(o.worldSize) + ", rank " +
                 std::to_string(r) + " has " + std::to_string(peer.worldSize) + " (start every rank with the same WORLD_SIZE)");
+        if (peer.verifyCalls != o.verifyCalls)
+          abort("ranks disagree on verifyCalls: rank " + std::to_string(o.rank) + " has " + (o.verifyCalls ? "true" : "false") + ", rank " +
+                std::to_string(r) + " has " + (peer.verifyCalls ? "true" : "false") + " (pass the same verifyCalls to init on every rank)");
         if (peer.check != o.check)
           abort("ranks disagree on the check: rank " + std::to_string(o.rank) + " has " + quoted(o.check) + ", rank " + std::to_string(r) +
                 " has " + quoted(peer.check) + " (every rank must build the same model)");
