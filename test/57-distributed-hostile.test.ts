@@ -10,7 +10,8 @@
 //     paired with the other's data and Gloo aborted a process: now compared at init, naming both;
 //   - bucketBytes past 2^53 − 1 was taken (and cast to size_t): a RangeError;
 //   - `handgrad launch` with a script that does not exist started N ranks that each died of
-//     MODULE_NOT_FOUND (and restarted them): now one line and exit code 2, no rank started;
+//     MODULE_NOT_FOUND (and restarted them): now one line and exit code 2, no rank started; one
+//     machine with a --master-addr not its own said only "listen EADDRNOTAVAIL": now names the flag;
 //   - the collectives' hostile uses (views at offsets, SharedArrayBuffer arrays, 30 Promise-form
 //     calls at once, a blocking call while one is in flight, allGather over its own input, init on
 //     a worker thread, destroy with a call in flight, bad arguments) against plain arithmetic;
@@ -202,6 +203,12 @@ describe.skipIf(skip !== null)(title('handgrad launch, misused', skip), () => {
     expect(e.code).toBe(2);
     expect(e.stderr.trim()).toBe(`handgrad launch: Expected a script that node can run (a file, or a folder with an index or package.json main) for SCRIPT but received ${JSON.stringify(missing)}`);
     expect(e.stderr).not.toMatch(/MODULE_NOT_FOUND|restarting/);
+  }, 30_000);
+
+  it('one machine with a --master-addr that is not this machine\'s: the flag named (before: the bare "listen EADDRNOTAVAIL")', async () => {
+    const e = await run(process.execPath, [CLI, 'launch', '--nproc', '1', '--master-addr', '192.0.2.1', RANK, 'api'], {}, 20_000);
+    expect(e.code).toBe(2);
+    expect(e.stderr.trim()).toMatch(/^handgrad launch: Expected an address of this machine \(with --nnodes 1 rank 0 serves the store here; no port could be opened on it: listen EADDRNOTAVAIL: address not available 192\.0\.2\.1\) for --master-addr but received "192\.0\.2\.1"$/);
   }, 30_000);
 });
 

@@ -184,7 +184,15 @@ export const launchCommand: Command = {
     const portText = values['master-port'];
     const givenPort = portText === undefined ? undefined
       : numberFlag('--master-port', portText, `an integer in [1, ${65535 - maxRestarts}] (the port + --max-restarts must be a port too)`, (n) => Number.isInteger(n) && n >= 1 && n + maxRestarts <= 65535);
-    const portOf = async (restart: number) => (givenPort === undefined && nnodes === 1 ? freePort(masterAddr) : (givenPort ?? 29500) + restart);
+    const portOf = async (restart: number) => {
+      if (givenPort !== undefined || nnodes > 1) return (givenPort ?? 29500) + restart;
+      try {
+        return await freePort(masterAddr);
+      } catch (cause) {
+        // One machine: rank 0 serves the store here, so the address must be one of this machine's.
+        return v.fail(RangeError, `an address of this machine (with --nnodes 1 rank 0 serves the store here; no port could be opened on it: ${(cause as Error).message})`, '--master-addr', new v.Received(JSON.stringify(masterAddr)));
+      }
+    };
 
     const base: NodeJS.ProcessEnv = { ...process.env };
     if (nproc > 1) {
