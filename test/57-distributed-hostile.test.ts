@@ -86,7 +86,7 @@ describe.skipIf(skip !== null)(title('distributed, used adversarially', skip), (
       const e = await run(process.execPath, [RANK, 'silent-store'], { RANK: '1', HG_PORT: String(port) }, 20_000);
       expect(e.killedByTest, 'init hung past its 2 s timeout').toBe(false);
       const out = lastLine(e);
-      expect(out.error).toMatch(/^HandgradError ERR_DISTRIBUTED: rank 1 got no answer from the store at 127\.0\.0\.1:\d+ within 2000 ms \(the port accepted the connection: is another program listening on it, or is rank 0 stopped\?\)/);
+      expect(out.error).toMatch(/^HandgradError ERR_DISTRIBUTED: rank 1 did not finish joining the group at 127\.0\.0\.1:\d+ within 2000 ms: the store or a peer stopped answering \(another program listening on that port, or a rank stopped by SIGSTOP or a debugger\)$/);
       expect(out.ms as number).toBeGreaterThanOrEqual(2000);
       expect(out.ms as number).toBeLessThan(2000 + 1000 + 1500); // timeout + the join's 1 s margin + slack on a loaded machine
     } finally {

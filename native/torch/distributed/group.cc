@@ -360,9 +360,9 @@ std::shared_ptr<Group> Group::join(const GroupOptions& o) {
   }).detach();
   std::unique_lock<std::mutex> lock(outcome->mutex);
   if (!outcome->cv.wait_for(lock, o.timeout + std::chrono::seconds(1), [&] { return outcome->done; })) {
-    throw GroupError("rank " + std::to_string(o.rank) + " got no answer from the store at " + o.masterAddr + ":" + std::to_string(o.masterPort) +
+    throw GroupError("rank " + std::to_string(o.rank) + " did not finish joining the group at " + o.masterAddr + ":" + std::to_string(o.masterPort) +
                      " within " + std::to_string(o.timeout.count()) +
-                     " ms (the port accepted the connection: is another program listening on it, or is rank 0 stopped?)");
+                     " ms: the store or a peer stopped answering (another program listening on that port, or a rank stopped by SIGSTOP or a debugger)");
   }
   if (outcome->error) std::rethrow_exception(outcome->error);
   return std::shared_ptr<Group>(new Group(std::move(outcome->group)));
