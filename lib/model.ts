@@ -75,9 +75,9 @@ export function activationOf(params: unknown, option: unknown): Activation {
 export function forwardBackward<T extends FloatArray, O extends ForwardBackwardOptions<T> = ForwardBackwardOptions<T>>(
   params: Params<T>, X: T, y: ArrayLike<number>, opts?: O,
 ): ForwardBackwardResult<T, O extends { reduction: 'none' } ? T : number> {
-  const o = v.stepOptions<Partial<Grads<T>>>(opts ?? {}, 'mean', v.STEP_OPTIONS.twoLayer);
+  const o = v.stepOptions(opts ?? {}, 'mean', v.STEP_OPTIONS.twoLayer);
   const net = twoLayerNet(params, activationOf(params, o.activation));
-  const r = net.checkedStep(X, y, o as never);
+  const r = net.checkedStep(X as never, y, o);
   const result: ForwardBackwardResult<FloatArray, number | FloatArray> = { loss: r.loss, grads: r.grads as unknown as Grads };
   if (r.cache) {
     const [Z1, A1, logits] = r.cache.outputs;

@@ -130,6 +130,11 @@ export function assertFinite(name: string, a: FloatArray): void {
   }
 }
 
+/** A label outside [0, C) that is not ignoreIndex: a RangeError naming its index. */
+function labelOutOfRange(v: number | bigint, i: number, C: number, name: string, ignoreIndex: number): void {
+  if (Number(v) !== ignoreIndex) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
+}
+
 const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Uint32Array];
 
 /**
@@ -140,9 +145,6 @@ const INT_TYPED = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16A
  * converted once: a value is range-checked before it is narrowed to int32, never wrapped.
  */
 export function labels(y: unknown, C: number, name = 'y', ignoreIndex = -100): Int32Array {
-  const outOfRange = (v: number | bigint, i: number) => {
-    if (Number(v) !== ignoreIndex) fail(RangeError, `labels in [0, ${C})`, name, new Received(`${v} at index ${i}`));
-  };
   let out: Int32Array;
   let inPlace = false;
   const typed = ArrayBuffer.isView(y) && !(y instanceof DataView);
@@ -155,7 +157,7 @@ export function labels(y: unknown, C: number, name = 'y', ignoreIndex = -100): I
     out = new Int32Array(lengthOf(y as ArrayBufferView));
     for (let i = 0; i < out.length; i++) {
       const v = src[i];
-      if (v < 0 || v >= C) outOfRange(v, i);
+      if (v < 0 || v >= C) labelOutOfRange(v, i, C, name, ignoreIndex);
       out[i] = Number(v);
     }
   } else if (Array.isArray(y)) {
@@ -168,7 +170,7 @@ export function labels(y: unknown, C: number, name = 'y', ignoreIndex = -100): I
     for (let i = 0; i < out.length; i++) {
       const v: unknown = y[i];
       if (typeof v !== 'number' || !Number.isInteger(v)) fail(TypeError, 'integer class ids', name, new Received(`${describe(v)} at index ${i}`));
-      if (v < 0 || v >= C) outOfRange(v, i);
+      if (v < 0 || v >= C) labelOutOfRange(v, i, C, name, ignoreIndex);
       out[i] = v;
     }
   } else {
@@ -178,7 +180,7 @@ export function labels(y: unknown, C: number, name = 'y', ignoreIndex = -100): I
   if (inPlace) {
     for (let i = 0; i < out.length; i++) {
       const v = out[i];
-      if (v < 0 || v >= C) outOfRange(v, i);
+      if (v < 0 || v >= C) labelOutOfRange(v, i, C, name, ignoreIndex);
     }
   }
   return out;
@@ -257,8 +259,13 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
   return { X: input(X, p, B, `${prefix}X`), y: labelsY, B };
 }
 
-export interface StepOptions<O> {
-  backend: BackendName; reduction: LossReduction; cache: boolean; accumulate: boolean; inputGrad: boolean; out: O | undefined;
+export interface StepOptions {
+  backend: BackendName; reduction: LossReduction; cache: boolean; accumulate: boolean; inputGrad: boolean;
+  /**
+   * opts.out's own keys and what each held (read once, here), side by side: arrays, not a copy of
+   * the object, whose keyed stores cost more than the rest of the options' checks. Empty without out.
+   */
+  outNames: readonly string[]; outBuffers: readonly unknown[];
   /** The loss options as given for this call (undefined: the loss's own), checked against the net in lossCall. */
   weight: unknown; ignoreIndex: unknown; labelSmoothing: unknown; gradOutput: unknown;
   /** The two-layer call's activation as given (checked there). */
@@ -284,30 +291,74 @@ export function exactOption(name: string, x: unknown, backend: BackendName): boo
 /** forwardBackward's option keys; the two-layer call's add `activation`. */
 export const STEP_OPTIONS = { sequential: STEP_KEYS, twoLayer: [...STEP_KEYS, 'activation'] } as const;
 
-/** The options of forwardBackward, checked: `known` is one of STEP_OPTIONS. */
-export function stepOptions<O extends object>(opts: unknown, defaultReduction: LossReduction, known: readonly string[] = STEP_KEYS): StepOptions<O> {
-  const o = options('opts', opts, known as typeof STEP_KEYS, NOT_YET_SUPPORTED);
-  if (o.out !== undefined && (o.out === null || typeof o.out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', o.out);
-  // The buffers read once, here, before any tensor is checked (see options()).
-  let out: Record<string, unknown> | undefined;
-  if (o.out !== undefined) {
-    out = {};
-    for (const k of Object.keys(o.out)) out[k] = (o.out as Record<string, unknown>)[k];
+const NONE: readonly never[] = Object.freeze([]);
+
+/**
+ * The options of forwardBackward, checked as options() checks them (`known` is one of
+ * STEP_OPTIONS): each own key once, in order, its value read once by name; an unknown key is the
+ * same TypeError. By name rather than into a copy: this runs on every public step, and a copy
+ * built by keyed stores cost a fifth of a toy-size step.
+ */
+export function stepOptions(opts: unknown, defaultReduction: LossReduction, known: readonly string[] = STEP_KEYS): StepOptions {
+  let backend, reduction, inputGrad, cache, out, accumulate, weight, ignoreIndex, labelSmoothing, gradOutput, exact, activation: unknown;
+  if (opts !== undefined) {
+    if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', 'opts', opts);
+    const standard = known === STEP_KEYS || known === STEP_OPTIONS.twoLayer;
+    const r = opts as Record<string, unknown>;
+    const keys = Object.keys(r);
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (!standard && !known.includes(key)) unknownOption('opts', key, known, NOT_YET_SUPPORTED);
+      switch (key) {
+        case 'backend': backend = r.backend; break;
+        case 'reduction': reduction = r.reduction; break;
+        case 'inputGrad': inputGrad = r.inputGrad; break;
+        case 'cache': cache = r.cache; break;
+        case 'out': out = r.out; break;
+        case 'accumulate': accumulate = r.accumulate; break;
+        case 'weight': weight = r.weight; break;
+        case 'ignoreIndex': ignoreIndex = r.ignoreIndex; break;
+        case 'labelSmoothing': labelSmoothing = r.labelSmoothing; break;
+        case 'gradOutput': gradOutput = r.gradOutput; break;
+        case 'exact': exact = r.exact; break;
+        case 'activation':
+          if (!known.includes('activation')) unknownOption('opts', key, known, NOT_YET_SUPPORTED);
+          activation = r.activation;
+          break;
+        default: unknownOption('opts', key, known, NOT_YET_SUPPORTED);
+      }
+    }
   }
-  const dX = (out as { dX?: unknown } | undefined)?.dX;
-  const inputGrad = bool('opts.inputGrad', o.inputGrad, dX !== undefined);
-  if (!inputGrad && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);
-  const backend = oneOf('opts.backend', o.backend, BACKENDS, 'native');
+  if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
+  // The buffers read once, here, before any tensor is checked (see options()).
+  let outNames: readonly string[] = NONE;
+  let outBuffers: readonly unknown[] = NONE;
+  let dX: unknown;
+  if (out !== undefined) {
+    const names = Object.keys(out as object);
+    const buffers: unknown[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const b = (out as Record<string, unknown>)[names[i]];
+      buffers.push(b);
+      if (names[i] === 'dX') dX = b;
+    }
+    outNames = names;
+    outBuffers = buffers;
+  }
+  const wantDX = bool('opts.inputGrad', inputGrad, dX !== undefined);
+  if (!wantDX && dX !== undefined) fail(TypeError, 'no out.dX when inputGrad is false', 'opts.out.dX', dX);
+  const b = oneOf('opts.backend', backend, BACKENDS, 'native');
   return {
-    backend,
-    exact: exactOption('opts.exact', o.exact, backend),
-    reduction: oneOf('opts.reduction', o.reduction, LOSS_REDUCTIONS, defaultReduction),
-    cache: bool('opts.cache', o.cache, false),
-    accumulate: bool('opts.accumulate', o.accumulate, false),
-    inputGrad,
-    out: out as O | undefined,
-    activation: (o as { activation?: unknown }).activation,
-    weight: o.weight, ignoreIndex: o.ignoreIndex, labelSmoothing: o.labelSmoothing, gradOutput: o.gradOutput,
+    backend: b,
+    exact: exactOption('opts.exact', exact, b),
+    reduction: oneOf('opts.reduction', reduction, LOSS_REDUCTIONS, defaultReduction),
+    cache: bool('opts.cache', cache, false),
+    accumulate: bool('opts.accumulate', accumulate, false),
+    inputGrad: wantDX,
+    outNames,
+    outBuffers,
+    activation,
+    weight, ignoreIndex, labelSmoothing, gradOutput,
   };
 }
 
@@ -478,16 +529,18 @@ export function options<K extends string>(
   // A copy, each value read once: a getter cannot answer one thing to the check and another to the use.
   const copy: Record<string, unknown> = {};
   for (const key of Object.keys(opts)) {
-    if ((known as readonly string[]).includes(key)) {
-      copy[key] = (opts as Record<string, unknown>)[key];
-      continue;
-    }
-    // An unsupported entry names what this entry point lacks: one it knows is answered by did-you-mean below.
-    const why = [key, ...foreignNames(key)].filter((k) => !(known as readonly string[]).includes(k)).map((k) => unsupported[k]).find((w) => w !== undefined);
-    if (why !== undefined) throw new TypeError(`Expected no option '${key}' for ${name}: ${why}`);
-    const guess = didYouMean(key, known);
-    const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : '';
-    throw new TypeError(`Expected no option '${key}' for ${name}${hint}; the options are ${known.join(', ') || '(none)'}`);
+    if (!(known as readonly string[]).includes(key)) unknownOption(name, key, known, unsupported);
+    copy[key] = (opts as Record<string, unknown>)[key];
   }
   return copy as { readonly [P in K]?: unknown };
+}
+
+/** The TypeError for an option `key` not among `known`: the reason when it is unsupported, else a did-you-mean and the known ones. */
+function unknownOption(name: string, key: string, known: readonly string[], unsupported: Readonly<Record<string, string>>): never {
+  // An unsupported entry names what this entry point lacks: one it knows is answered by did-you-mean below.
+  const why = [key, ...foreignNames(key)].filter((k) => !known.includes(k)).map((k) => unsupported[k]).find((w) => w !== undefined);
+  if (why !== undefined) throw new TypeError(`Expected no option '${key}' for ${name}: ${why}`);
+  const guess = didYouMean(key, known);
+  const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : '';
+  throw new TypeError(`Expected no option '${key}' for ${name}${hint}; the options are ${known.join(', ') || '(none)'}`);
 }

@@ -459,7 +459,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forwardBackward<O extends SequentialForwardBackwardOptions<T>>(
     X: T, y: ArrayLike<number>, opts?: O,
   ): SequentialResult<T, O extends { reduction: 'none' } ? T : number> {
-    return this.checkedStep(X, y, v.stepOptions<Partial<Record<string, T>>>(opts ?? {}, this.loss.reduction)) as never;
+    return this.checkedStep(X, y, v.stepOptions(opts ?? {}, this.loss.reduction)) as never;
   }
 
   /**
@@ -467,7 +467,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
    * labels (ignoreIndex allowed) or probability targets (y a float array [B,C] of this dtype).
    * null loss: F.cross_entropy's default with no row ignored (the engines' fast path).
    */
-  private lossCall(X: unknown, y: unknown, o: v.StepOptions<unknown>): { X: T; y: Int32Array; B: number; loss: LossArgs | null } {
+  private lossCall(X: unknown, y: unknown, o: v.StepOptions): { X: T; y: Int32Array; B: number; loss: LossArgs | null } {
     const { dtype, classes: C } = this;
     const own = this.loss;
     const weight = o.weight !== undefined ? v.lossWeight('opts.weight', o.weight, dtype, C) : own.weight && v.lossWeight('loss.weight', own.weight, dtype, C);
@@ -507,23 +507,33 @@ export class Sequential<T extends FloatArray = FloatArray> {
   }
 
   /** forwardBackward with its options already parsed (the two-layer API parses them once, for both). */
-  checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions<Partial<Record<string, T>>>): SequentialResult<T, number | T> {
-    const { backend, reduction, cache: wantCache, accumulate, inputGrad, out, exact } = o;
+  checkedStep(X: T, y: ArrayLike<number>, o: v.StepOptions): SequentialResult<T, number | T> {
+    const { backend, reduction, cache: wantCache, accumulate, inputGrad, outNames, outBuffers, exact } = o;
 
     const b = this.lossCall(X, y, o);
     const Xc = b.X;
     const { gradNames, gradLengths, dtype } = this;
     const F = dtype === 'float64' ? Float64Array : Float32Array;
-    const list: T[] = []; // not the scratch: a getter on `out` may run a step of this net
+    const list: T[] = []; // not the scratch: a getter on a buffer's length may run a step of this net
+    // out's buffers by name (as read by stepOptions); a key that names none is refused below,
+    // after the buffers are checked, as before.
+    let givenDX: unknown;
+    let unknown = false;
+    for (let i = 0; i < outNames.length; i++) {
+      const name = outNames[i];
+      const j = name === 'dX' ? -1 : gradNames.indexOf(name);
+      if (j >= 0) list[j] = outBuffers[i] as T;
+      else if (name === 'dX' && inputGrad) givenDX = outBuffers[i];
+      else unknown = true;
+    }
     const n = b.B * this.inFeatures;
-    const dX = inputGrad ? ((out?.dX === undefined ? new F(n) : v.floatArray('out.dX', out.dX, dtype, n)) as T) : null;
-    if (out !== undefined) this.gradsList(out, list);
+    const dX = inputGrad ? ((givenDX === undefined ? new F(n) : v.floatArray('out.dX', givenDX, dtype, n)) as T) : null;
     for (let j = 0; j < gradNames.length; j++) {
       const g = list[j];
       list[j] = (g === undefined ? new F(gradLengths[j]) : v.floatArray(`out.${gradNames[j]}`, g, dtype, gradLengths[j])) as T;
     }
-    if (out !== undefined) {
-      for (const name in out) {
+    if (unknown) {
+      for (const name of outNames) {
         if (!(name === 'dX' ? inputGrad : gradNames.includes(name))) {
           v.fail(TypeError, `one of ${[...(inputGrad ? ['dX'] : []), ...gradNames].join(', ')}`, `opts.out key`, name);
         }
@@ -532,7 +542,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const grads = this.gradsRecord(dX, list);
     // The native and torch addons refuse aliasing themselves, in C++ (reading .buffer from JS
     // costs more than the whole toy-size step); wasm and ts copy or read in JS, so check here.
-    if (out !== undefined && (backend === 'wasm' || backend === 'ts')) {
+    if (outNames.length > 0 && (backend === 'wasm' || backend === 'ts')) {
       const names = Object.keys(grads);
       // The loss's arrays too, as the native addon refuses them (they are inputs, read before any output is written).
       const l = b.loss;
