@@ -37,6 +37,9 @@ function gemmBytes(w: WasmExports, dtype: Dtype, tA: boolean, tB: boolean, M: nu
   return new Uint8Array(w.memory.buffer, pC, C0.byteLength).slice();
 }
 
+/** threads.h kSpinPolls: the polls before a wait sleeps. */
+const SPIN_POLLS = 2 ** 20;
+
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 describe.skipIf(skip)(backendTitle('the threaded GEMM against the single-threaded module, bit for bit', 'wasm', skip), () => {
@@ -64,8 +67,12 @@ describe.skipIf(skip)(backendTitle('the threaded GEMM against the single-threade
             seed += 3;
             const want = gemmBytes(plain, dtype, tA, tB, M, N, K, alpha, beta, seed);
             for (const p of pools) {
-              const got = gemmBytes(p.exports, dtype, tA, tB, M, N, K, alpha, beta, seed);
-              expect(same(got, want), `${p.threads} threads, M=${M} N=${N} K=${K} alpha=${alpha} beta=${beta}`).toBe(true);
+              // Polling before sleeping (the default) or sleeping at once: the same blocks, the same bits.
+              for (const spin of [SPIN_POLLS, 0]) {
+                (p.exports as WasmExports & { setSpin(polls: number): number }).setSpin(spin);
+                const got = gemmBytes(p.exports, dtype, tA, tB, M, N, K, alpha, beta, seed);
+                expect(same(got, want), `${p.threads} threads, ${spin} polls, M=${M} N=${N} K=${K} alpha=${alpha} beta=${beta}`).toBe(true);
+              }
             }
           }
         }
@@ -144,6 +151,47 @@ describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it
     expect(noShared.out).toEqual(one.out);
     // The parked workers are unref'd: the process ends when its work does, not at the 60 s timeout.
     expect(threaded.ms).toBeLessThan(20_000);
+  });
+});
+
+describe.skipIf(skip)(backendTitle('the waits: bounded polling, then sleep', 'wasm', skip), () => {
+  // threads.h: after a job a worker polls the claim word (and the caller the done count) a bounded
+  // while before it sleeps, so back-to-back GEMMs skip the futex wake-ups. Bounded: a process that
+  // stops calling must stop burning a core within a few ms. Measured in a child, whose CPU time is
+  // its own (a vitest worker's process.cpuUsage would count the other test files' threads).
+  const CHILD = `
+    const { readFileSync } = require('node:fs');
+    const t = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'engine', 'wasm-threads.js'))});
+    const w = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'backends', 'wasm.js'))});
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    (async () => {
+      const p = t.instantiateThreaded(readFileSync(${JSON.stringify(THREADED)}), 2, (e) => { throw e; });
+      await p.ready;
+      const x = p.exports;
+      if (process.env.HG_TEST_SPIN) x.setSpin(Number(process.env.HG_TEST_SPIN));
+      const M = 256, N = 256, K = 256, at = w.align(x.__heap_base.value);
+      w.ensureMemory(x, at + 4 * (M * K + K * N + M * N), 'test');
+      const blocks0 = p.blocksRun(1);
+      for (let i = 0; i < 20; i++) x.gemmF32(0, 0, M, N, K, 1, at, K, at + 4 * M * K, N, 0, at + 4 * (M * K + K * N), N);
+      await sleep(100); // past any bounded poll
+      const c0 = process.cpuUsage(), t0 = performance.now();
+      await sleep(400);
+      const c = process.cpuUsage(c0);
+      console.log(JSON.stringify({ idleCpuFraction: (c.user + c.system) / 1000 / (performance.now() - t0), workerBlocks: p.blocksRun(1) - blocks0 }));
+    })();
+  `;
+  const distSkip = existsSync(DIST) ? null : 'dist/ is not built (npm run setup)';
+
+  it.skipIf(distSkip)('after its GEMMs an idle process sleeps: well under a core busy over 400 ms, and it exits by itself', () => {
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, ['-e', CHILD], { encoding: 'utf8', timeout: 60_000 });
+    const report = `status ${r.status}, signal ${r.signal}\n${r.stdout}\n${r.stderr.slice(-2000)}`;
+    expect(r.status, report).toBe(0);
+    const { idleCpuFraction, workerBlocks } = JSON.parse(r.stdout) as { idleCpuFraction: number; workerBlocks: number };
+    expect(workerBlocks, 'blocks computed by the worker').toBeGreaterThan(0);
+    // A worker still polling would show ~1 (a whole core); a sleeping process, a few percent.
+    expect(idleCpuFraction, report).toBeLessThan(0.3);
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 });
 

@@ -143,6 +143,15 @@ int workerStack(int thread) { return int(reinterpret_cast<uintptr_t>(workerStack
 HG_EXPORT(threadBlocks)
 int threadBlocks(int thread) { return int(__atomic_load_n(&hg::wasm::pool().blocksRun[thread], __ATOMIC_RELAXED)); }
 
+// How many polls a waiting thread makes before it sleeps (threads.h kSpinPolls); returns it. 0: sleep
+// at once, as before the polls (to compare the two in one process, and for test/55).
+HG_EXPORT(setSpin)
+int setSpin(int polls) {
+  const uint32_t n = polls < 0 ? 0u : uint32_t(polls);
+  __atomic_store_n(&hg::wasm::pool().spin, n, __ATOMIC_RELAXED);
+  return int(n);
+}
+
 // A worker instance's whole life (never returns: Worker.terminate() ends it).
 HG_EXPORT(workerLoop)
 void workerLoop(int thread) { hg::wasm::workerLoop(thread); }

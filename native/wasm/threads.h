@@ -43,9 +43,20 @@ struct Pool {
   int threads;           // 1 + the workers lib/engine/wasm-threads.ts started
   Job job;               // written before the claim word publishes it
   uint32_t blocksRun[kMaxThreads];  // by each thread, ever (atomic): test/55 sees the workers work
+  uint32_t spin;         // polls of a word before sleeping on it (kSpinPolls; setSpin changes it)
 };
 
-inline Pool thePool{0, 0, 1, {}, {}};  // constant-initialized: no guard, no constructor to run per instance
+// How long a thread polls a word before it sleeps on it (memory.atomic.wait), as a count of polls:
+// wasm has no clock; one poll (a load and a compare) costs ~1.5 ns of CPU in Node 20 on this 2-core
+// EPYC VM, so 2^20 polls is ~1.5 ms. A step's threaded GEMMs come within a few ms of one another,
+// with the caller's elementwise passes between: a worker that slept after each job paid a futex
+// wake-up (Atomics.notify → the kernel → a rescheduled thread) at the start of each, and the caller
+// another to learn the last block was done. Polling a bounded while first (as OpenBLAS's threads do)
+// skips both when the next job is near; the bound keeps an idle process from burning a core: past
+// it, every thread sleeps (test/55 measures an idle process's CPU time).
+constexpr uint32_t kSpinPolls = 1u << 20;
+
+inline Pool thePool{0, 0, 1, {}, {}, kSpinPolls};  // constant-initialized: no guard, no constructor to run per instance
 inline Pool& pool() { return thePool; }
 
 template <typename T>
@@ -81,10 +92,17 @@ inline bool work(int thread) {
   }
 }
 
-// A worker's whole life: sleep on the claim word until a job has blocks left, help, sleep again.
-// It never spins: on a machine whose cores other processes use, a spinning worker takes the core
-// the caller's blocks need.
-// The wait times out now and then only so that Worker.terminate() (a V8 interrupt, checked between
+// Polls *word until it differs from seen, at most `polls` times; the last value read.
+inline uint32_t pollWhileEqual(const uint32_t* word, uint32_t seen, uint32_t polls) {
+  uint32_t v = seen;
+  for (uint32_t i = 0; i < polls && v == seen; ++i) v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+  return v;
+}
+
+// A worker's whole life: wait on the claim word until a job has blocks left, help, wait again.
+// The wait polls first, bounded (kSpinPolls), then sleeps: a spin without a bound would take the
+// core the caller's blocks need on a machine whose cores other processes use, and burn it idle.
+// The sleep times out now and then only so that Worker.terminate() (a V8 interrupt, checked between
 // waits) ends it promptly.
 inline void workerLoop(int thread) {
   Pool& p = pool();
@@ -94,6 +112,7 @@ inline void workerLoop(int thread) {
       work(thread);
       continue;
     }
+    if (pollWhileEqual(&p.claim, w, __atomic_load_n(&p.spin, __ATOMIC_RELAXED)) != w) continue;
     __builtin_wasm_memory_atomic_wait32(reinterpret_cast<int*>(&p.claim), int(w), 50 * 1000 * 1000LL);
   }
 }
@@ -107,6 +126,10 @@ inline void parallelGemm(const Job& job, int blocks) {
   __atomic_store_n(&p.claim, (gen << (kNextBits + kCountBits)) | (uint32_t(blocks) << kNextBits), __ATOMIC_SEQ_CST);
   __builtin_wasm_memory_atomic_notify(reinterpret_cast<int*>(&p.claim), uint32_t(p.threads - 1));
   work(0);
+  // The last blocks are the workers': poll for them a bounded while, then sleep.
+  const uint32_t polls = __atomic_load_n(&p.spin, __ATOMIC_RELAXED);
+  for (uint32_t i = 0; i < polls && __atomic_load_n(&p.done, __ATOMIC_SEQ_CST) != uint32_t(blocks); ++i) {
+  }
   for (;;) {
     const uint32_t d = __atomic_load_n(&p.done, __ATOMIC_SEQ_CST);
     if (d == uint32_t(blocks)) break;
