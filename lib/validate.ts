@@ -227,7 +227,11 @@ export function params(p: unknown): CheckedParams {
 export function input(X: unknown, p: Pick<CheckedParams, 'dtype' | 'D'>, B: number, name = 'X'): FloatArray {
   const dt = dtypeOf(name, X);
   if (dt !== p.dtype) fail(TypeError, `X and params of one dtype (params are ${p.dtype})`, name, X);
-  return floatArray(name, X, dt, B * p.D);
+  // floatArray's length check (its dtype check is the one just made).
+  const arr = X as FloatArray;
+  const n = B * p.D;
+  if (lengthOf(arr) !== n || arr.length !== n) fail(RangeError, `${n} elements`, name, new Received(lengthReceived(arr)));
+  return arr;
 }
 
 /** X [B,D] for a forward pass, B read from its length (a positive multiple of D). */

@@ -131,6 +131,8 @@ export class Sequential<T extends FloatArray = FloatArray> {
   private readonly outGradNames: readonly string[];
   /** This net prepared for each engine it has run on (per thread: a worker rebuilds the net). */
   private readonly prepared = new Map<BackendName, PreparedNet>();
+  /** { dtype, D, C } as the batch checks take it, built once (not on every step). */
+  private readonly batchShape: { readonly dtype: Dtype; readonly D: number; readonly C: number };
   /** The engine of the last step and its prepared net (prepared's entry, never removed from it). */
   private lastBackend: BackendName | null = null;
   private lastPrepared: PreparedNet | null = null;
@@ -195,6 +197,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     });
     this.widths = Object.freeze(widths);
     this.classes = widths[widths.length - 1];
+    this.batchShape = Object.freeze({ dtype: this.dtype, D: this.inFeatures, C: this.classes });
     if (loss.weight !== null) v.lossWeight('opts.loss.weight', loss.weight, this.dtype, this.classes);
     this.linearNumber = Object.freeze(numbers);
     this.params = Object.freeze(params);
@@ -485,7 +488,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const ignoreIndex = v.ignoreIndex('opts.ignoreIndex', o.ignoreIndex, own.ignoreIndex);
     const labelSmoothing = v.labelSmoothing('opts.labelSmoothing', o.labelSmoothing, own.labelSmoothing);
     const { reduction } = o;
-    const p = { dtype, D: this.inFeatures, C };
+    const p = this.batchShape;
     const t = v.probabilityTargets(X, y, p);
     if (t !== null && ignoreIndex >= 0) {
       v.fail(RangeError, 'a negative ignoreIndex with probability targets (PyTorch: ignore_index is not supported for floating point target)', 'ignoreIndex', ignoreIndex);
