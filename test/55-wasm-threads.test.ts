@@ -38,7 +38,7 @@ function gemmBytes(w: WasmExports, dtype: Dtype, tA: boolean, tB: boolean, M: nu
 }
 
 /** threads.h kSpinPolls: the polls before a wait sleeps. */
-const SPIN_POLLS = 2 ** 20;
+const SPIN_POLLS = 2 ** 17;
 
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 

@@ -48,13 +48,15 @@ struct Pool {
 
 // How long a thread polls a word before it sleeps on it (memory.atomic.wait), as a count of polls:
 // wasm has no clock; one poll (a load and a compare) costs ~1.5 ns of CPU in Node 20 on this 2-core
-// EPYC VM, so 2^20 polls is ~1.5 ms. A step's threaded GEMMs come within a few ms of one another,
-// with the caller's elementwise passes between: a worker that slept after each job paid a futex
-// wake-up (Atomics.notify → the kernel → a rescheduled thread) at the start of each, and the caller
-// another to learn the last block was done. Polling a bounded while first (as OpenBLAS's threads do)
-// skips both when the next job is near; the bound keeps an idle process from burning a core: past
-// it, every thread sleeps (test/55 measures an idle process's CPU time).
-constexpr uint32_t kSpinPolls = 1u << 20;
+// EPYC VM, so 2^17 polls is ~0.2 ms. A worker that slept after each job paid a futex wake-up
+// (Atomics.notify → the kernel → a rescheduled thread) at the start of the next, and the caller
+// another to learn the last block was done; polling a bounded while first (as OpenBLAS's threads
+// do) skips both when the next job is near (dX's GEMM follows dW1's at once). Measured at
+// (256,784,1024,10) the step gains nothing beyond this VM's noise from 2^17 to 2^21 polls (the
+// wait a profile shows is mostly the caller waiting on a worker whose core another process holds),
+// so the bound is short: an idle process, or one between steps, burns at most ~0.2 ms a thread
+// before every thread sleeps (test/55 measures an idle process's CPU time). setSpin(0): no polls.
+constexpr uint32_t kSpinPolls = 1u << 17;
 
 inline Pool thePool{0, 0, 1, {}, {}, kSpinPolls};  // constant-initialized: no guard, no constructor to run per instance
 inline Pool& pool() { return thePool; }
