@@ -46,6 +46,24 @@ struct Simd<float> {
   static v128_t add(v128_t a, v128_t b) { return wasm_f32x4_add(a, b); }
 };
 
+// dst[j·ldd + i] = src[i·lds + j] for an L×L block, L the lanes: a transposing pack's inner step
+// with L loads and L stores of whole vectors instead of L² scalar moves (a copy: the bits are M's).
+inline void transposeBlock(const float* src, int lds, float* dst, int ldd) {
+  const v128_t r0 = wasm_v128_load(src), r1 = wasm_v128_load(src + lds), r2 = wasm_v128_load(src + 2 * size_t(lds)),
+               r3 = wasm_v128_load(src + 3 * size_t(lds));
+  const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
+  const v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+  wasm_v128_store(dst, wasm_i64x2_shuffle(t0, t2, 0, 2));
+  wasm_v128_store(dst + ldd, wasm_i64x2_shuffle(t0, t2, 1, 3));
+  wasm_v128_store(dst + 2 * size_t(ldd), wasm_i64x2_shuffle(t1, t3, 0, 2));
+  wasm_v128_store(dst + 3 * size_t(ldd), wasm_i64x2_shuffle(t1, t3, 1, 3));
+}
+inline void transposeBlock(const double* src, int lds, double* dst, int ldd) {
+  const v128_t r0 = wasm_v128_load(src), r1 = wasm_v128_load(src + lds);
+  wasm_v128_store(dst, wasm_i64x2_shuffle(r0, r1, 0, 2));
+  wasm_v128_store(dst + ldd, wasm_i64x2_shuffle(r0, r1, 1, 3));
+}
+
 // A kc×nc block of a matrix M into R-column panels: panel j holds, for each k, R consecutive entries
 // of row k; columns past nc are zeros. M's element (k0+k, j0+j) is M[k·ld + j] (rows), or M[j·ld + k]
 // when trans. op(B) is packed as it is (R = NR), op(A) as its transpose (R = MR): an MR-row panel of
@@ -65,6 +83,14 @@ void pack(bool trans, const T* M, int ld, int k0, int j0, int kc, int nc, T* out
           for (int c = nr; c < R; ++c) dst[c] = T(0);
         }
       }
+    } else if (nr == R) {  // whole panel: L×L blocks of M transposed in registers (L = lanes)
+      constexpr int L = int(16 / sizeof(T));
+      static_assert(R % L == 0, "a panel holds whole L×L blocks");
+      int k = 0;
+      for (; k + L <= kc; k += L)
+        for (int c = 0; c < R; c += L) transposeBlock(M + size_t(j0 + jr + c) * ld + (k0 + k), ld, out + size_t(k) * R + c, R);
+      for (; k < kc; ++k)
+        for (int c = 0; c < R; ++c) out[k * R + c] = M[size_t(j0 + jr + c) * ld + (k0 + k)];
     } else {  // walk each of the R rows of M along k
       for (int c = 0; c < R; ++c) {
         if (c < nr) {
