@@ -153,30 +153,23 @@ void activationBackwardSum(Activation act, const T* Z, const T* A, T* dA, size_t
   }
 }
 
-// probs = softmax(logits) row by row, and the cross-entropy loss by log-sum-exp on the logits:
-// loss_b = log Σ_c exp(z_c − m) + m − z_y with m = max_c z_c. Never log(probs): a probability
-// that underflows to 0 would make the loss infinite. Returns Σ_b loss_b (caller divides for mean),
-// accumulated in double so float32 keeps its last bits.
+// One row of probs = softmax(logits): p_c = exp(z_c − m) / s with m = max_c z_c and
+// s = Σ_c exp(z_c − m) (subtracting m keeps every exp ≤ 1). Returns s and m, from which the loss is
+// taken by log-sum-exp on the logits — log s + m − z_y — never log(probs): a probability that
+// underflows to 0 would make the loss infinite.
 template <typename T>
-double softmaxCrossEntropy(const T* logits, const int32_t* y, T* probs, size_t B, size_t C) {
-  double total = 0.0;
-  for (size_t b = 0; b < B; ++b) {
-    const T* z = logits + b * C;
-    T* p = probs + b * C;
-    T m = z[0];
-    for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
-    T s = T(0);
-    for (size_t c = 0; c < C; ++c) {
-      p[c] = std::exp(z[c] - m);
-      s += p[c];
-    }
-    const T inv = T(1) / s;
-    for (size_t c = 0; c < C; ++c) p[c] *= inv;
-    // (m − z_y) first: both are large when the logits are, and their difference is exact
-    // (or nearly), where log(s) + m would round away the small loss.
-    total += (static_cast<double>(m) - static_cast<double>(z[y[b]])) + static_cast<double>(std::log(s));
+T softmaxRow(const T* z, T* p, size_t C, T* max) {
+  T m = z[0];
+  for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
+  T s = T(0);
+  for (size_t c = 0; c < C; ++c) {
+    p[c] = std::exp(z[c] - m);
+    s += p[c];
   }
-  return total;
+  const T inv = T(1) / s;
+  for (size_t c = 0; c < C; ++c) p[c] *= inv;
+  *max = m;
+  return s;
 }
 
 // ∂loss/∂logits per unit of softmax − onehot: 1/B (rounded in T) for mean, 1 for sum.
@@ -185,21 +178,10 @@ T lossScale(Reduction red, size_t B) {
   return red == Reduction::Mean ? T(1) / static_cast<T>(B) : T(1);
 }
 
-// dZ2 = (probs − onehot(y)) · scale, scale = lossScale(reduction, B).
-template <typename T>
-void softmaxCrossEntropyBackward(const T* probs, const int32_t* y, T* dZ2, size_t B, size_t C,
-                                 T scale) {
-  for (size_t b = 0; b < B; ++b) {
-    const T* p = probs + b * C;
-    T* d = dZ2 + b * C;
-    for (size_t c = 0; c < C; ++c) d[c] = p[c] * scale;
-    d[y[b]] -= scale;
-  }
-}
-
-// softmaxCrossEntropy and softmaxCrossEntropyBackward in one row pass: probs, the loss sum, and
-// dZ2 = (probs − onehot(y)) · scale from each row while it is in registers and L1. The same
-// operations in the same order as the two functions above, so the same bits.
+// The default loss (class labels, no weight, no smoothing) and its gradient in one row pass: probs,
+// Σ_b loss_b and dZ2 = (probs − onehot(y)) · scale (scale = lossScale(reduction, B)) from each row
+// while it is in registers and L1. Returns Σ_b loss_b (the caller divides for mean), accumulated in
+// double so float32 keeps its last bits.
 template <typename T>
 double softmaxCrossEntropyWithGrad(const T* logits, const int32_t* y, T* probs, T* dZ2, size_t B, size_t C, T scale) {
   double total = 0.0;
@@ -207,19 +189,12 @@ double softmaxCrossEntropyWithGrad(const T* logits, const int32_t* y, T* probs, 
     const T* z = logits + b * C;
     T* p = probs + b * C;
     T* d = dZ2 + b * C;
-    T m = z[0];
-    for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
-    T s = T(0);
-    for (size_t c = 0; c < C; ++c) {
-      p[c] = std::exp(z[c] - m);
-      s += p[c];
-    }
-    const T inv = T(1) / s;
-    for (size_t c = 0; c < C; ++c) {
-      p[c] *= inv;
-      d[c] = p[c] * scale;
-    }
+    T m;
+    const T s = softmaxRow(z, p, C, &m);
+    for (size_t c = 0; c < C; ++c) d[c] = p[c] * scale;
     d[y[b]] -= scale;
+    // (m − z_y) first: both are large when the logits are, and their difference is exact
+    // (or nearly), where log(s) + m would round away the small loss.
     total += (static_cast<double>(m) - static_cast<double>(z[y[b]])) + static_cast<double>(std::log(s));
   }
   return total;
@@ -228,7 +203,7 @@ double softmaxCrossEntropyWithGrad(const T* logits, const int32_t* y, T* probs, 
 // ---- F.cross_entropy with every option (weight, ignore_index, label_smoothing, 'none', ------
 // probability targets). One description of the loss, read by the stack executor (stack.h) and,
 // later, the exact mode; plain data, no ownership. The default (Mean or Sum, no weight, no
-// smoothing, class labels, no row ignored) runs on softmaxCrossEntropy above instead, so its bits
+// smoothing, class labels, no row ignored) runs on softmaxCrossEntropyWithGrad above instead, so its bits
 // and speed stay.
 template <typename T>
 struct LossSpec {
@@ -290,15 +265,8 @@ double crossEntropyGeneral(const T* logits, const int32_t* y, const LossSpec<T>&
     const T* z = logits + b * C;
     T* p = probs + b * C;
     T* d = dZ + b * C;
-    T m = z[0];
-    for (size_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
-    T sum = T(0);
-    for (size_t c = 0; c < C; ++c) {
-      p[c] = std::exp(z[c] - m);
-      sum += p[c];
-    }
-    const T inv = T(1) / sum;
-    for (size_t c = 0; c < C; ++c) p[c] *= inv;
+    T m;
+    const T sum = softmaxRow(z, p, C, &m);
     const double logS = double(std::log(sum));
     const bool skip = labels && y[b] == s.ignoreIndex;
     const int32_t yb = labels && !skip ? y[b] : -1;
@@ -317,7 +285,7 @@ double crossEntropyGeneral(const T* logits, const int32_t* y, const LossSpec<T>&
     for (size_t c = 0; c < C; ++c) {
       const double tc = t(c);
       if (tc == 0.0) continue;  // 0·(lse − z) is 0 even when the logit is far below the rest
-      // (m − z_c) first, as softmaxCrossEntropy: exact (or nearly) however large the logits.
+      // (m − z_c) first, as softmaxCrossEntropyWithGrad: exact (or nearly) however large the logits.
       row += tc * ((double(m) - double(z[c])) + logS);
       S += tc;
     }
