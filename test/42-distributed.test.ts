@@ -4,12 +4,12 @@
 // exact in float32, so every sum and power-of-two average is too), against PyTorch Python ranks in
 // the same job, and the faults: mismatched worldSize/check/lengths, a killed rank, a hung rank,
 // `handgrad launch`'s exit codes and signals.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { distributed, HandgradError } from '../lib/index';
-import { distributedSkip, freePort, thrown } from './helpers';
+import { type BoundedExit, distributedSkip, freePort, runBounded, thrown } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const RANK = join(__dirname, 'fixtures', 'distributed', 'rank.mjs');
@@ -27,36 +27,8 @@ const skipPython = skip ?? pythonSkip();
 const title = (t: string, why: string | null) => (why === null ? t : `${t} (skipped: ${why})`);
 
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  killedByTest: boolean;
-}
-
-/** Runs a process to its end, SIGKILLed after limitMs (a hang is a result, reported as killedByTest). */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: number, started?: (c: ChildProcess) => void): Promise<Exit> {
-  return new Promise((resolve) => {
-    const t0 = Date.now();
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killedByTest = false;
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      killedByTest = true;
-      child.kill('SIGKILL');
-    }, limitMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, killedByTest });
-    });
-    started?.(child);
-  });
-}
+type Exit = BoundedExit;
+const run = runBounded;
 
 type Line = Record<string, unknown> & { rank: number };
 const lines = (e: Exit): Line[] => e.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);

@@ -8,7 +8,6 @@
 // DDP's rebuilt buckets to be two; a Node rank whose model differs fails at DDP's shape check.
 // Without PyTorch: DDP's bucket rule and DistributedSampler's randperm against committed goldens
 // from PyTorch 1.13 (test/fixtures/distributed/ddp-goldens.py).
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, symlinkSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +16,7 @@ import { HandgradError, Linear, Sequential, Tanh, Trainer } from '../lib/index';
 import { bucketAssignment } from '../lib/train/ddp';
 import { torchRandperm, torchSamplerSeed } from '../lib/train/ddp-sampler';
 import { distributedOption } from '../lib/train/settings';
-import { distributedSkip, freePort, thrown, TORCH_PYTHON, torchPythonSkip } from './helpers';
+import { distributedSkip, freePort, runBounded, thrown, TORCH_PYTHON, torchPythonSkip } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const NODE_RANK = join(ROOT, 'examples', 'ddp', 'train.js');
@@ -97,22 +96,7 @@ function inputs(dir: string, H: number): { data: string; init: string } {
 
 /** A process run to its end, SIGKILLed after limitMs. */
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: number): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
-  return new Promise((resolve) => {
-    const child: ChildProcess = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killed = false;
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, limitMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, killed });
-    });
-  });
+  return runBounded(cmd, args, env, limitMs).then(({ code, stdout, stderr, killedByTest }) => ({ code, stdout, stderr, killed: killedByTest }));
 }
 
 /**

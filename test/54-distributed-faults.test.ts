@@ -18,7 +18,7 @@ import { describe, expect, it } from 'vitest';
 import * as hg from '../lib/index';
 import { Rng, Sequential, Trainer } from '../lib/index';
 import { shuffleSeed } from '../lib/train/loop';
-import { distributedSkip, freePort } from './helpers';
+import { distributedSkip, freePort, runBounded } from './helpers';
 // @ts-expect-error: a plain ES module shared with the ranks
 import { mlp, rows, D } from './fixtures/distributed/mlp-data.mjs';
 
@@ -40,24 +40,10 @@ const parse = (stdout: string): Line[] => stdout.split('\n').filter((l) => l.sta
 
 /** Rank `rank` of a W-rank job of fault-rank.mjs on `port`, SIGKILLed after limitMs; `started` sees the child. */
 function spawnRank(rank: number, W: number, port: number, env: NodeJS.ProcessEnv, limitMs: number, started?: (c: ChildProcess) => void): Promise<Exit> {
-  return new Promise<Exit>((resolve) => {
-    const e = { ...process.env, RANK: String(rank), WORLD_SIZE: String(W), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...env };
-    const child: ChildProcess = spawn(process.execPath, [RANK], { env: e, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killedByTest = false;
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      killedByTest = true;
-      child.kill('SIGKILL');
-    }, limitMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const lines = parse(stdout);
-      resolve({ rank, code, signal, killedByTest, stderr, lines, end: lines.find((l) => l.event === undefined) });
-    });
-    started?.(child);
+  const e = { RANK: String(rank), WORLD_SIZE: String(W), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...env };
+  return runBounded(process.execPath, [RANK], e, limitMs, started).then(({ code, signal, killedByTest, stderr, stdout }) => {
+    const lines = parse(stdout);
+    return { rank, code, signal, killedByTest, stderr, lines, end: lines.find((l) => l.event === undefined) };
   });
 }
 

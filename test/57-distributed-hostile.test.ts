@@ -19,14 +19,13 @@
 //     the uninterrupted job, on the Node rank and the PyTorch DDP rank alike;
 //   - a dtype mismatch in a mixed job aborted the float32 process with Gloo's bare enforce line
 //     (unavoidable: see the case); the Node rank now says why before the abort.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { distributed, HandgradError, Linear, Sequential, Tanh, Trainer } from '../lib/index';
-import { distributedSkip, freePort, TORCH_PYTHON, torchPythonSkip } from './helpers';
+import { type BoundedExit, distributedSkip, freePort, runBounded, TORCH_PYTHON, torchPythonSkip } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const FIXTURES = join(__dirname, 'fixtures', 'distributed');
@@ -39,29 +38,8 @@ const skip = distributedSkip();
 const skipPython = skip ?? torchPythonSkip('torch.distributed');
 const title = (t: string, why: string | null) => (why === null ? t : `${t} (skipped: ${why})`);
 
-interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number; killedByTest: boolean }
-
-/** Runs a process to its end, SIGKILLed after limitMs. */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: number, started?: (c: ChildProcess) => void): Promise<Exit> {
-  return new Promise((resolve) => {
-    const t0 = Date.now();
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killedByTest = false;
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      killedByTest = true;
-      child.kill('SIGKILL');
-    }, limitMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, killedByTest });
-    });
-    started?.(child);
-  });
-}
+type Exit = BoundedExit;
+const run = runBounded;
 
 const lastLine = (e: Exit) => JSON.parse(e.stdout.trim().split('\n').pop() || '{}') as Record<string, unknown>;
 

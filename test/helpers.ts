@@ -1,7 +1,7 @@
 // Shared by the tests: which backends run here (one skip policy for every suite), the golden
 // fixtures, an error measure in units of epsilon, and an independent float64 loss for finite
 // differences (plain loops, written apart from lib/).
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
@@ -390,5 +390,41 @@ export function freePort(): Promise<number> {
       const { port } = s.address() as { port: number };
       s.close(() => resolve(port));
     });
+  });
+}
+
+/** How a process run by runBounded ended. */
+export interface BoundedExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  /** SIGKILLed by runBounded after limitMs: a hang is a result, not a stuck test. */
+  killedByTest: boolean;
+}
+
+/**
+ * Runs `cmd args` to its end with `env` over this process's environment, SIGKILLed after limitMs;
+ * `started` sees the child (to signal it). The distributed tests' ranks and launches.
+ */
+export function runBounded(cmd: string, args: string[], env: NodeJS.ProcessEnv, limitMs: number, started?: (c: ChildProcess) => void): Promise<BoundedExit> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let killedByTest = false;
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      killedByTest = true;
+      child.kill('SIGKILL');
+    }, limitMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, killedByTest });
+    });
+    started?.(child);
   });
 }
