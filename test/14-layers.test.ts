@@ -13,7 +13,7 @@ import { getKernels } from '../lib/kernels';
 import { loadDigits, trainValSplit } from '../lib/data';
 import { forwardBackward, initParams, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer } from '../lib/index';
 import type { Layer, LayerSpec } from '../lib/layers';
-import type { Activation, BackendName, Dtype, FloatArray, Reduction } from '../lib/types';
+import type { Activation, BackendName, Dtype, Reduction } from '../lib/types';
 import { backendCases, backendTitle, EPS, randomArray, randomLabels, sameBits, skipReason, typed } from './helpers';
 
 // Every backend, each with null or why it is skipped here (test/helpers.ts); CANDIDATES are those

@@ -64,8 +64,6 @@ const idxFile = () => (writeFileSync(file('a.idx'), idx([2], [1, 2])), file('a.i
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Names the key and guesses the right one. */
 const near = (key: string, right: string) => new RegExp(`^Expected no option '${esc(key)}' for [\\w.]+ \\(did you mean '${esc(right)}'\\?\\); the options are `);
-/** Names the key and says PyTorch's option is not supported yet. */
-const refused = (key: string) => new RegExp(`^Expected no option '${esc(key)}' for [\\w.]+: .*not supported yet`);
 /** Names the key (no guess asked for: nothing near it). */
 const unknown = (key: string) => new RegExp(`^Expected no option '${esc(key)}' for [\\w.]+[ ;]`);
 

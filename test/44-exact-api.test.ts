@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  type Dtype, type FloatArray, forward, forwardBackward, getNumThreads, type Layer, Linear, ReLU, Sequential, setNumThreads, Sigmoid, SoftmaxCrossEntropy, Tanh, Trainer,
+  type Dtype, type FloatArray, forward, forwardBackward, getNumThreads, type Layer, Linear, ReLU, Sequential, setNumThreads, Sigmoid, Tanh, Trainer,
 } from '../lib';
 import { coreBinding } from '../lib/binding';
 import { differingEntries, FIXTURES, fromBits, thrown, transposeRows } from './helpers';

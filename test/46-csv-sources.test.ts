@@ -10,7 +10,6 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HandgradError } from '../lib/errors';
 import { type CsvDataset, type CsvProgress, readCsv, readCsvAsync } from '../lib/data';
 import { fileError } from './helpers';
 
