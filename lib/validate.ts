@@ -303,16 +303,16 @@ const NONE: readonly never[] = Object.freeze([]);
  * same TypeError. By name rather than into a copy: this runs on every public step, and a copy
  * built by keyed stores cost a fifth of a toy-size step.
  */
-export function stepOptions(opts: unknown, defaultReduction: LossReduction, known: readonly string[] = STEP_KEYS): StepOptions {
+export function stepOptions(
+  opts: unknown, defaultReduction: LossReduction, known: (typeof STEP_OPTIONS)[keyof typeof STEP_OPTIONS] = STEP_KEYS,
+): StepOptions {
   let backend, reduction, inputGrad, cache, out, accumulate, weight, ignoreIndex, labelSmoothing, gradOutput, exact, activation: unknown;
   if (opts !== undefined) {
     if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', 'opts', opts);
-    const standard = known === STEP_KEYS || known === STEP_OPTIONS.twoLayer;
     const r = opts as Record<string, unknown>;
     const keys = Object.keys(r);
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
-      if (!standard && !known.includes(key)) unknownOption('opts', key, known, NOT_YET_SUPPORTED);
       switch (key) {
         case 'backend': backend = r.backend; break;
         case 'reduction': reduction = r.reduction; break;
@@ -326,7 +326,7 @@ export function stepOptions(opts: unknown, defaultReduction: LossReduction, know
         case 'gradOutput': gradOutput = r.gradOutput; break;
         case 'exact': exact = r.exact; break;
         case 'activation':
-          if (!known.includes('activation')) unknownOption('opts', key, known, NOT_YET_SUPPORTED);
+          if (known !== STEP_OPTIONS.twoLayer) unknownOption('opts', key, known, NOT_YET_SUPPORTED);
           activation = r.activation;
           break;
         default: unknownOption('opts', key, known, NOT_YET_SUPPORTED);
