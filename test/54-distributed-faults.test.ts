@@ -10,7 +10,7 @@
 // each epoch's full batch, as test/52); a mid-epoch checkpoint on another world size is refused
 // on every rank, naming both sizes. `handgrad launch --max-restarts` starts the whole set again
 // on a fresh port after a failure and the script resumes from its checkpoint.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -276,18 +276,7 @@ describe.skipIf(skip !== null)(title('handgrad launch --max-restarts'), () => {
     const base = { HG_N: String(N), HG_B: String(B), HG_EPOCHS: '3', HG_TIMEOUT_MS: '10000' };
     const whole = await job(2, base);
     for (const e of whole) expect(e.code, show(e)).toBe(0);
-    const launch = (args: string[], env: NodeJS.ProcessEnv) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, 'launch', ...args, RANK], { env: { ...process.env, ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.on('data', (d) => (stdout += d));
-      child.stderr!.on('data', (d) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+    const launch = (args: string[], env: NodeJS.ProcessEnv) => runBounded(process.execPath, [CLI, 'launch', ...args, RANK], { ...base, ...env }, 90_000);
     const fault = { HG_CKPT: ckpt, HG_RESUME: '1', HG_EVERY: '3', HG_FAULT: 'die', HG_FAULT_STEP: '7', HG_FAULT_ONCE: '1' };
     const r = await launch(['--nproc', '2', '--max-restarts', '1'], fault);
     expect(r.code, r.stderr).toBe(0);
@@ -317,12 +306,7 @@ describe.skipIf(skip !== null)(title('handgrad launch --max-restarts'), () => {
   }, 180_000);
 
   it('--max-restarts takes a whole number; a misspelling is a did-you-mean', async () => {
-    const run = (args: string[]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, 'launch', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr!.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code, stderr }));
-    });
+    const run = (args: string[]) => runBounded(process.execPath, [CLI, 'launch', ...args], {}, 20_000);
     expect((await run(['--nproc', '1', '--max-restarts', '-1', RANK])).stderr).toMatch(/--max-restarts/);
     expect((await run(['--nproc', '1', '--max-restarts', '1.5', RANK])).stderr).toMatch(/Expected an integer in \[0, 1000\] for --max-restarts but received/);
     expect((await run(['--nproc', '1', '--max-restart', '1', RANK])).stderr).toMatch(/did you mean '--max-restarts'/);
