@@ -221,11 +221,11 @@ export function ddpReduce(s: TrainState, dp: DataParallel): void {
   if (rec[BACKWARDS] === 1 && rec[BUCKETS] === 0) rebuild(s, r.tp, dp, rec);
   if (r.built !== rec[BUCKETS]) {
     r.buckets = bucketsOf(rec, r.tp.length);
-    r.flats = r.buckets.map((b) => flatten(s, r!.tp, s.grads, b));
+    r.flats = []; // each made by its bucket's first flatten below
     r.built = rec[BUCKETS];
   }
   r.buckets.forEach((bucket, b) => {
-    const flat = flatten(s, r!.tp, s.grads, bucket, r!.flats[b]);
+    const flat = (r!.flats[b] = flatten(s, r!.tp, s.grads, bucket, r!.flats[b]));
     allReduceSync(flat, 'avg', { bucketBytes: flat.byteLength });
     unflatten(flat, r!.tp, s.grads, bucket);
   });
