@@ -5,7 +5,6 @@
 // rows of DistributedSampler's padded order) to rounding; evaluate of each rank's part equals a
 // single-process evaluate of the whole set; a rank with another model fails at init naming both;
 // the debug check sees weights that diverge; only rank 0 writes a checkpoint.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import * as hg from '../lib/index';
 import { HandgradError, Rng, Sequential, Trainer } from '../lib/index';
 import { shuffleSeed } from '../lib/train/loop';
-import { backendCases, backendTitle, distributedSkip, freePort, thrown } from './helpers';
+import { backendCases, backendTitle, distributedSkip, freePort, runBounded, thrown } from './helpers';
 // @ts-expect-error: a plain ES module shared with the ranks
 import { mlp, rows, D } from './fixtures/distributed/mlp-data.mjs';
 
@@ -33,20 +32,13 @@ interface Out {
 /** W ranks of trainer-rank.mjs MODE, each SIGKILLed after limitMs; their JSON lines. */
 async function job(W: number, mode: string, env: NodeJS.ProcessEnv, limitMs = 60_000): Promise<{ code: number | null; stderr: string; out: Out }[]> {
   const port = await freePort();
-  return Promise.all(Array.from({ length: W }, (_, rank) => new Promise<{ code: number | null; stderr: string; out: Out }>((resolve) => {
-    const e = { ...process.env, RANK: String(rank), WORLD_SIZE: String(W), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...env };
-    const child: ChildProcess = spawn(process.execPath, [RANK, mode], { env: e, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
+  return Promise.all(Array.from({ length: W }, (_, rank) => {
+    const e = { RANK: String(rank), WORLD_SIZE: String(W), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...env };
+    return runBounded(process.execPath, [RANK, mode], e, limitMs).then(({ code, stdout, stderr }) => {
       const line = stdout.trim().split('\n').filter(Boolean).pop();
-      resolve({ code, stderr, out: line ? (JSON.parse(line) as Out) : { rank } });
+      return { code, stderr, out: line ? (JSON.parse(line) as Out) : { rank } };
     });
-  })));
+  }));
 }
 
 /**
