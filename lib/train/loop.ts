@@ -146,9 +146,9 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   const { rank, worldSize } = dp ? groupInfo() : { rank: 0, worldSize: 1 };
   // The rows done of an epoch in progress count along one layout's shards: under another world size
   // they would name other rows (some trained twice, some never), so that is refused, never guessed.
+  const was = c[COUNTER.ranks] || 1; // 0: not recorded (no epoch begun, or an old file): one process
   if (c[COUNTER.done] === 0) c[COUNTER.ranks] = worldSize;
-  else if ((c[COUNTER.ranks] || 1) !== worldSize) {
-    const was = c[COUNTER.ranks] || 1;
+  else if (was !== worldSize) {
     throw new RangeError(
       `Expected the epoch in progress to resume on ${was} rank${was === 1 ? '' : 's'} (it stopped after ${c[COUNTER.done]} rows of a ${was}-rank shard) ` +
         `but this fit runs on ${worldSize}: resume it with ${was === 1 ? 'a single process' : `${was} ranks`}, or load with { optimizerState: false } to start over from its weights`,
