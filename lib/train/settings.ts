@@ -30,9 +30,9 @@ export interface Settings {
  */
 export function distributedOption(x: unknown, name: string): DataParallel | null {
   if (x === undefined || x === false) return null;
-  if (x === true) return { verifyEvery: 0, bucketBytes: DEFAULT_BUCKET_BYTES, peers: 'handgrad', sampler: 'handgrad' };
-  if (x === null || typeof x !== 'object' || Array.isArray(x)) v.fail(TypeError, 'true, false or { verify, bucketBytes, peers, sampler }', name, x);
-  const o = v.options(name, x, ['verify', 'bucketBytes', 'peers', 'sampler'] as const);
+  // true: every default, as {}.
+  if (x !== true && (x === null || typeof x !== 'object' || Array.isArray(x))) v.fail(TypeError, 'true, false or { verify, bucketBytes, peers, sampler }', name, x);
+  const o = v.options(name, x === true ? {} : x, ['verify', 'bucketBytes', 'peers', 'sampler'] as const);
   const verify = o.verify ?? false;
   let verifyEvery = 0;
   if (verify === true) verifyEvery = 1;
