@@ -94,13 +94,13 @@ export function shardOf(perm: Int32Array, N: number, rank: number, worldSize: nu
 }
 
 /**
- * The epoch's order of N rows: seeded Fisher–Yates (the Trainer's shuffle), torch.randperm with an
- * mt19937 of that seed (sampler 'torch': DistributedSampler's order), or the identity.
+ * The epoch's order of its rows (order.length): seeded Fisher–Yates (the Trainer's shuffle),
+ * torch.randperm with an mt19937 of that seed (sampler 'torch': DistributedSampler's order), or the identity.
  */
-export function epochOrder(order: Int32Array, N: number, seed: number, shuffle: boolean, sampler: DataParallel['sampler'] = 'handgrad'): Int32Array {
-  if (shuffle && sampler === 'torch') return torchRandperm(order, N, seed);
-  for (let i = 0; i < N; i++) order[i] = i;
-  if (shuffle) new Rng(seed).shuffle(N === order.length ? order : order.subarray(0, N));
+export function epochOrder(order: Int32Array, seed: number, shuffle: boolean, sampler: DataParallel['sampler'] = 'handgrad'): Int32Array {
+  if (shuffle && sampler === 'torch') return torchRandperm(order, order.length, seed);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  if (shuffle) new Rng(seed).shuffle(order);
   return order;
 }
 

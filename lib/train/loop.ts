@@ -140,7 +140,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   }
   const lr = learningRate(s.config.schedule, s.config.lr, epoch - 1);
   const dp = s.config.distributed;
-  epochOrder(order, N, c[COUNTER.shuffleSeed], c[COUNTER.shuffled] === 1, dp?.sampler);
+  epochOrder(order, c[COUNTER.shuffleSeed], c[COUNTER.shuffled] === 1, dp?.sampler);
   // Data-parallel: this rank's shard of the epoch's order (DistributedSampler's rule), the same
   // length on every rank; single-process: the whole order. n is the rows this rank trains on.
   const { rank, worldSize } = dp ? groupInfo() : { rank: 0, worldSize: 1 };
