@@ -104,7 +104,8 @@ function countCorrect(logits: FloatArray, y: Int32Array, B: number, C: number, i
 /** The core addon's row gather, or null where it is not built (a pure-TS install): the loop below then. */
 const nativeGather = once(() => (available(coreBinding) ? coreBinding().gatherRows : null));
 
-function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: number): void {
+/** Rows order[start … start + B) of data into the state's minibatch s.Xb/s.yb (bench/train.ts times it). */
+export function gather(s: TrainState, data: Data, order: Int32Array, start: number, B: number): void {
   const D = s.config.D;
   const g = nativeGather();
   // One native call a step: ~10× the JS loop (a view per row), 15% of an MNIST epoch before.
