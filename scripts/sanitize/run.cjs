@@ -15,6 +15,10 @@
 //      and a transferred or shrunk bound buffer caught by the byteLength check every caller makes
 //      before stackRun (lib/engine/native.ts's), then refused when bound again;
 //   3. the addon in worker threads (loaded, used and terminated mid-call, bound and unbound);
+//   3b. the sparse first layer (native/core/sparse.h): mostly-zero X at 1 and 2 threads against
+//      setSparseInput(false), X filled exactly to the cap and then a whole row past it (the
+//      compression's spare slots), NaN/±Infinity in X and in unused rows of W1, an X in a
+//      SharedArrayBuffer that a worker rewrites during the calls, and gatherRows' refusals;
 //   4. 2 × 10 000 calls of each export, valid and refused (LeakSanitizer then reports at exit
 //      whatever was lost), with the heap measured by ASan itself before and after each round.
 // Prints SANITIZE-OK and a summary on success; exits 1 with the failures otherwise.
@@ -507,6 +511,165 @@ for (const dtype of ['float64', 'float32']) {
 stillExact('after the battery');
 
 // ---------------------------------------------------------------------------------------------
+// The sparse first layer: a Linear–act–Linear stack whose X is mostly zeros (B·D·H past 4096), so
+// stack.h's sparseFirstLayer compresses X into the workspace. (This build's sparseThreads() is 1:
+// its GEMM is the bounds probe's, so the helper pool is not reached here; test/59 runs it.)
+const SPARSE = { B: 32, D: 100, H: 20, C: 5 };
+
+/** X [B,D]: `count` nonzeros at seeded places in its first B − fullRows rows (column 7 kept zero), then fullRows dense rows. */
+function sparseData(dtype, count, seed, fullRows = 0) {
+  const { B, D } = SPARSE;
+  const X = new F[dtype](B * D);
+  const room = (B - fullRows) * D;
+  const r = rand(4 * room, seed);
+  let placed = 0;
+  for (let i = 0; i < r.length && placed < count; i += 2) {
+    const at = Math.floor(((r[i] + 1) / 2) * room) % room;
+    if (at % D === 7 || X[at] !== 0) continue;
+    X[at] = r[i + 1] || 0.5;
+    placed++;
+  }
+  if (placed !== count) throw new Error(`sparseData placed ${placed} of ${count}`);
+  for (let i = B - fullRows; i < B; i++) for (let k = 0; k < D; k++) X[i * D + k] = k === 7 ? 0 : 0.25 + (k % 5) / 8;
+  return X;
+}
+
+/** A tanh stack's step (sum reduction, dX wanted) over X. */
+function sparseProblem(dtype, X, seed = 61) {
+  const p = randomProblem(dtype, SPARSE, seed, 'tanh', 'sum', true);
+  p.X.set(X);
+  return p;
+}
+
+async function sparseSection() {
+  section('3b. the sparse first layer');
+  const { B, D, H } = SPARSE;
+  const cap = (B * D) / 4;
+  const threads = b.getNumThreads();
+  for (const dtype of ['float64', 'float32']) {
+    const tol = 2 * Math.max(B, D, H);
+    // [what, X]: a sparse one; exactly the cap (sparse), the cap then a dense row (the compression
+    // writes up to `in` entries past the cap before it gives up), just past the cap (dense).
+    const xs = [
+      ['15% nonzero', sparseData(dtype, Math.floor(0.15 * B * D), 71)],
+      ['exactly the cap', sparseData(dtype, cap, 72)],
+      ['exactly the cap, its last row dense', sparseData(dtype, cap - (D - 1), 73, 1)],
+      ['the cap before a dense last row', sparseData(dtype, cap, 74, 1)],
+      ['one below the cap before two dense rows', sparseData(dtype, cap - 1, 75, 2)],
+      ['one past the cap', sparseData(dtype, cap + 1, 76)],
+    ];
+    for (const [what, X] of xs) {
+      b.setSparseInput(false);
+      const dense = sparseProblem(dtype, X);
+      const denseLoss = step(dense.args());
+      b.setSparseInput(true);
+      for (const n of [1, 2]) {
+        b.setNumThreads(n);
+        const p = sparseProblem(dtype, X);
+        const loss = step(p.args());
+        check(errEps([loss], [denseLoss], dtype) <= tol, `${dtype} sparse ${what}, ${n} thread(s): loss ${loss} vs ${denseLoss}`);
+        for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2']) check(errEps(p[k], dense[k], dtype) <= tol, `${dtype} sparse ${what}, ${n} thread(s): ${k} ${errEps(p[k], dense[k], dtype)} eps from the dense path`);
+        // The bound step and the forward alone: the same bits as the step.
+        const want = outputs(p);
+        const bound = bind(p.bindArgs());
+        check(Object.is(run(p.runArgs(bound)), loss) && outputs(p) === want, `${dtype} sparse ${what}: stackRun is not the step's bits`);
+        const logits = bytesOf(p.logits());
+        p.ws.fill(0);
+        check(fwd(p.forwardArgs()) === true && bytesOf(p.logits()) === logits, `${dtype} sparse ${what}: stackForward's logits`);
+        // Accumulating twice: twice the gradient (a power of two: exact).
+        const q = sparseProblem(dtype, X);
+        const a = q.args();
+        a[7] = true;
+        step(a);
+        step(a);
+        check(q.dW1.every((v, i) => v === 2 * p.dW1[i]), `${dtype} sparse ${what}: accumulated twice is not twice`);
+      }
+      b.setNumThreads(threads);
+    }
+    // NaN/±Infinity at every index of X, and in every entry of W1's unused row (column 7 of X is
+    // all zeros, so the sparse product never reads that row): a failure at the first Linear,
+    // nothing written.
+    const X = sparseData(dtype, Math.floor(0.15 * B * D), 76);
+    for (let k = 0; k < X.length; k += 3) {
+      const bad = [NaN, Infinity, -Infinity][k % 9 / 3];
+      const p = sparseProblem(dtype, X);
+      p.X[k] = bad;
+      const before = outputs(p);
+      const loss = step(p.args());
+      const st = b.stackStatus(p.h);
+      check(Number.isNaN(loss) && st[0] === b.codes.stage.forward && st[1] === 0 && outputs(p) === before, `${dtype} sparse ${bad} at X[${k}]: ${loss}, status ${st}`);
+    }
+    for (let j = 0; j < H; j++) {
+      const p = sparseProblem(dtype, X);
+      p.W1[7 * H + j] = [NaN, Infinity, -Infinity][j % 3];
+      const before = outputs(p);
+      const loss = step(p.args());
+      const st = b.stackStatus(p.h);
+      check(Number.isNaN(loss) && st[0] === b.codes.stage.forward && st[1] === 0 && outputs(p) === before, `${dtype} sparse W1[7, ${j}] non-finite in an unused row: ${loss}, status ${st}`);
+    }
+    // A dW1 that overflows: big x in eight rows of one column whose W1 row makes x·w ≈ 0.01; W2
+    // only in the label's column, so each row's dZ1 has one sign: dW1[50, h] ≈ 8·big·0.8·(1 − A1²).
+    {
+      const big = dtype === 'float64' ? 1e308 : 3e38;
+      const p = sparseProblem(dtype, X);
+      for (const i of [0, 1, 2, 4, 5, 6, 9, 30]) {
+        p.X[i * D + 50] = big;
+        p.y[i] = 2;
+      }
+      p.W1.fill(0.01 / big, 50 * H, 51 * H);
+      p.W2.fill(0);
+      for (let h = 0; h < H; h++) p.W2[h * SPARSE.C + 2] = -1;
+      const loss = step(p.args());
+      const st = b.stackStatus(p.h);
+      check(Number.isNaN(loss) && st[0] === b.codes.stage.grads && st[1] === 0, `${dtype} sparse dW1 overflowing: ${loss}, status ${st}`);
+    }
+  }
+  b.setSparseInput(true);
+  // X in a SharedArrayBuffer that a worker rewrites (rows flipped between zeros and dense, across
+  // the cap) during the calls: every call a finite loss, and nothing read or written outside.
+  {
+    const sab = new SharedArrayBuffer(8 * B * D);
+    const X = new Float64Array(sab);
+    const p = sparseProblem('float64', X);
+    p.X = X;
+    const w = new Worker(`
+      const { workerData } = require('node:worker_threads'); const X = new Float64Array(workerData.sab); const { B, D } = workerData;
+      for (let pass = 0; ; pass++) {
+        const first = pass % B, count = 1 + (pass * 7) % (B / 2);
+        for (let i = first; i < first + count && i < B; i++) X.fill(0.5 + (pass & 1), i * D, (i + 1) * D);
+        for (let i = 0; i < B; i++) X.fill(0, i * D, (i + 1) * D - 4);
+      }`, { eval: true, workerData: { sab, B, D } });
+    let finite = 0;
+    for (let i = 0; i < 2000; i++) finite += Number.isFinite(step(p.args())) ? 1 : 0;
+    await w.terminate();
+    check(finite === 2000, `sparse X rewritten by a worker: ${2000 - finite} calls of 2000 not finite`);
+  }
+  // gatherRows: valid, every index out of range, every bad argument.
+  {
+    const X = Float64Array.from({ length: 15 }, (_, i) => i);
+    const y = Int32Array.of(10, 11, 12, 13, 14);
+    const ok = () => [X, 3, Int32Array.of(4, 0, 2, 1, 3), 1, 2, new Float64Array(6), y, new Int32Array(2)];
+    const a = ok();
+    b.gatherRows(...a);
+    check(a[5].join() === '0,1,2,6,7,8' && a[7].join() === '10,12', `gatherRows: ${a[5]} ${a[7]}`);
+    for (const bad of [-1, 5, 2 ** 31 - 1, -(2 ** 31)]) mustRefuse(() => { const c = ok(); c[2][1] = bad; b.gatherRows(...c); }, `gatherRows order[1] = ${bad}`);
+    const names = ['X', 'D', 'order', 'start', 'B', 'Xb', 'y', 'yb'];
+    for (let i = 0; i < names.length; i++) {
+      for (const v of badValues(ok()[i])) {
+        const c = ok();
+        c[i] = v;
+        refusedOrReturns(() => b.gatherRows(...c), `gatherRows ${names[i]} = ${describeValue(v)}`);
+      }
+    }
+    for (const [start, B] of [[4, 2], [0, 6], [0.5, 1], [-1, 1], [2 ** 53, 1]]) mustRefuse(() => { const c = ok(); c[3] = start; c[4] = B; b.gatherRows(...c); }, `gatherRows start ${start} B ${B}`);
+    for (let n = 0; n < 8; n++) mustRefuse(() => b.gatherRows(...ok().slice(0, n)), `gatherRows with ${n} arguments`);
+    for (const v of [1, 'true', null, undefined]) mustRefuse(() => b.setSparseInput(v), `setSparseInput(${describeValue(v)})`);
+    check(b.getSparseInput() === true, 'getSparseInput after the refusals');
+  }
+  stillExact('after the sparse section');
+}
+
+// ---------------------------------------------------------------------------------------------
 section('3. worker threads');
 
 // Each worker prepares its own handle (an External belongs to the environment that made it).
@@ -592,6 +755,12 @@ async function leakLoops() {
   const exactSmall = exactOf(problem('float64', DIMS, toy.inputs));
   const exactMid = exactOf(randomProblem('float32', { B: 16, D: 24, H: 20, C: 5 }, 9, 'tanh', 'mean', true));
   const threads = b.getNumThreads();
+  const sparse = sparseProblem('float32', sparseData('float32', 300, 81));
+  const sparseBound = bind(sparse.bindArgs());
+  const pastCap = sparseProblem('float64', sparseData('float64', (SPARSE.B * SPARSE.D) / 4 - 1 - (SPARSE.D - 1), 82, 1));
+  const order = Int32Array.of(3, 0, 2, 1);
+  const gathered = new Float64Array(4 * DIMS.D);
+  const gatheredY = new Int32Array(4);
   const kinds = Int32Array.of(0, 2, 0);
   const widths = Int32Array.of(5, 10, 10, 3);
   const loops = [
@@ -619,6 +788,12 @@ async function leakLoops() {
     ['gemm', () => b.gemm(true, false, 20, 20, 20, 1, A, G, 0, Cg)],
     ['optimizerUpdate adam', () => b.optimizerUpdate(A, G, Am, Av, 3, 1e-3, 1, 0.9, 0.9, 0.999, 1e-8, 0)],
     ['optimizerUpdate nesterov float32', () => b.optimizerUpdate(A32, G32, Am32, null, 2, 1e-3, 2, 0.9, 0.9, 0.999, 1e-8, 0.01)],
+    ['stackForwardBackward, the sparse first layer', () => step(sparse.args())],
+    ['stackRun, the sparse first layer', () => run(sparse.runArgs(sparseBound))],
+    ['stackForwardBackward past the sparse cap by a row', () => step(pastCap.args())],
+    ['gatherRows', () => b.gatherRows(small.X, DIMS.D, order, 0, 4, gathered, small.y, gatheredY)],
+    ['refused: gatherRows index out of range', () => b.gatherRows(small.X, DIMS.D, Int32Array.of(0, 9, 1, 2), 0, 4, gathered, small.y, gatheredY)],
+    ['setSparseInput and getSparseInput', () => b.setSparseInput(b.getSparseInput())],
     ['getNumThreads', () => b.getNumThreads()],
     ['setNumThreads', () => b.setNumThreads(threads)],
     ['refused: no arguments', () => b.stackForwardBackward()],
@@ -641,6 +816,7 @@ async function leakLoops() {
 
 (async () => {
   await workers();
+  await sparseSection();
   await leakLoops();
   await finish('SANITIZE-OK', { fixtures: cases.length });
 })().catch((e) => {
