@@ -27,6 +27,16 @@ const REDUCTIONS: Reduction[] = ['mean', 'sum'];
 const wasmSkip = skipReason('wasm');
 const torchSkip = skipReason('torch');
 const THREADS = getNumThreads();
+/** Why the exact mode does not run here (it refuses this machine's ATen capability), or null. */
+const exactSkip = (() => {
+  try {
+    const b = coreBinding();
+    b.stackExact(b.stackPrepare(new Int32Array([0]), new Int32Array([2, 2]), false), true);
+    return null;
+  } catch (e) {
+    return `the exact mode refuses this machine: ${(e as Error).message}`;
+  }
+})();
 
 afterEach(() => {
   setSparseInput(true);
@@ -183,6 +193,8 @@ describe('1. the sparse first layer gives the bits of a sequential loop over the
             const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, old);
             expect(differing(got.Z, want.Z), `${what} Z, ${threads} thread(s)`).toBe(0);
             expect(differing(got.dW, want.dW), `${what} dW, ${threads} thread(s)`).toBe(0);
+            // The forward alone (forward, predict, evaluate) runs the same product.
+            expect(differing(seq.forward(X), want.Z), `${what} forward(), ${threads} thread(s)`).toBe(0);
           }
           setNumThreads(THREADS);
           const dense = withSparse(false, () => step(seq, X, y, 'native', old));
@@ -320,6 +332,18 @@ describe('3. path selection', () => {
       expect(differing(got.Z, want.Z) + differing(got.dW, want.dW)).toBe(0);
     });
 
+    it.skipIf(exactSkip)(`${dtype}: the exact mode never takes it (the same bits either way, not the default mode's)${exactSkip ? ` (skipped: ${exactSkip})` : ''}`, () => {
+      const [B, D, C] = [40, 300, 70];
+      const X = sparseX(dtype, B, D, 0.15, 14);
+      const y = randomLabels(B, 10, 15);
+      const seq = new Sequential([new Linear(D, C, { seed: 1, dtype }), new ReLU(), new Linear(C, 10, { seed: 2, dtype })]);
+      const on = seq.forwardBackward(X, y, { exact: true });
+      const off = withSparse(false, () => seq.forwardBackward(X, y, { exact: true }));
+      expect(Object.is(on.loss, off.loss)).toBe(true);
+      for (const k of Object.keys(on.grads)) expect(sameBits(on.grads[k], off.grads[k]), k).toBe(true);
+      expect(sameBits(on.grads.dW1, seq.forwardBackward(X, y).grads.dW1)).toBe(false);
+    });
+
     it(`${dtype}: an activation first → the dense path (bits of setSparseInput(false), not the loop's)`, () => {
       const [B, D, C] = [40, 300, 70];
       const X = sparseX(dtype, B, D, 0.15, 11);
@@ -390,18 +414,21 @@ describe('4. a NaN, an Infinity or an overflow fails alike on both paths', () =>
     ];
     for (const [what, spoil, stage] of cases) {
       it(`${dtype}: ${what}: the same error and stage, and nothing written when accumulating`, () => {
-        const seqs: string[] = [];
+        const errors: string[] = [];
         for (const on of [true, false]) {
           const s = setup();
           spoil(s);
-          expect(nonzeros(s.X.map((x) => (Number.isNaN(x) ? 1 : x)))).toBeLessThanOrEqual((B * D) / 4);
+          expect(nonzeros(s.X), 'at most a quarter nonzero (NaN counts)').toBeLessThanOrEqual((B * D) / 4);
           const e = withSparse(on, () => engineFailure(s.seq, s.X, s.y, 7));
           expect(e.failure, `setSparseInput(${on})`).toEqual(stage);
           expect(e.grads.every((g) => g.every((v) => v === 7)), `setSparseInput(${on}): nothing written`).toBe(true);
-          seqs.push(withSparse(on, () => outcome(() => s.seq.forwardBackward(s.X, s.y))));
+          errors.push(withSparse(on, () => outcome(() => s.seq.forwardBackward(s.X, s.y))));
+          errors.push(withSparse(on, () => outcome(() => s.seq.forward(s.X))));
         }
-        expect(seqs[0]).not.toBe('ok');
-        expect(seqs[0]).toBe(seqs[1]);
+        expect(errors[0]).not.toBe('ok');
+        expect(errors[1]).not.toBe('ok');
+        expect(errors[2]).toBe(errors[0]); // forwardBackward, dense
+        expect(errors[3]).toBe(errors[1]); // forward, dense
       });
     }
 
@@ -472,12 +499,16 @@ describe('5. X in a SharedArrayBuffer that another thread rewrites', () => {
       try {
         setNumThreads(threads);
         let ok = 0;
+        const seen = { sparse: 0, dense: 0 }; // X as sampled between calls: on both sides of the cap
         for (let i = 0; i < 3000; i++) {
+          if (i % 10 === 0) seen[nonzeros(X) <= (B * D) / 4 ? 'sparse' : 'dense']++;
           const r = seq.forwardBackward(X, y, { inputGrad: true });
           expect(Number.isFinite(r.loss)).toBe(true);
           ok++;
         }
         expect(ok).toBe(3000);
+        expect(seen.sparse, JSON.stringify(seen)).toBeGreaterThan(0);
+        expect(seen.dense, JSON.stringify(seen)).toBeGreaterThan(0);
       } finally {
         await worker.terminate();
         setNumThreads(THREADS);
