@@ -11,6 +11,8 @@
 // 5. X rewritten by another thread during the calls: no crash, a finite loss each time;
 // 6. setSparseInput's argument check; 7. a Trainer on sparse data against the torch backend's, and
 //    the native minibatch gather's index and dtype checks.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { coreBinding } from '../lib/binding';
@@ -27,6 +29,7 @@ const REDUCTIONS: Reduction[] = ['mean', 'sum'];
 const wasmSkip = skipReason('wasm');
 const torchSkip = skipReason('torch');
 const THREADS = getNumThreads();
+const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
 /** Why the exact mode does not run here (it refuses this machine's ATen capability), or null. */
 const exactSkip = (() => {
   try {
@@ -178,7 +181,7 @@ const SHAPES: [number, number, number][] = [
 describe('1. the sparse first layer gives the bits of a sequential loop over the nonzeros', () => {
   for (const dtype of DTYPES) {
     for (const accumulate of [false, true]) {
-      it(`${dtype}${accumulate ? ', accumulating into dW' : ''}: Z and dW at 1 and 2 threads; the dense path differs`, () => {
+      it(`${dtype}${accumulate ? ', accumulating into dW' : ''}: Z and dW at 1, 2, 5 and 17 threads; the dense path differs`, () => {
         let denseDiffers = 0;
         for (const [B, D, C] of SHAPES) {
           const what = `${dtype} B=${B} D=${D} C=${C}`;
@@ -187,7 +190,8 @@ describe('1. the sparse first layer gives the bits of a sequential loop over the
           const y = randomLabels(B, C, D);
           const seq = oneLinear(dtype, D, C, C);
           const old = accumulate ? typed(dtype, randomArray(D * C, 7, 3)) : null;
-          for (const threads of [1, 2]) {
+          // 5 and 17 threads: more helpers than cores, and more than the 16 parts a job is cut into.
+          for (const threads of [1, 2, 5, 17]) {
             setNumThreads(threads);
             const got = step(seq, X, y, 'native', old);
             const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, old);
@@ -515,6 +519,52 @@ describe('5. X in a SharedArrayBuffer that another thread rewrites', () => {
       }
     });
   }
+});
+
+describe("5b. Node threads sharing the helper pool (one per process): each step's bits, whoever holds the pool", () => {
+  it('the main thread and two workers run sparse steps at 2 threads at once: every result is its own sequential bits', async () => {
+    if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`npm run setup\` (workers need the compiled library)`);
+    const [B, D, C] = [64, 400, 70];
+    const problems = [0, 1, 2].map((p) => {
+      const X = sparseX('float32', B, D, 0.15, 90 + p);
+      const y = randomLabels(B, C, 93 + p);
+      const W = typed('float32', randomArray(D * C, 96 + p, 1 / Math.sqrt(D)));
+      const b = typed('float32', randomArray(C, 99 + p, 0.1));
+      const seq = new Sequential([new Linear(D, C, { W, b })], { loss: new SoftmaxCrossEntropy({ reduction: 'sum' }) });
+      return { X, y, W, b, seq };
+    });
+    setNumThreads(2);
+    // Each problem's bits, alone in the process (held to the loop in test 1).
+    const want = problems.map((p) => new Uint8Array(p.seq.forwardBackward(p.X, p.y).grads.dW1.slice().buffer));
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const h = require(workerData.dist);
+      const { B, D, C, X, y, W, b, want, n } = workerData;
+      const seq = new h.Sequential([new h.Linear(D, C, { W, b })], { loss: new h.SoftmaxCrossEntropy({ reduction: 'sum' }) });
+      let bad = 0;
+      for (let i = 0; i < n; i++) {
+        const g = seq.forwardBackward(X, y).grads.dW1;
+        if (Buffer.compare(Buffer.from(g.buffer, g.byteOffset, g.byteLength), Buffer.from(want)) !== 0) bad++;
+      }
+      parentPort.postMessage({ bad });`;
+    const n = 300;
+    const workers = [1, 2].map((i) => new Worker(code, { eval: true, workerData: { dist: DIST, B, D, C, X: problems[i].X, y: problems[i].y, W: problems[i].W, b: problems[i].b, want: want[i], n } }));
+    const done = workers.map((w) => new Promise<{ bad: number }>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    }));
+    try {
+      let bad = 0;
+      for (let i = 0; i < n; i++) {
+        const g = problems[0].seq.forwardBackward(problems[0].X, problems[0].y).grads.dW1;
+        if (!sameBits(new Uint8Array(g.buffer, g.byteOffset, g.byteLength), want[0])) bad++;
+      }
+      expect(bad, 'main thread').toBe(0);
+      expect((await Promise.all(done)).map((r) => r.bad)).toEqual([0, 0]);
+    } finally {
+      await Promise.all(workers.map((w) => w.terminate()));
+    }
+  });
 });
 
 // ---- 6. the switch ------------------------------------------------------------------------------
