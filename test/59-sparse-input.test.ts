@@ -3,12 +3,15 @@
 // and dW = Xᵀ·dZ are summed over X's nonzeros only, each output in one fixed order. Held here to
 // truths that share no code with it:
 // 1. the bits of a plain sequential loop written below (float64; Math.fround at every operation for
-//    float32), at 1 and 2 threads and on wasm; the dense path (setSparseInput(false)) differs from
-//    that loop, so the comparison shows which path ran;
+//    float32), for the step and forward(), at 1, 2, 5 and 17 threads and on wasm; the dense path
+//    (setSparseInput(false)) differs from that loop, so the comparison shows which path ran;
 // 2. LibTorch autograd (float64) on deeper nets, within test/05's bound for two summation orders;
-// 3. which path runs: just above a quarter nonzero, a product of 4096 or less, an activation first;
-// 4. failures (NaN/±Infinity in X, W, an overflowing dW) worded and staged as on the dense path;
-// 5. X rewritten by another thread during the calls: no crash, a finite loss each time;
+// 3. which path runs: a quarter nonzero and one more, −0 not counted, a product of 4096 or less
+//    (there the dense loops sum in the same order: it holds the toy sizes' bits, it cannot tell the
+//    paths apart), an activation first, the exact mode;
+// 4. failures (NaN/±Infinity in X, W, b, an overflowing dW) worded and staged as on the dense path;
+// 5. X rewritten by another thread during the calls: no crash, a finite loss each time; 5b. Node
+//    threads sharing the helper pool;
 // 6. setSparseInput's argument check; 7. a Trainer on sparse data against the torch backend's, and
 //    the native minibatch gather's index and dtype checks.
 import { existsSync } from 'node:fs';
