@@ -69,11 +69,15 @@ export interface CoreBinding {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
   ): void;
-  /** One optimizer step on one tensor in place (kind: 0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw); whether every value written is finite. */
+  /**
+   * One optimizer step on one tensor in place (kind: 0 sgd, 1 momentum, 2 nesterov, 3 adam, 4 adamw); whether every value written is finite.
+   * With savedW, the values before the step are copied into savedW/savedM/savedV/savedVmax (one for each slot the step has) as they are overwritten.
+   */
   optimizerUpdate(
     W: FloatArray, g: FloatArray, m: FloatArray | null, v: FloatArray | null, kind: number,
     lr: number, t: number, momentum: number, beta1: number, beta2: number, epsilon: number, weightDecay: number,
     dampening?: number, vmax?: FloatArray | null,
+    savedW?: FloatArray | null, savedM?: FloatArray | null, savedV?: FloatArray | null, savedVmax?: FloatArray | null,
   ): boolean;
   /** LibTorch's CPU kernel set as ATen picks it here (ATEN_CPU_CAPABILITY, else AVX2 where the CPU has AVX2 and FMA): whether its add(alpha)/addcmul fuse. */
   atenCapability(): 'DEFAULT' | 'AVX2' | 'AVX512';

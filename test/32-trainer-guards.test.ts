@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { initParams, Trainer, xor } from '../lib';
 import { saveSafetensors } from '../lib/io/safetensors';
 import type { TensorInput } from '../lib/io/safetensors';
+import type { TrainState } from '../lib/train/state';
 import { describeBackends, readSafetensorsFile, sameBits, thrown } from './helpers';
 
 const params = () => initParams({ D: 2, H: 8, C: 2 }, { seed: 0 });
@@ -129,6 +130,32 @@ describeBackends('a non-finite update stops training with the last finite weight
     const e = thrown(() => t.step(new Float32Array([1e8, -1e8, 3e7, 2e8]), [0, 1]));
     expect(e.message).toMatch(/after the update of step 1 for (W1|b1|W2|b2) but received -?Infinity/);
     for (const k of ['W1', 'b1', 'W2', 'b2'] as const) expect(sameBits(t.params[k], p[k])).toBe(true);
+  });
+
+  it('Adam with AMSGrad: the update of step 3 overflows v; W, m, v and vmax are those after step 2', () => {
+    // The C++ rule copies each value into the step's saved buffers in its own loop (optimizerUpdate's
+    // savedW…savedVmax): every slot must come back, or the next step would differ from the reference's.
+    // Step 3's gradient (~1e300) squares past the float64 range: v = Infinity, caught by the update.
+    const make = () => new Trainer(params(), { optimizer: 'adam', amsgrad: true, lr: 0.01, batchSize: 2, backend });
+    const t = make();
+    const ref = make();
+    const small = new Float64Array([1e-12, 2e-12, -1e-12, 3e-12]);
+    for (const u of [t, ref]) {
+      u.step(small, [0, 1]);
+      u.step(small, [1, 0]);
+    }
+    const e = thrown(() => t.step(new Float64Array([1e300, 1, 1e300, 1]), [0, 1]));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(t.steps).toBe(2);
+    const next = new Float64Array([0.5, -0.25, 0.125, 1]);
+    t.step(next, [1, 1]);
+    ref.step(next, [1, 1]);
+    for (const k of ['W1', 'b1', 'W2', 'b2'] as const) expect(sameBits(t.params[k], ref.params[k])).toBe(true);
+    // The optimizer state is private: the test looks inside, as bench/train.ts does.
+    const slots = (u: Trainer) => (u as unknown as { state: TrainState }).state.slots;
+    for (const k of ['W1', 'b1', 'W2', 'b2'] as const) {
+      for (const slot of ['m', 'v', 'vmax'] as const) expect(sameBits(slots(t)[k][slot]!, slots(ref)[k][slot]!), `${k}.${slot}`).toBe(true);
+    }
   });
 
   it('Adam with ε = 0 and a gradient that is zero from the start: 0/0 is caught, not written', () => {

@@ -8,9 +8,10 @@
 // cannot be undone exactly in floating point (W − lr·g + lr·g is not W), and a dry run that
 // computes every new value before writing any costs a second pass of the update's arithmetic
 // (Adam's square root and division: as much again as the update). A copy of W, m and v is a
-// memcpy (TypedArray.set), the cheapest pass over the memory there is; the finiteness test rides
-// in the update loop itself (lib/train/optimizer.ts, native/core/optimizer.h), and the copy is read
-// back only on a failing step (or by the caller's thread, if the worker died inside one).
+// memcpy (TypedArray.set), the cheapest pass over the memory there is — or, in C++, a store in the
+// update's own loop; the finiteness test rides in the update loop itself (lib/train/optimizer.ts,
+// native/core/optimizer.h), and the copy is read back only on a failing step (or by the caller's
+// thread, if the worker died inside one).
 import { coreBinding } from '../binding';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
@@ -41,13 +42,19 @@ export function applyUpdate(s: TrainState, lr: number, advance?: () => void): vo
       const k = s.names[i];
       const slot = s.slots[k];
       const b = s.before.tensors[k];
-      b.W.set(s.params[k]);
-      if (slot.m) b.m!.set(slot.m);
-      if (slot.v) b.v!.set(slot.v);
-      if (slot.vmax) b.vmax!.set(slot.vmax);
-      Atomics.store(s.control, TOUCHED, i + 1); // from here on tensor i may differ from its copy
+      if (!core) {
+        b.W.set(s.params[k]);
+        if (slot.m) b.m!.set(slot.m);
+        if (slot.v) b.v!.set(slot.v);
+        if (slot.vmax) b.vmax!.set(slot.vmax);
+      }
+      // From here on tensor i may differ from its copy. The C++ rule copies each value into b in
+      // the same loop, just before overwriting it: one native call runs whole (a worker's
+      // terminate() waits for it), so by the time anything can read b it holds the whole tensor.
+      Atomics.store(s.control, TOUCHED, i + 1);
       const finite = core
-        ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay, o.dampening, slot.vmax ?? null)
+        ? core.optimizerUpdate(s.params[k], s.grads[k], slot.m, slot.v, OPTIMIZER_CODE[o.name], lr, t, o.momentum, o.beta1, o.beta2, o.epsilon, o.weightDecay, o.dampening, slot.vmax ?? null,
+          b.W, b.m, b.v, b.vmax)
         : update(o, s.params[k], s.grads[k], slot, lr, t, fused);
       if (!finite) failed = i;
     }

@@ -42,7 +42,9 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 }
 
 // optimizerUpdate(W, g, m|null, v|null, kind, lr, t, momentum, beta1, beta2, epsilon, weightDecay
-//                 [, dampening[, vmax|null]]): one Trainer step on one tensor, in place. m is needed
+//                 [, dampening[, vmax|null[, savedW, savedM|null, savedV|null, savedVmax|null]]]): one
+// Trainer step on one tensor, in place; with savedW, the values before the step are copied into the
+// saved buffers (each the tensor's length, one for each slot the step has) as they are overwritten. m is needed
 // from momentum on, v for Adam/AdamW; vmax (AMSGrad's largest v) turns AMSGrad on; dampening is
 // SGD's (default 0). Returns whether every value written is finite (the Trainer undoes the step
 // when not).
@@ -69,12 +71,21 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   T* v = needV ? arg<typedValue<T>>(info, 3, "v", n) : nullptr;
   const bool amsgrad = needV && info.Length() > 13 && !info[13].IsNull() && !info[13].IsUndefined();
   T* vmax = amsgrad ? arg<typedValue<T>>(info, 13, "vmax", n) : nullptr;
-  const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}, {vmax, n * sizeof(T), "vmax"}};
-  requireDisjoint(env, spans, 5, 1);
+  Saved<T> saved;
+  const Napi::Value savedW = argOrUndefined(info, 14);
+  if (!savedW.IsUndefined() && !savedW.IsNull()) {
+    saved.W = arg<typedValue<T>>(info, 14, "savedW", n);
+    if (m) saved.m = arg<typedValue<T>>(info, 15, "savedM", n);
+    if (v) saved.v = arg<typedValue<T>>(info, 16, "savedV", n);
+    if (vmax) saved.vmax = arg<typedValue<T>>(info, 17, "savedVmax", n);
+  }
+  const Span spans[] = {{g, n * sizeof(T), "g"}, {W, n * sizeof(T), "W"}, {m, n * sizeof(T), "m"}, {v, n * sizeof(T), "v"}, {vmax, n * sizeof(T), "vmax"},
+                        {saved.W, n * sizeof(T), "savedW"}, {saved.m, n * sizeof(T), "savedM"}, {saved.v, n * sizeof(T), "savedV"}, {saved.vmax, n * sizeof(T), "savedVmax"}};
+  requireDisjoint(env, spans, 9, 1);
   OptimizerConfig c{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]};
   c.dampening = nums[7];
   c.amsgrad = amsgrad;
-  const bool finite = optimizerUpdate(c, W, g, m, v, vmax, n, nums[1]);
+  const bool finite = optimizerUpdate(c, W, g, m, v, vmax, n, nums[1], saved);
   return Napi::Boolean::New(env, finite);
 }
 

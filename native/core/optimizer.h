@@ -78,8 +78,18 @@ inline T addcmul(T a, T value, T t1, T t2) {
 // dtype, which is how ATen applies a Scalar to a float tensor. Rounding β to float and subtracting
 // in float instead (1f − 0.999f = 0.00099998713, torch's 0.00100000005) drifted the f32 update to
 // 50 eps of torch.optim in ten steps.
-template <bool Fused, typename T>
-inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
+// Where the values before the step go (Keep): W, and m, v, vmax where the optimizer has them. Each is
+// copied in the loop that overwrites it, the element just before its write — one pass over the
+// tensor where a copy first (TypedArray.set) and the update after it were two (lib/train/update.ts:
+// the all-or-nothing step puts these back when a value written is not finite).
+template <typename T>
+struct Saved {
+  T *W = nullptr, *m = nullptr, *v = nullptr, *vmax = nullptr;
+};
+
+template <bool Fused, bool Keep, typename T>
+inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t,
+                                                               const Saved<T>& saved) {
   const T negLr = T(-c.lr), wd = T(c.weightDecay);
   // Read once into locals: a store to W[i] could alias c as far as the compiler knows, so a test of
   // c.weightDecay inside a loop is re-read every element, and that branch kept the loops scalar.
@@ -89,6 +99,7 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
     case Optimizer::Sgd:
       // torch: d = g.add(W, alpha=wd); W.add_(d, alpha=−lr)
       for (size_t i = 0; i < n; ++i) {
+        if constexpr (Keep) saved.W[i] = W[i];
         W[i] = addAlpha<Fused>(W[i], negLr, !hasDecay ? g[i] : addAlpha<Fused>(g[i], wd, W[i]));
         carry |= exponentCarry(W[i]);
       }
@@ -98,6 +109,10 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
       const T mu = T(c.momentum), keep = T(1 - c.dampening);
       const bool nesterov = c.kind == Optimizer::Nesterov;
       for (size_t i = 0; i < n; ++i) {
+        if constexpr (Keep) {
+          saved.W[i] = W[i];
+          saved.m[i] = m[i];
+        }
         const T gi = !hasDecay ? g[i] : addAlpha<Fused>(g[i], wd, W[i]);
         // torch: buf = g on the first step, then buf.mul_(μ).add_(g, alpha=1 − dampening)
         m[i] = t == 1 ? gi : addAlpha<Fused>(T(mu * m[i]), keep, gi);
@@ -115,6 +130,12 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
       const T decay = T(1 - c.lr * c.weightDecay);
       const bool decoupled = c.kind == Optimizer::AdamW;
       for (size_t i = 0; i < n; ++i) {
+        if constexpr (Keep) {
+          saved.W[i] = W[i];
+          saved.m[i] = m[i];
+          saved.v[i] = v[i];
+          if (vmax) saved.vmax[i] = vmax[i];
+        }
         if (decoupled && hasDecay) W[i] *= decay;  // torch: W.mul_(1 − lr·wd)
         const T gi = !decoupled && hasDecay ? addAlpha<Fused>(g[i], wd, W[i]) : g[i];
         m[i] = addAlpha<Fused>(T(b1 * m[i]), a1, gi);          // m.mul_(β1).add_(g, alpha=1 − β1)
@@ -136,26 +157,30 @@ inline __attribute__((always_inline)) bool optimizerUpdateBody(const OptimizerCo
 // The same loops compiled for FMA hardware: std::fma becomes one vfmadd (and the loops vectorize)
 // instead of a libm call per element. Chosen at run time, so the addon still loads on an x86-64
 // without FMA, where libm's fma gives the same bits, slower.
-template <bool Fused, typename T>
-__attribute__((target("avx2,fma"))) bool optimizerUpdateFma(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
-  return optimizerUpdateBody<Fused>(c, W, g, m, v, vmax, n, t);
+template <bool Fused, bool Keep, typename T>
+__attribute__((target("avx2,fma"))) bool optimizerUpdateFma(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t,
+                                                            const Saved<T>& saved) {
+  return optimizerUpdateBody<Fused, Keep>(c, W, g, m, v, vmax, n, t, saved);
 }
 #endif
 
 // The kernel set is ATen's choice as the exact mode sees it (the same function), read at every
 // call as exact::atenCapability reads ATEN_CPU_CAPABILITY: one getenv per tensor and step.
-template <bool Fused, typename T>
-bool optimizerUpdateAs(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
+template <bool Fused, bool Keep, typename T>
+bool optimizerUpdateAs(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t, const Saved<T>& saved) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) return optimizerUpdateFma<Fused>(c, W, g, m, v, vmax, n, t);
+  if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) return optimizerUpdateFma<Fused, Keep>(c, W, g, m, v, vmax, n, t, saved);
 #endif
-  return optimizerUpdateBody<Fused>(c, W, g, m, v, vmax, n, t);
+  return optimizerUpdateBody<Fused, Keep>(c, W, g, m, v, vmax, n, t, saved);
 }
 
+// saved.W null: nothing is copied. Otherwise saved has a buffer of n for W and for each of m, v,
+// vmax that is given.
 template <typename T>
-bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t) {
-  return exact::atenCapability() == exact::Capability::Default ? optimizerUpdateAs<false>(c, W, g, m, v, vmax, n, t)
-                                                               : optimizerUpdateAs<true>(c, W, g, m, v, vmax, n, t);
+bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t, const Saved<T>& saved = {}) {
+  const bool fused = exact::atenCapability() != exact::Capability::Default;
+  if (saved.W) return fused ? optimizerUpdateAs<true, true>(c, W, g, m, v, vmax, n, t, saved) : optimizerUpdateAs<false, true>(c, W, g, m, v, vmax, n, t, saved);
+  return fused ? optimizerUpdateAs<true, false>(c, W, g, m, v, vmax, n, t, saved) : optimizerUpdateAs<false, false>(c, W, g, m, v, vmax, n, t, saved);
 }
 
 }  // namespace hg
