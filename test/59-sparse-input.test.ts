@@ -215,6 +215,32 @@ describe('1. the sparse first layer gives the bits of a sequential loop over the
     }
   }
 
+  for (const dtype of DTYPES) {
+    it(`${dtype}: subnormal x and products keep their bits on every thread (nothing flushes to zero)`, () => {
+      const [B, D, C] = [40, 300, 70];
+      const tiny = dtype === 'float64' ? 1e-310 : 1e-40;
+      const smallest = dtype === 'float64' ? 2 ** -1022 : 2 ** -126;
+      const X = sparseX(dtype, B, D, 0.15, 17);
+      for (let i = 0; i < X.length; i += 2) X[i] *= tiny; // half the nonzeros subnormal
+      const y = randomLabels(B, C, 18);
+      const seq = oneLinear(dtype, D, C, 19);
+      for (let k = 0; k < D; k += 3) for (let j = 0; j < C; j++) seq.params.W1[k * C + j] *= 1e-10;
+      let subnormal = 0;
+      for (let i = 0; i < X.length; i++) subnormal += X[i] !== 0 && Math.abs(X[i]) < smallest ? 1 : 0;
+      expect(subnormal).toBeGreaterThan(100);
+      const backends: ('native' | 'wasm')[] = wasmSkip ? ['native'] : ['native', 'wasm'];
+      for (const backend of backends) {
+        for (const threads of backend === 'native' ? [1, 2, 5] : [THREADS]) {
+          setNumThreads(threads);
+          const got = step(seq, X, y, backend, null);
+          const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, null);
+          expect(differing(got.Z, want.Z), `${backend} Z, ${threads} thread(s)`).toBe(0);
+          expect(differing(got.dW, want.dW), `${backend} dW, ${threads} thread(s)`).toBe(0);
+        }
+      }
+    });
+  }
+
   describe.skipIf(wasmSkip)(backendTitle("the WebAssembly build: the loop's bits, whatever setSparseInput says", 'wasm', wasmSkip), () => {
     for (const dtype of DTYPES) {
       it(`${dtype}: Z and dW, with and without accumulate`, () => {
@@ -413,6 +439,7 @@ describe('4. a NaN, an Infinity or an overflow fails alike on both paths', () =>
     })();
     const cases: [string, (s: ReturnType<typeof setup>) => void, StepFailure][] = [
       ['NaN in X', (s) => { s.X[2 * D + usedRow] = NaN; }, { stage: 'forward', layer: 0 }],
+      ['NaN in X, past the row\'s last whole vector', (s) => { s.X[2 * D + D - 1] = NaN; }, { stage: 'forward', layer: 0 }],
       ['−Infinity in X', (s) => { s.X[7 * D + 40] = -Infinity; }, { stage: 'forward', layer: 0 }],
       ['+Infinity in a row of W1 that no nonzero x multiplies (an all-zero column of X)', (s) => { s.seq.params.W1[zeroCol * C + 5] = Infinity; }, { stage: 'forward', layer: 0 }],
       ['NaN in a row of W1 that only −0s multiply', (s) => { s.seq.params.W1[18 * C + C - 1] = NaN; }, { stage: 'forward', layer: 0 }],
