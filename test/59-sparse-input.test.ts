@@ -3,8 +3,9 @@
 // and dW = Xᵀ·dZ are summed over X's nonzeros only, each output in one fixed order. Held here to
 // truths that share no code with it:
 // 1. the bits of a plain sequential loop written below (float64; Math.fround at every operation for
-//    float32), for the step and forward(), at 1, 2, 5 and 17 threads and on wasm; the dense path
-//    (setSparseInput(false)) differs from that loop, so the comparison shows which path ran;
+//    float32), for the step and forward(), subnormals included, at 1, 2, 5 and 17 threads and on
+//    wasm; the dense path (setSparseInput(false)) differs from that loop, so the comparison shows
+//    which path ran;
 // 2. LibTorch autograd (float64) on deeper nets, within test/05's bound for two summation orders;
 // 3. which path runs: a quarter nonzero and one more, −0 not counted, a product of 4096 or less
 //    (there the dense loops sum in the same order: it holds the toy sizes' bits, it cannot tell the
