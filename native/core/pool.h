@@ -3,14 +3,15 @@
 // A job is cut into parts that the caller and the helpers claim with one atomic add each; a part
 // is a fixed range of outputs, so which thread computes it never changes its bits. A caller that
 // finds the pool busy (another Node thread's step) runs every part itself.
-// Between jobs a helper polls a bounded while (about 0.2 ms, as OpenBLAS's threads do) before it
-// sleeps, so the parts of one step's back-to-back kernels skip the wake-ups and an idle process
-// sleeps. Native builds only: the WebAssembly build runs the parts in turn (HG_NO_THREADS).
+// Between jobs a helper sleeps (a condition variable). Polling first, as OpenBLAS's threads do,
+// measured no faster on the 2-core VM (MNIST epochs, 0, 0.1 and 1 ms of polling alternated): the
+// pollers competed with OpenBLAS's own for the second core. A helper that wakes late costs only
+// its share, since the caller claims parts as well. Native builds only: the WebAssembly build runs
+// the parts in turn (sparse.h).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -80,11 +81,7 @@ class Pool {
   void helper() {
     uint64_t seen = generation();
     for (;;) {
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(1000);
-      // Yielding while it polls: OpenBLAS's threads, polling the same way after their GEMMs, get
-      // the core whenever they have work (two pure spinners on two cores halved both pools).
-      while (generation() == seen && std::chrono::steady_clock::now() < until) std::this_thread::yield();
-      if (generation() == seen) {
+      {
         std::unique_lock<std::mutex> g(sleep_);
         wake_.wait(g, [&] { return generation() != seen; });
       }
