@@ -672,5 +672,12 @@ describe('7. training on sparse data', () => {
     expect(() => g(X, 3, order, 0, 1, Xb, Float64Array.from(labels) as never, yb)).toThrow(TypeError);
     expect(() => g(X, 3, order, 0, 1, Xb, labels, new Uint32Array(2) as never)).toThrow(TypeError);
     expect(() => g(Array.from(X) as never, 3, order, 0, 1, Xb, labels, yb)).toThrow(TypeError);
+    // Outputs that share memory with an input (the copy would read rows it already overwrote).
+    expect(() => g(X, 3, order, 0, 2, X.subarray(3, 9), labels, yb)).toThrow(/Expected Xb not to share memory with X/);
+    expect(() => g(X, 3, order, 0, 2, Xb, labels, labels.subarray(1, 3))).toThrow(/Expected yb not to share memory with y/);
+    const both = new Int32Array(7);
+    both.set(order);
+    expect(() => g(X, 3, both.subarray(0, 5), 0, 2, Xb, labels, both.subarray(5, 7))).not.toThrow();
+    expect(() => g(X, 3, both.subarray(0, 5), 0, 2, Xb, labels, both.subarray(4, 6))).toThrow(/Expected yb not to share memory with order/);
   });
 });

@@ -117,6 +117,9 @@ Napi::Value gatherRowsT(const Napi::CallbackInfo& info) {
   if (!(start >= 0 && std::floor(start) == start && start + double(B) <= double(o.length)))
     throwRange(env, "Expected start and B within order");
   if (xb.length < B * D || yb.length < B) throwRange(env, "Expected Xb of at least B·D elements and yb of B");
+  const Span spans[] = {{x.data, x.length * sizeof(T), "X"}, {o.data, o.length * sizeof(int32_t), "order"}, {y.data, y.length * sizeof(int32_t), "y"},
+                        {xb.data, B * D * sizeof(T), "Xb"}, {yb.data, B * sizeof(int32_t), "yb"}};
+  requireDisjoint(env, spans, 5, 3);
   const T* X = static_cast<const T*>(x.data);
   const int32_t* order = static_cast<const int32_t*>(o.data) + size_t(start);
   T* Xb = static_cast<T*>(xb.data);

@@ -43,7 +43,8 @@ class Pool {
       const uint64_t generation = (p->claim_.load(std::memory_order_relaxed) >> 32) + 1;
       p->claim_.store(generation << 32 | uint64_t(parts) << 24, std::memory_order_release);
     }
-    p->wake_.notify_all();
+    // As many helpers as the job wants (the pool keeps those a larger thread count started).
+    for (int i = 1; i < std::min(threads, parts); ++i) p->wake_.notify_one();
     p->work();
     while (p->done_.load(std::memory_order_acquire) < parts) std::this_thread::yield();
   }
