@@ -101,10 +101,10 @@ SparseInput<T> sparseInputOf(const Layout& l, T* ws) {
   return {ints(l.rowStart), ints(l.cols), ws + l.vals, ints(l.colStart), ints(l.rows), ws + l.colVals, l.sparseCap};
 }
 
-// The sparse kernels' threads: OpenBLAS's count (setNumThreads sets both); one in the builds with
-// another GEMM (WebAssembly, the sanitizer's bounds probe).
+// The sparse kernels' threads: OpenBLAS's count (setNumThreads sets both; the sanitizer's bounds
+// probe wraps the same blas.h); one in the WebAssembly build, whose GEMM has no OpenBLAS.
 inline int sparseThreads() {
-#ifdef HG_GEMM_HEADER
+#ifdef __wasm__
   return 1;
 #else
   return blasThreads();
