@@ -147,7 +147,7 @@ describe('the core addon in worker_threads', () => {
       for (const r of results) {
         expect(r.keys).toEqual([
           'atenCapability',
-          'codes', 'gemm', 'getNumThreads', 'optimizerUpdate', 'setNumThreads',
+          'codes', 'gatherRows', 'gemm', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setNumThreads', 'setSparseInput',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',
         ]);
         expect(r.out).toEqual([19, 22, 43, 50]);
