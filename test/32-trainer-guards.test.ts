@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { initParams, Trainer, xor } from '../lib';
+import { initParams, Trainer, xor, type TrainerOptions } from '../lib';
 import { saveSafetensors } from '../lib/io/safetensors';
 import type { TensorInput } from '../lib/io/safetensors';
 import type { TrainState } from '../lib/train/state';
@@ -91,8 +91,9 @@ const big = () => {
 };
 
 describeBackends('a non-finite update stops training with the last finite weights in place', (backend) => {
-  it('step: the update of step 3 overflows; weights and optimizer state are those after step 2', () => {
-    const make = () => new Trainer(params(), { optimizer: 'momentum', lr: 1e10, batchSize: 2, backend });
+  /** Two Trainers take the same two small steps; t is then given a third whose update overflows. */
+  const overflowAtStep3 = (opts: TrainerOptions) => {
+    const make = () => new Trainer(params(), { ...opts, batchSize: 2, backend });
     const t = make();
     const ref = make(); // the same two steps, never given the third
     const small = new Float64Array([1e-12, 2e-12, -1e-12, 3e-12]);
@@ -100,7 +101,11 @@ describeBackends('a non-finite update stops training with the last finite weight
       u.step(small, [0, 1]);
       u.step(small, [1, 0]);
     }
-    const e = thrown(() => t.step(new Float64Array([1e300, 1, 1e300, 1]), [0, 1]));
+    return { t, ref, e: thrown(() => t.step(new Float64Array([1e300, 1, 1e300, 1]), [0, 1])) };
+  };
+
+  it('step: the update of step 3 overflows; weights and optimizer state are those after step 2', () => {
+    const { t, ref, e } = overflowAtStep3({ optimizer: 'momentum', lr: 1e10 });
     expect(e).toBeInstanceOf(RangeError);
     expect(e.message).toMatch(/^Expected finite values after the update of step 3 for (W1|b1|W2|b2) but received -?Infinity|NaN at index \d+/);
     expect(t.steps).toBe(2);
@@ -136,15 +141,7 @@ describeBackends('a non-finite update stops training with the last finite weight
     // The C++ rule copies each value into the step's saved buffers in its own loop (optimizerUpdate's
     // savedW…savedVmax): every slot must come back, or the next step would differ from the reference's.
     // Step 3's gradient (~1e300) squares past the float64 range: v = Infinity, caught by the update.
-    const make = () => new Trainer(params(), { optimizer: 'adam', amsgrad: true, lr: 0.01, batchSize: 2, backend });
-    const t = make();
-    const ref = make();
-    const small = new Float64Array([1e-12, 2e-12, -1e-12, 3e-12]);
-    for (const u of [t, ref]) {
-      u.step(small, [0, 1]);
-      u.step(small, [1, 0]);
-    }
-    const e = thrown(() => t.step(new Float64Array([1e300, 1, 1e300, 1]), [0, 1]));
+    const { t, ref, e } = overflowAtStep3({ optimizer: 'adam', amsgrad: true, lr: 0.01 });
     expect(e).toBeInstanceOf(RangeError);
     expect(t.steps).toBe(2);
     const next = new Float64Array([0.5, -0.25, 0.125, 1]);
