@@ -396,6 +396,18 @@ describe('3. path selection', () => {
       expect(differing(on.Z, want.Z) + differing(on.dW, want.dW)).toBeGreaterThan(0);
     });
   }
+
+  it('a first layer too wide for the room of a quarter of X: the dense path, never a workspace refused on its account', () => {
+    // in = 2^26 features (float32): two B×in gradient buffers take 2·B·2^26 of the 2^32 − 1 elements
+    // a workspace may hold, so B = 31 fits without the sparse region (cap = B·in/4) and not with it.
+    const b = coreBinding();
+    const handle = b.stackPrepare(Int32Array.of(LAYER_CODE.linear, LAYER_CODE.relu, LAYER_CODE.linear), Int32Array.of(2 ** 26, 4, 4, 2), true);
+    const total = (B: number) => b.stackLayout(handle, B).at(-2)!;
+    expect(total(31)).toBeLessThanOrEqual(2 ** 32 - 1);
+    expect(total(31)).toBeLessThan(2 * 31 * 2 ** 26 + 2 ** 20); // the gradient buffers and the small tensors: no sparse region
+    expect(total(8)).toBeGreaterThan(2 * 8 * 2 ** 26 + 8 * 2 ** 26 / 4); // where it fits, the region is there
+    expect(() => b.stackLayout(handle, 33)).toThrow(/fits in a typed array/); // past the limit without it too
+  });
 });
 
 // ---- 4. failures alike on both paths ------------------------------------------------------------

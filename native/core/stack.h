@@ -83,13 +83,20 @@ bool stackLayout(const Net& n, uint64_t B, O* outputs, Layout* l) {
         take(ints(B), 1, &l->labels) && take(1, C, &l->weight) &&
         take(B, C, &l->targets) && take(B, 1, &l->gradOutput) && take(B, 1, &l->losses)))
     return false;
-  // B·in < 2^62: each factor is below 2^31. Without a Linear first, the region is empty.
-  const uint64_t in = uint64_t(n.widths[0]), cap = n.kinds[0] == LayerKind::Linear ? B * in / kSparseShare : 0;
+  // The sparse region, when the first layer is a Linear and the region fits: its positions are
+  // int32 (cap + in below 2^31) and the whole workspace within kMaxElements. A net too wide for it
+  // runs the dense path, as before the region existed — never a workspace refused on its account.
+  // B·in < 2^62: each factor is below 2^31.
+  const uint64_t in = uint64_t(n.widths[0]), before = at;
+  uint64_t cap = n.kinds[0] == LayerKind::Linear ? B * in / kSparseShare : 0;
+  if (cap + in > uint64_t(0x7fffffff)) cap = 0;
+  if (cap == 0 || !(take(1, ints(B + 1), &l->rowStart) && take(1, ints(cap + in), &l->cols) && take(1, cap + in, &l->vals) &&
+                    take(1, ints(in + 1), &l->colStart) && take(1, ints(cap), &l->rows) && take(1, cap, &l->colVals))) {
+    at = before;
+    cap = 0;
+    l->rowStart = l->cols = l->vals = l->colStart = l->rows = l->colVals = before;
+  }
   l->sparseCap = cap;
-  if (!(take(1, ints(cap == 0 ? 0 : B + 1), &l->rowStart) && take(1, ints(cap == 0 ? 0 : cap + in), &l->cols) &&
-        take(1, cap == 0 ? 0 : cap + in, &l->vals) && take(1, ints(cap == 0 ? 0 : in + 1), &l->colStart) &&
-        take(1, ints(cap), &l->rows) && take(1, cap, &l->colVals)))
-    return false;
   l->total = at;
   return true;
 }
