@@ -16,7 +16,15 @@ import type { Dtype, FloatArray } from '../lib/types';
 import { timeGemms } from './peak';
 import { startTorchPeer, torchPeerSkipReason } from './torchpeer';
 
-const ROUNDS = 3;
+/** Alternated rounds per dtype: HANDGRAD_BENCH_ROUNDS (a positive integer), default 3. */
+const ROUNDS = rounds(process.env.HANDGRAD_BENCH_ROUNDS);
+
+function rounds(setting: string | undefined): number {
+  if (setting === undefined) return 3;
+  const n = Number(setting);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 100)) throw new RangeError(`Expected an integer in [1, 100] for HANDGRAD_BENCH_ROUNDS but received "${setting}"`);
+  return n;
+}
 const [D, H, C, BATCH, LR] = [784, 256, 10, 128, 0.1];
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1];
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
