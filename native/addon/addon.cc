@@ -154,7 +154,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// sparseInput() → whether a mostly-zero X takes the sparse first layer; setSparseInput(on).
+// getSparseInput() → whether a mostly-zero X takes the sparse first layer; setSparseInput(on).
 Napi::Value GetSparseInput(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), sparseInputOn());
 }

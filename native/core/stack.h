@@ -130,22 +130,22 @@ void linearForward(int B, int in, int out, const T* A, const T* W, const T* b, T
 // (PyTorch's .grad); betaA is 1 only for an accumulated dX.
 // db is left alone when null: the activation above summed it while masking dZ (activationBackwardSum).
 // sparse (the first layer's input compressed by the forward) gives dW from A's nonzeros alone,
-// checked as it is written (*dWNonFinite set when it has a NaN or ±Infinity).
+// checked as it is written: the return says whether that dW has a NaN or ±Infinity (always false
+// on the dense path, whose dW gradsStatus scans).
 template <typename T>
-void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
-                    bool accumulate, T* dA, T betaA, const SparseInput<T>* sparse = nullptr, bool* dWNonFinite = nullptr) {
-  if (sparse) {
-    if (sparseWeightGrad(size_t(in), size_t(out), *sparse, dZ, dW, accumulate, sparseThreads())) *dWNonFinite = true;
-  } else {
-    gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
-  }
+bool linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
+                    bool accumulate, T* dA, T betaA, const SparseInput<T>* sparse = nullptr) {
+  bool nonFinite = false;
+  if (sparse) nonFinite = sparseWeightGrad(size_t(in), size_t(out), *sparse, dZ, dW, accumulate, sparseThreads());
+  else gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
   if (db) sumRows(dZ, db, size_t(B), size_t(out), accumulate);
   if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
+  return nonFinite;
 }
 
 // A first Linear whose input is mostly zeros (at most 1/kSparseShare of it nonzero, in a product
-// of more than kSparseMinProduct multiply-adds) runs on X's nonzeros (sparse.h), kept in ws for the backward;
-// *sparse says whether it did. Skipping x = 0 would also skip 0·NaN and 0·Infinity, so the rows of
+// of more than kSparseMinProduct multiply-adds) runs on X's nonzeros (sparse.h), kept in ws for the
+// backward; true when it does, with *s the workspace's views of them. Skipping x = 0 would also skip 0·NaN and 0·Infinity, so the rows of
 // W that no x multiplies are checked: a non-finite weight fails the forward on either path.
 template <typename T>
 bool sparseFirstLayer(const Net& n, int B, const T* X, T* ws, SparseInput<T>* s) {
@@ -164,12 +164,16 @@ bool sparseFirstLayer(const Net& n, int B, const T* X, T* ws, SparseInput<T>* s)
 // where a non-finite X, W or b shows (times a finite factor) before an activation could hide it;
 // X itself is checked when an activation comes first (ReLU maps −Infinity to 0). An activation
 // right after a Linear runs in the same pass over Z as that check.
+// *sparse (when given) is the compressed X the sparse first layer ran on, for the backward; null
+// when the first layer ran dense.
 template <typename T>
-StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws, bool* sparse = nullptr) {
+StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws,
+                         const SparseInput<T>** sparse = nullptr, SparseInput<T>* views = nullptr) {
   if (n.kinds[0] != LayerKind::Linear && !allFinite(X, size_t(B) * size_t(n.widths[0]))) return {Stage::Input, 0};
-  SparseInput<T> s;
+  SparseInput<T> own;
+  SparseInput<T>& s = views ? *views : own;
   const bool first = sparseFirstLayer(n, B, X, ws, &s);
-  if (sparse) *sparse = first;
+  if (sparse) *sparse = first ? &s : nullptr;
   const T* A = X;
   size_t at = 0;
   for (int i = 0, p = 0; i < n.layers; ++i) {
@@ -276,9 +280,9 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   bool general;
   const StackStatus in = copyStepInputs(n, a, l, false, &own, &general);
   if (in.stage != Stage::Ok) return in;
-  bool sparse;
-  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws, &sparse);
-  const SparseInput<T> nonzeros = sparseInputOf(l, a.ws);
+  SparseInput<T> views;
+  const SparseInput<T>* sparse;
+  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws, &sparse, &views);
   if (f.stage != Stage::Ok) return f;
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
   // ∂loss/∂logits into grad[0]; a Linear writes its input gradient into the other buffer, an
@@ -314,9 +318,9 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     if (n.kinds[i] == LayerKind::Linear) {
       p -= 2;
       T* gIn = !wanted ? nullptr : i == 0 ? a.dX : a.ws + l.grad[1 - cur];
-      linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p],
-                     dbSummed ? nullptr : a.grads[p + 1], a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0),
-                     i == 0 && sparse ? &nonzeros : nullptr, &dWNonFinite);
+      dWNonFinite |= linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p],
+                                    dbSummed ? nullptr : a.grads[p + 1], a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0),
+                                    i == 0 ? sparse : nullptr);
       dbSummed = false;
       cur = 1 - cur;
       g = gIn;
