@@ -27,10 +27,12 @@
 
 namespace hg {
 
-// The sparse path is taken when at most 1/kSparseShare of a batch's entries are nonzero. Measured
-// on the MNIST layer (128×784 → 256, float32, both products with their compression, against
-// OpenBLAS's two GEMMs): 1.56× faster at a quarter nonzero on 1 thread, 1.65× on 2; even at 40%
-// (/tmp harness, 2026-12-02). A quarter keeps that margin on machines whose BLAS does better.
+// The sparse path is taken when at most 1/kSparseShare of a batch's entries are nonzero. The whole
+// public step on an MNIST-shaped net (`node dist/bench/sparse.js`, 128,784,256,10, float32, on and
+// off alternated; 2-core VM): at 24% nonzero 1.58× faster than dense on 1 thread and 0.80–1.14× on
+// 2 (4 runs), at MNIST's 19% 1.82× and 1.33–1.75×; the two products alone, measured apart, broke
+// even near 40%. Two threads help the sparse kernels less than OpenBLAS's (README), so a quarter
+// is near the break-even there.
 constexpr uint64_t kSparseShare = 4;
 
 #ifndef __wasm__
