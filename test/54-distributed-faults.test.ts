@@ -56,6 +56,19 @@ async function job(W: number, env: NodeJS.ProcessEnv, limitMs = 60_000, started?
   return Promise.all(Array.from({ length: W }, (_, rank) => spawnRank(rank, W, port, env, limitMs, started && ((c) => started(rank, c)))));
 }
 
+/** The 3-epoch job's settings, and a checkpoint path in a fresh folder. */
+function threeEpochJob(): { base: NodeJS.ProcessEnv; dir: string; ckpt: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'hg54-'));
+  return { base: { HG_N: String(N), HG_B: String(B), HG_EPOCHS: '3', HG_TIMEOUT_MS: '10000' }, dir, ckpt: join(dir, 'job.safetensors') };
+}
+
+/** The 3-epoch job on 2 ranks, uninterrupted: the bits a job that failed and resumed must end on. */
+async function uninterrupted(base: NodeJS.ProcessEnv): Promise<Exit[]> {
+  const whole = await job(2, base);
+  for (const e of whole) expect(e.code, show(e)).toBe(0);
+  return whole;
+}
+
 const show = (e: Exit) => `rank ${e.rank}: code ${e.code} signal ${e.signal}\n${e.stderr}${JSON.stringify(e.lines).slice(0, 2000)}`;
 
 /** A checkpoint's __metadata__ (a safetensors header). */
@@ -164,11 +177,8 @@ describe.skipIf(skip !== null)(title('a rank dies mid-epoch: the others\' fit re
 
 describe.skipIf(skip !== null)(title('the surviving process joins a new group'), () => {
   it('rank 1 dies; rank 0 leaves the dead group (destroy), joins a new one on another port with a new rank 1, loads its checkpoint and ends on the uninterrupted job\'s bits', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hg54-'));
-    const ckpt = join(dir, 'job.safetensors');
-    const base = { HG_N: String(N), HG_B: String(B), HG_EPOCHS: '3', HG_TIMEOUT_MS: '10000' };
-    const whole = await job(2, base);
-    for (const e of whole) expect(e.code, show(e)).toBe(0);
+    const { base, ckpt } = threeEpochJob();
+    const whole = await uninterrupted(base);
     const [port, again] = [await freePort(), await freePort()];
     const env = { ...base, HG_CKPT: ckpt, HG_EVERY: '3', HG_FAULT: 'die', HG_FAULT_STEP: '7' };
     const survivor = spawnRank(0, 2, port, { ...env, HG_REJOIN_PORT: String(again) }, 60_000);
@@ -233,10 +243,9 @@ function reference(worldSizes: number[]): Trainer<Sequential> {
 
 describe.skipIf(skip !== null)(title('resuming on another world size'), () => {
   it('at an epoch boundary: 2 ranks fail at the end of epoch 2, 3 ranks go on from there (the full-batch run to rounding); mid-epoch: refused on every rank, naming both sizes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hg54-'));
+    const { base, dir } = threeEpochJob();
     const boundary = join(dir, 'boundary.safetensors');
     const mid = join(dir, 'mid.safetensors');
-    const base = { HG_N: String(N), HG_B: String(B), HG_EPOCHS: '3', HG_TIMEOUT_MS: '10000' };
     // 5 steps an epoch on 2 ranks: saved after steps 5 and 10 (epoch boundaries); rank 1 dies after
     // step 10, and rank 0's epoch record fails (its save after the failure is the same epoch boundary).
     const a = await job(2, { ...base, HG_CKPT: boundary, HG_EVERY: '5', HG_FAULT: 'die', HG_FAULT_STEP: '10' });
@@ -271,11 +280,8 @@ describe.skipIf(skip !== null)(title('resuming on another world size'), () => {
 
 describe.skipIf(skip !== null)(title('handgrad launch --max-restarts'), () => {
   it('a rank that dies on the first attempt: the set starts again on a new port, resumes from the checkpoint, and ends on the uninterrupted run\'s bits', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hg54-'));
-    const ckpt = join(dir, 'job.safetensors');
-    const base = { HG_N: String(N), HG_B: String(B), HG_EPOCHS: '3', HG_TIMEOUT_MS: '10000' };
-    const whole = await job(2, base);
-    for (const e of whole) expect(e.code, show(e)).toBe(0);
+    const { base, dir, ckpt } = threeEpochJob();
+    const whole = await uninterrupted(base);
     const launch = (args: string[], env: NodeJS.ProcessEnv) => runBounded(process.execPath, [CLI, 'launch', ...args, RANK], { ...base, ...env }, 90_000);
     const fault = { HG_CKPT: ckpt, HG_RESUME: '1', HG_EVERY: '3', HG_FAULT: 'die', HG_FAULT_STEP: '7', HG_FAULT_ONCE: '1' };
     const r = await launch(['--nproc', '2', '--max-restarts', '1'], fault);
