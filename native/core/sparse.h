@@ -295,7 +295,12 @@ bool sparseWeightGradRows(size_t k0, size_t k1, size_t out, const SparseInput<T>
   return sparseWeightGradBody<2>(k0, k1, out, s, dZ, dW, accumulate);
 }
 
-constexpr int kMaxSparseParts = 16;
+// A job's parts at most: the pool's cap (its claim word holds 8 bits of count); one in wasm.
+#ifndef __wasm__
+constexpr int kMaxSparseParts = Pool::kMaxParts;
+#else
+constexpr int kMaxSparseParts = 1;
+#endif
 
 // Cuts [0, n) into `parts` ranges of about equal nonzeros (starts[j]: the nonzeros before j) and
 // runs each on a thread of the pool (one after another in the WebAssembly build). Each output is
