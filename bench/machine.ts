@@ -21,6 +21,10 @@ export interface Machine {
   openblasLibrary: string | null;
   /** null when the native addon is unavailable. */
   openblasThreads: number | null;
+  /** OpenBLAS's kernel family here (OPENBLAS_CORETYPE, else its CPU detection); null without the addon. */
+  openblasKernels: string | null;
+  /** Whether this CPU runs AVX-512 F/BW/DQ/VL, what OpenBLAS's SkylakeX kernels use; null without the addon. */
+  avx512: boolean | null;
   gitCommit: string | null;
   /** 1-minute load average when the run started: other work on the machine skews every figure. */
   loadAverage: number;
@@ -61,8 +65,10 @@ function gitCommit(): string | null {
 
 export function describeMachine(): Machine {
   let threads: number | null = null;
+  let kernels: [string, boolean] | null = null;
   try {
     threads = coreBinding().getNumThreads();
+    kernels = coreBinding().blasKernels();
   } catch {
     // the native addon is unavailable: reported with the backends
   }
@@ -81,6 +87,8 @@ export function describeMachine(): Machine {
     mitata: packageVersion(join(packageRoot, 'node_modules', 'mitata', 'package.json')),
     openblasLibrary: threads === null ? null : openblasLibrary(),
     openblasThreads: threads,
+    openblasKernels: kernels?.[0] ?? null,
+    avx512: kernels?.[1] ?? null,
     gitCommit: gitCommit(),
     loadAverage: Math.round(loadavg()[0] * 100) / 100,
   };

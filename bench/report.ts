@@ -21,11 +21,17 @@ function fmt(x: number): string {
   return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : a >= 1 ? x.toFixed(2) : x.toPrecision(3);
 }
 
+/** OpenBLAS 0.3.21's kernel families that use AVX-512 (driver/others/dynamic.c's names, lower-cased). */
+const AVX512_KERNELS = new Set(['skylakex', 'cooperlake', 'sapphirerapids']);
+
 export function machineLines(m: Machine): string[] {
   return [
     `handgrad ${m.handgrad}${m.gitCommit ? ` (${m.gitCommit})` : ''} · node ${m.node} · mitata ${m.mitata}`,
     `${m.cpuModel} · ${m.cores} cores · ${m.memoryGiB} GiB · ${m.platform}-${m.arch} ${m.kernel}`,
-    `OpenBLAS: ${m.openblasThreads === null ? 'unavailable' : `${m.openblasThreads} thread(s)`}${m.openblasLibrary ? ` · ${m.openblasLibrary}` : ''}`,
+    `OpenBLAS: ${m.openblasThreads === null ? 'unavailable' : `${m.openblasThreads} thread(s), ${m.openblasKernels} kernels`}${m.openblasLibrary ? ` · ${m.openblasLibrary}` : ''}`,
+    ...(m.avx512 && !AVX512_KERNELS.has(m.openblasKernels?.toLowerCase() ?? '')
+      ? [`note: this CPU runs AVX-512 but OpenBLAS picked its ${m.openblasKernels} kernels; OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones (README, "OpenBLAS's kernels"), for every figure here and the C program alike`]
+      : []),
     ...(m.loadAverage > 0.5
       ? [`warning: load average ${m.loadAverage} at start: other processes are running, figures will be low and noisy`]
       : []),

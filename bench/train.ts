@@ -13,7 +13,9 @@ import type { TrainState } from '../lib/train/state';
 import { applyUpdate } from '../lib/train/update';
 import * as v from '../lib/validate';
 import type { Dtype, FloatArray } from '../lib/types';
+import { describeMachine } from './machine';
 import { timeGemms } from './peak';
+import { machineLines } from './report';
 import { startTorchPeer, torchPeerSkipReason } from './torchpeer';
 
 /** Alternated rounds per dtype: HANDGRAD_BENCH_ROUNDS (a positive integer), default 3. */
@@ -217,7 +219,9 @@ async function eventLoopDuringFit(): Promise<{ p50: number; p99: number; max: nu
 
 async function main(): Promise<void> {
   const threads = getNumThreads();
-  console.log(`OpenBLAS threads: ${threads}`);
+  // The machine, OpenBLAS's thread count and kernel family (PyTorch's child process inherits the
+  // same environment, so OPENBLAS_CORETYPE picks its kernels too).
+  for (const line of machineLines(describeMachine())) console.log(line);
   for (const dtype of ['float32', 'float64'] as const) report(await mnistSection(dtype), threads);
   const e = await eventLoopDuringFit();
   console.log(

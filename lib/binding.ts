@@ -81,6 +81,8 @@ export interface CoreBinding {
   ): boolean;
   /** LibTorch's CPU kernel set as ATen picks it here (ATEN_CPU_CAPABILITY, else AVX2 where the CPU has AVX2 and FMA): whether its add(alpha)/addcmul fuse. */
   atenCapability(): 'DEFAULT' | 'AVX2' | 'AVX512';
+  /** [OpenBLAS's kernel family (openblas_get_corename), whether this CPU runs AVX-512 F/BW/DQ/VL (the SkylakeX family's)]. */
+  blasKernels(): [string, boolean];
   getNumThreads(): number;
   setNumThreads(n: number): void;
   /** Whether a mostly-zero X takes the sparse first layer (native/core/sparse.h). */

@@ -145,6 +145,18 @@ Napi::Value AtenCapability(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), exact::capabilityName(exact::atenCapability()));
 }
 
+// blasKernels() → [OpenBLAS's kernel family, whether this CPU runs the SkylakeX family's AVX-512
+// (F, BW, DQ, VL, which those kernels use)]. OpenBLAS 0.3.21 names AMD's AVX-512 CPUs (Zen 4, 5)
+// "Zen" and runs its 256-bit Haswell kernels there; OPENBLAS_CORETYPE=SkylakeX, read when the
+// library loads, picks the AVX-512 ones (README, "OpenBLAS's kernels"). Reported, never changed
+// here: LibTorch shares the library, and PyTorch's bits (the exact mode) depend on the family.
+Napi::Value BlasKernels(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(uint32_t(0), openblas_get_corename());
+  out.Set(uint32_t(1), exact::capabilityUsable(exact::Capability::Avx512));
+  return out;
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), blasThreads());
 }
@@ -188,6 +200,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("atenCapability", Napi::Function::New(env, AtenCapability, "atenCapability"));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
+  exports.Set("blasKernels", Napi::Function::New(env, BlasKernels, "blasKernels"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("getSparseInput", Napi::Function::New(env, GetSparseInput, "getSparseInput"));
