@@ -124,9 +124,12 @@ export function assertFinite(name: string, a: FloatArray): void {
     }
     for (; i < e; i++) p += a[i] * 0;
     if (p + q + r + t === 0) continue;
+    // Each entry read once: memory another thread rewrites must not get a finite value named.
     for (let j = s; j < e; j++) {
-      if (!Number.isFinite(a[j])) throw new RangeError(`Expected finite values in ${name} but received ${a[j]} at index ${j}`);
+      const x = a[j];
+      if (!Number.isFinite(x)) throw new RangeError(`Expected finite values in ${name} but received ${x} at index ${j}`);
     }
+    throw new RangeError(`Expected finite values in ${name} but received a non-finite value that another thread rewrote while it was being checked`);
   }
 }
 

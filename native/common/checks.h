@@ -112,13 +112,20 @@ inline void requireDisjoint(Napi::Env env, const Span* spans, size_t n, size_t f
 }
 
 // NaN or ±Infinity in an input gives a wrong answer, not a crash, so it must be an error.
+// The memory may be shared with another thread that rewrites it between the fast scan and the
+// search for the culprit: each entry is read once into v, so the one named is the one seen, and a
+// search that finds none (the entry was rewritten to a finite value meanwhile) is refused as such.
 template <typename T>
 void requireFinite(Napi::Env env, const char* name, const T* p, size_t n) {
   if (allFinite(p, n)) return;
-  const size_t at = firstNonFinite(p, n);
-  const double v = static_cast<double>(p[at]);
-  throwRange(env, std::string("Expected finite values in ") + name + " but received " +
-                      (std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity") + " at index " + std::to_string(at));
+  for (size_t at = 0; at < n; ++at) {
+    const double v = static_cast<double>(static_cast<const volatile T*>(p)[at]);
+    if (!std::isfinite(v))
+      throwRange(env, std::string("Expected finite values in ") + name + " but received " +
+                          (std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity") + " at index " + std::to_string(at));
+  }
+  throwRange(env, std::string("Expected finite values in ") + name +
+                      " but received a non-finite value that another thread rewrote while it was being checked");
 }
 
 // The loss options of F.cross_entropy as the stack exports take them:

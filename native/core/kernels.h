@@ -65,13 +65,6 @@ inline bool allFinite(const double* p, size_t n) {
   return bad == 0;
 }
 inline bool allFinite(const float* p, size_t n) { return allFiniteBits<uint32_t, 0x7f800000U>(p, n); }
-// Index of the first non-finite entry, or n; only called once allFinite said no.
-template <typename T>
-size_t firstNonFinite(const T* p, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) return i;
-  return n;
-}
 
 // out[b, j] = bias[j] for every row, for the GEMM to add into (stack.h linearForward).
 template <typename T>
