@@ -123,6 +123,48 @@ describeBackends('labels are copied once, then checked, then used', (backend: Ba
   });
 });
 
+describeBackends('a weight another thread rewrites is named as it was read', (backend: BackendName) => {
+  // A worker flips W1[7] between NaN and 0.5 while the step checks W1: the check's first scan can
+  // see NaN and its search for the culprit 0.5. The refusal must name NaN at index 7 (or say the
+  // value was rewritten while checked, or come from the forward that met it) — never a finite
+  // value, never an index past the end (the torch backend's check read W1[length] that way).
+  it('every refusal names NaN at index 7 or the rewrite; every result is the loss with W1[7] = 0.5', async () => {
+    const [d, h, rows] = [64, 128, 8];
+    const p = initParams({ D: d, H: h, C }, { seed: 3 });
+    const W1 = new Float64Array(new SharedArrayBuffer(8 * d * h));
+    W1.set(p.W1);
+    W1[7] = 0.5;
+    const X = new Float64Array(rows * d).fill(0.1);
+    const y = new Int32Array(rows);
+    const want = forwardBackward({ ...p, W1: W1.slice() }, X, y, { backend }).loss;
+    const worker = new Worker(
+      `const { workerData } = require('node:worker_threads'); const W = new Float64Array(workerData);
+       for (let k = 0; ; k++) W[7] = k & 2 ? NaN : 0.5;`,
+      { eval: true, workerData: W1.buffer },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const named = new Set<string>();
+      let results = 0;
+      for (let i = 0; i < (backend === 'torch' ? 1500 : 4000); i++) {
+        try {
+          expect(forwardBackward({ ...p, W1 }, X, y, { backend }).loss).toBe(want);
+          results++;
+        } catch (e) {
+          expect(e).toBeInstanceOf(RangeError);
+          const m = /received (.*) at index (\d+)$/.exec((e as Error).message);
+          if (m) named.add(`${m[1]} at ${m[2]}`);
+          else expect((e as Error).message).toMatch(/rewrote while it was being checked|^Expected a finite forward pass/);
+        }
+      }
+      expect([...named].filter((n) => n !== 'NaN at 7')).toEqual([]);
+      expect(results + named.size).toBeGreaterThan(0);
+    } finally {
+      await worker.terminate();
+    }
+  });
+});
+
 describeBackends('lengths come from the array, options and params are read once', (backend: BackendName) => {
   it('a Float64Array subclass whose length over-reports is refused, not read past its end', () => {
     const { params, X, y } = problem();
