@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  type Dtype, type FloatArray, forward, forwardBackward, getNumThreads, type Layer, Linear, ReLU, Sequential, setNumThreads, Sigmoid, Tanh, Trainer,
+  type Dtype, type FloatArray, forward, forwardBackward, getNumThreads, HandgradError, type Layer, Linear, ReLU, Sequential, setNumThreads, Sigmoid, Tanh, Trainer,
 } from '../lib';
 import { coreBinding } from '../lib/binding';
 import { differingEntries, FIXTURES, fromBits, thrown, transposeRows } from './helpers';
@@ -172,13 +172,24 @@ describe('{ exact: true } where it cannot be exact', () => {
   it.skipIf(here === null)("after setNumThreads changed OpenBLAS's thread count (its kernels split work, and bits, by it), exact refuses naming both counts", () => {
     const before = getNumThreads();
     const other = before === 1 ? 2 : 1;
+    // Both ways in: the mode switched on after the change (stackExact), and a step of a net already
+    // in the mode meeting the change (the per-step check): a HandgradError with its code, as for
+    // the other states of the process a call cannot run in (ERR_TORCH_UNAVAILABLE, …).
+    const fresh = () => Sequential.mlp([3, 4, 2], { seed: 2 });
+    const already = fresh();
+    already.forwardBackward(X, y, { exact: true });
     setNumThreads(other);
     try {
-      const e = thrown(() => net.forwardBackward(X, y, { exact: true }));
-      expect(e.message).toMatch(/thread/i);
+      for (const e of [thrown(() => fresh().forwardBackward(X, y, { exact: true })), thrown(() => already.forwardBackward(X, y, { exact: true })),
+        thrown(() => already.forward(X, { exact: true }))]) {
+        expect(e).toBeInstanceOf(HandgradError);
+        expect((e as HandgradError).code).toBe('ERR_EXACT_UNAVAILABLE');
+        expect(e.message).toMatch(/thread/i);
+      }
     } finally {
       setNumThreads(before);
     }
     expect(() => net.forwardBackward(X, y, { exact: true })).not.toThrow();
+    expect(() => already.forwardBackward(X, y, { exact: true })).not.toThrow();
   });
 });

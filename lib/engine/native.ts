@@ -6,6 +6,7 @@
 // other calls pass everything (stackForwardBackward). The torch engine runs on the same frame
 // (preparedStack).
 import { type BoundStep, coreBinding } from '../binding';
+import { HandgradError } from '../errors';
 import type { FloatArray } from '../types';
 import { type Engine, failureOf, perBatch, type PreparedNet, REDUCTION_CODE } from './engine';
 import type { StackDescription, StepArgs } from './engine';
@@ -25,19 +26,41 @@ export interface Batch extends ReturnType<typeof workspace> {
   forward(X: FloatArray, exact: boolean): boolean;
 }
 
+/**
+ * The addon's refusal of the exact mode (an Error with code ERR_EXACT_UNAVAILABLE: this CPU or
+ * OpenBLAS's thread count, native/core/exact.h) as the HandgradError of that code; anything else as it came.
+ */
+function exactRefusal(e: unknown): unknown {
+  if (e instanceof Error && !(e instanceof HandgradError) && (e as { code?: unknown }).code === 'ERR_EXACT_UNAVAILABLE') {
+    return new HandgradError('ERR_EXACT_UNAVAILABLE', e.message);
+  }
+  return e;
+}
+
 /** A PreparedNet over an addon's stack calls (make: one Batch per batch size); NaN or false is status() as a StepFailure. */
 export function preparedStack(make: (B: number) => Batch, status: () => [number, number]): PreparedNet {
   const batch = perBatch(make);
   return {
     forwardBackward(a) {
       const w = batch.get(a.B);
-      const loss = w.step(a);
+      let loss: number;
+      try {
+        loss = w.step(a);
+      } catch (e) {
+        throw exactRefusal(e);
+      }
       if (loss !== loss) return failureOf(status()); // NaN: a failure
       return a.loss?.reduction === 'none' ? { loss, logits: w.logits, losses: w.losses } : { loss, logits: w.logits };
     },
     forward(X, B, exact = false) {
       const w = batch.get(B);
-      return w.forward(X, exact) ? { logits: w.logits } : failureOf(status());
+      let ok: boolean;
+      try {
+        ok = w.forward(X, exact);
+      } catch (e) {
+        throw exactRefusal(e);
+      }
+      return ok ? { logits: w.logits } : failureOf(status());
     },
     tensors(B) {
       const w = batch.peek(B);

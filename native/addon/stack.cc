@@ -18,6 +18,15 @@
 namespace hg {
 namespace {
 
+// The exact mode refused here (exact::refusal): an Error with code ERR_EXACT_UNAVAILABLE, which
+// lib/engine/native.ts rethrows as the HandgradError of that code — a state of this process (the
+// CPU's kernels, OpenBLAS's thread count), not a bad argument.
+[[noreturn]] void throwExactRefusal(Napi::Env env, const std::string& why) {
+  Napi::Error e = Napi::Error::New(env, why);
+  e.Set("code", Napi::String::New(env, "ERR_EXACT_UNAVAILABLE"));
+  throw e;
+}
+
 // Params, then grads, as pointers of the handle's dtype (the other vector stays empty).
 struct Tensors {
   std::vector<double*> t64;
@@ -123,7 +132,7 @@ double step(Napi::Env env, PreparedStack& s, const Step<T>& a) {
   double loss = 0;
   if (s.exact) {
     const std::string why = exact::refusal();
-    if (!why.empty()) throw Napi::Error::New(env, why);
+    if (!why.empty()) throwExactRefusal(env, why);
     if (const char* why = exactUnsupportedLoss(a.loss)) throwType(env, why);
   }
   s.status = s.exact ? exactForwardBackward(s.net(), a, &loss) : stackForwardBackward(s.net(), a, &loss);
@@ -177,7 +186,7 @@ Napi::Value forwardT(const Napi::CallbackInfo& info, PreparedStack& s) {
   requireDisjoint(info.Env(), s.spans.data(), P + 2, P + 1);
   if (s.exact) {
     const std::string why = exact::refusal();
-    if (!why.empty()) throw Napi::Error::New(info.Env(), why);
+    if (!why.empty()) throwExactRefusal(info.Env(), why);
   }
   s.status = s.exact ? exactForward(s.net(), B, c.X, s.tensors<T>().data(), c.ws)
                      : stackForward(s.net(), B, c.X, s.tensors<T>().data(), c.ws);
@@ -335,7 +344,7 @@ Napi::Value StackExact(const Napi::CallbackInfo& info) {
   PreparedStack& s = handleArg(info);
   const bool on = arg<boolValue>(info, 1, "exact");
   const std::string why = on ? exact::refusal() : std::string();
-  if (!why.empty()) throw Napi::Error::New(info.Env(), why);
+  if (!why.empty()) throwExactRefusal(info.Env(), why);
   s.exact = on;
   Napi::Array machine = Napi::Array::New(info.Env(), 2);
   machine.Set(uint32_t(0), exact::capabilityName(exact::atenCapability()));
