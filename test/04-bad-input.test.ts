@@ -481,3 +481,39 @@ describe('a bound buffer transferred or shrunk between steps (native)', () => {
     });
   }
 });
+
+// Sequential.forwardBackwardInto, the prepared step a training loop calls, validates nothing in JS
+// on native and torch (their addons check every buffer in C++ on each call). wasm and ts used to
+// compute on whatever they were given: an unknown reduction ran as 'mean' on wasm and 'sum' on ts,
+// an out buffer over W1 overwrote the weights, a Float32Array X ran in a float64 net. Every
+// backend now refuses each of these alike, before anything is written.
+describeBackends('forwardBackwardInto refuses what the addons refuse, on every backend', (backend) => {
+  it('an unknown reduction, an aliased or missing or wrong-dtype buffer, a non-boolean accumulate: the same error kind, W1 untouched', async () => {
+    const { Sequential } = await import('../lib');
+    const net = Sequential.mlp([3, 4, 2], { seed: 1 });
+    const W1 = Float64Array.from(net.params.W1);
+    const X = Float64Array.from({ length: 6 }, (_, i) => Math.sin(i + 1));
+    const y = Int32Array.from([0, 1]);
+    const g = () => ({ dW1: new Float64Array(12), db1: new Float64Array(4), dW2: new Float64Array(8), db2: new Float64Array(2) });
+    const opts = { backend, reduction: 'mean' as const, accumulate: false };
+    const cases: [string, () => unknown, ErrorConstructor, RegExp][] = [
+      ['reduction', () => net.forwardBackwardInto(X, y, g(), { ...opts, reduction: 'avg' as never }), RangeError, /opts\.reduction/],
+      ['aliased', () => net.forwardBackwardInto(X, y, { ...g(), dW1: net.params.W1 }, opts), RangeError, /dW1 not to share memory with W1/],
+      ['missing', () => net.forwardBackwardInto(X, y, { ...g(), db1: undefined as never }, opts), TypeError, /db1/],
+      ['dtype', () => net.forwardBackwardInto(Float32Array.from(X) as never, y, g(), opts), TypeError, /X|Float64Array/],
+      ['short dW2', () => net.forwardBackwardInto(X, y, { ...g(), dW2: new Float64Array(7) }, opts), RangeError, /dW2/],
+    ];
+    if (backend === 'wasm' || backend === 'ts') cases.push(['accumulate', () => net.forwardBackwardInto(X, y, g(), { ...opts, accumulate: 1 as never }), TypeError, /accumulate/]);
+    for (const [what, call, Kind, words] of cases) {
+      let caught: unknown = null;
+      try {
+        call();
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught, what).toBeInstanceOf(Kind);
+      expect((caught as Error).message, what).toMatch(words);
+      expect(Array.from(net.params.W1), what).toEqual(Array.from(W1));
+    }
+  });
+});

@@ -586,7 +586,25 @@ export class Sequential<T extends FloatArray = FloatArray> {
     opts: { backend: BackendName; reduction: LossReduction; accumulate: boolean; loss?: LossArgs | null; exact?: boolean },
   ): { loss: number; logits: T } {
     this.gradsList(grads, this.list);
+    const r = opts.reduction;
+    if (r !== 'mean' && r !== 'sum' && r !== 'none') v.oneOf('opts.reduction', r ?? null, v.LOSS_REDUCTIONS, 'mean');
+    // The native and torch addons check every buffer in C++ on each call (dtype, length, aliasing);
+    // wasm and ts would compute on whatever they were given, so they are checked here, alike.
+    if (opts.backend === 'wasm' || opts.backend === 'ts') this.checkInto(X, y, grads, opts.accumulate);
     return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads, opts.loss ?? null, opts.exact === true);
+  }
+
+  /** forwardBackwardInto's arguments as the addons check them, for the engines in JS (this.list holds the gradients). */
+  private checkInto(X: T, y: Int32Array, grads: Readonly<Record<string, T>>, accumulate: unknown): void {
+    if (typeof accumulate !== 'boolean') v.fail(TypeError, 'a boolean', 'opts.accumulate', accumulate);
+    if (!(y instanceof Int32Array && ArrayBuffer.isView(y))) v.fail(TypeError, 'an Int32Array', 'y', y);
+    const { dtype, gradLengths, outGradNames, gradNames, list } = this;
+    const n = v.lengthOf(y) * this.inFeatures;
+    v.floatArray('X', X, dtype, n);
+    for (let j = 0; j < gradNames.length; j++) v.floatArray(outGradNames[j], list[j], dtype, gradLengths[j]);
+    const dX = grads.dX;
+    if (dX !== undefined) v.floatArray('out.dX', dX, dtype, n);
+    v.disjoint([...gradNames, 'dX'], [...list, dX], ['X', 'y', ...Object.keys(this.params)], [X, y, ...this.description.params]);
   }
 
   /**
