@@ -6,8 +6,9 @@
 // \n, \r\n or a lone \r; empty (or blank) lines are skipped; a UTF-8 byte order mark is dropped.
 // Cells are spans of the input, decoded one at a time (a quote, a delimiter or a line break is one
 // ASCII byte, never part of a multi-byte UTF-8 character).
+import { isUtf8 } from 'node:buffer';
 import * as v from '../validate';
-import { fileFail } from './files';
+import { fileFail, hex } from './files';
 
 export const [QUOTE, LF, CR, SP, TAB] = [0x22, 0x0a, 0x0d, 0x20, 0x09];
 const [MINUS, PLUS, DOT, ZERO] = [0x2d, 0x2b, 0x2e, 0x30];
@@ -120,11 +121,28 @@ export class Records {
     }
   }
 
-  /** The text of cell i: a quoted cell as written (with "" undone), another cell trimmed of spaces. */
+  /**
+   * The text of cell i: a quoted cell as written (with "" undone), another cell trimmed of ASCII
+   * spaces and tabs only (String.prototype.trim would also drop a no-break space, a vertical tab or
+   * a stray BOM: "1\u00a0" would read as 1, and the labels "cat" and "cat\u00a0" as one class).
+   * Bytes that are not UTF-8 are an ERR_FILE: decoded, they would become U+FFFD, and the Latin-1
+   * labels "café" and "cafè" one class.
+   */
   text(i: number): string {
-    const t = this.b.toString('utf8', this.starts[i], this.ends[i]);
-    if (this.quoted[i]) return t.includes('"') ? t.replaceAll('""', '"') : t;
-    return t.trim();
+    const b = this.b;
+    let s = this.starts[i];
+    let e = this.ends[i];
+    if (!this.quoted[i]) {
+      while (s < e && (b[s] === SP || b[s] === TAB)) s++;
+      while (e > s && (b[e - 1] === SP || b[e - 1] === TAB)) e--;
+    }
+    const t = b.toString('utf8', s, e);
+    // Only text holding U+FFFD can come from bad bytes (a file may also hold U+FFFD itself, as EF BF BD).
+    if (t.includes('\uFFFD') && !isUtf8(b.subarray(s, e))) {
+      const shown = hex(b.subarray(s, Math.min(e, s + 16))) + (e - s > 16 ? ' …' : '');
+      fileFail('UTF-8 text (convert a Latin-1 or other file to UTF-8)', `column ${i + 1} on line ${this.lines[i]}`, `bytes ${shown}, not valid UTF-8`, this.source);
+    }
+    return this.quoted[i] && t.includes('"') ? t.replaceAll('""', '"') : t;
   }
 
   /** Cell i as a number: NaN when it is not one (±Infinity when it overflows). */

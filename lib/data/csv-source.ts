@@ -5,13 +5,14 @@
 // passed as its bytes, as { text }, or (readCsvAsync) as the request stream itself.
 import { HandgradError } from '../errors';
 import * as v from '../validate';
-import { fileFail, gunzip, gunzipAsync, hex, isGzip, readFile, readFileAsyncOrFail } from './files';
+import { checkGzPath, gunzip, gunzipAsync, isGzip, readFile, readFileAsyncOrFail } from './files';
 
 /**
  * A CSV path, the bytes of a CSV file (a Buffer, a Uint8Array, or an ArrayBuffer as
- * `await response.arrayBuffer()` gives; gzip detected by its magic bytes), or CSV text as `{ text }`.
+ * `await response.arrayBuffer()` gives, or a SharedArrayBuffer, copied first; gzip detected by its
+ * magic bytes), or CSV text as `{ text }`.
  */
-export type CsvSource = string | Uint8Array | ArrayBuffer | { readonly text: string };
+export type CsvSource = string | Uint8Array | ArrayBuffer | SharedArrayBuffer | { readonly text: string };
 /** What readCsvAsync also takes: a stream of chunks (a Readable, an http.IncomingMessage, any async iterable). */
 export type CsvAsyncSource = CsvSource | AsyncIterable<Uint8Array | string>;
 
@@ -26,8 +27,14 @@ const WHAT = 'a file path, the bytes of a CSV file (a Buffer, Uint8Array or Arra
 type Resolved = { path: string } | { bytes: Buffer } | { stream: AsyncIterable<Uint8Array | string> };
 
 function resolve(source: unknown, streams: boolean): Resolved {
-  if (source instanceof Uint8Array) return { bytes: Buffer.from(source.buffer, source.byteOffset, source.byteLength) };
+  // Shared memory is copied once: another thread may write it while the parse reads a cell twice
+  // (as text, then as a number). A SharedArrayBuffer is taken as an ArrayBuffer is.
+  if (source instanceof Uint8Array) {
+    const view = Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+    return { bytes: source.buffer instanceof SharedArrayBuffer ? Buffer.from(view) : view };
+  }
   if (source instanceof ArrayBuffer) return { bytes: Buffer.from(source) };
+  if (source instanceof SharedArrayBuffer) return { bytes: Buffer.from(new Uint8Array(source)) };
   if (typeof source === 'string') {
     if (/[\r\n]/.test(source)) {
       const what = 'a file path (a string is always a path: pass { text } for CSV text, or its bytes)';
@@ -47,19 +54,13 @@ function resolve(source: unknown, streams: boolean): Resolved {
   return { bytes: Buffer.from(text, 'utf8') };
 }
 
-function checkGz(path: string, raw: Buffer): void {
-  if (path.toLowerCase().endsWith('.gz') && !isGzip(raw)) {
-    fileFail('gzip data (the path ends in .gz)', path, `bytes starting ${hex(raw.subarray(0, 2)) || '(empty file)'}`);
-  }
-}
-
 /** The bytes of a source, read and gunzipped on the calling thread (readCsv). */
 export function sourceBytes(source: unknown, maxBytes: number): CsvBytes {
   const r = resolve(source, false);
   if ('bytes' in r) return { bytes: isGzip(r.bytes) ? gunzip(r.bytes, 'the CSV bytes', maxBytes) : r.bytes };
   if (!('path' in r)) throw new Error('unreachable: streams are refused by resolve');
   const raw = readFile(r.path, 'CSV file');
-  checkGz(r.path, raw);
+  checkGzPath(r.path, raw);
   return { bytes: isGzip(raw) ? gunzip(raw, r.path, maxBytes) : raw, source: r.path };
 }
 
@@ -75,7 +76,7 @@ export async function sourceBytesAsync(source: unknown, maxBytes: number, signal
   if ('bytes' in r) raw = Buffer.from(r.bytes);
   else if ('path' in r) {
     raw = await readFileAsyncOrFail(r.path, 'CSV file', signal);
-    checkGz(r.path, raw);
+    checkGzPath(r.path, raw);
     name = r.path;
   } else raw = await collect(r.stream, maxBytes, signal);
   signal?.throwIfAborted();
@@ -95,6 +96,18 @@ async function collect(stream: AsyncIterable<Uint8Array | string>, maxBytes: num
   aborted?.catch(() => {}); // observed through the race below
   const chunks: Buffer[] = [];
   let total = 0;
+  const add = (b: Buffer) => {
+    total += b.length;
+    if (total > maxBytes) {
+      throw new HandgradError('ERR_FILE', `Expected at most ${maxBytes} bytes (opts.maxBytes) for the CSV stream but received more`);
+    }
+    chunks.push(b);
+  };
+  // A string chunk may end between the two halves of a surrogate pair (a stream decoding UTF-16
+  // splits anywhere): its high half waits for the next chunk, since encoded alone each half would
+  // be U+FFFD. Unpaired in the end (or before a chunk of bytes), it is encoded as readCsv encodes
+  // { text } holding it, so both read the same string alike.
+  let high = '';
   try {
     for (;;) {
       signal?.throwIfAborted();
@@ -102,13 +115,18 @@ async function collect(stream: AsyncIterable<Uint8Array | string>, maxBytes: num
       if (r.done) break;
       const chunk: unknown = r.value;
       if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) v.fail(TypeError, 'chunks of bytes or strings', 'the CSV stream', chunk);
-      const b = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk);
-      total += b.length;
-      if (total > maxBytes) {
-        throw new HandgradError('ERR_FILE', `Expected at most ${maxBytes} bytes (opts.maxBytes) for the CSV stream but received more`);
+      if (typeof chunk === 'string') {
+        const text = high + chunk;
+        const last = text.charCodeAt(text.length - 1);
+        high = last >= 0xd800 && last <= 0xdbff ? text.slice(-1) : '';
+        add(Buffer.from(high === '' ? text : text.slice(0, -1), 'utf8'));
+      } else {
+        if (high !== '') add(Buffer.from(high, 'utf8'));
+        high = '';
+        add(Buffer.from(chunk));
       }
-      chunks.push(b);
     }
+    if (high !== '') add(Buffer.from(high, 'utf8'));
   } catch (e) {
     // A Node stream is destroyed at once (its iterator's return() would wait for the pending chunk,
     // forever when the sender stalls); another iterable is told to return, not waited for.

@@ -26,8 +26,9 @@ export interface CsvOptions {
   label?: string | number;
   /**
    * Whether the first row names the columns. 'auto' (default): it does when the label is given by
-   * name, or when one of its feature cells is not a number, or when its label cell is not a number
-   * but the next row's is.
+   * name, or when one of its feature cells is text other than a number (an empty cell, 1e999, NaN
+   * or inf is a number, refused: that row is data, and an error), or when its label cell is not a
+   * number but the next row's is.
    */
   header?: 'auto' | boolean;
   /** One ASCII character other than a quote or a line break (default ','). */
@@ -146,11 +147,13 @@ function classList(classes: unknown, maxClasses: number): string[] | undefined {
  * Reads a CSV of numeric features and one label column.
  *
  * `source` is a path (a `.gz` path, or a file whose content is gzip, is gunzipped), the bytes of a
- * CSV file (a Buffer, Uint8Array or ArrayBuffer; gzip detected by its magic bytes), or `{ text }`.
+ * CSV file (a Buffer, Uint8Array, ArrayBuffer or SharedArrayBuffer, shared memory copied first;
+ * gzip detected by its magic bytes), or `{ text }`.
  * A string is always a path, never guessed to be text: one holding a line break is refused with a
  * TypeError that says to pass `{ text }`. Hand a request body over as its bytes (or the request
  * itself to readCsvAsync), never as a string: a one-line body would name a file.
- * Every column but the label must hold finite numbers (spaces around them are fine). With
+ * Every column but the label must hold finite numbers (ASCII spaces and tabs around them are fine,
+ * and are trimmed from unquoted labels and names; other white space is kept). With
  * opts.classes, the label `classes[i]` is class i; otherwise labels that are all integers in
  * [0, 2^31 − 1) are class ids (C = the largest + 1, at most opts.maxClasses), and any other labels
  * are class names numbered in order of first appearance (classNames).
@@ -163,7 +166,8 @@ function classList(classes: unknown, maxClasses: number): string[] | undefined {
  * @throws {HandgradError} code ERR_FILE, with the 1-based line number where there is one: an
  *   unreadable file, corrupt gzip or gzip inflating past opts.maxBytes, an empty file or a header
  *   alone, fewer than 2 columns or more than opts.maxColumns, a row with another number of cells
- *   than the first, a cell that is not a finite number (naming the column and the cell), an empty
+ *   than the first, a cell that is not a finite number (naming the column and the cell), a label
+ *   or name that is not UTF-8 (naming its bytes), an empty
  *   label, a label not in opts.classes, more distinct labels than opts.maxClasses or a class id at
  *   or above it, an unknown label column, an unclosed quote
  */
@@ -173,6 +177,23 @@ export function readCsv(source: CsvSource, opts: CsvOptions = {}): CsvDataset {
   const parse = new CsvParse(bytes, settings, name);
   parse.run(() => false);
   return parse.result();
+}
+
+// NaN and infinity as files spell them: JavaScript, Python (nan, inf), R (NaN, Inf), C (INF)…
+const NAN_OR_INF = /^[+-]?(?:nan|inf|infinity)$/i;
+
+/**
+ * Whether a cell that did not read as a finite number is still written as one: empty, a numeral
+ * that overflows (1e999), NaN or an infinity, with spaces or tabs around it (a quoted " 1" too).
+ * Only other text makes a first row a header.
+ */
+function refusedNumber(text: string): boolean {
+  let s = 0;
+  let e = text.length;
+  while (s < e && (text[s] === ' ' || text[s] === '\t')) s++;
+  while (e > s && (text[e - 1] === ' ' || text[e - 1] === '\t')) e--;
+  const t = text.slice(s, e);
+  return t === '' || !Number.isNaN(parseNumber(t)) || NAN_OR_INF.test(t);
 }
 
 /** A grown copy of `a` (the rest zero). */
@@ -249,9 +270,12 @@ export class CsvParse {
 
     // Header: given, or decided from the first row; when its features are numbers and its label is
     // not, from the second row's label (a second row of another width is refused below either way).
+    // A feature cell that is empty, overflows (1e999) or spells NaN or Infinity is a number the
+    // parser refuses, not a name: such a first row is data, refused as it would be on line 2
+    // (taken as a header, a headerless file lost its first row and got numbers as feature names).
     let header: boolean;
     if (o.header !== 'auto') header = o.header;
-    else if (typeof label === 'string' || firstNums.some((x, j) => j !== li && !Number.isFinite(x))) header = true;
+    else if (typeof label === 'string' || first.some((t, j) => j !== li && !Number.isFinite(firstNums[j]) && !refusedNumber(t))) header = true;
     else if (Number.isFinite(firstNums[li])) header = false;
     else header = rec.next(ncols) && (rec.n !== ncols || Number.isFinite(rec.number(li)));
     this.header = header;

@@ -17,6 +17,13 @@ export const isGzip = (b: Uint8Array) => b.length >= 2 && b[0] === 0x1f && b[1] 
 /** Bytes as hex pairs, for messages: '1f 8b'. */
 export const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
 
+/** A path ending in .gz must hold gzip: anything else there is a wrong or half-written file, refused. */
+export function checkGzPath(path: string, raw: Uint8Array): void {
+  if (path.toLowerCase().endsWith('.gz') && !isGzip(raw)) {
+    fileFail('gzip data (the path ends in .gz)', path, `bytes starting ${hex(raw.subarray(0, 2)) || '(empty file)'}`);
+  }
+}
+
 /** fn(), or what it threw as an ERR_FILE: Expected {what} for {name} but received {its message}{hint}. */
 export function fileTry<T>(fn: () => T, what: string, name: string, hint = ''): T {
   try {

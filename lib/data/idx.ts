@@ -6,7 +6,7 @@
 // multiplied in BigInt (no overflow), nothing is allocated from a declared size, and every problem
 // is a HandgradError with code ERR_FILE — never a crash or a silent short read.
 import * as v from '../validate';
-import { fileFail, gunzip, hex, isGzip, MAX_BUFFER_BYTES, MAX_GUNZIPPED_BYTES, readFile } from './files';
+import { checkGzPath, fileFail, gunzip, hex, isGzip, MAX_BUFFER_BYTES, MAX_GUNZIPPED_BYTES, readFile } from './files';
 import { limit } from './options';
 
 export type IdxDtype = 'uint8' | 'int8' | 'int16' | 'int32' | 'float32' | 'float64';
@@ -41,7 +41,7 @@ export interface IdxOptions {
 /**
  * Parses an IDX file held in memory (gzipped or not: gzip is recognised by its magic bytes).
  * @param source a name for error messages (the path, when read from a file)
- * @throws {TypeError} bytes is not a Uint8Array, an unknown option
+ * @throws {TypeError} bytes is not a Uint8Array, opts.source not a string, an unknown option
  * @throws {RangeError} maxBytes not an integer in [1, 2^32]
  * @throws {HandgradError} code ERR_FILE: corrupt gzip or more than opts.maxBytes once gunzipped, a
  *   wrong magic number, an unknown type byte, no dimensions, a header or data shorter than declared,
@@ -51,7 +51,8 @@ export function readIdx(bytes: Uint8Array, opts: IdxOptions & { source?: string 
   if (!(bytes instanceof Uint8Array)) v.fail(TypeError, 'a Uint8Array (or Buffer)', 'bytes', bytes);
   const o = v.options('opts', opts, ['maxBytes', 'source']);
   const maxBytes = limit('opts.maxBytes', o.maxBytes, MAX_GUNZIPPED_BYTES, MAX_BUFFER_BYTES);
-  const source = o.source as string | undefined;
+  const source = o.source;
+  if (source !== undefined && typeof source !== 'string') v.fail(TypeError, 'a string (the name to give in messages)', 'opts.source', source);
   const name = source === undefined ? 'the IDX data' : 'the IDX file';
   if (isGzip(bytes)) bytes = gunzip(bytes, source ?? 'the IDX bytes', maxBytes);
   if (bytes.length < 4) fileFail('at least 4 bytes (the magic number)', name, `${bytes.length} bytes`, source);
@@ -92,10 +93,13 @@ export function readIdx(bytes: Uint8Array, opts: IdxOptions & { source?: string 
  * Reads and parses an IDX file (gzipped or not).
  * @throws {TypeError} path not a string, an unknown option
  * @throws {RangeError} maxBytes not an integer in [1, 2^32]
- * @throws {HandgradError} code ERR_FILE: the file cannot be read, or its content is malformed (see readIdx)
+ * @throws {HandgradError} code ERR_FILE: the file cannot be read, a path ending in .gz does not hold
+ *   gzip, or its content is malformed (see readIdx)
  */
 export function loadIdx(path: string, opts: IdxOptions = {}): IdxArray {
   const { maxBytes } = v.options('opts', opts, ['maxBytes']) as IdxOptions;
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
-  return readIdx(readFile(path, 'IDX file'), { maxBytes, source: path });
+  const raw = readFile(path, 'IDX file');
+  checkGzPath(path, raw); // as readCsv: an .idx.gz that is not gzip is a wrong file, not one to read as raw IDX
+  return readIdx(raw, { maxBytes, source: path });
 }

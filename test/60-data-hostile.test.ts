@@ -1,0 +1,175 @@
+// lib/data against input a reviewer built to break it: a headerless file whose first row holds a
+// refused number, labels that are not UTF-8, a stream of strings split inside a surrogate pair,
+// columns near the ends of the double range, shared memory, and white space other than ASCII.
+// Truths are written by hand (messages, hex bytes, class names as string literals) or computed
+// apart from lib/ in exact arithmetic (Python's fractions and decimal, quoted where used).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HandgradError } from '../lib/errors';
+import { fitStandardizer, loadIdx, readCsv, readCsvAsync, readIdx } from '../lib/data';
+import { fileError } from './helpers';
+
+const tmp = mkdtempSync(join(tmpdir(), 'handgrad-data60-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The error readCsvAsync rejects with (an ERR_FILE). */
+async function asyncFileError(p: Promise<unknown>): Promise<HandgradError> {
+  const e = await p.then(
+    () => new Error('expected an ERR_FILE HandgradError, but the promise resolved'),
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(HandgradError);
+  expect((e as HandgradError).code).toBe('ERR_FILE');
+  return e as HandgradError;
+}
+
+describe("readCsv header: 'auto' and a first row that holds a refused number", () => {
+  // The first row of a headerless file: data, refused on line 1 as the same cell is on line 2
+  // (it was taken for a header: the row lost, numbers for feature names).
+  const cases: [string, string][] = [
+    ['1,,0\n3,4,1\n5,6,0\n', 'Expected a number for column 2 on line 1 but received "" (an empty cell)'],
+    ['1e999,2,0\n3,4,1\n5,6,0\n', 'Expected a finite number for column 1 on line 1 but received "1e999"'],
+    ['NaN,2,0\n3,4,1\n', 'Expected a number for column 1 on line 1 but received "NaN"'],
+    ['1,-inf,0\n3,4,1\n', 'Expected a number for column 2 on line 1 but received "-inf"'],
+    ['Infinity,2,0\n3,4,1\n', 'Expected a number for column 1 on line 1 but received "Infinity"'],
+    ['" 1",2,0\n3,4,1\n', 'Expected a number for column 1 on line 1 but received " 1"'],
+  ];
+
+  it('is data, and refused on line 1 (readCsv and readCsvAsync alike); a row with a name is still a header', async () => {
+    for (const [text, message] of cases) {
+      expect(fileError(() => readCsv({ text })).message, text).toBe(message);
+      expect((await asyncFileError(readCsvAsync({ text }))).message, text).toBe(message);
+    }
+    const d = readCsv({ text: 'x,,y\n1,2,0\n' });
+    expect([d.header, d.featureNames, d.labelName, Array.from(d.X)]).toEqual([true, ['x', ''], 'y', [1, 2]]);
+    const nan = readCsv({ text: 'NaN,width,y\n1,2,0\n' }); // one name is enough
+    expect([nan.header, nan.featureNames]).toEqual([true, ['NaN', 'width']]);
+    // The label rule is unchanged: a name over a numeric label.
+    const byLabel = readCsv({ text: '1,,label\n3,4,0\n' });
+    expect([byLabel.header, byLabel.featureNames, Array.from(byLabel.X)]).toEqual([true, ['1', ''], [3, 4]]);
+  });
+});
+
+describe('labels and names that are not UTF-8', () => {
+  const latin1 = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
+
+  it('are an ERR_FILE naming the line, the column and the bytes (Latin-1 café and cafè were one class); UTF-8 reads as before', () => {
+    const labels = latin1('a,b\n1,caf', [0xe9], '\n2,caf', [0xe8], '\n');
+    const bytes = 'bytes 63 61 66 e9, not valid UTF-8'; // c a f é in Latin-1
+    expect(fileError(() => readCsv(labels)).message).toBe(`Expected UTF-8 text (convert a Latin-1 or other file to UTF-8) for column 2 on line 2 but received ${bytes}`);
+    const quoted = latin1('a,b\n1,x\n2,"caf', [0xe8], '"\n');
+    expect(fileError(() => readCsv(quoted)).message).toMatch(/for column 2 on line 3 but received bytes 63 61 66 e8, not valid UTF-8$/);
+    const name = latin1('caf', [0xe9], ',y\n1,0\n');
+    expect(fileError(() => readCsv(name)).message).toMatch(/for column 1 on line 1 but received bytes 63 61 66 e9, not valid UTF-8$/);
+    // UTF-8 itself reads as before, U+FFFD written in the file included.
+    const d = readCsv(Buffer.from('a,b\n1,café\n2,cafè\n3,\ufffd\n', 'utf8'));
+    expect(d.classNames).toEqual(['caf\u00e9', 'caf\u00e8', '\ufffd']);
+    expect(Array.from(d.y)).toEqual([0, 1, 2]);
+  });
+});
+
+describe('readCsvAsync over a stream of strings', () => {
+  async function* chunks(parts: (string | Uint8Array)[]): AsyncGenerator<string | Uint8Array> {
+    yield* parts;
+  }
+
+  it('reads a surrogate pair split between two chunks as the character (it was two U+FFFD), an unpaired one as readCsv does', async () => {
+    const text = 'a,b\n1,\u{1F600}\n2,x\u{1F601}\n';
+    for (let k = 0; k <= text.length; k++) {
+      const d = await readCsvAsync(chunks([text.slice(0, k), text.slice(k)]));
+      expect(d.classNames, `split at ${k}`).toEqual(['\u{1F600}', 'x\u{1F601}']);
+    }
+    // Each half a chunk of its own, and empty chunks between.
+    const halves = await readCsvAsync(chunks(['a,b\n1,', '\ud83d', '', '\ude00', '\n']));
+    expect(halves.classNames).toEqual(['\u{1F600}']);
+    // An unpaired high surrogate is U+FFFD, as readCsv reads the same text.
+    const lone = 'a,b\n1,x\ud83d';
+    expect(readCsv({ text: lone }).classNames).toEqual(['x\ufffd']);
+    expect((await readCsvAsync(chunks(['a,b\n1,x', '\ud83d']))).classNames).toEqual(['x\ufffd']);
+    expect((await readCsvAsync(chunks(['a,b\n1,x\ud83d', Buffer.from('\n2,y\n')]))).classNames).toEqual(['x\ufffd', 'y']);
+  });
+});
+
+describe('fitStandardizer near the ends of the double range', () => {
+  /** Within 4 ulps of the truth (0 exactly when it is 0). */
+  const near = (got: number, want: number, what: string) => expect(Math.abs(got - want), `${what}: ${got} against ${want}`).toBeLessThanOrEqual(4 * Number.EPSILON * Math.abs(want));
+  const M = 1.7976931348623157e308; // the largest double
+
+  // Truths: mean and population std of the doubles in exact arithmetic, rounded once —
+  //   m = sum(map(Fraction, xs)) / n; var = sum((Fraction(x) - m)**2 for x in xs) / n
+  //   float(m), float(Decimal(var.numerator) / Decimal(var.denominator)).sqrt())  (60 digits)
+  const cases: [number[], number, number][] = [
+    [[1e308, 1.5e308, 1e308, 1.7e308], 1.3e308, 3.082207001484488e307], // the sum overflowed: mean NaN
+    [[1e308, -1e308, 1e308, -1e308], 0, 1e308], // the squares overflowed: std Infinity
+    [[0, 1e-200, 0, 1e-200], 5e-201, 5e-201], // the squares underflowed: std 1
+    [[M, -M, M, M], 8.988465674311579e307, 1.5568479229996504e308],
+    [[3e-310, 1e-310, 2e-310, 5e-324], 1.5e-310, 1.1180339887499e-310], // subnormals
+  ];
+
+  it('mean and std are the exact ones, rounded', () => {
+    for (const [xs, mean, std] of cases) {
+      const s = fitStandardizer(Float64Array.from(xs), 1);
+      near(s.mean[0], mean, `mean of ${xs}`);
+      near(s.std[0], std, `std of ${xs}`);
+    }
+  });
+
+  it('apply gives (x − mean) / std where x − mean passes the largest double', () => {
+    // Python: [float((Fraction(x) - Fraction(m)) / Fraction(s)) for x in xs], m and s as above.
+    const z = fitStandardizer(Float64Array.from([M, -M, M, M]), 1).apply(Float64Array.from([M, -M]));
+    near(z[0], 0.5773502691896257, 'z of M');
+    near(z[1], -1.7320508075688772, 'z of −M');
+    const big = fitStandardizer(Float64Array.from([1e308, 1.5e308, 1e308, 1.7e308]), 1).apply(Float64Array.from([1e308, 1.5e308, 1.7e308]));
+    [-0.9733285267845756, 0.64888568452305, 1.2977713690461].forEach((want, i) => near(big[i], want, `z[${i}]`));
+  });
+
+  it('a constant column keeps std 1; a std that rounds to 0 is a RangeError naming the column', () => {
+    for (const c of [1e308, -M, 5e-324]) {
+      const s = fitStandardizer(Float64Array.from([c, c, c]), 1);
+      expect([s.mean[0], s.std[0]]).toEqual([c, 1]);
+    }
+    // Seven 0s and one 5e-324 (2^-1074): std = 2^-1074·√7/8 ≈ 0.33·2^-1074, below half the smallest double.
+    const X = new Float64Array(16); // D = 2: column 0 ordinary, column 1 the tiny one
+    for (let i = 0; i < 8; i++) X[2 * i] = i;
+    X[15] = 5e-324;
+    expect(() => fitStandardizer(X, 2)).toThrow(
+      new RangeError('Expected a standard deviation a double can hold for column 1 of X but received values from 0 to 5e-324, whose standard deviation rounds to 0'),
+    );
+  });
+});
+
+describe('minor sources and white space', () => {
+  const SMALL = 'x,y,medal\n0.5,1,gold\n2,-3.25,bronze\n';
+
+  it('a SharedArrayBuffer, or a view on one, is read as an ArrayBuffer is', async () => {
+    const sab = new SharedArrayBuffer(SMALL.length);
+    new Uint8Array(sab).set(Buffer.from(SMALL));
+    for (const source of [sab, new Uint8Array(sab)]) {
+      const d = readCsv(source);
+      expect([Array.from(d.X), d.classNames]).toEqual([[0.5, 1, 2, -3.25], ['gold', 'bronze']]);
+      const a = await readCsvAsync(source);
+      expect([Array.from(a.X), a.classNames]).toEqual([[0.5, 1, 2, -3.25], ['gold', 'bronze']]);
+    }
+  });
+
+  it('readIdx refuses an opts.source that is not a string; loadIdx a .gz path that is not gzip', () => {
+    const idx = Buffer.from([0, 0, 8, 1, 0, 0, 0, 1, 7]); // uint8, shape [1], data [7]
+    expect(() => readIdx(idx, { source: 42 } as never)).toThrow(new TypeError('Expected a string (the name to give in messages) for opts.source but received 42'));
+    const path = join(tmp, 'plain.idx.gz');
+    writeFileSync(path, idx);
+    expect(fileError(() => loadIdx(path)).message).toBe(`Expected gzip data (the path ends in .gz) for ${path} but received bytes starting 00 00`);
+  });
+
+  it('only ASCII spaces and tabs are trimmed: other white space in a number is refused, in a label kept', () => {
+    for (const [cell, shown] of [['1\u00a0', '"1\u00a0"'], ['\u000b2', '"\\u000b2"'], ['\ufeff3', '"\ufeff3"'], ['4\u2003', '"4\u2003"']]) {
+      const message = `Expected a number for column "a" (column 1) on line 2 but received ${shown}`;
+      expect(fileError(() => readCsv({ text: `a,b\n${cell},0\n` })).message).toBe(message);
+    }
+    const d = readCsv({ text: 'a,b\n \t1 ,cat\n2,cat\u00a0\n3,\tcat \n' });
+    expect(Array.from(d.X)).toEqual([1, 2, 3]);
+    expect(d.classNames).toEqual(['cat', 'cat\u00a0']);
+    expect(Array.from(d.y)).toEqual([0, 1, 0]);
+  });
+});
