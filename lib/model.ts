@@ -112,11 +112,21 @@ export function forward<P extends Params | LoadedParams, T extends InputOf<P>>(p
   return net.forward(X, o) as T;
 }
 
-/** Row-wise softmax of logits [B,C], computed stably (max subtracted). */
+/**
+ * Row-wise softmax of logits [B,C], computed stably (max subtracted). logits are checked as
+ * forward's X is: a Float64Array or Float32Array (the result has its dtype), a multiple of C
+ * elements, every value finite (NaN or ±Infinity would give NaN rows).
+ * @throws {TypeError} logits not a Float64Array/Float32Array; {RangeError} C, the length, a non-finite value (its index)
+ */
 export function softmax<T extends FloatArray>(logits: T, C: number): T {
   v.dim('C', C);
-  if (logits.length % C !== 0) v.fail(RangeError, `a multiple of C = ${C} elements`, 'logits', logits);
-  return softmaxRows(logits, C);
+  const dtype = v.dtypeOf('logits', logits);
+  // A copy made from what the array holds (not its `length` property, nor memory another thread
+  // may change): what is checked is what is computed.
+  const copy = dtype === 'float64' ? new Float64Array(logits) : new Float32Array(logits);
+  if (copy.length % C !== 0) v.fail(RangeError, `a multiple of C = ${C} elements`, 'logits', logits);
+  v.assertFinite('logits', copy);
+  return softmaxRows(copy, C) as T;
 }
 
 /** Class probabilities [B,C] = softmax(forward(params, X)). @throws {TypeError|RangeError|HandgradError} as forward */

@@ -1,4 +1,4 @@
-import { dtype as dtypeOf, seed as seedOf } from './data/options';
+import { dtype as dtypeOf } from './data/options';
 import { Rng } from './rng';
 import type { Dtype, FloatArray, Params } from './types';
 import * as v from './validate';
@@ -33,9 +33,9 @@ export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: In
   return { W, b };
 }
 
-/** dtype, init and seed of a draw (initParams, Linear, Sequential.mlp), checked, with their defaults. */
+/** dtype, init and seed of a draw (initParams, Linear, Sequential.mlp), checked, with their defaults (the seed by v.seed: [0, 2^32)). */
 export function drawOptions(o: { dtype?: unknown; init?: unknown; seed?: unknown }): { dtype: Dtype; init: Init; seed: number } {
-  return { dtype: dtypeOf('opts.dtype', o.dtype), init: v.oneOf('opts.init', o.init, INITS, 'he'), seed: seedOf('opts.seed', o.seed) };
+  return { dtype: dtypeOf('opts.dtype', o.dtype), init: v.oneOf('opts.init', o.init, INITS, 'he'), seed: v.seed('opts.seed', o.seed) };
 }
 
 export interface InitOptions { seed?: number; dtype?: Dtype; init?: Init }
@@ -58,10 +58,12 @@ export function initParams(dims: { D: number; H: number; C: number }, opts?: Ini
 export function initParams<D extends Dtype>(dims: { D: number; H: number; C: number }, opts: InitOptions & { dtype: D }): InitializedParams<ArrayOf<D>>;
 export function initParams(dims: { D: number; H: number; C: number }, opts?: InitOptions): InitializedParams;
 export function initParams(dims: { D: number; H: number; C: number }, opts: InitOptions = {}): InitializedParams {
+  // dims is checked as an options object is: a misspelt or extra key ({ D, H, C, h: 8 }) is refused, not ignored.
   if (dims === null || typeof dims !== 'object') v.fail(TypeError, 'an object { D, H, C }', 'dims', dims);
-  const D = v.dim('dims.D', dims.D);
-  const H = v.dim('dims.H', dims.H);
-  const C = v.dim('dims.C', dims.C);
+  const d = v.options('dims', dims, ['D', 'H', 'C'] as const);
+  const D = v.dim('dims.D', d.D);
+  const H = v.dim('dims.H', d.H);
+  const C = v.dim('dims.C', d.C);
   const { dtype, init, seed } = drawOptions(v.options('opts', opts, ['dtype', 'init', 'seed'] as const));
   const rng = new Rng(seed);
   const { W: W1, b: b1 } = drawLinear(D, H, dtype, init, rng, 'W1');

@@ -1,3 +1,5 @@
+import * as v from './validate';
+
 /**
  * A small seeded generator (mulberry32 for uniforms, Box–Muller for normals): the same seed gives
  * the same numbers on every platform and backend, which Math.random cannot.
@@ -6,9 +8,9 @@ export class Rng {
   private state: number;
   private spare: number | undefined;
 
+  /** @throws {TypeError} a seed that is not an integer; {RangeError} one outside [0, 2^32) (it would repeat another seed's numbers) */
   constructor(seed: number) {
-    if (!Number.isInteger(seed)) throw new TypeError(`Expected an integer for seed but received ${seed}`);
-    this.state = seed >>> 0;
+    this.state = v.seed('seed', seed);
   }
 
   /** Uniform in [0, 1). */

@@ -61,6 +61,14 @@ export function lengthOf(a: ArrayBufferView): number {
 const typedArrayBuffer = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!.get!;
 /** A typed array's buffer as the array holds it (not a subclass's `buffer` getter). */
 const bufferOf = (a: ArrayBufferView): ArrayBufferLike => typedArrayBuffer.call(a) as ArrayBufferLike;
+const typedArrayByteOffset = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'byteOffset')!.get!;
+const typedArrayByteLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'byteLength')!.get!;
+const dataViewBuffer = Object.getOwnPropertyDescriptor(DataView.prototype, 'buffer')!.get!;
+const dataViewByteOffset = Object.getOwnPropertyDescriptor(DataView.prototype, 'byteOffset')!.get!;
+const dataViewByteLength = Object.getOwnPropertyDescriptor(DataView.prototype, 'byteLength')!.get!;
+/** A view's byte offset and byte length as the view holds them (not a subclass's getters; a DataView by its own). */
+const byteOffsetOf = (a: ArrayBufferView): number => (a instanceof DataView ? dataViewByteOffset : typedArrayByteOffset).call(a) as number;
+const byteLengthOf = (a: ArrayBufferView): number => (a instanceof DataView ? dataViewByteLength : typedArrayByteLength).call(a) as number;
 
 /** 'float64' for a Float64Array, 'float32' for a Float32Array, otherwise a TypeError. */
 export function dtypeOf(name: string, a: unknown): Dtype {
@@ -96,6 +104,47 @@ export function bool(name: string, v: unknown, fallback: boolean): boolean {
   if (v === undefined) return fallback;
   if (typeof v !== 'boolean') fail(TypeError, 'a boolean', name, v);
   return v;
+}
+
+/**
+ * An options object (or opts.out, or a nested option object such as validation or schedule) as a
+ * plain object: {…}, Object.create(null), or one from another realm (its prototype's prototype is
+ * null). Anything else is a TypeError: an option held by a prototype (Object.create({ lr }) or a
+ * class's getter) or by a Map or a Date is not an own key, and would be silently ignored.
+ * @throws {TypeError}
+ */
+export function plainObject(name: string, o: unknown, what = 'an options object'): Record<string, unknown> {
+  // Not an object at all (or an array, a typed array): the kind expected, in the caller's words.
+  if (o === null || typeof o !== 'object' || Array.isArray(o) || ArrayBuffer.isView(o)) return fail(TypeError, what, name, o);
+  // An object, but not a plain one: a Map, a Date, a class instance, an object with a prototype.
+  if (Object.prototype.toString.call(o) !== '[object Object]') return fail(TypeError, 'a plain object', name, o);
+  const proto: unknown = Object.getPrototypeOf(o);
+  if (proto !== null && Object.getPrototypeOf(proto) !== null) {
+    return fail(TypeError, 'a plain object', name, new Received(`${describe(o)} with a prototype of its own (inherited keys and class getters would not be read: pass { … })`));
+  }
+  return o as Record<string, unknown>;
+}
+
+/**
+ * The own string keys of a plain object, non-enumerable ones too: a key set with
+ * Object.defineProperty is checked (known: used, unknown: refused), never skipped as Object.keys would.
+ */
+export const ownKeys = (o: object): string[] => Object.getOwnPropertyNames(o);
+
+/** The largest seed + 1: the generator's state is 32 bits, and a seed past it would be another seed's alias. */
+export const SEED_LIMIT = 2 ** 32;
+
+/**
+ * A seed of a draw (initParams, Linear, Sequential.mlp, the seeded Rng): an integer in [0, 2^32),
+ * default 0. The generator's state is 32 bits, so every seed outside that range would give the
+ * very numbers of one inside it (2^32 those of 0, −1 those of 2^32 − 1): refused rather than aliased.
+ * @throws {TypeError} not an integer; {RangeError} outside [0, 2^32)
+ */
+export function seed(name: string, value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value)) return fail(TypeError, 'an integer', name, value);
+  if (value < 0 || value >= SEED_LIMIT) fail(RangeError, `an integer in [0, 2^32) (the generator's state is 32 bits: any other seed would repeat one of these)`, name, value);
+  return value;
 }
 
 export const ACTIVATIONS: readonly Activation[] = ['relu', 'sigmoid', 'tanh'];
@@ -199,9 +248,23 @@ function looksOneHot(y: ArrayLike<number>, C: number, xLength: number, D: number
 /** The two-layer tensors with D, H, C and their dtype, and the object they were read from (each read once, here). */
 export type CheckedParams = Required<Params> & { source: object; dtype: Dtype };
 
+/**
+ * The keys a two-layer params object may hold: the tensors, their dims (initParams), the activation
+ * (a Trainer's live params, loadParams) and loadParams' layout and metadata.
+ */
+export const PARAMS_KEYS = ['W1', 'b1', 'W2', 'b2', 'D', 'H', 'C', 'activation', 'layout', 'metadata'] as const;
+
 /** W1, b1, W2, b2 of one dtype with consistent shapes; D, H, C read from them (and checked if given). */
 export function params(p: unknown): CheckedParams {
   if (p === null || typeof p !== 'object') return fail(TypeError, 'an object { W1, b1, W2, b2 }', 'params', p);
+  // Any other key is refused by name: a deeper net's W3, b3 (a copy of seq.params) would otherwise
+  // run as the two-layer net its W1…b2 make, and a misspelt D, H or C would go unchecked.
+  for (const key of Object.getOwnPropertyNames(p)) {
+    if (!(PARAMS_KEYS as readonly string[]).includes(key)) {
+      const hint = /^[Wb]\d+$/.test(key) ? ': a Sequential\'s params are run by that Sequential (seq.forward, seq.predict), or the object seq.params itself' : '';
+      throw new TypeError(`Expected no key '${key}' for params (the two-layer net's ${PARAMS_KEYS.join(', ')})${hint}`);
+    }
+  }
   // Each field read once: a getter that returns another tensor on a second read changes nothing.
   const { W1, b1, W2, b2, D: dIn, H: hIn, C: cIn } = p as Record<string, unknown>;
   if (W1 === undefined || b1 === undefined || W2 === undefined || b2 === undefined) {
@@ -311,9 +374,8 @@ export function stepOptions(
 ): StepOptions {
   let backend, reduction, inputGrad, cache, out, accumulate, weight, ignoreIndex, labelSmoothing, gradOutput, exact, activation: unknown;
   if (opts !== undefined) {
-    if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', 'opts', opts);
-    const r = opts as Record<string, unknown>;
-    const keys = Object.keys(r);
+    const r = plainObject('opts', opts);
+    const keys = ownKeys(r);
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
       switch (key) {
@@ -336,13 +398,13 @@ export function stepOptions(
       }
     }
   }
-  if (out !== undefined && (out === null || typeof out !== 'object')) fail(TypeError, 'an object of gradient buffers', 'opts.out', out);
+  if (out !== undefined) plainObject('opts.out', out, 'an object of gradient buffers');
   // The buffers read once, here, before any tensor is checked (see options()).
   let outNames: readonly string[] = NONE;
   let outBuffers: readonly unknown[] = NONE;
   let dX: unknown;
   if (out !== undefined) {
-    const names = Object.keys(out as object);
+    const names = ownKeys(out as object);
     const buffers: unknown[] = [];
     for (let i = 0; i < names.length; i++) {
       const b = (out as Record<string, unknown>)[names[i]];
@@ -438,14 +500,16 @@ export function disjoint(outNames: readonly string[], outs: readonly (ArrayBuffe
   // .buffer is a getter, and this runs on every training step of a Sequential: read each once.
   const n = outs.length;
   const views = [...outs, ...ins];
-  const buffers = views.map((a) => a?.buffer);
+  // Through %TypedArray%.prototype's getters: a subclass's own `buffer`, `byteOffset` or
+  // `byteLength` getter could otherwise hide that it shares memory with an input.
+  const buffers = views.map((a) => (a === undefined ? undefined : a instanceof DataView ? (dataViewBuffer.call(a) as ArrayBufferLike) : bufferOf(a)));
+  const starts = views.map((a) => (a === undefined ? 0 : byteOffsetOf(a)));
+  const ends = views.map((a, k) => (a === undefined ? 0 : starts[k] + byteLengthOf(a)));
   for (let i = 0; i < n; i++) {
-    const a = views[i];
-    if (a === undefined) continue;
+    if (views[i] === undefined) continue;
     for (let j = 0; j < views.length; j++) {
-      const b = views[j];
-      if (j === i || b === undefined || buffers[i] !== buffers[j]) continue;
-      if (a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
+      if (j === i || views[j] === undefined || buffers[i] !== buffers[j]) continue;
+      if (starts[i] < ends[j] && starts[j] < ends[i]) {
         const other = j < n ? `out.${outNames[j]}` : inNames[j - n];
         throw new RangeError(`Expected out.${outNames[i]} not to share memory with ${other}`);
       }
@@ -532,12 +596,13 @@ export function options<K extends string>(
   name: string, opts: unknown, known: readonly K[], unsupported: Readonly<Record<string, string>> = {},
 ): { readonly [P in K]?: unknown } {
   if (opts === undefined) return {};
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts)) fail(TypeError, 'an options object', name, opts);
-  // A copy, each value read once: a getter cannot answer one thing to the check and another to the use.
+  const o = plainObject(name, opts);
+  // A copy, each value read once: a getter cannot answer one thing to the check and another to the
+  // use. The copy's keys are enumerable, so a non-enumerable option given is read as any other.
   const copy: Record<string, unknown> = {};
-  for (const key of Object.keys(opts)) {
+  for (const key of ownKeys(o)) {
     if (!(known as readonly string[]).includes(key)) unknownOption(name, key, known, unsupported);
-    copy[key] = (opts as Record<string, unknown>)[key];
+    copy[key] = o[key];
   }
   return copy as { readonly [P in K]?: unknown };
 }

@@ -170,7 +170,8 @@ const SPELT_RIGHT: [entry: string, call: () => unknown][] = [
   ['Trainer', () => new Trainer(params(), { lr: 0.5, weightDecay: 1e-4, batchSize: 8, schedule: { type: 'step', every: 2, gamma: 0.5 } })],
   ['trainer.fitSync', () => trainer().fitSync(X, y, { epochs: 2, onProgress: () => {}, validation: { X, y }, earlyStop: { patience: 2, minDelta: 0.01 } })],
   ['trainer.fitSync, tfjs\'s conveniences', () => trainer().fitSync(X, y, { epochs: 2, validationSplit: 0.25, callbacks: { onEpochEnd: () => {}, onStep: () => {} }, restoreBest: true })],
-  ['trainer.fitSync, validation a data set with fields of its own', () => trainer().fitSync(X, y, { epochs: 1, validation: { X, y, D: 2, C: 2, names: ['a', 'b'] } })],
+  // A loader's data set as it came (readCsv's fields); a key no data set has is refused (test/61).
+  ['trainer.fitSync, validation a data set with fields of its own', () => trainer().fitSync(X, y, { epochs: 1, validation: { X, y, D: 2, C: 2, featureNames: ['a', 'b'], labelName: 'y' } })],
   ['trainer.fit', () => trainer().fit(X, y, { epochs: 1 })],
   ['Trainer.load', () => Trainer.load(savedTrainer(), { lr: 0.01 })],
   ['verify', () => verify(params(), X, y, { candidate: 'ts', reference: 'fd' })],

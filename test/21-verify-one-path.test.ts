@@ -46,8 +46,9 @@ describe('a gradient function gets the params as the caller passed them', () => 
     expect(relu.ok).toBe(false);
   });
 
-  it('every field the caller passed, extra ones too, on a copy: writing into it changes nothing', () => {
-    const mine = { ...params, note: 'mine', lr: 0.1 };
+  // Every field a params object may hold (a key of no params object is refused: test/61).
+  it('every field the caller passed, loadParams\' metadata too, on a copy: writing into it changes nothing', () => {
+    const mine = { ...params, metadata: { note: 'mine' }, layout: 'handgrad' };
     const before = mine.W1.slice();
     let seen: Record<string, unknown> = {};
     const r = verify(mine, X, y, {
@@ -61,7 +62,7 @@ describe('a gradient function gets the params as the caller passed them', () => 
     });
     expect(r.ok, r.summary).toBe(true);
     expect(Object.keys(seen).sort()).toEqual(Object.keys(mine).sort());
-    expect(seen).toMatchObject({ D, H, C, note: 'mine', lr: 0.1 });
+    expect(seen).toMatchObject({ D, H, C, metadata: { note: 'mine' }, layout: 'handgrad' });
     expect(seen).not.toBe(mine);
     expect(seen.W1).not.toBe(mine.W1);
     expect(Array.from(mine.W1)).toEqual(Array.from(before));

@@ -61,6 +61,13 @@ export interface TrainerOptions extends OptimizerOptions {
 /** The two-layer net's parameters as a Trainer takes them. */
 export type TwoLayerParams = Params;
 
+/**
+ * The keys of a data set fit takes as validation: X and y, and what the package's own sets carry
+ * besides (D, C; trainValSplit's index; readCsv's featureNames, labelName, classNames, header;
+ * loadMnist's rows, cols; blobs' centers), so that any of them can be passed as it came.
+ */
+const DATASET_KEYS = ['X', 'y', 'D', 'C', 'index', 'featureNames', 'labelName', 'classNames', 'header', 'rows', 'cols', 'centers'] as const;
+
 /** The live two-layer tensors of a Trainer (shared memory), with the activation they were trained with. */
 export type LiveParams = SavedParams & { activation: Activation };
 
@@ -373,12 +380,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', opts.onProgress);
     const cb = fitCallbacks(opts.callbacks);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', opts.signal);
-    // validation is a data set (a loader's or trainValSplit's, with fields of its own): X and y are
-    // checked as the training data are; its keys only when X or y is missing (a misspelt key).
-    const dataset = opts.validation as Partial<Data> | undefined;
-    if (dataset !== undefined && (dataset === null || typeof dataset !== 'object')) v.fail(TypeError, 'a data set { X, y }', 'opts.validation', dataset);
+    // validation is a data set: X and y, checked as the training data are, and the fields this
+    // package's loaders and trainValSplit give a set (read by none here); any other key is refused
+    // by name: { X, y, weight } or { X, y, batchSize } would otherwise be an option silently ignored.
+    if (opts.validation !== undefined && (opts.validation === null || typeof opts.validation !== 'object')) v.fail(TypeError, 'a data set { X, y }', 'opts.validation', opts.validation);
+    const dataset = opts.validation === undefined ? undefined : (v.options('opts.validation', opts.validation, DATASET_KEYS) as Partial<Data>);
     const val = dataset === undefined ? undefined : { X: dataset.X, y: dataset.y };
-    if (val !== undefined && (val.X === undefined || val.y === undefined)) v.options('opts.validation', dataset, ['X', 'y'] as const);
+    if (val !== undefined && (val.X === undefined || val.y === undefined)) v.fail(TypeError, 'a data set { X, y }', `opts.validation.${val.X === undefined ? 'X' : 'y'}`, undefined);
     const split = opts.validationSplit;
     if (split !== undefined) {
       if (dataset !== undefined) v.fail(TypeError, 'either opts.validation or opts.validationSplit, not both', 'opts.validationSplit alongside opts.validation', split);

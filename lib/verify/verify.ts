@@ -132,6 +132,8 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   const o = v.options('opts', opts, OPTIONS, UNSUPPORTED);
   const referenceOpt = v.oneOf('opts.reference', o.reference, ['auto', 'torch', 'fd'] as const, 'auto');
   const inputGrad = v.bool('opts.inputGrad', o.inputGrad, true);
+  // Asked for by name (not the default): a candidate function must then return dX.
+  const inputGradAsked = o.inputGrad === true;
   const exact = v.bool('opts.exact', o.exact, false);
   if (exact && o.reference === 'fd') v.fail(TypeError, "reference 'torch' or 'auto' with exact: true (bits are compared with LibTorch)", 'opts.reference', o.reference);
   const candidate = (o.candidate ?? 'native') as Candidate<Network>;
@@ -192,8 +194,10 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
     if (s.layerOf[name] !== undefined) check.layer = s.layerOf[name];
     if (name === 'dX' && !inputGrad) return Object.assign(check, { status: 'skipped' as const });
     if (got === undefined) {
-      // A function may leave out its loss and dX (inputGrad is optional for it); the rest are required.
-      check.status = !cand.error && (name === 'loss' || name === 'dX') ? 'skipped' : 'missing';
+      // A function may leave out its loss, and dX unless inputGrad: true was asked for (then dX is
+      // what is being verified, and its absence fails as any missing tensor's); the rest are required.
+      const optional = name === 'loss' || (name === 'dX' && !inputGradAsked);
+      check.status = !cand.error && optional ? 'skipped' : 'missing';
       if (check.status === 'missing') check.diagnosis = [{ kind: 'missing', message: cand.error ?? `the candidate returned no ${name}` }];
       return check;
     }

@@ -1,0 +1,198 @@
+// Hostile callers of the public API (a reviewer's findings, /tmp/review-api r2–r9): options that
+// Object.keys would not see, a subclass that lies about its buffer, a deeper net's params passed as
+// a two-layer one, unchecked softmax logits, seeds that alias, unknown data-set keys, a verify
+// candidate without dX. The truths are hand-computed or stated by the README, not the code's output.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  forward, forwardBackward, initParams, Linear, loadParams, Rng, saveParams, Sequential, softmax, Trainer, trainValSplit, verify, xor,
+} from '../lib';
+
+// D = 3, H = 2, C = 2 with weights small enough to follow by hand.
+const P = () => ({
+  W1: Float64Array.of(0.5, -1, 0.25, 0.5, -0.5, 1), b1: Float64Array.of(0.1, -0.2),
+  W2: Float64Array.of(1, -1, 0.5, 2), b2: Float64Array.of(0, 0.3),
+});
+const X = Float64Array.of(1, 2, 3, -1, 0.5, 2);
+const y = Int32Array.of(0, 1);
+
+/** The summed cross-entropy of P() on X, y, by hand in plain numbers (ReLU, row-major [D,H], [H,C]). */
+function handSumLoss(): number {
+  const p = P();
+  let sum = 0;
+  for (let b = 0; b < 2; b++) {
+    const h = [0, 1].map((j) => Math.max(0, p.b1[j] + [0, 1, 2].reduce((s, d) => s + X[b * 3 + d] * p.W1[d * 2 + j], 0)));
+    const z = [0, 1].map((c) => p.b2[c] + h[0] * p.W2[c] + h[1] * p.W2[2 + c]);
+    sum += Math.log(Math.exp(z[0]) + Math.exp(z[1])) - z[y[b]];
+  }
+  return sum;
+}
+
+describe('F2: an options object is a plain object, and each own key is read', () => {
+  const plain = /Expected a plain object for opts but received/;
+  it('a class getter, a prototype, a Map or a Date holding an option is a TypeError, not ignored', () => {
+    class Opts { get reduction() { return 'sum'; } }
+    for (const o of [new Opts(), Object.create({ reduction: 'sum' }), new Map([['reduction', 'sum']]), new Date()]) {
+      expect(() => forwardBackward(P(), X, y, o as never)).toThrow(TypeError);
+      expect(() => forwardBackward(P(), X, y, o as never)).toThrow(plain);
+    }
+    expect(() => new Trainer(initParams({ D: 3, H: 4, C: 3 }), Object.create({ lr: 5, optimizer: 'adam' }))).toThrow(plain);
+    expect(() => forward(P(), X, Object.create({ activation: 'tanh' }))).toThrow(plain);
+  });
+  it('a non-enumerable known option is used: reduction sum gives the hand-computed summed loss', () => {
+    const o = {};
+    Object.defineProperty(o, 'reduction', { value: 'sum' });
+    expect(forwardBackward(P(), X, y, o).loss).toBeCloseTo(handSumLoss(), 12);
+    // and through options() (initParams): a non-enumerable seed is the seed
+    const s = {};
+    Object.defineProperty(s, 'seed', { value: 5 });
+    const a = initParams({ D: 2, H: 2, C: 2 }, s).W1;
+    expect(Array.from(a)).toEqual(Array.from(initParams({ D: 2, H: 2, C: 2 }, { seed: 5 }).W1));
+    expect(Array.from(a)).not.toEqual(Array.from(initParams({ D: 2, H: 2, C: 2 }).W1));
+  });
+  it('a non-enumerable unknown option is refused by name', () => {
+    const o = {};
+    Object.defineProperty(o, 'reductoin', { value: 'sum' });
+    expect(() => forwardBackward(P(), X, y, o)).toThrow(/no option 'reductoin' for opts \(did you mean 'reduction'\?\)/);
+    const t = {};
+    Object.defineProperty(t, 'learning_rate', { value: 5 });
+    expect(() => new Trainer(initParams({ D: 3, H: 4, C: 3 }), t)).toThrow(/no option 'learning_rate'.*did you mean 'lr'/);
+  });
+  it('out inherited from a prototype is refused; a non-enumerable out buffer is written', () => {
+    expect(() => forwardBackward(P(), X, y, { out: Object.create({ dW1: new Float64Array(6) }) })).toThrow(/Expected a plain object for opts\.out but received Object with a prototype of its own/);
+    const out = {};
+    const db2 = new Float64Array(2);
+    Object.defineProperty(out, 'db2', { value: db2 });
+    forwardBackward(P(), X, y, { out, reduction: 'sum' });
+    // Σ_b (softmax − onehot) over the batch: by hand from the logits
+    const p = P();
+    const want = [0, 0];
+    for (let b = 0; b < 2; b++) {
+      const h = [0, 1].map((j) => Math.max(0, p.b1[j] + [0, 1, 2].reduce((s, d) => s + X[b * 3 + d] * p.W1[d * 2 + j], 0)));
+      const z = [0, 1].map((c) => p.b2[c] + h[0] * p.W2[c] + h[1] * p.W2[2 + c]);
+      const e = z.map(Math.exp);
+      for (let c = 0; c < 2; c++) want[c] += e[c] / (e[0] + e[1]) - (y[b] === c ? 1 : 0);
+    }
+    expect(db2[0]).toBeCloseTo(want[0], 12);
+    expect(db2[1]).toBeCloseTo(want[1], 12);
+  });
+  it('Object.create(null) is a plain object', () => {
+    const o = Object.assign(Object.create(null) as object, { reduction: 'sum' as const });
+    expect(forwardBackward(P(), X, y, o).loss).toBeCloseTo(handSumLoss(), 12);
+  });
+});
+
+describe('F3: an out buffer that lies about its buffer is still caught aliasing W1', () => {
+  class Liar extends Float64Array { override get buffer(): ArrayBuffer { return new ArrayBuffer(8); } }
+  for (const backend of ['ts', 'wasm', 'native'] as const) {
+    it(backend, () => {
+      const p = P();
+      const before = p.W1.slice();
+      const dW1 = new Liar(p.W1.buffer, 0, 6);
+      expect(() => forwardBackward(p, X, y, { backend, out: { dW1 } })).toThrow(/not to share memory with W1/);
+      expect(Array.from(p.W1)).toEqual(Array.from(before));
+    });
+  }
+});
+
+describe("F4: a params object's unknown keys are refused", () => {
+  it("a deeper Sequential's params record, copied, is not run as the two-layer net", () => {
+    const net = Sequential.mlp([4, 5, 5, 3], { seed: 2 });
+    const Xn = new Float64Array(8).fill(0.5);
+    expect(() => forward({ ...net.params } as never, Xn)).toThrow(/no key 'W3' for params/);
+    expect(() => forwardBackward({ ...net.params } as never, Xn, [0, 1])).toThrow(TypeError);
+    expect(() => forwardBackward({ ...P(), extra: 1 } as never, X, y)).toThrow(/no key 'extra' for params/);
+  });
+  it('what initParams, a Trainer and loadParams give is accepted', () => {
+    const p = initParams({ D: 3, H: 2, C: 2 }, { seed: 1 });
+    expect(forward(p, X).length).toBe(4);
+    const t = new Trainer(initParams({ D: 3, H: 2, C: 2 }, { seed: 1 }), { activation: 'tanh' });
+    expect(forward(t.params, X).length).toBe(4);
+    const file = join(mkdtempSync(join(tmpdir(), 'handgrad-61-')), 'p.safetensors');
+    saveParams(file, p, { metadata: { note: 'x' } });
+    const loaded = loadParams(file);
+    expect(forward(loaded, X).length).toBe(4);
+  });
+});
+
+describe('F5: softmax checks its logits as forward checks X', () => {
+  it('refuses other arrays, and NaN or ±Infinity by index', () => {
+    expect(() => softmax(new Int32Array([1, 2, 3, 4]) as never, 2)).toThrow(new TypeError('Expected a Float64Array or Float32Array for logits but received Int32Array of length 4'));
+    expect(() => softmax([1, 2, 3, 4] as never, 2)).toThrow(TypeError);
+    expect(() => softmax(null as never, 2)).toThrow(/Float64Array or Float32Array for logits but received null/);
+    expect(() => softmax('abcd' as never, 2)).toThrow(TypeError);
+    expect(() => softmax(Float64Array.of(1, 2, NaN, 0), 2)).toThrow(new RangeError('Expected finite values in logits but received NaN at index 2'));
+    expect(() => softmax(Float32Array.of(-Infinity, 1), 2)).toThrow(/finite values in logits but received -Infinity at index 0/);
+  });
+  it('a length property that lies is not what is computed over', () => {
+    class Long extends Float64Array { override get length(): number { return 3; } }
+    expect(() => softmax(new Long(4), 3)).toThrow(/multiple of C = 3 elements for logits/);
+  });
+  it('computes [1/4, 3/4] for logits [0, ln 3]', () => {
+    const s = softmax(Float64Array.of(0, Math.log(3)), 2);
+    expect(s[0]).toBeCloseTo(0.25, 15);
+    expect(s[1]).toBeCloseTo(0.75, 15);
+  });
+});
+
+describe('F8: a seed is an integer in [0, 2^32), never an alias of another', () => {
+  const range = /integer in \[0, 2\^32\).*for opts\.seed/;
+  it('initParams, Linear and Sequential.mlp refuse 2^32, 2^53 and −1', () => {
+    for (const seed of [2 ** 32, 2 ** 53, -1, 2 ** 32 + 1]) {
+      expect(() => initParams({ D: 2, H: 2, C: 2 }, { seed })).toThrow(RangeError);
+      expect(() => initParams({ D: 2, H: 2, C: 2 }, { seed })).toThrow(range);
+      expect(() => new Linear(2, 2, { seed })).toThrow(range);
+      expect(() => Sequential.mlp([2, 2, 2], { seed })).toThrow(range);
+      expect(() => new Rng(seed)).toThrow(/for seed/);
+    }
+    expect(() => initParams({ D: 2, H: 2, C: 2 }, { seed: 0.5 })).toThrow(TypeError);
+  });
+  it('the ends of the range are accepted: 0 and 2^32 − 1 give different weights', () => {
+    const a = initParams({ D: 2, H: 2, C: 2 }, { seed: 0 }).W1;
+    const b = initParams({ D: 2, H: 2, C: 2 }, { seed: 2 ** 32 - 1 }).W1;
+    expect(Array.from(a)).not.toEqual(Array.from(b));
+  });
+});
+
+describe('F9: unknown keys of fit validation and initParams dims are refused', () => {
+  const data = xor({ seed: 1, n: 16 });
+  const trainer = () => new Trainer(initParams({ D: 2, H: 4, C: 2 }, { seed: 1 }));
+  it('validation { X, y, weight } and { X, y, batchSize }', () => {
+    expect(() => trainer().fitSync(data.X, data.y, { epochs: 1, validation: { X: data.X, y: data.y, weight: new Float64Array([1, 100]) } as never }))
+      .toThrow(/no option 'weight' for opts\.validation/);
+    expect(() => trainer().fitSync(data.X, data.y, { epochs: 1, validation: { X: data.X, y: data.y, batchSize: 1 } as never }))
+      .toThrow(/no option 'batchSize' for opts\.validation/);
+    expect(() => trainer().fitSync(data.X, data.y, { epochs: 1, validation: Object.create({ X: data.X, y: data.y }) })).toThrow(/Expected a plain object for opts\.validation/);
+  });
+  it("a package's own data sets are accepted as they come", () => {
+    const { val } = trainValSplit(data.X, data.y, 2, { fraction: 0.25, seed: 0 });
+    expect(trainer().fitSync(data.X, data.y, { epochs: 1, validation: val }).history.length).toBe(1);
+    expect(trainer().fitSync(data.X, data.y, { epochs: 1, validation: data }).history.length).toBe(1);
+  });
+  it('initParams({ D, H, C, h })', () => {
+    expect(() => initParams({ D: 2, H: 4, C: 2, h: 8 } as never)).toThrow(/no option 'h' for dims \(did you mean 'H'\?\)/);
+  });
+});
+
+describe('F11: verify with inputGrad: true fails a candidate that returns no dX', () => {
+  const rng = new Rng(3);
+  const Xv = Float64Array.from({ length: 20 }, () => rng.normal());
+  const yv = Int32Array.of(0, 2, 1, 2);
+  const p = initParams({ D: 5, H: 6, C: 3 }, { seed: 2 });
+  const noDX = (q: typeof p, XX: Float64Array, yy: Int32Array) => {
+    const { dW1, db1, dW2, db2 } = forwardBackward({ W1: q.W1, b1: q.b1, W2: q.W2, b2: q.b2 }, XX, yy).grads;
+    return { dW1, db1, dW2, db2 };
+  };
+  it('asked for: dX missing, ok false', () => {
+    const r = verify(p, Xv, yv, { inputGrad: true, reference: 'fd', candidate: noDX as never });
+    expect(r.ok).toBe(false);
+    expect(r.tensors.find((t) => t.name === 'dX')?.status).toBe('missing');
+  });
+  it('not asked for (the default): dX stays optional for a function', () => {
+    const r = verify(p, Xv, yv, { reference: 'fd', candidate: noDX as never });
+    expect(r.tensors.find((t) => t.name === 'dX')?.status).toBe('skipped');
+    expect(r.ok).toBe(true);
+  });
+});
