@@ -5,13 +5,14 @@
 // per class). When the CSV has the label column, its labels are matched to the saved class names
 // and the accuracy is printed.
 import { readCsv } from '../data';
-import type { CsvDataset } from '../data/csv';
+import type { CsvDataset, CsvOptions } from '../data/csv';
 import { fileFail } from '../data/files';
 import { HandgradError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
 import { loadModel, type Model } from '../model-file';
 import * as v from '../validate';
 import { type Command, flags, STRING } from './command';
+import { columnList, columnsNamed, firstRow, headerFlag, madeUpColumn, shownHeader } from './csv-columns';
 
 // readCsv's number syntax (a label cell is read as text): a feature read through the label slot must meet it too.
 const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
@@ -24,46 +25,127 @@ const cell = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"`
 /** The label text of row i (a class name, or the class id as written). */
 const labelText = (d: CsvDataset, i: number) => (d.classNames ? d.classNames[d.y[i]] : String(d.y[i]));
 
-/** Whether readCsv refused the label column as absent from the header. */
-const noSuchColumn = (err: unknown) => err instanceof HandgradError && err.code === 'ERR_FILE' && /for opts\.label but received the header/.test(err.message);
+/**
+ * readCsv, with its one message that would mislead here reworded: when the first feature is read
+ * through the label slot (the file has no label column), an empty cell of it is a missing number
+ * for that feature column, not a missing label.
+ */
+function readFeatureViaLabel(data: string, opts: CsvOptions): CsvDataset {
+  try {
+    return readCsv(data, { ...opts, maxClasses: ANY_COUNT });
+  } catch (err) {
+    if (err instanceof HandgradError && err.code === 'ERR_FILE' && err.message.startsWith('Expected a label for ')) {
+      err.message = `Expected a number for ${err.message.slice('Expected a label for '.length)}`;
+    }
+    throw err;
+  }
+}
 
 export interface Rows {
   /** X [n,D] in the model's feature order (float64, raw). */
   X: Float64Array;
   /** The label texts, when the CSV has the label column. */
   labels?: string[];
+  /** The label column read (its header name, or train's colK for a file without a header). */
+  labelName?: string;
   n: number;
 }
 
+export interface RowsOptions {
+  /** --label: the label column; it must exist (without it, the model's label column, which may be absent). */
+  label?: string;
+  /** --header: whether the first row names the columns ('auto': see modelRows). */
+  header?: 'auto' | boolean;
+}
+
 /**
- * The rows of a CSV as the model takes them: by its feature names (a file without names: the CSV's
- * columns but the label, in order), and the label column when present.
- * @throws {HandgradError} ERR_FILE: a feature column missing, a cell that is not a finite number
+ * The rows of a CSV as the model takes them, and the label column when present.
+ *
+ * Columns are found by the feature names the model keeps, in a header: each name (and the label's)
+ * must be spelled by exactly one column. A model trained on a CSV without a header keeps train's
+ * made-up names col1…colN, which stand for file columns 1…N: such a file is read by position, as
+ * it was trained (with --header false, or 'auto' when the first row does not hold every feature
+ * name). A model file without names takes the CSV's columns but the label, in order.
+ * @throws {HandgradError} ERR_FILE: a column missing or duplicated, a cell that is not a finite number
+ * @throws {RangeError|TypeError} naming --label or --header
  */
-export function modelRows(model: Model, data: string, label: string | undefined): Rows {
+export function modelRows(model: Model, data: string, opts: RowsOptions = {}): Rows {
   const D = model.inFeatures;
   const features = model.features;
-  let d: CsvDataset | undefined;
-  if (label !== undefined) {
-    try {
-      d = readCsv(data, { label, header: true });
-    } catch (err) {
-      if (!noSuchColumn(err)) throw err;
-    }
-  }
+  const header = opts.header ?? 'auto';
+  const explicit = opts.label;
+  const first = firstRow(data);
+  if (first === undefined) readCsv(data, {}); // no records: readCsv's own error (an empty file) is thrown
+  const { cells } = first!;
+  const ncols = cells.length;
+  const named = (name: string) => columnsNamed(cells, name);
+  const inData = `--data ${data}`;
+  // An explicit --label must name a column; the model's own label may be absent (then: no accuracy).
+  const noSuchLabel = (name: string): never => fileFail(`a column named ${JSON.stringify(name)}`, '--label', shownHeader(first!), data);
+
   if (features === undefined) {
-    // No names saved: the columns by position, the label last (readCsv's default) unless named.
-    d ??= readCsv(data, {});
+    // No names saved: the columns by position, the label last unless named (and present).
+    const label = explicit ?? (model.label !== undefined && header !== false && named(model.label).length === 1 ? model.label : undefined);
+    if (label !== undefined && header === false) v.fail(RangeError, 'true or auto with --label (a column name needs a header)', '--header', 'false');
+    if (explicit !== undefined && named(explicit).length === 0) noSuchLabel(explicit);
+    if (label !== undefined && named(label).length > 1) fileFail(`one column named ${JSON.stringify(label)} (the label)`, inData, `columns ${columnList(named(label))} of ${shownHeader(first!)}`, undefined);
+    const d = readCsv(data, { ...(label !== undefined ? { label } : {}), header });
     if (d.D !== D) fileFail(`${D} feature columns besides the label (the model's inputs; its file names none)`, '--data', `${d.D}`, data);
-    return { X: Float64Array.from(d.X), labels: Array.from({ length: d.y.length }, (_, i) => labelText(d!, i)), n: d.y.length };
+    return { X: Float64Array.from(d.X), labels: Array.from({ length: d.y.length }, (_, i) => labelText(d, i)), labelName: d.labelName, n: d.y.length };
   }
-  // No label column: the first feature takes the label's place in readCsv (every other column must
-  // be a number), and its cells come back as label texts, read here as readCsv reads numbers.
-  const viaLabel = d === undefined;
-  d ??= readCsv(data, { label: features[0], header: true, maxClasses: ANY_COUNT });
+
+  const madeUp = features.every((f) => madeUpColumn(f) >= 0);
+  if (header === false && !madeUp) {
+    const shown = features.slice(0, 4).map((f) => JSON.stringify(f)).join(', ') + (D > 4 ? ', …' : '');
+    v.fail(RangeError, 'true or auto for this model (only a model trained on a CSV without a header, whose features are col1…colN, reads one by position)', '--header', new v.Received(`false; the model's features are ${shown}`));
+  }
+  const byPosition = header === false || (header === 'auto' && madeUp && !features.every((f) => named(f).length > 0));
+
+  let label: string | undefined; // the label column read, when there is one
+  let d: CsvDataset;
+  if (byPosition) {
+    // train named column k of a file without a header `col${k + 1}`: the same names find them here.
+    const at = features.map(madeUpColumn);
+    const missing = features.filter((_, k) => at[k] >= ncols);
+    if (missing.length > 0) {
+      fileFail(`columns ${missing.map((f) => JSON.stringify(f)).join(', ')} (a CSV without a header is read by position: colK is column K, as train named them)`, inData, `${ncols} columns on line ${first!.line}`, undefined);
+    }
+    const k = madeUpColumn(explicit ?? model.label ?? '');
+    const labelAt = k >= 0 && k < ncols && !at.includes(k) ? k : undefined;
+    if (explicit !== undefined && labelAt === undefined) {
+      v.fail(RangeError, `a column of the CSV without a header that is not a feature, named as train names them (col1…col${ncols})`, '--label', explicit);
+    }
+    if (labelAt !== undefined) label = `col${labelAt + 1}`;
+    d = labelAt !== undefined ? readCsv(data, { header: false, label: labelAt }) : readFeatureViaLabel(data, { header: false, label: at[0] });
+  } else {
+    const wanted = explicit ?? model.label;
+    if (wanted !== undefined) {
+      const at = named(wanted);
+      const flag = explicit !== undefined ? '--label' : `the label column (the model's) in ${inData}`;
+      if (explicit !== undefined && at.length === 0) noSuchLabel(explicit);
+      if (at.length > 1) fileFail(`one column named ${JSON.stringify(wanted)}`, flag, `columns ${columnList(at)} of ${shownHeader(first!)}`, undefined);
+      if (explicit !== undefined && features.includes(explicit)) v.fail(RangeError, 'the label column, not one of the model\'s features', '--label', explicit);
+      if (at.length === 1) label = wanted;
+    }
+    // Each name must be one column: with two, which one the model meant cannot be told.
+    features.forEach((f, k) => {
+      const at = named(f);
+      if (at.length > 1) fileFail(`one column named ${JSON.stringify(f)} (feature ${k + 1} of the ${D} the model was trained on)`, inData, `columns ${columnList(at)} of ${shownHeader(first!)}`, undefined);
+    });
+    const missing = features.flatMap((f, k) => (named(f).length === 0 ? [`${JSON.stringify(f)} (feature ${k + 1})`] : []));
+    if (missing.length > 0) {
+      const hint = madeUp ? '; the model was trained on a CSV without a header: --header false reads one by position' : '';
+      fileFail(`${missing.length === 1 ? 'a column' : 'columns'} named ${missing.join(', ')} of the ${D} the model was trained on`, inData, `${shownHeader(first!)}${hint}`, undefined);
+    }
+    d = label !== undefined ? readCsv(data, { header: true, label }) : readFeatureViaLabel(data, { header: true, label: features[0] });
+  }
+
+  // No label column: the first feature took the label's place in readCsv (every other column must
+  // be a number), and its cells came back as label texts, read here as readCsv reads numbers.
+  const viaLabel = label === undefined;
   const n = d.y.length;
   const columns = new Map<string, number>();
-  d.featureNames.forEach((name, j) => columns.set(name, j));
+  d.featureNames.forEach((name, j) => columns.set(name, j)); // unique: duplicates were refused above
   const X = new Float64Array(n * D);
   for (let k = 0; k < D; k++) {
     const name = features[k];
@@ -77,13 +159,10 @@ export function modelRows(model: Model, data: string, label: string | undefined)
       continue;
     }
     const j = columns.get(name);
-    if (j === undefined) {
-      const shown = [...(viaLabel ? [features[0]] : [d.labelName]), ...d.featureNames].slice(0, 8).map((s) => JSON.stringify(s)).join(', ');
-      fileFail(`a column named ${JSON.stringify(name)} (feature ${k + 1} of the ${D} the model was trained on)`, `--data ${data}`, `the header ${shown}${d.D + 1 > 8 ? ', …' : ''}`, undefined);
-    }
+    if (j === undefined) throw new Error(`unreachable: feature ${JSON.stringify(name)} was found in the first row`);
     for (let i = 0; i < n; i++) X[i * D + k] = d.X[i * d.D + j];
   }
-  return { X, labels: viaLabel ? undefined : Array.from({ length: n }, (_, i) => labelText(d!, i)), n };
+  return { X, labels: viaLabel ? undefined : Array.from({ length: n }, (_, i) => labelText(d, i)), labelName: label, n };
 }
 
 /** The text of the output CSV: `prediction`, then (probs) one column per class. */
@@ -103,16 +182,17 @@ export function predictionCsv(model: Model, ids: Int32Array, probs?: ArrayLike<n
 export async function runPredict(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s), err: (s: string) => void = (s) => process.stderr.write(s)): Promise<{ accuracy?: number; n: number }> {
   const { values } = flags('predict', argv, {
     model: STRING, data: STRING, output: { type: 'string', short: 'o' }, probs: { type: 'boolean', default: false }, label: STRING,
-    backend: { type: 'string', default: 'native' },
+    backend: { type: 'string', default: 'native' }, header: { type: 'string', default: 'auto' },
   });
   if (values.model === undefined || values.model === '') v.fail(TypeError, 'a model file (handgrad train writes model.safetensors)', '--model', values.model);
   if (values.data === undefined || values.data === '') v.fail(TypeError, 'a CSV file of rows to classify', '--data', values.data);
   if (values.output === '') v.fail(RangeError, 'a file path', '--output', values.output);
   if (values.label === '') v.fail(RangeError, 'a column name', '--label', values.label);
   const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
+  const header = headerFlag(values.header);
   const model = loadModel(values.model);
-  const label = values.label ?? model.label;
-  const rows = modelRows(model, values.data, label);
+  const rows = modelRows(model, values.data, { label: values.label, header });
+  const label = rows.labelName;
   const ids = model.predict(rows.X, { backend });
   const text = predictionCsv(model, ids, values.probs ? model.probs(rows.X, { backend }) : undefined);
   // The CSV goes to -o, or to stdout; the accuracy then to stderr, so the CSV stays clean.
@@ -140,16 +220,21 @@ export const predictCommand: Command = {
   help: `usage: handgrad predict --model FILE --data FILE.csv [-o OUT.csv] [--probs]
 
 Reads the CSV's columns by the feature names the model file keeps (any order; other numeric
-columns are left aside), applies its standardizer, and writes one predicted class name per row
-under the header \`prediction\` to OUT.csv (or stdout). When the CSV has the label column, its
-labels are matched to the model's class names and the accuracy is printed (to stderr when the
-predictions go to stdout).
+columns are left aside; a name, or the label's, spelled by two columns is an error). A model
+trained on a CSV without a header keeps train's names col1, col2, … and reads such a file by
+position (colK is column K, the label column may be left off the end). Applies its
+standardizer and writes one predicted class name per row under the header \`prediction\` to
+OUT.csv (or stdout). When the CSV has the label column, its labels are matched to the model's
+class names and the accuracy is printed (to stderr when the predictions go to stdout).
 
   --model FILE        a model file: handgrad train's model.safetensors, saveModel's, Trainer.save's
   --data FILE.csv     the rows to classify (the label column optional)
   -o, --output FILE   where the predictions go (default stdout)
   --probs             also one column of probabilities per class, named by the class
-  --label COL         the label column's name (default: the one the model file names)
+  --label COL         the label column's name, which must be in the header (default: the one
+                      the model file names; when the CSV lacks it, no accuracy is printed)
+  --header true|false|auto   whether the first row names the columns (default auto: it does
+                      unless the model's features are col1…colN and the row lacks those names)
   --backend native|ts|torch|wasm   (default native)
 `,
   async run(argv) {

@@ -7,7 +7,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { fileTry } from '../data/files';
+import { fileFail, fileTry } from '../data/files';
 import { HandgradError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
 import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
@@ -21,6 +21,7 @@ import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer'
 import type { Dtype, FloatArray } from '../types';
 import * as v from '../validate';
 import { type Command, flags, Interrupted, numberFlag, STRING } from './command';
+import { columnList, columnsNamed, firstRow, headerFlag, shownHeader } from './csv-columns';
 import { optimizerConfig, type OptimizerName, type OptimizerOptions, OPTIMIZERS } from '../train/optimizer';
 
 interface Prepared {
@@ -48,8 +49,57 @@ function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: 
   return { name, train: part(train), val: part(val), D: d.D, C: d.C, file: { ...names, ...(z ? { preprocess: { mean: z.mean, std: z.std } } : {}) }, defaults };
 }
 
+const INTEGER = /^[+-]?\d+$/;
+
+/**
+ * The label column of a CSV as --label, --label-index and --header choose it, checked against the
+ * file's first row so that every error names the flag the user typed (readCsv's name opts.label).
+ *
+ * --label COL is a column name when the first row spells a cell so (that row is then the header);
+ * otherwise an integer is a 0-based index (negative from the end), as before names could be
+ * numbers. An integer that is both a cell of the first row and an index in range is ambiguous
+ * (a header "2019,2020,…" or a first row of data?) and refused unless --header says which:
+ * --header true reads it as the name, --header false (or --label-index N) as the index.
+ * @throws {RangeError|TypeError} naming --label, --label-index or --header
+ * @throws {HandgradError} ERR_FILE: the file cannot be read
+ */
+export function labelColumn(data: string, name: string | undefined, index: string | undefined, header: 'auto' | boolean): { label?: string | number; header: 'auto' | boolean } {
+  if (name !== undefined && index !== undefined) v.fail(TypeError, 'either --label or --label-index, not both', '--label-index', index);
+  if (name === '') v.fail(RangeError, 'a column name or a 0-based column index', '--label', name);
+  if (name === undefined && index === undefined) return { header };
+  const first = firstRow(data);
+  if (first === undefined) return { header }; // no records: readCsv's own error (an empty file) follows
+  const ncols = first.cells.length;
+  const inRange = (k: number) => k >= -ncols && k < ncols;
+  const range = `[${-ncols}, ${ncols}) (the file has ${ncols} columns on line ${first.line})`;
+  if (index !== undefined) {
+    const k = numberFlag('--label-index', index, `a 0-based column index in ${range}`, (n, t) => INTEGER.test(t.trim()) && inRange(n));
+    return { label: k, header };
+  }
+  const label = name!;
+  const at = header === false ? [] : columnsNamed(first.cells, label);
+  const asIndex = INTEGER.test(label) ? Number(label) : undefined;
+  if (at.length > 1) v.fail(RangeError, `one column named ${JSON.stringify(label)}`, '--label', new v.Received(`columns ${columnList(at)} of ${shownHeader(first)} (${data})`));
+  if (at.length === 1) {
+    if (asIndex !== undefined && header === 'auto' && inRange(asIndex)) {
+      v.fail(RangeError, `one reading of --label ${label}`, '--label', new v.Received(
+        `both the name of column ${at[0] + 1} of the first row (line ${first.line}) and a 0-based index (column ${(asIndex < 0 ? ncols + asIndex : asIndex) + 1}): ` +
+        `add --header true to mean the name, or use --label-index ${label} for the index`));
+    }
+    return { label, header: header === 'auto' ? true : header };
+  }
+  if (asIndex !== undefined) {
+    if (!inRange(asIndex)) {
+      v.fail(RangeError, `a column name or a 0-based column index in ${range}`, '--label', new v.Received(`${label} (no column of the first row is named so, ${data})`));
+    }
+    return { label: asIndex, header };
+  }
+  if (header === false) v.fail(RangeError, `a 0-based column index in ${range} (with --header false the columns have no names)`, '--label', label);
+  return v.fail(RangeError, `a column named ${JSON.stringify(label)} or a 0-based column index`, '--label', new v.Received(`${shownHeader(first)} (${data})`));
+}
+
 /** The data set named on the command line, split and scaled, with its default settings. */
-export function prepare(data: string, opts: { seed: number; label?: string; dtype: Dtype }): Prepared {
+export function prepare(data: string, opts: { seed: number; label?: string; labelIndex?: string; header?: 'auto' | boolean; dtype: Dtype }): Prepared {
   const seed = opts.seed;
   switch (data) {
     case 'xor': {
@@ -69,8 +119,16 @@ export function prepare(data: string, opts: { seed: number; label?: string; dtyp
       return { name: 'mnist', train: m.train, val: m.test, D: m.train.D, C: m.train.C, file: {}, defaults: { hidden: 256, epochs: 5, lr: 0.05, batch: 128, optimizer: 'momentum' } };
     }
     default: {
-      const label = opts.label === undefined ? undefined : /^-?\d+$/.test(opts.label) ? Number(opts.label) : opts.label;
-      const d = readCsv(data, { label });
+      const { label, header } = labelColumn(data, opts.label, opts.labelIndex, opts.header ?? 'auto');
+      const d = readCsv(data, { ...(label !== undefined ? { label } : {}), header });
+      // The model file keeps the feature names for predict, and refuses a name twice (at the save,
+      // after the whole run): a header naming two columns alike is refused here, before training.
+      d.featureNames.forEach((f, j) => {
+        const k = d.featureNames.indexOf(f);
+        if (k === j) return;
+        const first = firstRow(data)!; // a header was read, so there is a first row
+        fileFail('distinct column names (predict finds the columns by name)', `--data ${data}`, `${JSON.stringify(f)} for columns ${columnList(columnsNamed(first.cells, f))} of ${shownHeader(first)}`, undefined);
+      });
       // Class names in id order (the ids themselves when the labels are numbers), the columns by name.
       const classes = d.classNames ?? Array.from({ length: d.C }, (_, c) => String(c));
       return split(data, d, seed, true, opts.dtype, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' }, { classes, features: d.featureNames, label: d.labelName });
@@ -205,7 +263,7 @@ function optimizerSummary(cfg: ReturnType<typeof optimizerConfig>, given: Optimi
 export async function runTraining(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)) {
   const { values } = flags('train', argv, {
     data: { type: 'string', default: 'xor' },
-    label: STRING, hidden: STRING, layers: STRING, epochs: STRING, lr: STRING, batch: STRING, optimizer: STRING,
+    label: STRING, 'label-index': STRING, header: { type: 'string', default: 'auto' }, hidden: STRING, layers: STRING, epochs: STRING, lr: STRING, batch: STRING, optimizer: STRING,
     activation: { type: 'string', default: 'relu' }, backend: { type: 'string', default: 'native' },
     dtype: { type: 'string', default: 'float64' }, seed: { type: 'string', default: '0' },
     out: STRING, quiet: { type: 'boolean', default: false },
@@ -226,6 +284,9 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const exact = v.exactOption('--exact', values.exact, backend);
   const builtIn = BUILT_IN.includes(values.data as never);
   if (values.label !== undefined && builtIn) v.fail(TypeError, '--label only with a CSV file', '--data', values.data);
+  if (values['label-index'] !== undefined && builtIn) v.fail(TypeError, '--label-index only with a CSV file', '--data', values.data);
+  const header = headerFlag(values.header);
+  if (header !== 'auto' && builtIn) v.fail(TypeError, '--header only with a CSV file', '--data', values.data);
   if (values.layers !== undefined && values.hidden !== undefined) v.fail(TypeError, 'either --hidden or --layers, not both', '--layers', values.layers);
   // --layers 64,128,64: the hidden widths of a Sequential D → 64 → 128 → 64 → C.
   const layers = values.layers === undefined ? null : values.layers.split(',').map((w, i) => v.dim(`--layers[${i}]`, w.trim() === '' ? NaN : Number(w)));
@@ -233,7 +294,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
   const outDir = resolve(values.out ?? join('handgrad-out', builtIn ? values.data! : 'csv'));
   writableFolder(outDir);
 
-  const data = prepare(values.data!, { seed, label: values.label, dtype });
+  const data = prepare(values.data!, { seed, label: values.label, labelIndex: values['label-index'], header, dtype });
   const d = data.defaults;
   const hidden = given.hidden ?? d.hidden;
   const epochs = given.epochs ?? d.epochs;
@@ -339,7 +400,13 @@ with the standardizer fitted here and, for a CSV, the class and column names, wh
 defaults (printed on the first line).
 
   --data xor|spirals|blobs|digits|mnist|FILE.csv   (default xor; a CSV is split 80/20 and standardized)
-  --label COL                  the CSV's label column, by name or 0-based index (default the last)
+  --label COL                  the CSV's label column (default the last): a name when the first row
+                               has a cell spelled so, else an integer is a 0-based index (negative
+                               from the end); both at once is an error unless --header says which
+  --label-index N              the label column by 0-based index only (not with --label)
+  --header true|false|auto     whether the first row names the columns (default auto: it does when
+                               --label names a column or a feature cell of the first row is not a
+                               number); without one, the columns are named col1, col2, …
   --hidden N                   the two-layer net's hidden width
   --layers W1,W2,…             a Sequential D → W1 → W2 → … → C instead (not with --hidden)
   --epochs N, --lr X, --batch N

@@ -1,0 +1,140 @@
+// `handgrad predict` and `handgrad train` choosing CSV columns as a user names them: a duplicated
+// header name, a mistyped --label, a CSV without a header, an empty first-feature cell, and a
+// column whose name is a number. The compiled CLI (dist/) runs in child processes; expected
+// predictions come from loadModel on rows written out by hand here, never from the CLI's parsing.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel } from '../lib';
+
+const ROOT = join(__dirname, '..');
+const CLI = join(ROOT, 'dist', 'lib', 'cli.js');
+const tmp = mkdtempSync(join(tmpdir(), 'handgrad-cli-data-'));
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const file = (name: string, text: string) => {
+  const p = join(tmp, name);
+  writeFileSync(p, text);
+  return p;
+};
+/** Trains one epoch on a CSV; the model path. */
+function train(data: string, out: string, extra: string[] = []) {
+  const r = cli(['train', '--data', data, '--out', join(tmp, out), '--epochs', '1', '--backend', 'ts', '--quiet', ...extra]);
+  if (r.code !== 0) throw new Error(`handgrad train failed: ${r.stderr}`);
+  return join(tmp, out, 'model.safetensors');
+}
+
+// Ten rows of two features, written here so the expected inputs are known without any parser.
+const ROWS = [[0, 0], [1, 0.5], [2, 1], [3, 1.5], [4, 2], [5, 2.5], [6, 3], [7, 3.5], [8, 4], [9, 4.5]];
+const LABELS = [0, 0, 0, 1, 0, 1, 1, 1, 0, 1];
+let named: string; // trained on x,y,label (labels a/b)
+let headerless: string; // trained on the same rows without a header (features col1, col2; label col3)
+let HEADERLESS: string;
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error('dist/ is not built: run `node scripts/setup.mjs` (npm test does) before this file');
+  named = train(file('named.csv', `x,y,label\n${ROWS.map((r, i) => `${r},${'ab'[LABELS[i]]}`).join('\n')}\n`), 'named');
+  HEADERLESS = file('headerless.csv', `${ROWS.map((r, i) => `${r},${LABELS[i]}`).join('\n')}\n`);
+  headerless = train(HEADERLESS, 'headerless');
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** What the model predicts for rows given as numbers here. */
+const truth = (model: string, rows: number[][]) => loadModel(model).predictClasses(Float64Array.from(rows.flat()));
+
+describe('handgrad predict: columns by name', () => {
+  it('refuses a feature name (or the label name) spelled by two columns, naming the name and its columns', () => {
+    const y = cli(['predict', '--model', named, '--data', file('dup-y.csv', 'x,y,y\n1,2,3\n'), '--backend', 'ts']);
+    expect(y.code).toBe(2);
+    expect(y.stdout).toBe('');
+    expect(y.stderr).toMatch(/Expected one column named "y" \(feature 2 of the 2 the model was trained on\) for --data \S+dup-y\.csv but received columns 2 and 3 of the header "x", "y", "y" \(line 1\)/);
+    // The first feature duplicated (the file has no label column): the same words, no opts.label.
+    const x = cli(['predict', '--model', named, '--data', file('dup-x.csv', 'x,y,x\n1,2,3\n'), '--backend', 'ts']);
+    expect(x.code).toBe(2);
+    expect(x.stderr).toMatch(/Expected one column named "x" \(feature 1 of the 2 .*\) for --data .* columns 1 and 3 of the header/);
+    expect(x.stderr).not.toMatch(/opts\./);
+    const label = cli(['predict', '--model', named, '--data', file('dup-label.csv', 'x,y,label,label\n1,2,a,b\n'), '--backend', 'ts']);
+    expect(label.code).toBe(2);
+    expect(label.stderr).toMatch(/one column named "label" .*columns 3 and 4 of the header/);
+  });
+
+  it('an explicit --label that names no column is an error naming --label and the header; without --label a missing label means no accuracy', () => {
+    const data = file('labelled.csv', 'x,y,label\n1,0.5,a\n8,4,b\n');
+    const typo = cli(['predict', '--model', named, '--data', data, '--label', 'lable', '--backend', 'ts']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/Expected a column named "lable" for --label but received the header "x", "y", "label" \(line 1\)/);
+    const plain = cli(['predict', '--model', named, '--data', file('unlabelled.csv', 'y,x\n0.5,1\n4,8\n'), '--backend', 'ts']);
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).not.toMatch(/accuracy/);
+    expect(plain.stdout).toBe(`prediction\n${truth(named, [[1, 0.5], [8, 4]]).join('\n')}\n`);
+  });
+
+  it('an empty first-feature cell is a missing number for that feature column, not a missing label', () => {
+    const r = cli(['predict', '--model', named, '--data', file('empty-x.csv', 'x,y\n1,2\n,3\n'), '--backend', 'ts']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected a number for column "x" \(column 1\) on line 3 but received "" \(an empty cell\)/);
+    expect(r.stderr).not.toMatch(/a label/);
+  });
+});
+
+describe('handgrad predict: a model trained on a CSV without a header', () => {
+  it('reads the same headerless file by position (colK is column K) and scores its label column', () => {
+    expect(loadModel(headerless).features).toEqual(['col1', 'col2']); // train's made-up names
+    const r = cli(['predict', '--model', headerless, '--data', HEADERLESS, '--backend', 'ts']);
+    expect(r.code, r.stderr).toBe(0);
+    const want = truth(headerless, ROWS);
+    expect(r.stdout).toBe(`prediction\n${want.join('\n')}\n`); // all ten rows: none taken as a header
+    const correct = want.filter((c, i) => c === String(LABELS[i])).length;
+    expect(r.stderr).toContain(`(${correct} of 10 rows, label column "col3")`);
+    // The label column left off: the features alone, no accuracy.
+    const bare = cli(['predict', '--model', headerless, '--data', file('hl-bare.csv', '3,1.5\n0,0\n'), '--backend', 'ts', '--header', 'false']);
+    expect(bare.code, bare.stderr).toBe(0);
+    expect(bare.stdout).toBe(`prediction\n${truth(headerless, [[3, 1.5], [0, 0]]).join('\n')}\n`);
+    expect(bare.stderr).not.toMatch(/accuracy/);
+  });
+
+  it('--header true names the missing feature names; --header false needs a model of col1…colN', () => {
+    const r = cli(['predict', '--model', headerless, '--data', HEADERLESS, '--header', 'true', '--backend', 'ts']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected columns named "col1" \(feature 1\), "col2" \(feature 2\) of the 2 the model was trained on for --data .* but received the header "0", "0", "0" \(line 1\)/);
+    expect(r.stderr).not.toMatch(/opts\./);
+    const f = cli(['predict', '--model', named, '--data', HEADERLESS, '--header', 'false', '--backend', 'ts']);
+    expect(f.code).toBe(2);
+    expect(f.stderr).toMatch(/for --header but received false; the model's features are "x", "y"/);
+  });
+});
+
+describe('handgrad train --label', () => {
+  it('a column named "2020" is chosen by name; an unknown name is an error naming --label', () => {
+    const data = file('year.csv', `x,y,2020\n${ROWS.map((r, i) => `${r},${LABELS[i]}`).join('\n')}\n`);
+    const m = loadModel(train(data, 'year', ['--label', '2020']));
+    expect([m.label, m.features]).toEqual(['2020', ['x', 'y']]);
+    const r = cli(['train', '--data', data, '--label', 'nosuch', '--out', join(tmp, 'nosuch'), '--epochs', '1', '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected a column named "nosuch" or a 0-based column index for --label but received the header "x", "y", "2020" \(line 1\)/);
+  });
+
+  it('a header naming two feature columns alike is refused before training, naming --data and the columns', () => {
+    const data = file('dup-train.csv', `x,x,label\n${ROWS.map((r, i) => `${r},${LABELS[i]}`).join('\n')}\n`);
+    const r = cli(['train', '--data', data, '--out', join(tmp, 'dup-train'), '--epochs', '1', '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected distinct column names .* for --data \S+dup-train\.csv but received "x" for columns 1 and 2 of the header "x", "x", "label" \(line 1\)/);
+    expect(existsSync(join(tmp, 'dup-train', 'model.safetensors'))).toBe(false);
+  });
+
+  it('an integer that is both a first-row name and an index is refused; --header true picks the name, --label-index the index', () => {
+    const data = file('amb.csv', `2,x,y,z\n${ROWS.map((r, i) => `${LABELS[i]},${r},${1 - LABELS[i]}`).join('\n')}\n`);
+    const r = cli(['train', '--data', data, '--label', '2', '--out', join(tmp, 'amb'), '--epochs', '1', '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/for --label but received both the name of column 1 .*and a 0-based index \(column 3\).*--header true.*--label-index 2/);
+    const byName = loadModel(train(data, 'amb-name', ['--label', '2', '--header', 'true']));
+    expect([byName.label, byName.features]).toEqual(['2', ['x', 'y', 'z']]);
+    const byIndex = loadModel(train(data, 'amb-index', ['--label-index', '2']));
+    expect([byIndex.label, byIndex.features]).toEqual(['y', ['2', 'x', 'z']]);
+  });
+});
