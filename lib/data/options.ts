@@ -28,10 +28,9 @@ export function nonNegative(name: string, value: unknown, fallback: number): num
   return value;
 }
 
-/** An integer seed (any integer; the generator uses its low 32 bits), default 0. */
+/** A seed, default 0: one rule for every seeded draw (validate.ts seed), named as the caller wrote it. */
 export function seed(name: string, value: unknown): number {
-  if (value !== undefined && !Number.isInteger(value)) v.fail(TypeError, 'an integer', name, value);
-  return (value as number | undefined) ?? 0;
+  return v.seed(name, value);
 }
 
 export function dtype(name: string, value: unknown): Dtype {
