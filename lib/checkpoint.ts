@@ -46,11 +46,29 @@ export function saveParams(path: string, params: SavedParams | Omit<SavedParams,
   saveSafetensors(path, sequentialTensors(net, layout), { ...metadataOption(o.metadata), ...sequentialMetadata(net, layout, activation) });
 }
 
-/** User metadata for a file: string values only (safetensors' __metadata__ is a string map). */
+/**
+ * Metadata keys the format writes (this file's, the Trainer's, the optimizer file's link and the
+ * model file's own): user metadata may not use them, since one would silently replace the other,
+ * or a reader would take the user's value for the format's (Trainer.load resuming from "steps").
+ */
+export const RESERVED_KEYS: readonly string[] = [
+  'format', 'layout', 'activation', 'dtype', 'D', 'H', 'C', 'layers', 'loss', 'modules',
+  'trainer', 'steps', 'epochs', 'position', 'optimizer_state', 'optimizer_state_sha256',
+  'preprocess', 'classes', 'features', 'label',
+];
+
+/**
+ * User metadata for a file: string values only (safetensors' __metadata__ is a string map), and
+ * none of the format's own keys — the one rule of every writer (saveParams, saveSequential,
+ * saveModel, Trainer.save).
+ * @throws {TypeError} not an object of strings; {RangeError} a reserved key
+ */
 export function metadataOption(m: unknown): Record<string, string> {
   if (m === undefined) return {};
   if (m === null || typeof m !== 'object' || Array.isArray(m)) v.fail(TypeError, 'an object of strings', 'opts.metadata', m);
   for (const [k, x] of Object.entries(m)) if (typeof x !== 'string') v.fail(TypeError, 'a string', `opts.metadata.${k}`, x);
+  const reserved = Object.keys(m).find((k) => RESERVED_KEYS.includes(k));
+  if (reserved !== undefined) v.fail(RangeError, `a key other than the format's own (${RESERVED_KEYS.join(', ')})`, 'opts.metadata', new v.Received(JSON.stringify(reserved)));
   return m as Record<string, string>;
 }
 

@@ -10,7 +10,7 @@
 // (ERR_FILE naming the key): a file is data, not a promise.
 import { fileFail } from './data/files';
 import type { Standardizer } from './data/standardize';
-import { metadataOption, sequentialFromFile, sequentialMetadata, sequentialTensors } from './checkpoint';
+import { metadataOption, RESERVED_KEYS, sequentialFromFile, sequentialMetadata, sequentialTensors } from './checkpoint';
 import { type ArchitectureOptions, architecture } from './io/layers';
 import { loadSafetensors, readSafetensors, saveSafetensors, type SafetensorsFile, type TensorInput, tensorOf, writeSafetensors } from './io/safetensors';
 import { Sequential } from './layers/sequential';
@@ -49,15 +49,10 @@ export interface ModelInfo {
 
 export const MODEL_FILE_OPTIONS = ['preprocess', 'classes', 'features', 'label', 'metadata'] as const;
 
-/**
- * Metadata keys the format writes (checkpoint.ts's, the Trainer's, the optimizer file's link and
- * the model file's own): user metadata may not use them, since one would silently replace the other.
- */
-export const RESERVED_KEYS: readonly string[] = [
-  'format', 'layout', 'activation', 'dtype', 'D', 'H', 'C', 'layers', 'loss', 'modules',
-  'trainer', 'steps', 'epochs', 'position', 'optimizer_state', 'optimizer_state_sha256',
-  'preprocess', 'classes', 'features', 'label',
-];
+/** Metadata keys the format writes (checkpoint.ts holds the list and the rule, for every writer). */
+export { RESERVED_KEYS };
+/** What a std must be besides > 0: one whose reciprocal is finite (no subnormal below 2^-1024). */
+const TINY_STD = 'values whose reciprocal is finite (a std ≥ 5.6e-309)';
 const MEAN = 'preprocess.mean';
 const STD = 'preprocess.std';
 
@@ -82,7 +77,9 @@ function vector(name: string, x: unknown, D: number, positive: boolean): Float64
   const out = new Float64Array(D);
   for (let j = 0; j < D; j++) {
     const e = a[j];
+    // A std whose reciprocal overflows (a subnormal, 5e-324) makes (x − mean) / std infinite for any x ≠ mean.
     if (typeof e !== 'number' || !Number.isFinite(e) || (positive && !(e > 0))) v.fail(RangeError, positive ? 'finite numbers > 0' : 'finite numbers', `${name}[${j}]`, e);
+    if (positive && !Number.isFinite(1 / e)) v.fail(RangeError, TINY_STD, `${name}[${j}]`, e);
     out[j] = e;
   }
   return out;
@@ -110,9 +107,7 @@ export function modelInfoOption(o: { readonly [K in (typeof MODEL_FILE_OPTIONS)[
     if (info.features?.includes(o.label)) v.fail(RangeError, 'a column other than the features', 'opts.label', o.label);
     info.label = o.label;
   }
-  const meta = metadataOption(o.metadata);
-  const reserved = Object.keys(meta).find((k) => RESERVED_KEYS.includes(k));
-  if (reserved !== undefined) v.fail(RangeError, `a key other than the format's own (${RESERVED_KEYS.join(', ')})`, 'opts.metadata', new v.Received(JSON.stringify(reserved)));
+  const meta = metadataOption(o.metadata); // reserved keys refused there
   info.metadata = { ...meta };
   return info;
 }
@@ -160,7 +155,10 @@ function savedVector(file: SafetensorsFile, name: string, D: number, positive: b
   if (t.shape.length !== 1 || t.shape[0] !== D) fileFail(`shape [${D}] (D, the net's inputs)`, `tensor ${JSON.stringify(name)}`, `[${t.shape}]`, source);
   const data = t.data as Float64Array;
   for (let j = 0; j < D; j++) {
+    // A std whose reciprocal overflows (a subnormal, 5e-324) makes every standardized value
+    // infinite, which predict would then blame on the caller's X.
     if (!Number.isFinite(data[j]) || (positive && !(data[j] > 0))) fileFail(positive ? 'finite values > 0' : 'finite values', `tensor ${JSON.stringify(name)}`, `${data[j]} at index ${j}`, source);
+    if (positive && !Number.isFinite(1 / data[j])) fileFail(TINY_STD, `tensor ${JSON.stringify(name)}`, `${data[j]} at index ${j}`, source);
   }
   return Float64Array.from(data);
 }
@@ -211,7 +209,16 @@ export type Rows = Float64Array | Float32Array | readonly number[];
 export class Model {
   /** The network (the saved layers and weights; `net.predict` takes preprocessed rows). */
   readonly net: Sequential;
-  readonly preprocess?: Readonly<Preprocess>;
+  /**
+   * The standardizer, as a fresh copy on each read: typed arrays cannot be frozen, so the model
+   * keeps its own (#preprocess), which predict and save use, and a change to what this returns
+   * changes nothing.
+   */
+  get preprocess(): Readonly<Preprocess> | undefined {
+    const p = this.#preprocess;
+    return p && Object.freeze({ mean: p.mean.slice(), std: p.std.slice() });
+  }
+  readonly #preprocess?: Readonly<Preprocess>;
   /** Class names in class id order; absent when the file has none (predictClasses then gives the ids as strings). */
   readonly classes?: readonly string[];
   readonly features?: readonly string[];
@@ -226,7 +233,8 @@ export class Model {
     if (!(net instanceof Sequential)) v.fail(TypeError, 'a Sequential', 'net', net);
     const info = modelInfoOption(v.options('opts', opts, MODEL_FILE_OPTIONS), net.inFeatures, net.classes);
     this.net = net;
-    this.preprocess = info.preprocess && Object.freeze(info.preprocess);
+    // Copied: modelInfoOption's arrays are fresh, but a caller's ModelInfo (loadModel's) may be shared.
+    this.#preprocess = info.preprocess && Object.freeze({ mean: info.preprocess.mean.slice(), std: info.preprocess.std.slice() });
     this.classes = info.classes && Object.freeze(info.classes.slice());
     this.features = info.features && Object.freeze(info.features.slice());
     this.label = info.label;
@@ -256,7 +264,7 @@ export class Model {
     if (X.length === 0 || X.length % D !== 0) v.fail(RangeError, `a positive multiple of D = ${D} values ([n,D])`, 'X', new v.Received(`${X.length} values`));
     const x = X instanceof A ? X : A.from(X as ArrayLike<number>);
     v.assertFinite('X', x);
-    const p = this.preprocess;
+    const p = this.#preprocess; // the private copy: no caller can have changed it
     if (!p) return x === X ? x.slice() : x;
     const out = new A(x.length);
     for (let i = 0; i < x.length; i += D) for (let j = 0; j < D; j++) out[i + j] = (x[i + j] - p.mean[j]) / p.std[j];
@@ -288,7 +296,7 @@ export class Model {
     return writeModel(this.net, this.info(), path, this.twoLayer);
   }
 
-  /** The fields besides the net. */
+  /** The fields besides the net (the standardizer copied: see preprocess). */
   info(): ModelInfo {
     return { preprocess: this.preprocess, classes: this.classes, features: this.features, label: this.label, metadata: this.metadata };
   }

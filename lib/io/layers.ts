@@ -137,6 +137,23 @@ export function moduleIndices(kinds: readonly string[], modules: readonly Module
 /** Tensor names of PyTorch's layout ("{index}.{what}"); "optimizer.*" is a Trainer's state, not the net's. */
 const TORCH_NAME = /^(\d+)\.(.+)$/;
 
+/** Tensor names of handgrad's layout: W{k}, b{k}. */
+const HANDGRAD_NAME = /^[Wb]\d+$/;
+
+/**
+ * The metadata's D, H, C and dtype (sequentialMetadata writes them) against the tensors: a file
+ * whose metadata says another net than its tensors was edited or assembled wrongly, and which of
+ * the two is right cannot be told.
+ */
+function checkDims(meta: Record<string, string>, specs: readonly LayerSpec[], dtype: 'F64' | 'F32', fail: Fail): void {
+  const linears = specs.filter((s): s is Extract<LayerSpec, { kind: 'linear' }> => s.kind === 'linear');
+  const want: [string, string][] = [['D', String(linears[0].in)], ['H', String(linears[0].out)], ['C', String(linears[linears.length - 1].out)], ['dtype', dtype === 'F64' ? 'float64' : 'float32']];
+  const what: Record<string, string> = { D: "the first Linear's inputs", H: "the first Linear's outputs", C: "the last Linear's outputs", dtype: "the tensors' dtype" };
+  for (const [key, value] of want) {
+    if (meta[key] !== undefined && meta[key] !== value) fail(`${JSON.stringify(value)} (${what[key]})`, `__metadata__.${key}`, JSON.stringify(meta[key].slice(0, 40)));
+  }
+}
+
 /** The file's layout: PyTorch's when any tensor is named "{index}.…", else handgrad's (W1, b1, …). */
 export function layoutOf(file: SafetensorsFile): Layout {
   return Object.keys(file.tensors).some((n) => TORCH_NAME.test(n)) ? 'torch' : 'handgrad';
@@ -155,7 +172,15 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
   const fail: Fail = (what, name, got) => fileFail(what, name, got, source);
   const layout = layoutOf(file);
   const meta = file.metadata;
-  const metaActivation = (v.ACTIVATIONS as readonly string[]).includes(meta.activation) ? (meta.activation as Activation) : undefined;
+  // The activation changes what the net computes: a value that is not one (a misspelling, 'gelu')
+  // is refused, never read as the ReLU a file without one gets.
+  if (meta.activation !== undefined && !(v.ACTIVATIONS as readonly string[]).includes(meta.activation)) {
+    fail(`one of ${quote(v.ACTIVATIONS)}`, '__metadata__.activation', JSON.stringify(meta.activation.slice(0, 40)));
+  }
+  if (meta.layout !== undefined && meta.layout !== layout) {
+    fail(`'${layout}' (the layout of the file's tensors)`, '__metadata__.layout', JSON.stringify(meta.layout.slice(0, 40)));
+  }
+  const metaActivation = meta.activation as Activation | undefined;
   let kinds: string[] | undefined; // every module, in order (in handgrad's layout: Linear layers numbered W1, W2, …)
   const saved = meta.layers === undefined ? undefined : layerList(meta.layers, fail);
   // "modules": the nn.Sequential's modules (Dropout, Identity included) where the file's indices
@@ -171,6 +196,11 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
     kinds = saved.map((l) => l.kind);
   }
   if (modules !== undefined || saved !== undefined) {
+    // The "activation" written beside a layers list is its first activation (sequentialMetadata).
+    const first = kinds!.find((k) => k !== 'linear' && !PASS_THROUGH.includes(k));
+    if (metaActivation !== undefined && metaActivation !== first) {
+      fail(`${first === undefined ? 'no activation' : `'${first}'`} (the first activation of the file's own layers ${quote(kinds!)})`, '__metadata__.activation', `'${metaActivation}'`);
+    }
     if (arch.layers !== undefined && arch.layers.join() !== kinds!.join()) {
       fail(`opts.layers to agree with the file's own layers ${quote(kinds!)} (or no opts.layers)`, 'opts.layers', quote(arch.layers));
     }
@@ -219,12 +249,13 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
     tensors.push({ W, b });
   });
   if (tensors.length === 0) fail('at least one Linear layer (W1 or 0.weight)', 'the file', `tensors ${names.join(', ') || '(none)'}`);
-  // Every "{index}.…" tensor belongs to a Linear read above: a stray one is a module this does not read.
-  if (layout === 'torch') {
-    const used = new Set(tensors.flatMap((t) => [t.W, t.b]));
-    const stray = names.find((n) => TORCH_NAME.test(n) && !used.has(n));
-    if (stray !== undefined) fail(`only the tensors of the Linear layers ${quote([...used])}`, 'the file', `also ${JSON.stringify(stray)}`);
-  }
+  // Every "{index}.…" (or, in handgrad's layout, W{k}/b{k}) tensor belongs to a Linear read
+  // above: a stray one is a module this does not read, or a layer the metadata leaves out.
+  const used = new Set(tensors.flatMap((t) => [t.W, t.b]));
+  const linearName = layout === 'torch' ? TORCH_NAME : HANDGRAD_NAME;
+  const stray = names.find((n) => linearName.test(n) && !used.has(n));
+  if (stray !== undefined) fail(`only the tensors of the Linear layers ${quote([...used])}`, 'the file', `also ${JSON.stringify(stray)}`);
+  checkDims(meta, specs, dtype!, fail);
   return { layout, specs, tensors, dtype: dtype!, modules: layout === 'torch' && kinds!.some((k) => PASS_THROUGH.includes(k)) ? (kinds as ModuleKind[]) : undefined };
 }
 

@@ -7,9 +7,10 @@
 // compared against the bytes actually present (never allocated from a declared size), and every
 // problem is a HandgradError with code ERR_FILE worded as the rest of the library:
 //   Expected {what} for {name} but received {actual}
-import { fileFail, readFile } from '../data/files';
+import { fileFail } from '../data/files';
 import { limit } from '../data/options';
 import { writeFileAtomic } from './atomic';
+import { readRegularFile } from './regular-file';
 import * as v from '../validate';
 
 /** Every dtype the format defines; the first four convert to typed arrays, the rest stay raw bytes. */
@@ -79,6 +80,9 @@ export const MAX_HEADER_BYTES = 1 << 20;
 /** The reference implementation's limit: opts.maxHeaderBytes may not exceed it. */
 const FORMAT_MAX_HEADER_BYTES = 100_000_000;
 
+/** The most dimensions a shape may have (the reference implementation's); the reader and the writer both hold to it. */
+export const MAX_DIMS = 64;
+
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
@@ -92,12 +96,61 @@ function put<T>(record: Record<string, T>, key: string, value: T): void {
   Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
+/**
+ * The first key that appears twice in one object of a JSON text that parses (JSON.parse keeps the
+ * last silently, and a reviver sees only that one), with where: 'the safetensors header' for a
+ * top-level key, else the entry it is in. A scan of the text, one pass, no recursion (the header
+ * is at most FORMAT_MAX_HEADER_BYTES): strings are skipped by their escapes, and a key is
+ * compared decoded (JSON.parse of its literal), so "a" and "\u0061" are the same key.
+ */
+function duplicateKey(text: string): { key: string; where: string } | undefined {
+  // One entry per open container: the keys seen so far for an object, null for an array.
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  let topKey = ''; // the last key read in the top-level object: the entry a nested key is in
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const keys = stack[stack.length - 1]!;
+        if (keys.has(key)) {
+          const where = stack.length === 1 ? 'the safetensors header' : topKey === '__metadata__' ? '__metadata__' : `tensor ${JSON.stringify(topKey)}`;
+          return { key, where };
+        }
+        keys.add(key);
+        if (stack.length === 1) topKey = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b /* { */) {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b /* [ */) {
+      stack.push(null);
+      expectKey = false;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+      expectKey = false;
+    } else if (c === 0x2c /* , */) {
+      expectKey = stack[stack.length - 1] != null;
+    }
+  }
+  return undefined;
+}
+
 type Entry = { name: string; dtype: SafetensorsDtype; shape: number[]; begin: number; end: number };
 
 /** One header entry, checked field by field; `dataLength` bounds every size (nothing is trusted). */
 function checkEntry(name: string, raw: unknown, dataLength: number, source?: string): Entry {
   const tname = `tensor ${JSON.stringify(name)}`;
   if (!isPlainObject(raw)) fileFail('an object { dtype, shape, data_offsets }', tname, v.describe(raw), source);
+  // A field the format does not define (e.g. "byteorder") would be silently ignored, while the
+  // writer meant something by it: refused.
+  const unknown = Object.keys(raw).find((k) => k !== 'dtype' && k !== 'shape' && k !== 'data_offsets');
+  if (unknown !== undefined) fileFail('only the fields dtype, shape, data_offsets', tname, `also ${JSON.stringify(unknown)}`, source);
   const { dtype, shape, data_offsets: offsets } = raw;
   if (typeof dtype !== 'string' || (!DTYPE_SIZE.has(dtype) && !PACKED.has(dtype))) {
     fileFail(`a safetensors dtype (F64, F32, I64, I32, F16, BF16, U8, …)`, `the dtype of ${tname}`, v.describe(dtype), source);
@@ -105,7 +158,7 @@ function checkEntry(name: string, raw: unknown, dataLength: number, source?: str
   if (PACKED.has(dtype)) fileFail('a dtype of whole bytes per element', `the dtype of ${tname}`, dtype, source);
   const sname = `the shape of ${tname}`;
   if (!Array.isArray(shape)) fileFail('an array of non-negative integers', sname, v.describe(shape), source);
-  if (shape.length > 64) fileFail('at most 64 dimensions', sname, `${shape.length}`, source);
+  if (shape.length > MAX_DIMS) fileFail(`at most ${MAX_DIMS} dimensions`, sname, `${shape.length}`, source);
   const i = shape.findIndex((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0);
   if (i >= 0) fileFail('an array of non-negative integers', sname, `${v.describe(shape[i])} at dimension ${i}`, source);
   const oname = `the data_offsets of ${tname}`;
@@ -188,6 +241,8 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?
     return fileFail('JSON', 'the safetensors header', `text that does not parse (${(err as Error).message})`, source);
   }
   if (!isPlainObject(header)) fileFail('a JSON object', 'the safetensors header', v.describe(header), source);
+  const twice = duplicateKey(text);
+  if (twice !== undefined) fileFail('each key once', twice.where, `${JSON.stringify(twice.key)} twice`, source);
 
   const start = 8 + n;
   const dataLength = bytes.length - start;
@@ -225,6 +280,36 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions & { source?
   return { tensors, metadata };
 }
 
+const INT_RANGE: Record<string, [bigint, bigint]> = { I32: [-(2n ** 31n), 2n ** 31n - 1n], I64: [-(2n ** 63n), 2n ** 63n - 1n] };
+
+/**
+ * Every value converted to another dtype than its own must arrive unchanged: a typed array's
+ * constructor wraps an integer out of range (2^31 → -2^31 in I32), turns a string or null into
+ * NaN or 0, and rounds a finite double past float32's range to Infinity. So each is checked:
+ * numbers (or BigInt) only; integer dtypes take integers within their range; F64 takes a BigInt
+ * only when exact; F32 refuses a finite value that would become ±Infinity (its rounding to the
+ * nearest float32 is what F32 means, and NaN or ±Infinity already in the data are kept as given).
+ * @throws {TypeError} a value that is not a number (or BigInt); {RangeError} one the dtype cannot hold, naming tensors.<name>.data[i]
+ */
+function checkValues(tn: string, dtype: string, a: ArrayLike<unknown>): void {
+  const range = INT_RANGE[dtype];
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const name = `${tn}.data[${i}]`;
+    if (typeof x === 'bigint') {
+      if (range !== undefined ? x < range[0] || x > range[1] : BigInt(Number(x)) !== x || (dtype === 'F32' && BigInt(Math.fround(Number(x))) !== x)) {
+        v.fail(RangeError, `a value that ${dtype} holds exactly`, name, new v.Received(`${x}n`));
+      }
+    } else if (typeof x !== 'number') {
+      v.fail(TypeError, 'a number', name, x);
+    } else if (range !== undefined) {
+      if (!Number.isInteger(x) || BigInt(x) < range[0] || BigInt(x) > range[1]) v.fail(RangeError, `an integer in [${range[0]}, ${range[1]}] (${dtype})`, name, x);
+    } else if (dtype === 'F32' && Number.isFinite(x) && !Number.isFinite(Math.fround(x))) {
+      v.fail(RangeError, 'a value within float32\'s range (±3.4028234663852886e38)', name, x);
+    }
+  }
+}
+
 function inferDtype(name: string, data: unknown): SafetensorsDtype {
   for (const [dtype, [ctor]] of TYPED) if (data instanceof ctor) return dtype as SafetensorsDtype;
   return v.fail(TypeError, 'a Float64Array, Float32Array, Int32Array or BigInt64Array (or an explicit dtype)', `${name}.data`, data);
@@ -240,6 +325,8 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
   if (!Array.isArray(t.shape) || t.shape.some((s) => !Number.isSafeInteger(s) || s < 0)) {
     v.fail(TypeError, 'an array of non-negative integers', `${tn}.shape`, t.shape);
   }
+  // The readers' limit: never write what they refuse.
+  if (t.shape.length > MAX_DIMS) v.fail(RangeError, `at most ${MAX_DIMS} dimensions`, `${tn}.shape`, new v.Received(`${t.shape.length}`));
   const shape = t.shape.slice();
   const count = shape.reduce((a, b) => a * b, 1);
   const size = sizeOf(dtype);
@@ -254,17 +341,12 @@ function encode(name: string, t: TensorInput): { dtype: SafetensorsDtype; shape:
   const len = (data as ArrayLike<unknown> | null)?.length;
   if (typeof len !== 'number') v.fail(TypeError, 'a typed array or an array of numbers', `${tn}.data`, data);
   if (len !== count) v.fail(RangeError, `${count} elements (shape ${shapeText(shape)})`, `${tn}.data`, data);
-  if ((ctor === Int32Array || ctor === BigInt64Array) && !(data instanceof BigInt64Array) && !(data instanceof Int32Array)) {
-    const a = data as ArrayLike<number>;
-    for (let i = 0; i < a.length; i++) {
-      if (!Number.isInteger(a[i])) v.fail(RangeError, 'integers', `${tn}.data (dtype ${dtype})`, new v.Received(`${v.describe(a[i])} at index ${i}`));
-    }
-  }
+  if (!(data instanceof ctor)) checkValues(tn, dtype, data as ArrayLike<unknown>);
   let typed: TensorData;
   if (data instanceof ctor) typed = data as TensorData;
   else if (ctor === BigInt64Array) typed = BigInt64Array.from(data as ArrayLike<number | bigint>, (v) => BigInt(v));
   else if (data instanceof BigInt64Array) typed = (ctor as Float64ArrayConstructor).from(data as unknown as ArrayLike<number>, (v) => Number(v));
-  else typed = (ctor as Float64ArrayConstructor).from(data as ArrayLike<number>);
+  else typed = (ctor as Float64ArrayConstructor).from(data as ArrayLike<number>, (x) => Number(x)); // (a BigInt in an array: checked exact above)
   let bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
   if (!LITTLE_ENDIAN) {
     bytes = new Uint8Array(typed.byteLength);
@@ -333,7 +415,8 @@ export function loadSafetensors(path: string, opts: ReadOptions = {}): Safetenso
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
   const { copy, maxHeaderBytes } = v.options('opts', opts, ['copy', 'maxHeaderBytes']) as ReadOptions;
   // A fresh Buffer owns its memory, so views into it are as safe as copies.
-  return readSafetensors(readFile(path, 'safetensors file'), { copy, maxHeaderBytes, source: path });
+  // A regular file only, read once by size: /dev/zero or a FIFO would never end (lib/io/regular-file.ts).
+  return readSafetensors(readRegularFile(path, 'safetensors file'), { copy, maxHeaderBytes, source: path });
 }
 
 /**
@@ -343,7 +426,8 @@ export function loadSafetensors(path: string, opts: ReadOptions = {}): Safetenso
  * @throws {HandgradError} code ERR_FILE: the file cannot be written (the old file, if any, is left intact)
  */
 export function saveSafetensors(path: string, tensors: Record<string, TensorInput>, metadata?: Record<string, string>): void {
-  if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
+  // '' names no file (the write would fail as EISDIR on the temporary file's folder): the argument is wrong.
+  if (typeof path !== 'string' || path === '') v.fail(TypeError, 'a file path', 'path', path);
   const bytes = writeSafetensors(tensors, metadata);
   writeFileAtomic(path, bytes); // a crash mid-write leaves the old file or the new one, never neither
 }

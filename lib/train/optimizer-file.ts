@@ -24,16 +24,15 @@
 // naming both files) rather than resuming old weights with newer moments. Its way out is
 // { optimizerState: false }: the weights, with a fresh optimizer and counters from zero.
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { readFile } from '../data/files';
 import { transpose } from '../checkpoint';
 import { writeFileAtomic } from '../io/atomic';
+import { readRegularFile } from '../io/regular-file';
 import { readSafetensors, type SafetensorsFile, type TensorInput, tensorOf, writeSafetensors } from '../io/safetensors';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
 import { type OptimizerName, type OptimizerOptions, optimizerConfig } from './optimizer';
-import { asFileError, fileError } from './resume';
+import { asFileError, checkSlot, fileError } from './resume';
 import { learningRate } from './schedule';
 import { settings } from './settings';
 import { COUNTER, type TrainState } from './state';
@@ -146,15 +145,9 @@ export function readOptimizerFile(modelPath: string, meta: Record<string, string
   const way = given === undefined
     ? ` (the optimizer state saved with ${modelPath}; to start a fresh optimizer from its weights, pass { optimizerState: false })`
     : '';
-  // A regular file only: a name read from a file is data, and /dev/zero or a FIFO would never end.
-  let regular = true;
-  try {
-    regular = statSync(path).isFile();
-  } catch {
-    // Missing or unreadable: readFile says so, with the way out.
-  }
-  if (!regular) fileError(modelPath, 'a regular file for the optimizer state', path, new v.Received('something else (a folder, a device, a pipe)'));
-  const bytes = readFile(path, 'optimizer state file', way);
+  // A regular file only, read once by size: a name read from a file is data, and /dev/zero or a
+  // FIFO would never end (the check and the read on one descriptor: lib/io/regular-file.ts).
+  const bytes = readRegularFile(path, 'optimizer state file', way);
   if (want !== undefined) {
     const got = sha256(bytes);
     if (got !== want) {
@@ -197,6 +190,7 @@ function expectedNames(s: TrainState): Set<string> {
  * @throws {HandgradError} ERR_FILE naming the tensor and the file
  */
 export function restoreFromOptimizerFile(s: TrainState, { file, path }: OptimizerSource, required: boolean): void {
+  savedState({ file, path }, s.names.length); // checked whatever the rule: the file says it is one
   const dtype = s.config.dtype === 'float64' ? 'F64' : 'F32';
   const slotNames = torchSlotNames(s.config.optimizer.name);
   const shapes = torchShapes(s);
@@ -218,9 +212,7 @@ export function restoreFromOptimizerFile(s: TrainState, { file, path }: Optimize
       const want = shapes[i].shape;
       if (t.shape.join() !== want.join()) fileError(path, `shape [${want}] (that of parameter ${i}, ${k})`, name, new v.Received(`[${t.shape}]`));
       const data = t.data as FloatArray;
-      for (let j = 0; j < data.length; j++) {
-        if (!Number.isFinite(data[j])) fileError(path, 'finite values', name, new v.Received(`${data[j]} at index ${j}`));
-      }
+      checkSlot(path, name, data, part === 'v' || part === 'vmax'); // exp_avg_sq, max_exp_avg_sq ≥ 0
       buf.set(shapes[i].transposed ? transpose(data, want[0], want[1]) : data);
     }
     const step = `state.${i}.step`;
@@ -258,18 +250,37 @@ export function optimizerFileSteps({ file, path }: OptimizerSource): number {
     if (steps === undefined) [steps, first] = [x, name];
   }
   // SGD without momentum keeps { momentum_buffer: None } per parameter once it has stepped.
-  let stepped = momentum;
-  try {
-    const state = JSON.parse(file.metadata.state ?? '{}') as unknown;
-    stepped ||= state !== null && typeof state === 'object' && Object.keys(state).length > 0;
-  } catch {
-    // optimizerFileSettings names a malformed "state"
-  }
+  const stepped = momentum || Object.keys(savedState({ file, path })).length > 0;
   return steps ?? (stepped ? 1 : 0);
 }
 
+/**
+ * The "state" metadata, checked: JSON { "{i}": { … } } with i a parameter index written as
+ * optimizer.state_dict() writes it (absent: {}, no state yet).
+ * @throws {HandgradError} ERR_FILE naming __metadata__.state
+ */
+export function savedState({ file, path }: OptimizerSource, parameters?: number): Record<string, unknown> {
+  const name = '__metadata__.state';
+  const text = file.metadata.state;
+  if (text === undefined) return {};
+  let state: unknown;
+  try {
+    state = JSON.parse(text);
+  } catch {
+    return fileError(path, "JSON { \"{i}\": { … } } (optimizer.state_dict()['state'] without its tensors)", name, new v.Received(JSON.stringify(text.slice(0, 40))));
+  }
+  if (state === null || typeof state !== 'object' || Array.isArray(state)) fileError(path, 'a JSON object { "{i}": { … } }', name, state);
+  for (const [k, x] of Object.entries(state as Record<string, unknown>)) {
+    const i = Number(k);
+    if (!/^(0|[1-9][0-9]*)$/.test(k) || (parameters !== undefined && i >= parameters)) fileError(path, `parameter indices${parameters === undefined ? '' : ` 0 … ${parameters - 1}`}`, name, new v.Received(`the key ${JSON.stringify(k.slice(0, 40))}`));
+    if (x === null || typeof x !== 'object' || Array.isArray(x)) fileError(path, 'an object per parameter', `${name}.${k}`, x);
+  }
+  return state as Record<string, unknown>;
+}
+
 /** torch.optim's class names, and this package's. */
-const TORCH_CLASSES: Record<string, OptimizerName> = { SGD: 'sgd', Adam: 'adam', AdamW: 'adamw' };
+/** A Map: a class named "constructor" or "__proto__" must not find Object.prototype's. */
+const TORCH_CLASSES = new Map<string, OptimizerName>([['SGD', 'sgd'], ['Adam', 'adam'], ['AdamW', 'adamw']]);
 
 /**
  * The optimizer settings an optimizer file holds ("class" and "param_groups"), as the Trainer's
@@ -283,8 +294,8 @@ const TORCH_CLASSES: Record<string, OptimizerName> = { SGD: 'sgd', Adam: 'adam',
 export function optimizerFileSettings({ file, path }: OptimizerSource, parameters: number): Record<string, unknown> {
   const meta = file.metadata;
   const cls = meta.class;
-  const optimizer = TORCH_CLASSES[cls];
-  if (cls === undefined || optimizer === undefined) fileError(path, `one of ${Object.keys(TORCH_CLASSES).join(', ')} (torch.optim's class)`, '__metadata__.class', cls === undefined ? new v.Received('nothing') : cls);
+  const optimizer = cls === undefined ? undefined : TORCH_CLASSES.get(cls);
+  if (cls === undefined || optimizer === undefined) fileError(path, `one of ${[...TORCH_CLASSES.keys()].join(', ')} (torch.optim's class)`, '__metadata__.class', cls === undefined ? new v.Received('nothing') : cls);
   const name = '__metadata__.param_groups';
   let groups: unknown;
   try {

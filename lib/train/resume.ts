@@ -8,6 +8,8 @@ import { HandgradError } from '../errors';
 import { type SafetensorsFile, tensorOf } from '../io/safetensors';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
+import { type OptimizerName, type OptimizerOptions, optimizerConfig } from './optimizer';
+import { savedSettings } from './settings';
 import { COUNTER, type TrainState } from './state';
 
 /** The metadata entries for the counters and, mid-epoch, the position. */
@@ -95,6 +97,19 @@ function readPosition(path: string, json: string, epochs: number): Position {
 }
 
 /**
+ * What a buffer holds, by rule: SGD's momentum (momentum and nesterov alike), Adam's moments (adam
+ * and adamw alike), nothing (plain sgd). A buffer is carried over only between rules of one
+ * family, as PyTorch's layout carries momentum_buffer or exp_avg by name.
+ */
+const family = (name: OptimizerName) => (name === 'momentum' || name === 'nesterov' ? 'momentum' : name === 'adam' || name === 'adamw' ? 'adam' : 'none');
+/** The slots a rule keeps (handgrad's names: m, v, vmax). */
+const slotsOf = (name: OptimizerName, amsgrad: boolean): readonly ('m' | 'v' | 'vmax')[] =>
+  family(name) === 'momentum' ? ['m'] : family(name) === 'adam' ? (amsgrad ? ['m', 'v', 'vmax'] : ['m', 'v']) : [];
+
+/** A second moment (v, vmax; exp_avg_sq, max_exp_avg_sq) is a running mean of squares: never below 0. */
+export const NON_NEGATIVE_SLOTS: readonly string[] = ['v', 'vmax'];
+
+/**
  * Fills the optimizer state from a handgrad-layout file's tensors optimizer.{name}.m/v/vmax (a
  * torch-layout checkpoint keeps it in its optimizer file: ./optimizer-file.ts). Each of the
  * parameter's dtype and length, finite. `required`: the file was saved by this optimizer after at
@@ -103,10 +118,30 @@ function readPosition(path: string, json: string, epochs: number): Position {
  */
 export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path: string, required: boolean): void {
   const dtype = s.config.dtype === 'float64' ? 'F64' : 'F32';
+  // The file's own rule, from its "trainer" record: its tensors must be that rule's, for this
+  // net's parameters, and are carried over only to a rule of the same family (a momentum buffer is
+  // not Adam's exp_avg), as the torch layout's names do. State without the record that says whose
+  // it is would be guessed: refused.
+  const held = Object.keys(file.tensors).filter((n) => n.startsWith('optimizer.'));
+  let fileRule: { name: OptimizerName; amsgrad: boolean } | undefined;
+  if (file.metadata.trainer !== undefined) {
+    const saved = asFileError(path, () => savedSettings(file.metadata.trainer));
+    fileRule = asFileError(path, () => optimizerConfig(saved as OptimizerOptions, 'the saved settings'));
+  } else if (held.length > 0) {
+    fileError(path, 'the optimizer that wrote it, in __metadata__.trainer (without it, whose state this is cannot be told)', held[0], new v.Received('a tensor beside no __metadata__.trainer'));
+  }
+  if (fileRule !== undefined) {
+    const known = new Set(s.names.flatMap((k) => slotsOf(fileRule!.name, fileRule!.amsgrad).map((part) => `optimizer.${k}.${part}`)));
+    const stray = held.find((n) => !known.has(n));
+    if (stray !== undefined) {
+      fileError(path, `only the ${fileRule.name} state of this net's parameters (${[...known].join(', ') || 'none'})`, stray, new v.Received('a tensor it has no place for'));
+    }
+  }
+  const same = fileRule !== undefined && family(fileRule.name) === family(s.config.optimizer.name);
   for (const k of s.names) {
     for (const part of ['m', 'v', 'vmax'] as const) {
       const buf = s.slots[k][part];
-      if (!buf) continue;
+      if (!buf || !same) continue; // another family's buffers start at zero
       const name = `optimizer.${k}.${part}`;
       if (!(name in file.tensors)) {
         if (required) fileError(path, `the optimizer state ${name} (the file's optimizer took steps)`, name, new v.Received('no such tensor'));
@@ -115,11 +150,17 @@ export function restoreOptimizerState(s: TrainState, file: SafetensorsFile, path
       const t = tensorOf(file, name, [dtype], path);
       if (t.shape.join() !== String(buf.length)) fileError(path, `shape [${buf.length}] (that of ${k})`, name, new v.Received(`[${t.shape}]`));
       const data = t.data as FloatArray;
-      for (let j = 0; j < data.length; j++) {
-        if (!Number.isFinite(data[j])) fileError(path, 'finite values', name, new v.Received(`${data[j]} at index ${j}`));
-      }
+      checkSlot(path, name, data, NON_NEGATIVE_SLOTS.includes(part));
       buf.set(data);
     }
+  }
+}
+
+/** A saved buffer's values: finite, and ≥ 0 for a second moment (a negative one makes √v NaN a step later). */
+export function checkSlot(path: string, name: string, data: FloatArray, nonNegative: boolean): void {
+  for (let j = 0; j < data.length; j++) {
+    if (!Number.isFinite(data[j])) fileError(path, 'finite values', name, new v.Received(`${data[j]} at index ${j}`));
+    if (nonNegative && !(data[j] >= 0)) fileError(path, 'values ≥ 0 (a second moment: a mean of squares)', name, new v.Received(`${data[j]} at index ${j}`));
   }
 }
 

@@ -1,0 +1,52 @@
+// The one way the file readers (safetensors files, optimizer files) read a file from a path: a
+// path is data (a user's argument, or a name read from another file), and /dev/zero, a FIFO or a
+// terminal never end — readFileSync on one reads until memory runs out, or waits forever. So the
+// file is opened once, without waiting for a FIFO's writer (O_NONBLOCK), fstat'ed on that very
+// descriptor (no window between a check by name and the read), refused unless it is a regular
+// file within the caller's limit, and exactly its size is read from that descriptor.
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { MAX_BUFFER_BYTES } from '../data/files';
+import { HandgradError } from '../errors';
+
+/** O_NONBLOCK where the platform has it (not on Windows, which has no FIFOs to wait on). */
+const NONBLOCK = (constants as { O_NONBLOCK?: number }).O_NONBLOCK ?? 0;
+
+/**
+ * The bytes of the regular file at `path`, at most `maxBytes` of them.
+ * @param what the file's role, for messages ('safetensors file', 'optimizer state file')
+ * @param hint appended to the message of a file that cannot be read (the way out)
+ * @throws {HandgradError} code ERR_FILE: missing or unreadable, not a regular file (a folder, a
+ *   device, a FIFO, a socket), larger than maxBytes, or changed size while read
+ */
+export function readRegularFile(path: string, what: string, hint = '', maxBytes: number = MAX_BUFFER_BYTES): Buffer {
+  const fail = (expected: string, got: string, cause?: unknown): never => {
+    throw new HandgradError('ERR_FILE', `Expected ${expected} for ${path} but received ${got}${hint}`, cause === undefined ? undefined : { cause });
+  };
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | NONBLOCK);
+  } catch (cause) {
+    return fail(`a readable ${what}`, (cause as Error).message, cause);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO (named pipe)' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'something else';
+      fail(`a regular file (the ${what})`, kind);
+    }
+    if (st.size > maxBytes) fail(`a file of at most ${maxBytes} bytes (the ${what})`, `${st.size} bytes`);
+    const out = Buffer.allocUnsafe(st.size);
+    let at = 0;
+    while (at < st.size) {
+      const n = readSync(fd, out, at, st.size - at, at);
+      if (n === 0) fail(`the ${st.size} bytes its size said (the ${what})`, `${at} (the file shrank while read)`);
+      at += n;
+    }
+    return out;
+  } catch (cause) {
+    if (cause instanceof HandgradError) throw cause;
+    return fail(`a readable ${what}`, (cause as Error).message, cause);
+  } finally {
+    closeSync(fd);
+  }
+}
