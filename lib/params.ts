@@ -20,8 +20,9 @@ export const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
 export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: Init, rng: Rng, name = 'W'): { W: FloatArray; b: FloatArray } {
   // A weight a 32-bit BLAS index cannot address is refused in the package's words, before V8's allocation error.
   if (fanIn * fanOut > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements`, name, new v.Received(`${fanIn * fanOut} elements`));
-  const W = dtype === 'float64' ? new Float64Array(fanIn * fanOut) : new Float32Array(fanIn * fanOut);
-  const b = dtype === 'float64' ? new Float64Array(fanOut) : new Float32Array(fanOut);
+  const F = dtype === 'float64' ? Float64Array : Float32Array;
+  const W: FloatArray = v.allocate<FloatArray>(F, fanIn * fanOut, name);
+  const b: FloatArray = v.allocate<FloatArray>(F, fanOut, name === 'W' ? 'b' : name.replace(/^W/, 'b'));
   if (init === 'torch') {
     const bound = 1 / Math.sqrt(fanIn);
     for (let i = 0; i < W.length; i++) W[i] = (2 * rng.uniform() - 1) * bound;

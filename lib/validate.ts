@@ -85,6 +85,20 @@ export function floatArray(name: string, a: unknown, dtype: Dtype, length: numbe
   return arr;
 }
 
+/**
+ * new Ctor(n), with V8's unnamed "Array buffer allocation failed" (more memory than this process
+ * may have) as a RangeError naming the tensor and its size.
+ */
+export function allocate<A>(Ctor: new (n: number) => A & { BYTES_PER_ELEMENT?: number }, n: number, name: string): A {
+  try {
+    return new Ctor(n);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    const bytes = n * ((Ctor as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1);
+    return fail(RangeError, 'a size this process can allocate', name, new Received(`${n} elements (${(bytes / 2 ** 30).toFixed(1)} GiB): ${e.message}`));
+  }
+}
+
 /** A positive integer dimension (a BLAS index is a 32-bit int). */
 export function dim(name: string, v: unknown): number {
   if (typeof v !== 'number') fail(TypeError, 'a positive integer', name, v);

@@ -2,6 +2,7 @@
 // Object.keys would not see, a subclass that lies about its buffer, a deeper net's params passed as
 // a two-layer one, unchecked softmax logits, seeds that alias, unknown data-set keys, a verify
 // candidate without dX. The truths are hand-computed or stated by the README, not the code's output.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,5 +195,23 @@ describe('F11: verify with inputGrad: true fails a candidate that returns no dX'
     const r = verify(p, Xv, yv, { reference: 'fd', candidate: noDX as never });
     expect(r.tensors.find((t) => t.name === 'dX')?.status).toBe('skipped');
     expect(r.ok).toBe(true);
+  });
+});
+
+// A request for more memory than the process may have: V8's bare "Array buffer allocation failed"
+// named no argument. Run in a child under `ulimit -v` (6 GB of address space: Node starts, a
+// 16 GiB weight cannot be had), so the refusal is certain and this machine's memory untouched.
+describe('F10: an allocation the process cannot make is a RangeError naming the tensor', () => {
+  const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
+  const cases = [
+    ['Sequential.mlp([2 ** 31 - 1, 1, 2])', 'W1'],
+    ['initParams({ D: 2 ** 31 - 1, H: 1, C: 2 })', 'W1'],
+    ['new Linear(2 ** 31 - 1, 1)', 'W'],
+    ['blobs({ n: 2 ** 31 - 1 })', 'X (opts.n·opts.dim)'],
+  ] as const;
+  it.each(cases)('%s names %s and its size', (call, name) => {
+    const script = `const { Sequential, initParams, Linear, blobs } = require(${JSON.stringify(DIST)}); try { ${call}; console.log('ok'); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`;
+    const r = spawnSync('bash', ['-c', `ulimit -v 6000000 && exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout.trim()).toMatch(new RegExp(`^RangeError: Expected a size this process can allocate for ${name.replace(/[()·]/g, '\\$&')} but received \\d+ elements \\(\\d+\\.\\d GiB\\)`));
   });
 });

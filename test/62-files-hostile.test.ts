@@ -68,6 +68,25 @@ describe('F1: only a regular file is read, never /dev/zero or a FIFO', () => {
       expect(r.stdout).toMatch(/^ERR_FILE Expected a regular file .*\/dev\/zero/);
     });
   }
+  // The data loaders read through the same function (lib/data/files.ts readFile): readCsv,
+  // readCsvAsync and loadIdx on /dev/zero read until memory ran out, on a FIFO waited forever.
+  for (const [fn, call] of [['readCsv', "lib.readCsv('/dev/zero')"], ['loadIdx', "lib.loadIdx('/dev/zero')"]] as const) {
+    it(`${fn}('/dev/zero') is an ERR_FILE at once`, () => {
+      const r = child(call);
+      expect(r.signal, r.stderr).toBeNull();
+      expect(r.stdout).toMatch(/^ERR_FILE Expected a regular file .*\/dev\/zero but received a device/);
+    });
+  }
+  it("readCsvAsync('/dev/zero') and a FIFO with no writer reject with an ERR_FILE at once", () => {
+    const fifo = join(dir, 'fifo-async');
+    execFileSync('mkfifo', [fifo]);
+    for (const [path, kind] of [['/dev/zero', 'a device'], [fifo, 'a FIFO']] as const) {
+      const script = `require(${JSON.stringify(DIST)}).readCsvAsync(${JSON.stringify(path)}).then(() => console.log('ok'), (e) => console.log(e.code, e.message));`;
+      const r = spawnSync(process.execPath, ['--max-old-space-size=256', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.signal, r.stderr).toBeNull();
+      expect(r.stdout).toContain(`ERR_FILE Expected a regular file (the CSV file) for ${path} but received ${kind}`);
+    }
+  });
   it('a FIFO with no writer is an ERR_FILE at once (the open does not wait for a writer)', () => {
     const fifo = join(dir, 'fifo');
     execFileSync('mkfifo', [fifo]);

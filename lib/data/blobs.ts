@@ -34,7 +34,7 @@ export function blobs(opts: BlobsOptions = {}): Dataset & { centers: Float64Arra
   const rng = new Rng(o.seed('opts.seed', oo.seed));
   const centers = new Float64Array(C * D);
   for (let j = 0; j < centers.length; j++) centers[j] = box * (2 * rng.uniform() - 1);
-  const X = new Float64Array(n * D);
+  const X = v.allocate(Float64Array, n * D, 'X (opts.n·opts.dim)');
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const c = i % C;

@@ -1,10 +1,9 @@
 // File reading shared by the loaders: every problem with a file or its content is a HandgradError
 // with code ERR_FILE, worded as the rest of the library (Expected {what} for {name} but received {actual}).
 import { constants } from 'node:buffer';
-import { readFileSync } from 'node:fs';
-import { readFile as readFileAsync } from 'node:fs/promises';
 import { gunzip as zlibGunzip, gunzipSync } from 'node:zlib';
 import { HandgradError } from '../errors';
+import { readRegularFile, readRegularFileAsync } from '../io/regular-file';
 
 /** A HandgradError (code ERR_FILE) in the library's wording, naming the file when there is one. */
 export function fileFail(what: string, name: string, actual: string, source?: string): never {
@@ -70,15 +69,8 @@ function gunzipError(cause: unknown, source: string, maxBytes: number): Handgrad
   return new HandgradError('ERR_FILE', `Expected valid gzip data for ${source} but received ${(cause as Error).message}`, { cause });
 }
 
-/** Reads a whole file; a missing or unreadable one is an ERR_FILE. */
-export const readFile = (path: string, what: string, hint = ''): Buffer => fileTry(() => readFileSync(path), `a readable ${what}`, path, hint);
+/** Reads a whole regular file (lib/io/regular-file.ts: /dev/zero or a FIFO never end); a missing, unreadable or other one is an ERR_FILE. */
+export const readFile = (path: string, what: string, hint = ''): Buffer => readRegularFile(path, what, hint);
 
 /** readFile() without blocking the event loop; an abort rejects with the signal's reason. */
-export async function readFileAsyncOrFail(path: string, what: string, signal?: AbortSignal): Promise<Buffer> {
-  try {
-    return await readFileAsync(path, { signal });
-  } catch (cause) {
-    if (signal?.aborted) throw signal.reason;
-    throw new HandgradError('ERR_FILE', `Expected a readable ${what} for ${path} but received ${(cause as Error).message}`, { cause });
-  }
-}
+export const readFileAsyncOrFail = (path: string, what: string, signal?: AbortSignal): Promise<Buffer> => readRegularFileAsync(path, what, signal);

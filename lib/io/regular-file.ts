@@ -1,10 +1,11 @@
-// The one way the file readers (safetensors files, optimizer files) read a file from a path: a
+// The one way the file readers (safetensors, optimizer, CSV and IDX files) read a file from a path: a
 // path is data (a user's argument, or a name read from another file), and /dev/zero, a FIFO or a
 // terminal never end — readFileSync on one reads until memory runs out, or waits forever. So the
 // file is opened once, without waiting for a FIFO's writer (O_NONBLOCK), fstat'ed on that very
 // descriptor (no window between a check by name and the read), refused unless it is a regular
 // file within the caller's limit, and exactly its size is read from that descriptor.
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { MAX_BUFFER_BYTES } from '../data/files';
 import { HandgradError } from '../errors';
 
@@ -19,9 +20,7 @@ const NONBLOCK = (constants as { O_NONBLOCK?: number }).O_NONBLOCK ?? 0;
  *   device, a FIFO, a socket), larger than maxBytes, or changed size while read
  */
 export function readRegularFile(path: string, what: string, hint = '', maxBytes: number = MAX_BUFFER_BYTES): Buffer {
-  const fail = (expected: string, got: string, cause?: unknown): never => {
-    throw new HandgradError('ERR_FILE', `Expected ${expected} for ${path} but received ${got}${hint}`, cause === undefined ? undefined : { cause });
-  };
+  const fail = failure(path, hint);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | NONBLOCK);
@@ -30,11 +29,7 @@ export function readRegularFile(path: string, what: string, hint = '', maxBytes:
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) {
-      const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO (named pipe)' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'something else';
-      fail(`a regular file (the ${what})`, kind);
-    }
-    if (st.size > maxBytes) fail(`a file of at most ${maxBytes} bytes (the ${what})`, `${st.size} bytes`);
+    checkStat(st, what, maxBytes, fail);
     const out = Buffer.allocUnsafe(st.size);
     let at = 0;
     while (at < st.size) {
@@ -48,5 +43,45 @@ export function readRegularFile(path: string, what: string, hint = '', maxBytes:
     return fail(`a readable ${what}`, (cause as Error).message, cause);
   } finally {
     closeSync(fd);
+  }
+}
+
+type Fail = (expected: string, got: string, cause?: unknown) => never;
+
+const failure = (path: string, hint: string): Fail => (expected, got, cause) => {
+  throw new HandgradError('ERR_FILE', `Expected ${expected} for ${path} but received ${got}${hint}`, cause === undefined ? undefined : { cause });
+};
+
+/** A regular file within maxBytes, by the fstat of the open descriptor; else fail names what it is. */
+function checkStat(st: Stats, what: string, maxBytes: number, fail: Fail): void {
+  if (!st.isFile()) {
+    const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO (named pipe)' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'something else';
+    fail(`a regular file (the ${what})`, kind);
+  }
+  if (st.size > maxBytes) fail(`a file of at most ${maxBytes} bytes (the ${what})`, `${st.size} bytes`);
+}
+
+/**
+ * readRegularFile without blocking the event loop (the CSV reader's async path): the same checks on
+ * the open descriptor, then its bytes read on libuv's thread pool; an abort rejects with the signal's reason.
+ */
+export async function readRegularFileAsync(path: string, what: string, signal?: AbortSignal, maxBytes: number = MAX_BUFFER_BYTES): Promise<Buffer> {
+  const fail = failure(path, '');
+  let file: FileHandle;
+  try {
+    file = await open(path, constants.O_RDONLY | NONBLOCK);
+  } catch (cause) {
+    if (signal?.aborted) throw signal.reason;
+    return fail(`a readable ${what}`, (cause as Error).message, cause);
+  }
+  try {
+    checkStat(await file.stat(), what, maxBytes, fail);
+    return await file.readFile({ signal });
+  } catch (cause) {
+    if (signal?.aborted) throw signal.reason;
+    if (cause instanceof HandgradError) throw cause;
+    return fail(`a readable ${what}`, (cause as Error).message, cause);
+  } finally {
+    await file.close();
   }
 }
