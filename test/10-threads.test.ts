@@ -147,6 +147,7 @@ describe('the core addon in worker_threads', () => {
       for (const r of results) {
         expect(r.keys).toEqual([
           'atenCapability',
+          'blasKernels',
           'codes', 'gatherRows', 'gemm', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setNumThreads', 'setSparseInput',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',
         ]);

@@ -168,7 +168,7 @@ describe('handgrad train: a user mistake is one clear line naming the flag, neve
     [['--data', 'xor', '--label', 'kind'], /Expected --label only with a CSV file for --data but received "xor"/],
     [['--layers', '100000,100000'], /Expected a network and batch that fit in memory for --hidden\/--layers and --batch but received 2 → 100000 → 100000 → 2, batch 200 \(/],
     [['--data', join(tmp, 'no-such.csv')], /Expected a readable CSV file for .*no-such\.csv but received ENOENT/],
-    [['--data', tmp], /Expected a readable CSV file for .* but received EISDIR/],
+    [['--data', tmp], /Expected a regular file \(the CSV file\) for .* but received a folder/],
   ];
   it.each(MISTAKES)('handgrad train %j', (args, message) => {
     const r = cli(['train', ...args, '--quiet', '--out', join(tmp, 'mistakes')]);

@@ -201,7 +201,9 @@ describe('restoreBest: the best epoch\'s weights at the end (Keras\'s restore_be
   it('fit (worker) aborted after the best epoch: not restored, the weights are a later epoch\'s', async () => {
     const ctl = new AbortController();
     const a = trainer();
-    const r = await a.fit(data.X, data.y, { epochs: 30, validationSplit: 0.25, restoreBest: true, signal: ctl.signal, callbacks: { onEpochEnd: (e) => { if (e.epoch === 12) ctl.abort(); } } });
+    // Epochs to spare: the worker trains on while epoch 12's event reaches this thread and the abort
+    // goes back; with 30, a loaded machine let the worker finish all of them first ('completed').
+    const r = await a.fit(data.X, data.y, { epochs: 5000, validationSplit: 0.25, restoreBest: true, signal: ctl.signal, callbacks: { onEpochEnd: (e) => { if (e.epoch === 12) ctl.abort(); } } });
     expect(r.stopped).toBe('aborted');
     expect(r.bestEpoch).toBeUndefined();
     expect(a.steps).toBeGreaterThanOrEqual(12 * 6);

@@ -98,13 +98,17 @@ describe('F3: an out buffer that lies about its buffer is still caught aliasing 
   }
 });
 
-describe("F4: a params object's unknown keys are refused", () => {
+describe("F4: a params object's tensors of a deeper net are refused", () => {
   it("a deeper Sequential's params record, copied, is not run as the two-layer net", () => {
     const net = Sequential.mlp([4, 5, 5, 3], { seed: 2 });
     const Xn = new Float64Array(8).fill(0.5);
     expect(() => forward({ ...net.params } as never, Xn)).toThrow(/no key 'W3' for params/);
     expect(() => forwardBackward({ ...net.params } as never, Xn, [0, 1])).toThrow(TypeError);
-    expect(() => forwardBackward({ ...P(), extra: 1 } as never, X, y)).toThrow(/no key 'extra' for params/);
+    expect(() => forwardBackward({ ...P(), b7: new Float64Array(2) } as never, X, y)).toThrow(/no key 'b7' for params/);
+  });
+  it("keys of the caller's own that name no tensor (a test case's X beside its weights) are not read", () => {
+    const p = P();
+    expect(forwardBackward({ ...p, X, note: 'case 1' } as never, X, y).loss).toBe(forwardBackward(p, X, y).loss);
   });
   it('what initParams, a Trainer and loadParams give is accepted', () => {
     const p = initParams({ D: 3, H: 2, C: 2 }, { seed: 1 });

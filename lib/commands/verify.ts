@@ -88,7 +88,7 @@ export const verifyCommand: Command = {
     const candidate = (v.BACKENDS as readonly string[]).includes(c) ? (c as BackendName) : loadCandidate(c);
 
     // A seeded problem: He-initialised weights, X ~ N(0, 1), labels uniform over the classes.
-    const rng = new Rng(seed + 1);
+    const rng = new Rng((seed + 1) >>> 0); // the data draw, after the weights (seed): 2^32 − 1 wraps to 0, as the generator always took it
     const X = dtype === 'float64' ? new Float64Array(B * D) : new Float32Array(B * D);
     for (let i = 0; i < X.length; i++) X[i] = rng.normal();
     const y = Int32Array.from({ length: B }, () => rng.int(C));

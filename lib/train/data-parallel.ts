@@ -100,7 +100,7 @@ export function shardOf(perm: Int32Array, N: number, rank: number, worldSize: nu
 export function epochOrder(order: Int32Array, seed: number, shuffle: boolean, sampler: DataParallel['sampler'] = 'handgrad'): Int32Array {
   if (shuffle && sampler === 'torch') return torchRandperm(order, order.length, seed);
   for (let i = 0; i < order.length; i++) order[i] = i;
-  if (shuffle) new Rng(seed).shuffle(order);
+  if (shuffle) new Rng(seed >>> 0).shuffle(order); // the Trainer's seed is any safe integer: mod 2^32, as the generator always took it
   return order;
 }
 

@@ -1,7 +1,6 @@
 // The Trainer's settings, checked in one place: from the caller's options (named opts.lr, …) and
 // from a checkpoint's metadata (named __metadata__.trainer.lr, …), so a file can hold nothing a
 // caller could not pass.
-import { seed as seedOf } from '../data/options';
 import type { BackendName } from '../types';
 import * as v from '../validate';
 import { familyOptions, type OptimizerConfig, type OptimizerOptions, optimizerConfig } from './optimizer';
@@ -60,7 +59,10 @@ export function settings(o: Readonly<Record<string, unknown>>, prefix = 'opts', 
   const lr = o.lr ?? (adam ? 1e-3 : 0.1);
   if (typeof lr !== 'number') v.fail(TypeError, 'a number', `${prefix}.lr`, lr);
   if (!(lr > 0 && Number.isFinite(lr))) v.fail(RangeError, 'a positive finite number', `${prefix}.lr`, lr);
-  const seed = seedOf(`${prefix}.seed`, o.seed);
+  // The shuffle's seed: any integer a double holds exactly (its generator takes it mod 2^32, as
+  // PyTorch's sampler takes its seed mod 2^64), not the draws' [0, 2^32) rule (validate.ts seed).
+  const seed = o.seed ?? 0;
+  if (typeof seed !== 'number' || !Number.isInteger(seed)) v.fail(TypeError, 'an integer', `${prefix}.seed`, seed);
   if (!Number.isSafeInteger(seed)) v.fail(RangeError, 'a safe integer (|seed| ≤ 2^53 − 1)', `${prefix}.seed`, seed);
   const backend = v.oneOf(`${prefix}.backend`, o.backend, v.BACKENDS, 'native');
   return {
