@@ -28,6 +28,10 @@ describe('update rules, by hand (W = 1, g = 0.5, lr = 0.1)', () => {
     expect(learningRate({ type: 'step', every: 2, gamma: 0.5 }, 1, 5)).toBe(0.25);
     expect(learningRate({ type: 'cosine', epochs: 4, minLr: 0 }, 1, 2)).toBeCloseTo(0.5, 15);
     expect(learningRate({ type: 'cosine', epochs: 4, minLr: 0.1 }, 1, 4)).toBeCloseTo(0.1, 15);
+    // Past T, as torch.optim.lr_scheduler.CosineAnnealingLR(T_max=4, eta_min=0.1) from lr 1 gives
+    // (PyTorch 1.13, get_lr of epochs 0–10): the cosine goes on, back up to lr at 2T.
+    const torchLrs = [1.0, 0.8681980515339464, 0.55, 0.23180194846605368, 0.1, 0.2318019484660536, 0.55, 0.8681980515339467, 1.0000000000000004, 0.8681980515339468, 0.5500000000000004];
+    torchLrs.forEach((want, epoch) => expect(Math.abs(learningRate({ type: 'cosine', epochs: 4, minLr: 0.1 }, 1, epoch) - want)).toBeLessThanOrEqual(4 * Number.EPSILON));
   });
 });
 

@@ -4,7 +4,10 @@ import * as v from '../validate';
  * Learning-rate schedules, stepped once per epoch like torch.optim.lr_scheduler:
  * - 'constant'
  * - { type: 'step', every: k, gamma }: lr·gamma^⌊epoch/k⌋ (StepLR)
- * - { type: 'cosine', epochs: T, minLr }: minLr + (lr − minLr)(1 + cos(π·epoch/T))/2 (CosineAnnealingLR)
+ * - { type: 'cosine', epochs: T, minLr }: minLr + (lr − minLr)(1 + cos(π·epoch/T))/2 (CosineAnnealingLR,
+ *   past T too: back up to lr at 2T)
+ * Closed forms, in double: torch's schedulers update the lr epoch by epoch (StepLR multiplies by
+ * gamma, CosineAnnealingLR by a ratio of cosines), so their lr can differ in the last bit.
  */
 export type Schedule = 'constant' | { type: 'step'; every: number; gamma?: number } | { type: 'cosine'; epochs: number; minLr?: number };
 
@@ -38,7 +41,8 @@ export function checkSchedule(s: unknown, name = 'opts.schedule'): Schedule {
 export function learningRate(s: Schedule, lr: number, epoch: number): number {
   if (s === 'constant') return lr;
   if (s.type === 'step') return lr * (s.gamma ?? 0.1) ** Math.floor(epoch / s.every);
+  // Past T the cosine goes on, back up to lr at 2T, as CosineAnnealingLR does: holding minLr there
+  // (0 by default) froze the weights while the history went on reporting epochs.
   const minLr = s.minLr ?? 0;
-  const e = Math.min(epoch, s.epochs);
-  return minLr + ((lr - minLr) * (1 + Math.cos((Math.PI * e) / s.epochs))) / 2;
+  return minLr + ((lr - minLr) * (1 + Math.cos((Math.PI * epoch) / s.epochs))) / 2;
 }

@@ -307,13 +307,13 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return this.state.counters[COUNTER.epochs];
   }
 
-  /** True while an async fit runs; every other call then throws ERR_BUSY. */
+  /** True while fit or fitSync runs; step, evaluate, fit and fitSync then throw ERR_BUSY (a callback's too). */
   get busy(): boolean {
     return this.running;
   }
 
   private enter(): void {
-    if (this.running) throw new HandgradError('ERR_BUSY', 'This Trainer is running fit(); wait for it (or abort it) before calling it again');
+    if (this.running) throw new HandgradError('ERR_BUSY', 'This Trainer is running fit() or fitSync(); wait for it (or abort it) before calling it again');
   }
 
   /**
@@ -373,7 +373,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   }
 
   /** The plan, and the options read once (a getter cannot answer one thing to the check and another to the use). */
-  private plan(given: FitOptions): [FitPlan, FitOptions, Listeners] {
+  private plan(given: FitOptions, onPromise: (p: PromiseLike<unknown>, name: string) => void): [FitPlan, FitOptions, Listeners] {
     const opts = v.options('opts', given, ['epochs', 'validation', 'validationSplit', 'onProgress', 'callbacks', 'progressEvery', 'signal', 'earlyStop', 'restoreBest', 'shuffle', 'checkpoint'] as const, v.NOT_YET_SUPPORTED) as FitOptions;
     const checkpoint = checkpointOption(opts.checkpoint);
     if (checkpoint && !(this.state.config.distributed && requireGroup('a checkpoint option on a distributed Trainer').rank !== 0)) checkCheckpointPath(checkpoint.path);
@@ -410,8 +410,20 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     }
     // onProgress's records, then the callback's (a copy each: the history's records stay the fit's).
     const { onProgress } = opts;
-    const step = onProgress || cb.onStep ? (e: StepEvent) => { onProgress?.({ type: 'step', ...e }); cb.onStep?.({ ...e }); } : undefined;
-    const epoch = onProgress || cb.onEpochEnd ? (r: EpochRecord) => { onProgress?.({ type: 'epoch', ...r }); cb.onEpochEnd?.({ ...r }); } : undefined;
+    // A callback may be async: what it returns, when a promise, goes to onPromise (fit waits for it
+    // and rejects with its rejection; fitSync cannot wait and refuses it), never dropped — an
+    // ignored rejected promise is an unhandled rejection, which ends the process.
+    const settle = (r: unknown, name: string) => {
+      if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof (r as PromiseLike<unknown>).then === 'function') onPromise(r as PromiseLike<unknown>, name);
+    };
+    const step = onProgress || cb.onStep ? (e: StepEvent) => {
+      settle(onProgress?.({ type: 'step', ...e }), 'opts.onProgress');
+      settle(cb.onStep?.({ ...e }), 'opts.callbacks.onStep');
+    } : undefined;
+    const epoch = onProgress || cb.onEpochEnd ? (r: EpochRecord) => {
+      settle(onProgress?.({ type: 'epoch', ...r }), 'opts.onProgress');
+      settle(cb.onEpochEnd?.({ ...r }), 'opts.callbacks.onEpochEnd');
+    } : undefined;
     const listen: Listeners = { step, epoch };
     // A checkpoint every k steps listens to every step (the caller's events keep their own rhythm:
     // every progressEvery-th step and each epoch's last), saved before the events of that step.
@@ -452,16 +464,26 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   fitSync(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): FitResult {
     this.enter();
     if (this.state.config.distributed) requireGroup('fitSync on a distributed Trainer');
-    const [plan, opts, listen] = this.plan(given);
+    // This thread runs the callbacks between steps and cannot wait for a promise: an async one is
+    // refused (its promise handled, so a later rejection cannot end the process), stopping the run
+    // as a throwing callback does.
+    const [plan, opts, listen] = this.plan(given, (p, name) => {
+      Promise.resolve(p).catch(() => undefined);
+      v.fail(TypeError, 'a callback that returns no promise (fitSync runs it between steps and cannot wait for one: use fit)', name, p);
+    });
     const { data, validation } = this.fitData(X, y, opts);
     if (opts.signal?.aborted) return { history: [], stopped: 'aborted' };
     const onAbort = () => Atomics.store(this.state.control, STOP, 1);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // Busy while it trains, as fit is: a callback that called step, fit, fitSync or evaluate would
+    // train on the buffers this run is using (another fit's worker, or this loop's own batch).
+    this.running = true;
     try {
       return fitLoop(this.state, data, validation, plan, listen);
     } catch (e) {
       throw this.lastCheckpoint(placed(e, this.state), e, opts.checkpoint);
     } finally {
+      this.running = false;
       opts.signal?.removeEventListener('abort', onAbort);
       Atomics.store(this.state.control, STOP, 0);
     }
@@ -477,7 +499,16 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   fit(X: FloatArray, y: ArrayLike<number>, given: FitOptions = {}): Promise<FitResult> {
     this.enter();
     if (this.state.config.distributed) requireGroup('fit on a distributed Trainer');
-    const [plan, opts, listen] = this.plan(given);
+    // What async callbacks returned: fit settles once they have, and rejects with the first rejection.
+    const pending: Promise<unknown>[] = [];
+    let rejected: { value: unknown } | undefined;
+    const [plan, opts, listen] = this.plan(given, (p) => {
+      pending.push(Promise.resolve(p).then(undefined, (err: unknown) => {
+        if (rejected) return;
+        rejected = { value: err };
+        Atomics.store(this.state.control, STOP, 1); // stops the run as a throwing callback does
+      }));
+    });
     const copy = (d: Data): Data => {
       const Xc = sharedFloat(this.state.config.dtype, d.X.length);
       Xc.set(d.X);
@@ -514,11 +545,15 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         if (settled) return;
         settled = true;
         opts.signal?.removeEventListener('abort', onAbort);
-        Atomics.store(this.state.control, STOP, 0);
-        this.running = false;
-        if (thrown) reject(thrown.value);
-        else if (err) reject(err);
-        else resolve(result!);
+        // The callbacks' promises first (the worker has stopped): the Trainer stays busy until they settle.
+        void Promise.all(pending).then(() => {
+          Atomics.store(this.state.control, STOP, 0);
+          this.running = false;
+          if (thrown) reject(thrown.value);
+          else if (rejected) reject(rejected.value);
+          else if (err) reject(err);
+          else resolve(result!);
+        });
       };
       worker.on('message', (m: { type: string; event?: StepEvent; record?: EpochRecord; result?: FitResult; name?: string; message?: string; code?: string }) => {
         if (m.type === 'step') deliver(() => listen.step?.(m.event!));
