@@ -85,17 +85,21 @@ export function floatArray(name: string, a: unknown, dtype: Dtype, length: numbe
   return arr;
 }
 
+/** A typed-array constructor (Float64Array, Float32Array, …): its element size names the bytes asked for. */
+type ArrayOfLength<A> = (new (n: number) => A) & { readonly BYTES_PER_ELEMENT: number };
+
 /**
- * new Ctor(n), with V8's unnamed "Array buffer allocation failed" (more memory than this process
- * may have) as a RangeError naming the tensor and its size.
+ * new Ctor(n) (or share(n) when given: a SharedArrayBuffer-backed view), with V8's unnamed "Array
+ * buffer allocation failed" (more memory than this process may have) as a RangeError naming the
+ * tensor and its size.
  */
-export function allocate<A>(Ctor: new (n: number) => A & { BYTES_PER_ELEMENT?: number }, n: number, name: string): A {
+export function allocate<A>(Ctor: ArrayOfLength<A>, n: number, name: string, share?: (n: number) => A): A {
   try {
-    return new Ctor(n);
+    return share ? share(n) : new Ctor(n);
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
-    const bytes = n * ((Ctor as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1);
-    return fail(RangeError, 'a size this process can allocate', name, new Received(`${n} elements (${(bytes / 2 ** 30).toFixed(1)} GiB): ${e.message}`));
+    const gib = (n * Ctor.BYTES_PER_ELEMENT) / 2 ** 30;
+    return fail(RangeError, 'a size this process can allocate', name, new Received(`${n} elements (${gib.toFixed(1)} GiB): ${e.message}`));
   }
 }
 

@@ -212,10 +212,11 @@ describe('F10: an allocation the process cannot make is a RangeError naming the 
     ['initParams({ D: 2 ** 31 - 1, H: 1, C: 2 })', 'W1'],
     ['new Linear(2 ** 31 - 1, 1)', 'W'],
     ['blobs({ n: 2 ** 31 - 1 })', 'X (opts.n·opts.dim)'],
+    ['new Trainer(initParams({ D: 5, H: 4, C: 2 }), { batchSize: 2 ** 31 - 1 })', 'the minibatch X [opts.batchSize, D]'],
   ] as const;
   it.each(cases)('%s names %s and its size', (call, name) => {
-    const script = `const { Sequential, initParams, Linear, blobs } = require(${JSON.stringify(DIST)}); try { ${call}; console.log('ok'); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`;
+    const script = `const { Sequential, initParams, Linear, blobs, Trainer } = require(${JSON.stringify(DIST)}); try { ${call}; console.log('ok'); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`;
     const r = spawnSync('bash', ['-c', `ulimit -v 6000000 && exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
-    expect(r.stdout.trim()).toMatch(new RegExp(`^RangeError: Expected a size this process can allocate for ${name.replace(/[()·]/g, '\\$&')} but received \\d+ elements \\(\\d+\\.\\d GiB\\)`));
+    expect(r.stdout.trim()).toMatch(new RegExp(`^RangeError: Expected a size this process can allocate for ${name.replace(/[()·[\]]/g, '\\$&')} but received \\d+ elements \\(\\d+\\.\\d GiB\\)`));
   });
 });

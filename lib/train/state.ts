@@ -2,6 +2,7 @@
 // slots and the minibatch buffers (the Sequential keeps its own workspace). All of it lives on
 // SharedArrayBuffers so an async fit's worker thread works on the very same memory (no copies).
 import type { LayerSpec } from '../layers/layer';
+import * as v from '../validate';
 import type { SequentialSpec } from '../layers/sequential';
 import type { BackendName, Dtype, FloatArray, Reduction } from '../types';
 import { type OptimizerConfig, type SlotState, slotLengths } from './optimizer';
@@ -129,7 +130,8 @@ export function allocateState(config: TrainConfig, initial: Readonly<Record<stri
   }
   return {
     config, names, params, grads, slots,
-    Xb: sharedFloat(config.dtype, config.batchSize * config.D),
+    // A minibatch's buffers, batchSize rows: an allocation the process cannot make names the option.
+    Xb: v.allocate<FloatArray>(config.dtype === 'float64' ? Float64Array : Float32Array, config.batchSize * config.D, 'the minibatch X [opts.batchSize, D]', (n) => sharedFloat(config.dtype, n)),
     yb: new Int32Array(new SharedArrayBuffer(4 * config.batchSize)),
     counters: new Float64Array(new SharedArrayBuffer(8 * COUNTERS)),
     control: new Int32Array(new SharedArrayBuffer(12)),
