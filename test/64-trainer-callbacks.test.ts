@@ -101,3 +101,36 @@ describe('async callbacks', () => {
     expect(t.busy).toBe(false);
   });
 });
+
+// fit's worker put the best epoch's weights back itself, racing the caller's thread, which writes
+// the per-epoch checkpoint when the last epoch's event arrives: that file could hold epoch 2's
+// weights beside epoch 4's counters and optimizer state — the state after no step of the run.
+// The caller's thread now puts them back after every event is delivered, as fitSync does.
+describe("restoreBest with a per-epoch checkpoint: the last epoch's file holds that epoch's weights", () => {
+  it('fit writes the same last file as fitSync, and ends on the same restored weights', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'handgrad-64-'));
+    const D = 5, C = 3, N = 50;
+    const X = new Float64Array(N * D).map((_, i) => Math.sin(i * 0.37) + (i % 5) * 0.1);
+    const y = Int32Array.from({ length: N }, (_, i) => (i * 7) % C);
+    const make = () => new Trainer(initParams({ D, H: 7, C }, { seed: 3 }), { optimizer: 'sgd', lr: 3, batchSize: 8, seed: 5 });
+    const fitOpts = (path: string) => ({ epochs: 8, validation: { X, y }, earlyStop: { patience: 2 }, restoreBest: true, checkpoint: { path } });
+    const a = make();
+    const ra = a.fitSync(X, y, fitOpts(join(dir, 'a.safetensors')));
+    const b = make();
+    const rb = await b.fit(X, y, fitOpts(join(dir, 'b.safetensors')));
+    expect(rb.bestEpoch).toBe(ra.bestEpoch);
+    expect(rb.bestEpoch).toBeLessThan(rb.history.length); // the restore happened: the file must not hold it
+    const fa = Trainer.load(join(dir, 'a.safetensors'));
+    const fb = Trainer.load(join(dir, 'b.safetensors'));
+    expect(fb.epochs).toBe(rb.history.length);
+    for (const k of ['W1', 'b1', 'W2', 'b2']) {
+      expect(Array.from(fb.params[k as 'W1'])).toEqual(Array.from(fa.params[k as 'W1']));
+      expect(Array.from(b.params[k as 'W1'])).toEqual(Array.from(a.params[k as 'W1']));
+    }
+    // and the file's weights are not the restored ones (they are the last epoch's)
+    expect(Array.from(fb.params.W1)).not.toEqual(Array.from(b.params.W1));
+  });
+});

@@ -217,6 +217,13 @@ export interface FitPlan {
   patience?: number;
   /** At the end of a fit that ran out its epochs or was stopped by patience: the weights of the best epoch (Keras's restore_best_weights). */
   restoreBest?: boolean;
+  /**
+   * fit's worker: the best epoch's weights are kept in these (shared) tensors and put back by the
+   * caller's thread (restoreBestWeights) once it has delivered every event — a checkpoint written
+   * for the last epoch must hold that epoch's weights, not the restored ones (the worker restoring
+   * them itself raced the caller's save).
+   */
+  bestOnCaller?: Record<string, FloatArray>;
 }
 
 export interface FitResult {
@@ -240,7 +247,9 @@ export interface FitResult {
  */
 class BestWeights {
   epoch = 0;
-  private readonly copy: Record<string, FloatArray> = {};
+
+  /** copy: tensors to keep the weights in (fit's shared ones), else allocated on the first keep. */
+  constructor(private readonly copy: Record<string, FloatArray> = {}) {}
 
   keep(s: TrainState, epoch: number): void {
     for (const k of s.names) {
@@ -252,11 +261,16 @@ class BestWeights {
 
   /** The kept weights back into the live tensors (the optimizer state and counters stay the last epoch's, as in Keras). */
   restore(s: TrainState): number {
-    holdingParams(s, () => {
-      for (const k of s.names) s.params[k].set(this.copy[k]);
-    });
+    restoreBestWeights(s, this.copy);
     return this.epoch;
   }
+}
+
+/** Kept weights back into the live tensors, held as a step's update holds them (fit's caller, or BestWeights). */
+export function restoreBestWeights(s: TrainState, copy: Readonly<Record<string, FloatArray>>): void {
+  holdingParams(s, () => {
+    for (const k of s.names) s.params[k].set(copy[k]);
+  });
 }
 
 /** The evaluation of a data set; data-parallel, of every rank's part of it together (the same on every rank). */
@@ -291,9 +305,13 @@ export function fitLoop(
   const history: EpochRecord[] = [];
   let best = Infinity;
   let since = 0;
-  const kept = plan.restoreBest ? new BestWeights() : undefined;
-  // The end of a fit that was not aborted: with restoreBest, the best epoch's weights.
-  const end = (stopped: 'completed' | 'early'): FitResult => (kept && kept.epoch > 0 ? { history, stopped, bestEpoch: kept.restore(s) } : { history, stopped });
+  const kept = plan.restoreBest ? new BestWeights(plan.bestOnCaller) : undefined;
+  // The end of a fit that was not aborted: with restoreBest, the best epoch's weights (put back by
+  // fit's caller when it holds them: bestOnCaller).
+  const end = (stopped: 'completed' | 'early'): FitResult => {
+    if (!kept || kept.epoch === 0) return { history, stopped };
+    return { history, stopped, bestEpoch: plan.bestOnCaller ? kept.epoch : kept.restore(s) };
+  };
   for (let e = 0; e < plan.epochs; e++) {
     const record = runEpoch(s, data, order, emit.step, plan.progressEvery, plan.shuffle, shard);
     if (record === null) return { history, stopped: 'aborted' };

@@ -15,7 +15,7 @@ import { writeSafetensors } from '../io/safetensors';
 import { asBuffer, fileFrom, Model, MODEL_FILE_OPTIONS, type ModelFileOptions, type ModelInfo, modelInfoEntries, modelInfoOption, readModelInfo } from '../model-file';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
-import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, sequentialOf, type StepEvent, trainStep } from './loop';
+import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, restoreBestWeights, sequentialOf, type StepEvent, trainStep } from './loop';
 import type { OptimizerOptions } from './optimizer';
 import { fileError, asFileError, counterMetadata, restoreCounters, restoreOptimizerState } from './resume';
 import { OPTIMIZER_STATE, optimizerFilePath, optimizerFileSettings, optimizerFileSteps, type OptimizerSource, readOptimizerFile, restoreFromOptimizerFile, saveOptimizerFile } from './optimizer-file';
@@ -502,13 +502,17 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     // What async callbacks returned: fit settles once they have, and rejects with the first rejection.
     const pending: Promise<unknown>[] = [];
     let rejected: { value: unknown } | undefined;
-    const [plan, opts, listen] = this.plan(given, (p) => {
+    const [given0, opts, listen] = this.plan(given, (p) => {
       pending.push(Promise.resolve(p).then(undefined, (err: unknown) => {
         if (rejected) return;
         rejected = { value: err };
         Atomics.store(this.state.control, STOP, 1); // stops the run as a throwing callback does
       }));
     });
+    // restoreBest: the worker keeps the best epoch's weights in shared tensors and this thread puts
+    // them back once every event (and the checkpoint it writes) has been delivered (FitPlan.bestOnCaller).
+    const best = given0.restoreBest ? Object.fromEntries(this.state.names.map((k) => [k, sharedFloat(this.state.config.dtype, this.state.params[k].length)])) : undefined;
+    const plan: FitPlan = best ? { ...given0, bestOnCaller: best } : given0;
     const copy = (d: Data): Data => {
       const Xc = sharedFloat(this.state.config.dtype, d.X.length);
       Xc.set(d.X);
@@ -548,6 +552,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
         // The callbacks' promises first (the worker has stopped): the Trainer stays busy until they settle.
         void Promise.all(pending).then(() => {
           Atomics.store(this.state.control, STOP, 0);
+          // Not after a throwing or rejecting callback: an aborted fit keeps its last step (as fitSync's).
+          if (best && result?.bestEpoch !== undefined && !err && !thrown && !rejected) restoreBestWeights(this.state, best);
           this.running = false;
           if (thrown) reject(thrown.value);
           else if (rejected) reject(rejected.value);
