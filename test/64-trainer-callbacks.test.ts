@@ -134,3 +134,16 @@ describe("restoreBest with a per-epoch checkpoint: the last epoch's file holds t
     expect(Array.from(fb.params.W1)).not.toEqual(Array.from(b.params.W1));
   });
 });
+
+describe("trainer.params: live tensors, fields not the caller's to replace", () => {
+  it('assigning W1 is refused (frozen record); snapshot reads the buffers that train and save', () => {
+    const t = new Trainer(params(), opts);
+    expect(() => {
+      'use strict';
+      (t.params as unknown as Record<string, unknown>).W1 = new Float64Array(16);
+    }).toThrow(TypeError);
+    t.fitSync(data.X, data.y, { epochs: 1, shuffle: false });
+    expect(Array.from(t.snapshot().W1)).toEqual(Array.from(t.params.W1));
+    expect(Array.from(t.snapshot().W1).some((x) => x !== 0)).toBe(true);
+  });
+});

@@ -281,7 +281,9 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     // An unavailable backend fails here, not mid-fit.
     this.model = sequentialOf(this.state).prepare(backend);
     const s = this.state.params;
-    this.params = (given
+    // Frozen: the record's tensors are live (the run's own buffers), its fields are not the caller's
+    // to replace (a W1 swapped in would show in params while fit trained and saved the real one).
+    this.params = Object.freeze(given
       ? this.model.params
       : { D: net.inFeatures, H: net.widths[1], C: net.classes, activation, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 }) as TrainerParams<M>;
     if (distributed) {
@@ -796,7 +798,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     return holdingParams(this.state, () => {
       if (!this.twoLayer) return sequentialCopy(this.model) as never;
       const p = this.params as LiveParams;
-      return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: p.W1.slice(), b1: p.b1.slice(), W2: p.W2.slice(), b2: p.b2.slice() } as never;
+      const t = this.state.params; // the buffers that train and save, whatever a caller did to params
+      return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: t.W1.slice(), b1: t.b1.slice(), W2: t.W2.slice(), b2: t.b2.slice() } as never;
     });
   }
 }
