@@ -11,6 +11,7 @@ import {
   forward, forwardBackward, initParams, Linear, loadParams, Rng, saveParams, Sequential, softmax, Trainer, trainValSplit, verify, xor,
 } from '../lib';
 
+import { describeBackends } from './helpers';
 // D = 3, H = 2, C = 2 with weights small enough to follow by hand.
 const P = () => ({
   W1: Float64Array.of(0.5, -1, 0.25, 0.5, -0.5, 1), b1: Float64Array.of(0.1, -0.2),
@@ -218,5 +219,28 @@ describe('F10: an allocation the process cannot make is a RangeError naming the 
     const script = `const { Sequential, initParams, Linear, blobs, Trainer } = require(${JSON.stringify(DIST)}); try { ${call}; console.log('ok'); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`;
     const r = spawnSync('bash', ['-c', `ulimit -v 6000000 && exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
     expect(r.stdout.trim()).toMatch(new RegExp(`^RangeError: Expected a size this process can allocate for ${name.replace(/[()·[\]]/g, '\\$&')} but received \\d+ elements \\(\\d+\\.\\d GiB\\)`));
+  });
+});
+
+// evaluate summed its loss in double and never checked it: logits [big, −big] with label 1 gave
+// Infinity in float64 and 6e38 in float32 (above float32's largest value), where forwardBackward
+// refuses the same batch. PyTorch's F.cross_entropy gives inf there (tensor(inf) in 1.13): an
+// overflow, which handgrad never passes off as a result.
+describeBackends('evaluate refuses an overflowed loss as forwardBackward does', (backend) => {
+  it.each([['float64', 1e308], ['float32', 3e38]] as const)('%s logits ±%d: the same RangeError from both', (dtype, big) => {
+    const F = dtype === 'float64' ? Float64Array : Float32Array;
+    const net = new Sequential([new Linear(1, 2, { W: new F(2), b: F.from([big, -big]) })]);
+    const words = /^Expected a finite loss but it overflowed/;
+    expect(() => net.forwardBackward(F.from([1]), [1], { backend })).toThrow(words);
+    expect(() => net.evaluate(F.from([1]), [1], { backend })).toThrow(words);
+    expect(net.evaluate(F.from([1]), [0], { backend }).loss).toBe(0); // the other label: a finite 0
+  });
+});
+
+describe('fromSpec checks every key', () => {
+  it("an unknown key in a layer spec (a Linear's 'activation') or in the spec is refused by name", () => {
+    expect(() => Sequential.fromSpec({ dtype: 'float64', reduction: 'mean', layers: [{ kind: 'linear', in: 3, out: 3, activation: 'tanh' } as never] })).toThrow(/no option 'activation' for spec\.layers\[0\]/);
+    expect(() => Sequential.fromSpec({ dtype: 'float64', reduction: 'mean', layers: [{ kind: 'linear', in: 3, out: 2 }], optimizer: 'adam' } as never)).toThrow(/no option 'optimizer' for spec/);
+    expect(Sequential.fromSpec({ dtype: 'float64', reduction: 'mean', layers: [{ kind: 'linear', in: 3, out: 2 }, { kind: 'relu' }] }).layers.length).toBe(2);
   });
 });

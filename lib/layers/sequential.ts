@@ -256,6 +256,9 @@ export class Sequential<T extends FloatArray = FloatArray> {
    */
   static fromSpec<T extends FloatArray>(spec: SequentialSpec, params?: Readonly<Record<string, T>>): Sequential<T> {
     if (spec === null || typeof spec !== 'object') v.fail(TypeError, 'an object { dtype, layers, reduction }', 'spec', spec);
+    // Every key checked, the layers' too: { kind: 'linear', in, out, activation: 'tanh' } would
+    // otherwise build a net without the tanh its writer meant.
+    v.options('spec', spec, ['dtype', 'layers', 'reduction', 'loss'] as const);
     const dtype = v.oneOf('spec.dtype', spec.dtype, ['float64', 'float32'] as const, 'float64');
     const reduction = v.oneOf('spec.reduction', spec.reduction, v.LOSS_REDUCTIONS, 'mean');
     const lossOpts = v.options('spec.loss', spec.loss, ['weight', 'ignoreIndex', 'labelSmoothing'] as const);
@@ -266,6 +269,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
       if (s === null || typeof s !== 'object') v.fail(TypeError, 'a layer spec { kind, … }', `spec.layers[${i}]`, s);
       // undefined is no kind at all here (oneOf would take its fallback for it).
       const kind = v.oneOf(`spec.layers[${i}].kind`, s.kind === undefined ? null : s.kind, ['linear', ...v.ACTIVATIONS], 'linear');
+      v.options(`spec.layers[${i}]`, s, kind === 'linear' ? ['kind', 'in', 'out'] as const : ['kind'] as const);
       if (kind !== 'linear') return activationLayer(kind);
       k++;
       const lin = s as { in?: unknown; out?: unknown };
@@ -420,7 +424,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
         counts.add(label, best);
       }
     }
-    return { loss: lossSum / n, accuracy: correct / n, ...counts.metrics() };
+    return { loss: this.finiteLoss(lossSum / n), accuracy: correct / n, ...counts.metrics() };
   }
 
   /**
@@ -461,7 +465,18 @@ export class Sequential<T extends FloatArray = FloatArray> {
       }
     }
     if (den === 0) throw emptyMeanError(valid, ignoreIndex);
-    return { loss: num / den, accuracy: correct / valid, ...counts.metrics() };
+    return { loss: this.finiteLoss(num / den), accuracy: correct / valid, ...counts.metrics() };
+  }
+
+  /**
+   * evaluate's mean loss (summed in double over the batches), refused where a step's is: beyond
+   * the dtype's range (Infinity in float64; in float32 a "loss" above its largest value, which no
+   * float32 computation holds), with forwardBackward's words.
+   */
+  private finiteLoss(loss: number): number {
+    const max = this.dtype === 'float32' ? 3.4028234663852886e38 : Number.MAX_VALUE;
+    if (!(Math.abs(loss) <= max)) throw new RangeError('Expected a finite loss but it overflowed (logits too far apart for the dtype)');
+    return loss;
   }
 
   /**
