@@ -283,7 +283,7 @@ describe('gradcheck(seq)', () => {
     });
   }
 
-  it('ReLU inputs exactly at 0, in the first and in the second ReLU layer, are reported as kinks, not failures', () => {
+  it('ReLU inputs exactly at 0, in the first and in the second ReLU layer, are reported as kinks, not failures; a tensor left with nothing checked is not ok', () => {
     const seq = build([['linear', D, 5], ['relu'], ['linear', 5, 6], ['relu'], ['linear', 6, C]]);
     const { X, y } = batch();
     // Row 0 of X is zero and b1 = 0: Z1[0,:] = 0, so A1[0,:] = 0; with b2 = 0, Z2[0,:] = 0 too.
@@ -291,8 +291,14 @@ describe('gradcheck(seq)', () => {
     seq.params.b1.fill(0);
     seq.params.b2.fill(0);
     const r = gradcheck(seq, X, y, { inputGrad: true });
-    expect(r.ok, r.failures.join('\n')).toBe(true);
     const byName = Object.fromEntries(r.tensors.map((x) => [x.name, x]));
+    // Every entry of b1 and b2 moves row 0's units across their kink: nothing of them is checked,
+    // so they do not pass (a wrong db1 passed that way; torch's gradcheck, which skips no entry,
+    // raises there). Every other tensor passes, its kinks reported, not failed.
+    expect(r.ok).toBe(false);
+    expect(r.failures.map((f) => f.split(':')[0])).toEqual(['Nothing checked for input b1', 'Nothing checked for input b2']);
+    for (const t of r.tensors) expect(t.pass, t.name).toBe(t.name !== 'b1' && t.name !== 'b2');
+    expect([byName.b1.checked, byName.b2.checked]).toEqual([0, 0]);
     expect(byName.X.kinks).toBeGreaterThan(0);
     expect(byName.b1.kinks).toBeGreaterThan(0); // the first ReLU
     expect(byName.b2.kinks).toBeGreaterThan(0); // the second ReLU: Z2[0,:] moves only through b2

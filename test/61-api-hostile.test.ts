@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  forward, forwardBackward, initParams, Linear, loadParams, Rng, saveParams, Sequential, softmax, Trainer, trainValSplit, verify, xor,
+  forward, forwardBackward, gradcheck, initParams, Linear, loadParams, Rng, saveParams, Sequential, softmax, Trainer, trainValSplit, verify, xor,
 } from '../lib';
 
 import { describeBackends } from './helpers';
@@ -242,5 +242,47 @@ describe('fromSpec checks every key', () => {
     expect(() => Sequential.fromSpec({ dtype: 'float64', reduction: 'mean', layers: [{ kind: 'linear', in: 3, out: 3, activation: 'tanh' } as never] })).toThrow(/no option 'activation' for spec\.layers\[0\]/);
     expect(() => Sequential.fromSpec({ dtype: 'float64', reduction: 'mean', layers: [{ kind: 'linear', in: 3, out: 2 }], optimizer: 'adam' } as never)).toThrow(/no option 'optimizer' for spec/);
     expect(Sequential.fromSpec({ dtype: 'float64', reduction: 'mean', layers: [{ kind: 'linear', in: 3, out: 2 }, { kind: 'relu' }] }).layers.length).toBe(2);
+  });
+});
+
+// The verifier, as a reviewer attacked it (stop 15). The truth: torch.autograd.gradcheck raises
+// "Jacobian mismatch" on the first case (it skips no entry), and verify fails the same candidate.
+describe('gradcheck and verify: nothing unchecked passes, nothing handed over is the caller’s', () => {
+  const D = 4, H = 5, C = 3, B = 6;
+  const p = initParams({ D, H, C }, { seed: 0 }); // b1 = 0 (He init)
+  const X = new Float64Array(B * D).map((_, i) => Math.sin(1 + i * 0.37));
+  X.fill(0, 0, D); // row 0 all zeros: every entry of b1 sits on a ReLU kink
+  const y = Int32Array.from({ length: B }, (_, i) => i % C);
+  const wrong = (P: never, Xc: Float64Array, yc: Int32Array, o: never) => {
+    const g = forwardBackward(P, Xc, yc, o).grads;
+    g.db1 = g.db1.map((x) => 5 * x + 1);
+    return g;
+  };
+  it('a tensor whose every entry is a kink is not ok: gradcheck fails it (it passed with 0 entries checked), as verify does', () => {
+    for (const mode of ['full', 'fast'] as const) {
+      const r = gradcheck(wrong as never, X, y, { params: p, mode });
+      expect(r.ok).toBe(false);
+      expect(r.tensors.find((t) => t.name === 'b1')).toMatchObject({ checked: 0, pass: false });
+    }
+    expect(verify(p, X, y, { candidate: wrong as never }).ok).toBe(false);
+  });
+  it('worstEntries must be a whole count ≥ 1 (0.5 crashed reading list[−1])', () => {
+    expect(() => gradcheck(p, X, y, { worstEntries: 0.5 } as never)).toThrow(/opts\.worstEntries/);
+  });
+  it("the class weights handed to a candidate are a copy: writing into them leaves the caller's", () => {
+    const weight = Float64Array.of(1, 2, 3);
+    const r = verify(p, X.map((x) => x + 0.1), y, { weight, candidate: ((P: never, Xc: Float64Array, yc: Int32Array, o: { weight: Float64Array }) => {
+      const g = forwardBackward(P, Xc, yc, o as never).grads;
+      o.weight[0] = 100;
+      return g;
+    }) as never });
+    expect(r.ok).toBe(true);
+    expect(Array.from(weight)).toEqual([1, 2, 3]);
+  });
+  it('a candidate that returns nothing is told so, not that dZ2 is wrong', () => {
+    const r = verify(p, X, y, { candidate: (() => ({})) as never });
+    expect(r.ok).toBe(false);
+    expect(r.summary).toMatch(/returned no dW2/);
+    expect(r.summary).not.toMatch(/dZ2 itself is wrong/);
   });
 });

@@ -116,7 +116,7 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
   const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
   const inputGrad = v.bool('opts.inputGrad', o.inputGrad, false);
   const nondetCheck = v.bool('opts.nondetCheck', o.nondetCheck, true);
-  const keep = Math.floor(num('opts.worstEntries', o.worstEntries, 5, true));
+  const keep = o.worstEntries === undefined ? 5 : v.dim('opts.worstEntries', o.worstEntries); // a whole count ≥ 1 (0.5 read list[−1])
   const rng = new Rng(seedOf('opts.seed', o.seed));
   const onProgress = o.onProgress as GradcheckOptions['onProgress'];
   if (onProgress !== undefined && typeof onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', onProgress);
@@ -209,8 +209,16 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
       if (onProgress && ((i + 1) % every === 0 || i + 1 === total)) onProgress({ tensor: t, done: i + 1, total });
     }
     report.worst = [...bad, ...good].slice(0, keep);
-    report.pass = report.failures === 0;
-    if (!report.pass) {
+    // Every entry on a kink checks nothing: no pass (torch.autograd.gradcheck, which skips none,
+    // compares them all). A ReLU net with zero biases and an all-zero row puts a whole b1 there.
+    const unchecked = total > 0 && report.checked === 0;
+    report.pass = report.failures === 0 && !unchecked;
+    if (unchecked) {
+      failures.push(
+        `Nothing checked for input ${t}: all ${total} of its entries sit on a ReLU kink (a ±step flips a mask), where the finite difference says nothing ` +
+          '— move the point off the kinks (nonzero biases, inputs that are not all zero) and check again',
+      );
+    } else if (!report.pass) {
       const w = bad[0];
       failures.push(
         `Gradient mismatch for output loss with respect to input ${t} at index ${shapeText(w.index)}` +

@@ -178,7 +178,10 @@ export function subjectOf(
       }
       let result: unknown;
       try {
-        result = (candidate as (...args: unknown[]) => unknown)(copy(), b.X.slice(), b.y.slice(), fnOpts);
+        // Copies of everything it is handed, the class weights too: a candidate writing into them
+        // must change neither the caller's arrays nor the references' inputs.
+        const o = 'weight' in fnOpts && fnOpts.weight ? { ...fnOpts, weight: (fnOpts.weight as FloatArray).slice() } : fnOpts;
+        result = (candidate as (...args: unknown[]) => unknown)(copy(), b.X.slice(), b.y.slice(), o);
       } catch (thrown) {
         return { name: 'function', grads, thrown, error: `the candidate threw: ${(thrown as Error)?.message ?? String(thrown)}` };
       }

@@ -244,6 +244,9 @@ function bitIdentical(c: Float64Array, r: Float64Array): number {
 
 /** The same explanation for two tensors (same kind, factor within rounding, same variant). */
 function sameCause(a: Diagnosis[], b: Diagnosis[]): boolean {
+  // Two tensors the candidate did not return have no formula in common: "dZ is wrong" would blame
+  // the chain rule for what is a missing key.
+  if (a.some((d) => d.kind === 'missing') || b.some((d) => d.kind === 'missing')) return false;
   const key = (ds: Diagnosis[]) =>
     ds.filter((d) => d.kind !== 'transpose' && d.kind !== 'shape' && d.kind !== 'bits').map((d) => `${d.kind}|${d.variant ?? ''}|${d.factor === undefined ? '' : d.factor.toPrecision(4)}`).sort().join(';');
   return key(a) !== '' && key(a) === key(b);
