@@ -504,7 +504,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     // What async callbacks returned: fit settles once they have, and rejects with the first rejection.
     const pending: Promise<unknown>[] = [];
     let rejected: { value: unknown } | undefined;
-    const [given0, opts, listen] = this.plan(given, (p) => {
+    const [planned, opts, listen] = this.plan(given, (p) => {
       pending.push(Promise.resolve(p).then(undefined, (err: unknown) => {
         if (rejected) return;
         rejected = { value: err };
@@ -513,8 +513,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     });
     // restoreBest: the worker keeps the best epoch's weights in shared tensors and this thread puts
     // them back once every event (and the checkpoint it writes) has been delivered (FitPlan.bestOnCaller).
-    const best = given0.restoreBest ? Object.fromEntries(this.state.names.map((k) => [k, sharedFloat(this.state.config.dtype, this.state.params[k].length)])) : undefined;
-    const plan: FitPlan = best ? { ...given0, bestOnCaller: best } : given0;
+    const best = planned.restoreBest ? Object.fromEntries(this.state.names.map((k) => [k, sharedFloat(this.state.config.dtype, this.state.params[k].length)])) : undefined;
+    const plan: FitPlan = best ? { ...planned, bestOnCaller: best } : planned;
     const copy = (d: Data): Data => {
       const Xc = sharedFloat(this.state.config.dtype, d.X.length);
       Xc.set(d.X);
