@@ -85,6 +85,11 @@ export interface CoreBinding {
   blasKernels(): [string, boolean];
   getNumThreads(): number;
   setNumThreads(n: number): void;
+  /** Empty where BLAS lanes (native/core/lanes.h) load here, else why not. */
+  blasLanes(): string;
+  /** Whether products run on BLAS lanes. */
+  getBlasLanes(): boolean;
+  setBlasLanes(on: boolean): void;
   /** Whether a mostly-zero X takes the sparse first layer (native/core/sparse.h). */
   getSparseInput(): boolean;
   setSparseInput(on: boolean): void;

@@ -3,7 +3,7 @@ export { forward, forwardBackward, predict, probs, softmax } from './model';
 export type { ForwardBackwardOptions, ForwardBackwardResult, ForwardOptions, InputOf, LoadedParams } from './model';
 export { initParams, type ArrayOf, type Init, type InitOptions, type InitializedParams } from './params';
 export { Rng } from './rng';
-export { getNumThreads, getSparseInput, setNumThreads, setSparseInput } from './threads';
+export { getBlasLanes, getNumThreads, getSparseInput, setBlasLanes, setNumThreads, setSparseInput } from './threads';
 export { getTorchThreads, setTorchThreads, torchAvailable } from './backends/torch';
 export type { Activation, BackendName, Cache, Dims, Dtype, FloatArray, Grads, Labels, Params, Reduction } from './types';
 export { Trainer, type FitCallbacks, type FitOptions, type LiveParams, type ProgressEvent, type TrainerOptions, type TrainerParams, type TrainerSaveOptions, type TwoLayerParams } from './train/trainer';

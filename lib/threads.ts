@@ -47,3 +47,31 @@ export function setSparseInput(on: boolean): void {
   if (typeof on !== 'boolean') v.fail(TypeError, 'a boolean', 'on', on);
   coreBinding().setSparseInput(on);
 }
+
+/**
+ * Whether the native backend runs its products on BLAS lanes (true where they load, the default):
+ * see setBlasLanes.
+ */
+export function getBlasLanes(): boolean {
+  return coreBinding().getBlasLanes();
+}
+
+/**
+ * BLAS lanes, for the whole process: private single-threaded copies of OpenBLAS (Debian's
+ * libopenblas0-serial, each loaded into its own link-map namespace), on which the native backend
+ * cuts each large product between its own threads — getNumThreads() of them — and runs a layer's
+ * dW and dX side by side, instead of handing each product to OpenBLAS's thread pool. Same kernels,
+ * so the same arithmetic; the bits of a product that OpenBLAS's threads would have split differ
+ * within rounding, and are the same whichever thread or lane computes them. setBlasLanes(false)
+ * returns every product to the process's OpenBLAS. LibTorch (the torch backend, the exact mode)
+ * never uses lanes.
+ * @throws {TypeError} unless on is a boolean
+ * @throws {Error} on = true where lanes do not load (the message says why: libopenblas0-serial not installed, …)
+ */
+export function setBlasLanes(on: boolean): void {
+  if (typeof on !== 'boolean') v.fail(TypeError, 'a boolean', 'on', on);
+  const b = coreBinding();
+  const why = on ? b.blasLanes() : '';
+  if (why) throw new Error(`BLAS lanes are unavailable here: ${why}`);
+  b.setBlasLanes(on);
+}

@@ -18,9 +18,10 @@ const log = (msg) => process.stderr.write(`[setup] ${msg}\n`);
 // Debian packages: the first group is needed to build the core addon; the second serves the
 // optional LibTorch reference addon, the WebAssembly build, the exact mode (Sleef, the vectorized
 // exp/log LibTorch links) and the tests held to PyTorch Python (python3-torch, run as
-// /usr/bin/python3), and is installed when possible.
+// /usr/bin/python3), the BLAS lanes (libopenblas0-serial: native/core/lanes.h), and is installed
+// when possible.
 const REQUIRED = ['g++', 'make', 'python3', 'libopenblas-dev'];
-const OPTIONAL = ['cmake', 'libtorch-dev', 'clang', 'lld', 'libsleef-dev', 'python3-torch', 'libgloo-dev'];
+const OPTIONAL = ['cmake', 'libtorch-dev', 'clang', 'lld', 'libsleef-dev', 'python3-torch', 'libgloo-dev', 'libopenblas0-serial'];
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });

@@ -147,8 +147,8 @@ describe('the core addon in worker_threads', () => {
       for (const r of results) {
         expect(r.keys).toEqual([
           'atenCapability',
-          'blasKernels',
-          'codes', 'gatherRows', 'gemm', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setNumThreads', 'setSparseInput',
+          'blasKernels', 'blasLanes',
+          'codes', 'gatherRows', 'gemm', 'getBlasLanes', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setBlasLanes', 'setNumThreads', 'setSparseInput',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',
         ]);
         expect(r.out).toEqual([19, 22, 43, 50]);

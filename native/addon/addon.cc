@@ -176,6 +176,21 @@ Napi::Value SetSparseInput(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// getBlasLanes() → whether products run on BLAS lanes (lanes.h); setBlasLanes(on); blasLanes() →
+// empty where lanes load here, else why not (setBlasLanes(true) is then refused in lib/threads.ts).
+Napi::Value GetBlasLanes(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), lanes::lanesOn());
+}
+
+Napi::Value SetBlasLanes(const Napi::CallbackInfo& info) {
+  lanes::lanesSwitch().store(arg<boolValue>(info, 0, "on"));
+  return info.Env().Undefined();
+}
+
+Napi::Value BlasLanes(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), lanes::Lanes::get().why());
+}
+
 // The enum codes of the C++ core, the one source for lib/ (a test holds lib's copies to these).
 Napi::Object codes(Napi::Env env) {
   const auto group = [&](std::initializer_list<std::pair<const char*, int>> entries) {
@@ -203,6 +218,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("blasKernels", Napi::Function::New(env, BlasKernels, "blasKernels"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("blasLanes", Napi::Function::New(env, BlasLanes, "blasLanes"));
+  exports.Set("getBlasLanes", Napi::Function::New(env, GetBlasLanes, "getBlasLanes"));
+  exports.Set("setBlasLanes", Napi::Function::New(env, SetBlasLanes, "setBlasLanes"));
   exports.Set("getSparseInput", Napi::Function::New(env, GetSparseInput, "getSparseInput"));
   exports.Set("setSparseInput", Napi::Function::New(env, SetSparseInput, "setSparseInput"));
   exports.Set("codes", codes(env));

@@ -4,7 +4,14 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <type_traits>
+
+#include "product.h"
+
+#include "lanes.h"
+#include "pool.h"
 
 namespace hg {
 
@@ -77,18 +84,82 @@ void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* 
   }
 }
 
-// C[M,N] = alpha · op(A) · op(B) + beta · C, with op = transpose when the flag says so.
-// lda/ldb/ldc are the row lengths of the matrices as stored.
+// One cblas call, on a lane's library or (null) the process's OpenBLAS.
 template <typename T>
-void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
-          T* C, int ldc) {
-  if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  const CBLAS_TRANSPOSE tA = transA ? CblasTrans : CblasNoTrans, tB = transB ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) cblas_sgemm(CblasRowMajor, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  else cblas_dgemm(CblasRowMajor, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+void blasCall(const Product<T>& p, decltype(&cblas_sgemm) sgemm, decltype(&cblas_dgemm) dgemm) {
+  const CBLAS_TRANSPOSE tA = p.transA ? CblasTrans : CblasNoTrans, tB = p.transB ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>) sgemm(CblasRowMajor, tA, tB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+  else dgemm(CblasRowMajor, tA, tB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
 }
 
 inline int blasThreads() { return openblas_get_num_threads(); }
 inline void setBlasThreads(int n) { openblas_set_num_threads(n); }
+
+// Products of more multiply-adds than this are cut between the threads: OpenBLAS's own threshold
+// for threading one (GEMM_MULTITHREAD_THRESHOLD 4 × 65536); below it one lane runs it whole.
+constexpr double kSplitGemm = 262144;
+
+// float64 products only. OpenBLAS's dgemm gives the same bits whether a product is cut or whole,
+// at any thread count (measured: 36 shapes × 4 transposes, and against its own threads), so lanes
+// change no float64 result. Its sgemm does not (kernels chosen by size and shape): 418 of 16,384
+// entries of a 64×256×128 product differ between one call and two halves, and 3,158 between
+// OpenBLAS's 1 and 2 threads; lanes would move float32 results off the bits the golden tests hold.
+template <typename T>
+bool onLanes() {
+  return std::is_same_v<T, double> && lanes::lanesOn();
+}
+
+template <typename T>
+void onLane(const Product<T>& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  lanes::Lease lane;
+  blasCall(p, (*lane).sgemm, (*lane).dgemm);
+}
+
+// How many blocks a product of this size is cut into (each at least one 16-wide panel).
+template <typename T>
+int partsOf(const Product<T>& p, int threads) {
+  if (threads < 2 || p.size() <= kSplitGemm) return 1;
+  return std::max(1, std::min(threads, std::max(p.M, p.N) / 16));
+}
+
+// Block `part` of `parts` along C's longer side, cut at multiples of 16 rows or columns (whole
+// micro-tiles of OpenBLAS's kernels): the blocks are fixed by the sizes alone.
+template <typename T>
+Product<T> blockOf(const Product<T>& p, int part, int parts) {
+  const bool byRows = p.M >= p.N;
+  const int n = byRows ? p.M : p.N;
+  const auto cut = [&](int i) { return i >= parts ? n : std::min(n, int((int64_t(n) * i / parts + 8) / 16 * 16)); };
+  return byRows ? p.rows(cut(part), cut(part + 1)) : p.cols(cut(part), cut(part + 1));
+}
+
+// C = alpha · op(A) · op(B) + beta · C: the small-size loops, else cut between handgrad's threads
+// on lanes (lanes.h), else the process's OpenBLAS.
+template <typename T>
+void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+          T* C, int ldc) {
+  if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const Product<T> p{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  if (onLanes<T>()) {
+    const int parts = partsOf(p, blasThreads());
+    if (parts == 1) return onLane(p);
+    return Pool::run(parts, parts, [&](int i) { onLane(blockOf(p, i, parts)); });
+  }
+  blasCall(p, &cblas_sgemm, &cblas_dgemm);
+}
+
+// Two independent products (a layer's dW and dX): on lanes, side by side, each cut in
+// threads / 2 blocks; else one after the other.
+template <typename T>
+void gemmPair(const Product<T>& p, const Product<T>& q) {
+  const int threads = blasThreads();
+  if (threads >= 2 && onLanes<T>() && p.size() > kSmallGemm && q.size() > kSmallGemm &&
+      p.size() + q.size() > kSplitGemm) {
+    const int each = std::min(threads / 2, Pool::kMaxParts / 2);
+    return Pool::run(2 * each, 2 * each, [&](int i) { onLane(blockOf(i < each ? p : q, i % each, each)); });
+  }
+  gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+  gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);
+}
 
 }  // namespace hg

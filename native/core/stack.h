@@ -135,11 +135,16 @@ void linearForward(int B, int in, int out, const T* A, const T* W, const T* b, T
 template <typename T>
 bool linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
                     bool accumulate, T* dA, T betaA, const SparseInput<T>* sparse = nullptr) {
+  const Product<T> weight{true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out};
+  const Product<T> input{false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in};
+  const auto run = [](const Product<T>& p) { gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc); };
   bool nonFinite = false;
+  // dW and dA take the same multiply-adds (in·out·B) and neither reads the other: side by side.
   if (sparse) nonFinite = sparseWeightGrad(size_t(in), size_t(out), *sparse, dZ, dW, accumulate, sparseThreads());
-  else gemm(true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out);
+  else if (dA) gemmPair(weight, input);
+  else run(weight);
+  if (sparse && dA) run(input);
   if (db) sumRows(dZ, db, size_t(B), size_t(out), accumulate);
-  if (dA) gemm(false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in);
   return nonFinite;
 }
 

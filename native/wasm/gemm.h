@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <wasm_simd128.h>
 
+#include "../core/product.h"
 #ifdef HG_WASM_THREADS
 #include "threads.h"
 #endif
@@ -228,5 +229,12 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
 }  // namespace wasm
 
 using wasm::gemm;  // for both dtypes, as blas.h's two overloads
+
+// A layer's dW and dX, in turn (native builds run them side by side on BLAS lanes: blas.h).
+template <typename T>
+void gemmPair(const Product<T>& p, const Product<T>& q) {
+  gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+  gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);
+}
 
 }  // namespace hg

@@ -11,10 +11,14 @@
 
 #include <cstddef>
 
-// The shipped gemm, renamed on the way in so that ours can take its name.
+// The shipped gemm and gemmPair, renamed on the way in so that ours can take their names; without
+// BLAS lanes (lanes.h), whose other link-map namespaces the sanitizer runtime does not follow.
+#define HG_BLAS_LANES 0
 #define gemm shippedGemm
+#define gemmPair shippedGemmPair
 #include "../../native/core/blas.h"
 #undef gemm
+#undef gemmPair
 
 namespace hg {
 
@@ -41,6 +45,13 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
           int ldc) {
   probeGemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   shippedGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <typename T>
+void gemmPair(const Product<T>& p, const Product<T>& q) {
+  probeGemm(p.transA, p.transB, p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, p.C, p.ldc);
+  probeGemm(q.transA, q.transB, q.M, q.N, q.K, q.A, q.lda, q.B, q.ldb, q.C, q.ldc);
+  shippedGemmPair(p, q);
 }
 
 }  // namespace hg
