@@ -59,12 +59,11 @@ export function getBlasLanes(): boolean {
 /**
  * BLAS lanes, for the whole process: private single-threaded copies of OpenBLAS (Debian's
  * libopenblas0-serial, each loaded into its own link-map namespace), on which the native backend
- * cuts each large product between its own threads — getNumThreads() of them — and runs a layer's
- * dW and dX side by side, instead of handing each product to OpenBLAS's thread pool. Same kernels,
- * so the same arithmetic; the bits of a product that OpenBLAS's threads would have split differ
- * within rounding, and are the same whichever thread or lane computes them. setBlasLanes(false)
- * returns every product to the process's OpenBLAS. LibTorch (the torch backend, the exact mode)
- * never uses lanes.
+ * cuts each large float64 product between its own threads — getNumThreads() of them — and runs a layer's
+ * dW and dX side by side, instead of handing each product to OpenBLAS's thread pool. Float64
+ * products only: their bits are then OpenBLAS's on one thread at any thread count (OpenBLAS's own
+ * threads block some products otherwise, within rounding). setBlasLanes(false) returns every
+ * product to the process's OpenBLAS. LibTorch (the torch backend, the exact mode) never uses lanes.
  * @throws {TypeError} unless on is a boolean
  * @throws {Error} on = true where lanes do not load (the message says why: libopenblas0-serial not installed, …)
  */

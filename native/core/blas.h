@@ -99,11 +99,12 @@ inline void setBlasThreads(int n) { openblas_set_num_threads(n); }
 // for threading one (GEMM_MULTITHREAD_THRESHOLD 4 × 65536); below it one lane runs it whole.
 constexpr double kSplitGemm = 262144;
 
-// float64 products only. OpenBLAS's dgemm gives the same bits whether a product is cut or whole,
-// at any thread count (measured: 36 shapes × 4 transposes, and against its own threads), so lanes
-// change no float64 result. Its sgemm does not (kernels chosen by size and shape): 418 of 16,384
-// entries of a 64×256×128 product differ between one call and two halves, and 3,158 between
-// OpenBLAS's 1 and 2 threads; lanes would move float32 results off the bits the golden tests hold.
+// float64 products only. OpenBLAS's serial dgemm gives the same bits whether a product is cut or
+// whole (measured: 44 shapes × 4 transposes), so a float64 result on lanes is OpenBLAS's on one
+// thread at any thread count (its own threaded driver blocks some K otherwise: test/65). Its sgemm
+// does not (kernels chosen by size and shape): 418 of 16,384 entries of a 64×256×128 product
+// differ between one call and two halves; lanes would move float32 results off the bits that the
+// golden tests recorded with OpenBLAS's threads.
 template <typename T>
 bool onLanes() {
   return std::is_same_v<T, double> && lanes::lanesOn();
@@ -120,7 +121,7 @@ void onLane(const Product<T>& p) {
 template <typename T>
 int partsOf(const Product<T>& p, int threads) {
   if (threads < 2 || p.size() <= kSplitGemm) return 1;
-  return std::max(1, std::min(threads, std::max(p.M, p.N) / 16));
+  return std::max(1, std::min({threads, Pool::kMaxParts, std::max(p.M, p.N) / 16}));
 }
 
 // Block `part` of `parts` along C's longer side, cut at multiples of 16 rows or columns (whole
@@ -143,7 +144,7 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   if (onLanes<T>()) {
     const int parts = partsOf(p, blasThreads());
     if (parts == 1) return onLane(p);
-    return Pool::run(parts, parts, [&](int i) { onLane(blockOf(p, i, parts)); });
+    return Pool::run(parts, parts, [&](int i) { onLane(blockOf(p, i, parts)); }, true);
   }
   blasCall(p, &cblas_sgemm, &cblas_dgemm);
 }
@@ -156,7 +157,7 @@ void gemmPair(const Product<T>& p, const Product<T>& q) {
   if (threads >= 2 && onLanes<T>() && p.size() > kSmallGemm && q.size() > kSmallGemm &&
       p.size() + q.size() > kSplitGemm) {
     const int each = std::min(threads / 2, Pool::kMaxParts / 2);
-    return Pool::run(2 * each, 2 * each, [&](int i) { onLane(blockOf(i < each ? p : q, i % each, each)); });
+    return Pool::run(2 * each, 2 * each, [&](int i) { onLane(blockOf(i < each ? p : q, i % each, each)); }, true);
   }
   gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
   gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);

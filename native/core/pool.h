@@ -4,12 +4,14 @@
 // A job is cut into parts that the caller and the helpers claim with one atomic add each; a part
 // is a fixed range of outputs, so which thread computes it never changes its bits. A caller that
 // finds the pool busy (another Node thread's step) runs every part itself.
-// Between jobs a helper polls for kPoll, then sleeps (a condition variable). Without polling, the
-// lanes' two-layer step at (64,128,256,10) f64 was 8% slower than OpenBLAS's threads (each product
-// waited for a helper to wake); with it, 7–11% faster. Polling measured no faster for the sparse
-// kernels alone (MNIST epochs), where the pollers competed with OpenBLAS's own for the second
-// core; kPoll bounds that. A helper that wakes late costs only its share, since the caller claims
-// parts as well. Native builds only: the WebAssembly build runs the parts in turn (sparse.h).
+// Between jobs a helper sleeps (a condition variable), after polling for kPoll when the last job
+// asked for it (poll = true: the lanes' blocks, whose step runs product after product on this pool).
+// Without polling, the lanes' two-layer step at (64,128,256,10) f64 was 8% slower than OpenBLAS's
+// threads (each product waited for a helper to wake); with it, 7–11% faster. Polling measured no
+// faster after the sparse kernels' jobs (MNIST epochs, 0, 0.1 and 1 ms alternated), where the
+// pollers competed with OpenBLAS's own threads for the second core: those jobs do not ask for it.
+// A helper that wakes late costs only its share, since the caller claims parts as well. Native
+// builds only: the WebAssembly build runs the parts in turn (sparse.h).
 #pragma once
 
 #include <algorithm>
@@ -29,7 +31,7 @@ class Pool {
 
   // Runs part(i) for i in [0, parts) and returns when all are done.
   template <typename F>
-  static void run(int parts, int threads, const F& part) {
+  static void run(int parts, int threads, const F& part, bool poll = false) {
     parts = std::min(parts, kMaxParts);
     Pool* p = threads > 1 && parts > 1 ? instance() : nullptr;
     std::unique_lock<std::mutex> own;
@@ -41,6 +43,7 @@ class Pool {
     p->grow(std::min(threads, kMaxParts) - 1);
     p->call_ = [](const void* f, int i) { (*static_cast<const F*>(f))(i); };
     p->ctx_ = &part;
+    p->poll_.store(poll, std::memory_order_relaxed);
     p->done_.store(0, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> g(p->sleep_);
@@ -50,7 +53,12 @@ class Pool {
     // As many helpers as the job wants (the pool keeps those a larger thread count started).
     for (int i = 1; i < std::min(threads, parts); ++i) p->wake_.notify_one();
     p->work();
-    while (p->done_.load(std::memory_order_acquire) < parts) std::this_thread::yield();
+    // The helpers' parts end within microseconds of the caller's: pause before yielding the core
+    // (sched_yield was 5% of a (64,128,256,10) step's samples by perf).
+    for (int i = 0; p->done_.load(std::memory_order_acquire) < parts; ++i) {
+      if (i < 4096) spinPause();
+      else std::this_thread::yield();
+    }
   }
 
  private:
@@ -89,7 +97,7 @@ class Pool {
       // Polls for kPoll first: a step's products follow each other within microseconds, and a
       // sleeping helper takes tens of them to wake.
       const auto until = std::chrono::steady_clock::now() + kPoll;
-      for (int i = 1; generation() == seen; ++i) {
+      for (int i = 1; poll_.load(std::memory_order_relaxed) && generation() == seen; ++i) {
         spinPause();
         if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
       }
@@ -117,6 +125,7 @@ class Pool {
   // succeed and each thread makes one failed claim a job, so `next` never carries.
   std::atomic<uint64_t> claim_{0};
   std::atomic<int> done_{0};
+  std::atomic<bool> poll_{false};  // the last job's: poll before sleeping
   int started_ = 0;
   void (*call_)(const void*, int) = nullptr;
   const void* ctx_ = nullptr;
