@@ -1,4 +1,5 @@
 import { coreBinding } from './binding';
+import { HandgradError } from './errors';
 import * as v from './validate';
 
 /** Threads OpenBLAS uses for each GEMM in the native backend. */
@@ -65,12 +66,12 @@ export function getBlasLanes(): boolean {
  * threads block some products otherwise, within rounding). setBlasLanes(false) returns every
  * product to the process's OpenBLAS. LibTorch (the torch backend, the exact mode) never uses lanes.
  * @throws {TypeError} unless on is a boolean
- * @throws {Error} on = true where lanes do not load (the message says why: libopenblas0-serial not installed, …)
+ * @throws {HandgradError} ERR_LANES_UNAVAILABLE: on = true where lanes do not load (the message says why: libopenblas0-serial not installed, …)
  */
 export function setBlasLanes(on: boolean): void {
   if (typeof on !== 'boolean') v.fail(TypeError, 'a boolean', 'on', on);
   const b = coreBinding();
   const why = on ? b.blasLanes() : '';
-  if (why) throw new Error(`BLAS lanes are unavailable here: ${why}`);
+  if (why) throw new HandgradError('ERR_LANES_UNAVAILABLE', `BLAS lanes are unavailable here: ${why}`);
   b.setBlasLanes(on);
 }

@@ -11,6 +11,9 @@
 //    product differ between its 1 and 2 threads), so float64 results no longer depend on the
 //    thread count. float32 products never take lanes (OpenBLAS's sgemm gives other bits for a
 //    product cut in two), so they keep the bits of OpenBLAS's threads, which test/15 holds;
+//    Measured with OpenBLAS's Haswell kernels (its choice on the CI's CPUs); under others
+//    (OPENBLAS_CORETYPE=SkylakeX: small-matrix kernels for some blocks) the cut changes bits, and
+//    these hold the results within 8 eps of those bits instead (test/03's bound between thread counts);
 // 3. more threads than lanes can be loaded: the parts wait for a lane, nothing deadlocks, the bits
 //    are unchanged;
 // 4. the switch's argument check.
@@ -18,14 +21,17 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  forwardBackward, getBlasLanes, getNumThreads, initParams, Linear, ReLU, Sequential, setBlasLanes, setNumThreads, Tanh,
+  forwardBackward, getBlasLanes, getNumThreads, HandgradError, initParams, Linear, ReLU, Sequential, setBlasLanes, setNumThreads, Tanh,
 } from '../lib/index';
 import type { Dtype } from '../lib/types';
-import { randomArray, randomLabels, sameBits, thrown, typed } from './helpers';
+import { coreBinding } from '../lib/binding';
+import { errEps, randomArray, randomLabels, sameBits, thrown, typed } from './helpers';
 
 const THREADS = getNumThreads();
 const SERIAL = '/usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so.0';
 const LANES = getBlasLanes();
+/** Whether OpenBLAS runs the kernels whose serial dgemm gives the same bits whole or cut (measured). */
+const CUT_INVARIANT = coreBinding().blasKernels()[0] === 'Haswell';
 
 afterEach(() => {
   if (LANES) setBlasLanes(true);
@@ -44,12 +50,15 @@ function run(lanes: boolean, threads: number, fn: () => Record<string, Float64Ar
   }
 }
 
-function expectSameBits(a: Record<string, Float64Array | Float32Array | number>, b: typeof a, what: string) {
+function expectSameBits(a: Record<string, Float64Array | Float32Array | number>, b: typeof a, what: string, exact = true) {
   expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
   for (const k of Object.keys(a)) {
     const x = a[k], y = b[k];
-    if (typeof x === 'number' || typeof y === 'number') expect(Object.is(x, y), `${what}: ${k} ${x} vs ${y}`).toBe(true);
-    else expect(sameBits(x, y), `${what}: ${k} differs`).toBe(true);
+    if (typeof x === 'number' || typeof y === 'number') {
+      if (exact) expect(Object.is(x, y), `${what}: ${k} ${x} vs ${y}`).toBe(true);
+      else expect(errEps([x as number], [y as number], 'float64'), `${what}: ${k} ${x} vs ${y}`).toBeLessThanOrEqual(8);
+    } else if (exact) expect(sameBits(x, y), `${what}: ${k} differs`).toBe(true);
+    else expect(errEps(x, y, 'float64'), `${what}: ${k}`).toBeLessThanOrEqual(8);
   }
 }
 
@@ -60,7 +69,10 @@ describe('where they load', () => {
       expect(() => setBlasLanes(true)).not.toThrow();
     } else {
       expect(getBlasLanes()).toBe(false);
-      expect(() => setBlasLanes(true)).toThrow(/BLAS lanes are unavailable here: .+/);
+      const e = thrown(() => setBlasLanes(true));
+      expect(e).toBeInstanceOf(HandgradError);
+      expect((e as HandgradError).code).toBe('ERR_LANES_UNAVAILABLE');
+      expect(e.message).toMatch(/BLAS lanes are unavailable here: .+/);
     }
   });
 });
@@ -88,7 +100,7 @@ describe.skipIf(!LANES)('the bits of OpenBLAS on one thread, at any thread count
     for (const threads of [1, 2, 3]) {
       it(`two-layer step (${dims.B},${dims.D},${dims.H},${dims.C}) float64 at ${threads} thread(s)`, () => {
         const step = twoLayer(dims, 'float64', dims.B + threads);
-        expectSameBits(run(true, threads, step), run(false, 1, step), 'lanes vs OpenBLAS on one thread');
+        expectSameBits(run(true, threads, step), run(false, 1, step), 'lanes vs OpenBLAS on one thread', CUT_INVARIANT);
       });
     }
   }
@@ -111,12 +123,12 @@ describe.skipIf(!LANES)('the bits of OpenBLAS on one thread, at any thread count
       const again = net.forwardBackward(X, y, { out: sums, accumulate: true });
       return { loss: first.loss as number, again: again.loss as number, ...first.grads, ...Object.fromEntries(Object.entries(sums).map(([k, g]) => [`sum ${k}`, g])) };
     };
-    for (const threads of [1, 2, 3]) expectSameBits(run(true, threads, step), run(false, 1, step), `${threads} threads`);
+    for (const threads of [1, 2, 3]) expectSameBits(run(true, threads, step), run(false, 1, step), `${threads} threads`, CUT_INVARIANT);
   });
 
   it('more threads than lanes can be loaded (12 parts for 8 lanes at most): every part waits its turn, the bits are unchanged', () => {
     const step = twoLayer({ B: 64, D: 512, H: 512, C: 10 }, 'float64', 3);
-    expectSameBits(run(true, 12, step), run(false, 1, step), 'twelve parts vs whole');
+    expectSameBits(run(true, 12, step), run(false, 1, step), 'twelve parts vs whole', CUT_INVARIANT);
   });
 });
 

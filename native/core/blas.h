@@ -149,15 +149,16 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   blasCall(p, &cblas_sgemm, &cblas_dgemm);
 }
 
-// Two independent products (a layer's dW and dX): on lanes, side by side, each cut in
-// threads / 2 blocks; else one after the other.
+// Two independent products (a layer's dW and dX): on lanes, side by side, each cut as gemm would
+// cut it alone (so its bits do not depend on whether it is paired); else one after the other.
 template <typename T>
 void gemmPair(const Product<T>& p, const Product<T>& q) {
   const int threads = blasThreads();
   if (threads >= 2 && onLanes<T>() && p.size() > kSmallGemm && q.size() > kSmallGemm &&
       p.size() + q.size() > kSplitGemm) {
-    const int each = std::min(threads / 2, Pool::kMaxParts / 2);
-    return Pool::run(2 * each, 2 * each, [&](int i) { onLane(blockOf(i < each ? p : q, i % each, each)); }, true);
+    const int a = partsOf(p, threads), b = partsOf(q, threads);
+    if (a + b <= Pool::kMaxParts)
+      return Pool::run(a + b, threads, [&](int i) { onLane(i < a ? blockOf(p, i, a) : blockOf(q, i - a, b)); }, true);
   }
   gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
   gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);

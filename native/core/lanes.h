@@ -23,7 +23,10 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -39,26 +42,44 @@ namespace hg::lanes {
 struct Lane {
   decltype(&cblas_sgemm) sgemm = nullptr;
   decltype(&cblas_dgemm) dgemm = nullptr;
-  std::mutex busy;
+  bool taken = false;  // under Lanes::mutex_
 };
 
-// dlmopen namespaces are a scarce resource (glibc has 16, the first is the process's): the most
-// threads that multiply at once is OpenBLAS's count plus the Node threads stepping meanwhile.
+// dlmopen namespaces are a scarce resource (glibc has 16, the first is the process's, and each
+// copy's own libc takes static TLS that glibc reserves for a few): the most threads that multiply
+// at once is OpenBLAS's count plus the Node threads stepping meanwhile; past what loads, a thread
+// waits for a lane to be released.
 constexpr int kMaxLanes = 8;
 
-// The serial library beside the process's OpenBLAS: Debian keeps each flavour in its own folder
-// (…/openblas-pthread/, …/openblas-serial/) behind the alternatives symlink.
+// "OpenBLAS 0.3.21" of openblas_get_config()'s "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH …".
+inline std::string openblasVersion(const char* config) {
+  const std::string c = config ? config : "";
+  const size_t space = c.find(' ');
+  return space == std::string::npos ? c : c.substr(0, c.find(' ', space + 1));
+}
+
+// The serial library beside the process's OpenBLAS, where Debian keeps each flavour in its own
+// folder behind the alternatives symlink (…/openblas-pthread/ or …/openblas-openmp/ beside
+// …/openblas-serial/); empty when the process's OpenBLAS is not laid out so (linked statically,
+// another distribution's), or the file is not root's and closed to other writers: a library is
+// code that runs as it loads.
 inline std::string serialLibraryPath() {
   Dl_info info{};
   if (!dladdr(reinterpret_cast<void*>(&cblas_dgemm), &info) || !info.dli_fname) return {};
   char real[PATH_MAX];
   if (!realpath(info.dli_fname, real)) return {};
-  std::string p(real);
+  const std::string p(real);
   const size_t file = p.rfind('/');
   if (file == std::string::npos || file == 0) return {};
   const size_t dir = p.rfind('/', file - 1);
   if (dir == std::string::npos) return {};
-  return p.substr(0, dir) + "/openblas-serial/libopenblas.so.0";
+  const std::string flavour = p.substr(dir + 1, file - dir - 1);
+  if (flavour != "openblas-pthread" && flavour != "openblas-openmp") return {};
+  const std::string serial = p.substr(0, dir) + "/openblas-serial/libopenblas.so.0";
+  struct stat st {};
+  if (stat(serial.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+    return {};
+  return serial;
 }
 
 class Lanes {
@@ -76,51 +97,57 @@ class Lanes {
         why_ = "this build has no lanes (the sanitizer's)";
         return;
       }
-      const std::string path = serialLibraryPath();
-      if (path.empty()) {
-        why_ = "the process's OpenBLAS could not be located (dladdr)";
+      path_ = serialLibraryPath();
+      if (path_.empty()) {
+        why_ = "no serial OpenBLAS beside the process's (Debian's libopenblas0-serial, root's, in an openblas-serial folder "
+               "beside openblas-pthread or openblas-openmp)";
         return;
       }
-      why_ = load(path, &lanes_[0]);
-      if (why_.empty()) {
-        path_ = path;
-        count_.store(1, std::memory_order_release);
-      }
+      std::lock_guard<std::mutex> g(mutex_);
+      why_ = load(path_, &lanes_[0]);
+      if (why_.empty()) count_ = 1;
     });
     return why_;
   }
   bool available() { return why().empty(); }
 
-  // A free lane, locked for the caller; a new one is loaded when every loaded lane is taken, and
-  // past kMaxLanes (or a namespace that no longer loads) the caller waits for lane 0.
+  // A free lane, taken for the caller until release(); a new one is loaded when every loaded lane
+  // is taken (up to kMaxLanes, while loads succeed), else the caller waits for a release.
+  // One lock for every claim and release: a product costs two uncontended lock/unlock pairs.
   Lane* claim() {
+    std::unique_lock<std::mutex> g(mutex_);
     for (;;) {
-      const int n = count_.load(std::memory_order_acquire);
-      for (int i = 0; i < n; ++i)
-        if (lanes_[i].busy.try_lock()) return &lanes_[i];
-      {
-        std::lock_guard<std::mutex> g(loading_);
-        const int now = count_.load(std::memory_order_acquire);
-        if (now != n) continue;  // another thread added one: try it
-        if (now < kMaxLanes && !failed_) {
-          Lane* l = &lanes_[now];
-          if (load(path_, l).empty()) {
-            l->busy.lock();
-            count_.store(now + 1, std::memory_order_release);
-            return l;
-          }
-          failed_ = true;
+      for (int i = 0; i < count_; ++i)
+        if (!lanes_[i].taken) {
+          lanes_[i].taken = true;
+          return &lanes_[i];
         }
+      if (count_ < kMaxLanes && !failed_) {
+        // Loading under the lock holds other claims for the few milliseconds of a dlmopen, once per lane.
+        Lane* l = &lanes_[count_];
+        if (load(path_, l).empty()) {
+          l->taken = true;
+          ++count_;
+          return l;
+        }
+        failed_ = true;
       }
-      lanes_[0].busy.lock();
-      return &lanes_[0];
+      freed_.wait(g);
     }
+  }
+
+  void release(Lane* l) {
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      l->taken = false;
+    }
+    freed_.notify_one();
   }
 
  private:
   Lanes() = default;
 
-  // Loads the library into a new namespace; empty on success, else why not.
+  // Loads the library into a new namespace; empty on success, else why not (the namespace closed).
   static std::string load(const std::string& path, Lane* into) {
     void* h = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) {
@@ -129,25 +156,31 @@ class Lanes {
     }
     const auto parallel = reinterpret_cast<int (*)()>(dlsym(h, "openblas_get_parallel"));
     const auto corename = reinterpret_cast<char* (*)()>(dlsym(h, "openblas_get_corename"));
+    const auto config = reinterpret_cast<char* (*)()>(dlsym(h, "openblas_get_config"));
     into->sgemm = reinterpret_cast<decltype(&cblas_sgemm)>(dlsym(h, "cblas_sgemm"));
     into->dgemm = reinterpret_cast<decltype(&cblas_dgemm)>(dlsym(h, "cblas_dgemm"));
-    if (!parallel || !corename || !into->sgemm || !into->dgemm) return path + " lacks OpenBLAS's symbols";
-    if (parallel() != 0) return path + " is a threaded OpenBLAS, not the serial one";
-    // The same kernels as the process's OpenBLAS (both read OPENBLAS_CORETYPE as they load), so a
-    // product's bits do not depend on which library ran it.
-    if (std::strcmp(corename(), openblas_get_corename()) != 0)
-      return std::string("the serial OpenBLAS picked the ") + corename() + " kernels, the process's OpenBLAS " +
-             openblas_get_corename();
-    return {};
+    std::string why;
+    if (!parallel || !corename || !config || !into->sgemm || !into->dgemm) why = path + " lacks OpenBLAS's symbols";
+    else if (parallel() != 0) why = path + " is a threaded OpenBLAS, not the serial one";
+    // The same release and the same kernels as the process's OpenBLAS (both read OPENBLAS_CORETYPE
+    // as they load), so a product's bits do not depend on which library ran it.
+    else if (openblasVersion(config()) != openblasVersion(openblas_get_config()))
+      why = "the serial OpenBLAS is " + openblasVersion(config()) + ", the process's " + openblasVersion(openblas_get_config());
+    else if (std::strcmp(corename(), openblas_get_corename()) != 0)
+      why = std::string("the serial OpenBLAS picked the ") + corename() + " kernels, the process's OpenBLAS " +
+            openblas_get_corename();
+    if (!why.empty()) dlclose(h);
+    return why;
   }
 
+  std::mutex mutex_;  // count_, failed_, every lane's `taken`, and loading
+  std::condition_variable freed_;
   Lane lanes_[kMaxLanes];
-  std::atomic<int> count_{0};
+  int count_ = 0;
+  bool failed_ = false;
   std::once_flag probed_;
   std::string why_;
   std::string path_;
-  std::mutex loading_;
-  bool failed_ = false;
 };
 
 // Whether products run on lanes (setBlasLanes): on by default where they load.
@@ -161,7 +194,7 @@ inline bool lanesOn() { return lanesSwitch().load(std::memory_order_relaxed) && 
 class Lease {
  public:
   Lease() : lane_(Lanes::get().claim()) {}
-  ~Lease() { lane_->busy.unlock(); }
+  ~Lease() { Lanes::get().release(lane_); }
   Lease(const Lease&) = delete;
   Lease& operator=(const Lease&) = delete;
   const Lane& operator*() const { return *lane_; }

@@ -29,11 +29,11 @@ class Pool {
   static constexpr int kMaxParts = 16;
   static constexpr std::chrono::microseconds kPoll{200};
 
-  // Runs part(i) for i in [0, parts) and returns when all are done.
+  // Runs part(i) for i in [0, parts) and returns when all are done (more than kMaxParts parts: all
+  // on the caller, in turn).
   template <typename F>
   static void run(int parts, int threads, const F& part, bool poll = false) {
-    parts = std::min(parts, kMaxParts);
-    Pool* p = threads > 1 && parts > 1 ? instance() : nullptr;
+    Pool* p = threads > 1 && parts > 1 && parts <= kMaxParts ? instance() : nullptr;
     std::unique_lock<std::mutex> own;
     if (p) own = std::unique_lock<std::mutex>(p->busy_, std::try_to_lock);
     if (!p || !own.owns_lock()) {
