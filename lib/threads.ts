@@ -60,12 +60,12 @@ export function getBlasLanes(): boolean {
 /**
  * BLAS lanes, for the whole process: private single-threaded copies of OpenBLAS (Debian's
  * libopenblas0-serial, each loaded into its own link-map namespace), on which the native backend
- * cuts each large float64 product between its own threads — getNumThreads() of them — and runs a layer's
- * dW and dX side by side, instead of handing each product to OpenBLAS's thread pool. Float64
- * products' bits are then OpenBLAS's on one thread at any thread count (OpenBLAS's own threads
- * block some products otherwise, within rounding); float32 products keep the bits of OpenBLAS's
- * threads (only those it never threads run on lanes, whole). setBlasLanes(false) returns every
- * product to the process's OpenBLAS. LibTorch (the torch backend, the exact mode) never uses lanes.
+ * cuts each large float64 product between its own threads — getNumThreads() of them — and runs a
+ * layer's dW and dX side by side, instead of handing each product to OpenBLAS's thread pool. Their
+ * bits are then OpenBLAS's on one thread at any thread count (OpenBLAS's own threads block some
+ * products otherwise, within rounding); float32 products stay on OpenBLAS's threads.
+ * setBlasLanes(false) returns every product to the process's OpenBLAS. LibTorch (the torch
+ * backend, the exact mode) never uses lanes.
  * @throws {TypeError} unless on is a boolean
  * @throws {HandgradError} ERR_LANES_UNAVAILABLE: on = true where lanes do not load (the message says why: libopenblas0-serial not installed, …)
  */

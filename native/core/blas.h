@@ -99,18 +99,18 @@ inline void setBlasThreads(int n) { openblas_set_num_threads(n); }
 // for threading one (GEMM_MULTITHREAD_THRESHOLD 4 × 65536); below it one lane runs it whole.
 constexpr double kSplitGemm = 262144;
 
-// Which products run on lanes: every float64 product, and float32 products that OpenBLAS runs on
-// one thread at any thread count (at most kSplitGemm multiply-adds), whole, so that only a pair of
-// them runs side by side.
-// OpenBLAS's serial dgemm gives the same bits whether a product is cut or whole (measured with its
-// Haswell kernels: 44 shapes × 4 transposes), so a float64 result on lanes is OpenBLAS's on one
-// thread at any thread count (its own threaded driver blocks some K otherwise: test/65). Its sgemm
-// does not (kernels chosen by size and shape): 418 of 16,384 entries of a 64×256×128 product differ
-// between one call and two halves, so a larger float32 product stays on OpenBLAS's threads, whose
-// bits the golden tests recorded; a small one gets the same bits from a lane as from them.
+// float64 products only. OpenBLAS's serial dgemm gives the same bits whether a product is cut or
+// whole (measured with its Haswell kernels: 44 shapes × 4 transposes), so a float64 result on lanes
+// is OpenBLAS's on one thread at any thread count (its own threaded driver blocks some K otherwise:
+// test/65). Its sgemm does not (kernels chosen by size and shape): 418 of 16,384 entries of a
+// 64×256×128 product differ between one call and two halves, so float32 products stay on
+// OpenBLAS's threads, whose bits the golden tests recorded. (Pairing only the small float32
+// products, which OpenBLAS never threads and a lane computes to the same bits, measured 5% slower at
+// (64,128,256,10): a helper that sleeps takes longer to wake than they take; polling helpers kept
+// OpenBLAS's threads from the second core, 2–4× slower.)
 template <typename T>
-bool onLanes(const Product<T>& p) {
-  return (std::is_same_v<T, double> || p.size() <= kSplitGemm) && lanes::lanesOn();
+bool onLanes() {
+  return std::is_same_v<T, double> && lanes::lanesOn();
 }
 
 template <typename T>
@@ -144,7 +144,7 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
           T* C, int ldc) {
   if (long(M) * N * K <= kSmallGemm) return smallGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   const Product<T> p{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
-  if (onLanes(p)) {
+  if (onLanes<T>()) {
     const int parts = partsOf(p, blasThreads());
     if (parts == 1) return onLane(p);
     return Pool::run(parts, parts, [&](int i) { onLane(blockOf(p, i, parts)); }, true);
@@ -157,7 +157,7 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
 template <typename T>
 void gemmPair(const Product<T>& p, const Product<T>& q) {
   const int threads = blasThreads();
-  if (threads >= 2 && onLanes(p) && onLanes(q) && p.size() > kSmallGemm && q.size() > kSmallGemm &&
+  if (threads >= 2 && onLanes<T>() && p.size() > kSmallGemm && q.size() > kSmallGemm &&
       p.size() + q.size() > kSplitGemm) {
     const int a = partsOf(p, threads), b = partsOf(q, threads);
     if (a + b <= Pool::kMaxParts)
