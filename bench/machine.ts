@@ -25,6 +25,8 @@ export interface Machine {
   openblasKernels: string | null;
   /** Whether this CPU runs AVX-512 F/BW/DQ/VL, what OpenBLAS's SkylakeX kernels use; null without the addon. */
   avx512: boolean | null;
+  /** Empty when float64 products run on BLAS lanes (native/core/lanes.h), else why not; null without the addon. */
+  blasLanes: string | null;
   gitCommit: string | null;
   /** 1-minute load average when the run started: other work on the machine skews every figure. */
   loadAverage: number;
@@ -45,7 +47,8 @@ function openblasLibrary(): string | null {
     const paths = readFileSync('/proc/self/maps', 'utf8')
       .split('\n')
       .map((line) => line.slice(Math.max(0, line.indexOf('/'))))
-      .filter((path) => path.startsWith('/'));
+      // The process's OpenBLAS, not a BLAS lane's private copy of the serial one (native/core/lanes.h).
+      .filter((path) => path.startsWith('/') && !path.includes('/openblas-serial/'));
     return paths.find((p) => /\/libopenblas[^/]*$/.test(p)) ?? paths.find((p) => /\/libblas[^/]*$/.test(p)) ?? null;
   } catch {
     return null;
@@ -66,9 +69,11 @@ function gitCommit(): string | null {
 export function describeMachine(): Machine {
   let threads: number | null = null;
   let kernels: [string, boolean] | null = null;
+  let lanes: string | null = null;
   try {
     threads = coreBinding().getNumThreads();
     kernels = coreBinding().blasKernels();
+    lanes = coreBinding().getBlasLanes() ? '' : coreBinding().blasLanes() || 'switched off (setBlasLanes(false))';
   } catch {
     // the native addon is unavailable: reported with the backends
   }
@@ -89,6 +94,7 @@ export function describeMachine(): Machine {
     openblasThreads: threads,
     openblasKernels: kernels?.[0] ?? null,
     avx512: kernels?.[1] ?? null,
+    blasLanes: lanes,
     gitCommit: gitCommit(),
     loadAverage: Math.round(loadavg()[0] * 100) / 100,
   };
