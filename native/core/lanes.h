@@ -5,12 +5,13 @@
 // Why: OpenBLAS's thread count is one process-wide setting that LibTorch shares (and the exact
 // mode needs at PyTorch's default), and its threaded GEMM synchronises its threads inside every
 // product. Measured on the 2-core VM (C prototype, the two-layer step, each contender in its own
-// process, alternated): 8–17% faster at (64,128,256,10) f64, 8–10% in f32, ~5% at (256,784,1024,10),
-// when each product is cut in two for two single-threaded calls and the backward's dW and dX run
-// side by side. Debian's serial OpenBLAS (libopenblas0-serial, the same 0.3.21 sources and kernels)
-// is not safe to call from two threads at once (built without USE_LOCKING, its buffer table has no
-// lock), so each lane is its own copy, loaded with dlmopen into a fresh link-map namespace: its
-// own globals and buffers, the same file (no extra memory for the code).
+// process, alternated): 8–17% faster at (64,128,256,10) f64, ~5% at (256,784,1024,10), when each
+// product is cut in two for two single-threaded calls and the backward's dW and dX run side by
+// side (float32 stays on OpenBLAS's threads, for its bits: blas.h). Debian's serial OpenBLAS
+// (libopenblas0-serial, the same 0.3.21 sources and kernels) is not safe to call from two threads
+// at once (built without USE_LOCKING, its buffer table has no lock), so each lane is its own copy,
+// loaded with dlmopen into a fresh link-map namespace: its own globals and buffers, and its own
+// copies of libc, libm and libgfortran's data, over the same mapped files (the code is shared).
 //
 // A lane is claimed for one call (Lease), so any thread may use any free one: every lane holds the
 // same library on the same CPU, so which lane runs a product never changes its bits.
