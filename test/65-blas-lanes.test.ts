@@ -132,6 +132,39 @@ describe.skipIf(!LANES)('the bits of OpenBLAS on one thread, at any thread count
   });
 });
 
+describe.skipIf(!LANES)('gradients scanned block by block as the lanes write them', () => {
+  // Finite inputs, a finite forward and loss, and one gradient past float64's range: dW1 (X large, W1
+  // subnormal) or dX (W1 large, X subnormal). X·W1 is ~1e-300 either way, W2's first column twice
+  // the others (1e300), so the softmax is one-hot and dZ1 ≈ 7.8e297 on every row whose label is not 0.
+  const B = 64, D = 128, H = 256, C = 10;
+  const overflowing = (x: number, w1: number) => {
+    const p = initParams({ D, H, C }, { seed: 1 });
+    p.W1.fill(w1);
+    p.b1.fill(0);
+    for (let k = 0; k < H; k++) for (let c = 0; c < C; c++) p.W2[k * C + c] = c === 0 ? 1e300 : 0.5e300;
+    p.b2.fill(0);
+    return { p, X: new Float64Array(B * D).fill(x), y: randomLabels(B, C, 3) };
+  };
+  const message = (lanes: boolean, threads: number, c: ReturnType<typeof overflowing>) => {
+    setBlasLanes(lanes);
+    setNumThreads(threads);
+    try {
+      return thrown(() => forwardBackward(c.p, c.X, c.y, { inputGrad: true })).message;
+    } finally {
+      setBlasLanes(LANES);
+      setNumThreads(THREADS);
+    }
+  };
+  for (const [what, x, w1] of [['dW1', 1e10, 1e-310], ['dX', 1e-320, 1e20]] as const) {
+    it(`${what} overflows: the same failure as OpenBLAS's threads and a scan after the backward report`, () => {
+      const c = overflowing(x, w1);
+      const want = message(false, 2, c);
+      expect(want).toMatch(new RegExp(`finite gradients but ${what}`));
+      for (const threads of [1, 2, 3]) expect(message(true, threads, c)).toBe(want);
+    });
+  }
+});
+
 describe('the switch', () => {
   it('takes booleans only', () => {
     for (const bad of [1, 'true', null, undefined]) {

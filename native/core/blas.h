@@ -152,19 +152,35 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   blasCall(p, &cblas_sgemm, &cblas_dgemm);
 }
 
+// after(block, which, part) for blocks nobody inspects.
+struct NoInspection {
+  template <typename T>
+  void operator()(const Product<T>&, int, int) const {}
+};
+
 // Two independent products (a layer's dW and dX): on lanes, side by side, each cut as gemm would
 // cut it alone (so its bits do not depend on whether it is paired); else one after the other.
-template <typename T>
-void gemmPair(const Product<T>& p, const Product<T>& q) {
+// after(block, which, part) runs on each written block (which: 0 for p, 1 for q; part: its place
+// in that product's cut, below kMaxBlocks) in the thread that wrote it, while it is in that core's
+// cache: stack.h scans the gradients there.
+template <typename T, typename After = NoInspection>
+void gemmPair(const Product<T>& p, const Product<T>& q, const After& after = {}) {
   const int threads = blasThreads();
   if (threads >= 2 && onLanes<T>() && p.size() > kSmallGemm && q.size() > kSmallGemm &&
       p.size() + q.size() > kSplitGemm) {
     const int a = partsOf(p, threads), b = partsOf(q, threads);
-    if (a + b <= Pool::kMaxParts)
-      return Pool::run(a + b, threads, [&](int i) { onLane(i < a ? blockOf(p, i, a) : blockOf(q, i - a, b)); }, true);
+    if (a + b <= Pool::kMaxParts) {
+      return Pool::run(a + b, threads, [&](int i) {
+        const Product<T> block = i < a ? blockOf(p, i, a) : blockOf(q, i - a, b);
+        onLane(block);
+        after(block, i < a ? 0 : 1, i < a ? i : i - a);
+      }, true);
+    }
   }
   gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+  after(p, 0, 0);
   gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);
+  after(q, 1, 0);
 }
 
 }  // namespace hg

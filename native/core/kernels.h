@@ -65,6 +65,13 @@ inline bool allFinite(const double* p, size_t n) {
   return bad == 0;
 }
 inline bool allFinite(const float* p, size_t n) { return allFiniteBits<uint32_t, 0x7f800000U>(p, n); }
+// The same over a block of `rows` rows of `cols` entries, `ld` apart (a product's block of C).
+template <typename T>
+bool allFiniteRows(const T* p, size_t rows, size_t cols, size_t ld) {
+  bool ok = true;
+  for (size_t r = 0; r < rows; ++r) ok &= allFinite(p + r * ld, cols);
+  return ok;
+}
 
 // out[b, j] = bias[j] for every row, for the GEMM to add into (stack.h linearForward).
 template <typename T>

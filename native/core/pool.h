@@ -22,11 +22,13 @@
 #include <mutex>
 #include <thread>
 
+#include "product.h"
+
 namespace hg {
 
 class Pool {
  public:
-  static constexpr int kMaxParts = 16;
+  static constexpr int kMaxParts = kMaxBlocks;
   static constexpr std::chrono::microseconds kPoll{200};
 
   // Runs part(i) for i in [0, parts) and returns when all are done (more than kMaxParts parts: all

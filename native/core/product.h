@@ -6,6 +6,9 @@
 
 namespace hg {
 
+// The most blocks a product is cut into (blas.h's Pool::kMaxParts, parts of one pool job).
+constexpr int kMaxBlocks = 16;
+
 // One product, C[M,N] = alpha · op(A) · op(B) + beta · C, with op = transpose when the flag says so;
 // lda/ldb/ldc are the row lengths of the matrices as stored.
 template <typename T>

@@ -47,11 +47,11 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   shippedGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-template <typename T>
-void gemmPair(const Product<T>& p, const Product<T>& q) {
+template <typename T, typename After>
+void gemmPair(const Product<T>& p, const Product<T>& q, const After& after) {
   probeGemm(p.transA, p.transB, p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, p.C, p.ldc);
   probeGemm(q.transA, q.transB, q.M, q.N, q.K, q.A, q.lda, q.B, q.ldb, q.C, q.ldc);
-  shippedGemmPair(p, q);
+  shippedGemmPair(p, q, after);
 }
 
 }  // namespace hg
