@@ -152,6 +152,11 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   blasCall(p, &cblas_sgemm, &cblas_dgemm);
 }
 
+template <typename T>
+void gemm(const Product<T>& p) {
+  gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+}
+
 // after(block, which, part) for blocks nobody inspects.
 struct NoInspection {
   template <typename T>
@@ -177,9 +182,9 @@ void gemmPair(const Product<T>& p, const Product<T>& q, const After& after = {})
       }, true);
     }
   }
-  gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+  gemm(p);
   after(p, 0, 0);
-  gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);
+  gemm(q);
   after(q, 1, 0);
 }
 

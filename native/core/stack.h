@@ -152,10 +152,9 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
                     const SparseInput<T>* sparse = nullptr) {
   const Product<T> weight{true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out};
   const Product<T> input{false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in};
-  const auto run = [](const Product<T>& p) { gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc); };
   if (sparse) {
     scans->setWeight(linear, !sparseWeightGrad(size_t(in), size_t(out), *sparse, dZ, dW, accumulate, sparseThreads()));
-    if (dA) run(input);
+    if (dA) gemm(input);
   } else if (dA) {
     // dW and dA take the same multiply-adds (in·out·B) and neither reads the other: side by side.
     // One flag per block, each written by the thread that wrote the block and read after the pair.
@@ -174,7 +173,7 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
     scans->setWeight(linear, all(finite[0]));
     if (isInput) scans->dX = all(finite[1]) ? 1 : -1;
   } else {
-    run(weight);
+    gemm(weight);
   }
   if (db) sumRows(dZ, db, size_t(B), size_t(out), accumulate);
 }

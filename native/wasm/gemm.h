@@ -230,13 +230,18 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
 
 using wasm::gemm;  // for both dtypes, as blas.h's two overloads
 
+template <typename T>
+void gemm(const Product<T>& p) {
+  gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+}
+
 // A layer's dW and dX, in turn, after(product, which, 0) on each (native builds run them side by
 // side on BLAS lanes, after() on each block: blas.h).
 template <typename T, typename After>
 void gemmPair(const Product<T>& p, const Product<T>& q, const After& after) {
-  gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, p.C, p.ldc);
+  gemm(p);
   after(p, 0, 0);
-  gemm(q.transA, q.transB, q.M, q.N, q.K, q.alpha, q.A, q.lda, q.B, q.ldb, q.beta, q.C, q.ldc);
+  gemm(q);
   after(q, 1, 0);
 }
 

@@ -47,6 +47,12 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   shippedGemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+template <typename T>
+void gemm(const Product<T>& p) {
+  probeGemm(p.transA, p.transB, p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, p.C, p.ldc);
+  shippedGemm(p);
+}
+
 template <typename T, typename After>
 void gemmPair(const Product<T>& p, const Product<T>& q, const After& after) {
   probeGemm(p.transA, p.transB, p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, p.C, p.ldc);
