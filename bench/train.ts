@@ -8,10 +8,9 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { coreBinding } from '../lib/binding';
 import { getNumThreads, initParams, loadMnist, Rng, setNumThreads, setSparseInput, Trainer } from '../lib';
-import { gather, sequentialOf } from '../lib/train/loop';
+import { assertFiniteData, gather, sequentialOf } from '../lib/train/loop';
 import type { TrainState } from '../lib/train/state';
 import { applyUpdate } from '../lib/train/update';
-import * as v from '../lib/validate';
 import type { Dtype, FloatArray } from '../lib/types';
 import { describeMachine } from './machine';
 import { timeGemms } from './peak';
@@ -58,7 +57,7 @@ function timePhases(t: Trainer, X: FloatArray, y: Int32Array, seed: number): Pha
   for (const k of s.names) grads[`d${k}`] = s.grads[k];
   const N = y.length;
   const c0 = process.hrtime.bigint();
-  v.assertFinite('X', X);
+  assertFiniteData('X', X);
   const c1 = process.hrtime.bigint();
   const order = Int32Array.from({ length: N }, (_, i) => i);
   new Rng(seed).shuffle(order);

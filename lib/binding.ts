@@ -95,6 +95,8 @@ export interface CoreBinding {
   setSparseInput(on: boolean): void;
   /** Rows order[start … start + B) of X [N, D] into Xb and their labels from y into yb: the Trainer's minibatch gather. */
   gatherRows(X: FloatArray, D: number, order: Int32Array, start: number, B: number, Xb: FloatArray, y: Int32Array, yb: Int32Array): void;
+  /** Whether every entry of a is finite, scanned on the pool's threads: fit's check of its X. */
+  allFinite(a: FloatArray): boolean;
 }
 
 export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');

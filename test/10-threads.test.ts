@@ -146,7 +146,7 @@ describe('the core addon in worker_threads', () => {
       );
       for (const r of results) {
         expect(r.keys).toEqual([
-          'atenCapability',
+          'allFinite', 'atenCapability',
           'blasKernels', 'blasLanes',
           'codes', 'gatherRows', 'gemm', 'getBlasLanes', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setBlasLanes', 'setNumThreads', 'setSparseInput',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',

@@ -1,6 +1,7 @@
 // The training loop shared by fitSync (on the caller's thread) and fit (in a worker thread): the
 // same code on the same buffers, so both give the same numbers for a seed.
 import type { FloatArray, Reduction } from '../types';
+import * as v from '../validate';
 import { available, coreBinding, once } from '../binding';
 import type { LossArgs } from '../engine/engine';
 import { Sequential } from '../layers/sequential';
@@ -99,6 +100,20 @@ function countCorrect(logits: FloatArray, y: Int32Array, B: number, C: number, i
     if (best === y[b]) correct++;
   }
   return { correct, ignored };
+}
+
+/** The core addon's scan for NaN/±Infinity, or null where it is not built (a pure-TS install). */
+const nativeAllFinite = once(() => (available(coreBinding) ? coreBinding().allFinite : null));
+
+/**
+ * The first NaN or ±Infinity of a data set's X is a RangeError naming it (validate.ts's
+ * assertFinite). The core addon scans first, on its threads (an MNIST-size X is 188 MB: fit
+ * checks it on every call); only when it finds one does the JS scan run, to name it.
+ */
+export function assertFiniteData(name: string, X: FloatArray): void {
+  const scan = nativeAllFinite();
+  if (scan && scan(X)) return;
+  v.assertFinite(name, X);
 }
 
 /** The core addon's row gather, or null where it is not built (a pure-TS install): the loop below then. */

@@ -15,7 +15,7 @@ import { writeSafetensors } from '../io/safetensors';
 import { asBuffer, fileFrom, Model, MODEL_FILE_OPTIONS, type ModelFileOptions, type ModelInfo, modelInfoEntries, modelInfoOption, readModelInfo } from '../model-file';
 import type { Activation, BackendName, FloatArray, Params } from '../types';
 import * as v from '../validate';
-import { type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, restoreBestWeights, sequentialOf, type StepEvent, trainStep } from './loop';
+import { assertFiniteData, type Data, type EpochRecord, type FitPlan, type FitResult, fitLoop, restoreBestWeights, sequentialOf, type StepEvent, trainStep } from './loop';
 import type { OptimizerOptions } from './optimizer';
 import { fileError, asFileError, counterMetadata, restoreCounters, restoreOptimizerState } from './resume';
 import { OPTIMIZER_STATE, optimizerFilePath, optimizerFileSettings, optimizerFileSteps, type OptimizerSource, readOptimizerFile, restoreFromOptimizerFile, saveOptimizerFile } from './optimizer-file';
@@ -341,7 +341,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   private data(X: unknown, y: unknown, name = ''): Data {
     const c = this.state.config;
     const b = v.batch(X, y, { dtype: c.dtype, D: c.D, C: c.C }, name, c.loss?.ignoreIndex ?? -100);
-    v.assertFinite(`${name}X`, b.X);
+    assertFiniteData(`${name}X`, b.X);
     return { X: b.X, y: b.y };
   }
 

@@ -4,12 +4,14 @@
 // Export names equal lib/binding.ts.
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
 #include "../common/checks.h"
+#include "../core/data.h"
 #include "../core/optimizer.h"
 #include "../core/stack.h"
 
@@ -85,7 +87,7 @@ Napi::Value optimizerUpdateT(const Napi::CallbackInfo& info) {
   OptimizerConfig c{kind, nums[0], nums[2], nums[3], nums[4], nums[5], nums[6]};
   c.dampening = nums[7];
   c.amsgrad = amsgrad;
-  const bool finite = optimizerUpdate(c, W, g, m, v, vmax, n, nums[1], saved);
+  const bool finite = optimizerUpdate(c, W, g, m, v, vmax, n, nums[1], saved, blasThreads());
   return Napi::Boolean::New(env, finite);
 }
 
@@ -125,17 +127,39 @@ Napi::Value gatherRowsT(const Napi::CallbackInfo& info) {
   T* Xb = static_cast<T*>(xb.data);
   const int32_t* labels = static_cast<const int32_t*>(y.data);
   int32_t* out = static_cast<int32_t*>(yb.data);
-  for (size_t b = 0; b < B; ++b) {
-    const int32_t row = order[b];
-    if (row < 0 || size_t(row) >= N) throwRange(env, "Expected a row index in [0, " + std::to_string(N) + ") but received " + std::to_string(row));
-    std::memcpy(Xb + b * D, X + size_t(row) * D, D * sizeof(T));
-    out[b] = labels[row];
+  // The indices are read once, into `rows`, a chunk at a time; each is checked there, and only the
+  // checked copy is used (order may be shared memory another thread writes).
+  constexpr size_t kChunk = 512;
+  int32_t rows[kChunk];
+  for (size_t b0 = 0; b0 < B; b0 += kChunk) {
+    const size_t n = std::min(kChunk, B - b0);
+    for (size_t b = 0; b < n; ++b) {
+      const int32_t row = order[b0 + b];
+      if (row < 0 || size_t(row) >= N) throwRange(env, "Expected a row index in [0, " + std::to_string(N) + ") but received " + std::to_string(row));
+      rows[b] = row;
+      out[b0 + b] = labels[row];
+    }
+    gatherRows(X, D, rows, n, Xb + b0 * D, blasThreads());
   }
   return env.Undefined();
 }
 
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return dispatchFloat(info, 0, "X", [&](auto t) { return gatherRowsT<decltype(t)>(info); });
+}
+
+// allFinite(a) → whether every entry of the float typed array a is finite: fit's check of its
+// whole X (lib/train/trainer.ts), on the pool's threads (an MNIST-size X is 188 MB). A false is
+// followed there by the JS scan that names the first non-finite entry.
+template <typename T>
+Napi::Value allFiniteT(const Napi::CallbackInfo& info) {
+  TypedInfo a;
+  typedInfo(info.Env(), info[0], &a);  // dispatchFloat checked it is a float typed array
+  return Napi::Boolean::New(info.Env(), a.length == 0 || allFiniteOn(static_cast<const T*>(a.data), a.length, blasThreads()));
+}
+
+Napi::Value AllFinite(const Napi::CallbackInfo& info) {
+  return dispatchFloat(info, 0, "a", [&](auto t) { return allFiniteT<decltype(t)>(info); });
 }
 
 // atenCapability() → "DEFAULT", "AVX2" or "AVX512": LibTorch's CPU kernel set as ATen picks it here
@@ -215,6 +239,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("atenCapability", Napi::Function::New(env, AtenCapability, "atenCapability"));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
+  exports.Set("allFinite", Napi::Function::New(env, AllFinite, "allFinite"));
   exports.Set("blasKernels", Napi::Function::New(env, BlasKernels, "blasKernels"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));

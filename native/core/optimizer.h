@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "pool.h"
 #include "exact_lanes.h"  // exact::atenCapability: which of ATen's kernel sets LibTorch runs here
 
 namespace hg {
@@ -177,10 +178,31 @@ bool optimizerUpdateAs(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T
 // saved.W null: nothing is copied. Otherwise saved has a buffer of n for W and for each of m, v,
 // vmax that is given.
 template <typename T>
-bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t, const Saved<T>& saved = {}) {
-  const bool fused = exact::atenCapability() != exact::Capability::Default;
+bool optimizerUpdateRange(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t, const Saved<T>& saved, bool fused) {
   if (saved.W) return fused ? optimizerUpdateAs<true, true>(c, W, g, m, v, vmax, n, t, saved) : optimizerUpdateAs<false, true>(c, W, g, m, v, vmax, n, t, saved);
   return fused ? optimizerUpdateAs<true, false>(c, W, g, m, v, vmax, n, t, saved) : optimizerUpdateAs<false, false>(c, W, g, m, v, vmax, n, t, saved);
+}
+
+// Tensors of fewer elements than this update on the caller alone: a pool job costs a few µs.
+constexpr size_t kParallelUpdate = size_t(1) << 15;
+
+// The update on `threads` threads (the pool's, pool.h), each on its own range of elements. Every
+// element's arithmetic is its own, in the vector loop or the scalar tail alike (std::fma, no
+// contraction), so the bits do not depend on the cut: one pass over W [784,256] in float32 took
+// 45 µs a step on one thread, a tenth of an MNIST step.
+template <typename T>
+bool optimizerUpdate(const OptimizerConfig& c, T* W, const T* g, T* m, T* v, T* vmax, size_t n, double t, const Saved<T>& saved = {}, int threads = 1) {
+  const bool fused = exact::atenCapability() != exact::Capability::Default;
+  if (threads <= 1 || n < kParallelUpdate) return optimizerUpdateRange(c, W, g, m, v, vmax, n, t, saved, fused);
+  bool finite[Pool::kMaxParts];
+  const auto at = [](T* p, size_t i) { return p ? p + i : nullptr; };
+  const int parts = Pool::chunks(n, 64, kParallelUpdate / 4, threads, [&](int part, size_t i0, size_t i1) {
+    const Saved<T> s{at(saved.W, i0), at(saved.m, i0), at(saved.v, i0), at(saved.vmax, i0)};
+    finite[part] = optimizerUpdateRange(c, W + i0, g + i0, at(m, i0), at(v, i0), at(vmax, i0), i1 - i0, t, s, fused);
+  });
+  bool all = true;
+  for (int i = 0; i < parts; ++i) all &= finite[i];
+  return all;
 }
 
 }  // namespace hg

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -61,6 +62,19 @@ class Pool {
       if (i < 4096) spinPause();
       else std::this_thread::yield();
     }
+  }
+
+  // range(part, i0, i1) over [0, n) cut into contiguous ranges that start at multiples of `align`,
+  // four a thread (a helper whose core is busy claims fewer, the others take the rest), none
+  // shorter than minChunk: for passes over memory whose every element is computed alone (the
+  // update, a copy, a scan), whose results then do not depend on the cut. Returns the part count.
+  template <typename F>
+  static int chunks(size_t n, size_t align, size_t minChunk, int threads, const F& range) {
+    const size_t most = std::max<size_t>(1, n / std::max<size_t>(minChunk, 1));
+    const int parts = threads <= 1 ? 1 : int(std::min<size_t>({size_t(4) * size_t(threads), size_t(kMaxParts), most}));
+    const auto cut = [&](int i) { return i >= parts ? n : std::min(n, n * size_t(i) / size_t(parts) / align * align); };
+    run(parts, threads, [&](int i) { range(i, cut(i), cut(i + 1)); });
+    return parts;
   }
 
  private:

@@ -663,8 +663,30 @@ async function sparseSection() {
     }
     for (const [start, B] of [[4, 2], [0, 6], [0.5, 1], [-1, 1], [2 ** 53, 1]]) mustRefuse(() => { const c = ok(); c[3] = start; c[4] = B; b.gatherRows(...c); }, `gatherRows start ${start} B ${B}`);
     for (let n = 0; n < 8; n++) mustRefuse(() => b.gatherRows(...ok().slice(0, n)), `gatherRows with ${n} arguments`);
+    // Past 64 KB the gather is cut between the pool's threads, and its indices read in chunks of 512.
+    const wide = Float32Array.from({ length: 2000 * 50 }, (_, i) => i);
+    const many = Int32Array.from({ length: 1100 }, (_, i) => (i * 37) % 2000);
+    const rows = new Float32Array(1100 * 50);
+    b.gatherRows(wide, 50, many, 0, 1100, rows, new Int32Array(2000), new Int32Array(1100));
+    check(rows[1099 * 50 + 7] === many[1099] * 50 + 7 && rows[600 * 50] === many[600] * 50, 'gatherRows of 1,100 rows cut between threads');
+    many[700] = 2000;
+    mustRefuse(() => b.gatherRows(wide, 50, many, 0, 1100, rows, new Int32Array(2000), new Int32Array(1100)), 'gatherRows order[700] = 2000 in the second chunk');
     for (const v of [1, 'true', null, undefined]) mustRefuse(() => b.setSparseInput(v), `setSparseInput(${describeValue(v)})`);
     check(b.getSparseInput() === true, 'getSparseInput after the refusals');
+  }
+  // allFinite (fit's check of X): its answers on both sides of the pool's 64 KB cut, every bad argument.
+  {
+    for (const [n, F] of [[100, Float64Array], [30000, Float32Array], [30000, Float64Array]]) {
+      const a = new F(n);
+      check(b.allFinite(a) === true, `allFinite of ${n} zeros`);
+      for (const at of [0, n >> 1, n - 1]) {
+        a[at] = -Infinity;
+        check(b.allFinite(a) === false, `allFinite of ${n} with −Infinity at ${at}`);
+        a[at] = 0;
+      }
+    }
+    for (const v of badValues(new Float32Array(4))) refusedOrReturns(() => b.allFinite(v), `allFinite ${describeValue(v)}`);
+    mustRefuse(() => b.allFinite(), 'allFinite with no arguments');
   }
   stillExact('after the sparse section');
 }
@@ -761,6 +783,13 @@ async function leakLoops() {
   const order = Int32Array.of(3, 0, 2, 1);
   const gathered = new Float64Array(4 * DIMS.D);
   const gatheredY = new Int32Array(4);
+  // Sizes the pool cuts (native/core/data.h, optimizer.h): 120 KB gathered, 2^16 elements updated.
+  const wide = new Float32Array(2000 * 50).fill(0.5);
+  const wideOrder = Int32Array.from({ length: 600 }, (_, i) => (i * 37) % 2000);
+  const wideRows = new Float32Array(600 * 50);
+  const wideY = new Int32Array(2000);
+  const wideYb = new Int32Array(600);
+  const [W2e16, G2e16, M2e16, S2e16, SM2e16] = [0.5, 0.25, 0, 0, 0].map((v) => new Float32Array(2 ** 16).fill(v));
   const kinds = Int32Array.of(0, 2, 0);
   const widths = Int32Array.of(5, 10, 10, 3);
   const loops = [
@@ -792,6 +821,9 @@ async function leakLoops() {
     ['stackRun, the sparse first layer', () => run(sparse.runArgs(sparseBound))],
     ['stackForwardBackward past the sparse cap by a row', () => step(pastCap.args())],
     ['gatherRows', () => b.gatherRows(small.X, DIMS.D, order, 0, 4, gathered, small.y, gatheredY)],
+    ['gatherRows cut between threads', () => b.gatherRows(wide, 50, wideOrder, 0, 600, wideRows, wideY, wideYb)],
+    ['allFinite cut between threads', () => b.allFinite(wide)],
+    ['optimizerUpdate cut between threads', () => b.optimizerUpdate(W2e16, G2e16, M2e16, null, 1, 1e-6, 2, 0.9, 0.9, 0.999, 1e-8, 0, 0, null, S2e16, SM2e16, null, null)],
     ['refused: gatherRows index out of range', () => b.gatherRows(small.X, DIMS.D, Int32Array.of(0, 9, 1, 2), 0, 4, gathered, small.y, gatheredY)],
     ['setSparseInput and getSparseInput', () => b.setSparseInput(b.getSparseInput())],
     ['getNumThreads', () => b.getNumThreads()],
