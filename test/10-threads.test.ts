@@ -148,7 +148,7 @@ describe('the core addon in worker_threads', () => {
         expect(r.keys).toEqual([
           'allFinite', 'atenCapability',
           'blasKernels', 'blasLanes',
-          'codes', 'gatherRows', 'gemm', 'getBlasLanes', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setBlasLanes', 'setNumThreads', 'setSparseInput',
+          'codes', 'gatherRows', 'gemm', 'getBlasLanes', 'getNumThreads', 'getSparseInput', 'getSparseKernels', 'optimizerUpdate', 'setBlasLanes', 'setNumThreads', 'setSparseInput', 'setSparseKernels',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',
         ]);
         expect(r.out).toEqual([19, 22, 43, 50]);

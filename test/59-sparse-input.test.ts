@@ -13,7 +13,7 @@
 // 4. failures (NaN/±Infinity in X, W, b, an overflowing dW) worded and staged as on the dense path;
 // 5. X rewritten by another thread during the calls: no crash, a finite loss each time; 5b. Node
 //    threads sharing the helper pool;
-// 6. setSparseInput's argument check; 7. a Trainer on sparse data against the torch backend's, and
+// 6. setSparseInput's and setSparseKernels' argument checks; 7. a Trainer on sparse data against the torch backend's, and
 //    the native minibatch gather's index and dtype checks.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,6 +55,24 @@ afterAll(() => {
 });
 
 /** fn with the sparse path switched on or off, the switch restored after. */
+/**
+ * The instruction sets this CPU runs the sparse loops in (native/core/sparse.h: AVX-512, AVX2 and
+ * the portable 16-byte loops of SSE2, NEON and WebAssembly), widest first: each is held to the
+ * same sequential loop. A CPU without AVX-512 runs the AVX2 loops, which 64-byte vectors once
+ * made 16× slower there; the switch lets this machine run each set.
+ */
+const KERNELS = (['avx512', 'avx2', 'portable'] as const).filter((_, i, all) => all.indexOf(coreBinding().getSparseKernels()) <= i);
+const KERNEL_CODE = { portable: 0, avx2: 1, avx512: 2 } as const;
+function withKernels<R>(kernels: keyof typeof KERNEL_CODE, fn: () => R): R {
+  const was = coreBinding().getSparseKernels();
+  coreBinding().setSparseKernels(KERNEL_CODE[kernels]);
+  try {
+    return fn();
+  } finally {
+    coreBinding().setSparseKernels(KERNEL_CODE[was]);
+  }
+}
+
 function withSparse<R>(on: boolean, fn: () => R): R {
   const was = getSparseInput();
   setSparseInput(on);
@@ -185,7 +203,7 @@ const SHAPES: [number, number, number][] = [
 describe('1. the sparse first layer gives the bits of a sequential loop over the nonzeros', () => {
   for (const dtype of DTYPES) {
     for (const accumulate of [false, true]) {
-      it(`${dtype}${accumulate ? ', accumulating into dW' : ''}: Z and dW at 1, 2, 5 and 17 threads; the dense path differs`, () => {
+      it(`${dtype}${accumulate ? ', accumulating into dW' : ''}: Z and dW at 1, 2, 5 and 17 threads, in each instruction set (${KERNELS.join(', ')}); the dense path differs`, () => {
         let denseDiffers = 0;
         for (const [B, D, C] of SHAPES) {
           const what = `${dtype} B=${B} D=${D} C=${C}`;
@@ -195,14 +213,17 @@ describe('1. the sparse first layer gives the bits of a sequential loop over the
           const seq = oneLinear(dtype, D, C, C);
           const old = accumulate ? typed(dtype, randomArray(D * C, 7, 3)) : null;
           // 5 and 17 threads: more helpers than cores, and more than the 16 parts a job is cut into.
-          for (const threads of [1, 2, 5, 17]) {
-            setNumThreads(threads);
-            const got = step(seq, X, y, 'native', old);
-            const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, old);
-            expect(differing(got.Z, want.Z), `${what} Z, ${threads} thread(s)`).toBe(0);
-            expect(differing(got.dW, want.dW), `${what} dW, ${threads} thread(s)`).toBe(0);
-            // The forward alone (forward, predict, evaluate) runs the same product.
-            expect(differing(seq.forward(X), want.Z), `${what} forward(), ${threads} thread(s)`).toBe(0);
+          for (const kernels of KERNELS) {
+            for (const threads of [1, 2, 5, 17]) {
+              setNumThreads(threads);
+              const got = withKernels(kernels, () => step(seq, X, y, 'native', old));
+              const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, old);
+              const at = `${what}, ${kernels}, ${threads} thread(s)`;
+              expect(differing(got.Z, want.Z), `${at}: Z`).toBe(0);
+              expect(differing(got.dW, want.dW), `${at}: dW`).toBe(0);
+              // The forward alone (forward, predict, evaluate) runs the same product.
+              expect(differing(withKernels(kernels, () => seq.forward(X)), want.Z), `${at}: forward()`).toBe(0);
+            }
           }
           setNumThreads(THREADS);
           const dense = withSparse(false, () => step(seq, X, y, 'native', old));
@@ -217,7 +238,7 @@ describe('1. the sparse first layer gives the bits of a sequential loop over the
   }
 
   for (const dtype of DTYPES) {
-    it(`${dtype}: subnormal x and products keep their bits on every thread (nothing flushes to zero)`, () => {
+    it(`${dtype}: subnormal x and products keep their bits on every thread and instruction set (nothing flushes to zero)`, () => {
       const [B, D, C] = [40, 300, 70];
       const tiny = dtype === 'float64' ? 1e-310 : 1e-40;
       const smallest = dtype === 'float64' ? 2 ** -1022 : 2 ** -126;
@@ -231,12 +252,14 @@ describe('1. the sparse first layer gives the bits of a sequential loop over the
       expect(subnormal).toBeGreaterThan(100);
       const backends: ('native' | 'wasm')[] = wasmSkip ? ['native'] : ['native', 'wasm'];
       for (const backend of backends) {
-        for (const threads of backend === 'native' ? [1, 2, 5] : [THREADS]) {
-          setNumThreads(threads);
-          const got = step(seq, X, y, backend, null);
-          const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, null);
-          expect(differing(got.Z, want.Z), `${backend} Z, ${threads} thread(s)`).toBe(0);
-          expect(differing(got.dW, want.dW), `${backend} dW, ${threads} thread(s)`).toBe(0);
+        for (const kernels of backend === 'native' ? KERNELS : (['portable'] as const)) {
+          for (const threads of backend === 'native' ? [1, 2, 5] : [THREADS]) {
+            setNumThreads(threads);
+            const got = withKernels(kernels, () => step(seq, X, y, backend, null));
+            const want = reference(dtype, X, seq.params.W1, seq.params.b1, got.P, y, null);
+            expect(differing(got.Z, want.Z), `${backend} ${kernels} Z, ${threads} thread(s)`).toBe(0);
+            expect(differing(got.dW, want.dW), `${backend} ${kernels} dW, ${threads} thread(s)`).toBe(0);
+          }
         }
       }
     });
@@ -628,6 +651,21 @@ describe('6. setSparseInput / getSparseInput', () => {
     // The addon checks it too.
     expect(() => coreBinding().setSparseInput(1 as never)).toThrow(TypeError);
     expect(getSparseInput()).toBe(true);
+  });
+
+  it("setSparseKernels: the CPU's widest set by default; a narrower one round-trips; a wider one, a non-integer or a non-number is refused", () => {
+    const b = coreBinding();
+    const best = b.getSparseKernels();
+    expect(best).toBe(KERNELS[0]);
+    for (const k of KERNELS) expect(withKernels(k, () => b.getSparseKernels())).toBe(k);
+    expect(b.getSparseKernels()).toBe(best);
+    for (const code of [KERNEL_CODE[best] + 1, 3, -1, 0.5, NaN]) {
+      expect(() => b.setSparseKernels(code)).toThrow(RangeError);
+      expect(b.getSparseKernels()).toBe(best);
+    }
+    if (best !== 'avx512') expect(() => b.setSparseKernels(2)).toThrow(/^Expected sparse kernels this CPU runs \(at most /);
+    for (const bad of ['avx2', null, undefined, true]) expect(() => b.setSparseKernels(bad as never)).toThrow(TypeError);
+    expect(b.getSparseKernels()).toBe(best);
   });
 });
 

@@ -200,6 +200,23 @@ Napi::Value SetSparseInput(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// getSparseKernels() → the instruction set the sparse first layer's loops run ("portable", "avx2",
+// "avx512"; sparse.h); setSparseKernels(code), code 0, 1 or 2 in that order, at most the CPU's
+// best: for tests of the loops a CPU without AVX-512 (or AVX2) runs, which give the same bits.
+const char* const kSparseKernelNames[] = {"portable", "avx2", "avx512"};
+
+Napi::Value GetSparseKernels(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), kSparseKernelNames[int(sparseKernels())]);
+}
+
+Napi::Value SetSparseKernels(const Napi::CallbackInfo& info) {
+  const int code = arg<enumValue>(info, 0, "code", 3);
+  const int best = int(sparseKernelsBest());
+  if (code > best) throwRange(info.Env(), std::string("Expected sparse kernels this CPU runs (at most ") + kSparseKernelNames[best] + ") but received " + kSparseKernelNames[code]);
+  sparseKernelsSwitch().store(code);
+  return info.Env().Undefined();
+}
+
 // getBlasLanes() → whether products run on BLAS lanes (lanes.h); setBlasLanes(on); blasLanes() →
 // empty where lanes load here, else why not (setBlasLanes(true) is then refused in lib/threads.ts).
 Napi::Value GetBlasLanes(const Napi::CallbackInfo& info) {
@@ -248,6 +265,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setBlasLanes", Napi::Function::New(env, SetBlasLanes, "setBlasLanes"));
   exports.Set("getSparseInput", Napi::Function::New(env, GetSparseInput, "getSparseInput"));
   exports.Set("setSparseInput", Napi::Function::New(env, SetSparseInput, "setSparseInput"));
+  exports.Set("getSparseKernels", Napi::Function::New(env, GetSparseKernels, "getSparseKernels"));
+  exports.Set("setSparseKernels", Napi::Function::New(env, SetSparseKernels, "setSparseKernels"));
   exports.Set("codes", codes(env));
   addStackExports(env, exports);
   return exports;

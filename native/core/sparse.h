@@ -160,72 +160,84 @@ struct SameSizeInt<4> { typedef int32_t type; };
 template <>
 struct SameSizeInt<8> { typedef int64_t type; };
 
-// One 64-byte vector: 16 floats or 8 doubles; their bits as integers of the same width.
-template <typename T>
+// One vector of Bytes bytes (64: AVX-512's registers, 16 floats or 8 doubles; 32: AVX2's; 16: SSE2's,
+// NEON's and WebAssembly's); their bits as integers of the same width. Each build of the loops
+// below takes its own registers' width: GCC lowers a wider vector type than the target has through
+// memory (64-byte vectors under AVX2 ran the sparse products 16× slower than under AVX-512).
+template <typename T, size_t W>
 struct Lanes {
-  typedef T V __attribute__((vector_size(64)));
+  typedef T V __attribute__((vector_size(W)));
   typedef typename SameSizeInt<sizeof(T)>::type I;
-  typedef I VI __attribute__((vector_size(64)));
-  static constexpr size_t L = 64 / sizeof(T);
+  typedef I VI __attribute__((vector_size(W)));
+  static constexpr size_t L = W / sizeof(T);
   static constexpr I kExponent = sizeof(T) == 4 ? I(0x7f800000) : I(0x7ff0000000000000LL);
 };
 
-// Columns [j0, j0 + kVec·L) of sparseRowSum: kVec vectors of sums in registers through every p
-// (at 16, a whole 256-float row of an MNIST net: one index load per 16 vector products, measured
-// 25–30% faster than 4 at a time; 16 wants AVX-512's 32 registers, fewer fit narrower ones).
-template <int kVec, typename T>
-inline __attribute__((always_inline)) void sparseBlock(size_t j0, size_t N, const int32_t* index, const T* x, size_t count,
-                                                       const T* M, const T* base, T* out, typename Lanes<T>::VI& bad) {
-  typedef typename Lanes<T>::V V;
-  typedef typename Lanes<T>::VI VI;
-  constexpr size_t L = Lanes<T>::L;
-  V a[kVec] = {};
-  for (size_t p = 0; p < count; ++p) {
-    const T* m = M + size_t(index[p]) * N + j0;
-    const T v = x[p];
-#pragma GCC unroll 16
-    for (int q = 0; q < kVec; ++q) {
-      V w;
-      std::memcpy(&w, m + q * L, 64);
-      a[q] += v * w;
-    }
-  }
+// out[0, kVec·L) = base + a (a alone when base is null), each value's exponent bits tested on the
+// registers before the store (bad: NaN or ±Infinity seen).
+template <int kVec, size_t Bytes, typename T>
+inline __attribute__((always_inline)) void storeSums(typename Lanes<T, Bytes>::V* a, const T* base, T* out, typename Lanes<T, Bytes>::VI& bad) {
+  typedef typename Lanes<T, Bytes>::V V;
+  typedef typename Lanes<T, Bytes>::VI VI;
+  constexpr size_t L = Lanes<T, Bytes>::L;
 #pragma GCC unroll 16
   for (int q = 0; q < kVec; ++q) {
     if (base) {
       V b;
-      std::memcpy(&b, base + j0 + q * L, 64);
+      std::memcpy(&b, base + q * L, Bytes);
       a[q] = b + a[q];
     }
     VI bits;
-    std::memcpy(&bits, &a[q], 64);
-    bad |= (bits & Lanes<T>::kExponent) == Lanes<T>::kExponent;
-    std::memcpy(out + j0 + q * L, &a[q], 64);
+    std::memcpy(&bits, &a[q], Bytes);
+    bad |= (bits & Lanes<T, Bytes>::kExponent) == Lanes<T, Bytes>::kExponent;
+    std::memcpy(out + q * L, &a[q], Bytes);
   }
 }
 
-// out[j] = base(j) + Σ_p x_p · M[index_p, j] for j in [0, N), the sum formed from zero in p order:
-// blocks of kVec vectors, then single vectors, then the last columns one at a time, each column's
-// operations the same in all three (the same bits). base is null for 0.
+// Columns [j0, j0 + kVec·L) of sparseRowSum: kVec vectors of sums in registers through every p
+// (at 16, a whole 256-float row of an MNIST net: one index load per 16 vector products, measured
+// 25–30% faster than 4 at a time; 16 wants AVX-512's 32 registers, fewer fit narrower ones).
+template <int kVec, size_t Bytes, typename T>
+inline __attribute__((always_inline)) void sparseBlock(size_t j0, size_t ld, const int32_t* index, const T* x, size_t count,
+                                                       const T* M, const T* base, T* out, typename Lanes<T, Bytes>::VI& bad) {
+  typedef typename Lanes<T, Bytes>::V V;
+  constexpr size_t L = Lanes<T, Bytes>::L;
+  V a[kVec] = {};
+  for (size_t p = 0; p < count; ++p) {
+    const T* m = M + size_t(index[p]) * ld + j0;
+    const T v = x[p];
+#pragma GCC unroll 16
+    for (int q = 0; q < kVec; ++q) {
+      V w;
+      std::memcpy(&w, m + q * L, Bytes);
+      a[q] += v * w;
+    }
+  }
+  storeSums<kVec, Bytes>(a, base ? base + j0 : nullptr, out + j0, bad);
+}
+
+// out[j] = base(j) + Σ_p x_p · M[index_p, j] for j in [0, N), M's rows ld apart, the sum formed
+// from zero in p order: blocks of kVec vectors, then single vectors, then the last columns one at
+// a time, each column's operations the same in all three (the same bits). base is null for 0.
 // Returns whether an output is NaN or ±Infinity (its exponent bits all set), tested on the
 // registers before they are stored: the scan of the written gradient, at no extra pass.
-template <int kVec, typename T>
-inline __attribute__((always_inline)) bool sparseRowSum(size_t N, const int32_t* index, const T* x, size_t count,
+template <int kVec, size_t Bytes, typename T>
+inline __attribute__((always_inline)) bool sparseRowSum(size_t N, size_t ld, const int32_t* index, const T* x, size_t count,
                                                         const T* M, const T* base, T* out) {
-  typedef typename Lanes<T>::I I;
-  constexpr size_t L = Lanes<T>::L;
-  typename Lanes<T>::VI bad = {};
+  typedef typename Lanes<T, Bytes>::I I;
+  constexpr size_t L = Lanes<T, Bytes>::L;
+  typename Lanes<T, Bytes>::VI bad = {};
   size_t j0 = 0;
-  for (; j0 + kVec * L <= N; j0 += kVec * L) sparseBlock<kVec>(j0, N, index, x, count, M, base, out, bad);
-  for (; j0 + L <= N; j0 += L) sparseBlock<1>(j0, N, index, x, count, M, base, out, bad);
+  for (; j0 + kVec * L <= N; j0 += kVec * L) sparseBlock<kVec, Bytes>(j0, ld, index, x, count, M, base, out, bad);
+  for (; j0 + L <= N; j0 += L) sparseBlock<1, Bytes>(j0, ld, index, x, count, M, base, out, bad);
   I any = 0;
   for (size_t j = j0; j < N; ++j) {
     T sum = T(0);
-    for (size_t p = 0; p < count; ++p) sum += x[p] * M[size_t(index[p]) * N + j];
+    for (size_t p = 0; p < count; ++p) sum += x[p] * M[size_t(index[p]) * ld + j];
     const T o = base ? base[j] + sum : sum;
     I bits;
     std::memcpy(&bits, &o, sizeof o);
-    any |= I((bits & Lanes<T>::kExponent) == Lanes<T>::kExponent);
+    any |= I((bits & Lanes<T, Bytes>::kExponent) == Lanes<T, Bytes>::kExponent);
     out[j] = o;
   }
   for (size_t l = 0; l < L; ++l) any |= bad[l];
@@ -233,66 +245,187 @@ inline __attribute__((always_inline)) bool sparseRowSum(size_t N, const int32_t*
 }
 
 // Rows [i0, i1) of Z [B,out] = b + X·W over the compressed rows.
-template <int kVec, typename T>
+template <int kVec, size_t Bytes, typename T>
 inline __attribute__((always_inline)) void sparseForwardBody(size_t i0, size_t i1, size_t out, const SparseInput<T>& s,
                                                              const T* W, const T* b, T* Z) {
   for (size_t i = i0; i < i1; ++i) {
     const size_t at = size_t(s.rowStart[i]);
-    sparseRowSum<kVec>(out, s.cols + at, s.vals + at, size_t(s.rowStart[i + 1]) - at, W, b, Z + i * out);  // Z: checked with the activation
+    sparseRowSum<kVec, Bytes>(out, out, s.cols + at, s.vals + at, size_t(s.rowStart[i + 1]) - at, W, b, Z + i * out);  // Z: checked with the activation
   }
 }
 
 // Rows [k0, k1) of dW [in,out] = Xᵀ·dZ over the compressed columns (accumulate: dW + Xᵀ·dZ);
 // whether any is NaN or ±Infinity.
-template <int kVec, typename T>
+template <int kVec, size_t Bytes, typename T>
 inline __attribute__((always_inline)) bool sparseWeightGradBody(size_t k0, size_t k1, size_t out, const SparseInput<T>& s,
                                                                 const T* dZ, T* dW, bool accumulate) {
   bool bad = false;
   for (size_t k = k0; k < k1; ++k) {
     const size_t at = size_t(s.colStart[k]);
     T* row = dW + k * out;
-    bad |= sparseRowSum<kVec>(out, s.rows + at, s.colVals + at, size_t(s.colStart[k + 1]) - at, dZ, accumulate ? row : nullptr, row);
+    bad |= sparseRowSum<kVec, Bytes>(out, out, s.rows + at, s.colVals + at, size_t(s.colStart[k + 1]) - at, dZ, accumulate ? row : nullptr, row);
   }
   return bad;
 }
 
+// dZ [B,out] in panels for the AVX-512 dW kernel below: panel q holds columns [q·w, q·w + w) of
+// every row contiguously, w = kPanelBytes / sizeof(T) (the last panel narrower when w does not
+// divide out), B·out elements in all. Summing a column of X's nonzeros reads rows of dZ in no
+// order a prefetcher can follow: whole rows of an MNIST net's dZ are 1 KB each, 128 KB in all,
+// read from L2 for every nonzero; one panel of them is 32 KB and stays in L1 while every column
+// of X runs over it. Copied rather than read in place, since rows 1 KB apart fall on a sixteenth of
+// L1's sets and evict each other.
+constexpr size_t kPanelBytes = 256;
+
+template <typename T>
+void packPanels(const T* dZ, size_t B, size_t out, T* panels) {
+  constexpr size_t w = kPanelBytes / sizeof(T);
+  for (size_t j0 = 0; j0 < out; j0 += w) {
+    const size_t width = out - j0 < w ? out - j0 : w;
+    T* panel = panels + B * j0;
+    for (size_t i = 0; i < B; ++i) std::memcpy(panel + i * width, dZ + i * out + j0, width * sizeof(T));
+  }
+}
+
+// Two rows of dW over one whole panel (kVec vectors wide), a and b: the sums of each formed from
+// zero in its own row order as sparseRowSum forms them (the same bits), the two chains
+// interleaved while both have terms, so the CPU overlaps one's additions with the other's (one
+// chain of four vectors waits on its adds' latency: measured slower than the whole-row loop).
+template <int kVec, size_t Bytes, typename T>
+inline __attribute__((always_inline)) void sparsePanelPair(const T* panel, const int32_t* ia, const T* xa, size_t ca, const T* baseA, T* outA,
+                                                           const int32_t* ib, const T* xb, size_t cb, const T* baseB, T* outB,
+                                                           typename Lanes<T, Bytes>::VI& bad) {
+  typedef typename Lanes<T, Bytes>::V V;
+  constexpr size_t L = Lanes<T, Bytes>::L, ld = size_t(kVec) * L;
+  V a[kVec] = {}, b[kVec] = {};
+  const auto add = [&](V* sums, const T* row, T x) {
+#pragma GCC unroll 16
+    for (int q = 0; q < kVec; ++q) {
+      V w;
+      std::memcpy(&w, row + q * L, Bytes);
+      sums[q] += x * w;
+    }
+  };
+  const size_t both = ca < cb ? ca : cb;
+  size_t p = 0;
+  for (; p < both; ++p) {
+    add(a, panel + size_t(ia[p]) * ld, xa[p]);
+    add(b, panel + size_t(ib[p]) * ld, xb[p]);
+  }
+  for (size_t r = p; r < ca; ++r) add(a, panel + size_t(ia[r]) * ld, xa[r]);
+  for (size_t r = p; r < cb; ++r) add(b, panel + size_t(ib[r]) * ld, xb[r]);
+  storeSums<kVec, Bytes>(a, baseA, outA, bad);
+  storeSums<kVec, Bytes>(b, baseB, outB, bad);
+}
+
+// Rows [k0, k1) of dW from dZ's panels (packPanels): each whole panel two rows at a time, a
+// narrower last panel by sparseRowSum. Whether any is NaN or ±Infinity.
+template <size_t Bytes, typename T>
+inline __attribute__((always_inline)) bool sparseWeightGradPanels(size_t k0, size_t k1, size_t B, size_t out, const SparseInput<T>& s,
+                                                                  const T* panels, T* dW, bool accumulate) {
+  constexpr size_t w = kPanelBytes / sizeof(T);
+  constexpr int kVec = int(kPanelBytes / Bytes);
+  typename Lanes<T, Bytes>::VI bad = {};
+  bool any = false;
+  const auto count = [&](size_t k) { return size_t(s.colStart[k + 1] - s.colStart[k]); };
+  for (size_t j0 = 0; j0 < out; j0 += w) {
+    const size_t width = out - j0 < w ? out - j0 : w;
+    const T* panel = panels + B * j0;
+    size_t k = k0;
+    if (width == w) {
+      for (; k + 2 <= k1; k += 2) {
+        T* ra = dW + k * out + j0;
+        T* rb = ra + out;
+        const size_t a = size_t(s.colStart[k]), b = size_t(s.colStart[k + 1]);
+        sparsePanelPair<kVec, Bytes>(panel, s.rows + a, s.colVals + a, count(k), accumulate ? ra : nullptr, ra,
+                              s.rows + b, s.colVals + b, count(k + 1), accumulate ? rb : nullptr, rb, bad);
+      }
+    }
+    for (; k < k1; ++k) {
+      T* row = dW + k * out + j0;
+      const size_t at = size_t(s.colStart[k]);
+      any |= sparseRowSum<kVec, Bytes>(width, width, s.rows + at, s.colVals + at, count(k), panel, accumulate ? row : nullptr, row);
+    }
+  }
+  for (size_t l = 0; l < Lanes<T, Bytes>::L; ++l) any |= bad[l] != 0;
+  return any;
+}
+
+// The instruction sets the sparse kernels are built for, chosen at run time (the addon's baseline is
+// SSE2). Only the vector width changes: every output's operations and their order are the same,
+// so each gives the same bits (test/59 holds all three to a sequential loop).
+enum class SparseKernels : int { Portable = 0, Avx2 = 1, Avx512 = 2 };
+
+// The widest this CPU runs.
+inline SparseKernels sparseKernelsBest() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
-// The same loops for AVX-512 and AVX2 registers, chosen at run time (the addon's baseline is SSE2).
-// Only the vector width changes: every output's operations and their order are the same.
+  if (__builtin_cpu_supports("avx512f")) return SparseKernels::Avx512;
+  if (__builtin_cpu_supports("avx2")) return SparseKernels::Avx2;
+#endif
+  return SparseKernels::Portable;
+}
+
+#ifndef __wasm__
+// Which set the native addon runs (setSparseKernels: a narrower one than the CPU's best, for tests
+// of the loops another CPU runs); one switch for the process, as setSparseInput is.
+inline std::atomic<int>& sparseKernelsSwitch() {
+  static std::atomic<int> kernels{int(sparseKernelsBest())};
+  return kernels;
+}
+#endif
+inline SparseKernels sparseKernels() {
+#ifndef __wasm__
+  return SparseKernels(sparseKernelsSwitch().load(std::memory_order_relaxed));
+#else
+  return SparseKernels::Portable;
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
+// AVX-512: a whole 256-wide row in 16 registers; dW from dZ's panels, two rows at a time.
 template <typename T>
 __attribute__((target("avx512f"))) void sparseForward512(size_t i0, size_t i1, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
-  sparseForwardBody<16>(i0, i1, out, s, W, b, Z);
+  sparseForwardBody<16, 64>(i0, i1, out, s, W, b, Z);
 }
+template <typename T>
+__attribute__((target("avx512f"))) bool sparseWeightGrad512(size_t k0, size_t k1, size_t B, size_t out, const SparseInput<T>& s, const T* panels, T* dW, bool accumulate) {
+  return sparseWeightGradPanels<64>(k0, k1, B, out, s, panels, dW, accumulate);
+}
+// AVX2: 8 of its 16 registers for sums.
 template <typename T>
 __attribute__((target("avx2"))) void sparseForward256(size_t i0, size_t i1, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
-  sparseForwardBody<4>(i0, i1, out, s, W, b, Z);
-}
-template <typename T>
-__attribute__((target("avx512f"))) bool sparseWeightGrad512(size_t k0, size_t k1, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate) {
-  return sparseWeightGradBody<16>(k0, k1, out, s, dZ, dW, accumulate);
+  sparseForwardBody<8, 32>(i0, i1, out, s, W, b, Z);
 }
 template <typename T>
 __attribute__((target("avx2"))) bool sparseWeightGrad256(size_t k0, size_t k1, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate) {
-  return sparseWeightGradBody<4>(k0, k1, out, s, dZ, dW, accumulate);
+  return sparseWeightGradBody<8, 32>(k0, k1, out, s, dZ, dW, accumulate);
 }
 #endif
 
 template <typename T>
-void sparseForwardRows(size_t i0, size_t i1, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
+void sparseForwardRows(SparseKernels k, size_t i0, size_t i1, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
-  if (__builtin_cpu_supports("avx512f")) return sparseForward512(i0, i1, out, s, W, b, Z);
-  if (__builtin_cpu_supports("avx2")) return sparseForward256(i0, i1, out, s, W, b, Z);
+  if (k == SparseKernels::Avx512) return sparseForward512(i0, i1, out, s, W, b, Z);
+  if (k == SparseKernels::Avx2) return sparseForward256(i0, i1, out, s, W, b, Z);
 #endif
-  sparseForwardBody<2>(i0, i1, out, s, W, b, Z);
+  (void)k;
+  sparseForwardBody<8, 16>(i0, i1, out, s, W, b, Z);  // SSE2, NEON, WebAssembly SIMD: 16-byte registers
 }
 
+// Whether the dW kernel reads dZ's panels (AVX-512: 32 registers for two rows' sums and their
+// loads) or dZ itself (narrower sets, whole rows: 16 registers would spill the pairs' sums).
+inline bool panelsUsed(SparseKernels k) { return k == SparseKernels::Avx512; }
+
+// dZ is dZ's panels when panelsUsed(k).
 template <typename T>
-bool sparseWeightGradRows(size_t k0, size_t k1, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate) {
+bool sparseWeightGradRows(SparseKernels k, size_t k0, size_t k1, size_t B, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
-  if (__builtin_cpu_supports("avx512f")) return sparseWeightGrad512(k0, k1, out, s, dZ, dW, accumulate);
-  if (__builtin_cpu_supports("avx2")) return sparseWeightGrad256(k0, k1, out, s, dZ, dW, accumulate);
+  if (panelsUsed(k)) return sparseWeightGrad512(k0, k1, B, out, s, dZ, dW, accumulate);
+  if (k == SparseKernels::Avx2) return sparseWeightGrad256(k0, k1, out, s, dZ, dW, accumulate);
 #endif
-  return sparseWeightGradBody<2>(k0, k1, out, s, dZ, dW, accumulate);
+  (void)k;
+  (void)B;
+  return sparseWeightGradBody<8, 16>(k0, k1, out, s, dZ, dW, accumulate);
 }
 
 // A job's parts at most: the pool's cap (its claim word holds 8 bits of count); one in wasm.
@@ -302,17 +435,29 @@ constexpr int kMaxSparseParts = Pool::kMaxParts;
 constexpr int kMaxSparseParts = 1;
 #endif
 
+// No work alongside a job's ranges (sparseParts).
+struct Nothing {
+  void operator()() const {}
+};
+template <typename F>
+constexpr bool isNothing = false;
+template <>
+constexpr bool isNothing<Nothing> = true;
+
 // Cuts [0, n) into `parts` ranges of about equal nonzeros (starts[j]: the nonzeros before j) and
-// runs each on a thread of the pool (one after another in the WebAssembly build). Each output is
-// in exactly one range and is summed there in full: the bits do not depend on the cut.
-template <typename Range>
-void sparseParts(const int32_t* starts, size_t n, int threads, const Range& range) {
+// runs each on a thread of the pool (one after another in the WebAssembly build), with
+// `alongside()` as one more part of the same job, claimed first. Each output is in exactly one
+// range and is summed there in full: the bits do not depend on the cut.
+template <typename Range, typename Alongside = Nothing>
+void sparseParts(const int32_t* starts, size_t n, int threads, const Range& range, const Alongside& alongside = {}) {
 #ifndef __wasm__
   // Four parts a thread: a helper whose core is shared (OpenBLAS's threads poll with sched_yield
   // for a while after each GEMM) claims fewer, and the others take the rest; with one part each,
   // the step waited on the slowest. Part p starts at the first j with starts[j] ≥ p/parts of the
-  // nonzeros (starts never decreases).
-  const int parts = threads <= 1 ? 1 : 4 * threads < kMaxSparseParts ? 4 * threads : kMaxSparseParts;
+  // nonzeros (starts never decreases). The job's part 0 is `alongside`, when there is one.
+  constexpr bool extra = !isNothing<Alongside>;
+  constexpr int most = kMaxSparseParts - (extra ? 1 : 0);
+  const int parts = threads <= 1 ? 1 : 4 * threads < most ? 4 * threads : most;
   const auto cut = [&](int part) {
     if (part == parts) return n;
     const int64_t want = int64_t(starts[n]) * part / parts;
@@ -324,25 +469,40 @@ void sparseParts(const int32_t* starts, size_t n, int threads, const Range& rang
     }
     return lo;
   };
-  Pool::run(parts, threads, [&](int part) { range(part, cut(part), cut(part + 1)); });
+  Pool::run(parts + (extra ? 1 : 0), threads, [&](int i) {
+    if (extra && i == 0) return alongside();
+    const int part = i - (extra ? 1 : 0);
+    range(part, cut(part), cut(part + 1));
+  });
 #else
   (void)starts;
   (void)threads;
+  alongside();
   range(0, size_t(0), n);
 #endif
 }
 
-// Z [B,out] = b + X·W and dW [in,out] = Xᵀ·dZ (+ dW when accumulating), on `threads` threads.
-template <typename T>
-void sparseForward(size_t B, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z, int threads) {
-  sparseParts(s.rowStart, B, threads, [&](int, size_t i0, size_t i1) { sparseForwardRows(i0, i1, out, s, W, b, Z); });
+// Z [B,out] = b + X·W and dW [in,out] = Xᵀ·dZ (+ dW when accumulating), on `threads` threads;
+// the forward's job runs `alongside()` too (stack.h: the compression by columns, which only the
+// backward reads, and the check of the rows of W that X skips).
+template <typename T, typename Alongside = Nothing>
+void sparseForward(size_t B, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z, int threads, const Alongside& alongside = {}) {
+  const SparseKernels k = sparseKernels();  // read once: every part runs the same loops
+  sparseParts(s.rowStart, B, threads, [&](int, size_t i0, size_t i1) { sparseForwardRows(k, i0, i1, out, s, W, b, Z); }, alongside);
 }
 
-// Returns whether dW has a NaN or ±Infinity (its scan, done on the registers).
+// Returns whether dW has a NaN or ±Infinity (its scan, done on the registers). panels: room for
+// B·out elements, where dZ's panels are packed when the kernel reads them (panelsUsed).
 template <typename T>
-bool sparseWeightGrad(size_t in, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate, int threads) {
+bool sparseWeightGrad(size_t B, size_t in, size_t out, const SparseInput<T>& s, const T* dZ, T* panels, T* dW, bool accumulate, int threads) {
+  const SparseKernels k = sparseKernels();  // read once: the panels are packed for the loops that read them
+  const T* read = dZ;
+  if (panelsUsed(k)) {
+    packPanels(dZ, B, out, panels);
+    read = panels;
+  }
   bool bad[kMaxSparseParts] = {};  // each part's own flag: the pool's completion orders the writes
-  sparseParts(s.colStart, in, threads, [&](int part, size_t k0, size_t k1) { bad[part] = sparseWeightGradRows(k0, k1, out, s, dZ, dW, accumulate); });
+  sparseParts(s.colStart, in, threads, [&](int part, size_t k0, size_t k1) { bad[part] = sparseWeightGradRows(k, k0, k1, B, out, s, read, dW, accumulate); });
   for (bool b : bad)
     if (b) return true;
   return false;

@@ -142,18 +142,20 @@ struct GradScans {
 // (PyTorch's .grad); betaA is 1 only for an accumulated dX.
 // db is left alone when null: the activation above summed it while masking dZ (activationBackwardSum).
 // sparse (the first layer's input compressed by the forward) gives dW from A's nonzeros alone,
-// checked as it is written. Where dW and dA run side by side (gemmPair), each block of dW — and of
-// dA when it is dX (isInput) — is scanned for NaN/±Infinity by the thread that wrote it, in its
-// cache and in parallel (gradsStatus scanned them after the whole backward: 4% of a
-// (256,784,1024,10) float64 step). What was scanned goes into *scans at `linear`.
+// checked as it is written; scratch (B·out free elements: at the first layer, the workspace's
+// other gradient buffer, which no later layer reads) takes dZ's panels for that kernel.
+// Where dW and dA run side by side (gemmPair), each block of dW — and of dA when it is dX
+// (isInput) — is scanned for NaN/±Infinity by the thread that wrote it, in its cache and in
+// parallel (gradsStatus scanned them after the whole backward: 4% of a (256,784,1024,10) float64
+// step). What was scanned goes into *scans at `linear`.
 template <typename T>
 void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
                     bool accumulate, T* dA, T betaA, int linear, bool isInput, GradScans* scans,
-                    const SparseInput<T>* sparse = nullptr) {
+                    const SparseInput<T>* sparse = nullptr, T* scratch = nullptr) {
   const Product<T> weight{true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out};
   const Product<T> input{false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in};
   if (sparse) {
-    scans->setWeight(linear, !sparseWeightGrad(size_t(in), size_t(out), *sparse, dZ, dW, accumulate, sparseThreads()));
+    scans->setWeight(linear, !sparseWeightGrad(size_t(B), size_t(in), size_t(out), *sparse, dZ, scratch, dW, accumulate, sparseThreads()));
     if (dA) gemm(input);
   } else if (dA) {
     // dW and dA take the same multiply-adds (in·out·B) and neither reads the other: side by side.
@@ -180,8 +182,8 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
 
 // A first Linear whose input is mostly zeros (at most 1/kSparseShare of it nonzero, in a product
 // of more than kSparseMinProduct multiply-adds) runs on X's nonzeros (sparse.h), kept in ws for the
-// backward; true when it does, with *s the workspace's views of them. Skipping x = 0 would also skip 0·NaN and 0·Infinity, so the rows of
-// W that no x multiplies are checked: a non-finite weight fails the forward on either path.
+// backward; true when it does, with *s the workspace's views of them (by rows; the forward job
+// compresses them by columns, sparseFirstLayerForward).
 template <typename T>
 bool sparseFirstLayer(const Net& n, int B, const T* X, T* ws, SparseInput<T>* s) {
   if (n.kinds[0] != LayerKind::Linear || !sparseInputOn()) return false;
@@ -190,9 +192,23 @@ bool sparseFirstLayer(const Net& n, int B, const T* X, T* ws, SparseInput<T>* s)
   Layout l;
   stackLayout<T>(n, uint64_t(B), static_cast<uint64_t*>(nullptr), &l);
   *s = sparseInputOf(l, ws);
-  if (!(s->cap > 0 && compressRows(X, size_t(B), in, *s))) return false;
-  compressColumns(size_t(B), in, *s);  // for the backward's dW, and the forward's check of unused rows of W
-  return true;
+  return s->cap > 0 && compressRows(X, size_t(B), in, *s);
+}
+
+// Z = b + X·W over X's nonzeros; false when a row of W that no x multiplies is not finite.
+// Skipping x = 0 also skips 0·NaN and 0·Infinity, so those rows are checked: a non-finite weight
+// fails the forward on either path. The check reads the compression by columns (for the
+// backward's dW), and both run as one more part of the forward's job: on the second thread while
+// the first multiplies, where before the two ran alone ahead of it (30 µs of an MNIST step's 330).
+// Z is workspace, written before the check's answer is known; a false fails the step.
+template <typename T>
+bool sparseFirstLayerForward(size_t B, size_t in, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
+  bool unusedFinite = false;
+  sparseForward(B, out, s, W, b, Z, sparseThreads(), [&] {
+    compressColumns(B, in, s);
+    unusedFinite = unusedRowsFinite(in, out, s, W);
+  });
+  return unusedFinite;
 }
 
 // Forward through every layer into ws. A Linear's output is checked for NaN/±Infinity: it is
@@ -216,8 +232,7 @@ StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params
     T* Z = ws + at;
     if (n.kinds[i] == LayerKind::Linear) {
       if (i == 0 && first) {
-        if (!unusedRowsFinite(size_t(in), size_t(out), s, params[0])) return {Stage::Forward, 0};
-        sparseForward(size_t(B), size_t(out), s, params[0], params[1], Z, sparseThreads());
+        if (!sparseFirstLayerForward(size_t(B), size_t(in), size_t(out), s, params[0], params[1], Z)) return {Stage::Forward, 0};
       } else {
         linearForward(B, in, out, A, params[p], params[p + 1], Z);
       }
@@ -356,7 +371,8 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       p -= 2;
       T* gIn = !wanted ? nullptr : i == 0 ? a.dX : a.ws + l.grad[1 - cur];
       linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p], dbSummed ? nullptr : a.grads[p + 1],
-                     a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0), p / 2, i == 0, &scans, i == 0 ? sparse : nullptr);
+                     a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0), p / 2, i == 0, &scans, i == 0 ? sparse : nullptr,
+                     i == 0 ? a.ws + l.grad[1 - cur] : nullptr);
       dbSummed = false;
       cur = 1 - cur;
       g = gIn;
