@@ -93,10 +93,10 @@ export interface CoreBinding {
   /** Whether a mostly-zero X takes the sparse first layer (native/core/sparse.h). */
   getSparseInput(): boolean;
   setSparseInput(on: boolean): void;
-  /** The instruction set the sparse first layer's loops run: the CPU's widest unless narrowed (tests). */
-  getSparseKernels(): 'portable' | 'avx2' | 'avx512';
+  /** The instruction set the loops over a layer's values run (scans, activations, the sparse products): the CPU's widest unless narrowed (tests). */
+  getKernelSet(): 'portable' | 'avx2' | 'avx512';
   /** 0 portable, 1 avx2, 2 avx512, at most the CPU's widest: every set gives the same bits. */
-  setSparseKernels(code: number): void;
+  setKernelSet(code: number): void;
   /** Rows order[start … start + B) of X [N, D] into Xb and their labels from y into yb: the Trainer's minibatch gather. */
   gatherRows(X: FloatArray, D: number, order: Int32Array, start: number, B: number, Xb: FloatArray, y: Int32Array, yb: Int32Array): void;
   /** Whether every entry of a is finite, scanned on the pool's threads: fit's check of its X. */

@@ -148,7 +148,7 @@ describe('the core addon in worker_threads', () => {
         expect(r.keys).toEqual([
           'allFinite', 'atenCapability',
           'blasKernels', 'blasLanes',
-          'codes', 'gatherRows', 'gemm', 'getBlasLanes', 'getNumThreads', 'getSparseInput', 'getSparseKernels', 'optimizerUpdate', 'setBlasLanes', 'setNumThreads', 'setSparseInput', 'setSparseKernels',
+          'codes', 'gatherRows', 'gemm', 'getBlasLanes', 'getKernelSet', 'getNumThreads', 'getSparseInput', 'optimizerUpdate', 'setBlasLanes', 'setKernelSet', 'setNumThreads', 'setSparseInput',
           'stackBind', 'stackExact', 'stackForward', 'stackForwardBackward', 'stackForwardBackwardLoss', 'stackLayout', 'stackPrepare', 'stackRun', 'stackStatus',
         ]);
         expect(r.out).toEqual([19, 22, 43, 50]);

@@ -16,7 +16,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { coreBinding } from '../lib/binding';
 import {
   forward, forwardBackward, getNumThreads, HandgradError, initParams, Linear, loadSafetensors, predict, probs, ReLU, Rng, Sequential,
   setNumThreads, setTorchThreads, Sigmoid, SoftmaxCrossEntropy, Tanh, torchAvailable, Trainer,
@@ -362,6 +363,31 @@ describe.each(['native', 'wasm', 'ts', 'torch'] as const)('golden outputs on bac
     it(`${g.label}: ${g.cases.length} cases`, (ctx) => {
       runnable(ctx);
       checkAll(g.cases);
+    });
+  }
+});
+
+// The native backend's loops over a layer's values (native/core/kernels.h: finite scans,
+// activations and their backward; sparse.h's products) are built for AVX-512, AVX2 and a portable
+// 16-byte set, and a CPU runs the widest it has: the recorded bits must come out of each set this
+// CPU can run (setKernelSet narrows the choice), since another CPU runs another.
+const KERNEL_SETS = (['avx2', 'portable'] as const).filter((k) => {
+  const best = coreBinding().getKernelSet();
+  return best === 'avx512' || (best === 'avx2' && k === 'portable');
+});
+describe.each(KERNEL_SETS)('golden outputs on backend native under the %s kernel set (bit for bit)', (set) => {
+  const status = availability('native');
+  for (const g of groups('native')) {
+    it(`${g.label}: ${g.cases.length} cases`, (ctx) => {
+      if (!status.run) ctx.skip(status.why);
+      const best = coreBinding().getKernelSet();
+      coreBinding().setKernelSet(set === 'avx2' ? 1 : 0);
+      try {
+        expect(coreBinding().getKernelSet()).toBe(set);
+        checkAll(g.cases);
+      } finally {
+        coreBinding().setKernelSet({ portable: 0, avx2: 1, avx512: 2 }[best]);
+      }
     });
   }
 });

@@ -200,20 +200,21 @@ Napi::Value SetSparseInput(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// getSparseKernels() → the instruction set the sparse first layer's loops run ("portable", "avx2",
-// "avx512"; sparse.h); setSparseKernels(code), code 0, 1 or 2 in that order, at most the CPU's
-// best: for tests of the loops a CPU without AVX-512 (or AVX2) runs, which give the same bits.
-const char* const kSparseKernelNames[] = {"portable", "avx2", "avx512"};
+// getKernelSet() → the instruction set the loops over a layer's values run ("portable", "avx2",
+// "avx512"; kernels.h: the finite scans, the activations, sparse.h's products); setKernelSet(code),
+// code 0, 1 or 2 in that order, at most the CPU's widest: for tests of the loops a CPU without
+// AVX-512 (or AVX2) runs, which give the same bits.
+const char* const kKernelSetNames[] = {"portable", "avx2", "avx512"};
 
-Napi::Value GetSparseKernels(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), kSparseKernelNames[int(sparseKernels())]);
+Napi::Value GetKernelSet(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), kKernelSetNames[int(kernelSet())]);
 }
 
-Napi::Value SetSparseKernels(const Napi::CallbackInfo& info) {
+Napi::Value SetKernelSet(const Napi::CallbackInfo& info) {
   const int code = arg<enumValue>(info, 0, "code", 3);
-  const int best = int(sparseKernelsBest());
-  if (code > best) throwRange(info.Env(), std::string("Expected sparse kernels this CPU runs (at most ") + kSparseKernelNames[best] + ") but received " + kSparseKernelNames[code]);
-  sparseKernelsSwitch().store(code);
+  const int best = int(kernelSetBest());
+  if (code > best) throwRange(info.Env(), std::string("Expected a kernel set this CPU runs (at most ") + kKernelSetNames[best] + ") but received " + kKernelSetNames[code]);
+  kernelSetSwitch().store(code);
   return info.Env().Undefined();
 }
 
@@ -265,8 +266,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setBlasLanes", Napi::Function::New(env, SetBlasLanes, "setBlasLanes"));
   exports.Set("getSparseInput", Napi::Function::New(env, GetSparseInput, "getSparseInput"));
   exports.Set("setSparseInput", Napi::Function::New(env, SetSparseInput, "setSparseInput"));
-  exports.Set("getSparseKernels", Napi::Function::New(env, GetSparseKernels, "getSparseKernels"));
-  exports.Set("setSparseKernels", Napi::Function::New(env, SetSparseKernels, "setSparseKernels"));
+  exports.Set("getKernelSet", Napi::Function::New(env, GetKernelSet, "getKernelSet"));
+  exports.Set("setKernelSet", Napi::Function::New(env, SetKernelSet, "setKernelSet"));
   exports.Set("codes", codes(env));
   addStackExports(env, exports);
   return exports;

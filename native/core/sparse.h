@@ -351,36 +351,9 @@ inline __attribute__((always_inline)) bool sparseWeightGradPanels(size_t k0, siz
   return any;
 }
 
-// The instruction sets the sparse kernels are built for, chosen at run time (the addon's baseline is
-// SSE2). Only the vector width changes: every output's operations and their order are the same,
-// so each gives the same bits (test/59 holds all three to a sequential loop).
-enum class SparseKernels : int { Portable = 0, Avx2 = 1, Avx512 = 2 };
-
-// The widest this CPU runs.
-inline SparseKernels sparseKernelsBest() {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
-  if (__builtin_cpu_supports("avx512f")) return SparseKernels::Avx512;
-  if (__builtin_cpu_supports("avx2")) return SparseKernels::Avx2;
-#endif
-  return SparseKernels::Portable;
-}
-
-#ifndef __wasm__
-// Which set the native addon runs (setSparseKernels: a narrower one than the CPU's best, for tests
-// of the loops another CPU runs); one switch for the process, as setSparseInput is.
-inline std::atomic<int>& sparseKernelsSwitch() {
-  static std::atomic<int> kernels{int(sparseKernelsBest())};
-  return kernels;
-}
-#endif
-inline SparseKernels sparseKernels() {
-#ifndef __wasm__
-  return SparseKernels(sparseKernelsSwitch().load(std::memory_order_relaxed));
-#else
-  return SparseKernels::Portable;
-#endif
-}
-
+// The loops below run in the instruction set kernels.h's kernelSet() names: only the vector width
+// changes, every output's operations and their order are the same (test/59 holds each set to a
+// sequential loop).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
 // AVX-512: a whole 256-wide row in 16 registers; dW from dZ's panels, two rows at a time.
 template <typename T>
@@ -403,10 +376,10 @@ __attribute__((target("avx2"))) bool sparseWeightGrad256(size_t k0, size_t k1, s
 #endif
 
 template <typename T>
-void sparseForwardRows(SparseKernels k, size_t i0, size_t i1, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
+void sparseForwardRows(KernelSet k, size_t i0, size_t i1, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
-  if (k == SparseKernels::Avx512) return sparseForward512(i0, i1, out, s, W, b, Z);
-  if (k == SparseKernels::Avx2) return sparseForward256(i0, i1, out, s, W, b, Z);
+  if (k == KernelSet::Avx512) return sparseForward512(i0, i1, out, s, W, b, Z);
+  if (k == KernelSet::Avx2) return sparseForward256(i0, i1, out, s, W, b, Z);
 #endif
   (void)k;
   sparseForwardBody<8, 16>(i0, i1, out, s, W, b, Z);  // SSE2, NEON, WebAssembly SIMD: 16-byte registers
@@ -414,14 +387,14 @@ void sparseForwardRows(SparseKernels k, size_t i0, size_t i1, size_t out, const 
 
 // Whether the dW kernel reads dZ's panels (AVX-512: 32 registers for two rows' sums and their
 // loads) or dZ itself (narrower sets, whole rows: 16 registers would spill the pairs' sums).
-inline bool panelsUsed(SparseKernels k) { return k == SparseKernels::Avx512; }
+inline bool panelsUsed(KernelSet k) { return k == KernelSet::Avx512; }
 
 // dZ is dZ's panels when panelsUsed(k).
 template <typename T>
-bool sparseWeightGradRows(SparseKernels k, size_t k0, size_t k1, size_t B, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate) {
+bool sparseWeightGradRows(KernelSet k, size_t k0, size_t k1, size_t B, size_t out, const SparseInput<T>& s, const T* dZ, T* dW, bool accumulate) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
   if (panelsUsed(k)) return sparseWeightGrad512(k0, k1, B, out, s, dZ, dW, accumulate);
-  if (k == SparseKernels::Avx2) return sparseWeightGrad256(k0, k1, out, s, dZ, dW, accumulate);
+  if (k == KernelSet::Avx2) return sparseWeightGrad256(k0, k1, out, s, dZ, dW, accumulate);
 #endif
   (void)k;
   (void)B;
@@ -487,7 +460,7 @@ void sparseParts(const int32_t* starts, size_t n, int threads, const Range& rang
 // backward reads, and the check of the rows of W that X skips).
 template <typename T, typename Alongside = Nothing>
 void sparseForward(size_t B, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z, int threads, const Alongside& alongside = {}) {
-  const SparseKernels k = sparseKernels();  // read once: every part runs the same loops
+  const KernelSet k = kernelSet();  // read once: every part runs the same loops
   sparseParts(s.rowStart, B, threads, [&](int, size_t i0, size_t i1) { sparseForwardRows(k, i0, i1, out, s, W, b, Z); }, alongside);
 }
 
@@ -495,7 +468,7 @@ void sparseForward(size_t B, size_t out, const SparseInput<T>& s, const T* W, co
 // B·out elements, where dZ's panels are packed when the kernel reads them (panelsUsed).
 template <typename T>
 bool sparseWeightGrad(size_t B, size_t in, size_t out, const SparseInput<T>& s, const T* dZ, T* panels, T* dW, bool accumulate, int threads) {
-  const SparseKernels k = sparseKernels();  // read once: the panels are packed for the loops that read them
+  const KernelSet k = kernelSet();  // read once: the panels are packed for the loops that read them
   const T* read = dZ;
   if (panelsUsed(k)) {
     packPanels(dZ, B, out, panels);
