@@ -409,26 +409,26 @@ constexpr int kMaxSparseParts = 1;
 #endif
 
 // No work alongside a job's ranges (sparseParts).
-struct Nothing {
+struct NothingAlongside {
   void operator()() const {}
 };
 template <typename F>
-constexpr bool isNothing = false;
+constexpr bool isNothingAlongside = false;
 template <>
-constexpr bool isNothing<Nothing> = true;
+constexpr bool isNothingAlongside<NothingAlongside> = true;
 
 // Cuts [0, n) into `parts` ranges of about equal nonzeros (starts[j]: the nonzeros before j) and
 // runs each on a thread of the pool (one after another in the WebAssembly build), with
 // `alongside()` as one more part of the same job, claimed first. Each output is in exactly one
 // range and is summed there in full: the bits do not depend on the cut.
-template <typename Range, typename Alongside = Nothing>
+template <typename Range, typename Alongside = NothingAlongside>
 void sparseParts(const int32_t* starts, size_t n, int threads, const Range& range, const Alongside& alongside = {}) {
 #ifndef __wasm__
   // Four parts a thread: a helper whose core is shared (OpenBLAS's threads poll with sched_yield
   // for a while after each GEMM) claims fewer, and the others take the rest; with one part each,
   // the step waited on the slowest. Part p starts at the first j with starts[j] ≥ p/parts of the
   // nonzeros (starts never decreases). The job's part 0 is `alongside`, when there is one.
-  constexpr bool extra = !isNothing<Alongside>;
+  constexpr bool extra = !isNothingAlongside<Alongside>;
   constexpr int most = kMaxSparseParts - (extra ? 1 : 0);
   const int parts = threads <= 1 ? 1 : 4 * threads < most ? 4 * threads : most;
   const auto cut = [&](int part) {
@@ -458,7 +458,7 @@ void sparseParts(const int32_t* starts, size_t n, int threads, const Range& rang
 // Z [B,out] = b + X·W and dW [in,out] = Xᵀ·dZ (+ dW when accumulating), on `threads` threads;
 // the forward's job runs `alongside()` too (stack.h: the compression by columns, which only the
 // backward reads, and the check of the rows of W that X skips).
-template <typename T, typename Alongside = Nothing>
+template <typename T, typename Alongside = NothingAlongside>
 void sparseForward(size_t B, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z, int threads, const Alongside& alongside = {}) {
   const KernelSet k = kernelSet();  // read once: every part runs the same loops
   sparseParts(s.rowStart, B, threads, [&](int, size_t i0, size_t i1) { sparseForwardRows(k, i0, i1, out, s, W, b, Z); }, alongside);
