@@ -27,6 +27,8 @@ export interface Machine {
   avx512: boolean | null;
   /** Empty when float64 products run on BLAS lanes (native/core/lanes.h), else why not; null without the addon. */
   blasLanes: string | null;
+  /** The instruction set handgrad's own loops over a layer's values run (native/core/kernels.h: scans, activations, the sparse products); null without the addon. */
+  kernelSet: string | null;
   gitCommit: string | null;
   /** 1-minute load average when the run started: other work on the machine skews every figure. */
   loadAverage: number;
@@ -70,10 +72,12 @@ export function describeMachine(): Machine {
   let threads: number | null = null;
   let kernels: [string, boolean] | null = null;
   let lanes: string | null = null;
+  let kernelSet: string | null = null;
   try {
     threads = coreBinding().getNumThreads();
     kernels = coreBinding().blasKernels();
     lanes = coreBinding().getBlasLanes() ? '' : coreBinding().blasLanes() || 'switched off (setBlasLanes(false))';
+    kernelSet = coreBinding().getKernelSet();
   } catch {
     // the native addon is unavailable: reported with the backends
   }
@@ -95,6 +99,7 @@ export function describeMachine(): Machine {
     openblasKernels: kernels?.[0] ?? null,
     avx512: kernels?.[1] ?? null,
     blasLanes: lanes,
+    kernelSet,
     gitCommit: gitCommit(),
     loadAverage: Math.round(loadavg()[0] * 100) / 100,
   };

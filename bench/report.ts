@@ -30,6 +30,7 @@ export function machineLines(m: Machine): string[] {
     `${m.cpuModel} · ${m.cores} cores · ${m.memoryGiB} GiB · ${m.platform}-${m.arch} ${m.kernel}`,
     `OpenBLAS: ${m.openblasThreads === null ? 'unavailable' : `${m.openblasThreads} thread(s), ${m.openblasKernels} kernels`}${m.openblasLibrary ? ` · ${m.openblasLibrary}` : ''}`,
     ...(m.blasLanes === null ? [] : [m.blasLanes === '' ? 'float64 products on BLAS lanes (README, "getBlasLanes"); float32 on OpenBLAS\'s threads' : `BLAS lanes off: ${m.blasLanes}`]),
+    ...(m.kernelSet === null ? [] : [`handgrad's loops over a layer's values (scans, activations, the sparse first layer): ${m.kernelSet} (README, "getSparseInput")`]),
     ...(m.avx512 && !AVX512_KERNELS.has(m.openblasKernels?.toLowerCase() ?? '')
       ? [`note: this CPU runs AVX-512 but OpenBLAS picked its ${m.openblasKernels} kernels; OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones (README, "OpenBLAS's kernels"), for every figure here and the C program alike`]
       : []),
