@@ -95,8 +95,8 @@ export interface CoreBinding {
   setSparseInput(on: boolean): void;
   /** The instruction set the loops over a layer's values run (scans, activations, the sparse products): the CPU's widest unless narrowed (tests). */
   getKernelSet(): 'portable' | 'avx2' | 'avx512';
-  /** 0 portable, 1 avx2, 2 avx512, at most the CPU's widest: every set gives the same bits. */
-  setKernelSet(code: number): void;
+  /** At most the CPU's widest: every set gives the same bits. */
+  setKernelSet(name: 'portable' | 'avx2' | 'avx512'): void;
   /** Rows order[start … start + B) of X [N, D] into Xb and their labels from y into yb: the Trainer's minibatch gather. */
   gatherRows(X: FloatArray, D: number, order: Int32Array, start: number, B: number, Xb: FloatArray, y: Int32Array, yb: Int32Array): void;
   /** Whether every entry of a is finite, scanned on the pool's threads: fit's check of its X. */

@@ -381,12 +381,12 @@ describe.each(KERNEL_SETS)('golden outputs on backend native under the %s kernel
     it(`${g.label}: ${g.cases.length} cases`, (ctx) => {
       if (!status.run) ctx.skip(status.why);
       const best = coreBinding().getKernelSet();
-      coreBinding().setKernelSet(set === 'avx2' ? 1 : 0);
+      coreBinding().setKernelSet(set);
       try {
         expect(coreBinding().getKernelSet()).toBe(set);
         checkAll(g.cases);
       } finally {
-        coreBinding().setKernelSet({ portable: 0, avx2: 1, avx512: 2 }[best]);
+        coreBinding().setKernelSet(best);
       }
     });
   }

@@ -201,9 +201,9 @@ Napi::Value SetSparseInput(const Napi::CallbackInfo& info) {
 }
 
 // getKernelSet() → the instruction set the loops over a layer's values run ("portable", "avx2",
-// "avx512"; kernels.h: the finite scans, the activations, sparse.h's products); setKernelSet(code),
-// code 0, 1 or 2 in that order, at most the CPU's widest: for tests of the loops a CPU without
-// AVX-512 (or AVX2) runs, which give the same bits.
+// "avx512"; kernels.h: the finite scans, the activations, sparse.h's products); setKernelSet(name),
+// one of those, at most the CPU's widest: for tests of the loops a CPU without AVX-512 (or AVX2)
+// runs, which give the same bits.
 const char* const kKernelSetNames[] = {"portable", "avx2", "avx512"};
 
 Napi::Value GetKernelSet(const Napi::CallbackInfo& info) {
@@ -211,11 +211,17 @@ Napi::Value GetKernelSet(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetKernelSet(const Napi::CallbackInfo& info) {
-  const int code = arg<enumValue>(info, 0, "code", 3);
+  Napi::Env env = info.Env();
+  const Napi::Value v = argOrUndefined(info, 0);
+  if (!v.IsString()) failArg(env, true, "\"portable\", \"avx2\" or \"avx512\"", "name", describeValue(env, v));
+  const std::string name = v.As<Napi::String>().Utf8Value();
   const int best = int(kernelSetBest());
-  if (code > best) throwRange(info.Env(), std::string("Expected a kernel set this CPU runs (at most ") + kKernelSetNames[best] + ") but received " + kKernelSetNames[code]);
-  kernelSetSwitch().store(code);
-  return info.Env().Undefined();
+  for (int code = 0; code <= best; ++code) {
+    if (name != kKernelSetNames[code]) continue;
+    kernelSetSwitch().store(code);
+    return env.Undefined();
+  }
+  throwRange(env, std::string("Expected a kernel set this CPU runs (\"portable\" … \"") + kKernelSetNames[best] + "\") but received \"" + name + "\"");
 }
 
 // getBlasLanes() → whether products run on BLAS lanes (lanes.h); setBlasLanes(on); blasLanes() →
