@@ -196,8 +196,13 @@ export function assertFinite(name: string, a: FloatArray): void {
       const x = a[j];
       if (!Number.isFinite(x)) throw new RangeError(`Expected finite values in ${name} but received ${x} at index ${j}`);
     }
-    throw new RangeError(`Expected finite values in ${name} but received a non-finite value that another thread rewrote while it was being checked`);
+    nonFiniteRewritten(name);
   }
+}
+
+/** A scan found a NaN or ±Infinity that was gone when it looked again: the memory is another thread's to write. */
+export function nonFiniteRewritten(name: string): never {
+  throw new RangeError(`Expected finite values in ${name} but received a non-finite value that another thread rewrote while it was being checked`);
 }
 
 /** A label outside [0, C) that is not ignoreIndex: a RangeError naming its index. */

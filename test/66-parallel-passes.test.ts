@@ -22,6 +22,13 @@ import { backendTitle, randomArray, randomLabels, sameBits, skipReason, thrown, 
 const THREADS = getNumThreads();
 afterEach(() => setNumThreads(THREADS));
 
+// fit's scan goes through the addon's allFinite (lib/train/loop.ts, which takes it once, on first
+// use): wrapped before any use, so a test can make it report what a scan racing another thread's
+// write would (a NaN that is gone by the JS scan's turn).
+const realAllFinite = coreBinding().allFinite;
+let racing = false;
+coreBinding().allFinite = (a) => (racing ? false : realAllFinite(a));
+
 /** Longer than kParallelUpdate (2^15) three times over, and not a multiple of the 64-element cut. */
 const N = 3 * 2 ** 15 + 5;
 
@@ -130,6 +137,20 @@ describe("fit's check of X on the pool finds a NaN or ±Infinity wherever it lie
         }
       }
     }
+  });
+
+  it('a NaN the native scan saw and the JS scan did not (another thread rewrote X): a RangeError saying so, no step taken', () => {
+    const X = typed('float32', randomArray(4000 * 64, 9));
+    const t = new Trainer(initParams({ D: 64, H: 8, C: 3 }, { seed: 1, dtype: 'float32' }), { batchSize: 100 });
+    racing = true;
+    try {
+      const e = thrown(() => t.fitSync(X, randomLabels(4000, 3, 4), { epochs: 1 }));
+      expect(e).toBeInstanceOf(RangeError);
+      expect(e.message).toBe('Expected finite values in X but received a non-finite value that another thread rewrote while it was being checked');
+    } finally {
+      racing = false;
+    }
+    expect(t.steps).toBe(0);
   });
 
   for (const dtype of ['float32', 'float64'] as const) {

@@ -108,12 +108,15 @@ const nativeAllFinite = once(() => (available(coreBinding) ? coreBinding().allFi
 /**
  * The first NaN or ±Infinity of a data set's X is a RangeError naming it (validate.ts's
  * assertFinite). The core addon scans first, on its threads (an MNIST-size X is 188 MB: fit
- * checks it on every call); only when it finds one does the JS scan run, to name it.
+ * checks it on every call); only when it finds one does the JS scan run, to name it — and if that
+ * scan finds none, another thread rewrote X in between, which is refused as assertFinite refuses it.
  */
 export function assertFiniteData(name: string, X: FloatArray): void {
   const scan = nativeAllFinite();
-  if (scan && scan(X)) return;
+  if (!scan) return v.assertFinite(name, X);
+  if (scan(X)) return;
   v.assertFinite(name, X);
+  v.nonFiniteRewritten(name);
 }
 
 /** The core addon's row gather, or null where it is not built (a pure-TS install): the loop below then. */
