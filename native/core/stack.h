@@ -199,7 +199,8 @@ bool sparseFirstLayer(const Net& n, int B, const T* X, T* ws, SparseInput<T>* s)
 // Skipping x = 0 also skips 0·NaN and 0·Infinity, so those rows are checked: a non-finite weight
 // fails the forward on either path. The check reads the compression by columns (for the
 // backward's dW), and both run as one more part of the forward's job: on the second thread while
-// the first multiplies, where before the two ran alone ahead of it (30 µs of an MNIST step's 330).
+// the first multiplies, where before the two ran alone ahead of it (timed inside an MNIST step:
+// 30 and 10 µs of its 330).
 // Z is workspace, written before the check's answer is known; a false fails the step.
 template <typename T>
 bool sparseFirstLayerForward(size_t B, size_t in, size_t out, const SparseInput<T>& s, const T* W, const T* b, T* Z) {
