@@ -106,6 +106,16 @@ T* typedValue(Napi::Env env, napi_value v, const char* name, size_t length) {
   return static_cast<T*>(t.data);
 }
 
+// Whether no other thread can write a typed array's bytes during a synchronous call: its buffer is
+// an ArrayBuffer (napi_is_arraybuffer is false for a SharedArrayBuffer, which a Worker may hold).
+// False for anything else, so the answer is never a guess in the trusting direction.
+inline bool privateMemory(napi_env env, napi_value v) {
+  napi_value buffer;
+  bool plain = false;
+  return napi_get_typedarray_info(env, v, nullptr, nullptr, nullptr, &buffer, nullptr) == napi_ok &&
+         napi_is_arraybuffer(env, buffer, &plain) == napi_ok && plain;
+}
+
 // Whether the tensor at argument i is a Float32Array (else a Float64Array; anything else throws).
 inline bool isFloat32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Env env = info.Env();

@@ -125,6 +125,46 @@ inline KernelSet kernelSet() {
 
 HG_WIDE(bool, allFinite, (const float* p, size_t n), (p, n))
 HG_WIDE(bool, allFinite, (const double* p, size_t n), (p, n))
+
+// A bound on max_i |p[i]|: exact for float; for double, taken from the high words (the same
+// 32-bit compares as allFiniteBody) with the low word's bits all set, so at most 2^-20 above it.
+// Not finite exactly when some entry is NaN or ±Infinity (their magnitude bits are the largest).
+// Integer maxima of the bits with the sign cleared: order-free, so every kernel set agrees, and the
+// same work per entry as allFinite's test. Read by overflow.h's proof that a gradient is finite.
+inline __attribute__((always_inline)) float maxMagnitudeBody(const float* p, size_t n) {
+  uint32_t top = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bits &= 0x7fffffffU;
+    top = bits > top ? bits : top;
+  }
+  float m;
+  std::memcpy(&m, &top, sizeof m);
+  return m;
+}
+inline __attribute__((always_inline)) double maxMagnitudeBody(const double* p, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  constexpr size_t kHigh = 0;
+#else
+  constexpr size_t kHigh = 4;
+#endif
+  const unsigned char* bytes = reinterpret_cast<const unsigned char*>(p) + kHigh;
+  uint32_t top = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t high;
+    std::memcpy(&high, bytes + 8 * i, sizeof high);
+    high &= 0x7fffffffU;
+    top = high > top ? high : top;
+  }
+  // High word 0x7ff00000 or more: exponent all ones, and with the low word set, a NaN.
+  const uint64_t bits = uint64_t(top) << 32 | 0xffffffffU;
+  double m;
+  std::memcpy(&m, &bits, sizeof m);
+  return m;
+}
+HG_WIDE(float, maxMagnitude, (const float* p, size_t n), (p, n))
+HG_WIDE(double, maxMagnitude, (const double* p, size_t n), (p, n))
 // The same over a block of `rows` rows of `cols` entries, `ld` apart (a product's block of C).
 template <typename T>
 bool allFiniteRows(const T* p, size_t rows, size_t cols, size_t ld) {
@@ -167,20 +207,25 @@ inline __attribute__((always_inline)) void activationForward(Activation act, con
 
 // A Linear's output Z checked for NaN/±Infinity and its activation A = act(Z) written, in one
 // pass over memory: chunks small enough to stay in L1 between the scan and the activation, each
-// loop still the vectorized one above. False at the first chunk holding a non-finite entry
-// (A is then partly written: the caller reports the failure and nothing reads A).
+// loop still the vectorized one above. Returns maxMagnitude(Z) (the check is that it is finite:
+// the backward bounds the next layer's weight gradient with it), or a non-finite value at the
+// first chunk holding a non-finite entry (A is then partly written: the caller reports the
+// failure and nothing reads A).
 template <typename T>
-inline __attribute__((always_inline)) bool activationForwardCheckedBody(Activation act, const T* Z, T* A, size_t n) {
+inline __attribute__((always_inline)) T activationForwardCheckedBody(Activation act, const T* Z, T* A, size_t n) {
   constexpr size_t kChunk = 2048;  // 16 KiB of doubles
+  T top = T(0);
   for (size_t at = 0; at < n; at += kChunk) {
     const size_t m = n - at < kChunk ? n - at : kChunk;
-    if (!allFiniteBody(Z + at, m)) return false;
+    const T chunk = maxMagnitudeBody(Z + at, m);
+    if (!std::isfinite(chunk)) return chunk;
     activationForward(act, Z + at, A + at, m);
+    top = chunk > top ? chunk : top;
   }
-  return true;
+  return top;
 }
-HG_WIDE(bool, activationForwardChecked, (Activation act, const float* Z, float* A, size_t n), (act, Z, A, n))
-HG_WIDE(bool, activationForwardChecked, (Activation act, const double* Z, double* A, size_t n), (act, Z, A, n))
+HG_WIDE(float, activationForwardChecked, (Activation act, const float* Z, float* A, size_t n), (act, Z, A, n))
+HG_WIDE(double, activationForwardChecked, (Activation act, const double* Z, double* A, size_t n), (act, Z, A, n))
 
 // dZ = dA ⊙ act'(Z), in place on dA. ReLU: 1 where Z > 0 strictly (0 at Z == 0, as PyTorch).
 // Sigmoid and tanh take the derivative from the output A (σ' = A(1−A), tanh' = 1 − A²), as
@@ -203,20 +248,27 @@ inline __attribute__((always_inline)) void activationBackward(Activation act, co
 // activationBackward followed by the batch sum of the result into db (db (+)= Σ_b dZ[b, :]), row
 // by row while the row is in cache: the same products and the same row-ordered sums as
 // activationBackward then sumRows, so the same bits, in one pass over dZ instead of two.
+// Returns maxMagnitude(dZ), read from each row while it is in L1: with the forward's bound on the
+// layer's input it proves the weight gradient finite without reading it (overflow.h).
 template <typename T>
-inline __attribute__((always_inline)) void activationBackwardSumBody(Activation act, const T* Z, const T* A, T* dA, size_t rows, size_t cols,
-                                                                    T* db, bool accumulate) {
+inline __attribute__((always_inline)) T activationBackwardSumBody(Activation act, const T* Z, const T* A, T* dA, size_t rows, size_t cols,
+                                                                 T* db, bool accumulate) {
   if (!accumulate) std::memset(db, 0, cols * sizeof(T));
+  T top = T(0);
   for (size_t b = 0; b < rows; ++b) {
     const size_t at = b * cols;
     activationBackward(act, Z + at, A + at, dA + at, cols);
     const T* row = dA + at;
     for (size_t j = 0; j < cols; ++j) db[j] += row[j];
+    const T m = maxMagnitudeBody(row, cols);
+    // Once NaN, the result stays NaN: a compare with NaN is false either way round.
+    if (!(m <= top) && top == top) top = m;
   }
+  return top;
 }
-HG_WIDE(void, activationBackwardSum, (Activation act, const float* Z, const float* A, float* dA, size_t rows, size_t cols, float* db, bool accumulate),
+HG_WIDE(float, activationBackwardSum, (Activation act, const float* Z, const float* A, float* dA, size_t rows, size_t cols, float* db, bool accumulate),
         (act, Z, A, dA, rows, cols, db, accumulate))
-HG_WIDE(void, activationBackwardSum, (Activation act, const double* Z, const double* A, double* dA, size_t rows, size_t cols, double* db, bool accumulate),
+HG_WIDE(double, activationBackwardSum, (Activation act, const double* Z, const double* A, double* dA, size_t rows, size_t cols, double* db, bool accumulate),
         (act, Z, A, dA, rows, cols, db, accumulate))
 
 // One row of probs = softmax(logits): p_c = exp(z_c − m) / s with m = max_c z_c and

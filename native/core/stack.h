@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 // hg::gemm is OpenBLAS's (blas.h) unless the build names a header with the same overloads:
 // the WebAssembly build passes -DHG_GEMM_HEADER='"gemm.h"', the sanitizer job a bounds probe.
@@ -16,6 +17,7 @@
 #include "blas.h"
 #endif
 #include "kernels.h"
+#include "overflow.h"
 #include "sparse.h"
 
 namespace hg {
@@ -137,6 +139,30 @@ struct GradScans {
   }
 };
 
+// Bounds on the magnitude of each layer's input (the first kMax layers), from the forward's passes
+// over the Linears' outputs; infinite where no pass gave one. The backward proves a Linear's dW
+// finite from its input's bound and its dZ's (overflow.h) instead of reading dW again.
+template <typename T>
+struct InputBounds {
+  static constexpr int kMax = 64;
+  T input[kMax];
+  InputBounds() {
+    for (T& b : input) b = std::numeric_limits<T>::infinity();
+  }
+  T of(int layer) const { return layer < kMax ? input[layer] : std::numeric_limits<T>::infinity(); }
+  void set(int layer, T bound) {
+    if (layer < kMax) input[layer] = bound;
+  }
+};
+
+// A bound on |act(z)| from one on |z|: ReLU and tanh never grow a magnitude; σ and tanh stay within 1.
+template <typename T>
+T activationBound(Activation act, T z) {
+  if (act == Activation::Sigmoid) return T(1);
+  if (act == Activation::Tanh) return z < T(1) ? z : T(1);
+  return z;
+}
+
 // ∂Z/∂W contracts over the batch: dW = Aᵀ·dZ [in,out]; ∂Z/∂b is a row of ones: db = Σ_b dZ;
 // ∂Z/∂A = Wᵀ: dA = dZ·Wᵀ [B,in] (skipped when dA is null). accumulate adds into dW, db
 // (PyTorch's .grad); betaA is 1 only for an accumulated dX.
@@ -147,11 +173,13 @@ struct GradScans {
 // Where dW and dA run side by side (gemmPair), each block of dW — and of dA when it is dX
 // (isInput) — is scanned for NaN/±Infinity by the thread that wrote it, in its cache and in
 // parallel (gradsStatus scanned them after the whole backward: 4% of a (256,784,1024,10) float64
-// step). What was scanned goes into *scans at `linear`.
+// step). What was scanned goes into *scans at `linear`. dW is not read at all when `finiteByBound`:
+// the caller proved it finite from its factors' magnitudes (overflow.h); reading it back, half of
+// it from the other core's cache, was 3% of a (64,128,256,10) step in either dtype.
 template <typename T>
 void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ, T* dW, T* db,
                     bool accumulate, T* dA, T betaA, int linear, bool isInput, GradScans* scans,
-                    const SparseInput<T>* sparse = nullptr, T* scratch = nullptr) {
+                    const SparseInput<T>* sparse = nullptr, T* scratch = nullptr, bool finiteByBound = false) {
   const Product<T> weight{true, false, in, out, B, T(1), A, in, dZ, out, accumulate ? T(1) : T(0), dW, out};
   const Product<T> input{false, true, B, in, out, T(1), dZ, out, W, out, betaA, dA, in};
   if (sparse) {
@@ -164,7 +192,7 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
     for (auto& f : finite)
       for (bool& b : f) b = true;
     gemmPair(weight, input, [&](const Product<T>& block, int which, int part) {
-      if (which == 1 && !isInput) return;
+      if (which == 1 ? !isInput : finiteByBound) return;
       finite[which][part] = allFiniteRows(block.C, size_t(block.M), size_t(block.N), size_t(block.ldc));
     });
     const auto all = [](const bool* f) {
@@ -176,6 +204,7 @@ void linearBackward(int B, int in, int out, const T* A, const T* W, const T* dZ,
     if (isInput) scans->dX = all(finite[1]) ? 1 : -1;
   } else {
     gemm(weight);
+    if (finiteByBound) scans->setWeight(linear, true);
   }
   if (db) sumRows(dZ, db, size_t(B), size_t(out), accumulate);
 }
@@ -217,10 +246,15 @@ bool sparseFirstLayerForward(size_t B, size_t in, size_t out, const SparseInput<
 // X itself is checked when an activation comes first (ReLU maps −Infinity to 0). An activation
 // right after a Linear runs in the same pass over Z as that check.
 // *sparse (when given) is the compressed X the sparse first layer ran on, for the backward; null
-// when the first layer ran dense.
+// when the first layer ran dense. *bounds (when given) takes what the checks found of each layer's
+// input magnitude (the check is that the largest magnitude is finite: the same pass).
 template <typename T>
 StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params, T* ws,
-                         const SparseInput<T>** sparse = nullptr, SparseInput<T>* views = nullptr) {
+                         const SparseInput<T>** sparse = nullptr, SparseInput<T>* views = nullptr,
+                         InputBounds<T>* bounds = nullptr) {
+  const auto note = [bounds](int layer, T b) {
+    if (bounds) bounds->set(layer, b);
+  };
   if (n.kinds[0] != LayerKind::Linear && !allFinite(X, size_t(B) * size_t(n.widths[0]))) return {Stage::Input, 0};
   SparseInput<T> own;
   SparseInput<T>& s = views ? *views : own;
@@ -241,15 +275,21 @@ StackStatus stackForward(const Net& n, int B, const T* X, const T* const* params
       const size_t count = size_t(B) * size_t(out);
       if (i + 1 < n.layers && n.kinds[i + 1] != LayerKind::Linear) {
         at += padded<T>(count);  // the activation's output, as wide as Z
-        if (!activationForwardChecked(activationOf(n.kinds[i + 1]), Z, ws + at, count)) return {Stage::Forward, i};
+        const Activation act = activationOf(n.kinds[i + 1]);
+        const T z = activationForwardChecked(act, Z, ws + at, count);
+        if (!std::isfinite(z)) return {Stage::Forward, i};
+        note(i + 2, activationBound(act, z));
         A = ws + at;
         at += padded<T>(count);
         ++i;
         continue;
       }
-      if (!allFinite(Z, count)) return {Stage::Forward, i};
+      const T z = maxMagnitude(Z, count);
+      if (!std::isfinite(z)) return {Stage::Forward, i};
+      note(i + 1, z);
     } else {
       activationForward(activationOf(n.kinds[i]), A, Z, size_t(B) * size_t(out));
+      if (bounds) note(i + 1, activationBound(activationOf(n.kinds[i]), bounds->of(i)));
     }
     A = Z;
     at += padded<T>(size_t(B) * size_t(out));
@@ -286,6 +326,9 @@ struct Step {
   LossSpec<T> loss;  // its arrays are read once, into the workspace, before use
   bool accumulate;
   T* ws;  // stackLayout<T>(n, B) elements
+  // No other thread can write X during the call (the glue saw memory that is not shared): what a
+  // scan of X finds then holds for the products that read it later.
+  bool xPrivate = false;
 };
 
 // A step's inputs that another thread may write during the call — y, and the loss's weight,
@@ -320,6 +363,19 @@ StackStatus copyStepInputs(const Net& n, const Step<T>& a, const Layout& l, bool
   return {Stage::Ok, 0};
 }
 
+// Whether layer i's (a Linear's) dW = Aᵀ·dZ is proven finite before it is computed (overflow.h), so
+// that no one reads it back: only when it is not added into (the old dW would need a bound too), a
+// bound on dZ is known (gBound) and one on A: the forward's for a hidden layer's input; for X, a
+// scan of it, when X is this call's alone (Step::xPrivate) and no longer than dW (B ≤ out: the
+// scan must cost less than the one it saves). The sparse first layer checks its dW as it writes it.
+template <typename T>
+bool weightGradProven(const Net& n, const Step<T>& a, size_t B, int i, const InputBounds<T>& bounds, T gBound, bool sparseFirst) {
+  if (a.accumulate || !std::isfinite(gBound)) return false;
+  if (i > 0) return weightGradFinite(double(B), bounds.of(i), gBound);
+  if (sparseFirst || !a.xPrivate || B > size_t(n.widths[1])) return false;
+  return weightGradFinite(double(B), maxMagnitude(a.X, B * size_t(n.widths[0])), gBound);
+}
+
 // Forward, loss and every gradient; the loss (in T, widened) into *loss. Nothing is written to
 // grads or dX unless the loss is finite. With accumulate, grads and dX are added into.
 template <typename T>
@@ -335,7 +391,8 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   if (in.stage != Stage::Ok) return in;
   SparseInput<T> views;
   const SparseInput<T>* sparse;
-  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws, &sparse, &views);
+  InputBounds<T> bounds;
+  const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws, &sparse, &views, &bounds);
   if (f.stage != Stage::Ok) return f;
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
   // ∂loss/∂logits into grad[0]; a Linear writes its input gradient into the other buffer, an
@@ -362,6 +419,8 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   uint64_t end = l.probs;  // where layer i's output ends
   bool dbSummed = false;   // the activation above the Linear at hand summed its db already
   GradScans scans;         // the gradients scanned as they were written
+  // A bound on |g| where the pass that wrote g gave one (activationBackwardSum), else infinite.
+  T gBound = std::numeric_limits<T>::infinity();
   for (int i = n.layers - 1; i >= 0; --i) {
     const size_t in = size_t(n.widths[i]);
     const uint64_t at = end - padded<T>(B * size_t(n.widths[i + 1]));
@@ -373,14 +432,15 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       T* gIn = !wanted ? nullptr : i == 0 ? a.dX : a.ws + l.grad[1 - cur];
       linearBackward(a.B, n.widths[i], n.widths[i + 1], input, a.params[p], g, a.grads[p], dbSummed ? nullptr : a.grads[p + 1],
                      a.accumulate, gIn, i == 0 && a.accumulate ? T(1) : T(0), p / 2, i == 0, &scans, i == 0 ? sparse : nullptr,
-                     i == 0 ? a.ws + l.grad[1 - cur] : nullptr);
+                     i == 0 ? a.ws + l.grad[1 - cur] : nullptr, weightGradProven(n, a, B, i, bounds, gBound, sparse != nullptr));
       dbSummed = false;
+      gBound = std::numeric_limits<T>::infinity();
       cur = 1 - cur;
       g = gIn;
     } else if (wanted && i > 0 && n.kinds[i - 1] == LayerKind::Linear) {
       // The Linear below takes this dZ: its db is summed in the same pass as the mask (p − 1 is
       // that Linear's bias gradient: p counts the params of the layers below this one).
-      activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate);
+      gBound = activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate);
       dbSummed = true;
     } else if (wanted) {
       // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then

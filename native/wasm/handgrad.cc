@@ -28,7 +28,8 @@ double stackForwardBackwardT(const int32_t* net, int layers, T* ws, const T* X, 
                              int red, int accumulate, T* const* tensors, int params, int32_t* status) {
   hg::LossSpec<T> spec;
   spec.reduction = static_cast<hg::Reduction>(red);
-  const hg::Step<T> a{B, X, y, tensors, tensors + params, dX, spec, accumulate != 0, ws};
+  // X is the module's copy (lib/engine/wasm.ts copies it in before the call): no one else writes it.
+  const hg::Step<T> a{B, X, y, tensors, tensors + params, dX, spec, accumulate != 0, ws, true};
   double loss = 0;
   return report(hg::stackForwardBackward(netAt(net, layers), a, &loss), status) ? loss : __builtin_nan("");
 }
@@ -47,7 +48,7 @@ double stackForwardBackwardLossT(const int32_t* net, int layers, T* ws, const T*
   spec.labelSmoothing = labelSmoothing;
   spec.targets = targets;
   spec.gradOutput = gradOutput;
-  const hg::Step<T> a{B, X, targets ? nullptr : y, tensors, tensors + params, dX, spec, accumulate != 0, ws};
+  const hg::Step<T> a{B, X, targets ? nullptr : y, tensors, tensors + params, dX, spec, accumulate != 0, ws, true};  // X: as above
   double loss = 0;
   return report(hg::stackForwardBackward(netAt(net, layers), a, &loss), status) ? loss : __builtin_nan("");
 }
