@@ -19,7 +19,9 @@ const log = (msg) => process.stderr.write(`[build-wasm] ${msg}\n`);
 
 const outDir = join(root, 'build-wasm');
 const entry = join(root, 'native', 'wasm', 'handgrad.cc');
-const INPUTS = ['native/wasm', 'native/core/kernels.h', 'native/core/stack.h', 'scripts/build-wasm.mjs'];
+// Every header the module can include: stack.h pulls in sparse.h, overflow.h, product.h and
+// kernels.h, and a list of single files went stale when one of them was added.
+const INPUTS = ['native/wasm', 'native/core', 'scripts/build-wasm.mjs'];
 
 /** The first of `names` that runs with --version, or null. */
 function findTool(names) {
