@@ -32,8 +32,10 @@ function expectScaled(got: FloatArray, want: ArrayLike<number>, x: number, B: nu
   }
 }
 
-// B ≤ H: the first layer's proof scans X only when that is shorter than dW1.
-const [B, D, H, C] = [8, 4, 32, 3];
+// B ≤ H: the first layer's proof scans X only when that is shorter than dW1; D·H and the hidden
+// layer's 64·64 reach stack.h's kProofMinWeights (4096), below which dW is scanned anyway.
+const [B, D, H, C] = [8, 16, 256, 3];
+const HIDDEN = 64;
 
 /** The two-layer net of case 1: row 0 of W1 zero, every row of X alike but for column 0 = x. */
 function firstLayerNet(dtype: Dtype) {
@@ -41,7 +43,7 @@ function firstLayerNet(dtype: Dtype) {
   W1.fill(0, 0, H);
   const params = { W1, b1: typed(dtype, randomArray(H, 4, 0.1)), W2: typed(dtype, randomArray(H * C, 5, 4)), b2: typed(dtype, randomArray(C, 6, 0.1)) };
   const X = (x: number) => {
-    const a = typed(dtype, Array.from({ length: B * D }, (_, i) => [0.5, -0.75, 0.25][(i % D) - 1] ?? 0));
+    const a = typed(dtype, Array.from({ length: B * D }, (_, i) => [0.5, -0.75, 0.25, 0.125][(i % D) % 4] ?? 0));
     for (let b = 0; b < B; b++) a[b * D] = x;
     return a;
   };
@@ -121,16 +123,16 @@ describeBackends('a hidden layer: dW2 proven finite from the forward ReLU bound 
     it(`${dtype}: dW2[0, :] = f·MAX for f in ${FACTORS.join(', ')}`, () => {
       // Z1[:, 0] = z in every row (X all ones, W1[:, 0] = z/D, b1[0] = 0); W2's row 0 is zero, so
       // the forward goes on as if unit 0 were not there, and dW2[0, :] = Σ_b relu(z)·dZ2[b, :] = z·db2.
-      const widths = [D, 16, 16, C];
+      const widths = [D, HIDDEN, HIDDEN, C];
       const seq = Sequential.mlp(widths, { dtype, seed: 7 });
       const W3 = seq.params.W3;
       for (let i = 0; i < W3.length; i++) W3[i] *= 16;
-      seq.params.W2.fill(0, 0, 16);
+      seq.params.W2.fill(0, 0, HIDDEN);
       seq.params.b1[0] = 0;
       const X = typed(dtype, new Array(B * D).fill(1));
       const y = new Int32Array(B).fill(2);
       const step = (z: number) => {
-        for (let i = 0; i < D; i++) seq.params.W1[i * 16] = z / D;
+        for (let i = 0; i < D; i++) seq.params.W1[i * HIDDEN] = z / D;
         return seq.forwardBackward(X, y, { backend, reduction: 'sum' });
       };
       const probe = step(1);
@@ -143,12 +145,12 @@ describeBackends('a hidden layer: dW2 proven finite from the forward ReLU bound 
           continue;
         }
         const r = step(z);
-        expectScaled(r.grads.dW2.subarray(0, 16), db2, z, B, dtype);
+        expectScaled(r.grads.dW2.subarray(0, HIDDEN), db2, z, B, dtype);
         // Unit 0 reaches nothing else (dZ1[:, 0] = dA1[:, 0] = dZ2·W2[0, :]ᵀ = 0): the rest is the probe's, bit for bit.
         for (const k of ['dW1', 'db1', 'db2', 'dW3', 'db3'] as const) {
           expect(sameBits(r.grads[k], probe.grads[k]), `f = ${f}: ${k}`).toBe(true);
         }
-        expect(sameBits(r.grads.dW2.subarray(16), probe.grads.dW2.subarray(16)), `f = ${f}: dW2 past row 0`).toBe(true);
+        expect(sameBits(r.grads.dW2.subarray(HIDDEN), probe.grads.dW2.subarray(HIDDEN)), `f = ${f}: dW2 past row 0`).toBe(true);
       }
     });
   }

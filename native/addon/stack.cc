@@ -174,7 +174,8 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s, b
     v.insert(v.end(), s.spans.begin() + long(P + 2), s.spans.end());
     requireDisjoint(env, v.data(), v.size(), 3, 3);
   }
-  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, loss, accumulate, c.ws, privateMemory(env, info[2])}));
+  const bool xPrivate = inputScanPays(s.net(), uint64_t(B)) && privateMemory(env, info[2]);
+  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, loss, accumulate, c.ws, xPrivate}));
 }
 
 // stackForward(handle, ws, X, B, ...params) → true, or false with stackStatus set.
@@ -316,7 +317,8 @@ napi_value runT(Napi::Env env, const napi_value* argv, BoundStep& k) {
   T** t = k.tensors<T>().data();
   LossSpec<T> loss;
   loss.reduction = red;
-  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), loss, accumulate, static_cast<T*>(k.ws), privateMemory(env, argv[1])};
+  const bool xPrivate = inputScanPays(s.net(), uint64_t(B)) && privateMemory(env, argv[1]);
+  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), loss, accumulate, static_cast<T*>(k.ws), xPrivate};
   napi_value result;
   napi_create_double(env, step(env, s, a), &result);
   return result;

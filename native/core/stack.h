@@ -146,12 +146,13 @@ template <typename T>
 struct InputBounds {
   static constexpr int kMax = 64;
   T input[kMax];
-  InputBounds() {
-    for (T& b : input) b = std::numeric_limits<T>::infinity();
+  int count;  // entries [0, count) are set: the net's layers (a step's setup writes no more)
+  explicit InputBounds(int layers) : count(layers < kMax ? layers : kMax) {
+    for (int i = 0; i < count; ++i) input[i] = std::numeric_limits<T>::infinity();
   }
-  T of(int layer) const { return layer < kMax ? input[layer] : std::numeric_limits<T>::infinity(); }
+  T of(int layer) const { return layer < count ? input[layer] : std::numeric_limits<T>::infinity(); }
   void set(int layer, T bound) {
-    if (layer < kMax) input[layer] = bound;
+    if (layer < count) input[layer] = bound;
   }
 };
 
@@ -363,16 +364,27 @@ StackStatus copyStepInputs(const Net& n, const Step<T>& a, const Layout& l, bool
   return {Stage::Ok, 0};
 }
 
+// A dW of fewer entries than this is scanned: the scan costs less than the proof's bookkeeping.
+constexpr uint64_t kProofMinWeights = 4096;
+
+// Whether a scan of X could stand in for the first layer's dW scan: a first Linear whose dW is worth
+// proving, and X no longer than dW (B ≤ out: the scan must cost less than the one it saves). The
+// glue asks whether X is private (Step::xPrivate, a Node-API call) only then.
+inline bool inputScanPays(const Net& n, uint64_t B) {
+  const uint64_t in = uint64_t(n.widths[0]), out = uint64_t(n.widths[1]);
+  return n.kinds[0] == LayerKind::Linear && in * out >= kProofMinWeights && B <= out;
+}
+
 // Whether layer i's (a Linear's) dW = Aᵀ·dZ is proven finite before it is computed (overflow.h), so
-// that no one reads it back: only when it is not added into (the old dW would need a bound too), a
-// bound on dZ is known (gBound) and one on A: the forward's for a hidden layer's input; for X, a
-// scan of it, when X is this call's alone (Step::xPrivate) and no longer than dW (B ≤ out: the
-// scan must cost less than the one it saves). The sparse first layer checks its dW as it writes it.
+// that no one reads it back: only when it is large enough to be worth it, not added into (the old
+// dW would need a bound too), a bound on dZ is known (gBound) and one on A: the forward's for a
+// hidden layer's input; for X, a scan of it, when X is this call's alone (Step::xPrivate) and the
+// scan pays (inputScanPays). The sparse first layer checks its dW as it writes it.
 template <typename T>
 bool weightGradProven(const Net& n, const Step<T>& a, size_t B, int i, const InputBounds<T>& bounds, T gBound, bool sparseFirst) {
-  if (a.accumulate || !std::isfinite(gBound)) return false;
+  if (a.accumulate || !std::isfinite(gBound) || uint64_t(n.widths[i]) * uint64_t(n.widths[i + 1]) < kProofMinWeights) return false;
   if (i > 0) return weightGradFinite(double(B), bounds.of(i), gBound);
-  if (sparseFirst || !a.xPrivate || B > size_t(n.widths[1])) return false;
+  if (sparseFirst || !a.xPrivate || !inputScanPays(n, B)) return false;
   return weightGradFinite(double(B), maxMagnitude(a.X, B * size_t(n.widths[0])), gBound);
 }
 
@@ -391,7 +403,7 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
   if (in.stage != Stage::Ok) return in;
   SparseInput<T> views;
   const SparseInput<T>* sparse;
-  InputBounds<T> bounds;
+  InputBounds<T> bounds(n.layers);
   const StackStatus f = stackForward(n, a.B, a.X, a.params, a.ws, &sparse, &views, &bounds);
   if (f.stage != Stage::Ok) return f;
   const T* logits = a.ws + (l.probs - padded<T>(B * C));
@@ -440,7 +452,10 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     } else if (wanted && i > 0 && n.kinds[i - 1] == LayerKind::Linear) {
       // The Linear below takes this dZ: its db is summed in the same pass as the mask (p − 1 is
       // that Linear's bias gradient: p counts the params of the layers below this one).
-      gBound = activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate);
+      // The bound on dZ only where the Linear below may be proven (weightGradProven), else 0, unused.
+      const bool bound = !a.accumulate && uint64_t(n.widths[i - 1]) * uint64_t(in) >= kProofMinWeights;
+      gBound = activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate, bound);
+      if (!bound) gBound = std::numeric_limits<T>::infinity();
       dbSummed = true;
     } else if (wanted) {
       // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then
