@@ -156,12 +156,11 @@ struct InputBounds {
   }
 };
 
-// A bound on |act(z)| from one on |z|: ReLU and tanh never grow a magnitude; σ and tanh stay within 1.
+// A bound on |act(z)| from one on |z|: ReLU passes z or 0 unchanged; σ and tanh stay within 1 (1
+// rather than min(|z|, 1) for tanh: a libm tanh within an ulp may round a tiny z up past it).
 template <typename T>
 T activationBound(Activation act, T z) {
-  if (act == Activation::Sigmoid) return T(1);
-  if (act == Activation::Tanh) return z < T(1) ? z : T(1);
-  return z;
+  return act == Activation::Relu ? z : T(1);
 }
 
 // ∂Z/∂W contracts over the batch: dW = Aᵀ·dZ [in,out]; ∂Z/∂b is a row of ones: db = Σ_b dZ;
