@@ -366,12 +366,16 @@ StackStatus copyStepInputs(const Net& n, const Step<T>& a, const Layout& l, bool
 // A dW of fewer entries than this is scanned: the scan costs less than the proof's bookkeeping.
 constexpr uint64_t kProofMinWeights = 4096;
 
+// Whether the dW of layer i (a Linear) is large enough to be worth proving finite.
+inline bool proofPays(const Net& n, int i) {
+  return uint64_t(n.widths[i]) * uint64_t(n.widths[i + 1]) >= kProofMinWeights;
+}
+
 // Whether a scan of X could stand in for the first layer's dW scan: a first Linear whose dW is worth
 // proving, and X no longer than dW (B ≤ out: the scan must cost less than the one it saves). The
 // glue asks whether X is private (Step::xPrivate, a Node-API call) only then.
 inline bool inputScanPays(const Net& n, uint64_t B) {
-  const uint64_t in = uint64_t(n.widths[0]), out = uint64_t(n.widths[1]);
-  return n.kinds[0] == LayerKind::Linear && in * out >= kProofMinWeights && B <= out;
+  return n.kinds[0] == LayerKind::Linear && proofPays(n, 0) && B <= uint64_t(n.widths[1]);
 }
 
 // Whether layer i's (a Linear's) dW = Aᵀ·dZ is proven finite before it is computed (overflow.h), so
@@ -381,7 +385,7 @@ inline bool inputScanPays(const Net& n, uint64_t B) {
 // scan pays (inputScanPays). The sparse first layer checks its dW as it writes it.
 template <typename T>
 bool weightGradProven(const Net& n, const Step<T>& a, size_t B, int i, const InputBounds<T>& bounds, T gBound, bool sparseFirst) {
-  if (a.accumulate || !std::isfinite(gBound) || uint64_t(n.widths[i]) * uint64_t(n.widths[i + 1]) < kProofMinWeights) return false;
+  if (a.accumulate || !std::isfinite(gBound) || !proofPays(n, i)) return false;
   if (i > 0) return weightGradFinite(double(B), bounds.of(i), gBound);
   if (sparseFirst || !a.xPrivate || !inputScanPays(n, B)) return false;
   return weightGradFinite(double(B), maxMagnitude(a.X, B * size_t(n.widths[0])), gBound);
@@ -452,7 +456,7 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       // The Linear below takes this dZ: its db is summed in the same pass as the mask (p − 1 is
       // that Linear's bias gradient: p counts the params of the layers below this one).
       // The bound on dZ only where the Linear below may be proven (weightGradProven), else 0, unused.
-      const bool bound = !a.accumulate && uint64_t(n.widths[i - 1]) * uint64_t(in) >= kProofMinWeights;
+      const bool bound = !a.accumulate && proofPays(n, i - 1);
       gBound = activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate, bound);
       if (!bound) gBound = std::numeric_limits<T>::infinity();
       dbSummed = true;
