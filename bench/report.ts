@@ -8,6 +8,7 @@ import type { MemoryRow } from './memory';
 import type { PeerAvailability } from './peers';
 import type { Machine } from './machine';
 import type { Peak } from './peak';
+import type { ProductsBound } from './products';
 import { BEFORE_REPORTED, ENGINE_TARGETS, type EngineRow, type NetRow } from './sequential';
 import { SIZES, sizeLabel } from './sizes';
 import type { Row } from './step';
@@ -257,6 +258,18 @@ export function netRatioLines(rs: readonly Ratio[]): string[] {
   return [`${'speedup (×)'.padEnd(w)}  ${rs[0].size}`, ...rs.map((r) => `${r.what.padEnd(w)}  ${`${fmt(r.speedup)}×`.padStart(8)}`)];
 }
 
+/** The deep net's native step against its products alone (bench/products.ts), a line per dtype. */
+export function productsLines(bounds: ReadonlyArray<ProductsBound & { dtype: Dtype }>, skipped: readonly string[]): string[] {
+  if (bounds.length === 0 && skipped.length === 0) return [];
+  const rounds = bounds[0]?.rounds;
+  return [
+    `the native step against its products alone (the step's 3·L GEMMs at its shapes through the addon's gemm, the step's own BLAS path; ${rounds ?? '?'} alternated round(s), lowest medians):`,
+    ...bounds.map((b) => `  ${short(b.dtype)}: step ${fmt(b.stepUs)} µs, products ${fmt(b.productsUs)} µs (${fmt(b.productsGflops)} GFLOP/s, ` +
+      `${b.pctPeak == null ? 'n/a' : `${b.pctPeak.toFixed(1)}%`} of the peak); step ÷ products ${fmt(b.stepOverProducts)}× (median of the rounds)`),
+    ...skipped.map((s) => `  ${s}`),
+  ];
+}
+
 const ENGINE_COLUMNS: readonly [string, number][] = [
   ['size (B,D,H,C)', 18], ['dtype', 5], ['step', 22], ['µs median', 10], ['µs min', 9], ['C µs median', 11], ['C µs min', 9],
   ['÷ C median', 10], ['÷ C min', 8],
@@ -272,7 +285,7 @@ export function engineLines(rows: readonly EngineRow[], quick: boolean): string[
   if (rows.length === 0) return [];
   const r0 = rows[0];
   const lines = [
-    `one engine: step time vs the C program (bench/peers/c-openblas: the same step in C on OpenBLAS, preallocated buffers, ${r0.threads} OpenBLAS thread(s) like handgrad's; wasm is one thread),`,
+    `one engine: step time vs the C program (bench/peers/c-openblas: the same step in C on OpenBLAS, preallocated buffers, ${r0.threads} OpenBLAS thread(s) like handgrad's; wasm on ${r0.wasmThreads ?? '?'} thread(s)),`,
     quick
       ? 'measured one after the other (the full run alternates them in three rounds); µs: median and minimum of the window'
       : `measured alternately in ${r0.rounds} rounds (order reversed every other round); µs: the lowest of the rounds' medians, and the lowest sample`,
@@ -341,7 +354,11 @@ export interface Results {
   /** RSS over a long loop at the toy size, per backend. */
   memory: MemoryRow[];
   /** The layer stack: the deep net on every backend (rows, ratios). */
-  sequential: { durationS: number; net: { B: number; widths: number[]; flopPerStep: number }; rows: NetRow[]; ratios: Ratio[] };
+  sequential: {
+    durationS: number; net: { B: number; widths: number[]; flopPerStep: number }; rows: NetRow[]; ratios: Ratio[];
+    /** The native step against its products alone, per dtype (bench/products.ts). */
+    products: Array<ProductsBound & { dtype: Dtype }>;
+  };
   /**
    * One engine against the C program: per size and dtype, the steps and the C program measured
    * alternately (rows), the targets, and the --before tree when one was given.
@@ -365,7 +382,8 @@ export function writeJson(path: string, results: Results): void {
  * toy size, and the 4-layer net (its own table's median); then the peaks. Cells not measured read '—'.
  */
 export function readmeTableLines(
-  rows: readonly Row[], netRows: readonly NetRow[], engineRows: readonly EngineRow[], peaks: readonly Peak[], sizes: readonly Dims[],
+  rows: readonly Row[], netRows: readonly NetRow[], engineRows: readonly EngineRow[],
+  products: ReadonlyArray<ProductsBound & { dtype: Dtype }>, peaks: readonly Peak[], sizes: readonly Dims[],
   command: string, threads: number | null,
 ): string[] {
   const pct = (p: number | null | undefined) => (p == null ? '—' : `${p.toFixed(1)}%`);
@@ -405,5 +423,10 @@ export function readmeTableLines(
   }
   const peakText = peaks.map((p) => `${p.routine} ${fmt(p.gflops)} GFLOP/s`).join(', ');
   lines.push('', `Peaks in the same run: ${peakText || 'not measured'}.`);
+  if (products.length > 0) {
+    const net = validNet(netRows, 'native', products[0].dtype)?.net ?? 'the deep net';
+    lines.push(`The ${net} step's products alone (its GEMMs through the same BLAS path, alternated with the step): ` +
+      products.map((b) => `${short(b.dtype)} ${fmt(b.productsUs)} µs, ${b.pctPeak == null ? 'n/a' : `${b.pctPeak.toFixed(1)}%`} of the peak, the step ${fmt(b.stepOverProducts)}× them`).join('; ') + '.');
+  }
   return lines;
 }

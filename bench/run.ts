@@ -7,7 +7,7 @@ import { dirname, join, relative } from 'node:path';
 import { benchChartSvg } from '../lib/plot';
 import { packageRoot } from '../lib/binding';
 import { getNumThreads, setNumThreads } from '../lib/threads';
-import type { BackendName, Dims } from '../lib/types';
+import type { BackendName, Dims, Dtype } from '../lib/types';
 import { discoverBackends } from './backends';
 import { startBefore, type Before } from './before';
 import { buildCPeer, type CPeer } from './cpeer';
@@ -16,6 +16,7 @@ import { discoverPeers, makePeerStep, type PeerName } from './peers';
 import { describeMachine } from './machine';
 import { parseOptions, USAGE, type BenchOptions } from './options';
 import { peakOf, timeGemms, type GemmTiming } from './peak';
+import { measureProducts, type ProductsBound } from './products';
 import * as report from './report';
 import { DEEP, makeNetCase, measureEngine, measureNet, netFlop, netLabel, type EngineRow, type NetCase, type NetRow } from './sequential';
 import { LARGE, SIZES, sizeLabel, stepFlop } from './sizes';
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
   // others are checked against), the slow ones last; then the step against the C program.
   const sequentialStarted = performance.now();
   const netRows: NetRow[] = [];
-  const netCases = new Map<string, NetCase>();
+  const netCases = new Map<Dtype, NetCase>();
   const order: BackendName[] = ['native', 'torch', 'wasm', 'ts'];
   const byOrder = (b: BackendName) => (order.indexOf(b) < 0 ? order.length : order.indexOf(b));
   for (const a of [...runnable].sort((p, q) => byOrder(p.backend) - byOrder(q.backend))) {
@@ -154,6 +155,18 @@ async function main(): Promise<void> {
     } catch (e) {
       const skipped = `failed: ${e instanceof Error ? e.message : String(e)}`;
       netRows.push({ net: netLabel(DEEP), B: DEEP.B, widths: [...DEEP.widths], backend: a.backend, dtype: a.dtype, flopPerStep: netFlop(DEEP), skipped });
+    }
+  }
+  // The native step against its products alone, per dtype whose native row passed (bench/products.ts).
+  const products: Array<ProductsBound & { dtype: Dtype }> = [];
+  const productsSkipped: string[] = [];
+  for (const [dtype, c] of netCases) {
+    if (!netRows.some((r) => r.backend === 'native' && r.dtype === dtype && r.timing !== undefined)) continue;
+    status(`${netLabel(DEEP)} native ${dtype}: its products alone`);
+    try {
+      products.push({ dtype, ...(await measureProducts(c, opts)) });
+    } catch (e) {
+      productsSkipped.push(`${dtype}: failed: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
   netCases.clear();
@@ -219,6 +232,10 @@ async function main(): Promise<void> {
     const peak = peaks.find((p) => p.dtype === r.dtype);
     if (r.gflops !== undefined) r.pctPeak = peak ? (100 * r.gflops) / peak.gflops : null;
   }
+  for (const b of products) {
+    const peak = peaks.find((p) => p.dtype === b.dtype);
+    b.pctPeak = peak ? (100 * b.productsGflops) / peak.gflops : null;
+  }
   const netRatios = report.netRatios(netRows);
   const ratios = report.ratios(rows);
   const targets = report.targets(rows);
@@ -247,12 +264,14 @@ async function main(): Promise<void> {
     '',
     ...report.netRatioLines(netRatios),
     '',
+    ...report.productsLines(products, productsSkipped),
+    '',
     ...(native ? report.engineLines(engineRows, opts.quick) : ['one engine vs the C program: skipped (the native addon is unavailable)']),
     ...(beforeNote ? [beforeNote] : []),
     '',
     ...memoryLines(memory),
     '',
-    ...report.readmeTableLines(rows, netRows, engineRows, peaks, [...SIZES, LARGE], ['node', 'dist/bench/run.js', ...process.argv.slice(2)].join(' '), machine.openblasThreads),
+    ...report.readmeTableLines(rows, netRows, engineRows, products, peaks, [...SIZES, LARGE], ['node', 'dist/bench/run.js', ...process.argv.slice(2)].join(' '), machine.openblasThreads),
   ]);
 
   const date = today();
@@ -278,7 +297,7 @@ async function main(): Promise<void> {
   report.writeJson(out, {
     date, quick: opts.quick, command: ['node', relative(packageRoot, process.argv[1] ?? 'dist/bench/run.js'), ...process.argv.slice(2)].join(' '),
     durationS, machine, peaks, backends: available, rows, ratios, targets, peers, memory,
-    sequential: { durationS: sequentialS, net: { B: DEEP.B, widths: [...DEEP.widths], flopPerStep: netFlop(DEEP) }, rows: netRows, ratios: netRatios },
+    sequential: { durationS: sequentialS, net: { B: DEEP.B, widths: [...DEEP.widths], flopPerStep: netFlop(DEEP) }, rows: netRows, ratios: netRatios, products },
     engine: {
       durationS: engineS, cPeer: { path: cPeer.path ? relative(packageRoot, cPeer.path) : null, ...(cPeer.skipped ? { skipped: cPeer.skipped } : {}) },
       before: before ? { dir: before.dir, commit: before.commit } : null, rows: engineRows, targets: report.engineTargets(engineRows),

@@ -11,6 +11,7 @@
 import { Sequential } from '../lib/layers';
 import { forwardBackward, type ForwardBackwardOptions } from '../lib/model';
 import { getNumThreads } from '../lib/threads';
+import { wasmThreads } from '../lib/engine/wasm-threads';
 import { Rng } from '../lib/rng';
 import type { BackendName, Dims, Dtype, FloatArray } from '../lib/types';
 import type { Before } from './before';
@@ -186,6 +187,8 @@ export interface EngineRow {
   rounds: number;
   /** OpenBLAS threads of handgrad and of the C program (OPENBLAS_NUM_THREADS set to the first). */
   threads: number;
+  /** The threads of the wasm GEMMs (lib/engine/wasm-threads.ts), where wasm ran. */
+  wasmThreads?: number;
   c: { windows: CPeerRun[]; medianUs?: number; minUs?: number; skipped?: string };
   steps: EngineStep[];
 }
@@ -296,6 +299,7 @@ export async function measureEngine(
     row.c.minUs = cStep.minUs;
   }
   row.steps = contenders.filter((k) => k.step !== cStep).map((k) => k.step);
+  if (backends.includes('wasm')) row.wasmThreads = wasmThreads();
   const ref = row.steps.find((s) => s.name === 'native' && s.loss !== undefined)?.loss;
   for (const s of row.steps) {
     if (s.medianUs === undefined && s.skipped === undefined) s.skipped = 'not measured';
