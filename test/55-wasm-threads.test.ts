@@ -2,7 +2,8 @@
 // wasm-threads.ts): its GEMM cut into blocks of C across workers on one shared memory must give the
 // single-threaded module's bits (the ones test/15 records) at every shape, transpose and beta; the
 // workers must really compute blocks; the single-threaded module must still be what runs where
-// SharedArrayBuffer is absent; and a process that used the workers must exit by itself.
+// SharedArrayBuffer is absent; a process that used the workers must exit by itself; and each of
+// V8's tiers must finish the threaded GEMMs with those bits.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -193,6 +194,58 @@ describe.skipIf(skip)(backendTitle('the waits: bounded polling, then sleep', 'wa
     expect(idleCpuFraction, report).toBeLessThan(0.3);
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
+});
+
+describe.skipIf(skip)(backendTitle("each of V8's tiers: the threaded GEMM finishes with the single-threaded bits", 'wasm', skip), () => {
+  // V8 runs a wasm function first as Liftoff's baseline code and later as TurboFan's; a function
+  // mid-call keeps the tier it started in. One build of this module (clang's -mllvm -disable-lsr,
+  // tried 2026-12-03) deadlocked under Liftoff alone — the caller on the main thread, the workers
+  // asleep in their wait, nonzero data — and ran under TurboFan: so each tier is held here, in a
+  // child (its flags are per process), on the path that hung: workers woken from their sleep.
+  const CHILD = `
+    const { readFileSync } = require('node:fs');
+    const { createHash } = require('node:crypto');
+    const t = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'engine', 'wasm-threads.js'))});
+    const w = require(${JSON.stringify(join(ROOT, 'dist', 'lib', 'backends', 'wasm.js'))});
+    const threadedPath = w.wasmModulePath().replace(/(\\.wasm)?$/, '-threads.wasm');
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    // C's bytes after C = op(A)·op(B) (beta 0) on x, A and B from a fixed sequence of small integers and halves.
+    function run(x, dtype, tA, tB, M, N, K) {
+      const F = dtype === 'float64' ? Float64Array : Float32Array;
+      const pA = w.align(x.__heap_base.value), pB = w.align(pA + F.BYTES_PER_ELEMENT * M * K), pC = w.align(pB + F.BYTES_PER_ELEMENT * K * N);
+      w.ensureMemory(x, pC + F.BYTES_PER_ELEMENT * M * N, 'test');
+      new F(x.memory.buffer, pA, M * K).forEach((_, i, a) => (a[i] = ((i * 7) % 13) / 2 - 3));
+      new F(x.memory.buffer, pB, K * N).forEach((_, i, a) => (a[i] = ((i * 5) % 11) / 2 - 2.5));
+      (dtype === 'float64' ? x.gemmF64 : x.gemmF32)(+tA, +tB, M, N, K, 1, pA, tA ? M : K, pB, tB ? K : N, 0, pC, N);
+      return createHash('sha256').update(new Uint8Array(x.memory.buffer, pC, F.BYTES_PER_ELEMENT * M * N)).digest('hex');
+    }
+    (async () => {
+      const plain = w.loadWasm(w.wasmModulePath());
+      const p = t.instantiateThreaded(readFileSync(threadedPath), 2, (e) => { throw e; });
+      await p.ready;
+      const cases = [];
+      for (const dtype of ['float64', 'float32'])
+        for (const [tA, tB, M, N, K] of [[false, false, 256, 256, 256], [true, false, 784, 1024, 256], [false, true, 513, 129, 257], [true, true, 300, 260, 270]]) {
+          await sleep(60); // past the bounded poll: each GEMM wakes sleeping workers
+          cases.push({ dtype, shape: [tA, tB, M, N, K], threaded: run(p.exports, dtype, tA, tB, M, N, K), plain: run(plain, dtype, tA, tB, M, N, K) });
+        }
+      console.log(JSON.stringify({ cases, workerBlocks: p.blocksRun(1) }));
+    })();
+  `;
+  const distSkip = existsSync(DIST) ? null : 'dist/ is not built (npm run setup)';
+
+  for (const tier of ['--liftoff-only', '--no-liftoff']) {
+    it.skipIf(distSkip)(`node ${tier}: eight GEMMs (both dtypes, the four transposes), each after the workers slept, finish with the same bits`, () => {
+      const r = spawnSync(process.execPath, [tier, '-e', CHILD], { encoding: 'utf8', timeout: 60_000 });
+      const report = `status ${r.status}, signal ${r.signal} (a signal: killed at the 60 s timeout, i.e. hung)\n${r.stdout}\n${r.stderr.slice(-2000)}`;
+      expect(r.signal, report).toBeNull();
+      expect(r.status, report).toBe(0);
+      const { cases, workerBlocks } = JSON.parse(r.stdout) as { cases: { threaded: string; plain: string }[]; workerBlocks: number };
+      expect(workerBlocks, 'blocks computed by the worker').toBeGreaterThan(0);
+      expect(cases).toHaveLength(8);
+      for (const c of cases) expect(c.threaded, JSON.stringify(c)).toBe(c.plain);
+    });
+  }
 });
 
 describe('HANDGRAD_WASM_THREADS and the module file', () => {
