@@ -7,7 +7,7 @@
 import { coreBinding } from '../lib/binding';
 import type { FloatArray } from '../lib/types';
 import type { BenchOptions } from './options';
-import { netFlop, type NetCase, ENGINE_ROUNDS } from './sequential';
+import { ENGINE_ROUNDS, netFlop, outBuffers, type NetCase } from './sequential';
 import { measureCase, type Measured } from './step';
 
 export interface ProductsBound {
@@ -55,11 +55,7 @@ export async function measureProducts(c: NetCase, opts: BenchOptions): Promise<P
   const rounds = opts.quick ? 1 : ENGINE_ROUNDS;
   const part: BenchOptions = { ...opts, step: { minTimeMs: opts.step.minTimeMs / rounds, minSamples: opts.step.minSamples } };
   const flopPerStep = netFlop(c.net);
-  const out: Record<string, FloatArray> = {};
-  const make = (n: number): FloatArray => (c.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
-  out.dX = make(c.net.B * c.seq.inFeatures);
-  for (const [name, t] of Object.entries(c.seq.params)) out[`d${name}`] = make(t.length);
-  const fbOpts = { backend: 'native' as const, inputGrad: true, out };
+  const fbOpts = { backend: 'native' as const, inputGrad: true, out: outBuffers(c.seq, c.net.B) };
   const products = productsOf(c);
   const contenders: Array<() => number> = [() => c.seq.forwardBackward(c.X, c.y, fbOpts).loss, () => (products(), 0)];
   const medians: number[][] = [[], []];

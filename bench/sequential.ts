@@ -76,7 +76,7 @@ function batch(B: number, D: number, C: number, dtype: Dtype): { X: FloatArray; 
 }
 
 /** Gradient buffers for every parameter of `seq` and dX, allocated once and passed as `out` on every step. */
-function outBuffers(seq: Sequential, B: number): Record<string, FloatArray> {
+export function outBuffers(seq: Sequential, B: number): Record<string, FloatArray> {
   const make = (n: number): FloatArray => (seq.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
   const out: Record<string, FloatArray> = { dX: make(B * seq.inFeatures) };
   for (const [name, t] of Object.entries(seq.params)) out[`d${name}`] = make(t.length);
