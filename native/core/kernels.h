@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #ifndef __wasm__
 #include <atomic>
@@ -243,7 +244,7 @@ inline __attribute__((always_inline)) void activationBackward(Activation act, co
 // activationBackward then sumRows, so the same bits, in one pass over dZ instead of two.
 // With `bound`, returns maxMagnitude(dZ), read from each row while it is in L1: with the forward's
 // bound on the layer's input it proves the weight gradient finite without reading it (overflow.h);
-// without, 0 (a toy layer's dW is scanned instead: the row passes cost more than that scan).
+// without, +∞, no bound (a toy layer's dW is scanned instead: the row passes cost more than that scan).
 template <typename T>
 inline __attribute__((always_inline)) T activationBackwardSumBody(Activation act, const T* Z, const T* A, T* dA, size_t rows, size_t cols,
                                                                  T* db, bool accumulate, bool bound) {
@@ -259,7 +260,7 @@ inline __attribute__((always_inline)) T activationBackwardSumBody(Activation act
     // Once NaN, the result stays NaN: a compare with NaN is false either way round.
     if (!(m <= top) && top == top) top = m;
   }
-  return top;
+  return bound ? top : std::numeric_limits<T>::infinity();
 }
 HG_WIDE(float, activationBackwardSum, (Activation act, const float* Z, const float* A, float* dA, size_t rows, size_t cols, float* db, bool accumulate, bool bound),
         (act, Z, A, dA, rows, cols, db, accumulate, bound))

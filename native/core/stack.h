@@ -455,10 +455,9 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
     } else if (wanted && i > 0 && n.kinds[i - 1] == LayerKind::Linear) {
       // The Linear below takes this dZ: its db is summed in the same pass as the mask (p − 1 is
       // that Linear's bias gradient: p counts the params of the layers below this one).
-      // The bound on dZ only where the Linear below may be proven (weightGradProven), else 0, unused.
+      // The bound on dZ only where the Linear below may be proven (weightGradProven), else +∞.
       const bool bound = !a.accumulate && proofPays(n, i - 1);
       gBound = activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate, bound);
-      if (!bound) gBound = std::numeric_limits<T>::infinity();
       dbSummed = true;
     } else if (wanted) {
       // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then
