@@ -126,6 +126,12 @@ Common<T> readCommon(const Napi::CallbackInfo& info, PreparedStack& s, int B, si
   return c;
 }
 
+// Step::xPrivate for X: whether no other thread can rewrite it (not a SharedArrayBuffer), asked of
+// Node-API only where the core would use the answer (inputScanPays: a scan of X proves dW1 finite).
+inline bool xPrivate(napi_env env, const PreparedStack& s, int B, napi_value X) {
+  return inputScanPays(s.net(), uint64_t(B)) && privateMemory(env, X);
+}
+
 // One step on the core: a label outside [0, C) (the core's copy, in ws) throws; any other failure is NaN.
 template <typename T>
 double step(Napi::Env env, PreparedStack& s, const Step<T>& a) {
@@ -174,8 +180,7 @@ Napi::Value forwardBackwardT(const Napi::CallbackInfo& info, PreparedStack& s, b
     v.insert(v.end(), s.spans.begin() + long(P + 2), s.spans.end());
     requireDisjoint(env, v.data(), v.size(), 3, 3);
   }
-  const bool xPrivate = inputScanPays(s.net(), uint64_t(B)) && privateMemory(env, info[2]);
-  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, loss, accumulate, c.ws, xPrivate}));
+  return Napi::Number::New(env, step(env, s, Step<T>{B, c.X, y, t, t + P, dX, loss, accumulate, c.ws, xPrivate(env, s, B, info[2])}));
 }
 
 // stackForward(handle, ws, X, B, ...params) → true, or false with stackStatus set.
@@ -317,8 +322,7 @@ napi_value runT(Napi::Env env, const napi_value* argv, BoundStep& k) {
   T** t = k.tensors<T>().data();
   LossSpec<T> loss;
   loss.reduction = red;
-  const bool xPrivate = inputScanPays(s.net(), uint64_t(B)) && privateMemory(env, argv[1]);
-  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), loss, accumulate, static_cast<T*>(k.ws), xPrivate};
+  const Step<T> a{B, X, y, t, t + s.params(), static_cast<T*>(k.dX), loss, accumulate, static_cast<T*>(k.ws), xPrivate(env, s, B, argv[1])};
   napi_value result;
   napi_create_double(env, step(env, s, a), &result);
   return result;
