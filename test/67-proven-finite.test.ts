@@ -43,7 +43,7 @@ function firstLayerNet(dtype: Dtype) {
   W1.fill(0, 0, H);
   const params = { W1, b1: typed(dtype, randomArray(H, 4, 0.1)), W2: typed(dtype, randomArray(H * C, 5, 4)), b2: typed(dtype, randomArray(C, 6, 0.1)) };
   const X = (x: number) => {
-    const a = typed(dtype, Array.from({ length: B * D }, (_, i) => [0.5, -0.75, 0.25, 0.125][(i % D) % 4] ?? 0));
+    const a = typed(dtype, Array.from({ length: B * D }, (_, i) => [0.5, -0.75, 0.25, 0.125][(i % D) % 4]));
     for (let b = 0; b < B; b++) a[b * D] = x;
     return a;
   };

@@ -19,7 +19,7 @@ namespace hg {
 // relatively). Hence |c| ≤ (1 + u)^(K+1) · K · (maxA·maxG + η) ≤ exp((K + 2)·u) · K · (maxA·maxG + η)
 // for every partial result too; when that is at most T's largest finite value, no operation
 // overflows, and with finite inputs nothing makes a NaN (no ∞ − ∞, no 0·∞). exp(x) ≤ 1 + 2x for
-// x ≤ 1, so the growth is taken as 1 + 2(K + 2)u where (K + 2)u ≤ 1/2 (K below 2^22 in float32):
+// x ≤ 1, so the growth is taken as 1 + 2(K + 2)u where (K + 2)u ≤ 1/2 (K + 2 ≤ 2^23 in float32):
 // no libm call in a step. The bound is computed in double, whose own rounding (a few parts in
 // 2^53) the factor 1 + 2^-30 covers; a bound that overflows double is infinite and proves nothing.
 template <typename T>
