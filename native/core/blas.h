@@ -42,9 +42,10 @@ inline void rowEntries(const T* a, size_t ak, const T* b, size_t bk, size_t bj, 
 // the same bits. Without transB and with rows of at least kWide entries, row i accumulates
 // op(A)[i,k]·B[k,:] in a block (the inner loop walks B contiguously and vectorizes); otherwise
 // (B stored [N,K], or rows too narrow for that loop to pay: a toy net's widths) four entries of
-// the row at a time keep their sums in registers, four independent chains, then the last one to
-// three together (measured on the toy step's five products: 0.35 → 0.26 µs; at 16³ the vector
-// loop is ahead again except with transB).
+// the row at a time keep their sums in registers, four independent chains (measured on the toy
+// step's five products: 0.35 → 0.26 µs; at 16³ the vector loop is ahead again except with transB),
+// then the last one to three entries together, not one after another (a prepared toy step 1.65 →
+// 1.53 µs in float64 by CPU time: bench/cputime.mjs).
 template <typename T>
 void smallGemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda,
                const T* B, int ldb, T beta, T* C, int ldc) {
