@@ -90,7 +90,10 @@ describe.skipIf(skip)(backendTitle('the threaded GEMM against the single-threade
 
 describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it does not', 'wasm', skip), () => {
   // One child per case: load() chooses once per process. It prints the threads in use, the memory's
-  // kind and the step's loss and gradients' bytes (hex) at (256,784,1024,10)-like sizes.
+  // kind and the step's loss and gradients' bytes (hex): at a width whose activation backward (with
+  // db1) runs on the calling thread (64 × 512), and at ones past gemm.h's forColumnBlocks threshold
+  // (2^16 entries), whose bands run side by side on the pool: each activation, a width that is not
+  // whole 16-column bands (515), and accumulate (db1 added to what it held).
   const CHILD = `
     const hg = require(${JSON.stringify(DIST)});
     // An engine that refuses shared wasm memory, as a browser page that is not cross-origin
@@ -113,15 +116,20 @@ describe.skipIf(skip)(backendTitle('where the threaded module runs, and where it
     (async () => {
     w.load();
     await t.wasmWorkersReady(); // else the first GEMMs could run on this thread alone
+    const cases = [[dims, B, 'relu', false], [{ D: 40, H: 515, C: 10 }, 160, 'relu', false], [{ D: 40, H: 515, C: 10 }, 160, 'sigmoid', true],
+      [{ D: 40, H: 1024, C: 10 }, 128, 'tanh', false]];
     for (const dtype of ['float64', 'float32']) {
-      const params = hg.initParams(dims, { seed: 1, dtype });
-      const F = dtype === 'float64' ? Float64Array : Float32Array;
-      const X = new F(B * dims.D).map((_, i) => Math.sin(i * 0.37));
-      const y = Int32Array.from({ length: B }, (_, i) => (i * 7) % dims.C);
-      const r = hg.forwardBackward(params, X, y, { backend: 'wasm', inputGrad: true });
-      const h = createHash('sha256');
-      for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2']) h.update(new Uint8Array(r.grads[k].buffer, r.grads[k].byteOffset, r.grads[k].byteLength));
-      out.push(dtype + ':' + r.loss + ':' + h.digest('hex'));
+      for (const [d, b, activation, accumulate] of cases) {
+        const params = hg.initParams(d, { seed: 1, dtype });
+        const F = dtype === 'float64' ? Float64Array : Float32Array;
+        const X = new F(b * d.D).map((_, i) => Math.sin(i * 0.37));
+        const y = Int32Array.from({ length: b }, (_, i) => (i * 7) % d.C);
+        const grads = { dX: new F(b * d.D), dW1: new F(d.D * d.H).fill(0.5), db1: new F(d.H).map((_, i) => i / 7), dW2: new F(d.H * d.C), db2: new F(d.C) };
+        const r = hg.forwardBackward(params, X, y, { backend: 'wasm', inputGrad: true, activation, accumulate, out: grads });
+        const h = createHash('sha256');
+        for (const k of ['dX', 'dW1', 'db1', 'dW2', 'db2']) h.update(new Uint8Array(r.grads[k].buffer, r.grads[k].byteOffset, r.grads[k].byteLength));
+        out.push(dtype + ':' + activation + ':' + r.loss + ':' + h.digest('hex'));
+      }
     }
     const buffer = w.load().memory.buffer.constructor.name;
     await new Promise((r) => setImmediate(r)); // process warnings are emitted on the next tick

@@ -188,4 +188,16 @@ void gemmPair(const Product<T>& p, const Product<T>& q, const After& after = {})
   after(q, 1, 0);
 }
 
+// The most bands forColumnBlocks cuts a pass into here: one.
+constexpr int kColumnBlocks = 1;
+
+// fn(0, cols, 0) on the calling thread: native steps keep their passes over a layer's values there
+// (vectorized for the machine's kernel set, they cost a few percent of OpenBLAS's products); the
+// wasm build's gemm.h cuts them into bands of columns on its pool instead. Returns the bands: 1.
+template <typename F>
+int forColumnBlocks(size_t, size_t cols, const F& fn) {
+  fn(size_t(0), cols, 0);
+  return 1;
+}
+
 }  // namespace hg

@@ -241,17 +241,19 @@ inline __attribute__((always_inline)) void activationBackward(Activation act, co
 
 // activationBackward followed by the batch sum of the result into db (db (+)= Σ_b dZ[b, :]), row
 // by row while the row is in cache: the same products and the same row-ordered sums as
-// activationBackward then sumRows, so the same bits, in one pass over dZ instead of two.
+// activationBackward then sumRows, so the same bits, in one pass over dZ instead of two. The rows
+// are `cols` wide, `ld` apart: a band of columns of a wider matrix gives the same bits in them as
+// the whole matrix does (each entry and each column's sum on its own), so bands can run side by side.
 // With `bound`, returns maxMagnitude(dZ), read from each row while it is in L1: with the forward's
 // bound on the layer's input it proves the weight gradient finite without reading it (overflow.h);
 // without, +∞, no bound (a toy layer's dW is scanned instead: the row passes cost more than that scan).
 template <typename T>
 inline __attribute__((always_inline)) T activationBackwardSumBody(Activation act, const T* Z, const T* A, T* dA, size_t rows, size_t cols,
-                                                                 T* db, bool accumulate, bool bound) {
+                                                                 size_t ld, T* db, bool accumulate, bool bound) {
   if (!accumulate) std::memset(db, 0, cols * sizeof(T));
   T top = T(0);
   for (size_t b = 0; b < rows; ++b) {
-    const size_t at = b * cols;
+    const size_t at = b * ld;
     activationBackward(act, Z + at, A + at, dA + at, cols);
     const T* row = dA + at;
     for (size_t j = 0; j < cols; ++j) db[j] += row[j];
@@ -262,10 +264,10 @@ inline __attribute__((always_inline)) T activationBackwardSumBody(Activation act
   }
   return bound ? top : std::numeric_limits<T>::infinity();
 }
-HG_WIDE(float, activationBackwardSum, (Activation act, const float* Z, const float* A, float* dA, size_t rows, size_t cols, float* db, bool accumulate, bool bound),
-        (act, Z, A, dA, rows, cols, db, accumulate, bound))
-HG_WIDE(double, activationBackwardSum, (Activation act, const double* Z, const double* A, double* dA, size_t rows, size_t cols, double* db, bool accumulate, bool bound),
-        (act, Z, A, dA, rows, cols, db, accumulate, bound))
+HG_WIDE(float, activationBackwardSum, (Activation act, const float* Z, const float* A, float* dA, size_t rows, size_t cols, size_t ld, float* db, bool accumulate, bool bound),
+        (act, Z, A, dA, rows, cols, ld, db, accumulate, bound))
+HG_WIDE(double, activationBackwardSum, (Activation act, const double* Z, const double* A, double* dA, size_t rows, size_t cols, size_t ld, double* db, bool accumulate, bool bound),
+        (act, Z, A, dA, rows, cols, ld, db, accumulate, bound))
 
 // One row of probs = softmax(logits): p_c = exp(z_c − m) / s with m = max_c z_c and
 // s = Σ_c exp(z_c − m) (subtracting m keeps every exp ≤ 1). Returns s and m, from which the loss is

@@ -457,7 +457,17 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
       // that Linear's bias gradient: p counts the params of the layers below this one).
       // The bound on dZ only where the Linear below may be proven (weightGradProven), else +∞.
       const bool bound = !a.accumulate && proofPays(n, i - 1);
-      gBound = activationBackwardSum(activationOf(n.kinds[i]), input, a.ws + at, g, B, in, a.grads[p - 1], a.accumulate, bound);
+      // In bands of columns where the GEMM header has threads for them (wasm's pool): each column's
+      // entries and sum are computed as in one pass, and the largest magnitude is order-free.
+      T tops[kColumnBlocks];
+      const Activation act = activationOf(n.kinds[i]);
+      const int bands = forColumnBlocks(size_t(B), in, [&](size_t c0, size_t c1, int band) {
+        tops[band] = activationBackwardSum(act, input + c0, a.ws + at + c0, g + c0, B, c1 - c0, in, a.grads[p - 1] + c0, a.accumulate, bound);
+      });
+      gBound = tops[0];
+      // As activationBackwardSum does row by row: once NaN, the result stays NaN.
+      for (int band = 1; band < bands; ++band)
+        if (!(tops[band] <= gBound) && gBound == gBound) gBound = tops[band];
       dbSummed = true;
     } else if (wanted) {
       // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then

@@ -211,7 +211,7 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   if (threads > 1 && M > 0 && N > 0 && double(M) * N * K >= double(1 << 22)) {
     // Two blocks a thread: a thread slowed by the machine's other work leaves its second to the others.
     const int want = 2 * threads;
-    Job j{sizeof(T) == 4, transA, transB, M, N, K, lda, ldb, ldc, double(alpha), double(beta), A, B, C, M, N, 1};
+    Job j{sizeof(T) == 4, transA, transB, M, N, K, lda, ldb, ldc, double(alpha), double(beta), A, B, C, M, N, 1, nullptr, nullptr};
     if (N >= M) {  // cut the columns, in whole NR panels and whole 64-byte lines (no line of C written by two threads)
       constexpr int step = S::kNR * int(sizeof(T)) >= 64 ? S::kNR : 64 / int(sizeof(T));
       static_assert(step % S::kNR == 0, "a block holds whole panels");
@@ -224,7 +224,7 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
     }
     const int blocks = ((M + j.rowsPer - 1) / j.rowsPer) * j.colBlocks;
     if (blocks > 1) {
-      parallelGemm(j, blocks);
+      runOnPool(j, blocks);
       return;
     }
   }
@@ -232,9 +232,42 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   gemmSerial(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
 }
 
+// The most blocks forColumnBlocks cuts a pass into (two a thread).
+constexpr int kColumnBlocks = 2 * kThreads;
+
+// fn(c0, c1, block) over bands of columns [c0, c1) of a rows × cols pass, side by side on the pool
+// when the threaded build has workers and the pass is worth waking them (2^16 entries, about
+// 0.1 ms), else fn(0, cols, 0) here; returns the number of bands. Bands are whole 64-byte lines of
+// either dtype, so no line is written by two threads. The bits are the caller's to keep: each band
+// must compute its columns as the whole pass would.
+template <typename F>
+int forColumnBlocks(size_t rows, size_t cols, const F& fn) {
+#ifdef HG_WASM_THREADS
+  const int threads = pool().threads;
+  if (threads > 1 && double(rows) * double(cols) >= double(1 << 16)) {
+    constexpr size_t step = 16;  // 64 bytes of float, two lines of double
+    const size_t want = size_t(kColumnBlocks < 2 * threads ? kColumnBlocks : 2 * threads);
+    const size_t per = ((cols + step - 1) / step + want - 1) / want * step;
+    const int blocks = int((cols + per - 1) / per);
+    if (blocks > 1) {
+      parallelBlocks(blocks, [&](uint32_t b, int) {
+        const size_t c0 = size_t(b) * per, c1 = cols - c0 < per ? cols : c0 + per;
+        fn(c0, c1, int(b));
+      });
+      return blocks;
+    }
+  }
+#endif
+  (void)rows;
+  fn(size_t(0), cols, 0);
+  return 1;
+}
+
 }  // namespace wasm
 
+using wasm::forColumnBlocks;
 using wasm::gemm;  // for both dtypes, as blas.h's two overloads
+using wasm::kColumnBlocks;
 
 template <typename T>
 void gemm(const Product<T>& p) {

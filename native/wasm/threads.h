@@ -4,6 +4,8 @@
 // with its own stack (workerStack). A GEMM big enough to pay for waking them is cut into blocks of
 // C — whole rows or whole columns, never a cut along k — so each output is summed exactly as the
 // single-threaded GEMM sums it, whichever thread computes it: the bits do not depend on the threads.
+// The same pool runs other work cut into independent blocks (parallelBlocks): the activation's
+// backward pass with its bias gradient, in bands of columns (gemm.h forColumnBlocks).
 //
 // The caller publishes a job and claims blocks itself like any worker, then waits until every block
 // is done. So the GEMM never depends on a worker being there: with none started yet (they start
@@ -18,7 +20,8 @@ namespace wasm {
 constexpr int kMaxThreads = 8;
 constexpr int kWorkerStackBytes = 64 * 1024;  // a GEMM block needs a few hundred bytes of stack
 
-// One job: a block of C = alpha·op(A)·op(B) + beta·C for either dtype.
+// One job: a block of C = alpha·op(A)·op(B) + beta·C for either dtype, or, where task is set, any
+// work cut into blocks: task(context, block, thread) (parallelBlocks).
 struct Job {
   bool f32, transA, transB;
   int M, N, K, lda, ldb, ldc;
@@ -27,6 +30,8 @@ struct Job {
   const void* B;
   void* C;
   int rowsPer, colsPer, colBlocks;  // block b covers rows (b / colBlocks)·rowsPer…, columns (b % colBlocks)·colsPer…
+  void (*task)(const void* context, uint32_t block, int thread);
+  const void* context;
 };
 
 // The claim word: generation (8 bits) | block count (12 bits) | next unclaimed block (12 bits), so
@@ -66,6 +71,7 @@ void gemmSerial(bool transA, bool transB, int M, int N, int K, T alpha, const T*
                 T* C, int ldc, int thread);
 
 inline void runBlock(const Job& j, uint32_t b, int thread) {
+  if (j.task) return j.task(j.context, b, thread);
   const int r0 = int(b / uint32_t(j.colBlocks)) * j.rowsPer, c0 = int(b % uint32_t(j.colBlocks)) * j.colsPer;
   const int m = j.M - r0 < j.rowsPer ? j.M - r0 : j.rowsPer, n = j.N - c0 < j.colsPer ? j.N - c0 : j.colsPer;
   // op(A)'s rows r0… and op(B)'s columns c0…: an offset into the stored matrix either way round.
@@ -119,8 +125,9 @@ inline void workerLoop(int thread) {
   }
 }
 
-// Runs C = alpha·op(A)·op(B) + beta·C as `blocks` blocks on the pool (the caller being thread 0).
-inline void parallelGemm(const Job& job, int blocks) {
+// Runs a job as `blocks` blocks on the pool (the caller being thread 0): C = alpha·op(A)·op(B) + beta·C,
+// or its task.
+inline void runOnPool(const Job& job, int blocks) {
   Pool& p = pool();
   p.job = job;
   __atomic_store_n(&p.done, 0u, __ATOMIC_SEQ_CST);
@@ -138,6 +145,17 @@ inline void parallelGemm(const Job& job, int blocks) {
     // Node lets its main thread wait (a browser's would not; there the workers' blocks are short).
     __builtin_wasm_memory_atomic_wait32(reinterpret_cast<int*>(&p.done), int(d), 1000 * 1000LL);
   }
+}
+
+// Runs fn(block, thread) for blocks 0…blocks−1 on the pool, the caller among the threads, and
+// returns when every block is done. fn lives on the caller's stack, in the shared memory, and is
+// called through the table every instance of the module fills alike.
+template <typename F>
+void parallelBlocks(int blocks, const F& fn) {
+  Job j{};
+  j.task = [](const void* context, uint32_t block, int thread) { (*static_cast<const F*>(context))(block, thread); };
+  j.context = &fn;
+  runOnPool(j, blocks);
 }
 
 }  // namespace wasm
