@@ -36,39 +36,38 @@ extern "C" __attribute__((export_name("runD"))) void runD(int reps) {
 }
 `;
 
-// The same k loop: V vectors of B, one splat of A per row, a multiply then an add into each sum.
+// The same k loop: two vectors of B, one splat of A per row, a multiply then an add into each sum;
+// one template for both dtypes over the SSE operations by overload.
 const nativeSource = `#include <immintrin.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 static float Af[4 * ${KC}] __attribute__((aligned(16))), Bf[${PANELS} * 8 * ${KC}] __attribute__((aligned(16))), Cf[4 * 8 * ${PANELS}];
 static double Ad[4 * ${KC}] __attribute__((aligned(16))), Bd[${PANELS} * 4 * ${KC}] __attribute__((aligned(16))), Cd[4 * 4 * ${PANELS}];
-__attribute__((noinline)) static void kf(const float* a, const float* b, float* c, int ldc) {
-  __m128 s[4][2];
-  for (int r = 0; r < 4; ++r) s[r][0] = s[r][1] = _mm_setzero_ps();
-  for (int k = 0; k < ${KC}; ++k, a += 4, b += 8) {
-    const __m128 b0 = _mm_loadu_ps(b), b1 = _mm_loadu_ps(b + 4);
+static inline __m128 load(const float* p) { return _mm_loadu_ps(p); }
+static inline __m128d load(const double* p) { return _mm_loadu_pd(p); }
+static inline __m128 splat(const float* p) { return _mm_set1_ps(*p); }
+static inline __m128d splat(const double* p) { return _mm_set1_pd(*p); }
+static inline __m128 madd(__m128 s, __m128 x, __m128 y) { return _mm_add_ps(s, _mm_mul_ps(x, y)); }
+static inline __m128d madd(__m128d s, __m128d x, __m128d y) { return _mm_add_pd(s, _mm_mul_pd(x, y)); }
+static inline void add(float* p, __m128 v) { _mm_storeu_ps(p, _mm_add_ps(_mm_loadu_ps(p), v)); }
+static inline void add(double* p, __m128d v) { _mm_storeu_pd(p, _mm_add_pd(_mm_loadu_pd(p), v)); }
+template <typename T, typename V>
+__attribute__((noinline)) void kernel(const T* a, const T* b, T* c, int ldc) {
+  constexpr int L = 16 / sizeof(T);
+  V s[4][2] = {};
+  for (int k = 0; k < ${KC}; ++k, a += 4, b += 2 * L) {
+    const V b0 = load(b), b1 = load(b + L);
     for (int r = 0; r < 4; ++r) {
-      const __m128 x = _mm_set1_ps(a[r]);
-      s[r][0] = _mm_add_ps(s[r][0], _mm_mul_ps(x, b0));
-      s[r][1] = _mm_add_ps(s[r][1], _mm_mul_ps(x, b1));
+      const V x = splat(a + r);
+      s[r][0] = madd(s[r][0], x, b0);
+      s[r][1] = madd(s[r][1], x, b1);
     }
   }
-  for (int r = 0; r < 4; ++r) for (int v = 0; v < 2; ++v) _mm_storeu_ps(c + r * ldc + 4 * v, _mm_add_ps(_mm_loadu_ps(c + r * ldc + 4 * v), s[r][v]));
+  for (int r = 0; r < 4; ++r) for (int v = 0; v < 2; ++v) add(c + r * ldc + L * v, s[r][v]);
 }
-__attribute__((noinline)) static void kd(const double* a, const double* b, double* c, int ldc) {
-  __m128d s[4][2];
-  for (int r = 0; r < 4; ++r) s[r][0] = s[r][1] = _mm_setzero_pd();
-  for (int k = 0; k < ${KC}; ++k, a += 4, b += 4) {
-    const __m128d b0 = _mm_loadu_pd(b), b1 = _mm_loadu_pd(b + 2);
-    for (int r = 0; r < 4; ++r) {
-      const __m128d x = _mm_set1_pd(a[r]);
-      s[r][0] = _mm_add_pd(s[r][0], _mm_mul_pd(x, b0));
-      s[r][1] = _mm_add_pd(s[r][1], _mm_mul_pd(x, b1));
-    }
-  }
-  for (int r = 0; r < 4; ++r) for (int v = 0; v < 2; ++v) _mm_storeu_pd(c + r * ldc + 2 * v, _mm_add_pd(_mm_loadu_pd(c + r * ldc + 2 * v), s[r][v]));
-}
+static void kf(const float* a, const float* b, float* c, int ldc) { kernel<float, __m128>(a, b, c, ldc); }
+static void kd(const double* a, const double* b, double* c, int ldc) { kernel<double, __m128d>(a, b, c, ldc); }
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 int main(int argc, char** argv) {
   const long reps = atol(argv[1]);
@@ -92,11 +91,11 @@ const run = (cmd, args) => {
 };
 try {
   writeFileSync(join(dir, 'kernel.cc'), wasmSource);
-  writeFileSync(join(dir, 'native.c'), nativeSource);
+  writeFileSync(join(dir, 'native.cc'), nativeSource);
   run(clang, ['--target=wasm32', '-O3', '-msimd128', '-mbulk-memory', '-std=c++17', '-fno-exceptions', '-fno-rtti', '-nostdlib',
     '-isystem', join(root, 'native', 'wasm', 'include'), '-I', join(root, 'native', 'wasm'), '-c', join(dir, 'kernel.cc'), '-o', join(dir, 'kernel.o')]);
   run(wasmLd, [join(dir, 'kernel.o'), '-o', join(dir, 'kernel.wasm'), '--no-entry']);
-  run(clang, ['-O3', '-mavx', '-ffp-contract=off', join(dir, 'native.c'), '-o', join(dir, 'native')]);
+  run(clang, ['-x', 'c++', '-std=c++17', '-O3', '-mavx', '-ffp-contract=off', join(dir, 'native.cc'), '-o', join(dir, 'native'), '-lstdc++']);
   const w = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(join(dir, 'kernel.wasm'))), {}).exports;
   const flopPerRep = { f32: 2 * 4 * 8 * KC * PANELS, f64: 2 * 4 * 4 * KC * PANELS };
   const best = { wasm: { f32: 0, f64: 0 }, native: { f32: 0, f64: 0 } };
