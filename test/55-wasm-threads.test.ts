@@ -1,6 +1,7 @@
 // The threaded wasm module (build-wasm/handgrad-threads.wasm: native/wasm/threads.h, lib/engine/
-// wasm-threads.ts): its GEMM cut into blocks of C across workers on one shared memory must give the
-// single-threaded module's bits (the ones test/15 records) at every shape, transpose and beta; the
+// wasm-threads.ts): its GEMM cut into blocks of C across workers on one shared memory, and a step's
+// activation backward cut into bands of columns, must give the single-threaded module's bits (the
+// ones test/15 records) at every shape, transpose and beta; the
 // workers must really compute blocks; the single-threaded module must still be what runs where
 // SharedArrayBuffer is absent; a process that used the workers must exit by itself; and each of
 // V8's tiers must finish the threaded GEMMs with those bits.
