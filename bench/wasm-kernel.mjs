@@ -20,7 +20,7 @@ if (!(Number.isInteger(rounds) && rounds >= 1)) {
 const clang = process.env.CLANG ?? 'clang';
 const wasmLd = process.env.WASM_LD ?? 'wasm-ld';
 // One panel of A (4 or 8 KiB) against 8 panels of B in turn (64 KiB in either dtype, read from L2
-// at 32 bytes a k step, well within its bandwidth), C's tiles accumulated: no packing, no memory.
+// at 32 bytes a k step, well within its bandwidth), C's tiles accumulated: no packing, nothing from DRAM.
 const KC = 256, PANELS = 8;
 
 const wasmSource = `#include "gemm.h"
