@@ -159,7 +159,7 @@ constexpr int kThreads = 1;
 // C[M,N] = alpha · op(A) · op(B) + beta · C on the calling thread, with thread's packing buffers.
 // beta = 0 never reads C (BLAS semantics). Each output is summed as acc = 0, acc += a·b for k
 // along each KC block in order, then C (=|+=) alpha·acc per block: where C's block starts (its
-// rows, its columns) changes nothing in that order, which lets threads.h cut C into blocks.
+// rows, its columns) changes nothing in that order, which lets gemm() below cut C into blocks for the pool (threads.h).
 template <typename T>
 void gemmSerial(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
                 T* C, int ldc, int thread) {
@@ -211,20 +211,26 @@ void gemm(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, in
   if (threads > 1 && M > 0 && N > 0 && double(M) * N * K >= double(1 << 22)) {
     // Two blocks a thread: a thread slowed by the machine's other work leaves its second to the others.
     const int want = 2 * threads;
-    Job j{sizeof(T) == 4, transA, transB, M, N, K, lda, ldb, ldc, double(alpha), double(beta), A, B, C, M, N, 1, nullptr, nullptr};
+    int rowsPer = M, colsPer = N, colBlocks = 1;  // block b: rows (b / colBlocks)·rowsPer…, columns (b % colBlocks)·colsPer…
     if (N >= M) {  // cut the columns, in whole NR panels and whole 64-byte lines (no line of C written by two threads)
       constexpr int step = S::kNR * int(sizeof(T)) >= 64 ? S::kNR : 64 / int(sizeof(T));
       static_assert(step % S::kNR == 0, "a block holds whole panels");
       const int steps = (N + step - 1) / step;
-      j.colsPer = ((steps + want - 1) / want) * step;
-      j.colBlocks = (N + j.colsPer - 1) / j.colsPer;
+      colsPer = ((steps + want - 1) / want) * step;
+      colBlocks = (N + colsPer - 1) / colsPer;
     } else {  // cut the rows, in whole MR panels
       const int panels = (M + S::kMR - 1) / S::kMR;
-      j.rowsPer = ((panels + want - 1) / want) * S::kMR;
+      rowsPer = ((panels + want - 1) / want) * S::kMR;
     }
-    const int blocks = ((M + j.rowsPer - 1) / j.rowsPer) * j.colBlocks;
+    const int blocks = ((M + rowsPer - 1) / rowsPer) * colBlocks;
     if (blocks > 1) {
-      runOnPool(j, blocks);
+      parallelBlocks(blocks, [&](uint32_t b, int thread) {
+        const int r0 = int(b / uint32_t(colBlocks)) * rowsPer, c0 = int(b % uint32_t(colBlocks)) * colsPer;
+        const int m = M - r0 < rowsPer ? M - r0 : rowsPer, n = N - c0 < colsPer ? N - c0 : colsPer;
+        // op(A)'s rows r0… and op(B)'s columns c0…: an offset into the stored matrix either way round.
+        const size_t aAt = transA ? size_t(r0) : size_t(r0) * lda, bAt = transB ? size_t(c0) * ldb : size_t(c0);
+        gemmSerial(transA, transB, m, n, K, alpha, A + aAt, lda, B + bAt, ldb, beta, C + size_t(r0) * ldc + c0, ldc, thread);
+      });
       return;
     }
   }

@@ -1,14 +1,14 @@
-// The threaded build's GEMM pool (scripts/build-wasm.mjs builds handgrad-threads.wasm with
+// The threaded build's pool (scripts/build-wasm.mjs builds handgrad-threads.wasm with
 // -DHG_WASM_THREADS, -matomics and a shared memory; lib/engine/wasm-threads.ts starts the workers).
 // Every worker is an instance of the same module on the same shared memory, parked in workerLoop
-// with its own stack (workerStack). A GEMM big enough to pay for waking them is cut into blocks of
-// C — whole rows or whole columns, never a cut along k — so each output is summed exactly as the
-// single-threaded GEMM sums it, whichever thread computes it: the bits do not depend on the threads.
-// The same pool runs other work cut into independent blocks (parallelBlocks): the activation's
-// backward pass with its bias gradient, in bands of columns (gemm.h forColumnBlocks).
+// with its own stack (workerStack). A job is work cut into independent blocks (parallelBlocks):
+// gemm.h cuts a GEMM big enough to pay for waking them into blocks of C — whole rows or whole
+// columns, never a cut along k — and the activation's backward pass into bands of columns
+// (forColumnBlocks), so each output is computed exactly as on one thread, whichever thread computes
+// it: the bits do not depend on the threads.
 //
 // The caller publishes a job and claims blocks itself like any worker, then waits until every block
-// is done. So the GEMM never depends on a worker being there: with none started yet (they start
+// is done. So the work never depends on a worker being there: with none started yet (they start
 // asynchronously) or none at all, the calling thread computes every block.
 #pragma once
 
@@ -20,16 +20,10 @@ namespace wasm {
 constexpr int kMaxThreads = 8;
 constexpr int kWorkerStackBytes = 64 * 1024;  // a GEMM block needs a few hundred bytes of stack
 
-// One job: a block of C = alpha·op(A)·op(B) + beta·C for either dtype, or, where task is set, any
-// work cut into blocks: task(context, block, thread) (parallelBlocks).
+// One job: block b of it is task(context, b, thread), thread the runner's index (its packing
+// buffers in gemm.h). context lives on the caller's stack, in the shared memory; task is called
+// through the table every instance of the module fills alike.
 struct Job {
-  bool f32, transA, transB;
-  int M, N, K, lda, ldb, ldc;
-  double alpha, beta;
-  const void* A;
-  const void* B;
-  void* C;
-  int rowsPer, colsPer, colBlocks;  // block b covers rows (b / colBlocks)·rowsPer…, columns (b % colBlocks)·colsPer…
   void (*task)(const void* context, uint32_t block, int thread);
   const void* context;
 };
@@ -66,25 +60,6 @@ constexpr uint32_t kSpinPolls = 1u << 17;
 inline Pool thePool{0, 0, 1, {}, {}, kSpinPolls};  // constant-initialized: no guard, no constructor to run per instance
 inline Pool& pool() { return thePool; }
 
-template <typename T>
-void gemmSerial(bool transA, bool transB, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
-                T* C, int ldc, int thread);
-
-inline void runBlock(const Job& j, uint32_t b, int thread) {
-  if (j.task) return j.task(j.context, b, thread);
-  const int r0 = int(b / uint32_t(j.colBlocks)) * j.rowsPer, c0 = int(b % uint32_t(j.colBlocks)) * j.colsPer;
-  const int m = j.M - r0 < j.rowsPer ? j.M - r0 : j.rowsPer, n = j.N - c0 < j.colsPer ? j.N - c0 : j.colsPer;
-  // op(A)'s rows r0… and op(B)'s columns c0…: an offset into the stored matrix either way round.
-  const size_t aAt = j.transA ? size_t(r0) : size_t(r0) * j.lda, bAt = j.transB ? size_t(c0) * j.ldb : size_t(c0);
-  const size_t cAt = size_t(r0) * j.ldc + c0;
-  if (j.f32)
-    gemmSerial<float>(j.transA, j.transB, m, n, j.K, float(j.alpha), static_cast<const float*>(j.A) + aAt, j.lda,
-                      static_cast<const float*>(j.B) + bAt, j.ldb, float(j.beta), static_cast<float*>(j.C) + cAt, j.ldc, thread);
-  else
-    gemmSerial<double>(j.transA, j.transB, m, n, j.K, j.alpha, static_cast<const double*>(j.A) + aAt, j.lda,
-                       static_cast<const double*>(j.B) + bAt, j.ldb, j.beta, static_cast<double*>(j.C) + cAt, j.ldc, thread);
-}
-
 // Claims and runs blocks of the published job until none is left; whether any was run.
 inline bool work(int thread) {
   Pool& p = pool();
@@ -92,7 +67,7 @@ inline bool work(int thread) {
   for (;;) {
     const uint32_t w = __atomic_fetch_add(&p.claim, 1u, __ATOMIC_SEQ_CST);
     if (nextOf(w) >= countOf(w)) return ran;
-    runBlock(p.job, nextOf(w), thread);  // the job cannot change before this block is counted done
+    p.job.task(p.job.context, nextOf(w), thread);  // the job cannot change before this block is counted done
     __atomic_fetch_add(&p.blocksRun[thread], 1u, __ATOMIC_RELAXED);
     ran = true;
     if (__atomic_add_fetch(&p.done, 1u, __ATOMIC_SEQ_CST) == countOf(w))
@@ -125,8 +100,7 @@ inline void workerLoop(int thread) {
   }
 }
 
-// Runs a job as `blocks` blocks on the pool (the caller being thread 0): C = alpha·op(A)·op(B) + beta·C,
-// or its task.
+// Runs a job as `blocks` blocks on the pool (the caller being thread 0).
 inline void runOnPool(const Job& job, int blocks) {
   Pool& p = pool();
   p.job = job;
@@ -148,14 +122,10 @@ inline void runOnPool(const Job& job, int blocks) {
 }
 
 // Runs fn(block, thread) for blocks 0…blocks−1 on the pool, the caller among the threads, and
-// returns when every block is done. fn lives on the caller's stack, in the shared memory, and is
-// called through the table every instance of the module fills alike.
+// returns when every block is done.
 template <typename F>
 void parallelBlocks(int blocks, const F& fn) {
-  Job j{};
-  j.task = [](const void* context, uint32_t block, int thread) { (*static_cast<const F*>(context))(block, thread); };
-  j.context = &fn;
-  runOnPool(j, blocks);
+  runOnPool({[](const void* context, uint32_t block, int thread) { (*static_cast<const F*>(context))(block, thread); }, &fn}, blocks);
 }
 
 }  // namespace wasm
