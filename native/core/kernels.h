@@ -239,6 +239,13 @@ inline __attribute__((always_inline)) void activationBackward(Activation act, co
   }
 }
 
+// The larger of two bounds on a magnitude, NaN once either is NaN (a compare with NaN is false
+// either way round): a running max|x| over parts in any order, which an order-free max allows.
+template <typename T>
+inline T largerBound(T top, T m) {
+  return !(m <= top) && top == top ? m : top;
+}
+
 // activationBackward followed by the batch sum of the result into db (db (+)= Σ_b dZ[b, :]), row
 // by row while the row is in cache: the same products and the same row-ordered sums as
 // activationBackward then sumRows, so the same bits, in one pass over dZ instead of two. The rows
@@ -258,9 +265,7 @@ inline __attribute__((always_inline)) T activationBackwardSumBody(Activation act
     const T* row = dA + at;
     for (size_t j = 0; j < cols; ++j) db[j] += row[j];
     if (!bound) continue;
-    const T m = maxMagnitudeBody(row, cols);
-    // Once NaN, the result stays NaN: a compare with NaN is false either way round.
-    if (!(m <= top) && top == top) top = m;
+    top = largerBound(top, maxMagnitudeBody(row, cols));
   }
   return bound ? top : std::numeric_limits<T>::infinity();
 }

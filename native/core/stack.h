@@ -465,9 +465,7 @@ StackStatus stackForwardBackward(const Net& n, const Step<T>& a, double* loss) {
         tops[band] = activationBackwardSum(act, input + c0, a.ws + at + c0, g + c0, B, c1 - c0, in, a.grads[p - 1] + c0, a.accumulate, bound);
       });
       gBound = tops[0];
-      // As activationBackwardSum does row by row: once NaN, the result stays NaN.
-      for (int band = 1; band < bands; ++band)
-        if (!(tops[band] <= gBound) && gBound == gBound) gBound = tops[band];
+      for (int band = 1; band < bands; ++band) gBound = largerBound(gBound, tops[band]);
       dbSummed = true;
     } else if (wanted) {
       // In place over g, the workspace's own buffer, which no one reads after; at layer 0 it is then
