@@ -126,6 +126,7 @@ describe.skipIf(goldenSkip !== null)(`exact mode: PyTorch's bits from the golden
         expect(of.some((c) => c.reduction === red && c.labelSmoothing > 0 && !c.targets)).toBe(true);
         expect(of.some((c) => c.reduction === red && c.targets && c.weight && c.labelSmoothing > 0)).toBe(true);
         expect(of.some((c) => c.reduction === red && c.ignoreIndex !== -100)).toBe(true);
+        expect(of.some((c) => c.reduction === red && c.ignoreIndex !== -100 && c.labelSmoothing > 0 && !c.weight)).toBe(true);
       }
       expect(of.some((c) => c.y2 !== null)).toBe(true);
     }
@@ -295,7 +296,7 @@ interface LossCase {
   targets: FloatArray | null; gradOutput: FloatArray | null;
 }
 const OPTIONS = ['plain', 'weight', 'ignoreIndex', 'labelSmoothing', 'targets', 'targets+weight+labelSmoothing',
-  'weight+ignoreIndex+labelSmoothing'] as const;
+  'ignoreIndex+labelSmoothing', 'weight+ignoreIndex+labelSmoothing'] as const;
 
 function lossCase(option: (typeof OPTIONS)[number], reduction: LossCase['reduction'], B: number, C: number,
   F: Float32ArrayConstructor | Float64ArrayConstructor, r: () => number): LossCase {

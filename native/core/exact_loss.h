@@ -2,8 +2,8 @@
 // exact mode (exact.h): aten/src/ATen/native/LossNLL.cpp cross_entropy_loss dispatches to
 //   class labels, no smoothing:   nll_loss(log_softmax(z), y, weight, reduction, ignore_index)
 //   class labels, smoothing ε:    (1−ε)·nll_loss(…) + smooth·(ε/C), smooth_b = −Σ_c logp_bc·w_c (0 on
-//                                 ignored rows) reduced by mean (÷B, or ÷Σ w[y] of the counted rows
-//                                 with a weight), sum or none  (cross_entropy_loss_label_smoothing)
+//                                 ignored rows) reduced by mean (the counted rows' mean, or Σ ÷ Σ w[y] of
+//                                 them with a weight), sum or none  (cross_entropy_loss_label_smoothing)
 //   probability targets q:        −Σ logp·q'·w, q' = q·(1−ε) + ε/C when ε > 0, summed over
 //                                 everything (÷B for mean) or per row for none
 //                                                               (cross_entropy_loss_prob_target)
@@ -148,26 +148,36 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
         }
         smooth[b] = y[b] == s.ignoreIndex ? T(0) : -sum;
       }
-      // The counted rows' Σ w[y_b] for mean with a weight: weight.gather(…).sum(), an at::sum.
-      T weightSum = T(0);
+      // 'mean': with a weight, smooth_loss.sum() ÷ the counted rows' Σ w[y_b] (weight.gather(…).sum(), an
+      // at::sum); without one, smooth_loss.masked_select(~ignore_mask).mean(): the counted rows' values
+      // alone, moved together in order, their at::sum ÷ their number. Not ÷B (ignored rows count in
+      // neither), and not the sum over all B rows: its zeros would group the partial sums differently.
+      T divisor = T(0);
+      size_t summed = B;  // how many of smooth's values the reduction adds
+      if (mean && !w) {
+        summed = 0;
+        for (size_t b = 0; b < B; ++b)
+          if (y[b] != s.ignoreIndex) smooth[summed++] = smooth[b];
+        divisor = static_cast<T>(summed);
+      }
       if (mean && w) {
         T* gathered = dz;  // still zero; B ≤ B·C values
         size_t k = 0;
         for (size_t b = 0; b < B; ++b)
           if (y[b] != s.ignoreIndex) gathered[k++] = w[y[b]];
-        weightSum = innerSum<W>(gathered, k);
+        divisor = innerSum<W>(gathered, k);
         for (size_t i = 0; i < k; ++i) gathered[i] = T(0);
       }
       if (none) {
         for (size_t b = 0; b < B; ++b) perRow[b] = keep * perRow[b] + smooth[b] * spread;
         loss = innerSum<W>(perRow, B);
       } else {
-        const T total = innerSum<W>(smooth, B);
-        const T ret = mean ? (w ? total / weightSum : total / static_cast<T>(B)) : total;
+        const T total = innerSum<W>(smooth, summed);
+        const T ret = mean ? total / divisor : total;
         loss = keep * nll + ret * spread;
       }
       // Backward: the nll term with upstream (1−ε) (per row: gradOutput_b·(1−ε)), the smooth term
-      // with ε/C, ÷B or ÷Σw, masked, negated, expanded over C, ·w; the two added at logp.
+      // with ε/C, ÷ the counted rows (or ÷Σw), masked, negated, expanded over C, ·w; the two added at logp.
       if (none) {
         for (size_t b = 0; b < B; ++b) scratch[b] = s.gradOutput[b] * keep;
         nllBackward(y, w, s.ignoreIndex, red, B, C, T(0), scratch, totalWeight, dz);
@@ -175,7 +185,7 @@ T crossEntropy(Capability cap, Fusion fuse, const T* logp, const int32_t* y, con
         nllBackward(y, w, s.ignoreIndex, red, B, C, keep, static_cast<const T*>(nullptr), totalWeight, dz);
       }
       for (size_t b = 0; b < B; ++b) {
-        T g = none ? s.gradOutput[b] * spread : mean ? (w ? spread / weightSum : spread / static_cast<T>(B)) : spread;
+        T g = none ? s.gradOutput[b] * spread : mean ? spread / divisor : spread;
         if (y[b] == s.ignoreIndex) g = T(0);
         g = -g;
         for (size_t c = 0; c < C; ++c) {

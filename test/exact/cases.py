@@ -93,6 +93,8 @@ def option_cases(dtype):
             yield run(dtype, kinds, w, B, reduction, targets=True, weight=True, smoothing=0.2)
             if B > 1 and C > 1:  # with C = 1 every row would be ignored ('mean': PyTorch's NaN, refused)
                 yield run(dtype, kinds, w, B, reduction, ignore_index=C - 1)
+                # 'mean' divides the smoothing term by the counted rows, not B (no weight: their number)
+                yield run(dtype, kinds, w, B, reduction, ignore_index=C - 1, smoothing=0.1)
                 yield run(dtype, kinds, w, B, reduction, ignore_index=1 % C, weight=True, smoothing=0.15)
 
 
@@ -159,6 +161,7 @@ def fixture_cases():
             yield run(dtype, kinds, w, 17, reduction, weight=True)
             yield run(dtype, kinds, w, 17, reduction, smoothing=0.1)
             yield run(dtype, kinds, w, 17, reduction, targets=True, weight=True, smoothing=0.2)
+            yield run(dtype, kinds, w, 17, reduction, ignore_index=3, smoothing=0.1)
             yield run(dtype, kinds, w, 17, reduction, ignore_index=3, weight=True, smoothing=0.15)
         yield run(dtype, kinds, widths_for(kinds, [5, 11, 1]), 4, 'mean', targets=True)
         yield run(dtype, kinds, widths_for(kinds, [5, 11, 2]), 1, 'none', weight=True, smoothing=0.3)
