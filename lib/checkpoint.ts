@@ -94,29 +94,38 @@ function linearParams(file: SafetensorsFile, net: FileNet, source: string): Reco
 const isTwoLayer = (net: FileNet) => net.specs.length === 3 && net.specs[0].kind === 'linear' && net.specs[1].kind !== 'linear' && net.specs[2].kind === 'linear';
 
 /**
- * Reads the two-layer net's W1, b1, W2, b2 and activation from either layout, in the file's float
- * dtype; a PyTorch state_dict without metadata needs `arch` (lib/io/layers.ts).
+ * Reads the two-layer net's W1, b1, W2, b2, activation and loss (`__metadata__.loss`, or
+ * F.cross_entropy's defaults, { reduction: 'mean' }) from either layout, in the file's float
+ * dtype; a PyTorch state_dict without metadata needs `arch` (lib/io/layers.ts). Everything is
+ * checked as loadSequential and loadModel check it: the same net is built from the file.
  * @throws {HandgradError} ERR_FILE
  */
-export function paramsFromFile(file: SafetensorsFile, source: string, arch: ArchitectureOptions = {}, caller = 'loadParams'): SavedParams & { layout: Layout; activation: Activation } {
+export function paramsFromFile(file: SafetensorsFile, source: string, arch: ArchitectureOptions = {}, caller = 'loadParams'): SavedParams & { layout: Layout; activation: Activation; loss: LossSpec } {
   const net = fileNet(file, source, arch, caller);
   if (!isTwoLayer(net)) {
     throw new HandgradError('ERR_FILE', `Expected the two-layer net's W1, b1, W2, b2 for ${source} but it holds a Sequential of other depth: read it with loadSequential (its layers: ${net.specs.map((s) => s.kind).join(', ')})`);
   }
-  const p = linearParams(file, net, source);
   const [l1, act, l2] = net.specs as [LinearSpec, { kind: Activation }, LinearSpec];
   if (l2.in !== l1.out) fileFail(`shape [${net.layout === 'torch' ? [l2.out, l1.out] : [l1.out, l2.out]}]`, net.tensors[1].W, `[${net.layout === 'torch' ? [l2.out, l2.in] : [l2.in, l2.out]}]`, source);
-  return { layout: net.layout, D: l1.in, H: l1.out, C: l2.out, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2, activation: act.kind };
+  // The Sequential the other loaders build, so that the loss (and everything else) is read and
+  // checked by the one reader: a two-layer file's loss is part of it as a deeper file's is.
+  const seq = sequentialOf(file, net, source);
+  const p = seq.params;
+  return { layout: net.layout, D: l1.in, H: l1.out, C: l2.out, W1: p.W1, b1: p.b1, W2: p.W2, b2: p.b2, activation: act.kind, loss: seq.loss.spec() };
 }
 
+/** Whether a loss is F.cross_entropy's default (mean, no options): what a file without "loss" means. */
+export const isDefaultLoss = (loss: LossSpec): boolean => Object.keys(loss).length === 1 && loss.reduction === 'mean';
+
 /**
- * Loads parameters written by saveParams, Trainer.save, or PyTorch (see the layout note above). A
+ * Loads parameters written by saveParams, Trainer.save, or PyTorch (see the layout note above),
+ * with the loss the file was saved with (`loss`: its reduction and options, checked). A
  * PyTorch state_dict records no activation: pass it, `{ activation: 'tanh' }` or
  * `{ layers: ['linear', 'tanh', 'linear'] }` (Dropout and Identity may fill index gaps: lib/io/layers.ts).
  * @throws {TypeError|RangeError} bad options
  * @throws {HandgradError} ERR_FILE for a missing, malformed or mismatched file, a state_dict without its activation, options that contradict the file
  */
-export function loadParams(path: string, opts: ArchitectureOptions = {}): SavedParams & { layout: Layout; activation: Activation; metadata: Record<string, string> } {
+export function loadParams(path: string, opts: ArchitectureOptions = {}): SavedParams & { layout: Layout; activation: Activation; loss: LossSpec; metadata: Record<string, string> } {
   const arch = architecture(v.options('opts', opts, ['layers', 'activation'] as const));
   const file = loadSafetensors(path);
   return { ...paramsFromFile(file, path, arch), metadata: file.metadata };
@@ -155,15 +164,16 @@ export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad', 
 export function sequentialMetadata(seq: Sequential, layout: Layout, twoLayer?: Activation, modules?: readonly ModuleKind[]): Record<string, string> {
   // The nn.Sequential's modules when the indices follow them (Dropout, Identity among the layers).
   const torchModules: Record<string, string> = layout === 'torch' && modules !== undefined ? { modules: JSON.stringify(modules) } : {};
+  // The loss's options (weight, ignoreIndex, labelSmoothing, a reduction other than the mean) are
+  // part of the model, a two-layer one's too (a Model loadModel read from such a file): a file
+  // without them would load as a different training objective.
+  const loss = seq.loss.spec();
+  const lossMeta: Record<string, string> = isDefaultLoss(loss) ? {} : { loss: JSON.stringify(loss) };
   if (twoLayer !== undefined) {
     const [D, H, C] = [seq.inFeatures, seq.widths[1], seq.classes].map(String);
-    return { format: 'handgrad', layout, activation: twoLayer, dtype: seq.dtype, D, H, C, ...torchModules };
+    return { format: 'handgrad', layout, activation: twoLayer, dtype: seq.dtype, D, H, C, ...lossMeta, ...torchModules };
   }
   const act = seq.layers.find((l) => l.kind !== 'linear');
-  // The loss's options (weight, ignoreIndex, labelSmoothing, a reduction other than the mean) are
-  // part of the model: a file without them would load as a different training objective.
-  const loss = seq.loss.spec();
-  const lossMeta: Record<string, string> = Object.keys(loss).length > 1 || loss.reduction !== 'mean' ? { loss: JSON.stringify(loss) } : {};
   return {
     format: 'handgrad', layout, dtype: seq.dtype, layers: JSON.stringify(seq.spec().layers), D: String(seq.inFeatures), C: String(seq.classes),
     ...(act ? { activation: act.kind } : {}), ...lossMeta, ...torchModules,

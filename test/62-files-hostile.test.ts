@@ -352,6 +352,56 @@ describe('F11/F12: a model file\'s preprocess', () => {
   });
 });
 
+/** Every reader of a parameter file, each over a path (the four must agree on what a file is). */
+const LOADERS: [string, (path: string) => unknown][] = [
+  ['loadParams', (q) => loadParams(q)], ['loadSequential', (q) => loadSequential(q)], ['loadModel', (q) => loadModel(q)], ['Trainer.load', (q) => Trainer.load(q)],
+];
+/** Each loader's refusal of `path`: an ERR_FILE whose message matches `message` and names the file. */
+function refusedByEvery(path: string, message: RegExp): void {
+  for (const [name, load] of LOADERS) {
+    const e = err(() => load(path));
+    expect(e.code, `${name}: ${e.message}`).toBe('ERR_FILE');
+    expect(e.message, name).toMatch(message);
+    expect(e.message, name).toContain(path);
+  }
+}
+
+describe("F13: a two-layer file's loss is read by every loader, and checked", () => {
+  // The loss as written here is the truth: { reduction: 'sum', weight: [1, 5, 1] }.
+  const loss = { reduction: 'sum', weight: [1, 5, 1] };
+  const file = (text: string) => net([[4, 5], [5, 3]], { activation: 'relu', loss: text });
+  it('loadParams returns it; loadSequential, loadModel and Trainer.load build the net with it', () => {
+    const q = put('loss.st', file(JSON.stringify(loss)));
+    expect(loadParams(q).loss).toEqual(loss);
+    expect(loadSequential(q).spec()).toMatchObject({ reduction: 'sum', loss: { weight: [1, 5, 1] } });
+    expect(loadModel(q).net.spec()).toMatchObject({ reduction: 'sum', loss: { weight: [1, 5, 1] } });
+    // Two-layer params carry no loss: the Trainer trains the file's Sequential, with its loss.
+    expect(Trainer.load(q).model.spec()).toMatchObject({ reduction: 'sum', loss: { weight: [1, 5, 1] } });
+  });
+  it('saved again (Model.save, Trainer.save), the loss is still in the file', () => {
+    const q = put('loss.st', file(JSON.stringify(loss)));
+    for (const bytes of [loadModel(q).save(), Trainer.load(q).save()]) {
+      expect(JSON.parse(readSafetensors(bytes).metadata.loss)).toEqual(loss);
+    }
+  });
+  it('a file without one reads as the mean (loadParams says so)', () => {
+    expect(loadParams(put('noloss.st', net([[4, 5], [5, 3]], { activation: 'relu' }))).loss).toEqual({ reduction: 'mean' });
+  });
+  it('a malformed loss, an unknown reduction or option, a weight of other length than C: every loader refuses', () => {
+    refusedByEvery(put('loss-bad.st', file('not json')), /__metadata__\.loss but received "not json"/);
+    refusedByEvery(put('loss-red.st', file('{"reduction":"total"}')), /reduction but received "total"/);
+    refusedByEvery(put('loss-key.st', file('{"reduction":"mean","weights":[1,5,1]}')), /'weights'/);
+    refusedByEvery(put('loss-len.st', file('{"reduction":"mean","weight":[1,5]}')), /3 elements .*weight/);
+  });
+  it("Trainer.load refuses reduction 'none' as the file's (a step needs a scalar loss)", () => {
+    const q = put('loss-none.st', file('{"reduction":"none"}'));
+    expect(loadModel(q).net.spec().reduction).toBe('none');
+    const e = err(() => Trainer.load(q));
+    expect(e.code).toBe('ERR_FILE');
+    expect(e.message).toMatch(/__metadata__\.loss\.reduction but received "none"/);
+  });
+});
+
 describe('an empty path is a TypeError naming it', () => {
   it("saveParams(''), saveSequential(''), saveSafetensors('')", () => {
     const p = initParams({ D: 2, H: 3, C: 2 }, { seed: 1 });

@@ -4,7 +4,7 @@ import { accessSync, constants as fsConstants, existsSync, realpathSync, statSyn
 import { dirname, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
-import { paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
+import { isDefaultLoss, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
 import type { Evaluation } from '../layers/class-metrics';
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
@@ -748,8 +748,15 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const { file, name: path, path: filePath } = fileFrom(source, 'checkpoint');
     const meta = file.metadata;
     // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one; so
-    // does any net but Linear, act, Linear.
-    const p = meta.layers !== undefined || holdsSequential(file, path, arch, 'Trainer.load') ? sequentialFromFile(file, path, arch, 'Trainer.load') : paramsFromFile(file, path, arch, 'Trainer.load');
+    // does any net but Linear, act, Linear, and a two-layer file whose loss is not
+    // F.cross_entropy's default (two-layer params carry no loss: it would train on another objective).
+    const read = meta.layers !== undefined || holdsSequential(file, path, arch, 'Trainer.load') ? sequentialFromFile(file, path, arch, 'Trainer.load') : paramsFromFile(file, path, arch, 'Trainer.load');
+    const p = read instanceof Sequential || isDefaultLoss(read.loss) ? read : sequentialFromFile(file, path, arch, 'Trainer.load');
+    // A model file may hold reduction 'none' (a net to predict with), which has no scalar to step
+    // on: the file's loss is refused as the file's, not as a TypeError about the caller's params.
+    if (p instanceof Sequential && p.loss.spec().reduction === 'none') {
+      fileError(path, "a loss that reduces to a scalar (reduction 'mean' or 'sum'): a Trainer's step is loss.backward()", '__metadata__.loss.reduction', 'none');
+    }
     const layout = layoutOf(file);
     const parameters = 2 * (p instanceof Sequential ? p.layers.filter((l) => l.kind === 'linear').length : 2);
     // Where the optimizer state is: none (false), the file itself (handgrad's layout), or the
