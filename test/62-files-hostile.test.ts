@@ -402,6 +402,18 @@ describe("F13: a two-layer file's loss is read by every loader, and checked", ()
   });
 });
 
+describe('F14: a layers entry with a key the format does not define is refused', () => {
+  const file = (layers: object[]) => net([[4, 5], [5, 3]], { layers: JSON.stringify(layers) });
+  it("{ kind: 'linear', in, out, activation: 'tanh' } and { kind: 'relu', out: 5 }", () => {
+    refusedByEvery(put('layers-act.st', file([{ kind: 'linear', in: 4, out: 5, activation: 'tanh' }, { kind: 'relu' }, { kind: 'linear', in: 5, out: 3 }])), /__metadata__\.layers\[0\] but received the key "activation"/);
+    refusedByEvery(put('layers-out.st', file([{ kind: 'linear', in: 4, out: 5 }, { kind: 'relu', out: 5 }, { kind: 'linear', in: 5, out: 3 }])), /__metadata__\.layers\[1\] but received the key "out"/);
+  });
+  it('the same list without the extra keys loads (the control)', () => {
+    const q = put('layers-ok.st', file([{ kind: 'linear', in: 4, out: 5 }, { kind: 'tanh' }, { kind: 'linear', in: 5, out: 3 }]));
+    expect(loadModel(q).net.spec().layers.map((l) => l.kind)).toEqual(['linear', 'tanh', 'linear']);
+  });
+});
+
 describe('an empty path is a TypeError naming it', () => {
   it("saveParams(''), saveSequential(''), saveSafetensors('')", () => {
     const p = initParams({ D: 2, H: 3, C: 2 }, { seed: 1 });

@@ -71,8 +71,10 @@ const LAYER_KINDS: readonly string[] = ['linear', ...v.ACTIVATIONS];
 
 /**
  * The "layers" metadata as a checked list: JSON, an array of at most MAX_LAYERS entries, each
- * { kind } of a known kind, a Linear's in and out positive 32-bit integers. Every value is checked
- * before anything formats or compares it, so nothing deep in the JSON is ever walked.
+ * { kind } of a known kind, a Linear's in and out positive 32-bit integers, and no other key (as
+ * Sequential.fromSpec: { kind: 'linear', in, out, activation: 'tanh' } would otherwise be read as a
+ * plain Linear, without the tanh its writer meant). Every value is checked before anything formats
+ * or compares it, so nothing deep in the JSON is ever walked.
  */
 export function layerList(text: string, fail: Fail): LayerSpec[] {
   const key = '__metadata__.layers';
@@ -89,6 +91,9 @@ export function layerList(text: string, fail: Fail): LayerSpec[] {
     if (s === null || typeof s !== 'object' || Array.isArray(s) || typeof kind !== 'string' || !LAYER_KINDS.includes(kind)) {
       fail(`a layer { kind: ${LAYER_KINDS.map((k) => `'${k}'`).join(' | ')}, … }`, `${key}[${i}]`, v.describe(s));
     }
+    const keys = kind === 'linear' ? ['kind', 'in', 'out'] : ['kind'];
+    const other = Object.keys(s as object).find((k) => !keys.includes(k));
+    if (other !== undefined) fail(`a ${kind === 'linear' ? "Linear layer's" : 'layer\'s'} keys ${keys.join(', ')} only`, `${key}[${i}]`, `the key ${JSON.stringify(other.slice(0, 40))}`);
     if (kind !== 'linear') return;
     for (const side of ['in', 'out'] as const) {
       const n = (s as Record<string, unknown>)[side];
