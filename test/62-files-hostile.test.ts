@@ -414,6 +414,41 @@ describe('F14: a layers entry with a key the format does not define is refused',
   });
 });
 
+/**
+ * A file of Linear layers by hand, in either layout: handgrad's W{k} [in,out], b{k} [out], or
+ * PyTorch's {i}.weight [out,in], {i}.bias [out] at i = 0, 2, 4, … (F64, each filled with
+ * 0.1·(index + 1)), with some tensors' values given instead.
+ */
+function linears(layout: 'handgrad' | 'torch', dims: [number, number][], edit: Record<string, number[]> = {}, meta: Record<string, string> = { activation: 'relu' }): Buffer {
+  const header: Record<string, unknown> = { __metadata__: meta };
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  const add = (name: string, shape: number[]) => {
+    const values = edit[name] ?? Array.from({ length: shape.reduce((x, y) => x * y, 1) }, (_, j) => 0.1 * (j + 1));
+    header[name] = { dtype: 'F64', shape, data_offsets: [at, at + 8 * values.length] };
+    at += 8 * values.length;
+    parts.push(f64(...values));
+  };
+  dims.forEach(([i, o], k) => {
+    if (layout === 'torch') {
+      add(`${2 * k}.weight`, [o, i]);
+      add(`${2 * k}.bias`, [o]);
+    } else {
+      add(`W${k + 1}`, [i, o]);
+      add(`b${k + 1}`, [o]);
+    }
+  });
+  return st(header, Buffer.concat(parts));
+}
+
+describe('F15: a Linear with a zero dimension is refused by every loader', () => {
+  it('W1 [0,5] (D = 0), W2 [5,0] with b2 [0] (C = 0), and a state_dict\'s 0.weight [5,0]', () => {
+    refusedByEvery(put('d0.st', net([[0, 5], [5, 3]], { activation: 'relu' })), /positive dimensions for W1 but received shape \[0,5\]/);
+    refusedByEvery(put('c0.st', net([[4, 5], [5, 0]], { activation: 'relu' })), /positive dimensions for W2 but received shape \[5,0\]/);
+    refusedByEvery(put('d0-torch.st', linears('torch', [[0, 5], [5, 3]])), /positive dimensions for 0\.weight but received shape \[5,0\]/);
+  });
+});
+
 describe('an empty path is a TypeError naming it', () => {
   it("saveParams(''), saveSequential(''), saveSafetensors('')", () => {
     const p = initParams({ D: 2, H: 3, C: 2 }, { seed: 1 });

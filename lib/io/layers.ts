@@ -244,6 +244,8 @@ export function fileNet(file: SafetensorsFile, source: string, arch: Architectur
     dtype ??= w.dtype as 'F64' | 'F32';
     if (w.shape.length !== 2) fail(`a 2-D tensor (a Linear's weight${layout === 'torch' ? '; LayerNorm and other modules are not read' : ''})`, W, `shape [${w.shape}]`);
     const [inF, outF] = layout === 'torch' ? [w.shape[1], w.shape[0]] : w.shape;
+    // A Linear of no inputs or no outputs is no net (loadParams read it as D = 0).
+    if (inF < 1 || outF < 1) fail("a Linear's weight of positive dimensions", W, `shape [${w.shape}]`);
     const j = savedLinear?.[k - 1];
     const s = j === undefined ? undefined : (saved![j] as Extract<LayerSpec, { kind: 'linear' }>);
     if (s !== undefined && (s.in !== inF || s.out !== outF)) {
