@@ -72,6 +72,19 @@ export function metadataOption(m: unknown): Record<string, string> {
   return m as Record<string, string>;
 }
 
+/**
+ * A weight or bias as the file holds it (before any transpose, so the index is the file's): NaN or
+ * ±Infinity is refused on load, naming the file and tensor, rather than found later by predict or
+ * fit as a RangeError about "W1" that names no file, or saved back out.
+ * @throws {HandgradError} ERR_FILE
+ */
+function finiteTensor(data: FloatArray, name: string, source: string): void {
+  for (let j = 0; j < data.length; j++) {
+    const x = data[j];
+    if (!Number.isFinite(x)) fileFail('finite values', `tensor ${JSON.stringify(name)}`, `${x} at index ${j}`, source);
+  }
+}
+
 /** The Linear layers' tensors of a file's net, W1, b1, … in handgrad's form ([in,out]), copied. */
 function linearParams(file: SafetensorsFile, net: FileNet, source: string): Record<string, FloatArray> {
   const fail = (what: string, name: string, got: string): never => fileFail(what, name, got, source);
@@ -84,6 +97,8 @@ function linearParams(file: SafetensorsFile, net: FileNet, source: string): Reco
     const b = tensorOf(file, bName, [net.dtype], source);
     if (b.shape.length !== 1) fail('a 1-D tensor', bName, `shape [${b.shape}]`);
     if (b.shape[0] !== s.out) fail(`shape [${s.out}]`, bName, `[${b.shape}]`);
+    finiteTensor(W.data as FloatArray, wName, source);
+    finiteTensor(b.data as FloatArray, bName, source);
     params[`W${k}`] = net.layout === 'torch' ? transpose(W.data as FloatArray, s.out, s.in) : (W.data as FloatArray).slice();
     params[`b${k}`] = (b.data as FloatArray).slice();
   }
@@ -137,7 +152,10 @@ export function loadParams(path: string, opts: ArchitectureOptions = {}): SavedP
 // The layer list itself travels in the metadata ("layers", JSON), since a state_dict has no record
 // of the activations.
 
-/** The tensors of a Sequential in the chosen layout, ready for writeSafetensors. */
+/**
+ * The tensors of a Sequential in the chosen layout, ready for writeSafetensors.
+ * @throws {RangeError} a non-finite weight or bias, naming it (W1, b1, … by Linear number)
+ */
 export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad', modules?: readonly ModuleKind[]): Record<string, TensorInput> {
   const out: Record<string, TensorInput> = {};
   const index = moduleIndices(seq.layers.map((l) => l.kind), modules, 'opts.layers');
@@ -146,6 +164,9 @@ export function sequentialTensors(seq: Sequential, layout: Layout = 'handgrad', 
     if (!(l instanceof Linear)) return;
     const k = seq.linearNumber[j];
     const { W, b } = l.params;
+    // Every loader refuses NaN and ±Infinity weights: no writer produces a file that cannot be read.
+    v.assertFinite(`W${k}`, W);
+    v.assertFinite(`b${k}`, b);
     if (layout === 'torch') {
       out[`${i}.weight`] = { shape: [l.outFeatures, l.inFeatures], data: transpose(W, l.inFeatures, l.outFeatures) };
       out[`${i}.bias`] = { shape: [l.outFeatures], data: b };

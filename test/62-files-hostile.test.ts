@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { initParams, Linear, loadModel, loadParams, loadSequential, readSafetensors, ReLU, saveParams, saveSequential, Sequential, Trainer, writeSafetensors, xor } from '../lib';
+import { initParams, Linear, loadModel, loadParams, loadSequential, readSafetensors, ReLU, saveModel, saveParams, saveSequential, Sequential, Trainer, writeSafetensors, xor } from '../lib';
 import { saveSafetensors } from '../lib/io/safetensors';
 
 const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
@@ -446,6 +446,49 @@ describe('F15: a Linear with a zero dimension is refused by every loader', () =>
     refusedByEvery(put('d0.st', net([[0, 5], [5, 3]], { activation: 'relu' })), /positive dimensions for W1 but received shape \[0,5\]/);
     refusedByEvery(put('c0.st', net([[4, 5], [5, 0]], { activation: 'relu' })), /positive dimensions for W2 but received shape \[5,0\]/);
     refusedByEvery(put('d0-torch.st', linears('torch', [[0, 5], [5, 3]])), /positive dimensions for 0\.weight but received shape \[5,0\]/);
+  });
+});
+
+describe('F16: NaN and ±Infinity weights are refused on load (naming file, tensor, index) and on save', () => {
+  // Values 0.1·(j + 1) as net() writes them, one replaced.
+  const w = (n: number, at: number, bad: number) => Array.from({ length: n }, (_, j) => (j === at ? bad : 0.1 * (j + 1)));
+  it('NaN in W1, Infinity in b2: every loader; -Infinity in a deeper net\'s W3: every loader of one', () => {
+    refusedByEvery(put('nan-w1.st', linears('handgrad', [[4, 5], [5, 3]], { W1: w(20, 3, NaN) })), /finite values for tensor "W1" but received NaN at index 3/);
+    refusedByEvery(put('inf-b2.st', linears('handgrad', [[4, 5], [5, 3]], { b2: w(3, 2, Infinity) })), /finite values for tensor "b2" but received Infinity at index 2/);
+    const deep = put('inf-w3.st', linears('handgrad', [[4, 5], [5, 5], [5, 3]], { W3: w(15, 14, -Infinity) }));
+    for (const load of [() => loadSequential(deep), () => loadModel(deep), () => Trainer.load(deep)]) {
+      const e = err(load);
+      expect(e.code).toBe('ERR_FILE');
+      expect(e.message).toMatch(/finite values for tensor "W3" but received -Infinity at index 14/);
+    }
+  });
+  it("a state_dict's -Infinity is named by its own tensor and index (before the transpose)", () => {
+    refusedByEvery(put('inf-torch.st', linears('torch', [[4, 5], [5, 3]], { '2.weight': w(15, 7, -Infinity) })), /finite values for tensor "2\.weight" but received -Infinity at index 7/);
+  });
+  it('the same files with finite values load (the control)', () => {
+    for (const [name, load] of LOADERS) {
+      expect(() => load(put('finite.st', linears('handgrad', [[4, 5], [5, 3]]))), name).not.toThrow();
+      expect(() => load(put('finite-torch.st', linears('torch', [[4, 5], [5, 3]]))), name).not.toThrow();
+    }
+  });
+  it('a net with a NaN weight is not written: saveParams, saveSequential, saveModel, Model.save', () => {
+    const p = initParams({ D: 2, H: 3, C: 2 }, { seed: 1 });
+    p.W2[4] = NaN;
+    const seq = new Sequential([new Linear(2, 3), new ReLU(), new Linear(3, 2)]);
+    const model = loadModel(saveModel(seq)!);
+    seq.params.b1[1] = Infinity;
+    model.net.params.W1[5] = -Infinity;
+    const cases: [string, () => unknown, RegExp][] = [
+      ['saveParams', () => saveParams(join(dir, 'nan.st'), p), /finite values in W2 but received NaN at index 4/],
+      ['saveSequential', () => saveSequential(join(dir, 'nan.st'), seq), /finite values in b1 but received Infinity at index 1/],
+      ['saveModel', () => saveModel(seq), /finite values in b1 but received Infinity at index 1/],
+      ['Model.save', () => model.save(), /finite values in W1 but received -Infinity at index 5/],
+    ];
+    for (const [name, save, message] of cases) {
+      const e = err(save);
+      expect(e, name).toBeInstanceOf(RangeError);
+      expect(e.message, name).toMatch(message);
+    }
   });
 });
 
