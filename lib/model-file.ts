@@ -199,6 +199,30 @@ export function fileFrom(source: unknown, what = 'model'): { file: SafetensorsFi
 /** The bytes of a safetensors file as a Buffer (over the same memory). */
 export const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/**
+ * X as an array: numbers only, checked by index (a row as a nested array included: rows are
+ * flattened by the caller, so that [n,D] is never guessed).
+ * @throws {TypeError}
+ */
+function numbersOnly(X: readonly unknown[]): void {
+  for (let i = 0; i < X.length; i++) {
+    const x = X[i];
+    if (typeof x === 'number') continue;
+    v.fail(TypeError, Array.isArray(x) ? 'a number (X is a flat array [n·D]: pass rows.flat())' : 'a number', `X[${i}]`, x);
+  }
+}
+
+/**
+ * X converted to a float32 net's dtype: a finite value past float32's range (|x| > 3.4028235e38)
+ * became ±Infinity there, and is named as the caller's value it was.
+ * @throws {RangeError}
+ */
+function withinDtype(X: ArrayLike<number>, x: FloatArray): void {
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) v.fail(RangeError, "values within float32's range (|x| ≤ 3.4028235e38; the model is float32)", 'X', new v.Received(`${X[i]} at index ${i}`));
+  }
+}
+
 /** What a model's forward takes: X [n,D] as a Float64Array or Float32Array, or an array of numbers. */
 export type Rows = Float64Array | Float32Array | readonly number[];
 
@@ -255,20 +279,45 @@ export class Model {
   /**
    * Raw rows as the net takes them: in its dtype, standardized with the saved statistics (computed
    * as `handgrad train` did: the row in the net's dtype, (x − mean) / std in float64, rounded once).
-   * @throws {TypeError|RangeError} X not a float array or array of numbers, a length not a multiple of D, a non-finite value
+   * What is refused is named as the caller's X only when it is X's: a value that is no number, not
+   * finite, or past float32's range for a float32 net; a standardization that overflows is named as
+   * that, with its column.
+   * @throws {TypeError|RangeError} X not a float array or flat array of numbers, a length not a multiple of D, a non-finite value, an overflow
    */
   transform(X: Rows): FloatArray {
     const D = this.net.inFeatures;
     const A = this.net.dtype === 'float32' ? Float32Array : Float64Array;
     if (!(X instanceof Float64Array || X instanceof Float32Array || Array.isArray(X))) v.fail(TypeError, 'a Float64Array, Float32Array or array of numbers [n,D]', 'X', X);
+    // Before any conversion, which would read null and '' as 0, true as 1, '7' as 7 and [5] as 5.
+    if (Array.isArray(X)) numbersOnly(X as readonly unknown[]);
     if (X.length === 0 || X.length % D !== 0) v.fail(RangeError, `a positive multiple of D = ${D} values ([n,D])`, 'X', new v.Received(`${X.length} values`));
+    v.assertFinite('X', X as FloatArray); // the caller's values, as given
     const x = X instanceof A ? X : A.from(X as ArrayLike<number>);
-    v.assertFinite('X', x);
+    if (x !== X) withinDtype(X, x);
     const p = this.#preprocess; // the private copy: no caller can have changed it
     if (!p) return x === X ? x.slice() : x;
     const out = new A(x.length);
     for (let i = 0; i < x.length; i += D) for (let j = 0; j < D; j++) out[i + j] = (x[i + j] - p.mean[j]) / p.std[j];
+    this.standardizedFinite(x, out);
     return out;
+  }
+
+  /**
+   * Finite rows can still standardize to ±Infinity ((1e308 − (−1e308)) / 1, or a float64 result
+   * past float32's range): that is the saved standardizer's overflow, named with its column.
+   * @throws {RangeError}
+   */
+  private standardizedFinite(x: FloatArray, out: FloatArray): void {
+    const D = this.net.inFeatures;
+    const p = this.#preprocess!;
+    for (let i = 0; i < out.length; i++) {
+      if (Number.isFinite(out[i])) continue;
+      const j = i % D;
+      const column = `column ${j}${this.features ? ` (${JSON.stringify(this.features[j])})` : ''}`;
+      throw new RangeError(
+        `Expected finite standardized values but (x − mean) / std overflowed the ${this.net.dtype} range in ${column} for X at index ${i}: x = ${x[i]}, mean = ${p.mean[j]}, std = ${p.std[j]}`,
+      );
+    }
   }
 
   /** Softmax probabilities [n,C] of raw rows. */

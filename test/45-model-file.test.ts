@@ -249,6 +249,45 @@ describe('hostile model files are refused (ERR_FILE naming the key), by loadMode
   });
 });
 
+describe("Model.predict's X: refused as what it is, never coerced or blamed for the model's overflow", () => {
+  const model = (dtype: 'float64' | 'float32', preprocess?: { mean: number[]; std: number[] }) =>
+    loadModel(saveModel(Sequential.mlp([4, 5, 3], { seed: 0, dtype }), undefined, preprocess ? { preprocess, features: ['a', 'b', 'c', 'd'] } : {})!);
+  it('an array holding anything but numbers is a TypeError naming the index (null, "", true, "7", [5], "abc")', () => {
+    const m = model('float64');
+    for (const [bad, shown] of [[null, 'null'], ['', '""'], [true, 'boolean'], ['7', '"7"'], [[5], 'Array of length 1'], ['abc', '"abc"']] as const) {
+      for (const call of [() => m.predict([1, 2, bad as never, 4]), () => m.probs([1, 2, bad as never, 4])]) {
+        const e = thrown(call);
+        expect(e, String(bad)).toBeInstanceOf(TypeError);
+        expect(e.message, String(bad)).toMatch(new RegExp(`^Expected a number.* for X\\[2\\] but received ${shown.replace(/[[\]]/g, '\\$&')}$`));
+      }
+    }
+    // Rows as nested arrays are named at the first row, with what to pass instead.
+    expect(thrown(() => m.predict([[1, 2, 3, 4]] as never)).message).toMatch(/for X\[0\] but received Array of length 4/);
+    // The control: the same rows as numbers predict as the typed array does.
+    expect(Array.from(m.predict([1, 2, 0, 4]))).toEqual(Array.from(m.predict(Float64Array.of(1, 2, 0, 4))));
+  });
+  it("a finite value past float32's range given to a float32 model is named as the caller's, with its index", () => {
+    const m = model('float32');
+    for (const X of [Float64Array.of(0, 0, 0, 1e39), [0, 0, 0, -1e39]]) {
+      const e = thrown(() => m.predict(X));
+      expect(e).toBeInstanceOf(RangeError);
+      expect(e.message).toMatch(/^Expected values within float32's range .* for X but received -?1e\+39 at index 3$/);
+    }
+    // 3.4e38 is within float32's range (its largest is 3.4028234663852886e38): it is predicted on.
+    expect(m.predict([0, 0, 0, 3.4e38])).toHaveLength(1);
+  });
+  it("a standardization that overflows is the standardizer's, naming its column; the caller's X was finite", () => {
+    // (1e308 − (−1e308)) / 1 = 2e308 > Number.MAX_VALUE (1.797e308): Infinity in float64.
+    const wide = thrown(() => model('float64', { mean: [0, -1e308, 0, 0], std: [1, 1, 1, 1] }).predict([0, 1e308, 0, 0]));
+    expect(wide).toBeInstanceOf(RangeError);
+    expect(wide.message).toMatch(/^Expected finite standardized values but \(x − mean\) \/ std overflowed the float64 range in column 1 \("b"\) for X at index 1: x = 1e\+308, mean = -1e\+308, std = 1$/);
+    // 1 / 1e-300 = 1e300: finite in float64, past float32's range once rounded to the net's dtype.
+    const narrow = thrown(() => model('float32', { mean: [0, 0, 0, 0], std: [1, 1, 1e-300, 1] }).probs([0, 0, 1, 0, 0, 0, 0, 0]));
+    expect(narrow.message).toMatch(/overflowed the float32 range in column 2 \("c"\) for X at index 2: x = 1, mean = 0, std = 1e-300$/);
+    expect(narrow.message).not.toMatch(/finite values in X/);
+  });
+});
+
 describe('saveModel, Trainer.save: every option checked', () => {
   const seq = Sequential.mlp([3, 4, 2], { seed: 1 });
   it('unknown keys, counts that do not match D or C, a std ≤ 0, the format\'s own metadata keys', () => {
