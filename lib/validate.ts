@@ -512,6 +512,12 @@ export function sizes(d: Dims): void {
   }
 }
 
+/** The buffer a view holds bytes of (through the intrinsic getters), or null for a view of no bytes, which shares memory with nothing. */
+export function memoryOf(view: ArrayBufferView): ArrayBufferLike | null {
+  if (byteLengthOf(view) === 0) return null;
+  return view instanceof DataView ? (dataViewBuffer.call(view) as ArrayBufferLike) : bufferOf(view);
+}
+
 /**
  * Refuses an output that shares bytes with an input or another output (a silent wrong answer).
  * Names are looked up only on failure: this runs on every call with `out` buffers.

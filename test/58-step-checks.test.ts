@@ -5,6 +5,7 @@
 // order (buffers checked before an unknown key is named), reading each option once.
 import { describe, expect, it } from 'vitest';
 import { forwardBackward, initParams, Sequential } from '../lib';
+import { backendCases, describeBackends } from './helpers';
 
 // D = 2 = C: dW1 [2,3] and dW2 [3,2] have the same length, so a buffer given to the wrong name would
 // pass the length check and be caught only by its values.
@@ -81,5 +82,66 @@ describe('forwardBackward: option objects', () => {
     delete o.learningRate;
     (o.out as Record<string, unknown>).dW3 = f(1);
     expect(() => forwardBackward(p, X, y, o)).toThrow(/received "dW3"/);
+  });
+});
+
+// forwardBackwardInto (the Trainer's step, public on the class) and the engines' own buffers,
+// after a bug hunt (/tmp/hunt-api): every backend refuses what the native addon refuses, in its
+// words, before anything is written.
+describe('a logits view (the engine\'s workspace) given back to a step', () => {
+  // D = C = 3 and B = H = 5: a logits view [5,3] fits as X [5,3] and as dW2 [5,3].
+  const seq = Sequential.mlp([3, 5, 3], { seed: 2 });
+  const X3 = Float64Array.from({ length: 15 }, (_, i) => Math.sin(3 * i + 1));
+  const y3 = Int32Array.from([0, 1, 2, 0, 1]);
+  const zeros = () => Object.fromEntries(Object.keys(seq.params).map((k) => [`d${k}`, new Float64Array(seq.params[k].length)]));
+  for (const [backend, skip] of backendCases(['native', 'ts', 'wasm'])) {
+    it.skipIf(skip !== null)(`${backend}: as X, as out.dW2, as dX: refused in the native addon's words, the view left as it was`, () => {
+      const view = seq.forwardBackward(X3, y3, { backend }).logits as Float64Array;
+      const before = view.slice();
+      expect(() => seq.forwardBackward(view, y3, { backend, inputGrad: true })).toThrow(new RangeError('Expected workspace not to share memory with X'));
+      expect(() => seq.forward(view, { backend })).toThrow(new RangeError('Expected workspace not to share memory with X'));
+      expect(() => seq.forwardBackward(X3, y3, { backend, out: { dW2: view } })).toThrow(new RangeError('Expected out.dW2 not to share memory with workspace'));
+      expect(() => seq.forwardBackward(X3, y3, { backend, out: { dX: view } })).toThrow(new RangeError('Expected out.dX not to share memory with workspace'));
+      const into = (X: Float64Array, g: Record<string, Float64Array>) => seq.forwardBackwardInto(X, y3, g, { backend, reduction: 'mean', accumulate: false });
+      expect(() => into(view, zeros())).toThrow(new RangeError('Expected workspace not to share memory with X'));
+      expect(() => into(X3, { ...zeros(), dW2: view })).toThrow(new RangeError('Expected out.dW2 not to share memory with workspace'));
+      expect(Array.from(view)).toEqual(Array.from(before));
+      // A copy of the same values is another array: it runs, and gives what the values give.
+      const fromCopy = seq.forwardBackward(view.slice(), y3, { backend }).loss;
+      expect(fromCopy).toBe(seq.forwardBackward(before, y3, { backend }).loss);
+    });
+  }
+});
+
+describe('forwardBackwardInto: its options, as forwardBackward checks them', () => {
+  const seq = Sequential.mlp([2, 3, 2], { seed: 1 });
+  const sentinel = () => Object.fromEntries(Object.keys(seq.params).map((k) => [`d${k}`, new Float64Array(seq.params[k].length).fill(7)]));
+  it('an unknown backend is named (it was "Cannot read properties of undefined")', () => {
+    expect(() => seq.forwardBackwardInto(X, y, sentinel(), { backend: 'natve' as never, reduction: 'mean', accumulate: false }))
+      .toThrow(new RangeError("Expected one of 'native', 'ts', 'torch', 'wasm' for opts.backend but received \"natve\""));
+    expect(() => seq.forwardBackwardInto(X, y, sentinel(), { backend: undefined as never, reduction: 'mean', accumulate: false }))
+      .toThrow(new TypeError("Expected one of 'native', 'ts', 'torch', 'wasm' for opts.backend but received undefined"));
+  });
+  describeBackends('reduction none without a gradOutput: one refusal up front, nothing written (wasm and ts computed the sum)', (backend) => {
+    it('is refused', () => {
+      const g = sentinel();
+      expect(() => seq.forwardBackwardInto(X, y, g, { backend, reduction: 'none', accumulate: false }))
+        .toThrow(new TypeError("Expected a gradOutput [B] (∂L/∂loss) with reduction 'none': like PyTorch, which refuses backward() of a non-scalar loss without a gradient for opts.loss.gradOutput but received undefined"));
+      for (const t of Object.values(g)) expect(Array.from(t).every((x) => x === 7)).toBe(true);
+    });
+  });
+  for (const [backend, skip] of backendCases(['wasm', 'ts'])) {
+    it.skipIf(skip !== null)(`exact: true on ${backend} is refused, as forwardBackward refuses it`, () => {
+      const g = sentinel();
+      expect(() => seq.forwardBackward(X, y, { backend, exact: true })).toThrow(/Expected backend 'native' \(or 'torch'\) with opts.exact/);
+      expect(() => seq.forwardBackwardInto(X, y, g, { backend, reduction: 'mean', accumulate: false, exact: true }))
+        .toThrow(/Expected backend 'native' \(or 'torch'\) with opts.exact/);
+      for (const t of Object.values(g)) expect(Array.from(t).every((x) => x === 7)).toBe(true);
+    });
+  }
+  const [[, torchSkip]] = backendCases(['torch']);
+  it.skipIf(torchSkip !== null)('torch: an X of the other dtype is named X (it was reported against W1)', () => {
+    expect(() => seq.forwardBackwardInto(new Float32Array(X) as never, y, sentinel(), { backend: 'torch', reduction: 'mean', accumulate: false }))
+      .toThrow(/for X but received Float32Array/);
   });
 });

@@ -80,6 +80,13 @@ export interface PreparedNet {
    * forwardBackward, softmax(logits). null before the first call with B.
    */
   tensors(B: number): { outputs: FloatArray[]; probs: FloatArray } | null;
+  /**
+   * Whether `view` shares memory with the buffers a call with B rows writes besides the caller's
+   * outputs (the engine's own: the logits view it returned, its per-layer buffers, …), which the
+   * Sequential then refuses. Asked of the engines that run in JS (wasm, ts); the addons (native,
+   * torch) refuse such a view themselves, in C++, and leave this out.
+   */
+  sharesWorkspace?(B: number, view: ArrayBufferView): boolean;
 }
 
 export interface Engine {

@@ -5,7 +5,7 @@
 import type { Kernels } from '../kernels/kernels';
 import { crossEntropyGeneral, tsKernels } from '../kernels/ts';
 import type { Activation, FloatArray, LossReduction } from '../types';
-import { fail } from '../validate';
+import { fail, memoryOf } from '../validate';
 import {
   checkLengths, copyLabels, emptyMeanError, IGNORE_INDEX, type LossArgs, paramCounts, type Engine, LAYER_CODE, type PreparedNet,
   type StackDescription, type StepArgs, type StepFailure, type StepOutcome, perBatch,
@@ -67,16 +67,22 @@ function prepare(net: StackDescription): PreparedNet {
   const counts = paramCounts(net);
   // Per batch size: each layer's output (the last is the logits), ∂loss/∂(layer i's input) for i ≥ 1
   // (layer 0's is dX), softmax and its gradient, and layer 0's accumulated input gradient when it is an activation.
-  const buffers = perBatch((B: number) => ({
-    outputs: Array.from(kinds, (_, i): FloatArray => new F(B * widths[i + 1])),
-    gradInputs: Array.from(kinds, (_, i) => (i === 0 ? null : new F(B * widths[i]))),
-    probs: new F(B * C),
-    dLogits: new F(B * C),
-    scratch: new F(kinds[0] === LAYER_CODE.linear ? 0 : B * widths[0]),
-    labels: new Int32Array(B),
-    // The loss options' own copies (read once, as the labels), and the rows' losses for 'none'.
-    weight: new F(C), targets: new F(B * C), gradOutput: new F(B), losses: new F(B),
-  }));
+  const buffers = perBatch((B: number) => {
+    const w = {
+      outputs: Array.from(kinds, (_, i): FloatArray => new F(B * widths[i + 1])),
+      gradInputs: Array.from(kinds, (_, i) => (i === 0 ? null : new F(B * widths[i]))),
+      probs: new F(B * C),
+      dLogits: new F(B * C),
+      scratch: new F(kinds[0] === LAYER_CODE.linear ? 0 : B * widths[0]),
+      labels: new Int32Array(B),
+      // The loss options' own copies (read once, as the labels), and the rows' losses for 'none'.
+      weight: new F(C), targets: new F(B * C), gradOutput: new F(B), losses: new F(B),
+    };
+    // Each of these arrays is its buffer's only view: a caller's view shares memory with one iff it is on that buffer.
+    const memory = new Set([...w.outputs, ...w.gradInputs, w.probs, w.dLogits, w.scratch, w.labels, w.weight, w.targets, w.gradOutput, w.losses]
+      .flatMap((a) => (a === null ? [] : [a.buffer])));
+    return { ...w, memory };
+  });
 
   /** a.loss (or the default loss when rows are ignored) with its arrays copied into w's buffers. */
   const ownLoss = (a: StepArgs, w: { weight: FloatArray; targets: FloatArray; gradOutput: FloatArray }): LossArgs => {
@@ -161,6 +167,11 @@ function prepare(net: StackDescription): PreparedNet {
     tensors(B) {
       const w = buffers.peek(B);
       return w ? { outputs: w.outputs, probs: w.probs } : null;
+    },
+    sharesWorkspace(B, view) {
+      const w = buffers.peek(B); // none yet: a fresh one, which no caller can hold
+      const m = memoryOf(view);
+      return w !== undefined && m !== null && w.memory.has(m);
     },
   };
 }

@@ -5,7 +5,7 @@
 // gradients when accumulating), runs, and copies out the gradients and the logits; the other
 // workspace tensors only when tensors(B) asks for them, right after the step.
 import type { FloatArray } from '../types';
-import { fail, Received } from '../validate';
+import { fail, memoryOf, Received } from '../validate';
 import { checkLengths, emptyMeanError, paramCounts, type Engine, type PreparedNet, REDUCTION_CODE, type StackDescription, failureOf, perBatch } from './engine';
 import { align, ensureMemory, lastWriter, load, type Ptr } from '../backends/wasm';
 
@@ -177,6 +177,16 @@ function prepare(net: StackDescription): PreparedNet {
       b.cache.outputs.forEach((o, i) => o.set(b.v!.outputs[i]));
       if (b.stepped) b.cache.probs.set(b.v.probs);
       return b.cache;
+    },
+    sharesWorkspace(B, view) {
+      // The module's memory (all of it: the step writes its regions and its own stack there), and
+      // the JS-side logits and cache, each its buffer's only view.
+      const m = memoryOf(view);
+      if (m === null) return false;
+      if (m === w.memory.buffer) return true;
+      const b = batches.peek(B);
+      if (b === undefined) return false;
+      return m === b.logits.buffer || (b.cache !== null && (m === b.cache.probs.buffer || b.cache.outputs.some((o) => o.buffer === m)));
     },
   };
 }

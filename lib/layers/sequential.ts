@@ -324,7 +324,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
   private on(backend: BackendName): PreparedNet {
     if (backend === this.lastBackend) return this.lastPrepared!; // a Map lookup per step otherwise
     let p = this.prepared.get(backend);
-    if (!p) this.prepared.set(backend, (p = engine(backend).prepare(this.description)));
+    if (!p) {
+      // logitsView trusts its caller's backend: an unknown one is still named, not a TypeError from undefined.
+      if (!v.BACKENDS.includes(backend)) unknownBackend(backend);
+      this.prepared.set(backend, (p = engine(backend).prepare(this.description)));
+    }
     this.lastBackend = backend;
     this.lastPrepared = p;
     return p;
@@ -362,6 +366,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
     const exact = v.exactOption('opts.exact', o.exact, backend);
     const { X: Xc, B } = v.inputRows(X, { dtype: this.dtype, D: this.inFeatures });
+    if (backend === 'wasm' || backend === 'ts') this.refuseWorkspace(backend, B, [Xc], ['X'], [], [], null);
     return this.logitsView(Xc as T, B, backend, exact).slice() as T;
   }
 
@@ -397,6 +402,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
     const batchSize = v.dim('opts.batchSize', o.batchSize ?? 256);
     const b = v.batch(X, y, { dtype: this.dtype, D: this.inFeatures, C: this.classes }, '', this.loss.ignoreIndex);
+    if (backend === 'wasm' || backend === 'ts') {
+      // X against the workspaces its batches run in: the full one and the last, partial one.
+      for (const B of new Set([Math.min(batchSize, b.B), b.B % batchSize || batchSize])) this.refuseWorkspace(backend, B, [b.X], ['X'], [], [], null);
+    }
     return this.score(b.X as T, b.y, batchSize, backend);
   }
 
@@ -579,6 +588,10 @@ export class Sequential<T extends FloatArray = FloatArray> {
       const lossIn = l === null ? [] : ([['weight', l.weight], ['y', l.targets], ['opts.gradOutput', l.gradOutput]] as const).filter(([, t]) => t !== null) as [string, FloatArray][];
       v.disjoint(names, names.map((n) => grads[n]), ['X', 'y', ...Object.keys(this.params), ...lossIn.map(([n]) => n)], [Xc, b.y, ...this.description.params, ...lossIn.map(([, t]) => t)]);
     }
+    if (backend === 'wasm' || backend === 'ts') {
+      const l = b.loss;
+      this.refuseWorkspace(backend, b.B, [Xc, b.y, l?.weight, l?.targets, l?.gradOutput], ['X', 'y', 'weight', 'y', 'opts.gradOutput'], list, outGradNames, dX);
+    }
 
     const r = this.run(Xc, b.y, list, dX, backend, reduction, accumulate, grads, b.loss, exact);
     const loss = r.losses ? (r.losses.slice() as T) : r.loss;
@@ -601,16 +614,26 @@ export class Sequential<T extends FloatArray = FloatArray> {
     opts: { backend: BackendName; reduction: LossReduction; accumulate: boolean; loss?: LossArgs | null; exact?: boolean },
   ): { loss: number; logits: T } {
     this.gradsList(grads, this.list);
-    const r = opts.reduction;
+    const { backend, reduction: r } = opts;
     if (r !== 'mean' && r !== 'sum' && r !== 'none') v.oneOf('opts.reduction', r ?? null, v.LOSS_REDUCTIONS, 'mean');
-    // The native and torch addons check every buffer in C++ on each call (dtype, length, aliasing);
-    // wasm and ts would compute on whatever they were given, so they are checked here, alike.
-    if (opts.backend === 'wasm' || opts.backend === 'ts') this.checkInto(X, y, grads, opts.accumulate);
-    return this.run(X, y, this.list, grads.dX ?? null, opts.backend, opts.reduction, opts.accumulate, grads, opts.loss ?? null, opts.exact === true);
+    if (backend !== 'native' && backend !== 'wasm' && backend !== 'ts' && backend !== 'torch') unknownBackend(backend);
+    // As forwardBackward: LibTorch's bits on native (torch is LibTorch), refused elsewhere, never quietly approximate.
+    const exact = opts.exact === undefined || opts.exact === false ? false : v.exactOption('opts.exact', opts.exact, backend);
+    // The loss the engines compute is opts.loss's when given: 'none' needs its gradOutput, as PyTorch's
+    // backward() of a non-scalar loss needs a gradient (the engines would otherwise differ: a sum, or an internal refusal).
+    const loss = opts.loss ?? null;
+    if ((loss === null ? r : loss.reduction) === 'none' && (loss === null || loss.gradOutput == null)) {
+      v.fail(TypeError, "a gradOutput [B] (∂L/∂loss) with reduction 'none': like PyTorch, which refuses backward() of a non-scalar loss without a gradient", 'opts.loss.gradOutput', undefined);
+    }
+    // The native addon checks every buffer in C++ on each call (dtype, length, aliasing); wasm and
+    // ts would compute on whatever they were given, and the torch addon names a wrong X after W1,
+    // so they are checked here, alike.
+    if (backend !== 'native') this.checkInto(X, y, grads, opts.accumulate, backend);
+    return this.run(X, y, this.list, grads.dX ?? null, backend, r, opts.accumulate, grads, loss, exact);
   }
 
   /** forwardBackwardInto's arguments as the addons check them, for the engines in JS (this.list holds the gradients). */
-  private checkInto(X: T, y: Int32Array, grads: Readonly<Record<string, T>>, accumulate: unknown): void {
+  private checkInto(X: T, y: Int32Array, grads: Readonly<Record<string, T>>, accumulate: unknown, backend: BackendName): void {
     if (typeof accumulate !== 'boolean') v.fail(TypeError, 'a boolean', 'opts.accumulate', accumulate);
     if (!(y instanceof Int32Array && ArrayBuffer.isView(y))) v.fail(TypeError, 'an Int32Array', 'y', y);
     const { dtype, gradLengths, outGradNames, gradNames, list } = this;
@@ -620,6 +643,30 @@ export class Sequential<T extends FloatArray = FloatArray> {
     const dX = grads.dX;
     if (dX !== undefined) v.floatArray('out.dX', dX, dtype, n);
     v.disjoint([...gradNames, 'dX'], [...list, dX], ['X', 'y', ...Object.keys(this.params)], [X, y, ...this.description.params]);
+    this.refuseWorkspace(backend, v.lengthOf(y), [X, y], ['X', 'y'], list, outGradNames, dX ?? null);
+  }
+
+  /**
+   * A tensor of a call with B rows that shares memory with the buffers the engine itself writes
+   * (a logits view of an earlier call given back as X, or as an out buffer) is refused, in the
+   * native addon's words: the engine would overwrite an input while reading it, or an output with
+   * its own. Asked of the engines that run in JS (the addons refuse it in C++); the parameters
+   * cannot be such a buffer (a net's workspace is made after its parameters are fixed).
+   */
+  private refuseWorkspace(
+    backend: BackendName, B: number, ins: readonly (FloatArray | Int32Array | null | undefined)[], inNames: readonly string[],
+    outs: readonly FloatArray[], outNames: readonly string[], dX: FloatArray | null,
+  ): void {
+    const net = this.on(backend);
+    if (net.sharesWorkspace === undefined) return;
+    for (let i = 0; i < ins.length; i++) {
+      const t = ins[i];
+      if (t != null && net.sharesWorkspace(B, t)) throw new RangeError(`Expected workspace not to share memory with ${inNames[i]}`);
+    }
+    for (let j = 0; j < outs.length; j++) {
+      if (net.sharesWorkspace(B, outs[j])) throw new RangeError(`Expected ${outNames[j]} not to share memory with workspace`);
+    }
+    if (dX !== null && net.sharesWorkspace(B, dX)) throw new RangeError('Expected out.dX not to share memory with workspace');
   }
 
   /**
@@ -650,6 +697,11 @@ export class Sequential<T extends FloatArray = FloatArray> {
 export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Sequential {
   const copy = (t: FloatArray): FloatArray => (dtype === 'float64' ? Float64Array.from(t) : Float32Array.from(t));
   return Sequential.fromSpec({ ...seq.spec(), dtype }, Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, copy(t)])));
+}
+
+/** The error of a backend given to a call that trusts its caller's (forwardBackwardInto, logitsView): opts.backend's, as forwardBackward's. */
+function unknownBackend(backend: unknown): never {
+  return v.fail(typeof backend === 'string' ? RangeError : TypeError, `one of ${v.BACKENDS.map((n) => `'${n}'`).join(', ')}`, 'opts.backend', backend);
 }
 
 export function activationLayer(kind: Activation): Layer {
