@@ -18,11 +18,35 @@ export const INITS: readonly Init[] = ['he', 'small', 'xavier', 'torch'];
  * same numbers whether the layer belongs to initParams' two-layer net, a Linear or a Sequential.
  */
 export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: Init, rng: Rng, name = 'W'): { W: FloatArray; b: FloatArray } {
-  // A weight a 32-bit BLAS index cannot address is refused in the package's words, before V8's allocation error.
-  if (fanIn * fanOut > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements`, name, new v.Received(`${fanIn * fanOut} elements`));
+  return drawLinears([[fanIn, fanOut]], dtype, init, rng, [name])[0];
+}
+
+/**
+ * Every Linear layer of a net, [fanIn, fanOut] each, named W1, W2, … (`names`), drawn from one rng
+ * in layer order as drawLinear draws one. Every size is checked, and every tensor allocated, before
+ * anything is drawn: a net whose last layer cannot exist is refused at once, not after minutes of
+ * drawing the first one's billions of numbers.
+ */
+export function drawLinears(shapes: readonly (readonly [number, number])[], dtype: Dtype, init: Init, rng: Rng, names: readonly string[]): { W: FloatArray; b: FloatArray }[] {
+  checkLinearSizes(shapes, names);
   const F = dtype === 'float64' ? Float64Array : Float32Array;
-  const W: FloatArray = v.allocate<FloatArray>(F, fanIn * fanOut, name);
-  const b: FloatArray = v.allocate<FloatArray>(F, fanOut, name === 'W' ? 'b' : name.replace(/^W/, 'b'));
+  const layers = shapes.map(([fanIn, fanOut], i) => ({
+    W: v.allocate<FloatArray>(F, fanIn * fanOut, names[i]),
+    b: v.allocate<FloatArray>(F, fanOut, names[i] === 'W' ? 'b' : names[i].replace(/^W/, 'b')),
+  }));
+  layers.forEach(({ W, b }, i) => fill(W, b, shapes[i][0], shapes[i][1], init, rng));
+  return layers;
+}
+
+/** Each weight [fanIn, fanOut] (named by `names`) that a 32-bit BLAS index cannot address, refused in the package's words, before V8's allocation error. */
+export function checkLinearSizes(shapes: readonly (readonly [number, number])[], names: readonly string[]): void {
+  shapes.forEach(([fanIn, fanOut], i) => {
+    if (fanIn * fanOut > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements`, names[i], new v.Received(`${fanIn * fanOut} elements`));
+  });
+}
+
+/** W and b drawn by `init` (see Init) for a layer of fanIn inputs and fanOut outputs. */
+function fill(W: FloatArray, b: FloatArray, fanIn: number, fanOut: number, init: Init, rng: Rng): void {
   if (init === 'torch') {
     const bound = 1 / Math.sqrt(fanIn);
     for (let i = 0; i < W.length; i++) W[i] = (2 * rng.uniform() - 1) * bound;
@@ -31,7 +55,6 @@ export function drawLinear(fanIn: number, fanOut: number, dtype: Dtype, init: In
     const std = init === 'he' ? Math.sqrt(2 / fanIn) : init === 'xavier' ? Math.sqrt(2 / (fanIn + fanOut)) : 0.01;
     for (let i = 0; i < W.length; i++) W[i] = std * rng.normal();
   }
-  return { W, b };
 }
 
 /** dtype, init and seed of a draw (initParams, Linear, Sequential.mlp), checked, with their defaults (the seed by v.seed: [0, 2^32)). */
@@ -66,8 +89,7 @@ export function initParams(dims: { D: number; H: number; C: number }, opts: Init
   const H = v.dim('dims.H', d.H);
   const C = v.dim('dims.C', d.C);
   const { dtype, init, seed } = drawOptions(v.options('opts', opts, ['dtype', 'init', 'seed'] as const));
-  const rng = new Rng(seed);
-  const { W: W1, b: b1 } = drawLinear(D, H, dtype, init, rng, 'W1');
-  const { W: W2, b: b2 } = drawLinear(H, C, dtype, init, rng, 'W2');
+  v.sizes({ B: 1, D, H, C }); // a net no step could run is refused before anything is drawn
+  const [{ W: W1, b: b1 }, { W: W2, b: b2 }] = drawLinears([[D, H], [H, C]], dtype, init, new Rng(seed), ['W1', 'W2']);
   return { D, H, C, W1, b1, W2, b2 };
 }

@@ -9,7 +9,7 @@
 // the two-layer path, and gives the same numbers as forwardBackward(params, …).
 import { engine } from '../engine';
 import { emptyMeanError, LAYER_CODE, type LossArgs, type PreparedNet, type StackDescription, type StepArgs, type StepFailure } from '../engine/engine';
-import { drawLinear, drawOptions, type Init } from '../params';
+import { checkLinearSizes, drawLinears, drawOptions, type Init } from '../params';
 import { Rng } from '../rng';
 import type { Activation, BackendName, Dtype, FloatArray, LossReduction } from '../types';
 import { allFinite } from '../kernels/ts';
@@ -232,12 +232,19 @@ export class Sequential<T extends FloatArray = FloatArray> {
     widths.forEach((w, i) => v.dim(`widths[${i}]`, w));
     const activation = v.oneOf('opts.activation', o.activation, v.ACTIVATIONS, 'relu');
     const { dtype, init, seed } = drawOptions(o);
-    const rng = new Rng(seed);
+    const count = 2 * widths.length - 3; // Linear layers and the activations between them
+    if (count > MAX_LAYERS) v.fail(RangeError, `at most ${MAX_LAYERS} layers`, 'widths', new v.Received(`${widths.length} widths (${count} layers)`));
+    // Every layer's size checked before any is drawn (drawLinears).
+    const shapes = widths.slice(1).map((w, i) => [widths[i], w] as const);
+    const names = shapes.map((_, i) => `W${i + 1}`);
+    checkLinearSizes(shapes, names);
+    shapes.forEach(([fanIn, fanOut]) => v.sizes({ B: 1, D: fanIn, H: fanOut, C: 1 })); // as each Linear checks itself
+    const drawn = drawLinears(shapes, dtype, init, new Rng(seed), names);
     const layers: Layer[] = [];
-    for (let i = 0; i + 1 < widths.length; i++) {
+    drawn.forEach((p, i) => {
       if (i > 0) layers.push(activationLayer(activation));
-      layers.push(new Linear(widths[i], widths[i + 1], drawLinear(widths[i], widths[i + 1], dtype, init, rng, `W${i + 1}`)));
-    }
+      layers.push(new Linear(widths[i], widths[i + 1], p));
+    });
     return new Sequential(layers, { loss: o.loss as SoftmaxCrossEntropy | undefined });
   }
 
