@@ -9,7 +9,7 @@ import * as v from '../validate';
 import type { Layer, LayerContext, LayerSpec } from './layer';
 
 export interface LinearOptions<T extends FloatArray = FloatArray> {
-  /** 'float64' (default) or 'float32'; taken from W when W is given. */
+  /** 'float64' (default) or 'float32'; taken from W when W is given (another one is then an error). */
   dtype?: Dtype;
   /** How W and b are drawn when not given (default 'he', as initParams). */
   init?: Init;
@@ -25,21 +25,23 @@ export class Linear<T extends FloatArray = FloatArray> implements Layer {
   readonly outFeatures: number;
   readonly params: Readonly<{ W: T; b: T }>;
 
-  /** @throws {TypeError|RangeError} sizes that are not positive integers, W/b of the wrong dtype or length */
+  /** @throws {TypeError|RangeError} sizes that are not positive integers, W/b of the wrong dtype or length, a bad dtype, init or seed (checked with W given too) */
   constructor(inFeatures: number, outFeatures: number, opts: LinearOptions<T> = {}) {
     this.inFeatures = v.dim('inFeatures', inFeatures);
     this.outFeatures = v.dim('outFeatures', outFeatures);
     const o = v.options('opts', opts, ['dtype', 'init', 'seed', 'W', 'b'] as const);
     v.sizes({ B: 1, D: this.inFeatures, H: this.outFeatures, C: 1 });
+    // Checked whether or not W is given: an option is never accepted unread because of another.
+    const { dtype: drawDtype, init, seed } = drawOptions(o);
     if (o.W !== undefined || o.b !== undefined) {
       const dtype = v.dtypeOf('W', o.W);
+      if (o.dtype !== undefined && drawDtype !== dtype) v.fail(TypeError, `'${dtype}' (the dtype of the W given) or no dtype`, 'opts.dtype', drawDtype);
       const W = v.floatArray('W', o.W, dtype, this.inFeatures * this.outFeatures) as T;
       const b = v.floatArray('b', o.b, dtype, this.outFeatures) as T;
       this.params = { W, b };
       return;
     }
-    const { dtype, init, seed } = drawOptions(o);
-    this.params = drawLinear(this.inFeatures, this.outFeatures, dtype, init, new Rng(seed)) as { W: T; b: T };
+    this.params = drawLinear(this.inFeatures, this.outFeatures, drawDtype, init, new Rng(seed)) as { W: T; b: T };
   }
 
   outputWidth(inputWidth: number): number {

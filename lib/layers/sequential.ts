@@ -180,6 +180,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
     let k = 0;
     layers.forEach((l, i) => {
       const width = widths[i];
+      if (l instanceof Linear) linearFields(l, i);
       if (l.inFeatures !== null && l.inFeatures !== width) {
         const from = i === 0 ? 'X' : `layers[${i - 1}] (${layers[i - 1]})`;
         v.fail(RangeError, `an input of ${l.inFeatures} features (the width of ${from})`, `layers[${i}] (${l})`, new v.Received(`${width}`));
@@ -190,6 +191,8 @@ export class Sequential<T extends FloatArray = FloatArray> {
         if (v.dtypeOf(`W${k}`, l.params.W) !== this.dtype) {
           v.fail(TypeError, `Linear layers of one dtype (W1 is ${this.dtype})`, `layers[${i}] (${l}) W`, l.params.W);
         }
+        v.floatArray(`layers[${i}] (${l}) W`, l.params.W, this.dtype, l.inFeatures * l.outFeatures);
+        v.floatArray(`layers[${i}] (${l}) b`, l.params.b, this.dtype, l.outFeatures);
         params[`W${k}`] = l.params.W as T;
         params[`b${k}`] = l.params.b as T;
       }
@@ -709,6 +712,16 @@ export function sequentialCopy(seq: Sequential, dtype: Dtype = seq.dtype): Seque
 /** The error of a backend given to a call that trusts its caller's (forwardBackwardInto, logitsView): opts.backend's, as forwardBackward's. */
 function unknownBackend(backend: unknown): never {
   return v.fail(typeof backend === 'string' ? RangeError : TypeError, `one of ${v.BACKENDS.map((n) => `'${n}'`).join(', ')}`, 'opts.backend', backend);
+}
+
+/**
+ * A Linear's inFeatures and outFeatures, which are readonly only to TypeScript: reassigned to
+ * another number or to none, the layer would fail at the first step blaming X or W (their lengths
+ * are then checked against W and b by the constructor).
+ */
+function linearFields(l: Linear, i: number): void {
+  v.dim(`layers[${i}].inFeatures`, l.inFeatures);
+  v.dim(`layers[${i}].outFeatures`, l.outFeatures);
 }
 
 export function activationLayer(kind: Activation): Layer {
