@@ -57,13 +57,40 @@ export function twoLayerNet(params: unknown, activation: Activation): Sequential
   return net;
 }
 
+/** The Sequential whose params record `params` is (seq.params, a Sequential Trainer's params), or undefined. */
+export function ownerOf(params: unknown): Sequential | undefined {
+  return params !== null && typeof params === 'object' ? PARAMS_OWNER.get(params) : undefined;
+}
+
 /**
  * The activation of a two-layer call: the option, else the params' own `activation` (a Trainer's
- * live params and loadParams carry the one they were trained or saved with), else ReLU.
+ * live params and loadParams carry the one they were trained or saved with), else ReLU. A
+ * Sequential's params record holds no activation, but its layers do: that of a Sequential
+ * [Linear, act, Linear] is its act (read as ReLU, a tanh net would be run as another network);
+ * any other Sequential's params are refused, as is an opts.activation beside them.
+ * @throws {TypeError} an activation that is not a string; the params of a Sequential of another shape
+ * @throws {RangeError} an unknown activation
  */
 export function activationOf(params: unknown, option: unknown): Activation {
+  const owner = ownerOf(params);
+  if (owner !== undefined) return twoLayerActivation(owner, option);
   const own = option === undefined && params !== null && typeof params === 'object' ? (params as { activation?: unknown }).activation : undefined;
   return option !== undefined ? v.oneOf('opts.activation', option, v.ACTIVATIONS, 'relu') : v.oneOf('params.activation', own, v.ACTIVATIONS, 'relu');
+}
+
+/** The act of a Sequential [Linear, act, Linear] (the two-layer net's shape), or null for any other. */
+function twoLayerAct(seq: Sequential): Activation | null {
+  const [first, act, last] = seq.layers;
+  return seq.layers.length === 3 && first instanceof Linear && last instanceof Linear && !(act instanceof Linear) ? (act.kind as Activation) : null;
+}
+
+/** The act of a Sequential [Linear, act, Linear], whose params a two-layer entry point was given. @throws {TypeError} as activationOf */
+function twoLayerActivation(owner: Sequential, option: unknown): Activation {
+  if (option !== undefined) v.fail(TypeError, "no opts.activation with a Sequential's params (its layers say it)", 'opts.activation', option);
+  const act = twoLayerAct(owner);
+  if (act !== null) return act;
+  return v.fail(TypeError, `the params of a two-layer net [Linear, activation, Linear] (these are run by their own Sequential: seq.forwardBackward, seq.predict)`,
+    'params', new v.Received(`the params of ${owner}`));
 }
 
 /**
@@ -75,8 +102,14 @@ export function activationOf(params: unknown, option: unknown): Activation {
 export function forwardBackward<T extends FloatArray, O extends ForwardBackwardOptions<T> = ForwardBackwardOptions<T>>(
   params: Params<T>, X: T, y: ArrayLike<number>, opts?: O,
 ): ForwardBackwardResult<T, O extends { reduction: 'none' } ? T : number> {
-  const o = v.stepOptions(opts ?? {}, 'mean', v.STEP_OPTIONS.twoLayer);
-  const net = twoLayerNet(params, activationOf(params, o.activation));
+  // A Sequential's own params record is that Sequential, as for forward: its layers and its loss.
+  const owner = ownerOf(params);
+  const o = v.stepOptions(opts ?? {}, owner?.loss.reduction ?? 'mean', v.STEP_OPTIONS.twoLayer);
+  if (owner !== undefined && o.activation !== undefined) v.fail(TypeError, "no opts.activation with a Sequential's params (its layers say it)", 'opts.activation', o.activation);
+  if (owner !== undefined && o.cache && twoLayerAct(owner) === null) {
+    v.fail(TypeError, `no opts.cache with the params of ${owner} (its outputs are not Z1, A1, logits): seq.forwardBackward(X, y, { cache: true }) returns them`, 'opts.cache', true);
+  }
+  const net = owner ?? twoLayerNet(params, activationOf(params, o.activation));
   const r = net.checkedStep(X as never, y, o);
   const result: ForwardBackwardResult<FloatArray, number | FloatArray> = { loss: r.loss, grads: r.grads as unknown as Grads };
   if (r.cache) {
@@ -96,7 +129,7 @@ export function forwardBackward<T extends FloatArray, O extends ForwardBackwardO
 function forwardNet(params: unknown, opts: ForwardOptions): [Sequential, { backend?: BackendName; exact?: boolean }] {
   const o = v.options('opts', opts, ['backend', 'activation', 'exact'] as const);
   const run = { backend: o.backend as BackendName | undefined, exact: o.exact as boolean | undefined };
-  const owner = params !== null && typeof params === 'object' ? PARAMS_OWNER.get(params) : undefined;
+  const owner = ownerOf(params);
   if (owner !== undefined) {
     if (o.activation !== undefined) v.fail(TypeError, "no opts.activation with a Sequential's params (its layers say it)", 'opts.activation', o.activation);
     return [owner, run];

@@ -6,7 +6,7 @@
 import { emptyMeanError } from '../engine/engine';
 import { SoftmaxCrossEntropy } from '../layers/loss';
 import { Sequential, sequentialCopy } from '../layers/sequential';
-import { activationOf, twoLayerNet } from '../model';
+import { activationOf, ownerOf, twoLayerNet } from '../model';
 import type { Activation, BackendName, Dims, FloatArray, Params, Reduction } from '../types';
 import { allFinite } from '../kernels/ts';
 import * as v from '../validate';
@@ -81,6 +81,9 @@ export function num(name: string, x: unknown, fallback: number, positive: boolea
 export function subjectOf(
   source: unknown, X: unknown, y: unknown, opts: { activation?: unknown; reduction?: unknown; weight?: unknown; ignoreIndex?: unknown; labelSmoothing?: unknown },
 ) {
+  // A Sequential's own params record (seq.params) is that Sequential, as for forward and
+  // forwardBackward: a copy of it would be read as a two-layer ReLU net, another network.
+  source = ownerOf(source) ?? source;
   const given = source instanceof Sequential;
   // The params' fields read once, here: a getter cannot answer one thing to the check and another to the use.
   const target = given || source === null || typeof source !== 'object' ? source : { ...source };
