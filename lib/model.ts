@@ -104,7 +104,7 @@ export function forwardBackward<T extends FloatArray, O extends ForwardBackwardO
 ): ForwardBackwardResult<T, O extends { reduction: 'none' } ? T : number> {
   // A Sequential's own params record is that Sequential, as for forward: its layers and its loss.
   const owner = ownerOf(params);
-  const o = v.stepOptions(opts ?? {}, owner?.loss.reduction ?? 'mean', v.STEP_OPTIONS.twoLayer);
+  const o = v.stepOptions(opts, owner?.loss.reduction ?? 'mean', v.STEP_OPTIONS.twoLayer);
   if (owner !== undefined && o.activation !== undefined) v.fail(TypeError, "no opts.activation with a Sequential's params (its layers say it)", 'opts.activation', o.activation);
   if (owner !== undefined && o.cache && twoLayerAct(owner) === null) {
     v.fail(TypeError, `no opts.cache with the params of ${owner} (its outputs are not Z1, A1, logits): seq.forwardBackward(X, y, { cache: true }) returns them`, 'opts.cache', true);

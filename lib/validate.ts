@@ -273,6 +273,19 @@ export type CheckedParams = Required<Params> & { source: object; dtype: Dtype };
 
 /** The two-layer net's tensors: a params key spelled as a tensor (W3, b10) must be one of them. */
 const PARAMS_TENSORS: readonly string[] = ['W1', 'b1', 'W2', 'b2'];
+/** Every key the readers of a two-layer params record read (activationOf reads `activation`). */
+const PARAMS_KEYS: readonly string[] = [...PARAMS_TENSORS, 'D', 'H', 'C', 'activation'];
+
+/**
+ * The key of PARAMS_KEYS that a params key not among them most likely meant, or undefined: one
+ * that differs only in case (w1, d), or a near miss of a longer one ('activaton', 'act'). Short
+ * keys are matched by case only: X or y beside the weights are the caller's own, not a typo of D.
+ */
+function paramsKeyMeant(key: string): string | undefined {
+  if (PARAMS_KEYS.includes(key)) return undefined;
+  const sameCase = PARAMS_KEYS.find((k) => k.toLowerCase() === key.toLowerCase());
+  return sameCase ?? didYouMean(key, PARAMS_KEYS.filter((k) => k.length > 2));
+}
 
 /** W1, b1, W2, b2 of one dtype with consistent shapes; D, H, C read from them (and checked if given). */
 export function params(p: unknown): CheckedParams {
@@ -283,6 +296,10 @@ export function params(p: unknown): CheckedParams {
   for (const key of Object.getOwnPropertyNames(p)) {
     if (/^[Wb]\d+$/.test(key) && !PARAMS_TENSORS.includes(key)) {
       throw new TypeError(`Expected no key '${key}' for params (the two-layer net's W1, b1, W2, b2): a deeper net's params are run by its Sequential (seq.forward, seq.predict)`);
+    }
+    const meant = paramsKeyMeant(key);
+    if (meant !== undefined) {
+      throw new TypeError(`Expected no key '${key}' for params (did you mean '${meant}'?): the keys read are ${PARAMS_KEYS.join(', ')}; a misspelt one would be left unread`);
     }
   }
   // Each field read once: a getter that returns another tensor on a second read changes nothing.

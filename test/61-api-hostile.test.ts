@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  forward, forwardBackward, gradcheck, initParams, Linear, loadParams, Rng, saveParams, Sequential, softmax, Trainer, trainValSplit, verify, xor,
+  forward, forwardBackward, gradcheck, initParams, Linear, loadParams, ReLU, Rng, saveParams, Sequential, softmax, Tanh, Trainer, trainValSplit, verify, xor,
 } from '../lib';
 
 import { describeBackends } from './helpers';
@@ -284,5 +284,152 @@ describe('gradcheck and verify: nothing unchecked passes, nothing handed over is
     expect(r.ok).toBe(false);
     expect(r.summary).toMatch(/returned no dW2/);
     expect(r.summary).not.toMatch(/dZ2 itself is wrong/);
+  });
+});
+
+// A second hunt (/tmp/hunt-api): a Sequential's params record run as another net, options accepted
+// unread, sizes checked after the work, null options taken in some places and not others.
+
+/**
+ * Mean cross-entropy and its gradients for [Linear(D,H), f, Linear(H,C)] in plain float64, by the
+ * chain rule written out here (f' from the pre-activation z): the truth seq.forwardBackward must match.
+ */
+function twoLinearByHand(W1: ArrayLike<number>, b1: ArrayLike<number>, W2: ArrayLike<number>, b2: ArrayLike<number>, Xs: ArrayLike<number>, ys: ArrayLike<number>,
+  D: number, H: number, C: number, f: (z: number) => number, df: (z: number) => number) {
+  const B = ys.length;
+  const g = { dW1: new Float64Array(D * H), db1: new Float64Array(H), dW2: new Float64Array(H * C), db2: new Float64Array(C) };
+  let loss = 0;
+  for (let b = 0; b < B; b++) {
+    const z = Array.from({ length: H }, (_, h) => b1[h] + Array.from({ length: D }, (_, d) => Xs[b * D + d] * W1[d * H + h]).reduce((a, c) => a + c, 0));
+    const a = z.map(f);
+    const o = Array.from({ length: C }, (_, c) => b2[c] + a.reduce((s, ah, h) => s + ah * W2[h * C + c], 0));
+    const m = Math.max(...o);
+    const e = o.map((v) => Math.exp(v - m));
+    const S = e.reduce((x, w) => x + w, 0);
+    loss += Math.log(S) + m - o[ys[b]];
+    const dO = e.map((v, c) => (v / S - (c === ys[b] ? 1 : 0)) / B);
+    for (let c = 0; c < C; c++) g.db2[c] += dO[c];
+    for (let h = 0; h < H; h++) {
+      let dA = 0;
+      for (let c = 0; c < C; c++) { g.dW2[h * C + c] += a[h] * dO[c]; dA += dO[c] * W2[h * C + c]; }
+      const dZ = dA * df(z[h]);
+      g.db1[h] += dZ;
+      for (let d = 0; d < D; d++) g.dW1[d * H + h] += Xs[b * D + d] * dZ;
+    }
+  }
+  return { loss: loss / B, grads: g };
+}
+
+describe("H1: a Sequential's params record is that Sequential, for forwardBackward, verify and gradcheck", () => {
+  const X4 = Float64Array.from({ length: 20 }, (_, i) => Math.sin(i + 1));
+  const y4 = Int32Array.of(0, 1, 2, 1, 0);
+  const tanh = (z: number) => Math.tanh(z);
+  const dtanh = (z: number) => 1 - Math.tanh(z) ** 2;
+  const cases = [
+    ['Sequential.mlp([4, 6, 3], tanh)', () => Sequential.mlp([4, 6, 3], { activation: 'tanh', seed: 1 }), tanh, dtanh],
+    ['[Linear, ReLU, Tanh, Linear]', () => new Sequential([new Linear(4, 6, { seed: 2 }), new ReLU(), new Tanh(), new Linear(6, 3, { seed: 3 })]),
+      (z: number) => Math.tanh(Math.max(0, z)), (z: number) => (z > 0 ? 1 - Math.tanh(z) ** 2 : 0)],
+  ] as const;
+  for (const [name, make, f, df] of cases) {
+    it(`${name}: forwardBackward(seq.params) gives the hand-computed loss and gradients (it ran a ReLU net)`, () => {
+      const seq = make();
+      const p = seq.params;
+      const truth = twoLinearByHand(p.W1, p.b1, p.W2, p.b2, X4, y4, 4, 6, 3, f, df);
+      const r = forwardBackward(p as never, X4, y4);
+      expect(r.loss).toBeCloseTo(truth.loss, 12);
+      for (const k of ['dW1', 'db1', 'dW2', 'db2'] as const) {
+        expect(Math.max(...Array.from(r.grads[k], (g, i) => Math.abs(g - truth.grads[k][i])))).toBeLessThan(1e-12);
+      }
+      expect(() => forwardBackward(p as never, X4, y4, { activation: 'relu' })).toThrow(/no opts.activation with a Sequential's params/);
+    });
+    it(`${name}: verify and gradcheck on seq.params check that Sequential (a wrong candidate fails, the right one passes)`, () => {
+      const seq = make();
+      const params = seq.params as unknown as { W1: Float64Array; b1: Float64Array; W2: Float64Array; b2: Float64Array };
+      const right = verify(params, X4, y4, { reference: 'fd' });
+      expect(right.ok).toBe(true);
+      expect((right as unknown as { network: string }).network).toBe(seq.toString());
+      // The ReLU net's gradients, which the copy used to be checked as: refused as the wrong ones.
+      const relu = twoLinearByHand(seq.params.W1, seq.params.b1, seq.params.W2, seq.params.b2, X4, y4, 4, 6, 3, (z) => Math.max(0, z), (z) => (z > 0 ? 1 : 0));
+      expect(verify(params, X4, y4, { reference: 'fd', candidate: (() => relu.grads) as never }).ok).toBe(false);
+      expect(gradcheck(params, X4, y4).ok).toBe(true);
+      expect(gradcheck((() => relu.grads) as never, X4, y4, { params }).ok).toBe(false);
+    });
+  }
+  it('a deeper or other-shaped Sequential\'s params are refused by the two-layer entry points that cannot run them (Trainer)', () => {
+    const seq = new Sequential([new Linear(4, 6, { seed: 2 }), new ReLU(), new Tanh(), new Linear(6, 3, { seed: 3 })]);
+    expect(() => new Trainer(seq.params as never)).toThrow(/Expected the params of a two-layer net \[Linear, activation, Linear\]/);
+    // [Linear, tanh, Linear]: the Trainer's two-layer net is the tanh one.
+    const tanhNet = Sequential.mlp([4, 6, 3], { activation: 'tanh', seed: 1 });
+    expect((new Trainer(tanhNet.params as never).params as { activation?: string }).activation).toBe('tanh');
+  });
+});
+
+describe('H2: sizes are checked before anything is allocated or drawn', () => {
+  it('initParams and Sequential.mlp refuse a last layer too large at once (W1 of 2 GiB was drawn first)', () => {
+    for (const make of [() => initParams({ D: 1, H: 2 ** 29, C: 8 }, { dtype: 'float32' }), () => Sequential.mlp([1, 2 ** 29, 8], { dtype: 'float32' })]) {
+      const t0 = Date.now();
+      expect(make).toThrow(/Expected at most 4294967295 elements for W2 but received 4294967296 elements/);
+      expect(Date.now() - t0).toBeLessThan(500);
+    }
+    const t0 = Date.now();
+    expect(() => initParams({ D: 1, H: 2 ** 31 - 1, C: 3 })).toThrow(/for W2/);
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
+  it('the numbers drawn are those of before: initParams and mlp agree with a Linear by Linear draw', () => {
+    const p = initParams({ D: 3, H: 4, C: 2 }, { seed: 9, init: 'torch' });
+    const m = Sequential.mlp([3, 4, 2], { seed: 9, init: 'torch' });
+    expect(Array.from(m.params.W2)).toEqual(Array.from(p.W2));
+    expect(Array.from(m.params.b2)).toEqual(Array.from(p.b2));
+    // The first layer alone is what a Linear of that seed draws.
+    expect(Array.from(new Linear(3, 4, { seed: 9, init: 'torch' }).params.W)).toEqual(Array.from(p.W1));
+  });
+});
+
+describe('H3: every option is checked, whichever others come with it', () => {
+  const W = new Float64Array(12);
+  const b = new Float64Array(4);
+  it('new Linear with W and b still checks dtype, init and seed, and refuses a dtype other than W\'s', () => {
+    expect(() => new Linear(3, 4, { W, b, dtype: 'float16' as never })).toThrow(/Expected one of 'float64', 'float32' for opts.dtype but received "float16"/);
+    expect(() => new Linear(3, 4, { W, b, init: 'kaiming' as never })).toThrow(/for opts.init but received "kaiming"/);
+    expect(() => new Linear(3, 4, { W, b, seed: -5 })).toThrow(/for opts.seed but received -5/);
+    expect(() => new Linear(3, 4, { W, b, seed: 1.5 })).toThrow(/for opts.seed but received 1.5/);
+    expect(() => new Linear(3, 4, { W, b, dtype: 'float32' } as never))
+      .toThrow(new TypeError("Expected 'float64' (the dtype of the W given) or no dtype for opts.dtype but received \"float32\""));
+    expect(new Linear(3, 4, { W, b, dtype: 'float64' }).params.W).toBe(W);
+  });
+  it('gradcheck refuses opts.params beside a network and opts.backend beside a function (each was ignored)', () => {
+    const p = initParams({ D: 3, H: 4, C: 3 }, { seed: 3 });
+    const X3 = Float64Array.from({ length: 12 }, (_, i) => Math.sin(i + 1));
+    const y3 = Int32Array.of(0, 2, 1, 2);
+    expect(() => gradcheck(p, X3, y3, { params: 'garbage' } as never)).toThrow(/Expected no opts.params beside a network/);
+    expect(() => gradcheck(Sequential.mlp([3, 4, 3]), X3, y3, { params: p } as never)).toThrow(/Expected no opts.params beside a network/);
+    const fn = ((q: never, Xq: Float64Array, yq: Int32Array, o: never) => forwardBackward(q, Xq, yq, o).grads) as never;
+    expect(() => gradcheck(fn, X3, y3, { params: p, backend: 'ts' } as never)).toThrow(/Expected no opts.backend with a gradient function/);
+    expect(gradcheck(fn, X3, y3, { params: p } as never).ok).toBe(true);
+  });
+  it('null is not an options object, wherever it is given; verify\'s candidate: null is refused, not native', () => {
+    const nul = /Expected an options object for opts but received null/;
+    expect(() => forwardBackward(P(), X, y, null as never)).toThrow(nul);
+    expect(() => Sequential.mlp([3, 2, 2]).forwardBackward(X, y, null as never)).toThrow(nul);
+    expect(() => forward(P(), X, null as never)).toThrow(nul);
+    expect(() => verify(P(), X, y, { candidate: null as never })).toThrow(new TypeError("Expected one of 'native', 'ts', 'torch', 'wasm' for opts.candidate but received null"));
+    expect(forwardBackward(P(), X, y, undefined).loss).toBeCloseTo(handSumLoss() / 2, 12);
+  });
+  it('a Linear whose inFeatures or outFeatures were reassigned is refused by new Sequential, naming the layer', () => {
+    const l1 = new Linear(3, 4);
+    (l1 as { outFeatures: number }).outFeatures = 5;
+    expect(() => new Sequential([l1, new ReLU(), new Linear(5, 2)])).toThrow(/Expected 15 elements for layers\[0\] \(Linear 3→5\) W but received Float64Array of length 12/);
+    const l2 = new Linear(3, 4);
+    (l2 as { inFeatures: unknown }).inFeatures = '3';
+    expect(() => new Sequential([l2])).toThrow(/Expected a positive integer for layers\[0\].inFeatures but received "3"/);
+  });
+  it("a params key one letter from one that is read ('activaton') is refused with did-you-mean; the caller's other keys are not", () => {
+    const p = initParams({ D: 3, H: 2, C: 2 }, { seed: 0 });
+    expect(() => forwardBackward({ ...p, activaton: 'tanh' } as never, X, y))
+      .toThrow(/Expected no key 'activaton' for params \(did you mean 'activation'\?\)/);
+    expect(() => new Trainer({ ...p, activaton: 'tanh' } as never)).toThrow(/did you mean 'activation'/);
+    expect(() => forward({ ...p, w1: p.W1 } as never, X)).toThrow(/Expected no key 'w1' for params \(did you mean 'W1'\?\)/);
+    // A test case's own X and y beside its weights, or a name of its own, are not read and not refused.
+    expect(forward({ ...p, X, y, name: 'case 1' } as never, X)).toEqual(forward(p, X));
   });
 });

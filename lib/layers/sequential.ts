@@ -507,7 +507,7 @@ export class Sequential<T extends FloatArray = FloatArray> {
   forwardBackward<O extends SequentialForwardBackwardOptions<T>>(
     X: T, y: ArrayLike<number>, opts?: O,
   ): SequentialResult<T, O extends { reduction: 'none' } ? T : number> {
-    return this.checkedStep(X, y, v.stepOptions(opts ?? {}, this.loss.reduction)) as never;
+    return this.checkedStep(X, y, v.stepOptions(opts, this.loss.reduction)) as never;
   }
 
   /**

@@ -112,6 +112,13 @@ export function gradcheck<N extends Network>(target: N | GradFunction<N>, X: Flo
   const rtol = num('opts.rtol', o.rtol, 1e-3, false);
   const mode = v.oneOf('opts.mode', o.mode, ['full', 'fast'] as const, 'full');
   const isFn = typeof target === 'function';
+  // Each option that applies to one kind of target is refused beside the other: it would be ignored.
+  if (!isFn && o.params !== undefined) {
+    v.fail(TypeError, 'no opts.params beside a network (it is the point of a gradient function; the network given is checked at its own weights)', 'opts.params', o.params);
+  }
+  if (isFn && o.backend !== undefined) {
+    v.fail(TypeError, "no opts.backend with a gradient function (the function's gradients are checked; opts.backend picks the backend of a network given)", 'opts.backend', o.backend);
+  }
   const point: unknown = isFn ? o.params : target;
   const backend = v.oneOf('opts.backend', o.backend, v.BACKENDS, 'native');
   const inputGrad = v.bool('opts.inputGrad', o.inputGrad, false);

@@ -136,7 +136,8 @@ export function verify<N extends Network>(net: N, X: FloatArray, y: ArrayLike<nu
   const inputGradAsked = o.inputGrad === true;
   const exact = v.bool('opts.exact', o.exact, false);
   if (exact && o.reference === 'fd') v.fail(TypeError, "reference 'torch' or 'auto' with exact: true (bits are compared with LibTorch)", 'opts.reference', o.reference);
-  const candidate = (o.candidate ?? 'native') as Candidate<Network>;
+  // undefined is the default; null is a value, refused as null is for every other option.
+  const candidate = (o.candidate === undefined ? 'native' : o.candidate) as Candidate<Network>;
   if (typeof candidate !== 'function') v.oneOf('opts.candidate', candidate, v.BACKENDS, 'native');
   const toleranceOpt = o.tolerance === undefined ? undefined : num('opts.tolerance', o.tolerance, 0, true);
   const fdStep = num('opts.fdStep', o.fdStep, DEFAULT_FD_STEP, true);
