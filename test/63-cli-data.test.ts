@@ -1,13 +1,16 @@
 // `handgrad predict` and `handgrad train` choosing CSV columns as a user names them: a duplicated
 // header name, a mistyped --label, a CSV without a header, an empty first-feature cell, and a
-// column whose name is a number. The compiled CLI (dist/) runs in child processes; expected
-// predictions come from loadModel on rows written out by hand here, never from the CLI's parsing.
+// column whose name is a number; predict's labels read as the model's class names, a model file
+// without feature names on a CSV with or without the label, every feature cell by one number rule,
+// nothing written before every label is checked. The compiled CLI (dist/) runs in child processes; expected
+// predictions come from loadModel on rows written out by hand here, never from the CLI's parsing,
+// and expected accuracies from those predictions and the labels the test wrote.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel } from '../lib';
+import { loadModel, saveModel, Sequential } from '../lib';
 
 const ROOT = join(__dirname, '..');
 const CLI = join(ROOT, 'dist', 'lib', 'cli.js');
@@ -138,3 +141,104 @@ describe('handgrad train --label', () => {
     expect([byIndex.label, byIndex.features]).toEqual(['y', ['2', 'x', 'z']]);
   });
 });
+
+/** A model file of a seeded 2 → 4 → 3 net (no training: the test asks the model itself what it predicts), with `opts`' names. */
+function apiModel(name: string, opts: { classes?: string[]; features?: string[]; label?: string }) {
+  const path = join(tmp, `${name}.safetensors`);
+  saveModel(Sequential.mlp([2, 4, 3], { seed: 3 }), path, opts);
+  return path;
+}
+// Rows spread wide enough that a random net predicts more than one class among them.
+const WIDE = Array.from({ length: 12 }, (_, i) => [((i * 7) % 12) - 6, ((i * 5) % 12) - 6]);
+/** The accuracy line predict prints, from labels and predictions the test holds. */
+const accuracyLine = (labels: string[], predicted: string[], column: string) => {
+  const correct = labels.filter((l, i) => l === predicted[i]).length;
+  return `accuracy ${((100 * correct) / labels.length).toFixed(2)}% (${correct} of ${labels.length} rows, label column ${JSON.stringify(column)})`;
+};
+
+describe('handgrad predict: labels as the model names its classes', () => {
+  it('class names that look like integers ("1", "1.0", "01") are matched as written, never as the class id 1', () => {
+    const model = apiModel('int-like', { classes: ['1', '1.0', '01'], features: ['a', 'b'], label: 'label' });
+    const predicted = truth(model, WIDE);
+    expect(new Set(predicted).size).toBeGreaterThan(1); // the test means something only if the classes differ
+    // Labels: the prediction on even rows, another class on odd ones.
+    const names = ['1', '1.0', '01'];
+    const labels = predicted.map((p, i) => (i % 2 === 0 ? p : names[(names.indexOf(p) + 1) % 3]));
+    const data = file('int-like.csv', `a,b,label\n${WIDE.map((r, i) => `${r},${labels[i]}`).join('\n')}\n`);
+    const r = cli(['predict', '--model', model, '--data', data, '--backend', 'ts']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`prediction\n${predicted.join('\n')}\n`);
+    expect(r.stderr.trim()).toBe(accuracyLine(labels, predicted, 'label'));
+    // Every label "1.0" on a model whose classes are 1.0 and 2.0: the file holds no "1".
+    const model2 = apiModel('int-like2', { classes: ['1.0', '2.0', 'x'], features: ['a', 'b'], label: 'label' });
+    const predicted2 = truth(model2, WIDE);
+    const r2 = cli(['predict', '--model', model2, '--data', file('int-like2.csv', `a,b,label\n${WIDE.map((row) => `${row},1.0`).join('\n')}\n`), '--backend', 'ts']);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stderr.trim()).toBe(accuracyLine(WIDE.map(() => '1.0'), predicted2, 'label'));
+  });
+
+  it('a label the model does not know is an error before anything is written: no -o file, nothing on stdout', () => {
+    const model = apiModel('unknown-label', { classes: ['1', '1.0', '01'], features: ['a', 'b'], label: 'label' });
+    const data = file('unknown-label.csv', 'a,b,label\n1,2,1.0\n3,4,2\n');
+    const out = join(tmp, 'unknown-label-out.csv');
+    const r = cli(['predict', '--model', model, '--data', data, '-o', out, '--backend', 'ts']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Expected a class the model knows \("1", "1\.0", "01"\) for column "label" \(column 3\) on line 3 but received "2"/);
+    expect(r.stderr).not.toMatch(/opts\./);
+    expect(existsSync(out)).toBe(false);
+    const plain = cli(['predict', '--model', model, '--data', data, '--backend', 'ts']);
+    expect(plain.code).toBe(2);
+    expect(plain.stdout).toBe('');
+    // A model without class names takes class ids in [0, C): 3 is none of them.
+    const ids = apiModel('ids', { features: ['a', 'b'], label: 'label' });
+    const bad = cli(['predict', '--model', ids, '--data', file('ids-bad.csv', 'a,b,label\n1,2,0\n3,4,3\n'), '-o', out, '--backend', 'ts']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Expected a class id the model knows \(0 to 2: its file names no classes\) for the label column "label" in data row 2 but received "3"/);
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('handgrad predict: a model file without feature names', () => {
+  it('takes exactly D columns as the features (header or none), D + 1 as the features and the label last; other counts are refused', () => {
+    const model = apiModel('nameless', {});
+    expect(loadModel(model).features).toBeUndefined();
+    const rows = WIDE.slice(0, 4);
+    const want = `prediction\n${truth(model, rows).join('\n')}\n`;
+    for (const [name, text] of [['bare', ''], ['bare-header', 'p,q\n']]) {
+      const r = cli(['predict', '--model', model, '--data', file(`${name}.csv`, `${text}${rows.map((r) => r.join(',')).join('\n')}\n`), '--backend', 'ts']);
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toBe(want);
+      expect(r.stderr).not.toMatch(/accuracy/);
+    }
+    const labels = ['0', '1', '2', '0'];
+    const labelled = cli(['predict', '--model', model, '--data', file('nameless-labelled.csv', `${rows.map((r, i) => `${r},${labels[i]}`).join('\n')}\n`), '--backend', 'ts']);
+    expect(labelled.code, labelled.stderr).toBe(0);
+    expect(labelled.stdout).toBe(want);
+    expect(labelled.stderr.trim()).toBe(accuracyLine(labels, truth(model, rows), 'col3'));
+    const wide = cli(['predict', '--model', model, '--data', file('nameless-wide.csv', '1,2,3,0\n'), '--backend', 'ts']);
+    expect(wide.code).toBe(2);
+    expect(wide.stderr).toMatch(/Expected 2 columns \(the model's inputs; its file names none\) or 3 \(and the label last\) for --data \S+nameless-wide\.csv but received 4 columns on line 1/);
+  });
+});
+
+describe('handgrad predict: one number rule for every feature column', () => {
+  // The first feature column of a file without a label column went through readCsv's label slot
+  // and was trimmed by String.prototype.trim: these read as 1 there, and are errors in any other column.
+  const BAD: [string, string][] = [['a no-break space', '1\u00a0'], ['a BOM', '\ufeff1'], ['a vertical tab', '1\v'], ['an ideographic space', '\u30001'], ['a quoted " 1"', '" 1"']];
+  for (const [what, cellText] of BAD) {
+    it(`${what} is not a number in the first column, as in the second`, () => {
+      for (const [col, text] of [['x', `x,y\n0,0\n${cellText},2\n`], ['y', `x,y\n0,0\n2,${cellText}\n`]]) {
+        const r = cli(['predict', '--model', named, '--data', file(`rule-${col}.csv`, text), '--backend', 'ts']);
+        expect(r.code, `column ${col}: ${r.stdout}`).toBe(2);
+        expect(r.stderr).toMatch(new RegExp(`Expected a number for column "${col}" \\(column ${col === 'x' ? 1 : 2}\\) on line 3 but received`));
+        expect(r.stdout).toBe('');
+      }
+    });
+  }
+  it('ASCII spaces and tabs around an unquoted number are trimmed in every column alike', () => {
+    const r = cli(['predict', '--model', named, '--data', file('spaces.csv', 'x,y\n 3\t, 1.5 \n\t8 ,4\n'), '--backend', 'ts']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`prediction\n${truth(named, [[3, 1.5], [8, 4]]).join('\n')}\n`);
+  });
+});
+

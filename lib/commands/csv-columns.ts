@@ -5,7 +5,7 @@
 import { MAX_COLUMNS } from '../data/csv';
 import { Records } from '../data/csv-records';
 import { sourceBytes } from '../data/csv-source';
-import { MAX_GUNZIPPED_BYTES } from '../data/files';
+import { fileFail, MAX_GUNZIPPED_BYTES } from '../data/files';
 import * as v from '../validate';
 
 /** The cells of a CSV's first record and the line it is on. */
@@ -55,4 +55,29 @@ const MADE_UP = /^col([1-9]\d{0,9})$/;
 export function madeUpColumn(name: string): number {
   const m = MADE_UP.exec(name);
   return m ? Number(m[1]) - 1 : -1;
+}
+
+/**
+ * Column j of the CSV at `path` as numbers, by the very rule readCsv reads a feature column with
+ * (Records.number: ASCII spaces and tabs trimmed from an unquoted cell, nothing else): for the
+ * one column `handgrad predict` has readCsv take in the label's place when a file has no label
+ * column, whose cells readCsv only kept as text. readCsv has read the file first (its widths,
+ * its header), so the records here are its `n` data rows.
+ * @throws {HandgradError} ERR_FILE: a cell that is not a finite number, in readCsv's words
+ */
+export function columnNumbers(path: string, j: number, header: boolean, n: number): Float64Array {
+  const { bytes, source } = sourceBytes(path, MAX_GUNZIPPED_BYTES);
+  const rec = new Records(bytes, 0x2c, source);
+  const name = header && rec.next(j + 1) ? `column ${JSON.stringify(rec.text(j))} (column ${j + 1})` : `column ${j + 1}`;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    if (!rec.next(j + 1)) throw new Error(`unreachable: readCsv read ${n} data rows of ${path}`);
+    const x = rec.number(j);
+    if (!Number.isFinite(x)) {
+      const text = rec.text(j);
+      fileFail(Number.isNaN(x) ? 'a number' : 'a finite number', `${name} on line ${rec.lines[j]}`, text === '' ? '"" (an empty cell)' : v.describe(text), source);
+    }
+    out[i] = x;
+  }
+  return out;
 }

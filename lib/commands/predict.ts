@@ -12,40 +12,95 @@ import { writeFileAtomic } from '../io/atomic';
 import { loadModel, type Model } from '../model-file';
 import * as v from '../validate';
 import { type Command, flags, STRING } from './command';
-import { columnList, columnsNamed, firstRow, headerFlag, madeUpColumn, shownHeader } from './csv-columns';
+import { columnList, columnNumbers, columnsNamed, firstRow, headerFlag, madeUpColumn, shownHeader } from './csv-columns';
 
-// readCsv's number syntax (a label cell is read as text): a feature read through the label slot must meet it too.
-const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
-/** The most distinct values a column read through the label slot may hold (readCsv's own cap is 2^31 − 1). */
+/** readCsv's maxClasses here: the model's classes (or C) bound the labels, and a column read in the label's place may hold any number of values. */
 const ANY_COUNT = 2 ** 31 - 1;
 
 /** A CSV cell: quoted when it holds a delimiter, a quote or a line break (RFC 4180). */
 const cell = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
 
-/** The label text of row i (a class name, or the class id as written). */
-const labelText = (d: CsvDataset, i: number) => (d.classNames ? d.classNames[d.y[i]] : String(d.y[i]));
+/** The model's class names (its class ids as text for a file that names none). */
+const classNames = (model: Model) => model.classes ?? Array.from({ length: model.numClasses }, (_, c) => String(c));
 
 /**
- * readCsv, with its one message that would mislead here reworded: when the first feature is read
- * through the label slot (the file has no label column), an empty cell of it is a missing number
- * for that feature column, not a missing label.
+ * The CSV with its label column: the labels as the model's class ids, every one checked here (so
+ * that nothing is written for a file that fails). A model with class names reads the labels as
+ * those names (opts.classes), so a label "1.0" is the class "1.0", never the class id 1; a model
+ * without names takes the labels as class ids in [0, C).
+ * @throws {HandgradError} ERR_FILE: a label the model does not know, naming its line
  */
-function readFeatureViaLabel(data: string, opts: CsvOptions): CsvDataset {
+function readLabelled(model: Model, data: string, opts: CsvOptions): CsvDataset {
+  const classes = model.classes;
+  if (classes === undefined) {
+    const d = readCsv(data, { ...opts, maxClasses: ANY_COUNT });
+    const C = model.numClasses;
+    const bad = d.classNames !== undefined ? 0 : d.y.findIndex((c) => c >= C);
+    if (bad >= 0) {
+      const t = d.classNames ? d.classNames[d.y[bad]] : String(d.y[bad]);
+      fileFail(`a class id the model knows (0 to ${C - 1}: its file names no classes)`, `the label column ${JSON.stringify(d.labelName)} in data row ${bad + 1}`, JSON.stringify(t), data);
+    }
+    return d;
+  }
   try {
-    return readCsv(data, { ...opts, maxClasses: ANY_COUNT });
+    return readCsv(data, { ...opts, classes, maxClasses: ANY_COUNT });
+  } catch (err) {
+    // readCsv names its option; the list is the model's.
+    if (err instanceof HandgradError && err.code === 'ERR_FILE') err.message = err.message.replace(/^Expected one of the \d+ classes in opts\.classes \(/, 'Expected a class the model knows (');
+    throw err;
+  }
+}
+
+/** Every column of a CSV, as numbers, and the names of all of them. */
+interface Table {
+  /** [n, names.length], in file order but the label's column. */
+  X: Float64Array;
+  names: string[];
+  n: number;
+  /** The label column's class ids (the model's), when the CSV has one. */
+  y?: Int32Array;
+  labelName?: string;
+}
+
+/**
+ * A CSV without a label column, every column a number. readCsv always takes one column as the
+ * label: column 0 goes there (its cells checked by readCsv's own header and width rules), and its
+ * numbers are then read by readCsv's number rule (columnNumbers), so no column is read by another
+ * rule than the rest. An empty cell in it is a missing number, not a missing label.
+ */
+function readUnlabelled(data: string, header: 'auto' | boolean): Table {
+  let d: CsvDataset;
+  try {
+    d = readCsv(data, { header, label: 0, maxClasses: ANY_COUNT });
   } catch (err) {
     if (err instanceof HandgradError && err.code === 'ERR_FILE' && err.message.startsWith('Expected a label for ')) {
       err.message = `Expected a number for ${err.message.slice('Expected a label for '.length)}`;
     }
     throw err;
   }
+  const n = d.y.length;
+  const w = d.D + 1;
+  const first = columnNumbers(data, 0, d.header, n);
+  const X = new Float64Array(n * w);
+  for (let i = 0; i < n; i++) {
+    X[i * w] = first[i];
+    X.set(d.X.subarray(i * d.D, (i + 1) * d.D), i * w + 1);
+  }
+  return { X, names: [d.labelName, ...d.featureNames], n };
+}
+
+/** The CSV with the label column `label` (a name or a 0-based index), or without one. */
+function readTable(model: Model, data: string, header: 'auto' | boolean, label: string | number | undefined): Table {
+  if (label === undefined) return readUnlabelled(data, header);
+  const d = readLabelled(model, data, { header, label });
+  return { X: d.X, names: d.featureNames, n: d.y.length, y: d.y, labelName: d.labelName };
 }
 
 export interface Rows {
   /** X [n,D] in the model's feature order (float64, raw). */
   X: Float64Array;
-  /** The label texts, when the CSV has the label column. */
-  labels?: string[];
+  /** The labels as the model's class ids, when the CSV has the label column. */
+  y?: Int32Array;
   /** The label column read (its header name, or train's colK for a file without a header). */
   labelName?: string;
   n: number;
@@ -65,8 +120,11 @@ export interface RowsOptions {
  * must be spelled by exactly one column. A model trained on a CSV without a header keeps train's
  * made-up names col1…colN, which stand for file columns 1…N: such a file is read by position, as
  * it was trained (with --header false, or 'auto' when the first row does not hold every feature
- * name). A model file without names takes the CSV's columns but the label, in order.
- * @throws {HandgradError} ERR_FILE: a column missing or duplicated, a cell that is not a finite number
+ * name). A model file without names takes the CSV's columns but the label, in order: D columns are
+ * all features, D + 1 the features and the label (last, or the column --label or the model's
+ * label name spells). Every feature cell is read by readCsv's one number rule, and every label is
+ * checked against the model's classes, before anything is predicted or written.
+ * @throws {HandgradError} ERR_FILE: a column missing or duplicated, a cell that is not a finite number, a label the model does not know
  * @throws {RangeError|TypeError} naming --label or --header
  */
 export function modelRows(model: Model, data: string, opts: RowsOptions = {}): Rows {
@@ -83,92 +141,88 @@ export function modelRows(model: Model, data: string, opts: RowsOptions = {}): R
   // An explicit --label must name a column; the model's own label may be absent (then: no accuracy).
   const noSuchLabel = (name: string): never => fileFail(`a column named ${JSON.stringify(name)}`, '--label', shownHeader(first!), data);
 
+  let t: Table;
+  let at: (k: number) => number; // the Table column of the model's feature k
   if (features === undefined) {
-    // No names saved: the columns by position, the label last unless named (and present).
-    const label = explicit ?? (model.label !== undefined && header !== false && named(model.label).length === 1 ? model.label : undefined);
-    if (label !== undefined && header === false) v.fail(RangeError, 'true or auto with --label (a column name needs a header)', '--header', 'false');
+    // No names saved: the columns by position; the label is the column named (and present), else
+    // the last when there is one column more than the model's inputs.
+    const byName = explicit ?? (model.label !== undefined && header !== false && named(model.label).length === 1 ? model.label : undefined);
+    if (byName !== undefined && header === false) v.fail(RangeError, 'true or auto with --label (a column name needs a header)', '--header', 'false');
     if (explicit !== undefined && named(explicit).length === 0) noSuchLabel(explicit);
-    if (label !== undefined && named(label).length > 1) fileFail(`one column named ${JSON.stringify(label)} (the label)`, inData, `columns ${columnList(named(label))} of ${shownHeader(first!)}`, undefined);
-    const d = readCsv(data, { ...(label !== undefined ? { label } : {}), header });
-    if (d.D !== D) fileFail(`${D} feature columns besides the label (the model's inputs; its file names none)`, '--data', `${d.D}`, data);
-    return { X: Float64Array.from(d.X), labels: Array.from({ length: d.y.length }, (_, i) => labelText(d, i)), labelName: d.labelName, n: d.y.length };
-  }
-
-  const madeUp = features.every((f) => madeUpColumn(f) >= 0);
-  if (header === false && !madeUp) {
-    const shown = features.slice(0, 4).map((f) => JSON.stringify(f)).join(', ') + (D > 4 ? ', …' : '');
-    v.fail(RangeError, 'true or auto for this model (only a model trained on a CSV without a header, whose features are col1…colN, reads one by position)', '--header', new v.Received(`false; the model's features are ${shown}`));
-  }
-  const byPosition = header === false || (header === 'auto' && madeUp && !features.every((f) => named(f).length > 0));
-
-  let label: string | undefined; // the label column read, when there is one
-  let d: CsvDataset;
-  if (byPosition) {
-    // train named column k of a file without a header `col${k + 1}`: the same names find them here.
-    const at = features.map(madeUpColumn);
-    const missing = features.filter((_, k) => at[k] >= ncols);
-    if (missing.length > 0) {
-      fileFail(`columns ${missing.map((f) => JSON.stringify(f)).join(', ')} (a CSV without a header is read by position: colK is column K, as train named them)`, inData, `${ncols} columns on line ${first!.line}`, undefined);
+    if (byName !== undefined && named(byName).length > 1) fileFail(`one column named ${JSON.stringify(byName)} (the label)`, inData, `columns ${columnList(named(byName))} of ${shownHeader(first!)}`, undefined);
+    if (byName === undefined && ncols !== D && ncols !== D + 1) {
+      fileFail(`${D} columns (the model's inputs; its file names none) or ${D + 1} (and the label last)`, inData, `${ncols} columns on line ${first!.line}`, undefined);
     }
-    const k = madeUpColumn(explicit ?? model.label ?? '');
-    const labelAt = k >= 0 && k < ncols && !at.includes(k) ? k : undefined;
-    if (explicit !== undefined && labelAt === undefined) {
-      v.fail(RangeError, `a column of the CSV without a header that is not a feature, named as train names them (col1…col${ncols})`, '--label', explicit);
-    }
-    if (labelAt !== undefined) label = `col${labelAt + 1}`;
-    d = labelAt !== undefined ? readCsv(data, { header: false, label: labelAt }) : readFeatureViaLabel(data, { header: false, label: at[0] });
+    const label = byName ?? (ncols === D + 1 ? -1 : undefined);
+    t = readTable(model, data, byName !== undefined ? true : header, label);
+    if (t.names.length !== D) fileFail(`${D} feature columns besides the label (the model's inputs; its file names none)`, '--data', `${t.names.length}`, data);
+    at = (k) => k;
   } else {
-    const wanted = explicit ?? model.label;
-    if (wanted !== undefined) {
-      const at = named(wanted);
-      const flag = explicit !== undefined ? '--label' : `the label column (the model's) in ${inData}`;
-      if (explicit !== undefined && at.length === 0) noSuchLabel(explicit);
-      if (at.length > 1) fileFail(`one column named ${JSON.stringify(wanted)}`, flag, `columns ${columnList(at)} of ${shownHeader(first!)}`, undefined);
-      if (explicit !== undefined && features.includes(explicit)) v.fail(RangeError, 'the label column, not one of the model\'s features', '--label', explicit);
-      if (at.length === 1) label = wanted;
+    const madeUp = features.every((f) => madeUpColumn(f) >= 0);
+    if (header === false && !madeUp) {
+      const shown = features.slice(0, 4).map((f) => JSON.stringify(f)).join(', ') + (D > 4 ? ', …' : '');
+      v.fail(RangeError, 'true or auto for this model (only a model trained on a CSV without a header, whose features are col1…colN, reads one by position)', '--header', new v.Received(`false; the model's features are ${shown}`));
     }
-    // Each name must be one column: with two, which one the model meant cannot be told.
-    features.forEach((f, k) => {
-      const at = named(f);
-      if (at.length > 1) fileFail(`one column named ${JSON.stringify(f)} (feature ${k + 1} of the ${D} the model was trained on)`, inData, `columns ${columnList(at)} of ${shownHeader(first!)}`, undefined);
-    });
-    const missing = features.flatMap((f, k) => (named(f).length === 0 ? [`${JSON.stringify(f)} (feature ${k + 1})`] : []));
-    if (missing.length > 0) {
-      const hint = madeUp ? '; the model was trained on a CSV without a header: --header false reads one by position' : '';
-      fileFail(`${missing.length === 1 ? 'a column' : 'columns'} named ${missing.join(', ')} of the ${D} the model was trained on`, inData, `${shownHeader(first!)}${hint}`, undefined);
+    const byPosition = header === false || (header === 'auto' && madeUp && !features.every((f) => named(f).length > 0));
+    if (byPosition) {
+      // train named column k of a file without a header `col${k + 1}`: the same names find them here.
+      const cols = features.map(madeUpColumn);
+      const missing = features.filter((_, k) => cols[k] >= ncols);
+      if (missing.length > 0) {
+        fileFail(`columns ${missing.map((f) => JSON.stringify(f)).join(', ')} (a CSV without a header is read by position: colK is column K, as train named them)`, inData, `${ncols} columns on line ${first!.line}`, undefined);
+      }
+      const k = madeUpColumn(explicit ?? model.label ?? '');
+      const labelAt = k >= 0 && k < ncols && !cols.includes(k) ? k : undefined;
+      if (explicit !== undefined && labelAt === undefined) {
+        v.fail(RangeError, `a column of the CSV without a header that is not a feature, named as train names them (col1…col${ncols})`, '--label', explicit);
+      }
+      t = readTable(model, data, false, labelAt);
+    } else {
+      const wanted = explicit ?? model.label;
+      let label: string | undefined;
+      if (wanted !== undefined) {
+        const where = named(wanted);
+        const flag = explicit !== undefined ? '--label' : `the label column (the model's) in ${inData}`;
+        if (explicit !== undefined && where.length === 0) noSuchLabel(explicit);
+        if (where.length > 1) fileFail(`one column named ${JSON.stringify(wanted)}`, flag, `columns ${columnList(where)} of ${shownHeader(first!)}`, undefined);
+        if (explicit !== undefined && features.includes(explicit)) v.fail(RangeError, 'the label column, not one of the model\'s features', '--label', explicit);
+        if (where.length === 1) label = wanted;
+      }
+      // Each name must be one column: with two, which one the model meant cannot be told.
+      features.forEach((f, k) => {
+        const where = named(f);
+        if (where.length > 1) fileFail(`one column named ${JSON.stringify(f)} (feature ${k + 1} of the ${D} the model was trained on)`, inData, `columns ${columnList(where)} of ${shownHeader(first!)}`, undefined);
+      });
+      const missing = features.flatMap((f, k) => (named(f).length === 0 ? [`${JSON.stringify(f)} (feature ${k + 1})`] : []));
+      if (missing.length > 0) {
+        const hint = madeUp ? '; the model was trained on a CSV without a header: --header false reads one by position' : '';
+        fileFail(`${missing.length === 1 ? 'a column' : 'columns'} named ${missing.join(', ')} of the ${D} the model was trained on`, inData, `${shownHeader(first!)}${hint}`, undefined);
+      }
+      t = readTable(model, data, true, label);
     }
-    d = label !== undefined ? readCsv(data, { header: true, label }) : readFeatureViaLabel(data, { header: true, label: features[0] });
+    // By name: unique, since duplicates were refused above (and colK names are unique by construction).
+    const columns = new Map(t.names.map((name, j) => [name, j]));
+    at = (k) => {
+      const j = columns.get(features[k]);
+      if (j === undefined) throw new Error(`unreachable: feature ${JSON.stringify(features[k])} was found in the first row`);
+      return j;
+    };
   }
 
-  // No label column: the first feature took the label's place in readCsv (every other column must
-  // be a number), and its cells came back as label texts, read here as readCsv reads numbers.
-  const viaLabel = label === undefined;
-  const n = d.y.length;
-  const columns = new Map<string, number>();
-  d.featureNames.forEach((name, j) => columns.set(name, j)); // unique: duplicates were refused above
+  const { n } = t;
+  const w = t.names.length;
   const X = new Float64Array(n * D);
   for (let k = 0; k < D; k++) {
-    const name = features[k];
-    if (viaLabel && k === 0) {
-      for (let i = 0; i < n; i++) {
-        const t = labelText(d, i).trim();
-        const x = NUMBER.test(t) ? Number(t) : NaN;
-        if (!Number.isFinite(x)) fileFail('a finite number', `column ${JSON.stringify(name)} in data row ${i + 1}`, v.describe(t), data);
-        X[i * D] = x;
-      }
-      continue;
-    }
-    const j = columns.get(name);
-    if (j === undefined) throw new Error(`unreachable: feature ${JSON.stringify(name)} was found in the first row`);
-    for (let i = 0; i < n; i++) X[i * D + k] = d.X[i * d.D + j];
+    const j = at(k);
+    for (let i = 0; i < n; i++) X[i * D + k] = t.X[i * w + j];
   }
-  return { X, labels: viaLabel ? undefined : Array.from({ length: n }, (_, i) => labelText(d, i)), labelName: label, n };
+  return { X, y: t.y, labelName: t.labelName, n };
 }
 
 /** The text of the output CSV: `prediction`, then (probs) one column per class. */
 export function predictionCsv(model: Model, ids: Int32Array, probs?: ArrayLike<number>): string {
   const C = model.numClasses;
-  const names = model.classes ?? Array.from({ length: C }, (_, c) => String(c));
+  const names = classNames(model);
   const lines = [['prediction', ...(probs ? names : [])].map(cell).join(',')];
   for (let i = 0; i < ids.length; i++) {
     const row = [cell(names[ids[i]])];
@@ -191,27 +245,18 @@ export async function runPredict(argv: string[], out: (s: string) => void = (s) 
   const backend = v.oneOf('--backend', values.backend, v.BACKENDS, 'native');
   const header = headerFlag(values.header);
   const model = loadModel(values.model);
+  // Every cell and label is checked here, before a prediction is computed or written.
   const rows = modelRows(model, values.data, { label: values.label, header });
-  const label = rows.labelName;
   const ids = model.predict(rows.X, { backend });
   const text = predictionCsv(model, ids, values.probs ? model.probs(rows.X, { backend }) : undefined);
   // The CSV goes to -o, or to stdout; the accuracy then to stderr, so the CSV stays clean.
   if (values.output !== undefined) writeFileAtomic(values.output, text);
   else out(text);
-  if (rows.labels === undefined) return { n: rows.n };
-  const names = model.classes ?? Array.from({ length: model.numClasses }, (_, c) => String(c));
-  const idOf = new Map(names.map((s, c) => [s, c]));
+  if (rows.y === undefined) return { n: rows.n };
   let correct = 0;
-  rows.labels.forEach((t, i) => {
-    const c = idOf.get(t);
-    if (c === undefined) {
-      const shown = names.slice(0, 8).map((s) => JSON.stringify(s)).join(', ') + (names.length > 8 ? ', …' : '');
-      fileFail(`a class the model knows (${shown})`, `the label column ${JSON.stringify(label ?? 'last')} in data row ${i + 1}`, JSON.stringify(t), values.data);
-    }
-    if (c === ids[i]) correct++;
-  });
+  for (let i = 0; i < rows.n; i++) if (rows.y[i] === ids[i]) correct++;
   const accuracy = correct / rows.n;
-  (values.output !== undefined ? out : err)(`accuracy ${(100 * accuracy).toFixed(2)}% (${correct} of ${rows.n} rows, label column ${JSON.stringify(label ?? 'last')})\n`);
+  (values.output !== undefined ? out : err)(`accuracy ${(100 * accuracy).toFixed(2)}% (${correct} of ${rows.n} rows, label column ${JSON.stringify(rows.labelName)})\n`);
   return { accuracy, n: rows.n };
 }
 
