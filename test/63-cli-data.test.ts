@@ -2,11 +2,12 @@
 // header name, a mistyped --label, a CSV without a header, an empty first-feature cell, and a
 // column whose name is a number; predict's labels read as the model's class names, a model file
 // without feature names on a CSV with or without the label, every feature cell by one number rule,
-// nothing written before every label is checked. The compiled CLI (dist/) runs in child processes; expected
+// nothing written before every label is checked; train refusing before training what the model
+// file would refuse at the save. The compiled CLI (dist/) runs in child processes; expected
 // predictions come from loadModel on rows written out by hand here, never from the CLI's parsing,
 // and expected accuracies from those predictions and the labels the test wrote.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -242,3 +243,30 @@ describe('handgrad predict: one number rule for every feature column', () => {
   });
 });
 
+describe('handgrad train: what the model file would refuse is refused before training', () => {
+  const rows = (f: (i: number) => string) => `${Array.from({ length: 20 }, (_, i) => f(i)).join('\n')}\n`;
+  const refused = (name: string, text: string) => {
+    const out = join(tmp, `refuse-${name}`);
+    const r = cli(['train', '--data', file(`refuse-${name}.csv`, text), '--out', out, '--epochs', '1', '--backend', 'ts']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe(''); // not even the line that starts training
+    expect(r.stderr).not.toMatch(/opts\./);
+    expect(readdirSync(out)).toEqual([]);
+    return r.stderr;
+  };
+  it('a label column named like a feature, an empty header name, naming --data and the column', () => {
+    expect(refused('label-dup', `a,b,a\n${rows((i) => `${i},${i % 3},${'xy'[i % 2]}`)}`))
+      .toMatch(/Expected distinct column names .* for --data \S+refuse-label-dup\.csv but received "a" for columns 1 and 3 of the header "a", "b", "a"/);
+    expect(refused('empty-label', `a,b,\n${rows((i) => `${i},${i % 3},${'xy'[i % 2]}`)}`))
+      .toMatch(/Expected a name for every column of the header .* but received an empty name for column 3 of the header "a", "b", ""/);
+    expect(refused('empty-feature', `a,,label\n${rows((i) => `${i},${i % 3},${'xy'[i % 2]}`)}`))
+      .toMatch(/Expected a name for every column of the header .* but received an empty name for column 2 of the header "a", "", "label"/);
+  });
+  it('a column whose standard deviation is subnormal (values 0 and 2e-310), naming the column', () => {
+    expect(refused('subnormal', `a,b,label\n${rows((i) => `${i},${i % 2 ? '2e-310' : '0'},${'xy'[i % 2]}`)}`))
+      .toMatch(/--data \S+refuse-subnormal\.csv/); // the column by name here (fitStandardizer may come to refuse it first, in its words)
+  });
+  it('a CSV of one data row: --data needs two (80/20 split), said before training', () => {
+    expect(refused('one-row', 'a,b,label\n1,2,x\n')).toMatch(/Expected at least 2 data rows \(a CSV is split 80\/20 into training and validation rows\) for --data \S+refuse-one-row\.csv but received 1 row/);
+  });
+});

@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { blobs, fitStandardizer, loadDigits, loadMnist, readCsv, spirals, trainValSplit, xor } from '../data';
 import type { Dataset } from '../data/dataset';
 import { predict } from '../model';
-import type { ModelFileOptions } from '../model-file';
+import { modelInfoOption, type ModelFileOptions } from '../model-file';
 import { initParams } from '../params';
 import { decisionBoundarySvg, plotsUnavailable, trainingCurvesSvg } from '../plot';
 import { Sequential } from '../layers/sequential';
@@ -43,10 +43,67 @@ const inDtype = (X: FloatArray, dtype: Dtype): FloatArray => (dtype === 'float32
 
 function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, dtype: Dtype, defaults: Prepared['defaults'], names: Omit<ModelFileOptions, 'preprocess'> = {}): Prepared {
   const { train, val } = trainValSplit(inDtype(d.X, dtype), d.y, d.D, { fraction: 0.2, seed });
-  const z = standardize ? fitStandardizer(train.X, d.D) : null; // fitted on train only, applied to both
+  const z = standardize ? fitted(train.X, d.D, name) : null; // fitted on train only, applied to both
   const part = ({ X, y }: { X: FloatArray; y: Int32Array }) => ({ X: z ? z.apply(X) : X, y });
   // The model file keeps the statistics, so `handgrad predict` and loadModel take raw rows.
-  return { name, train: part(train), val: part(val), D: d.D, C: d.C, file: { ...names, ...(z ? { preprocess: { mean: z.mean, std: z.std } } : {}) }, defaults };
+  const file = { ...names, ...(z ? { preprocess: { mean: z.mean, std: z.std } } : {}) };
+  if (z) tinyStd(z.std, names.features, name);
+  savable(file, d.D, d.C, name);
+  return { name, train: part(train), val: part(val), D: d.D, C: d.C, file, defaults };
+}
+
+/** fitStandardizer on the training rows; its refusals (which name its argument X) name --data. */
+function fitted(X: FloatArray, D: number, data: string) {
+  try {
+    return fitStandardizer(X, D);
+  } catch (err) {
+    if (err instanceof RangeError) throw new HandgradError('ERR_FILE', `${err.message} (the standardizer fitted on the training rows of --data ${data})`, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * A CSV's header names, as the model file will keep them: each non-empty (predict finds columns
+ * by name) and each spelled once, the label's too (the file refuses a label named like a
+ * feature). Checked before training: the save refusing them would lose the run.
+ * @throws {HandgradError} ERR_FILE naming --data and the column
+ */
+function headerNames(data: string): void {
+  const first = firstRow(data)!; // a header was read, so there is a first row
+  first.cells.forEach((f, j) => {
+    if (f === '') fileFail('a name for every column of the header (predict finds the columns by name)', `--data ${data}`, `an empty name for column ${j + 1} of ${shownHeader(first)}`, undefined);
+    if (first.cells.indexOf(f) !== j) {
+      fileFail('distinct column names (predict finds the columns by name)', `--data ${data}`, `${JSON.stringify(f)} for columns ${columnList(columnsNamed(first.cells, f))} of ${shownHeader(first)}`, undefined);
+    }
+  });
+}
+
+/**
+ * A column whose standard deviation on the training rows is below 5.6e-309 (a subnormal: values
+ * such as 0 and 2e-310) has no finite reciprocal, which the model file refuses (its standardizer
+ * would map every other value to infinity). Said in the column's name, before training.
+ * @throws {HandgradError} ERR_FILE naming --data and the column
+ */
+function tinyStd(std: Float64Array, features: readonly string[] | undefined, data: string): void {
+  const j = std.findIndex((s) => !Number.isFinite(1 / s));
+  if (j < 0) return;
+  const column = features ? `column ${JSON.stringify(features[j])}` : `feature ${j + 1}`;
+  fileFail('feature columns whose standard deviation has a finite reciprocal (≥ 5.6e-309; scale the column, or drop it)', `${column} of --data ${data}`, `a standard deviation of ${std[j]} on the training rows`, undefined);
+}
+
+/**
+ * The save's own checks of what the model file will hold (modelInfoOption, as Trainer.save runs
+ * it), run on the planned fields before training: whatever else the file format refuses is then
+ * refused now, never after the run (the cases a CSV can cause are said in its terms above).
+ * @throws {HandgradError} ERR_FILE naming --data
+ */
+function savable(file: ModelFileOptions, D: number, C: number, data: string): void {
+  try {
+    modelInfoOption(file, D, C);
+  } catch (err) {
+    if (!(err instanceof TypeError || err instanceof RangeError)) throw err;
+    throw new HandgradError('ERR_FILE', `${err.message}: the model file of --data ${data} could not be saved (refused before training)`, { cause: err });
+  }
 }
 
 const INTEGER = /^[+-]?\d+$/;
@@ -121,14 +178,9 @@ export function prepare(data: string, opts: { seed: number; label?: string; labe
     default: {
       const { label, header } = labelColumn(data, opts.label, opts.labelIndex, opts.header ?? 'auto');
       const d = readCsv(data, { ...(label !== undefined ? { label } : {}), header });
-      // The model file keeps the feature names for predict, and refuses a name twice (at the save,
-      // after the whole run): a header naming two columns alike is refused here, before training.
-      d.featureNames.forEach((f, j) => {
-        const k = d.featureNames.indexOf(f);
-        if (k === j) return;
-        const first = firstRow(data)!; // a header was read, so there is a first row
-        fileFail('distinct column names (predict finds the columns by name)', `--data ${data}`, `${JSON.stringify(f)} for columns ${columnList(columnsNamed(first.cells, f))} of ${shownHeader(first)}`, undefined);
-      });
+      if (d.header) headerNames(data);
+      // trainValSplit's own error would name its argument y.
+      if (d.y.length < 2) fileFail('at least 2 data rows (a CSV is split 80/20 into training and validation rows)', `--data ${data}`, `${d.y.length} row`, undefined);
       // Class names in id order (the ids themselves when the labels are numbers), the columns by name.
       const classes = d.classNames ?? Array.from({ length: d.C }, (_, c) => String(c));
       return split(data, d, seed, true, opts.dtype, { hidden: 64, epochs: 50, lr: 1e-3, batch: 32, optimizer: 'adam' }, { classes, features: d.featureNames, label: d.labelName });
