@@ -44,6 +44,26 @@ describe('handgrad', () => {
     expect(cli(['trian']).stderr).toMatch(/unknown command 'trian' \(did you mean 'train'\?\)/);
   });
 
+  it('a flag given twice exits 2 naming it and both values, never taking the last one', () => {
+    const r = cli(['train', '--data', 'xor', '--epochs', '1', '--epochs', '2', '--out', join(tmp, 'twice')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^handgrad train: Expected --epochs at most once for handgrad train but received it twice: --epochs 1, then --epochs 2$/m);
+    expect(existsSync(join(tmp, 'twice'))).toBe(false);
+    // A short alias and its long name are one flag; a switch given twice too.
+    expect(cli(['predict', '-o', 'a.csv', '--output', 'b.csv', '--model', 'm', '--data', 'd']).stderr).toMatch(/Expected --output at most once for handgrad predict but received it twice: -o a\.csv, then --output b\.csv/);
+    expect(cli(['verify', '--json', '--json']).stderr).toMatch(/Expected --json at most once for handgrad verify but received it twice: --json, then --json/);
+  });
+
+  it('--seed outside [0, 2^32) is refused naming --seed (train, verify), before any data is read', () => {
+    for (const args of [['train', '--data', 'xor', '--seed', '4294967296', '--out', join(tmp, 'seed')], ['train', '--data', 'xor', '--seed=-1', '--out', join(tmp, 'seed')], ['verify', '--seed=-1'], ['verify', '--seed', '4294967296']]) {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/Expected an integer in \[0, 2\^32\) .* for --seed but received (-1|4294967296)$/m);
+      expect(r.stderr).not.toMatch(/opts\./);
+    }
+    expect(cli(['verify', '--seed', '1.5']).stderr).toMatch(/Expected an integer for --seed but received "1\.5"/);
+  });
+
   it('every command that handgrad --help lists answers --help and -h with its usage (exit 0), before any other flag is read', () => {
     const listed = [...cli(['--help']).stdout.matchAll(/^ {2}handgrad (\S+)/gm)].map((m) => m[1]);
     expect(listed).toEqual(expect.arrayContaining(['tour', 'verify', 'grads', 'train', 'launch', 'build-torch']));
@@ -161,6 +181,13 @@ export function grads(params, X, y, opts) { return forwardBackward(params, X, y,
 
   it('bad options exit 2 with the library wording', () => {
     expect(cli(['verify', '--B', '0']).stderr).toMatch(/Expected a positive integer for --B but received "0"/);
+    // Past a 32-bit size: the flag is named, not the dims.C or typed-array length it becomes.
+    for (const flag of ['--B', '--D', '--C', '--H']) {
+      const r = cli(['verify', flag, '3000000000']);
+      expect(r.code, flag).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`Expected a positive integer ≤ 2\\^31 − 1 \\(a size is a 32-bit dimension\\) for ${flag} but received "3000000000"`));
+    }
+    expect(cli(['verify', '--layers', '8,3000000000']).stderr).toMatch(/for --layers\[1\] but received "3000000000"/);
     expect(cli(['verify', '--dtype', 'float16']).code).toBe(2);
     expect(cli(['verify', '--reference', 'jax']).stderr).toMatch(/Expected one of 'auto', 'torch', 'fd' for --reference/);
     const bogus = cli(['verify', '--bogus']);

@@ -18,13 +18,23 @@ type Values<O extends Flags> = { [K in keyof O]: (O[K] extends { type: 'boolean'
 /**
  * A command's flags parsed strictly by node:util parseArgs. An unknown flag is a TypeError that
  * names it, with v.didYouMean's guess (misspellings, and the names of PyTorch, Keras, … scripts:
- * --learning-rate, --batch-size, --epoch).
+ * --learning-rate, --batch-size, --epoch). A flag given twice (--epochs 1 --epochs 2) is a TypeError
+ * naming it, not its last value taken.
  * @throws {TypeError}
  */
 export function flags<const O extends Flags>(command: string, argv: string[], options: O, allowPositionals = false): { values: Values<O>; positionals: string[] } {
   const known = Object.keys(options);
+  const given = new Map<string, string>(); // each flag's first use, as typed
   for (const t of parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true }).tokens) {
-    if (t.kind !== 'option' || known.includes(t.name)) continue;
+    if (t.kind !== 'option') continue;
+    const typed = t.value === undefined ? t.rawName : `${t.rawName} ${t.value}`;
+    if (known.includes(t.name)) {
+      // parseArgs keeps the last of two: which one the user meant cannot be told, so neither is taken.
+      const first = given.get(t.name);
+      if (first !== undefined && !options[t.name].multiple) throw new TypeError(`Expected --${t.name} at most once for handgrad ${command} but received it twice: ${first}, then ${typed}`);
+      given.set(t.name, typed);
+      continue;
+    }
     const guess = v.didYouMean(t.name.replaceAll('-', '_'), known);
     throw new TypeError(`Expected no option '${t.rawName}' for handgrad ${command}${guess ? ` (did you mean '--${guess}'?)` : ''}; the options are ${known.map((k) => `--${k}`).join(', ')}`);
   }
@@ -36,6 +46,14 @@ export function numberFlag(name: string, text: string, what: string, ok: (n: num
   const n = Number(text);
   if (!ok(n, text)) v.fail(RangeError, what, name, text);
   return n;
+}
+
+/**
+ * --seed: v.seed's rule (an integer in [0, 2^32), the generator's 32-bit state), checked at the flag
+ * so that the error names --seed rather than the option it becomes. @throws {TypeError|RangeError}
+ */
+export function seedFlag(text: string): number {
+  return v.seed('--seed', numberFlag('--seed', text, 'an integer', (n, t) => t.trim() !== '' && Number.isInteger(n)));
 }
 
 /**

@@ -20,7 +20,7 @@ import { Sequential } from '../layers/sequential';
 import { type LiveParams, Trainer, type TwoLayerParams } from '../train/trainer';
 import type { Dtype, FloatArray } from '../types';
 import * as v from '../validate';
-import { type Command, flags, Interrupted, numberFlag, STRING } from './command';
+import { type Command, flags, Interrupted, numberFlag, seedFlag, STRING } from './command';
 import { columnList, columnsNamed, firstRow, headerFlag, shownHeader } from './csv-columns';
 import { optimizerConfig, type OptimizerName, type OptimizerOptions, OPTIMIZERS } from '../train/optimizer';
 
@@ -323,7 +323,7 @@ export async function runTraining(argv: string[], out: (s: string) => void = (s)
     'weight-decay': STRING, exact: { type: 'boolean', default: false },
   });
   const dtype = v.oneOf('--dtype', values.dtype, ['float64', 'float32'] as const, 'float64');
-  const seed = numberFlag('--seed', values.seed, 'an integer', (n, t) => t.trim() !== '' && Number.isInteger(n));
+  const seed = seedFlag(values.seed);
   const given = { hidden: count('hidden', values.hidden), epochs: count('epochs', values.epochs), batch: count('batch', values.batch) };
   const givenLr = values.lr === undefined ? undefined : numberFlag('--lr', values.lr, 'a positive finite number', (n) => n > 0 && Number.isFinite(n));
   const givenOptimizer = values.optimizer === undefined ? undefined : v.oneOf('--optimizer', values.optimizer, OPTIMIZERS, 'sgd');

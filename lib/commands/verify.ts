@@ -10,7 +10,7 @@ import type { BackendName, Dtype } from '../types';
 import * as v from '../validate';
 import { formatVerifyReport } from '../verify/format';
 import { verify, DEFAULT_TOLERANCE_EPS, type Candidate, type GradFunction, type SequentialCandidate } from '../verify/verify';
-import { type Command, flags, numberFlag, STRING } from './command';
+import { type Command, flags, numberFlag, seedFlag, STRING } from './command';
 
 const HELP = `usage: handgrad verify [options]
 
@@ -39,8 +39,23 @@ random problem, tensor by tensor, and explains the first failure in backward ord
   --json                       print the report as JSON
 `;
 
-const positiveInt = (name: string, s: string) =>
-  numberFlag(name, s, 'a positive integer', (n) => /^\d+$/.test(s.trim()) && Number.isSafeInteger(n) && n >= 1);
+// A size is a 32-bit dimension (v.dim's range), checked here so that the error names the flag, not dims.C.
+const positiveInt = (name: string, s: string) => {
+  const n = numberFlag(name, s, 'a positive integer', (n) => /^\d+$/.test(s.trim()) && n >= 1);
+  return numberFlag(name, s, 'a positive integer ≤ 2^31 − 1 (a size is a 32-bit dimension)', () => n <= 0x7fffffff);
+};
+
+/** fn(), with an allocation the sizes make impossible (a RangeError naming no flag) put in terms of the flags. */
+function sizedByFlags<T>(fn: () => T, sizes: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof RangeError && /allocation failed|Invalid typed array length|Invalid array length/.test(err.message)) {
+      v.fail(RangeError, 'sizes whose tensors fit in memory', '--B, --D, --H/--layers and --C', new v.Received(`${sizes} (${err.message})`));
+    }
+    throw err;
+  }
+}
 
 /** The user function exported by FILE (module.exports = fn, a default export, or an export named grads). */
 function loadCandidate(file: string): GradFunction {
@@ -81,7 +96,7 @@ export const verifyCommand: Command = {
     const activation = v.oneOf('--activation', values.activation, v.ACTIVATIONS, 'relu');
     const reduction = v.oneOf('--reduction', values.reduction, v.REDUCTIONS, 'mean');
     const reference = v.oneOf('--reference', values.reference, ['auto', 'torch', 'fd'] as const, 'auto');
-    const seed = numberFlag('--seed', values.seed, 'an integer', Number.isInteger);
+    const seed = seedFlag(values.seed);
     const tolerance = values.tolerance === undefined
       ? undefined : numberFlag('--tolerance', values.tolerance, 'a positive number of epsilons', (t) => t > 0 && Number.isFinite(t));
     const c = values.candidate;
@@ -89,13 +104,15 @@ export const verifyCommand: Command = {
 
     // A seeded problem: He-initialised weights, X ~ N(0, 1), labels uniform over the classes.
     const rng = new Rng((seed + 1) >>> 0); // the data draw, after the weights (seed): 2^32 − 1 wraps to 0, as the generator always took it
-    const X = dtype === 'float64' ? new Float64Array(B * D) : new Float32Array(B * D);
-    for (let i = 0; i < X.length; i++) X[i] = rng.normal();
-    const y = Int32Array.from({ length: B }, () => rng.int(C));
-
-    const report = hidden === null
+    const { X, y } = sizedByFlags(() => {
+      const X = dtype === 'float64' ? new Float64Array(B * D) : new Float32Array(B * D);
+      for (let i = 0; i < X.length; i++) X[i] = rng.normal();
+      return { X, y: Int32Array.from({ length: B }, () => rng.int(C)) };
+    }, `--B ${B}, --D ${D}`);
+    const sizes = `--B ${B}, --D ${D}, ${hidden === null ? `--H ${H}` : `--layers ${hidden.join(',')}`}, --C ${C}`;
+    const report = sizedByFlags(() => (hidden === null
       ? verify(initParams({ D, H, C }, { seed, dtype }), X, y, { activation, reduction, candidate: candidate as Candidate, reference, tolerance, exact: values.exact })
-      : verify(Sequential.mlp([D, ...hidden, C], { activation, dtype, seed }), X, y, { reduction, candidate: candidate as SequentialCandidate, reference, tolerance, exact: values.exact });
+      : verify(Sequential.mlp([D, ...hidden, C], { activation, dtype, seed }), X, y, { reduction, candidate: candidate as SequentialCandidate, reference, tolerance, exact: values.exact })), sizes);
     process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(report)}\n`);
     return report.ok ? 0 : 1;
   },
