@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadSafetensors, saveSafetensors, type TensorInput } from '../lib';
+import { loadSafetensors, saveSafetensors, saveSequential, Sequential, type TensorInput } from '../lib';
 import { errEps, FIXTURES } from './helpers';
 
 const ROOT = join(__dirname, '..');
@@ -284,6 +284,36 @@ describe('handgrad grads', () => {
     const s = loadSafetensors(sum);
     expect(s.metadata.reduction).toBe('sum');
     expect(errEps((s.tensors.db2.data as Float64Array).map((v) => v / 64), want.db2.data as Float64Array, 'float64')).toBeLessThanOrEqual(TOL_EPS);
+  });
+
+  it('a case file holding a deeper net (W3, b3; its layers metadata) is refused, never cut down to W1, b1, W2, b2', () => {
+    const X = { shape: [2, 4], data: new Float64Array([0.1, 0.2, 0.3, 0.4, -0.5, 0.6, -0.7, 0.8]) };
+    const y = { shape: [2], data: new Int32Array([0, 2]) };
+    const caseOf = (name: string, widths: number[], keepMetadata: boolean) => {
+      const net = join(tmp, `${name}-net.safetensors`);
+      saveSequential(net, Sequential.mlp(widths, { seed: 0, activation: 'tanh' }));
+      const f = loadSafetensors(net);
+      const path = join(tmp, `${name}.safetensors`);
+      saveSafetensors(path, { X, y, ...Object.fromEntries(Object.entries(f.tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data }])) }, keepMetadata ? f.metadata : {});
+      return path;
+    };
+    for (const keep of [true, false]) {
+      const out = join(tmp, `deep-out-${keep}.safetensors`);
+      const r = cli(['grads', caseOf(`deep-${keep}`, [4, 5, 6, 3], keep), '-o', out]);
+      expect(r.code, r.stdout).toBe(2);
+      expect(r.stderr).toMatch(/Expected the two-layer net W1, b1, W2, b2 .* but received a net of 3 Linear layers: linear, (tanh|relu), linear, (tanh|relu), linear/);
+      expect(existsSync(out)).toBe(false);
+    }
+    // --layers against the file's own layers list: refused in the flag's name, not computed as another net.
+    const two = caseOf('two-tanh', [4, 5, 3], true);
+    const clash = cli(['grads', two, '-o', join(tmp, 'clash.safetensors'), '--layers', 'linear,relu,linear']);
+    expect(clash.code).toBe(2);
+    expect(clash.stderr).toMatch(/for --layers but received/);
+    expect(clash.stderr).not.toMatch(/opts\./);
+    // The two-layer net the same way still runs, as tanh (its layers say so).
+    const ok = cli(['grads', two, '-o', join(tmp, 'two-out.safetensors')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/\(F64, tanh, mean, backend native\)/);
   });
 
   it('bad input files and arguments exit 2 with a message that names the problem', () => {

@@ -5,7 +5,7 @@
 import { paramsFromFile } from '../checkpoint';
 import { fileFail } from '../data/files';
 import { HandgradError } from '../errors';
-import { architecture, layoutOf } from '../io/layers';
+import { architecture, fileNet, type FileNet, layoutOf } from '../io/layers';
 import { loadSafetensors, saveSafetensors, shapeText, tensorOf, type SafetensorsDtype, type SafetensorsFile, type SafetensorsTensor } from '../io/safetensors';
 import { forwardBackward } from '../model';
 import type { Activation, FloatArray } from '../types';
@@ -18,7 +18,8 @@ Reads X [B,D] (F64 or F32), y [B] (I32 or I64), the weights in either layout —
 b1 [H], W2 [H,C], b2 [C], or the state_dict of nn.Sequential(Linear(D,H), act, Linear(H,C)):
 0.weight [H,D], 0.bias [H], 2.weight [C,H], 2.bias [C] — and the __metadata__ keys activation and
 reduction (default relu, mean); writes loss [1], dX, dW1, db1, dW2, db2 in X's dtype, in handgrad's
-layout (dW1 [D,H]: the transpose of 0.weight.grad).
+layout (dW1 [D,H]: the transpose of 0.weight.grad). A file holding a deeper net (W3, b3, …, or a
+"layers" list of more layers) is refused, never cut down to its first two layers.
 
   -o, --out FILE                       where to write (required)
   --backend native|torch|ts|wasm       (default native)
@@ -77,7 +78,8 @@ export const gradsCommand: Command = {
       want('W2', [H, C], W2.shape, '[H,C]');
     }
 
-    const activation = weights.activation ?? v.oneOf(values.activation ? '--activation' : '__metadata__.activation', values.activation ?? file.metadata.activation, v.ACTIVATIONS, 'relu');
+    let activation = weights.activation ?? v.oneOf(values.activation ? '--activation' : '__metadata__.activation', values.activation ?? file.metadata.activation, v.ACTIVATIONS, 'relu');
+    if (!torchLayout) activation = twoLayerActivation(file, path, values.activation, layers);
     const reduction = v.oneOf(values.reduction ? '--reduction' : '__metadata__.reduction', values.reduction ?? file.metadata.reduction, v.REDUCTIONS, 'mean');
     const params = { W1: W1.data as Float64Array, b1: b1.data as Float64Array, W2: W2.data as Float64Array, b2: b2.data as Float64Array };
     const r = forwardBackward(params, X.data as Float64Array, y.data as unknown as ArrayLike<number>, { backend, activation, reduction, inputGrad: true });
@@ -105,6 +107,31 @@ function handgradWeights(file: SafetensorsFile, path: string, layers: string[] |
     v.fail(RangeError, 'linear,<activation>,linear for a file in handgrad\'s layout (W1, b1, W2, b2)', '--layers', new v.Received(layers.join(',')));
   }
   return { tensors, names, activation: act[0] as Activation };
+}
+
+/**
+ * The activation of the net a handgrad-layout file holds, read by the reader every command uses
+ * (fileNet: the "layers" metadata, D, H, C, every W/b tensor), which must be Linear, act, Linear:
+ * a deeper net (W3, b3, or layers that say so) is refused, never cut down to W1, b1, W2, b2.
+ * --activation overrides the file's "activation" (not a "layers" list that disagrees).
+ * @throws {HandgradError} ERR_FILE
+ */
+function twoLayerActivation(file: SafetensorsFile, path: string, activation: string | undefined, layers: string[] | undefined): Activation {
+  const { activation: _saved, ...rest } = file.metadata;
+  const view = activation === undefined ? file : { ...file, metadata: rest };
+  let net: FileNet;
+  try {
+    net = fileNet(view, path, architecture(layers !== undefined ? { layers } : { activation }), 'handgrad grads');
+  } catch (err) {
+    // The reader names its options; here they are the flags.
+    if (err instanceof HandgradError) err.message = err.message.replace(/\bopts\.(layers|activation)\b/g, '--$1');
+    throw err;
+  }
+  const kinds = net.specs.map((l) => l.kind);
+  if (kinds.length !== 3 || kinds[0] !== 'linear' || kinds[1] === 'linear' || kinds[2] !== 'linear') {
+    fileFail("the two-layer net W1, b1, W2, b2 (handgrad grads computes that net's gradients)", 'the file', `a net of ${net.tensors.length} Linear layers: ${kinds.join(', ')}`, path);
+  }
+  return kinds[1] as Activation;
 }
 
 /**
