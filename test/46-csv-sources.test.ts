@@ -3,7 +3,9 @@
 // Truths are independent of the parser: values written into the file by the test (String(x) of a
 // double reads back as x, ECMA-262 Number::toString), class ids from the class list by indexOf,
 // Number() for every numeral, and perf_hooks' event-loop delay histogram.
-import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { appendFileSync, createReadStream, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -11,6 +13,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CsvDataset, type CsvProgress, readCsv, readCsvAsync } from '../lib/data';
+import { HandgradError } from '../lib/errors';
 import { fileError } from './helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'handgrad-csv46-'));
@@ -260,5 +263,68 @@ describe('numerals of 16 and 17 digits (the fast path now takes digits below 2^5
     const want = Float64Array.from(cells, Number);
     const bad = cells.filter((c, i) => !Object.is(d.X[i], want[i]));
     expect(bad).toEqual([]);
+  });
+});
+
+describe('a file another writer changes between the check and the read', () => {
+  // The writer acts right after the reader's fstat of its open descriptor (fs.fstatSync for readCsv,
+  // FileHandle.prototype.stat for readCsvAsync, wrapped for the one call), the one moment the size
+  // checked and the bytes read can disagree. readCsvAsync read whatever was there then: cut in a
+  // label, it gave 502 of 1000 rows and a class "al" that no row of the file ever held.
+  const path = join(tmp, 'changing.csv');
+  const TEXT = 'a,b,label\n' + Array.from({ length: 1000 }, (_, i) => `${i % 10},${i % 7},${i % 2 ? 'alpha' : 'bravo'}\n`).join('');
+  const CUT = TEXT.indexOf('alpha', TEXT.length >> 1) + 2; // the file then ends "…,al"
+  const shrink = () => truncateSync(path, CUT);
+  const grow = () => appendFileSync(path, '1,2,charlie\n');
+
+  /** Runs read with `change` done once, right after the next fstat of an open file (sync or async). */
+  async function withChange<T>(change: () => void, read: () => T | Promise<T>): Promise<T> {
+    writeFileSync(path, TEXT);
+    const handle = await open(path, 'r');
+    const proto = Object.getPrototypeOf(handle) as { stat: (...a: unknown[]) => Promise<unknown> };
+    await handle.close();
+    const [stat, fstatSync] = [proto.stat, fs.fstatSync];
+    let pending = true;
+    const once = () => pending && ((pending = false), change());
+    proto.stat = async function (this: unknown, ...a: unknown[]) {
+      const st = await stat.apply(this, a);
+      once();
+      return st;
+    };
+    fs.fstatSync = ((...a: Parameters<typeof fstatSync>) => {
+      const st = fstatSync(...a);
+      once();
+      return st;
+    }) as typeof fstatSync;
+    syncBuiltinESMExports();
+    try {
+      return await read();
+    } finally {
+      proto.stat = stat;
+      fs.fstatSync = fstatSync;
+      syncBuiltinESMExports();
+      expect(pending, 'the change was made').toBe(false);
+    }
+  }
+
+  const shrank = `Expected the ${TEXT.length} bytes its size said (the CSV file) for ${path} but received ${CUT} (the file shrank while read)`;
+  const grew = `Expected the ${TEXT.length} bytes its size said (the CSV file) for ${path} but received more (the file grew while read)`;
+
+  it('untouched, both read the 1000 rows', async () => {
+    writeFileSync(path, TEXT);
+    for (const d of [readCsv(path), await readCsvAsync(path)]) {
+      expect(d.y.length).toBe(1000);
+      expect(d.classNames).toEqual(['bravo', 'alpha']);
+    }
+  });
+
+  it('cut short: readCsv and readCsvAsync both refuse it, never a shorter file with a made-up label', async () => {
+    expect(await withChange(shrink, () => fileError(() => readCsv(path)).message)).toBe(shrank);
+    await expect(withChange(shrink, () => readCsvAsync(path))).rejects.toThrow(new HandgradError('ERR_FILE', shrank));
+  });
+
+  it('lengthened: both refuse it, never the first bytes of another file', async () => {
+    expect(await withChange(grow, () => fileError(() => readCsv(path)).message)).toBe(grew);
+    await expect(withChange(grow, () => readCsvAsync(path))).rejects.toThrow(new HandgradError('ERR_FILE', grew));
   });
 });
