@@ -105,7 +105,7 @@ describe('fitStandardizer near the ends of the double range', () => {
     [[1e308, -1e308, 1e308, -1e308], 0, 1e308], // the squares overflowed: std Infinity
     [[0, 1e-200, 0, 1e-200], 5e-201, 5e-201], // the squares underflowed: std 1
     [[M, -M, M, M], 8.988465674311579e307, 1.5568479229996504e308],
-    [[3e-310, 1e-310, 2e-310, 5e-324], 1.5e-310, 1.1180339887499e-310], // subnormals
+    [[2e-308, 5e-309, 1.5e-308, 5e-324], 1e-308, 7.905694150420945e-309], // subnormals
   ];
 
   it('mean and std are the exact ones, rounded', () => {
@@ -125,7 +125,7 @@ describe('fitStandardizer near the ends of the double range', () => {
     [-0.9733285267845756, 0.64888568452305, 1.2977713690461].forEach((want, i) => near(big[i], want, `z[${i}]`));
   });
 
-  it('a constant column keeps std 1; a std that rounds to 0 is a RangeError naming the column', () => {
+  it('a constant column keeps std 1; a std that rounds to 0, or whose reciprocal overflows, is a RangeError naming the column', () => {
     for (const c of [1e308, -M, 5e-324]) {
       const s = fitStandardizer(Float64Array.from([c, c, c]), 1);
       expect([s.mean[0], s.std[0]]).toEqual([c, 1]);
@@ -137,6 +137,121 @@ describe('fitStandardizer near the ends of the double range', () => {
     expect(() => fitStandardizer(X, 2)).toThrow(
       new RangeError('Expected a standard deviation a double can hold for column 1 of X but received values from 0 to 5e-324, whose standard deviation rounds to 0'),
     );
+    // A std below 2^-1024 (about 5.6e-309) is a double, but 1 / std is +Infinity: apply gave
+    // [Infinity] for [1], and saveModel refused the std the fit had returned. Python:
+    // float(sqrt(var)) for [0, 2e-310] is 1e-310; for [3e-310, 1e-310, 2e-310, 5e-324] 1.1180339887499e-310.
+    const wide = '(≥ 5.6e-309, as a model file requires)';
+    expect(() => fitStandardizer(Float64Array.from([0, 2e-310]), 1)).toThrow(
+      new RangeError(`Expected a standard deviation whose reciprocal is finite ${wide} for column 0 of X but received values from 0 to 2e-310, whose standard deviation is 1e-310`),
+    );
+    expect(() => fitStandardizer(Float64Array.from([1, 3e-310, 2, 1e-310, 3, 2e-310, 4, 5e-324]), 2)).toThrow(
+      new RangeError(`Expected a standard deviation whose reciprocal is finite ${wide} for column 1 of X but received values from 5e-324 to 3e-310, whose standard deviation is 1.1180339887499e-310`),
+    );
+    // Just above the bound, 1 / std is finite and the column is kept: [0, 1.2e-308] has std 6e-309.
+    expect(fitStandardizer(Float64Array.from([0, 1.2e-308]), 1).std[0]).toBe(6e-309);
+  });
+});
+
+describe('fitStandardizer against exact rational arithmetic', () => {
+  // The truth: every double is N·2^-1074 for an integer N (its bits, read here with a DataView),
+  // so the column's sum S = ΣN is exact in BigInt, the mean is S / (n·2^1074) and the variance is
+  // V / (n³·2^2148) with V = Σ(n·N − S)². A result g is within k ulps when |g·n − mean·n| ≤ k·ulp·n
+  // and (g − k·ulp)² ≤ std² ≤ (g + k·ulp)², compared as integers: no rounding anywhere.
+  const view = new DataView(new ArrayBuffer(8));
+  function units(x: number): bigint {
+    view.setFloat64(0, x);
+    const [hi, lo] = [view.getUint32(0), view.getUint32(4)];
+    const e = (hi >>> 20) & 0x7ff;
+    const m = (BigInt(hi & 0xfffff) << 32n) | BigInt(lo);
+    const N = e === 0 ? m : (m | (1n << 52n)) << BigInt(e - 1);
+    return hi >>> 31 ? -N : N;
+  }
+  /** An ulp of |x| in units of 2^-1074: the spacing of the doubles at x (2^-1074 below 2^-1022). */
+  function ulp(x: number): bigint {
+    view.setFloat64(0, Math.abs(x));
+    const e = (view.getUint32(0) >>> 20) & 0x7ff;
+    return 1n << BigInt(Math.max(e, 1) - 1);
+  }
+  /** The least k in eighths of an ulp of g with |g − exact| ≤ k ulps, for the mean or the std of col. */
+  function ulpsOff(col: number[], g: number, of: 'mean' | 'std'): number {
+    const n = BigInt(col.length);
+    const N = col.map(units);
+    const S = N.reduce((a, b) => a + b, 0n);
+    const V = N.reduce((a, x) => a + (n * x - S) ** 2n, 0n);
+    const [G, U] = [units(g), ulp(g)];
+    const within = (k: bigint): boolean => {
+      if (of === 'mean') return (8n * G * n - 8n * S) ** 2n <= (k * U * n) ** 2n;
+      const [lo, hi] = [8n * G - k * U, 8n * G + k * U];
+      return (lo < 0n || lo * lo * n ** 3n <= 64n * V) && 64n * V <= hi * hi * n ** 3n;
+    };
+    let k = 0n;
+    while (!within(k)) k++;
+    return Number(k) / 8;
+  }
+
+  // A seeded draw apart from lib/rng: a 31-bit LCG.
+  let seed = 7;
+  const r = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const columns: [string, number, (i: number, n: number) => number][] = [
+    ['one 1000 among zeros (the mean was 651 ulps off)', 5000, (i) => (i === 0 ? 1000 : 0)],
+    ['one 1e6 among 0.5s (the std was 4,555 ulps off)', 20000, (i) => (i === 0 ? 1e6 : 0.5)],
+    ['the outlier last', 20000, (i, n) => (i === n - 1 ? 1e6 : 0.5)],
+    ['one 1e200 among values in [0, 1)', 3000, (i) => (i === 0 ? 1e200 : r())],
+    ['one 1e-200 among zeros', 5000, (i) => (i === 0 ? 1e-200 : 0)],
+    ['a huge offset, a tiny spread: 1e9 + k·1e-7', 5000, (i) => 1e9 + (i % 7) * 1e-7],
+    ['123456789.123 + [0, 1e-6)', 5000, () => 123456789.123 + r() * 1e-6],
+    ['one value an ulp above 1 among 1s', 5000, (i) => (i === 3 ? 1 + 2 ** -52 : 1)],
+    ['1e300 and its next three doubles', 3001, (i) => 1e300 * (1 + (i % 4) * 2 ** -52)],
+    ['subnormals', 3000, () => r() * 2.2e-308],
+    ['subnormals and a few normals', 3000, (i) => (i % 97 ? r() * 2.2e-308 : r() * 1e-300)],
+    ['mixed signs: 1e300, −1e300, 1, 3e299', 4001, (i) => [1e300, -1e300, 1, 3e299][i % 4]],
+    ['±1e20 cancelling, values in [0, 1) between them', 20001, (i) => (i % 3 === 0 ? 1e20 : i % 3 === 1 ? -1e20 : r())],
+    ['−1e16 and 1e16 + 2', 5000, (i) => (i % 2 ? 1e16 + 2 : -1e16)],
+    ['signs and magnitudes from 1e-20 to 1e20', 5000, () => (r() - 0.5) * 10 ** (r() * 40 - 20)],
+    ['log-uniform over 60 e-folds', 20000, () => Math.exp(r() * 60 - 30)],
+    ['across the double range', 3000, () => (r() - 0.5) * 1.7e308],
+  ];
+
+  it('mean within 1 ulp and std within 2 ulps of the exact values, over adversarial columns', () => {
+    for (const [name, n, g] of columns) {
+      const col = Array.from({ length: n }, (_, i) => g(i, n));
+      const s = fitStandardizer(Float64Array.from(col), 1);
+      expect(ulpsOff(col, s.mean[0], 'mean'), `mean of ${name}: ${s.mean[0]}`).toBeLessThanOrEqual(1);
+      expect(ulpsOff(col, s.std[0], 'std'), `std of ${name}: ${s.std[0]}`).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it('the columns of one X are fitted apart, from a Float32Array too', () => {
+    const n = 4000;
+    const cols = [(i: number) => (i === 0 ? 1e6 : 0.5), () => Math.fround(1e5 + r()), (i: number) => (i % 2 ? 3e38 : -3e38 + i)];
+    const X = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++) cols.forEach((g, j) => (X[i * 3 + j] = g(i)));
+    const s = fitStandardizer(X, 3);
+    for (let j = 0; j < 3; j++) {
+      const col = Array.from({ length: n }, (_, i) => X[i * 3 + j]);
+      expect(ulpsOff(col, s.mean[j], 'mean'), `mean of column ${j}`).toBeLessThanOrEqual(1);
+      expect(ulpsOff(col, s.std[j], 'std'), `std of column ${j}`).toBeLessThanOrEqual(2);
+    }
+  });
+});
+
+describe("fitStandardizer's apply: a result that is not finite in X's dtype", () => {
+  it('is a RangeError naming the row and column, never ±Infinity or NaN in the output', () => {
+    // [0, 1e-30]: mean and std 5e-31; 1e10 standardizes to 2e40, past the largest float32
+    // (3.4028234663852886e38), so the Float32Array came back holding Infinity.
+    const z = fitStandardizer(Float64Array.from([0, 1e-30]), 1);
+    const how = '((x − mean) / std, mean 5e-31, std 5e-31)';
+    expect(() => z.apply(Float32Array.from([0, 1, 1e10]))).toThrow(
+      new RangeError(`Expected a value whose standardized value is a finite float32 for X[2] (row 2, column 0) but received 10000000000, which standardizes to 1.9999999999999998e+40, past the largest float32 ${how}`),
+    );
+    expect(Array.from(z.apply(Float64Array.from([1e10])))).toEqual([(1e10 - 5e-31) / 5e-31]); // a double holds it
+    // Past the largest double, and a NaN or an infinity in X, on row 1, column 1 of [n,2].
+    const w = fitStandardizer(Float64Array.from([0, 0, 1, 1e-10]), 2); // column 1: mean and std 5e-11
+    const at = 'for X[3] (row 1, column 1) but received';
+    const tail = '((x − mean) / std, mean 5e-11, std 5e-11)';
+    expect(() => w.apply(Float64Array.from([0, 0, 0, 1e300]))).toThrow(new RangeError(`Expected a value whose standardized value is a finite float64 ${at} 1e+300, which standardizes to Infinity ${tail}`));
+    expect(() => w.apply(Float64Array.from([0, 0, 0, NaN]))).toThrow(new RangeError(`Expected a value whose standardized value is a finite float64 ${at} NaN, which standardizes to NaN ${tail}`));
+    expect(() => w.apply(Float64Array.from([0, 0, 0, -Infinity]))).toThrow(/for X\[3\] \(row 1, column 1\) but received -Infinity, which standardizes to -Infinity/);
   });
 });
 
