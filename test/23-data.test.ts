@@ -149,6 +149,35 @@ describe('generators', () => {
     }
   });
 
+  it('option values so large that a point would not be finite are a RangeError naming them, never ±Infinity or NaN in X', () => {
+    const all = (X: Float64Array) => X.every((x) => Number.isFinite(x));
+    // xor's point i is its corner plus noise·N(0, 1) (the draws replayed here): with noise 1e308
+    // the first draw past ±1.8 overflows (xor returned -Infinity there).
+    const rng = new Rng(0);
+    let [first, got] = [-1, 0];
+    for (let i = 0; first < 0; i++) {
+      const p = [(i & 1) + 1e308 * rng.normal(), ((i >> 1) & 1) + 1e308 * rng.normal()].find((x) => !Number.isFinite(x));
+      if (p !== undefined) [first, got] = [i, p];
+    }
+    expect(() => xor({ noise: 1e308 })).toThrow(new RangeError(`Expected a noise small enough that every point is finite for opts.noise but received 1e+308: point ${first} came to ${got}`));
+    // spirals' angle 2π·(turns·t + c/C) passes the largest double once turns·t > 1.8e308 / 2π (cos of it was NaN):
+    // the first point past that t, t = (k + ½) / m, k = ⌊i / 2⌋, m = 100 for n = 200.
+    const k = Array.from({ length: 100 }, (_, k) => k).find((k) => !Number.isFinite(2 * Math.PI * (1e308 * ((k + 0.5) / 100))))!;
+    expect(() => spirals({ turns: 1e308 })).toThrow(
+      new RangeError(`Expected a number of turns small enough that every point is finite for opts.turns but received 1e+308: point ${2 * k}'s angle came to Infinity`),
+    );
+    expect(() => spirals({ noise: 1e308 })).toThrow(/^Expected a noise small enough that every point is finite for opts.noise but received 1e\+308: point \d+ came to -?Infinity$/);
+    expect(() => blobs({ spread: 1e308 })).toThrow(/^Expected a spread small enough that every point is finite for opts.spread but received 1e\+308: point \d+ came to -?Infinity$/);
+    // Each finite alone: a centre near ±1.7e308 plus a spread·N(0, 1) near 1e308.
+    expect(() => blobs({ box: 1.7e308, spread: 1e308 })).toThrow(
+      /^Expected a box and spread small enough that every point is finite for opts.box and opts.spread but received 1.7e\+308 and 1e\+308: point \d+ came to -?Infinity$/,
+    );
+    // Large values that keep every point finite are still taken.
+    expect(all(xor({ noise: 1e300 }).X)).toBe(true);
+    expect(all(spirals({ turns: 1e300, noise: 1e300 }).X)).toBe(true);
+    expect(all(blobs({ box: 1.7976931348623157e308, spread: 0 }).X)).toBe(true);
+  });
+
   it('bad options are TypeError/RangeError in the library wording', () => {
     expect(() => spirals({ n: 0 })).toThrow(new RangeError('Expected a positive 32-bit integer for opts.n but received 0'));
     expect(() => blobs({ n: 2.5 })).toThrow(/Expected a positive 32-bit integer for opts.n but received 2.5/);

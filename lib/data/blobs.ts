@@ -20,7 +20,8 @@ export interface BlobsOptions extends PointsOptions {
  * centre[c] + spread·N(0, I). Class sizes differ by at most one. Seeded: the same options give
  * the same points.
  * @returns `{ X [n,dim], y [n], D: dim, C: classes, centers [classes,dim] }`
- * @throws {TypeError|RangeError} n, classes or dim not a positive integer, spread or box not a finite number ≥ 0, seed not an integer, unknown options
+ * @throws {TypeError|RangeError} n, classes or dim not a positive integer, spread or box not a finite number ≥ 0, seed not an integer, unknown options;
+ *   a spread (near 1e308), or a box and spread together, so large that a point would not be finite
  */
 export function blobs(opts: BlobsOptions = {}): Dataset & { centers: Float64Array } {
   const oo = v.options('opts', opts, ['n', 'classes', 'dim', 'spread', 'box', 'seed']);
@@ -38,8 +39,16 @@ export function blobs(opts: BlobsOptions = {}): Dataset & { centers: Float64Arra
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const c = i % C;
-    for (let j = 0; j < D; j++) X[i * D + j] = centers[c * D + j] + spread * rng.normal();
+    for (let j = 0; j < D; j++) X[i * D + j] = point(centers[c * D + j], spread * rng.normal(), i, spread, box);
     y[i] = c;
   }
   return { X, y, D, C, centers };
+}
+
+/** centre + spread·N(0, 1), finite: the spread alone can overflow, or its sum with a centre near box. */
+function point(centre: number, noise: number, i: number, spread: number, box: number): number {
+  const x = centre + noise;
+  if (Number.isFinite(x)) return x;
+  if (!Number.isFinite(noise)) o.nonFinite('a spread', 'opts.spread', `${spread}`, `point ${i}`, x);
+  return o.nonFinite('a box and spread', 'opts.box and opts.spread', `${box} and ${spread}`, `point ${i}`, x);
 }

@@ -28,6 +28,18 @@ export function nonNegative(name: string, value: unknown, fallback: number): num
   return value;
 }
 
+/**
+ * The RangeError for a generated point that is not finite. Options each finite can still overflow
+ * a point together (noise 1e308 times a normal draw past 1.8 is ±Infinity; 2π·turns past the
+ * largest double is an angle whose cosine is NaN): such a point names the options to lower and
+ * their values, never becomes data. The draws are seeded, so the same options always fail alike.
+ * @param what what the options are ('a noise'), said to be too large
+ * @param got what came to x: 'point 26', "point 58's angle"
+ */
+export function nonFinite(what: string, name: string, values: string, got: string, x: number): never {
+  return v.fail(RangeError, `${what} small enough that every point is finite`, name, new v.Received(`${values}: ${got} came to ${x}`));
+}
+
 /** A seed, default 0: one rule for every seeded draw (validate.ts seed), named as the caller wrote it. */
 export function seed(name: string, value: unknown): number {
   return v.seed(name, value);

@@ -19,7 +19,8 @@ export interface SpiralsOptions extends PointsOptions {
  * so every arm starts near the centre, ends at radius 1, and the arms are rotated copies of each
  * other. Class sizes differ by at most one. Seeded: the same options give the same points.
  * @returns `{ X [n,2], y [n], D: 2, C: classes }`
- * @throws {TypeError|RangeError} n or classes not a positive integer, noise or turns not a finite number ≥ 0, seed not an integer, unknown options
+ * @throws {TypeError|RangeError} n or classes not a positive integer, noise or turns not a finite number ≥ 0, seed not an integer, unknown options;
+ *   a noise (near 1e308) or turns (past 2.8e307) so large that a point would not be finite
  */
 export function spirals(opts: SpiralsOptions = {}): Dataset {
   const oo = v.options('opts', opts, ['n', 'classes', 'noise', 'turns', 'seed']);
@@ -36,8 +37,10 @@ export function spirals(opts: SpiralsOptions = {}): Dataset {
     const m = Math.floor((n - 1 - c) / C) + 1; // the points i < n with i mod C = c
     const t = (k + 0.5) / m;
     const theta = 2 * Math.PI * (turns * t + c / C);
+    if (!Number.isFinite(theta)) o.nonFinite('a number of turns', 'opts.turns', `${turns}`, `point ${i}'s angle`, theta);
     X[2 * i] = t * Math.cos(theta) + noise * rng.normal();
     X[2 * i + 1] = t * Math.sin(theta) + noise * rng.normal();
+    if (!(Number.isFinite(X[2 * i]) && Number.isFinite(X[2 * i + 1]))) o.nonFinite('a noise', 'opts.noise', `${noise}`, `point ${i}`, Number.isFinite(X[2 * i]) ? X[2 * i + 1] : X[2 * i]);
     y[i] = c;
   }
   return { X, y, D: 2, C };

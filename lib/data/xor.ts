@@ -14,7 +14,8 @@ export interface XorOptions extends PointsOptions {
  * is 1. Not linearly separable, so it needs the hidden layer. Point i sits at corner
  * (i & 1, (i >> 1) & 1), so the corners (and the two classes) take turns and stay balanced.
  * @returns `{ X [n,2], y [n], D: 2, C: 2 }`
- * @throws {TypeError|RangeError} n not a positive integer, noise not a finite number ≥ 0, seed not an integer, unknown options
+ * @throws {TypeError|RangeError} n not a positive integer, noise not a finite number ≥ 0, seed not an integer, unknown options;
+ *   a noise so large (near 1e308) that a point would not be finite
  */
 export function xor(opts: XorOptions = {}): Dataset {
   const oo = v.options('opts', opts, ['n', 'noise', 'seed']);
@@ -28,6 +29,7 @@ export function xor(opts: XorOptions = {}): Dataset {
     const b = (i >> 1) & 1;
     X[2 * i] = a + noise * rng.normal();
     X[2 * i + 1] = b + noise * rng.normal();
+    if (!(Number.isFinite(X[2 * i]) && Number.isFinite(X[2 * i + 1]))) o.nonFinite('a noise', 'opts.noise', `${noise}`, `point ${i}`, Number.isFinite(X[2 * i]) ? X[2 * i + 1] : X[2 * i]);
     y[i] = a ^ b;
   }
   return { X, y, D: 2, C: 2 };
