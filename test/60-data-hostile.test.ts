@@ -2,7 +2,10 @@
 // refused number, labels that are not UTF-8, a stream of strings split inside a surrogate pair,
 // columns near the ends of the double range, shared memory, and white space other than ASCII.
 // Truths are written by hand (messages, hex bytes, class names as string literals) or computed
-// apart from lib/ in exact arithmetic (Python's fractions and decimal, quoted where used).
+// apart from lib/ in exact arithmetic (Python's fractions and decimal, quoted where used, or BigInt
+// here). The allocations past the process's memory run dist/ in a child under `ulimit -v`:
+// `npx tsc -p tsconfig.build.json` first.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -286,5 +289,24 @@ describe('minor sources and white space', () => {
     expect(Array.from(d.X)).toEqual([1, 2, 3]);
     expect(d.classNames).toEqual(['cat', 'cat\u00a0']);
     expect(Array.from(d.y)).toEqual([0, 1, 0]);
+  });
+});
+
+// A request for more memory than the process may have, sized by an option or an argument: V8's
+// bare "Array buffer allocation failed" named nothing (blobs' centers [classes, dim] were allocated
+// with new Float64Array where X used the worded helper). Run in a child under `ulimit -v` (4 GB of
+// address space: Node starts, these cannot be had), so the refusal is certain and this machine's
+// memory untouched.
+describe.skipIf(process.platform !== 'linux')('an allocation the process cannot make is a RangeError naming the array', () => {
+  const DIST = join(__dirname, '..', 'dist', 'lib', 'index.js');
+  const cases = [
+    ['blobs({ n: 1, classes: 2 ** 20, dim: 4095 })', 'centers (opts.classes·opts.dim)'],
+    ['fitStandardizer(new Float64Array(2 ** 28), 2 ** 28)', 'the column minima (D)'],
+    ['fitStandardizer(Float64Array.from([0, 1]), 1).apply(new Float64Array(2 ** 28))', 'the standardized X'],
+  ] as const;
+  it.each(cases)('%s', (call, name) => {
+    const script = `const { blobs, fitStandardizer } = require(${JSON.stringify(DIST)}); try { ${call}; console.log('ok'); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`;
+    const r = spawnSync('bash', ['-c', `ulimit -v 4000000 && exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout.trim()).toMatch(new RegExp(`^RangeError: Expected a size this process can allocate for ${name.replace(/[()·]/g, '\\$&')} but received \\d+ elements \\(\\d+\\.\\d GiB\\)`));
   });
 });

@@ -33,10 +33,10 @@ export function blobs(opts: BlobsOptions = {}): Dataset & { centers: Float64Arra
   if (n * D > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements (n·dim)`, 'X', new v.Received(`${n * D} elements`));
   if (C * D > 2 ** 32 - 1) v.fail(RangeError, `at most ${2 ** 32 - 1} elements (classes·dim)`, 'centers', new v.Received(`${C * D} elements`));
   const rng = new Rng(o.seed('opts.seed', oo.seed));
-  const centers = new Float64Array(C * D);
+  const centers = v.allocate(Float64Array, C * D, 'centers (opts.classes·opts.dim)');
   for (let j = 0; j < centers.length; j++) centers[j] = box * (2 * rng.uniform() - 1);
   const X = v.allocate(Float64Array, n * D, 'X (opts.n·opts.dim)');
-  const y = new Int32Array(n);
+  const y = v.allocate(Int32Array, n, 'y (opts.n)');
   for (let i = 0; i < n; i++) {
     const c = i % C;
     for (let j = 0; j < D; j++) X[i * D + j] = point(centers[c * D + j], spread * rng.normal(), i, spread, box);

@@ -196,9 +196,9 @@ function refusedNumber(text: string): boolean {
   return t === '' || !Number.isNaN(parseNumber(t)) || NAN_OR_INF.test(t);
 }
 
-/** A grown copy of `a` (the rest zero). */
-function grown<T extends Float64Array | Int32Array>(a: T, length: number): T {
-  const out = new (a.constructor as new (n: number) => T)(length);
+/** A grown copy of `a` (the rest zero); `name` is the array, for the error when memory runs out. */
+function grown<T extends Float64Array | Int32Array>(a: T, length: number, name: string): T {
+  const out = v.allocate(a.constructor as (new (n: number) => T) & { readonly BYTES_PER_ELEMENT: number }, length, name);
   out.set(a);
   return out;
 }
@@ -288,8 +288,8 @@ export class CsvParse {
     // costs what it holds.
     this.bound = Math.max(1, Math.min(recordBound(bytes) - (header ? 1 : 0), Math.floor((bytes.length + 1) / ncols)));
     this.rows = Math.min(this.bound, FIRST_ROWS);
-    this.X = new Float64Array(this.rows * this.D);
-    this.ids = new Int32Array(this.rows);
+    this.X = v.allocate(Float64Array, this.rows * this.D, `X (${this.rows} rows of the CSV)`);
+    this.ids = v.allocate(Int32Array, this.rows, `y (${this.rows} rows of the CSV)`);
     if (o.classes !== undefined) {
       o.classes.forEach((name, i) => this.seen.set(name, i));
       this.texts.push(...o.classes);
@@ -326,8 +326,8 @@ export class CsvParse {
         if (rec.n !== ncols) fileFail(`${ncols} cells (as on line ${this.firstLine})`, `line ${rec.recordLine}`, `${rec.n}`, source);
         if (r === rows) {
           rows = Math.max(r + 1, Math.min(this.bound, 2 * rows)); // past the bound only if it were wrong: never a row dropped
-          X = grown(X, rows * D);
-          ids = grown(ids, rows);
+          X = grown(X, rows * D, `X (${rows} rows of the CSV)`);
+          ids = grown(ids, rows, `y (${rows} rows of the CSV)`);
         }
         for (let j = 0; j < ncols; j++) {
           if (j === li) continue;

@@ -71,19 +71,20 @@ function part(dir: string, prefix: 'train' | 't10k', dtype: Dtype, maxBytes: num
   if (n === 0 || rows * cols === 0) fileFail('at least one image of at least one pixel', 'the MNIST images', `shape [${images.shape.join(',')}]`, imagesPath);
   const px = images.data as Uint8Array;
   const X = dtype === 'float64' ? scale64(px) : scale32(px);
-  const y = new Int32Array(labels.data as Uint8Array);
+  const y = v.allocate(Int32Array, n, 'y (the MNIST labels)');
+  y.set(labels.data as Uint8Array);
   return { X, y, D: rows * cols, C: y.reduce((c, l) => Math.max(c, l + 1), 0), rows, cols };
 }
 
 /** Grey levels 0..255 to [0, 1]; one function per output type keeps each loop monomorphic. */
 function scale64(px: Uint8Array): Float64Array {
-  const X = new Float64Array(px.length);
+  const X = v.allocate(Float64Array, px.length, 'X (the MNIST images)');
   for (let i = 0; i < px.length; i++) X[i] = px[i] / 255;
   return X;
 }
 
 function scale32(px: Uint8Array): Float32Array {
-  const X = new Float32Array(px.length);
+  const X = v.allocate(Float32Array, px.length, 'X (the MNIST images)');
   for (let i = 0; i < px.length; i++) X[i] = px[i] / 255;
   return X;
 }

@@ -38,11 +38,14 @@ export function trainValSplit<T extends FloatArray>(X: T, y: Int32Array | readon
   if (!(fraction > 0 && fraction < 1)) v.fail(RangeError, 'a number in (0, 1)', 'opts.fraction', fraction);
   const rng = new Rng(o.seed('opts.seed', oo.seed));
 
-  const order = rng.shuffle(Int32Array.from({ length: n }, (_, i) => i));
+  const order = v.allocate(Int32Array, n, 'the shuffled order (n)');
+  for (let i = 0; i < n; i++) order[i] = i;
+  rng.shuffle(order);
   const nVal = Math.min(n - 1, Math.max(1, Math.round(fraction * n)));
   const take = (index: Int32Array) => {
-    const Xp = (X instanceof Float64Array ? new Float64Array(index.length * D) : new Float32Array(index.length * D)) as T;
-    const yp = new Int32Array(index.length);
+    const size = index.length * D;
+    const Xp = (X instanceof Float64Array ? v.allocate(Float64Array, size, 'X of a split') : v.allocate(Float32Array, size, 'X of a split')) as T;
+    const yp = v.allocate(Int32Array, index.length, 'y of a split');
     for (let r = 0; r < index.length; r++) {
       const i = index[r];
       Xp.set(X.subarray(i * D, i * D + D), r * D);
