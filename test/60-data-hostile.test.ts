@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HandgradError } from '../lib/errors';
-import { fitStandardizer, loadIdx, readCsv, readCsvAsync, readIdx } from '../lib/data';
+import { blobs, fitStandardizer, loadDigits, loadIdx, loadMnist, readCsv, readCsvAsync, readIdx, spirals, trainValSplit, xor } from '../lib/data';
 import { fileError } from './helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'handgrad-data60-'));
@@ -255,6 +255,43 @@ describe("fitStandardizer's apply: a result that is not finite in X's dtype", ()
     expect(() => w.apply(Float64Array.from([0, 0, 0, 1e300]))).toThrow(new RangeError(`Expected a value whose standardized value is a finite float64 ${at} 1e+300, which standardizes to Infinity ${tail}`));
     expect(() => w.apply(Float64Array.from([0, 0, 0, NaN]))).toThrow(new RangeError(`Expected a value whose standardized value is a finite float64 ${at} NaN, which standardizes to NaN ${tail}`));
     expect(() => w.apply(Float64Array.from([0, 0, 0, -Infinity]))).toThrow(/for X\[3\] \(row 1, column 1\) but received -Infinity, which standardizes to -Infinity/);
+  });
+});
+
+describe('an option given as null', () => {
+  // undefined alone means "the default". header, delimiter (readCsv), sliceMs (readCsvAsync) and
+  // fraction (trainValSplit) took null for it (`?? default`) where every other option refused it:
+  // delimiter: null read a ';' file as one column, and said so.
+  const text = { text: 'a;b;l\n1;2;x\n3;4;y\n' };
+  const X = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+  const y = Int32Array.from([0, 1, 0, 1]);
+  const idx = join(tmp, 'null.idx');
+  writeFileSync(idx, Buffer.from([0, 0, 8, 1, 0, 0, 0, 1, 7]));
+  const calls: [string, string[], (o: Record<string, null>) => unknown][] = [
+    ['readCsv', ['label', 'header', 'delimiter', 'maxBytes', 'maxColumns', 'maxClasses', 'classes'], (o) => readCsv(text, o)],
+    ['xor', ['n', 'noise', 'seed'], (o) => xor(o)],
+    ['spirals', ['n', 'classes', 'noise', 'turns', 'seed'], (o) => spirals(o)],
+    ['blobs', ['n', 'classes', 'dim', 'spread', 'box', 'seed'], (o) => blobs(o)],
+    ['trainValSplit', ['fraction', 'seed'], (o) => trainValSplit(X, y, 2, o)],
+    ['loadDigits', ['dtype'], (o) => loadDigits(o)],
+    ['loadMnist', ['dir', 'dtype', 'maxBytes'], (o) => loadMnist(o)],
+    ['loadIdx', ['maxBytes'], (o) => loadIdx(idx, o)],
+    ['readIdx', ['maxBytes', 'source'], (o) => readIdx(Buffer.from([0, 0, 8, 1, 0, 0, 0, 1, 7]), o)],
+  ];
+
+  it('is a TypeError naming the option, for every option of every data function', async () => {
+    for (const [name, keys, call] of calls) {
+      for (const key of keys) {
+        expect(() => call({ [key]: null }), `${name} ${key}: null`).toThrow(TypeError);
+        expect(() => call({ [key]: null }), `${name} ${key}: null`).toThrow(new RegExp(` for opts\.${key} but received null$`));
+      }
+    }
+    for (const key of ['label', 'header', 'delimiter', 'maxBytes', 'maxColumns', 'maxClasses', 'classes', 'onProgress', 'signal', 'sliceMs']) {
+      await expect(readCsvAsync(text, { [key]: null }), `readCsvAsync ${key}: null`).rejects.toThrow(new RegExp(` for opts\.${key} but received null$`));
+    }
+    expect(() => readCsv(text, { delimiter: null } as never)).toThrow(new TypeError('Expected a one-character string for opts.delimiter but received null'));
+    expect(() => trainValSplit(X, y, 2, { fraction: null } as never)).toThrow(new TypeError('Expected a number for opts.fraction but received null'));
+    expect(readCsv(text, { delimiter: ';' }).D).toBe(2); // the file as meant
   });
 });
 

@@ -50,7 +50,7 @@ export async function readCsvAsync(source: CsvAsyncSource, opts: CsvAsyncOptions
   const { onProgress, signal } = oo;
   if (onProgress !== undefined && typeof onProgress !== 'function') v.fail(TypeError, 'a function', 'opts.onProgress', onProgress);
   if (signal !== undefined && !(signal instanceof AbortSignal)) v.fail(TypeError, 'an AbortSignal', 'opts.signal', signal);
-  const sliceMs = oo.sliceMs ?? SLICE_MS;
+  const sliceMs = oo.sliceMs === undefined ? SLICE_MS : oo.sliceMs; // null is refused, as by every option
   if (typeof sliceMs !== 'number') v.fail(TypeError, 'a number of milliseconds', 'opts.sliceMs', sliceMs);
   if (!(sliceMs > 0 && sliceMs <= 1000)) v.fail(RangeError, 'a number of milliseconds in (0, 1000]', 'opts.sliceMs', sliceMs);
   const report = onProgress as ((p: CsvProgress) => void) | undefined;

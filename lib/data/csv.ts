@@ -102,12 +102,14 @@ export function csvSettings(oo: { readonly [K in (typeof CSV_OPTION_KEYS)[number
     if (typeof label !== 'number') v.fail(TypeError, 'a column name or a 0-based column index', 'opts.label', label);
     if (!Number.isInteger(label)) v.fail(RangeError, 'an integer column index', 'opts.label', label);
   }
-  const header = oo.header ?? 'auto';
+  // undefined alone means the default: null is refused as every other option refuses it (?? took
+  // it for the default, and delimiter: null read a ';' file as one column).
+  const header = oo.header === undefined ? 'auto' : oo.header;
   if (header !== 'auto' && typeof header !== 'boolean') v.fail(TypeError, "'auto', true or false", 'opts.header', header);
   if (typeof label === 'string' && header === false) {
     v.fail(RangeError, "true or 'auto' when opts.label is a column name", 'opts.header', false);
   }
-  const delimiter = oo.delimiter ?? ',';
+  const delimiter = oo.delimiter === undefined ? ',' : oo.delimiter;
   if (typeof delimiter !== 'string') v.fail(TypeError, 'a one-character string', 'opts.delimiter', delimiter);
   const dc = delimiter.charCodeAt(0);
   if (delimiter.length !== 1 || dc > 0x7f || dc === QUOTE || dc === LF || dc === CR) {

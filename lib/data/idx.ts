@@ -97,8 +97,9 @@ export function readIdx(bytes: Uint8Array, opts: IdxOptions & { source?: string 
  *   gzip, or its content is malformed (see readIdx)
  */
 export function loadIdx(path: string, opts: IdxOptions = {}): IdxArray {
-  const { maxBytes } = v.options('opts', opts, ['maxBytes']) as IdxOptions;
+  const o = v.options('opts', opts, ['maxBytes']);
   if (typeof path !== 'string') v.fail(TypeError, 'a file path', 'path', path);
+  const maxBytes = limit('opts.maxBytes', o.maxBytes, MAX_GUNZIPPED_BYTES, MAX_BUFFER_BYTES); // before the file is read
   const raw = readFile(path, 'IDX file');
   checkGzPath(path, raw); // as readCsv: an .idx.gz that is not gzip is a wrong file, not one to read as raw IDX
   return readIdx(raw, { maxBytes, source: path });

@@ -33,7 +33,7 @@ export function trainValSplit<T extends FloatArray>(X: T, y: Int32Array | readon
   const n = labels.length;
   if (n < 2) v.fail(RangeError, 'at least 2 examples to split', 'y', labels);
   if (X.length !== n * D) v.fail(RangeError, `${n * D} elements ([n,D] with n = ${n} from y, D = ${D})`, 'X', X);
-  const fraction = oo.fraction ?? 0.2;
+  const fraction = oo.fraction === undefined ? 0.2 : oo.fraction; // null is refused, as by every option
   if (typeof fraction !== 'number') v.fail(TypeError, 'a number', 'opts.fraction', fraction);
   if (!(fraction > 0 && fraction < 1)) v.fail(RangeError, 'a number in (0, 1)', 'opts.fraction', fraction);
   const rng = new Rng(o.seed('opts.seed', oo.seed));
