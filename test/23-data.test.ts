@@ -323,7 +323,10 @@ describe('readCsv', () => {
     expect(() => readCsv({ text: '1,2\n' }, { label: 1.5 })).toThrow(RangeError);
     expect(() => readCsv({ text: '1,2\n' }, { label: null as unknown as number })).toThrow(TypeError);
     expect(() => readCsv({ text: '1,2\n' }, { header: 'yes' as never })).toThrow(TypeError);
-    expect(() => readCsv({ text: '1,2\n' }, { label: 'y', header: false })).toThrow(RangeError);
+    // The value shown, not its type ("but received boolean").
+    expect(() => readCsv({ text: '1,2\n' }, { label: 'y', header: false })).toThrow(
+      new RangeError(`Expected true or 'auto' when opts.label is a column name for opts.header but received false (opts.label "y")`),
+    );
     for (const delimiter of ['', ';;', '"', '\n', 'é']) expect(() => readCsv({ text: '1,2\n' }, { delimiter })).toThrow(RangeError);
     expect(() => readCsv({ text: '1,2\n' }, { sep: ';' } as never)).toThrow(/Expected no option 'sep' for opts \(did you mean 'delimiter'\?\)/);
   });

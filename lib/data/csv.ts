@@ -107,7 +107,8 @@ export function csvSettings(oo: { readonly [K in (typeof CSV_OPTION_KEYS)[number
   const header = oo.header === undefined ? 'auto' : oo.header;
   if (header !== 'auto' && typeof header !== 'boolean') v.fail(TypeError, "'auto', true or false", 'opts.header', header);
   if (typeof label === 'string' && header === false) {
-    v.fail(RangeError, "true or 'auto' when opts.label is a column name", 'opts.header', false);
+    // Received: describe() names a boolean's type, and here the value is what is wrong.
+    v.fail(RangeError, "true or 'auto' when opts.label is a column name", 'opts.header', new v.Received(`false (opts.label ${JSON.stringify(label)})`));
   }
   const delimiter = oo.delimiter === undefined ? ',' : oo.delimiter;
   if (typeof delimiter !== 'string') v.fail(TypeError, 'a one-character string', 'opts.delimiter', delimiter);
