@@ -1,8 +1,10 @@
 // The seed's two-layer API: forwardBackward, forward, predict, probs over params
-// { W1[D,H], b1[H], W2[H,C], b2[C] }. Each call runs the equivalent Sequential
-// [Linear(D,H), act, Linear(H,C)] over the caller's own tensors (not copies), built once per params
-// object and activation and kept while those tensors are the ones the object holds.
+// { W1[D,H], b1[H], W2[H,C], b2[C], activation?, loss? }. Each call runs the equivalent Sequential
+// [Linear(D,H), act, Linear(H,C)] with the params' loss over the caller's own tensors (not
+// copies), built once per params object and activation and kept while those tensors and that loss
+// are the ones the object holds.
 import { Linear } from './layers/linear';
+import { lossOfSpec, sameLoss, SoftmaxCrossEntropy } from './layers/loss';
 import { activationLayer, PARAMS_OWNER, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
 import type { TrainerParams, TwoLayerParams } from './train/trainer';
 import type { Activation, BackendName, Cache, FloatArray, Grads, LossReduction, Params } from './types';
@@ -11,7 +13,7 @@ import * as v from './validate';
 export interface ForwardBackwardOptions<T extends FloatArray = FloatArray>
   extends Omit<SequentialForwardBackwardOptions<T>, 'reduction' | 'cache' | 'out'> {
   activation?: Activation;
-  /** 'mean' (default, as F.cross_entropy), 'sum', or 'none' (loss is each row's, a typed array [B]; needs gradOutput). */
+  /** 'mean', 'sum', or 'none' (loss is each row's, a typed array [B]; needs gradOutput). Default: the params' loss's, else 'mean' (as F.cross_entropy). */
   reduction?: LossReduction;
   /** Return Z1, A1, logits and probs. */
   cache?: boolean;
@@ -38,19 +40,29 @@ export type InputOf<P> = [P] extends [never] ? FloatArray : P extends { W1: infe
 
 const nets = new WeakMap<object, Partial<Record<Activation, Sequential>>>();
 
+/** F.cross_entropy's defaults: the loss of params without `loss`. */
+const DEFAULT_LOSS = new SoftmaxCrossEntropy();
+
 /**
- * The Sequential [Linear(D,H), act, Linear(H,C)] over params' own tensors (checked here), cached
- * per params object and activation while the object holds the same tensors.
- * @throws {TypeError|RangeError} bad params, as forwardBackward
+ * The Sequential [Linear(D,H), act, Linear(H,C)] over params' own tensors (checked here), with the
+ * params' `loss` (a LossSpec, as loadParams and a Trainer's live params carry the loss they were
+ * saved or trained with; checked here as strictly as a spec's; F.cross_entropy's defaults without
+ * one): like the activation, the loss is part of the network a file or a Trainer holds, and every
+ * two-layer entry point that builds the net from params (forwardBackward, the Trainer, verify,
+ * saveParams, saveModel) gets it from here. Cached per params object and activation while the
+ * object holds the same tensors and the same loss.
+ * @throws {TypeError|RangeError} bad params, as forwardBackward; a malformed params.loss, naming its key
  */
 export function twoLayerNet(params: unknown, activation: Activation): Sequential {
   const p = v.params(params);
+  // Checked on every call, not cached with the net: the record's loss may be replaced or changed in place.
+  const loss = p.loss === undefined ? DEFAULT_LOSS : lossOfSpec('params.loss', p.loss, p.dtype, p.C);
   let byAct = nets.get(p.source);
   const seq = byAct?.[activation];
-  if (seq && seq.params.W1 === p.W1 && seq.params.b1 === p.b1 && seq.params.W2 === p.W2 && seq.params.b2 === p.b2) return seq;
+  if (seq && seq.params.W1 === p.W1 && seq.params.b1 === p.b1 && seq.params.W2 === p.W2 && seq.params.b2 === p.b2 && sameLoss(seq.loss, loss)) return seq;
   v.sizes({ B: 1, D: p.D, H: p.H, C: p.C });
   const linears = [new Linear(p.D, p.H, { W: p.W1, b: p.b1 }), new Linear(p.H, p.C, { W: p.W2, b: p.b2 })];
-  const net = new Sequential([linears[0], activationLayer(activation), linears[1]]);
+  const net = new Sequential([linears[0], activationLayer(activation), linears[1]], { loss: loss === DEFAULT_LOSS ? undefined : loss });
   net.twoLayerWords = true;
   if (!byAct) nets.set(p.source, (byAct = {}));
   byAct[activation] = net;
@@ -94,7 +106,10 @@ function twoLayerActivation(owner: Sequential, option: unknown): Activation {
 }
 
 /**
- * Loss and hand-derived gradients of softmax cross-entropy through the two-layer network.
+ * Loss and hand-derived gradients of softmax cross-entropy through the two-layer network. The
+ * loss is the params' `loss` (loadParams', a Trainer's live params'; F.cross_entropy's defaults
+ * without one), each of its options overridden by the call's own (reduction, weight, ignoreIndex,
+ * labelSmoothing), as the activation is by opts.activation.
  * @throws {TypeError} a wrong kind of argument (dtype, labels, options), naming the tensor
  * @throws {RangeError} a wrong size or value (shapes, labels out of [0, C), NaN/Infinity, aliasing)
  * @throws {HandgradError} the backend is unavailable (code ERR_NATIVE_UNAVAILABLE, …)
@@ -110,6 +125,9 @@ export function forwardBackward<T extends FloatArray, O extends ForwardBackwardO
     v.fail(TypeError, `no opts.cache with the params of ${owner} (its outputs are not Z1, A1, logits): seq.forwardBackward(X, y, { cache: true }) returns them`, 'opts.cache', true);
   }
   const net = owner ?? twoLayerNet(params, activationOf(params, o.activation));
+  // The params' loss supplies the defaults, as a Sequential's does: its reduction unless the call
+  // gives one (its weight, ignoreIndex and labelSmoothing likewise, in checkedStep).
+  if (!o.reductionGiven) o.reduction = net.loss.reduction;
   const r = net.checkedStep(X as never, y, o);
   const result: ForwardBackwardResult<FloatArray, number | FloatArray> = { loss: r.loss, grads: r.grads as unknown as Grads };
   if (r.cache) {

@@ -268,13 +268,17 @@ function looksOneHot(y: ArrayLike<number>, C: number, xLength: number, D: number
   return true;
 }
 
-/** The two-layer tensors with D, H, C and their dtype, and the object they were read from (each read once, here). */
-export type CheckedParams = Required<Params> & { source: object; dtype: Dtype };
+/**
+ * The two-layer tensors with D, H, C and their dtype, and the object they were read from (each read
+ * once, here); `loss` as the record holds it (a LossSpec or undefined), checked by twoLayerNet
+ * against the net's dtype and C.
+ */
+export type CheckedParams = Required<Params> & { source: object; dtype: Dtype; loss: unknown };
 
 /** The two-layer net's tensors: a params key spelled as a tensor (W3, b10) must be one of them. */
 const PARAMS_TENSORS: readonly string[] = ['W1', 'b1', 'W2', 'b2'];
-/** Every key the readers of a two-layer params record read (activationOf reads `activation`). */
-const PARAMS_KEYS: readonly string[] = [...PARAMS_TENSORS, 'D', 'H', 'C', 'activation'];
+/** Every key the readers of a two-layer params record read (activationOf reads `activation`, twoLayerNet `loss`). */
+const PARAMS_KEYS: readonly string[] = [...PARAMS_TENSORS, 'D', 'H', 'C', 'activation', 'loss'];
 
 /**
  * The key of PARAMS_KEYS that a params key not among them most likely meant, or undefined: one
@@ -303,7 +307,7 @@ export function params(p: unknown): CheckedParams {
     }
   }
   // Each field read once: a getter that returns another tensor on a second read changes nothing.
-  const { W1, b1, W2, b2, D: dIn, H: hIn, C: cIn } = p as Record<string, unknown>;
+  const { W1, b1, W2, b2, D: dIn, H: hIn, C: cIn, loss } = p as Record<string, unknown>;
   if (W1 === undefined || b1 === undefined || W2 === undefined || b2 === undefined) {
     const missing = ['W1', 'b1', 'W2', 'b2'][[W1, b1, W2, b2].indexOf(undefined)];
     fail(TypeError, 'a Float64Array or Float32Array', `params.${missing}`, undefined);
@@ -318,7 +322,7 @@ export function params(p: unknown): CheckedParams {
   const D = dIn === undefined ? lengthOf(W1 as FloatArray) / H : dim('params.D', dIn);
   if (!Number.isInteger(D) || D < 1) fail(RangeError, `a length that is a positive multiple of H = ${H} ([D,H])`, 'params.W1', W1);
   return {
-    source: p, dtype, D, H, C,
+    source: p, dtype, D, H, C, loss,
     W1: floatArray('params.W1', W1, dtype, D * H),
     b1: floatArray('params.b1', b1, dtype, H),
     W2: floatArray('params.W2', W2, dtype, H * C),
@@ -368,6 +372,8 @@ export function batch(X: unknown, y: unknown, p: Pick<CheckedParams, 'dtype' | '
 
 export interface StepOptions {
   backend: BackendName; reduction: LossReduction; cache: boolean; accumulate: boolean; inputGrad: boolean;
+  /** Whether reduction was the call's (else the default given): a two-layer call's default is its params' loss's, known only once the net is built. */
+  reductionGiven: boolean;
   /**
    * opts.out's own keys and what each held (read once, here), side by side: arrays, not a copy of
    * the object, whose keyed stores cost more than the rest of the options' checks. Empty without out.
@@ -458,6 +464,7 @@ export function stepOptions(
     backend: b,
     exact: exactOption('opts.exact', exact, b),
     reduction: oneOf('opts.reduction', reduction, LOSS_REDUCTIONS, defaultReduction),
+    reductionGiven: reduction !== undefined,
     cache: bool('opts.cache', cache, false),
     accumulate: bool('opts.accumulate', accumulate, false),
     inputGrad: wantDX,

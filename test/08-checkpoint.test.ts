@@ -1,11 +1,12 @@
 // Checkpoints: handgrad's layout round trip, PyTorch's state_dict layout (nn.Linear stores Wᵀ),
-// and a Trainer that resumes exactly where it was saved.
+// and a Trainer that resumes exactly where it was saved. A two-layer file's loss survives a save
+// of loadParams' params (saveParams, saveModel, a Trainer of them): it was written away before.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { forwardBackward, initParams, loadParams, saveParams, Trainer, xor } from '../lib';
-import { saveSafetensors } from '../lib/io/safetensors';
+import { forwardBackward, initParams, loadModel, loadParams, saveModel, saveParams, Trainer, xor } from '../lib';
+import { loadSafetensors, saveSafetensors } from '../lib/io/safetensors';
 
 const dir = mkdtempSync(join(tmpdir(), 'handgrad-ckpt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,5 +81,46 @@ describe('checkpoints', () => {
     const q = loadParams(join(dir, 'g.safetensors'));
     const X = new Float64Array(10).map((_, i) => Math.cos(i));
     expect(forwardBackward(q, X, [0, 2]).grads.dW1).toEqual(forwardBackward(p, X, [0, 2]).grads.dW1);
+  });
+
+  describe("a two-layer file's loss, saved again from loadParams' params", () => {
+    const loss = { reduction: 'sum', weight: [1, 5, 1] };
+    /** A ReLU 2→4→3 file with that loss in its metadata, written by hand. */
+    const lossFile = (): string => {
+      const f = join(dir, 'loss.safetensors');
+      const t = (shape: number[]) => ({ dtype: 'F64' as const, shape, data: Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => 0.1 * Math.cos(i + shape[0])) });
+      saveSafetensors(f, { W1: t([2, 4]), b1: t([4]), W2: t([4, 3]), b2: t([3]) }, { format: 'handgrad', activation: 'relu', loss: JSON.stringify(loss) });
+      return f;
+    };
+    const savedLoss = (path: string) => JSON.parse(loadSafetensors(path).metadata.loss ?? '{"reduction":"mean"}');
+
+    it('saveParams(path, loadParams(f)) writes it, in either layout, and loadParams reads it back', () => {
+      const q = loadParams(lossFile());
+      for (const layout of ['handgrad', 'torch'] as const) {
+        const g = join(dir, `loss-again-${layout}.safetensors`);
+        saveParams(g, q, { layout });
+        expect(savedLoss(g)).toEqual(loss);
+        expect(loadParams(g).loss).toEqual(loss);
+      }
+    });
+
+    it('saveModel of the params and a Trainer of them (save, and saveParams of its snapshot) keep it', () => {
+      const q = loadParams(lossFile());
+      expect(loadModel(saveModel(q)!).net.spec()).toMatchObject({ reduction: 'sum', loss: { weight: [1, 5, 1] } });
+      const t = new Trainer(q, { lr: 0.1 });
+      const h = join(dir, 'loss-trainer.safetensors');
+      t.save(h);
+      expect(savedLoss(h)).toEqual(loss);
+      const g = join(dir, 'loss-snapshot.safetensors');
+      saveParams(g, t.snapshot());
+      expect(loadParams(g).loss).toEqual(loss);
+    });
+
+    it('params without a loss still write none (the mean: the files of before, bit for bit)', () => {
+      const g = join(dir, 'noloss.safetensors');
+      saveParams(g, initParams({ D: 2, H: 4, C: 3 }, { seed: 1 }));
+      expect(loadSafetensors(g).metadata.loss).toBeUndefined();
+      expect(loadParams(g).loss).toEqual({ reduction: 'mean' });
+    });
   });
 });

@@ -3,11 +3,15 @@
 // Linear layers saved with its layers list) carries no activations, and was read as a ReLU
 // two-layer net before (a deep net's W2 taken as the output layer; tanh read as ReLU). The truth
 // here is the same net in plain float64 loops over the saved tensors.
+// loadParams(f) of a two-layer file saved with a loss (reduction 'sum', class weights) carries it
+// as `loss`, and forwardBackward, the Trainer, verify and gradcheck of those params computed
+// F.cross_entropy's default (the unweighted mean) instead: the truth there is the weighted
+// cross-entropy and its gradients through the net, by hand in float64 loops.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { forward, initParams, loadSafetensors, predict, probs, Sequential, Trainer } from '../lib';
+import { forward, forwardBackward, gradcheck, initParams, loadParams, loadSafetensors, predict, probs, saveSequential, Sequential, SoftmaxCrossEntropy, Trainer, verify } from '../lib';
 
 const dir = mkdtempSync(join(tmpdir(), 'handgrad-loaded-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,4 +74,98 @@ describe("a loaded Trainer's params into the two-layer functions", () => {
     const want = loopLogits(loadSafetensors(f).tensors, X, 4);
     expect(Array.from(predict(loaded.params, X))).toEqual(Array.from(argmaxRows(want, 3)));
   });
+});
+
+/**
+ * Loss and gradients of Σ_b w[y_b]·(lse(z_b) − z_{b,y_b}) (÷ Σ_b w[y_b] for the mean) through
+ * Linear, ReLU, Linear, in plain float64 loops over handgrad-layout W1 [D,H], W2 [H,C].
+ */
+function weightedStep(p: { W1: ArrayLike<number>; b1: ArrayLike<number>; W2: ArrayLike<number>; b2: ArrayLike<number> }, X: ArrayLike<number>, y: ArrayLike<number>, D: number, H: number, C: number, w: number[], reduction: 'sum' | 'mean') {
+  const B = y.length;
+  const dW1 = new Float64Array(D * H), db1 = new Float64Array(H), dW2 = new Float64Array(H * C), db2 = new Float64Array(C);
+  const denominator = reduction === 'mean' ? Array.from(y, (c) => w[c]).reduce((a, b) => a + b, 0) : 1;
+  let loss = 0;
+  for (let b = 0; b < B; b++) {
+    const x = Array.from({ length: D }, (_, d) => X[b * D + d]);
+    const a = Array.from({ length: H }, (_, j) => Math.max(0, p.b1[j] + x.reduce((s, xd, d) => s + xd * p.W1[d * H + j], 0)));
+    const z = Array.from({ length: C }, (_, c) => p.b2[c] + a.reduce((s, aj, j) => s + aj * p.W2[j * C + c], 0));
+    const m = Math.max(...z);
+    const lse = m + Math.log(z.reduce((s, zc) => s + Math.exp(zc - m), 0));
+    const s = w[y[b]] / denominator;
+    loss += s * (lse - z[y[b]]);
+    const dz = z.map((zc, c) => s * (Math.exp(zc - lse) - (c === y[b] ? 1 : 0)));
+    for (let c = 0; c < C; c++) db2[c] += dz[c];
+    for (let j = 0; j < H; j++) {
+      let da = 0;
+      for (let c = 0; c < C; c++) {
+        dW2[j * C + c] += a[j] * dz[c];
+        da += dz[c] * p.W2[j * C + c];
+      }
+      const dzj = a[j] > 0 ? da : 0;
+      db1[j] += dzj;
+      for (let d = 0; d < D; d++) dW1[d * H + j] += x[d] * dzj;
+    }
+  }
+  return { loss, grads: { dW1, db1, dW2, db2 } };
+}
+
+/** |a − b| over the largest |b|, entry by entry. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const scale = Math.max(1e-300, ...Array.from(b, Math.abs));
+  return Math.max(...Array.from(b, (x, i) => Math.abs(a[i] - x) / scale));
+}
+
+describe("loadParams' params carry the file's loss into the two-layer entry points", () => {
+  const [D, H, C] = [4, 6, 3];
+  const X = Float64Array.from({ length: 7 * D }, (_, i) => 1.5 * Math.sin(1.3 * i + 0.4));
+  const y = Int32Array.of(0, 1, 2, 1, 1, 0, 2);
+  for (const [reduction, weight] of [['sum', [1, 5, 1]], ['mean', [2, 0.5, 1]]] as const) {
+    /** A ReLU two-layer net saved by saveSequential with its loss, and the file's own tensors. */
+    const saved = () => {
+      const loss = new SoftmaxCrossEntropy({ reduction, weight: Float64Array.from(weight) });
+      const f = join(dir, `loss-${reduction}.safetensors`);
+      saveSequential(f, Sequential.mlp([D, H, C], { seed: 11, loss }));
+      const t = loadSafetensors(f).tensors;
+      return { f, file: { W1: t.W1.data as Float64Array, b1: t.b1.data as Float64Array, W2: t.W2.data as Float64Array, b2: t.b2.data as Float64Array } };
+    };
+
+    it(`forwardBackward(loadParams(f), X, y) is the file's ${reduction} loss with weight [${weight}] and its gradients`, () => {
+      const { f, file } = saved();
+      const p = loadParams(f);
+      expect(p.loss).toEqual({ reduction, weight: [...weight] });
+      const want = weightedStep(file, X, y, D, H, C, [...weight], reduction);
+      const r = forwardBackward(p, X, y);
+      expect(Math.abs(r.loss - want.loss) / Math.abs(want.loss)).toBeLessThan(64 * 2 ** -52);
+      for (const k of ['dW1', 'db1', 'dW2', 'db2'] as const) expect(relErr(r.grads[k], want.grads[k]), k).toBeLessThan(64 * 2 ** -52);
+    });
+
+    it(`a Trainer of loadParams(f) steps on the file's ${reduction} loss: one SGD step is W − lr·∂loss/∂W by hand`, () => {
+      const { f, file } = saved();
+      const want = weightedStep(file, X, y, D, H, C, [...weight], reduction);
+      const lr = 0.05;
+      const t = new Trainer(loadParams(f), { lr, optimizer: 'sgd', batchSize: 8 });
+      // Its live params carry the loss they train on, as they carry the activation.
+      expect(t.params.loss).toEqual({ reduction, weight: [...weight] });
+      const loss = t.step(X, y);
+      expect(Math.abs(loss - want.loss) / Math.abs(want.loss)).toBeLessThan(64 * 2 ** -52);
+      for (const k of ['W1', 'b1', 'W2', 'b2'] as const) {
+        const stepped = Float64Array.from(file[k], (x, i) => x - lr * want.grads[`d${k}`][i]);
+        expect(relErr(t.params[k], stepped), k).toBeLessThan(64 * 2 ** -52);
+      }
+    });
+
+    it(`verify and gradcheck of loadParams(f) check the file's ${reduction} loss`, () => {
+      const { f, file } = saved();
+      const p = loadParams(f);
+      const want = weightedStep(file, X, y, D, H, C, [...weight], reduction);
+      const report = verify(p, X, y, { reference: 'fd' });
+      expect(report.reduction).toBe(reduction);
+      const lossRow = report.tensors.find((r) => r.name === 'loss')!;
+      expect(Math.abs(lossRow.worst!.reference - want.loss) / Math.abs(want.loss)).toBeLessThan(64 * 2 ** -52);
+      expect(report.ok).toBe(true);
+      // A candidate computing the file's loss by hand passes gradcheck's finite differences of it.
+      const fn = () => weightedStep(file, X, y, D, H, C, [...weight], reduction);
+      expect(gradcheck(fn, X, y, { params: p }).ok).toBe(true);
+    });
+  }
 });

@@ -3,12 +3,12 @@
 // a two-layer one, unchecked softmax logits, seeds that alias, unknown data-set keys, a verify
 // candidate without dX. The truths are hand-computed or stated by the README, not the code's output.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  forward, forwardBackward, gradcheck, initParams, Linear, loadParams, ReLU, Rng, saveParams, Sequential, softmax, Tanh, Trainer, trainValSplit, verify, xor,
+  forward, forwardBackward, gradcheck, initParams, Linear, loadParams, predict, ReLU, Rng, saveModel, saveParams, Sequential, softmax, Tanh, Trainer, trainValSplit, verify, xor,
 } from '../lib';
 
 import { describeBackends } from './helpers';
@@ -20,14 +20,14 @@ const P = () => ({
 const X = Float64Array.of(1, 2, 3, -1, 0.5, 2);
 const y = Int32Array.of(0, 1);
 
-/** The summed cross-entropy of P() on X, y, by hand in plain numbers (ReLU, row-major [D,H], [H,C]). */
-function handSumLoss(): number {
+/** The summed cross-entropy of P() on X, y, by hand in plain numbers (ReLU, row-major [D,H], [H,C]); each row's times weight[y_b]. */
+function handSumLoss(weight = [1, 1]): number {
   const p = P();
   let sum = 0;
   for (let b = 0; b < 2; b++) {
     const h = [0, 1].map((j) => Math.max(0, p.b1[j] + [0, 1, 2].reduce((s, d) => s + X[b * 3 + d] * p.W1[d * 2 + j], 0)));
     const z = [0, 1].map((c) => p.b2[c] + h[0] * p.W2[c] + h[1] * p.W2[2 + c]);
-    sum += Math.log(Math.exp(z[0]) + Math.exp(z[1])) - z[y[b]];
+    sum += weight[y[b]] * (Math.log(Math.exp(z[0]) + Math.exp(z[1])) - z[y[b]]);
   }
   return sum;
 }
@@ -433,3 +433,58 @@ describe('H3: every option is checked, whichever others come with it', () => {
     expect(forward({ ...p, X, y, name: 'case 1' } as never, X)).toEqual(forward(p, X));
   });
 });
+
+describe("H4: a two-layer params record's loss (loadParams', a Trainer's) is read as its activation is: checked, and the default of the call's options", () => {
+  // The loss of a file loadParams read (test/49, test/08 have that path); here the record by hand.
+  const withLoss = (loss: unknown) => ({ ...P(), loss }) as ReturnType<typeof P>;
+  it('forwardBackward takes its reduction and weight: the weighted sum, by hand', () => {
+    expect(forwardBackward(withLoss({ reduction: 'sum', weight: [1, 5] }), X, y).loss).toBeCloseTo(handSumLoss([1, 5]), 12);
+    // { reduction: 'mean' } (what loadParams gives for a file without one) is F.cross_entropy's default.
+    expect(forwardBackward(withLoss({ reduction: 'mean' }), X, y).loss).toBeCloseTo(handSumLoss() / 2, 12);
+  });
+  it("the call's options override it one by one, as opts.activation overrides params.activation", () => {
+    const q = withLoss({ reduction: 'sum', weight: [1, 5] });
+    // reduction given, weight the params': the weighted mean Σ w·l / Σ w.
+    expect(forwardBackward(q, X, y, { reduction: 'mean' }).loss).toBeCloseTo(handSumLoss([1, 5]) / 6, 12);
+    // weight given, reduction the params'.
+    expect(forwardBackward(q, X, y, { weight: Float64Array.of(2, 1) }).loss).toBeCloseTo(handSumLoss([2, 1]), 12);
+    // verify: the same defaults, the same overrides.
+    expect(verify(q, X, y, { reference: 'fd' }).reduction).toBe('sum');
+    expect(verify(q, X, y, { reference: 'fd', reduction: 'mean' }).reduction).toBe('mean');
+  });
+  it('a malformed params.loss is refused by every two-layer entry point, naming it', () => {
+    const cases: [unknown, RegExp][] = [
+      ['sum', /Expected an object \{ reduction, weight\?, ignoreIndex\?, labelSmoothing\? \} for params\.loss but received "sum"/],
+      [null, /for params\.loss but received null/],
+      [{ reduction: 'total' }, /Expected one of 'mean', 'sum', 'none' for params\.loss\.reduction but received "total"/],
+      [{ reduction: 'sum', weights: [1, 5] }, /Expected no option 'weights' for params\.loss \(did you mean 'weight'\?\)/],
+      [{ reduction: 'sum', weight: [1, 5, 1] }, /Expected 2 numbers \(one weight per class\) for params\.loss\.weight but received Array of length 3/],
+      [{ reduction: 'sum', weight: Float64Array.of(1, 5) }, /Expected an array of numbers for params\.loss\.weight/],
+      [{ reduction: 'sum', weight: [1, NaN] }, /Expected finite values in params\.loss\.weight/],
+      [{ labelSmoothing: 2 }, /for params\.loss\.labelSmoothing but received 2/],
+    ];
+    const dir = mkdtempSync(join(tmpdir(), 'handgrad-h4-'));
+    try {
+      for (const [loss, message] of cases) {
+        const q = withLoss(loss);
+        for (const call of [
+          () => forwardBackward(q, X, y), () => forward(q, X), () => predict(q, X), () => new Trainer(q), () => verify(q, X, y, { reference: 'fd' }),
+          () => saveParams(join(dir, 'p.st'), q), () => saveModel(q),
+        ]) expect(call, JSON.stringify(loss)).toThrow(message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // A misspelt key is not left unread.
+    expect(() => forwardBackward({ ...P(), Loss: { reduction: 'sum' } } as never, X, y)).toThrow(/Expected no key 'Loss' for params \(did you mean 'loss'\?\)/);
+  });
+  it("reduction 'none' has no scalar for a Trainer's step or verify, and says whose it is", () => {
+    const q = withLoss({ reduction: 'none' });
+    expect(() => new Trainer(q)).toThrow(/for params\.loss\.reduction but received "none"/);
+    expect(() => verify(q, X, y)).toThrow(/for params\.loss\.reduction but received "none"/);
+    // forwardBackward takes it as a Sequential's: each row's loss, given ∂L/∂loss.
+    const r = forwardBackward(q, X, y, { gradOutput: Float64Array.of(1, 1) });
+    expect(Array.from(r.loss as unknown as Float64Array).reduce((a, b) => a + b, 0)).toBeCloseTo(handSumLoss(), 12);
+  });
+});
+

@@ -6,7 +6,7 @@
 // which lib/kernels/ts.ts mirrors loop for loop.
 import { reduceLoss } from '../engine/ts';
 import type { Kernels } from '../kernels/kernels';
-import type { FloatArray, LossReduction, Reduction } from '../types';
+import type { Dtype, FloatArray, LossReduction, Reduction } from '../types';
 import * as v from '../validate';
 
 export interface SoftmaxCrossEntropyOptions {
@@ -22,6 +22,45 @@ export interface SoftmaxCrossEntropyOptions {
 
 /** The loss's options as plain data (Sequential.spec()): weight as numbers (a float32 value is exact in a double). */
 export interface LossSpec { reduction: LossReduction; weight?: number[]; ignoreIndex?: number; labelSmoothing?: number }
+
+/**
+ * A LossSpec's weight (plain numbers) in the net's dtype, as a spec or a params record holds it:
+ * an array of numbers, or undefined (no weight). Its length and finiteness are the loss's checks.
+ * @throws {TypeError} anything but an array of numbers, naming it
+ */
+export function specWeight(name: string, w: unknown, dtype: Dtype): FloatArray | undefined {
+  if (w === undefined) return undefined;
+  if (!(Array.isArray(w) && w.every((x) => typeof x === 'number'))) v.fail(TypeError, 'an array of numbers', name, w);
+  return (dtype === 'float64' ? Float64Array : Float32Array).from(w as number[]);
+}
+
+/**
+ * The loss a LossSpec describes (plain data: loadParams' `loss`, a two-layer params record's, a
+ * Trainer's live params'), checked as strictly as the loss's options and a Sequential's spec are,
+ * naming each key under `name` (params.loss.weight, …): a plain object of reduction, weight,
+ * ignoreIndex and labelSmoothing only (reduction by default 'mean', as in a spec), weight an array
+ * of C finite numbers taken in the net's dtype.
+ * @throws {TypeError|RangeError} a non-object, an unknown key, an unknown reduction, a weight of other length than C or not finite, …
+ */
+export function lossOfSpec(name: string, spec: unknown, dtype: Dtype, C: number): SoftmaxCrossEntropy {
+  v.plainObject(name, spec, 'an object { reduction, weight?, ignoreIndex?, labelSmoothing? }');
+  const o = v.options(name, spec, ['reduction', 'weight', 'ignoreIndex', 'labelSmoothing'] as const);
+  const reduction = v.oneOf(`${name}.reduction`, o.reduction, v.LOSS_REDUCTIONS, 'mean');
+  const w = specWeight(`${name}.weight`, o.weight, dtype);
+  // The length in the spec's own terms (numbers, one per class), before it is a typed array.
+  if (w !== undefined && w.length !== C) v.fail(RangeError, `${C} numbers (one weight per class)`, `${name}.weight`, o.weight);
+  const weight = v.lossWeight(`${name}.weight`, w, dtype, C) ?? undefined;
+  const ignoreIndex = v.ignoreIndex(`${name}.ignoreIndex`, o.ignoreIndex);
+  const labelSmoothing = v.labelSmoothing(`${name}.labelSmoothing`, o.labelSmoothing);
+  return new SoftmaxCrossEntropy({ reduction, weight, ignoreIndex, labelSmoothing });
+}
+
+/** Whether two losses are the same objective: reduction, options and every class weight. */
+export function sameLoss(a: SoftmaxCrossEntropy, b: SoftmaxCrossEntropy): boolean {
+  if (a.reduction !== b.reduction || a.ignoreIndex !== b.ignoreIndex || a.labelSmoothing !== b.labelSmoothing) return false;
+  if (a.weight === null || b.weight === null) return a.weight === b.weight;
+  return a.weight.length === b.weight.length && a.weight.every((x, i) => x === b.weight![i]);
+}
 
 /** Per-batch buffers of the loss: softmax(logits) is kept for backward. */
 export interface LossContext<T extends FloatArray = FloatArray> {

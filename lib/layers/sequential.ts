@@ -18,7 +18,7 @@ import { ClassCounts, type Evaluation } from './class-metrics';
 import { ReLU, Sigmoid, Tanh } from './activation';
 import type { Layer, LayerKind, LayerSpec } from './layer';
 import { Linear } from './linear';
-import { type LossSpec, SoftmaxCrossEntropy } from './loss';
+import { type LossSpec, SoftmaxCrossEntropy, specWeight } from './loss';
 
 export interface SequentialOptions {
   /** The loss on the last layer's output (default SoftmaxCrossEntropy({ reduction: 'mean' })). */
@@ -294,11 +294,9 @@ export class Sequential<T extends FloatArray = FloatArray> {
       }
       return new Linear(din, dout, { W, b });
     });
-    const w = lossOpts.weight;
-    if (w !== undefined && !(Array.isArray(w) && w.every((x) => typeof x === 'number'))) v.fail(TypeError, 'an array of numbers', 'spec.loss.weight', w);
     const loss = new SoftmaxCrossEntropy({
       reduction,
-      weight: w === undefined ? undefined : (dtype === 'float64' ? Float64Array : Float32Array).from(w as number[]),
+      weight: specWeight('spec.loss.weight', lossOpts.weight, dtype),
       ignoreIndex: lossOpts.ignoreIndex as number | undefined,
       labelSmoothing: lossOpts.labelSmoothing as number | undefined,
     });

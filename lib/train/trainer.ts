@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../binding';
 import { isDefaultLoss, paramsFromFile, type SavedParams, sequentialFromFile, sequentialMetadata, sequentialTensors, holdsSequential, torchModulesOption } from '../checkpoint';
 import type { Evaluation } from '../layers/class-metrics';
+import type { LossSpec } from '../layers/loss';
 import { Sequential, sequentialCopy } from '../layers/sequential';
 import { activationOf, twoLayerNet } from '../model';
 import { HandgradError } from '../errors';
@@ -68,8 +69,11 @@ export type TwoLayerParams = Params;
  */
 const DATASET_KEYS = ['X', 'y', 'D', 'C', 'index', 'featureNames', 'labelName', 'classNames', 'header', 'rows', 'cols', 'centers'] as const;
 
-/** The live two-layer tensors of a Trainer (shared memory), with the activation they were trained with. */
-export type LiveParams = SavedParams & { activation: Activation };
+/**
+ * The live two-layer tensors of a Trainer (shared memory), with the activation and the loss they
+ * are trained with (frozen; forwardBackward, saveParams and saveModel of them use both).
+ */
+export type LiveParams = SavedParams & { activation: Activation; loss: LossSpec };
 
 /** What trainer.params is: the two-layer tensors, or a Sequential's W1, b1, …, WL, bL. */
 export type TrainerParams<M> = M extends Sequential ? Readonly<Record<string, FloatArray>> : LiveParams;
@@ -238,6 +242,17 @@ function checkCheckpointPath(path: string): void {
   }
 }
 
+/**
+ * The net's loss as the live params carry it, frozen with its weight: the objective the run trains
+ * on, which a caller changing it in place would otherwise make another for forwardBackward and
+ * saveParams of those params than for fit and save.
+ */
+function frozenLoss(net: Sequential): LossSpec {
+  const spec = net.loss.spec();
+  if (spec.weight !== undefined) Object.freeze(spec.weight);
+  return Object.freeze(spec);
+}
+
 export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
   /**
    * The live parameters (shared memory: an async fit updates them as it goes): the two-layer
@@ -285,7 +300,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     // to replace (a W1 swapped in would show in params while fit trained and saved the real one).
     this.params = Object.freeze(given
       ? this.model.params
-      : { D: net.inFeatures, H: net.widths[1], C: net.classes, activation, W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 }) as TrainerParams<M>;
+      : { D: net.inFeatures, H: net.widths[1], C: net.classes, activation, loss: frozenLoss(net), W1: s.W1, b1: s.b1, W2: s.W2, b2: s.b2 }) as TrainerParams<M>;
     if (distributed) {
       // Every rank must build the same model and train it alike; then rank 0's weights everywhere.
       joinJob(this.state, distributed, {
@@ -749,7 +764,8 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
     const meta = file.metadata;
     // A file with a layers list (a Sequential's, even of two Linear layers) comes back as one; so
     // does any net but Linear, act, Linear, and a two-layer file whose loss is not
-    // F.cross_entropy's default (two-layer params carry no loss: it would train on another objective).
+    // F.cross_entropy's default (as before two-layer params carried their loss: such a Trainer's
+    // params and save stay a Sequential's).
     const read = meta.layers !== undefined || holdsSequential(file, path, arch, 'Trainer.load') ? sequentialFromFile(file, path, arch, 'Trainer.load') : paramsFromFile(file, path, arch, 'Trainer.load');
     const p = read instanceof Sequential || isDefaultLoss(read.loss) ? read : sequentialFromFile(file, path, arch, 'Trainer.load');
     // A model file may hold reduction 'none' (a net to predict with), which has no scalar to step
@@ -806,7 +822,7 @@ export class Trainer<M extends TwoLayerParams | Sequential = TwoLayerParams> {
       if (!this.twoLayer) return sequentialCopy(this.model) as never;
       const p = this.params as LiveParams;
       const t = this.state.params; // the buffers that train and save, whatever a caller did to params
-      return { D: p.D, H: p.H, C: p.C, activation: p.activation, W1: t.W1.slice(), b1: t.b1.slice(), W2: t.W2.slice(), b2: t.b2.slice() } as never;
+      return { D: p.D, H: p.H, C: p.C, activation: p.activation, loss: p.loss, W1: t.W1.slice(), b1: t.b1.slice(), W2: t.W2.slice(), b2: t.b2.slice() } as never;
     });
   }
 }

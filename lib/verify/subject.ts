@@ -23,13 +23,13 @@ type ByForm<N, S, P> = [N] extends [never] ? P : N extends Sequential ? S : P;
 export interface NetworkOptions<N extends Network = Params> {
   /** The two-layer params' activation (default: the params' own `activation`, else 'relu'); a Sequential's layers hold theirs. */
   activation?: N extends Sequential ? never : Activation;
-  /** 'mean' (default for the params; a Sequential's default is its loss's) or 'sum'. */
+  /** 'mean' or 'sum'; the default is the loss's: a Sequential's, the params' own `loss` (loadParams', a Trainer's), else 'mean'. */
   reduction?: Reduction;
-  /** F.cross_entropy's weight [C] (in the network's dtype; a Sequential's default is its loss's). */
+  /** F.cross_entropy's weight [C] (in the network's dtype; the default is the loss's, as for reduction). */
   weight?: FloatArray;
-  /** F.cross_entropy's ignore_index (default −100; a Sequential's default is its loss's). */
+  /** F.cross_entropy's ignore_index (the loss's, as for reduction; else −100). */
   ignoreIndex?: number;
-  /** F.cross_entropy's label_smoothing in [0, 1] (default 0; a Sequential's default is its loss's). */
+  /** F.cross_entropy's label_smoothing in [0, 1] (the loss's, as for reduction; else 0). */
   labelSmoothing?: number;
 }
 
@@ -74,7 +74,8 @@ export function num(name: string, x: unknown, fallback: number, positive: boolea
 /**
  * The subject of a verify or gradcheck call, validated as forwardBackward validates (X in the
  * network's dtype, labels in [0, C), every input finite; opts.activation for the params only, a
- * Sequential's layers hold theirs; opts.reduction, by default a Sequential's loss's), with its
+ * Sequential's layers hold theirs; opts.reduction and the loss options, by default the loss's: a
+ * Sequential's, or the params' own `loss`, checked as forwardBackward checks it), with its
  * float64 copy and that copy's forward pass, which must stay finite.
  * @throws {TypeError|RangeError}
  */
@@ -90,18 +91,23 @@ export function subjectOf(
   if (given && opts.activation !== undefined) v.fail(TypeError, 'no opts.activation with a Sequential (its layers hold the activations)', 'opts.activation', opts.activation);
   // As forwardBackward: the option, else the params' own activation (a Trainer's, loadParams'), else ReLU.
   const activation = given ? 'relu' : activationOf(target, opts.activation);
-  const own = given ? (target as Sequential).loss : null;
-  if (own !== null && own.reduction === 'none' && opts.reduction === undefined) {
-    v.fail(TypeError, "a Sequential whose loss reduces to a number ('mean' or 'sum': verify and gradcheck check a scalar loss), or opts.reduction", 'net.loss', new v.Received(String(own)));
+  // The loss whose options the call's override: the Sequential's, or (as forwardBackward) the
+  // params' own `loss` (a Trainer's, loadParams'), else F.cross_entropy's defaults.
+  // twoLayerNet checks the params (and their loss) here, before the call's loss options use it.
+  const net = given ? (target as Sequential) : twoLayerNet(target, activation);
+  const own = net.loss;
+  if (own.reduction === 'none' && opts.reduction === undefined) {
+    if (given) v.fail(TypeError, "a Sequential whose loss reduces to a number ('mean' or 'sum': verify and gradcheck check a scalar loss), or opts.reduction", 'net.loss', new v.Received(String(own)));
+    v.fail(TypeError, "a loss that reduces to a number ('mean' or 'sum': verify and gradcheck check a scalar loss), or opts.reduction", 'params.loss.reduction', 'none');
   }
-  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, own !== null ? (own.reduction as Reduction) : 'mean');
-  const ignoreIndex = v.ignoreIndex('opts.ignoreIndex', opts.ignoreIndex, own?.ignoreIndex ?? -100);
-  const labelSmoothing = v.labelSmoothing('opts.labelSmoothing', opts.labelSmoothing, own?.labelSmoothing ?? 0);
+  const reduction = v.oneOf('opts.reduction', opts.reduction, v.REDUCTIONS, own.reduction as Reduction);
+  const ignoreIndex = v.ignoreIndex('opts.ignoreIndex', opts.ignoreIndex, own.ignoreIndex);
+  const labelSmoothing = v.labelSmoothing('opts.labelSmoothing', opts.labelSmoothing, own.labelSmoothing);
   let seq: Sequential;
   let b: { X: FloatArray; y: Int32Array; B: number };
   let info: NetworkInfo<Network>;
   if (given) {
-    seq = target as Sequential;
+    seq = net;
     b = v.batch(X, y, { dtype: seq.dtype, D: seq.inFeatures, C: seq.classes }, '', ignoreIndex);
     info = { network: seq.toString(), dims: { B: b.B, D: seq.inFeatures, C: seq.classes }, widths: [...seq.widths] };
   } else {
@@ -109,7 +115,7 @@ export function subjectOf(
     b = v.batch(X, y, p, '', ignoreIndex);
     const dims = { B: b.B, D: p.D, H: p.H, C: p.C };
     v.sizes(dims);
-    seq = twoLayerNet(target, activation); // forwardBackward's own net: its errors name Z1 and the logits
+    seq = net; // forwardBackward's own net: its errors name Z1 and the logits
     info = { dims, activation };
   }
   // What a gradient function is handed: a copy of the Sequential, or the caller's params object with
@@ -117,7 +123,7 @@ export function subjectOf(
   const copy = () =>
     given ? sequentialCopy(seq) : { ...(target as object), ...Object.fromEntries(Object.entries(seq.params).map(([k, t]) => [k, t.slice()])) };
   // F.cross_entropy's options, resolved as forwardBackward resolves them (the call's, else the loss's).
-  const weight = opts.weight !== undefined ? v.lossWeight('opts.weight', opts.weight, seq.dtype, seq.classes) : own?.weight ?? null;
+  const weight = opts.weight !== undefined ? v.lossWeight('opts.weight', opts.weight, seq.dtype, seq.classes) : own.weight;
   let ignored = 0;
   let denominator = 0;
   for (let i = 0; i < b.B; i++) {
