@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadSafetensors, saveSafetensors, saveSequential, Sequential, type TensorInput } from '../lib';
+import { loadSafetensors, saveSafetensors, saveSequential, Sequential, SoftmaxCrossEntropy, type TensorInput } from '../lib';
 import { errEps, FIXTURES } from './helpers';
 
 const ROOT = join(__dirname, '..');
@@ -314,6 +314,52 @@ describe('handgrad grads', () => {
     const ok = cli(['grads', two, '-o', join(tmp, 'two-out.safetensors')]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/\(F64, tanh, mean, backend native\)/);
+  });
+
+  it("a model file's saved loss (weight, reduction) is the loss the gradients are of, never the default mean", () => {
+    // A tanh net saved with F.cross_entropy(…, weight=[1, 5, 1], reduction='sum'), X and y added.
+    const net = Sequential.mlp([3, 5, 3], { seed: 2, activation: 'tanh', loss: new SoftmaxCrossEntropy({ reduction: 'sum', weight: new Float64Array([1, 5, 1]) }) });
+    const file = join(tmp, 'weighted-net.safetensors');
+    saveSequential(file, net);
+    const f = loadSafetensors(file);
+    const X = new Float64Array([0.3, -1.2, 0.8, 1.5, 0.1, -0.4, -0.9, 0.6, 0.2, 0.05, -0.7, 1.1]);
+    const y = new Int32Array([1, 0, 2, 1]);
+    const path = join(tmp, 'weighted.safetensors');
+    saveSafetensors(path, { X: { shape: [4, 3], data: X }, y: { shape: [4], data: y }, ...Object.fromEntries(Object.entries(f.tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data }])) }, f.metadata);
+    const out = join(tmp, 'weighted-out.safetensors');
+    const r = cli(['grads', path, '-o', out]);
+    expect(r.code, r.stderr).toBe(0);
+    // The truth, in plain float64: Σ_b w[y_b]·(−log softmax(z_b)[y_b]), and ∂/∂logits = w[y_b]·(p_b − e_{y_b}).
+    const [W1, b1, W2, b2] = ['W1', 'b1', 'W2', 'b2'].map((k) => f.tensors[k].data as Float64Array);
+    const w = [1, 5, 1];
+    let loss = 0;
+    const dW2 = new Float64Array(15);
+    const db2 = new Float64Array(3);
+    for (let b = 0; b < 4; b++) {
+      const a = Array.from({ length: 5 }, (_, j) => Math.tanh(b1[j] + X[b * 3] * W1[j] + X[b * 3 + 1] * W1[5 + j] + X[b * 3 + 2] * W1[10 + j]));
+      const z = Array.from({ length: 3 }, (_, c) => b2[c] + a.reduce((s, ai, j) => s + ai * W2[j * 3 + c], 0));
+      const m = Math.max(...z);
+      const e = z.map((zc) => Math.exp(zc - m));
+      const sum = e.reduce((s, x) => s + x, 0);
+      loss += w[y[b]] * (Math.log(sum) + m - z[y[b]]);
+      for (let c = 0; c < 3; c++) {
+        const g = w[y[b]] * (e[c] / sum - (c === y[b] ? 1 : 0));
+        db2[c] += g;
+        for (let j = 0; j < 5; j++) dW2[j * 3 + c] += a[j] * g;
+      }
+    }
+    const got = loadSafetensors(out);
+    expect(got.metadata.reduction).toBe('sum');
+    expect(JSON.parse(got.metadata.loss)).toEqual({ reduction: 'sum', weight: [1, 5, 1] });
+    expect(errEps(got.tensors.loss.data as Float64Array, new Float64Array([loss]), 'float64')).toBeLessThanOrEqual(TOL_EPS);
+    expect(errEps(got.tensors.db2.data as Float64Array, db2, 'float64')).toBeLessThanOrEqual(TOL_EPS);
+    expect(errEps(got.tensors.dW2.data as Float64Array, dW2, 'float64')).toBeLessThanOrEqual(TOL_EPS);
+    // A case whose own "reduction" disagrees with the saved loss's is refused, never one of them taken.
+    const clash = join(tmp, 'weighted-clash.safetensors');
+    saveSafetensors(clash, { ...Object.fromEntries(Object.entries(loadSafetensors(path).tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data }])) }, { ...f.metadata, reduction: 'mean' });
+    const bad = cli(['grads', clash, '-o', join(tmp, 'clash-out.safetensors')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Expected the reduction of __metadata__\.loss \(sum\), or no "reduction" for __metadata__\.reduction but received mean/);
   });
 
   it('bad input files and arguments exit 2 with a message that names the problem', () => {

@@ -2,13 +2,15 @@
 // from PyTorch (X, y, and either handgrad's W1, b1, W2, b2 or an nn.Sequential's state_dict
 // "0.weight" [out,in], …; __metadata__ activation and reduction) in, the loss and every gradient
 // out, in X's dtype and handgrad's layout, so they can be compared with autograd's on the Python side.
-import { paramsFromFile } from '../checkpoint';
+import { paramsFromFile, sequentialFromFile } from '../checkpoint';
 import { fileFail } from '../data/files';
 import { HandgradError } from '../errors';
-import { architecture, fileNet, type FileNet, layoutOf } from '../io/layers';
+import { architecture, layoutOf } from '../io/layers';
 import { loadSafetensors, saveSafetensors, shapeText, tensorOf, type SafetensorsDtype, type SafetensorsFile, type SafetensorsTensor } from '../io/safetensors';
 import { forwardBackward } from '../model';
-import type { Activation, FloatArray } from '../types';
+import type { LossSpec } from '../layers/loss';
+import type { Sequential } from '../layers/sequential';
+import type { Activation, FloatArray, Reduction } from '../types';
 import * as v from '../validate';
 import { type Command, flags, STRING } from './command';
 
@@ -79,14 +81,19 @@ export const gradsCommand: Command = {
     }
 
     let activation = weights.activation ?? v.oneOf(values.activation ? '--activation' : '__metadata__.activation', values.activation ?? file.metadata.activation, v.ACTIVATIONS, 'relu');
-    if (!torchLayout) activation = twoLayerActivation(file, path, values.activation, layers);
-    const reduction = v.oneOf(values.reduction ? '--reduction' : '__metadata__.reduction', values.reduction ?? file.metadata.reduction, v.REDUCTIONS, 'mean');
-    const params = { W1: W1.data as Float64Array, b1: b1.data as Float64Array, W2: W2.data as Float64Array, b2: b2.data as Float64Array };
+    let saved = weights.loss;
+    if (!torchLayout) ({ activation, loss: saved } = twoLayerNet(file, path, values.activation, layers));
+    const reduction = caseReduction(values.reduction, file.metadata.reduction, saved, path);
+    // The file's loss options (a model file's weight, ignoreIndex, labelSmoothing) travel with the
+    // params, as loadParams' do; --reduction (or the case's own "reduction") overrides its reduction.
+    const params = { W1: W1.data as Float64Array, b1: b1.data as Float64Array, W2: W2.data as Float64Array, b2: b2.data as Float64Array, loss: saved };
     const r = forwardBackward(params, X.data as Float64Array, y.data as unknown as ArrayLike<number>, { backend, activation, reduction, inputGrad: true });
     const shapes = { dX: [B, D], dW1: [D, H], db1: [H], dW2: [H, C], db2: [C] };
     const grads = Object.entries(shapes).map(([k, shape]) => [k, { shape, data: r.grads[k as keyof typeof shapes]! }]);
     const loss = { shape: [1], data: dtype === 'F64' ? new Float64Array([r.loss]) : new Float32Array([r.loss]) };
-    saveSafetensors(out, { loss, ...Object.fromEntries(grads) }, { activation, reduction, backend, producer: 'handgrad grads' });
+    const { reduction: _r, ...options } = saved;
+    const lossMeta: Record<string, string> = Object.keys(options).length > 0 ? { loss: JSON.stringify({ reduction, ...options }) } : {};
+    saveSafetensors(out, { loss, ...Object.fromEntries(grads) }, { activation, reduction, ...lossMeta, backend, producer: 'handgrad grads' });
     const written = Object.entries(shapes).map(([k, shape]) => `${k} ${shapeText(shape)}`).join(', ');
     const from = torchLayout ? `, from PyTorch's layout (${weights.names.join(', ')})` : '';
     process.stdout.write(`${out}: loss ${r.loss} and ${written} (${dtype}, ${activation}, ${reduction}, backend ${backend}${from})\n`);
@@ -94,44 +101,58 @@ export const gradsCommand: Command = {
   },
 };
 
-type Weights = { tensors: [SafetensorsTensor, SafetensorsTensor, SafetensorsTensor, SafetensorsTensor]; names: string[]; activation?: Activation };
+type Weights = { tensors: [SafetensorsTensor, SafetensorsTensor, SafetensorsTensor, SafetensorsTensor]; names: string[]; activation?: Activation; loss: LossSpec };
+
+/**
+ * The reduction: --reduction, else the case's "reduction", else the loss the file was saved with
+ * (a model file's "loss"); a case whose "reduction" and "loss" disagree is refused, never one of them taken.
+ * @throws {HandgradError} ERR_FILE
+ */
+function caseReduction(flag: string | undefined, own: string | undefined, loss: LossSpec, path: string): Reduction {
+  if (flag === undefined && own !== undefined && own !== loss.reduction && loss.reduction !== 'mean') {
+    fileFail(`the reduction of __metadata__.loss (${loss.reduction}), or no "reduction"`, '__metadata__.reduction', own, path);
+  }
+  return v.oneOf(flag ? '--reduction' : own !== undefined ? '__metadata__.reduction' : '__metadata__.loss.reduction', flag ?? own ?? loss.reduction, v.REDUCTIONS, 'mean');
+}
 
 /** W1, b1, W2, b2 as the file holds them; --layers, if given, must be Linear, act, Linear. */
 function handgradWeights(file: SafetensorsFile, path: string, layers: string[] | undefined): Weights {
   const names = ['W1', 'b1', 'W2', 'b2'];
   const tensors = names.map((n) => tensorOf(file, n, ['F64', 'F32'], path)) as Weights['tensors'];
-  if (layers === undefined) return { tensors, names };
+  if (layers === undefined) return { tensors, names, loss: { reduction: 'mean' } };
   const arch = architecture({ layers });
   const act = arch.layers!.filter((k) => k !== 'linear');
   if (arch.layers!.length !== 3 || arch.layers![0] !== 'linear' || arch.layers![2] !== 'linear' || act.length !== 1 || !(v.ACTIVATIONS as readonly string[]).includes(act[0])) {
     v.fail(RangeError, 'linear,<activation>,linear for a file in handgrad\'s layout (W1, b1, W2, b2)', '--layers', new v.Received(layers.join(',')));
   }
-  return { tensors, names, activation: act[0] as Activation };
+  return { tensors, names, activation: act[0] as Activation, loss: { reduction: 'mean' } };
 }
 
 /**
- * The activation of the net a handgrad-layout file holds, read by the reader every command uses
- * (fileNet: the "layers" metadata, D, H, C, every W/b tensor), which must be Linear, act, Linear:
- * a deeper net (W3, b3, or layers that say so) is refused, never cut down to W1, b1, W2, b2.
- * --activation overrides the file's "activation" (not a "layers" list that disagrees).
+ * The activation and loss of the net a handgrad-layout file holds, read by the reader every loader
+ * uses (sequentialFromFile: the "layers" metadata, D, H, C, every W/b tensor, finite weights, the
+ * "loss"), which must be Linear, act, Linear: a deeper net (W3, b3, or layers that say so) is
+ * refused, never cut down to W1, b1, W2, b2. --activation overrides the file's "activation" (not a
+ * "layers" list that disagrees).
  * @throws {HandgradError} ERR_FILE
  */
-function twoLayerActivation(file: SafetensorsFile, path: string, activation: string | undefined, layers: string[] | undefined): Activation {
+function twoLayerNet(file: SafetensorsFile, path: string, activation: string | undefined, layers: string[] | undefined): { activation: Activation; loss: LossSpec } {
   const { activation: _saved, ...rest } = file.metadata;
   const view = activation === undefined ? file : { ...file, metadata: rest };
-  let net: FileNet;
+  let net: Sequential;
   try {
-    net = fileNet(view, path, architecture(layers !== undefined ? { layers } : { activation }), 'handgrad grads');
+    net = sequentialFromFile(view, path, architecture(layers !== undefined ? { layers } : { activation }), 'handgrad grads');
   } catch (err) {
     // The reader names its options; here they are the flags.
     if (err instanceof HandgradError) err.message = err.message.replace(/\bopts\.(layers|activation)\b/g, '--$1');
     throw err;
   }
-  const kinds = net.specs.map((l) => l.kind);
+  const kinds = net.layers.map((l) => l.kind);
   if (kinds.length !== 3 || kinds[0] !== 'linear' || kinds[1] === 'linear' || kinds[2] !== 'linear') {
-    fileFail("the two-layer net W1, b1, W2, b2 (handgrad grads computes that net's gradients)", 'the file', `a net of ${net.tensors.length} Linear layers: ${kinds.join(', ')}`, path);
+    const linears = kinds.filter((k) => k === 'linear').length;
+    fileFail("the two-layer net W1, b1, W2, b2 (handgrad grads computes that net's gradients)", 'the file', `a net of ${linears} Linear layers: ${kinds.join(', ')}`, path);
   }
-  return kinds[1] as Activation;
+  return { activation: kinds[1] as Activation, loss: net.loss.spec() };
 }
 
 /**
@@ -158,6 +179,7 @@ function stateDictWeights(file: SafetensorsFile, path: string, activation: strin
     tensors: [t(p.W1, [p.D, p.H]), t(p.b1, [p.H]), t(p.W2, [p.H, p.C]), t(p.b2, [p.C])],
     names: [`${l1}.weight`, `${l1}.bias`, `${l2}.weight`, `${l2}.bias`],
     activation: p.activation,
+    loss: p.loss,
   };
 }
 
