@@ -1,6 +1,6 @@
 // The typed surface of the core addon (native/addon/addon.cc), declared once; the .node is cast to
 // it here and nowhere else. Loaded lazily so the pure-TS and WASM backends work without it.
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { HandgradError } from './errors';
 import type { FloatArray } from './types';
 
@@ -103,7 +103,9 @@ export interface CoreBinding {
   allFinite(a: FloatArray): boolean;
 }
 
-export const packageRoot = join(__dirname, __dirname.endsWith(join('dist', 'lib')) ? '../..' : '..');
+// dist/lib as whole folder names: a checkout in a folder whose name ends in "dist" (…/wt-dist/lib)
+// is the source tree, one level down, not the build.
+export const packageRoot = join(__dirname, __dirname.endsWith(join(sep, 'dist', 'lib')) ? '../..' : '..');
 
 /** load() on the first call, then its value (or its error) on every call. */
 export function once<T>(load: () => T): () => T {
