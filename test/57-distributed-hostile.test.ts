@@ -2,6 +2,12 @@
 // class of bug found by using them adversarially, with the behaviour the fix gives, or a hostile
 // use that already worked and stays checked. Jobs are local ranks on 127.0.0.1 (free ports), each
 // rank a child process killed if it outlives its bound (a hang is a result, not a stuck run).
+//   - init again on the same MASTER_PORT right after destroy(), before rank 0 left the old group:
+//     the new client reached the old store ("rank 1 was started twice"; at times LibTorch's client
+//     thread threw on a reset connection and the process aborted): now it waits for a new store,
+//     within timeoutMs, else ERR_DISTRIBUTED naming the previous group;
+//   - a rank claimed twice was always "started twice", also when the other claim was a previous
+//     group's still-open store: now the message names both causes;
 //   - init against a port whose listener accepts and never answers hung past timeoutMs (a
 //     TCPStore client's read has no timeout in libtorch 1.13): now ERR_DISTRIBUTED within it + 1 s;
 //   - fit's checkpoint option with a path that cannot be written trained `every` steps (or a whole
@@ -72,6 +78,34 @@ describe.skipIf(skip !== null)(title('distributed, used adversarially', skip), (
       server.close();
     }
   }, 30_000);
+
+  it('a rank that leaves a group and inits a new one on the same port before rank 0 has left the old one waits for the old store to close: ERR_DISTRIBUTED past its timeoutMs, a working group within it (before: its client reached the old store, "rank 1 was started twice", and at times an abort)', async () => {
+    // Rank 0 holds the old group 4 s; rank 1 asks for a new one at once with 1.5 s, then with 20 s.
+    // LibTorch's client would have connected to the old store, which rank 0 then closes: the claim
+    // key still set there, and a reset on the client's watch connection aborts the process.
+    const exits = await job(2, 'rejoin', 60_000, { HG_HOLD_MS: '4000', HG_REJOIN_MS: '1500' });
+    for (const e of exits) expect(e.code, `${e.stderr}${e.stdout}`).toBe(0);
+    const [zero, one] = exits.map(lastLine);
+    expect(zero.first).toBe(3);
+    expect(one.first).toBe(3);
+    expect(one.early).toMatch(/^HandgradError ERR_DISTRIBUTED: the store at 127\.0\.0\.1:\d+ is still the one of a previous group this process was in: its rank 0 has not destroyed that group within 1500 ms \(call destroy\(\) on every rank before a new init on the same MASTER_PORT, or start the new group on another port\)$/);
+    expect(one.earlyMs as number).toBeGreaterThanOrEqual(1500);
+    expect(one.earlyMs as number).toBeLessThan(1500 + 1000 + 1500); // timeout + the join's 1 s margin + slack on a loaded machine
+    // The same port, once rank 0 has left and serves the new group's store: one working group.
+    expect(zero.second).toBe(30);
+    expect(one.second).toBe(30);
+  }, 70_000);
+
+  it('two processes with RANK=1: the one whose claim came second names both causes a second claim can have (before: "started twice" only, also when the other claim was a previous group\'s)', async () => {
+    const port = await freePort();
+    const env = (rank: number) => ({ RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) });
+    const exits = await Promise.all([0, 1, 1].map((r) => run(process.execPath, [RANK, 'init'], env(r), 30_000)));
+    for (const e of exits) expect(e.code, `${e.stderr}${e.stdout}`).toBe(0);
+    const errors = exits.map((e) => String(lastLine(e).error));
+    // The second claim fails at once; the other two fail with it, or (when they finished the
+    // handshake first) have joined.
+    expect(errors.some((m) => /^HandgradError ERR_DISTRIBUTED: rank 1 was claimed twice in the store at 127\.0\.0\.1:\d+: two processes have RANK=1, or an earlier job's group on this MASTER_PORT has not closed yet \(start each job on a port no other job is using\)$/.test(m)), errors.join('\n')).toBe(true);
+  }, 40_000);
 
   it('verifyCalls true on one rank and false on another fails every rank at init naming both (before: the verifying rank\'s extra all-reduce paired with the other\'s data, and Gloo aborted a process)', async () => {
     const exits = await job(2, 'verify', 30_000);

@@ -14,12 +14,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <condition_variable>
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace hg::dist {
 
@@ -183,8 +191,13 @@ bool handshake(GroupImpl& g, Clock::time_point deadline) {
     if (o.rank == 0) std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500), o.timeout));
     throw GroupError(why);
   };
+  // A claim already there: another process took this rank in this store. A process of a previous
+  // group never reaches that group's store here (awaitNewStore), so it is another process with
+  // the same RANK, or this process is new to the port and reached a store an earlier job left open.
   if (hg->add("claim/" + std::to_string(o.rank), 1) > 1)
-    abort("rank " + std::to_string(o.rank) + " was started twice (two processes have RANK=" + std::to_string(o.rank) + ")");
+    abort("rank " + std::to_string(o.rank) + " was claimed twice in the store at " + o.masterAddr + ":" + std::to_string(o.masterPort) +
+          ": two processes have RANK=" + std::to_string(o.rank) +
+          ", or an earlier job's group on this MASTER_PORT has not closed yet (start each job on a port no other job is using)");
   hg->set("rank/" + std::to_string(o.rank), bytes(recordOf(o)));
 
   std::vector<bool> seen(o.worldSize, false);
@@ -246,6 +259,133 @@ void storeBarrier(GroupImpl& g, Clock::time_point deadline) {
 
 namespace {
 
+// A process that leaves a group and joins a new one on the same MASTER_PORT can reach the previous
+// group's store while that group's rank 0 has not destroyed it yet. LibTorch 1.13's TCPStore client
+// cannot be made safe there: its constructor always opens a second connection watched by a
+// background thread (TCPCallbackClient's TCPStoreWorkerDaemon, for watchKey, started whether or not
+// anyone watches), and when the store closes while that connection still waits in its listen queue
+// the peer resets it, the thread's recv throws std::system_error, and nothing can catch it there:
+// std::terminate, the process aborts. So before a process that has been in a group before creates
+// its client, it asks the store at the master's address, over a plain socket of its own, whether it
+// holds this process's mark, which every join writes into its store: one that does is a store this
+// process was in, still open, and the join waits for it to close (a store never reopens: whatever
+// answers on the port next is a new one).
+const std::string& processMark() {
+  static const std::string mark = [] {
+    std::random_device rd;
+    std::ostringstream s;
+    s << "handgrad/process/" << std::hex << rd() << rd() << rd() << rd();
+    return s.str();
+  }();
+  return mark;
+}
+std::atomic<bool> markedAStore{false};
+
+// The TCPStore wire protocol of LibTorch 1.13 (torch/csrc/distributed/c10d/TCPStore.cpp), the one
+// query asked here: CHECK = 4, then the key count and each key as a uint64 length and its bytes
+// (the client prefixes every key with "/"); the answer is one byte, READY = 0 or NOT_READY = 1.
+constexpr uint8_t kQueryCheck = 4;
+constexpr uint8_t kCheckReady = 0;
+constexpr uint8_t kCheckNotReady = 1;
+
+enum class Probe {
+  Nothing,    // nothing accepts a connection there: a previous store is closed
+  NewStore,   // a store without this process's mark
+  OurStore,   // a store this process was in, still open
+  NoAnswer,   // connected, then closed or reset, or no answer by the deadline
+};
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Waits until fd is ready for `events` or the deadline passes; false on the deadline.
+bool pollUntil(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return true;  // the next call on fd reports the error
+  }
+}
+
+// Asks the store at host:port whether it holds `key`, with a socket of this function's own (no
+// thread, every wait bounded by the deadline).
+Probe probeStore(const std::string& host, int port, const std::string& key, Clock::time_point deadline) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return Probe::Nothing;  // the store's own client reports it
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, &::freeaddrinfo);
+  // Nothing only when every address refused: a connection still pending at the deadline may be
+  // the old store's (its listen queue full), and says nothing about whether it closed.
+  Fd sock;
+  for (addrinfo* a = found; a != nullptr && sock.fd < 0; a = a->ai_next) {
+    Fd s;
+    s.fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (s.fd < 0) continue;
+    if (::connect(s.fd, a->ai_addr, a->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) continue;
+      if (!pollUntil(s.fd, POLLOUT, deadline)) return Probe::NoAnswer;
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) continue;
+    }
+    std::swap(sock.fd, s.fd);
+  }
+  if (sock.fd < 0) return Probe::Nothing;
+  const std::string stored = "/" + key;
+  std::string query(1, static_cast<char>(kQueryCheck));
+  auto put64 = [&](uint64_t v) { query.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put64(1);
+  put64(stored.size());
+  query += stored;
+  for (std::size_t sent = 0; sent < query.size();) {
+    const ssize_t n = ::send(sock.fd, query.data() + sent, query.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      if (!pollUntil(sock.fd, POLLOUT, deadline)) return Probe::NoAnswer;
+    } else {
+      return Probe::NoAnswer;
+    }
+  }
+  for (;;) {
+    if (!pollUntil(sock.fd, POLLIN, deadline)) return Probe::NoAnswer;
+    uint8_t answer = 0;
+    const ssize_t n = ::recv(sock.fd, &answer, 1, 0);
+    if (n == 1) return answer == kCheckReady ? Probe::OurStore : answer == kCheckNotReady ? Probe::NewStore : Probe::NoAnswer;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+    return Probe::NoAnswer;
+  }
+}
+
+// Before a client that was in a group before connects: waits (within the join's deadline) until
+// the store on the master's port is not one this process was in.
+void awaitNewStore(const GroupOptions& o, Clock::time_point deadline) {
+  const std::string master = o.masterAddr + ":" + std::to_string(o.masterPort);
+  bool ours = false;
+  for (;;) {
+    const Probe p = probeStore(o.masterAddr, o.masterPort, processMark(), deadline);
+    if (p == Probe::Nothing || p == Probe::NewStore) return;
+    ours = ours || p == Probe::OurStore;
+    if (Clock::now() > deadline) {
+      if (ours)
+        throw GroupError("the store at " + master + " is still the one of a previous group this process was in: its rank 0 has not destroyed that group within " +
+                         std::to_string(o.timeout.count()) + " ms (call destroy() on every rank before a new init on the same MASTER_PORT, or start the new group on another port)");
+      throw GroupError("the store at " + master + " did not answer within " + std::to_string(o.timeout.count()) +
+                       " ms (another program listening on that port, or rank 0 stopped by SIGSTOP or a debugger)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 // The join itself; every wait of its own is bounded by the deadline, but a TCPStore client's reads
 // are not (libtorch 1.13 sets no receive timeout on its socket): see Group::join.
 std::shared_ptr<GroupImpl> joinNow(const GroupOptions& o) {
@@ -254,6 +394,7 @@ std::shared_ptr<GroupImpl> joinNow(const GroupOptions& o) {
   const auto deadline = Clock::now() + o.timeout;
   const std::string master = o.masterAddr + ":" + std::to_string(o.masterPort);
   // As torch.distributed's env:// rendezvous: rank 0 serves the store (multi-tenant), the others connect.
+  if (o.rank != 0 && markedAStore) awaitNewStore(o, deadline);
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(o.masterPort);
@@ -268,6 +409,10 @@ std::shared_ptr<GroupImpl> joinNow(const GroupOptions& o) {
                      " within " + std::to_string(o.timeout.count()) + " ms: " + messageOf(e));
   }
   try {
+    // This process's mark, before anything else: a later join of this process tells this store
+    // from the next one on the same port by it (awaitNewStore).
+    markedAStore = true;
+    g->tcp->set(processMark(), bytes(std::to_string(o.rank)));
     // A client counts itself into "init/" now: a PyTorch Python rank 0 waits for that count before
     // it joins the rendezvous the handshake watches.
     if (o.rank != 0) g->tcp->waitForWorkers();
