@@ -178,6 +178,23 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
     }
   }, 60_000);
 
+  // Before: neither was compared. Two samplers shard two permutations (rank 0 the Trainer's
+  // shuffle, rank 1 torch.randperm's), so some rows train twice an epoch and others never, with no
+  // error; two bucket sizes failed only at the first step (verifyCalls) or aborted in Gloo (without).
+  it.each([
+    ['sampler', { sampler: 'handgrad' }, { sampler: 'torch' }, '"sampler":"handgrad"', '"sampler":"torch"'],
+    ['bucketBytes', { bucketBytes: 64 }, { bucketBytes: 128 }, '"bucketBytes":64', '"bucketBytes":128'],
+  ] as const)('ranks that disagree on distributed.%s fail at construction on every rank, naming both', async (_, zero, one, mine, theirs) => {
+    const exits = await job(2, 'train', { HG_OPTS_0: JSON.stringify({ distributed: zero }), HG_OPTS_1: JSON.stringify({ distributed: one }) }, 30_000);
+    for (const e of exits) {
+      expect(e.out.code, `${e.stderr}${JSON.stringify(e.out)}`).toBe('ERR_DISTRIBUTED');
+      expect(e.out.message).toMatch(/^ranks disagree on the distributed settings \(sampler, bucketBytes, verify\) \(new Trainer\): rank 0 has "\{.*\}", rank 1 has "\{.*\}"$/);
+      expect(e.out.message).toContain(JSON.stringify(mine).slice(1, -1));
+      expect(e.out.message).toContain(JSON.stringify(theirs).slice(1, -1));
+      expect(e.out.steps).toBeUndefined(); // no step taken
+    }
+  }, 60_000);
+
   it('distributed: { verify: 1 } sees one rank\'s weights diverge at the next step', async () => {
     const exits = await job(2, 'verify', { HG_OPTS: JSON.stringify({ distributed: { verify: 1 } }) }, 30_000);
     const steps = Math.ceil(Math.ceil(37 / 2) / 4);

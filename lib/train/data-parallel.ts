@@ -111,13 +111,24 @@ export function averageGradients(s: TrainState, dp: DataParallel): void {
 }
 
 /**
+ * The distributed settings every handgrad rank must share: the sampler decides which rows each
+ * rank trains (two samplers shard two permutations: rows trained twice, others never); the bucket
+ * size lays out the gradients' all-reduce (unequal buckets pair unequal lengths, which Gloo aborts
+ * on without verifyCalls); verify is a collective of its own every N steps. peers is not here: a
+ * 'ddp' rank makes DDP's collectives, never this comparison.
+ */
+export function distributedSettings(dp: DataParallel): Record<string, string> {
+  return { 'the distributed settings (sampler, bucketBytes, verify)': JSON.stringify({ sampler: dp.sampler, bucketBytes: dp.bucketBytes, verify: dp.verifyEvery }) };
+}
+
+/**
  * A new Trainer joining the job: every rank's model and settings compared, then rank 0's weights
  * everywhere; with DDP peers, DistributedDataParallel's construction instead (./ddp.ts), which
  * compares the shapes and broadcasts the weights.
  */
 export function joinJob(s: TrainState, dp: DataParallel, values: Record<string, string>): void {
   if (dp.peers === 'ddp') return ddpJoin(s, dp);
-  agree('new Trainer', values);
+  agree('new Trainer', { ...values, ...distributedSettings(dp) });
   fromRankZero(s);
 }
 
