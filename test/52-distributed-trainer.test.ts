@@ -72,6 +72,59 @@ function maxRelative(w: Record<string, number[]>, ref: Readonly<Record<string, A
   return m;
 }
 
+/**
+ * What a job computes whatever its loss, in plain loops apart from lib/ (the MLP of mlp-data.mjs:
+ * W1 [D,H], Tanh, W2 [H,C], softmax cross-entropy): each step, every rank's loss over its own B
+ * rows (its weighted mean, or its sum), the gradients of those W losses averaged (DDP's rule), one
+ * SGD step. Rank 0's initial weights, the Trainer's shuffle (seed 7), DistributedSampler's shards.
+ */
+function averagedRankLosses(W: number, B: number, N: number, epochs: number, lr: number, loss: { reduction?: 'sum'; weight?: readonly number[] }): Record<string, Float64Array> {
+  const { X, y } = rows(N) as { X: Float64Array; y: Int32Array };
+  const init = (mlp(hg, 8, 100) as Sequential).params as Record<string, Float64Array>;
+  const p = Object.fromEntries(Object.entries(init).map(([k, a]) => [k, Float64Array.from(a)]));
+  const H = 8, C = 3;
+  const S = Math.ceil(N / W);
+  for (let e = 1; e <= epochs; e++) {
+    const perm = Int32Array.from({ length: N }, (_, i) => i);
+    new Rng(shuffleSeed(7, e)).shuffle(perm);
+    const padded = Int32Array.from({ length: S * W }, (_, q) => perm[q % N]);
+    for (let k = 0; k * B < S; k++) {
+      const g = Object.fromEntries(Object.entries(p).map(([n, a]) => [n, new Float64Array(a.length)]));
+      for (let r = 0; r < W; r++) {
+        const batch: number[] = [];
+        for (let j = k * B; j < Math.min(S, (k + 1) * B); j++) batch.push(padded[r + W * j]);
+        const c = batch.map((i) => (loss.weight ? loss.weight[y[i]] : 1));
+        const den = loss.reduction === 'sum' ? 1 : c.reduce((a, b) => a + b, 0);
+        batch.forEach((i, bi) => {
+          const h = Array.from({ length: H }, (_, u) => {
+            let z = p.b1[u];
+            for (let d = 0; d < D; d++) z += X[i * D + d] * p.W1[d * H + u];
+            return Math.tanh(z);
+          });
+          const z = Array.from({ length: C }, (_, o) => h.reduce((a, hu, u) => a + hu * p.W2[u * C + o], p.b2[o]));
+          const m = Math.max(...z);
+          const ez = z.map((v) => Math.exp(v - m));
+          const sum = ez.reduce((a, b) => a + b, 0);
+          const dz = ez.map((v, o) => (c[bi] / den) * (v / sum - (o === y[i] ? 1 : 0)));
+          for (let o = 0; o < C; o++) g.b2[o] += dz[o];
+          for (let u = 0; u < H; u++) {
+            let dh = 0;
+            for (let o = 0; o < C; o++) {
+              g.W2[u * C + o] += h[u] * dz[o];
+              dh += p.W2[u * C + o] * dz[o];
+            }
+            const ds = dh * (1 - h[u] * h[u]);
+            g.b1[u] += ds;
+            for (let d = 0; d < D; d++) g.W1[d * H + u] += X[i * D + d] * ds;
+          }
+        });
+      }
+      for (const n of Object.keys(p)) for (let q = 0; q < p[n].length; q++) p[n][q] -= lr * (g[n][q] / W);
+    }
+  }
+  return p;
+}
+
 // Float64 throughout. The job's step averages per-rank mean gradients ((1/W)·Σ_r mean_r, one
 // rounding per rank and per sum) where the reference takes the mean over the W·B rows in one GEMM
 // sum: equal in exact arithmetic (the padding makes every rank's batch the same size, so the mean
@@ -176,6 +229,47 @@ describe.skipIf(skip !== null)(title('the data-parallel Trainer: local jobs'), (
       expect(e.out.message).toContain('rank 0 has "float64 Linear 4→8, Tanh, Linear 8→3; loss mean"');
       expect(e.out.message).toContain('rank 1 has "float64 Linear 4→16, Tanh, Linear 16→3; loss mean"');
     }
+  }, 60_000);
+
+  // README: the job equals single-process training on the union of the ranks' batches only for the
+  // unweighted mean (the mean of equal-sized means is the union's mean). Otherwise the ranks'
+  // gradients are still averaged, as DDP does (a mixed job needs DDP's arithmetic): with 'sum' that
+  // is the union's sum gradient divided by W (here single-process 'sum' training with lr/2, since
+  // SGD is linear in the gradient), with a class weight the mean of the ranks' own weighted means.
+  // Measured (2 ranks, 2 epochs, 10 SGD steps): ≤ 2.2e-16 relative from the plain loops; the union's
+  // loss at the same lr ends 0.31 ('sum') and 0.098 (weight) relative away.
+  it.each([
+    ['reduction \'sum\'', { reduction: 'sum' }],
+    ['a class weight', { weight: [1, 5, 0.2] }],
+  ] as const)('loss with %s: each step averages the gradients of the ranks\' own losses (DDP\'s rule), not the gradient of the loss over the union', async (_, loss) => {
+    const W = 2, lr = 0.1, epochs = 2;
+    const exits = await job(W, 'train', { HG_N: String(N), HG_B: String(B), HG_EPOCHS: String(epochs), HG_LOSS: JSON.stringify(loss), HG_OPTS: JSON.stringify({ optimizer: 'sgd', lr }) });
+    for (const e of exits) expect(e.code, `${e.stderr}${JSON.stringify(e.out)}`).toBe(0);
+    expect(exits[1].out.hash).toBe(exits[0].out.hash);
+    const got = exits[0].out.w!;
+    const diff = maxRelative(got, averagedRankLosses(W, B, N, epochs, lr, loss));
+    if (process.env.HG_SHOW_DIFF) console.info(`${JSON.stringify(loss)}: max relative difference from the averaged ranks' gradients ${diff}`);
+    expect(diff).toBeLessThan(TOLERANCE);
+    // The union's loss, single-process (batches of W·B rows in the padded order), is another run.
+    const union = (lrU: number) => {
+      const { X, y } = rows(N) as { X: Float64Array; y: Int32Array };
+      const t = new Trainer(mlp(hg, 8, 100, 'float64', loss) as Sequential, { optimizer: 'sgd', lr: lrU, batchSize: W * B, seed: 7 });
+      const S = Math.ceil(N / W);
+      for (let e = 1; e <= epochs; e++) {
+        const perm = Int32Array.from({ length: N }, (_, i) => i);
+        new Rng(shuffleSeed(7, e)).shuffle(perm);
+        const padded = Int32Array.from({ length: S * W }, (_, q) => perm[q % N]);
+        const Xe = new Float64Array(padded.length * D);
+        padded.forEach((r, i) => Xe.set(X.subarray(r * D, r * D + D), i * D));
+        t.fitSync(Xe, Int32Array.from(padded, (r) => y[r]), { epochs: 1, shuffle: false });
+      }
+      return t.params;
+    };
+    const unionDiff = maxRelative(got, union(lr));
+    if (process.env.HG_SHOW_DIFF) console.info(`${JSON.stringify(loss)}: max relative difference from the union's loss ${unionDiff}`);
+    expect(unionDiff).toBeGreaterThan(1e-3);
+    // 'sum': the union's sum gradient divided by W — with SGD, the union's run at lr/W (W = 2: exact halving).
+    if ('reduction' in loss) expect(maxRelative(got, union(lr / W))).toBeLessThan(TOLERANCE);
   }, 60_000);
 
   // Before: neither was compared. Two samplers shard two permutations (rank 0 the Trainer's
