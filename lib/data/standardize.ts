@@ -1,3 +1,4 @@
+import { productError, sumError } from '../train/fma';
 import type { FloatArray } from '../types';
 import * as v from '../validate';
 
@@ -110,20 +111,13 @@ function rescaledSum(X: FloatArray, n: number, D: number, j: number, scale: numb
 /** a + b = s + e exactly (Knuth's TwoSum). */
 function twoSum(a: number, b: number): [number, number] {
   const s = a + b;
-  const z = s - a;
-  return [s, a - (s - z) + (b - z)];
+  return [s, sumError(a, b, s)];
 }
 
 /** a·b = p + e exactly (Dekker's product; |a|, |b| < 2^995, so the splits cannot overflow). */
 function twoProduct(a: number, b: number): [number, number] {
   const p = a * b;
-  const ta = 134217729 * a;
-  const ah = ta - (ta - a);
-  const al = a - ah;
-  const tb = 134217729 * b;
-  const bh = tb - (tb - b);
-  const bl = b - bh;
-  return [p, ah * bh - p + ah * bl + al * bh + al * bl];
+  return [p, productError(a, b, p)];
 }
 
 /**

@@ -20,7 +20,7 @@ export function productError(a: number, b: number, p: number): number {
 }
 
 /** The rounding error of s = fl(a + b) (Knuth's TwoSum): a + b = s + error exactly. */
-function sumError(a: number, b: number, s: number): number {
+export function sumError(a: number, b: number, s: number): number {
   const bb = s - a;
   return (a - (s - bb)) + (b - bb);
 }
