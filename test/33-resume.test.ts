@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { initParams, Linear, ReLU, Sequential, Tanh, Trainer, xor } from '../lib';
+import { initParams, Linear, ReLU, Sequential, SoftmaxCrossEntropy, Tanh, Trainer, xor } from '../lib';
 import { saveSafetensors, type TensorInput } from '../lib/io/safetensors';
 import type { BackendName, FloatArray } from '../lib/types';
 import { describeBackends, readSafetensorsFile, sameBits, thrown } from './helpers';
@@ -166,6 +166,30 @@ describe('a Sequential (three Linear layers) resumes exactly too, through save a
     r.fitSync(X, y, { epochs: 2 });
     expect(r.steps).toBe(2 * STEPS);
     for (const k of ['W1', 'b1', 'W2', 'b2', 'W3', 'b3']) expect(sameBits((r.params as Record<string, FloatArray>)[k], straight.params[k])).toBe(true);
+  });
+});
+
+describe("a class-weighted loss's epoch record resumes exactly: the weights it is divided by travel in the position", () => {
+  it("stopped mid-epoch, saved, loaded, finished: the uninterrupted run's epoch loss and weights, bit for bit", () => {
+    const { X, y } = xor(DATA);
+    const net = () => Sequential.mlp([2, 6, 2], { seed: 8, loss: new SoftmaxCrossEntropy({ reduction: 'sum', weight: new Float64Array([0.25, 3]) }) });
+    const opts = { optimizer: 'sgd', lr: 0.01, batchSize: 8, seed: 3 } as const;
+    const straight = new Trainer(net(), opts);
+    const want = straight.fitSync(X, y, { epochs: 1 }).history[0];
+    const t = new Trainer(net(), opts);
+    const ac = new AbortController();
+    t.fitSync(X, y, { epochs: 1, signal: ac.signal, progressEvery: 1, onProgress: (e) => e.type === 'step' && e.step === 5 && ac.abort() });
+    const path = join(dir, 'weighted.safetensors');
+    t.save(path);
+    // Σ w[y] of the 40 rows done: not their number, so it is written.
+    const position = JSON.parse(readSafetensorsFile(path).metadata.position) as { done: number; weightSum?: number };
+    expect(position.done).toBe(40);
+    expect(position.weightSum).toBeGreaterThan(0);
+    expect(position.weightSum).not.toBe(40);
+    const r = Trainer.load(path);
+    const got = r.fitSync(X, y, { epochs: 1 }).history[0];
+    expect([got.loss, got.accuracy]).toEqual([want.loss, want.accuracy]);
+    for (const k of ['W1', 'b1', 'W2', 'b2']) expect(sameBits((r.params as Record<string, FloatArray>)[k], straight.params[k])).toBe(true);
   });
 });
 

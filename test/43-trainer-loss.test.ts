@@ -68,6 +68,24 @@ describe("a Trainer steps on the model's loss, as loss.backward() + torch.optim.
     expect(bad).toEqual([]);
   });
 
+  it("the epoch's loss is F.cross_entropy's mean over the counted rows' weights for 'mean' and 'sum' nets alike (PyTorch's loss ÷ Σ w[y] for 'sum')", () => {
+    // One full-batch epoch in data order: its record holds the loss at the initial weights. PyTorch's
+    // 'mean' over class labels is its 'sum' over Σ w[y] of the rows not ignored (B without weight or ignored rows).
+    const bad: string[] = [];
+    for (const c of stepCases) {
+      const ignore = c.options.ignoreIndex ?? -100;
+      const counted = c.y.reduce((s, k) => (k === ignore ? s : s + (c.weight ? c.weight[k] : 1)), 0);
+      // An epoch whose every row is ignored (a 'sum' net trains on it: a zero loss) reports 0, as its accuracy.
+      const want = counted === 0 ? 0 : c.options.reduction === 'sum' ? c.loss[0] / counted : c.loss[0];
+      const t = new Trainer(netOf(c), { optimizer: 'sgd', lr: LR, batchSize: c.B });
+      const { history } = t.fitSync(typed(c.dtype, c.X), Int32Array.from(c.y), { epochs: 1, shuffle: false });
+      const d = errEps([history[0].loss], [want], c.dtype);
+      if (d > TOL) bad.push(`${c.name}: ${history[0].loss} vs ${want} (${d.toFixed(1)} eps)`);
+    }
+    expect(stepCases.some((c) => c.options.reduction === 'sum' && (c.weight !== null || c.y.includes(c.options.ignoreIndex ?? -100)))).toBe(true);
+    expect(bad).toEqual([]);
+  });
+
   it("a model whose loss is 'none' is refused (no scalar to step on), naming the option", () => {
     const c = golden.cases.find((k) => k.options.reduction === 'none')!;
     const e = thrown(() => new Trainer(netOf(c)));

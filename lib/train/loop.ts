@@ -16,7 +16,10 @@ import type { Evaluation } from '../layers/class-metrics';
 export interface EpochRecord {
   epoch: number; // 1-based
   lr: number;
-  loss: number; // mean minibatch loss over the epoch (before each update)
+  // The epoch's loss as evaluate takes one (F.cross_entropy's 'mean' over the rows it counts: each
+  // row's loss times its class weight, over the sum of those weights; ignored rows in neither),
+  // each row's taken at its step, before that step's update. The same for 'sum' and 'mean' nets.
+  loss: number;
   accuracy: number; // minibatch accuracy over the epoch (before each update)
   valLoss?: number; valAccuracy?: number;
 }
@@ -83,6 +86,13 @@ export function trainStep(s: TrainState, B: number, lr: number, advance?: (loss:
   applyUpdate(s, lr, advance && (() => advance(r.loss, correct, ignored)));
   if (dp && dp.verifyEvery > 0 && s.counters[COUNTER.steps] % dp.verifyEvery === 0) verifyWeights(s, s.counters[COUNTER.steps]);
   return { loss: r.loss, correct };
+}
+
+/** Σ w[y_b] over the rows the loss does not ignore (their number without a class weight): F.cross_entropy's 'mean' divisor. */
+function countedWeight(y: Int32Array, B: number, weight: FloatArray | null, ignoreIndex: number): number {
+  let total = 0;
+  for (let b = 0; b < B; b++) if (y[b] !== ignoreIndex) total += weight === null ? 1 : weight[y[b]];
+  return total;
 }
 
 /** How many rows of the logits [B,C] pick the label, and how many rows the loss ignores (neither right nor wrong). */
@@ -160,6 +170,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
     // The torch sampler's generator seed is DistributedSampler's: seed + the 0-based epoch.
     c[COUNTER.shuffleSeed] = s.config.distributed?.sampler === 'torch' ? torchSamplerSeed(s.config.seed, epoch - 1) : shuffleSeed(s.config.seed, epoch);
     c[COUNTER.lossSum] = 0;
+    c[COUNTER.weightSum] = 0;
     c[COUNTER.correct] = 0;
     c[COUNTER.ignored] = 0;
     c[COUNTER.shuffled] = shuffle ? 1 : 0;
@@ -185,32 +196,38 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   const bs = s.config.batchSize;
   const steps = Math.ceil(n / bs);
   let record: EpochRecord | null = null;
-  let sums: Float64Array | null = null; // the epoch's loss sum, correct, counted rows and rows, for the job's record
+  let sums: Float64Array | null = null; // the epoch's loss sum, correct, counted rows, rows and weight sum, for the job's record
   let lossSum = 0; // the epoch's loss sum after the step, for its event
-  const sumLoss = stackOf(s).seq.loss.reduction === 'sum';
+  let weightSum = 0; // and what it is divided by
+  const netLoss = stackOf(s).seq.loss;
+  const sumLoss = netLoss.reduction === 'sum';
   for (let start = c[COUNTER.done]; start < n; start += bs) {
     if (Atomics.load(s.control, STOP) !== 0) return null;
     const B = Math.min(bs, n - start);
     gather(s, data, rows, start, B);
     // The position moves with the step's update, in the same hold of the parameters (./update.ts);
     // the last step of the epoch completes it there too.
+    // The step's rows as F.cross_entropy's mean weighs them: Σ w[y] over the rows not ignored.
+    const weight = countedWeight(s.yb, B, netLoss.weight, netLoss.ignoreIndex);
     trainStep(s, B, lr, (loss, correct, ignored) => {
-      // The epoch's loss is per row: a 'mean' step's loss counts for its B rows, a 'sum' step's is theirs.
-      lossSum = c[COUNTER.lossSum] += sumLoss ? loss : loss * B;
+      // The epoch's loss is the weighted per-row sum over the weights counted: a 'mean' step's loss
+      // times its rows' weight, a 'sum' step's as it is (so 'sum' and 'mean' report alike, as evaluate).
+      lossSum = c[COUNTER.lossSum] += sumLoss ? loss : loss * weight;
+      weightSum = c[COUNTER.weightSum] += weight;
       c[COUNTER.correct] += correct;
       c[COUNTER.ignored] += ignored;
       c[COUNTER.done] = start + B;
       if (start + B < n) return;
       // Accuracy over the rows the loss counts (as evaluate): an ignored label is neither right nor wrong.
       const counted = n - c[COUNTER.ignored];
-      sums = Float64Array.of(lossSum, c[COUNTER.correct], counted, n);
-      record = { epoch, lr, loss: lossSum / n, accuracy: counted > 0 ? c[COUNTER.correct] / counted : 0 };
-      for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'ignored'] as const) c[COUNTER[k]] = 0;
+      sums = Float64Array.of(lossSum, c[COUNTER.correct], counted, n, weightSum);
+      record = { epoch, lr, loss: weightSum > 0 ? lossSum / weightSum : 0, accuracy: counted > 0 ? c[COUNTER.correct] / counted : 0 };
+      for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'weightSum', 'correct', 'ignored'] as const) c[COUNTER[k]] = 0;
       c[COUNTER.epochs] = epoch;
     });
     const step = Math.ceil((start + B) / bs);
     if (onStep && every > 0 && (step % every === 0 || start + B === n)) {
-      onStep({ epoch, step, steps, loss: lossSum / (start + B) });
+      onStep({ epoch, step, steps, loss: weightSum > 0 ? lossSum / weightSum : 0 });
     }
   }
   // Data-parallel: the epoch's record is the job's (every rank's rows: the padded ones count as
@@ -219,7 +236,7 @@ export function runEpoch(s: TrainState, data: Data, order: Int32Array, onStep?: 
   if (dp?.peers === 'handgrad' && record !== null && sums !== null) {
     allReduceSync(sums, 'sum');
     const r = record as EpochRecord;
-    r.loss = sums[0] / sums[3];
+    r.loss = sums[4] > 0 ? sums[0] / sums[4] : 0;
     r.accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0;
   }
   return record;

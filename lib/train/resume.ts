@@ -23,6 +23,8 @@ export function counterMetadata(s: TrainState): Record<string, string> {
       shuffleSeed: c[COUNTER.shuffleSeed], lossSum: c[COUNTER.lossSum], correct: c[COUNTER.correct],
       // Rows whose label the loss ignores (not in the accuracy); absent: none.
       ...(c[COUNTER.ignored] > 0 ? { ignored: c[COUNTER.ignored] } : {}),
+      // What lossSum is divided by (Σ w[y] of the rows counted); absent: their number (no class weight).
+      ...(c[COUNTER.weightSum] !== c[COUNTER.done] - c[COUNTER.ignored] ? { weightSum: c[COUNTER.weightSum] } : {}),
       // The data-parallel world size the epoch's rows were sharded for; absent: a single process.
       ...(c[COUNTER.ranks] > 1 ? { ranks: c[COUNTER.ranks] } : {}),
       // Only for an epoch in data order: a file without it (as before shuffle: false) was shuffled.
@@ -62,11 +64,12 @@ export function restoreCounters(s: TrainState, meta: Record<string, string>, pat
   c[COUNTER.epochs] = epochs;
   if (position) for (const k of ['done', 'examples', 'shuffleSeed', 'lossSum', 'correct'] as const) c[COUNTER[k]] = position[k];
   c[COUNTER.ignored] = position?.ignored ?? 0;
+  c[COUNTER.weightSum] = position ? position.weightSum ?? position.done - (position.ignored ?? 0) : 0;
   c[COUNTER.ranks] = position?.ranks ?? (position ? 1 : 0);
   c[COUNTER.shuffled] = position?.shuffled === false ? 0 : 1;
 }
 
-type Position = Record<'epoch' | 'done' | 'examples' | 'shuffleSeed' | 'lossSum' | 'correct', number> & { shuffled?: boolean; ignored?: number; ranks?: number };
+type Position = Record<'epoch' | 'done' | 'examples' | 'shuffleSeed' | 'lossSum' | 'correct', number> & { shuffled?: boolean; ignored?: number; ranks?: number; weightSum?: number };
 
 function readPosition(path: string, json: string, epochs: number): Position {
   const name = '__metadata__.position';
@@ -78,7 +81,7 @@ function readPosition(path: string, json: string, epochs: number): Position {
   }
   if (p === null || typeof p !== 'object' || Array.isArray(p)) fileError(path, 'a JSON object { epoch, done, examples, shuffleSeed, lossSum, correct }', name, p);
   const o = p as Record<string, unknown>;
-  const keys = ['epoch', 'done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'shuffled', 'ignored', 'ranks'];
+  const keys = ['epoch', 'done', 'examples', 'shuffleSeed', 'lossSum', 'correct', 'shuffled', 'ignored', 'ranks', 'weightSum'];
   const extra = Object.keys(o).find((k) => !keys.includes(k));
   if (extra !== undefined) fileError(path, `only the keys ${keys.join(', ')}`, name, new v.Received(`'${extra}'`));
   // An epoch in progress is the one after the last completed; its examples fit an Int32 index.
@@ -88,6 +91,9 @@ function readPosition(path: string, json: string, epochs: number): Position {
   if (!isInteger(o.done, 1, n - 1)) fileError(path, `a whole number in [1, ${n - 1}] (examples trained on, of ${n})`, `${name}.done`, o.done);
   if (!isInteger(o.shuffleSeed, 0, 2 ** 32 - 1)) fileError(path, 'a 32-bit unsigned integer', `${name}.shuffleSeed`, o.shuffleSeed);
   if (!(typeof o.lossSum === 'number' && Number.isFinite(o.lossSum) && o.lossSum >= 0)) fileError(path, 'a finite number ≥ 0 (a sum of cross-entropies)', `${name}.lossSum`, o.lossSum);
+  if (o.weightSum !== undefined && !(typeof o.weightSum === 'number' && Number.isFinite(o.weightSum) && o.weightSum >= 0)) {
+    fileError(path, 'a finite number ≥ 0 (the class weights of the rows counted)', `${name}.weightSum`, o.weightSum);
+  }
   if (o.ranks !== undefined && !isInteger(o.ranks, 2, 0x7fffffff)) fileError(path, 'a whole number ≥ 2 (the data-parallel world size)', `${name}.ranks`, o.ranks);
   if (o.ignored !== undefined && !isInteger(o.ignored, 1, o.done as number)) fileError(path, `a whole number in [1, ${o.done}] (ignored rows of done)`, `${name}.ignored`, o.ignored);
   const counted = (o.done as number) - ((o.ignored as number | undefined) ?? 0);

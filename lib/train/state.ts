@@ -54,7 +54,7 @@ export interface TrainState {
  * Float64: every count is exact up to 2^53, and the loss sum is the very double an uninterrupted
  * epoch accumulates.
  */
-export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6, shuffled: 7, ignored: 8, ranks: 9 } as const;
+export const COUNTER = { steps: 0, epochs: 1, done: 2, examples: 3, shuffleSeed: 4, lossSum: 5, correct: 6, shuffled: 7, ignored: 8, ranks: 9, weightSum: 10 } as const;
 const COUNTERS = Object.keys(COUNTER).length;
 export const STOP = 0;
 const LOCK = 1;
