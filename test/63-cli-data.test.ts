@@ -264,7 +264,7 @@ describe('handgrad train: what the model file would refuse is refused before tra
   });
   it('a column whose standard deviation is subnormal (values 0 and 2e-310), naming the column', () => {
     expect(refused('subnormal', `a,b,label\n${rows((i) => `${i},${i % 2 ? '2e-310' : '0'},${'xy'[i % 2]}`)}`))
-      .toMatch(/--data \S+refuse-subnormal\.csv/); // the column by name here (fitStandardizer may come to refuse it first, in its words)
+      .toMatch(/column "b" of --data .*--data \S+refuse-subnormal\.csv/); // the column by name (fitStandardizer's refusal, in the CSV's terms)
   });
   it('a CSV of one data row: --data needs two (80/20 split), said before training', () => {
     expect(refused('one-row', 'a,b,label\n1,2,x\n')).toMatch(/Expected at least 2 data rows \(a CSV is split 80\/20 into training and validation rows\) for --data \S+refuse-one-row\.csv but received 1 row/);

@@ -43,22 +43,26 @@ const inDtype = (X: FloatArray, dtype: Dtype): FloatArray => (dtype === 'float32
 
 function split(name: string, d: Dataset<FloatArray>, seed: number, standardize: boolean, dtype: Dtype, defaults: Prepared['defaults'], names: Omit<ModelFileOptions, 'preprocess'> = {}): Prepared {
   const { train, val } = trainValSplit(inDtype(d.X, dtype), d.y, d.D, { fraction: 0.2, seed });
-  const z = standardize ? fitted(train.X, d.D, name) : null; // fitted on train only, applied to both
+  const z = standardize ? fitted(train.X, d.D, name, names.features) : null; // fitted on train only, applied to both
   const part = ({ X, y }: { X: FloatArray; y: Int32Array }) => ({ X: z ? z.apply(X) : X, y });
   // The model file keeps the statistics, so `handgrad predict` and loadModel take raw rows.
   const file = { ...names, ...(z ? { preprocess: { mean: z.mean, std: z.std } } : {}) };
-  if (z) tinyStd(z.std, names.features, name);
   savable(file, d.D, d.C, name);
   return { name, train: part(train), val: part(val), D: d.D, C: d.C, file, defaults };
 }
 
-/** fitStandardizer on the training rows; its refusals (which name its argument X) name --data. */
-function fitted(X: FloatArray, D: number, data: string) {
+/**
+ * fitStandardizer on the training rows; its refusals (which name its argument X and "column j of
+ * X") name --data and the CSV's column: a column whose standard deviation has no finite reciprocal
+ * (values such as 0 and 2e-310), which the model file would refuse, is refused here, before training.
+ */
+function fitted(X: FloatArray, D: number, data: string, features: readonly string[] | undefined) {
   try {
     return fitStandardizer(X, D);
   } catch (err) {
-    if (err instanceof RangeError) throw new HandgradError('ERR_FILE', `${err.message} (the standardizer fitted on the training rows of --data ${data})`, { cause: err });
-    throw err;
+    if (!(err instanceof RangeError)) throw err;
+    const message = features ? err.message.replace(/\bcolumn (\d+) of X\b/, (_, j: string) => `column ${JSON.stringify(features[Number(j)])} of --data`) : err.message;
+    throw new HandgradError('ERR_FILE', `${message} (the standardizer fitted on the training rows of --data ${data})`, { cause: err });
   }
 }
 
@@ -76,19 +80,6 @@ function headerNames(data: string): void {
       fileFail('distinct column names (predict finds the columns by name)', `--data ${data}`, `${JSON.stringify(f)} for columns ${columnList(columnsNamed(first.cells, f))} of ${shownHeader(first)}`, undefined);
     }
   });
-}
-
-/**
- * A column whose standard deviation on the training rows is below 5.6e-309 (a subnormal: values
- * such as 0 and 2e-310) has no finite reciprocal, which the model file refuses (its standardizer
- * would map every other value to infinity). Said in the column's name, before training.
- * @throws {HandgradError} ERR_FILE naming --data and the column
- */
-function tinyStd(std: Float64Array, features: readonly string[] | undefined, data: string): void {
-  const j = std.findIndex((s) => !Number.isFinite(1 / s));
-  if (j < 0) return;
-  const column = features ? `column ${JSON.stringify(features[j])}` : `feature ${j + 1}`;
-  fileFail('feature columns whose standard deviation has a finite reciprocal (≥ 5.6e-309; scale the column, or drop it)', `${column} of --data ${data}`, `a standard deviation of ${std[j]} on the training rows`, undefined);
 }
 
 /**
