@@ -4,7 +4,7 @@
 // copies), built once per params object and activation and kept while those tensors and that loss
 // are the ones the object holds.
 import { Linear } from './layers/linear';
-import { lossOfSpec, sameLoss, SoftmaxCrossEntropy } from './layers/loss';
+import { lossOfSpec, sameLoss, SoftmaxCrossEntropy, specIs } from './layers/loss';
 import { activationLayer, PARAMS_OWNER, Sequential, type SequentialForwardBackwardOptions, softmaxRows } from './layers/sequential';
 import type { TrainerParams, TwoLayerParams } from './train/trainer';
 import type { Activation, BackendName, Cache, FloatArray, Grads, LossReduction, Params } from './types';
@@ -55,11 +55,13 @@ const DEFAULT_LOSS = new SoftmaxCrossEntropy();
  */
 export function twoLayerNet(params: unknown, activation: Activation): Sequential {
   const p = v.params(params);
-  // Checked on every call, not cached with the net: the record's loss may be replaced or changed in place.
-  const loss = p.loss === undefined ? DEFAULT_LOSS : lossOfSpec('params.loss', p.loss, p.dtype, p.C);
   let byAct = nets.get(p.source);
   const seq = byAct?.[activation];
-  if (seq && seq.params.W1 === p.W1 && seq.params.b1 === p.b1 && seq.params.W2 === p.W2 && seq.params.b2 === p.b2 && sameLoss(seq.loss, loss)) return seq;
+  // The record's loss is read on every call (it may be replaced or changed in place), but built and
+  // checked again only when it is not the cached net's.
+  const sameTensors = seq !== undefined && seq.params.W1 === p.W1 && seq.params.b1 === p.b1 && seq.params.W2 === p.W2 && seq.params.b2 === p.b2;
+  if (sameTensors && (p.loss === undefined ? sameLoss(seq.loss, DEFAULT_LOSS) : specIs(seq.loss, p.loss, p.dtype))) return seq;
+  const loss = p.loss === undefined ? DEFAULT_LOSS : lossOfSpec('params.loss', p.loss, p.dtype, p.C);
   v.sizes({ B: 1, D: p.D, H: p.H, C: p.C });
   const linears = [new Linear(p.D, p.H, { W: p.W1, b: p.b1 }), new Linear(p.H, p.C, { W: p.W2, b: p.b2 })];
   const net = new Sequential([linears[0], activationLayer(activation), linears[1]], { loss: loss === DEFAULT_LOSS ? undefined : loss });

@@ -452,6 +452,16 @@ describe("H4: a two-layer params record's loss (loadParams', a Trainer's) is rea
     expect(verify(q, X, y, { reference: 'fd' }).reduction).toBe('sum');
     expect(verify(q, X, y, { reference: 'fd', reduction: 'mean' }).reduction).toBe('mean');
   });
+  it('the same record called again computes its loss as it is then: changed in place, replaced, or made malformed', () => {
+    const q = withLoss({ reduction: 'sum', weight: [1, 5] });
+    expect(forwardBackward(q, X, y).loss).toBeCloseTo(handSumLoss([1, 5]), 12);
+    (q as unknown as { loss: { weight: number[] } }).loss.weight[1] = 2; // in place
+    expect(forwardBackward(q, X, y).loss).toBeCloseTo(handSumLoss([1, 2]), 12);
+    (q as unknown as { loss: unknown }).loss = { reduction: 'mean' }; // replaced
+    expect(forwardBackward(q, X, y).loss).toBeCloseTo(handSumLoss() / 2, 12);
+    (q as unknown as { loss: unknown }).loss = { reduction: 'mean', extra: 1 }; // malformed after a call: still refused
+    expect(() => forwardBackward(q, X, y)).toThrow(/Expected no option 'extra' for params\.loss/);
+  });
   it('a malformed params.loss is refused by every two-layer entry point, naming it', () => {
     const cases: [unknown, RegExp][] = [
       ['sum', /Expected an object \{ reduction, weight\?, ignoreIndex\?, labelSmoothing\? \} for params\.loss but received "sum"/],

@@ -130,3 +130,32 @@ export class SoftmaxCrossEntropy {
     return `SoftmaxCrossEntropy(${[this.reduction, ...extra].join(', ')})`;
   }
 }
+
+const LOSS_DEFAULTS = new SoftmaxCrossEntropy();
+const SPEC_KEYS: readonly string[] = ['reduction', 'weight', 'ignoreIndex', 'labelSmoothing'];
+
+/**
+ * Whether `spec` (a params record's loss) reads as `loss` exactly, as lossOfSpec would read it in
+ * `dtype`: a plain object of the four keys at most, each value `loss`'s own (bit for bit; a weight
+ * rounded to the dtype), a missing one the default. Lets a call on the same record reuse the loss it
+ * checked before instead of building and checking it again (2.5 µs of a 3 µs toy step with a
+ * weight). Anything else is false, and lossOfSpec then checks it.
+ */
+export function specIs(loss: SoftmaxCrossEntropy, spec: unknown, dtype: Dtype): boolean {
+  if (spec === null || typeof spec !== 'object' || Object.getPrototypeOf(spec) !== Object.prototype) return false;
+  if (Object.getOwnPropertyNames(spec).some((k) => !SPEC_KEYS.includes(k))) return false;
+  const { reduction, weight, ignoreIndex, labelSmoothing } = spec as Record<string, unknown>;
+  const or = (x: unknown, d: unknown) => (x === undefined ? d : x);
+  if (or(reduction, LOSS_DEFAULTS.reduction) !== loss.reduction) return false;
+  if (!Object.is(or(ignoreIndex, LOSS_DEFAULTS.ignoreIndex), loss.ignoreIndex) || !Object.is(or(labelSmoothing, LOSS_DEFAULTS.labelSmoothing), loss.labelSmoothing)) return false;
+  const w = loss.weight;
+  if (weight === undefined || w === null) return weight === undefined && w === null;
+  if (!Array.isArray(weight) || weight.length !== w.length) return false;
+  const f32 = dtype === 'float32';
+  for (let i = 0; i < w.length; i++) {
+    const x = weight[i];
+    if (typeof x !== 'number' || !Object.is(f32 ? Math.fround(x) : x, w[i])) return false;
+  }
+  return true;
+}
+
